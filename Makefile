@@ -1,0 +1,119 @@
+# traind — build, test, bench, install.  See README.md.
+#
+#   make            build/traind, build/trainctl
+#   make test       install missing Debian packages, build, run every test
+#   make check      the same tests built with AddressSanitizer + UBSan
+#   make run        build and start traind on ./var/spool at 127.0.0.1:8080
+#   make bench      speed against PyTorch (torch_ref.py) and nginx
+#   make install    PREFIX=/usr/local DESTDIR=
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+CC      ?= cc
+VERSION := 0.1.0
+
+PKGS      := yaml-0.1 libuv libcjson openblas check libcurl
+HAVE_SYSTEMD := $(shell pkg-config --exists libsystemd 2>/dev/null && echo 1)
+ifeq ($(HAVE_SYSTEMD),1)
+PKGS      += libsystemd
+SYSTEMD_CFLAGS := -DHAVE_LIBSYSTEMD=1
+endif
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Werror=implicit-function-declaration \
+           -Iinclude $(PKG_CFLAGS) $(SYSTEMD_CFLAGS) -DTRAIND_VERSION='"$(VERSION)"' -pthread $(SAN_FLAGS)
+LDLIBS  += $(PKG_LIBS) -lhttp_parser -lm -pthread
+LDFLAGS += $(SAN_FLAGS)
+
+CORE_SRC    := $(wildcard daemon/core/*.c)
+SERVICE_SRC := $(filter-out daemon/service/main.c,$(wildcard daemon/service/*.c))
+WORKER_SRC  := $(wildcard daemon/worker/*.c)
+CLI_SRC     := $(wildcard daemon/cli/*.c)
+UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+ITEST_SRC   := $(wildcard tests/integration/test_*.c)
+TESTLIB_SRC := $(wildcard tests/lib/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+CORE_LIB    := $(BUILD)/libtraind_core.a
+SERVICE_LIB := $(BUILD)/libtraind_service.a
+TESTLIB     := $(BUILD)/libtraind_test.a
+UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+ITEST_BINS  := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(ITEST_SRC))
+
+# Programs and libraries appear as their sources do (the daemon builds once daemon/service/main.c exists).
+PROGRAMS := $(BUILD)/trainctl $(if $(wildcard daemon/service/main.c),$(BUILD)/traind)
+LINK_LIBS := $(if $(TESTLIB_SRC),$(TESTLIB)) $(if $(SERVICE_SRC)$(WORKER_SRC),$(SERVICE_LIB)) $(CORE_LIB)
+
+.PHONY: all test check run bench deps install uninstall clean fuzz tests
+all: $(PROGRAMS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(CORE_LIB): $(call obj,$(CORE_SRC))
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(SERVICE_LIB): $(call obj,$(SERVICE_SRC) $(WORKER_SRC))
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(TESTLIB): $(call obj,$(TESTLIB_SRC))
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/traind: $(call obj,daemon/service/main.c) $(SERVICE_LIB) $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/trainctl: $(call obj,$(CLI_SRC)) $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LINK_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(LINK_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+tests: all $(UNIT_BINS) $(ITEST_BINS)
+
+deps:
+	@scripts/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory tests
+	@BUILD=$(BUILD) scripts/run-tests.sh $(UNIT_BINS) $(ITEST_BINS)
+
+# The same suite under AddressSanitizer + UndefinedBehaviorSanitizer, in its own build tree.
+check: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	    SAN_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" tests
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    BUILD=build-asan scripts/run-tests.sh \
+	    $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BINS) $(ITEST_BINS))
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run-local.sh $(BUILD)
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) scripts/bench.sh
+
+install: all
+	scripts/install.sh install "$(DESTDIR)" "$(PREFIX)" "$(BUILD)"
+
+uninstall:
+	scripts/install.sh uninstall "$(DESTDIR)" "$(PREFIX)" "$(BUILD)"
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

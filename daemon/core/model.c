@@ -1,0 +1,23 @@
+/* model — dispatch to the model implementations.  See traind/model.h. */
+#include "traind/model.h"
+
+#include <stdio.h>
+
+model_t *model_create(const model_cfg *cfg, int batch_size, char *err, size_t errlen)
+{
+    switch (cfg->type) {
+    case MODEL_LINEAR:
+    case MODEL_MLP:
+        return mlp_create(cfg, batch_size, err, errlen);
+    case MODEL_GPT:
+        return gpt_create(cfg, batch_size, err, errlen);
+    }
+    snprintf(err, errlen, "unknown model type %d", (int)cfg->type);
+    return NULL;
+}
+
+void model_free(model_t *m)
+{
+    if (m)
+        m->ops->destroy(m);
+}

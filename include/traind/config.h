@@ -1,0 +1,138 @@
+/*
+ * config — the run config of SPEC.md §6: parsed from YAML, validated, every
+ * default filled in, every problem reported at once with its key path and
+ * position.
+ */
+#ifndef TRAIND_CONFIG_H
+#define TRAIND_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "traind/diag.h"
+
+struct cJSON;
+
+#define CFG_MAX_HIDDEN 16
+#define CFG_MAX_MILESTONES 64
+#define CFG_MAX_POINTS 256
+#define CFG_MAX_FILE_BYTES (1u << 20)
+
+typedef enum { MODEL_LINEAR, MODEL_MLP, MODEL_GPT } model_type;
+typedef enum { ACT_RELU, ACT_GELU, ACT_TANH } activation_type;
+typedef enum { DATA_SYNTHETIC, DATA_CSV, DATA_TEXT, DATA_TOKENS } data_kind;
+typedef enum { OPT_ADAMW, OPT_ADAM, OPT_SGD } optim_type;
+typedef enum {
+    SCHED_CONSTANT, SCHED_CONSTANT_WITH_WARMUP, SCHED_LINEAR, SCHED_COSINE,
+    SCHED_COSINE_WITH_RESTARTS, SCHED_POLYNOMIAL, SCHED_INVERSE_SQRT,
+    SCHED_WSD, SCHED_STEP, SCHED_MULTISTEP, SCHED_EXPONENTIAL,
+    SCHED_ONECYCLE, SCHED_PIECEWISE
+} sched_type;
+typedef enum { SHAPE_LINEAR, SHAPE_COSINE, SHAPE_1_SQRT } wsd_shape;  /* warmup_type / decay_type */
+
+typedef struct model_cfg {
+    model_type type;
+    int input_dim, output_dim;          /* linear, mlp */
+    int hidden[CFG_MAX_HIDDEN];         /* mlp */
+    int n_hidden;
+    activation_type activation;         /* mlp; default relu (as torch_ref.py) */
+    int vocab_size, context, d_model, layers, heads;   /* gpt */
+} model_cfg;
+
+typedef struct data_cfg {
+    data_kind kind;
+    int batch_size;                     /* default 32 */
+    char *path;                         /* as written in the config; NULL if absent */
+    double noise;                       /* synthetic; default 0.01 */
+    double eval_fraction;               /* default 0 */
+} data_cfg;
+
+typedef struct optim_cfg {
+    optim_type type;
+    double lr;                          /* default 1e-3 */
+    double beta1, beta2;                /* default 0.9, 0.999 */
+    double eps;                         /* default 1e-8 */
+    double weight_decay;                /* default 0.01 for adamw, 0 otherwise */
+    double momentum;                    /* sgd; default 0 */
+    bool nesterov;                      /* sgd */
+    double grad_clip;                   /* 0 = off */
+} optim_cfg;
+
+typedef struct sched_cfg {
+    sched_type type;                    /* default cosine */
+    long total_steps;                   /* required, >= 1 */
+    long warmup_steps;                  /* resolved: warmup_ratio already applied */
+    double min_lr_ratio;                /* resolved: min_lr / optimizer.lr already applied */
+    double warmup_start_ratio;          /* default 0 */
+    double cycles;                      /* cosine_with_restarts; default 1 */
+    double power;                       /* polynomial; default 1 */
+    long timescale;                     /* inverse_sqrt; default W, or 10000 if W == 0 */
+    wsd_shape warmup_type, decay_type;  /* wsd; default linear, cosine */
+    long decay_steps;                   /* wsd; resolved from decay_steps/decay_ratio/stable_steps */
+    long step_size;                     /* step */
+    double gamma;                       /* step, multistep (default 0.1), exponential (required) */
+    long milestones[CFG_MAX_MILESTONES];
+    int n_milestones;
+    double pct_start, div_factor, final_div_factor;   /* onecycle: 0.3, 25, 1e4 */
+    bool anneal_cos;                    /* onecycle anneal: cos (true) or linear */
+    bool three_phase;
+    long point_step[CFG_MAX_POINTS];    /* piecewise */
+    double point_ratio[CFG_MAX_POINTS];
+    int n_points;
+} sched_cfg;
+
+typedef struct train_cfg {
+    long log_every;                     /* default 10 */
+    long checkpoint_every;              /* default 500; 0 = only at end/cancel/SIGTERM */
+    long eval_every;                    /* default 0 */
+} train_cfg;
+
+typedef struct run_config {
+    char *name;
+    uint64_t seed;                      /* default 0 */
+    int threads;                        /* default 1 */
+    model_cfg model;
+    data_cfg data;
+    optim_cfg optim;
+    sched_cfg sched;
+    train_cfg train;
+} run_config;
+
+typedef struct cfg_parse_opts {
+    const char *default_name;           /* used when the config has no name (the file's stem) */
+    size_t max_model_bytes;             /* memory cap for the model estimate; 0 = CFG_DEFAULT_MAX_MODEL_BYTES */
+} cfg_parse_opts;
+
+#define CFG_DEFAULT_MAX_MODEL_BYTES ((size_t)8 << 30)
+
+/* Parses and validates a run config.  On success returns 0 and fills *out
+ * (free with cfg_free).  On failure returns -1 with every problem in errs and
+ * *out zeroed (nothing to free).  Never aborts on bad input. */
+int cfg_parse(const char *buf, size_t len, const cfg_parse_opts *opts,
+              run_config *out, diag_list_t *errs);
+
+/* Reads path (capped at CFG_MAX_FILE_BYTES) and cfg_parse()s it; the default
+ * name is the file's stem unless opts gives one. */
+int cfg_load_file(const char *path, const cfg_parse_opts *opts,
+                  run_config *out, diag_list_t *errs);
+
+void cfg_free(run_config *cfg);
+
+/* A stable 64-bit hash of every field that affects the numbers (not name,
+ * not threads' cap, not log/checkpoint cadence).  Stored in checkpoints. */
+uint64_t cfg_hash(const run_config *cfg);
+
+/* Bytes the training process will need for the model: parameters, gradients,
+ * optimizer state and activations at the configured batch size. */
+size_t cfg_model_bytes(const run_config *cfg);
+
+/* The config with every default filled in, as JSON (the job object's
+ * "config").  Caller owns the result (cJSON_Delete). */
+struct cJSON *cfg_to_json(const run_config *cfg);
+
+/* Number of trainable parameters of the configured model. */
+size_t cfg_param_count(const model_cfg *m);
+
+const char *sched_type_name(sched_type t);
+
+#endif

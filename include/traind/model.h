@@ -1,0 +1,54 @@
+/*
+ * model — the trainable models behind one interface.  Parameters and
+ * gradients each live in one contiguous float buffer (per-tensor views into
+ * it are the implementation's business), so the optimizer is one loop over a
+ * flat array and a checkpoint is one write.  No allocation happens inside a
+ * step: activations are sized for batch_size at creation.
+ *
+ * Implementations: model_mlp.c (linear = mlp with no hidden layer), model_gpt.c.
+ */
+#ifndef TRAIND_MODEL_H
+#define TRAIND_MODEL_H
+
+#include <stddef.h>
+#include "traind/batch.h"
+#include "traind/config.h"
+#include "traind/rng.h"
+
+typedef struct model model_t;
+
+typedef struct model_ops {
+    void (*destroy)(model_t *m);
+    /* Initialise params (PyTorch default for nn.Linear; GPT-2 init for gpt). */
+    void (*init)(model_t *m, rng_t *rng);
+    /* Forward + loss + backward.  Gradients are overwritten, not accumulated.
+     * Returns the mean loss of the batch. */
+    float (*train_step)(model_t *m, const batch_t *b);
+    /* Forward + loss only. */
+    float (*eval_loss)(model_t *m, const batch_t *b);
+} model_ops;
+
+/* Shared fields; implementations embed this as their first member. */
+struct model {
+    const model_ops *ops;
+    model_cfg cfg;
+    int batch_size;           /* largest batch train_step/eval_loss accept */
+    size_t n_params;
+    float *params;            /* n_params floats */
+    float *grads;             /* n_params floats */
+};
+
+/* Creates the model of cfg for batches of up to batch_size rows/sequences.
+ * Returns NULL with a message in err on failure (e.g. out of memory). */
+model_t *model_create(const model_cfg *cfg, int batch_size, char *err, size_t errlen);
+void model_free(model_t *m);
+
+static inline void model_init(model_t *m, rng_t *rng) { m->ops->init(m, rng); }
+static inline float model_train_step(model_t *m, const batch_t *b) { return m->ops->train_step(m, b); }
+static inline float model_eval_loss(model_t *m, const batch_t *b) { return m->ops->eval_loss(m, b); }
+
+/* Constructors of the implementations (called by model_create). */
+model_t *mlp_create(const model_cfg *cfg, int batch_size, char *err, size_t errlen);
+model_t *gpt_create(const model_cfg *cfg, int batch_size, char *err, size_t errlen);
+
+#endif

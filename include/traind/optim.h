@@ -1,0 +1,32 @@
+/*
+ * optim — AdamW, Adam and SGD over one flat float array of parameters, as
+ * torch.optim computes them (torch 1.13 single-tensor CPU path), plus
+ * gradient clipping as torch.nn.utils.clip_grad_norm_.
+ */
+#ifndef TRAIND_OPTIM_H
+#define TRAIND_OPTIM_H
+
+#include <stddef.h>
+#include "traind/config.h"
+
+/* State buffers are n floats each, zeroed before the first step.  m is
+ * exp_avg (or the SGD momentum buffer), v is exp_avg_sq (unused by SGD). */
+typedef struct optim_state {
+    float *m;
+    float *v;
+    long step;      /* updates taken so far */
+} optim_state;
+
+/* One update of params (n floats) with grads at learning rate lr.
+ * Increments st->step first (torch's step_t += 1). */
+void optim_step(const optim_cfg *cfg, optim_state *st, float *params,
+                const float *grads, size_t n, double lr);
+
+/* Global L2 norm of the gradient (before clipping), computed in double. */
+double grad_global_norm(const float *grads, size_t n);
+
+/* torch.nn.utils.clip_grad_norm_: if max_norm > 0 scales grads by
+ * min(1, max_norm / (norm + 1e-6)).  Returns norm unchanged. */
+void grad_clip(float *grads, size_t n, double norm, double max_norm);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * util — small helpers shared by every module: allocation that aborts on OOM,
+ * whole-file reads with a size cap, atomic file replacement, directories.
+ *
+ * Functions returning int return 0 on success and a negative errno value on
+ * failure (the libuv convention), unless stated otherwise.
+ */
+#ifndef TRAIND_UTIL_H
+#define TRAIND_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Reads a whole file into a NUL-terminated malloc'd buffer.  Fails with
+ * -EFBIG if it is larger than max_bytes. */
+int read_file(const char *path, size_t max_bytes, char **out, size_t *out_len);
+
+/* Writes data to path atomically: PATH.tmp.PID, fsync, rename over path,
+ * fsync the directory.  A reader sees the old file or the new one, never a
+ * torn one, even across power loss. */
+int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
+
+/* fsync the directory that contains path (so a rename in it is durable). */
+int fsync_parent_dir(const char *path);
+
+/* mkdir -p with the given mode for created components. */
+int mkdir_p(const char *path, unsigned mode);
+
+/* Monotonic seconds and wall-clock (UTC) helpers. */
+double now_monotonic(void);
+/* ISO-8601 UTC "2026-11-24T13:45:00Z" of a unix time into buf (>= 21 bytes). */
+void format_utc(double unix_time, char *buf, size_t len);
+double now_unix(void);
+
+/* CRC-32 (IEEE, as zlib) of a buffer, continuing from crc (start with 0). */
+uint32_t crc32_update(uint32_t crc, const void *data, size_t len);
+
+/* 64-bit FNV-1a, continuing from h (start with FNV64_INIT). */
+#define FNV64_INIT 0xcbf29ce484222325ULL
+uint64_t fnv64_update(uint64_t h, const void *data, size_t len);
+
+#endif

@@ -1,0 +1,14 @@
+#!/bin/sh
+# Optional packages for `make bench` (PyTorch reference, wrk, nginx). Installs as root, else prints the command.
+set -eu
+PKGS="wrk nginx-light python3-torch python3-yaml"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null || true
+else
+    echo "bench: optional packages missing:$missing (sudo apt-get install -y$missing)"
+fi

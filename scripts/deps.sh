@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs the Debian packages traind needs to build and test, when missing.
+# As root it runs apt-get; otherwise it prints the exact command to run.
+set -eu
+PKGS="build-essential pkg-config libyaml-dev libuv1-dev libcjson-dev libhttp-parser-dev
+libopenblas-dev libopenblas0-pthread check libsystemd-dev libcurl4-openssl-dev systemd curl"
+# Optional extras used only by `make bench` and `make fuzz`; installed when we can, never required.
+EXTRA="wrk nginx-light python3-torch python3-yaml clang"
+
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" = 0 ]; then
+    echo "deps: installing:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+else
+    echo "deps: missing Debian packages:$missing"
+    echo "deps: run:  sudo apt-get install -y$missing"
+    exit 1
+fi
