@@ -1,0 +1,62 @@
+/*
+ * runner — trains one run config into a run directory, end to end: data,
+ * model, schedule, optimizer, clipping, metrics.jsonl, checkpoint.bin,
+ * resume, and a clean stop on request.  The one training loop of the
+ * project: `trainctl run` drives it in the foreground and the daemon's worker
+ * process drives it for a job; both only differ in what they do with events.
+ *
+ * Files in out_dir:
+ *   metrics.jsonl   {"step","lr","loss","loss_avg","grad_norm","time"[,"eval_loss"]} per
+ *                   logged step, appended and flushed; cut back to the checkpoint's step on resume
+ *   checkpoint.bin  replaced atomically every checkpoint_every steps, at the end and on stop
+ */
+#ifndef TRAIND_RUNNER_H
+#define TRAIND_RUNNER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include "traind/config.h"
+
+typedef enum {
+    RUN_EVENT_START,       /* training begins (step = resumed step, 0 if fresh) */
+    RUN_EVENT_NOTICE,      /* something the user should know: message (e.g. checkpoint refused) */
+    RUN_EVENT_LOG,         /* a metrics point was written (every log_every steps and the last) */
+    RUN_EVENT_TICK,        /* progress between log points, at most every tick_interval_s */
+    RUN_EVENT_CHECKPOINT,  /* checkpoint.bin now holds `step` */
+    RUN_EVENT_EVAL,        /* eval_loss measured at `step` */
+} run_event_type;
+
+typedef struct run_event {
+    run_event_type type;
+    long step;             /* updates completed */
+    long total_steps;
+    double lr;             /* the lr the last update used */
+    double loss;           /* that update's loss (before the update) */
+    double loss_avg;       /* mean loss since the previous metrics point */
+    double grad_norm;      /* global L2 norm before clipping */
+    double eval_loss;      /* NAN when none */
+    double elapsed_s;      /* seconds of training in this process */
+    double steps_per_s;    /* recent rate */
+    long checkpoint_step;  /* last checkpointed step, -1 if none yet */
+    const char *message;   /* RUN_EVENT_NOTICE */
+} run_event;
+
+typedef struct runner_opts {
+    const char *out_dir;              /* created if missing */
+    const char *data_path;            /* resolved data file, or NULL */
+    int threads;                      /* compute threads, >= 1 */
+    bool fresh;                       /* ignore an existing checkpoint */
+    volatile sig_atomic_t *stop;      /* when it becomes nonzero: checkpoint and return RUN_STOPPED */
+    double tick_interval_s;           /* 0 = no TICK events */
+    void (*on_event)(void *ctx, const run_event *ev);
+    void *ctx;
+} runner_opts;
+
+typedef enum { RUN_OK = 0, RUN_STOPPED = 1, RUN_FAILED = 2 } run_result;
+
+/* Trains cfg to total_steps (resuming from out_dir/checkpoint.bin when it
+ * holds this config, unless fresh).  On RUN_FAILED err says why, e.g.
+ * "loss is NaN at step 812" or "cannot write checkpoint.bin: No space left on device". */
+run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err, size_t errlen);
+
+#endif
