@@ -1,0 +1,31 @@
+/*
+ * cli.h — the pieces of trainctl, one file per command group:
+ *   trainctl.c      main, usage, dispatch, validate
+ *   cmd_run.c       run (foreground training with a progress bar)
+ *   cmd_schedule.c  schedule (terminal plot or JSON)
+ *   cmd_sample.c    sample (text from a gpt checkpoint)
+ *   client.c        submit, status, watch, cancel, logs (HTTP to a running traind, via libcurl)
+ */
+#ifndef TRAIND_CLI_H
+#define TRAIND_CLI_H
+
+#include <stdbool.h>
+#include "traind/config.h"
+
+/* Exit codes of SPEC.md §1. */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+
+/* Loads and validates a run config as the daemon would (data.path resolved
+ * against the config's folder; *data_path gets the resolved file or NULL).
+ * Prints every error to stderr and returns -1 when invalid. */
+int cli_load_config(const char *path, run_config *cfg, char **data_path);
+
+int cmd_run(int argc, char **argv);
+int cmd_schedule(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_client(const char *verb, int argc, char **argv);
+
+/* "1h02m", "3m07s", "12s" */
+void cli_format_duration(double seconds, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,417 @@
+/*
+ * trainctl's daemon commands: submit, status, watch, cancel, logs.
+ *
+ * HTTP goes through libcurl; answers are parsed with cJSON.  Where to find
+ * the daemon, in order: --url, $TRAIND_URL, the address a port-0 daemon wrote
+ * to <spool>/traind.addr, the daemon config's `listen`, http://127.0.0.1:8080.
+ * The bearer token for writes: --token-file, $TRAIND_TOKEN_FILE, the daemon
+ * config's api_token_file, <spool>/api.token.
+ */
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "traind/util.h"
+#include "traind/yamltree.h"
+
+#define DEFAULT_DAEMON_CONFIG "/etc/traind/traind.yaml"
+
+typedef struct client {
+    char *base_url;          /* "http://127.0.0.1:8080", no trailing slash */
+    char *unix_socket;       /* when listening on unix:PATH */
+    char *token;
+    bool json;
+} client;
+
+typedef struct response {
+    long status;
+    char *body;
+    size_t len;
+} response;
+
+static size_t on_body(char *data, size_t size, size_t n, void *ctx)
+{
+    response *r = ctx;
+    size_t add = size * n;
+    r->body = xrealloc(r->body, r->len + add + 1);
+    memcpy(r->body + r->len, data, add);
+    r->len += add;
+    r->body[r->len] = '\0';
+    return add;
+}
+
+/* Performs one request.  Returns 0, or EXIT_UNREACHABLE after printing why. */
+static int http(const client *c, const char *method, const char *path, const char *body,
+                size_t body_len, response *out)
+{
+    memset(out, 0, sizeof *out);
+    CURL *h = curl_easy_init();
+    if (!h) {
+        fprintf(stderr, "trainctl: cannot initialise libcurl\n");
+        return EXIT_UNREACHABLE;
+    }
+    char *url = xasprintf("%s%s", c->base_url, path);
+    struct curl_slist *hdrs = NULL;
+    char *auth = NULL;
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    if (c->unix_socket)
+        curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->unix_socket);
+    if (c->token) {
+        auth = xasprintf("Authorization: Bearer %s", c->token);
+        hdrs = curl_slist_append(hdrs, auth);
+    }
+    if (!strcmp(method, "POST")) {
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/yaml");
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? body_len : 0));
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    CURLcode rc = curl_easy_perform(h);
+    int ret = 0;
+    if (rc != CURLE_OK) {
+        fprintf(stderr, "trainctl: cannot reach traind at %s%s%s: %s\n", c->base_url,
+                c->unix_socket ? " via " : "", c->unix_socket ? c->unix_socket : "",
+                curl_easy_strerror(rc));
+        ret = EXIT_UNREACHABLE;
+    } else {
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
+    }
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(h);
+    free(auth);
+    free(url);
+    return ret;
+}
+
+static char *trim_dup(const char *s)
+{
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+        n--;
+    return xstrndup(s, n);
+}
+
+static char *read_small(const char *path)
+{
+    char *buf;
+    size_t len;
+    if (read_file(path, 4096, &buf, &len) != 0)
+        return NULL;
+    char *t = trim_dup(buf);
+    free(buf);
+    return t;
+}
+
+/* The daemon config's scalar value for key, or NULL. */
+static char *daemon_config_value(const char *key)
+{
+    char *buf;
+    size_t len;
+    if (read_file(DEFAULT_DAEMON_CONFIG, 1 << 20, &buf, &len) != 0)
+        return NULL;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ynode *root = ytree_parse(buf, len, &errs);
+    char *v = NULL;
+    const ynode *n = root && root->kind == YNODE_MAP ? ymap_get(root, key) : NULL;
+    if (n && n->kind == YNODE_SCALAR)
+        v = xstrdup(n->value);
+    ytree_free(root);
+    diag_free(&errs);
+    free(buf);
+    return v;
+}
+
+static void set_listen(client *c, const char *listen)
+{
+    if (!strncmp(listen, "unix:", 5)) {
+        c->unix_socket = xstrdup(listen + 5);
+        c->base_url = xstrdup("http://localhost");
+    } else if (!strncmp(listen, "http://", 7) || !strncmp(listen, "https://", 8)) {
+        c->base_url = xstrdup(listen);
+    } else {
+        c->base_url = xasprintf("http://%s", listen);
+    }
+    size_t n = strlen(c->base_url);
+    while (n > 0 && c->base_url[n - 1] == '/')
+        c->base_url[--n] = '\0';
+}
+
+static void locate_daemon(client *c, const char *url, const char *spool, const char *token_file)
+{
+    char *conf_spool = spool ? NULL : daemon_config_value("spool");
+    const char *sp = spool ? spool : conf_spool ? conf_spool : "var/spool";
+    char *addr_file = xasprintf("%s/traind.addr", sp);
+    char *addr = NULL;
+    if (!url)
+        url = getenv("TRAIND_URL");
+    if (!url && (addr = read_small(addr_file)))
+        url = addr;
+    char *conf_listen = url ? NULL : daemon_config_value("listen");
+    set_listen(c, url ? url : conf_listen ? conf_listen : "127.0.0.1:8080");
+
+    if (!token_file)
+        token_file = getenv("TRAIND_TOKEN_FILE");
+    char *conf_token = token_file ? NULL : daemon_config_value("api_token_file");
+    char *spool_token = xasprintf("%s/api.token", sp);
+    c->token = read_small(token_file ? token_file : conf_token ? conf_token : spool_token);
+    free(conf_spool);
+    free(addr_file);
+    free(addr);
+    free(conf_listen);
+    free(conf_token);
+    free(spool_token);
+}
+
+static const char *json_str(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static double json_num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+/* Prints a non-2xx answer's error (and errors list) and returns the exit code. */
+static int report_error(const char *what, const response *r)
+{
+    cJSON *j = r->body ? cJSON_Parse(r->body) : NULL;
+    const char *msg = j ? json_str(j, "error") : NULL;
+    fprintf(stderr, "trainctl: %s: HTTP %ld: %s\n", what, r->status, msg ? msg : (r->body ? r->body : ""));
+    const cJSON *errs = j ? cJSON_GetObjectItemCaseSensitive(j, "errors") : NULL;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, errs) {
+        double line = json_num(e, "line"), col = json_num(e, "column");
+        const char *path = json_str(e, "path"), *m = json_str(e, "message");
+        if (line > 0)
+            fprintf(stderr, "  %s:%.0f:%.0f: %s: %s\n", what, line, col, path ? path : "", m ? m : "");
+        else
+            fprintf(stderr, "  %s: %s: %s\n", what, path ? path : "", m ? m : "");
+    }
+    cJSON_Delete(j);
+    return EXIT_FAIL;
+}
+
+static int do_submit(client *c, const char *config)
+{
+    char *buf;
+    size_t len;
+    int rc = read_file(config, 1 << 20, &buf, &len);
+    if (rc != 0) {
+        fprintf(stderr, "trainctl submit: cannot read %s: %s\n", config, strerror(-rc));
+        return EXIT_FAIL;
+    }
+    response r;
+    int ret = http(c, "POST", "/jobs", buf, len, &r);
+    free(buf);
+    if (ret)
+        return ret;
+    if (r.status == 201) {
+        cJSON *j = cJSON_Parse(r.body);
+        const char *id = j ? json_str(j, "id") : NULL;
+        printf("%s\n", id ? id : r.body);
+        cJSON_Delete(j);
+    } else {
+        ret = report_error(config, &r);
+    }
+    free(r.body);
+    return ret;
+}
+
+static void print_job_line(const cJSON *job)
+{
+    const char *id = json_str(job, "id"), *state = json_str(job, "state");
+    printf("%-32s %-10s %8.0f/%-8.0f", id ? id : "?", state ? state : "?", json_num(job, "step"),
+           json_num(job, "total_steps"));
+    double lr = json_num(job, "lr"), loss = json_num(job, "loss");
+    if (!isnan(lr))
+        printf("  lr %.4e  loss %.6g", lr, loss);
+    putchar('\n');
+}
+
+static int do_status(client *c, const char *id)
+{
+    response r;
+    char *path = id ? xasprintf("/jobs/%s", id) : xstrdup("/status");
+    int ret = http(c, "GET", path, NULL, 0, &r);
+    free(path);
+    if (ret)
+        return ret;
+    if (r.status != 200) {
+        ret = report_error(id ? id : "status", &r);
+        free(r.body);
+        return ret;
+    }
+    cJSON *j = cJSON_Parse(r.body);
+    if (!j) {
+        fprintf(stderr, "trainctl: the daemon's answer is not JSON\n");
+        free(r.body);
+        return EXIT_FAIL;
+    }
+    if (c->json || id) {
+        char *s = cJSON_Print(j);
+        puts(s);
+        free(s);
+    } else {
+        printf("traind %s, up %.0fs\n", json_str(j, "version") ? json_str(j, "version") : "?",
+               json_num(j, "uptime_s"));
+        const cJSON *job;
+        cJSON_ArrayForEach(job, cJSON_GetObjectItemCaseSensitive(j, "jobs"))
+            print_job_line(job);
+    }
+    cJSON_Delete(j);
+    free(r.body);
+    return EXIT_OK;
+}
+
+static bool state_ended(const char *s)
+{
+    return s && (!strcmp(s, "succeeded") || !strcmp(s, "failed") || !strcmp(s, "cancelled") ||
+                 !strcmp(s, "rejected"));
+}
+
+static int do_watch(client *c, const char *id)
+{
+    char *path = xasprintf("/jobs/%s", id);
+    bool tty = isatty(STDOUT_FILENO);
+    int ret = EXIT_OK;
+    for (;;) {
+        response r;
+        if ((ret = http(c, "GET", path, NULL, 0, &r)) != 0)
+            break;
+        if (r.status != 200) {
+            ret = report_error(id, &r);
+            free(r.body);
+            break;
+        }
+        cJSON *j = cJSON_Parse(r.body);
+        free(r.body);
+        if (!j) {
+            fprintf(stderr, "trainctl: the daemon's answer is not JSON\n");
+            ret = EXIT_FAIL;
+            break;
+        }
+        const char *state = json_str(j, "state");
+        double step = json_num(j, "step"), total = json_num(j, "total_steps");
+        double frac = total > 0 ? step / total : 0;
+        char bar[32];
+        for (int i = 0; i < 24; i++)
+            bar[i] = i < (int)(frac * 24) ? '#' : '.';
+        bar[24] = '\0';
+        char eta[32] = "?";
+        cli_format_duration(json_num(j, "eta_s"), eta, sizeof eta);
+        printf("%s%s %-9s [%s] %.0f/%.0f  lr %.3e  loss %.5g  %.0f steps/s  ETA %s%s",
+               tty ? "\r\033[K" : "", id, state ? state : "?", bar, step, total, json_num(j, "lr"),
+               json_num(j, "loss"), json_num(j, "steps_per_s"), eta, tty ? "" : "\n");
+        fflush(stdout);
+        if (state_ended(state)) {
+            if (tty)
+                putchar('\n');
+            const cJSON *e;
+            cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "errors")) {
+                const char *m = json_str(e, "message"), *p = json_str(e, "path");
+                fprintf(stderr, "  %s%s%s\n", p && *p ? p : "", p && *p ? ": " : "", m ? m : "");
+            }
+            ret = !strcmp(state, "succeeded") ? EXIT_OK : EXIT_FAIL;
+            cJSON_Delete(j);
+            break;
+        }
+        cJSON_Delete(j);
+        usleep(500 * 1000);
+    }
+    free(path);
+    return ret;
+}
+
+static int do_cancel(client *c, const char *id)
+{
+    char *path = xasprintf("/jobs/%s/cancel", id);
+    response r;
+    int ret = http(c, "POST", path, NULL, 0, &r);
+    free(path);
+    if (ret)
+        return ret;
+    if (r.status == 202)
+        printf("%s: cancelling (it checkpoints and ends cancelled)\n", id);
+    else
+        ret = report_error(id, &r);
+    free(r.body);
+    return ret;
+}
+
+static int do_logs(client *c, const char *id)
+{
+    char *path = xasprintf("/jobs/%s/log", id);
+    response r;
+    int ret = http(c, "GET", path, NULL, 0, &r);
+    free(path);
+    if (ret)
+        return ret;
+    if (r.status == 200)
+        fwrite(r.body ? r.body : "", 1, r.len, stdout);
+    else
+        ret = report_error(id, &r);
+    free(r.body);
+    return ret;
+}
+
+int cmd_client(const char *verb, int argc, char **argv)
+{
+    const char *url = NULL, *token_file = NULL, *spool = NULL, *arg = NULL;
+    client c = {0};
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--url") && i + 1 < argc)
+            url = argv[++i];
+        else if (!strcmp(argv[i], "--token-file") && i + 1 < argc)
+            token_file = argv[++i];
+        else if (!strcmp(argv[i], "--spool") && i + 1 < argc)
+            spool = argv[++i];
+        else if (!strcmp(argv[i], "--json"))
+            c.json = true;
+        else if (argv[i][0] == '-' || arg) {
+            fprintf(stderr, "trainctl %s: unexpected argument '%s'\n", verb, argv[i]);
+            return EXIT_USAGE;
+        } else
+            arg = argv[i];
+    }
+    bool needs_arg = strcmp(verb, "status") != 0;
+    if (needs_arg && !arg) {
+        fprintf(stderr, "usage: trainctl %s %s [--url URL] [--token-file FILE]\n", verb,
+                !strcmp(verb, "submit") ? "CONFIG" : "ID");
+        return EXIT_USAGE;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    locate_daemon(&c, url, spool, token_file);
+    int ret;
+    if (!strcmp(verb, "submit"))
+        ret = do_submit(&c, arg);
+    else if (!strcmp(verb, "status"))
+        ret = do_status(&c, arg);
+    else if (!strcmp(verb, "watch"))
+        ret = do_watch(&c, arg);
+    else if (!strcmp(verb, "cancel"))
+        ret = do_cancel(&c, arg);
+    else
+        ret = do_logs(&c, arg);
+    free(c.base_url);
+    free(c.unix_socket);
+    free(c.token);
+    curl_global_cleanup();
+    return ret;
+}

@@ -1,0 +1,392 @@
+/*
+ * runner — the training loop: data → model forward/backward → grad norm and
+ * clipping → lr(s) → optimizer, with metrics.jsonl, checkpoints, resume and
+ * a clean stop.  See traind/runner.h.
+ *
+ * Determinism: everything that influences the numbers after step k lives in
+ * the checkpoint written at step k (parameters, optimizer m/v/step, the data
+ * source's RNG and position, the running loss sum behind loss_avg), and the
+ * lr is a pure function of the step.  A run resumed from step k therefore
+ * produces the same bits as one that never stopped.
+ */
+#include "traind/runner.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "traind/ckpt.h"
+#include "traind/compute.h"
+#include "traind/data.h"
+#include "traind/model.h"
+#include "traind/optim.h"
+#include "traind/rng.h"
+#include "traind/schedule.h"
+#include "traind/util.h"
+
+/* Checkpoint section tags. */
+enum {
+    TAG_PARAMS = 0x50524d53,   /* "PRMS" model parameters */
+    TAG_OPT_M = 0x4f50544d,    /* "OPTM" first moment / momentum buffer */
+    TAG_OPT_V = 0x4f505456,    /* "OPTV" second moment */
+    TAG_TRAIN = 0x5452414e,    /* "TRAN" loop counters, see train_counters */
+    TAG_DATA = 0x44415441,     /* "DATA" data source state */
+};
+
+/* Loop state saved in TAG_TRAIN, field by field in this order (all 8 bytes). */
+typedef struct train_counters {
+    int64_t step;           /* updates completed */
+    int64_t optim_step;     /* optimizer's own step count */
+    double loss_sum;        /* sum of losses since the last metrics point */
+    int64_t loss_count;
+    double elapsed_s;       /* training seconds before this process */
+    int64_t n_params;
+} train_counters;
+
+typedef struct run {
+    const run_config *cfg;
+    const runner_opts *opts;
+    char *ckpt_path;
+    char *metrics_path;
+    FILE *metrics;
+    data_source_t *data;
+    model_t *model;
+    optim_state opt;
+    float *opt_buf;            /* m and v, one allocation */
+    size_t n;                  /* parameters */
+    train_counters c;
+    long checkpoint_step;
+    double t_start;            /* monotonic time this process started training */
+    double rate;               /* smoothed steps/s */
+    double rate_t;             /* time and step of the last rate sample */
+    long rate_step;
+    double last_tick;
+    char *data_state;
+    size_t data_state_len;
+} run;
+
+static void emit(run *r, run_event_type type, double lr, double loss, double loss_avg,
+                 double grad_norm, double eval_loss, const char *message)
+{
+    if (!r->opts->on_event)
+        return;
+    run_event ev = {
+        .type = type,
+        .step = r->c.step,
+        .total_steps = r->cfg->sched.total_steps,
+        .lr = lr, .loss = loss, .loss_avg = loss_avg, .grad_norm = grad_norm,
+        .eval_loss = eval_loss,
+        .elapsed_s = r->c.elapsed_s + (now_monotonic() - r->t_start),
+        .steps_per_s = r->rate,
+        .checkpoint_step = r->checkpoint_step,
+        .message = message,
+    };
+    r->opts->on_event(r->opts->ctx, &ev);
+}
+
+static void notice(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void notice(run *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = NULL;
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    va_end(ap);
+    emit(r, RUN_EVENT_NOTICE, NAN, NAN, NAN, NAN, NAN, msg ? msg : "(out of memory)");
+    free(msg);
+}
+
+static int save_checkpoint(run *r, char *err, size_t errlen)
+{
+    train_counters c = r->c;
+    c.elapsed_s = r->c.elapsed_s + (now_monotonic() - r->t_start);
+    c.optim_step = r->opt.step;
+    c.n_params = (int64_t)r->n;
+    data_save_state(r->data, r->data_state);
+    ckpt_section s[5] = {
+        {TAG_TRAIN, &c, sizeof c},
+        {TAG_PARAMS, r->model->params, r->n * sizeof(float)},
+        {TAG_OPT_M, r->opt.m, r->n * sizeof(float)},
+        {TAG_OPT_V, r->opt.v, r->n * sizeof(float)},
+        {TAG_DATA, r->data_state, r->data_state_len},
+    };
+    int rc = ckpt_write(r->ckpt_path, cfg_hash(r->cfg), (uint64_t)r->c.step, s, 5, err, errlen);
+    if (rc == 0) {
+        r->checkpoint_step = r->c.step;
+        emit(r, RUN_EVENT_CHECKPOINT, NAN, NAN, NAN, NAN, NAN, NULL);
+    }
+    return rc;
+}
+
+/* Loads checkpoint.bin if it belongs to this config.  Returns 1 when
+ * resumed, 0 when there is nothing (or nothing usable) to resume. */
+static int load_checkpoint(run *r)
+{
+    char err[512];
+    ckpt_file f;
+    size_t max = 4 * r->n * sizeof(float) + r->data_state_len + 4096;
+    int rc = ckpt_read(r->ckpt_path, max, &f, err, sizeof err);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc < 0) {
+        notice(r, "checkpoint refused: %s; starting over from step 0", err);
+        return 0;
+    }
+    const char *why = NULL;
+    const ckpt_section *tr = ckpt_find(&f, TAG_TRAIN), *p = ckpt_find(&f, TAG_PARAMS),
+                       *m = ckpt_find(&f, TAG_OPT_M), *v = ckpt_find(&f, TAG_OPT_V),
+                       *d = ckpt_find(&f, TAG_DATA);
+    train_counters c;
+    size_t pbytes = r->n * sizeof(float);
+    if (f.cfg_hash != cfg_hash(r->cfg))
+        why = "it was written for a different config (config hash mismatch)";
+    else if (!tr || tr->len != sizeof c || !p || !m || !v || !d)
+        why = "a section is missing or has the wrong size";
+    if (!why) {
+        memcpy(&c, tr->data, sizeof c);
+        if (c.n_params != (int64_t)r->n || p->len != pbytes || m->len != pbytes || v->len != pbytes)
+            why = "its parameter count does not match the model";
+        else if (c.step < 0 || c.step > r->cfg->sched.total_steps || (uint64_t)c.step != f.step ||
+                 c.optim_step < 0 || c.loss_count < 0 || !isfinite(c.loss_sum) || !isfinite(c.elapsed_s))
+            why = "its counters are out of range";
+        else if (data_load_state(r->data, d->data, d->len) != 0)
+            why = "its data position does not fit this data";
+    }
+    if (why) {
+        notice(r, "checkpoint refused: %s; starting over from step 0", why);
+        ckpt_close(&f);
+        return 0;
+    }
+    memcpy(r->model->params, p->data, pbytes);
+    memcpy(r->opt.m, m->data, pbytes);
+    memcpy(r->opt.v, v->data, pbytes);
+    r->opt.step = c.optim_step;
+    r->c = c;
+    r->checkpoint_step = c.step;
+    ckpt_close(&f);
+    return 1;
+}
+
+/* Parses the "step" of one line we wrote ({"step":N,...}); -1 if not ours. */
+static long metrics_line_step(const char *line)
+{
+    if (strncmp(line, "{\"step\":", 8) != 0)
+        return -1;
+    char *end;
+    long s = strtol(line + 8, &end, 10);
+    return end == line + 8 ? -1 : s;
+}
+
+/* Opens metrics.jsonl for appending, first cutting it back to the lines with
+ * step <= keep_through (so a resumed run never repeats a step). */
+static int open_metrics(run *r, long keep_through, char *err, size_t errlen)
+{
+    char *buf = NULL;
+    size_t len = 0, keep = 0;
+    int rc = keep_through > 0 ? read_file(r->metrics_path, (size_t)1 << 34, &buf, &len) : -ENOENT;
+    if (rc == 0) {
+        for (size_t off = 0; off < len;) {
+            char *nl = memchr(buf + off, '\n', len - off);
+            if (!nl)
+                break;          /* a torn last line (the process died mid-write) */
+            *nl = '\0';
+            long s = metrics_line_step(buf + off);
+            if (s < 0 || s > keep_through)
+                break;
+            off = (size_t)(nl - buf) + 1;
+            keep = off;
+        }
+    } else if (rc != -ENOENT) {
+        snprintf(err, errlen, "cannot read %s: %s", r->metrics_path, strerror(-rc));
+        return rc;
+    }
+    free(buf);
+    if (truncate(r->metrics_path, (off_t)keep) < 0 && errno != ENOENT) {
+        snprintf(err, errlen, "cannot truncate %s: %s", r->metrics_path, strerror(errno));
+        return -errno;
+    }
+    r->metrics = fopen(r->metrics_path, "a");
+    if (!r->metrics) {
+        snprintf(err, errlen, "cannot open %s: %s", r->metrics_path, strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+static int write_metrics(run *r, double lr, float loss, double loss_avg, double grad_norm,
+                         double eval_loss, char *err, size_t errlen)
+{
+    double t = r->c.elapsed_s + (now_monotonic() - r->t_start);
+    /* %.9g round-trips a float, %.17g a double. */
+    fprintf(r->metrics, "{\"step\":%ld,\"lr\":%.17g,\"loss\":%.9g,\"loss_avg\":%.17g,"
+                        "\"grad_norm\":%.17g,\"time\":%.6f",
+            (long)r->c.step, lr, (double)loss, loss_avg, grad_norm, t);
+    if (!isnan(eval_loss))
+        fprintf(r->metrics, ",\"eval_loss\":%.9g", eval_loss);
+    fputs("}\n", r->metrics);
+    if (fflush(r->metrics) != 0 || ferror(r->metrics)) {
+        snprintf(err, errlen, "cannot write %s: %s", r->metrics_path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static double eval_loss(run *r)
+{
+    int n = data_eval_batches(r->data);
+    if (n <= 0)
+        return NAN;
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        batch_t b;
+        data_eval_batch(r->data, i, &b);
+        sum += model_eval_loss(r->model, &b);
+    }
+    return sum / n;
+}
+
+static void update_rate(run *r, double now)
+{
+    double dt = now - r->rate_t;
+    if (dt >= 0.25) {
+        double inst = (double)(r->c.step - r->rate_step) / dt;
+        r->rate = r->rate > 0 ? 0.5 * r->rate + 0.5 * inst : inst;
+        r->rate_t = now;
+        r->rate_step = r->c.step;
+    }
+}
+
+/* The loop proper.  Returns RUN_OK, RUN_STOPPED or RUN_FAILED. */
+static run_result train_loop(run *r, char *err, size_t errlen)
+{
+    const run_config *cfg = r->cfg;
+    const long T = cfg->sched.total_steps;
+    const long log_every = cfg->train.log_every;
+    const long ckpt_every = cfg->train.checkpoint_every;
+    const long eval_every = data_eval_batches(r->data) > 0 ? cfg->train.eval_every : 0;
+    float *params = r->model->params, *grads = r->model->grads;
+
+    while (r->c.step < T) {
+        if (r->opts->stop && *r->opts->stop)
+            return save_checkpoint(r, err, errlen) == 0 ? RUN_STOPPED : RUN_FAILED;
+
+        batch_t b;
+        data_next(r->data, &b);
+        float loss = model_train_step(r->model, &b);
+        long s = r->c.step;    /* 0-based index of this update */
+        if (!isfinite(loss)) {
+            snprintf(err, errlen, "loss is %s at step %ld", isnan(loss) ? "NaN" : "Inf", s + 1);
+            return RUN_FAILED;
+        }
+        double norm = grad_global_norm(grads, r->n);
+        if (!isfinite(norm)) {
+            snprintf(err, errlen, "gradient norm is %s at step %ld", isnan(norm) ? "NaN" : "Inf", s + 1);
+            return RUN_FAILED;
+        }
+        grad_clip(grads, r->n, norm, cfg->optim.grad_clip);
+        double lr = sched_lr(&cfg->sched, cfg->optim.lr, s);
+        optim_step(&cfg->optim, &r->opt, params, grads, r->n, lr);
+        r->c.step = s + 1;
+        r->c.loss_sum += loss;
+        r->c.loss_count++;
+
+        long done = r->c.step;
+        double ev = NAN;
+        if (eval_every > 0 && done % eval_every == 0) {
+            ev = eval_loss(r);
+            emit(r, RUN_EVENT_EVAL, lr, loss, NAN, norm, ev, NULL);
+        }
+        if (done % log_every == 0 || done == T || !isnan(ev)) {
+            double avg = r->c.loss_sum / (double)r->c.loss_count;
+            if (write_metrics(r, lr, loss, avg, norm, ev, err, errlen) != 0)
+                return RUN_FAILED;
+            r->c.loss_sum = 0;
+            r->c.loss_count = 0;
+            update_rate(r, now_monotonic());
+            emit(r, RUN_EVENT_LOG, lr, loss, avg, norm, ev, NULL);
+        } else if (r->opts->tick_interval_s > 0 && (done & 63) == 0) {
+            double now = now_monotonic();
+            if (now - r->last_tick >= r->opts->tick_interval_s) {
+                r->last_tick = now;
+                update_rate(r, now);
+                emit(r, RUN_EVENT_TICK, lr, loss, NAN, norm, NAN, NULL);
+            }
+        }
+        if (ckpt_every > 0 && done % ckpt_every == 0 && done < T)
+            if (save_checkpoint(r, err, errlen) != 0)
+                return RUN_FAILED;
+    }
+    return save_checkpoint(r, err, errlen) == 0 ? RUN_OK : RUN_FAILED;
+}
+
+run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err, size_t errlen)
+{
+    run r = {.cfg = cfg, .opts = opts, .checkpoint_step = -1};
+    run_result result = RUN_FAILED;
+    err[0] = '\0';
+    compute_set_threads(opts->threads > 0 ? opts->threads : 1);
+
+    int rc = mkdir_p(opts->out_dir, 0755);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create %s: %s", opts->out_dir, strerror(-rc));
+        return RUN_FAILED;
+    }
+    r.ckpt_path = xasprintf("%s/checkpoint.bin", opts->out_dir);
+    r.metrics_path = xasprintf("%s/metrics.jsonl", opts->out_dir);
+
+    r.data = data_open(cfg, opts->data_path, err, errlen);
+    if (!r.data)
+        goto out;
+    r.model = model_create(&cfg->model, cfg->data.batch_size, err, errlen);
+    if (!r.model)
+        goto out;
+    r.n = r.model->n_params;
+    r.opt_buf = calloc(r.n > 0 ? 2 * r.n : 1, sizeof(float));
+    if (!r.opt_buf) {
+        snprintf(err, errlen, "out of memory for the optimizer state (%zu parameters)", r.n);
+        goto out;
+    }
+    r.opt = (optim_state){r.opt_buf, r.opt_buf + r.n, 0};
+    r.data_state_len = data_state_size(r.data);
+    r.data_state = xcalloc(1, r.data_state_len);
+
+    rng_t init;
+    rng_seed(&init, cfg->seed, RNG_STREAM_INIT);
+    model_init(r.model, &init);
+    r.t_start = r.rate_t = r.last_tick = now_monotonic();
+
+    if (!opts->fresh && load_checkpoint(&r)) {
+        r.rate_step = r.c.step;
+    } else if (r.c.step == 0 && !opts->fresh) {
+        /* Nothing usable: the data source may have been touched by a refused
+         * load, so reopen it from its seed. */
+        data_close(r.data);
+        r.data = data_open(cfg, opts->data_path, err, errlen);
+        if (!r.data)
+            goto out;
+    }
+    if (open_metrics(&r, r.c.step, err, errlen) != 0)
+        goto out;
+    emit(&r, RUN_EVENT_START, NAN, NAN, NAN, NAN, NAN, NULL);
+    result = train_loop(&r, err, errlen);
+out:
+    if (r.metrics && fclose(r.metrics) != 0 && result == RUN_OK) {
+        snprintf(err, errlen, "cannot write %s: %s", r.metrics_path, strerror(errno));
+        result = RUN_FAILED;
+    }
+    if (r.data)
+        data_close(r.data);
+    model_free(r.model);
+    free(r.opt_buf);
+    free(r.data_state);
+    free(r.ckpt_path);
+    free(r.metrics_path);
+    return result;
+}

@@ -1,0 +1,231 @@
+/* progress — the worker → daemon line protocol.  See traind/progress.h. */
+#include "traind/progress.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "traind/util.h"
+
+static const char *const ev_names[] = {
+    [PEV_START] = "start", [PEV_NOTICE] = "notice", [PEV_LOG] = "log", [PEV_TICK] = "tick",
+    [PEV_CKPT] = "ckpt", [PEV_EVAL] = "eval", [PEV_FAILED] = "failed", [PEV_DONE] = "done",
+};
+#define N_EV (sizeof ev_names / sizeof ev_names[0])
+
+void progress_msg_init(progress_msg *m, progress_ev ev)
+{
+    memset(m, 0, sizeof *m);
+    m->ev = ev;
+    m->step = m->total_steps = m->checkpoint_step = -1;
+    m->lr = m->loss = m->loss_avg = m->grad_norm = m->eval_loss = NAN;
+    m->elapsed_s = m->steps_per_s = NAN;
+}
+
+const char *progress_ev_name(progress_ev ev)
+{
+    return (unsigned)ev < N_EV ? ev_names[ev] : "?";
+}
+
+static void add_num(cJSON *o, const char *k, double v)
+{
+    if (!isnan(v))
+        cJSON_AddItemToObject(o, k, isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull());
+}
+
+static void add_long(cJSON *o, const char *k, long v)
+{
+    if (v >= 0)
+        cJSON_AddNumberToObject(o, k, (double)v);
+}
+
+char *progress_encode(const progress_msg *m, size_t *len)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "ev", progress_ev_name(m->ev));
+    add_long(o, "step", m->step);
+    add_long(o, "total_steps", m->total_steps);
+    add_long(o, "checkpoint_step", m->checkpoint_step);
+    add_num(o, "lr", m->lr);
+    add_num(o, "loss", m->loss);
+    add_num(o, "loss_avg", m->loss_avg);
+    add_num(o, "grad_norm", m->grad_norm);
+    add_num(o, "eval_loss", m->eval_loss);
+    add_num(o, "elapsed_s", m->elapsed_s);
+    add_num(o, "steps_per_s", m->steps_per_s);
+    if (m->message[0])
+        cJSON_AddStringToObject(o, "message", m->message);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s)
+        abort();
+    size_t n = strlen(s);
+    char *line = xmalloc(n + 2);
+    memcpy(line, s, n);
+    line[n] = '\n';
+    line[n + 1] = '\0';
+    cJSON_free(s);
+    *len = n + 1;
+    return line;
+}
+
+/* A number field: absent → keep default; null → NAN (a non-finite value). */
+static int get_num(const cJSON *o, const char *k, double *out, char *err, size_t errlen)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!v)
+        return 0;
+    if (cJSON_IsNull(v)) {
+        *out = NAN;
+        return 0;
+    }
+    if (!cJSON_IsNumber(v)) {
+        snprintf(err, errlen, "\"%s\" is not a number", k);
+        return -1;
+    }
+    *out = v->valuedouble;
+    return 0;
+}
+
+static int get_long(const cJSON *o, const char *k, long *out, char *err, size_t errlen)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > 9.0e15 ||
+        v->valuedouble != floor(v->valuedouble)) {
+        snprintf(err, errlen, "\"%s\" is not a step count", k);
+        return -1;
+    }
+    *out = (long)v->valuedouble;
+    return 0;
+}
+
+int progress_decode(const char *line, size_t len, progress_msg *m, char *err, size_t errlen)
+{
+    progress_msg_init(m, PEV_LOG);
+    if (len > PROGRESS_MAX_LINE) {
+        snprintf(err, errlen, "line longer than %d bytes", PROGRESS_MAX_LINE);
+        return -1;
+    }
+    cJSON *o = cJSON_ParseWithLength(line, len);
+    if (!o || !cJSON_IsObject(o)) {
+        snprintf(err, errlen, "not a JSON object");
+        cJSON_Delete(o);
+        return -1;
+    }
+    int rc = -1;
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(o, "ev");
+    if (!cJSON_IsString(ev)) {
+        snprintf(err, errlen, "no \"ev\" string");
+        goto out;
+    }
+    size_t i;
+    for (i = 0; i < N_EV; i++)
+        if (strcmp(ev->valuestring, ev_names[i]) == 0)
+            break;
+    if (i == N_EV) {
+        snprintf(err, errlen, "unknown event \"%.40s\"", ev->valuestring);
+        goto out;
+    }
+    m->ev = (progress_ev)i;
+    if (get_long(o, "step", &m->step, err, errlen) ||
+        get_long(o, "total_steps", &m->total_steps, err, errlen) ||
+        get_long(o, "checkpoint_step", &m->checkpoint_step, err, errlen) ||
+        get_num(o, "lr", &m->lr, err, errlen) || get_num(o, "loss", &m->loss, err, errlen) ||
+        get_num(o, "loss_avg", &m->loss_avg, err, errlen) ||
+        get_num(o, "grad_norm", &m->grad_norm, err, errlen) ||
+        get_num(o, "eval_loss", &m->eval_loss, err, errlen) ||
+        get_num(o, "elapsed_s", &m->elapsed_s, err, errlen) ||
+        get_num(o, "steps_per_s", &m->steps_per_s, err, errlen))
+        goto out;
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(o, "message");
+    if (msg && !cJSON_IsNull(msg)) {
+        if (!cJSON_IsString(msg)) {
+            snprintf(err, errlen, "\"message\" is not a string");
+            goto out;
+        }
+        snprintf(m->message, sizeof m->message, "%s", msg->valuestring);
+    }
+    if ((m->ev == PEV_FAILED || m->ev == PEV_NOTICE) && !m->message[0])
+        snprintf(m->message, sizeof m->message, "%s", m->ev == PEV_FAILED ? "training failed" : "notice");
+    rc = 0;
+out:
+    cJSON_Delete(o);
+    return rc;
+}
+
+void progress_reader_init(progress_reader *r)
+{
+    memset(r, 0, sizeof *r);
+}
+
+void progress_reader_free(progress_reader *r)
+{
+    free(r->buf);
+    memset(r, 0, sizeof *r);
+}
+
+static void handle_line(const char *line, size_t len, progress_msg_cb on_msg, progress_bad_cb on_bad,
+                        void *ctx, progress_reader *r)
+{
+    while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' '))
+        len--;
+    if (len == 0)
+        return;
+    progress_msg m;
+    char err[128];
+    if (progress_decode(line, len, &m, err, sizeof err) == 0) {
+        if (on_msg)
+            on_msg(ctx, &m);
+    } else {
+        r->n_bad++;
+        if (on_bad)
+            on_bad(ctx, err);
+    }
+}
+
+void progress_reader_feed(progress_reader *r, const char *data, size_t n,
+                          progress_msg_cb on_msg, progress_bad_cb on_bad, void *ctx)
+{
+    while (n > 0) {
+        const char *nl = memchr(data, '\n', n);
+        size_t chunk = nl ? (size_t)(nl - data) : n;
+        if (r->discarding) {
+            if (nl)
+                r->discarding = false;
+        } else if (r->len + chunk > PROGRESS_MAX_LINE) {
+            r->len = 0;
+            r->n_bad++;
+            if (on_bad)
+                on_bad(ctx, "line longer than 64 KiB dropped");
+            r->discarding = !nl;
+        } else if (nl && r->len == 0) {
+            handle_line(data, chunk, on_msg, on_bad, ctx, r);   /* the common case: no copy */
+        } else {
+            if (r->len + chunk > r->cap) {
+                r->cap = r->len + chunk + 256;
+                r->buf = xrealloc(r->buf, r->cap);
+            }
+            memcpy(r->buf + r->len, data, chunk);
+            r->len += chunk;
+            if (nl) {
+                handle_line(r->buf, r->len, on_msg, on_bad, ctx, r);
+                r->len = 0;
+            }
+        }
+        if (!nl)
+            break;
+        data = nl + 1;
+        n -= chunk + 1;
+    }
+}
+
+void progress_reader_finish(progress_reader *r, progress_msg_cb on_msg, progress_bad_cb on_bad, void *ctx)
+{
+    if (!r->discarding && r->len > 0)
+        handle_line(r->buf, r->len, on_msg, on_bad, ctx, r);
+    r->len = 0;
+    r->discarding = false;
+}

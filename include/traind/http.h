@@ -1,0 +1,125 @@
+/*
+ * http — a small HTTP/1.1 server on libuv, parsing with http_parser.
+ *
+ * One handler, called synchronously on the loop thread for every complete
+ * request, fills in a response; the server writes it (uv_write, the buffers
+ * owned until the write completes) and goes on with the next request of the
+ * connection.  Keep-alive and pipelining are supported: responses leave in the
+ * order the requests came.  The server itself never blocks.
+ *
+ * Limits (http_server_opts): a request body over max_body is answered 413,
+ * request line plus headers over max_header 431, anything http_parser refuses
+ * 400 — each of these then closes the connection.  A connection with no
+ * request in progress is closed after idle_timeout_ms; one whose request is
+ * not complete request_timeout_ms after its first byte (slowloris), or whose
+ * responses the client does not read, is closed too.  Past max_conns open
+ * connections a new one gets a 503 and is closed.
+ *
+ * Ownership: everything a request points to belongs to the server and lives
+ * until the handler returns.  The response body is malloc'd by the handler
+ * and taken by the server.  Functions returning int return 0 or a negative
+ * errno (libuv convention).
+ */
+#ifndef TRAIND_HTTP_H
+#define TRAIND_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#define HTTP_DEFAULT_MAX_BODY (1024 * 1024)
+#define HTTP_DEFAULT_MAX_HEADER (16 * 1024)
+#define HTTP_DEFAULT_IDLE_TIMEOUT_MS 30000
+#define HTTP_DEFAULT_REQUEST_TIMEOUT_MS 10000
+#define HTTP_DEFAULT_MAX_CONNS 1024
+
+typedef struct http_header {
+    const char *name;   /* as sent (compare case-insensitively) */
+    const char *value;  /* surrounding whitespace already trimmed by http_parser */
+} http_header;
+
+typedef struct http_request {
+    const char *method;       /* "GET", "POST", ... */
+    const char *target;       /* the request-target exactly as sent */
+    const char *path;         /* raw (not percent-decoded) path, always starts with '/' */
+    const char *query;        /* raw query string without '?', "" when none */
+    const http_header *headers;
+    size_t n_headers;
+    const char *body;         /* NUL-terminated for convenience; may hold NULs; "" when none */
+    size_t body_len;
+    int http_major, http_minor;
+} http_request;
+
+typedef struct http_response {
+    int status;               /* default 200 */
+    const char *content_type; /* static string; default "application/json" */
+    char *body;               /* malloc'd, taken by the server (NULL = empty) */
+    size_t body_len;
+    char *extra_headers;      /* internal: use http_response_add_header() */
+    size_t extra_len;
+    bool close;               /* set to close the connection after this response */
+} http_response;
+
+typedef void (*http_handler_fn)(void *ctx, const http_request *req, http_response *res);
+
+typedef struct http_server_opts {
+    size_t max_body;              /* bytes, default 1 MiB */
+    size_t max_header;            /* bytes of request line + headers, default 16 KiB */
+    unsigned idle_timeout_ms;     /* default 30 s */
+    unsigned request_timeout_ms;  /* default 10 s */
+    unsigned max_conns;           /* default 1024 */
+} http_server_opts;
+
+typedef struct http_server http_server;
+
+void http_server_opts_default(http_server_opts *o);
+
+/* Listens on "HOST:PORT" (IPv4, "[IPv6]:PORT", or a host name resolved once,
+ * synchronously; port 0 = any free port) or "unix:PATH" (a stale socket at
+ * PATH is removed first — anything else there is -EEXIST; the socket is made
+ * mode 0660 and removed again on stop).  opts may be NULL for the defaults.
+ * On success *out is the running server. */
+int http_server_start(uv_loop_t *loop, const char *listen, const http_server_opts *opts,
+                      http_handler_fn handler, void *ctx, http_server **out);
+
+/* The bound address: "127.0.0.1:43127", "[::1]:8080" or "unix:/run/x.sock". */
+const char *http_server_address(const http_server *s);
+
+/* Open connections right now. */
+unsigned http_server_conn_count(const http_server *s);
+
+/* Stops listening and closes every connection (responses already queued are
+ * flushed first, bounded by a short timeout).  The server is freed once every
+ * handle has closed — the loop must keep running — and then on_closed(arg) is
+ * called (on_closed may be NULL).  s must not be used after this call. */
+void http_server_stop(http_server *s, void (*on_closed)(void *arg), void *arg);
+
+/* --- requests --- */
+
+/* The first header named name (case-insensitive), or NULL. */
+const char *http_request_header(const http_request *req, const char *name);
+
+/* Percent-decodes s[0..len) into a malloc'd NUL-terminated string.  Fails
+ * (-EINVAL, *out untouched) on a bad %-escape, a NUL byte, invalid UTF-8, or —
+ * with reject_slash — a '/' anywhere after decoding (for ids in a path).
+ * With plus_is_space '+' means ' ' (query strings). */
+int http_pct_decode(const char *s, size_t len, bool reject_slash, bool plus_is_space, char **out);
+
+/* Looks key up in a raw query string "a=1&b=x%20y".  Returns 1 and a
+ * malloc'd decoded value in *value (the first occurrence; "" for "key" with
+ * no '='), 0 when absent, -EINVAL when its value does not decode. */
+int http_query_get(const char *query, const char *key, char **value);
+
+/* --- responses --- */
+
+/* Sets status, content type (static) and body (malloc'd, taken; a previous body is freed). */
+void http_response_set(http_response *res, int status, const char *content_type, char *body, size_t len);
+/* status + {"error": msg} */
+void http_response_error(http_response *res, int status, const char *msg);
+/* Adds "Name: value" to the response.  -EINVAL if either holds CR, LF or NUL. */
+int http_response_add_header(http_response *res, const char *name, const char *value);
+
+/* The reason phrase of a status code ("Not Found"), "Unknown" if none. */
+const char *http_status_text(int status);
+
+#endif

@@ -1,0 +1,317 @@
+/*
+ * The training loop end to end: determinism, bit-identical resume after a
+ * stop, refusal of corrupt / truncated / foreign checkpoints, NaN detection,
+ * metrics.jsonl cut back on resume.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "traind/ckpt.h"
+#include "traind/config.h"
+#include "traind/runner.h"
+#include "traind/util.h"
+
+static const char *MLP_CFG =
+    "name: t\nseed: 5\n"
+    "model: {type: mlp, input_dim: 6, hidden: [16, 8], output_dim: 3, activation: gelu}\n"
+    "data: {kind: synthetic, batch_size: 8, noise: 0.05}\n"
+    "optimizer: {type: adamw, lr: 3.0e-3, weight_decay: 0.01, grad_clip: 0.5}\n"
+    "schedule: {type: cosine, warmup_steps: 20, total_steps: 300, min_lr_ratio: 0.1}\n"
+    "train: {log_every: 7, checkpoint_every: 50}\n";
+
+static void parse(const char *yaml, run_config *cfg)
+{
+    diag_list_t errs = DIAG_LIST_INIT;
+    int rc = cfg_parse(yaml, strlen(yaml), NULL, cfg, &errs);
+    if (rc != 0)
+        diag_print(stderr, "test", &errs);
+    ck_assert_int_eq(rc, 0);
+    diag_free(&errs);
+}
+
+static char *tmpdir(void)
+{
+    char tmpl[] = "/tmp/traind-runner-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    return xstrdup(tmpl);
+}
+
+typedef struct recorder {
+    volatile sig_atomic_t stop;
+    long stop_at;              /* set stop once this step is logged */
+    char notices[2048];
+    long start_step;
+    long checkpoints;
+} recorder;
+
+static void on_event(void *ctx, const run_event *ev)
+{
+    recorder *r = ctx;
+    if (ev->type == RUN_EVENT_NOTICE)
+        strncat(r->notices, ev->message, sizeof r->notices - strlen(r->notices) - 2);
+    if (ev->type == RUN_EVENT_START)
+        r->start_step = ev->step;
+    if (ev->type == RUN_EVENT_CHECKPOINT)
+        r->checkpoints++;
+    if (r->stop_at > 0 && ev->step >= r->stop_at)
+        r->stop = 1;
+}
+
+static run_result train(const run_config *cfg, const char *dir, bool fresh, recorder *rec, char *err)
+{
+    runner_opts o = {.out_dir = dir, .threads = 1, .fresh = fresh, .stop = &rec->stop,
+                     .on_event = on_event, .ctx = rec};
+    return runner_run(cfg, &o, err, 512);
+}
+
+/* metrics.jsonl without the wall-clock "time" field, which cannot repeat. */
+static char *metrics_without_time(const char *dir)
+{
+    char *path = xasprintf("%s/metrics.jsonl", dir), *buf;
+    size_t len;
+    ck_assert_int_eq(read_file(path, 1 << 24, &buf, &len), 0);
+    free(path);
+    char *out = xcalloc(1, len + 1), *o = out;
+    for (const char *p = buf; *p;) {
+        const char *t = strstr(p, ",\"time\":");
+        if (!t) {
+            strcpy(o, p);
+            break;
+        }
+        memcpy(o, p, (size_t)(t - p));
+        o += t - p;
+        p = t + 8;
+        while (*p && *p != ',' && *p != '}')
+            p++;
+    }
+    free(buf);
+    return out;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+START_TEST(same_config_same_bits)
+{
+    run_config cfg;
+    parse(MLP_CFG, &cfg);
+    char *a = tmpdir(), *b = tmpdir(), err[512];
+    recorder ra = {0}, rb = {0};
+    ck_assert_int_eq(train(&cfg, a, true, &ra, err), RUN_OK);
+    ck_assert_int_eq(train(&cfg, b, true, &rb, err), RUN_OK);
+    char *ma = metrics_without_time(a), *mb = metrics_without_time(b);
+    ck_assert_str_eq(ma, mb);
+    /* 300 steps, a point every 7 and the last */
+    ck_assert_int_eq(count_lines(ma), 300 / 7 + 1);
+    ck_assert_int_eq(ra.checkpoints, 300 / 50);   /* every 50 below 300, and the end */
+    free(ma);
+    free(mb);
+    free(a);
+    free(b);
+    cfg_free(&cfg);
+}
+END_TEST
+
+START_TEST(resume_is_bit_identical)
+{
+    run_config cfg;
+    parse(MLP_CFG, &cfg);
+    char *ref = tmpdir(), *dir = tmpdir(), err[512];
+    recorder r0 = {0};
+    ck_assert_int_eq(train(&cfg, ref, true, &r0, err), RUN_OK);
+
+    /* Stop at a step that is neither a log nor a checkpoint boundary. */
+    recorder r1 = {.stop_at = 123};
+    ck_assert_int_eq(train(&cfg, dir, false, &r1, err), RUN_STOPPED);
+    recorder r2 = {0};
+    ck_assert_int_eq(train(&cfg, dir, false, &r2, err), RUN_OK);
+    ck_assert_int_ge(r2.start_step, 123);
+    ck_assert_str_eq(r2.notices, "");
+
+    char *m0 = metrics_without_time(ref), *m1 = metrics_without_time(dir);
+    ck_assert_str_eq(m0, m1);
+
+    /* And the final parameters, byte for byte. */
+    ckpt_file f0, f1;
+    char p0[512], p1[512];
+    snprintf(p0, sizeof p0, "%s/checkpoint.bin", ref);
+    snprintf(p1, sizeof p1, "%s/checkpoint.bin", dir);
+    ck_assert_int_eq(ckpt_read(p0, 1 << 24, &f0, err, 512), 0);
+    ck_assert_int_eq(ckpt_read(p1, 1 << 24, &f1, err, 512), 0);
+    ck_assert_uint_eq(f0.step, 300);
+    const ckpt_section *s0 = ckpt_find(&f0, 0x50524d53), *s1 = ckpt_find(&f1, 0x50524d53);
+    ck_assert_ptr_nonnull(s0);
+    ck_assert_ptr_nonnull(s1);
+    ck_assert_uint_eq(s0->len, s1->len);
+    ck_assert_int_eq(memcmp(s0->data, s1->data, s0->len), 0);
+    ckpt_close(&f0);
+    ckpt_close(&f1);
+    free(m0);
+    free(m1);
+    free(ref);
+    free(dir);
+    cfg_free(&cfg);
+}
+END_TEST
+
+/* Damages dir/checkpoint.bin with fn, then checks the next run refuses it,
+ * says why, and trains from step 0 to the same numbers as a fresh run. */
+static void check_refused(void (*damage)(const char *path), const char *why)
+{
+    run_config cfg;
+    parse(MLP_CFG, &cfg);
+    char *dir = tmpdir(), *ref = tmpdir(), err[512];
+    recorder r1 = {.stop_at = 60}, r0 = {0};
+    ck_assert_int_eq(train(&cfg, dir, false, &r1, err), RUN_STOPPED);
+    char *path = xasprintf("%s/checkpoint.bin", dir);
+    damage(path);
+    recorder r2 = {0};
+    ck_assert_int_eq(train(&cfg, dir, false, &r2, err), RUN_OK);
+    ck_assert_int_eq(r2.start_step, 0);
+    ck_assert_msg(strstr(r2.notices, why) != NULL, "notice '%s' lacks '%s'", r2.notices, why);
+    ck_assert_int_eq(train(&cfg, ref, true, &r0, err), RUN_OK);
+    char *m0 = metrics_without_time(ref), *m1 = metrics_without_time(dir);
+    ck_assert_str_eq(m0, m1);
+    free(m0);
+    free(m1);
+    free(path);
+    free(dir);
+    free(ref);
+    cfg_free(&cfg);
+}
+
+static void truncate_half(const char *path)
+{
+    FILE *f = fopen(path, "r+");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    ck_assert_int_eq(truncate(path, n / 2), 0);
+}
+
+static void flip_byte(const char *path)
+{
+    FILE *f = fopen(path, "r+");
+    fseek(f, 200, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, 200, SEEK_SET);
+    fputc(c ^ 0x10, f);
+    fclose(f);
+}
+
+static void garbage(const char *path)
+{
+    ck_assert_int_eq(write_file_atomic(path, "hello, world\n", 13, 0644), 0);
+}
+
+START_TEST(truncated_checkpoint_refused) { check_refused(truncate_half, "truncated"); }
+END_TEST
+START_TEST(corrupt_checkpoint_refused) { check_refused(flip_byte, "checksum"); }
+END_TEST
+START_TEST(garbage_checkpoint_refused) { check_refused(garbage, "not a traind checkpoint"); }
+END_TEST
+
+START_TEST(other_config_checkpoint_refused)
+{
+    run_config cfg, other;
+    parse(MLP_CFG, &cfg);
+    char *yaml = xstrdup(MLP_CFG);
+    memcpy(strstr(yaml, "seed: 5"), "seed: 6", 7);
+    parse(yaml, &other);
+    char *dir = tmpdir(), err[512];
+    recorder r1 = {.stop_at = 60}, r2 = {0};
+    ck_assert_int_eq(train(&cfg, dir, false, &r1, err), RUN_STOPPED);
+    ck_assert_int_eq(train(&other, dir, false, &r2, err), RUN_OK);
+    ck_assert_int_eq(r2.start_step, 0);
+    ck_assert_ptr_nonnull(strstr(r2.notices, "different config"));
+    free(yaml);
+    free(dir);
+    cfg_free(&cfg);
+    cfg_free(&other);
+}
+END_TEST
+
+START_TEST(divergence_fails_with_step)
+{
+    run_config cfg;
+    parse("model: {type: linear, input_dim: 4, output_dim: 2}\n"
+          "data: {batch_size: 4}\n"
+          "optimizer: {type: sgd, lr: 1.0e+6}\n"
+          "schedule: {type: constant, total_steps: 500}\n", &cfg);
+    char *dir = tmpdir(), err[512];
+    recorder r = {0};
+    ck_assert_int_eq(train(&cfg, dir, true, &r, err), RUN_FAILED);
+    ck_assert_msg(!strncmp(err, "loss is ", 8) || !strncmp(err, "gradient norm is ", 17), "%s", err);
+    ck_assert_ptr_nonnull(strstr(err, " at step "));
+    free(dir);
+    cfg_free(&cfg);
+}
+END_TEST
+
+START_TEST(ckpt_container_roundtrip_and_every_truncation)
+{
+    char *dir = tmpdir(), err[512];
+    char *path = xasprintf("%s/c.bin", dir);
+    float a[37];
+    for (int i = 0; i < 37; i++)
+        a[i] = (float)i * 0.5f;
+    const char b[] = "xyz";
+    ckpt_section s[2] = {{7, a, sizeof a}, {9, b, 3}};
+    ck_assert_int_eq(ckpt_write(path, 0xabcdef, 42, s, 2, err, sizeof err), 0);
+    ckpt_file f;
+    ck_assert_int_eq(ckpt_read(path, 1 << 20, &f, err, sizeof err), 0);
+    ck_assert_uint_eq(f.cfg_hash, 0xabcdef);
+    ck_assert_uint_eq(f.step, 42);
+    ck_assert_int_eq(memcmp(ckpt_find(&f, 7)->data, a, sizeof a), 0);
+    ck_assert_uint_eq(ckpt_find(&f, 9)->len, 3);
+    ck_assert_ptr_null(ckpt_find(&f, 8));
+    size_t full = f.len;
+    unsigned char *copy = xmalloc(full);
+    memcpy(copy, f.buf, full);
+    ckpt_close(&f);
+    for (size_t n = 0; n < full; n++) {     /* every prefix is refused */
+        unsigned char *img = xmalloc(n + 1);
+        memcpy(img, copy, n);
+        ck_assert_int_ne(ckpt_parse(img, n, &f, err, sizeof err), 0);
+    }
+    for (size_t i = 0; i < full; i++) {     /* every single-bit flip is refused */
+        unsigned char *img = xmalloc(full);
+        memcpy(img, copy, full);
+        img[i] ^= 0x01;
+        ck_assert_msg(ckpt_parse(img, full, &f, err, sizeof err) != 0, "flip at %zu accepted", i);
+    }
+    free(copy);
+    free(path);
+    free(dir);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("runner");
+    TCase *tc = tcase_create("runner");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, same_config_same_bits);
+    tcase_add_test(tc, resume_is_bit_identical);
+    tcase_add_test(tc, truncated_checkpoint_refused);
+    tcase_add_test(tc, corrupt_checkpoint_refused);
+    tcase_add_test(tc, garbage_checkpoint_refused);
+    tcase_add_test(tc, other_config_checkpoint_refused);
+    tcase_add_test(tc, divergence_fails_with_step);
+    tcase_add_test(tc, ckpt_container_roundtrip_and_every_truncation);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
