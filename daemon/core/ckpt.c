@@ -163,12 +163,12 @@ int ckpt_parse(unsigned char *buf, size_t len, ckpt_file *out, char *err, size_t
 {
     memset(out, 0, sizeof *out);
     int rc = -EINVAL;
-    if (len < HEADER_LEN + TRAILER_LEN) {
-        snprintf(err, errlen, "checkpoint is truncated (%zu bytes, shorter than its header)", len);
+    if (memcmp(buf, CKPT_MAGIC, len < 8 ? len : 8) != 0) {
+        snprintf(err, errlen, "not a traind checkpoint (bad magic)");
         goto fail;
     }
-    if (memcmp(buf, CKPT_MAGIC, 8) != 0) {
-        snprintf(err, errlen, "not a traind checkpoint (bad magic)");
+    if (len < HEADER_LEN + TRAILER_LEN) {
+        snprintf(err, errlen, "checkpoint is truncated (%zu bytes, shorter than its header)", len);
         goto fail;
     }
     if (get_u32(buf + 12) != CKPT_BOM) {

@@ -44,107 +44,94 @@ typedef struct mlp {
     int dim[CFG_MAX_HIDDEN + 2];    /* d[0] = input_dim ... d[L] = output_dim */
     size_t w_off[CFG_MAX_HIDDEN + 1], b_off[CFG_MAX_HIDDEN + 1];
     activation_type act;
-    float *z[CFG_MAX_HIDDEN];       /* hidden layers: pre-activation, then gelu' (B, d[l+1]) */
-    float *a[CFG_MAX_HIDDEN];       /* hidden layers: activation (B, d[l+1]) */
-    float *out;                     /* last layer's product (B, d[L]) */
-    float *g[2];                    /* backward ping-pong (B, max d) */
+    /* Activations are feature-major: (features, B) with row stride B. */
+    float *z[CFG_MAX_HIDDEN];       /* hidden layers: pre-activation, then gelu' (d[l+1], B) */
+    float *a[CFG_MAX_HIDDEN];       /* hidden layers: activation (d[l+1], B) */
+    float *out;                     /* last layer's product (d[L], B) */
+    float *g[2];                    /* backward ping-pong (max d, B) */
     void *mem;                      /* one block behind all of the above */
 } mlp_t;
 
 /* Below this many multiply-adds a product is done with plain loops. */
 #define SMALL_GEMM_MACS 32768
 
-/* ---- matrix products ----------------------------------------------------
- * C = A · B^T   A (M,K), B (N,K), C (M,N)     forward
- * C = A · B     A (M,K), B (K,N), C (M,N)     dX
- * C = A^T · B   A (K,M), B (K,N), C (M,N)     dW
- * All row-major, dense, C overwritten. */
-
-static void mm_abt(int M, int N, int K, const float *A, const float *B, float *C)
+/* C (M,N) = op(A) · op(B), op(X) = X or X^T, all row-major with leading
+ * dimensions; C overwritten.  BLAS for real sizes, loops for tiny ones. */
+static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda,
+                 const float *B, int ldb, float *C, int ldc)
 {
     if ((long)M * N * K >= SMALL_GEMM_MACS) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K,
-                    1.0f, A, K, B, K, 0.0f, C, N);
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
         return;
     }
     for (int i = 0; i < M; i++) {
-        const float *a = A + (size_t)i * K;
-        for (int j = 0; j < N; j++) {
-            const float *b = B + (size_t)j * K;
-            float s = 0.0f;
-            for (int k = 0; k < K; k++)
-                s += a[k] * b[k];
-            C[(size_t)i * N + j] = s;
-        }
-    }
-}
-
-static void mm_ab(int M, int N, int K, const float *A, const float *B, float *C)
-{
-    if ((long)M * N * K >= SMALL_GEMM_MACS) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K,
-                    1.0f, A, K, B, N, 0.0f, C, N);
-        return;
-    }
-    for (int i = 0; i < M; i++) {
-        float *c = C + (size_t)i * N;
-        memset(c, 0, sizeof(float) * N);
-        for (int k = 0; k < K; k++) {
-            float s = A[(size_t)i * K + k];
-            const float *b = B + (size_t)k * N;
+        float *c = C + (size_t)i * ldc;
+        if (tb) {
+            /* c[j] = Σ_k op(A)[i][k] · B[j][k]: dot products along B's rows */
+            for (int j = 0; j < N; j++) {
+                const float *b = B + (size_t)j * ldb;
+                float s = 0.0f;
+                if (ta)
+                    for (int k = 0; k < K; k++)
+                        s += A[(size_t)k * lda + i] * b[k];
+                else
+                    for (int k = 0; k < K; k++)
+                        s += A[(size_t)i * lda + k] * b[k];
+                c[j] = s;
+            }
+        } else {
+            /* c += op(A)[i][k] · B[k][:]: axpys along B's rows */
             for (int j = 0; j < N; j++)
-                c[j] += s * b[j];
-        }
-    }
-}
-
-static void mm_atb(int M, int N, int K, const float *A, const float *B, float *C)
-{
-    if ((long)M * N * K >= SMALL_GEMM_MACS) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, N, K,
-                    1.0f, A, M, B, N, 0.0f, C, N);
-        return;
-    }
-    memset(C, 0, sizeof(float) * M * N);
-    for (int k = 0; k < K; k++) {
-        const float *a = A + (size_t)k * M;
-        const float *b = B + (size_t)k * N;
-        for (int i = 0; i < M; i++) {
-            float s = a[i];
-            float *c = C + (size_t)i * N;
-            for (int j = 0; j < N; j++)
-                c[j] += s * b[j];
+                c[j] = 0.0f;
+            for (int k = 0; k < K; k++) {
+                float s = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                const float *b = B + (size_t)k * ldb;
+                for (int j = 0; j < N; j++)
+                    c[j] += s * b[j];
+            }
         }
     }
 }
 
 /* ---- activations --------------------------------------------------------
- * Written with GCC vector extensions (4 lanes: plain SSE2 at the baseline
- * x86-64 target) so they vectorise without -O3 or -march.  Lanes and the
- * scalar tail run the same operations in the same order, so a value's result
- * never depends on its position. */
+ * Written with GCC vector extensions, 8 lanes, so they vectorise without
+ * -O3 or -march: at the baseline x86-64 target each operation is two SSE
+ * instructions; on CPUs with AVX2 the same source is also compiled for AVX2
+ * (one 256-bit instruction) and picked at run time.  FMA is not enabled, so
+ * both builds do the same IEEE operations in the same order and give
+ * bit-identical results.  Lanes and the partial last group of a row run the
+ * same operations, so a value's result never depends on its position. */
 
-typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v4i __attribute__((vector_size(16)));
+#if defined(__GNUC__) && !defined(__clang__)
+/* The helpers below are always inlined: no vector ever crosses a call, so the
+ * note about the ABI of 32-byte vector arguments does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 
-static inline v4f vload(const float *p) { v4f v; memcpy(&v, p, sizeof v); return v; }
-static inline void vstore(float *p, v4f v) { memcpy(p, &v, sizeof v); }
-static inline v4f vset(float x) { return (v4f){x, x, x, x}; }
-static inline v4f vsel(v4i m, v4f a, v4f b) { return (v4f)(((v4i)a & m) | ((v4i)b & ~m)); }
-static inline v4f vmin(v4f a, v4f b) { return vsel(a < b, a, b); }   /* NaN a gives b */
-static inline v4f vmax(v4f a, v4f b) { return vsel(a > b, a, b); }
+#define VL 8
+typedef float vf __attribute__((vector_size(4 * VL), aligned(16)));
+typedef int32_t vi __attribute__((vector_size(4 * VL), aligned(16)));
+#define VI static inline __attribute__((always_inline))
+
+VI vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+VI void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+VI vf vset(float x) { return (vf){x, x, x, x, x, x, x, x}; }
+VI vf vsel(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
+VI vf vmin(vf a, vf b) { return vsel(a < b, a, b); }   /* NaN a gives b */
+VI vf vmax(vf a, vf b) { return vsel(a > b, a, b); }
 
 /* exp(x) for x in [-87, 80] (clamped; NaN stays NaN), ~1 ulp. */
-static inline v4f vexp(v4f x0)
+VI vf vexp(vf x0)
 {
-    v4i nan = x0 != x0;
-    v4f x = vmax(vmin(x0, vset(80.0f)), vset(-87.0f));
-    v4f t = x * vset(1.44269504088896341f) + vset(12582912.0f);   /* round(x/ln2) + 1.5·2^23 */
-    v4f n = t - vset(12582912.0f);
-    v4f r = x - n * vset(0.693145751953125f);
+    vi nan = x0 != x0;
+    vf x = vmax(vmin(x0, vset(80.0f)), vset(-87.0f));
+    vf t = x * vset(1.44269504088896341f) + vset(12582912.0f);   /* round(x/ln2) + 1.5·2^23 */
+    vf n = t - vset(12582912.0f);
+    vf r = x - n * vset(0.693145751953125f);                      /* ln2, hi + lo */
     r = r - n * vset(1.428606765330187045e-06f);
     /* exp(r), |r| <= ln2/2: Taylor to degree 7 (truncation < 2e-9 relative). */
-    v4f p = vset(1.0f / 5040.0f);
+    vf p = vset(1.0f / 5040.0f);
     p = p * r + vset(1.0f / 720.0f);
     p = p * r + vset(1.0f / 120.0f);
     p = p * r + vset(1.0f / 24.0f);
@@ -152,127 +139,218 @@ static inline v4f vexp(v4f x0)
     p = p * r + vset(0.5f);
     p = p * r + vset(1.0f);
     p = p * r + vset(1.0f);
-    v4i e = ((v4i)t - (v4i)vset(12582912.0f) + 127) << 23;
-    return vsel(nan, x0, p * (v4f)e);
+    vi e = ((vi)t - (vi)vset(12582912.0f) + 127) << 23;           /* 2^n */
+    return vsel(nan, x0, p * (vf)e);
 }
 
 #define GELU_K 0.7978845608028654f     /* sqrt(2/pi) */
 #define GELU_C 0.044715f
 
-/* a = gelu(z); if d, also d = gelu'(z). */
-static inline v4f vgelu(v4f z, v4f *d)
+/* gelu(z); if d, also *d = gelu'(z) = σ + 2 z σ (1 - σ) u'  (σ = σ(2u)). */
+VI vf vgelu(vf z, vf *d)
 {
-    v4f zc = vmax(vmin(z, vset(20.0f)), vset(-20.0f));   /* beyond ±20 gelu is 0 or z */
-    v4i nan = z != z;
+    vi nan = z != z;
+    vf zc = vmax(vmin(z, vset(20.0f)), vset(-20.0f));   /* beyond ±20, gelu is 0 or z */
     zc = vsel(nan, z, zc);
-    v4f z2 = zc * zc;
-    v4f u = vset(GELU_K) * (zc + vset(GELU_C) * z2 * zc);
-    v4f s = vset(1.0f) / (vset(1.0f) + vexp(vset(-2.0f) * u));   /* σ(2u) = (1 + tanh u) / 2 */
+    vf z2 = zc * zc;
+    vf u = vset(GELU_K) * (zc + vset(GELU_C) * z2 * zc);
+    vf s = vset(1.0f) / (vset(1.0f) + vexp(vset(-2.0f) * u));   /* σ(2u) = (1 + tanh u) / 2 */
     if (d) {
-        v4f du = vset(GELU_K) * (vset(1.0f) + vset(3.0f * GELU_C) * z2);
+        vf du = vset(GELU_K) * (vset(1.0f) + vset(3.0f * GELU_C) * z2);
         *d = s + vset(2.0f) * zc * s * (vset(1.0f) - s) * du;
     }
     return z * s;
 }
 
-static inline v4f vrelu(v4f z) { return vsel(z < vset(0.0f), vset(0.0f), z); }
-
-/* One group of 4: z = Z + b; A = act(z); for gelu with deriv, Z = gelu'(z). */
-static inline void act4(activation_type act, const float *zp, const float *bp, float *ap,
-                        float *dp)
+/* tanh(z), a few ulps: odd Taylor polynomial for |z| < 0.3125 (terms to
+ * z^13, truncation < 1e-9 relative), else sign(z) (1 - 2 / (1 + exp(2|z|))). */
+VI vf vtanh(vf z)
 {
-    v4f z = vload(zp) + vload(bp);
-    if (act == ACT_GELU) {
-        v4f d;
-        vstore(ap, vgelu(z, dp ? &d : NULL));
+    vf az = vsel(z < vset(0.0f), -z, z);
+    vf z2 = z * z;
+    vf p = vset(21844.0f / 6081075.0f);
+    p = p * z2 - vset(1382.0f / 155925.0f);
+    p = p * z2 + vset(62.0f / 2835.0f);
+    p = p * z2 - vset(17.0f / 315.0f);
+    p = p * z2 + vset(2.0f / 15.0f);
+    p = p * z2 - vset(1.0f / 3.0f);
+    vf small = z + z * z2 * p;
+    vf big = vset(1.0f) - vset(2.0f) / (vset(1.0f) + vexp(vset(2.0f) * az));
+    big = vsel(z < vset(0.0f), -big, big);
+    return vsel(az < vset(0.3125f), small, big);   /* NaN: big, which is NaN */
+}
+
+VI vf vrelu(vf z) { return vsel(z < vset(0.0f), vset(0.0f), z); }   /* NaN stays */
+
+/* z = Z + bias; A = act(z); with D (gelu), D = gelu'(z).  n <= VL values. */
+VI void act_lanes(activation_type act, const float *zp, float bias, float *ap, float *dp, int n)
+{
+    vf z;
+    if (n == VL) {
+        z = vload(zp);
+    } else {
+        float t[VL] = {0};
+        memcpy(t, zp, sizeof(float) * n);
+        z = vload(t);
+    }
+    z += vset(bias);
+    vf a, d = vset(0.0f);
+    switch (act) {
+    case ACT_GELU: a = vgelu(z, dp ? &d : NULL); break;
+    case ACT_TANH: a = vtanh(z); break;
+    default: a = vrelu(z); break;
+    }
+    if (n == VL) {
+        vstore(ap, a);
         if (dp)
             vstore(dp, d);
     } else {
-        vstore(ap, vrelu(z));
+        float t[VL];
+        vstore(t, a);
+        memcpy(ap, t, sizeof(float) * n);
+        if (dp) {
+            vstore(t, d);
+            memcpy(dp, t, sizeof(float) * n);
+        }
     }
 }
 
-/* A = act(Z + b) over (rows, cols); for gelu with deriv, Z = gelu'(Z + b). */
-static void act_forward(activation_type act, int rows, int cols, float *Z, float *A,
-                        const float *b, int deriv)
+/* Feature-major (rows = features, B values each): A = act(Z + b[row]); with
+ * deriv and gelu, Z = gelu'(Z + b[row]) in place. */
+VI void act_forward_body(activation_type act, int rows, int B, float *Z, float *A,
+                         const float *b, int deriv)
 {
-    if (act == ACT_TANH) {
-        for (int r = 0; r < rows; r++) {
-            const float *zr = Z + (size_t)r * cols;
-            float *ar = A + (size_t)r * cols;
-            for (int j = 0; j < cols; j++)
-                ar[j] = tanhf(zr[j] + b[j]);
-        }
-        return;
-    }
-    int c4 = cols & ~3, tail = cols - c4;
     deriv = deriv && act == ACT_GELU;
-    for (int r = 0; r < rows; r++) {
-        float *zr = Z + (size_t)r * cols, *ar = A + (size_t)r * cols;
-        for (int j = 0; j < c4; j += 4)
-            act4(act, zr + j, b + j, ar + j, deriv ? zr + j : NULL);
-        if (tail) {
-            float zb[4] = {0}, bb[4] = {0}, ab[4], db[4];
-            memcpy(zb, zr + c4, sizeof(float) * tail);
-            memcpy(bb, b + c4, sizeof(float) * tail);
-            act4(act, zb, bb, ab, deriv ? db : NULL);
-            memcpy(ar + c4, ab, sizeof(float) * tail);
-            if (deriv)
-                memcpy(zr + c4, db, sizeof(float) * tail);
-        }
+    for (int j = 0; j < rows; j++) {
+        float *zr = Z + (size_t)j * B, *ar = A + (size_t)j * B;
+        for (int r = 0; r < B; r += VL)
+            act_lanes(act, zr + r, b[j], ar + r, deriv ? zr + r : NULL, B - r < VL ? B - r : VL);
     }
 }
 
-/* G = G ⊙ act'(.) in place, db = column sums of the result. */
-static void act_backward(activation_type act, int rows, int cols, float *G,
-                         const float *Z, const float *A, float *db)
+VI float hsum(vf v)
 {
-    memset(db, 0, sizeof(float) * cols);
-    for (int r = 0; r < rows; r++) {
-        float *gr = G + (size_t)r * cols;
-        const float *zr = Z + (size_t)r * cols, *ar = A + (size_t)r * cols;
+    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+
+/* G = G ⊙ act'(.) in place (feature-major), db[row] = Σ of the row. */
+VI void act_backward_body(activation_type act, int rows, int B, float *G,
+                          const float *Z, const float *A, float *db)
+{
+    int Bv = B - B % VL;
+    for (int j = 0; j < rows; j++) {
+        float *gr = G + (size_t)j * B;
+        const float *zr = Z + (size_t)j * B, *ar = A + (size_t)j * B;
+        vf acc = vset(0.0f);
+        int r = 0;
         switch (act) {
         case ACT_GELU:
-            for (int j = 0; j < cols; j++) {
-                float g = gr[j] * zr[j];
-                gr[j] = g;
-                db[j] += g;
+            for (; r < Bv; r += VL) {
+                vf g = vload(gr + r) * vload(zr + r);
+                vstore(gr + r, g);
+                acc += g;
             }
             break;
         case ACT_TANH:
-            for (int j = 0; j < cols; j++) {
-                float g = gr[j] * (1.0f - ar[j] * ar[j]);
-                gr[j] = g;
-                db[j] += g;
+            for (; r < Bv; r += VL) {
+                vf a = vload(ar + r);
+                vf g = vload(gr + r) * (vset(1.0f) - a * a);
+                vstore(gr + r, g);
+                acc += g;
             }
             break;
         default:
-            for (int j = 0; j < cols; j++) {
-                float g = ar[j] > 0.0f ? gr[j] : 0.0f;
-                gr[j] = g;
-                db[j] += g;
+            for (; r < Bv; r += VL) {
+                vf g = vsel(vload(ar + r) > vset(0.0f), vload(gr + r), vset(0.0f));
+                vstore(gr + r, g);
+                acc += g;
             }
             break;
         }
+        float s = hsum(acc);
+        for (; r < B; r++) {
+            float g;
+            switch (act) {
+            case ACT_GELU: g = gr[r] * zr[r]; break;
+            case ACT_TANH: g = gr[r] * (1.0f - ar[r] * ar[r]); break;
+            default: g = ar[r] > 0.0f ? gr[r] : 0.0f; break;
+            }
+            gr[r] = g;
+            s += g;
+        }
+        db[j] = s;
     }
+}
+
+static void act_forward_base(activation_type act, int rows, int B, float *Z, float *A,
+                             const float *b, int deriv)
+{
+    act_forward_body(act, rows, B, Z, A, b, deriv);
+}
+
+static void act_backward_base(activation_type act, int rows, int B, float *G,
+                              const float *Z, const float *A, float *db)
+{
+    act_backward_body(act, rows, B, G, Z, A, db);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2")))
+static void act_forward_avx2(activation_type act, int rows, int B, float *Z, float *A,
+                             const float *b, int deriv)
+{
+    act_forward_body(act, rows, B, Z, A, b, deriv);
+}
+
+__attribute__((target("avx2")))
+static void act_backward_avx2(activation_type act, int rows, int B, float *G,
+                              const float *Z, const float *A, float *db)
+{
+    act_backward_body(act, rows, B, G, Z, A, db);
+}
+
+static int have_avx2(void)
+{
+    static int v = -1;   /* racy but idempotent */
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx2") ? 1 : 0;
+    }
+    return v;
+}
+#define ACT_DISPATCH(name, ...) (have_avx2() ? name##_avx2(__VA_ARGS__) : name##_base(__VA_ARGS__))
+#else
+#define ACT_DISPATCH(name, ...) name##_base(__VA_ARGS__)
+#endif
+
+static void act_forward(activation_type act, int rows, int B, float *Z, float *A,
+                        const float *b, int deriv)
+{
+    ACT_DISPATCH(act_forward, act, rows, B, Z, A, b, deriv);
+}
+
+static void act_backward(activation_type act, int rows, int B, float *G,
+                         const float *Z, const float *A, float *db)
+{
+    ACT_DISPATCH(act_backward, act, rows, B, G, Z, A, db);
 }
 
 /* ---- forward / backward ------------------------------------------------ */
 
-/* Runs the hidden layers and the last product; leaves the last layer's
- * x·W^T (no bias) in m->out. */
+/* Runs every layer; leaves the hidden activations in z/a and the last
+ * layer's W·a (no bias) in m->out, all feature-major. */
 static void mlp_forward(mlp_t *m, const float *x, int B, int deriv)
 {
-    const float *in = x;
     const float *P = m->base.params;
     for (int l = 0; l < m->L; l++) {
         int din = m->dim[l], dout = m->dim[l + 1];
         float *z = l < m->L - 1 ? m->z[l] : m->out;
-        mm_abt(B, dout, din, in, P + m->w_off[l], z);
-        if (l < m->L - 1) {
-            act_forward(m->act, B, dout, z, m->a[l], P + m->b_off[l], deriv);
-            in = m->a[l];
-        }
+        if (l == 0)     /* x is (B, din) row-major: Z^T = W · x^T */
+            gemm(0, 1, dout, B, din, P + m->w_off[l], din, x, din, z, B);
+        else            /* Z^T = W · A^T */
+            gemm(0, 0, dout, B, din, P + m->w_off[l], din, m->a[l - 1], B, z, B);
+        if (l < m->L - 1)
+            act_forward(m->act, dout, B, z, m->a[l], P + m->b_off[l], deriv);
     }
 }
 
@@ -282,49 +360,65 @@ static int batch_ok(const mlp_t *m, const batch_t *b)
            b->n_in == m->dim[0] && b->n_out == m->dim[m->L];
 }
 
+/* Mean of (out + bias - y)² over the batch; with G, also G = dL/dout
+ * (feature-major) and db = its row sums. */
+static float mse(const mlp_t *m, const batch_t *b, float *G, float *db)
+{
+    int B = b->B, dl = m->dim[m->L];
+    const float *bias = m->base.params + m->b_off[m->L - 1];
+    float scale = 2.0f / (float)((size_t)B * dl);
+    double loss = 0.0;
+    for (int j = 0; j < dl; j++) {
+        const float *o = m->out + (size_t)j * B, *y = b->y + j;
+        float bj = bias[j], acc = 0.0f, gs = 0.0f;
+        if (G) {
+            float *g = G + (size_t)j * B;
+            for (int r = 0; r < B; r++) {
+                float diff = (o[r] + bj) - y[(size_t)r * dl];
+                acc += diff * diff;
+                float gr = diff * scale;
+                g[r] = gr;
+                gs += gr;
+            }
+            db[j] = gs;
+        } else {
+            for (int r = 0; r < B; r++) {
+                float diff = (o[r] + bj) - y[(size_t)r * dl];
+                acc += diff * diff;
+            }
+        }
+        loss += acc;
+    }
+    return (float)(loss / ((double)B * dl));
+}
+
 static float mlp_train_step(model_t *base, const batch_t *b)
 {
     mlp_t *m = (mlp_t *)base;
     if (!batch_ok(m, b))
         return NAN;
-    int B = b->B, L = m->L, dl = m->dim[L];
+    int B = b->B, L = m->L;
     const float *P = base->params;
     float *Gr = base->grads;
     mlp_forward(m, b->x, B, 1);
-
-    /* Loss and dL/dout = 2 (out + b - y) / N, with the last bias gradient. */
-    const float *bias = P + m->b_off[L - 1];
-    float *db = Gr + m->b_off[L - 1];
     float *G = m->g[0];
-    float scale = 2.0f / (float)((size_t)B * dl);
-    double loss = 0.0;
-    memset(db, 0, sizeof(float) * dl);
-    for (int r = 0; r < B; r++) {
-        const float *o = m->out + (size_t)r * dl, *y = b->y + (size_t)r * dl;
-        float *g = G + (size_t)r * dl;
-        float acc = 0.0f;
-        for (int j = 0; j < dl; j++) {
-            float diff = (o[j] + bias[j]) - y[j];
-            acc += diff * diff;
-            float gj = diff * scale;
-            g[j] = gj;
-            db[j] += gj;
-        }
-        loss += acc;
-    }
+    float loss = mse(m, b, G, Gr + m->b_off[L - 1]);
 
     for (int l = L - 1; l >= 0; l--) {
         int din = m->dim[l], dout = m->dim[l + 1];
-        const float *in = l > 0 ? m->a[l - 1] : b->x;
-        mm_atb(dout, din, B, G, in, Gr + m->w_off[l]);
+        if (l == 0)     /* dW = G^T · x */
+            gemm(0, 0, dout, din, B, G, B, b->x, din, Gr + m->w_off[l], din);
+        else            /* dW = G^T · A */
+            gemm(0, 1, dout, din, B, G, B, m->a[l - 1], B, Gr + m->w_off[l], din);
         if (l > 0) {
+            /* dA^T = W^T · G^T, then through the activation of layer l-1 */
             float *H = G == m->g[0] ? m->g[1] : m->g[0];
-            mm_ab(B, din, dout, G, P + m->w_off[l], H);
-            act_backward(m->act, B, din, H, m->z[l - 1], m->a[l - 1], Gr + m->b_off[l - 1]);
+            gemm(1, 0, din, B, dout, P + m->w_off[l], din, G, B, H, B);
+            act_backward(m->act, din, B, H, m->z[l - 1], m->a[l - 1], Gr + m->b_off[l - 1]);
             G = H;
         }
     }
-    return (float)(loss / ((double)B * dl));
+    return loss;
 }
 
 static float mlp_eval_loss(model_t *base, const batch_t *b)
@@ -332,20 +426,8 @@ static float mlp_eval_loss(model_t *base, const batch_t *b)
     mlp_t *m = (mlp_t *)base;
     if (!batch_ok(m, b))
         return NAN;
-    int B = b->B, L = m->L, dl = m->dim[L];
-    mlp_forward(m, b->x, B, 0);
-    const float *bias = base->params + m->b_off[L - 1];
-    double loss = 0.0;
-    for (int r = 0; r < B; r++) {
-        const float *o = m->out + (size_t)r * dl, *y = b->y + (size_t)r * dl;
-        float acc = 0.0f;
-        for (int j = 0; j < dl; j++) {
-            float diff = (o[j] + bias[j]) - y[j];
-            acc += diff * diff;
-        }
-        loss += acc;
-    }
-    return (float)(loss / ((double)B * dl));
+    mlp_forward(m, b->x, b->B, 0);
+    return mse(m, b, NULL, NULL);
 }
 
 /* PyTorch's nn.Linear.reset_parameters: kaiming_uniform_(a=√5) for the

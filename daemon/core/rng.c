@@ -17,6 +17,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <string.h>
 
 static inline uint64_t rotl(uint64_t x, int k)
 {
@@ -175,21 +176,36 @@ void rng_fill_normal(rng_t *r, float *out, size_t n, float mean, float std)
         r->has_spare = 0;
         r->spare = 0.0;
     }
-    uint64_t s[4] = {r->s[0], r->s[1], r->s[2], r->s[3]};
+    /* The state lives in four scalars so that it stays in registers; only
+     * the rare slow path goes through memory. */
+    uint64_t s0 = r->s[0], s1 = r->s[1], s2 = r->s[2], s3 = r->s[3];
     double m = mean, sd = std;
     for (; i < n; i++) {
-        uint64_t u = xnext(s);
+        uint64_t u = rotl(s1 * 5, 7) * 9;
+        uint64_t t = s1 << 17;
+        s2 ^= s0;
+        s3 ^= s1;
+        s1 ^= s2;
+        s0 ^= s3;
+        s2 ^= t;
+        s3 = rotl(s3, 45);
         int k = (int)(u & 0xff);
         double x = u53(u) * zx[k];
         double z;
-        if (__builtin_expect(x < zx[k + 1], 1))
-            z = (u & 0x100) ? -x : x;
-        else
-            z = zig_slow(s, u);
+        if (__builtin_expect(x < zx[k + 1], 1)) {
+            /* sign from bit 8, without a (50/50, unpredictable) branch */
+            uint64_t xb;
+            memcpy(&xb, &x, sizeof xb);
+            xb ^= (u & 0x100) << 55;
+            memcpy(&z, &xb, sizeof z);
+        } else {
+            uint64_t st[4] = {s0, s1, s2, s3};
+            z = zig_slow(st, u);
+            s0 = st[0], s1 = st[1], s2 = st[2], s3 = st[3];
+        }
         out[i] = (float)(m + sd * z);
     }
-    for (int k = 0; k < 4; k++)
-        r->s[k] = s[k];
+    r->s[0] = s0, r->s[1] = s1, r->s[2] = s2, r->s[3] = s3;
 }
 
 void rng_fill_uniform(rng_t *r, float *out, size_t n, float lo, float hi)

@@ -255,7 +255,7 @@ static double eval_loss(run *r)
 static void update_rate(run *r, double now)
 {
     double dt = now - r->rate_t;
-    if (dt >= 0.25) {
+    if (dt >= 0.25 || (r->rate == 0 && dt >= 0.01)) {
         double inst = (double)(r->c.step - r->rate_step) / dt;
         r->rate = r->rate > 0 ? 0.5 * r->rate + 0.5 * inst : inst;
         r->rate_t = now;

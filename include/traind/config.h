@@ -43,6 +43,7 @@ typedef struct data_cfg {
     data_kind kind;
     int batch_size;                     /* default 32 */
     char *path;                         /* as written in the config; NULL if absent */
+    int path_line, path_column;         /* where data.path was written (for cfg_resolve_data_path errors) */
     double noise;                       /* synthetic; default 0.01 */
     double eval_fraction;               /* default 0 */
 } data_cfg;
@@ -133,6 +134,23 @@ struct cJSON *cfg_to_json(const run_config *cfg);
 /* Number of trainable parameters of the configured model. */
 size_t cfg_param_count(const model_cfg *m);
 
+/* The config spelling of each enum value ("cosine", "1-sqrt", ...). */
 const char *sched_type_name(sched_type t);
+const char *model_type_name(model_type t);
+const char *activation_name(activation_type t);
+const char *data_kind_name(data_kind k);
+const char *optim_type_name(optim_type t);
+const char *wsd_shape_name(wsd_shape s);
+
+/* Resolves cfg->data.path to an absolute, symlink-free path (malloc'd).
+ * Returns NULL with no error when the config has no data.path.
+ *   n_dirs > 0 (the daemon): a relative path is relative to data_dirs[0];
+ *     the resolved path must lie inside (the realpath of) one of data_dirs.
+ *   n_dirs == 0 (trainctl): a relative path is relative to base_dir (the
+ *     config's folder; NULL = the working directory).
+ * The file must exist and be a regular file.  Errors (returning NULL) are
+ * added to errs at path "data.path". */
+char *cfg_resolve_data_path(const run_config *cfg, const char *base_dir, char *const *data_dirs,
+                            int n_dirs, diag_list_t *errs);
 
 #endif

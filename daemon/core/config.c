@@ -1,0 +1,472 @@
+/*
+ * config — the run config of SPEC.md §6: YAML in, a validated run_config
+ * with every default filled in out, or every problem at once.
+ *
+ * The shape: ytree_parse() gives a tree whose nodes know their line and
+ * column; each section is then read by its own function with the typed
+ * readers of config_value.c, over a run_config that already holds the
+ * defaults.  A reader that finds a problem reports it and leaves the default,
+ * so validation always runs to the end and the user sees all problems.
+ * Cross-field rules (heads | d_model, data kind vs model type, the memory
+ * estimate) run only when the fields they need were valid, so one mistake
+ * does not cascade into several messages.
+ *
+ * Which keys a section accepts, and for which type, lives in one table per
+ * section (cv_key), so "unknown key" hints and "only used by model type gpt"
+ * come from the same place as the parser.
+ *
+ * Also here: cfg_load_file, cfg_free and the enum names.  The schedule
+ * section is in config_schedule.c, the size estimate in config_size.c,
+ * hash and JSON in config_out.c, data path resolution in config_path.c.
+ */
+#include "traind/config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "config_internal.h"
+#include "traind/util.h"
+
+#define NELEM(a) ((int)(sizeof(a) / sizeof *(a)))
+#define MAX_DIM 1000000         /* widths, d_model, context */
+#define MAX_STEPS_LIKE LLONG_MAX
+#define MAX_SEED 9007199254740991LL   /* 2^53 - 1: exact in the JSON job object */
+
+static const cv_range POSITIVE = {0, INFINITY, true, false};
+static const cv_range NON_NEGATIVE = {0, INFINITY, false, false};
+
+/* ---- names ------------------------------------------------------------- */
+
+static const char *const model_names[] = {"linear", "mlp", "gpt"};
+static const char *const activation_names[] = {"relu", "gelu", "tanh"};
+static const char *const data_names[] = {"synthetic", "csv", "text", "tokens"};
+static const char *const optim_names[] = {"adamw", "adam", "sgd"};
+
+#define NAME_OF(table, v) ((unsigned)(v) < (unsigned)NELEM(table) ? table[v] : "?")
+const char *model_type_name(model_type t) { return NAME_OF(model_names, t); }
+const char *activation_name(activation_type t) { return NAME_OF(activation_names, t); }
+const char *data_kind_name(data_kind k) { return NAME_OF(data_names, k); }
+const char *optim_type_name(optim_type t) { return NAME_OF(optim_names, t); }
+/* sched_type_name() and wsd_shape_name() live with the schedule section. */
+
+/* ---- key tables -------------------------------------------------------- */
+
+#define M_DENSE (CV_BIT(MODEL_LINEAR) | CV_BIT(MODEL_MLP))
+
+static const cv_key root_keys[] = {
+    {"name", 0}, {"seed", 0}, {"threads", 0}, {"model", 0}, {"data", 0},
+    {"optimizer", 0}, {"schedule", 0}, {"train", 0}, {NULL, 0}};
+
+static const cv_key model_keys[] = {
+    {"type", 0},
+    {"input_dim", M_DENSE}, {"output_dim", M_DENSE},
+    {"hidden", CV_BIT(MODEL_MLP)}, {"activation", CV_BIT(MODEL_MLP)},
+    {"vocab_size", CV_BIT(MODEL_GPT)}, {"context", CV_BIT(MODEL_GPT)},
+    {"d_model", CV_BIT(MODEL_GPT)}, {"layers", CV_BIT(MODEL_GPT)}, {"heads", CV_BIT(MODEL_GPT)},
+    {NULL, 0}};
+
+static const cv_key data_keys[] = {
+    {"kind", 0}, {"batch_size", 0},
+    {"path", CV_BIT(DATA_CSV) | CV_BIT(DATA_TEXT) | CV_BIT(DATA_TOKENS)},
+    {"noise", CV_BIT(DATA_SYNTHETIC)}, {"eval_fraction", 0}, {NULL, 0}};
+
+#define O_ADAM (CV_BIT(OPT_ADAMW) | CV_BIT(OPT_ADAM))
+
+static const cv_key optim_keys[] = {
+    {"type", 0}, {"lr", 0}, {"betas", O_ADAM}, {"eps", O_ADAM}, {"weight_decay", 0},
+    {"momentum", CV_BIT(OPT_SGD)}, {"nesterov", CV_BIT(OPT_SGD)}, {"grad_clip", 0}, {NULL, 0}};
+
+static const cv_key train_keys[] = {
+    {"log_every", 0}, {"checkpoint_every", 0}, {"eval_every", 0}, {NULL, 0}};
+
+const char *cfg_key_home(const char *key)
+{
+    static const struct { const char *section; const cv_key *keys; } homes[] = {
+        {"", root_keys}, {"model", model_keys}, {"data", data_keys}, {"optimizer", optim_keys},
+        {"schedule", cfg_schedule_keys}, {"train", train_keys}};
+    for (int i = 0; i < NELEM(homes); i++)
+        for (const cv_key *k = homes[i].keys; k->name; k++)
+            if (strcmp(k->name, key) == 0)
+                return homes[i].section;
+    return NULL;
+}
+
+/* ---- small readers ----------------------------------------------------- */
+
+static cv_result get_int_field(const cv_section *s, const char *key, bool required, long long lo,
+                               long long hi, int *out)
+{
+    long long v;
+    cv_result r = cv_get_int(s, key, required, lo, hi, &v);
+    if (r == CV_OK)
+        *out = (int)v;
+    return r;
+}
+
+static cv_result get_long_field(const cv_section *s, const char *key, long long lo, long long hi,
+                                long *out)
+{
+    long long v;
+    cv_result r = cv_get_int(s, key, false, lo, hi, &v);
+    if (r == CV_OK)
+        *out = (long)v;
+    return r;
+}
+
+/* ---- top level --------------------------------------------------------- */
+
+static void parse_top(const cv_section *root, run_config *cfg)
+{
+    const ynode *n = cv_get(root, "name");
+    const char *name;
+    if (n && cv_str(root->errs, n, "name", 128, &name) == CV_OK) {
+        free(cfg->name);
+        cfg->name = xstrdup(name);
+    }
+    long long seed;
+    if (cv_get_int(root, "seed", false, 0, MAX_SEED, &seed) == CV_OK)
+        cfg->seed = (uint64_t)seed;
+    get_int_field(root, "threads", false, 1, 256, &cfg->threads);
+}
+
+/* ---- model ------------------------------------------------------------- */
+
+static void parse_hidden(const cv_section *s, model_cfg *m)
+{
+    const ynode *n = cv_get(s, "hidden");
+    if (!n)
+        return;
+    char path[CV_PATH_MAX], item[CV_PATH_MAX];
+    cv_path_key(path, s->path, "hidden");
+    if (!cv_list(s->errs, n, path, 1, CFG_MAX_HIDDEN))
+        return;
+    int widths[CFG_MAX_HIDDEN];
+    bool ok = true;
+    for (size_t i = 0; i < n->n; i++) {
+        long long w;
+        cv_path_index(item, path, i);
+        if (cv_int(s->errs, n->items[i], item, 1, MAX_DIM, &w) == CV_OK)
+            widths[i] = (int)w;
+        else
+            ok = false;
+    }
+    if (ok) {
+        memcpy(m->hidden, widths, n->n * sizeof *widths);
+        m->n_hidden = (int)n->n;
+    }
+}
+
+static void parse_dense(const cv_section *s, model_cfg *m)
+{
+    get_int_field(s, "input_dim", true, 1, MAX_DIM, &m->input_dim);
+    get_int_field(s, "output_dim", true, 1, MAX_DIM, &m->output_dim);
+    if (m->type != MODEL_MLP)
+        return;
+    m->hidden[0] = 64;          /* default: one hidden layer of 64 */
+    m->n_hidden = 1;
+    parse_hidden(s, m);
+    int act;
+    if (cv_get_enum(s, "activation", false, activation_names, NELEM(activation_names), &act) == CV_OK)
+        m->activation = (activation_type)act;
+}
+
+static void parse_gpt(const cv_section *s, model_cfg *m)
+{
+    get_int_field(s, "vocab_size", false, 2, 65536, &m->vocab_size);
+    get_int_field(s, "context", true, 1, MAX_DIM, &m->context);
+    cv_result d = get_int_field(s, "d_model", true, 1, MAX_DIM, &m->d_model);
+    get_int_field(s, "layers", true, 1, 10000, &m->layers);
+    cv_result h = get_int_field(s, "heads", true, 1, MAX_DIM, &m->heads);
+    if (d == CV_OK && h == CV_OK && m->d_model % m->heads != 0)
+        cv_error(s->errs, "model.heads", cv_get(s, "heads"),
+                 "must divide model.d_model (%d), got %d", m->d_model, m->heads);
+}
+
+/* Returns the model type, or -1 when it is missing or invalid. */
+static int parse_model(const cv_section *root, model_cfg *m)
+{
+    cv_section s;
+    cv_section_open(&s, root, "model");
+    int type;
+    if (cv_get_enum(&s, "type", true, model_names, NELEM(model_names), &type) != CV_OK)
+        type = -1;
+    cv_check_keys(&s, model_keys, type, model_names, "model type");
+    if (type < 0)
+        return -1;
+    m->type = (model_type)type;
+    if (m->type == MODEL_GPT)
+        parse_gpt(&s, m);
+    else
+        parse_dense(&s, m);
+    return type;
+}
+
+/* ---- data -------------------------------------------------------------- */
+
+static bool kind_is_token_stream(int kind)
+{
+    return kind == DATA_TEXT || kind == DATA_TOKENS;
+}
+
+/* model_type: -1 if unknown.  Returns the data kind, or -1 if unknown. */
+static int parse_data_kind(const cv_section *s, int model_type)
+{
+    int kind = -1;
+    cv_result r = cv_get_enum(s, "kind", false, data_names, NELEM(data_names), &kind);
+    if (r == CV_BAD)
+        return -1;
+    if (r == CV_ABSENT)
+        return model_type < 0 ? -1 : model_type == MODEL_GPT ? DATA_TEXT : DATA_SYNTHETIC;
+    if (model_type >= 0 && kind_is_token_stream(kind) != (model_type == MODEL_GPT)) {
+        cv_error(s->errs, "data.kind", cv_get(s, "kind"),
+                 "data kind %s needs %s model (model.type is %s)", data_names[kind],
+                 kind_is_token_stream(kind) ? "a gpt" : "a linear or mlp", model_names[model_type]);
+        return -1;
+    }
+    return kind;
+}
+
+static void parse_data_path(const cv_section *s, data_cfg *d, int kind)
+{
+    const ynode *n = cv_get(s, "path");
+    if (!n) {
+        if (kind == DATA_CSV || kind == DATA_TOKENS)
+            cv_missing(s, "path", kind == DATA_CSV ? "data kind csv reads a file"
+                                                   : "data kind tokens reads a file");
+        return;
+    }
+    const char *path;
+    if (cv_str(s->errs, n, "data.path", 4096, &path) == CV_OK) {
+        d->path = xstrdup(path);
+        d->path_line = n->line;
+        d->path_column = n->column;
+    }
+}
+
+static void parse_data(const cv_section *root, run_config *cfg, int model_type)
+{
+    data_cfg *d = &cfg->data;
+    cv_section s;
+    cv_section_open(&s, root, "data");
+    int kind = parse_data_kind(&s, model_type);
+    cv_check_keys(&s, data_keys, kind, data_names, "data kind");
+    if (kind >= 0)
+        d->kind = (data_kind)kind;
+    get_int_field(&s, "batch_size", false, 1, 65536, &d->batch_size);
+    if (kind >= 0 && kind != DATA_SYNTHETIC)
+        parse_data_path(&s, d, kind);
+    cv_get_num(&s, "noise", false, NON_NEGATIVE, &d->noise);
+    cv_get_num(&s, "eval_fraction", false, (cv_range){0, 1, false, true}, &d->eval_fraction);
+}
+
+/* Raw bytes are the tokens of data kind text, so the vocabulary must hold
+ * every byte value. */
+static void check_text_vocab(const cv_section *root, const run_config *cfg)
+{
+    if (cfg->model.type != MODEL_GPT || cfg->data.kind != DATA_TEXT || cfg->model.vocab_size >= 256)
+        return;
+    cv_section s;
+    cv_section_open(&s, root, "model");
+    cv_error(root->errs, "model.vocab_size", cv_get(&s, "vocab_size"),
+             "must be >= 256 for data kind text (every byte is a token), got %d",
+             cfg->model.vocab_size);
+}
+
+/* ---- optimizer --------------------------------------------------------- */
+
+static void parse_betas(const cv_section *s, optim_cfg *o)
+{
+    const ynode *n = cv_get(s, "betas");
+    if (!n || !cv_list(s->errs, n, "optimizer.betas", 2, 2))
+        return;
+    double b[2] = {o->beta1, o->beta2};
+    char path[CV_PATH_MAX];
+    for (int i = 0; i < 2; i++) {
+        cv_path_index(path, "optimizer.betas", (size_t)i);
+        cv_num(s->errs, n->items[i], path, (cv_range){0, 1, false, true}, &b[i]);
+    }
+    o->beta1 = b[0];
+    o->beta2 = b[1];
+}
+
+/* Returns whether optimizer.lr is valid (the schedule's min_lr needs it). */
+static bool parse_optimizer(const cv_section *root, optim_cfg *o)
+{
+    cv_section s;
+    cv_section_open(&s, root, "optimizer");
+    int type = OPT_ADAMW;
+    if (cv_get_enum(&s, "type", false, optim_names, NELEM(optim_names), &type) == CV_BAD)
+        type = -1;
+    cv_check_keys(&s, optim_keys, type, optim_names, "optimizer type");
+    if (type >= 0)
+        o->type = (optim_type)type;
+    o->weight_decay = o->type == OPT_ADAMW ? 0.01 : 0.0;   /* torch's defaults */
+    bool lr_ok = cv_get_num(&s, "lr", false, POSITIVE, &o->lr) != CV_BAD;
+    parse_betas(&s, o);
+    cv_get_num(&s, "eps", false, POSITIVE, &o->eps);
+    cv_get_num(&s, "weight_decay", false, NON_NEGATIVE, &o->weight_decay);
+    cv_result m = cv_get_num(&s, "momentum", false, (cv_range){0, 1, false, false}, &o->momentum);
+    if (cv_get_bool(&s, "nesterov", &o->nesterov) == CV_OK && o->nesterov && m != CV_BAD &&
+        o->momentum == 0)
+        cv_error(s.errs, "optimizer.nesterov", cv_get(&s, "nesterov"),
+                 "needs optimizer.momentum > 0 (as torch.optim.SGD)");
+    cv_get_num(&s, "grad_clip", false, NON_NEGATIVE, &o->grad_clip);
+    return lr_ok;
+}
+
+/* ---- train ------------------------------------------------------------- */
+
+static void parse_train(const cv_section *root, train_cfg *t)
+{
+    cv_section s;
+    cv_section_open(&s, root, "train");
+    cv_check_keys(&s, train_keys, -1, NULL, NULL);
+    get_long_field(&s, "log_every", 1, MAX_STEPS_LIKE, &t->log_every);
+    get_long_field(&s, "checkpoint_every", 0, MAX_STEPS_LIKE, &t->checkpoint_every);
+    get_long_field(&s, "eval_every", 0, MAX_STEPS_LIKE, &t->eval_every);
+}
+
+/* ---- the whole config -------------------------------------------------- */
+
+static void set_defaults(run_config *cfg, const cfg_parse_opts *opts)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->name = xstrdup(opts && opts->default_name ? opts->default_name : "run");
+    cfg->threads = 1;
+    cfg->model.activation = ACT_RELU;
+    cfg->model.vocab_size = 256;
+    cfg->data.batch_size = 32;
+    cfg->data.noise = 0.01;
+    cfg->optim = (optim_cfg){.type = OPT_ADAMW, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999,
+                             .eps = 1e-8, .weight_decay = 0.01};
+    cfg->sched.type = SCHED_COSINE;
+    cfg->train = (train_cfg){.log_every = 10, .checkpoint_every = 500, .eval_every = 0};
+}
+
+/* "12.0 GiB" */
+static void format_bytes(size_t bytes, char *buf, size_t size)
+{
+    static const char *const units[] = {"MiB", "GiB", "TiB", "PiB", "EiB"};
+    double v = (double)bytes / (1024.0 * 1024.0);
+    int u = 0;
+    while (v >= 1024.0 && u < NELEM(units) - 1) {
+        v /= 1024.0;
+        u++;
+    }
+    snprintf(buf, size, "%.1f %s", v, units[u]);
+}
+
+static void check_memory(const cv_section *root, const run_config *cfg, const cfg_parse_opts *opts)
+{
+    size_t limit = opts && opts->max_model_bytes ? opts->max_model_bytes : CFG_DEFAULT_MAX_MODEL_BYTES;
+    size_t need = cfg_model_bytes(cfg);
+    if (need <= limit)
+        return;
+    char a[32], b[32];
+    format_bytes(need, a, sizeof a);
+    format_bytes(limit, b, sizeof b);
+    cv_section s;
+    cv_section_open(&s, root, "model");
+    cv_error(root->errs, "model", s.at, "model needs about %s, more than the %s allowed", a, b);
+}
+
+static void validate(const ynode *doc, run_config *cfg, const cfg_parse_opts *opts,
+                     diag_list_t *errs)
+{
+    cv_section root;
+    cv_section_root(&root, errs, doc);
+    cv_check_keys(&root, root_keys, -1, NULL, NULL);
+    parse_top(&root, cfg);
+
+    size_t mark = errs->n;
+    int model_type = parse_model(&root, &cfg->model);
+    parse_data(&root, cfg, model_type);
+    bool model_and_data_ok = errs->n == mark;
+    if (model_and_data_ok)
+        check_text_vocab(&root, cfg);
+
+    bool lr_ok = parse_optimizer(&root, &cfg->optim);
+    cfg_parse_schedule(&root, cfg, lr_ok);
+    parse_train(&root, &cfg->train);
+    if (model_and_data_ok)
+        check_memory(&root, cfg, opts);
+}
+
+int cfg_parse(const char *buf, size_t len, const cfg_parse_opts *opts, run_config *out,
+              diag_list_t *errs)
+{
+    memset(out, 0, sizeof *out);
+    size_t before = errs->n;
+    ynode *doc = ytree_parse(buf, len, errs);
+    if (!doc)
+        return -1;
+    run_config cfg;
+    set_defaults(&cfg, opts);
+    if (doc->kind != YNODE_MAP) {
+        char got[160];
+        cv_error(errs, "", doc, "the config must be a mapping of keys to values, got %s",
+                 cv_describe(doc, got, sizeof got));
+    } else {
+        validate(doc, &cfg, opts, errs);
+    }
+    ytree_free(doc);
+    if (errs->n != before) {
+        cfg_free(&cfg);
+        return -1;
+    }
+    *out = cfg;
+    return 0;
+}
+
+/* "runs/cosine-demo.yaml" -> "cosine-demo" (malloc'd). */
+static char *file_stem(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t len = strlen(base);
+    static const char *const exts[] = {".yaml", ".yml"};
+    for (int i = 0; i < NELEM(exts); i++) {
+        size_t el = strlen(exts[i]);
+        if (len > el && strcmp(base + len - el, exts[i]) == 0) {
+            len -= el;
+            break;
+        }
+    }
+    return xstrndup(base, len);
+}
+
+int cfg_load_file(const char *path, const cfg_parse_opts *opts, run_config *out,
+                  diag_list_t *errs)
+{
+    memset(out, 0, sizeof *out);
+    char *buf;
+    size_t len;
+    int rc = read_file(path, CFG_MAX_FILE_BYTES, &buf, &len);
+    if (rc == -EFBIG) {
+        diag_add(errs, "", 0, 0, "file is larger than %u MiB", CFG_MAX_FILE_BYTES >> 20);
+        return -1;
+    }
+    if (rc < 0) {
+        diag_add(errs, "", 0, 0, "cannot read %s: %s", path, strerror(-rc));
+        return -1;
+    }
+    cfg_parse_opts o = opts ? *opts : (cfg_parse_opts){0};
+    char *stem = NULL;
+    if (!o.default_name)
+        o.default_name = stem = file_stem(path);
+    rc = cfg_parse(buf, len, &o, out, errs);
+    free(stem);
+    free(buf);
+    return rc;
+}
+
+void cfg_free(run_config *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->name);
+    free(cfg->data.path);
+    memset(cfg, 0, sizeof *cfg);
+}

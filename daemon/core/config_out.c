@@ -1,0 +1,277 @@
+/*
+ * config_out — a validated run_config going out: as a stable hash (stored in
+ * checkpoints, so a checkpoint is never resumed under a different config) and
+ * as JSON with every default filled in (the job object's "config").
+ *
+ * The hash is FNV-1a over a canonical serialization built field by field —
+ * never the raw struct, whose padding and unused array tails are not data.
+ * Integers go in as 8 little-endian bytes, doubles as their IEEE bits (with
+ * -0 folded to 0), strings as length + bytes, each preceded by its field
+ * name, so the hash is the same on every machine and build.  It covers what
+ * changes the numbers (seed, model, data, optimizer, schedule) and leaves
+ * out what does not (name, threads, log/checkpoint/eval cadence).
+ *
+ * The JSON mirrors the YAML: the same sections and keys, only the keys that
+ * matter for the chosen types, derived values resolved (warmup_ratio appears
+ * as warmup_steps, min_lr as min_lr_ratio).  It is itself a valid config
+ * that parses back to the same hash.
+ */
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <string.h>
+#include "traind/config.h"
+#include "traind/util.h"
+
+/* ---- hash -------------------------------------------------------------- */
+
+static void h_u64(uint64_t *h, uint64_t v)
+{
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    *h = fnv64_update(*h, b, sizeof b);
+}
+
+static void h_name(uint64_t *h, const char *field)
+{
+    *h = fnv64_update(*h, field, strlen(field) + 1);   /* with the NUL as separator */
+}
+
+static void h_int(uint64_t *h, const char *field, long long v)
+{
+    h_name(h, field);
+    h_u64(h, (uint64_t)v);
+}
+
+static void h_dbl(uint64_t *h, const char *field, double v)
+{
+    uint64_t bits;
+    if (v == 0)
+        v = 0;                  /* -0.0 and 0.0 mean the same */
+    memcpy(&bits, &v, sizeof bits);
+    h_name(h, field);
+    h_u64(h, bits);
+}
+
+static void h_str(uint64_t *h, const char *field, const char *s)
+{
+    h_name(h, field);
+    if (!s) {
+        h_u64(h, UINT64_MAX);
+        return;
+    }
+    size_t len = strlen(s);
+    h_u64(h, len);
+    *h = fnv64_update(*h, s, len);
+}
+
+static void hash_model(uint64_t *h, const model_cfg *m)
+{
+    h_int(h, "model.type", m->type);
+    h_int(h, "model.input_dim", m->input_dim);
+    h_int(h, "model.output_dim", m->output_dim);
+    h_int(h, "model.n_hidden", m->n_hidden);
+    for (int i = 0; i < m->n_hidden && i < CFG_MAX_HIDDEN; i++)
+        h_int(h, "model.hidden[]", m->hidden[i]);
+    h_int(h, "model.activation", m->activation);
+    h_int(h, "model.vocab_size", m->vocab_size);
+    h_int(h, "model.context", m->context);
+    h_int(h, "model.d_model", m->d_model);
+    h_int(h, "model.layers", m->layers);
+    h_int(h, "model.heads", m->heads);
+}
+
+static void hash_data_optim(uint64_t *h, const data_cfg *d, const optim_cfg *o)
+{
+    h_int(h, "data.kind", d->kind);
+    h_int(h, "data.batch_size", d->batch_size);
+    h_dbl(h, "data.noise", d->noise);
+    h_dbl(h, "data.eval_fraction", d->eval_fraction);
+    h_str(h, "data.path", d->path);
+    h_int(h, "optimizer.type", o->type);
+    h_dbl(h, "optimizer.lr", o->lr);
+    h_dbl(h, "optimizer.beta1", o->beta1);
+    h_dbl(h, "optimizer.beta2", o->beta2);
+    h_dbl(h, "optimizer.eps", o->eps);
+    h_dbl(h, "optimizer.weight_decay", o->weight_decay);
+    h_dbl(h, "optimizer.momentum", o->momentum);
+    h_int(h, "optimizer.nesterov", o->nesterov);
+    h_dbl(h, "optimizer.grad_clip", o->grad_clip);
+}
+
+static void hash_schedule(uint64_t *h, const sched_cfg *s)
+{
+    h_int(h, "schedule.type", s->type);
+    h_int(h, "schedule.total_steps", s->total_steps);
+    h_int(h, "schedule.warmup_steps", s->warmup_steps);
+    h_dbl(h, "schedule.min_lr_ratio", s->min_lr_ratio);
+    h_dbl(h, "schedule.warmup_start_ratio", s->warmup_start_ratio);
+    h_dbl(h, "schedule.cycles", s->cycles);
+    h_dbl(h, "schedule.power", s->power);
+    h_int(h, "schedule.timescale", s->timescale);
+    h_int(h, "schedule.warmup_type", s->warmup_type);
+    h_int(h, "schedule.decay_type", s->decay_type);
+    h_int(h, "schedule.decay_steps", s->decay_steps);
+    h_int(h, "schedule.step_size", s->step_size);
+    h_dbl(h, "schedule.gamma", s->gamma);
+    h_int(h, "schedule.n_milestones", s->n_milestones);
+    for (int i = 0; i < s->n_milestones && i < CFG_MAX_MILESTONES; i++)
+        h_int(h, "schedule.milestones[]", s->milestones[i]);
+    h_dbl(h, "schedule.pct_start", s->pct_start);
+    h_dbl(h, "schedule.div_factor", s->div_factor);
+    h_dbl(h, "schedule.final_div_factor", s->final_div_factor);
+    h_int(h, "schedule.anneal_cos", s->anneal_cos);
+    h_int(h, "schedule.three_phase", s->three_phase);
+    h_int(h, "schedule.n_points", s->n_points);
+    for (int i = 0; i < s->n_points && i < CFG_MAX_POINTS; i++) {
+        h_int(h, "schedule.points[].step", s->point_step[i]);
+        h_dbl(h, "schedule.points[].ratio", s->point_ratio[i]);
+    }
+}
+
+uint64_t cfg_hash(const run_config *cfg)
+{
+    uint64_t h = FNV64_INIT;
+    h_name(&h, "traind run config v1");
+    h_int(&h, "seed", (long long)cfg->seed);
+    hash_model(&h, &cfg->model);
+    hash_data_optim(&h, &cfg->data, &cfg->optim);
+    hash_schedule(&h, &cfg->sched);
+    return h;
+}
+
+/* ---- JSON -------------------------------------------------------------- */
+
+static cJSON *model_json(const model_cfg *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", model_type_name(m->type));
+    if (m->type == MODEL_GPT) {
+        cJSON_AddNumberToObject(o, "vocab_size", m->vocab_size);
+        cJSON_AddNumberToObject(o, "context", m->context);
+        cJSON_AddNumberToObject(o, "d_model", m->d_model);
+        cJSON_AddNumberToObject(o, "layers", m->layers);
+        cJSON_AddNumberToObject(o, "heads", m->heads);
+        return o;
+    }
+    cJSON_AddNumberToObject(o, "input_dim", m->input_dim);
+    if (m->type == MODEL_MLP) {
+        cJSON_AddItemToObject(o, "hidden", cJSON_CreateIntArray(m->hidden, m->n_hidden));
+        cJSON_AddStringToObject(o, "activation", activation_name(m->activation));
+    }
+    cJSON_AddNumberToObject(o, "output_dim", m->output_dim);
+    return o;
+}
+
+static cJSON *data_json(const data_cfg *d)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "kind", data_kind_name(d->kind));
+    cJSON_AddNumberToObject(o, "batch_size", d->batch_size);
+    if (d->path)
+        cJSON_AddStringToObject(o, "path", d->path);
+    if (d->kind == DATA_SYNTHETIC)
+        cJSON_AddNumberToObject(o, "noise", d->noise);
+    cJSON_AddNumberToObject(o, "eval_fraction", d->eval_fraction);
+    return o;
+}
+
+static cJSON *optim_json(const optim_cfg *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", optim_type_name(p->type));
+    cJSON_AddNumberToObject(o, "lr", p->lr);
+    if (p->type == OPT_SGD) {
+        cJSON_AddNumberToObject(o, "momentum", p->momentum);
+        cJSON_AddBoolToObject(o, "nesterov", p->nesterov);
+    } else {
+        double betas[2] = {p->beta1, p->beta2};
+        cJSON_AddItemToObject(o, "betas", cJSON_CreateDoubleArray(betas, 2));
+        cJSON_AddNumberToObject(o, "eps", p->eps);
+    }
+    cJSON_AddNumberToObject(o, "weight_decay", p->weight_decay);
+    cJSON_AddNumberToObject(o, "grad_clip", p->grad_clip);
+    return o;
+}
+
+static void sched_type_json(cJSON *o, const sched_cfg *s)
+{
+    switch (s->type) {
+    case SCHED_COSINE_WITH_RESTARTS:
+        cJSON_AddNumberToObject(o, "cycles", s->cycles);
+        break;
+    case SCHED_POLYNOMIAL:
+        cJSON_AddNumberToObject(o, "power", s->power);
+        break;
+    case SCHED_INVERSE_SQRT:
+        cJSON_AddNumberToObject(o, "timescale", (double)s->timescale);
+        break;
+    case SCHED_WSD:
+        cJSON_AddStringToObject(o, "warmup_type", wsd_shape_name(s->warmup_type));
+        cJSON_AddStringToObject(o, "decay_type", wsd_shape_name(s->decay_type));
+        cJSON_AddNumberToObject(o, "decay_steps", (double)s->decay_steps);
+        break;
+    case SCHED_STEP:
+        cJSON_AddNumberToObject(o, "step_size", (double)s->step_size);
+        cJSON_AddNumberToObject(o, "gamma", s->gamma);
+        break;
+    case SCHED_MULTISTEP: {
+        cJSON *m = cJSON_AddArrayToObject(o, "milestones");
+        for (int i = 0; i < s->n_milestones; i++)
+            cJSON_AddItemToArray(m, cJSON_CreateNumber((double)s->milestones[i]));
+        cJSON_AddNumberToObject(o, "gamma", s->gamma);
+        break;
+    }
+    case SCHED_EXPONENTIAL:
+        cJSON_AddNumberToObject(o, "gamma", s->gamma);
+        break;
+    case SCHED_ONECYCLE:
+        cJSON_AddNumberToObject(o, "pct_start", s->pct_start);
+        cJSON_AddStringToObject(o, "anneal", s->anneal_cos ? "cos" : "linear");
+        cJSON_AddNumberToObject(o, "div_factor", s->div_factor);
+        cJSON_AddNumberToObject(o, "final_div_factor", s->final_div_factor);
+        cJSON_AddBoolToObject(o, "three_phase", s->three_phase);
+        break;
+    case SCHED_PIECEWISE: {
+        cJSON *pts = cJSON_AddArrayToObject(o, "points");
+        for (int i = 0; i < s->n_points; i++) {
+            cJSON *pt = cJSON_CreateArray();
+            cJSON_AddItemToArray(pt, cJSON_CreateNumber((double)s->point_step[i]));
+            cJSON_AddItemToArray(pt, cJSON_CreateNumber(s->point_ratio[i]));
+            cJSON_AddItemToArray(pts, pt);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static cJSON *sched_json(const sched_cfg *s)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", sched_type_name(s->type));
+    cJSON_AddNumberToObject(o, "total_steps", (double)s->total_steps);
+    cJSON_AddNumberToObject(o, "warmup_steps", (double)s->warmup_steps);
+    cJSON_AddNumberToObject(o, "warmup_start_ratio", s->warmup_start_ratio);
+    cJSON_AddNumberToObject(o, "min_lr_ratio", s->min_lr_ratio);
+    sched_type_json(o, s);
+    return o;
+}
+
+cJSON *cfg_to_json(const run_config *cfg)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", cfg->name ? cfg->name : "");
+    cJSON_AddNumberToObject(o, "seed", (double)cfg->seed);
+    cJSON_AddNumberToObject(o, "threads", cfg->threads);
+    cJSON_AddItemToObject(o, "model", model_json(&cfg->model));
+    cJSON_AddItemToObject(o, "data", data_json(&cfg->data));
+    cJSON_AddItemToObject(o, "optimizer", optim_json(&cfg->optim));
+    cJSON_AddItemToObject(o, "schedule", sched_json(&cfg->sched));
+    cJSON *t = cJSON_AddObjectToObject(o, "train");
+    cJSON_AddNumberToObject(t, "log_every", (double)cfg->train.log_every);
+    cJSON_AddNumberToObject(t, "checkpoint_every", (double)cfg->train.checkpoint_every);
+    cJSON_AddNumberToObject(t, "eval_every", (double)cfg->train.eval_every);
+    return o;
+}

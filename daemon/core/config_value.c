@@ -1,0 +1,564 @@
+/*
+ * config_value — typed reads of YAML nodes for config validation, each
+ * reporting a located, human error instead of failing silently.
+ * See config_internal.h for the conventions.
+ *
+ * Scalars are typed the YAML 1.2 core-schema way, by their plain text:
+ * decimal integers, decimal floats ("2.0e-4", "1e-3", ".5"), true/false,
+ * null/~/empty.  Quoted scalars are always strings, so "5" is not a number.
+ * Deliberately refused, with a message saying why: hex/octal and leading
+ * zeros (YAML 1.1 and 1.2 read "010" differently), .inf/.nan and anything
+ * strtod would turn into them, and floats where an integer is expected.
+ */
+#include "config_internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "traind/util.h"
+
+typedef enum { SC_INT, SC_FLOAT, SC_NONFINITE, SC_OTHERNUM, SC_BOOL, SC_NULL, SC_STRING } scalar_class;
+
+/* ---- messages and paths ------------------------------------------------ */
+
+void cv_error(diag_list_t *errs, const char *path, const ynode *at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = NULL;
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    va_end(ap);
+    diag_add(errs, path, at ? at->line : 0, at ? at->column : 0, "%s", msg ? msg : "out of memory");
+    free(msg);
+}
+
+/* out = a + b + c, truncated to CV_PATH_MAX - 1 bytes. */
+static void path_concat(char out[CV_PATH_MAX], const char *a, const char *b, const char *c)
+{
+    const char *parts[3] = {a, b, c};
+    size_t used = 0;
+    for (int i = 0; i < 3; i++)
+        for (const char *p = parts[i]; *p && used < CV_PATH_MAX - 1; p++)
+            out[used++] = *p;
+    out[used] = '\0';
+}
+
+void cv_path_key(char out[CV_PATH_MAX], const char *parent, const char *key)
+{
+    char copy[CV_PATH_MAX];
+    path_concat(copy, parent, "", "");      /* parent may alias out */
+    path_concat(out, copy, copy[0] ? "." : "", key);
+}
+
+void cv_path_index(char out[CV_PATH_MAX], const char *parent, size_t index)
+{
+    char copy[CV_PATH_MAX], idx[32];
+    path_concat(copy, parent, "", "");
+    snprintf(idx, sizeof idx, "[%zu]", index);
+    path_concat(out, copy, idx, "");
+}
+
+/* User text for a message: at most 40 characters, control characters and
+ * quotes made harmless. */
+static void quote_text(const char *s, size_t len, char *buf, size_t size)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 5 < size; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (i == 40) {
+            memcpy(buf + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (c == '"' || c == '\\')
+            buf[o++] = '\\';
+        buf[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    }
+    buf[o] = '\0';
+}
+
+/* ---- scalar typing ----------------------------------------------------- */
+
+static const char *skip_sign(const char *s)
+{
+    return (*s == '+' || *s == '-') ? s + 1 : s;
+}
+
+static size_t count_digits(const char *s)
+{
+    size_t n = 0;
+    while (isdigit((unsigned char)s[n]))
+        n++;
+    return n;
+}
+
+/* [-+]?[0-9]+ */
+static bool is_decimal_int(const char *s)
+{
+    s = skip_sign(s);
+    size_t n = count_digits(s);
+    return n > 0 && s[n] == '\0';
+}
+
+/* [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?, not an integer. */
+static bool is_decimal_float(const char *s)
+{
+    s = skip_sign(s);
+    size_t mant = count_digits(s);
+    s += mant;
+    bool dot = *s == '.';
+    if (dot) {
+        size_t frac = count_digits(s + 1);
+        if (mant == 0 && frac == 0)
+            return false;
+        s += 1 + frac;
+    } else if (mant == 0) {
+        return false;
+    }
+    bool exp = *s == 'e' || *s == 'E';
+    if (exp) {
+        s = skip_sign(s + 1);
+        size_t e = count_digits(s);
+        if (e == 0)
+            return false;
+        s += e;
+    }
+    return *s == '\0' && (dot || exp);
+}
+
+static bool is_nonfinite(const char *s)
+{
+    s = skip_sign(s);
+    static const char *const words[] = {".inf", ".nan", "inf", "nan", "infinity"};
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if (strcasecmp(s, words[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Numbers in a notation we refuse: 0x1F, 0o17, 0b101, 010, 1_000. */
+static bool is_other_number(const char *s)
+{
+    s = skip_sign(s);
+    if (s[0] == '0' && s[1] && strchr("xXoObB", s[1]))
+        return true;
+    if (s[0] == '0' && isdigit((unsigned char)s[1]))
+        return true;
+    return isdigit((unsigned char)s[0]) && strchr(s, '_') && !strpbrk(s, " \t");
+}
+
+static bool is_bool_word(const char *s, bool *value)
+{
+    static const char *const t[] = {"true", "True", "TRUE"}, *const f[] = {"false", "False", "FALSE"};
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(s, t[i]) == 0)
+            return *value = true, true;
+        if (strcmp(s, f[i]) == 0)
+            return *value = false, true;
+    }
+    return false;
+}
+
+static scalar_class classify(const ynode *n)
+{
+    if (!n->plain)
+        return SC_STRING;
+    if (yscalar_is_null(n))
+        return SC_NULL;
+    bool b;
+    if (is_bool_word(n->value, &b))
+        return SC_BOOL;
+    if (is_decimal_int(n->value))
+        return (is_other_number(n->value) ? SC_OTHERNUM : SC_INT);
+    if (is_decimal_float(n->value))
+        return SC_FLOAT;
+    if (is_nonfinite(n->value))
+        return SC_NONFINITE;
+    if (is_other_number(n->value))
+        return SC_OTHERNUM;
+    return SC_STRING;
+}
+
+const char *cv_describe(const ynode *n, char *buf, size_t size)
+{
+    if (!n) {
+        snprintf(buf, size, "nothing");
+        return buf;
+    }
+    if (n->kind != YNODE_SCALAR) {
+        snprintf(buf, size, "%s", n->kind == YNODE_SEQ ? "a list" : "a mapping");
+        return buf;
+    }
+    char text[128];
+    quote_text(n->value, n->len, text, sizeof text);
+    switch (classify(n)) {
+    case SC_NULL:
+        snprintf(buf, size, "null");
+        break;
+    case SC_STRING:
+        snprintf(buf, size, "string \"%s\"", text);
+        break;
+    default:
+        snprintf(buf, size, "%s", text);
+        break;
+    }
+    return buf;
+}
+
+/* ---- typed readers ----------------------------------------------------- */
+
+static void int_range_text(long long lo, long long hi, char *buf, size_t size)
+{
+    if (hi == LLONG_MAX)
+        snprintf(buf, size, ">= %lld", lo);
+    else
+        snprintf(buf, size, "in %lld..%lld", lo, hi);
+}
+
+cv_result cv_int(diag_list_t *errs, const ynode *n, const char *path, long long lo, long long hi,
+                 long long *out)
+{
+    char got[160], range[64];
+    int_range_text(lo, hi, range, sizeof range);
+    if (n->kind != YNODE_SCALAR || classify(n) != SC_INT) {
+        const char *what = n->kind == YNODE_SCALAR && classify(n) == SC_OTHERNUM
+                               ? "must be a decimal integer" : "must be an integer";
+        cv_error(errs, path, n, "%s, got %s", what, cv_describe(n, got, sizeof got));
+        return CV_BAD;
+    }
+    errno = 0;
+    long long v = strtoll(n->value, NULL, 10);
+    if (errno == ERANGE || v < lo || v > hi) {
+        cv_error(errs, path, n, "must be an integer %s, got %s", range, cv_describe(n, got, sizeof got));
+        return CV_BAD;
+    }
+    *out = v;
+    return CV_OK;
+}
+
+static void num_range_text(cv_range r, char *buf, size_t size)
+{
+    bool has_lo = isfinite(r.lo), has_hi = isfinite(r.hi);
+    if (has_lo && has_hi)
+        snprintf(buf, size, "in %c%g, %g%c", r.lo_open ? '(' : '[', r.lo, r.hi, r.hi_open ? ')' : ']');
+    else if (has_lo)
+        snprintf(buf, size, "%s %g", r.lo_open ? ">" : ">=", r.lo);
+    else if (has_hi)
+        snprintf(buf, size, "%s %g", r.hi_open ? "<" : "<=", r.hi);
+    else
+        buf[0] = '\0';
+}
+
+static bool in_range(cv_range r, double v)
+{
+    if (isfinite(r.lo) && (r.lo_open ? !(v > r.lo) : !(v >= r.lo)))
+        return false;
+    if (isfinite(r.hi) && (r.hi_open ? !(v < r.hi) : !(v <= r.hi)))
+        return false;
+    return true;
+}
+
+cv_result cv_num(diag_list_t *errs, const ynode *n, const char *path, cv_range r, double *out)
+{
+    char got[160], range[96];
+    scalar_class c = n->kind == YNODE_SCALAR ? classify(n) : SC_STRING;
+    if (n->kind != YNODE_SCALAR || (c != SC_INT && c != SC_FLOAT && c != SC_NONFINITE)) {
+        const char *what = c == SC_OTHERNUM ? "must be a decimal number" : "must be a number";
+        cv_error(errs, path, n, "%s, got %s", what, cv_describe(n, got, sizeof got));
+        return CV_BAD;
+    }
+    double v = c == SC_NONFINITE ? INFINITY : strtod(n->value, NULL);
+    if (!isfinite(v)) {
+        cv_error(errs, path, n, "must be a finite number, got %s", cv_describe(n, got, sizeof got));
+        return CV_BAD;
+    }
+    if (!in_range(r, v)) {
+        num_range_text(r, range, sizeof range);
+        cv_error(errs, path, n, "must be a number %s, got %s", range, cv_describe(n, got, sizeof got));
+        return CV_BAD;
+    }
+    *out = v;
+    return CV_OK;
+}
+
+cv_result cv_bool(diag_list_t *errs, const ynode *n, const char *path, bool *out)
+{
+    bool v;
+    if (n->kind == YNODE_SCALAR && n->plain && is_bool_word(n->value, &v)) {
+        *out = v;
+        return CV_OK;
+    }
+    char got[160];
+    cv_error(errs, path, n, "must be true or false, got %s", cv_describe(n, got, sizeof got));
+    return CV_BAD;
+}
+
+/* The closest name to s if it is close enough to be a likely typo. */
+static const char *nearest(const char *s, const char *const *names, int n_names)
+{
+    size_t len = strlen(s), best_d = SIZE_MAX;
+    const char *best = NULL;
+    for (int i = 0; i < n_names; i++) {
+        size_t d = cv_edit_distance(s, names[i], 8);
+        if (d < best_d) {
+            best_d = d;
+            best = names[i];
+        }
+    }
+    if (best && best_d < len && (best_d <= 2 || best_d <= len / 3))
+        return best;
+    return NULL;
+}
+
+cv_result cv_enum(diag_list_t *errs, const ynode *n, const char *path, const char *const *names,
+                  int n_names, int *out)
+{
+    if (n->kind == YNODE_SCALAR && !yscalar_is_null(n))
+        for (int i = 0; i < n_names; i++)
+            if (strcmp(n->value, names[i]) == 0) {
+                *out = i;
+                return CV_OK;
+            }
+    char list[512] = "", got[160], hint[128] = "";
+    for (int i = 0; i < n_names; i++) {
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", names[i]);
+    }
+    if (n->kind == YNODE_SCALAR && !yscalar_is_null(n)) {
+        char text[128];
+        quote_text(n->value, n->len, text, sizeof text);
+        snprintf(got, sizeof got, "\"%s\"", text);
+        const char *near = nearest(n->value, names, n_names);
+        if (near)
+            snprintf(hint, sizeof hint, " (did you mean '%s'?)", near);
+    } else {
+        cv_describe(n, got, sizeof got);
+    }
+    cv_error(errs, path, n, "must be one of %s, got %s%s", list, got, hint);
+    return CV_BAD;
+}
+
+cv_result cv_str(diag_list_t *errs, const ynode *n, const char *path, size_t max_len,
+                 const char **out)
+{
+    char got[160];
+    if (n->kind != YNODE_SCALAR || yscalar_is_null(n)) {
+        cv_error(errs, path, n, "must be a string, got %s", cv_describe(n, got, sizeof got));
+        return CV_BAD;
+    }
+    if (n->len == 0) {
+        cv_error(errs, path, n, "must not be empty");
+        return CV_BAD;
+    }
+    if (n->len > max_len) {
+        cv_error(errs, path, n, "must be at most %zu characters long, got %zu", max_len, n->len);
+        return CV_BAD;
+    }
+    for (size_t i = 0; i < n->len; i++) {
+        unsigned char c = (unsigned char)n->value[i];
+        if (c < 0x20 || c == 0x7f) {
+            cv_error(errs, path, n, "must not contain control characters (byte 0x%02X at %zu)", c, i);
+            return CV_BAD;
+        }
+    }
+    *out = n->value;
+    return CV_OK;
+}
+
+bool cv_list(diag_list_t *errs, const ynode *n, const char *path, size_t min, size_t max)
+{
+    char got[160];
+    if (n->kind != YNODE_SEQ) {
+        cv_error(errs, path, n, "must be a list, got %s", cv_describe(n, got, sizeof got));
+        return false;
+    }
+    if (n->n >= min && n->n <= max)
+        return true;
+    if (min == max)
+        cv_error(errs, path, n, "must have exactly %zu items, got %zu", min, n->n);
+    else
+        cv_error(errs, path, n, "must have %zu to %zu items, got %zu", min, max, n->n);
+    return false;
+}
+
+/* ---- sections ---------------------------------------------------------- */
+
+void cv_section_root(cv_section *s, diag_list_t *errs, const ynode *root)
+{
+    s->errs = errs;
+    s->map = root;
+    s->at = root;
+    s->path[0] = '\0';
+}
+
+void cv_section_open(cv_section *s, const cv_section *parent, const char *name)
+{
+    const ynode *n = cv_get(parent, name);
+    s->errs = parent->errs;
+    cv_path_key(s->path, parent->path, name);
+    s->map = NULL;
+    s->at = n ? n : parent->at;
+    if (!n || yscalar_is_null(n))   /* "train:" with nothing under it = empty */
+        return;
+    if (n->kind == YNODE_MAP) {
+        s->map = n;
+        return;
+    }
+    char got[160];
+    cv_error(s->errs, s->path, n, "must be a mapping of keys to values, got %s",
+             cv_describe(n, got, sizeof got));
+}
+
+const ynode *cv_get(const cv_section *s, const char *key)
+{
+    return ymap_get(s->map, key);
+}
+
+void cv_missing(const cv_section *s, const char *key, const char *why)
+{
+    char path[CV_PATH_MAX];
+    cv_path_key(path, s->path, key);
+    cv_error(s->errs, path, s->at, "required key is missing%s%s%s", why ? " (" : "", why ? why : "",
+             why ? ")" : "");
+}
+
+cv_result cv_get_int(const cv_section *s, const char *key, bool required, long long lo,
+                     long long hi, long long *out)
+{
+    const ynode *n = cv_get(s, key);
+    if (!n) {
+        if (required)
+            cv_missing(s, key, NULL);
+        return required ? CV_BAD : CV_ABSENT;
+    }
+    char path[CV_PATH_MAX];
+    cv_path_key(path, s->path, key);
+    return cv_int(s->errs, n, path, lo, hi, out);
+}
+
+cv_result cv_get_num(const cv_section *s, const char *key, bool required, cv_range r, double *out)
+{
+    const ynode *n = cv_get(s, key);
+    if (!n) {
+        if (required)
+            cv_missing(s, key, NULL);
+        return required ? CV_BAD : CV_ABSENT;
+    }
+    char path[CV_PATH_MAX];
+    cv_path_key(path, s->path, key);
+    return cv_num(s->errs, n, path, r, out);
+}
+
+cv_result cv_get_bool(const cv_section *s, const char *key, bool *out)
+{
+    const ynode *n = cv_get(s, key);
+    if (!n)
+        return CV_ABSENT;
+    char path[CV_PATH_MAX];
+    cv_path_key(path, s->path, key);
+    return cv_bool(s->errs, n, path, out);
+}
+
+cv_result cv_get_enum(const cv_section *s, const char *key, bool required,
+                      const char *const *names, int n_names, int *out)
+{
+    const ynode *n = cv_get(s, key);
+    if (!n) {
+        if (required)
+            cv_missing(s, key, NULL);
+        return required ? CV_BAD : CV_ABSENT;
+    }
+    char path[CV_PATH_MAX];
+    cv_path_key(path, s->path, key);
+    return cv_enum(s->errs, n, path, names, n_names, out);
+}
+
+/* ---- key checks -------------------------------------------------------- */
+
+size_t cv_edit_distance(const char *a, const char *b, size_t cap)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return cap + 1;
+    size_t prev[65], cur[65];
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+        memcpy(prev, cur, (lb + 1) * sizeof *prev);
+    }
+    return prev[lb] > cap ? cap + 1 : prev[lb];
+}
+
+static void report_unknown(const cv_section *s, const ynode *key, const cv_key *keys)
+{
+    const char *names[64];
+    int n = 0;
+    for (; keys[n].name && n < 64; n++)
+        names[n] = keys[n].name;
+    char text[128], path[CV_PATH_MAX], hint[320] = "";
+    quote_text(key->value, key->len, text, sizeof text);
+    cv_path_key(path, s->path, text);
+    const char *near = nearest(key->value, names, n);
+    const char *home = near ? NULL : cfg_key_home(key->value);
+    if (near)
+        snprintf(hint, sizeof hint, " (did you mean '%s'?)", near);
+    else if (home && !home[0])
+        snprintf(hint, sizeof hint, " (did you mean the top-level key '%s'?)", text);
+    else if (home && strcmp(home, s->path) != 0)
+        snprintf(hint, sizeof hint, " (did you mean '%s.%s'?)", home, text);
+    cv_error(s->errs, path, key, "unknown key '%s'%s", text, hint);
+}
+
+/* "linear and mlp", "step, multistep and exponential". */
+static void join_types(unsigned mask, const char *const *type_names, char *buf, size_t size)
+{
+    int total = __builtin_popcount(mask), seen = 0;
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int t = 0; t < 32 && used < size; t++) {
+        if (!(mask & CV_BIT(t)))
+            continue;
+        seen++;
+        const char *sep = seen == 1 ? "" : seen == total ? " and " : ", ";
+        int w = snprintf(buf + used, size - used, "%s%s", sep, type_names[t]);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+void cv_check_keys(const cv_section *s, const cv_key *keys, int type, const char *const *type_names,
+                   const char *type_what)
+{
+    if (!s->map)
+        return;
+    for (size_t i = 0; i < s->map->n; i++) {
+        const ynode *key = s->map->keys[i];
+        const cv_key *k = keys;
+        while (k->name && strcmp(k->name, key->value) != 0)
+            k++;
+        if (!k->name) {
+            report_unknown(s, key, keys);
+            continue;
+        }
+        if (type < 0 || k->types == 0 || (k->types & CV_BIT(type)))
+            continue;
+        char path[CV_PATH_MAX], users[256];
+        cv_path_key(path, s->path, k->name);
+        join_types(k->types, type_names, users, sizeof users);
+        cv_error(s->errs, path, key, "%s is only used by %s%s %s, not %s", k->name, type_what,
+                 __builtin_popcount(k->types) > 1 ? "s" : "", users, type_names[type]);
+    }
+}

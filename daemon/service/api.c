@@ -1,0 +1,471 @@
+/*
+ * api — routes of SPEC.md §4 over an api_backend.  See include/traind/api.h.
+ *
+ *   GET  /                      HTML dashboard (polls the JSON routes)
+ *   GET  /status                {"version","uptime_s","jobs":[summary...]}
+ *   GET  /jobs[?state=S]        [job...] newest first
+ *   POST /jobs                  YAML body → 201 {"id"} | 400 {"error","errors"}
+ *   GET  /jobs/{id}             job | 404
+ *   GET  /jobs/{id}/metrics     ?since=S&max=N → {"id","points"}
+ *   POST /jobs/{id}/cancel      202 | 404 | 409
+ *   GET  /healthz               {"status":"ok"}
+ *   GET  /metrics               Prometheus text 0.0.4
+ *
+ * HEAD is answered wherever GET is.  Order of checks: unknown path 404,
+ * wrong method 405 (with Allow), missing or wrong token 401, then the id
+ * (an id that could not be a job's is 404 before the backend sees it, so a
+ * path like /jobs/..%2F..%2Fetc never reaches anything that touches files).
+ */
+#include "traind/api.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "traind/util.h"
+
+#ifndef TRAIND_VERSION
+#define TRAIND_VERSION "0"
+#endif
+
+#define API_ID_MAX 128
+
+const char *const api_job_states[] = {"queued", "running", "succeeded", "failed", "cancelled", "rejected", NULL};
+
+/* ------------------------------------------------------------------ */
+/* The dashboard: one static page that polls /jobs every 2 s and plots the
+ * selected job's loss and lr from /jobs/{id}/metrics.  Every string from a
+ * job goes into the page through textContent, never as HTML. */
+
+static const char dashboard_html[] =
+    "<!doctype html>\n"
+    "<html><head><meta charset=\"utf-8\"><title>traind</title>\n"
+    "<style>\n"
+    "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\n"
+    "table{border-collapse:collapse}td,th{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:right}\n"
+    "td:first-child,th:first-child,td:nth-child(2){text-align:left}tr.sel{background:#eef4ff}\n"
+    "tbody tr{cursor:pointer}.bar{display:inline-block;width:80px;height:8px;background:#eee;margin-right:.4em}\n"
+    ".bar i{display:block;height:100%;background:#4a7}canvas{border:1px solid #ddd;margin:.5em .5em 0 0}\n"
+    ".err{color:#b00}\n"
+    "</style></head><body>\n"
+    "<h1>traind</h1><p id=\"info\"></p>\n"
+    "<table><thead><tr><th>job</th><th>state</th><th>progress</th><th>step</th><th>lr</th><th>loss</th>"
+    "<th>steps/s</th><th>eta s</th></tr></thead><tbody id=\"jobs\"></tbody></table>\n"
+    "<h2 id=\"title\"></h2><div id=\"errors\" class=\"err\"></div>\n"
+    "<canvas id=\"loss\" width=\"520\" height=\"240\"></canvas>"
+    "<canvas id=\"lr\" width=\"520\" height=\"240\"></canvas>\n"
+    "<script>\n"
+    "let sel=null;\n"
+    "const $=id=>document.getElementById(id);\n"
+    "const num=(v,d)=>v==null?'':(Math.abs(v)>=1e4||Math.abs(v)<1e-3&&v!=0?v.toExponential(d):(+v.toFixed(6)).toString());\n"
+    "function cell(tr,t){const td=document.createElement('td');if(t instanceof Node)td.appendChild(t);else "
+    "td.textContent=t;tr.appendChild(td);}\n"
+    "function plot(c,pts,key,label,log){const g=c.getContext('2d');g.clearRect(0,0,c.width,c.height);\n"
+    " const f=v=>log?Math.log10(v):v;const p=pts.filter(q=>q[key]!=null&&isFinite(q[key])&&(!log||q[key]>0));\n"
+    " g.fillStyle='#222';g.fillText(label+(log?' (log10)':''),8,14);if(p.length<2)return;\n"
+    " const x0=p[0].step,x1=p[p.length-1].step;let y0=Infinity,y1=-Infinity;\n"
+    " for(const q of p){y0=Math.min(y0,f(q[key]));y1=Math.max(y1,f(q[key]));}if(y1==y0){y1+=1;y0-=1;}\n"
+    " const W=c.width-60,H=c.height-40,X=s=>50+W*(s-x0)/Math.max(1,x1-x0),Y=v=>20+H*(1-(f(v)-y0)/(y1-y0));\n"
+    " g.fillText(num(log?10**y1:y1,2),2,24);g.fillText(num(log?10**y0:y0,2),2,20+H);g.fillText(x1,W+20,c.height-6);\n"
+    " g.strokeStyle='#37c';g.beginPath();p.forEach((q,i)=>i?g.lineTo(X(q.step),Y(q[key])):g.moveTo(X(q.step),Y(q[key])));g.stroke();}\n"
+    "async function refresh(){\n"
+    " try{const st=await (await fetch('status')).json();$('info').textContent='traind '+st.version+', up '"
+    "+Math.round(st.uptime_s)+' s';\n"
+    " const jobs=await (await fetch('jobs')).json();const tb=$('jobs');tb.textContent='';\n"
+    " if(sel==null&&jobs.length)sel=jobs[0].id;\n"
+    " for(const j of jobs){const tr=document.createElement('tr');if(j.id==sel)tr.className='sel';\n"
+    "  tr.onclick=()=>{sel=j.id;refresh();};\n"
+    "  const b=document.createElement('span');b.className='bar';const i=document.createElement('i');\n"
+    "  i.style.width=(j.total_steps?100*j.step/j.total_steps:0)+'%';b.appendChild(i);\n"
+    "  cell(tr,j.id);cell(tr,j.state+(j.queue_position?' #'+j.queue_position:''));cell(tr,b);\n"
+    "  cell(tr,j.step+' / '+(j.total_steps||'-'));cell(tr,num(j.lr,3));cell(tr,num(j.loss,4));\n"
+    "  cell(tr,num(j.steps_per_s,1));cell(tr,num(j.eta_s,1));tb.appendChild(tr);\n"
+    "  if(j.id==sel){$('title').textContent=j.id;$('errors').textContent=(j.errors||[]).map(e=>typeof e=='string'?e:"
+    "(e.path?e.path+': ':'')+e.message).join('\\n');}}\n"
+    " if(sel!=null){const m=await (await fetch('jobs/'+encodeURIComponent(sel)+'/metrics?max=500')).json();\n"
+    "  if(m.points){plot($('loss'),m.points,'loss','loss',true);plot($('lr'),m.points,'lr','lr',false);}}\n"
+    " }catch(e){$('info').textContent='traind unreachable: '+e;}\n"
+    "}\n"
+    "refresh();setInterval(refresh,2000);\n"
+    "</script></body></html>\n";
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                              */
+
+bool api_id_valid(const char *id)
+{
+    size_t n = 0;
+    if (!id || id[0] == '.' || id[0] == '\0')
+        return false;
+    for (const char *p = id; *p; p++, n++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                  c == '_' || c == '-';
+        if (!ok || n >= API_ID_MAX)
+            return false;
+    }
+    return strstr(id, "..") == NULL;
+}
+
+bool api_token_equal(const char *given, const char *expected)
+{
+    /* Runs over the whole of expected whatever given holds; the only thing
+     * timing reveals is the length of expected. */
+    size_t gl = strlen(given), el = strlen(expected);
+    volatile unsigned char diff = (unsigned char)(gl != el);
+    for (size_t i = 0; i < el; i++) {
+        unsigned char g = i < gl ? (unsigned char)given[i] : 0;
+        diff |= g ^ (unsigned char)expected[i];
+    }
+    return diff == 0;
+}
+
+cJSON *api_thin_points(cJSON *arr, long max)
+{
+    if (!cJSON_IsArray(arr) || max < 1)
+        return arr;
+    size_t n = (size_t)cJSON_GetArraySize(arr);
+    if (n <= (size_t)max)
+        return arr;
+    size_t m = (size_t)max, k = 0;
+    cJSON *kept = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++) {
+        cJSON *item = arr->child;
+        cJSON_DetachItemViaPointer(arr, item);
+        /* the k-th kept index: round(k (n-1) / (m-1)); with m == 1 the last */
+        size_t want = m == 1 ? n - 1 : (size_t)((k * (n - 1) * 2 + (m - 1)) / (2 * (m - 1)));
+        if (k < m && i == want) {
+            cJSON_AddItemToArray(kept, item);
+            k++;
+        } else {
+            cJSON_Delete(item);
+        }
+    }
+    while (kept->child) {
+        cJSON *item = kept->child;
+        cJSON_DetachItemViaPointer(kept, item);
+        cJSON_AddItemToArray(arr, item);
+    }
+    cJSON_Delete(kept);
+    return arr;
+}
+
+static void reply_json(http_response *res, int status, cJSON *o)
+{
+    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!s) {
+        http_response_error(res, 500, "could not encode the answer");
+        return;
+    }
+    http_response_set(res, status, "application/json", s, strlen(s));
+}
+
+static void method_not_allowed(http_response *res, const char *allow)
+{
+    http_response_error(res, 405, "method not allowed");
+    http_response_add_header(res, "Allow", allow);
+}
+
+/* Bearer token check; answers 401 itself and returns false when it fails. */
+static bool authorized(const api_backend *be, const http_request *req, http_response *res)
+{
+    const char *expected = be->token ? be->token(be->ctx) : NULL;
+    const char *h = http_request_header(req, "Authorization");
+    const char *given = NULL;
+    if (h && strncasecmp(h, "Bearer", 6) == 0 && (h[6] == ' ' || h[6] == '\t')) {
+        given = h + 6;
+        while (*given == ' ' || *given == '\t')
+            given++;
+    }
+    if (expected && *expected && given && *given && api_token_equal(given, expected))
+        return true;
+    http_response_error(res, 401, given ? "invalid token" : "a bearer token is required for writes");
+    http_response_add_header(res, "WWW-Authenticate",
+                             given ? "Bearer realm=\"traind\", error=\"invalid_token\"" : "Bearer realm=\"traind\"");
+    return false;
+}
+
+/* Parses a whole decimal integer; false on anything else. */
+static bool parse_long(const char *s, long *out)
+{
+    if (!s || !*s || !((*s >= '0' && *s <= '9') || *s == '-'))
+        return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* The query parameter key as an integer: 1 found (in *out), 0 absent, -1
+ * present but not an integer (400 already set). */
+static int query_long(const http_request *req, const char *key, long *out, http_response *res)
+{
+    char *v = NULL;
+    int r = http_query_get(req->query, key, &v);
+    if (r == 0)
+        return 0;
+    bool ok = r > 0 && parse_long(v, out);
+    free(v);
+    if (!ok) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "query parameter '%s' must be an integer", key);
+        http_response_error(res, 400, msg);
+        return -1;
+    }
+    return 1;
+}
+
+static cJSON *copy_field(const cJSON *job, const char *key)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(job, key);
+    return x ? cJSON_Duplicate(x, 1) : cJSON_CreateNull();
+}
+
+static bool valid_state(const char *s)
+{
+    for (size_t i = 0; api_job_states[i]; i++)
+        if (strcmp(s, api_job_states[i]) == 0)
+            return true;
+    return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* routes                                                               */
+
+static void get_status(const api_backend *be, http_response *res)
+{
+    cJSON *jobs = be->list_jobs ? be->list_jobs(be->ctx, NULL) : NULL;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "version", TRAIND_VERSION);
+    cJSON_AddNumberToObject(o, "uptime_s", be->uptime ? be->uptime(be->ctx) : 0);
+    cJSON *arr = cJSON_AddArrayToObject(o, "jobs");
+    static const char *const keys[] = {"id", "state", "step", "total_steps", "lr", "loss"};
+    const cJSON *job;
+    cJSON_ArrayForEach(job, jobs)
+    {
+        cJSON *s = cJSON_CreateObject();
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+            cJSON_AddItemToObject(s, keys[k], copy_field(job, keys[k]));
+        cJSON_AddItemToArray(arr, s);
+    }
+    cJSON_Delete(jobs);
+    reply_json(res, 200, o);
+}
+
+static void get_jobs(const api_backend *be, const http_request *req, http_response *res)
+{
+    char *state = NULL;
+    int r = http_query_get(req->query, "state", &state);
+    if (r < 0 || (r > 0 && !valid_state(state))) {
+        free(state);
+        http_response_error(res, 400,
+                            "state must be one of queued, running, succeeded, failed, cancelled, rejected");
+        return;
+    }
+    cJSON *jobs = be->list_jobs ? be->list_jobs(be->ctx, state) : NULL;
+    free(state);
+    reply_json(res, 200, jobs ? jobs : cJSON_CreateArray());
+}
+
+static void post_jobs(const api_backend *be, const http_request *req, http_response *res)
+{
+    if (!authorized(be, req, res))
+        return;
+    if (req->body_len == 0) {
+        http_response_error(res, 400, "the request body must be a run config (YAML)");
+        return;
+    }
+    char *id = NULL;
+    cJSON *errors = NULL;
+    int r = be->submit ? be->submit(be->ctx, req->body, req->body_len, &id, &errors) : API_UNAVAILABLE;
+    cJSON *o = cJSON_CreateObject();
+    int status;
+    if (r == API_OK && id) {
+        status = 201;
+        cJSON_AddStringToObject(o, "id", id);
+    } else if (r == API_INVALID) {
+        status = 400;
+        int n = cJSON_IsArray(errors) ? cJSON_GetArraySize(errors) : 0;
+        char msg[64];
+        snprintf(msg, sizeof msg, "invalid config (%d problem%s)", n, n == 1 ? "" : "s");
+        cJSON_AddStringToObject(o, "error", msg);
+        if (id)
+            cJSON_AddStringToObject(o, "id", id);
+        cJSON_AddItemToObject(o, "errors", cJSON_IsArray(errors) ? errors : cJSON_CreateArray());
+        if (cJSON_IsArray(errors))
+            errors = NULL; /* now owned by o */
+    } else if (r == API_UNAVAILABLE) {
+        status = 503;
+        cJSON_AddStringToObject(o, "error", "traind is shutting down");
+    } else {
+        status = 500;
+        cJSON_AddStringToObject(o, "error", "could not submit the job");
+    }
+    free(id);
+    cJSON_Delete(errors);
+    reply_json(res, status, o);
+}
+
+static void get_job(const api_backend *be, const char *id, http_response *res)
+{
+    cJSON *job = be->get_job ? be->get_job(be->ctx, id) : NULL;
+    if (!job) {
+        http_response_error(res, 404, "no such job");
+        return;
+    }
+    reply_json(res, 200, job);
+}
+
+static void get_job_metrics(const api_backend *be, const char *id, const http_request *req, http_response *res)
+{
+    long since = -1, max = 0;
+    int r = query_long(req, "since", &since, res);
+    if (r < 0)
+        return;
+    r = query_long(req, "max", &max, res);
+    if (r < 0)
+        return;
+    if (r > 0 && max < 1) {
+        http_response_error(res, 400, "query parameter 'max' must be at least 1");
+        return;
+    }
+    cJSON *points = be->metrics ? be->metrics(be->ctx, id, since, max) : NULL;
+    if (!points) {
+        http_response_error(res, 404, "no such job");
+        return;
+    }
+    if (!cJSON_IsArray(points)) {
+        cJSON_Delete(points);
+        http_response_error(res, 500, "metrics are unreadable");
+        return;
+    }
+    if (max > 0)
+        api_thin_points(points, max);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON_AddItemToObject(o, "points", points);
+    reply_json(res, 200, o);
+}
+
+static void post_cancel(const api_backend *be, const char *id, http_response *res)
+{
+    int r = be->cancel ? be->cancel(be->ctx, id) : API_UNAVAILABLE;
+    switch (r) {
+    case API_OK: {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", id);
+        cJSON_AddStringToObject(o, "status", "cancelling");
+        reply_json(res, 202, o);
+        break;
+    }
+    case API_NOT_FOUND: http_response_error(res, 404, "no such job"); break;
+    case API_CONFLICT: http_response_error(res, 409, "the job has already ended"); break;
+    case API_UNAVAILABLE: http_response_error(res, 503, "traind is shutting down"); break;
+    default: http_response_error(res, 500, "could not cancel the job"); break;
+    }
+}
+
+static void get_prometheus(const api_backend *be, http_response *res)
+{
+    cJSON *jobs = be->list_jobs ? be->list_jobs(be->ctx, NULL) : NULL;
+    prom_buf b;
+    prom_buf_init(&b);
+    prom_render_traind(&b, jobs, api_job_states, be->uptime ? be->uptime(be->ctx) : -1);
+    cJSON_Delete(jobs);
+    if (be->prom_extra)
+        be->prom_extra(be->ctx, &b);
+    size_t len;
+    char *text = prom_buf_take(&b, &len);
+    http_response_set(res, 200, PROM_CONTENT_TYPE, text, len);
+}
+
+static void get_dashboard(http_response *res)
+{
+    http_response_set(res, 200, "text/html; charset=utf-8", xstrdup(dashboard_html), strlen(dashboard_html));
+    http_response_add_header(res, "Content-Security-Policy",
+                             "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+}
+
+void api_handle(void *ctx, const http_request *req, http_response *res)
+{
+    const api_backend *be = ctx;
+    const char *m = req->method;
+    bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+    bool post = strcmp(m, "POST") == 0;
+    const char *path = req->path;
+
+    http_response_add_header(res, "Cache-Control", "no-store");
+
+    if (strcmp(path, "/") == 0) {
+        if (!get)
+            return method_not_allowed(res, "GET, HEAD");
+        return get_dashboard(res);
+    }
+    if (strcmp(path, "/status") == 0) {
+        if (!get)
+            return method_not_allowed(res, "GET, HEAD");
+        return get_status(be, res);
+    }
+    if (strcmp(path, "/healthz") == 0) {
+        if (!get)
+            return method_not_allowed(res, "GET, HEAD");
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "status", "ok");
+        return reply_json(res, 200, o);
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        if (!get)
+            return method_not_allowed(res, "GET, HEAD");
+        return get_prometheus(be, res);
+    }
+    if (strcmp(path, "/jobs") == 0) {
+        if (get)
+            return get_jobs(be, req, res);
+        if (post)
+            return post_jobs(be, req, res);
+        return method_not_allowed(res, "GET, HEAD, POST");
+    }
+    if (strncmp(path, "/jobs/", 6) == 0) {
+        const char *seg = path + 6;
+        const char *slash = strchr(seg, '/');
+        const char *tail = slash ? slash : "";
+        size_t seglen = slash ? (size_t)(slash - seg) : strlen(seg);
+        enum { JOB, METRICS, CANCEL } what;
+        if (strcmp(tail, "") == 0)
+            what = JOB;
+        else if (strcmp(tail, "/metrics") == 0)
+            what = METRICS;
+        else if (strcmp(tail, "/cancel") == 0)
+            what = CANCEL;
+        else
+            return http_response_error(res, 404, "not found");
+        if (seglen == 0)
+            return http_response_error(res, 404, "not found");
+        if (what == CANCEL ? !post : !get)
+            return method_not_allowed(res, what == CANCEL ? "POST" : "GET, HEAD");
+        if (what == CANCEL && !authorized(be, req, res))
+            return;
+        char *id = NULL;
+        if (http_pct_decode(seg, seglen, true, false, &id) < 0 || !api_id_valid(id)) {
+            free(id);
+            return http_response_error(res, 404, "no such job");
+        }
+        if (what == JOB)
+            get_job(be, id, res);
+        else if (what == METRICS)
+            get_job_metrics(be, id, req, res);
+        else
+            post_cancel(be, id, res);
+        free(id);
+        return;
+    }
+    http_response_error(res, 404, "not found");
+}

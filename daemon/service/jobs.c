@@ -1,0 +1,1279 @@
+/* jobs — the job table, the scheduler and job persistence.  See traind/jobs.h. */
+#include "traind/jobs.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "traind/api.h"
+#include "traind/config.h"
+#include "traind/log.h"
+#include "traind/util.h"
+#include "traind/worker.h"
+#include "traind/yamltree.h"
+
+#define STATUS_MAX_BYTES (16u << 20)
+#define METRICS_MAX_BYTES ((size_t)1 << 32)
+
+static const char *const state_names[JOB_NSTATES] = {
+    "queued", "running", "succeeded", "failed", "cancelled", "rejected",
+};
+
+const char *job_state_name(job_state s)
+{
+    return (unsigned)s < JOB_NSTATES ? state_names[s] : "?";
+}
+
+int job_state_from_name(const char *name)
+{
+    for (int i = 0; i < JOB_NSTATES; i++)
+        if (name && strcmp(name, state_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+bool job_state_ended(job_state s)
+{
+    return s != JOB_QUEUED && s != JOB_RUNNING;
+}
+
+/* ------------------------------------------------------------- the table */
+
+typedef struct job {
+    struct job_table *t;
+    char id[SPOOL_ID_MAX + 1];
+    char *name;
+    char *dir;
+    job_state state;
+    unsigned long seq;               /* submission order (FIFO) */
+
+    /* progress, NAN / -1 / 0 when unknown */
+    long step, total_steps, checkpoint_step;
+    double lr, loss, loss_avg, grad_norm, eval_loss, steps_per_s;
+    bool has_eval;                   /* the data has an eval split */
+    double tokens_per_step;          /* gpt: batch × context; 0 otherwise */
+    double submitted_at, started_at, finished_at;   /* unix time, 0 = null */
+    int restarts;                    /* times training was resumed by a new process */
+    int crashes;                     /* times the process died (counted against max_restarts) */
+    cJSON *errors;                   /* array of {path,line,column,message} / {message} */
+    cJSON *config;                   /* cfg_to_json, or NULL (rejected) */
+
+    /* the training process */
+    worker *w;
+    int pid;
+    bool cancel_requested;
+    bool got_done;
+    char *fail_msg;
+    double kill_deadline;            /* monotonic; 0 = none */
+
+    /* persistence */
+    char *pending_config;            /* POST body not yet on disk */
+    size_t pending_len;
+    bool persisting;                 /* config.yaml not durable yet: do not start */
+    bool write_inflight, dirty, progress_dirty;
+    double last_write;               /* monotonic */
+    bool write_error_logged;
+
+    /* metrics history */
+    job_point *hist;
+    size_t n_hist, cap_hist;
+    bool hist_loading;
+} job;
+
+struct job_table {
+    uv_loop_t *loop;
+    char *spool, *jobs_dir, *exe;
+    int max_jobs, threads_per_job, max_restarts;
+    long metrics_keep;
+    char **data_dirs;
+    size_t n_data_dirs;
+
+    job **jobs;                      /* in seq order */
+    size_t n, cap;
+    unsigned long next_seq;
+    int running;
+    int pending_work;                /* thread-pool requests in flight */
+
+    uv_timer_t tick;
+    bool started, tick_open;
+    bool shutting_down;
+    void (*shutdown_done)(void *);
+    void *shutdown_arg;
+    bool shutdown_reported;
+
+    void (*on_change)(void *);
+    void *on_change_ctx;
+};
+
+static void schedule(job_table *t);
+static void persist(job *j);
+static void check_shutdown_done(job_table *t);
+
+static double dnan(void)
+{
+    return NAN;
+}
+
+static void free_dirs(char **d, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(d[i]);
+    free(d);
+}
+
+static void set_settings(job_table *t, const dconfig *c)
+{
+    t->max_jobs = c->max_jobs > 0 ? c->max_jobs : 1;
+    t->threads_per_job = c->threads_per_job > 0 ? c->threads_per_job : 1;
+    t->max_restarts = c->max_restarts;
+    t->metrics_keep = c->metrics_keep >= 2 ? c->metrics_keep : 2;
+    char **d = xcalloc(c->n_data_dirs ? c->n_data_dirs : 1, sizeof *d);
+    for (size_t i = 0; i < c->n_data_dirs; i++)
+        d[i] = xstrdup(c->data_dirs[i]);
+    free_dirs(t->data_dirs, t->n_data_dirs);
+    t->data_dirs = d;
+    t->n_data_dirs = c->n_data_dirs;
+}
+
+job_table *jobs_new(uv_loop_t *loop, const dconfig *c, const char *exe)
+{
+    job_table *t = xcalloc(1, sizeof *t);
+    t->loop = loop;
+    t->spool = xstrdup(c->spool);
+    t->jobs_dir = xasprintf("%s/jobs", c->spool);
+    t->exe = xstrdup(exe);
+    t->next_seq = 1;
+    set_settings(t, c);
+    return t;
+}
+
+void jobs_set_on_change(job_table *t, void (*cb)(void *), void *ctx)
+{
+    t->on_change = cb;
+    t->on_change_ctx = ctx;
+}
+
+static void changed(job_table *t)
+{
+    if (t->on_change)
+        t->on_change(t->on_change_ctx);
+}
+
+static job *job_alloc(job_table *t, const char *id)
+{
+    job *j = xcalloc(1, sizeof *j);
+    j->t = t;
+    snprintf(j->id, sizeof j->id, "%s", id);
+    j->dir = xasprintf("%s/%s", t->jobs_dir, id);
+    j->checkpoint_step = -1;
+    j->lr = j->loss = j->loss_avg = j->grad_norm = j->eval_loss = j->steps_per_s = dnan();
+    j->errors = cJSON_CreateArray();
+    return j;
+}
+
+static void job_free(job *j)
+{
+    free(j->name);
+    free(j->dir);
+    free(j->fail_msg);
+    free(j->pending_config);
+    free(j->hist);
+    cJSON_Delete(j->errors);
+    cJSON_Delete(j->config);
+    free(j);
+}
+
+static void table_append(job_table *t, job *j)
+{
+    if (t->n == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 64;
+        t->jobs = xrealloc(t->jobs, t->cap * sizeof *t->jobs);
+    }
+    t->jobs[t->n++] = j;
+}
+
+static job *find(const job_table *t, const char *id)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->jobs[i]->id, id) == 0)
+            return t->jobs[i];
+    return NULL;
+}
+
+void jobs_counts(const job_table *t, int counts[JOB_NSTATES])
+{
+    memset(counts, 0, JOB_NSTATES * sizeof *counts);
+    for (size_t i = 0; i < t->n; i++)
+        counts[t->jobs[i]->state]++;
+}
+
+/* ------------------------------------------------------- config-derived */
+
+static const cJSON *jget(const cJSON *o, const char *k)
+{
+    return o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+}
+
+static double jnum(const cJSON *o, const char *k, double dflt)
+{
+    const cJSON *v = jget(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+/* total_steps, eval split and tokens per step from the config object. */
+static void derive_from_config(job *j)
+{
+    const cJSON *c = j->config;
+    if (!c)
+        return;
+    const cJSON *sched = jget(c, "schedule"), *data = jget(c, "data"), *model = jget(c, "model");
+    double T = jnum(sched, "total_steps", 0);
+    if (T > 0)
+        j->total_steps = (long)T;
+    j->has_eval = jnum(data, "eval_fraction", 0) > 0;
+    const cJSON *type = jget(model, "type");
+    if (cJSON_IsString(type) && strcmp(type->valuestring, "gpt") == 0)
+        j->tokens_per_step = jnum(data, "batch_size", 0) * jnum(model, "context", 0);
+}
+
+static void add_error(job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_error(job *j, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (cJSON_GetArraySize(j->errors) >= JOBS_MAX_ERRORS)
+        cJSON_DeleteItemFromArray(j->errors, 0);
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddItemToArray(j->errors, e);
+}
+
+static cJSON *diags_to_json(const diag_list_t *errs)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < errs->n; i++) {
+        const diag_t *d = &errs->items[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "path", d->path);
+        cJSON_AddNumberToObject(e, "line", d->line);
+        cJSON_AddNumberToObject(e, "column", d->column);
+        cJSON_AddStringToObject(e, "message", d->message);
+        cJSON_AddItemToArray(a, e);
+    }
+    return a;
+}
+
+/* ---------------------------------------------------------- job objects */
+
+static void add_num_or_null(cJSON *o, const char *k, double v)
+{
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, k, v);
+    else
+        cJSON_AddNullToObject(o, k);
+}
+
+static void add_time(cJSON *o, const char *k, double t)
+{
+    if (t > 0) {
+        char buf[40];
+        format_utc(t, buf, sizeof buf);
+        cJSON_AddStringToObject(o, k, buf);
+    } else {
+        cJSON_AddNullToObject(o, k);
+    }
+}
+
+static double parse_time(const cJSON *v)
+{
+    if (!cJSON_IsString(v))
+        return 0;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = strptime(v->valuestring, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end)
+        return 0;
+    return (double)timegm(&tm);
+}
+
+/* The job object of SPEC §5.  queue_pos: 1-based while queued (0 = compute). */
+static cJSON *job_to_json(const job *j, int queue_pos)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", j->id);
+    cJSON_AddStringToObject(o, "name", j->name ? j->name : j->id);
+    cJSON_AddStringToObject(o, "state", job_state_name(j->state));
+    cJSON_AddNumberToObject(o, "step", (double)j->step);
+    cJSON_AddNumberToObject(o, "total_steps", (double)j->total_steps);
+    add_num_or_null(o, "lr", j->lr);
+    add_num_or_null(o, "loss", j->loss);
+    add_num_or_null(o, "loss_avg", j->loss_avg);
+    add_num_or_null(o, "grad_norm", j->grad_norm);
+    if (j->has_eval || isfinite(j->eval_loss))
+        add_num_or_null(o, "eval_loss", j->eval_loss);
+    bool running = j->state == JOB_RUNNING;
+    double rate = running ? j->steps_per_s : dnan();
+    add_num_or_null(o, "steps_per_s", rate);
+    add_num_or_null(o, "tokens_per_s", j->tokens_per_step > 0 ? rate * j->tokens_per_step : dnan());
+    double eta = running && rate > 0 ? (double)(j->total_steps - j->step) / rate : dnan();
+    if (j->state == JOB_SUCCEEDED)
+        eta = 0;
+    add_num_or_null(o, "eta_s", eta);
+    cJSON_AddNullToObject(o, "epoch");
+    if (j->state == JOB_QUEUED) {
+        if (queue_pos <= 0) {
+            queue_pos = 1;
+            for (size_t i = 0; i < j->t->n; i++) {
+                const job *k = j->t->jobs[i];
+                if (k == j)
+                    break;
+                if (k->state == JOB_QUEUED)
+                    queue_pos++;
+            }
+        }
+        cJSON_AddNumberToObject(o, "queue_position", queue_pos);
+    }
+    add_time(o, "submitted_at", j->submitted_at);
+    add_time(o, "started_at", j->started_at);
+    add_time(o, "finished_at", j->finished_at);
+    cJSON_AddNumberToObject(o, "restarts", j->restarts);
+    cJSON_AddNumberToObject(o, "crashes", j->crashes);
+    if (j->checkpoint_step >= 0)
+        cJSON_AddNumberToObject(o, "checkpoint_step", (double)j->checkpoint_step);
+    else
+        cJSON_AddNullToObject(o, "checkpoint_step");
+    if (running && j->pid > 0)
+        cJSON_AddNumberToObject(o, "pid", j->pid);
+    cJSON_AddNumberToObject(o, "seq", (double)j->seq);
+    cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(j->errors, 1));
+    cJSON_AddItemToObject(o, "config", j->config ? cJSON_Duplicate(j->config, 1) : cJSON_CreateNull());
+    return o;
+}
+
+cJSON *jobs_list_json(job_table *t, const char *state)
+{
+    int want = state ? job_state_from_name(state) : -1;
+    cJSON *a = cJSON_CreateArray();
+    /* queue positions first (seq order), then newest first */
+    int *pos = xcalloc(t->n ? t->n : 1, sizeof *pos);
+    int q = 0;
+    for (size_t i = 0; i < t->n; i++)
+        if (t->jobs[i]->state == JOB_QUEUED)
+            pos[i] = ++q;
+    for (size_t i = t->n; i-- > 0;) {
+        const job *j = t->jobs[i];
+        if (state && (int)j->state != want)
+            continue;
+        cJSON_AddItemToArray(a, job_to_json(j, pos[i]));
+    }
+    free(pos);
+    return a;
+}
+
+cJSON *jobs_get_json(job_table *t, const char *id)
+{
+    const job *j = find(t, id);
+    return j ? job_to_json(j, 0) : NULL;
+}
+
+/* ----------------------------------------------------- metrics history */
+
+void jobs_thin_history(job_point *pts, size_t *n, size_t keep)
+{
+    if (keep < 2)
+        keep = 2;
+    while (*n > keep) {
+        size_t half = *n / 2, w = 0;
+        for (size_t i = 0; i < half; i += 2)
+            pts[w++] = pts[i];
+        for (size_t i = half; i < *n; i++)
+            pts[w++] = pts[i];
+        if (w == *n)
+            break;   /* cannot shrink (n tiny) */
+        *n = w;
+    }
+}
+
+size_t jobs_pick_even(size_t n, size_t max, size_t *idx)
+{
+    if (n == 0 || max == 0)
+        return 0;
+    if (max >= n) {
+        for (size_t i = 0; i < n; i++)
+            idx[i] = i;
+        return n;
+    }
+    if (max == 1) {
+        idx[0] = n - 1;
+        return 1;
+    }
+    for (size_t k = 0; k < max; k++)
+        idx[k] = (size_t)(((double)k * (double)(n - 1)) / (double)(max - 1) + 0.5);
+    idx[max - 1] = n - 1;
+    return max;
+}
+
+static void hist_push(job *j, const job_point *p)
+{
+    /* A point at or before the last one means the worker went back (resume
+     * after a refused checkpoint): drop what it will redo. */
+    while (j->n_hist > 0 && j->hist[j->n_hist - 1].step >= p->step)
+        j->n_hist--;
+    if (j->n_hist == j->cap_hist) {
+        j->cap_hist = j->cap_hist ? 2 * j->cap_hist : 256;
+        j->hist = xrealloc(j->hist, j->cap_hist * sizeof *j->hist);
+    }
+    j->hist[j->n_hist++] = *p;
+    if ((long)j->n_hist > j->t->metrics_keep)
+        jobs_thin_history(j->hist, &j->n_hist, (size_t)j->t->metrics_keep);
+}
+
+static cJSON *point_json(const job_point *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", (double)p->step);
+    add_num_or_null(o, "lr", p->lr);
+    add_num_or_null(o, "loss", p->loss);
+    add_num_or_null(o, "loss_avg", p->loss_avg);
+    add_num_or_null(o, "grad_norm", p->grad_norm);
+    add_num_or_null(o, "time", p->time);
+    if (isfinite(p->eval_loss))
+        cJSON_AddNumberToObject(o, "eval_loss", p->eval_loss);
+    return o;
+}
+
+cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max)
+{
+    const job *j = find(t, id);
+    if (!j)
+        return NULL;
+    /* points are in step order: binary search the first step > since */
+    size_t lo = 0, hi = j->n_hist;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (j->hist[mid].step > since)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    size_t n = j->n_hist - lo;
+    size_t want = max > 0 && (size_t)max < n ? (size_t)max : n;
+    size_t *idx = xmalloc((want ? want : 1) * sizeof *idx);
+    size_t k = jobs_pick_even(n, want, idx);
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < k; i++)
+        cJSON_AddItemToArray(a, point_json(&j->hist[lo + idx[i]]));
+    free(idx);
+    return a;
+}
+
+/* Parses metrics.jsonl (thread pool). */
+typedef struct hist_req {
+    uv_work_t work;
+    job *j;
+    char *path;
+    size_t keep;
+    job_point *pts;
+    size_t n;
+} hist_req;
+
+static double line_num(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static void hist_work(uv_work_t *w)
+{
+    hist_req *r = w->data;
+    char *buf;
+    size_t len;
+    if (read_file(r->path, METRICS_MAX_BYTES, &buf, &len) < 0)
+        return;
+    size_t cap = 0;
+    for (size_t off = 0; off < len;) {
+        char *nl = memchr(buf + off, '\n', len - off);
+        if (!nl)
+            break;   /* a torn last line */
+        cJSON *o = cJSON_ParseWithLength(buf + off, (size_t)(nl - (buf + off)));
+        off = (size_t)(nl - buf) + 1;
+        if (!o)
+            continue;
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "step");
+        if (cJSON_IsNumber(s) && s->valuedouble >= 0) {
+            job_point p = {(long)s->valuedouble, line_num(o, "lr"), line_num(o, "loss"),
+                           line_num(o, "loss_avg"), line_num(o, "grad_norm"), line_num(o, "time"),
+                           line_num(o, "eval_loss")};
+            while (r->n > 0 && r->pts[r->n - 1].step >= p.step)
+                r->n--;
+            if (r->n == cap) {
+                cap = cap ? 2 * cap : 1024;
+                r->pts = xrealloc(r->pts, cap * sizeof *r->pts);
+            }
+            r->pts[r->n++] = p;
+            if (r->n > 2 * r->keep)
+                jobs_thin_history(r->pts, &r->n, r->keep);
+        }
+        cJSON_Delete(o);
+    }
+    jobs_thin_history(r->pts, &r->n, r->keep);
+    free(buf);
+}
+
+static void hist_done(uv_work_t *w, int status)
+{
+    hist_req *r = w->data;
+    job *j = r->j;
+    free(j->hist);
+    j->hist = r->pts;
+    j->n_hist = j->cap_hist = r->n;
+    j->hist_loading = false;
+    free(r->path);
+    free(r);
+    j->t->pending_work--;
+    (void)status;
+    schedule(j->t);
+    check_shutdown_done(j->t);
+}
+
+static void load_history(job *j)
+{
+    hist_req *r = xcalloc(1, sizeof *r);
+    r->work.data = r;
+    r->j = j;
+    r->path = xasprintf("%s/metrics.jsonl", j->dir);
+    r->keep = (size_t)j->t->metrics_keep;
+    if (uv_queue_work(j->t->loop, &r->work, hist_work, hist_done) < 0) {
+        free(r->path);
+        free(r);
+        return;
+    }
+    j->hist_loading = true;
+    j->t->pending_work++;
+}
+
+/* ---------------------------------------------------------- persistence */
+
+typedef struct write_req {
+    uv_work_t work;
+    job *j;
+    char *path;
+    char *data;
+    size_t len;
+    int rc;
+    bool is_config;
+} write_req;
+
+static void write_work(uv_work_t *w)
+{
+    write_req *r = w->data;
+    r->rc = write_file_atomic(r->path, r->data, r->len, 0644);
+}
+
+static void start_write(job *j);
+
+static void write_done(uv_work_t *w, int status)
+{
+    write_req *r = w->data;
+    job *j = r->j;
+    job_table *t = j->t;
+    t->pending_work--;
+    j->write_inflight = false;
+    if (r->rc < 0) {
+        if (r->is_config) {
+            log_error("job %s: cannot save %s: %s", j->id, r->path, strerror(-r->rc));
+            if (!job_state_ended(j->state)) {
+                j->state = JOB_FAILED;
+                j->finished_at = now_unix();
+                add_error(j, "cannot save config.yaml: %s", strerror(-r->rc));
+                changed(t);
+            }
+        } else if (!j->write_error_logged) {
+            log_error("job %s: cannot write %s: %s", j->id, r->path, strerror(-r->rc));
+            j->write_error_logged = true;
+        }
+    } else if (!r->is_config) {
+        j->write_error_logged = false;
+    }
+    bool was_config = r->is_config;
+    if (was_config) {
+        j->persisting = false;
+        free(j->pending_config);
+        j->pending_config = NULL;
+        j->dirty = true;
+    }
+    free(r->path);
+    free(r->data);
+    free(r);
+    (void)status;
+    if (j->dirty)
+        start_write(j);
+    if (was_config && j->state == JOB_QUEUED)
+        schedule(t);
+    check_shutdown_done(t);
+}
+
+static void start_write(job *j)
+{
+    if (j->write_inflight)
+        return;
+    write_req *r = xcalloc(1, sizeof *r);
+    r->work.data = r;
+    r->j = j;
+    if (j->persisting) {
+        r->is_config = true;
+        r->path = xasprintf("%s/config.yaml", j->dir);
+        r->data = xmalloc(j->pending_len ? j->pending_len : 1);
+        memcpy(r->data, j->pending_config, j->pending_len);
+        r->len = j->pending_len;
+    } else {
+        cJSON *o = job_to_json(j, 0);
+        r->path = xasprintf("%s/status.json", j->dir);
+        r->data = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (!r->data)
+            abort();
+        r->len = strlen(r->data);
+        j->dirty = false;
+        j->progress_dirty = false;
+        j->last_write = now_monotonic();
+    }
+    int rc = uv_queue_work(j->t->loop, &r->work, write_work, write_done);
+    if (rc < 0) {
+        log_error("job %s: cannot queue a write: %s", j->id, uv_strerror(rc));
+        free(r->path);
+        free(r->data);
+        free(r);
+        j->dirty = true;
+        return;
+    }
+    j->write_inflight = true;
+    j->t->pending_work++;
+}
+
+/* State changed: write status.json now (after a write in flight). */
+static void persist(job *j)
+{
+    j->dirty = true;
+    start_write(j);
+}
+
+/* ------------------------------------------------------------ the worker */
+
+static void set_ended(job *j, job_state s)
+{
+    j->state = s;
+    j->finished_at = now_unix();
+    j->steps_per_s = dnan();
+}
+
+static void on_worker_msg(void *ctx, const progress_msg *m)
+{
+    job *j = ctx;
+    switch (m->ev) {
+    case PEV_START:
+        if (m->step >= 0)
+            j->step = m->step;
+        if (m->total_steps > 0)
+            j->total_steps = m->total_steps;
+        j->checkpoint_step = m->checkpoint_step;
+        if (j->step == 0)
+            j->lr = j->loss = j->loss_avg = j->grad_norm = j->eval_loss = dnan();
+        while (j->n_hist > 0 && j->hist[j->n_hist - 1].step > j->step)
+            j->n_hist--;   /* metrics.jsonl was cut back to the checkpoint too */
+        log_info("job %s: training %s at step %ld of %ld (pid %d)", j->id,
+                 j->step > 0 ? "resumed" : "started", j->step, j->total_steps, j->pid);
+        persist(j);
+        return;
+    case PEV_NOTICE:
+        log_warn("job %s: %s", j->id, m->message);
+        add_error(j, "%s", m->message);
+        persist(j);
+        return;
+    case PEV_LOG:
+    case PEV_TICK:
+    case PEV_EVAL:
+        if (m->step >= 0)
+            j->step = m->step;
+        if (m->total_steps > 0)
+            j->total_steps = m->total_steps;
+        j->lr = m->lr;
+        j->loss = m->loss;
+        j->grad_norm = m->grad_norm;
+        if (m->ev == PEV_LOG)
+            j->loss_avg = m->loss_avg;
+        if (!isnan(m->eval_loss))
+            j->eval_loss = m->eval_loss;
+        if (!isnan(m->steps_per_s))
+            j->steps_per_s = m->steps_per_s;
+        if (m->checkpoint_step >= 0)
+            j->checkpoint_step = m->checkpoint_step;
+        if (m->ev == PEV_LOG && m->step >= 0) {
+            job_point p = {m->step, m->lr, m->loss, m->loss_avg, m->grad_norm, m->elapsed_s, m->eval_loss};
+            hist_push(j, &p);
+        }
+        j->progress_dirty = true;
+        return;
+    case PEV_CKPT:
+        j->checkpoint_step = m->checkpoint_step >= 0 ? m->checkpoint_step : m->step;
+        j->progress_dirty = true;
+        return;
+    case PEV_FAILED:
+        free(j->fail_msg);
+        j->fail_msg = xstrdup(m->message);
+        return;
+    case PEV_DONE:
+        j->got_done = true;
+        if (m->step >= 0)
+            j->step = m->step;
+        if (m->checkpoint_step >= 0)
+            j->checkpoint_step = m->checkpoint_step;
+        return;
+    }
+}
+
+/* The process died or failed in a way a new process may get past: resume
+ * from the checkpoint while max_restarts allows, else fail. */
+static void crashed(job *j, const char *why)
+{
+    j->crashes++;
+    if (j->crashes <= j->t->max_restarts) {
+        log_warn("job %s: %s; resuming from its checkpoint (restart %d of %d)", j->id, why, j->crashes,
+                 j->t->max_restarts);
+        add_error(j, "%s at step %ld; resumed from the checkpoint at step %ld", why, j->step,
+                  j->checkpoint_step > 0 ? j->checkpoint_step : 0);
+        j->state = JOB_QUEUED;
+        j->steps_per_s = dnan();
+    } else {
+        log_error("job %s: failed: %s", j->id, why);
+        add_error(j, "%s", why);
+        set_ended(j, JOB_FAILED);
+    }
+}
+
+static void on_worker_exit(void *ctx, int64_t exit_status, int term_signal)
+{
+    job *j = ctx;
+    job_table *t = j->t;
+    j->w = NULL;
+    j->kill_deadline = 0;
+    t->running--;
+    char why[256];
+    if (term_signal)
+        snprintf(why, sizeof why, "training process killed by signal %d", term_signal);
+    else
+        snprintf(why, sizeof why, "training process exited with status %lld (see worker.log)",
+                 (long long)exit_status);
+
+    bool finished = !term_signal && exit_status == WORKER_EXIT_OK && (j->got_done || j->step >= j->total_steps);
+    bool failed = !term_signal && exit_status == WORKER_EXIT_FAILED;
+    if (finished) {
+        j->step = j->total_steps;
+        set_ended(j, JOB_SUCCEEDED);
+        log_info("job %s: succeeded (%ld steps, loss %.6g)", j->id, j->step, j->loss);
+    } else if (failed) {
+        const char *msg = j->fail_msg ? j->fail_msg : "training failed (see worker.log)";
+        add_error(j, "%s", msg);
+        set_ended(j, JOB_FAILED);
+        log_error("job %s: failed: %s", j->id, msg);
+    } else if (j->cancel_requested) {
+        set_ended(j, JOB_CANCELLED);
+        log_info("job %s: cancelled at step %ld (checkpoint at step %ld)", j->id, j->step, j->checkpoint_step);
+    } else if (t->shutting_down) {
+        /* Stopped for the daemon's shutdown: resumes at the next start. */
+        j->state = JOB_QUEUED;
+        j->steps_per_s = dnan();
+        log_info("job %s: stopped at step %ld for shutdown (checkpoint at step %ld); resumes at next start",
+                 j->id, j->step, j->checkpoint_step);
+    } else if (!term_signal && exit_status == WORKER_EXIT_STOPPED) {
+        /* Someone outside traind stopped it (SIGTERM to the process). */
+        add_error(j, "training process was stopped from outside traind at step %ld", j->step);
+        set_ended(j, JOB_CANCELLED);
+        log_warn("job %s: its training process was stopped from outside traind; cancelled", j->id);
+    } else if (!term_signal && exit_status == WORKER_EXIT_OK) {
+        crashed(j, "training process exited before finishing");
+    } else {
+        crashed(j, why);
+    }
+    free(j->fail_msg);
+    j->fail_msg = NULL;
+    j->got_done = false;
+    j->cancel_requested = false;
+    j->pid = 0;
+    persist(j);
+    changed(t);
+    schedule(t);
+    check_shutdown_done(t);
+}
+
+static int start_job(job *j)
+{
+    job_table *t = j->t;
+    worker_spec spec = {
+        .exe = t->exe,
+        .job_dir = j->dir,
+        .threads = t->threads_per_job,
+        .data_dirs = t->data_dirs,
+        .n_data_dirs = t->n_data_dirs,
+    };
+    worker_callbacks cb = {.on_msg = on_worker_msg, .on_exit = on_worker_exit};
+    worker *w;
+    int rc = worker_spawn(t->loop, &spec, &cb, j, &w);
+    if (rc < 0) {
+        log_error("job %s: cannot start its training process: %s", j->id, uv_strerror(rc));
+        add_error(j, "cannot start the training process: %s", uv_strerror(rc));
+        set_ended(j, JOB_FAILED);
+        persist(j);
+        changed(t);
+        return rc;
+    }
+    j->w = w;
+    j->pid = worker_pid(w);
+    j->state = JOB_RUNNING;
+    j->got_done = false;
+    j->cancel_requested = false;
+    if (j->started_at > 0)
+        j->restarts++;
+    else
+        j->started_at = now_unix();
+    t->running++;
+    log_info("job %s: starting (pid %d%s)", j->id, j->pid, j->restarts ? ", resuming" : "");
+    persist(j);
+    changed(t);
+    return 0;
+}
+
+static void schedule(job_table *t)
+{
+    if (!t->started || t->shutting_down)
+        return;
+    for (size_t i = 0; i < t->n && t->running < t->max_jobs; i++) {
+        job *j = t->jobs[i];
+        if (j->state != JOB_QUEUED || j->persisting || j->hist_loading)
+            continue;
+        start_job(j);
+    }
+}
+
+/* ------------------------------------------------------------- the tick */
+
+static void on_tick(uv_timer_t *h)
+{
+    job_table *t = h->data;
+    double now = now_monotonic();
+    for (size_t i = 0; i < t->n; i++) {
+        job *j = t->jobs[i];
+        if (j->progress_dirty && !j->write_inflight && now - j->last_write >= JOBS_STATUS_INTERVAL_S)
+            persist(j);
+        if (j->w && j->kill_deadline > 0 && now >= j->kill_deadline) {
+            log_warn("job %s: training process %d did not stop in time; killing it", j->id, j->pid);
+            worker_kill(j->w, SIGKILL);
+            j->kill_deadline = 0;
+        }
+    }
+}
+
+void jobs_start(job_table *t)
+{
+    if (t->started)
+        return;
+    t->started = true;
+    uv_timer_init(t->loop, &t->tick);
+    t->tick.data = t;
+    t->tick_open = true;
+    uv_timer_start(&t->tick, on_tick, 500, 500);
+    schedule(t);
+}
+
+void jobs_configure(job_table *t, const dconfig *c)
+{
+    set_settings(t, c);
+    schedule(t);
+}
+
+/* ------------------------------------------------------------ submitting */
+
+static job *new_job(job_table *t, const char *id, const char *name)
+{
+    job *j = job_alloc(t, id);
+    j->name = xstrdup(name);
+    j->seq = t->next_seq++;
+    j->submitted_at = now_unix();
+    j->state = JOB_QUEUED;
+    table_append(t, j);
+    return j;
+}
+
+void jobs_add_intake(job_table *t, spool_intake *it)
+{
+    job *j = new_job(t, it->id, it->valid ? it->cfg.name : it->stem);
+    j->submitted_at = it->submitted_at;
+    if (it->valid) {
+        j->config = cfg_to_json(&it->cfg);
+        derive_from_config(j);
+        j->total_steps = it->cfg.sched.total_steps;
+    } else {
+        cJSON_Delete(j->errors);
+        j->errors = diags_to_json(&it->errs);
+        set_ended(j, JOB_REJECTED);
+        j->finished_at = j->submitted_at;
+    }
+    spool_intake_free(it);
+    persist(j);
+    changed(t);
+    schedule(t);
+}
+
+/* The top-level "name" of a YAML document, if it has a usable one. */
+static char *yaml_name(const char *yaml, size_t len)
+{
+    diag_list_t scratch = DIAG_LIST_INIT;
+    ynode *root = ytree_parse(yaml, len, &scratch);
+    diag_free(&scratch);
+    char *name = NULL;
+    const ynode *n = root && root->kind == YNODE_MAP ? ymap_get(root, "name") : NULL;
+    if (n && n->kind == YNODE_SCALAR && n->value[0] && !yscalar_is_null(n))
+        name = xstrdup(n->value);
+    ytree_free(root);
+    return name;
+}
+
+int jobs_submit(job_table *t, const char *yaml, size_t len, char **id_out, cJSON **errors_out)
+{
+    *id_out = NULL;
+    *errors_out = NULL;
+    if (t->shutting_down)
+        return API_UNAVAILABLE;
+    char *stem = yaml_name(yaml, len);
+    char id[SPOOL_ID_MAX + 1];
+    int rc = spool_claim_id(t->jobs_dir, stem ? stem : "job", id);
+    free(stem);
+    if (rc < 0) {
+        log_error("cannot create a job directory in %s: %s", t->jobs_dir, strerror(-rc));
+        return rc;
+    }
+    run_config cfg;
+    char *data_path = NULL;
+    diag_list_t errs = DIAG_LIST_INIT;
+    bool valid = spool_validate(yaml, len, id, t->data_dirs, t->n_data_dirs, &cfg, &data_path, &errs) == 0;
+    free(data_path);
+    job *j = new_job(t, id, valid ? cfg.name : id);
+    j->pending_config = xmalloc(len ? len : 1);
+    memcpy(j->pending_config, yaml, len);
+    j->pending_len = len;
+    j->persisting = true;
+    if (valid) {
+        j->config = cfg_to_json(&cfg);
+        derive_from_config(j);
+        j->total_steps = cfg.sched.total_steps;
+        cfg_free(&cfg);
+        log_info("job %s: submitted over HTTP", id);
+    } else {
+        cJSON_Delete(j->errors);
+        j->errors = diags_to_json(&errs);
+        set_ended(j, JOB_REJECTED);
+        j->finished_at = j->submitted_at;
+        *errors_out = diags_to_json(&errs);
+        log_warn("job %s: submitted over HTTP: rejected (%zu problem%s)", id, errs.n, errs.n == 1 ? "" : "s");
+    }
+    diag_free(&errs);
+    start_write(j);   /* config.yaml, then status.json */
+    changed(t);
+    *id_out = xstrdup(id);
+    return valid ? API_OK : API_INVALID;
+}
+
+int jobs_cancel(job_table *t, const char *id)
+{
+    job *j = find(t, id);
+    if (!j)
+        return API_NOT_FOUND;
+    if (job_state_ended(j->state))
+        return API_CONFLICT;
+    if (j->state == JOB_QUEUED) {
+        set_ended(j, JOB_CANCELLED);
+        log_info("job %s: cancelled while queued", j->id);
+        persist(j);
+        changed(t);
+        return API_OK;
+    }
+    if (!j->cancel_requested) {
+        j->cancel_requested = true;
+        log_info("job %s: cancelling (SIGTERM to pid %d)", j->id, j->pid);
+        if (j->w) {
+            worker_kill(j->w, SIGTERM);
+            j->kill_deadline = now_monotonic() + JOBS_STOP_TIMEOUT_S;
+        }
+    }
+    return API_OK;
+}
+
+/* ---------------------------------------------------------------- loading */
+
+static int load_status(job *j, const cJSON *o)
+{
+    if (!cJSON_IsObject(o))
+        return -1;
+    const cJSON *id = jget(o, "id"), *state = jget(o, "state"), *step = jget(o, "step");
+    if (!cJSON_IsString(id) || strcmp(id->valuestring, j->id) != 0)
+        return -1;
+    int s = cJSON_IsString(state) ? job_state_from_name(state->valuestring) : -1;
+    if (s < 0 || !cJSON_IsNumber(step) || step->valuedouble < 0)
+        return -1;
+    const cJSON *errors = jget(o, "errors"), *config = jget(o, "config"), *name = jget(o, "name");
+    if (errors && !cJSON_IsArray(errors))
+        return -1;
+    j->state = (job_state)s;
+    j->step = (long)step->valuedouble;
+    j->total_steps = (long)jnum(o, "total_steps", 0);
+    j->lr = jnum(o, "lr", NAN);
+    j->loss = jnum(o, "loss", NAN);
+    j->loss_avg = jnum(o, "loss_avg", NAN);
+    j->grad_norm = jnum(o, "grad_norm", NAN);
+    j->eval_loss = jnum(o, "eval_loss", NAN);
+    double cs = jnum(o, "checkpoint_step", -1);
+    j->checkpoint_step = cs >= 0 ? (long)cs : -1;
+    j->restarts = (int)jnum(o, "restarts", 0);
+    j->crashes = (int)jnum(o, "crashes", 0);
+    j->seq = (unsigned long)jnum(o, "seq", 0);
+    j->submitted_at = parse_time(jget(o, "submitted_at"));
+    j->started_at = parse_time(jget(o, "started_at"));
+    j->finished_at = parse_time(jget(o, "finished_at"));
+    j->name = xstrdup(cJSON_IsString(name) ? name->valuestring : j->id);
+    if (errors) {
+        cJSON_Delete(j->errors);
+        j->errors = cJSON_Duplicate(errors, 1);
+    }
+    if (cJSON_IsObject(config))
+        j->config = cJSON_Duplicate(config, 1);
+    return 0;
+}
+
+/* No usable status.json: rebuild the job from its config.yaml. */
+static int rebuild(job_table *t, job *j, const char *why)
+{
+    char *path = xasprintf("%s/config.yaml", j->dir);
+    char *buf;
+    size_t len;
+    int rc = read_file(path, CFG_MAX_FILE_BYTES, &buf, &len);
+    struct stat st;
+    double mtime = stat(path, &st) == 0 ? (double)st.st_mtim.tv_sec : now_unix();
+    free(path);
+    if (rc == -ENOENT)
+        return -1;   /* nothing was ever submitted here */
+    j->submitted_at = mtime;
+    if (rc < 0) {
+        j->name = xstrdup(j->id);
+        add_error(j, "cannot read config.yaml: %s", strerror(-rc));
+        set_ended(j, JOB_FAILED);
+    } else {
+        run_config cfg;
+        char *data_path = NULL;
+        diag_list_t errs = DIAG_LIST_INIT;
+        if (spool_validate(buf, len, j->id, t->data_dirs, t->n_data_dirs, &cfg, &data_path, &errs) == 0) {
+            j->name = xstrdup(cfg.name);
+            j->config = cfg_to_json(&cfg);
+            j->total_steps = cfg.sched.total_steps;
+            j->state = JOB_QUEUED;
+            cfg_free(&cfg);
+        } else {
+            j->name = xstrdup(j->id);
+            cJSON_Delete(j->errors);
+            j->errors = diags_to_json(&errs);
+            set_ended(j, JOB_REJECTED);
+            j->finished_at = mtime;
+        }
+        free(data_path);
+        diag_free(&errs);
+        free(buf);
+    }
+    log_warn("job %s: %s; rebuilt from config.yaml as %s", j->id, why, job_state_name(j->state));
+    return 0;
+}
+
+static int cmp_seq(const void *a, const void *b)
+{
+    const job *x = *(job *const *)a, *y = *(job *const *)b;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    if (x->submitted_at != y->submitted_at)
+        return x->submitted_at < y->submitted_at ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+int jobs_load(job_table *t)
+{
+    DIR *d = opendir(t->jobs_dir);
+    if (!d)
+        return errno == ENOENT ? 0 : -errno;
+    struct dirent *e;
+    int loaded = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (!spool_id_valid(e->d_name) || find(t, e->d_name))
+            continue;
+        job *j = job_alloc(t, e->d_name);
+        struct stat st;
+        if (stat(j->dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            job_free(j);
+            continue;
+        }
+        char *path = xasprintf("%s/status.json", j->dir);
+        char *buf;
+        size_t len;
+        int rc = read_file(path, STATUS_MAX_BYTES, &buf, &len);
+        free(path);
+        const char *why = NULL;
+        if (rc == 0) {
+            cJSON *o = cJSON_ParseWithLength(buf, len);
+            if (load_status(j, o) != 0) {
+                why = "status.json is corrupt";
+                /* start from a clean slate */
+                job *fresh = job_alloc(t, e->d_name);
+                job_free(j);
+                j = fresh;
+            }
+            cJSON_Delete(o);
+            free(buf);
+        } else {
+            why = rc == -ENOENT ? "status.json is missing" : "status.json cannot be read";
+        }
+        if (why && rebuild(t, j, why) != 0) {
+            log_warn("jobs/%s: no config.yaml and no status.json; ignored", e->d_name);
+            job_free(j);
+            continue;
+        }
+        if (!j->config && j->state != JOB_REJECTED) {
+            /* an old or partial status.json: the config object comes from the file */
+            char *cpath = xasprintf("%s/config.yaml", j->dir);
+            run_config cfg;
+            diag_list_t errs = DIAG_LIST_INIT;
+            cfg_parse_opts po = {.default_name = j->id};
+            if (cfg_load_file(cpath, &po, &cfg, &errs) == 0) {
+                j->config = cfg_to_json(&cfg);
+                cfg_free(&cfg);
+            }
+            diag_free(&errs);
+            free(cpath);
+        }
+        derive_from_config(j);
+        if (j->state == JOB_RUNNING) {
+            j->state = JOB_QUEUED;   /* resumes from its checkpoint; start_job counts the restart */
+            log_info("job %s: was running at step %ld when traind stopped; queued to resume", j->id, j->step);
+        }
+        if (why || j->state == JOB_QUEUED)
+            j->dirty = true;
+        table_append(t, j);
+        loaded++;
+    }
+    closedir(d);
+    qsort(t->jobs, t->n, sizeof *t->jobs, cmp_seq);
+    for (size_t i = 0; i < t->n; i++) {
+        job *j = t->jobs[i];
+        if (j->seq >= t->next_seq)
+            t->next_seq = j->seq + 1;
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        job *j = t->jobs[i];
+        if (j->seq == 0)
+            j->seq = t->next_seq++;
+        char *mpath = xasprintf("%s/metrics.jsonl", j->dir);
+        if (access(mpath, F_OK) == 0)
+            load_history(j);
+        free(mpath);
+        if (j->dirty)
+            start_write(j);
+    }
+    changed(t);
+    return loaded;
+}
+
+/* --------------------------------------------------------------- shutdown */
+
+bool jobs_shutting_down(const job_table *t)
+{
+    return t->shutting_down;
+}
+
+static void on_tick_closed(uv_handle_t *h)
+{
+    job_table *t = h->data;
+    t->tick_open = false;
+    check_shutdown_done(t);
+}
+
+static void check_shutdown_done(job_table *t)
+{
+    if (!t->shutting_down || t->shutdown_reported)
+        return;
+    if (t->running > 0)
+        return;
+    /* last progress of every job to disk */
+    for (size_t i = 0; i < t->n; i++) {
+        job *j = t->jobs[i];
+        if ((j->dirty || j->progress_dirty) && !j->write_inflight)
+            persist(j);
+    }
+    if (t->pending_work > 0)
+        return;
+    if (t->tick_open) {
+        if (!uv_is_closing((uv_handle_t *)&t->tick))
+            uv_close((uv_handle_t *)&t->tick, on_tick_closed);
+        return;
+    }
+    t->shutdown_reported = true;
+    if (t->shutdown_done)
+        t->shutdown_done(t->shutdown_arg);
+}
+
+void jobs_shutdown(job_table *t, double timeout_s, void (*done)(void *), void *arg)
+{
+    if (t->shutting_down)
+        return;
+    t->shutting_down = true;
+    t->shutdown_done = done;
+    t->shutdown_arg = arg;
+    double deadline = now_monotonic() + timeout_s;
+    for (size_t i = 0; i < t->n; i++) {
+        job *j = t->jobs[i];
+        if (j->w) {
+            log_info("job %s: asking training process %d to checkpoint and stop", j->id, j->pid);
+            worker_kill(j->w, SIGTERM);
+            if (j->kill_deadline == 0 || j->kill_deadline > deadline)
+                j->kill_deadline = deadline;
+        }
+    }
+    if (!t->tick_open && t->running > 0) {
+        /* never started: still need the timer for the kill deadline */
+        uv_timer_init(t->loop, &t->tick);
+        t->tick.data = t;
+        t->tick_open = true;
+        uv_timer_start(&t->tick, on_tick, 500, 500);
+    }
+    check_shutdown_done(t);
+}
+
+void jobs_free(job_table *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n; i++)
+        job_free(t->jobs[i]);
+    free(t->jobs);
+    free(t->spool);
+    free(t->jobs_dir);
+    free(t->exe);
+    free_dirs(t->data_dirs, t->n_data_dirs);
+    free(t);
+}

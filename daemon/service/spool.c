@@ -1,0 +1,565 @@
+/* spool — the job directory, ids, token, intake of incoming/.  See traind/spool.h. */
+#include "traind/spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "traind/log.h"
+#include "traind/util.h"
+
+/* ------------------------------------------------------------------ names */
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+bool spool_intake_name(const char *filename, char *stem, size_t stemlen)
+{
+    if (!filename[0] || filename[0] == '.')
+        return false;
+    if (ends_with(filename, ".tmp") || ends_with(filename, ".part"))
+        return false;
+    size_t n = strlen(filename), ext;
+    if (ends_with(filename, ".yaml"))
+        ext = 5;
+    else if (ends_with(filename, ".yml"))
+        ext = 4;
+    else
+        return false;
+    if (n == ext)
+        return false;
+    if (stem && stemlen > 0) {
+        size_t k = n - ext < stemlen - 1 ? n - ext : stemlen - 1;
+        memcpy(stem, filename, k);
+        stem[k] = '\0';
+    }
+    return true;
+}
+
+static bool id_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-';
+}
+
+void spool_sanitize_id(const char *stem, char *out)
+{
+    size_t k = 0;
+    const unsigned char *p = (const unsigned char *)stem;
+    while (*p == '.')
+        p++;
+    for (; *p && k < SPOOL_ID_MAX; p++)
+        out[k++] = id_char(*p) ? (char)*p : '_';
+    out[k] = '\0';
+    if (k == 0)
+        strcpy(out, "job");
+}
+
+void spool_id_candidate(const char *base, unsigned k, char *out)
+{
+    if (k <= 1) {
+        snprintf(out, SPOOL_ID_MAX + 1, "%s", base);
+        return;
+    }
+    char suffix[16];
+    int sl = snprintf(suffix, sizeof suffix, "-%u", k);
+    size_t bl = strlen(base);
+    if (bl + (size_t)sl > SPOOL_ID_MAX)
+        bl = SPOOL_ID_MAX - (size_t)sl;
+    memcpy(out, base, bl);
+    memcpy(out + bl, suffix, (size_t)sl + 1);
+}
+
+bool spool_id_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > SPOOL_ID_MAX || s[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!id_char((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+int spool_claim_id(const char *jobs_dir, const char *stem, char *id_out)
+{
+    char base[SPOOL_ID_MAX + 1];
+    spool_sanitize_id(stem, base);
+    for (unsigned k = 1; k < 100000; k++) {
+        spool_id_candidate(base, k, id_out);
+        char *dir = xasprintf("%s/%s", jobs_dir, id_out);
+        int rc = mkdir(dir, 0755);
+        int e = errno;
+        free(dir);
+        if (rc == 0)
+            return 0;
+        if (e != EEXIST)
+            return -e;
+    }
+    return -EEXIST;
+}
+
+/* ------------------------------------------------------- layout and token */
+
+int spool_prepare(const char *spool_dir)
+{
+    const char *subs[] = {"", "/incoming", "/jobs"};
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        char *p = xasprintf("%s%s", spool_dir, subs[i]);
+        int rc = mkdir_p(p, 0755);
+        free(p);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int spool_token_load_or_create(const char *path, char *out, size_t outlen)
+{
+    char *buf;
+    size_t len;
+    int rc = read_file(path, 4096, &buf, &len);
+    if (rc == 0) {
+        size_t a = 0, b = len;
+        while (a < b && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\n' || buf[a] == '\r'))
+            a++;
+        while (b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\t' || buf[b - 1] == '\n' || buf[b - 1] == '\r'))
+            b--;
+        if (b > a) {
+            if (b - a >= outlen || memchr(buf + a, '\n', b - a)) {
+                free(buf);
+                return -EINVAL;
+            }
+            memcpy(out, buf + a, b - a);
+            out[b - a] = '\0';
+            free(buf);
+            struct stat st;
+            if (stat(path, &st) == 0 && (st.st_mode & 077))
+                log_warn("%s is readable by other users (mode %03o); chmod 600 it", path,
+                         (unsigned)(st.st_mode & 0777));
+            return 0;
+        }
+        free(buf);   /* empty: make a new one */
+    } else if (rc != -ENOENT) {
+        return rc;
+    }
+    if (outlen < SPOOL_TOKEN_HEX + 1)
+        return -EINVAL;
+    unsigned char raw[32];
+    size_t got = 0;
+    while (got < sizeof raw) {
+        ssize_t r = getrandom(raw + got, sizeof raw - got, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        got += (size_t)r;
+    }
+    static const char hex[] = "0123456789abcdef";
+    char text[SPOOL_TOKEN_HEX + 2];
+    for (size_t i = 0; i < sizeof raw; i++) {
+        text[2 * i] = hex[raw[i] >> 4];
+        text[2 * i + 1] = hex[raw[i] & 15];
+    }
+    text[SPOOL_TOKEN_HEX] = '\n';
+    char *dir = xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        mkdir_p(dir, 0755);
+    }
+    free(dir);
+    rc = write_file_atomic(path, text, SPOOL_TOKEN_HEX + 1, 0600);
+    if (rc < 0)
+        return rc;
+    memcpy(out, text, SPOOL_TOKEN_HEX);
+    out[SPOOL_TOKEN_HEX] = '\0';
+    return 1;
+}
+
+/* ------------------------------------------------------------- validation */
+
+int spool_validate(const char *buf, size_t len, const char *default_name,
+                   char *const *data_dirs, size_t n_dirs,
+                   run_config *cfg, char **data_path, diag_list_t *errs)
+{
+    *data_path = NULL;
+    cfg_parse_opts po = {.default_name = default_name};
+    if (cfg_parse(buf, len, &po, cfg, errs) != 0)
+        return -1;
+    size_t before = errs->n;
+    const char *base = n_dirs > 0 ? data_dirs[0] : NULL;
+    char *p = cfg_resolve_data_path(cfg, base, data_dirs, (int)n_dirs, errs);
+    if (errs->n > before) {
+        free(p);
+        cfg_free(cfg);
+        return -1;
+    }
+    *data_path = p;
+    return 0;
+}
+
+void spool_intake_free(spool_intake *it)
+{
+    if (!it)
+        return;
+    free(it->source);
+    free(it->stem);
+    if (it->valid)
+        cfg_free(&it->cfg);
+    diag_free(&it->errs);
+    free(it);
+}
+
+/* ----------------------------------------------------------------- intake */
+
+typedef struct scan_req {
+    uv_work_t work;
+    spool *s;
+    char *spool_dir;
+    char **dirs;            /* snapshot of the data dirs */
+    size_t n_dirs;
+    spool_intake **items;   /* results */
+    size_t n_items, cap_items;
+    bool deferred;          /* a file was left for later (still being written) */
+} scan_req;
+
+struct spool {
+    uv_loop_t *loop;
+    char *dir, *incoming, *jobs;
+    char **dirs;
+    size_t n_dirs;
+    spool_intake_cb cb;
+    void *ctx;
+    uv_fs_event_t watch;
+    bool watching;
+    uv_timer_t rescan;      /* the periodic safety net */
+    uv_timer_t soon;        /* a scan asked for by an event or a deferred file */
+    bool scanning, again, stopped;
+    int open_handles;
+    void (*on_closed)(void *);
+    void *closed_arg;
+};
+
+static char **copy_dirs(char *const *dirs, size_t n)
+{
+    char **c = xcalloc(n ? n : 1, sizeof *c);
+    for (size_t i = 0; i < n; i++)
+        c[i] = xstrdup(dirs[i]);
+    return c;
+}
+
+static void free_dirs(char **dirs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(dirs[i]);
+    free(dirs);
+}
+
+/* Nobody has the file open for writing?  1 yes, 0 no, -1 cannot tell. */
+static int write_closed(int fd)
+{
+    if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
+        fcntl(fd, F_SETLEASE, F_UNLCK);
+        return 1;
+    }
+    return errno == EAGAIN ? 0 : -1;
+}
+
+/* Moves one file into a new job directory and validates it (thread pool). */
+static void take_file(scan_req *r, const char *name, const char *stem)
+{
+    char *src = xasprintf("%s/incoming/%s", r->spool_dir, name);
+    char *jobs = xasprintf("%s/jobs", r->spool_dir);
+    int fd = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0 || errno == ELOOP)
+            log_warn("incoming/%s: not a regular file; left alone", name);
+        goto out;
+    }
+    int closed = write_closed(fd);
+    double age = now_unix() - ((double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec * 1e-9);
+    if (closed == 0 || (closed < 0 && age >= 0 && age < SPOOL_SETTLE_S)) {
+        r->deferred = true;     /* still being written: a later scan takes it */
+        goto out;
+    }
+    spool_intake *it = xcalloc(1, sizeof *it);
+    int rc = spool_claim_id(jobs, stem, it->id);
+    if (rc < 0) {
+        log_error("incoming/%s: cannot create a job directory in %s: %s", name, jobs, strerror(-rc));
+        free(it);
+        goto out;
+    }
+    char *dst = xasprintf("%s/%s/config.yaml", jobs, it->id);
+    if (rename(src, dst) < 0) {
+        int e = errno;
+        char *jd = xasprintf("%s/%s", jobs, it->id);
+        rmdir(jd);
+        free(jd);
+        if (e != ENOENT)
+            log_error("incoming/%s: cannot move it to jobs/%s/config.yaml: %s", name, it->id, strerror(e));
+        free(dst);
+        free(it);
+        goto out;
+    }
+    /* The rename is durable once both directories are. */
+    fsync_parent_dir(dst);
+    fsync_parent_dir(src);
+    it->source = xstrdup(name);
+    it->stem = xstrdup(stem);
+    it->submitted_at = now_unix();
+
+    char *buf;
+    size_t len;
+    rc = read_file(dst, CFG_MAX_FILE_BYTES, &buf, &len);
+    if (rc < 0) {
+        if (rc == -EFBIG)
+            diag_add(&it->errs, "", 0, 0, "the config is larger than %u bytes", CFG_MAX_FILE_BYTES);
+        else
+            diag_add(&it->errs, "", 0, 0, "cannot read the config: %s", strerror(-rc));
+    } else {
+        char *data_path = NULL;
+        if (spool_validate(buf, len, stem, r->dirs, r->n_dirs, &it->cfg, &data_path, &it->errs) == 0)
+            it->valid = true;
+        free(data_path);
+        free(buf);
+    }
+    free(dst);
+    if (r->n_items == r->cap_items) {
+        r->cap_items = r->cap_items ? 2 * r->cap_items : 8;
+        r->items = xrealloc(r->items, r->cap_items * sizeof *r->items);
+    }
+    r->items[r->n_items++] = it;
+out:
+    if (fd >= 0)
+        close(fd);
+    free(src);
+    free(jobs);
+}
+
+/* Names are taken in a stable order (oldest mtime first, then by name) so a
+ * batch of files dropped together is queued in a predictable order. */
+typedef struct cand {
+    char *name;
+    double mtime;
+} cand;
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    if (x->mtime != y->mtime)
+        return x->mtime < y->mtime ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+static void scan_work(uv_work_t *w)
+{
+    scan_req *r = w->data;
+    char *inc = xasprintf("%s/incoming", r->spool_dir);
+    DIR *d = opendir(inc);
+    if (!d) {
+        log_error("cannot read %s: %s", inc, strerror(errno));
+        free(inc);
+        return;
+    }
+    cand *c = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!spool_intake_name(e->d_name, NULL, 0))
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            c = xrealloc(c, cap * sizeof *c);
+        }
+        c[n].name = xstrdup(e->d_name);
+        c[n].mtime = (double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec * 1e-9;
+        n++;
+    }
+    closedir(d);
+    qsort(c, n, sizeof *c, cand_cmp);
+    for (size_t i = 0; i < n; i++) {
+        char stem[256];
+        spool_intake_name(c[i].name, stem, sizeof stem);
+        take_file(r, c[i].name, stem);
+        free(c[i].name);
+    }
+    free(c);
+    free(inc);
+}
+
+static void maybe_free(spool *s);
+static void start_scan(spool *s);
+static void on_soon(uv_timer_t *t);
+
+static void scan_done(uv_work_t *w, int status)
+{
+    scan_req *r = w->data;
+    spool *s = r->s;
+    for (size_t i = 0; i < r->n_items; i++) {
+        spool_intake *it = r->items[i];
+        if (it->valid)
+            log_info("job %s: taken from incoming/%s", it->id, it->source);
+        else
+            log_warn("job %s: taken from incoming/%s: rejected (%zu problem%s)", it->id, it->source,
+                     it->errs.n, it->errs.n == 1 ? "" : "s");
+        s->cb(s->ctx, it);
+    }
+    free(r->items);
+    bool deferred = r->deferred;
+    free(r->spool_dir);
+    free_dirs(r->dirs, r->n_dirs);
+    free(r);
+    s->scanning = false;
+    if (s->stopped) {
+        maybe_free(s);
+        return;
+    }
+    if (s->again) {
+        s->again = false;
+        start_scan(s);
+    } else if (deferred && !uv_is_active((uv_handle_t *)&s->soon)) {
+        uv_timer_start(&s->soon, on_soon, 250, 0);
+    }
+    (void)status;
+}
+
+static void start_scan(spool *s)
+{
+    if (s->stopped)
+        return;
+    if (s->scanning) {
+        s->again = true;
+        return;
+    }
+    scan_req *r = xcalloc(1, sizeof *r);
+    r->s = s;
+    r->work.data = r;
+    r->spool_dir = xstrdup(s->dir);
+    r->dirs = copy_dirs(s->dirs, s->n_dirs);
+    r->n_dirs = s->n_dirs;
+    int rc = uv_queue_work(s->loop, &r->work, scan_work, scan_done);
+    if (rc < 0) {
+        log_error("cannot queue a scan of incoming/: %s", uv_strerror(rc));
+        free(r->spool_dir);
+        free_dirs(r->dirs, r->n_dirs);
+        free(r);
+        return;
+    }
+    s->scanning = true;
+}
+
+static void on_soon(uv_timer_t *t)
+{
+    start_scan(t->data);
+}
+
+void spool_rescan(spool *s)
+{
+    if (!s->stopped && !uv_is_active((uv_handle_t *)&s->soon))
+        uv_timer_start(&s->soon, on_soon, 0, 0);
+}
+
+static void on_rescan(uv_timer_t *t)
+{
+    start_scan(t->data);
+}
+
+static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status)
+{
+    spool *s = h->data;
+    if (status < 0) {
+        log_warn("watching incoming/: %s (falling back to the periodic rescan)", uv_strerror(status));
+        return;
+    }
+    if (filename && !spool_intake_name(filename, NULL, 0))
+        return;
+    /* Coalesce a burst of events into one scan a moment later. */
+    if (!uv_is_active((uv_handle_t *)&s->soon))
+        uv_timer_start(&s->soon, on_soon, 20, 0);
+    (void)events;
+}
+
+int spool_start(uv_loop_t *loop, const char *spool_dir, char *const *data_dirs, size_t n_dirs,
+                spool_intake_cb cb, void *ctx, spool **out)
+{
+    spool *s = xcalloc(1, sizeof *s);
+    s->loop = loop;
+    s->dir = xstrdup(spool_dir);
+    s->incoming = xasprintf("%s/incoming", spool_dir);
+    s->jobs = xasprintf("%s/jobs", spool_dir);
+    s->dirs = copy_dirs(data_dirs, n_dirs);
+    s->n_dirs = n_dirs;
+    s->cb = cb;
+    s->ctx = ctx;
+    uv_timer_init(loop, &s->rescan);
+    uv_timer_init(loop, &s->soon);
+    s->rescan.data = s->soon.data = s;
+    s->open_handles = 2;
+    uv_fs_event_init(loop, &s->watch);
+    s->watch.data = s;
+    s->open_handles++;
+    int rc = uv_fs_event_start(&s->watch, on_fs_event, s->incoming, 0);
+    if (rc < 0)
+        log_warn("cannot watch %s: %s (new files are found by the rescan every %d s)", s->incoming,
+                 uv_strerror(rc), SPOOL_RESCAN_MS / 1000);
+    else
+        s->watching = true;
+    uv_timer_start(&s->rescan, on_rescan, SPOOL_RESCAN_MS, SPOOL_RESCAN_MS);
+    start_scan(s);
+    *out = s;
+    return 0;
+}
+
+void spool_set_data_dirs(spool *s, char *const *data_dirs, size_t n_dirs)
+{
+    char **c = copy_dirs(data_dirs, n_dirs);
+    free_dirs(s->dirs, s->n_dirs);
+    s->dirs = c;
+    s->n_dirs = n_dirs;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    spool *s = h->data;
+    s->open_handles--;
+    maybe_free(s);
+}
+
+static void maybe_free(spool *s)
+{
+    if (s->open_handles > 0 || s->scanning)
+        return;
+    void (*cb)(void *) = s->on_closed;
+    void *arg = s->closed_arg;
+    free(s->dir);
+    free(s->incoming);
+    free(s->jobs);
+    free_dirs(s->dirs, s->n_dirs);
+    free(s);
+    if (cb)
+        cb(arg);
+}
+
+void spool_stop(spool *s, void (*on_closed)(void *arg), void *arg)
+{
+    s->stopped = true;
+    s->on_closed = on_closed;
+    s->closed_arg = arg;
+    uv_close((uv_handle_t *)&s->rescan, on_handle_closed);
+    uv_close((uv_handle_t *)&s->soon, on_handle_closed);
+    uv_close((uv_handle_t *)&s->watch, on_handle_closed);
+}

@@ -1,0 +1,300 @@
+/*
+ * worker_main — the training process of one job.
+ *
+ *     traind --worker JOBDIR --threads N --ppid PID [--data-dir DIR]...
+ *
+ * Started by the daemon (daemon/service/worker.c), never by hand.  It trains
+ * JOBDIR/config.yaml into JOBDIR with runner_run() and reports every event
+ * as one JSON line on fd 3 (traind/progress.h).  It must not outlive the
+ * daemon: PR_SET_PDEATHSIG(SIGKILL) kills it when the daemon dies, and when
+ * the pipe on fd 3 breaks it stops (checkpointing) on its own.  SIGTERM and
+ * SIGINT make it checkpoint and exit WORKER_EXIT_STOPPED.
+ *
+ * An exclusive flock on JOBDIR/worker.lock guarantees that two training
+ * processes never write one job directory, even in the instant between a
+ * daemon's death and its worker's.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "traind/config.h"
+#include "traind/progress.h"
+#include "traind/runner.h"
+#include "traind/util.h"
+#include "traind/worker.h"
+
+#define PROGRESS_FD 3
+#define LOCK_WAIT_S 15
+
+static volatile sig_atomic_t g_stop;
+static int g_progress_fd = -1;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static void wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void wlog(const char *fmt, ...)
+{
+    char ts[32];
+    format_utc(now_unix(), ts, sizeof ts);
+    fprintf(stderr, "%s worker[%d]: ", ts, (int)getpid());
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+}
+
+/* One line to the daemon.  A broken pipe means the daemon is gone: stop. */
+static void send_msg(const progress_msg *m)
+{
+    if (g_progress_fd < 0)
+        return;
+    size_t len;
+    char *line = progress_encode(m, &len);
+    const char *p = line;
+    while (len > 0) {
+        ssize_t w = write(g_progress_fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EPIPE)
+                wlog("the daemon closed the progress pipe; checkpointing and stopping");
+            else
+                wlog("cannot write progress: %s; stopping", strerror(errno));
+            close(g_progress_fd);
+            g_progress_fd = -1;
+            g_stop = 1;
+            break;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    free(line);
+}
+
+static void send_text(progress_ev ev, const char *message)
+{
+    progress_msg m;
+    progress_msg_init(&m, ev);
+    snprintf(m.message, sizeof m.message, "%s", message);
+    send_msg(&m);
+}
+
+static void on_event(void *ctx, const run_event *ev)
+{
+    (void)ctx;
+    static const progress_ev map[] = {
+        [RUN_EVENT_START] = PEV_START, [RUN_EVENT_NOTICE] = PEV_NOTICE, [RUN_EVENT_LOG] = PEV_LOG,
+        [RUN_EVENT_TICK] = PEV_TICK, [RUN_EVENT_CHECKPOINT] = PEV_CKPT, [RUN_EVENT_EVAL] = PEV_EVAL,
+    };
+    if ((unsigned)ev->type >= sizeof map / sizeof map[0])
+        return;
+    progress_msg m;
+    progress_msg_init(&m, map[ev->type]);
+    m.step = ev->step;
+    m.total_steps = ev->total_steps;
+    m.checkpoint_step = ev->checkpoint_step;
+    m.elapsed_s = ev->elapsed_s;
+    m.steps_per_s = ev->steps_per_s;
+    if (ev->type == RUN_EVENT_LOG || ev->type == RUN_EVENT_TICK || ev->type == RUN_EVENT_EVAL) {
+        m.lr = ev->lr;
+        m.loss = ev->loss;
+        m.grad_norm = ev->grad_norm;
+        if (ev->type == RUN_EVENT_LOG)
+            m.loss_avg = ev->loss_avg;
+        m.eval_loss = ev->eval_loss;
+    }
+    if (ev->type == RUN_EVENT_NOTICE && ev->message) {
+        snprintf(m.message, sizeof m.message, "%s", ev->message);
+        wlog("%s", ev->message);
+    }
+    if (ev->type == RUN_EVENT_START)
+        wlog("training %s from step %ld of %ld", ev->step > 0 ? "resumes" : "starts", ev->step,
+             ev->total_steps);
+    send_msg(&m);
+}
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+    char msg[PROGRESS_MAX_MESSAGE];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    wlog("failed: %s", msg);
+    send_text(PEV_FAILED, msg);
+    return WORKER_EXIT_FAILED;
+}
+
+/* Waits (bounded) for the job directory's lock: a training process of a
+ * previous daemon may take a moment to die. */
+static int take_lock(const char *job_dir)
+{
+    char *path = xasprintf("%s/worker.lock", job_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    free(path);
+    if (fd < 0)
+        return -errno;
+    double deadline = now_monotonic() + LOCK_WAIT_S;
+    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+        if (now_monotonic() > deadline || g_stop) {
+            close(fd);
+            return -EBUSY;
+        }
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return fd;   /* held until exit */
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: traind --worker JOBDIR --threads N [--ppid PID] [--data-dir DIR]...\n"
+                    "(started by traind for each job; not meant to be run by hand)\n");
+    return WORKER_EXIT_USAGE;
+}
+
+int worker_main(int argc, char **argv)
+{
+    /* argv[0] traind, argv[1] --worker, argv[2] JOBDIR */
+    if (argc < 3 || argv[2][0] == '-')
+        return usage();
+    const char *job_dir = argv[2];
+    int threads = 1;
+    long ppid = 0;
+    char **dirs = xcalloc((size_t)argc, sizeof *dirs);
+    size_t n_dirs = 0;
+    for (int i = 3; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ppid") && i + 1 < argc)
+            ppid = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--data-dir") && i + 1 < argc)
+            dirs[n_dirs++] = argv[++i];
+        else {
+            free(dirs);
+            return usage();
+        }
+    }
+    if (threads < 1)
+        threads = 1;
+
+    /* Die with the daemon.  If it already died between fork and here, the
+     * death signal was missed: check the parent by hand. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (ppid > 0 && getppid() != (pid_t)ppid) {
+        fprintf(stderr, "traind worker: the daemon (pid %ld) is gone; not starting\n", ppid);
+        free(dirs);
+        return WORKER_EXIT_STOPPED;
+    }
+    unsetenv("NOTIFY_SOCKET");   /* only the daemon talks to systemd */
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+
+    int fl = fcntl(PROGRESS_FD, F_GETFD);
+    if (fl >= 0) {
+        fcntl(PROGRESS_FD, F_SETFD, fl | FD_CLOEXEC);
+        g_progress_fd = PROGRESS_FD;
+    }
+
+    int lock = take_lock(job_dir);
+    if (lock < 0) {
+        int rc = g_stop ? WORKER_EXIT_STOPPED
+                        : fail("cannot lock the job directory (%s): %s", job_dir,
+                               lock == -EBUSY ? "another training process still holds it" : strerror(-lock));
+        free(dirs);
+        return rc;
+    }
+
+    char *cfg_path = xasprintf("%s/config.yaml", job_dir);
+    const char *slash = strrchr(job_dir, '/');
+    cfg_parse_opts po = {.default_name = slash ? slash + 1 : job_dir};
+    run_config cfg;
+    diag_list_t errs = DIAG_LIST_INIT;
+    int code;
+    if (cfg_load_file(cfg_path, &po, &cfg, &errs) != 0) {
+        diag_print(stderr, cfg_path, &errs);
+        const diag_t *d = errs.n ? &errs.items[0] : NULL;
+        code = d ? fail("invalid config: %s%s%s", d->path, d->path[0] ? ": " : "", d->message)
+                 : fail("invalid config");
+        diag_free(&errs);
+        goto out_nocfg;
+    }
+    char *data_path = cfg_resolve_data_path(&cfg, n_dirs ? dirs[0] : NULL, dirs, (int)n_dirs, &errs);
+    if (errs.n > 0) {
+        diag_print(stderr, cfg_path, &errs);
+        code = fail("%s: %s", errs.items[0].path, errs.items[0].message);
+        diag_free(&errs);
+        free(data_path);
+        goto out;
+    }
+    if (cfg.threads < threads)
+        threads = cfg.threads > 0 ? cfg.threads : 1;
+    wlog("job %s: %ld steps, %d thread%s", cfg.name, cfg.sched.total_steps, threads, threads == 1 ? "" : "s");
+
+    runner_opts opts = {
+        .out_dir = job_dir,
+        .data_path = data_path,
+        .threads = threads,
+        .stop = &g_stop,
+        .tick_interval_s = 0.5,
+        .on_event = on_event,
+    };
+    char err[1024];
+    run_result r = runner_run(&cfg, &opts, err, sizeof err);
+    free(data_path);
+    switch (r) {
+    case RUN_OK: {
+        progress_msg m;
+        progress_msg_init(&m, PEV_DONE);
+        m.step = m.total_steps = m.checkpoint_step = cfg.sched.total_steps;
+        send_msg(&m);
+        wlog("done: %ld steps", cfg.sched.total_steps);
+        code = WORKER_EXIT_OK;
+        break;
+    }
+    case RUN_STOPPED:
+        wlog("stopped on request; checkpoint written");
+        code = WORKER_EXIT_STOPPED;
+        break;
+    default:
+        code = fail("%s", err[0] ? err : "training failed");
+        break;
+    }
+out:
+    cfg_free(&cfg);
+out_nocfg:
+    free(cfg_path);
+    free(dirs);
+    if (g_progress_fd >= 0)
+        close(g_progress_fd);
+    close(lock);
+    return code;
+}

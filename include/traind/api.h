@@ -1,0 +1,87 @@
+/*
+ * api — the HTTP API of SPEC.md §4: routes → JSON (or Prometheus text, or
+ * the HTML dashboard).  It knows nothing of jobs beyond the api_backend the
+ * daemon fills in with function pointers, so tests drive it with fakes.
+ *
+ * Wiring:
+ *
+ *     static api_backend be = {.ctx = table, .list_jobs = ..., ...};
+ *     http_server_start(loop, listen, NULL, api_handle, &be, &srv);
+ *
+ * Every callback runs on the loop thread, synchronously, and must not block.
+ * cJSON values returned by the backend become the API's (it frees them).
+ */
+#ifndef TRAIND_API_H
+#define TRAIND_API_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "traind/http.h"
+#include "traind/prom.h"
+
+/* Return codes of submit and cancel, negative errno values: any other
+ * negative code is answered 500. */
+enum {
+    API_OK = 0,                  /* submit: 201 {"id"}; cancel: 202 */
+    API_INVALID = -EINVAL,       /* submit: 400 with errors */
+    API_NOT_FOUND = -ENOENT,     /* cancel: 404 */
+    API_CONFLICT = -EALREADY,    /* cancel: 409, the job has already ended */
+    API_UNAVAILABLE = -ESHUTDOWN /* 503: shutting down, intake stopped */
+};
+
+typedef struct api_backend {
+    void *ctx;
+
+    /* A cJSON array of job objects (SPEC §5), newest first; state NULL = all,
+     * else only jobs in that state (always one of api_job_states). */
+    cJSON *(*list_jobs)(void *ctx, const char *state);
+
+    /* One job object, or NULL when there is no such job.  id is valid
+     * (api_id_valid). */
+    cJSON *(*get_job)(void *ctx, const char *id);
+
+    /* Takes a run config (YAML, len bytes, NUL-terminated).  API_OK with a
+     * malloc'd id in *id_out; API_INVALID with a cJSON array of
+     * {"path","line","column","message"} in *errors_out (and, if the daemon
+     * keeps the rejected job, its id in *id_out). */
+    int (*submit)(void *ctx, const char *yaml, size_t len, char **id_out, cJSON **errors_out);
+
+    /* API_OK (cancel requested), API_NOT_FOUND or API_CONFLICT. */
+    int (*cancel)(void *ctx, const char *id);
+
+    /* The job's metrics points with step > since, at most max of them
+     * (max 0 = all; evenly thinned, the last kept) as a cJSON array of
+     * {"step","lr","loss","loss_avg","grad_norm","time"}; NULL when there is no
+     * such job.  The API thins again if given more than max. */
+    cJSON *(*metrics)(void *ctx, const char *id, long since, long max);
+
+    /* The bearer token for writes; NULL or "" refuses every write (401). */
+    const char *(*token)(void *ctx);
+
+    /* Seconds since the daemon started. */
+    double (*uptime)(void *ctx);
+
+    /* Optional: more Prometheus families appended to GET /metrics. */
+    void (*prom_extra)(void *ctx, prom_buf *b);
+} api_backend;
+
+/* The job states of SPEC §5, NULL-terminated. */
+extern const char *const api_job_states[];
+
+/* The http_handler_fn of the API; ctx is a const api_backend *. */
+void api_handle(void *ctx, const http_request *req, http_response *res);
+
+/* A job id as SPEC §3 makes them: 1..128 bytes of [A-Za-z0-9._-], not
+ * starting with '.' (so never "." or ".."). */
+bool api_id_valid(const char *id);
+
+/* given == expected, in time independent of where they differ. */
+bool api_token_equal(const char *given, const char *expected);
+
+/* Keeps at most max (>= 1) elements of the array, evenly spread, the first
+ * and the last always among them.  Returns arr. */
+cJSON *api_thin_points(cJSON *arr, long max);
+
+#endif

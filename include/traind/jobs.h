@@ -1,0 +1,110 @@
+/*
+ * jobs — the job table and its FIFO scheduler, on the loop thread.
+ *
+ * Every job lives in memory (state, progress, a thinned metrics history)
+ * and on disk in <spool>/jobs/<id>/ (config.yaml, status.json).  The table
+ * starts at most max_jobs training processes (worker.h), in submission
+ * order, and turns their progress lines and exits into job states.
+ *
+ * status.json is rewritten atomically on every state change and at least
+ * every JOBS_STATUS_INTERVAL_S while a job runs; the writes (tmp + fsync +
+ * rename) happen on libuv's thread pool, one at a time per job, so the loop
+ * thread never waits for a disk.  At start-up jobs_load() reads every
+ * status.json back (a corrupt one is rebuilt from config.yaml, never
+ * dropped): queued and running jobs are queued again and resume from their
+ * checkpoints, ended ones are shown as they were.
+ *
+ * Functions returning int return 0 or a negative errno value (or the API_*
+ * codes of traind/api.h where they answer the API).
+ */
+#ifndef TRAIND_JOBS_H
+#define TRAIND_JOBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+#include "traind/dconfig.h"
+#include "traind/spool.h"
+
+struct cJSON;
+
+#define JOBS_STATUS_INTERVAL_S 2.0
+#define JOBS_STOP_TIMEOUT_S 30.0     /* cancel: SIGTERM, then SIGKILL after this */
+#define JOBS_MAX_ERRORS 100          /* notices kept per job */
+
+typedef enum {
+    JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED, JOB_REJECTED, JOB_NSTATES
+} job_state;
+
+const char *job_state_name(job_state s);
+/* -1 when name is not a state. */
+int job_state_from_name(const char *name);
+bool job_state_ended(job_state s);
+
+typedef struct job_table job_table;
+
+/* exe: the binary that runs `--worker` (the daemon's own).  The table keeps
+ * copies of what it needs from c. */
+job_table *jobs_new(uv_loop_t *loop, const dconfig *c, const char *exe);
+
+/* Reads <spool>/jobs/ (blocking: call before the loop serves requests).
+ * Returns the number of jobs loaded. */
+int jobs_load(job_table *t);
+
+/* Starts the scheduler and the periodic status writer. */
+void jobs_start(job_table *t);
+
+/* Re-reads the settings that may change at run time (SIGHUP): max_jobs,
+ * threads_per_job, data_dirs, metrics_keep, max_restarts. */
+void jobs_configure(job_table *t, const dconfig *c);
+
+/* A file taken from incoming/ (takes it). */
+void jobs_add_intake(job_table *t, spool_intake *it);
+
+/* POST /jobs: see api_backend.submit. */
+int jobs_submit(job_table *t, const char *yaml, size_t len, char **id_out, struct cJSON **errors_out);
+
+/* POST /jobs/{id}/cancel: API_OK, API_NOT_FOUND, API_CONFLICT. */
+int jobs_cancel(job_table *t, const char *id);
+
+/* Job objects (SPEC §5), newest first; state NULL = all. */
+struct cJSON *jobs_list_json(job_table *t, const char *state);
+/* One job object or NULL. */
+struct cJSON *jobs_get_json(job_table *t, const char *id);
+/* Metrics points with step > since, at most max (0 = all), evenly thinned,
+ * the last kept; NULL when there is no such job. */
+struct cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max);
+
+void jobs_counts(const job_table *t, int counts[JOB_NSTATES]);
+
+/* Called (on the loop thread) after any job changes state. */
+void jobs_set_on_change(job_table *t, void (*cb)(void *ctx), void *ctx);
+
+/* Stops the table: no job starts any more, every training process is told
+ * to checkpoint and stop (SIGTERM; SIGKILL after timeout_s), their jobs stay
+ * queued for the next start, every pending status.json write completes.
+ * Then done(arg).  Further submits are refused (API_UNAVAILABLE). */
+void jobs_shutdown(job_table *t, double timeout_s, void (*done)(void *arg), void *arg);
+bool jobs_shutting_down(const job_table *t);
+
+/* Frees the table (after jobs_shutdown's done, or when it never started). */
+void jobs_free(job_table *t);
+
+/* --- pieces exposed for tests --- */
+
+/* One metrics point of the in-memory history. */
+typedef struct job_point {
+    long step;
+    double lr, loss, loss_avg, grad_norm, time, eval_loss;   /* NAN = none */
+} job_point;
+
+/* Thins pts[0..*n) in place until *n <= keep: the older half loses every
+ * other point (so old history gets sparser, recent history stays dense);
+ * the last point always stays. */
+void jobs_thin_history(job_point *pts, size_t *n, size_t keep);
+
+/* Picks at most max of n indices evenly, first and last included; writes
+ * them to idx (max entries) and returns how many. */
+size_t jobs_pick_even(size_t n, size_t max, size_t *idx);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * spool — the job directory of SPEC.md §3 on disk: its layout, job ids, the
+ * API token, and the intake of incoming/.
+ *
+ *   <spool>/incoming/NAME.yaml   watched (inotify via uv_fs_event, a scan at
+ *                                start-up and a rescan every 2 s as a safety
+ *                                net); each file is renamed byte for byte to
+ *   <spool>/jobs/<id>/config.yaml and validated, both on the thread pool.
+ *
+ * A job id is claimed by creating its directory (mkdir is atomic), so two
+ * submissions can never get the same id, whichever thread makes them.
+ *
+ * A file still being written (someone cp'd it in instead of mv'ing it) is
+ * left for a later scan: taken once nobody has it open for writing (a
+ * read lease can be placed) or, where leases are not allowed, once it has
+ * not been modified for SPOOL_SETTLE_S.
+ */
+#ifndef TRAIND_SPOOL_H
+#define TRAIND_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+#include "traind/config.h"
+#include "traind/diag.h"
+
+#define SPOOL_ID_MAX 48
+#define SPOOL_RESCAN_MS 2000
+#define SPOOL_SETTLE_S 0.5
+#define SPOOL_TOKEN_HEX 64
+
+/* --- names and ids (pure functions) --- */
+
+/* Whether a file in incoming/ is a submission (NAME.yaml / NAME.yml, not
+ * hidden, not .tmp/.part); if so its stem is copied to stem (truncated to
+ * stemlen - 1). */
+bool spool_intake_name(const char *filename, char *stem, size_t stemlen);
+
+/* The id base of a stem: every byte outside [A-Za-z0-9._-] made '_', leading
+ * dots dropped, at most SPOOL_ID_MAX bytes; "job" when nothing is left.
+ * out must hold SPOOL_ID_MAX + 1 bytes. */
+void spool_sanitize_id(const char *stem, char *out);
+
+/* The k-th candidate for a base (k = 1: the base itself; k >= 2: base-k,
+ * the base shortened so the whole stays within SPOOL_ID_MAX). */
+void spool_id_candidate(const char *base, unsigned k, char *out);
+
+/* Whether s is a well-formed id (what spool_sanitize_id/candidate produce). */
+bool spool_id_valid(const char *s);
+
+/* Claims a new id for stem by creating jobs_dir/<id> (mode 0755): the first
+ * free candidate.  Returns 0 with the id in id_out (SPOOL_ID_MAX + 1 bytes)
+ * or a negative errno. */
+int spool_claim_id(const char *jobs_dir, const char *stem, char *id_out);
+
+/* --- layout and token (blocking; call at start-up) --- */
+
+/* Creates <spool>, incoming/ and jobs/ when missing. */
+int spool_prepare(const char *spool_dir);
+
+/* Reads the bearer token from path, or creates it (32 random bytes from
+ * getrandom(), hex, mode 0600).  out gets SPOOL_TOKEN_HEX + 1 bytes at most.
+ * Returns 0 (1 when it was created) or a negative errno. */
+int spool_token_load_or_create(const char *path, char *out, size_t outlen);
+
+/* --- validation, shared by intake and POST /jobs --- */
+
+/* Validates a run config as the daemon does: cfg_parse, then data.path
+ * resolved against (and confined to) data_dirs.  Returns 0 with *cfg filled
+ * and *data_path (malloc'd, may be NULL) or -1 with errs. */
+int spool_validate(const char *buf, size_t len, const char *default_name,
+                   char *const *data_dirs, size_t n_dirs,
+                   run_config *cfg, char **data_path, diag_list_t *errs);
+
+/* --- intake --- */
+
+typedef struct spool_intake {
+    char id[SPOOL_ID_MAX + 1];
+    char *source;           /* the name it had in incoming/ */
+    char *stem;
+    double submitted_at;    /* unix time it was taken */
+    bool valid;
+    run_config cfg;         /* when valid */
+    diag_list_t errs;       /* when not valid */
+} spool_intake;
+
+void spool_intake_free(spool_intake *it);
+
+/* Called on the loop thread for every file taken; the callee owns item
+ * (spool_intake_free). */
+typedef void (*spool_intake_cb)(void *ctx, spool_intake *item);
+
+typedef struct spool spool;
+
+/* Starts watching <spool_dir>/incoming and takes what is already there. */
+int spool_start(uv_loop_t *loop, const char *spool_dir, char *const *data_dirs, size_t n_dirs,
+                spool_intake_cb cb, void *ctx, spool **out);
+
+/* New data dirs (SIGHUP) for later validations. */
+void spool_set_data_dirs(spool *s, char *const *data_dirs, size_t n_dirs);
+
+/* Scans incoming/ soon (coalesced with a scan already asked for). */
+void spool_rescan(spool *s);
+
+/* Stops intake: no scan starts after this.  The spool is freed once a scan
+ * in flight has finished and the handles closed; then on_closed(arg).
+ * Items of a scan that finishes after the stop are still delivered (their
+ * files were already moved). */
+void spool_stop(spool *s, void (*on_closed)(void *arg), void *arg);
+
+#endif

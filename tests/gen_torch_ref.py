@@ -1,0 +1,548 @@
+#!/usr/bin/env python3
+"""Generates the committed reference data of the schedule and optimizer tests.
+
+    /usr/bin/python3 tests/gen_torch_ref.py          # from the repository root
+
+Run once, by hand, on a machine with PyTorch (Debian's python3-torch 1.13) and
+python3-yaml; commit what it writes.  The unit tests read the files and never
+need torch.
+
+tests/data/schedules/CASE.yaml, CASE.json
+    A complete run config and the lr of every step s = 0 .. total_steps-1 as
+    torch computes it: opt.param_groups[0]['lr'] read before each opt.step(),
+    then scheduler.step().  The schedulers are the anchors of SPEC.md §7:
+    torch.optim.lr_scheduler.LambdaLR over HuggingFace's lr lambdas (copied
+    below from transformers/optimization.py, which cannot be installed here),
+    torch's own StepLR / MultiStepLR / ExponentialLR / OneCycleLR / LinearLR,
+    chained after a warmup with SequentialLR.  Every case is also checked
+    against shared/reference/torch_ref.py's lr_lambda; disagreements above
+    1e-12 relative are printed (float rounding of torch's recursive
+    schedulers is expected; anything else is a real disagreement).
+
+tests/data/optim/CASE.json
+    Initial parameters, five gradients, hyper-parameters and torch's
+    parameters and state after every step of torch.optim.AdamW / Adam / SGD
+    (torch 1.13 single-tensor CPU path, foreach=False), and
+    torch.nn.utils.clip_grad_norm_ cases.  Floats are written as the hex bit
+    patterns of the float32 values ("0x3f800000"), so nothing is lost.
+"""
+import json
+import math
+import os
+import struct
+import sys
+import warnings
+from functools import partial
+
+import torch
+from torch.optim.lr_scheduler import (LambdaLR, LinearLR, SequentialLR, StepLR, MultiStepLR,
+                                      ExponentialLR, OneCycleLR)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCHED_DIR = os.path.join(HERE, "data", "schedules")
+OPTIM_DIR = os.path.join(HERE, "data", "optim")
+REF_DIR = os.environ.get("TRAIND_TORCH_REF_DIR", "/work/shared/reference")
+
+warnings.filterwarnings("ignore")   # SequentialLR's step(epoch) deprecation notice
+
+
+# ---------------------------------------------------------------------------
+# HuggingFace transformers/optimization.py lr lambdas, verbatim
+# (function names as there; each get_* wraps one in LambdaLR).
+# ---------------------------------------------------------------------------
+
+def _get_constant_lambda(_=None):                                   # get_constant_schedule
+    return 1
+
+
+def _get_constant_schedule_with_warmup_lr_lambda(current_step, *, num_warmup_steps):
+    if current_step < num_warmup_steps:                             # get_constant_schedule_with_warmup
+        return float(current_step) / float(max(1.0, num_warmup_steps))
+    return 1.0
+
+
+def _get_linear_schedule_with_warmup_lr_lambda(current_step, *, num_warmup_steps, num_training_steps):
+    if current_step < num_warmup_steps:                             # get_linear_schedule_with_warmup
+        return float(current_step) / float(max(1, num_warmup_steps))
+    return max(0.0, float(num_training_steps - current_step) / float(max(1, num_training_steps - num_warmup_steps)))
+
+
+def _get_cosine_schedule_with_warmup_lr_lambda(current_step, *, num_warmup_steps, num_training_steps, num_cycles,
+                                               min_lr_rate=0.0):
+    # get_cosine_schedule_with_warmup and get_cosine_with_min_lr_schedule_with_warmup
+    # (HF defines this name twice; the second definition, with min_lr_rate, is the one both use)
+    if current_step < num_warmup_steps:
+        return float(current_step) / float(max(1, num_warmup_steps))
+    progress = float(current_step - num_warmup_steps) / float(max(1, num_training_steps - num_warmup_steps))
+    factor = 0.5 * (1.0 + math.cos(math.pi * float(num_cycles) * 2.0 * progress))
+    factor = factor * (1 - min_lr_rate) + min_lr_rate
+    return max(0, factor)
+
+
+def _get_cosine_with_hard_restarts_schedule_with_warmup_lr_lambda(current_step, *, num_warmup_steps,
+                                                                  num_training_steps, num_cycles):
+    if current_step < num_warmup_steps:                 # get_cosine_with_hard_restarts_schedule_with_warmup
+        return float(current_step) / float(max(1, num_warmup_steps))
+    progress = float(current_step - num_warmup_steps) / float(max(1, num_training_steps - num_warmup_steps))
+    if progress >= 1.0:
+        return 0.0
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * ((float(num_cycles) * progress) % 1.0))))
+
+
+def _get_polynomial_decay_schedule_with_warmup_lr_lambda(current_step, *, num_warmup_steps, num_training_steps,
+                                                         lr_end, power, lr_init):
+    if current_step < num_warmup_steps:                 # get_polynomial_decay_schedule_with_warmup
+        return float(current_step) / float(max(1, num_warmup_steps))
+    elif current_step > num_training_steps:
+        return lr_end / lr_init  # as LambdaLR multiplies by lr_init
+    else:
+        lr_range = lr_init - lr_end
+        decay_steps = num_training_steps - num_warmup_steps
+        pct_remaining = 1 - (current_step - num_warmup_steps) / decay_steps
+        decay = lr_range * pct_remaining**power + lr_end
+        return decay / lr_init  # as LambdaLR multiplies by lr_init
+
+
+def _get_inverse_sqrt_schedule_lr_lambda(current_step, *, num_warmup_steps, timescale=None):
+    if current_step < num_warmup_steps:                 # get_inverse_sqrt_schedule
+        return float(current_step) / float(max(1, num_warmup_steps))
+    shift = timescale - num_warmup_steps
+    decay = 1.0 / math.sqrt((current_step + shift) / timescale)
+    return decay
+
+
+def _get_wsd_scheduler_lambda(current_step, *, num_warmup_steps, num_stable_steps, num_decay_steps,
+                              warmup_type, decay_type, min_lr_ratio, num_cycles):
+    if current_step < num_warmup_steps:                 # get_wsd_schedule
+        progress = float(current_step) / float(max(1, num_warmup_steps))
+        if warmup_type == "linear":
+            factor = progress
+        elif warmup_type == "cosine":
+            factor = 0.5 * (1.0 - math.cos(math.pi * progress))
+        elif warmup_type == "1-sqrt":
+            factor = 1.0 - math.sqrt(1.0 - progress)
+        factor = factor * (1.0 - min_lr_ratio) + min_lr_ratio
+        return max(0.0, factor)
+
+    if current_step < num_warmup_steps + num_stable_steps:
+        return 1.0
+
+    if current_step < num_warmup_steps + num_stable_steps + num_decay_steps:
+        progress = float(current_step - num_warmup_steps - num_stable_steps) / float(max(1, num_decay_steps))
+        if decay_type == "linear":
+            factor = 1.0 - progress
+        elif decay_type == "cosine":
+            factor = 0.5 * (1.0 + math.cos(math.pi * float(num_cycles) * 2.0 * progress))
+        elif decay_type == "1-sqrt":
+            factor = 1.0 - math.sqrt(progress)
+        factor = factor * (1.0 - min_lr_ratio) + min_lr_ratio
+        return max(0.0, factor)
+    return min_lr_ratio
+
+
+def get_wsd_schedule(optimizer, num_warmup_steps, num_decay_steps, num_training_steps=None, num_stable_steps=None,
+                     warmup_type="linear", decay_type="cosine", min_lr_ratio=0, num_cycles=0.5):
+    if num_stable_steps is None:
+        num_stable_steps = num_training_steps - num_warmup_steps - num_decay_steps
+    return LambdaLR(optimizer, partial(_get_wsd_scheduler_lambda, num_warmup_steps=num_warmup_steps,
+                                       num_stable_steps=num_stable_steps, num_decay_steps=num_decay_steps,
+                                       warmup_type=warmup_type, decay_type=decay_type,
+                                       min_lr_ratio=min_lr_ratio, num_cycles=num_cycles))
+
+
+def seed_cosine_with_warmup(W, T, m):
+    """The seed's cosine_with_warmup lambda (SPEC §7 row `cosine`)."""
+    def f(s):
+        if s < W:
+            return s / max(1, W)
+        p = (s - W) / max(1, T - W)
+        return m + (1 - m) * 0.5 * (1 + math.cos(math.pi * p))
+    return f
+
+
+def piecewise_lambda(points):
+    """No outside anchor: linear interpolation through the points (torch_ref.py's)."""
+    def f(i):
+        if i <= points[0][0]:
+            return points[0][1]
+        for (a, ra), (b, rb) in zip(points, points[1:]):
+            if i <= b:
+                return ra + (rb - ra) * (i - a) / (b - a)
+        return points[-1][1]
+    return f
+
+
+# ---------------------------------------------------------------------------
+# Schedules
+# ---------------------------------------------------------------------------
+
+# (name, optimizer lr, schedule keys as written in the YAML, note)
+SCHED_CASES = [
+    ("constant", 1e-3, dict(type="constant", warmup_steps=3, total_steps=10), "HF get_constant_schedule; warmup ignored"),
+    ("constant_with_warmup", 1e-3, dict(type="constant_with_warmup", warmup_steps=5, total_steps=20),
+     "HF get_constant_schedule_with_warmup"),
+    ("constant_with_warmup_start", 2e-4, dict(type="constant_with_warmup", warmup_steps=5, total_steps=20,
+                                              warmup_start_ratio=0.25), "torch LinearLR(start_factor=0.25)"),
+    ("linear", 1e-3, dict(type="linear", warmup_steps=10, total_steps=100), "HF get_linear_schedule_with_warmup"),
+    ("linear_min_lr_ratio", 1e-3, dict(type="linear", warmup_steps=10, total_steps=50, min_lr_ratio=0.1),
+     "HF warmup lambda, then torch LinearLR(1, 0.1, T - W) (SequentialLR)"),
+    ("linear_w0", 2e-4, dict(type="linear", warmup_steps=0, total_steps=25), "HF linear, W = 0"),
+    ("linear_w_eq_t", 1e-3, dict(type="linear", warmup_steps=20, total_steps=20), "HF linear, W = T"),
+    ("linear_t1", 1e-3, dict(type="linear", total_steps=1), "HF linear, T = 1"),
+    ("linear_t2", 1e-3, dict(type="linear", warmup_steps=1, total_steps=2), "HF linear, T = 2, W = 1"),
+    ("linear_warmup_start", 1e-3, dict(type="linear", warmup_steps=4, total_steps=30, warmup_start_ratio=0.1),
+     "torch LinearLR(start_factor=0.1), then HF linear (SequentialLR)"),
+    ("cosine", 1e-3, dict(type="cosine", warmup_steps=10, total_steps=100), "HF get_cosine_schedule_with_warmup"),
+    ("cosine_default_type", 2e-4, dict(warmup_steps=3, total_steps=17), "no type: cosine is the default"),
+    ("cosine_seed", 1e-3, dict(type="cosine", warmup_steps=10, total_steps=100, min_lr_ratio=0.1),
+     "the seed's cosine_with_warmup LambdaLR"),
+    ("cosine_min_lr_ratio", 1e-3, dict(type="cosine", warmup_steps=5, total_steps=60, min_lr_ratio=0.05),
+     "HF get_cosine_with_min_lr_schedule_with_warmup(min_lr_rate=0.05)"),
+    ("cosine_min_lr", 2e-4, dict(type="cosine", warmup_steps=5, total_steps=60, min_lr=2e-5),
+     "HF get_cosine_with_min_lr_schedule_with_warmup(min_lr=2e-5)"),
+    ("cosine_warmup_ratio", 1e-3, dict(type="cosine", warmup_ratio=0.25, total_steps=40),
+     "warmup_ratio 0.25 of 40: W = 10"),
+    ("cosine_warmup_ratio_ceil", 1e-3, dict(type="cosine", warmup_ratio=0.07, total_steps=100),
+     "warmup_ratio 0.07 of 100: HF's math.ceil(0.07 * 100) = ceil(7.000000000000001) = 8"),
+    ("cosine_warmup_start", 1e-3, dict(type="cosine", warmup_steps=8, total_steps=40, warmup_start_ratio=0.01),
+     "torch LinearLR(start_factor=0.01), then HF cosine (SequentialLR)"),
+    ("cosine_w0", 1e-3, dict(type="cosine", warmup_steps=0, total_steps=30), "HF cosine, W = 0"),
+    ("cosine_w_eq_t", 1e-3, dict(type="cosine", warmup_steps=12, total_steps=12), "HF cosine, W = T"),
+    ("cosine_t1", 1e-3, dict(type="cosine", total_steps=1), "HF cosine, T = 1"),
+    ("cosine_t1_w1", 1e-3, dict(type="cosine", warmup_steps=1, total_steps=1), "HF cosine, T = W = 1"),
+    ("cosine_t2", 1e-3, dict(type="cosine", total_steps=2), "HF cosine, T = 2"),
+    ("cosine_t2_w1", 1e-3, dict(type="cosine", warmup_steps=1, total_steps=2), "HF cosine, T = 2, W = 1"),
+    ("cosine_with_restarts", 1e-3, dict(type="cosine_with_restarts", warmup_steps=5, total_steps=65, cycles=3),
+     "HF get_cosine_with_hard_restarts_schedule_with_warmup(num_cycles=3)"),
+    ("cosine_with_restarts_1", 2e-4, dict(type="cosine_with_restarts", total_steps=20),
+     "HF hard restarts, num_cycles default 1"),
+    ("cosine_with_restarts_2_5", 1e-3, dict(type="cosine_with_restarts", warmup_steps=4, total_steps=44, cycles=2.5),
+     "HF hard restarts, num_cycles 2.5"),
+    ("polynomial_power2", 1e-3, dict(type="polynomial", warmup_steps=10, total_steps=80, power=2.0,
+                                     min_lr_ratio=0.01), "HF get_polynomial_decay_schedule_with_warmup(lr_end=1e-5, power=2)"),
+    ("polynomial_linear", 2e-4, dict(type="polynomial", warmup_steps=5, total_steps=40),
+     "HF polynomial, power 1, lr_end 0"),
+    ("polynomial_sqrt", 1e-3, dict(type="polynomial", total_steps=33, power=0.5, min_lr=1e-5),
+     "HF polynomial, power 0.5, lr_end = min_lr 1e-5, W = 0"),
+    ("inverse_sqrt", 1e-3, dict(type="inverse_sqrt", warmup_steps=10, total_steps=60),
+     "HF get_inverse_sqrt_schedule, timescale default W"),
+    ("inverse_sqrt_timescale", 1e-3, dict(type="inverse_sqrt", warmup_steps=10, total_steps=60, timescale=25),
+     "HF get_inverse_sqrt_schedule(timescale=25)"),
+    ("inverse_sqrt_w0", 1e-3, dict(type="inverse_sqrt", total_steps=50), "HF inverse_sqrt, W = 0: timescale 10000"),
+    ("inverse_sqrt_warmup_start", 2e-4, dict(type="inverse_sqrt", warmup_steps=6, total_steps=30,
+                                             warmup_start_ratio=0.5),
+     "torch LinearLR(start_factor=0.5), then HF inverse_sqrt (SequentialLR)"),
+    ("wsd", 1e-3, dict(type="warmup_stable_decay", warmup_steps=10, total_steps=100, decay_steps=20),
+     "HF get_wsd_schedule, linear warmup, cosine decay"),
+    ("wsd_warmup_cosine", 1e-3, dict(type="warmup_stable_decay", warmup_steps=10, total_steps=60, decay_ratio=0.2,
+                                     warmup_type="cosine", decay_type="linear"),
+     "HF get_wsd_schedule, cosine warmup, linear decay, decay_ratio 0.2 (D = 12)"),
+    ("wsd_1sqrt", 2e-4, dict(type="warmup_stable_decay", warmup_steps=8, total_steps=50, stable_steps=30,
+                             warmup_type="1-sqrt", decay_type="1-sqrt", min_lr_ratio=0.1),
+     "HF get_wsd_schedule(num_stable_steps=30), 1-sqrt both ways, min_lr_ratio 0.1"),
+    ("wsd_min_lr", 1e-3, dict(type="warmup_stable_decay", warmup_steps=5, total_steps=40, decay_steps=15,
+                              min_lr=1e-4, warmup_type="linear", decay_type="cosine"),
+     "HF get_wsd_schedule, min_lr 1e-4 (min_lr_ratio 0.1)"),
+    ("wsd_w0", 1e-3, dict(type="warmup_stable_decay", total_steps=30, decay_steps=10, decay_type="1-sqrt"),
+     "HF get_wsd_schedule, W = 0"),
+    ("wsd_no_stable", 1e-3, dict(type="warmup_stable_decay", warmup_steps=5, total_steps=25, stable_steps=0,
+                                 decay_type="linear", min_lr_ratio=0.05),
+     "HF get_wsd_schedule, stable_steps 0 (D = 20)"),
+    ("step", 1e-3, dict(type="step", total_steps=40, step_size=7, gamma=0.5), "torch StepLR(7, 0.5)"),
+    ("step_warmup", 1e-3, dict(type="step", warmup_steps=5, total_steps=50, step_size=10),
+     "HF warmup lambda, then torch StepLR(10, gamma default 0.1)"),
+    ("step_warmup_start", 2e-4, dict(type="step", warmup_steps=5, total_steps=30, step_size=4, gamma=0.8,
+                                     warmup_start_ratio=0.2), "torch LinearLR(start_factor=0.2), then StepLR(4, 0.8)"),
+    ("multistep", 1e-3, dict(type="multistep", total_steps=40, milestones=[10, 25, 30]),
+     "torch MultiStepLR([10, 25, 30], gamma default 0.1)"),
+    ("multistep_warmup", 1e-3, dict(type="multistep", warmup_steps=4, total_steps=30, milestones=[3, 12, 20],
+                                    gamma=0.5),
+     "HF warmup lambda, then torch MultiStepLR (milestones absolute: 3 <= W counts from W on)"),
+    ("exponential", 1e-3, dict(type="exponential", total_steps=50, gamma=0.9), "torch ExponentialLR(0.9)"),
+    ("exponential_warmup", 1e-3, dict(type="exponential", warmup_steps=5, total_steps=60, gamma=0.95),
+     "HF warmup lambda, then torch ExponentialLR(0.95)"),
+    ("onecycle", 1e-3, dict(type="onecycle", total_steps=100), "torch OneCycleLR defaults"),
+    ("onecycle_three_phase", 1e-3, dict(type="onecycle", total_steps=100, three_phase=True),
+     "torch OneCycleLR(three_phase=True)"),
+    ("onecycle_linear", 2e-4, dict(type="onecycle", total_steps=100, anneal="linear"),
+     "torch OneCycleLR(anneal_strategy='linear')"),
+    ("onecycle_custom", 1e-3, dict(type="onecycle", total_steps=57, pct_start=0.25, div_factor=10.0,
+                                   final_div_factor=100.0, anneal="linear", three_phase=True),
+     "torch OneCycleLR(pct_start=0.25, div_factor=10, final_div_factor=100, linear, three_phase)"),
+    ("onecycle_t1", 1e-3, dict(type="onecycle", total_steps=1), "torch OneCycleLR, T = 1"),
+    ("onecycle_t3", 1e-3, dict(type="onecycle", total_steps=3), "torch OneCycleLR, T = 3"),
+    ("piecewise", 1e-3, dict(type="piecewise", total_steps=100, points=[[0, 0.0], [10, 1.0], [50, 0.2], [80, 0.2]]),
+     "linear interpolation (torch_ref.py's); ends at the last point"),
+    ("piecewise_outside", 2e-4, dict(type="piecewise", total_steps=80, points=[[5, 0.5], [20, 1.0], [60, 0.1]]),
+     "first ratio before the first point, last ratio after the last"),
+]
+
+
+def resolve(lr, sc):
+    """The config layer's resolution (SPEC §6/§7, as HF and torch_ref.py do it)."""
+    T = int(sc["total_steps"])
+    W = int(sc.get("warmup_steps", 0))
+    if "warmup_ratio" in sc:
+        W = math.ceil(float(sc["warmup_ratio"]) * T)          # HF TrainingArguments.get_warmup_steps
+    m = float(sc["min_lr"]) / lr if "min_lr" in sc else float(sc.get("min_lr_ratio", 0.0))
+    r = float(sc.get("warmup_start_ratio", 0.0))
+    t = sc.get("type", "cosine")
+    D = 0
+    if t == "warmup_stable_decay":
+        if "decay_steps" in sc:
+            D = int(sc["decay_steps"])
+        elif "decay_ratio" in sc:
+            D = round(float(sc["decay_ratio"]) * T)              # torch_ref.py's round()
+        else:
+            D = T - W - int(sc["stable_steps"])
+    return dict(type=t, T=T, W=W, m=m, r=r, D=D,
+                cycles=float(sc.get("cycles", 1.0)), power=float(sc.get("power", 1.0)),
+                timescale=int(sc.get("timescale", W or 10000)),
+                warmup_type=sc.get("warmup_type", "linear"), decay_type=sc.get("decay_type", "cosine"),
+                step_size=int(sc.get("step_size", 0)), gamma=float(sc.get("gamma", 0.1)),
+                milestones=list(sc.get("milestones", [])),
+                pct_start=float(sc.get("pct_start", 0.3)), div_factor=float(sc.get("div_factor", 25.0)),
+                final_div_factor=float(sc.get("final_div_factor", 1e4)),
+                anneal_cos=sc.get("anneal", "cos") == "cos", three_phase=bool(sc.get("three_phase", False)),
+                points=sc.get("points", []))
+
+
+def torch_schedule(lr, sc):
+    """Builds the anchor's torch scheduler for one case; returns the lr of every step."""
+    R = resolve(lr, sc)
+    t, T, W, m, r = R["type"], R["T"], R["W"], R["m"], R["r"]
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=lr)
+
+    def hf_warmup():
+        return partial(_get_linear_schedule_with_warmup_lr_lambda, num_warmup_steps=W, num_training_steps=W)
+
+    def after_warmup(make_after):
+        """make_after() builds the scheduler of the steps from W on (its epoch 0 = step W)."""
+        if W == 0:
+            return make_after()
+        warm = LinearLR(opt, start_factor=r, end_factor=1.0, total_iters=W) if r > 0 else LambdaLR(opt, hf_warmup())
+        return SequentialLR(opt, [warm, make_after()], milestones=[W])
+
+    def hf(lam):
+        """An HF lambda (which has its own 0 -> 1 warmup); with warmup_start_ratio, torch
+        LinearLR(start_factor) does the warmup and the lambda takes over at W."""
+        if r == 0 or W == 0:
+            return LambdaLR(opt, lam)
+        return after_warmup(lambda: LambdaLR(opt, lambda e: lam(e + W)))
+
+    if t == "constant":
+        sched = LambdaLR(opt, _get_constant_lambda)
+    elif t == "constant_with_warmup":
+        sched = hf(partial(_get_constant_schedule_with_warmup_lr_lambda, num_warmup_steps=W))
+    elif t == "linear":
+        if m == 0:
+            sched = hf(partial(_get_linear_schedule_with_warmup_lr_lambda, num_warmup_steps=W, num_training_steps=T))
+        else:
+            sched = after_warmup(lambda: LinearLR(opt, start_factor=1.0, end_factor=m, total_iters=T - W))
+    elif t == "cosine":
+        if sc is SEED_CASE:
+            sched = LambdaLR(opt, seed_cosine_with_warmup(W, T, m))
+        else:
+            sched = hf(partial(_get_cosine_schedule_with_warmup_lr_lambda, num_warmup_steps=W, num_training_steps=T,
+                               num_cycles=0.5, min_lr_rate=m))
+    elif t == "cosine_with_restarts":
+        sched = hf(partial(_get_cosine_with_hard_restarts_schedule_with_warmup_lr_lambda, num_warmup_steps=W,
+                           num_training_steps=T, num_cycles=R["cycles"]))
+    elif t == "polynomial":
+        assert lr > m * lr
+        sched = hf(partial(_get_polynomial_decay_schedule_with_warmup_lr_lambda, num_warmup_steps=W,
+                           num_training_steps=T, lr_end=m * lr, power=R["power"], lr_init=lr))
+    elif t == "inverse_sqrt":
+        sched = hf(partial(_get_inverse_sqrt_schedule_lr_lambda, num_warmup_steps=W, timescale=R["timescale"]))
+    elif t == "warmup_stable_decay":
+        if "stable_steps" in sc:
+            sched = get_wsd_schedule(opt, W, R["D"], num_stable_steps=int(sc["stable_steps"]),
+                                     warmup_type=R["warmup_type"], decay_type=R["decay_type"], min_lr_ratio=m)
+        else:
+            sched = get_wsd_schedule(opt, W, R["D"], num_training_steps=T,
+                                     warmup_type=R["warmup_type"], decay_type=R["decay_type"], min_lr_ratio=m)
+    elif t == "step":
+        sched = after_warmup(lambda: StepLR(opt, step_size=R["step_size"], gamma=R["gamma"]))
+    elif t == "multistep":
+        sched = after_warmup(lambda: MultiStepLR(opt, milestones=[x - W for x in R["milestones"]], gamma=R["gamma"]))
+    elif t == "exponential":
+        sched = after_warmup(lambda: ExponentialLR(opt, gamma=R["gamma"]))
+    elif t == "onecycle":
+        sched = OneCycleLR(opt, max_lr=lr, total_steps=T, pct_start=R["pct_start"],
+                           anneal_strategy="cos" if R["anneal_cos"] else "linear", cycle_momentum=False,
+                           div_factor=R["div_factor"], final_div_factor=R["final_div_factor"],
+                           three_phase=R["three_phase"])
+    elif t == "piecewise":
+        sched = LambdaLR(opt, piecewise_lambda(R["points"]))
+    else:
+        raise SystemExit(f"unknown type {t}")
+
+    lrs = []
+    for _ in range(T):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        if len(lrs) < T:      # OneCycleLR refuses to step past total_steps
+            sched.step()
+    return lrs
+
+
+SEED_CASE = next(c[2] for c in SCHED_CASES if c[0] == "cosine_seed")
+
+
+def yaml_scalar(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        s = repr(v)
+        if "e" in s and "." not in s.split("e")[0]:         # YAML 1.1 (PyYAML) wants 2.0e-05, not 2e-05
+            mant, exp = s.split("e")
+            s = f"{mant}.0e{exp}"
+        return s
+    if isinstance(v, list):
+        return "[" + ", ".join(yaml_scalar(x) for x in v) + "]"
+    return str(v)
+
+
+def write_schedule_case(name, lr, sc, note):
+    lines = [f"# {name}: {note}",
+             "# Generated by tests/gen_torch_ref.py; the expected lr of every step is " + name + ".json.",
+             f"name: {name}",
+             "model:", "  type: linear", "  input_dim: 2", "  output_dim: 1",
+             "optimizer:", "  type: adamw", f"  lr: {yaml_scalar(lr)}",
+             "schedule:"]
+    for k, v in sc.items():
+        lines.append(f"  {k}: {yaml_scalar(v)}")
+    with open(os.path.join(SCHED_DIR, name + ".yaml"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def gen_schedules():
+    os.makedirs(SCHED_DIR, exist_ok=True)
+    sys.path.insert(0, REF_DIR)
+    try:
+        import torch_ref
+    except ImportError:
+        torch_ref = None
+        print(f"note: torch_ref.py not found in {REF_DIR}; no cross-check")
+    import yaml
+    resolved = {}
+    worst_all = 0.0
+    for name, lr, sc, note in SCHED_CASES:
+        write_schedule_case(name, lr, sc, note)
+        lrs = torch_schedule(lr, sc)
+        with open(os.path.join(SCHED_DIR, name + ".json"), "w") as f:
+            f.write("[" + ",\n ".join(repr(x) for x in lrs) + "]\n")   # repr: shortest exact round trip
+        resolved[name] = dict(resolve(lr, sc), lr=lr)
+        if torch_ref is None:
+            continue
+        # torch_ref reads the YAML file as a user would
+        cfg = yaml.safe_load(open(os.path.join(SCHED_DIR, name + ".yaml")))
+        base = float(cfg["optimizer"]["lr"])
+        f = torch_ref.lr_lambda(cfg["schedule"], base)
+        worst, at = 0.0, -1
+        for i, x in enumerate(lrs):
+            y = base * f(i)
+            d = abs(x - y) / max(abs(x), abs(y)) if max(abs(x), abs(y)) > 1e-300 else 0.0
+            if d > worst:
+                worst, at = d, i
+        worst_all = max(worst_all, worst)
+        flag = "  <-- DISAGREES" if worst > 1e-12 else ""
+        print(f"{name:32s} T={len(lrs):4d}  torch_ref vs anchor: max rel diff {worst:.3g}"
+              + (f" at step {at} ({lrs[at]!r} vs {base * f(at)!r})" if worst > 0 else "") + flag)
+    # resolved sched_cfg fields, for hand-built-struct testing while the config layer is in progress
+    with open(os.path.join(os.environ.get("TMPDIR", "/tmp"), "traind_sched_resolved.json"), "w") as fp:
+        json.dump(resolved, fp, indent=1)
+    print(f"{len(SCHED_CASES)} schedule cases; worst torch_ref disagreement {worst_all:.3g}")
+
+
+# ---------------------------------------------------------------------------
+# Optimizers
+# ---------------------------------------------------------------------------
+
+def f32hex(x):
+    return "0x%08x" % struct.unpack("<I", struct.pack("<f", float(x)))[0]
+
+
+def hexlist(t):
+    return [f32hex(x) for x in t.detach().flatten().tolist()]
+
+
+def gen_optim():
+    os.makedirs(OPTIM_DIR, exist_ok=True)
+    g = torch.Generator().manual_seed(20240520)
+    N, STEPS = 37, 5
+    LRS = [1e-3, 3e-3, 2.5e-4, 1e-2, 7e-4]      # a different lr at every step
+    cases = [
+        ("adamw_wd001", dict(type="adamw", weight_decay=0.01)),
+        ("adamw_wd01", dict(type="adamw", weight_decay=0.1, betas=[0.8, 0.95], eps=1e-6)),
+        ("adam_wd0", dict(type="adam", weight_decay=0.0)),
+        ("adam_wd001", dict(type="adam", weight_decay=0.01)),
+        ("sgd_plain", dict(type="sgd", momentum=0.0, weight_decay=0.0)),
+        ("sgd_momentum", dict(type="sgd", momentum=0.9, weight_decay=0.0)),
+        ("sgd_nesterov", dict(type="sgd", momentum=0.9, nesterov=True, weight_decay=0.0)),
+        ("sgd_wd", dict(type="sgd", momentum=0.9, weight_decay=0.01)),
+        ("sgd_wd_nomomentum", dict(type="sgd", momentum=0.0, weight_decay=0.05)),
+    ]
+    for name, hp in cases:
+        # 37 floats: 32 go through torch's 8-wide AVX2 loop (16 per iteration), 5 through its scalar tail
+        p0 = torch.randn(N, generator=g)
+        grads = [torch.randn(N, generator=g) * (0.1 * (k + 1)) for k in range(STEPS)]
+        grads[2][3] = 0.0                    # a zero gradient entry
+        param = torch.nn.Parameter(p0.clone())
+        t = hp["type"]
+        if t == "sgd":
+            opt = torch.optim.SGD([param], lr=LRS[0], momentum=hp["momentum"], weight_decay=hp["weight_decay"],
+                                  nesterov=hp.get("nesterov", False), foreach=False)
+        else:
+            cls = torch.optim.AdamW if t == "adamw" else torch.optim.Adam
+            opt = cls([param], lr=LRS[0], betas=tuple(hp.get("betas", (0.9, 0.999))), eps=hp.get("eps", 1e-8),
+                      weight_decay=hp["weight_decay"], foreach=False)
+        steps = []
+        for k in range(STEPS):
+            for group in opt.param_groups:
+                group["lr"] = LRS[k]
+            param.grad = grads[k].clone()
+            opt.step()
+            st = opt.state[param]
+            rec = {"lr": LRS[k], "grad": hexlist(grads[k]), "params": hexlist(param)}
+            if t == "sgd":
+                if hp["momentum"] != 0:
+                    rec["m"] = hexlist(st["momentum_buffer"])
+            else:
+                rec["m"] = hexlist(st["exp_avg"])
+                rec["v"] = hexlist(st["exp_avg_sq"])
+                rec["step"] = int(st["step"].item())
+            steps.append(rec)
+        out = {"torch": torch.__version__, "case": name, "n": N,
+               "optimizer": dict({"type": t, "beta1": hp.get("betas", (0.9, 0.999))[0],
+                                  "beta2": hp.get("betas", (0.9, 0.999))[1], "eps": hp.get("eps", 1e-8),
+                                  "weight_decay": hp["weight_decay"], "momentum": hp.get("momentum", 0.0),
+                                  "nesterov": hp.get("nesterov", False)}),
+               "params0": hexlist(p0), "steps": steps}
+        with open(os.path.join(OPTIM_DIR, name + ".json"), "w") as f:
+            json.dump(out, f, indent=0)
+
+    # clip_grad_norm_: one tensor of N floats (torch reduces each tensor in float32 and takes the norm of
+    # the norms; with one tensor that is the tensor's own norm).  max_norm large (no clipping), small, equal-ish.
+    clips = []
+    for k, (n, scale, max_norm) in enumerate([(37, 1.0, 1.0), (37, 1.0, 100.0), (1000, 0.05, 0.5),
+                                              (64, 3.0, 2.5), (5, 1e-3, 1e-4)]):
+        grad = torch.randn(n, generator=g) * scale
+        p = torch.nn.Parameter(torch.zeros(n))
+        p.grad = grad.clone()
+        total = torch.nn.utils.clip_grad_norm_([p], max_norm)
+        clips.append({"n": n, "max_norm": max_norm, "grad": hexlist(grad), "torch_norm": f32hex(total.item()),
+                      "clipped": hexlist(p.grad)})
+    with open(os.path.join(OPTIM_DIR, "clip.json"), "w") as f:
+        json.dump({"torch": torch.__version__, "cases": clips}, f, indent=0)
+    print(f"{len(cases)} optimizer cases, {len(clips)} clip cases")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    what = sys.argv[1:] or ["schedules", "optim"]
+    if "schedules" in what:
+        gen_schedules()
+    if "optim" in what:
+        gen_optim()

@@ -1,0 +1,262 @@
+/*
+ * trainctl as a user runs it: exit codes of SPEC §1, validate's report,
+ * schedule --json, run's files, SIGINT → checkpoint, exit 130, resume.
+ */
+#include <check.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <cjson/cJSON.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "traind/util.h"
+
+static char *trainctl_path(void)
+{
+    const char *b = getenv("TRAIND_BUILD");
+    return xasprintf("%s/trainctl", b ? b : "build");
+}
+
+static char *g_dir;
+
+static char *tmpdir(void)
+{
+    char tmpl[] = "/tmp/traind-cli-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    return xstrdup(tmpl);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    ck_assert_int_eq(write_file_atomic(path, text, strlen(text), 0644), 0);
+}
+
+/* Runs trainctl with args (NULL-terminated); stdout+stderr into *out. */
+static int run_cli(char **out, const char *arg0, ...)
+{
+    const char *argv[32];
+    int n = 0;
+    char *exe = trainctl_path();
+    argv[n++] = exe;
+    va_list ap;
+    va_start(ap, arg0);
+    for (const char *a = arg0; a && n < 30; a = va_arg(ap, const char *))
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    char *log = xasprintf("%s/out.txt", g_dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *f = freopen(log, "w", stdout);
+        (void)f;
+        dup2(STDOUT_FILENO, STDERR_FILENO);
+        setenv("TRAIND_URL", "http://127.0.0.1:1", 1);   /* no daemon there */
+        execv(exe, (char **)argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    size_t len;
+    if (out)
+        ck_assert_int_eq(read_file(log, 1 << 24, out, &len), 0);
+    free(log);
+    free(exe);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static const char *GOOD =
+    "model: {type: linear, input_dim: 3, output_dim: 2}\n"
+    "data: {batch_size: 4}\n"
+    "optimizer: {type: adamw, lr: 1.0e-2}\n"
+    "schedule: {type: linear, warmup_steps: 3, total_steps: 10}\n"
+    "train: {log_every: 2}\n";
+
+static void setup(void) { g_dir = tmpdir(); }
+static void teardown(void)
+{
+    char *cmd = xasprintf("rm -rf '%s'", g_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", g_dir);
+    free(cmd);
+    free(g_dir);
+}
+
+START_TEST(exit_codes)
+{
+    char *out;
+    ck_assert_int_eq(run_cli(&out, "--help", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "usage: trainctl"));
+    free(out);
+    ck_assert_int_eq(run_cli(&out, "--version", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "trainctl "));
+    free(out);
+    ck_assert_int_eq(run_cli(NULL, NULL), 2);
+    ck_assert_int_eq(run_cli(NULL, "frobnicate", NULL), 2);
+    ck_assert_int_eq(run_cli(NULL, "run", NULL), 2);
+    ck_assert_int_eq(run_cli(NULL, "run", "x.yaml", "--threads", "zero", NULL), 2);
+    ck_assert_int_eq(run_cli(NULL, "status", NULL), 3);            /* nobody at 127.0.0.1:1 */
+    ck_assert_int_eq(run_cli(NULL, "watch", "some-job", NULL), 3);
+}
+END_TEST
+
+START_TEST(validate_reports_every_error)
+{
+    char *good = xasprintf("%s/good.yaml", g_dir), *bad = xasprintf("%s/bad.yaml", g_dir), *out;
+    write_text(good, GOOD);
+    write_text(bad, "model: {type: linear, input_dim: 3, output_dim: 2}\n"
+                    "schedule:\n"
+                    "  total_steps: 10\n"
+                    "  warmup_steps: -5\n"
+                    "  warmup_stpes: 3\n");
+    ck_assert_int_eq(run_cli(&out, "validate", good, NULL), 0);
+    free(out);
+    ck_assert_int_eq(run_cli(&out, "validate", good, bad, NULL), 1);
+    ck_assert_msg(strstr(out, "bad.yaml:4:") && strstr(out, "schedule.warmup_steps"), "%s", out);
+    ck_assert_msg(strstr(out, "bad.yaml:5:") && strstr(out, "warmup_steps'?"), "%s", out);
+    free(out);
+    free(good);
+    free(bad);
+}
+END_TEST
+
+START_TEST(schedule_json_has_every_step)
+{
+    char *cfg = xasprintf("%s/s.yaml", g_dir), *out;
+    write_text(cfg, GOOD);
+    ck_assert_int_eq(run_cli(&out, "schedule", cfg, "--json", NULL), 0);
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq(cJSON_GetArraySize(j), 10);
+    /* linear, W=3, T=10, lr 1e-2: 0, 1/3, 2/3, then (1 - (s-3)/7) */
+    ck_assert_double_eq_tol(cJSON_GetArrayItem(j, 0)->valuedouble, 0.0, 1e-18);
+    ck_assert_double_eq_tol(cJSON_GetArrayItem(j, 1)->valuedouble, 1e-2 / 3, 1e-17);
+    ck_assert_double_eq_tol(cJSON_GetArrayItem(j, 3)->valuedouble, 1e-2, 1e-17);
+    ck_assert_double_eq_tol(cJSON_GetArrayItem(j, 9)->valuedouble, 1e-2 / 7, 1e-17);
+    cJSON_Delete(j);
+    free(out);
+    ck_assert_int_eq(run_cli(&out, "schedule", cfg, NULL), 0);       /* the plot */
+    ck_assert_ptr_nonnull(strstr(out, "*"));
+    free(out);
+    free(cfg);
+}
+END_TEST
+
+START_TEST(run_writes_metrics_and_checkpoint)
+{
+    char *cfg = xasprintf("%s/r.yaml", g_dir), *dir = xasprintf("%s/out", g_dir), *out;
+    write_text(cfg, GOOD);
+    ck_assert_int_eq(run_cli(&out, "run", cfg, "--out", dir, NULL), 0);
+    free(out);
+    char *m = xasprintf("%s/metrics.jsonl", dir), *c = xasprintf("%s/checkpoint.bin", dir), *buf;
+    size_t len;
+    ck_assert_int_eq(read_file(m, 1 << 20, &buf, &len), 0);
+    int lines = 0;
+    for (char *p = buf; *p; p++)
+        lines += *p == '\n';
+    ck_assert_int_eq(lines, 5);   /* steps 2, 4, 6, 8, 10 */
+    char *last = strstr(buf, "{\"step\":10,");
+    ck_assert_ptr_nonnull(last);
+    cJSON *j = cJSON_Parse(last);
+    ck_assert_ptr_nonnull(j);
+    const char *keys[] = {"step", "lr", "loss", "loss_avg", "grad_norm", "time"};
+    for (int i = 0; i < 6; i++)
+        ck_assert_msg(cJSON_IsNumber(cJSON_GetObjectItem(j, keys[i])), "no %s", keys[i]);
+    cJSON_Delete(j);
+    free(buf);
+    struct stat st;
+    ck_assert_int_eq(stat(c, &st), 0);
+    /* Once more without --fresh: the checkpoint is at the end, nothing to do but succeed. */
+    ck_assert_int_eq(run_cli(&out, "run", cfg, "--out", dir, NULL), 0);
+    free(out);
+    ck_assert_int_eq(read_file(m, 1 << 20, &buf, &len), 0);
+    lines = 0;
+    for (char *p = buf; *p; p++)
+        lines += *p == '\n';
+    ck_assert_int_eq(lines, 5);   /* no step twice */
+    free(buf);
+    free(m);
+    free(c);
+    free(cfg);
+    free(dir);
+}
+END_TEST
+
+START_TEST(sigint_checkpoints_and_resumes)
+{
+    char *cfg = xasprintf("%s/long.yaml", g_dir), *dir = xasprintf("%s/out", g_dir);
+    write_text(cfg, "model: {type: mlp, input_dim: 64, hidden: [256, 256], output_dim: 64}\n"
+                    "data: {batch_size: 64}\n"
+                    "schedule: {type: cosine, total_steps: 200000}\n"
+                    "train: {log_every: 100, checkpoint_every: 0}\n");
+    char *exe = trainctl_path();
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open("/dev/null", 1);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(exe, exe, "run", cfg, "--out", dir, (char *)NULL);
+        _exit(127);
+    }
+    char *m = xasprintf("%s/metrics.jsonl", dir);
+    struct stat st;
+    for (int i = 0; i < 200 && (stat(m, &st) != 0 || st.st_size < 300); i++)
+        usleep(20000);
+    kill(pid, SIGINT);
+    int status;
+    waitpid(pid, &status, 0);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 130);
+    char *c = xasprintf("%s/checkpoint.bin", dir);
+    ck_assert_int_eq(stat(c, &st), 0);
+    /* A second run resumes (says so) and is stopped again with SIGTERM → 143. */
+    char *log = xasprintf("%s/second.txt", g_dir);
+    pid = fork();
+    if (pid == 0) {
+        FILE *f = freopen(log, "w", stderr);
+        (void)f;
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, STDOUT_FILENO);
+        execl(exe, exe, "run", cfg, "--out", dir, (char *)NULL);
+        _exit(127);
+    }
+    usleep(300000);
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+    ck_assert_int_eq(WEXITSTATUS(status), 143);
+    char *buf;
+    size_t len;
+    ck_assert_int_eq(read_file(log, 1 << 20, &buf, &len), 0);
+    ck_assert_msg(strstr(buf, "resuming from step"), "%s", buf);
+    free(buf);
+    free(log);
+    free(c);
+    free(m);
+    free(exe);
+    free(cfg);
+    free(dir);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("trainctl");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, exit_codes);
+    tcase_add_test(tc, validate_reports_every_error);
+    tcase_add_test(tc, schedule_json_has_every_step);
+    tcase_add_test(tc, run_writes_metrics_and_checkpoint);
+    tcase_add_test(tc, sigint_checkpoints_and_resumes);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
