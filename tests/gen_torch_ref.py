@@ -269,8 +269,9 @@ SCHED_CASES = [
     ("onecycle_custom", 1e-3, dict(type="onecycle", total_steps=57, pct_start=0.25, div_factor=10.0,
                                    final_div_factor=100.0, anneal="linear", three_phase=True),
      "torch OneCycleLR(pct_start=0.25, div_factor=10, final_div_factor=100, linear, three_phase)"),
-    ("onecycle_t1", 1e-3, dict(type="onecycle", total_steps=1), "torch OneCycleLR, T = 1"),
-    ("onecycle_t3", 1e-3, dict(type="onecycle", total_steps=3), "torch OneCycleLR, T = 3"),
+    ("onecycle_t4", 1e-3, dict(type="onecycle", total_steps=4), "torch OneCycleLR, T = 4 (warm-up ends at 0.2)"),
+    ("onecycle_t5_three_phase", 1e-3, dict(type="onecycle", total_steps=5, pct_start=0.4, three_phase=True),
+     "torch OneCycleLR, T = 5, three_phase, phases end at 1, 2, 4"),
     ("piecewise", 1e-3, dict(type="piecewise", total_steps=100, points=[[0, 0.0], [10, 1.0], [50, 0.2], [80, 0.2]]),
      "linear interpolation (torch_ref.py's); ends at the last point"),
     ("piecewise_outside", 2e-4, dict(type="piecewise", total_steps=80, points=[[5, 0.5], [20, 1.0], [60, 0.1]]),
@@ -426,14 +427,12 @@ def gen_schedules():
         torch_ref = None
         print(f"note: torch_ref.py not found in {REF_DIR}; no cross-check")
     import yaml
-    resolved = {}
     worst_all = 0.0
     for name, lr, sc, note in SCHED_CASES:
         write_schedule_case(name, lr, sc, note)
         lrs = torch_schedule(lr, sc)
         with open(os.path.join(SCHED_DIR, name + ".json"), "w") as f:
             f.write("[" + ",\n ".join(repr(x) for x in lrs) + "]\n")   # repr: shortest exact round trip
-        resolved[name] = dict(resolve(lr, sc), lr=lr)
         if torch_ref is None:
             continue
         # torch_ref reads the YAML file as a user would
@@ -450,9 +449,6 @@ def gen_schedules():
         flag = "  <-- DISAGREES" if worst > 1e-12 else ""
         print(f"{name:32s} T={len(lrs):4d}  torch_ref vs anchor: max rel diff {worst:.3g}"
               + (f" at step {at} ({lrs[at]!r} vs {base * f(at)!r})" if worst > 0 else "") + flag)
-    # resolved sched_cfg fields, for hand-built-struct testing while the config layer is in progress
-    with open(os.path.join(os.environ.get("TMPDIR", "/tmp"), "traind_sched_resolved.json"), "w") as fp:
-        json.dump(resolved, fp, indent=1)
     print(f"{len(SCHED_CASES)} schedule cases; worst torch_ref disagreement {worst_all:.3g}")
 
 
@@ -466,6 +462,19 @@ def f32hex(x):
 
 def hexlist(t):
     return [f32hex(x) for x in t.detach().flatten().tolist()]
+
+
+def dump_json(path, obj):
+    """One top-level key per line, list-valued keys' items one per line: diffable, not huge."""
+    lines = []
+    for k, v in obj.items():
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            inner = ",\n  ".join(json.dumps(x) for x in v)
+            lines.append(f' {json.dumps(k)}: [\n  {inner}\n ]')
+        else:
+            lines.append(f" {json.dumps(k)}: {json.dumps(v)}")
+    with open(path, "w") as f:
+        f.write("{\n" + ",\n".join(lines) + "\n}\n")
 
 
 def gen_optim():
@@ -520,8 +529,7 @@ def gen_optim():
                                   "weight_decay": hp["weight_decay"], "momentum": hp.get("momentum", 0.0),
                                   "nesterov": hp.get("nesterov", False)}),
                "params0": hexlist(p0), "steps": steps}
-        with open(os.path.join(OPTIM_DIR, name + ".json"), "w") as f:
-            json.dump(out, f, indent=0)
+        dump_json(os.path.join(OPTIM_DIR, name + ".json"), out)
 
     # clip_grad_norm_: one tensor of N floats (torch reduces each tensor in float32 and takes the norm of
     # the norms; with one tensor that is the tensor's own norm).  max_norm large (no clipping), small, equal-ish.
@@ -534,8 +542,7 @@ def gen_optim():
         total = torch.nn.utils.clip_grad_norm_([p], max_norm)
         clips.append({"n": n, "max_norm": max_norm, "grad": hexlist(grad), "torch_norm": f32hex(total.item()),
                       "clipped": hexlist(p.grad)})
-    with open(os.path.join(OPTIM_DIR, "clip.json"), "w") as f:
-        json.dump({"torch": torch.__version__, "cases": clips}, f, indent=0)
+    dump_json(os.path.join(OPTIM_DIR, "clip.json"), {"torch": torch.__version__, "cases": clips})
     print(f"{len(cases)} optimizer cases, {len(clips)} clip cases")
 
 

@@ -3,18 +3,22 @@
  *
  * compute_parallel_for runs on a persistent pool of compute_threads() - 1
  * worker threads plus the caller.  [0, n) is cut into compute_threads()
- * fixed contiguous ranges (range i is [i*n/t, (i+1)*n/t)), range 0 runs on
- * the caller, range i on worker i, so the work each thread does — and any
- * per-range partial result — depends only on n and the thread count.
+ * fixed contiguous ranges (range i is [i*n/t, (i+1)*n/t)), so what each
+ * fn(ctx, lo, hi) call computes — and any per-range partial result — depends
+ * only on n and the thread count.  Which thread runs a range does not change
+ * the result, so the threads claim ranges from a shared counter: a worker
+ * the kernel has not scheduled yet (another process on its core) costs the
+ * caller only the range it takes over, instead of a wait.
  *
- * Waiting workers spin only briefly (a few tens of microseconds, so a step's
- * back-to-back loops do not pay a futex wake each) and then sleep on a
- * condition variable: they never compete with OpenBLAS's own threads for the
- * cores while a BLAS call runs.
+ * Waiting threads spin only briefly (50 µs, so a step's back-to-back loops
+ * do not each pay a futex wake-up) and then sleep on a condition variable:
+ * the pool never competes with OpenBLAS's own threads for the cores while a
+ * BLAS call runs.
  *
  * A parallel_for called from inside a pool range (nested), or while another
- * thread is using the pool, runs serially on the caller — the partition is
- * the same, so the result is too.
+ * thread is using the pool, runs its ranges serially on the caller — the
+ * partition is the same, so the result is too.  Workers are started on first
+ * use and never exit; compute_set_threads may be called between loops.
  */
 #include "traind/compute.h"
 
@@ -25,29 +29,35 @@
 #include <time.h>
 
 #define POOL_MAX 256
-/* Spin iterations (each a cpu pause) before a waiting thread sleeps. */
-#define SPIN_ITERS 20000
-
-static atomic_int g_threads = 1;
+/* How long a waiting thread spins before it sleeps. */
+#ifndef SPIN_NS
+#define SPIN_NS 50000
+#endif
 
 typedef void (*range_fn)(void *ctx, int lo, int hi);
 
+static atomic_int g_threads = 1;
+
 static struct pool {
     pthread_mutex_t use;          /* held by the thread dispatching a loop */
-    pthread_mutex_t mu;
-    pthread_cond_t wake;          /* workers: a new job (generation changed) */
-    pthread_cond_t done;          /* caller: pending reached 0 */
-    int n_workers;                /* started so far (they never exit) */
-    /* the current job: fn, ctx and n are written before gen is bumped and
-     * not again until every worker of the job is done */
+    pthread_mutex_t mu;           /* guards the sleeps on wake / done */
+    pthread_cond_t wake;          /* workers: a new job was published */
+    pthread_cond_t done;          /* caller: the job's last range finished */
+    int n_workers;                /* started so far */
+    int caller_asleep;
+    /* The current job.  fn, ctx and n are written before the job is
+     * published and not again until all its ranges are finished, which
+     * cannot happen while a thread holds a claimed range. */
     range_fn fn;
     void *ctx;
     int n;
-    /* (job counter << 16) | parts: a worker learns whether it takes part
-     * from the same word that tells it a job is there */
-    atomic_ullong gen;
-    atomic_int pending;           /* workers of this job not yet finished */
-    int sleepers_done;            /* caller is asleep on done */
+    /* (job number << 16) | parts: tells a worker there is a job and how
+     * many ranges it has. */
+    atomic_ullong job;
+    /* (job number << 32) | next unclaimed range: a claim is a CAS that only
+     * succeeds for the job the claimer was woken for. */
+    atomic_ullong claim;
+    atomic_int pending;           /* ranges of the job not yet finished */
 } g_pool = {
     .use = PTHREAD_MUTEX_INITIALIZER,
     .mu = PTHREAD_MUTEX_INITIALIZER,
@@ -56,7 +66,7 @@ static struct pool {
 };
 
 /* The job word each worker starts from (set before it is created). */
-static unsigned long long g_start_gen[POOL_MAX];
+static unsigned long long g_start_job[POOL_MAX];
 
 static _Thread_local int t_in_pool;   /* inside a range: nested loops run serially */
 
@@ -69,46 +79,82 @@ static inline void cpu_relax(void)
 #endif
 }
 
+static inline uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Spins until *word != old or SPIN_NS pass; returns the last value read. */
+static unsigned long long spin_while_eq(atomic_ullong *word, unsigned long long old)
+{
+    unsigned long long v;
+    uint64_t t0 = 0;
+    for (unsigned i = 0;; i++) {
+        if ((v = atomic_load_explicit(word, memory_order_acquire)) != old)
+            return v;
+        if ((i & 31) == 31) {
+            uint64_t t = now_ns();
+            if (t0 == 0)
+                t0 = t;
+            else if (t - t0 > SPIN_NS)
+                return v;
+        }
+        cpu_relax();
+    }
+}
+
 static inline int range_lo(int i, int n, int parts)
 {
     return (int)((int64_t)i * n / parts);
 }
 
-static void run_part(int i, int parts)
+/* Claims and runs ranges of job `jobno` (of `parts` ranges) until none is
+ * left.  Returns whether this thread finished the job's last range. */
+static int run_ranges(unsigned long long jobno, int parts)
 {
     struct pool *p = &g_pool;
-    int lo = range_lo(i, p->n, parts), hi = range_lo(i + 1, p->n, parts);
-    if (hi > lo)
-        p->fn(p->ctx, lo, hi);
+    int last = 0;
+    unsigned long long w = atomic_load_explicit(&p->claim, memory_order_acquire);
+    for (;;) {
+        if ((w >> 32) != (jobno & 0xffffffffULL) || (int)(w & 0xffffffffULL) >= parts)
+            break;
+        if (!atomic_compare_exchange_weak_explicit(&p->claim, &w, w + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;
+        int i = (int)(w & 0xffffffffULL);
+        int lo = range_lo(i, p->n, parts), hi = range_lo(i + 1, p->n, parts);
+        if (hi > lo)
+            p->fn(p->ctx, lo, hi);
+        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1)
+            last = 1;
+        w = atomic_load_explicit(&p->claim, memory_order_acquire);
+    }
+    return last;
 }
 
 static void *worker_main(void *arg)
 {
     struct pool *p = &g_pool;
-    int id = (int)(intptr_t)arg;          /* 1 .. */
-    unsigned long long seen = g_start_gen[id];
+    int id = (int)(intptr_t)arg;          /* 1 .. POOL_MAX-1 */
+    unsigned long long seen = g_start_job[id];
     t_in_pool = 1;
     for (;;) {
-        unsigned long long g;
-        int spins = 0;
-        while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen && spins < SPIN_ITERS) {
-            cpu_relax();
-            spins++;
-        }
-        if (g == seen) {
+        unsigned long long j = spin_while_eq(&p->job, seen);
+        if (j == seen) {
             pthread_mutex_lock(&p->mu);
-            while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen)
+            while ((j = atomic_load_explicit(&p->job, memory_order_acquire)) == seen)
                 pthread_cond_wait(&p->wake, &p->mu);
             pthread_mutex_unlock(&p->mu);
         }
-        seen = g;
-        int parts = (int)(g & 0xffff);
-        if (id >= parts)                  /* not part of this job */
+        seen = j;
+        int parts = (int)(j & 0xffff);
+        if (id >= parts)                  /* more threads than this job's ranges */
             continue;
-        run_part(id, parts);
-        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+        if (run_ranges(j >> 16, parts)) {
             pthread_mutex_lock(&p->mu);
-            if (p->sleepers_done)
+            if (p->caller_asleep)
                 pthread_cond_signal(&p->done);
             pthread_mutex_unlock(&p->mu);
         }
@@ -116,7 +162,8 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Starts workers up to n - 1.  Called with p->use held. */
+/* Starts workers up to n - 1; returns the threads available (workers + 1).
+ * Called with p->use held. */
 static int pool_grow(int n)
 {
     struct pool *p = &g_pool;
@@ -125,7 +172,7 @@ static int pool_grow(int n)
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        g_start_gen[p->n_workers + 1] = atomic_load_explicit(&p->gen, memory_order_relaxed);
+        g_start_job[p->n_workers + 1] = atomic_load_explicit(&p->job, memory_order_relaxed);
         int rc = pthread_create(&th, &attr, worker_main, (void *)(intptr_t)(p->n_workers + 1));
         pthread_attr_destroy(&attr);
         if (rc != 0)
@@ -165,48 +212,53 @@ void compute_parallel_for(int n, void (*fn)(void *ctx, int lo, int hi), void *ct
     int parts = compute_threads();
     if (n <= 0)
         return;
-    if (parts > n)
+    if (parts > n)            /* ranges of one element each: the same partition */
         parts = n;
     if (parts <= 1) {
         fn(ctx, 0, n);
         return;
     }
-    /* Nested, or the pool is busy with another caller: same partition, serially. */
     if (t_in_pool || pthread_mutex_trylock(&p->use) != 0) {
         run_serial(n, parts, fn, ctx);
         return;
     }
-    int avail = pool_grow(parts);
-    if (avail < parts) {                  /* could not start threads */
+    if (pool_grow(parts) < parts) {       /* could not start threads */
         pthread_mutex_unlock(&p->use);
         run_serial(n, parts, fn, ctx);
         return;
     }
+    unsigned long long jobno = (atomic_load_explicit(&p->job, memory_order_relaxed) >> 16) + 1;
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
-    atomic_store_explicit(&p->pending, parts - 1, memory_order_relaxed);
-    unsigned long long next = ((atomic_load_explicit(&p->gen, memory_order_relaxed) >> 16) + 1) << 16 | (unsigned)parts;
+    atomic_store_explicit(&p->pending, parts, memory_order_relaxed);
+    atomic_store_explicit(&p->claim, (jobno & 0xffffffffULL) << 32, memory_order_release);
     pthread_mutex_lock(&p->mu);
-    atomic_store_explicit(&p->gen, next, memory_order_release);
+    atomic_store_explicit(&p->job, jobno << 16 | (unsigned)parts, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
 
     t_in_pool = 1;
-    run_part(0, parts);
+    run_ranges(jobno, parts);
     t_in_pool = 0;
 
-    int spins = 0;
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0 && spins < SPIN_ITERS) {
+    uint64_t t0 = 0;
+    for (unsigned i = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++) {
+        if ((i & 31) == 31) {
+            uint64_t t = now_ns();
+            if (t0 == 0)
+                t0 = t;
+            else if (t - t0 > SPIN_NS)
+                break;
+        }
         cpu_relax();
-        spins++;
     }
     if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
         pthread_mutex_lock(&p->mu);
-        p->sleepers_done = 1;
+        p->caller_asleep = 1;
         while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
             pthread_cond_wait(&p->done, &p->mu);
-        p->sleepers_done = 0;
+        p->caller_asleep = 0;
         pthread_mutex_unlock(&p->mu);
     }
     pthread_mutex_unlock(&p->use);

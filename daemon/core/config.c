@@ -33,6 +33,7 @@
 #define MAX_DIM 1000000         /* widths, d_model, context */
 #define MAX_STEPS_LIKE LLONG_MAX
 #define MAX_SEED 9007199254740991LL   /* 2^53 - 1: exact in the JSON job object */
+#define MAX_ERRORS 100                /* listed per config; a hostile one could make 10^5 */
 
 static const cv_range POSITIVE = {0, INFINITY, true, false};
 static const cv_range NON_NEGATIVE = {0, INFINITY, false, false};
@@ -333,7 +334,8 @@ static void parse_train(const cv_section *root, train_cfg *t)
 static void set_defaults(run_config *cfg, const cfg_parse_opts *opts)
 {
     memset(cfg, 0, sizeof *cfg);
-    cfg->name = xstrdup(opts && opts->default_name ? opts->default_name : "run");
+    bool have_default = opts && opts->default_name && opts->default_name[0];
+    cfg->name = xstrdup(have_default ? opts->default_name : "run");
     cfg->threads = 1;
     cfg->model.activation = ACT_RELU;
     cfg->model.vocab_size = 256;
@@ -394,14 +396,33 @@ static void validate(const ynode *doc, run_config *cfg, const cfg_parse_opts *op
         check_memory(&root, cfg, opts);
 }
 
+/* Keeps the first MAX_ERRORS - 1 problems added since `before` and replaces
+ * the rest by one line saying how many there were, so a file of 10^5 bad
+ * keys does not become a 10 MB job object. */
+static void cap_errors(diag_list_t *errs, size_t before)
+{
+    size_t n = errs->n - before;
+    if (n <= MAX_ERRORS)
+        return;
+    size_t keep = before + MAX_ERRORS - 1;
+    for (size_t i = keep; i < errs->n; i++) {
+        free(errs->items[i].path);
+        free(errs->items[i].message);
+    }
+    errs->n = keep;
+    diag_add(errs, "", 0, 0, "%zu more problems not listed", n - (MAX_ERRORS - 1));
+}
+
 int cfg_parse(const char *buf, size_t len, const cfg_parse_opts *opts, run_config *out,
               diag_list_t *errs)
 {
     memset(out, 0, sizeof *out);
     size_t before = errs->n;
     ynode *doc = ytree_parse(buf, len, errs);
-    if (!doc)
+    if (!doc) {
+        cap_errors(errs, before);
         return -1;
+    }
     run_config cfg;
     set_defaults(&cfg, opts);
     if (doc->kind != YNODE_MAP) {
@@ -413,6 +434,7 @@ int cfg_parse(const char *buf, size_t len, const cfg_parse_opts *opts, run_confi
     }
     ytree_free(doc);
     if (errs->n != before) {
+        cap_errors(errs, before);
         cfg_free(&cfg);
         return -1;
     }

@@ -37,6 +37,7 @@ typedef struct cv_section {
     diag_list_t *errs;
     const ynode *map;
     const ynode *at;
+    bool invalid;               /* present but not a mapping (reported once) */
     char path[CV_PATH_MAX];     /* "schedule", or "" for the root */
 } cv_section;
 
@@ -82,7 +83,8 @@ void cv_section_root(cv_section *s, diag_list_t *errs, const ynode *root);
 
 /* The node of a key in the section, or NULL. */
 const ynode *cv_get(const cv_section *s, const char *key);
-/* Reports "required key is missing" at the section's position. */
+/* Reports "required key is missing" at the section's position (unless the
+ * section itself was reported as not a mapping). */
 void cv_missing(const cv_section *s, const char *key, const char *why);
 
 /* Typed reads of a section key; required = report a missing key. */

@@ -14,13 +14,17 @@
  * The JSON mirrors the YAML: the same sections and keys, only the keys that
  * matter for the chosen types, derived values resolved (warmup_ratio appears
  * as warmup_steps, min_lr as min_lr_ratio).  It is itself a valid config
- * that parses back to the same hash.
+ * that parses back to the same config — up to cJSON's number printing, which
+ * keeps 15 significant digits when they compare equal within an epsilon, so
+ * a computed value (min_lr / lr) may come back one ulp off.  The hash is
+ * therefore always taken from the struct, never from the JSON.
  */
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <string.h>
 #include "traind/config.h"
 #include "traind/util.h"
+#include "config_internal.h"
 
 /* ---- hash -------------------------------------------------------------- */
 
@@ -247,14 +251,26 @@ static void sched_type_json(cJSON *o, const sched_cfg *s)
     }
 }
 
+/* Does schedule key apply to type t (cfg_schedule_keys, as the parser checks it)? */
+static bool sched_key_applies(sched_type t, const char *key)
+{
+    for (const cv_key *k = cfg_schedule_keys; k->name; k++)
+        if (!strcmp(k->name, key))
+            return k->types == 0 || (k->types & CV_BIT(t)) != 0;
+    return false;
+}
+
 static cJSON *sched_json(const sched_cfg *s)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "type", sched_type_name(s->type));
     cJSON_AddNumberToObject(o, "total_steps", (double)s->total_steps);
-    cJSON_AddNumberToObject(o, "warmup_steps", (double)s->warmup_steps);
-    cJSON_AddNumberToObject(o, "warmup_start_ratio", s->warmup_start_ratio);
-    cJSON_AddNumberToObject(o, "min_lr_ratio", s->min_lr_ratio);
+    if (sched_key_applies(s->type, "warmup_steps"))
+        cJSON_AddNumberToObject(o, "warmup_steps", (double)s->warmup_steps);
+    if (sched_key_applies(s->type, "warmup_start_ratio"))
+        cJSON_AddNumberToObject(o, "warmup_start_ratio", s->warmup_start_ratio);
+    if (sched_key_applies(s->type, "min_lr_ratio"))
+        cJSON_AddNumberToObject(o, "min_lr_ratio", s->min_lr_ratio);
     sched_type_json(o, s);
     return o;
 }

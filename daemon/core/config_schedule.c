@@ -9,13 +9,12 @@
  * with Python's round(), i.e. half to even, as the reference does), and the
  * inverse_sqrt timescale default (W, or 10000 when W is 0) applied.
  *
- * Keys shared by every type: type, total_steps, warmup_steps | warmup_ratio,
- * min_lr_ratio | min_lr, warmup_start_ratio.  They are accepted for every
- * type even where the formula ignores them — constant ignores warmup as HF's
- * get_constant_schedule does, onecycle and piecewise define their own shape —
- * so one config can be switched between types by changing only `type`.
- * Every other key belongs to specific types, and giving it to another type is
- * an error ("cycles is only used by schedule type cosine_with_restarts").
+ * Keys shared by every type: type, total_steps.  Every other key belongs to
+ * the types whose formula uses it, and giving it to another type is an error
+ * ("cycles is only used by schedule type cosine_with_restarts"): a key that
+ * is accepted but silently ignored would let a user believe, say, that
+ * min_lr_ratio floors an exponential decay.  The one exception is warmup on
+ * `constant`, which SPEC §7 and HF's get_constant_schedule accept and ignore.
  */
 #include <limits.h>
 #include <math.h>
@@ -49,9 +48,20 @@ const char *wsd_shape_name(wsd_shape s)
 
 #define S(t) CV_BIT(SCHED_##t)
 
+/* Types whose formula has a warmup phase (constant takes the key and ignores
+ * it, as HF's get_constant_schedule does and SPEC §7 says). */
+#define WARMUP_TYPES (ALL_TYPES & ~S(ONECYCLE) & ~S(PIECEWISE))
+/* Types whose warmup is the linear s/W ramp that warmup_start_ratio shifts. */
+#define LINEAR_WARMUP_TYPES (WARMUP_TYPES & ~S(CONSTANT) & ~S(WSD))
+/* Types that decay to a floor m. */
+#define FLOOR_TYPES (S(LINEAR) | S(COSINE) | S(POLYNOMIAL) | S(WSD))
+#define ALL_TYPES ((S(PIECEWISE) << 1) - 1)
+
 const cv_key cfg_schedule_keys[] = {
-    {"type", 0}, {"total_steps", 0}, {"warmup_steps", 0}, {"warmup_ratio", 0},
-    {"min_lr_ratio", 0}, {"min_lr", 0}, {"warmup_start_ratio", 0},
+    {"type", 0}, {"total_steps", 0},
+    {"warmup_steps", WARMUP_TYPES}, {"warmup_ratio", WARMUP_TYPES},
+    {"min_lr_ratio", FLOOR_TYPES}, {"min_lr", FLOOR_TYPES},
+    {"warmup_start_ratio", LINEAR_WARMUP_TYPES},
     {"cycles", S(COSINE_WITH_RESTARTS)},
     {"power", S(POLYNOMIAL)},
     {"timescale", S(INVERSE_SQRT)},

@@ -153,15 +153,15 @@ static bool is_other_number(const char *s)
     return isdigit((unsigned char)s[0]) && strchr(s, '_') && !strpbrk(s, " \t");
 }
 
+/* YAML 1.2 core booleans (not 1.1's yes/no/on/off). */
 static bool is_bool_word(const char *s, bool *value)
 {
-    static const char *const t[] = {"true", "True", "TRUE"}, *const f[] = {"false", "False", "FALSE"};
-    for (int i = 0; i < 3; i++) {
-        if (strcmp(s, t[i]) == 0)
-            return *value = true, true;
-        if (strcmp(s, f[i]) == 0)
-            return *value = false, true;
-    }
+    static const char *const words[] = {"true", "True", "TRUE", "false", "False", "FALSE"};
+    for (int i = 0; i < 6; i++)
+        if (strcmp(s, words[i]) == 0) {
+            *value = i < 3;
+            return true;
+        }
     return false;
 }
 
@@ -363,7 +363,7 @@ cv_result cv_str(diag_list_t *errs, const ynode *n, const char *path, size_t max
     for (size_t i = 0; i < n->len; i++) {
         unsigned char c = (unsigned char)n->value[i];
         if (c < 0x20 || c == 0x7f) {
-            cv_error(errs, path, n, "must not contain control characters (byte 0x%02X at %zu)", c, i);
+            cv_error(errs, path, n, "must not contain control characters (0x%02X at byte %zu)", c, i + 1);
             return CV_BAD;
         }
     }
@@ -394,6 +394,7 @@ void cv_section_root(cv_section *s, diag_list_t *errs, const ynode *root)
     s->errs = errs;
     s->map = root;
     s->at = root;
+    s->invalid = false;
     s->path[0] = '\0';
 }
 
@@ -404,6 +405,7 @@ void cv_section_open(cv_section *s, const cv_section *parent, const char *name)
     cv_path_key(s->path, parent->path, name);
     s->map = NULL;
     s->at = n ? n : parent->at;
+    s->invalid = parent->invalid;
     if (!n || yscalar_is_null(n))   /* "train:" with nothing under it = empty */
         return;
     if (n->kind == YNODE_MAP) {
@@ -413,6 +415,7 @@ void cv_section_open(cv_section *s, const cv_section *parent, const char *name)
     char got[160];
     cv_error(s->errs, s->path, n, "must be a mapping of keys to values, got %s",
              cv_describe(n, got, sizeof got));
+    s->invalid = true;
 }
 
 const ynode *cv_get(const cv_section *s, const char *key)
@@ -422,6 +425,8 @@ const ynode *cv_get(const cv_section *s, const char *key)
 
 void cv_missing(const cv_section *s, const char *key, const char *why)
 {
+    if (s->invalid)
+        return;                 /* "must be a mapping" already says it all */
     char path[CV_PATH_MAX];
     cv_path_key(path, s->path, key);
     cv_error(s->errs, path, s->at, "required key is missing%s%s%s", why ? " (" : "", why ? why : "",

@@ -58,7 +58,9 @@
 #define GELU_K 0.7978845608028654f   /* sqrt(2/pi) */
 #define GELU_A 0.044715f
 /* Rows of one attention block (the causal triangle is cut into these). */
+#ifndef ATT_BLOCK
 #define ATT_BLOCK 32
+#endif
 
 typedef struct layer_params {
     float *ln1w, *ln1b, *ln2w, *ln2b;
@@ -273,6 +275,32 @@ AVX2 static inline __m256i tail_mask(int r)
 {
     static const int32_t m[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
     return _mm256_loadu_si256((const __m256i *)(m + 8 - r));
+}
+
+/* out[c] = Σ_r src[r·ld + c] for c < width rounded down to 8. */
+AVX2 static void gpt_colsum_avx2(const float *src, int rows, int ld, int width, float *out)
+{
+    int c = 0;
+    for (; c + 32 <= width; c += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int r = 0; r < rows; r++) {
+            const float *s = src + (size_t)r * ld + c;
+            a0 = _mm256_add_ps(a0, _mm256_loadu_ps(s));
+            a1 = _mm256_add_ps(a1, _mm256_loadu_ps(s + 8));
+            a2 = _mm256_add_ps(a2, _mm256_loadu_ps(s + 16));
+            a3 = _mm256_add_ps(a3, _mm256_loadu_ps(s + 24));
+        }
+        _mm256_storeu_ps(out + c, a0);
+        _mm256_storeu_ps(out + c + 8, a1);
+        _mm256_storeu_ps(out + c + 16, a2);
+        _mm256_storeu_ps(out + c + 24, a3);
+    }
+    for (; c + 8 <= width; c += 8) {
+        __m256 a0 = _mm256_setzero_ps();
+        for (int r = 0; r < rows; r++)
+            a0 = _mm256_add_ps(a0, _mm256_loadu_ps(src + (size_t)r * ld + c));
+        _mm256_storeu_ps(out + c, a0);
+    }
 }
 
 
@@ -856,6 +884,23 @@ static void softmax_bwd_row(const float *p, float *dp, int n, int T)
 }
 
 
+/* out[c] = Σ_r src[r·ld + c] for c < width. */
+static void colsum(const float *src, int rows, int ld, int width, float *out)
+{
+    int c0 = 0;
+#if GPT_X86
+    if (g_simd_ok == 1) {
+        gpt_colsum_avx2(src, rows, ld, width, out);
+        c0 = width & ~7;
+    }
+#endif
+    for (int c = c0; c < width; c++)
+        out[c] = 0.0f;
+    for (int r = 0; r < rows; r++)
+        for (int c = c0; c < width; c++)
+            out[c] += src[(size_t)r * ld + c];
+}
+
 /* ------------------------------------------------------------------------ */
 /* attention, per (b, h) */
 
@@ -906,32 +951,32 @@ static void att_bwd_range(void *ctx, int lo, int hi)
         const float *dy = g->datty + (size_t)b * T * C + h * hs;
         float *dq = g->dqkv + (size_t)b * T * C3 + h * hs, *dk = dq + C, *dv = dq + 2 * C;
         float *dP = g->datt + (size_t)bh * T * T;
-        /* dV = P^T dY (P is zero above the diagonal) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, P, T, dy, C, 0.0f, dv, C3);
-        for (int t0 = 0; t0 < T; t0 += ATT_BLOCK) {
-            int t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T;
+        /* Row blocks from the last: block [t0, t1) touches keys [0, t1), so
+         * the first one processed writes all of dK, dV (beta 0) and the
+         * others add to their prefix. */
+        int nblk = (T + ATT_BLOCK - 1) / ATT_BLOCK;
+        for (int blk = nblk - 1; blk >= 0; blk--) {
+            int t0 = blk * ATT_BLOCK, t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T;
+            float beta = blk == nblk - 1 ? 0.0f : 1.0f;
+            /* dV[0:t1] += P[t0:t1, 0:t1]^T dY[t0:t1] */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t1, hs, t1 - t0, 1.0f,
+                        P + (size_t)t0 * T, T, dy + (size_t)t0 * C, C, beta, dv, C3);
             /* dP[t0:t1, 0:t1] = dY v^T, then dS in place */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t1 - t0, t1, hs, 1.0f,
                         dy + (size_t)t0 * C, C, v, C3, 0.0f, dP + (size_t)t0 * T, T);
             for (int t = t0; t < t1; t++)
-                softmax_bwd_row(P + (size_t)t * T, dP + (size_t)t * T, t + 1, T);
+                softmax_bwd_row(P + (size_t)t * T, dP + (size_t)t * T, t + 1, t1);
             /* dQ[t0:t1] = scale dS[t0:t1, 0:t1] k[0:t1] */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t1 - t0, hs, t1, scale,
                         dP + (size_t)t0 * T, T, k, C3, 0.0f, dq + (size_t)t0 * C3, C3);
+            /* dK[0:t1] += scale dS[t0:t1, 0:t1]^T q[t0:t1] */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t1, hs, t1 - t0, scale,
+                        dP + (size_t)t0 * T, T, q + (size_t)t0 * C3, C3, beta, dk, C3);
         }
-        /* dK = scale dS^T q */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, dP, T, q, C3, 0.0f, dk, C3);
         /* this sequence's share of the qkv bias gradient, for this head */
         float *bp = g->bpartials + (size_t)b * C3 + h * hs;
-        for (int part = 0; part < 3; part++) {
-            const float *src = dq + part * C;
-            float *dst = bp + part * C;
-            for (int c = 0; c < hs; c++)
-                dst[c] = 0.0f;
-            for (int t = 0; t < T; t++)
-                for (int c = 0; c < hs; c++)
-                    dst[c] += src[(size_t)t * C3 + c];
-        }
+        for (int part = 0; part < 3; part++)
+            colsum(dq + part * C, T, C3, hs, bp + part * C);
     }
 }
 

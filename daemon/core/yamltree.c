@@ -70,27 +70,34 @@ typedef struct builder {
     size_t n_nodes;
     size_t scalar_bytes;
     anchor_table anchors;
+    int ev_line, ev_column;     /* start of the event being handled: where limits are reported */
+    size_t bom;                 /* bytes of UTF-8 byte order mark skipped before buf */
 } builder;
 
 /* ---- errors ------------------------------------------------------------ */
 
 /* The dotted path of the node being built inside the first nframes frames:
- * each frame contributes its newest child (children are linked on creation). */
-static void frames_path(const builder *b, int nframes, char *out, size_t size)
+ * each frame contributes its newest child (children are linked on creation).
+ * pending: the node in question is not linked yet, so in the innermost frame
+ * it is the next child, not the newest. */
+static void frames_path(const builder *b, int nframes, bool pending, char *out, size_t size)
 {
     size_t used = 0;
     out[0] = '\0';
     for (int i = 0; i < nframes && used < size; i++) {
         const frame *f = &b->stack[i];
         const ynode *n = f->node;
-        if (n->n == 0)
-            break;
+        bool next = pending && i == nframes - 1;
         int w;
         if (n->kind == YNODE_SEQ) {
-            w = snprintf(out + used, size - used, "[%zu]", n->n - 1);
+            if (n->n == 0 && !next)
+                break;
+            w = snprintf(out + used, size - used, "[%zu]", next ? n->n : n->n - 1);
         } else {
+            if (n->n == 0 || (next && f->want_key))
+                break;          /* the node is a key: the mapping's path */
             const ynode *k = n->keys[n->n - 1];
-            const char *name = k && k->kind == YNODE_SCALAR ? k->value : "?";
+            const char *name = k && k->kind == YNODE_SCALAR && k->value ? k->value : "?";
             w = snprintf(out + used, size - used, "%s%s", used ? "." : "", name);
         }
         if (w < 0)
@@ -99,11 +106,12 @@ static void frames_path(const builder *b, int nframes, char *out, size_t size)
     }
 }
 
-static void __attribute__((format(printf, 4, 5)))
-tree_error(builder *b, int line, int column, const char *fmt, ...)
+/* Reports a problem with the node at (line, column); pending as above. */
+static void __attribute__((format(printf, 5, 6)))
+tree_error(builder *b, bool pending, int line, int column, const char *fmt, ...)
 {
     char path[256];
-    frames_path(b, b->depth, path, sizeof path);
+    frames_path(b, b->depth, pending, path, sizeof path);
     va_list ap;
     va_start(ap, fmt);
     char *msg = NULL;
@@ -116,7 +124,7 @@ tree_error(builder *b, int line, int column, const char *fmt, ...)
 
 static void fatal_error_at_mark(builder *b, yaml_mark_t m, const char *msg)
 {
-    tree_error(b, (int)m.line + 1, (int)m.column + 1, "%s", msg);
+    tree_error(b, false, (int)m.line + 1, (int)m.column + 1, "%s", msg);
     b->fatal = true;
 }
 
@@ -152,10 +160,10 @@ static void report_parser_error(builder *b)
                                                     : "the config contains a character YAML does not allow";
         if (p->problem_value >= 0)
             diag_add(b->errs, "", line, column, "%s: %s (byte 0x%02X at offset %zu)", what,
-                     problem, (unsigned)p->problem_value, p->problem_offset);
+                     problem, (unsigned)p->problem_value, p->problem_offset + b->bom);
         else
             diag_add(b->errs, "", line, column, "%s: %s (at offset %zu)", what, problem,
-                     p->problem_offset);
+                     p->problem_offset + b->bom);
         break;
     }
     case YAML_SCANNER_ERROR:
@@ -240,7 +248,7 @@ static ynode *node_new(builder *b, ynode_kind kind, int line, int column)
 {
     if (b->n_nodes >= YTREE_MAX_NODES) {
         if (!b->fatal)
-            tree_error(b, line, column,
+            tree_error(b, true, b->ev_line, b->ev_column,
                        "the document has more than %d nodes (after expanding aliases)",
                        YTREE_MAX_NODES);
         b->fatal = true;
@@ -259,7 +267,7 @@ static bool node_set_value(builder *b, ynode *n, const char *value, size_t len)
 {
     if (len > TREE_MAX_SCALAR_BYTES - b->scalar_bytes) {
         if (!b->fatal)
-            tree_error(b, n->line, n->column,
+            tree_error(b, false, b->ev_line, b->ev_column,
                        "the document holds more than %zu MiB of text (after expanding aliases)",
                        TREE_MAX_SCALAR_BYTES >> 20);
         b->fatal = true;
@@ -292,8 +300,8 @@ void ytree_free(ynode *node)
 static ynode *node_copy(builder *b, const ynode *src, int depth, int line, int column)
 {
     if (src->kind != YNODE_SCALAR && depth > YTREE_MAX_DEPTH) {
-        tree_error(b, line, column, "nesting is deeper than %d levels (after expanding aliases)",
-                   YTREE_MAX_DEPTH);
+        tree_error(b, true, b->ev_line, b->ev_column,
+                   "nesting is deeper than %d levels (after expanding aliases)", YTREE_MAX_DEPTH);
         b->fatal = true;
         return NULL;
     }
@@ -391,7 +399,7 @@ static bool check_tag(builder *b, const yaml_char_t *tag, yaml_mark_t m, ynode *
                 return true;
             }
     }
-    tree_error(b, (int)m.line + 1, (int)m.column + 1, "YAML tag '%.64s' is not supported here", t);
+    tree_error(b, false, (int)m.line + 1, (int)m.column + 1, "YAML tag '%.64s' is not supported here", t);
     return false;
 }
 
@@ -417,7 +425,7 @@ static void on_container_start(builder *b, const yaml_event_t *ev, ynode_kind ki
         return;
     attach(b, n);
     if (b->depth == YTREE_MAX_DEPTH) {
-        tree_error(b, n->line, n->column, "nesting is deeper than %d levels", YTREE_MAX_DEPTH);
+        tree_error(b, false, n->line, n->column, "nesting is deeper than %d levels", YTREE_MAX_DEPTH);
         b->fatal = true;
         return;
     }
@@ -436,13 +444,13 @@ static void on_alias(builder *b, const yaml_event_t *ev)
     ynode *target = anchor_get(&b->anchors, name);
     if (!target) {
         /* libyaml's parser does not check this; the document API would. */
-        tree_error(b, (int)m.line + 1, (int)m.column + 1, "alias *%.64s names no anchor", name);
+        tree_error(b, true, (int)m.line + 1, (int)m.column + 1, "alias *%.64s names no anchor", name);
         b->fatal = true;
         return;
     }
     for (int i = 0; i < b->depth; i++)
         if (b->stack[i].node == target) {
-            tree_error(b, (int)m.line + 1, (int)m.column + 1,
+            tree_error(b, true, (int)m.line + 1, (int)m.column + 1,
                        "alias *%.64s refers to a node that contains it", name);
             b->fatal = true;
             return;
@@ -468,7 +476,7 @@ static int compare_keys(const void *pa, const void *pb)
 static void check_mapping_keys(builder *b, const ynode *map)
 {
     char path[256];
-    frames_path(b, b->depth - 1, path, sizeof path);   /* the mapping itself */
+    frames_path(b, b->depth - 1, false, path, sizeof path);   /* the mapping itself */
     const ynode **sorted = xmalloc((map->n ? map->n : 1) * sizeof *sorted);
     size_t n = 0;
     for (size_t i = 0; i < map->n; i++) {
@@ -506,6 +514,8 @@ static void on_container_end(builder *b)
 
 static void handle_event(builder *b, const yaml_event_t *ev)
 {
+    b->ev_line = (int)ev->start_mark.line + 1;
+    b->ev_column = (int)ev->start_mark.column + 1;
     switch (ev->type) {
     case YAML_DOCUMENT_START_EVENT:
         if (++b->documents > 1) {
@@ -559,8 +569,13 @@ ynode *ytree_parse(const char *buf, size_t len, diag_list_t *errs)
         return NULL;
     }
     builder *b = xcalloc(1, sizeof *b);
-    b->buf = buf;
-    b->len = len;
+    /* libyaml skips a BOM but counts it as a column when the encoding is
+     * given, so drop it here; the encoding is fixed so that only UTF-8 is
+     * accepted (a UTF-16 config is almost certainly a mistake). */
+    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
+        b->bom = 3;
+    b->buf = buf + b->bom;
+    b->len = len - b->bom;
     b->errs = errs;
     b->errs_before = errs->n;
     if (!yaml_parser_initialize(&b->parser)) {
@@ -568,7 +583,7 @@ ynode *ytree_parse(const char *buf, size_t len, diag_list_t *errs)
         free(b);
         return NULL;
     }
-    yaml_parser_set_input_string(&b->parser, (const unsigned char *)buf, len);
+    yaml_parser_set_input_string(&b->parser, (const unsigned char *)b->buf, b->len);
     yaml_parser_set_encoding(&b->parser, YAML_UTF8_ENCODING);
     run_parser(b);
 

@@ -94,7 +94,7 @@ const char *dconfig_check_listen(const char *s)
     const char *colon = strrchr(s, ':');
     if (!colon)
         return "must be HOST:PORT, [IPV6]:PORT or unix:/PATH";
-    if (s[0] == '[' && (colon == s || colon[-1] != ']'))
+    if (s[0] == '[' ? (colon == s || colon[-1] != ']') : memchr(s, ':', (size_t)(colon - s)) != NULL)
         return "an IPv6 address must be written [ADDR]:PORT";
     const char *port = colon + 1;
     if (!*port)

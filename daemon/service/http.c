@@ -33,6 +33,7 @@
 #include <http_parser.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -669,6 +670,8 @@ static void conn_feed(conn *c, const char *data, size_t len)
             msg = "request body too large";
         else if (status == 431)
             msg = "request headers too large";
+        else if (status == 414)
+            msg = "request target too long";
         else
             msg = http_errno_description(e);
         send_error(c, status, msg);
@@ -703,6 +706,10 @@ static int on_message_begin(http_parser *p)
 static int on_url(http_parser *p, const char *at, size_t len)
 {
     conn *c = p->data;
+    if (c->url.len + len > c->srv->opts.max_header) {
+        c->err_status = 414;
+        return -1;
+    }
     if (header_account(c, len))
         return -1;
     dbuf_append(&c->url, at, len);
@@ -1083,6 +1090,10 @@ int http_server_start(uv_loop_t *loop, const char *listen, const http_server_opt
     *out = NULL;
     if (!listen || !handler)
         return -EINVAL;
+    /* libuv writes with write(2): a peer that reset the connection would
+     * otherwise kill the daemon with SIGPIPE instead of failing the write
+     * with EPIPE.  (uv_spawn resets dispositions in children.) */
+    signal(SIGPIPE, SIG_IGN);
     http_server *s = xcalloc(1, sizeof *s);
     s->loop = loop;
     s->handler = handler;

@@ -728,6 +728,8 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
         return;
     case PEV_CKPT:
         j->checkpoint_step = m->checkpoint_step >= 0 ? m->checkpoint_step : m->step;
+        if (m->step > j->step)
+            j->step = m->step;
         j->progress_dirty = true;
         return;
     case PEV_FAILED:
@@ -859,10 +861,14 @@ static void schedule(job_table *t)
 {
     if (!t->started || t->shutting_down)
         return;
+    /* Strict FIFO: a queued job whose files are still being written or read
+     * holds the ones behind it back (for a moment) rather than be overtaken. */
     for (size_t i = 0; i < t->n && t->running < t->max_jobs; i++) {
         job *j = t->jobs[i];
-        if (j->state != JOB_QUEUED || j->persisting || j->hist_loading)
+        if (j->state != JOB_QUEUED)
             continue;
+        if (j->persisting || j->hist_loading)
+            break;
         start_job(j);
     }
 }

@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,46 +29,87 @@ const char *progress_ev_name(progress_ev ev)
     return (unsigned)ev < N_EV ? ev_names[ev] : "?";
 }
 
-static void add_num(cJSON *o, const char *k, double v)
+/* Encoded by hand rather than with cJSON_Print: cJSON prints doubles with a
+ * tolerance, and the daemon must see the worker's numbers bit for bit. */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n)
 {
-    if (!isnan(v))
-        cJSON_AddItemToObject(o, k, isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull());
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->p = xrealloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
 }
 
-static void add_long(cJSON *o, const char *k, long v)
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    char tmp[128];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        sb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+static void add_num(sbuf *b, const char *k, double v)
+{
+    if (isnan(v))
+        return;   /* absent */
+    if (isfinite(v))
+        sb_printf(b, ",\"%s\":%.17g", k, v);
+    else
+        sb_printf(b, ",\"%s\":null", k);
+}
+
+static void add_long(sbuf *b, const char *k, long v)
 {
     if (v >= 0)
-        cJSON_AddNumberToObject(o, k, (double)v);
+        sb_printf(b, ",\"%s\":%ld", k, v);
+}
+
+static void add_string(sbuf *b, const char *k, const char *s)
+{
+    sb_printf(b, ",\"%s\":\"", k);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            char e[2] = {'\\', (char)*p};
+            sb_put(b, e, 2);
+        } else if (*p < 0x20) {
+            sb_printf(b, "\\u%04x", *p);
+        } else {
+            sb_put(b, (const char *)p, 1);
+        }
+    }
+    sb_put(b, "\"", 1);
 }
 
 char *progress_encode(const progress_msg *m, size_t *len)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "ev", progress_ev_name(m->ev));
-    add_long(o, "step", m->step);
-    add_long(o, "total_steps", m->total_steps);
-    add_long(o, "checkpoint_step", m->checkpoint_step);
-    add_num(o, "lr", m->lr);
-    add_num(o, "loss", m->loss);
-    add_num(o, "loss_avg", m->loss_avg);
-    add_num(o, "grad_norm", m->grad_norm);
-    add_num(o, "eval_loss", m->eval_loss);
-    add_num(o, "elapsed_s", m->elapsed_s);
-    add_num(o, "steps_per_s", m->steps_per_s);
+    sbuf b = {0};
+    sb_printf(&b, "{\"ev\":\"%s\"", progress_ev_name(m->ev));
+    add_long(&b, "step", m->step);
+    add_long(&b, "total_steps", m->total_steps);
+    add_long(&b, "checkpoint_step", m->checkpoint_step);
+    add_num(&b, "lr", m->lr);
+    add_num(&b, "loss", m->loss);
+    add_num(&b, "loss_avg", m->loss_avg);
+    add_num(&b, "grad_norm", m->grad_norm);
+    add_num(&b, "eval_loss", m->eval_loss);
+    add_num(&b, "elapsed_s", m->elapsed_s);
+    add_num(&b, "steps_per_s", m->steps_per_s);
     if (m->message[0])
-        cJSON_AddStringToObject(o, "message", m->message);
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!s)
-        abort();
-    size_t n = strlen(s);
-    char *line = xmalloc(n + 2);
-    memcpy(line, s, n);
-    line[n] = '\n';
-    line[n + 1] = '\0';
-    cJSON_free(s);
-    *len = n + 1;
-    return line;
+        add_string(&b, "message", m->message);
+    sb_put(&b, "}\n", 2);
+    *len = b.len;
+    return b.p;
 }
 
 /* A number field: absent → keep default; null → NAN (a non-finite value). */
@@ -109,7 +151,10 @@ int progress_decode(const char *line, size_t len, progress_msg *m, char *err, si
         snprintf(err, errlen, "line longer than %d bytes", PROGRESS_MAX_LINE);
         return -1;
     }
-    cJSON *o = cJSON_ParseWithLength(line, len);
+    /* cJSON wants a NUL-terminated text to refuse trailing garbage */
+    char *text = xstrndup(line, len);
+    cJSON *o = cJSON_ParseWithOpts(text, NULL, 1);
+    free(text);
     if (!o || !cJSON_IsObject(o)) {
         snprintf(err, errlen, "not a JSON object");
         cJSON_Delete(o);

@@ -108,7 +108,13 @@ typedef struct cfg_parse_opts {
 
 /* Parses and validates a run config.  On success returns 0 and fills *out
  * (free with cfg_free).  On failure returns -1 with every problem in errs and
- * *out zeroed (nothing to free).  Never aborts on bad input. */
+ * *out zeroed (nothing to free).  Never aborts on bad input.
+ *
+ * Rules beyond the types above: a null value is an error for every key,
+ * except that a section written with nothing under it ("train:") is an empty
+ * section; seed is 0..2^53-1 (exact in JSON); name defaults to
+ * opts->default_name, else "run".  At most 100 problems are listed; past
+ * that the last entry says how many more there were. */
 int cfg_parse(const char *buf, size_t len, const cfg_parse_opts *opts,
               run_config *out, diag_list_t *errs);
 

@@ -8,7 +8,8 @@
  * order the requests came.  The server itself never blocks.
  *
  * Limits (http_server_opts): a request body over max_body is answered 413,
- * request line plus headers over max_header 431, anything http_parser refuses
+ * request line plus headers over max_header 431 (a request-target alone over
+ * it 414), anything http_parser refuses
  * 400 — each of these then closes the connection.  A connection with no
  * request in progress is closed after idle_timeout_ms; one whose request is
  * not complete request_timeout_ms after its first byte (slowloris), or whose
@@ -78,7 +79,8 @@ void http_server_opts_default(http_server_opts *o);
  * synchronously; port 0 = any free port) or "unix:PATH" (a stale socket at
  * PATH is removed first — anything else there is -EEXIST; the socket is made
  * mode 0660 and removed again on stop).  opts may be NULL for the defaults.
- * On success *out is the running server. */
+ * On success *out is the running server.  Sets SIGPIPE to SIG_IGN for the
+ * process (a write to a reset connection must fail with EPIPE, not kill). */
 int http_server_start(uv_loop_t *loop, const char *listen, const http_server_opts *opts,
                       http_handler_fn handler, void *ctx, http_server **out);
 

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "traind/compute.h"
@@ -240,7 +242,8 @@ static void adamw_step(adamw *o, model_t *mod, float lr, float wd)
 
 static char *write_text(void)
 {
-    static char path[] = "/tmp/traind-gpt-XXXXXX";
+    static char path[64];
+    strcpy(path, "/tmp/traind-gpt-XXXXXX");
     int fd = mkstemp(path);
     ck_assert_int_ge(fd, 0);
     FILE *f = fdopen(fd, "w");
@@ -402,6 +405,116 @@ START_TEST(test_bad_batches)
 }
 END_TEST
 
+/* ---- the compute pool --------------------------------------------------- */
+
+typedef struct cover {
+    int n, parts;
+    atomic_int *hits;
+    atomic_int bad_range;
+    atomic_int nested_sum;
+    int nest;
+} cover;
+
+static void cover_fn(void *ctx, int lo, int hi)
+{
+    cover *c = ctx;
+    /* [lo, hi) must be one of the fixed ranges i*n/parts */
+    int ok = 0;
+    for (int i = 0; i < c->parts; i++)
+        if ((long)i * c->n / c->parts == lo && (long)(i + 1) * c->n / c->parts == hi)
+            ok = 1;
+    if (!ok)
+        atomic_fetch_add(&c->bad_range, 1);
+    for (int k = lo; k < hi; k++)
+        atomic_fetch_add(&c->hits[k], 1);
+    if (c->nest) {
+        cover inner = {.n = 7, .parts = compute_threads() < 7 ? compute_threads() : 7, .nest = 0};
+        atomic_int h[7];
+        for (int k = 0; k < 7; k++)
+            atomic_init(&h[k], 0);
+        inner.hits = h;
+        atomic_init(&inner.bad_range, 0);
+        compute_parallel_for(7, cover_fn, &inner);
+        int sum = 0;
+        for (int k = 0; k < 7; k++)
+            sum += atomic_load(&h[k]);
+        atomic_fetch_add(&c->nested_sum, sum + atomic_load(&inner.bad_range) * 1000);
+    }
+}
+
+static void check_cover(int threads, int n, int nest)
+{
+    compute_set_threads(threads);
+    cover c = {.n = n, .parts = threads < n ? threads : n, .nest = nest};
+    c.hits = calloc(n > 0 ? n : 1, sizeof(atomic_int));
+    atomic_init(&c.bad_range, 0);
+    atomic_init(&c.nested_sum, 0);
+    compute_parallel_for(n, cover_fn, &c);
+    for (int k = 0; k < n; k++)
+        ck_assert_int_eq(atomic_load(&c.hits[k]), 1);
+    ck_assert_int_eq(atomic_load(&c.bad_range), 0);
+    if (nest && n > 0)
+        ck_assert_int_eq(atomic_load(&c.nested_sum), 7 * (c.parts));
+    free(c.hits);
+}
+
+START_TEST(test_pool_partition)
+{
+    int threads[] = {1, 2, 3, 4, 7};
+    int ns[] = {0, 1, 2, 3, 5, 100, 1001};
+    for (int a = 0; a < 5; a++)
+        for (int b = 0; b < 7; b++) {
+            check_cover(threads[a], ns[b], 0);
+            check_cover(threads[a], ns[b], 1);
+        }
+    ck_assert_int_eq(compute_threads(), 7);
+    compute_set_threads(0);
+    ck_assert_int_eq(compute_threads(), 1);
+}
+END_TEST
+
+static void add_fn(void *ctx, int lo, int hi)
+{
+    atomic_long *sum = ctx;
+    long s = 0;
+    for (int k = lo; k < hi; k++)
+        s += k;
+    atomic_fetch_add(sum, s);
+}
+
+static void *hammer(void *arg)
+{
+    long bad = 0;
+    for (int it = 0; it < 3000; it++) {
+        atomic_long sum;
+        atomic_init(&sum, 0);
+        int n = 1 + it % 97;
+        compute_parallel_for(n, add_fn, &sum);
+        if (atomic_load(&sum) != (long)n * (n - 1) / 2)
+            bad++;
+    }
+    return (void *)bad;
+}
+
+/* Many small jobs back to back, the thread count changing between them,
+ * and two threads dispatching at once. */
+START_TEST(test_pool_stress)
+{
+    for (int round = 0; round < 4; round++) {
+        compute_set_threads(1 + round % 3 + 1);
+        ck_assert_ptr_null(hammer(NULL));
+    }
+    compute_set_threads(2);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, hammer, NULL), 0);
+    void *r1 = hammer(NULL), *r2;
+    pthread_join(th, &r2);
+    ck_assert_ptr_null(r1);
+    ck_assert_ptr_null(r2);
+    compute_set_threads(1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("gpt");
@@ -419,6 +532,11 @@ int main(void)
     tcase_add_test(tt, test_training_learns_text);
     tcase_add_test(tt, test_determinism_and_threads);
     suite_add_tcase(s, tt);
+    TCase *tp = tcase_create("compute");
+    tcase_set_timeout(tp, 60);
+    tcase_add_test(tp, test_pool_partition);
+    tcase_add_test(tp, test_pool_stress);
+    suite_add_tcase(s, tp);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -418,6 +418,15 @@ START_TEST(headers_too_large)
     ck_assert_int_eq(client_read(c), 431);
     client_free(c);
 
+    /* a request-target alone over the limit: 414 */
+    c = client_new(connect_tcp(f.port));
+    strcpy(req, "GET /");
+    memset(req + 5, 'u', 17 * 1024);
+    strcpy(req + 5 + 17 * 1024, " HTTP/1.1\r\n\r\n");
+    SEND(c->fd, req);
+    ck_assert_int_eq(client_read(c), 414);
+    client_free(c);
+
     /* a 15 KiB header is fine */
     c = client_new(connect_tcp(f.port));
     strcpy(req, "GET / HTTP/1.1\r\nX-Big: ");

@@ -1,0 +1,483 @@
+/*
+ * traind — the training daemon: main, flags, and the wiring of the loop.
+ *
+ *   traind [--config FILE] [--spool DIR] [--listen ADDR] [--max-jobs N] [--threads N]
+ *
+ * Start-up, in order: the daemon config (file, then flags), the spool layout
+ * and API token, the job table read back from disk (queued and interrupted
+ * jobs are queued again), the HTTP server, the intake of incoming/, and
+ * finally READY=1 to systemd.  Everything then happens on one libuv loop;
+ * training happens in one child process per job (`traind --worker ...`,
+ * see worker.h), so the loop never computes and never waits for a disk.
+ *
+ * Signals: SIGTERM/SIGINT stop intake, let every training process
+ * checkpoint (bounded wait), close HTTP and exit 0, the jobs staying queued
+ * for the next start; SIGHUP re-reads the config file (max_jobs,
+ * threads_per_job, data_dirs, token, metrics_keep, max_restarts).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <uv.h>
+
+#include "traind/api.h"
+#include "traind/dconfig.h"
+#include "traind/http.h"
+#include "traind/jobs.h"
+#include "traind/log.h"
+#include "traind/notify.h"
+#include "traind/spool.h"
+#include "traind/util.h"
+#include "traind/worker.h"
+
+#define SHUTDOWN_TIMEOUT_S 30.0
+
+static const char usage_text[] =
+    "usage: traind [--config FILE] [--spool DIR] [--listen ADDR] [--max-jobs N] [--threads N]\n"
+    "\n"
+    "The training daemon: trains the run configs dropped into SPOOL/incoming/ or POSTed to\n"
+    "/jobs, one training process per job, and answers over HTTP (SPEC.md section 4).\n"
+    "\n"
+    "  --config FILE    daemon config (default " DCONFIG_DEFAULT_PATH " when it exists)\n"
+    "  --spool DIR      job directory (default " DCONFIG_DEFAULT_SPOOL ")\n"
+    "  --listen ADDR    HOST:PORT, [IPV6]:PORT or unix:/PATH (default " DCONFIG_DEFAULT_LISTEN ");\n"
+    "                   port 0 picks a free port and writes it to SPOOL/traind.addr\n"
+    "  --max-jobs N     jobs training at once (default 1)\n"
+    "  --threads N      compute threads per job (default 1)\n"
+    "  --help, --version\n"
+    "\n"
+    "Flags override the config file.  SIGHUP re-reads it; SIGTERM/SIGINT checkpoint every\n"
+    "running job and exit (they resume at the next start).\n";
+
+/* What the command line set; re-applied over the file on every (re)load. */
+typedef struct flags {
+    const char *config;
+    const char *spool;
+    const char *listen;
+    int max_jobs;       /* 0 = not given */
+    int threads;
+} flags;
+
+typedef struct daemon_state {
+    uv_loop_t *loop;
+    flags fl;
+    const char *config_path;    /* the file in use, or NULL */
+    dconfig cfg;
+    char token[256];
+    double started;
+    job_table *jobs;
+    spool *sp;
+    http_server *http;
+    api_backend api;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    char *addr_file;
+    bool stopping;
+} daemon_state;
+
+/* ------------------------------------------------------------ the config */
+
+static void print_diags(const char *file, const diag_list_t *errs)
+{
+    for (size_t i = 0; i < errs->n; i++) {
+        const diag_t *d = &errs->items[i];
+        if (d->line > 0)
+            log_error("%s:%d:%d: %s%s%s", file, d->line, d->column, d->path, d->path[0] ? ": " : "",
+                      d->message);
+        else
+            log_error("%s: %s%s%s", file, d->path, d->path[0] ? ": " : "", d->message);
+    }
+}
+
+/* Defaults, then the file, then the flags.  Returns 0 or -1 (errors logged). */
+static int load_config(const flags *fl, const char *path, dconfig *out)
+{
+    dconfig c;
+    dconfig_init(&c);
+    if (path) {
+        diag_list_t errs = DIAG_LIST_INIT;
+        if (dconfig_load(path, &c, &errs) != 0) {
+            print_diags(path, &errs);
+            diag_free(&errs);
+            dconfig_free(&c);
+            return -1;
+        }
+        diag_free(&errs);
+    }
+    if (fl->spool)
+        dconfig_set_str(&c.spool, fl->spool);
+    if (fl->listen)
+        dconfig_set_str(&c.listen, fl->listen);
+    if (fl->max_jobs > 0)
+        c.max_jobs = fl->max_jobs;
+    if (fl->threads > 0)
+        c.threads_per_job = fl->threads;
+    dconfig_finish(&c);
+    *out = c;
+    return 0;
+}
+
+static int parse_count(const char *flag, const char *s, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < 1 || v > 1024) {
+        fprintf(stderr, "traind: %s must be a number from 1 to 1024, got \"%s\"\n", flag, s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_flags(int argc, char **argv, flags *fl)
+{
+    enum { OPT_CONFIG = 256, OPT_SPOOL, OPT_LISTEN, OPT_MAX_JOBS, OPT_THREADS, OPT_HELP, OPT_VERSION };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"spool", required_argument, NULL, OPT_SPOOL},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"max-jobs", required_argument, NULL, OPT_MAX_JOBS},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"help", no_argument, NULL, OPT_HELP},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_CONFIG: fl->config = optarg; break;
+        case OPT_SPOOL: fl->spool = optarg; break;
+        case OPT_LISTEN: {
+            const char *why = dconfig_check_listen(optarg);
+            if (why) {
+                fprintf(stderr, "traind: --listen: %s, got \"%s\"\n", why, optarg);
+                return 2;
+            }
+            fl->listen = optarg;
+            break;
+        }
+        case OPT_MAX_JOBS:
+            if (parse_count("--max-jobs", optarg, &fl->max_jobs))
+                return 2;
+            break;
+        case OPT_THREADS:
+            if (parse_count("--threads", optarg, &fl->threads))
+                return 2;
+            break;
+        case 'h':
+        case OPT_HELP: fputs(usage_text, stdout); return 0;
+        case OPT_VERSION: printf("traind %s\n", TRAIND_VERSION); return 0;
+        default:
+            if (optopt && optopt < 256)
+                fprintf(stderr, "traind: unknown or incomplete option -%c\n", optopt);
+            else
+                fprintf(stderr, "traind: unknown option or missing value: %s\n", argv[optind - 1]);
+            fputs(usage_text, stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "traind: unexpected argument \"%s\"\n", argv[optind]);
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    return -1;   /* go on */
+}
+
+/* --------------------------------------------------------- the API's side */
+
+static cJSON *be_list(void *ctx, const char *state)
+{
+    return jobs_list_json(((daemon_state *)ctx)->jobs, state);
+}
+
+static cJSON *be_get(void *ctx, const char *id)
+{
+    return jobs_get_json(((daemon_state *)ctx)->jobs, id);
+}
+
+static int be_submit(void *ctx, const char *yaml, size_t len, char **id_out, cJSON **errors_out)
+{
+    daemon_state *d = ctx;
+    if (d->stopping)
+        return API_UNAVAILABLE;
+    return jobs_submit(d->jobs, yaml, len, id_out, errors_out);
+}
+
+static int be_cancel(void *ctx, const char *id)
+{
+    return jobs_cancel(((daemon_state *)ctx)->jobs, id);
+}
+
+static cJSON *be_metrics(void *ctx, const char *id, long since, long max)
+{
+    return jobs_metrics_json(((daemon_state *)ctx)->jobs, id, since, max);
+}
+
+static const char *be_token(void *ctx)
+{
+    return ((daemon_state *)ctx)->token;
+}
+
+static double be_uptime(void *ctx)
+{
+    return now_monotonic() - ((daemon_state *)ctx)->started;
+}
+
+/* ------------------------------------------------------------- wiring */
+
+static void on_jobs_changed(void *ctx)
+{
+    daemon_state *d = ctx;
+    int c[JOB_NSTATES];
+    jobs_counts(d->jobs, c);
+    notify_status("%d running, %d queued, %d done", c[JOB_RUNNING], c[JOB_QUEUED],
+                  c[JOB_SUCCEEDED] + c[JOB_FAILED] + c[JOB_CANCELLED] + c[JOB_REJECTED]);
+}
+
+static void on_intake(void *ctx, spool_intake *it)
+{
+    daemon_state *d = ctx;
+    jobs_add_intake(d->jobs, it);
+}
+
+static void on_http_closed(void *arg)
+{
+    daemon_state *d = arg;
+    d->http = NULL;
+    log_info("HTTP server closed");
+}
+
+static void on_jobs_stopped(void *arg)
+{
+    daemon_state *d = arg;
+    log_info("every job is stopped and saved");
+    if (d->http)
+        http_server_stop(d->http, on_http_closed, d);
+    if (d->addr_file) {
+        unlink(d->addr_file);
+        free(d->addr_file);
+        d->addr_file = NULL;
+    }
+    uv_close((uv_handle_t *)&d->sig_term, NULL);
+    uv_close((uv_handle_t *)&d->sig_int, NULL);
+    uv_close((uv_handle_t *)&d->sig_hup, NULL);
+    notify_close();
+}
+
+static void on_spool_closed(void *arg)
+{
+    (void)arg;
+}
+
+static void begin_shutdown(daemon_state *d, int signum)
+{
+    if (d->stopping) {
+        log_info("already stopping (waiting for training processes to checkpoint)");
+        return;
+    }
+    d->stopping = true;
+    log_info("%s: stopping: intake closed, running jobs checkpoint and resume at the next start",
+             strsignal(signum));
+    notify_stopping();
+    if (d->sp) {
+        spool_stop(d->sp, on_spool_closed, d);
+        d->sp = NULL;
+    }
+    jobs_shutdown(d->jobs, SHUTDOWN_TIMEOUT_S, on_jobs_stopped, d);
+}
+
+static void reload(daemon_state *d)
+{
+    notify_reloading();
+    const char *path = d->config_path;
+    if (!path && access(DCONFIG_DEFAULT_PATH, F_OK) == 0)
+        path = DCONFIG_DEFAULT_PATH;
+    log_info("SIGHUP: re-reading %s", path ? path : "(no config file; flags and defaults)");
+    dconfig c;
+    if (load_config(&d->fl, path, &c) != 0) {
+        log_error("SIGHUP: config has errors; keeping the running configuration");
+        notify_ready();
+        return;
+    }
+    if (strcmp(c.spool, d->cfg.spool) != 0)
+        log_warn("SIGHUP: spool changed to %s; takes effect at the next start", c.spool);
+    if (strcmp(c.listen, d->cfg.listen) != 0)
+        log_warn("SIGHUP: listen changed to %s; takes effect at the next start", c.listen);
+    char token[sizeof d->token];
+    int rc = spool_token_load_or_create(c.api_token_file, token, sizeof token);
+    if (rc < 0) {
+        log_error("SIGHUP: cannot read the API token %s: %s; keeping the old one", c.api_token_file,
+                  strerror(-rc));
+    } else {
+        if (strcmp(token, d->token) != 0)
+            log_info("SIGHUP: API token changed (%s)", c.api_token_file);
+        memcpy(d->token, token, sizeof token);
+    }
+    /* spool and listen stay as they are until restart */
+    dconfig_set_str(&c.spool, d->cfg.spool);
+    dconfig_set_str(&c.listen, d->cfg.listen);
+    dconfig_free(&d->cfg);
+    d->cfg = c;
+    d->config_path = path;
+    jobs_configure(d->jobs, &d->cfg);
+    if (d->sp)
+        spool_set_data_dirs(d->sp, d->cfg.data_dirs, d->cfg.n_data_dirs);
+    log_info("SIGHUP: max_jobs %d, threads_per_job %d, %zu data dir%s, max_restarts %d", d->cfg.max_jobs,
+             d->cfg.threads_per_job, d->cfg.n_data_dirs, d->cfg.n_data_dirs == 1 ? "" : "s",
+             d->cfg.max_restarts);
+    notify_ready();
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    daemon_state *d = h->data;
+    if (signum == SIGHUP) {
+        if (!d->stopping)
+            reload(d);
+        return;
+    }
+    begin_shutdown(d, signum);
+}
+
+static const char *self_exe(char *buf, size_t len)
+{
+    /* /proc/self/exe runs the very binary this daemon is, even after an upgrade
+     * replaced the file on disk: a worker always speaks its daemon's protocol. */
+    if (access("/proc/self/exe", X_OK) == 0)
+        return "/proc/self/exe";
+    size_t n = len;
+    if (uv_exepath(buf, &n) == 0)
+        return buf;
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "--worker") == 0)
+        return worker_main(argc, argv);
+
+    flags fl = {0};
+    int rc = parse_flags(argc, argv, &fl);
+    if (rc >= 0)
+        return rc;
+    log_init();
+
+    static daemon_state d;
+    d.fl = fl;
+    d.config_path = fl.config;
+    if (!d.config_path && access(DCONFIG_DEFAULT_PATH, F_OK) == 0)
+        d.config_path = DCONFIG_DEFAULT_PATH;
+    if (load_config(&d.fl, d.config_path, &d.cfg) != 0)
+        return 1;
+    signal(SIGPIPE, SIG_IGN);
+
+    rc = spool_prepare(d.cfg.spool);
+    if (rc < 0) {
+        log_error("cannot create the spool %s: %s", d.cfg.spool, strerror(-rc));
+        return 1;
+    }
+    if (!d.cfg.data_dirs_set && d.cfg.n_data_dirs == 1)
+        mkdir_p(d.cfg.data_dirs[0], 0755);   /* the default <spool>/data */
+    rc = spool_token_load_or_create(d.cfg.api_token_file, d.token, sizeof d.token);
+    if (rc < 0) {
+        log_error("cannot read or create the API token %s: %s", d.cfg.api_token_file, strerror(-rc));
+        return 1;
+    }
+    if (rc == 1)
+        log_info("created the API token %s (mode 0600)", d.cfg.api_token_file);
+
+    char exebuf[PATH_MAX];
+    const char *exe = self_exe(exebuf, sizeof exebuf);
+    if (!exe) {
+        log_error("cannot find my own executable to start training processes");
+        return 1;
+    }
+
+    d.loop = uv_default_loop();
+    d.started = now_monotonic();
+    notify_init(d.loop);
+    log_info("traind %s starting: spool %s, max_jobs %d, threads_per_job %d%s%s", TRAIND_VERSION,
+             d.cfg.spool, d.cfg.max_jobs, d.cfg.threads_per_job, d.config_path ? ", config " : "",
+             d.config_path ? d.config_path : "");
+
+    d.jobs = jobs_new(d.loop, &d.cfg, exe);
+    jobs_set_on_change(d.jobs, on_jobs_changed, &d);
+    rc = jobs_load(d.jobs);
+    if (rc < 0) {
+        log_error("cannot read %s/jobs: %s", d.cfg.spool, strerror(-rc));
+        jobs_free(d.jobs);
+        dconfig_free(&d.cfg);
+        return 1;
+    }
+    int counts[JOB_NSTATES];
+    jobs_counts(d.jobs, counts);
+    log_info("%d job%s on disk, %d to run", rc, rc == 1 ? "" : "s", counts[JOB_QUEUED]);
+
+    d.api = (api_backend){
+        .ctx = &d,
+        .list_jobs = be_list,
+        .get_job = be_get,
+        .submit = be_submit,
+        .cancel = be_cancel,
+        .metrics = be_metrics,
+        .token = be_token,
+        .uptime = be_uptime,
+    };
+    rc = http_server_start(d.loop, d.cfg.listen, NULL, api_handle, &d.api, &d.http);
+    if (rc < 0) {
+        log_error("cannot listen on %s: %s", d.cfg.listen, uv_strerror(rc));
+        /* nothing was started yet: jobs are still as on disk */
+        jobs_shutdown(d.jobs, 0, NULL, NULL);
+        uv_run(d.loop, UV_RUN_DEFAULT);
+        jobs_free(d.jobs);
+        dconfig_free(&d.cfg);
+        notify_close();
+        uv_loop_close(d.loop);
+        return 1;
+    }
+    const char *addr = http_server_address(d.http);
+    log_info("listening on %s", addr);
+    d.addr_file = xasprintf("%s/traind.addr", d.cfg.spool);
+    char *line = xasprintf("%s\n", addr);
+    rc = write_file_atomic(d.addr_file, line, strlen(line), 0644);
+    free(line);
+    if (rc < 0)
+        log_warn("cannot write %s: %s", d.addr_file, strerror(-rc));
+
+    uv_signal_init(d.loop, &d.sig_term);
+    uv_signal_init(d.loop, &d.sig_int);
+    uv_signal_init(d.loop, &d.sig_hup);
+    d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
+    uv_signal_start(&d.sig_term, on_signal, SIGTERM);
+    uv_signal_start(&d.sig_int, on_signal, SIGINT);
+    uv_signal_start(&d.sig_hup, on_signal, SIGHUP);
+
+    jobs_start(d.jobs);
+    rc = spool_start(d.loop, d.cfg.spool, d.cfg.data_dirs, d.cfg.n_data_dirs, on_intake, &d, &d.sp);
+    if (rc < 0)
+        log_error("cannot watch %s/incoming: %s", d.cfg.spool, strerror(-rc));
+    on_jobs_changed(&d);
+    notify_ready();
+
+    uv_run(d.loop, UV_RUN_DEFAULT);
+
+    rc = uv_loop_close(d.loop);
+    if (rc == UV_EBUSY) {
+        /* Should not happen; drain whatever is left rather than leak it. */
+        uv_run(d.loop, UV_RUN_DEFAULT);
+        uv_loop_close(d.loop);
+    }
+    jobs_free(d.jobs);
+    dconfig_free(&d.cfg);
+    log_info("traind stopped");
+    return 0;
+}

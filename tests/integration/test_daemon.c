@@ -1,0 +1,780 @@
+/*
+ * test_daemon — the real traind ($TRAIND_BUILD/traind) on a temporary spool,
+ * driven from outside as a user would: files renamed into incoming/, HTTP
+ * over plain sockets, signals, kill -9 of a training process and of the
+ * daemon itself.
+ *
+ * Every test starts its own daemon on 127.0.0.1:0 (it writes the bound
+ * address to <spool>/traind.addr); the daemon is a child of the test
+ * process and dies with it.
+ */
+#include <check.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "traind/config.h"
+#include "traind/schedule.h"
+#include "traind/util.h"
+#include "../lib/tl.h"
+
+/* A few thousand steps of a linear model: a job that ends in well under a second. */
+static const char QUICK[] =
+    "name: quick\n"
+    "seed: 3\n"
+    "model: {type: linear, input_dim: 6, output_dim: 3}\n"
+    "data: {kind: synthetic, batch_size: 8, noise: 0.01}\n"
+    "optimizer: {type: adamw, lr: 1.0e-2}\n"
+    "schedule: {type: cosine, warmup_steps: 300, total_steps: 3000, min_lr_ratio: 0.1}\n"
+    "train: {log_every: 50, checkpoint_every: 1000}\n";
+
+/* Runs far longer than any test waits: cancelled or killed on purpose. */
+static const char LONG_FMT[] =
+    "name: %s\n"
+    "seed: 1\n"
+    "model: {type: mlp, input_dim: 8, hidden: [16], output_dim: 2}\n"
+    "data: {kind: synthetic, batch_size: 8}\n"
+    "optimizer: {type: adamw, lr: 1.0e-3}\n"
+    "schedule: {type: constant, total_steps: 50000000}\n"
+    "train: {log_every: 100, checkpoint_every: 2000}\n";
+
+/* Long enough to be killed mid-run, small checkpoint interval. */
+static const char RESUME_FMT[] =
+    "name: %s\n"
+    "seed: 11\n"
+    "model: {type: mlp, input_dim: 8, hidden: [32], output_dim: 4, activation: tanh}\n"
+    "data: {kind: synthetic, batch_size: 16, noise: 0.05}\n"
+    "optimizer: {type: adamw, lr: 3.0e-3, weight_decay: 0.01}\n"
+    "schedule: {type: cosine, warmup_steps: 200, total_steps: 40000, min_lr_ratio: 0.05}\n"
+    "train: {log_every: 100, checkpoint_every: 250}\n";
+
+/* Invalid: the warmup on line 6. */
+static const char BAD[] =
+    "name: broken\n"
+    "model: {type: linear, input_dim: 4, output_dim: 2}\n"
+    "optimizer: {lr: 0.01}\n"
+    "schedule:\n"
+    "  total_steps: 100\n"
+    "  warmup_steps: -5\n";
+
+static char *g_dir;
+static tl_daemon g_d;
+
+static void setup(void)
+{
+    g_dir = tl_tmpdir("traind-itest");
+    ck_assert_ptr_nonnull(g_dir);
+    memset(&g_d, 0, sizeof g_d);
+}
+
+static void teardown(void)
+{
+    tl_daemon_free(&g_d);
+    tl_rmtree(g_dir);
+    free(g_dir);
+    g_dir = NULL;
+}
+
+static char *spool_path(const char *rel)
+{
+    return xasprintf("%s/spool/%s", g_dir, rel);
+}
+
+static void start_daemon(const char *const *extra)
+{
+    char *spool = xasprintf("%s/spool", g_dir);
+    int rc = tl_daemon_start(&g_d, spool, extra, 20);
+    if (rc != 0) {
+        char *log = tl_read(g_d.log, NULL);
+        ck_abort_msg("traind did not start (%s): %s", tl_traind_path(), log ? log : "(no log)");
+    }
+    free(spool);
+}
+
+/* Writes text outside incoming/, then renames it in (the documented way). */
+static void drop(const char *name, const char *text)
+{
+    char *tmp = spool_path("staging.tmp");
+    char *dst = xasprintf("%s/spool/incoming/%s", g_dir, name);
+    ck_assert_int_eq(tl_write(tmp, text), 0);
+    ck_assert_int_eq(rename(tmp, dst), 0);
+    free(tmp);
+    free(dst);
+}
+
+static int post(const char *token, const char *body, tl_resp *r)
+{
+    return tl_http(g_d.addr, "POST", "/jobs", token, body, strlen(body), r);
+}
+
+/* POSTs a config that must be accepted; returns the job id (malloc'd). */
+static char *submit(const char *body)
+{
+    tl_resp r;
+    post(g_d.token, body, &r);
+    ck_assert_msg(r.status == 201, "POST /jobs: %d %s", r.status, r.body);
+    cJSON *j = cJSON_Parse(r.body);
+    ck_assert_ptr_nonnull(tl_str(j, "id"));
+    char *id = xstrdup(tl_str(j, "id"));
+    cJSON_Delete(j);
+    tl_resp_free(&r);
+    return id;
+}
+
+static cJSON *wait_state(const char *id, const char *state, double timeout_s)
+{
+    cJSON *j = tl_wait_job(g_d.addr, id, tl_job_in_state, (void *)state, timeout_s);
+    if (!j) {
+        char *path = xasprintf("/jobs/%s", id);
+        cJSON *now = tl_get_json(g_d.addr, path, NULL);
+        char *text = now ? cJSON_PrintUnformatted(now) : NULL;
+        ck_abort_msg("job %s never reached %s; now: %s", id, state, text ? text : "(none)");
+    }
+    return j;
+}
+
+static bool running_with_progress(const cJSON *j, void *min_ckpt)
+{
+    const char *s = tl_str(j, "state");
+    return s && !strcmp(s, "running") && tl_num(j, "step") > 0 && tl_num(j, "pid") > 0 &&
+           (*(long *)min_ckpt <= 0 || tl_num(j, "checkpoint_step") >= (double)*(long *)min_ckpt);
+}
+
+static cJSON *wait_running(const char *id, long min_ckpt, double timeout_s)
+{
+    cJSON *j = tl_wait_job(g_d.addr, id, running_with_progress, &min_ckpt, timeout_s);
+    if (!j) {
+        char *path = xasprintf("/jobs/%s", id);
+        cJSON *now = tl_get_json(g_d.addr, path, NULL);
+        char *text = now ? cJSON_PrintUnformatted(now) : NULL;
+        char *log = tl_read(g_d.log, NULL);
+        ck_abort_msg("job %s never ran with a checkpoint >= %ld; now: %.300s\nlog:\n%s", id, min_ckpt,
+                     text ? text : "(none)", log ? log : "");
+    }
+    return j;
+}
+
+static const char *first_error(const cJSON *job)
+{
+    const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(job, "errors"), 0);
+    return tl_str(e, "message");
+}
+
+static bool has_error(const cJSON *job, const char *needle)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(job, "errors")) {
+        const char *m = tl_str(e, "message");
+        if (m && strstr(m, needle))
+            return true;
+    }
+    return false;
+}
+
+static bool pid_gone(pid_t pid, double timeout_s)
+{
+    double deadline = tl_now() + timeout_s;
+    while (tl_now() < deadline) {
+        if (!tl_pid_alive(pid))
+            return true;
+        /* a zombie of someone else's counts as gone once it is not running */
+        char *p = xasprintf("/proc/%d/stat", (int)pid);
+        char *s = tl_read(p, NULL);
+        free(p);
+        bool zombie = s && strstr(s, ") Z ");
+        free(s);
+        if (zombie)
+            return true;
+        tl_sleep_ms(20);
+    }
+    return false;
+}
+
+static void parse_cfg(const char *text, run_config *cfg)
+{
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(cfg_parse(text, strlen(text), NULL, cfg, &errs), 0);
+    diag_free(&errs);
+}
+
+static bool close_rel(double a, double b, double rel)
+{
+    return fabs(a - b) <= rel * fmax(fabs(a), fabs(b)) || a == b;
+}
+
+/* ------------------------------------------------------------------------ */
+
+START_TEST(intake_by_rename)
+{
+    start_daemon(NULL);
+    /* files intake must leave alone */
+    const char *ignored[] = {".hidden.yaml", "draft.yaml.tmp", "upload.yaml.part", "notes.txt"};
+    for (int i = 0; i < 4; i++) {
+        char *p = xasprintf("%s/spool/incoming/%s", g_dir, ignored[i]);
+        ck_assert_int_eq(tl_write(p, QUICK), 0);
+        free(p);
+    }
+    drop("quick.yaml", QUICK);
+    cJSON *j = wait_state("quick", "succeeded", 30);
+
+    run_config cfg;
+    parse_cfg(QUICK, &cfg);
+    ck_assert_str_eq(tl_str(j, "id"), "quick");
+    ck_assert_str_eq(tl_str(j, "name"), "quick");
+    ck_assert(tl_num(j, "step") == 3000);
+    ck_assert(tl_num(j, "total_steps") == 3000);
+    ck_assert(tl_num(j, "checkpoint_step") == 3000);
+    ck_assert(tl_num(j, "restarts") == 0);
+    /* lr: the rate the last update (0-based step 2999) used */
+    double want = sched_lr(&cfg.sched, cfg.optim.lr, 2999);
+    ck_assert_msg(close_rel(tl_num(j, "lr"), want, 1e-12), "lr %.17g, schedule says %.17g",
+                  tl_num(j, "lr"), want);
+    ck_assert(isfinite(tl_num(j, "loss")));
+    ck_assert(isfinite(tl_num(j, "loss_avg")));
+    ck_assert(isfinite(tl_num(j, "grad_norm")));
+    ck_assert_ptr_nonnull(tl_str(j, "submitted_at"));
+    ck_assert_ptr_nonnull(tl_str(j, "started_at"));
+    ck_assert_ptr_nonnull(tl_str(j, "finished_at"));
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "errors")), 0);
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "config");
+    ck_assert(tl_num(cJSON_GetObjectItemCaseSensitive(c, "schedule"), "total_steps") == 3000);
+    cJSON_Delete(j);
+
+    /* the file moved byte for byte; status.json on disk */
+    char *p = spool_path("jobs/quick/config.yaml");
+    char *text = tl_read(p, NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_str_eq(text, QUICK);
+    free(text);
+    free(p);
+    /* status.json follows the API within moments (it is written off the loop) */
+    p = spool_path("jobs/quick/status.json");
+    bool on_disk = false;
+    for (double deadline = tl_now() + 5; !on_disk && tl_now() < deadline; tl_sleep_ms(10)) {
+        text = tl_read(p, NULL);
+        cJSON *st = text ? cJSON_Parse(text) : NULL;
+        on_disk = st && tl_str(st, "state") && !strcmp(tl_str(st, "state"), "succeeded");
+        cJSON_Delete(st);
+        free(text);
+    }
+    ck_assert_msg(on_disk, "status.json never said succeeded");
+    free(p);
+    p = spool_path("incoming/quick.yaml");
+    ck_assert_int_ne(access(p, F_OK), 0);
+    free(p);
+    for (int i = 0; i < 4; i++) {
+        char *q = xasprintf("%s/spool/incoming/%s", g_dir, ignored[i]);
+        ck_assert_msg(access(q, F_OK) == 0, "%s was taken", ignored[i]);
+        free(q);
+    }
+
+    /* metrics: every point's lr is the schedule's, thinning keeps the last */
+    cJSON *m = tl_get_json(g_d.addr, "/jobs/quick/metrics?since=0", NULL);
+    ck_assert_ptr_nonnull(m);
+    const cJSON *pts = cJSON_GetObjectItemCaseSensitive(m, "points");
+    ck_assert_int_eq(cJSON_GetArraySize(pts), 3000 / 50);
+    const cJSON *pt;
+    cJSON_ArrayForEach(pt, pts) {
+        long s = (long)tl_num(pt, "step");
+        ck_assert_int_eq(s % 50, 0);
+        ck_assert_msg(close_rel(tl_num(pt, "lr"), sched_lr(&cfg.sched, cfg.optim.lr, s - 1), 1e-12),
+                      "lr at step %ld", s);
+    }
+    cJSON_Delete(m);
+    m = tl_get_json(g_d.addr, "/jobs/quick/metrics?since=1000&max=5", NULL);
+    pts = cJSON_GetObjectItemCaseSensitive(m, "points");
+    ck_assert_int_eq(cJSON_GetArraySize(pts), 5);
+    ck_assert(tl_num(cJSON_GetArrayItem(pts, 0), "step") > 1000);
+    ck_assert(tl_num(cJSON_GetArrayItem(pts, 4), "step") == 3000);
+    cJSON_Delete(m);
+
+    /* the same name again gets -2; a bad config is rejected, located, kept */
+    drop("quick.yaml", QUICK);
+    drop("broken.yml", BAD);
+    cJSON_Delete(wait_state("quick-2", "succeeded", 30));
+    j = wait_state("broken", "rejected", 10);
+    const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "errors"), 0);
+    ck_assert_str_eq(tl_str(e, "path"), "schedule.warmup_steps");
+    ck_assert(tl_num(e, "line") == 6);
+    ck_assert(tl_num(e, "column") > 0);
+    cJSON_Delete(j);
+    p = spool_path("jobs/broken/config.yaml");
+    text = tl_read(p, NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_str_eq(text, BAD);
+    free(text);
+    free(p);
+
+    /* the list: newest first, filters by state */
+    cJSON *all = tl_get_json(g_d.addr, "/jobs", NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(all), 3);
+    cJSON_Delete(all);
+    cJSON *ok = tl_get_json(g_d.addr, "/jobs?state=succeeded", NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(ok), 2);
+    ck_assert_str_eq(tl_str(cJSON_GetArrayItem(ok, 0), "id"), "quick-2");
+    cJSON_Delete(ok);
+    cJSON *status = tl_get_json(g_d.addr, "/status", NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(status, "jobs")), 3);
+    cJSON_Delete(status);
+    cfg_free(&cfg);
+}
+END_TEST
+
+START_TEST(post_needs_token)
+{
+    start_daemon(NULL);
+    ck_assert_uint_eq(strlen(g_d.token), 64);
+    char *p = spool_path("api.token");
+    struct stat st;
+    ck_assert_int_eq(stat(p, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    free(p);
+
+    tl_resp r;
+    post(NULL, QUICK, &r);
+    ck_assert_int_eq(r.status, 401);
+    tl_resp_free(&r);
+    post("wrong-token", QUICK, &r);
+    ck_assert_int_eq(r.status, 401);
+    tl_resp_free(&r);
+
+    char *id = submit(QUICK);
+    ck_assert_str_eq(id, "quick");
+    char *id2 = submit(QUICK);
+    ck_assert_str_eq(id2, "quick-2");
+
+    post(g_d.token, BAD, &r);
+    ck_assert_int_eq(r.status, 400);
+    cJSON *b = cJSON_Parse(r.body);
+    ck_assert_ptr_nonnull(b);
+    const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(b, "errors"), 0);
+    ck_assert_str_eq(tl_str(e, "path"), "schedule.warmup_steps");
+    ck_assert(tl_num(e, "line") == 6);
+    cJSON_Delete(b);
+    tl_resp_free(&r);
+
+    int status;
+    cJSON *none = tl_get_json(g_d.addr, "/jobs/no-such-job", &status);
+    ck_assert_ptr_null(none);
+    ck_assert_int_eq(status, 404);
+    tl_http(g_d.addr, "POST", "/jobs/no-such-job/cancel", g_d.token, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 404);
+    tl_resp_free(&r);
+
+    cJSON_Delete(wait_state(id, "succeeded", 30));
+    cJSON_Delete(wait_state(id2, "succeeded", 30));
+    tl_http(g_d.addr, "POST", "/jobs/quick/cancel", g_d.token, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 409);
+    tl_resp_free(&r);
+    /* the submitted body is kept as config.yaml */
+    p = spool_path("jobs/quick/config.yaml");
+    char *text = tl_read(p, NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_str_eq(text, QUICK);
+    free(text);
+    free(p);
+    free(id);
+    free(id2);
+}
+END_TEST
+
+START_TEST(cancel_running_and_queued)
+{
+    start_daemon(NULL);   /* max_jobs 1 */
+    char body[1024];
+    snprintf(body, sizeof body, LONG_FMT, "long-a");
+    char *a = submit(body);
+    snprintf(body, sizeof body, LONG_FMT, "long-b");
+    char *b = submit(body);
+    cJSON *ja = wait_running(a, 0, 20);
+    pid_t pid = (pid_t)tl_num(ja, "pid");
+    cJSON_Delete(ja);
+    cJSON *jb = wait_state(b, "queued", 5);
+    ck_assert(tl_num(jb, "queue_position") == 1);
+    cJSON_Delete(jb);
+
+    tl_resp r;
+    tl_http(g_d.addr, "POST", "/jobs/long-b/cancel", g_d.token, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 202);
+    tl_resp_free(&r);
+    cJSON_Delete(wait_state(b, "cancelled", 5));
+
+    tl_http(g_d.addr, "POST", "/jobs/long-a/cancel", NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 401);
+    tl_resp_free(&r);
+    tl_http(g_d.addr, "POST", "/jobs/long-a/cancel", g_d.token, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 202);
+    tl_resp_free(&r);
+    ja = wait_state(a, "cancelled", 30);
+    /* it checkpointed where it stopped */
+    ck_assert(tl_num(ja, "checkpoint_step") > 0);
+    ck_assert(tl_num(ja, "checkpoint_step") >= tl_num(ja, "step") - 100);
+    ck_assert_ptr_nonnull(tl_str(ja, "finished_at"));
+    cJSON_Delete(ja);
+    ck_assert(pid_gone(pid, 5));
+    tl_http(g_d.addr, "POST", "/jobs/long-a/cancel", g_d.token, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 409);
+    tl_resp_free(&r);
+    char *p = spool_path("jobs/long-a/checkpoint.bin");
+    ck_assert_int_eq(access(p, F_OK), 0);
+    free(p);
+    free(a);
+    free(b);
+}
+END_TEST
+
+START_TEST(killed_worker_fails_its_job_only)
+{
+    /* max_restarts 1: the first kill is survived, the second fails the job */
+    char *cfgp = xasprintf("%s/traind.yaml", g_dir);
+    ck_assert_int_eq(tl_write(cfgp, "max_restarts: 1\nmax_jobs: 2\n"), 0);
+    const char *args[] = {"--config", cfgp, NULL};
+    start_daemon(args);
+    char body[1024];
+    snprintf(body, sizeof body, LONG_FMT, "victim");
+    char *id = submit(body);
+
+    cJSON *j = wait_running(id, 2000, 30);
+    pid_t pid = (pid_t)tl_num(j, "pid");
+    cJSON_Delete(j);
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    /* resumed by a new process from its checkpoint */
+    double deadline = tl_now() + 30;
+    for (;;) {
+        j = tl_get_json(g_d.addr, "/jobs/victim", NULL);
+        if (j && !strcmp(tl_str(j, "state"), "running") && tl_num(j, "pid") != pid && tl_num(j, "restarts") == 1)
+            break;
+        cJSON_Delete(j);
+        ck_assert_msg(tl_now() < deadline, "the job was not resumed after its process was killed");
+        tl_sleep_ms(20);
+    }
+    ck_assert(tl_num(j, "crashes") == 1);
+    ck_assert(has_error(j, "killed by signal 9"));
+    pid = (pid_t)tl_num(j, "pid");
+    cJSON_Delete(j);
+    cJSON_Delete(wait_running(id, 0, 20));
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    j = wait_state(id, "failed", 20);
+    ck_assert(has_error(j, "training process killed by signal 9"));
+    ck_assert_ptr_nonnull(strstr(first_error(j) ? first_error(j) : "", "signal 9"));
+    cJSON_Delete(j);
+
+    /* the daemon is fine and still trains */
+    int status;
+    cJSON *h = tl_get_json(g_d.addr, "/healthz", &status);
+    ck_assert_int_eq(status, 200);
+    ck_assert_str_eq(tl_str(h, "status"), "ok");
+    cJSON_Delete(h);
+    char *q = submit(QUICK);
+    cJSON_Delete(wait_state(q, "succeeded", 30));
+    ck_assert(tl_pid_alive(g_d.pid));
+    free(q);
+    free(id);
+    free(cfgp);
+}
+END_TEST
+
+/* metrics.jsonl without the "time" field of each line (wall clock differs). */
+static char *metrics_without_time(const char *id)
+{
+    char *p = xasprintf("%s/spool/jobs/%s/metrics.jsonl", g_dir, id);
+    char *text = tl_read(p, NULL);
+    free(p);
+    ck_assert_ptr_nonnull(text);
+    size_t n = strlen(text);
+    char *out = xmalloc(n + 1);
+    size_t w = 0;
+    for (size_t i = 0; i < n;) {
+        if (strncmp(text + i, ",\"time\":", 8) == 0) {
+            i += 8;
+            while (i < n && text[i] != ',' && text[i] != '}')
+                i++;
+            continue;
+        }
+        out[w++] = text[i++];
+    }
+    out[w] = '\0';
+    free(text);
+    return out;
+}
+
+START_TEST(daemon_killed_mid_run_resumes_exactly)
+{
+    start_daemon(NULL);
+    char body[1024];
+    snprintf(body, sizeof body, RESUME_FMT, "resume");
+    char *id = submit(body);
+    cJSON *j = wait_running(id, 1000, 30);
+    pid_t worker = (pid_t)tl_num(j, "pid");
+    cJSON_Delete(j);
+
+    pid_t daemon = g_d.pid;
+    ck_assert_int_eq(kill(daemon, SIGKILL), 0);
+    waitpid(daemon, NULL, 0);
+    g_d.pid = 0;
+    ck_assert_msg(pid_gone(worker, 5), "the training process outlived its daemon");
+    char *p = spool_path("jobs/resume/status.json");
+    char *text = tl_read(p, NULL);
+    cJSON *st = cJSON_Parse(text);
+    ck_assert_str_eq(tl_str(st, "state"), "running");
+    long ckpt_before = (long)tl_num(st, "checkpoint_step");
+    cJSON_Delete(st);
+    free(text);
+    free(p);
+    ck_assert_int_lt(ckpt_before, 40000);
+
+    tl_daemon_free(&g_d);
+    start_daemon(NULL);
+    j = wait_state(id, "succeeded", 60);
+    ck_assert(tl_num(j, "restarts") == 1);
+    ck_assert(tl_num(j, "step") == 40000);
+    double loss_resumed = tl_num(j, "loss");
+    cJSON_Delete(j);
+
+    /* the same config, never interrupted */
+    snprintf(body, sizeof body, RESUME_FMT, "reference");
+    char *ref = submit(body);
+    j = wait_state(ref, "succeeded", 60);
+    ck_assert(tl_num(j, "restarts") == 0);
+    double loss_ref = tl_num(j, "loss");
+    cJSON_Delete(j);
+    ck_assert_msg(loss_resumed == loss_ref, "final loss %.17g after resume, %.17g uninterrupted", loss_resumed,
+                  loss_ref);
+    char *m1 = metrics_without_time(id), *m2 = metrics_without_time(ref);
+    ck_assert_msg(strcmp(m1, m2) == 0, "metrics.jsonl differ between the resumed and the uninterrupted run");
+    free(m1);
+    free(m2);
+
+    /* a corrupt status.json is rebuilt from config.yaml, never dropped */
+    ck_assert_int_eq(WEXITSTATUS(tl_daemon_stop(&g_d, SIGTERM, 30)), 0);
+    p = spool_path("jobs/reference/status.json");
+    ck_assert_int_eq(tl_write(p, "{\"id\": \"reference\", \"state\": "), 0);
+    free(p);
+    tl_daemon_free(&g_d);
+    start_daemon(NULL);
+    j = wait_state(ref, "succeeded", 30);
+    ck_assert(tl_num(j, "step") == 40000);
+    cJSON_Delete(j);
+    j = wait_state(id, "succeeded", 5);
+    ck_assert(tl_num(j, "restarts") == 1);
+    cJSON_Delete(j);
+    free(id);
+    free(ref);
+}
+END_TEST
+
+START_TEST(sigterm_checkpoints_and_exits_0)
+{
+    start_daemon(NULL);
+    char body[1024];
+    snprintf(body, sizeof body, LONG_FMT, "stopme");
+    char *id = submit(body);
+    cJSON *j = wait_running(id, 0, 20);
+    pid_t worker = (pid_t)tl_num(j, "pid");
+    cJSON_Delete(j);
+
+    int st = tl_daemon_stop(&g_d, SIGTERM, 40);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "traind's wait status %d", st);
+    ck_assert(pid_gone(worker, 2));
+    char *p = spool_path("jobs/stopme/status.json");
+    char *text = tl_read(p, NULL);
+    cJSON *s = cJSON_Parse(text);
+    ck_assert_str_eq(tl_str(s, "state"), "queued");
+    long ckpt = (long)tl_num(s, "checkpoint_step");
+    ck_assert_int_gt(ckpt, 0);
+    cJSON_Delete(s);
+    free(text);
+    free(p);
+    p = spool_path("traind.addr");
+    ck_assert_int_ne(access(p, F_OK), 0);
+    free(p);
+
+    /* it resumes at the next start, from where it stopped */
+    tl_daemon_free(&g_d);
+    start_daemon(NULL);
+    j = wait_running(id, ckpt, 20);
+    ck_assert(tl_num(j, "restarts") == 1);
+    ck_assert(tl_num(j, "step") >= (double)ckpt);
+    cJSON_Delete(j);
+    st = tl_daemon_stop(&g_d, SIGINT, 40);
+    ck_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    free(id);
+}
+END_TEST
+
+START_TEST(malformed_requests)
+{
+    start_daemon(NULL);
+    tl_resp r;
+    const char garbage[] = "GARBAGE\x01\x02 / NOT-HTTP\r\n\r\n";
+    tl_http_raw(g_d.addr, garbage, sizeof garbage - 1, 5000, &r);
+    ck_assert_int_eq(r.status, 400);
+    tl_resp_free(&r);
+
+    char *big = xasprintf("POST /jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                          "Content-Length: 2000000\r\n\r\n", g_d.token);
+    tl_http_raw(g_d.addr, big, strlen(big), 5000, &r);
+    ck_assert_int_eq(r.status, 413);
+    tl_resp_free(&r);
+    free(big);
+
+    size_t hl = 20000;
+    char *hdr = xmalloc(hl + 200);
+    int n = snprintf(hdr, 200, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    memset(hdr + n, 'a', hl);
+    memcpy(hdr + n + hl, "\r\n\r\n", 5);
+    tl_http_raw(g_d.addr, hdr, strlen(hdr), 5000, &r);
+    ck_assert_int_eq(r.status, 431);
+    tl_resp_free(&r);
+    free(hdr);
+
+    /* a body that is not YAML at all, and one that is binary */
+    post(g_d.token, "{{{{ ::: not yaml", &r);
+    ck_assert_int_eq(r.status, 400);
+    tl_resp_free(&r);
+    tl_http(g_d.addr, "POST", "/jobs", g_d.token, "\0\xff\xfe", 3, &r);
+    ck_assert_int_eq(r.status, 400);
+    tl_resp_free(&r);
+
+    int status;
+    cJSON *h = tl_get_json(g_d.addr, "/healthz", &status);
+    ck_assert_int_eq(status, 200);
+    cJSON_Delete(h);
+    ck_assert(tl_pid_alive(g_d.pid));
+}
+END_TEST
+
+START_TEST(sighup_rereads_max_jobs)
+{
+    char *cfgp = xasprintf("%s/traind.yaml", g_dir);
+    ck_assert_int_eq(tl_write(cfgp, "max_jobs: 1\n"), 0);
+    const char *args[] = {"--config", cfgp, NULL};
+    start_daemon(args);
+    char body[1024];
+    snprintf(body, sizeof body, LONG_FMT, "h1");
+    char *a = submit(body);
+    snprintf(body, sizeof body, LONG_FMT, "h2");
+    char *b = submit(body);
+    cJSON_Delete(wait_running(a, 0, 20));
+    cJSON *j = wait_state(b, "queued", 5);
+    cJSON_Delete(j);
+
+    ck_assert_int_eq(tl_write(cfgp, "max_jobs: 2\n"), 0);
+    kill(g_d.pid, SIGHUP);
+    cJSON_Delete(wait_running(b, 0, 20));
+    j = tl_get_json(g_d.addr, "/jobs/h1", NULL);
+    ck_assert_str_eq(tl_str(j, "state"), "running");   /* nothing dropped */
+    cJSON_Delete(j);
+
+    /* a broken file on SIGHUP keeps the running configuration */
+    ck_assert_int_eq(tl_write(cfgp, "max_jobs: nope\n"), 0);
+    kill(g_d.pid, SIGHUP);
+    tl_sleep_ms(200);
+    ck_assert(tl_pid_alive(g_d.pid));
+    int status;
+    cJSON_Delete(tl_get_json(g_d.addr, "/healthz", &status));
+    ck_assert_int_eq(status, 200);
+    int st = tl_daemon_stop(&g_d, SIGTERM, 40);
+    ck_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    free(a);
+    free(b);
+    free(cfgp);
+}
+END_TEST
+
+/* Runs traind with args; returns its exit code, output in *out. */
+static int run_traind(char **out, const char *const *args)
+{
+    char *log = xasprintf("%s/cli.txt", g_dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *f = freopen(log, "w", stdout);
+        (void)f;
+        dup2(STDOUT_FILENO, STDERR_FILENO);
+        const char *argv[16] = {tl_traind_path()};
+        int n = 1;
+        for (; args[n - 1] && n < 15; n++)
+            argv[n] = args[n - 1];
+        argv[n] = NULL;
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    *out = tl_read(log, NULL);
+    if (!*out)
+        *out = xstrdup("");
+    free(log);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+START_TEST(command_line)
+{
+    char *out;
+    const char *help[] = {"--help", NULL};
+    ck_assert_int_eq(run_traind(&out, help), 0);
+    ck_assert_ptr_nonnull(strstr(out, "usage: traind"));
+    free(out);
+    const char *version[] = {"--version", NULL};
+    ck_assert_int_eq(run_traind(&out, version), 0);
+    ck_assert_ptr_nonnull(strstr(out, "traind "));
+    free(out);
+    const char *bogus[] = {"--bogus", NULL};
+    ck_assert_int_eq(run_traind(&out, bogus), 2);
+    free(out);
+    const char *zero[] = {"--max-jobs", "0", NULL};
+    ck_assert_int_eq(run_traind(&out, zero), 2);
+    free(out);
+    const char *listen[] = {"--listen", "nowhere", NULL};
+    ck_assert_int_eq(run_traind(&out, listen), 2);
+    free(out);
+
+    char *cfgp = xasprintf("%s/bad.yaml", g_dir);
+    ck_assert_int_eq(tl_write(cfgp, "max_jobs: 2\nmax_job: 3\n"), 0);
+    char *spool = xasprintf("%s/spool", g_dir);
+    const char *bad[] = {"--config", cfgp, "--spool", spool, NULL};
+    ck_assert_int_eq(run_traind(&out, bad), 1);
+    ck_assert_ptr_nonnull(strstr(out, ":2:1:"));
+    ck_assert_ptr_nonnull(strstr(out, "did you mean \"max_jobs\""));
+    ck_assert_ptr_nonnull(strstr(out, "<3>"));
+    free(out);
+    const char *missing[] = {"--config", "/nonexistent/traind.yaml", NULL};
+    ck_assert_int_eq(run_traind(&out, missing), 1);
+    free(out);
+    free(cfgp);
+    free(spool);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("daemon");
+    TCase *tc = tcase_create("daemon");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, command_line);
+    tcase_add_test(tc, intake_by_rename);
+    tcase_add_test(tc, post_needs_token);
+    tcase_add_test(tc, cancel_running_and_queued);
+    tcase_add_test(tc, killed_worker_fails_its_job_only);
+    tcase_add_test(tc, daemon_killed_mid_run_resumes_exactly);
+    tcase_add_test(tc, sigterm_checkpoints_and_exits_0);
+    tcase_add_test(tc, malformed_requests);
+    tcase_add_test(tc, sighup_rereads_max_jobs);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,279 @@
+/* test_dconfig — the daemon config file (SPEC §2): defaults, every key,
+ * located errors with hints, flags-over-file precedence helpers. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "traind/dconfig.h"
+#include "traind/util.h"
+
+static int parse(const char *text, dconfig *c, diag_list_t *errs)
+{
+    dconfig_init(c);
+    return dconfig_parse(text, strlen(text), c, errs);
+}
+
+static const diag_t *find_diag(const diag_list_t *errs, const char *path)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        if (strcmp(errs->items[i].path, path) == 0)
+            return &errs->items[i];
+    return NULL;
+}
+
+START_TEST(defaults)
+{
+    dconfig c;
+    dconfig_init(&c);
+    ck_assert_ptr_null(c.spool);
+    ck_assert_str_eq(c.listen, "127.0.0.1:8080");
+    ck_assert_int_eq(c.max_jobs, 1);
+    ck_assert_int_eq(c.threads_per_job, 1);
+    ck_assert_int_eq(c.metrics_keep, 100000);
+    ck_assert_int_eq(c.max_restarts, 0);
+    dconfig_finish(&c);
+    char cwd[4096];
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    char *want = xasprintf("%s/var/spool", cwd);
+    ck_assert_str_eq(c.spool, want);
+    char *tok = xasprintf("%s/api.token", want);
+    ck_assert_str_eq(c.api_token_file, tok);
+    ck_assert_uint_eq(c.n_data_dirs, 1);
+    char *data = xasprintf("%s/data", want);
+    ck_assert_str_eq(c.data_dirs[0], data);
+    free(want);
+    free(tok);
+    free(data);
+    dconfig_free(&c);
+}
+END_TEST
+
+START_TEST(every_key)
+{
+    const char *text =
+        "# a full daemon config\n"
+        "spool: /var/lib/traind\n"
+        "listen: unix:/run/traind/api.sock\n"
+        "max_jobs: 3\n"
+        "threads_per_job: 4\n"
+        "data_dirs: [/srv/data, /mnt/more]\n"
+        "api_token_file: /etc/traind/token\n"
+        "metrics_keep: 5000\n"
+        "max_restarts: 2\n";
+    dconfig c;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(parse(text, &c, &errs), 0);
+    ck_assert_uint_eq(errs.n, 0);
+    dconfig_finish(&c);
+    ck_assert_str_eq(c.spool, "/var/lib/traind");
+    ck_assert_str_eq(c.listen, "unix:/run/traind/api.sock");
+    ck_assert_int_eq(c.max_jobs, 3);
+    ck_assert_int_eq(c.threads_per_job, 4);
+    ck_assert_uint_eq(c.n_data_dirs, 2);
+    ck_assert_str_eq(c.data_dirs[0], "/srv/data");
+    ck_assert_str_eq(c.data_dirs[1], "/mnt/more");
+    ck_assert_str_eq(c.api_token_file, "/etc/traind/token");
+    ck_assert_int_eq(c.metrics_keep, 5000);
+    ck_assert_int_eq(c.max_restarts, 2);
+    dconfig_free(&c);
+}
+END_TEST
+
+START_TEST(empty_and_comment_only_files_are_defaults)
+{
+    const char *texts[] = {"", "\n\n", "# nothing here\n  # at all\n", "---\n# x\n...\n"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        dconfig c;
+        diag_list_t errs = DIAG_LIST_INIT;
+        ck_assert_msg(parse(texts[i], &c, &errs) == 0, "text %zu", i);
+        ck_assert_int_eq(c.max_jobs, 1);
+        diag_free(&errs);
+        dconfig_free(&c);
+    }
+}
+END_TEST
+
+START_TEST(null_value_keeps_default)
+{
+    dconfig c;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(parse("max_jobs:\nlisten: ~\n", &c, &errs), 0);
+    ck_assert_int_eq(c.max_jobs, 1);
+    ck_assert_str_eq(c.listen, "127.0.0.1:8080");
+    dconfig_free(&c);
+}
+END_TEST
+
+START_TEST(unknown_key_with_line_and_hint)
+{
+    dconfig c;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(parse("spool: /tmp/x\nmax_job: 2\nfrobnicate: 1\n", &c, &errs), -1);
+    ck_assert_uint_eq(errs.n, 2);
+    const diag_t *d = find_diag(&errs, "max_job");
+    ck_assert_ptr_nonnull(d);
+    ck_assert_int_eq(d->line, 2);
+    ck_assert_int_eq(d->column, 1);
+    ck_assert_ptr_nonnull(strstr(d->message, "did you mean \"max_jobs\""));
+    d = find_diag(&errs, "frobnicate");
+    ck_assert_ptr_nonnull(d);
+    ck_assert_int_eq(d->line, 3);
+    ck_assert_ptr_null(strstr(d->message, "did you mean"));
+    diag_free(&errs);
+    dconfig_free(&c);
+}
+END_TEST
+
+START_TEST(bad_values_all_reported)
+{
+    const char *text =
+        "max_jobs: 0\n"                 /* line 1: out of range */
+        "threads_per_job: two\n"        /* line 2: not an integer */
+        "listen: localhost\n"           /* line 3: no port */
+        "data_dirs: {a: 1}\n"           /* line 4: not a list */
+        "metrics_keep: \"100\"\n"       /* line 5: quoted: a string */
+        "max_restarts: -1\n"            /* line 6 */
+        "spool: [a, b]\n";              /* line 7: not a string */
+    dconfig c;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(parse(text, &c, &errs), -1);
+    const char *paths[] = {"max_jobs", "threads_per_job", "listen", "data_dirs", "metrics_keep",
+                           "max_restarts", "spool"};
+    for (int i = 0; i < 7; i++) {
+        const diag_t *d = find_diag(&errs, paths[i]);
+        ck_assert_msg(d != NULL, "no error for %s", paths[i]);
+        ck_assert_int_eq(d->line, i + 1);
+    }
+    ck_assert_ptr_nonnull(strstr(find_diag(&errs, "max_jobs")->message, "got 0"));
+    diag_free(&errs);
+    dconfig_free(&c);
+}
+END_TEST
+
+START_TEST(data_dirs_forms)
+{
+    dconfig c;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(parse("data_dirs: /one\n", &c, &errs), 0);
+    ck_assert_uint_eq(c.n_data_dirs, 1);
+    ck_assert_str_eq(c.data_dirs[0], "/one");
+    dconfig_free(&c);
+
+    ck_assert_int_eq(parse("data_dirs: []\n", &c, &errs), 0);
+    dconfig_finish(&c);
+    ck_assert_uint_eq(c.n_data_dirs, 0);   /* explicitly none: no default added */
+    dconfig_free(&c);
+
+    ck_assert_int_eq(parse("data_dirs:\n  - /a\n  - ''\n", &c, &errs), -1);
+    ck_assert_ptr_nonnull(find_diag(&errs, "data_dirs[1]"));
+    ck_assert_int_eq(find_diag(&errs, "data_dirs[1]")->line, 3);
+    diag_free(&errs);
+    dconfig_free(&c);
+}
+END_TEST
+
+START_TEST(not_a_mapping_and_broken_yaml)
+{
+    dconfig c;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(parse("- a\n- b\n", &c, &errs), -1);
+    ck_assert_uint_ge(errs.n, 1);
+    diag_free(&errs);
+    dconfig_free(&c);
+    ck_assert_int_eq(parse("max_jobs: [1\n", &c, &errs), -1);
+    ck_assert_uint_ge(errs.n, 1);
+    ck_assert_int_gt(errs.items[0].line, 0);
+    diag_free(&errs);
+    dconfig_free(&c);
+    ck_assert_int_eq(parse("max_jobs: 1\nmax_jobs: 2\n", &c, &errs), -1);   /* duplicate key */
+    diag_free(&errs);
+    dconfig_free(&c);
+}
+END_TEST
+
+START_TEST(listen_forms)
+{
+    ck_assert_ptr_null(dconfig_check_listen("127.0.0.1:8080"));
+    ck_assert_ptr_null(dconfig_check_listen("0.0.0.0:0"));
+    ck_assert_ptr_null(dconfig_check_listen("[::1]:80"));
+    ck_assert_ptr_null(dconfig_check_listen("localhost:9000"));
+    ck_assert_ptr_null(dconfig_check_listen("unix:/run/traind/api.sock"));
+    ck_assert_ptr_nonnull(dconfig_check_listen(""));
+    ck_assert_ptr_nonnull(dconfig_check_listen("unix:"));
+    ck_assert_ptr_nonnull(dconfig_check_listen("127.0.0.1"));
+    ck_assert_ptr_nonnull(dconfig_check_listen("127.0.0.1:"));
+    ck_assert_ptr_nonnull(dconfig_check_listen("127.0.0.1:65536"));
+    ck_assert_ptr_nonnull(dconfig_check_listen("127.0.0.1:-1"));
+    ck_assert_ptr_nonnull(dconfig_check_listen("127.0.0.1:80x"));
+    ck_assert_ptr_nonnull(dconfig_check_listen("::1:80"));
+}
+END_TEST
+
+START_TEST(load_file_and_missing_file)
+{
+    char dir[] = "/tmp/traind-dconfig-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char *path = xasprintf("%s/traind.yaml", dir);
+    const char *text = "max_jobs: 2\nspool: rel/spool\n";
+    ck_assert_int_eq(write_file_atomic(path, text, strlen(text), 0644), 0);
+    dconfig c;
+    dconfig_init(&c);
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(dconfig_load(path, &c, &errs), 0);
+    ck_assert_int_eq(c.max_jobs, 2);
+    /* a flag overrides the file */
+    c.max_jobs = 5;
+    dconfig_finish(&c);
+    ck_assert_int_eq(c.max_jobs, 5);
+    ck_assert(c.spool[0] == '/');   /* made absolute */
+    ck_assert_ptr_nonnull(strstr(c.spool, "/rel/spool"));
+    dconfig_free(&c);
+    unlink(path);
+    dconfig_init(&c);
+    ck_assert_int_eq(dconfig_load(path, &c, &errs), -1);
+    ck_assert_uint_eq(errs.n, 1);
+    ck_assert_ptr_nonnull(strstr(errs.items[0].message, "No such file"));
+    diag_free(&errs);
+    dconfig_free(&c);
+    rmdir(dir);
+    free(path);
+}
+END_TEST
+
+START_TEST(edit_distance)
+{
+    ck_assert_int_eq(dconfig_edit_distance("max_jobs", "max_jobs"), 0);
+    ck_assert_int_eq(dconfig_edit_distance("max_job", "max_jobs"), 1);
+    ck_assert_int_eq(dconfig_edit_distance("spoll", "spool"), 1);
+    ck_assert_int_eq(dconfig_edit_distance("", "abc"), 3);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("dconfig");
+    TCase *tc = tcase_create("parse");
+    tcase_add_test(tc, defaults);
+    tcase_add_test(tc, every_key);
+    tcase_add_test(tc, empty_and_comment_only_files_are_defaults);
+    tcase_add_test(tc, null_value_keeps_default);
+    tcase_add_test(tc, unknown_key_with_line_and_hint);
+    tcase_add_test(tc, bad_values_all_reported);
+    tcase_add_test(tc, data_dirs_forms);
+    tcase_add_test(tc, not_a_mapping_and_broken_yaml);
+    tcase_add_test(tc, listen_forms);
+    tcase_add_test(tc, load_file_and_missing_file);
+    tcase_add_test(tc, edit_distance);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
