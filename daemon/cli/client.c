@@ -217,8 +217,19 @@ static int do_submit(client *c, const char *config)
         fprintf(stderr, "trainctl submit: cannot read %s: %s\n", config, strerror(-rc));
         return EXIT_FAIL;
     }
+    /* The file's stem names a config that has no `name`, as in incoming/. */
+    const char *base = strrchr(config, '/') ? strrchr(config, '/') + 1 : config;
+    size_t stem_len = strlen(base);
+    if (stem_len > 5 && !strcmp(base + stem_len - 5, ".yaml"))
+        stem_len -= 5;
+    else if (stem_len > 4 && !strcmp(base + stem_len - 4, ".yml"))
+        stem_len -= 4;
+    char *stem = curl_easy_escape(NULL, base, (int)stem_len);
+    char *path = xasprintf("/jobs?name=%s", stem ? stem : "");
+    curl_free(stem);
     response r;
-    int ret = http(c, "POST", "/jobs", buf, len, &r);
+    int ret = http(c, "POST", path, buf, len, &r);
+    free(path);
     free(buf);
     if (ret)
         return ret;

@@ -162,11 +162,31 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* A child of fork() has none of the parent's workers: it starts its own. */
+static void pool_atfork_child(void)
+{
+    struct pool *p = &g_pool;
+    pthread_mutex_init(&p->use, NULL);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
+    p->n_workers = 0;
+    p->caller_asleep = 0;
+}
+
+static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
+
+static void pool_register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, pool_atfork_child);
+}
+
 /* Starts workers up to n - 1; returns the threads available (workers + 1).
  * Called with p->use held. */
 static int pool_grow(int n)
 {
     struct pool *p = &g_pool;
+    pthread_once(&g_atfork_once, pool_register_atfork);
     while (p->n_workers < n - 1) {
         pthread_t th;
         pthread_attr_t attr;

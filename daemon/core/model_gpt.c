@@ -90,7 +90,10 @@ typedef struct gpt {
     float *lnf, *lnf_mean, *lnf_rstd;
     float *logits;                      /* (BT,V) probabilities / dlogits after the loss */
     float *losses;                      /* (BT) */
-    float *dres, *dln, *dqkv, *datty, *dfch, *datt;
+    float *dres, *dln, *dqkv, *datty, *dfch;
+    float *datt;                        /* attention scratch, one slot per (b, h) */
+    size_t att_slot;                    /* floats per slot */
+    int att_fused;                      /* AVX2 attention kernels (hs % 8 == 0) */
     float *partials;                    /* (NCHUNK_MAX, 4C) */
     float *bpartials;                   /* (B, 3C) qkv bias partials per sequence */
     float *arena;
@@ -161,7 +164,12 @@ static size_t layout(const model_cfg *cfg, int B, gpt_t *g, float *base)
     TAKE(g ? &g->dqkv : &dummy, 3 * btc);
     TAKE(g ? &g->datty : &dummy, btc);
     TAKE(g ? &g->dfch : &dummy, 4 * btc);
-    TAKE(g ? &g->datt : &dummy, att);
+    {   /* per (b, h) slot: dP (T,T) and a transposed K or V (hs, T rounded up to 8) */
+        size_t slot = T * T + (C / NH) * ((T + 7) & ~(size_t)7), slots;
+        if (!mul_ok(slot, (size_t)B * NH, &slots))
+            return 0;
+        TAKE(g ? &g->datt : &dummy, slots);
+    }
     TAKE(g ? &g->partials : &dummy, NCHUNK_MAX * 4 * C);
     TAKE(g ? &g->bpartials : &dummy, (size_t)B * 3 * C);
 #undef TAKE
@@ -465,9 +473,7 @@ typedef struct step_ctx {
     gpt_t *g;
     int B, T, BT, nchunk;
     const int32_t *tokens, *targets;
-    int l;                       /* current layer */
     int train;                   /* compute dlogits */
-    int last_only;               /* head on the last row of each sequence only (sampling) */
 } step_ctx;
 
 static void embed_range(void *ctx, int lo, int hi)
@@ -902,6 +908,163 @@ static void colsum(const float *src, int rows, int ld, int width, float *out)
 }
 
 /* ------------------------------------------------------------------------ */
+/* attention kernels (AVX2): small products of one (b, h) in registers,
+ * 4 rows x 16 columns at a time, exactly as far as the causal mask needs */
+
+#if GPT_X86
+/* Stores the first n (1..16) lanes of (v0, v1) at p. */
+AVX2 static inline void store_cols(float *p, __m256 v0, __m256 v1, int n)
+{
+    if (n >= 16) {
+        _mm256_storeu_ps(p, v0);
+        _mm256_storeu_ps(p + 8, v1);
+    } else if (n >= 8) {
+        _mm256_storeu_ps(p, v0);
+        if (n > 8)
+            _mm256_maskstore_ps(p + 8, tail_mask(n - 8), v1);
+    } else {
+        _mm256_maskstore_ps(p, tail_mask(n), v0);
+    }
+}
+
+/* O[r][j] = alpha Σ_{c<K} X[r·ldx + c] · M[c·ldm + j] for r < nr (1..4),
+ * j < ncols.  M's rows must be readable up to ncols rounded up to 8. */
+AVX2 static void rb_gemm(const float *X, int ldx, int nr, int K, const float *M, int ldm,
+                         int ncols, float alpha, float *O, int ldo)
+{
+    const float *x0 = X, *x1 = X + (nr > 1 ? (size_t)ldx : 0);
+    const float *x2 = X + (nr > 2 ? 2 * (size_t)ldx : 0), *x3 = X + (nr > 3 ? 3 * (size_t)ldx : 0);
+    const __m256 va = _mm256_set1_ps(alpha);
+    for (int j = 0; j < ncols; j += 16) {
+        __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;
+        __m256 a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+        const float *m = M + j;
+        if (j + 8 < ncols) {
+            for (int c = 0; c < K; c++, m += ldm) {
+                __m256 m0 = _mm256_loadu_ps(m), m1 = _mm256_loadu_ps(m + 8), b;
+                b = _mm256_broadcast_ss(x0 + c);
+                a00 = _mm256_fmadd_ps(b, m0, a00);
+                a01 = _mm256_fmadd_ps(b, m1, a01);
+                b = _mm256_broadcast_ss(x1 + c);
+                a10 = _mm256_fmadd_ps(b, m0, a10);
+                a11 = _mm256_fmadd_ps(b, m1, a11);
+                b = _mm256_broadcast_ss(x2 + c);
+                a20 = _mm256_fmadd_ps(b, m0, a20);
+                a21 = _mm256_fmadd_ps(b, m1, a21);
+                b = _mm256_broadcast_ss(x3 + c);
+                a30 = _mm256_fmadd_ps(b, m0, a30);
+                a31 = _mm256_fmadd_ps(b, m1, a31);
+            }
+        } else {
+            for (int c = 0; c < K; c++, m += ldm) {
+                __m256 m0 = _mm256_loadu_ps(m);
+                a00 = _mm256_fmadd_ps(_mm256_broadcast_ss(x0 + c), m0, a00);
+                a10 = _mm256_fmadd_ps(_mm256_broadcast_ss(x1 + c), m0, a10);
+                a20 = _mm256_fmadd_ps(_mm256_broadcast_ss(x2 + c), m0, a20);
+                a30 = _mm256_fmadd_ps(_mm256_broadcast_ss(x3 + c), m0, a30);
+            }
+        }
+        int n = ncols - j;
+        store_cols(O + j, _mm256_mul_ps(a00, va), _mm256_mul_ps(a01, va), n);
+        if (nr > 1)
+            store_cols(O + (size_t)ldo + j, _mm256_mul_ps(a10, va), _mm256_mul_ps(a11, va), n);
+        if (nr > 2)
+            store_cols(O + 2 * (size_t)ldo + j, _mm256_mul_ps(a20, va), _mm256_mul_ps(a21, va), n);
+        if (nr > 3)
+            store_cols(O + 3 * (size_t)ldo + j, _mm256_mul_ps(a30, va), _mm256_mul_ps(a31, va), n);
+    }
+}
+
+/* O[j][c] = alpha Σ_{r=j0}^{R-1} X[r·ldx + j] · Y[r·ldy + c] for j in
+ * [j0, j0 + nj) (nj 1..4), c < W (a multiple of 8): a block of X^T·Y where X
+ * is zero above its diagonal, so the rows before j0 add nothing. */
+AVX2 static void tb_gemm(const float *X, int ldx, const float *Y, int ldy, int j0, int nj, int R,
+                         int W, float alpha, float *O, int ldo)
+{
+    const int k1 = nj > 1, k2 = nj > 2 ? 2 : 0, k3 = nj > 3 ? 3 : 0;
+    const __m256 va = _mm256_set1_ps(alpha);
+    for (int c = 0; c < W; c += 16) {
+        __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;
+        __m256 a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+        const float *x = X + (size_t)j0 * ldx + j0, *y = Y + (size_t)j0 * ldy + c;
+        if (c + 8 < W) {
+            for (int r = j0; r < R; r++, x += ldx, y += ldy) {
+                __m256 m0 = _mm256_loadu_ps(y), m1 = _mm256_loadu_ps(y + 8), b;
+                b = _mm256_broadcast_ss(x);
+                a00 = _mm256_fmadd_ps(b, m0, a00);
+                a01 = _mm256_fmadd_ps(b, m1, a01);
+                b = _mm256_broadcast_ss(x + k1);
+                a10 = _mm256_fmadd_ps(b, m0, a10);
+                a11 = _mm256_fmadd_ps(b, m1, a11);
+                b = _mm256_broadcast_ss(x + k2);
+                a20 = _mm256_fmadd_ps(b, m0, a20);
+                a21 = _mm256_fmadd_ps(b, m1, a21);
+                b = _mm256_broadcast_ss(x + k3);
+                a30 = _mm256_fmadd_ps(b, m0, a30);
+                a31 = _mm256_fmadd_ps(b, m1, a31);
+            }
+        } else {
+            for (int r = j0; r < R; r++, x += ldx, y += ldy) {
+                __m256 m0 = _mm256_loadu_ps(y);
+                a00 = _mm256_fmadd_ps(_mm256_broadcast_ss(x), m0, a00);
+                a10 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + k1), m0, a10);
+                a20 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + k2), m0, a20);
+                a30 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + k3), m0, a30);
+            }
+        }
+        int n = W - c;
+        float *o = O + (size_t)j0 * ldo + c;
+        store_cols(o, _mm256_mul_ps(a00, va), _mm256_mul_ps(a01, va), n);
+        if (nj > 1)
+            store_cols(o + (size_t)ldo, _mm256_mul_ps(a10, va), _mm256_mul_ps(a11, va), n);
+        if (nj > 2)
+            store_cols(o + 2 * (size_t)ldo, _mm256_mul_ps(a20, va), _mm256_mul_ps(a21, va), n);
+        if (nj > 3)
+            store_cols(o + 3 * (size_t)ldo, _mm256_mul_ps(a30, va), _mm256_mul_ps(a31, va), n);
+    }
+}
+
+/* D[c·Tp + j] = S[j·lds + c] for j < T, c < hs (a multiple of 8); D's rows
+ * are zero from T to Tp (T rounded up to 8). */
+AVX2 static void transpose_head(const float *S, int lds, int T, int hs, float *D, int Tp)
+{
+    int j = 0;
+    for (; j + 8 <= T; j += 8)
+        for (int c = 0; c < hs; c += 8) {
+            const float *s = S + (size_t)j * lds + c;
+            __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + lds);
+            __m256 r2 = _mm256_loadu_ps(s + 2 * (size_t)lds), r3 = _mm256_loadu_ps(s + 3 * (size_t)lds);
+            __m256 r4 = _mm256_loadu_ps(s + 4 * (size_t)lds), r5 = _mm256_loadu_ps(s + 5 * (size_t)lds);
+            __m256 r6 = _mm256_loadu_ps(s + 6 * (size_t)lds), r7 = _mm256_loadu_ps(s + 7 * (size_t)lds);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+            __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+            __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+            __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+            __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+            float *d = D + (size_t)c * Tp + j;
+            _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(d + Tp, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(d + 2 * (size_t)Tp, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(d + 3 * (size_t)Tp, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(d + 4 * (size_t)Tp, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(d + 5 * (size_t)Tp, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(d + 6 * (size_t)Tp, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(d + 7 * (size_t)Tp, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+    for (; j < Tp; j++)
+        for (int c = 0; c < hs; c++)
+            D[(size_t)c * Tp + j] = j < T ? S[(size_t)j * lds + c] : 0.0f;
+}
+#endif
+
+/* ------------------------------------------------------------------------ */
 /* attention, per (b, h) */
 
 typedef struct att_job {
@@ -923,6 +1086,23 @@ static void att_fwd_range(void *ctx, int lo, int hi)
         const float *q = aj->a->qkv + (size_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
         float *P = aj->a->att + (size_t)bh * T * T;
         float *y = aj->a->atty + (size_t)b * T * C + h * hs;
+#if GPT_X86
+        if (g->att_fused) {
+            /* k^T into the scratch, then per 4 query rows: S = scale q k^T
+             * over the keys they see, softmax, y = P v */
+            int Tp = (T + 7) & ~7;
+            float *kt = g->datt + (size_t)lo * g->att_slot + (size_t)T * T;
+            transpose_head(k, C3, T, hs, kt, Tp);
+            for (int t0 = 0; t0 < T; t0 += 4) {
+                int nr = T - t0 < 4 ? T - t0 : 4, n = t0 + nr;
+                rb_gemm(q + (size_t)t0 * C3, C3, nr, hs, kt, Tp, n, scale, P + (size_t)t0 * T, T);
+                for (int t = t0; t < n; t++)
+                    softmax_row(P + (size_t)t * T, t + 1, T);
+                rb_gemm(P + (size_t)t0 * T, T, nr, n, v, C3, hs, 1.0f, y + (size_t)t0 * C, C);
+            }
+            continue;
+        }
+#endif
         for (int t0 = 0; t0 < T; t0 += ATT_BLOCK) {
             int t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T;
             /* S[t0:t1, 0:t1] = scale q k^T */
@@ -950,7 +1130,31 @@ static void att_bwd_range(void *ctx, int lo, int hi)
         const float *P = aj->a->att + (size_t)bh * T * T;
         const float *dy = g->datty + (size_t)b * T * C + h * hs;
         float *dq = g->dqkv + (size_t)b * T * C3 + h * hs, *dk = dq + C, *dv = dq + 2 * C;
-        float *dP = g->datt + (size_t)bh * T * T;
+        /* dP/dS scratch: the range's first slot, reused for each of its
+         * (b, h) so it stays in cache (ranges never overlap) */
+        float *dP = g->datt + (size_t)lo * g->att_slot;
+#if GPT_X86
+        if (g->att_fused) {
+            int Tp = (T + 7) & ~7;
+            float *vt = dP + (size_t)T * T;
+            transpose_head(v, C3, T, hs, vt, Tp);
+            for (int t0 = 0; t0 < T; t0 += 4) {
+                int nr = T - t0 < 4 ? T - t0 : 4, n = t0 + nr;
+                /* dP = dY v^T, dS in place (zero above the diagonal), dQ = scale dS k */
+                rb_gemm(dy + (size_t)t0 * C, C, nr, hs, vt, Tp, n, 1.0f, dP + (size_t)t0 * T, T);
+                for (int t = t0; t < n; t++)
+                    softmax_bwd_row(P + (size_t)t * T, dP + (size_t)t * T, t + 1, T);
+                rb_gemm(dP + (size_t)t0 * T, T, nr, n, k, C3, hs, scale, dq + (size_t)t0 * C3, C3);
+            }
+            /* dK = scale dS^T q, dV = P^T dY, 4 keys at a time from their diagonal */
+            for (int j0 = 0; j0 < T; j0 += 4) {
+                int nj = T - j0 < 4 ? T - j0 : 4;
+                tb_gemm(dP, T, q, C3, j0, nj, T, hs, scale, dk, C3);
+                tb_gemm(P, T, dy, C, j0, nj, T, hs, 1.0f, dv, C3);
+            }
+        } else
+#endif
+        {
         /* Row blocks from the last: block [t0, t1) touches keys [0, t1), so
          * the first one processed writes all of dK, dV (beta 0) and the
          * others add to their prefix. */
@@ -972,6 +1176,7 @@ static void att_bwd_range(void *ctx, int lo, int hi)
             /* dK[0:t1] += scale dS[t0:t1, 0:t1]^T q[t0:t1] */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t1, hs, t1 - t0, scale,
                         dP + (size_t)t0 * T, T, q + (size_t)t0 * C3, C3, beta, dk, C3);
+        }
         }
         /* this sequence's share of the qkv bias gradient, for this head */
         float *bp = g->bpartials + (size_t)b * C3 + h * hs;
@@ -1045,7 +1250,6 @@ static void forward_body(step_ctx *s)
     for (int l = 0; l < g->L; l++) {
         layer_params *p = &g->lp[l];
         layer_acts *a = &g->la[l];
-        s->l = l;
         /* ln1; res2 = x + proj.b; qkv = qkv.b */
         ln_job j1 = {x, p->ln1w, p->ln1b, a->ln1, a->ln1_mean, a->ln1_rstd, C,
                      a->res2, p->projb, a->qkv, p->qkvb, C3};
@@ -1101,7 +1305,6 @@ static void backward(step_ctx *s)
         layer_params *p = &g->lp[l], *gr = &g->lg[l];
         layer_acts *a = &g->la[l];
         const float *x = l > 0 ? g->la[l - 1].res3 : g->encoded;
-        s->l = l;
         /* fc2: dfchg = dres fc2w; dfc2w = dres^T fchg (fc2.b done above) */
         gemm(CblasNoTrans, CblasNoTrans, BT, C4, C, 1.0f, g->dres, C, p->fc2w, C4, 0.0f, g->dfch, C4);
         gemm(CblasTrans, CblasNoTrans, C, C4, BT, 1.0f, g->dres, C, a->fchg, C4, 0.0f, gr->fc2w, C4);
@@ -1323,6 +1526,8 @@ model_t *gpt_create(const model_cfg *cfg, int batch_size, char *err, size_t errl
     g->hs = g->C / g->NH;
     g->maxB = batch_size;
     g->simd = g_simd_ok;
+    g->att_slot = (size_t)g->T * g->T + (size_t)g->hs * (((size_t)g->T + 7) & ~(size_t)7);
+    g->att_fused = GPT_X86 && g_simd_ok && g->hs % 8 == 0;
     m->params = alloc_floats(m->n_params);
     m->grads = alloc_floats(m->n_params);
     g->lp = calloc((size_t)(g->L > 0 ? g->L : 1), sizeof *g->lp);

@@ -7,6 +7,7 @@
  *   POST /jobs                  YAML body → 201 {"id"} | 400 {"error","errors"}
  *   GET  /jobs/{id}             job | 404
  *   GET  /jobs/{id}/metrics     ?since=S&max=N → {"id","points"}
+ *   GET  /jobs/{id}/log         text/plain: the end of the job's worker.log
  *   POST /jobs/{id}/cancel      202 | 404 | 409
  *   GET  /healthz               {"status":"ok"}
  *   GET  /metrics               Prometheus text 0.0.4
@@ -283,9 +284,15 @@ static void post_jobs(const api_backend *be, const http_request *req, http_respo
         http_response_error(res, 400, "the request body must be a run config (YAML)");
         return;
     }
+    char *name = NULL;
+    if (http_query_get(req->query, "name", &name) < 0) {
+        http_response_error(res, 400, "query parameter 'name' is not valid percent-encoding");
+        return;
+    }
     char *id = NULL;
     cJSON *errors = NULL;
-    int r = be->submit ? be->submit(be->ctx, req->body, req->body_len, &id, &errors) : API_UNAVAILABLE;
+    int r = be->submit ? be->submit(be->ctx, req->body, req->body_len, name, &id, &errors) : API_UNAVAILABLE;
+    free(name);
     cJSON *o = cJSON_CreateObject();
     int status;
     if (r == API_OK && id) {
@@ -353,6 +360,24 @@ static void get_job_metrics(const api_backend *be, const char *id, const http_re
     cJSON_AddStringToObject(o, "id", id);
     cJSON_AddItemToObject(o, "points", points);
     reply_json(res, 200, o);
+}
+
+/* The last API_LOG_MAX bytes of worker.log: enough to see why a job died,
+ * bounded so a chatty job cannot make one answer huge. */
+#define API_LOG_MAX (1u << 20)
+
+static void get_job_log(const api_backend *be, const char *id, http_response *res)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int r = be->log_tail ? be->log_tail(be->ctx, id, API_LOG_MAX, &text, &len) : API_UNAVAILABLE;
+    if (r == API_NOT_FOUND)
+        return http_response_error(res, 404, "no such job");
+    if (r != API_OK) {
+        free(text);
+        return http_response_error(res, 500, "the job's log is unreadable");
+    }
+    http_response_set(res, 200, "text/plain; charset=utf-8", text, len);
 }
 
 static void post_cancel(const api_backend *be, const char *id, http_response *res)
@@ -438,11 +463,13 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
         const char *slash = strchr(seg, '/');
         const char *tail = slash ? slash : "";
         size_t seglen = slash ? (size_t)(slash - seg) : strlen(seg);
-        enum { JOB, METRICS, CANCEL } what;
+        enum { JOB, METRICS, LOG, CANCEL } what;
         if (strcmp(tail, "") == 0)
             what = JOB;
         else if (strcmp(tail, "/metrics") == 0)
             what = METRICS;
+        else if (strcmp(tail, "/log") == 0)
+            what = LOG;
         else if (strcmp(tail, "/cancel") == 0)
             what = CANCEL;
         else
@@ -462,6 +489,8 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
             get_job(be, id, res);
         else if (what == METRICS)
             get_job_metrics(be, id, req, res);
+        else if (what == LOG)
+            get_job_log(be, id, res);
         else
             post_cancel(be, id, res);
         free(id);

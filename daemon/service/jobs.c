@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,7 +23,6 @@
 #include "traind/yamltree.h"
 
 #define STATUS_MAX_BYTES (16u << 20)
-#define METRICS_MAX_BYTES ((size_t)1 << 32)
 
 static const char *const state_names[JOB_NSTATES] = {
     "queued", "running", "succeeded", "failed", "cancelled", "rejected",
@@ -498,24 +498,26 @@ static double line_num(const cJSON *o, const char *k)
 static void hist_work(uv_work_t *w)
 {
     hist_req *r = w->data;
-    char *buf;
-    size_t len;
-    if (read_file(r->path, METRICS_MAX_BYTES, &buf, &len) < 0)
+    FILE *f = fopen(r->path, "re");
+    if (!f)
         return;
-    size_t cap = 0;
-    for (size_t off = 0; off < len;) {
-        char *nl = memchr(buf + off, '\n', len - off);
-        if (!nl)
-            break;   /* a torn last line */
-        cJSON *o = cJSON_ParseWithLength(buf + off, (size_t)(nl - (buf + off)));
-        off = (size_t)(nl - buf) + 1;
+    /* Streamed line by line: memory stays bounded by metrics_keep however
+     * long the file is. */
+    char *line = NULL;
+    size_t linecap = 0, cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &linecap, f)) > 0) {
+        if (line[n - 1] != '\n')
+            break;   /* a torn last line (the process died mid-write) */
+        cJSON *o = cJSON_ParseWithLength(line, (size_t)n);
         if (!o)
             continue;
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "step");
         if (cJSON_IsNumber(s) && s->valuedouble >= 0) {
-            job_point p = {(long)s->valuedouble, line_num(o, "lr"), line_num(o, "loss"),
+            /* loss and eval_loss are floats written with %.9g: round back to float */
+            job_point p = {(long)s->valuedouble, line_num(o, "lr"), (double)(float)line_num(o, "loss"),
                            line_num(o, "loss_avg"), line_num(o, "grad_norm"), line_num(o, "time"),
-                           line_num(o, "eval_loss")};
+                           (double)(float)line_num(o, "eval_loss")};
             while (r->n > 0 && r->pts[r->n - 1].step >= p.step)
                 r->n--;
             if (r->n == cap) {
@@ -528,8 +530,9 @@ static void hist_work(uv_work_t *w)
         }
         cJSON_Delete(o);
     }
+    free(line);
+    fclose(f);
     jobs_thin_history(r->pts, &r->n, r->keep);
-    free(buf);
 }
 
 static void hist_done(uv_work_t *w, int status)
@@ -540,6 +543,17 @@ static void hist_done(uv_work_t *w, int status)
     j->hist = r->pts;
     j->n_hist = j->cap_hist = r->n;
     j->hist_loading = false;
+    if (j->n_hist > 0 && isnan(j->loss) && j->step <= j->hist[j->n_hist - 1].step) {
+        /* a job rebuilt without its status.json: its last known progress */
+        const job_point *p = &j->hist[j->n_hist - 1];
+        j->step = p->step;
+        j->lr = p->lr;
+        j->loss = p->loss;
+        j->loss_avg = p->loss_avg;
+        j->grad_norm = p->grad_norm;
+        if (!isnan(p->eval_loss))
+            j->eval_loss = p->eval_loss;
+    }
     free(r->path);
     free(r);
     j->t->pending_work--;
@@ -956,7 +970,8 @@ static char *yaml_name(const char *yaml, size_t len)
     return name;
 }
 
-int jobs_submit(job_table *t, const char *yaml, size_t len, char **id_out, cJSON **errors_out)
+int jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, char **id_out,
+                cJSON **errors_out)
 {
     *id_out = NULL;
     *errors_out = NULL;
@@ -964,7 +979,8 @@ int jobs_submit(job_table *t, const char *yaml, size_t len, char **id_out, cJSON
         return API_UNAVAILABLE;
     char *stem = yaml_name(yaml, len);
     char id[SPOOL_ID_MAX + 1];
-    int rc = spool_claim_id(t->jobs_dir, stem ? stem : "job", id);
+    const char *base = stem ? stem : default_name && *default_name ? default_name : "job";
+    int rc = spool_claim_id(t->jobs_dir, base, id);
     free(stem);
     if (rc < 0) {
         log_error("cannot create a job directory in %s: %s", t->jobs_dir, strerror(-rc));
@@ -1024,6 +1040,57 @@ int jobs_cancel(job_table *t, const char *id)
         }
     }
     return API_OK;
+}
+
+int jobs_log_tail(job_table *t, const char *id, size_t max_bytes, char **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    const job *j = find(t, id);
+    if (!j)
+        return -ENOENT;
+    char *path = xasprintf("%s/worker.log", j->dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    free(path);
+    if (fd < 0) {
+        if (errno != ENOENT)
+            return -errno;
+        *out = xstrdup("");   /* never started: an empty log */
+        return 0;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -EINVAL;
+    }
+    size_t size = (size_t)st.st_size, want = size < max_bytes ? size : max_bytes;
+    off_t from = (off_t)(size - want);
+    char *buf = xmalloc(want + 1);
+    size_t got = 0;
+    while (got < want) {
+        ssize_t r = pread(fd, buf + got, want - got, from + (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[got] = '\0';
+    if (from > 0) {
+        /* cut at a line start and say what was left out */
+        char *nl = memchr(buf, '\n', got);
+        size_t skip = nl ? (size_t)(nl - buf) + 1 : 0;
+        char *text = xasprintf("[... %lld earlier bytes not shown ...]\n%s", (long long)from + (long long)skip,
+                               buf + skip);
+        free(buf);
+        *out_len = strlen(text);
+        *out = text;
+        return 0;
+    }
+    *out = buf;
+    *out_len = got;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- loading */
@@ -1184,7 +1251,8 @@ int jobs_load(job_table *t)
         loaded++;
     }
     closedir(d);
-    qsort(t->jobs, t->n, sizeof *t->jobs, cmp_seq);
+    if (t->n > 1)
+        qsort(t->jobs, t->n, sizeof *t->jobs, cmp_seq);
     for (size_t i = 0; i < t->n; i++) {
         job *j = t->jobs[i];
         if (j->seq >= t->next_seq)
@@ -1206,6 +1274,17 @@ int jobs_load(job_table *t)
 }
 
 /* --------------------------------------------------------------- shutdown */
+
+void jobs_kill_all(job_table *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        job *j = t->jobs[i];
+        if (j->w) {
+            log_warn("job %s: killing training process %d", j->id, j->pid);
+            worker_kill(j->w, SIGKILL);
+        }
+    }
+}
 
 bool jobs_shutting_down(const job_table *t)
 {

@@ -204,12 +204,13 @@ static cJSON *be_get(void *ctx, const char *id)
     return jobs_get_json(((daemon_state *)ctx)->jobs, id);
 }
 
-static int be_submit(void *ctx, const char *yaml, size_t len, char **id_out, cJSON **errors_out)
+static int be_submit(void *ctx, const char *yaml, size_t len, const char *default_name, char **id_out,
+                     cJSON **errors_out)
 {
     daemon_state *d = ctx;
     if (d->stopping)
         return API_UNAVAILABLE;
-    return jobs_submit(d->jobs, yaml, len, id_out, errors_out);
+    return jobs_submit(d->jobs, yaml, len, default_name, id_out, errors_out);
 }
 
 static int be_cancel(void *ctx, const char *id)
@@ -220,6 +221,12 @@ static int be_cancel(void *ctx, const char *id)
 static cJSON *be_metrics(void *ctx, const char *id, long since, long max)
 {
     return jobs_metrics_json(((daemon_state *)ctx)->jobs, id, since, max);
+}
+
+static int be_log_tail(void *ctx, const char *id, size_t max_bytes, char **text, size_t *len)
+{
+    int r = jobs_log_tail(((daemon_state *)ctx)->jobs, id, max_bytes, text, len);
+    return r == -ENOENT ? API_NOT_FOUND : r < 0 ? r : API_OK;
 }
 
 static const char *be_token(void *ctx)
@@ -281,7 +288,10 @@ static void on_spool_closed(void *arg)
 static void begin_shutdown(daemon_state *d, int signum)
 {
     if (d->stopping) {
-        log_info("already stopping (waiting for training processes to checkpoint)");
+        /* A second request: do not wait for checkpoints any more.  The jobs
+         * resume from their previous checkpoints at the next start. */
+        log_warn("%s again: stopping now", strsignal(signum));
+        jobs_kill_all(d->jobs);
         return;
     }
     d->stopping = true;
@@ -387,6 +397,10 @@ int main(int argc, char **argv)
     }
     if (!d.cfg.data_dirs_set && d.cfg.n_data_dirs == 1)
         mkdir_p(d.cfg.data_dirs[0], 0755);   /* the default <spool>/data */
+    for (size_t i = 0; i < d.cfg.n_data_dirs; i++)
+        if (access(d.cfg.data_dirs[i], R_OK | X_OK) != 0)
+            log_warn("data dir %s: %s (jobs with data files there will be rejected)", d.cfg.data_dirs[i],
+                     strerror(errno));
     rc = spool_token_load_or_create(d.cfg.api_token_file, d.token, sizeof d.token);
     if (rc < 0) {
         log_error("cannot read or create the API token %s: %s", d.cfg.api_token_file, strerror(-rc));
@@ -429,6 +443,7 @@ int main(int argc, char **argv)
         .submit = be_submit,
         .cancel = be_cancel,
         .metrics = be_metrics,
+        .log_tail = be_log_tail,
         .token = be_token,
         .uptime = be_uptime,
     };
@@ -446,12 +461,21 @@ int main(int argc, char **argv)
     }
     const char *addr = http_server_address(d.http);
     log_info("listening on %s", addr);
+    /* Port 0: say which port we got (tests and scripts read it).  A file
+     * left by an earlier run is removed either way, so it is never stale. */
     d.addr_file = xasprintf("%s/traind.addr", d.cfg.spool);
-    char *line = xasprintf("%s\n", addr);
-    rc = write_file_atomic(d.addr_file, line, strlen(line), 0644);
-    free(line);
-    if (rc < 0)
-        log_warn("cannot write %s: %s", d.addr_file, strerror(-rc));
+    unlink(d.addr_file);
+    size_t ll = strlen(d.cfg.listen);
+    if (strncmp(d.cfg.listen, "unix:", 5) != 0 && ll >= 2 && strcmp(d.cfg.listen + ll - 2, ":0") == 0) {
+        char *line = xasprintf("%s\n", addr);
+        rc = write_file_atomic(d.addr_file, line, strlen(line), 0644);
+        free(line);
+        if (rc < 0)
+            log_warn("cannot write %s: %s", d.addr_file, strerror(-rc));
+    } else {
+        free(d.addr_file);
+        d.addr_file = NULL;
+    }
 
     uv_signal_init(d.loop, &d.sig_term);
     uv_signal_init(d.loop, &d.sig_int);

@@ -222,6 +222,47 @@ void spool_intake_free(spool_intake *it)
 
 /* ----------------------------------------------------------------- intake */
 
+/* Files intake could not take (not a regular file, cannot be moved), so
+ * that the rescan every 2 s does not log them again and again.  A file is
+ * tried again once it changes (its ctime).  Only scans touch it, and only
+ * one scan runs at a time. */
+typedef struct memo_ent {
+    char *name;
+    ino_t ino;
+    struct timespec ctime;
+} memo_ent;
+
+typedef struct memo {
+    memo_ent *e;
+    size_t n, cap;
+} memo;
+
+static bool memo_has(const memo *m, const char *name, const struct stat *st)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (!strcmp(m->e[i].name, name) && m->e[i].ino == st->st_ino &&
+            m->e[i].ctime.tv_sec == st->st_ctim.tv_sec && m->e[i].ctime.tv_nsec == st->st_ctim.tv_nsec)
+            return true;
+    return false;
+}
+
+static void memo_add(memo *m, const char *name, const struct stat *st)
+{
+    if (m->n == m->cap) {
+        m->cap = m->cap ? 2 * m->cap : 8;
+        m->e = xrealloc(m->e, m->cap * sizeof *m->e);
+    }
+    m->e[m->n++] = (memo_ent){xstrdup(name), st->st_ino, st->st_ctim};
+}
+
+static void memo_free(memo *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        free(m->e[i].name);
+    free(m->e);
+    memset(m, 0, sizeof *m);
+}
+
 typedef struct scan_req {
     uv_work_t work;
     spool *s;
@@ -231,6 +272,7 @@ typedef struct scan_req {
     spool_intake **items;   /* results */
     size_t n_items, cap_items;
     bool deferred;          /* a file was left for later (still being written) */
+    memo *memo;             /* the spool's, lent to this scan */
 } scan_req;
 
 struct spool {
@@ -245,6 +287,7 @@ struct spool {
     uv_timer_t rescan;      /* the periodic safety net */
     uv_timer_t soon;        /* a scan asked for by an event or a deferred file */
     bool scanning, again, stopped;
+    memo memo;
     int open_handles;
     void (*on_closed)(void *);
     void *closed_arg;
@@ -276,6 +319,29 @@ static int write_closed(int fd)
 }
 
 /* Moves one file into a new job directory and validates it (thread pool). */
+/* rename(2), or where the spool spans file systems a copy and an unlink:
+ * either way the bytes arrive unchanged and the name leaves incoming/. */
+static int move_file(const char *src, const char *dst)
+{
+    if (rename(src, dst) == 0)
+        return 0;
+    if (errno != EXDEV)
+        return -errno;
+    char *buf;
+    size_t len;
+    int rc = read_file(src, CFG_MAX_FILE_BYTES * 4, &buf, &len);
+    if (rc < 0)
+        return rc;
+    rc = write_file_atomic(dst, buf, len, 0644);
+    free(buf);
+    if (rc < 0)
+        return rc;
+    if (unlink(src) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Moves one file into a new job directory and validates it (thread pool). */
 static void take_file(scan_req *r, const char *name, const char *stem)
 {
     char *src = xasprintf("%s/incoming/%s", r->spool_dir, name);
@@ -283,8 +349,11 @@ static void take_file(scan_req *r, const char *name, const char *stem)
     int fd = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        if (fd >= 0 || errno == ELOOP)
+        struct stat lst;
+        if ((fd >= 0 || errno == ELOOP) && lstat(src, &lst) == 0) {
             log_warn("incoming/%s: not a regular file; left alone", name);
+            memo_add(r->memo, name, &lst);
+        }
         goto out;
     }
     int closed = write_closed(fd);
@@ -301,13 +370,17 @@ static void take_file(scan_req *r, const char *name, const char *stem)
         goto out;
     }
     char *dst = xasprintf("%s/%s/config.yaml", jobs, it->id);
-    if (rename(src, dst) < 0) {
-        int e = errno;
+    rc = move_file(src, dst);
+    if (rc < 0) {
         char *jd = xasprintf("%s/%s", jobs, it->id);
+        unlink(dst);
         rmdir(jd);
         free(jd);
-        if (e != ENOENT)
-            log_error("incoming/%s: cannot move it to jobs/%s/config.yaml: %s", name, it->id, strerror(e));
+        if (rc != -ENOENT) {
+            log_error("incoming/%s: cannot move it to jobs/%s/config.yaml: %s (left in incoming/ until it changes)",
+                      name, it->id, strerror(-rc));
+            memo_add(r->memo, name, &st);
+        }
         free(dst);
         free(it);
         goto out;
@@ -352,6 +425,7 @@ out:
 typedef struct cand {
     char *name;
     double mtime;
+    bool known_bad;
 } cand;
 
 static int cand_cmp(const void *a, const void *b)
@@ -387,14 +461,29 @@ static void scan_work(uv_work_t *w)
         }
         c[n].name = xstrdup(e->d_name);
         c[n].mtime = (double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec * 1e-9;
+        c[n].known_bad = memo_has(r->memo, e->d_name, &st);
         n++;
     }
     closedir(d);
-    qsort(c, n, sizeof *c, cand_cmp);
+    /* forget refused files that are gone or changed */
+    size_t keep = 0;
+    for (size_t i = 0; i < r->memo->n; i++) {
+        bool still = false;
+        for (size_t k = 0; k < n && !still; k++)
+            still = c[k].known_bad && !strcmp(c[k].name, r->memo->e[i].name);
+        if (still)
+            r->memo->e[keep++] = r->memo->e[i];
+        else
+            free(r->memo->e[i].name);
+    }
+    r->memo->n = keep;
+    if (n > 1)
+        qsort(c, n, sizeof *c, cand_cmp);
     for (size_t i = 0; i < n; i++) {
         char stem[256];
         spool_intake_name(c[i].name, stem, sizeof stem);
-        take_file(r, c[i].name, stem);
+        if (!c[i].known_bad)
+            take_file(r, c[i].name, stem);
         free(c[i].name);
     }
     free(c);
@@ -451,6 +540,7 @@ static void start_scan(spool *s)
     r->spool_dir = xstrdup(s->dir);
     r->dirs = copy_dirs(s->dirs, s->n_dirs);
     r->n_dirs = s->n_dirs;
+    r->memo = &s->memo;
     int rc = uv_queue_work(s->loop, &r->work, scan_work, scan_done);
     if (rc < 0) {
         log_error("cannot queue a scan of incoming/: %s", uv_strerror(rc));
@@ -549,6 +639,7 @@ static void maybe_free(spool *s)
     free(s->incoming);
     free(s->jobs);
     free_dirs(s->dirs, s->n_dirs);
+    memo_free(&s->memo);
     free(s);
     if (cb)
         cb(arg);

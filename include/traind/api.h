@@ -45,8 +45,11 @@ typedef struct api_backend {
     /* Takes a run config (YAML, len bytes, NUL-terminated).  API_OK with a
      * malloc'd id in *id_out; API_INVALID with a cJSON array of
      * {"path","line","column","message"} in *errors_out (and, if the daemon
-     * keeps the rejected job, its id in *id_out). */
-    int (*submit)(void *ctx, const char *yaml, size_t len, char **id_out, cJSON **errors_out);
+     * keeps the rejected job, its id in *id_out).  default_name (from
+     * POST /jobs?name=STEM, NULL if absent) names a config that has no
+     * `name`, as a file's stem does for a config dropped in incoming/. */
+    int (*submit)(void *ctx, const char *yaml, size_t len, const char *default_name, char **id_out,
+                  cJSON **errors_out);
 
     /* API_OK (cancel requested), API_NOT_FOUND or API_CONFLICT. */
     int (*cancel)(void *ctx, const char *id);
@@ -56,6 +59,11 @@ typedef struct api_backend {
      * {"step","lr","loss","loss_avg","grad_norm","time"}; NULL when there is no
      * such job.  The API thins again if given more than max. */
     cJSON *(*metrics)(void *ctx, const char *id, long since, long max);
+
+    /* The end of the job's training-process log (worker.log), at most
+     * max_bytes: API_OK with a malloc'd *text (may be empty) of *len bytes,
+     * or API_NOT_FOUND. */
+    int (*log_tail)(void *ctx, const char *id, size_t max_bytes, char **text, size_t *len);
 
     /* The bearer token for writes; NULL or "" refuses every write (401). */
     const char *(*token)(void *ctx);

@@ -62,7 +62,8 @@ void jobs_configure(job_table *t, const dconfig *c);
 void jobs_add_intake(job_table *t, spool_intake *it);
 
 /* POST /jobs: see api_backend.submit. */
-int jobs_submit(job_table *t, const char *yaml, size_t len, char **id_out, struct cJSON **errors_out);
+int jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, char **id_out,
+                struct cJSON **errors_out);
 
 /* POST /jobs/{id}/cancel: API_OK, API_NOT_FOUND, API_CONFLICT. */
 int jobs_cancel(job_table *t, const char *id);
@@ -75,6 +76,12 @@ struct cJSON *jobs_get_json(job_table *t, const char *id);
  * the last kept; NULL when there is no such job. */
 struct cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max);
 
+/* The end of the job's worker.log (at most max_bytes, cut at a line start,
+ * with a note of what was left out) as malloc'd text in *out.  A job that
+ * never started has an empty log.  0, -ENOENT (no such job) or -errno.
+ * One bounded read: cheap enough for the loop thread. */
+int jobs_log_tail(job_table *t, const char *id, size_t max_bytes, char **out, size_t *out_len);
+
 void jobs_counts(const job_table *t, int counts[JOB_NSTATES]);
 
 /* Called (on the loop thread) after any job changes state. */
@@ -86,6 +93,10 @@ void jobs_set_on_change(job_table *t, void (*cb)(void *ctx), void *ctx);
  * Then done(arg).  Further submits are refused (API_UNAVAILABLE). */
 void jobs_shutdown(job_table *t, double timeout_s, void (*done)(void *arg), void *arg);
 bool jobs_shutting_down(const job_table *t);
+
+/* SIGKILLs every training process now (a second SIGTERM while stopping):
+ * their jobs resume from their last checkpoints at the next start. */
+void jobs_kill_all(job_table *t);
 
 /* Frees the table (after jobs_shutdown's done, or when it never started). */
 void jobs_free(job_table *t);

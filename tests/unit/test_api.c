@@ -78,7 +78,8 @@ static cJSON *fake_get(void *ctx, const char *id)
     return j ? cJSON_Duplicate(j, 1) : NULL;
 }
 
-static int fake_submit(void *ctx, const char *yaml, size_t len, char **id_out, cJSON **errors_out)
+static int fake_submit(void *ctx, const char *yaml, size_t len, const char *default_name, char **id_out,
+                       cJSON **errors_out)
 {
     fake *f = ctx;
     free(f->last_yaml);

@@ -1,6 +1,7 @@
 /* test_dconfig — the daemon config file (SPEC §2): defaults, every key,
  * located errors with hints, flags-over-file precedence helpers. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -241,6 +242,25 @@ START_TEST(load_file_and_missing_file)
 }
 END_TEST
 
+START_TEST(example_config_is_valid)
+{
+    /* config/traind.yaml, the documented example, parses cleanly (run from the repo root) */
+    if (access("config/traind.yaml", R_OK) != 0)
+        return;
+    dconfig c;
+    dconfig_init(&c);
+    diag_list_t errs = DIAG_LIST_INIT;
+    int rc = dconfig_load("config/traind.yaml", &c, &errs);
+    if (rc != 0)
+        diag_print(stderr, "config/traind.yaml", &errs);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(c.spool, "/var/lib/traind");
+    ck_assert_uint_eq(c.n_data_dirs, 1);
+    diag_free(&errs);
+    dconfig_free(&c);
+}
+END_TEST
+
 START_TEST(edit_distance)
 {
     ck_assert_int_eq(dconfig_edit_distance("max_jobs", "max_jobs"), 0);
@@ -264,6 +284,7 @@ static Suite *suite(void)
     tcase_add_test(tc, not_a_mapping_and_broken_yaml);
     tcase_add_test(tc, listen_forms);
     tcase_add_test(tc, load_file_and_missing_file);
+    tcase_add_test(tc, example_config_is_valid);
     tcase_add_test(tc, edit_distance);
     suite_add_tcase(s, tc);
     return s;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "traind/compute.h"
@@ -52,10 +53,8 @@ static double loss_at(model_t *m, const batch_t *b)
 
 /* Every tensor: the analytic gradient against central differences of the
  * loss, as one relative error per tensor (||a - n|| / (||a|| + ||n||)). */
-static void gradcheck(int T_used)
+static void gradcheck(model_cfg c, int B, int T_used)
 {
-    model_cfg c = tiny_cfg(11, 5, 8, 2, 2);
-    int B = 2;
     model_t *m = create(&c, B);
     rng_t r;
     rng_seed(&r, 7, RNG_STREAM_INIT);
@@ -63,10 +62,10 @@ static void gradcheck(int T_used)
     /* larger weights than GPT-2's 0.02, so every path carries signal */
     for (size_t i = 0; i < m->n_params; i++)
         m->params[i] += (float)(0.3 * rng_normal(&r));
-    int32_t tok[10], tgt[10];
+    int32_t *tok = malloc(sizeof(int32_t) * B * T_used), *tgt = malloc(sizeof(int32_t) * B * T_used);
     for (int i = 0; i < B * T_used; i++) {
-        tok[i] = (int32_t)rng_below(&r, 11);
-        tgt[i] = (int32_t)rng_below(&r, 11);
+        tok[i] = (int32_t)rng_below(&r, (uint64_t)c.vocab_size);
+        tgt[i] = (int32_t)rng_below(&r, (uint64_t)c.vocab_size);
     }
     batch_t b = {.B = B, .T = T_used, .tokens = tok, .targets = tgt};
     float l0 = model_train_step(m, &b);
@@ -75,7 +74,7 @@ static void gradcheck(int T_used)
     float *an = malloc(m->n_params * sizeof(float));
     memcpy(an, m->grads, m->n_params * sizeof(float));
     int nt = gpt_tensor_count(&c);
-    ck_assert_int_eq(nt, 4 + 12 * 2);
+    ck_assert_int_eq(nt, 4 + 12 * c.layers);
     size_t covered = 0;
     for (int t = 0; t < nt; t++) {
         gpt_tensor ti;
@@ -102,27 +101,34 @@ static void gradcheck(int T_used)
             fprintf(stderr, "gradcheck %s (T=%d): rel %.3g |a| %.3g |n| %.3g\n", ti.name, T_used, rel,
                     sqrt(den_a), sqrt(den_n));
         /* wpe rows past T_used get no gradient; everything else must */
-        if (!(T_used < 5 && t == 1))
+        if (!(T_used < c.context && t == 1))
             ck_assert_msg(sqrt(den_a) > 1e-6, "%s has a zero gradient", ti.name);
         ck_assert_msg(rel < 2e-3, "%s: relative error %g", ti.name, rel);
     }
     ck_assert_uint_eq(covered, m->n_params);
     free(an);
+    free(tok);
+    free(tgt);
     model_free(m);
 }
 
+/* V=11, T=5, d=8, 2 layers, 2 heads (head size 4: the sgemm attention);
+ * and head size 8 with T=11 (the AVX2 attention kernels, with row tails). */
 START_TEST(test_gradcheck_simd)
 {
     unsetenv("TRAIND_GPT_SCALAR");
-    gradcheck(5);
-    gradcheck(3);       /* shorter sequences than the context */
+    gradcheck(tiny_cfg(11, 5, 8, 2, 2), 2, 5);
+    gradcheck(tiny_cfg(11, 5, 8, 2, 2), 2, 3);      /* shorter sequences than the context */
+    gradcheck(tiny_cfg(11, 11, 16, 2, 2), 2, 11);
+    gradcheck(tiny_cfg(11, 11, 16, 1, 2), 3, 6);
 }
 END_TEST
 
 START_TEST(test_gradcheck_scalar)
 {
     setenv("TRAIND_GPT_SCALAR", "1", 1);
-    gradcheck(5);
+    gradcheck(tiny_cfg(11, 5, 8, 2, 2), 2, 5);
+    gradcheck(tiny_cfg(11, 11, 16, 1, 2), 2, 11);
     unsetenv("TRAIND_GPT_SCALAR");
 }
 END_TEST
@@ -511,6 +517,16 @@ START_TEST(test_pool_stress)
     pthread_join(th, &r2);
     ck_assert_ptr_null(r1);
     ck_assert_ptr_null(r2);
+    /* a forked child has no workers of its own yet: it must not wait for the parent's */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        alarm(20);
+        _exit(hammer(NULL) == NULL ? 0 : 1);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     compute_set_threads(1);
 }
 END_TEST

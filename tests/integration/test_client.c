@@ -1,0 +1,176 @@
+/*
+ * trainctl's daemon commands against a real traind: submit, status, watch,
+ * cancel, logs, and the errors a user sees (bad config, no token, no daemon).
+ */
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tl.h"
+#include "traind/util.h"
+
+static char *g_dir;
+static tl_daemon g_d;
+
+static const char *QUICK =
+    "model: {type: mlp, input_dim: 8, hidden: [16], output_dim: 2}\n"
+    "data: {batch_size: 8}\n"
+    "schedule: {type: cosine, warmup_steps: 10, total_steps: 400}\n"
+    "train: {log_every: 50}\n";
+
+static void setup(void)
+{
+    g_dir = tl_tmpdir("traind-client");
+    char *spool = xasprintf("%s/spool", g_dir);
+    ck_assert_int_eq(tl_daemon_start(&g_d, spool, NULL, 20), 0);
+    free(spool);
+}
+
+static void teardown(void)
+{
+    tl_daemon_stop(&g_d, SIGTERM, 20);
+    tl_daemon_free(&g_d);
+    tl_rmtree(g_dir);
+    free(g_dir);
+}
+
+/* Runs build/trainctl ARGS... --url http://ADDR; stdout+stderr into *out. */
+static int trainctl(char **out, bool with_token, const char *arg0, ...)
+{
+    const char *b = getenv("TRAIND_BUILD");
+    char *exe = xasprintf("%s/trainctl", b ? b : "build");
+    char *url = xasprintf("http://%s", g_d.addr);
+    char *token = xasprintf("%s/api.token", g_d.spool);
+    char *nothing = xasprintf("%s/no-such-token", g_dir);
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = exe;
+    va_list ap;
+    va_start(ap, arg0);
+    for (const char *a = arg0; a && n < 24; a = va_arg(ap, const char *))
+        argv[n++] = a;
+    va_end(ap);
+    argv[n++] = "--url";
+    argv[n++] = url;
+    argv[n++] = "--token-file";
+    argv[n++] = with_token ? token : nothing;
+    argv[n] = NULL;
+    char *log = xasprintf("%s/trainctl.out", g_dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen(log, "w", stdout))
+            _exit(126);
+        dup2(STDOUT_FILENO, STDERR_FILENO);
+        execv(exe, (char **)argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    size_t len;
+    *out = tl_read(log, &len);
+    ck_assert_ptr_nonnull(*out);
+    free(log);
+    free(exe);
+    free(url);
+    free(token);
+    free(nothing);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+START_TEST(submit_watch_status_logs)
+{
+    char *cfg = xasprintf("%s/quick-job.yaml", g_dir), *out;
+    ck_assert_int_eq(tl_write(cfg, QUICK), 0);
+    ck_assert_int_eq(trainctl(&out, true, "submit", cfg, NULL), 0);
+    ck_assert_msg(!strncmp(out, "quick-job", 9), "%s", out);
+    free(out);
+
+    ck_assert_int_eq(trainctl(&out, true, "watch", "quick-job", NULL), 0);   /* until succeeded */
+    ck_assert_msg(strstr(out, "succeeded") && strstr(out, "400/400"), "%s", out);
+    free(out);
+
+    ck_assert_int_eq(trainctl(&out, true, "status", NULL), 0);
+    ck_assert_msg(strstr(out, "quick-job") && strstr(out, "succeeded"), "%s", out);
+    free(out);
+    ck_assert_int_eq(trainctl(&out, true, "status", "quick-job", NULL), 0);
+    ck_assert_msg(strstr(out, "\"checkpoint_step\"") && strstr(out, "\"config\""), "%s", out);
+    free(out);
+
+    ck_assert_int_eq(trainctl(&out, true, "logs", "quick-job", NULL), 0);
+    free(out);
+    tl_resp r;
+    ck_assert_int_eq(tl_http(g_d.addr, "GET", "/jobs/quick-job/log", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    tl_resp_free(&r);
+    ck_assert_int_eq(tl_http(g_d.addr, "GET", "/jobs/nope/log", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 404);
+    tl_resp_free(&r);
+
+    /* Cancelling an ended job is the user's mistake: exit 1, with the reason. */
+    ck_assert_int_eq(trainctl(&out, true, "cancel", "quick-job", NULL), 1);
+    ck_assert_msg(strstr(out, "409"), "%s", out);
+    free(out);
+    ck_assert_int_eq(trainctl(&out, true, "status", "no-such-job", NULL), 1);
+    free(out);
+    free(cfg);
+}
+END_TEST
+
+START_TEST(submit_errors)
+{
+    char *bad = xasprintf("%s/bad.yaml", g_dir), *good = xasprintf("%s/good.yaml", g_dir), *out;
+    ck_assert_int_eq(tl_write(bad, "model: {type: linear, input_dim: 2, output_dim: 1}\n"
+                                   "schedule:\n  total_steps: 10\n  warmup_steps: -5\n"), 0);
+    ck_assert_int_eq(tl_write(good, QUICK), 0);
+    ck_assert_int_eq(trainctl(&out, true, "submit", bad, NULL), 1);
+    ck_assert_msg(strstr(out, "schedule.warmup_steps") && strstr(out, ":4:"), "%s", out);
+    free(out);
+    ck_assert_int_eq(trainctl(&out, false, "submit", good, NULL), 1);   /* no token */
+    ck_assert_msg(strstr(out, "401"), "%s", out);
+    free(out);
+    free(bad);
+    free(good);
+}
+END_TEST
+
+START_TEST(cancel_a_running_job)
+{
+    char *cfg = xasprintf("%s/long.yaml", g_dir), *out;
+    ck_assert_int_eq(tl_write(cfg, "model: {type: mlp, input_dim: 64, hidden: [256, 256], output_dim: 64}\n"
+                                   "schedule: {type: constant, total_steps: 1000000}\n"
+                                   "train: {log_every: 100}\n"), 0);
+    ck_assert_int_eq(trainctl(&out, true, "submit", cfg, NULL), 0);
+    free(out);
+    long one = 1;
+    cJSON *j = tl_wait_job(g_d.addr, "long", tl_job_at_step, &one, 30);
+    ck_assert_ptr_nonnull(j);
+    cJSON_Delete(j);
+    ck_assert_int_eq(trainctl(&out, true, "cancel", "long", NULL), 0);
+    free(out);
+    ck_assert_int_eq(trainctl(&out, true, "watch", "long", NULL), 1);   /* ended, not succeeded */
+    ck_assert_msg(strstr(out, "cancelled"), "%s", out);
+    free(out);
+    free(cfg);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("client");
+    TCase *tc = tcase_create("trainctl-client");
+    tcase_set_timeout(tc, 90);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, submit_watch_status_logs);
+    tcase_add_test(tc, submit_errors);
+    tcase_add_test(tc, cancel_a_running_job);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
