@@ -459,6 +459,17 @@ int main(int argc, char **argv)
         uv_loop_close(d.loop);
         return 1;
     }
+    /* Signals are handled from here on, before traind.addr announces us:
+     * a script that sends SIGHUP as soon as the file appears must not kill
+     * the daemon with the default action. */
+    uv_signal_init(d.loop, &d.sig_term);
+    uv_signal_init(d.loop, &d.sig_int);
+    uv_signal_init(d.loop, &d.sig_hup);
+    d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
+    uv_signal_start(&d.sig_term, on_signal, SIGTERM);
+    uv_signal_start(&d.sig_int, on_signal, SIGINT);
+    uv_signal_start(&d.sig_hup, on_signal, SIGHUP);
+
     const char *addr = http_server_address(d.http);
     log_info("listening on %s", addr);
     /* Port 0: say which port we got (tests and scripts read it).  A file
@@ -476,14 +487,6 @@ int main(int argc, char **argv)
         free(d.addr_file);
         d.addr_file = NULL;
     }
-
-    uv_signal_init(d.loop, &d.sig_term);
-    uv_signal_init(d.loop, &d.sig_int);
-    uv_signal_init(d.loop, &d.sig_hup);
-    d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
-    uv_signal_start(&d.sig_term, on_signal, SIGTERM);
-    uv_signal_start(&d.sig_int, on_signal, SIGINT);
-    uv_signal_start(&d.sig_hup, on_signal, SIGHUP);
 
     jobs_start(d.jobs);
     rc = spool_start(d.loop, d.cfg.spool, d.cfg.data_dirs, d.cfg.n_data_dirs, on_intake, &d, &d.sp);
