@@ -125,6 +125,19 @@ int cmd_run(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
+    /* The run folder keeps the config it was trained with, so that it can
+     * be sampled or inspected later without hunting for the file. */
+    if (mkdir_p(out_dir, 0755) == 0) {
+        char *copy = xasprintf("%s/config.yaml", out_dir), *buf;
+        size_t len;
+        if (read_file(config, CFG_MAX_FILE_BYTES, &buf, &len) == 0) {
+            if (write_file_atomic(copy, buf, len, 0644) != 0)
+                fprintf(stderr, "%s: cannot write %s\n", cfg.name, copy);
+            free(buf);
+        }
+        free(copy);
+    }
+
     progress p = {.tty = isatty(STDERR_FILENO), .name = cfg.name};
     runner_opts opts = {
         .out_dir = out_dir,

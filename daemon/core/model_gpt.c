@@ -14,19 +14,26 @@
  *   logits = LN_f(x)·wte^T                                    (BT, V)
  *   loss = mean cross-entropy
  *
- * Where the time goes and how it is spent:
- *  - Every matrix product is one cblas_sgemm over all BT rows (the head is one
- *    sgemm against wte).  With more than one thread we cut the M dimension
- *    of each product into contiguous blocks, one per pool thread, each a
- *    single-threaded sgemm (OpenBLAS is held at 1 thread for the step): one
- *    pool, no second set of threads spinning beside ours, and the same
- *    partition for the same thread count.
- *  - Attention runs per (b, head) on the pool: the causal triangle is cut
- *    into row blocks so the masked upper part is (mostly) never computed;
- *    scale, mask and softmax are one pass.
+ * Where the time goes and how it is spent (gpt-tiny: V=256, T=128, d=128,
+ * 4 layers, 4 heads, batch 8, on the 2-core dev box; tests/bench/ has the
+ * harnesses):
+ *  - The linear layers are ~85% of the FLOPs.  Every matrix product is one
+ *    cblas_sgemm over all BT rows (the tied head is one sgemm against wte);
+ *    OpenBLAS runs them at ~95-100 GFLOP/s per core.
+ *  - Threads: OpenBLAS is held at 1 thread during our steps and each product
+ *    is cut along M into GEMM_ROWS-row blocks spread over the compute pool,
+ *    each block a single-threaded sgemm.  One pool, so nothing spins beside
+ *    it; measured 1.8x from 1 to 2 threads, where switching OpenBLAS's own
+ *    threads on around each product gave less than 1x.
+ *  - Attention runs per (b, head) on the pool.  With AVX2 and a head size
+ *    that is a multiple of 8, register-blocked kernels (4 rows x 16 columns)
+ *    compute only the causal part, 4 rows at a time, with k or v transposed
+ *    into a per-range scratch; otherwise row blocks of ATT_BLOCK go through
+ *    small sgemms.  Scale, mask and softmax are one pass.  The AVX2 kernels
+ *    took attention from 1.8 to 1.5 ms per layer (forward + backward).
  *  - LayerNorm, GELU and softmax/cross-entropy are fused loops (AVX2+FMA
- *    where the CPU has it, plain C otherwise); bias adds and residual copies
- *    ride along in those passes.
+ *    where the CPU has it, plain C otherwise; TRAIND_GPT_SCALAR=1 forces the
+ *    plain ones); bias adds and residual copies ride along in those passes.
  *  - Reductions over rows (LayerNorm and bias gradients) go through a fixed
  *    number of row chunks summed in a fixed order, so they do not depend on
  *    the thread count at all.
@@ -35,7 +42,6 @@
 #include "traind/gpt.h"
 
 #include <cblas.h>
-#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,6 +58,10 @@
 #else
 #define GPT_X86 0
 #endif
+
+/* The AVX2+FMA kernels are used (set by gpt_create: the CPU has them and
+ * TRAIND_GPT_SCALAR is not set; process-wide, the last create decides). */
+static int g_simd_ok = -1;
 
 #define LN_EPS 1e-5f
 #define NCHUNK_MAX 64          /* row chunks of the reductions */
@@ -81,7 +91,6 @@ typedef struct layer_acts {
 typedef struct gpt {
     model_t base;
     int V, T, C, L, NH, hs, maxB;
-    int simd;                           /* AVX2+FMA kernels */
     float *wte, *wpe, *lnfw, *lnfb;
     float *gwte, *gwpe, *glnfw, *glnfb;
     layer_params *lp, *lg;
@@ -575,8 +584,6 @@ AVX2 static void ln_row_avx2(const ln_job *j, int r)
     }
 }
 #endif
-
-static int g_simd_ok = -1;
 
 static void ln_fwd_range(void *ctx, int lo, int hi)
 {
@@ -1525,7 +1532,6 @@ model_t *gpt_create(const model_cfg *cfg, int batch_size, char *err, size_t errl
     g->NH = cfg->heads;
     g->hs = g->C / g->NH;
     g->maxB = batch_size;
-    g->simd = g_simd_ok;
     g->att_slot = (size_t)g->T * g->T + (size_t)g->hs * (((size_t)g->T + 7) & ~(size_t)7);
     g->att_fused = GPT_X86 && g_simd_ok && g->hs % 8 == 0;
     m->params = alloc_floats(m->n_params);

@@ -390,3 +390,31 @@ out:
     free(r.metrics_path);
     return result;
 }
+
+int runner_load_params(const run_config *cfg, const char *ckpt_path, float *params, size_t n,
+                       char *err, size_t errlen)
+{
+    ckpt_file f;
+    char why[512];
+    int rc = ckpt_read(ckpt_path, 4 * n * sizeof(float) + ((size_t)1 << 20), &f, why, sizeof why);
+    if (rc == -ENOENT) {
+        snprintf(err, errlen, "no checkpoint at %s", ckpt_path);
+        return -1;
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "%s", why);
+        return -1;
+    }
+    const ckpt_section *p = ckpt_find(&f, TAG_PARAMS);
+    rc = -1;
+    if (f.cfg_hash != cfg_hash(cfg))
+        snprintf(err, errlen, "%s was written for a different config (config hash mismatch)", ckpt_path);
+    else if (!p || p->len != n * sizeof(float))
+        snprintf(err, errlen, "%s has no parameters of this model's size", ckpt_path);
+    else {
+        memcpy(params, p->data, p->len);
+        rc = 0;
+    }
+    ckpt_close(&f);
+    return rc;
+}

@@ -59,4 +59,10 @@ typedef enum { RUN_OK = 0, RUN_STOPPED = 1, RUN_FAILED = 2 } run_result;
  * "loss is NaN at step 812" or "cannot write checkpoint.bin: No space left on device". */
 run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err, size_t errlen);
 
+/* Loads only the model parameters of a checkpoint written by runner_run
+ * for cfg (the config hash must match) into params (n floats): for tools
+ * such as `trainctl sample`.  Returns 0, or -1 with a message in err. */
+int runner_load_params(const run_config *cfg, const char *ckpt_path, float *params, size_t n,
+                       char *err, size_t errlen);
+
 #endif

@@ -242,6 +242,38 @@ START_TEST(sigint_checkpoints_and_resumes)
 }
 END_TEST
 
+
+START_TEST(sample_continues_learnt_text)
+{
+    char *text = xasprintf("%s/text.txt", g_dir), *cfg = xasprintf("%s/g.yaml", g_dir);
+    char *dir = xasprintf("%s/grun", g_dir), *out;
+    size_t n = 0;
+    char *body = xcalloc(1, 64 * 200 + 1);
+    for (int i = 0; i < 200; i++)
+        n += (size_t)sprintf(body + n, "the quick brown fox jumps over the lazy dog. ");
+    write_text(text, body);
+    free(body);
+    write_text(cfg, "model: {type: gpt, context: 32, d_model: 32, layers: 2, heads: 2}\n"
+                    "data: {kind: text, batch_size: 8, path: text.txt}\n"
+                    "optimizer: {type: adamw, lr: 3.0e-3}\n"
+                    "schedule: {type: cosine, warmup_steps: 20, total_steps: 300}\n"
+                    "train: {log_every: 100}\n");
+    ck_assert_int_eq(run_cli(&out, "run", cfg, "--out", dir, NULL), 0);
+    free(out);
+    ck_assert_int_eq(run_cli(&out, "sample", dir, "--prompt", "the quick", "--tokens", "40",
+                             "--temperature", "0", NULL), 0);
+    ck_assert_msg(strstr(out, "the quick brown fox jumps over the lazy dog"), "%s", out);
+    free(out);
+    ck_assert_int_eq(run_cli(&out, "sample", dir, "--temperature", "-1", NULL), 2);
+    free(out);
+    ck_assert_int_eq(run_cli(&out, "sample", g_dir, NULL), 1);    /* no config.yaml there */
+    free(out);
+    free(text);
+    free(cfg);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cli");
@@ -253,6 +285,7 @@ int main(void)
     tcase_add_test(tc, schedule_json_has_every_step);
     tcase_add_test(tc, run_writes_metrics_and_checkpoint);
     tcase_add_test(tc, sigint_checkpoints_and_resumes);
+    tcase_add_test(tc, sample_continues_learnt_text);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
