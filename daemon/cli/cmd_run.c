@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -157,9 +158,11 @@ int cmd_run(int argc, char **argv)
     int code;
     switch (r) {
     case RUN_OK:
-        fprintf(stderr, "%s: done: %ld steps in %.4fs (%.1f steps/s); metrics in %s/metrics.jsonl\n",
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        fprintf(stderr, "%s: done: %ld steps in %.4fs (%.1f steps/s, peak RSS %.1f MiB); metrics in %s/metrics.jsonl\n",
                 cfg.name, cfg.sched.total_steps, dt, dt > 0 ? (double)cfg.sched.total_steps / dt : 0.0,
-                out_dir);
+                (double)ru.ru_maxrss / 1024.0, out_dir);
         code = EXIT_OK;
         break;
     case RUN_STOPPED:
