@@ -44,12 +44,14 @@ SERVICE_LIB := $(BUILD)/libtraind_service.a
 TESTLIB     := $(BUILD)/libtraind_test.a
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 ITEST_BINS  := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(ITEST_SRC))
+FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz-replay/%,$(FUZZ_SRC))
 
 # Programs and libraries appear as their sources do (the daemon builds once daemon/service/main.c exists).
 PROGRAMS := $(BUILD)/trainctl $(if $(wildcard daemon/service/main.c),$(BUILD)/traind)
 LINK_LIBS := $(if $(TESTLIB_SRC),$(TESTLIB)) $(if $(SERVICE_SRC)$(WORKER_SRC),$(SERVICE_LIB)) $(CORE_LIB)
 
-.PHONY: all test check run bench deps install uninstall clean fuzz tests
+.PHONY: all test check run bench deps install uninstall clean fuzz fuzz-build tests
 all: $(PROGRAMS)
 
 $(BUILD)/obj/%.o: %.c
@@ -82,14 +84,14 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(LINK_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-tests: all $(UNIT_BINS) $(ITEST_BINS)
+tests: all $(UNIT_BINS) $(ITEST_BINS) $(FUZZ_REPLAY_BINS)
 
 deps:
 	@scripts/deps.sh
 
 test: deps
 	@$(MAKE) --no-print-directory tests
-	@BUILD=$(BUILD) scripts/run-tests.sh $(UNIT_BINS) $(ITEST_BINS)
+	@BUILD=$(BUILD) scripts/run-tests.sh $(UNIT_BINS) $(ITEST_BINS) $(FUZZ_REPLAY_BINS)
 
 # The same suite under AddressSanitizer + UndefinedBehaviorSanitizer, in its own build tree.
 check: deps
@@ -97,7 +99,14 @@ check: deps
 	    SAN_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" tests
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    BUILD=build-asan scripts/run-tests.sh \
-	    $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BINS) $(ITEST_BINS))
+	    $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BINS) $(ITEST_BINS) $(FUZZ_REPLAY_BINS))
+
+# The unit tests under Valgrind memcheck.  test_gpt is left to ASan+UBSan
+# (make check): its training run takes over five minutes under Valgrind.
+VALGRIND_BINS := $(filter-out $(BUILD)/tests/test_gpt,$(UNIT_BINS))
+valgrind: deps
+	@$(MAKE) --no-print-directory tests
+	@scripts/valgrind.sh $(VALGRIND_BINS)
 
 run: deps
 	@$(MAKE) --no-print-directory all
@@ -115,5 +124,31 @@ uninstall:
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+# ---- fuzzing (tests/fuzz/README.md) ----------------------------------------
+# make fuzz [FUZZ_SECONDS=60] [FUZZ_JOBS=2] [FUZZ_HARNESSES="config http"]: each
+# harness under libFuzzer + ASan + UBSan (clang, build-fuzz/) for FUZZ_SECONDS,
+# FUZZ_JOBS at a time, over a copy of its seed corpus; fails on any crash.
+# `make test` replays every seed and regression input without libFuzzer
+# ($(BUILD)/fuzz-replay/fuzz_<name>, linked with tests/fuzz/replay_main.c).
+FUZZ_HARNESSES ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
+FUZZ_SECONDS   ?= 60
+FUZZ_JOBS      ?= 2
+FUZZ_SAN       := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+$(BUILD)/fuzz-replay/%: $(BUILD)/obj/tests/fuzz/%.o $(BUILD)/obj/tests/fuzz/replay_main.o $(LINK_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(LINK_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+fuzz-build:
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
+	    SAN_FLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(patsubst %,build-fuzz/bin/fuzz_%,$(FUZZ_HARNESSES))
+
+fuzz: deps fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) scripts/fuzz.sh $(FUZZ_HARNESSES)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

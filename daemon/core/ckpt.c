@@ -101,7 +101,7 @@ int ckpt_write(const char *path, uint64_t cfg_hash, uint64_t step,
     int rc = 0;
     if (w->fd < 0) {
         rc = -errno;
-        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
         goto out;
     }
     w_put(w, CKPT_MAGIC, 8);

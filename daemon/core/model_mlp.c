@@ -111,8 +111,10 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda,
  * instructions; on CPUs with AVX2 the same source is also compiled for AVX2
  * (one 256-bit instruction) and picked at run time.  FMA is not enabled, so
  * both builds do the same IEEE operations in the same order and give
- * bit-identical results.  Lanes and the partial last group of a row run the
- * same operations, so a value's result never depends on its position. */
+ * bit-identical results (test_mlp checks; TRAIND_NO_AVX2=1 in the
+ * environment forces the baseline build).  Lanes and the partial last group
+ * of a row run the same operations, so a value's result never depends on its
+ * position. */
 
 #if defined(__GNUC__) && !defined(__clang__)
 /* The helpers below are always inlined: no vector ever crosses a call, so the

@@ -11,7 +11,10 @@
  */
 #include "traind/runner.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <math.h>
 #include <stdint.h>
@@ -54,7 +57,8 @@ typedef struct run {
     const runner_opts *opts;
     char *ckpt_path;
     char *metrics_path;
-    FILE *metrics;
+    int metrics_fd;            /* O_APPEND; -1 when not open */
+    off_t metrics_len;         /* bytes of whole lines in the file */
     data_source_t *data;
     model_t *model;
     optim_state opt;
@@ -208,33 +212,60 @@ static int open_metrics(run *r, long keep_through, char *err, size_t errlen)
         return rc;
     }
     free(buf);
-    if (truncate(r->metrics_path, (off_t)keep) < 0 && errno != ENOENT) {
-        snprintf(err, errlen, "cannot truncate %s: %s", r->metrics_path, strerror(errno));
-        return -errno;
+    r->metrics_fd = open(r->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (r->metrics_fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot open %s: %s", r->metrics_path, strerror(e));
+        return -e;
     }
-    r->metrics = fopen(r->metrics_path, "a");
-    if (!r->metrics) {
-        snprintf(err, errlen, "cannot open %s: %s", r->metrics_path, strerror(errno));
-        return -errno;
+    if (ftruncate(r->metrics_fd, (off_t)keep) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot truncate %s: %s", r->metrics_path, strerror(e));
+        return -e;
     }
+    r->metrics_len = (off_t)keep;
     return 0;
 }
 
+/* Appends one line with a single write().  A write that fails part way (disk
+ * full, file size limit) is cut back off, so metrics.jsonl only ever holds
+ * whole lines and a later resume finds it intact. */
 static int write_metrics(run *r, double lr, float loss, double loss_avg, double grad_norm,
                          double eval_loss, char *err, size_t errlen)
 {
     double t = r->c.elapsed_s + (now_monotonic() - r->t_start);
+    char line[512];
     /* %.9g round-trips a float, %.17g a double. */
-    fprintf(r->metrics, "{\"step\":%ld,\"lr\":%.17g,\"loss\":%.9g,\"loss_avg\":%.17g,"
-                        "\"grad_norm\":%.17g,\"time\":%.6f",
-            (long)r->c.step, lr, (double)loss, loss_avg, grad_norm, t);
-    if (!isnan(eval_loss))
-        fprintf(r->metrics, ",\"eval_loss\":%.9g", eval_loss);
-    fputs("}\n", r->metrics);
-    if (fflush(r->metrics) != 0 || ferror(r->metrics)) {
-        snprintf(err, errlen, "cannot write %s: %s", r->metrics_path, strerror(errno));
+    int n = snprintf(line, sizeof line,
+                     "{\"step\":%ld,\"lr\":%.17g,\"loss\":%.9g,\"loss_avg\":%.17g,"
+                     "\"grad_norm\":%.17g,\"time\":%.6f",
+                     (long)r->c.step, lr, (double)loss, loss_avg, grad_norm, t);
+    if (!isnan(eval_loss) && n > 0 && (size_t)n < sizeof line)
+        n += snprintf(line + n, sizeof line - (size_t)n, ",\"eval_loss\":%.9g", eval_loss);
+    if (n > 0 && (size_t)n < sizeof line)
+        n += snprintf(line + n, sizeof line - (size_t)n, "}\n");
+    if (n <= 0 || (size_t)n >= sizeof line) {
+        snprintf(err, errlen, "cannot format a metrics line at step %ld", (long)r->c.step);
         return -1;
     }
+    size_t done = 0;
+    while (done < (size_t)n) {
+        ssize_t w = write(r->metrics_fd, line + done, (size_t)n - done);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            snprintf(err, errlen, "cannot write %s: %s", r->metrics_path, strerror(e));
+            if (done > 0) {
+                /* if even this fails, open_metrics drops the torn last line */
+                int rc = ftruncate(r->metrics_fd, r->metrics_len);
+                (void)rc;
+            }
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    r->metrics_len += n;
     return 0;
 }
 
@@ -326,9 +357,30 @@ static run_result train_loop(run *r, char *err, size_t errlen)
     return save_checkpoint(r, err, errlen) == 0 ? RUN_OK : RUN_FAILED;
 }
 
+/* Removes checkpoint.bin.tmp.PID files whose writer is gone (a process
+ * killed while it wrote a checkpoint); a live writer's file is left alone. */
+static void remove_stale_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    static const char prefix[] = "checkpoint.bin.tmp.";
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, sizeof prefix - 1) != 0)
+            continue;
+        char *end;
+        long pid = strtol(e->d_name + sizeof prefix - 1, &end, 10);
+        if (*end || pid <= 0 || (pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)))
+            continue;
+        unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+}
+
 run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err, size_t errlen)
 {
-    run r = {.cfg = cfg, .opts = opts, .checkpoint_step = -1};
+    run r = {.cfg = cfg, .opts = opts, .checkpoint_step = -1, .metrics_fd = -1};
     run_result result = RUN_FAILED;
     err[0] = '\0';
     compute_set_threads(opts->threads > 0 ? opts->threads : 1);
@@ -340,6 +392,7 @@ run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err,
     }
     r.ckpt_path = xasprintf("%s/checkpoint.bin", opts->out_dir);
     r.metrics_path = xasprintf("%s/metrics.jsonl", opts->out_dir);
+    remove_stale_tmp(opts->out_dir);
 
     r.data = data_open(cfg, opts->data_path, err, errlen);
     if (!r.data)
@@ -377,7 +430,7 @@ run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err,
     emit(&r, RUN_EVENT_START, NAN, NAN, NAN, NAN, NAN, NULL);
     result = train_loop(&r, err, errlen);
 out:
-    if (r.metrics && fclose(r.metrics) != 0 && result == RUN_OK) {
+    if (r.metrics_fd >= 0 && close(r.metrics_fd) != 0 && result == RUN_OK) {
         snprintf(err, errlen, "cannot write %s: %s", r.metrics_path, strerror(errno));
         result = RUN_FAILED;
     }

@@ -12,7 +12,8 @@
  *   GET  /healthz               {"status":"ok"}
  *   GET  /metrics               Prometheus text 0.0.4
  *
- * HEAD is answered wherever GET is.  Order of checks: unknown path 404,
+ * HEAD is answered wherever GET is.  Order of checks: a write (any method
+ * but GET and HEAD) over the client's write rate 429, unknown path 404,
  * wrong method 405 (with Allow), missing or wrong token 401, then the id
  * (an id that could not be a job's is 404 before the backend sees it, so a
  * path like /jobs/..%2F..%2Fetc never reaches anything that touches files).
@@ -22,6 +23,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +155,152 @@ cJSON *api_thin_points(cJSON *arr, long max)
     }
     cJSON_Delete(kept);
     return arr;
+}
+
+/* ------------------------------------------------------------------ */
+/* the per-client write limit: token buckets in a bounded LRU table     */
+
+#define RL_KEY_MAX 48
+#define RL_NONE UINT32_MAX
+
+typedef struct rl_ent {
+    char key[RL_KEY_MAX];
+    double tokens, last;
+    uint32_t hnext;       /* next in its hash chain */
+    uint32_t prev, next;  /* LRU list, most recent first */
+} rl_ent;
+
+struct api_ratelimit {
+    double rate, burst;
+    rl_ent *e;
+    size_t cap, n;
+    uint32_t *buckets;
+    size_t nbuckets;      /* a power of two, >= 2 cap */
+    uint32_t head, tail;
+};
+
+static uint32_t rl_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+api_ratelimit *api_ratelimit_new(double rate, long burst, size_t max_clients)
+{
+    api_ratelimit *rl = xcalloc(1, sizeof *rl);
+    rl->cap = max_clients ? max_clients : API_RATELIMIT_CLIENTS;
+    if (rl->cap > RL_NONE / 4)
+        rl->cap = RL_NONE / 4;
+    rl->nbuckets = 1;
+    while (rl->nbuckets < 2 * rl->cap)
+        rl->nbuckets *= 2;
+    rl->e = xcalloc(rl->cap, sizeof *rl->e);
+    rl->buckets = xmalloc(rl->nbuckets * sizeof *rl->buckets);
+    for (size_t i = 0; i < rl->nbuckets; i++)
+        rl->buckets[i] = RL_NONE;
+    rl->head = rl->tail = RL_NONE;
+    api_ratelimit_configure(rl, rate, burst);
+    return rl;
+}
+
+void api_ratelimit_configure(api_ratelimit *rl, double rate, long burst)
+{
+    rl->rate = rate > 0 && isfinite(rate) ? rate : 0;
+    rl->burst = burst >= 1 ? (double)burst : 1;
+}
+
+void api_ratelimit_free(api_ratelimit *rl)
+{
+    if (!rl)
+        return;
+    free(rl->e);
+    free(rl->buckets);
+    free(rl);
+}
+
+size_t api_ratelimit_clients(const api_ratelimit *rl)
+{
+    return rl ? rl->n : 0;
+}
+
+double api_ratelimit_rate(const api_ratelimit *rl)
+{
+    return rl ? rl->rate : 0;
+}
+
+static void rl_unlink(api_ratelimit *rl, uint32_t i)
+{
+    rl_ent *x = &rl->e[i];
+    if (x->prev != RL_NONE)
+        rl->e[x->prev].next = x->next;
+    else
+        rl->head = x->next;
+    if (x->next != RL_NONE)
+        rl->e[x->next].prev = x->prev;
+    else
+        rl->tail = x->prev;
+    x->prev = x->next = RL_NONE;
+}
+
+static void rl_push_front(api_ratelimit *rl, uint32_t i)
+{
+    rl_ent *x = &rl->e[i];
+    x->prev = RL_NONE;
+    x->next = rl->head;
+    if (rl->head != RL_NONE)
+        rl->e[rl->head].prev = i;
+    rl->head = i;
+    if (rl->tail == RL_NONE)
+        rl->tail = i;
+}
+
+double api_ratelimit_take(api_ratelimit *rl, const char *key, double now)
+{
+    if (!rl || rl->rate <= 0)
+        return 0;
+    char k[RL_KEY_MAX];
+    snprintf(k, sizeof k, "%s", key ? key : "");
+    uint32_t *slot = &rl->buckets[rl_hash(k) & (rl->nbuckets - 1)];
+    uint32_t i = *slot;
+    while (i != RL_NONE && strcmp(rl->e[i].key, k) != 0)
+        i = rl->e[i].hnext;
+    rl_ent *x;
+    if (i != RL_NONE) {
+        x = &rl->e[i];
+        double dt = now - x->last;
+        if (dt > 0)
+            x->tokens += dt * rl->rate;
+        if (x->tokens > rl->burst)
+            x->tokens = rl->burst;
+        x->last = now > x->last ? now : x->last;
+        rl_unlink(rl, i);
+    } else {
+        if (rl->n < rl->cap) {
+            i = (uint32_t)rl->n++;
+        } else {
+            /* forget the client seen least recently */
+            i = rl->tail;
+            rl_unlink(rl, i);
+            uint32_t *p = &rl->buckets[rl_hash(rl->e[i].key) & (rl->nbuckets - 1)];
+            while (*p != i)
+                p = &rl->e[*p].hnext;
+            *p = rl->e[i].hnext;
+        }
+        x = &rl->e[i];
+        memcpy(x->key, k, sizeof k);
+        x->tokens = rl->burst;
+        x->last = now;
+        x->hnext = *slot;
+        *slot = i;
+    }
+    rl_push_front(rl, i);
+    if (x->tokens >= 1 - 1e-9) {   /* tolerate rounding: 0.1 s at 10/s is a whole token */
+        x->tokens -= 1;
+        return 0;
+    }
+    return (1 - x->tokens) / rl->rate;
 }
 
 static void reply_json(http_response *res, int status, cJSON *o)
@@ -312,6 +460,17 @@ static void post_jobs(const api_backend *be, const http_request *req, http_respo
     } else if (r == API_UNAVAILABLE) {
         status = 503;
         cJSON_AddStringToObject(o, "error", "traind is shutting down");
+    } else if (r == API_QUEUE_FULL) {
+        status = 429;
+        long waiting = be->queued ? be->queued(be->ctx) : -1;
+        char msg[128];
+        if (waiting >= 0)
+            snprintf(msg, sizeof msg, "the queue is full (%ld job%s waiting); try again later", waiting,
+                     waiting == 1 ? "" : "s");
+        else
+            snprintf(msg, sizeof msg, "the queue is full; try again later");
+        cJSON_AddStringToObject(o, "error", msg);
+        http_response_add_header(res, "Retry-After", "5");
     } else {
         status = 500;
         cJSON_AddStringToObject(o, "error", "could not submit the job");
@@ -428,6 +587,21 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
     const char *path = req->path;
 
     http_response_add_header(res, "Cache-Control", "no-store");
+
+    if (!get && be->write_limit) {
+        const char *peer = req->peer ? req->peer : "unknown";
+        double wait = api_ratelimit_take(be->write_limit, peer, now_monotonic());
+        if (wait > 0) {
+            char msg[160], after[32];
+            snprintf(msg, sizeof msg, "too many requests from %s: limit is %g writes/s", peer,
+                     api_ratelimit_rate(be->write_limit));
+            http_response_error(res, 429, msg);
+            double secs = ceil(wait);
+            snprintf(after, sizeof after, "%.0f", secs < 1 ? 1 : secs > 86400 ? 86400 : secs);
+            http_response_add_header(res, "Retry-After", after);
+            return;
+        }
+    }
 
     if (strcmp(path, "/") == 0) {
         if (!get)

@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -11,7 +13,9 @@
 
 static const char *const known_keys[] = {
     "spool", "listen", "max_jobs", "threads_per_job", "data_dirs",
-    "api_token_file", "metrics_keep", "max_restarts",
+    "api_token_file", "metrics_keep", "max_restarts", "max_queued_jobs", "max_model_memory",
+    "write_rate_per_client", "write_burst_per_client", "max_connections", "request_timeout_ms",
+    "idle_timeout_ms",
 };
 #define N_KNOWN (sizeof known_keys / sizeof known_keys[0])
 
@@ -23,6 +27,54 @@ void dconfig_init(dconfig *c)
     c->threads_per_job = 1;
     c->metrics_keep = 100000;
     c->max_restarts = 0;
+    c->max_queued_jobs = DCONFIG_DEFAULT_MAX_QUEUED_JOBS;
+    c->max_model_memory = DCONFIG_DEFAULT_MAX_MODEL_MEMORY;
+    c->write_rate_per_client = DCONFIG_DEFAULT_WRITE_RATE;
+    c->write_burst_per_client = 0;
+    c->max_connections = DCONFIG_DEFAULT_MAX_CONNECTIONS;
+    c->request_timeout_ms = DCONFIG_DEFAULT_REQUEST_TIMEOUT_MS;
+    c->idle_timeout_ms = DCONFIG_DEFAULT_IDLE_TIMEOUT_MS;
+}
+
+long dconfig_write_burst(const dconfig *c)
+{
+    if (c->write_burst_per_client > 0)
+        return c->write_burst_per_client;
+    double b = ceil(2.0 * c->write_rate_per_client);
+    return b < 1 ? 1 : b > 1e9 ? 1000000000L : (long)b;
+}
+
+int dconfig_parse_size(const char *s, size_t *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return -1;
+    unsigned shift = 0;
+    if (*end) {
+        static const char units[] = "KMGTP";
+        const char *u = strchr(units, (char)(*end >= 'a' && *end <= 'z' ? *end - 32 : *end));
+        if (!u || !*u)
+            return -1;
+        shift = 10u * (unsigned)(u - units + 1);
+        end++;
+        /* K, Ki, KB, KiB (any case) all mean 1024 */
+        if (*end == 'i' || *end == 'I')
+            end++;
+        if (*end == 'b' || *end == 'B')
+            end++;
+        if (*end)
+            return -1;
+    }
+    if (shift && v > (SIZE_MAX >> shift))
+        return -1;
+    if (v > SIZE_MAX)
+        return -1;
+    *out = (size_t)(v << shift);
+    return 0;
 }
 
 static void free_dirs(dconfig *c)
@@ -154,6 +206,51 @@ static bool get_int(const ynode *v, const char *key, long lo, long hi, long *out
     return true;
 }
 
+static bool get_number(const ynode *v, const char *key, double lo, double hi, double *out,
+                       diag_list_t *errs)
+{
+    if (v->kind != YNODE_SCALAR || !v->plain || !v->value[0]) {
+        diag_add(errs, key, v->line, v->column, "must be a number from %g to %g", lo, hi);
+        return false;
+    }
+    char *end;
+    errno = 0;
+    double x = strtod(v->value, &end);
+    /* decimal only: no "inf", "nan" or hex floats */
+    bool decimal = strspn(v->value, "0123456789.eE+-") == strlen(v->value);
+    if (*end || errno || !decimal || !isfinite(x)) {
+        diag_add(errs, key, v->line, v->column, "must be a number from %g to %g, got \"%s\"", lo, hi, v->value);
+        return false;
+    }
+    if (x < lo || x > hi) {
+        diag_add(errs, key, v->line, v->column, "must be a number from %g to %g, got %s", lo, hi, v->value);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+#define SIZE_MIN_BYTES ((size_t)1 << 20)
+#define SIZE_MAX_BYTES ((size_t)1 << 50)
+
+static bool get_size(const ynode *v, const char *key, size_t *out, diag_list_t *errs)
+{
+    size_t x;
+    if (v->kind != YNODE_SCALAR || !v->plain || dconfig_parse_size(v->value, &x) != 0) {
+        diag_add(errs, key, v->line, v->column,
+                 "must be a size in bytes, with an optional suffix K, M, G, T (such as 512M or 8G)%s%s%s",
+                 v->kind == YNODE_SCALAR ? ", got \"" : "", v->kind == YNODE_SCALAR ? v->value : "",
+                 v->kind == YNODE_SCALAR ? "\"" : "");
+        return false;
+    }
+    if (x < SIZE_MIN_BYTES || x > SIZE_MAX_BYTES) {
+        diag_add(errs, key, v->line, v->column, "must be from 1M to 1P, got %s", v->value);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
 static bool get_str(const ynode *v, const char *key, char **dst, diag_list_t *errs)
 {
     if (v->kind != YNODE_SCALAR || v->value[0] == '\0') {
@@ -246,10 +343,13 @@ int dconfig_parse(const char *buf, size_t len, dconfig *c, diag_list_t *errs)
             if (best && bestd <= 3 && bestd < (int)strlen(key))
                 diag_add(errs, key, k->line, k->column, "unknown key \"%s\" (did you mean \"%s\"?)",
                          key, best);
-            else
-                diag_add(errs, key, k->line, k->column,
-                         "unknown key \"%s\" (known: spool, listen, max_jobs, threads_per_job, "
-                         "data_dirs, api_token_file, metrics_keep, max_restarts)", key);
+            else {
+                char list[512];
+                size_t off = 0;
+                for (size_t j = 0; j < N_KNOWN && off < sizeof list; j++)
+                    off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", j ? ", " : "", known_keys[j]);
+                diag_add(errs, key, k->line, k->column, "unknown key \"%s\" (known: %s)", key, list);
+            }
             continue;
         }
         if (v->kind == YNODE_SCALAR && yscalar_is_null(v))
@@ -283,6 +383,25 @@ int dconfig_parse(const char *buf, size_t len, dconfig *c, diag_list_t *errs)
         } else if (!strcmp(key, "max_restarts")) {
             if (get_int(v, key, 0, 1000, &x, errs))
                 c->max_restarts = (int)x;
+        } else if (!strcmp(key, "max_queued_jobs")) {
+            if (get_int(v, key, 1, 1000000, &x, errs))
+                c->max_queued_jobs = x;
+        } else if (!strcmp(key, "max_model_memory")) {
+            get_size(v, key, &c->max_model_memory, errs);
+        } else if (!strcmp(key, "write_rate_per_client")) {
+            get_number(v, key, 0, 1000000, &c->write_rate_per_client, errs);
+        } else if (!strcmp(key, "write_burst_per_client")) {
+            if (get_int(v, key, 0, 1000000, &x, errs))
+                c->write_burst_per_client = x;
+        } else if (!strcmp(key, "max_connections")) {
+            if (get_int(v, key, 1, 1000000, &x, errs))
+                c->max_connections = (int)x;
+        } else if (!strcmp(key, "request_timeout_ms")) {
+            if (get_int(v, key, 100, 3600000, &x, errs))
+                c->request_timeout_ms = (unsigned)x;
+        } else if (!strcmp(key, "idle_timeout_ms")) {
+            if (get_int(v, key, 100, 3600000, &x, errs))
+                c->idle_timeout_ms = (unsigned)x;
         }
     }
     ytree_free(root);

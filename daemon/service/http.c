@@ -31,6 +31,9 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <http_parser.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -57,6 +60,7 @@
 #define STOP_FLUSH_MS 1000u     /* on server stop, time to flush queued responses */
 #define MAX_REJECTING 64u       /* over-cap connections being answered 503 at once */
 #define HEADER_OVERHEAD 4       /* ": " and CRLF of each header line, for the 16 KiB limit */
+#define TRIM_AFTER_CONNS 256u   /* malloc_trim once this many connections have all closed */
 
 /* A growable byte buffer. */
 typedef struct dbuf {
@@ -120,6 +124,7 @@ struct http_server {
     conn *conns;          /* doubly linked list of every connection not yet freed */
     unsigned n_conns;     /* serving connections (not counting rejected ones) */
     unsigned n_rejecting; /* over-cap connections being answered 503 */
+    unsigned high_water;  /* most connections open at once since they last all closed */
     void (*on_closed)(void *arg);
     void *on_closed_arg;
     char readbuf[READ_BUF_SIZE]; /* shared: libuv's reads on one loop never overlap */
@@ -130,9 +135,12 @@ typedef struct hdr_off {
     size_t name, value;
 } hdr_off;
 
+#define PEER_MAX INET6_ADDRSTRLEN
+
 struct conn {
     conn *prev, *next;
     http_server *srv;
+    char peer[PEER_MAX];  /* the client's address, without the port */
     stream_handle h;
     uv_timer_t timer;
     uv_shutdown_t shutdown_req;
@@ -526,6 +534,16 @@ static void on_conn_handle_closed(uv_handle_t *h)
     dbuf_free(&c->stash);
     free(c->hoff);
     free(c);
+    if (s->n_conns + s->n_rejecting == 0) {
+#ifdef __GLIBC__
+        /* After a crowd (a burst of clients, an attack) has gone, give the
+         * memory of its connections back to the system rather than keep the
+         * peak for good. */
+        if (s->high_water >= TRIM_AFTER_CONNS)
+            malloc_trim(0);
+#endif
+        s->high_water = 0;
+    }
     server_maybe_done(s);
 }
 
@@ -853,6 +871,7 @@ static int on_message_complete(http_parser *p)
             .body_len = c->body.len,
             .http_major = p->http_major,
             .http_minor = p->http_minor,
+            .peer = c->peer,
         };
         c->in_handler = true;
         s->handler(s->ctx, &req, &res);
@@ -897,6 +916,27 @@ static const http_parser_settings parser_settings = {
 /* ------------------------------------------------------------------ */
 /* accepting                                                            */
 
+/* The peer's address without the port; "unix" for a Unix socket. */
+static void conn_peer(conn *c)
+{
+    snprintf(c->peer, sizeof c->peer, "%s", c->srv->is_unix ? "unix" : "unknown");
+    if (c->srv->is_unix)
+        return;
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof c->peer);
+    } else if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a))
+            inet_ntop(AF_INET, a->s6_addr + 12, c->peer, sizeof c->peer);
+        else
+            inet_ntop(AF_INET6, a, c->peer, sizeof c->peer);
+    }
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     http_server *s = server->data;
@@ -924,6 +964,8 @@ static void on_connection(uv_stream_t *server, int status)
     } else {
         s->n_conns++;
     }
+    if (s->n_conns + s->n_rejecting > s->high_water)
+        s->high_water = s->n_conns + s->n_rejecting;
     if (uv_accept(server, &c->h.stream) < 0) {
         conn_close(c);
         return;
@@ -939,6 +981,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     if (!s->is_unix)
         uv_tcp_nodelay(&c->h.tcp, 1);
+    conn_peer(c);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     conn_timer(c, s->opts.idle_timeout_ms);
@@ -1140,6 +1183,22 @@ int http_server_start(uv_loop_t *loop, const char *listen, const http_server_opt
     }
     *out = s;
     return 0;
+}
+
+void http_server_set_limits(http_server *s, const http_server_opts *o)
+{
+    if (!s || !o)
+        return;
+    if (o->max_body)
+        s->opts.max_body = o->max_body;
+    if (o->max_header)
+        s->opts.max_header = o->max_header;
+    if (o->idle_timeout_ms)
+        s->opts.idle_timeout_ms = o->idle_timeout_ms;
+    if (o->request_timeout_ms)
+        s->opts.request_timeout_ms = o->request_timeout_ms;
+    if (o->max_conns)
+        s->opts.max_conns = o->max_conns;
 }
 
 static void on_listener_closed(uv_handle_t *h)

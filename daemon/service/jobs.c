@@ -76,12 +76,11 @@ typedef struct job {
     double kill_deadline;            /* monotonic; 0 = none */
 
     /* persistence */
-    char *pending_config;            /* POST body not yet on disk */
-    size_t pending_len;
-    bool persisting;                 /* config.yaml not durable yet: do not start */
+    bool persisting;                 /* config.yaml written, not fsync'd yet: do not start */
     bool write_inflight, dirty, progress_dirty;
     double last_write;               /* monotonic */
     bool write_error_logged;
+    bool write_failed;               /* the last status.json write failed: the tick retries */
 
     /* metrics history */
     job_point *hist;
@@ -146,6 +145,9 @@ static void set_settings(job_table *t, const dconfig *c)
 
 job_table *jobs_new(uv_loop_t *loop, const dconfig *c, const char *exe)
 {
+    /* Under a file size limit (RLIMIT_FSIZE) a write over it must fail with
+     * EFBIG, to be logged and retried, rather than kill the daemon. */
+    signal(SIGXFSZ, SIG_IGN);
     job_table *t = xcalloc(1, sizeof *t);
     t->loop = loop;
     t->spool = xstrdup(c->spool);
@@ -185,7 +187,6 @@ static void job_free(job *j)
     free(j->name);
     free(j->dir);
     free(j->fail_msg);
-    free(j->pending_config);
     free(j->hist);
     cJSON_Delete(j->errors);
     cJSON_Delete(j->config);
@@ -590,10 +591,24 @@ typedef struct write_req {
     bool is_config;
 } write_req;
 
+/* fsync of a file already in place, then of its directory. */
+static int sync_file(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc < 0 ? rc : fsync_parent_dir(path);
+}
+
 static void write_work(uv_work_t *w)
 {
     write_req *r = w->data;
-    r->rc = write_file_atomic(r->path, r->data, r->len, 0644);
+    if (r->is_config)
+        r->rc = sync_file(r->path);   /* written by jobs_submit; made durable here */
+    else
+        r->rc = write_file_atomic(r->path, r->data, r->len, 0644);
 }
 
 static void start_write(job *j);
@@ -614,18 +629,24 @@ static void write_done(uv_work_t *w, int status)
                 add_error(j, "cannot save config.yaml: %s", strerror(-r->rc));
                 changed(t);
             }
-        } else if (!j->write_error_logged) {
-            log_error("job %s: cannot write %s: %s", j->id, r->path, strerror(-r->rc));
+        } else {
+            if (!j->write_error_logged)
+                log_error("job %s: cannot write %s: %s (retrying every %.0f s; the file on disk keeps "
+                          "its previous content)", j->id, r->path, strerror(-r->rc), JOBS_STATUS_INTERVAL_S);
             j->write_error_logged = true;
+            /* Retried from the tick (not here: that would spin on a full
+             * disk); at shutdown the last attempt stands. */
+            j->write_failed = !t->shutting_down;
         }
     } else if (!r->is_config) {
+        if (j->write_error_logged)
+            log_info("job %s: %s written again", j->id, r->path);
         j->write_error_logged = false;
+        j->write_failed = false;
     }
     bool was_config = r->is_config;
     if (was_config) {
         j->persisting = false;
-        free(j->pending_config);
-        j->pending_config = NULL;
         j->dirty = true;
     }
     free(r->path);
@@ -649,10 +670,8 @@ static void start_write(job *j)
     if (j->persisting) {
         r->is_config = true;
         r->path = xasprintf("%s/config.yaml", j->dir);
-        r->data = xmalloc(j->pending_len ? j->pending_len : 1);
-        memcpy(r->data, j->pending_config, j->pending_len);
-        r->len = j->pending_len;
     } else {
+        j->write_failed = false;
         cJSON *o = job_to_json(j, 0);
         r->path = xasprintf("%s/status.json", j->dir);
         r->data = cJSON_PrintUnformatted(o);
@@ -693,9 +712,25 @@ static void set_ended(job *j, job_state s)
     j->steps_per_s = dnan();
 }
 
+/* A line that cannot describe this job (steps past its end, another
+ * length): logged and ignored rather than believed. */
+static bool implausible(const job *j, const progress_msg *m)
+{
+    long T = j->total_steps;
+    if (T <= 0)
+        return false;
+    return m->step > T || m->checkpoint_step > T || (m->total_steps >= 0 && m->total_steps != T);
+}
+
 static void on_worker_msg(void *ctx, const progress_msg *m)
 {
     job *j = ctx;
+    if (implausible(j, m)) {
+        log_warn("job %s: progress line from pid %d ignored: \"%s\" with step %ld, checkpoint_step %ld, "
+                 "total_steps %ld does not fit a job of %ld steps", j->id, j->pid, progress_ev_name(m->ev),
+                 m->step, m->checkpoint_step, m->total_steps, j->total_steps);
+        return;
+    }
     switch (m->ev) {
     case PEV_START:
         if (m->step >= 0)
@@ -703,10 +738,22 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
         if (m->total_steps > 0)
             j->total_steps = m->total_steps;
         j->checkpoint_step = m->checkpoint_step;
-        if (j->step == 0)
-            j->lr = j->loss = j->loss_avg = j->grad_norm = j->eval_loss = dnan();
         while (j->n_hist > 0 && j->hist[j->n_hist - 1].step > j->step)
             j->n_hist--;   /* metrics.jsonl was cut back to the checkpoint too */
+        if (j->step == 0) {
+            j->lr = j->loss = j->loss_avg = j->grad_norm = j->eval_loss = dnan();
+        } else if (j->n_hist > 0) {
+            /* The numbers shown may be of steps past the checkpoint, which
+             * will be trained again (or, resumed at the end, never reported
+             * again): show those of the last metrics point kept. */
+            const job_point *p = &j->hist[j->n_hist - 1];
+            j->lr = p->lr;
+            j->loss = p->loss;
+            j->loss_avg = p->loss_avg;
+            j->grad_norm = p->grad_norm;
+            if (!isnan(p->eval_loss))
+                j->eval_loss = p->eval_loss;
+        }
         log_info("job %s: training %s at step %ld of %ld (pid %d)", j->id,
                  j->step > 0 ? "resumed" : "started", j->step, j->total_steps, j->pid);
         persist(j);
@@ -895,7 +942,8 @@ static void on_tick(uv_timer_t *h)
     double now = now_monotonic();
     for (size_t i = 0; i < t->n; i++) {
         job *j = t->jobs[i];
-        if (j->progress_dirty && !j->write_inflight && now - j->last_write >= JOBS_STATUS_INTERVAL_S)
+        if ((j->progress_dirty || j->write_failed) && !j->write_inflight &&
+            now - j->last_write >= JOBS_STATUS_INTERVAL_S)
             persist(j);
         if (j->w && j->kill_deadline > 0 && now >= j->kill_deadline) {
             log_warn("job %s: training process %d did not stop in time; killing it", j->id, j->pid);
@@ -970,6 +1018,39 @@ static char *yaml_name(const char *yaml, size_t len)
     return name;
 }
 
+/* Writes path (a new job's config.yaml) atomically but without fsync, on
+ * the loop thread: at most 1 MiB into the page cache.  0 or -errno; on
+ * failure nothing is left behind. */
+static int write_config_now(const char *path, const char *data, size_t len)
+{
+    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+    int rc = 0;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = -errno;
+        free(tmp);
+        return rc;
+    }
+    for (size_t off = 0; off < len;) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (close(fd) < 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = -errno;
+    if (rc < 0)
+        unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
 int jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, char **id_out,
                 cJSON **errors_out)
 {
@@ -986,15 +1067,26 @@ int jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_
         log_error("cannot create a job directory in %s: %s", t->jobs_dir, strerror(-rc));
         return rc;
     }
+    /* config.yaml is in place before the answer: a daemon killed right after
+     * its 201 still has the job.  (A write to the page cache; the fsync
+     * happens on the thread pool before the job may start.) */
+    char *cpath = xasprintf("%s/%s/config.yaml", t->jobs_dir, id);
+    rc = write_config_now(cpath, yaml, len);
+    if (rc < 0) {
+        log_error("job %s: cannot save %s: %s; submission refused", id, cpath, strerror(-rc));
+        char *dir = xasprintf("%s/%s", t->jobs_dir, id);
+        rmdir(dir);
+        free(dir);
+        free(cpath);
+        return rc;
+    }
+    free(cpath);
     run_config cfg;
     char *data_path = NULL;
     diag_list_t errs = DIAG_LIST_INIT;
     bool valid = spool_validate(yaml, len, id, t->data_dirs, t->n_data_dirs, &cfg, &data_path, &errs) == 0;
     free(data_path);
     job *j = new_job(t, id, valid ? cfg.name : id);
-    j->pending_config = xmalloc(len ? len : 1);
-    memcpy(j->pending_config, yaml, len);
-    j->pending_len = len;
     j->persisting = true;
     if (valid) {
         j->config = cfg_to_json(&cfg);
@@ -1011,7 +1103,7 @@ int jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_
         log_warn("job %s: submitted over HTTP: rejected (%zu problem%s)", id, errs.n, errs.n == 1 ? "" : "s");
     }
     diag_free(&errs);
-    start_write(j);   /* config.yaml, then status.json */
+    start_write(j);   /* config.yaml's fsync, then status.json */
     changed(t);
     *id_out = xstrdup(id);
     return valid ? API_OK : API_INVALID;
@@ -1186,6 +1278,30 @@ static int cmp_seq(const void *a, const void *b)
     return strcmp(x->id, y->id);
 }
 
+/* Removes NAME.tmp.PID files of the daemon's own atomic writes (status.json,
+ * config.yaml) left by a process that was killed while writing them. */
+static void remove_stale_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    static const char *const prefixes[] = {"status.json.tmp.", "config.yaml.tmp."};
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+            size_t pl = strlen(prefixes[i]);
+            if (strncmp(e->d_name, prefixes[i], pl) != 0)
+                continue;
+            char *end;
+            long pid = strtol(e->d_name + pl, &end, 10);
+            if (*end || pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+                continue;
+            unlinkat(dirfd(d), e->d_name, 0);
+        }
+    }
+    closedir(d);
+}
+
 int jobs_load(job_table *t)
 {
     DIR *d = opendir(t->jobs_dir);
@@ -1199,6 +1315,14 @@ int jobs_load(job_table *t)
         job *j = job_alloc(t, e->d_name);
         struct stat st;
         if (stat(j->dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            job_free(j);
+            continue;
+        }
+        remove_stale_tmp(j->dir);
+        if (rmdir(j->dir) == 0) {
+            /* an id claimed by a daemon that died before the file arrived
+             * (the submission was never acknowledged) */
+            log_info("jobs/%s: empty (a submission that never arrived); removed", e->d_name);
             job_free(j);
             continue;
         }
@@ -1307,7 +1431,7 @@ static void check_shutdown_done(job_table *t)
     /* last progress of every job to disk */
     for (size_t i = 0; i < t->n; i++) {
         job *j = t->jobs[i];
-        if ((j->dirty || j->progress_dirty) && !j->write_inflight)
+        if ((j->dirty || j->progress_dirty || j->write_failed) && !j->write_inflight)
             persist(j);
     }
     if (t->pending_work > 0)

@@ -13,7 +13,15 @@
  * Signals: SIGTERM/SIGINT stop intake, let every training process
  * checkpoint (bounded wait), close HTTP and exit 0, the jobs staying queued
  * for the next start; SIGHUP re-reads the config file (max_jobs,
- * threads_per_job, data_dirs, token, metrics_keep, max_restarts).
+ * threads_per_job, data_dirs, token, metrics_keep, max_restarts and the
+ * limits: max_queued_jobs, max_model_memory, write_rate_per_client,
+ * write_burst_per_client, max_connections, request_timeout_ms,
+ * idle_timeout_ms).
+ *
+ * Limits: POST /jobs past max_queued_jobs waiting jobs is answered 429 and
+ * intake leaves files in incoming/ until there is room; writes past a
+ * client's write rate are answered 429 (api.h's api_ratelimit, keyed by the
+ * peer address); connections past max_connections get a 503 (http.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -22,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -76,6 +85,7 @@ typedef struct daemon_state {
     spool *sp;
     http_server *http;
     api_backend api;
+    api_ratelimit *write_limit;
     uv_signal_t sig_term, sig_int, sig_hup;
     char *addr_file;
     bool stopping;
@@ -204,13 +214,36 @@ static cJSON *be_get(void *ctx, const char *id)
     return jobs_get_json(((daemon_state *)ctx)->jobs, id);
 }
 
+static long queued_jobs(const daemon_state *d)
+{
+    int c[JOB_NSTATES];
+    jobs_counts(d->jobs, c);
+    return c[JOB_QUEUED];
+}
+
+static long be_queued(void *ctx)
+{
+    return queued_jobs(ctx);
+}
+
 static int be_submit(void *ctx, const char *yaml, size_t len, const char *default_name, char **id_out,
                      cJSON **errors_out)
 {
     daemon_state *d = ctx;
     if (d->stopping)
         return API_UNAVAILABLE;
+    /* a scan of incoming/ in flight shares the room left with us */
+    if (queued_jobs(d) >= d->cfg.max_queued_jobs || !spool_reserve(d->sp))
+        return API_QUEUE_FULL;
     return jobs_submit(d->jobs, yaml, len, default_name, id_out, errors_out);
+}
+
+/* How many files the next scan of incoming/ may take. */
+static long spool_room(void *ctx)
+{
+    daemon_state *d = ctx;
+    long room = d->cfg.max_queued_jobs - queued_jobs(d);
+    return room > 0 ? room : 0;
 }
 
 static int be_cancel(void *ctx, const char *id)
@@ -239,6 +272,13 @@ static double be_uptime(void *ctx)
     return now_monotonic() - ((daemon_state *)ctx)->started;
 }
 
+static void be_prom_extra(void *ctx, prom_buf *b)
+{
+    daemon_state *d = ctx;
+    prom_family(b, "traind_http_connections", "gauge", "Open HTTP connections (max_connections at most).");
+    prom_sample(b, "traind_http_connections", NULL, d->http ? http_server_conn_count(d->http) : 0);
+}
+
 /* ------------------------------------------------------------- wiring */
 
 static void on_jobs_changed(void *ctx)
@@ -248,6 +288,38 @@ static void on_jobs_changed(void *ctx)
     jobs_counts(d->jobs, c);
     notify_status("%d running, %d queued, %d done", c[JOB_RUNNING], c[JOB_QUEUED],
                   c[JOB_SUCCEEDED] + c[JOB_FAILED] + c[JOB_CANCELLED] + c[JOB_REJECTED]);
+    /* files held in incoming/ for a full queue: take them as room frees up */
+    if (d->sp && spool_holding(d->sp) && c[JOB_QUEUED] < d->cfg.max_queued_jobs)
+        spool_rescan(d->sp);
+}
+
+static void http_opts_from(const dconfig *c, http_server_opts *o)
+{
+    http_server_opts_default(o);
+    o->max_conns = (unsigned)c->max_connections;
+    o->request_timeout_ms = c->request_timeout_ms;
+    o->idle_timeout_ms = c->idle_timeout_ms;
+}
+
+/* Every connection is a file descriptor: raise the soft RLIMIT_NOFILE (to
+ * the hard limit at most) so that max_connections fit, with room for the
+ * listener, the spool, and the pipes of the training processes. */
+static void raise_nofile(const dconfig *c)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = (rlim_t)c->max_connections + 64 + 8 * (rlim_t)c->max_jobs;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+        if (rl.rlim_cur > old && setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = old;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+        log_warn("max_connections %d needs about %llu file descriptors but only %llu are allowed (LimitNOFILE=, "
+                 "ulimit -n): connections past that are refused",
+                 c->max_connections, (unsigned long long)want, (unsigned long long)rl.rlim_cur);
 }
 
 static void on_intake(void *ctx, spool_intake *it)
@@ -305,6 +377,8 @@ static void begin_shutdown(daemon_state *d, int signum)
     jobs_shutdown(d->jobs, SHUTDOWN_TIMEOUT_S, on_jobs_stopped, d);
 }
 
+static void log_limits(const dconfig *c, const char *prefix);
+
 static void reload(daemon_state *d)
 {
     notify_reloading();
@@ -341,10 +415,35 @@ static void reload(daemon_state *d)
     jobs_configure(d->jobs, &d->cfg);
     if (d->sp)
         spool_set_data_dirs(d->sp, d->cfg.data_dirs, d->cfg.n_data_dirs);
+    spool_set_max_model_bytes(d->cfg.max_model_memory);
+    api_ratelimit_configure(d->write_limit, d->cfg.write_rate_per_client, dconfig_write_burst(&d->cfg));
+    raise_nofile(&d->cfg);
+    if (d->http) {
+        http_server_opts o;
+        http_opts_from(&d->cfg, &o);
+        http_server_set_limits(d->http, &o);
+    }
+    if (d->sp && spool_holding(d->sp))
+        spool_rescan(d->sp);   /* max_queued_jobs may have grown */
     log_info("SIGHUP: max_jobs %d, threads_per_job %d, %zu data dir%s, max_restarts %d", d->cfg.max_jobs,
              d->cfg.threads_per_job, d->cfg.n_data_dirs, d->cfg.n_data_dirs == 1 ? "" : "s",
              d->cfg.max_restarts);
+    log_limits(&d->cfg, "SIGHUP: ");
     notify_ready();
+}
+
+static void log_limits(const dconfig *c, const char *prefix)
+{
+    char rate[64];
+    if (c->write_rate_per_client > 0)
+        snprintf(rate, sizeof rate, "%g writes/s per client (burst %ld)", c->write_rate_per_client,
+                 dconfig_write_burst(c));
+    else
+        snprintf(rate, sizeof rate, "no write rate limit");
+    log_info("%slimits: max_queued_jobs %ld, max_model_memory %zu MiB, %s, max_connections %d, "
+             "request_timeout_ms %u, idle_timeout_ms %u",
+             prefix, c->max_queued_jobs, c->max_model_memory >> 20, rate, c->max_connections,
+             c->request_timeout_ms, c->idle_timeout_ms);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -389,6 +488,8 @@ int main(int argc, char **argv)
     if (load_config(&d.fl, d.config_path, &d.cfg) != 0)
         return 1;
     signal(SIGPIPE, SIG_IGN);
+    raise_nofile(&d.cfg);
+    spool_set_max_model_bytes(d.cfg.max_model_memory);
 
     rc = spool_prepare(d.cfg.spool);
     if (rc < 0) {
@@ -422,6 +523,7 @@ int main(int argc, char **argv)
     log_info("traind %s starting: spool %s, max_jobs %d, threads_per_job %d%s%s", TRAIND_VERSION,
              d.cfg.spool, d.cfg.max_jobs, d.cfg.threads_per_job, d.config_path ? ", config " : "",
              d.config_path ? d.config_path : "");
+    log_limits(&d.cfg, "");
 
     d.jobs = jobs_new(d.loop, &d.cfg, exe);
     jobs_set_on_change(d.jobs, on_jobs_changed, &d);
@@ -446,14 +548,22 @@ int main(int argc, char **argv)
         .log_tail = be_log_tail,
         .token = be_token,
         .uptime = be_uptime,
+        .queued = be_queued,
+        .prom_extra = be_prom_extra,
     };
-    rc = http_server_start(d.loop, d.cfg.listen, NULL, api_handle, &d.api, &d.http);
+    d.write_limit = api_ratelimit_new(d.cfg.write_rate_per_client, dconfig_write_burst(&d.cfg),
+                                      API_RATELIMIT_CLIENTS);
+    d.api.write_limit = d.write_limit;
+    http_server_opts hopts;
+    http_opts_from(&d.cfg, &hopts);
+    rc = http_server_start(d.loop, d.cfg.listen, &hopts, api_handle, &d.api, &d.http);
     if (rc < 0) {
         log_error("cannot listen on %s: %s", d.cfg.listen, uv_strerror(rc));
         /* nothing was started yet: jobs are still as on disk */
         jobs_shutdown(d.jobs, 0, NULL, NULL);
         uv_run(d.loop, UV_RUN_DEFAULT);
         jobs_free(d.jobs);
+        api_ratelimit_free(d.write_limit);
         dconfig_free(&d.cfg);
         notify_close();
         uv_loop_close(d.loop);
@@ -492,6 +602,8 @@ int main(int argc, char **argv)
     rc = spool_start(d.loop, d.cfg.spool, d.cfg.data_dirs, d.cfg.n_data_dirs, on_intake, &d, &d.sp);
     if (rc < 0)
         log_error("cannot watch %s/incoming: %s", d.cfg.spool, strerror(-rc));
+    else
+        spool_set_room(d.sp, spool_room, &d);
     on_jobs_changed(&d);
     notify_ready();
 
@@ -504,6 +616,7 @@ int main(int argc, char **argv)
         uv_loop_close(d.loop);
     }
     jobs_free(d.jobs);
+    api_ratelimit_free(d.write_limit);
     dconfig_free(&d.cfg);
     log_info("traind stopped");
     return 0;

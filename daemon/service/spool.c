@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -93,6 +94,7 @@ int spool_claim_id(const char *jobs_dir, const char *stem, char *id_out)
 {
     char base[SPOOL_ID_MAX + 1];
     spool_sanitize_id(stem, base);
+    bool remade = false;
     for (unsigned k = 1; k < 100000; k++) {
         spool_id_candidate(base, k, id_out);
         char *dir = xasprintf("%s/%s", jobs_dir, id_out);
@@ -101,6 +103,16 @@ int spool_claim_id(const char *jobs_dir, const char *stem, char *id_out)
         free(dir);
         if (rc == 0)
             return 0;
+        if (e == ENOENT && !remade) {
+            /* jobs/ itself was removed: make it again (not the spool above it) */
+            if (mkdir(jobs_dir, 0755) == 0)
+                log_warn("%s was missing; created it again", jobs_dir);
+            else if (errno != EEXIST)
+                return -e;
+            remade = true;
+            k--;   /* the same candidate once more */
+            continue;
+        }
         if (e != EEXIST)
             return -e;
     }
@@ -188,12 +200,19 @@ int spool_token_load_or_create(const char *path, char *out, size_t outlen)
 
 /* ------------------------------------------------------------- validation */
 
+static _Atomic size_t g_max_model_bytes;
+
+void spool_set_max_model_bytes(size_t bytes)
+{
+    g_max_model_bytes = bytes;
+}
+
 int spool_validate(const char *buf, size_t len, const char *default_name,
                    char *const *data_dirs, size_t n_dirs,
                    run_config *cfg, char **data_path, diag_list_t *errs)
 {
     *data_path = NULL;
-    cfg_parse_opts po = {.default_name = default_name};
+    cfg_parse_opts po = {.default_name = default_name, .max_model_bytes = g_max_model_bytes};
     if (cfg_parse(buf, len, &po, cfg, errs) != 0)
         return -1;
     size_t before = errs->n;
@@ -272,6 +291,10 @@ typedef struct scan_req {
     spool_intake **items;   /* results */
     size_t n_items, cap_items;
     bool deferred;          /* a file was left for later (still being written) */
+    int dir_err;            /* errno when incoming/ could not be read, else 0 */
+    bool recreated;         /* incoming/ was missing and this scan made it again */
+    bool capped;            /* room applies: files are taken against s->budget */
+    size_t held;            /* files left in incoming/ for want of room */
     memo *memo;             /* the spool's, lent to this scan */
 } scan_req;
 
@@ -284,9 +307,14 @@ struct spool {
     void *ctx;
     uv_fs_event_t watch;
     bool watching;
+    int dir_err;            /* the last scan's trouble with incoming/ (logged once) */
     uv_timer_t rescan;      /* the periodic safety net */
     uv_timer_t soon;        /* a scan asked for by an event or a deferred file */
     bool scanning, again, stopped;
+    long (*room)(void *);   /* max_queued_jobs: see spool_set_room */
+    void *room_ctx;
+    bool holding;           /* the last scan held files back */
+    _Atomic long budget;    /* room left while a capped scan runs, shared with spool_reserve */
     memo memo;
     int open_handles;
     void (*on_closed)(void *);
@@ -441,8 +469,15 @@ static void scan_work(uv_work_t *w)
     scan_req *r = w->data;
     char *inc = xasprintf("%s/incoming", r->spool_dir);
     DIR *d = opendir(inc);
+    if (!d && errno == ENOENT) {
+        /* Someone removed incoming/: make it again (only it, not the spool),
+         * so that files dropped there later are still taken. */
+        if (mkdir(inc, 0755) == 0)
+            r->recreated = true;
+        d = opendir(inc);
+    }
     if (!d) {
-        log_error("cannot read %s: %s", inc, strerror(errno));
+        r->dir_err = errno ? errno : EIO;   /* reported once by scan_done */
         free(inc);
         return;
     }
@@ -482,8 +517,17 @@ static void scan_work(uv_work_t *w)
     for (size_t i = 0; i < n; i++) {
         char stem[256];
         spool_intake_name(c[i].name, stem, sizeof stem);
-        if (!c[i].known_bad)
+        if (c[i].known_bad)
+            ;
+        else if (r->capped && atomic_fetch_sub(&r->s->budget, 1) <= 0) {
+            atomic_fetch_add(&r->s->budget, 1);
+            r->held++;   /* no room in the queue: stays in incoming/, untouched */
+        } else {
+            size_t before = r->n_items;
             take_file(r, c[i].name, stem);
+            if (r->capped && r->n_items == before)
+                atomic_fetch_add(&r->s->budget, 1);   /* not taken after all */
+        }
         free(c[i].name);
     }
     free(c);
@@ -494,10 +538,39 @@ static void maybe_free(spool *s);
 static void start_scan(spool *s);
 static void on_soon(uv_timer_t *t);
 
+static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status);
+
+/* (Re)starts watching incoming/: after it was made again, the old inotify
+ * watch is dead with the directory it watched. */
+static void watch_incoming(spool *s)
+{
+    if (s->watching)
+        uv_fs_event_stop(&s->watch);
+    int rc = uv_fs_event_start(&s->watch, on_fs_event, s->incoming, 0);
+    s->watching = rc == 0;
+    if (rc < 0)
+        log_warn("cannot watch %s: %s (new files are found by the rescan every %d s)", s->incoming,
+                 uv_strerror(rc), SPOOL_RESCAN_MS / 1000);
+}
+
 static void scan_done(uv_work_t *w, int status)
 {
     scan_req *r = w->data;
     spool *s = r->s;
+    if (r->dir_err) {
+        if (r->dir_err != s->dir_err)
+            log_error("cannot read %s: %s; nothing is taken from it until it can be read (tried every %d s)",
+                      s->incoming, strerror(r->dir_err), SPOOL_RESCAN_MS / 1000);
+        s->dir_err = r->dir_err;
+    } else {
+        if (r->recreated)
+            log_warn("%s was removed; created it again", s->incoming);
+        else if (s->dir_err)
+            log_info("%s can be read again; intake resumes", s->incoming);
+        if ((r->recreated || s->dir_err) && !s->stopped)
+            watch_incoming(s);
+        s->dir_err = 0;
+    }
     for (size_t i = 0; i < r->n_items; i++) {
         spool_intake *it = r->items[i];
         if (it->valid)
@@ -508,6 +581,12 @@ static void scan_done(uv_work_t *w, int status)
         s->cb(s->ctx, it);
     }
     free(r->items);
+    if (r->held && !s->holding)
+        log_warn("the job queue is full: %zu file%s left in incoming/ until there is room (max_queued_jobs)",
+                 r->held, r->held == 1 ? "" : "s");
+    else if (!r->held && s->holding)
+        log_info("the job queue has room again: taking files from incoming/");
+    s->holding = r->held > 0;
     bool deferred = r->deferred;
     free(r->spool_dir);
     free_dirs(r->dirs, r->n_dirs);
@@ -541,6 +620,9 @@ static void start_scan(spool *s)
     r->dirs = copy_dirs(s->dirs, s->n_dirs);
     r->n_dirs = s->n_dirs;
     r->memo = &s->memo;
+    long room = s->room ? s->room(s->room_ctx) : -1;
+    r->capped = room >= 0;
+    s->budget = room;
     int rc = uv_queue_work(s->loop, &r->work, scan_work, scan_done);
     if (rc < 0) {
         log_error("cannot queue a scan of incoming/: %s", uv_strerror(rc));
@@ -575,7 +657,9 @@ static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int 
         log_warn("watching incoming/: %s (falling back to the periodic rescan)", uv_strerror(status));
         return;
     }
-    if (filename && !spool_intake_name(filename, NULL, 0))
+    const char *base = strrchr(s->incoming, '/');
+    bool self = filename && base && strcmp(filename, base + 1) == 0;   /* incoming/ itself moved or removed */
+    if (filename && !self && !spool_intake_name(filename, NULL, 0))
         return;
     /* Coalesce a burst of events into one scan a moment later. */
     if (!uv_is_active((uv_handle_t *)&s->soon))
@@ -602,14 +686,11 @@ int spool_start(uv_loop_t *loop, const char *spool_dir, char *const *data_dirs, 
     uv_fs_event_init(loop, &s->watch);
     s->watch.data = s;
     s->open_handles++;
-    int rc = uv_fs_event_start(&s->watch, on_fs_event, s->incoming, 0);
-    if (rc < 0)
-        log_warn("cannot watch %s: %s (new files are found by the rescan every %d s)", s->incoming,
-                 uv_strerror(rc), SPOOL_RESCAN_MS / 1000);
-    else
-        s->watching = true;
+    watch_incoming(s);
     uv_timer_start(&s->rescan, on_rescan, SPOOL_RESCAN_MS, SPOOL_RESCAN_MS);
-    start_scan(s);
+    /* The first scan on the next turn of the loop, so that the caller can
+     * spool_set_room() first. */
+    uv_timer_start(&s->soon, on_soon, 0, 0);
     *out = s;
     return 0;
 }
@@ -620,6 +701,27 @@ void spool_set_data_dirs(spool *s, char *const *data_dirs, size_t n_dirs)
     free_dirs(s->dirs, s->n_dirs);
     s->dirs = c;
     s->n_dirs = n_dirs;
+}
+
+void spool_set_room(spool *s, long (*room)(void *ctx), void *ctx)
+{
+    s->room = room;
+    s->room_ctx = ctx;
+}
+
+bool spool_holding(const spool *s)
+{
+    return s && s->holding;
+}
+
+bool spool_reserve(spool *s)
+{
+    if (!s || !s->scanning || !s->room)
+        return true;
+    if (atomic_fetch_sub(&s->budget, 1) > 0)
+        return true;
+    atomic_fetch_add(&s->budget, 1);
+    return false;
 }
 
 static void on_handle_closed(uv_handle_t *h)

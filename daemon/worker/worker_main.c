@@ -8,12 +8,15 @@
  * as one JSON line on fd 3 (traind/progress.h).  It must not outlive the
  * daemon: PR_SET_PDEATHSIG(SIGKILL) kills it when the daemon dies, and when
  * the pipe on fd 3 breaks it stops (checkpointing) on its own.  SIGTERM and
- * SIGINT make it checkpoint and exit WORKER_EXIT_STOPPED.
+ * SIGINT make it checkpoint and exit WORKER_EXIT_STOPPED.  SIGXFSZ is
+ * ignored: a write over a file size limit fails (EFBIG) and the job fails
+ * with that error, its last checkpoint intact.
  *
  * An exclusive flock on JOBDIR/worker.lock guarantees that two training
  * processes never write one job directory, even in the instant between a
  * daemon's death and its worker's.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -167,6 +170,22 @@ static int take_lock(const char *job_dir)
     return fd;   /* held until exit */
 }
 
+/* With the lock held no other process writes this directory: every
+ * checkpoint.bin.tmp.PID is what a killed training process left (its pid
+ * may still be a zombie, so the runner's own check would keep it). */
+static void remove_stale_checkpoints(const char *job_dir)
+{
+    DIR *d = opendir(job_dir);
+    if (!d)
+        return;
+    static const char prefix[] = "checkpoint.bin.tmp.";
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, prefix, sizeof prefix - 1) == 0 && unlinkat(dirfd(d), e->d_name, 0) == 0)
+            wlog("removed %s, left by a training process that was killed while writing it", e->d_name);
+    closedir(d);
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: traind --worker JOBDIR --threads N [--ppid PID] [--data-dir DIR]...\n"
@@ -217,6 +236,9 @@ int worker_main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
+    /* Over a file size limit (RLIMIT_FSIZE) write() then fails with EFBIG,
+     * which is reported as the job's error, instead of killing us. */
+    signal(SIGXFSZ, SIG_IGN);
 
     int fl = fcntl(PROGRESS_FD, F_GETFD);
     if (fl >= 0) {
@@ -233,9 +255,13 @@ int worker_main(int argc, char **argv)
         return rc;
     }
 
+    remove_stale_checkpoints(job_dir);
+
     char *cfg_path = xasprintf("%s/config.yaml", job_dir);
     const char *slash = strrchr(job_dir, '/');
-    cfg_parse_opts po = {.default_name = slash ? slash + 1 : job_dir};
+    /* The daemon checked the model's memory against its max_model_memory when
+     * it took the job; a cap of our own here could only disagree with it. */
+    cfg_parse_opts po = {.default_name = slash ? slash + 1 : job_dir, .max_model_bytes = SIZE_MAX};
     run_config cfg;
     diag_list_t errs = DIAG_LIST_INIT;
     int code;

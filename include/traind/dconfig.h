@@ -23,6 +23,14 @@
 #define DCONFIG_DEFAULT_LISTEN "127.0.0.1:8080"
 #define DCONFIG_MAX_DATA_DIRS 64
 
+/* Defaults of the limits (SPEC.md §2 and man/traind.yaml.5). */
+#define DCONFIG_DEFAULT_MAX_QUEUED_JOBS 1000L
+#define DCONFIG_DEFAULT_MAX_MODEL_MEMORY ((size_t)8 << 30)
+#define DCONFIG_DEFAULT_WRITE_RATE 20.0
+#define DCONFIG_DEFAULT_MAX_CONNECTIONS 1024
+#define DCONFIG_DEFAULT_REQUEST_TIMEOUT_MS 10000
+#define DCONFIG_DEFAULT_IDLE_TIMEOUT_MS 30000
+
 typedef struct dconfig {
     char *spool;             /* NULL until set; dconfig_finish() defaults it */
     char *listen;            /* "HOST:PORT", "[V6]:PORT" or "unix:/PATH" */
@@ -34,6 +42,15 @@ typedef struct dconfig {
     char *api_token_file;    /* default <spool>/api.token */
     long metrics_keep;       /* >= 2, default 100000 */
     int max_restarts;        /* >= 0, default 0 */
+
+    /* limits (every one reloaded by SIGHUP) */
+    long max_queued_jobs;          /* jobs waiting (state queued) at most; 1..1000000, default 1000 */
+    size_t max_model_memory;       /* bytes a model may need (cfg_parse_opts.max_model_bytes), default 8 GiB */
+    double write_rate_per_client;  /* POSTs per second per client address; 0 = unlimited; default 20 */
+    long write_burst_per_client;   /* token-bucket depth; 0 = twice the rate (at least 1), default 0 */
+    int max_connections;           /* open HTTP connections; 1..1000000, default 1024 */
+    unsigned request_timeout_ms;   /* a request not complete this long after its first byte is closed */
+    unsigned idle_timeout_ms;      /* a keep-alive connection with no request this long is closed */
 } dconfig;
 
 /* Built-in defaults (spool/token/data dirs left for dconfig_finish). */
@@ -55,6 +72,15 @@ void dconfig_finish(dconfig *c);
 /* Replaces *dst with a copy of s (NULL allowed). */
 void dconfig_set_str(char **dst, const char *s);
 void dconfig_set_data_dirs(dconfig *c, char *const *dirs, size_t n);
+
+/* The token-bucket depth in effect: write_burst_per_client, or twice the
+ * rate (at least 1) when that is 0. */
+long dconfig_write_burst(const dconfig *c);
+
+/* Parses a byte size: a whole number with an optional binary suffix K, M, G,
+ * T or P (also written Ki/KiB/KB..., any case; 1K = 1024).  Returns 0 with
+ * *out, or -1 (not a size, or over SIZE_MAX). */
+int dconfig_parse_size(const char *s, size_t *out);
 
 /* Checks a listen address: "HOST:PORT", "[V6]:PORT" or "unix:/PATH".
  * Returns NULL when fine, else a static message. */

@@ -49,6 +49,9 @@ typedef struct http_request {
     const char *body;         /* NUL-terminated for convenience; may hold NULs; "" when none */
     size_t body_len;
     int http_major, http_minor;
+    const char *peer;         /* the client's address without the port ("127.0.0.1", "::1"; an
+                               * IPv4-mapped IPv6 address as IPv4), "unix" for every client of a
+                               * Unix socket, "unknown" if it could not be read */
 } http_request;
 
 typedef struct http_response {
@@ -86,6 +89,11 @@ int http_server_start(uv_loop_t *loop, const char *listen, const http_server_opt
 
 /* The bound address: "127.0.0.1:43127", "[::1]:8080" or "unix:/run/x.sock". */
 const char *http_server_address(const http_server *s);
+
+/* Changes the limits of a running server (SIGHUP): max_conns, the timeouts,
+ * max_body and max_header; a field left 0 keeps its current value.  New
+ * limits apply to connections accepted and timers started afterwards. */
+void http_server_set_limits(http_server *s, const http_server_opts *opts);
 
 /* Open connections right now. */
 unsigned http_server_conn_count(const http_server *s);

@@ -7,7 +7,8 @@
  *
  * Files in out_dir:
  *   metrics.jsonl   {"step","lr","loss","loss_avg","grad_norm","time"[,"eval_loss"]} per
- *                   logged step, appended and flushed; cut back to the checkpoint's step on resume
+ *                   logged step, appended one whole line per write() (a write that fails part
+ *                   way is cut back off); cut back to the checkpoint's step on resume
  *   checkpoint.bin  replaced atomically every checkpoint_every steps, at the end and on stop
  */
 #ifndef TRAIND_RUNNER_H

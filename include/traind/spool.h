@@ -72,6 +72,11 @@ int spool_validate(const char *buf, size_t len, const char *default_name,
                    char *const *data_dirs, size_t n_dirs,
                    run_config *cfg, char **data_path, diag_list_t *errs);
 
+/* The memory cap spool_validate gives cfg_parse (max_model_memory of the
+ * daemon config); 0 = CFG_DEFAULT_MAX_MODEL_BYTES.  Process-wide, safe to
+ * change while validations run on other threads. */
+void spool_set_max_model_bytes(size_t bytes);
+
 /* --- intake --- */
 
 typedef struct spool_intake {
@@ -98,6 +103,22 @@ int spool_start(uv_loop_t *loop, const char *spool_dir, char *const *data_dirs, 
 
 /* New data dirs (SIGHUP) for later validations. */
 void spool_set_data_dirs(spool *s, char *const *data_dirs, size_t n_dirs);
+
+/* Caps intake (max_queued_jobs): room(ctx) is asked on the loop thread as
+ * each scan starts — how many files it may take, < 0 = no cap.  The files
+ * past it stay in incoming/ untouched (a warning is logged once, when that
+ * starts) and are taken by a later scan once there is room. */
+void spool_set_room(spool *s, long (*room)(void *ctx), void *ctx);
+
+/* Whether the last scan left files in incoming/ for want of room (the owner
+ * then calls spool_rescan when room frees up). */
+bool spool_holding(const spool *s);
+
+/* Admission of one job from elsewhere (POST /jobs) once the caller has seen
+ * room in the queue: while a scan runs, it and the scan share the room the
+ * scan was given, so that together they never go over it.  false: no room
+ * left (answer "queue full"). */
+bool spool_reserve(spool *s);
 
 /* Scans incoming/ soon (coalesced with a scan already asked for). */
 void spool_rescan(spool *s);

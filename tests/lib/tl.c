@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -92,6 +93,74 @@ const char *tl_traind_path(void)
     return path;
 }
 
+const char *tl_trainctl_path(void)
+{
+    static char path[4096];
+    const char *b = getenv("TRAIND_BUILD");
+    snprintf(path, sizeof path, "%s/trainctl", b && *b ? b : "build");
+    return path;
+}
+
+int tl_run(const char *const *argv, const char *out_path, double timeout_s)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int fd = open(out_path ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        int null = open("/dev/null", O_RDONLY);
+        if (null >= 0) {
+            dup2(null, STDIN_FILENO);
+            close(null);
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    double deadline = tl_now() + timeout_s;
+    int st;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0)
+            return -1;
+        if (tl_now() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            return -1;
+        }
+        tl_sleep_ms(5);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+char *tl_strip_time(const char *text)
+{
+    size_t n = strlen(text);
+    char *out = xmalloc(n + 1);
+    size_t w = 0;
+    for (size_t i = 0; i < n;) {
+        if (strncmp(text + i, ",\"time\":", 8) == 0) {
+            i += 8;
+            while (i < n && text[i] != ',' && text[i] != '}')
+                i++;
+            continue;
+        }
+        out[w++] = text[i++];
+    }
+    out[w] = '\0';
+    return out;
+}
+
 bool tl_pid_alive(pid_t pid)
 {
     return pid > 0 && kill(pid, 0) == 0;
@@ -99,12 +168,18 @@ bool tl_pid_alive(pid_t pid)
 
 int tl_daemon_start(tl_daemon *d, const char *spool, const char *const *extra_args, double timeout_s)
 {
+    return tl_daemon_start_opts(d, spool, extra_args, timeout_s, NULL);
+}
+
+int tl_daemon_start_opts(tl_daemon *d, const char *spool, const char *const *extra_args, double timeout_s,
+                         const tl_start_opts *o)
+{
     memset(d, 0, sizeof *d);
     d->spool = xstrdup(spool);
     mkdir_p(spool, 0755);
     char *addr_file = xasprintf("%s/traind.addr", spool);
     unlink(addr_file);
-    d->log = xasprintf("%s/daemon.log", spool);
+    d->log = o && o->log_path ? xstrdup(o->log_path) : xasprintf("%s/daemon.log", spool);
 
     const char *argv[64];
     int n = 0;
@@ -138,6 +213,11 @@ int tl_daemon_start(tl_daemon *d, const char *spool, const char *const *extra_ar
         if (null >= 0) {
             dup2(null, STDIN_FILENO);
             close(null);
+        }
+        if (o && o->fsize_limit > 0) {
+            struct rlimit rl = {(rlim_t)o->fsize_limit, (rlim_t)o->fsize_limit};
+            if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+                _exit(126);
         }
         execv(argv[0], (char *const *)argv);
         _exit(127);

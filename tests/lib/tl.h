@@ -41,12 +41,34 @@ const char *tl_traind_path(void);
  * Returns 0, or -1 when it did not come up (the log tells why). */
 int tl_daemon_start(tl_daemon *d, const char *spool, const char *const *extra_args, double timeout_s);
 
+/* Options of tl_daemon_start_opts (zero = the default). */
+typedef struct tl_start_opts {
+    unsigned long long fsize_limit;   /* RLIMIT_FSIZE of the daemon (its children inherit it); 0 = none */
+    const char *log_path;             /* the daemon's stderr; NULL = <spool>/daemon.log */
+} tl_start_opts;
+
+/* tl_daemon_start with options (o may be NULL). */
+int tl_daemon_start_opts(tl_daemon *d, const char *spool, const char *const *extra_args, double timeout_s,
+                         const tl_start_opts *o);
+
 /* Sends sig and waits up to timeout_s for the daemon to exit.  Returns its
  * wait status, or -1 on timeout (it is then SIGKILLed and reaped). */
 int tl_daemon_stop(tl_daemon *d, int sig, double timeout_s);
 
 /* Frees what start allocated (the spool path is kept by the caller). */
 void tl_daemon_free(tl_daemon *d);
+
+/* The trainctl binary: $TRAIND_BUILD/trainctl (default build/trainctl). */
+const char *tl_trainctl_path(void);
+
+/* Runs argv (argv[0] a path) with stdin /dev/null and stdout + stderr
+ * written to out_path (NULL: /dev/null), waiting up to timeout_s (then it is
+ * SIGKILLed).  Returns its exit code, 128 + the signal that ended it, or -1. */
+int tl_run(const char *const *argv, const char *out_path, double timeout_s);
+
+/* metrics.jsonl text without the "time" field of each line (wall clock
+ * differs between runs); malloc'd. */
+char *tl_strip_time(const char *text);
 
 /* Whether a process exists (kill(pid, 0)). */
 bool tl_pid_alive(pid_t pid);

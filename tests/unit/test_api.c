@@ -98,6 +98,8 @@ static int fake_submit(void *ctx, const char *yaml, size_t len, const char *defa
     }
     if (strstr(yaml, "boom"))
         return -EIO;
+    if (strstr(yaml, "crowded"))
+        return API_QUEUE_FULL;
     *id_out = xstrdup("new-job");
     return API_OK;
 }
@@ -150,6 +152,11 @@ static double fake_uptime(void *ctx)
     return 12.5;
 }
 
+static long fake_queued(void *ctx)
+{
+    return 1000;
+}
+
 static void fake_prom_extra(void *ctx, prom_buf *b)
 {
     prom_family(b, "traind_extra", "counter", "An extra family.");
@@ -158,6 +165,7 @@ static void fake_prom_extra(void *ctx, prom_buf *b)
 
 static fake F;
 static api_backend BE;
+static const char *g_peer = "127.0.0.1";   /* the peer of call()'s requests */
 
 static void setup(void)
 {
@@ -180,6 +188,9 @@ static void setup(void)
 
 static void teardown(void)
 {
+    api_ratelimit_free(BE.write_limit);
+    BE.write_limit = NULL;
+    g_peer = "127.0.0.1";
     cJSON_Delete(F.jobs);
     free(F.last_yaml);
 }
@@ -226,6 +237,7 @@ static reply call(const char *method, const char *target, const char *auth, cons
         .body_len = body ? strlen(body) : 0,
         .http_major = 1,
         .http_minor = 1,
+        .peer = g_peer,
     };
     http_response res = {.status = 200};
     api_handle(&BE, &req, &res);
@@ -475,6 +487,169 @@ START_TEST(submit_auth)
     r = call("POST", "/jobs", "Bearer s3cret", "boom");
     EXPECT(r, 500);
     reply_free(&r);
+}
+END_TEST
+
+START_TEST(queue_full)
+{
+    const char *yaml = "name: crowded\n";
+    reply r = call("POST", "/jobs", "Bearer s3cret", yaml);
+    EXPECT(r, 429);
+    ck_assert_str_eq(jstr(r.json, "error"), "the queue is full; try again later");
+    ck_assert(strstr(r.headers, "Retry-After: 5\r\n"));
+    reply_free(&r);
+    BE.queued = fake_queued;
+    r = call("POST", "/jobs", "Bearer s3cret", yaml);
+    EXPECT(r, 429);
+    ck_assert_str_eq(jstr(r.json, "error"), "the queue is full (1000 jobs waiting); try again later");
+    reply_free(&r);
+    /* the token is still checked first */
+    r = call("POST", "/jobs", NULL, yaml);
+    EXPECT(r, 401);
+    reply_free(&r);
+}
+END_TEST
+
+static bool has_header(const reply *r, const char *line)
+{
+    return strstr(r->headers, line) != NULL;
+}
+
+START_TEST(write_rate_limit)
+{
+    BE.write_limit = api_ratelimit_new(2, 3, 16);   /* 2 writes/s, 3 at once */
+    const char *yaml = "name: x\n";
+    for (int i = 0; i < 3; i++) {
+        reply r = call("POST", "/jobs", "Bearer s3cret", yaml);
+        EXPECT(r, 201);
+        reply_free(&r);
+    }
+    reply r = call("POST", "/jobs", "Bearer s3cret", yaml);
+    EXPECT(r, 429);
+    ck_assert_str_eq(jstr(r.json, "error"), "too many requests from 127.0.0.1: limit is 2 writes/s");
+    ck_assert_msg(has_header(&r, "Retry-After: 1\r\n"), "%s", r.headers);
+    reply_free(&r);
+    /* every write counts, whatever it is answered: unauthenticated ones and cancels too */
+    r = call("POST", "/jobs/a/cancel", "Bearer s3cret", NULL);
+    EXPECT(r, 429);
+    reply_free(&r);
+    r = call("POST", "/jobs", NULL, yaml);
+    EXPECT(r, 429);
+    reply_free(&r);
+    /* reads are never limited */
+    for (int i = 0; i < 20; i++) {
+        r = call("GET", "/jobs/a", NULL, NULL);
+        EXPECT(r, 200);
+        reply_free(&r);
+    }
+    /* another client has its own bucket */
+    g_peer = "::1";
+    r = call("POST", "/jobs", "Bearer s3cret", yaml);
+    EXPECT(r, 201);
+    reply_free(&r);
+    g_peer = "unix";
+    for (int i = 0; i < 3; i++) {
+        r = call("POST", "/jobs", "Bearer s3cret", yaml);
+        EXPECT(r, 201);
+        reply_free(&r);
+    }
+    r = call("POST", "/jobs", "Bearer s3cret", yaml);
+    EXPECT(r, 429);
+    ck_assert_str_eq(jstr(r.json, "error"), "too many requests from unix: limit is 2 writes/s");
+    reply_free(&r);
+    /* a token comes back after 1/rate s */
+    g_peer = "127.0.0.1";
+    usleep(600 * 1000);
+    r = call("POST", "/jobs", "Bearer s3cret", yaml);
+    EXPECT(r, 201);
+    reply_free(&r);
+    r = call("POST", "/jobs", "Bearer s3cret", yaml);
+    EXPECT(r, 429);
+    reply_free(&r);
+    /* rate 0: unlimited */
+    api_ratelimit_configure(BE.write_limit, 0, 0);
+    for (int i = 0; i < 50; i++) {
+        r = call("POST", "/jobs", "Bearer s3cret", yaml);
+        EXPECT(r, 201);
+        reply_free(&r);
+    }
+    /* a request with no peer (a test harness) is one client, "unknown" */
+    api_ratelimit_configure(BE.write_limit, 1, 1);
+    g_peer = NULL;
+    r = call("POST", "/jobs", "Bearer s3cret", yaml);
+    EXPECT(r, 201);
+    reply_free(&r);
+    r = call("POST", "/jobs", "Bearer s3cret", yaml);
+    EXPECT(r, 429);
+    ck_assert_str_eq(jstr(r.json, "error"), "too many requests from unknown: limit is 1 writes/s");
+    reply_free(&r);
+}
+END_TEST
+
+START_TEST(ratelimit_buckets)
+{
+    api_ratelimit *rl = api_ratelimit_new(10, 5, 4);   /* 10/s, burst 5, 4 clients */
+    ck_assert_double_eq(api_ratelimit_rate(rl), 10);
+    double t = 100.0;
+    for (int i = 0; i < 5; i++)
+        ck_assert_double_eq(api_ratelimit_take(rl, "a", t), 0);
+    double w = api_ratelimit_take(rl, "a", t);
+    ck_assert_double_eq_tol(w, 0.1, 1e-9);            /* the next token in 1/rate s */
+    ck_assert_double_eq_tol(api_ratelimit_take(rl, "a", t + 0.05), 0.05, 1e-9);
+    ck_assert_double_eq(api_ratelimit_take(rl, "a", t + 0.1), 0);
+    ck_assert(api_ratelimit_take(rl, "a", t + 0.1) > 0);
+    /* refills at the rate, never past the burst */
+    t += 100;
+    for (int i = 0; i < 5; i++)
+        ck_assert_double_eq(api_ratelimit_take(rl, "a", t), 0);
+    ck_assert(api_ratelimit_take(rl, "a", t) > 0);
+    /* a clock that goes back does not mint tokens */
+    ck_assert(api_ratelimit_take(rl, "a", t - 50) > 0);
+    ck_assert_uint_eq(api_ratelimit_clients(rl), 1);
+
+    /* bounded: the 5th client pushes out the one seen least recently */
+    ck_assert_double_eq(api_ratelimit_take(rl, "b", t), 0);
+    ck_assert_double_eq(api_ratelimit_take(rl, "c", t), 0);
+    ck_assert_double_eq(api_ratelimit_take(rl, "d", t), 0);
+    ck_assert_uint_eq(api_ratelimit_clients(rl), 4);
+    ck_assert(api_ratelimit_take(rl, "a", t) > 0);      /* a is now the most recent */
+    ck_assert_double_eq(api_ratelimit_take(rl, "e", t), 0);   /* evicts b */
+    ck_assert_uint_eq(api_ratelimit_clients(rl), 4);
+    ck_assert(api_ratelimit_take(rl, "a", t) > 0);      /* a kept its empty bucket */
+    /* many clients: the table never grows past its bound and lookups stay right */
+    char key[32];
+    for (int i = 0; i < 10000; i++) {
+        snprintf(key, sizeof key, "10.0.%d.%d", i / 256, i % 256);
+        ck_assert_double_eq(api_ratelimit_take(rl, key, t), 0);
+        ck_assert_uint_le(api_ratelimit_clients(rl), 4);
+    }
+    for (int i = 0; i < 4; i++)
+        ck_assert_double_eq(api_ratelimit_take(rl, "10.0.39.15", t), 0);
+    ck_assert(api_ratelimit_take(rl, "10.0.39.15", t) > 0);  /* the last one kept its bucket */
+
+    /* new settings keep the buckets, capped at the new burst */
+    api_ratelimit_configure(rl, 1, 2);
+    t += 100;
+    ck_assert_double_eq(api_ratelimit_take(rl, "10.0.39.15", t), 0);
+    ck_assert_double_eq(api_ratelimit_take(rl, "10.0.39.15", t), 0);
+    ck_assert_double_eq_tol(api_ratelimit_take(rl, "10.0.39.15", t), 1.0, 1e-9);
+    /* rate 0: unlimited */
+    api_ratelimit_configure(rl, 0, 0);
+    ck_assert_double_eq(api_ratelimit_rate(rl), 0);
+    for (int i = 0; i < 1000; i++)
+        ck_assert_double_eq(api_ratelimit_take(rl, "10.0.39.15", t), 0);
+    api_ratelimit_free(rl);
+    api_ratelimit_free(NULL);
+    ck_assert_double_eq(api_ratelimit_take(NULL, "x", 0), 0);
+
+    /* a key longer than any address is cut, not overflowed */
+    rl = api_ratelimit_new(1, 1, 0);
+    char longkey[300];
+    memset(longkey, 'k', sizeof longkey - 1);
+    longkey[sizeof longkey - 1] = '\0';
+    ck_assert_double_eq(api_ratelimit_take(rl, longkey, 1), 0);
+    ck_assert(api_ratelimit_take(rl, longkey, 1) > 0);
+    api_ratelimit_free(rl);
 }
 END_TEST
 
@@ -772,6 +947,8 @@ Suite *api_suite(void)
     tcase_add_test(tc, traversal_ids);
     tcase_add_test(tc, metrics_route);
     tcase_add_test(tc, submit_auth);
+    tcase_add_test(tc, queue_full);
+    tcase_add_test(tc, write_rate_limit);
     tcase_add_test(tc, cancel_route);
     tcase_add_test(tc, unknown_and_methods);
     tcase_add_test(tc, prometheus_route);
@@ -782,6 +959,7 @@ Suite *api_suite(void)
     TCase *tp = tcase_create("prom+helpers");
     tcase_add_test(tp, prom_writer);
     tcase_add_test(tp, helpers);
+    tcase_add_test(tp, ratelimit_buckets);
     suite_add_tcase(s, tp);
     return s;
 }

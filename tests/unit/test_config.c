@@ -30,9 +30,13 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-/* Time bounds: sanitizers make allocation ~10x slower, so they get more. */
+/* Time bounds: sanitizers make allocation ~10x slower and Valgrind ~50x, so
+ * they get more. */
 #if defined(__SANITIZE_ADDRESS__)
 #define SLOWDOWN 10.0
+#elif __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define SLOWDOWN (RUNNING_ON_VALGRIND ? 50.0 : 1.0)
 #else
 #define SLOWDOWN 1.0
 #endif

@@ -33,6 +33,13 @@ START_TEST(defaults)
     ck_assert_int_eq(c.threads_per_job, 1);
     ck_assert_int_eq(c.metrics_keep, 100000);
     ck_assert_int_eq(c.max_restarts, 0);
+    ck_assert_int_eq(c.max_queued_jobs, 1000);
+    ck_assert_uint_eq(c.max_model_memory, (size_t)8 << 30);
+    ck_assert_double_eq(c.write_rate_per_client, 20);
+    ck_assert_int_eq(dconfig_write_burst(&c), 40);
+    ck_assert_int_eq(c.max_connections, 1024);
+    ck_assert_uint_eq(c.request_timeout_ms, 10000);
+    ck_assert_uint_eq(c.idle_timeout_ms, 30000);
     dconfig_finish(&c);
     char cwd[4096];
     ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
@@ -261,6 +268,127 @@ START_TEST(example_config_is_valid)
 }
 END_TEST
 
+START_TEST(limit_keys)
+{
+    const char *text =
+        "max_queued_jobs: 50\n"
+        "max_model_memory: 512M\n"
+        "write_rate_per_client: 2.5\n"
+        "write_burst_per_client: 7\n"
+        "max_connections: 2000\n"
+        "request_timeout_ms: 1000\n"
+        "idle_timeout_ms: 1500\n";
+    dconfig c;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(parse(text, &c, &errs), 0);
+    ck_assert_uint_eq(errs.n, 0);
+    ck_assert_int_eq(c.max_queued_jobs, 50);
+    ck_assert_uint_eq(c.max_model_memory, (size_t)512 << 20);
+    ck_assert_double_eq(c.write_rate_per_client, 2.5);
+    ck_assert_int_eq(c.write_burst_per_client, 7);
+    ck_assert_int_eq(dconfig_write_burst(&c), 7);
+    ck_assert_int_eq(c.max_connections, 2000);
+    ck_assert_uint_eq(c.request_timeout_ms, 1000);
+    ck_assert_uint_eq(c.idle_timeout_ms, 1500);
+    dconfig_free(&c);
+
+    /* burst left out: twice the rate, at least 1; rate 0 means unlimited */
+    ck_assert_int_eq(parse("write_rate_per_client: 2.5\n", &c, &errs), 0);
+    ck_assert_int_eq(dconfig_write_burst(&c), 5);
+    dconfig_free(&c);
+    ck_assert_int_eq(parse("write_rate_per_client: 0\n", &c, &errs), 0);
+    ck_assert_double_eq(c.write_rate_per_client, 0);
+    ck_assert_int_eq(dconfig_write_burst(&c), 1);
+    dconfig_free(&c);
+    ck_assert_int_eq(parse("max_model_memory: 17179869184\n", &c, &errs), 0);
+    ck_assert_uint_eq(c.max_model_memory, (size_t)16 << 30);
+    dconfig_free(&c);
+    diag_free(&errs);
+}
+END_TEST
+
+START_TEST(limit_keys_bad_values)
+{
+    const char *text =
+        "max_queued_jobs: 0\n"           /* line 1: out of range */
+        "max_model_memory: 8X\n"         /* line 2: unknown suffix */
+        "write_rate_per_client: -1\n"    /* line 3 */
+        "write_burst_per_client: 1.5\n"  /* line 4: not an integer */
+        "max_connections: 0\n"           /* line 5 */
+        "request_timeout_ms: 5\n"        /* line 6: under 100 */
+        "idle_timeout_ms: soon\n";       /* line 7 */
+    dconfig c;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(parse(text, &c, &errs), -1);
+    const char *paths[] = {"max_queued_jobs", "max_model_memory", "write_rate_per_client",
+                           "write_burst_per_client", "max_connections", "request_timeout_ms",
+                           "idle_timeout_ms"};
+    for (int i = 0; i < 7; i++) {
+        const diag_t *d = find_diag(&errs, paths[i]);
+        ck_assert_msg(d != NULL, "no error for %s", paths[i]);
+        ck_assert_int_eq(d->line, i + 1);
+        ck_assert_int_eq(d->column, (int)strlen(paths[i]) + 3);
+    }
+    ck_assert_uint_eq(errs.n, 7);
+    ck_assert_ptr_nonnull(strstr(find_diag(&errs, "max_model_memory")->message, "512M or 8G"));
+    ck_assert_ptr_nonnull(strstr(find_diag(&errs, "max_model_memory")->message, "got \"8X\""));
+    ck_assert_ptr_nonnull(strstr(find_diag(&errs, "request_timeout_ms")->message, "from 100 to 3600000, got 5"));
+    diag_free(&errs);
+    dconfig_free(&c);
+
+    /* sizes out of range, rates that are not decimal numbers */
+    const char *bad[] = {"max_model_memory: 1K\n", "max_model_memory: 2P\n", "max_model_memory: \"8G\"\n",
+                         "max_model_memory: -8G\n", "write_rate_per_client: inf\n",
+                         "write_rate_per_client: 0x10\n", "write_rate_per_client: 2000000\n",
+                         "max_queued_jobs: 1000001\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_msg(parse(bad[i], &c, &errs) == -1, "accepted %s", bad[i]);
+        ck_assert_uint_eq(errs.n, 1);
+        diag_free(&errs);
+        dconfig_free(&c);
+    }
+
+    /* a misspelt new key gets a hint */
+    ck_assert_int_eq(parse("max_queue_jobs: 5\n", &c, &errs), -1);
+    ck_assert_ptr_nonnull(strstr(errs.items[0].message, "did you mean \"max_queued_jobs\""));
+    diag_free(&errs);
+    dconfig_free(&c);
+}
+END_TEST
+
+START_TEST(parse_size)
+{
+    size_t x = 0;
+    ck_assert_int_eq(dconfig_parse_size("0", &x), 0);
+    ck_assert_uint_eq(x, 0);
+    ck_assert_int_eq(dconfig_parse_size("1048576", &x), 0);
+    ck_assert_uint_eq(x, 1048576);
+    ck_assert_int_eq(dconfig_parse_size("512M", &x), 0);
+    ck_assert_uint_eq(x, (size_t)512 << 20);
+    ck_assert_int_eq(dconfig_parse_size("8G", &x), 0);
+    ck_assert_uint_eq(x, (size_t)8 << 30);
+    ck_assert_int_eq(dconfig_parse_size("8g", &x), 0);
+    ck_assert_uint_eq(x, (size_t)8 << 30);
+    ck_assert_int_eq(dconfig_parse_size("8GiB", &x), 0);
+    ck_assert_uint_eq(x, (size_t)8 << 30);
+    ck_assert_int_eq(dconfig_parse_size("8GB", &x), 0);
+    ck_assert_uint_eq(x, (size_t)8 << 30);
+    ck_assert_int_eq(dconfig_parse_size("64k", &x), 0);
+    ck_assert_uint_eq(x, 65536);
+    ck_assert_int_eq(dconfig_parse_size("2T", &x), 0);
+    ck_assert_uint_eq(x, (size_t)2 << 40);
+    ck_assert_int_eq(dconfig_parse_size("1P", &x), 0);
+    ck_assert_uint_eq(x, (size_t)1 << 50);
+    const char *bad[] = {"", "G", "-1", "+5", " 5", "5 G", "5X", "5GiBs", "1.5G", "5Gi B",
+                         "99999999999999999999", "20000000P"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        x = 7;
+        ck_assert_msg(dconfig_parse_size(bad[i], &x) == -1, "accepted \"%s\"", bad[i]);
+        ck_assert_uint_eq(x, 7);
+    }
+}
+END_TEST
+
 START_TEST(edit_distance)
 {
     ck_assert_int_eq(dconfig_edit_distance("max_jobs", "max_jobs"), 0);
@@ -285,6 +413,9 @@ static Suite *suite(void)
     tcase_add_test(tc, listen_forms);
     tcase_add_test(tc, load_file_and_missing_file);
     tcase_add_test(tc, example_config_is_valid);
+    tcase_add_test(tc, limit_keys);
+    tcase_add_test(tc, limit_keys_bad_values);
+    tcase_add_test(tc, parse_size);
     tcase_add_test(tc, edit_distance);
     suite_add_tcase(s, tc);
     return s;

@@ -58,6 +58,19 @@ static void handler(void *ctx, const http_request *req, http_response *res)
         ck_assert_int_eq(http_response_add_header(res, "X-Bad", "a\r\nInjected: 1"), -EINVAL);
         return;
     }
+    if (strcmp(req->path, "/peer") == 0) {
+        char *b = xstrdup(req->peer ? req->peer : "(null)");
+        http_response_set(res, 200, "text/plain", b, strlen(b));
+        return;
+    }
+    if (strcmp(req->path, "/limits") == 0) {
+        /* on the loop thread, as a SIGHUP handler would do it */
+        fixture *f = ctx;
+        http_server_opts o = {.max_conns = 2, .idle_timeout_ms = 300};
+        http_server_set_limits(f->srv, &o);
+        http_response_set(res, 200, "text/plain", xstrdup("ok"), 2);
+        return;
+    }
     if (strcmp(req->path, "/close") == 0)
         res->close = true;
     char *s = xasprintf("%s %s?%s|%.*s", req->method, req->path, req->query, (int)req->body_len, req->body);
@@ -633,6 +646,89 @@ START_TEST(connection_cap)
 }
 END_TEST
 
+START_TEST(limits_change_at_run_time)
+{
+    fixture f;
+    http_server_opts o = fast_opts();
+    o.max_conns = 1;
+    start_server(&f, "127.0.0.1:0", &o);
+    client *a = client_new(connect_tcp(f.port));
+    SEND(a->fd, "GET /x HTTP/1.1\r\n\r\n");
+    ck_assert_int_eq(client_read(a), 200);
+    client *b = client_new(connect_tcp(f.port));
+    ck_assert_int_eq(client_read(b), 503);   /* the cap is 1 */
+    client_free(b);
+    usleep(50 * 1000);
+    SEND(a->fd, "GET /limits HTTP/1.1\r\n\r\n");   /* max_conns 2, idle 300 ms */
+    ck_assert_int_eq(client_read(a), 200);
+    b = client_new(connect_tcp(f.port));
+    SEND(b->fd, "GET /y HTTP/1.1\r\n\r\n");
+    ck_assert_int_eq(client_read(b), 200);
+    client *c = client_new(connect_tcp(f.port));
+    ck_assert_int_eq(client_read(c), 503);   /* the new cap is 2 */
+    client_free(c);
+    /* the new idle timeout applies to timers started from now on */
+    double t0 = mono();
+    ck_assert(closed_within(b->fd, 3000));
+    ck_assert_msg(mono() - t0 < 1.5, "idle connection closed after %.3f s", mono() - t0);
+    client_free(b);
+    client_free(a);
+    stop_server(&f);
+}
+END_TEST
+
+START_TEST(peer_address)
+{
+    fixture f;
+    start_server(&f, "127.0.0.1:0", NULL);
+    client *c = client_new(connect_tcp(f.port));
+    SEND(c->fd, "GET /peer HTTP/1.1\r\n\r\n");
+    ck_assert_int_eq(client_read(c), 200);
+    ck_assert_str_eq(c->body, "127.0.0.1");
+    client_free(c);
+    stop_server(&f);
+
+    /* IPv6 loopback, where the machine has it */
+    uv_loop_t l;
+    uv_loop_init(&l);
+    http_server *probe = NULL;
+    bool v6 = http_server_start(&l, "[::1]:0", NULL, handler, NULL, &probe) == 0;
+    if (v6)
+        http_server_stop(probe, NULL, NULL);
+    uv_run(&l, UV_RUN_DEFAULT);
+    uv_loop_close(&l);
+    if (v6) {
+        start_server(&f, "[::1]:0", NULL);
+        int fd = socket(AF_INET6, SOCK_STREAM, 0);
+        struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)f.port),
+                                  .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+        ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+        set_timeout(fd, 5000);
+        c = client_new(fd);
+        SEND(c->fd, "GET /peer HTTP/1.1\r\n\r\n");
+        ck_assert_int_eq(client_read(c), 200);
+        ck_assert_str_eq(c->body, "::1");
+        client_free(c);
+        stop_server(&f);
+    }
+
+    /* every client of a Unix socket is "unix" */
+    char dir[] = "/tmp/traind-http-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[100], listen[160];
+    snprintf(path, sizeof path, "%s/api.sock", dir);
+    snprintf(listen, sizeof listen, "unix:%s", path);
+    start_server(&f, listen, NULL);
+    c = client_new(connect_unix(path));
+    SEND(c->fd, "GET /peer HTTP/1.1\r\n\r\n");
+    ck_assert_int_eq(client_read(c), 200);
+    ck_assert_str_eq(c->body, "unix");
+    client_free(c);
+    stop_server(&f);
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(unix_socket)
 {
     char dir[] = "/tmp/traind-http-XXXXXX";
@@ -824,6 +920,8 @@ Suite *http_suite(void)
     tcase_add_test(tc, connection_close_and_http10);
     tcase_add_test(tc, idle_and_slow_timeouts);
     tcase_add_test(tc, connection_cap);
+    tcase_add_test(tc, limits_change_at_run_time);
+    tcase_add_test(tc, peer_address);
     tcase_add_test(tc, unix_socket);
     tcase_add_test(tc, addresses);
     tcase_add_test(tc, backpressure);

@@ -1,0 +1,335 @@
+/*
+ * fuzz_http — the HTTP request path: bytes from a client in, the server's
+ * responses out, through the real transport (daemon/service/http.c: its
+ * http_parser callbacks, limits, pipelining, lingering close) and the real
+ * routes (daemon/service/api.c) over a fake api_backend.
+ *
+ * No test entry point is needed: the harness runs a real http_server on its
+ * own libuv loop, listening on a Unix socket (no ports to exhaust, no
+ * network).  Each input is one connection: the client writes the bytes,
+ * half-closes, and reads until the server closes; the loop runs until the
+ * server has released the connection, so nothing leaks from one input into
+ * the next.  The limits are small (body 2 KiB, headers 1 KiB) so that the
+ * 413/414/431 paths are within libFuzzer's default input sizes.
+ *
+ * Oracle: what comes back is empty or a sequence of well-formed HTTP/1.1
+ * responses (http_parser in response mode accepts all of it, to the byte),
+ * each with a status the server knows the name of.  The backend checks that
+ * it is only ever asked about valid job ids.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <http_parser.h>
+#include <signal.h>
+#include <string.h>
+#include <uv.h>
+
+#include "fuzz.h"
+#include "traind/api.h"
+#include "traind/http.h"
+#include "traind/util.h"
+
+/* ------------------------------------------------------------------ */
+/* the fake backend: three jobs, behaviour chosen by what is asked      */
+
+static const char *jobs_json =
+    "[{\"id\":\"a\",\"name\":\"alpha\",\"state\":\"running\",\"step\":10,\"total_steps\":100,\"lr\":0.001,"
+    "\"loss\":0.5,\"steps_per_s\":250.5,\"errors\":[]},"
+    "{\"id\":\"b\",\"name\":\"beta\",\"state\":\"queued\",\"step\":0,\"total_steps\":50,\"lr\":null,"
+    "\"loss\":null,\"steps_per_s\":null,\"queue_position\":1,\"errors\":[]},"
+    "{\"id\":\"c.v2\",\"name\":\"gamma\",\"state\":\"failed\",\"step\":20,\"total_steps\":20,\"lr\":0,"
+    "\"loss\":0.25,\"eval_loss\":0.3,\"steps_per_s\":99,\"errors\":[\"loss is NaN at step 12\"]}]";
+
+static cJSON *jobs;
+
+static cJSON *find(const char *id)
+{
+    cJSON *j;
+    cJSON_ArrayForEach(j, jobs)
+    {
+        if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(j, "id")), id) == 0)
+            return j;
+    }
+    return NULL;
+}
+
+static cJSON *fake_list(void *ctx, const char *state)
+{
+    cJSON *out = cJSON_CreateArray();
+    const cJSON *j;
+    cJSON_ArrayForEach(j, jobs)
+    {
+        const char *st = cJSON_GetStringValue(cJSON_GetObjectItem(j, "state"));
+        if (!state || strcmp(state, st) == 0)
+            cJSON_AddItemToArray(out, cJSON_Duplicate(j, 1));
+    }
+    return out;
+}
+
+static cJSON *fake_get(void *ctx, const char *id)
+{
+    FUZZ_CHECK(api_id_valid(id));
+    cJSON *j = find(id);
+    return j ? cJSON_Duplicate(j, 1) : NULL;
+}
+
+static int fake_submit(void *ctx, const char *yaml, size_t len, const char *default_name, char **id_out,
+                       cJSON **errors_out)
+{
+    FUZZ_CHECK(yaml[len] == '\0');
+    if (strstr(yaml, "bad")) {
+        cJSON *errs = cJSON_CreateArray();
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "path", "schedule.warmup_steps");
+        cJSON_AddNumberToObject(e, "line", 7);
+        cJSON_AddNumberToObject(e, "column", 18);
+        cJSON_AddStringToObject(e, "message", "must be an integer >= 0, got -5");
+        cJSON_AddItemToArray(errs, e);
+        *errors_out = errs;
+        if (strstr(yaml, "kept"))
+            *id_out = xstrdup("rejected-job");
+        return API_INVALID;
+    }
+    if (strstr(yaml, "boom"))
+        return -EIO;
+    if (strstr(yaml, "full"))
+        return API_QUEUE_FULL;
+    if (strstr(yaml, "down"))
+        return API_UNAVAILABLE;
+    *id_out = xstrdup(default_name ? default_name : "new-job");
+    return API_OK;
+}
+
+static int fake_cancel(void *ctx, const char *id)
+{
+    FUZZ_CHECK(api_id_valid(id));
+    cJSON *j = find(id);
+    if (!j)
+        return API_NOT_FOUND;
+    const char *st = cJSON_GetStringValue(cJSON_GetObjectItem(j, "state"));
+    return strcmp(st, "running") == 0 || strcmp(st, "queued") == 0 ? API_OK : API_CONFLICT;
+}
+
+static cJSON *fake_metrics(void *ctx, const char *id, long since, long max)
+{
+    FUZZ_CHECK(api_id_valid(id));
+    if (!find(id))
+        return NULL;
+    if (strcmp(id, "c.v2") == 0)
+        return cJSON_CreateObject(); /* not an array: the API must say 500 */
+    cJSON *arr = cJSON_CreateArray();
+    if (strcmp(id, "a") != 0)
+        return arr;
+    for (long s = since < 0 ? 1 : since + 1; s <= 100; s++) {
+        cJSON *p = cJSON_CreateObject();
+        cJSON_AddNumberToObject(p, "step", (double)s);
+        cJSON_AddNumberToObject(p, "lr", 0.001);
+        cJSON_AddNumberToObject(p, "loss", 1.0 / (double)s);
+        cJSON_AddNumberToObject(p, "loss_avg", 1.0 / (double)s);
+        cJSON_AddNumberToObject(p, "grad_norm", 0.5);
+        cJSON_AddNumberToObject(p, "time", 1000.0 + (double)s);
+        cJSON_AddItemToArray(arr, p);
+    }
+    return arr;
+}
+
+static int fake_log_tail(void *ctx, const char *id, size_t max_bytes, char **text, size_t *len)
+{
+    FUZZ_CHECK(api_id_valid(id));
+    if (!find(id))
+        return API_NOT_FOUND;
+    if (strcmp(id, "b") == 0)
+        return -EIO;
+    static const char log[] = "step 1\nstep 2\n\0binary\xff";
+    *text = xmalloc(sizeof log);
+    memcpy(*text, log, sizeof log);
+    *len = sizeof log - 1;
+    return API_OK;
+}
+
+static const char *fake_token(void *ctx)
+{
+    return "s3cret";
+}
+
+static double fake_uptime(void *ctx)
+{
+    return 12.5;
+}
+
+static long fake_queued(void *ctx)
+{
+    return 1;
+}
+
+static api_backend backend = {
+    .list_jobs = fake_list,
+    .get_job = fake_get,
+    .submit = fake_submit,
+    .cancel = fake_cancel,
+    .metrics = fake_metrics,
+    .log_tail = fake_log_tail,
+    .token = fake_token,
+    .uptime = fake_uptime,
+    .queued = fake_queued,
+};
+
+/* ------------------------------------------------------------------ */
+/* the server, started once per process                                 */
+
+static uv_loop_t loop;
+static http_server *server;
+static char sock_path[108];
+
+static void remove_socket(void)
+{
+    unlink(sock_path);
+}
+
+static void start_server(void)
+{
+    jobs = cJSON_Parse(jobs_json);
+    FUZZ_CHECK(jobs);
+    FUZZ_CHECK(uv_loop_init(&loop) == 0);
+    snprintf(sock_path, sizeof sock_path, "/tmp/traind-fuzz-http-%ld.sock", (long)getpid());
+    char listen[128];
+    snprintf(listen, sizeof listen, "unix:%s", sock_path);
+    http_server_opts o;
+    http_server_opts_default(&o);
+    o.max_body = 2048;
+    o.max_header = 1024;
+    int r = http_server_start(&loop, listen, &o, api_handle, &backend, &server);
+    if (r < 0)
+        fprintf(stderr, "fuzz_http: cannot listen on %s: %s\n", listen, uv_strerror(r));
+    FUZZ_CHECK(r == 0);
+    atexit(remove_socket);
+}
+
+/* ------------------------------------------------------------------ */
+/* one client connection per input                                      */
+
+typedef struct client {
+    uv_pipe_t pipe;
+    uv_connect_t connect;
+    uv_write_t write;
+    uv_shutdown_t shutdown;
+    const uint8_t *data;
+    size_t size;
+    char *in;           /* what the server sent */
+    size_t in_len, in_cap;
+    bool closed;
+} client;
+
+static void on_client_closed(uv_handle_t *h)
+{
+    ((client *)h->data)->closed = true;
+}
+
+static void client_close(client *c)
+{
+    if (!uv_is_closing((uv_handle_t *)&c->pipe))
+        uv_close((uv_handle_t *)&c->pipe, on_client_closed);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    client *c = h->data;
+    if (c->in_cap - c->in_len < 65536) {
+        c->in_cap = c->in_cap ? c->in_cap * 2 + 65536 : 65536;
+        c->in = xrealloc(c->in, c->in_cap);
+    }
+    buf->base = c->in + c->in_len;
+    buf->len = c->in_cap - c->in_len;
+}
+
+static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    client *c = s->data;
+    if (n > 0)
+        c->in_len += (size_t)n;
+    else if (n < 0)
+        client_close(c); /* EOF: the server is done with us (or reset us) */
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+}
+
+static void on_shut(uv_shutdown_t *s, int status)
+{
+}
+
+static void on_connected(uv_connect_t *req, int status)
+{
+    client *c = req->data;
+    FUZZ_CHECK(status == 0);
+    uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_client_read);
+    if (c->size) {
+        uv_buf_t b = uv_buf_init((char *)c->data, (unsigned)c->size);
+        uv_write(&c->write, (uv_stream_t *)&c->pipe, &b, 1, on_written);
+    }
+    uv_shutdown(&c->shutdown, (uv_stream_t *)&c->pipe, on_shut);
+}
+
+/* ------------------------------------------------------------------ */
+/* checking what came back                                              */
+
+typedef struct resp_check {
+    int n;           /* complete responses */
+} resp_check;
+
+static int on_resp_complete(http_parser *p)
+{
+    resp_check *rc = p->data;
+    unsigned st = p->status_code;
+    FUZZ_CHECK(strcmp(http_status_text((int)st), "Unknown") != 0);
+    rc->n++;
+    return 0;
+}
+
+static void check_responses(const client *c)
+{
+    if (fuzz_verbose())
+        fprintf(stderr, "--- %zu bytes back:\n%.*s\n---\n", c->in_len, (int)c->in_len, c->in);
+    if (c->in_len == 0)
+        return;
+    FUZZ_CHECK(c->in_len >= 9 && memcmp(c->in, "HTTP/1.1 ", 9) == 0);
+    /* A response to HEAD announces a body it does not send, so a response
+     * parser cannot find where the next one starts. */
+    for (size_t i = 0; i + 4 <= c->size; i++)
+        if (memcmp(c->data + i, "HEAD", 4) == 0)
+            return;
+    resp_check rc = {0};
+    http_parser p;
+    http_parser_init(&p, HTTP_RESPONSE);
+    p.data = &rc;
+    http_parser_settings s = {.on_message_complete = on_resp_complete};
+    size_t n = http_parser_execute(&p, &s, c->in, c->in_len);
+    if (HTTP_PARSER_ERRNO(&p) == HPE_OK)
+        http_parser_execute(&p, &s, NULL, 0); /* EOF */
+    if (n != c->in_len || HTTP_PARSER_ERRNO(&p) != HPE_OK)
+        fprintf(stderr, "fuzz_http: malformed response stream (%s at byte %zu):\n%.*s\n",
+                http_errno_name(HTTP_PARSER_ERRNO(&p)), n, (int)c->in_len, c->in);
+    FUZZ_CHECK(n == c->in_len && HTTP_PARSER_ERRNO(&p) == HPE_OK);
+    FUZZ_CHECK(rc.n >= 1);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!server)
+        start_server();
+    client *c = xcalloc(1, sizeof *c);
+    c->data = data;
+    c->size = size;
+    FUZZ_CHECK(uv_pipe_init(&loop, &c->pipe, 0) == 0);
+    c->pipe.data = c;
+    c->connect.data = c;
+    uv_pipe_connect(&c->connect, &c->pipe, sock_path, on_connected);
+    /* Until our end is closed and the server has freed its end. */
+    while (!c->closed || http_server_conn_count(server) > 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    check_responses(c);
+    free(c->in);
+    free(c);
+    return 0;
+}
