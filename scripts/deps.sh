@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential pkg-config libyaml-dev libuv1-dev libcjson-dev libhttp-parser-dev
 libopenblas-dev libopenblas0-pthread check libsystemd-dev libcurl4-openssl-dev systemd curl
-man-db valgrind"   # systemd: systemd-analyze (verify, security); man-db: verify resolves Documentation=man:
+man-db valgrind"   # systemd: systemd-analyze; man-db: verify resolves Documentation=man:; valgrind: make valgrind
 # Optional extras used only by `make bench` and `make fuzz`; installed when we can, never required.
 EXTRA="wrk nginx-light python3-torch python3-yaml clang"
 

@@ -21,6 +21,7 @@
  */
 #include <cjson/cJSON.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include "traind/config.h"
 #include "traind/util.h"
@@ -145,6 +146,21 @@ uint64_t cfg_hash(const run_config *cfg)
 }
 
 /* ---- JSON -------------------------------------------------------------- */
+
+/* An integer, exactly.  cJSON prints a number with 15 significant digits
+ * whenever those compare equal to it within an epsilon, so a seed of 2^53 - 1
+ * would come out as 9.00719925474099e+15 (another seed, and not an integer
+ * the config accepts); past 15 digits the digits go in as raw JSON. */
+static void add_int(cJSON *o, const char *key, long long v)
+{
+    if (v > -1000000000000000LL && v < 1000000000000000LL) {
+        cJSON_AddNumberToObject(o, key, (double)v);
+        return;
+    }
+    char digits[24];
+    snprintf(digits, sizeof digits, "%lld", v);
+    cJSON_AddRawToObject(o, key, digits);
+}
 
 static cJSON *model_json(const model_cfg *m)
 {
@@ -279,15 +295,15 @@ cJSON *cfg_to_json(const run_config *cfg)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", cfg->name ? cfg->name : "");
-    cJSON_AddNumberToObject(o, "seed", (double)cfg->seed);
+    add_int(o, "seed", (long long)cfg->seed);
     cJSON_AddNumberToObject(o, "threads", cfg->threads);
     cJSON_AddItemToObject(o, "model", model_json(&cfg->model));
     cJSON_AddItemToObject(o, "data", data_json(&cfg->data));
     cJSON_AddItemToObject(o, "optimizer", optim_json(&cfg->optim));
     cJSON_AddItemToObject(o, "schedule", sched_json(&cfg->sched));
     cJSON *t = cJSON_AddObjectToObject(o, "train");
-    cJSON_AddNumberToObject(t, "log_every", (double)cfg->train.log_every);
-    cJSON_AddNumberToObject(t, "checkpoint_every", (double)cfg->train.checkpoint_every);
-    cJSON_AddNumberToObject(t, "eval_every", (double)cfg->train.eval_every);
+    add_int(t, "log_every", cfg->train.log_every);
+    add_int(t, "checkpoint_every", cfg->train.checkpoint_every);
+    add_int(t, "eval_every", cfg->train.eval_every);
     return o;
 }
