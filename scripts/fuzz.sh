@@ -29,6 +29,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 run_one() {
     local h=$1 bin="$B/bin/fuzz_$1" corpus="$B/corpus-$1" art="$B/artifacts/$1/"
     local dict=tests/fuzz/dict/$1.dict
+    rm -f "$B/logs/$h.rc"
     mkdir -p "$corpus" "$art"
     for d in tests/fuzz/corpus/$h tests/fuzz/regressions/$h; do
         [ -d "$d" ] && find "$d" -maxdepth 1 -type f ! -name '.*' -exec cp -n -t "$corpus" {} +

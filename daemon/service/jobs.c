@@ -1324,7 +1324,7 @@ static void remove_stale_tmp(const char *dir)
                 continue;
             char *end;
             long pid = strtol(e->d_name + pl, &end, 10);
-            if (*end || pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            if (*end || pid <= 0 || (pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)))
                 continue;
             unlinkat(dirfd(d), e->d_name, 0);
         }

@@ -173,6 +173,7 @@ static int take_lock(const char *job_dir)
 /* With the lock held no other process writes this directory: every
  * checkpoint.bin.tmp.PID is what a killed training process left (its pid
  * may still be a zombie, so the runner's own check would keep it). */
+__attribute__((noinline))   /* inlined, UBSan's nonnull check of opendir() misleads -Wformat-overflow */
 static void remove_stale_checkpoints(const char *job_dir)
 {
     DIR *d = opendir(job_dir);

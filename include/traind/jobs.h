@@ -9,10 +9,22 @@
  * status.json is rewritten atomically on every state change and at least
  * every JOBS_STATUS_INTERVAL_S while a job runs; the writes (tmp + fsync +
  * rename) happen on libuv's thread pool, one at a time per job, so the loop
- * thread never waits for a disk.  At start-up jobs_load() reads every
- * status.json back (a corrupt one is rebuilt from config.yaml, never
- * dropped): queued and running jobs are queued again and resume from their
- * checkpoints, ended ones are shown as they were.
+ * thread never waits for a disk.  Its numbers are printed so that they read
+ * back as the same doubles.  A write that fails (disk full, file size limit,
+ * directory gone) is logged once and retried every JOBS_STATUS_INTERVAL_S;
+ * the file keeps its previous, whole content meanwhile.  A POSTed config is
+ * in jobs/<id>/config.yaml before the POST is answered (written on the loop
+ * thread, fsync'd on the pool before the job may start), so a daemon killed
+ * right after its 201 still has the job; one that cannot be written is
+ * refused (the error is returned, the claimed directory removed).
+ *
+ * At start-up jobs_load() reads every status.json back (a corrupt one is
+ * rebuilt from config.yaml, never dropped): queued and running jobs are
+ * queued again and resume from their checkpoints, ended ones are shown as
+ * they were.  Temp files of writers that were killed are removed, and an
+ * empty job directory (an id claimed by a daemon that died before the file
+ * arrived) is removed too.  Progress lines that cannot describe the job
+ * (steps past its total) are logged and ignored.
  *
  * Functions returning int return 0 or a negative errno value (or the API_*
  * codes of traind/api.h where they answer the API).

@@ -10,6 +10,10 @@
  * A job id is claimed by creating its directory (mkdir is atomic), so two
  * submissions can never get the same id, whichever thread makes them.
  *
+ * incoming/ or jobs/ removed while the daemon runs are made again (by the
+ * next scan, or the next claim) and logged; incoming/ that cannot be read
+ * is logged once, and intake resumes when it can be.
+ *
  * A file still being written (someone cp'd it in instead of mv'ing it) is
  * left for a later scan: taken once nobody has it open for writing (a
  * read lease can be placed) or, where leases are not allowed, once it has

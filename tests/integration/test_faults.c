@@ -26,6 +26,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <math.h>
 #include <sched.h>
 #include <signal.h>
@@ -42,7 +43,7 @@
 #include "traind/util.h"
 #include "../lib/tl.h"
 
-/* Five configs of ~0.2-0.6 s each (with %s the job's name): the kill loop
+/* Five configs of ~0.2-0.6 s each (with %s the job's name, %ld its steps): the kill loop
  * trains four copies of each, the other tests one. */
 #define N_TEMPLATES 5
 static const char *const TEMPLATES[N_TEMPLATES] = {
@@ -51,7 +52,7 @@ static const char *const TEMPLATES[N_TEMPLATES] = {
     "model: {type: mlp, input_dim: 8, hidden: [64], output_dim: 4, activation: tanh}\n"
     "data: {kind: synthetic, batch_size: 64, noise: 0.05}\n"
     "optimizer: {type: adamw, lr: 3.0e-3}\n"
-    "schedule: {type: cosine, warmup_steps: 100, total_steps: 9000, min_lr_ratio: 0.1}\n"
+    "schedule: {type: cosine, warmup_steps: 100, total_steps: %ld, min_lr_ratio: 0.1}\n"
     "train: {log_every: 100, checkpoint_every: 250}\n",
 
     "name: %s\n"
@@ -59,7 +60,7 @@ static const char *const TEMPLATES[N_TEMPLATES] = {
     "model: {type: mlp, input_dim: 8, hidden: [24, 24], output_dim: 4, activation: gelu}\n"
     "data: {kind: synthetic, batch_size: 64, noise: 0.02}\n"
     "optimizer: {type: sgd, lr: 2.0e-2, momentum: 0.9, nesterov: true, grad_clip: 1.0}\n"
-    "schedule: {type: linear, warmup_steps: 100, total_steps: 8400}\n"
+    "schedule: {type: linear, warmup_steps: 100, total_steps: %ld}\n"
     "train: {log_every: 100, checkpoint_every: 250}\n",
 
     "name: %s\n"
@@ -67,7 +68,7 @@ static const char *const TEMPLATES[N_TEMPLATES] = {
     "model: {type: linear, input_dim: 48, output_dim: 8}\n"
     "data: {kind: synthetic, batch_size: 64, noise: 0.01}\n"
     "optimizer: {type: adam, lr: 1.0e-2}\n"
-    "schedule: {type: warmup_stable_decay, warmup_steps: 300, decay_ratio: 0.2, total_steps: 12000}\n"
+    "schedule: {type: warmup_stable_decay, warmup_steps: 300, decay_ratio: 0.2, total_steps: %ld}\n"
     "train: {log_every: 100, checkpoint_every: 250}\n",
 
     "name: %s\n"
@@ -75,7 +76,7 @@ static const char *const TEMPLATES[N_TEMPLATES] = {
     "model: {type: mlp, input_dim: 6, hidden: [64, 32], output_dim: 2, activation: relu}\n"
     "data: {kind: synthetic, batch_size: 64, noise: 0.05}\n"
     "optimizer: {type: adamw, lr: 5.0e-3, weight_decay: 0.05}\n"
-    "schedule: {type: onecycle, total_steps: 9000}\n"
+    "schedule: {type: onecycle, total_steps: %ld}\n"
     "train: {log_every: 100, checkpoint_every: 250}\n",
 
     "name: %s\n"
@@ -83,10 +84,23 @@ static const char *const TEMPLATES[N_TEMPLATES] = {
     "model: {type: mlp, input_dim: 10, hidden: [48], output_dim: 5, activation: tanh}\n"
     "data: {kind: synthetic, batch_size: 64, noise: 0.02}\n"
     "optimizer: {type: adamw, lr: 2.0e-3, grad_clip: 0.5}\n"
-    "schedule: {type: constant_with_warmup, warmup_steps: 500, total_steps: 9600}\n"
+    "schedule: {type: constant_with_warmup, warmup_steps: 500, total_steps: %ld}\n"
     "train: {log_every: 100, checkpoint_every: 250}\n",
 };
-static const long TEMPLATE_STEPS[N_TEMPLATES] = {9000, 8400, 12000, 9000, 9600};
+static const long TEMPLATE_STEPS_FULL[N_TEMPLATES] = {9000, 8400, 12000, 9000, 9600};
+
+/* The steps the templates are trained for: TEMPLATE_STEPS_FULL scaled in
+ * main() so that the kill loop's work takes about LOOP_WORK_S on this machine
+ * (and build: a sanitizer's is several times slower). */
+static long g_steps[N_TEMPLATES];
+#define TEMPLATE_STEPS(t) (g_steps[t])
+#define LOOP_WORK_S 14.0
+
+/* Template t as a config named name. */
+static char *tmpl_cfg(int t, const char *name)
+{
+    return xasprintf(TEMPLATES[t], name, TEMPLATE_STEPS(t));
+}
 
 /* A checkpoint of ~260 KB (21768 parameters), far bigger than its metrics. */
 static const char BIGCKPT_FMT[] =
@@ -708,9 +722,9 @@ START_TEST(disk_full_on_tmpfs)
     char *logp = xasprintf("%s/daemon.log", g_dir);   /* off the full disk, to be read */
     tl_start_opts o = {.log_path = logp};
     start_daemon_opts(NULL, &o);
-    char *text = fmt_cfg(TEMPLATES[0], "diskfull");
+    char *text = tmpl_cfg(0, "diskfull");
     char *id = submit(text);
-    char *text2 = fmt_cfg(TEMPLATES[1], "behind");   /* queued (max_jobs 1): starts on the full disk */
+    char *text2 = tmpl_cfg(1, "behind");   /* queued (max_jobs 1): starts on the full disk */
     char *id2 = submit(text2);
     cJSON *j = wait_running(id, 500, 60);
     pid_t worker = (pid_t)tl_num(j, "pid");
@@ -785,6 +799,24 @@ END_TEST
 
 /* ------------------------------------------------------- spool trouble */
 
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (flag == FTW_DP || flag == FTW_D)
+        rmdir(path);
+    else
+        unlink(path);
+    return 0;
+}
+
+/* rm -rf as the fault itself (tl_rmtree keeps things under TRAIND_TEST_KEEP). */
+static void rm_rf(const char *path)
+{
+    ck_assert(strncmp(path, "/tmp/", 5) == 0);
+    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* mkdir where the daemon or a worker may have its temp file this instant. */
 static void mkdir_retry(const char *path)
 {
@@ -834,7 +866,7 @@ START_TEST(spool_unwritable_or_vanishing)
     cJSON_Delete(wait_running(b, 0, 60));
     char *bd = job_path(b, ""), *gone = xasprintf("%s/removed", g_dir);
     ck_assert_int_eq(rename(bd, gone), 0);   /* gone at once (rm -rf races the files it writes) */
-    tl_rmtree(gone);
+    rm_rf(gone);
     j = wait_state(b, "failed", 60);
     ck_assert_msg(has_error(j, "No such file or directory", NULL), "errors: %s", job_text(b));
     cJSON_Delete(j);
@@ -863,7 +895,7 @@ START_TEST(spool_unwritable_or_vanishing)
 
     /* incoming/ removed: made again, and files dropped there are taken */
     char *inc = spool_path("incoming");
-    tl_rmtree(inc);
+    rm_rf(inc);
     bool back = false;
     for (double deadline = tl_now() + 10; !back && tl_now() < deadline; tl_sleep_ms(20)) {
         struct stat st;
@@ -878,7 +910,7 @@ START_TEST(spool_unwritable_or_vanishing)
 
     /* jobs/ removed (every job directory with it): new jobs still come in */
     char *jobs = spool_path("jobs");
-    tl_rmtree(jobs);
+    rm_rf(jobs);
     ck_assert_int_ne(access(jobs, F_OK), 0);
     q = fmt_cfg(QUICK_FMT, "after-jobs");
     char *qid = submit(q);
@@ -1049,7 +1081,7 @@ START_TEST(sigkill_loop_loses_nothing)
         memset(lj, 0, sizeof *lj);
         snprintf(lj->name, sizeof lj->name, "k%02d", i);
         lj->tmpl = i % N_TEMPLATES;
-        lj->text = fmt_cfg(TEMPLATES[lj->tmpl], lj->name);
+        lj->text = tmpl_cfg(lj->tmpl, lj->name);
         lj->by_post = i % 2 == 1;
     }
     char *want[N_TEMPLATES];
@@ -1116,7 +1148,7 @@ START_TEST(sigkill_loop_loses_nothing)
         ck_assert_msg(j != NULL, "%s: no job %s", lj->name, id);
         ck_assert_str_eq(tl_str(j, "state"), "succeeded");
         ck_assert_str_eq(tl_str(j, "name"), lj->name);
-        ck_assert(tl_num(j, "step") == (double)TEMPLATE_STEPS[lj->tmpl]);
+        ck_assert(tl_num(j, "step") == (double)TEMPLATE_STEPS(lj->tmpl));
         ck_assert_msg(n_errors(j) == 0, "%s: errors %s", lj->name, job_text(id));
         ck_assert_msg(api_loss(j) == last_loss(want[lj->tmpl]), "%s: final loss %.17g, uninterrupted %.17g",
                       lj->name, api_loss(j), last_loss(want[lj->tmpl]));
@@ -1129,7 +1161,7 @@ START_TEST(sigkill_loop_loses_nothing)
         free(got);
         free(mp);
         char *ck = job_path(id, "checkpoint.bin");
-        ck_assert_int_eq(check_ckpt(ck), TEMPLATE_STEPS[lj->tmpl]);
+        ck_assert_int_eq(check_ckpt(ck), TEMPLATE_STEPS(lj->tmpl));
         free(ck);
         int ns;
         int z = check_start_steps(id, &ns);
@@ -1157,12 +1189,81 @@ START_TEST(sigkill_loop_loses_nothing)
 }
 END_TEST
 
+/* The worst moment for a kill: the job's process finished (its last lines
+ * still in the pipe) while traind was frozen, then traind is SIGKILLed.  The
+ * next traind resumes the job at its last step and reports the numbers of
+ * that step, not the older ones of its last status.json. */
+START_TEST(daemon_killed_as_job_finishes)
+{
+    start_daemon(NULL);
+    char *text = tmpl_cfg(2, "lastmoment");
+    char *id = submit(text);
+    cJSON *j = wait_running(id, 250, 60);
+    pid_t worker = (pid_t)tl_num(j, "pid");
+    cJSON_Delete(j);
+    /* hold the job until status.json on disk has numbers of a step long
+     * before the end, then let it finish while traind is frozen */
+    ck_assert_int_eq(kill(worker, SIGSTOP), 0);
+    double deadline = tl_now() + 30;
+    for (;;) {
+        cJSON *s = status_on_disk(id);
+        bool progress = isfinite(tl_num(s, "loss")) && tl_num(s, "step") > 0;
+        cJSON_Delete(s);
+        if (progress)
+            break;
+        ck_assert_msg(tl_now() < deadline, "status.json never showed progress");
+        tl_sleep_ms(20);
+    }
+    ck_assert_int_eq(kill(g_d.pid, SIGSTOP), 0);
+    ck_assert_int_eq(kill(worker, SIGCONT), 0);
+    deadline = tl_now() + 120;
+    while (tl_pid_alive(worker)) {
+        char *p = xasprintf("/proc/%d/stat", (int)worker);
+        char *st = tl_read(p, NULL);
+        free(p);
+        bool zombie = st && strstr(st, ") Z ");
+        free(st);
+        if (zombie)
+            break;
+        ck_assert_msg(tl_now() < deadline, "the training process did not finish");
+        tl_sleep_ms(20);
+    }
+    kill(g_d.pid, SIGKILL);
+    kill(g_d.pid, SIGCONT);
+    waitpid(g_d.pid, NULL, 0);
+    g_d.pid = 0;
+    tl_daemon_free(&g_d);
+    cJSON *s = status_on_disk(id);
+    ck_assert_str_eq(tl_str(s, "state"), "running");
+    cJSON_Delete(s);
+
+    start_daemon(NULL);
+    j = wait_state(id, "succeeded", 60);
+    char *want = ref_metrics(2);
+    ck_assert(tl_num(j, "step") == (double)TEMPLATE_STEPS(2));
+    ck_assert(tl_num(j, "restarts") == 1);
+    ck_assert_msg(api_loss(j) == last_loss(want), "final loss %.17g, uninterrupted %.17g", api_loss(j),
+                  last_loss(want));
+    ck_assert_int_eq(n_errors(j), 0);
+    cJSON_Delete(j);
+    char *mp = job_path(id, "metrics.jsonl");
+    char *got = read_stripped(mp);
+    assert_same_metrics("finished while traind was frozen", got, want);
+    stop_daemon_clean();
+    free(got);
+    free(mp);
+    free(want);
+    free(text);
+    free(id);
+}
+END_TEST
+
 /* ------------------------------------------------ SIGSTOP and garbage */
 
 START_TEST(stopped_worker_stalls_not_fails)
 {
     start_daemon(NULL);
-    char *text = fmt_cfg(TEMPLATES[0], "paused");
+    char *text = tmpl_cfg(0, "paused");
     char *id = submit(text);
     cJSON *j = wait_running(id, 250, 60);
     pid_t worker = (pid_t)tl_num(j, "pid");
@@ -1175,7 +1276,7 @@ START_TEST(stopped_worker_stalls_not_fails)
     cJSON *j2 = tl_get_json(g_d.addr, path, NULL);
     ck_assert_str_eq(tl_str(j2, "state"), "running");
     ck_assert(tl_num(j1, "step") == tl_num(j2, "step"));
-    ck_assert(tl_num(j2, "step") < (double)TEMPLATE_STEPS[0]);
+    ck_assert(tl_num(j2, "step") < (double)TEMPLATE_STEPS(0));
     ck_assert(tl_num(j2, "pid") == (double)worker);
     ck_assert_int_eq(n_errors(j2), 0);
     cJSON_Delete(j1);
@@ -1247,7 +1348,7 @@ static void write_all(int fd, const void *data, size_t len)
 START_TEST(garbage_on_progress_pipe)
 {
     start_daemon(NULL);
-    char *text = fmt_cfg(TEMPLATES[1], "noisy");
+    char *text = tmpl_cfg(1, "noisy");
     char *id = submit(text);
     cJSON *j = wait_running(id, 250, 60);
     pid_t worker = (pid_t)tl_num(j, "pid");
@@ -1292,11 +1393,11 @@ START_TEST(garbage_on_progress_pipe)
 
     j = wait_state(id, "succeeded", 60);
     ck_assert(tl_num(j, "restarts") == 0);
-    ck_assert(tl_num(j, "step") == (double)TEMPLATE_STEPS[1]);
+    ck_assert(tl_num(j, "step") == (double)TEMPLATE_STEPS(1));
     ck_assert_msg(n_errors(j) == 0, "errors: %s", job_text(id));
     char *want = ref_metrics(1);
     ck_assert(api_loss(j) == last_loss(want));
-    ck_assert(tl_num(j, "checkpoint_step") == (double)TEMPLATE_STEPS[1]);
+    ck_assert(tl_num(j, "checkpoint_step") == (double)TEMPLATE_STEPS(1));
     cJSON_Delete(j);
     assert_log_has("unreadable progress line ignored", "not a JSON object");
     assert_log_has("unreadable progress line ignored", "longer than");
@@ -1306,7 +1407,7 @@ START_TEST(garbage_on_progress_pipe)
     char *mpath = xasprintf("/jobs/%s/metrics", id);
     cJSON *m = tl_get_json(g_d.addr, mpath, NULL);
     const cJSON *pts = cJSON_GetObjectItemCaseSensitive(m, "points");
-    ck_assert_int_eq(cJSON_GetArraySize(pts), TEMPLATE_STEPS[1] / 100);
+    ck_assert_int_eq(cJSON_GetArraySize(pts), TEMPLATE_STEPS(1) / 100);
     const cJSON *pt;
     long prev = 0;
     cJSON_ArrayForEach(pt, pts) {
@@ -1335,12 +1436,11 @@ END_TEST
 
 /* ------------------------------------------------------------------------ */
 
-/* The uninterrupted runs of TEMPLATES, two at a time, before any test. */
-static int make_references(void)
+/* The uninterrupted runs of TEMPLATES, two at a time as the kill loop's
+ * daemon trains them; the wall time they took, or -1. */
+static double run_references(void)
 {
-    g_refdir = tl_tmpdir("traind-faults-ref");
-    if (!g_refdir)
-        return -1;
+    double t0 = tl_now();
     pid_t pids[N_TEMPLATES];
     for (int t = 0; t < N_TEMPLATES; t++) {
         if (t >= 2) {
@@ -1353,19 +1453,47 @@ static int make_references(void)
             return -1;
         if (pids[t] == 0) {
             char *name = xasprintf("t%d", t);
-            char *text = xasprintf(TEMPLATES[t], name);
+            char *text = tmpl_cfg(t, name);
             char *cfg = xasprintf("%s/t%d.yaml", g_refdir, t), *out = xasprintf("%s/t%d", g_refdir, t),
                  *log = xasprintf("%s/t%d.log", g_refdir, t);
             if (tl_write(cfg, text) != 0)
                 _exit(1);
             const char *argv[] = {tl_trainctl_path(), "run", cfg, "--out", out, "--fresh", NULL};
-            _exit(tl_run(argv, log, 300) == 0 ? 0 : 1);
+            _exit(tl_run(argv, log, 600) == 0 ? 0 : 1);
         }
     }
     for (int t = N_TEMPLATES - 2; t < N_TEMPLATES; t++) {
         int st;
         if (waitpid(pids[t], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
             return -1;
+    }
+    return tl_now() - t0;
+}
+
+/* References at the full steps; if the kill loop's four copies of each
+ * would take far from LOOP_WORK_S here, rescaled and made again. */
+static int make_references(void)
+{
+    g_refdir = tl_tmpdir("traind-faults-ref");
+    if (!g_refdir)
+        return -1;
+    memcpy(g_steps, TEMPLATE_STEPS_FULL, sizeof g_steps);
+    double w = run_references();
+    if (w < 0)
+        return -1;
+    double scale = LOOP_WORK_S / (4 * (w > 0.01 ? w : 0.01));
+    if (scale < 0.7 || scale > 1.4) {
+        scale = scale < 0.15 ? 0.15 : scale > 4 ? 4 : scale;
+        for (int t = 0; t < N_TEMPLATES; t++) {
+            long s = (long)(TEMPLATE_STEPS_FULL[t] * scale / 100 + 0.5) * 100;
+            g_steps[t] = s < 1000 ? 1000 : s;
+        }
+        double w2 = run_references();
+        if (w2 < 0)
+            return -1;
+        fprintf(stderr, "references: %.1f s at the full steps; steps scaled by %.2f (%.1f s)\n", w, scale, w2);
+    } else {
+        fprintf(stderr, "references: %.1f s\n", w);
     }
     return 0;
 }
@@ -1389,6 +1517,7 @@ static Suite *suite(void)
     ADD(tc, spool_unwritable_or_vanishing);
     ADD(tc, spool_turns_read_only);
     ADD(tc, sigkill_loop_loses_nothing);
+    ADD(tc, daemon_killed_as_job_finishes);
     ADD(tc, stopped_worker_stalls_not_fails);
     ADD(tc, garbage_on_progress_pipe);
     suite_add_tcase(s, tc);
