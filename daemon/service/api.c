@@ -19,6 +19,7 @@
  * path like /jobs/..%2F..%2Fetc never reaches anything that touches files).
  */
 #include "traind/api.h"
+#include "traind/json.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -305,7 +306,7 @@ double api_ratelimit_take(api_ratelimit *rl, const char *key, double now)
 
 static void reply_json(http_response *res, int status, cJSON *o)
 {
-    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    char *s = o ? json_print_exact(o) : NULL;   /* lrs and losses to the last bit */
     cJSON_Delete(o);
     if (!s) {
         http_response_error(res, 500, "could not encode the answer");

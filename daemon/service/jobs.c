@@ -17,6 +17,7 @@
 
 #include "traind/api.h"
 #include "traind/config.h"
+#include "traind/json.h"
 #include "traind/log.h"
 #include "traind/util.h"
 #include "traind/worker.h"
@@ -660,35 +661,6 @@ static void write_done(uv_work_t *w, int status)
     check_shutdown_done(t);
 }
 
-/* cJSON prints a number with 15 digits when that reads back within an
- * epsilon, which may be one unit off in the last place.  status.json is read
- * back after a restart: its numbers are written as the shortest text that
- * reads back as the very same double. */
-static void exact_numbers(cJSON *o)
-{
-    cJSON *next;
-    for (cJSON *c = o ? o->child : NULL; c; c = next) {
-        next = c->next;
-        if (!cJSON_IsNumber(c)) {
-            exact_numbers(c);
-            continue;
-        }
-        char buf[40];
-        for (int prec = 15; prec <= 17; prec++) {
-            snprintf(buf, sizeof buf, "%.*g", prec, c->valuedouble);
-            if (strtod(buf, NULL) == c->valuedouble)
-                break;
-        }
-        cJSON *raw = cJSON_CreateRaw(buf);
-        if (!raw)
-            continue;
-        if (c->string)
-            cJSON_ReplaceItemInObjectCaseSensitive(o, c->string, raw);   /* keeps the key */
-        else
-            cJSON_ReplaceItemViaPointer(o, c, raw);
-    }
-}
-
 static void start_write(job *j)
 {
     if (j->write_inflight)
@@ -703,8 +675,7 @@ static void start_write(job *j)
         j->write_failed = false;
         cJSON *o = job_to_json(j, 0);
         r->path = xasprintf("%s/status.json", j->dir);
-        exact_numbers(o);
-        r->data = cJSON_PrintUnformatted(o);
+        r->data = json_print_exact(o);   /* read back after a restart: exact */
         cJSON_Delete(o);
         if (!r->data)
             abort();

@@ -1,0 +1,22 @@
+/*
+ * json — printing cJSON documents so that every number reads back as the
+ * very same double.  cJSON prints "%1.15g" whenever that reads back within
+ * an epsilon, which may be one unit off in the last place; status.json is
+ * read back after a restart and API clients compare lrs to 1e-12, so both
+ * print through here.
+ */
+#ifndef TRAIND_JSON_H
+#define TRAIND_JSON_H
+
+struct cJSON;
+
+/* Replaces every finite number in o (recursively) by the shortest text of
+ * 15 to 17 significant digits that reads back exactly.  Non-finite numbers
+ * are left to cJSON, which prints them as null. */
+void json_exact_numbers(struct cJSON *o);
+
+/* json_exact_numbers(o), then cJSON_PrintUnformatted(o): malloc'd, or NULL
+ * when out of memory. */
+char *json_print_exact(struct cJSON *o);
+
+#endif
