@@ -146,9 +146,6 @@ static void set_settings(job_table *t, const dconfig *c)
 
 job_table *jobs_new(uv_loop_t *loop, const dconfig *c, const char *exe)
 {
-    /* Under a file size limit (RLIMIT_FSIZE) a write over it must fail with
-     * EFBIG, to be logged and retried, rather than kill the daemon. */
-    signal(SIGXFSZ, SIG_IGN);
     job_table *t = xcalloc(1, sizeof *t);
     t->loop = loop;
     t->spool = xstrdup(c->spool);

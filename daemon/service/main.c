@@ -487,7 +487,11 @@ int main(int argc, char **argv)
         d.config_path = DCONFIG_DEFAULT_PATH;
     if (load_config(&d.fl, d.config_path, &d.cfg) != 0)
         return 1;
+    /* A client that hangs up must not kill the daemon, and under a file
+     * size limit (RLIMIT_FSIZE) a write over it must fail with EFBIG, to be
+     * logged and retried, rather than kill it either. */
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
     raise_nofile(&d.cfg);
     spool_set_max_model_bytes(d.cfg.max_model_memory);
 
