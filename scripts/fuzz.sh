@@ -37,6 +37,8 @@ run_one() {
     local args=(-max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
                 -artifact_prefix="$art")
     [ -f "$dict" ] && args+=(-dict="$dict")
+    # http: room for enough pipelined requests to fill the write queue (backpressure)
+    [ "$h" = http ] && args+=(-max_len=16384)
     # shellcheck disable=SC2086
     "$bin" "${args[@]}" ${FUZZ_ARGS:-} "$corpus" >"$B/logs/$h.log" 2>&1
     echo $? >"$B/logs/$h.rc"
