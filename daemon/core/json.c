@@ -5,6 +5,25 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* The shortest of 15, 16 or 17 significant digits that reads back as v.
+ * Whole numbers (steps, counts) take the fast integer path.  Fixed format
+ * strings: "%.*g" sends glibc down its slow positional path. */
+static void format_exact(double v, char *buf, size_t len)
+{
+    if (v == (double)(long long)v && fabs(v) < 1e15) {
+        snprintf(buf, len, "%lld", (long long)v);
+        return;
+    }
+    snprintf(buf, len, "%.15g", v);
+    if (strtod(buf, NULL) == v)
+        return;
+    snprintf(buf, len, "%.16g", v);
+    if (strtod(buf, NULL) == v)
+        return;
+    snprintf(buf, len, "%.17g", v);
+}
 
 void json_exact_numbers(cJSON *o)
 {
@@ -18,18 +37,15 @@ void json_exact_numbers(cJSON *o)
         if (!isfinite(c->valuedouble))
             continue;
         char buf[40];
-        for (int prec = 15; prec <= 17; prec++) {
-            snprintf(buf, sizeof buf, "%.*g", prec, c->valuedouble);
-            if (strtod(buf, NULL) == c->valuedouble)
-                break;
-        }
+        format_exact(c->valuedouble, buf, sizeof buf);
         cJSON *raw = cJSON_CreateRaw(buf);
         if (!raw)
             continue;
-        if (c->string)
-            cJSON_ReplaceItemInObjectCaseSensitive(o, c->string, raw);   /* keeps the key */
-        else
-            cJSON_ReplaceItemViaPointer(o, c, raw);
+        /* Hand the key over to the replacement, so no lookup by name. */
+        raw->string = c->string;
+        raw->type |= c->type & cJSON_StringIsConst;
+        c->string = NULL;
+        cJSON_ReplaceItemViaPointer(o, c, raw);
     }
 }
 

@@ -392,10 +392,16 @@ static bool valid_state(const char *s)
 
 static void get_status(const api_backend *be, http_response *res)
 {
-    cJSON *jobs = be->list_jobs ? be->list_jobs(be->ctx, NULL) : NULL;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "version", TRAIND_VERSION);
     cJSON_AddNumberToObject(o, "uptime_s", be->uptime ? be->uptime(be->ctx) : 0);
+    if (be->list_summaries) {
+        cJSON *jobs = be->list_summaries(be->ctx);
+        cJSON_AddItemToObject(o, "jobs", jobs ? jobs : cJSON_CreateArray());
+        reply_json(res, 200, o);
+        return;
+    }
+    cJSON *jobs = be->list_jobs ? be->list_jobs(be->ctx, NULL) : NULL;
     cJSON *arr = cJSON_AddArrayToObject(o, "jobs");
     static const char *const keys[] = {"id", "state", "step", "total_steps", "lr", "loss"};
     const cJSON *job;

@@ -381,6 +381,26 @@ cJSON *jobs_list_json(job_table *t, const char *state)
     return a;
 }
 
+cJSON *jobs_summary_json(job_table *t)
+{
+    /* GET /status is the endpoint dashboards and scripts poll: build only
+     * the six fields it shows rather than whole job objects (whose config
+     * alone is dozens of nodes) to be thrown away. */
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = t->n; i-- > 0;) {
+        const job *j = t->jobs[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", j->id);
+        cJSON_AddStringToObject(o, "state", job_state_name(j->state));
+        cJSON_AddNumberToObject(o, "step", (double)j->step);
+        cJSON_AddNumberToObject(o, "total_steps", (double)j->total_steps);
+        add_num_or_null(o, "lr", j->lr);
+        add_num_or_null(o, "loss", j->loss);
+        cJSON_AddItemToArray(a, o);
+    }
+    return a;
+}
+
 cJSON *jobs_get_json(job_table *t, const char *id)
 {
     const job *j = find(t, id);

@@ -209,6 +209,11 @@ static cJSON *be_list(void *ctx, const char *state)
     return jobs_list_json(((daemon_state *)ctx)->jobs, state);
 }
 
+static cJSON *be_summaries(void *ctx)
+{
+    return jobs_summary_json(((daemon_state *)ctx)->jobs);
+}
+
 static cJSON *be_get(void *ctx, const char *id)
 {
     return jobs_get_json(((daemon_state *)ctx)->jobs, id);
@@ -545,6 +550,7 @@ int main(int argc, char **argv)
     d.api = (api_backend){
         .ctx = &d,
         .list_jobs = be_list,
+        .list_summaries = be_summaries,
         .get_job = be_get,
         .submit = be_submit,
         .cancel = be_cancel,

@@ -63,6 +63,11 @@ typedef struct api_backend {
      * else only jobs in that state (always one of api_job_states). */
     cJSON *(*list_jobs)(void *ctx, const char *state);
 
+    /* Optional: the jobs of GET /status, {"id","state","step","total_steps",
+     * "lr","loss"} each, newest first; without it they are cut from
+     * list_jobs' full objects. */
+    cJSON *(*list_summaries)(void *ctx);
+
     /* One job object, or NULL when there is no such job.  id is valid
      * (api_id_valid). */
     cJSON *(*get_job)(void *ctx, const char *id);

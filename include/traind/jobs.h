@@ -80,6 +80,10 @@ int jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_
 /* POST /jobs/{id}/cancel: API_OK, API_NOT_FOUND, API_CONFLICT. */
 int jobs_cancel(job_table *t, const char *id);
 
+/* {"id","state","step","total_steps","lr","loss"} of every job, newest
+ * first: the jobs of GET /status. */
+struct cJSON *jobs_summary_json(job_table *t);
+
 /* Job objects (SPEC §5), newest first; state NULL = all. */
 struct cJSON *jobs_list_json(job_table *t, const char *state);
 /* One job object or NULL. */
