@@ -31,7 +31,7 @@
 
 #define NELEM(a) ((int)(sizeof(a) / sizeof *(a)))
 #define MAX_DIM 1000000         /* widths, d_model, context */
-#define MAX_STEPS_LIKE LLONG_MAX
+#define MAX_STEPS_LIKE 1000000000LL   /* cadences: as total_steps (larger means "never"), exact as JSON doubles */
 #define MAX_SEED 9007199254740991LL   /* 2^53 - 1: exact in the JSON job object */
 #define MAX_ERRORS 100                /* listed per config; a hostile one could make 10^5 */
 

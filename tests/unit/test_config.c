@@ -584,7 +584,7 @@ START_TEST(test_all_errors_at_once)
         {"optimizer.momentum", 8, "only used by optimizer type sgd"},
         {"schedule.warmup_steps", 12, "must be an integer >= 0, got -5"},
         {"schedule.cycles", 13, "cosine_with_restarts"},
-        {"train.log_every", 14, ">= 1"},
+        {"train.log_every", 14, "in 1..1000000000, got 0"},
         {"train.speed", 14, "unknown key"},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
