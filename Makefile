@@ -51,7 +51,7 @@ FUZZ_REPLAY_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz-replay/%,$(FUZZ_SRC)
 PROGRAMS := $(BUILD)/trainctl $(if $(wildcard daemon/service/main.c),$(BUILD)/traind)
 LINK_LIBS := $(if $(TESTLIB_SRC),$(TESTLIB)) $(if $(SERVICE_SRC)$(WORKER_SRC),$(SERVICE_LIB)) $(CORE_LIB)
 
-.PHONY: all test check run bench deps install uninstall clean fuzz fuzz-build tests
+.PHONY: all test check run bench deps install uninstall clean fuzz fuzz-build fuzz-deps tests
 all: $(PROGRAMS)
 
 $(BUILD)/obj/%.o: %.c
@@ -148,7 +148,11 @@ fuzz-build:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
 	    SAN_FLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(patsubst %,build-fuzz/bin/fuzz_%,$(FUZZ_HARNESSES))
 
-fuzz: deps fuzz-build
+fuzz: fuzz-deps
+	@$(MAKE) --no-print-directory fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) scripts/fuzz.sh $(FUZZ_HARNESSES)
+
+fuzz-deps:
+	@scripts/deps.sh fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -5,8 +5,14 @@ set -eu
 PKGS="build-essential pkg-config libyaml-dev libuv1-dev libcjson-dev libhttp-parser-dev
 libopenblas-dev libopenblas0-pthread check libsystemd-dev libcurl4-openssl-dev systemd curl
 man-db valgrind"   # systemd: systemd-analyze; man-db: verify resolves Documentation=man:; valgrind: make valgrind
-# Optional extras used only by `make bench` and `make fuzz`; installed when we can, never required.
-EXTRA="wrk nginx-light python3-torch python3-yaml clang"
+# `scripts/deps.sh fuzz` adds what `make fuzz` needs (clang's libFuzzer);
+# `make bench` installs its own optional packages (scripts/bench-deps.sh).
+for group in "$@"; do
+    case $group in
+    fuzz) PKGS="$PKGS clang libclang-rt-dev" ;;
+    *) echo "deps: unknown group '$group'" >&2; exit 2 ;;
+    esac
+done
 
 missing=""
 for p in $PKGS; do
