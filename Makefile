@@ -51,6 +51,10 @@ FUZZ_REPLAY_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz-replay/%,$(FUZZ_SRC)
 PROGRAMS := $(BUILD)/trainctl $(if $(wildcard daemon/service/main.c),$(BUILD)/traind)
 LINK_LIBS := $(if $(TESTLIB_SRC),$(TESTLIB)) $(if $(SERVICE_SRC)$(WORKER_SRC),$(SERVICE_LIB)) $(CORE_LIB)
 
+# Keep the objects of test and fuzz binaries (pattern-rule intermediates), so
+# a second `make test` does not rebuild them.
+.SECONDARY:
+
 .PHONY: all test check run bench deps install uninstall clean fuzz fuzz-build fuzz-deps tests
 all: $(PROGRAMS)
 
