@@ -400,8 +400,9 @@ AVX2 static void gpt_softmax_bwd_avx2(const float *p, float *dp, int n, float do
 }
 
 
-/* row = exp(row - max) in place; returns the sum, *mx_out the max. */
-AVX2 static float gpt_ce_row_avx2(float *row, int V, float *mx_out)
+/* row = exp(row - max) in place; returns the sum, *mx_out the max.  Shared by
+ * the cross-entropy over the vocabulary and the attention softmax. */
+AVX2 static float exp_sum_row_avx2(float *row, int V, float *mx_out)
 {
     int j;
     __m256 vmx = _mm256_set1_ps(-INFINITY);
@@ -831,28 +832,9 @@ static void softmax_row_scalar(float *row, int n, int T)
 #if GPT_X86
 AVX2 static void softmax_row_avx2(float *row, int n, int T)
 {
+    float mx;
+    float inv = 1.0f / exp_sum_row_avx2(row, n, &mx);   /* exp(row - max) in place, and its sum */
     int j;
-    __m256 vmx = _mm256_set1_ps(-INFINITY);
-    for (j = 0; j + 8 <= n; j += 8)
-        vmx = _mm256_max_ps(vmx, _mm256_loadu_ps(row + j));
-    float mx = hmax8(vmx);
-    for (; j < n; j++)
-        mx = row[j] > mx ? row[j] : mx;
-    vmx = _mm256_set1_ps(mx);
-    __m256 vs = _mm256_setzero_ps();
-    for (j = 0; j + 8 <= n; j += 8) {
-        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + j), vmx));
-        _mm256_storeu_ps(row + j, e);
-        vs = _mm256_add_ps(vs, e);
-    }
-    if (j < n) {
-        __m256i m = tail_mask(n - j);
-        __m256 e = exp8(_mm256_sub_ps(_mm256_maskload_ps(row + j, m), vmx));
-        e = _mm256_and_ps(e, _mm256_castsi256_ps(m));
-        _mm256_maskstore_ps(row + j, m, e);
-        vs = _mm256_add_ps(vs, e);
-    }
-    float inv = 1.0f / hsum8(vs);
     __m256 vi = _mm256_set1_ps(inv);
     for (j = 0; j + 8 <= n; j += 8)
         _mm256_storeu_ps(row + j, _mm256_mul_ps(_mm256_loadu_ps(row + j), vi));
@@ -1213,7 +1195,7 @@ static void ce_range(void *ctx, int lo, int hi)
         int j = 0;
 #if GPT_X86
         if (g_simd_ok == 1) {
-            sum = gpt_ce_row_avx2(row, V, &mx);
+            sum = exp_sum_row_avx2(row, V, &mx);
             j = V;
         }
 #endif

@@ -140,16 +140,9 @@ static cJSON *wait_state(const char *id, const char *state, double timeout_s)
     return j;
 }
 
-static bool running_with_progress(const cJSON *j, void *min_ckpt)
-{
-    const char *s = tl_str(j, "state");
-    return s && !strcmp(s, "running") && tl_num(j, "step") > 0 && tl_num(j, "pid") > 0 &&
-           (*(long *)min_ckpt <= 0 || tl_num(j, "checkpoint_step") >= (double)*(long *)min_ckpt);
-}
-
 static cJSON *wait_running(const char *id, long min_ckpt, double timeout_s)
 {
-    cJSON *j = tl_wait_job(g_d.addr, id, running_with_progress, &min_ckpt, timeout_s);
+    cJSON *j = tl_wait_job(g_d.addr, id, tl_job_running_with, &min_ckpt, timeout_s);
     if (!j) {
         char *path = xasprintf("/jobs/%s", id);
         cJSON *now = tl_get_json(g_d.addr, path, NULL);

@@ -499,3 +499,11 @@ cJSON *tl_wait_job(const char *addr, const char *id, bool (*pred)(const cJSON *j
     free(path);
     return j;
 }
+
+bool tl_job_running_with(const cJSON *j, void *min_ckpt)
+{
+    const char *s = tl_str(j, "state");
+    long want = *(const long *)min_ckpt;
+    return s && !strcmp(s, "running") && tl_num(j, "step") > 0 && tl_num(j, "pid") > 0 &&
+           (want <= 0 || tl_num(j, "checkpoint_step") >= (double)want);
+}

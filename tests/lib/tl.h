@@ -104,6 +104,9 @@ bool tl_job_in_state(const cJSON *job, void *state);
 /* arg: a const long * minimum step; also true once the job has ended. */
 bool tl_job_at_step(const cJSON *job, void *min_step);
 bool tl_job_ended(const cJSON *job, void *unused);
+/* arg: a const long * minimum checkpoint_step (<= 0: any).  True while the
+ * job is running with a worker pid, past step 0, and checkpointed that far. */
+bool tl_job_running_with(const cJSON *job, void *min_ckpt);
 
 /* Field helpers. */
 double tl_num(const cJSON *o, const char *key);      /* NAN when absent/not a number */
