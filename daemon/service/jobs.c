@@ -419,8 +419,12 @@ void jobs_thin_history(job_point *pts, size_t *n, size_t keep)
             pts[w++] = pts[i];
         for (size_t i = half; i < *n; i++)
             pts[w++] = pts[i];
-        if (w == *n)
-            break;   /* cannot shrink (n tiny) */
+        if (w == *n) {
+            /* Too few points to halve the older half (n == 3): drop the
+             * second-oldest, keeping the first and the newest. */
+            memmove(pts + 1, pts + 2, (*n - 2) * sizeof *pts);
+            w = *n - 1;
+        }
         *n = w;
     }
 }

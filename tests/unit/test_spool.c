@@ -173,6 +173,16 @@ START_TEST(history_thinning)
         ck_assert_int_lt(p[i - 1].step, p[i].step);
     /* recent history is denser than old history */
     ck_assert_int_lt(p[n - 1].step - p[n - 2].step, p[1].step - p[0].step);
+    /* Every keep is honoured exactly down to 2 (the first and the newest). */
+    for (size_t keep = 2; keep <= 5; keep++) {
+        size_t m = 9;
+        for (size_t i = 0; i < m; i++)
+            p[i].step = (long)i + 1;
+        jobs_thin_history(p, &m, keep);
+        ck_assert_uint_le(m, keep);
+        ck_assert_int_eq(p[0].step, 1);
+        ck_assert_int_eq(p[m - 1].step, 9);
+    }
     free(p);
 }
 END_TEST
