@@ -1235,9 +1235,6 @@ int main(void)
         }
     }
     signal(SIGPIPE, SIG_IGN);
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tl_run_suite(suite());
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

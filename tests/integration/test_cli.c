@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "traind/util.h"
+#include "tl.h"
 
 static char *trainctl_path(void)
 {
@@ -287,9 +288,6 @@ int main(void)
     tcase_add_test(tc, sigint_checkpoints_and_resumes);
     tcase_add_test(tc, sample_continues_learnt_text);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tl_run_suite(s);
     return failed ? 1 : 0;
 }

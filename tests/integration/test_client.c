@@ -168,9 +168,6 @@ int main(void)
     tcase_add_test(tc, submit_errors);
     tcase_add_test(tc, cancel_a_running_job);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tl_run_suite(s);
     return failed ? 1 : 0;
 }

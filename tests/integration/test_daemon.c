@@ -860,9 +860,6 @@ int main(void)
     /* the daemons under test must not talk to a service manager of ours */
     unsetenv("NOTIFY_SOCKET");
     unsetenv("WATCHDOG_USEC");
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tl_run_suite(suite());
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

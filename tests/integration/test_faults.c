@@ -1542,10 +1542,7 @@ int main(void)
                 g_refdir ? g_refdir : "/tmp");
         return EXIT_FAILURE;
     }
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tl_run_suite(suite());
     tl_rmtree(g_refdir);
     free(g_refdir);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;

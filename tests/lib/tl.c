@@ -1,4 +1,5 @@
 /* tl — test helpers: temp dirs, the real daemon, a tiny HTTP client.  See tl.h. */
+#include <check.h>
 #include "tl.h"
 
 #include <arpa/inet.h>
@@ -506,4 +507,13 @@ bool tl_job_running_with(const cJSON *j, void *min_ckpt)
     long want = *(const long *)min_ckpt;
     return s && !strcmp(s, "running") && tl_num(j, "step") > 0 && tl_num(j, "pid") > 0 &&
            (want <= 0 || tl_num(j, "checkpoint_step") >= (double)want);
+}
+
+int tl_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed;
 }

@@ -11,6 +11,12 @@
 #include <sys/types.h>
 #include <cjson/cJSON.h>
 
+/* ---- running ---- */
+
+struct Suite;
+/* Runs a Check suite (CK_NORMAL output) and returns its number of failed tests. */
+int tl_run_suite(struct Suite *s);
+
 /* ---- files ---- */
 
 /* mkdtemp("/tmp/PREFIX-XXXXXX"); malloc'd path. */

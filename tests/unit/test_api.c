@@ -18,6 +18,7 @@
 #include "traind/http.h"
 #include "traind/prom.h"
 #include "traind/util.h"
+#include "tl.h"
 
 /* ------------------------------------------------------------------ */
 /* the fake backend                                                     */
@@ -966,9 +967,6 @@ Suite *api_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(api_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tl_run_suite(api_suite());
     return failed ? 1 : 0;
 }

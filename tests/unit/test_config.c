@@ -27,6 +27,7 @@
 #include "traind/config.h"
 #include "traind/util.h"
 #include "traind/yamltree.h"
+#include "tl.h"
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -1166,9 +1167,6 @@ static Suite *config_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(config_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tl_run_suite(config_suite());
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -13,6 +13,7 @@
 
 #include "traind/data.h"
 #include "traind/util.h"
+#include "tl.h"
 
 static run_config synth_cfg(uint64_t seed, int in, int out, int B, double noise)
 {
@@ -629,9 +630,6 @@ int main(void)
     tcase_add_test(csv, csv_epochs_shuffled);
     tcase_add_test(csv, csv_resume_identical);
     suite_add_tcase(s, csv);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tl_run_suite(s);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

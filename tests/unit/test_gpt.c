@@ -20,6 +20,7 @@
 #include "traind/gpt.h"
 #include "traind/model.h"
 #include "traind/rng.h"
+#include "tl.h"
 
 static model_cfg tiny_cfg(int V, int T, int C, int L, int NH)
 {
@@ -553,9 +554,6 @@ int main(void)
     tcase_add_test(tp, test_pool_partition);
     tcase_add_test(tp, test_pool_stress);
     suite_add_tcase(s, tp);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tl_run_suite(s);
     return failed ? 1 : 0;
 }

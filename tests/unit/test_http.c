@@ -20,6 +20,7 @@
 
 #include "traind/http.h"
 #include "traind/util.h"
+#include "tl.h"
 
 /* ------------------------------------------------------------------ */
 /* the server under test                                                */
@@ -935,9 +936,6 @@ Suite *http_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(http_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tl_run_suite(http_suite());
     return failed ? 1 : 0;
 }

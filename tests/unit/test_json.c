@@ -8,6 +8,7 @@
 
 #include "traind/json.h"
 #include "traind/rng.h"
+#include "tl.h"
 
 START_TEST(numbers_round_trip_exactly)
 {
@@ -59,9 +60,6 @@ int main(void)
     tcase_add_test(tc, numbers_round_trip_exactly);
     tcase_add_test(tc, keys_order_and_non_numbers_kept);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tl_run_suite(s);
     return failed ? 1 : 0;
 }

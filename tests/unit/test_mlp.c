@@ -21,6 +21,7 @@
 #include "traind/data.h"
 #include "traind/model.h"
 #include "traind/rng.h"
+#include "tl.h"
 
 /* ---- the reference --------------------------------------------------------- */
 
@@ -601,9 +602,6 @@ int main(void)
     tcase_add_test(tc, sgd_learns_synthetic);
     tcase_add_test(tc, no_allocation_in_step);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tl_run_suite(s);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

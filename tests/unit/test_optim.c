@@ -20,6 +20,7 @@
 
 #include "traind/optim.h"
 #include "traind/util.h"
+#include "tl.h"
 
 #define OPTIM_DIR "tests/data/optim"
 #define MAX_CASES 64
@@ -408,10 +409,7 @@ static Suite *optim_suite(void)
 int main(void)
 {
     find_cases();
-    SRunner *sr = srunner_create(optim_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tl_run_suite(optim_suite());
     fflush(stdout);
     report();
     for (int i = 0; i < n_cases; i++)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "traind/rng.h"
+#include "tl.h"
 
 START_TEST(same_seed_same_sequence)
 {
@@ -250,9 +251,6 @@ int main(void)
     tcase_add_test(tc, below_range_and_uniformity);
     tcase_add_test(tc, zero_seed_is_valid);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tl_run_suite(s);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -14,6 +14,7 @@
 #include "traind/config.h"
 #include "traind/runner.h"
 #include "traind/util.h"
+#include "tl.h"
 
 static const char *MLP_CFG =
     "name: t\nseed: 5\n"
@@ -309,9 +310,6 @@ int main(void)
     tcase_add_test(tc, divergence_fails_with_step);
     tcase_add_test(tc, ckpt_container_roundtrip_and_every_truncation);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tl_run_suite(s);
     return failed ? 1 : 0;
 }

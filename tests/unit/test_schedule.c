@@ -23,6 +23,7 @@
 #include "traind/config.h"
 #include "traind/schedule.h"
 #include "traind/util.h"
+#include "tl.h"
 
 #define SCHED_DIR "tests/data/schedules"
 #define MAX_CASES 256
@@ -310,10 +311,7 @@ static Suite *schedule_suite(void)
 int main(void)
 {
     find_cases();
-    SRunner *sr = srunner_create(schedule_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tl_run_suite(schedule_suite());
     fflush(stdout);
     report();
     for (int i = 0; i < n_cases; i++)

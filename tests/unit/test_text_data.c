@@ -13,6 +13,7 @@
 
 #include "traind/config.h"
 #include "traind/data.h"
+#include "tl.h"
 
 static char g_dir[64];
 
@@ -414,9 +415,6 @@ int main(void)
     tcase_add_test(tc, test_eval_split);
     tcase_add_test(tc, test_token_files);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tl_run_suite(s);
     return failed ? 1 : 0;
 }
