@@ -6,11 +6,12 @@
  *
  * All arithmetic saturates at SIZE_MAX instead of wrapping: the inputs are
  * user-controlled, and a product that wrapped could make a huge model look
- * small.  The estimate is deliberately rough (within a small factor); it
- * exists to catch mistakes of orders of magnitude.
+ * small.  The memory figure is what the model and optimizer allocate; the
+ * data reader's buffers and the process itself come on top.
  */
 #include <stdint.h>
 #include "traind/config.h"
+#include "traind/model.h"
 
 static size_t sat_mul(size_t a, size_t b)
 {
@@ -60,29 +61,11 @@ size_t cfg_param_count(const model_cfg *m)
     return p;
 }
 
-/* Activation bytes kept for the backward pass at batch size B. */
-static size_t activation_bytes(const model_cfg *m, size_t B)
-{
-    if (m->type == MODEL_GPT) {
-        /* ~16 floats per (token, d_model, layer) plus the logits, and the
-         * attention matrices B*heads*T*T per layer. */
-        size_t V = dim(m->vocab_size), T = dim(m->context), d = dim(m->d_model);
-        size_t L = dim(m->layers), H = dim(m->heads);
-        size_t per_token = sat_add(sat_mul(sat_mul(d, 16), L), V);
-        size_t tokens = sat_mul(B, T);
-        size_t attn = sat_mul(sat_mul(sat_mul(B, H), sat_mul(T, T)), L);
-        return sat_mul(sat_add(sat_mul(tokens, per_token), attn), 4);
-    }
-    size_t w[CFG_MAX_HIDDEN + 2], sum = 0;
-    int n = dense_widths(m, w);
-    for (int i = 0; i < n; i++)
-        sum = sat_add(sum, w[i]);
-    return sat_mul(sat_mul(sum, B), 3 * 4);   /* ~3 floats per unit and row */
-}
-
 size_t cfg_model_bytes(const run_config *cfg)
 {
-    /* Parameters, gradients and the optimizer's two moments: 4 floats each. */
-    size_t params = sat_mul(cfg_param_count(&cfg->model), 4 * sizeof(float));
-    return sat_add(params, activation_bytes(&cfg->model, dim(cfg->data.batch_size)));
+    /* What model_create allocates (counted by the models' own layout code,
+     * so the cap matches what the worker will really ask for), plus the
+     * optimizer's two moment buffers of one float per parameter. */
+    size_t model = model_memory_bytes(&cfg->model, cfg->data.batch_size);
+    return sat_add(model, sat_mul(cfg_param_count(&cfg->model), 2 * sizeof(float)));
 }

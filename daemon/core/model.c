@@ -1,5 +1,8 @@
 /* model — dispatch to the model implementations.  See traind/model.h. */
 #include "traind/model.h"
+#include "traind/gpt.h"
+
+#include <stdint.h>
 
 #include <stdio.h>
 
@@ -20,4 +23,16 @@ void model_free(model_t *m)
 {
     if (m)
         m->ops->destroy(m);
+}
+
+size_t model_memory_bytes(const model_cfg *cfg, int batch_size)
+{
+    switch (cfg->type) {
+    case MODEL_LINEAR:
+    case MODEL_MLP:
+        return mlp_memory_bytes(cfg, batch_size);
+    case MODEL_GPT:
+        return gpt_memory_bytes(cfg, batch_size);
+    }
+    return SIZE_MAX;
 }

@@ -188,8 +188,7 @@ static size_t layout(const model_cfg *cfg, int B, gpt_t *g, float *base)
 
 size_t gpt_param_count(const model_cfg *cfg)
 {
-    size_t V = cfg->vocab_size, T = cfg->context, C = cfg->d_model, L = cfg->layers;
-    return V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C;
+    return cfg_param_count(cfg);     /* one formula, saturating at SIZE_MAX */
 }
 
 int gpt_tensor_count(const model_cfg *cfg)

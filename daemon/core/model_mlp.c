@@ -545,15 +545,77 @@ static float *alloc_floats(size_t n)
     return p;
 }
 
+/* The activation arena of a model with widths dim[0..L] at batch B, in
+ * floats: Z and A per hidden layer, the output, two gradient buffers of the
+ * widest layer and the per-row losses; each region rounded up to 16 floats
+ * so every buffer is 64-byte aligned.  0 on overflow. */
+#define R16(x) (((x) + 15) & ~(size_t)15)
+static size_t act_floats(const int *dim, int L, size_t B)
+{
+    size_t total = 0, maxd = 0, bm, sum;
+    for (int l = 0; l <= L; l++)
+        if ((size_t)dim[l] > maxd)
+            maxd = (size_t)dim[l];
+    for (int l = 0; l < L - 1; l++) {
+        if (__builtin_mul_overflow(B, (size_t)dim[l + 1], &bm) || bm > SIZE_MAX / 4 ||
+            __builtin_add_overflow(total, 2 * R16(bm), &total))
+            return 0;
+    }
+    size_t tail[3];
+    if (__builtin_mul_overflow(B, (size_t)dim[L], &tail[0]) || __builtin_mul_overflow(B, maxd, &tail[1]) ||
+        tail[0] > SIZE_MAX / 4 || tail[1] > SIZE_MAX / 8)
+        return 0;
+    tail[2] = (size_t)dim[L];
+    sum = R16(tail[0]) + 2 * R16(tail[1]) + R16(tail[2]);
+    if (__builtin_add_overflow(total, sum, &total) || total > SIZE_MAX / sizeof(float))
+        return 0;
+    return total;
+}
+
+/* The widths of cfg's layers into dim[0..L]; returns L, or -1 if invalid. */
+static int mlp_widths(const model_cfg *cfg, int dim[CFG_MAX_HIDDEN + 2])
+{
+    int nh = cfg->type == MODEL_MLP ? cfg->n_hidden : 0;
+    if ((cfg->type != MODEL_LINEAR && cfg->type != MODEL_MLP) || nh < 0 || nh > CFG_MAX_HIDDEN ||
+        cfg->input_dim < 1 || cfg->output_dim < 1)
+        return -1;
+    dim[0] = cfg->input_dim;
+    for (int i = 0; i < nh; i++) {
+        if (cfg->hidden[i] < 1)
+            return -1;
+        dim[i + 1] = cfg->hidden[i];
+    }
+    dim[nh + 1] = cfg->output_dim;
+    return nh + 1;
+}
+
+size_t mlp_memory_bytes(const model_cfg *cfg, int batch_size)
+{
+    int dim[CFG_MAX_HIDDEN + 2];
+    int L = mlp_widths(cfg, dim);
+    if (L < 0 || batch_size < 1)
+        return SIZE_MAX;
+    size_t acts = act_floats(dim, L, (size_t)batch_size);
+    size_t np = cfg_param_count(cfg), total;
+    /* params and grads, each at least one float (alloc_floats) */
+    if (acts == 0 || np > SIZE_MAX / 16 || __builtin_add_overflow(acts, 2 * (np ? np : 1), &total) ||
+        total > SIZE_MAX / sizeof(float))
+        return SIZE_MAX;
+    return total * sizeof(float);
+}
+
 model_t *mlp_create(const model_cfg *cfg, int batch_size, char *err, size_t errlen)
 {
-    if (cfg->type != MODEL_LINEAR && cfg->type != MODEL_MLP) {
-        snprintf(err, errlen, "mlp_create: not a linear or mlp model");
+    int dim[CFG_MAX_HIDDEN + 2];
+    int L = mlp_widths(cfg, dim);
+    size_t B = batch_size > 0 ? (size_t)batch_size : 0;
+    size_t total = L > 0 && B ? act_floats(dim, L, B) : 0;
+    if (L < 0 || batch_size < 1) {
+        snprintf(err, errlen, "invalid model dimensions");
         return NULL;
     }
-    int nh = cfg->type == MODEL_MLP ? cfg->n_hidden : 0;
-    if (nh < 0 || nh > CFG_MAX_HIDDEN || batch_size < 1 || cfg->input_dim < 1 || cfg->output_dim < 1) {
-        snprintf(err, errlen, "invalid model dimensions");
+    if (total == 0 || mlp_memory_bytes(cfg, batch_size) == SIZE_MAX) {
+        snprintf(err, errlen, "model too large");
         return NULL;
     }
     mlp_t *m = calloc(1, sizeof *m);
@@ -564,19 +626,10 @@ model_t *mlp_create(const model_cfg *cfg, int batch_size, char *err, size_t errl
     m->base.ops = &mlp_ops;
     m->base.cfg = *cfg;
     m->base.batch_size = batch_size;
-    m->L = nh + 1;
+    m->L = L;
     m->act = cfg->activation;
     m->avx2 = cpu_has_avx2() && !getenv("TRAIND_NO_AVX2");
-    m->dim[0] = cfg->input_dim;
-    for (int i = 0; i < nh; i++) {
-        if (cfg->hidden[i] < 1) {
-            snprintf(err, errlen, "hidden layer %d has width %d", i + 1, cfg->hidden[i]);
-            free(m);
-            return NULL;
-        }
-        m->dim[i + 1] = cfg->hidden[i];
-    }
-    m->dim[m->L] = cfg->output_dim;
+    memcpy(m->dim, dim, sizeof dim);
 
     size_t n = 0;
     int maxd = 0;
@@ -592,14 +645,7 @@ model_t *mlp_create(const model_cfg *cfg, int batch_size, char *err, size_t errl
             maxd = m->dim[l];
     m->base.n_params = n;
 
-    /* Activation memory: Z and A per hidden layer, out, two gradient buffers;
-     * each region rounded up to 16 floats so every buffer is 64-byte aligned. */
-    size_t B = batch_size;
-#define R16(x) (((x) + 15) & ~(size_t)15)
-    size_t total = 0;
-    for (int l = 0; l < m->L - 1; l++)
-        total += 2 * R16(B * m->dim[l + 1]);
-    total += R16(B * m->dim[m->L]) + 2 * R16(B * (size_t)maxd) + R16(m->dim[m->L]);
+    /* The arena act_floats() sized, carved up in the same order. */
     m->base.params = alloc_floats(n);
     m->base.grads = alloc_floats(n);
     m->mem = alloc_floats(total);
@@ -622,6 +668,6 @@ model_t *mlp_create(const model_cfg *cfg, int batch_size, char *err, size_t errl
     m->g[1] = p;
     p += R16(B * (size_t)maxd);
     m->rowloss = p;
-#undef R16
     return &m->base;
 }
+#undef R16

@@ -43,6 +43,12 @@ struct model {
 model_t *model_create(const model_cfg *cfg, int batch_size, char *err, size_t errlen);
 void model_free(model_t *m);
 
+/* Bytes model_create allocates for cfg at batch_size: parameters, gradients
+ * and activations, counted by the same layout the constructor uses.
+ * SIZE_MAX when the dimensions are invalid or the count overflows, so a
+ * caller comparing against a cap never sees a wrapped small number. */
+size_t model_memory_bytes(const model_cfg *cfg, int batch_size);
+
 static inline void model_init(model_t *m, rng_t *rng) { m->ops->init(m, rng); }
 static inline float model_train_step(model_t *m, const batch_t *b) { return m->ops->train_step(m, b); }
 static inline float model_eval_loss(model_t *m, const batch_t *b) { return m->ops->eval_loss(m, b); }
@@ -50,5 +56,6 @@ static inline float model_eval_loss(model_t *m, const batch_t *b) { return m->op
 /* Constructors of the implementations (called by model_create). */
 model_t *mlp_create(const model_cfg *cfg, int batch_size, char *err, size_t errlen);
 model_t *gpt_create(const model_cfg *cfg, int batch_size, char *err, size_t errlen);
+size_t mlp_memory_bytes(const model_cfg *cfg, int batch_size);
 
 #endif

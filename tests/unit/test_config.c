@@ -25,6 +25,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "traind/config.h"
+#include "traind/gpt.h"
+#include "traind/model.h"
 #include "traind/util.h"
 #include "traind/yamltree.h"
 #include "tl.h"
@@ -943,6 +945,26 @@ START_TEST(test_sizes)
                    .layers = 10000, .heads = 1 << 20};
     run_config cg = {.model = g, .data = {.batch_size = 65536}};
     ck_assert_uint_eq(cfg_model_bytes(&cg), SIZE_MAX);
+    /* 12·d² alone wraps a 64-bit count to 0 at d = 2^31: must saturate. */
+    model_cfg wide = {.type = MODEL_GPT, .vocab_size = 1, .context = 1, .d_model = INT_MAX,
+                      .layers = 1, .heads = 1};
+    ck_assert_uint_eq(cfg_param_count(&wide), SIZE_MAX);
+    run_config cw = {.model = wide, .data = {.batch_size = 1}};
+    ck_assert_uint_eq(cfg_model_bytes(&cw), SIZE_MAX);
+
+    /* The figure is what model_create and the optimizer allocate, counted by
+     * the models' own layout: 10-5-7-3 at batch 4 has an arena of
+     * 2·16·2 (z, a of both hidden layers) + 16 (out) + 2·48 (gradient
+     * buffers of the widest layer) + 16 (row losses) = 256 floats, plus
+     * params and grads (121 each) and the two moments (121 each). */
+    run_config cm = {.model = m, .data = {.batch_size = 4}};
+    ck_assert_uint_eq(model_memory_bytes(&m, 4), (256 + 2 * 121) * sizeof(float));
+    ck_assert_uint_eq(cfg_model_bytes(&cm), (256 + 4 * 121) * sizeof(float));
+    model_cfg tg = {.type = MODEL_GPT, .vocab_size = 256, .context = 16, .d_model = 32,
+                    .layers = 2, .heads = 4};
+    run_config ct = {.model = tg, .data = {.batch_size = 3}};
+    ck_assert_uint_eq(cfg_model_bytes(&ct), gpt_memory_bytes(&tg, 3) + 2 * cfg_param_count(&tg) * sizeof(float));
+    ck_assert_uint_eq(model_memory_bytes(&tg, 0), SIZE_MAX);
 
     /* The memory cap is configurable and names both sizes. */
     cfg_parse_opts opts = {.max_model_bytes = (size_t)1 << 20};
