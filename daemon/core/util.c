@@ -56,6 +56,23 @@ char *xstrndup(const char *s, size_t n)
     return p;
 }
 
+char **strv_dup(char *const *v, size_t n)
+{
+    char **c = xcalloc(n ? n : 1, sizeof *c);
+    for (size_t i = 0; i < n; i++)
+        c[i] = xstrdup(v[i]);
+    return c;
+}
+
+void strv_free(char **v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
 char *xasprintf(const char *fmt, ...)
 {
     va_list ap;

@@ -431,23 +431,21 @@ static void get_jobs(const api_backend *be, const http_request *req, http_respon
     reply_json(res, 200, jobs ? jobs : cJSON_CreateArray());
 }
 
-static void post_jobs(const api_backend *be, const http_request *req, http_response *res)
+/* Every answer of the API is live state: never cached. */
+#define NO_STORE "no-store"
+
+/* A POST /jobs waiting for the backend's answer. */
+typedef struct post_wait {
+    const api_backend *be;
+    http_deferred *answer;
+} post_wait;
+
+static void post_jobs_done(void *arg, int r, char *id, cJSON *errors)
 {
-    if (!authorized(be, req, res))
-        return;
-    if (req->body_len == 0) {
-        http_response_error(res, 400, "the request body must be a run config (YAML)");
-        return;
-    }
-    char *name = NULL;
-    if (http_query_get(req->query, "name", &name) < 0) {
-        http_response_error(res, 400, "query parameter 'name' is not valid percent-encoding");
-        return;
-    }
-    char *id = NULL;
-    cJSON *errors = NULL;
-    int r = be->submit ? be->submit(be->ctx, req->body, req->body_len, name, &id, &errors) : API_UNAVAILABLE;
-    free(name);
+    post_wait *w = arg;
+    const api_backend *be = w->be;
+    http_response res = {.status = 200};
+    http_response_add_header(&res, "Cache-Control", NO_STORE);   /* as api_handle does */
     cJSON *o = cJSON_CreateObject();
     int status;
     if (r == API_OK && id) {
@@ -477,14 +475,43 @@ static void post_jobs(const api_backend *be, const http_request *req, http_respo
         else
             snprintf(msg, sizeof msg, "the queue is full; try again later");
         cJSON_AddStringToObject(o, "error", msg);
-        http_response_add_header(res, "Retry-After", "5");
+        http_response_add_header(&res, "Retry-After", "5");
     } else {
         status = 500;
         cJSON_AddStringToObject(o, "error", "could not submit the job");
     }
     free(id);
     cJSON_Delete(errors);
-    reply_json(res, status, o);
+    reply_json(&res, status, o);
+    http_deferred_respond(w->answer, &res);
+    free(w);
+}
+
+/* The answer waits for the backend: it saves the config durably and
+ * validates it off the loop thread, so a 201 means the job survives even a
+ * power cut. */
+static void post_jobs(const api_backend *be, const http_request *req, http_response *res)
+{
+    if (!authorized(be, req, res))
+        return;
+    if (req->body_len == 0) {
+        http_response_error(res, 400, "the request body must be a run config (YAML)");
+        return;
+    }
+    if (!be->submit) {
+        http_response_error(res, 503, "traind is shutting down");
+        return;
+    }
+    char *name = NULL;
+    if (http_query_get(req->query, "name", &name) < 0) {
+        http_response_error(res, 400, "query parameter 'name' is not valid percent-encoding");
+        return;
+    }
+    post_wait *w = xcalloc(1, sizeof *w);
+    w->be = be;
+    w->answer = http_response_defer(res);
+    be->submit(be->ctx, req->body, req->body_len, name, post_jobs_done, w);
+    free(name);
 }
 
 static void get_job(const api_backend *be, const char *id, http_response *res)
@@ -593,7 +620,7 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
     bool post = strcmp(m, "POST") == 0;
     const char *path = req->path;
 
-    http_response_add_header(res, "Cache-Control", "no-store");
+    http_response_add_header(res, "Cache-Control", NO_STORE);
 
     if (!get && be->write_limit) {
         const char *peer = req->peer ? req->peer : "unknown";

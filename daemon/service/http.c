@@ -165,6 +165,16 @@ struct conn {
     bool shut;           /* our FIN went out */
     bool eof;            /* the peer's FIN came in */
     bool closed;         /* uv_close called */
+    http_deferred *deferred; /* the answer being waited for; reading is paused */
+    bool finish_after;   /* conn_finish was asked for while an answer was deferred */
+};
+
+struct http_deferred {
+    conn *c;             /* NULL once the connection has closed */
+    bool attached;       /* the handler has returned and c waits for us */
+    bool answered;       /* answered before the handler returned: res holds it */
+    bool keep_alive, http10, head_only;
+    http_response res;
 };
 
 typedef struct wreq {
@@ -422,7 +432,7 @@ static void on_write(uv_write_t *req, int status)
         conn_close(c);
         return;
     }
-    if (c->paused && !c->finishing && uv_stream_get_write_queue_size(&c->h.stream) <= LOW_WATER)
+    if (c->paused && !c->finishing && !c->deferred && uv_stream_get_write_queue_size(&c->h.stream) <= LOW_WATER)
         conn_resume(c);
 }
 
@@ -552,6 +562,10 @@ static void conn_close(conn *c)
     if (c->closed)
         return;
     c->closed = true;
+    if (c->deferred) {   /* its answer, when it comes, is dropped */
+        c->deferred->c = NULL;
+        c->deferred = NULL;
+    }
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
     uv_close(&c->h.handle, on_conn_handle_closed);
@@ -600,6 +614,12 @@ static void conn_finish(conn *c)
 {
     if (c->finishing || c->closed)
         return;
+    if (c->deferred) {   /* the answer still owed goes out first */
+        c->finish_after = true;
+        if (c->srv->stopping)
+            conn_timer(c, STOP_FLUSH_MS);
+        return;
+    }
     c->finishing = true;
     c->paused = false;
     dbuf_free(&c->stash);
@@ -882,10 +902,30 @@ static int on_message_complete(http_parser *p)
     }
     free(path);
     free(query);
+    conn_reset_message(c);
+    if (res.deferred) {
+        http_deferred *d = res.deferred;
+        if (!d->answered) {   /* wait for http_deferred_respond, reading nothing */
+            free(res.body);
+            free(res.extra_headers);
+            d->c = c;
+            d->attached = true;
+            d->keep_alive = keep_alive;
+            d->http10 = http10;
+            d->head_only = head_only;
+            c->deferred = d;
+            c->paused = true;
+            http_parser_pause(p, 1);
+            conn_timer(c, s->opts.request_timeout_ms);
+            return 0;
+        }
+        http_response_resolve(&res);   /* answered within the handler */
+        if (res.close)
+            keep_alive = false;
+    }
     if (s->stopping)
         keep_alive = false;
     send_response(c, &res, keep_alive, http10, head_only);
-    conn_reset_message(c);
 
     if (c->closed)
         return 0;
@@ -901,6 +941,63 @@ static int on_message_complete(http_parser *p)
     }
     conn_timer(c, s->opts.idle_timeout_ms);
     return 0;
+}
+
+http_deferred *http_response_defer(http_response *res)
+{
+    if (!res->deferred)
+        res->deferred = xcalloc(1, sizeof *res->deferred);
+    return res->deferred;
+}
+
+bool http_response_resolve(http_response *res)
+{
+    http_deferred *d = res->deferred;
+    if (!d)
+        return true;
+    if (!d->answered)
+        return false;
+    free(res->body);
+    free(res->extra_headers);
+    *res = d->res;
+    free(d);
+    return true;
+}
+
+void http_deferred_respond(http_deferred *d, http_response *res)
+{
+    if (!d->attached) {       /* still inside the handler: it sends this */
+        d->res = *res;
+        d->res.deferred = NULL;
+        d->answered = true;
+        return;
+    }
+    conn *c = d->c;
+    bool keep_alive = d->keep_alive && !res->close;
+    bool http10 = d->http10, head_only = d->head_only;
+    free(d);
+    if (!c) {
+        free(res->body);
+        free(res->extra_headers);
+        res->body = res->extra_headers = NULL;
+        return;
+    }
+    c->deferred = NULL;
+    if (c->srv->stopping || c->finish_after)
+        keep_alive = false;
+    send_response(c, res, keep_alive, http10, head_only);
+    if (c->closed)
+        return;
+    if (!keep_alive) {
+        conn_finish(c);
+        return;
+    }
+    /* Like the end of on_message_complete: the parser stays paused while
+     * the client is not reading (on_write resumes it), else go on. */
+    if (uv_stream_get_write_queue_size(&c->h.stream) > HIGH_WATER)
+        conn_timer(c, c->srv->opts.request_timeout_ms);
+    else
+        conn_resume(c);
 }
 
 static const http_parser_settings parser_settings = {

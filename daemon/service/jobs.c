@@ -77,7 +77,6 @@ typedef struct job {
     double kill_deadline;            /* monotonic; 0 = none */
 
     /* persistence */
-    bool persisting;                 /* config.yaml written, not fsync'd yet: do not start */
     bool write_inflight, dirty, progress_dirty;
     double last_write;               /* monotonic */
     bool write_error_logged;
@@ -102,6 +101,7 @@ struct job_table {
     unsigned long next_seq;
     int running;
     int pending_work;                /* thread-pool requests in flight */
+    long submitting;                 /* POSTs being saved and validated */
 
     uv_timer_t tick;
     bool started, tick_open;
@@ -123,23 +123,14 @@ static double dnan(void)
     return NAN;
 }
 
-static void free_dirs(char **d, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(d[i]);
-    free(d);
-}
-
 static void set_settings(job_table *t, const dconfig *c)
 {
     t->max_jobs = c->max_jobs > 0 ? c->max_jobs : 1;
     t->threads_per_job = c->threads_per_job > 0 ? c->threads_per_job : 1;
     t->max_restarts = c->max_restarts;
     t->metrics_keep = c->metrics_keep >= 2 ? c->metrics_keep : 2;
-    char **d = xcalloc(c->n_data_dirs ? c->n_data_dirs : 1, sizeof *d);
-    for (size_t i = 0; i < c->n_data_dirs; i++)
-        d[i] = xstrdup(c->data_dirs[i]);
-    free_dirs(t->data_dirs, t->n_data_dirs);
+    char **d = strv_dup(c->data_dirs, c->n_data_dirs);
+    strv_free(t->data_dirs, t->n_data_dirs);
     t->data_dirs = d;
     t->n_data_dirs = c->n_data_dirs;
 }
@@ -610,27 +601,12 @@ typedef struct write_req {
     char *data;
     size_t len;
     int rc;
-    bool is_config;
 } write_req;
-
-/* fsync of a file already in place, then of its directory. */
-static int sync_file(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return rc < 0 ? rc : fsync_parent_dir(path);
-}
 
 static void write_work(uv_work_t *w)
 {
     write_req *r = w->data;
-    if (r->is_config)
-        r->rc = sync_file(r->path);   /* written by jobs_submit; made durable here */
-    else
-        r->rc = write_file_atomic(r->path, r->data, r->len, 0644);
+    r->rc = write_file_atomic(r->path, r->data, r->len, 0644);
 }
 
 static void start_write(job *j);
@@ -643,33 +619,18 @@ static void write_done(uv_work_t *w, int status)
     t->pending_work--;
     j->write_inflight = false;
     if (r->rc < 0) {
-        if (r->is_config) {
-            log_error("job %s: cannot save %s: %s", j->id, r->path, strerror(-r->rc));
-            if (!job_state_ended(j->state)) {
-                j->state = JOB_FAILED;
-                j->finished_at = now_unix();
-                add_error(j, "cannot save config.yaml: %s", strerror(-r->rc));
-                changed(t);
-            }
-        } else {
-            if (!j->write_error_logged)
-                log_error("job %s: cannot write %s: %s (retrying every %.0f s; the file on disk keeps "
-                          "its previous content)", j->id, r->path, strerror(-r->rc), JOBS_STATUS_INTERVAL_S);
-            j->write_error_logged = true;
-            /* Retried from the tick (not here: that would spin on a full
-             * disk); at shutdown the last attempt stands. */
-            j->write_failed = !t->shutting_down;
-        }
-    } else if (!r->is_config) {
+        if (!j->write_error_logged)
+            log_error("job %s: cannot write %s: %s (retrying every %.0f s; the file on disk keeps "
+                      "its previous content)", j->id, r->path, strerror(-r->rc), JOBS_STATUS_INTERVAL_S);
+        j->write_error_logged = true;
+        /* Retried from the tick (not here: that would spin on a full
+         * disk); at shutdown the last attempt stands. */
+        j->write_failed = !t->shutting_down;
+    } else {
         if (j->write_error_logged)
             log_info("job %s: %s written again", j->id, r->path);
         j->write_error_logged = false;
         j->write_failed = false;
-    }
-    bool was_config = r->is_config;
-    if (was_config) {
-        j->persisting = false;
-        j->dirty = true;
     }
     free(r->path);
     free(r->data);
@@ -677,8 +638,6 @@ static void write_done(uv_work_t *w, int status)
     (void)status;
     if (j->dirty)
         start_write(j);
-    if (was_config && j->state == JOB_QUEUED)
-        schedule(t);
     check_shutdown_done(t);
 }
 
@@ -689,22 +648,17 @@ static void start_write(job *j)
     write_req *r = xcalloc(1, sizeof *r);
     r->work.data = r;
     r->j = j;
-    if (j->persisting) {
-        r->is_config = true;
-        r->path = xasprintf("%s/config.yaml", j->dir);
-    } else {
-        j->write_failed = false;
-        cJSON *o = job_to_json(j, 0);
-        r->path = xasprintf("%s/status.json", j->dir);
-        r->data = json_print_exact(o);   /* read back after a restart: exact */
-        cJSON_Delete(o);
-        if (!r->data)
-            abort();
-        r->len = strlen(r->data);
-        j->dirty = false;
-        j->progress_dirty = false;
-        j->last_write = now_monotonic();
-    }
+    j->write_failed = false;
+    cJSON *o = job_to_json(j, 0);
+    r->path = xasprintf("%s/status.json", j->dir);
+    r->data = json_print_exact(o);   /* read back after a restart: exact */
+    cJSON_Delete(o);
+    if (!r->data)
+        abort();
+    r->len = strlen(r->data);
+    j->dirty = false;
+    j->progress_dirty = false;
+    j->last_write = now_monotonic();
     int rc = uv_queue_work(j->t->loop, &r->work, write_work, write_done);
     if (rc < 0) {
         log_error("job %s: cannot queue a write: %s", j->id, uv_strerror(rc));
@@ -950,7 +904,7 @@ static void schedule(job_table *t)
         job *j = t->jobs[i];
         if (j->state != JOB_QUEUED)
             continue;
-        if (j->persisting || j->hist_loading)
+        if (j->hist_loading)
             break;
         start_job(j);
     }
@@ -1040,95 +994,140 @@ static char *yaml_name(const char *yaml, size_t len)
     return name;
 }
 
-/* Writes path (a new job's config.yaml) atomically but without fsync, on
- * the loop thread: at most 1 MiB into the page cache.  0 or -errno; on
- * failure nothing is left behind. */
-static int write_config_now(const char *path, const char *data, size_t len)
-{
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-    int rc = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = -errno;
-        free(tmp);
-        return rc;
-    }
-    for (size_t off = 0; off < len;) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = -errno;
-            break;
-        }
-        off += (size_t)w;
-    }
-    if (close(fd) < 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = -errno;
-    if (rc < 0)
-        unlink(tmp);
-    free(tmp);
-    return rc;
-}
-
-int jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, char **id_out,
-                cJSON **errors_out)
-{
-    *id_out = NULL;
-    *errors_out = NULL;
-    if (t->shutting_down)
-        return API_UNAVAILABLE;
-    char *stem = yaml_name(yaml, len);
+/* A POST /jobs on its way through the thread pool. */
+typedef struct submit_req {
+    uv_work_t work;
+    job_table *t;
+    char *yaml;
+    size_t len;
+    char *default_name;
+    char *jobs_dir;
+    char **data_dirs;               /* a copy: a SIGHUP may replace the table's */
+    size_t n_data_dirs;
+    jobs_submit_cb done;
+    void *arg;
+    /* results */
+    int rc;                         /* 0 or -errno: the config could not be saved */
+    char *failure;                  /* then: what failed, for the log */
     char id[SPOOL_ID_MAX + 1];
-    const char *base = stem ? stem : default_name && *default_name ? default_name : "job";
-    int rc = spool_claim_id(t->jobs_dir, base, id);
+    bool valid;
+    run_config cfg;
+    diag_list_t errs;
+} submit_req;
+
+/* Off the loop: claim the job's directory, save config.yaml durably (file,
+ * its directory and the new entry in jobs/ all fsync'd), then validate. */
+static void submit_work(uv_work_t *w)
+{
+    submit_req *r = w->data;
+    char *stem = yaml_name(r->yaml, r->len);
+    const char *base = stem ? stem : r->default_name && *r->default_name ? r->default_name : "job";
+    r->rc = spool_claim_id(r->jobs_dir, base, r->id);
     free(stem);
-    if (rc < 0) {
-        log_error("cannot create a job directory in %s: %s", t->jobs_dir, strerror(-rc));
-        return rc;
+    if (r->rc < 0) {
+        r->failure = xasprintf("cannot create a job directory in %s: %s", r->jobs_dir, strerror(-r->rc));
+        return;
     }
-    /* config.yaml is in place before the answer: a daemon killed right after
-     * its 201 still has the job.  (A write to the page cache; the fsync
-     * happens on the thread pool before the job may start.) */
-    char *cpath = xasprintf("%s/%s/config.yaml", t->jobs_dir, id);
-    rc = write_config_now(cpath, yaml, len);
-    if (rc < 0) {
-        log_error("job %s: cannot save %s: %s; submission refused", id, cpath, strerror(-rc));
-        char *dir = xasprintf("%s/%s", t->jobs_dir, id);
+    char *dir = xasprintf("%s/%s", r->jobs_dir, r->id);
+    char *cpath = xasprintf("%s/config.yaml", dir);
+    r->rc = write_file_atomic(cpath, r->yaml, r->len, 0644);
+    if (r->rc == 0)
+        r->rc = fsync_parent_dir(dir);
+    if (r->rc < 0) {
+        r->failure = xasprintf("job %s: cannot save %s: %s", r->id, cpath, strerror(-r->rc));
+        unlink(cpath);
         rmdir(dir);
-        free(dir);
-        free(cpath);
-        return rc;
     }
     free(cpath);
-    run_config cfg;
+    free(dir);
+    if (r->rc < 0)
+        return;
     char *data_path = NULL;
-    diag_list_t errs = DIAG_LIST_INIT;
-    bool valid = spool_validate(yaml, len, id, t->data_dirs, t->n_data_dirs, &cfg, &data_path, &errs) == 0;
+    r->valid = spool_validate(r->yaml, r->len, r->id, r->data_dirs, r->n_data_dirs, &r->cfg, &data_path,
+                              &r->errs) == 0;
     free(data_path);
-    job *j = new_job(t, id, valid ? cfg.name : id);
-    j->persisting = true;
-    if (valid) {
-        j->config = cfg_to_json(&cfg);
-        derive_from_config(j);
-        j->total_steps = cfg.sched.total_steps;
-        cfg_free(&cfg);
-        log_info("job %s: submitted over HTTP", id);
+}
+
+/* Back on the loop: the job joins the table, then the answer. */
+static void submit_done(uv_work_t *w, int status)
+{
+    submit_req *r = w->data;
+    job_table *t = r->t;
+    t->pending_work--;
+    t->submitting--;
+    if (r->rc < 0) {
+        log_error("%s; submission refused", r->failure);
+        r->done(r->arg, r->rc, NULL, NULL);
     } else {
-        cJSON_Delete(j->errors);
-        j->errors = diags_to_json(&errs);
-        set_ended(j, JOB_REJECTED);
-        j->finished_at = j->submitted_at;
-        *errors_out = diags_to_json(&errs);
-        log_warn("job %s: submitted over HTTP: rejected (%zu problem%s)", id, errs.n, errs.n == 1 ? "" : "s");
+        job *j = new_job(t, r->id, r->valid ? r->cfg.name : r->id);
+        cJSON *errors = NULL;
+        if (r->valid) {
+            j->config = cfg_to_json(&r->cfg);
+            derive_from_config(j);
+            j->total_steps = r->cfg.sched.total_steps;
+            cfg_free(&r->cfg);
+            log_info("job %s: submitted over HTTP", j->id);
+        } else {
+            cJSON_Delete(j->errors);
+            j->errors = diags_to_json(&r->errs);
+            set_ended(j, JOB_REJECTED);
+            j->finished_at = j->submitted_at;
+            errors = diags_to_json(&r->errs);
+            log_warn("job %s: submitted over HTTP: rejected (%zu problem%s)", j->id, r->errs.n,
+                     r->errs.n == 1 ? "" : "s");
+        }
+        persist(j);
+        changed(t);
+        schedule(t);
+        r->done(r->arg, r->valid ? API_OK : API_INVALID, xstrdup(j->id), errors);
     }
-    diag_free(&errs);
-    start_write(j);   /* config.yaml's fsync, then status.json */
-    changed(t);
-    *id_out = xstrdup(id);
-    return valid ? API_OK : API_INVALID;
+    diag_free(&r->errs);
+    free(r->failure);
+    free(r->yaml);
+    free(r->default_name);
+    free(r->jobs_dir);
+    strv_free(r->data_dirs, r->n_data_dirs);
+    free(r);
+    (void)status;
+    check_shutdown_done(t);
+}
+
+void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, jobs_submit_cb done,
+                 void *arg)
+{
+    if (t->shutting_down) {
+        done(arg, API_UNAVAILABLE, NULL, NULL);
+        return;
+    }
+    submit_req *r = xcalloc(1, sizeof *r);
+    r->work.data = r;
+    r->t = t;
+    r->yaml = xstrndup(yaml, len);
+    r->len = len;
+    r->default_name = default_name ? xstrdup(default_name) : NULL;
+    r->jobs_dir = xstrdup(t->jobs_dir);
+    r->data_dirs = strv_dup(t->data_dirs, t->n_data_dirs);
+    r->n_data_dirs = t->n_data_dirs;
+    r->done = done;
+    r->arg = arg;
+    int rc = uv_queue_work(t->loop, &r->work, submit_work, submit_done);
+    if (rc < 0) {
+        log_error("POST /jobs: cannot queue the work: %s", uv_strerror(rc));
+        free(r->yaml);
+        free(r->default_name);
+        free(r->jobs_dir);
+        strv_free(r->data_dirs, r->n_data_dirs);
+        free(r);
+        done(arg, -EIO, NULL, NULL);
+        return;
+    }
+    t->pending_work++;
+    t->submitting++;
+}
+
+long jobs_submitting(const job_table *t)
+{
+    return t->submitting;
 }
 
 int jobs_cancel(job_table *t, const char *id)
@@ -1505,6 +1504,6 @@ void jobs_free(job_table *t)
     free(t->spool);
     free(t->jobs_dir);
     free(t->exe);
-    free_dirs(t->data_dirs, t->n_data_dirs);
+    strv_free(t->data_dirs, t->n_data_dirs);
     free(t);
 }

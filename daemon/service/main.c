@@ -219,11 +219,12 @@ static cJSON *be_get(void *ctx, const char *id)
     return jobs_get_json(((daemon_state *)ctx)->jobs, id);
 }
 
+/* Jobs waiting, counting POSTs still being saved (each may become one). */
 static long queued_jobs(const daemon_state *d)
 {
     int c[JOB_NSTATES];
     jobs_counts(d->jobs, c);
-    return c[JOB_QUEUED];
+    return c[JOB_QUEUED] + jobs_submitting(d->jobs);
 }
 
 static long be_queued(void *ctx)
@@ -231,16 +232,16 @@ static long be_queued(void *ctx)
     return queued_jobs(ctx);
 }
 
-static int be_submit(void *ctx, const char *yaml, size_t len, const char *default_name, char **id_out,
-                     cJSON **errors_out)
+static void be_submit(void *ctx, const char *yaml, size_t len, const char *default_name,
+                      api_submit_done done, void *arg)
 {
     daemon_state *d = ctx;
     if (d->stopping)
-        return API_UNAVAILABLE;
+        return done(arg, API_UNAVAILABLE, NULL, NULL);
     /* a scan of incoming/ in flight shares the room left with us */
     if (queued_jobs(d) >= d->cfg.max_queued_jobs || !spool_reserve(d->sp))
-        return API_QUEUE_FULL;
-    return jobs_submit(d->jobs, yaml, len, default_name, id_out, errors_out);
+        return done(arg, API_QUEUE_FULL, NULL, NULL);
+    jobs_submit(d->jobs, yaml, len, default_name, done, arg);
 }
 
 /* How many files the next scan of incoming/ may take. */

@@ -321,21 +321,6 @@ struct spool {
     void *closed_arg;
 };
 
-static char **copy_dirs(char *const *dirs, size_t n)
-{
-    char **c = xcalloc(n ? n : 1, sizeof *c);
-    for (size_t i = 0; i < n; i++)
-        c[i] = xstrdup(dirs[i]);
-    return c;
-}
-
-static void free_dirs(char **dirs, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(dirs[i]);
-    free(dirs);
-}
-
 /* Nobody has the file open for writing?  1 yes, 0 no, -1 cannot tell. */
 static int write_closed(int fd)
 {
@@ -589,7 +574,7 @@ static void scan_done(uv_work_t *w, int status)
     s->holding = r->held > 0;
     bool deferred = r->deferred;
     free(r->spool_dir);
-    free_dirs(r->dirs, r->n_dirs);
+    strv_free(r->dirs, r->n_dirs);
     free(r);
     s->scanning = false;
     if (s->stopped) {
@@ -617,7 +602,7 @@ static void start_scan(spool *s)
     r->s = s;
     r->work.data = r;
     r->spool_dir = xstrdup(s->dir);
-    r->dirs = copy_dirs(s->dirs, s->n_dirs);
+    r->dirs = strv_dup(s->dirs, s->n_dirs);
     r->n_dirs = s->n_dirs;
     r->memo = &s->memo;
     long room = s->room ? s->room(s->room_ctx) : -1;
@@ -627,7 +612,7 @@ static void start_scan(spool *s)
     if (rc < 0) {
         log_error("cannot queue a scan of incoming/: %s", uv_strerror(rc));
         free(r->spool_dir);
-        free_dirs(r->dirs, r->n_dirs);
+        strv_free(r->dirs, r->n_dirs);
         free(r);
         return;
     }
@@ -675,7 +660,7 @@ int spool_start(uv_loop_t *loop, const char *spool_dir, char *const *data_dirs, 
     s->dir = xstrdup(spool_dir);
     s->incoming = xasprintf("%s/incoming", spool_dir);
     s->jobs = xasprintf("%s/jobs", spool_dir);
-    s->dirs = copy_dirs(data_dirs, n_dirs);
+    s->dirs = strv_dup(data_dirs, n_dirs);
     s->n_dirs = n_dirs;
     s->cb = cb;
     s->ctx = ctx;
@@ -697,8 +682,8 @@ int spool_start(uv_loop_t *loop, const char *spool_dir, char *const *data_dirs, 
 
 void spool_set_data_dirs(spool *s, char *const *data_dirs, size_t n_dirs)
 {
-    char **c = copy_dirs(data_dirs, n_dirs);
-    free_dirs(s->dirs, s->n_dirs);
+    char **c = strv_dup(data_dirs, n_dirs);
+    strv_free(s->dirs, s->n_dirs);
     s->dirs = c;
     s->n_dirs = n_dirs;
 }
@@ -740,7 +725,7 @@ static void maybe_free(spool *s)
     free(s->dir);
     free(s->incoming);
     free(s->jobs);
-    free_dirs(s->dirs, s->n_dirs);
+    strv_free(s->dirs, s->n_dirs);
     memo_free(&s->memo);
     free(s);
     if (cb)

@@ -56,6 +56,9 @@ size_t api_ratelimit_clients(const api_ratelimit *rl);
 /* The rate (tokens a second; 0 = unlimited). */
 double api_ratelimit_rate(const api_ratelimit *rl);
 
+/* How a submit ends (see api_backend.submit). */
+typedef void (*api_submit_done)(void *arg, int rc, char *id, cJSON *errors);
+
 typedef struct api_backend {
     void *ctx;
 
@@ -72,14 +75,17 @@ typedef struct api_backend {
      * (api_id_valid). */
     cJSON *(*get_job)(void *ctx, const char *id);
 
-    /* Takes a run config (YAML, len bytes, NUL-terminated).  API_OK with a
-     * malloc'd id in *id_out; API_INVALID with a cJSON array of
-     * {"path","line","column","message"} in *errors_out (and, if the daemon
-     * keeps the rejected job, its id in *id_out).  default_name (from
+    /* Takes a run config (YAML, len bytes, NUL-terminated; valid only
+     * during the call) and answers through done(arg, ...) exactly once, on
+     * the loop thread, now or later (the daemon saves and validates on the
+     * thread pool): API_OK with the job's id; API_INVALID with a cJSON array
+     * of {"path","line","column","message"} (and, if the daemon keeps the
+     * rejected job, its id); or another code with neither.  done takes id
+     * (malloc'd or NULL) and errors (or NULL).  default_name (from
      * POST /jobs?name=STEM, NULL if absent) names a config that has no
      * `name`, as a file's stem does for a config dropped in incoming/. */
-    int (*submit)(void *ctx, const char *yaml, size_t len, const char *default_name, char **id_out,
-                  cJSON **errors_out);
+    void (*submit)(void *ctx, const char *yaml, size_t len, const char *default_name,
+                   api_submit_done done, void *arg);
 
     /* API_OK (cancel requested), API_NOT_FOUND or API_CONFLICT. */
     int (*cancel)(void *ctx, const char *id);

@@ -16,6 +16,10 @@
  * responses the client does not read, is closed too.  Past max_conns open
  * connections a new one gets a 503 and is closed.
  *
+ * A handler whose answer needs slow work (disk, parsing) defers it with
+ * http_response_defer() and gives it later with http_deferred_respond(), so
+ * the loop never waits; the connection reads no further requests meanwhile.
+ *
  * Ownership: everything a request points to belongs to the server and lives
  * until the handler returns.  The response body is malloc'd by the handler
  * and taken by the server.  Functions returning int return 0 or a negative
@@ -62,6 +66,7 @@ typedef struct http_response {
     char *extra_headers;      /* internal: use http_response_add_header() */
     size_t extra_len;
     bool close;               /* set to close the connection after this response */
+    struct http_deferred *deferred; /* internal: set by http_response_defer() */
 } http_response;
 
 typedef void (*http_handler_fn)(void *ctx, const http_request *req, http_response *res);
@@ -128,6 +133,25 @@ void http_response_set(http_response *res, int status, const char *content_type,
 void http_response_error(http_response *res, int status, const char *msg);
 /* Adds "Name: value" to the response.  -EINVAL if either holds CR, LF or NUL. */
 int http_response_add_header(http_response *res, const char *name, const char *value);
+
+/* An answer given later.  Called by a handler instead of filling res:
+ * returns the handle to answer through; what the handler put in res
+ * (headers included) is dropped.  The connection then reads no further request until the answer
+ * is given, so answers to pipelined requests stay in order; the request
+ * timeout still bounds the wait.  Call http_deferred_respond() exactly once,
+ * on the loop thread; it may come before the handler returns. */
+typedef struct http_deferred http_deferred;
+http_deferred *http_response_defer(http_response *res);
+
+/* Sends res (taking its buffers, as a handler's response) and frees d.  If
+ * the connection closed meanwhile (client gone, timeout, server stopped),
+ * res is just freed. */
+void http_deferred_respond(http_deferred *d, http_response *res);
+
+/* For code that calls a handler itself rather than through the server
+ * (tests): if the handler deferred and has answered already, moves that
+ * answer into res.  False while the answer is still owed. */
+bool http_response_resolve(http_response *res);
 
 /* The reason phrase of a status code ("Not Found"), "Unknown" if none. */
 const char *http_status_text(int status);

@@ -73,9 +73,17 @@ void jobs_configure(job_table *t, const dconfig *c);
 /* A file taken from incoming/ (takes it). */
 void jobs_add_intake(job_table *t, spool_intake *it);
 
-/* POST /jobs: see api_backend.submit. */
-int jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, char **id_out,
-                struct cJSON **errors_out);
+/* POST /jobs (see api_backend.submit): the config is saved durably and
+ * validated on the thread pool, the job joins the table, then done(arg, rc,
+ * id, errors) runs on the loop thread — API_OK or API_INVALID with the id,
+ * API_UNAVAILABLE while shutting down, or -errno if the config could not be
+ * saved.  done takes id and errors. */
+typedef void (*jobs_submit_cb)(void *arg, int rc, char *id, struct cJSON *errors);
+void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, jobs_submit_cb done,
+                 void *arg);
+
+/* Submits still on the thread pool (each may become a queued job). */
+long jobs_submitting(const job_table *t);
 
 /* POST /jobs/{id}/cancel: API_OK, API_NOT_FOUND, API_CONFLICT. */
 int jobs_cancel(job_table *t, const char *id);

@@ -18,6 +18,10 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A deep copy of n strings (never NULL, even for n = 0), and its free. */
+char **strv_dup(char *const *v, size_t n);
+void strv_free(char **v, size_t n);
+
 /* Reads a whole file into a NUL-terminated malloc'd buffer.  Fails with
  * -EFBIG if it is larger than max_bytes. */
 int read_file(const char *path, size_t max_bytes, char **out, size_t *out_len);

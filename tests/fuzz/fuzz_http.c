@@ -78,8 +78,8 @@ static cJSON *fake_get(void *ctx, const char *id)
     return j ? cJSON_Duplicate(j, 1) : NULL;
 }
 
-static int fake_submit(void *ctx, const char *yaml, size_t len, const char *default_name, char **id_out,
-                       cJSON **errors_out)
+static int submit_now(void *ctx, const char *yaml, size_t len, const char *default_name, char **id_out,
+                      cJSON **errors_out)
 {
     FUZZ_CHECK(yaml[len] == '\0');
     if (strstr(yaml, "bad")) {
@@ -103,6 +103,52 @@ static int fake_submit(void *ctx, const char *yaml, size_t len, const char *defa
         return API_UNAVAILABLE;
     *id_out = xstrdup(default_name ? default_name : "new-job");
     return API_OK;
+}
+
+/* A submit answered from the loop a moment later, as the daemon's thread
+ * pool does, so the server's deferred path is fuzzed too. */
+typedef struct later {
+    uv_timer_t timer;
+    api_submit_done done;
+    void *arg;
+    int rc;
+    char *id;
+    cJSON *errors;
+} later;
+
+static uv_loop_t loop;
+static int laters;           /* answers still owed */
+
+static void later_closed(uv_handle_t *h)
+{
+    free(h->data);
+    laters--;
+}
+
+static void later_fire(uv_timer_t *t)
+{
+    later *l = t->data;
+    l->done(l->arg, l->rc, l->id, l->errors);
+    uv_close((uv_handle_t *)t, later_closed);
+}
+
+/* Answers at once (done inside submit) unless the config says "later". */
+static void fake_submit(void *ctx, const char *yaml, size_t len, const char *default_name, api_submit_done done,
+                        void *arg)
+{
+    char *id = NULL;
+    cJSON *errors = NULL;
+    int rc = submit_now(ctx, yaml, len, default_name, &id, &errors);
+    if (!strstr(yaml, "later")) {
+        done(arg, rc, id, errors);
+        return;
+    }
+    later *l = xcalloc(1, sizeof *l);
+    *l = (later){.done = done, .arg = arg, .rc = rc, .id = id, .errors = errors};
+    uv_timer_init(&loop, &l->timer);
+    l->timer.data = l;
+    uv_timer_start(&l->timer, later_fire, 1, 0);
+    laters++;
 }
 
 static int fake_cancel(void *ctx, const char *id)
@@ -182,7 +228,6 @@ static api_backend backend = {
 /* ------------------------------------------------------------------ */
 /* the server, started once per process                                 */
 
-static uv_loop_t loop;
 static http_server *server;
 static char sock_path[108];
 
@@ -364,7 +409,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!uv_is_closing((uv_handle_t *)&c->pipe))
         uv_shutdown(&c->shutdown, (uv_stream_t *)&c->pipe, on_shut);
     /* Until our end is closed and the server has freed its end. */
-    while (!c->closed || http_server_conn_count(server) > 0)
+    while (!c->closed || http_server_conn_count(server) > 0 || laters > 0)
         uv_run(&loop, UV_RUN_ONCE);
     check_responses(c);
     free(c->in);

@@ -33,8 +33,10 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-/* Time bounds: sanitizers make allocation ~10x slower and Valgrind ~50x, so
- * they get more. */
+/* Time bounds: they catch blow-ups (an expanded billion laughs takes
+ * minutes), not slowness, so they are loose enough for a loaded 2-core CI
+ * box.  Sanitizers make allocation ~10x slower and Valgrind ~50x, so they
+ * get more. */
 #if defined(__SANITIZE_ADDRESS__)
 #define SLOWDOWN 10.0
 #elif __has_include(<valgrind/valgrind.h>)
@@ -515,7 +517,7 @@ START_TEST(test_bad_directory)
         double dt = now_monotonic() - t0;
         ck_assert_msg(rc == -1, "%s should be rejected", file);
         ck_assert_msg(errs.n > 0, "%s: rejected without a diagnostic", file);
-        ck_assert_msg(dt < 0.1 * SLOWDOWN, "%s took %.3f s", file, dt);
+        ck_assert_msg(dt < 0.5 * SLOWDOWN, "%s took %.3f s", file, dt);
         if (!has_diag(&errs, path, line, msg[0] ? msg : NULL)) {
             dump_diags(file, &errs);
             ck_abort_msg("%s: no error at %s:%d with message '%s'", file, path, line, msg);
@@ -673,7 +675,7 @@ START_TEST(test_billion_laughs_is_fast)
     double t0 = now_monotonic();
     ck_assert_int_eq(parse(yaml, &c, &errs), -1);
     double dt = now_monotonic() - t0;
-    ck_assert_msg(dt < 0.1 * SLOWDOWN, "billion laughs took %.3f s", dt);
+    ck_assert_msg(dt < 0.5 * SLOWDOWN, "billion laughs took %.3f s", dt);
     ck_assert(has_diag(&errs, "*", -1, "more than 100000 nodes"));
     diag_free(&errs);
     free(yaml);

@@ -35,9 +35,55 @@ typedef struct fixture {
     int closed_called;
 } fixture;
 
+/* An answer given from a timer: /later?MS answers "later MS|body" MS
+ * milliseconds on (0: within the handler itself). */
+typedef struct later {
+    uv_timer_t timer;
+    http_deferred *answer;
+    char *text;
+} later;
+
+static void later_closed(uv_handle_t *h)
+{
+    later *l = h->data;
+    free(l->text);
+    free(l);
+}
+
+static void later_fire(uv_timer_t *t)
+{
+    later *l = t->data;
+    http_response res = {.status = 200};
+    http_response_set(&res, 202, "text/plain", l->text, strlen(l->text));
+    l->text = NULL;
+    http_deferred_respond(l->answer, &res);
+    uv_close((uv_handle_t *)t, later_closed);
+}
+
+static void answer_later(fixture *f, const http_request *req, http_response *res)
+{
+    /* what the handler set before deferring is dropped */
+    http_response_set(res, 500, "text/plain", xstrdup("dropped"), 7);
+    http_response_add_header(res, "X-Dropped", "1");
+    later *l = xcalloc(1, sizeof *l);
+    l->answer = http_response_defer(res);
+    long ms = atol(req->query);
+    l->text = xasprintf("later %ld|%.*s", ms, (int)req->body_len, req->body);
+    uv_timer_init(&f->loop, &l->timer);
+    l->timer.data = l;
+    if (ms == 0)
+        later_fire(&l->timer);
+    else
+        uv_timer_start(&l->timer, later_fire, (uint64_t)ms, 0);
+}
+
 /* Echo handler: "METHOD path?query|body" plus a few special paths. */
 static void handler(void *ctx, const http_request *req, http_response *res)
 {
+    if (strcmp(req->path, "/later") == 0) {
+        answer_later(ctx, req, res);
+        return;
+    }
     if (strcmp(req->path, "/big") == 0) {
         size_t n = 1024 * 1024;
         char *b = xmalloc(n);
@@ -840,6 +886,56 @@ START_TEST(backpressure)
 }
 END_TEST
 
+/* Deferred answers: order kept behind them, nothing read meanwhile, and a
+ * client or a server gone before the answer costs nothing. */
+START_TEST(deferred_answers)
+{
+    fixture f;
+    start_server(&f, "127.0.0.1:0", NULL);
+    client *c = client_new(connect_tcp(f.port));
+    double t0 = mono();
+    SEND(c->fd, "POST /later?300 HTTP/1.1\r\nContent-Length: 2\r\n\r\nabGET /a HTTP/1.1\r\n\r\n"
+                "GET /later?0 HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+    ck_assert_int_eq(client_read(c), 202);
+    ck_assert_str_eq(c->body, "later 300|ab");
+    ck_assert(mono() - t0 >= 0.29);
+    ck_assert_int_eq(client_read(c), 200);          /* waited its turn */
+    ck_assert_str_eq(c->body, "GET /a?|");
+    ck_assert_int_eq(client_read(c), 202);          /* answered within the handler */
+    ck_assert_str_eq(c->body, "later 0|");
+    ck_assert_int_eq(client_read(c), 200);
+    ck_assert_str_eq(c->body, "GET /b?|");
+    /* the same connection goes on */
+    SEND(c->fd, "GET /later?20 HTTP/1.1\r\n\r\n");
+    ck_assert_int_eq(client_read(c), 202);
+    ck_assert_str_eq(c->body, "later 20|");
+
+    /* a client that leaves before its answer: the answer is dropped */
+    client *gone = client_new(connect_tcp(f.port));
+    SEND(gone->fd, "GET /later?150 HTTP/1.1\r\n\r\n");
+    usleep(20 * 1000);
+    client_free(gone);
+    usleep(250 * 1000);
+    SEND(c->fd, "GET /c HTTP/1.1\r\n\r\n");
+    ck_assert_int_eq(client_read(c), 200);
+    ck_assert_str_eq(c->body, "GET /c?|");
+
+    /* Connection: close on a deferred request closes after its answer */
+    SEND(c->fd, "GET /later?10 HTTP/1.1\r\nConnection: close\r\n\r\n");
+    ck_assert_int_eq(client_read(c), 202);
+    ck_assert_str_eq(c->conn_hdr, "close");
+    ck_assert(closed_within(c->fd, 1000));
+    client_free(c);
+
+    /* the server stopping while an answer is owed: stop still completes */
+    client *d = client_new(connect_tcp(f.port));
+    SEND(d->fd, "GET /later?400 HTTP/1.1\r\n\r\n");
+    usleep(50 * 1000);
+    stop_server(&f);
+    client_free(d);
+}
+END_TEST
+
 START_TEST(stop_closes_connections)
 {
     fixture f;
@@ -927,6 +1023,7 @@ Suite *http_suite(void)
     tcase_add_test(tc, addresses);
     tcase_add_test(tc, backpressure);
     tcase_add_test(tc, stop_closes_connections);
+    tcase_add_test(tc, deferred_answers);
     suite_add_tcase(s, tc);
     TCase *tp = tcase_create("helpers");
     tcase_add_test(tp, pct_decode_and_query);
