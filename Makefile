@@ -77,7 +77,8 @@ $(TESTLIB): $(call obj,$(TESTLIB_SRC))
 $(BUILD)/traind: $(call obj,daemon/service/main.c) $(SERVICE_LIB) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/trainctl: $(call obj,$(CLI_SRC)) $(CORE_LIB)
+# trainctl validate --daemon-config uses the daemon's own config parser and validation.
+$(BUILD)/trainctl: $(call obj,$(CLI_SRC)) $(SERVICE_LIB) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LINK_LIBS)

@@ -3,12 +3,15 @@
  * `run`, `validate`, `schedule` and `sample` need no daemon; `submit`,
  * `status`, `watch`, `cancel` and `logs` talk to one over HTTP.
  */
+#include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "traind/dconfig.h"
+#include "traind/spool.h"
 #include "traind/util.h"
 
 static const char usage_text[] =
@@ -16,7 +19,8 @@ static const char usage_text[] =
     "\n"
     "Without a daemon:\n"
     "  run CONFIG [--out DIR] [--threads N] [--fresh]   train in the foreground (DIR default ./runs/NAME)\n"
-    "  validate CONFIG...                              check configs as the daemon would\n"
+    "  validate [--daemon-config FILE] CONFIG...       check configs; with FILE, against that daemon's\n"
+    "                                                  limits and data_dirs\n"
     "  schedule CONFIG [--json]                        the lr of every step: a plot, or a JSON array\n"
     "  sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--seed S]\n"
     "                                                  generate text from a gpt run's checkpoint\n"
@@ -59,23 +63,95 @@ int cli_load_config(const char *path, run_config *cfg, char **data_path)
     return 0;
 }
 
+static void print_ok(const char *path, const run_config *cfg)
+{
+    printf("%s: ok (%s, %zu parameters, %s schedule, %ld steps)\n", path, cfg->name,
+           cfg_param_count(&cfg->model), sched_type_name(cfg->sched.type), cfg->sched.total_steps);
+}
+
+/* One config as the daemon of dc would take it from incoming/: its limits,
+ * data.path resolved in (and confined to) its data_dirs, the file's stem
+ * naming a config without `name`.  0 ok, -1 reported on stderr. */
+static int validate_for_daemon(const char *path, const dconfig *dc)
+{
+    char *buf;
+    size_t len;
+    diag_list_t errs = DIAG_LIST_INIT;
+    int rc = read_file(path, CFG_MAX_FILE_BYTES, &buf, &len);
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s\n", path,
+                rc == -EFBIG ? "the config is larger than the daemon accepts (1 MiB)" : strerror(-rc));
+        return -1;
+    }
+    char stem[SPOOL_ID_MAX + 1];
+    char *copy = xstrdup(path);
+    if (!spool_intake_name(basename(copy), stem, sizeof stem))
+        snprintf(stem, sizeof stem, "job");
+    free(copy);
+    run_config cfg;
+    char *data_path = NULL;
+    rc = spool_validate(buf, len, stem, dc->data_dirs, dc->n_data_dirs, &cfg, &data_path, &errs);
+    free(buf);
+    if (rc != 0) {
+        diag_print(stderr, path, &errs);
+        diag_free(&errs);
+        return -1;
+    }
+    print_ok(path, &cfg);
+    free(data_path);
+    cfg_free(&cfg);
+    return 0;
+}
+
+/* validate [--daemon-config FILE] CONFIG...: without a daemon config, with
+ * the built-in limits and data.path relative to the config's directory (as
+ * `trainctl run` takes it). */
 static int cmd_validate(int argc, char **argv)
 {
-    if (argc < 1)
-        return usage(stderr, EXIT_USAGE);
-    int bad = 0;
+    const char *dpath = NULL;
+    char *configs[argc > 0 ? argc : 1];
+    int n = 0;
     for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--daemon-config")) {
+            if (i + 1 >= argc)
+                return usage(stderr, EXIT_USAGE);
+            dpath = argv[++i];
+        } else {
+            configs[n++] = argv[i];
+        }
+    }
+    if (n < 1)
+        return usage(stderr, EXIT_USAGE);
+    dconfig dc;
+    dconfig_init(&dc);
+    if (dpath) {
+        diag_list_t errs = DIAG_LIST_INIT;
+        if (dconfig_load(dpath, &dc, &errs) != 0) {
+            diag_print(stderr, dpath, &errs);
+            diag_free(&errs);
+            dconfig_free(&dc);
+            return EXIT_FAIL;
+        }
+        dconfig_finish(&dc);
+        spool_set_max_model_bytes(dc.max_model_memory);
+    }
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        if (dpath) {
+            bad += validate_for_daemon(configs[i], &dc) != 0;
+            continue;
+        }
         run_config cfg;
         char *data_path;
-        if (cli_load_config(argv[i], &cfg, &data_path) != 0) {
+        if (cli_load_config(configs[i], &cfg, &data_path) != 0) {
             bad++;
             continue;
         }
-        printf("%s: ok (%s, %zu parameters, %s schedule, %ld steps)\n", argv[i], cfg.name,
-               cfg_param_count(&cfg.model), sched_type_name(cfg.sched.type), cfg.sched.total_steps);
+        print_ok(configs[i], &cfg);
         free(data_path);
         cfg_free(&cfg);
     }
+    dconfig_free(&dc);
     return bad ? EXIT_FAIL : EXIT_OK;
 }
 

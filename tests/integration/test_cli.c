@@ -125,6 +125,49 @@ START_TEST(validate_reports_every_error)
 }
 END_TEST
 
+/* With --daemon-config: that daemon's max_model_memory and data_dirs. */
+START_TEST(validate_against_a_daemon_config)
+{
+    char *big = xasprintf("%s/big.yaml", g_dir), *csv = xasprintf("%s/csv.yaml", g_dir);
+    char *dcfg = xasprintf("%s/traind.yaml", g_dir), *data = xasprintf("%s/data", g_dir), *out;
+    ck_assert_int_eq(mkdir_p(data, 0755), 0);
+    char *t = xasprintf("%s/t.csv", data);
+    write_text(t, "x,y\n1,2\n");
+    write_text(big, "model: {type: mlp, input_dim: 512, hidden: [512], output_dim: 512}\n"
+                    "schedule: {total_steps: 10}\n");
+    write_text(csv, "model: {type: linear, input_dim: 1, output_dim: 1}\n"
+                    "data: {kind: csv, path: t.csv}\n"
+                    "schedule: {total_steps: 10}\n");
+    char *d = xasprintf("max_model_memory: 1M\nspool: %s/spool\ndata_dirs: [%s]\n", g_dir, data);
+    write_text(dcfg, d);
+    /* built-in limits, data.path next to the config: big fits, t.csv is not there */
+    ck_assert_int_eq(run_cli(&out, "validate", big, NULL), 0);
+    free(out);
+    ck_assert_int_eq(run_cli(&out, "validate", csv, NULL), 1);
+    ck_assert_msg(strstr(out, "csv.yaml:2:") && strstr(out, "data.path"), "%s", out);
+    free(out);
+    /* the daemon's: big is over its 1 MiB, t.csv is found in its data_dirs */
+    ck_assert_int_eq(run_cli(&out, "validate", "--daemon-config", dcfg, big, csv, NULL), 1);
+    ck_assert_msg(strstr(out, "big.yaml:1:") && strstr(out, "more than the 1.0 MiB allowed"), "%s", out);
+    ck_assert_msg(strstr(out, "csv.yaml: ok (csv,"), "%s", out);
+    free(out);
+    ck_assert_int_eq(run_cli(&out, "validate", csv, "--daemon-config", dcfg, NULL), 0);
+    free(out);
+    /* a daemon config that does not load is an error of its own */
+    write_text(dcfg, "max_model_memory: 8X\n");
+    ck_assert_int_eq(run_cli(&out, "validate", "--daemon-config", dcfg, csv, NULL), 1);
+    ck_assert_msg(strstr(out, "traind.yaml:1:") && strstr(out, "max_model_memory"), "%s", out);
+    free(out);
+    ck_assert_int_eq(run_cli(NULL, "validate", csv, "--daemon-config", NULL), 2);
+    free(d);
+    free(t);
+    free(data);
+    free(dcfg);
+    free(csv);
+    free(big);
+}
+END_TEST
+
 START_TEST(schedule_json_has_every_step)
 {
     char *cfg = xasprintf("%s/s.yaml", g_dir), *out;
@@ -283,6 +326,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, exit_codes);
     tcase_add_test(tc, validate_reports_every_error);
+    tcase_add_test(tc, validate_against_a_daemon_config);
     tcase_add_test(tc, schedule_json_has_every_step);
     tcase_add_test(tc, run_writes_metrics_and_checkpoint);
     tcase_add_test(tc, sigint_checkpoints_and_resumes);
