@@ -1015,6 +1015,17 @@ typedef struct submit_req {
     diag_list_t errs;
 } submit_req;
 
+static void submit_req_free(submit_req *r)
+{
+    diag_free(&r->errs);
+    free(r->failure);
+    free(r->yaml);
+    free(r->default_name);
+    free(r->jobs_dir);
+    strv_free(r->data_dirs, r->n_data_dirs);
+    free(r);
+}
+
 /* Off the loop: claim the job's directory, save config.yaml durably (file,
  * its directory and the new entry in jobs/ all fsync'd), then validate. */
 static void submit_work(uv_work_t *w)
@@ -1081,13 +1092,7 @@ static void submit_done(uv_work_t *w, int status)
         schedule(t);
         r->done(r->arg, r->valid ? API_OK : API_INVALID, xstrdup(j->id), errors);
     }
-    diag_free(&r->errs);
-    free(r->failure);
-    free(r->yaml);
-    free(r->default_name);
-    free(r->jobs_dir);
-    strv_free(r->data_dirs, r->n_data_dirs);
-    free(r);
+    submit_req_free(r);
     (void)status;
     check_shutdown_done(t);
 }
@@ -1113,11 +1118,7 @@ void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default
     int rc = uv_queue_work(t->loop, &r->work, submit_work, submit_done);
     if (rc < 0) {
         log_error("POST /jobs: cannot queue the work: %s", uv_strerror(rc));
-        free(r->yaml);
-        free(r->default_name);
-        free(r->jobs_dir);
-        strv_free(r->data_dirs, r->n_data_dirs);
-        free(r);
+        submit_req_free(r);
         done(arg, -EIO, NULL, NULL);
         return;
     }
