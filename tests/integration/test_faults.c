@@ -808,22 +808,27 @@ END_TEST
 
 /* ------------------------------------------------------- spool trouble */
 
+/* Stops the walk when the top directory itself stays (ENOTEMPTY). */
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;
-    (void)ftw;
     if (flag == FTW_DP || flag == FTW_D)
-        rmdir(path);
-    else
-        unlink(path);
+        return rmdir(path) != 0 && ftw->level == 0 ? 1 : 0;
+    unlink(path);
     return 0;
 }
 
-/* rm -rf as the fault itself (tl_rmtree keeps things under TRAIND_TEST_KEEP). */
+/* rm -rf as the fault itself (tl_rmtree keeps things under TRAIND_TEST_KEEP).
+ * Walks again while the top is left: the daemon may have put a
+ * status.json.tmp in a directory the walk had just emptied. */
 static void rm_rf(const char *path)
 {
     ck_assert(strncmp(path, "/tmp/", 5) == 0);
-    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    double deadline = tl_now() + 5;
+    while (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) == 1) {
+        ck_assert_msg(tl_now() < deadline, "cannot remove %s: %s", path, strerror(errno));
+        tl_sleep_ms(5);
+    }
 }
 
 /* mkdir where the daemon or a worker may have its temp file this instant. */
