@@ -393,14 +393,17 @@ static void wait_status_on_disk(const char *id, const char *state, double timeou
 }
 
 /* No NAME.tmp.PID left in a job directory. */
-static void assert_no_tmp(const char *dir)
+/* No temp file (NAME.tmp.PID) left in the directory of job id. */
+static void assert_no_tmp(const char *id)
 {
+    char *dir = job_path(id, "");
     DIR *d = opendir(dir);
     ck_assert_msg(d != NULL, "cannot open %s", dir);
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
         ck_assert_msg(!strstr(e->d_name, ".tmp."), "%s/%s was left behind", dir, e->d_name);
     closedir(d);
+    free(dir);
 }
 
 /* metrics.jsonl: whole lines only, each a JSON object with a step, steps
@@ -629,12 +632,8 @@ START_TEST(write_errors_under_file_size_limit)
     ck_assert_msg(same_file(ckpt_path, ckpt_before, ckpt_len), "checkpoint.bin changed");
     wait_status_on_disk(a, "failed", 10);
     wait_status_on_disk(b, "failed", 10);
-    char *dir = job_path(a, "");
-    assert_no_tmp(dir);
-    free(dir);
-    dir = job_path(b, "");
-    assert_no_tmp(dir);
-    free(dir);
+    assert_no_tmp(a);
+    assert_no_tmp(b);
     char *mp = job_path(a, "metrics.jsonl");
     long last;
     check_metrics_file(mp, &last);
@@ -766,12 +765,8 @@ START_TEST(disk_full_on_tmpfs)
     char *ckpt = job_path(id, "checkpoint.bin");
     ck_assert_int_eq(check_ckpt(ckpt), ckpt_step);
     free(ckpt);
-    char *jd = job_path(id, "");
-    assert_no_tmp(jd);
-    free(jd);
-    jd = job_path(id2, "");
-    assert_no_tmp(jd);
-    free(jd);
+    assert_no_tmp(id);
+    assert_no_tmp(id2);
     char *mp = job_path(id, "metrics.jsonl");
     long last;
     check_metrics_file(mp, &last);
@@ -1191,9 +1186,7 @@ START_TEST(sigkill_loop_loses_nothing)
     for (int i = 0; i < N_LOOP; i++) {
         char id[300] = "";
         dirs_with_config(jobs[i].text, id, sizeof id);
-        char *d = job_path(id, "");
-        assert_no_tmp(d);
-        free(d);
+        assert_no_tmp(id);
     }
     ck_assert_int_ge(kills, 10);
     for (int t = 0; t < N_TEMPLATES; t++)
