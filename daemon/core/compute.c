@@ -19,6 +19,15 @@
  * thread is using the pool, runs its ranges serially on the caller — the
  * partition is the same, so the result is too.  Workers are started on first
  * use and never exit; compute_set_threads may be called between loops.
+ *
+ * Matrix products (compute_sgemm) keep OpenBLAS single-threaded and cut C
+ * into tiles whose grid depends on the shape alone, each tile one sgemm
+ * call, the tiles spread over the pool.  Every element of C is thus
+ * computed by the same single-threaded OpenBLAS call whatever the thread
+ * count: results are bit-identical across thread counts on every CPU, so a
+ * job resumed with another `threads` continues the same numbers.  Letting
+ * OpenBLAS split a product itself does not give that: on some kernels (Zen,
+ * Haswell) its blocking of K depends on the thread count.
  */
 #include "traind/compute.h"
 
@@ -209,7 +218,9 @@ void compute_set_threads(int n)
     if (n > POOL_MAX)
         n = POOL_MAX;
     atomic_store(&g_threads, n);
-    openblas_set_num_threads(n);
+    /* The pool splits products (compute_sgemm); OpenBLAS stays at one
+     * thread so that its own split never depends on n. */
+    openblas_set_num_threads(1);
 }
 
 int compute_threads(void)
@@ -282,4 +293,99 @@ void compute_parallel_for(int n, void (*fn)(void *ctx, int lo, int hi), void *ct
         pthread_mutex_unlock(&p->mu);
     }
     pthread_mutex_unlock(&p->use);
+}
+
+/* ---- matrix products ----------------------------------------------------- */
+
+typedef struct sgemm_job {
+    int ta, tb;
+    int M, N, K;
+    int rows, cols, col_tiles;    /* the tile grid */
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    int lda, ldb, ldc;
+} sgemm_job;
+
+/* The tile grid is a function of the shape only, never of the thread count.
+ *
+ * A tile of C is one single-threaded sgemm call, which packs its own rows of
+ * op(A) and columns of op(B): a TM x TN tile costs about (TM + TN) K packed
+ * elements against 2 TM TN K flops, so tiles are kept at 128 x 128 or more
+ * where the shape allows (measured on gpt-tiny and mlp-medium at 1 thread:
+ * 16-row blocks cost ~25% against one whole call, 128-row blocks ~3%), and
+ * at 64 x 64 or more when that leaves fewer than 4 tiles.  TILES_WANTED
+ * tiles give a pool of up to 8 threads pieces to balance. */
+#define TILES_WANTED 8
+
+static int clampi(int v, int lo, int hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* ceil(n / parts) rounded up to a multiple of 16, at most n. */
+static int tile_len(int n, int parts)
+{
+    int len = (n + parts - 1) / parts;
+    len = (len + 15) / 16 * 16;
+    return len < n ? len : n;
+}
+
+static void sgemm_grid(sgemm_job *j)
+{
+    int mb = clampi(j->M / 128, 1, TILES_WANTED);
+    int nb = clampi(j->N / 128, 1, TILES_WANTED / mb);
+    if (mb * nb < 4) {
+        mb = clampi(j->M / 64, 1, 4);
+        nb = clampi(j->N / 64, 1, 4 / mb > 1 ? 4 / mb : 1);
+    }
+    j->rows = tile_len(j->M, mb);
+    j->cols = tile_len(j->N, nb);
+    j->col_tiles = (j->N + j->cols - 1) / j->cols;
+}
+
+/* For a process that never called compute_set_threads (OpenBLAS starts with
+ * one thread per core). */
+static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_single_thread(void)
+{
+    openblas_set_num_threads(1);
+}
+
+/* Tile t is the same sgemm call whether one thread runs all tiles in turn or
+ * several threads share them. */
+static void sgemm_tiles(void *ctx, int lo, int hi)
+{
+    const sgemm_job *j = ctx;
+    for (int t = lo; t < hi; t++) {
+        int m0 = t / j->col_tiles * j->rows, n0 = t % j->col_tiles * j->cols;
+        int m1 = m0 + j->rows < j->M ? m0 + j->rows : j->M;
+        int n1 = n0 + j->cols < j->N ? n0 + j->cols : j->N;
+        /* op(A) rows m0.. and op(B) columns n0.. */
+        const float *A = j->ta ? j->A + m0 : j->A + (size_t)m0 * j->lda;
+        const float *B = j->tb ? j->B + (size_t)n0 * j->ldb : j->B + n0;
+        cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans, j->tb ? CblasTrans : CblasNoTrans,
+                    m1 - m0, n1 - n0, j->K, j->alpha, A, j->lda, B, j->ldb, j->beta,
+                    j->C + (size_t)m0 * j->ldc + n0, j->ldc);
+    }
+}
+
+void compute_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {           /* BLAS leaves C alone for alpha·0; say what it means */
+        for (int i = 0; i < M; i++)
+            for (int k = 0; k < N; k++)
+                C[(size_t)i * ldc + k] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + k];
+        return;
+    }
+    pthread_once(&g_blas_once, blas_single_thread);
+    sgemm_job j = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
+                   .A = A, .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = ldc};
+    sgemm_grid(&j);
+    int tiles = (M + j.rows - 1) / j.rows * j.col_tiles;
+    compute_parallel_for(tiles, sgemm_tiles, &j);
 }

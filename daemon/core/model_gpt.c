@@ -20,11 +20,12 @@
  *  - The linear layers are ~85% of the FLOPs.  Every matrix product is one
  *    cblas_sgemm over all BT rows (the tied head is one sgemm against wte);
  *    OpenBLAS runs them at ~95-100 GFLOP/s per core.
- *  - Threads: OpenBLAS is held at 1 thread during our steps and each product
- *    is cut along M into GEMM_ROWS-row blocks spread over the compute pool,
- *    each block a single-threaded sgemm.  One pool, so nothing spins beside
- *    it; measured 1.8x from 1 to 2 threads, where switching OpenBLAS's own
- *    threads on around each product gave less than 1x.
+ *  - Threads: every product goes through compute_sgemm: OpenBLAS at 1
+ *    thread, C cut into tiles (a grid from the shape alone) spread over
+ *    the compute pool, each tile a single-threaded sgemm.  One pool, so
+ *    nothing spins beside it, and the bits do not depend on the thread
+ *    count; measured 1.8x from 1 to 2 threads, where switching OpenBLAS's
+ *    own threads on around each product gave less than 1x.
  *  - Attention runs per (b, head) on the pool.  With AVX2 and a head size
  *    that is a multiple of 8, register-blocked kernels (4 rows x 16 columns)
  *    compute only the causal part, 4 rows at a time, with k or v transposed
@@ -430,49 +431,13 @@ AVX2 static float exp_sum_row_avx2(float *row, int V, float *mx_out)
 #endif
 
 /* ------------------------------------------------------------------------ */
-/* GEMM: one sgemm, its M rows cut into pool blocks */
+/* GEMM: compute_sgemm (tiles over the pool, the same bits for every
+ * thread count) in this file's CBLAS spelling */
 
-typedef struct gemm_job {
-    CBLAS_TRANSPOSE ta, tb;
-    int M, N, K;
-    float alpha, beta;
-    const float *A, *B;
-    float *C;
-    int lda, ldb, ldc;
-} gemm_job;
-
-#define GEMM_ROWS 16
-
-static void gemm_range(void *ctx, int lo, int hi)
-{
-    const gemm_job *j = ctx;
-    int m0 = lo * GEMM_ROWS, m1 = hi * GEMM_ROWS;
-    if (m1 > j->M)
-        m1 = j->M;
-    const float *A = j->ta == CblasNoTrans ? j->A + (size_t)m0 * j->lda : j->A + m0;
-    cblas_sgemm(CblasRowMajor, j->ta, j->tb, m1 - m0, j->N, j->K, j->alpha, A, j->lda,
-                j->B, j->ldb, j->beta, j->C + (size_t)m0 * j->ldc, j->ldc);
-}
-
-/* C (M,N) = alpha op(A) op(B) + beta C, row-major. */
 static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
                  const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
-    if (M <= 0 || N <= 0)
-        return;
-    if (K <= 0) {
-        for (int i = 0; i < M; i++)
-            for (int k = 0; k < N; k++)
-                C[(size_t)i * ldc + k] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + k];
-        return;
-    }
-    gemm_job j = {ta, tb, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc};
-    int blocks = (M + GEMM_ROWS - 1) / GEMM_ROWS;
-    if (compute_threads() == 1 || blocks < 2) {
-        gemm_range(&j, 0, blocks);
-        return;
-    }
-    compute_parallel_for(blocks, gemm_range, &j);
+    compute_sgemm(ta == CblasTrans, tb == CblasTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1340,22 +1305,6 @@ static void backward(step_ctx *s)
 /* ------------------------------------------------------------------------ */
 /* model_ops */
 
-/* OpenBLAS runs single-threaded inside our steps (the pool splits the
- * products); the job's count is restored after. */
-static int blas_enter(void)
-{
-    int n = openblas_get_num_threads();
-    if (n != 1)
-        openblas_set_num_threads(1);
-    return n;
-}
-
-static void blas_leave(int n)
-{
-    if (n != 1)
-        openblas_set_num_threads(n);
-}
-
 static int setup_step(gpt_t *g, const batch_t *b, step_ctx *s, int train)
 {
     memset(s, 0, sizeof *s);
@@ -1382,11 +1331,9 @@ static float gpt_train_step(model_t *m, const batch_t *b)
     step_ctx s;
     if (setup_step(g, b, &s, 1) != 0)
         return NAN;
-    int nb = blas_enter();
     forward_body(&s);
     float loss = head_loss(&s);
     backward(&s);
-    blas_leave(nb);
     return loss;
 }
 
@@ -1396,10 +1343,8 @@ static float gpt_eval_loss(model_t *m, const batch_t *b)
     step_ctx s;
     if (setup_step(g, b, &s, 0) != 0)
         return NAN;
-    int nb = blas_enter();
     forward_body(&s);
     float loss = head_loss(&s);
-    blas_leave(nb);
     return loss;
 }
 
@@ -1575,11 +1520,9 @@ static int last_logits(gpt_t *g, const int32_t *tokens, int n, float *out)
     s.nchunk = n < NCHUNK_MAX ? n : NCHUNK_MAX;
     s.tokens = tokens;
     s.targets = tokens;
-    int nb = blas_enter();
     forward_body(&s);
     cblas_sgemv(CblasRowMajor, CblasNoTrans, g->V, g->C, 1.0f, g->wte, g->C,
                 g->lnf + (size_t)(n - 1) * g->C, 1, 0.0f, out, 1);
-    blas_leave(nb);
     return 0;
 }
 

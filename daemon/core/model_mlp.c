@@ -40,7 +40,6 @@
 
 #include "traind/compute.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,13 +66,13 @@ typedef struct mlp {
 #define SMALL_GEMM_MACS 32768
 
 /* C (M,N) = op(A) · op(B), op(X) = X or X^T, all row-major with leading
- * dimensions; C overwritten.  BLAS for real sizes, loops for tiny ones. */
+ * dimensions; C overwritten.  BLAS for real sizes (compute_sgemm: the same
+ * bits for every thread count), loops for tiny ones. */
 static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda,
                  const float *B, int ldb, float *C, int ldc)
 {
     if ((long)M * N * K >= SMALL_GEMM_MACS) {
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
+        compute_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
         return;
     }
     for (int i = 0; i < M; i++) {

@@ -328,12 +328,14 @@ START_TEST(test_determinism_and_threads)
     double la = train(path, 1, 40, a, NULL), lb = train(path, 1, 40, b, NULL);
     ck_assert(la == lb);
     ck_assert(memcmp(a, b, n * sizeof(float)) == 0);
-    double l2a = train(path, 2, 40, a, NULL), l2b = train(path, 2, 40, b, NULL);
-    ck_assert(l2a == l2b);
-    ck_assert(memcmp(a, b, n * sizeof(float)) == 0);
-    ck_assert_msg(fabs(l2a - la) < 0.05, "1 thread %g vs 2 threads %g", la, l2a);
-    double l3 = train(path, 3, 40, NULL, NULL);
-    ck_assert(fabs(l3 - la) < 0.05);
+    /* Every product, attention block and row reduction is split by the
+     * shape alone, never by the thread count: 2 and 3 threads give the
+     * bits of 1 thread. */
+    for (int t = 2; t <= 3; t++) {
+        double lt = train(path, t, 40, b, NULL);
+        ck_assert_msg(lt == la, "%d threads: %.9g vs 1 thread %.9g", t, lt, la);
+        ck_assert(memcmp(a, b, n * sizeof(float)) == 0);
+    }
     free(a);
     free(b);
     unlink(path);

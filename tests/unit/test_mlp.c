@@ -8,9 +8,6 @@
  * learns.
  */
 #include <check.h>
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
 #include <malloc.h>
 #include <math.h>
 #include <stdio.h>
@@ -370,35 +367,34 @@ END_TEST
 
 START_TEST(threads_give_same_bits)
 {
-    /* The elementwise passes split rows over the compute threads; every row
-     * is computed alone, so the result does not depend on the split.  (Under
-     * Valgrind OpenBLAS detects another CPU and picks kernels whose blocking
-     * depends on the thread count, so only same-threads determinism — what
-     * SPEC §8 promises — holds there; skip.) */
-#if __has_include(<valgrind/valgrind.h>)
-    if (RUNNING_ON_VALGRIND)
-        return;
-#endif
-    int h[2] = {512, 300};
-    model_cfg c = make_cfg(MODEL_MLP, 64, h, 2, 80, ACT_GELU);
+    /* The elementwise passes split rows over the compute threads and every
+     * row is computed alone; the products go through compute_sgemm, whose
+     * row blocks depend on the shape alone (OpenBLAS single-threaded inside
+     * each).  So 1, 2 and 3 threads give the same bits on every CPU, whatever
+     * kernels OpenBLAS picks there (the same test under Valgrind, where it
+     * picks other ones, checks that too).  Odd sizes leave partial blocks. */
+    int h[2] = {517, 300};
+    model_cfg c = make_cfg(MODEL_MLP, 64, h, 2, 83, ACT_GELU);
     model_t *m = create(&c, 128);
     rng_t r;
     rng_seed(&r, 12, 1);
     model_init(m, &r);
-    static float x[128 * 64], y[128 * 80];
+    static float x[128 * 64], y[128 * 83];
     batch_t b;
-    random_batch(&r, 128, 64, 80, x, y, &b);
+    random_batch(&r, 128, 64, 83, x, y, &b);
     float *g1 = malloc(sizeof(float) * m->n_params);
     compute_set_threads(1);
     float l1 = model_train_step(m, &b);
     memcpy(g1, m->grads, sizeof(float) * m->n_params);
-    compute_set_threads(2);
-    float l2 = model_train_step(m, &b);
-    float e2 = model_eval_loss(m, &b);
+    for (int t = 2; t <= 3; t++) {
+        compute_set_threads(t);
+        float lt = model_train_step(m, &b);
+        float et = model_eval_loss(m, &b);
+        ck_assert(lt == l1);
+        ck_assert(et == l1);
+        ck_assert_mem_eq(g1, m->grads, sizeof(float) * m->n_params);
+    }
     compute_set_threads(1);
-    ck_assert(l1 == l2);
-    ck_assert(e2 == l1);
-    ck_assert_mem_eq(g1, m->grads, sizeof(float) * m->n_params);
     free(g1);
     model_free(m);
 }
