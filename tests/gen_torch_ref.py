@@ -12,10 +12,11 @@ tests/data/schedules/CASE.yaml, CASE.json
     torch computes it: opt.param_groups[0]['lr'] read before each opt.step(),
     then scheduler.step().  The schedulers are the anchors of SPEC.md §7:
     torch.optim.lr_scheduler.LambdaLR over HuggingFace's lr lambdas (copied
-    below from transformers/optimization.py, which cannot be installed here),
+    in bench/schedules.py, verbatim from transformers/optimization.py, which
+    cannot be installed here),
     torch's own StepLR / MultiStepLR / ExponentialLR / OneCycleLR / LinearLR,
     chained after a warmup with SequentialLR.  Every case is also checked
-    against shared/reference/torch_ref.py's lr_lambda; disagreements above
+    against bench/schedules.py's lr_lambda (bench/torch_ref.py's); disagreements above
     1e-12 relative are printed (float rounding of torch's recursive
     schedulers is expected; anything else is a real disagreement).
 
@@ -41,103 +42,25 @@ from torch.optim.lr_scheduler import (LambdaLR, LinearLR, SequentialLR, StepLR, 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCHED_DIR = os.path.join(HERE, "data", "schedules")
 OPTIM_DIR = os.path.join(HERE, "data", "optim")
-REF_DIR = os.environ.get("TRAIND_TORCH_REF_DIR", "/work/shared/reference")
+BENCH_DIR = os.path.join(os.path.dirname(HERE), "bench")
 
 warnings.filterwarnings("ignore")   # SequentialLR's step(epoch) deprecation notice
 
 
 # ---------------------------------------------------------------------------
-# HuggingFace transformers/optimization.py lr lambdas, verbatim
-# (function names as there; each get_* wraps one in LambdaLR).
+# HuggingFace transformers/optimization.py lr lambdas (verbatim, in bench/schedules.py, which
+# bench/torch_ref.py uses too), the seed's lambda, the piecewise interpolation and the
+# config layer's resolution of a schedule block.
 # ---------------------------------------------------------------------------
 
-def _get_constant_lambda(_=None):                                   # get_constant_schedule
-    return 1
-
-
-def _get_constant_schedule_with_warmup_lr_lambda(current_step, *, num_warmup_steps):
-    if current_step < num_warmup_steps:                             # get_constant_schedule_with_warmup
-        return float(current_step) / float(max(1.0, num_warmup_steps))
-    return 1.0
-
-
-def _get_linear_schedule_with_warmup_lr_lambda(current_step, *, num_warmup_steps, num_training_steps):
-    if current_step < num_warmup_steps:                             # get_linear_schedule_with_warmup
-        return float(current_step) / float(max(1, num_warmup_steps))
-    return max(0.0, float(num_training_steps - current_step) / float(max(1, num_training_steps - num_warmup_steps)))
-
-
-def _get_cosine_schedule_with_warmup_lr_lambda(current_step, *, num_warmup_steps, num_training_steps, num_cycles,
-                                               min_lr_rate=0.0):
-    # get_cosine_schedule_with_warmup and get_cosine_with_min_lr_schedule_with_warmup
-    # (HF defines this name twice; the second definition, with min_lr_rate, is the one both use)
-    if current_step < num_warmup_steps:
-        return float(current_step) / float(max(1, num_warmup_steps))
-    progress = float(current_step - num_warmup_steps) / float(max(1, num_training_steps - num_warmup_steps))
-    factor = 0.5 * (1.0 + math.cos(math.pi * float(num_cycles) * 2.0 * progress))
-    factor = factor * (1 - min_lr_rate) + min_lr_rate
-    return max(0, factor)
-
-
-def _get_cosine_with_hard_restarts_schedule_with_warmup_lr_lambda(current_step, *, num_warmup_steps,
-                                                                  num_training_steps, num_cycles):
-    if current_step < num_warmup_steps:                 # get_cosine_with_hard_restarts_schedule_with_warmup
-        return float(current_step) / float(max(1, num_warmup_steps))
-    progress = float(current_step - num_warmup_steps) / float(max(1, num_training_steps - num_warmup_steps))
-    if progress >= 1.0:
-        return 0.0
-    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * ((float(num_cycles) * progress) % 1.0))))
-
-
-def _get_polynomial_decay_schedule_with_warmup_lr_lambda(current_step, *, num_warmup_steps, num_training_steps,
-                                                         lr_end, power, lr_init):
-    if current_step < num_warmup_steps:                 # get_polynomial_decay_schedule_with_warmup
-        return float(current_step) / float(max(1, num_warmup_steps))
-    elif current_step > num_training_steps:
-        return lr_end / lr_init  # as LambdaLR multiplies by lr_init
-    else:
-        lr_range = lr_init - lr_end
-        decay_steps = num_training_steps - num_warmup_steps
-        pct_remaining = 1 - (current_step - num_warmup_steps) / decay_steps
-        decay = lr_range * pct_remaining**power + lr_end
-        return decay / lr_init  # as LambdaLR multiplies by lr_init
-
-
-def _get_inverse_sqrt_schedule_lr_lambda(current_step, *, num_warmup_steps, timescale=None):
-    if current_step < num_warmup_steps:                 # get_inverse_sqrt_schedule
-        return float(current_step) / float(max(1, num_warmup_steps))
-    shift = timescale - num_warmup_steps
-    decay = 1.0 / math.sqrt((current_step + shift) / timescale)
-    return decay
-
-
-def _get_wsd_scheduler_lambda(current_step, *, num_warmup_steps, num_stable_steps, num_decay_steps,
-                              warmup_type, decay_type, min_lr_ratio, num_cycles):
-    if current_step < num_warmup_steps:                 # get_wsd_schedule
-        progress = float(current_step) / float(max(1, num_warmup_steps))
-        if warmup_type == "linear":
-            factor = progress
-        elif warmup_type == "cosine":
-            factor = 0.5 * (1.0 - math.cos(math.pi * progress))
-        elif warmup_type == "1-sqrt":
-            factor = 1.0 - math.sqrt(1.0 - progress)
-        factor = factor * (1.0 - min_lr_ratio) + min_lr_ratio
-        return max(0.0, factor)
-
-    if current_step < num_warmup_steps + num_stable_steps:
-        return 1.0
-
-    if current_step < num_warmup_steps + num_stable_steps + num_decay_steps:
-        progress = float(current_step - num_warmup_steps - num_stable_steps) / float(max(1, num_decay_steps))
-        if decay_type == "linear":
-            factor = 1.0 - progress
-        elif decay_type == "cosine":
-            factor = 0.5 * (1.0 + math.cos(math.pi * float(num_cycles) * 2.0 * progress))
-        elif decay_type == "1-sqrt":
-            factor = 1.0 - math.sqrt(progress)
-        factor = factor * (1.0 - min_lr_ratio) + min_lr_ratio
-        return max(0.0, factor)
-    return min_lr_ratio
+sys.dont_write_bytecode = True           # no bench/__pycache__ in the work tree
+sys.path.insert(0, BENCH_DIR)
+from schedules import (_get_constant_lambda, _get_constant_schedule_with_warmup_lr_lambda,  # noqa: E402
+                       _get_linear_schedule_with_warmup_lr_lambda, _get_cosine_schedule_with_warmup_lr_lambda,
+                       _get_cosine_with_hard_restarts_schedule_with_warmup_lr_lambda,
+                       _get_polynomial_decay_schedule_with_warmup_lr_lambda, _get_inverse_sqrt_schedule_lr_lambda,
+                       _get_wsd_scheduler_lambda, seed_cosine_with_warmup, piecewise_lambda, resolve)
+import schedules as bench_schedules  # noqa: E402
 
 
 def get_wsd_schedule(optimizer, num_warmup_steps, num_decay_steps, num_training_steps=None, num_stable_steps=None,
@@ -148,28 +71,6 @@ def get_wsd_schedule(optimizer, num_warmup_steps, num_decay_steps, num_training_
                                        num_stable_steps=num_stable_steps, num_decay_steps=num_decay_steps,
                                        warmup_type=warmup_type, decay_type=decay_type,
                                        min_lr_ratio=min_lr_ratio, num_cycles=num_cycles))
-
-
-def seed_cosine_with_warmup(W, T, m):
-    """The seed's cosine_with_warmup lambda (SPEC §7 row `cosine`)."""
-    def f(s):
-        if s < W:
-            return s / max(1, W)
-        p = (s - W) / max(1, T - W)
-        return m + (1 - m) * 0.5 * (1 + math.cos(math.pi * p))
-    return f
-
-
-def piecewise_lambda(points):
-    """No outside anchor: linear interpolation through the points (torch_ref.py's)."""
-    def f(i):
-        if i <= points[0][0]:
-            return points[0][1]
-        for (a, ra), (b, rb) in zip(points, points[1:]):
-            if i <= b:
-                return ra + (rb - ra) * (i - a) / (b - a)
-        return points[-1][1]
-    return f
 
 
 # ---------------------------------------------------------------------------
@@ -277,35 +178,6 @@ SCHED_CASES = [
     ("piecewise_outside", 2e-4, dict(type="piecewise", total_steps=80, points=[[5, 0.5], [20, 1.0], [60, 0.1]]),
      "first ratio before the first point, last ratio after the last"),
 ]
-
-
-def resolve(lr, sc):
-    """The config layer's resolution (SPEC §6/§7, as HF and torch_ref.py do it)."""
-    T = int(sc["total_steps"])
-    W = int(sc.get("warmup_steps", 0))
-    if "warmup_ratio" in sc:
-        W = math.ceil(float(sc["warmup_ratio"]) * T)          # HF TrainingArguments.get_warmup_steps
-    m = float(sc["min_lr"]) / lr if "min_lr" in sc else float(sc.get("min_lr_ratio", 0.0))
-    r = float(sc.get("warmup_start_ratio", 0.0))
-    t = sc.get("type", "cosine")
-    D = 0
-    if t == "warmup_stable_decay":
-        if "decay_steps" in sc:
-            D = int(sc["decay_steps"])
-        elif "decay_ratio" in sc:
-            D = round(float(sc["decay_ratio"]) * T)              # torch_ref.py's round()
-        else:
-            D = T - W - int(sc["stable_steps"])
-    return dict(type=t, T=T, W=W, m=m, r=r, D=D,
-                cycles=float(sc.get("cycles", 1.0)), power=float(sc.get("power", 1.0)),
-                timescale=int(sc.get("timescale", W or 10000)),
-                warmup_type=sc.get("warmup_type", "linear"), decay_type=sc.get("decay_type", "cosine"),
-                step_size=int(sc.get("step_size", 0)), gamma=float(sc.get("gamma", 0.1)),
-                milestones=list(sc.get("milestones", [])),
-                pct_start=float(sc.get("pct_start", 0.3)), div_factor=float(sc.get("div_factor", 25.0)),
-                final_div_factor=float(sc.get("final_div_factor", 1e4)),
-                anneal_cos=sc.get("anneal", "cos") == "cos", three_phase=bool(sc.get("three_phase", False)),
-                points=sc.get("points", []))
 
 
 def torch_schedule(lr, sc):
@@ -420,12 +292,6 @@ def write_schedule_case(name, lr, sc, note):
 
 def gen_schedules():
     os.makedirs(SCHED_DIR, exist_ok=True)
-    sys.path.insert(0, REF_DIR)
-    try:
-        import torch_ref
-    except ImportError:
-        torch_ref = None
-        print(f"note: torch_ref.py not found in {REF_DIR}; no cross-check")
     import yaml
     worst_all = 0.0
     for name, lr, sc, note in SCHED_CASES:
@@ -433,12 +299,10 @@ def gen_schedules():
         lrs = torch_schedule(lr, sc)
         with open(os.path.join(SCHED_DIR, name + ".json"), "w") as f:
             f.write("[" + ",\n ".join(repr(x) for x in lrs) + "]\n")   # repr: shortest exact round trip
-        if torch_ref is None:
-            continue
-        # torch_ref reads the YAML file as a user would
+        # bench/torch_ref.py's lambda, reading the YAML file as a user would
         cfg = yaml.safe_load(open(os.path.join(SCHED_DIR, name + ".yaml")))
         base = float(cfg["optimizer"]["lr"])
-        f = torch_ref.lr_lambda(cfg["schedule"], base)
+        f = bench_schedules.lr_lambda(cfg["schedule"], base)
         worst, at = 0.0, -1
         for i, x in enumerate(lrs):
             y = base * f(i)
