@@ -4,6 +4,7 @@
 #   make test       install missing Debian packages, build, run every test
 #   make check      the same tests built with AddressSanitizer + UBSan
 #   make run        build and start traind on ./var/spool at 127.0.0.1:8080
+#   make run-check  check what make run shows (temporary spool, free port)
 #   make bench      speed against PyTorch (torch_ref.py) and nginx
 #   make install    PREFIX=/usr/local DESTDIR=
 
@@ -55,7 +56,7 @@ LINK_LIBS := $(if $(TESTLIB_SRC),$(TESTLIB)) $(if $(SERVICE_SRC)$(WORKER_SRC),$(
 # a second `make test` does not rebuild them.
 .SECONDARY:
 
-.PHONY: all test check run bench deps install uninstall clean fuzz fuzz-build fuzz-deps tests
+.PHONY: all test check run run-check bench deps install uninstall clean fuzz fuzz-build fuzz-deps tests
 all: $(PROGRAMS)
 
 $(BUILD)/obj/%.o: %.c
@@ -116,6 +117,12 @@ valgrind: deps
 run: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/run-local.sh $(BUILD)
+
+# What `make run` shows a new user, checked: every example trains on a
+# temporary spool and a free port, its loss falls, and traind stops cleanly.
+run-check: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run-check.sh $(BUILD)
 
 bench: deps
 	@$(MAKE) --no-print-directory all

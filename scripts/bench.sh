@@ -12,9 +12,8 @@
 set -u
 BUILD=${BUILD:-build}
 TOP=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=${SHARED:-$TOP/../shared}
-WL=$SHARED/workloads
-REF=$SHARED/reference/torch_ref.py
+WL=$TOP/bench/workloads          # the repo's own bench configs and PyTorch reference:
+REF=$TOP/bench/torch_ref.py       # `make bench` runs from any clone
 TMP=$(mktemp -d /tmp/traind-bench.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 "$TOP/scripts/bench-deps.sh" || true
@@ -56,6 +55,9 @@ bench_one() {   # name config threads target
 echo "== training speed vs PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)' 2>/dev/null) on $(nproc) cores"
 bench_one seed-linear "$WL/seed-linear.yaml" 1 50
 bench_one mlp-medium "$WL/mlp-medium.yaml" 1 1.3
+# Both sides on both cores (traind: our pool over single-threaded OpenBLAS
+# tiles, bit-identical to 1 thread; torch: its OpenBLAS threads).
+[ "$(nproc)" -ge 2 ] && bench_one mlp-medium "$WL/mlp-medium.yaml" 2 1.0
 if [ -f "$WL/gpt-tiny.yaml" ] && [ -f /usr/share/common-licenses/GPL-3 ]; then
     # gpt-tiny on a real text, 300 steps, a metrics point every step (for the loss curve)
     sed -e 's|data: {kind: text, batch_size: 8}|data: {kind: text, batch_size: 8, path: /usr/share/common-licenses/GPL-3}|' \

@@ -2,9 +2,12 @@
 # Installs the Debian packages traind needs to build and test, when missing.
 # As root it runs apt-get; otherwise it prints the exact command to run.
 set -eu
+# systemd: systemd-analyze; procps: /bin/kill, the unit's ExecReload (not in a
+# minimal Debian); man-db: verify resolves Documentation=man:; valgrind: make
+# valgrind; base-files: the GPL-3 text the GPT example and the bench train on.
 PKGS="build-essential pkg-config libyaml-dev libuv1-dev libcjson-dev libhttp-parser-dev
 libopenblas-dev libopenblas0-pthread check libsystemd-dev libcurl4-openssl-dev systemd curl
-man-db valgrind"   # systemd: systemd-analyze; man-db: verify resolves Documentation=man:; valgrind: make valgrind
+procps man-db valgrind base-files"
 # `scripts/deps.sh fuzz` adds what `make fuzz` needs (clang's libFuzzer);
 # `make bench` installs its own optional packages (scripts/bench-deps.sh).
 for group in "$@"; do
@@ -23,8 +26,9 @@ done
 if [ "$(id -u)" = 0 ]; then
     echo "deps: installing:$missing"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    # Wait for another apt (unattended-upgrades, a second make) instead of failing.
+    apt-get -o DPkg::Lock::Timeout=300 update -qq
+    apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends $missing >/dev/null
 else
     echo "deps: missing Debian packages:$missing"
     echo "deps: run:  sudo apt-get install -y$missing"
