@@ -4,6 +4,7 @@
  *   cmd_run.c       run (foreground training with a progress bar)
  *   cmd_schedule.c  schedule (terminal plot or JSON)
  *   cmd_sample.c    sample (text from a gpt checkpoint)
+ *   cmd_experiment.c  validate and schedule of experiment (sweep) files
  *   client.c        submit, status, watch, cancel, logs (HTTP to a running traind, via libcurl)
  */
 #ifndef TRAIND_CLI_H
@@ -19,6 +20,14 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
  * against the config's folder; *data_path gets the resolved file or NULL).
  * Prints every error to stderr and returns -1 when invalid. */
 int cli_load_config(const char *path, run_config *cfg, char **data_path);
+
+/* Experiment files (a `sweep:` section): is it one, validate every trial
+ * (dc: as that daemon would; NULL: as trainctl run would; 0 ok, -1 reported
+ * on stderr), plot or print every distinct schedule (an exit code). */
+struct dconfig;
+bool cli_is_experiment(const char *path);
+int cli_validate_experiment(const char *path, const struct dconfig *dc);
+int cli_schedule_experiment(const char *path, bool json);
 
 int cmd_run(int argc, char **argv);
 int cmd_schedule(int argc, char **argv);

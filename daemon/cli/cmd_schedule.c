@@ -75,6 +75,8 @@ int cmd_schedule(int argc, char **argv)
         fprintf(stderr, "usage: trainctl schedule CONFIG [--json]\n");
         return EXIT_USAGE;
     }
+    if (cli_is_experiment(config))
+        return cli_schedule_experiment(config, json);
     run_config cfg;
     diag_list_t errs = DIAG_LIST_INIT;
     /* The schedule needs no data: validate the config alone. */

@@ -22,6 +22,7 @@ static const char usage_text[] =
     "  validate [--daemon-config FILE] CONFIG...       check configs; with FILE, against that daemon's\n"
     "                                                  limits and data_dirs\n"
     "  schedule CONFIG [--json]                        the lr of every step: a plot, or a JSON array\n"
+    "                                                  (an experiment: every distinct schedule)\n"
     "  sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--seed S]\n"
     "                                                  generate text from a gpt run's checkpoint\n"
     "With a running traind (--url URL, --token-file FILE):\n"
@@ -137,6 +138,10 @@ static int cmd_validate(int argc, char **argv)
     }
     int bad = 0;
     for (int i = 0; i < n; i++) {
+        if (cli_is_experiment(configs[i])) {
+            bad += cli_validate_experiment(configs[i], dpath ? &dc : NULL) != 0;
+            continue;
+        }
         if (dpath) {
             bad += validate_for_daemon(configs[i], &dc) != 0;
             continue;

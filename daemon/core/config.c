@@ -82,16 +82,110 @@ static const cv_key optim_keys[] = {
 static const cv_key train_keys[] = {
     {"log_every", 0}, {"checkpoint_every", 0}, {"eval_every", 0}, {NULL, 0}};
 
+static const struct { const char *section; const cv_key *keys; } homes[] = {
+    {"", root_keys}, {"model", model_keys}, {"data", data_keys}, {"optimizer", optim_keys},
+    {"schedule", cfg_schedule_keys}, {"train", train_keys}};
+
 const char *cfg_key_home(const char *key)
 {
-    static const struct { const char *section; const cv_key *keys; } homes[] = {
-        {"", root_keys}, {"model", model_keys}, {"data", data_keys}, {"optimizer", optim_keys},
-        {"schedule", cfg_schedule_keys}, {"train", train_keys}};
     for (int i = 0; i < NELEM(homes); i++)
         for (const cv_key *k = homes[i].keys; k->name; k++)
             if (strcmp(k->name, key) == 0)
                 return homes[i].section;
     return NULL;
+}
+
+static bool is_section_name(const char *key)
+{
+    for (int i = 1; i < NELEM(homes); i++)
+        if (strcmp(homes[i].section, key) == 0)
+            return true;
+    return false;
+}
+
+bool cfg_key_path_known(const char *path, char *hint, size_t hint_size)
+{
+    const char *leaf = strrchr(path, '.');
+    leaf = leaf ? leaf + 1 : path;
+    size_t best = 4;                  /* hints closer than this many edits */
+    if (hint_size)
+        hint[0] = '\0';
+    for (int i = 0; i < NELEM(homes); i++)
+        for (const cv_key *k = homes[i].keys; k->name; k++) {
+            if (i == 0 && is_section_name(k->name))
+                continue;
+            char full[128];
+            snprintf(full, sizeof full, "%s%s%s", homes[i].section, i ? "." : "", k->name);
+            if (strcmp(full, path) == 0)
+                return true;
+            /* the right key under the wrong section counts as two edits */
+            size_t d = cv_edit_distance(path, full, best);
+            if (strcmp(leaf, k->name) == 0 && d > 2)
+                d = 2;
+            if (d < best) {
+                best = d;
+                if (hint_size)
+                    snprintf(hint, hint_size, "%s", full);
+            }
+        }
+    return false;
+}
+
+/* The section's key table, its discriminator and the names of its types. */
+static const cv_key *section_table(const char *section, const char **disc, const char *(**name_of)(int),
+                                   int *n_types, const char **dflt)
+{
+    static const char *(*const model_name)(int) = (const char *(*)(int))model_type_name;
+    *dflt = NULL;
+    if (!strcmp(section, "model")) {
+        *disc = "type", *name_of = model_name, *n_types = MODEL_GPT + 1;
+        return model_keys;
+    }
+    if (!strcmp(section, "data")) {
+        *disc = "kind", *name_of = (const char *(*)(int))data_kind_name, *n_types = DATA_TOKENS + 1;
+        return data_keys;
+    }
+    if (!strcmp(section, "optimizer")) {
+        *disc = "type", *name_of = (const char *(*)(int))optim_type_name, *n_types = OPT_SGD + 1;
+        *dflt = "adamw";
+        return optim_keys;
+    }
+    if (!strcmp(section, "schedule")) {
+        *disc = "type", *name_of = (const char *(*)(int))sched_type_name, *n_types = SCHED_PIECEWISE + 1;
+        *dflt = "cosine";
+        return cfg_schedule_keys;
+    }
+    return NULL;
+}
+
+void cfg_prune_keys_for_type(ynode *doc, const char *section)
+{
+    const char *disc, *dflt;
+    const char *(*name_of)(int);
+    int n_types;
+    const cv_key *keys = section_table(section, &disc, &name_of, &n_types, &dflt);
+    ynode *sec = (ynode *)ymap_get(doc, section);
+    if (!keys || !sec || sec->kind != YNODE_MAP)
+        return;
+    const ynode *tn = ymap_get(sec, disc);
+    const char *tname = tn && tn->kind == YNODE_SCALAR ? tn->value : dflt;
+    int type = -1;
+    for (int t = 0; tname && t < n_types; t++)
+        if (!strcmp(name_of(t), tname))
+            type = t;
+    if (type < 0)
+        return;                 /* an unknown type: the validator reports it */
+    for (size_t i = sec->n; i-- > 0;) {
+        const ynode *k = sec->keys[i];
+        if (!k || k->kind != YNODE_SCALAR)
+            continue;
+        for (const cv_key *e = keys; e->name; e++)
+            if (!strcmp(e->name, k->value)) {
+                if (e->types && !(e->types & CV_BIT(type)))
+                    ymap_delete(sec, e->name);
+                break;
+            }
+    }
 }
 
 /* ---- small readers ----------------------------------------------------- */
@@ -379,6 +473,20 @@ static void validate(const ynode *doc, run_config *cfg, const cfg_parse_opts *op
 {
     cv_section root;
     cv_section_root(&root, errs, doc);
+    const ynode *sweep = ymap_get(doc, "sweep");
+    if (sweep) {
+        /* An experiment, not one run: only the sweep reader (sweep.h) takes
+         * it, one whole run config per trial. */
+        cv_error(errs, "sweep", sweep,
+                 "this file is an experiment (a sweep), not one run config: traind does not run "
+                 "experiments yet; `trainctl validate` checks every trial and `trainctl schedule` "
+                 "plots them");
+        ynode *copy = ytree_clone(doc);
+        ymap_delete(copy, "sweep");
+        validate(copy, cfg, opts, errs);
+        ytree_free(copy);
+        return;
+    }
     cv_check_keys(&root, root_keys, -1, NULL, NULL);
     parse_top(&root, cfg);
 
@@ -423,6 +531,15 @@ int cfg_parse(const char *buf, size_t len, const cfg_parse_opts *opts, run_confi
         cap_errors(errs, before);
         return -1;
     }
+    int rc = cfg_validate_tree(doc, opts, out, errs);
+    ytree_free(doc);
+    return rc;
+}
+
+int cfg_validate_tree(const ynode *doc, const cfg_parse_opts *opts, run_config *out, diag_list_t *errs)
+{
+    memset(out, 0, sizeof *out);
+    size_t before = errs->n;
     run_config cfg;
     set_defaults(&cfg, opts);
     if (doc->kind != YNODE_MAP) {
@@ -432,7 +549,6 @@ int cfg_parse(const char *buf, size_t len, const cfg_parse_opts *opts, run_confi
     } else {
         validate(doc, &cfg, opts, errs);
     }
-    ytree_free(doc);
     if (errs->n != before) {
         cap_errors(errs, before);
         cfg_free(&cfg);

@@ -110,6 +110,12 @@ size_t cv_edit_distance(const char *a, const char *b, size_t cap);
 /* The section ("optimizer") that accepts key, or NULL; for cross-section hints. */
 const char *cfg_key_home(const char *key);
 
+/* Removes from doc's model, data, optimizer or schedule section the keys
+ * that its type (as written, else the default) does not use.  For sweeps
+ * over a type, where a key meant for one trial's type is no error in the
+ * others. */
+void cfg_prune_keys_for_type(ynode *doc, const char *section);
+
 /* ---- config_schedule.c ---- */
 
 /* Reads the schedule section into cfg->sched; lr_ok says cfg->optim.lr is

@@ -622,3 +622,158 @@ bool yscalar_is_null(const ynode *n)
             return true;
     return false;
 }
+
+/* ---- editing and writing (sweeps build each trial's tree from the file's) */
+
+ynode *ytree_clone(const ynode *src)
+{
+    if (!src)
+        return NULL;
+    ynode *n = xcalloc(1, sizeof *n);
+    n->kind = src->kind;
+    n->line = src->line;
+    n->column = src->column;
+    if (src->kind == YNODE_SCALAR) {
+        n->plain = src->plain;
+        n->value = xstrndup(src->value, src->len);
+        n->len = src->len;
+        return n;
+    }
+    n->n = src->n;
+    n->items = xcalloc(src->n ? src->n : 1, sizeof *n->items);
+    if (src->kind == YNODE_MAP)
+        n->keys = xcalloc(src->n ? src->n : 1, sizeof *n->keys);
+    for (size_t i = 0; i < src->n; i++) {
+        n->items[i] = ytree_clone(src->items[i]);
+        if (src->kind == YNODE_MAP)
+            n->keys[i] = ytree_clone(src->keys[i]);
+    }
+    return n;
+}
+
+ynode *yscalar_new(const char *text, bool plain, int line, int column)
+{
+    ynode *n = xcalloc(1, sizeof *n);
+    n->kind = YNODE_SCALAR;
+    n->line = line;
+    n->column = column;
+    n->plain = plain;
+    n->len = strlen(text);
+    n->value = xstrndup(text, n->len);
+    return n;
+}
+
+ynode *ymap_new(int line, int column)
+{
+    ynode *n = xcalloc(1, sizeof *n);
+    n->kind = YNODE_MAP;
+    n->line = line;
+    n->column = column;
+    return n;
+}
+
+static ssize_t ymap_index(const ynode *map, const char *key)
+{
+    for (size_t i = 0; i < map->n; i++)
+        if (map->keys[i] && map->keys[i]->kind == YNODE_SCALAR && strcmp(map->keys[i]->value, key) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+void ymap_put(ynode *map, const char *key, ynode *value)
+{
+    ssize_t i = ymap_index(map, key);
+    if (i >= 0) {
+        ytree_free(map->items[i]);
+        map->items[i] = value;
+        return;
+    }
+    map->items = xrealloc(map->items, (map->n + 1) * sizeof *map->items);
+    map->keys = xrealloc(map->keys, (map->n + 1) * sizeof *map->keys);
+    map->keys[map->n] = yscalar_new(key, true, value->line, value->column);
+    map->items[map->n] = value;
+    map->n++;
+}
+
+void ymap_delete(ynode *map, const char *key)
+{
+    ssize_t i = ymap_index(map, key);
+    if (i < 0)
+        return;
+    ytree_free(map->keys[i]);
+    ytree_free(map->items[i]);
+    memmove(map->keys + i, map->keys + i + 1, (map->n - (size_t)i - 1) * sizeof *map->keys);
+    memmove(map->items + i, map->items + i + 1, (map->n - (size_t)i - 1) * sizeof *map->items);
+    map->n--;
+}
+
+typedef struct emit_buf {
+    char *data;
+    size_t len, cap;
+} emit_buf;
+
+static int emit_write(void *ctx, unsigned char *buf, size_t size)
+{
+    emit_buf *b = ctx;
+    if (b->len + size + 1 > b->cap) {
+        b->cap = (b->len + size + 1) * 2;
+        b->data = xrealloc(b->data, b->cap);
+    }
+    memcpy(b->data + b->len, buf, size);
+    b->len += size;
+    b->data[b->len] = '\0';
+    return 1;
+}
+
+static bool emit_node(yaml_emitter_t *e, const ynode *n)
+{
+    yaml_event_t ev;
+    int ok;
+    switch (n->kind) {
+    case YNODE_SCALAR:
+        ok = yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)n->value, (int)n->len,
+                                          n->plain, !n->plain,
+                                          n->plain ? YAML_PLAIN_SCALAR_STYLE : YAML_DOUBLE_QUOTED_SCALAR_STYLE);
+        return ok && yaml_emitter_emit(e, &ev);
+    case YNODE_SEQ:
+        if (!yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_ANY_SEQUENCE_STYLE) ||
+            !yaml_emitter_emit(e, &ev))
+            return false;
+        for (size_t i = 0; i < n->n; i++)
+            if (!emit_node(e, n->items[i]))
+                return false;
+        return yaml_sequence_end_event_initialize(&ev) && yaml_emitter_emit(e, &ev);
+    case YNODE_MAP:
+        if (!yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_ANY_MAPPING_STYLE) ||
+            !yaml_emitter_emit(e, &ev))
+            return false;
+        for (size_t i = 0; i < n->n; i++)
+            if (!emit_node(e, n->keys[i]) || !emit_node(e, n->items[i]))
+                return false;
+        return yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(e, &ev);
+    }
+    return false;
+}
+
+char *ytree_emit(const ynode *root)
+{
+    yaml_emitter_t e;
+    yaml_event_t ev;
+    emit_buf b = {0};
+    if (!yaml_emitter_initialize(&e))
+        return NULL;
+    yaml_emitter_set_output(&e, emit_write, &b);
+    yaml_emitter_set_unicode(&e, 1);
+    yaml_emitter_set_width(&e, -1);
+    bool ok = yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) && yaml_emitter_emit(&e, &ev) &&
+              yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) && yaml_emitter_emit(&e, &ev) &&
+              emit_node(&e, root) && yaml_document_end_event_initialize(&ev, 1) &&
+              yaml_emitter_emit(&e, &ev) && yaml_stream_end_event_initialize(&ev) &&
+              yaml_emitter_emit(&e, &ev) && yaml_emitter_flush(&e);
+    yaml_emitter_delete(&e);
+    if (!ok) {
+        free(b.data);
+        return NULL;
+    }
+    return b.data;
+}

@@ -118,6 +118,16 @@ typedef struct cfg_parse_opts {
 int cfg_parse(const char *buf, size_t len, const cfg_parse_opts *opts,
               run_config *out, diag_list_t *errs);
 
+/* cfg_parse of a document already parsed (sweep trials are trees built
+ * from the file's; errors keep the nodes' marks). */
+struct ynode;
+int cfg_validate_tree(const struct ynode *doc, const cfg_parse_opts *opts, run_config *out,
+                      diag_list_t *errs);
+
+/* Is "section.key" (or a top-level "key") a key of the run config?  When not,
+ * hint gets the nearest known path, or "" when none is close. */
+bool cfg_key_path_known(const char *path, char *hint, size_t hint_size);
+
 /* Reads path (capped at CFG_MAX_FILE_BYTES) and cfg_parse()s it; the default
  * name is the file's stem unless opts gives one. */
 int cfg_load_file(const char *path, const cfg_parse_opts *opts,

@@ -44,4 +44,16 @@ const ynode *ymap_get(const ynode *map, const char *key);
 /* A plain scalar that YAML 1.1/1.2 would read as null ("~", "null", empty). */
 bool yscalar_is_null(const ynode *n);
 
+/* Editing, for sweeps (which build each trial's tree from the file's): nodes
+ * keep the marks they are given, so errors still point into the file. */
+ynode *ytree_clone(const ynode *n);
+ynode *yscalar_new(const char *text, bool plain, int line, int column);
+ynode *ymap_new(int line, int column);
+/* Sets key to value (taking it), replacing an existing value. */
+void ymap_put(ynode *map, const char *key, ynode *value);
+void ymap_delete(ynode *map, const char *key);
+/* The tree as a YAML document (libyaml's emitter; malloc'd), or NULL.
+ * Quoted scalars are written double-quoted, plain ones plain. */
+char *ytree_emit(const ynode *root);
+
 #endif

@@ -190,6 +190,53 @@ START_TEST(schedule_json_has_every_step)
 }
 END_TEST
 
+START_TEST(experiments_validate_and_schedule)
+{
+    char *cfg = xasprintf("%s/sweep.yaml", g_dir), *out;
+    write_text(cfg, "name: sw\n"
+                    "model: {type: linear, input_dim: 3, output_dim: 2}\n"
+                    "optimizer: {type: adamw, lr: 1.0e-2}\n"
+                    "schedule: {type: cosine, warmup_steps: 3, total_steps: 10, decay_ratio: 0.2}\n"
+                    "sweep:\n"
+                    "  method: grid\n"
+                    "  parameters:\n"
+                    "    schedule.type: [cosine, linear, warmup_stable_decay]\n"
+                    "    optimizer.lr: [1.0e-2, 1.0e-3]\n"
+                    "    seed: [1, 2]\n");
+    ck_assert_int_eq(run_cli(&out, "validate", cfg, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "experiment sw: grid of 12 trials over schedule.type, optimizer.lr, seed"));
+    free(out);
+    /* the seed changes no schedule: 6 distinct curves of 12 trials, each its own */
+    ck_assert_int_eq(run_cli(&out, "schedule", cfg, "--json", NULL), 0);
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq(cJSON_GetArraySize(j), 6);
+    cJSON *third = cJSON_GetArrayItem(j, 2);       /* trial 5: linear, lr 1e-2 */
+    ck_assert_int_eq((int)cJSON_GetObjectItem(third, "trial")->valuedouble, 5);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(third, "params"), "schedule.type")->valuestring,
+                     "linear");
+    cJSON *lr = cJSON_GetObjectItem(third, "lr");
+    ck_assert_int_eq(cJSON_GetArraySize(lr), 10);
+    ck_assert_double_eq_tol(cJSON_GetArrayItem(lr, 9)->valuedouble, 1e-2 / 7, 1e-17);
+    cJSON_Delete(j);
+    free(out);
+    ck_assert_int_eq(run_cli(&out, "schedule", cfg, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "6 distinct schedules of 12 trials"));
+    free(out);
+    /* an error names the sweep entry, its line and column, and the trial */
+    write_text(cfg, "model: {type: linear, input_dim: 3, output_dim: 2}\n"
+                    "schedule: {total_steps: 10}\n"
+                    "sweep:\n"
+                    "  method: grid\n"
+                    "  parameters:\n"
+                    "    optimizer.lr: [1.0e-2, -1]\n");
+    ck_assert_int_eq(run_cli(&out, "validate", cfg, NULL), 1);
+    ck_assert_ptr_nonnull(strstr(out, "sweep.yaml:6:28: sweep.parameters.optimizer.lr[1]: trial 2 (optimizer.lr=-1)"));
+    free(out);
+    free(cfg);
+}
+END_TEST
+
 START_TEST(run_writes_metrics_and_checkpoint)
 {
     char *cfg = xasprintf("%s/r.yaml", g_dir), *dir = xasprintf("%s/out", g_dir), *out;
@@ -328,6 +375,7 @@ int main(void)
     tcase_add_test(tc, validate_reports_every_error);
     tcase_add_test(tc, validate_against_a_daemon_config);
     tcase_add_test(tc, schedule_json_has_every_step);
+    tcase_add_test(tc, experiments_validate_and_schedule);
     tcase_add_test(tc, run_writes_metrics_and_checkpoint);
     tcase_add_test(tc, sigint_checkpoints_and_resumes);
     tcase_add_test(tc, sample_continues_learnt_text);
