@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "traind/config.h"
+#include "traind/fork.h"
 #include "traind/util.h"
 #include "config_internal.h"
 
@@ -142,6 +143,27 @@ uint64_t cfg_hash(const run_config *cfg)
     hash_model(&h, &cfg->model);
     hash_data_optim(&h, &cfg->data, &cfg->optim);
     hash_schedule(&h, &cfg->sched);
+    return h;
+}
+
+uint64_t cfg_lineage_hash(const run_config *cfg)
+{
+    /* What a fork keeps (traind/fork.h): the model, the data and its order,
+     * and the optimizer's kind of state. */
+    uint64_t h = FNV64_INIT;
+    h_name(&h, "traind lineage v1");
+    h_int(&h, "seed", (long long)cfg->seed);
+    hash_model(&h, &cfg->model);
+    const data_cfg *d = &cfg->data;
+    h_int(&h, "data.kind", d->kind);
+    h_int(&h, "data.batch_size", d->batch_size);
+    h_dbl(&h, "data.noise", d->noise);
+    h_dbl(&h, "data.eval_fraction", d->eval_fraction);
+    h_str(&h, "data.path", d->path);
+    h_int(&h, "optimizer.type", cfg->optim.type);
+    h_dbl(&h, "optimizer.eps", cfg->optim.eps);
+    h_dbl(&h, "optimizer.momentum", cfg->optim.momentum);
+    h_int(&h, "optimizer.nesterov", cfg->optim.nesterov);
     return h;
 }
 

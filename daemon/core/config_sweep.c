@@ -215,27 +215,13 @@ static ynode *draw(const param *p, rng_t *r, size_t *list_index)
 
 /* ---- a trial ------------------------------------------------------------- */
 
-/* Sets "section.key" (or a top-level key) of the trial's tree. */
+/* Sets the swept key in the trial's tree. */
 static bool set_path(ynode *doc, const char *path, ynode *value, diag_list_t *errs, const param *p)
 {
-    const char *dot = strchr(path, '.');
-    if (!dot) {
-        ymap_put(doc, path, value);
+    if (ytree_set_path(doc, path, value) == 0)
         return true;
-    }
-    char section[64];
-    snprintf(section, sizeof section, "%.*s", (int)(dot - path), path);
-    ynode *sec = (ynode *)ymap_get(doc, section);
-    if (!sec || yscalar_is_null(sec)) {
-        sec = ymap_new(value->line, value->column);
-        ymap_put(doc, section, sec);
-    } else if (sec->kind != YNODE_MAP) {
-        cv_error(errs, p->where, p->at, "cannot set %s: %s in the config is not a mapping", path, section);
-        ytree_free(value);
-        return false;
-    }
-    ymap_put(sec, dot + 1, value);
-    return true;
+    cv_error(errs, p->where, p->at, "cannot set %s: its section in the config is not a mapping", path);
+    return false;
 }
 
 /* "schedule.type=linear, optimizer.lr=3.0e-3" */

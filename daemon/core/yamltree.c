@@ -707,6 +707,32 @@ void ymap_delete(ynode *map, const char *key)
     map->n--;
 }
 
+int ytree_set_path(ynode *doc, const char *path, ynode *value)
+{
+    const char *dot = strchr(path, '.');
+    if (!dot) {
+        ymap_put(doc, path, value);
+        return 0;
+    }
+    char section[64];
+    if ((size_t)(dot - path) >= sizeof section) {
+        ytree_free(value);
+        return -1;
+    }
+    memcpy(section, path, (size_t)(dot - path));
+    section[dot - path] = '\0';
+    ynode *sec = (ynode *)ymap_get(doc, section);
+    if (!sec || yscalar_is_null(sec)) {
+        sec = ymap_new(value->line, value->column);
+        ymap_put(doc, section, sec);
+    } else if (sec->kind != YNODE_MAP) {
+        ytree_free(value);
+        return -1;
+    }
+    ymap_put(sec, dot + 1, value);
+    return 0;
+}
+
 typedef struct emit_buf {
     char *data;
     size_t len, cap;

@@ -52,6 +52,10 @@ ynode *ymap_new(int line, int column);
 /* Sets key to value (taking it), replacing an existing value. */
 void ymap_put(ynode *map, const char *key, ynode *value);
 void ymap_delete(ynode *map, const char *key);
+/* Sets "section.key" (creating the section) or a top-level "key" of a
+ * mapping document, taking value.  -1 (value freed) when the section is
+ * there but not a mapping. */
+int ytree_set_path(ynode *doc, const char *path, ynode *value);
 /* The tree as a YAML document (libyaml's emitter; malloc'd), or NULL.
  * Quoted scalars are written double-quoted, plain ones plain. */
 char *ytree_emit(const ynode *root);
