@@ -10,6 +10,7 @@
  * produces the same bits as one that never stopped.
  */
 #include "traind/runner.h"
+#include "traind/hf_state.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -429,10 +430,18 @@ run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err,
         goto out;
     emit(&r, RUN_EVENT_START, NAN, NAN, NAN, NAN, NAN, NULL);
     result = train_loop(&r, err, errlen);
-out:
+out:;
+    bool trained = r.metrics_fd >= 0;
     if (r.metrics_fd >= 0 && close(r.metrics_fd) != 0 && result == RUN_OK) {
         snprintf(err, errlen, "cannot write %s: %s", r.metrics_path, strerror(errno));
         result = RUN_FAILED;
+    }
+    if (trained) {
+        /* the history as HF's trainer_state.json too, whenever training
+         * stops: a failure to write it is told, not fatal */
+        char herr[256];
+        if (hf_write_trainer_state(opts->out_dir, cfg, herr, sizeof herr) != 0)
+            notice(&r, "%s", herr);
     }
     if (r.data)
         data_close(r.data);

@@ -10,6 +10,8 @@
  *                   logged step, appended one whole line per write() (a write that fails part
  *                   way is cut back off); cut back to the checkpoint's step on resume
  *   checkpoint.bin  replaced atomically every checkpoint_every steps, at the end and on stop
+ *   trainer_state.json  the history as HuggingFace's Trainer writes it (hf_state.h), rewritten
+ *                   whenever training stops (the end, a stop, a failure)
  */
 #ifndef TRAIND_RUNNER_H
 #define TRAIND_RUNNER_H

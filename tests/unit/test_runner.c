@@ -4,6 +4,7 @@
  * metrics.jsonl cut back on resume.
  */
 #include <check.h>
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,63 @@ START_TEST(same_config_same_bits)
     free(mb);
     free(a);
     free(b);
+    cfg_free(&cfg);
+}
+END_TEST
+
+/* trainer_state.json holds metrics.jsonl in HF's terms: every point's step,
+ * loss_avg as loss, lr as learning_rate, grad_norm, and eval entries. */
+START_TEST(trainer_state_mirrors_metrics)
+{
+    run_config cfg;
+    parse("name: t\nseed: 5\n"
+          "model: {type: mlp, input_dim: 6, hidden: [16, 8], output_dim: 3, activation: gelu}\n"
+          "data: {kind: synthetic, batch_size: 8, noise: 0.05, eval_fraction: 0.25}\n"
+          "optimizer: {type: adamw, lr: 3.0e-3, weight_decay: 0.01, grad_clip: 0.5}\n"
+          "schedule: {type: cosine, warmup_steps: 20, total_steps: 300, min_lr_ratio: 0.1}\n"
+          "train: {log_every: 7, checkpoint_every: 50, eval_every: 50}\n", &cfg);
+    char *dir = tmpdir(), err[512];
+    recorder rec = {0};
+    ck_assert_int_eq(train(&cfg, dir, true, &rec, err), RUN_OK);
+    char *path = xasprintf("%s/trainer_state.json", dir), *buf;
+    size_t len;
+    ck_assert_int_eq(read_file(path, 1 << 24, &buf, &len), 0);
+    cJSON *st = cJSON_Parse(buf);
+    ck_assert_ptr_nonnull(st);
+    ck_assert_int_eq(cJSON_GetObjectItem(st, "global_step")->valuedouble, 300);
+    ck_assert_int_eq(cJSON_GetObjectItem(st, "max_steps")->valuedouble, 300);
+    ck_assert_int_eq(cJSON_GetObjectItem(st, "logging_steps")->valuedouble, 7);
+    cJSON *hist = cJSON_GetObjectItem(st, "log_history");
+    /* walk metrics.jsonl beside it */
+    char *mpath = xasprintf("%s/metrics.jsonl", dir), *mbuf;
+    ck_assert_int_eq(read_file(mpath, 1 << 24, &mbuf, &len), 0);
+    int h = 0, evals = 0;
+    double best = INFINITY;
+    for (char *line = strtok(mbuf, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *p = cJSON_Parse(line), *e = cJSON_GetArrayItem(hist, h++);
+        ck_assert_ptr_nonnull(e);
+        ck_assert(cJSON_GetObjectItem(e, "step")->valuedouble == cJSON_GetObjectItem(p, "step")->valuedouble);
+        ck_assert(cJSON_GetObjectItem(e, "loss")->valuedouble == cJSON_GetObjectItem(p, "loss_avg")->valuedouble);
+        ck_assert(cJSON_GetObjectItem(e, "learning_rate")->valuedouble == cJSON_GetObjectItem(p, "lr")->valuedouble);
+        ck_assert(cJSON_GetObjectItem(e, "grad_norm")->valuedouble == cJSON_GetObjectItem(p, "grad_norm")->valuedouble);
+        cJSON *pe = cJSON_GetObjectItem(p, "eval_loss");
+        if (pe) {
+            cJSON *ee = cJSON_GetArrayItem(hist, h++);
+            ck_assert(cJSON_GetObjectItem(ee, "eval_loss")->valuedouble == pe->valuedouble);
+            best = fmin(best, pe->valuedouble);
+            evals++;
+        }
+        cJSON_Delete(p);
+    }
+    ck_assert_int_eq(h, cJSON_GetArraySize(hist));
+    ck_assert_int_ge(evals, 6);
+    ck_assert(cJSON_GetObjectItem(st, "best_metric")->valuedouble == best);
+    cJSON_Delete(st);
+    free(buf);
+    free(mbuf);
+    free(mpath);
+    free(path);
+    free(dir);
     cfg_free(&cfg);
 }
 END_TEST
@@ -303,6 +361,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, same_config_same_bits);
     tcase_add_test(tc, resume_is_bit_identical);
+    tcase_add_test(tc, trainer_state_mirrors_metrics);
     tcase_add_test(tc, truncated_checkpoint_refused);
     tcase_add_test(tc, corrupt_checkpoint_refused);
     tcase_add_test(tc, garbage_checkpoint_refused);
