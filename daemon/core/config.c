@@ -80,7 +80,8 @@ static const cv_key optim_keys[] = {
     {"momentum", CV_BIT(OPT_SGD)}, {"nesterov", CV_BIT(OPT_SGD)}, {"grad_clip", 0}, {NULL, 0}};
 
 static const cv_key train_keys[] = {
-    {"log_every", 0}, {"checkpoint_every", 0}, {"eval_every", 0}, {NULL, 0}};
+    {"log_every", 0}, {"checkpoint_every", 0}, {"eval_every", 0}, {"keep_checkpoints", 0},
+    {"keep_every", 0}, {NULL, 0}};
 
 static const struct { const char *section; const cv_key *keys; } homes[] = {
     {"", root_keys}, {"model", model_keys}, {"data", data_keys}, {"optimizer", optim_keys},
@@ -421,6 +422,8 @@ static void parse_train(const cv_section *root, train_cfg *t)
     get_long_field(&s, "log_every", 1, MAX_STEPS_LIKE, &t->log_every);
     get_long_field(&s, "checkpoint_every", 0, MAX_STEPS_LIKE, &t->checkpoint_every);
     get_long_field(&s, "eval_every", 0, MAX_STEPS_LIKE, &t->eval_every);
+    get_long_field(&s, "keep_checkpoints", 0, 10000, &t->keep_checkpoints);
+    get_long_field(&s, "keep_every", 0, MAX_STEPS_LIKE, &t->keep_every);
 }
 
 /* ---- the whole config -------------------------------------------------- */

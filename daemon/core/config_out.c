@@ -327,5 +327,7 @@ cJSON *cfg_to_json(const run_config *cfg)
     add_int(t, "log_every", cfg->train.log_every);
     add_int(t, "checkpoint_every", cfg->train.checkpoint_every);
     add_int(t, "eval_every", cfg->train.eval_every);
+    add_int(t, "keep_checkpoints", cfg->train.keep_checkpoints);
+    add_int(t, "keep_every", cfg->train.keep_every);
     return o;
 }

@@ -49,7 +49,7 @@ bool sweep_fork_may_change(const char *path)
 {
     static const char *const ok[] = {"optimizer.lr", "optimizer.weight_decay", "optimizer.betas",
                                      "optimizer.grad_clip", "train.log_every", "train.checkpoint_every",
-                                     "train.eval_every"};
+                                     "train.eval_every", "train.keep_checkpoints", "train.keep_every"};
     if (strncmp(path, "schedule.", 9) == 0)
         return true;
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)

@@ -108,6 +108,80 @@ static void notice(run *r, const char *fmt, ...)
     free(msg);
 }
 
+/* ---- kept checkpoints (train.keep_checkpoints, train.keep_every) ----- */
+
+static int cmp_long(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The steps of out_dir/checkpoints/step-S.bin, ascending (malloc'd). */
+static long *kept_steps(const char *dir, size_t *n)
+{
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    long *steps = NULL;
+    size_t cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long s;
+        int end = 0;
+        if (sscanf(e->d_name, "step-%ld.bin%n", &s, &end) != 1 || e->d_name[end] != '\0' || s < 0)
+            continue;
+        if (*n == cap)
+            steps = xrealloc(steps, (cap = cap ? 2 * cap : 16) * sizeof *steps);
+        steps[(*n)++] = s;
+    }
+    closedir(d);
+    qsort(steps, *n, sizeof *steps, cmp_long);
+    return steps;
+}
+
+/* Keeps the checkpoint just written as checkpoints/step-S.bin — a hard link
+ * to checkpoint.bin's file, made under a temporary name and renamed, so it
+ * appears whole or not at all — then drops rolling ones past the newest
+ * keep_checkpoints + 1 (the latest and the N before it); every keep_every-th
+ * step stays for good.  A failure is told, never fatal: training goes on. */
+static void keep_checkpoint(run *r)
+{
+    const train_cfg *t = &r->cfg->train;
+    long step = r->c.step;
+    bool permanent = t->keep_every > 0 && step % t->keep_every == 0;
+    if (!permanent && t->keep_checkpoints <= 0)
+        return;
+    char *dir = xasprintf("%s/checkpoints", r->opts->out_dir);
+    char *tmp = xasprintf("%s/.step-%ld.bin.tmp.%ld", dir, step, (long)getpid());
+    char *path = xasprintf("%s/step-%ld.bin", dir, step);
+    if (mkdir_p(dir, 0755) != 0 || (unlink(tmp), link(r->ckpt_path, tmp)) != 0 || rename(tmp, path) != 0) {
+        notice(r, "cannot keep the checkpoint of step %ld in checkpoints/: %s", step, strerror(errno));
+        unlink(tmp);
+    } else {
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+    }
+    size_t n;
+    long *steps = kept_steps(dir, &n);
+    long rolling_kept = 0;
+    for (size_t i = n; i-- > 0;) {
+        bool keep = (t->keep_every > 0 && steps[i] % t->keep_every == 0) || rolling_kept++ <= t->keep_checkpoints;
+        if (!keep) {
+            char *old = xasprintf("%s/step-%ld.bin", dir, steps[i]);
+            unlink(old);
+            free(old);
+        }
+    }
+    free(steps);
+    free(tmp);
+    free(path);
+    free(dir);
+}
+
 static int save_checkpoint(run *r, char *err, size_t errlen)
 {
     train_counters c = r->c;
@@ -125,6 +199,7 @@ static int save_checkpoint(run *r, char *err, size_t errlen)
     int rc = ckpt_write(r->ckpt_path, cfg_hash(r->cfg), (uint64_t)r->c.step, s, 5, err, errlen);
     if (rc == 0) {
         r->checkpoint_step = r->c.step;
+        keep_checkpoint(r);
         emit(r, RUN_EVENT_CHECKPOINT, NAN, NAN, NAN, NAN, NAN, NULL);
     }
     return rc;
@@ -351,7 +426,8 @@ static run_result train_loop(run *r, char *err, size_t errlen)
                 emit(r, RUN_EVENT_TICK, lr, loss, NAN, norm, NAN, NULL);
             }
         }
-        if (ckpt_every > 0 && done % ckpt_every == 0 && done < T)
+        bool to_keep = cfg->train.keep_every > 0 && done % cfg->train.keep_every == 0;
+        if (((ckpt_every > 0 && done % ckpt_every == 0) || to_keep) && done < T)
             if (save_checkpoint(r, err, errlen) != 0)
                 return RUN_FAILED;
     }

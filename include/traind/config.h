@@ -86,6 +86,8 @@ typedef struct train_cfg {
     long log_every;                     /* default 10 */
     long checkpoint_every;              /* default 500; 0 = only at end/cancel/SIGTERM */
     long eval_every;                    /* default 0 */
+    long keep_checkpoints;              /* the newest N kept under checkpoints/ besides the latest; default 0 */
+    long keep_every;                    /* every K-th step's checkpoint kept for good; default 0 = none */
 } train_cfg;
 
 typedef struct run_config {

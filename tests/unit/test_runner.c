@@ -4,6 +4,7 @@
  * metrics.jsonl cut back on resume.
  */
 #include <check.h>
+#include <dirent.h>
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -176,6 +177,65 @@ START_TEST(trainer_state_mirrors_metrics)
     free(mpath);
     free(path);
     free(dir);
+    cfg_free(&cfg);
+}
+END_TEST
+
+/* keep_checkpoints / keep_every: which steps stay under checkpoints/, each a
+ * whole checkpoint of its step, and one of them resumes into exactly the
+ * numbers of the run it came from (what a fork from it relies on). */
+START_TEST(kept_checkpoints)
+{
+    run_config cfg;
+    parse("name: t\nseed: 5\n"
+          "model: {type: mlp, input_dim: 6, hidden: [16, 8], output_dim: 3, activation: gelu}\n"
+          "data: {kind: synthetic, batch_size: 8, noise: 0.05}\n"
+          "optimizer: {type: adamw, lr: 3.0e-3}\n"
+          "schedule: {type: cosine, warmup_steps: 20, total_steps: 300}\n"
+          "train: {log_every: 10, checkpoint_every: 30, keep_checkpoints: 2, keep_every: 100}\n", &cfg);
+    char *dir = tmpdir(), err[512];
+    recorder rec = {0};
+    ck_assert_int_eq(train(&cfg, dir, true, &rec, err), RUN_OK);
+    ck_assert_str_eq(rec.notices, "");
+    /* saved at 30, 60, 90, 100, 120, ... 300: for good 100, 200, 300; rolling the newest 3 */
+    static const long want[] = {100, 200, 210, 240, 270, 300};
+    char *cdir = xasprintf("%s/checkpoints", dir);
+    DIR *d = opendir(cdir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    ck_assert_int_eq(n, 6);
+    for (int i = 0; i < 6; i++) {
+        char *p = xasprintf("%s/step-%ld.bin", cdir, want[i]);
+        ckpt_file f;
+        ck_assert_msg(ckpt_read(p, 1 << 26, &f, err, sizeof err) == 0, "%s: %s", p, err);
+        ck_assert_int_eq(f.step, want[i]);
+        ckpt_close(&f);
+        free(p);
+    }
+    /* resume a copy of step 200: the metrics after it are the original's */
+    char *dir2 = tmpdir();
+    char *src = xasprintf("%s/step-200.bin", cdir), *dst = xasprintf("%s/checkpoint.bin", dir2), *buf;
+    size_t len;
+    ck_assert_int_eq(read_file(src, 1 << 26, &buf, &len), 0);
+    ck_assert_int_eq(write_file_atomic(dst, buf, len, 0644), 0);
+    free(buf);
+    recorder rec2 = {0};
+    ck_assert_int_eq(train(&cfg, dir2, false, &rec2, err), RUN_OK);
+    ck_assert_int_eq(rec2.start_step, 200);
+    char *a = metrics_without_time(dir), *b = metrics_without_time(dir2);
+    const char *tail = strstr(a, "{\"step\":210,");
+    ck_assert_ptr_nonnull(tail);
+    ck_assert_str_eq(tail, b);
+    free(a);
+    free(b);
+    free(src);
+    free(dst);
+    free(cdir);
+    free(dir);
+    free(dir2);
     cfg_free(&cfg);
 }
 END_TEST
@@ -362,6 +422,7 @@ int main(void)
     tcase_add_test(tc, same_config_same_bits);
     tcase_add_test(tc, resume_is_bit_identical);
     tcase_add_test(tc, trainer_state_mirrors_metrics);
+    tcase_add_test(tc, kept_checkpoints);
     tcase_add_test(tc, truncated_checkpoint_refused);
     tcase_add_test(tc, corrupt_checkpoint_refused);
     tcase_add_test(tc, garbage_checkpoint_refused);
