@@ -28,6 +28,7 @@
 #include "traind/ckpt.h"
 #include "traind/compute.h"
 #include "traind/data.h"
+#include "traind/fork.h"
 #include "traind/model.h"
 #include "traind/optim.h"
 #include "traind/rng.h"
@@ -41,6 +42,7 @@ enum {
     TAG_OPT_V = 0x4f505456,    /* "OPTV" second moment */
     TAG_TRAIN = 0x5452414e,    /* "TRAN" loop counters, see train_counters */
     TAG_DATA = 0x44415441,     /* "DATA" data source state */
+    TAG_LINEAGE = 0x4c494e45,  /* "LINE" cfg_lineage_hash: what a fork from it must share */
 };
 
 /* Loop state saved in TAG_TRAIN, field by field in this order (all 8 bytes). */
@@ -189,14 +191,16 @@ static int save_checkpoint(run *r, char *err, size_t errlen)
     c.optim_step = r->opt.step;
     c.n_params = (int64_t)r->n;
     data_save_state(r->data, r->data_state);
-    ckpt_section s[5] = {
+    uint64_t lineage = cfg_lineage_hash(r->cfg);
+    ckpt_section s[6] = {
         {TAG_TRAIN, &c, sizeof c},
         {TAG_PARAMS, r->model->params, r->n * sizeof(float)},
         {TAG_OPT_M, r->opt.m, r->n * sizeof(float)},
         {TAG_OPT_V, r->opt.v, r->n * sizeof(float)},
         {TAG_DATA, r->data_state, r->data_state_len},
+        {TAG_LINEAGE, &lineage, sizeof lineage},
     };
-    int rc = ckpt_write(r->ckpt_path, cfg_hash(r->cfg), (uint64_t)r->c.step, s, 5, err, errlen);
+    int rc = ckpt_write(r->ckpt_path, cfg_hash(r->cfg), (uint64_t)r->c.step, s, 6, err, errlen);
     if (rc == 0) {
         r->checkpoint_step = r->c.step;
         keep_checkpoint(r);
@@ -205,28 +209,36 @@ static int save_checkpoint(run *r, char *err, size_t errlen)
     return rc;
 }
 
-/* Loads checkpoint.bin if it belongs to this config.  Returns 1 when
- * resumed, 0 when there is nothing (or nothing usable) to resume. */
-static int load_checkpoint(run *r)
+/* Loads a checkpoint into the run.  Our own (checkpoint.bin) must belong
+ * to this very config; a fork's parent checkpoint (fork) to this config's
+ * lineage (traind/fork.h).  1 when loaded; 0 when there is nothing (or
+ * nothing usable), with *why_out saying why when there was something. */
+static int load_checkpoint_from(run *r, const char *path, bool fork, const char **why_out, char *err,
+                                size_t errlen)
 {
-    char err[512];
     ckpt_file f;
     size_t max = 4 * r->n * sizeof(float) + r->data_state_len + 4096;
-    int rc = ckpt_read(r->ckpt_path, max, &f, err, sizeof err);
+    *why_out = NULL;
+    int rc = ckpt_read(path, max, &f, err, errlen);
     if (rc == -ENOENT)
         return 0;
     if (rc < 0) {
-        notice(r, "checkpoint refused: %s; starting over from step 0", err);
+        *why_out = err;
         return 0;
     }
     const char *why = NULL;
     const ckpt_section *tr = ckpt_find(&f, TAG_TRAIN), *p = ckpt_find(&f, TAG_PARAMS),
                        *m = ckpt_find(&f, TAG_OPT_M), *v = ckpt_find(&f, TAG_OPT_V),
-                       *d = ckpt_find(&f, TAG_DATA);
+                       *d = ckpt_find(&f, TAG_DATA), *ln = ckpt_find(&f, TAG_LINEAGE);
     train_counters c;
     size_t pbytes = r->n * sizeof(float);
-    if (f.cfg_hash != cfg_hash(r->cfg))
+    uint64_t lineage = 0;
+    if (ln && ln->len == sizeof lineage)
+        memcpy(&lineage, ln->data, sizeof lineage);
+    if (!fork && f.cfg_hash != cfg_hash(r->cfg))
         why = "it was written for a different config (config hash mismatch)";
+    else if (fork && (!ln || lineage != cfg_lineage_hash(r->cfg)))
+        why = "it is not of this run's line: the model, data, seed or optimizer type differ";
     else if (!tr || tr->len != sizeof c || !p || !m || !v || !d)
         why = "a section is missing or has the wrong size";
     if (!why) {
@@ -240,7 +252,7 @@ static int load_checkpoint(run *r)
             why = "its data position does not fit this data";
     }
     if (why) {
-        notice(r, "checkpoint refused: %s; starting over from step 0", why);
+        *why_out = why;
         ckpt_close(&f);
         return 0;
     }
@@ -252,6 +264,38 @@ static int load_checkpoint(run *r)
     r->checkpoint_step = c.step;
     ckpt_close(&f);
     return 1;
+}
+
+/* checkpoint.bin, when it belongs to this config. */
+static int load_checkpoint(run *r)
+{
+    char err[512];
+    const char *why;
+    if (load_checkpoint_from(r, r->ckpt_path, false, &why, err, sizeof err))
+        return 1;
+    if (why)
+        notice(r, "checkpoint refused: %s; starting over from step 0", why);
+    return 0;
+}
+
+/* A fork's start: its parent's points up to the fork step begin its
+ * metrics.jsonl (open_metrics cuts the copy back to the step). */
+static int copy_parent_metrics(run *r, char *err, size_t errlen)
+{
+    if (!r->opts->fork_metrics)
+        return 0;
+    char *buf;
+    size_t len;
+    int rc = read_file(r->opts->fork_metrics, (size_t)1 << 34, &buf, &len);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc == 0) {
+        rc = write_file_atomic(r->metrics_path, buf, len, 0644);
+        free(buf);
+    }
+    if (rc < 0)
+        snprintf(err, errlen, "cannot copy the parent's metrics.jsonl: %s", strerror(-rc));
+    return rc;
 }
 
 /* Parses the "step" of one line we wrote ({"step":N,...}); -1 if not ours. */
@@ -492,7 +536,21 @@ run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err,
     model_init(r.model, &init);
     r.t_start = r.rate_t = r.last_tick = now_monotonic();
 
+    bool own = access(r.ckpt_path, F_OK) == 0;
     if (!opts->fresh && load_checkpoint(&r)) {
+        r.rate_step = r.c.step;
+    } else if (opts->fork_from && !own) {
+        /* a fork's first start: from its parent's kept checkpoint, or not at all */
+        const char *why;
+        char why_buf[512];
+        if (!load_checkpoint_from(&r, opts->fork_from, true, &why, why_buf, sizeof why_buf)) {
+            snprintf(err, errlen, "cannot fork from %s: %s", opts->fork_from, why ? why : "no such checkpoint");
+            goto out;
+        }
+        if (copy_parent_metrics(&r, err, errlen) != 0)
+            goto out;
+        /* Killed before its own first checkpoint, it forks again: the same
+         * start, the same numbers. */
         r.rate_step = r.c.step;
     } else if (r.c.step == 0 && !opts->fresh) {
         /* Nothing usable: the data source may have been touched by a refused

@@ -49,6 +49,12 @@ typedef struct runner_opts {
     const char *data_path;            /* resolved data file, or NULL */
     int threads;                      /* compute threads, >= 1 */
     bool fresh;                       /* ignore an existing checkpoint */
+    /* A fork (traind/fork.h): with no checkpoint.bin of its own yet, the run
+     * starts from this kept checkpoint of its parent (which must share its
+     * lineage, else RUN_FAILED), and its metrics.jsonl from the parent's
+     * points up to that step (fork_metrics, the parent's metrics.jsonl). */
+    const char *fork_from;
+    const char *fork_metrics;
     volatile sig_atomic_t *stop;      /* when it becomes nonzero: checkpoint and return RUN_STOPPED */
     double tick_interval_s;           /* 0 = no TICK events */
     void (*on_event)(void *ctx, const run_event *ev);

@@ -14,6 +14,7 @@
 
 #include "traind/ckpt.h"
 #include "traind/config.h"
+#include "traind/fork.h"
 #include "traind/runner.h"
 #include "traind/util.h"
 #include "tl.h"
@@ -240,6 +241,96 @@ START_TEST(kept_checkpoints)
 }
 END_TEST
 
+/* Forks (traind/fork.h): one that changes nothing is its parent from the
+ * fork step on, bit for bit; a warmup-stable-decay cooldown branched where
+ * an independent run's decay begins is that independent run, bit for bit;
+ * a checkpoint of another line is refused. */
+static const char *const WSD_CFG =
+    "name: stable\nseed: 2\n"
+    "model: {type: mlp, input_dim: 6, hidden: [16], output_dim: 3, activation: tanh}\n"
+    "data: {kind: synthetic, batch_size: 8}\n"
+    "optimizer: {type: adamw, lr: 3.0e-3, grad_clip: 1.0}\n"
+    "schedule: {type: warmup_stable_decay, warmup_steps: 10, total_steps: 1000, decay_steps: 100}\n"
+    "train: {log_every: 10, checkpoint_every: 0, keep_every: 100}\n";
+
+static run_result train_fork(const run_config *cfg, const char *dir, const char *parent, long at, char *err)
+{
+    char *from = xasprintf("%s/checkpoints/step-%ld.bin", parent, at);
+    char *metrics = xasprintf("%s/metrics.jsonl", parent);
+    recorder rec = {0};
+    runner_opts o = {.out_dir = dir, .threads = 1, .stop = &rec.stop, .on_event = on_event, .ctx = &rec,
+                     .fork_from = from, .fork_metrics = metrics};
+    run_result rr = runner_run(cfg, &o, err, 512);
+    free(from);
+    free(metrics);
+    return rr;
+}
+
+START_TEST(forks_continue_bit_identically)
+{
+    run_config parent, same, cool, indep;
+    parse(WSD_CFG, &parent);
+    char *pdir = tmpdir(), *fdir = tmpdir(), *cdir = tmpdir(), *idir = tmpdir(), err[512];
+    recorder rec = {0};
+    ck_assert_int_eq(train(&parent, pdir, true, &rec, err), RUN_OK);
+
+    /* no change, at step 600 */
+    cfg_fork_req req = {.at_step = 600};
+    char *yaml;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(cfg_fork(WSD_CFG, strlen(WSD_CFG), "stable", &req, NULL, &same, &yaml, &errs), 0);
+    free(yaml);
+    ck_assert_int_eq(train_fork(&same, fdir, pdir, 600, err), RUN_OK);
+    char *a = metrics_without_time(pdir), *b = metrics_without_time(fdir);
+    ck_assert_str_eq(a, b);
+    free(b);
+
+    /* a 100-step cooldown from step 400, against a 500-step run decaying over its last 100 */
+    static const char *const sets[] = {"schedule.total_steps=500"};
+    req = (cfg_fork_req){.at_step = 400, .sets = sets, .n_sets = 1};
+    ck_assert_int_eq(cfg_fork(WSD_CFG, strlen(WSD_CFG), "stable", &req, NULL, &cool, &yaml, &errs), 0);
+    free(yaml);
+    ck_assert_int_eq(train_fork(&cool, cdir, pdir, 400, err), RUN_OK);
+    char *ind = xasprintf("%s", WSD_CFG);
+    memcpy(strstr(ind, "total_steps: 1000"), "total_steps:  500", 17);
+    parse(ind, &indep);
+    ck_assert_int_eq(train(&indep, idir, true, &rec, err), RUN_OK);
+    char *c = metrics_without_time(cdir), *i = metrics_without_time(idir);
+    ck_assert_int_eq(count_lines(c), 50);
+    ck_assert_str_eq(c, i);
+    /* the fork's own checkpoints are its own: it resumes as itself */
+    ck_assert_int_eq(train(&cool, cdir, false, &rec, err), RUN_OK);
+
+    /* another line (another seed) is refused, not started from scratch */
+    run_config other;
+    char *oy = xasprintf("%s", WSD_CFG);
+    oy[strstr(oy, "seed: 2") - oy + 6] = '3';
+    parse(oy, &other);
+    char *odir = tmpdir();
+    ck_assert_int_eq(train_fork(&other, odir, pdir, 400, err), RUN_FAILED);
+    ck_assert_ptr_nonnull(strstr(err, "not of this run's line"));
+    /* and a step with no kept checkpoint */
+    ck_assert_int_eq(train_fork(&same, odir, pdir, 450, err), RUN_FAILED);
+    ck_assert_ptr_nonnull(strstr(err, "no such checkpoint"));
+
+    free(a);
+    free(c);
+    free(i);
+    free(ind);
+    free(oy);
+    cfg_free(&parent);
+    cfg_free(&same);
+    cfg_free(&cool);
+    cfg_free(&indep);
+    cfg_free(&other);
+    free(pdir);
+    free(fdir);
+    free(cdir);
+    free(idir);
+    free(odir);
+}
+END_TEST
+
 START_TEST(resume_is_bit_identical)
 {
     run_config cfg;
@@ -423,6 +514,7 @@ int main(void)
     tcase_add_test(tc, resume_is_bit_identical);
     tcase_add_test(tc, trainer_state_mirrors_metrics);
     tcase_add_test(tc, kept_checkpoints);
+    tcase_add_test(tc, forks_continue_bit_identically);
     tcase_add_test(tc, truncated_checkpoint_refused);
     tcase_add_test(tc, corrupt_checkpoint_refused);
     tcase_add_test(tc, garbage_checkpoint_refused);
