@@ -1,7 +1,8 @@
 /*
  * cli.h — the pieces of trainctl, one file per command group:
  *   trainctl.c      main, usage, dispatch, validate
- *   cmd_run.c       run (foreground training with a progress bar)
+ *   cli_common.c    cli_load_config, cli_format_duration
+ *   cmd_run.c       run (foreground training with a progress bar; --ranks N under mpirun)
  *   cmd_schedule.c  schedule (terminal plot or JSON)
  *   cmd_sample.c    sample (text from a gpt checkpoint)
  *   client.c        submit, status, watch, cancel, logs (HTTP to a running traind, via libcurl)
@@ -11,6 +12,7 @@
 
 #include <stdbool.h>
 #include "traind/config.h"
+#include "traind/dist.h"
 
 /* Exit codes of SPEC.md §1. */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
@@ -21,6 +23,8 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 int cli_load_config(const char *path, run_config *cfg, char **data_path);
 
 int cmd_run(int argc, char **argv);
+/* cmd_run as rank dist->rank of dist->size (traind-mpi-worker --run); NULL = cmd_run. */
+int cmd_run_dist(int argc, char **argv, dist_t *dist);
 int cmd_schedule(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_client(const char *verb, int argc, char **argv);
