@@ -11,8 +11,8 @@
  * A rank that fails on its own (rank 0 cannot write a checkpoint, say) exits
  * without MPI_Finalize, which would wait for ranks that are still inside a
  * collective: mpirun then sees a rank gone before finalizing and kills the
- * rest.  Ranks that end together (done, a stop agreed on at the same step,
- * a NaN every rank sees) finalize normally.
+ * rest.  Ranks that end together (done, a stop agreed on at the same step)
+ * finalize normally.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -45,7 +45,11 @@ int main(int argc, char **argv)
     int code = worker ? worker_main_dist(argc, argv, &d) : cmd_run_dist(argc - 2, argv + 2, &d);
     bool together = worker ? code == WORKER_EXIT_OK || code == WORKER_EXIT_STOPPED
                            : code == EXIT_OK || code > 128;
-    if (together)
-        dist_mpi_finalize(&d);
-    return code;
+    if (!together)
+        return code;
+    dist_mpi_finalize(&d);
+    /* Rank 0 alone says how the job ended (stopped: 3, or 128 + signal):
+     * mpirun treats a non-zero exit as a failure and kills the other ranks,
+     * which would cut rank 0's last checkpoint short. */
+    return d.rank == 0 ? code : 0;
 }

@@ -52,6 +52,7 @@
 
 static volatile sig_atomic_t g_stop;
 static int g_progress_fd = -1;
+static bool g_quiet;            /* a rank other than 0: only its failures are logged */
 
 static void on_stop_signal(int sig)
 {
@@ -62,6 +63,8 @@ static void on_stop_signal(int sig)
 static void wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void wlog(const char *fmt, ...)
 {
+    if (g_quiet)
+        return;
     char ts[32];
     format_utc(now_unix(), ts, sizeof ts);
     fprintf(stderr, "%s worker[%d]: ", ts, (int)getpid());   /* rank 0 only, under MPI */
@@ -151,6 +154,7 @@ static int fail(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    g_quiet = false;
     wlog("failed: %s", msg);
     send_text(PEV_FAILED, msg);
     return WORKER_EXIT_FAILED;
@@ -253,6 +257,7 @@ int worker_main_dist(int argc, char **argv, dist_t *dist)
     const char *job_dir = argv[2];
     const char *progress_addr = NULL;
     bool rank0 = !dist || dist->rank == 0;
+    g_quiet = !rank0;
     int threads = 1;
     long ppid = 0;
     char **dirs = xcalloc((size_t)argc, sizeof *dirs);
