@@ -221,6 +221,11 @@ static int connect_progress(const char *addr)
         return -e;
     }
     shutdown(fd, SHUT_RD);
+    /* On fd 3, where the progress pipe used to be, for whoever looks. */
+    if (fd != 3 && dup3(fd, 3, O_CLOEXEC) == 3) {
+        close(fd);
+        fd = 3;
+    }
     return fd;
 }
 
