@@ -207,12 +207,13 @@ static void on_exit_cb(uv_process_t *p, int64_t exit_status, int term_signal)
 }
 
 /* The training process's argv: the worker itself for one rank, else the
- * mpirun launcher (traind/mpilaunch.h) over N ranks of the MPI worker. */
-static char **build_args(const worker_spec *spec, const char *addr, char **mpirun_argv_out)
+ * mpirun launcher (traind/mpilaunch.h) over N ranks of the MPI worker.
+ * threads and ppid: the caller's buffers (16 bytes), pointed into by the result. */
+static char **build_args(const worker_spec *spec, const char *addr, char *threads, char *ppid,
+                         char **mpirun_argv_out)
 {
-    char threads[16], ppid[16];
-    snprintf(threads, sizeof threads, "%d", spec->threads > 0 ? spec->threads : 1);
-    snprintf(ppid, sizeof ppid, "%d", (int)getpid());
+    snprintf(threads, 16, "%d", spec->threads > 0 ? spec->threads : 1);
+    snprintf(ppid, 16, "%d", (int)getpid());
     bool mpi = spec->ranks > 1;
     size_t n = 0;
     char **wargs = xcalloc(10 + 2 * spec->n_data_dirs, sizeof *wargs);
@@ -298,8 +299,8 @@ int worker_spawn(uv_loop_t *loop, const worker_spec *spec, const worker_callback
         return rc;
     }
 
-    char *mpirun_argv = NULL;
-    char **args = build_args(spec, addr, &mpirun_argv);
+    char *mpirun_argv = NULL, threads[16], ppid[16];
+    char **args = build_args(spec, addr, threads, ppid, &mpirun_argv);
 
     uv_stdio_container_t stdio[3];
     stdio[0].flags = UV_IGNORE;                        /* /dev/null */

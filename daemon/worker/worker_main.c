@@ -220,7 +220,6 @@ static int connect_progress(const char *addr)
         close(fd);
         return -e;
     }
-    shutdown(fd, SHUT_RD);
     /* On fd 3, where the progress pipe used to be, for whoever looks. */
     if (fd != 3 && dup3(fd, 3, O_CLOEXEC) == 3) {
         close(fd);
