@@ -4,7 +4,8 @@
 set -eu
 PKGS="build-essential pkg-config libyaml-dev libuv1-dev libcjson-dev libhttp-parser-dev
 libopenblas-dev libopenblas0-pthread check libsystemd-dev libcurl4-openssl-dev systemd curl
-man-db valgrind"   # systemd: systemd-analyze; man-db: verify resolves Documentation=man:; valgrind: make valgrind
+man-db valgrind openmpi-bin libopenmpi-dev"   # systemd: systemd-analyze; man-db: verify resolves Documentation=man:;
+# valgrind: make valgrind; openmpi-*: parallel.ranks > 1 (mpirun, and mpicc to build build/traind-mpi-worker)
 # `scripts/deps.sh fuzz` adds what `make fuzz` needs (clang's libFuzzer);
 # `make bench` installs its own optional packages (scripts/bench-deps.sh).
 for group in "$@"; do
