@@ -89,7 +89,7 @@ $(call obj,$(MPI_SRC)): CFLAGS += $(MPI_CFLAGS)
 
 # One rank of an N-rank job (daemon/mpi/): the worker and `trainctl run`'s code over dist_mpi.c.
 $(BUILD)/traind-mpi-worker: $(call obj,$(MPI_SRC) daemon/cli/cmd_run.c daemon/cli/cli_common.c) $(SERVICE_LIB) $(CORE_LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(MPI_LIBS)
+	$(CC) $(LDFLAGS) $(if $(SAN_FLAGS),-rdynamic) -o $@ $^ $(LDLIBS) $(MPI_LIBS)
 
 # trainctl validate --daemon-config uses the daemon's own config parser and validation.
 $(BUILD)/trainctl: $(call obj,$(CLI_SRC)) $(SERVICE_LIB) $(CORE_LIB)
