@@ -13,7 +13,8 @@
  *                   and ends with the uninterrupted numbers, no process left;
  *                   cancel: every rank stops, checkpointed; kill -9 of the
  *                   daemon: mpirun and the ranks die with it, a restarted
- *                   daemon resumes bit-identically; SIGINT to `trainctl run
+ *                   daemon resumes bit-identically, as after a clean shutdown
+ *                   (SIGTERM: the ranks checkpoint); SIGINT to `trainctl run
  *                   --ranks 2`: checkpoint, exit 130, and a rerun resumes it
  *
  * Without mpirun or traind-mpi-worker nothing runs: main prints
@@ -502,6 +503,31 @@ START_TEST(daemon_kill9_and_restart_resumes_bit_identically)
 }
 END_TEST
 
+START_TEST(daemon_sigterm_stops_ranks_and_resumes)
+{
+    char *text = xasprintf(MLP_CFG, "dt", LONG_STEPS, 100, 500, RANKS2);
+    char *want = reference(text);
+    start_daemon("2");
+    char *id = submit(text);
+    pid_t ranks[8];
+    int n;
+    pid_t mpirun = running_ranks(id, 500, ranks, &n);
+    int st = tl_daemon_stop(&g_d, SIGTERM, 30);   /* the shutdown path: the ranks checkpoint */
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "traind's wait status %d", st);
+    pid_t all[3] = {ranks[0], ranks[1], mpirun};
+    assert_all_gone(all, 3, 5, "after traind's shutdown");
+    tl_daemon_free(&g_d);
+    start_daemon("2");
+    cJSON *j = wait_state(id, "succeeded", 90);
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 0);
+    cJSON_Delete(j);
+    assert_job_metrics(id, want, "after a shutdown and a restart");
+    free(id);
+    free(want);
+    free(text);
+}
+END_TEST
+
 START_TEST(trainctl_ranks_sigint_then_resume)
 {
     char *text = xasprintf(MLP_CFG, "ti", LONG_STEPS * 25, 100, 500, "");
@@ -589,6 +615,7 @@ static Suite *suite(void)
     ADD(tc, kill9_of_rank0_without_restarts_fails_the_job);
     ADD(tc, cancel_stops_every_rank_with_a_checkpoint);
     ADD(tc, daemon_kill9_and_restart_resumes_bit_identically);
+    ADD(tc, daemon_sigterm_stops_ranks_and_resumes);
     ADD(tc, trainctl_ranks_sigint_then_resume);
     suite_add_tcase(s, tc);
     return s;
