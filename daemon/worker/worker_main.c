@@ -90,7 +90,7 @@ static void send_msg(const progress_msg *m)
             if (errno == EINTR)
                 continue;
             if (errno == EPIPE)
-                wlog("the daemon closed the progress pipe; checkpointing and stopping");
+                wlog("the daemon closed the progress socket; checkpointing and stopping");
             else
                 wlog("cannot write progress: %s; stopping", strerror(errno));
             close(g_progress_fd);
