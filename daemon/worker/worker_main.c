@@ -287,7 +287,10 @@ int worker_main_dist(int argc, char **argv, dist_t *dist)
      * death signal was missed: check the parent by hand. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (ppid > 0 && getppid() != (pid_t)ppid) {
-        fprintf(stderr, "traind worker: the daemon (pid %ld) is gone; not starting\n", ppid);
+        fprintf(stderr, "traind worker: the %s (pid %ld) is gone; not starting\n", dist ? "mpirun" : "daemon",
+                ppid);
+        if (dist)
+            _exit(WORKER_EXIT_STOPPED);   /* not MPI_Finalize: the other ranks may never get there */
         free(dirs);
         return WORKER_EXIT_STOPPED;
     }
