@@ -8,7 +8,8 @@
  *                   runs bit-identical (metrics.jsonl without "time")
  *   config          batch_size not divisible by ranks: an error naming the line
  *   daemon          a 2-rank job: the numbers of `trainctl run --ranks 2`, `ranks`
- *                   in the job object; more ranks than threads_per_job: refused
+ *                   in the job object; more ranks than threads_per_job, or no
+ *                   MPI worker: failed, saying why
  *   faults          kill -9 of one rank: the job resumes from its checkpoint
  *                   and ends with the uninterrupted numbers, no process left;
  *                   cancel: every rank stops, checkpointed; kill -9 of the
@@ -389,6 +390,28 @@ START_TEST(daemon_runs_two_ranks)
 }
 END_TEST
 
+START_TEST(without_the_mpi_worker_the_job_fails_clearly)
+{
+    setenv("TRAIND_MPI_WORKER", "/nonexistent/traind-mpi-worker", 1);   /* this test's process only */
+    char *text = xasprintf(MLP_CFG, "nompi", 100, 10, 50, RANKS2);
+    start_daemon("2");
+    char *id = submit(text);
+    cJSON *j = wait_state(id, "failed", 30);
+    char *errs = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "errors"));
+    ck_assert_msg(strstr(errs, "needs Open MPI's mpirun") && strstr(errs, "traind-mpi-worker"), "%s", errs);
+    free(errs);
+    cJSON_Delete(j);
+    char *cfg = write_cfg("nompi.yaml", text), *dir = path_in("nompi-run"), *out;
+    ck_assert_int_eq(trainctl_run(cfg, dir, NULL, &out), 1);
+    ck_assert_msg(strstr(out, "needs Open MPI's mpirun") && strstr(out, "(not found)"), "%s", out);
+    free(out);
+    free(dir);
+    free(cfg);
+    free(id);
+    free(text);
+}
+END_TEST
+
 START_TEST(kill9_of_a_rank_restarts_from_checkpoint)
 {
     char *text = xasprintf(MLP_CFG, "k9", LONG_STEPS, 100, 500, RANKS2);
@@ -611,6 +634,7 @@ static Suite *suite(void)
     ADD(tc, two_ranks_same_numbers_gpt);
     ADD(tc, batch_not_divisible_is_a_config_error);
     ADD(tc, daemon_runs_two_ranks);
+    ADD(tc, without_the_mpi_worker_the_job_fails_clearly);
     ADD(tc, kill9_of_a_rank_restarts_from_checkpoint);
     ADD(tc, kill9_of_rank0_without_restarts_fails_the_job);
     ADD(tc, cancel_stops_every_rank_with_a_checkpoint);
