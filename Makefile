@@ -48,8 +48,16 @@ ITEST_BINS  := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(ITEST_SRC))
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz-replay/%,$(FUZZ_SRC))
 
+# Open MPI (data-parallel jobs, parallel.ranks > 1): only build/traind-mpi-worker
+# links libmpi, so traind and trainctl build and run without it; without
+# mpicc that one program is simply not built (and the MPI tests skip).
+MPI_SRC    := $(wildcard daemon/mpi/*.c)
+MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null)
+MPI_WORKER := $(if $(and $(MPI_SRC),$(MPI_LIBS)),$(BUILD)/traind-mpi-worker)
+
 # Programs and libraries appear as their sources do (the daemon builds once daemon/service/main.c exists).
-PROGRAMS := $(BUILD)/trainctl $(if $(wildcard daemon/service/main.c),$(BUILD)/traind)
+PROGRAMS := $(BUILD)/trainctl $(if $(wildcard daemon/service/main.c),$(BUILD)/traind) $(MPI_WORKER)
 LINK_LIBS := $(if $(TESTLIB_SRC),$(TESTLIB)) $(if $(SERVICE_SRC)$(WORKER_SRC),$(SERVICE_LIB)) $(CORE_LIB)
 
 # Keep the objects of test and fuzz binaries (pattern-rule intermediates), so
@@ -77,6 +85,12 @@ $(TESTLIB): $(call obj,$(TESTLIB_SRC))
 
 $(BUILD)/traind: $(call obj,daemon/service/main.c) $(SERVICE_LIB) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(call obj,$(MPI_SRC)): CFLAGS += $(MPI_CFLAGS)
+
+# One rank of an N-rank job (daemon/mpi/): the worker and `trainctl run`'s code over dist_mpi.c.
+$(BUILD)/traind-mpi-worker: $(call obj,$(MPI_SRC) daemon/cli/cmd_run.c daemon/cli/cli_common.c) $(SERVICE_LIB) $(CORE_LIB)
+	$(CC) $(LDFLAGS) $(if $(SAN_FLAGS),-rdynamic) -o $@ $^ $(LDLIBS) $(MPI_LIBS)
 
 # trainctl validate --daemon-config uses the daemon's own config parser and validation.
 $(BUILD)/trainctl: $(call obj,$(CLI_SRC)) $(SERVICE_LIB) $(CORE_LIB)

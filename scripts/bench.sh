@@ -80,5 +80,44 @@ print("%.4f" % (sum(v) / len(v)))' "$TMP/torch-gpt-tiny.out")
         printf 'gpt-tiny     mean loss of steps 201-300: traind %s, torch %s (target: within 0.15 nats)\n' "$ours_loss" "$torch_loss"
     fi
 fi
+# ---- data-parallel (issue 16): N ranks under mpirun -----------------------
+# gpt-tiny and mlp-medium on 2 ranks × 1 thread against 1 rank × 1 thread and
+# 1 rank × 2 threads (and torch at 2 threads): steps/s (tokens/s for the
+# gpt), scaling efficiency = (2-rank rate) / (2 × 1-rank rate), and the share
+# of rank 0's training time spent in the gradient allreduce (waiting for the
+# other rank included).  Skipped without mpirun / traind-mpi-worker.
+# ours_ranks CONFIG THREADS RANKS -> "steps/s allreduce%"
+ours_ranks() {
+    local out
+    out=$("$TOP/$BUILD/trainctl" run "$1" --threads "$2" --ranks "$3" --fresh --out "$TMP/run-ranks" 2>&1 >/dev/null) || { echo "0 n/a"; return; }
+    sed -nE 's/.*done: ([0-9]+) steps in ([0-9.]+)s .*/\1 \2/p' <<<"$out" | awk '{printf "%.2f", $1/$2}'
+    printf ' %s\n' "$(sed -nE 's/.*allreduce ([0-9.]+)% of the time.*/\1%/p' <<<"$out" | grep . || echo -)"
+}
+bench_ranks() {   # name config tokens_per_step
+    local name=$1 cfg=$2 tok=$3 r11 r12 r21 share t2 unit=steps/s
+    read -r r11 _ <<<"$(ours_ranks "$cfg" 1 1)"
+    read -r r12 _ <<<"$(ours_ranks "$cfg" 2 1)"
+    read -r r21 share <<<"$(ours_ranks "$cfg" 1 2)"
+    t2=n/a
+    [ $have_torch = 1 ] && t2=$(torch "$cfg" 2 pin)
+    if [ "$tok" -gt 1 ]; then
+        unit=tokens/s
+        for v in r11 r12 r21 t2; do
+            [ "${!v}" = n/a ] || printf -v "$v" '%.0f' "$(awk -v s="${!v}" -v t="$tok" 'BEGIN{print s * t}')"
+        done
+    fi
+    printf '%-12s %s: 1 rank × 1 thread %s, 1 rank × 2 threads %s, 2 ranks × 1 thread %s (= %sx one rank, efficiency %s%%; allreduce %s of a step), torch 2 threads %s\n' \
+        "$name" "$unit" "$r11" "$r12" "$r21" "$(ratio "$r21" "$r11")" \
+        "$(awk -v a="$r21" -v b="$r11" 'BEGIN { if (b > 0) printf "%.0f", 50 * a / b; else print "n/a" }')" \
+        "$share" "$t2"
+}
+if command -v mpirun >/dev/null && [ -x "$TOP/$BUILD/traind-mpi-worker" ]; then
+    echo "== data-parallel: 2 ranks under mpirun vs 1 rank (target: 2 ranks >= 1.8x one rank)"
+    [ -f "$WL/gpt-tiny.yaml" ] && bench_ranks gpt-tiny "$WL/gpt-tiny.yaml" 1024
+    [ -f "$WL/mlp-medium.yaml" ] && bench_ranks mlp-medium "$WL/mlp-medium.yaml" 1
+else
+    echo "== data-parallel: skipped (needs mpirun and $BUILD/traind-mpi-worker: make deps && make)"
+fi
+# ---- end of data-parallel ---------------------------------------------------
 [ -x "$TOP/scripts/bench-http.sh" ] && "$TOP/scripts/bench-http.sh"
 exit 0

@@ -7,7 +7,8 @@ set -eu
 # valgrind; base-files: the GPL-3 text the GPT example and the bench train on.
 PKGS="build-essential pkg-config libyaml-dev libuv1-dev libcjson-dev libhttp-parser-dev
 libopenblas-dev libopenblas0-pthread check libsystemd-dev libcurl4-openssl-dev systemd curl
-procps man-db valgrind base-files"
+procps man-db valgrind base-files openmpi-bin libopenmpi-dev"
+# openmpi-*: parallel.ranks > 1 (mpirun, and mpicc to build build/traind-mpi-worker)
 # `scripts/deps.sh fuzz` adds what `make fuzz` needs (clang's libFuzzer);
 # `make bench` installs its own optional packages (scripts/bench-deps.sh).
 for group in "$@"; do

@@ -5,6 +5,7 @@
 #
 # What goes where (every path below is put under DESTDIR):
 #   PREFIX/bin/traind, PREFIX/bin/trainctl          from BUILD/
+#   PREFIX/bin/traind-mpi-worker                    from BUILD/, when it was built (Open MPI)
 #   PREFIX/share/man/man1/trainctl.1                from man/
 #   PREFIX/share/man/man5/traind.yaml.5, traind-run.yaml.5
 #   PREFIX/share/man/man8/traind.8
@@ -86,6 +87,11 @@ do_install() {
     install -m 0755 "$build/traind" "$D$bindir/traind"
     install -m 0755 "$build/trainctl" "$D$bindir/trainctl"
     say "installed $D$bindir/traind, $D$bindir/trainctl"
+    # parallel.ranks > 1 runs it beside traind and trainctl (traind-run.yaml(5))
+    if [ -x "$build/traind-mpi-worker" ]; then
+        install -m 0755 "$build/traind-mpi-worker" "$D$bindir/traind-mpi-worker"
+        say "installed $D$bindir/traind-mpi-worker"
+    fi
 
     for m in $MANPAGES; do
         install -m 0644 "$src/man/${m#*/}" "$D$mandir/$m"
@@ -127,6 +133,7 @@ remove() {
 do_uninstall() {
     remove "$D$bindir/traind"
     remove "$D$bindir/trainctl"
+    [ -e "$D$bindir/traind-mpi-worker" ] && remove "$D$bindir/traind-mpi-worker"
     for m in $MANPAGES; do
         remove "$D$mandir/$m"
     done

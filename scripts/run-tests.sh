@@ -1,14 +1,20 @@
 #!/bin/bash
 # Runs each test binary, shows its output, and closes with one summary line
-# "tests: N passed, N failed" summed over every Check suite.
+# "tests: N passed, N failed[, N skipped]" summed over every Check suite.
+#
+# Skipping: a suite that cannot run here at all (test_mpi without mpirun)
+# prints "SKIPPED: N checks: why" and exits 0 without running Check; its N
+# checks are counted as skipped, never as passed.
 set -u
 export TRAIND_BUILD="${BUILD:-build}"
-passed=0 failed=0 broken=""
+passed=0 failed=0 skipped=0 broken=""
 for t in "$@"; do
     name=$(basename "$t")
     out=$("$t" 2>&1)
     rc=$?
-    printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks|:[EF]:' | sed "s|^|$name: |"
+    printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks|:[EF]:|^SKIPPED: [0-9]+ checks' | sed "s|^|$name: |"
+    sk=$(printf '%s\n' "$out" | sed -nE 's/^SKIPPED: ([0-9]+) checks.*/\1/p' | tail -1)
+    [ -n "$sk" ] && skipped=$((skipped + sk))
     line=$(printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks: ' | tail -1)
     if [ -n "$line" ]; then
         n=$(sed -E 's/.*Checks: ([0-9]+).*/\1/' <<<"$line")
@@ -25,5 +31,9 @@ for t in "$@"; do
     fi
 done
 [ -n "$broken" ] && echo "tests that exited abnormally:$broken"
-echo "tests: $passed passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then
+    echo "tests: $passed passed, $failed failed, $skipped skipped"
+else
+    echo "tests: $passed passed, $failed failed"
+fi
 [ "$failed" -eq 0 ]

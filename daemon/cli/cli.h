@@ -1,7 +1,8 @@
 /*
  * cli.h — the pieces of trainctl, one file per command group:
  *   trainctl.c      main, usage, dispatch, validate
- *   cmd_run.c       run (foreground training with a progress bar)
+ *   cli_common.c    cli_load_config, cli_format_duration
+ *   cmd_run.c       run (foreground training with a progress bar; --ranks N under mpirun)
  *   cmd_schedule.c  schedule (terminal plot or JSON)
  *   cmd_sample.c    sample (text from a gpt checkpoint)
  *   cmd_experiment.c  validate and schedule of experiment (sweep) files
@@ -12,6 +13,7 @@
 
 #include <stdbool.h>
 #include "traind/config.h"
+#include "traind/dist.h"
 
 /* Exit codes of SPEC.md §1. */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
@@ -30,6 +32,8 @@ int cli_validate_experiment(const char *path, const struct dconfig *dc);
 int cli_schedule_experiment(const char *path, bool json);
 
 int cmd_run(int argc, char **argv);
+/* cmd_run as rank dist->rank of dist->size (traind-mpi-worker --run); NULL = cmd_run. */
+int cmd_run_dist(int argc, char **argv, dist_t *dist);
 int cmd_schedule(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_client(const char *verb, int argc, char **argv);

@@ -18,7 +18,9 @@ static const char usage_text[] =
     "usage: trainctl COMMAND [ARGS]\n"
     "\n"
     "Without a daemon:\n"
-    "  run CONFIG [--out DIR] [--threads N] [--fresh]   train in the foreground (DIR default ./runs/NAME)\n"
+    "  run CONFIG [--out DIR] [--threads N] [--ranks N] [--fresh]\n"
+    "                                                  train in the foreground (DIR default ./runs/NAME);\n"
+    "                                                  --ranks N: data-parallel on N processes (mpirun)\n"
     "  validate [--daemon-config FILE] CONFIG...       check configs; with FILE, against that daemon's\n"
     "                                                  limits and data_dirs\n"
     "  schedule CONFIG [--json]                        the lr of every step: a plot, or a JSON array\n"
@@ -39,29 +41,6 @@ static int usage(FILE *out, int code)
 {
     fputs(usage_text, out);
     return code;
-}
-
-int cli_load_config(const char *path, run_config *cfg, char **data_path)
-{
-    diag_list_t errs = DIAG_LIST_INIT;
-    *data_path = NULL;
-    if (cfg_load_file(path, NULL, cfg, &errs) != 0) {
-        diag_print(stderr, path, &errs);
-        diag_free(&errs);
-        return -1;
-    }
-    char *copy = xstrdup(path);
-    *data_path = cfg_resolve_data_path(cfg, dirname(copy), NULL, 0, &errs);
-    free(copy);
-    if (errs.n > 0) {
-        diag_print(stderr, path, &errs);
-        diag_free(&errs);
-        cfg_free(cfg);
-        free(*data_path);
-        *data_path = NULL;
-        return -1;
-    }
-    return 0;
 }
 
 static void print_ok(const char *path, const run_config *cfg)
@@ -158,21 +137,6 @@ static int cmd_validate(int argc, char **argv)
     }
     dconfig_free(&dc);
     return bad ? EXIT_FAIL : EXIT_OK;
-}
-
-void cli_format_duration(double s, char *buf, size_t len)
-{
-    if (!(s >= 0) || s > 1e8) {
-        snprintf(buf, len, "?");
-        return;
-    }
-    long t = (long)(s + 0.5);
-    if (t >= 3600)
-        snprintf(buf, len, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else if (t >= 60)
-        snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
-    else
-        snprintf(buf, len, "%lds", t);
 }
 
 int main(int argc, char **argv)

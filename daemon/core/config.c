@@ -58,7 +58,7 @@ const char *optim_type_name(optim_type t) { return NAME_OF(optim_names, t); }
 
 static const cv_key root_keys[] = {
     {"name", 0}, {"seed", 0}, {"threads", 0}, {"model", 0}, {"data", 0},
-    {"optimizer", 0}, {"schedule", 0}, {"train", 0}, {NULL, 0}};
+    {"optimizer", 0}, {"schedule", 0}, {"train", 0}, {"parallel", 0}, {NULL, 0}};
 
 static const cv_key model_keys[] = {
     {"type", 0},
@@ -83,9 +83,11 @@ static const cv_key train_keys[] = {
     {"log_every", 0}, {"checkpoint_every", 0}, {"eval_every", 0}, {"keep_checkpoints", 0},
     {"keep_every", 0}, {NULL, 0}};
 
+static const cv_key parallel_keys[] = {{"ranks", 0}, {NULL, 0}};
+
 static const struct { const char *section; const cv_key *keys; } homes[] = {
     {"", root_keys}, {"model", model_keys}, {"data", data_keys}, {"optimizer", optim_keys},
-    {"schedule", cfg_schedule_keys}, {"train", train_keys}};
+    {"schedule", cfg_schedule_keys}, {"train", train_keys}, {"parallel", parallel_keys}};
 
 const char *cfg_key_home(const char *key)
 {
@@ -426,6 +428,28 @@ static void parse_train(const cv_section *root, train_cfg *t)
     get_long_field(&s, "keep_every", 0, MAX_STEPS_LIKE, &t->keep_every);
 }
 
+/* ---- parallel ---------------------------------------------------------- */
+
+#define MAX_RANKS 4096
+
+/* parallel.ranks; each rank trains batch_size / ranks rows of every batch,
+ * so the two must divide (checked when both are valid). */
+static void parse_parallel(const cv_section *root, run_config *cfg, bool batch_ok)
+{
+    cv_section s;
+    cv_section_open(&s, root, "parallel");
+    cv_check_keys(&s, parallel_keys, -1, NULL, NULL);
+    if (get_int_field(&s, "ranks", false, 1, MAX_RANKS, &cfg->ranks) != CV_OK || !batch_ok ||
+        cfg->data.batch_size % cfg->ranks == 0)
+        return;
+    cv_section d;
+    cv_section_open(&d, root, "data");
+    const ynode *at = cv_get(&d, "batch_size");
+    cv_error(root->errs, at ? "data.batch_size" : "parallel.ranks", at ? at : cv_get(&s, "ranks"),
+             "data.batch_size (%d) must be divisible by parallel.ranks (%d): each rank trains an "
+             "equal slice of every batch", cfg->data.batch_size, cfg->ranks);
+}
+
 /* ---- the whole config -------------------------------------------------- */
 
 static void set_defaults(run_config *cfg, const cfg_parse_opts *opts)
@@ -434,6 +458,7 @@ static void set_defaults(run_config *cfg, const cfg_parse_opts *opts)
     bool have_default = opts && opts->default_name && opts->default_name[0];
     cfg->name = xstrdup(have_default ? opts->default_name : "run");
     cfg->threads = 1;
+    cfg->ranks = 1;
     cfg->model.activation = ACT_RELU;
     cfg->model.vocab_size = 256;
     cfg->data.batch_size = 32;
@@ -497,6 +522,7 @@ static void validate(const ynode *doc, run_config *cfg, const cfg_parse_opts *op
     int model_type = parse_model(&root, &cfg->model);
     parse_data(&root, cfg, model_type);
     bool model_and_data_ok = errs->n == mark;
+    parse_parallel(&root, cfg, model_and_data_ok);
     if (model_and_data_ok)
         check_text_vocab(&root, cfg);
 

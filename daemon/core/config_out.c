@@ -9,7 +9,8 @@
  * -0 folded to 0), strings as length + bytes, each preceded by its field
  * name, so the hash is the same on every machine and build.  It covers what
  * changes the numbers (seed, model, data, optimizer, schedule) and leaves
- * out what does not (name, threads, log/checkpoint/eval cadence).
+ * out what does not (name, threads, parallel.ranks, log/checkpoint/eval
+ * cadence: a checkpoint resumes on any number of ranks).
  *
  * The JSON mirrors the YAML: the same sections and keys, only the keys that
  * matter for the chosen types, derived values resolved (warmup_ratio appears
@@ -323,6 +324,8 @@ cJSON *cfg_to_json(const run_config *cfg)
     cJSON_AddItemToObject(o, "data", data_json(&cfg->data));
     cJSON_AddItemToObject(o, "optimizer", optim_json(&cfg->optim));
     cJSON_AddItemToObject(o, "schedule", sched_json(&cfg->sched));
+    cJSON *par = cJSON_AddObjectToObject(o, "parallel");
+    add_int(par, "ranks", cfg->ranks);
     cJSON *t = cJSON_AddObjectToObject(o, "train");
     add_int(t, "log_every", cfg->train.log_every);
     add_int(t, "checkpoint_every", cfg->train.checkpoint_every);

@@ -65,7 +65,10 @@ size_t cfg_model_bytes(const run_config *cfg)
 {
     /* What model_create allocates (counted by the models' own layout code,
      * so the cap matches what the worker will really ask for), plus the
-     * optimizer's two moment buffers of one float per parameter. */
-    size_t model = model_memory_bytes(&cfg->model, cfg->data.batch_size);
-    return sat_add(model, sat_mul(cfg_param_count(&cfg->model), 2 * sizeof(float)));
+     * optimizer's two moment buffers of one float per parameter; with
+     * parallel.ranks, that for each rank's slice of the batch, once per rank. */
+    size_t ranks = cfg->ranks > 1 ? (size_t)cfg->ranks : 1;
+    int slice = cfg->data.batch_size / (int)ranks > 0 ? cfg->data.batch_size / (int)ranks : 1;
+    size_t model = model_memory_bytes(&cfg->model, slice);
+    return sat_mul(ranks, sat_add(model, sat_mul(cfg_param_count(&cfg->model), 2 * sizeof(float))));
 }

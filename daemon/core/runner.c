@@ -8,6 +8,13 @@
  * source's RNG and position, the running loss sum behind loss_avg), and the
  * lr is a pure function of the step.  A run resumed from step k therefore
  * produces the same bits as one that never stopped.
+ *
+ * Data-parallel (opts->dist, traind/dist.h): every rank draws the same global
+ * batch and trains its own contiguous slice; the gradients, the batch loss
+ * and the stop request are averaged across ranks after each backward pass, so
+ * every rank sees the same numbers and takes the same decisions (clip, stop,
+ * fail on NaN) at the same step.  Only rank 0 writes metrics.jsonl and
+ * checkpoint.bin and emits events; every rank reads the checkpoint on resume.
  */
 #include "traind/runner.h"
 #include "traind/hf_state.h"
@@ -29,6 +36,7 @@
 #include "traind/compute.h"
 #include "traind/data.h"
 #include "traind/fork.h"
+#include "traind/dist.h"
 #include "traind/model.h"
 #include "traind/optim.h"
 #include "traind/rng.h"
@@ -76,12 +84,15 @@ typedef struct run {
     double last_tick;
     char *data_state;
     size_t data_state_len;
+    dist_t *dist;              /* NULL: one process */
+    bool writer;               /* rank 0 (or no dist): writes files, emits events */
+    bool stop_agreed;          /* dist: some rank was asked to stop (agreed at the last step) */
 } run;
 
 static void emit(run *r, run_event_type type, double lr, double loss, double loss_avg,
                  double grad_norm, double eval_loss, const char *message)
 {
-    if (!r->opts->on_event)
+    if (!r->opts->on_event || !r->writer)
         return;
     run_event ev = {
         .type = type,
@@ -186,6 +197,8 @@ static void keep_checkpoint(run *r)
 
 static int save_checkpoint(run *r, char *err, size_t errlen)
 {
+    if (!r->writer)
+        return 0;
     train_counters c = r->c;
     c.elapsed_s = r->c.elapsed_s + (now_monotonic() - r->t_start);
     c.optim_step = r->opt.step;
@@ -282,7 +295,7 @@ static int load_checkpoint(run *r)
  * metrics.jsonl (open_metrics cuts the copy back to the step). */
 static int copy_parent_metrics(run *r, char *err, size_t errlen)
 {
-    if (!r->opts->fork_metrics)
+    if (!r->opts->fork_metrics || !r->writer)
         return 0;
     char *buf;
     size_t len;
@@ -353,6 +366,8 @@ static int open_metrics(run *r, long keep_through, char *err, size_t errlen)
 static int write_metrics(run *r, double lr, float loss, double loss_avg, double grad_norm,
                          double eval_loss, char *err, size_t errlen)
 {
+    if (!r->writer)
+        return 0;
     double t = r->c.elapsed_s + (now_monotonic() - r->t_start);
     char line[512];
     /* %.9g round-trips a float, %.17g a double. */
@@ -389,6 +404,37 @@ static int write_metrics(run *r, double lr, float loss, double loss_avg, double 
     return 0;
 }
 
+/* This rank's contiguous slice of a global batch (the batch itself without dist). */
+static void take_slice(const run *r, batch_t *b)
+{
+    if (!r->dist)
+        return;
+    int lo, n;
+    dist_slice(b->B, r->dist->rank, r->dist->size, &lo, &n);
+    if (b->x)
+        b->x += (size_t)lo * (size_t)b->n_in;
+    if (b->y)
+        b->y += (size_t)lo * (size_t)b->n_out;
+    if (b->tokens)
+        b->tokens += (size_t)lo * (size_t)b->T;
+    if (b->targets)
+        b->targets += (size_t)lo * (size_t)b->T;
+    b->B = n;
+}
+
+/* Averages buf over the ranks (nothing to do in one process). */
+static int reduce_mean(run *r, float *buf, size_t n, char *err, size_t errlen)
+{
+    if (!r->dist)
+        return 0;
+    int rc = r->dist->allreduce_mean(r->dist, buf, n);
+    if (rc < 0)
+        snprintf(err, errlen, "allreduce across %d ranks failed at step %ld: %s", r->dist->size,
+                 (long)r->c.step + 1, strerror(-rc));
+    return rc;
+}
+
+/* The mean eval loss of the global eval batches (each rank its slices). */
 static double eval_loss(run *r)
 {
     int n = data_eval_batches(r->data);
@@ -398,9 +444,14 @@ static double eval_loss(run *r)
     for (int i = 0; i < n; i++) {
         batch_t b;
         data_eval_batch(r->data, i, &b);
+        take_slice(r, &b);
         sum += model_eval_loss(r->model, &b);
     }
-    return sum / n;
+    float mean = (float)(sum / n);
+    char err[256];
+    if (reduce_mean(r, &mean, 1, err, sizeof err) != 0)
+        return NAN;
+    return r->dist ? (double)mean : sum / n;
 }
 
 static void update_rate(run *r, double now)
@@ -425,12 +476,23 @@ static run_result train_loop(run *r, char *err, size_t errlen)
     float *params = r->model->params, *grads = r->model->grads;
 
     while (r->c.step < T) {
-        if (r->opts->stop && *r->opts->stop)
+        bool stop = r->dist ? r->stop_agreed : r->opts->stop && *r->opts->stop;
+        if (stop)
             return save_checkpoint(r, err, errlen) == 0 ? RUN_STOPPED : RUN_FAILED;
 
         batch_t b;
         data_next(r->data, &b);
+        take_slice(r, &b);
         float loss = model_train_step(r->model, &b);
+        if (r->dist) {
+            /* The global batch's mean loss and gradient (equal slices: the
+             * mean of the slices' means), and whether any rank must stop. */
+            float v[2] = {loss, r->opts->stop && *r->opts->stop ? 1.0f : 0.0f};
+            if (reduce_mean(r, grads, r->n, err, errlen) != 0 || reduce_mean(r, v, 2, err, errlen) != 0)
+                return RUN_FAILED;
+            loss = v[0];
+            r->stop_agreed = v[1] > 0;
+        }
         long s = r->c.step;    /* 0-based index of this update */
         if (!isfinite(loss)) {
             snprintf(err, errlen, "loss is %s at step %ld", isnan(loss) ? "NaN" : "Inf", s + 1);
@@ -501,10 +563,18 @@ static void remove_stale_tmp(const char *dir)
 
 run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err, size_t errlen)
 {
-    run r = {.cfg = cfg, .opts = opts, .checkpoint_step = -1, .metrics_fd = -1};
+    run r = {.cfg = cfg, .opts = opts, .checkpoint_step = -1, .metrics_fd = -1,
+             .dist = opts->dist && opts->dist->size > 1 ? opts->dist : NULL};
+    r.writer = !r.dist || r.dist->rank == 0;
     run_result result = RUN_FAILED;
     err[0] = '\0';
     compute_set_threads(opts->threads > 0 ? opts->threads : 1);
+    int ranks = r.dist ? r.dist->size : 1;
+    if (cfg->data.batch_size % ranks != 0) {
+        snprintf(err, errlen, "data.batch_size (%d) is not divisible by the %d ranks", cfg->data.batch_size,
+                 ranks);
+        return RUN_FAILED;
+    }
 
     int rc = mkdir_p(opts->out_dir, 0755);
     if (rc < 0) {
@@ -513,12 +583,13 @@ run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err,
     }
     r.ckpt_path = xasprintf("%s/checkpoint.bin", opts->out_dir);
     r.metrics_path = xasprintf("%s/metrics.jsonl", opts->out_dir);
-    remove_stale_tmp(opts->out_dir);
+    if (r.writer)
+        remove_stale_tmp(opts->out_dir);
 
     r.data = data_open(cfg, opts->data_path, err, errlen);
     if (!r.data)
         goto out;
-    r.model = model_create(&cfg->model, cfg->data.batch_size, err, errlen);
+    r.model = model_create(&cfg->model, cfg->data.batch_size / ranks, err, errlen);
     if (!r.model)
         goto out;
     r.n = r.model->n_params;
@@ -560,7 +631,7 @@ run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err,
         if (!r.data)
             goto out;
     }
-    if (open_metrics(&r, r.c.step, err, errlen) != 0)
+    if (r.writer && open_metrics(&r, r.c.step, err, errlen) != 0)
         goto out;
     emit(&r, RUN_EVENT_START, NAN, NAN, NAN, NAN, NAN, NULL);
     result = train_loop(&r, err, errlen);

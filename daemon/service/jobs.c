@@ -19,6 +19,7 @@
 #include "traind/config.h"
 #include "traind/json.h"
 #include "traind/log.h"
+#include "traind/mpilaunch.h"
 #include "traind/util.h"
 #include "traind/worker.h"
 #include "traind/yamltree.h"
@@ -62,6 +63,7 @@ typedef struct job {
     double lr, loss, loss_avg, grad_norm, eval_loss, steps_per_s;
     bool has_eval;                   /* the data has an eval split */
     double tokens_per_step;          /* gpt: batch × context; 0 otherwise */
+    int ranks;                       /* parallel.ranks: processes under mpirun (1 = no MPI) */
     double submitted_at, started_at, finished_at;   /* unix time, 0 = null */
     int restarts;                    /* times training was resumed by a new process */
     int crashes;                     /* times the process died (counted against max_restarts) */
@@ -230,6 +232,8 @@ static void derive_from_config(job *j)
     if (T > 0)
         j->total_steps = (long)T;
     j->has_eval = jnum(data, "eval_fraction", 0) > 0;
+    double ranks = jnum(jget(c, "parallel"), "ranks", 1);
+    j->ranks = ranks >= 1 && ranks <= 1e6 ? (int)ranks : 1;
     const cJSON *type = jget(model, "type");
     if (cJSON_IsString(type) && strcmp(type->valuestring, "gpt") == 0)
         j->tokens_per_step = jnum(data, "batch_size", 0) * jnum(model, "context", 0);
@@ -338,6 +342,7 @@ static cJSON *job_to_json(const job *j, int queue_pos)
     add_time(o, "submitted_at", j->submitted_at);
     add_time(o, "started_at", j->started_at);
     add_time(o, "finished_at", j->finished_at);
+    cJSON_AddNumberToObject(o, "ranks", j->ranks > 0 ? j->ranks : 1);
     cJSON_AddNumberToObject(o, "restarts", j->restarts);
     cJSON_AddNumberToObject(o, "crashes", j->crashes);
     if (j->checkpoint_step >= 0)
@@ -857,19 +862,54 @@ static void on_worker_exit(void *ctx, int64_t exit_status, int term_signal)
     check_shutdown_done(t);
 }
 
+/* A job that cannot start at all: failed, with why. */
+static int refuse_start(job *j, const char *why)
+{
+    log_error("job %s: cannot start: %s", j->id, why);
+    add_error(j, "%s", why);
+    set_ended(j, JOB_FAILED);
+    persist(j);
+    changed(j->t);
+    return -EINVAL;
+}
+
 static int start_job(job *j)
 {
     job_table *t = j->t;
+    int ranks = j->ranks > 1 ? j->ranks : 1;
+    /* threads_per_job is the job's compute budget: N ranks share it, each
+     * gets threads_per_job / N threads (the worker lowers that to the
+     * config's own threads).  More ranks than the budget is refused rather
+     * than silently running N processes on fewer cores than N. */
+    if (ranks > t->threads_per_job) {
+        char why[256];
+        snprintf(why, sizeof why,
+                 "parallel.ranks (%d) exceeds the daemon's threads_per_job (%d): each rank needs at "
+                 "least one of the job's compute threads", ranks, t->threads_per_job);
+        return refuse_start(j, why);
+    }
+    char *mpi_worker = NULL;
+    if (ranks > 1) {
+        mpi_worker = mpilaunch_worker_path();
+        if (!mpi_worker || !mpilaunch_have_mpirun()) {
+            free(mpi_worker);
+            return refuse_start(j, "parallel.ranks > 1 needs Open MPI's mpirun on PATH (Debian: openmpi-bin) "
+                                   "and traind-mpi-worker beside traind");
+        }
+    }
     worker_spec spec = {
         .exe = t->exe,
         .job_dir = j->dir,
-        .threads = t->threads_per_job,
+        .threads = t->threads_per_job / ranks,
+        .ranks = ranks,
+        .mpi_worker = mpi_worker,
         .data_dirs = t->data_dirs,
         .n_data_dirs = t->n_data_dirs,
     };
     worker_callbacks cb = {.on_msg = on_worker_msg, .on_exit = on_worker_exit};
     worker *w;
     int rc = worker_spawn(t->loop, &spec, &cb, j, &w);
+    free(mpi_worker);
     if (rc < 0) {
         log_error("job %s: cannot start its training process: %s", j->id, uv_strerror(rc));
         add_error(j, "cannot start the training process: %s", uv_strerror(rc));
@@ -888,7 +928,11 @@ static int start_job(job *j)
     else
         j->started_at = now_unix();
     t->running++;
-    log_info("job %s: starting (pid %d%s)", j->id, j->pid, j->restarts ? ", resuming" : "");
+    if (ranks > 1)
+        log_info("job %s: starting %d ranks × %d thread%s under mpirun (pid %d%s)", j->id, ranks,
+                 spec.threads, spec.threads == 1 ? "" : "s", j->pid, j->restarts ? ", resuming" : "");
+    else
+        log_info("job %s: starting (pid %d%s)", j->id, j->pid, j->restarts ? ", resuming" : "");
     persist(j);
     changed(t);
     return 0;

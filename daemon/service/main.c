@@ -44,6 +44,7 @@
 #include "traind/notify.h"
 #include "traind/spool.h"
 #include "traind/util.h"
+#include "traind/mpilaunch.h"
 #include "traind/worker.h"
 
 #define SHUTDOWN_TIMEOUT_S 30.0
@@ -479,6 +480,8 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "--worker") == 0)
         return worker_main(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "--mpi-launch") == 0)
+        return mpilaunch_main(argc, argv);
 
     flags fl = {0};
     int rc = parse_flags(argc, argv, &fl);

@@ -4,26 +4,34 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include "traind/log.h"
+#include "traind/mpilaunch.h"
 #include "traind/util.h"
 
-/* How long we wait for the pipe's EOF after the process exited (a grandchild
+/* How long we wait for the progress socket's EOF after the process exited (a grandchild
  * could hold it open): then we stop waiting. */
 #define DRAIN_TIMEOUT_MS 1000
+/* How long a connection that is not accepted yet may take to show up after the exit. */
+#define CONNECT_GRACE_MS 200
 
 struct worker {
     uv_loop_t *loop;
     uv_process_t proc;
-    uv_pipe_t pipe;
+    uv_pipe_t listener;            /* the progress socket, until the worker connects */
+    uv_pipe_t *client;             /* the worker's connection; NULL until then */
     uv_timer_t drain;
     worker_callbacks cb;
     void *ctx;
     progress_reader reader;
     int pid;
+    int ranks;
     char *job_dir;
     bool exited, eof, reported;
     int64_t exit_status;
@@ -34,6 +42,10 @@ struct worker {
 static void on_closed(uv_handle_t *h)
 {
     worker *w = h->data;
+    if (w->client && h == (uv_handle_t *)w->client) {
+        free(w->client);
+        w->client = NULL;
+    }
     if (--w->open_handles == 0) {
         progress_reader_free(&w->reader);
         free(w->job_dir);
@@ -65,8 +77,22 @@ static void finish(worker *w)
     w->cb.on_exit(w->ctx, w->exit_status, w->term_signal);
     uv_close((uv_handle_t *)&w->drain, on_closed);
     uv_close((uv_handle_t *)&w->proc, on_closed);
-    if (!uv_is_closing((uv_handle_t *)&w->pipe))
-        uv_close((uv_handle_t *)&w->pipe, on_closed);
+    if (w->client && !uv_is_closing((uv_handle_t *)w->client))
+        uv_close((uv_handle_t *)w->client, on_closed);
+    if (!uv_is_closing((uv_handle_t *)&w->listener))
+        uv_close((uv_handle_t *)&w->listener, on_closed);
+}
+
+/* The reading side is done (EOF, error, or given up on). */
+static void end_reading(worker *w)
+{
+    progress_reader_finish(&w->reader, on_msg, on_bad, w);
+    if (w->client && !uv_is_closing((uv_handle_t *)w->client)) {
+        uv_read_stop((uv_stream_t *)w->client);
+        uv_close((uv_handle_t *)w->client, on_closed);
+    }
+    w->eof = true;
+    finish(w);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -87,25 +113,83 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     if (nread != UV_EOF)
-        log_warn("worker %d: reading its progress pipe: %s", w->pid, uv_strerror((int)nread));
-    progress_reader_finish(&w->reader, on_msg, on_bad, w);
-    uv_read_stop(s);
-    uv_close((uv_handle_t *)&w->pipe, on_closed);
-    w->eof = true;
-    finish(w);
+        log_warn("worker %d: reading its progress socket: %s", w->pid, uv_strerror((int)nread));
+    end_reading(w);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
 {
     worker *w = t->data;
     if (!w->eof) {
-        log_warn("worker %d: its progress pipe stayed open after it exited; closing it", w->pid);
-        progress_reader_finish(&w->reader, on_msg, on_bad, w);
-        uv_read_stop((uv_stream_t *)&w->pipe);
-        uv_close((uv_handle_t *)&w->pipe, on_closed);
-        w->eof = true;
-        finish(w);
+        if (w->client)
+            log_warn("worker %d: its progress socket stayed open after it exited; closing it", w->pid);
+        end_reading(w);
     }
+}
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Only a process of our own user may speak for the job. */
+static bool peer_is_us(uv_pipe_t *c)
+{
+    uv_os_fd_t fd;
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    return uv_fileno((uv_handle_t *)c, &fd) == 0 &&
+           getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == geteuid();
+}
+
+static void on_connection(uv_stream_t *srv, int status)
+{
+    worker *w = srv->data;
+    if (status < 0)
+        return;
+    uv_pipe_t *c = xcalloc(1, sizeof *c);
+    uv_pipe_init(w->loop, c, 0);
+    if (uv_accept(srv, (uv_stream_t *)c) != 0) {
+        uv_close((uv_handle_t *)c, free_handle);
+        return;
+    }
+    if (w->client || w->eof || !peer_is_us(c)) {
+        log_warn("worker %d (%s): refused a second or foreign connection to its progress socket", w->pid,
+                 w->job_dir);
+        uv_close((uv_handle_t *)c, free_handle);
+        return;
+    }
+    c->data = w;
+    w->client = c;
+    w->open_handles++;
+    uv_close((uv_handle_t *)&w->listener, on_closed);   /* one connection per worker */
+    int rc = uv_read_start((uv_stream_t *)c, on_alloc, on_read);
+    if (rc < 0) {
+        log_error("worker %d: cannot read its progress socket: %s", w->pid, uv_strerror(rc));
+        end_reading(w);
+    }
+}
+
+/* An abstract unix socket (no file to clean up, no path length limit of a
+ * deep spool), named after this daemon and a counter; "@name" for the worker.
+ * Returns the listening fd or -errno. */
+static int listen_progress(char *addr, size_t addrlen)
+{
+    static unsigned long seq;
+    snprintf(addr, addrlen, "@traind-%d-%lu-progress", (int)getpid(), ++seq);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len = strlen(addr);
+    memcpy(sa.sun_path + 1, addr + 1, len - 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (bind(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0 ||
+        listen(fd, 4) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
 }
 
 static void on_exit_cb(uv_process_t *p, int64_t exit_status, int term_signal)
@@ -114,14 +198,64 @@ static void on_exit_cb(uv_process_t *p, int64_t exit_status, int term_signal)
     w->exited = true;
     w->exit_status = exit_status;
     w->term_signal = term_signal;
+    /* Not connected yet: a connection may still wait in the listen backlog
+     * (the exit was seen first), with the line that says why it failed; if
+     * none turns up soon, it never connected. */
     if (!w->eof)
-        uv_timer_start(&w->drain, on_drain_timeout, DRAIN_TIMEOUT_MS, 0);
+        uv_timer_start(&w->drain, on_drain_timeout, w->client ? DRAIN_TIMEOUT_MS : CONNECT_GRACE_MS, 0);
     finish(w);
+}
+
+/* The training process's argv: the worker itself for one rank, else the
+ * mpirun launcher (traind/mpilaunch.h) over N ranks of the MPI worker.
+ * threads and ppid: the caller's buffers (16 bytes), pointed into by the result. */
+static char **build_args(const worker_spec *spec, const char *addr, char *threads, char *ppid,
+                         char **mpirun_argv_out)
+{
+    snprintf(threads, 16, "%d", spec->threads > 0 ? spec->threads : 1);
+    snprintf(ppid, 16, "%d", (int)getpid());
+    bool mpi = spec->ranks > 1;
+    size_t n = 0;
+    char **wargs = xcalloc(10 + 2 * spec->n_data_dirs, sizeof *wargs);
+    wargs[n++] = "--worker";
+    wargs[n++] = (char *)spec->job_dir;
+    wargs[n++] = "--threads";
+    wargs[n++] = threads;
+    wargs[n++] = "--ppid";
+    wargs[n++] = mpi ? MPILAUNCH_SELF_PID : ppid;   /* a rank's parent is mpirun */
+    wargs[n++] = "--progress";
+    wargs[n++] = (char *)addr;
+    for (size_t i = 0; i < spec->n_data_dirs; i++) {
+        wargs[n++] = "--data-dir";
+        wargs[n++] = spec->data_dirs[i];
+    }
+    char **args;
+    if (mpi) {
+        char **mv = mpilaunch_argv(spec->ranks, spec->mpi_worker, wargs, n);
+        size_t mn = 0;
+        while (mv[mn])
+            mn++;
+        args = xcalloc(mn + 4, sizeof *args);
+        args[0] = (char *)spec->exe;
+        args[1] = "--mpi-launch";
+        args[2] = xstrdup(ppid);
+        memcpy(args + 3, mv, mn * sizeof *mv);
+        *mpirun_argv_out = (char *)mv;
+    } else {
+        args = xcalloc(n + 2, sizeof *args);
+        args[0] = (char *)spec->exe;
+        memcpy(args + 1, wargs, n * sizeof *wargs);
+        *mpirun_argv_out = NULL;
+    }
+    free(wargs);
+    return args;
 }
 
 int worker_spawn(uv_loop_t *loop, const worker_spec *spec, const worker_callbacks *cb, void *ctx,
                  worker **out)
 {
+    if (spec->ranks > 1 && !spec->mpi_worker)
+        return -ENOENT;
     char *log_path = xasprintf("%s/worker.log", spec->job_dir);
     int log_fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (log_fd < 0) {
@@ -131,43 +265,49 @@ int worker_spawn(uv_loop_t *loop, const worker_spec *spec, const worker_callback
         return -e;
     }
     free(log_path);
+    char addr[108];
+    int lfd = listen_progress(addr, sizeof addr);
+    if (lfd < 0) {
+        log_error("cannot listen on a progress socket: %s", strerror(-lfd));
+        close(log_fd);
+        return lfd;
+    }
 
     worker *w = xcalloc(1, sizeof *w);
     w->loop = loop;
     w->cb = *cb;
     w->ctx = ctx;
+    w->ranks = spec->ranks > 1 ? spec->ranks : 1;
     w->job_dir = xstrdup(spec->job_dir);
     progress_reader_init(&w->reader);
-    uv_pipe_init(loop, &w->pipe, 0);
+    uv_pipe_init(loop, &w->listener, 0);
     uv_timer_init(loop, &w->drain);
-    w->pipe.data = w->drain.data = w->proc.data = w;
-
-    char threads[16], ppid[16];
-    snprintf(threads, sizeof threads, "%d", spec->threads > 0 ? spec->threads : 1);
-    snprintf(ppid, sizeof ppid, "%d", (int)getpid());
-    size_t argc = 0;
-    char **args = xcalloc(8 + 2 * spec->n_data_dirs + 1, sizeof *args);
-    args[argc++] = (char *)spec->exe;
-    args[argc++] = "--worker";
-    args[argc++] = (char *)spec->job_dir;
-    args[argc++] = "--threads";
-    args[argc++] = threads;
-    args[argc++] = "--ppid";
-    args[argc++] = ppid;
-    for (size_t i = 0; i < spec->n_data_dirs; i++) {
-        args[argc++] = "--data-dir";
-        args[argc++] = spec->data_dirs[i];
+    w->listener.data = w->drain.data = w->proc.data = w;
+    w->open_handles = 3;   /* proc, listener, drain; + the client once it connects */
+    int rc = uv_pipe_open(&w->listener, lfd);
+    if (rc < 0)
+        close(lfd);   /* not the handle's yet */
+    else
+        rc = uv_listen((uv_stream_t *)&w->listener, 4, on_connection);
+    if (rc < 0) {
+        log_error("cannot listen on a progress socket: %s", uv_strerror(rc));
+        close(log_fd);
+        w->reported = true;
+        uv_close((uv_handle_t *)&w->listener, on_closed);
+        uv_close((uv_handle_t *)&w->drain, on_closed);
+        uv_close((uv_handle_t *)&w->proc, on_closed);
+        return rc;
     }
-    args[argc] = NULL;
 
-    uv_stdio_container_t stdio[4];
+    char *mpirun_argv = NULL, threads[16], ppid[16];
+    char **args = build_args(spec, addr, threads, ppid, &mpirun_argv);
+
+    uv_stdio_container_t stdio[3];
     stdio[0].flags = UV_IGNORE;                        /* /dev/null */
     stdio[1].flags = UV_INHERIT_FD;
     stdio[1].data.fd = log_fd;
     stdio[2].flags = UV_INHERIT_FD;
     stdio[2].data.fd = log_fd;
-    stdio[3].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE; /* the child writes progress */
-    stdio[3].data.stream = (uv_stream_t *)&w->pipe;
 
     uv_process_options_t po = {
         .exit_cb = on_exit_cb,
@@ -175,27 +315,23 @@ int worker_spawn(uv_loop_t *loop, const worker_spec *spec, const worker_callback
         .args = args,
         .cwd = spec->job_dir,
         .stdio = stdio,
-        .stdio_count = 4,
+        .stdio_count = 3,
     };
-    int rc = uv_spawn(loop, &w->proc, &po);
+    rc = uv_spawn(loop, &w->proc, &po);
+    if (mpirun_argv) {
+        free(args[2]);
+        mpilaunch_argv_free((char **)mpirun_argv);
+    }
     free(args);
     close(log_fd);
     if (rc < 0) {
-        w->open_handles = 3;
         w->reported = true;
-        uv_close((uv_handle_t *)&w->pipe, on_closed);
+        uv_close((uv_handle_t *)&w->listener, on_closed);
         uv_close((uv_handle_t *)&w->drain, on_closed);
         uv_close((uv_handle_t *)&w->proc, on_closed);
         return rc;
     }
-    w->open_handles = 3;
     w->pid = w->proc.pid;
-    rc = uv_read_start((uv_stream_t *)&w->pipe, on_alloc, on_read);
-    if (rc < 0) {
-        log_error("worker %d: cannot read its progress pipe: %s", w->pid, uv_strerror(rc));
-        uv_close((uv_handle_t *)&w->pipe, on_closed);
-        w->eof = true;
-    }
     *out = w;
     return 0;
 }
@@ -204,6 +340,10 @@ int worker_kill(worker *w, int signum)
 {
     if (w->exited)
         return -ESRCH;
+    /* mpirun would SIGKILL the ranks a second after a SIGTERM; the signal it
+     * forwards untouched is the ranks' "checkpoint and stop". */
+    if (signum == SIGTERM && w->ranks > 1)
+        signum = MPILAUNCH_STOP_SIGNAL;
     return uv_process_kill(&w->proc, signum);
 }
 

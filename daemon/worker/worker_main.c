@@ -1,16 +1,26 @@
 /*
  * worker_main — the training process of one job.
  *
- *     traind --worker JOBDIR --threads N --ppid PID [--data-dir DIR]...
+ *     traind --worker JOBDIR --threads N --ppid PID --progress @NAME [--data-dir DIR]...
+ *     traind-mpi-worker --worker ...   (the same, as one rank of an N-rank job)
  *
  * Started by the daemon (daemon/service/worker.c), never by hand.  It trains
  * JOBDIR/config.yaml into JOBDIR with runner_run() and reports every event
- * as one JSON line on fd 3 (traind/progress.h).  It must not outlive the
- * daemon: PR_SET_PDEATHSIG(SIGKILL) kills it when the daemon dies, and when
- * the pipe on fd 3 breaks it stops (checkpointing) on its own.  SIGTERM and
- * SIGINT make it checkpoint and exit WORKER_EXIT_STOPPED.  SIGXFSZ is
- * ignored: a write over a file size limit fails (EFBIG) and the job fails
- * with that error, its last checkpoint intact.
+ * as one JSON line on the unix socket @NAME (an abstract address the daemon
+ * listens on; traind/progress.h) — a socket rather than an inherited fd,
+ * because mpirun does not pass inherited fds on to the ranks it starts.  It
+ * must not outlive its parent (the daemon, or mpirun for a rank):
+ * PR_SET_PDEATHSIG(SIGKILL) kills it when the parent dies, and when the
+ * socket breaks it stops (checkpointing) on its own.  SIGTERM, SIGINT and
+ * SIGUSR1 (what mpirun forwards for a clean stop, traind/mpilaunch.h) make it
+ * checkpoint and exit WORKER_EXIT_STOPPED.  SIGXFSZ is ignored: a write over
+ * a file size limit fails (EFBIG) and the job fails with that error, its last
+ * checkpoint intact.
+ *
+ * Under MPI (worker_main_dist) rank 0 does everything a single worker does;
+ * the other ranks train their slices and neither write nor report.  Every
+ * rank waits until rank 0 holds the lock before it reads the checkpoint, so
+ * all of them resume from the same one.
  *
  * An exclusive flock on JOBDIR/worker.lock guarantees that two training
  * processes never write one job directory, even in the instant between a
@@ -21,11 +31,14 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,11 +48,11 @@
 #include "traind/util.h"
 #include "traind/worker.h"
 
-#define PROGRESS_FD 3
 #define LOCK_WAIT_S 15
 
 static volatile sig_atomic_t g_stop;
 static int g_progress_fd = -1;
+static bool g_quiet;            /* a rank other than 0: only its failures are logged */
 
 static void on_stop_signal(int sig)
 {
@@ -50,9 +63,11 @@ static void on_stop_signal(int sig)
 static void wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void wlog(const char *fmt, ...)
 {
+    if (g_quiet)
+        return;
     char ts[32];
     format_utc(now_unix(), ts, sizeof ts);
-    fprintf(stderr, "%s worker[%d]: ", ts, (int)getpid());
+    fprintf(stderr, "%s worker[%d]: ", ts, (int)getpid());   /* rank 0 only, under MPI */
     va_list ap;
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -75,7 +90,7 @@ static void send_msg(const progress_msg *m)
             if (errno == EINTR)
                 continue;
             if (errno == EPIPE)
-                wlog("the daemon closed the progress pipe; checkpointing and stopping");
+                wlog("the daemon closed the progress socket; checkpointing and stopping");
             else
                 wlog("cannot write progress: %s; stopping", strerror(errno));
             close(g_progress_fd);
@@ -139,6 +154,7 @@ static int fail(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    g_quiet = false;
     wlog("failed: %s", msg);
     send_text(PEV_FAILED, msg);
     return WORKER_EXIT_FAILED;
@@ -187,19 +203,65 @@ static void remove_stale_checkpoints(const char *job_dir)
     closedir(d);
 }
 
+/* Connects to the daemon's progress socket ("@name": Linux's abstract
+ * namespace).  Returns the fd or -errno. */
+static int connect_progress(const char *addr)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len = strlen(addr);
+    if (addr[0] != '@' || len < 2 || len > sizeof sa.sun_path)
+        return -EINVAL;
+    memcpy(sa.sun_path + 1, addr + 1, len - 1);   /* sun_path[0] = '\0': abstract */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    /* On fd 3, where the progress pipe used to be, for whoever looks. */
+    if (fd != 3 && dup3(fd, 3, O_CLOEXEC) == 3) {
+        close(fd);
+        fd = 3;
+    }
+    return fd;
+}
+
+/* Every rank learns whether rank 0 got through its start (lock, socket):
+ * the others wait here, so none reads the checkpoint before rank 0 owns the
+ * directory.  Returns whether all is well. */
+static bool agree_started(dist_t *dist, bool ok)
+{
+    if (!dist || dist->size < 2)
+        return ok;
+    float v = ok ? 1.0f : 0.0f;
+    if (dist->allreduce_mean(dist, &v, 1) != 0)
+        return false;
+    return v == 1.0f;
+}
+
 static int usage(void)
 {
-    fprintf(stderr, "usage: traind --worker JOBDIR --threads N [--ppid PID] [--data-dir DIR]...\n"
+    fprintf(stderr, "usage: traind --worker JOBDIR --threads N [--ppid PID] [--progress @NAME] [--data-dir DIR]...\n"
                     "(started by traind for each job; not meant to be run by hand)\n");
     return WORKER_EXIT_USAGE;
 }
 
 int worker_main(int argc, char **argv)
 {
+    return worker_main_dist(argc, argv, NULL);
+}
+
+int worker_main_dist(int argc, char **argv, dist_t *dist)
+{
     /* argv[0] traind, argv[1] --worker, argv[2] JOBDIR */
     if (argc < 3 || argv[2][0] == '-')
         return usage();
     const char *job_dir = argv[2];
+    const char *progress_addr = NULL;
+    bool rank0 = !dist || dist->rank == 0;
+    g_quiet = !rank0;
     int threads = 1;
     long ppid = 0;
     char **dirs = xcalloc((size_t)argc, sizeof *dirs);
@@ -211,6 +273,8 @@ int worker_main(int argc, char **argv)
             ppid = atol(argv[++i]);
         else if (!strcmp(argv[i], "--data-dir") && i + 1 < argc)
             dirs[n_dirs++] = argv[++i];
+        else if (!strcmp(argv[i], "--progress") && i + 1 < argc)
+            progress_addr = argv[++i];
         else {
             free(dirs);
             return usage();
@@ -223,7 +287,10 @@ int worker_main(int argc, char **argv)
      * death signal was missed: check the parent by hand. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (ppid > 0 && getppid() != (pid_t)ppid) {
-        fprintf(stderr, "traind worker: the daemon (pid %ld) is gone; not starting\n", ppid);
+        fprintf(stderr, "traind worker: the %s (pid %ld) is gone; not starting\n", dist ? "mpirun" : "daemon",
+                ppid);
+        if (dist)
+            _exit(WORKER_EXIT_STOPPED);   /* not MPI_Finalize: the other ranks may never get there */
         free(dirs);
         return WORKER_EXIT_STOPPED;
     }
@@ -235,28 +302,43 @@ int worker_main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     /* Over a file size limit (RLIMIT_FSIZE) write() then fails with EFBIG,
      * which is reported as the job's error, instead of killing us. */
     signal(SIGXFSZ, SIG_IGN);
 
-    int fl = fcntl(PROGRESS_FD, F_GETFD);
-    if (fl >= 0) {
-        fcntl(PROGRESS_FD, F_SETFD, fl | FD_CLOEXEC);
-        g_progress_fd = PROGRESS_FD;
+    if (rank0 && progress_addr) {
+        int fd = connect_progress(progress_addr);
+        if (fd < 0) {
+            wlog("cannot connect to the daemon's progress socket %s: %s; not starting", progress_addr,
+                 strerror(-fd));
+            agree_started(dist, false);
+            free(dirs);
+            return WORKER_EXIT_FAILED;
+        }
+        g_progress_fd = fd;
     }
 
-    int lock = take_lock(job_dir);
-    if (lock < 0) {
+    int lock = rank0 ? take_lock(job_dir) : -1;
+    if (rank0 && lock < 0) {
         int rc = g_stop ? WORKER_EXIT_STOPPED
                         : fail("cannot lock the job directory (%s): %s", job_dir,
                                lock == -EBUSY ? "another training process still holds it" : strerror(-lock));
+        agree_started(dist, false);
         free(dirs);
         return rc;
     }
+    if (!agree_started(dist, true)) {
+        if (lock >= 0)
+            close(lock);
+        free(dirs);
+        return WORKER_EXIT_FAILED;
+    }
 
-    remove_stale_checkpoints(job_dir);
+    if (rank0)
+        remove_stale_checkpoints(job_dir);
 
     char *cfg_path = xasprintf("%s/config.yaml", job_dir);
     const char *slash = strrchr(job_dir, '/');
@@ -284,7 +366,9 @@ int worker_main(int argc, char **argv)
     }
     if (cfg.threads < threads)
         threads = cfg.threads > 0 ? cfg.threads : 1;
-    wlog("job %s: %ld steps, %d thread%s", cfg.name, cfg.sched.total_steps, threads, threads == 1 ? "" : "s");
+    if (rank0)
+        wlog("job %s: %ld steps, %d rank%s × %d thread%s", cfg.name, cfg.sched.total_steps,
+             dist ? dist->size : 1, dist && dist->size > 1 ? "s" : "", threads, threads == 1 ? "" : "s");
 
     runner_opts opts = {
         .out_dir = job_dir,
@@ -292,10 +376,17 @@ int worker_main(int argc, char **argv)
         .threads = threads,
         .stop = &g_stop,
         .tick_interval_s = 0.5,
-        .on_event = on_event,
+        .on_event = rank0 ? on_event : NULL,
+        .dist = dist,
     };
     char err[1024];
+    double t0 = now_monotonic();
     run_result r = runner_run(&cfg, &opts, err, sizeof err);
+    if (rank0 && dist && dist->size > 1) {
+        double dt = now_monotonic() - t0;
+        wlog("allreduce: %.3f s of %.3f s training (%.1f%%) across %d ranks", dist->comm_s, dt,
+             dt > 0 ? 100 * dist->comm_s / dt : 0.0, dist->size);
+    }
     free(data_path);
     switch (r) {
     case RUN_OK: {
@@ -322,6 +413,7 @@ out_nocfg:
     free(dirs);
     if (g_progress_fd >= 0)
         close(g_progress_fd);
-    close(lock);
+    if (lock >= 0)
+        close(lock);
     return code;
 }

@@ -93,7 +93,10 @@ typedef struct train_cfg {
 typedef struct run_config {
     char *name;
     uint64_t seed;                      /* default 0 */
-    int threads;                        /* default 1 */
+    int threads;                        /* default 1; per rank */
+    int ranks;                          /* parallel.ranks: data-parallel processes, default 1;
+                                         * divides data.batch_size; not in cfg_hash (a checkpoint
+                                         * resumes on any number of ranks) */
     model_cfg model;
     data_cfg data;
     optim_cfg optim;

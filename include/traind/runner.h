@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include "traind/config.h"
+#include "traind/dist.h"
 
 typedef enum {
     RUN_EVENT_START,       /* training begins (step = resumed step, 0 if fresh) */
@@ -59,6 +60,10 @@ typedef struct runner_opts {
     double tick_interval_s;           /* 0 = no TICK events */
     void (*on_event)(void *ctx, const run_event *ev);
     void *ctx;
+    /* Data-parallel: this process is rank dist->rank of dist->size (traind/dist.h);
+     * NULL = one process.  Every rank calls runner_run with the same cfg and out_dir;
+     * only rank 0 writes files and gets events. */
+    dist_t *dist;
 } runner_opts;
 
 typedef enum { RUN_OK = 0, RUN_STOPPED = 1, RUN_FAILED = 2 } run_result;

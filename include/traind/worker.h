@@ -2,12 +2,18 @@
  * worker — one training process per job, supervised from the loop thread.
  *
  * The daemon re-executes itself:
- *     /proc/self/exe --worker JOBDIR --threads N --ppid PID [--data-dir DIR]...
- * with stdin /dev/null, stdout and stderr appended to JOBDIR/worker.log, and
- * a pipe on fd 3 that carries progress lines (traind/progress.h).  The
- * worker dies with the daemon (PR_SET_PDEATHSIG) and stops when the pipe
- * closes, so a restarted daemon never meets an orphan writing the same job
- * directory.
+ *     /proc/self/exe --worker JOBDIR --threads N --ppid PID --progress @NAME [--data-dir DIR]...
+ * with stdin /dev/null, stdout and stderr appended to JOBDIR/worker.log.  A
+ * job of N > 1 ranks runs instead
+ *     /proc/self/exe --mpi-launch PID mpirun -np N ... traind-mpi-worker --worker JOBDIR ...
+ * (traind/mpilaunch.h).  Either way, the training process (rank 0) connects
+ * to the abstract unix socket @NAME that the daemon listens on for this
+ * worker alone, and writes progress lines there (traind/progress.h): a
+ * socket and not an inherited fd, because mpirun does not pass fds on to
+ * its ranks.  Only one connection, from our own uid, is accepted.  The
+ * worker dies with the daemon (PR_SET_PDEATHSIG, down the chain through
+ * mpirun) and stops when the socket closes, so a restarted daemon never
+ * meets an orphan writing the same job directory.
  *
  * Exit codes of the training process (worker_main):
  */
@@ -17,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+#include "traind/dist.h"
 #include "traind/progress.h"
 
 #define WORKER_EXIT_OK 0        /* trained to total_steps ("done" line sent) */
@@ -29,7 +36,9 @@ typedef struct worker worker;
 typedef struct worker_spec {
     const char *exe;               /* the daemon's own binary */
     const char *job_dir;           /* absolute */
-    int threads;
+    int threads;                   /* per rank */
+    int ranks;                     /* > 1: under mpirun */
+    const char *mpi_worker;        /* traind-mpi-worker, when ranks > 1 */
     char *const *data_dirs;
     size_t n_data_dirs;
 } worker_spec;
@@ -48,12 +57,15 @@ typedef struct worker_callbacks {
 int worker_spawn(uv_loop_t *loop, const worker_spec *spec, const worker_callbacks *cb, void *ctx,
                  worker **out);
 
-/* Sends a signal (SIGTERM: checkpoint and stop; SIGKILL).  0 or -errno. */
+/* Sends a signal (SIGTERM: checkpoint and stop, sent to an N-rank job as
+ * MPILAUNCH_STOP_SIGNAL; SIGKILL).  0 or -errno. */
 int worker_kill(worker *w, int signum);
 
 int worker_pid(const worker *w);
 
 /* The training process's side: main.c calls this when argv[1] is "--worker". */
 int worker_main(int argc, char **argv);
+/* The same as rank dist->rank of dist->size (traind-mpi-worker); NULL = one process. */
+int worker_main_dist(int argc, char **argv, dist_t *dist);
 
 #endif

@@ -929,6 +929,47 @@ START_TEST(test_json)
 }
 END_TEST
 
+/* parallel.ranks: default, range, divisibility, JSON, not in the hash, memory per rank. */
+START_TEST(test_parallel_ranks)
+{
+    const char *m = "model: {type: mlp, input_dim: 4, output_dim: 2}\nschedule: {total_steps: 100}\n";
+    run_config c;
+    parse_ok(m, &c);
+    ck_assert_int_eq(c.ranks, 1);
+    cfg_free(&c);
+    char *slice = xasprintf("%sdata: {batch_size: 8}\n", m);
+    parse_ok(slice, &c);
+    size_t one = cfg_model_bytes(&c);
+    cfg_free(&c);
+    free(slice);
+    char *y = xasprintf("%sdata: {batch_size: 32}\nparallel: {ranks: 4}\n", m);
+    parse_ok(y, &c);
+    ck_assert_int_eq(c.ranks, 4);
+    cJSON *j = cfg_to_json(&c);
+    ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "parallel"), "ranks")->valueint, 4);
+    cJSON_Delete(j);
+    check_json_round_trip(&c);
+    /* four processes, each with the parameters and an eighth of the batch */
+    ck_assert_uint_eq(cfg_model_bytes(&c), 4 * one);
+    cfg_free(&c);
+    ck_assert_uint_eq(hash_of(m), hash_of(y));   /* a checkpoint resumes on any number of ranks */
+    free(y);
+    /* batch 32 on 3 ranks: at data.batch_size, line 3 */
+    parse_bad("model: {type: mlp, input_dim: 4, output_dim: 2}\nschedule: {total_steps: 100}\n"
+              "data: {batch_size: 32}\nparallel: {ranks: 3}\n",
+              "data.batch_size", 3, "must be divisible by parallel.ranks (3)");
+    /* the default batch (32) without data.batch_size: at parallel.ranks */
+    parse_bad("model: {type: mlp, input_dim: 4, output_dim: 2}\nschedule: {total_steps: 100}\n"
+              "parallel: {ranks: 5}\n", "parallel.ranks", 3, "data.batch_size (32) must be divisible");
+    parse_bad("model: {type: mlp, input_dim: 4, output_dim: 2}\nschedule: {total_steps: 100}\n"
+              "parallel: {ranks: 0}\n", "parallel.ranks", 3, NULL);
+    parse_bad("model: {type: mlp, input_dim: 4, output_dim: 2}\nschedule: {total_steps: 100}\n"
+              "parallel: {ranks: 2, nodes: 2}\n", "parallel.nodes", 3, NULL);
+    parse_bad("model: {type: mlp, input_dim: 4, output_dim: 2}\nschedule: {total_steps: 100}\n"
+              "parallel: 2\n", "parallel", 3, NULL);
+}
+END_TEST
+
 /* ---- sizes ------------------------------------------------------------- */
 
 START_TEST(test_sizes)
@@ -1181,6 +1222,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_mutations_do_not_crash);
     tcase_add_test(tc, test_hash);
     tcase_add_test(tc, test_json);
+    tcase_add_test(tc, test_parallel_ranks);
     tcase_add_test(tc, test_sizes);
     tcase_add_test(tc, test_names);
     tcase_add_test(tc, test_resolve_data_path);

@@ -1,0 +1,49 @@
+/*
+ * cli_common — what several trainctl commands share, in a file of its own so
+ * that traind-mpi-worker (which runs `trainctl run`'s code as each rank of
+ * `trainctl run --ranks N`) can link the commands without trainctl's main.
+ */
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+#include "traind/util.h"
+
+int cli_load_config(const char *path, run_config *cfg, char **data_path)
+{
+    diag_list_t errs = DIAG_LIST_INIT;
+    *data_path = NULL;
+    if (cfg_load_file(path, NULL, cfg, &errs) != 0) {
+        diag_print(stderr, path, &errs);
+        diag_free(&errs);
+        return -1;
+    }
+    char *copy = xstrdup(path);
+    *data_path = cfg_resolve_data_path(cfg, dirname(copy), NULL, 0, &errs);
+    free(copy);
+    if (errs.n > 0) {
+        diag_print(stderr, path, &errs);
+        diag_free(&errs);
+        cfg_free(cfg);
+        free(*data_path);
+        *data_path = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void cli_format_duration(double s, char *buf, size_t len)
+{
+    if (!(s >= 0) || s > 1e8) {
+        snprintf(buf, len, "?");
+        return;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, len, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t >= 60)
+        snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
+    else
+        snprintf(buf, len, "%lds", t);
+}

@@ -1,0 +1,681 @@
+/*
+ * test_mpi — data-parallel jobs under Open MPI, end to end: real mpirun,
+ * real ranks ($TRAIND_BUILD/traind-mpi-worker), through `trainctl run
+ * --ranks N` and through the real traind on a temporary spool.
+ *
+ *   same numbers    2 ranks vs 1 rank: every logged loss and grad_norm within
+ *                   1e-5 relative over 200 steps (MLP and GPT); two 2-rank
+ *                   runs bit-identical (metrics.jsonl without "time")
+ *   config          batch_size not divisible by ranks: an error naming the line
+ *   daemon          a 2-rank job: the numbers of `trainctl run --ranks 2`, `ranks`
+ *                   in the job object; more ranks than threads_per_job, or no
+ *                   MPI worker: failed, saying why
+ *   faults          kill -9 of one rank: the job resumes from its checkpoint
+ *                   and ends with the uninterrupted numbers, no process left;
+ *                   cancel: every rank stops, checkpointed; kill -9 of the
+ *                   daemon: mpirun and the ranks die with it, a restarted
+ *                   daemon resumes bit-identically, as after a clean shutdown
+ *                   (SIGTERM: the ranks checkpoint); SIGINT to `trainctl run
+ *                   --ranks 2`: checkpoint, exit 130, and a rerun resumes it
+ *
+ * Without mpirun or traind-mpi-worker nothing runs: main prints
+ * "SKIPPED: N checks: ..." and exits 0, which scripts/run-tests.sh counts as
+ * skipped (never as passed).  TRAINDTEST_ONLY=NAME runs one test.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "traind/util.h"
+#include "../lib/tl.h"
+
+#define MLP_CFG                                                                              \
+    "name: %s\n"                                                                             \
+    "seed: 3\n"                                                                              \
+    "model: {type: mlp, input_dim: 16, hidden: [64, 64], output_dim: 8, activation: gelu}\n" \
+    "data: {kind: synthetic, batch_size: 32, noise: 0.01}\n"                                 \
+    "optimizer: {type: adamw, lr: 3.0e-3, grad_clip: 1.0}\n"                                 \
+    "schedule: {type: cosine, warmup_steps: 20, total_steps: %d}\n"                          \
+    "train: {log_every: %d, checkpoint_every: %d}\n"                                         \
+    "%s"
+
+#define GPT_CFG                                                                              \
+    "name: %s\n"                                                                             \
+    "seed: 5\n"                                                                              \
+    "model: {type: gpt, vocab_size: 256, context: 16, d_model: 32, layers: 2, heads: 2}\n"   \
+    "data: {kind: text, batch_size: 8}\n"                                                    \
+    "optimizer: {type: adamw, lr: 1.0e-3, weight_decay: 0.1, grad_clip: 1.0}\n"              \
+    "schedule: {type: cosine, warmup_steps: 10, total_steps: 200}\n"                         \
+    "train: {log_every: 1}\n"
+
+#define RANKS2 "parallel: {ranks: 2}\n"
+/* A job long enough to interrupt: checkpoints every 500 of 4000 steps. */
+#define LONG_STEPS 4000
+
+static char *g_dir;
+static tl_daemon g_d;
+static double g_t0;
+
+static void setup(void)
+{
+    g_dir = tl_tmpdir("traind-mpi");
+    ck_assert_ptr_nonnull(g_dir);
+    memset(&g_d, 0, sizeof g_d);
+    g_t0 = tl_now();
+}
+
+static void teardown(void)
+{
+    if (g_d.pid > 0)
+        tl_daemon_stop(&g_d, SIGKILL, 10);
+    tl_daemon_free(&g_d);
+    tl_rmtree(g_dir);
+    free(g_dir);
+    fprintf(stderr, "  (%.1f s)\n", tl_now() - g_t0);
+}
+
+static char *path_in(const char *rel)
+{
+    return xasprintf("%s/%s", g_dir, rel);
+}
+
+static char *write_cfg(const char *file, const char *text)
+{
+    char *p = path_in(file);
+    ck_assert_int_eq(tl_write(p, text), 0);
+    return p;
+}
+
+/* trainctl run CFG --out DIR [--ranks N]; returns the exit code, output in *out. */
+static int trainctl_run(const char *cfg, const char *dir, const char *ranks, char **out)
+{
+    char *log = xasprintf("%s.out", dir);
+    const char *argv[] = {tl_trainctl_path(), "run", cfg, "--out", dir, "--fresh",
+                          ranks ? "--ranks" : NULL, ranks, NULL};
+    int rc = tl_run(argv, log, 120);
+    char *text = tl_read(log, NULL);
+    free(log);
+    if (out)
+        *out = text ? text : xstrdup("");
+    else
+        free(text);
+    return rc;
+}
+
+static char *metrics_of(const char *dir, bool strip)
+{
+    char *p = xasprintf("%s/metrics.jsonl", dir);
+    char *text = tl_read(p, NULL);
+    ck_assert_msg(text != NULL, "%s cannot be read", p);
+    free(p);
+    if (!strip)
+        return text;
+    char *s = tl_strip_time(text);
+    free(text);
+    return s;
+}
+
+/* Every line's loss and grad_norm within tol relative; returns the largest difference. */
+static double max_rel_diff(const char *a, const char *b)
+{
+    double worst = 0;
+    long n = 0;
+    const char *pa = a, *pb = b;
+    while (*pa && *pb) {
+        const char *ea = strchr(pa, '\n'), *eb = strchr(pb, '\n');
+        ck_assert(ea && eb);
+        char *la = xstrndup(pa, (size_t)(ea - pa)), *lb = xstrndup(pb, (size_t)(eb - pb));
+        cJSON *x = cJSON_Parse(la), *y = cJSON_Parse(lb);
+        ck_assert(x && y);
+        ck_assert(tl_num(x, "step") == tl_num(y, "step"));
+        const char *keys[] = {"loss", "grad_norm", "loss_avg"};
+        for (int k = 0; k < 3; k++) {
+            double u = tl_num(x, keys[k]), v = tl_num(y, keys[k]);
+            ck_assert(isfinite(u) && isfinite(v));
+            double d = fabs(u - v) / fmax(fabs(u), 1e-30);
+            worst = fmax(worst, d);
+        }
+        cJSON_Delete(x);
+        cJSON_Delete(y);
+        free(la);
+        free(lb);
+        pa = ea + 1;
+        pb = eb + 1;
+        n++;
+    }
+    ck_assert_msg(!*pa && !*pb, "the runs logged a different number of lines");
+    ck_assert_int_gt(n, 0);
+    return worst;
+}
+
+static void same_numbers(const char *tmpl_text, long expect_lines)
+{
+    char *cfg = write_cfg("c.yaml", tmpl_text);
+    char *d1 = path_in("one"), *d2 = path_in("two"), *d3 = path_in("two-again"), *out;
+    ck_assert_msg(trainctl_run(cfg, d1, NULL, &out) == 0, "1 rank: %s", out);
+    free(out);
+    ck_assert_msg(trainctl_run(cfg, d2, "2", &out) == 0, "2 ranks: %s", out);
+    ck_assert_msg(strstr(out, "2 ranks, allreduce"), "no rank count in: %s", out);
+    free(out);
+    ck_assert_msg(trainctl_run(cfg, d3, "2", &out) == 0, "2 ranks again: %s", out);
+    free(out);
+    char *m1 = metrics_of(d1, true), *m2 = metrics_of(d2, true), *m3 = metrics_of(d3, true);
+    long lines = 0;
+    for (const char *p = m1; (p = strchr(p, '\n')); p++)
+        lines++;
+    ck_assert_int_eq(lines, expect_lines);
+    double worst = max_rel_diff(m1, m2);
+    fprintf(stderr, "  2 ranks vs 1: largest relative difference %.3g over %ld steps\n", worst, lines);
+    ck_assert_msg(worst <= 1e-5, "2 ranks differ from 1 by %.3g relative", worst);
+    ck_assert_msg(strcmp(m2, m3) == 0, "two 2-rank runs differ");
+    free(m1);
+    free(m2);
+    free(m3);
+    free(cfg);
+    free(d1);
+    free(d2);
+    free(d3);
+}
+
+START_TEST(two_ranks_same_numbers_mlp)
+{
+    char *text = xasprintf(MLP_CFG, "mlp", 200, 1, 50, "");
+    same_numbers(text, 200);
+    free(text);
+}
+END_TEST
+
+START_TEST(two_ranks_same_numbers_gpt)
+{
+    char *text = xasprintf(GPT_CFG, "gpt");
+    same_numbers(text, 200);
+    free(text);
+}
+END_TEST
+
+START_TEST(batch_not_divisible_is_a_config_error)
+{
+    char *text = xasprintf(MLP_CFG, "odd", 100, 10, 50, "parallel: {ranks: 3}\n");
+    char *cfg = write_cfg("odd.yaml", text), *log = path_in("validate.out");
+    const char *argv[] = {tl_trainctl_path(), "validate", cfg, NULL};
+    ck_assert_int_eq(tl_run(argv, log, 30), 1);
+    char *out = tl_read(log, NULL);
+    /* data.batch_size is on line 4 */
+    ck_assert_msg(strstr(out, "odd.yaml:4:37:") && strstr(out, "data.batch_size") &&
+                      strstr(out, "divisible by parallel.ranks (3)"), "%s", out);
+    free(out);
+    /* --ranks on the command line is checked the same way */
+    char *plain = xasprintf(MLP_CFG, "odd", 100, 10, 50, ""), *cfg2 = write_cfg("plain.yaml", plain);
+    char *dir = path_in("odd-run");
+    ck_assert_int_eq(trainctl_run(cfg2, dir, "5", &out), 1);
+    ck_assert_msg(strstr(out, "not divisible by 5 ranks"), "%s", out);
+    free(out);
+    /* and an unknown key of the section gets the usual hint */
+    char *typo = xasprintf(MLP_CFG, "typo", 100, 10, 50, "parallel: {rank: 2}\n");
+    char *cfg3 = write_cfg("typo.yaml", typo);
+    const char *argv3[] = {tl_trainctl_path(), "validate", cfg3, NULL};
+    ck_assert_int_eq(tl_run(argv3, log, 30), 1);
+    out = tl_read(log, NULL);
+    ck_assert_msg(strstr(out, "parallel.rank") && strstr(out, "ranks"), "%s", out);
+    free(out);
+    free(typo);
+    free(cfg3);
+    free(plain);
+    free(cfg2);
+    free(dir);
+    free(text);
+    free(cfg);
+    free(log);
+}
+END_TEST
+
+/* ---- through the daemon ---- */
+
+static void start_daemon(const char *threads)
+{
+    char *spool = path_in("spool");
+    const char *extra[] = {"--threads", threads, NULL};
+    int rc = tl_daemon_start(&g_d, spool, extra, 30);
+    free(spool);
+    ck_assert_msg(rc == 0, "traind did not start");
+}
+
+static char *submit(const char *body)
+{
+    tl_resp r;
+    tl_http(g_d.addr, "POST", "/jobs", g_d.token, body, strlen(body), &r);
+    ck_assert_msg(r.status == 201, "POST /jobs: %d %s", r.status, r.body);
+    cJSON *j = cJSON_Parse(r.body);
+    char *id = xstrdup(tl_str(j, "id"));
+    cJSON_Delete(j);
+    tl_resp_free(&r);
+    return id;
+}
+
+static char *job_dir(const char *id)
+{
+    return xasprintf("%s/spool/jobs/%s", g_dir, id);
+}
+
+static cJSON *wait_state(const char *id, const char *state, double timeout_s)
+{
+    cJSON *j = tl_wait_job(g_d.addr, id, tl_job_in_state, (void *)state, timeout_s);
+    if (!j) {
+        char *p = xasprintf("/jobs/%s", id);
+        cJSON *now = tl_get_json(g_d.addr, p, NULL);
+        char *text = now ? cJSON_PrintUnformatted(now) : xstrdup("(none)");
+        char *log = tl_read(g_d.log, NULL);
+        ck_abort_msg("job %s never reached %s; now %.1500s\n%s", id, state, text, log ? log : "");
+    }
+    return j;
+}
+
+/* The pids whose parent is ppid (from /proc); at most max. */
+static int children_of(pid_t ppid, pid_t *out, int max)
+{
+    DIR *d = opendir("/proc");
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL && n < max) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0)
+            continue;
+        char *p = xasprintf("/proc/%ld/stat", pid), *text = tl_read(p, NULL);
+        free(p);
+        const char *rp = text ? strrchr(text, ')') : NULL;
+        char state;
+        long pp;
+        if (rp && sscanf(rp + 1, " %c %ld", &state, &pp) == 2 && pp == (long)ppid && state != 'Z')
+            out[n++] = (pid_t)pid;
+        free(text);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* Whether pid is gone (or only a zombie nobody can run). */
+static bool gone(pid_t pid)
+{
+    char *p = xasprintf("/proc/%d/stat", (int)pid), *text = tl_read(p, NULL);
+    free(p);
+    const char *rp = text ? strrchr(text, ')') : NULL;
+    bool g = !rp || rp[2] == 'Z';
+    free(text);
+    return g;
+}
+
+static void assert_all_gone(const pid_t *pids, int n, double timeout_s, const char *when)
+{
+    double deadline = tl_now() + timeout_s;
+    for (int i = 0; i < n; i++) {
+        while (!gone(pids[i]) && tl_now() < deadline)
+            tl_sleep_ms(20);
+        ck_assert_msg(gone(pids[i]), "%s: process %d is still there", when, (int)pids[i]);
+    }
+}
+
+/* A running job checkpointed at least min_ckpt: its mpirun pid and rank pids (*n). */
+static pid_t running_ranks(const char *id, long min_ckpt, pid_t *ranks, int *n)
+{
+    cJSON *j = tl_wait_job(g_d.addr, id, tl_job_running_with, &min_ckpt, 60);
+    ck_assert_msg(j != NULL, "job %s never ran past a checkpoint at %ld", id, min_ckpt);
+    pid_t mpirun = (pid_t)tl_num(j, "pid");
+    ck_assert_int_eq((int)tl_num(j, "ranks"), 2);
+    cJSON_Delete(j);
+    *n = children_of(mpirun, ranks, 8);
+    ck_assert_msg(*n == 2, "mpirun %d has %d rank processes, not 2", (int)mpirun, *n);
+    return mpirun;
+}
+
+/* The uninterrupted 2-rank numbers of text, by trainctl run --ranks 2. */
+static char *reference(const char *text)
+{
+    char *cfg = write_cfg("ref.yaml", text), *dir = path_in("ref"), *out;
+    ck_assert_msg(trainctl_run(cfg, dir, "2", &out) == 0, "reference: %s", out);
+    free(out);
+    char *m = metrics_of(dir, true);
+    free(cfg);
+    free(dir);
+    return m;
+}
+
+static void assert_job_metrics(const char *id, const char *want, const char *what)
+{
+    char *dir = job_dir(id), *got = metrics_of(dir, true);
+    ck_assert_msg(strcmp(got, want) == 0, "%s: metrics.jsonl differs from the uninterrupted run", what);
+    free(got);
+    free(dir);
+}
+
+START_TEST(daemon_runs_two_ranks)
+{
+    char *text = xasprintf(MLP_CFG, "dp", 600, 20, 200, RANKS2);
+    char *want = reference(text);
+    start_daemon("2");
+    char *id = submit(text);
+    cJSON *j = wait_state(id, "succeeded", 60);
+    ck_assert_int_eq((int)tl_num(j, "ranks"), 2);
+    ck_assert_int_eq((int)tl_num(j, "restarts"), 0);
+    const cJSON *par = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "config"), "parallel");
+    ck_assert_int_eq((int)tl_num(par, "ranks"), 2);
+    cJSON_Delete(j);
+    assert_job_metrics(id, want, "daemon");
+    char *log = xasprintf("%s/spool/jobs/%s/worker.log", g_dir, id), *wl = tl_read(log, NULL);
+    ck_assert_msg(wl && strstr(wl, "2 ranks × 1 thread") && strstr(wl, "allreduce:"), "%s", wl);
+    free(wl);
+    free(log);
+    /* a job with more ranks than the daemon's threads budget is refused, clearly */
+    char *big = xasprintf(MLP_CFG, "wide", 100, 10, 50, "parallel: {ranks: 4}\n");
+    char *id2 = submit(big);
+    j = wait_state(id2, "failed", 30);
+    char *errs = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "errors"));
+    ck_assert_msg(strstr(errs, "parallel.ranks (4) exceeds the daemon's threads_per_job (2)"), "%s", errs);
+    free(errs);
+    cJSON_Delete(j);
+    free(big);
+    free(id2);
+    free(id);
+    free(want);
+    free(text);
+}
+END_TEST
+
+START_TEST(without_the_mpi_worker_the_job_fails_clearly)
+{
+    setenv("TRAIND_MPI_WORKER", "/nonexistent/traind-mpi-worker", 1);   /* this test's process only */
+    char *text = xasprintf(MLP_CFG, "nompi", 100, 10, 50, RANKS2);
+    start_daemon("2");
+    char *id = submit(text);
+    cJSON *j = wait_state(id, "failed", 30);
+    char *errs = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "errors"));
+    ck_assert_msg(strstr(errs, "needs Open MPI's mpirun") && strstr(errs, "traind-mpi-worker"), "%s", errs);
+    free(errs);
+    cJSON_Delete(j);
+    char *cfg = write_cfg("nompi.yaml", text), *dir = path_in("nompi-run"), *out;
+    ck_assert_int_eq(trainctl_run(cfg, dir, NULL, &out), 1);
+    ck_assert_msg(strstr(out, "needs Open MPI's mpirun") && strstr(out, "(not found)"), "%s", out);
+    free(out);
+    free(dir);
+    free(cfg);
+    free(id);
+    free(text);
+}
+END_TEST
+
+START_TEST(kill9_of_a_rank_restarts_from_checkpoint)
+{
+    char *text = xasprintf(MLP_CFG, "k9", LONG_STEPS, 100, 500, RANKS2);
+    char *want = reference(text);
+    char *conf = write_cfg("traind.yaml", "max_restarts: 2\nthreads_per_job: 2\n");
+    const char *extra[] = {"--config", conf, NULL};
+    char *spool = path_in("spool");
+    ck_assert_int_eq(tl_daemon_start(&g_d, spool, extra, 30), 0);
+    free(spool);
+    char *id = submit(text);
+    pid_t ranks[8];
+    int n;
+    pid_t mpirun = running_ranks(id, 500, ranks, &n);
+    ck_assert_int_eq(kill(ranks[1], SIGKILL), 0);   /* a rank other than 0: nobody reports it */
+    pid_t all[3] = {ranks[0], ranks[1], mpirun};
+    assert_all_gone(all, 3, 15, "after kill -9 of one rank");
+    cJSON *j = wait_state(id, "succeeded", 90);
+    ck_assert_int_eq((int)tl_num(j, "restarts"), 1);
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 1);
+    char *errs = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "errors"));
+    ck_assert_msg(strstr(errs, "exited with status 137") && strstr(errs, "resumed from the checkpoint"), "%s",
+                  errs);
+    free(errs);
+    cJSON_Delete(j);
+    assert_job_metrics(id, want, "after kill -9 of a rank");
+    pid_t left[8];
+    ck_assert_int_eq(children_of(g_d.pid, left, 8), 0);
+    free(conf);
+    free(id);
+    free(want);
+    free(text);
+}
+END_TEST
+
+START_TEST(kill9_of_rank0_without_restarts_fails_the_job)
+{
+    char *text = xasprintf(MLP_CFG, "k0", LONG_STEPS * 4, 100, 500, RANKS2);
+    char *conf = write_cfg("traind.yaml", "max_restarts: 0\nthreads_per_job: 2\n");
+    const char *extra[] = {"--config", conf, NULL};
+    char *spool = path_in("spool");
+    ck_assert_int_eq(tl_daemon_start(&g_d, spool, extra, 30), 0);
+    free(spool);
+    char *id = submit(text);
+    pid_t ranks[8];
+    int n;
+    pid_t mpirun = running_ranks(id, 500, ranks, &n);
+    ck_assert_int_eq(kill(ranks[0], SIGKILL), 0);
+    pid_t all[3] = {ranks[0], ranks[1], mpirun};
+    assert_all_gone(all, 3, 15, "after kill -9 of rank 0");
+    cJSON *j = wait_state(id, "failed", 30);
+    ck_assert_int_eq((int)tl_num(j, "restarts"), 0);
+    cJSON_Delete(j);
+    free(conf);
+    free(id);
+    free(text);
+}
+END_TEST
+
+START_TEST(cancel_stops_every_rank_with_a_checkpoint)
+{
+    char *text = xasprintf(MLP_CFG, "cx", LONG_STEPS * 25, 100, 500, RANKS2);
+    start_daemon("2");
+    char *id = submit(text);
+    pid_t ranks[8];
+    int n;
+    pid_t mpirun = running_ranks(id, 500, ranks, &n);
+    char *p = xasprintf("/jobs/%s/cancel", id);
+    tl_resp r;
+    tl_http(g_d.addr, "POST", p, g_d.token, "", 0, &r);
+    ck_assert_int_eq(r.status, 202);
+    tl_resp_free(&r);
+    cJSON *j = wait_state(id, "cancelled", 30);
+    double step = tl_num(j, "step"), ckpt = tl_num(j, "checkpoint_step");
+    ck_assert_msg(step > 500 && ckpt == step, "cancelled at step %.0f, checkpoint at %.0f", step, ckpt);
+    cJSON_Delete(j);
+    pid_t all[3] = {ranks[0], ranks[1], mpirun};
+    assert_all_gone(all, 3, 5, "after cancel");
+    char *dir = job_dir(id), *m = metrics_of(dir, false);
+    char *last = strrchr(m, '{');
+    ck_assert_msg(last && (long)strtol(last + 8, NULL, 10) <= (long)step, "metrics past the checkpoint");
+    free(m);
+    free(dir);
+    free(p);
+    free(id);
+    free(text);
+}
+END_TEST
+
+START_TEST(daemon_kill9_and_restart_resumes_bit_identically)
+{
+    char *text = xasprintf(MLP_CFG, "dk", LONG_STEPS, 100, 500, RANKS2);
+    char *want = reference(text);
+    start_daemon("2");
+    char *id = submit(text);
+    pid_t ranks[8];
+    int n;
+    pid_t mpirun = running_ranks(id, 500, ranks, &n);
+    ck_assert_int_eq(kill(g_d.pid, SIGKILL), 0);
+    waitpid(g_d.pid, NULL, 0);
+    g_d.pid = 0;
+    pid_t all[3] = {ranks[0], ranks[1], mpirun};
+    assert_all_gone(all, 3, 10, "after kill -9 of the daemon");
+    tl_daemon_free(&g_d);
+    start_daemon("2");
+    cJSON *j = wait_state(id, "succeeded", 90);
+    ck_assert_int_eq((int)tl_num(j, "restarts"), 1);
+    cJSON_Delete(j);
+    assert_job_metrics(id, want, "after kill -9 of the daemon");
+    free(id);
+    free(want);
+    free(text);
+}
+END_TEST
+
+START_TEST(daemon_sigterm_stops_ranks_and_resumes)
+{
+    char *text = xasprintf(MLP_CFG, "dt", LONG_STEPS, 100, 500, RANKS2);
+    char *want = reference(text);
+    start_daemon("2");
+    char *id = submit(text);
+    pid_t ranks[8];
+    int n;
+    pid_t mpirun = running_ranks(id, 500, ranks, &n);
+    int st = tl_daemon_stop(&g_d, SIGTERM, 30);   /* the shutdown path: the ranks checkpoint */
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "traind's wait status %d", st);
+    pid_t all[3] = {ranks[0], ranks[1], mpirun};
+    assert_all_gone(all, 3, 5, "after traind's shutdown");
+    tl_daemon_free(&g_d);
+    start_daemon("2");
+    cJSON *j = wait_state(id, "succeeded", 90);
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 0);
+    cJSON_Delete(j);
+    assert_job_metrics(id, want, "after a shutdown and a restart");
+    free(id);
+    free(want);
+    free(text);
+}
+END_TEST
+
+START_TEST(trainctl_ranks_sigint_then_resume)
+{
+    char *text = xasprintf(MLP_CFG, "ti", LONG_STEPS * 25, 100, 500, "");
+    char *cfg = write_cfg("ti.yaml", text), *dir = path_in("ti"), *log = path_in("ti.out");
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(tl_trainctl_path(), "trainctl", "run", cfg, "--out", dir, "--ranks", "2", (char *)NULL);
+        _exit(127);
+    }
+    /* wait for the first checkpoint */
+    char *ck = xasprintf("%s/checkpoint.bin", dir);
+    double deadline = tl_now() + 60;
+    while (access(ck, F_OK) != 0 && tl_now() < deadline)
+        tl_sleep_ms(20);
+    ck_assert_msg(access(ck, F_OK) == 0, "no checkpoint");
+    pid_t mpirun[2];
+    ck_assert_int_eq(children_of(pid, mpirun, 2), 1);
+    pid_t ranks[8];
+    ck_assert_int_eq(children_of(mpirun[0], ranks, 8), 2);
+    kill(pid, SIGINT);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    char *out = tl_read(log, NULL);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 130, "status %d: %s", st, out);
+    ck_assert_msg(strstr(out, "stopped by signal"), "%s", out);
+    free(out);
+    pid_t all[3] = {ranks[0], ranks[1], mpirun[0]};
+    assert_all_gone(all, 3, 5, "after SIGINT");
+    /* a rerun resumes where it stopped (then is stopped the same way) */
+    pid = fork();
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(tl_trainctl_path(), "trainctl", "run", cfg, "--out", dir, "--ranks", "2", (char *)NULL);
+        _exit(127);
+    }
+    deadline = tl_now() + 60;
+    for (;;) {
+        out = tl_read(log, NULL);
+        bool resumed = out && strstr(out, "resuming from step");
+        free(out);
+        if (resumed || tl_now() > deadline)
+            break;
+        tl_sleep_ms(20);
+    }
+    kill(pid, SIGINT);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    out = tl_read(log, NULL);
+    ck_assert_msg(strstr(out, "resuming from step") && WIFEXITED(st) && WEXITSTATUS(st) == 130,
+                  "status %d: %s", st, out);
+    free(out);
+    free(ck);
+    free(log);
+    free(dir);
+    free(cfg);
+    free(text);
+}
+END_TEST
+
+#define ADD(tc, fn)                                                                    \
+    do {                                                                               \
+        const char *only = getenv("TRAINDTEST_ONLY");                                  \
+        if (!only || !*only || strcmp(only, #fn) == 0)                                 \
+            tcase_add_test(tc, fn);                                                    \
+        n_tests++;                                                                     \
+    } while (0)
+
+static int n_tests;
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("mpi");
+    TCase *tc = tcase_create("mpi");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    ADD(tc, two_ranks_same_numbers_mlp);
+    ADD(tc, two_ranks_same_numbers_gpt);
+    ADD(tc, batch_not_divisible_is_a_config_error);
+    ADD(tc, daemon_runs_two_ranks);
+    ADD(tc, without_the_mpi_worker_the_job_fails_clearly);
+    ADD(tc, kill9_of_a_rank_restarts_from_checkpoint);
+    ADD(tc, kill9_of_rank0_without_restarts_fails_the_job);
+    ADD(tc, cancel_stops_every_rank_with_a_checkpoint);
+    ADD(tc, daemon_kill9_and_restart_resumes_bit_identically);
+    ADD(tc, daemon_sigterm_stops_ranks_and_resumes);
+    ADD(tc, trainctl_ranks_sigint_then_resume);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* Whether the MPI pieces are here: mpirun on PATH and the MPI worker beside trainctl. */
+static const char *missing(void)
+{
+    static char why[512];
+    const char *path = getenv("PATH");
+    char *copy = xstrdup(path ? path : "/usr/bin:/bin"), *save = NULL;
+    bool found = false;
+    for (char *dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save)) {
+        char *p = xasprintf("%s/mpirun", dir);
+        found = access(p, X_OK) == 0;
+        free(p);
+    }
+    free(copy);
+    if (!found)
+        return "mpirun is not installed (Debian: openmpi-bin libopenmpi-dev; make deps)";
+    const char *b = getenv("TRAIND_BUILD");
+    char *w = xasprintf("%s/traind-mpi-worker", b && *b ? b : "build");
+    bool have = access(w, X_OK) == 0;
+    snprintf(why, sizeof why, "%s was not built (no mpicc when make ran)", w);
+    free(w);
+    return have ? NULL : why;
+}
+
+int main(void)
+{
+    Suite *s = suite();
+    const char *why = missing();
+    if (why) {
+        printf("SKIPPED: %d checks: %s\n", n_tests, why);
+        srunner_free(srunner_create(s));   /* frees the suite, runs nothing */
+        return 0;
+    }
+    return tl_run_suite(s) ? 1 : 0;
+}
