@@ -471,7 +471,7 @@ int cfg_load_file(const char *path, const cfg_parse_opts *opts, run_config *out,
         return -1;
     }
     if (rc < 0) {
-        diag_add(errs, "", 0, 0, "cannot read %s: %s", path, strerror(-rc));
+        diag_add(errs, "", 0, 0, "cannot read %s: %s", path, file_error_text(rc));
         return -1;
     }
     cfg_parse_opts o = opts ? *opts : (cfg_parse_opts){0};

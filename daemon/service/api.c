@@ -315,6 +315,128 @@ static void reply_json(http_response *res, int status, cJSON *o)
     http_response_set(res, status, "application/json", s, strlen(s));
 }
 
+/* ---- answers printed off the loop thread ----------------------------- */
+
+/* A JSON answer to print on the thread pool: doc, or (doc NULL) a metrics
+ * answer built there from copied points. */
+typedef struct render_req {
+    uv_work_t work;
+    http_deferred *answer;
+    int status;
+    cJSON *doc;
+    char *id;                 /* metrics: the job */
+    api_point *pts;
+    size_t n;
+    long next_since;
+    char *link;               /* a Link header, or NULL */
+    char *text;               /* the result */
+} render_req;
+
+static void add_num_or_null(cJSON *o, const char *k, double v)
+{
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, k, v);
+    else
+        cJSON_AddNullToObject(o, k);
+}
+
+static cJSON *metrics_doc(const char *id, const api_point *pts, size_t n, long next_since)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON *a = cJSON_AddArrayToObject(o, "points");
+    for (size_t i = 0; i < n; i++) {
+        const api_point *p = &pts[i];
+        cJSON *q = cJSON_CreateObject();
+        cJSON_AddNumberToObject(q, "step", (double)p->step);
+        add_num_or_null(q, "lr", p->lr);
+        add_num_or_null(q, "loss", p->loss);
+        add_num_or_null(q, "loss_avg", p->loss_avg);
+        add_num_or_null(q, "grad_norm", p->grad_norm);
+        add_num_or_null(q, "time", p->time);
+        if (isfinite(p->eval_loss))
+            cJSON_AddNumberToObject(q, "eval_loss", p->eval_loss);
+        cJSON_AddItemToArray(a, q);
+    }
+    if (next_since >= 0)
+        cJSON_AddNumberToObject(o, "next_since", (double)next_since);
+    else
+        cJSON_AddNullToObject(o, "next_since");
+    return o;
+}
+
+static void render_work(uv_work_t *w)
+{
+    render_req *r = w->data;
+    if (!r->doc)
+        r->doc = metrics_doc(r->id, r->pts, r->n, r->next_since);
+    r->text = json_print_exact(r->doc);   /* lrs and losses to the last bit */
+    cJSON_Delete(r->doc);
+    r->doc = NULL;
+}
+
+static void render_req_free(render_req *r)
+{
+    cJSON_Delete(r->doc);
+    free(r->id);
+    free(r->pts);
+    free(r->link);
+    free(r->text);
+    free(r);
+}
+
+/* Every answer of the API is live state: never cached. */
+#define NO_STORE "no-store"
+
+/* Fills res from a finished render (the text taken). */
+static void render_fill(render_req *r, http_response *res)
+{
+    if (!r->text) {
+        http_response_error(res, 500, "could not encode the answer");
+        return;
+    }
+    http_response_set(res, r->status, "application/json", r->text, strlen(r->text));
+    r->text = NULL;
+    if (r->link)
+        http_response_add_header(res, "Link", r->link);
+}
+
+static void render_done(uv_work_t *w, int status)
+{
+    render_req *r = w->data;
+    http_response res = {.status = 200};
+    http_response_add_header(&res, "Cache-Control", NO_STORE);   /* as api_handle does */
+    if (status < 0)
+        http_response_error(&res, 503, "traind is shutting down");
+    else
+        render_fill(r, &res);
+    http_deferred_respond(r->answer, &res);
+    render_req_free(r);
+}
+
+/* Answers r: on the thread pool when the backend has a loop, else now. */
+static void render_answer(const api_backend *be, render_req *r, http_response *res)
+{
+    r->work.data = r;
+    if (be->loop) {
+        http_deferred *d = http_response_defer(res);
+        r->answer = d;
+        if (uv_queue_work(be->loop, &r->work, render_work, render_done) == 0)
+            return;
+        /* cannot queue: print it here after all */
+        render_work(&r->work);
+        http_response now = {.status = 200};
+        http_response_add_header(&now, "Cache-Control", NO_STORE);
+        render_fill(r, &now);
+        http_deferred_respond(d, &now);
+        render_req_free(r);
+        return;
+    }
+    render_work(&r->work);
+    render_fill(r, res);
+    render_req_free(r);
+}
+
 static void method_not_allowed(http_response *res, const char *allow)
 {
     http_response_error(res, 405, "method not allowed");
@@ -416,9 +538,40 @@ static void get_status(const api_backend *be, http_response *res)
     reply_json(res, 200, o);
 }
 
+/* A page cut from the whole list (backends without list_page): the jobs
+ * after the one named after, at most limit. */
+static int slice_page(cJSON *all, const char *after, size_t limit, cJSON **out, char **next_after)
+{
+    cJSON *page = cJSON_CreateArray();
+    bool on = after == NULL;
+    size_t got = 0;
+    const char *last = NULL;
+    for (cJSON *j = all ? all->child : NULL; j; j = j->next) {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "id"));
+        if (!on) {
+            on = id && strcmp(id, after) == 0;
+            continue;
+        }
+        if (got == limit) {
+            *next_after = last ? xstrdup(last) : NULL;
+            break;
+        }
+        cJSON_AddItemToArray(page, cJSON_Duplicate(j, 1));
+        last = id;
+        got++;
+    }
+    cJSON_Delete(all);   /* last pointed into it: used above only */
+    if (!on) {
+        cJSON_Delete(page);
+        return -ENOENT;
+    }
+    *out = page;
+    return 0;
+}
+
 static void get_jobs(const api_backend *be, const http_request *req, http_response *res)
 {
-    char *state = NULL;
+    char *state = NULL, *after = NULL;
     int r = http_query_get(req->query, "state", &state);
     if (r < 0 || (r > 0 && !valid_state(state))) {
         free(state);
@@ -426,13 +579,42 @@ static void get_jobs(const api_backend *be, const http_request *req, http_respon
                             "state must be one of queued, running, succeeded, failed, cancelled, rejected");
         return;
     }
-    cJSON *jobs = be->list_jobs ? be->list_jobs(be->ctx, state) : NULL;
+    long limit = API_JOBS_PAGE_DEFAULT;
+    if (query_long(req, "limit", &limit, res) < 0)
+        goto out;
+    if (limit < 1) {
+        http_response_error(res, 400, "query parameter 'limit' must be at least 1");
+        goto out;
+    }
+    if (limit > API_JOBS_PAGE_MAX)
+        limit = API_JOBS_PAGE_MAX;
+    r = http_query_get(req->query, "after", &after);
+    if (r < 0 || (r > 0 && !api_id_valid(after))) {
+        http_response_error(res, 400, "query parameter 'after' must be a job id");
+        goto out;
+    }
+    cJSON *page = NULL;
+    char *next = NULL;
+    if (be->list_page)
+        r = be->list_page(be->ctx, state, after, (size_t)limit, &page, &next);
+    else
+        r = slice_page(be->list_jobs ? be->list_jobs(be->ctx, state) : NULL, after, (size_t)limit, &page, &next);
+    if (r == -ENOENT) {
+        http_response_error(res, 400, "query parameter 'after': no such job");
+        goto out;
+    }
+    render_req *rr = xcalloc(1, sizeof *rr);
+    rr->status = 200;
+    rr->doc = page ? page : cJSON_CreateArray();
+    if (next)   /* ids are [A-Za-z0-9._-]: nothing to escape */
+        rr->link = xasprintf("</jobs?limit=%ld&after=%s%s%s>; rel=\"next\"", limit, next, state ? "&state=" : "",
+                             state ? state : "");
+    free(next);
+    render_answer(be, rr, res);
+out:
     free(state);
-    reply_json(res, 200, jobs ? jobs : cJSON_CreateArray());
+    free(after);
 }
-
-/* Every answer of the API is live state: never cached. */
-#define NO_STORE "no-store"
 
 /* A POST /jobs waiting for the backend's answer. */
 typedef struct post_wait {
@@ -524,35 +706,93 @@ static void get_job(const api_backend *be, const char *id, http_response *res)
     reply_json(res, 200, job);
 }
 
+/* Keeps the first limit points of arr; the step to ask after for the rest
+ * (-1 when nothing was cut). */
+static long cut_points(cJSON *arr, long limit)
+{
+    if (cJSON_GetArraySize(arr) <= limit)
+        return -1;
+    cJSON *last = cJSON_GetArrayItem(arr, (int)limit - 1);
+    long next = (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(last, "step"));
+    while (cJSON_GetArraySize(arr) > limit)
+        cJSON_DeleteItemFromArray(arr, (int)limit);
+    return next;
+}
+
+/* The answer from a backend that only has metrics (whole cJSON arrays). */
+static render_req *metrics_from_json(const api_backend *be, const char *id, long since, long max, long limit,
+                                     http_response *res)
+{
+    cJSON *points = be->metrics ? be->metrics(be->ctx, id, since, max) : NULL;
+    if (!points) {
+        http_response_error(res, 404, "no such job");
+        return NULL;
+    }
+    if (!cJSON_IsArray(points)) {
+        cJSON_Delete(points);
+        http_response_error(res, 500, "metrics are unreadable");
+        return NULL;
+    }
+    long next = -1;
+    if (max > 0)
+        api_thin_points(points, max);
+    else
+        next = cut_points(points, limit);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON_AddItemToObject(o, "points", points);
+    if (next >= 0)
+        cJSON_AddNumberToObject(o, "next_since", (double)next);
+    else
+        cJSON_AddNullToObject(o, "next_since");
+    render_req *r = xcalloc(1, sizeof *r);
+    r->doc = o;
+    return r;
+}
+
 static void get_job_metrics(const api_backend *be, const char *id, const http_request *req, http_response *res)
 {
-    long since = -1, max = 0;
-    int r = query_long(req, "since", &since, res);
-    if (r < 0)
+    long since = -1, max = 0, limit = API_METRICS_PAGE_DEFAULT;
+    if (query_long(req, "since", &since, res) < 0)
         return;
-    r = query_long(req, "max", &max, res);
+    int r = query_long(req, "max", &max, res);
     if (r < 0)
         return;
     if (r > 0 && max < 1) {
         http_response_error(res, 400, "query parameter 'max' must be at least 1");
         return;
     }
-    cJSON *points = be->metrics ? be->metrics(be->ctx, id, since, max) : NULL;
-    if (!points) {
-        http_response_error(res, 404, "no such job");
+    r = query_long(req, "limit", &limit, res);
+    if (r < 0)
+        return;
+    if (r > 0 && limit < 1) {
+        http_response_error(res, 400, "query parameter 'limit' must be at least 1");
         return;
     }
-    if (!cJSON_IsArray(points)) {
-        cJSON_Delete(points);
-        http_response_error(res, 500, "metrics are unreadable");
+    /* bounded whatever the client asks: see API_METRICS_MAX */
+    if (max > API_METRICS_MAX)
+        max = API_METRICS_MAX;
+    if (limit > API_METRICS_MAX)
+        limit = API_METRICS_MAX;
+    render_req *rr;
+    if (be->metrics_points) {
+        api_point *pts = NULL;
+        size_t n = 0;
+        long next = -1;
+        if (be->metrics_points(be->ctx, id, since, max, limit, &pts, &n, &next) != 0) {
+            http_response_error(res, 404, "no such job");
+            return;
+        }
+        rr = xcalloc(1, sizeof *rr);
+        rr->id = xstrdup(id);
+        rr->pts = pts;
+        rr->n = n;
+        rr->next_since = next;
+    } else if (!(rr = metrics_from_json(be, id, since, max, limit, res))) {
         return;
     }
-    if (max > 0)
-        api_thin_points(points, max);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", id);
-    cJSON_AddItemToObject(o, "points", points);
-    reply_json(res, 200, o);
+    rr->status = 200;
+    render_answer(be, rr, res);
 }
 
 /* The last API_LOG_MAX bytes of worker.log: enough to see why a job died,

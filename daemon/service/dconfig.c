@@ -415,7 +415,7 @@ int dconfig_load(const char *path, dconfig *c, diag_list_t *errs)
     int rc = read_file(path, YTREE_MAX_BYTES, &buf, &len);
     if (rc < 0) {
         diag_add(errs, "", 0, 0, "cannot read %s: %s", path,
-                 rc == -EFBIG ? "larger than 1 MiB" : strerror(-rc));
+                 rc == -EFBIG ? "larger than 1 MiB" : file_error_text(rc));
         return -1;
     }
     rc = dconfig_parse(buf, len, c, errs);

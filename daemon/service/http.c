@@ -460,8 +460,10 @@ static void send_response(conn *c, http_response *res, bool keep_alive, bool htt
     bool bodyless = status < 200 || status == 204 || status == 304;
     dbuf h = {0};
     char line[256];
-    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nServer: traind/%s\r\n", status,
-                     http_status_text(status), TRAIND_VERSION);
+    /* nosniff: a browser must never run an answer (a job's name, a log)
+     * as anything but the type it is sent as. */
+    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nServer: traind/%s\r\nX-Content-Type-Options: nosniff\r\n",
+                     status, http_status_text(status), TRAIND_VERSION);
     dbuf_append(&h, line, (size_t)n);
     if (!bodyless) {
         n = snprintf(line, sizeof line, "Content-Type: %s\r\nContent-Length: %zu\r\n",

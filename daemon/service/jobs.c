@@ -372,6 +372,56 @@ cJSON *jobs_list_json(job_table *t, const char *state)
     return a;
 }
 
+/* Index of the job with this id in t->jobs (seq order), or -1. */
+static long index_of(const job_table *t, const char *id)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->jobs[i]->id, id) == 0)
+            return (long)i;
+    return -1;
+}
+
+int jobs_page_json(job_table *t, const char *state, const char *after, size_t limit, struct cJSON **out,
+                   char **next_after)
+{
+    *out = NULL;
+    *next_after = NULL;
+    int want = state ? job_state_from_name(state) : -1;
+    /* Newest first is t->jobs backwards (it is kept in seq order); a page
+     * after ID starts just below ID's place.  The work is the page's (plus
+     * a scan of ints for the queue positions and the state filter), never
+     * a job object more than the page holds. */
+    long start = (long)t->n - 1;
+    if (after) {
+        long at = index_of(t, after);
+        if (at < 0)
+            return -ENOENT;
+        start = at - 1;
+    }
+    int queued = 0;   /* queued jobs at or before index i: the next one's queue position */
+    for (long k = 0; k <= start; k++)
+        queued += t->jobs[k]->state == JOB_QUEUED;
+    cJSON *a = cJSON_CreateArray();
+    size_t got = 0;
+    long i = start;
+    for (; i >= 0 && got < limit; i--) {
+        const job *j = t->jobs[i];
+        int pos = j->state == JOB_QUEUED ? queued-- : 0;
+        if (state && (int)j->state != want)
+            continue;
+        cJSON_AddItemToArray(a, job_to_json(j, pos));
+        got++;
+    }
+    /* more after this page? */
+    for (long k = i; k >= 0 && got == limit; k--)
+        if (!state || (int)t->jobs[k]->state == want) {
+            *next_after = xstrdup(t->jobs[i + 1]->id);
+            break;
+        }
+    *out = a;
+    return 0;
+}
+
 cJSON *jobs_summary_json(job_table *t)
 {
     /* GET /status is the endpoint dashboards and scripts poll: build only
@@ -468,12 +518,10 @@ static cJSON *point_json(const job_point *p)
     return o;
 }
 
-cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max)
+/* The index of the first point with step > since (points are in step
+ * order: a binary search). */
+static size_t first_after(const job *j, long since)
 {
-    const job *j = find(t, id);
-    if (!j)
-        return NULL;
-    /* points are in step order: binary search the first step > since */
     size_t lo = 0, hi = j->n_hist;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -482,6 +530,15 @@ cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max)
         else
             lo = mid + 1;
     }
+    return lo;
+}
+
+cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max)
+{
+    const job *j = find(t, id);
+    if (!j)
+        return NULL;
+    size_t lo = first_after(j, since);
     size_t n = j->n_hist - lo;
     size_t want = max > 0 && (size_t)max < n ? (size_t)max : n;
     size_t *idx = xmalloc((want ? want : 1) * sizeof *idx);
@@ -491,6 +548,40 @@ cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max)
         cJSON_AddItemToArray(a, point_json(&j->hist[lo + idx[i]]));
     free(idx);
     return a;
+}
+
+int jobs_metrics_points(job_table *t, const char *id, long since, long max, long limit, job_point **out,
+                        size_t *out_n, long *next_since)
+{
+    *out = NULL;
+    *out_n = 0;
+    *next_since = -1;
+    const job *j = find(t, id);
+    if (!j)
+        return -ENOENT;
+    size_t lo = first_after(j, since), n = j->n_hist - lo;
+    if (max > 0) {
+        /* the whole range, evenly thinned */
+        size_t want = (size_t)max < n ? (size_t)max : n;
+        size_t *idx = xmalloc((want ? want : 1) * sizeof *idx);
+        size_t k = jobs_pick_even(n, want, idx);
+        job_point *p = xmalloc((k ? k : 1) * sizeof *p);
+        for (size_t i = 0; i < k; i++)
+            p[i] = j->hist[lo + idx[i]];
+        free(idx);
+        *out = p;
+        *out_n = k;
+        return 0;
+    }
+    /* a page: the first limit points, and where the next page starts */
+    size_t k = limit > 0 && (size_t)limit < n ? (size_t)limit : n;
+    job_point *p = xmalloc((k ? k : 1) * sizeof *p);
+    memcpy(p, j->hist + lo, k * sizeof *p);
+    if (k < n)
+        *next_since = p[k - 1].step;
+    *out = p;
+    *out_n = k;
+    return 0;
 }
 
 /* Parses metrics.jsonl (thread pool). */

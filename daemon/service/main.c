@@ -89,6 +89,8 @@ typedef struct daemon_state {
     uv_signal_t sig_term, sig_int, sig_hup;
     char *addr_file;
     bool stopping;
+    bool reloading;             /* a SIGHUP's reload is on the thread pool */
+    bool reload_again;          /* another SIGHUP came meanwhile */
 } daemon_state;
 
 /* ------------------------------------------------------------ the config */
@@ -209,6 +211,12 @@ static cJSON *be_list(void *ctx, const char *state)
     return jobs_list_json(((daemon_state *)ctx)->jobs, state);
 }
 
+static int be_list_page(void *ctx, const char *state, const char *after, size_t limit, cJSON **out,
+                        char **next_after)
+{
+    return jobs_page_json(((daemon_state *)ctx)->jobs, state, after, limit, out, next_after);
+}
+
 static cJSON *be_summaries(void *ctx)
 {
     return jobs_summary_json(((daemon_state *)ctx)->jobs);
@@ -260,6 +268,23 @@ static int be_cancel(void *ctx, const char *id)
 static cJSON *be_metrics(void *ctx, const char *id, long since, long max)
 {
     return jobs_metrics_json(((daemon_state *)ctx)->jobs, id, since, max);
+}
+
+/* job_point and api_point are the same record: copied field by field. */
+static int be_metrics_points(void *ctx, const char *id, long since, long max, long limit, api_point **pts,
+                             size_t *n, long *next_since)
+{
+    job_point *jp;
+    int rc = jobs_metrics_points(((daemon_state *)ctx)->jobs, id, since, max, limit, &jp, n, next_since);
+    if (rc < 0)
+        return API_NOT_FOUND;
+    api_point *ap = xmalloc((*n ? *n : 1) * sizeof *ap);
+    for (size_t i = 0; i < *n; i++)
+        ap[i] = (api_point){jp[i].step, jp[i].lr, jp[i].loss, jp[i].loss_avg, jp[i].grad_norm, jp[i].time,
+                            jp[i].eval_loss};
+    free(jp);
+    *pts = ap;
+    return API_OK;
 }
 
 static int be_log_tail(void *ctx, const char *id, size_t max_bytes, char **text, size_t *len)
@@ -385,39 +410,55 @@ static void begin_shutdown(daemon_state *d, int signum)
 
 static void log_limits(const dconfig *c, const char *prefix);
 
-static void reload(daemon_state *d)
-{
-    notify_reloading();
-    const char *path = d->config_path;
-    if (!path && access(DCONFIG_DEFAULT_PATH, F_OK) == 0)
-        path = DCONFIG_DEFAULT_PATH;
-    log_info("SIGHUP: re-reading %s", path ? path : "(no config file; flags and defaults)");
+/* A SIGHUP's reading of the config file and the token, done on the thread
+ * pool: a FIFO or a file on a hung mount there must not stop the loop (a
+ * FIFO is refused at once; a hung mount holds one pool thread, not the
+ * daemon).  Applied on the loop thread by reload_done. */
+typedef struct reload_req {
+    uv_work_t work;
+    daemon_state *d;
+    flags fl;
+    const char *path;          /* the file in use, or NULL */
+    bool ok;                   /* c was loaded */
     dconfig c;
-    if (load_config(&d->fl, path, &c) != 0) {
-        log_error("SIGHUP: config has errors; keeping the running configuration");
-        notify_ready();
-        return;
-    }
+    int token_rc;              /* spool_token_load_or_create's answer */
+    char token[256];
+} reload_req;
+
+static void reload_work(uv_work_t *w)
+{
+    reload_req *r = w->data;
+    if (!r->path && access(DCONFIG_DEFAULT_PATH, F_OK) == 0)
+        r->path = DCONFIG_DEFAULT_PATH;
+    log_info("SIGHUP: re-reading %s", r->path ? r->path : "(no config file; flags and defaults)");
+    r->ok = load_config(&r->fl, r->path, &r->c) == 0;
+    if (r->ok)
+        r->token_rc = spool_token_load_or_create(r->c.api_token_file, r->token, sizeof r->token);
+}
+
+static void reload(daemon_state *d);
+
+static void apply_reload(daemon_state *d, reload_req *r)
+{
+    dconfig c = r->c;
     if (strcmp(c.spool, d->cfg.spool) != 0)
         log_warn("SIGHUP: spool changed to %s; takes effect at the next start", c.spool);
     if (strcmp(c.listen, d->cfg.listen) != 0)
         log_warn("SIGHUP: listen changed to %s; takes effect at the next start", c.listen);
-    char token[sizeof d->token];
-    int rc = spool_token_load_or_create(c.api_token_file, token, sizeof token);
-    if (rc < 0) {
+    if (r->token_rc < 0) {
         log_error("SIGHUP: cannot read the API token %s: %s; keeping the old one", c.api_token_file,
-                  strerror(-rc));
+                  file_error_text(r->token_rc));
     } else {
-        if (strcmp(token, d->token) != 0)
+        if (strcmp(r->token, d->token) != 0)
             log_info("SIGHUP: API token changed (%s)", c.api_token_file);
-        memcpy(d->token, token, sizeof token);
+        memcpy(d->token, r->token, sizeof d->token);
     }
     /* spool and listen stay as they are until restart */
     dconfig_set_str(&c.spool, d->cfg.spool);
     dconfig_set_str(&c.listen, d->cfg.listen);
     dconfig_free(&d->cfg);
     d->cfg = c;
-    d->config_path = path;
+    d->config_path = r->path;
     jobs_configure(d->jobs, &d->cfg);
     if (d->sp)
         spool_set_data_dirs(d->sp, d->cfg.data_dirs, d->cfg.n_data_dirs);
@@ -435,7 +476,49 @@ static void reload(daemon_state *d)
              d->cfg.threads_per_job, d->cfg.n_data_dirs, d->cfg.n_data_dirs == 1 ? "" : "s",
              d->cfg.max_restarts);
     log_limits(&d->cfg, "SIGHUP: ");
+}
+
+static void reload_done(uv_work_t *w, int status)
+{
+    reload_req *r = w->data;
+    daemon_state *d = r->d;
+    d->reloading = false;
+    if (!r->ok) {
+        log_error("SIGHUP: config has errors; keeping the running configuration");
+    } else if (d->stopping || status < 0) {
+        dconfig_free(&r->c);   /* shutting down: nothing to apply it to */
+    } else {
+        apply_reload(d, r);
+    }
+    free(r);
     notify_ready();
+    if (d->reload_again && !d->stopping) {
+        d->reload_again = false;
+        reload(d);
+    }
+}
+
+static void reload(daemon_state *d)
+{
+    if (d->reloading) {
+        /* one at a time: a later SIGHUP re-reads once the one in flight is done */
+        d->reload_again = true;
+        return;
+    }
+    notify_reloading();
+    reload_req *r = xcalloc(1, sizeof *r);
+    r->work.data = r;
+    r->d = d;
+    r->fl = d->fl;
+    r->path = d->config_path;
+    int rc = uv_queue_work(d->loop, &r->work, reload_work, reload_done);
+    if (rc < 0) {
+        log_error("SIGHUP: cannot queue the reload: %s", uv_strerror(rc));
+        free(r);
+        notify_ready();
+        return;
+    }
+    d->reloading = true;
 }
 
 static void log_limits(const dconfig *c, const char *prefix)
@@ -551,16 +634,19 @@ int main(int argc, char **argv)
     d.api = (api_backend){
         .ctx = &d,
         .list_jobs = be_list,
+        .list_page = be_list_page,
         .list_summaries = be_summaries,
         .get_job = be_get,
         .submit = be_submit,
         .cancel = be_cancel,
         .metrics = be_metrics,
+        .metrics_points = be_metrics_points,
         .log_tail = be_log_tail,
         .token = be_token,
         .uptime = be_uptime,
         .queued = be_queued,
         .prom_extra = be_prom_extra,
+        .loop = d.loop,
     };
     d.write_limit = api_ratelimit_new(d.cfg.write_rate_per_client, dconfig_write_burst(&d.cfg),
                                       API_RATELIMIT_CLIENTS);

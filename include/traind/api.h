@@ -18,8 +18,26 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <uv.h>
+
 #include "traind/http.h"
 #include "traind/prom.h"
+
+/* Pages (SPEC §9): GET /jobs answers at most limit jobs (default and most
+ * below); GET /jobs/{id}/metrics without max= answers the first limit
+ * points after since, with "next_since" to ask for the rest; max= thins to
+ * at most API_METRICS_MAX points.  Bounded answers keep every request's
+ * work (and memory per connection) bounded, whatever the history. */
+#define API_JOBS_PAGE_DEFAULT 100
+#define API_JOBS_PAGE_MAX 1000
+#define API_METRICS_PAGE_DEFAULT 1000
+#define API_METRICS_MAX 10000
+
+/* One metrics point, as the backend copies them out (NAN = none). */
+typedef struct api_point {
+    long step;
+    double lr, loss, loss_avg, grad_norm, time, eval_loss;
+} api_point;
 
 /* Return codes of submit and cancel, negative errno values: any other
  * negative code is answered 500. */
@@ -66,6 +84,14 @@ typedef struct api_backend {
      * else only jobs in that state (always one of api_job_states). */
     cJSON *(*list_jobs)(void *ctx, const char *state);
 
+    /* Optional (preferred over list_jobs for GET /jobs): a page of job
+     * objects, newest first, at most limit, in state (NULL = any), older
+     * than the job after (NULL = from the newest).  0 with *out and
+     * *next_after (malloc'd id, NULL on the last page); -ENOENT when there
+     * is no job after. */
+    int (*list_page)(void *ctx, const char *state, const char *after, size_t limit, cJSON **out,
+                     char **next_after);
+
     /* Optional: the jobs of GET /status, {"id","state","step","total_steps",
      * "lr","loss"} each, newest first; without it they are cut from
      * list_jobs' full objects. */
@@ -96,6 +122,15 @@ typedef struct api_backend {
      * such job.  The API thins again if given more than max. */
     cJSON *(*metrics)(void *ctx, const char *id, long since, long max);
 
+    /* Optional (preferred over metrics): the points with step > since,
+     * copied out — with max > 0 at most max of them evenly thinned (the
+     * last kept), else the first limit of them and *next_since the step to
+     * ask after for the rest (-1 when none are left).  0 with *pts
+     * (malloc'd) and *n, or API_NOT_FOUND.  The API renders them off the
+     * loop thread when loop is set. */
+    int (*metrics_points)(void *ctx, const char *id, long since, long max, long limit, api_point **pts,
+                          size_t *n, long *next_since);
+
     /* The end of the job's training-process log (worker.log), at most
      * max_bytes: API_OK with a malloc'd *text (may be empty) of *len bytes,
      * or API_NOT_FOUND. */
@@ -117,6 +152,11 @@ typedef struct api_backend {
     /* Optional: the per-client limit on writes (every method but GET and
      * HEAD), checked before anything else: over it, 429 with Retry-After. */
     api_ratelimit *write_limit;
+
+    /* Optional: the loop whose thread pool prints large answers (job pages,
+     * metrics) so that the loop thread never spends long on one request.
+     * NULL: printed inline (tests). */
+    uv_loop_t *loop;
 } api_backend;
 
 /* The job states of SPEC §5, NULL-terminated. */

@@ -94,11 +94,26 @@ struct cJSON *jobs_summary_json(job_table *t);
 
 /* Job objects (SPEC §5), newest first; state NULL = all. */
 struct cJSON *jobs_list_json(job_table *t, const char *state);
+/* A page of job objects, newest first: at most limit of them, only those
+ * in state (NULL = all), starting just after (older than) the job after
+ * (NULL = the newest).  0 with *out, and *next_after (malloc'd) the id to
+ * ask the next page after when more jobs follow (else NULL); -ENOENT when
+ * there is no job after. */
+int jobs_page_json(job_table *t, const char *state, const char *after, size_t limit, struct cJSON **out,
+                   char **next_after);
 /* One job object or NULL. */
 struct cJSON *jobs_get_json(job_table *t, const char *id);
 /* Metrics points with step > since, at most max (0 = all), evenly thinned,
  * the last kept; NULL when there is no such job. */
 struct cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max);
+
+struct job_point;
+/* The points of GET /jobs/{id}/metrics copied out (api_backend.metrics_points):
+ * step > since; max > 0: at most max, evenly thinned; else the first limit
+ * and *next_since the last step given when more follow (else -1).  0 with
+ * *out (malloc'd) and *out_n, or -ENOENT. */
+int jobs_metrics_points(job_table *t, const char *id, long since, long max, long limit, struct job_point **out,
+                        size_t *out_n, long *next_since);
 
 /* The end of the job's worker.log (at most max_bytes, cut at a line start,
  * with a note of what was left out) as malloc'd text in *out.  A job that
@@ -128,7 +143,7 @@ void jobs_free(job_table *t);
 /* --- pieces exposed for tests --- */
 
 /* One metrics point of the in-memory history. */
-typedef struct job_point {
+typedef struct job_point {   /* the layout of api_point (api.h) */
     long step;
     double lr, loss, loss_avg, grad_norm, time, eval_loss;   /* NAN = none */
 } job_point;

@@ -1,0 +1,555 @@
+/*
+ * test_reliability — issue 11 against the real traind ($TRAIND_BUILD/traind):
+ *
+ *   loop     no request stalls the event loop: /healthz stays fast while 40
+ *            heavy requests (a long metrics history, thousands of jobs) run;
+ *            GET /jobs and metrics answer in bounded pages; SIGHUP with a
+ *            FIFO as the config or the token does not block
+ *   spool    one daemon per spool; FIFOs, symlinks and devices planted as a
+ *            job's files or as incoming/ are refused, never opened blocking;
+ *            files written into incoming/ in pieces are taken whole
+ *   durable  what traind acknowledges it keeps: cancel, Idempotency-Key,
+ *            disk full, per-job disk limit, restart with a long history
+ *   access   who may do what: rate limit, ids, Host, error texts, trainctl
+ *   small    the smaller items of the issue
+ *
+ * Figures (the loop's worst stall, restart times) are printed on stderr.
+ */
+#include <check.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "traind/config.h"
+#include "traind/json.h"
+#include "traind/util.h"
+#include "../lib/tl.h"
+
+/* Trains far longer than any test waits. */
+static const char STEADY[] __attribute__((unused)) =
+    "name: steady\n"
+    "seed: 1\n"
+    "model: {type: mlp, input_dim: 8, hidden: [16], output_dim: 2}\n"
+    "data: {kind: synthetic, batch_size: 8}\n"
+    "optimizer: {type: adamw, lr: 1.0e-3}\n"
+    "schedule: {type: constant, total_steps: 50000000}\n"
+    "train: {log_every: 1000, checkpoint_every: 2000}\n";
+
+static const char SMALL_FMT[] =
+    "name: %s\n"
+    "model: {type: linear, input_dim: 4, output_dim: 2}\n"
+    "data: {kind: synthetic, batch_size: 4}\n"
+    "optimizer: {lr: 0.01}\n"
+    "schedule: {type: constant, total_steps: 100}\n";
+
+static char *g_dir;
+static tl_daemon g_d;
+
+static void setup(void)
+{
+    g_dir = tl_tmpdir("traind-rel");
+    ck_assert_ptr_nonnull(g_dir);
+    memset(&g_d, 0, sizeof g_d);
+}
+
+static void teardown(void)
+{
+    if (g_d.pid > 0) {
+        int st = tl_daemon_stop(&g_d, SIGTERM, 30);
+        char *log = st == 0 ? NULL : tl_read(g_d.log, NULL);
+        size_t n = log ? strlen(log) : 0;
+        ck_assert_msg(st == 0, "traind did not stop cleanly (wait status %d): ...%s", st,
+                      log ? log + (n > 3000 ? n - 3000 : 0) : "");
+        free(log);
+    }
+    tl_daemon_free(&g_d);
+    tl_rmtree(g_dir);
+    free(g_dir);
+    g_dir = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                              */
+
+static char *spool_path(const char *rel)
+{
+    return xasprintf("%s/spool%s%s", g_dir, *rel ? "/" : "", rel);
+}
+
+static void start(const char *const *extra)
+{
+    char *sp = spool_path("");
+    int rc = tl_daemon_start(&g_d, sp, extra, 30);
+    char *log = rc == 0 ? NULL : tl_read(g_d.log, NULL);
+    ck_assert_msg(rc == 0, "traind did not start: %s", log ? log : "(no log)");
+    free(log);
+    free(sp);
+}
+
+static char *log_text(void)
+{
+    char *t = tl_read(g_d.log, NULL);
+    return t ? t : xstrdup("");
+}
+
+/* Waits up to timeout_s for the daemon's log to contain needle. */
+static bool log_has(const char *needle, double timeout_s)
+{
+    double end = tl_now() + timeout_s;
+    do {
+        char *t = log_text();
+        bool ok = strstr(t, needle) != NULL;
+        free(t);
+        if (ok)
+            return true;
+        tl_sleep_ms(50);
+    } while (tl_now() < end);
+    return false;
+}
+
+static void assert_log_has(const char *needle, double timeout_s)
+{
+    if (log_has(needle, timeout_s))
+        return;
+    char *t = log_text();
+    size_t n = strlen(t);
+    ck_abort_msg("the log has no \"%s\": ...%s", needle, t + (n > 3000 ? n - 3000 : 0));
+}
+
+/* Seconds one GET /healthz takes (fails the test when it does not answer 200). */
+static double healthz_s(void)
+{
+    double t0 = tl_now();
+    tl_resp r;
+    tl_http(g_d.addr, "GET", "/healthz", NULL, NULL, 0, &r);
+    double dt = tl_now() - t0;
+    ck_assert_msg(r.status == 200, "/healthz: %d", r.status);
+    tl_resp_free(&r);
+    return dt;
+}
+
+static void assert_healthy(double within_s)
+{
+    double dt = healthz_s();
+    ck_assert_msg(dt < within_s, "/healthz took %.3f s", dt);
+}
+
+__attribute__((unused)) static char *submit(const char *yaml)
+{
+    tl_resp r;
+    tl_http(g_d.addr, "POST", "/jobs", g_d.token, yaml, strlen(yaml), &r);
+    ck_assert_msg(r.status == 201, "POST /jobs: %d %s", r.status, r.body ? r.body : "");
+    cJSON *o = cJSON_Parse(r.body);
+    char *id = xstrdup(cJSON_GetStringValue(cJSON_GetObjectItem(o, "id")));
+    cJSON_Delete(o);
+    tl_resp_free(&r);
+    return id;
+}
+
+static char *fmt(const char *f, const char *name)
+{
+    return xasprintf(f, name);
+}
+
+/* The headers and body of one raw GET (Connection: close). */
+static void raw_get(const char *target, const char *extra_headers, tl_resp *out)
+{
+    char *req = xasprintf("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sConnection: close\r\n\r\n", target,
+                          extra_headers ? extra_headers : "");
+    tl_http_raw(g_d.addr, req, strlen(req), 10000, out);
+    free(req);
+}
+
+/* ------------------------------------------------------------------ */
+/* a spool made on disk: finished jobs and a long history               */
+
+/* The config object of a small job (what status.json holds). */
+static char *config_json(const char *name)
+{
+    char *text = fmt(SMALL_FMT, name);
+    run_config cfg;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(cfg_parse(text, strlen(text), NULL, &cfg, &errs), 0);
+    cJSON *o = cfg_to_json(&cfg);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    cfg_free(&cfg);
+    diag_free(&errs);
+    free(text);
+    return s;
+}
+
+/* jobs/<id>/ with config.yaml and the status.json of a finished job. */
+static void make_finished_job(const char *id, unsigned long seq, long steps, const char *cfg_json)
+{
+    char *dir = spool_path("jobs");
+    char *jd = xasprintf("%s/%s", dir, id);
+    mkdir_p(jd, 0755);
+    char *p = xasprintf("%s/config.yaml", jd);
+    char *text = fmt(SMALL_FMT, id);
+    ck_assert_int_eq(tl_write(p, text), 0);
+    free(p);
+    free(text);
+    p = xasprintf("%s/status.json", jd);
+    text = xasprintf("{\"id\":\"%s\",\"name\":\"%s\",\"state\":\"succeeded\",\"step\":%ld,\"total_steps\":%ld,"
+                     "\"lr\":0.01,\"loss\":0.5,\"loss_avg\":0.5,\"grad_norm\":0.1,\"submitted_at\":"
+                     "\"2026-11-24T13:45:00Z\",\"started_at\":\"2026-11-24T13:45:01Z\",\"finished_at\":"
+                     "\"2026-11-24T13:46:00Z\",\"restarts\":0,\"crashes\":0,\"checkpoint_step\":%ld,\"seq\":%lu,"
+                     "\"errors\":[],\"config\":%s}",
+                     id, id, steps, steps, steps, seq, cfg_json);
+    ck_assert_int_eq(tl_write(p, text), 0);
+    free(p);
+    free(text);
+    free(jd);
+    free(dir);
+}
+
+/* jobs/<id>/metrics.jsonl with points at steps 1..n; returns its size. */
+static long long make_history(const char *id, long n)
+{
+    char *p = xasprintf("%s/spool/jobs/%s/metrics.jsonl", g_dir, id);
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    for (long s = 1; s <= n; s++)
+        fprintf(f, "{\"step\":%ld,\"lr\":0.0010000000000000002,\"loss\":%.9g,\"loss_avg\":%.9g,"
+                   "\"grad_norm\":0.41234567890123,\"time\":%.6f}\n",
+                s, 1.0 / (double)s, 1.0 / (double)s, 0.001 * (double)s);
+    long long size = ftell(f);
+    fclose(f);
+    free(p);
+    return size;
+}
+
+/* Waits until the history of id is loaded up to step last. */
+static void wait_history(const char *id, long last, double timeout_s)
+{
+    char *path = xasprintf("/jobs/%s/metrics?max=1", id);
+    double end = tl_now() + timeout_s;
+    long got = -1;
+    while (tl_now() < end) {
+        cJSON *m = tl_get_json(g_d.addr, path, NULL);
+        cJSON *pts = m ? cJSON_GetObjectItem(m, "points") : NULL;
+        cJSON *p = pts ? cJSON_GetArrayItem(pts, 0) : NULL;
+        got = p ? (long)tl_num(p, "step") : -1;
+        cJSON_Delete(m);
+        if (got == last)
+            break;
+        tl_sleep_ms(50);
+    }
+    free(path);
+    ck_assert_msg(got == last, "history of %s loaded to step %ld, not %ld", id, got, last);
+}
+
+/* ------------------------------------------------------------------ */
+/* §1 the loop                                                          */
+
+#define N_HEAVY 40
+
+static int dial(void)
+{
+    char host[128];
+    snprintf(host, sizeof host, "%s", g_d.addr);
+    char *colon = strrchr(host, ':');
+    *colon = '\0';
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    inet_pton(AF_INET, host, &sa.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+typedef struct poller {
+    volatile bool stop;
+    double worst;
+    int polls, failed;
+} poller;
+
+static void *poll_healthz(void *arg)
+{
+    poller *p = arg;
+    while (!p->stop) {
+        double t0 = tl_now();
+        tl_resp r;
+        tl_http(g_d.addr, "GET", "/healthz", NULL, NULL, 0, &r);
+        double dt = tl_now() - t0;
+        if (r.status != 200)
+            p->failed++;   /* no answer in tl_http's time: dt is that long at least */
+        tl_resp_free(&r);
+        if (dt > p->worst)
+            p->worst = dt;
+        p->polls++;
+        tl_sleep_ms(10);
+    }
+    return NULL;
+}
+
+/* Sends the heavy requests at once, reads every answer to its end; the
+ * biggest answer's size in *biggest.  Returns the seconds it all took. */
+static double heavy_round(const char *const *targets, size_t n_targets, size_t *biggest)
+{
+    int fds[N_HEAVY];
+    size_t got[N_HEAVY] = {0};
+    for (int i = 0; i < N_HEAVY; i++) {
+        fds[i] = dial();
+        ck_assert_int_ge(fds[i], 0);
+        char *req = xasprintf("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                              targets[(size_t)i % n_targets]);
+        ck_assert_int_eq(send(fds[i], req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+        free(req);
+    }
+    double t0 = tl_now();
+    int open_n = N_HEAVY;
+    static char buf[1 << 16];
+    while (open_n > 0 && tl_now() - t0 < 120) {
+        struct pollfd pf[N_HEAVY];
+        for (int i = 0; i < N_HEAVY; i++)
+            pf[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+        if (poll(pf, N_HEAVY, 1000) <= 0)
+            continue;
+        for (int i = 0; i < N_HEAVY; i++) {
+            if (fds[i] < 0 || !(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            ssize_t r = recv(fds[i], buf, sizeof buf, 0);
+            if (r > 0) {
+                got[i] += (size_t)r;
+                continue;
+            }
+            close(fds[i]);
+            fds[i] = -1;
+            pf[i].fd = -1;
+            open_n--;
+        }
+    }
+    *biggest = 0;
+    for (int i = 0; i < N_HEAVY; i++) {
+        if (fds[i] >= 0)
+            close(fds[i]);
+        if (got[i] > *biggest)
+            *biggest = got[i];
+    }
+    return tl_now() - t0;
+}
+
+/* 2,000 finished jobs and one with a 100,000-point history; 40 requests for
+ * whole lists and histories at once; /healthz meanwhile. */
+START_TEST(healthz_fast_under_heavy_requests)
+{
+    char *cj = config_json("x");
+    char id[32];
+    for (int i = 0; i < 2000; i++) {
+        snprintf(id, sizeof id, "j%04d", i);
+        make_finished_job(id, (unsigned long)i + 1, 100, cj);
+    }
+    make_finished_job("long", 3000, 100000, cj);
+    free(cj);
+    long long bytes = make_history("long", 100000);
+    start(NULL);
+    wait_history("long", 100000, 60);
+
+    poller p = {0};
+    pthread_t th;
+    pthread_create(&th, NULL, poll_healthz, &p);
+    tl_sleep_ms(100);
+    static const char *const targets[] = {"/jobs/long/metrics", "/jobs", "/jobs/long/metrics?since=0"};
+    size_t biggest;
+    double took = heavy_round(targets, 3, &biggest);
+    p.stop = true;
+    pthread_join(th, NULL);
+    fprintf(stderr, "loop: %d heavy requests (2,001 jobs, a %lld-byte history) took %.2f s, biggest answer "
+                    "%zu bytes; /healthz worst %.1f ms over %d polls (%d unanswered)\n",
+            N_HEAVY, bytes, took, biggest, p.worst * 1e3, p.polls, p.failed);
+    ck_assert_msg(p.failed == 0, "/healthz went unanswered %d times", p.failed);
+    ck_assert_msg(p.worst < 1.0, "/healthz took %.3f s while heavy requests ran", p.worst);
+    ck_assert_msg(biggest < (4u << 20), "an answer of %zu bytes", biggest);
+}
+END_TEST
+
+/* GET /jobs: default page, Link to the next, every job exactly once. */
+START_TEST(jobs_paging)
+{
+    char *cj = config_json("x");
+    char id[32];
+    for (int i = 0; i < 1234; i++) {
+        snprintf(id, sizeof id, "p%04d", i);
+        make_finished_job(id, (unsigned long)i + 1, 100, cj);
+    }
+    free(cj);
+    start(NULL);
+    int st;
+    cJSON *a = tl_get_json(g_d.addr, "/jobs", &st);
+    ck_assert_int_eq(cJSON_GetArraySize(a), 100);   /* the default page */
+    ck_assert_str_eq(tl_str(cJSON_GetArrayItem(a, 0), "id"), "p1233");   /* newest first */
+    cJSON_Delete(a);
+    a = tl_get_json(g_d.addr, "/jobs?limit=5000", &st);
+    ck_assert_int_eq(cJSON_GetArraySize(a), 1000);   /* the most one page holds */
+    cJSON_Delete(a);
+
+    /* walk every page by the Link header */
+    char *target = xstrdup("/jobs?limit=300");
+    int seen = 0, pages = 0;
+    long expect = 1233;
+    while (target) {
+        tl_resp r;
+        raw_get(target, NULL, &r);
+        ck_assert_int_eq(r.status, 200);
+        cJSON *page = cJSON_Parse(r.body);
+        ck_assert_ptr_nonnull(page);
+        const cJSON *j;
+        cJSON_ArrayForEach(j, page)
+        {
+            snprintf(id, sizeof id, "p%04ld", expect--);
+            ck_assert_str_eq(tl_str(j, "id"), id);
+            seen++;
+        }
+        cJSON_Delete(page);
+        char *link = tl_header(&r, "Link");
+        free(target);
+        target = NULL;
+        if (link) {
+            ck_assert_ptr_nonnull(strstr(link, "rel=\"next\""));
+            target = xstrndup(link + 1, strcspn(link + 1, ">"));
+        }
+        free(link);
+        tl_resp_free(&r);
+        pages++;
+    }
+    ck_assert_int_eq(seen, 1234);
+    ck_assert_int_eq(pages, 5);
+    a = tl_get_json(g_d.addr, "/jobs?after=p0002&limit=10", &st);
+    ck_assert_int_eq(cJSON_GetArraySize(a), 2);
+    cJSON_Delete(a);
+    tl_resp r;
+    tl_http(g_d.addr, "GET", "/jobs?after=nosuch", NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 400);
+    tl_resp_free(&r);
+    tl_http(g_d.addr, "GET", "/jobs?limit=0", NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 400);
+    tl_resp_free(&r);
+}
+END_TEST
+
+/* GET /jobs/{id}/metrics: a default cap, a cursor, max= capped. */
+START_TEST(metrics_paging)
+{
+    char *cj = config_json("x");
+    make_finished_job("hist", 1, 25000, cj);
+    free(cj);
+    make_history("hist", 25000);
+    start(NULL);
+    wait_history("hist", 25000, 30);
+    cJSON *m = tl_get_json(g_d.addr, "/jobs/hist/metrics", NULL);
+    cJSON *pts = cJSON_GetObjectItem(m, "points");
+    ck_assert_int_eq(cJSON_GetArraySize(pts), 1000);
+    ck_assert_int_eq((long)tl_num(cJSON_GetArrayItem(pts, 0), "step"), 1);
+    ck_assert_int_eq((long)tl_num(m, "next_since"), 1000);
+    cJSON_Delete(m);
+    /* follow the cursor to the end */
+    long since = 0, total = 0, pages = 0;
+    for (;;) {
+        char *path = xasprintf("/jobs/hist/metrics?since=%ld&limit=10000", since);
+        m = tl_get_json(g_d.addr, path, NULL);
+        free(path);
+        pts = cJSON_GetObjectItem(m, "points");
+        ck_assert_int_eq((long)tl_num(cJSON_GetArrayItem(pts, 0), "step"), since + 1);
+        total += cJSON_GetArraySize(pts);
+        pages++;
+        const cJSON *nx = cJSON_GetObjectItem(m, "next_since");
+        bool more = cJSON_IsNumber(nx);
+        if (more)
+            since = (long)nx->valuedouble;
+        cJSON_Delete(m);
+        if (!more)
+            break;
+    }
+    ck_assert_int_eq(total, 25000);
+    ck_assert_int_eq(pages, 3);
+    m = tl_get_json(g_d.addr, "/jobs/hist/metrics?max=1000000", NULL);
+    pts = cJSON_GetObjectItem(m, "points");
+    ck_assert_int_eq(cJSON_GetArraySize(pts), 10000);
+    ck_assert_int_eq((long)tl_num(cJSON_GetArrayItem(pts, 9999), "step"), 25000);
+    cJSON_Delete(m);
+}
+END_TEST
+
+/* SIGHUP while traind.yaml, then the token, is a FIFO nobody writes. */
+START_TEST(sighup_fifo_does_not_block)
+{
+    char *conf = xasprintf("%s/traind.yaml", g_dir);
+    char *tok = xasprintf("%s/token", g_dir);
+    char *text = xasprintf("api_token_file: %s\n", tok);
+    ck_assert_int_eq(tl_write(conf, text), 0);
+    free(text);
+    const char *args[] = {"--config", conf, NULL};
+    start(args);
+    char *token = tl_read(tok, NULL);
+    ck_assert_ptr_nonnull(token);
+    token[strcspn(token, "\n")] = '\0';
+
+    ck_assert_int_eq(unlink(conf), 0);
+    ck_assert_int_eq(mkfifo(conf, 0644), 0);
+    kill(g_d.pid, SIGHUP);
+    tl_sleep_ms(300);
+    assert_healthy(1.0);
+    assert_log_has("not a regular file", 5);
+
+    /* the config back, the token a FIFO */
+    ck_assert_int_eq(unlink(conf), 0);
+    text = xasprintf("api_token_file: %s\nmax_jobs: 2\n", tok);
+    ck_assert_int_eq(tl_write(conf, text), 0);
+    free(text);
+    ck_assert_int_eq(unlink(tok), 0);
+    ck_assert_int_eq(mkfifo(tok, 0600), 0);
+    kill(g_d.pid, SIGHUP);
+    tl_sleep_ms(300);
+    assert_healthy(1.0);
+    assert_log_has("cannot read the API token", 5);
+    assert_log_has("SIGHUP: max_jobs 2", 5);
+    /* the old token still works */
+    char *y = fmt(SMALL_FMT, "after-hup");
+    tl_resp r;
+    tl_http(g_d.addr, "POST", "/jobs", token, y, strlen(y), &r);
+    ck_assert_int_eq(r.status, 201);
+    tl_resp_free(&r);
+    free(y);
+    free(token);
+    free(conf);
+    free(tok);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("reliability");
+    TCase *loop = tcase_create("loop");
+    tcase_add_checked_fixture(loop, setup, teardown);
+    tcase_set_timeout(loop, 120);
+    tcase_add_test(loop, healthz_fast_under_heavy_requests);
+    tcase_add_test(loop, jobs_paging);
+    tcase_add_test(loop, metrics_paging);
+    tcase_add_test(loop, sighup_fifo_does_not_block);
+    suite_add_tcase(s, loop);
+    return s;
+}
+
+int main(void)
+{
+    return tl_run_suite(suite()) ? 1 : 0;
+}
