@@ -212,7 +212,8 @@ static int open_metrics(run *r, long keep_through, char *err, size_t errlen)
         return rc;
     }
     free(buf);
-    r->metrics_fd = open(r->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    /* never follows a planted symlink nor waits on a planted FIFO */
+    r->metrics_fd = open(r->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
     if (r->metrics_fd < 0) {
         int e = errno;
         snprintf(err, errlen, "cannot open %s: %s", r->metrics_path, strerror(e));

@@ -603,9 +603,20 @@ static double line_num(const cJSON *o, const char *k)
 static void hist_work(uv_work_t *w)
 {
     hist_req *r = w->data;
-    FILE *f = fopen(r->path, "re");
-    if (!f)
+    /* a planted FIFO or symlink is neither waited on nor followed */
+    int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+        log_warn("%s: not a regular file; no history read", r->path);
+        close(fd);
+        fd = -1;
+    }
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
         return;
+    }
     /* Streamed line by line: memory stays bounded by metrics_keep however
      * long the file is. */
     char *line = NULL;
@@ -1255,7 +1266,7 @@ int jobs_log_tail(job_table *t, const char *id, size_t max_bytes, char **out, si
     if (!j)
         return -ENOENT;
     char *path = xasprintf("%s/worker.log", j->dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);   /* never waits on a FIFO */
     free(path);
     if (fd < 0) {
         if (errno != ENOENT)
@@ -1345,16 +1356,16 @@ static int rebuild(job_table *t, job *j, const char *why)
     char *path = xasprintf("%s/config.yaml", j->dir);
     char *buf;
     size_t len;
-    int rc = read_file(path, CFG_MAX_FILE_BYTES, &buf, &len);
+    int rc = read_file_flags(path, CFG_MAX_FILE_BYTES, O_NOFOLLOW, &buf, &len);
     struct stat st;
-    double mtime = stat(path, &st) == 0 ? (double)st.st_mtim.tv_sec : now_unix();
+    double mtime = lstat(path, &st) == 0 ? (double)st.st_mtim.tv_sec : now_unix();
     free(path);
     if (rc == -ENOENT)
         return -1;   /* nothing was ever submitted here */
     j->submitted_at = mtime;
     if (rc < 0) {
         j->name = xstrdup(j->id);
-        add_error(j, "cannot read config.yaml: %s", strerror(-rc));
+        add_error(j, "cannot read config.yaml: %s", file_error_text(rc));
         set_ended(j, JOB_FAILED);
     } else {
         run_config cfg;
@@ -1379,6 +1390,28 @@ static int rebuild(job_table *t, job *j, const char *why)
     }
     log_warn("job %s: %s; rebuilt from config.yaml as %s", j->id, why, job_state_name(j->state));
     return 0;
+}
+
+/* A job that will run: its files must be its own — a FIFO, device or
+ * symlink planted as one of them fails the job (the training process would
+ * wait on it or follow it). */
+static void check_job_files(job *j)
+{
+    static const char *const names[] = {"config.yaml", "metrics.jsonl", "checkpoint.bin", "worker.log"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char *p = xasprintf("%s/%s", j->dir, names[i]);
+        struct stat st;
+        bool bad = lstat(p, &st) == 0 && !S_ISREG(st.st_mode);
+        free(p);
+        if (!bad)
+            continue;
+        log_error("job %s: jobs/%s/%s is not a regular file (a %s); the job fails", j->id, j->id, names[i],
+                  S_ISLNK(st.st_mode) ? "symbolic link" : S_ISFIFO(st.st_mode) ? "FIFO" : "device or socket");
+        add_error(j, "%s is not a regular file; refused", names[i]);
+        set_ended(j, JOB_FAILED);
+        j->dirty = true;
+        return;
+    }
 }
 
 static int cmp_seq(const void *a, const void *b)
@@ -1427,7 +1460,9 @@ int jobs_load(job_table *t)
             continue;
         job *j = job_alloc(t, e->d_name);
         struct stat st;
-        if (stat(j->dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        if (lstat(j->dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            if (S_ISLNK(st.st_mode))   /* its files would be read and written wherever it points */
+                log_warn("jobs/%s: a symbolic link, not a job directory; ignored (never followed)", e->d_name);
             job_free(j);
             continue;
         }
@@ -1442,7 +1477,7 @@ int jobs_load(job_table *t)
         char *path = xasprintf("%s/status.json", j->dir);
         char *buf;
         size_t len;
-        int rc = read_file(path, STATUS_MAX_BYTES, &buf, &len);
+        int rc = read_file_flags(path, STATUS_MAX_BYTES, O_NOFOLLOW, &buf, &len);
         free(path);
         const char *why = NULL;
         if (rc == 0) {
@@ -1457,7 +1492,8 @@ int jobs_load(job_table *t)
             cJSON_Delete(o);
             free(buf);
         } else {
-            why = rc == -ENOENT ? "status.json is missing" : "status.json cannot be read";
+            why = rc == -ENOENT ? "status.json is missing" :
+                  rc == -EINVAL || rc == -ELOOP ? "status.json is not a regular file" : "status.json cannot be read";
         }
         if (why && rebuild(t, j, why) != 0) {
             log_warn("jobs/%s: no config.yaml and no status.json; ignored", e->d_name);
@@ -1470,14 +1506,21 @@ int jobs_load(job_table *t)
             run_config cfg;
             diag_list_t errs = DIAG_LIST_INIT;
             cfg_parse_opts po = {.default_name = j->id};
-            if (cfg_load_file(cpath, &po, &cfg, &errs) == 0) {
-                j->config = cfg_to_json(&cfg);
-                cfg_free(&cfg);
+            char *cbuf;
+            size_t clen;
+            if (read_file_flags(cpath, CFG_MAX_FILE_BYTES, O_NOFOLLOW, &cbuf, &clen) == 0) {
+                if (cfg_parse(cbuf, clen, &po, &cfg, &errs) == 0) {
+                    j->config = cfg_to_json(&cfg);
+                    cfg_free(&cfg);
+                }
+                free(cbuf);
             }
             diag_free(&errs);
             free(cpath);
         }
         derive_from_config(j);
+        if (!job_state_ended(j->state))
+            check_job_files(j);
         if (j->state == JOB_RUNNING) {
             j->state = JOB_QUEUED;   /* resumes from its checkpoint; start_job counts the restart */
             log_info("job %s: was running at step %ld when traind stopped; queued to resume", j->id, j->step);

@@ -43,6 +43,7 @@
 #include "traind/log.h"
 #include "traind/notify.h"
 #include "traind/spool.h"
+#include "traind/spool_lock.h"
 #include "traind/util.h"
 #include "traind/worker.h"
 
@@ -89,6 +90,7 @@ typedef struct daemon_state {
     uv_signal_t sig_term, sig_int, sig_hup;
     char *addr_file;
     bool stopping;
+    int lock_fd;                /* <spool>/traind.lock, held until exit */
     bool reloading;             /* a SIGHUP's reload is on the thread pool */
     bool reload_again;          /* another SIGHUP came meanwhile */
 } daemon_state;
@@ -546,6 +548,31 @@ static void on_signal(uv_signal_t *h, int signum)
     begin_shutdown(d, signum);
 }
 
+/* One daemon per spool: the lock is taken before anything in the spool is
+ * read or written, and held (d->lock_fd) until exit. */
+static int take_spool_lock(daemon_state *d)
+{
+    int rc = mkdir_p(d->cfg.spool, 0755);
+    if (rc < 0) {
+        log_error("cannot create the spool %s: %s", d->cfg.spool, strerror(-rc));
+        return -1;
+    }
+    long holder = 0;
+    rc = spool_lock(d->cfg.spool, &d->lock_fd, &holder);
+    if (rc == -EWOULDBLOCK) {
+        if (holder > 0)
+            log_error("another traind (pid %ld) is using the spool %s; exiting", holder, d->cfg.spool);
+        else
+            log_error("another traind is using the spool %s; exiting", d->cfg.spool);
+        return -1;
+    }
+    if (rc < 0) {
+        log_error("cannot lock the spool: %s/%s: %s", d->cfg.spool, SPOOL_LOCK_NAME, file_error_text(rc));
+        return -1;
+    }
+    return 0;
+}
+
 static const char *self_exe(char *buf, size_t len)
 {
     /* /proc/self/exe runs the very binary this daemon is, even after an upgrade
@@ -584,6 +611,8 @@ int main(int argc, char **argv)
     raise_nofile(&d.cfg);
     spool_set_max_model_bytes(d.cfg.max_model_memory);
 
+    if (take_spool_lock(&d) != 0)
+        return 1;
     rc = spool_prepare(d.cfg.spool);
     if (rc < 0) {
         log_error("cannot create the spool %s: %s", d.cfg.spool, strerror(-rc));

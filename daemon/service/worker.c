@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,13 +124,22 @@ int worker_spawn(uv_loop_t *loop, const worker_spec *spec, const worker_callback
                  worker **out)
 {
     char *log_path = xasprintf("%s/worker.log", spec->job_dir);
-    int log_fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    /* On the loop thread: a FIFO, device or symlink planted as worker.log
+     * is refused at once rather than waited on or followed. */
+    int log_fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+    struct stat st;
+    if (log_fd >= 0 && (fstat(log_fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+        close(log_fd);
+        log_fd = -1;
+        errno = EINVAL;
+    }
     if (log_fd < 0) {
         int e = errno;
-        log_error("cannot open %s: %s", log_path, strerror(e));
+        log_error("cannot open %s: %s", log_path, file_error_text(-e));
         free(log_path);
         return -e;
     }
+    fcntl(log_fd, F_SETFL, fcntl(log_fd, F_GETFL) & ~O_NONBLOCK);
     free(log_path);
 
     worker *w = xcalloc(1, sizeof *w);

@@ -39,7 +39,7 @@
 #include "../lib/tl.h"
 
 /* Trains far longer than any test waits. */
-static const char STEADY[] __attribute__((unused)) =
+static const char STEADY[] =
     "name: steady\n"
     "seed: 1\n"
     "model: {type: mlp, input_dim: 8, hidden: [16], output_dim: 2}\n"
@@ -147,7 +147,7 @@ static void assert_healthy(double within_s)
     ck_assert_msg(dt < within_s, "/healthz took %.3f s", dt);
 }
 
-__attribute__((unused)) static char *submit(const char *yaml)
+static char *submit(const char *yaml)
 {
     tl_resp r;
     tl_http(g_d.addr, "POST", "/jobs", g_d.token, yaml, strlen(yaml), &r);
@@ -533,6 +533,220 @@ START_TEST(sighup_fifo_does_not_block)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------------ */
+/* §2 the spool                                                         */
+
+static cJSON *wait_state(const char *id, const char *state, double timeout_s)
+{
+    cJSON *j = tl_wait_job(g_d.addr, id, tl_job_in_state, (void *)state, timeout_s);
+    ck_assert_msg(j != NULL, "job %s never became %s", id, state);
+    return j;
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+/* A second traind on the same spool exits at once and touches nothing. */
+START_TEST(second_daemon_refused)
+{
+    start(NULL);
+    char *id = submit(STEADY);
+    cJSON *j = wait_state(id, "running", 60);
+    double pid = tl_num(j, "pid");
+    cJSON_Delete(j);
+    char *addrf = spool_path("traind.addr");
+    char *addr_before = tl_read(addrf, NULL);
+    char *st_path = xasprintf("%s/spool/jobs/%s/status.json", g_dir, id);
+
+    char *blog = xasprintf("%s/second.log", g_dir);
+    char *sp = spool_path("");
+    const char *argv[] = {tl_traind_path(), "--spool", sp, "--listen", "127.0.0.1:0", NULL};
+    double t0 = tl_now();
+    int rc = tl_run(argv, blog, 10);
+    double dt = tl_now() - t0;
+    ck_assert_msg(rc == 1, "the second daemon exited %d", rc);
+    ck_assert_msg(dt < 5, "the second daemon took %.1f s to give up", dt);
+    char *text = tl_read(blog, NULL);
+    ck_assert_msg(text && strstr(text, "is using the spool"), "second daemon said: %s", text ? text : "");
+    ck_assert_msg(!strstr(text, "was running"), "the second daemon touched jobs: %s", text);
+    free(text);
+
+    /* the first one's job, address and status file are as they were */
+    char *addr_after = tl_read(addrf, NULL);
+    ck_assert_str_eq(addr_after, addr_before);
+    char *status = tl_read(st_path, NULL);
+    ck_assert_ptr_nonnull(strstr(status, "\"state\":\"running\""));
+    j = tl_get_json(g_d.addr, "/jobs/steady", NULL);
+    ck_assert_str_eq(tl_str(j, "state"), "running");
+    ck_assert(tl_num(j, "pid") == pid);
+    cJSON_Delete(j);
+    assert_healthy(1.0);
+    free(status);
+    free(addr_after);
+    free(addr_before);
+    free(addrf);
+    free(st_path);
+    free(blog);
+    free(sp);
+    free(id);
+}
+END_TEST
+
+/* FIFOs, a device and symlinks planted as job files, as a job directory and
+ * in incoming/: refused with a log line, never opened blocking or followed. */
+START_TEST(foreign_objects_refused)
+{
+    char *cj = config_json("x");
+    char *p;
+    /* a job whose only file, config.yaml, is a FIFO (rebuilt at start-up) */
+    p = spool_path("jobs/fifocfg");
+    mkdir_p(p, 0755);
+    free(p);
+    p = spool_path("jobs/fifocfg/config.yaml");
+    ck_assert_int_eq(mkfifo(p, 0644), 0);
+    free(p);
+    /* finished jobs whose history and log are FIFOs */
+    make_finished_job("fifohist", 1, 100, cj);
+    p = spool_path("jobs/fifohist/metrics.jsonl");
+    ck_assert_int_eq(mkfifo(p, 0644), 0);
+    free(p);
+    make_finished_job("fifolog", 2, 100, cj);
+    p = spool_path("jobs/fifolog/worker.log");
+    ck_assert_int_eq(mkfifo(p, 0644), 0);
+    free(p);
+    /* a queued job whose config.yaml is a symlink */
+    make_finished_job("lnk", 3, 100, cj);
+    p = spool_path("jobs/lnk/status.json");
+    char *st = tl_read(p, NULL);
+    char *q = strstr(st, "\"succeeded\"");
+    memcpy(q, "\"queued\"   ", 11);
+    ck_assert_int_eq(tl_write(p, st), 0);
+    free(st);
+    free(p);
+    char *outside = xasprintf("%s/outside", g_dir);
+    mkdir_p(outside, 0755);
+    char *ocfg = xasprintf("%s/secret.yaml", outside);
+    char *y = fmt(SMALL_FMT, "secret");
+    ck_assert_int_eq(tl_write(ocfg, y), 0);
+    free(y);
+    p = spool_path("jobs/lnk/config.yaml");
+    unlink(p);
+    ck_assert_int_eq(symlink(ocfg, p), 0);
+    free(p);
+    /* a job directory that is a symlink to a job elsewhere */
+    char *odir = xasprintf("%s/outside/jobs", g_dir);
+    mkdir_p(odir, 0755);
+    make_finished_job("realjob", 4, 100, cj);
+    char *from = spool_path("jobs/realjob"), *to = xasprintf("%s/realjob", odir);
+    ck_assert_int_eq(rename(from, to), 0);
+    p = spool_path("jobs/linkedjob");
+    ck_assert_int_eq(symlink(to, p), 0);
+    free(p);
+    free(from);
+    free(to);
+    /* incoming/: a FIFO, a symlink, a device */
+    p = spool_path("incoming");
+    mkdir_p(p, 0755);
+    free(p);
+    p = spool_path("incoming/fifo.yaml");
+    ck_assert_int_eq(mkfifo(p, 0644), 0);
+    free(p);
+    p = spool_path("incoming/link.yaml");
+    ck_assert_int_eq(symlink(ocfg, p), 0);
+    free(p);
+    p = spool_path("incoming/dev.yaml");
+    bool have_dev = mknod(p, S_IFCHR | 0644, makedev(1, 3)) == 0;
+    free(p);
+    free(cj);
+
+    start(NULL);
+    assert_healthy(1.0);
+    cJSON *j = wait_state("fifocfg", "failed", 10);
+    cJSON_Delete(j);
+    j = wait_state("lnk", "failed", 10);
+    char *text = cJSON_PrintUnformatted(j);
+    ck_assert_msg(strstr(text, "not a regular file"), "lnk: %s", text);
+    free(text);
+    cJSON_Delete(j);
+    tl_resp r;
+    double t0 = tl_now();
+    tl_http(g_d.addr, "GET", "/jobs/fifolog/log", NULL, NULL, 0, &r);
+    ck_assert_msg(tl_now() - t0 < 2 && r.status == 500, "log of a FIFO: %d after %.1f s", r.status, tl_now() - t0);
+    tl_resp_free(&r);
+    int code;
+    j = tl_get_json(g_d.addr, "/jobs/linkedjob", &code);
+    ck_assert_int_eq(code, 404);
+    cJSON_Delete(j);
+    assert_log_has("jobs/linkedjob: a symbolic link", 5);
+    assert_log_has("incoming/fifo.yaml: a FIFO", 5);
+    assert_log_has("incoming/link.yaml: a symbolic link", 5);
+    if (have_dev)
+        assert_log_has("incoming/dev.yaml: not a regular file", 5);
+    ck_assert(exists(ocfg));
+    assert_healthy(1.0);
+    /* and it still stops (teardown: SIGTERM within 30 s) */
+    free(ocfg);
+    free(outside);
+    free(odir);
+}
+END_TEST
+
+/* incoming/ a symlink: nothing is moved out of where it points. */
+START_TEST(symlinked_incoming_refused)
+{
+    char *elsewhere = xasprintf("%s/elsewhere", g_dir);
+    mkdir_p(elsewhere, 0755);
+    char *victim = xasprintf("%s/victim.yaml", elsewhere);
+    char *y = fmt(SMALL_FMT, "victim");
+    ck_assert_int_eq(tl_write(victim, y), 0);
+    free(y);
+    char *sp = spool_path("");
+    mkdir_p(sp, 0755);
+    char *inc = spool_path("incoming");
+    ck_assert_int_eq(symlink(elsewhere, inc), 0);
+    start(NULL);
+    assert_log_has("symbolic link (never followed)", 10);
+    tl_sleep_ms(2500);   /* a rescan or two */
+    ck_assert_msg(exists(victim), "a file was moved out of incoming/'s target");
+    int code;
+    cJSON *j = tl_get_json(g_d.addr, "/jobs/victim", &code);
+    ck_assert_int_eq(code, 404);
+    cJSON_Delete(j);
+    free(victim);
+    free(elsewhere);
+    free(sp);
+    free(inc);
+}
+END_TEST
+
+/* A config appended to incoming/NAME.yaml line by line is taken whole. */
+START_TEST(incoming_taken_whole)
+{
+    start(NULL);
+    static const char *const lines[] = {
+        "name: pieces\n", "model: {type: linear, input_dim: 4, output_dim: 2}\n",
+        "data: {kind: synthetic, batch_size: 4}\n", "optimizer: {lr: 0.01}\n",
+        "schedule: {type: constant, total_steps: 7}\n",
+    };
+    char *p = spool_path("incoming/pieces.yaml");
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        int fd = open(p, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, lines[i], strlen(lines[i])), (ssize_t)strlen(lines[i]));
+        close(fd);
+        tl_sleep_ms(300);
+    }
+    cJSON *j = wait_state("pieces", "succeeded", 30);
+    ck_assert_int_eq((long)tl_num(j, "total_steps"), 7);
+    cJSON_Delete(j);
+    free(p);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 
 static Suite *suite(void)
@@ -546,6 +760,14 @@ static Suite *suite(void)
     tcase_add_test(loop, metrics_paging);
     tcase_add_test(loop, sighup_fifo_does_not_block);
     suite_add_tcase(s, loop);
+    TCase *sp = tcase_create("spool");
+    tcase_add_checked_fixture(sp, setup, teardown);
+    tcase_set_timeout(sp, 120);
+    tcase_add_test(sp, second_daemon_refused);
+    tcase_add_test(sp, foreign_objects_refused);
+    tcase_add_test(sp, symlinked_incoming_refused);
+    tcase_add_test(sp, incoming_taken_whole);
+    suite_add_tcase(s, sp);
     return s;
 }
 
