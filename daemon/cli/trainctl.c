@@ -80,7 +80,7 @@ static int validate_for_daemon(const char *path, const dconfig *dc)
     int rc = read_file(path, CFG_MAX_FILE_BYTES, &buf, &len);
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", path,
-                rc == -EFBIG ? "the config is larger than the daemon accepts (1 MiB)" : strerror(-rc));
+                rc == -EFBIG ? "the config is larger than the daemon accepts (1 MiB)" : file_error_text(rc));
         return -1;
     }
     char stem[SPOOL_ID_MAX + 1];

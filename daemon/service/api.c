@@ -115,6 +115,15 @@ bool api_id_valid(const char *id)
     return strstr(id, "..") == NULL;
 }
 
+bool api_idem_key_valid(const char *key)
+{
+    size_t n = 0;
+    for (const char *p = key; *p; p++, n++)
+        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e || n >= API_IDEM_KEY_MAX)
+            return false;
+    return n > 0;
+}
+
 bool api_token_equal(const char *given, const char *expected)
 {
     /* Runs over the whole of expected whatever given holds; the only thing
@@ -647,6 +656,10 @@ static void post_jobs_done(void *arg, int r, char *id, cJSON *errors)
     } else if (r == API_UNAVAILABLE) {
         status = 503;
         cJSON_AddStringToObject(o, "error", "traind is shutting down");
+    } else if (r == API_IN_PROGRESS) {
+        status = 409;
+        cJSON_AddStringToObject(o, "error", "a request with this Idempotency-Key is still being saved; retry");
+        http_response_add_header(&res, "Retry-After", "1");
     } else if (r == API_QUEUE_FULL) {
         status = 429;
         long waiting = be->queued ? be->queued(be->ctx) : -1;
@@ -689,10 +702,16 @@ static void post_jobs(const api_backend *be, const http_request *req, http_respo
         http_response_error(res, 400, "query parameter 'name' is not valid percent-encoding");
         return;
     }
+    const char *key = http_request_header(req, "Idempotency-Key");
+    if (key && !api_idem_key_valid(key)) {
+        free(name);
+        http_response_error(res, 400, "Idempotency-Key must be 1 to 255 visible ASCII characters");
+        return;
+    }
     post_wait *w = xcalloc(1, sizeof *w);
     w->be = be;
     w->answer = http_response_defer(res);
-    be->submit(be->ctx, req->body, req->body_len, name, post_jobs_done, w);
+    be->submit(be->ctx, req->body, req->body_len, name, key, post_jobs_done, w);
     free(name);
 }
 
@@ -813,9 +832,8 @@ static void get_job_log(const api_backend *be, const char *id, http_response *re
     http_response_set(res, 200, "text/plain; charset=utf-8", text, len);
 }
 
-static void post_cancel(const api_backend *be, const char *id, http_response *res)
+static void cancel_answer(http_response *res, const char *id, int r)
 {
-    int r = be->cancel ? be->cancel(be->ctx, id) : API_UNAVAILABLE;
     switch (r) {
     case API_OK: {
         cJSON *o = cJSON_CreateObject();
@@ -827,8 +845,37 @@ static void post_cancel(const api_backend *be, const char *id, http_response *re
     case API_NOT_FOUND: http_response_error(res, 404, "no such job"); break;
     case API_CONFLICT: http_response_error(res, 409, "the job has already ended"); break;
     case API_UNAVAILABLE: http_response_error(res, 503, "traind is shutting down"); break;
-    default: http_response_error(res, 500, "could not cancel the job"); break;
+    default: http_response_error(res, 500, "the cancel could not be saved; it may not survive a restart"); break;
     }
+}
+
+/* A cancel waiting for its request to be on disk. */
+typedef struct cancel_wait {
+    http_deferred *answer;
+    char *id;
+} cancel_wait;
+
+static void cancel_done(void *arg, int rc)
+{
+    cancel_wait *w = arg;
+    http_response res = {.status = 200};
+    http_response_add_header(&res, "Cache-Control", NO_STORE);
+    cancel_answer(&res, w->id, rc);
+    http_deferred_respond(w->answer, &res);
+    free(w->id);
+    free(w);
+}
+
+static void post_cancel(const api_backend *be, const char *id, http_response *res)
+{
+    if (be->cancel_async) {
+        cancel_wait *w = xcalloc(1, sizeof *w);
+        w->answer = http_response_defer(res);
+        w->id = xstrdup(id);
+        be->cancel_async(be->ctx, id, cancel_done, w);
+        return;
+    }
+    cancel_answer(res, id, be->cancel ? be->cancel(be->ctx, id) : API_UNAVAILABLE);
 }
 
 static void get_prometheus(const api_backend *be, http_response *res)

@@ -49,6 +49,15 @@ bool job_state_ended(job_state s)
 
 /* ------------------------------------------------------------- the table */
 
+/* Someone to tell when status.json holds what the job was when they asked
+ * (the first write started after that has completed). */
+typedef struct durable_wait {
+    struct durable_wait *next;
+    unsigned long need;              /* writes_started it waits for */
+    void (*cb)(void *arg, int rc);
+    void *arg;
+} durable_wait;
+
 typedef struct job {
     struct job_table *t;
     char id[SPOOL_ID_MAX + 1];
@@ -67,6 +76,7 @@ typedef struct job {
     int crashes;                     /* times the process died (counted against max_restarts) */
     cJSON *errors;                   /* array of {path,line,column,message} / {message} */
     cJSON *config;                   /* cfg_to_json, or NULL (rejected) */
+    char *idem_key;                  /* the Idempotency-Key it was POSTed with, or NULL */
 
     /* the training process */
     worker *w;
@@ -81,6 +91,10 @@ typedef struct job {
     double last_write;               /* monotonic */
     bool write_error_logged;
     bool write_failed;               /* the last status.json write failed: the tick retries */
+
+    /* callers waiting for a status.json write that starts after they asked */
+    struct durable_wait *waiters;
+    unsigned long writes_started;
 
     /* metrics history */
     job_point *hist;
@@ -102,6 +116,8 @@ struct job_table {
     int running;
     int pending_work;                /* thread-pool requests in flight */
     long submitting;                 /* POSTs being saved and validated */
+    char **keys_inflight;            /* their Idempotency-Keys (a retry meanwhile gets 409) */
+    size_t n_keys_inflight;
 
     uv_timer_t tick;
     bool started, tick_open;
@@ -115,6 +131,7 @@ struct job_table {
 };
 
 static void schedule(job_table *t);
+static void key_done(job_table *t, const char *key);
 static void persist(job *j);
 static void check_shutdown_done(job_table *t);
 
@@ -173,7 +190,14 @@ static job *job_alloc(job_table *t, const char *id)
 
 static void job_free(job *j)
 {
+    while (j->waiters) {
+        durable_wait *w = j->waiters;
+        j->waiters = w->next;
+        w->cb(w->arg, -ECANCELED);
+        free(w);
+    }
     free(j->name);
+    free(j->idem_key);
     free(j->dir);
     free(j->fail_msg);
     free(j->hist);
@@ -346,6 +370,8 @@ static cJSON *job_to_json(const job *j, int queue_pos)
         cJSON_AddNullToObject(o, "checkpoint_step");
     if (running && j->pid > 0)
         cJSON_AddNumberToObject(o, "pid", j->pid);
+    if (running && j->cancel_requested)
+        cJSON_AddTrueToObject(o, "cancel_requested");
     cJSON_AddNumberToObject(o, "seq", (double)j->seq);
     cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(j->errors, 1));
     cJSON_AddItemToObject(o, "config", j->config ? cJSON_Duplicate(j->config, 1) : cJSON_CreateNull());
@@ -703,7 +729,24 @@ typedef struct write_req {
     char *data;
     size_t len;
     int rc;
+    unsigned long seq;               /* j->writes_started when it began */
 } write_req;
+
+/* Tells the waiters that write seq covers. */
+static void wake_waiters(job *j, unsigned long seq, int rc)
+{
+    durable_wait **p = &j->waiters;
+    while (*p) {
+        durable_wait *w = *p;
+        if (w->need <= seq) {
+            *p = w->next;
+            w->cb(w->arg, rc);
+            free(w);
+        } else {
+            p = &w->next;
+        }
+    }
+}
 
 static void write_work(uv_work_t *w)
 {
@@ -734,6 +777,7 @@ static void write_done(uv_work_t *w, int status)
         j->write_error_logged = false;
         j->write_failed = false;
     }
+    wake_waiters(j, r->seq, r->rc);
     free(r->path);
     free(r->data);
     free(r);
@@ -761,6 +805,7 @@ static void start_write(job *j)
     j->dirty = false;
     j->progress_dirty = false;
     j->last_write = now_monotonic();
+    r->seq = ++j->writes_started;
     int rc = uv_queue_work(j->t->loop, &r->work, write_work, write_done);
     if (rc < 0) {
         log_error("job %s: cannot queue a write: %s", j->id, uv_strerror(rc));
@@ -768,6 +813,7 @@ static void start_write(job *j)
         free(r->data);
         free(r);
         j->dirty = true;
+        j->writes_started--;
         return;
     }
     j->write_inflight = true;
@@ -779,6 +825,19 @@ static void persist(job *j)
 {
     j->dirty = true;
     start_write(j);
+}
+
+/* persist(j), then cb(arg, rc) once the job as it is now is on disk. */
+static void persist_then(job *j, void (*cb)(void *arg, int rc), void *arg)
+{
+    durable_wait *w = xcalloc(1, sizeof *w);
+    /* a write in flight holds an older snapshot: the next one is ours */
+    w->need = j->writes_started + 1;
+    w->cb = cb;
+    w->arg = arg;
+    w->next = j->waiters;
+    j->waiters = w;
+    persist(j);
 }
 
 /* ------------------------------------------------------------ the worker */
@@ -1103,6 +1162,7 @@ typedef struct submit_req {
     char *yaml;
     size_t len;
     char *default_name;
+    char *idem_key;                 /* or NULL */
     char *jobs_dir;
     char **data_dirs;               /* a copy: a SIGHUP may replace the table's */
     size_t n_data_dirs;
@@ -1123,6 +1183,7 @@ static void submit_req_free(submit_req *r)
     free(r->failure);
     free(r->yaml);
     free(r->default_name);
+    free(r->idem_key);
     free(r->jobs_dir);
     strv_free(r->data_dirs, r->n_data_dirs);
     free(r);
@@ -1143,14 +1204,21 @@ static void submit_work(uv_work_t *w)
     }
     char *dir = xasprintf("%s/%s", r->jobs_dir, r->id);
     char *cpath = xasprintf("%s/config.yaml", dir);
-    r->rc = write_file_atomic(cpath, r->yaml, r->len, 0644);
+    /* The key goes first: once config.yaml is on disk (the job exists,
+     * answered or not) a retry with the same key finds it. */
+    char *kpath = xasprintf("%s/" JOBS_IDEM_KEY_FILE, dir);
+    r->rc = r->idem_key ? write_file_atomic(kpath, r->idem_key, strlen(r->idem_key), 0644) : 0;
+    if (r->rc == 0)
+        r->rc = write_file_atomic(cpath, r->yaml, r->len, 0644);
     if (r->rc == 0)
         r->rc = fsync_parent_dir(dir);
     if (r->rc < 0) {
         r->failure = xasprintf("job %s: cannot save %s: %s", r->id, cpath, strerror(-r->rc));
         unlink(cpath);
+        unlink(kpath);
         rmdir(dir);
     }
+    free(kpath);
     free(cpath);
     free(dir);
     if (r->rc < 0)
@@ -1168,11 +1236,15 @@ static void submit_done(uv_work_t *w, int status)
     job_table *t = r->t;
     t->pending_work--;
     t->submitting--;
+    if (r->idem_key)
+        key_done(t, r->idem_key);
     if (r->rc < 0) {
         log_error("%s; submission refused", r->failure);
         r->done(r->arg, r->rc, NULL, NULL);
     } else {
         job *j = new_job(t, r->id, r->valid ? r->cfg.name : r->id);
+        j->idem_key = r->idem_key;
+        r->idem_key = NULL;
         cJSON *errors = NULL;
         if (r->valid) {
             j->config = cfg_to_json(&r->cfg);
@@ -1199,9 +1271,56 @@ static void submit_done(uv_work_t *w, int status)
     check_shutdown_done(t);
 }
 
-void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, jobs_submit_cb done,
-                 void *arg)
+/* ---- Idempotency-Key ---- */
+
+static job *find_by_key(const job_table *t, const char *key)
 {
+    for (size_t i = t->n; i-- > 0;)
+        if (t->jobs[i]->idem_key && strcmp(t->jobs[i]->idem_key, key) == 0)
+            return t->jobs[i];
+    return NULL;
+}
+
+static bool key_inflight(const job_table *t, const char *key)
+{
+    for (size_t i = 0; i < t->n_keys_inflight; i++)
+        if (strcmp(t->keys_inflight[i], key) == 0)
+            return true;
+    return false;
+}
+
+static void key_done(job_table *t, const char *key)
+{
+    for (size_t i = 0; i < t->n_keys_inflight; i++)
+        if (strcmp(t->keys_inflight[i], key) == 0) {
+            free(t->keys_inflight[i]);
+            t->keys_inflight[i] = t->keys_inflight[--t->n_keys_inflight];
+            return;
+        }
+}
+
+bool jobs_submit_replay(job_table *t, const char *key, jobs_submit_cb done, void *arg)
+{
+    if (key_inflight(t, key)) {
+        done(arg, API_IN_PROGRESS, NULL, NULL);
+        return true;
+    }
+    const job *j = find_by_key(t, key);
+    if (!j)
+        return false;
+    log_info("job %s: POST /jobs again with its Idempotency-Key: answered with the same job", j->id);
+    if (j->state == JOB_REJECTED)
+        done(arg, API_INVALID, xstrdup(j->id), cJSON_Duplicate(j->errors, 1));
+    else
+        done(arg, API_OK, xstrdup(j->id), NULL);
+    return true;
+}
+
+void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, const char *idem_key,
+                 jobs_submit_cb done, void *arg)
+{
+    if (idem_key && jobs_submit_replay(t, idem_key, done, arg))
+        return;
     if (t->shutting_down) {
         done(arg, API_UNAVAILABLE, NULL, NULL);
         return;
@@ -1212,6 +1331,7 @@ void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default
     r->yaml = xstrndup(yaml, len);
     r->len = len;
     r->default_name = default_name ? xstrdup(default_name) : NULL;
+    r->idem_key = idem_key ? xstrdup(idem_key) : NULL;
     r->jobs_dir = xstrdup(t->jobs_dir);
     r->data_dirs = strv_dup(t->data_dirs, t->n_data_dirs);
     r->n_data_dirs = t->n_data_dirs;
@@ -1226,6 +1346,10 @@ void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default
     }
     t->pending_work++;
     t->submitting++;
+    if (idem_key) {
+        t->keys_inflight = xrealloc(t->keys_inflight, (t->n_keys_inflight + 1) * sizeof *t->keys_inflight);
+        t->keys_inflight[t->n_keys_inflight++] = xstrdup(idem_key);
+    }
 }
 
 long jobs_submitting(const job_table *t)
@@ -1233,7 +1357,7 @@ long jobs_submitting(const job_table *t)
     return t->submitting;
 }
 
-int jobs_cancel(job_table *t, const char *id)
+int jobs_cancel(job_table *t, const char *id, void (*done)(void *arg, int rc), void *arg)
 {
     job *j = find(t, id);
     if (!j)
@@ -1243,11 +1367,7 @@ int jobs_cancel(job_table *t, const char *id)
     if (j->state == JOB_QUEUED) {
         set_ended(j, JOB_CANCELLED);
         log_info("job %s: cancelled while queued", j->id);
-        persist(j);
-        changed(t);
-        return API_OK;
-    }
-    if (!j->cancel_requested) {
+    } else if (!j->cancel_requested) {
         j->cancel_requested = true;
         log_info("job %s: cancelling (SIGTERM to pid %d)", j->id, j->pid);
         if (j->w) {
@@ -1255,6 +1375,12 @@ int jobs_cancel(job_table *t, const char *id)
             j->kill_deadline = now_monotonic() + JOBS_STOP_TIMEOUT_S;
         }
     }
+    /* the request reaches status.json before the answer goes out */
+    if (done)
+        persist_then(j, done, arg);
+    else
+        persist(j);
+    changed(t);
     return API_OK;
 }
 
@@ -1347,6 +1473,7 @@ static int load_status(job *j, const cJSON *o)
     }
     if (cJSON_IsObject(config))
         j->config = cJSON_Duplicate(config, 1);
+    j->cancel_requested = cJSON_IsTrue(jget(o, "cancel_requested")) && !job_state_ended(j->state);
     return 0;
 }
 
@@ -1392,6 +1519,33 @@ static int rebuild(job_table *t, job *j, const char *why)
     return 0;
 }
 
+/* The Idempotency-Key a job was POSTed with (jobs/<id>/idempotency.key). */
+static void load_idem_key(job *j)
+{
+    char *p = xasprintf("%s/" JOBS_IDEM_KEY_FILE, j->dir);
+    char *buf;
+    size_t len;
+    if (read_file_flags(p, API_IDEM_KEY_MAX, O_NOFOLLOW, &buf, &len) == 0) {
+        if (api_idem_key_valid(buf))
+            j->idem_key = buf;
+        else
+            free(buf);
+    }
+    free(p);
+}
+
+/* A key saved by a submit that died before its config.yaml: no job came of
+ * it (nothing was answered), so the directory is as good as empty. */
+static void drop_lone_key(const char *dir)
+{
+    char *c = xasprintf("%s/config.yaml", dir), *k = xasprintf("%s/" JOBS_IDEM_KEY_FILE, dir);
+    struct stat st;
+    if (lstat(c, &st) < 0 && errno == ENOENT)
+        unlink(k);
+    free(c);
+    free(k);
+}
+
 /* A job that will run: its files must be its own — a FIFO, device or
  * symlink planted as one of them fails the job (the training process would
  * wait on it or follow it). */
@@ -1431,7 +1585,7 @@ static void remove_stale_tmp(const char *dir)
     DIR *d = opendir(dir);
     if (!d)
         return;
-    static const char *const prefixes[] = {"status.json.tmp.", "config.yaml.tmp."};
+    static const char *const prefixes[] = {"status.json.tmp.", "config.yaml.tmp.", JOBS_IDEM_KEY_FILE ".tmp."};
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
@@ -1467,6 +1621,7 @@ int jobs_load(job_table *t)
             continue;
         }
         remove_stale_tmp(j->dir);
+        drop_lone_key(j->dir);
         if (rmdir(j->dir) == 0) {
             /* an id claimed by a daemon that died before the file arrived
              * (the submission was never acknowledged) */
@@ -1519,8 +1674,18 @@ int jobs_load(job_table *t)
             free(cpath);
         }
         derive_from_config(j);
+        load_idem_key(j);
         if (!job_state_ended(j->state))
             check_job_files(j);
+        if (j->cancel_requested) {
+            /* cancelled (202) before traind stopped: it stays cancelled, at
+             * its last checkpoint */
+            set_ended(j, JOB_CANCELLED);
+            j->cancel_requested = false;
+            log_info("job %s: its cancel was requested before traind stopped; cancelled at step %ld", j->id,
+                     j->step);
+            j->dirty = true;
+        }
         if (j->state == JOB_RUNNING) {
             j->state = JOB_QUEUED;   /* resumes from its checkpoint; start_job counts the restart */
             log_info("job %s: was running at step %ld when traind stopped; queued to resume", j->id, j->step);
@@ -1636,6 +1801,7 @@ void jobs_free(job_table *t)
     for (size_t i = 0; i < t->n; i++)
         job_free(t->jobs[i]);
     free(t->jobs);
+    strv_free(t->keys_inflight, t->n_keys_inflight);
     free(t->spool);
     free(t->jobs_dir);
     free(t->exe);

@@ -243,15 +243,18 @@ static long be_queued(void *ctx)
 }
 
 static void be_submit(void *ctx, const char *yaml, size_t len, const char *default_name,
-                      api_submit_done done, void *arg)
+                      const char *idem_key, api_submit_done done, void *arg)
 {
     daemon_state *d = ctx;
     if (d->stopping)
         return done(arg, API_UNAVAILABLE, NULL, NULL);
+    /* a retry of a submit already made answers as the first time, full queue or not */
+    if (idem_key && jobs_submit_replay(d->jobs, idem_key, done, arg))
+        return;
     /* a scan of incoming/ in flight shares the room left with us */
     if (queued_jobs(d) >= d->cfg.max_queued_jobs || !spool_reserve(d->sp))
         return done(arg, API_QUEUE_FULL, NULL, NULL);
-    jobs_submit(d->jobs, yaml, len, default_name, done, arg);
+    jobs_submit(d->jobs, yaml, len, default_name, idem_key, done, arg);
 }
 
 /* How many files the next scan of incoming/ may take. */
@@ -264,7 +267,14 @@ static long spool_room(void *ctx)
 
 static int be_cancel(void *ctx, const char *id)
 {
-    return jobs_cancel(((daemon_state *)ctx)->jobs, id);
+    return jobs_cancel(((daemon_state *)ctx)->jobs, id, NULL, NULL);
+}
+
+static void be_cancel_async(void *ctx, const char *id, void (*done)(void *arg, int rc), void *arg)
+{
+    int rc = jobs_cancel(((daemon_state *)ctx)->jobs, id, done, arg);
+    if (rc != API_OK)
+        done(arg, rc);   /* not found, already ended: answered now */
 }
 
 static cJSON *be_metrics(void *ctx, const char *id, long since, long max)
@@ -668,6 +678,7 @@ int main(int argc, char **argv)
         .get_job = be_get,
         .submit = be_submit,
         .cancel = be_cancel,
+        .cancel_async = be_cancel_async,
         .metrics = be_metrics,
         .metrics_points = be_metrics_points,
         .log_tail = be_log_tail,

@@ -47,7 +47,8 @@ enum {
     API_NOT_FOUND = -ENOENT,     /* cancel: 404 */
     API_CONFLICT = -EALREADY,    /* cancel: 409, the job has already ended */
     API_UNAVAILABLE = -ESHUTDOWN, /* 503: shutting down, intake stopped */
-    API_QUEUE_FULL = -EAGAIN      /* submit: 429, max_queued_jobs are waiting already */
+    API_QUEUE_FULL = -EAGAIN,     /* submit: 429, max_queued_jobs are waiting already */
+    API_IN_PROGRESS = -EINPROGRESS /* submit: 409, the same Idempotency-Key is being saved */
 };
 
 /* A token bucket per client (keyed by the peer address of http_request):
@@ -109,12 +110,23 @@ typedef struct api_backend {
      * rejected job, its id); or another code with neither.  done takes id
      * (malloc'd or NULL) and errors (or NULL).  default_name (from
      * POST /jobs?name=STEM, NULL if absent) names a config that has no
-     * `name`, as a file's stem does for a config dropped in incoming/. */
+     * `name`, as a file's stem does for a config dropped in incoming/.
+     * idem_key (the Idempotency-Key header, NULL if absent; valid only
+     * during the call): a key given before answers with the job it made
+     * (API_OK, or API_INVALID with its errors, as the first time);
+     * API_CONFLICT while the first request with it is still being saved. */
     void (*submit)(void *ctx, const char *yaml, size_t len, const char *default_name,
-                   api_submit_done done, void *arg);
+                   const char *idem_key, api_submit_done done, void *arg);
 
     /* API_OK (cancel requested), API_NOT_FOUND or API_CONFLICT. */
     int (*cancel)(void *ctx, const char *id);
+
+    /* Optional, preferred over cancel: the same, answered through
+     * done(arg, rc) exactly once, now or later — API_OK only once the
+     * request is on disk (a daemon that dies right after the 202 still
+     * cancels the job when it starts again), or a -errno when it could not
+     * be saved. */
+    void (*cancel_async)(void *ctx, const char *id, void (*done)(void *arg, int rc), void *arg);
 
     /* The job's metrics points with step > since, at most max of them
      * (max 0 = all; evenly thinned, the last kept) as a cJSON array of
@@ -168,6 +180,10 @@ void api_handle(void *ctx, const http_request *req, http_response *res);
 /* A job id as SPEC §3 makes them: 1..128 bytes of [A-Za-z0-9._-], not
  * starting with '.' (so never "." or ".."). */
 bool api_id_valid(const char *id);
+
+/* An Idempotency-Key header value: 1..API_IDEM_KEY_MAX visible ASCII bytes. */
+#define API_IDEM_KEY_MAX 255
+bool api_idem_key_valid(const char *key);
 
 /* given == expected, in time independent of where they differ. */
 bool api_token_equal(const char *given, const char *expected);

@@ -79,14 +79,28 @@ void jobs_add_intake(job_table *t, spool_intake *it);
  * API_UNAVAILABLE while shutting down, or -errno if the config could not be
  * saved.  done takes id and errors. */
 typedef void (*jobs_submit_cb)(void *arg, int rc, char *id, struct cJSON *errors);
-void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, jobs_submit_cb done,
-                 void *arg);
+void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, const char *idem_key,
+                 jobs_submit_cb done, void *arg);
+
+/* The Idempotency-Key of POST /jobs: saved as jobs/<id>/idempotency.key
+ * before config.yaml, so a job that exists (its config on disk, even
+ * unanswered) is found by its key after any crash.  A submit with a key
+ * already used answers with that job (API_OK, or API_INVALID with its
+ * errors); one whose first submit is still being saved gets
+ * API_IN_PROGRESS.  Returns false (done not called) when key is new. */
+#define JOBS_IDEM_KEY_FILE "idempotency.key"
+bool jobs_submit_replay(job_table *t, const char *key, jobs_submit_cb done, void *arg);
 
 /* Submits still on the thread pool (each may become a queued job). */
 long jobs_submitting(const job_table *t);
 
-/* POST /jobs/{id}/cancel: API_OK, API_NOT_FOUND, API_CONFLICT. */
-int jobs_cancel(job_table *t, const char *id);
+/* POST /jobs/{id}/cancel: API_OK, API_NOT_FOUND, API_CONFLICT.  The
+ * request is recorded in status.json ("cancel_requested", or the state
+ * cancelled); with done, API_OK means done(arg, rc) follows once that is on
+ * disk (rc 0, or -errno when the write failed) — a job whose cancel was
+ * saved is cancelled at the next start even if traind died before its
+ * training process stopped. */
+int jobs_cancel(job_table *t, const char *id, void (*done)(void *arg, int rc), void *arg);
 
 /* {"id","state","step","total_steps","lr","loss"} of every job, newest
  * first: the jobs of GET /status. */

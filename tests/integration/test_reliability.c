@@ -748,6 +748,173 @@ START_TEST(incoming_taken_whole)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* §3 what traind acknowledges, it keeps                               */
+
+static void restart(void)
+{
+    tl_daemon_free(&g_d);
+    start(NULL);
+}
+
+/* A cancel answered 202, then traind killed before the job's process could
+ * stop (it is frozen): after the restart the job is cancelled, not trained. */
+START_TEST(cancel_survives_crash)
+{
+    start(NULL);
+    char *id = submit(STEADY);
+    long step = 1;
+    cJSON *j = tl_wait_job(g_d.addr, id, tl_job_running_with, &step, 60);
+    ck_assert_ptr_nonnull(j);
+    pid_t worker = (pid_t)tl_num(j, "pid");
+    cJSON_Delete(j);
+    ck_assert_int_eq(kill(worker, SIGSTOP), 0);
+    char *path = xasprintf("/jobs/%s/cancel", id);
+    tl_resp r;
+    tl_http(g_d.addr, "POST", path, g_d.token, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 202);
+    tl_resp_free(&r);
+    tl_daemon_stop(&g_d, SIGKILL, 10);
+    kill(worker, SIGKILL);
+    kill(worker, SIGCONT);
+    tl_sleep_ms(200);
+    restart();
+    j = wait_state(id, "cancelled", 10);
+    cJSON_Delete(j);
+    tl_sleep_ms(500);
+    j = tl_get_json(g_d.addr, "/jobs/steady", NULL);
+    ck_assert_str_eq(tl_str(j, "state"), "cancelled");
+    cJSON_Delete(j);
+    free(path);
+    free(id);
+}
+END_TEST
+
+static int post_keyed(const char *yaml, const char *key, tl_resp *r)
+{
+    char *req = xasprintf("POST /jobs HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nIdempotency-Key: %s\r\n"
+                          "Connection: close\r\nContent-Length: %zu\r\n\r\n%s",
+                          g_d.addr, g_d.token, key, strlen(yaml), yaml);
+    int rc = tl_http_raw(g_d.addr, req, strlen(req), 10000, r);
+    free(req);
+    return rc;
+}
+
+static int count_jobs(void)
+{
+    cJSON *a = tl_get_json(g_d.addr, "/jobs?limit=1000", NULL);
+    int n = cJSON_GetArraySize(a);
+    cJSON_Delete(a);
+    return n;
+}
+
+/* The same Idempotency-Key answers with the same job, also for a job whose
+ * config was saved by a daemon that died before answering. */
+START_TEST(idempotency_key)
+{
+    /* what a daemon killed between saving the config and its 201 leaves */
+    char *jd = spool_path("jobs/crashed");
+    mkdir_p(jd, 0755);
+    char *p = xasprintf("%s/config.yaml", jd);
+    char *y = fmt(SMALL_FMT, "crashed");
+    ck_assert_int_eq(tl_write(p, y), 0);
+    free(p);
+    p = xasprintf("%s/idempotency.key", jd);
+    ck_assert_int_eq(tl_write(p, "retry-me-1"), 0);
+    free(p);
+    start(NULL);
+    tl_resp r;
+    post_keyed(y, "retry-me-1", &r);
+    ck_assert_msg(r.status == 201 && strstr(r.body, "\"crashed\""), "retry after a crash: %d %s", r.status, r.body);
+    tl_resp_free(&r);
+    free(y);
+
+    y = fmt(SMALL_FMT, "twice");
+    post_keyed(y, "k-2", &r);
+    ck_assert_int_eq(r.status, 201);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"twice\""));
+    tl_resp_free(&r);
+    post_keyed(y, "k-2", &r);
+    ck_assert_int_eq(r.status, 201);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"twice\""));
+    tl_resp_free(&r);
+    ck_assert_int_eq(count_jobs(), 2);
+    post_keyed(y, "k-3", &r);   /* another key: another job */
+    ck_assert_int_eq(r.status, 201);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"twice-2\""));
+    tl_resp_free(&r);
+    post_keyed(y, "bad key", &r);
+    ck_assert_int_eq(r.status, 400);
+    tl_resp_free(&r);
+    /* and after a restart */
+    tl_daemon_stop(&g_d, SIGTERM, 30);
+    restart();
+    post_keyed(y, "k-2", &r);
+    ck_assert_int_eq(r.status, 201);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"twice\""));
+    tl_resp_free(&r);
+    ck_assert_int_eq(count_jobs(), 3);
+    free(y);
+    free(jd);
+}
+END_TEST
+
+/* trainctl submit sends a key and retries while traind is not up yet. */
+START_TEST(trainctl_submit_retries)
+{
+    start(NULL);
+    char *addr = xstrdup(g_d.addr);
+    char *sp = spool_path("");
+    char *cfg = xasprintf("%s/late.yaml", g_dir);
+    char *y = fmt(SMALL_FMT, "late");
+    ck_assert_int_eq(tl_write(cfg, y), 0);
+    free(y);
+    ck_assert_int_eq(tl_daemon_stop(&g_d, SIGTERM, 30), 0);
+    tl_daemon_free(&g_d);
+
+    /* trainctl first, the daemon a moment later on the same port */
+    char *url = xasprintf("http://%s", addr);
+    char *tok = spool_path("api.token");
+    char *out = xasprintf("%s/submit.out", g_dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        const char *argv[] = {tl_trainctl_path(), "submit", cfg, "--url", url, "--token-file", tok, NULL};
+        _exit(tl_run(argv, out, 30));
+    }
+    tl_sleep_ms(600);
+    char *listen = xasprintf("--listen=%s", addr);
+    const char *args[] = {listen, NULL};
+    memset(&g_d, 0, sizeof g_d);
+    g_d.spool = xstrdup(sp);
+    g_d.log = xasprintf("%s/daemon.log", sp);
+    pid_t d = fork();
+    if (d == 0) {
+        int fd = open(g_d.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 2);
+        execl(tl_traind_path(), tl_traind_path(), "--spool", sp, args[0], (char *)NULL);
+        _exit(127);
+    }
+    g_d.pid = d;
+    snprintf(g_d.addr, sizeof g_d.addr, "%s", addr);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    char *text = tl_read(out, NULL);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "trainctl submit: %d: %s", st, text ? text : "");
+    ck_assert_ptr_nonnull(strstr(text, "late"));
+    free(text);
+    char *key = spool_path("jobs/late/idempotency.key");
+    ck_assert_msg(exists(key), "trainctl sent no Idempotency-Key");
+    free(key);
+    free(listen);
+    free(out);
+    free(tok);
+    free(url);
+    free(cfg);
+    free(sp);
+    free(addr);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 
 static Suite *suite(void)
 {
@@ -768,6 +935,13 @@ static Suite *suite(void)
     tcase_add_test(sp, symlinked_incoming_refused);
     tcase_add_test(sp, incoming_taken_whole);
     suite_add_tcase(s, sp);
+    TCase *du = tcase_create("durable");
+    tcase_add_checked_fixture(du, setup, teardown);
+    tcase_set_timeout(du, 120);
+    tcase_add_test(du, cancel_survives_crash);
+    tcase_add_test(du, idempotency_key);
+    tcase_add_test(du, trainctl_submit_retries);
+    suite_add_tcase(s, du);
     return s;
 }
 

@@ -106,7 +106,8 @@ static int submit_now(void *ctx, const char *yaml, size_t len, const char *defau
 }
 
 /* The backend answers at once (the API must cope with done inside submit). */
-static void fake_submit(void *ctx, const char *yaml, size_t len, const char *default_name, api_submit_done done,
+static void fake_submit(void *ctx, const char *yaml, size_t len, const char *default_name, const char *idem_key,
+                        api_submit_done done,
                         void *arg)
 {
     char *id = NULL;
