@@ -24,6 +24,8 @@
 #include "traind/yamltree.h"
 
 #define STATUS_MAX_BYTES (16u << 20)
+#define HIST_TAIL_BYTES (8u << 20)   /* of a long metrics.jsonl, read whole at start-up */
+#define HIST_SAMPLES 2000            /* lines sampled from the rest */
 
 static const char *const state_names[JOB_NSTATES] = {
     "queued", "running", "succeeded", "failed", "cancelled", "rejected",
@@ -626,6 +628,57 @@ static double line_num(const cJSON *o, const char *k)
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+/* Adds the point of one metrics.jsonl line (a line that is not one is
+ * skipped); *cap is r->pts' capacity. */
+static void hist_add_line(hist_req *r, const char *line, size_t n, size_t *cap)
+{
+    cJSON *o = cJSON_ParseWithLength(line, n);
+    if (!o)
+        return;
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "step");
+    if (cJSON_IsNumber(s) && s->valuedouble >= 0) {
+        /* loss and eval_loss are floats written with %.9g: round back to float */
+        job_point p = {(long)s->valuedouble, line_num(o, "lr"), (double)(float)line_num(o, "loss"),
+                       line_num(o, "loss_avg"), line_num(o, "grad_norm"), line_num(o, "time"),
+                       (double)(float)line_num(o, "eval_loss")};
+        while (r->n > 0 && r->pts[r->n - 1].step >= p.step)
+            r->n--;
+        if (r->n == *cap) {
+            *cap = *cap ? 2 * *cap : 1024;
+            r->pts = xrealloc(r->pts, *cap * sizeof *r->pts);
+        }
+        r->pts[r->n++] = p;
+        if (r->n > 2 * r->keep)
+            jobs_thin_history(r->pts, &r->n, r->keep);
+    }
+    cJSON_Delete(o);
+}
+
+/* A long history's older part, sampled: HIST_SAMPLES lines read at evenly
+ * spaced offsets of [0, end) — a coarse curve for a few seeks, whatever
+ * the file's size. */
+static void hist_sample(hist_req *r, int fd, off_t end, size_t *cap)
+{
+    char buf[1024];
+    for (size_t k = 0; k < HIST_SAMPLES; k++) {
+        off_t at = (off_t)((double)end * (double)k / HIST_SAMPLES);
+        ssize_t n = pread(fd, buf, sizeof buf - 1, at);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        char *line = buf;
+        if (at > 0) {   /* from the next line start on */
+            char *nl = memchr(buf, '\n', (size_t)n);
+            if (!nl)
+                continue;
+            line = nl + 1;
+        }
+        char *nl = memchr(line, '\n', (size_t)(buf + n - line));
+        if (nl && line < buf + n)
+            hist_add_line(r, line, (size_t)(nl - line), cap);
+    }
+}
+
 static void hist_work(uv_work_t *w)
 {
     hist_req *r = w->data;
@@ -637,40 +690,34 @@ static void hist_work(uv_work_t *w)
         close(fd);
         fd = -1;
     }
-    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (fd < 0)
+        return;
+    /* Restart time must not grow with the history: of a long file only the
+     * last HIST_TAIL_BYTES are read line by line (the recent, dense part)
+     * and the rest is sampled. */
+    size_t cap = 0;
+    off_t from = st.st_size > (off_t)HIST_TAIL_BYTES ? st.st_size - (off_t)HIST_TAIL_BYTES : 0;
+    if (from > 0)
+        hist_sample(r, fd, from, &cap);
+    FILE *f = lseek(fd, from, SEEK_SET) == from ? fdopen(fd, "r") : NULL;
     if (!f) {
-        if (fd >= 0)
-            close(fd);
+        close(fd);
         return;
     }
     /* Streamed line by line: memory stays bounded by metrics_keep however
-     * long the file is. */
+     * long the tail is. */
     char *line = NULL;
-    size_t linecap = 0, cap = 0;
+    size_t linecap = 0;
     ssize_t n;
+    bool partial = from > 0;   /* the tail starts mid-line */
     while ((n = getline(&line, &linecap, f)) > 0) {
         if (line[n - 1] != '\n')
             break;   /* a torn last line (the process died mid-write) */
-        cJSON *o = cJSON_ParseWithLength(line, (size_t)n);
-        if (!o)
+        if (partial) {
+            partial = false;
             continue;
-        const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "step");
-        if (cJSON_IsNumber(s) && s->valuedouble >= 0) {
-            /* loss and eval_loss are floats written with %.9g: round back to float */
-            job_point p = {(long)s->valuedouble, line_num(o, "lr"), (double)(float)line_num(o, "loss"),
-                           line_num(o, "loss_avg"), line_num(o, "grad_norm"), line_num(o, "time"),
-                           (double)(float)line_num(o, "eval_loss")};
-            while (r->n > 0 && r->pts[r->n - 1].step >= p.step)
-                r->n--;
-            if (r->n == cap) {
-                cap = cap ? 2 * cap : 1024;
-                r->pts = xrealloc(r->pts, cap * sizeof *r->pts);
-            }
-            r->pts[r->n++] = p;
-            if (r->n > 2 * r->keep)
-                jobs_thin_history(r->pts, &r->n, r->keep);
         }
-        cJSON_Delete(o);
+        hist_add_line(r, line, (size_t)n, &cap);
     }
     free(line);
     fclose(f);

@@ -914,6 +914,56 @@ START_TEST(trainctl_submit_retries)
 }
 END_TEST
 
+/* jobs/<id>/metrics.jsonl of about mb MiB (steps 1...), written fast. */
+static long make_big_history(const char *id, long mb)
+{
+    char *p = xasprintf("%s/spool/jobs/%s/metrics.jsonl", g_dir, id);
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    setvbuf(f, NULL, _IOFBF, 1 << 20);
+    long long target = (long long)mb << 20, size = 0;
+    long s = 0;
+    while (size < target) {
+        s++;
+        int n = fprintf(f, "{\"step\":%ld,\"lr\":0.001,\"loss\":0.5,\"loss_avg\":0.5,\"grad_norm\":0.4,"
+                           "\"time\":%ld.25}\n", s, s);
+        size += n;
+    }
+    fclose(f);
+    free(p);
+    return s;
+}
+
+/* A queued job with a long history: the time from start to it running does
+ * not grow with the history (TRAIND_TEST_HISTORY_MB, default 384). */
+START_TEST(restart_with_long_history)
+{
+    const char *env = getenv("TRAIND_TEST_HISTORY_MB");
+    long mb = env ? atol(env) : 384;
+    char *cj = config_json("x");
+    make_finished_job("big", 1, 100, cj);
+    free(cj);
+    char *p = spool_path("jobs/big/status.json");
+    char *st = tl_read(p, NULL);
+    char *q = strstr(st, "\"succeeded\"");
+    memcpy(q, "\"queued\"   ", 11);
+    ck_assert_int_eq(tl_write(p, st), 0);
+    free(st);
+    free(p);
+    long last = make_big_history("big", mb);
+    double t0 = tl_now();
+    start(NULL);
+    cJSON *j = tl_wait_job(g_d.addr, "big", tl_job_ended, NULL, 120);
+    double dt = tl_now() - t0;
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(tl_str(j, "state"), "succeeded");
+    cJSON_Delete(j);
+    fprintf(stderr, "restart: a queued job with a %ld MiB history (%ld points) ran to its end %.2f s after "
+                    "the start\n", mb, last, dt);
+    ck_assert_msg(dt < 3, "%.1f s from start to the end of a 100-step job", dt);   /* 7 s before */
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 
 static Suite *suite(void)
@@ -941,6 +991,7 @@ static Suite *suite(void)
     tcase_add_test(du, cancel_survives_crash);
     tcase_add_test(du, idempotency_key);
     tcase_add_test(du, trainctl_submit_retries);
+    tcase_add_test(du, restart_with_long_history);
     suite_add_tcase(s, du);
     return s;
 }
