@@ -17,6 +17,8 @@
 
 #include "traind/api.h"
 #include "traind/config.h"
+#include "traind/disk.h"
+#include "traind/history.h"
 #include "traind/json.h"
 #include "traind/log.h"
 #include "traind/util.h"
@@ -94,6 +96,11 @@ typedef struct job {
     bool write_error_logged;
     bool write_failed;               /* the last status.json write failed: the tick retries */
 
+    /* max_job_disk */
+    bool disk_over;                  /* over it: stopped, fails when its process has exited */
+    bool disk_check_inflight;
+    double next_disk_check;          /* monotonic */
+
     /* callers waiting for a status.json write that starts after they asked */
     struct durable_wait *waiters;
     unsigned long writes_started;
@@ -109,6 +116,10 @@ struct job_table {
     char *spool, *jobs_dir, *exe;
     int max_jobs, threads_per_job, max_restarts;
     long metrics_keep;
+    size_t max_job_disk;             /* 0 = no limit */
+    bool space_wait;                 /* a job failed for a full disk: nothing starts until there is room */
+    bool space_check_inflight;
+    double next_space_check;         /* monotonic */
     char **data_dirs;
     size_t n_data_dirs;
 
@@ -148,6 +159,7 @@ static void set_settings(job_table *t, const dconfig *c)
     t->threads_per_job = c->threads_per_job > 0 ? c->threads_per_job : 1;
     t->max_restarts = c->max_restarts;
     t->metrics_keep = c->metrics_keep >= 2 ? c->metrics_keep : 2;
+    t->max_job_disk = c->max_job_disk;
     char **d = strv_dup(c->data_dirs, c->n_data_dirs);
     strv_free(t->data_dirs, t->n_data_dirs);
     t->data_dirs = d;
@@ -991,6 +1003,178 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
     }
 }
 
+/* "1.5 GiB" */
+static void format_bytes(size_t b, char *out, size_t len)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)b;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(out, len, "%.4g %s", v, units[u]);
+}
+
+/* A job failed for a full disk: the queued ones must not start (and fail
+ * the same way at once) until there is room again; the tick checks. */
+static void wait_for_space(job_table *t, const job *j)
+{
+    if (!t->space_wait)
+        log_warn("job %s failed for a full disk: queued jobs wait until %s has room again (checked every %.0f s)",
+                 j->id, t->spool, JOBS_SPACE_CHECK_S);
+    t->space_wait = true;
+    t->next_space_check = now_monotonic() + JOBS_SPACE_CHECK_S;
+}
+
+/* ---- disk checks on the thread pool ---- */
+
+typedef struct disk_req {
+    uv_work_t work;
+    job_table *t;
+    job *j;                          /* a job's usage; NULL: the spool's free space */
+    char *path;
+    long long bytes;                 /* usage, or free space */
+    int room;                        /* disk_has_room's answer */
+} disk_req;
+
+static void disk_work(uv_work_t *w)
+{
+    disk_req *r = w->data;
+    if (r->j)
+        r->bytes = disk_dir_usage(r->path);
+    else
+        r->room = disk_has_room(r->path, &r->bytes);
+}
+
+static void disk_space_back(job_table *t, long long free_bytes)
+{
+    char f[32];
+    format_bytes((size_t)free_bytes, f, sizeof f);
+    log_info("%s has room again (%s free): queued jobs start again", t->spool, f);
+    t->space_wait = false;
+    schedule(t);
+}
+
+/* Over max_job_disk: ask the process to checkpoint and stop; on_worker_exit fails the job. */
+static void disk_over_limit(job *j, long long used)
+{
+    char u[32], l[32];
+    format_bytes((size_t)used, u, sizeof u);
+    format_bytes(j->t->max_job_disk, l, sizeof l);
+    log_error("job %s: its files take %s, over max_job_disk %s: stopping it", j->id, u, l);
+    j->disk_over = true;
+    worker_kill(j->w, SIGTERM);
+    j->kill_deadline = now_monotonic() + JOBS_STOP_TIMEOUT_S;
+}
+
+static void disk_done(uv_work_t *w, int status)
+{
+    disk_req *r = w->data;
+    job_table *t = r->t;
+    t->pending_work--;
+    if (r->j) {
+        job *j = r->j;
+        j->disk_check_inflight = false;
+        if (status == 0 && j->w && !j->disk_over && t->max_job_disk > 0 && r->bytes > (long long)t->max_job_disk)
+            disk_over_limit(j, r->bytes);
+    } else {
+        t->space_check_inflight = false;
+        if (status == 0 && t->space_wait && r->room > 0)
+            disk_space_back(t, r->bytes);
+    }
+    free(r->path);
+    free(r);
+    check_shutdown_done(t);
+}
+
+static void start_disk_check(job_table *t, job *j)
+{
+    disk_req *r = xcalloc(1, sizeof *r);
+    r->work.data = r;
+    r->t = t;
+    r->j = j;
+    r->path = xstrdup(j ? j->dir : t->spool);
+    if (uv_queue_work(t->loop, &r->work, disk_work, disk_done) < 0) {
+        free(r->path);
+        free(r);
+        return;
+    }
+    t->pending_work++;
+    if (j)
+        j->disk_check_inflight = true;
+    else
+        t->space_check_inflight = true;
+}
+
+/* From the tick: the space the table waits for, and the jobs' usage. */
+static void check_disks(job_table *t, double now)
+{
+    if (t->space_wait && !t->space_check_inflight && now >= t->next_space_check && !t->shutting_down) {
+        t->next_space_check = now + JOBS_SPACE_CHECK_S;
+        start_disk_check(t, NULL);
+    }
+    if (t->max_job_disk == 0)
+        return;
+    for (size_t i = 0; i < t->n; i++) {
+        job *j = t->jobs[i];
+        if (j->w && !j->disk_over && !j->disk_check_inflight && now >= j->next_disk_check) {
+            j->next_disk_check = now + JOBS_DISK_CHECK_S;
+            start_disk_check(t, j);
+        }
+    }
+}
+
+/* ---- a finished job's history thinned on disk (history.h) ---- */
+
+typedef struct thin_req {
+    uv_work_t work;
+    job_table *t;
+    char *path, *id;
+    size_t keep;
+    long dropped;
+} thin_req;
+
+static void thin_work(uv_work_t *w)
+{
+    thin_req *r = w->data;
+    r->dropped = history_thin_file(r->path, r->keep);
+}
+
+static void thin_done(uv_work_t *w, int status)
+{
+    thin_req *r = w->data;
+    r->t->pending_work--;
+    if (r->dropped > 0)
+        log_info("job %s: metrics.jsonl thinned to %zu points (%ld older ones dropped)", r->id, r->keep, r->dropped);
+    else if (r->dropped < 0)
+        log_warn("job %s: cannot thin metrics.jsonl: %s", r->id, strerror((int)-r->dropped));
+    job_table *t = r->t;
+    free(r->path);
+    free(r->id);
+    free(r);
+    (void)status;
+    check_shutdown_done(t);
+}
+
+/* The job has ended: nothing appends to its history any more. */
+static void thin_history_on_disk(job *j)
+{
+    thin_req *r = xcalloc(1, sizeof *r);
+    r->work.data = r;
+    r->t = j->t;
+    r->path = xasprintf("%s/metrics.jsonl", j->dir);
+    r->id = xstrdup(j->id);
+    r->keep = (size_t)j->t->metrics_keep;
+    if (uv_queue_work(j->t->loop, &r->work, thin_work, thin_done) < 0) {
+        free(r->path);
+        free(r->id);
+        free(r);
+        return;
+    }
+    j->t->pending_work++;
+}
+
 /* The process died or failed in a way a new process may get past: resume
  * from the checkpoint while max_restarts allows, else fail. */
 static void crashed(job *j, const char *why)
@@ -1026,7 +1210,16 @@ static void on_worker_exit(void *ctx, int64_t exit_status, int term_signal)
 
     bool finished = !term_signal && exit_status == WORKER_EXIT_OK && (j->got_done || j->step >= j->total_steps);
     bool failed = !term_signal && exit_status == WORKER_EXIT_FAILED;
-    if (finished) {
+    if (!finished && disk_full_message(failed && j->fail_msg ? j->fail_msg : why))
+        wait_for_space(t, j);
+    if (j->disk_over && !finished) {
+        char limit[32];
+        format_bytes(t->max_job_disk, limit, sizeof limit);
+        add_error(j, "the job's files passed max_job_disk (%s) at step %ld; stopped (checkpoint at step %ld)", limit,
+                  j->step, j->checkpoint_step);
+        set_ended(j, JOB_FAILED);
+        log_error("job %s: failed: over max_job_disk (%s)", j->id, limit);
+    } else if (finished) {
         j->step = j->total_steps;
         set_ended(j, JOB_SUCCEEDED);
         log_info("job %s: succeeded (%ld steps, loss %.6g)", j->id, j->step, j->loss);
@@ -1058,7 +1251,10 @@ static void on_worker_exit(void *ctx, int64_t exit_status, int term_signal)
     j->fail_msg = NULL;
     j->got_done = false;
     j->cancel_requested = false;
+    j->disk_over = false;
     j->pid = 0;
+    if (job_state_ended(j->state))
+        thin_history_on_disk(j);
     persist(j);
     changed(t);
     schedule(t);
@@ -1078,6 +1274,11 @@ static int start_job(job *j)
     worker_callbacks cb = {.on_msg = on_worker_msg, .on_exit = on_worker_exit};
     worker *w;
     int rc = worker_spawn(t->loop, &spec, &cb, j, &w);
+    if (rc == UV_ENOSPC || rc == -EDQUOT) {
+        /* no room for its log even: it waits, queued, with the rest */
+        wait_for_space(t, j);
+        return rc;
+    }
     if (rc < 0) {
         log_error("job %s: cannot start its training process: %s", j->id, uv_strerror(rc));
         add_error(j, "cannot start the training process: %s", uv_strerror(rc));
@@ -1104,7 +1305,7 @@ static int start_job(job *j)
 
 static void schedule(job_table *t)
 {
-    if (!t->started || t->shutting_down)
+    if (!t->started || t->shutting_down || t->space_wait)
         return;
     /* Strict FIFO: a queued job whose files are still being written or read
      * holds the ones behind it back (for a moment) rather than be overtaken. */
@@ -1124,6 +1325,7 @@ static void on_tick(uv_timer_t *h)
 {
     job_table *t = h->data;
     double now = now_monotonic();
+    check_disks(t, now);
     for (size_t i = 0; i < t->n; i++) {
         job *j = t->jobs[i];
         if ((j->progress_dirty || j->write_failed) && !j->write_inflight &&

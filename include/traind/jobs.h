@@ -26,6 +26,13 @@
  * arrived) is removed too.  Progress lines that cannot describe the job
  * (steps past its total) are logged and ignored.
  *
+ * A job that fails for a full disk (ENOSPC, EDQUOT) holds the queue: no
+ * job starts (to fail the same way at once) until the spool's file system
+ * has room again (disk.h), checked every JOBS_SPACE_CHECK_S on the pool.
+ * With max_job_disk, a running job's directory is measured every
+ * JOBS_DISK_CHECK_S; one over it is stopped (SIGTERM: it checkpoints) and
+ * fails with a message naming the limit.
+ *
  * Functions returning int return 0 or a negative errno value (or the API_*
  * codes of traind/api.h where they answer the API).
  */
@@ -43,6 +50,8 @@ struct cJSON;
 #define JOBS_STATUS_INTERVAL_S 2.0
 #define JOBS_STOP_TIMEOUT_S 30.0     /* cancel: SIGTERM, then SIGKILL after this */
 #define JOBS_MAX_ERRORS 100          /* notices kept per job */
+#define JOBS_SPACE_CHECK_S 2.0       /* after a disk-full failure: how often free space is checked */
+#define JOBS_DISK_CHECK_S 1.0        /* max_job_disk: how often a running job's usage is measured */
 
 typedef enum {
     JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED, JOB_REJECTED, JOB_NSTATES

@@ -964,6 +964,52 @@ START_TEST(restart_with_long_history)
 }
 END_TEST
 
+/* A job writing metrics every step is stopped at max_job_disk, with a
+ * clear failure, and the daemon goes on. */
+START_TEST(job_disk_limit)
+{
+    char *conf = xasprintf("%s/traind.yaml", g_dir);
+    ck_assert_int_eq(tl_write(conf, "max_job_disk: 1M\nmetrics_keep: 1000\n"), 0);
+    const char *args[] = {"--config", conf, NULL};
+    start(args);
+    static const char chatty[] =
+        "name: chatty\n"
+        "model: {type: linear, input_dim: 4, output_dim: 2}\n"
+        "data: {kind: synthetic, batch_size: 4}\n"
+        "optimizer: {lr: 0.001}\n"
+        "schedule: {type: constant, total_steps: 100000000}\n"
+        "train: {log_every: 1, checkpoint_every: 100000000}\n";
+    char *id = submit(chatty);
+    cJSON *j = wait_state(id, "failed", 60);
+    char *text = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "errors"));
+    ck_assert_msg(strstr(text, "max_job_disk (1 MiB)"), "errors: %s", text);
+    free(text);
+    cJSON_Delete(j);
+    char *mp = xasprintf("%s/spool/jobs/%s/metrics.jsonl", g_dir, id);
+    struct stat st;
+    ck_assert_int_eq(stat(mp, &st), 0);
+    fprintf(stderr, "disk limit: the job was stopped with metrics.jsonl at %lld bytes (max_job_disk 1M)\n",
+            (long long)st.st_size);
+    ck_assert_msg(st.st_size < (8 << 20), "metrics.jsonl grew to %lld bytes", (long long)st.st_size);
+    /* ended: its history is thinned on disk to metrics_keep lines */
+    assert_log_has("metrics.jsonl thinned to 1000 points", 10);
+    char *m = tl_read(mp, NULL);
+    int lines = 0;
+    for (char *c = m; (c = strchr(c, '\n')); c++)
+        lines++;
+    ck_assert_int_eq(lines, 1000);
+    free(m);
+    char *y = fmt(SMALL_FMT, "next");
+    char *id2 = submit(y);
+    cJSON_Delete(wait_state(id2, "succeeded", 30));
+    free(y);
+    free(id2);
+    free(mp);
+    free(id);
+    free(conf);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 
 static Suite *suite(void)
@@ -992,6 +1038,7 @@ static Suite *suite(void)
     tcase_add_test(du, idempotency_key);
     tcase_add_test(du, trainctl_submit_retries);
     tcase_add_test(du, restart_with_long_history);
+    tcase_add_test(du, job_disk_limit);
     suite_add_tcase(s, du);
     return s;
 }
