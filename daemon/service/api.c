@@ -452,10 +452,9 @@ static void method_not_allowed(http_response *res, const char *allow)
     http_response_add_header(res, "Allow", allow);
 }
 
-/* Bearer token check; answers 401 itself and returns false when it fails. */
-static bool authorized(const api_backend *be, const http_request *req, http_response *res)
+/* The bearer token of req, or NULL. */
+static const char *given_token(const http_request *req)
 {
-    const char *expected = be->token ? be->token(be->ctx) : NULL;
     const char *h = http_request_header(req, "Authorization");
     const char *given = NULL;
     if (h && strncasecmp(h, "Bearer", 6) == 0 && (h[6] == ' ' || h[6] == '\t')) {
@@ -463,7 +462,21 @@ static bool authorized(const api_backend *be, const http_request *req, http_resp
         while (*given == ' ' || *given == '\t')
             given++;
     }
-    if (expected && *expected && given && *given && api_token_equal(given, expected))
+    return given;
+}
+
+static bool token_valid(const api_backend *be, const http_request *req)
+{
+    const char *expected = be->token ? be->token(be->ctx) : NULL;
+    const char *given = given_token(req);
+    return expected && *expected && given && *given && api_token_equal(given, expected);
+}
+
+/* Bearer token check; answers 401 itself and returns false when it fails. */
+static bool authorized(const api_backend *be, const http_request *req, http_response *res)
+{
+    const char *given = given_token(req);
+    if (token_valid(be, req))
         return true;
     http_response_error(res, 401, given ? "invalid token" : "a bearer token is required for writes");
     http_response_add_header(res, "WWW-Authenticate",
@@ -910,8 +923,13 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
     http_response_add_header(res, "Cache-Control", NO_STORE);
 
     if (!get && be->write_limit) {
+        /* Authenticated and unauthenticated writes are charged to separate
+         * buckets (per peer): token-less noise from a host, however much,
+         * never makes its real clients' writes 429. */
         const char *peer = req->peer ? req->peer : "unknown";
-        double wait = api_ratelimit_take(be->write_limit, peer, now_monotonic());
+        char key[64];
+        snprintf(key, sizeof key, "%s %s", token_valid(be, req) ? "auth" : "anon", peer);
+        double wait = api_ratelimit_take(be->write_limit, key, now_monotonic());
         if (wait > 0) {
             char msg[160], after[32];
             snprintf(msg, sizeof msg, "too many requests from %s: limit is %g writes/s", peer,

@@ -528,6 +528,27 @@ static bool has_header(const reply *r, const char *line)
     return strstr(r->headers, line) != NULL;
 }
 
+/* Token-less noise from a host does not make its real clients' writes 429. */
+START_TEST(rate_limit_separates_unauthenticated)
+{
+    BE.write_limit = api_ratelimit_new(2, 3, 16);
+    const char *yaml = "name: x\n";
+    int limited = 0;
+    for (int i = 0; i < 20; i++) {
+        reply r = call("POST", "/jobs", i % 2 ? "Bearer wrong" : NULL, yaml);
+        ck_assert(r.status == 401 || r.status == 429);
+        limited += r.status == 429;
+        reply_free(&r);
+    }
+    ck_assert_int_ge(limited, 15);   /* the noise itself is limited */
+    for (int i = 0; i < 3; i++) {
+        reply r = call("POST", "/jobs", "Bearer s3cret", yaml);
+        EXPECT(r, 201);
+        reply_free(&r);
+    }
+}
+END_TEST
+
 START_TEST(write_rate_limit)
 {
     BE.write_limit = api_ratelimit_new(2, 3, 16);   /* 2 writes/s, 3 at once */
@@ -542,12 +563,13 @@ START_TEST(write_rate_limit)
     ck_assert_str_eq(jstr(r.json, "error"), "too many requests from 127.0.0.1: limit is 2 writes/s");
     ck_assert_msg(has_header(&r, "Retry-After: 1\r\n"), "%s", r.headers);
     reply_free(&r);
-    /* every write counts, whatever it is answered: unauthenticated ones and cancels too */
+    /* every authenticated write counts, cancels too */
     r = call("POST", "/jobs/a/cancel", "Bearer s3cret", NULL);
     EXPECT(r, 429);
     reply_free(&r);
+    /* unauthenticated writes have a bucket of their own (issue 11) */
     r = call("POST", "/jobs", NULL, yaml);
-    EXPECT(r, 429);
+    EXPECT(r, 401);
     reply_free(&r);
     /* reads are never limited */
     for (int i = 0; i < 20; i++) {
@@ -963,6 +985,7 @@ Suite *api_suite(void)
     tcase_add_test(tc, queue_full);
     tcase_add_test(tc, write_rate_limit);
     tcase_add_test(tc, cancel_route);
+    tcase_add_test(tc, rate_limit_separates_unauthenticated);
     tcase_add_test(tc, unknown_and_methods);
     tcase_add_test(tc, prometheus_route);
     tcase_add_test(tc, dashboard);
