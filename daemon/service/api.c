@@ -30,13 +30,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "traind/spool.h"
 #include "traind/util.h"
 
 #ifndef TRAIND_VERSION
 #define TRAIND_VERSION "0"
 #endif
 
-#define API_ID_MAX 128
 
 const char *const api_job_states[] = {"queued", "running", "succeeded", "failed", "cancelled", "rejected", NULL};
 
@@ -102,17 +102,10 @@ static const char dashboard_html[] =
 
 bool api_id_valid(const char *id)
 {
-    size_t n = 0;
-    if (!id || id[0] == '.' || id[0] == '\0')
-        return false;
-    for (const char *p = id; *p; p++, n++) {
-        char c = *p;
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                  c == '_' || c == '-';
-        if (!ok || n >= API_ID_MAX)
-            return false;
-    }
-    return strstr(id, "..") == NULL;
+    /* One rule everywhere: an id is what spool_claim_id can make (SPEC §3),
+     * so every job that exists can be named — "v1..2" included, which is
+     * one path segment and names nothing outside jobs/. */
+    return id && spool_id_valid(id);
 }
 
 bool api_idem_key_valid(const char *key)
@@ -921,6 +914,11 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
     const char *path = req->path;
 
     http_response_add_header(res, "Cache-Control", NO_STORE);
+
+    if (be->host_allowed && !be->host_allowed(be->ctx, http_request_header(req, "Host")))
+        return http_response_error(res, 403,
+                                   "this Host is not allowed (a DNS rebinding guard): add it to allowed_hosts in the "
+                                   "daemon config");
 
     if (!get && be->write_limit) {
         /* Authenticated and unauthenticated writes are charged to separate

@@ -38,6 +38,7 @@
 
 #include "traind/api.h"
 #include "traind/dconfig.h"
+#include "traind/hostcheck.h"
 #include "traind/http.h"
 #include "traind/jobs.h"
 #include "traind/log.h"
@@ -303,6 +304,12 @@ static int be_log_tail(void *ctx, const char *id, size_t max_bytes, char **text,
 {
     int r = jobs_log_tail(((daemon_state *)ctx)->jobs, id, max_bytes, text, len);
     return r == -ENOENT ? API_NOT_FOUND : r < 0 ? r : API_OK;
+}
+
+static bool be_host_allowed(void *ctx, const char *host)
+{
+    daemon_state *d = ctx;
+    return host_allowed(host, d->cfg.listen, d->cfg.allowed_hosts, d->cfg.n_allowed_hosts);
 }
 
 static const char *be_token(void *ctx)
@@ -683,6 +690,7 @@ int main(int argc, char **argv)
         .metrics_points = be_metrics_points,
         .log_tail = be_log_tail,
         .token = be_token,
+        .host_allowed = be_host_allowed,
         .uptime = be_uptime,
         .queued = be_queued,
         .prom_extra = be_prom_extra,

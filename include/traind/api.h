@@ -161,6 +161,11 @@ typedef struct api_backend {
      * submit answers API_QUEUE_FULL). */
     long (*queued)(void *ctx);
 
+    /* Optional: whether the Host header (NULL when absent) names this
+     * daemon (hostcheck.h); a request whose Host does not is answered 403
+     * before anything else. */
+    bool (*host_allowed)(void *ctx, const char *host);
+
     /* Optional: the per-client limit on writes (every method but GET and
      * HEAD), checked before anything else: over it, 429 with Retry-After. */
     api_ratelimit *write_limit;
@@ -177,8 +182,9 @@ extern const char *const api_job_states[];
 /* The http_handler_fn of the API; ctx is a const api_backend *. */
 void api_handle(void *ctx, const http_request *req, http_response *res);
 
-/* A job id as SPEC §3 makes them: 1..128 bytes of [A-Za-z0-9._-], not
- * starting with '.' (so never "." or ".."). */
+/* A job id as SPEC §3 makes them (spool_id_valid, the one rule): 1..48
+ * bytes of [A-Za-z0-9._-], not starting with '.' (so never "." or "..";
+ * "v1..2" is an id). */
 bool api_id_valid(const char *id);
 
 /* An Idempotency-Key header value: 1..API_IDEM_KEY_MAX visible ASCII bytes. */

@@ -437,7 +437,7 @@ START_TEST(thousand_connections)
     }
     double t_open = tl_now() - t0;
     /* every one is really being served: a request on each, all at once */
-    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
     for (int i = 0; i < N; i++)
         SEND(fds[i], req);
     for (int i = 0; i < N; i++) {
@@ -539,7 +539,7 @@ START_TEST(slowloris)
     long step;
     start_with("request_timeout_ms: 1000\nidle_timeout_ms: 2000\n", &step);
     enum { SLOW = 30 };
-    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: slow\r\n\r\n";
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nUser-Agent: slow\r\n\r\n";
     int fds[SLOW + 1];
     double closed_at[SLOW + 1];
     size_t sent[SLOW + 1];
@@ -613,7 +613,7 @@ START_TEST(pipelined)
 {
     long step;
     start_with("", &step);
-    char *reqs = xasprintf("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    char *reqs = xasprintf("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
                            "GET /jobs/%s HTTP/1.1\r\n\r\n"
                            "GET /nope HTTP/1.1\r\n\r\n"
                            "GET /jobs/missing HTTP/1.1\r\n\r\n"
@@ -816,7 +816,7 @@ START_TEST(invalid_utf8_paths)
         "/jobs/\xff\xfe", "/\xc3\x28", "/jobs/\xc3\xa9t\xc3\xa9", "/%FF", "/jobs/%00",
     };
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
-        char *req = xasprintf("GET %s HTTP/1.1\r\nHost: x\r\n\r\n", paths[i]);
+        char *req = xasprintf("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", paths[i]);
         hresp r;
         int st = oneshot(req, strlen(req), false, &r);
         ck_assert_msg(st == 404 || st == 400, "GET %s: %d", paths[i], st);
@@ -864,7 +864,7 @@ START_TEST(traversal_ids)
         "/../../outside/sentinel",
     };
     for (size_t i = 0; i < sizeof gets / sizeof gets[0]; i++) {
-        char *req = xasprintf("GET %s HTTP/1.1\r\nHost: x\r\n\r\n", gets[i]);
+        char *req = xasprintf("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", gets[i]);
         hresp r;
         int st = oneshot(req, strlen(req), false, &r);
         ck_assert_msg(st == 404, "GET %s: %d %s", gets[i], st, r.body ? r.body : "");

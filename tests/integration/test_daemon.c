@@ -622,7 +622,7 @@ START_TEST(malformed_requests)
     ck_assert_int_eq(r.status, 400);
     tl_resp_free(&r);
 
-    char *big = xasprintf("POST /jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+    char *big = xasprintf("POST /jobs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\n"
                           "Content-Length: 2000000\r\n\r\n", g_d.token);
     tl_http_raw(g_d.addr, big, strlen(big), 5000, &r);
     ck_assert_int_eq(r.status, 413);
@@ -631,7 +631,7 @@ START_TEST(malformed_requests)
 
     size_t hl = 20000;
     char *hdr = xmalloc(hl + 200);
-    int n = snprintf(hdr, 200, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    int n = snprintf(hdr, 200, "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: ");
     memset(hdr + n, 'a', hl);
     memcpy(hdr + n + hl, "\r\n\r\n", 5);
     tl_http_raw(g_d.addr, hdr, strlen(hdr), 5000, &r);

@@ -1011,6 +1011,201 @@ START_TEST(job_disk_limit)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* §4 who may do what                                                   */
+
+/* A job whose id has ".." in it (valid by SPEC §3) is reachable everywhere. */
+START_TEST(dotted_id_reachable)
+{
+    start(NULL);
+    char *y = xstrdup(STEADY);
+    memcpy(strstr(y, "steady"), "v1..2\n", 6);   /* "name: v1..2" */
+    char *nl = strstr(y, "v1..2\n") + 6;
+    memmove(nl, nl + 1, strlen(nl + 1) + 1);     /* drop the rest of "steady\n" */
+    ck_assert_ptr_nonnull(strstr(y, "name: v1..2\nseed"));
+    char *id = submit(y);
+    ck_assert_str_eq(id, "v1..2");
+    cJSON *j = wait_state(id, "running", 60);
+    cJSON_Delete(j);
+    tl_resp r;
+    tl_http(g_d.addr, "GET", "/jobs/v1..2/log", NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 200);
+    tl_resp_free(&r);
+    tl_http(g_d.addr, "GET", "/jobs/v1..2/metrics", NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 200);
+    tl_resp_free(&r);
+    tl_http(g_d.addr, "POST", "/jobs/v1..2/cancel", g_d.token, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 202);
+    tl_resp_free(&r);
+    cJSON_Delete(wait_state(id, "cancelled", 60));
+    free(id);
+    free(y);
+}
+END_TEST
+
+static int get_with_host(const char *host, tl_resp *r)
+{
+    char *req = xasprintf("GET /healthz HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host);
+    int rc = tl_http_raw(g_d.addr, req, strlen(req), 10000, r);
+    free(req);
+    return rc;
+}
+
+/* DNS rebinding: a Host that does not name traind is refused; every
+ * answer says nosniff. */
+START_TEST(host_header_checked)
+{
+    char *conf = xasprintf("%s/traind.yaml", g_dir);
+    ck_assert_int_eq(tl_write(conf, "allowed_hosts: [traind.example]\n"), 0);
+    const char *args[] = {"--config", conf, NULL};
+    start(args);
+    static const char *const good[] = {"localhost", "localhost:8080", "127.0.0.1", "[::1]:80", "traind.example",
+                                       "TRAIND.example:9"};
+    static const char *const bad[] = {"evil.example", "evil.example:8080", "127.0.0.1.evil.example", "traind"};
+    tl_resp r;
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        get_with_host(good[i], &r);
+        ck_assert_msg(r.status == 200, "Host: %s answered %d", good[i], r.status);
+        char *h = tl_header(&r, "X-Content-Type-Options");
+        ck_assert_msg(h && !strcmp(h, "nosniff"), "no nosniff: %s", r.head);
+        free(h);
+        tl_resp_free(&r);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        get_with_host(bad[i], &r);
+        ck_assert_msg(r.status == 403, "Host: %s answered %d", bad[i], r.status);
+        tl_resp_free(&r);
+    }
+    tl_http(g_d.addr, "GET", "/nosuch", NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 404);
+    char *h = tl_header(&r, "X-Content-Type-Options");
+    ck_assert_ptr_nonnull(h);
+    free(h);
+    tl_resp_free(&r);
+    free(conf);
+}
+END_TEST
+
+/* Errors tell nothing of what lies outside data_dirs; a hard link in
+ * incoming/ is not taken (its content never echoed). */
+START_TEST(errors_reveal_nothing)
+{
+    start(NULL);
+    char *data = spool_path("data");
+    mkdir_p(data, 0755);
+    char *secret = xasprintf("%s/secret-target.txt", g_dir);
+    ck_assert_int_eq(tl_write(secret, "root:TOPSECRET:0:0\n"), 0);
+    char *lnk = xasprintf("%s/escape.txt", data);
+    ck_assert_int_eq(symlink(secret, lnk), 0);
+    static const char *const paths[] = {"/etc/passwd", "/etc/no-such-file-here", "escape.txt"};
+    char *msgs[3];
+    for (int i = 0; i < 3; i++) {
+        char *y = xasprintf("name: p%d\nmodel: {type: gpt, context: 8, d_model: 8, layers: 1, heads: 1}\n"
+                            "data: {kind: text, path: %s, batch_size: 2}\nschedule: {total_steps: 5}\n", i, paths[i]);
+        tl_resp r;
+        tl_http(g_d.addr, "POST", "/jobs", g_d.token, y, strlen(y), &r);
+        ck_assert_int_eq(r.status, 400);
+        ck_assert_msg(!strstr(r.body, secret) && !strstr(r.body, data), "the answer reveals a path: %s", r.body);
+        ck_assert_msg(strstr(r.body, "outside data_dirs"), "%s", r.body);
+        msgs[i] = xstrdup(r.body);
+        tl_resp_free(&r);
+        free(y);
+    }
+    /* whether /etc/passwd exists cannot be told from the answer */
+    char *a = strstr(msgs[0], "is outside"), *b = strstr(msgs[1], "is outside");
+    ck_assert_str_eq(a, b);
+    for (int i = 0; i < 3; i++)
+        free(msgs[i]);
+
+    char *inc = spool_path("incoming/linked.yaml");
+    ck_assert_int_eq(link(secret, inc), 0);
+    assert_log_has("incoming/linked.yaml: has other hard links", 10);
+    ck_assert(exists(inc));
+    cJSON *all = tl_get_json(g_d.addr, "/jobs?limit=1000", NULL);
+    char *text = cJSON_PrintUnformatted(all);
+    ck_assert_msg(!strstr(text, "TOPSECRET"), "%s", text);
+    free(text);
+    cJSON_Delete(all);
+    free(inc);
+    free(lnk);
+    free(secret);
+    free(data);
+}
+END_TEST
+
+/* A server that answers every request with an endless body. */
+static void *endless_server(void *arg)
+{
+    int ls = *(int *)arg;
+    int c = accept(ls, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    char buf[4096];
+    recv(c, buf, sizeof buf, 0);
+    const char *head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[";
+    send(c, head, strlen(head), MSG_NOSIGNAL);
+    memset(buf, ' ', sizeof buf);
+    while (send(c, buf, sizeof buf, MSG_NOSIGNAL) > 0) {
+    }
+    close(c);
+    return NULL;
+}
+
+/* trainctl: ids are escaped (one path segment each), "--" ends options,
+ * an endless answer is abandoned with exit 3. */
+START_TEST(trainctl_ids_and_answers)
+{
+    start(NULL);
+    char *id = submit(STEADY);
+    cJSON_Delete(wait_state(id, "running", 60));
+    char *y = fmt(SMALL_FMT, "-rf");
+    char *dash = submit(y);
+    ck_assert_str_eq(dash, "-rf");
+    free(y);
+    char *url = xasprintf("http://%s", g_d.addr);
+    char *tok = spool_path("api.token");
+    char *out = xasprintf("%s/ctl.out", g_dir);
+    const char *cancel[] = {tl_trainctl_path(), "cancel", "nosuch/../steady", "--url", url, "--token-file", tok, NULL};
+    ck_assert_int_eq(tl_run(cancel, out, 30), 1);
+    cJSON *j = tl_get_json(g_d.addr, "/jobs/steady", NULL);
+    ck_assert_str_eq(tl_str(j, "state"), "running");
+    cJSON_Delete(j);
+    const char *status[] = {tl_trainctl_path(), "status", "--url", url, "--", "-rf", NULL};
+    ck_assert_int_eq(tl_run(status, out, 30), 0);
+    char *text = tl_read(out, NULL);
+    ck_assert_msg(strstr(text, "\"-rf\""), "%s", text);
+    free(text);
+    const char *missing[] = {tl_trainctl_path(), "status", "--url", url, "--token-file", "/nonexistent/tok", NULL};
+    ck_assert_int_eq(tl_run(missing, out, 30), 2);
+
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(ls, 4), 0);
+    socklen_t sl = sizeof sa;
+    getsockname(ls, (struct sockaddr *)&sa, &sl);
+    pthread_t th;
+    pthread_create(&th, NULL, endless_server, &ls);
+    char *bad = xasprintf("http://127.0.0.1:%d", ntohs(sa.sin_port));
+    const char *endless[] = {tl_trainctl_path(), "status", "--url", bad, NULL};
+    double t0 = tl_now();
+    int rc = tl_run(endless, out, 25);
+    text = tl_read(out, NULL);
+    ck_assert_msg(rc == 3 && strstr(text, "larger than"), "endless answer: exit %d after %.1f s: %s", rc,
+                  tl_now() - t0, text);
+    free(text);
+    shutdown(ls, SHUT_RDWR);
+    close(ls);
+    pthread_join(th, NULL);
+    free(bad);
+    free(out);
+    free(tok);
+    free(url);
+    free(dash);
+    free(id);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 
 static Suite *suite(void)
 {
@@ -1040,6 +1235,14 @@ static Suite *suite(void)
     tcase_add_test(du, restart_with_long_history);
     tcase_add_test(du, job_disk_limit);
     suite_add_tcase(s, du);
+    TCase *ac = tcase_create("access");
+    tcase_add_checked_fixture(ac, setup, teardown);
+    tcase_set_timeout(ac, 120);
+    tcase_add_test(ac, dotted_id_reachable);
+    tcase_add_test(ac, host_header_checked);
+    tcase_add_test(ac, errors_reveal_nothing);
+    tcase_add_test(ac, trainctl_ids_and_answers);
+    suite_add_tcase(s, ac);
     return s;
 }
 

@@ -360,7 +360,7 @@ START_TEST(traversal_ids)
     static const char *bad[] = {
         "/jobs/..%2f..%2fetc",   "/jobs/..%2F..%2Fetc%2Fpasswd", "/jobs/..",          "/jobs/.",
         "/jobs/%2e%2e",          "/jobs/.hidden",                "/jobs/a%00b",       "/jobs/%ff",
-        "/jobs/a%2fb",           "/jobs/a b",                    "/jobs/a%20b",       "/jobs/x..y",
+        "/jobs/a%2fb",           "/jobs/a b",                    "/jobs/a%20b",       "/jobs/.x..y",
         "/jobs/",                "/jobs//metrics",               "/jobs/a/b/c",       "/jobs/%",
         "/jobs/..%2f..%2fetc/metrics", "/jobs/%c3%a9t%c3%a9",   "/jobs/a/metrics/x", "/jobs/a%5cb",
     };
@@ -879,7 +879,8 @@ START_TEST(helpers)
     ck_assert(!api_id_valid("."));
     ck_assert(!api_id_valid(".."));
     ck_assert(!api_id_valid(".x"));
-    ck_assert(!api_id_valid("a..b"));
+    ck_assert(api_id_valid("a..b"));   /* v1..2 is valid by SPEC §3: one rule everywhere (issue 11) */
+    ck_assert(api_id_valid("v1..2"));
     ck_assert(!api_id_valid("a/b"));
     ck_assert(!api_id_valid("a b"));
     ck_assert(!api_id_valid("\xc3\xa9"));
@@ -887,10 +888,10 @@ START_TEST(helpers)
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     ck_assert(!api_id_valid(big));
-    big[128] = '\0';
+    big[48] = '\0';   /* SPOOL_ID_MAX */
     ck_assert(api_id_valid(big));
-    big[129 - 1] = 'a';
-    big[129] = '\0';
+    big[48] = 'a';
+    big[49] = '\0';
     ck_assert(!api_id_valid(big));
 
     ck_assert(api_token_equal("abc", "abc"));
