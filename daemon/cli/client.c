@@ -353,8 +353,12 @@ static int do_submit(client *c, const char *config)
 static void print_job_line(const cJSON *job)
 {
     const char *id = json_str(job, "id"), *state = json_str(job, "state");
-    printf("%-32s %-10s %8.0f/%-8.0f", id ? id : "?", state ? state : "?", json_num(job, "step"),
-           json_num(job, "total_steps"));
+    double total = json_num(job, "total_steps");   /* null for a rejected job */
+    printf("%-32s %-10s %8.0f/", id ? id : "?", state ? state : "?", json_num(job, "step"));
+    if (isnan(total))
+        printf("%-8s", "-");
+    else
+        printf("%-8.0f", total);
     double lr = json_num(job, "lr"), loss = json_num(job, "loss");
     if (!isnan(lr))
         printf("  lr %.4e  loss %.6g", lr, loss);

@@ -122,7 +122,7 @@ static void parse_top(const cv_section *root, run_config *cfg)
 {
     const ynode *n = cv_get(root, "name");
     const char *name;
-    if (n && cv_str(root->errs, n, "name", 128, &name) == CV_OK) {
+    if (n && cv_str(root->errs, n, "name", CFG_NAME_MAX, &name) == CV_OK) {
         free(cfg->name);
         cfg->name = xstrdup(name);
     }
@@ -331,11 +331,28 @@ static void parse_train(const cv_section *root, train_cfg *t)
 
 /* ---- the whole config -------------------------------------------------- */
 
+/* A name from a file's stem (or ?name=) obeys the rules of `name:`: at most
+ * CFG_NAME_MAX bytes (cut at a character boundary), control bytes made '_'. */
+static char *default_name(const char *stem)
+{
+    size_t n = strlen(stem);
+    if (n > CFG_NAME_MAX) {
+        n = CFG_NAME_MAX;
+        while (n > 0 && ((unsigned char)stem[n] & 0xC0) == 0x80)
+            n--;   /* not inside a UTF-8 sequence */
+    }
+    char *s = xstrndup(stem, n);
+    for (char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '_';
+    return s;
+}
+
 static void set_defaults(run_config *cfg, const cfg_parse_opts *opts)
 {
     memset(cfg, 0, sizeof *cfg);
     bool have_default = opts && opts->default_name && opts->default_name[0];
-    cfg->name = xstrdup(have_default ? opts->default_name : "run");
+    cfg->name = default_name(have_default ? opts->default_name : "run");
     cfg->threads = 1;
     cfg->model.activation = ACT_RELU;
     cfg->model.vocab_size = 256;

@@ -905,6 +905,16 @@ static void get_dashboard(http_response *res)
                              "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
 }
 
+int api_expect(void *ctx, const http_request *req, const char **msg)
+{
+    const api_backend *be = ctx;
+    const char *m = req->method;
+    if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || token_valid(be, req))
+        return 100;
+    *msg = given_token(req) ? "invalid token" : "a bearer token is required for writes";
+    return 401;
+}
+
 void api_handle(void *ctx, const http_request *req, http_response *res)
 {
     const api_backend *be = ctx;

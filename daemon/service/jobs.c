@@ -336,6 +336,15 @@ static double parse_time(const cJSON *v)
     return (double)timegm(&tm);
 }
 
+/* total_steps, null when unknown (a rejected config has none: not 0). */
+static void add_total_steps(cJSON *o, const job *j)
+{
+    if (j->total_steps > 0)
+        cJSON_AddNumberToObject(o, "total_steps", (double)j->total_steps);
+    else
+        cJSON_AddNullToObject(o, "total_steps");
+}
+
 /* The job object of SPEC §5.  queue_pos: 1-based while queued (0 = compute). */
 static cJSON *job_to_json(const job *j, int queue_pos)
 {
@@ -344,7 +353,7 @@ static cJSON *job_to_json(const job *j, int queue_pos)
     cJSON_AddStringToObject(o, "name", j->name ? j->name : j->id);
     cJSON_AddStringToObject(o, "state", job_state_name(j->state));
     cJSON_AddNumberToObject(o, "step", (double)j->step);
-    cJSON_AddNumberToObject(o, "total_steps", (double)j->total_steps);
+    add_total_steps(o, j);
     add_num_or_null(o, "lr", j->lr);
     add_num_or_null(o, "loss", j->loss);
     add_num_or_null(o, "loss_avg", j->loss_avg);
@@ -474,7 +483,7 @@ cJSON *jobs_summary_json(job_table *t)
         cJSON_AddStringToObject(o, "id", j->id);
         cJSON_AddStringToObject(o, "state", job_state_name(j->state));
         cJSON_AddNumberToObject(o, "step", (double)j->step);
-        cJSON_AddNumberToObject(o, "total_steps", (double)j->total_steps);
+        add_total_steps(o, j);
         add_num_or_null(o, "lr", j->lr);
         add_num_or_null(o, "loss", j->loss);
         cJSON_AddItemToArray(a, o);

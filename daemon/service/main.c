@@ -349,6 +349,7 @@ static void http_opts_from(const dconfig *c, http_server_opts *o)
     o->max_conns = (unsigned)c->max_connections;
     o->request_timeout_ms = c->request_timeout_ms;
     o->idle_timeout_ms = c->idle_timeout_ms;
+    o->expect = api_expect;
 }
 
 /* Every connection is a file descriptor: raise the soft RLIMIT_NOFILE (to

@@ -182,6 +182,10 @@ extern const char *const api_job_states[];
 /* The http_handler_fn of the API; ctx is a const api_backend *. */
 void api_handle(void *ctx, const http_request *req, http_response *res);
 
+/* The http_expect_fn of the API: a write without a valid token is refused
+ * (401) before its body is invited with 100 Continue. */
+int api_expect(void *ctx, const http_request *req, const char **msg);
+
 /* A job id as SPEC §3 makes them (spool_id_valid, the one rule): 1..48
  * bytes of [A-Za-z0-9._-], not starting with '.' (so never "." or "..";
  * "v1..2" is an id). */

@@ -30,6 +30,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/time.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1206,6 +1208,143 @@ START_TEST(trainctl_ids_and_answers)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* §5 smaller items                                                     */
+
+/* Writes text as incoming/NAME with an mtime a minute ago (complete). */
+static void drop_old(const char *name, const char *text)
+{
+    char *tmp = xasprintf("%s/staging.tmp", g_dir);
+    char *dst = xasprintf("%s/spool/incoming/%s", g_dir, name);
+    ck_assert_int_eq(tl_write(tmp, text), 0);
+    struct timeval old[2] = {{time(NULL) - 60, 0}, {time(NULL) - 60, 0}};
+    ck_assert_int_eq(utimes(tmp, old), 0);
+    ck_assert_int_eq(rename(tmp, dst), 0);
+    free(tmp);
+    free(dst);
+}
+
+static const char NAMELESS[] =
+    "model: {type: linear, input_dim: 4, output_dim: 2}\n"
+    "data: {kind: synthetic, batch_size: 4}\n"
+    "schedule: {type: constant, total_steps: 20}\n";
+
+/* A name from a file's stem obeys the name: rules; .YAML is taken; other
+ * names are logged. */
+START_TEST(stem_names_and_extensions)
+{
+    start(NULL);
+    char stem[256];
+    memset(stem, 'n', 200);
+    stem[3] = '\x01';
+    strcpy(stem + 200, ".yaml");
+    drop_old(stem, NAMELESS);
+    drop_old("UPPER.YAML", NAMELESS);
+    drop_old("notes.txt", "not a config\n");
+    cJSON *j = wait_state("UPPER", "succeeded", 20);
+    cJSON_Delete(j);
+    /* the long stem's id: sanitized, 48 bytes */
+    char id[64];
+    memset(id, 'n', 48);
+    id[3] = '_';
+    id[48] = '\0';
+    j = wait_state(id, "succeeded", 20);
+    const char *name = tl_str(j, "name");
+    ck_assert_msg(strlen(name) <= 128, "a name of %zu bytes", strlen(name));
+    for (const char *p = name; *p; p++)
+        ck_assert_msg((unsigned char)*p >= 0x20, "a control byte in the name");
+    cJSON_Delete(j);
+    assert_log_has("incoming/notes.txt: ignored", 10);
+}
+END_TEST
+
+/* A full queue holds valid configs in incoming/, not invalid ones. */
+START_TEST(invalid_not_behind_full_queue)
+{
+    char *conf = xasprintf("%s/traind.yaml", g_dir);
+    ck_assert_int_eq(tl_write(conf, "max_queued_jobs: 1\n"), 0);
+    const char *args[] = {"--config", conf, NULL};
+    start(args);
+    char *id = submit(STEADY);
+    cJSON_Delete(wait_state(id, "running", 60));
+    char *w = fmt(SMALL_FMT, "waiter");
+    char *wid = submit(w);   /* the one queued place */
+    drop_old("held.yaml", w);
+    drop_old("broken.yaml", "model: {type: nosuch}\n");
+    cJSON *j = wait_state("broken", "rejected", 10);
+    cJSON_Delete(j);
+    char *held = spool_path("incoming/held.yaml");
+    ck_assert(exists(held));
+    free(held);
+    free(wid);
+    free(w);
+    free(id);
+    free(conf);
+}
+END_TEST
+
+static int raw_status_of(const char *req)
+{
+    tl_resp r;
+    tl_http_raw(g_d.addr, req, strlen(req), 5000, &r);
+    int st = r.status;
+    tl_resp_free(&r);
+    return st;
+}
+
+/* HTTP/0.9 and 2.0 request lines are not answered 200; 100 Continue only
+ * after the token checks out; trainctl validate of a FIFO; a rejected
+ * job's total_steps; the empty config's hint. */
+START_TEST(protocol_and_messages)
+{
+    start(NULL);
+    ck_assert_int_eq(raw_status_of("GET /healthz HTTP/2.0\r\nHost: localhost\r\n\r\n"), 505);
+    ck_assert_int_eq(raw_status_of("GET /healthz HTTP/1.0\r\n\r\n"), 200);
+    tl_resp r;
+    tl_http_raw(g_d.addr, "GET /healthz\r\n\r\n", 16, 5000, &r);
+    ck_assert_msg(!strstr(r.body, "\"ok\""), "HTTP/0.9 was answered: %d %s", r.status, r.body);
+    tl_resp_free(&r);
+
+    /* Expect: 100-continue without a token: a 401, never a 100 */
+    static const char nobody[] = "POST /jobs HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
+                                 "Content-Length: 20\r\n\r\n";
+    tl_http_raw(g_d.addr, nobody, strlen(nobody), 3000, &r);
+    ck_assert_msg(r.status == 401, "%d %s", r.status, r.head ? r.head : "");
+    tl_resp_free(&r);
+    char *withtok = xasprintf("POST /jobs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\n"
+                              "Expect: 100-continue\r\nContent-Length: 20\r\n\r\n", g_d.token);
+    tl_http_raw(g_d.addr, withtok, strlen(withtok), 1000, &r);
+    ck_assert_msg(r.status == 100, "%d", r.status);
+    tl_resp_free(&r);
+    free(withtok);
+
+    char *fifo = xasprintf("%s/fifo.yaml", g_dir);
+    ck_assert_int_eq(mkfifo(fifo, 0644), 0);
+    char *out = xasprintf("%s/validate.out", g_dir);
+    const char *argv[] = {tl_trainctl_path(), "validate", fifo, NULL};
+    ck_assert_int_eq(tl_run(argv, out, 10), 1);
+    char *text = tl_read(out, NULL);
+    ck_assert_msg(strstr(text, "not a regular file"), "%s", text);
+    free(text);
+
+    static const char bad[] = "name: bad\nmodel: {type: nosuch}\n";
+    tl_http(g_d.addr, "POST", "/jobs", g_d.token, bad, strlen(bad), &r);
+    ck_assert_int_eq(r.status, 400);
+    tl_resp_free(&r);
+    cJSON *j = tl_get_json(g_d.addr, "/jobs/bad", NULL);
+    ck_assert_msg(cJSON_IsNull(cJSON_GetObjectItem(j, "total_steps")), "total_steps of a rejected job: %s",
+                  cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "total_steps")));
+    cJSON_Delete(j);
+    static const char empty[] = "# nothing but a comment\n";
+    tl_http(g_d.addr, "POST", "/jobs", g_d.token, empty, strlen(empty), &r);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_msg(strstr(r.body, "needs at least a model and a schedule"), "%s", r.body);
+    tl_resp_free(&r);
+    free(out);
+    free(fifo);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 
 static Suite *suite(void)
 {
@@ -1243,6 +1382,13 @@ static Suite *suite(void)
     tcase_add_test(ac, errors_reveal_nothing);
     tcase_add_test(ac, trainctl_ids_and_answers);
     suite_add_tcase(s, ac);
+    TCase *sm = tcase_create("small");
+    tcase_add_checked_fixture(sm, setup, teardown);
+    tcase_set_timeout(sm, 120);
+    tcase_add_test(sm, stem_names_and_extensions);
+    tcase_add_test(sm, invalid_not_behind_full_queue);
+    tcase_add_test(sm, protocol_and_messages);
+    suite_add_tcase(s, sm);
     return s;
 }
 
