@@ -319,10 +319,13 @@ static void reply_json(http_response *res, int status, cJSON *o)
 
 /* ---- answers printed off the loop thread ----------------------------- */
 
-/* A JSON answer to print on the thread pool: doc, or (doc NULL) a metrics
- * answer built there from copied points. */
+/* An answer to print on the thread pool: doc as JSON, or (doc NULL) a
+ * metrics answer built there from copied points, or (prom) doc's jobs as
+ * Prometheus text. */
 typedef struct render_req {
     uv_work_t work;
+    struct render_req *next;  /* waiting for a render slot */
+    uv_loop_t *loop;
     http_deferred *answer;
     int status;
     cJSON *doc;
@@ -330,9 +333,22 @@ typedef struct render_req {
     api_point *pts;
     size_t n;
     long next_since;
+    bool prom;                /* Prometheus: doc the jobs, then extra */
+    double uptime;
+    char *extra;
+    size_t extra_len;
     char *link;               /* a Link header, or NULL */
     char *text;               /* the result */
+    size_t len;
 } render_req;
+
+/* Renders run one at a time: on a small machine the pool's threads would
+ * otherwise take every core from the loop thread while a burst of heavy
+ * requests is printed (the loop would not be blocked, but starved).  The
+ * rest wait in order. */
+#define API_RENDER_SLOTS 1
+static unsigned g_rendering;
+static render_req *g_wait_head, *g_wait_tail;
 
 static void add_num_or_null(cJSON *o, const char *k, double v)
 {
@@ -367,12 +383,33 @@ static cJSON *metrics_doc(const char *id, const api_point *pts, size_t n, long n
     return o;
 }
 
+static void render_prom(render_req *r)
+{
+    prom_buf b;
+    prom_buf_init(&b);
+    prom_render_traind(&b, r->doc, api_job_states, r->uptime);
+    size_t len;
+    char *text = prom_buf_take(&b, &len);
+    r->text = xmalloc(len + r->extra_len + 1);
+    memcpy(r->text, text, len);
+    if (r->extra_len)
+        memcpy(r->text + len, r->extra, r->extra_len);
+    r->len = len + r->extra_len;
+    r->text[r->len] = '\0';
+    free(text);
+}
+
 static void render_work(uv_work_t *w)
 {
     render_req *r = w->data;
-    if (!r->doc)
-        r->doc = metrics_doc(r->id, r->pts, r->n, r->next_since);
-    r->text = json_print_exact(r->doc);   /* lrs and losses to the last bit */
+    if (r->prom) {
+        render_prom(r);
+    } else {
+        if (!r->doc)
+            r->doc = metrics_doc(r->id, r->pts, r->n, r->next_since);
+        r->text = json_print_exact(r->doc);   /* lrs and losses to the last bit */
+        r->len = r->text ? strlen(r->text) : 0;
+    }
     cJSON_Delete(r->doc);
     r->doc = NULL;
 }
@@ -382,6 +419,7 @@ static void render_req_free(render_req *r)
     cJSON_Delete(r->doc);
     free(r->id);
     free(r->pts);
+    free(r->extra);
     free(r->link);
     free(r->text);
     free(r);
@@ -397,10 +435,28 @@ static void render_fill(render_req *r, http_response *res)
         http_response_error(res, 500, "could not encode the answer");
         return;
     }
-    http_response_set(res, r->status, "application/json", r->text, strlen(r->text));
+    http_response_set(res, r->status, r->prom ? PROM_CONTENT_TYPE : "application/json", r->text, r->len);
     r->text = NULL;
     if (r->link)
         http_response_add_header(res, "Link", r->link);
+}
+
+static void render_done(uv_work_t *w, int status);
+
+/* Starts waiting renders while slots are free. */
+static void render_next(void)
+{
+    while (g_wait_head && g_rendering < API_RENDER_SLOTS) {
+        render_req *r = g_wait_head;
+        g_wait_head = r->next;
+        if (!g_wait_head)
+            g_wait_tail = NULL;
+        g_rendering++;
+        if (uv_queue_work(r->loop, &r->work, render_work, render_done) == 0)
+            continue;
+        render_work(&r->work);   /* cannot queue: print it here after all */
+        render_done(&r->work, 0);
+    }
 }
 
 static void render_done(uv_work_t *w, int status)
@@ -414,6 +470,8 @@ static void render_done(uv_work_t *w, int status)
         render_fill(r, &res);
     http_deferred_respond(r->answer, &res);
     render_req_free(r);
+    g_rendering--;
+    render_next();
 }
 
 /* Answers r: on the thread pool when the backend has a loop, else now. */
@@ -421,17 +479,14 @@ static void render_answer(const api_backend *be, render_req *r, http_response *r
 {
     r->work.data = r;
     if (be->loop) {
-        http_deferred *d = http_response_defer(res);
-        r->answer = d;
-        if (uv_queue_work(be->loop, &r->work, render_work, render_done) == 0)
-            return;
-        /* cannot queue: print it here after all */
-        render_work(&r->work);
-        http_response now = {.status = 200};
-        http_response_add_header(&now, "Cache-Control", NO_STORE);
-        render_fill(r, &now);
-        http_deferred_respond(d, &now);
-        render_req_free(r);
+        r->answer = http_response_defer(res);
+        r->loop = be->loop;
+        if (g_wait_tail)
+            g_wait_tail->next = r;
+        else
+            g_wait_head = r;
+        g_wait_tail = r;
+        render_next();
         return;
     }
     render_work(&r->work);
@@ -535,7 +590,10 @@ static void get_status(const api_backend *be, http_response *res)
     if (be->list_summaries) {
         cJSON *jobs = be->list_summaries(be->ctx);
         cJSON_AddItemToObject(o, "jobs", jobs ? jobs : cJSON_CreateArray());
-        reply_json(res, 200, o);
+        render_req *r = xcalloc(1, sizeof *r);
+        r->status = 200;
+        r->doc = o;
+        render_answer(be, r, res);   /* printed off the loop */
         return;
     }
     cJSON *jobs = be->list_jobs ? be->list_jobs(be->ctx, NULL) : NULL;
@@ -884,18 +942,24 @@ static void post_cancel(const api_backend *be, const char *id, http_response *re
     cancel_answer(res, id, be->cancel ? be->cancel(be->ctx, id) : API_UNAVAILABLE);
 }
 
+/* GET /metrics: the jobs' numbers are copied on the loop (list_prom), the
+ * text is written off it (render_work). */
 static void get_prometheus(const api_backend *be, http_response *res)
 {
-    cJSON *jobs = be->list_jobs ? be->list_jobs(be->ctx, NULL) : NULL;
-    prom_buf b;
-    prom_buf_init(&b);
-    prom_render_traind(&b, jobs, api_job_states, be->uptime ? be->uptime(be->ctx) : -1);
-    cJSON_Delete(jobs);
-    if (be->prom_extra)
-        be->prom_extra(be->ctx, &b);
-    size_t len;
-    char *text = prom_buf_take(&b, &len);
-    http_response_set(res, 200, PROM_CONTENT_TYPE, text, len);
+    render_req *r = xcalloc(1, sizeof *r);
+    r->status = 200;
+    r->prom = true;
+    r->doc = be->list_prom ? be->list_prom(be->ctx) : be->list_jobs ? be->list_jobs(be->ctx, NULL) : NULL;
+    if (!r->doc)
+        r->doc = cJSON_CreateArray();
+    r->uptime = be->uptime ? be->uptime(be->ctx) : -1;
+    if (be->prom_extra) {
+        prom_buf eb;
+        prom_buf_init(&eb);
+        be->prom_extra(be->ctx, &eb);   /* live state: read here, on the loop */
+        r->extra = prom_buf_take(&eb, &r->extra_len);
+    }
+    render_answer(be, r, res);
 }
 
 static void get_dashboard(http_response *res)

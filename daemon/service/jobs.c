@@ -491,6 +491,27 @@ cJSON *jobs_summary_json(job_table *t)
     return a;
 }
 
+cJSON *jobs_prom_json(job_table *t)
+{
+    /* GET /metrics: the numbers of each job, without its config or errors
+     * (a whole job object is dozens of nodes, for nothing here). */
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = t->n; i-- > 0;) {
+        const job *j = t->jobs[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", j->id);
+        cJSON_AddStringToObject(o, "state", job_state_name(j->state));
+        cJSON_AddNumberToObject(o, "step", (double)j->step);
+        add_total_steps(o, j);
+        add_num_or_null(o, "lr", j->lr);
+        add_num_or_null(o, "loss", j->loss);
+        add_num_or_null(o, "steps_per_s", j->state == JOB_RUNNING ? j->steps_per_s : dnan());
+        add_num_or_null(o, "eval_loss", j->eval_loss);
+        cJSON_AddItemToArray(a, o);
+    }
+    return a;
+}
+
 cJSON *jobs_get_json(job_table *t, const char *id)
 {
     const job *j = find(t, id);

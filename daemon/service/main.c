@@ -220,6 +220,11 @@ static int be_list_page(void *ctx, const char *state, const char *after, size_t 
     return jobs_page_json(((daemon_state *)ctx)->jobs, state, after, limit, out, next_after);
 }
 
+static cJSON *be_prom(void *ctx)
+{
+    return jobs_prom_json(((daemon_state *)ctx)->jobs);
+}
+
 static cJSON *be_summaries(void *ctx)
 {
     return jobs_summary_json(((daemon_state *)ctx)->jobs);
@@ -682,6 +687,7 @@ int main(int argc, char **argv)
         .ctx = &d,
         .list_jobs = be_list,
         .list_page = be_list_page,
+        .list_prom = be_prom,
         .list_summaries = be_summaries,
         .get_job = be_get,
         .submit = be_submit,

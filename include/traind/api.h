@@ -93,6 +93,11 @@ typedef struct api_backend {
     int (*list_page)(void *ctx, const char *state, const char *after, size_t limit, cJSON **out,
                      char **next_after);
 
+    /* Optional: the jobs of GET /metrics with only the numbers it shows
+     * (id, state, step, total_steps, lr, loss, steps_per_s, eval_loss);
+     * without it, list_jobs' full objects. */
+    cJSON *(*list_prom)(void *ctx);
+
     /* Optional: the jobs of GET /status, {"id","state","step","total_steps",
      * "lr","loss"} each, newest first; without it they are cut from
      * list_jobs' full objects. */

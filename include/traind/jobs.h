@@ -115,6 +115,10 @@ int jobs_cancel(job_table *t, const char *id, void (*done)(void *arg, int rc), v
  * first: the jobs of GET /status. */
 struct cJSON *jobs_summary_json(job_table *t);
 
+/* {"id","state","step","total_steps","lr","loss","steps_per_s","eval_loss"}
+ * of every job, newest first: what GET /metrics (Prometheus) shows. */
+struct cJSON *jobs_prom_json(job_table *t);
+
 /* Job objects (SPEC §5), newest first; state NULL = all. */
 struct cJSON *jobs_list_json(job_table *t, const char *state);
 /* A page of job objects, newest first: at most limit of them, only those
