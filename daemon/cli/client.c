@@ -5,7 +5,12 @@
  * the daemon, in order: --url, $TRAIND_URL, the address a port-0 daemon wrote
  * to <spool>/traind.addr, the daemon config's `listen`, http://127.0.0.1:8080.
  * The bearer token for writes: --token-file, $TRAIND_TOKEN_FILE, the daemon
- * config's api_token_file, <spool>/api.token.
+ * config's api_token_file, <spool>/api.token (one named by the first two
+ * must be readable: exit 2 otherwise).
+ *
+ * Ids go into URLs percent-escaped (one path segment, never resolved as a
+ * path); answers over CLIENT_MAX_ANSWER are abandoned (exit 3); submit sends
+ * an Idempotency-Key and retries with it (post_with_retries).
  */
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
