@@ -3,20 +3,27 @@
  *
  *   GET  /                      HTML dashboard (polls the JSON routes)
  *   GET  /status                {"version","uptime_s","jobs":[summary...]}
- *   GET  /jobs[?state=S]        [job...] newest first
- *   POST /jobs                  YAML body → 201 {"id"} | 400 {"error","errors"}
+ *   GET  /jobs[?state=S&limit=N&after=ID]  a page of jobs, newest first (Link: rel="next")
+ *   POST /jobs                  YAML body (+ Idempotency-Key) → 201 {"id"} | 400 {"error","errors"}
  *   GET  /jobs/{id}             job | 404
- *   GET  /jobs/{id}/metrics     ?since=S&max=N → {"id","points"}
+ *   GET  /jobs/{id}/metrics     ?since=S&max=N&limit=L → {"id","points","next_since"}
  *   GET  /jobs/{id}/log         text/plain: the end of the job's worker.log
- *   POST /jobs/{id}/cancel      202 | 404 | 409
+ *   POST /jobs/{id}/cancel      202 (once saved) | 404 | 409
  *   GET  /healthz               {"status":"ok"}
  *   GET  /metrics               Prometheus text 0.0.4
  *
- * HEAD is answered wherever GET is.  Order of checks: a write (any method
- * but GET and HEAD) over the client's write rate 429, unknown path 404,
- * wrong method 405 (with Allow), missing or wrong token 401, then the id
- * (an id that could not be a job's is 404 before the backend sees it, so a
- * path like /jobs/..%2F..%2Fetc never reaches anything that touches files).
+ * HEAD is answered wherever GET is.  Order of checks: a Host that does not
+ * name this daemon 403 (DNS rebinding), a write (any method but GET and
+ * HEAD) over its client's write rate 429 (authenticated and unauthenticated
+ * writes in separate buckets), unknown path 404, wrong method 405 (with
+ * Allow), missing or wrong token 401, then the id (an id that could not be
+ * a job's is 404 before the backend sees it, so a path like
+ * /jobs/..%2F..%2Fetc never reaches anything that touches files).
+ *
+ * Answers are bounded (API_*_PAGE_*, API_METRICS_MAX), and the big ones —
+ * job pages, metrics, /status, /metrics — are printed on the thread pool,
+ * one at a time (render_answer), so the loop thread spends little on any
+ * request and is never starved by the printing.
  */
 #include "traind/api.h"
 #include "traind/json.h"

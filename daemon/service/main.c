@@ -3,8 +3,9 @@
  *
  *   traind [--config FILE] [--spool DIR] [--listen ADDR] [--max-jobs N] [--threads N]
  *
- * Start-up, in order: the daemon config (file, then flags), the spool layout
- * and API token, the job table read back from disk (queued and interrupted
+ * Start-up, in order: the daemon config (file, then flags), the spool's lock
+ * (one daemon per spool: spool_lock.h; a second one exits before touching
+ * anything), the spool layout and API token, the job table read back from disk (queued and interrupted
  * jobs are queued again), the HTTP server, the intake of incoming/, and
  * finally READY=1 to systemd.  Everything then happens on one libuv loop;
  * training happens in one child process per job (`traind --worker ...`,
@@ -16,12 +17,16 @@
  * threads_per_job, data_dirs, token, metrics_keep, max_restarts and the
  * limits: max_queued_jobs, max_model_memory, write_rate_per_client,
  * write_burst_per_client, max_connections, request_timeout_ms,
- * idle_timeout_ms).
+ * idle_timeout_ms, max_job_disk, allowed_hosts).  The file and the token are
+ * read on the thread pool (reload_work): a FIFO or a hung mount there must
+ * not stop the loop.
  *
  * Limits: POST /jobs past max_queued_jobs waiting jobs is answered 429 and
  * intake leaves files in incoming/ until there is room; writes past a
  * client's write rate are answered 429 (api.h's api_ratelimit, keyed by the
- * peer address); connections past max_connections get a 503 (http.c).
+ * peer address and whether the token was valid); connections past
+ * max_connections get a 503 (http.c); a Host header that does not name this
+ * daemon gets a 403 (hostcheck.h).
  */
 #include <errno.h>
 #include <getopt.h>
