@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "traind/api.h"
+#include "traind/hostcheck.h"
 #include "traind/http.h"
 #include "traind/prom.h"
 #include "traind/util.h"
@@ -549,6 +550,57 @@ START_TEST(rate_limit_separates_unauthenticated)
 }
 END_TEST
 
+/* Pages over a backend with only list_jobs / metrics (issue 11). */
+START_TEST(pages_over_plain_backend)
+{
+    reply r = call("GET", "/jobs?limit=2", NULL, NULL);
+    EXPECT(r, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(r.json), 2);
+    ck_assert_msg(has_header(&r, "Link: </jobs?limit=2&after=b>; rel=\"next\"\r\n"), "%s", r.headers);
+    reply_free(&r);
+    r = call("GET", "/jobs?limit=2&after=b", NULL, NULL);
+    EXPECT(r, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(r.json), 1);
+    ck_assert(!has_header(&r, "Link:"));
+    reply_free(&r);
+    r = call("GET", "/jobs?after=zzz", NULL, NULL);
+    EXPECT(r, 400);
+    reply_free(&r);
+    r = call("GET", "/jobs?limit=x", NULL, NULL);
+    EXPECT(r, 400);
+    reply_free(&r);
+    r = call("GET", "/jobs/a/metrics?limit=30&since=10", NULL, NULL);
+    EXPECT(r, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "points")), 30);
+    ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(r.json, "next_since")), 40);
+    reply_free(&r);
+    r = call("GET", "/jobs/a/metrics", NULL, NULL);
+    EXPECT(r, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "points")), 100);
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(r.json, "next_since")));
+    reply_free(&r);
+}
+END_TEST
+
+/* The Host check against DNS rebinding (hostcheck.c), and the route's 403. */
+START_TEST(host_check)
+{
+    char *allowed[] = {"traind.example"};
+    static const char *const ok[] = {NULL, "127.0.0.1", "127.0.0.1:8080", "10.1.2.3:80", "[::1]:8080", "[::1]",
+                                     "localhost", "LOCALHOST:1", "localhost.", "a.localhost", "traind.example",
+                                     "Traind.Example:8080", "box.lan:8080"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        ck_assert_msg(host_allowed(ok[i], "box.lan:8080", allowed, 1), "%s refused", ok[i] ? ok[i] : "(none)");
+    static const char *const bad[] = {"evil.example", "evil.example:8080", "127.0.0.1.evil.example",
+                                      "localhost.evil.example", "", ":80", "[::1", "::1", "traind.example.evil"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(!host_allowed(bad[i], "box.lan:8080", allowed, 1), "%s allowed", bad[i]);
+    char *any[] = {"*"};
+    ck_assert(host_allowed("evil.example", "127.0.0.1:8080", any, 1));
+    ck_assert(host_allowed("evil.example", "unix:/run/traind/api.sock", NULL, 0));
+}
+END_TEST
+
 START_TEST(write_rate_limit)
 {
     BE.write_limit = api_ratelimit_new(2, 3, 16);   /* 2 writes/s, 3 at once */
@@ -987,6 +1039,8 @@ Suite *api_suite(void)
     tcase_add_test(tc, write_rate_limit);
     tcase_add_test(tc, cancel_route);
     tcase_add_test(tc, rate_limit_separates_unauthenticated);
+    tcase_add_test(tc, host_check);
+    tcase_add_test(tc, pages_over_plain_backend);
     tcase_add_test(tc, unknown_and_methods);
     tcase_add_test(tc, prometheus_route);
     tcase_add_test(tc, dashboard);
