@@ -646,7 +646,8 @@ int jobs_metrics_points(job_table *t, const char *id, long since, long max, long
     /* a page: the first limit points, and where the next page starts */
     size_t k = limit > 0 && (size_t)limit < n ? (size_t)limit : n;
     job_point *p = xmalloc((k ? k : 1) * sizeof *p);
-    memcpy(p, j->hist + lo, k * sizeof *p);
+    if (k > 0)   /* no history yet: j->hist is NULL */
+        memcpy(p, j->hist + lo, k * sizeof *p);
     if (k < n)
         *next_since = p[k - 1].step;
     *out = p;
