@@ -324,6 +324,7 @@ struct spool {
     bool holding;           /* the last scan held files back */
     _Atomic long budget;    /* room left while a capped scan runs, shared with spool_reserve */
     memo memo;
+    bool nospace_logged;    /* a full disk kept files in incoming/ (said once); scans only */
     int open_handles;
     void (*on_closed)(void *);
     void *closed_arg;
@@ -448,13 +449,29 @@ static int open_candidate(scan_req *r, int incfd, const char *name, struct stat 
 
 /* Moves incoming/NAME (open as fd, described by st, content buf) to a new
  * jobs/<id>/config.yaml.  0, or -1 (logged; nothing left behind in jobs/). */
+/* A full disk is not the file's fault: it stays in incoming/ and is taken
+ * again by a later scan once there is room (logged once while it lasts),
+ * rather than be set aside until it changes.  Whether rc was that. */
+static bool no_space(scan_req *r, const char *name, int rc)
+{
+    if (rc != -ENOSPC && rc != -EDQUOT)
+        return false;
+    if (!r->s->nospace_logged)
+        log_warn("incoming/%s: cannot be taken now: %s; files wait in incoming/ until there is room", name,
+                 strerror(-rc));
+    r->s->nospace_logged = true;
+    r->deferred = true;
+    return true;
+}
+
 static int move_in(scan_req *r, int incfd, const char *name, const char *stem, const struct stat *st,
                    const char *buf, size_t len, spool_intake *it)
 {
     char *jobs = xasprintf("%s/jobs", r->spool_dir);
     int rc = spool_claim_id(jobs, stem, it->id);
     if (rc < 0) {
-        log_error("incoming/%s: cannot create a job directory in %s: %s", name, jobs, strerror(-rc));
+        if (!no_space(r, name, rc))
+            log_error("incoming/%s: cannot create a job directory in %s: %s", name, jobs, strerror(-rc));
         free(jobs);
         return -1;
     }
@@ -471,12 +488,13 @@ static int move_in(scan_req *r, int incfd, const char *name, const char *stem, c
     if (rc < 0) {
         unlink(dst);
         rmdir(jd);
-        if (rc != -ENOENT && rc != -ESTALE) {
+        if (rc != -ENOENT && rc != -ESTALE && !no_space(r, name, rc)) {
             log_error("incoming/%s: cannot move it to jobs/%s/config.yaml: %s (left in incoming/ until it changes)",
                       name, it->id, strerror(-rc));
             memo_add(r->memo, name, st);
         }
     } else {
+        r->s->nospace_logged = false;
         /* The rename is durable once both directories are. */
         fsync_parent_dir(dst);
         fsync(incfd);

@@ -739,6 +739,10 @@ START_TEST(disk_full_on_tmpfs)
     cJSON_Delete(j);
     ck_assert_int_eq(kill(worker, SIGSTOP), 0);
     char *sp = spool_path("");
+    /* written while there is room, moved into incoming/ once the disk is full */
+    char *dropped = fmt_cfg(QUICK_FMT, "dropped-while-full");
+    char *staged = spool_path(".staged.tmp");
+    ck_assert_int_eq(tl_write(staged, dropped), 0);
     char *filler = fill_disk(sp);
     ck_assert_int_eq(kill(worker, SIGCONT), 0);
 
@@ -757,6 +761,10 @@ START_TEST(disk_full_on_tmpfs)
     assert_healthy();
     cJSON_Delete(status_on_disk(id));   /* whatever could last be written: whole */
     cJSON_Delete(status_on_disk(id2));
+    /* a file dropped in incoming/ meanwhile waits there (issue 11), to be
+     * taken once there is room */
+    char *inc = spool_path("incoming/dropped-while-full.yaml");
+    ck_assert_int_eq(rename(staged, inc), 0);   /* a rename needs no room */
     char *q = fmt_cfg(QUICK_FMT, "while-full");
     tl_resp r;
     post(q, strlen(q), &r);
@@ -779,6 +787,10 @@ START_TEST(disk_full_on_tmpfs)
     wait_status_on_disk(id, "failed", 10);
     cJSON_Delete(wait_state(id2, "succeeded", 60));
     wait_status_on_disk(id2, "succeeded", 10);
+    cJSON_Delete(wait_state("dropped-while-full", "succeeded", 60));
+    free(inc);
+    free(staged);
+    free(dropped);
     mp = job_path(id2, "metrics.jsonl");
     check_metrics_file(mp, NULL);
     free(mp);
