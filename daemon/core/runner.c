@@ -303,7 +303,12 @@ static int open_metrics(run *r, long keep_through, char *err, size_t errlen)
             return rc;
         }
     }
-    /* never follows a planted symlink nor waits on a planted FIFO */
+    /* never opens a planted device, follows a planted symlink nor waits on a planted FIFO */
+    struct stat pre;
+    if (lstat(r->metrics_path, &pre) == 0 && !S_ISREG(pre.st_mode)) {
+        snprintf(err, errlen, "cannot open %s: not a regular file", r->metrics_path);
+        return -EINVAL;
+    }
     r->metrics_fd = open(r->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
     if (r->metrics_fd < 0) {
         int e = errno;

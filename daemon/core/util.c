@@ -93,7 +93,15 @@ int read_file_flags(const char *path, size_t max_bytes, int oflags, char **out, 
 {
     *out = NULL;
     *out_len = 0;
-    /* O_NONBLOCK: opening a FIFO (or a tty, a device) must not wait for a
+    /* A device is refused before it is opened (opening some has effects:
+     * think of /dev/watchdog); the fstat below checks what was opened. */
+    struct stat pre;
+    int src = (oflags & O_NOFOLLOW) ? lstat(path, &pre) : stat(path, &pre);
+    if (src < 0)
+        return -errno;
+    if (!S_ISREG(pre.st_mode))
+        return S_ISDIR(pre.st_mode) ? -EISDIR : S_ISLNK(pre.st_mode) ? -ELOOP : -EINVAL;
+    /* O_NONBLOCK: opening a FIFO swapped in meanwhile must not wait for a
      * writer; whatever is not a regular file is refused just below. */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | oflags);
     if (fd < 0)

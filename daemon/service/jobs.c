@@ -725,9 +725,13 @@ static void hist_sample(hist_req *r, int fd, off_t end, size_t *cap)
 static void hist_work(uv_work_t *w)
 {
     hist_req *r = w->data;
-    /* a planted FIFO or symlink is neither waited on nor followed */
-    int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    /* a planted device is not opened, a FIFO not waited on, a symlink not followed */
     struct stat st;
+    if (lstat(r->path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        log_warn("%s: not a regular file; no history read", r->path);
+        return;
+    }
+    int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
         log_warn("%s: not a regular file; no history read", r->path);
         close(fd);
@@ -1672,6 +1676,11 @@ int jobs_log_tail(job_table *t, const char *id, size_t max_bytes, char **out, si
     if (!j)
         return -ENOENT;
     char *path = xasprintf("%s/worker.log", j->dir);
+    struct stat pre;
+    if (lstat(path, &pre) == 0 && !S_ISREG(pre.st_mode)) {   /* a device is not even opened */
+        free(path);
+        return -EINVAL;
+    }
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);   /* never waits on a FIFO */
     free(path);
     if (fd < 0) {

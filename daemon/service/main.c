@@ -513,13 +513,18 @@ static void reload_done(uv_work_t *w, int status)
     reload_req *r = w->data;
     daemon_state *d = r->d;
     d->reloading = false;
-    if (!r->ok) {
-        log_error("SIGHUP: config has errors; keeping the running configuration");
-    } else if (d->stopping || status < 0) {
-        dconfig_free(&r->c);   /* shutting down: nothing to apply it to */
-    } else {
-        apply_reload(d, r);
+    if (d->stopping || status < 0) {
+        /* shutting down meanwhile: nothing to apply it to, and no READY=1
+         * after STOPPING=1 */
+        if (r->ok)
+            dconfig_free(&r->c);
+        free(r);
+        return;
     }
+    if (!r->ok)
+        log_error("SIGHUP: config has errors; keeping the running configuration");
+    else
+        apply_reload(d, r);
     free(r);
     notify_ready();
     if (d->reload_again && !d->stopping) {

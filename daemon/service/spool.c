@@ -410,15 +410,24 @@ static int read_fd(int fd, char **out, size_t *out_len)
  * deferred: r->deferred). */
 static int open_candidate(scan_req *r, int incfd, const char *name, struct stat *st)
 {
-    /* O_NOFOLLOW | O_NONBLOCK: a symlink is refused, a FIFO or device is
-     * never waited on; fstat then says what it is. */
+    /* What the name is, first: a device is never even opened (opening some
+     * has effects), a symlink never followed. */
+    struct stat lst;
+    if (fstatat(incfd, name, &lst, AT_SYMLINK_NOFOLLOW) < 0)
+        return -1;   /* gone meanwhile */
+    if (S_ISLNK(lst.st_mode) || S_ISCHR(lst.st_mode) || S_ISBLK(lst.st_mode) || S_ISSOCK(lst.st_mode)) {
+        refuse(r, name, &lst, S_ISLNK(lst.st_mode) ? "a symbolic link, not a regular file" : "not a regular file");
+        return -1;
+    }
+    /* O_NOFOLLOW | O_NONBLOCK: a symlink swapped in meanwhile is refused, a
+     * FIFO never waited on; fstat then says what was opened. */
     int fd = openat(incfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
-        struct stat lst;
-        if (errno == ELOOP && fstatat(incfd, name, &lst, AT_SYMLINK_NOFOLLOW) == 0)
+        int e = errno;
+        if (e == ELOOP)
             refuse(r, name, &lst, "a symbolic link, not a regular file");
-        else if (errno != ENOENT && fstatat(incfd, name, &lst, AT_SYMLINK_NOFOLLOW) == 0)
-            refuse(r, name, &lst, strerror(errno));
+        else if (e != ENOENT)
+            refuse(r, name, &lst, strerror(e));
         return -1;
     }
     const char *why = NULL;
