@@ -848,6 +848,16 @@ START_TEST(idempotency_key)
     post_keyed(y, "bad key", &r);
     ck_assert_int_eq(r.status, 400);
     tl_resp_free(&r);
+    /* a rejected config's key answers as the first time: 400, its id, its errors */
+    static const char invalid[] = "name: nope\nmodel: {type: nosuch}\n";
+    post_keyed(invalid, "k-bad", &r);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"id\":\"nope\""));
+    tl_resp_free(&r);
+    post_keyed(invalid, "k-bad", &r);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_msg(strstr(r.body, "\"id\":\"nope\"") && strstr(r.body, "model.type"), "%s", r.body);
+    tl_resp_free(&r);
     /* and after a restart */
     tl_daemon_stop(&g_d, SIGTERM, 30);
     restart();
@@ -855,7 +865,7 @@ START_TEST(idempotency_key)
     ck_assert_int_eq(r.status, 201);
     ck_assert_ptr_nonnull(strstr(r.body, "\"twice\""));
     tl_resp_free(&r);
-    ck_assert_int_eq(count_jobs(), 3);
+    ck_assert_int_eq(count_jobs(), 4);
     free(y);
     free(jd);
 }
