@@ -5,15 +5,23 @@
  * the daemon, in order: --url, $TRAIND_URL, the address a port-0 daemon wrote
  * to <spool>/traind.addr, the daemon config's `listen`, http://127.0.0.1:8080.
  * The bearer token for writes: --token-file, $TRAIND_TOKEN_FILE, the daemon
- * config's api_token_file, <spool>/api.token.
+ * config's api_token_file, <spool>/api.token (one named by the first two
+ * must be readable: exit 2 otherwise).
+ *
+ * Ids go into URLs percent-escaped (one path segment, never resolved as a
+ * path); answers over CLIENT_MAX_ANSWER are abandoned (exit 3); submit sends
+ * an Idempotency-Key and retries with it (post_with_retries).
  */
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -26,6 +34,7 @@ typedef struct client {
     char *base_url;          /* "http://127.0.0.1:8080", no trailing slash */
     char *unix_socket;       /* when listening on unix:PATH */
     char *token;
+    char *token_missing;     /* the --token-file / $TRAIND_TOKEN_FILE that could not be read */
     bool json;
 } client;
 
@@ -33,12 +42,26 @@ typedef struct response {
     long status;
     char *body;
     size_t len;
+    bool too_big;            /* the answer passed CLIENT_MAX_ANSWER: dropped */
+    bool transport_failed;   /* no HTTP answer at all (refused, reset, timed out) */
 } response;
+
+/* The largest answer read (the daemon's are a few MiB at most: paged
+ * lists, capped metrics, a 1 MiB log tail); anything longer is not traind. */
+#define CLIENT_MAX_ANSWER ((size_t)16 << 20)
+
+/* submit: tries when no answer came or the daemon said "not now" (the
+ * Idempotency-Key makes a retry safe), waiting 0.25 s, 0.5 s, ... between. */
+#define SUBMIT_TRIES 6
 
 static size_t on_body(char *data, size_t size, size_t n, void *ctx)
 {
     response *r = ctx;
     size_t add = size * n;
+    if (r->len + add > CLIENT_MAX_ANSWER) {
+        r->too_big = true;
+        return 0;   /* curl stops with CURLE_WRITE_ERROR */
+    }
     r->body = xrealloc(r->body, r->len + add + 1);
     memcpy(r->body + r->len, data, add);
     r->len += add;
@@ -46,9 +69,11 @@ static size_t on_body(char *data, size_t size, size_t n, void *ctx)
     return add;
 }
 
-/* Performs one request.  Returns 0, or EXIT_UNREACHABLE after printing why. */
-static int http(const client *c, const char *method, const char *path, const char *body,
-                size_t body_len, response *out)
+/* One request.  extra_header: one more "Name: value" line, or NULL.
+ * quiet: do not print why it failed (the caller retries).  Returns 0, or
+ * EXIT_UNREACHABLE (after printing why, unless quiet). */
+static int http_ex(const client *c, const char *method, const char *path, const char *body, size_t body_len,
+                   const char *extra_header, bool quiet, response *out)
 {
     memset(out, 0, sizeof *out);
     CURL *h = curl_easy_init();
@@ -60,6 +85,8 @@ static int http(const client *c, const char *method, const char *path, const cha
     struct curl_slist *hdrs = NULL;
     char *auth = NULL;
     curl_easy_setopt(h, CURLOPT_URL, url);
+    /* the path as built (ids escaped): never "resolve" dot segments in it */
+    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
@@ -71,6 +98,8 @@ static int http(const client *c, const char *method, const char *path, const cha
         auth = xasprintf("Authorization: Bearer %s", c->token);
         hdrs = curl_slist_append(hdrs, auth);
     }
+    if (extra_header)
+        hdrs = curl_slist_append(hdrs, extra_header);
     if (!strcmp(method, "POST")) {
         hdrs = curl_slist_append(hdrs, "Content-Type: application/yaml");
         curl_easy_setopt(h, CURLOPT_POST, 1L);
@@ -80,19 +109,46 @@ static int http(const client *c, const char *method, const char *path, const cha
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     CURLcode rc = curl_easy_perform(h);
     int ret = 0;
-    if (rc != CURLE_OK) {
-        fprintf(stderr, "trainctl: cannot reach traind at %s%s%s: %s\n", c->base_url,
-                c->unix_socket ? " via " : "", c->unix_socket ? c->unix_socket : "",
-                curl_easy_strerror(rc));
+    if (out->too_big) {
+        fprintf(stderr, "trainctl: the answer from %s is larger than %zu MiB; giving up\n", c->base_url,
+                CLIENT_MAX_ANSWER >> 20);
+        ret = EXIT_UNREACHABLE;
+    } else if (rc != CURLE_OK) {
+        if (!quiet)
+            fprintf(stderr, "trainctl: cannot reach traind at %s%s%s: %s\n", c->base_url,
+                    c->unix_socket ? " via " : "", c->unix_socket ? c->unix_socket : "",
+                    curl_easy_strerror(rc));
+        out->transport_failed = true;
         ret = EXIT_UNREACHABLE;
     } else {
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
+    }
+    if (ret) {
+        free(out->body);
+        out->body = NULL;
+        out->len = 0;
     }
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(h);
     free(auth);
     free(url);
     return ret;
+}
+
+static int http(const client *c, const char *method, const char *path, const char *body, size_t body_len,
+                response *out)
+{
+    return http_ex(c, method, path, body, body_len, NULL, false, out);
+}
+
+/* "/jobs/ID" + tail with ID percent-escaped: an id is one path segment,
+ * whatever it holds ("a/../b" stays a name, never a path). */
+static char *job_path(const char *id, const char *tail)
+{
+    char *e = curl_easy_escape(NULL, id, 0);
+    char *p = xasprintf("/jobs/%s%s", e ? e : "", tail);
+    curl_free(e);
+    return p;
 }
 
 static char *trim_dup(const char *s)
@@ -109,7 +165,7 @@ static char *read_small(const char *path)
 {
     char *buf;
     size_t len;
-    if (read_file(path, 4096, &buf, &len) != 0)
+    if (read_file(path, 4096, &buf, &len) != 0)   /* never waits on a FIFO */
         return NULL;
     char *t = trim_dup(buf);
     free(buf);
@@ -168,6 +224,9 @@ static void locate_daemon(client *c, const char *url, const char *spool, const c
     char *conf_token = token_file ? NULL : daemon_config_value("api_token_file");
     char *spool_token = xasprintf("%s/api.token", sp);
     c->token = read_small(token_file ? token_file : conf_token ? conf_token : spool_token);
+    /* a token file named by the user must be there: a write would only be
+     * refused later with a puzzling 401 */
+    c->token_missing = token_file && !c->token ? xstrdup(token_file) : NULL;
     free(conf_spool);
     free(addr_file);
     free(addr);
@@ -208,13 +267,62 @@ static int report_error(const char *what, const response *r)
     return EXIT_FAIL;
 }
 
+/* "Idempotency-Key: <32 random hex digits>". */
+static void idempotency_key(char *out, size_t len)
+{
+    unsigned char raw[16];
+    size_t got = 0;
+    while (got < sizeof raw) {
+        ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got < sizeof raw) {   /* no entropy source: time and pid still make it unique enough */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(out, len, "Idempotency-Key: %lld-%ld-%d", (long long)ts.tv_sec, ts.tv_nsec, (int)getpid());
+        return;
+    }
+    int n = snprintf(out, len, "Idempotency-Key: ");
+    for (size_t i = 0; i < sizeof raw && (size_t)n + 2 < len; i++)
+        n += snprintf(out + n, len - (size_t)n, "%02x", raw[i]);
+}
+
+/* Worth another try with the same key: no answer, "busy with this key",
+ * or the daemon restarting / overloaded. */
+static bool retryable(int ret, const response *r)
+{
+    if (ret)
+        return r->transport_failed;
+    return r->status == 409 || r->status == 502 || r->status == 503 || r->status == 504;
+}
+
+/* POST path with the Idempotency-Key, retried (with the same key) while
+ * retryable; prints why when it gives up. */
+static int post_with_retries(const client *c, const char *path, const char *body, size_t len, const char *key,
+                             response *r)
+{
+    useconds_t wait = 250 * 1000;
+    for (int attempt = 1;; attempt++) {
+        bool last = attempt == SUBMIT_TRIES;
+        int ret = http_ex(c, "POST", path, body, len, key, !last, r);
+        if (!retryable(ret, r) || last)
+            return ret;
+        free(r->body);
+        r->body = NULL;
+        usleep(wait);
+        wait *= 2;
+    }
+}
+
 static int do_submit(client *c, const char *config)
 {
     char *buf;
     size_t len;
     int rc = read_file(config, 1 << 20, &buf, &len);
     if (rc != 0) {
-        fprintf(stderr, "trainctl submit: cannot read %s: %s\n", config, strerror(-rc));
+        fprintf(stderr, "trainctl submit: cannot read %s: %s\n", config, file_error_text(rc));
         return EXIT_FAIL;
     }
     /* The file's stem names a config that has no `name`, as in incoming/. */
@@ -227,8 +335,10 @@ static int do_submit(client *c, const char *config)
     char *stem = curl_easy_escape(NULL, base, (int)stem_len);
     char *path = xasprintf("/jobs?name=%s", stem ? stem : "");
     curl_free(stem);
+    char key[80];
+    idempotency_key(key, sizeof key);
     response r;
-    int ret = http(c, "POST", path, buf, len, &r);
+    int ret = post_with_retries(c, path, buf, len, key, &r);
     free(path);
     free(buf);
     if (ret)
@@ -248,8 +358,12 @@ static int do_submit(client *c, const char *config)
 static void print_job_line(const cJSON *job)
 {
     const char *id = json_str(job, "id"), *state = json_str(job, "state");
-    printf("%-32s %-10s %8.0f/%-8.0f", id ? id : "?", state ? state : "?", json_num(job, "step"),
-           json_num(job, "total_steps"));
+    double total = json_num(job, "total_steps");   /* null for a rejected job */
+    printf("%-32s %-10s %8.0f/", id ? id : "?", state ? state : "?", json_num(job, "step"));
+    if (isnan(total))
+        printf("%-8s", "-");
+    else
+        printf("%-8.0f", total);
     double lr = json_num(job, "lr"), loss = json_num(job, "loss");
     if (!isnan(lr))
         printf("  lr %.4e  loss %.6g", lr, loss);
@@ -259,7 +373,7 @@ static void print_job_line(const cJSON *job)
 static int do_status(client *c, const char *id)
 {
     response r;
-    char *path = id ? xasprintf("/jobs/%s", id) : xstrdup("/status");
+    char *path = id ? job_path(id, "") : xstrdup("/status");
     int ret = http(c, "GET", path, NULL, 0, &r);
     free(path);
     if (ret)
@@ -299,7 +413,7 @@ static bool state_ended(const char *s)
 
 static int do_watch(client *c, const char *id)
 {
-    char *path = xasprintf("/jobs/%s", id);
+    char *path = job_path(id, "");
     bool tty = isatty(STDOUT_FILENO);
     int ret = EXIT_OK;
     for (;;) {
@@ -352,7 +466,7 @@ static int do_watch(client *c, const char *id)
 
 static int do_cancel(client *c, const char *id)
 {
-    char *path = xasprintf("/jobs/%s/cancel", id);
+    char *path = job_path(id, "/cancel");
     response r;
     int ret = http(c, "POST", path, NULL, 0, &r);
     free(path);
@@ -368,7 +482,7 @@ static int do_cancel(client *c, const char *id)
 
 static int do_logs(client *c, const char *id)
 {
-    char *path = xasprintf("/jobs/%s/log", id);
+    char *path = job_path(id, "/log");
     response r;
     int ret = http(c, "GET", path, NULL, 0, &r);
     free(path);
@@ -386,8 +500,19 @@ int cmd_client(const char *verb, int argc, char **argv)
 {
     const char *url = NULL, *token_file = NULL, *spool = NULL, *arg = NULL;
     client c = {0};
+    bool opts_done = false;   /* after "--" every argument is an operand ("-rf" is an id) */
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--url") && i + 1 < argc)
+        if (!opts_done && !strcmp(argv[i], "--")) {
+            opts_done = true;
+            continue;
+        }
+        if (opts_done) {
+            if (arg) {
+                fprintf(stderr, "trainctl %s: unexpected argument '%s'\n", verb, argv[i]);
+                return EXIT_USAGE;
+            }
+            arg = argv[i];
+        } else if (!strcmp(argv[i], "--url") && i + 1 < argc)
             url = argv[++i];
         else if (!strcmp(argv[i], "--token-file") && i + 1 < argc)
             token_file = argv[++i];
@@ -410,6 +535,11 @@ int cmd_client(const char *verb, int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     locate_daemon(&c, url, spool, token_file);
     int ret;
+    if (c.token_missing) {
+        fprintf(stderr, "trainctl %s: cannot read the token file %s\n", verb, c.token_missing);
+        ret = EXIT_USAGE;
+        goto out;
+    }
     if (!strcmp(verb, "submit"))
         ret = do_submit(&c, arg);
     else if (!strcmp(verb, "status"))
@@ -420,6 +550,8 @@ int cmd_client(const char *verb, int argc, char **argv)
         ret = do_cancel(&c, arg);
     else
         ret = do_logs(&c, arg);
+out:
+    free(c.token_missing);
     free(c.base_url);
     free(c.unix_socket);
     free(c.token);

@@ -28,11 +28,12 @@ static const char usage_text[] =
     "  sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--seed S]\n"
     "                                                  generate text from a gpt run's checkpoint\n"
     "With a running traind (--url URL, --token-file FILE):\n"
-    "  submit CONFIG       queue a config; prints its job id\n"
+    "  submit CONFIG       queue a config; prints its job id (retried safely: Idempotency-Key)\n"
     "  status [ID]         all jobs, or one job in full\n"
     "  watch ID            a live progress bar until the job ends\n"
     "  cancel ID           checkpoint and stop a job\n"
     "  logs ID             the job's training process log\n"
+    "  (-- ends the options: trainctl cancel -- -rf)\n"
     "\n"
     "  --help, --version\n"
     "Exit codes: 0 ok, 1 failure (bad config, job failed), 2 usage, 3 daemon unreachable.\n";
@@ -60,7 +61,7 @@ static int validate_for_daemon(const char *path, const dconfig *dc)
     int rc = read_file(path, CFG_MAX_FILE_BYTES, &buf, &len);
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", path,
-                rc == -EFBIG ? "the config is larger than the daemon accepts (1 MiB)" : strerror(-rc));
+                rc == -EFBIG ? "the config is larger than the daemon accepts (1 MiB)" : file_error_text(rc));
         return -1;
     }
     char stem[SPOOL_ID_MAX + 1];

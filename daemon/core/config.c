@@ -219,7 +219,7 @@ static void parse_top(const cv_section *root, run_config *cfg)
 {
     const ynode *n = cv_get(root, "name");
     const char *name;
-    if (n && cv_str(root->errs, n, "name", 128, &name) == CV_OK) {
+    if (n && cv_str(root->errs, n, "name", CFG_NAME_MAX, &name) == CV_OK) {
         free(cfg->name);
         cfg->name = xstrdup(name);
     }
@@ -452,11 +452,28 @@ static void parse_parallel(const cv_section *root, run_config *cfg, bool batch_o
 
 /* ---- the whole config -------------------------------------------------- */
 
+/* A name from a file's stem (or ?name=) obeys the rules of `name:`: at most
+ * CFG_NAME_MAX bytes (cut at a character boundary), control bytes made '_'. */
+static char *default_name(const char *stem)
+{
+    size_t n = strlen(stem);
+    if (n > CFG_NAME_MAX) {
+        n = CFG_NAME_MAX;
+        while (n > 0 && ((unsigned char)stem[n] & 0xC0) == 0x80)
+            n--;   /* not inside a UTF-8 sequence */
+    }
+    char *s = xstrndup(stem, n);
+    for (char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '_';
+    return s;
+}
+
 static void set_defaults(run_config *cfg, const cfg_parse_opts *opts)
 {
     memset(cfg, 0, sizeof *cfg);
     bool have_default = opts && opts->default_name && opts->default_name[0];
-    cfg->name = xstrdup(have_default ? opts->default_name : "run");
+    cfg->name = default_name(have_default ? opts->default_name : "run");
     cfg->threads = 1;
     cfg->ranks = 1;
     cfg->model.activation = ACT_RELU;
@@ -616,7 +633,7 @@ int cfg_load_file(const char *path, const cfg_parse_opts *opts, run_config *out,
         return -1;
     }
     if (rc < 0) {
-        diag_add(errs, "", 0, 0, "cannot read %s: %s", path, strerror(-rc));
+        diag_add(errs, "", 0, 0, "cannot read %s: %s", path, file_error_text(rc));
         return -1;
     }
     cfg_parse_opts o = opts ? *opts : (cfg_parse_opts){0};

@@ -321,31 +321,128 @@ static long metrics_line_step(const char *line)
     return end == line + 8 ? -1 : s;
 }
 
+/* pread until n bytes or EOF/error; the bytes read. */
+static size_t pread_full(int fd, char *buf, size_t n, off_t at)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, buf + got, n - got, at + (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    return got;
+}
+
+/* Where metrics.jsonl is cut back to on resume: just after its last whole
+ * line with a step <= keep_through, found by reading backwards from the
+ * end — the checkpoint is near the end, so a resume reads a few KiB
+ * whatever the history's size.  0 with *keep, -E2BIG for a line longer
+ * than a chunk (not ours: the caller falls back to reading forwards), or
+ * -errno. */
+static int metrics_cut_point(int fd, off_t size, long keep_through, off_t *keep)
+{
+    enum { CHUNK = 1 << 16 };
+    char *buf = xmalloc(CHUNK + 1);
+    off_t end = size;
+    bool first = true;
+    *keep = 0;
+    while (end > 0) {
+        off_t start = end > CHUNK ? end - CHUNK : 0;
+        size_t n = (size_t)(end - start);
+        if (pread_full(fd, buf, n, start) != n) {
+            free(buf);
+            return -EIO;
+        }
+        size_t i = n;
+        if (first) {   /* a torn last line (the process died mid-write) goes */
+            while (i > 0 && buf[i - 1] != '\n')
+                i--;
+            first = false;
+        }
+        size_t i0 = i;
+        while (i > 0) {   /* buf[i - 1] is the '\n' ending a line */
+            size_t j = i - 1;
+            while (j > 0 && buf[j - 1] != '\n')
+                j--;
+            if (j == 0 && start > 0)
+                break;    /* it starts in the chunk before */
+            buf[i - 1] = '\0';
+            long s = metrics_line_step(buf + j);
+            if (s >= 0 && s <= keep_through) {
+                *keep = start + (off_t)i;
+                free(buf);
+                return 0;
+            }
+            i = j;
+        }
+        if (start > 0 && (i == i0 || i == n)) {
+            free(buf);
+            return -E2BIG;
+        }
+        end = start + (off_t)i;
+        if (start == 0)
+            break;
+    }
+    free(buf);
+    return 0;
+}
+
+/* The forward way: the prefix of whole lines with step <= keep_through. */
+static int metrics_cut_forward(const char *path, long keep_through, size_t *keep)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    *keep = 0;
+    int rc = read_file_flags(path, (size_t)1 << 34, O_NOFOLLOW, &buf, &len);
+    if (rc < 0)
+        return rc;
+    for (size_t off = 0; off < len;) {
+        char *nl = memchr(buf + off, '\n', len - off);
+        if (!nl)
+            break;
+        *nl = '\0';
+        long s = metrics_line_step(buf + off);
+        if (s < 0 || s > keep_through)
+            break;
+        off = (size_t)(nl - buf) + 1;
+        *keep = off;
+    }
+    free(buf);
+    return 0;
+}
+
 /* Opens metrics.jsonl for appending, first cutting it back to the lines with
  * step <= keep_through (so a resumed run never repeats a step). */
 static int open_metrics(run *r, long keep_through, char *err, size_t errlen)
 {
-    char *buf = NULL;
-    size_t len = 0, keep = 0;
-    int rc = keep_through > 0 ? read_file(r->metrics_path, (size_t)1 << 34, &buf, &len) : -ENOENT;
-    if (rc == 0) {
-        for (size_t off = 0; off < len;) {
-            char *nl = memchr(buf + off, '\n', len - off);
-            if (!nl)
-                break;          /* a torn last line (the process died mid-write) */
-            *nl = '\0';
-            long s = metrics_line_step(buf + off);
-            if (s < 0 || s > keep_through)
-                break;
-            off = (size_t)(nl - buf) + 1;
-            keep = off;
+    size_t keep = 0;
+    if (keep_through > 0) {
+        int fd = open(r->metrics_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        struct stat st;
+        int rc = fd < 0 ? -errno : fstat(fd, &st) < 0 ? -errno : !S_ISREG(st.st_mode) ? -EINVAL : 0;
+        off_t at = 0;
+        if (rc == 0)
+            rc = metrics_cut_point(fd, st.st_size, keep_through, &at);
+        if (fd >= 0)
+            close(fd);
+        keep = (size_t)at;
+        if (rc == -E2BIG)
+            rc = metrics_cut_forward(r->metrics_path, keep_through, &keep);
+        if (rc < 0 && rc != -ENOENT) {
+            snprintf(err, errlen, "cannot read %s: %s", r->metrics_path, file_error_text(rc));
+            return rc;
         }
-    } else if (rc != -ENOENT) {
-        snprintf(err, errlen, "cannot read %s: %s", r->metrics_path, strerror(-rc));
-        return rc;
     }
-    free(buf);
-    r->metrics_fd = open(r->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    /* never opens a planted device, follows a planted symlink nor waits on a planted FIFO */
+    struct stat pre;
+    if (lstat(r->metrics_path, &pre) == 0 && !S_ISREG(pre.st_mode)) {
+        snprintf(err, errlen, "cannot open %s: not a regular file", r->metrics_path);
+        return -EINVAL;
+    }
+    r->metrics_fd = open(r->metrics_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
     if (r->metrics_fd < 0) {
         int e = errno;
         snprintf(err, errlen, "cannot open %s: %s", r->metrics_path, strerror(e));

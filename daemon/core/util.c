@@ -86,9 +86,24 @@ char *xasprintf(const char *fmt, ...)
 
 int read_file(const char *path, size_t max_bytes, char **out, size_t *out_len)
 {
+    return read_file_flags(path, max_bytes, 0, out, out_len);
+}
+
+int read_file_flags(const char *path, size_t max_bytes, int oflags, char **out, size_t *out_len)
+{
     *out = NULL;
     *out_len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* A device is refused before it is opened (opening some has effects:
+     * think of /dev/watchdog); the fstat below checks what was opened. */
+    struct stat pre;
+    int src = (oflags & O_NOFOLLOW) ? lstat(path, &pre) : stat(path, &pre);
+    if (src < 0)
+        return -errno;
+    if (!S_ISREG(pre.st_mode))
+        return S_ISDIR(pre.st_mode) ? -EISDIR : S_ISLNK(pre.st_mode) ? -ELOOP : -EINVAL;
+    /* O_NONBLOCK: opening a FIFO swapped in meanwhile must not wait for a
+     * writer; whatever is not a regular file is refused just below. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | oflags);
     if (fd < 0)
         return -errno;
     struct stat st;
@@ -101,6 +116,9 @@ int read_file(const char *path, size_t max_bytes, char **out, size_t *out_len)
         close(fd);
         return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
     }
+    /* A regular file: reads never block on O_NONBLOCK, but a read from a
+     * file on a hung mount must still wait rather than fail with EAGAIN. */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     if ((size_t)st.st_size > max_bytes) {
         close(fd);
         return -EFBIG;
@@ -277,4 +295,13 @@ uint64_t fnv64_update(uint64_t h, const void *data, size_t len)
         h *= 0x100000001b3ULL;
     }
     return h;
+}
+
+const char *file_error_text(int rc)
+{
+    if (rc == -EINVAL)
+        return "not a regular file";
+    if (rc == -ELOOP)
+        return "is a symbolic link";
+    return strerror(-rc);
 }

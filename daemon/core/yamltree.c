@@ -589,7 +589,9 @@ ynode *ytree_parse(const char *buf, size_t len, diag_list_t *errs)
 
     ynode *root = b->root;
     if (errs->n == b->errs_before && (!root || yscalar_is_null(root)))
-        diag_add(errs, "", 1, 1, "empty config");
+        diag_add(errs, "", 1, 1,
+                 "empty config: a run config needs at least a model and a schedule, such as "
+                 "\"model: {type: linear, input_dim: 4, output_dim: 1}\" and \"schedule: {total_steps: 100}\"");
     if (errs->n != b->errs_before) {
         ytree_free(root);
         root = NULL;

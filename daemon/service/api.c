@@ -3,20 +3,27 @@
  *
  *   GET  /                      HTML dashboard (polls the JSON routes)
  *   GET  /status                {"version","uptime_s","jobs":[summary...]}
- *   GET  /jobs[?state=S]        [job...] newest first
- *   POST /jobs                  YAML body → 201 {"id"} | 400 {"error","errors"}
+ *   GET  /jobs[?state=S&limit=N&after=ID]  a page of jobs, newest first (Link: rel="next")
+ *   POST /jobs                  YAML body (+ Idempotency-Key) → 201 {"id"} | 400 {"error","errors"}
  *   GET  /jobs/{id}             job | 404
- *   GET  /jobs/{id}/metrics     ?since=S&max=N → {"id","points"}
+ *   GET  /jobs/{id}/metrics     ?since=S&max=N&limit=L → {"id","points","next_since"}
  *   GET  /jobs/{id}/log         text/plain: the end of the job's worker.log
- *   POST /jobs/{id}/cancel      202 | 404 | 409
+ *   POST /jobs/{id}/cancel      202 (once saved) | 404 | 409
  *   GET  /healthz               {"status":"ok"}
  *   GET  /metrics               Prometheus text 0.0.4
  *
- * HEAD is answered wherever GET is.  Order of checks: a write (any method
- * but GET and HEAD) over the client's write rate 429, unknown path 404,
- * wrong method 405 (with Allow), missing or wrong token 401, then the id
- * (an id that could not be a job's is 404 before the backend sees it, so a
- * path like /jobs/..%2F..%2Fetc never reaches anything that touches files).
+ * HEAD is answered wherever GET is.  Order of checks: a Host that does not
+ * name this daemon 403 (DNS rebinding), a write (any method but GET and
+ * HEAD) over its client's write rate 429 (authenticated and unauthenticated
+ * writes in separate buckets), unknown path 404, wrong method 405 (with
+ * Allow), missing or wrong token 401, then the id (an id that could not be
+ * a job's is 404 before the backend sees it, so a path like
+ * /jobs/..%2F..%2Fetc never reaches anything that touches files).
+ *
+ * Answers are bounded (API_*_PAGE_*, API_METRICS_MAX), and the big ones —
+ * job pages, metrics, /status, /metrics — are printed on the thread pool,
+ * one at a time (render_answer), so the loop thread spends little on any
+ * request and is never starved by the printing.
  */
 #include "traind/api.h"
 #include "traind/json.h"
@@ -30,13 +37,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "traind/spool.h"
 #include "traind/util.h"
 
 #ifndef TRAIND_VERSION
 #define TRAIND_VERSION "0"
 #endif
 
-#define API_ID_MAX 128
 
 const char *const api_job_states[] = {"queued", "running", "succeeded", "failed", "cancelled", "rejected", NULL};
 
@@ -102,17 +109,19 @@ static const char dashboard_html[] =
 
 bool api_id_valid(const char *id)
 {
+    /* One rule everywhere: an id is what spool_claim_id can make (SPEC §3),
+     * so every job that exists can be named — "v1..2" included, which is
+     * one path segment and names nothing outside jobs/. */
+    return id && spool_id_valid(id);
+}
+
+bool api_idem_key_valid(const char *key)
+{
     size_t n = 0;
-    if (!id || id[0] == '.' || id[0] == '\0')
-        return false;
-    for (const char *p = id; *p; p++, n++) {
-        char c = *p;
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                  c == '_' || c == '-';
-        if (!ok || n >= API_ID_MAX)
+    for (const char *p = key; *p; p++, n++)
+        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e || n >= API_IDEM_KEY_MAX)
             return false;
-    }
-    return strstr(id, "..") == NULL;
+    return n > 0;
 }
 
 bool api_token_equal(const char *given, const char *expected)
@@ -315,16 +324,192 @@ static void reply_json(http_response *res, int status, cJSON *o)
     http_response_set(res, status, "application/json", s, strlen(s));
 }
 
+/* ---- answers printed off the loop thread ----------------------------- */
+
+/* An answer to print on the thread pool: doc as JSON, or (doc NULL) a
+ * metrics answer built there from copied points, or (prom) doc's jobs as
+ * Prometheus text. */
+typedef struct render_req {
+    uv_work_t work;
+    struct render_req *next;  /* waiting for a render slot */
+    uv_loop_t *loop;
+    http_deferred *answer;
+    int status;
+    cJSON *doc;
+    char *id;                 /* metrics: the job */
+    api_point *pts;
+    size_t n;
+    long next_since;
+    bool prom;                /* Prometheus: doc the jobs, then extra */
+    double uptime;
+    char *extra;
+    size_t extra_len;
+    char *link;               /* a Link header, or NULL */
+    char *text;               /* the result */
+    size_t len;
+} render_req;
+
+/* Renders run one at a time: on a small machine the pool's threads would
+ * otherwise take every core from the loop thread while a burst of heavy
+ * requests is printed (the loop would not be blocked, but starved).  The
+ * rest wait in order. */
+#define API_RENDER_SLOTS 1
+static unsigned g_rendering;
+static render_req *g_wait_head, *g_wait_tail;
+
+static void add_num_or_null(cJSON *o, const char *k, double v)
+{
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, k, v);
+    else
+        cJSON_AddNullToObject(o, k);
+}
+
+static cJSON *metrics_doc(const char *id, const api_point *pts, size_t n, long next_since)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON *a = cJSON_AddArrayToObject(o, "points");
+    for (size_t i = 0; i < n; i++) {
+        const api_point *p = &pts[i];
+        cJSON *q = cJSON_CreateObject();
+        cJSON_AddNumberToObject(q, "step", (double)p->step);
+        add_num_or_null(q, "lr", p->lr);
+        add_num_or_null(q, "loss", p->loss);
+        add_num_or_null(q, "loss_avg", p->loss_avg);
+        add_num_or_null(q, "grad_norm", p->grad_norm);
+        add_num_or_null(q, "time", p->time);
+        if (isfinite(p->eval_loss))
+            cJSON_AddNumberToObject(q, "eval_loss", p->eval_loss);
+        cJSON_AddItemToArray(a, q);
+    }
+    if (next_since >= 0)
+        cJSON_AddNumberToObject(o, "next_since", (double)next_since);
+    else
+        cJSON_AddNullToObject(o, "next_since");
+    return o;
+}
+
+static void render_prom(render_req *r)
+{
+    prom_buf b;
+    prom_buf_init(&b);
+    prom_render_traind(&b, r->doc, api_job_states, r->uptime);
+    size_t len;
+    char *text = prom_buf_take(&b, &len);
+    r->text = xmalloc(len + r->extra_len + 1);
+    memcpy(r->text, text, len);
+    if (r->extra_len)
+        memcpy(r->text + len, r->extra, r->extra_len);
+    r->len = len + r->extra_len;
+    r->text[r->len] = '\0';
+    free(text);
+}
+
+static void render_work(uv_work_t *w)
+{
+    render_req *r = w->data;
+    if (r->prom) {
+        render_prom(r);
+    } else {
+        if (!r->doc)
+            r->doc = metrics_doc(r->id, r->pts, r->n, r->next_since);
+        r->text = json_print_exact(r->doc);   /* lrs and losses to the last bit */
+        r->len = r->text ? strlen(r->text) : 0;
+    }
+    cJSON_Delete(r->doc);
+    r->doc = NULL;
+}
+
+static void render_req_free(render_req *r)
+{
+    cJSON_Delete(r->doc);
+    free(r->id);
+    free(r->pts);
+    free(r->extra);
+    free(r->link);
+    free(r->text);
+    free(r);
+}
+
+/* Every answer of the API is live state: never cached. */
+#define NO_STORE "no-store"
+
+/* Fills res from a finished render (the text taken). */
+static void render_fill(render_req *r, http_response *res)
+{
+    if (!r->text) {
+        http_response_error(res, 500, "could not encode the answer");
+        return;
+    }
+    http_response_set(res, r->status, r->prom ? PROM_CONTENT_TYPE : "application/json", r->text, r->len);
+    r->text = NULL;
+    if (r->link)
+        http_response_add_header(res, "Link", r->link);
+}
+
+static void render_done(uv_work_t *w, int status);
+
+/* Starts waiting renders while slots are free. */
+static void render_next(void)
+{
+    while (g_wait_head && g_rendering < API_RENDER_SLOTS) {
+        render_req *r = g_wait_head;
+        g_wait_head = r->next;
+        if (!g_wait_head)
+            g_wait_tail = NULL;
+        g_rendering++;
+        if (uv_queue_work(r->loop, &r->work, render_work, render_done) == 0)
+            continue;
+        render_work(&r->work);   /* cannot queue: print it here after all */
+        render_done(&r->work, 0);
+    }
+}
+
+static void render_done(uv_work_t *w, int status)
+{
+    render_req *r = w->data;
+    http_response res = {.status = 200};
+    http_response_add_header(&res, "Cache-Control", NO_STORE);   /* as api_handle does */
+    if (status < 0)
+        http_response_error(&res, 503, "traind is shutting down");
+    else
+        render_fill(r, &res);
+    http_deferred_respond(r->answer, &res);
+    render_req_free(r);
+    g_rendering--;
+    render_next();
+}
+
+/* Answers r: on the thread pool when the backend has a loop, else now. */
+static void render_answer(const api_backend *be, render_req *r, http_response *res)
+{
+    r->work.data = r;
+    if (be->loop) {
+        r->answer = http_response_defer(res);
+        r->loop = be->loop;
+        if (g_wait_tail)
+            g_wait_tail->next = r;
+        else
+            g_wait_head = r;
+        g_wait_tail = r;
+        render_next();
+        return;
+    }
+    render_work(&r->work);
+    render_fill(r, res);
+    render_req_free(r);
+}
+
 static void method_not_allowed(http_response *res, const char *allow)
 {
     http_response_error(res, 405, "method not allowed");
     http_response_add_header(res, "Allow", allow);
 }
 
-/* Bearer token check; answers 401 itself and returns false when it fails. */
-static bool authorized(const api_backend *be, const http_request *req, http_response *res)
+/* The bearer token of req, or NULL. */
+static const char *given_token(const http_request *req)
 {
-    const char *expected = be->token ? be->token(be->ctx) : NULL;
     const char *h = http_request_header(req, "Authorization");
     const char *given = NULL;
     if (h && strncasecmp(h, "Bearer", 6) == 0 && (h[6] == ' ' || h[6] == '\t')) {
@@ -332,7 +517,21 @@ static bool authorized(const api_backend *be, const http_request *req, http_resp
         while (*given == ' ' || *given == '\t')
             given++;
     }
-    if (expected && *expected && given && *given && api_token_equal(given, expected))
+    return given;
+}
+
+static bool token_valid(const api_backend *be, const http_request *req)
+{
+    const char *expected = be->token ? be->token(be->ctx) : NULL;
+    const char *given = given_token(req);
+    return expected && *expected && given && *given && api_token_equal(given, expected);
+}
+
+/* Bearer token check; answers 401 itself and returns false when it fails. */
+static bool authorized(const api_backend *be, const http_request *req, http_response *res)
+{
+    const char *given = given_token(req);
+    if (token_valid(be, req))
         return true;
     http_response_error(res, 401, given ? "invalid token" : "a bearer token is required for writes");
     http_response_add_header(res, "WWW-Authenticate",
@@ -398,7 +597,10 @@ static void get_status(const api_backend *be, http_response *res)
     if (be->list_summaries) {
         cJSON *jobs = be->list_summaries(be->ctx);
         cJSON_AddItemToObject(o, "jobs", jobs ? jobs : cJSON_CreateArray());
-        reply_json(res, 200, o);
+        render_req *r = xcalloc(1, sizeof *r);
+        r->status = 200;
+        r->doc = o;
+        render_answer(be, r, res);   /* printed off the loop */
         return;
     }
     cJSON *jobs = be->list_jobs ? be->list_jobs(be->ctx, NULL) : NULL;
@@ -416,9 +618,40 @@ static void get_status(const api_backend *be, http_response *res)
     reply_json(res, 200, o);
 }
 
+/* A page cut from the whole list (backends without list_page): the jobs
+ * after the one named after, at most limit. */
+static int slice_page(cJSON *all, const char *after, size_t limit, cJSON **out, char **next_after)
+{
+    cJSON *page = cJSON_CreateArray();
+    bool on = after == NULL;
+    size_t got = 0;
+    const char *last = NULL;
+    for (cJSON *j = all ? all->child : NULL; j; j = j->next) {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "id"));
+        if (!on) {
+            on = id && strcmp(id, after) == 0;
+            continue;
+        }
+        if (got == limit) {
+            *next_after = last ? xstrdup(last) : NULL;
+            break;
+        }
+        cJSON_AddItemToArray(page, cJSON_Duplicate(j, 1));
+        last = id;
+        got++;
+    }
+    cJSON_Delete(all);   /* last pointed into it: used above only */
+    if (!on) {
+        cJSON_Delete(page);
+        return -ENOENT;
+    }
+    *out = page;
+    return 0;
+}
+
 static void get_jobs(const api_backend *be, const http_request *req, http_response *res)
 {
-    char *state = NULL;
+    char *state = NULL, *after = NULL;
     int r = http_query_get(req->query, "state", &state);
     if (r < 0 || (r > 0 && !valid_state(state))) {
         free(state);
@@ -426,13 +659,42 @@ static void get_jobs(const api_backend *be, const http_request *req, http_respon
                             "state must be one of queued, running, succeeded, failed, cancelled, rejected");
         return;
     }
-    cJSON *jobs = be->list_jobs ? be->list_jobs(be->ctx, state) : NULL;
+    long limit = API_JOBS_PAGE_DEFAULT;
+    if (query_long(req, "limit", &limit, res) < 0)
+        goto out;
+    if (limit < 1) {
+        http_response_error(res, 400, "query parameter 'limit' must be at least 1");
+        goto out;
+    }
+    if (limit > API_JOBS_PAGE_MAX)
+        limit = API_JOBS_PAGE_MAX;
+    r = http_query_get(req->query, "after", &after);
+    if (r < 0 || (r > 0 && !api_id_valid(after))) {
+        http_response_error(res, 400, "query parameter 'after' must be a job id");
+        goto out;
+    }
+    cJSON *page = NULL;
+    char *next = NULL;
+    if (be->list_page)
+        r = be->list_page(be->ctx, state, after, (size_t)limit, &page, &next);
+    else
+        r = slice_page(be->list_jobs ? be->list_jobs(be->ctx, state) : NULL, after, (size_t)limit, &page, &next);
+    if (r == -ENOENT) {
+        http_response_error(res, 400, "query parameter 'after': no such job");
+        goto out;
+    }
+    render_req *rr = xcalloc(1, sizeof *rr);
+    rr->status = 200;
+    rr->doc = page ? page : cJSON_CreateArray();
+    if (next)   /* ids are [A-Za-z0-9._-]: nothing to escape */
+        rr->link = xasprintf("</jobs?limit=%ld&after=%s%s%s>; rel=\"next\"", limit, next, state ? "&state=" : "",
+                             state ? state : "");
+    free(next);
+    render_answer(be, rr, res);
+out:
     free(state);
-    reply_json(res, 200, jobs ? jobs : cJSON_CreateArray());
+    free(after);
 }
-
-/* Every answer of the API is live state: never cached. */
-#define NO_STORE "no-store"
 
 /* A POST /jobs waiting for the backend's answer. */
 typedef struct post_wait {
@@ -465,6 +727,10 @@ static void post_jobs_done(void *arg, int r, char *id, cJSON *errors)
     } else if (r == API_UNAVAILABLE) {
         status = 503;
         cJSON_AddStringToObject(o, "error", "traind is shutting down");
+    } else if (r == API_IN_PROGRESS) {
+        status = 409;
+        cJSON_AddStringToObject(o, "error", "a request with this Idempotency-Key is still being saved; retry");
+        http_response_add_header(&res, "Retry-After", "1");
     } else if (r == API_QUEUE_FULL) {
         status = 429;
         long waiting = be->queued ? be->queued(be->ctx) : -1;
@@ -507,10 +773,16 @@ static void post_jobs(const api_backend *be, const http_request *req, http_respo
         http_response_error(res, 400, "query parameter 'name' is not valid percent-encoding");
         return;
     }
+    const char *key = http_request_header(req, "Idempotency-Key");
+    if (key && !api_idem_key_valid(key)) {
+        free(name);
+        http_response_error(res, 400, "Idempotency-Key must be 1 to 255 visible ASCII characters");
+        return;
+    }
     post_wait *w = xcalloc(1, sizeof *w);
     w->be = be;
     w->answer = http_response_defer(res);
-    be->submit(be->ctx, req->body, req->body_len, name, post_jobs_done, w);
+    be->submit(be->ctx, req->body, req->body_len, name, key, post_jobs_done, w);
     free(name);
 }
 
@@ -524,35 +796,93 @@ static void get_job(const api_backend *be, const char *id, http_response *res)
     reply_json(res, 200, job);
 }
 
+/* Keeps the first limit points of arr; the step to ask after for the rest
+ * (-1 when nothing was cut). */
+static long cut_points(cJSON *arr, long limit)
+{
+    if (cJSON_GetArraySize(arr) <= limit)
+        return -1;
+    cJSON *last = cJSON_GetArrayItem(arr, (int)limit - 1);
+    long next = (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(last, "step"));
+    while (cJSON_GetArraySize(arr) > limit)
+        cJSON_DeleteItemFromArray(arr, (int)limit);
+    return next;
+}
+
+/* The answer from a backend that only has metrics (whole cJSON arrays). */
+static render_req *metrics_from_json(const api_backend *be, const char *id, long since, long max, long limit,
+                                     http_response *res)
+{
+    cJSON *points = be->metrics ? be->metrics(be->ctx, id, since, max) : NULL;
+    if (!points) {
+        http_response_error(res, 404, "no such job");
+        return NULL;
+    }
+    if (!cJSON_IsArray(points)) {
+        cJSON_Delete(points);
+        http_response_error(res, 500, "metrics are unreadable");
+        return NULL;
+    }
+    long next = -1;
+    if (max > 0)
+        api_thin_points(points, max);
+    else
+        next = cut_points(points, limit);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON_AddItemToObject(o, "points", points);
+    if (next >= 0)
+        cJSON_AddNumberToObject(o, "next_since", (double)next);
+    else
+        cJSON_AddNullToObject(o, "next_since");
+    render_req *r = xcalloc(1, sizeof *r);
+    r->doc = o;
+    return r;
+}
+
 static void get_job_metrics(const api_backend *be, const char *id, const http_request *req, http_response *res)
 {
-    long since = -1, max = 0;
-    int r = query_long(req, "since", &since, res);
-    if (r < 0)
+    long since = -1, max = 0, limit = API_METRICS_PAGE_DEFAULT;
+    if (query_long(req, "since", &since, res) < 0)
         return;
-    r = query_long(req, "max", &max, res);
+    int r = query_long(req, "max", &max, res);
     if (r < 0)
         return;
     if (r > 0 && max < 1) {
         http_response_error(res, 400, "query parameter 'max' must be at least 1");
         return;
     }
-    cJSON *points = be->metrics ? be->metrics(be->ctx, id, since, max) : NULL;
-    if (!points) {
-        http_response_error(res, 404, "no such job");
+    r = query_long(req, "limit", &limit, res);
+    if (r < 0)
+        return;
+    if (r > 0 && limit < 1) {
+        http_response_error(res, 400, "query parameter 'limit' must be at least 1");
         return;
     }
-    if (!cJSON_IsArray(points)) {
-        cJSON_Delete(points);
-        http_response_error(res, 500, "metrics are unreadable");
+    /* bounded whatever the client asks: see API_METRICS_MAX */
+    if (max > API_METRICS_MAX)
+        max = API_METRICS_MAX;
+    if (limit > API_METRICS_MAX)
+        limit = API_METRICS_MAX;
+    render_req *rr;
+    if (be->metrics_points) {
+        api_point *pts = NULL;
+        size_t n = 0;
+        long next = -1;
+        if (be->metrics_points(be->ctx, id, since, max, limit, &pts, &n, &next) != 0) {
+            http_response_error(res, 404, "no such job");
+            return;
+        }
+        rr = xcalloc(1, sizeof *rr);
+        rr->id = xstrdup(id);
+        rr->pts = pts;
+        rr->n = n;
+        rr->next_since = next;
+    } else if (!(rr = metrics_from_json(be, id, since, max, limit, res))) {
         return;
     }
-    if (max > 0)
-        api_thin_points(points, max);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", id);
-    cJSON_AddItemToObject(o, "points", points);
-    reply_json(res, 200, o);
+    rr->status = 200;
+    render_answer(be, rr, res);
 }
 
 /* The last API_LOG_MAX bytes of worker.log: enough to see why a job died,
@@ -573,9 +903,8 @@ static void get_job_log(const api_backend *be, const char *id, http_response *re
     http_response_set(res, 200, "text/plain; charset=utf-8", text, len);
 }
 
-static void post_cancel(const api_backend *be, const char *id, http_response *res)
+static void cancel_answer(http_response *res, const char *id, int r)
 {
-    int r = be->cancel ? be->cancel(be->ctx, id) : API_UNAVAILABLE;
     switch (r) {
     case API_OK: {
         cJSON *o = cJSON_CreateObject();
@@ -587,22 +916,57 @@ static void post_cancel(const api_backend *be, const char *id, http_response *re
     case API_NOT_FOUND: http_response_error(res, 404, "no such job"); break;
     case API_CONFLICT: http_response_error(res, 409, "the job has already ended"); break;
     case API_UNAVAILABLE: http_response_error(res, 503, "traind is shutting down"); break;
-    default: http_response_error(res, 500, "could not cancel the job"); break;
+    default: http_response_error(res, 500, "the cancel could not be saved; it may not survive a restart"); break;
     }
 }
 
+/* A cancel waiting for its request to be on disk. */
+typedef struct cancel_wait {
+    http_deferred *answer;
+    char *id;
+} cancel_wait;
+
+static void cancel_done(void *arg, int rc)
+{
+    cancel_wait *w = arg;
+    http_response res = {.status = 200};
+    http_response_add_header(&res, "Cache-Control", NO_STORE);
+    cancel_answer(&res, w->id, rc);
+    http_deferred_respond(w->answer, &res);
+    free(w->id);
+    free(w);
+}
+
+static void post_cancel(const api_backend *be, const char *id, http_response *res)
+{
+    if (be->cancel_async) {
+        cancel_wait *w = xcalloc(1, sizeof *w);
+        w->answer = http_response_defer(res);
+        w->id = xstrdup(id);
+        be->cancel_async(be->ctx, id, cancel_done, w);
+        return;
+    }
+    cancel_answer(res, id, be->cancel ? be->cancel(be->ctx, id) : API_UNAVAILABLE);
+}
+
+/* GET /metrics: the jobs' numbers are copied on the loop (list_prom), the
+ * text is written off it (render_work). */
 static void get_prometheus(const api_backend *be, http_response *res)
 {
-    cJSON *jobs = be->list_jobs ? be->list_jobs(be->ctx, NULL) : NULL;
-    prom_buf b;
-    prom_buf_init(&b);
-    prom_render_traind(&b, jobs, api_job_states, be->uptime ? be->uptime(be->ctx) : -1);
-    cJSON_Delete(jobs);
-    if (be->prom_extra)
-        be->prom_extra(be->ctx, &b);
-    size_t len;
-    char *text = prom_buf_take(&b, &len);
-    http_response_set(res, 200, PROM_CONTENT_TYPE, text, len);
+    render_req *r = xcalloc(1, sizeof *r);
+    r->status = 200;
+    r->prom = true;
+    r->doc = be->list_prom ? be->list_prom(be->ctx) : be->list_jobs ? be->list_jobs(be->ctx, NULL) : NULL;
+    if (!r->doc)
+        r->doc = cJSON_CreateArray();
+    r->uptime = be->uptime ? be->uptime(be->ctx) : -1;
+    if (be->prom_extra) {
+        prom_buf eb;
+        prom_buf_init(&eb);
+        be->prom_extra(be->ctx, &eb);   /* live state: read here, on the loop */
+        r->extra = prom_buf_take(&eb, &r->extra_len);
+    }
+    render_answer(be, r, res);
 }
 
 static void get_dashboard(http_response *res)
@@ -610,6 +974,16 @@ static void get_dashboard(http_response *res)
     http_response_set(res, 200, "text/html; charset=utf-8", xstrdup(dashboard_html), strlen(dashboard_html));
     http_response_add_header(res, "Content-Security-Policy",
                              "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+}
+
+int api_expect(void *ctx, const http_request *req, const char **msg)
+{
+    const api_backend *be = ctx;
+    const char *m = req->method;
+    if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || token_valid(be, req))
+        return 100;
+    *msg = given_token(req) ? "invalid token" : "a bearer token is required for writes";
+    return 401;
 }
 
 void api_handle(void *ctx, const http_request *req, http_response *res)
@@ -622,9 +996,19 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
 
     http_response_add_header(res, "Cache-Control", NO_STORE);
 
+    if (be->host_allowed && !be->host_allowed(be->ctx, http_request_header(req, "Host")))
+        return http_response_error(res, 403,
+                                   "this Host is not allowed (a DNS rebinding guard): add it to allowed_hosts in the "
+                                   "daemon config");
+
     if (!get && be->write_limit) {
+        /* Authenticated and unauthenticated writes are charged to separate
+         * buckets (per peer): token-less noise from a host, however much,
+         * never makes its real clients' writes 429. */
         const char *peer = req->peer ? req->peer : "unknown";
-        double wait = api_ratelimit_take(be->write_limit, peer, now_monotonic());
+        char key[64];
+        snprintf(key, sizeof key, "%s %s", token_valid(be, req) ? "auth" : "anon", peer);
+        double wait = api_ratelimit_take(be->write_limit, key, now_monotonic());
         if (wait > 0) {
             char msg[160], after[32];
             snprintf(msg, sizeof msg, "too many requests from %s: limit is %g writes/s", peer,

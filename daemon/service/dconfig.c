@@ -15,7 +15,7 @@ static const char *const known_keys[] = {
     "spool", "listen", "max_jobs", "threads_per_job", "data_dirs",
     "api_token_file", "metrics_keep", "max_restarts", "max_queued_jobs", "max_model_memory",
     "write_rate_per_client", "write_burst_per_client", "max_connections", "request_timeout_ms",
-    "idle_timeout_ms",
+    "idle_timeout_ms", "max_job_disk", "allowed_hosts",
 };
 #define N_KNOWN (sizeof known_keys / sizeof known_keys[0])
 
@@ -92,6 +92,7 @@ void dconfig_free(dconfig *c)
     free(c->listen);
     free(c->api_token_file);
     free_dirs(c);
+    strv_free(c->allowed_hosts, c->n_allowed_hosts);
     memset(c, 0, sizeof *c);
 }
 
@@ -265,6 +266,53 @@ static bool get_str(const ynode *v, const char *key, char **dst, diag_list_t *er
     return true;
 }
 
+/* max_job_disk: a size (1M at least), or 0 for no limit. */
+static void parse_job_disk(const ynode *v, dconfig *c, diag_list_t *errs)
+{
+    if (v->kind == YNODE_SCALAR && v->plain && strcmp(v->value, "0") == 0) {
+        c->max_job_disk = 0;
+        return;
+    }
+    get_size(v, "max_job_disk", &c->max_job_disk, errs);
+}
+
+/* allowed_hosts: a list of host names (or "*"), as the Host header may name
+ * this daemon besides its listen address, localhost and IP literals. */
+static void parse_allowed_hosts(const ynode *v, dconfig *c, diag_list_t *errs)
+{
+    if (v->kind != YNODE_SEQ) {
+        diag_add(errs, "allowed_hosts", v->line, v->column, "must be a list of host names (or [\"*\"])");
+        return;
+    }
+    char **hosts = xcalloc(v->n ? v->n : 1, sizeof *hosts);
+    size_t n = 0;
+    bool ok = true;
+    for (size_t i = 0; i < v->n; i++) {
+        char path[40];
+        snprintf(path, sizeof path, "allowed_hosts[%zu]", i);
+        char *h = NULL;
+        if (!get_str(v->items[i], path, &h, errs)) {
+            ok = false;
+            continue;
+        }
+        if (strcspn(h, " \t/:@[]") != strlen(h) && strcmp(h, "*") != 0) {
+            diag_add(errs, path, v->items[i]->line, v->items[i]->column,
+                     "must be a host name without port or scheme, got \"%s\"", h);
+            free(h);
+            ok = false;
+            continue;
+        }
+        hosts[n++] = h;
+    }
+    if (!ok) {
+        strv_free(hosts, n);
+        return;
+    }
+    strv_free(c->allowed_hosts, c->n_allowed_hosts);
+    c->allowed_hosts = hosts;
+    c->n_allowed_hosts = n;
+}
+
 static void parse_data_dirs(const ynode *v, dconfig *c, diag_list_t *errs)
 {
     if (v->kind == YNODE_SCALAR) {
@@ -402,6 +450,10 @@ int dconfig_parse(const char *buf, size_t len, dconfig *c, diag_list_t *errs)
         } else if (!strcmp(key, "idle_timeout_ms")) {
             if (get_int(v, key, 100, 3600000, &x, errs))
                 c->idle_timeout_ms = (unsigned)x;
+        } else if (!strcmp(key, "max_job_disk")) {
+            parse_job_disk(v, c, errs);
+        } else if (!strcmp(key, "allowed_hosts")) {
+            parse_allowed_hosts(v, c, errs);
         }
     }
     ytree_free(root);
@@ -415,7 +467,7 @@ int dconfig_load(const char *path, dconfig *c, diag_list_t *errs)
     int rc = read_file(path, YTREE_MAX_BYTES, &buf, &len);
     if (rc < 0) {
         diag_add(errs, "", 0, 0, "cannot read %s: %s", path,
-                 rc == -EFBIG ? "larger than 1 MiB" : strerror(-rc));
+                 rc == -EFBIG ? "larger than 1 MiB" : file_error_text(rc));
         return -1;
     }
     rc = dconfig_parse(buf, len, c, errs);

@@ -154,7 +154,8 @@ struct conn {
     size_t header_bytes;
     bool in_value;       /* last header callback was a value */
     bool headers_done;   /* later header callbacks are chunked trailers: ignored */
-    int err_status;      /* 413/431 decided in a callback */
+    int err_status;      /* 413/431/505 decided in a callback */
+    const char *err_msg; /* its message when not the usual one (static) */
 
     dbuf stash;          /* unparsed input kept while paused */
     bool rejecting;      /* over the connection cap: 503 and close */
@@ -195,6 +196,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 void http_server_opts_default(http_server_opts *o)
 {
+    *o = (http_server_opts){0};   /* every field a caller does not know of stays off */
     o->max_body = HTTP_DEFAULT_MAX_BODY;
     o->max_header = HTTP_DEFAULT_MAX_HEADER;
     o->idle_timeout_ms = HTTP_DEFAULT_IDLE_TIMEOUT_MS;
@@ -460,8 +462,10 @@ static void send_response(conn *c, http_response *res, bool keep_alive, bool htt
     bool bodyless = status < 200 || status == 204 || status == 304;
     dbuf h = {0};
     char line[256];
-    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nServer: traind/%s\r\n", status,
-                     http_status_text(status), TRAIND_VERSION);
+    /* nosniff: a browser must never run an answer (a job's name, a log)
+     * as anything but the type it is sent as. */
+    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nServer: traind/%s\r\nX-Content-Type-Options: nosniff\r\n",
+                     status, http_status_text(status), TRAIND_VERSION);
     dbuf_append(&h, line, (size_t)n);
     if (!bodyless) {
         n = snprintf(line, sizeof line, "Content-Type: %s\r\nContent-Length: %zu\r\n",
@@ -520,6 +524,7 @@ static void conn_reset_message(conn *c)
     c->in_value = false;
     c->headers_done = false;
     c->err_status = 0;
+    c->err_msg = NULL;
 }
 
 static void on_conn_handle_closed(uv_handle_t *h)
@@ -704,7 +709,9 @@ static void conn_feed(conn *c, const char *data, size_t len)
         const char *msg;
         if (!status)
             status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
-        if (status == 413)
+        if (c->err_msg)
+            msg = c->err_msg;
+        else if (status == 413)
             msg = "request body too large";
         else if (status == 431)
             msg = "request headers too large";
@@ -805,6 +812,43 @@ static const char *conn_header(conn *c, const char *name)
     return NULL;
 }
 
+/* Asks the server's expect callback about a request whose headers are in
+ * (the body not yet sent): 100 or the status to refuse it with. */
+static int expect_check(conn *c, http_parser *p, const char **msg)
+{
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    const char *url = dbuf_str(&c->url);
+    if (c->url.len == 0 || http_parser_parse_url(url, c->url.len, 0, &u) != 0)
+        return 100;   /* on_message_complete answers 400 */
+    char *path = u.field_set & (1 << UF_PATH) ? xstrndup(url + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len)
+                                              : xstrdup("/");
+    char *query = u.field_set & (1 << UF_QUERY)
+                      ? xstrndup(url + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len) : xstrdup("");
+    http_header *hv = c->n_hdrs ? xcalloc(c->n_hdrs, sizeof *hv) : NULL;
+    size_t nh = 0;
+    for (size_t i = 0; i < c->n_hdrs; i++)
+        if (c->hoff[i].value != SIZE_MAX)
+            hv[nh++] = (http_header){c->hdrs.p + c->hoff[i].name, c->hdrs.p + c->hoff[i].value};
+    http_request req = {
+        .method = http_method_str((enum http_method)p->method),
+        .target = url,
+        .path = path,
+        .query = query,
+        .headers = hv,
+        .n_headers = nh,
+        .body = "",
+        .http_major = p->http_major,
+        .http_minor = p->http_minor,
+        .peer = c->peer,
+    };
+    int st = c->srv->opts.expect(c->srv->ctx, &req, msg);
+    free(hv);
+    free(path);
+    free(query);
+    return st;
+}
+
 static int on_headers_complete(http_parser *p)
 {
     conn *c = p->data;
@@ -819,8 +863,24 @@ static int on_headers_complete(http_parser *p)
         c->err_status = 413;
         return -1;
     }
+    if (p->http_major != 1 || p->http_minor > 1) {
+        /* HTTP/0.9 (no headers, no status line back) and 2.0+ in HTTP/1
+         * framing are not what we speak: never answer them 200 */
+        c->err_status = 505;
+        c->err_msg = "only HTTP/1.0 and HTTP/1.1 are spoken here";
+        return -1;
+    }
     const char *expect = conn_header(c, "Expect");
-    if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_major == 1 && p->http_minor >= 1) {
+    if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_minor >= 1) {
+        /* The client waits for our word before sending the body: say no
+         * now (a missing token, say) rather than invite a body we refuse. */
+        const char *msg = NULL;
+        int st = c->srv->opts.expect ? expect_check(c, p, &msg) : 100;
+        if (st != 100) {
+            c->err_status = st;
+            c->err_msg = msg;
+            return -1;
+        }
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         conn_write(c, xstrdup(cont), sizeof cont - 1, NULL, 0);
     }

@@ -17,6 +17,8 @@
 
 #include "traind/api.h"
 #include "traind/config.h"
+#include "traind/disk.h"
+#include "traind/history.h"
 #include "traind/json.h"
 #include "traind/log.h"
 #include "traind/mpilaunch.h"
@@ -25,6 +27,8 @@
 #include "traind/yamltree.h"
 
 #define STATUS_MAX_BYTES (16u << 20)
+#define HIST_TAIL_BYTES (8u << 20)   /* of a long metrics.jsonl, read whole at start-up */
+#define HIST_SAMPLES 2000            /* lines sampled from the rest */
 
 static const char *const state_names[JOB_NSTATES] = {
     "queued", "running", "succeeded", "failed", "cancelled", "rejected",
@@ -50,6 +54,15 @@ bool job_state_ended(job_state s)
 
 /* ------------------------------------------------------------- the table */
 
+/* Someone to tell when status.json holds what the job was when they asked
+ * (the first write started after that has completed). */
+typedef struct durable_wait {
+    struct durable_wait *next;
+    unsigned long need;              /* writes_started it waits for */
+    void (*cb)(void *arg, int rc);
+    void *arg;
+} durable_wait;
+
 typedef struct job {
     struct job_table *t;
     char id[SPOOL_ID_MAX + 1];
@@ -69,6 +82,7 @@ typedef struct job {
     int crashes;                     /* times the process died (counted against max_restarts) */
     cJSON *errors;                   /* array of {path,line,column,message} / {message} */
     cJSON *config;                   /* cfg_to_json, or NULL (rejected) */
+    char *idem_key;                  /* the Idempotency-Key it was POSTed with, or NULL */
 
     /* the training process */
     worker *w;
@@ -84,6 +98,15 @@ typedef struct job {
     bool write_error_logged;
     bool write_failed;               /* the last status.json write failed: the tick retries */
 
+    /* max_job_disk */
+    bool disk_over;                  /* over it: stopped, fails when its process has exited */
+    bool disk_check_inflight;
+    double next_disk_check;          /* monotonic */
+
+    /* callers waiting for a status.json write that starts after they asked */
+    struct durable_wait *waiters;
+    unsigned long writes_started;
+
     /* metrics history */
     job_point *hist;
     size_t n_hist, cap_hist;
@@ -95,6 +118,10 @@ struct job_table {
     char *spool, *jobs_dir, *exe;
     int max_jobs, threads_per_job, max_restarts;
     long metrics_keep;
+    size_t max_job_disk;             /* 0 = no limit */
+    bool space_wait;                 /* a job failed for a full disk: nothing starts until there is room */
+    bool space_check_inflight;
+    double next_space_check;         /* monotonic */
     char **data_dirs;
     size_t n_data_dirs;
 
@@ -104,6 +131,8 @@ struct job_table {
     int running;
     int pending_work;                /* thread-pool requests in flight */
     long submitting;                 /* POSTs being saved and validated */
+    char **keys_inflight;            /* their Idempotency-Keys (a retry meanwhile gets 409) */
+    size_t n_keys_inflight;
 
     uv_timer_t tick;
     bool started, tick_open;
@@ -117,6 +146,7 @@ struct job_table {
 };
 
 static void schedule(job_table *t);
+static void key_done(job_table *t, const char *key);
 static void persist(job *j);
 static void check_shutdown_done(job_table *t);
 
@@ -131,6 +161,7 @@ static void set_settings(job_table *t, const dconfig *c)
     t->threads_per_job = c->threads_per_job > 0 ? c->threads_per_job : 1;
     t->max_restarts = c->max_restarts;
     t->metrics_keep = c->metrics_keep >= 2 ? c->metrics_keep : 2;
+    t->max_job_disk = c->max_job_disk;
     char **d = strv_dup(c->data_dirs, c->n_data_dirs);
     strv_free(t->data_dirs, t->n_data_dirs);
     t->data_dirs = d;
@@ -175,7 +206,14 @@ static job *job_alloc(job_table *t, const char *id)
 
 static void job_free(job *j)
 {
+    while (j->waiters) {
+        durable_wait *w = j->waiters;
+        j->waiters = w->next;
+        w->cb(w->arg, -ECANCELED);
+        free(w);
+    }
     free(j->name);
+    free(j->idem_key);
     free(j->dir);
     free(j->fail_msg);
     free(j->hist);
@@ -302,6 +340,15 @@ static double parse_time(const cJSON *v)
     return (double)timegm(&tm);
 }
 
+/* total_steps, null when unknown (a rejected config has none: not 0). */
+static void add_total_steps(cJSON *o, const job *j)
+{
+    if (j->total_steps > 0)
+        cJSON_AddNumberToObject(o, "total_steps", (double)j->total_steps);
+    else
+        cJSON_AddNullToObject(o, "total_steps");
+}
+
 /* The job object of SPEC §5.  queue_pos: 1-based while queued (0 = compute). */
 static cJSON *job_to_json(const job *j, int queue_pos)
 {
@@ -310,7 +357,7 @@ static cJSON *job_to_json(const job *j, int queue_pos)
     cJSON_AddStringToObject(o, "name", j->name ? j->name : j->id);
     cJSON_AddStringToObject(o, "state", job_state_name(j->state));
     cJSON_AddNumberToObject(o, "step", (double)j->step);
-    cJSON_AddNumberToObject(o, "total_steps", (double)j->total_steps);
+    add_total_steps(o, j);
     add_num_or_null(o, "lr", j->lr);
     add_num_or_null(o, "loss", j->loss);
     add_num_or_null(o, "loss_avg", j->loss_avg);
@@ -351,6 +398,8 @@ static cJSON *job_to_json(const job *j, int queue_pos)
         cJSON_AddNullToObject(o, "checkpoint_step");
     if (running && j->pid > 0)
         cJSON_AddNumberToObject(o, "pid", j->pid);
+    if (running && j->cancel_requested)
+        cJSON_AddTrueToObject(o, "cancel_requested");
     cJSON_AddNumberToObject(o, "seq", (double)j->seq);
     cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(j->errors, 1));
     cJSON_AddItemToObject(o, "config", j->config ? cJSON_Duplicate(j->config, 1) : cJSON_CreateNull());
@@ -377,6 +426,56 @@ cJSON *jobs_list_json(job_table *t, const char *state)
     return a;
 }
 
+/* Index of the job with this id in t->jobs (seq order), or -1. */
+static long index_of(const job_table *t, const char *id)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->jobs[i]->id, id) == 0)
+            return (long)i;
+    return -1;
+}
+
+int jobs_page_json(job_table *t, const char *state, const char *after, size_t limit, struct cJSON **out,
+                   char **next_after)
+{
+    *out = NULL;
+    *next_after = NULL;
+    int want = state ? job_state_from_name(state) : -1;
+    /* Newest first is t->jobs backwards (it is kept in seq order); a page
+     * after ID starts just below ID's place.  The work is the page's (plus
+     * a scan of ints for the queue positions and the state filter), never
+     * a job object more than the page holds. */
+    long start = (long)t->n - 1;
+    if (after) {
+        long at = index_of(t, after);
+        if (at < 0)
+            return -ENOENT;
+        start = at - 1;
+    }
+    int queued = 0;   /* queued jobs at or before index i: the next one's queue position */
+    for (long k = 0; k <= start; k++)
+        queued += t->jobs[k]->state == JOB_QUEUED;
+    cJSON *a = cJSON_CreateArray();
+    size_t got = 0;
+    long i = start;
+    for (; i >= 0 && got < limit; i--) {
+        const job *j = t->jobs[i];
+        int pos = j->state == JOB_QUEUED ? queued-- : 0;
+        if (state && (int)j->state != want)
+            continue;
+        cJSON_AddItemToArray(a, job_to_json(j, pos));
+        got++;
+    }
+    /* more after this page? */
+    for (long k = i; k >= 0 && got == limit; k--)
+        if (!state || (int)t->jobs[k]->state == want) {
+            *next_after = xstrdup(t->jobs[i + 1]->id);
+            break;
+        }
+    *out = a;
+    return 0;
+}
+
 cJSON *jobs_summary_json(job_table *t)
 {
     /* GET /status is the endpoint dashboards and scripts poll: build only
@@ -389,9 +488,30 @@ cJSON *jobs_summary_json(job_table *t)
         cJSON_AddStringToObject(o, "id", j->id);
         cJSON_AddStringToObject(o, "state", job_state_name(j->state));
         cJSON_AddNumberToObject(o, "step", (double)j->step);
-        cJSON_AddNumberToObject(o, "total_steps", (double)j->total_steps);
+        add_total_steps(o, j);
         add_num_or_null(o, "lr", j->lr);
         add_num_or_null(o, "loss", j->loss);
+        cJSON_AddItemToArray(a, o);
+    }
+    return a;
+}
+
+cJSON *jobs_prom_json(job_table *t)
+{
+    /* GET /metrics: the numbers of each job, without its config or errors
+     * (a whole job object is dozens of nodes, for nothing here). */
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = t->n; i-- > 0;) {
+        const job *j = t->jobs[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", j->id);
+        cJSON_AddStringToObject(o, "state", job_state_name(j->state));
+        cJSON_AddNumberToObject(o, "step", (double)j->step);
+        add_total_steps(o, j);
+        add_num_or_null(o, "lr", j->lr);
+        add_num_or_null(o, "loss", j->loss);
+        add_num_or_null(o, "steps_per_s", j->state == JOB_RUNNING ? j->steps_per_s : dnan());
+        add_num_or_null(o, "eval_loss", j->eval_loss);
         cJSON_AddItemToArray(a, o);
     }
     return a;
@@ -473,12 +593,10 @@ static cJSON *point_json(const job_point *p)
     return o;
 }
 
-cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max)
+/* The index of the first point with step > since (points are in step
+ * order: a binary search). */
+static size_t first_after(const job *j, long since)
 {
-    const job *j = find(t, id);
-    if (!j)
-        return NULL;
-    /* points are in step order: binary search the first step > since */
     size_t lo = 0, hi = j->n_hist;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -487,6 +605,15 @@ cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max)
         else
             lo = mid + 1;
     }
+    return lo;
+}
+
+cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max)
+{
+    const job *j = find(t, id);
+    if (!j)
+        return NULL;
+    size_t lo = first_after(j, since);
     size_t n = j->n_hist - lo;
     size_t want = max > 0 && (size_t)max < n ? (size_t)max : n;
     size_t *idx = xmalloc((want ? want : 1) * sizeof *idx);
@@ -496,6 +623,41 @@ cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max)
         cJSON_AddItemToArray(a, point_json(&j->hist[lo + idx[i]]));
     free(idx);
     return a;
+}
+
+int jobs_metrics_points(job_table *t, const char *id, long since, long max, long limit, job_point **out,
+                        size_t *out_n, long *next_since)
+{
+    *out = NULL;
+    *out_n = 0;
+    *next_since = -1;
+    const job *j = find(t, id);
+    if (!j)
+        return -ENOENT;
+    size_t lo = first_after(j, since), n = j->n_hist - lo;
+    if (max > 0) {
+        /* the whole range, evenly thinned */
+        size_t want = (size_t)max < n ? (size_t)max : n;
+        size_t *idx = xmalloc((want ? want : 1) * sizeof *idx);
+        size_t k = jobs_pick_even(n, want, idx);
+        job_point *p = xmalloc((k ? k : 1) * sizeof *p);
+        for (size_t i = 0; i < k; i++)
+            p[i] = j->hist[lo + idx[i]];
+        free(idx);
+        *out = p;
+        *out_n = k;
+        return 0;
+    }
+    /* a page: the first limit points, and where the next page starts */
+    size_t k = limit > 0 && (size_t)limit < n ? (size_t)limit : n;
+    job_point *p = xmalloc((k ? k : 1) * sizeof *p);
+    if (k > 0)   /* no history yet: j->hist is NULL */
+        memcpy(p, j->hist + lo, k * sizeof *p);
+    if (k < n)
+        *next_since = p[k - 1].step;
+    *out = p;
+    *out_n = k;
+    return 0;
 }
 
 /* Parses metrics.jsonl (thread pool). */
@@ -514,40 +676,100 @@ static double line_num(const cJSON *o, const char *k)
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+/* Adds the point of one metrics.jsonl line (a line that is not one is
+ * skipped); *cap is r->pts' capacity. */
+static void hist_add_line(hist_req *r, const char *line, size_t n, size_t *cap)
+{
+    cJSON *o = cJSON_ParseWithLength(line, n);
+    if (!o)
+        return;
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "step");
+    if (cJSON_IsNumber(s) && s->valuedouble >= 0) {
+        /* loss and eval_loss are floats written with %.9g: round back to float */
+        job_point p = {(long)s->valuedouble, line_num(o, "lr"), (double)(float)line_num(o, "loss"),
+                       line_num(o, "loss_avg"), line_num(o, "grad_norm"), line_num(o, "time"),
+                       (double)(float)line_num(o, "eval_loss")};
+        while (r->n > 0 && r->pts[r->n - 1].step >= p.step)
+            r->n--;
+        if (r->n == *cap) {
+            *cap = *cap ? 2 * *cap : 1024;
+            r->pts = xrealloc(r->pts, *cap * sizeof *r->pts);
+        }
+        r->pts[r->n++] = p;
+        if (r->n > 2 * r->keep)
+            jobs_thin_history(r->pts, &r->n, r->keep);
+    }
+    cJSON_Delete(o);
+}
+
+/* A long history's older part, sampled: HIST_SAMPLES lines read at evenly
+ * spaced offsets of [0, end) — a coarse curve for a few seeks, whatever
+ * the file's size. */
+static void hist_sample(hist_req *r, int fd, off_t end, size_t *cap)
+{
+    char buf[1024];
+    for (size_t k = 0; k < HIST_SAMPLES; k++) {
+        off_t at = (off_t)((double)end * (double)k / HIST_SAMPLES);
+        ssize_t n = pread(fd, buf, sizeof buf - 1, at);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        char *line = buf;
+        if (at > 0) {   /* from the next line start on */
+            char *nl = memchr(buf, '\n', (size_t)n);
+            if (!nl)
+                continue;
+            line = nl + 1;
+        }
+        char *nl = memchr(line, '\n', (size_t)(buf + n - line));
+        if (nl && line < buf + n)
+            hist_add_line(r, line, (size_t)(nl - line), cap);
+    }
+}
+
 static void hist_work(uv_work_t *w)
 {
     hist_req *r = w->data;
-    FILE *f = fopen(r->path, "re");
-    if (!f)
+    /* a planted device is not opened, a FIFO not waited on, a symlink not followed */
+    struct stat st;
+    if (lstat(r->path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        log_warn("%s: not a regular file; no history read", r->path);
         return;
+    }
+    int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+        log_warn("%s: not a regular file; no history read", r->path);
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0)
+        return;
+    /* Restart time must not grow with the history: of a long file only the
+     * last HIST_TAIL_BYTES are read line by line (the recent, dense part)
+     * and the rest is sampled. */
+    size_t cap = 0;
+    off_t from = st.st_size > (off_t)HIST_TAIL_BYTES ? st.st_size - (off_t)HIST_TAIL_BYTES : 0;
+    if (from > 0)
+        hist_sample(r, fd, from, &cap);
+    FILE *f = lseek(fd, from, SEEK_SET) == from ? fdopen(fd, "r") : NULL;
+    if (!f) {
+        close(fd);
+        return;
+    }
     /* Streamed line by line: memory stays bounded by metrics_keep however
-     * long the file is. */
+     * long the tail is. */
     char *line = NULL;
-    size_t linecap = 0, cap = 0;
+    size_t linecap = 0;
     ssize_t n;
+    bool partial = from > 0;   /* the tail starts mid-line */
     while ((n = getline(&line, &linecap, f)) > 0) {
         if (line[n - 1] != '\n')
             break;   /* a torn last line (the process died mid-write) */
-        cJSON *o = cJSON_ParseWithLength(line, (size_t)n);
-        if (!o)
+        if (partial) {
+            partial = false;
             continue;
-        const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "step");
-        if (cJSON_IsNumber(s) && s->valuedouble >= 0) {
-            /* loss and eval_loss are floats written with %.9g: round back to float */
-            job_point p = {(long)s->valuedouble, line_num(o, "lr"), (double)(float)line_num(o, "loss"),
-                           line_num(o, "loss_avg"), line_num(o, "grad_norm"), line_num(o, "time"),
-                           (double)(float)line_num(o, "eval_loss")};
-            while (r->n > 0 && r->pts[r->n - 1].step >= p.step)
-                r->n--;
-            if (r->n == cap) {
-                cap = cap ? 2 * cap : 1024;
-                r->pts = xrealloc(r->pts, cap * sizeof *r->pts);
-            }
-            r->pts[r->n++] = p;
-            if (r->n > 2 * r->keep)
-                jobs_thin_history(r->pts, &r->n, r->keep);
         }
-        cJSON_Delete(o);
+        hist_add_line(r, line, (size_t)n, &cap);
     }
     free(line);
     fclose(f);
@@ -606,7 +828,24 @@ typedef struct write_req {
     char *data;
     size_t len;
     int rc;
+    unsigned long seq;               /* j->writes_started when it began */
 } write_req;
+
+/* Tells the waiters that write seq covers. */
+static void wake_waiters(job *j, unsigned long seq, int rc)
+{
+    durable_wait **p = &j->waiters;
+    while (*p) {
+        durable_wait *w = *p;
+        if (w->need <= seq) {
+            *p = w->next;
+            w->cb(w->arg, rc);
+            free(w);
+        } else {
+            p = &w->next;
+        }
+    }
+}
 
 static void write_work(uv_work_t *w)
 {
@@ -637,6 +876,7 @@ static void write_done(uv_work_t *w, int status)
         j->write_error_logged = false;
         j->write_failed = false;
     }
+    wake_waiters(j, r->seq, r->rc);
     free(r->path);
     free(r->data);
     free(r);
@@ -664,6 +904,7 @@ static void start_write(job *j)
     j->dirty = false;
     j->progress_dirty = false;
     j->last_write = now_monotonic();
+    r->seq = ++j->writes_started;
     int rc = uv_queue_work(j->t->loop, &r->work, write_work, write_done);
     if (rc < 0) {
         log_error("job %s: cannot queue a write: %s", j->id, uv_strerror(rc));
@@ -671,6 +912,7 @@ static void start_write(job *j)
         free(r->data);
         free(r);
         j->dirty = true;
+        j->writes_started--;
         return;
     }
     j->write_inflight = true;
@@ -682,6 +924,19 @@ static void persist(job *j)
 {
     j->dirty = true;
     start_write(j);
+}
+
+/* persist(j), then cb(arg, rc) once the job as it is now is on disk. */
+static void persist_then(job *j, void (*cb)(void *arg, int rc), void *arg)
+{
+    durable_wait *w = xcalloc(1, sizeof *w);
+    /* a write in flight holds an older snapshot: the next one is ours */
+    w->need = j->writes_started + 1;
+    w->cb = cb;
+    w->arg = arg;
+    w->next = j->waiters;
+    j->waiters = w;
+    persist(j);
 }
 
 /* ------------------------------------------------------------ the worker */
@@ -788,6 +1043,178 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
     }
 }
 
+/* "1.5 GiB" */
+static void format_bytes(size_t b, char *out, size_t len)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)b;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(out, len, "%.4g %s", v, units[u]);
+}
+
+/* A job failed for a full disk: the queued ones must not start (and fail
+ * the same way at once) until there is room again; the tick checks. */
+static void wait_for_space(job_table *t, const job *j)
+{
+    if (!t->space_wait)
+        log_warn("job %s failed for a full disk: queued jobs wait until %s has room again (checked every %.0f s)",
+                 j->id, t->spool, JOBS_SPACE_CHECK_S);
+    t->space_wait = true;
+    t->next_space_check = now_monotonic() + JOBS_SPACE_CHECK_S;
+}
+
+/* ---- disk checks on the thread pool ---- */
+
+typedef struct disk_req {
+    uv_work_t work;
+    job_table *t;
+    job *j;                          /* a job's usage; NULL: the spool's free space */
+    char *path;
+    long long bytes;                 /* usage, or free space */
+    int room;                        /* disk_has_room's answer */
+} disk_req;
+
+static void disk_work(uv_work_t *w)
+{
+    disk_req *r = w->data;
+    if (r->j)
+        r->bytes = disk_dir_usage(r->path);
+    else
+        r->room = disk_has_room(r->path, &r->bytes);
+}
+
+static void disk_space_back(job_table *t, long long free_bytes)
+{
+    char f[32];
+    format_bytes((size_t)free_bytes, f, sizeof f);
+    log_info("%s has room again (%s free): queued jobs start again", t->spool, f);
+    t->space_wait = false;
+    schedule(t);
+}
+
+/* Over max_job_disk: ask the process to checkpoint and stop; on_worker_exit fails the job. */
+static void disk_over_limit(job *j, long long used)
+{
+    char u[32], l[32];
+    format_bytes((size_t)used, u, sizeof u);
+    format_bytes(j->t->max_job_disk, l, sizeof l);
+    log_error("job %s: its files take %s, over max_job_disk %s: stopping it", j->id, u, l);
+    j->disk_over = true;
+    worker_kill(j->w, SIGTERM);
+    j->kill_deadline = now_monotonic() + JOBS_STOP_TIMEOUT_S;
+}
+
+static void disk_done(uv_work_t *w, int status)
+{
+    disk_req *r = w->data;
+    job_table *t = r->t;
+    t->pending_work--;
+    if (r->j) {
+        job *j = r->j;
+        j->disk_check_inflight = false;
+        if (status == 0 && j->w && !j->disk_over && t->max_job_disk > 0 && r->bytes > (long long)t->max_job_disk)
+            disk_over_limit(j, r->bytes);
+    } else {
+        t->space_check_inflight = false;
+        if (status == 0 && t->space_wait && r->room > 0)
+            disk_space_back(t, r->bytes);
+    }
+    free(r->path);
+    free(r);
+    check_shutdown_done(t);
+}
+
+static void start_disk_check(job_table *t, job *j)
+{
+    disk_req *r = xcalloc(1, sizeof *r);
+    r->work.data = r;
+    r->t = t;
+    r->j = j;
+    r->path = xstrdup(j ? j->dir : t->spool);
+    if (uv_queue_work(t->loop, &r->work, disk_work, disk_done) < 0) {
+        free(r->path);
+        free(r);
+        return;
+    }
+    t->pending_work++;
+    if (j)
+        j->disk_check_inflight = true;
+    else
+        t->space_check_inflight = true;
+}
+
+/* From the tick: the space the table waits for, and the jobs' usage. */
+static void check_disks(job_table *t, double now)
+{
+    if (t->space_wait && !t->space_check_inflight && now >= t->next_space_check && !t->shutting_down) {
+        t->next_space_check = now + JOBS_SPACE_CHECK_S;
+        start_disk_check(t, NULL);
+    }
+    if (t->max_job_disk == 0)
+        return;
+    for (size_t i = 0; i < t->n; i++) {
+        job *j = t->jobs[i];
+        if (j->w && !j->disk_over && !j->disk_check_inflight && now >= j->next_disk_check) {
+            j->next_disk_check = now + JOBS_DISK_CHECK_S;
+            start_disk_check(t, j);
+        }
+    }
+}
+
+/* ---- a finished job's history thinned on disk (history.h) ---- */
+
+typedef struct thin_req {
+    uv_work_t work;
+    job_table *t;
+    char *path, *id;
+    size_t keep;
+    long dropped;
+} thin_req;
+
+static void thin_work(uv_work_t *w)
+{
+    thin_req *r = w->data;
+    r->dropped = history_thin_file(r->path, r->keep);
+}
+
+static void thin_done(uv_work_t *w, int status)
+{
+    thin_req *r = w->data;
+    r->t->pending_work--;
+    if (r->dropped > 0)
+        log_info("job %s: metrics.jsonl thinned to %zu points (%ld older ones dropped)", r->id, r->keep, r->dropped);
+    else if (r->dropped < 0)
+        log_warn("job %s: cannot thin metrics.jsonl: %s", r->id, strerror((int)-r->dropped));
+    job_table *t = r->t;
+    free(r->path);
+    free(r->id);
+    free(r);
+    (void)status;
+    check_shutdown_done(t);
+}
+
+/* The job has ended: nothing appends to its history any more. */
+static void thin_history_on_disk(job *j)
+{
+    thin_req *r = xcalloc(1, sizeof *r);
+    r->work.data = r;
+    r->t = j->t;
+    r->path = xasprintf("%s/metrics.jsonl", j->dir);
+    r->id = xstrdup(j->id);
+    r->keep = (size_t)j->t->metrics_keep;
+    if (uv_queue_work(j->t->loop, &r->work, thin_work, thin_done) < 0) {
+        free(r->path);
+        free(r->id);
+        free(r);
+        return;
+    }
+    j->t->pending_work++;
+}
+
 /* The process died or failed in a way a new process may get past: resume
  * from the checkpoint while max_restarts allows, else fail. */
 static void crashed(job *j, const char *why)
@@ -823,7 +1250,16 @@ static void on_worker_exit(void *ctx, int64_t exit_status, int term_signal)
 
     bool finished = !term_signal && exit_status == WORKER_EXIT_OK && (j->got_done || j->step >= j->total_steps);
     bool failed = !term_signal && exit_status == WORKER_EXIT_FAILED;
-    if (finished) {
+    if (!finished && disk_full_message(failed && j->fail_msg ? j->fail_msg : why))
+        wait_for_space(t, j);
+    if (j->disk_over && !finished) {
+        char limit[32];
+        format_bytes(t->max_job_disk, limit, sizeof limit);
+        add_error(j, "the job's files passed max_job_disk (%s) at step %ld; stopped (checkpoint at step %ld)", limit,
+                  j->step, j->checkpoint_step);
+        set_ended(j, JOB_FAILED);
+        log_error("job %s: failed: over max_job_disk (%s)", j->id, limit);
+    } else if (finished) {
         j->step = j->total_steps;
         set_ended(j, JOB_SUCCEEDED);
         log_info("job %s: succeeded (%ld steps, loss %.6g)", j->id, j->step, j->loss);
@@ -855,7 +1291,10 @@ static void on_worker_exit(void *ctx, int64_t exit_status, int term_signal)
     j->fail_msg = NULL;
     j->got_done = false;
     j->cancel_requested = false;
+    j->disk_over = false;
     j->pid = 0;
+    if (job_state_ended(j->state))
+        thin_history_on_disk(j);
     persist(j);
     changed(t);
     schedule(t);
@@ -910,6 +1349,11 @@ static int start_job(job *j)
     worker *w;
     int rc = worker_spawn(t->loop, &spec, &cb, j, &w);
     free(mpi_worker);
+    if (rc == UV_ENOSPC || rc == -EDQUOT) {
+        /* no room for its log even: it waits, queued, with the rest */
+        wait_for_space(t, j);
+        return rc;
+    }
     if (rc < 0) {
         log_error("job %s: cannot start its training process: %s", j->id, uv_strerror(rc));
         add_error(j, "cannot start the training process: %s", uv_strerror(rc));
@@ -940,7 +1384,7 @@ static int start_job(job *j)
 
 static void schedule(job_table *t)
 {
-    if (!t->started || t->shutting_down)
+    if (!t->started || t->shutting_down || t->space_wait)
         return;
     /* Strict FIFO: a queued job whose files are still being written or read
      * holds the ones behind it back (for a moment) rather than be overtaken. */
@@ -960,6 +1404,7 @@ static void on_tick(uv_timer_t *h)
 {
     job_table *t = h->data;
     double now = now_monotonic();
+    check_disks(t, now);
     for (size_t i = 0; i < t->n; i++) {
         job *j = t->jobs[i];
         if ((j->progress_dirty || j->write_failed) && !j->write_inflight &&
@@ -1045,6 +1490,7 @@ typedef struct submit_req {
     char *yaml;
     size_t len;
     char *default_name;
+    char *idem_key;                 /* or NULL */
     char *jobs_dir;
     char **data_dirs;               /* a copy: a SIGHUP may replace the table's */
     size_t n_data_dirs;
@@ -1065,6 +1511,7 @@ static void submit_req_free(submit_req *r)
     free(r->failure);
     free(r->yaml);
     free(r->default_name);
+    free(r->idem_key);
     free(r->jobs_dir);
     strv_free(r->data_dirs, r->n_data_dirs);
     free(r);
@@ -1085,14 +1532,21 @@ static void submit_work(uv_work_t *w)
     }
     char *dir = xasprintf("%s/%s", r->jobs_dir, r->id);
     char *cpath = xasprintf("%s/config.yaml", dir);
-    r->rc = write_file_atomic(cpath, r->yaml, r->len, 0644);
+    /* The key goes first: once config.yaml is on disk (the job exists,
+     * answered or not) a retry with the same key finds it. */
+    char *kpath = xasprintf("%s/" JOBS_IDEM_KEY_FILE, dir);
+    r->rc = r->idem_key ? write_file_atomic(kpath, r->idem_key, strlen(r->idem_key), 0644) : 0;
+    if (r->rc == 0)
+        r->rc = write_file_atomic(cpath, r->yaml, r->len, 0644);
     if (r->rc == 0)
         r->rc = fsync_parent_dir(dir);
     if (r->rc < 0) {
         r->failure = xasprintf("job %s: cannot save %s: %s", r->id, cpath, strerror(-r->rc));
         unlink(cpath);
+        unlink(kpath);
         rmdir(dir);
     }
+    free(kpath);
     free(cpath);
     free(dir);
     if (r->rc < 0)
@@ -1110,11 +1564,15 @@ static void submit_done(uv_work_t *w, int status)
     job_table *t = r->t;
     t->pending_work--;
     t->submitting--;
+    if (r->idem_key)
+        key_done(t, r->idem_key);
     if (r->rc < 0) {
         log_error("%s; submission refused", r->failure);
         r->done(r->arg, r->rc, NULL, NULL);
     } else {
         job *j = new_job(t, r->id, r->valid ? r->cfg.name : r->id);
+        j->idem_key = r->idem_key;
+        r->idem_key = NULL;
         cJSON *errors = NULL;
         if (r->valid) {
             j->config = cfg_to_json(&r->cfg);
@@ -1141,9 +1599,56 @@ static void submit_done(uv_work_t *w, int status)
     check_shutdown_done(t);
 }
 
-void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, jobs_submit_cb done,
-                 void *arg)
+/* ---- Idempotency-Key ---- */
+
+static job *find_by_key(const job_table *t, const char *key)
 {
+    for (size_t i = t->n; i-- > 0;)
+        if (t->jobs[i]->idem_key && strcmp(t->jobs[i]->idem_key, key) == 0)
+            return t->jobs[i];
+    return NULL;
+}
+
+static bool key_inflight(const job_table *t, const char *key)
+{
+    for (size_t i = 0; i < t->n_keys_inflight; i++)
+        if (strcmp(t->keys_inflight[i], key) == 0)
+            return true;
+    return false;
+}
+
+static void key_done(job_table *t, const char *key)
+{
+    for (size_t i = 0; i < t->n_keys_inflight; i++)
+        if (strcmp(t->keys_inflight[i], key) == 0) {
+            free(t->keys_inflight[i]);
+            t->keys_inflight[i] = t->keys_inflight[--t->n_keys_inflight];
+            return;
+        }
+}
+
+bool jobs_submit_replay(job_table *t, const char *key, jobs_submit_cb done, void *arg)
+{
+    if (key_inflight(t, key)) {
+        done(arg, API_IN_PROGRESS, NULL, NULL);
+        return true;
+    }
+    const job *j = find_by_key(t, key);
+    if (!j)
+        return false;
+    log_info("job %s: POST /jobs again with its Idempotency-Key: answered with the same job", j->id);
+    if (j->state == JOB_REJECTED)
+        done(arg, API_INVALID, xstrdup(j->id), cJSON_Duplicate(j->errors, 1));
+    else
+        done(arg, API_OK, xstrdup(j->id), NULL);
+    return true;
+}
+
+void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, const char *idem_key,
+                 jobs_submit_cb done, void *arg)
+{
+    if (idem_key && jobs_submit_replay(t, idem_key, done, arg))
+        return;
     if (t->shutting_down) {
         done(arg, API_UNAVAILABLE, NULL, NULL);
         return;
@@ -1154,6 +1659,7 @@ void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default
     r->yaml = xstrndup(yaml, len);
     r->len = len;
     r->default_name = default_name ? xstrdup(default_name) : NULL;
+    r->idem_key = idem_key ? xstrdup(idem_key) : NULL;
     r->jobs_dir = xstrdup(t->jobs_dir);
     r->data_dirs = strv_dup(t->data_dirs, t->n_data_dirs);
     r->n_data_dirs = t->n_data_dirs;
@@ -1168,6 +1674,10 @@ void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default
     }
     t->pending_work++;
     t->submitting++;
+    if (idem_key) {
+        t->keys_inflight = xrealloc(t->keys_inflight, (t->n_keys_inflight + 1) * sizeof *t->keys_inflight);
+        t->keys_inflight[t->n_keys_inflight++] = xstrdup(idem_key);
+    }
 }
 
 long jobs_submitting(const job_table *t)
@@ -1175,7 +1685,7 @@ long jobs_submitting(const job_table *t)
     return t->submitting;
 }
 
-int jobs_cancel(job_table *t, const char *id)
+int jobs_cancel(job_table *t, const char *id, void (*done)(void *arg, int rc), void *arg)
 {
     job *j = find(t, id);
     if (!j)
@@ -1185,11 +1695,7 @@ int jobs_cancel(job_table *t, const char *id)
     if (j->state == JOB_QUEUED) {
         set_ended(j, JOB_CANCELLED);
         log_info("job %s: cancelled while queued", j->id);
-        persist(j);
-        changed(t);
-        return API_OK;
-    }
-    if (!j->cancel_requested) {
+    } else if (!j->cancel_requested) {
         j->cancel_requested = true;
         log_info("job %s: cancelling (SIGTERM to pid %d)", j->id, j->pid);
         if (j->w) {
@@ -1197,6 +1703,12 @@ int jobs_cancel(job_table *t, const char *id)
             j->kill_deadline = now_monotonic() + JOBS_STOP_TIMEOUT_S;
         }
     }
+    /* the request reaches status.json before the answer goes out */
+    if (done)
+        persist_then(j, done, arg);
+    else
+        persist(j);
+    changed(t);
     return API_OK;
 }
 
@@ -1208,7 +1720,12 @@ int jobs_log_tail(job_table *t, const char *id, size_t max_bytes, char **out, si
     if (!j)
         return -ENOENT;
     char *path = xasprintf("%s/worker.log", j->dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat pre;
+    if (lstat(path, &pre) == 0 && !S_ISREG(pre.st_mode)) {   /* a device is not even opened */
+        free(path);
+        return -EINVAL;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);   /* never waits on a FIFO */
     free(path);
     if (fd < 0) {
         if (errno != ENOENT)
@@ -1289,6 +1806,7 @@ static int load_status(job *j, const cJSON *o)
     }
     if (cJSON_IsObject(config))
         j->config = cJSON_Duplicate(config, 1);
+    j->cancel_requested = cJSON_IsTrue(jget(o, "cancel_requested")) && !job_state_ended(j->state);
     return 0;
 }
 
@@ -1298,16 +1816,16 @@ static int rebuild(job_table *t, job *j, const char *why)
     char *path = xasprintf("%s/config.yaml", j->dir);
     char *buf;
     size_t len;
-    int rc = read_file(path, CFG_MAX_FILE_BYTES, &buf, &len);
+    int rc = read_file_flags(path, CFG_MAX_FILE_BYTES, O_NOFOLLOW, &buf, &len);
     struct stat st;
-    double mtime = stat(path, &st) == 0 ? (double)st.st_mtim.tv_sec : now_unix();
+    double mtime = lstat(path, &st) == 0 ? (double)st.st_mtim.tv_sec : now_unix();
     free(path);
     if (rc == -ENOENT)
         return -1;   /* nothing was ever submitted here */
     j->submitted_at = mtime;
     if (rc < 0) {
         j->name = xstrdup(j->id);
-        add_error(j, "cannot read config.yaml: %s", strerror(-rc));
+        add_error(j, "cannot read config.yaml: %s", file_error_text(rc));
         set_ended(j, JOB_FAILED);
     } else {
         run_config cfg;
@@ -1334,6 +1852,55 @@ static int rebuild(job_table *t, job *j, const char *why)
     return 0;
 }
 
+/* The Idempotency-Key a job was POSTed with (jobs/<id>/idempotency.key). */
+static void load_idem_key(job *j)
+{
+    char *p = xasprintf("%s/" JOBS_IDEM_KEY_FILE, j->dir);
+    char *buf;
+    size_t len;
+    if (read_file_flags(p, API_IDEM_KEY_MAX, O_NOFOLLOW, &buf, &len) == 0) {
+        if (api_idem_key_valid(buf))
+            j->idem_key = buf;
+        else
+            free(buf);
+    }
+    free(p);
+}
+
+/* A key saved by a submit that died before its config.yaml: no job came of
+ * it (nothing was answered), so the directory is as good as empty. */
+static void drop_lone_key(const char *dir)
+{
+    char *c = xasprintf("%s/config.yaml", dir), *k = xasprintf("%s/" JOBS_IDEM_KEY_FILE, dir);
+    struct stat st;
+    if (lstat(c, &st) < 0 && errno == ENOENT)
+        unlink(k);
+    free(c);
+    free(k);
+}
+
+/* A job that will run: its files must be its own — a FIFO, device or
+ * symlink planted as one of them fails the job (the training process would
+ * wait on it or follow it). */
+static void check_job_files(job *j)
+{
+    static const char *const names[] = {"config.yaml", "metrics.jsonl", "checkpoint.bin", "worker.log"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char *p = xasprintf("%s/%s", j->dir, names[i]);
+        struct stat st;
+        bool bad = lstat(p, &st) == 0 && !S_ISREG(st.st_mode);
+        free(p);
+        if (!bad)
+            continue;
+        log_error("job %s: jobs/%s/%s is not a regular file (a %s); the job fails", j->id, j->id, names[i],
+                  S_ISLNK(st.st_mode) ? "symbolic link" : S_ISFIFO(st.st_mode) ? "FIFO" : "device or socket");
+        add_error(j, "%s is not a regular file; refused", names[i]);
+        set_ended(j, JOB_FAILED);
+        j->dirty = true;
+        return;
+    }
+}
+
 static int cmp_seq(const void *a, const void *b)
 {
     const job *x = *(job *const *)a, *y = *(job *const *)b;
@@ -1351,7 +1918,7 @@ static void remove_stale_tmp(const char *dir)
     DIR *d = opendir(dir);
     if (!d)
         return;
-    static const char *const prefixes[] = {"status.json.tmp.", "config.yaml.tmp."};
+    static const char *const prefixes[] = {"status.json.tmp.", "config.yaml.tmp.", JOBS_IDEM_KEY_FILE ".tmp."};
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
@@ -1380,11 +1947,14 @@ int jobs_load(job_table *t)
             continue;
         job *j = job_alloc(t, e->d_name);
         struct stat st;
-        if (stat(j->dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        if (lstat(j->dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            if (S_ISLNK(st.st_mode))   /* its files would be read and written wherever it points */
+                log_warn("jobs/%s: a symbolic link, not a job directory; ignored (never followed)", e->d_name);
             job_free(j);
             continue;
         }
         remove_stale_tmp(j->dir);
+        drop_lone_key(j->dir);
         if (rmdir(j->dir) == 0) {
             /* an id claimed by a daemon that died before the file arrived
              * (the submission was never acknowledged) */
@@ -1395,7 +1965,7 @@ int jobs_load(job_table *t)
         char *path = xasprintf("%s/status.json", j->dir);
         char *buf;
         size_t len;
-        int rc = read_file(path, STATUS_MAX_BYTES, &buf, &len);
+        int rc = read_file_flags(path, STATUS_MAX_BYTES, O_NOFOLLOW, &buf, &len);
         free(path);
         const char *why = NULL;
         if (rc == 0) {
@@ -1410,7 +1980,8 @@ int jobs_load(job_table *t)
             cJSON_Delete(o);
             free(buf);
         } else {
-            why = rc == -ENOENT ? "status.json is missing" : "status.json cannot be read";
+            why = rc == -ENOENT ? "status.json is missing" :
+                  rc == -EINVAL || rc == -ELOOP ? "status.json is not a regular file" : "status.json cannot be read";
         }
         if (why && rebuild(t, j, why) != 0) {
             log_warn("jobs/%s: no config.yaml and no status.json; ignored", e->d_name);
@@ -1423,14 +1994,31 @@ int jobs_load(job_table *t)
             run_config cfg;
             diag_list_t errs = DIAG_LIST_INIT;
             cfg_parse_opts po = {.default_name = j->id};
-            if (cfg_load_file(cpath, &po, &cfg, &errs) == 0) {
-                j->config = cfg_to_json(&cfg);
-                cfg_free(&cfg);
+            char *cbuf;
+            size_t clen;
+            if (read_file_flags(cpath, CFG_MAX_FILE_BYTES, O_NOFOLLOW, &cbuf, &clen) == 0) {
+                if (cfg_parse(cbuf, clen, &po, &cfg, &errs) == 0) {
+                    j->config = cfg_to_json(&cfg);
+                    cfg_free(&cfg);
+                }
+                free(cbuf);
             }
             diag_free(&errs);
             free(cpath);
         }
         derive_from_config(j);
+        load_idem_key(j);
+        if (!job_state_ended(j->state))
+            check_job_files(j);
+        if (j->cancel_requested) {
+            /* cancelled (202) before traind stopped: it stays cancelled, at
+             * its last checkpoint */
+            set_ended(j, JOB_CANCELLED);
+            j->cancel_requested = false;
+            log_info("job %s: its cancel was requested before traind stopped; cancelled at step %ld", j->id,
+                     j->step);
+            j->dirty = true;
+        }
         if (j->state == JOB_RUNNING) {
             j->state = JOB_QUEUED;   /* resumes from its checkpoint; start_job counts the restart */
             log_info("job %s: was running at step %ld when traind stopped; queued to resume", j->id, j->step);
@@ -1546,6 +2134,7 @@ void jobs_free(job_table *t)
     for (size_t i = 0; i < t->n; i++)
         job_free(t->jobs[i]);
     free(t->jobs);
+    strv_free(t->keys_inflight, t->n_keys_inflight);
     free(t->spool);
     free(t->jobs_dir);
     free(t->exe);

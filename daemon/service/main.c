@@ -3,8 +3,9 @@
  *
  *   traind [--config FILE] [--spool DIR] [--listen ADDR] [--max-jobs N] [--threads N]
  *
- * Start-up, in order: the daemon config (file, then flags), the spool layout
- * and API token, the job table read back from disk (queued and interrupted
+ * Start-up, in order: the daemon config (file, then flags), the spool's lock
+ * (one daemon per spool: spool_lock.h; a second one exits before touching
+ * anything), the spool layout and API token, the job table read back from disk (queued and interrupted
  * jobs are queued again), the HTTP server, the intake of incoming/, and
  * finally READY=1 to systemd.  Everything then happens on one libuv loop;
  * training happens in one child process per job (`traind --worker ...`,
@@ -16,12 +17,16 @@
  * threads_per_job, data_dirs, token, metrics_keep, max_restarts and the
  * limits: max_queued_jobs, max_model_memory, write_rate_per_client,
  * write_burst_per_client, max_connections, request_timeout_ms,
- * idle_timeout_ms).
+ * idle_timeout_ms, max_job_disk, allowed_hosts).  The file and the token are
+ * read on the thread pool (reload_work): a FIFO or a hung mount there must
+ * not stop the loop.
  *
  * Limits: POST /jobs past max_queued_jobs waiting jobs is answered 429 and
  * intake leaves files in incoming/ until there is room; writes past a
  * client's write rate are answered 429 (api.h's api_ratelimit, keyed by the
- * peer address); connections past max_connections get a 503 (http.c).
+ * peer address and whether the token was valid); connections past
+ * max_connections get a 503 (http.c); a Host header that does not name this
+ * daemon gets a 403 (hostcheck.h).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -38,11 +43,13 @@
 
 #include "traind/api.h"
 #include "traind/dconfig.h"
+#include "traind/hostcheck.h"
 #include "traind/http.h"
 #include "traind/jobs.h"
 #include "traind/log.h"
 #include "traind/notify.h"
 #include "traind/spool.h"
+#include "traind/spool_lock.h"
 #include "traind/util.h"
 #include "traind/mpilaunch.h"
 #include "traind/worker.h"
@@ -90,6 +97,9 @@ typedef struct daemon_state {
     uv_signal_t sig_term, sig_int, sig_hup;
     char *addr_file;
     bool stopping;
+    int lock_fd;                /* <spool>/traind.lock, held until exit */
+    bool reloading;             /* a SIGHUP's reload is on the thread pool */
+    bool reload_again;          /* another SIGHUP came meanwhile */
 } daemon_state;
 
 /* ------------------------------------------------------------ the config */
@@ -210,6 +220,17 @@ static cJSON *be_list(void *ctx, const char *state)
     return jobs_list_json(((daemon_state *)ctx)->jobs, state);
 }
 
+static int be_list_page(void *ctx, const char *state, const char *after, size_t limit, cJSON **out,
+                        char **next_after)
+{
+    return jobs_page_json(((daemon_state *)ctx)->jobs, state, after, limit, out, next_after);
+}
+
+static cJSON *be_prom(void *ctx)
+{
+    return jobs_prom_json(((daemon_state *)ctx)->jobs);
+}
+
 static cJSON *be_summaries(void *ctx)
 {
     return jobs_summary_json(((daemon_state *)ctx)->jobs);
@@ -234,15 +255,18 @@ static long be_queued(void *ctx)
 }
 
 static void be_submit(void *ctx, const char *yaml, size_t len, const char *default_name,
-                      api_submit_done done, void *arg)
+                      const char *idem_key, api_submit_done done, void *arg)
 {
     daemon_state *d = ctx;
     if (d->stopping)
         return done(arg, API_UNAVAILABLE, NULL, NULL);
+    /* a retry of a submit already made answers as the first time, full queue or not */
+    if (idem_key && jobs_submit_replay(d->jobs, idem_key, done, arg))
+        return;
     /* a scan of incoming/ in flight shares the room left with us */
     if (queued_jobs(d) >= d->cfg.max_queued_jobs || !spool_reserve(d->sp))
         return done(arg, API_QUEUE_FULL, NULL, NULL);
-    jobs_submit(d->jobs, yaml, len, default_name, done, arg);
+    jobs_submit(d->jobs, yaml, len, default_name, idem_key, done, arg);
 }
 
 /* How many files the next scan of incoming/ may take. */
@@ -255,7 +279,14 @@ static long spool_room(void *ctx)
 
 static int be_cancel(void *ctx, const char *id)
 {
-    return jobs_cancel(((daemon_state *)ctx)->jobs, id);
+    return jobs_cancel(((daemon_state *)ctx)->jobs, id, NULL, NULL);
+}
+
+static void be_cancel_async(void *ctx, const char *id, void (*done)(void *arg, int rc), void *arg)
+{
+    int rc = jobs_cancel(((daemon_state *)ctx)->jobs, id, done, arg);
+    if (rc != API_OK)
+        done(arg, rc);   /* not found, already ended: answered now */
 }
 
 static cJSON *be_metrics(void *ctx, const char *id, long since, long max)
@@ -263,10 +294,33 @@ static cJSON *be_metrics(void *ctx, const char *id, long since, long max)
     return jobs_metrics_json(((daemon_state *)ctx)->jobs, id, since, max);
 }
 
+/* job_point and api_point are the same record: copied field by field. */
+static int be_metrics_points(void *ctx, const char *id, long since, long max, long limit, api_point **pts,
+                             size_t *n, long *next_since)
+{
+    job_point *jp;
+    int rc = jobs_metrics_points(((daemon_state *)ctx)->jobs, id, since, max, limit, &jp, n, next_since);
+    if (rc < 0)
+        return API_NOT_FOUND;
+    api_point *ap = xmalloc((*n ? *n : 1) * sizeof *ap);
+    for (size_t i = 0; i < *n; i++)
+        ap[i] = (api_point){jp[i].step, jp[i].lr, jp[i].loss, jp[i].loss_avg, jp[i].grad_norm, jp[i].time,
+                            jp[i].eval_loss};
+    free(jp);
+    *pts = ap;
+    return API_OK;
+}
+
 static int be_log_tail(void *ctx, const char *id, size_t max_bytes, char **text, size_t *len)
 {
     int r = jobs_log_tail(((daemon_state *)ctx)->jobs, id, max_bytes, text, len);
     return r == -ENOENT ? API_NOT_FOUND : r < 0 ? r : API_OK;
+}
+
+static bool be_host_allowed(void *ctx, const char *host)
+{
+    daemon_state *d = ctx;
+    return host_allowed(host, d->cfg.listen, d->cfg.allowed_hosts, d->cfg.n_allowed_hosts);
 }
 
 static const char *be_token(void *ctx)
@@ -306,6 +360,7 @@ static void http_opts_from(const dconfig *c, http_server_opts *o)
     o->max_conns = (unsigned)c->max_connections;
     o->request_timeout_ms = c->request_timeout_ms;
     o->idle_timeout_ms = c->idle_timeout_ms;
+    o->expect = api_expect;
 }
 
 /* Every connection is a file descriptor: raise the soft RLIMIT_NOFILE (to
@@ -386,39 +441,55 @@ static void begin_shutdown(daemon_state *d, int signum)
 
 static void log_limits(const dconfig *c, const char *prefix);
 
-static void reload(daemon_state *d)
-{
-    notify_reloading();
-    const char *path = d->config_path;
-    if (!path && access(DCONFIG_DEFAULT_PATH, F_OK) == 0)
-        path = DCONFIG_DEFAULT_PATH;
-    log_info("SIGHUP: re-reading %s", path ? path : "(no config file; flags and defaults)");
+/* A SIGHUP's reading of the config file and the token, done on the thread
+ * pool: a FIFO or a file on a hung mount there must not stop the loop (a
+ * FIFO is refused at once; a hung mount holds one pool thread, not the
+ * daemon).  Applied on the loop thread by reload_done. */
+typedef struct reload_req {
+    uv_work_t work;
+    daemon_state *d;
+    flags fl;
+    const char *path;          /* the file in use, or NULL */
+    bool ok;                   /* c was loaded */
     dconfig c;
-    if (load_config(&d->fl, path, &c) != 0) {
-        log_error("SIGHUP: config has errors; keeping the running configuration");
-        notify_ready();
-        return;
-    }
+    int token_rc;              /* spool_token_load_or_create's answer */
+    char token[256];
+} reload_req;
+
+static void reload_work(uv_work_t *w)
+{
+    reload_req *r = w->data;
+    if (!r->path && access(DCONFIG_DEFAULT_PATH, F_OK) == 0)
+        r->path = DCONFIG_DEFAULT_PATH;
+    log_info("SIGHUP: re-reading %s", r->path ? r->path : "(no config file; flags and defaults)");
+    r->ok = load_config(&r->fl, r->path, &r->c) == 0;
+    if (r->ok)
+        r->token_rc = spool_token_load_or_create(r->c.api_token_file, r->token, sizeof r->token);
+}
+
+static void reload(daemon_state *d);
+
+static void apply_reload(daemon_state *d, reload_req *r)
+{
+    dconfig c = r->c;
     if (strcmp(c.spool, d->cfg.spool) != 0)
         log_warn("SIGHUP: spool changed to %s; takes effect at the next start", c.spool);
     if (strcmp(c.listen, d->cfg.listen) != 0)
         log_warn("SIGHUP: listen changed to %s; takes effect at the next start", c.listen);
-    char token[sizeof d->token];
-    int rc = spool_token_load_or_create(c.api_token_file, token, sizeof token);
-    if (rc < 0) {
+    if (r->token_rc < 0) {
         log_error("SIGHUP: cannot read the API token %s: %s; keeping the old one", c.api_token_file,
-                  strerror(-rc));
+                  file_error_text(r->token_rc));
     } else {
-        if (strcmp(token, d->token) != 0)
+        if (strcmp(r->token, d->token) != 0)
             log_info("SIGHUP: API token changed (%s)", c.api_token_file);
-        memcpy(d->token, token, sizeof token);
+        memcpy(d->token, r->token, sizeof d->token);
     }
     /* spool and listen stay as they are until restart */
     dconfig_set_str(&c.spool, d->cfg.spool);
     dconfig_set_str(&c.listen, d->cfg.listen);
     dconfig_free(&d->cfg);
     d->cfg = c;
-    d->config_path = path;
+    d->config_path = r->path;
     jobs_configure(d->jobs, &d->cfg);
     if (d->sp)
         spool_set_data_dirs(d->sp, d->cfg.data_dirs, d->cfg.n_data_dirs);
@@ -436,7 +507,54 @@ static void reload(daemon_state *d)
              d->cfg.threads_per_job, d->cfg.n_data_dirs, d->cfg.n_data_dirs == 1 ? "" : "s",
              d->cfg.max_restarts);
     log_limits(&d->cfg, "SIGHUP: ");
+}
+
+static void reload_done(uv_work_t *w, int status)
+{
+    reload_req *r = w->data;
+    daemon_state *d = r->d;
+    d->reloading = false;
+    if (d->stopping || status < 0) {
+        /* shutting down meanwhile: nothing to apply it to, and no READY=1
+         * after STOPPING=1 */
+        if (r->ok)
+            dconfig_free(&r->c);
+        free(r);
+        return;
+    }
+    if (!r->ok)
+        log_error("SIGHUP: config has errors; keeping the running configuration");
+    else
+        apply_reload(d, r);
+    free(r);
     notify_ready();
+    if (d->reload_again && !d->stopping) {
+        d->reload_again = false;
+        reload(d);
+    }
+}
+
+static void reload(daemon_state *d)
+{
+    if (d->reloading) {
+        /* one at a time: a later SIGHUP re-reads once the one in flight is done */
+        d->reload_again = true;
+        return;
+    }
+    notify_reloading();
+    reload_req *r = xcalloc(1, sizeof *r);
+    r->work.data = r;
+    r->d = d;
+    r->fl = d->fl;
+    r->path = d->config_path;
+    int rc = uv_queue_work(d->loop, &r->work, reload_work, reload_done);
+    if (rc < 0) {
+        log_error("SIGHUP: cannot queue the reload: %s", uv_strerror(rc));
+        free(r);
+        notify_ready();
+        return;
+    }
+    d->reloading = true;
 }
 
 static void log_limits(const dconfig *c, const char *prefix)
@@ -462,6 +580,31 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     }
     begin_shutdown(d, signum);
+}
+
+/* One daemon per spool: the lock is taken before anything in the spool is
+ * read or written, and held (d->lock_fd) until exit. */
+static int take_spool_lock(daemon_state *d)
+{
+    int rc = mkdir_p(d->cfg.spool, 0755);
+    if (rc < 0) {
+        log_error("cannot create the spool %s: %s", d->cfg.spool, strerror(-rc));
+        return -1;
+    }
+    long holder = 0;
+    rc = spool_lock(d->cfg.spool, &d->lock_fd, &holder);
+    if (rc == -EWOULDBLOCK) {
+        if (holder > 0)
+            log_error("another traind (pid %ld) is using the spool %s; exiting", holder, d->cfg.spool);
+        else
+            log_error("another traind is using the spool %s; exiting", d->cfg.spool);
+        return -1;
+    }
+    if (rc < 0) {
+        log_error("cannot lock the spool: %s/%s: %s", d->cfg.spool, SPOOL_LOCK_NAME, file_error_text(rc));
+        return -1;
+    }
+    return 0;
 }
 
 static const char *self_exe(char *buf, size_t len)
@@ -504,6 +647,8 @@ int main(int argc, char **argv)
     raise_nofile(&d.cfg);
     spool_set_max_model_bytes(d.cfg.max_model_memory);
 
+    if (take_spool_lock(&d) != 0)
+        return 1;
     rc = spool_prepare(d.cfg.spool);
     if (rc < 0) {
         log_error("cannot create the spool %s: %s", d.cfg.spool, strerror(-rc));
@@ -554,16 +699,22 @@ int main(int argc, char **argv)
     d.api = (api_backend){
         .ctx = &d,
         .list_jobs = be_list,
+        .list_page = be_list_page,
+        .list_prom = be_prom,
         .list_summaries = be_summaries,
         .get_job = be_get,
         .submit = be_submit,
         .cancel = be_cancel,
+        .cancel_async = be_cancel_async,
         .metrics = be_metrics,
+        .metrics_points = be_metrics_points,
         .log_tail = be_log_tail,
         .token = be_token,
+        .host_allowed = be_host_allowed,
         .uptime = be_uptime,
         .queued = be_queued,
         .prom_extra = be_prom_extra,
+        .loop = d.loop,
     };
     d.write_limit = api_ratelimit_new(d.cfg.write_rate_per_client, dconfig_write_burst(&d.cfg),
                                       API_RATELIMIT_CLIENTS);

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,6 +23,13 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+/* .YAML and .Yml are YAML too (files from systems that upper-case names) */
+static bool ends_with_nocase(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcasecmp(s + n - m, suffix) == 0;
+}
+
 bool spool_intake_name(const char *filename, char *stem, size_t stemlen)
 {
     if (!filename[0] || filename[0] == '.')
@@ -29,9 +37,9 @@ bool spool_intake_name(const char *filename, char *stem, size_t stemlen)
     if (ends_with(filename, ".tmp") || ends_with(filename, ".part"))
         return false;
     size_t n = strlen(filename), ext;
-    if (ends_with(filename, ".yaml"))
+    if (ends_with_nocase(filename, ".yaml"))
         ext = 5;
-    else if (ends_with(filename, ".yml"))
+    else if (ends_with_nocase(filename, ".yml"))
         ext = 4;
     else
         return false;
@@ -316,6 +324,7 @@ struct spool {
     bool holding;           /* the last scan held files back */
     _Atomic long budget;    /* room left while a capped scan runs, shared with spool_reserve */
     memo memo;
+    bool nospace_logged;    /* a full disk kept files in incoming/ (said once); scans only */
     int open_handles;
     void (*on_closed)(void *);
     void *closed_arg;
@@ -331,106 +340,231 @@ static int write_closed(int fd)
     return errno == EAGAIN ? 0 : -1;
 }
 
-/* Moves one file into a new job directory and validates it (thread pool). */
-/* rename(2), or where the spool spans file systems a copy and an unlink:
- * either way the bytes arrive unchanged and the name leaves incoming/. */
-static int move_file(const char *src, const char *dst)
+/* Writes buf as dst and unlinks name in incoming/ (where the spool spans
+ * file systems and rename(2) cannot move it): the bytes arrive unchanged
+ * and the name leaves incoming/. */
+static int copy_out(int incfd, const char *name, const char *dst, const char *buf, size_t len)
 {
-    if (rename(src, dst) == 0)
-        return 0;
-    if (errno != EXDEV)
-        return -errno;
-    char *buf;
-    size_t len;
-    int rc = read_file(src, CFG_MAX_FILE_BYTES * 4, &buf, &len);
+    int rc = write_file_atomic(dst, buf, len, 0644);
     if (rc < 0)
         return rc;
-    rc = write_file_atomic(dst, buf, len, 0644);
-    free(buf);
-    if (rc < 0)
-        return rc;
-    if (unlink(src) < 0)
-        return -errno;
+    return unlinkat(incfd, name, 0) < 0 ? -errno : 0;
+}
+
+/* Whether what is at path now is the very file st describes (not a FIFO
+ * or a symlink swapped in by name between our checks and the rename). */
+static bool same_file(const char *path, const struct stat *st)
+{
+    struct stat now;
+    return lstat(path, &now) == 0 && S_ISREG(now.st_mode) && now.st_ino == st->st_ino &&
+           now.st_dev == st->st_dev;
+}
+
+/* Refuses name (logged once: the memo keeps it until it changes). */
+static void refuse(scan_req *r, const char *name, const struct stat *st, const char *why)
+{
+    log_warn("incoming/%s: %s; left alone", name, why);
+    memo_add(r->memo, name, st);
+}
+
+/* Reads the config through fd (a regular file already checked): what is
+ * validated is exactly what was opened.  0, -EFBIG or -errno. */
+static int read_fd(int fd, char **out, size_t *out_len)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        if (len + 1 >= cap) {
+            if (cap > (size_t)CFG_MAX_FILE_BYTES + 1) {
+                free(buf);
+                return -EFBIG;
+            }
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+        ssize_t n = pread(fd, buf + len, cap - len - 1, (off_t)len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            free(buf);
+            return -e;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    if (len > CFG_MAX_FILE_BYTES) {
+        free(buf);
+        return -EFBIG;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *out_len = len;
     return 0;
 }
 
-/* Moves one file into a new job directory and validates it (thread pool). */
-static void take_file(scan_req *r, const char *name, const char *stem)
+/* Opens incoming/NAME for intake: a regular file with one link, complete
+ * (nobody has it open for writing and it has not changed for
+ * SPOOL_SETTLE_S).  Returns the fd, or -1 (refused and logged, or
+ * deferred: r->deferred). */
+static int open_candidate(scan_req *r, int incfd, const char *name, struct stat *st)
 {
-    char *src = xasprintf("%s/incoming/%s", r->spool_dir, name);
-    char *jobs = xasprintf("%s/jobs", r->spool_dir);
-    int fd = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        struct stat lst;
-        if ((fd >= 0 || errno == ELOOP) && lstat(src, &lst) == 0) {
-            log_warn("incoming/%s: not a regular file; left alone", name);
-            memo_add(r->memo, name, &lst);
-        }
-        goto out;
+    /* What the name is, first: a device is never even opened (opening some
+     * has effects), a symlink never followed. */
+    struct stat lst;
+    if (fstatat(incfd, name, &lst, AT_SYMLINK_NOFOLLOW) < 0)
+        return -1;   /* gone meanwhile */
+    if (S_ISLNK(lst.st_mode) || S_ISCHR(lst.st_mode) || S_ISBLK(lst.st_mode) || S_ISSOCK(lst.st_mode)) {
+        refuse(r, name, &lst, S_ISLNK(lst.st_mode) ? "a symbolic link, not a regular file" : "not a regular file");
+        return -1;
+    }
+    /* O_NOFOLLOW | O_NONBLOCK: a symlink swapped in meanwhile is refused, a
+     * FIFO never waited on; fstat then says what was opened. */
+    int fd = openat(incfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ELOOP)
+            refuse(r, name, &lst, "a symbolic link, not a regular file");
+        else if (e != ENOENT)
+            refuse(r, name, &lst, strerror(e));
+        return -1;
+    }
+    const char *why = NULL;
+    if (fstat(fd, st) < 0)
+        why = strerror(errno);
+    else if (!S_ISREG(st->st_mode))
+        why = S_ISFIFO(st->st_mode) ? "a FIFO, not a regular file" : "not a regular file";
+    else if (st->st_nlink > 1)
+        /* a hard link may be anyone's file (/etc/shadow): taking it would
+         * move it away and echo its content in errors */
+        why = "has other hard links; only a file of its own is taken (write it, then mv it here)";
+    if (why) {
+        refuse(r, name, st, why);
+        close(fd);
+        return -1;
     }
     int closed = write_closed(fd);
-    double age = now_unix() - ((double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec * 1e-9);
-    if (closed == 0 || (closed < 0 && age >= 0 && age < SPOOL_SETTLE_S)) {
+    double age = now_unix() - ((double)st->st_mtim.tv_sec + st->st_mtim.tv_nsec * 1e-9);
+    /* Complete only once it is closed for writing and quiet: a file
+     * appended to line by line is closed between lines. */
+    if (closed == 0 || (age >= 0 && age < SPOOL_SETTLE_S)) {
         r->deferred = true;     /* still being written: a later scan takes it */
-        goto out;
+        close(fd);
+        return -1;
     }
-    spool_intake *it = xcalloc(1, sizeof *it);
+    return fd;
+}
+
+/* Moves incoming/NAME (open as fd, described by st, content buf) to a new
+ * jobs/<id>/config.yaml.  0, or -1 (logged; nothing left behind in jobs/). */
+/* A full disk is not the file's fault: it stays in incoming/ and is taken
+ * again by a later scan once there is room (logged once while it lasts),
+ * rather than be set aside until it changes.  Whether rc was that. */
+static bool no_space(scan_req *r, const char *name, int rc)
+{
+    if (rc != -ENOSPC && rc != -EDQUOT)
+        return false;
+    if (!r->s->nospace_logged)
+        log_warn("incoming/%s: cannot be taken now: %s; files wait in incoming/ until there is room", name,
+                 strerror(-rc));
+    r->s->nospace_logged = true;
+    r->deferred = true;
+    return true;
+}
+
+static int move_in(scan_req *r, int incfd, const char *name, const char *stem, const struct stat *st,
+                   const char *buf, size_t len, spool_intake *it)
+{
+    char *jobs = xasprintf("%s/jobs", r->spool_dir);
     int rc = spool_claim_id(jobs, stem, it->id);
     if (rc < 0) {
-        log_error("incoming/%s: cannot create a job directory in %s: %s", name, jobs, strerror(-rc));
-        free(it);
-        goto out;
+        if (!no_space(r, name, rc))
+            log_error("incoming/%s: cannot create a job directory in %s: %s", name, jobs, strerror(-rc));
+        free(jobs);
+        return -1;
     }
-    char *dst = xasprintf("%s/%s/config.yaml", jobs, it->id);
-    rc = move_file(src, dst);
+    char *jd = xasprintf("%s/%s", jobs, it->id);
+    char *dst = xasprintf("%s/config.yaml", jd);
+    rc = renameat(incfd, name, AT_FDCWD, dst) == 0 ? 0 : -errno;
+    if (rc == -EXDEV && buf)
+        rc = copy_out(incfd, name, dst, buf, len);
+    else if (rc == 0 && !same_file(dst, st)) {
+        /* swapped by name after our checks: refuse what arrived */
+        log_warn("incoming/%s: replaced while it was being taken (not the file checked); refused", name);
+        rc = -ESTALE;
+    }
     if (rc < 0) {
-        char *jd = xasprintf("%s/%s", jobs, it->id);
         unlink(dst);
         rmdir(jd);
-        free(jd);
-        if (rc != -ENOENT) {
+        if (rc != -ENOENT && rc != -ESTALE && !no_space(r, name, rc)) {
             log_error("incoming/%s: cannot move it to jobs/%s/config.yaml: %s (left in incoming/ until it changes)",
                       name, it->id, strerror(-rc));
-            memo_add(r->memo, name, &st);
+            memo_add(r->memo, name, st);
         }
-        free(dst);
-        free(it);
-        goto out;
-    }
-    /* The rename is durable once both directories are. */
-    fsync_parent_dir(dst);
-    fsync_parent_dir(src);
-    it->source = xstrdup(name);
-    it->stem = xstrdup(stem);
-    it->submitted_at = now_unix();
-
-    char *buf;
-    size_t len;
-    rc = read_file(dst, CFG_MAX_FILE_BYTES, &buf, &len);
-    if (rc < 0) {
-        if (rc == -EFBIG)
-            diag_add(&it->errs, "", 0, 0, "the config is larger than %u bytes", CFG_MAX_FILE_BYTES);
-        else
-            diag_add(&it->errs, "", 0, 0, "cannot read the config: %s", strerror(-rc));
     } else {
-        char *data_path = NULL;
-        if (spool_validate(buf, len, stem, r->dirs, r->n_dirs, &it->cfg, &data_path, &it->errs) == 0)
-            it->valid = true;
-        free(data_path);
-        free(buf);
+        r->s->nospace_logged = false;
+        /* The rename is durable once both directories are. */
+        fsync_parent_dir(dst);
+        fsync(incfd);
     }
     free(dst);
+    free(jd);
+    free(jobs);
+    return rc < 0 ? -1 : 0;
+}
+
+static void push_item(scan_req *r, spool_intake *it)
+{
     if (r->n_items == r->cap_items) {
         r->cap_items = r->cap_items ? 2 * r->cap_items : 8;
         r->items = xrealloc(r->items, r->cap_items * sizeof *r->items);
     }
     r->items[r->n_items++] = it;
-out:
-    if (fd >= 0)
-        close(fd);
-    free(src);
-    free(jobs);
+}
+
+/* Takes one file (thread pool): checked and read through one fd, validated,
+ * then moved into a new job directory.  room: whether the queue has room;
+ * without it only an invalid config is taken (it becomes a rejected job,
+ * which waits for nothing).  Returns whether a valid config was held back
+ * for want of room. */
+static bool take_file(scan_req *r, int incfd, const char *name, const char *stem, bool room)
+{
+    struct stat st;
+    int fd = open_candidate(r, incfd, name, &st);
+    if (fd < 0)
+        return false;
+    spool_intake *it = xcalloc(1, sizeof *it);
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = read_fd(fd, &buf, &len);
+    close(fd);
+    if (rc == -EFBIG)
+        diag_add(&it->errs, "", 0, 0, "the config is larger than %u bytes", CFG_MAX_FILE_BYTES);
+    else if (rc < 0)
+        diag_add(&it->errs, "", 0, 0, "cannot read the config: %s", strerror(-rc));
+    else {
+        char *data_path = NULL;
+        if (spool_validate(buf, len, stem, r->dirs, r->n_dirs, &it->cfg, &data_path, &it->errs) == 0)
+            it->valid = true;
+        free(data_path);
+    }
+    if (it->valid && !room) {
+        free(buf);
+        spool_intake_free(it);
+        return true;
+    }
+    if (move_in(r, incfd, name, stem, &st, buf, len, it) < 0) {
+        free(buf);
+        spool_intake_free(it);
+        return false;
+    }
+    free(buf);
+    it->source = xstrdup(name);
+    it->stem = xstrdup(stem);
+    it->submitted_at = now_unix();
+    push_item(r, it);
+    return false;
 }
 
 /* Names are taken in a stable order (oldest mtime first, then by name) so a
@@ -439,6 +573,7 @@ typedef struct cand {
     char *name;
     double mtime;
     bool known_bad;
+    bool ignored;           /* not NAME.yaml / NAME.yml */
 } cand;
 
 static int cand_cmp(const void *a, const void *b)
@@ -449,20 +584,51 @@ static int cand_cmp(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-static void scan_work(uv_work_t *w)
+/* Opens incoming/ itself, never through a symlink (files would be moved
+ * out of wherever it points).  The fd, or -errno. */
+static int open_incoming(scan_req *r, const char *inc)
 {
-    scan_req *r = w->data;
-    char *inc = xasprintf("%s/incoming", r->spool_dir);
-    DIR *d = opendir(inc);
-    if (!d && errno == ENOENT) {
+    int fd = open(inc, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
         /* Someone removed incoming/: make it again (only it, not the spool),
          * so that files dropped there later are still taken. */
         if (mkdir(inc, 0755) == 0)
             r->recreated = true;
-        d = opendir(inc);
+        fd = open(inc, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     }
+    if (fd < 0) {
+        int e = errno;
+        struct stat st;
+        /* O_NOFOLLOW on a symlink to a directory says ENOTDIR */
+        if (lstat(inc, &st) == 0 && S_ISLNK(st.st_mode))
+            e = ELOOP;
+        return -(e ? e : EIO);
+    }
+    return fd;
+}
+
+/* A name in incoming/ that is not a submission: said once (until it
+ * changes), unless it is one the convention hides (.name, .tmp, .part). */
+static void note_ignored(scan_req *r, int incfd, const char *name)
+{
+    if (name[0] == '.' || ends_with(name, ".tmp") || ends_with(name, ".part"))
+        return;
+    struct stat st;
+    if (fstatat(incfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || memo_has(r->memo, name, &st))
+        return;
+    refuse(r, name, &st, "ignored: only NAME.yaml and NAME.yml files are taken");
+}
+
+static void scan_work(uv_work_t *w)
+{
+    scan_req *r = w->data;
+    char *inc = xasprintf("%s/incoming", r->spool_dir);
+    int incfd = open_incoming(r, inc);
+    DIR *d = incfd >= 0 ? fdopendir(dup(incfd)) : NULL;
     if (!d) {
-        r->dir_err = errno ? errno : EIO;   /* reported once by scan_done */
+        r->dir_err = incfd < 0 ? -incfd : errno ? errno : EIO;   /* reported once by scan_done */
+        if (incfd >= 0)
+            close(incfd);
         free(inc);
         return;
     }
@@ -470,10 +636,13 @@ static void scan_work(uv_work_t *w)
     size_t n = 0, cap = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (!spool_intake_name(e->d_name, NULL, 0))
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
+        bool ignored = !spool_intake_name(e->d_name, NULL, 0);
         struct stat st;
         if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (ignored && (e->d_name[0] == '.' || ends_with(e->d_name, ".tmp") || ends_with(e->d_name, ".part")))
             continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
@@ -482,6 +651,7 @@ static void scan_work(uv_work_t *w)
         c[n].name = xstrdup(e->d_name);
         c[n].mtime = (double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec * 1e-9;
         c[n].known_bad = memo_has(r->memo, e->d_name, &st);
+        c[n].ignored = ignored;
         n++;
     }
     closedir(d);
@@ -501,21 +671,28 @@ static void scan_work(uv_work_t *w)
         qsort(c, n, sizeof *c, cand_cmp);
     for (size_t i = 0; i < n; i++) {
         char stem[256];
-        spool_intake_name(c[i].name, stem, sizeof stem);
-        if (c[i].known_bad)
+        if (c[i].known_bad) {
             ;
-        else if (r->capped && atomic_fetch_sub(&r->s->budget, 1) <= 0) {
-            atomic_fetch_add(&r->s->budget, 1);
-            r->held++;   /* no room in the queue: stays in incoming/, untouched */
+        } else if (c[i].ignored) {
+            note_ignored(r, incfd, c[i].name);
         } else {
+            spool_intake_name(c[i].name, stem, sizeof stem);
+            /* a place in the queue, if there is one; without, only an
+             * invalid config is taken (see take_file) */
+            bool room = !r->capped || atomic_fetch_sub(&r->s->budget, 1) > 0;
+            if (!room && r->capped)
+                atomic_fetch_add(&r->s->budget, 1);
             size_t before = r->n_items;
-            take_file(r, c[i].name, stem);
-            if (r->capped && r->n_items == before)
-                atomic_fetch_add(&r->s->budget, 1);   /* not taken after all */
+            bool held = take_file(r, incfd, c[i].name, stem, room);
+            if (held)
+                r->held++;   /* no room in the queue: stays in incoming/, untouched */
+            if (r->capped && room && (r->n_items == before || !r->items[r->n_items - 1]->valid))
+                atomic_fetch_add(&r->s->budget, 1);   /* not queued after all */
         }
         free(c[i].name);
     }
     free(c);
+    close(incfd);
     free(inc);
 }
 
@@ -545,7 +722,8 @@ static void scan_done(uv_work_t *w, int status)
     if (r->dir_err) {
         if (r->dir_err != s->dir_err)
             log_error("cannot read %s: %s; nothing is taken from it until it can be read (tried every %d s)",
-                      s->incoming, strerror(r->dir_err), SPOOL_RESCAN_MS / 1000);
+                      s->incoming, r->dir_err == ELOOP ? "it is a symbolic link (never followed)" :
+                      strerror(r->dir_err), SPOOL_RESCAN_MS / 1000);
         s->dir_err = r->dir_err;
     } else {
         if (r->recreated)

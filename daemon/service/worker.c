@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -251,18 +252,36 @@ static char **build_args(const worker_spec *spec, const char *addr, char *thread
     return args;
 }
 
+/* Opens (creates) worker.log for appending, on the loop thread: a device
+ * planted there is not even opened, a FIFO not waited on, a symlink not
+ * followed.  The fd (blocking again), or -errno (-EINVAL: not a regular file). */
+static int open_log(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return S_ISLNK(st.st_mode) ? -ELOOP : -EINVAL;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -EINVAL;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    return fd;
+}
+
 int worker_spawn(uv_loop_t *loop, const worker_spec *spec, const worker_callbacks *cb, void *ctx,
                  worker **out)
 {
     if (spec->ranks > 1 && !spec->mpi_worker)
         return -ENOENT;
     char *log_path = xasprintf("%s/worker.log", spec->job_dir);
-    int log_fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    int log_fd = open_log(log_path);
     if (log_fd < 0) {
-        int e = errno;
-        log_error("cannot open %s: %s", log_path, strerror(e));
+        log_error("cannot open %s: %s", log_path, file_error_text(log_fd));
         free(log_path);
-        return -e;
+        return log_fd;
     }
     free(log_path);
     char addr[108];

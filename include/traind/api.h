@@ -18,8 +18,26 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <uv.h>
+
 #include "traind/http.h"
 #include "traind/prom.h"
+
+/* Pages (SPEC §9): GET /jobs answers at most limit jobs (default and most
+ * below); GET /jobs/{id}/metrics without max= answers the first limit
+ * points after since, with "next_since" to ask for the rest; max= thins to
+ * at most API_METRICS_MAX points.  Bounded answers keep every request's
+ * work (and memory per connection) bounded, whatever the history. */
+#define API_JOBS_PAGE_DEFAULT 100
+#define API_JOBS_PAGE_MAX 1000
+#define API_METRICS_PAGE_DEFAULT 1000
+#define API_METRICS_MAX 10000
+
+/* One metrics point, as the backend copies them out (NAN = none). */
+typedef struct api_point {
+    long step;
+    double lr, loss, loss_avg, grad_norm, time, eval_loss;
+} api_point;
 
 /* Return codes of submit and cancel, negative errno values: any other
  * negative code is answered 500. */
@@ -29,7 +47,8 @@ enum {
     API_NOT_FOUND = -ENOENT,     /* cancel: 404 */
     API_CONFLICT = -EALREADY,    /* cancel: 409, the job has already ended */
     API_UNAVAILABLE = -ESHUTDOWN, /* 503: shutting down, intake stopped */
-    API_QUEUE_FULL = -EAGAIN      /* submit: 429, max_queued_jobs are waiting already */
+    API_QUEUE_FULL = -EAGAIN,     /* submit: 429, max_queued_jobs are waiting already */
+    API_IN_PROGRESS = -EINPROGRESS /* submit: 409, the same Idempotency-Key is being saved */
 };
 
 /* A token bucket per client (keyed by the peer address of http_request):
@@ -66,6 +85,19 @@ typedef struct api_backend {
      * else only jobs in that state (always one of api_job_states). */
     cJSON *(*list_jobs)(void *ctx, const char *state);
 
+    /* Optional (preferred over list_jobs for GET /jobs): a page of job
+     * objects, newest first, at most limit, in state (NULL = any), older
+     * than the job after (NULL = from the newest).  0 with *out and
+     * *next_after (malloc'd id, NULL on the last page); -ENOENT when there
+     * is no job after. */
+    int (*list_page)(void *ctx, const char *state, const char *after, size_t limit, cJSON **out,
+                     char **next_after);
+
+    /* Optional: the jobs of GET /metrics with only the numbers it shows
+     * (id, state, step, total_steps, lr, loss, steps_per_s, eval_loss);
+     * without it, list_jobs' full objects. */
+    cJSON *(*list_prom)(void *ctx);
+
     /* Optional: the jobs of GET /status, {"id","state","step","total_steps",
      * "lr","loss"} each, newest first; without it they are cut from
      * list_jobs' full objects. */
@@ -83,18 +115,38 @@ typedef struct api_backend {
      * rejected job, its id); or another code with neither.  done takes id
      * (malloc'd or NULL) and errors (or NULL).  default_name (from
      * POST /jobs?name=STEM, NULL if absent) names a config that has no
-     * `name`, as a file's stem does for a config dropped in incoming/. */
+     * `name`, as a file's stem does for a config dropped in incoming/.
+     * idem_key (the Idempotency-Key header, NULL if absent; valid only
+     * during the call): a key given before answers with the job it made
+     * (API_OK, or API_INVALID with its errors, as the first time);
+     * API_CONFLICT while the first request with it is still being saved. */
     void (*submit)(void *ctx, const char *yaml, size_t len, const char *default_name,
-                   api_submit_done done, void *arg);
+                   const char *idem_key, api_submit_done done, void *arg);
 
     /* API_OK (cancel requested), API_NOT_FOUND or API_CONFLICT. */
     int (*cancel)(void *ctx, const char *id);
+
+    /* Optional, preferred over cancel: the same, answered through
+     * done(arg, rc) exactly once, now or later — API_OK only once the
+     * request is on disk (a daemon that dies right after the 202 still
+     * cancels the job when it starts again), or a -errno when it could not
+     * be saved. */
+    void (*cancel_async)(void *ctx, const char *id, void (*done)(void *arg, int rc), void *arg);
 
     /* The job's metrics points with step > since, at most max of them
      * (max 0 = all; evenly thinned, the last kept) as a cJSON array of
      * {"step","lr","loss","loss_avg","grad_norm","time"}; NULL when there is no
      * such job.  The API thins again if given more than max. */
     cJSON *(*metrics)(void *ctx, const char *id, long since, long max);
+
+    /* Optional (preferred over metrics): the points with step > since,
+     * copied out — with max > 0 at most max of them evenly thinned (the
+     * last kept), else the first limit of them and *next_since the step to
+     * ask after for the rest (-1 when none are left).  0 with *pts
+     * (malloc'd) and *n, or API_NOT_FOUND.  The API renders them off the
+     * loop thread when loop is set. */
+    int (*metrics_points)(void *ctx, const char *id, long since, long max, long limit, api_point **pts,
+                          size_t *n, long *next_since);
 
     /* The end of the job's training-process log (worker.log), at most
      * max_bytes: API_OK with a malloc'd *text (may be empty) of *len bytes,
@@ -114,9 +166,19 @@ typedef struct api_backend {
      * submit answers API_QUEUE_FULL). */
     long (*queued)(void *ctx);
 
+    /* Optional: whether the Host header (NULL when absent) names this
+     * daemon (hostcheck.h); a request whose Host does not is answered 403
+     * before anything else. */
+    bool (*host_allowed)(void *ctx, const char *host);
+
     /* Optional: the per-client limit on writes (every method but GET and
      * HEAD), checked before anything else: over it, 429 with Retry-After. */
     api_ratelimit *write_limit;
+
+    /* Optional: the loop whose thread pool prints large answers (job pages,
+     * metrics) so that the loop thread never spends long on one request.
+     * NULL: printed inline (tests). */
+    uv_loop_t *loop;
 } api_backend;
 
 /* The job states of SPEC §5, NULL-terminated. */
@@ -125,9 +187,18 @@ extern const char *const api_job_states[];
 /* The http_handler_fn of the API; ctx is a const api_backend *. */
 void api_handle(void *ctx, const http_request *req, http_response *res);
 
-/* A job id as SPEC §3 makes them: 1..128 bytes of [A-Za-z0-9._-], not
- * starting with '.' (so never "." or ".."). */
+/* The http_expect_fn of the API: a write without a valid token is refused
+ * (401) before its body is invited with 100 Continue. */
+int api_expect(void *ctx, const http_request *req, const char **msg);
+
+/* A job id as SPEC §3 makes them (spool_id_valid, the one rule): 1..48
+ * bytes of [A-Za-z0-9._-], not starting with '.' (so never "." or "..";
+ * "v1..2" is an id). */
 bool api_id_valid(const char *id);
+
+/* An Idempotency-Key header value: 1..API_IDEM_KEY_MAX visible ASCII bytes. */
+#define API_IDEM_KEY_MAX 255
+bool api_idem_key_valid(const char *key);
 
 /* given == expected, in time independent of where they differ. */
 bool api_token_equal(const char *given, const char *expected);

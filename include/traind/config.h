@@ -17,6 +17,7 @@ struct cJSON;
 #define CFG_MAX_MILESTONES 64
 #define CFG_MAX_POINTS 256
 #define CFG_MAX_FILE_BYTES (1u << 20)
+#define CFG_NAME_MAX 128    /* bytes of a name (name:, or the default from a stem) */
 
 typedef enum { MODEL_LINEAR, MODEL_MLP, MODEL_GPT } model_type;
 typedef enum { ACT_RELU, ACT_GELU, ACT_TANH } activation_type;

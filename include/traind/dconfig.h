@@ -51,6 +51,10 @@ typedef struct dconfig {
     int max_connections;           /* open HTTP connections; 1..1000000, default 1024 */
     unsigned request_timeout_ms;   /* a request not complete this long after its first byte is closed */
     unsigned idle_timeout_ms;      /* a keep-alive connection with no request this long is closed */
+    size_t max_job_disk;           /* bytes a job's directory may take; 0 = no limit (default) */
+    char **allowed_hosts;          /* Host header names allowed besides the listen host, localhost and IP
+                                    * literals; "*" = any (the check is off) */
+    size_t n_allowed_hosts;
 } dconfig;
 
 /* Built-in defaults (spool/token/data dirs left for dconfig_finish). */

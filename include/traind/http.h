@@ -71,12 +71,19 @@ typedef struct http_response {
 
 typedef void (*http_handler_fn)(void *ctx, const http_request *req, http_response *res);
 
+/* Decides on "Expect: 100-continue" once a request's headers are in (its
+ * body empty): 100 to invite the body, or a 4xx status to refuse it with
+ * (*msg: a static message), the connection then closed.  ctx is the
+ * handler's. */
+typedef int (*http_expect_fn)(void *ctx, const http_request *req, const char **msg);
+
 typedef struct http_server_opts {
     size_t max_body;              /* bytes, default 1 MiB */
     size_t max_header;            /* bytes of request line + headers, default 16 KiB */
     unsigned idle_timeout_ms;     /* default 30 s */
     unsigned request_timeout_ms;  /* default 10 s */
     unsigned max_conns;           /* default 1024 */
+    http_expect_fn expect;        /* NULL: every 100-continue is invited */
 } http_server_opts;
 
 typedef struct http_server http_server;

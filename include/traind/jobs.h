@@ -26,6 +26,13 @@
  * arrived) is removed too.  Progress lines that cannot describe the job
  * (steps past its total) are logged and ignored.
  *
+ * A job that fails for a full disk (ENOSPC, EDQUOT) holds the queue: no
+ * job starts (to fail the same way at once) until the spool's file system
+ * has room again (disk.h), checked every JOBS_SPACE_CHECK_S on the pool.
+ * With max_job_disk, a running job's directory is measured every
+ * JOBS_DISK_CHECK_S; one over it is stopped (SIGTERM: it checkpoints) and
+ * fails with a message naming the limit.
+ *
  * Functions returning int return 0 or a negative errno value (or the API_*
  * codes of traind/api.h where they answer the API).
  */
@@ -43,6 +50,8 @@ struct cJSON;
 #define JOBS_STATUS_INTERVAL_S 2.0
 #define JOBS_STOP_TIMEOUT_S 30.0     /* cancel: SIGTERM, then SIGKILL after this */
 #define JOBS_MAX_ERRORS 100          /* notices kept per job */
+#define JOBS_SPACE_CHECK_S 2.0       /* after a disk-full failure: how often free space is checked */
+#define JOBS_DISK_CHECK_S 1.0        /* max_job_disk: how often a running job's usage is measured */
 
 typedef enum {
     JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED, JOB_REJECTED, JOB_NSTATES
@@ -79,26 +88,59 @@ void jobs_add_intake(job_table *t, spool_intake *it);
  * API_UNAVAILABLE while shutting down, or -errno if the config could not be
  * saved.  done takes id and errors. */
 typedef void (*jobs_submit_cb)(void *arg, int rc, char *id, struct cJSON *errors);
-void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, jobs_submit_cb done,
-                 void *arg);
+void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, const char *idem_key,
+                 jobs_submit_cb done, void *arg);
+
+/* The Idempotency-Key of POST /jobs: saved as jobs/<id>/idempotency.key
+ * before config.yaml, so a job that exists (its config on disk, even
+ * unanswered) is found by its key after any crash.  A submit with a key
+ * already used answers with that job (API_OK, or API_INVALID with its
+ * errors); one whose first submit is still being saved gets
+ * API_IN_PROGRESS.  Returns false (done not called) when key is new. */
+#define JOBS_IDEM_KEY_FILE "idempotency.key"
+bool jobs_submit_replay(job_table *t, const char *key, jobs_submit_cb done, void *arg);
 
 /* Submits still on the thread pool (each may become a queued job). */
 long jobs_submitting(const job_table *t);
 
-/* POST /jobs/{id}/cancel: API_OK, API_NOT_FOUND, API_CONFLICT. */
-int jobs_cancel(job_table *t, const char *id);
+/* POST /jobs/{id}/cancel: API_OK, API_NOT_FOUND, API_CONFLICT.  The
+ * request is recorded in status.json ("cancel_requested", or the state
+ * cancelled); with done, API_OK means done(arg, rc) follows once that is on
+ * disk (rc 0, or -errno when the write failed) — a job whose cancel was
+ * saved is cancelled at the next start even if traind died before its
+ * training process stopped. */
+int jobs_cancel(job_table *t, const char *id, void (*done)(void *arg, int rc), void *arg);
 
 /* {"id","state","step","total_steps","lr","loss"} of every job, newest
  * first: the jobs of GET /status. */
 struct cJSON *jobs_summary_json(job_table *t);
 
+/* {"id","state","step","total_steps","lr","loss","steps_per_s","eval_loss"}
+ * of every job, newest first: what GET /metrics (Prometheus) shows. */
+struct cJSON *jobs_prom_json(job_table *t);
+
 /* Job objects (SPEC §5), newest first; state NULL = all. */
 struct cJSON *jobs_list_json(job_table *t, const char *state);
+/* A page of job objects, newest first: at most limit of them, only those
+ * in state (NULL = all), starting just after (older than) the job after
+ * (NULL = the newest).  0 with *out, and *next_after (malloc'd) the id to
+ * ask the next page after when more jobs follow (else NULL); -ENOENT when
+ * there is no job after. */
+int jobs_page_json(job_table *t, const char *state, const char *after, size_t limit, struct cJSON **out,
+                   char **next_after);
 /* One job object or NULL. */
 struct cJSON *jobs_get_json(job_table *t, const char *id);
 /* Metrics points with step > since, at most max (0 = all), evenly thinned,
  * the last kept; NULL when there is no such job. */
 struct cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max);
+
+struct job_point;
+/* The points of GET /jobs/{id}/metrics copied out (api_backend.metrics_points):
+ * step > since; max > 0: at most max, evenly thinned; else the first limit
+ * and *next_since the last step given when more follow (else -1).  0 with
+ * *out (malloc'd) and *out_n, or -ENOENT. */
+int jobs_metrics_points(job_table *t, const char *id, long since, long max, long limit, struct job_point **out,
+                        size_t *out_n, long *next_since);
 
 /* The end of the job's worker.log (at most max_bytes, cut at a line start,
  * with a note of what was left out) as malloc'd text in *out.  A job that
@@ -128,7 +170,7 @@ void jobs_free(job_table *t);
 /* --- pieces exposed for tests --- */
 
 /* One metrics point of the in-memory history. */
-typedef struct job_point {
+typedef struct job_point {   /* the layout of api_point (api.h) */
     long step;
     double lr, loss, loss_avg, grad_norm, time, eval_loss;   /* NAN = none */
 } job_point;

@@ -14,10 +14,20 @@
  * next scan, or the next claim) and logged; incoming/ that cannot be read
  * is logged once, and intake resumes when it can be.
  *
- * A file still being written (someone cp'd it in instead of mv'ing it) is
- * left for a later scan: taken once nobody has it open for writing (a
- * read lease can be placed) or, where leases are not allowed, once it has
- * not been modified for SPOOL_SETTLE_S.
+ * A file still being written (someone cp'd it in, or appends to it line by
+ * line, instead of mv'ing it) is left for a later scan: taken only once
+ * nobody has it open for writing (where a read lease can be placed) and it
+ * has not been modified for SPOOL_SETTLE_S.
+ *
+ * Only a regular file of its own is taken: it is opened with O_NOFOLLOW |
+ * O_NONBLOCK and checked through the fd (symlinks, FIFOs, devices and
+ * files with other hard links are refused with a log line, once until they
+ * change), read and validated through that same fd, and after the rename
+ * the file that arrived in jobs/<id>/ must be that very inode (a swap by
+ * name in between is refused).  incoming/ itself is never followed when it
+ * is a symlink.  Names that are not NAME.yaml / NAME.yml (any case) are
+ * logged once and left alone.  While the queue is full, a valid config
+ * waits in incoming/ but an invalid one is taken (and rejected) at once.
  */
 #ifndef TRAIND_SPOOL_H
 #define TRAIND_SPOOL_H
@@ -30,12 +40,12 @@
 
 #define SPOOL_ID_MAX 48
 #define SPOOL_RESCAN_MS 2000
-#define SPOOL_SETTLE_S 0.5
+#define SPOOL_SETTLE_S 1.0
 #define SPOOL_TOKEN_HEX 64
 
 /* --- names and ids (pure functions) --- */
 
-/* Whether a file in incoming/ is a submission (NAME.yaml / NAME.yml, not
+/* Whether a file in incoming/ is a submission (NAME.yaml / NAME.yml in any case, not
  * hidden, not .tmp/.part); if so its stem is copied to stem (truncated to
  * stemlen - 1). */
 bool spool_intake_name(const char *filename, char *stem, size_t stemlen);

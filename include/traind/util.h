@@ -26,6 +26,15 @@ void strv_free(char **v, size_t n);
  * -EFBIG if it is larger than max_bytes. */
 int read_file(const char *path, size_t max_bytes, char **out, size_t *out_len);
 
+/* read_file with more open(2) flags (O_NOFOLLOW for files a user may have
+ * planted).  Neither ever blocks on a FIFO or a device: anything but a
+ * regular file is -EINVAL (-EISDIR for a directory), without reading. */
+int read_file_flags(const char *path, size_t max_bytes, int oflags, char **out, size_t *out_len);
+
+/* A message for read_file's error codes: "not a regular file" for -EINVAL,
+ * "is a symbolic link" for -ELOOP (O_NOFOLLOW), else strerror. */
+const char *file_error_text(int rc);
+
 /* Writes data to path atomically: PATH.tmp.PID, fsync, rename over path,
  * fsync the directory.  A reader sees the old file or the new one, never a
  * torn one, even across power loss. */

@@ -133,7 +133,8 @@ static void later_fire(uv_timer_t *t)
 }
 
 /* Answers at once (done inside submit) unless the config says "later". */
-static void fake_submit(void *ctx, const char *yaml, size_t len, const char *default_name, api_submit_done done,
+static void fake_submit(void *ctx, const char *yaml, size_t len, const char *default_name, const char *idem_key,
+                        api_submit_done done,
                         void *arg)
 {
     char *id = NULL;

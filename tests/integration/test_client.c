@@ -45,7 +45,11 @@ static int trainctl(char **out, bool with_token, const char *arg0, ...)
     char *exe = xasprintf("%s/trainctl", b ? b : "build");
     char *url = xasprintf("http://%s", g_d.addr);
     char *token = xasprintf("%s/api.token", g_d.spool);
-    char *nothing = xasprintf("%s/no-such-token", g_dir);
+    /* without a token: an empty token file (one that is not there at all is
+     * refused by trainctl itself, exit 2: see submit_errors) */
+    char *nothing = xasprintf("%s/empty-token", g_dir);
+    if (access(nothing, F_OK) != 0)
+        tl_write(nothing, "");
     const char *argv[32];
     int n = 0;
     argv[n++] = exe;
@@ -132,6 +136,17 @@ START_TEST(submit_errors)
     ck_assert_int_eq(trainctl(&out, false, "submit", good, NULL), 1);   /* no token */
     ck_assert_msg(strstr(out, "401"), "%s", out);
     free(out);
+    /* a --token-file that is not there is a usage error, not silently ignored */
+    char *missing = xasprintf("%s/no-such-token", g_dir), *url = xasprintf("http://%s", g_d.addr);
+    char *log = xasprintf("%s/missing.out", g_dir);
+    const char *argv[] = {tl_trainctl_path(), "submit", good, "--url", url, "--token-file", missing, NULL};
+    ck_assert_int_eq(tl_run(argv, log, 30), 2);
+    out = tl_read(log, NULL);
+    ck_assert_msg(out && strstr(out, "cannot read the token file"), "%s", out ? out : "");
+    free(out);
+    free(log);
+    free(url);
+    free(missing);
     free(bad);
     free(good);
 }

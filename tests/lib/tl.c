@@ -308,9 +308,28 @@ void tl_daemon_free(tl_daemon *d)
 void tl_resp_free(tl_resp *r)
 {
     free(r->body);
-    r->body = NULL;
+    free(r->head);
+    r->body = r->head = NULL;
     r->len = 0;
     r->status = 0;
+}
+
+char *tl_header(const tl_resp *r, const char *name)
+{
+    size_t nl = strlen(name);
+    for (const char *p = r->head; p && *p;) {
+        const char *eol = strstr(p, "\r\n");
+        if (!eol)
+            break;
+        if ((size_t)(eol - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            return xstrndup(v, (size_t)(eol - v));
+        }
+        p = eol + 2;
+    }
+    return NULL;
 }
 
 static int connect_to(const char *addr)
@@ -398,6 +417,7 @@ static int read_response(int fd, int timeout_ms, tl_resp *out)
     size_t blen = eoh ? len - (size_t)(body - buf) : 0;
     out->body = xstrndup(body, blen);
     out->len = blen;
+    out->head = xstrndup(buf, eoh ? (size_t)(eoh - buf) + 2 : len);
     free(buf);
     return out->status ? 0 : -1;
 }

@@ -85,7 +85,12 @@ typedef struct tl_resp {
     int status;          /* 0 when no answer could be read */
     char *body;          /* NUL-terminated, malloc'd */
     size_t len;
+    char *head;          /* the status line and headers ("...\r\n" each), malloc'd */
 } tl_resp;
+
+/* The value of the first header called name (case-insensitive) in r->head,
+ * malloc'd, or NULL. */
+char *tl_header(const tl_resp *r, const char *name);
 
 void tl_resp_free(tl_resp *r);
 

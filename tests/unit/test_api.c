@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "traind/api.h"
+#include "traind/hostcheck.h"
 #include "traind/http.h"
 #include "traind/prom.h"
 #include "traind/util.h"
@@ -106,7 +107,8 @@ static int submit_now(void *ctx, const char *yaml, size_t len, const char *defau
 }
 
 /* The backend answers at once (the API must cope with done inside submit). */
-static void fake_submit(void *ctx, const char *yaml, size_t len, const char *default_name, api_submit_done done,
+static void fake_submit(void *ctx, const char *yaml, size_t len, const char *default_name, const char *idem_key,
+                        api_submit_done done,
                         void *arg)
 {
     char *id = NULL;
@@ -359,7 +361,7 @@ START_TEST(traversal_ids)
     static const char *bad[] = {
         "/jobs/..%2f..%2fetc",   "/jobs/..%2F..%2Fetc%2Fpasswd", "/jobs/..",          "/jobs/.",
         "/jobs/%2e%2e",          "/jobs/.hidden",                "/jobs/a%00b",       "/jobs/%ff",
-        "/jobs/a%2fb",           "/jobs/a b",                    "/jobs/a%20b",       "/jobs/x..y",
+        "/jobs/a%2fb",           "/jobs/a b",                    "/jobs/a%20b",       "/jobs/.x..y",
         "/jobs/",                "/jobs//metrics",               "/jobs/a/b/c",       "/jobs/%",
         "/jobs/..%2f..%2fetc/metrics", "/jobs/%c3%a9t%c3%a9",   "/jobs/a/metrics/x", "/jobs/a%5cb",
     };
@@ -527,6 +529,78 @@ static bool has_header(const reply *r, const char *line)
     return strstr(r->headers, line) != NULL;
 }
 
+/* Token-less noise from a host does not make its real clients' writes 429. */
+START_TEST(rate_limit_separates_unauthenticated)
+{
+    BE.write_limit = api_ratelimit_new(2, 3, 16);
+    const char *yaml = "name: x\n";
+    int limited = 0;
+    for (int i = 0; i < 20; i++) {
+        reply r = call("POST", "/jobs", i % 2 ? "Bearer wrong" : NULL, yaml);
+        ck_assert(r.status == 401 || r.status == 429);
+        limited += r.status == 429;
+        reply_free(&r);
+    }
+    ck_assert_int_ge(limited, 15);   /* the noise itself is limited */
+    for (int i = 0; i < 3; i++) {
+        reply r = call("POST", "/jobs", "Bearer s3cret", yaml);
+        EXPECT(r, 201);
+        reply_free(&r);
+    }
+}
+END_TEST
+
+/* Pages over a backend with only list_jobs / metrics (issue 11). */
+START_TEST(pages_over_plain_backend)
+{
+    reply r = call("GET", "/jobs?limit=2", NULL, NULL);
+    EXPECT(r, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(r.json), 2);
+    ck_assert_msg(has_header(&r, "Link: </jobs?limit=2&after=b>; rel=\"next\"\r\n"), "%s", r.headers);
+    reply_free(&r);
+    r = call("GET", "/jobs?limit=2&after=b", NULL, NULL);
+    EXPECT(r, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(r.json), 1);
+    ck_assert(!has_header(&r, "Link:"));
+    reply_free(&r);
+    r = call("GET", "/jobs?after=zzz", NULL, NULL);
+    EXPECT(r, 400);
+    reply_free(&r);
+    r = call("GET", "/jobs?limit=x", NULL, NULL);
+    EXPECT(r, 400);
+    reply_free(&r);
+    r = call("GET", "/jobs/a/metrics?limit=30&since=10", NULL, NULL);
+    EXPECT(r, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "points")), 30);
+    ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(r.json, "next_since")), 40);
+    reply_free(&r);
+    r = call("GET", "/jobs/a/metrics", NULL, NULL);
+    EXPECT(r, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "points")), 100);
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(r.json, "next_since")));
+    reply_free(&r);
+}
+END_TEST
+
+/* The Host check against DNS rebinding (hostcheck.c), and the route's 403. */
+START_TEST(host_check)
+{
+    char *allowed[] = {"traind.example"};
+    static const char *const ok[] = {NULL, "127.0.0.1", "127.0.0.1:8080", "10.1.2.3:80", "[::1]:8080", "[::1]",
+                                     "localhost", "LOCALHOST:1", "localhost.", "a.localhost", "traind.example",
+                                     "Traind.Example:8080", "box.lan:8080"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        ck_assert_msg(host_allowed(ok[i], "box.lan:8080", allowed, 1), "%s refused", ok[i] ? ok[i] : "(none)");
+    static const char *const bad[] = {"evil.example", "evil.example:8080", "127.0.0.1.evil.example",
+                                      "localhost.evil.example", "", ":80", "[::1", "::1", "traind.example.evil"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(!host_allowed(bad[i], "box.lan:8080", allowed, 1), "%s allowed", bad[i]);
+    char *any[] = {"*"};
+    ck_assert(host_allowed("evil.example", "127.0.0.1:8080", any, 1));
+    ck_assert(host_allowed("evil.example", "unix:/run/traind/api.sock", NULL, 0));
+}
+END_TEST
+
 START_TEST(write_rate_limit)
 {
     BE.write_limit = api_ratelimit_new(2, 3, 16);   /* 2 writes/s, 3 at once */
@@ -541,12 +615,13 @@ START_TEST(write_rate_limit)
     ck_assert_str_eq(jstr(r.json, "error"), "too many requests from 127.0.0.1: limit is 2 writes/s");
     ck_assert_msg(has_header(&r, "Retry-After: 1\r\n"), "%s", r.headers);
     reply_free(&r);
-    /* every write counts, whatever it is answered: unauthenticated ones and cancels too */
+    /* every authenticated write counts, cancels too */
     r = call("POST", "/jobs/a/cancel", "Bearer s3cret", NULL);
     EXPECT(r, 429);
     reply_free(&r);
+    /* unauthenticated writes have a bucket of their own (issue 11) */
     r = call("POST", "/jobs", NULL, yaml);
-    EXPECT(r, 429);
+    EXPECT(r, 401);
     reply_free(&r);
     /* reads are never limited */
     for (int i = 0; i < 20; i++) {
@@ -856,7 +931,8 @@ START_TEST(helpers)
     ck_assert(!api_id_valid("."));
     ck_assert(!api_id_valid(".."));
     ck_assert(!api_id_valid(".x"));
-    ck_assert(!api_id_valid("a..b"));
+    ck_assert(api_id_valid("a..b"));   /* v1..2 is valid by SPEC §3: one rule everywhere (issue 11) */
+    ck_assert(api_id_valid("v1..2"));
     ck_assert(!api_id_valid("a/b"));
     ck_assert(!api_id_valid("a b"));
     ck_assert(!api_id_valid("\xc3\xa9"));
@@ -864,10 +940,10 @@ START_TEST(helpers)
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     ck_assert(!api_id_valid(big));
-    big[128] = '\0';
+    big[48] = '\0';   /* SPOOL_ID_MAX */
     ck_assert(api_id_valid(big));
-    big[129 - 1] = 'a';
-    big[129] = '\0';
+    big[48] = 'a';
+    big[49] = '\0';
     ck_assert(!api_id_valid(big));
 
     ck_assert(api_token_equal("abc", "abc"));
@@ -962,6 +1038,9 @@ Suite *api_suite(void)
     tcase_add_test(tc, queue_full);
     tcase_add_test(tc, write_rate_limit);
     tcase_add_test(tc, cancel_route);
+    tcase_add_test(tc, rate_limit_separates_unauthenticated);
+    tcase_add_test(tc, host_check);
+    tcase_add_test(tc, pages_over_plain_backend);
     tcase_add_test(tc, unknown_and_methods);
     tcase_add_test(tc, prometheus_route);
     tcase_add_test(tc, dashboard);

@@ -160,6 +160,30 @@ START_TEST(bad_values_all_reported)
 }
 END_TEST
 
+/* issue 11: max_job_disk (a size or 0) and allowed_hosts (names or "*"). */
+START_TEST(disk_and_host_keys)
+{
+    dconfig c;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(parse("max_job_disk: 50G\nallowed_hosts: [traind.example, \"*\"]\n", &c, &errs), 0);
+    ck_assert_uint_eq(c.max_job_disk, (size_t)50 << 30);
+    ck_assert_uint_eq(c.n_allowed_hosts, 2);
+    ck_assert_str_eq(c.allowed_hosts[0], "traind.example");
+    dconfig_free(&c);
+    ck_assert_int_eq(parse("max_job_disk: 0\n", &c, &errs), 0);
+    ck_assert_uint_eq(c.max_job_disk, 0);
+    dconfig_free(&c);
+    ck_assert_int_eq(parse("max_job_disk: 10K\nallowed_hosts: [\"http://x:80\"]\n", &c, &errs), -1);
+    ck_assert_ptr_nonnull(find_diag(&errs, "max_job_disk"));
+    ck_assert_ptr_nonnull(find_diag(&errs, "allowed_hosts[0]"));
+    diag_free(&errs);
+    dconfig_free(&c);
+    ck_assert_int_eq(parse("allowed_hosts: traind.example\n", &c, &errs), -1);
+    diag_free(&errs);
+    dconfig_free(&c);
+}
+END_TEST
+
 START_TEST(data_dirs_forms)
 {
     dconfig c;
@@ -410,6 +434,7 @@ static Suite *suite(void)
     tcase_add_test(tc, unknown_key_with_line_and_hint);
     tcase_add_test(tc, bad_values_all_reported);
     tcase_add_test(tc, data_dirs_forms);
+    tcase_add_test(tc, disk_and_host_keys);
     tcase_add_test(tc, not_a_mapping_and_broken_yaml);
     tcase_add_test(tc, listen_forms);
     tcase_add_test(tc, load_file_and_missing_file);
