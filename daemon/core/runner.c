@@ -637,25 +637,39 @@ static run_result train_loop(run *r, char *err, size_t errlen)
     return save_checkpoint(r, err, errlen) == 0 ? RUN_OK : RUN_FAILED;
 }
 
-/* Removes checkpoint.bin.tmp.PID files whose writer is gone (a process
- * killed while it wrote a checkpoint); a live writer's file is left alone. */
-static void remove_stale_tmp(const char *dir)
+/* Removes PREFIX...PID files whose writer is gone (a process killed while
+ * it wrote a checkpoint or trainer_state.json); a live writer's file is left
+ * alone. */
+static void remove_stale_tmp_in(const char *dir, const char *const *prefixes, size_t n)
 {
     DIR *d = opendir(dir);
     if (!d)
         return;
-    static const char prefix[] = "checkpoint.bin.tmp.";
     struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strncmp(e->d_name, prefix, sizeof prefix - 1) != 0)
-            continue;
-        char *end;
-        long pid = strtol(e->d_name + sizeof prefix - 1, &end, 10);
-        if (*end || pid <= 0 || (pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)))
-            continue;
-        unlinkat(dirfd(d), e->d_name, 0);
-    }
+    while ((e = readdir(d)) != NULL)
+        for (size_t i = 0; i < n; i++) {
+            size_t pl = strlen(prefixes[i]);
+            if (strncmp(e->d_name, prefixes[i], pl) != 0)
+                continue;
+            /* NAME.tmp.PID, or .step-S.bin.tmp.PID in checkpoints/ */
+            const char *p = strrchr(e->d_name, '.');
+            char *end;
+            long pid = p ? strtol(p + 1, &end, 10) : 0;
+            if (!p || *end || pid <= 0 || (pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)))
+                continue;
+            unlinkat(dirfd(d), e->d_name, 0);
+        }
     closedir(d);
+}
+
+static void remove_stale_tmp(const char *dir)
+{
+    static const char *const here[] = {"checkpoint.bin.tmp.", "trainer_state.json.tmp."};
+    static const char *const kept[] = {".step-"};
+    remove_stale_tmp_in(dir, here, 2);
+    char *cdir = xasprintf("%s/checkpoints", dir);
+    remove_stale_tmp_in(cdir, kept, 1);
+    free(cdir);
 }
 
 run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err, size_t errlen)

@@ -1918,7 +1918,10 @@ static void remove_stale_tmp(const char *dir)
     DIR *d = opendir(dir);
     if (!d)
         return;
-    static const char *const prefixes[] = {"status.json.tmp.", "config.yaml.tmp.", JOBS_IDEM_KEY_FILE ".tmp."};
+    /* trainer_state.json is the worker's, but a job that ended as its
+     * worker was killed writing it is never resumed to sweep it */
+    static const char *const prefixes[] = {"status.json.tmp.", "config.yaml.tmp.", JOBS_IDEM_KEY_FILE ".tmp.",
+                                           "trainer_state.json.tmp."};
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
