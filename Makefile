@@ -139,8 +139,12 @@ run-check: deps
 	@scripts/run-check.sh $(BUILD)
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BUILD)/bench_forks
 	@BUILD=$(BUILD) scripts/bench.sh
+
+# The fork study of make bench (tests/bench/bench_forks.c): the core alone.
+$(BUILD)/bench_forks: $(BUILD)/obj/tests/bench/bench_forks.o $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 install: all
 	scripts/install.sh install "$(DESTDIR)" "$(PREFIX)" "$(BUILD)"

@@ -119,5 +119,11 @@ else
     echo "== data-parallel: skipped (needs mpirun and $BUILD/traind-mpi-worker: make deps && make)"
 fi
 # ---- end of data-parallel ---------------------------------------------------
+# ---- the WSD fork study (issue 14): 4 cooldowns forked from one stable run
+# against the same 4 runs trained independently (tests/bench/bench_forks.c)
+if [ -x "$TOP/$BUILD/bench_forks" ]; then
+    echo "== forks: 4 warmup-stable-decay cooldowns by forking vs independent runs"
+    "$TOP/$BUILD/bench_forks" 2000
+fi
 [ -x "$TOP/scripts/bench-http.sh" ] && "$TOP/scripts/bench-http.sh"
 exit 0
