@@ -2,8 +2,10 @@
  * worker_main — the training process of one job.
  *
  *     traind --worker JOBDIR --threads N --ppid PID [--data-dir DIR]...
+ *     traind --worker JOBDIR --threads N --progress-file PATH [--data-dir DIR]...
  *
- * Started by the daemon (daemon/service/worker.c), never by hand.  It trains
+ * Started by the daemon (daemon/service/worker.c), never by hand, or by the
+ * batch script the Slurm executor submits (daemon/service/executor_slurm.c).  It trains
  * JOBDIR/config.yaml into JOBDIR with runner_run() and reports every event
  * as one JSON line on fd 3 (traind/progress.h).  It must not outlive the
  * daemon: PR_SET_PDEATHSIG(SIGKILL) kills it when the daemon dies, and when
@@ -11,6 +13,12 @@
  * SIGINT make it checkpoint and exit WORKER_EXIT_STOPPED.  SIGXFSZ is
  * ignored: a write over a file size limit fails (EFBIG) and the job fails
  * with that error, its last checkpoint intact.
+ *
+ * Under Slurm there is no pipe to inherit: --progress-file makes it append
+ * the same lines to a file in the job directory, which the daemon tails
+ * (the spool is on a filesystem the daemon's machine shares).  A write to
+ * that file that fails only ends the reporting: training goes on, and the
+ * daemon still has metrics.jsonl, the checkpoints and Slurm's own state.
  *
  * An exclusive flock on JOBDIR/worker.lock guarantees that two training
  * processes never write one job directory, even in the instant between a
@@ -40,6 +48,7 @@
 
 static volatile sig_atomic_t g_stop;
 static int g_progress_fd = -1;
+static bool g_progress_is_file;   /* --progress-file: losing it does not stop training */
 
 static void on_stop_signal(int sig)
 {
@@ -74,6 +83,12 @@ static void send_msg(const progress_msg *m)
         if (w < 0) {
             if (errno == EINTR)
                 continue;
+            if (g_progress_is_file) {
+                wlog("cannot write progress: %s; training goes on without reporting", strerror(errno));
+                close(g_progress_fd);
+                g_progress_fd = -1;
+                break;
+            }
             if (errno == EPIPE)
                 wlog("the daemon closed the progress pipe; checkpointing and stopping");
             else
@@ -189,7 +204,8 @@ static void remove_stale_checkpoints(const char *job_dir)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: traind --worker JOBDIR --threads N [--ppid PID] [--data-dir DIR]...\n"
+    fprintf(stderr, "usage: traind --worker JOBDIR --threads N [--ppid PID | --progress-file PATH] "
+                    "[--data-dir DIR]...\n"
                     "(started by traind for each job; not meant to be run by hand)\n");
     return WORKER_EXIT_USAGE;
 }
@@ -202,6 +218,7 @@ int worker_main(int argc, char **argv)
     const char *job_dir = argv[2];
     int threads = 1;
     long ppid = 0;
+    const char *progress_file = NULL;
     char **dirs = xcalloc((size_t)argc, sizeof *dirs);
     size_t n_dirs = 0;
     for (int i = 3; i < argc; i++) {
@@ -209,6 +226,8 @@ int worker_main(int argc, char **argv)
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--ppid") && i + 1 < argc)
             ppid = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--progress-file") && i + 1 < argc)
+            progress_file = argv[++i];
         else if (!strcmp(argv[i], "--data-dir") && i + 1 < argc)
             dirs[n_dirs++] = argv[++i];
         else {
@@ -241,8 +260,13 @@ int worker_main(int argc, char **argv)
      * which is reported as the job's error, instead of killing us. */
     signal(SIGXFSZ, SIG_IGN);
 
-    int fl = fcntl(PROGRESS_FD, F_GETFD);
-    if (fl >= 0) {
+    int fl = progress_file ? -1 : fcntl(PROGRESS_FD, F_GETFD);
+    if (progress_file) {
+        g_progress_fd = open(progress_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        g_progress_is_file = true;
+        if (g_progress_fd < 0)
+            wlog("cannot open %s: %s; training goes on without reporting", progress_file, strerror(errno));
+    } else if (fl >= 0) {
         fcntl(PROGRESS_FD, F_SETFD, fl | FD_CLOEXEC);
         g_progress_fd = PROGRESS_FD;
     }
