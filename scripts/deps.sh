@@ -4,10 +4,11 @@
 set -eu
 # systemd: systemd-analyze; procps: /bin/kill, the unit's ExecReload (not in a
 # minimal Debian); man-db: verify resolves Documentation=man:; valgrind: make
-# valgrind; base-files: the GPL-3 text the GPT example and the bench train on.
+# valgrind; base-files: the GPL-3 text the GPT example and the bench train on;
+# slurm-wlm, munge: the one-node cluster test_slurm runs jobs on (executor: slurm).
 PKGS="build-essential pkg-config libyaml-dev libuv1-dev libcjson-dev libhttp-parser-dev
 libopenblas-dev libopenblas0-pthread check libsystemd-dev libcurl4-openssl-dev systemd curl
-procps man-db valgrind base-files"
+procps man-db valgrind base-files slurm-wlm munge"
 # `scripts/deps.sh fuzz` adds what `make fuzz` needs (clang's libFuzzer);
 # `make bench` installs its own optional packages (scripts/bench-deps.sh).
 for group in "$@"; do
