@@ -85,7 +85,8 @@ typedef struct slurm_job {
     bool poll_error_logged;
     char state[32], reason[128]; /* last seen */
     /* a final state waiting for the last progress read */
-    bool final;
+    bool final, unlinking;
+    bool found_live;             /* squeue found it live before sbatch (not submitted by us) */
     long long exit_code, exit_signal;
 } slurm_job;
 
@@ -117,30 +118,12 @@ static void stop_timer(slurm_job *sj)
         uv_close((uv_handle_t *)&sj->timer, on_timer_closed);
 }
 
-/* Removes DIR/slurm_job_id once its Slurm job is over (thread pool). */
-static void on_unlinked(uv_fs_t *req)
-{
-    slurm_job *sj = req->data;
-    uv_fs_req_cleanup(req);
-    free(req);
-    sj->busy--;
-    maybe_free(sj);
-}
-
 static void end_job(slurm_job *sj, const char *state, const char *reason, long long code, long long sig)
 {
     if (sj->ended)
         return;
     sj->ended = true;
     stop_timer(sj);
-    uv_fs_t *req = xcalloc(1, sizeof *req);
-    req->data = sj;
-    char *path = xasprintf("%s/slurm_job_id", sj->dir);
-    if (uv_fs_unlink(sj->se->loop, req, path, on_unlinked) == 0)
-        sj->busy++;
-    else
-        free(req);
-    free(path);
     exec_end e = {
         .exit_status = code,
         .term_signal = (int)sig,
@@ -148,7 +131,7 @@ static void end_job(slurm_job *sj, const char *state, const char *reason, long l
         .reason = reason && *reason ? reason : NULL,
     };
     sj->cb.on_exit(sj->ctx, &e);
-    maybe_free(sj);
+    /* the caller's maybe_free() frees it once nothing is in flight */
 }
 
 /* Copies a value of Slurm's output, keeping only characters that are safe
@@ -260,12 +243,35 @@ static void on_msg(void *ctx, const progress_msg *m)
 }
 
 /* After a poll: what scontrol said, now that the progress read so far is in. */
+/* The Slurm job is over: DIR/slurm_job_id goes (thread pool) before the
+ * job table hears of it, so a resubmission's new id is never removed late
+ * and a restarted traind never adopts a job that has ended. */
+static void on_unlinked(uv_fs_t *req)
+{
+    slurm_job *sj = req->data;
+    uv_fs_req_cleanup(req);
+    free(req);
+    sj->busy--;
+    end_job(sj, sj->state, sj->reason, sj->exit_code, sj->exit_signal);
+    maybe_free(sj);
+}
+
 static void dispatch(slurm_job *sj)
 {
-    if (sj->ended)
+    if (sj->ended || !sj->final || sj->unlinking)
         return;
-    if (sj->final) {
-        progress_reader_finish(&sj->reader, on_msg, on_bad, sj);
+    progress_reader_finish(&sj->reader, on_msg, on_bad, sj);
+    uv_fs_t *req = xcalloc(1, sizeof *req);
+    req->data = sj;
+    char *path = xasprintf("%s/slurm_job_id", sj->dir);
+    int rc = uv_fs_unlink(sj->se->loop, req, path, on_unlinked);
+    free(path);
+    if (rc == 0) {
+        sj->busy++;
+        sj->unlinking = true;
+        stop_timer(sj);
+    } else {
+        free(req);
         end_job(sj, sj->state, sj->reason, sj->exit_code, sj->exit_signal);
     }
 }
@@ -381,7 +387,7 @@ static void poll_done(void *ctx, const subproc_result *res)
 
 static void poll_now(slurm_job *sj)
 {
-    if (sj->polling || sj->ended || !sj->sched_id[0])
+    if (sj->polling || sj->ended || sj->unlinking || !sj->sched_id[0])
         return;
     char *argv[] = {"scontrol", "-o", "show", "job", sj->sched_id, NULL};
     int rc = subproc_run(sj->se->loop, argv, SLURM_CMD_TIMEOUT_S, poll_done, sj);
@@ -490,7 +496,8 @@ static void sbatch_done(void *ctx, const subproc_result *res)
     }
     memcpy(sj->sched_id, res->out, n);
     sj->sched_id[n] = '\0';
-    log_info("job %s: submitted to Slurm as job %s", sj->id, sj->sched_id);
+    if (!sj->found_live)
+        log_info("job %s: submitted to Slurm as job %s", sj->id, sj->sched_id);
     file_req *r = xcalloc(1, sizeof *r);
     r->work.data = r;
     r->sj = sj;
@@ -527,11 +534,104 @@ static void script_work(uv_work_t *w)
     free(pp);
 }
 
+/* sbatch of DIR/slurm.sh. */
+static void submit_sbatch(slurm_job *sj)
+{
+    slurm_exec *se = sj->se;
+    char cpus[40], grace[48], name[96], chdir_[PATH_MAX + 16], output[PATH_MAX + 32], ntasks[40];
+    snprintf(cpus, sizeof cpus, "--cpus-per-task=%d", sj->threads > 0 ? sj->threads : 1);
+    /* HOOK (issue 16, parallel.ranks): ranks → --ntasks, and slurm.sh runs
+     * the worker under srun so that every rank is a task of the step. */
+    snprintf(ntasks, sizeof ntasks, "--ntasks=%d", sj->ranks > 0 ? sj->ranks : 1);
+    snprintf(grace, sizeof grace, "--signal=B:TERM@%d", se->grace_s);
+    snprintf(name, sizeof name, "--job-name=traind-%s", sj->id);
+    snprintf(chdir_, sizeof chdir_, "--chdir=%s", sj->dir);
+    snprintf(output, sizeof output, "--output=%s/worker.log", sj->dir);
+    char *part = se->partition ? xasprintf("--partition=%s", se->partition) : NULL;
+    char *acct = se->account ? xasprintf("--account=%s", se->account) : NULL;
+    char *tl = se->time_limit ? xasprintf("--time=%s", se->time_limit) : NULL;
+    char *script = xasprintf("%s/slurm.sh", sj->dir);
+    char **argv = xcalloc(16 + se->n_extra, sizeof *argv);
+    size_t a = 0;
+    argv[a++] = "sbatch";
+    argv[a++] = "--parsable";
+    argv[a++] = name;
+    argv[a++] = chdir_;
+    argv[a++] = output;
+    argv[a++] = "--open-mode=append";
+    argv[a++] = cpus;
+    argv[a++] = ntasks;
+    argv[a++] = "--no-requeue";
+    argv[a++] = grace;
+    if (part)
+        argv[a++] = part;
+    if (acct)
+        argv[a++] = acct;
+    if (tl)
+        argv[a++] = tl;
+    for (size_t i = 0; i < se->n_extra; i++)
+        argv[a++] = se->extra[i];
+    argv[a++] = script;
+    argv[a] = NULL;
+    int rc = subproc_run(se->loop, argv, SLURM_CMD_TIMEOUT_S, sbatch_done, sj);
+    free(argv);
+    free(script);
+    free(part);
+    free(acct);
+    free(tl);
+    if (rc < 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "cannot run sbatch: %s", uv_strerror(rc));
+        log_error("job %s: %s", sj->id, msg);
+        end_job(sj, "SUBMIT_FAILED", msg, 0, 0);
+    } else {
+        sj->busy++;
+    }
+}
+
+/* Before sbatch: is a live Slurm job of this job directory there already?
+ * (A traind killed between sbatch's answer and DIR/slurm_job_id's write.)
+ * Then it is adopted, not submitted twice.  Lines "ID|WORKDIR". */
+static void squeue_done(void *ctx, const subproc_result *res)
+{
+    slurm_job *sj = ctx;
+    sj->busy--;
+    if (sj->ended) {
+        maybe_free(sj);
+        return;
+    }
+    char found[EXEC_SCHED_ID_MAX + 1] = "";
+    if (res->rc == 0 && res->term_signal == 0 && res->exit_status == 0) {
+        size_t dl = strlen(sj->dir);
+        for (const char *p = res->out; *p;) {
+            size_t len = strcspn(p, "\n"), n = strspn(p, "0123456789");
+            if (n > 0 && n <= EXEC_SCHED_ID_MAX && n < len && p[n] == '|' && len - n - 1 == dl &&
+                memcmp(p + n + 1, sj->dir, dl) == 0) {
+                memcpy(found, p, n);
+                found[n] = '\0';
+            }
+            p += len;
+            if (*p)
+                p++;
+        }
+    }
+    if (!found[0]) {
+        submit_sbatch(sj);
+        maybe_free(sj);
+        return;
+    }
+    log_warn("job %s: Slurm job %s already runs this job directory; adopting it instead of submitting again",
+             sj->id, found);
+    subproc_result fake = {.out = found, .err = "", .out_len = strlen(found)};
+    sj->found_live = true;
+    sj->busy++;   /* sbatch_done's own decrement */
+    sbatch_done(sj, &fake);
+}
+
 static void script_done(uv_work_t *w, int status)
 {
     file_req *r = w->data;
     slurm_job *sj = r->sj;
-    slurm_exec *se = sj->se;
     (void)status;
     sj->busy--;
     sj->offset = r->progress_size;
@@ -545,53 +645,14 @@ static void script_done(uv_work_t *w, int status)
     } else if (sj->cancel_pending) {
         end_job(sj, "CANCELLED", "cancelled before it was submitted", 0, 0);
     } else {
-        char cpus[40], grace[48], name[96], chdir_[PATH_MAX + 16], output[PATH_MAX + 32], ntasks[40];
-        snprintf(cpus, sizeof cpus, "--cpus-per-task=%d", sj->threads > 0 ? sj->threads : 1);
-        /* HOOK (issue 16, parallel.ranks): ranks → --ntasks, and slurm.sh runs
-         * the worker under srun so that every rank is a task of the step. */
-        snprintf(ntasks, sizeof ntasks, "--ntasks=%d", sj->ranks > 0 ? sj->ranks : 1);
-        snprintf(grace, sizeof grace, "--signal=B:TERM@%d", se->grace_s);
-        snprintf(name, sizeof name, "--job-name=traind-%s", sj->id);
-        snprintf(chdir_, sizeof chdir_, "--chdir=%s", sj->dir);
-        snprintf(output, sizeof output, "--output=%s/worker.log", sj->dir);
-        char *part = se->partition ? xasprintf("--partition=%s", se->partition) : NULL;
-        char *acct = se->account ? xasprintf("--account=%s", se->account) : NULL;
-        char *tl = se->time_limit ? xasprintf("--time=%s", se->time_limit) : NULL;
-        char **argv = xcalloc(16 + se->n_extra, sizeof *argv);
-        size_t a = 0;
-        argv[a++] = "sbatch";
-        argv[a++] = "--parsable";
-        argv[a++] = name;
-        argv[a++] = chdir_;
-        argv[a++] = output;
-        argv[a++] = "--open-mode=append";
-        argv[a++] = cpus;
-        argv[a++] = ntasks;
-        argv[a++] = "--no-requeue";
-        argv[a++] = grace;
-        if (part)
-            argv[a++] = part;
-        if (acct)
-            argv[a++] = acct;
-        if (tl)
-            argv[a++] = tl;
-        for (size_t i = 0; i < se->n_extra; i++)
-            argv[a++] = se->extra[i];
-        argv[a++] = r->path;
-        argv[a] = NULL;
-        int rc = subproc_run(se->loop, argv, SLURM_CMD_TIMEOUT_S, sbatch_done, sj);
-        free(argv);
-        free(part);
-        free(acct);
-        free(tl);
-        if (rc < 0) {
-            char msg[128];
-            snprintf(msg, sizeof msg, "cannot run sbatch: %s", uv_strerror(rc));
-            log_error("job %s: %s", sj->id, msg);
-            end_job(sj, "SUBMIT_FAILED", msg, 0, 0);
-        } else {
+        char name[96];
+        snprintf(name, sizeof name, "--name=traind-%s", sj->id);
+        char *argv[] = {"squeue", "-h", name, "--states=PENDING,RUNNING,CONFIGURING,SUSPENDED", "-o", "%i|%Z",
+                        NULL};
+        if (subproc_run(sj->se->loop, argv, SLURM_CMD_TIMEOUT_S, squeue_done, sj) == 0)
             sj->busy++;
-        }
+        else
+            submit_sbatch(sj);
     }
     free(r->path);
     free(r->data);

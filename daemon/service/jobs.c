@@ -886,10 +886,11 @@ static void slurm_ended(job *j, const exec_end *e)
         set_ended(j, JOB_FAILED);
     } else if (stopped && j->checkpoint_step > j->requeue_ckpt) {
         /* Resubmitted by traind: a fresh sbatch resumes from the checkpoint. */
-        log_warn("job %s: %s at step %ld; requeued to resume from its checkpoint at step %ld", j->id, why, j->step,
-                 j->checkpoint_step);
-        add_error(j, "%s at step %ld; requeued, resuming from the checkpoint at step %ld", why, j->step,
-                  j->checkpoint_step > 0 ? j->checkpoint_step : 0);
+        char from[64] = "its last checkpoint";
+        if (j->checkpoint_step >= 0)
+            snprintf(from, sizeof from, "its checkpoint at step %ld", j->checkpoint_step);
+        log_warn("job %s: %s at step %ld; requeued to resume from %s", j->id, why, j->step, from);
+        add_error(j, "%s at step %ld; requeued, resuming from %s", why, j->step, from);
         j->requeue_ckpt = j->checkpoint_step;
         j->state = JOB_QUEUED;
         j->steps_per_s = dnan();

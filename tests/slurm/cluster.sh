@@ -5,8 +5,10 @@
 #   tests/slurm/cluster.sh start DIR   write DIR/slurm.conf and a munge key, start munged,
 #                                      slurmctld and slurmd, wait until the node is idle;
 #                                      prints "SLURM_CONF=DIR/slurm.conf" on success
-#   tests/slurm/cluster.sh stop DIR    kill every process start began (by the pids it kept
-#                                      in DIR/*.pid) and wait until they are gone
+#   tests/slurm/cluster.sh stop DIR    scancel every job, stop the daemons start began (by
+#                                      the pids it kept in DIR/*.pid), then end whatever
+#                                      they left (job steps: by DIR's SLURM_CONF in their
+#                                      environment)
 #
 # Why a script: the config is text with a dozen machine-dependent values (host name,
 # cores, memory, free ports), which a shell writes most plainly.  Every daemon runs in
@@ -19,7 +21,30 @@ cmd=${1:-}; dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
 mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
 
+# The processes that carry this cluster's SLURM_CONF in their environment:
+# slurmstepd and the job processes it ran (slurmd passes its environment on),
+# except this shell and its ancestors (the caller set SLURM_CONF too).
+cluster_procs() {
+    local mine=" " p=$$ q
+    while [ "$p" -gt 1 ] 2>/dev/null; do
+        mine="$mine$p "
+        p=$(awk '{print $4}' "/proc/$p/stat" 2>/dev/null) || break
+    done
+    for e in /proc/[0-9]*/environ; do
+        q=${e#/proc/}; q=${q%/environ}
+        case $mine in *" $q "*) continue ;; esac
+        { tr '\0' '\n' <"$e"; } 2>/dev/null | grep -qxF "SLURM_CONF=$dir/slurm.conf" && echo "$q"
+    done
+}
+
 stop() {
+    if [ -s "$dir/slurmctld.pid" ] && kill -0 "$(cat "$dir/slurmctld.pid")" 2>/dev/null; then
+        SLURM_CONF="$dir/slurm.conf" scancel --user="$(id -un)" 2>/dev/null
+        for _ in $(seq 50); do
+            [ -z "$(SLURM_CONF="$dir/slurm.conf" squeue -h -o %i 2>/dev/null)" ] && break
+            sleep 0.2
+        done
+    fi
     for f in slurmd slurmctld munged; do
         [ -s "$dir/$f.pid" ] || continue
         p=$(cat "$dir/$f.pid"); rm -f "$dir/$f.pid"
@@ -28,8 +53,11 @@ stop() {
         for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$p" 2>/dev/null
     done
-    # Batch scripts slurmd started (job steps) share no session with us: end them by
-    # the marker the test's jobs carry in their environment.
+    # Whatever slurmd started and left behind (job steps outlive slurmd).
+    left=$(cluster_procs)
+    [ -n "$left" ] && kill -TERM $left 2>/dev/null && sleep 0.5
+    left=$(cluster_procs)
+    [ -n "$left" ] && kill -KILL $left 2>/dev/null
     return 0
 }
 
