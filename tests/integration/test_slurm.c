@@ -15,11 +15,12 @@
  * daemons and the batch jobs they start are its descendants whatever they
  * do, and at the end every one left is killed and reaped.
  *
- * The time-limit check sends what `--signal=B:TERM@GRACE` sends at the time
- * limit (SIGTERM to the batch shell) with `scancel --signal=TERM --batch`,
- * so it does not wait out Slurm's minute-granular --time; the path through
- * traind (checkpoint, the Slurm job ending, a fresh sbatch that resumes) is
- * the real one.
+ * The bit-exact time-limit check sends what `--signal=B:TERM@GRACE` sends at
+ * the time limit (SIGTERM to the batch shell) with `scancel --signal=TERM
+ * --batch`, so it does not wait out Slurm's minute-granular --time; the path
+ * through traind (checkpoint, the Slurm job ending, a fresh sbatch that
+ * resumes) is the real one.  slurm_real_time_limit_requeues then lets
+ * Slurm's own --time=1 limit do it (about 30 s).
  */
 #include <check.h>
 #include <dirent.h>
@@ -126,7 +127,9 @@ static char *daemon_log(void)
 static char *write_dconfig(const char *extra)
 {
     char *path = xasprintf("%s/traind.yaml", g_dir);
-    char *text = xasprintf("executor: slurm\nmax_jobs: 4\nslurm: {signal_grace_s: 30}\n%s", extra ? extra : "");
+    bool own_slurm = extra && strstr(extra, "slurm:");
+    char *text = xasprintf("executor: slurm\nmax_jobs: 4\n%s%s", own_slurm ? "" : "slurm: {signal_grace_s: 30}\n",
+                           extra ? extra : "");
     ck_assert_int_eq(tl_write(path, text), 0);
     free(text);
     return path;
@@ -494,6 +497,64 @@ START_TEST(slurm_lost_job_resumes_from_checkpoint)
 }
 END_TEST
 
+/* Slurm's own time limit: --time=1 with --signal=B:TERM@55, so Slurm sends
+ * SIGTERM at its first time-limit check past 5 s (slurmctld checks about
+ * every 30 s).  The worker checkpoints, traind requeues, the job runs again
+ * in a new Slurm job from its checkpoint. */
+START_TEST(slurm_real_time_limit_requeues)
+{
+    start_daemon("slurm: {time_limit: \"1\", signal_grace_s: 55}\n");
+    char *cfg = xasprintf(LONG_FMT, "limited", 1);
+    char *id = submit(cfg);
+    cJSON *r = wait_running(id, 1, NULL, 60);
+    char *sid = xstrdup(tl_str(r, "slurm_job_id"));
+    cJSON_Delete(r);
+    char *sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "TimeLimit=00:01:00"), "scontrol: %s", sc);
+    free(sc);
+    /* the first job ends (Slurm's signal) and the next one runs */
+    running_with w = {0, sid};
+    double t0 = tl_now(), t_end = 0;
+    cJSON *j = NULL;
+    while (tl_now() - t0 < 90) {
+        j = get_job(id);
+        const char *now = j ? tl_str(j, "slurm_job_id") : NULL;
+        if (t_end == 0 && j && (strcmp(tl_str(j, "state"), "running") || (now && strcmp(now, sid))))
+            t_end = tl_now();
+        if (j && is_running_with(j, &w))
+            break;
+        cJSON_Delete(j);
+        j = NULL;
+        tl_sleep_ms(20);
+    }
+    ck_assert_msg(j != NULL, "job %s was not requeued within 90 s of its time-limit signal", id);
+    ck_assert_str_eq(tl_str(j, "state"), "running");
+    ck_assert_int_eq((int)tl_num(j, "restarts"), 1);
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 0);
+    ck_assert_msg(tl_num(j, "checkpoint_step") > 0, "no checkpoint: %s", cJSON_PrintUnformatted(j));
+    double t_resumed = tl_now() - t_end;
+    cJSON_Delete(j);
+    sc = scontrol_job(sid);
+    ck_assert_msg((strstr(sc, "JobState=FAILED") && strstr(sc, "ExitCode=3:0")) || strstr(sc, "JobState=TIMEOUT"),
+                  "the first Slurm job: %s", sc);
+    free(sc);
+    char *log = daemon_log();
+    ck_assert_msg(strstr(log, "requeued to resume from"), "log: %s", log);
+    free(log);
+    char *wl = xasprintf("%s/spool/jobs/%s/worker.log", g_dir, id);
+    char *wtext = tl_read(wl, NULL);
+    ck_assert_msg(wtext && strstr(wtext, "stopped on request; checkpoint written"), "worker.log: %s",
+                  wtext ? wtext : "(none)");
+    free(wtext);
+    free(wl);
+    fprintf(stderr, "slurm: real time limit: first job ended -> running in the next %.2f s (%.0f s after start)\n",
+            t_resumed, t_end - t0);
+    free(sid);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
 static bool has_reason(const cJSON *job, void *arg)
 {
     const char *r = tl_str(job, "slurm_reason"), *st = tl_str(job, "state");
@@ -649,6 +710,7 @@ static Suite *suite(void)
     ADD(tc, slurm_daemon_restart_adopts);
     ADD(tc, slurm_lost_job_resumes_from_checkpoint);
     ADD(tc, slurm_pending_shows_reason);
+    ADD(tc, slurm_real_time_limit_requeues);
     suite_add_tcase(s, tc);
     return s;
 }
