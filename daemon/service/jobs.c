@@ -1640,8 +1640,9 @@ void jobs_kill_all(job_table *t)
     for (size_t i = 0; i < t->n; i++) {
         job *j = t->jobs[i];
         if (j->x) {
-            log_warn("job %s: killing training process %d", j->id, j->pid);
-            exec_kill(j->x);
+            if (!t->slurm)
+                log_warn("job %s: killing training process %d", j->id, j->pid);
+            exec_kill(j->x);   /* slurm: nothing (the job runs on in Slurm) */
         }
     }
 }
