@@ -4,11 +4,13 @@
 set -eu
 # systemd: systemd-analyze; procps: /bin/kill, the unit's ExecReload (not in a
 # minimal Debian); man-db: verify resolves Documentation=man:; valgrind: make
-# valgrind; base-files: the GPL-3 text the GPT example and the bench train on.
+# valgrind; base-files: the GPL-3 text the GPT example and the bench train on;
+# slurm-wlm, munge: the one-node cluster test_slurm runs jobs on (executor: slurm).
 PKGS="build-essential pkg-config libyaml-dev libuv1-dev libcjson-dev libhttp-parser-dev
 libopenblas-dev libopenblas0-pthread check libsystemd-dev libcurl4-openssl-dev systemd curl
-procps man-db valgrind base-files openmpi-bin libopenmpi-dev"
-# openmpi-*: parallel.ranks > 1 (mpirun, and mpicc to build build/traind-mpi-worker)
+procps man-db valgrind base-files openmpi-bin libopenmpi-dev slurm-wlm munge"
+# openmpi-*: parallel.ranks > 1 (mpirun, and mpicc to build build/traind-mpi-worker);
+# slurm-wlm, munge: executor: slurm and test_slurm's one-node cluster
 # `scripts/deps.sh fuzz` adds what `make fuzz` needs (clang's libFuzzer);
 # `make bench` installs its own optional packages (scripts/bench-deps.sh).
 for group in "$@"; do

@@ -2,9 +2,10 @@
 # Runs each test binary, shows its output, and closes with one summary line
 # "tests: N passed, N failed[, N skipped]" summed over every Check suite.
 #
-# Skipping: a suite that cannot run here at all (test_mpi without mpirun)
-# prints "SKIPPED: N checks: why" and exits 0 without running Check; its N
-# checks are counted as skipped, never as passed.
+# Skipping: a suite that cannot run here at all prints "SKIPPED: N checks:
+# why" (test_mpi without mpirun: its N checks are counted as skipped) or
+# "SKIP: why" and registers no checks (test_slurm where Slurm cannot start:
+# counted as one skipped); never as passed.
 set -u
 export TRAIND_BUILD="${BUILD:-build}"
 passed=0 failed=0 skipped=0 broken=""
@@ -12,9 +13,10 @@ for t in "$@"; do
     name=$(basename "$t")
     out=$("$t" 2>&1)
     rc=$?
-    printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks|:[EF]:|^SKIPPED: [0-9]+ checks' | sed "s|^|$name: |"
+    printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks|:[EF]:|^SKIPPED: [0-9]+ checks|^SKIP: ' | sed "s|^|$name: |"
     sk=$(printf '%s\n' "$out" | sed -nE 's/^SKIPPED: ([0-9]+) checks.*/\1/p' | tail -1)
     [ -n "$sk" ] && skipped=$((skipped + sk))
+    printf '%s\n' "$out" | grep -qE '^SKIP: ' && skipped=$((skipped + 1))
     line=$(printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks: ' | tail -1)
     if [ -n "$line" ]; then
         n=$(sed -E 's/.*Checks: ([0-9]+).*/\1/' <<<"$line")

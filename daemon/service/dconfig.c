@@ -15,7 +15,7 @@ static const char *const known_keys[] = {
     "spool", "listen", "max_jobs", "threads_per_job", "data_dirs",
     "api_token_file", "metrics_keep", "max_restarts", "max_queued_jobs", "max_model_memory",
     "write_rate_per_client", "write_burst_per_client", "max_connections", "request_timeout_ms",
-    "idle_timeout_ms", "max_job_disk", "allowed_hosts",
+    "idle_timeout_ms", "max_job_disk", "allowed_hosts", "executor", "slurm",
 };
 #define N_KNOWN (sizeof known_keys / sizeof known_keys[0])
 
@@ -34,6 +34,8 @@ void dconfig_init(dconfig *c)
     c->max_connections = DCONFIG_DEFAULT_MAX_CONNECTIONS;
     c->request_timeout_ms = DCONFIG_DEFAULT_REQUEST_TIMEOUT_MS;
     c->idle_timeout_ms = DCONFIG_DEFAULT_IDLE_TIMEOUT_MS;
+    c->executor = DCONFIG_EXEC_LOCAL;
+    c->slurm.signal_grace_s = DCONFIG_DEFAULT_SIGNAL_GRACE_S;
 }
 
 long dconfig_write_burst(const dconfig *c)
@@ -91,6 +93,10 @@ void dconfig_free(dconfig *c)
     free(c->spool);
     free(c->listen);
     free(c->api_token_file);
+    free(c->slurm.partition);
+    free(c->slurm.account);
+    free(c->slurm.time_limit);
+    free(c->slurm.extra_args);
     free_dirs(c);
     strv_free(c->allowed_hosts, c->n_allowed_hosts);
     memset(c, 0, sizeof *c);
@@ -350,6 +356,66 @@ static void parse_data_dirs(const ynode *v, dconfig *c, diag_list_t *errs)
     free(dirs);
 }
 
+/* A value passed to sbatch as one argument: printable, no white space
+ * (partition, account) — sbatch would misread anything else. */
+static bool get_word(const ynode *v, const char *key, const char *allowed, char **dst, diag_list_t *errs)
+{
+    char *tmp = NULL;
+    if (!get_str(v, key, &tmp, errs))
+        return false;
+    for (const char *p = tmp; *p; p++) {
+        bool ok = allowed ? strchr(allowed, *p) != NULL : (*p > ' ' && *p < 0x7f);
+        if (!ok) {
+            diag_add(errs, key, v->line, v->column, "%s, got \"%s\"",
+                     allowed ? "must be a Slurm time (minutes, MM:SS, HH:MM:SS, D-HH or D-HH:MM:SS)"
+                             : "must be one word of printable characters",
+                     tmp);
+            free(tmp);
+            return false;
+        }
+    }
+    free(*dst);
+    *dst = tmp;
+    return true;
+}
+
+static void parse_slurm(const ynode *v, dconfig *c, diag_list_t *errs)
+{
+    static const char *const keys[] = {"partition", "account", "time_limit", "extra_args", "signal_grace_s"};
+    if (v->kind != YNODE_MAP) {
+        diag_add(errs, "slurm", v->line, v->column,
+                 "must be a mapping (partition, account, time_limit, extra_args, signal_grace_s)");
+        return;
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        const ynode *k = v->keys[i], *x = v->items[i];
+        const char *key = k->value ? k->value : "";
+        char path[96];
+        snprintf(path, sizeof path, "slurm.%.80s", key);
+        size_t j = 0;
+        while (j < sizeof keys / sizeof keys[0] && strcmp(key, keys[j]) != 0)
+            j++;
+        if (j == sizeof keys / sizeof keys[0]) {
+            diag_add(errs, path, k->line, k->column,
+                     "unknown key \"%s\" (known: partition, account, time_limit, extra_args, signal_grace_s)", key);
+            continue;
+        }
+        if (x->kind == YNODE_SCALAR && yscalar_is_null(x))
+            continue;
+        long n;
+        if (j == 0)
+            get_word(x, path, NULL, &c->slurm.partition, errs);
+        else if (j == 1)
+            get_word(x, path, NULL, &c->slurm.account, errs);
+        else if (j == 2)
+            get_word(x, path, "0123456789:-", &c->slurm.time_limit, errs);
+        else if (j == 3)
+            get_str(x, path, &c->slurm.extra_args, errs);
+        else if (get_int(x, path, 1, 65535, &n, errs))
+            c->slurm.signal_grace_s = (int)n;
+    }
+}
+
 int dconfig_parse(const char *buf, size_t len, dconfig *c, diag_list_t *errs)
 {
     size_t before = errs->n;
@@ -447,6 +513,17 @@ int dconfig_parse(const char *buf, size_t len, dconfig *c, diag_list_t *errs)
         } else if (!strcmp(key, "request_timeout_ms")) {
             if (get_int(v, key, 100, 3600000, &x, errs))
                 c->request_timeout_ms = (unsigned)x;
+        } else if (!strcmp(key, "executor")) {
+            if (v->kind == YNODE_SCALAR && !strcmp(v->value, "local"))
+                c->executor = DCONFIG_EXEC_LOCAL;
+            else if (v->kind == YNODE_SCALAR && !strcmp(v->value, "slurm"))
+                c->executor = DCONFIG_EXEC_SLURM;
+            else
+                diag_add(errs, key, v->line, v->column, "must be local or slurm%s%s%s",
+                         v->kind == YNODE_SCALAR ? ", got \"" : "", v->kind == YNODE_SCALAR ? v->value : "",
+                         v->kind == YNODE_SCALAR ? "\"" : "");
+        } else if (!strcmp(key, "slurm")) {
+            parse_slurm(v, c, errs);
         } else if (!strcmp(key, "idle_timeout_ms")) {
             if (get_int(v, key, 100, 3600000, &x, errs))
                 c->idle_timeout_ms = (unsigned)x;

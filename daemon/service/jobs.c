@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "traind/api.h"
+#include "traind/executor.h"
 #include "traind/config.h"
 #include "traind/disk.h"
 #include "traind/history.h"
@@ -84,9 +85,14 @@ typedef struct job {
     cJSON *config;                   /* cfg_to_json, or NULL (rejected) */
     char *idem_key;                  /* the Idempotency-Key it was POSTed with, or NULL */
 
-    /* the training process */
-    worker *w;
+    /* the training process (traind/executor.h) */
+    exec_job *x;
     int pid;
+    /* executor: slurm — the Slurm job (also in <dir>/slurm_job_id) and what Slurm says */
+    char sched_id[EXEC_SCHED_ID_MAX + 1];
+    char sched_state[32], sched_reason[128];
+    bool adopt;                      /* loaded with a live Slurm job: adopt it, do not submit again */
+    long requeue_ckpt;               /* checkpoint_step at the last requeue (-2 = none yet) */
     bool cancel_requested;
     bool got_done;
     char *fail_msg;
@@ -116,6 +122,8 @@ typedef struct job {
 struct job_table {
     uv_loop_t *loop;
     char *spool, *jobs_dir, *exe;
+    executor *ex;
+    bool slurm;                      /* executor: slurm (jobs wait in Slurm's queue, not ours) */
     int max_jobs, threads_per_job, max_restarts;
     long metrics_keep;
     size_t max_job_disk;             /* 0 = no limit */
@@ -176,6 +184,8 @@ job_table *jobs_new(uv_loop_t *loop, const dconfig *c, const char *exe)
     t->jobs_dir = xasprintf("%s/jobs", c->spool);
     t->exe = xstrdup(exe);
     t->next_seq = 1;
+    t->ex = executor_new(loop, exe, c);
+    t->slurm = c->executor == DCONFIG_EXEC_SLURM;
     set_settings(t, c);
     return t;
 }
@@ -199,6 +209,7 @@ static job *job_alloc(job_table *t, const char *id)
     snprintf(j->id, sizeof j->id, "%s", id);
     j->dir = xasprintf("%s/%s", t->jobs_dir, id);
     j->checkpoint_step = -1;
+    j->requeue_ckpt = -2;
     j->lr = j->loss = j->loss_avg = j->grad_norm = j->eval_loss = j->steps_per_s = dnan();
     j->errors = cJSON_CreateArray();
     return j;
@@ -400,6 +411,18 @@ static cJSON *job_to_json(const job *j, int queue_pos)
         cJSON_AddNumberToObject(o, "pid", j->pid);
     if (running && j->cancel_requested)
         cJSON_AddTrueToObject(o, "cancel_requested");
+    if (j->t->slurm) {
+        /* executor: slurm — the Slurm job id, and while queued in Slurm its reason */
+        cJSON_AddStringToObject(o, "executor", "slurm");
+        if (j->sched_id[0])
+            cJSON_AddStringToObject(o, "slurm_job_id", j->sched_id);
+        else
+            cJSON_AddNullToObject(o, "slurm_job_id");
+        if (j->sched_state[0] && !job_state_ended(j->state))
+            cJSON_AddStringToObject(o, "slurm_state", j->sched_state);
+        if (j->state == JOB_QUEUED && j->sched_reason[0])
+            cJSON_AddStringToObject(o, "slurm_reason", j->sched_reason);
+    }
     cJSON_AddNumberToObject(o, "seq", (double)j->seq);
     cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(j->errors, 1));
     cJSON_AddItemToObject(o, "config", j->config ? cJSON_Duplicate(j->config, 1) : cJSON_CreateNull());
@@ -969,6 +992,13 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
     }
     switch (m->ev) {
     case PEV_START:
+        if (j->t->slurm && j->state == JOB_QUEUED && j->x) {
+            /* the worker runs: Slurm's RUNNING may not have been polled yet */
+            j->state = JOB_RUNNING;
+            j->sched_reason[0] = '\0';
+            if (j->started_at <= 0)
+                j->started_at = now_unix();
+        }
         if (m->step >= 0)
             j->step = m->step;
         if (m->total_steps > 0)
@@ -990,8 +1020,12 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
             if (!isnan(p->eval_loss))
                 j->eval_loss = p->eval_loss;
         }
-        log_info("job %s: training %s at step %ld of %ld (pid %d)", j->id,
-                 j->step > 0 ? "resumed" : "started", j->step, j->total_steps, j->pid);
+        if (j->t->slurm)
+            log_info("job %s: training %s at step %ld of %ld (Slurm job %s)", j->id,
+                     j->step > 0 ? "resumed" : "started", j->step, j->total_steps, j->sched_id);
+        else
+            log_info("job %s: training %s at step %ld of %ld (pid %d)", j->id,
+                     j->step > 0 ? "resumed" : "started", j->step, j->total_steps, j->pid);
         persist(j);
         return;
     case PEV_NOTICE:
@@ -1104,7 +1138,7 @@ static void disk_over_limit(job *j, long long used)
     format_bytes(j->t->max_job_disk, l, sizeof l);
     log_error("job %s: its files take %s, over max_job_disk %s: stopping it", j->id, u, l);
     j->disk_over = true;
-    worker_kill(j->w, SIGTERM);
+    exec_cancel(j->x);
     j->kill_deadline = now_monotonic() + JOBS_STOP_TIMEOUT_S;
 }
 
@@ -1116,7 +1150,7 @@ static void disk_done(uv_work_t *w, int status)
     if (r->j) {
         job *j = r->j;
         j->disk_check_inflight = false;
-        if (status == 0 && j->w && !j->disk_over && t->max_job_disk > 0 && r->bytes > (long long)t->max_job_disk)
+        if (status == 0 && j->x && !j->disk_over && t->max_job_disk > 0 && r->bytes > (long long)t->max_job_disk)
             disk_over_limit(j, r->bytes);
     } else {
         t->space_check_inflight = false;
@@ -1158,7 +1192,7 @@ static void check_disks(job_table *t, double now)
         return;
     for (size_t i = 0; i < t->n; i++) {
         job *j = t->jobs[i];
-        if (j->w && !j->disk_over && !j->disk_check_inflight && now >= j->next_disk_check) {
+        if (j->x && !j->disk_over && !j->disk_check_inflight && now >= j->next_disk_check) {
             j->next_disk_check = now + JOBS_DISK_CHECK_S;
             start_disk_check(t, j);
         }
@@ -1234,13 +1268,98 @@ static void crashed(job *j, const char *why)
     }
 }
 
-static void on_worker_exit(void *ctx, int64_t exit_status, int term_signal)
+static void end_cleanup(job *j)
+{
+    job_table *t = j->t;
+    free(j->fail_msg);
+    j->fail_msg = NULL;
+    j->got_done = false;
+    j->cancel_requested = false;
+    j->disk_over = false;
+    j->pid = 0;
+    if (job_state_ended(j->state))
+        thin_history_on_disk(j);
+    persist(j);
+    changed(t);
+    schedule(t);
+    check_shutdown_done(t);
+}
+
+/* executor: slurm — Slurm's final state of the job, both ways (issue 17):
+ * COMPLETED → succeeded; CANCELLED → cancelled; FAILED with the worker's
+ * "failed" → failed with its reason; the worker stopped by Slurm's signal
+ * before the time limit (exit WORKER_EXIT_STOPPED), TIMEOUT, PREEMPTED, or a
+ * job Slurm lost → queued again and resubmitted, resuming from the
+ * checkpoint (counted in restarts); NODE_FAIL, OUT_OF_MEMORY and the rest →
+ * failed with Slurm's state and reason. */
+static void slurm_ended(job *j, const exec_end *e)
+{
+    const char *st = e->sched_state;
+    char why[384];
+    snprintf(why, sizeof why, "Slurm job %s ended %s (exit code %lld:%d%s%s)", j->sched_id[0] ? j->sched_id : "?",
+             st, (long long)e->exit_status, e->term_signal, e->reason ? ", " : "", e->reason ? e->reason : "");
+    bool stopped = (!strcmp(st, "FAILED") && e->exit_status == WORKER_EXIT_STOPPED && !e->term_signal) ||
+                   !strcmp(st, "TIMEOUT") || !strcmp(st, "PREEMPTED") || !strcmp(st, "LOST");
+    j->sched_state[0] = j->sched_reason[0] = '\0';
+    if (!strcmp(st, "COMPLETED") && e->exit_status == 0 && !e->term_signal) {
+        j->step = j->total_steps;
+        set_ended(j, JOB_SUCCEEDED);
+        log_info("job %s: succeeded in Slurm job %s (%ld steps, loss %.6g)", j->id, j->sched_id, j->step, j->loss);
+    } else if (!strcmp(st, "CANCELLED") || j->cancel_requested) {
+        if (!j->cancel_requested)
+            add_error(j, "Slurm job %s was cancelled outside traind (scancel) at step %ld", j->sched_id, j->step);
+        set_ended(j, JOB_CANCELLED);
+        log_info("job %s: cancelled (Slurm job %s) at step %ld (checkpoint at step %ld)", j->id, j->sched_id,
+                 j->step, j->checkpoint_step);
+    } else if (!strcmp(st, "FAILED") && e->exit_status == WORKER_EXIT_FAILED) {
+        const char *msg = j->fail_msg ? j->fail_msg : "training failed (see worker.log)";
+        add_error(j, "%s", msg);
+        set_ended(j, JOB_FAILED);
+        log_error("job %s: failed in Slurm job %s: %s", j->id, j->sched_id, msg);
+    } else if (!strcmp(st, "SUBMIT_FAILED")) {
+        add_error(j, "cannot submit to Slurm: %s", e->reason ? e->reason : "sbatch failed");
+        set_ended(j, JOB_FAILED);
+    } else if (stopped && j->checkpoint_step > j->requeue_ckpt) {
+        /* Resubmitted by traind: a fresh sbatch resumes from the checkpoint. */
+        char from[64] = "its last checkpoint";
+        if (j->checkpoint_step >= 0)
+            snprintf(from, sizeof from, "its checkpoint at step %ld", j->checkpoint_step);
+        log_warn("job %s: %s at step %ld; requeued to resume from %s", j->id, why, j->step, from);
+        add_error(j, "%s at step %ld; requeued, resuming from %s", why, j->step, from);
+        j->requeue_ckpt = j->checkpoint_step;
+        j->state = JOB_QUEUED;
+        j->steps_per_s = dnan();
+    } else if (stopped || !strcmp(st, "COMPLETED")) {
+        /* stopped again without a newer checkpoint, or exited early: a crash */
+        crashed(j, why);
+    } else {
+        add_error(j, "%s", why);
+        set_ended(j, JOB_FAILED);
+        log_error("job %s: failed: %s", j->id, why);
+    }
+}
+
+static void on_worker_exit(void *ctx, const exec_end *e)
 {
     job *j = ctx;
     job_table *t = j->t;
-    j->w = NULL;
+    int64_t exit_status = e->exit_status;
+    int term_signal = e->term_signal;
+    j->x = NULL;
     j->kill_deadline = 0;
     t->running--;
+    if (e->detached) {
+        /* executor: slurm, traind stopping: the job goes on in Slurm and the
+         * next traind adopts it by its id; its state stays as it is */
+        j->steps_per_s = dnan();
+        end_cleanup(j);
+        return;
+    }
+    if (e->sched_state) {
+        slurm_ended(j, e);
+        end_cleanup(j);
+        return;
+    }
     char why[256];
     if (term_signal)
         snprintf(why, sizeof why, "training process killed by signal %d", term_signal);
@@ -1287,18 +1406,40 @@ static void on_worker_exit(void *ctx, int64_t exit_status, int term_signal)
     } else {
         crashed(j, why);
     }
-    free(j->fail_msg);
-    j->fail_msg = NULL;
-    j->got_done = false;
-    j->cancel_requested = false;
-    j->disk_over = false;
-    j->pid = 0;
-    if (job_state_ended(j->state))
-        thin_history_on_disk(j);
+    end_cleanup(j);
+}
+
+/* executor: slurm — the job waits in Slurm's queue (with a reason) or runs. */
+static void on_worker_sched(void *ctx, bool running, const char *sched_state, const char *reason)
+{
+    job *j = ctx;
+    snprintf(j->sched_state, sizeof j->sched_state, "%s", sched_state);
+    snprintf(j->sched_reason, sizeof j->sched_reason, "%s", reason ? reason : "");
+    if (j->x && !j->sched_id[0] && exec_sched_id(j->x))
+        snprintf(j->sched_id, sizeof j->sched_id, "%s", exec_sched_id(j->x));
+    if (running && j->state == JOB_QUEUED) {
+        j->state = JOB_RUNNING;
+        j->sched_reason[0] = '\0';
+        if (j->started_at <= 0)
+            j->started_at = now_unix();
+        log_info("job %s: running in Slurm job %s", j->id, j->sched_id);
+    } else if (!running && j->state == JOB_RUNNING) {
+        j->state = JOB_QUEUED;   /* requeued or suspended by Slurm */
+        j->steps_per_s = dnan();
+    }
     persist(j);
-    changed(t);
-    schedule(t);
-    check_shutdown_done(t);
+    changed(j->t);
+}
+
+/* The training threads a job asks for: its config's threads, capped by
+ * threads_per_job (as the worker caps them); --cpus-per-task under slurm. */
+static int job_threads(const job *j)
+{
+    int cap = j->t->threads_per_job;
+    if (!j->t->slurm)
+        return cap;   /* the worker itself takes min(config, this) */
+    double want = jnum(j->config, "threads", cap);
+    return want >= 1 && want < cap ? (int)want : cap;
 }
 
 /* A job that cannot start at all: failed, with why. */
@@ -1311,6 +1452,27 @@ static int refuse_start(job *j, const char *why)
     changed(j->t);
     return -EINVAL;
 }
+
+static exec_spec job_spec(const job *j, int ranks, const char *mpi_worker)
+{
+    exec_spec spec = {
+        .job_id = j->id,
+        .job_dir = j->dir,
+        /* N ranks share the job's thread budget (checked in start_job) */
+        .threads = ranks > 1 ? j->t->threads_per_job / ranks : job_threads(j),
+        .ranks = ranks,
+        .mpi_worker = mpi_worker,
+        .data_dirs = j->t->data_dirs,
+        .n_data_dirs = j->t->n_data_dirs,
+    };
+    return spec;
+}
+
+static const exec_callbacks job_callbacks = {
+    .on_msg = on_worker_msg,
+    .on_sched = on_worker_sched,
+    .on_exit = on_worker_exit,
+};
 
 static int start_job(job *j)
 {
@@ -1328,6 +1490,10 @@ static int start_job(job *j)
         return refuse_start(j, why);
     }
     char *mpi_worker = NULL;
+    if (ranks > 1 && !executor_starts_running(t->ex))
+        /* HOOK (issues 16/17): N ranks as one Slurm job (--ntasks, srun of the MPI worker) */
+        return refuse_start(j, "parallel.ranks > 1 is not supported with executor: slurm yet; "
+                               "run it with executor: local");
     if (ranks > 1) {
         mpi_worker = mpilaunch_worker_path();
         if (!mpi_worker || !mpilaunch_have_mpirun()) {
@@ -1336,18 +1502,9 @@ static int start_job(job *j)
                                    "and traind-mpi-worker beside traind");
         }
     }
-    worker_spec spec = {
-        .exe = t->exe,
-        .job_dir = j->dir,
-        .threads = t->threads_per_job / ranks,
-        .ranks = ranks,
-        .mpi_worker = mpi_worker,
-        .data_dirs = t->data_dirs,
-        .n_data_dirs = t->n_data_dirs,
-    };
-    worker_callbacks cb = {.on_msg = on_worker_msg, .on_exit = on_worker_exit};
-    worker *w;
-    int rc = worker_spawn(t->loop, &spec, &cb, j, &w);
+    exec_spec spec = job_spec(j, ranks, mpi_worker);
+    exec_job *x;
+    int rc = exec_start(t->ex, &spec, &job_callbacks, j, &x);
     free(mpi_worker);
     if (rc == UV_ENOSPC || rc == -EDQUOT) {
         /* no room for its log even: it waits, queued, with the rest */
@@ -1362,16 +1519,28 @@ static int start_job(job *j)
         changed(t);
         return rc;
     }
-    j->w = w;
-    j->pid = worker_pid(w);
-    j->state = JOB_RUNNING;
+    j->x = x;
+    j->pid = exec_pid(x);
     j->got_done = false;
     j->cancel_requested = false;
+    t->running++;
+    if (!executor_starts_running(t->ex)) {
+        /* slurm: queued (in Slurm's queue) until on_worker_sched says it runs */
+        j->sched_id[0] = '\0';
+        snprintf(j->sched_state, sizeof j->sched_state, "SUBMITTING");
+        j->sched_reason[0] = '\0';
+        if (j->started_at > 0)
+            j->restarts++;
+        log_info("job %s: submitting to Slurm%s", j->id, j->restarts ? " (resuming)" : "");
+        persist(j);
+        changed(t);
+        return 0;
+    }
+    j->state = JOB_RUNNING;
     if (j->started_at > 0)
         j->restarts++;
     else
         j->started_at = now_unix();
-    t->running++;
     if (ranks > 1)
         log_info("job %s: starting %d ranks × %d thread%s under mpirun (pid %d%s)", j->id, ranks,
                  spec.threads, spec.threads == 1 ? "" : "s", j->pid, j->restarts ? ", resuming" : "");
@@ -1390,8 +1559,8 @@ static void schedule(job_table *t)
      * holds the ones behind it back (for a moment) rather than be overtaken. */
     for (size_t i = 0; i < t->n && t->running < t->max_jobs; i++) {
         job *j = t->jobs[i];
-        if (j->state != JOB_QUEUED)
-            continue;
+        if (j->state != JOB_QUEUED || j->x)
+            continue;   /* a job waiting in Slurm's queue has been handed over already */
         if (j->hist_loading)
             break;
         start_job(j);
@@ -1410,11 +1579,32 @@ static void on_tick(uv_timer_t *h)
         if ((j->progress_dirty || j->write_failed) && !j->write_inflight &&
             now - j->last_write >= JOBS_STATUS_INTERVAL_S)
             persist(j);
-        if (j->w && j->kill_deadline > 0 && now >= j->kill_deadline) {
+        if (j->x && j->kill_deadline > 0 && now >= j->kill_deadline) {
             log_warn("job %s: training process %d did not stop in time; killing it", j->id, j->pid);
-            worker_kill(j->w, SIGKILL);
+            exec_kill(j->x);
             j->kill_deadline = 0;
         }
+    }
+}
+
+/* executor: slurm — jobs a previous traind handed to Slurm are watched
+ * again by their Slurm job id, not submitted twice. */
+static void adopt_jobs(job_table *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        job *j = t->jobs[i];
+        if (!j->adopt || j->x || job_state_ended(j->state))
+            continue;
+        j->adopt = false;
+        exec_spec spec = job_spec(j, 1, NULL);
+        exec_job *x;
+        if (exec_adopt(t->ex, &spec, j->sched_id, &job_callbacks, j, &x) < 0) {
+            j->sched_id[0] = '\0';
+            j->state = JOB_QUEUED;   /* submitted afresh by schedule(), resuming */
+            continue;
+        }
+        j->x = x;
+        t->running++;
     }
 }
 
@@ -1423,6 +1613,7 @@ void jobs_start(job_table *t)
     if (t->started)
         return;
     t->started = true;
+    adopt_jobs(t);
     uv_timer_init(t->loop, &t->tick);
     t->tick.data = t;
     t->tick_open = true;
@@ -1692,14 +1883,17 @@ int jobs_cancel(job_table *t, const char *id, void (*done)(void *arg, int rc), v
         return API_NOT_FOUND;
     if (job_state_ended(j->state))
         return API_CONFLICT;
-    if (j->state == JOB_QUEUED) {
+    if (j->state == JOB_QUEUED && !j->x) {
         set_ended(j, JOB_CANCELLED);
         log_info("job %s: cancelled while queued", j->id);
     } else if (!j->cancel_requested) {
         j->cancel_requested = true;
-        log_info("job %s: cancelling (SIGTERM to pid %d)", j->id, j->pid);
-        if (j->w) {
-            worker_kill(j->w, SIGTERM);
+        if (t->slurm)
+            log_info("job %s: cancelling (scancel of Slurm job %s)", j->id, j->sched_id[0] ? j->sched_id : "?");
+        else
+            log_info("job %s: cancelling (SIGTERM to pid %d)", j->id, j->pid);
+        if (j->x) {
+            exec_cancel(j->x);
             j->kill_deadline = now_monotonic() + JOBS_STOP_TIMEOUT_S;
         }
     }
@@ -1807,6 +2001,10 @@ static int load_status(job *j, const cJSON *o)
     if (cJSON_IsObject(config))
         j->config = cJSON_Duplicate(config, 1);
     j->cancel_requested = cJSON_IsTrue(jget(o, "cancel_requested")) && !job_state_ended(j->state);
+    const cJSON *sid = jget(o, "slurm_job_id");
+    if (cJSON_IsString(sid) && strlen(sid->valuestring) <= EXEC_SCHED_ID_MAX &&
+        strspn(sid->valuestring, "0123456789") == strlen(sid->valuestring))
+        snprintf(j->sched_id, sizeof j->sched_id, "%s", sid->valuestring);
     return 0;
 }
 
@@ -2022,7 +2220,27 @@ int jobs_load(job_table *t)
                      j->step);
             j->dirty = true;
         }
-        if (j->state == JOB_RUNNING) {
+        if (t->slurm && !job_state_ended(j->state)) {
+            /* the id in the job directory is the one to trust: it is written
+             * as soon as sbatch answers, status.json a moment later */
+            char *ipath = xasprintf("%s/slurm_job_id", j->dir), *ibuf;
+            size_t ilen;
+            if (read_file(ipath, 64, &ibuf, &ilen) == 0) {
+                size_t n = strspn(ibuf, "0123456789");
+                if (n > 0 && n <= EXEC_SCHED_ID_MAX) {
+                    memcpy(j->sched_id, ibuf, n);
+                    j->sched_id[n] = '\0';
+                }
+                free(ibuf);
+            } else {
+                j->sched_id[0] = '\0';   /* its Slurm job ended (the file goes with it) */
+            }
+            free(ipath);
+            j->adopt = j->sched_id[0] != '\0';
+        }
+        if (j->state == JOB_RUNNING && j->adopt) {
+            log_info("job %s: was running in Slurm job %s when traind stopped; adopting it", j->id, j->sched_id);
+        } else if (j->state == JOB_RUNNING) {
             j->state = JOB_QUEUED;   /* resumes from its checkpoint; start_job counts the restart */
             log_info("job %s: was running at step %ld when traind stopped; queued to resume", j->id, j->step);
         }
@@ -2060,9 +2278,10 @@ void jobs_kill_all(job_table *t)
 {
     for (size_t i = 0; i < t->n; i++) {
         job *j = t->jobs[i];
-        if (j->w) {
-            log_warn("job %s: killing training process %d", j->id, j->pid);
-            worker_kill(j->w, SIGKILL);
+        if (j->x) {
+            if (!t->slurm)
+                log_warn("job %s: killing training process %d", j->id, j->pid);
+            exec_kill(j->x);   /* slurm: nothing (the job runs on in Slurm) */
         }
     }
 }
@@ -2113,10 +2332,11 @@ void jobs_shutdown(job_table *t, double timeout_s, void (*done)(void *), void *a
     double deadline = now_monotonic() + timeout_s;
     for (size_t i = 0; i < t->n; i++) {
         job *j = t->jobs[i];
-        if (j->w) {
-            log_info("job %s: asking training process %d to checkpoint and stop", j->id, j->pid);
-            worker_kill(j->w, SIGTERM);
-            if (j->kill_deadline == 0 || j->kill_deadline > deadline)
+        if (j->x) {
+            if (!t->slurm)
+                log_info("job %s: asking training process %d to checkpoint and stop", j->id, j->pid);
+            exec_shutdown(j->x);   /* slurm: detached at once (j->x is NULL after) */
+            if (j->x && (j->kill_deadline == 0 || j->kill_deadline > deadline))
                 j->kill_deadline = deadline;
         }
     }
@@ -2141,6 +2361,7 @@ void jobs_free(job_table *t)
     free(t->spool);
     free(t->jobs_dir);
     free(t->exe);
+    executor_free(t->ex);
     strv_free(t->data_dirs, t->n_data_dirs);
     free(t);
 }

@@ -2,9 +2,11 @@
  * worker_main — the training process of one job.
  *
  *     traind --worker JOBDIR --threads N --ppid PID --progress @NAME [--data-dir DIR]...
+ *     traind --worker JOBDIR --threads N --progress-file PATH [--data-dir DIR]...   (Slurm)
  *     traind-mpi-worker --worker ...   (the same, as one rank of an N-rank job)
  *
- * Started by the daemon (daemon/service/worker.c), never by hand.  It trains
+ * Started by the daemon (daemon/service/worker.c), never by hand, or by the
+ * batch script the Slurm executor submits (daemon/service/executor_slurm.c).  It trains
  * JOBDIR/config.yaml into JOBDIR with runner_run() and reports every event
  * as one JSON line on the unix socket @NAME (an abstract address the daemon
  * listens on; traind/progress.h) — a socket rather than an inherited fd,
@@ -21,6 +23,12 @@
  * the other ranks train their slices and neither write nor report.  Every
  * rank waits until rank 0 holds the lock before it reads the checkpoint, so
  * all of them resume from the same one.
+ *
+ * Under Slurm there is no pipe to inherit: --progress-file makes it append
+ * the same lines to a file in the job directory, which the daemon tails
+ * (the spool is on a filesystem the daemon's machine shares).  A write to
+ * that file that fails only ends the reporting: training goes on, and the
+ * daemon still has metrics.jsonl, the checkpoints and Slurm's own state.
  *
  * An exclusive flock on JOBDIR/worker.lock guarantees that two training
  * processes never write one job directory, even in the instant between a
@@ -53,6 +61,7 @@
 static volatile sig_atomic_t g_stop;
 static int g_progress_fd = -1;
 static bool g_quiet;            /* a rank other than 0: only its failures are logged */
+static bool g_progress_is_file;   /* --progress-file: losing it does not stop training */
 
 static void on_stop_signal(int sig)
 {
@@ -89,6 +98,12 @@ static void send_msg(const progress_msg *m)
         if (w < 0) {
             if (errno == EINTR)
                 continue;
+            if (g_progress_is_file) {
+                wlog("cannot write progress: %s; training goes on without reporting", strerror(errno));
+                close(g_progress_fd);
+                g_progress_fd = -1;
+                break;
+            }
             if (errno == EPIPE)
                 wlog("the daemon closed the progress socket; checkpointing and stopping");
             else
@@ -243,7 +258,7 @@ static bool agree_started(dist_t *dist, bool ok)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: traind --worker JOBDIR --threads N [--ppid PID] [--progress @NAME] [--data-dir DIR]...\n"
+    fprintf(stderr, "usage: traind --worker JOBDIR --threads N [--ppid PID] [--progress @NAME | --progress-file PATH] [--data-dir DIR]...\n"
                     "(started by traind for each job; not meant to be run by hand)\n");
     return WORKER_EXIT_USAGE;
 }
@@ -264,6 +279,7 @@ int worker_main_dist(int argc, char **argv, dist_t *dist)
     g_quiet = !rank0;
     int threads = 1;
     long ppid = 0;
+    const char *progress_file = NULL;
     char **dirs = xcalloc((size_t)argc, sizeof *dirs);
     size_t n_dirs = 0;
     for (int i = 3; i < argc; i++) {
@@ -271,6 +287,8 @@ int worker_main_dist(int argc, char **argv, dist_t *dist)
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--ppid") && i + 1 < argc)
             ppid = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--progress-file") && i + 1 < argc)
+            progress_file = argv[++i];
         else if (!strcmp(argv[i], "--data-dir") && i + 1 < argc)
             dirs[n_dirs++] = argv[++i];
         else if (!strcmp(argv[i], "--progress") && i + 1 < argc)
@@ -309,7 +327,13 @@ int worker_main_dist(int argc, char **argv, dist_t *dist)
      * which is reported as the job's error, instead of killing us. */
     signal(SIGXFSZ, SIG_IGN);
 
-    if (rank0 && progress_addr) {
+    if (rank0 && progress_file) {
+        /* under Slurm: progress lines appended to a file in the job dir */
+        g_progress_fd = open(progress_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        g_progress_is_file = true;
+        if (g_progress_fd < 0)
+            wlog("cannot open %s: %s; training goes on without reporting", progress_file, strerror(errno));
+    } else if (rank0 && progress_addr) {
         int fd = connect_progress(progress_addr);
         if (fd < 0) {
             wlog("cannot connect to the daemon's progress socket %s: %s; not starting", progress_addr,

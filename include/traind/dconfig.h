@@ -31,6 +31,20 @@
 #define DCONFIG_DEFAULT_REQUEST_TIMEOUT_MS 10000
 #define DCONFIG_DEFAULT_IDLE_TIMEOUT_MS 30000
 
+/* Where jobs run (SPEC.md §9): forked here, or handed to Slurm. */
+typedef enum { DCONFIG_EXEC_LOCAL, DCONFIG_EXEC_SLURM } dconfig_executor;
+
+#define DCONFIG_DEFAULT_SIGNAL_GRACE_S 60
+
+/* executor: slurm — what sbatch is given (traind/executor_slurm.h). */
+typedef struct dconfig_slurm {
+    char *partition;         /* --partition; NULL = the cluster's default */
+    char *account;           /* --account; NULL = none */
+    char *time_limit;        /* --time, in Slurm's own format ("30", "2:00:00", "1-12"); NULL = the partition's */
+    char *extra_args;        /* more sbatch options, split at white space (no quoting); NULL = none */
+    int signal_grace_s;      /* --signal=B:TERM@this: seconds before the time limit; 1..65535, default 60 */
+} dconfig_slurm;
+
 typedef struct dconfig {
     char *spool;             /* NULL until set; dconfig_finish() defaults it */
     char *listen;            /* "HOST:PORT", "[V6]:PORT" or "unix:/PATH" */
@@ -55,6 +69,10 @@ typedef struct dconfig {
     char **allowed_hosts;          /* Host header names allowed besides the listen host, localhost and IP
                                     * literals; "*" = any (the check is off) */
     size_t n_allowed_hosts;
+
+    /* executor (read at start only: a SIGHUP does not move running jobs) */
+    dconfig_executor executor;     /* default local */
+    dconfig_slurm slurm;
 } dconfig;
 
 /* Built-in defaults (spool/token/data dirs left for dconfig_finish). */

@@ -3,8 +3,16 @@
  *
  * Every job lives in memory (state, progress, a thinned metrics history)
  * and on disk in <spool>/jobs/<id>/ (config.yaml, status.json).  The table
- * starts at most max_jobs training processes (worker.h), in submission
- * order, and turns their progress lines and exits into job states.
+ * starts at most max_jobs training processes through its executor
+ * (executor.h: forked here, or submitted to Slurm), in submission order, and
+ * turns their progress lines and exits into job states.
+ *
+ * Under executor: slurm a started job stays queued (with Slurm's reason)
+ * until Slurm runs it; Slurm's final state is mapped to a job state (see
+ * slurm_ended() in jobs.c); a job Slurm stopped for its time limit or lost
+ * is queued again and resumes from its checkpoint in a new Slurm job.  At
+ * shutdown Slurm jobs are left running, and jobs_load() + jobs_start() adopt
+ * them again by the id in <spool>/jobs/<id>/slurm_job_id.
  *
  * status.json is rewritten atomically on every state change and at least
  * every JOBS_STATUS_INTERVAL_S while a job runs; the writes (tmp + fsync +

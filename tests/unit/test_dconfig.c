@@ -24,6 +24,48 @@ static const diag_t *find_diag(const diag_list_t *errs, const char *path)
     return NULL;
 }
 
+START_TEST(executor_keys)
+{
+    dconfig c;
+    diag_list_t errs = DIAG_LIST_INIT;
+    dconfig_init(&c);
+    ck_assert_int_eq(c.executor, DCONFIG_EXEC_LOCAL);
+    ck_assert_int_eq(c.slurm.signal_grace_s, 60);
+    dconfig_free(&c);
+    ck_assert_int_eq(parse("executor: slurm\n"
+                           "slurm: {partition: gpu, account: lab-a, time_limit: \"1-12:00:00\",\n"
+                           "        extra_args: \"--qos=normal --exclusive\", signal_grace_s: 120}\n",
+                           &c, &errs), 0);
+    ck_assert_int_eq(c.executor, DCONFIG_EXEC_SLURM);
+    ck_assert_str_eq(c.slurm.partition, "gpu");
+    ck_assert_str_eq(c.slurm.account, "lab-a");
+    ck_assert_str_eq(c.slurm.time_limit, "1-12:00:00");
+    ck_assert_str_eq(c.slurm.extra_args, "--qos=normal --exclusive");
+    ck_assert_int_eq(c.slurm.signal_grace_s, 120);
+    dconfig_free(&c);
+    ck_assert_int_eq(parse("executor: local\n", &c, &errs), 0);
+    ck_assert_int_eq(c.executor, DCONFIG_EXEC_LOCAL);
+    dconfig_free(&c);
+    diag_free(&errs);
+
+    ck_assert_int_eq(parse("executor: pbs\nslurm: {partiton: x, time_limit: 1h, signal_grace_s: 0,\n"
+                           "        partition: \"a b\"}\n", &c, &errs), -1);
+    ck_assert_ptr_nonnull(find_diag(&errs, "executor"));
+    ck_assert_ptr_nonnull(strstr(find_diag(&errs, "executor")->message, "local or slurm"));
+    ck_assert_ptr_nonnull(find_diag(&errs, "slurm.partiton"));
+    ck_assert_ptr_nonnull(find_diag(&errs, "slurm.time_limit"));
+    ck_assert_ptr_nonnull(find_diag(&errs, "slurm.signal_grace_s"));
+    ck_assert_ptr_nonnull(find_diag(&errs, "slurm.partition"));
+    ck_assert_int_eq(find_diag(&errs, "slurm.time_limit")->line, 2);
+    dconfig_free(&c);
+    diag_free(&errs);
+    ck_assert_int_eq(parse("slurm: gpu\n", &c, &errs), -1);
+    ck_assert_ptr_nonnull(find_diag(&errs, "slurm"));
+    dconfig_free(&c);
+    diag_free(&errs);
+}
+END_TEST
+
 START_TEST(defaults)
 {
     dconfig c;
@@ -443,6 +485,7 @@ static Suite *suite(void)
     tcase_add_test(tc, limit_keys_bad_values);
     tcase_add_test(tc, parse_size);
     tcase_add_test(tc, edit_distance);
+    tcase_add_test(tc, executor_keys);
     suite_add_tcase(s, tc);
     return s;
 }

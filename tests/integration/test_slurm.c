@@ -1,0 +1,734 @@
+/*
+ * test_slurm — traind with `executor: slurm` against a real one-node Slurm
+ * cluster (Debian's slurm-wlm), started for this test by tests/slurm/cluster.sh
+ * in a temporary directory: munged, slurmctld and slurmd in the foreground,
+ * with a generated slurm.conf and munge key.  No mock: every job goes
+ * through sbatch, scontrol and scancel.
+ *
+ * Where the cluster cannot start (not root, slurm-wlm missing, a sandbox
+ * without the needed syscalls) the test prints one line
+ *     SKIP: slurm cannot start here: <reason>
+ * and runs no check: scripts/run-tests.sh reports it as skipped, never as
+ * passed.
+ *
+ * This process is a child subreaper (PR_SET_CHILD_SUBREAPER): the cluster's
+ * daemons and the batch jobs they start are its descendants whatever they
+ * do, and at the end every one left is killed and reaped.
+ *
+ * The bit-exact time-limit check sends what `--signal=B:TERM@GRACE` sends at
+ * the time limit (SIGTERM to the batch shell) with `scancel --signal=TERM
+ * --batch`, so it does not wait out Slurm's minute-granular --time; the path
+ * through traind (checkpoint, the Slurm job ending, a fresh sbatch that
+ * resumes) is the real one.  slurm_real_time_limit_requeues then lets
+ * Slurm's own --time=1 limit do it (about 30 s).
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "traind/util.h"
+#include "../lib/tl.h"
+
+static char *g_cluster;          /* the cluster's directory */
+static char *g_dir;              /* this test's directory */
+static tl_daemon g_d;
+static double g_t0;
+
+/* ~1.5 s of training, checkpoints every 500 steps. */
+static const char QUICK_FMT[] =
+    "name: %s\n"
+    "seed: 3\n"
+    "model: {type: linear, input_dim: 6, output_dim: 3}\n"
+    "data: {kind: synthetic, batch_size: 8, noise: 0.01}\n"
+    "optimizer: {type: adamw, lr: 1.0e-2}\n"
+    "schedule: {type: cosine, warmup_steps: 300, total_steps: 3000, min_lr_ratio: 0.1}\n"
+    "train: {log_every: 50, checkpoint_every: 500}\n";
+
+/* Long enough to be interrupted (~8 s here), short enough to finish.  Every
+ * check trains it under the name "medium" (in its own spool), so that one
+ * local reference run serves them all. */
+static const char MEDIUM_FMT[] =
+    "name: %s\n"
+    "seed: 31\n"
+    "model: {type: mlp, input_dim: 8, hidden: [32], output_dim: 4, activation: tanh}\n"
+    "data: {kind: synthetic, batch_size: 32, noise: 0.02}\n"
+    "optimizer: {type: adamw, lr: 2.0e-3}\n"
+    "schedule: {type: cosine, warmup_steps: 200, total_steps: 160000, min_lr_ratio: 0.05}\n"
+    "train: {log_every: 500, checkpoint_every: 1000}\n";
+
+/* Runs far longer than any test waits. */
+static const char LONG_FMT[] =
+    "name: %s\n"
+    "seed: 1\n"
+    "threads: %d\n"
+    "model: {type: mlp, input_dim: 8, hidden: [16], output_dim: 2}\n"
+    "data: {kind: synthetic, batch_size: 8}\n"
+    "optimizer: {type: adamw, lr: 1.0e-3}\n"
+    "schedule: {type: constant, total_steps: 50000000}\n"
+    "train: {log_every: 100, checkpoint_every: 2000}\n";
+
+/* ------------------------------------------------------------ helpers */
+
+static void setup(void)
+{
+    g_dir = tl_tmpdir("traind-slurm");
+    ck_assert_ptr_nonnull(g_dir);
+    memset(&g_d, 0, sizeof g_d);
+    g_t0 = tl_now();
+}
+
+/* scancel every job of the test cluster and wait until its queue is empty. */
+static void cancel_all_slurm_jobs(void)
+{
+    const char *argv[] = {"/usr/bin/scancel", "--user=root", NULL};
+    tl_run(argv, NULL, 30);
+    char *out = xasprintf("%s/squeue.out", g_cluster);
+    for (int i = 0; i < 100; i++) {
+        const char *q[] = {"/usr/bin/squeue", "-h", "-o", "%i", NULL};
+        tl_run(q, out, 30);
+        size_t n = 0;
+        char *text = tl_read(out, &n);
+        free(text);
+        if (n == 0)
+            break;
+        tl_sleep_ms(200);
+    }
+    free(out);
+}
+
+static void teardown(void)
+{
+    if (g_d.pid > 0)
+        tl_daemon_stop(&g_d, SIGKILL, 10);
+    tl_daemon_free(&g_d);
+    cancel_all_slurm_jobs();
+    tl_rmtree(g_dir);
+    free(g_dir);
+    g_dir = NULL;
+    fprintf(stderr, "  (%.1f s)\n", tl_now() - g_t0);
+}
+
+static char *daemon_log(void)
+{
+    char *p = xasprintf("%s/spool/daemon.log", g_dir);
+    char *log = tl_read(p, NULL);
+    free(p);
+    return log ? log : xstrdup("");
+}
+
+static char *write_dconfig(const char *extra)
+{
+    char *path = xasprintf("%s/traind.yaml", g_dir);
+    bool own_slurm = extra && strstr(extra, "slurm:");
+    char *text = xasprintf("executor: slurm\nmax_jobs: 4\n%s%s", own_slurm ? "" : "slurm: {signal_grace_s: 30}\n",
+                           extra ? extra : "");
+    ck_assert_int_eq(tl_write(path, text), 0);
+    free(text);
+    return path;
+}
+
+static void start_daemon(const char *extra_config)
+{
+    char *cfg = write_dconfig(extra_config);
+    char *spool = xasprintf("%s/spool", g_dir);
+    const char *args[] = {"--config", cfg, NULL};
+    if (tl_daemon_start(&g_d, spool, args, 30) != 0) {
+        char *log = daemon_log();
+        ck_abort_msg("traind did not start: %s", log);
+    }
+    free(spool);
+    free(cfg);
+}
+
+static char *submit(const char *body)
+{
+    tl_resp r;
+    tl_http(g_d.addr, "POST", "/jobs", g_d.token, body, strlen(body), &r);
+    ck_assert_msg(r.status == 201, "POST /jobs: %d %s", r.status, r.body);
+    cJSON *j = cJSON_Parse(r.body);
+    char *id = xstrdup(tl_str(j, "id"));
+    cJSON_Delete(j);
+    tl_resp_free(&r);
+    return id;
+}
+
+static cJSON *get_job(const char *id)
+{
+    char *path = xasprintf("/jobs/%s", id);
+    cJSON *j = tl_get_json(g_d.addr, path, NULL);
+    free(path);
+    return j;
+}
+
+/* tl_wait_job, but a daemon that died is a failure at once, with its log. */
+static cJSON *wait_job(const char *id, bool (*pred)(const cJSON *, void *), void *arg, double timeout_s)
+{
+    double deadline = tl_now() + timeout_s;
+    while (tl_now() < deadline) {
+        cJSON *j = get_job(id);
+        if (j && pred(j, arg))
+            return j;
+        cJSON_Delete(j);
+        int st;
+        if (g_d.pid > 0 && waitpid(g_d.pid, &st, WNOHANG) == g_d.pid) {
+            g_d.pid = 0;
+            char *log = daemon_log();
+            ck_abort_msg("traind died (wait status %d) while job %s was watched; its log:\n%s", st, id, log);
+        }
+        tl_sleep_ms(50);
+    }
+    return NULL;
+}
+
+static cJSON *wait_state(const char *id, const char *state, double timeout_s)
+{
+    cJSON *j = wait_job(id, tl_job_in_state, (void *)state, timeout_s);
+    if (!j) {
+        cJSON *now = get_job(id);
+        char *text = now ? cJSON_PrintUnformatted(now) : xstrdup("(none)");
+        char *log = daemon_log();
+        ck_abort_msg("job %s never reached %s; now: %.1500s\ndaemon log:\n%s", id, state, text, log);
+    }
+    return j;
+}
+
+typedef struct running_with {
+    long min_step;
+    const char *not_slurm_id;   /* a Slurm job id it must no longer be */
+} running_with;
+
+static bool is_running_with(const cJSON *job, void *arg)
+{
+    const running_with *w = arg;
+    const char *st = tl_str(job, "state"), *sid = tl_str(job, "slurm_job_id");
+    if (st && strcmp(st, "running") != 0 && strcmp(st, "queued") != 0)
+        return true;   /* ended: let the caller see it */
+    return st && !strcmp(st, "running") && tl_num(job, "step") >= (double)w->min_step && sid &&
+           (!w->not_slurm_id || strcmp(sid, w->not_slurm_id) != 0);
+}
+
+static cJSON *wait_running(const char *id, long min_step, const char *not_slurm_id, double timeout_s)
+{
+    running_with w = {min_step, not_slurm_id};
+    cJSON *j = wait_job(id, is_running_with, &w, timeout_s);
+    ck_assert_msg(j != NULL, "job %s never ran past step %ld", id, min_step);
+    ck_assert_msg(!strcmp(tl_str(j, "state"), "running"), "job %s: %s instead of running (%s)", id,
+                  tl_str(j, "state"), cJSON_PrintUnformatted(j));
+    return j;
+}
+
+/* What scontrol says of a Slurm job: "JobState=... Reason=..." words. */
+static char *scontrol_job(const char *sid)
+{
+    char *out = xasprintf("%s/scontrol.out", g_dir);
+    const char *argv[] = {"/usr/bin/scontrol", "-o", "show", "job", sid, NULL};
+    tl_run(argv, out, 30);
+    char *text = tl_read(out, NULL);
+    free(out);
+    return text ? text : xstrdup("");
+}
+
+/* An uninterrupted local run of text (trainctl run: the same training code
+ * as the local executor's worker); its metrics without the time field. */
+static char *reference_metrics(const char *text, const char *name)
+{
+    /* made once per test run (the checks run in forked processes: a file) */
+    char *cached = xasprintf("%s/ref-%s.stripped", g_cluster, name);
+    char *have = tl_read(cached, NULL);
+    if (have) {
+        free(cached);
+        return have;
+    }
+    char *dir = xasprintf("%s/ref-%s", g_dir, name);
+    char *cfg = xasprintf("%s.yaml", dir), *out = xasprintf("%s.out", dir);
+    ck_assert_int_eq(tl_write(cfg, text), 0);
+    const char *argv[] = {tl_trainctl_path(), "run", cfg, "--out", dir, "--fresh", NULL};
+    int rc = tl_run(argv, out, 300);
+    ck_assert_msg(rc == 0, "trainctl run %s exited %d", cfg, rc);
+    char *m = xasprintf("%s/metrics.jsonl", dir);
+    char *raw = tl_read(m, NULL);
+    ck_assert_ptr_nonnull(raw);
+    char *s = tl_strip_time(raw);
+    ck_assert_int_eq(tl_write(cached, s), 0);
+    free(cached);
+    free(raw);
+    free(m);
+    free(cfg);
+    free(out);
+    free(dir);
+    return s;
+}
+
+static char *job_metrics(const char *id)
+{
+    char *m = xasprintf("%s/spool/jobs/%s/metrics.jsonl", g_dir, id);
+    char *raw = tl_read(m, NULL);
+    ck_assert_msg(raw != NULL, "%s cannot be read", m);
+    char *s = tl_strip_time(raw);
+    free(raw);
+    free(m);
+    return s;
+}
+
+static void assert_same_metrics(const char *what, const char *got, const char *want)
+{
+    if (strcmp(got, want) == 0)
+        return;
+    size_t i = 0;
+    while (got[i] && got[i] == want[i])
+        i++;
+    size_t from = i > 120 ? i - 120 : 0;
+    ck_abort_msg("%s: metrics.jsonl differs from the local run at byte %zu:\n got: %.240s\nwant: %.240s", what, i,
+                 got + from, want + from);
+}
+
+static int count_in(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* ------------------------------------------------------------- checks */
+
+START_TEST(slurm_success_same_metrics)
+{
+    start_daemon(NULL);
+    char *cfg = xasprintf(QUICK_FMT, "quick");
+    double t0 = tl_now();
+    char *id = submit(cfg);
+    /* submit → running: the first time the job object says running */
+    running_with w = {0, NULL};
+    cJSON *r = wait_job(id, is_running_with, &w, 60);
+    double t_run = tl_now() - t0;
+    ck_assert_ptr_nonnull(r);
+    cJSON_Delete(r);
+    cJSON *j = wait_state(id, "succeeded", 120);
+    const char *sid = tl_str(j, "slurm_job_id");
+    ck_assert_msg(sid && *sid, "no slurm_job_id in %s", cJSON_PrintUnformatted(j));
+    ck_assert_str_eq(tl_str(j, "executor"), "slurm");
+    ck_assert_int_eq((int)tl_num(j, "restarts"), 0);
+    char *log = daemon_log();
+    char *line = xasprintf("job %s: submitted to Slurm as job %s", id, sid);
+    ck_assert_msg(strstr(log, line), "the log does not say \"%s\": %s", line, log);
+    char *sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "JobState=COMPLETED") && strstr(sc, "JobName=traind-quick"), "scontrol: %s", sc);
+    char *got = job_metrics(id), *want = reference_metrics(cfg, "quick");
+    assert_same_metrics("through Slurm", got, want);
+    fprintf(stderr, "slurm: submit -> running %.2f s\n", t_run);
+    free(got);
+    free(want);
+    free(sc);
+    free(line);
+    free(log);
+    cJSON_Delete(j);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
+START_TEST(slurm_cancel)
+{
+    start_daemon(NULL);
+    char *cfg = xasprintf(LONG_FMT, "long", 1);
+    char *id = submit(cfg);
+    cJSON *r = wait_running(id, 1, NULL, 60);
+    char *sid = xstrdup(tl_str(r, "slurm_job_id"));
+    cJSON_Delete(r);
+    tl_resp resp;
+    char *path = xasprintf("/jobs/%s/cancel", id);
+    tl_http(g_d.addr, "POST", path, g_d.token, "", 0, &resp);
+    ck_assert_msg(resp.status == 202 || resp.status == 200, "cancel: %d %s", resp.status, resp.body);
+    tl_resp_free(&resp);
+    cJSON *j = wait_state(id, "cancelled", 60);
+    char *sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "JobState=CANCELLED"), "scontrol: %s", sc);
+    char *log = daemon_log();
+    ck_assert_msg(strstr(log, "scancel"), "no scancel in the log: %s", log);
+    free(log);
+    free(sc);
+    cJSON_Delete(j);
+    free(path);
+    free(sid);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
+/* Slurm's time-limit signal (what --signal=B:TERM@GRACE sends) → the worker
+ * checkpoints and stops → traind resubmits → it resumes → same numbers. */
+START_TEST(slurm_time_limit_checkpoint_requeue_resume)
+{
+    start_daemon(NULL);
+    char *cfg = xasprintf(MEDIUM_FMT, "medium");
+    char *id = submit(cfg);
+    cJSON *r = wait_running(id, 3000, NULL, 120);
+    char *sid = xstrdup(tl_str(r, "slurm_job_id"));
+    cJSON_Delete(r);
+    double t0 = tl_now();
+    const char *argv[] = {"/usr/bin/scancel", "--signal=TERM", "--batch", sid, NULL};
+    ck_assert_int_eq(tl_run(argv, NULL, 30), 0);
+    r = wait_running(id, 0, sid, 120);
+    double t_resumed = tl_now() - t0;
+    ck_assert_int_eq((int)tl_num(r, "restarts"), 1);
+    cJSON_Delete(r);
+    cJSON *j = wait_state(id, "succeeded", 300);
+    ck_assert_int_eq((int)tl_num(j, "restarts"), 1);
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 0);
+    char *sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "JobState=FAILED") && strstr(sc, "ExitCode=3:0"),
+                  "the first Slurm job should have ended with the worker's stop code 3: %s", sc);
+    char *log = daemon_log();
+    ck_assert_msg(strstr(log, "requeued to resume from its checkpoint"), "log: %s", log);
+    ck_assert_msg(strstr(log, "training resumed at step"), "log: %s", log);
+    char *got = job_metrics(id), *want = reference_metrics(cfg, "medium");
+    assert_same_metrics("checkpoint + requeue + resume", got, want);
+    fprintf(stderr, "slurm: time-limit signal -> resumed (running in the new Slurm job) %.2f s\n", t_resumed);
+    free(got);
+    free(want);
+    free(log);
+    free(sc);
+    cJSON_Delete(j);
+    free(sid);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
+/* traind stops (cleanly, then kill -9) while its job runs in Slurm: the next
+ * traind adopts the job by the id in its directory, never submits it again. */
+START_TEST(slurm_daemon_restart_adopts)
+{
+    start_daemon(NULL);
+    char *cfg = xasprintf(MEDIUM_FMT, "medium");
+    char *id = submit(cfg);
+    cJSON *r = wait_running(id, 1000, NULL, 120);
+    char *sid = xstrdup(tl_str(r, "slurm_job_id"));
+    cJSON_Delete(r);
+    char *idpath = xasprintf("%s/spool/jobs/%s/slurm_job_id", g_dir, id);
+    char *idtext = tl_read(idpath, NULL);
+    ck_assert_msg(idtext && atol(idtext) == atol(sid), "%s: %s", idpath, idtext ? idtext : "(none)");
+    free(idtext);
+
+    int st = tl_daemon_stop(&g_d, SIGTERM, 30);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "traind's wait status %d", st);
+    tl_daemon_free(&g_d);
+    char *sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "JobState=RUNNING"), "the Slurm job should run on without traind: %s", sc);
+    free(sc);
+
+    start_daemon(NULL);
+    r = wait_running(id, 0, NULL, 30);
+    ck_assert_str_eq(tl_str(r, "slurm_job_id"), sid);
+    ck_assert_int_eq((int)tl_num(r, "restarts"), 0);
+    cJSON_Delete(r);
+
+    tl_daemon_stop(&g_d, SIGKILL, 10);
+    tl_daemon_free(&g_d);
+    start_daemon(NULL);
+    cJSON *j = wait_state(id, "succeeded", 300);
+    ck_assert_str_eq(tl_str(j, "slurm_job_id"), sid);
+    ck_assert_int_eq((int)tl_num(j, "restarts"), 0);
+    char *log = daemon_log();
+    ck_assert_int_eq(count_in(log, "submitted to Slurm as job"), 1);
+    ck_assert_int_eq(count_in(log, "adopting Slurm job"), 2);
+    char *got = job_metrics(id), *want = reference_metrics(cfg, "medium");
+    assert_same_metrics("adopted across two traind restarts", got, want);
+    free(got);
+    free(want);
+    free(log);
+    cJSON_Delete(j);
+    free(idpath);
+    free(sid);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
+/* A job Slurm lost (its id in the job directory is one Slurm does not know,
+ * as after MinJobAge purged it) resumes from its checkpoint. */
+START_TEST(slurm_lost_job_resumes_from_checkpoint)
+{
+    start_daemon(NULL);
+    char *cfg = xasprintf(MEDIUM_FMT, "medium");
+    char *id = submit(cfg);
+    cJSON *r = wait_running(id, 3000, NULL, 120);
+    char *sid = xstrdup(tl_str(r, "slurm_job_id"));
+    cJSON_Delete(r);
+    tl_daemon_stop(&g_d, SIGKILL, 10);
+    tl_daemon_free(&g_d);
+    /* the job checkpoints and ends while no traind watches; then Slurm "forgets" it */
+    const char *argv[] = {"/usr/bin/scancel", "--signal=TERM", "--batch", sid, NULL};
+    ck_assert_int_eq(tl_run(argv, NULL, 30), 0);
+    for (int i = 0; i < 100; i++) {
+        char *sc = scontrol_job(sid);
+        bool over = strstr(sc, "JobState=FAILED") != NULL;
+        free(sc);
+        if (over)
+            break;
+        tl_sleep_ms(100);
+    }
+    char *idpath = xasprintf("%s/spool/jobs/%s/slurm_job_id", g_dir, id);
+    ck_assert_int_eq(tl_write(idpath, "99999999\n"), 0);
+    start_daemon(NULL);
+    cJSON *j = wait_state(id, "succeeded", 300);
+    ck_assert_int_eq((int)tl_num(j, "restarts"), 1);
+    char *log = daemon_log();
+    ck_assert_msg(strstr(log, "Slurm no longer knows its job 99999999"), "log: %s", log);
+    char *got = job_metrics(id), *want = reference_metrics(cfg, "medium");
+    assert_same_metrics("lost by Slurm, resumed", got, want);
+    free(got);
+    free(want);
+    free(log);
+    cJSON_Delete(j);
+    free(idpath);
+    free(sid);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
+/* Slurm's own time limit: --time=1 with --signal=B:TERM@55, so Slurm sends
+ * SIGTERM at its first time-limit check past 5 s (slurmctld checks about
+ * every 30 s).  The worker checkpoints, traind requeues, the job runs again
+ * in a new Slurm job from its checkpoint. */
+START_TEST(slurm_real_time_limit_requeues)
+{
+    start_daemon("slurm: {time_limit: \"1\", signal_grace_s: 55}\n");
+    char *cfg = xasprintf(LONG_FMT, "limited", 1);
+    char *id = submit(cfg);
+    cJSON *r = wait_running(id, 1, NULL, 60);
+    char *sid = xstrdup(tl_str(r, "slurm_job_id"));
+    cJSON_Delete(r);
+    char *sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "TimeLimit=00:01:00"), "scontrol: %s", sc);
+    free(sc);
+    /* the first job ends (Slurm's signal) and the next one runs */
+    running_with w = {0, sid};
+    double t0 = tl_now(), t_end = 0;
+    cJSON *j = NULL;
+    while (tl_now() - t0 < 90) {
+        j = get_job(id);
+        const char *now = j ? tl_str(j, "slurm_job_id") : NULL;
+        if (t_end == 0 && j && (strcmp(tl_str(j, "state"), "running") || (now && strcmp(now, sid))))
+            t_end = tl_now();
+        if (j && is_running_with(j, &w))
+            break;
+        cJSON_Delete(j);
+        j = NULL;
+        tl_sleep_ms(20);
+    }
+    ck_assert_msg(j != NULL, "job %s was not requeued within 90 s of its time-limit signal", id);
+    ck_assert_str_eq(tl_str(j, "state"), "running");
+    ck_assert_int_eq((int)tl_num(j, "restarts"), 1);
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 0);
+    ck_assert_msg(tl_num(j, "checkpoint_step") > 0, "no checkpoint: %s", cJSON_PrintUnformatted(j));
+    double t_resumed = tl_now() - t_end;
+    cJSON_Delete(j);
+    sc = scontrol_job(sid);
+    ck_assert_msg((strstr(sc, "JobState=FAILED") && strstr(sc, "ExitCode=3:0")) || strstr(sc, "JobState=TIMEOUT"),
+                  "the first Slurm job: %s", sc);
+    free(sc);
+    char *log = daemon_log();
+    ck_assert_msg(strstr(log, "requeued to resume from"), "log: %s", log);
+    free(log);
+    char *wl = xasprintf("%s/spool/jobs/%s/worker.log", g_dir, id);
+    char *wtext = tl_read(wl, NULL);
+    ck_assert_msg(wtext && strstr(wtext, "stopped on request; checkpoint written"), "worker.log: %s",
+                  wtext ? wtext : "(none)");
+    free(wtext);
+    free(wl);
+    fprintf(stderr, "slurm: real time limit: first job ended -> running in the next %.2f s (%.0f s after start)\n",
+            t_resumed, t_end - t0);
+    free(sid);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
+static bool has_reason(const cJSON *job, void *arg)
+{
+    const char *r = tl_str(job, "slurm_reason"), *st = tl_str(job, "state");
+    return (r && !strcmp(r, (const char *)arg)) || (st && strcmp(st, "queued") && strcmp(st, "running"));
+}
+
+/* Two jobs of 2 CPUs on a 2-CPU node: the second waits in Slurm's queue,
+ * and traind shows it queued with Slurm's reason. */
+START_TEST(slurm_pending_shows_reason)
+{
+    start_daemon("threads_per_job: 2\n");
+    char *c1 = xasprintf(LONG_FMT, "big1", 2), *c2 = xasprintf(LONG_FMT, "big2", 2);
+    char *a = submit(c1);
+    cJSON *r = wait_running(a, 1, NULL, 60);
+    cJSON_Delete(r);
+    char *b = submit(c2);
+    cJSON *j = wait_job(b, has_reason, "Resources", 60);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(tl_str(j, "state"), "queued");
+    ck_assert_str_eq(tl_str(j, "slurm_reason"), "Resources");
+    ck_assert_str_eq(tl_str(j, "slurm_state"), "PENDING");
+    ck_assert_ptr_nonnull(tl_str(j, "slurm_job_id"));
+    cJSON_Delete(j);
+    /* cancelling a job that waits in Slurm's queue */
+    tl_resp resp;
+    char *path = xasprintf("/jobs/%s/cancel", b);
+    tl_http(g_d.addr, "POST", path, g_d.token, "", 0, &resp);
+    tl_resp_free(&resp);
+    j = wait_state(b, "cancelled", 60);
+    cJSON_Delete(j);
+    free(path);
+    free(a);
+    free(b);
+    free(c1);
+    free(c2);
+}
+END_TEST
+
+/* ---------------------------------------------------------- the cluster */
+
+/* Starts the cluster; NULL, or why it cannot start (malloc'd). */
+static char *start_cluster(void)
+{
+    if (geteuid() != 0)
+        return xstrdup("needs root (slurmd runs the jobs as their user)");
+    const char *script = getenv("TRAIND_SLURM_CLUSTER");
+    if (!script)
+        script = "tests/slurm/cluster.sh";
+    if (access(script, X_OK) != 0)
+        return xasprintf("%s: %s", script, strerror(errno));
+    g_cluster = tl_tmpdir("traind-slurm-cluster");
+    if (!g_cluster)
+        return xstrdup("cannot make a temporary directory");
+    char *out = xasprintf("%s/start.out", g_cluster);
+    const char *argv[] = {script, "start", g_cluster, NULL};
+    double t0 = tl_now();
+    int rc = tl_run(argv, out, 90);
+    char *text = tl_read(out, NULL);
+    free(out);
+    if (rc != 0) {
+        char *why = NULL;
+        const char *p = text ? strstr(text, "cannot start: ") : NULL;
+        if (p) {
+            p += strlen("cannot start: ");
+            why = xstrndup(p, strcspn(p, "\n"));
+        } else {
+            why = xasprintf("%s start exited %d: %.300s", script, rc, text ? text : "");
+        }
+        free(text);
+        return why;
+    }
+    free(text);
+    char *conf = xasprintf("%s/slurm.conf", g_cluster);
+    setenv("SLURM_CONF", conf, 1);
+    free(conf);
+    fprintf(stderr, "slurm: one-node cluster up in %.1f s (%s)\n", tl_now() - t0, g_cluster);
+    return NULL;
+}
+
+/* Kills and reaps every process left under this one (we are their subreaper). */
+static void reap_all(void)
+{
+    for (int round = 0; round < 50; round++) {
+        bool any = false;
+        DIR *d = opendir("/proc");
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) {
+            char *end;
+            long pid = strtol(e->d_name, &end, 10);
+            if (*end || pid <= 0)
+                continue;
+            char path[64], buf[512];
+            snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+            FILE *f = fopen(path, "re");
+            if (!f)
+                continue;
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+            buf[n] = '\0';
+            const char *rp = strrchr(buf, ')');
+            long ppid = 0;
+            char state;
+            if (rp && sscanf(rp + 1, " %c %ld", &state, &ppid) == 2 && ppid == (long)getpid()) {
+                any = true;
+                if (state != 'Z')
+                    kill((pid_t)pid, round < 10 ? SIGTERM : SIGKILL);
+            }
+        }
+        if (d)
+            closedir(d);
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+        {
+        }
+        if (!any)
+            return;
+        tl_sleep_ms(100);
+    }
+}
+
+static void stop_cluster(void)
+{
+    if (!g_cluster)
+        return;
+    const char *script = getenv("TRAIND_SLURM_CLUSTER");
+    if (!script)
+        script = "tests/slurm/cluster.sh";
+    const char *cancel[] = {"/usr/bin/scancel", "--user=root", NULL};
+    tl_run(cancel, NULL, 30);
+    const char *argv[] = {script, "stop", g_cluster, NULL};
+    tl_run(argv, NULL, 60);
+    reap_all();
+    tl_rmtree(g_cluster);
+    free(g_cluster);
+    g_cluster = NULL;
+}
+
+#define ADD(tc, fn)                                                                    \
+    do {                                                                               \
+        const char *only = getenv("TRAINDTEST_ONLY");                                  \
+        if (!only || !*only || strcmp(only, #fn) == 0)                                 \
+            tcase_add_test(tc, fn);                                                    \
+    } while (0)
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("slurm");
+    TCase *tc = tcase_create("slurm");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 400);
+    ADD(tc, slurm_success_same_metrics);
+    ADD(tc, slurm_cancel);
+    ADD(tc, slurm_time_limit_checkpoint_requeue_resume);
+    ADD(tc, slurm_daemon_restart_adopts);
+    ADD(tc, slurm_lost_job_resumes_from_checkpoint);
+    ADD(tc, slurm_pending_shows_reason);
+    ADD(tc, slurm_real_time_limit_requeues);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    char *why = start_cluster();
+    if (why) {
+        printf("SKIP: slurm cannot start here: %s\n", why);
+        fflush(stdout);
+        free(why);
+        stop_cluster();
+        return EXIT_SUCCESS;
+    }
+    int failed = tl_run_suite(suite());
+    stop_cluster();
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
