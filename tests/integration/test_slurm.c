@@ -75,6 +75,17 @@ static const char LONG_FMT[] =
     "schedule: {type: constant, total_steps: 50000000}\n"
     "train: {log_every: 100, checkpoint_every: 2000}\n";
 
+/* A 2-rank job (parallel.ranks) of ~4 s here, checkpoints every 1000 steps. */
+static const char TWO_RANK_FMT[] =
+    "name: %s\n"
+    "seed: 7\n"
+    "model: {type: mlp, input_dim: 8, hidden: [32], output_dim: 4, activation: tanh}\n"
+    "data: {kind: synthetic, batch_size: 32, noise: 0.02}\n"
+    "optimizer: {type: adamw, lr: 2.0e-3}\n"
+    "schedule: {type: cosine, warmup_steps: 200, total_steps: %d, min_lr_ratio: 0.05}\n"
+    "train: {log_every: 500, checkpoint_every: 1000}\n"
+    "parallel: {ranks: 2}\n";
+
 /* ------------------------------------------------------------ helpers */
 
 static void setup(void)
@@ -238,7 +249,16 @@ static char *scontrol_job(const char *sid)
 
 /* An uninterrupted local run of text (trainctl run: the same training code
  * as the local executor's worker); its metrics without the time field. */
+static char *reference_metrics_ranks(const char *text, const char *name, const char *ranks);
+
 static char *reference_metrics(const char *text, const char *name)
+{
+    return reference_metrics_ranks(text, name, NULL);
+}
+
+/* ranks: "2": `trainctl run --ranks 2` (mpirun on this machine), the numbers
+ * of the local executor's N-rank job (test_mpi checks those are the same). */
+static char *reference_metrics_ranks(const char *text, const char *name, const char *ranks)
 {
     /* made once per test run (the checks run in forked processes: a file) */
     char *cached = xasprintf("%s/ref-%s.stripped", g_cluster, name);
@@ -250,7 +270,8 @@ static char *reference_metrics(const char *text, const char *name)
     char *dir = xasprintf("%s/ref-%s", g_dir, name);
     char *cfg = xasprintf("%s.yaml", dir), *out = xasprintf("%s.out", dir);
     ck_assert_int_eq(tl_write(cfg, text), 0);
-    const char *argv[] = {tl_trainctl_path(), "run", cfg, "--out", dir, "--fresh", NULL};
+    const char *argv[] = {tl_trainctl_path(), "run", cfg, "--out", dir, "--fresh",
+                          ranks ? "--ranks" : NULL, ranks, NULL};
     int rc = tl_run(argv, out, 300);
     ck_assert_msg(rc == 0, "trainctl run %s exited %d", cfg, rc);
     char *m = xasprintf("%s/metrics.jsonl", dir);
@@ -593,6 +614,140 @@ START_TEST(slurm_pending_shows_reason)
 }
 END_TEST
 
+/* The pids of traind-mpi-worker ranks of job directory dir (from /proc). */
+static int mpi_ranks_of(const char *dir, pid_t *pids, int max)
+{
+    int n = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0)
+            continue;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+        size_t len = 0;
+        char *cmd = tl_read(path, &len);
+        if (!cmd)
+            continue;
+        /* argv[0] ends in traind-mpi-worker and some argument is dir */
+        const char *a0 = strrchr(cmd, '/') ? strrchr(cmd, '/') + 1 : cmd;
+        bool mine = !strcmp(a0, "traind-mpi-worker");
+        bool has_dir = false;
+        for (size_t i = 0; mine && i < len; i += strlen(cmd + i) + 1)
+            has_dir = has_dir || !strcmp(cmd + i, dir);
+        free(cmd);
+        if (mine && has_dir && n < max)
+            pids[n++] = (pid_t)pid;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* parallel.ranks: 2 under Slurm: one sbatch of --ntasks=2, the ranks one srun
+ * step; interrupted by the time-limit signal (to the batch shell, forwarded
+ * to both ranks), requeued, resumed; the numbers of `trainctl run --ranks 2`
+ * bit for bit. */
+START_TEST(slurm_two_ranks_same_metrics)
+{
+    start_daemon("threads_per_job: 2\n");
+    char *cfg = xasprintf(TWO_RANK_FMT, "two", 40000);
+    double t0 = tl_now();
+    char *id = submit(cfg);
+    running_with w0 = {0, NULL};
+    cJSON *r = wait_job(id, is_running_with, &w0, 60);
+    double t_run = tl_now() - t0;
+    ck_assert_ptr_nonnull(r);
+    cJSON_Delete(r);
+    r = wait_running(id, 3000, NULL, 120);
+    ck_assert_int_eq((int)tl_num(r, "ranks"), 2);
+    char *sid = xstrdup(tl_str(r, "slurm_job_id"));
+    cJSON_Delete(r);
+    char *sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "NumTasks=2"), "scontrol: %s", sc);
+    free(sc);
+    char *dir = xasprintf("%s/spool/jobs/%s", g_dir, id);
+    pid_t pids[8];
+    ck_assert_int_eq(mpi_ranks_of(dir, pids, 8), 2);
+    double t1 = tl_now();
+    const char *argv[] = {"/usr/bin/scancel", "--signal=TERM", "--batch", sid, NULL};
+    ck_assert_int_eq(tl_run(argv, NULL, 30), 0);
+    r = wait_running(id, 0, sid, 120);
+    double t_resumed = tl_now() - t1;
+    ck_assert_int_eq((int)tl_num(r, "restarts"), 1);
+    cJSON_Delete(r);
+    cJSON *j = wait_state(id, "succeeded", 300);
+    ck_assert_int_eq((int)tl_num(j, "restarts"), 1);
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 0);
+    sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "JobState=FAILED") && strstr(sc, "ExitCode=3:0"),
+                  "the first Slurm job should have ended with rank 0's stop code 3: %s", sc);
+    free(sc);
+    char *wl = xasprintf("%s/worker.log", dir), *wtext = tl_read(wl, NULL);
+    ck_assert_msg(wtext && strstr(wtext, "2 ranks") && strstr(wtext, "stopped on request; checkpoint written"),
+                  "worker.log: %s", wtext ? wtext : "(none)");
+    free(wtext);
+    free(wl);
+    char *got = job_metrics(id), *want = reference_metrics_ranks(cfg, "two", "2");
+    assert_same_metrics("2 ranks through Slurm, interrupted and resumed", got, want);
+    fprintf(stderr, "slurm: 2 ranks: submit -> running %.2f s; time-limit signal -> resumed %.2f s\n", t_run,
+            t_resumed);
+    free(got);
+    free(want);
+    cJSON_Delete(j);
+    free(dir);
+    free(sid);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
+/* Cancel of a 2-rank Slurm job: scancel, both ranks checkpoint and stop, no
+ * traind-mpi-worker left. */
+START_TEST(slurm_two_ranks_cancel)
+{
+    start_daemon("threads_per_job: 2\n");
+    char *cfg = xasprintf(TWO_RANK_FMT, "two-long", 50000000);
+    char *id = submit(cfg);
+    cJSON *r = wait_running(id, 1500, NULL, 120);
+    char *sid = xstrdup(tl_str(r, "slurm_job_id"));
+    cJSON_Delete(r);
+    char *dir = xasprintf("%s/spool/jobs/%s", g_dir, id);
+    pid_t pids[8];
+    ck_assert_int_eq(mpi_ranks_of(dir, pids, 8), 2);
+    tl_resp resp;
+    char *path = xasprintf("/jobs/%s/cancel", id);
+    double t0 = tl_now();
+    tl_http(g_d.addr, "POST", path, g_d.token, "", 0, &resp);
+    ck_assert_msg(resp.status == 202 || resp.status == 200, "cancel: %d %s", resp.status, resp.body);
+    tl_resp_free(&resp);
+    cJSON *j = wait_state(id, "cancelled", 60);
+    double t_cancel = tl_now() - t0;
+    ck_assert_msg(tl_num(j, "checkpoint_step") >= 1000, "%s", cJSON_PrintUnformatted(j));
+    int left = 2;
+    for (int i = 0; i < 100 && (left = mpi_ranks_of(dir, pids, 8)) > 0; i++)
+        tl_sleep_ms(100);
+    ck_assert_msg(left == 0, "%d traind-mpi-worker rank(s) left after cancel (pid %d)", left, (int)pids[0]);
+    char *sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "JobState=CANCELLED"), "scontrol: %s", sc);
+    free(sc);
+    char *wl = xasprintf("%s/worker.log", dir), *wtext = tl_read(wl, NULL);
+    ck_assert_msg(wtext && strstr(wtext, "stopped on request; checkpoint written"), "worker.log: %s",
+                  wtext ? wtext : "(none)");
+    free(wtext);
+    free(wl);
+    fprintf(stderr, "slurm: 2 ranks: cancel -> cancelled %.2f s\n", t_cancel);
+    cJSON_Delete(j);
+    free(path);
+    free(dir);
+    free(sid);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
 /* ---------------------------------------------------------- the cluster */
 
 /* Starts the cluster; NULL, or why it cannot start (malloc'd). */
@@ -711,6 +866,8 @@ static Suite *suite(void)
     ADD(tc, slurm_lost_job_resumes_from_checkpoint);
     ADD(tc, slurm_pending_shows_reason);
     ADD(tc, slurm_real_time_limit_requeues);
+    ADD(tc, slurm_two_ranks_same_metrics);
+    ADD(tc, slurm_two_ranks_cancel);
     suite_add_tcase(s, tc);
     return s;
 }
