@@ -115,8 +115,11 @@ static void cancel_all_slurm_jobs(void)
     free(out);
 }
 
+static void node_resume(void);
+
 static void teardown(void)
 {
+    node_resume();   /* after slurm_node_fail_fails, whatever it got to */
     if (g_d.pid > 0)
         tl_daemon_stop(&g_d, SIGKILL, 10);
     tl_daemon_free(&g_d);
@@ -748,6 +751,143 @@ START_TEST(slurm_two_ranks_cancel)
 }
 END_TEST
 
+/* A job of partition urgent (cluster.sh: PriorityTier 10, PreemptMode=CANCEL)
+ * that needs both CPUs preempts the traind job: Slurm sends it SIGTERM (it
+ * checkpoints) and ends it PREEMPTED; traind resubmits, the new Slurm job
+ * waits for the preemptor and resumes from the checkpoint: same numbers. */
+START_TEST(slurm_preempted_resumes)
+{
+    start_daemon(NULL);
+    char *cfg = xasprintf(MEDIUM_FMT, "medium");
+    char *id = submit(cfg);
+    cJSON *r = wait_running(id, 3000, NULL, 120);
+    char *sid = xstrdup(tl_str(r, "slurm_job_id"));
+    cJSON_Delete(r);
+    double t0 = tl_now();
+    const char *argv[] = {"/usr/bin/sbatch", "--partition=urgent", "--ntasks=2", "--job-name=preemptor",
+                          "--output=/dev/null", "--wrap=sleep 2", NULL};
+    ck_assert_int_eq(tl_run(argv, NULL, 30), 0);
+    r = wait_running(id, 0, sid, 120);
+    double t_resumed = tl_now() - t0;
+    ck_assert_int_eq((int)tl_num(r, "restarts"), 1);
+    cJSON_Delete(r);
+    char *sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "JobState=PREEMPTED"), "the first Slurm job: %s", sc);
+    free(sc);
+    cJSON *j = wait_state(id, "succeeded", 300);
+    ck_assert_int_eq((int)tl_num(j, "restarts"), 1);
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 0);
+    char *log = daemon_log();
+    ck_assert_msg(strstr(log, "ended PREEMPTED") && strstr(log, "requeued to resume from its checkpoint"), "log: %s",
+                  log);
+    char *got = job_metrics(id), *want = reference_metrics(cfg, "medium");
+    assert_same_metrics("preempted, resumed", got, want);
+    fprintf(stderr, "slurm: preemptor submitted -> resumed (running again after it) %.2f s\n", t_resumed);
+    free(got);
+    free(want);
+    free(log);
+    cJSON_Delete(j);
+    free(sid);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
+/* Slurm's node name here (cluster.sh: hostname -s). */
+static char *node_name(void)
+{
+    char h[256] = "";
+    gethostname(h, sizeof h - 1);
+    h[strcspn(h, ".")] = '\0';
+    return xstrdup(h);
+}
+
+/* The node back in service after slurm_node_fail_fails (also its teardown). */
+static void node_resume(void)
+{
+    char *node = node_name(), *nn = xasprintf("nodename=%s", node), *out = xasprintf("%s/sinfo.out", g_cluster);
+    for (int i = 0; i < 100; i++) {
+        const char *q[] = {"/usr/bin/sinfo", "-h", "-n", node, "-o", "%t", NULL};
+        tl_run(q, out, 30);
+        char *t = tl_read(out, NULL);
+        bool idle = t && (!strncmp(t, "idle", 4) || !strncmp(t, "mix", 3) || !strncmp(t, "alloc", 5));
+        free(t);
+        if (idle)
+            break;
+        if (i % 10 == 0) {
+            /* refused ("Invalid node state") once ReturnToService has done it */
+            const char *a[] = {"/usr/bin/scontrol", "update", nn, "state=resume", NULL};
+            tl_run(a, NULL, 30);
+        }
+        tl_sleep_ms(200);
+    }
+    free(out);
+    free(nn);
+    free(node);
+}
+
+/* The node fails under a running job (scontrol: state=down): Slurm ends the
+ * job NODE_FAIL (reason NodeDown), and traind fails it with that reason. */
+START_TEST(slurm_node_fail_fails)
+{
+    start_daemon(NULL);
+    char *cfg = xasprintf(LONG_FMT, "nodefail", 1);
+    char *id = submit(cfg);
+    cJSON *r = wait_running(id, 1, NULL, 60);
+    char *sid = xstrdup(tl_str(r, "slurm_job_id"));
+    cJSON_Delete(r);
+    char *node = node_name(), *nn = xasprintf("nodename=%s", node);
+    const char *argv[] = {"/usr/bin/scontrol", "update", nn, "state=down", "reason=traind-test", NULL};
+    double t0 = tl_now();
+    ck_assert_int_eq(tl_run(argv, NULL, 30), 0);
+    cJSON *j = wait_state(id, "failed", 60);
+    double t_failed = tl_now() - t0;
+    node_resume();
+    char *text = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "errors"));
+    char *want = xasprintf("Slurm job %s ended NODE_FAIL", sid);
+    ck_assert_msg(text && strstr(text, want) && strstr(text, "NodeDown"), "errors: %s", text ? text : "(none)");
+    char *sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "JobState=NODE_FAIL"), "scontrol: %s", sc);
+    fprintf(stderr, "slurm: node down -> failed (NODE_FAIL) %.2f s\n", t_failed);
+    free(sc);
+    free(want);
+    free(text);
+    cJSON_Delete(j);
+    free(nn);
+    free(node);
+    free(sid);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
+/* ~100 MB of parameters and optimizer state, under --mem=40 (extra_args):
+ * the kernel's OOM killer in the job's memory cgroup (task/cgroup), which
+ * Slurm reports as OUT_OF_MEMORY; traind fails the job with it. */
+START_TEST(slurm_out_of_memory_fails)
+{
+    start_daemon("slurm: {extra_args: \"--mem=40\", signal_grace_s: 30}\n");
+    char *cfg = xasprintf("name: oom\nseed: 1\n"
+                          "model: {type: mlp, input_dim: 64, hidden: [2048, 2048, 2048], output_dim: 4}\n"
+                          "data: {kind: synthetic, batch_size: 8}\n"
+                          "optimizer: {type: adamw, lr: 1.0e-3}\n"
+                          "schedule: {type: constant, total_steps: 1000000}\n"
+                          "train: {log_every: 100, checkpoint_every: 100000}\n");
+    double t0 = tl_now();
+    char *id = submit(cfg);
+    cJSON *j = wait_state(id, "failed", 120);
+    double t_failed = tl_now() - t0;
+    char *text = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "errors"));
+    ck_assert_msg(text && strstr(text, "ended OUT_OF_MEMORY") && strstr(text, "OutOfMemory"), "errors: %s",
+                  text ? text : "(none)");
+    fprintf(stderr, "slurm: --mem=40 -> failed (OUT_OF_MEMORY) %.2f s after submit\n", t_failed);
+    free(text);
+    cJSON_Delete(j);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
 /* ---------------------------------------------------------- the cluster */
 
 /* Starts the cluster; NULL, or why it cannot start (malloc'd). */
@@ -853,7 +993,7 @@ static void stop_cluster(void)
             tcase_add_test(tc, fn);                                                    \
     } while (0)
 
-static Suite *suite(void)
+static Suite *suite(const char *oom_skip)
 {
     Suite *s = suite_create("slurm");
     TCase *tc = tcase_create("slurm");
@@ -868,6 +1008,12 @@ static Suite *suite(void)
     ADD(tc, slurm_real_time_limit_requeues);
     ADD(tc, slurm_two_ranks_same_metrics);
     ADD(tc, slurm_two_ranks_cancel);
+    ADD(tc, slurm_preempted_resumes);
+    ADD(tc, slurm_node_fail_fails);
+    if (oom_skip)
+        printf("SKIPPED: 1 checks: slurm_out_of_memory_fails: %s\n", oom_skip), fflush(stdout);
+    else
+        ADD(tc, slurm_out_of_memory_fails);
     suite_add_tcase(s, tc);
     return s;
 }
@@ -885,7 +1031,13 @@ int main(void)
         stop_cluster();
         return EXIT_SUCCESS;
     }
-    int failed = tl_run_suite(suite());
+    /* cluster.sh could not give Slurm a memory cgroup: OUT_OF_MEMORY cannot happen */
+    char *np = xasprintf("%s/no_oom", g_cluster), *no_oom = tl_read(np, NULL);
+    free(np);
+    if (no_oom)
+        no_oom[strcspn(no_oom, "\n")] = '\0';
+    int failed = tl_run_suite(suite(no_oom));
+    free(no_oom);
     stop_cluster();
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
