@@ -5,9 +5,10 @@
  * Start: the job directory gets slurm.sh, a batch script that execs this very
  * binary's worker mode on the job directory (`exec` so that the worker is the
  * batch shell, which is what --signal=B:TERM@GRACE signals before the time
- * limit: the worker checkpoints and exits WORKER_EXIT_STOPPED).  Then
+ * limit: the worker checkpoints and exits WORKER_EXIT_STOPPED); for N ranks
+ * an srun step of N traind-mpi-worker ranks instead (batch_script).  Then
  *     sbatch --parsable --job-name=traind-ID --chdir=DIR --output=DIR/worker.log
- *            --open-mode=append --cpus-per-task=THREADS --ntasks=1 --no-requeue
+ *            --open-mode=append --cpus-per-task=THREADS --ntasks=RANKS --no-requeue
  *            --signal=B:TERM@GRACE [--partition --account --time] [extra_args] DIR/slurm.sh
  * and the Slurm job id goes to DIR/slurm_job_id, so a restarted traind adopts
  * the job instead of submitting it twice (exec_adopt).  sbatch rather than
