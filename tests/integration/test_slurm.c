@@ -21,6 +21,14 @@
  * through traind (checkpoint, the Slurm job ending, a fresh sbatch that
  * resumes) is the real one.  slurm_real_time_limit_requeues then lets
  * Slurm's own --time=1 limit do it (about 30 s).
+ *
+ * The other states are triggered for real: a 2-rank job (one srun step,
+ * interrupted and resumed, then cancelled: no rank left in /proc), a
+ * preemption (a job of cluster.sh's higher-tier partition `urgent`), a node
+ * set down under a running job (NODE_FAIL), and --mem exceeded in the job's
+ * memory cgroup (OUT_OF_MEMORY).  Checks whose prerequisites are missing (the
+ * MPI worker, srun's pmix plugin, a writable memory cgroup) are not run and
+ * main prints "SKIPPED: N checks: why".
  */
 #include <check.h>
 #include <dirent.h>
