@@ -5,9 +5,10 @@
  * Start: the job directory gets slurm.sh, a batch script that execs this very
  * binary's worker mode on the job directory (`exec` so that the worker is the
  * batch shell, which is what --signal=B:TERM@GRACE signals before the time
- * limit: the worker checkpoints and exits WORKER_EXIT_STOPPED).  Then
+ * limit: the worker checkpoints and exits WORKER_EXIT_STOPPED); for N ranks
+ * an srun step of N traind-mpi-worker ranks instead (batch_script).  Then
  *     sbatch --parsable --job-name=traind-ID --chdir=DIR --output=DIR/worker.log
- *            --open-mode=append --cpus-per-task=THREADS --ntasks=1 --no-requeue
+ *            --open-mode=append --cpus-per-task=THREADS --ntasks=RANKS --no-requeue
  *            --signal=B:TERM@GRACE [--partition --account --time] [extra_args] DIR/slurm.sh
  * and the Slurm job id goes to DIR/slurm_job_id, so a restarted traind adopts
  * the job instead of submitting it twice (exec_adopt).  sbatch rather than
@@ -69,6 +70,7 @@ typedef struct slurm_job {
     void *ctx;
     char *id, *dir;
     int threads, ranks;
+    char *mpi_worker;            /* ranks > 1: traind-mpi-worker */
     char **data_dirs;
     size_t n_data_dirs;
     char sched_id[EXEC_SCHED_ID_MAX + 1];
@@ -102,6 +104,7 @@ static void maybe_free(slurm_job *sj)
     strv_free(sj->data_dirs, sj->n_data_dirs);
     free(sj->id);
     free(sj->dir);
+    free(sj->mpi_worker);
     free(sj);
 }
 
@@ -540,8 +543,8 @@ static void submit_sbatch(slurm_job *sj)
     slurm_exec *se = sj->se;
     char cpus[40], grace[48], name[96], chdir_[PATH_MAX + 16], output[PATH_MAX + 32], ntasks[40];
     snprintf(cpus, sizeof cpus, "--cpus-per-task=%d", sj->threads > 0 ? sj->threads : 1);
-    /* HOOK (issue 16, parallel.ranks): ranks → --ntasks, and slurm.sh runs
-     * the worker under srun so that every rank is a task of the step. */
+    /* parallel.ranks → --ntasks; slurm.sh then runs the ranks as one srun
+     * step (batch_script), each with --cpus-per-task of the threads. */
     snprintf(ntasks, sizeof ntasks, "--ntasks=%d", sj->ranks > 0 ? sj->ranks : 1);
     snprintf(grace, sizeof grace, "--signal=B:TERM@%d", se->grace_s);
     snprintf(name, sizeof name, "--job-name=traind-%s", sj->id);
@@ -660,20 +663,10 @@ static void script_done(uv_work_t *w, int status)
     maybe_free(sj);
 }
 
-static char *batch_script(const slurm_job *sj, const char *exe)
+/* " --data-dir D" for each of the daemon's data dirs, quoted. */
+static char *data_dir_args(const slurm_job *sj)
 {
-    char *qexe = shell_quote(exe), *qdir = shell_quote(sj->dir);
-    char *ppath = xasprintf("%s/progress.jsonl", sj->dir);
-    char *qprog = shell_quote(ppath);
-    free(ppath);
-    char *s = xasprintf("#!/bin/sh\n"
-                        "# Written by traind (executor: slurm) for job %s.  exec: the worker is the batch\n"
-                        "# shell, which --signal=B:TERM signals before the time limit (it checkpoints).\n"
-                        "exec %s --worker %s --threads %d --progress-file %s",
-                        sj->id, qexe, qdir, sj->threads > 0 ? sj->threads : 1, qprog);
-    free(qexe);
-    free(qdir);
-    free(qprog);
+    char *s = xstrdup("");
     for (size_t i = 0; i < sj->n_data_dirs; i++) {
         char *q = shell_quote(sj->data_dirs[i]);
         char *t = xasprintf("%s --data-dir %s", s, q);
@@ -681,9 +674,73 @@ static char *batch_script(const slurm_job *sj, const char *exe)
         free(q);
         s = t;
     }
-    char *t = xasprintf("%s\n", s);
-    free(s);
-    return t;
+    return s;
+}
+
+/* One rank: the worker execs as the batch shell.  N ranks (parallel.ranks):
+ *
+ *   srun --mpi=pmix: Slurm's PMIx plugin starts the N ranks of
+ *   traind-mpi-worker directly as the tasks of one step and Open MPI 4.1
+ *   (Debian's, built against the same PMIx) initializes from it; no mpirun,
+ *   so every rank is a task Slurm tracks, signals and accounts for on
+ *   whichever nodes it allocated.  --cpus-per-task again: since 22.05 srun
+ *   no longer takes it from the batch job.  --kill-on-bad-exit: a rank that
+ *   fails on its own exits without MPI_Finalize (daemon/mpi/), and the
+ *   others would wait in their collective until the time limit.
+ *
+ *   The shell stays (not exec): Slurm's time-limit signal (--signal=B:TERM)
+ *   and scancel's SIGTERM reach the batch shell, and srun's answer to a
+ *   SIGTERM of its own is to kill the step, too soon for a checkpoint.  The
+ *   shell traps it and sends srun SIGUSR1, which srun passes on to every
+ *   rank as it is: the MPI worker's "checkpoint and stop" (traind/mpilaunch.h),
+ *   agreed by all ranks at the same step.  srun exits with the highest exit
+ *   code of its tasks: rank 0's (the others exit 0), so Slurm's ExitCode is
+ *   the worker's as for one rank.
+ *
+ *   mpi_yield_when_idle: a rank waiting in a collective yields the CPU (see
+ *   mpilaunch_argv; srun does not go through it). */
+static char *batch_script(const slurm_job *sj, const char *exe)
+{
+    char *qdir = shell_quote(sj->dir);
+    char *ppath = xasprintf("%s/progress.jsonl", sj->dir);
+    char *qprog = shell_quote(ppath);
+    free(ppath);
+    char *dd = data_dir_args(sj);
+    int threads = sj->threads > 0 ? sj->threads : 1;
+    char *s;
+    if (sj->ranks > 1 && sj->mpi_worker) {
+        char *qw = shell_quote(sj->mpi_worker);
+        s = xasprintf("#!/bin/sh\n"
+                      "# Written by traind (executor: slurm) for job %s: %d ranks of the MPI worker as one\n"
+                      "# srun step.  Slurm's SIGTERM (time limit, scancel) becomes SIGUSR1 to srun, which\n"
+                      "# passes it to every rank: checkpoint and stop (srun's own SIGTERM kills the step).\n"
+                      "export OMPI_MCA_mpi_yield_when_idle=1\n"
+                      "trap 'kill -USR1 $pid 2>/dev/null' TERM USR1\n"
+                      "srun --mpi=pmix --ntasks=%d --cpus-per-task=%d --kill-on-bad-exit=1 --input=none \\\n"
+                      "    %s --worker %s --threads %d --progress-file %s%s &\n"
+                      "pid=$!\n"
+                      "# wait returns early (> 128) when a trap ran: wait again while srun lives\n"
+                      "while :; do\n"
+                      "    wait $pid; rc=$?\n"
+                      "    [ $rc -gt 128 ] && kill -0 $pid 2>/dev/null && continue\n"
+                      "    break\n"
+                      "done\n"
+                      "exit $rc\n",
+                      sj->id, sj->ranks, sj->ranks, threads, qw, qdir, threads, qprog, dd);
+        free(qw);
+    } else {
+        char *qexe = shell_quote(exe);
+        s = xasprintf("#!/bin/sh\n"
+                      "# Written by traind (executor: slurm) for job %s.  exec: the worker is the batch\n"
+                      "# shell, which --signal=B:TERM signals before the time limit (it checkpoints).\n"
+                      "exec %s --worker %s --threads %d --progress-file %s%s\n",
+                      sj->id, qexe, qdir, threads, qprog, dd);
+        free(qexe);
+    }
+    free(qdir);
+    free(qprog);
+    free(dd);
+    return s;
 }
 
 static slurm_job *job_new(slurm_exec *se, const exec_spec *spec, const exec_callbacks *cb, void *ctx)
@@ -697,6 +754,7 @@ static slurm_job *job_new(slurm_exec *se, const exec_spec *spec, const exec_call
     sj->dir = xstrdup(spec->job_dir);
     sj->threads = spec->threads;
     sj->ranks = spec->ranks;
+    sj->mpi_worker = spec->mpi_worker ? xstrdup(spec->mpi_worker) : NULL;
     sj->data_dirs = strv_dup(spec->data_dirs, spec->n_data_dirs);
     sj->n_data_dirs = spec->n_data_dirs;
     progress_reader_init(&sj->reader);

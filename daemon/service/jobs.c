@@ -1490,16 +1490,15 @@ static int start_job(job *j)
         return refuse_start(j, why);
     }
     char *mpi_worker = NULL;
-    if (ranks > 1 && !executor_starts_running(t->ex))
-        /* HOOK (issues 16/17): N ranks as one Slurm job (--ntasks, srun of the MPI worker) */
-        return refuse_start(j, "parallel.ranks > 1 is not supported with executor: slurm yet; "
-                               "run it with executor: local");
     if (ranks > 1) {
+        /* executor: slurm starts the ranks with srun (executor_slurm.c), on
+         * the nodes: mpirun is needed here only for the local executor */
         mpi_worker = mpilaunch_worker_path();
-        if (!mpi_worker || !mpilaunch_have_mpirun()) {
+        if (!mpi_worker || (!t->slurm && !mpilaunch_have_mpirun())) {
             free(mpi_worker);
-            return refuse_start(j, "parallel.ranks > 1 needs Open MPI's mpirun on PATH (Debian: openmpi-bin) "
-                                   "and traind-mpi-worker beside traind");
+            return refuse_start(j, t->slurm ? "parallel.ranks > 1 needs traind-mpi-worker beside traind"
+                                            : "parallel.ranks > 1 needs Open MPI's mpirun on PATH (Debian: "
+                                              "openmpi-bin) and traind-mpi-worker beside traind");
         }
     }
     exec_spec spec = job_spec(j, ranks, mpi_worker);

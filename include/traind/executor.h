@@ -54,7 +54,8 @@ typedef struct exec_spec {
     const char *job_id;       /* traind's id (names the Slurm job "traind-<id>") */
     const char *job_dir;      /* absolute */
     int threads;              /* training threads (--cpus-per-task under slurm) */
-    int ranks;                /* processes: parallel.ranks (local: N ranks under mpirun) */
+    int ranks;                /* processes: parallel.ranks (local: N ranks under mpirun;
+                                 slurm: --ntasks=N, the ranks an srun step) */
     const char *mpi_worker;   /* ranks > 1: the traind-mpi-worker binary */
     char *const *data_dirs;
     size_t n_data_dirs;

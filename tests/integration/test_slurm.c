@@ -21,6 +21,14 @@
  * through traind (checkpoint, the Slurm job ending, a fresh sbatch that
  * resumes) is the real one.  slurm_real_time_limit_requeues then lets
  * Slurm's own --time=1 limit do it (about 30 s).
+ *
+ * The other states are triggered for real: a 2-rank job (one srun step,
+ * interrupted and resumed, then cancelled: no rank left in /proc), a
+ * preemption (a job of cluster.sh's higher-tier partition `urgent`), a node
+ * set down under a running job (NODE_FAIL), and --mem exceeded in the job's
+ * memory cgroup (OUT_OF_MEMORY).  Checks whose prerequisites are missing (the
+ * MPI worker, srun's pmix plugin, a writable memory cgroup) are not run and
+ * main prints "SKIPPED: N checks: why".
  */
 #include <check.h>
 #include <dirent.h>
@@ -75,6 +83,17 @@ static const char LONG_FMT[] =
     "schedule: {type: constant, total_steps: 50000000}\n"
     "train: {log_every: 100, checkpoint_every: 2000}\n";
 
+/* A 2-rank job (parallel.ranks) of ~4 s here, checkpoints every 1000 steps. */
+static const char TWO_RANK_FMT[] =
+    "name: %s\n"
+    "seed: 7\n"
+    "model: {type: mlp, input_dim: 8, hidden: [32], output_dim: 4, activation: tanh}\n"
+    "data: {kind: synthetic, batch_size: 32, noise: 0.02}\n"
+    "optimizer: {type: adamw, lr: 2.0e-3}\n"
+    "schedule: {type: cosine, warmup_steps: 200, total_steps: %d, min_lr_ratio: 0.05}\n"
+    "train: {log_every: 500, checkpoint_every: 1000}\n"
+    "parallel: {ranks: 2}\n";
+
 /* ------------------------------------------------------------ helpers */
 
 static void setup(void)
@@ -104,8 +123,11 @@ static void cancel_all_slurm_jobs(void)
     free(out);
 }
 
+static void node_resume(void);
+
 static void teardown(void)
 {
+    node_resume();   /* after slurm_node_fail_fails, whatever it got to */
     if (g_d.pid > 0)
         tl_daemon_stop(&g_d, SIGKILL, 10);
     tl_daemon_free(&g_d);
@@ -238,7 +260,16 @@ static char *scontrol_job(const char *sid)
 
 /* An uninterrupted local run of text (trainctl run: the same training code
  * as the local executor's worker); its metrics without the time field. */
+static char *reference_metrics_ranks(const char *text, const char *name, const char *ranks);
+
 static char *reference_metrics(const char *text, const char *name)
+{
+    return reference_metrics_ranks(text, name, NULL);
+}
+
+/* ranks: "2": `trainctl run --ranks 2` (mpirun on this machine), the numbers
+ * of the local executor's N-rank job (test_mpi checks those are the same). */
+static char *reference_metrics_ranks(const char *text, const char *name, const char *ranks)
 {
     /* made once per test run (the checks run in forked processes: a file) */
     char *cached = xasprintf("%s/ref-%s.stripped", g_cluster, name);
@@ -250,7 +281,8 @@ static char *reference_metrics(const char *text, const char *name)
     char *dir = xasprintf("%s/ref-%s", g_dir, name);
     char *cfg = xasprintf("%s.yaml", dir), *out = xasprintf("%s.out", dir);
     ck_assert_int_eq(tl_write(cfg, text), 0);
-    const char *argv[] = {tl_trainctl_path(), "run", cfg, "--out", dir, "--fresh", NULL};
+    const char *argv[] = {tl_trainctl_path(), "run", cfg, "--out", dir, "--fresh",
+                          ranks ? "--ranks" : NULL, ranks, NULL};
     int rc = tl_run(argv, out, 300);
     ck_assert_msg(rc == 0, "trainctl run %s exited %d", cfg, rc);
     char *m = xasprintf("%s/metrics.jsonl", dir);
@@ -593,6 +625,277 @@ START_TEST(slurm_pending_shows_reason)
 }
 END_TEST
 
+/* The pids of traind-mpi-worker ranks of job directory dir (from /proc). */
+static int mpi_ranks_of(const char *dir, pid_t *pids, int max)
+{
+    int n = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0)
+            continue;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+        size_t len = 0;
+        char *cmd = tl_read(path, &len);
+        if (!cmd)
+            continue;
+        /* argv[0] ends in traind-mpi-worker and some argument is dir */
+        const char *a0 = strrchr(cmd, '/') ? strrchr(cmd, '/') + 1 : cmd;
+        bool mine = !strcmp(a0, "traind-mpi-worker");
+        bool has_dir = false;
+        for (size_t i = 0; mine && i < len; i += strlen(cmd + i) + 1)
+            has_dir = has_dir || !strcmp(cmd + i, dir);
+        free(cmd);
+        if (mine && has_dir && n < max)
+            pids[n++] = (pid_t)pid;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* parallel.ranks: 2 under Slurm: one sbatch of --ntasks=2, the ranks one srun
+ * step; interrupted by the time-limit signal (to the batch shell, forwarded
+ * to both ranks), requeued, resumed; the numbers of `trainctl run --ranks 2`
+ * bit for bit. */
+START_TEST(slurm_two_ranks_same_metrics)
+{
+    start_daemon("threads_per_job: 2\n");
+    char *cfg = xasprintf(TWO_RANK_FMT, "two", 40000);
+    double t0 = tl_now();
+    char *id = submit(cfg);
+    running_with w0 = {0, NULL};
+    cJSON *r = wait_job(id, is_running_with, &w0, 60);
+    double t_run = tl_now() - t0;
+    ck_assert_ptr_nonnull(r);
+    cJSON_Delete(r);
+    r = wait_running(id, 3000, NULL, 120);
+    ck_assert_int_eq((int)tl_num(r, "ranks"), 2);
+    char *sid = xstrdup(tl_str(r, "slurm_job_id"));
+    cJSON_Delete(r);
+    char *sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "NumTasks=2"), "scontrol: %s", sc);
+    free(sc);
+    char *dir = xasprintf("%s/spool/jobs/%s", g_dir, id);
+    pid_t pids[8];
+    ck_assert_int_eq(mpi_ranks_of(dir, pids, 8), 2);
+    double t1 = tl_now();
+    const char *argv[] = {"/usr/bin/scancel", "--signal=TERM", "--batch", sid, NULL};
+    ck_assert_int_eq(tl_run(argv, NULL, 30), 0);
+    r = wait_running(id, 0, sid, 120);
+    double t_resumed = tl_now() - t1;
+    ck_assert_int_eq((int)tl_num(r, "restarts"), 1);
+    cJSON_Delete(r);
+    cJSON *j = wait_state(id, "succeeded", 300);
+    ck_assert_int_eq((int)tl_num(j, "restarts"), 1);
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 0);
+    sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "JobState=FAILED") && strstr(sc, "ExitCode=3:0"),
+                  "the first Slurm job should have ended with rank 0's stop code 3: %s", sc);
+    free(sc);
+    char *wl = xasprintf("%s/worker.log", dir), *wtext = tl_read(wl, NULL);
+    ck_assert_msg(wtext && strstr(wtext, "2 ranks") && strstr(wtext, "stopped on request; checkpoint written"),
+                  "worker.log: %s", wtext ? wtext : "(none)");
+    free(wtext);
+    free(wl);
+    char *got = job_metrics(id), *want = reference_metrics_ranks(cfg, "two", "2");
+    assert_same_metrics("2 ranks through Slurm, interrupted and resumed", got, want);
+    fprintf(stderr, "slurm: 2 ranks: submit -> running %.2f s; time-limit signal -> resumed %.2f s\n", t_run,
+            t_resumed);
+    free(got);
+    free(want);
+    cJSON_Delete(j);
+    free(dir);
+    free(sid);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
+/* Cancel of a 2-rank Slurm job: scancel, both ranks checkpoint and stop, no
+ * traind-mpi-worker left. */
+START_TEST(slurm_two_ranks_cancel)
+{
+    start_daemon("threads_per_job: 2\n");
+    char *cfg = xasprintf(TWO_RANK_FMT, "two-long", 50000000);
+    char *id = submit(cfg);
+    cJSON *r = wait_running(id, 1500, NULL, 120);
+    char *sid = xstrdup(tl_str(r, "slurm_job_id"));
+    cJSON_Delete(r);
+    char *dir = xasprintf("%s/spool/jobs/%s", g_dir, id);
+    pid_t pids[8];
+    ck_assert_int_eq(mpi_ranks_of(dir, pids, 8), 2);
+    tl_resp resp;
+    char *path = xasprintf("/jobs/%s/cancel", id);
+    double t0 = tl_now();
+    tl_http(g_d.addr, "POST", path, g_d.token, "", 0, &resp);
+    ck_assert_msg(resp.status == 202 || resp.status == 200, "cancel: %d %s", resp.status, resp.body);
+    tl_resp_free(&resp);
+    cJSON *j = wait_state(id, "cancelled", 60);
+    double t_cancel = tl_now() - t0;
+    ck_assert_msg(tl_num(j, "checkpoint_step") >= 1000, "%s", cJSON_PrintUnformatted(j));
+    int left = 2;
+    for (int i = 0; i < 100 && (left = mpi_ranks_of(dir, pids, 8)) > 0; i++)
+        tl_sleep_ms(100);
+    ck_assert_msg(left == 0, "%d traind-mpi-worker rank(s) left after cancel (pid %d)", left, (int)pids[0]);
+    char *sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "JobState=CANCELLED"), "scontrol: %s", sc);
+    free(sc);
+    char *wl = xasprintf("%s/worker.log", dir), *wtext = tl_read(wl, NULL);
+    ck_assert_msg(wtext && strstr(wtext, "stopped on request; checkpoint written"), "worker.log: %s",
+                  wtext ? wtext : "(none)");
+    free(wtext);
+    free(wl);
+    fprintf(stderr, "slurm: 2 ranks: cancel -> cancelled %.2f s\n", t_cancel);
+    cJSON_Delete(j);
+    free(path);
+    free(dir);
+    free(sid);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
+/* A job of partition urgent (cluster.sh: PriorityTier 10, PreemptMode=CANCEL)
+ * that needs both CPUs preempts the traind job: Slurm sends it SIGTERM (it
+ * checkpoints) and ends it PREEMPTED; traind resubmits, the new Slurm job
+ * waits for the preemptor and resumes from the checkpoint: same numbers. */
+START_TEST(slurm_preempted_resumes)
+{
+    start_daemon(NULL);
+    char *cfg = xasprintf(MEDIUM_FMT, "medium");
+    char *id = submit(cfg);
+    cJSON *r = wait_running(id, 3000, NULL, 120);
+    char *sid = xstrdup(tl_str(r, "slurm_job_id"));
+    cJSON_Delete(r);
+    double t0 = tl_now();
+    const char *argv[] = {"/usr/bin/sbatch", "--partition=urgent", "--ntasks=2", "--job-name=preemptor",
+                          "--output=/dev/null", "--wrap=sleep 2", NULL};
+    ck_assert_int_eq(tl_run(argv, NULL, 30), 0);
+    r = wait_running(id, 0, sid, 120);
+    double t_resumed = tl_now() - t0;
+    ck_assert_int_eq((int)tl_num(r, "restarts"), 1);
+    cJSON_Delete(r);
+    char *sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "JobState=PREEMPTED"), "the first Slurm job: %s", sc);
+    free(sc);
+    cJSON *j = wait_state(id, "succeeded", 300);
+    ck_assert_int_eq((int)tl_num(j, "restarts"), 1);
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 0);
+    char *log = daemon_log();
+    ck_assert_msg(strstr(log, "ended PREEMPTED") && strstr(log, "requeued to resume from its checkpoint"), "log: %s",
+                  log);
+    char *got = job_metrics(id), *want = reference_metrics(cfg, "medium");
+    assert_same_metrics("preempted, resumed", got, want);
+    fprintf(stderr, "slurm: preemptor submitted -> resumed (running again after it) %.2f s\n", t_resumed);
+    free(got);
+    free(want);
+    free(log);
+    cJSON_Delete(j);
+    free(sid);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
+/* Slurm's node name here (cluster.sh: hostname -s). */
+static char *node_name(void)
+{
+    char h[256] = "";
+    gethostname(h, sizeof h - 1);
+    h[strcspn(h, ".")] = '\0';
+    return xstrdup(h);
+}
+
+/* The node back in service after slurm_node_fail_fails (also its teardown). */
+static void node_resume(void)
+{
+    char *node = node_name(), *nn = xasprintf("nodename=%s", node), *out = xasprintf("%s/sinfo.out", g_cluster);
+    for (int i = 0; i < 100; i++) {
+        const char *q[] = {"/usr/bin/sinfo", "-h", "-n", node, "-o", "%t", NULL};
+        tl_run(q, out, 30);
+        char *t = tl_read(out, NULL);
+        bool idle = t && (!strncmp(t, "idle", 4) || !strncmp(t, "mix", 3) || !strncmp(t, "alloc", 5));
+        free(t);
+        if (idle)
+            break;
+        if (i % 10 == 0) {
+            /* refused ("Invalid node state") once ReturnToService has done it */
+            const char *a[] = {"/usr/bin/scontrol", "update", nn, "state=resume", NULL};
+            tl_run(a, NULL, 30);
+        }
+        tl_sleep_ms(200);
+    }
+    free(out);
+    free(nn);
+    free(node);
+}
+
+/* The node fails under a running job (scontrol: state=down): Slurm ends the
+ * job NODE_FAIL (reason NodeDown), and traind fails it with that reason. */
+START_TEST(slurm_node_fail_fails)
+{
+    start_daemon(NULL);
+    char *cfg = xasprintf(LONG_FMT, "nodefail", 1);
+    char *id = submit(cfg);
+    cJSON *r = wait_running(id, 1, NULL, 60);
+    char *sid = xstrdup(tl_str(r, "slurm_job_id"));
+    cJSON_Delete(r);
+    char *node = node_name(), *nn = xasprintf("nodename=%s", node);
+    const char *argv[] = {"/usr/bin/scontrol", "update", nn, "state=down", "reason=traind-test", NULL};
+    double t0 = tl_now();
+    ck_assert_int_eq(tl_run(argv, NULL, 30), 0);
+    cJSON *j = wait_state(id, "failed", 60);
+    double t_failed = tl_now() - t0;
+    node_resume();
+    char *text = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "errors"));
+    char *want = xasprintf("Slurm job %s ended NODE_FAIL", sid);
+    ck_assert_msg(text && strstr(text, want) && strstr(text, "NodeDown"), "errors: %s", text ? text : "(none)");
+    char *sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "JobState=NODE_FAIL"), "scontrol: %s", sc);
+    fprintf(stderr, "slurm: node down -> failed (NODE_FAIL) %.2f s\n", t_failed);
+    free(sc);
+    free(want);
+    free(text);
+    cJSON_Delete(j);
+    free(nn);
+    free(node);
+    free(sid);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
+/* ~100 MB of parameters and optimizer state, under --mem=40 (extra_args):
+ * the kernel's OOM killer in the job's memory cgroup (task/cgroup), which
+ * Slurm reports as OUT_OF_MEMORY; traind fails the job with it. */
+START_TEST(slurm_out_of_memory_fails)
+{
+    start_daemon("slurm: {extra_args: \"--mem=40\", signal_grace_s: 30}\n");
+    char *cfg = xasprintf("name: oom\nseed: 1\n"
+                          "model: {type: mlp, input_dim: 64, hidden: [2048, 2048, 2048], output_dim: 4}\n"
+                          "data: {kind: synthetic, batch_size: 8}\n"
+                          "optimizer: {type: adamw, lr: 1.0e-3}\n"
+                          "schedule: {type: constant, total_steps: 1000000}\n"
+                          "train: {log_every: 100, checkpoint_every: 100000}\n");
+    double t0 = tl_now();
+    char *id = submit(cfg);
+    cJSON *j = wait_state(id, "failed", 120);
+    double t_failed = tl_now() - t0;
+    char *text = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "errors"));
+    ck_assert_msg(text && strstr(text, "ended OUT_OF_MEMORY") && strstr(text, "OutOfMemory"), "errors: %s",
+                  text ? text : "(none)");
+    fprintf(stderr, "slurm: --mem=40 -> failed (OUT_OF_MEMORY) %.2f s after submit\n", t_failed);
+    free(text);
+    cJSON_Delete(j);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
 /* ---------------------------------------------------------- the cluster */
 
 /* Starts the cluster; NULL, or why it cannot start (malloc'd). */
@@ -691,6 +994,29 @@ static void stop_cluster(void)
     g_cluster = NULL;
 }
 
+/* Why the 2-rank checks cannot run here, or NULL: they need the MPI worker,
+ * srun's PMIx plugin, and mpirun for their local reference. */
+static char *two_rank_skip(void)
+{
+    const char *b = getenv("TRAIND_BUILD");
+    char *w = xasprintf("%s/traind-mpi-worker", b && *b ? b : "build");
+    bool have = access(w, X_OK) == 0;
+    free(w);
+    if (!have)
+        return xstrdup("no traind-mpi-worker built (Open MPI's libmpi-dev missing?)");
+    const char *sh[] = {"/bin/sh", "-c", "command -v mpirun", NULL};
+    if (tl_run(sh, NULL, 10) != 0)
+        return xstrdup("no mpirun on PATH (openmpi-bin) for the local reference run");
+    char *out = xasprintf("%s/mpi-list.out", g_cluster);
+    const char *argv[] = {"/usr/bin/srun", "--mpi=list", NULL};
+    tl_run(argv, out, 30);
+    char *text = tl_read(out, NULL);
+    free(out);
+    bool pmix = text && strstr(text, "pmix");
+    free(text);
+    return pmix ? NULL : xstrdup("srun --mpi=list has no pmix plugin");
+}
+
 #define ADD(tc, fn)                                                                    \
     do {                                                                               \
         const char *only = getenv("TRAINDTEST_ONLY");                                  \
@@ -698,7 +1024,7 @@ static void stop_cluster(void)
             tcase_add_test(tc, fn);                                                    \
     } while (0)
 
-static Suite *suite(void)
+static Suite *suite(const char *mpi_skip, const char *oom_skip)
 {
     Suite *s = suite_create("slurm");
     TCase *tc = tcase_create("slurm");
@@ -711,6 +1037,22 @@ static Suite *suite(void)
     ADD(tc, slurm_lost_job_resumes_from_checkpoint);
     ADD(tc, slurm_pending_shows_reason);
     ADD(tc, slurm_real_time_limit_requeues);
+    if (!mpi_skip) {
+        ADD(tc, slurm_two_ranks_same_metrics);
+        ADD(tc, slurm_two_ranks_cancel);
+    }
+    ADD(tc, slurm_preempted_resumes);
+    ADD(tc, slurm_node_fail_fails);
+    if (!oom_skip)
+        ADD(tc, slurm_out_of_memory_fails);
+    /* one line: scripts/run-tests.sh counts the last SKIPPED line */
+    int n = (mpi_skip ? 2 : 0) + (oom_skip ? 1 : 0);
+    if (n) {
+        printf("SKIPPED: %d checks: %s%s%s%s%s\n", n, mpi_skip ? "slurm_two_ranks_*: " : "", mpi_skip ? mpi_skip : "",
+               mpi_skip && oom_skip ? "; " : "", oom_skip ? "slurm_out_of_memory_fails: " : "",
+               oom_skip ? oom_skip : "");
+        fflush(stdout);
+    }
     suite_add_tcase(s, tc);
     return s;
 }
@@ -728,7 +1070,15 @@ int main(void)
         stop_cluster();
         return EXIT_SUCCESS;
     }
-    int failed = tl_run_suite(suite());
+    /* cluster.sh could not give Slurm a memory cgroup: OUT_OF_MEMORY cannot happen */
+    char *np = xasprintf("%s/no_oom", g_cluster), *no_oom = tl_read(np, NULL);
+    free(np);
+    if (no_oom)
+        no_oom[strcspn(no_oom, "\n")] = '\0';
+    char *no_mpi = two_rank_skip();
+    int failed = tl_run_suite(suite(no_mpi, no_oom));
+    free(no_mpi);
+    free(no_oom);
     stop_cluster();
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -58,6 +58,10 @@ stop() {
     [ -n "$left" ] && kill -TERM $left 2>/dev/null && sleep 0.5
     left=$(cluster_procs)
     [ -n "$left" ] && kill -KILL $left 2>/dev/null
+    # task/cgroup's node cgroup (slurmstepd removes the jobs' own): empty ones only,
+    # rmdir refuses a cgroup that still has processes
+    [ -d "/sys/fs/cgroup/memory/slurm_$(hostname -s)" ] &&
+        find "/sys/fs/cgroup/memory/slurm_$(hostname -s)" -depth -type d -exec rmdir {} + 2>/dev/null
     return 0
 }
 
@@ -121,7 +125,9 @@ MpiDefault=none
 ReturnToService=2
 SwitchType=switch/none
 SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
+# memory is consumable so that --mem is a job's limit (enforced below); 1000 MB a CPU unless asked
+SelectTypeParameters=CR_CPU_Memory
+DefMemPerCPU=1000
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=1,bf_interval=1,defer_batch=0
 MinJobAge=30
@@ -130,9 +136,36 @@ InactiveLimit=0
 SlurmctldTimeout=30
 SlurmdTimeout=60
 JobRequeue=1
+# a job of partition urgent preempts those of debug (CANCEL: SIGTERM, KillWait, SIGKILL;
+# the job ends PREEMPTED): test_slurm's preemption check
+PreemptType=preempt/partition_prio
+PreemptMode=CANCEL
 NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=urgent Nodes=$host MaxTime=INFINITE State=UP PriorityTier=10
 CONF
+# Memory: a job's --mem (or DefMemPerCPU) is enforced by task/cgroup in a memory cgroup
+# of its own, whose kernel OOM kill Slurm reports as OUT_OF_MEMORY; only the RAM
+# constraint (cores and devices stay free, as with task/none).  Where the cgroup-v1
+# memory controller cannot be written (most unprivileged containers) task/none, and
+# DIR/no_oom says why (test_slurm then skips its OUT_OF_MEMORY check).
+rm -f "$dir/no_oom"
+task=task/none
+if [ -d /sys/fs/cgroup/memory ] && mkdir "/sys/fs/cgroup/memory/traind-probe.$$" 2>/dev/null; then
+    rmdir "/sys/fs/cgroup/memory/traind-probe.$$"
+    task=task/cgroup
+    cat >"$dir/cgroup.conf" <<CONF
+CgroupPlugin=cgroup/v1
+CgroupMountpoint=/sys/fs/cgroup
+ConstrainCores=no
+ConstrainDevices=no
+ConstrainRAMSpace=yes
+ConstrainSwapSpace=no
+CONF
+else
+    echo "no writable cgroup-v1 memory controller at /sys/fs/cgroup/memory: Slurm cannot enforce --mem" >"$dir/no_oom"
+fi
+sed -i "s|^TaskPlugin=.*|TaskPlugin=$task|" "$dir/slurm.conf"
 export SLURM_CONF="$dir/slurm.conf"
 
 setsid slurmctld -D -i -f "$SLURM_CONF" >>"$dir/log/slurmctld.out" 2>&1 &
