@@ -786,6 +786,37 @@ static void post_jobs(const api_backend *be, const http_request *req, http_respo
     free(name);
 }
 
+/* ---- answers the backend gives later as (status, JSON) --------------- */
+
+static void json_later_done(void *arg, int status, cJSON *doc)
+{
+    http_deferred *answer = arg;
+    http_response res = {.status = 200};
+    http_response_add_header(&res, "Cache-Control", NO_STORE);   /* as api_handle does */
+    reply_json(&res, status, doc);
+    http_deferred_respond(answer, &res);
+}
+
+/* POST /jobs/{id}/fork: a JSON body (forks.h). */
+static void post_fork(const api_backend *be, const char *id, const http_request *req, http_response *res)
+{
+    if (!be->fork)
+        return http_response_error(res, 404, "this traind does not fork jobs");
+    if (req->body_len == 0)
+        return http_response_error(res, 400, "the request body must be JSON: {\"at_step\": S, \"set\": {...}}");
+    const char *key = http_request_header(req, "Idempotency-Key");
+    if (key && !api_idem_key_valid(key))
+        return http_response_error(res, 400, "Idempotency-Key must be 1 to 255 visible ASCII characters");
+    be->fork(be->ctx, id, req->body, req->body_len, key, json_later_done, http_response_defer(res));
+}
+
+static void get_checkpoints(const api_backend *be, const char *id, http_response *res)
+{
+    if (!be->checkpoints)
+        return http_response_error(res, 404, "not found");
+    be->checkpoints(be->ctx, id, json_later_done, http_response_defer(res));
+}
+
 static void get_job(const api_backend *be, const char *id, http_response *res)
 {
     cJSON *job = be->get_job ? be->get_job(be->ctx, id) : NULL;
@@ -1055,9 +1086,13 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
         const char *slash = strchr(seg, '/');
         const char *tail = slash ? slash : "";
         size_t seglen = slash ? (size_t)(slash - seg) : strlen(seg);
-        enum { JOB, METRICS, LOG, CANCEL } what;
+        enum { JOB, METRICS, LOG, CANCEL, FORK, CHECKPOINTS } what;
         if (strcmp(tail, "") == 0)
             what = JOB;
+        else if (strcmp(tail, "/fork") == 0)
+            what = FORK;
+        else if (strcmp(tail, "/checkpoints") == 0)
+            what = CHECKPOINTS;
         else if (strcmp(tail, "/metrics") == 0)
             what = METRICS;
         else if (strcmp(tail, "/log") == 0)
@@ -1068,9 +1103,10 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
             return http_response_error(res, 404, "not found");
         if (seglen == 0)
             return http_response_error(res, 404, "not found");
-        if (what == CANCEL ? !post : !get)
-            return method_not_allowed(res, what == CANCEL ? "POST" : "GET, HEAD");
-        if (what == CANCEL && !authorized(be, req, res))
+        bool write = what == CANCEL || what == FORK;
+        if (write ? !post : !get)
+            return method_not_allowed(res, write ? "POST" : "GET, HEAD");
+        if (write && !authorized(be, req, res))
             return;
         char *id = NULL;
         if (http_pct_decode(seg, seglen, true, false, &id) < 0 || !api_id_valid(id)) {
@@ -1083,6 +1119,10 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
             get_job_metrics(be, id, req, res);
         else if (what == LOG)
             get_job_log(be, id, res);
+        else if (what == FORK)
+            post_fork(be, id, req, res);
+        else if (what == CHECKPOINTS)
+            get_checkpoints(be, id, res);
         else
             post_cancel(be, id, res);
         free(id);

@@ -46,6 +46,7 @@
 #include "traind/hostcheck.h"
 #include "traind/http.h"
 #include "traind/jobs.h"
+#include "traind/forks.h"
 #include "traind/log.h"
 #include "traind/notify.h"
 #include "traind/spool.h"
@@ -275,6 +276,29 @@ static long spool_room(void *ctx)
     daemon_state *d = ctx;
     long room = d->cfg.max_queued_jobs - queued_jobs(d);
     return room > 0 ? room : 0;
+}
+
+/* POST /jobs/{id}/fork: admitted as a submit is (the queue's room). */
+static void be_fork(void *ctx, const char *id, const char *body, size_t len, const char *idem_key,
+                    void (*done)(void *arg, int status, cJSON *doc), void *arg)
+{
+    daemon_state *d = ctx;
+    if (d->stopping) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "error", "traind is shutting down");
+        return done(arg, 503, o);
+    }
+    if (!idem_key && (queued_jobs(d) >= d->cfg.max_queued_jobs || !spool_reserve(d->sp))) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "error", "the queue is full; try again later");
+        return done(arg, 429, o);
+    }
+    forks_fork(d->jobs, id, body, len, idem_key, done, arg);
+}
+
+static void be_checkpoints(void *ctx, const char *id, void (*done)(void *arg, int status, cJSON *doc), void *arg)
+{
+    forks_checkpoints(((daemon_state *)ctx)->jobs, id, done, arg);
 }
 
 static int be_cancel(void *ctx, const char *id)
@@ -709,6 +733,8 @@ int main(int argc, char **argv)
         .metrics = be_metrics,
         .metrics_points = be_metrics_points,
         .log_tail = be_log_tail,
+        .fork = be_fork,
+        .checkpoints = be_checkpoints,
         .token = be_token,
         .host_allowed = be_host_allowed,
         .uptime = be_uptime,

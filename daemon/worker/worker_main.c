@@ -45,6 +45,7 @@
 #include "traind/config.h"
 #include "traind/progress.h"
 #include "traind/runner.h"
+#include "traind/forkfile.h"
 #include "traind/util.h"
 #include "traind/worker.h"
 
@@ -370,7 +371,25 @@ int worker_main_dist(int argc, char **argv, dist_t *dist)
         wlog("job %s: %ld steps, %d rank%s × %d thread%s", cfg.name, cfg.sched.total_steps,
              dist ? dist->size : 1, dist && dist->size > 1 ? "s" : "", threads, threads == 1 ? "" : "s");
 
+    /* A fork (forkfile.h): its first start is from the parent's checkpoint,
+     * linked into this directory before the job existed. */
+    forkfile ff;
+    char *fork_from = NULL, *fork_metrics = NULL;
+    int frc = forkfile_read(job_dir, &ff);
+    if (frc == 0) {
+        fork_from = xasprintf("%s/%s", job_dir, ff.checkpoint);
+        if (ff.metrics[0])
+            fork_metrics = xasprintf("%s/%s", job_dir, ff.metrics);
+        if (rank0)
+            wlog("a fork of job %s at step %ld", ff.parent, ff.at_step);
+    } else if (frc != -ENOENT) {
+        code = fail("%s/" FORKFILE_NAME " is not a valid fork description", job_dir);
+        free(data_path);
+        goto out;
+    }
     runner_opts opts = {
+        .fork_from = fork_from,
+        .fork_metrics = fork_metrics,
         .out_dir = job_dir,
         .data_path = data_path,
         .threads = threads,
@@ -388,6 +407,8 @@ int worker_main_dist(int argc, char **argv, dist_t *dist)
              dt > 0 ? 100 * dist->comm_s / dt : 0.0, dist->size);
     }
     free(data_path);
+    free(fork_from);
+    free(fork_metrics);
     switch (r) {
     case RUN_OK: {
         progress_msg m;
