@@ -333,7 +333,9 @@ static int do_submit(client *c, const char *config)
     else if (stem_len > 4 && !strcmp(base + stem_len - 4, ".yml"))
         stem_len -= 4;
     char *stem = curl_easy_escape(NULL, base, (int)stem_len);
-    char *path = xasprintf("/jobs?name=%s", stem ? stem : "");
+    /* an experiment (a sweep: section) goes to /experiments, one job per trial */
+    bool experiment = cli_is_experiment(config);
+    char *path = experiment ? xstrdup("/experiments") : xasprintf("/jobs?name=%s", stem ? stem : "");
     curl_free(stem);
     char key[80];
     idempotency_key(key, sizeof key);

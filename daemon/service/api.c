@@ -817,6 +817,63 @@ static void get_checkpoints(const api_backend *be, const char *id, http_response
     be->checkpoints(be->ctx, id, json_later_done, http_response_defer(res));
 }
 
+/* /experiments and /experiments/{id}[/cancel] */
+static void experiments_route(const api_backend *be, const http_request *req, http_response *res, bool get,
+                              bool post)
+{
+    const char *path = req->path;
+    if (!be->list_experiments)
+        return http_response_error(res, 404, "not found");
+    if (strcmp(path, "/experiments") == 0) {
+        if (get)
+            return reply_json(res, 200, be->list_experiments(be->ctx));
+        if (!post)
+            return method_not_allowed(res, "GET, HEAD, POST");
+        if (!authorized(be, req, res))
+            return;
+        if (req->body_len == 0)
+            return http_response_error(res, 400, "the request body must be an experiment file (YAML with sweep:)");
+        be->submit_experiment(be->ctx, req->body, req->body_len, json_later_done, http_response_defer(res));
+        return;
+    }
+    const char *seg = path + strlen("/experiments/");
+    const char *slash = strchr(seg, '/');
+    size_t seglen = slash ? (size_t)(slash - seg) : strlen(seg);
+    bool cancel = slash && strcmp(slash, "/cancel") == 0;
+    if ((slash && !cancel) || seglen == 0)
+        return http_response_error(res, 404, "not found");
+    if (cancel ? !post : !get)
+        return method_not_allowed(res, cancel ? "POST" : "GET, HEAD");
+    if (cancel && !authorized(be, req, res))
+        return;
+    char *id = NULL;
+    if (http_pct_decode(seg, seglen, true, false, &id) < 0 || !api_id_valid(id)) {
+        free(id);
+        return http_response_error(res, 404, "no such experiment");
+    }
+    if (!cancel) {
+        cJSON *o = be->get_experiment(be->ctx, id);
+        free(id);
+        if (!o)
+            return http_response_error(res, 404, "no such experiment");
+        return reply_json(res, 200, o);
+    }
+    int rc = be->cancel_experiment(be->ctx, id);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", id);
+    free(id);
+    if (rc == API_OK) {
+        cJSON_AddStringToObject(o, "state", "cancelled");
+        return reply_json(res, 202, o);
+    }
+    cJSON_Delete(o);
+    if (rc == API_NOT_FOUND)
+        return http_response_error(res, 404, "no such experiment");
+    if (rc == API_CONFLICT)
+        return http_response_error(res, 409, "the experiment has already ended");
+    http_response_error(res, 500, "could not cancel the experiment");
+}
+
 static void get_job(const api_backend *be, const char *id, http_response *res)
 {
     cJSON *job = be->get_job ? be->get_job(be->ctx, id) : NULL;
@@ -1081,6 +1138,8 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
             return post_jobs(be, req, res);
         return method_not_allowed(res, "GET, HEAD, POST");
     }
+    if (strcmp(path, "/experiments") == 0 || strncmp(path, "/experiments/", 13) == 0)
+        return experiments_route(be, req, res, get, post);
     if (strncmp(path, "/jobs/", 6) == 0) {
         const char *seg = path + 6;
         const char *slash = strchr(seg, '/');

@@ -86,6 +86,8 @@ typedef struct job {
     char *idem_key;                  /* the Idempotency-Key it was POSTed with, or NULL */
     char *parent;                    /* a fork: the job it branched from (fork.json), or NULL */
     long forked_at;                  /* a fork: the step it branched at, else -1 */
+    char *experiment;                /* a trial: its experiment (trial.json), or NULL */
+    cJSON *params;                   /* a trial: its swept values, or NULL */
 
     /* the training process */
     worker *w;
@@ -219,6 +221,8 @@ static void job_free(job *j)
     free(j->name);
     free(j->idem_key);
     free(j->parent);
+    free(j->experiment);
+    cJSON_Delete(j->params);
     free(j->dir);
     free(j->fail_msg);
     free(j->hist);
@@ -413,6 +417,11 @@ static cJSON *job_to_json(const job *j, int queue_pos)
         cJSON_AddNullToObject(o, "parent");
         cJSON_AddNullToObject(o, "forked_at");
     }
+    if (j->experiment)
+        cJSON_AddStringToObject(o, "experiment", j->experiment);
+    else
+        cJSON_AddNullToObject(o, "experiment");
+    cJSON_AddItemToObject(o, "params", j->params ? cJSON_Duplicate(j->params, 1) : cJSON_CreateNull());
     cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(j->errors, 1));
     cJSON_AddItemToObject(o, "config", j->config ? cJSON_Duplicate(j->config, 1) : cJSON_CreateNull());
     return o;
@@ -1530,6 +1539,8 @@ static void submit_req_free(submit_req *r)
     if (r->x.free_arg)
         r->x.free_arg(r->x.arg);
     free((char *)r->x.parent);
+    free((char *)r->x.experiment);
+    free((char *)r->x.params);
     free(r);
 }
 
@@ -1603,6 +1614,11 @@ static void submit_done(uv_work_t *w, int status)
             j->parent = (char *)r->x.parent;
             j->forked_at = r->x.forked_at;
             r->x.parent = NULL;
+        }
+        if (r->x.experiment) {
+            j->experiment = (char *)r->x.experiment;
+            r->x.experiment = NULL;
+            j->params = r->x.params ? cJSON_Parse(r->x.params) : NULL;
         }
         cJSON *errors = NULL;
         if (r->valid) {
@@ -1698,6 +1714,8 @@ void jobs_submit_ex(job_table *t, const char *yaml, size_t len, const char *defa
     if (x) {
         r->x = *x;
         r->x.parent = x->parent ? xstrdup(x->parent) : NULL;
+        r->x.experiment = x->experiment ? xstrdup(x->experiment) : NULL;
+        r->x.params = x->params ? xstrdup(x->params) : NULL;
     }
     r->work.data = r;
     r->t = t;
@@ -1753,6 +1771,12 @@ int jobs_lookup(job_table *t, const char *id, jobs_info *out)
         return -ENOENT;
     out->state = j->state;
     out->checkpoint_step = j->checkpoint_step;
+    out->step = j->step;
+    out->total_steps = j->total_steps;
+    out->loss_avg = j->loss_avg;
+    out->eval_loss = j->eval_loss;
+    out->started_at = j->started_at;
+    out->finished_at = j->finished_at;
     snprintf(out->name, sizeof out->name, "%s", j->name ? j->name : j->id);
     return 0;
 }
@@ -1962,6 +1986,26 @@ static void load_fork_info(job *j)
 
 /* A key saved by a submit that died before its config.yaml: no job came of
  * it (nothing was answered), so the directory is as good as empty. */
+/* A trial's experiment and values (trial.json); an invalid one is ignored. */
+static void load_trial_info(job *j)
+{
+    char *p = xasprintf("%s/" JOBS_TRIAL_FILE, j->dir);
+    char *buf;
+    size_t len;
+    if (read_file_flags(p, 1 << 16, O_NOFOLLOW, &buf, &len) == 0) {
+        cJSON *o = cJSON_ParseWithLength(buf, len);
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "experiment");
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "params");
+        if (cJSON_IsString(e) && spool_id_valid(e->valuestring) && cJSON_IsObject(v)) {
+            j->experiment = xstrdup(e->valuestring);
+            j->params = cJSON_Duplicate(v, 1);
+        }
+        cJSON_Delete(o);
+        free(buf);
+    }
+    free(p);
+}
+
 static void drop_lone_key(const char *dir)
 {
     char *c = xasprintf("%s/config.yaml", dir), *k = xasprintf("%s/" JOBS_IDEM_KEY_FILE, dir);
@@ -1969,6 +2013,9 @@ static void drop_lone_key(const char *dir)
     if (lstat(c, &st) < 0 && errno == ENOENT) {
         unlink(k);
         forkfile_remove(dir);   /* a fork's links and fork.json, written before config.yaml */
+        char *tr = xasprintf("%s/" JOBS_TRIAL_FILE, dir);
+        unlink(tr);
+        free(tr);
     }
     free(c);
     free(k);
@@ -2014,7 +2061,7 @@ static void remove_stale_tmp(const char *dir)
     if (!d)
         return;
     static const char *const prefixes[] = {"status.json.tmp.", "config.yaml.tmp.", JOBS_IDEM_KEY_FILE ".tmp.",
-                                           FORKFILE_NAME ".tmp.", "." FORKFILE_CKPT ".tmp.", "." FORKFILE_METRICS ".tmp."};
+                                           FORKFILE_NAME ".tmp.", JOBS_TRIAL_FILE ".tmp.", "." FORKFILE_CKPT ".tmp.", "." FORKFILE_METRICS ".tmp."};
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
@@ -2105,6 +2152,7 @@ int jobs_load(job_table *t)
         derive_from_config(j);
         load_idem_key(j);
         load_fork_info(j);
+        load_trial_info(j);
         if (!job_state_ended(j->state))
             check_job_files(j);
         if (j->cancel_requested) {

@@ -47,6 +47,7 @@
 #include "traind/http.h"
 #include "traind/jobs.h"
 #include "traind/forks.h"
+#include "traind/experiments.h"
 #include "traind/log.h"
 #include "traind/notify.h"
 #include "traind/spool.h"
@@ -91,6 +92,7 @@ typedef struct daemon_state {
     char token[256];
     double started;
     job_table *jobs;
+    exp_table *exps;
     spool *sp;
     http_server *http;
     api_backend api;
@@ -301,6 +303,33 @@ static void be_checkpoints(void *ctx, const char *id, void (*done)(void *arg, in
     forks_checkpoints(((daemon_state *)ctx)->jobs, id, done, arg);
 }
 
+static cJSON *be_list_experiments(void *ctx)
+{
+    return exps_list_json(((daemon_state *)ctx)->exps);
+}
+
+static cJSON *be_get_experiment(void *ctx, const char *id)
+{
+    return exps_get_json(((daemon_state *)ctx)->exps, id);
+}
+
+static void be_submit_experiment(void *ctx, const char *yaml, size_t len,
+                                 void (*done)(void *arg, int status, cJSON *doc), void *arg)
+{
+    daemon_state *d = ctx;
+    if (d->stopping) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "error", "traind is shutting down");
+        return done(arg, 503, o);
+    }
+    exps_submit(d->exps, yaml, len, done, arg);
+}
+
+static int be_cancel_experiment(void *ctx, const char *id)
+{
+    return exps_cancel(((daemon_state *)ctx)->exps, id);
+}
+
 static int be_cancel(void *ctx, const char *id)
 {
     return jobs_cancel(((daemon_state *)ctx)->jobs, id, NULL, NULL);
@@ -376,6 +405,8 @@ static void on_jobs_changed(void *ctx)
     /* files held in incoming/ for a full queue: take them as room frees up */
     if (d->sp && spool_holding(d->sp) && c[JOB_QUEUED] < d->cfg.max_queued_jobs)
         spool_rescan(d->sp);
+    /* an ended trial makes room for the next of its experiment */
+    exps_poke(d->exps);
 }
 
 static void http_opts_from(const dconfig *c, http_server_opts *o)
@@ -719,6 +750,12 @@ int main(int argc, char **argv)
     int counts[JOB_NSTATES];
     jobs_counts(d.jobs, counts);
     log_info("%d job%s on disk, %d to run", rc, rc == 1 ? "" : "s", counts[JOB_QUEUED]);
+    d.exps = exps_new(d.jobs, d.cfg.spool, (size_t)d.cfg.max_trials, d.cfg.data_dirs, d.cfg.n_data_dirs);
+    rc = exps_load(d.exps);
+    if (rc < 0)
+        log_error("cannot read %s/experiments: %s", d.cfg.spool, strerror(-rc));
+    else if (rc > 0)
+        log_info("%d experiment%s on disk", rc, rc == 1 ? "" : "s");
 
     d.api = (api_backend){
         .ctx = &d,
@@ -735,6 +772,10 @@ int main(int argc, char **argv)
         .log_tail = be_log_tail,
         .fork = be_fork,
         .checkpoints = be_checkpoints,
+        .list_experiments = be_list_experiments,
+        .get_experiment = be_get_experiment,
+        .submit_experiment = be_submit_experiment,
+        .cancel_experiment = be_cancel_experiment,
         .token = be_token,
         .host_allowed = be_host_allowed,
         .uptime = be_uptime,
@@ -753,6 +794,7 @@ int main(int argc, char **argv)
         /* nothing was started yet: jobs are still as on disk */
         jobs_shutdown(d.jobs, 0, NULL, NULL);
         uv_run(d.loop, UV_RUN_DEFAULT);
+        exps_free(d.exps);
         jobs_free(d.jobs);
         api_ratelimit_free(d.write_limit);
         dconfig_free(&d.cfg);
@@ -790,6 +832,7 @@ int main(int argc, char **argv)
     }
 
     jobs_start(d.jobs);
+    exps_poke(d.exps);   /* trials an earlier daemon had not submitted yet */
     rc = spool_start(d.loop, d.cfg.spool, d.cfg.data_dirs, d.cfg.n_data_dirs, on_intake, &d, &d.sp);
     if (rc < 0)
         log_error("cannot watch %s/incoming: %s", d.cfg.spool, strerror(-rc));
@@ -806,6 +849,7 @@ int main(int argc, char **argv)
         uv_run(d.loop, UV_RUN_DEFAULT);
         uv_loop_close(d.loop);
     }
+    exps_free(d.exps);
     jobs_free(d.jobs);
     api_ratelimit_free(d.write_limit);
     dconfig_free(&d.cfg);

@@ -181,7 +181,13 @@ typedef struct jobs_submit_extra {
     void *arg;                    /* owned by the submit from the call on */
     const char *parent;
     long forked_at;
+    const char *experiment;       /* a trial: its experiment's id (experiments.h), else NULL */
+    const char *params;           /* a trial: its values as a JSON object text */
 } jobs_submit_extra;
+
+/* A trial's jobs/<id>/trial.json ({"experiment","params"}), written by the
+ * experiment's prepare before config.yaml; read back at start-up. */
+#define JOBS_TRIAL_FILE "trial.json"
 
 /* jobs_submit with x (NULL = none). */
 void jobs_submit_ex(job_table *t, const char *yaml, size_t len, const char *default_name, const char *idem_key,
@@ -201,6 +207,9 @@ void jobs_work_end(job_table *t);
 typedef struct jobs_info {
     job_state state;
     long checkpoint_step;         /* -1 when none */
+    long step, total_steps;
+    double loss_avg, eval_loss;   /* the last metrics point's, the last eval's; NAN = none */
+    double started_at, finished_at;   /* unix time, 0 = not yet */
     char name[256];
 } jobs_info;
 int jobs_lookup(job_table *t, const char *id, jobs_info *out);
