@@ -349,6 +349,79 @@ START_TEST(kill9_loop_loses_and_duplicates_nothing)
 }
 END_TEST
 
+/* fork_from: every trial is a fork of the named job at the step, its
+ * history starting with the parent's points up to it. */
+START_TEST(fork_from_sweep_forks_every_trial)
+{
+    start_daemon(NULL);
+    static const char base[] =
+        "name: stable\n"
+        "seed: 2\n"
+        "model: {type: mlp, input_dim: 6, hidden: [16], output_dim: 3, activation: tanh}\n"
+        "data: {kind: synthetic, batch_size: 8}\n"
+        "optimizer: {type: adamw, lr: 3.0e-3, grad_clip: 1.0}\n"
+        "schedule: {type: warmup_stable_decay, warmup_steps: 10, total_steps: 1000, decay_steps: 100}\n"
+        "train: {log_every: 10, checkpoint_every: 0, keep_every: 100}\n";
+    tl_resp r;
+    tl_http(g_d.addr, "POST", "/jobs", g_d.token, base, strlen(base), &r);
+    ck_assert_int_eq(r.status, 201);
+    tl_resp_free(&r);
+    cJSON *pj = tl_wait_job(g_d.addr, "stable", tl_job_in_state, "succeeded", 60);
+    ck_assert_ptr_nonnull(pj);
+    cJSON_Delete(pj);
+    char *sweep = xasprintf("%s"
+                            "sweep:\n"
+                            "  method: grid\n"
+                            "  metric: loss_avg\n"
+                            "  fork_from: {job: stable, at_step: 400}\n"
+                            "  parameters:\n"
+                            "    schedule.total_steps: [500, 800]\n",
+                            base);
+    char *ans;
+    /* a step with no kept checkpoint is refused before any job exists */
+    char *bad = xstrdup(sweep);
+    memcpy(strstr(bad, "at_step: 400"), "at_step: 450", 12);
+    ck_assert_int_eq(post_exp(bad, &ans), 400);
+    ck_assert_ptr_nonnull(strstr(ans, "sweep.fork_from"));
+    free(ans);
+    free(bad);
+    char *id = submit_exp(sweep);
+    cJSON *x = wait_exp(id, "succeeded", 60, 0);
+    char *pp = xasprintf("%s/spool/jobs/stable/metrics.jsonl", g_dir);
+    char *ptext = tl_read(pp, NULL), *pstrip = tl_strip_time(ptext);
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(x, "trials")) {
+        char *p = xasprintf("/jobs/%s", tl_str(t, "job"));
+        cJSON *jo = tl_get_json(g_d.addr, p, NULL);
+        free(p);
+        ck_assert_str_eq(tl_str(jo, "parent"), "stable");
+        ck_assert(tl_num(jo, "forked_at") == 400);
+        ck_assert_str_eq(tl_str(jo, "state"), "succeeded");
+        ck_assert(tl_num(jo, "restarts") == 0);
+        cJSON_Delete(jo);
+        p = xasprintf("%s/spool/jobs/%s/metrics.jsonl", g_dir, tl_str(t, "job"));
+        char *text = tl_read(p, NULL), *strip = tl_strip_time(text);
+        free(p);
+        /* the first 40 points (steps 10..400) are the parent's */
+        const char *a = pstrip, *b = strip;
+        for (int i = 0; i < 40; i++) {
+            const char *na = strchr(a, '\n'), *nb = strchr(b, '\n');
+            ck_assert(na && nb && na - a == nb - b && memcmp(a, b, (size_t)(na - a)) == 0);
+            a = na + 1;
+            b = nb + 1;
+        }
+        free(text);
+        free(strip);
+    }
+    cJSON_Delete(x);
+    free(ptext);
+    free(pstrip);
+    free(pp);
+    free(sweep);
+    free(id);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("experiments");
@@ -359,6 +432,7 @@ static Suite *suite(void)
     tcase_add_test(tc, invalid_trial_rejects_everything);
     tcase_add_test(tc, cancel_stops_the_rest);
     tcase_add_test(tc, kill9_loop_loses_and_duplicates_nothing);
+    tcase_add_test(tc, fork_from_sweep_forks_every_trial);
     suite_add_tcase(s, tc);
     return s;
 }
