@@ -1,5 +1,5 @@
 /*
- * trainctl's daemon commands: submit, status, watch, cancel, logs, fork.
+ * trainctl's daemon commands: submit, status, watch, cancel, logs, fork, compare.
  *
  * HTTP goes through libcurl; answers are parsed with cJSON.  Where to find
  * the daemon, in order: --url, $TRAIND_URL, the address a port-0 daemon wrote
@@ -525,6 +525,30 @@ static int do_fork(client *c, const char *id, long at, char **sets, size_t n_set
     return ret;
 }
 
+char *cli_job_path(const char *id, const char *tail)
+{
+    return job_path(id, tail);
+}
+
+char *cli_escape(const char *s)
+{
+    char *e = curl_easy_escape(NULL, s, 0);
+    char *out = xstrdup(e ? e : "");
+    curl_free(e);
+    return out;
+}
+
+static int compare_get(void *ctx, const char *path, char **body, long *status)
+{
+    response r;
+    int ret = http(ctx, "GET", path, NULL, 0, &r);
+    if (ret)
+        return ret;
+    *body = r.body;
+    *status = r.status;
+    return 0;
+}
+
 static int do_logs(client *c, const char *id)
 {
     char *path = job_path(id, "/log");
@@ -546,6 +570,8 @@ int cmd_client(const char *verb, int argc, char **argv)
     const char *url = NULL, *token_file = NULL, *spool = NULL, *arg = NULL;
     client c = {0};
     long fork_at = -1;
+    char *operands[64];
+    int n_operands = 0;
     char *sets[64];
     size_t n_sets = 0;
     const char *fork_name = NULL;
@@ -553,6 +579,12 @@ int cmd_client(const char *verb, int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         if (!opts_done && !strcmp(argv[i], "--")) {
             opts_done = true;
+            continue;
+        }
+        if (!strcmp(verb, "compare") && (opts_done || argv[i][0] != '-')) {
+            if (n_operands < 64)
+                operands[n_operands++] = argv[i];
+            arg = argv[i];
             continue;
         }
         if (opts_done) {
@@ -619,6 +651,8 @@ int cmd_client(const char *verb, int argc, char **argv)
         ret = do_cancel(&c, arg);
     else if (!strcmp(verb, "fork"))
         ret = do_fork(&c, arg, fork_at, sets, n_sets, fork_name);
+    else if (!strcmp(verb, "compare"))
+        ret = cmd_compare(n_operands, operands, c.json, compare_get, &c);
     else
         ret = do_logs(&c, arg);
 out:

@@ -26,6 +26,7 @@
  * request and is never starved by the printing.
  */
 #include "traind/api.h"
+#include "traind/compare.h"
 #include "traind/json.h"
 
 #include <cjson/cJSON.h>
@@ -817,6 +818,62 @@ static void get_checkpoints(const api_backend *be, const char *id, http_response
     be->checkpoints(be->ctx, id, json_later_done, http_response_defer(res));
 }
 
+/* GET /compare?ids=a,b,c&max=N (compare.h): every job's whole in-memory
+ * history is copied out (bounded by metrics_keep), then aligned. */
+static void get_compare(const api_backend *be, const http_request *req, http_response *res)
+{
+    if (!be->metrics_points)
+        return http_response_error(res, 404, "not found");
+    char *ids = NULL;
+    if (http_query_get(req->query, "ids", &ids) < 0 || !ids || !ids[0]) {
+        free(ids);
+        return http_response_error(res, 400, "query parameter 'ids' must list job ids: ids=a,b,c");
+    }
+    long max = 500;
+    int r = query_long(req, "max", &max, res);
+    if (r < 0) {
+        free(ids);
+        return;
+    }
+    if (r > 0 && (max < 2 || max > COMPARE_MAX_POINTS)) {
+        free(ids);
+        return http_response_error(res, 400, "query parameter 'max' must be 2 to 2000");
+    }
+    const char *idv[COMPARE_MAX_IDS];
+    api_point *pts[COMPARE_MAX_IDS];
+    size_t n[COMPARE_MAX_IDS], k = 0;
+    char *save = NULL;
+    for (char *id = strtok_r(ids, ",", &save); id; id = strtok_r(NULL, ",", &save)) {
+        if (k == COMPARE_MAX_IDS || !api_id_valid(id)) {
+            for (size_t i = 0; i < k; i++)
+                free(pts[i]);
+            bool too_many = k == COMPARE_MAX_IDS;
+            char msg[96];
+            if (too_many)
+                snprintf(msg, sizeof msg, "at most %d ids", COMPARE_MAX_IDS);
+            else
+                snprintf(msg, sizeof msg, "no such job: %.48s", id);
+            free(ids);
+            return http_response_error(res, too_many ? 400 : 404, msg);
+        }
+        long next;
+        if (be->metrics_points(be->ctx, id, -1, 0, LONG_MAX, &pts[k], &n[k], &next) != 0) {
+            for (size_t i = 0; i < k; i++)
+                free(pts[i]);
+            char msg[96];
+            snprintf(msg, sizeof msg, "no such job: %.48s", id);
+            free(ids);
+            return http_response_error(res, 404, msg);
+        }
+        idv[k++] = id;
+    }
+    cJSON *o = compare_doc(idv, (const api_point *const *)pts, n, k, max);
+    for (size_t i = 0; i < k; i++)
+        free(pts[i]);
+    free(ids);
+    reply_json(res, 200, o);
+}
+
 /* /experiments and /experiments/{id}[/cancel] */
 static void experiments_route(const api_backend *be, const http_request *req, http_response *res, bool get,
                               bool post)
@@ -1137,6 +1194,11 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
         if (post)
             return post_jobs(be, req, res);
         return method_not_allowed(res, "GET, HEAD, POST");
+    }
+    if (strcmp(path, "/compare") == 0) {
+        if (!get)
+            return method_not_allowed(res, "GET, HEAD");
+        return get_compare(be, req, res);
     }
     if (strcmp(path, "/experiments") == 0 || strncmp(path, "/experiments/", 13) == 0)
         return experiments_route(be, req, res, get, post);

@@ -1614,6 +1614,10 @@ static void submit_done(uv_work_t *w, int status)
             j->parent = (char *)r->x.parent;
             j->forked_at = r->x.forked_at;
             r->x.parent = NULL;
+            /* its history starts as its metrics.jsonl will: the parent's points up to the fork */
+            const job *p = find(t, j->parent);
+            for (size_t i = 0; p && i < p->n_hist && p->hist[i].step <= j->forked_at; i++)
+                hist_push(j, &p->hist[i]);
         }
         if (r->x.experiment) {
             j->experiment = (char *)r->x.experiment;

@@ -186,6 +186,52 @@ START_TEST(unchanged_fork_is_bit_identical)
     char *a = metrics(parent), *b = metrics(child);
     ck_assert_int_eq(lines(a), 100);
     ck_assert_msg(strcmp(a, b) == 0, "the unchanged fork's metrics.jsonl differs from its parent's");
+    /* GET /compare: one grid, the two curves equal (the fork's history is the parent's up to 600) */
+    char *cp = xasprintf("/compare?ids=%s,%s&max=50", parent, child);
+    cJSON *cmp = tl_get_json(g_d.addr, cp, &st);
+    free(cp);
+    ck_assert_int_eq(st, 200);
+    const cJSON *steps = cJSON_GetObjectItemCaseSensitive(cmp, "steps");
+    ck_assert_int_eq(cJSON_GetArraySize(steps), 50);
+    ck_assert(cJSON_GetArrayItem(steps, 0)->valuedouble == 10 && cJSON_GetArrayItem(steps, 49)->valuedouble == 1000);
+    const cJSON *cj0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(cmp, "jobs"), 0);
+    const cJSON *cj1 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(cmp, "jobs"), 1);
+    ck_assert(cJSON_Compare(cJSON_GetObjectItemCaseSensitive(cj0, "loss"), cJSON_GetObjectItemCaseSensitive(cj1, "loss"), 1));
+    ck_assert(cJSON_Compare(cJSON_GetObjectItemCaseSensitive(cj0, "lr"), cJSON_GetObjectItemCaseSensitive(cj1, "lr"), 1));
+    ck_assert(tl_num(cj0, "final_loss") == ploss);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(cj0, "loss")), 50);
+    cJSON_Delete(cmp);
+    cJSON *bad = tl_get_json(g_d.addr, "/compare?ids=nosuch", &st);
+    ck_assert_int_eq(st, 404);
+    cJSON_Delete(bad);
+    bad = tl_get_json(g_d.addr, "/compare", &st);
+    ck_assert_int_eq(st, 400);
+    cJSON_Delete(bad);
+    /* trainctl compare: the table names what differs (only the name here: nothing), the plots */
+    char *spool = xasprintf("%s/spool", g_dir), *out = xasprintf("%s/cmp.txt", g_dir);
+    const char *argv[] = {tl_trainctl_path(), "compare", parent, child, "--spool", spool, NULL};
+    ck_assert_int_eq(tl_run(argv, out, 30), 0);
+    char *text = tl_read(out, NULL);
+    ck_assert_msg(strstr(text, "final loss") && strstr(text, "\nloss\n") && strstr(text, "\nlr\n") &&
+                      strstr(text, child),
+                  "trainctl compare: %s", text);
+    free(text);
+    const char *argv2[] = {tl_trainctl_path(), "compare", parent, child, "--json", "--spool", spool, NULL};
+    ck_assert_int_eq(tl_run(argv2, out, 30), 0);
+    text = tl_read(out, NULL);
+    cJSON *cjs = cJSON_Parse(text);
+    ck_assert_msg(cjs != NULL, "trainctl compare --json: %s", text);
+    const cJSON *runs = cJSON_GetObjectItemCaseSensitive(cjs, "runs");
+    ck_assert_int_eq(cJSON_GetArraySize(runs), 2);
+    ck_assert(tl_num(cJSON_GetArrayItem(runs, 1), "final_loss") == ploss);
+    ck_assert(tl_num(cJSON_GetArrayItem(runs, 1), "steps") == 1000);
+    cJSON_Delete(cjs);
+    free(text);
+    const char *argv3[] = {tl_trainctl_path(), "compare", "nosuch", "--spool", spool, NULL};
+    ck_assert_int_eq(tl_run(argv3, out, 30), 1);
+    free(spool);
+    free(out);
+
     /* its job object survives a restart */
     ck_assert_int_eq(WEXITSTATUS(tl_daemon_stop(&g_d, SIGTERM, 30)), 0);
     tl_daemon_free(&g_d);
