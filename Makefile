@@ -141,6 +141,8 @@ run-check: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) scripts/bench.sh
+	@echo "== WSD fork study (issue 14): 4 cooldowns by forks vs 4 independent runs =="
+	@bench/fork_study.sh $(BUILD)
 
 install: all
 	scripts/install.sh install "$(DESTDIR)" "$(PREFIX)" "$(BUILD)"
