@@ -2065,7 +2065,8 @@ static void remove_stale_tmp(const char *dir)
     if (!d)
         return;
     static const char *const prefixes[] = {"status.json.tmp.", "config.yaml.tmp.", JOBS_IDEM_KEY_FILE ".tmp.",
-                                           FORKFILE_NAME ".tmp.", JOBS_TRIAL_FILE ".tmp.", "." FORKFILE_CKPT ".tmp.", "." FORKFILE_METRICS ".tmp."};
+                                           "trainer_state.json.tmp.", FORKFILE_NAME ".tmp.", JOBS_TRIAL_FILE ".tmp.",
+                                           "." FORKFILE_CKPT ".tmp.", "." FORKFILE_METRICS ".tmp."};
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {

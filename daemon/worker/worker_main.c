@@ -188,7 +188,7 @@ static int take_lock(const char *job_dir)
 }
 
 /* With the lock held no other process writes this directory: every
- * checkpoint.bin.tmp.PID is what a killed training process left (its pid
+ * checkpoint.bin.tmp.PID (and trainer_state.json.tmp.PID) is what a killed training process left (its pid
  * may still be a zombie, so the runner's own check would keep it). */
 __attribute__((noinline))   /* inlined, UBSan's nonnull check of opendir() misleads -Wformat-overflow */
 static void remove_stale_checkpoints(const char *job_dir)
@@ -196,11 +196,12 @@ static void remove_stale_checkpoints(const char *job_dir)
     DIR *d = opendir(job_dir);
     if (!d)
         return;
-    static const char prefix[] = "checkpoint.bin.tmp.";
+    static const char *const prefixes[] = {"checkpoint.bin.tmp.", "trainer_state.json.tmp."};
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
-        if (strncmp(e->d_name, prefix, sizeof prefix - 1) == 0 && unlinkat(dirfd(d), e->d_name, 0) == 0)
-            wlog("removed %s, left by a training process that was killed while writing it", e->d_name);
+        for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+            if (strncmp(e->d_name, prefixes[i], strlen(prefixes[i])) == 0 && unlinkat(dirfd(d), e->d_name, 0) == 0)
+                wlog("removed %s, left by a training process that was killed while writing it", e->d_name);
     closedir(d);
 }
 
