@@ -890,7 +890,10 @@ static void experiments_route(const api_backend *be, const http_request *req, ht
             return;
         if (req->body_len == 0)
             return http_response_error(res, 400, "the request body must be an experiment file (YAML with sweep:)");
-        be->submit_experiment(be->ctx, req->body, req->body_len, json_later_done, http_response_defer(res));
+        const char *key = http_request_header(req, "Idempotency-Key");
+        if (key && !api_idem_key_valid(key))
+            return http_response_error(res, 400, "Idempotency-Key must be 1 to 255 visible ASCII characters");
+        be->submit_experiment(be->ctx, req->body, req->body_len, key, json_later_done, http_response_defer(res));
         return;
     }
     const char *seg = path + strlen("/experiments/");

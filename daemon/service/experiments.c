@@ -58,6 +58,7 @@ typedef struct experiment {
     trial *trials;
     size_t n_trials;
     cJSON *errors;                   /* array */
+    char *idem_key;                  /* the Idempotency-Key it was POSTed with, or NULL */
     bool write_inflight, dirty;
 } experiment;
 
@@ -69,6 +70,8 @@ struct exp_table {
     size_t n_data_dirs;
     experiment **v;
     size_t n, cap;
+    char **keys_inflight;            /* Idempotency-Keys of submits on the thread pool */
+    size_t n_keys;
 };
 
 exp_table *exps_new(job_table *jobs, const char *spool, size_t max_trials, char *const *data_dirs,
@@ -93,6 +96,7 @@ static void exp_free(experiment *x)
     free(x->name);
     free(x->dir);
     free(x->fork_job);
+    free(x->idem_key);
     cJSON_Delete(x->errors);
     free(x);
 }
@@ -104,6 +108,7 @@ void exps_free(exp_table *e)
     for (size_t i = 0; i < e->n; i++)
         exp_free(e->v[i]);
     free(e->v);
+    strv_free(e->keys_inflight, e->n_keys);
     free(e->dir);
     strv_free(e->data_dirs, e->n_data_dirs);
     free(e);
@@ -207,6 +212,8 @@ static char *exp_file_text(const experiment *x)
         cJSON_AddItemToArray(a, t);
     }
     cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(x->errors, 1));
+    if (x->idem_key)
+        cJSON_AddStringToObject(o, "idempotency_key", x->idem_key);
     char *text = json_print_exact(o);
     cJSON_Delete(o);
     return text;
@@ -427,6 +434,7 @@ typedef struct submit_req {
     char **data_dirs;
     size_t n_data_dirs;
     char *jobs_dir;
+    char *idem_key;                  /* or NULL */
     /* results */
     int status;
     cJSON *doc;
@@ -500,6 +508,7 @@ static void submit_work(uv_work_t *w)
 
     experiment *x = xcalloc(1, sizeof *x);
     x->submitted_at = now_unix();
+    x->idem_key = r->idem_key ? xstrdup(r->idem_key) : NULL;
     x->errors = ok ? cJSON_CreateArray() : errors;
     if (ok) {
         cJSON_Delete(errors);
@@ -565,6 +574,13 @@ static void submit_done(uv_work_t *w, int status)
                  r->x->n_trials, r->x->n_trials == 1 ? "" : "s");
     }
     r->done(r->arg, r->status ? r->status : 500, r->doc ? r->doc : error_doc("cancelled"));
+    for (size_t i = 0; r->idem_key && i < e->n_keys; i++)
+        if (!strcmp(e->keys_inflight[i], r->idem_key)) {
+            free(e->keys_inflight[i]);
+            e->keys_inflight[i] = e->keys_inflight[--e->n_keys];
+            break;
+        }
+    free(r->idem_key);
     free(r->yaml);
     free(r->dir);
     free(r->jobs_dir);
@@ -575,8 +591,26 @@ static void submit_done(uv_work_t *w, int status)
     (void)status;
 }
 
-void exps_submit(exp_table *e, const char *yaml, size_t len, forks_done done, void *arg)
+void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_key, forks_done done, void *arg)
 {
+    if (idem_key) {
+        /* a retry: the same answer as the first time, even after a restart */
+        for (size_t i = e->n; i-- > 0;) {
+            const experiment *x = e->v[i];
+            if (!x->idem_key || strcmp(x->idem_key, idem_key))
+                continue;
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "id", x->id);
+            if (x->state == EXP_REJECTED) {
+                cJSON_AddStringToObject(o, "error", "invalid experiment");
+                cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(x->errors, 1));
+            }
+            return done(arg, x->state == EXP_REJECTED ? 400 : 201, o);
+        }
+        for (size_t i = 0; i < e->n_keys; i++)
+            if (!strcmp(e->keys_inflight[i], idem_key))
+                return done(arg, 409, error_doc("a request with this Idempotency-Key is still being saved; retry"));
+    }
     if (jobs_shutting_down(e->jobs))
         return done(arg, 503, error_doc("traind is shutting down"));
     submit_req *r = xcalloc(1, sizeof *r);
@@ -591,7 +625,9 @@ void exps_submit(exp_table *e, const char *yaml, size_t len, forks_done done, vo
     r->max_trials = e->max_trials;
     r->data_dirs = strv_dup(e->data_dirs, e->n_data_dirs);
     r->n_data_dirs = e->n_data_dirs;
+    r->idem_key = idem_key ? xstrdup(idem_key) : NULL;
     if (uv_queue_work(jobs_loop(e->jobs), &r->work, submit_work, submit_done) < 0) {
+        free(r->idem_key);
         free(r->yaml);
         free(r->dir);
         free(r->jobs_dir);
@@ -600,6 +636,10 @@ void exps_submit(exp_table *e, const char *yaml, size_t len, forks_done done, vo
         return done(arg, 500, error_doc("cannot queue the experiment"));
     }
     jobs_work_begin(e->jobs);
+    if (idem_key) {
+        e->keys_inflight = xrealloc(e->keys_inflight, (e->n_keys + 1) * sizeof *e->keys_inflight);
+        e->keys_inflight[e->n_keys++] = xstrdup(idem_key);
+    }
 }
 
 /* ------------------------------------------------------------- answers */
@@ -807,6 +847,9 @@ static experiment *load_one(exp_table *e, const char *id)
             }
         }
     }
+    const cJSON *key = cJSON_GetObjectItemCaseSensitive(o, "idempotency_key");
+    if (cJSON_IsString(key) && api_idem_key_valid(key->valuestring))
+        x->idem_key = xstrdup(key->valuestring);
     if (!x->name) {
         const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, "name");
         x->name = xstrdup(cJSON_IsString(n) ? n->valuestring : id);

@@ -313,7 +313,7 @@ static cJSON *be_get_experiment(void *ctx, const char *id)
     return exps_get_json(((daemon_state *)ctx)->exps, id);
 }
 
-static void be_submit_experiment(void *ctx, const char *yaml, size_t len,
+static void be_submit_experiment(void *ctx, const char *yaml, size_t len, const char *idem_key,
                                  void (*done)(void *arg, int status, cJSON *doc), void *arg)
 {
     daemon_state *d = ctx;
@@ -322,7 +322,7 @@ static void be_submit_experiment(void *ctx, const char *yaml, size_t len,
         cJSON_AddStringToObject(o, "error", "traind is shutting down");
         return done(arg, 503, o);
     }
-    exps_submit(d->exps, yaml, len, done, arg);
+    exps_submit(d->exps, yaml, len, idem_key, done, arg);
 }
 
 static int be_cancel_experiment(void *ctx, const char *id)

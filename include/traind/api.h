@@ -189,7 +189,7 @@ typedef struct api_backend {
      * 202, API_NOT_FOUND, API_CONFLICT). */
     cJSON *(*list_experiments)(void *ctx);
     cJSON *(*get_experiment)(void *ctx, const char *id);
-    void (*submit_experiment)(void *ctx, const char *yaml, size_t len,
+    void (*submit_experiment)(void *ctx, const char *yaml, size_t len, const char *idem_key,
                               void (*done)(void *arg, int status, cJSON *doc), void *arg);
     int (*cancel_experiment)(void *ctx, const char *id);
     /* Optional: the loop whose thread pool prints large answers (job pages,

@@ -46,8 +46,10 @@ int exps_load(exp_table *e);
 void exps_poke(exp_table *e);
 
 /* POST /experiments: 201 {"id"}, 400 {"error","errors","id"?}, 503, 500
- * through done (forks_done: status and doc, exactly once). */
-void exps_submit(exp_table *e, const char *yaml, size_t len, forks_done done, void *arg);
+ * through done (forks_done: status and doc, exactly once).  idem_key (or
+ * NULL): saved in experiment.json; a submit with a key used before answers
+ * with that experiment, 409 while the first is still being saved. */
+void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_key, forks_done done, void *arg);
 
 /* GET /experiments: summaries, newest first. */
 struct cJSON *exps_list_json(exp_table *e);

@@ -351,6 +351,71 @@ START_TEST(kill9_loop_loses_and_duplicates_nothing)
 }
 END_TEST
 
+/* POST /experiments with an Idempotency-Key (as trainctl submit sends):
+ * the same key answers with the same experiment, also after a restart. */
+static char *post_with_key(const char *body, const char *key, int *status)
+{
+    char *req = xasprintf("POST /experiments HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                          "Idempotency-Key: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                          g_d.token, key, strlen(body), body);
+    tl_resp r;
+    tl_http_raw(g_d.addr, req, strlen(req), 10000, &r);
+    free(req);
+    *status = r.status;
+    cJSON *j = r.body ? cJSON_Parse(r.body) : NULL;
+    char *id = tl_str(j, "id") ? xstrdup(tl_str(j, "id")) : NULL;
+    cJSON_Delete(j);
+    tl_resp_free(&r);
+    return id;
+}
+
+START_TEST(idempotent_submit)
+{
+    start_daemon(NULL);
+    char *body = xasprintf(GRID_FMT, 300L, "");
+    int st;
+    char *a = post_with_key(body, "key-1", &st);
+    ck_assert_int_eq(st, 201);
+    char *b = post_with_key(body, "key-1", &st);
+    ck_assert_int_eq(st, 201);
+    ck_assert_str_eq(a, b);
+    cJSON_Delete(wait_exp(a, "succeeded", 60, 0));
+    ck_assert_int_eq(WEXITSTATUS(tl_daemon_stop(&g_d, SIGTERM, 30)), 0);
+    tl_daemon_free(&g_d);
+    start_daemon(NULL);
+    char *c = post_with_key(body, "key-1", &st);
+    ck_assert_int_eq(st, 201);
+    ck_assert_str_eq(a, c);
+    char *d = post_with_key(body, "key-2", &st);
+    ck_assert_int_eq(st, 201);
+    ck_assert_str_ne(a, d);
+    cJSON *list = tl_get_json(g_d.addr, "/experiments", NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(list), 2);
+    cJSON_Delete(list);
+    /* trainctl submit sends a sweep file to /experiments */
+    char *file = xasprintf("%s/sweep.yaml", g_dir), *out = xasprintf("%s/out.txt", g_dir);
+    char *spool = xasprintf("%s/spool", g_dir);
+    ck_assert_int_eq(tl_write(file, body), 0);
+    const char *argv[] = {tl_trainctl_path(), "submit", file, "--spool", spool, NULL};
+    ck_assert_int_eq(tl_run(argv, out, 30), 0);
+    char *text = tl_read(out, NULL);
+    text[strcspn(text, "\n")] = '\0';
+    cJSON *x = get_exp(text);
+    ck_assert_msg(x != NULL, "trainctl submit of a sweep printed %s", text);
+    ck_assert(tl_num(x, "n_trials") == 4);
+    cJSON_Delete(x);
+    free(text);
+    free(file);
+    free(out);
+    free(spool);
+    free(a);
+    free(b);
+    free(c);
+    free(d);
+    free(body);
+}
+END_TEST
+
 /* fork_from: every trial is a fork of the named job at the step, its
  * history starting with the parent's points up to it. */
 START_TEST(fork_from_sweep_forks_every_trial)
@@ -435,6 +500,7 @@ static Suite *suite(void)
     tcase_add_test(tc, cancel_stops_the_rest);
     tcase_add_test(tc, kill9_loop_loses_and_duplicates_nothing);
     tcase_add_test(tc, fork_from_sweep_forks_every_trial);
+    tcase_add_test(tc, idempotent_submit);
     suite_add_tcase(s, tc);
     return s;
 }
