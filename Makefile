@@ -141,6 +141,8 @@ run-check: deps
 bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench_forks
 	@BUILD=$(BUILD) scripts/bench.sh
+	@echo "== WSD fork study (issue 14): 4 cooldowns by forks vs 4 independent runs =="
+	@bench/fork_study.sh $(BUILD)
 
 # The fork study of make bench (tests/bench/bench_forks.c): the core alone.
 $(BUILD)/bench_forks: $(BUILD)/obj/tests/bench/bench_forks.o $(CORE_LIB)

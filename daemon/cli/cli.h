@@ -6,7 +6,8 @@
  *   cmd_schedule.c  schedule (terminal plot or JSON)
  *   cmd_sample.c    sample (text from a gpt checkpoint)
  *   cmd_experiment.c  validate and schedule of experiment (sweep) files
- *   client.c        submit, status, watch, cancel, logs (HTTP to a running traind, via libcurl)
+ *   client.c        submit, status, watch, cancel, logs, fork (HTTP to a running traind, via libcurl)
+ *   cmd_compare.c   compare (a table and overlaid curves of jobs or experiments)
  */
 #ifndef TRAIND_CLI_H
 #define TRAIND_CLI_H
@@ -37,6 +38,15 @@ int cmd_run_dist(int argc, char **argv, dist_t *dist);
 int cmd_schedule(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_client(const char *verb, int argc, char **argv);
+
+/* GET path from the daemon: 0 with *body (malloc'd, may be NULL) and
+ * *status, or an exit code (unreachable: already reported). */
+typedef int (*cli_get_fn)(void *ctx, const char *path, char **body, long *status);
+/* "/jobs/<escaped id><tail>" and an id escaped for a URL (malloc'd). */
+char *cli_job_path(const char *id, const char *tail);
+char *cli_escape(const char *s);
+/* trainctl compare over get (client.c's connection). */
+int cmd_compare(int n_args, char **args, bool json, cli_get_fn get, void *ctx);
 
 /* "1h02m", "3m07s", "12s" */
 void cli_format_duration(double seconds, char *buf, size_t len);

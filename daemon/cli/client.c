@@ -1,5 +1,5 @@
 /*
- * trainctl's daemon commands: submit, status, watch, cancel, logs.
+ * trainctl's daemon commands: submit, status, watch, cancel, logs, fork, compare.
  *
  * HTTP goes through libcurl; answers are parsed with cJSON.  Where to find
  * the daemon, in order: --url, $TRAIND_URL, the address a port-0 daemon wrote
@@ -333,7 +333,9 @@ static int do_submit(client *c, const char *config)
     else if (stem_len > 4 && !strcmp(base + stem_len - 4, ".yml"))
         stem_len -= 4;
     char *stem = curl_easy_escape(NULL, base, (int)stem_len);
-    char *path = xasprintf("/jobs?name=%s", stem ? stem : "");
+    /* an experiment (a sweep: section) goes to /experiments, one job per trial */
+    bool experiment = cli_is_experiment(config);
+    char *path = experiment ? xstrdup("/experiments") : xasprintf("/jobs?name=%s", stem ? stem : "");
     curl_free(stem);
     char key[80];
     idempotency_key(key, sizeof key);
@@ -480,6 +482,73 @@ static int do_cancel(client *c, const char *id)
     return ret;
 }
 
+/* trainctl fork ID --at STEP [--set key=value ...] [--name NAME]: prints the new job's id. */
+static int do_fork(client *c, const char *id, long at, char **sets, size_t n_sets, const char *name)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "at_step", (double)at);
+    cJSON *a = cJSON_AddArrayToObject(o, "set");
+    for (size_t i = 0; i < n_sets; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(sets[i]));
+    if (name)
+        cJSON_AddStringToObject(o, "name", name);
+    char *body = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    char *path = job_path(id, "/fork");
+    char key[80];
+    idempotency_key(key, sizeof key);
+    response r;
+    int ret = http_ex(c, "POST", path, body, strlen(body), key, false, &r);
+    free(path);
+    free(body);
+    if (ret)
+        return ret;
+    cJSON *j = r.body ? cJSON_Parse(r.body) : NULL;
+    if (r.status == 201 && json_str(j, "id")) {
+        if (c->json)
+            printf("%s\n", r.body);
+        else
+            printf("%s\n", json_str(j, "id"));
+    } else {
+        ret = report_error(id, &r);
+        const cJSON *steps = j ? cJSON_GetObjectItemCaseSensitive(j, "steps") : NULL;
+        if (cJSON_IsArray(steps)) {
+            fprintf(stderr, "  kept checkpoints of %s at steps:", id);
+            const cJSON *e;
+            cJSON_ArrayForEach(e, steps)
+                fprintf(stderr, " %.0f", e->valuedouble);
+            fprintf(stderr, "%s\n", cJSON_GetArraySize(steps) ? "" : " (none)");
+        }
+    }
+    cJSON_Delete(j);
+    free(r.body);
+    return ret;
+}
+
+char *cli_job_path(const char *id, const char *tail)
+{
+    return job_path(id, tail);
+}
+
+char *cli_escape(const char *s)
+{
+    char *e = curl_easy_escape(NULL, s, 0);
+    char *out = xstrdup(e ? e : "");
+    curl_free(e);
+    return out;
+}
+
+static int compare_get(void *ctx, const char *path, char **body, long *status)
+{
+    response r;
+    int ret = http(ctx, "GET", path, NULL, 0, &r);
+    if (ret)
+        return ret;
+    *body = r.body;
+    *status = r.status;
+    return 0;
+}
+
 static int do_logs(client *c, const char *id)
 {
     char *path = job_path(id, "/log");
@@ -500,10 +569,22 @@ int cmd_client(const char *verb, int argc, char **argv)
 {
     const char *url = NULL, *token_file = NULL, *spool = NULL, *arg = NULL;
     client c = {0};
+    long fork_at = -1;
+    char *operands[64];
+    int n_operands = 0;
+    char *sets[64];
+    size_t n_sets = 0;
+    const char *fork_name = NULL;
     bool opts_done = false;   /* after "--" every argument is an operand ("-rf" is an id) */
     for (int i = 0; i < argc; i++) {
         if (!opts_done && !strcmp(argv[i], "--")) {
             opts_done = true;
+            continue;
+        }
+        if (!strcmp(verb, "compare") && (opts_done || argv[i][0] != '-')) {
+            if (n_operands < 64)
+                operands[n_operands++] = argv[i];
+            arg = argv[i];
             continue;
         }
         if (opts_done) {
@@ -520,6 +601,22 @@ int cmd_client(const char *verb, int argc, char **argv)
             spool = argv[++i];
         else if (!strcmp(argv[i], "--json"))
             c.json = true;
+        else if (!strcmp(verb, "fork") && !strcmp(argv[i], "--at") && i + 1 < argc) {
+            char *end;
+            errno = 0;
+            fork_at = strtol(argv[++i], &end, 10);
+            if (errno || end == argv[i] || *end || fork_at < 0) {
+                fprintf(stderr, "trainctl fork: --at takes a step number >= 0, not '%s'\n", argv[i]);
+                return EXIT_USAGE;
+            }
+        } else if (!strcmp(verb, "fork") && !strcmp(argv[i], "--set") && i + 1 < argc) {
+            if (!strchr(argv[i + 1], '=') || n_sets >= 64) {
+                fprintf(stderr, "trainctl fork: --set takes key.path=value (at most 64), not '%s'\n", argv[i + 1]);
+                return EXIT_USAGE;
+            }
+            sets[n_sets++] = argv[++i];
+        } else if (!strcmp(verb, "fork") && !strcmp(argv[i], "--name") && i + 1 < argc)
+            fork_name = argv[++i];
         else if (argv[i][0] == '-' || arg) {
             fprintf(stderr, "trainctl %s: unexpected argument '%s'\n", verb, argv[i]);
             return EXIT_USAGE;
@@ -530,6 +627,10 @@ int cmd_client(const char *verb, int argc, char **argv)
     if (needs_arg && !arg) {
         fprintf(stderr, "usage: trainctl %s %s [--url URL] [--token-file FILE]\n", verb,
                 !strcmp(verb, "submit") ? "CONFIG" : "ID");
+        return EXIT_USAGE;
+    }
+    if (!strcmp(verb, "fork") && fork_at < 0) {
+        fprintf(stderr, "usage: trainctl fork ID --at STEP [--set key=value ...] [--name NAME]\n");
         return EXIT_USAGE;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -548,6 +649,10 @@ int cmd_client(const char *verb, int argc, char **argv)
         ret = do_watch(&c, arg);
     else if (!strcmp(verb, "cancel"))
         ret = do_cancel(&c, arg);
+    else if (!strcmp(verb, "fork"))
+        ret = do_fork(&c, arg, fork_at, sets, n_sets, fork_name);
+    else if (!strcmp(verb, "compare"))
+        ret = cmd_compare(n_operands, operands, c.json, compare_get, &c);
     else
         ret = do_logs(&c, arg);
 out:

@@ -33,6 +33,10 @@ static const char usage_text[] =
     "  watch ID            a live progress bar until the job ends\n"
     "  cancel ID           checkpoint and stop a job\n"
     "  logs ID             the job's training process log\n"
+    "  fork ID --at STEP [--set key=value ...] [--name NAME]\n"
+    "                      a new job from ID's kept checkpoint at STEP (prints its id)\n"
+    "  compare ID|EXPERIMENT ... [--json]\n"
+    "                      differing params, final and best eval loss, steps, wall time; overlaid curves\n"
     "  (-- ends the options: trainctl cancel -- -rf)\n"
     "\n"
     "  --help, --version\n"
@@ -163,7 +167,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "sample"))
         return cmd_sample(argc - 2, argv + 2);
     if (!strcmp(cmd, "submit") || !strcmp(cmd, "status") || !strcmp(cmd, "watch") ||
-        !strcmp(cmd, "cancel") || !strcmp(cmd, "logs"))
+        !strcmp(cmd, "cancel") || !strcmp(cmd, "logs") || !strcmp(cmd, "fork") ||
+        !strcmp(cmd, "compare"))
         return cmd_client(cmd, argc - 2, argv + 2);
     fprintf(stderr, "trainctl: unknown command '%s'\n", cmd);
     return usage(stderr, EXIT_USAGE);

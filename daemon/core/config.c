@@ -523,9 +523,9 @@ static void validate(const ynode *doc, run_config *cfg, const cfg_parse_opts *op
         /* An experiment, not one run: only the sweep reader (sweep.h) takes
          * it, one whole run config per trial. */
         cv_error(errs, "sweep", sweep,
-                 "this file is an experiment (a sweep), not one run config: traind does not run "
-                 "experiments yet; `trainctl validate` checks every trial and `trainctl schedule` "
-                 "plots them");
+                 "this file is an experiment (a sweep), not one run config: POST it to /experiments "
+                 "(`trainctl submit` does) to run its trials; `trainctl validate` checks every trial "
+                 "and `trainctl schedule` plots them");
         ynode *copy = ytree_clone(doc);
         ymap_delete(copy, "sweep");
         validate(copy, cfg, opts, errs);

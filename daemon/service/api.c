@@ -26,6 +26,7 @@
  * request and is never starved by the printing.
  */
 #include "traind/api.h"
+#include "traind/compare.h"
 #include "traind/json.h"
 
 #include <cjson/cJSON.h>
@@ -786,6 +787,153 @@ static void post_jobs(const api_backend *be, const http_request *req, http_respo
     free(name);
 }
 
+/* ---- answers the backend gives later as (status, JSON) --------------- */
+
+static void json_later_done(void *arg, int status, cJSON *doc)
+{
+    http_deferred *answer = arg;
+    http_response res = {.status = 200};
+    http_response_add_header(&res, "Cache-Control", NO_STORE);   /* as api_handle does */
+    reply_json(&res, status, doc);
+    http_deferred_respond(answer, &res);
+}
+
+/* POST /jobs/{id}/fork: a JSON body (forks.h). */
+static void post_fork(const api_backend *be, const char *id, const http_request *req, http_response *res)
+{
+    if (!be->fork)
+        return http_response_error(res, 404, "this traind does not fork jobs");
+    if (req->body_len == 0)
+        return http_response_error(res, 400, "the request body must be JSON: {\"at_step\": S, \"set\": {...}}");
+    const char *key = http_request_header(req, "Idempotency-Key");
+    if (key && !api_idem_key_valid(key))
+        return http_response_error(res, 400, "Idempotency-Key must be 1 to 255 visible ASCII characters");
+    be->fork(be->ctx, id, req->body, req->body_len, key, json_later_done, http_response_defer(res));
+}
+
+static void get_checkpoints(const api_backend *be, const char *id, http_response *res)
+{
+    if (!be->checkpoints)
+        return http_response_error(res, 404, "not found");
+    be->checkpoints(be->ctx, id, json_later_done, http_response_defer(res));
+}
+
+/* GET /compare?ids=a,b,c&max=N (compare.h): every job's whole in-memory
+ * history is copied out (bounded by metrics_keep), then aligned. */
+static void get_compare(const api_backend *be, const http_request *req, http_response *res)
+{
+    if (!be->metrics_points)
+        return http_response_error(res, 404, "not found");
+    char *ids = NULL;
+    if (http_query_get(req->query, "ids", &ids) < 0 || !ids || !ids[0]) {
+        free(ids);
+        return http_response_error(res, 400, "query parameter 'ids' must list job ids: ids=a,b,c");
+    }
+    long max = 500;
+    int r = query_long(req, "max", &max, res);
+    if (r < 0) {
+        free(ids);
+        return;
+    }
+    if (r > 0 && (max < 2 || max > COMPARE_MAX_POINTS)) {
+        free(ids);
+        return http_response_error(res, 400, "query parameter 'max' must be 2 to 2000");
+    }
+    const char *idv[COMPARE_MAX_IDS];
+    api_point *pts[COMPARE_MAX_IDS];
+    size_t n[COMPARE_MAX_IDS], k = 0;
+    char *save = NULL;
+    for (char *id = strtok_r(ids, ",", &save); id; id = strtok_r(NULL, ",", &save)) {
+        if (k == COMPARE_MAX_IDS || !api_id_valid(id)) {
+            for (size_t i = 0; i < k; i++)
+                free(pts[i]);
+            bool too_many = k == COMPARE_MAX_IDS;
+            char msg[96];
+            if (too_many)
+                snprintf(msg, sizeof msg, "at most %d ids", COMPARE_MAX_IDS);
+            else
+                snprintf(msg, sizeof msg, "no such job: %.48s", id);
+            free(ids);
+            return http_response_error(res, too_many ? 400 : 404, msg);
+        }
+        long next;
+        if (be->metrics_points(be->ctx, id, -1, 0, LONG_MAX, &pts[k], &n[k], &next) != 0) {
+            for (size_t i = 0; i < k; i++)
+                free(pts[i]);
+            char msg[96];
+            snprintf(msg, sizeof msg, "no such job: %.48s", id);
+            free(ids);
+            return http_response_error(res, 404, msg);
+        }
+        idv[k++] = id;
+    }
+    cJSON *o = compare_doc(idv, (const api_point *const *)pts, n, k, max);
+    for (size_t i = 0; i < k; i++)
+        free(pts[i]);
+    free(ids);
+    reply_json(res, 200, o);
+}
+
+/* /experiments and /experiments/{id}[/cancel] */
+static void experiments_route(const api_backend *be, const http_request *req, http_response *res, bool get,
+                              bool post)
+{
+    const char *path = req->path;
+    if (!be->list_experiments)
+        return http_response_error(res, 404, "not found");
+    if (strcmp(path, "/experiments") == 0) {
+        if (get)
+            return reply_json(res, 200, be->list_experiments(be->ctx));
+        if (!post)
+            return method_not_allowed(res, "GET, HEAD, POST");
+        if (!authorized(be, req, res))
+            return;
+        if (req->body_len == 0)
+            return http_response_error(res, 400, "the request body must be an experiment file (YAML with sweep:)");
+        const char *key = http_request_header(req, "Idempotency-Key");
+        if (key && !api_idem_key_valid(key))
+            return http_response_error(res, 400, "Idempotency-Key must be 1 to 255 visible ASCII characters");
+        be->submit_experiment(be->ctx, req->body, req->body_len, key, json_later_done, http_response_defer(res));
+        return;
+    }
+    const char *seg = path + strlen("/experiments/");
+    const char *slash = strchr(seg, '/');
+    size_t seglen = slash ? (size_t)(slash - seg) : strlen(seg);
+    bool cancel = slash && strcmp(slash, "/cancel") == 0;
+    if ((slash && !cancel) || seglen == 0)
+        return http_response_error(res, 404, "not found");
+    if (cancel ? !post : !get)
+        return method_not_allowed(res, cancel ? "POST" : "GET, HEAD");
+    if (cancel && !authorized(be, req, res))
+        return;
+    char *id = NULL;
+    if (http_pct_decode(seg, seglen, true, false, &id) < 0 || !api_id_valid(id)) {
+        free(id);
+        return http_response_error(res, 404, "no such experiment");
+    }
+    if (!cancel) {
+        cJSON *o = be->get_experiment(be->ctx, id);
+        free(id);
+        if (!o)
+            return http_response_error(res, 404, "no such experiment");
+        return reply_json(res, 200, o);
+    }
+    int rc = be->cancel_experiment(be->ctx, id);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", id);
+    free(id);
+    if (rc == API_OK) {
+        cJSON_AddStringToObject(o, "state", "cancelled");
+        return reply_json(res, 202, o);
+    }
+    cJSON_Delete(o);
+    if (rc == API_NOT_FOUND)
+        return http_response_error(res, 404, "no such experiment");
+    if (rc == API_CONFLICT)
+        return http_response_error(res, 409, "the experiment has already ended");
+    http_response_error(res, 500, "could not cancel the experiment");
+}
+
 static void get_job(const api_backend *be, const char *id, http_response *res)
 {
     cJSON *job = be->get_job ? be->get_job(be->ctx, id) : NULL;
@@ -1050,14 +1198,25 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
             return post_jobs(be, req, res);
         return method_not_allowed(res, "GET, HEAD, POST");
     }
+    if (strcmp(path, "/compare") == 0) {
+        if (!get)
+            return method_not_allowed(res, "GET, HEAD");
+        return get_compare(be, req, res);
+    }
+    if (strcmp(path, "/experiments") == 0 || strncmp(path, "/experiments/", 13) == 0)
+        return experiments_route(be, req, res, get, post);
     if (strncmp(path, "/jobs/", 6) == 0) {
         const char *seg = path + 6;
         const char *slash = strchr(seg, '/');
         const char *tail = slash ? slash : "";
         size_t seglen = slash ? (size_t)(slash - seg) : strlen(seg);
-        enum { JOB, METRICS, LOG, CANCEL } what;
+        enum { JOB, METRICS, LOG, CANCEL, FORK, CHECKPOINTS } what;
         if (strcmp(tail, "") == 0)
             what = JOB;
+        else if (strcmp(tail, "/fork") == 0)
+            what = FORK;
+        else if (strcmp(tail, "/checkpoints") == 0)
+            what = CHECKPOINTS;
         else if (strcmp(tail, "/metrics") == 0)
             what = METRICS;
         else if (strcmp(tail, "/log") == 0)
@@ -1068,9 +1227,10 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
             return http_response_error(res, 404, "not found");
         if (seglen == 0)
             return http_response_error(res, 404, "not found");
-        if (what == CANCEL ? !post : !get)
-            return method_not_allowed(res, what == CANCEL ? "POST" : "GET, HEAD");
-        if (what == CANCEL && !authorized(be, req, res))
+        bool write = what == CANCEL || what == FORK;
+        if (write ? !post : !get)
+            return method_not_allowed(res, write ? "POST" : "GET, HEAD");
+        if (write && !authorized(be, req, res))
             return;
         char *id = NULL;
         if (http_pct_decode(seg, seglen, true, false, &id) < 0 || !api_id_valid(id)) {
@@ -1083,6 +1243,10 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
             get_job_metrics(be, id, req, res);
         else if (what == LOG)
             get_job_log(be, id, res);
+        else if (what == FORK)
+            post_fork(be, id, req, res);
+        else if (what == CHECKPOINTS)
+            get_checkpoints(be, id, res);
         else
             post_cancel(be, id, res);
         free(id);

@@ -15,7 +15,7 @@ static const char *const known_keys[] = {
     "spool", "listen", "max_jobs", "threads_per_job", "data_dirs",
     "api_token_file", "metrics_keep", "max_restarts", "max_queued_jobs", "max_model_memory",
     "write_rate_per_client", "write_burst_per_client", "max_connections", "request_timeout_ms",
-    "idle_timeout_ms", "max_job_disk", "allowed_hosts", "executor", "slurm",
+    "idle_timeout_ms", "max_job_disk", "allowed_hosts", "executor", "slurm", "max_trials",
 };
 #define N_KNOWN (sizeof known_keys / sizeof known_keys[0])
 
@@ -28,6 +28,7 @@ void dconfig_init(dconfig *c)
     c->metrics_keep = 100000;
     c->max_restarts = 0;
     c->max_queued_jobs = DCONFIG_DEFAULT_MAX_QUEUED_JOBS;
+    c->max_trials = DCONFIG_DEFAULT_MAX_TRIALS;
     c->max_model_memory = DCONFIG_DEFAULT_MAX_MODEL_MEMORY;
     c->write_rate_per_client = DCONFIG_DEFAULT_WRITE_RATE;
     c->write_burst_per_client = 0;
@@ -500,6 +501,9 @@ int dconfig_parse(const char *buf, size_t len, dconfig *c, diag_list_t *errs)
         } else if (!strcmp(key, "max_queued_jobs")) {
             if (get_int(v, key, 1, 1000000, &x, errs))
                 c->max_queued_jobs = x;
+        } else if (!strcmp(key, "max_trials")) {
+            if (get_int(v, key, 1, 1000000, &x, errs))
+                c->max_trials = x;
         } else if (!strcmp(key, "max_model_memory")) {
             get_size(v, key, &c->max_model_memory, errs);
         } else if (!strcmp(key, "write_rate_per_client")) {

@@ -1,5 +1,6 @@
 /* jobs — the job table, the scheduler and job persistence.  See traind/jobs.h. */
 #include "traind/jobs.h"
+#include "traind/forkfile.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -84,6 +85,10 @@ typedef struct job {
     cJSON *errors;                   /* array of {path,line,column,message} / {message} */
     cJSON *config;                   /* cfg_to_json, or NULL (rejected) */
     char *idem_key;                  /* the Idempotency-Key it was POSTed with, or NULL */
+    char *parent;                    /* a fork: the job it branched from (fork.json), or NULL */
+    long forked_at;                  /* a fork: the step it branched at, else -1 */
+    char *experiment;                /* a trial: its experiment (trial.json), or NULL */
+    cJSON *params;                   /* a trial: its swept values, or NULL */
 
     /* the training process (traind/executor.h) */
     exec_job *x;
@@ -210,6 +215,7 @@ static job *job_alloc(job_table *t, const char *id)
     j->dir = xasprintf("%s/%s", t->jobs_dir, id);
     j->checkpoint_step = -1;
     j->requeue_ckpt = -2;
+    j->forked_at = -1;
     j->lr = j->loss = j->loss_avg = j->grad_norm = j->eval_loss = j->steps_per_s = dnan();
     j->errors = cJSON_CreateArray();
     return j;
@@ -225,6 +231,9 @@ static void job_free(job *j)
     }
     free(j->name);
     free(j->idem_key);
+    free(j->parent);
+    free(j->experiment);
+    cJSON_Delete(j->params);
     free(j->dir);
     free(j->fail_msg);
     free(j->hist);
@@ -424,6 +433,18 @@ static cJSON *job_to_json(const job *j, int queue_pos)
             cJSON_AddStringToObject(o, "slurm_reason", j->sched_reason);
     }
     cJSON_AddNumberToObject(o, "seq", (double)j->seq);
+    if (j->parent) {
+        cJSON_AddStringToObject(o, "parent", j->parent);
+        cJSON_AddNumberToObject(o, "forked_at", (double)j->forked_at);
+    } else {
+        cJSON_AddNullToObject(o, "parent");
+        cJSON_AddNullToObject(o, "forked_at");
+    }
+    if (j->experiment)
+        cJSON_AddStringToObject(o, "experiment", j->experiment);
+    else
+        cJSON_AddNullToObject(o, "experiment");
+    cJSON_AddItemToObject(o, "params", j->params ? cJSON_Duplicate(j->params, 1) : cJSON_CreateNull());
     cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(j->errors, 1));
     cJSON_AddItemToObject(o, "config", j->config ? cJSON_Duplicate(j->config, 1) : cJSON_CreateNull());
     return o;
@@ -1686,6 +1707,7 @@ typedef struct submit_req {
     size_t n_data_dirs;
     jobs_submit_cb done;
     void *arg;
+    jobs_submit_extra x;            /* prepare/undo/parent (x.parent owned) */
     /* results */
     int rc;                         /* 0 or -errno: the config could not be saved */
     char *failure;                  /* then: what failed, for the log */
@@ -1704,6 +1726,11 @@ static void submit_req_free(submit_req *r)
     free(r->idem_key);
     free(r->jobs_dir);
     strv_free(r->data_dirs, r->n_data_dirs);
+    if (r->x.free_arg)
+        r->x.free_arg(r->x.arg);
+    free((char *)r->x.parent);
+    free((char *)r->x.experiment);
+    free((char *)r->x.params);
     free(r);
 }
 
@@ -1726,12 +1753,22 @@ static void submit_work(uv_work_t *w)
      * answered or not) a retry with the same key finds it. */
     char *kpath = xasprintf("%s/" JOBS_IDEM_KEY_FILE, dir);
     r->rc = r->idem_key ? write_file_atomic(kpath, r->idem_key, strlen(r->idem_key), 0644) : 0;
+    bool prepared = false;
+    if (r->rc == 0 && r->x.prepare) {
+        r->rc = r->x.prepare(dir, r->x.arg);
+        prepared = r->rc == 0;
+        if (r->rc < 0)
+            r->failure = xasprintf("job %s: cannot prepare its directory: %s", r->id, strerror(-r->rc));
+    }
     if (r->rc == 0)
         r->rc = write_file_atomic(cpath, r->yaml, r->len, 0644);
     if (r->rc == 0)
         r->rc = fsync_parent_dir(dir);
     if (r->rc < 0) {
-        r->failure = xasprintf("job %s: cannot save %s: %s", r->id, cpath, strerror(-r->rc));
+        if (!r->failure)
+            r->failure = xasprintf("job %s: cannot save %s: %s", r->id, cpath, strerror(-r->rc));
+        if ((prepared || r->x.prepare) && r->x.undo)
+            r->x.undo(dir, r->x.arg);
         unlink(cpath);
         unlink(kpath);
         rmdir(dir);
@@ -1763,6 +1800,20 @@ static void submit_done(uv_work_t *w, int status)
         job *j = new_job(t, r->id, r->valid ? r->cfg.name : r->id);
         j->idem_key = r->idem_key;
         r->idem_key = NULL;
+        if (r->x.parent) {
+            j->parent = (char *)r->x.parent;
+            j->forked_at = r->x.forked_at;
+            r->x.parent = NULL;
+            /* its history starts as its metrics.jsonl will: the parent's points up to the fork */
+            const job *p = find(t, j->parent);
+            for (size_t i = 0; p && i < p->n_hist && p->hist[i].step <= j->forked_at; i++)
+                hist_push(j, &p->hist[i]);
+        }
+        if (r->x.experiment) {
+            j->experiment = (char *)r->x.experiment;
+            r->x.experiment = NULL;
+            j->params = r->x.params ? cJSON_Parse(r->x.params) : NULL;
+        }
         cJSON *errors = NULL;
         if (r->valid) {
             j->config = cfg_to_json(&r->cfg);
@@ -1837,13 +1888,29 @@ bool jobs_submit_replay(job_table *t, const char *key, jobs_submit_cb done, void
 void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, const char *idem_key,
                  jobs_submit_cb done, void *arg)
 {
-    if (idem_key && jobs_submit_replay(t, idem_key, done, arg))
-        return;
-    if (t->shutting_down) {
+    jobs_submit_ex(t, yaml, len, default_name, idem_key, NULL, done, arg);
+}
+
+void jobs_submit_ex(job_table *t, const char *yaml, size_t len, const char *default_name, const char *idem_key,
+                    const jobs_submit_extra *x, jobs_submit_cb done, void *arg)
+{
+    bool answered = idem_key && jobs_submit_replay(t, idem_key, done, arg);
+    if (!answered && t->shutting_down) {
         done(arg, API_UNAVAILABLE, NULL, NULL);
+        answered = true;
+    }
+    if (answered) {
+        if (x && x->free_arg)
+            x->free_arg(x->arg);
         return;
     }
     submit_req *r = xcalloc(1, sizeof *r);
+    if (x) {
+        r->x = *x;
+        r->x.parent = x->parent ? xstrdup(x->parent) : NULL;
+        r->x.experiment = x->experiment ? xstrdup(x->experiment) : NULL;
+        r->x.params = x->params ? xstrdup(x->params) : NULL;
+    }
     r->work.data = r;
     r->t = t;
     r->yaml = xstrndup(yaml, len);
@@ -1868,6 +1935,44 @@ void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default
         t->keys_inflight = xrealloc(t->keys_inflight, (t->n_keys_inflight + 1) * sizeof *t->keys_inflight);
         t->keys_inflight[t->n_keys_inflight++] = xstrdup(idem_key);
     }
+}
+
+const char *jobs_jobs_dir(const job_table *t)
+{
+    return t->jobs_dir;
+}
+
+uv_loop_t *jobs_loop(const job_table *t)
+{
+    return t->loop;
+}
+
+void jobs_work_begin(job_table *t)
+{
+    t->pending_work++;
+}
+
+void jobs_work_end(job_table *t)
+{
+    t->pending_work--;
+    check_shutdown_done(t);
+}
+
+int jobs_lookup(job_table *t, const char *id, jobs_info *out)
+{
+    const job *j = find(t, id);
+    if (!j)
+        return -ENOENT;
+    out->state = j->state;
+    out->checkpoint_step = j->checkpoint_step;
+    out->step = j->step;
+    out->total_steps = j->total_steps;
+    out->loss_avg = j->loss_avg;
+    out->eval_loss = j->eval_loss;
+    out->started_at = j->started_at;
+    out->finished_at = j->finished_at;
+    snprintf(out->name, sizeof out->name, "%s", j->name ? j->name : j->id);
+    return 0;
 }
 
 long jobs_submitting(const job_table *t)
@@ -2064,14 +2169,55 @@ static void load_idem_key(job *j)
     free(p);
 }
 
+/* A fork's parent and step (fork.json, forkfile.h); an unreadable one is
+ * told (its training process fails on it too). */
+static void load_fork_info(job *j)
+{
+    forkfile f;
+    int rc = forkfile_read(j->dir, &f);
+    if (rc == -ENOENT)
+        return;
+    if (rc < 0) {
+        log_warn("job %s: its " FORKFILE_NAME " is not valid; shown as no fork", j->id);
+        return;
+    }
+    j->parent = xstrdup(f.parent);
+    j->forked_at = f.at_step;
+}
+
 /* A key saved by a submit that died before its config.yaml: no job came of
  * it (nothing was answered), so the directory is as good as empty. */
+/* A trial's experiment and values (trial.json); an invalid one is ignored. */
+static void load_trial_info(job *j)
+{
+    char *p = xasprintf("%s/" JOBS_TRIAL_FILE, j->dir);
+    char *buf;
+    size_t len;
+    if (read_file_flags(p, 1 << 16, O_NOFOLLOW, &buf, &len) == 0) {
+        cJSON *o = cJSON_ParseWithLength(buf, len);
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "experiment");
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "params");
+        if (cJSON_IsString(e) && spool_id_valid(e->valuestring) && cJSON_IsObject(v)) {
+            j->experiment = xstrdup(e->valuestring);
+            j->params = cJSON_Duplicate(v, 1);
+        }
+        cJSON_Delete(o);
+        free(buf);
+    }
+    free(p);
+}
+
 static void drop_lone_key(const char *dir)
 {
     char *c = xasprintf("%s/config.yaml", dir), *k = xasprintf("%s/" JOBS_IDEM_KEY_FILE, dir);
     struct stat st;
-    if (lstat(c, &st) < 0 && errno == ENOENT)
+    if (lstat(c, &st) < 0 && errno == ENOENT) {
         unlink(k);
+        forkfile_remove(dir);   /* a fork's links and fork.json, written before config.yaml */
+        char *tr = xasprintf("%s/" JOBS_TRIAL_FILE, dir);
+        unlink(tr);
+        free(tr);
+    }
     free(c);
     free(k);
 }
@@ -2118,7 +2264,8 @@ static void remove_stale_tmp(const char *dir)
     /* trainer_state.json is the worker's, but a job that ended as its
      * worker was killed writing it is never resumed to sweep it */
     static const char *const prefixes[] = {"status.json.tmp.", "config.yaml.tmp.", JOBS_IDEM_KEY_FILE ".tmp.",
-                                           "trainer_state.json.tmp."};
+                                           "trainer_state.json.tmp.", FORKFILE_NAME ".tmp.", JOBS_TRIAL_FILE ".tmp.",
+                                           "." FORKFILE_CKPT ".tmp.", "." FORKFILE_METRICS ".tmp."};
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
@@ -2208,6 +2355,8 @@ int jobs_load(job_table *t)
         }
         derive_from_config(j);
         load_idem_key(j);
+        load_fork_info(j);
+        load_trial_info(j);
         if (!job_state_ended(j->state))
             check_job_files(j);
         if (j->cancel_requested) {

@@ -46,6 +46,8 @@
 #include "traind/hostcheck.h"
 #include "traind/http.h"
 #include "traind/jobs.h"
+#include "traind/forks.h"
+#include "traind/experiments.h"
 #include "traind/log.h"
 #include "traind/notify.h"
 #include "traind/spool.h"
@@ -90,6 +92,7 @@ typedef struct daemon_state {
     char token[256];
     double started;
     job_table *jobs;
+    exp_table *exps;
     spool *sp;
     http_server *http;
     api_backend api;
@@ -277,6 +280,56 @@ static long spool_room(void *ctx)
     return room > 0 ? room : 0;
 }
 
+/* POST /jobs/{id}/fork: admitted as a submit is (the queue's room). */
+static void be_fork(void *ctx, const char *id, const char *body, size_t len, const char *idem_key,
+                    void (*done)(void *arg, int status, cJSON *doc), void *arg)
+{
+    daemon_state *d = ctx;
+    if (d->stopping) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "error", "traind is shutting down");
+        return done(arg, 503, o);
+    }
+    if (!idem_key && (queued_jobs(d) >= d->cfg.max_queued_jobs || !spool_reserve(d->sp))) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "error", "the queue is full; try again later");
+        return done(arg, 429, o);
+    }
+    forks_fork(d->jobs, id, body, len, idem_key, done, arg);
+}
+
+static void be_checkpoints(void *ctx, const char *id, void (*done)(void *arg, int status, cJSON *doc), void *arg)
+{
+    forks_checkpoints(((daemon_state *)ctx)->jobs, id, done, arg);
+}
+
+static cJSON *be_list_experiments(void *ctx)
+{
+    return exps_list_json(((daemon_state *)ctx)->exps);
+}
+
+static cJSON *be_get_experiment(void *ctx, const char *id)
+{
+    return exps_get_json(((daemon_state *)ctx)->exps, id);
+}
+
+static void be_submit_experiment(void *ctx, const char *yaml, size_t len, const char *idem_key,
+                                 void (*done)(void *arg, int status, cJSON *doc), void *arg)
+{
+    daemon_state *d = ctx;
+    if (d->stopping) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "error", "traind is shutting down");
+        return done(arg, 503, o);
+    }
+    exps_submit(d->exps, yaml, len, idem_key, done, arg);
+}
+
+static int be_cancel_experiment(void *ctx, const char *id)
+{
+    return exps_cancel(((daemon_state *)ctx)->exps, id);
+}
+
 static int be_cancel(void *ctx, const char *id)
 {
     return jobs_cancel(((daemon_state *)ctx)->jobs, id, NULL, NULL);
@@ -352,6 +405,8 @@ static void on_jobs_changed(void *ctx)
     /* files held in incoming/ for a full queue: take them as room frees up */
     if (d->sp && spool_holding(d->sp) && c[JOB_QUEUED] < d->cfg.max_queued_jobs)
         spool_rescan(d->sp);
+    /* an ended trial makes room for the next of its experiment */
+    exps_poke(d->exps);
 }
 
 static void http_opts_from(const dconfig *c, http_server_opts *o)
@@ -695,6 +750,12 @@ int main(int argc, char **argv)
     int counts[JOB_NSTATES];
     jobs_counts(d.jobs, counts);
     log_info("%d job%s on disk, %d to run", rc, rc == 1 ? "" : "s", counts[JOB_QUEUED]);
+    d.exps = exps_new(d.jobs, d.cfg.spool, (size_t)d.cfg.max_trials, d.cfg.data_dirs, d.cfg.n_data_dirs);
+    rc = exps_load(d.exps);
+    if (rc < 0)
+        log_error("cannot read %s/experiments: %s", d.cfg.spool, strerror(-rc));
+    else if (rc > 0)
+        log_info("%d experiment%s on disk", rc, rc == 1 ? "" : "s");
 
     d.api = (api_backend){
         .ctx = &d,
@@ -709,6 +770,12 @@ int main(int argc, char **argv)
         .metrics = be_metrics,
         .metrics_points = be_metrics_points,
         .log_tail = be_log_tail,
+        .fork = be_fork,
+        .checkpoints = be_checkpoints,
+        .list_experiments = be_list_experiments,
+        .get_experiment = be_get_experiment,
+        .submit_experiment = be_submit_experiment,
+        .cancel_experiment = be_cancel_experiment,
         .token = be_token,
         .host_allowed = be_host_allowed,
         .uptime = be_uptime,
@@ -727,6 +794,7 @@ int main(int argc, char **argv)
         /* nothing was started yet: jobs are still as on disk */
         jobs_shutdown(d.jobs, 0, NULL, NULL);
         uv_run(d.loop, UV_RUN_DEFAULT);
+        exps_free(d.exps);
         jobs_free(d.jobs);
         api_ratelimit_free(d.write_limit);
         dconfig_free(&d.cfg);
@@ -764,6 +832,7 @@ int main(int argc, char **argv)
     }
 
     jobs_start(d.jobs);
+    exps_poke(d.exps);   /* trials an earlier daemon had not submitted yet */
     rc = spool_start(d.loop, d.cfg.spool, d.cfg.data_dirs, d.cfg.n_data_dirs, on_intake, &d, &d.sp);
     if (rc < 0)
         log_error("cannot watch %s/incoming: %s", d.cfg.spool, strerror(-rc));
@@ -780,6 +849,7 @@ int main(int argc, char **argv)
         uv_run(d.loop, UV_RUN_DEFAULT);
         uv_loop_close(d.loop);
     }
+    exps_free(d.exps);
     jobs_free(d.jobs);
     api_ratelimit_free(d.write_limit);
     dconfig_free(&d.cfg);

@@ -53,6 +53,7 @@
 #include "traind/config.h"
 #include "traind/progress.h"
 #include "traind/runner.h"
+#include "traind/forkfile.h"
 #include "traind/util.h"
 #include "traind/worker.h"
 
@@ -202,7 +203,7 @@ static int take_lock(const char *job_dir)
 }
 
 /* With the lock held no other process writes this directory: every
- * checkpoint.bin.tmp.PID is what a killed training process left (its pid
+ * checkpoint.bin.tmp.PID (and trainer_state.json.tmp.PID) is what a killed training process left (its pid
  * may still be a zombie, so the runner's own check would keep it). */
 __attribute__((noinline))   /* inlined, UBSan's nonnull check of opendir() misleads -Wformat-overflow */
 static void remove_stale_checkpoints(const char *job_dir)
@@ -210,11 +211,12 @@ static void remove_stale_checkpoints(const char *job_dir)
     DIR *d = opendir(job_dir);
     if (!d)
         return;
-    static const char prefix[] = "checkpoint.bin.tmp.";
+    static const char *const prefixes[] = {"checkpoint.bin.tmp.", "trainer_state.json.tmp."};
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
-        if (strncmp(e->d_name, prefix, sizeof prefix - 1) == 0 && unlinkat(dirfd(d), e->d_name, 0) == 0)
-            wlog("removed %s, left by a training process that was killed while writing it", e->d_name);
+        for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+            if (strncmp(e->d_name, prefixes[i], strlen(prefixes[i])) == 0 && unlinkat(dirfd(d), e->d_name, 0) == 0)
+                wlog("removed %s, left by a training process that was killed while writing it", e->d_name);
     closedir(d);
 }
 
@@ -394,7 +396,25 @@ int worker_main_dist(int argc, char **argv, dist_t *dist)
         wlog("job %s: %ld steps, %d rank%s × %d thread%s", cfg.name, cfg.sched.total_steps,
              dist ? dist->size : 1, dist && dist->size > 1 ? "s" : "", threads, threads == 1 ? "" : "s");
 
+    /* A fork (forkfile.h): its first start is from the parent's checkpoint,
+     * linked into this directory before the job existed. */
+    forkfile ff;
+    char *fork_from = NULL, *fork_metrics = NULL;
+    int frc = forkfile_read(job_dir, &ff);
+    if (frc == 0) {
+        fork_from = xasprintf("%s/%s", job_dir, ff.checkpoint);
+        if (ff.metrics[0])
+            fork_metrics = xasprintf("%s/%s", job_dir, ff.metrics);
+        if (rank0)
+            wlog("a fork of job %s at step %ld", ff.parent, ff.at_step);
+    } else if (frc != -ENOENT) {
+        code = fail("%s/" FORKFILE_NAME " is not a valid fork description", job_dir);
+        free(data_path);
+        goto out;
+    }
     runner_opts opts = {
+        .fork_from = fork_from,
+        .fork_metrics = fork_metrics,
         .out_dir = job_dir,
         .data_path = data_path,
         .threads = threads,
@@ -412,6 +432,8 @@ int worker_main_dist(int argc, char **argv, dist_t *dist)
              dt > 0 ? 100 * dist->comm_s / dt : 0.0, dist->size);
     }
     free(data_path);
+    free(fork_from);
+    free(fork_metrics);
     switch (r) {
     case RUN_OK: {
         progress_msg m;

@@ -175,6 +175,23 @@ typedef struct api_backend {
      * HEAD), checked before anything else: over it, 429 with Retry-After. */
     api_ratelimit *write_limit;
 
+    /* Optional: POST /jobs/{id}/fork (traind/forks.h).  body: the JSON
+     * request (len bytes, valid only during the call); idem_key as for
+     * submit.  Answers through done(arg, status, doc) exactly once, now or
+     * later: an HTTP status and the JSON to answer (done takes doc). */
+    void (*fork)(void *ctx, const char *id, const char *body, size_t len, const char *idem_key,
+                 void (*done)(void *arg, int status, cJSON *doc), void *arg);
+    /* Optional: GET /jobs/{id}/checkpoints, answered the same way. */
+    void (*checkpoints)(void *ctx, const char *id, void (*done)(void *arg, int status, cJSON *doc), void *arg);
+    /* Optional: experiments (traind/experiments.h).  GET /experiments (an
+     * array), GET /experiments/{id} (NULL = 404), POST /experiments (a sweep
+     * file; answered like fork), POST /experiments/{id}/cancel (API_OK →
+     * 202, API_NOT_FOUND, API_CONFLICT). */
+    cJSON *(*list_experiments)(void *ctx);
+    cJSON *(*get_experiment)(void *ctx, const char *id);
+    void (*submit_experiment)(void *ctx, const char *yaml, size_t len, const char *idem_key,
+                              void (*done)(void *arg, int status, cJSON *doc), void *arg);
+    int (*cancel_experiment)(void *ctx, const char *id);
     /* Optional: the loop whose thread pool prints large answers (job pages,
      * metrics) so that the loop thread never spends long on one request.
      * NULL: printed inline (tests). */

@@ -25,6 +25,7 @@
 
 /* Defaults of the limits (SPEC.md §2 and man/traind.yaml.5). */
 #define DCONFIG_DEFAULT_MAX_QUEUED_JOBS 1000L
+#define DCONFIG_DEFAULT_MAX_TRIALS 1000L
 #define DCONFIG_DEFAULT_MAX_MODEL_MEMORY ((size_t)8 << 30)
 #define DCONFIG_DEFAULT_WRITE_RATE 20.0
 #define DCONFIG_DEFAULT_MAX_CONNECTIONS 1024
@@ -59,6 +60,7 @@ typedef struct dconfig {
 
     /* limits (every one reloaded by SIGHUP) */
     long max_queued_jobs;          /* jobs waiting (state queued) at most; 1..1000000, default 1000 */
+    long max_trials;               /* trials per experiment (sweep) at most; 1..1000000, default 1000 */
     size_t max_model_memory;       /* bytes a model may need (cfg_parse_opts.max_model_bytes), default 8 GiB */
     double write_rate_per_client;  /* POSTs per second per client address; 0 = unlimited; default 20 */
     long write_burst_per_client;   /* token-bucket depth; 0 = twice the rate (at least 1), default 0 */

@@ -175,6 +175,53 @@ void jobs_kill_all(job_table *t);
 /* Frees the table (after jobs_shutdown's done, or when it never started). */
 void jobs_free(job_table *t);
 
+/* --- hooks for forks (forks.h) and experiments --- */
+
+/* What a submit may carry besides the config: prepare runs on the thread
+ * pool in the claimed job directory before config.yaml is written (so a
+ * job that exists always has what prepare wrote); a negative return
+ * refuses the submit with it (undo then cleans up).  parent/forked_at name
+ * the job a fork branches from (NULL / -1 otherwise). */
+typedef struct jobs_submit_extra {
+    int (*prepare)(const char *job_dir, void *arg);
+    void (*undo)(const char *job_dir, void *arg);
+    void (*free_arg)(void *arg);
+    void *arg;                    /* owned by the submit from the call on */
+    const char *parent;
+    long forked_at;
+    const char *experiment;       /* a trial: its experiment's id (experiments.h), else NULL */
+    const char *params;           /* a trial: its values as a JSON object text */
+} jobs_submit_extra;
+
+/* A trial's jobs/<id>/trial.json ({"experiment","params"}), written by the
+ * experiment's prepare before config.yaml; read back at start-up. */
+#define JOBS_TRIAL_FILE "trial.json"
+
+/* jobs_submit with x (NULL = none). */
+void jobs_submit_ex(job_table *t, const char *yaml, size_t len, const char *default_name, const char *idem_key,
+                    const jobs_submit_extra *x, jobs_submit_cb done, void *arg);
+
+/* <spool>/jobs */
+const char *jobs_jobs_dir(const job_table *t);
+
+/* The table's loop, and a count of thread-pool work done on its behalf
+ * by other modules: jobs_shutdown's done waits until every begun piece of
+ * work has ended. */
+uv_loop_t *jobs_loop(const job_table *t);
+void jobs_work_begin(job_table *t);
+void jobs_work_end(job_table *t);
+
+/* What a fork or a checkpoint listing needs of a job: 0, or -ENOENT. */
+typedef struct jobs_info {
+    job_state state;
+    long checkpoint_step;         /* -1 when none */
+    long step, total_steps;
+    double loss_avg, eval_loss;   /* the last metrics point's, the last eval's; NAN = none */
+    double started_at, finished_at;   /* unix time, 0 = not yet */
+    char name[256];
+} jobs_info;
+int jobs_lookup(job_table *t, const char *id, jobs_info *out);
+
 /* --- pieces exposed for tests --- */
 
 /* One metrics point of the in-memory history. */

@@ -1,0 +1,25 @@
+/*
+ * compare — GET /compare?ids=a,b,c&max=N: several jobs' loss and lr curves
+ * on one shared, thinned step grid (what a page overlays), plus what a
+ * comparison table needs of each (final loss, best eval loss and its step).
+ *
+ * A pure function of copied-out points (api_point, api.h), so it is tested
+ * without a daemon.  The grid is at most max steps spread evenly from the
+ * first step any job logged to the last; a job's value at a grid step is
+ * that of its last point at or before it, null before its first point and
+ * after its last.
+ */
+#ifndef TRAIND_COMPARE_H
+#define TRAIND_COMPARE_H
+
+#include <stddef.h>
+#include "traind/api.h"
+
+#define COMPARE_MAX_IDS 32
+#define COMPARE_MAX_POINTS 2000
+
+/* {"steps":[...], "jobs":[{"id","loss":[...],"lr":[...],"final_loss",
+ * "best_eval_loss","best_eval_step","points"}]}; pts[k] ascending by step. */
+cJSON *compare_doc(const char *const *ids, const api_point *const *pts, const size_t *n, size_t n_jobs, long max);
+
+#endif

@@ -1,0 +1,63 @@
+/*
+ * experiments — the experiment table (SPEC §9): a sweep file (sweep.h)
+ * becomes an experiment under <spool>/experiments/<id>/ and one ordinary
+ * job per trial.
+ *
+ * Files: sweep.yaml (the file as given; the trials are re-expanded from it
+ * at start-up — sweep_parse is deterministic, random trials included) and
+ * experiment.json ({"id","name","method","metric","state","max_concurrent",
+ * "submitted_at","trials":[{"params","job"}],"errors"}), both written
+ * atomically and fsync'd before POST /experiments is answered.
+ *
+ * No trial lost, none run twice: trial k's job is submitted with the
+ * Idempotency-Key "experiment:<id>:<k>" (jobs.h keeps the key on disk
+ * before config.yaml), so a daemon killed after a trial's job was made but
+ * before experiment.json named it finds that job again at the next start
+ * instead of making a second.  A trial's job directory also holds
+ * trial.json (its experiment and values, for the job object) and, for a
+ * fork_from sweep, the fork files (forkfile.h).
+ *
+ * Trials are submitted as room allows: at most max_concurrent of an
+ * experiment's trials are queued or running at once (0: all at once; the
+ * daemon's max_jobs still caps what runs).  An experiment is "running"
+ * until every trial's job has ended, then "succeeded"; "cancelled" after
+ * POST /experiments/{id}/cancel (its unfinished trials are cancelled,
+ * none is submitted any more); "rejected" when a trial is invalid (no job
+ * was made).  Disk work is on the thread pool, except exps_load (start-up).
+ * Functions return 0 or a negative errno / API_* code.
+ */
+#ifndef TRAIND_EXPERIMENTS_H
+#define TRAIND_EXPERIMENTS_H
+
+#include <stddef.h>
+#include <uv.h>
+#include "traind/forks.h"
+#include "traind/jobs.h"
+
+struct cJSON;
+typedef struct exp_table exp_table;
+
+exp_table *exps_new(job_table *jobs, const char *spool, size_t max_trials, char *const *data_dirs,
+                    size_t n_data_dirs);
+/* Reads <spool>/experiments/ (blocking; after jobs_load).  The number loaded. */
+int exps_load(exp_table *e);
+/* Submits what may be submitted now; call after jobs_start and whenever
+ * jobs change (an ended trial makes room). */
+void exps_poke(exp_table *e);
+
+/* POST /experiments: 201 {"id"}, 400 {"error","errors","id"?}, 503, 500
+ * through done (forks_done: status and doc, exactly once).  idem_key (or
+ * NULL): saved in experiment.json; a submit with a key used before answers
+ * with that experiment, 409 while the first is still being saved. */
+void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_key, forks_done done, void *arg);
+
+/* GET /experiments: summaries, newest first. */
+struct cJSON *exps_list_json(exp_table *e);
+/* GET /experiments/{id}: the whole object, trials best first; NULL = none. */
+struct cJSON *exps_get_json(exp_table *e, const char *id);
+/* POST /experiments/{id}/cancel: API_OK, API_NOT_FOUND, API_CONFLICT (ended). */
+int exps_cancel(exp_table *e, const char *id);
+
+void exps_free(exp_table *e);
+
+#endif
