@@ -439,9 +439,71 @@ static void raise_nofile(const dconfig *c)
                  c->max_connections, (unsigned long long)want, (unsigned long long)rl.rlim_cur);
 }
 
+/* An experiment dropped into incoming/: submitted as POST /experiments
+ * would be, under a key that names the file, and removed from incoming/
+ * once it is on disk (201, or 400: a rejected experiment keeps its errors).
+ * Anything else (shutting down, the disk) leaves the file for the next
+ * scan or start; the key makes a second submit of it the same experiment. */
+typedef struct incoming_exp {
+    uv_loop_t *loop;
+    char *path;
+    char *name;
+} incoming_exp;
+
+static void on_incoming_unlinked(uv_fs_t *req)
+{
+    incoming_exp *x = req->data;
+    if (req->result < 0 && req->result != UV_ENOENT)
+        log_error("incoming/%s: cannot remove it: %s", x->name, uv_strerror((int)req->result));
+    uv_fs_req_cleanup(req);
+    free(req);
+    free(x->path);
+    free(x->name);
+    free(x);
+}
+
+static void on_incoming_exp_done(void *arg, int status, cJSON *doc)
+{
+    incoming_exp *x = arg;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
+    const char *eid = cJSON_IsString(id) ? id->valuestring : "?";
+    if (status == 201 || status == 400) {
+        if (status == 201)
+            log_info("experiment %s: submitted from incoming/%s", eid, x->name);
+        else
+            log_warn("experiment %s: from incoming/%s: rejected", eid, x->name);
+        uv_fs_t *req = xcalloc(1, sizeof *req);
+        req->data = x;
+        cJSON_Delete(doc);
+        if (uv_fs_unlink(x->loop, req, x->path, on_incoming_unlinked) < 0) {
+            free(req);
+            free(x->path);
+            free(x->name);
+            free(x);
+        }
+        return;
+    }
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    log_warn("incoming/%s: the experiment was not taken (%d%s%s); left there for a later scan", x->name, status,
+             cJSON_IsString(err) ? ": " : "", cJSON_IsString(err) ? err->valuestring : "");
+    cJSON_Delete(doc);
+    free(x->path);
+    free(x->name);
+    free(x);
+}
+
 static void on_intake(void *ctx, spool_intake *it)
 {
     daemon_state *d = ctx;
+    if (it->experiment) {
+        incoming_exp *x = xcalloc(1, sizeof *x);
+        x->loop = d->loop;
+        x->path = xasprintf("%s/incoming/%s", d->cfg.spool, it->source);
+        x->name = xstrdup(it->source);
+        be_submit_experiment(d, it->yaml, it->yaml_len, it->idem_key, on_incoming_exp_done, x);
+        spool_intake_free(it);
+        return;
+    }
     jobs_add_intake(d->jobs, it);
 }
 

@@ -1,5 +1,6 @@
 /* spool — the job directory, ids, token, intake of incoming/.  See traind/spool.h. */
 #include "traind/spool.h"
+#include "traind/sweep.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -241,6 +242,7 @@ void spool_intake_free(spool_intake *it)
         return;
     free(it->source);
     free(it->stem);
+    free(it->yaml);
     if (it->valid)
         cfg_free(&it->cfg);
     diag_free(&it->errs);
@@ -539,6 +541,20 @@ static bool take_file(scan_req *r, int incfd, const char *name, const char *stem
     size_t len = 0;
     int rc = read_fd(fd, &buf, &len);
     close(fd);
+    if (rc == 0 && sweep_is_experiment(buf, len)) {
+        /* an experiment: not moved into a job directory (its trials will be
+         * jobs); the loop hands it to the experiment table */
+        it->experiment = true;
+        it->yaml = buf;
+        it->yaml_len = len;
+        it->source = xstrdup(name);
+        it->stem = xstrdup(stem);
+        snprintf(it->idem_key, sizeof it->idem_key, "incoming:%.80s:%llu:%lld.%09ld:%lld", name,
+                 (unsigned long long)st.st_ino, (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec,
+                 (long long)st.st_size);
+        push_item(r, it);
+        return false;
+    }
     if (rc == -EFBIG)
         diag_add(&it->errs, "", 0, 0, "the config is larger than %u bytes", CFG_MAX_FILE_BYTES);
     else if (rc < 0)
@@ -736,7 +752,9 @@ static void scan_done(uv_work_t *w, int status)
     }
     for (size_t i = 0; i < r->n_items; i++) {
         spool_intake *it = r->items[i];
-        if (it->valid)
+        if (it->experiment)
+            log_info("incoming/%s: an experiment; submitting it", it->source);
+        else if (it->valid)
             log_info("job %s: taken from incoming/%s", it->id, it->source);
         else
             log_warn("job %s: taken from incoming/%s: rejected (%zu problem%s)", it->id, it->source,

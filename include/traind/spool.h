@@ -101,6 +101,14 @@ typedef struct spool_intake {
     bool valid;
     run_config cfg;         /* when valid */
     diag_list_t errs;       /* when not valid */
+    /* An experiment (a sweep file, traind/sweep.h): left in incoming/ and
+     * handed over whole, to be removed from there once the experiment is
+     * on disk.  idem_key names this very file (name, inode, mtime, size), so
+     * taking it again after a crash answers with the same experiment. */
+    bool experiment;
+    char *yaml;
+    size_t yaml_len;
+    char idem_key[160];
 } spool_intake;
 
 void spool_intake_free(spool_intake *it);

@@ -232,6 +232,48 @@ START_TEST(grid_runs_every_trial)
 }
 END_TEST
 
+/* A sweep file renamed into incoming/ becomes an experiment (not a rejected
+ * job), runs every trial, and leaves incoming/; a restart makes no second one. */
+START_TEST(incoming_sweep_becomes_an_experiment)
+{
+    const char *const three[] = {"--max-jobs", "3", NULL};
+    start_daemon(three);
+    char *body = xasprintf(GRID_FMT, 300L, "");
+    char *tmp = xasprintf("%s/spool/incoming/.grid.yaml.tmp", g_dir);
+    char *dst = xasprintf("%s/spool/incoming/grid.yaml", g_dir);
+    ck_assert_int_eq(tl_write(tmp, body), 0);
+    ck_assert_int_eq(rename(tmp, dst), 0);
+    char *id = NULL;
+    for (double end = tl_now() + 30; !id && tl_now() < end; tl_sleep_ms(50)) {
+        cJSON *list = tl_get_json(g_d.addr, "/experiments", NULL);
+        if (cJSON_GetArraySize(list) == 1)
+            id = xstrdup(tl_str(cJSON_GetArrayItem(list, 0), "id"));
+        cJSON_Delete(list);
+    }
+    ck_assert_msg(id != NULL, "no experiment from incoming/");
+    cJSON_Delete(wait_exp(id, "succeeded", 120, 2));
+    check_finished(id, 4, 300);
+    for (double end = tl_now() + 10; access(dst, F_OK) == 0 && tl_now() < end;)
+        tl_sleep_ms(50);
+    ck_assert_msg(access(dst, F_OK) != 0, "incoming/grid.yaml was not removed");
+    /* no job was made of the file itself */
+    int st;
+    cJSON *j = tl_get_json(g_d.addr, "/jobs/grid", &st);
+    ck_assert_int_eq(st, 404);
+    cJSON_Delete(j);
+    ck_assert_int_eq(WEXITSTATUS(tl_daemon_stop(&g_d, SIGTERM, 30)), 0);
+    tl_daemon_free(&g_d);
+    start_daemon(three);
+    cJSON *list = tl_get_json(g_d.addr, "/experiments", NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(list), 1);
+    cJSON_Delete(list);
+    free(body);
+    free(tmp);
+    free(dst);
+    free(id);
+}
+END_TEST
+
 START_TEST(invalid_trial_rejects_everything)
 {
     start_daemon(NULL);
@@ -501,6 +543,7 @@ static Suite *suite(void)
     tcase_add_test(tc, kill9_loop_loses_and_duplicates_nothing);
     tcase_add_test(tc, fork_from_sweep_forks_every_trial);
     tcase_add_test(tc, idempotent_submit);
+    tcase_add_test(tc, incoming_sweep_becomes_an_experiment);
     suite_add_tcase(s, tc);
     return s;
 }
