@@ -32,11 +32,11 @@ cleanup() { stop; rm -rf "$TMP"; }
 trap cleanup EXIT
 
 now() { date +%s.%N; }
-start() {   # starts traind on $SPOOL; prints the seconds to the first /healthz 200
+start() {   # starts traind on $SPOOL; RESTART = the seconds to the first /healthz 200
     rm -f "$SPOOL/traind.addr"
     local t0 addr
     t0=$(now)
-    "$TRAIND" --spool "$SPOOL" --listen 127.0.0.1:0 --max-jobs 2 2>>"$TMP/traind.log" &
+    "$TRAIND" --spool "$SPOOL" --listen 127.0.0.1:0 --max-jobs 2 >/dev/null 2>>"$TMP/traind.log" &
     PID=$!
     while :; do
         if [ -s "$SPOOL/traind.addr" ]; then
@@ -47,7 +47,7 @@ start() {   # starts traind on $SPOOL; prints the seconds to the first /healthz 
         sleep 0.01
     done
     ADDR=$addr
-    awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'
+    RESTART=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }')
 }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
 tiny() { printf 'name: %s\nmodel: {type: linear, input_dim: 4, output_dim: 2}\nschedule: {type: constant, total_steps: 20}\n' "$1"; }
@@ -83,7 +83,7 @@ PY
 
 # ---- seed: an empty spool's RSS, and a few real finished jobs to clone
 mkdir -p "$SPOOL"
-start >/dev/null
+start
 sleep 0.3
 RSS0=$(rss_kb)
 drain seed 4 >/dev/null
@@ -124,7 +124,8 @@ for N in $POINTS; do
     clone_to "$N"
     sync
     total=$(ls "$SPOOL/jobs" | wc -l)
-    restart=$(start)
+    start
+    restart=$RESTART
     sleep 0.5
     rss=$(rss_kb)
     read -r sbytes sms <<<"$(curl -s -o /dev/null -w '%{size_download} %{time_total}' "http://$ADDR/status")"

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -2184,14 +2185,31 @@ static int cmp_seq(const void *a, const void *b)
 
 /* Removes NAME.tmp.PID files of the daemon's own atomic writes (status.json,
  * config.yaml) left by a process that was killed while writing them. */
-static void remove_stale_tmp(const char *dir)
+/* What one pass over a job directory found (so that loading a job costs
+ * one readdir, not a probe per file). */
+typedef struct dir_scan {
+    bool opened;
+    size_t entries;                  /* besides . and .., after the stale temp files went */
+    bool has_key, has_config;
+} dir_scan;
+
+static void remove_stale_tmp(const char *dir, dir_scan *ds)
 {
+    memset(ds, 0, sizeof *ds);
     DIR *d = opendir(dir);
     if (!d)
         return;
+    ds->opened = true;
     static const char *const prefixes[] = {"status.json.tmp.", "config.yaml.tmp.", JOBS_IDEM_KEY_FILE ".tmp."};
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        ds->entries++;
+        if (strcmp(e->d_name, JOBS_IDEM_KEY_FILE) == 0)
+            ds->has_key = true;
+        else if (strcmp(e->d_name, "config.yaml") == 0)
+            ds->has_config = true;
         for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
             size_t pl = strlen(prefixes[i]);
             if (strncmp(e->d_name, prefixes[i], pl) != 0)
@@ -2200,7 +2218,8 @@ static void remove_stale_tmp(const char *dir)
             long pid = strtol(e->d_name + pl, &end, 10);
             if (*end || pid <= 0 || (pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)))
                 continue;
-            unlinkat(dirfd(d), e->d_name, 0);
+            if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+                ds->entries--;
         }
     }
     closedir(d);
@@ -2224,9 +2243,14 @@ int jobs_load(job_table *t)
             job_free(j);
             continue;
         }
-        remove_stale_tmp(j->dir);
-        drop_lone_key(j->dir);
-        if (rmdir(j->dir) == 0) {
+        dir_scan ds;
+        remove_stale_tmp(j->dir, &ds);
+        if (ds.has_key && !ds.has_config) {
+            drop_lone_key(j->dir);
+            ds.entries--;
+            ds.has_key = false;
+        }
+        if ((!ds.opened || ds.entries == 0) && rmdir(j->dir) == 0) {
             /* an id claimed by a daemon that died before the file arrived
              * (the submission was never acknowledged) */
             log_info("jobs/%s: empty (a submission that never arrived); removed", e->d_name);
@@ -2278,7 +2302,8 @@ int jobs_load(job_table *t)
             free(cpath);
         }
         derive_from_config(j);
-        load_idem_key(j);
+        if (ds.has_key || !ds.opened)
+            load_idem_key(j);
         if (!job_state_ended(j->state))
             check_job_files(j);
         if (j->cancel_requested) {
@@ -2301,6 +2326,7 @@ int jobs_load(job_table *t)
          * progress) */
         if (job_state_ended(j->state) && !why)
             j->hist_on_disk = true;
+        compact(j);   /* now, not after the loop: the heap never holds every config */
         table_append(t, j);
         loaded++;
     }
@@ -2330,6 +2356,7 @@ int jobs_load(job_table *t)
             compact(j);
     }
     t->queue_hint = 0;
+    malloc_trim(0);   /* the parse trees of every status.json are gone: give their pages back */
     changed(t);
     return loaded;
 }
