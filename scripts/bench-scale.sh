@@ -69,10 +69,12 @@ for i in range(n):
     os.rename(os.path.join(inc, "." + name + ".tmp"), os.path.join(inc, name + ".yaml"))
 PY
     t0=$(now)
-    local deadline=$(( $(date +%s) + 600 ))
+    local deadline=$(( $(date +%s) + 600 )) files=() i
+    # the files by name: a glob would read the whole jobs/ directory each time
+    for ((i = 0; i < n; i++)); do files+=("$SPOOL/jobs/$(printf '%s-%04d' "$prefix" "$i")/status.json"); done
     while :; do
         local done_n
-        done_n=$(cat "$SPOOL"/jobs/"$prefix"-*/status.json 2>/dev/null |
+        done_n=$(cat "${files[@]}" 2>/dev/null |
                  grep -oE '"state": *"(succeeded|failed|cancelled|rejected)"' | wc -l)
         [ "$done_n" -ge "$n" ] && break
         [ "$(date +%s)" -gt "$deadline" ] && { echo "scale: drain timed out ($done_n of $n)" >&2; break; }

@@ -2237,34 +2237,46 @@ int jobs_load(job_table *t)
             continue;
         job *j = job_alloc(t, e->d_name);
         struct stat st;
-        if (lstat(j->dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        /* readdir's type spares a stat per job (lstat where it cannot tell) */
+        if (e->d_type != DT_DIR && (lstat(j->dir, &st) < 0 || !S_ISDIR(st.st_mode))) {
             if (S_ISLNK(st.st_mode))   /* its files would be read and written wherever it points */
                 log_warn("jobs/%s: a symbolic link, not a job directory; ignored (never followed)", e->d_name);
             job_free(j);
             continue;
         }
-        dir_scan ds;
-        remove_stale_tmp(j->dir, &ds);
-        if (ds.has_key && !ds.has_config) {
-            drop_lone_key(j->dir);
-            ds.entries--;
-            ds.has_key = false;
-        }
-        if ((!ds.opened || ds.entries == 0) && rmdir(j->dir) == 0) {
-            /* an id claimed by a daemon that died before the file arrived
-             * (the submission was never acknowledged) */
-            log_info("jobs/%s: empty (a submission that never arrived); removed", e->d_name);
-            job_free(j);
-            continue;
-        }
         char *path = xasprintf("%s/status.json", j->dir);
-        char *buf;
+        char *buf = NULL;
         size_t len;
         int rc = read_file_flags(path, STATUS_MAX_BYTES, O_NOFOLLOW, &buf, &len);
         free(path);
+        cJSON *o = rc == 0 ? cJSON_ParseWithLength(buf, len) : NULL;
+        /* A job that ended (its last status.json written whole) has no
+         * writer's temp files to clean up: its directory is not scanned.
+         * The rest are: stale temp files, a lone key, an empty directory. */
+        const cJSON *st0 = jget(o, "state");
+        int s0 = cJSON_IsString(st0) ? job_state_from_name(st0->valuestring) : -1;
+        bool ended0 = s0 >= 0 && job_state_ended((job_state)s0) && !cJSON_IsTrue(jget(o, "cancel_requested"));
+        dir_scan ds;
+        memset(&ds, 0, sizeof ds);
+        if (!ended0) {
+            remove_stale_tmp(j->dir, &ds);
+            if (ds.has_key && !ds.has_config) {
+                drop_lone_key(j->dir);
+                ds.entries--;
+                ds.has_key = false;
+            }
+            if ((!ds.opened || ds.entries == 0) && rmdir(j->dir) == 0) {
+                /* an id claimed by a daemon that died before the file arrived
+                 * (the submission was never acknowledged) */
+                log_info("jobs/%s: empty (a submission that never arrived); removed", e->d_name);
+                cJSON_Delete(o);
+                free(buf);
+                job_free(j);
+                continue;
+            }
+        }
         const char *why = NULL;
         if (rc == 0) {
-            cJSON *o = cJSON_ParseWithLength(buf, len);
             if (load_status(j, o) != 0) {
                 why = "status.json is corrupt";
                 /* start from a clean slate */
