@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <math.h>
 #include <signal.h>
@@ -2225,6 +2226,69 @@ static void remove_stale_tmp(const char *dir, dir_scan *ds)
     closedir(d);
 }
 
+/* read_file_flags(jobs/<id>/status.json, O_NOFOLLOW) for the start-up
+ * loop, in fewer system calls: relative to the jobs directory (a shorter
+ * path walk), without an access-time update (O_NOATIME where the daemon
+ * owns the file: a first read after a write would journal one per job),
+ * and one read for a file that does not grow (a short read of a regular
+ * file is its end).  The same checks: no symlink followed, no device or
+ * FIFO opened, the size bounded.  The same errors. */
+static int read_status_at(int dfd, const char *id, char **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    char rel[NAME_MAX + 16];
+    snprintf(rel, sizeof rel, "%s/status.json", id);
+    struct stat st;
+    if (fstatat(dfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return S_ISDIR(st.st_mode) ? -EISDIR : S_ISLNK(st.st_mode) ? -ELOOP : -EINVAL;
+    int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+    int fd = openat(dfd, rel, flags | O_NOATIME);
+    if (fd < 0 && errno == EPERM)
+        fd = openat(dfd, rel, flags);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        int e = errno;
+        close(fd);
+        return S_ISREG(st.st_mode) ? -e : S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+    }
+    if ((size_t)st.st_size > STATUS_MAX_BYTES) {
+        close(fd);
+        return -EFBIG;
+    }
+    size_t cap = (size_t)st.st_size + 1, len = 0;
+    char *buf = xmalloc(cap + 1);
+    for (;;) {
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return -e;
+        }
+        len += (size_t)r;
+        if (r == 0 || len < cap)
+            break;   /* the end */
+        if (cap > STATUS_MAX_BYTES) {
+            free(buf);
+            close(fd);
+            return -EFBIG;
+        }
+        cap *= 2;   /* it grew meanwhile */
+        buf = xrealloc(buf, cap + 1);
+    }
+    close(fd);
+    buf[len] = '\0';
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
 int jobs_load(job_table *t)
 {
     DIR *d = opendir(t->jobs_dir);
@@ -2244,11 +2308,9 @@ int jobs_load(job_table *t)
             job_free(j);
             continue;
         }
-        char *path = xasprintf("%s/status.json", j->dir);
         char *buf = NULL;
         size_t len;
-        int rc = read_file_flags(path, STATUS_MAX_BYTES, O_NOFOLLOW, &buf, &len);
-        free(path);
+        int rc = read_status_at(dirfd(d), e->d_name, &buf, &len);
         cJSON *o = rc == 0 ? cJSON_ParseWithLength(buf, len) : NULL;
         /* A job that ended (its last status.json written whole) has no
          * writer's temp files to clean up: its directory is not scanned.
