@@ -126,4 +126,7 @@ if [ -x "$TOP/$BUILD/bench_forks" ]; then
     "$TOP/$BUILD/bench_forks" 2000
 fi
 [ -x "$TOP/scripts/bench-http.sh" ] && "$TOP/scripts/bench-http.sh"
+# ---- scale (issue 12): finished jobs on disk; SCALE_POINTS="1000 10000" shortens it
+[ -x "$TOP/scripts/bench-scale.sh" ] && "$TOP/scripts/bench-scale.sh"
+# ---- end of scale -----------------------------------------------------------
 exit 0

@@ -401,6 +401,9 @@ static int do_status(client *c, const char *id)
         const cJSON *job;
         cJSON_ArrayForEach(job, cJSON_GetObjectItemCaseSensitive(j, "jobs"))
             print_job_line(job);
+        double omitted = json_num(j, "jobs_omitted");   /* /status lists the active and newest jobs only */
+        if (omitted > 0)
+            printf("(%.0f more job%s not listed: GET /jobs has them all)\n", omitted, omitted == 1 ? "" : "s");
     }
     cJSON_Delete(j);
     free(r.body);

@@ -2,7 +2,7 @@
  * api — routes of SPEC.md §4 over an api_backend.  See include/traind/api.h.
  *
  *   GET  /                      HTML dashboard (polls the JSON routes)
- *   GET  /status                {"version","uptime_s","jobs":[summary...]}
+ *   GET  /status                {"version","uptime_s","counts","jobs_total","jobs":[summary...],"jobs_omitted"}
  *   GET  /jobs[?state=S&limit=N&after=ID]  a page of jobs, newest first (Link: rel="next")
  *   POST /jobs                  YAML body (+ Idempotency-Key) → 201 {"id"} | 400 {"error","errors"}
  *   GET  /jobs/{id}             job | 404
@@ -341,6 +341,10 @@ typedef struct render_req {
     api_point *pts;
     size_t n;
     long next_since;
+    /* metrics read from disk on the pool first (api_backend.metrics_read) */
+    int (*read)(void *arg, long since, long max, long limit, api_point **pts, size_t *n, long *next_since);
+    void *read_arg;
+    long since, max, limit;
     bool prom;                /* Prometheus: doc the jobs, then extra */
     double uptime;
     char *extra;
@@ -413,6 +417,15 @@ static void render_work(uv_work_t *w)
     if (r->prom) {
         render_prom(r);
     } else {
+        if (r->read) {
+            r->next_since = -1;
+            if (r->read(r->read_arg, r->since, r->max, r->limit, &r->pts, &r->n, &r->next_since) != 0) {
+                r->pts = NULL;
+                r->n = 0;
+            }
+            r->read = NULL;
+            r->read_arg = NULL;
+        }
         if (!r->doc)
             r->doc = metrics_doc(r->id, r->pts, r->n, r->next_since);
         r->text = json_print_exact(r->doc);   /* lrs and losses to the last bit */
@@ -597,7 +610,18 @@ static void get_status(const api_backend *be, http_response *res)
     cJSON_AddNumberToObject(o, "uptime_s", be->uptime ? be->uptime(be->ctx) : 0);
     if (be->list_summaries) {
         cJSON *jobs = be->list_summaries(be->ctx);
-        cJSON_AddItemToObject(o, "jobs", jobs ? jobs : cJSON_CreateArray());
+        if (cJSON_IsObject(jobs)) {
+            /* a bounded summary ({"counts","jobs_total","jobs","jobs_omitted"}): its fields */
+            cJSON *f;
+            while ((f = cJSON_DetachItemViaPointer(jobs, jobs->child)) != NULL) {
+                char *k = xstrdup(f->string);
+                cJSON_AddItemToObject(o, k, f);
+                free(k);
+            }
+            cJSON_Delete(jobs);
+        } else {
+            cJSON_AddItemToObject(o, "jobs", jobs ? jobs : cJSON_CreateArray());
+        }
         render_req *r = xcalloc(1, sizeof *r);
         r->status = 200;
         r->doc = o;
@@ -1013,7 +1037,22 @@ static void get_job_metrics(const api_backend *be, const char *id, const http_re
     if (limit > API_METRICS_MAX)
         limit = API_METRICS_MAX;
     render_req *rr;
-    if (be->metrics_points) {
+    void *defer_arg = NULL;
+    int dr = be->metrics_defer && be->metrics_read && be->loop ? be->metrics_defer(be->ctx, id, &defer_arg) : 0;
+    if (dr == API_NOT_FOUND) {
+        http_response_error(res, 404, "no such job");
+        return;
+    }
+    if (dr == 1) {
+        /* the history is on disk: read and thinned on the pool */
+        rr = xcalloc(1, sizeof *rr);
+        rr->id = xstrdup(id);
+        rr->read = be->metrics_read;
+        rr->read_arg = defer_arg;
+        rr->since = since;
+        rr->max = max;
+        rr->limit = limit;
+    } else if (be->metrics_points) {
         api_point *pts = NULL;
         size_t n = 0;
         long next = -1;

@@ -1,11 +1,14 @@
 /* jobs — the job table, the scheduler and job persistence.  See traind/jobs.h. */
 #include "traind/jobs.h"
 #include "traind/forkfile.h"
+#include "traind/job_index.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <malloc.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -122,6 +125,14 @@ typedef struct job {
     job_point *hist;
     size_t n_hist, cap_hist;
     bool hist_loading;
+
+    /* scale (job_index.h): the table's bookkeeping */
+    size_t pos;                      /* index in t->jobs */
+    bool in_table;                   /* counted in t->counts */
+    bool live;                       /* on t->live (the tick looks at it) */
+    struct job *live_prev, *live_next;
+    bool config_on_disk;             /* ended and compacted: config is read from status.json when asked */
+    bool hist_on_disk;               /* ended and compacted: history is read from metrics.jsonl when asked */
 } job;
 
 struct job_table {
@@ -140,6 +151,10 @@ struct job_table {
 
     job **jobs;                      /* in seq order */
     size_t n, cap;
+    job_index *by_id, *by_key;       /* id → job, Idempotency-Key → job */
+    int counts[JOB_NSTATES];         /* jobs by state */
+    size_t queue_hint;               /* no job below this index is queued */
+    job *live;                       /* jobs with a process or a status.json write pending: what the tick walks */
     unsigned long next_seq;
     int running;
     int pending_work;                /* thread-pool requests in flight */
@@ -191,6 +206,8 @@ job_table *jobs_new(uv_loop_t *loop, const dconfig *c, const char *exe)
     t->next_seq = 1;
     t->ex = executor_new(loop, exe, c);
     t->slurm = c->executor == DCONFIG_EXEC_SLURM;
+    t->by_id = job_index_new();
+    t->by_key = job_index_new();
     set_settings(t, c);
     return t;
 }
@@ -242,28 +259,129 @@ static void job_free(job *j)
     free(j);
 }
 
+/* ---- the live list: jobs the tick must look at (a process, a write) ---- */
+
+static void live_add(job *j)
+{
+    if (j->live)
+        return;
+    job_table *t = j->t;
+    j->live = true;
+    j->live_prev = NULL;
+    j->live_next = t->live;
+    if (t->live)
+        t->live->live_prev = j;
+    t->live = j;
+}
+
+static void live_del(job *j)
+{
+    if (!j->live)
+        return;
+    job_table *t = j->t;
+    if (j->live_prev)
+        j->live_prev->live_next = j->live_next;
+    else
+        t->live = j->live_next;
+    if (j->live_next)
+        j->live_next->live_prev = j->live_prev;
+    j->live = false;
+    j->live_prev = j->live_next = NULL;
+}
+
+/* Nothing pending: neither the tick nor a write needs the job. */
+static bool job_quiet(const job *j)
+{
+    return !j->x && !j->write_inflight && !j->dirty && !j->progress_dirty && !j->write_failed && !j->waiters &&
+           !j->hist_loading;
+}
+
+/* An ended job that nothing waits on keeps only its summary in memory:
+ * its config and metrics history are on disk (status.json, metrics.jsonl)
+ * and read from there when asked for. */
+static void compact(job *j)
+{
+    if (!job_state_ended(j->state) || !job_quiet(j))
+        return;
+    if (j->config) {
+        cJSON_Delete(j->config);
+        j->config = NULL;
+        j->config_on_disk = true;
+    }
+    free(j->hist);
+    j->hist = NULL;
+    j->n_hist = j->cap_hist = 0;
+    j->hist_on_disk = true;
+}
+
+/* Every state change goes through here (once the job is in the table):
+ * the counts by state and the queue hint stay right. */
+static void set_state(job *j, job_state s)
+{
+    job_table *t = j->t;
+    if (j->in_table) {
+        t->counts[j->state]--;
+        t->counts[s]++;
+        if (s == JOB_QUEUED && j->pos < t->queue_hint)
+            t->queue_hint = j->pos;
+    }
+    j->state = s;
+}
+
 static void table_append(job_table *t, job *j)
 {
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 64;
         t->jobs = xrealloc(t->jobs, t->cap * sizeof *t->jobs);
     }
+    j->pos = t->n;
     t->jobs[t->n++] = j;
+    j->in_table = true;
+    t->counts[j->state]++;
+    if (j->state == JOB_QUEUED && j->pos < t->queue_hint)
+        t->queue_hint = j->pos;
+    job_index_put(t->by_id, j->id, j);
+    if (j->idem_key)
+        job_index_put(t->by_key, j->idem_key, j);
 }
 
 static job *find(const job_table *t, const char *id)
 {
-    for (size_t i = 0; i < t->n; i++)
-        if (strcmp(t->jobs[i]->id, id) == 0)
-            return t->jobs[i];
-    return NULL;
+    return job_index_get(t->by_id, id);
+}
+
+/* Moves the queue hint past the jobs at its head that are not queued
+ * (amortized O(1): each job is passed once per time it is queued). */
+static void advance_hint(job_table *t)
+{
+    while (t->queue_hint < t->n && t->jobs[t->queue_hint]->state != JOB_QUEUED)
+        t->queue_hint++;
+}
+
+/* Queued jobs in t->jobs[from, to). */
+static int queued_between(job_table *t, size_t from, size_t to)
+{
+    int q = 0;
+    for (size_t i = from; i < to && i < t->n; i++)
+        q += t->jobs[i]->state == JOB_QUEUED;
+    return q;
+}
+
+/* The 1-based queue position of a queued job. */
+static int queue_position(job *j)
+{
+    job_table *t = j->t;
+    if (!j->in_table)
+        return 1;
+    if (j->pos == t->n - 1)
+        return t->counts[JOB_QUEUED];   /* the newest: behind every other */
+    advance_hint(t);
+    return 1 + (j->pos > t->queue_hint ? queued_between(t, t->queue_hint, j->pos) : 0);
 }
 
 void jobs_counts(const job_table *t, int counts[JOB_NSTATES])
 {
-    memset(counts, 0, JOB_NSTATES * sizeof *counts);
-    for (size_t i = 0; i < t->n; i++)
-        counts[t->jobs[i]->state]++;
+    memcpy(counts, t->counts, JOB_NSTATES * sizeof *counts);
 }
 
 /* ------------------------------------------------------- config-derived */
@@ -370,6 +488,8 @@ static void add_total_steps(cJSON *o, const job *j)
 }
 
 /* The job object of SPEC §5.  queue_pos: 1-based while queued (0 = compute). */
+static cJSON *config_from_disk(const job *j);
+
 static cJSON *job_to_json(const job *j, int queue_pos)
 {
     cJSON *o = cJSON_CreateObject();
@@ -394,16 +514,8 @@ static cJSON *job_to_json(const job *j, int queue_pos)
     add_num_or_null(o, "eta_s", eta);
     cJSON_AddNullToObject(o, "epoch");
     if (j->state == JOB_QUEUED) {
-        if (queue_pos <= 0) {
-            queue_pos = 1;
-            for (size_t i = 0; i < j->t->n; i++) {
-                const job *k = j->t->jobs[i];
-                if (k == j)
-                    break;
-                if (k->state == JOB_QUEUED)
-                    queue_pos++;
-            }
-        }
+        if (queue_pos <= 0)
+            queue_pos = queue_position((job *)j);
         cJSON_AddNumberToObject(o, "queue_position", queue_pos);
     }
     add_time(o, "submitted_at", j->submitted_at);
@@ -446,7 +558,8 @@ static cJSON *job_to_json(const job *j, int queue_pos)
         cJSON_AddNullToObject(o, "experiment");
     cJSON_AddItemToObject(o, "params", j->params ? cJSON_Duplicate(j->params, 1) : cJSON_CreateNull());
     cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(j->errors, 1));
-    cJSON_AddItemToObject(o, "config", j->config ? cJSON_Duplicate(j->config, 1) : cJSON_CreateNull());
+    cJSON *config = j->config ? cJSON_Duplicate(j->config, 1) : j->config_on_disk ? config_from_disk(j) : NULL;
+    cJSON_AddItemToObject(o, "config", config ? config : cJSON_CreateNull());
     return o;
 }
 
@@ -473,10 +586,8 @@ cJSON *jobs_list_json(job_table *t, const char *state)
 /* Index of the job with this id in t->jobs (seq order), or -1. */
 static long index_of(const job_table *t, const char *id)
 {
-    for (size_t i = 0; i < t->n; i++)
-        if (strcmp(t->jobs[i]->id, id) == 0)
-            return (long)i;
-    return -1;
+    const job *j = find(t, id);
+    return j ? (long)j->pos : -1;
 }
 
 int jobs_page_json(job_table *t, const char *state, const char *after, size_t limit, struct cJSON **out,
@@ -496,9 +607,10 @@ int jobs_page_json(job_table *t, const char *state, const char *after, size_t li
             return -ENOENT;
         start = at - 1;
     }
-    int queued = 0;   /* queued jobs at or before index i: the next one's queue position */
-    for (long k = 0; k <= start; k++)
-        queued += t->jobs[k]->state == JOB_QUEUED;
+    /* queued jobs at or before index i: the next one's queue position
+     * (none lie below the queue hint) */
+    advance_hint(t);
+    int queued = start >= (long)t->queue_hint ? queued_between(t, t->queue_hint, (size_t)start + 1) : 0;
     cJSON *a = cJSON_CreateArray();
     size_t got = 0;
     long i = start;
@@ -520,14 +632,49 @@ int jobs_page_json(job_table *t, const char *state, const char *after, size_t li
     return 0;
 }
 
+static int cmp_pos_desc(const void *a, const void *b)
+{
+    size_t x = (*(job *const *)a)->pos, y = (*(job *const *)b)->pos;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
 cJSON *jobs_summary_json(job_table *t)
 {
-    /* GET /status is the endpoint dashboards and scripts poll: build only
-     * the six fields it shows rather than whole job objects (whose config
-     * alone is dozens of nodes) to be thrown away. */
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = t->n; i-- > 0;) {
-        const job *j = t->jobs[i];
+    /* GET /status is the endpoint dashboards and scripts poll: its size and
+     * cost must not grow with the finished jobs.  It lists the running
+     * jobs, the next JOBS_STATUS_QUEUED queued ones and the
+     * JOBS_STATUS_RECENT newest jobs (each once, newest first), with the
+     * counts by state beside them; the rest is GET /jobs' (paged). */
+    size_t cap = (size_t)t->counts[JOB_RUNNING] + JOBS_STATUS_QUEUED + JOBS_STATUS_RECENT + 1, n = 0;
+    job **pick = xmalloc(cap * sizeof *pick);
+    for (job *j = t->live; j && n < cap; j = j->live_next)
+        if (j->state == JOB_RUNNING)
+            pick[n++] = j;
+    advance_hint(t);
+    size_t q = 0;
+    for (size_t i = t->queue_hint; i < t->n && q < JOBS_STATUS_QUEUED && n < cap; i++)
+        if (t->jobs[i]->state == JOB_QUEUED) {
+            pick[n++] = t->jobs[i];
+            q++;
+        }
+    for (size_t i = t->n, k = 0; i-- > 0 && k < JOBS_STATUS_RECENT && n < cap; k++) {
+        job *j = t->jobs[i];
+        bool listed = false;   /* each job once */
+        for (size_t m = 0; m < n && !listed; m++)
+            listed = pick[m] == j;
+        if (!listed)
+            pick[n++] = j;
+    }
+    if (n > 1)
+        qsort(pick, n, sizeof *pick, cmp_pos_desc);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *counts = cJSON_AddObjectToObject(doc, "counts");
+    for (int s = 0; s < JOB_NSTATES; s++)
+        cJSON_AddNumberToObject(counts, job_state_name((job_state)s), t->counts[s]);
+    cJSON_AddNumberToObject(doc, "jobs_total", (double)t->n);
+    cJSON *a = cJSON_AddArrayToObject(doc, "jobs");
+    for (size_t i = 0; i < n; i++) {
+        const job *j = pick[i];
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "id", j->id);
         cJSON_AddStringToObject(o, "state", job_state_name(j->state));
@@ -537,7 +684,9 @@ cJSON *jobs_summary_json(job_table *t)
         add_num_or_null(o, "loss", j->loss);
         cJSON_AddItemToArray(a, o);
     }
-    return a;
+    cJSON_AddNumberToObject(doc, "jobs_omitted", (double)(t->n - n));
+    free(pick);
+    return doc;
 }
 
 cJSON *jobs_prom_json(job_table *t)
@@ -637,9 +786,31 @@ static cJSON *point_json(const job_point *p)
     return o;
 }
 
+/* The history a metrics answer reads: the job's own, or, for an ended job
+ * that was compacted, metrics.jsonl read back (one bounded read, as at
+ * start-up: the file was thinned to metrics_keep points when it ended). */
+typedef struct hist_view {
+    const job_point *hist;
+    size_t n_hist;
+    job_point *owned;
+} hist_view;
+
+static void hist_read_now(const job *j, hist_view *v);
+
+static void hist_view_of(const job *j, hist_view *v)
+{
+    v->owned = NULL;
+    if (j->hist_on_disk) {
+        hist_read_now(j, v);
+        return;
+    }
+    v->hist = j->hist;
+    v->n_hist = j->n_hist;
+}
+
 /* The index of the first point with step > since (points are in step
  * order: a binary search). */
-static size_t first_after(const job *j, long since)
+static size_t first_after(const hist_view *j, long since)
 {
     size_t lo = 0, hi = j->n_hist;
     while (lo < hi) {
@@ -654,9 +825,11 @@ static size_t first_after(const job *j, long since)
 
 cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max)
 {
-    const job *j = find(t, id);
-    if (!j)
+    const job *jb = find(t, id);
+    if (!jb)
         return NULL;
+    hist_view view, *j = &view;
+    hist_view_of(jb, j);
     size_t lo = first_after(j, since);
     size_t n = j->n_hist - lo;
     size_t want = max > 0 && (size_t)max < n ? (size_t)max : n;
@@ -666,18 +839,14 @@ cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max)
     for (size_t i = 0; i < k; i++)
         cJSON_AddItemToArray(a, point_json(&j->hist[lo + idx[i]]));
     free(idx);
+    free(view.owned);
     return a;
 }
 
-int jobs_metrics_points(job_table *t, const char *id, long since, long max, long limit, job_point **out,
-                        size_t *out_n, long *next_since)
+static int select_points(hist_view *j, long since, long max, long limit, job_point **out, size_t *out_n,
+                         long *next_since)
 {
-    *out = NULL;
-    *out_n = 0;
-    *next_since = -1;
-    const job *j = find(t, id);
-    if (!j)
-        return -ENOENT;
+    hist_view view = *j;
     size_t lo = first_after(j, since), n = j->n_hist - lo;
     if (max > 0) {
         /* the whole range, evenly thinned */
@@ -688,6 +857,7 @@ int jobs_metrics_points(job_table *t, const char *id, long since, long max, long
         for (size_t i = 0; i < k; i++)
             p[i] = j->hist[lo + idx[i]];
         free(idx);
+        free(view.owned);
         *out = p;
         *out_n = k;
         return 0;
@@ -699,9 +869,50 @@ int jobs_metrics_points(job_table *t, const char *id, long since, long max, long
         memcpy(p, j->hist + lo, k * sizeof *p);
     if (k < n)
         *next_since = p[k - 1].step;
+    free(view.owned);
     *out = p;
     *out_n = k;
     return 0;
+}
+
+int jobs_metrics_points(job_table *t, const char *id, long since, long max, long limit, job_point **out,
+                        size_t *out_n, long *next_since)
+{
+    *out = NULL;
+    *out_n = 0;
+    *next_since = -1;
+    const job *jb = find(t, id);
+    if (!jb)
+        return -ENOENT;
+    hist_view view;
+    hist_view_of(jb, &view);
+    return select_points(&view, since, max, limit, out, out_n, next_since);
+}
+
+static void hist_read_path(const char *path, size_t keep, hist_view *v);
+
+int jobs_metrics_file(job_table *t, const char *id, char **path, size_t *keep)
+{
+    *path = NULL;
+    const job *j = find(t, id);
+    if (!j)
+        return -ENOENT;
+    if (!j->hist_on_disk)
+        return 1;
+    *path = xasprintf("%s/metrics.jsonl", j->dir);
+    *keep = (size_t)t->metrics_keep;
+    return 0;
+}
+
+int jobs_metrics_read_file(const char *path, size_t keep, long since, long max, long limit, job_point **out,
+                           size_t *out_n, long *next_since)
+{
+    *out = NULL;
+    *out_n = 0;
+    *next_since = -1;
+    hist_view view;
+    hist_read_path(path, keep, &view);
+    return select_points(&view, since, max, limit, out, out_n, next_since);
 }
 
 /* Parses metrics.jsonl (thread pool). */
@@ -820,6 +1031,27 @@ static void hist_work(uv_work_t *w)
     jobs_thin_history(r->pts, &r->n, r->keep);
 }
 
+/* Reads a history file as load_history does, but here (thread-safe: no
+ * job is touched). */
+static void hist_read_path(const char *path, size_t keep, hist_view *v)
+{
+    hist_req r;
+    memset(&r, 0, sizeof r);
+    r.work.data = &r;
+    r.path = (char *)path;
+    r.keep = keep;
+    hist_work(&r.work);
+    v->hist = v->owned = r.pts;
+    v->n_hist = r.n;
+}
+
+static void hist_read_now(const job *j, hist_view *v)
+{
+    char *path = xasprintf("%s/metrics.jsonl", j->dir);
+    hist_read_path(path, (size_t)j->t->metrics_keep, v);
+    free(path);
+}
+
 static void hist_done(uv_work_t *w, int status)
 {
     hist_req *r = w->data;
@@ -934,6 +1166,7 @@ static void start_write(job *j)
 {
     if (j->write_inflight)
         return;
+    live_add(j);   /* the tick retries a failed write */
     write_req *r = xcalloc(1, sizeof *r);
     r->work.data = r;
     r->j = j;
@@ -987,7 +1220,7 @@ static void persist_then(job *j, void (*cb)(void *arg, int rc), void *arg)
 
 static void set_ended(job *j, job_state s)
 {
-    j->state = s;
+    set_state(j, s);
     j->finished_at = now_unix();
     j->steps_per_s = dnan();
 }
@@ -1015,7 +1248,7 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
     case PEV_START:
         if (j->t->slurm && j->state == JOB_QUEUED && j->x) {
             /* the worker runs: Slurm's RUNNING may not have been polled yet */
-            j->state = JOB_RUNNING;
+            set_state(j, JOB_RUNNING);
             j->sched_reason[0] = '\0';
             if (j->started_at <= 0)
                 j->started_at = now_unix();
@@ -1211,8 +1444,7 @@ static void check_disks(job_table *t, double now)
     }
     if (t->max_job_disk == 0)
         return;
-    for (size_t i = 0; i < t->n; i++) {
-        job *j = t->jobs[i];
+    for (job *j = t->live; j; j = j->live_next) {
         if (j->x && !j->disk_over && !j->disk_check_inflight && now >= j->next_disk_check) {
             j->next_disk_check = now + JOBS_DISK_CHECK_S;
             start_disk_check(t, j);
@@ -1280,7 +1512,7 @@ static void crashed(job *j, const char *why)
                  j->t->max_restarts);
         add_error(j, "%s at step %ld; resumed from the checkpoint at step %ld", why, j->step,
                   j->checkpoint_step > 0 ? j->checkpoint_step : 0);
-        j->state = JOB_QUEUED;
+        set_state(j, JOB_QUEUED);
         j->steps_per_s = dnan();
     } else {
         log_error("job %s: failed: %s", j->id, why);
@@ -1348,7 +1580,7 @@ static void slurm_ended(job *j, const exec_end *e)
         log_warn("job %s: %s at step %ld; requeued to resume from %s", j->id, why, j->step, from);
         add_error(j, "%s at step %ld; requeued, resuming from %s", why, j->step, from);
         j->requeue_ckpt = j->checkpoint_step;
-        j->state = JOB_QUEUED;
+        set_state(j, JOB_QUEUED);
         j->steps_per_s = dnan();
     } else if (stopped || !strcmp(st, "COMPLETED")) {
         /* stopped again without a newer checkpoint, or exited early: a crash */
@@ -1413,7 +1645,7 @@ static void on_worker_exit(void *ctx, const exec_end *e)
         log_info("job %s: cancelled at step %ld (checkpoint at step %ld)", j->id, j->step, j->checkpoint_step);
     } else if (t->shutting_down) {
         /* Stopped for the daemon's shutdown: resumes at the next start. */
-        j->state = JOB_QUEUED;
+        set_state(j, JOB_QUEUED);
         j->steps_per_s = dnan();
         log_info("job %s: stopped at step %ld for shutdown (checkpoint at step %ld); resumes at next start",
                  j->id, j->step, j->checkpoint_step);
@@ -1439,13 +1671,13 @@ static void on_worker_sched(void *ctx, bool running, const char *sched_state, co
     if (j->x && !j->sched_id[0] && exec_sched_id(j->x))
         snprintf(j->sched_id, sizeof j->sched_id, "%s", exec_sched_id(j->x));
     if (running && j->state == JOB_QUEUED) {
-        j->state = JOB_RUNNING;
+        set_state(j, JOB_RUNNING);
         j->sched_reason[0] = '\0';
         if (j->started_at <= 0)
             j->started_at = now_unix();
         log_info("job %s: running in Slurm job %s", j->id, j->sched_id);
     } else if (!running && j->state == JOB_RUNNING) {
-        j->state = JOB_QUEUED;   /* requeued or suspended by Slurm */
+        set_state(j, JOB_QUEUED);   /* requeued or suspended by Slurm */
         j->steps_per_s = dnan();
     }
     persist(j);
@@ -1541,6 +1773,7 @@ static int start_job(job *j)
     }
     j->x = x;
     j->pid = exec_pid(x);
+    live_add(j);
     j->got_done = false;
     j->cancel_requested = false;
     t->running++;
@@ -1556,7 +1789,7 @@ static int start_job(job *j)
         changed(t);
         return 0;
     }
-    j->state = JOB_RUNNING;
+    set_state(j, JOB_RUNNING);
     if (j->started_at > 0)
         j->restarts++;
     else
@@ -1577,7 +1810,8 @@ static void schedule(job_table *t)
         return;
     /* Strict FIFO: a queued job whose files are still being written or read
      * holds the ones behind it back (for a moment) rather than be overtaken. */
-    for (size_t i = 0; i < t->n && t->running < t->max_jobs; i++) {
+    advance_hint(t);
+    for (size_t i = t->queue_hint; i < t->n && t->running < t->max_jobs; i++) {
         job *j = t->jobs[i];
         if (j->state != JOB_QUEUED || j->x)
             continue;   /* a job waiting in Slurm's queue has been handed over already */
@@ -1594,8 +1828,9 @@ static void on_tick(uv_timer_t *h)
     job_table *t = h->data;
     double now = now_monotonic();
     check_disks(t, now);
-    for (size_t i = 0; i < t->n; i++) {
-        job *j = t->jobs[i];
+    /* only the live jobs: a process, or a write pending or failed */
+    for (job *j = t->live, *next; j; j = next) {
+        next = j->live_next;
         if ((j->progress_dirty || j->write_failed) && !j->write_inflight &&
             now - j->last_write >= JOBS_STATUS_INTERVAL_S)
             persist(j);
@@ -1603,6 +1838,10 @@ static void on_tick(uv_timer_t *h)
             log_warn("job %s: training process %d did not stop in time; killing it", j->id, j->pid);
             exec_kill(j->x);
             j->kill_deadline = 0;
+        }
+        if (job_quiet(j)) {
+            live_del(j);
+            compact(j);
         }
     }
 }
@@ -1620,10 +1859,11 @@ static void adopt_jobs(job_table *t)
         exec_job *x;
         if (exec_adopt(t->ex, &spec, j->sched_id, &job_callbacks, j, &x) < 0) {
             j->sched_id[0] = '\0';
-            j->state = JOB_QUEUED;   /* submitted afresh by schedule(), resuming */
+            set_state(j, JOB_QUEUED);   /* submitted afresh by schedule(), resuming */
             continue;
         }
         j->x = x;
+        live_add(j);
         t->running++;
     }
 }
@@ -1655,7 +1895,7 @@ static job *new_job(job_table *t, const char *id, const char *name)
     j->name = xstrdup(name);
     j->seq = t->next_seq++;
     j->submitted_at = now_unix();
-    j->state = JOB_QUEUED;
+    set_state(j, JOB_QUEUED);
     table_append(t, j);
     return j;
 }
@@ -1814,6 +2054,8 @@ static void submit_done(uv_work_t *w, int status)
             r->x.experiment = NULL;
             j->params = r->x.params ? cJSON_Parse(r->x.params) : NULL;
         }
+        if (j->idem_key)
+            job_index_put(t->by_key, j->idem_key, j);
         cJSON *errors = NULL;
         if (r->valid) {
             j->config = cfg_to_json(&r->cfg);
@@ -1844,10 +2086,7 @@ static void submit_done(uv_work_t *w, int status)
 
 static job *find_by_key(const job_table *t, const char *key)
 {
-    for (size_t i = t->n; i-- > 0;)
-        if (t->jobs[i]->idem_key && strcmp(t->jobs[i]->idem_key, key) == 0)
-            return t->jobs[i];
-    return NULL;
+    return job_index_get(t->by_key, key);
 }
 
 static bool key_inflight(const job_table *t, const char *key)
@@ -2068,7 +2307,7 @@ int jobs_log_tail(job_table *t, const char *id, size_t max_bytes, char **out, si
 
 /* ---------------------------------------------------------------- loading */
 
-static int load_status(job *j, const cJSON *o)
+static int load_status(job *j, cJSON *o)
 {
     if (!cJSON_IsObject(o))
         return -1;
@@ -2081,7 +2320,7 @@ static int load_status(job *j, const cJSON *o)
     const cJSON *errors = jget(o, "errors"), *config = jget(o, "config"), *name = jget(o, "name");
     if (errors && !cJSON_IsArray(errors))
         return -1;
-    j->state = (job_state)s;
+    set_state(j, (job_state)s);
     j->step = (long)step->valuedouble;
     j->total_steps = (long)jnum(o, "total_steps", 0);
     j->lr = jnum(o, "lr", NAN);
@@ -2102,14 +2341,49 @@ static int load_status(job *j, const cJSON *o)
         cJSON_Delete(j->errors);
         j->errors = cJSON_Duplicate(errors, 1);
     }
-    if (cJSON_IsObject(config))
-        j->config = cJSON_Duplicate(config, 1);
+    if (cJSON_IsObject(config))   /* taken, not copied: o is thrown away */
+        j->config = cJSON_DetachItemFromObjectCaseSensitive(o, "config");
     j->cancel_requested = cJSON_IsTrue(jget(o, "cancel_requested")) && !job_state_ended(j->state);
     const cJSON *sid = jget(o, "slurm_job_id");
     if (cJSON_IsString(sid) && strlen(sid->valuestring) <= EXEC_SCHED_ID_MAX &&
         strspn(sid->valuestring, "0123456789") == strlen(sid->valuestring))
         snprintf(j->sched_id, sizeof j->sched_id, "%s", sid->valuestring);
     return 0;
+}
+
+/* The config object of a compacted job: status.json's, else (an old or
+ * partial status.json) config.yaml parsed again.  NULL when neither can
+ * be read.  One small read (the page cache has it, mostly). */
+static cJSON *config_from_disk(const job *j)
+{
+    char *path = xasprintf("%s/status.json", j->dir);
+    char *buf;
+    size_t len;
+    cJSON *config = NULL;
+    if (read_file_flags(path, STATUS_MAX_BYTES, O_NOFOLLOW, &buf, &len) == 0) {
+        cJSON *o = cJSON_ParseWithLength(buf, len);
+        if (cJSON_IsObject(jget(o, "config")))
+            config = cJSON_DetachItemFromObjectCaseSensitive(o, "config");
+        cJSON_Delete(o);
+        free(buf);
+    }
+    free(path);
+    if (config)
+        return config;
+    path = xasprintf("%s/config.yaml", j->dir);
+    if (read_file_flags(path, CFG_MAX_FILE_BYTES, O_NOFOLLOW, &buf, &len) == 0) {
+        run_config cfg;
+        diag_list_t errs = DIAG_LIST_INIT;
+        cfg_parse_opts po = {.default_name = j->id};
+        if (cfg_parse(buf, len, &po, &cfg, &errs) == 0) {
+            config = cfg_to_json(&cfg);
+            cfg_free(&cfg);
+        }
+        diag_free(&errs);
+        free(buf);
+    }
+    free(path);
+    return config;
 }
 
 /* No usable status.json: rebuild the job from its config.yaml. */
@@ -2137,7 +2411,7 @@ static int rebuild(job_table *t, job *j, const char *why)
             j->name = xstrdup(cfg.name);
             j->config = cfg_to_json(&cfg);
             j->total_steps = cfg.sched.total_steps;
-            j->state = JOB_QUEUED;
+            set_state(j, JOB_QUEUED);
             cfg_free(&cfg);
         } else {
             j->name = xstrdup(j->id);
@@ -2256,11 +2530,21 @@ static int cmp_seq(const void *a, const void *b)
 
 /* Removes NAME.tmp.PID files of the daemon's own atomic writes (status.json,
  * config.yaml) left by a process that was killed while writing them. */
-static void remove_stale_tmp(const char *dir)
+/* What one pass over a job directory found (so that loading a job costs
+ * one readdir, not a probe per file). */
+typedef struct dir_scan {
+    bool opened;
+    size_t entries;                  /* besides . and .., after the stale temp files went */
+    bool has_key, has_config;
+} dir_scan;
+
+static void remove_stale_tmp(const char *dir, dir_scan *ds)
 {
+    memset(ds, 0, sizeof *ds);
     DIR *d = opendir(dir);
     if (!d)
         return;
+    ds->opened = true;
     /* trainer_state.json is the worker's, but a job that ended as its
      * worker was killed writing it is never resumed to sweep it */
     static const char *const prefixes[] = {"status.json.tmp.", "config.yaml.tmp.", JOBS_IDEM_KEY_FILE ".tmp.",
@@ -2268,6 +2552,13 @@ static void remove_stale_tmp(const char *dir)
                                            "." FORKFILE_CKPT ".tmp.", "." FORKFILE_METRICS ".tmp."};
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        ds->entries++;
+        if (strcmp(e->d_name, JOBS_IDEM_KEY_FILE) == 0)
+            ds->has_key = true;
+        else if (strcmp(e->d_name, "config.yaml") == 0)
+            ds->has_config = true;
         for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
             size_t pl = strlen(prefixes[i]);
             if (strncmp(e->d_name, prefixes[i], pl) != 0)
@@ -2276,10 +2567,74 @@ static void remove_stale_tmp(const char *dir)
             long pid = strtol(e->d_name + pl, &end, 10);
             if (*end || pid <= 0 || (pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)))
                 continue;
-            unlinkat(dirfd(d), e->d_name, 0);
+            if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+                ds->entries--;
         }
     }
     closedir(d);
+}
+
+/* read_file_flags(jobs/<id>/status.json, O_NOFOLLOW) for the start-up
+ * loop, in fewer system calls: relative to the jobs directory (a shorter
+ * path walk), without an access-time update (O_NOATIME where the daemon
+ * owns the file: a first read after a write would journal one per job),
+ * and one read for a file that does not grow (a short read of a regular
+ * file is its end).  The same checks: no symlink followed, no device or
+ * FIFO opened, the size bounded.  The same errors. */
+static int read_status_at(int dfd, const char *id, char **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    char rel[NAME_MAX + 16];
+    snprintf(rel, sizeof rel, "%s/status.json", id);
+    struct stat st;
+    if (fstatat(dfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return S_ISDIR(st.st_mode) ? -EISDIR : S_ISLNK(st.st_mode) ? -ELOOP : -EINVAL;
+    int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+    int fd = openat(dfd, rel, flags | O_NOATIME);
+    if (fd < 0 && errno == EPERM)
+        fd = openat(dfd, rel, flags);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        int e = errno;
+        close(fd);
+        return S_ISREG(st.st_mode) ? -e : S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+    }
+    if ((size_t)st.st_size > STATUS_MAX_BYTES) {
+        close(fd);
+        return -EFBIG;
+    }
+    size_t cap = (size_t)st.st_size + 1, len = 0;
+    char *buf = xmalloc(cap + 1);
+    for (;;) {
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return -e;
+        }
+        len += (size_t)r;
+        if (r == 0 || len < cap)
+            break;   /* the end */
+        if (cap > STATUS_MAX_BYTES) {
+            free(buf);
+            close(fd);
+            return -EFBIG;
+        }
+        cap *= 2;   /* it grew meanwhile */
+        buf = xrealloc(buf, cap + 1);
+    }
+    close(fd);
+    buf[len] = '\0';
+    *out = buf;
+    *out_len = len;
+    return 0;
 }
 
 int jobs_load(job_table *t)
@@ -2294,29 +2649,44 @@ int jobs_load(job_table *t)
             continue;
         job *j = job_alloc(t, e->d_name);
         struct stat st;
-        if (lstat(j->dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        /* readdir's type spares a stat per job (lstat where it cannot tell) */
+        if (e->d_type != DT_DIR && (lstat(j->dir, &st) < 0 || !S_ISDIR(st.st_mode))) {
             if (S_ISLNK(st.st_mode))   /* its files would be read and written wherever it points */
                 log_warn("jobs/%s: a symbolic link, not a job directory; ignored (never followed)", e->d_name);
             job_free(j);
             continue;
         }
-        remove_stale_tmp(j->dir);
-        drop_lone_key(j->dir);
-        if (rmdir(j->dir) == 0) {
-            /* an id claimed by a daemon that died before the file arrived
-             * (the submission was never acknowledged) */
-            log_info("jobs/%s: empty (a submission that never arrived); removed", e->d_name);
-            job_free(j);
-            continue;
-        }
-        char *path = xasprintf("%s/status.json", j->dir);
-        char *buf;
+        char *buf = NULL;
         size_t len;
-        int rc = read_file_flags(path, STATUS_MAX_BYTES, O_NOFOLLOW, &buf, &len);
-        free(path);
+        int rc = read_status_at(dirfd(d), e->d_name, &buf, &len);
+        cJSON *o = rc == 0 ? cJSON_ParseWithLength(buf, len) : NULL;
+        /* A job that ended (its last status.json written whole) has no
+         * writer's temp files to clean up: its directory is not scanned.
+         * The rest are: stale temp files, a lone key, an empty directory. */
+        const cJSON *st0 = jget(o, "state");
+        int s0 = cJSON_IsString(st0) ? job_state_from_name(st0->valuestring) : -1;
+        bool ended0 = s0 >= 0 && job_state_ended((job_state)s0) && !cJSON_IsTrue(jget(o, "cancel_requested"));
+        dir_scan ds;
+        memset(&ds, 0, sizeof ds);
+        if (!ended0) {
+            remove_stale_tmp(j->dir, &ds);
+            if (ds.has_key && !ds.has_config) {
+                drop_lone_key(j->dir);
+                ds.entries--;
+                ds.has_key = false;
+            }
+            if ((!ds.opened || ds.entries == 0) && rmdir(j->dir) == 0) {
+                /* an id claimed by a daemon that died before the file arrived
+                 * (the submission was never acknowledged) */
+                log_info("jobs/%s: empty (a submission that never arrived); removed", e->d_name);
+                cJSON_Delete(o);
+                free(buf);
+                job_free(j);
+                continue;
+            }
+        }
         const char *why = NULL;
         if (rc == 0) {
-            cJSON *o = cJSON_ParseWithLength(buf, len);
             if (load_status(j, o) != 0) {
                 why = "status.json is corrupt";
                 /* start from a clean slate */
@@ -2354,7 +2724,8 @@ int jobs_load(job_table *t)
             free(cpath);
         }
         derive_from_config(j);
-        load_idem_key(j);
+        if (ds.has_key || !ds.opened)
+            load_idem_key(j);
         load_fork_info(j);
         load_trial_info(j);
         if (!job_state_ended(j->state))
@@ -2389,17 +2760,25 @@ int jobs_load(job_table *t)
         if (j->state == JOB_RUNNING && j->adopt) {
             log_info("job %s: was running in Slurm job %s when traind stopped; adopting it", j->id, j->sched_id);
         } else if (j->state == JOB_RUNNING) {
-            j->state = JOB_QUEUED;   /* resumes from its checkpoint; start_job counts the restart */
+            set_state(j, JOB_QUEUED);   /* resumes from its checkpoint; start_job counts the restart */
             log_info("job %s: was running at step %ld when traind stopped; queued to resume", j->id, j->step);
         }
         if (why || j->state == JOB_QUEUED)
             j->dirty = true;
+        /* an ended job's history is read from metrics.jsonl when asked for
+         * (one rebuilt from its files is read now: it may fill in the
+         * progress) */
+        if (job_state_ended(j->state) && !why)
+            j->hist_on_disk = true;
+        compact(j);   /* now, not after the loop: the heap never holds every config */
         table_append(t, j);
         loaded++;
     }
     closedir(d);
     if (t->n > 1)
         qsort(t->jobs, t->n, sizeof *t->jobs, cmp_seq);
+    for (size_t i = 0; i < t->n; i++)
+        t->jobs[i]->pos = i;
     for (size_t i = 0; i < t->n; i++) {
         job *j = t->jobs[i];
         if (j->seq >= t->next_seq)
@@ -2409,13 +2788,19 @@ int jobs_load(job_table *t)
         job *j = t->jobs[i];
         if (j->seq == 0)
             j->seq = t->next_seq++;
-        char *mpath = xasprintf("%s/metrics.jsonl", j->dir);
-        if (access(mpath, F_OK) == 0)
-            load_history(j);
-        free(mpath);
+        if (!j->hist_on_disk) {
+            char *mpath = xasprintf("%s/metrics.jsonl", j->dir);
+            if (access(mpath, F_OK) == 0)
+                load_history(j);
+            free(mpath);
+        }
         if (j->dirty)
             start_write(j);
+        else
+            compact(j);
     }
+    t->queue_hint = 0;
+    malloc_trim(0);   /* the parse trees of every status.json are gone: give their pages back */
     changed(t);
     return loaded;
 }
@@ -2424,8 +2809,7 @@ int jobs_load(job_table *t)
 
 void jobs_kill_all(job_table *t)
 {
-    for (size_t i = 0; i < t->n; i++) {
-        job *j = t->jobs[i];
+    for (job *j = t->live; j; j = j->live_next) {
         if (j->x) {
             if (!t->slurm)
                 log_warn("job %s: killing training process %d", j->id, j->pid);
@@ -2452,9 +2836,8 @@ static void check_shutdown_done(job_table *t)
         return;
     if (t->running > 0)
         return;
-    /* last progress of every job to disk */
-    for (size_t i = 0; i < t->n; i++) {
-        job *j = t->jobs[i];
+    /* last progress of every job to disk (any with some is live) */
+    for (job *j = t->live; j; j = j->live_next) {
         if ((j->dirty || j->progress_dirty || j->write_failed) && !j->write_inflight)
             persist(j);
     }
@@ -2478,8 +2861,7 @@ void jobs_shutdown(job_table *t, double timeout_s, void (*done)(void *), void *a
     t->shutdown_done = done;
     t->shutdown_arg = arg;
     double deadline = now_monotonic() + timeout_s;
-    for (size_t i = 0; i < t->n; i++) {
-        job *j = t->jobs[i];
+    for (job *j = t->live; j; j = j->live_next) {
         if (j->x) {
             if (!t->slurm)
                 log_info("job %s: asking training process %d to checkpoint and stop", j->id, j->pid);
@@ -2505,6 +2887,8 @@ void jobs_free(job_table *t)
     for (size_t i = 0; i < t->n; i++)
         job_free(t->jobs[i]);
     free(t->jobs);
+    job_index_free(t->by_id);
+    job_index_free(t->by_key);
     strv_free(t->keys_inflight, t->n_keys_inflight);
     free(t->spool);
     free(t->jobs_dir);

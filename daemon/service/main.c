@@ -347,6 +347,45 @@ static cJSON *be_metrics(void *ctx, const char *id, long since, long max)
     return jobs_metrics_json(((daemon_state *)ctx)->jobs, id, since, max);
 }
 
+/* A job whose history is on disk only: read on the thread pool. */
+typedef struct metrics_file_arg {
+    char *path;
+    size_t keep;
+} metrics_file_arg;
+
+static int be_metrics_defer(void *ctx, const char *id, void **arg)
+{
+    char *path;
+    size_t keep;
+    int rc = jobs_metrics_file(((daemon_state *)ctx)->jobs, id, &path, &keep);
+    if (rc < 0)
+        return API_NOT_FOUND;
+    if (rc == 1)
+        return 0;
+    metrics_file_arg *a = xcalloc(1, sizeof *a);
+    a->path = path;
+    a->keep = keep;
+    *arg = a;
+    return 1;
+}
+
+static int be_metrics_read(void *arg, long since, long max, long limit, api_point **pts, size_t *n,
+                           long *next_since)
+{
+    metrics_file_arg *a = arg;
+    job_point *jp;
+    jobs_metrics_read_file(a->path, a->keep, since, max, limit, &jp, n, next_since);
+    free(a->path);
+    free(a);
+    api_point *ap = xmalloc((*n ? *n : 1) * sizeof *ap);
+    for (size_t i = 0; i < *n; i++)
+        ap[i] = (api_point){jp[i].step, jp[i].lr, jp[i].loss, jp[i].loss_avg, jp[i].grad_norm, jp[i].time,
+                            jp[i].eval_loss};
+    free(jp);
+    *pts = ap;
+    return API_OK;
+}
+
 /* job_point and api_point are the same record: copied field by field. */
 static int be_metrics_points(void *ctx, const char *id, long since, long max, long limit, api_point **pts,
                              size_t *n, long *next_since)
@@ -831,6 +870,8 @@ int main(int argc, char **argv)
         .cancel_async = be_cancel_async,
         .metrics = be_metrics,
         .metrics_points = be_metrics_points,
+        .metrics_defer = be_metrics_defer,
+        .metrics_read = be_metrics_read,
         .log_tail = be_log_tail,
         .fork = be_fork,
         .checkpoints = be_checkpoints,

@@ -148,6 +148,14 @@ typedef struct api_backend {
     int (*metrics_points)(void *ctx, const char *id, long since, long max, long limit, api_point **pts,
                           size_t *n, long *next_since);
 
+    /* Optional, with metrics_points and loop: a job whose history is on
+     * disk only.  metrics_defer returns 1 with *arg, and then
+     * metrics_read(arg, ...) answers as metrics_points would on the thread
+     * pool (and frees arg); 0 = answer with metrics_points; API_NOT_FOUND. */
+    int (*metrics_defer)(void *ctx, const char *id, void **arg);
+    int (*metrics_read)(void *arg, long since, long max, long limit, api_point **pts, size_t *n,
+                        long *next_since);
+
     /* The end of the job's training-process log (worker.log), at most
      * max_bytes: API_OK with a malloc'd *text (may be empty) of *len bytes,
      * or API_NOT_FOUND. */

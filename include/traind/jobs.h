@@ -60,6 +60,8 @@ struct cJSON;
 #define JOBS_MAX_ERRORS 100          /* notices kept per job */
 #define JOBS_SPACE_CHECK_S 2.0       /* after a disk-full failure: how often free space is checked */
 #define JOBS_DISK_CHECK_S 1.0        /* max_job_disk: how often a running job's usage is measured */
+#define JOBS_STATUS_QUEUED 100       /* GET /status: at most this many queued jobs (the next to run) */
+#define JOBS_STATUS_RECENT 10        /* GET /status: and the newest jobs, whatever their state */
 
 typedef enum {
     JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED, JOB_REJECTED, JOB_NSTATES
@@ -119,8 +121,11 @@ long jobs_submitting(const job_table *t);
  * training process stopped. */
 int jobs_cancel(job_table *t, const char *id, void (*done)(void *arg, int rc), void *arg);
 
-/* {"id","state","step","total_steps","lr","loss"} of every job, newest
- * first: the jobs of GET /status. */
+/* GET /status's jobs, bounded whatever the number of finished jobs:
+ * {"counts":{state: n...}, "jobs_total", "jobs":[{"id","state","step",
+ * "total_steps","lr","loss"}...], "jobs_omitted"} where jobs are, newest
+ * first and each once, the running jobs, the next JOBS_STATUS_QUEUED
+ * queued ones and the JOBS_STATUS_RECENT newest jobs. */
 struct cJSON *jobs_summary_json(job_table *t);
 
 /* {"id","state","step","total_steps","lr","loss","steps_per_s","eval_loss"}
@@ -149,6 +154,15 @@ struct job_point;
  * *out (malloc'd) and *out_n, or -ENOENT. */
 int jobs_metrics_points(job_table *t, const char *id, long since, long max, long limit, struct job_point **out,
                         size_t *out_n, long *next_since);
+
+/* An ended job's history stays on disk (metrics.jsonl) until asked for:
+ * 0 with *path (malloc'd) and *keep to read it with
+ * jobs_metrics_read_file on the thread pool; 1 when the history is in
+ * memory (use jobs_metrics_points); -ENOENT. */
+int jobs_metrics_file(job_table *t, const char *id, char **path, size_t *keep);
+/* jobs_metrics_points' answer from a metrics.jsonl (any thread). */
+int jobs_metrics_read_file(const char *path, size_t keep, long since, long max, long limit, struct job_point **out,
+                           size_t *out_n, long *next_since);
 
 /* The end of the job's worker.log (at most max_bytes, cut at a line start,
  * with a note of what was left out) as malloc'd text in *out.  A job that

@@ -1,0 +1,255 @@
+/*
+ * test_scale — issue 12 against the real traind ($TRAIND_BUILD/traind): the
+ * cost of a job must not grow with the number of jobs.
+ *
+ *   restart   start-up with 10,000 finished jobs on disk costs per job less
+ *             than twice what it does with 2,000 (the fastest of 3 starts
+ *             each, over an empty spool's, so a slow or busy machine passes;
+ *             the linear scan per job of the old table measured 95 and 240
+ *             us per job, 2.5 times: it fails)
+ *   status    GET /status is the same size with 2,000 or 10,000 finished
+ *             jobs (counts by state, the active jobs, the newest few)
+ *   lazy      a finished job's config and metrics history come back from
+ *             disk when asked for; GET /jobs?after=ID finds its place
+ *
+ * The figures are printed on stderr.
+ */
+#include <check.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "traind/util.h"
+#include "../lib/tl.h"
+
+static char *g_dir;
+static tl_daemon g_d;
+
+static void setup(void)
+{
+    g_dir = tl_tmpdir("traind-scale");
+    ck_assert_ptr_nonnull(g_dir);
+    memset(&g_d, 0, sizeof g_d);
+}
+
+static void stop(void)
+{
+    if (g_d.pid > 0) {
+        int st = tl_daemon_stop(&g_d, SIGTERM, 30);
+        ck_assert_msg(st == 0, "traind did not stop cleanly (wait status %d)", st);
+    }
+    tl_daemon_free(&g_d);
+    memset(&g_d, 0, sizeof g_d);
+}
+
+static void teardown(void)
+{
+    stop();
+    tl_rmtree(g_dir);
+    free(g_dir);
+    g_dir = NULL;
+}
+
+static const char CONFIG_JSON[] =
+    "{\"name\":\"%s\",\"model\":{\"type\":\"linear\",\"input_dim\":4,\"output_dim\":2},"
+    "\"schedule\":{\"type\":\"constant\",\"total_steps\":20}}";
+
+/* jobs/<id>/ with the status.json of a finished job. */
+static void make_finished_job(const char *id, unsigned long seq)
+{
+    char *jd = xasprintf("%s/spool/jobs/%s", g_dir, id);
+    ck_assert_int_eq(mkdir_p(jd, 0755), 0);
+    /* config.yaml only for a few: status.json has the config (and writing
+     * twice the files would double the test's time) */
+    char *p, *text;
+    if (seq % 100 == 1) {
+        p = xasprintf("%s/config.yaml", jd);
+        text = xasprintf("name: %s\nmodel: {type: linear, input_dim: 4, output_dim: 2}\n"
+                         "schedule: {type: constant, total_steps: 20}\n", id);
+        ck_assert_int_eq(tl_write(p, text), 0);
+        free(p);
+        free(text);
+    }
+    char *cfg = xasprintf(CONFIG_JSON, id);
+    p = xasprintf("%s/status.json", jd);
+    text = xasprintf("{\"id\":\"%s\",\"name\":\"%s\",\"state\":\"succeeded\",\"step\":20,\"total_steps\":20,"
+                     "\"lr\":0.01,\"loss\":0.5,\"loss_avg\":0.5,\"grad_norm\":0.1,\"submitted_at\":"
+                     "\"2026-11-24T13:45:00Z\",\"started_at\":\"2026-11-24T13:45:01Z\",\"finished_at\":"
+                     "\"2026-11-24T13:46:00Z\",\"restarts\":0,\"crashes\":0,\"checkpoint_step\":20,\"seq\":%lu,"
+                     "\"errors\":[],\"config\":%s}",
+                     id, id, seq, cfg);
+    ck_assert_int_eq(tl_write(p, text), 0);
+    free(p);
+    free(text);
+    free(cfg);
+    free(jd);
+}
+
+static void make_jobs(int from, int to)
+{
+    char id[32];
+    for (int i = from; i < to; i++) {
+        snprintf(id, sizeof id, "j%05d", i);
+        make_finished_job(id, (unsigned long)i + 1);
+    }
+}
+
+/* Starts traind on the test's spool; returns the seconds to /healthz. */
+static double start_timed(void)
+{
+    char *sp = xasprintf("%s/spool", g_dir);
+    double t0 = tl_now();
+    int rc = tl_daemon_start(&g_d, sp, NULL, 60);
+    ck_assert_msg(rc == 0, "traind did not start");
+    for (;;) {
+        tl_resp r;
+        tl_http(g_d.addr, "GET", "/healthz", NULL, NULL, 0, &r);
+        int st = r.status;
+        tl_resp_free(&r);
+        if (st == 200)
+            break;
+        ck_assert_msg(tl_now() - t0 < 60, "no /healthz in 60 s");
+        tl_sleep_ms(5);
+    }
+    free(sp);
+    return tl_now() - t0;
+}
+
+/* GET /status's body (malloc'd). */
+static char *status_body(void)
+{
+    tl_resp r;
+    tl_http(g_d.addr, "GET", "/status", NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 200);
+    char *b = xstrdup(r.body);
+    tl_resp_free(&r);
+    return b;
+}
+
+/* Checks a /status body of expect_succeeded finished jobs; its size. */
+static size_t status_check(char *body, int expect_succeeded)
+{
+    tl_resp r = {.body = body, .len = strlen(body)};
+    cJSON *o = cJSON_Parse(r.body);
+    ck_assert_ptr_nonnull(o);
+    const cJSON *counts = cJSON_GetObjectItemCaseSensitive(o, "counts");
+    ck_assert_msg(cJSON_IsObject(counts), "/status has no counts: %.200s", r.body);
+    ck_assert_int_eq((int)tl_num(counts, "succeeded"), expect_succeeded);
+    ck_assert_int_eq((int)tl_num(o, "jobs_total"), expect_succeeded);
+    const cJSON *jobs = cJSON_GetObjectItemCaseSensitive(o, "jobs");
+    ck_assert_msg(cJSON_IsArray(jobs) && cJSON_GetArraySize(jobs) <= 10, "/status lists %d jobs",
+                  cJSON_GetArraySize(jobs));
+    /* newest first */
+    const cJSON *first = cJSON_GetArrayItem(jobs, 0);
+    char want[32];
+    snprintf(want, sizeof want, "j%05d", expect_succeeded - 1);
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(first, "id")), want);
+    cJSON_Delete(o);
+    size_t n = r.len;
+    free(body);
+    return n;
+}
+
+/* The fastest of a few starts (a busy machine slows some down): seconds to
+ * /healthz; *body (when not NULL) /status of the last. */
+static double best_start(char **body)
+{
+    double best = INFINITY;
+    for (int k = 0; k < 3; k++) {
+        best = fmin(best, start_timed());
+        if (k == 2 && body)
+            *body = status_body();
+        stop();
+    }
+    return best;
+}
+
+START_TEST(restart_cost_per_job_flat)
+{
+    enum { SMALL = 2000, BIG = 10000 };
+    double t_empty = best_start(NULL);
+    make_jobs(0, SMALL);
+    char *b_small, *b_big;
+    double t_small = best_start(&b_small);
+    make_jobs(SMALL, BIG);
+    double t_big = best_start(&b_big);
+    /* per job, over the empty spool's start; a floor keeps noise from
+     * making the 2,000-job figure tiny */
+    double c_small = fmax((t_small - t_empty) / SMALL, 30e-6);
+    double c_big = (t_big - t_empty) / BIG;
+    fprintf(stderr, "scale: start to /healthz %.3f s empty, %.3f s with %d jobs, %.3f s with %d (%.1f and %.1f us "
+                    "per job); /status %zu and %zu bytes\n",
+            t_empty, t_small, SMALL, t_big, BIG, (t_small - t_empty) / SMALL * 1e6, c_big * 1e6, strlen(b_small),
+            strlen(b_big));
+    ck_assert_msg(c_big < 2 * c_small, "a job costs %.1f us at start-up with %d jobs, %.1f us with %d: grows",
+                  c_big * 1e6, BIG, c_small * 1e6, SMALL);
+    size_t s_small = status_check(b_small, SMALL), s_big = status_check(b_big, BIG);
+    ck_assert_msg(s_big <= s_small + 16, "/status grew from %zu to %zu bytes", s_small, s_big);
+}
+END_TEST
+
+START_TEST(finished_job_read_lazily)
+{
+    make_jobs(0, 300);
+    /* one with a history */
+    char *p = xasprintf("%s/spool/jobs/j00005/metrics.jsonl", g_dir);
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int s = 1; s <= 20; s++)
+        fprintf(f, "{\"step\":%d,\"lr\":0.01,\"loss\":%.9g,\"loss_avg\":0.5,\"grad_norm\":0.1,\"time\":%d}\n", s,
+                1.0 / s, s);
+    fclose(f);
+    free(p);
+    start_timed();
+    cJSON *j = tl_get_json(g_d.addr, "/jobs/j00005", NULL);
+    ck_assert_ptr_nonnull(j);
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(j, "config");
+    ck_assert_msg(cJSON_IsObject(cfg), "a finished job's config is missing");
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cfg, "name")), "j00005");
+    cJSON_Delete(j);
+    cJSON *m = tl_get_json(g_d.addr, "/jobs/j00005/metrics", NULL);
+    ck_assert_ptr_nonnull(m);
+    const cJSON *pts = cJSON_GetObjectItemCaseSensitive(m, "points");
+    ck_assert_int_eq(cJSON_GetArraySize(pts), 20);
+    ck_assert_int_eq((int)tl_num(cJSON_GetArrayItem(pts, 19), "step"), 20);
+    cJSON_Delete(m);
+    m = tl_get_json(g_d.addr, "/jobs/j00005/metrics?max=5", NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(m, "points")), 5);
+    cJSON_Delete(m);
+    int st = 0;
+    m = tl_get_json(g_d.addr, "/jobs/nope/metrics", &st);
+    ck_assert_int_eq(st, 404);
+    cJSON_Delete(m);
+    /* a page after an id: the jobs just older than it */
+    cJSON *page = tl_get_json(g_d.addr, "/jobs?limit=3&after=j00100", NULL);
+    ck_assert_ptr_nonnull(page);
+    const cJSON *arr = cJSON_IsArray(page) ? page : cJSON_GetObjectItemCaseSensitive(page, "jobs");
+    ck_assert_int_eq(cJSON_GetArraySize(arr), 3);
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(arr, 0), "id")),
+                     "j00099");
+    ck_assert_msg(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(arr, 2), "config")),
+                  "a page's finished job has no config");
+    cJSON_Delete(page);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("scale");
+    TCase *tc = tcase_create("scale");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, restart_cost_per_job_flat);
+    tcase_add_test(tc, finished_job_read_lazily);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return tl_run_suite(suite()) ? 1 : 0;
+}
