@@ -625,7 +625,13 @@ static void get_status(const api_backend *be, http_response *res)
         render_req *r = xcalloc(1, sizeof *r);
         r->status = 200;
         r->doc = o;
-        render_answer(be, r, res);   /* printed off the loop */
+        /* Bounded (the active jobs and the newest few, ~1 KB whatever the
+         * number of jobs): printed here, where a trip through the pool's
+         * one-at-a-time queue would cost more than the printing. */
+        r->work.data = r;
+        render_work(&r->work);
+        render_fill(r, res);
+        render_req_free(r);
         return;
     }
     cJSON *jobs = be->list_jobs ? be->list_jobs(be->ctx, NULL) : NULL;
