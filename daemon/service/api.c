@@ -350,6 +350,7 @@ typedef struct render_req {
     char *extra;
     size_t extra_len;
     char *link;               /* a Link header, or NULL */
+    void (*fill)(cJSON *doc); /* completes doc on the pool first (api_backend.fill_page) */
     char *text;               /* the result */
     size_t len;
 } render_req;
@@ -428,6 +429,8 @@ static void render_work(uv_work_t *w)
         }
         if (!r->doc)
             r->doc = metrics_doc(r->id, r->pts, r->n, r->next_since);
+        if (r->fill)
+            r->fill(r->doc);
         r->text = json_print_exact(r->doc);   /* lrs and losses to the last bit */
         r->len = r->text ? strlen(r->text) : 0;
     }
@@ -717,6 +720,7 @@ static void get_jobs(const api_backend *be, const http_request *req, http_respon
     render_req *rr = xcalloc(1, sizeof *rr);
     rr->status = 200;
     rr->doc = page ? page : cJSON_CreateArray();
+    rr->fill = be->list_page ? be->fill_page : NULL;
     if (next)   /* ids are [A-Za-z0-9._-]: nothing to escape */
         rr->link = xasprintf("</jobs?limit=%ld&after=%s%s%s>; rel=\"next\"", limit, next, state ? "&state=" : "",
                              state ? state : "");

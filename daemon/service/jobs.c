@@ -489,6 +489,13 @@ static void add_total_steps(cJSON *o, const job *j)
 
 /* The job object of SPEC §5.  queue_pos: 1-based while queued (0 = compute). */
 static cJSON *config_from_disk(const job *j);
+static cJSON *config_from_dir(const char *dir, const char *id);
+
+/* Pages of many jobs (GET /jobs) leave an ended job's config on disk to be
+ * read on the thread pool, where the page is printed: the job object gets
+ * JOBS_DEFERRED_CONFIG (its directory) and jobs_fill_deferred fills the
+ * config in.  Reading a page's status.json files here held the loop. */
+static bool g_defer_config;
 
 static cJSON *job_to_json(const job *j, int queue_pos)
 {
@@ -558,9 +565,30 @@ static cJSON *job_to_json(const job *j, int queue_pos)
         cJSON_AddNullToObject(o, "experiment");
     cJSON_AddItemToObject(o, "params", j->params ? cJSON_Duplicate(j->params, 1) : cJSON_CreateNull());
     cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(j->errors, 1));
+    if (!j->config && j->config_on_disk && g_defer_config) {
+        cJSON_AddNullToObject(o, "config");
+        cJSON_AddStringToObject(o, JOBS_DEFERRED_CONFIG, j->dir);
+        return o;
+    }
     cJSON *config = j->config ? cJSON_Duplicate(j->config, 1) : j->config_on_disk ? config_from_disk(j) : NULL;
     cJSON_AddItemToObject(o, "config", config ? config : cJSON_CreateNull());
     return o;
+}
+
+void jobs_fill_deferred(cJSON *doc)
+{
+    cJSON *o;
+    cJSON_ArrayForEach(o, doc)
+    {
+        cJSON *d = cJSON_GetObjectItemCaseSensitive(o, JOBS_DEFERRED_CONFIG);
+        if (!cJSON_IsString(d))
+            continue;
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
+        cJSON *config = config_from_dir(d->valuestring, cJSON_IsString(id) ? id->valuestring : "job");
+        cJSON_DeleteItemFromObjectCaseSensitive(o, JOBS_DEFERRED_CONFIG);
+        if (config)
+            cJSON_ReplaceItemInObjectCaseSensitive(o, "config", config);
+    }
 }
 
 cJSON *jobs_list_json(job_table *t, const char *state)
@@ -619,7 +647,9 @@ int jobs_page_json(job_table *t, const char *state, const char *after, size_t li
         int pos = j->state == JOB_QUEUED ? queued-- : 0;
         if (state && (int)j->state != want)
             continue;
+        g_defer_config = true;
         cJSON_AddItemToArray(a, job_to_json(j, pos));
+        g_defer_config = false;
         got++;
     }
     /* more after this page? */
@@ -2356,7 +2386,13 @@ static int load_status(job *j, cJSON *o)
  * be read.  One small read (the page cache has it, mostly). */
 static cJSON *config_from_disk(const job *j)
 {
-    char *path = xasprintf("%s/status.json", j->dir);
+    return config_from_dir(j->dir, j->id);
+}
+
+/* Thread-safe: touches only the files (jobs_fill_deferred runs on the pool). */
+static cJSON *config_from_dir(const char *dir, const char *id)
+{
+    char *path = xasprintf("%s/status.json", dir);
     char *buf;
     size_t len;
     cJSON *config = NULL;
@@ -2370,11 +2406,11 @@ static cJSON *config_from_disk(const job *j)
     free(path);
     if (config)
         return config;
-    path = xasprintf("%s/config.yaml", j->dir);
+    path = xasprintf("%s/config.yaml", dir);
     if (read_file_flags(path, CFG_MAX_FILE_BYTES, O_NOFOLLOW, &buf, &len) == 0) {
         run_config cfg;
         diag_list_t errs = DIAG_LIST_INIT;
-        cfg_parse_opts po = {.default_name = j->id};
+        cfg_parse_opts po = {.default_name = id};
         if (cfg_parse(buf, len, &po, &cfg, &errs) == 0) {
             config = cfg_to_json(&cfg);
             cfg_free(&cfg);

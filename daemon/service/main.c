@@ -862,6 +862,7 @@ int main(int argc, char **argv)
         .ctx = &d,
         .list_jobs = be_list,
         .list_page = be_list_page,
+        .fill_page = jobs_fill_deferred,
         .list_prom = be_prom,
         .list_summaries = be_summaries,
         .get_job = be_get,

@@ -92,6 +92,9 @@ typedef struct api_backend {
      * is no job after. */
     int (*list_page)(void *ctx, const char *state, const char *after, size_t limit, cJSON **out,
                      char **next_after);
+    /* Completes a page of list_page on the thread pool before it is printed
+     * (reads what it left on disk); thread-safe.  NULL: nothing to do. */
+    void (*fill_page)(cJSON *page);
 
     /* Optional: the jobs of GET /metrics with only the numbers it shows
      * (id, state, step, total_steps, lr, loss, steps_per_s, eval_loss);

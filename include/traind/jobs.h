@@ -170,6 +170,13 @@ int jobs_metrics_read_file(const char *path, size_t keep, long since, long max, 
  * One bounded read: cheap enough for the loop thread. */
 int jobs_log_tail(job_table *t, const char *id, size_t max_bytes, char **out, size_t *out_len);
 
+/* A page's job objects (GET /jobs) name an ended job's directory under this
+ * key instead of holding its config; jobs_fill_deferred (thread-safe: it
+ * only reads files) puts the config in and removes the key, on the pool
+ * where the page is printed. */
+#define JOBS_DEFERRED_CONFIG "\x01config_dir"
+void jobs_fill_deferred(struct cJSON *page);
+
 void jobs_counts(const job_table *t, int counts[JOB_NSTATES]);
 
 /* Called (on the loop thread) after any job changes state. */
