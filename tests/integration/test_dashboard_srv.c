@@ -639,6 +639,14 @@ START_TEST(events_job_and_points)
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(m, "points")), 40);
     cJSON_Delete(m);
     free(mp);
+    /* after=STEP: only the newer points (what a page appends to a fetched history) */
+    mp = xasprintf("/jobs/%s/metrics?after=200", id);
+    m = tl_get_json(g_d.addr, mp, &st);
+    cJSON *pts = cJSON_GetObjectItem(m, "points");
+    ck_assert_int_eq(cJSON_GetArraySize(pts), 20);
+    ck_assert_int_eq((long)tl_num(cJSON_GetArrayItem(pts, 0), "step"), 210);
+    cJSON_Delete(m);
+    free(mp);
     /* ids increase by one from the first */
     for (size_t i = 1; i < v.n; i++) {
         const char *a = strrchr(v.ids[i - 1], '-'), *b = strrchr(v.ids[i], '-');
