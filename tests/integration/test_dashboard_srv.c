@@ -944,6 +944,36 @@ START_TEST(events_delay)
 }
 END_TEST
 
+/* trainctl watch follows GET /events: a line for every point, then the end. */
+START_TEST(watch_uses_events)
+{
+    const char *y = "name: watched\n"
+                    "model: {type: mlp, input_dim: 64, hidden: [256, 256], output_dim: 8}\n"
+                    "data: {kind: synthetic, batch_size: 64}\n"
+                    "schedule: {type: cosine, total_steps: 1000}\n"
+                    "train: {log_every: 50, checkpoint_every: 0}\n";
+    char *id = submit(y);
+    char *url = xasprintf("http://%s", g_d.addr), *out = xasprintf("%s/watch.out", g_dir);
+    setenv("TRAIND_URL", url, 1);
+    const char *argv[] = {tl_trainctl_path(), "watch", id, NULL};
+    int rc = tl_run(argv, out, 120);
+    unsetenv("TRAIND_URL");
+    char *text = tl_read(out, NULL);
+    ck_assert_msg(rc == 0, "trainctl watch exited %d:\n%s", rc, text ? text : "");
+    /* every point's step shows (a poll every 0.5 s would skip some) */
+    for (long step = 50; step <= 1000; step += 50) {
+        char want[32];
+        snprintf(want, sizeof want, "] %ld/1000", step);
+        ck_assert_msg(strstr(text, want), "no line for step %ld:\n%s", step, text);
+    }
+    ck_assert_msg(strstr(text, "succeeded"), "%s", text);
+    free(text);
+    free(out);
+    free(url);
+    free(id);
+}
+END_TEST
+
 /* SIGTERM with streams open: the daemon ends them and exits cleanly. */
 START_TEST(events_shutdown)
 {
@@ -986,6 +1016,7 @@ static Suite *suite(void)
     tcase_add_test(ev, events_slow_client_dropped);
     tcase_add_test(ev, events_stream_cap);
     tcase_add_test(ev, events_delay);
+    tcase_add_test(ev, watch_uses_events);
     tcase_add_test(ev, events_shutdown);
     suite_add_tcase(s, ev);
     return s;
