@@ -410,6 +410,72 @@ START_TEST(schedule)
 }
 END_TEST
 
+/* GET /jobs?q= (a name substring, any case) with state= and paging. */
+START_TEST(jobs_query)
+{
+    const char *names[] = {"alpha-one", "Alpha-two", "beta", "my alpha"};
+    char *ids[4];
+    for (int i = 0; i < 4; i++) {
+        char *y = job_yaml(names[i], 20, 10);
+        tl_resp r;
+        ck_assert_int_eq(tl_http(g_d.addr, "POST", "/jobs", g_d.token, y, strlen(y), &r), 0);
+        ck_assert_int_eq(r.status, 201);
+        cJSON *j = cJSON_Parse(r.body);
+        ids[i] = xstrdup(tl_str(j, "id"));
+        cJSON_Delete(j);
+        tl_resp_free(&r);
+        free(y);
+    }
+    int st;
+    cJSON *a = tl_get_json(g_d.addr, "/jobs?q=ALPHA", &st);
+    ck_assert_int_eq(cJSON_GetArraySize(a), 3);
+    cJSON *j;
+    cJSON_ArrayForEach(j, a) ck_assert_ptr_nonnull(strcasestr(tl_str(j, "name"), "alpha"));
+    cJSON_Delete(a);
+    /* paged: the Link keeps q (escaped) */
+    tl_resp r;
+    ck_assert_int_eq(tl_http(g_d.addr, "GET", "/jobs?q=my%20alpha&limit=1", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    tl_resp_free(&r);
+    ck_assert_int_eq(tl_http(g_d.addr, "GET", "/jobs?q=alpha&limit=2", NULL, NULL, 0, &r), 0);
+    char *link = tl_header(&r, "Link");
+    ck_assert_msg(link && strstr(link, "&q=alpha>"), "Link: %s", link ? link : "(none)");
+    char *url = xstrndup(link + 1, (size_t)(strchr(link, '>') - link - 1));
+    tl_resp_free(&r);
+    a = tl_get_json(g_d.addr, url, &st);
+    ck_assert_int_eq(cJSON_GetArraySize(a), 1);
+    ck_assert_str_eq(tl_str(cJSON_GetArrayItem(a, 0), "name"), "alpha-one");
+    cJSON_Delete(a);
+    free(url);
+    free(link);
+    /* with state: once they have all ended */
+    for (int i = 0; i < 4; i++) {
+        cJSON *done = tl_wait_job(g_d.addr, ids[i], tl_job_ended, NULL, 60);
+        ck_assert_ptr_nonnull(done);
+        cJSON_Delete(done);
+    }
+    a = tl_get_json(g_d.addr, "/jobs?state=succeeded&q=beta", &st);
+    ck_assert_int_eq(cJSON_GetArraySize(a), 1);
+    cJSON_Delete(a);
+    a = tl_get_json(g_d.addr, "/jobs?state=queued&q=beta", &st);
+    ck_assert_int_eq(cJSON_GetArraySize(a), 0);
+    cJSON_Delete(a);
+    a = tl_get_json(g_d.addr, "/jobs?q=", &st);   /* empty: every job */
+    ck_assert_int_eq(cJSON_GetArraySize(a), 4);
+    cJSON_Delete(a);
+    char big[300];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    char *path = xasprintf("/jobs?q=%s", big);
+    ck_assert_int_eq(tl_http(g_d.addr, "GET", path, NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 400);
+    tl_resp_free(&r);
+    free(path);
+    for (int i = 0; i < 4; i++)
+        free(ids[i]);
+}
+END_TEST
+
 /* ---- an SSE client ------------------------------------------------------ */
 
 typedef struct sse {
@@ -1012,6 +1078,7 @@ static Suite *suite(void)
     tcase_set_timeout(pv, 60);
     tcase_add_test(pv, validate);
     tcase_add_test(pv, schedule);
+    tcase_add_test(pv, jobs_query);
     suite_add_tcase(s, pv);
     TCase *ev = tcase_create("events");
     tcase_add_checked_fixture(ev, setup, teardown);
