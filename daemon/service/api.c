@@ -118,11 +118,7 @@ bool api_id_valid(const char *id)
 
 bool api_idem_key_valid(const char *key)
 {
-    size_t n = 0;
-    for (const char *p = key; *p; p++, n++)
-        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e || n >= API_IDEM_KEY_MAX)
-            return false;
-    return n > 0;
+    return key && spool_idem_key_valid(key);
 }
 
 bool api_token_equal(const char *given, const char *expected)

@@ -99,6 +99,15 @@ bool spool_id_valid(const char *s)
     return true;
 }
 
+bool spool_idem_key_valid(const char *key)
+{
+    size_t n = 0;
+    for (const char *p = key; *p; p++, n++)
+        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e || n >= SPOOL_IDEM_KEY_MAX)
+            return false;
+    return n > 0;
+}
+
 int spool_claim_id(const char *jobs_dir, const char *stem, char *id_out)
 {
     char base[SPOOL_ID_MAX + 1];

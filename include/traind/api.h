@@ -22,6 +22,7 @@
 
 #include "traind/http.h"
 #include "traind/prom.h"
+#include "traind/spool.h"
 
 /* Pages (SPEC §9): GET /jobs answers at most limit jobs (default and most
  * below); GET /jobs/{id}/metrics without max= answers the first limit
@@ -224,8 +225,9 @@ int api_expect(void *ctx, const http_request *req, const char **msg);
  * "v1..2" is an id). */
 bool api_id_valid(const char *id);
 
-/* An Idempotency-Key header value: 1..API_IDEM_KEY_MAX visible ASCII bytes. */
-#define API_IDEM_KEY_MAX 255
+/* An Idempotency-Key header value: 1..API_IDEM_KEY_MAX visible ASCII bytes
+ * (spool_idem_key_valid, the one rule: the key is also stored with its job). */
+#define API_IDEM_KEY_MAX SPOOL_IDEM_KEY_MAX
 bool api_idem_key_valid(const char *key);
 
 /* given == expected, in time independent of where they differ. */

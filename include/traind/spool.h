@@ -62,6 +62,11 @@ void spool_id_candidate(const char *base, unsigned k, char *out);
 /* Whether s is a well-formed id (what spool_sanitize_id/candidate produce). */
 bool spool_id_valid(const char *s);
 
+/* An Idempotency-Key (POST /jobs, jobs/<id>/idempotency.key): 1..
+ * SPOOL_IDEM_KEY_MAX visible ASCII bytes. */
+#define SPOOL_IDEM_KEY_MAX 255
+bool spool_idem_key_valid(const char *key);
+
 /* Claims a new id for stem by creating jobs_dir/<id> (mode 0755): the first
  * free candidate.  Returns 0 with the id in id_out (SPOOL_ID_MAX + 1 bytes)
  * or a negative errno. */
