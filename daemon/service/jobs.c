@@ -22,13 +22,6 @@
 #include "traind/worker.h"
 #include "traind/spool.h"
 
-#include "traind/disk.h"
-#include "traind/log.h"
-#include "traind/mpilaunch.h"
-#include "traind/util.h"
-#include "traind/worker.h"
-#include "traind/spool.h"
-
 static const char *const state_names[JOB_NSTATES] = {
     "queued", "running", "succeeded", "failed", "cancelled", "rejected",
 };
@@ -58,6 +51,7 @@ static void set_settings(job_table *t, const dconfig *c)
     t->max_restarts = c->max_restarts;
     t->metrics_keep = c->metrics_keep >= 2 ? c->metrics_keep : 2;
     t->max_job_disk = c->max_job_disk;
+    t->max_model_bytes = c->max_model_memory;
     char **d = strv_dup(c->data_dirs, c->n_data_dirs);
     strv_free(t->data_dirs, t->n_data_dirs);
     t->data_dirs = d;
@@ -101,7 +95,8 @@ job *job_alloc(job_table *t, const char *id)
     j->checkpoint_step = -1;
     j->requeue_ckpt = -2;
     j->forked_at = -1;
-    j->lr = j->loss = j->loss_avg = j->grad_norm = j->eval_loss = j->steps_per_s = dnan();
+    train_point_clear(&j->pt);
+    j->pt.step = 0;
     j->errors = cJSON_CreateArray();
     return j;
 }
@@ -271,7 +266,18 @@ void set_ended(job *j, job_state s)
 {
     set_state(j, s);
     j->finished_at = now_unix();
-    j->steps_per_s = dnan();
+    j->pt.steps_per_s = dnan();
+}
+
+void job_show_point(job *j, const train_point *p)
+{
+    train_point was = j->pt;
+    j->pt = *p;
+    j->pt.step = was.step;
+    j->pt.time = was.time;
+    j->pt.steps_per_s = was.steps_per_s;
+    if (isnan(p->eval_loss))
+        j->pt.eval_loss = was.eval_loss;
 }
 
 /* A line that cannot describe this job (steps past its end, another
@@ -281,7 +287,7 @@ static bool implausible(const job *j, const progress_msg *m)
     long T = j->total_steps;
     if (T <= 0)
         return false;
-    return m->step > T || m->checkpoint_step > T || (m->total_steps >= 0 && m->total_steps != T);
+    return m->pt.step > T || m->checkpoint_step > T || (m->total_steps >= 0 && m->total_steps != T);
 }
 
 static void on_worker_msg(void *ctx, const progress_msg *m)
@@ -290,7 +296,7 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
     if (implausible(j, m)) {
         log_warn("job %s: progress line from pid %d ignored: \"%s\" with step %ld, checkpoint_step %ld, "
                  "total_steps %ld does not fit a job of %ld steps", j->id, j->pid, progress_ev_name(m->ev),
-                 m->step, m->checkpoint_step, m->total_steps, j->total_steps);
+                 m->pt.step, m->checkpoint_step, m->total_steps, j->total_steps);
         return;
     }
     switch (m->ev) {
@@ -302,33 +308,27 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
             if (j->started_at <= 0)
                 j->started_at = now_unix();
         }
-        if (m->step >= 0)
-            j->step = m->step;
+        if (m->pt.step >= 0)
+            j->pt.step = m->pt.step;
         if (m->total_steps > 0)
             j->total_steps = m->total_steps;
         j->checkpoint_step = m->checkpoint_step;
-        while (j->n_hist > 0 && j->hist[j->n_hist - 1].step > j->step)
+        while (j->n_hist > 0 && j->hist[j->n_hist - 1].step > j->pt.step)
             j->n_hist--;   /* metrics.jsonl was cut back to the checkpoint too */
-        if (j->step == 0) {
-            j->lr = j->loss = j->loss_avg = j->grad_norm = j->eval_loss = dnan();
+        if (j->pt.step == 0) {
+            j->pt.lr = j->pt.loss = j->pt.loss_avg = j->pt.grad_norm = j->pt.eval_loss = dnan();
         } else if (j->n_hist > 0) {
             /* The numbers shown may be of steps past the checkpoint, which
              * will be trained again (or, resumed at the end, never reported
              * again): show those of the last metrics point kept. */
-            const job_point *p = &j->hist[j->n_hist - 1];
-            j->lr = p->lr;
-            j->loss = p->loss;
-            j->loss_avg = p->loss_avg;
-            j->grad_norm = p->grad_norm;
-            if (!isnan(p->eval_loss))
-                j->eval_loss = p->eval_loss;
+            job_show_point(j, &j->hist[j->n_hist - 1]);
         }
         if (j->t->slurm)
             log_info("job %s: training %s at step %ld of %ld (Slurm job %s)", j->id,
-                     j->step > 0 ? "resumed" : "started", j->step, j->total_steps, j->sched_id);
+                     j->pt.step > 0 ? "resumed" : "started", j->pt.step, j->total_steps, j->sched_id);
         else
             log_info("job %s: training %s at step %ld of %ld (pid %d)", j->id,
-                     j->step > 0 ? "resumed" : "started", j->step, j->total_steps, j->pid);
+                     j->pt.step > 0 ? "resumed" : "started", j->pt.step, j->total_steps, j->pid);
         persist(j);
         return;
     case PEV_NOTICE:
@@ -339,31 +339,29 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
     case PEV_LOG:
     case PEV_TICK:
     case PEV_EVAL:
-        if (m->step >= 0)
-            j->step = m->step;
+        if (m->pt.step >= 0)
+            j->pt.step = m->pt.step;
         if (m->total_steps > 0)
             j->total_steps = m->total_steps;
-        j->lr = m->lr;
-        j->loss = m->loss;
-        j->grad_norm = m->grad_norm;
+        j->pt.lr = m->pt.lr;
+        j->pt.loss = m->pt.loss;
+        j->pt.grad_norm = m->pt.grad_norm;
         if (m->ev == PEV_LOG)
-            j->loss_avg = m->loss_avg;
-        if (!isnan(m->eval_loss))
-            j->eval_loss = m->eval_loss;
-        if (!isnan(m->steps_per_s))
-            j->steps_per_s = m->steps_per_s;
+            j->pt.loss_avg = m->pt.loss_avg;
+        if (!isnan(m->pt.eval_loss))
+            j->pt.eval_loss = m->pt.eval_loss;
+        if (!isnan(m->pt.steps_per_s))
+            j->pt.steps_per_s = m->pt.steps_per_s;
         if (m->checkpoint_step >= 0)
             j->checkpoint_step = m->checkpoint_step;
-        if (m->ev == PEV_LOG && m->step >= 0) {
-            job_point p = {m->step, m->lr, m->loss, m->loss_avg, m->grad_norm, m->elapsed_s, m->eval_loss};
-            hist_push(j, &p);
-        }
+        if (m->ev == PEV_LOG && m->pt.step >= 0)
+            hist_push(j, &m->pt);
         j->progress_dirty = true;
         return;
     case PEV_CKPT:
-        j->checkpoint_step = m->checkpoint_step >= 0 ? m->checkpoint_step : m->step;
-        if (m->step > j->step)
-            j->step = m->step;
+        j->checkpoint_step = m->checkpoint_step >= 0 ? m->checkpoint_step : m->pt.step;
+        if (m->pt.step > j->pt.step)
+            j->pt.step = m->pt.step;
         j->progress_dirty = true;
         return;
     case PEV_FAILED:
@@ -372,8 +370,8 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
         return;
     case PEV_DONE:
         j->got_done = true;
-        if (m->step >= 0)
-            j->step = m->step;
+        if (m->pt.step >= 0)
+            j->pt.step = m->pt.step;
         if (m->checkpoint_step >= 0)
             j->checkpoint_step = m->checkpoint_step;
         return;
@@ -388,10 +386,10 @@ static void crashed(job *j, const char *why)
     if (j->crashes <= j->t->max_restarts) {
         log_warn("job %s: %s; resuming from its checkpoint (restart %d of %d)", j->id, why, j->crashes,
                  j->t->max_restarts);
-        add_error(j, "%s at step %ld; resumed from the checkpoint at step %ld", why, j->step,
+        add_error(j, "%s at step %ld; resumed from the checkpoint at step %ld", why, j->pt.step,
                   j->checkpoint_step > 0 ? j->checkpoint_step : 0);
         set_state(j, JOB_QUEUED);
-        j->steps_per_s = dnan();
+        j->pt.steps_per_s = dnan();
     } else {
         log_error("job %s: failed: %s", j->id, why);
         add_error(j, "%s", why);
@@ -433,15 +431,15 @@ static void slurm_ended(job *j, const exec_end *e)
                    !strcmp(st, "TIMEOUT") || !strcmp(st, "PREEMPTED") || !strcmp(st, "LOST");
     j->sched_state[0] = j->sched_reason[0] = '\0';
     if (!strcmp(st, "COMPLETED") && e->exit_status == 0 && !e->term_signal) {
-        j->step = j->total_steps;
+        j->pt.step = j->total_steps;
         set_ended(j, JOB_SUCCEEDED);
-        log_info("job %s: succeeded in Slurm job %s (%ld steps, loss %.6g)", j->id, j->sched_id, j->step, j->loss);
+        log_info("job %s: succeeded in Slurm job %s (%ld steps, loss %.6g)", j->id, j->sched_id, j->pt.step, j->pt.loss);
     } else if (!strcmp(st, "CANCELLED") || j->cancel_requested) {
         if (!j->cancel_requested)
-            add_error(j, "Slurm job %s was cancelled outside traind (scancel) at step %ld", j->sched_id, j->step);
+            add_error(j, "Slurm job %s was cancelled outside traind (scancel) at step %ld", j->sched_id, j->pt.step);
         set_ended(j, JOB_CANCELLED);
         log_info("job %s: cancelled (Slurm job %s) at step %ld (checkpoint at step %ld)", j->id, j->sched_id,
-                 j->step, j->checkpoint_step);
+                 j->pt.step, j->checkpoint_step);
     } else if (!strcmp(st, "FAILED") && e->exit_status == WORKER_EXIT_FAILED) {
         const char *msg = j->fail_msg ? j->fail_msg : "training failed (see worker.log)";
         add_error(j, "%s", msg);
@@ -455,11 +453,11 @@ static void slurm_ended(job *j, const exec_end *e)
         char from[64] = "its last checkpoint";
         if (j->checkpoint_step >= 0)
             snprintf(from, sizeof from, "its checkpoint at step %ld", j->checkpoint_step);
-        log_warn("job %s: %s at step %ld; requeued to resume from %s", j->id, why, j->step, from);
-        add_error(j, "%s at step %ld; requeued, resuming from %s", why, j->step, from);
+        log_warn("job %s: %s at step %ld; requeued to resume from %s", j->id, why, j->pt.step, from);
+        add_error(j, "%s at step %ld; requeued, resuming from %s", why, j->pt.step, from);
         j->requeue_ckpt = j->checkpoint_step;
         set_state(j, JOB_QUEUED);
-        j->steps_per_s = dnan();
+        j->pt.steps_per_s = dnan();
     } else if (stopped || !strcmp(st, "COMPLETED")) {
         /* stopped again without a newer checkpoint, or exited early: a crash */
         crashed(j, why);
@@ -482,7 +480,7 @@ static void on_worker_exit(void *ctx, const exec_end *e)
     if (e->detached) {
         /* executor: slurm, traind stopping: the job goes on in Slurm and the
          * next traind adopts it by its id; its state stays as it is */
-        j->steps_per_s = dnan();
+        j->pt.steps_per_s = dnan();
         end_cleanup(j);
         return;
     }
@@ -498,7 +496,7 @@ static void on_worker_exit(void *ctx, const exec_end *e)
         snprintf(why, sizeof why, "training process exited with status %lld (see worker.log)",
                  (long long)exit_status);
 
-    bool finished = !term_signal && exit_status == WORKER_EXIT_OK && (j->got_done || j->step >= j->total_steps);
+    bool finished = !term_signal && exit_status == WORKER_EXIT_OK && (j->got_done || j->pt.step >= j->total_steps);
     bool failed = !term_signal && exit_status == WORKER_EXIT_FAILED;
     if (!finished && disk_full_message(failed && j->fail_msg ? j->fail_msg : why))
         wait_for_space(t, j);
@@ -506,13 +504,13 @@ static void on_worker_exit(void *ctx, const exec_end *e)
         char limit[32];
         format_bytes(t->max_job_disk, limit, sizeof limit);
         add_error(j, "the job's files passed max_job_disk (%s) at step %ld; stopped (checkpoint at step %ld)", limit,
-                  j->step, j->checkpoint_step);
+                  j->pt.step, j->checkpoint_step);
         set_ended(j, JOB_FAILED);
         log_error("job %s: failed: over max_job_disk (%s)", j->id, limit);
     } else if (finished) {
-        j->step = j->total_steps;
+        j->pt.step = j->total_steps;
         set_ended(j, JOB_SUCCEEDED);
-        log_info("job %s: succeeded (%ld steps, loss %.6g)", j->id, j->step, j->loss);
+        log_info("job %s: succeeded (%ld steps, loss %.6g)", j->id, j->pt.step, j->pt.loss);
     } else if (failed) {
         const char *msg = j->fail_msg ? j->fail_msg : "training failed (see worker.log)";
         add_error(j, "%s", msg);
@@ -520,16 +518,16 @@ static void on_worker_exit(void *ctx, const exec_end *e)
         log_error("job %s: failed: %s", j->id, msg);
     } else if (j->cancel_requested) {
         set_ended(j, JOB_CANCELLED);
-        log_info("job %s: cancelled at step %ld (checkpoint at step %ld)", j->id, j->step, j->checkpoint_step);
+        log_info("job %s: cancelled at step %ld (checkpoint at step %ld)", j->id, j->pt.step, j->checkpoint_step);
     } else if (t->shutting_down) {
         /* Stopped for the daemon's shutdown: resumes at the next start. */
         set_state(j, JOB_QUEUED);
-        j->steps_per_s = dnan();
+        j->pt.steps_per_s = dnan();
         log_info("job %s: stopped at step %ld for shutdown (checkpoint at step %ld); resumes at next start",
-                 j->id, j->step, j->checkpoint_step);
+                 j->id, j->pt.step, j->checkpoint_step);
     } else if (!term_signal && exit_status == WORKER_EXIT_STOPPED) {
         /* Someone outside traind stopped it (SIGTERM to the process). */
-        add_error(j, "training process was stopped from outside traind at step %ld", j->step);
+        add_error(j, "training process was stopped from outside traind at step %ld", j->pt.step);
         set_ended(j, JOB_CANCELLED);
         log_warn("job %s: its training process was stopped from outside traind; cancelled", j->id);
     } else if (!term_signal && exit_status == WORKER_EXIT_OK) {
@@ -556,7 +554,7 @@ static void on_worker_sched(void *ctx, bool running, const char *sched_state, co
         log_info("job %s: running in Slurm job %s", j->id, j->sched_id);
     } else if (!running && j->state == JOB_RUNNING) {
         set_state(j, JOB_QUEUED);   /* requeued or suspended by Slurm */
-        j->steps_per_s = dnan();
+        j->pt.steps_per_s = dnan();
     }
     persist(j);
     changed(j->t);
@@ -793,10 +791,10 @@ int jobs_lookup(job_table *t, const char *id, jobs_info *out)
         return -ENOENT;
     out->state = j->state;
     out->checkpoint_step = j->checkpoint_step;
-    out->step = j->step;
+    out->step = j->pt.step;
     out->total_steps = j->total_steps;
-    out->loss_avg = j->loss_avg;
-    out->eval_loss = j->eval_loss;
+    out->loss_avg = j->pt.loss_avg;
+    out->eval_loss = j->pt.eval_loss;
     out->started_at = j->started_at;
     out->finished_at = j->finished_at;
     snprintf(out->name, sizeof out->name, "%s", j->name ? j->name : j->id);

@@ -14,12 +14,6 @@
 #include "traind/util.h"
 #include "traind/spool.h"
 
-#include "traind/disk.h"
-#include "traind/log.h"
-#include "traind/util.h"
-#include "traind/worker.h"
-#include "traind/spool.h"
-
 /* "1.5 GiB" */
 void format_bytes(size_t b, char *out, size_t len)
 {

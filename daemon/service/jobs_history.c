@@ -20,15 +20,9 @@
 #include "traind/log.h"
 #include "traind/util.h"
 
-#include "traind/history.h"
-#include "traind/log.h"
-#include "traind/util.h"
-#include "traind/worker.h"
-#include "traind/spool.h"
-
 /* ----------------------------------------------------- metrics history */
 
-void jobs_thin_history(job_point *pts, size_t *n, size_t keep)
+void jobs_thin_history(train_point *pts, size_t *n, size_t keep)
 {
     if (keep < 2)
         keep = 2;
@@ -67,7 +61,7 @@ size_t jobs_pick_even(size_t n, size_t max, size_t *idx)
     return max;
 }
 
-void hist_push(job *j, const job_point *p)
+void hist_push(job *j, const train_point *p)
 {
     /* A point at or before the last one means the worker went back (resume
      * after a refused checkpoint): drop what it will redo. */
@@ -82,27 +76,13 @@ void hist_push(job *j, const job_point *p)
         jobs_thin_history(j->hist, &j->n_hist, (size_t)j->t->metrics_keep);
 }
 
-static cJSON *point_json(const job_point *p)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "step", (double)p->step);
-    add_num_or_null(o, "lr", p->lr);
-    add_num_or_null(o, "loss", p->loss);
-    add_num_or_null(o, "loss_avg", p->loss_avg);
-    add_num_or_null(o, "grad_norm", p->grad_norm);
-    add_num_or_null(o, "time", p->time);
-    if (isfinite(p->eval_loss))
-        cJSON_AddNumberToObject(o, "eval_loss", p->eval_loss);
-    return o;
-}
-
 /* The history a metrics answer reads: the job's own, or, for an ended job
  * that was compacted, metrics.jsonl read back (one bounded read, as at
  * start-up: the file was thinned to metrics_keep points when it ended). */
 typedef struct hist_view {
-    const job_point *hist;
+    const train_point *hist;
     size_t n_hist;
-    job_point *owned;
+    train_point *owned;
 } hist_view;
 
 static void hist_read_now(const job *j, hist_view *v);
@@ -147,13 +127,13 @@ cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max)
     size_t k = jobs_pick_even(n, want, idx);
     cJSON *a = cJSON_CreateArray();
     for (size_t i = 0; i < k; i++)
-        cJSON_AddItemToArray(a, point_json(&j->hist[lo + idx[i]]));
+        cJSON_AddItemToArray(a, train_point_json(&j->hist[lo + idx[i]]));
     free(idx);
     free(view.owned);
     return a;
 }
 
-static int select_points(hist_view *j, long since, long max, long limit, job_point **out, size_t *out_n,
+static int select_points(hist_view *j, long since, long max, long limit, train_point **out, size_t *out_n,
                          long *next_since)
 {
     hist_view view = *j;
@@ -163,7 +143,7 @@ static int select_points(hist_view *j, long since, long max, long limit, job_poi
         size_t want = (size_t)max < n ? (size_t)max : n;
         size_t *idx = xmalloc((want ? want : 1) * sizeof *idx);
         size_t k = jobs_pick_even(n, want, idx);
-        job_point *p = xmalloc((k ? k : 1) * sizeof *p);
+        train_point *p = xmalloc((k ? k : 1) * sizeof *p);
         for (size_t i = 0; i < k; i++)
             p[i] = j->hist[lo + idx[i]];
         free(idx);
@@ -174,7 +154,7 @@ static int select_points(hist_view *j, long since, long max, long limit, job_poi
     }
     /* a page: the first limit points, and where the next page starts */
     size_t k = limit > 0 && (size_t)limit < n ? (size_t)limit : n;
-    job_point *p = xmalloc((k ? k : 1) * sizeof *p);
+    train_point *p = xmalloc((k ? k : 1) * sizeof *p);
     if (k > 0)   /* no history yet: j->hist is NULL */
         memcpy(p, j->hist + lo, k * sizeof *p);
     if (k < n)
@@ -185,7 +165,7 @@ static int select_points(hist_view *j, long since, long max, long limit, job_poi
     return 0;
 }
 
-int jobs_metrics_points(job_table *t, const char *id, long since, long max, long limit, job_point **out,
+int jobs_metrics_points(job_table *t, const char *id, long since, long max, long limit, train_point **out,
                         size_t *out_n, long *next_since)
 {
     *out = NULL;
@@ -214,7 +194,7 @@ int jobs_metrics_file(job_table *t, const char *id, char **path, size_t *keep)
     return 0;
 }
 
-int jobs_metrics_read_file(const char *path, size_t keep, long since, long max, long limit, job_point **out,
+int jobs_metrics_read_file(const char *path, size_t keep, long since, long max, long limit, train_point **out,
                            size_t *out_n, long *next_since)
 {
     *out = NULL;
@@ -231,15 +211,9 @@ typedef struct hist_req {
     job *j;
     char *path;
     size_t keep;
-    job_point *pts;
+    train_point *pts;
     size_t n;
 } hist_req;
-
-static double line_num(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
 
 /* Adds the point of one metrics.jsonl line (a line that is not one is
  * skipped); *cap is r->pts' capacity. */
@@ -248,12 +222,11 @@ static void hist_add_line(hist_req *r, const char *line, size_t n, size_t *cap)
     cJSON *o = cJSON_ParseWithLength(line, n);
     if (!o)
         return;
-    const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "step");
-    if (cJSON_IsNumber(s) && s->valuedouble >= 0) {
+    train_point p;
+    if (train_point_from_json(o, &p) == 0) {
         /* loss and eval_loss are floats written with %.9g: round back to float */
-        job_point p = {(long)s->valuedouble, line_num(o, "lr"), (double)(float)line_num(o, "loss"),
-                       line_num(o, "loss_avg"), line_num(o, "grad_norm"), line_num(o, "time"),
-                       (double)(float)line_num(o, "eval_loss")};
+        p.loss = (double)(float)p.loss;
+        p.eval_loss = (double)(float)p.eval_loss;
         while (r->n > 0 && r->pts[r->n - 1].step >= p.step)
             r->n--;
         if (r->n == *cap) {
@@ -370,16 +343,10 @@ static void hist_done(uv_work_t *w, int status)
     j->hist = r->pts;
     j->n_hist = j->cap_hist = r->n;
     j->hist_loading = false;
-    if (j->n_hist > 0 && isnan(j->loss) && j->step <= j->hist[j->n_hist - 1].step) {
+    if (j->n_hist > 0 && isnan(j->pt.loss) && j->pt.step <= j->hist[j->n_hist - 1].step) {
         /* a job rebuilt without its status.json: its last known progress */
-        const job_point *p = &j->hist[j->n_hist - 1];
-        j->step = p->step;
-        j->lr = p->lr;
-        j->loss = p->loss;
-        j->loss_avg = p->loss_avg;
-        j->grad_norm = p->grad_norm;
-        if (!isnan(p->eval_loss))
-            j->eval_loss = p->eval_loss;
+        job_show_point(j, &j->hist[j->n_hist - 1]);
+        j->pt.step = j->hist[j->n_hist - 1].step;
     }
     free(r->path);
     free(r);

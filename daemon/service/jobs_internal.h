@@ -35,6 +35,7 @@
 #include "traind/executor.h"
 #include "traind/job_index.h"
 #include "traind/jobs.h"
+#include "traind/train_point.h"
 
 
 #define STATUS_MAX_BYTES (16u << 20)
@@ -61,8 +62,8 @@ typedef struct job {
     unsigned long seq;               /* submission order (FIFO) */
 
     /* progress, NAN / -1 / 0 when unknown */
-    long step, total_steps, checkpoint_step;
-    double lr, loss, loss_avg, grad_norm, eval_loss, steps_per_s;
+    train_point pt;                  /* the latest progress (pt.time unused) */
+    long total_steps, checkpoint_step;
     bool has_eval;                   /* the data has an eval split */
     double tokens_per_step;          /* gpt: batch × context; 0 otherwise */
     int ranks;                       /* parallel.ranks: processes under mpirun (1 = no MPI) */
@@ -106,7 +107,7 @@ typedef struct job {
     unsigned long writes_started;
 
     /* metrics history */
-    job_point *hist;
+    train_point *hist;
     size_t n_hist, cap_hist;
     bool hist_loading;
 
@@ -132,6 +133,7 @@ struct job_table {
     double next_space_check;         /* monotonic */
     char **data_dirs;
     size_t n_data_dirs;
+    size_t max_model_bytes;          /* max_model_memory: intake_validate's cap */
 
     job **jobs;                      /* in seq order */
     size_t n, cap;
@@ -171,6 +173,9 @@ int queued_between(job_table *t, size_t from, size_t to);
 int queue_position(job *j);
 void add_error(job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void set_ended(job *j, job_state s);
+/* Shows a metrics point's numbers as the job's latest (its step, time and
+ * rate stay; so does its eval_loss when the point has none). */
+void job_show_point(job *j, const train_point *p);
 void schedule(job_table *t);
 void on_tick(uv_timer_t *h);
 
@@ -182,14 +187,13 @@ void check_disks(job_table *t, double now);
 /* jobs_json.c */
 const cJSON *jget(const cJSON *o, const char *k);
 double jnum(const cJSON *o, const char *k, double dflt);
-void derive_from_config(job *j);
 cJSON *diags_to_json(const diag_list_t *errs);
 void add_num_or_null(cJSON *o, const char *k, double v);
 cJSON *job_to_json(const job *j, int queue_pos);
 int load_status(job *j, cJSON *o);
 
 /* jobs_history.c */
-void hist_push(job *j, const job_point *p);
+void hist_push(job *j, const train_point *p);
 void load_history(job *j);
 void thin_history_on_disk(job *j);
 
@@ -200,6 +204,10 @@ cJSON *config_from_disk(const job *j);
 cJSON *config_from_dir(const char *dir, const char *id);
 
 /* jobs_submit.c */
+/* The one place a config becomes a job's: cfg (validated) gives the config
+ * object and what follows from it (traind/intake.h); NULL rejects the job
+ * with errs. */
+void job_take_config(job *j, const run_config *cfg, const diag_list_t *errs);
 void key_done(job_table *t, const char *key);
 
 /* jobs_stop.c */

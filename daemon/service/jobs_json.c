@@ -15,10 +15,6 @@
 
 #include "traind/util.h"
 
-#include "traind/util.h"
-#include "traind/worker.h"
-#include "traind/spool.h"
-
 /* ------------------------------------------------------- config-derived */
 
 const cJSON *jget(const cJSON *o, const char *k)
@@ -30,24 +26,6 @@ double jnum(const cJSON *o, const char *k, double dflt)
 {
     const cJSON *v = jget(o, k);
     return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
-
-/* total_steps, eval split and tokens per step from the config object. */
-void derive_from_config(job *j)
-{
-    const cJSON *c = j->config;
-    if (!c)
-        return;
-    const cJSON *sched = jget(c, "schedule"), *data = jget(c, "data"), *model = jget(c, "model");
-    double T = jnum(sched, "total_steps", 0);
-    if (T > 0)
-        j->total_steps = (long)T;
-    j->has_eval = jnum(data, "eval_fraction", 0) > 0;
-    double ranks = jnum(jget(c, "parallel"), "ranks", 1);
-    j->ranks = ranks >= 1 && ranks <= 1e6 ? (int)ranks : 1;
-    const cJSON *type = jget(model, "type");
-    if (cJSON_IsString(type) && strcmp(type->valuestring, "gpt") == 0)
-        j->tokens_per_step = jnum(data, "batch_size", 0) * jnum(model, "context", 0);
 }
 
 cJSON *diags_to_json(const diag_list_t *errs)
@@ -119,19 +97,19 @@ cJSON *job_to_json(const job *j, int queue_pos)
     cJSON_AddStringToObject(o, "id", j->id);
     cJSON_AddStringToObject(o, "name", j->name ? j->name : j->id);
     cJSON_AddStringToObject(o, "state", job_state_name(j->state));
-    cJSON_AddNumberToObject(o, "step", (double)j->step);
+    cJSON_AddNumberToObject(o, "step", (double)j->pt.step);
     add_total_steps(o, j);
-    add_num_or_null(o, "lr", j->lr);
-    add_num_or_null(o, "loss", j->loss);
-    add_num_or_null(o, "loss_avg", j->loss_avg);
-    add_num_or_null(o, "grad_norm", j->grad_norm);
-    if (j->has_eval || isfinite(j->eval_loss))
-        add_num_or_null(o, "eval_loss", j->eval_loss);
+    add_num_or_null(o, "lr", j->pt.lr);
+    add_num_or_null(o, "loss", j->pt.loss);
+    add_num_or_null(o, "loss_avg", j->pt.loss_avg);
+    add_num_or_null(o, "grad_norm", j->pt.grad_norm);
+    if (j->has_eval || isfinite(j->pt.eval_loss))
+        add_num_or_null(o, "eval_loss", j->pt.eval_loss);
     bool running = j->state == JOB_RUNNING;
-    double rate = running ? j->steps_per_s : dnan();
+    double rate = running ? j->pt.steps_per_s : dnan();
     add_num_or_null(o, "steps_per_s", rate);
     add_num_or_null(o, "tokens_per_s", j->tokens_per_step > 0 ? rate * j->tokens_per_step : dnan());
-    double eta = running && rate > 0 ? (double)(j->total_steps - j->step) / rate : dnan();
+    double eta = running && rate > 0 ? (double)(j->total_steps - j->pt.step) / rate : dnan();
     if (j->state == JOB_SUCCEEDED)
         eta = 0;
     add_num_or_null(o, "eta_s", eta);
@@ -324,10 +302,10 @@ cJSON *jobs_summary_json(job_table *t)
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "id", j->id);
         cJSON_AddStringToObject(o, "state", job_state_name(j->state));
-        cJSON_AddNumberToObject(o, "step", (double)j->step);
+        cJSON_AddNumberToObject(o, "step", (double)j->pt.step);
         add_total_steps(o, j);
-        add_num_or_null(o, "lr", j->lr);
-        add_num_or_null(o, "loss", j->loss);
+        add_num_or_null(o, "lr", j->pt.lr);
+        add_num_or_null(o, "loss", j->pt.loss);
         cJSON_AddItemToArray(a, o);
     }
     cJSON_AddNumberToObject(doc, "jobs_omitted", (double)(t->n - n));
@@ -345,12 +323,12 @@ cJSON *jobs_prom_json(job_table *t)
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "id", j->id);
         cJSON_AddStringToObject(o, "state", job_state_name(j->state));
-        cJSON_AddNumberToObject(o, "step", (double)j->step);
+        cJSON_AddNumberToObject(o, "step", (double)j->pt.step);
         add_total_steps(o, j);
-        add_num_or_null(o, "lr", j->lr);
-        add_num_or_null(o, "loss", j->loss);
-        add_num_or_null(o, "steps_per_s", j->state == JOB_RUNNING ? j->steps_per_s : dnan());
-        add_num_or_null(o, "eval_loss", j->eval_loss);
+        add_num_or_null(o, "lr", j->pt.lr);
+        add_num_or_null(o, "loss", j->pt.loss);
+        add_num_or_null(o, "steps_per_s", j->state == JOB_RUNNING ? j->pt.steps_per_s : dnan());
+        add_num_or_null(o, "eval_loss", j->pt.eval_loss);
         cJSON_AddItemToArray(a, o);
     }
     return a;
@@ -378,17 +356,21 @@ int load_status(job *j, cJSON *o)
     if (errors && !cJSON_IsArray(errors))
         return -1;
     set_state(j, (job_state)s);
-    j->step = (long)step->valuedouble;
+    j->pt.step = (long)step->valuedouble;
     j->total_steps = (long)jnum(o, "total_steps", 0);
-    j->lr = jnum(o, "lr", NAN);
-    j->loss = jnum(o, "loss", NAN);
-    j->loss_avg = jnum(o, "loss_avg", NAN);
-    j->grad_norm = jnum(o, "grad_norm", NAN);
-    j->eval_loss = jnum(o, "eval_loss", NAN);
+    j->pt.lr = jnum(o, "lr", NAN);
+    j->pt.loss = jnum(o, "loss", NAN);
+    j->pt.loss_avg = jnum(o, "loss_avg", NAN);
+    j->pt.grad_norm = jnum(o, "grad_norm", NAN);
+    j->pt.eval_loss = jnum(o, "eval_loss", NAN);
     double cs = jnum(o, "checkpoint_step", -1);
     j->checkpoint_step = cs >= 0 ? (long)cs : -1;
     j->restarts = (int)jnum(o, "restarts", 0);
     j->crashes = (int)jnum(o, "crashes", 0);
+    /* what followed from the config at intake, as the job object shows it */
+    double ranks = jnum(o, "ranks", 1);
+    j->ranks = ranks >= 1 && ranks <= 1e6 ? (int)ranks : 1;
+    j->has_eval = jget(o, "eval_loss") != NULL;
     j->seq = (unsigned long)jnum(o, "seq", 0);
     j->submitted_at = parse_time(jget(o, "submitted_at"));
     j->started_at = parse_time(jget(o, "started_at"));

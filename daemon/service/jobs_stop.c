@@ -10,11 +10,6 @@
 #include "traind/log.h"
 #include "traind/util.h"
 
-#include "traind/log.h"
-#include "traind/util.h"
-#include "traind/worker.h"
-#include "traind/spool.h"
-
 int jobs_cancel(job_table *t, const char *id, void (*done)(void *arg, int rc), void *arg)
 {
     job *j = find(t, id);

@@ -20,17 +20,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "traind/intake.h"
 #include "traind/forkfile.h"
 #include "traind/json.h"
 #include "traind/log.h"
 #include "traind/util.h"
-#include "traind/spool.h"
-
-#include "traind/forkfile.h"
-#include "traind/json.h"
-#include "traind/log.h"
-#include "traind/util.h"
-#include "traind/worker.h"
 #include "traind/spool.h"
 
 /* ---------------------------------------------------------- persistence */
@@ -251,6 +245,34 @@ cJSON *config_from_dir(const char *dir, const char *id)
     return config;
 }
 
+/* A job that will run again: what follows from its config (ranks, tokens
+ * per step; traind/intake.h) is taken from config.yaml as its intake took
+ * it.  One that no longer validates (a data dir gone) keeps what its
+ * status.json says; its training process reports the problem. */
+static void retake_config(job *j)
+{
+    char *path = xasprintf("%s/config.yaml", j->dir);
+    char *buf;
+    size_t len;
+    if (read_file_flags(path, CFG_MAX_FILE_BYTES, O_NOFOLLOW, &buf, &len) == 0) {
+        run_config cfg;
+        char *data_path = NULL;
+        diag_list_t errs = DIAG_LIST_INIT;
+        intake_limits lim = {j->t->data_dirs, j->t->n_data_dirs, j->t->max_model_bytes};
+        if (intake_validate(buf, len, j->id, &lim, &cfg, &data_path, &errs) == 0) {
+            long total = j->total_steps;
+            job_take_config(j, &cfg, NULL);
+            if (total > 0)
+                j->total_steps = total;
+            cfg_free(&cfg);
+        }
+        free(data_path);
+        diag_free(&errs);
+        free(buf);
+    }
+    free(path);
+}
+
 /* No usable status.json: rebuild the job from its config.yaml. */
 static int rebuild(job_table *t, job *j, const char *why)
 {
@@ -272,19 +294,13 @@ static int rebuild(job_table *t, job *j, const char *why)
         run_config cfg;
         char *data_path = NULL;
         diag_list_t errs = DIAG_LIST_INIT;
-        if (spool_validate(buf, len, j->id, t->data_dirs, t->n_data_dirs, &cfg, &data_path, &errs) == 0) {
-            j->name = xstrdup(cfg.name);
-            j->config = cfg_to_json(&cfg);
-            j->total_steps = cfg.sched.total_steps;
-            set_state(j, JOB_QUEUED);
+        intake_limits lim = {t->data_dirs, t->n_data_dirs, t->max_model_bytes};
+        bool valid = intake_validate(buf, len, j->id, &lim, &cfg, &data_path, &errs) == 0;
+        j->name = xstrdup(valid ? cfg.name : j->id);
+        set_state(j, JOB_QUEUED);
+        job_take_config(j, valid ? &cfg : NULL, &errs);
+        if (valid)
             cfg_free(&cfg);
-        } else {
-            j->name = xstrdup(j->id);
-            cJSON_Delete(j->errors);
-            j->errors = diags_to_json(&errs);
-            set_ended(j, JOB_REJECTED);
-            j->finished_at = mtime;
-        }
         free(data_path);
         diag_free(&errs);
         free(buf);
@@ -403,7 +419,7 @@ typedef struct dir_scan {
     bool has_key, has_config;
 } dir_scan;
 
-static void remove_stale_tmp(const char *dir, dir_scan *ds)
+static void scan_job_dir(const char *dir, dir_scan *ds)
 {
     memset(ds, 0, sizeof *ds);
     DIR *d = opendir(dir);
@@ -424,17 +440,9 @@ static void remove_stale_tmp(const char *dir, dir_scan *ds)
             ds->has_key = true;
         else if (strcmp(e->d_name, "config.yaml") == 0)
             ds->has_config = true;
-        for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
-            size_t pl = strlen(prefixes[i]);
-            if (strncmp(e->d_name, prefixes[i], pl) != 0)
-                continue;
-            char *end;
-            long pid = strtol(e->d_name + pl, &end, 10);
-            if (*end || pid <= 0 || (pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)))
-                continue;
-            if (unlinkat(dirfd(d), e->d_name, 0) == 0)
-                ds->entries--;
-        }
+        if (stale_tmp_name(e->d_name, prefixes, sizeof prefixes / sizeof prefixes[0], false) &&
+            unlinkat(dirfd(d), e->d_name, 0) == 0)
+            ds->entries--;
     }
     closedir(d);
 }
@@ -534,7 +542,7 @@ int jobs_load(job_table *t)
         dir_scan ds;
         memset(&ds, 0, sizeof ds);
         if (!ended0) {
-            remove_stale_tmp(j->dir, &ds);
+            scan_job_dir(j->dir, &ds);
             if (ds.has_key && !ds.has_config) {
                 drop_lone_key(j->dir);
                 ds.entries--;
@@ -570,25 +578,10 @@ int jobs_load(job_table *t)
             job_free(j);
             continue;
         }
-        if (!j->config && j->state != JOB_REJECTED) {
-            /* an old or partial status.json: the config object comes from the file */
-            char *cpath = xasprintf("%s/config.yaml", j->dir);
-            run_config cfg;
-            diag_list_t errs = DIAG_LIST_INIT;
-            cfg_parse_opts po = {.default_name = j->id};
-            char *cbuf;
-            size_t clen;
-            if (read_file_flags(cpath, CFG_MAX_FILE_BYTES, O_NOFOLLOW, &cbuf, &clen) == 0) {
-                if (cfg_parse(cbuf, clen, &po, &cfg, &errs) == 0) {
-                    j->config = cfg_to_json(&cfg);
-                    cfg_free(&cfg);
-                }
-                free(cbuf);
-            }
-            diag_free(&errs);
-            free(cpath);
-        }
-        derive_from_config(j);
+        if (!j->config && j->state != JOB_REJECTED)
+            j->config = config_from_disk(j);   /* an old or partial status.json: from config.yaml */
+        if (!why && !job_state_ended(j->state))
+            retake_config(j);
         if (ds.has_key || !ds.opened)
             load_idem_key(j);
         load_fork_info(j);
@@ -601,7 +594,7 @@ int jobs_load(job_table *t)
             set_ended(j, JOB_CANCELLED);
             j->cancel_requested = false;
             log_info("job %s: its cancel was requested before traind stopped; cancelled at step %ld", j->id,
-                     j->step);
+                     j->pt.step);
             j->dirty = true;
         }
         if (t->slurm && !job_state_ended(j->state)) {
@@ -626,7 +619,7 @@ int jobs_load(job_table *t)
             log_info("job %s: was running in Slurm job %s when traind stopped; adopting it", j->id, j->sched_id);
         } else if (j->state == JOB_RUNNING) {
             set_state(j, JOB_QUEUED);   /* resumes from its checkpoint; start_job counts the restart */
-            log_info("job %s: was running at step %ld when traind stopped; queued to resume", j->id, j->step);
+            log_info("job %s: was running at step %ld when traind stopped; queued to resume", j->id, j->pt.step);
         }
         if (why || j->state == JOB_QUEUED)
             j->dirty = true;

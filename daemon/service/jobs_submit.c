@@ -11,14 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "traind/intake.h"
 #include "traind/log.h"
 #include "traind/util.h"
-#include "traind/yamltree.h"
-#include "traind/spool.h"
-
-#include "traind/log.h"
-#include "traind/util.h"
-#include "traind/worker.h"
 #include "traind/yamltree.h"
 #include "traind/spool.h"
 
@@ -35,24 +30,49 @@ static job *new_job(job_table *t, const char *id, const char *name)
     return j;
 }
 
-void jobs_add_intake(job_table *t, spool_intake *it)
+void job_take_config(job *j, const run_config *cfg, const diag_list_t *errs)
 {
-    job *j = new_job(t, it->id, it->valid ? it->cfg.name : it->stem);
-    j->submitted_at = it->submitted_at;
-    if (it->valid) {
-        j->config = cfg_to_json(&it->cfg);
-        derive_from_config(j);
-        j->total_steps = it->cfg.sched.total_steps;
+    if (cfg) {
+        intake_facts f;
+        intake_facts_of(cfg, &f);
+        cJSON_Delete(j->config);
+        j->config = cfg_to_json(cfg);
+        j->total_steps = f.total_steps;
+        j->has_eval = f.has_eval;
+        j->tokens_per_step = f.tokens_per_step;
+        j->ranks = f.ranks;
     } else {
         cJSON_Delete(j->errors);
-        j->errors = diags_to_json(&it->errs);
+        j->errors = diags_to_json(errs);
         set_ended(j, JOB_REJECTED);
         j->finished_at = j->submitted_at;
     }
-    spool_intake_free(it);
+}
+
+/* The one intake path: a config taken by either source (a file from
+ * incoming/, a POST /jobs; claimed, saved and validated on the pool) joins
+ * the table as a job, queued or rejected. */
+static job *admit(job_table *t, const spool_intake *it)
+{
+    job *j = new_job(t, it->id, it->valid ? it->cfg.name : it->stem ? it->stem : it->id);
+    j->submitted_at = it->submitted_at;
+    job_take_config(j, it->valid ? &it->cfg : NULL, &it->errs);
+    return j;
+}
+
+/* After admit and what the source adds: to disk, to the watchers, to the scheduler. */
+static void admitted(job *j)
+{
     persist(j);
-    changed(t);
-    schedule(t);
+    changed(j->t);
+    schedule(j->t);
+}
+
+void jobs_add_intake(job_table *t, spool_intake *it)
+{
+    job *j = admit(t, it);
+    spool_intake_free(it);
+    admitted(j);
 }
 
 /* The top-level "name" of a YAML document, if it has a usable one. */
@@ -80,21 +100,19 @@ typedef struct submit_req {
     char *jobs_dir;
     char **data_dirs;               /* a copy: a SIGHUP may replace the table's */
     size_t n_data_dirs;
+    size_t max_model_bytes;
     jobs_submit_cb done;
     void *arg;
     jobs_submit_extra x;            /* prepare/undo/parent (x.parent owned) */
     /* results */
     int rc;                         /* 0 or -errno: the config could not be saved */
     char *failure;                  /* then: what failed, for the log */
-    char id[SPOOL_ID_MAX + 1];
-    bool valid;
-    run_config cfg;
-    diag_list_t errs;
+    spool_intake *it;               /* the id claimed, the config validated: as a file's intake */
 } submit_req;
 
 static void submit_req_free(submit_req *r)
 {
-    diag_free(&r->errs);
+    spool_intake_free(r->it);
     free(r->failure);
     free(r->yaml);
     free(r->default_name);
@@ -116,13 +134,13 @@ static void submit_work(uv_work_t *w)
     submit_req *r = w->data;
     char *stem = yaml_name(r->yaml, r->len);
     const char *base = stem ? stem : r->default_name && *r->default_name ? r->default_name : "job";
-    r->rc = spool_claim_id(r->jobs_dir, base, r->id);
+    r->rc = spool_claim_id(r->jobs_dir, base, r->it->id);
     free(stem);
     if (r->rc < 0) {
         r->failure = xasprintf("cannot create a job directory in %s: %s", r->jobs_dir, strerror(-r->rc));
         return;
     }
-    char *dir = xasprintf("%s/%s", r->jobs_dir, r->id);
+    char *dir = xasprintf("%s/%s", r->jobs_dir, r->it->id);
     char *cpath = xasprintf("%s/config.yaml", dir);
     /* The key goes first: once config.yaml is on disk (the job exists,
      * answered or not) a retry with the same key finds it. */
@@ -133,7 +151,7 @@ static void submit_work(uv_work_t *w)
         r->rc = r->x.prepare(dir, r->x.arg);
         prepared = r->rc == 0;
         if (r->rc < 0)
-            r->failure = xasprintf("job %s: cannot prepare its directory: %s", r->id, strerror(-r->rc));
+            r->failure = xasprintf("job %s: cannot prepare its directory: %s", r->it->id, strerror(-r->rc));
     }
     if (r->rc == 0)
         r->rc = write_file_atomic(cpath, r->yaml, r->len, 0644);
@@ -141,7 +159,7 @@ static void submit_work(uv_work_t *w)
         r->rc = fsync_parent_dir(dir);
     if (r->rc < 0) {
         if (!r->failure)
-            r->failure = xasprintf("job %s: cannot save %s: %s", r->id, cpath, strerror(-r->rc));
+            r->failure = xasprintf("job %s: cannot save %s: %s", r->it->id, cpath, strerror(-r->rc));
         if ((prepared || r->x.prepare) && r->x.undo)
             r->x.undo(dir, r->x.arg);
         unlink(cpath);
@@ -154,8 +172,8 @@ static void submit_work(uv_work_t *w)
     if (r->rc < 0)
         return;
     char *data_path = NULL;
-    r->valid = spool_validate(r->yaml, r->len, r->id, r->data_dirs, r->n_data_dirs, &r->cfg, &data_path,
-                              &r->errs) == 0;
+    intake_limits lim = {r->data_dirs, r->n_data_dirs, r->max_model_bytes};
+    r->it->valid = intake_validate(r->yaml, r->len, r->it->id, &lim, &r->it->cfg, &data_path, &r->it->errs) == 0;
     free(data_path);
 }
 
@@ -172,7 +190,8 @@ static void submit_done(uv_work_t *w, int status)
         log_error("%s; submission refused", r->failure);
         r->done(r->arg, r->rc, NULL, NULL);
     } else {
-        job *j = new_job(t, r->id, r->valid ? r->cfg.name : r->id);
+        r->it->submitted_at = now_unix();
+        job *j = admit(t, r->it);
         j->idem_key = r->idem_key;
         r->idem_key = NULL;
         if (r->x.parent) {
@@ -192,25 +211,15 @@ static void submit_done(uv_work_t *w, int status)
         if (j->idem_key)
             job_index_put(t->by_key, j->idem_key, j);
         cJSON *errors = NULL;
-        if (r->valid) {
-            j->config = cfg_to_json(&r->cfg);
-            derive_from_config(j);
-            j->total_steps = r->cfg.sched.total_steps;
-            cfg_free(&r->cfg);
+        if (r->it->valid) {
             log_info("job %s: submitted over HTTP", j->id);
         } else {
-            cJSON_Delete(j->errors);
-            j->errors = diags_to_json(&r->errs);
-            set_ended(j, JOB_REJECTED);
-            j->finished_at = j->submitted_at;
-            errors = diags_to_json(&r->errs);
-            log_warn("job %s: submitted over HTTP: rejected (%zu problem%s)", j->id, r->errs.n,
-                     r->errs.n == 1 ? "" : "s");
+            errors = diags_to_json(&r->it->errs);
+            log_warn("job %s: submitted over HTTP: rejected (%zu problem%s)", j->id, r->it->errs.n,
+                     r->it->errs.n == 1 ? "" : "s");
         }
-        persist(j);
-        changed(t);
-        schedule(t);
-        r->done(r->arg, r->valid ? 0 : -EINVAL, xstrdup(j->id), errors);
+        admitted(j);
+        r->done(r->arg, r->it->valid ? 0 : -EINVAL, xstrdup(j->id), errors);
     }
     submit_req_free(r);
     (void)status;
@@ -294,6 +303,8 @@ void jobs_submit_ex(job_table *t, const char *yaml, size_t len, const char *defa
     r->jobs_dir = xstrdup(t->jobs_dir);
     r->data_dirs = strv_dup(t->data_dirs, t->n_data_dirs);
     r->n_data_dirs = t->n_data_dirs;
+    r->max_model_bytes = t->max_model_bytes;
+    r->it = xcalloc(1, sizeof *r->it);
     r->done = done;
     r->arg = arg;
     int rc = uv_queue_work(t->loop, &r->work, submit_work, submit_done);

@@ -5,7 +5,8 @@
  *   <spool>/incoming/NAME.yaml   watched (inotify via uv_fs_event, a scan at
  *                                start-up and a rescan every 2 s as a safety
  *                                net); each file is renamed byte for byte to
- *   <spool>/jobs/<id>/config.yaml and validated, both on the thread pool.
+ *   <spool>/jobs/<id>/config.yaml and validated (intake_validate), both on
+ *                                the thread pool.
  *
  * A job id is claimed by creating its directory (mkdir is atomic), so two
  * submissions can never get the same id, whichever thread makes them.
@@ -37,6 +38,7 @@
 #include <uv.h>
 #include "traind/config.h"
 #include "traind/diag.h"
+#include "traind/intake.h"
 
 #define SPOOL_ID_MAX 48
 #define SPOOL_RESCAN_MS 2000
@@ -82,20 +84,6 @@ int spool_prepare(const char *spool_dir);
  * Returns 0 (1 when it was created) or a negative errno. */
 int spool_token_load_or_create(const char *path, char *out, size_t outlen);
 
-/* --- validation, shared by intake and POST /jobs --- */
-
-/* Validates a run config as the daemon does: cfg_parse, then data.path
- * resolved against (and confined to) data_dirs.  Returns 0 with *cfg filled
- * and *data_path (malloc'd, may be NULL) or -1 with errs. */
-int spool_validate(const char *buf, size_t len, const char *default_name,
-                   char *const *data_dirs, size_t n_dirs,
-                   run_config *cfg, char **data_path, diag_list_t *errs);
-
-/* The memory cap spool_validate gives cfg_parse (max_model_memory of the
- * daemon config); 0 = CFG_DEFAULT_MAX_MODEL_BYTES.  Process-wide, safe to
- * change while validations run on other threads. */
-void spool_set_max_model_bytes(size_t bytes);
-
 /* --- intake --- */
 
 typedef struct spool_intake {
@@ -130,6 +118,10 @@ int spool_start(uv_loop_t *loop, const char *spool_dir, char *const *data_dirs, 
 
 /* New data dirs (SIGHUP) for later validations. */
 void spool_set_data_dirs(spool *s, char *const *data_dirs, size_t n_dirs);
+
+/* The memory cap later validations give cfg_parse (max_model_memory of the
+ * daemon config; 0 = CFG_DEFAULT_MAX_MODEL_BYTES): intake_validate. */
+void spool_set_max_model_bytes(spool *s, size_t bytes);
 
 /* Caps intake (max_queued_jobs): room(ctx) is asked on the loop thread as
  * each scan starts — how many files it may take, < 0 = no cap.  The files
