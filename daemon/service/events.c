@@ -14,7 +14,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,7 @@
 #include "traind/jobs.h"
 #include "traind/json.h"
 #include "traind/log.h"
+#include "traind/train_point.h"
 #include "traind/util.h"
 
 typedef struct ev_entry {
@@ -332,15 +332,7 @@ void events_job_changed(const char *id)
         uv_timer_start(&g->flush_timer, on_flush_timer, 0, 0);   /* next loop turn, before it sleeps */
 }
 
-static void add_num_or_null(cJSON *o, const char *k, double v)
-{
-    if (isfinite(v))
-        cJSON_AddNumberToObject(o, k, v);
-    else
-        cJSON_AddNullToObject(o, k);
-}
-
-void events_point(const char *id, const struct job_point *p)
+void events_point(const char *id, const train_point *p)
 {
     if (!g || !g->started || g->stopping || !id)
         return;
@@ -348,15 +340,7 @@ void events_point(const char *id, const struct job_point *p)
         flush_pending();   /* a job change before this point goes out before it */
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "job", id);
-    cJSON *q = cJSON_AddObjectToObject(o, "point");
-    cJSON_AddNumberToObject(q, "step", (double)p->step);
-    add_num_or_null(q, "lr", p->lr);
-    add_num_or_null(q, "loss", p->loss);
-    add_num_or_null(q, "loss_avg", p->loss_avg);
-    add_num_or_null(q, "grad_norm", p->grad_norm);
-    add_num_or_null(q, "time", p->time);
-    if (isfinite(p->eval_loss))
-        cJSON_AddNumberToObject(q, "eval_loss", p->eval_loss);
+    cJSON_AddItemToObject(o, "point", train_point_json(p));   /* as /jobs/{id}/metrics shows it */
     publish("point", id, o);
 }
 

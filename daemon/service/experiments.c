@@ -25,6 +25,7 @@
 #include "traind/api.h"
 #include "traind/events.h"
 #include "traind/forkfile.h"
+#include "traind/intake.h"
 #include "traind/json.h"
 #include "traind/log.h"
 #include "traind/spool.h"
@@ -69,6 +70,7 @@ struct exp_table {
     size_t max_trials;
     char **data_dirs;
     size_t n_data_dirs;
+    size_t max_model_bytes;
     experiment **v;
     size_t n, cap;
     char **keys_inflight;            /* Idempotency-Keys of submits on the thread pool */
@@ -76,7 +78,7 @@ struct exp_table {
 };
 
 exp_table *exps_new(job_table *jobs, const char *spool, size_t max_trials, char *const *data_dirs,
-                    size_t n_data_dirs)
+                    size_t n_data_dirs, size_t max_model_bytes)
 {
     exp_table *e = xcalloc(1, sizeof *e);
     e->jobs = jobs;
@@ -84,6 +86,7 @@ exp_table *exps_new(job_table *jobs, const char *spool, size_t max_trials, char 
     e->max_trials = max_trials ? max_trials : SWEEP_DEFAULT_MAX_TRIALS;
     e->data_dirs = strv_dup(data_dirs, n_data_dirs);
     e->n_data_dirs = n_data_dirs;
+    e->max_model_bytes = max_model_bytes;
     return e;
 }
 
@@ -435,6 +438,7 @@ typedef struct submit_req {
     size_t max_trials;
     char **data_dirs;
     size_t n_data_dirs;
+    size_t max_model_bytes;
     char *jobs_dir;
     char *idem_key;                  /* or NULL */
     /* results */
@@ -467,8 +471,8 @@ int exps_check(const char *yaml, size_t len, const exps_check_in *in, sweep *out
             run_config cfg;
             char *dp = NULL;
             diag_list_t te = DIAG_LIST_INIT;
-            if (spool_validate(s.trials[k].yaml, strlen(s.trials[k].yaml), s.name, in->data_dirs, in->n_data_dirs,
-                               &cfg, &dp, &te) == 0)
+            intake_limits lim = {in->data_dirs, in->n_data_dirs, in->max_model_bytes};
+            if (intake_validate(s.trials[k].yaml, strlen(s.trials[k].yaml), s.name, &lim, &cfg, &dp, &te) == 0)
                 cfg_free(&cfg);
             else {
                 char *vals = params_text(&s, &s.trials[k]);
@@ -525,7 +529,7 @@ static void submit_work(uv_work_t *w)
     sweep s;
     cJSON *errors = NULL;
     exps_check_in in = {.max_trials = r->max_trials, .data_dirs = r->data_dirs, .n_data_dirs = r->n_data_dirs,
-                        .jobs_dir = r->jobs_dir};
+                        .max_model_bytes = r->max_model_bytes, .jobs_dir = r->jobs_dir};
     bool ok = exps_check(r->yaml, r->len, &in, &s, &errors) == 0;
 
     experiment *x = xcalloc(1, sizeof *x);
@@ -646,6 +650,7 @@ void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_ke
     r->max_trials = e->max_trials;
     r->data_dirs = strv_dup(e->data_dirs, e->n_data_dirs);
     r->n_data_dirs = e->n_data_dirs;
+    r->max_model_bytes = e->max_model_bytes;
     r->idem_key = idem_key ? xstrdup(idem_key) : NULL;
     if (uv_queue_work(jobs_loop(e->jobs), &r->work, submit_work, submit_done) < 0) {
         free(r->idem_key);

@@ -12,6 +12,7 @@
 
 #include "traind/config.h"
 #include "traind/experiments.h"
+#include "traind/intake.h"
 #include "traind/sched_curve.h"
 #include "traind/spool.h"
 #include "traind/sweep.h"
@@ -62,7 +63,8 @@ int preview_run(const preview_in *in, const char *yaml, size_t len, size_t max_p
 {
     if (sweep_is_experiment(yaml, len)) {
         exps_check_in ci = {.max_trials = in->max_trials, .data_dirs = in->data_dirs,
-                            .n_data_dirs = in->n_data_dirs, .jobs_dir = in->jobs_dir};
+                            .n_data_dirs = in->n_data_dirs, .max_model_bytes = in->max_model_bytes,
+                            .jobs_dir = in->jobs_dir};
         sweep s;
         cJSON *errors = NULL;
         if (exps_check(yaml, len, &ci, &s, &errors) != 0) {
@@ -113,7 +115,8 @@ int preview_run(const preview_in *in, const char *yaml, size_t len, size_t max_p
     run_config cfg;
     char *data_path = NULL;
     diag_list_t errs = DIAG_LIST_INIT;
-    if (spool_validate(yaml, len, "job", in->data_dirs, in->n_data_dirs, &cfg, &data_path, &errs) != 0) {
+    intake_limits lim = {in->data_dirs, in->n_data_dirs, in->max_model_bytes};
+    if (intake_validate(yaml, len, "job", &lim, &cfg, &data_path, &errs) != 0) {
         *doc = invalid_doc("job", errors_json(&errs));
         diag_free(&errs);
         return 422;
@@ -193,6 +196,7 @@ static void start(uv_loop_t *loop, const preview_in *in, const char *yaml, size_
     r->in.data_dirs = strv_dup(in->data_dirs, in->n_data_dirs);
     r->in.n_data_dirs = in->n_data_dirs;
     r->in.max_trials = in->max_trials;
+    r->in.max_model_bytes = in->max_model_bytes;
     r->in.jobs_dir = in->jobs_dir ? xstrdup(in->jobs_dir) : NULL;
     r->yaml = xmalloc(len + 1);   /* the body may hold NULs: copied whole */
     memcpy(r->yaml, yaml, len);

@@ -39,7 +39,7 @@
 #include "traind/http.h"
 
 struct cJSON;
-struct job_point;
+struct train_point;
 
 #define EVENTS_RING_MAX 65536
 #define EVENTS_RING_BYTES (64u << 20)
@@ -64,7 +64,7 @@ void events_free(void);
 /* Job id changed (state) or was added. */
 void events_job_changed(const char *id);
 /* A metrics point of job id, as /jobs/{id}/metrics returns it. */
-void events_point(const char *id, const struct job_point *p);
+void events_point(const char *id, const struct train_point *p);
 /* An experiment's state. */
 void events_experiment(const char *id, const char *state);
 

@@ -4,7 +4,7 @@
  * and the lr curves of its schedules, with nothing queued and nothing
  * written.
  *
- * The checks are intake's own: spool_validate for a run config (as POST
+ * The checks are intake's own: intake_validate for a run config (as POST
  * /jobs and incoming/ take it), exps_check for a sweep file (as POST
  * /experiments takes it).  The curves are sched_curve's, the code of
  * `trainctl schedule`.  Both run on the thread pool (the parse of a 1 MiB
@@ -36,6 +36,7 @@ typedef struct preview_in {
     char *const *data_dirs;
     size_t n_data_dirs;
     size_t max_trials;
+    size_t max_model_bytes;  /* max_model_memory (0 = the default) */
     const char *jobs_dir;    /* fork_from: kept checkpoints are looked for here */
 } preview_in;
 
