@@ -1,6 +1,7 @@
 /*
  * static_files — the dashboard's files (index.html, app.js, Chart.js) served
- * from two folders, confined, cached by ETag, read on the thread pool.  See
+ * from two folders, confined, with ETags for the browser's cache, read on the
+ * thread pool (no cache of our own: each answer is one stat or one read).  See
  * traind/static_files.h.
  */
 #include "traind/static_files.h"
