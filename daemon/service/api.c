@@ -1,7 +1,7 @@
 /*
  * api — routes of SPEC.md §4 over an api_backend.  See include/traind/api.h.
  *
- *   GET  /                      HTML dashboard (polls the JSON routes)
+ *   GET  /, /ui/..., /lib/chart.js/...  the dashboard's files (static_files.h)
  *   GET  /status                {"version","uptime_s","counts","jobs_total","jobs":[summary...],"jobs_omitted"}
  *   GET  /jobs[?state=S&limit=N&after=ID]  a page of jobs, newest first (Link: rel="next")
  *   POST /jobs                  YAML body (+ Idempotency-Key) → 201 {"id"} | 400 {"error","errors"}
@@ -39,6 +39,7 @@
 #include <strings.h>
 
 #include "traind/spool.h"
+#include "traind/static_files.h"
 #include "traind/util.h"
 
 #ifndef TRAIND_VERSION
@@ -47,63 +48,6 @@
 
 
 const char *const api_job_states[] = {"queued", "running", "succeeded", "failed", "cancelled", "rejected", NULL};
-
-/* ------------------------------------------------------------------ */
-/* The dashboard: one static page that polls /jobs every 2 s and plots the
- * selected job's loss and lr from /jobs/{id}/metrics.  Every string from a
- * job goes into the page through textContent, never as HTML. */
-
-static const char dashboard_html[] =
-    "<!doctype html>\n"
-    "<html><head><meta charset=\"utf-8\"><title>traind</title>\n"
-    "<style>\n"
-    "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\n"
-    "table{border-collapse:collapse}td,th{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:right}\n"
-    "td:first-child,th:first-child,td:nth-child(2){text-align:left}tr.sel{background:#eef4ff}\n"
-    "tbody tr{cursor:pointer}.bar{display:inline-block;width:80px;height:8px;background:#eee;margin-right:.4em}\n"
-    ".bar i{display:block;height:100%;background:#4a7}canvas{border:1px solid #ddd;margin:.5em .5em 0 0}\n"
-    ".err{color:#b00}\n"
-    "</style></head><body>\n"
-    "<h1>traind</h1><p id=\"info\"></p>\n"
-    "<table><thead><tr><th>job</th><th>state</th><th>progress</th><th>step</th><th>lr</th><th>loss</th>"
-    "<th>steps/s</th><th>eta s</th></tr></thead><tbody id=\"jobs\"></tbody></table>\n"
-    "<h2 id=\"title\"></h2><div id=\"errors\" class=\"err\"></div>\n"
-    "<canvas id=\"loss\" width=\"520\" height=\"240\"></canvas>"
-    "<canvas id=\"lr\" width=\"520\" height=\"240\"></canvas>\n"
-    "<script>\n"
-    "let sel=null;\n"
-    "const $=id=>document.getElementById(id);\n"
-    "const num=(v,d)=>v==null?'':(Math.abs(v)>=1e4||Math.abs(v)<1e-3&&v!=0?v.toExponential(d):(+v.toFixed(6)).toString());\n"
-    "function cell(tr,t){const td=document.createElement('td');if(t instanceof Node)td.appendChild(t);else "
-    "td.textContent=t;tr.appendChild(td);}\n"
-    "function plot(c,pts,key,label,log){const g=c.getContext('2d');g.clearRect(0,0,c.width,c.height);\n"
-    " const f=v=>log?Math.log10(v):v;const p=pts.filter(q=>q[key]!=null&&isFinite(q[key])&&(!log||q[key]>0));\n"
-    " g.fillStyle='#222';g.fillText(label+(log?' (log10)':''),8,14);if(p.length<2)return;\n"
-    " const x0=p[0].step,x1=p[p.length-1].step;let y0=Infinity,y1=-Infinity;\n"
-    " for(const q of p){y0=Math.min(y0,f(q[key]));y1=Math.max(y1,f(q[key]));}if(y1==y0){y1+=1;y0-=1;}\n"
-    " const W=c.width-60,H=c.height-40,X=s=>50+W*(s-x0)/Math.max(1,x1-x0),Y=v=>20+H*(1-(f(v)-y0)/(y1-y0));\n"
-    " g.fillText(num(log?10**y1:y1,2),2,24);g.fillText(num(log?10**y0:y0,2),2,20+H);g.fillText(x1,W+20,c.height-6);\n"
-    " g.strokeStyle='#37c';g.beginPath();p.forEach((q,i)=>i?g.lineTo(X(q.step),Y(q[key])):g.moveTo(X(q.step),Y(q[key])));g.stroke();}\n"
-    "async function refresh(){\n"
-    " try{const st=await (await fetch('status')).json();$('info').textContent='traind '+st.version+', up '"
-    "+Math.round(st.uptime_s)+' s';\n"
-    " const jobs=await (await fetch('jobs')).json();const tb=$('jobs');tb.textContent='';\n"
-    " if(sel==null&&jobs.length)sel=jobs[0].id;\n"
-    " for(const j of jobs){const tr=document.createElement('tr');if(j.id==sel)tr.className='sel';\n"
-    "  tr.onclick=()=>{sel=j.id;refresh();};\n"
-    "  const b=document.createElement('span');b.className='bar';const i=document.createElement('i');\n"
-    "  i.style.width=(j.total_steps?100*j.step/j.total_steps:0)+'%';b.appendChild(i);\n"
-    "  cell(tr,j.id);cell(tr,j.state+(j.queue_position?' #'+j.queue_position:''));cell(tr,b);\n"
-    "  cell(tr,j.step+' / '+(j.total_steps||'-'));cell(tr,num(j.lr,3));cell(tr,num(j.loss,4));\n"
-    "  cell(tr,num(j.steps_per_s,1));cell(tr,num(j.eta_s,1));tb.appendChild(tr);\n"
-    "  if(j.id==sel){$('title').textContent=j.id;$('errors').textContent=(j.errors||[]).map(e=>typeof e=='string'?e:"
-    "(e.path?e.path+': ':'')+e.message).join('\\n');}}\n"
-    " if(sel!=null){const m=await (await fetch('jobs/'+encodeURIComponent(sel)+'/metrics?max=500')).json();\n"
-    "  if(m.points){plot($('loss'),m.points,'loss','loss',true);plot($('lr'),m.points,'lr','lr',false);}}\n"
-    " }catch(e){$('info').textContent='traind unreachable: '+e;}\n"
-    "}\n"
-    "refresh();setInterval(refresh,2000);\n"
-    "</script></body></html>\n";
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                              */
@@ -1166,13 +1110,6 @@ static void get_prometheus(const api_backend *be, http_response *res)
     render_answer(be, r, res);
 }
 
-static void get_dashboard(http_response *res)
-{
-    http_response_set(res, 200, "text/html; charset=utf-8", xstrdup(dashboard_html), strlen(dashboard_html));
-    http_response_add_header(res, "Content-Security-Policy",
-                             "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
-}
-
 int api_expect(void *ctx, const http_request *req, const char **msg)
 {
     const api_backend *be = ctx;
@@ -1218,11 +1155,8 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
         }
     }
 
-    if (strcmp(path, "/") == 0) {
-        if (!get)
-            return method_not_allowed(res, "GET, HEAD");
-        return get_dashboard(res);
-    }
+    if (static_files_is_route(path))
+        return static_files_handle(be->files, req, res);
     if (strcmp(path, "/status") == 0) {
         if (!get)
             return method_not_allowed(res, "GET, HEAD");

@@ -203,6 +203,9 @@ typedef struct api_backend {
     void (*submit_experiment)(void *ctx, const char *yaml, size_t len, const char *idem_key,
                               void (*done)(void *arg, int status, cJSON *doc), void *arg);
     int (*cancel_experiment)(void *ctx, const char *id);
+    /* Optional: the dashboard's files (GET /, /ui/..., /lib/chart.js/...);
+     * NULL: those answer 404. */
+    struct static_files *files;
     /* Optional: the loop whose thread pool prints large answers (job pages,
      * metrics) so that the loop thread never spends long on one request.
      * NULL: printed inline (tests). */
