@@ -29,6 +29,7 @@ export function render(root, params, id) {
   let ema = {};
   let dirty = false;
   let lastCkptStep = null;
+  const arrivals = new Map();  /* step → Date.now() when its live point came (the SSE delay figure) */
 
   const title = h('h1', {id: 'job-title'});
   const badge = h('span');
@@ -220,6 +221,8 @@ export function render(root, params, id) {
     if (!haveHistory) { pending.push(p); return; }
     const last = points.length ? points[points.length - 1].step : -Infinity;
     if (!(p.step > last)) return;      /* the history has it already (or a repeat) */
+    arrivals.set(p.step, Date.now());
+    if (arrivals.size > 10000) arrivals.delete(arrivals.keys().next().value);
     points.push(p);
     pushPoints([p]);
     if (!dirty) { dirty = true; requestAnimationFrame(flush); }
@@ -278,6 +281,7 @@ export function render(root, params, id) {
   /* For the browser tests: the steps the page holds and its series' lengths. */
   window.traindJobView = {
     id, steps: () => points.map((p) => p.step),
+    arrivals: () => Object.fromEntries(arrivals),
     counts: () => (charts.loss ? counts() : null),
   };
 
