@@ -29,6 +29,7 @@ export function render(root, params, id) {
   let ema = {};
   let dirty = false;
   let lastCkptStep = null;
+  let drawn = false;           /* the history is fetched and drawn */
   const arrivals = new Map();  /* step → Date.now() when its live point came (the SSE delay figure) */
 
   const title = h('h1', {id: 'job-title'});
@@ -118,12 +119,15 @@ export function render(root, params, id) {
     try {
       const r = await post('/jobs/' + encodeURIComponent(id) + '/cancel', '');
       setText(cancelMsg, r.status === 202 ? 'cancel requested' : (r.body && r.body.error) || ('HTTP ' + r.status));
-      if (r.status === 202) refreshJob();
+      /* the state change comes over the stream; a few reads in case it is down */
+      if (r.status === 202) for (const ms of [0, 500, 1500, 4000]) setTimeout(() => { if (!ended()) refreshJob(); }, ms);
     } catch (e) {
       setText(cancelMsg, e.message);
     }
     cancelBtn.disabled = false;
   }
+
+  function ended() { return job && !['queued', 'running'].includes(job.state); }
 
   async function loadCheckpoints() {
     try {
@@ -201,7 +205,7 @@ export function render(root, params, id) {
 
   /* Rebuilds every dataset from points (x mode or smoothing changed). */
   function rebuild() {
-    if (!charts.loss) return;
+    if (!haveHistory) return;
     for (const c of Object.values(charts)) c.destroy();
     charts = {};
     makeCharts();
@@ -247,13 +251,15 @@ export function render(root, params, id) {
     if (held.length) flush();
     await new Promise((r) => requestAnimationFrame(() => r()));
     const tDrawn = performance.now();
-    const tm = {points: points.length, fetch_ms: tFetched - tf, draw_ms: tDrawn - tFetched, total_ms: tDrawn - t0};
+    drawn = true;
+    const tm = {id, points: points.length, fetch_ms: tFetched - tf, draw_ms: tDrawn - tFetched, total_ms: tDrawn - t0};
     window.traindTimings = Object.assign(window.traindTimings || {}, {job: tm});
     setText(timing, `${fmtInt(points.length)} points fetched in ${tm.fetch_ms.toFixed(0)} ms, drawn in ${tm.draw_ms.toFixed(0)} ms`);
   }
 
   async function reload() {
     haveHistory = false;
+    drawn = false;
     pending = [];
     await refreshJob();
     await loadHistory();
@@ -273,7 +279,6 @@ export function render(root, params, id) {
       fill(root, h('div', {class: 'card error'}, e.status === 404 ? 'No such job: ' + id : 'Could not load the job: ' + e.message));
       return;
     }
-    makeCharts();
     loadLog();
     await loadHistory();
   })();
@@ -282,7 +287,7 @@ export function render(root, params, id) {
   window.traindJobView = {
     id, steps: () => points.map((p) => p.step),
     arrivals: () => Object.fromEntries(arrivals),
-    counts: () => (charts.loss ? counts() : null),
+    counts: () => (drawn && charts.loss ? counts() : null),
   };
 
   return () => {
