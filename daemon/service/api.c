@@ -9,6 +9,8 @@
  *   GET  /jobs/{id}/metrics     ?since=S&max=N&limit=L → {"id","points","next_since"}
  *   GET  /jobs/{id}/log         text/plain: the end of the job's worker.log
  *   POST /jobs/{id}/cancel      202 (once saved) | 404 | 409
+ *   POST /validate              a config: 200 {"ok": true, ...} | 422 {"ok": false, "errors"} (preview.h)
+ *   POST /schedule[?max=N]      its lr curves: {"curves": [{"label", "points": [[step, lr]...]}]}
  *   GET  /healthz               {"status":"ok"}
  *   GET  /metrics               Prometheus text 0.0.4
  *
@@ -38,6 +40,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "traind/preview.h"
 #include "traind/spool.h"
 #include "traind/static_files.h"
 #include "traind/util.h"
@@ -776,6 +779,27 @@ static void json_later_done(void *arg, int status, cJSON *doc)
     http_deferred_respond(answer, &res);
 }
 
+/* POST /validate and POST /schedule?max=N (preview.h). */
+static void post_preview(const api_backend *be, const http_request *req, http_response *res, bool schedule)
+{
+    if (!be->preview)
+        return http_response_error(res, 404, "not found");
+    if (!authorized(be, req, res))
+        return;
+    if (req->body_len == 0)
+        return http_response_error(res, 400, "the request body must be a run config or a sweep file (YAML)");
+    long max = 0;
+    if (schedule) {
+        max = PREVIEW_DEFAULT_POINTS;
+        int r = query_long(req, "max", &max, res);
+        if (r < 0)
+            return;
+        if (r > 0 && (max < 2 || max > PREVIEW_MAX_POINTS))
+            return http_response_error(res, 400, "query parameter 'max' must be 2 to 10000");
+    }
+    be->preview(be->ctx, req->body, req->body_len, max, json_later_done, http_response_defer(res));
+}
+
 /* POST /jobs/{id}/fork: a JSON body (forks.h). */
 static void post_fork(const api_backend *be, const char *id, const http_request *req, http_response *res)
 {
@@ -1180,6 +1204,11 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
         if (post)
             return post_jobs(be, req, res);
         return method_not_allowed(res, "GET, HEAD, POST");
+    }
+    if (strcmp(path, "/validate") == 0 || strcmp(path, "/schedule") == 0) {
+        if (!post)
+            return method_not_allowed(res, "POST");
+        return post_preview(be, req, res, path[1] == 's');
     }
     if (strcmp(path, "/compare") == 0) {
         if (!get)

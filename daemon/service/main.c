@@ -50,6 +50,7 @@
 #include "traind/experiments.h"
 #include "traind/log.h"
 #include "traind/notify.h"
+#include "traind/preview.h"
 #include "traind/spool.h"
 #include "traind/spool_lock.h"
 #include "traind/static_files.h"
@@ -332,6 +333,19 @@ static void be_submit_experiment(void *ctx, const char *yaml, size_t len, const 
         return done(arg, 503, o);
     }
     exps_submit(d->exps, yaml, len, idem_key, done, arg);
+}
+
+/* POST /validate, POST /schedule: intake's checks with this daemon's data_dirs and limits. */
+static void be_preview(void *ctx, const char *yaml, size_t len, long max,
+                       void (*done)(void *arg, int status, cJSON *doc), void *arg)
+{
+    daemon_state *d = ctx;
+    preview_in in = {.data_dirs = d->cfg.data_dirs, .n_data_dirs = d->cfg.n_data_dirs,
+                     .max_trials = (size_t)d->cfg.max_trials, .jobs_dir = jobs_jobs_dir(d->jobs)};
+    if (max > 0)
+        preview_schedule(d->loop, &in, yaml, len, (size_t)max, done, arg);
+    else
+        preview_validate(d->loop, &in, yaml, len, done, arg);
 }
 
 static int be_cancel_experiment(void *ctx, const char *id)
@@ -933,6 +947,7 @@ int main(int argc, char **argv)
         .queued = be_queued,
         .prom_extra = be_prom_extra,
         .files = d.files,
+        .preview = be_preview,
         .loop = d.loop,
     };
     d.write_limit = api_ratelimit_new(d.cfg.write_rate_per_client, dconfig_write_burst(&d.cfg),

@@ -203,6 +203,10 @@ typedef struct api_backend {
     void (*submit_experiment)(void *ctx, const char *yaml, size_t len, const char *idem_key,
                               void (*done)(void *arg, int status, cJSON *doc), void *arg);
     int (*cancel_experiment)(void *ctx, const char *id);
+    /* Optional: POST /validate (max 0) and POST /schedule?max=N (max >= 2)
+     * of a config (traind/preview.h), answered like fork. */
+    void (*preview)(void *ctx, const char *yaml, size_t len, long max,
+                    void (*done)(void *arg, int status, cJSON *doc), void *arg);
     /* Optional: the dashboard's files (GET /, /ui/..., /lib/chart.js/...);
      * NULL: those answer 404. */
     struct static_files *files;
