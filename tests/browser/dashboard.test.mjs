@@ -174,10 +174,17 @@ test('a 200,000-point job draws in under a second', opts, async () => {
   const t = await waitFor(() => page.evaluate(() => window.traindTimings && window.traindTimings.job
     && window.traindTimings.job.id === 'long-200k' && window.traindTimings.job), 'the long job drawn', 30000);
   const fetchDraw = t.fetch_ms + t.draw_ms;
-  console.log(`# 200,000-point job: ${t.points} points fetched (max=5000) in ${t.fetch_ms.toFixed(1)} ms, drawn in ` +
+  console.log(`FIGURE: 200,000-point job: ${t.points} points fetched (max=5000) in ${t.fetch_ms.toFixed(1)} ms, drawn in ` +
     `${t.draw_ms.toFixed(1)} ms: fetch+draw ${fetchDraw.toFixed(1)} ms, ${t.total_ms.toFixed(1)} ms from opening the view`);
   assert.ok(t.points >= 4000 && t.points <= 5000, `thinned history: ${t.points} points`);
   assert.ok(fetchDraw < 1000, `fetch + draw took ${fetchDraw.toFixed(0)} ms`);
+  /* every fetched point is in the series; the chart draws a decimated few */
+  const pts = (await daemon.get(`/jobs/${LONG_ID}/metrics?max=5000`)).points;
+  const got = await page.evaluate(() => window.traindJobView.counts());
+  assert.equal(got.loss, pts.filter((p) => typeof p.loss === 'number').length);
+  assert.equal(got.lr, pts.length);
+  const drawn = await page.evaluate(() => Chart.getChart('chart-lr').getDatasetMeta(0).data.length);
+  assert.ok(drawn <= 1000 && drawn < got.lr, `decimated to ${drawn} of ${got.lr} points`);
   await screenshot(page, 'job-200k');
 });
 
@@ -316,7 +323,7 @@ test('live: SSE moves a running job without a reload, and a dropped stream resum
     scan();
     const arr = await page.evaluate(() => window.traindJobView.arrivals());
     const d = Object.entries(arr).map(([s, ms]) => ms - written.get(Number(s))).filter(Number.isFinite).sort((a, b) => a - b);
-    if (d.length) console.log(`# SSE delay (metrics line written -> point in the browser) over ${d.length} points: ` +
+    if (d.length) console.log(`FIGURE: SSE delay (metrics line written -> point in the browser) over ${d.length} points: ` +
       `median ${d[d.length >> 1]} ms, p95 ${d[Math.floor(d.length * 0.95)]} ms, max ${d[d.length - 1]} ms`);
   } finally {
     clearInterval(poll);

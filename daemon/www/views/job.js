@@ -154,30 +154,29 @@ export function render(root, params, id) {
 
   function xOf(p) { return xMode === 'time' ? p.time : p.step; }
 
+  /* The arrays given to Chart.js as data: kept here, because with
+   * decimation on a dataset's .data answers the decimated copy. */
+  let arrs = null;
+
   function makeCharts() {
     const xTitle = xMode === 'time' ? 'wall time (s)' : 'step';
-    const ds = (label, c, smoothed, hidden) => ({
-      label, data: [], borderColor: smoothed ? c : fade(c, 0.3), backgroundColor: c,
+    arrs = {loss: [[], []], eval_loss: [[], []], lr: [null, []], grad_norm: [[], []]};
+    const ds = (label, c, data, smoothed, hidden) => ({
+      label, data, borderColor: smoothed ? c : fade(c, 0.3), backgroundColor: c,
       borderWidth: smoothed ? 1.8 : 1, hidden, hideInLegend: !smoothed, order: smoothed ? 0 : 1,
     });
     const raw = weight === 0;
     charts.loss = lineChart(document.getElementById('chart-loss'), [
-      ds('train loss (raw)', colour(1), false, raw), ds('train loss', colour(1), true, false),
-      ds('eval loss (raw)', colour(0), false, raw), ds('eval loss', colour(0), true, false),
+      ds('train loss (raw)', colour(1), arrs.loss[0], false, raw), ds('train loss', colour(1), arrs.loss[1], true, false),
+      ds('eval loss (raw)', colour(0), arrs.eval_loss[0], false, raw), ds('eval loss', colour(0), arrs.eval_loss[1], true, false),
     ], {xTitle, logY});
-    charts.lr = lineChart(document.getElementById('chart-lr'), [ds('lr', colour(2), true, false)], {xTitle, legend: false});
+    charts.lr = lineChart(document.getElementById('chart-lr'), [ds('lr', colour(2), arrs.lr[1], true, false)], {xTitle, legend: false});
     charts.grad_norm = lineChart(document.getElementById('chart-grad_norm'), [
-      ds('grad norm (raw)', colour(4), false, raw), ds('grad norm', colour(4), true, false)], {xTitle, logY, legend: false});
+      ds('grad norm (raw)', colour(4), arrs.grad_norm[0], false, raw), ds('grad norm', colour(4), arrs.grad_norm[1], true, false)],
+      {xTitle, logY, legend: false});
   }
 
-  /* The datasets' arrays: raw and smoothed per series. */
-  function targets() {
-    const L = charts.loss.data.datasets, G = charts.grad_norm.data.datasets;
-    return {
-      loss: [L[0].data, L[1].data], eval_loss: [L[2].data, L[3].data],
-      lr: [null, charts.lr.data.datasets[0].data], grad_norm: [G[0].data, G[1].data],
-    };
-  }
+  function targets() { return arrs; }
 
   function pushPoints(list) {
     const t = targets();
