@@ -70,7 +70,7 @@ export function lineChart(canvas, datasets, opts = {}) {
             ticks: {maxTicksLimit: 6, callback: fmtTick}, grid: {color: '#eee'}},
       },
       plugins: {
-        decimation: {enabled: true, algorithm: 'lttb', samples: 1000, threshold: 2000},
+        decimation: {enabled: true, algorithm: 'lttb', samples: 800, threshold: 1000},
         legend: {display: opts.legend !== false, position: 'bottom',
                  labels: {boxWidth: 12, boxHeight: 2, filter: (item, data) => !data.datasets[item.datasetIndex].hideInLegend}},
         tooltip: {

@@ -13,7 +13,7 @@ import * as live from '../live.js';
 import {lineChart, emaState, colour, fade} from '../charts.js';
 import {configText} from './common.js';
 
-export const HISTORY_MAX = 5000;
+export const HISTORY_MAX = 2000;
 const SERIES = ['loss', 'eval_loss', 'lr', 'grad_norm'];
 
 export function render(root, params, id) {
