@@ -9,6 +9,7 @@
  *   GET  /jobs/{id}/metrics     ?since=S&max=N&limit=L → {"id","points","next_since"}
  *   GET  /jobs/{id}/log         text/plain: the end of the job's worker.log
  *   POST /jobs/{id}/cancel      202 (once saved) | 404 | 409
+ *   GET  /events[?job=ID&last_event_id=ID]  Server-Sent Events (events.h)
  *   POST /validate              a config: 200 {"ok": true, ...} | 422 {"ok": false, "errors"} (preview.h)
  *   POST /schedule[?max=N]      its lr curves: {"curves": [{"label", "points": [[step, lr]...]}]}
  *   GET  /healthz               {"status":"ok"}
@@ -29,6 +30,7 @@
  */
 #include "traind/api.h"
 #include "traind/compare.h"
+#include "traind/events.h"
 #include "traind/json.h"
 
 #include <cjson/cJSON.h>
@@ -1205,6 +1207,8 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
             return post_jobs(be, req, res);
         return method_not_allowed(res, "GET, HEAD, POST");
     }
+    if (strcmp(path, "/events") == 0)
+        return events_serve(req, res);
     if (strcmp(path, "/validate") == 0 || strcmp(path, "/schedule") == 0) {
         if (!post)
             return method_not_allowed(res, "POST");

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "traind/api.h"
+#include "traind/events.h"
 #include "traind/forkfile.h"
 #include "traind/json.h"
 #include "traind/log.h"
@@ -254,6 +255,7 @@ static void write_done(uv_work_t *w, int status)
 
 static void persist(experiment *x)
 {
+    events_experiment(x->id, exp_state_names[x->state]);   /* GET /events */
     x->dirty = true;
     if (x->write_inflight)
         return;

@@ -25,6 +25,7 @@
 #include "traind/disk.h"
 #include "traind/history.h"
 #include "traind/json.h"
+#include "traind/events.h"
 #include "traind/log.h"
 #include "traind/mpilaunch.h"
 #include "traind/util.h"
@@ -326,6 +327,7 @@ static void set_state(job *j, job_state s)
             t->queue_hint = j->pos;
     }
     j->state = s;
+    events_job_changed(j->id);   /* GET /events: published at the end of this loop turn */
 }
 
 static void table_append(job_table *t, job *j)
@@ -744,6 +746,20 @@ cJSON *jobs_get_json(job_table *t, const char *id)
 {
     const job *j = find(t, id);
     return j ? job_to_json(j, 0) : NULL;
+}
+
+cJSON *jobs_event_json(job_table *t, const char *id)
+{
+    const job *j = find(t, id);
+    if (!j)
+        return NULL;
+    bool was = g_defer_config;
+    g_defer_config = true;   /* never status.json read here, on the loop */
+    cJSON *o = job_to_json(j, 0);
+    g_defer_config = was;
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "config");
+    cJSON_DeleteItemFromObjectCaseSensitive(o, JOBS_DEFERRED_CONFIG);
+    return o;
 }
 
 /* ----------------------------------------------------- metrics history */
@@ -1338,6 +1354,7 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
         if (m->ev == PEV_LOG && m->step >= 0) {
             job_point p = {m->step, m->lr, m->loss, m->loss_avg, m->grad_norm, m->elapsed_s, m->eval_loss};
             hist_push(j, &p);
+            events_point(j->id, &p);   /* GET /events */
         }
         j->progress_dirty = true;
         return;

@@ -43,6 +43,7 @@
 
 #include "traind/api.h"
 #include "traind/dconfig.h"
+#include "traind/events.h"
 #include "traind/hostcheck.h"
 #include "traind/http.h"
 #include "traind/jobs.h"
@@ -252,6 +253,12 @@ static cJSON *be_summaries(void *ctx)
 static cJSON *be_get(void *ctx, const char *id)
 {
     return jobs_get_json(((daemon_state *)ctx)->jobs, id);
+}
+
+/* GET /events: a job's event object. */
+static cJSON *be_event_job(void *ctx, const char *id)
+{
+    return jobs_event_json(((daemon_state *)ctx)->jobs, id);
 }
 
 /* Jobs waiting, counting POSTs still being saved (each may become one). */
@@ -580,6 +587,7 @@ static void on_jobs_stopped(void *arg)
 {
     daemon_state *d = arg;
     log_info("every job is stopped and saved");
+    events_stop();   /* the streams end (flushed) with the rest of the connections */
     if (d->http)
         http_server_stop(d->http, on_http_closed, d);
     if (d->addr_file) {
@@ -677,6 +685,7 @@ static void apply_reload(daemon_state *d, reload_req *r)
     api_ratelimit_configure(d->write_limit, d->cfg.write_rate_per_client, dconfig_write_burst(&d->cfg));
     raise_nofile(&d->cfg);
     apply_www(d, false);
+    events_set_max_streams(d->cfg.max_event_streams);
     if (d->http) {
         http_server_opts o;
         http_opts_from(&d->cfg, &o);
@@ -899,6 +908,8 @@ int main(int argc, char **argv)
              d.config_path ? d.config_path : "");
     log_limits(&d.cfg, "");
 
+    events_init(d.loop, d.cfg.max_event_streams);
+    events_set_job_source(be_event_job, &d);
     d.jobs = jobs_new(d.loop, &d.cfg, exe);
     jobs_set_on_change(d.jobs, on_jobs_changed, &d);
     rc = jobs_load(d.jobs);
@@ -918,6 +929,7 @@ int main(int argc, char **argv)
     else if (rc > 0)
         log_info("%d experiment%s on disk", rc, rc == 1 ? "" : "s");
 
+    events_start();   /* the jobs read from disk made no events; what happens from now on does */
     apply_www(&d, true);
     d.api = (api_backend){
         .ctx = &d,
@@ -1020,6 +1032,7 @@ int main(int argc, char **argv)
     jobs_free(d.jobs);
     api_ratelimit_free(d.write_limit);
     static_files_free(d.files);
+    events_free();
     dconfig_free(&d.cfg);
     log_info("traind stopped");
     return 0;

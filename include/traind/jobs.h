@@ -143,6 +143,8 @@ int jobs_page_json(job_table *t, const char *state, const char *after, size_t li
                    char **next_after);
 /* One job object or NULL. */
 struct cJSON *jobs_get_json(job_table *t, const char *id);
+/* The same without "config" (GET /events' job events); never reads a file. */
+struct cJSON *jobs_event_json(job_table *t, const char *id);
 /* Metrics points with step > since, at most max (0 = all), evenly thinned,
  * the last kept; NULL when there is no such job. */
 struct cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max);
