@@ -161,7 +161,6 @@ export function render(root, params, id) {
 
   function makeCharts() {
     const xTitle = xMode === 'time' ? 'wall time (s)' : 'step';
-    arrs = {loss: [[], []], eval_loss: [[], []], lr: [null, []], grad_norm: [[], []]};
     const ds = (label, c, data, smoothed, hidden) => ({
       label, data, borderColor: smoothed ? c : fade(c, 0.3), backgroundColor: c,
       borderWidth: smoothed ? 1.8 : 1, hidden, hideInLegend: !smoothed, order: smoothed ? 0 : 1,
@@ -208,10 +207,11 @@ export function render(root, params, id) {
     if (!haveHistory) return;
     for (const c of Object.values(charts)) c.destroy();
     charts = {};
-    makeCharts();
+    /* the data first: each chart then draws once, as it is made */
+    arrs = {loss: [[], []], eval_loss: [[], []], lr: [null, []], grad_norm: [[], []]};
     ema = {loss: emaState(weight), eval_loss: emaState(weight), grad_norm: emaState(weight)};
     pushPoints(points);
-    for (const c of Object.values(charts)) c.update('none');
+    makeCharts();
     counts();
   }
 
