@@ -49,6 +49,12 @@ function fmtTick(v) {
   return Number(v.toPrecision(3)).toString();
 }
 
+/* On a log axis: labels at 1, 2 and 5 of each decade only. */
+function logTick(v) {
+  const m = v / Math.pow(10, Math.floor(Math.log10(v) + 1e-9));
+  return [1, 2, 5].some((x) => Math.abs(m - x) < 1e-6) ? fmtTick(v) : '';
+}
+
 /* A line chart over numeric x.  opts: {xTitle, yTitle, logY, legend}. */
 export function lineChart(canvas, datasets, opts = {}) {
   return new Chart(canvas, {
@@ -65,9 +71,9 @@ export function lineChart(canvas, datasets, opts = {}) {
       elements: {point: {radius: 0, hitRadius: 4, hoverRadius: 3}, line: {borderWidth: 1.5, tension: 0}},
       scales: {
         x: {type: 'linear', title: {display: !!opts.xTitle, text: opts.xTitle || ''},
-            ticks: {maxTicksLimit: 8, callback: fmtTick}, grid: {color: '#eee'}},
+            ticks: {maxTicksLimit: 8}, grid: {color: '#eee'}},
         y: {type: opts.logY ? 'logarithmic' : 'linear', title: {display: !!opts.yTitle, text: opts.yTitle || ''},
-            ticks: {maxTicksLimit: 6, callback: fmtTick}, grid: {color: '#eee'}},
+            ticks: {maxTicksLimit: 6}, grid: {color: '#eee'}},
       },
       plugins: {
         decimation: {enabled: true, algorithm: 'lttb', samples: 800, threshold: 1000},
@@ -94,8 +100,8 @@ export function scatterChart(canvas, datasets, opts = {}) {
       scales: {
         x: opts.categories
           ? {type: 'category', labels: opts.categories, offset: true, title: {display: true, text: opts.xTitle}}
-          : {type: opts.logX ? 'logarithmic' : 'linear', title: {display: true, text: opts.xTitle}, ticks: {callback: fmtTick}},
-        y: {type: opts.logY ? 'logarithmic' : 'linear', title: {display: true, text: opts.yTitle}, ticks: {callback: fmtTick}},
+          : {type: opts.logX ? 'logarithmic' : 'linear', title: {display: true, text: opts.xTitle}, ticks: {callback: opts.logX ? logTick : fmtTick}},
+        y: {type: opts.logY ? 'logarithmic' : 'linear', title: {display: true, text: opts.yTitle}, ticks: {callback: opts.logY ? logTick : fmtTick}},
       },
       elements: {point: {radius: 5, hoverRadius: 7}},
       plugins: {
