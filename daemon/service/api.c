@@ -6,7 +6,7 @@
  *   GET  /jobs[?state=S&limit=N&after=ID]  a page of jobs, newest first (Link: rel="next")
  *   POST /jobs                  YAML body (+ Idempotency-Key) → 201 {"id"} | 400 {"error","errors"}
  *   GET  /jobs/{id}             job | 404
- *   GET  /jobs/{id}/metrics     ?since=S&max=N&limit=L → {"id","points","next_since"}
+ *   GET  /jobs/{id}/metrics     ?since=S (or after=S)&max=N&limit=L → {"id","points","next_since"}
  *   GET  /jobs/{id}/log         text/plain: the end of the job's worker.log
  *   POST /jobs/{id}/cancel      202 (once saved) | 404 | 409
  *   GET  /events[?job=ID&last_event_id=ID]  Server-Sent Events (events.h)
@@ -995,7 +995,11 @@ static render_req *metrics_from_json(const api_backend *be, const char *id, long
 static void get_job_metrics(const api_backend *be, const char *id, const http_request *req, http_response *res)
 {
     long since = -1, max = 0, limit = API_METRICS_PAGE_DEFAULT;
-    if (query_long(req, "since", &since, res) < 0)
+    int sr = query_long(req, "since", &since, res);
+    if (sr < 0)
+        return;
+    /* after=STEP is since's other name (the dashboard's "points newer than the last I have") */
+    if (sr == 0 && query_long(req, "after", &since, res) < 0)
         return;
     int r = query_long(req, "max", &max, res);
     if (r < 0)

@@ -138,7 +138,7 @@ static void stream_drop(ev_stream *st, const char *why)
     g->dropped++;
     log_info("GET /events: a stream dropped (%s; %zu bytes queued); its client reconnects", why,
              http_stream_queued(st->hs));
-    http_stream_close(st->hs);
+    http_stream_close(st->hs, false);
 }
 
 /* Writes what st has not had yet while its queue is under half the cap. */
@@ -427,7 +427,7 @@ void events_stop(void)
     for (ev_stream *st = g->streams; st; st = st->next)
         if (!st->closing) {
             st->closing = true;
-            http_stream_close(st->hs);
+            http_stream_close(st->hs, true);
         }
     if (g->handles_open) {
         uv_close((uv_handle_t *)&g->flush_timer, NULL);

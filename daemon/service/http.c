@@ -1093,10 +1093,14 @@ size_t http_stream_queued(const http_stream *st)
     return st->c && !st->c->closed ? uv_stream_get_write_queue_size(&st->c->h.stream) : 0;
 }
 
-void http_stream_close(http_stream *st)
+void http_stream_close(http_stream *st, bool flush)
 {
-    if (st->c && !st->c->closed)
+    if (!st->c || st->c->closed)
+        return;
+    if (flush)
         conn_finish(st->c);
+    else
+        conn_close(st->c);
 }
 
 http_deferred *http_response_defer(http_response *res)

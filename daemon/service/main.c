@@ -460,6 +460,11 @@ static void be_prom_extra(void *ctx, prom_buf *b)
     daemon_state *d = ctx;
     prom_family(b, "traind_http_connections", "gauge", "Open HTTP connections (max_connections at most).");
     prom_sample(b, "traind_http_connections", NULL, d->http ? http_server_conn_count(d->http) : 0);
+    prom_family(b, "traind_event_streams", "gauge", "Open GET /events streams (max_event_streams at most).");
+    prom_sample(b, "traind_event_streams", NULL, events_stream_count());
+    prom_family(b, "traind_event_streams_dropped_total", "counter",
+                "GET /events streams dropped for not reading (over their output cap, or behind the ring).");
+    prom_sample(b, "traind_event_streams_dropped_total", NULL, (double)events_dropped());
 }
 
 /* ------------------------------------------------------------- wiring */

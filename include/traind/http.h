@@ -183,9 +183,11 @@ int http_stream_write(http_stream *st, const char *data, size_t len);
 /* Bytes queued that the socket has not taken yet. */
 size_t http_stream_queued(const http_stream *st);
 
-/* Ends the stream: what is queued is flushed (bounded by the usual
- * timeout), then the connection closes and on_close follows. */
-void http_stream_close(http_stream *st);
+/* Ends the stream: with flush, what is queued is sent first (bounded by the
+ * usual timeout) and the connection shut down cleanly; without, it is
+ * closed now (a client that does not read is dropped so).  on_close
+ * follows either way. */
+void http_stream_close(http_stream *st, bool flush);
 
 /* The reason phrase of a status code ("Not Found"), "Unknown" if none. */
 const char *http_status_text(int status);
