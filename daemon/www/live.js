@@ -15,6 +15,8 @@ let lastId = '';
 let retryTimer = null;
 let statusCb = () => {};
 let stats = {opened: 0, events: 0, resets: 0};
+let helloWaiters = [];
+let helloSeen = false;
 
 function emit(type, data) {
   for (const l of listeners) {
@@ -35,6 +37,7 @@ function open() {
   if (es) es.close();
   const src = new EventSource(url());
   es = src;
+  helloSeen = false;
   stats.opened++;
   statusCb('connecting');
   const on = (type) => src.addEventListener(type, (ev) => {
@@ -44,6 +47,7 @@ function open() {
     let data = null;
     try { data = JSON.parse(ev.data); } catch (e) { return; }
     if (type === 'reset') stats.resets++;
+    if (type === 'hello') { helloSeen = true; for (const w of helloWaiters.splice(0)) w(true); }
     emit(type, data);
   });
   ['hello', 'job', 'point', 'experiment', 'reset'].forEach(on);
@@ -73,6 +77,19 @@ export function connect(job) {
  * seen (what a dropped connection does; also used by the browser tests). */
 export function reconnect() {
   open();
+}
+
+/* Resolves once the current stream's hello came (the daemon has it
+ * registered: what happens from then on reaches us), or false after
+ * timeoutMs, so a view fetches what it shows only after it cannot miss
+ * a change to it. */
+export function ready(timeoutMs = 3000) {
+  if (helloSeen) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const t = setTimeout(() => { helloWaiters = helloWaiters.filter((w) => w !== done); resolve(false); }, timeoutMs);
+    const done = (v) => { clearTimeout(t); resolve(v); };
+    helloWaiters.push(done);
+  });
 }
 
 export function subscribe(fn) {

@@ -36,10 +36,11 @@ export class Daemon {
     this.proc = null;
   }
 
-  async start(timeoutMs = 15000) {
+  /* listen: 127.0.0.1:0 (a free port), or the address of a previous start */
+  async start(timeoutMs = 15000, listen = '127.0.0.1:0') {
     fs.mkdirSync(this.spool, {recursive: true});
     const cfg = path.join(this.spool, '..', path.basename(this.spool) + '-traind.yaml');
-    fs.writeFileSync(cfg, `listen: 127.0.0.1:0\nwww_dir: ${path.join(REPO, 'daemon/www')}\n` +
+    fs.writeFileSync(cfg, `listen: ${listen}\nwww_dir: ${path.join(REPO, 'daemon/www')}\n` +
       `metrics_keep: 250000\nmax_jobs: 2\n${this.extraConfig}`);
     const addrFile = path.join(this.spool, 'traind.addr');
     fs.rmSync(addrFile, {force: true});
@@ -47,11 +48,17 @@ export class Daemon {
     this.proc = spawn(path.join(BUILD, 'traind'), ['--config', cfg, '--spool', this.spool], {stdio: ['ignore', log, log]});
     fs.closeSync(log);
     this.exited = new Promise((r) => this.proc.once('exit', (code, sig) => { this.proc = null; r({code, sig}); }));
-    const addr = await waitFor(() => {
+    /* port 0: the daemon writes the port it got to traind.addr; a fixed port: it answers /healthz */
+    const fixed = !listen.endsWith(':0');
+    const addr = await waitFor(async () => {
       if (!this.proc) throw new Error('traind exited at start; see its log in ' + path.dirname(this.spool));
+      if (fixed) {
+        const r = await fetch(`http://${listen}/healthz`).catch(() => null);
+        return r && r.ok ? listen : null;
+      }
       const t = fs.existsSync(addrFile) ? fs.readFileSync(addrFile, 'utf8') : '';
       return t.includes('\n') ? t.split('\n')[0].trim() : null;
-    }, 'traind to write traind.addr', timeoutMs, 20);
+    }, 'traind to listen', timeoutMs, 20);
     this.base = 'http://' + addr;
     this.token = fs.readFileSync(path.join(this.spool, 'api.token'), 'utf8').trim();
     return this;

@@ -269,12 +269,27 @@ export function render(root, params, id) {
     setText(timing, `${fmtInt(points.length)} points fetched in ${tm.fetch_ms.toFixed(0)} ms, drawn in ${tm.draw_ms.toFixed(0)} ms`);
   }
 
+  /* After a reset: the job again, and only the points after the last one
+   * held (GET /metrics?after=), so the history is never fetched twice. */
   async function reload() {
-    haveHistory = false;
-    drawn = false;
-    pending = [];
     await refreshJob();
-    await loadHistory();
+    if (!haveHistory || !points.length) return loadHistory();
+    haveHistory = false;     /* hold live points while the gap is filled */
+    try {
+      for (;;) {
+        const last = points[points.length - 1].step;
+        const doc = await get(`/jobs/${encodeURIComponent(id)}/metrics?after=${last}&limit=10000`);
+        const fresh = (doc.points || []).filter((p) => p.step > last);
+        points.push(...fresh);
+        pushPoints(fresh);
+        if (!fresh.length || doc.next_since === null || doc.next_since === undefined) break;
+      }
+    } catch (e) { /* the stream goes on; shown points stay */ }
+    haveHistory = true;
+    const held = pending;
+    pending = [];
+    for (const p of held) addLive(p);
+    flush();
   }
 
   const unsub = live.subscribe((type, data) => {
@@ -292,6 +307,7 @@ export function render(root, params, id) {
       return;
     }
     loadLog();
+    await live.ready();      /* the stream is registered: no point can fall between it and the history */
     await loadHistory();
   })();
 

@@ -184,6 +184,6 @@ export function render(root, params) {
     }
   });
   live.connect(null);
-  load();
+  live.ready().then(load);    /* rows fetched once the stream can no longer miss their changes */
   return () => { unsub(); clearTimeout(searchTimer); if (frame) cancelAnimationFrame(frame); };
 }
