@@ -216,6 +216,12 @@ test('job view draws loss, eval loss, lr and grad norm with every point', opts, 
   assert.deepEqual(await page.evaluate(() => window.traindJobView.counts()), want);
   await page.$eval('#smoothing', (s) => { s.value = '0.6'; s.dispatchEvent(new Event('input')); });
   await page.click('#log-y');
+  /* against wall time: the same points, x from their time field */
+  await page.select('#x-mode', 'time');
+  assert.deepEqual(await page.evaluate(() => window.traindJobView.counts()), want);
+  const lastX = await page.evaluate(() => { const d = Chart.getChart('chart-lr').data.datasets[0].data; return d[d.length - 1].x; });
+  assert.equal(lastX, pts.filter((p) => typeof p.lr === 'number').slice(-1)[0].time);
+  await page.select('#x-mode', 'step');
 });
 
 test('a 200,000-point job draws in under a second', opts, async () => {
@@ -288,6 +294,9 @@ test('new job: a bad config shows its error beside its line; a good one previews
   /* the token is asked for once */
   await waitFor(() => page.$('#token-dialog'), 'the token dialog');
   await page.type('#token-input', daemon.token);
+  const writes = [];
+  const onReq = (r) => { if (r.method() === 'POST') writes.push(r.headers()); };
+  page.on('request', onReq);
   await page.click('#token-save');
   await waitFor(async () => !(await page.$('#token-dialog')), 'the dialog to close');
   const bad = 'name: bad-one\nmodel: {type: mlp, input_dim: 4, output_dim: 2}\nschedule: {total_steps: -5}\n';
@@ -313,6 +322,14 @@ test('new job: a bad config shows its error beside its line; a good one previews
   assert.equal(j.name, 'from-the-editor');
   assert.equal((await daemon.get('/status')).jobs_total, before + 1);
   assert.equal(await page.evaluate(() => localStorage.getItem('traind.token')), daemon.token);
+  /* every write carried the token as a header, none a cookie; the dialog came once */
+  page.off('request', onReq);
+  assert.ok(writes.length >= 3, `${writes.length} POSTs seen`);
+  for (const hd of writes) {
+    assert.equal(hd.authorization, 'Bearer ' + daemon.token);
+    assert.equal(hd.cookie, undefined);
+  }
+  assert.equal(await page.evaluate(() => document.cookie), '');
 });
 
 test('cancel from the job view', opts, async () => {
