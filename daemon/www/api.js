@@ -36,6 +36,7 @@ export function getToken() {
 
 export function setToken(t) {
   localStorage.setItem(TOKEN_KEY, t);
+  window.dispatchEvent(new Event('traind-token'));
 }
 
 let asking = null;

@@ -56,9 +56,9 @@ live.onStatus((s) => {
 const tokenBtn = document.getElementById('token-btn');
 const tokenLabel = () => setText(tokenBtn, getToken() ? 'API token ✓' : 'Set API token');
 tokenBtn.addEventListener('click', async () => { await askToken(); tokenLabel(); });
-window.addEventListener('storage', tokenLabel);
+window.addEventListener('storage', tokenLabel);       /* another tab */
+window.addEventListener('traind-token', tokenLabel);  /* this one */
 tokenLabel();
-setInterval(tokenLabel, 2000);
 
 window.addEventListener('hashchange', route);
 route();
