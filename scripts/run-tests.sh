@@ -19,7 +19,7 @@ for t in "$@"; do
     rc=$?
     ms=$(( ($(date +%s%N) - t0) / 1000000 ))
     times="$times$ms $name"$'\n'
-    printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks|:[EF]:|^SKIPPED: [0-9]+ checks|^SKIP: |^# (pass|fail|skipped) [0-9]+$|^# FIGURE: |^not ok ' | sed "s|^|$name: |"
+    printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks|:[EF]:|^SKIPPED: [0-9]+ checks|^SKIP: |^# (pass|fail|skipped) [0-9]+$|^# FIGURE: |^not ok |^  (error|expected|actual|location): ' | sed "s|^|$name: |"
     sk=$(printf '%s\n' "$out" | sed -nE 's/^SKIPPED: ([0-9]+) checks.*/\1/p' | tail -1)
     [ -n "$sk" ] && skipped=$((skipped + sk))
     printf '%s\n' "$out" | grep -qE '^SKIP: ' && skipped=$((skipped + 1))

@@ -272,9 +272,12 @@ export function render(root, params, id) {
   /* After a reset: the job again, and only the points after the last one
    * held (GET /metrics?after=), so the history is never fetched twice. */
   async function reload() {
+    /* hold live points from now: one appended before the gap is filled
+     * would move "the last step" past the gap */
+    const had = haveHistory && points.length > 0;
+    haveHistory = false;
     await refreshJob();
-    if (!haveHistory || !points.length) return loadHistory();
-    haveHistory = false;     /* hold live points while the gap is filled */
+    if (!had) return loadHistory();
     try {
       for (;;) {
         const last = points[points.length - 1].step;
