@@ -3,7 +3,7 @@
  *
  *   GET  /, /ui/..., /lib/chart.js/...  the dashboard's files (static_files.h)
  *   GET  /status                {"version","uptime_s","counts","jobs_total","jobs":[summary...],"jobs_omitted"}
- *   GET  /jobs[?state=S&limit=N&after=ID]  a page of jobs, newest first (Link: rel="next")
+ *   GET  /jobs[?state=S&q=TEXT&limit=N&after=ID]  a page of jobs, newest first (Link: rel="next")
  *   POST /jobs                  YAML body (+ Idempotency-Key) → 201 {"id"} | 400 {"error","errors"}
  *   GET  /jobs/{id}             job | 404
  *   GET  /jobs/{id}/metrics     ?since=S (or after=S)&max=N&limit=L → {"id","points","next_since"}
@@ -63,6 +63,13 @@ bool api_id_valid(const char *id)
      * so every job that exists can be named — "v1..2" included, which is
      * one path segment and names nothing outside jobs/. */
     return id && spool_id_valid(id);
+}
+
+bool api_job_matches(const char *id, const char *name, const char *q)
+{
+    if (!q || !*q)
+        return true;
+    return (name && strcasestr(name, q)) || (id && strcasestr(id, q));
 }
 
 bool api_idem_key_valid(const char *key)
@@ -603,7 +610,7 @@ static void get_status(const api_backend *be, http_response *res)
 
 /* A page cut from the whole list (backends without list_page): the jobs
  * after the one named after, at most limit. */
-static int slice_page(cJSON *all, const char *after, size_t limit, cJSON **out, char **next_after)
+static int slice_page(cJSON *all, const char *q, const char *after, size_t limit, cJSON **out, char **next_after)
 {
     cJSON *page = cJSON_CreateArray();
     bool on = after == NULL;
@@ -615,6 +622,8 @@ static int slice_page(cJSON *all, const char *after, size_t limit, cJSON **out, 
             on = id && strcmp(id, after) == 0;
             continue;
         }
+        if (!api_job_matches(id, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "name")), q))
+            continue;
         if (got == limit) {
             *next_after = last ? xstrdup(last) : NULL;
             break;
@@ -632,9 +641,27 @@ static int slice_page(cJSON *all, const char *after, size_t limit, cJSON **out, 
     return 0;
 }
 
+/* s percent-encoded for a query string (malloc'd): unreserved bytes kept. */
+static char *query_escape(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *out = xmalloc(3 * strlen(s) + 1), *o = out;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("-._~", *p)) {
+            *o++ = (char)*p;
+        } else {
+            *o++ = '%';
+            *o++ = hex[*p >> 4];
+            *o++ = hex[*p & 15];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 static void get_jobs(const api_backend *be, const http_request *req, http_response *res)
 {
-    char *state = NULL, *after = NULL;
+    char *state = NULL, *after = NULL, *q = NULL;
     int r = http_query_get(req->query, "state", &state);
     if (r < 0 || (r > 0 && !valid_state(state))) {
         free(state);
@@ -656,12 +683,21 @@ static void get_jobs(const api_backend *be, const http_request *req, http_respon
         http_response_error(res, 400, "query parameter 'after' must be a job id");
         goto out;
     }
+    r = http_query_get(req->query, "q", &q);
+    if (r < 0 || (q && strlen(q) > API_QUERY_MAX)) {
+        http_response_error(res, 400, "query parameter 'q' must be UTF-8 text of at most 128 bytes");
+        goto out;
+    }
+    if (q && !*q) {
+        free(q);
+        q = NULL;
+    }
     cJSON *page = NULL;
     char *next = NULL;
     if (be->list_page)
-        r = be->list_page(be->ctx, state, after, (size_t)limit, &page, &next);
+        r = be->list_page(be->ctx, state, q, after, (size_t)limit, &page, &next);
     else
-        r = slice_page(be->list_jobs ? be->list_jobs(be->ctx, state) : NULL, after, (size_t)limit, &page, &next);
+        r = slice_page(be->list_jobs ? be->list_jobs(be->ctx, state) : NULL, q, after, (size_t)limit, &page, &next);
     if (r == -ENOENT) {
         http_response_error(res, 400, "query parameter 'after': no such job");
         goto out;
@@ -670,14 +706,18 @@ static void get_jobs(const api_backend *be, const http_request *req, http_respon
     rr->status = 200;
     rr->doc = page ? page : cJSON_CreateArray();
     rr->fill = be->list_page ? be->fill_page : NULL;
-    if (next)   /* ids are [A-Za-z0-9._-]: nothing to escape */
-        rr->link = xasprintf("</jobs?limit=%ld&after=%s%s%s>; rel=\"next\"", limit, next, state ? "&state=" : "",
-                             state ? state : "");
+    if (next) {   /* ids are [A-Za-z0-9._-]: nothing to escape; q is */
+        char *qe = q ? query_escape(q) : NULL;
+        rr->link = xasprintf("</jobs?limit=%ld&after=%s%s%s%s%s>; rel=\"next\"", limit, next, state ? "&state=" : "",
+                             state ? state : "", qe ? "&q=" : "", qe ? qe : "");
+        free(qe);
+    }
     free(next);
     render_answer(be, rr, res);
 out:
     free(state);
     free(after);
+    free(q);
 }
 
 /* A POST /jobs waiting for the backend's answer. */

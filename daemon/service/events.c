@@ -41,6 +41,7 @@ typedef struct ev_stream {
     uint64_t next_seq;     /* the next event to send */
     bool started;          /* hello written (after the head went out) */
     bool reset;            /* hello is followed by reset */
+    uint64_t hello_seq;    /* where it starts: the last seq it has had (hello's "seq") */
     bool closing;
 } ev_stream;
 
@@ -169,7 +170,7 @@ static void on_stream_drain(void *arg)
         /* the head is out: hello, maybe reset, then the events from next_seq */
         st->started = true;
         char *hello = xasprintf("event: hello\ndata: {\"boot\":\"%s\",\"seq\":%" PRIu64 "}\n\n", g->boot,
-                                g->last_seq);
+                                st->hello_seq);
         int rc = http_stream_write(st->hs, hello, strlen(hello));
         free(hello);
         if (rc == 0 && st->reset) {
@@ -278,6 +279,7 @@ void events_serve(const http_request *req, http_response *res)
         st->next_seq = g->last_seq + 1;
     }
     free(last);
+    st->hello_seq = st->next_seq - 1;
     st->next = g->streams;
     if (g->streams)
         g->streams->prev = st;

@@ -620,8 +620,8 @@ static long index_of(const job_table *t, const char *id)
     return j ? (long)j->pos : -1;
 }
 
-int jobs_page_json(job_table *t, const char *state, const char *after, size_t limit, struct cJSON **out,
-                   char **next_after)
+int jobs_page_json(job_table *t, const char *state, const char *q, const char *after, size_t limit,
+                   struct cJSON **out, char **next_after)
 {
     *out = NULL;
     *next_after = NULL;
@@ -647,7 +647,7 @@ int jobs_page_json(job_table *t, const char *state, const char *after, size_t li
     for (; i >= 0 && got < limit; i--) {
         const job *j = t->jobs[i];
         int pos = j->state == JOB_QUEUED ? queued-- : 0;
-        if (state && (int)j->state != want)
+        if ((state && (int)j->state != want) || !api_job_matches(j->id, j->name, q))
             continue;
         g_defer_config = true;
         cJSON_AddItemToArray(a, job_to_json(j, pos));
@@ -656,7 +656,7 @@ int jobs_page_json(job_table *t, const char *state, const char *after, size_t li
     }
     /* more after this page? */
     for (long k = i; k >= 0 && got == limit; k--)
-        if (!state || (int)t->jobs[k]->state == want) {
+        if ((!state || (int)t->jobs[k]->state == want) && api_job_matches(t->jobs[k]->id, t->jobs[k]->name, q)) {
             *next_after = xstrdup(t->jobs[i + 1]->id);
             break;
         }

@@ -234,10 +234,10 @@ static cJSON *be_list(void *ctx, const char *state)
     return jobs_list_json(((daemon_state *)ctx)->jobs, state);
 }
 
-static int be_list_page(void *ctx, const char *state, const char *after, size_t limit, cJSON **out,
+static int be_list_page(void *ctx, const char *state, const char *q, const char *after, size_t limit, cJSON **out,
                         char **next_after)
 {
-    return jobs_page_json(((daemon_state *)ctx)->jobs, state, after, limit, out, next_after);
+    return jobs_page_json(((daemon_state *)ctx)->jobs, state, q, after, limit, out, next_after);
 }
 
 static cJSON *be_prom(void *ctx)

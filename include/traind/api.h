@@ -86,11 +86,11 @@ typedef struct api_backend {
     cJSON *(*list_jobs)(void *ctx, const char *state);
 
     /* Optional (preferred over list_jobs for GET /jobs): a page of job
-     * objects, newest first, at most limit, in state (NULL = any), older
-     * than the job after (NULL = from the newest).  0 with *out and
+     * objects, newest first, at most limit, in state (NULL = any), whose
+     * name or id holds q (api_job_matches; NULL = any), older than the job after (NULL = from the newest).  0 with *out and
      * *next_after (malloc'd id, NULL on the last page); -ENOENT when there
      * is no job after. */
-    int (*list_page)(void *ctx, const char *state, const char *after, size_t limit, cJSON **out,
+    int (*list_page)(void *ctx, const char *state, const char *q, const char *after, size_t limit, cJSON **out,
                      char **next_after);
     /* Completes a page of list_page on the thread pool before it is printed
      * (reads what it left on disk); thread-safe.  NULL: nothing to do. */
@@ -237,6 +237,11 @@ bool api_idem_key_valid(const char *key);
 
 /* given == expected, in time independent of where they differ. */
 bool api_token_equal(const char *given, const char *expected);
+
+/* GET /jobs?q=: does a job's name (or id) hold q, ignoring ASCII case?
+ * q NULL or "" matches every job. */
+#define API_QUERY_MAX 128
+bool api_job_matches(const char *id, const char *name, const char *q);
 
 /* Keeps at most max (>= 1) elements of the array, evenly spread, the first
  * and the last always among them.  Returns arr. */

@@ -410,6 +410,72 @@ START_TEST(schedule)
 }
 END_TEST
 
+/* GET /jobs?q= (a name substring, any case) with state= and paging. */
+START_TEST(jobs_query)
+{
+    const char *names[] = {"alpha-one", "Alpha-two", "beta", "my alpha"};
+    char *ids[4];
+    for (int i = 0; i < 4; i++) {
+        char *y = job_yaml(names[i], 20, 10);
+        tl_resp r;
+        ck_assert_int_eq(tl_http(g_d.addr, "POST", "/jobs", g_d.token, y, strlen(y), &r), 0);
+        ck_assert_int_eq(r.status, 201);
+        cJSON *j = cJSON_Parse(r.body);
+        ids[i] = xstrdup(tl_str(j, "id"));
+        cJSON_Delete(j);
+        tl_resp_free(&r);
+        free(y);
+    }
+    int st;
+    cJSON *a = tl_get_json(g_d.addr, "/jobs?q=ALPHA", &st);
+    ck_assert_int_eq(cJSON_GetArraySize(a), 3);
+    cJSON *j;
+    cJSON_ArrayForEach(j, a) ck_assert_ptr_nonnull(strcasestr(tl_str(j, "name"), "alpha"));
+    cJSON_Delete(a);
+    /* paged: the Link keeps q (escaped) */
+    tl_resp r;
+    ck_assert_int_eq(tl_http(g_d.addr, "GET", "/jobs?q=my%20alpha&limit=1", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    tl_resp_free(&r);
+    ck_assert_int_eq(tl_http(g_d.addr, "GET", "/jobs?q=alpha&limit=2", NULL, NULL, 0, &r), 0);
+    char *link = tl_header(&r, "Link");
+    ck_assert_msg(link && strstr(link, "&q=alpha>"), "Link: %s", link ? link : "(none)");
+    char *url = xstrndup(link + 1, (size_t)(strchr(link, '>') - link - 1));
+    tl_resp_free(&r);
+    a = tl_get_json(g_d.addr, url, &st);
+    ck_assert_int_eq(cJSON_GetArraySize(a), 1);
+    ck_assert_str_eq(tl_str(cJSON_GetArrayItem(a, 0), "name"), "alpha-one");
+    cJSON_Delete(a);
+    free(url);
+    free(link);
+    /* with state: once they have all ended */
+    for (int i = 0; i < 4; i++) {
+        cJSON *done = tl_wait_job(g_d.addr, ids[i], tl_job_ended, NULL, 60);
+        ck_assert_ptr_nonnull(done);
+        cJSON_Delete(done);
+    }
+    a = tl_get_json(g_d.addr, "/jobs?state=succeeded&q=beta", &st);
+    ck_assert_int_eq(cJSON_GetArraySize(a), 1);
+    cJSON_Delete(a);
+    a = tl_get_json(g_d.addr, "/jobs?state=queued&q=beta", &st);
+    ck_assert_int_eq(cJSON_GetArraySize(a), 0);
+    cJSON_Delete(a);
+    a = tl_get_json(g_d.addr, "/jobs?q=", &st);   /* empty: every job */
+    ck_assert_int_eq(cJSON_GetArraySize(a), 4);
+    cJSON_Delete(a);
+    char big[300];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    char *path = xasprintf("/jobs?q=%s", big);
+    ck_assert_int_eq(tl_http(g_d.addr, "GET", path, NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 400);
+    tl_resp_free(&r);
+    free(path);
+    for (int i = 0; i < 4; i++)
+        free(ids[i]);
+}
+END_TEST
+
 /* ---- an SSE client ------------------------------------------------------ */
 
 typedef struct sse {
@@ -603,14 +669,20 @@ static void seen_free(seen *v)
     memset(v, 0, sizeof *v);
 }
 
-static void expect_hello(sse *s)
+/* Reads the hello every stream starts with; its seq. */
+static long expect_hello(sse *s)
 {
     ck_assert_int_eq(s->status, 200);
     sse_ev ev;
     ck_assert(sse_next(s, &ev, 5000));
     ck_assert_str_eq(ev.event, "hello");
     ck_assert_str_eq(ev.id, "");
+    cJSON *d = cJSON_Parse(ev.data);
+    long seq = (long)tl_num(d, "seq");
+    ck_assert_ptr_nonnull(tl_str(d, "boot"));
+    cJSON_Delete(d);
     free(ev.data);
+    return seq;
 }
 
 START_TEST(events_job_and_points)
@@ -697,7 +769,7 @@ START_TEST(events_resume_no_loss_no_double)
     /* the header, resuming from the middle: exactly the rest */
     const char *mid = av.ids[av.n / 2];
     sse_open(&part, "/events", mid);
-    expect_hello(&part);
+    ck_assert_int_eq(expect_hello(&part), atol(strrchr(mid, '-') + 1));
     size_t k = av.n / 2 + 1;
     while (k < av.n) {
         ck_assert_msg(sse_next(&part, &ev, 5000), "replay stopped at %zu of %zu", k, av.n);
@@ -944,6 +1016,36 @@ START_TEST(events_delay)
 }
 END_TEST
 
+/* trainctl watch follows GET /events: a line for every point, then the end. */
+START_TEST(watch_uses_events)
+{
+    const char *y = "name: watched\n"
+                    "model: {type: mlp, input_dim: 64, hidden: [256, 256], output_dim: 8}\n"
+                    "data: {kind: synthetic, batch_size: 64}\n"
+                    "schedule: {type: cosine, total_steps: 1000}\n"
+                    "train: {log_every: 50, checkpoint_every: 0}\n";
+    char *id = submit(y);
+    char *url = xasprintf("http://%s", g_d.addr), *out = xasprintf("%s/watch.out", g_dir);
+    setenv("TRAIND_URL", url, 1);
+    const char *argv[] = {tl_trainctl_path(), "watch", id, NULL};
+    int rc = tl_run(argv, out, 120);
+    unsetenv("TRAIND_URL");
+    char *text = tl_read(out, NULL);
+    ck_assert_msg(rc == 0, "trainctl watch exited %d:\n%s", rc, text ? text : "");
+    /* every point's step shows (a poll every 0.5 s would skip some) */
+    for (long step = 50; step <= 1000; step += 50) {
+        char want[32];
+        snprintf(want, sizeof want, "] %ld/1000", step);
+        ck_assert_msg(strstr(text, want), "no line for step %ld:\n%s", step, text);
+    }
+    ck_assert_msg(strstr(text, "succeeded"), "%s", text);
+    free(text);
+    free(out);
+    free(url);
+    free(id);
+}
+END_TEST
+
 /* SIGTERM with streams open: the daemon ends them and exits cleanly. */
 START_TEST(events_shutdown)
 {
@@ -976,6 +1078,7 @@ static Suite *suite(void)
     tcase_set_timeout(pv, 60);
     tcase_add_test(pv, validate);
     tcase_add_test(pv, schedule);
+    tcase_add_test(pv, jobs_query);
     suite_add_tcase(s, pv);
     TCase *ev = tcase_create("events");
     tcase_add_checked_fixture(ev, setup, teardown);
@@ -986,6 +1089,7 @@ static Suite *suite(void)
     tcase_add_test(ev, events_slow_client_dropped);
     tcase_add_test(ev, events_stream_cap);
     tcase_add_test(ev, events_delay);
+    tcase_add_test(ev, watch_uses_events);
     tcase_add_test(ev, events_shutdown);
     suite_add_tcase(s, ev);
     return s;
