@@ -114,6 +114,12 @@ export function render(root) {
     let r;
     try { r = await post('/validate', body); } catch (e) { setText(verdict, e.message); return; }
     if (my !== seq) return;            /* a newer edit is being checked */
+    if (r.status === 429) {            /* over the daemon's write rate: try again shortly */
+      setText(verdict, 'the daemon asks to slow down; checking again in a second…');
+      clearTimeout(timer);
+      timer = setTimeout(validate, 1000);
+      return;
+    }
     const errs = (r.body && r.body.errors) || [];
     layout(errs);
     fill(errList, errs.map((e) => h('li', null, h('span', {class: 'mono'}, `${e.line || '?'}:${e.column || '?'}`), ' ',
