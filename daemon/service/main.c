@@ -23,7 +23,7 @@
  *
  * Limits: POST /jobs past max_queued_jobs waiting jobs is answered 429 and
  * intake leaves files in incoming/ until there is room; writes past a
- * client's write rate are answered 429 (api.h's api_ratelimit, keyed by the
+ * client's write rate are answered 429 (rate_limit.h's api_ratelimit, keyed by the
  * peer address and whether the token was valid); connections past
  * max_connections get a 503 (http.c); a Host header that does not name this
  * daemon gets a 403 (hostcheck.h).
