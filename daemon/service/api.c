@@ -8,20 +8,29 @@
  *   GET  /jobs/{id}             job | 404
  *   GET  /jobs/{id}/metrics     ?since=S (or after=S)&max=N&limit=L → {"id","points","next_since"}
  *   GET  /jobs/{id}/log         text/plain: the end of the job's worker.log
+ *   GET  /jobs/{id}/checkpoints the job's checkpoints (forks.h)
  *   POST /jobs/{id}/cancel      202 (once saved) | 404 | 409
+ *   POST /jobs/{id}/fork        JSON {"at_step", "set"} → a new job from a checkpoint (forks.h)
+ *   GET  /compare?ids=a,b&max=N the jobs' curves aligned (compare.h)
+ *   GET  /experiments[/{id}], POST /experiments, POST /experiments/{id}/cancel  (experiments.h)
  *   GET  /events[?job=ID&last_event_id=ID]  Server-Sent Events (events.h)
  *   POST /validate              a config: 200 {"ok": true, ...} | 422 {"ok": false, "errors"} (preview.h)
  *   POST /schedule[?max=N]      its lr curves: {"curves": [{"label", "points": [[step, lr]...]}]}
  *   GET  /healthz               {"status":"ok"}
  *   GET  /metrics               Prometheus text 0.0.4
  *
- * HEAD is answered wherever GET is.  Order of checks: a Host that does not
- * name this daemon 403 (DNS rebinding), a write (any method but GET and
- * HEAD) over its client's write rate 429 (authenticated and unauthenticated
- * writes in separate buckets), unknown path 404, wrong method 405 (with
- * Allow), missing or wrong token 401, then the id (an id that could not be
- * a job's is 404 before the backend sees it, so a path like
- * /jobs/..%2F..%2Fetc never reaches anything that touches files).
+ * The routes are one table (routes[], near the end): each says its methods,
+ * its path (exact, a prefix, or a prefix, one {id} segment and a tail), whether
+ * it needs the token and whether it counts against the write rate; api_handle
+ * matches it (route_match) and decides everything from it.  HEAD is answered
+ * wherever GET is.  Order of checks: a Host that does not name this daemon 403
+ * (DNS rebinding), a write (any method but GET and HEAD; every route that
+ * writes is marked limited) over its client's write rate 429 (authenticated
+ * and unauthenticated writes in separate buckets), unknown path 404 (a route
+ * whose backend this daemon lacks is unknown), wrong method 405 (with Allow),
+ * missing or wrong token 401, then the id (an id that could not be a job's is
+ * 404 before the backend sees it, so a path like /jobs/..%2F..%2Fetc never
+ * reaches anything that touches files).
  *
  * Answers are bounded (API_*_PAGE_*, API_METRICS_MAX), and the big ones —
  * job pages, metrics, /status, /metrics — are printed on the thread pool,
@@ -615,8 +624,6 @@ static void post_jobs_done(void *arg, int r, char *id, cJSON *errors)
  * power cut. */
 static void post_jobs(const api_backend *be, const http_request *req, http_response *res)
 {
-    if (!authorized(be, req, res))
-        return;
     if (req->body_len == 0) {
         http_response_error(res, 400, "the request body must be a run config (YAML)");
         return;
@@ -657,10 +664,6 @@ static void json_later_done(void *arg, int status, cJSON *doc)
 /* POST /validate and POST /schedule?max=N (preview.h). */
 static void post_preview(const api_backend *be, const http_request *req, http_response *res, bool schedule)
 {
-    if (!be->preview)
-        return http_response_error(res, 404, "not found");
-    if (!authorized(be, req, res))
-        return;
     if (req->body_len == 0)
         return http_response_error(res, 400, "the request body must be a run config or a sweep file (YAML)");
     long max = 0;
@@ -751,59 +754,42 @@ static void get_compare(const api_backend *be, const http_request *req, http_res
     reply_json(res, 200, o);
 }
 
-/* /experiments and /experiments/{id}[/cancel] */
-static void experiments_route(const api_backend *be, const http_request *req, http_response *res, bool get,
-                              bool post)
+/* GET /experiments */
+static void r_experiments(const api_backend *be, const http_request *req, http_response *res, const char *id)
 {
-    const char *path = req->path;
-    if (!be->list_experiments)
-        return http_response_error(res, 404, "not found");
-    if (strcmp(path, "/experiments") == 0) {
-        if (get)
-            return reply_json(res, 200, be->list_experiments(be->ctx));
-        if (!post)
-            return method_not_allowed(res, "GET, HEAD, POST");
-        if (!authorized(be, req, res))
-            return;
-        if (req->body_len == 0)
-            return http_response_error(res, 400, "the request body must be an experiment file (YAML with sweep:)");
-        const char *key = http_request_header(req, "Idempotency-Key");
-        if (key && !api_idem_key_valid(key))
-            return http_response_error(res, 400, "Idempotency-Key must be 1 to 255 visible ASCII characters");
-        be->submit_experiment(be->ctx, req->body, req->body_len, key, json_later_done, http_response_defer(res));
-        return;
-    }
-    const char *seg = path + strlen("/experiments/");
-    const char *slash = strchr(seg, '/');
-    size_t seglen = slash ? (size_t)(slash - seg) : strlen(seg);
-    bool cancel = slash && strcmp(slash, "/cancel") == 0;
-    if ((slash && !cancel) || seglen == 0)
-        return http_response_error(res, 404, "not found");
-    if (cancel ? !post : !get)
-        return method_not_allowed(res, cancel ? "POST" : "GET, HEAD");
-    if (cancel && !authorized(be, req, res))
-        return;
-    char *id = NULL;
-    if (http_pct_decode(seg, seglen, true, false, &id) < 0 || !api_id_valid(id)) {
-        free(id);
+    reply_json(res, 200, be->list_experiments(be->ctx));
+}
+
+/* POST /experiments: an experiment file (experiments.h) */
+static void r_experiment_submit(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    if (req->body_len == 0)
+        return http_response_error(res, 400, "the request body must be an experiment file (YAML with sweep:)");
+    const char *key = http_request_header(req, "Idempotency-Key");
+    if (key && !api_idem_key_valid(key))
+        return http_response_error(res, 400, "Idempotency-Key must be 1 to 255 visible ASCII characters");
+    be->submit_experiment(be->ctx, req->body, req->body_len, key, json_later_done, http_response_defer(res));
+}
+
+/* GET /experiments/{id} */
+static void r_experiment(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    cJSON *o = be->get_experiment(be->ctx, id);
+    if (!o)
         return http_response_error(res, 404, "no such experiment");
-    }
-    if (!cancel) {
-        cJSON *o = be->get_experiment(be->ctx, id);
-        free(id);
-        if (!o)
-            return http_response_error(res, 404, "no such experiment");
-        return reply_json(res, 200, o);
-    }
+    reply_json(res, 200, o);
+}
+
+/* POST /experiments/{id}/cancel */
+static void r_experiment_cancel(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
     int rc = be->cancel_experiment(be->ctx, id);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", id);
-    free(id);
     if (rc == API_OK) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", id);
         cJSON_AddStringToObject(o, "state", "cancelled");
         return reply_json(res, 202, o);
     }
-    cJSON_Delete(o);
     if (rc == API_NOT_FOUND)
         return http_response_error(res, 404, "no such experiment");
     if (rc == API_CONFLICT)
@@ -1013,24 +999,244 @@ static void get_prometheus(const api_backend *be, http_response *res)
     render_answer(be, r, res);
 }
 
+/* ------------------------------------------------------------------ */
+/* the routes                                                           */
+
+/* Handlers past the route's checks: id is the decoded {id} segment (a
+ * valid id) for ID routes, else NULL. */
+typedef void route_fn(const api_backend *be, const http_request *req, http_response *res, const char *id);
+
+static void r_static(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    static_files_handle(be->files, req, res);
+}
+
+static void r_status(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    get_status(be, res);
+}
+
+static void r_healthz(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", "ok");
+    reply_json(res, 200, o);
+}
+
+static void r_prometheus(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    get_prometheus(be, res);
+}
+
+static void r_jobs(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    get_jobs(be, req, res);
+}
+
+static void r_submit(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    post_jobs(be, req, res);
+}
+
+static void r_events(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    events_serve(req, res);
+}
+
+static void r_validate(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    post_preview(be, req, res, false);
+}
+
+static void r_schedule(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    post_preview(be, req, res, true);
+}
+
+static void r_compare(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    get_compare(be, req, res);
+}
+
+static void r_job(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    get_job(be, id, res);
+}
+
+static void r_job_metrics(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    get_job_metrics(be, id, req, res);
+}
+
+static void r_job_log(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    get_job_log(be, id, res);
+}
+
+static void r_job_cancel(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    post_cancel(be, id, res);
+}
+
+static void r_job_fork(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    post_fork(be, id, req, res);
+}
+
+static void r_job_checkpoints(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    get_checkpoints(be, id, res);
+}
+
+static bool has_preview(const api_backend *be)
+{
+    return be->preview != NULL;
+}
+
+static bool has_experiments(const api_backend *be)
+{
+    return be->list_experiments != NULL;
+}
+
+enum { M_GET = 1, M_POST = 2 };   /* M_GET answers HEAD too */
+typedef enum { R_EXACT, R_PREFIX, R_ID } route_kind;
+
+typedef struct route {
+    unsigned methods;         /* M_* */
+    route_kind kind;          /* R_EXACT: path is the whole path; R_PREFIX: path and anything after;
+                               * R_ID: path, one non-empty {id} segment, then exactly tail */
+    const char *path, *tail;
+    bool token;               /* a valid bearer token is required (401 otherwise) */
+    bool limited;             /* counts against the client's write rate (429) */
+    bool (*present)(const api_backend *be);   /* NULL: always; false: this daemon has no such route (404) */
+    const char *no_id;        /* R_ID: the 404 message for an id that cannot be one */
+    route_fn *fn;
+} route;
+
+#define NO_JOB "no such job"
+#define NO_EXP "no such experiment"
+
+static const route routes[] = {
+    /* methods kind      path               tail            token  limited present          no_id   handler */
+    {M_GET,  R_EXACT,  "/",               NULL,           false, false, NULL,            NULL,   r_static},
+    {M_GET,  R_PREFIX, "/ui/",            NULL,           false, false, NULL,            NULL,   r_static},
+    {M_GET,  R_PREFIX, "/lib/chart.js/",  NULL,           false, false, NULL,            NULL,   r_static},
+    {M_GET,  R_EXACT,  "/status",         NULL,           false, false, NULL,            NULL,   r_status},
+    {M_GET,  R_EXACT,  "/healthz",        NULL,           false, false, NULL,            NULL,   r_healthz},
+    {M_GET,  R_EXACT,  "/metrics",        NULL,           false, false, NULL,            NULL,   r_prometheus},
+    {M_GET,  R_EXACT,  "/jobs",           NULL,           false, false, NULL,            NULL,   r_jobs},
+    {M_POST, R_EXACT,  "/jobs",           NULL,           true,  true,  NULL,            NULL,   r_submit},
+    {M_GET,  R_EXACT,  "/events",         NULL,           false, false, NULL,            NULL,   r_events},
+    {M_POST, R_EXACT,  "/validate",       NULL,           true,  true,  has_preview,     NULL,   r_validate},
+    {M_POST, R_EXACT,  "/schedule",       NULL,           true,  true,  has_preview,     NULL,   r_schedule},
+    {M_GET,  R_EXACT,  "/compare",        NULL,           false, false, NULL,            NULL,   r_compare},
+    {M_GET,  R_EXACT,  "/experiments",    NULL,           false, false, has_experiments, NULL,   r_experiments},
+    {M_POST, R_EXACT,  "/experiments",    NULL,           true,  true,  has_experiments, NULL,   r_experiment_submit},
+    {M_GET,  R_ID,     "/experiments/",   "",             false, false, has_experiments, NO_EXP, r_experiment},
+    {M_POST, R_ID,     "/experiments/",   "/cancel",      true,  true,  has_experiments, NO_EXP, r_experiment_cancel},
+    {M_GET,  R_ID,     "/jobs/",          "",             false, false, NULL,            NO_JOB, r_job},
+    {M_GET,  R_ID,     "/jobs/",          "/metrics",     false, false, NULL,            NO_JOB, r_job_metrics},
+    {M_GET,  R_ID,     "/jobs/",          "/log",         false, false, NULL,            NO_JOB, r_job_log},
+    {M_GET,  R_ID,     "/jobs/",          "/checkpoints", false, false, NULL,            NO_JOB, r_job_checkpoints},
+    {M_POST, R_ID,     "/jobs/",          "/cancel",      true,  true,  NULL,            NO_JOB, r_job_cancel},
+    {M_POST, R_ID,     "/jobs/",          "/fork",        true,  true,  NULL,            NO_JOB, r_job_fork},
+};
+
+/* Whether path is r's; for R_ID, *seg and *seglen are its {id} segment. */
+static bool route_path(const route *r, const char *path, const char **seg, size_t *seglen)
+{
+    size_t pl = strlen(r->path);
+    if (r->kind == R_EXACT)
+        return strcmp(path, r->path) == 0;
+    if (strncmp(path, r->path, pl) != 0)
+        return false;
+    if (r->kind == R_PREFIX)
+        return true;
+    const char *s = path + pl, *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    if (n == 0 || strcmp(s + n, r->tail) != 0)
+        return false;
+    *seg = s;
+    *seglen = n;
+    return true;
+}
+
+/* The route for (method, path), or NULL with *allow the methods the path
+ * has (0: no such path).  Routes whose backend is absent are not there. */
+static const route *route_match(const api_backend *be, const char *method, const char *path, unsigned *allow,
+                                const char **seg, size_t *seglen)
+{
+    unsigned m = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ? M_GET
+                 : strcmp(method, "POST") == 0                               ? M_POST
+                                                                             : 0;
+    *allow = 0;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        const route *r = &routes[i];
+        if (!route_path(r, path, seg, seglen) || (r->present && !r->present(be)))
+            continue;
+        if (r->methods & m)
+            return r;
+        *allow |= r->methods;
+    }
+    return NULL;
+}
+
+static bool is_read(const char *method)
+{
+    return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+}
+
+/* The one place auth and the write limit are decided: a matched route says;
+ * a request that matched none (404, 405) is a write unless it reads, and
+ * is charged and needs a token as writes do. */
+static bool needs_token(const route *r, const char *method)
+{
+    return r ? r->token : !is_read(method);
+}
+
+static bool is_limited(const route *r, const char *method)
+{
+    return r ? r->limited : !is_read(method);
+}
+
 int api_expect(void *ctx, const http_request *req, const char **msg)
 {
     const api_backend *be = ctx;
-    const char *m = req->method;
-    if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || token_valid(be, req))
+    unsigned allow;
+    const char *seg = NULL;
+    size_t seglen = 0;
+    const route *r = route_match(be, req->method, req->path ? req->path : "", &allow, &seg, &seglen);
+    if (!needs_token(r, req->method) || token_valid(be, req))
         return 100;
     *msg = given_token(req) ? "invalid token" : "a bearer token is required for writes";
     return 401;
 }
 
+/* 429 with Retry-After when the request's client is over its write rate. */
+static bool over_rate(const api_backend *be, const http_request *req, http_response *res)
+{
+    /* Authenticated and unauthenticated writes are charged to separate
+     * buckets (per peer): token-less noise from a host, however much,
+     * never makes its real clients' writes 429. */
+    const char *peer = req->peer ? req->peer : "unknown";
+    char key[64];
+    snprintf(key, sizeof key, "%s %s", token_valid(be, req) ? "auth" : "anon", peer);
+    double wait = api_ratelimit_take(be->write_limit, key, now_monotonic());
+    if (wait <= 0)
+        return false;
+    char msg[160], after[32];
+    snprintf(msg, sizeof msg, "too many requests from %s: limit is %g writes/s", peer,
+             api_ratelimit_rate(be->write_limit));
+    http_response_error(res, 429, msg);
+    double secs = ceil(wait);
+    snprintf(after, sizeof after, "%.0f", secs < 1 ? 1 : secs > 86400 ? 86400 : secs);
+    http_response_add_header(res, "Retry-After", after);
+    return true;
+}
+
 void api_handle(void *ctx, const http_request *req, http_response *res)
 {
     const api_backend *be = ctx;
-    const char *m = req->method;
-    bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
-    bool post = strcmp(m, "POST") == 0;
-    const char *path = req->path;
-
     http_response_add_header(res, "Cache-Control", NO_STORE);
 
     if (be->host_allowed && !be->host_allowed(be->ctx, http_request_header(req, "Host")))
@@ -1038,112 +1244,25 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
                                    "this Host is not allowed (a DNS rebinding guard): add it to allowed_hosts in the "
                                    "daemon config");
 
-    if (!get && be->write_limit) {
-        /* Authenticated and unauthenticated writes are charged to separate
-         * buckets (per peer): token-less noise from a host, however much,
-         * never makes its real clients' writes 429. */
-        const char *peer = req->peer ? req->peer : "unknown";
-        char key[64];
-        snprintf(key, sizeof key, "%s %s", token_valid(be, req) ? "auth" : "anon", peer);
-        double wait = api_ratelimit_take(be->write_limit, key, now_monotonic());
-        if (wait > 0) {
-            char msg[160], after[32];
-            snprintf(msg, sizeof msg, "too many requests from %s: limit is %g writes/s", peer,
-                     api_ratelimit_rate(be->write_limit));
-            http_response_error(res, 429, msg);
-            double secs = ceil(wait);
-            snprintf(after, sizeof after, "%.0f", secs < 1 ? 1 : secs > 86400 ? 86400 : secs);
-            http_response_add_header(res, "Retry-After", after);
-            return;
-        }
-    }
-
-    if (static_files_is_route(path))
-        return static_files_handle(be->files, req, res);
-    if (strcmp(path, "/status") == 0) {
-        if (!get)
-            return method_not_allowed(res, "GET, HEAD");
-        return get_status(be, res);
-    }
-    if (strcmp(path, "/healthz") == 0) {
-        if (!get)
-            return method_not_allowed(res, "GET, HEAD");
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "status", "ok");
-        return reply_json(res, 200, o);
-    }
-    if (strcmp(path, "/metrics") == 0) {
-        if (!get)
-            return method_not_allowed(res, "GET, HEAD");
-        return get_prometheus(be, res);
-    }
-    if (strcmp(path, "/jobs") == 0) {
-        if (get)
-            return get_jobs(be, req, res);
-        if (post)
-            return post_jobs(be, req, res);
-        return method_not_allowed(res, "GET, HEAD, POST");
-    }
-    if (strcmp(path, "/events") == 0)
-        return events_serve(req, res);
-    if (strcmp(path, "/validate") == 0 || strcmp(path, "/schedule") == 0) {
-        if (!post)
-            return method_not_allowed(res, "POST");
-        return post_preview(be, req, res, path[1] == 's');
-    }
-    if (strcmp(path, "/compare") == 0) {
-        if (!get)
-            return method_not_allowed(res, "GET, HEAD");
-        return get_compare(be, req, res);
-    }
-    if (strcmp(path, "/experiments") == 0 || strncmp(path, "/experiments/", 13) == 0)
-        return experiments_route(be, req, res, get, post);
-    if (strncmp(path, "/jobs/", 6) == 0) {
-        const char *seg = path + 6;
-        const char *slash = strchr(seg, '/');
-        const char *tail = slash ? slash : "";
-        size_t seglen = slash ? (size_t)(slash - seg) : strlen(seg);
-        enum { JOB, METRICS, LOG, CANCEL, FORK, CHECKPOINTS } what;
-        if (strcmp(tail, "") == 0)
-            what = JOB;
-        else if (strcmp(tail, "/fork") == 0)
-            what = FORK;
-        else if (strcmp(tail, "/checkpoints") == 0)
-            what = CHECKPOINTS;
-        else if (strcmp(tail, "/metrics") == 0)
-            what = METRICS;
-        else if (strcmp(tail, "/log") == 0)
-            what = LOG;
-        else if (strcmp(tail, "/cancel") == 0)
-            what = CANCEL;
-        else
-            return http_response_error(res, 404, "not found");
-        if (seglen == 0)
-            return http_response_error(res, 404, "not found");
-        bool write = what == CANCEL || what == FORK;
-        if (write ? !post : !get)
-            return method_not_allowed(res, write ? "POST" : "GET, HEAD");
-        if (write && !authorized(be, req, res))
-            return;
-        char *id = NULL;
-        if (http_pct_decode(seg, seglen, true, false, &id) < 0 || !api_id_valid(id)) {
-            free(id);
-            return http_response_error(res, 404, "no such job");
-        }
-        if (what == JOB)
-            get_job(be, id, res);
-        else if (what == METRICS)
-            get_job_metrics(be, id, req, res);
-        else if (what == LOG)
-            get_job_log(be, id, res);
-        else if (what == FORK)
-            post_fork(be, id, req, res);
-        else if (what == CHECKPOINTS)
-            get_checkpoints(be, id, res);
-        else
-            post_cancel(be, id, res);
-        free(id);
+    unsigned allow;
+    const char *seg = NULL;
+    size_t seglen = 0;
+    const route *r = route_match(be, req->method, req->path, &allow, &seg, &seglen);
+    if (be->write_limit && is_limited(r, req->method) && over_rate(be, req, res))
         return;
+    if (!r && !allow)
+        return http_response_error(res, 404, "not found");
+    if (!r)
+        return method_not_allowed(res, allow & M_POST ? (allow & M_GET ? "GET, HEAD, POST" : "POST") : "GET, HEAD");
+    if (needs_token(r, req->method) && !authorized(be, req, res))
+        return;
+    if (r->kind != R_ID)
+        return r->fn(be, req, res, NULL);
+    char *id = NULL;
+    if (http_pct_decode(seg, seglen, true, false, &id) < 0 || !api_id_valid(id)) {
+        free(id);
+        return http_response_error(res, 404, r->no_id);
     }
-    http_response_error(res, 404, "not found");
+    r->fn(be, req, res, id);
+    free(id);
 }
