@@ -95,15 +95,14 @@ int ckpt_write(const char *path, uint64_t cfg_hash, uint64_t step,
     for (int i = 0; i < n_sections; i++)
         file_len += SECTION_HEAD + sections[i].len + pad8(sections[i].len);
 
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+    atomic_file af;
     writer *w = xcalloc(1, sizeof *w);
-    w->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    int rc = 0;
-    if (w->fd < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+    int rc = atomic_file_open(&af, path, 0644);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(-rc));
         goto out;
     }
+    w->fd = af.fd;
     w_put(w, CKPT_MAGIC, 8);
     w_u32(w, CKPT_VERSION);
     w_u32(w, CKPT_BOM);
@@ -124,24 +123,16 @@ int ckpt_write(const char *path, uint64_t cfg_hash, uint64_t step,
     w_u32(w, crc);
     w_u32(w, CKPT_END);
     w_flush(w);
-    if (!w->err && fsync(w->fd) < 0)
-        w->err = errno;
-    if (close(w->fd) < 0 && !w->err)
-        w->err = errno;
-    if (!w->err && rename(tmp, path) < 0)
-        w->err = errno;
     if (w->err) {
         rc = -w->err;
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(w->err));
-        unlink(tmp);
-        goto out;
+        atomic_file_abort(&af);
+    } else {
+        rc = atomic_file_commit(&af);   /* fsync, rename, fsync the directory */
     }
-    rc = fsync_parent_dir(path);
     if (rc < 0)
-        snprintf(err, errlen, "cannot sync the directory of %s: %s", path, strerror(-rc));
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(-rc));
 out:
     free(w);
-    free(tmp);
     return rc;
 }
 

@@ -164,18 +164,12 @@ static void keep_checkpoint(run *r)
     if (!permanent && t->keep_checkpoints <= 0)
         return;
     char *dir = xasprintf("%s/checkpoints", r->opts->out_dir);
-    char *tmp = xasprintf("%s/.step-%ld.bin.tmp.%ld", dir, step, (long)getpid());
     char *path = xasprintf("%s/step-%ld.bin", dir, step);
-    if (mkdir_p(dir, 0755) != 0 || (unlink(tmp), link(r->ckpt_path, tmp)) != 0 || rename(tmp, path) != 0) {
-        notice(r, "cannot keep the checkpoint of step %ld in checkpoints/: %s", step, strerror(errno));
-        unlink(tmp);
-    } else {
-        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-    }
+    int rc = mkdir_p(dir, 0755);
+    if (rc == 0)
+        rc = link_file_atomic(r->ckpt_path, path);   /* checkpoints/.step-N.bin.tmp.PID, rename, fsync */
+    if (rc != 0)
+        notice(r, "cannot keep the checkpoint of step %ld in checkpoints/: %s", step, strerror(-rc));
     size_t n;
     long *steps = kept_steps(dir, &n);
     long rolling_kept = 0;
@@ -188,7 +182,6 @@ static void keep_checkpoint(run *r)
         }
     }
     free(steps);
-    free(tmp);
     free(path);
     free(dir);
 }

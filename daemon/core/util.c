@@ -215,41 +215,111 @@ int remove_stale_tmp(const char *dir, const char *const *prefixes, size_t n, boo
     return removed;
 }
 
+int atomic_file_open(atomic_file *af, const char *path, unsigned mode)
+{
+    af->path = xstrdup(path);
+    af->tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+    af->fd = open(af->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+    if (af->fd >= 0)
+        return 0;
+    int rc = -errno;
+    atomic_file_abort(af);
+    return rc;
+}
+
+void atomic_file_abort(atomic_file *af)
+{
+    if (af->fd >= 0)
+        close(af->fd);
+    if (af->tmp)
+        unlink(af->tmp);
+    free(af->tmp);
+    free(af->path);
+    af->fd = -1;
+    af->tmp = af->path = NULL;
+}
+
+int atomic_file_commit(atomic_file *af)
+{
+    int rc = fsync(af->fd) < 0 ? -errno : 0;
+    if (close(af->fd) < 0 && rc == 0)
+        rc = -errno;
+    af->fd = -1;
+    if (rc == 0 && rename(af->tmp, af->path) < 0)
+        rc = -errno;
+    if (rc != 0) {
+        atomic_file_abort(af);
+        return rc;
+    }
+    rc = fsync_parent_dir(af->path);
+    free(af->tmp);
+    free(af->path);
+    af->tmp = af->path = NULL;
+    return rc;
+}
+
 int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)
 {
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-    int rc = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0) {
-        rc = -errno;
-        goto out;
-    }
+    atomic_file af;
+    int rc = atomic_file_open(&af, path, mode);
+    if (rc < 0)
+        return rc;
     const char *p = data;
     size_t left = len;
     while (left > 0) {
-        ssize_t w = write(fd, p, left);
+        ssize_t w = write(af.fd, p, left);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
             rc = -errno;
-            break;
+            atomic_file_abort(&af);
+            return rc;
         }
         p += w;
         left -= (size_t)w;
     }
-    if (rc == 0 && fsync(fd) < 0)
+    return atomic_file_commit(&af);
+}
+
+int link_file_atomic(const char *src, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *tmp = slash ? xasprintf("%.*s/.%s.tmp.%ld", (int)(slash - path), path, slash + 1, (long)getpid())
+                      : xasprintf(".%s.tmp.%ld", path, (long)getpid());
+    unlink(tmp);
+    int rc = link(src, tmp) == 0 ? 0 : -errno;
+    if (rc == 0 && rename(tmp, path) != 0)
         rc = -errno;
-    if (close(fd) < 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = -errno;
-    if (rc != 0)
+    if (rc < 0)
         unlink(tmp);
     else
         rc = fsync_parent_dir(path);
-out:
     free(tmp);
     return rc;
+}
+
+size_t even_index(size_t k, size_t n, size_t m)
+{
+    unsigned long long num = 2ull * k * (n - 1) + (m - 1), den = 2ull * (m - 1);
+    return (size_t)(num / den);
+}
+
+size_t pick_even(size_t n, size_t max, size_t *idx)
+{
+    if (n == 0 || max == 0)
+        return 0;
+    if (max >= n) {
+        for (size_t i = 0; i < n; i++)
+            idx[i] = i;
+        return n;
+    }
+    if (max == 1) {
+        idx[0] = n - 1;
+        return 1;
+    }
+    for (size_t k = 0; k < max; k++)
+        idx[k] = even_index(k, n, max);
+    return max;
 }
 
 int mkdir_p(const char *path, unsigned mode)

@@ -112,8 +112,8 @@ cJSON *api_thin_points(cJSON *arr, long max)
     for (size_t i = 0; i < n; i++) {
         cJSON *item = arr->child;
         cJSON_DetachItemViaPointer(arr, item);
-        /* the k-th kept index: round(k (n-1) / (m-1)); with m == 1 the last */
-        size_t want = m == 1 ? n - 1 : (size_t)((k * (n - 1) * 2 + (m - 1)) / (2 * (m - 1)));
+        /* the k-th kept index (util.h's even_index); with m == 1 the last */
+        size_t want = m == 1 ? n - 1 : even_index(k, n, m);
         if (k < m && i == want) {
             cJSON_AddItemToArray(kept, item);
             k++;

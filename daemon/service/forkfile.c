@@ -22,15 +22,8 @@
 /* link(2) under a temporary name, then rename: whole or absent. */
 static int link_into(const char *src, const char *dir, const char *name)
 {
-    char *tmp = xasprintf("%s/.%s.tmp.%ld", dir, name, (long)getpid());
     char *dst = xasprintf("%s/%s", dir, name);
-    unlink(tmp);
-    int rc = link(src, tmp) == 0 ? 0 : -errno;
-    if (rc == 0 && rename(tmp, dst) != 0)
-        rc = -errno;
-    if (rc < 0)
-        unlink(tmp);
-    free(tmp);
+    int rc = link_file_atomic(src, dst);
     free(dst);
     return rc;
 }

@@ -26,7 +26,7 @@ static size_t count_lines(FILE *f)
 }
 
 /* Whether line i of n is kept: all of the newest keep/2, and keep - keep/2
- * of the rest spread evenly (as jobs_pick_even picks, first included). */
+ * of the rest spread evenly (util.h's even_index, first included). */
 static bool kept(size_t i, size_t n, size_t keep, size_t *next_old, size_t *k_old)
 {
     size_t recent = keep / 2, old_n = n - recent, old_keep = keep - recent;
@@ -35,8 +35,7 @@ static bool kept(size_t i, size_t n, size_t keep, size_t *next_old, size_t *k_ol
     if (i != *next_old)
         return false;
     (*k_old)++;
-    *next_old = old_keep > 1 ? (size_t)((double)*k_old * (double)(old_n - 1) / (double)(old_keep - 1) + 0.5)
-                             : old_n;
+    *next_old = old_keep > 1 && *k_old < old_keep ? even_index(*k_old, old_n, old_keep) : old_n;
     return true;
 }
 
@@ -63,12 +62,15 @@ long history_thin_file(const char *path, size_t keep)
         return 0;
     }
     rewind(in);
-    char *tmp = xasprintf("%s.thin.%ld", path, (long)getpid());
-    int ofd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    atomic_file af;
+    long rc = atomic_file_open(&af, path, 0644);
+    int ofd = rc == 0 ? dup(af.fd) : -1;
     FILE *out = ofd >= 0 ? fdopen(ofd, "w") : NULL;
-    long rc = 0;
     if (!out) {
-        rc = -errno;
+        if (rc == 0) {
+            rc = -errno;
+            atomic_file_abort(&af);
+        }
         if (ofd >= 0)
             close(ofd);
     } else {
@@ -81,21 +83,17 @@ long history_thin_file(const char *path, size_t keep)
             i++;
         }
         free(line);
-        bool ok = i == n && fflush(out) == 0 && fsync(fileno(out)) == 0;
+        bool ok = i == n && fflush(out) == 0;
         if (fclose(out) != 0)
             ok = false;
-        if (!ok)
+        if (!ok) {
             rc = errno ? -errno : -EIO;
-        else if (rename(tmp, path) < 0)
-            rc = -errno;
-        else {
-            fsync_parent_dir(path);
-            rc = (long)(n - keep);
+            atomic_file_abort(&af);
+        } else {
+            int cr = atomic_file_commit(&af);
+            rc = cr < 0 ? cr : (long)(n - keep);
         }
     }
-    if (rc < 0)
-        unlink(tmp);
-    free(tmp);
     fclose(in);
     return rc;
 }

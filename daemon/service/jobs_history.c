@@ -42,25 +42,6 @@ void jobs_thin_history(train_point *pts, size_t *n, size_t keep)
     }
 }
 
-size_t jobs_pick_even(size_t n, size_t max, size_t *idx)
-{
-    if (n == 0 || max == 0)
-        return 0;
-    if (max >= n) {
-        for (size_t i = 0; i < n; i++)
-            idx[i] = i;
-        return n;
-    }
-    if (max == 1) {
-        idx[0] = n - 1;
-        return 1;
-    }
-    for (size_t k = 0; k < max; k++)
-        idx[k] = (size_t)(((double)k * (double)(n - 1)) / (double)(max - 1) + 0.5);
-    idx[max - 1] = n - 1;
-    return max;
-}
-
 void hist_push(job *j, const train_point *p)
 {
     /* A point at or before the last one means the worker went back (resume
@@ -124,7 +105,7 @@ cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max)
     size_t n = j->n_hist - lo;
     size_t want = max > 0 && (size_t)max < n ? (size_t)max : n;
     size_t *idx = xmalloc((want ? want : 1) * sizeof *idx);
-    size_t k = jobs_pick_even(n, want, idx);
+    size_t k = pick_even(n, want, idx);
     cJSON *a = cJSON_CreateArray();
     for (size_t i = 0; i < k; i++)
         cJSON_AddItemToArray(a, train_point_json(&j->hist[lo + idx[i]]));
@@ -142,7 +123,7 @@ static int select_points(hist_view *j, long since, long max, long limit, train_p
         /* the whole range, evenly thinned */
         size_t want = (size_t)max < n ? (size_t)max : n;
         size_t *idx = xmalloc((want ? want : 1) * sizeof *idx);
-        size_t k = jobs_pick_even(n, want, idx);
+        size_t k = pick_even(n, want, idx);
         train_point *p = xmalloc((k ? k : 1) * sizeof *p);
         for (size_t i = 0; i < k; i++)
             p[i] = j->hist[lo + idx[i]];

@@ -253,8 +253,4 @@ int jobs_lookup(job_table *t, const char *id, jobs_info *out);
  * the last point always stays. */
 void jobs_thin_history(train_point *pts, size_t *n, size_t keep);
 
-/* Picks at most max of n indices evenly, first and last included; writes
- * them to idx (max entries) and returns how many. */
-size_t jobs_pick_even(size_t n, size_t max, size_t *idx);
-
 #endif

@@ -41,6 +41,33 @@ const char *file_error_text(int rc);
  * torn one, even across power loss. */
 int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
 
+/* The same for a file written piece by piece: atomic_file_open creates
+ * PATH.tmp.PID (O_NOFOLLOW) and gives its fd; atomic_file_commit fsyncs,
+ * closes, renames over path and fsyncs the directory (the temp file is
+ * removed if any of that fails); atomic_file_abort drops it all.  Every
+ * place in traind that replaces a file it writes goes through these. */
+typedef struct atomic_file {
+    int fd;
+    char *tmp, *path;
+} atomic_file;
+int atomic_file_open(atomic_file *af, const char *path, unsigned mode);
+int atomic_file_commit(atomic_file *af);
+void atomic_file_abort(atomic_file *af);
+
+/* Puts a hard link to src at path atomically: DIR/.NAME.tmp.PID, rename
+ * over path, fsync the directory.  Both must be on one file system. */
+int link_file_atomic(const char *src, const char *path);
+
+/* Even thinning, the one rule for every series traind thins (GET
+ * /jobs/{id}/metrics?max=N, /compare, history files): the k-th of m
+ * indices spread over 0..n-1 is round(k (n-1) / (m-1)), halves up, in
+ * exact integer arithmetic, so the first (k = 0) and the last (k = m-1)
+ * are always kept.  Needs m >= 2, k < m, n >= 1. */
+size_t even_index(size_t k, size_t n, size_t m);
+/* Writes the min(n, max) evenly picked indices of 0..n-1 to idx (max
+ * entries) and returns how many; max == 1 picks the last point. */
+size_t pick_even(size_t n, size_t max, size_t *idx);
+
 /* Whether name is a temp file of such a write that its writer left: it
  * starts with one of prefixes[0..n) and ends in ".PID" of a process that is
  * gone (any_pid: whatever the pid, for a caller that knows no writer is

@@ -187,19 +187,19 @@ START_TEST(history_thinning)
 }
 END_TEST
 
-START_TEST(pick_even)
+START_TEST(pick_even_indices)
 {
     size_t idx[10];
-    ck_assert_uint_eq(jobs_pick_even(0, 10, idx), 0);
-    ck_assert_uint_eq(jobs_pick_even(5, 10, idx), 5);
+    ck_assert_uint_eq(pick_even(0, 10, idx), 0);
+    ck_assert_uint_eq(pick_even(5, 10, idx), 5);
     ck_assert_uint_eq(idx[4], 4);
-    ck_assert_uint_eq(jobs_pick_even(101, 5, idx), 5);
+    ck_assert_uint_eq(pick_even(101, 5, idx), 5);
     size_t want[] = {0, 25, 50, 75, 100};
     for (int i = 0; i < 5; i++)
         ck_assert_uint_eq(idx[i], want[i]);
-    ck_assert_uint_eq(jobs_pick_even(7, 1, idx), 1);
+    ck_assert_uint_eq(pick_even(7, 1, idx), 1);
     ck_assert_uint_eq(idx[0], 6);   /* the last point */
-    ck_assert_uint_eq(jobs_pick_even(1000, 3, idx), 3);
+    ck_assert_uint_eq(pick_even(1000, 3, idx), 3);
     ck_assert_uint_eq(idx[2], 999);
 }
 END_TEST
@@ -229,7 +229,7 @@ static Suite *suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("jobs");
     tcase_add_test(tc, history_thinning);
-    tcase_add_test(tc, pick_even);
+    tcase_add_test(tc, pick_even_indices);
     tcase_add_test(tc, state_names);
     suite_add_tcase(s, tc);
     return s;
