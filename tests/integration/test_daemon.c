@@ -670,9 +670,14 @@ START_TEST(sighup_rereads_max_jobs)
     cJSON *j = wait_state(b, "queued", 5);
     cJSON_Delete(j);
 
-    ck_assert_int_eq(tl_write(cfgp, "max_jobs: 2\n"), 0);
+    /* issue 13: each changed key is logged, old -> new; one that cannot
+     * change while traind runs is named and kept */
+    ck_assert_int_eq(tl_write(cfgp, "max_jobs: 2\nmax_trials: 5\n"), 0);
     kill(g_d.pid, SIGHUP);
     cJSON_Delete(wait_running(b, 0, 20));
+    ck_assert_msg(tl_log_wait(&g_d, "SIGHUP: max_jobs: 1 -> 2", 5), "no change logged:\n%s", tl_read(g_d.log, NULL));
+    ck_assert(tl_log_wait(&g_d, "SIGHUP: max_trials cannot change while traind runs (1000 -> 5); "
+                                "keeping 1000 until the next start", 5));
     j = tl_get_json(g_d.addr, "/jobs/h1", NULL);
     ck_assert_str_eq(tl_str(j, "state"), "running");   /* nothing dropped */
     cJSON_Delete(j);
@@ -746,7 +751,7 @@ START_TEST(command_line)
     const char *bad[] = {"--config", cfgp, "--spool", spool, NULL};
     ck_assert_int_eq(run_traind(&out, bad), 1);
     ck_assert_ptr_nonnull(strstr(out, ":2:1:"));
-    ck_assert_ptr_nonnull(strstr(out, "did you mean \"max_jobs\""));
+    ck_assert_ptr_nonnull(strstr(out, "did you mean 'max_jobs'"));
     ck_assert_ptr_nonnull(strstr(out, "<3>"));
     free(out);
     const char *missing[] = {"--config", "/nonexistent/traind.yaml", NULL};

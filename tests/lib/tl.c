@@ -291,6 +291,36 @@ int tl_daemon_stop(tl_daemon *d, int sig, double timeout_s)
     return st;
 }
 
+char *tl_daemon_log(const tl_daemon *d)
+{
+    char *t = d->log ? tl_read(d->log, NULL) : NULL;
+    return t ? t : xstrdup("");
+}
+
+int tl_count_in(const char *text, const char *needle)
+{
+    int n = 0;
+    size_t nl = strlen(needle);
+    for (const char *p = text; p && nl && (p = strstr(p, needle)); p += nl)
+        n++;
+    return n;
+}
+
+bool tl_log_wait(const tl_daemon *d, const char *needle, double timeout_s)
+{
+    double deadline = tl_now() + timeout_s;
+    for (;;) {
+        char *t = tl_daemon_log(d);
+        bool found = strstr(t, needle) != NULL;
+        free(t);
+        if (found)
+            return true;
+        if (tl_now() > deadline)
+            return false;
+        tl_sleep_ms(20);
+    }
+}
+
 void tl_daemon_free(tl_daemon *d)
 {
     if (d->pid > 0) {

@@ -61,6 +61,14 @@ int tl_daemon_start_opts(tl_daemon *d, const char *spool, const char *const *ext
  * wait status, or -1 on timeout (it is then SIGKILLed and reaped). */
 int tl_daemon_stop(tl_daemon *d, int sig, double timeout_s);
 
+/* The daemon's log (its stderr) so far, malloc'd ("" when unreadable). */
+char *tl_daemon_log(const tl_daemon *d);
+/* Polls the daemon's log every 20 ms until it holds needle or timeout_s
+ * passes; whether it did. */
+bool tl_log_wait(const tl_daemon *d, const char *needle, double timeout_s);
+/* How many times needle occurs in text (NULL text: 0). */
+int tl_count_in(const char *text, const char *needle);
+
 /* Frees what start allocated (the spool path is kept by the caller). */
 void tl_daemon_free(tl_daemon *d);
 
