@@ -144,8 +144,8 @@ bench: deps
 	@echo "== WSD fork study (issue 14): 4 cooldowns by forks vs 4 independent runs =="
 	@bench/fork_study.sh $(BUILD)
 
-# The fork study of make bench (tests/bench/bench_forks.c): the core alone.
-$(BUILD)/bench_forks: $(BUILD)/obj/tests/bench/bench_forks.o $(CORE_LIB)
+# The fork study of make bench (tests/bench/bench_forks.c): the core, and tl_strip_time of tests/lib.
+$(BUILD)/bench_forks: $(BUILD)/obj/tests/bench/bench_forks.o $(TESTLIB) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 install: all
