@@ -31,12 +31,8 @@ void cv_error(diag_list_t *errs, const char *path, const ynode *at, const char *
 {
     va_list ap;
     va_start(ap, fmt);
-    char *msg = NULL;
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
+    diag_vadd(errs, path, at ? at->line : 0, at ? at->column : 0, fmt, ap);
     va_end(ap);
-    diag_add(errs, path, at ? at->line : 0, at ? at->column : 0, "%s", msg ? msg : "out of memory");
-    free(msg);
 }
 
 /* out = a + b + c, truncated to CV_PATH_MAX - 1 bytes. */
@@ -507,55 +503,54 @@ void cv_missing(const cv_section *s, const char *key, const char *why)
              why ? ")" : "");
 }
 
-cv_result cv_get_int(const cv_section *s, const char *key, bool required, long long lo,
-                     long long hi, long long *out)
+/* The node of key in s and its path, or NULL: then *absent is what the
+ * reader returns (a missing required key is reported). */
+static const ynode *section_key(const cv_section *s, const char *key, bool required, char path[CV_PATH_MAX],
+                                cv_result *absent)
 {
     const ynode *n = cv_get(s, key);
     if (!n) {
         if (required)
             cv_missing(s, key, NULL);
-        return required ? CV_BAD : CV_ABSENT;
+        *absent = required ? CV_BAD : CV_ABSENT;
+        return NULL;
     }
-    char path[CV_PATH_MAX];
     cv_path_key(path, s->path, key);
-    return cv_int(s->errs, n, path, lo, hi, out);
+    return n;
+}
+
+cv_result cv_get_int(const cv_section *s, const char *key, bool required, long long lo,
+                     long long hi, long long *out)
+{
+    char path[CV_PATH_MAX];
+    cv_result absent;
+    const ynode *n = section_key(s, key, required, path, &absent);
+    return n ? cv_int(s->errs, n, path, lo, hi, out) : absent;
 }
 
 cv_result cv_get_num(const cv_section *s, const char *key, bool required, cv_range r, double *out)
 {
-    const ynode *n = cv_get(s, key);
-    if (!n) {
-        if (required)
-            cv_missing(s, key, NULL);
-        return required ? CV_BAD : CV_ABSENT;
-    }
     char path[CV_PATH_MAX];
-    cv_path_key(path, s->path, key);
-    return cv_num(s->errs, n, path, r, out);
+    cv_result absent;
+    const ynode *n = section_key(s, key, required, path, &absent);
+    return n ? cv_num(s->errs, n, path, r, out) : absent;
 }
 
 cv_result cv_get_bool(const cv_section *s, const char *key, bool *out)
 {
-    const ynode *n = cv_get(s, key);
-    if (!n)
-        return CV_ABSENT;
     char path[CV_PATH_MAX];
-    cv_path_key(path, s->path, key);
-    return cv_bool(s->errs, n, path, out);
+    cv_result absent;
+    const ynode *n = section_key(s, key, false, path, &absent);
+    return n ? cv_bool(s->errs, n, path, out) : absent;
 }
 
 cv_result cv_get_enum(const cv_section *s, const char *key, bool required,
                       const char *const *names, int n_names, int *out)
 {
-    const ynode *n = cv_get(s, key);
-    if (!n) {
-        if (required)
-            cv_missing(s, key, NULL);
-        return required ? CV_BAD : CV_ABSENT;
-    }
     char path[CV_PATH_MAX];
-    cv_path_key(path, s->path, key);
-    return cv_enum(s->errs, n, path, names, n_names, out);
+    cv_result absent;
+    const ynode *n = section_key(s, key, required, path, &absent);
+    return n ? cv_enum(s->errs, n, path, names, n_names, out) : absent;
 }
 
 /* ---- key checks -------------------------------------------------------- */
