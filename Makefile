@@ -25,7 +25,7 @@ libs_of = $(shell pkg-config --libs $(1) 2>/dev/null)
 
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Werror=implicit-function-declaration \
+CFLAGS  += -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wmissing-prototypes -Wno-unused-parameter -Werror=implicit-function-declaration \
            -Iinclude -Itests/lib $(PKG_CFLAGS) $(SYSTEMD_CFLAGS) -DTRAIND_VERSION='"$(VERSION)"' -pthread $(SAN_FLAGS)
 LDFLAGS += $(SAN_FLAGS)
 
