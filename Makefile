@@ -39,7 +39,7 @@ LDFLAGS += $(SAN_FLAGS)
 #   proto    daemon/proto/    the worker -> daemon progress protocol                      (+ nothing)
 #   worker   daemon/worker/   the training process of a job, the mpirun launcher         (proto, core)
 #   service  daemon/service/  the daemon: loop, spool, jobs, HTTP, API  (worker, proto, core; libuv, http-parser, libsystemd)
-#   cli      daemon/cli/      trainctl                                     (worker, core; libcurl)
+#   cli      daemon/cli/      trainctl                               (worker, proto, core; libcurl)
 #   tests    tests/lib/       the helpers every suite shares (Check)
 CORE_SRC    := $(wildcard daemon/core/*.c)
 PROTO_SRC   := $(wildcard daemon/proto/*.c)
@@ -70,7 +70,7 @@ CORE_LINK    := $(CORE_LIB)
 PROTO_LINK   := $(PROTO_LIB) $(CORE_LINK)
 WORKER_LINK  := $(WORKER_LIB) $(PROTO_LINK)
 SERVICE_LINK := $(SERVICE_LIB) $(WORKER_LINK)
-CLI_LINK     := $(WORKER_LIB) $(CORE_LINK)
+CLI_LINK     := $(WORKER_LINK)
 # Until the job-id rule and spool_validate leave service/spool.c (issue 13,
 # items 1 and 6), the worker (forkfile.c's spool_id_valid) and trainctl
 # (spool_validate, spool_intake_name) still reach into the service layer.

@@ -64,19 +64,14 @@ static char g_job[128];   /* the steady job's id */
 
 static void setup(void)
 {
-    g_dir = tl_tmpdir("traind-abuse");
-    ck_assert_ptr_nonnull(g_dir);
-    memset(&g_d, 0, sizeof g_d);
+    tl_fixture_begin(&g_dir, &g_d, "traind-abuse");
     g_job[0] = '\0';
 }
 
 static void teardown(void)
 {
     tl_stop_clean(&g_d, 30);   /* after all that, a clean stop (under ASan: no leak either) */
-    tl_daemon_free(&g_d);
-    tl_rmtree(g_dir);
-    free(g_dir);
-    g_dir = NULL;
+    tl_fixture_end(&g_dir, &g_d);
 }
 
 /* The value of header name in r (a static copy, for ck_assert_str_eq), or NULL. */

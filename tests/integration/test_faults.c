@@ -170,9 +170,7 @@ static char *fmt_cfg(const char *fmt, const char *name)
 
 static void setup(void)
 {
-    g_dir = tl_tmpdir("traind-faults");
-    ck_assert_ptr_nonnull(g_dir);
-    memset(&g_d, 0, sizeof g_d);
+    tl_fixture_begin(&g_dir, &g_d, "traind-faults");
     g_mounted = false;
     g_t0 = tl_now();
 }

@@ -38,17 +38,12 @@ static tl_daemon g_d;
 
 static void setup(void)
 {
-    g_dir = tl_tmpdir("traind-fork");
-    ck_assert_ptr_nonnull(g_dir);
-    memset(&g_d, 0, sizeof g_d);
+    tl_fixture_begin(&g_dir, &g_d, "traind-fork");
 }
 
 static void teardown(void)
 {
-    tl_daemon_free(&g_d);
-    tl_rmtree(g_dir);
-    free(g_dir);
-    g_dir = NULL;
+    tl_fixture_end(&g_dir, &g_d);
 }
 
 static char *wsd(const char *name, long steps, long ckpt_every)

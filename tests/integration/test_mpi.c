@@ -66,9 +66,7 @@ static double g_t0;
 
 static void setup(void)
 {
-    g_dir = tl_tmpdir("traind-mpi");
-    ck_assert_ptr_nonnull(g_dir);
-    memset(&g_d, 0, sizeof g_d);
+    tl_fixture_begin(&g_dir, &g_d, "traind-mpi");
     g_t0 = tl_now();
 }
 

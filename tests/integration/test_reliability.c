@@ -62,18 +62,13 @@ static tl_daemon g_d;
 
 static void setup(void)
 {
-    g_dir = tl_tmpdir("traind-rel");
-    ck_assert_ptr_nonnull(g_dir);
-    memset(&g_d, 0, sizeof g_d);
+    tl_fixture_begin(&g_dir, &g_d, "traind-rel");
 }
 
 static void teardown(void)
 {
     tl_stop_clean(&g_d, 30);
-    tl_daemon_free(&g_d);
-    tl_rmtree(g_dir);
-    free(g_dir);
-    g_dir = NULL;
+    tl_fixture_end(&g_dir, &g_d);
 }
 
 /* ------------------------------------------------------------------ */

@@ -98,9 +98,7 @@ static const char TWO_RANK_FMT[] =
 
 static void setup(void)
 {
-    g_dir = tl_tmpdir("traind-slurm");
-    ck_assert_ptr_nonnull(g_dir);
-    memset(&g_d, 0, sizeof g_d);
+    tl_fixture_begin(&g_dir, &g_d, "traind-slurm");
     g_t0 = tl_now();
 }
 

@@ -375,6 +375,21 @@ void tl_assert_log(const tl_daemon *d, const char *a, const char *b, double time
                  b ? "\"" : "", t + (n > 3000 ? n - 3000 : 0));
 }
 
+void tl_fixture_begin(char **dir, tl_daemon *d, const char *prefix)
+{
+    *dir = tl_tmpdir(prefix);
+    ck_assert_ptr_nonnull(*dir);
+    memset(d, 0, sizeof *d);
+}
+
+void tl_fixture_end(char **dir, tl_daemon *d)
+{
+    tl_daemon_free(d);
+    tl_rmtree(*dir);
+    free(*dir);
+    *dir = NULL;
+}
+
 void tl_start_in(tl_daemon *d, const char *dir, const char *const *extra_args, double timeout_s)
 {
     char *spool = xasprintf("%s/spool", dir);

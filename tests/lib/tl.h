@@ -63,6 +63,12 @@ int tl_daemon_start_opts(tl_daemon *d, const char *spool, const char *const *ext
  * wait status, or -1 on timeout (it is then SIGKILLed and reaped). */
 int tl_daemon_stop(tl_daemon *d, int sig, double timeout_s);
 
+/* The per-test fixture of the integration suites: a fresh temp dir
+ * (/tmp/PREFIX-XXXXXX) and a daemon not started yet; and at the end the
+ * daemon killed if still there, freed, and the dir removed. */
+void tl_fixture_begin(char **dir, tl_daemon *d, const char *prefix);
+void tl_fixture_end(char **dir, tl_daemon *d);
+
 /* tl_daemon_start on <dir>/spool, failing the test with the daemon's log
  * when it does not come up. */
 void tl_start_in(tl_daemon *d, const char *dir, const char *const *extra_args, double timeout_s);
