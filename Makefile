@@ -36,7 +36,7 @@ LDFLAGS += $(SAN_FLAGS)
 #
 #   core     daemon/core/     config (run and daemon), schedule, optim, models, data, checkpoints, runner
 #                             (libyaml, cJSON, OpenBLAS)
-#   proto    daemon/proto/    the worker -> daemon progress protocol                      (+ nothing)
+#   proto    daemon/proto/    progress lines, fork files, the spool's names         (core)
 #   worker   daemon/worker/   the training process of a job, the mpirun launcher         (proto, core)
 #   service  daemon/service/  the daemon: loop, spool, jobs, HTTP, API  (worker, proto, core; libuv, http-parser, libsystemd)
 #   cli      daemon/cli/      trainctl                               (worker, proto, core; libcurl)
@@ -71,14 +71,6 @@ PROTO_LINK   := $(PROTO_LIB) $(CORE_LINK)
 WORKER_LINK  := $(WORKER_LIB) $(PROTO_LINK)
 SERVICE_LINK := $(SERVICE_LIB) $(WORKER_LINK)
 CLI_LINK     := $(WORKER_LINK)
-# Until the job-id rule and spool_validate leave service/spool.c (issue 13,
-# items 1 and 6), the worker (forkfile.c's spool_id_valid) and trainctl
-# (spool_validate, spool_intake_name) still reach into the service layer.
-WORKER_LINK   := $(WORKER_LIB) $(PROTO_LIB) $(SERVICE_LIB) $(CORE_LIB)
-WORKER_LDLIBS := $(SERVICE_LDLIBS)
-SERVICE_LINK  := $(SERVICE_LIB) $(WORKER_LINK)
-CLI_LINK      := $(SERVICE_LIB) $(CLI_LINK)
-CLI_LDLIBS    := $(call libs_of,libcurl) $(SERVICE_LDLIBS)
 
 # Tests by the layer they test (a test not named here is a core test: core only).
 PROTO_TESTS   := test_progress
@@ -183,8 +175,9 @@ $(ITEST_BINS): $(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(TESTLIB) $
 tests: all $(UNIT_BINS) $(ITEST_BINS) $(FUZZ_REPLAY_BINS)
 
 # The layering, checked: code linked as a core test (or the proto layer's)
-# that calls libuv must fail to link.
-check-layers: $(TESTLIB) $(CORE_LIB) $(PROTO_LIB)
+# that calls libuv must fail to link, and trainctl and the MPI worker hold
+# no libuv symbol.
+check-layers: $(TESTLIB) $(CORE_LIB) $(PROTO_LIB) $(BUILD)/trainctl $(MPI_WORKER)
 	@mkdir -p $(BUILD)/layers
 	@printf '#include <uv.h>\nint main(void) { return (int)uv_version(); }\n' > $(BUILD)/layers/calls_uv.c
 	@for layer in "$(CORE_LINK) $(CORE_LDLIBS)" "$(PROTO_LINK) $(PROTO_LDLIBS)"; do \
@@ -192,6 +185,10 @@ check-layers: $(TESTLIB) $(CORE_LIB) $(PROTO_LIB)
 	        $(TEST_LDLIBS) 2>/dev/null; then \
 	        echo "check-layers: a program linked as [$$layer] may call libuv"; exit 1; fi; done
 	@echo "check-layers: core and proto do not link libuv"
+	@for prog in $(BUILD)/trainctl $(MPI_WORKER); do \
+	    n=$$(nm $$prog | grep -c ' uv_'); \
+	    if [ "$$n" -ne 0 ]; then echo "check-layers: $$prog has $$n libuv symbols"; exit 1; fi; done
+	@echo "check-layers: trainctl$(if $(MPI_WORKER), and traind-mpi-worker) hold no libuv symbol"
 
 deps:
 	@scripts/deps.sh
