@@ -235,7 +235,11 @@ static job *job_alloc(job_table *t, const char *id)
     job *j = xcalloc(1, sizeof *j);
     j->t = t;
     snprintf(j->id, sizeof j->id, "%s", id);
-    j->dir = xasprintf("%s/%s", t->jobs_dir, id);
+    size_t dl = strlen(t->jobs_dir), il = strlen(j->id);   /* <jobs>/<id>: no printf per job at start-up */
+    j->dir = xmalloc(dl + il + 2);
+    memcpy(j->dir, t->jobs_dir, dl);
+    j->dir[dl] = '/';
+    memcpy(j->dir + dl + 1, j->id, il + 1);
     j->checkpoint_step = -1;
     j->requeue_ckpt = -2;
     j->forked_at = -1;

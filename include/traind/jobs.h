@@ -27,7 +27,10 @@
  * refused (the error is returned, the claimed directory removed).
  *
  * At start-up jobs_load() reads every status.json back (a corrupt one is
- * rebuilt from config.yaml, never dropped): queued and running jobs are
+ * rebuilt from config.yaml, never dropped) — but an ended job whose entry
+ * in <spool>/jobs.index (job_ended_index.h) still describes its status.json
+ * is taken from there, one stat and no file opened; each ended job's entry
+ * is appended once its status.json is written: queued and running jobs are
  * queued again and resume from their checkpoints, ended ones are shown as
  * they were.  Temp files of writers that were killed are removed, and an
  * empty job directory (an id claimed by a daemon that died before the file
