@@ -588,16 +588,14 @@ static cJSON *job_to_json(const job *j, int queue_pos)
 /* One job object's deferred config. */
 static void fill_one(cJSON *o)
 {
-    {
-        cJSON *d = cJSON_GetObjectItemCaseSensitive(o, JOBS_DEFERRED_CONFIG);
-        if (!cJSON_IsString(d))
-            return;
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
-        cJSON *config = config_from_dir(d->valuestring, cJSON_IsString(id) ? id->valuestring : "job");
-        cJSON_DeleteItemFromObjectCaseSensitive(o, JOBS_DEFERRED_CONFIG);
-        if (config)
-            cJSON_ReplaceItemInObjectCaseSensitive(o, "config", config);
-    }
+    cJSON *d = cJSON_GetObjectItemCaseSensitive(o, JOBS_DEFERRED_CONFIG);
+    if (!cJSON_IsString(d))
+        return;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
+    cJSON *config = config_from_dir(d->valuestring, cJSON_IsString(id) ? id->valuestring : "job");
+    cJSON_DeleteItemFromObjectCaseSensitive(o, JOBS_DEFERRED_CONFIG);
+    if (config)
+        cJSON_ReplaceItemInObjectCaseSensitive(o, "config", config);
 }
 
 void jobs_fill_deferred(cJSON *doc)

@@ -12,7 +12,8 @@
  *             — and every job of the restart came from <spool>/jobs.index
  *             (the start-up log's count), not from a file per job
  *   lazy      a finished job's config and metrics history come back from
- *             disk when asked for; GET /jobs?after=ID finds its place
+ *             disk when asked for; GET /jobs?after=ID finds its place;
+ *             GET /metrics counts the finished jobs, lists none
  *   index     jobs.index missing, truncated mid-record, corrupt (a flipped
  *             byte, a bad header) or stale (a status.json written again
  *             after its entry) gives the same job table as a full scan of
@@ -272,6 +273,14 @@ START_TEST(finished_job_read_lazily)
     ck_assert_msg(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(arr, 2), "config")),
                   "a page's finished job has no config");
     cJSON_Delete(page);
+    /* GET /metrics counts the finished jobs but lists none of them */
+    tl_resp r;
+    ck_assert_int_eq(tl_http(g_d.addr, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(strstr(r.body, "traind_jobs{state=\"succeeded\"} 300\n"), "/metrics does not count 300 jobs");
+    ck_assert_msg(!strstr(r.body, "traind_job_step{"), "/metrics lists finished jobs one by one");
+    ck_assert_uint_lt(r.len, 4096);
+    tl_resp_free(&r);
 }
 END_TEST
 
