@@ -1,10 +1,8 @@
 /* job_ended_index — <spool>/jobs.index of the ended jobs.  See traind/job_ended_index.h. */
 #include "traind/job_ended_index.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,32 +247,13 @@ static bool decode(const unsigned char *p, size_t len, jei_entry *e)
     return true;
 }
 
-/* Removes jobs.index.tmp.PID files of rewrites whose process is gone. */
-static void remove_stale_tmp(const char *spool)
-{
-    DIR *d = opendir(spool);
-    if (!d)
-        return;
-    static const char prefix[] = JEI_FILE ".tmp.";
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strncmp(e->d_name, prefix, sizeof prefix - 1) != 0)
-            continue;
-        char *end;
-        long pid = strtol(e->d_name + sizeof prefix - 1, &end, 10);
-        if (*end || pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-            continue;
-        unlinkat(dirfd(d), e->d_name, 0);
-    }
-    closedir(d);
-}
-
 jei_table *jei_load(const char *spool, jei_load_info *info)
 {
     memset(info, 0, sizeof *info);
     jei_table *t = xcalloc(1, sizeof *t);
     t->by_id = job_index_new();
-    remove_stale_tmp(spool);
+    static const char *const tmp_prefix[] = {JEI_FILE ".tmp."};   /* a rewrite that was killed */
+    remove_stale_tmp(spool, tmp_prefix, 1, false, NULL, NULL);
     char *path = xasprintf("%s/" JEI_FILE, spool);
     size_t len = 0;
     int rc = read_file_flags(path, JEI_FILE_MAX, O_NOFOLLOW, &t->data, &len);
