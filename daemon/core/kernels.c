@@ -82,6 +82,42 @@ void kern_matmul(int ta, int tb, int M, int N, int K, const float *A, int lda,
     }
 }
 
+/* ---- LayerNorm backward's column loops, shared by both builds ------------
+ * Always inlined, so that each build compiles them as its own code (the AVX2
+ * build runs them on the row's tail only). */
+
+#define KERN_INLINE static inline __attribute__((always_inline))
+
+/* Columns [c0, C): *a += Σ dn, *b += Σ dn·x̂ (dn = dout·w, x̂ = (x - m)·rs). */
+KERN_INLINE void lnb_sums(const float *dout, const float *x, float m, float rs, const float *w,
+                          int c0, int C, float *a, float *b)
+{
+    float sa = *a, sb = *b;
+    for (int c = c0; c < C; c++) {
+        float xh = (x[c] - m) * rs, dn = dout[c] * w[c];
+        sa += dn;
+        sb += dn * xh;
+    }
+    *a = sa;
+    *b = sb;
+}
+
+/* Columns [c0, C) of dx (+)= (dn - a - x̂·b)·rs and the partials. */
+KERN_INLINE void lnb_cols(const float *dout, const float *x, float m, float rs, const float *w,
+                          float a, float b, int c0, int C, float *dx, int accumulate,
+                          float *pw, float *pb, float *px)
+{
+    for (int c = c0; c < C; c++) {
+        float xh = (x[c] - m) * rs, dn = dout[c] * w[c];
+        float d = (dn - a - xh * b) * rs;
+        float nd = accumulate ? dx[c] + d : d;
+        dx[c] = nd;
+        pw[c] += dout[c] * xh;
+        pb[c] += dout[c];
+        px[c] += nd;
+    }
+}
+
 /* ---- the AVX2+FMA row kernels ------------------------------------------- */
 
 #if KERN_X86
@@ -292,11 +328,7 @@ KERN_AVX2 static void lnb_row_avx2(const float *dout, const float *x, float m, f
     }
     a = hsum8(va);
     b = hsum8(vb);
-    for (; c < C; c++) {
-        float xh = (x[c] - m) * rs, dn = dout[c] * w[c];
-        a += dn;
-        b += dn * xh;
-    }
+    lnb_sums(dout, x, m, rs, w, c, C, &a, &b);
     a /= C;
     b /= C;
     va = _mm256_set1_ps(a);
@@ -313,29 +345,23 @@ KERN_AVX2 static void lnb_row_avx2(const float *dout, const float *x, float m, f
         _mm256_storeu_ps(pb + c, _mm256_add_ps(g, _mm256_loadu_ps(pb + c)));
         _mm256_storeu_ps(px + c, _mm256_add_ps(d, _mm256_loadu_ps(px + c)));
     }
-    for (; c < C; c++) {
-        float xh = (x[c] - m) * rs, dn = dout[c] * w[c];
-        float d = (dn - a - xh * b) * rs;
-        float nd = accumulate ? dx[c] + d : d;
-        dx[c] = nd;
-        pw[c] += dout[c] * xh;
-        pb[c] += dout[c];
-        px[c] += nd;
-    }
+    lnb_cols(dout, x, m, rs, w, a, b, c, C, dx, accumulate, pw, pb, px);
 }
 #endif /* KERN_X86 */
 
 /* ---- the plain-C row kernels, and the public functions that pick -------- */
 
+/* Runs the AVX2 kernel call and returns, when the SIMD kernels are on. */
+#if KERN_X86
+#define TRY_SIMD(call) do { if (g_simd) { call; return; } } while (0)
+#else
+#define TRY_SIMD(call) do { } while (0)
+#endif
+
 void kern_layernorm_row(const float *x, const float *w, const float *b, int C, float *o,
                         float *mean, float *rstd)
 {
-#if KERN_X86
-    if (g_simd) {
-        ln_row_avx2(x, w, b, C, o, mean, rstd);
-        return;
-    }
-#endif
+    TRY_SIMD(ln_row_avx2(x, w, b, C, o, mean, rstd));
     float m = 0.0f, v = 0.0f;
     for (int c = 0; c < C; c++)
         m += x[c];
@@ -354,12 +380,7 @@ void kern_layernorm_row(const float *x, const float *w, const float *b, int C, f
 
 void kern_add_row(float *out, const float *x, const float *b, int n)
 {
-#if KERN_X86
-    if (g_simd) {
-        add_row_avx2(out, x, b, n);
-        return;
-    }
-#endif
+    TRY_SIMD(add_row_avx2(out, x, b, n));
     for (int c = 0; c < n; c++)
         out[c] = x[c] + b[c];
 }
@@ -368,29 +389,12 @@ void kern_layernorm_bwd_row(const float *dout, const float *x, float m, float rs
                             const float *w, int C, float *dx, int accumulate,
                             float *pw, float *pb, float *px)
 {
-#if KERN_X86
-    if (g_simd) {
-        lnb_row_avx2(dout, x, m, rs, w, C, dx, accumulate, pw, pb, px);
-        return;
-    }
-#endif
+    TRY_SIMD(lnb_row_avx2(dout, x, m, rs, w, C, dx, accumulate, pw, pb, px));
     float a = 0.0f, b = 0.0f;
-    for (int c = 0; c < C; c++) {
-        float xh = (x[c] - m) * rs, dn = dout[c] * w[c];
-        a += dn;
-        b += dn * xh;
-    }
+    lnb_sums(dout, x, m, rs, w, 0, C, &a, &b);
     a /= C;
     b /= C;
-    for (int c = 0; c < C; c++) {
-        float xh = (x[c] - m) * rs, dn = dout[c] * w[c];
-        float d = (dn - a - xh * b) * rs;
-        float nd = accumulate ? dx[c] + d : d;
-        dx[c] = nd;
-        pw[c] += dout[c] * xh;
-        pb[c] += dout[c];
-        px[c] += nd;
-    }
+    lnb_cols(dout, x, m, rs, w, a, b, 0, C, dx, accumulate, pw, pb, px);
 }
 
 static inline float sigmoidf_(float z)
@@ -402,12 +406,7 @@ static inline float sigmoidf_(float z)
  * gelu'(x) = σ + 2x·σ(1-σ)·u'. */
 void kern_gelu_row(float *x, float *y, const float *bias, int W)
 {
-#if KERN_X86
-    if (g_simd) {
-        gelu_row_avx2(x, y, bias, W);
-        return;
-    }
-#endif
+    TRY_SIMD(gelu_row_avx2(x, y, bias, W));
     for (int c = 0; c < W; c++) {
         float v = x[c] + bias[c];
         x[c] = v;
@@ -418,12 +417,7 @@ void kern_gelu_row(float *x, float *y, const float *bias, int W)
 
 void kern_gelu_bwd_row(const float *x, float *d, float *p, int W)
 {
-#if KERN_X86
-    if (g_simd) {
-        gelu_bwd_row_avx2(x, d, p, W);
-        return;
-    }
-#endif
+    TRY_SIMD(gelu_bwd_row_avx2(x, d, p, W));
     for (int c = 0; c < W; c++) {
         float v = x[c];
         float u = KERN_GELU_K * (v + KERN_GELU_A * v * v * v);
@@ -460,12 +454,7 @@ float kern_exp_sum_row(float *row, int n, float *mx)
 
 void kern_softmax_row(float *row, int n, int T)
 {
-#if KERN_X86
-    if (g_simd) {
-        softmax_row_avx2(row, n, T);
-        return;
-    }
-#endif
+    TRY_SIMD(softmax_row_avx2(row, n, T));
     float mx;
     float inv = 1.0f / exp_sum_row_scalar(row, n, &mx);
     for (int j = 0; j < n; j++)

@@ -209,54 +209,39 @@ VI void act_backward_body(activation_type act, int rows, int B, float *G,
     }
 }
 
-static void act_forward_base(activation_type act, int rows, int B, float *Z, float *A,
-                             const float *b, int deriv)
-{
-    act_forward_body(act, rows, B, Z, A, b, deriv);
-}
-
-static void act_backward_base(activation_type act, int rows, int B, float *G,
-                              const float *Z, const float *A, float *db)
-{
-    act_backward_body(act, rows, B, G, Z, A, db);
-}
-
+/* The same loops compiled for AVX2 (no FMA: the same operations, the same bits). */
 #if KERN_X86
-__attribute__((target("avx2")))
-static void act_forward_avx2(activation_type act, int rows, int B, float *Z, float *A,
-                             const float *b, int deriv)
+#define AVX2_BUILD __attribute__((target("avx2")))
+#else
+#define AVX2_BUILD
+#endif
+
+AVX2_BUILD static void act_forward_avx2(activation_type act, int rows, int B, float *Z, float *A,
+                                        const float *b, int deriv)
 {
     act_forward_body(act, rows, B, Z, A, b, deriv);
 }
 
-__attribute__((target("avx2")))
-static void act_backward_avx2(activation_type act, int rows, int B, float *G,
-                              const float *Z, const float *A, float *db)
+AVX2_BUILD static void act_backward_avx2(activation_type act, int rows, int B, float *G,
+                                         const float *Z, const float *A, float *db)
 {
     act_backward_body(act, rows, B, G, Z, A, db);
 }
-#endif
 
 void kern_act_forward(activation_type act, int rows, int B, float *Z, float *A,
                       const float *b, int deriv)
 {
-#if KERN_X86
-    if (kern_simd()) {
+    if (KERN_X86 && kern_simd())
         act_forward_avx2(act, rows, B, Z, A, b, deriv);
-        return;
-    }
-#endif
-    act_forward_base(act, rows, B, Z, A, b, deriv);
+    else
+        act_forward_body(act, rows, B, Z, A, b, deriv);
 }
 
 void kern_act_backward(activation_type act, int rows, int B, float *G, const float *Z,
                        const float *A, float *db)
 {
-#if KERN_X86
-    if (kern_simd()) {
+    if (KERN_X86 && kern_simd())
         act_backward_avx2(act, rows, B, G, Z, A, db);
-        return;
-    }
-#endif
-    act_backward_base(act, rows, B, G, Z, A, db);
+    else
+        act_backward_body(act, rows, B, G, Z, A, db);
 }

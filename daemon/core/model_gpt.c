@@ -373,28 +373,29 @@ static int batch_ok(const gpt_t *g, const batch_t *b)
     return 1;
 }
 
-static float gpt_train_step(model_t *m, const batch_t *b)
+/* Forward + loss; with train also the backward pass into m->grads. */
+static float run_step(model_t *m, const batch_t *b, int train)
 {
     gpt_t *g = (gpt_t *)m;
     step_ctx s;
     if (!batch_ok(g, b))
         return NAN;
-    gpt_step_init(&s, g, b->B, b->T, b->tokens, b->targets, 1);
+    gpt_step_init(&s, g, b->B, b->T, b->tokens, b->targets, train);
     gpt_forward(&s);
     float loss = head_loss(&s);
-    gpt_backward(&s);
+    if (train)
+        gpt_backward(&s);
     return loss;
+}
+
+static float gpt_train_step(model_t *m, const batch_t *b)
+{
+    return run_step(m, b, 1);
 }
 
 static float gpt_eval_loss(model_t *m, const batch_t *b)
 {
-    gpt_t *g = (gpt_t *)m;
-    step_ctx s;
-    if (!batch_ok(g, b))
-        return NAN;
-    gpt_step_init(&s, g, b->B, b->T, b->tokens, b->targets, 0);
-    gpt_forward(&s);
-    return head_loss(&s);
+    return run_step(m, b, 0);
 }
 
 /* GPT-2's init, tensor by tensor in table order (the order of the draws). */
