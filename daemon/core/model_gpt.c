@@ -306,18 +306,20 @@ void gpt_forward(step_ctx *s)
     for (int l = 0; l < g->L; l++) {
         layer_params *p = &g->w.layer[l];
         layer_acts *a = &g->la[l];
-        /* the products below add onto res2 = x + proj.b and qkv = qkv.b */
+        /* ln1, and the residual and bias the products below add onto:
+         * res2 = x + proj.b, qkv = qkv.b */
         ln_preset pre1 = {a->res2, p->projb, a->qkv, p->qkvb, C3};
         gpt_layernorm_forward(s, x, p->ln1w, p->ln1b, a->ln1, a->ln1_mean, a->ln1_rstd, &pre1);
         gpt_matmul_forward(s, a->qkv, a->ln1, p->qkvw, C, C3, 1.0f);
         gpt_attention_forward(s, a);
-        gpt_matmul_forward(s, a->res2, a->atty, p->projw, C, C, 1.0f);      /* residual */
-        ln_preset pre2 = {a->res3, p->fc2b, NULL, NULL, 0};             /* res3 = res2 + fc2.b */
+        gpt_matmul_forward(s, a->res2, a->atty, p->projw, C, C, 1.0f);   /* res2 += atty·Wproj^T */
+                           /* ln2; res3 = res2 + fc2.b */
+        ln_preset pre2 = {a->res3, p->fc2b, NULL, NULL, 0};
         gpt_layernorm_forward(s, a->res2, p->ln2w, p->ln2b, a->ln2, a->ln2_mean, a->ln2_rstd, &pre2);
         gpt_matmul_forward(s, a->fch, a->ln2, p->fcw, C, C4, 0.0f);
         gpt_gelu_forward(s, a->fch, a->fchg, p->fcb);
-        gpt_matmul_forward(s, a->res3, a->fchg, p->fc2w, C4, C, 1.0f);      /* residual */
-        x = a->res3;
+        gpt_matmul_forward(s, a->res3, a->fchg, p->fc2w, C4, C, 1.0f);   /* res3 += fchg·Wfc2^T */
+                           x = a->res3;
     }
     gpt_layernorm_forward(s, x, g->w.lnfw, g->w.lnfb, g->lnf, g->lnf_mean, g->lnf_rstd, NULL);
 }
@@ -339,23 +341,23 @@ static void gpt_backward(step_ctx *s)
     /* lnf: dres = LN'(dlnf); its column sums are the last layer's fc2.b grad */
     const float *xl = g->L > 0 ? g->la[g->L - 1].res3 : g->encoded;
     gpt_layernorm_backward(s, g->dln, xl, g->lnf_mean, g->lnf_rstd, g->w.lnfw, g->dres, 0,
-                       g->dw.lnfw, g->dw.lnfb, g->L > 0 ? g->dw.layer[g->L - 1].fc2b : NULL);
+                           g->dw.lnfw, g->dw.lnfb, g->L > 0 ? g->dw.layer[g->L - 1].fc2b : NULL);
     for (int l = g->L - 1; l >= 0; l--) {
         layer_params *p = &g->w.layer[l], *gr = &g->dw.layer[l];
         layer_acts *a = &g->la[l];
         const float *x = l > 0 ? g->la[l - 1].res3 : g->encoded;
         gpt_matmul_backward(s, g->dfch, gr->fc2w, g->dres, a->fchg, p->fc2w, C4, C);   /* fc2.b: above */
-        gpt_gelu_backward(s, a->fch, g->dfch, gr->fcb);
+                            gpt_gelu_backward(s, a->fch, g->dfch, gr->fcb);
         gpt_matmul_backward(s, g->dln, gr->fcw, g->dfch, a->ln2, p->fcw, C, C4);
         /* dres += LN2'(dln); its column sums are proj.b's grad */
         gpt_layernorm_backward(s, g->dln, a->res2, a->ln2_mean, a->ln2_rstd, p->ln2w, g->dres, 1,
-                           gr->ln2w, gr->ln2b, gr->projb);
+                               gr->ln2w, gr->ln2b, gr->projb);
         gpt_matmul_backward(s, g->datty, gr->projw, g->dres, a->atty, p->projw, C, C);
         gpt_attention_backward(s, a, gr->qkvb);
         gpt_matmul_backward(s, g->dln, gr->qkvw, g->dqkv, a->ln1, p->qkvw, C, C3);
         /* dres += LN1'(dln); its column sums are the previous layer's fc2.b grad */
         gpt_layernorm_backward(s, g->dln, x, a->ln1_mean, a->ln1_rstd, p->ln1w, g->dres, 1,
-                           gr->ln1w, gr->ln1b, l > 0 ? g->dw.layer[l - 1].fc2b : NULL);
+                               gr->ln1w, gr->ln1b, l > 0 ? g->dw.layer[l - 1].fc2b : NULL);
     }
     gpt_encoder_backward(s, g->dres);
 }

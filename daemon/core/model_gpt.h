@@ -94,19 +94,19 @@ typedef struct ln_preset {
 } ln_preset;
 /* out = LN(x)·w + b per row of C, keeping mean and rstd; pre may be NULL. */
 void gpt_layernorm_forward(step_ctx *s, const float *x, const float *w, const float *b, float *out,
-                       float *mean, float *rstd, const ln_preset *pre);
+                           float *mean, float *rstd, const ln_preset *pre);
 /* dx (+)= LN'(dout); dw, db the parameter gradients; colsum (if not NULL)
  * the column sums of the new dx (the bias gradient of the product before). */
 void gpt_layernorm_backward(step_ctx *s, const float *dout, const float *x, const float *mean,
-                        const float *rstd, const float *w, float *dx, int accumulate,
+                            const float *rstd, const float *w, float *dx, int accumulate,
                         float *dw, float *db, float *colsum);
 
 /* out (BT, OC) = inp (BT, IC) · weight^T (weight (OC, IC) as torch stores
  * it), + beta·out;  backward: dinp = dout · weight, dweight = dout^T · inp. */
 void gpt_matmul_forward(step_ctx *s, float *out, const float *inp, const float *weight, int IC,
-                    int OC, float beta);
+                        int OC, float beta);
 void gpt_matmul_backward(step_ctx *s, float *dinp, float *dweight, const float *dout,
-                     const float *inp, const float *weight, int IC, int OC);
+                         const float *inp, const float *weight, int IC, int OC);
 
 /* atty = causal softmax(q·k^T/√hs)·v per (b, h) from a->qkv;  backward
  * from g->datty into g->dqkv, and dqkvb = the qkv bias gradient. */

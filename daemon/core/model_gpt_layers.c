@@ -84,7 +84,7 @@ static void ln_fwd_range(void *ctx, int lo, int hi)
 }
 
 void gpt_layernorm_forward(step_ctx *s, const float *x, const float *w, const float *b, float *out,
-                       float *mean, float *rstd, const ln_preset *pre)
+                           float *mean, float *rstd, const ln_preset *pre)
 {
     ln_job j = {x, w, b, out, mean, rstd, s->g->C, {0}};
     if (pre)
@@ -139,7 +139,7 @@ static void reduce_partials(const float *partials, int nchunk, int stride, int c
 }
 
 void gpt_layernorm_backward(step_ctx *s, const float *dout, const float *x, const float *mean,
-                        const float *rstd, const float *w, float *dx, int accumulate,
+                            const float *rstd, const float *w, float *dx, int accumulate,
                         float *dw, float *db, float *colsum)
 {
     gpt_t *g = s->g;
@@ -153,13 +153,13 @@ void gpt_layernorm_backward(step_ctx *s, const float *dout, const float *x, cons
 /* ---- matmul ------------------------------------------------------------- */
 
 void gpt_matmul_forward(step_ctx *s, float *out, const float *inp, const float *weight, int IC,
-                    int OC, float beta)
+                        int OC, float beta)
 {
     kern_gemm(0, 1, s->BT, OC, IC, 1.0f, inp, IC, weight, IC, beta, out, OC);
 }
 
 void gpt_matmul_backward(step_ctx *s, float *dinp, float *dweight, const float *dout,
-                     const float *inp, const float *weight, int IC, int OC)
+                         const float *inp, const float *weight, int IC, int OC)
 {
     kern_gemm(0, 0, s->BT, IC, OC, 1.0f, dout, OC, weight, IC, 0.0f, dinp, IC);
     kern_gemm(1, 0, OC, IC, s->BT, 1.0f, dout, OC, inp, IC, 0.0f, dweight, IC);
