@@ -91,6 +91,10 @@ static const dkey keys[] = {
     INT("max_queued_jobs", max_queued_jobs, 1, 1000000, DCONFIG_DEFAULT_MAX_QUEUED_JOBS, 0),
     /* experiments read it when the daemon starts (exps_new) */
     INT("max_trials", max_trials, 1, 1000000, DCONFIG_DEFAULT_MAX_TRIALS, DK_FIXED),
+    INT("max_event_streams", max_event_streams, 1, 100000, DCONFIG_DEFAULT_MAX_EVENT_STREAMS, 0),
+    /* the dashboard's folders (static_files_set_dirs on SIGHUP) */
+    STR("www_dir", www_dir, NULL, NULL, 0),
+    STR("chartjs_dir", chartjs_dir, NULL, NULL, 0),
     {.name = "max_model_memory", .type = K_BYTES, F(max_model_memory), .lo = MiB, .hi = PiB,
      .def = (double)DCONFIG_DEFAULT_MAX_MODEL_MEMORY},
     {.name = "write_rate_per_client", .type = K_NUM, F(write_rate_per_client), .dlo = 0, .dhi = 1000000,
@@ -536,6 +540,10 @@ void dconfig_finish(dconfig *c)
     if (!c->api_token_file)
         c->api_token_file = xasprintf("%s/api.token", c->spool);
     make_abs(&c->api_token_file);
+    if (!c->chartjs_dir)
+        c->chartjs_dir = xstrdup(DCONFIG_DEFAULT_CHARTJS_DIR);
+    make_abs(&c->chartjs_dir);
+    make_abs(&c->www_dir);
     if (!c->data_dirs_set && c->n_data_dirs == 0) {
         char *d = xasprintf("%s/data", c->spool);
         dconfig_set_data_dirs(c, &d, 1);
