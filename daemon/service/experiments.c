@@ -77,12 +77,12 @@ struct exp_table {
     size_t n_keys;
 };
 
-exp_table *exps_new(job_table *jobs, const char *spool, size_t max_trials, char *const *data_dirs,
+exp_table *exps_new(job_table *jobs, const char *spool_dir, size_t max_trials, char *const *data_dirs,
                     size_t n_data_dirs, size_t max_model_bytes)
 {
     exp_table *e = xcalloc(1, sizeof *e);
     e->jobs = jobs;
-    e->dir = xasprintf("%s/experiments", spool);
+    e->dir = xasprintf("%s/experiments", spool_dir);
     e->max_trials = max_trials ? max_trials : SWEEP_DEFAULT_MAX_TRIALS;
     e->data_dirs = strv_dup(data_dirs, n_data_dirs);
     e->n_data_dirs = n_data_dirs;
