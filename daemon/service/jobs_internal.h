@@ -189,7 +189,6 @@ void check_disks(job_table *t, double now);
 /* jobs_json.c */
 const cJSON *jget(const cJSON *o, const char *k);
 double jnum(const cJSON *o, const char *k, double dflt);
-cJSON *diags_to_json(const diag_list_t *errs);
 void add_num_or_null(cJSON *o, const char *k, double v);
 cJSON *job_to_json(const job *j, int queue_pos);
 int load_status(job *j, cJSON *o);

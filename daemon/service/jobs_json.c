@@ -28,21 +28,6 @@ double jnum(const cJSON *o, const char *k, double dflt)
     return cJSON_IsNumber(v) ? v->valuedouble : dflt;
 }
 
-cJSON *diags_to_json(const diag_list_t *errs)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; i < errs->n; i++) {
-        const diag_t *d = &errs->items[i];
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "path", d->path);
-        cJSON_AddNumberToObject(e, "line", d->line);
-        cJSON_AddNumberToObject(e, "column", d->column);
-        cJSON_AddStringToObject(e, "message", d->message);
-        cJSON_AddItemToArray(a, e);
-    }
-    return a;
-}
-
 /* ---------------------------------------------------------- job objects */
 
 void add_num_or_null(cJSON *o, const char *k, double v)
