@@ -413,7 +413,7 @@ static int do_status(client *c, const char *id)
 static bool state_ended(const char *s)
 {
     return s && (!strcmp(s, "succeeded") || !strcmp(s, "failed") || !strcmp(s, "cancelled") ||
-                 !strcmp(s, "rejected"));
+                 !strcmp(s, "rejected") || !strcmp(s, "stopped"));
 }
 
 static int do_watch(client *c, const char *id)

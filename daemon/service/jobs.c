@@ -36,7 +36,7 @@
 #define HIST_SAMPLES 2000            /* lines sampled from the rest */
 
 static const char *const state_names[JOB_NSTATES] = {
-    "queued", "running", "succeeded", "failed", "cancelled", "rejected",
+    "queued", "running", "succeeded", "failed", "cancelled", "rejected", "stopped",
 };
 
 const char *job_state_name(job_state s)
@@ -92,6 +92,8 @@ typedef struct job {
     long forked_at;                  /* a fork: the step it branched at, else -1 */
     char *experiment;                /* a trial: its experiment (trial.json), or NULL */
     cJSON *params;                   /* a trial: its swept values, or NULL */
+    bool held;                       /* paused at an ASHA rung: queued, but not started until released */
+    char *stop_reason;               /* stopped: why (its experiment's decision), else NULL */
 
     /* the training process (traind/executor.h) */
     exec_job *x;
@@ -171,6 +173,7 @@ struct job_table {
 
     void (*on_change)(void *);
     void *on_change_ctx;
+    jobs_pause_hooks pause;          /* early stopping (jobs_set_pause_hooks) */
 };
 
 static void schedule(job_table *t);
@@ -250,6 +253,7 @@ static void job_free(job *j)
     free(j->idem_key);
     free(j->parent);
     free(j->experiment);
+    free(j->stop_reason);
     cJSON_Delete(j->params);
     free(j->dir);
     free(j->fail_msg);
@@ -497,6 +501,15 @@ static cJSON *config_from_dir(const char *dir, const char *id);
  * config in.  Reading a page's status.json files here held the loop. */
 static bool g_defer_config;
 
+/* "stop_reason" of a stopped job; "held" while one waits at a rung. */
+static void add_early_stop_json(cJSON *o, const job *j)
+{
+    if (j->state == JOB_STOPPED)
+        cJSON_AddStringToObject(o, "stop_reason", j->stop_reason ? j->stop_reason : "stopped early");
+    if (j->held && j->state == JOB_QUEUED)
+        cJSON_AddTrueToObject(o, "held");
+}
+
 static cJSON *job_to_json(const job *j, int queue_pos)
 {
     cJSON *o = cJSON_CreateObject();
@@ -564,6 +577,7 @@ static cJSON *job_to_json(const job *j, int queue_pos)
     else
         cJSON_AddNullToObject(o, "experiment");
     cJSON_AddItemToObject(o, "params", j->params ? cJSON_Duplicate(j->params, 1) : cJSON_CreateNull());
+    add_early_stop_json(o, j);
     cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(j->errors, 1));
     if (!j->config && j->config_on_disk && g_defer_config) {
         cJSON_AddNullToObject(o, "config");
@@ -1622,6 +1636,86 @@ static void slurm_ended(job *j, const exec_end *e)
     }
 }
 
+/* ------------------------------------------------------ early stopping */
+
+/* The process paused at an ASHA rung: queued and held until its
+ * experiment decides (jobs_release, jobs_stop_early). */
+static void paused_at_rung(job *j)
+{
+    job_table *t = j->t;
+    set_state(j, JOB_QUEUED);
+    j->held = true;
+    j->steps_per_s = dnan();
+    long step = j->checkpoint_step;
+    char id[SPOOL_ID_MAX + 1], exp[SPOOL_ID_MAX + 1];
+    snprintf(id, sizeof id, "%s", j->id);
+    snprintf(exp, sizeof exp, "%s", j->experiment);
+    char *key = j->idem_key ? xstrdup(j->idem_key) : NULL;
+    log_info("job %s: paused at step %ld for its experiment's early-stopping decision", j->id, step);
+    end_cleanup(j);
+    t->pause.paused(t->pause.ctx, id, exp, key, step);
+    free(key);
+}
+
+bool jobs_is_slurm(const job_table *t)
+{
+    return t->slurm;
+}
+
+void jobs_set_pause_hooks(job_table *t, const jobs_pause_hooks *h)
+{
+    t->pause = *h;
+}
+
+int jobs_release(job_table *t, const char *id)
+{
+    job *j = find(t, id);
+    if (!j)
+        return API_NOT_FOUND;
+    if (j->state == JOB_QUEUED && j->held) {
+        j->held = false;
+    } else if (j->state == JOB_STOPPED) {
+        if (j->config_on_disk && !j->config) {
+            j->config = config_from_disk(j);
+            j->config_on_disk = !j->config;
+        }
+        set_state(j, JOB_QUEUED);
+        j->finished_at = 0;
+        free(j->stop_reason);
+        j->stop_reason = NULL;
+        if (j->hist_on_disk) {
+            j->hist_on_disk = false;
+            load_history(j);
+        }
+        log_info("job %s: promoted by its experiment; queued to resume from step %ld", j->id, j->checkpoint_step);
+    } else {
+        return API_CONFLICT;
+    }
+    persist(j);
+    changed(t);
+    schedule(t);
+    return API_OK;
+}
+
+int jobs_stop_early(job_table *t, const char *id, const char *reason)
+{
+    job *j = find(t, id);
+    if (!j)
+        return API_NOT_FOUND;
+    if (j->state != JOB_QUEUED || !j->held)
+        return API_CONFLICT;
+    j->held = false;
+    free(j->stop_reason);
+    j->stop_reason = xstrndup(reason, 512);
+    set_ended(j, JOB_STOPPED);
+    log_info("job %s: stopped early at step %ld: %s", j->id, j->checkpoint_step, reason);
+    /* not thinned (as an ended job's is): a promotion appends to it again */
+    persist(j);
+    changed(t);
+    schedule(t);
+    return API_OK;
+}
+
 static void on_worker_exit(void *ctx, const exec_end *e)
 {
     job *j = ctx;
@@ -1679,6 +1773,9 @@ static void on_worker_exit(void *ctx, const exec_end *e)
         j->steps_per_s = dnan();
         log_info("job %s: stopped at step %ld for shutdown (checkpoint at step %ld); resumes at next start",
                  j->id, j->step, j->checkpoint_step);
+    } else if (!term_signal && exit_status == WORKER_EXIT_PAUSED && t->pause.paused && j->experiment) {
+        paused_at_rung(j);
+        return;
     } else if (!term_signal && exit_status == WORKER_EXIT_STOPPED) {
         /* Someone outside traind stopped it (SIGTERM to the process). */
         add_error(j, "training process was stopped from outside traind at step %ld", j->step);
@@ -1785,6 +1882,8 @@ static int start_job(job *j)
         }
     }
     exec_spec spec = job_spec(j, ranks, mpi_worker);
+    if (j->experiment && t->pause.pause_at)
+        spec.pause_at = t->pause.pause_at(t->pause.ctx, j->id, j->experiment, j->idem_key);
     exec_job *x;
     int rc = exec_start(t->ex, &spec, &job_callbacks, j, &x);
     free(mpi_worker);
@@ -1843,8 +1942,8 @@ static void schedule(job_table *t)
     advance_hint(t);
     for (size_t i = t->queue_hint; i < t->n && t->running < t->max_jobs; i++) {
         job *j = t->jobs[i];
-        if (j->state != JOB_QUEUED || j->x)
-            continue;   /* a job waiting in Slurm's queue has been handed over already */
+        if (j->state != JOB_QUEUED || j->x || j->held)
+            continue;   /* a job waiting in Slurm's queue has been handed over already; a held one waits */
         if (j->hist_loading)
             break;
         start_job(j);
@@ -2240,6 +2339,7 @@ int jobs_lookup(job_table *t, const char *id, jobs_info *out)
     out->eval_loss = j->eval_loss;
     out->started_at = j->started_at;
     out->finished_at = j->finished_at;
+    out->held = j->held && j->state == JOB_QUEUED;
     snprintf(out->name, sizeof out->name, "%s", j->name ? j->name : j->id);
     return 0;
 }
@@ -2374,6 +2474,9 @@ static int load_status(job *j, cJSON *o)
     if (cJSON_IsObject(config))   /* taken, not copied: o is thrown away */
         j->config = cJSON_DetachItemFromObjectCaseSensitive(o, "config");
     j->cancel_requested = cJSON_IsTrue(jget(o, "cancel_requested")) && !job_state_ended(j->state);
+    const cJSON *sr = jget(o, "stop_reason");
+    if (j->state == JOB_STOPPED && cJSON_IsString(sr))
+        j->stop_reason = xstrndup(sr->valuestring, 512);
     const cJSON *sid = jget(o, "slurm_job_id");
     if (cJSON_IsString(sid) && strlen(sid->valuestring) <= EXEC_SCHED_ID_MAX &&
         strspn(sid->valuestring, "0123456789") == strlen(sid->valuestring))

@@ -440,7 +440,7 @@ static void on_jobs_changed(void *ctx)
     int c[JOB_NSTATES];
     jobs_counts(d->jobs, c);
     notify_status("%d running, %d queued, %d done", c[JOB_RUNNING], c[JOB_QUEUED],
-                  c[JOB_SUCCEEDED] + c[JOB_FAILED] + c[JOB_CANCELLED] + c[JOB_REJECTED]);
+                  c[JOB_SUCCEEDED] + c[JOB_FAILED] + c[JOB_CANCELLED] + c[JOB_REJECTED] + c[JOB_STOPPED]);
     /* files held in incoming/ for a full queue: take them as room frees up */
     if (d->sp && spool_holding(d->sp) && c[JOB_QUEUED] < d->cfg.max_queued_jobs)
         spool_rescan(d->sp);
