@@ -465,8 +465,8 @@ static long trial_of(const experiment *x, const char *job_id, const char *idem_k
 static long hook_pause_at(void *ctx, const char *job_id, const char *exp_id, const char *idem_key)
 {
     experiment *x = find(ctx, exp_id);
-    if (!x || !x->asha)
-        return 0;
+    if (!x || !x->asha || x->state != EXP_RUNNING)
+        return 0;   /* an experiment that no longer runs decides nothing: its trials train on (or are cancelled) */
     long k = trial_of(x, job_id, idem_key);
     if (k < 0) {
         log_warn("experiment %s: job %s is none of its trials; it runs without early stopping", x->id, job_id);
@@ -480,6 +480,14 @@ static long hook_pause_at(void *ctx, const char *job_id, const char *exp_id, con
 static void act(experiment *x, size_t k, const asha_decision *d, const asha_decision *prom, size_t n_prom)
 {
     job_table *jobs = x->e->jobs;
+    if (x->state != EXP_RUNNING) {
+        /* cancelled (or failed) while the report was being recorded */
+        if (x->state == EXP_CANCELLED)
+            jobs_cancel(jobs, x->trials[k].job, NULL, NULL);
+        else
+            jobs_release(jobs, x->trials[k].job);
+        return;
+    }
     if (n_prom && prom->trial >= 0 && (size_t)prom->trial < x->n_trials && x->trials[prom->trial].job[0]) {
         const char *pj = x->trials[prom->trial].job;
         jobs_info info;
