@@ -280,38 +280,67 @@ int exp_asha_record(const char *dir, size_t k, int rung, long step, double metri
     return rc;
 }
 
-int exp_asha_read_metric(const char *job_dir, long step, bool eval, double *metric)
+/* The point at step among the lines of buf[0..len), searched from the end. */
+static int find_point(const char *buf, size_t len, long step, bool eval, double *metric)
 {
-    char *path = xasprintf("%s/metrics.jsonl", job_dir), *buf = NULL;
-    size_t len = 0;
-    int rc = read_file_flags(path, MAX_METRICS_BYTES, O_NOFOLLOW, &buf, &len);
-    free(path);
-    if (rc < 0)
-        return rc;
     char key[40];
     int kl = snprintf(key, sizeof key, "{\"step\":%ld,", step);
-    rc = -ENOENT;
-    /* the point is near the end (the trial paused right after it): search from there */
     size_t end = len;
-    while (end > 0 && rc == -ENOENT) {
-        size_t start = end - 1;
+    while (end > 0 && buf[end - 1] == '\n')
+        end--;
+    while (end > 0) {
+        size_t start = end;
         while (start > 0 && buf[start - 1] != '\n')
             start--;
         if (end - start > (size_t)kl && memcmp(buf + start, key, (size_t)kl) == 0) {
             cJSON *o = cJSON_ParseWithLength(buf + start, end - start);
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, eval ? "eval_loss" : "loss_avg");
-            if (cJSON_IsNumber(v)) {
+            int rc = cJSON_IsNumber(v) ? 0 : -ENODATA;
+            if (rc == 0)
                 *metric = v->valuedouble;
-                rc = 0;
-            } else {
-                rc = -ENODATA;
-            }
             cJSON_Delete(o);
+            return rc;
         }
         end = start;
         while (end > 0 && buf[end - 1] == '\n')
             end--;
     }
-    free(buf);
+    return -ENOENT;
+}
+
+int exp_asha_read_metric(const char *job_dir, long step, bool eval, double *metric)
+{
+    enum { TAIL = 64 * 1024 };
+    char *path = xasprintf("%s/metrics.jsonl", job_dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    struct stat st;
+    int rc = fd < 0 ? -errno : fstat(fd, &st) < 0 ? -errno : !S_ISREG(st.st_mode) ? -EINVAL : 0;
+    if (rc == 0) {
+        /* the trial paused right after the point: it is in the last few lines */
+        size_t n = st.st_size > TAIL ? TAIL : (size_t)st.st_size;
+        char *buf = xmalloc(n + 1);
+        ssize_t got = pread(fd, buf, n, st.st_size - (off_t)n);
+        if (got < 0) {
+            rc = -errno;
+        } else {
+            size_t skip = 0;
+            if ((off_t)n < st.st_size)   /* the chunk starts mid-line: that line is not looked at */
+                while (skip < (size_t)got && buf[skip] != '\n')
+                    skip++;
+            rc = find_point(buf + skip, (size_t)got - skip, step, eval, metric);
+        }
+        free(buf);
+    }
+    if (fd >= 0)
+        close(fd);
+    if (rc == -ENOENT && fd >= 0 && st.st_size > TAIL) {
+        char *all = NULL;
+        size_t len = 0;
+        rc = read_file_flags(path, MAX_METRICS_BYTES, O_NOFOLLOW, &all, &len);
+        if (rc == 0)
+            rc = find_point(all, len, step, eval, metric);
+        free(all);
+    }
+    free(path);
     return rc;
 }

@@ -76,7 +76,8 @@ struct cJSON *exp_asha_json(const exp_asha *a);
 /* --- file work, for the thread pool (touch nothing but files) --- */
 
 /* The metric of job_dir/metrics.jsonl's point at step: its eval_loss (eval)
- * or loss_avg.  0, -ENOENT (no point at that step), -ENODATA (the point has
+ * or loss_avg.  The last 64 KiB are searched first (a paused trial's point
+ * is its last line), then the whole file (at most 1 GiB).  0, -ENOENT (no point at that step), -ENODATA (the point has
  * no such value), or -errno. */
 int exp_asha_read_metric(const char *job_dir, long step, bool eval, double *metric);
 /* Appends one report to dir/asha.jsonl with a single write and fsyncs it

@@ -230,6 +230,16 @@ START_TEST(record_replays_the_same_decisions)
     ck_assert(v == 1.25);
     ck_assert_int_eq(exp_asha_read_metric(dir, 5, true, &v), -ENODATA);
     ck_assert_int_eq(exp_asha_read_metric(dir, 1, false, &v), -ENOENT);
+    /* past the 64 KiB tail it looks at first: the whole file */
+    size_t cap = 1 << 20, len = 0;
+    char *big = xmalloc(cap);
+    len += (size_t)snprintf(big, cap, "{\"step\":7,\"loss_avg\":0.75}\n");
+    for (long st = 8; len < 200000; st++)
+        len += (size_t)snprintf(big + len, cap - len, "{\"step\":%ld,\"loss_avg\":1}\n", st);
+    ck_assert_int_eq(tl_write(mp, big), 0);
+    ck_assert_int_eq(exp_asha_read_metric(dir, 7, false, &v), 0);
+    ck_assert(v == 0.75);
+    free(big);
     cJSON_Delete(want);
     cJSON_Delete(got);
     exp_asha_free(a);
