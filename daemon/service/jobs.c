@@ -1706,7 +1706,7 @@ int jobs_stop_early(job_table *t, const char *id, const char *reason)
         return API_CONFLICT;
     j->held = false;
     free(j->stop_reason);
-    j->stop_reason = xstrndup(reason, 512);
+    j->stop_reason = xasprintf("%.512s", reason);
     set_ended(j, JOB_STOPPED);
     log_info("job %s: stopped early at step %ld: %s", j->id, j->checkpoint_step, reason);
     /* not thinned (as an ended job's is): a promotion appends to it again */
@@ -2476,7 +2476,7 @@ static int load_status(job *j, cJSON *o)
     j->cancel_requested = cJSON_IsTrue(jget(o, "cancel_requested")) && !job_state_ended(j->state);
     const cJSON *sr = jget(o, "stop_reason");
     if (j->state == JOB_STOPPED && cJSON_IsString(sr))
-        j->stop_reason = xstrndup(sr->valuestring, 512);
+        j->stop_reason = xasprintf("%.512s", sr->valuestring);
     const cJSON *sid = jget(o, "slurm_job_id");
     if (cJSON_IsString(sid) && strlen(sid->valuestring) <= EXEC_SCHED_ID_MAX &&
         strspn(sid->valuestring, "0123456789") == strlen(sid->valuestring))
