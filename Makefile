@@ -117,7 +117,7 @@ test: deps
 check: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
 	    SAN_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" tests
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	@TRAIND_TEST_SKIP_SLOW=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    BUILD=build-asan scripts/run-tests.sh \
 	    $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BINS) $(ITEST_BINS) $(FUZZ_REPLAY_BINS))
 

@@ -8,11 +8,14 @@
 # counted as one skipped); never as passed.
 set -u
 export TRAIND_BUILD="${BUILD:-build}"
-passed=0 failed=0 skipped=0 broken=""
+passed=0 failed=0 skipped=0 broken="" times=""
 for t in "$@"; do
     name=$(basename "$t")
+    t0=$(date +%s%N)
     out=$("$t" 2>&1)
     rc=$?
+    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    times="$times$ms $name"$'\n'
     printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks|:[EF]:|^SKIPPED: [0-9]+ checks|^SKIP: ' | sed "s|^|$name: |"
     sk=$(printf '%s\n' "$out" | sed -nE 's/^SKIPPED: ([0-9]+) checks.*/\1/p' | tail -1)
     [ -n "$sk" ] && skipped=$((skipped + sk))
@@ -33,6 +36,9 @@ for t in "$@"; do
     fi
 done
 [ -n "$broken" ] && echo "tests that exited abnormally:$broken"
+# The slowest suites, so that a run's time can be read off its log.
+printf '%s' "$times" | sort -rn | head -8 | awk '{ printf "slowest: %s %.1f s\n", $2, $1 / 1000 }'
+
 if [ "$skipped" -gt 0 ]; then
     echo "tests: $passed passed, $failed failed, $skipped skipped"
 else
