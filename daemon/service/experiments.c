@@ -521,6 +521,66 @@ typedef struct report_req {
 
 static void next_report(experiment *x);
 
+#define REPORT_RETRY_S 1
+
+typedef struct retry_req {
+    uv_work_t work;
+    exp_table *e;
+    char exp[SPOOL_ID_MAX + 1];
+} retry_req;
+
+/* A report that could not be recorded holds its experiment's later ones:
+ * the wait before the next try is spent on the pool (a rare error path:
+ * no timer handle to own). */
+static void retry_work(uv_work_t *w)
+{
+    sleep(REPORT_RETRY_S);
+}
+
+static void retry_done(uv_work_t *w, int status)
+{
+    retry_req *r = w->data;
+    experiment *x = find(r->e, r->exp);
+    job_table *t = r->e->jobs;
+    if (x) {
+        x->report_inflight = false;
+        if (!jobs_shutting_down(t))
+            next_report(x);
+    }
+    free(r);
+    jobs_work_end(t);
+    (void)status;
+}
+
+static void retry_later(experiment *x)
+{
+    retry_req *r = xcalloc(1, sizeof *r);
+    r->work.data = r;
+    r->e = x->e;
+    snprintf(r->exp, sizeof r->exp, "%s", x->id);
+    if (uv_queue_work(jobs_loop(x->e->jobs), &r->work, retry_work, retry_done) < 0) {
+        free(r);
+        return;   /* then the next change of any job tries again (asha_drive) */
+    }
+    x->report_inflight = true;   /* nothing else is recorded meanwhile: the order stays */
+    jobs_work_begin(x->e->jobs);
+}
+
+/* Queues a trial's report: last, or first again (one that could not be recorded). */
+static void push_report(experiment *x, rung_report rr, bool first)
+{
+    if (x->n_reports == x->cap_reports)
+        x->reports = xrealloc(x->reports, (x->cap_reports = x->cap_reports ? 2 * x->cap_reports : 16) *
+                                              sizeof *x->reports);
+    if (first) {
+        memmove(x->reports + 1, x->reports, x->n_reports * sizeof *x->reports);
+        x->reports[0] = rr;
+    } else {
+        x->reports[x->n_reports] = rr;
+    }
+    x->n_reports++;
+}
+
 /* Off the loop: the trial's metric at the rung from its own metrics.jsonl,
  * then the report appended to asha.jsonl and fsync'd. */
 static void report_work(uv_work_t *w)
@@ -542,14 +602,11 @@ static void report_done(uv_work_t *w, int status)
                      x->id, r->k, r->eval ? "eval_loss" : "loss_avg", r->step, strerror(-r->metric_rc));
         if (r->rc < 0) {
             /* not recorded, so not decided: the trial stays held and the
-             * report is tried again at the next change of any job */
+             * report is tried again in a second */
             log_error("experiment %s: cannot record trial %zu's report at step %ld in " EXP_ASHA_FILE ": %s; "
-                      "retried later", x->id, r->k, r->step, strerror(-r->rc));
-            x->reports = xrealloc(x->reports, (x->n_reports + 1) * sizeof *x->reports);
-            memmove(x->reports + 1, x->reports, x->n_reports * sizeof *x->reports);
-            x->reports[0] = (rung_report){r->k, r->step};
-            x->n_reports++;
-            x->cap_reports = x->n_reports;
+                      "retried in %d s", x->id, r->k, r->step, strerror(-r->rc), REPORT_RETRY_S);
+            push_report(x, (rung_report){r->k, r->step}, true);
+            retry_later(x);
         } else {
             asha_decision d, p;
             size_t np;
@@ -612,10 +669,8 @@ static void next_report(experiment *x)
             free(r->exp_dir);
             free(r->job_dir);
             free(r);
-            x->reports = xrealloc(x->reports, (x->n_reports + 1) * sizeof *x->reports);
-            memmove(x->reports + 1, x->reports, x->n_reports * sizeof *x->reports);
-            x->reports[0] = rr;
-            x->n_reports++;
+            push_report(x, rr, true);
+            retry_later(x);
             return;
         }
         x->report_inflight = true;
@@ -638,10 +693,7 @@ static void hook_paused(void *ctx, const char *job_id, const char *exp_id, const
     for (size_t i = 0; i < x->n_reports; i++)
         if (x->reports[i].k == (size_t)k)
             return;   /* already waiting */
-    if (x->n_reports == x->cap_reports)
-        x->reports = xrealloc(x->reports, (x->cap_reports = x->cap_reports ? 2 * x->cap_reports : 16) *
-                                              sizeof *x->reports);
-    x->reports[x->n_reports++] = (rung_report){(size_t)k, step};
+    push_report(x, (rung_report){(size_t)k, step}, false);
     next_report(x);
 }
 
