@@ -13,7 +13,9 @@
  * (paused at each rung, promoted or not) is bit for bit a prefix of the same
  * config run as one plain job, uninterrupted.  A kill -9 loop during the
  * same sweep ends with the same decisions as the uninterrupted sweep, none
- * twice, and the same metrics.jsonl for every trial.
+ * twice, and the same metrics.jsonl for every trial; so does a restart
+ * after reports were recorded but their stops never reached status.json.
+ * A cancel mid-sweep cancels what is unfinished and decides nothing more.
  *
  * max_concurrent: 1 makes the order of the rung reports, and so the
  * decisions, the same in every run (ASHA's decisions depend on that order).
@@ -443,6 +445,57 @@ START_TEST(asha_recorded_but_not_acted_on)
 }
 END_TEST
 
+static int record_lines(const char *path)
+{
+    char *t = tl_read(path, NULL);
+    int lines = 0;
+    for (char *p = t; p && *p; p++)
+        lines += *p == '\n';
+    free(t);
+    return lines;
+}
+
+/* Cancelled mid-sweep: the unfinished trials are cancelled (a held one
+ * too), stopped ones stay stopped, and nothing is decided or promoted after. */
+START_TEST(asha_cancel_mid_sweep)
+{
+    start_daemon("spool");
+    char *id = submit_sweep("spool");
+    char *rec = xasprintf("%s/spool/experiments/%s/asha.jsonl", g_dir, id);
+    double end = tl_now() + 120;
+    while (record_lines(rec) < 3) {
+        ck_assert_msg(tl_now() < end, "no 3 reports recorded");
+        tl_sleep_ms(2);
+    }
+    char *p = xasprintf("/experiments/%s/cancel", id);
+    tl_resp r;
+    tl_http(g_d.addr, "POST", p, g_d.token, "", 0, &r);
+    ck_assert_int_eq(r.status, 202);
+    tl_resp_free(&r);
+    free(p);
+    tl_sleep_ms(1500);
+    int lines = record_lines(rec);
+    cJSON *x = get_exp(id);
+    ck_assert_str_eq(tl_str(x, "state"), "cancelled");
+    int stopped = 0, cancelled = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(x, "trials")) {
+        const char *st = tl_str(t, "state");
+        ck_assert_msg(!strcmp(st, "stopped") || !strcmp(st, "cancelled") || !strcmp(st, "waiting"),
+                      "a trial is %s after the cancel", st);
+        stopped += !strcmp(st, "stopped");
+        cancelled += !strcmp(st, "cancelled");
+    }
+    ck_assert_int_ge(stopped, 1);
+    ck_assert_int_ge(cancelled, 1);
+    cJSON_Delete(x);
+    tl_sleep_ms(1000);
+    ck_assert_int_eq(record_lines(rec), lines);
+    free(rec);
+    free(id);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("asha_daemon");
@@ -452,6 +505,7 @@ static Suite *suite(void)
     tcase_add_test(tc, asha_sweep_end_to_end);
     tcase_add_test(tc, asha_kill9_loop_same_decisions);
     tcase_add_test(tc, asha_recorded_but_not_acted_on);
+    tcase_add_test(tc, asha_cancel_mid_sweep);
     suite_add_tcase(s, tc);
     return s;
 }
