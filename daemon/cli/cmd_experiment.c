@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "traind/schedule.h"
 #include "traind/dconfig.h"
+#include "traind/intake.h"
 #include "traind/spool.h"
 #include "traind/sweep.h"
 #include "traind/util.h"
@@ -79,8 +80,8 @@ int cli_validate_experiment(const char *path, const struct dconfig *dc)
             const sweep_trial *t = &s.trials[k];
             run_config cfg;
             char *data_path = NULL;
-            if (spool_validate(t->yaml, strlen(t->yaml), t->cfg.name, dc->data_dirs, dc->n_data_dirs, &cfg,
-                               &data_path, &errs) != 0) {
+            intake_limits lim = {dc->data_dirs, dc->n_data_dirs, dc->max_model_memory};
+            if (intake_validate(t->yaml, strlen(t->yaml), t->cfg.name, &lim, &cfg, &data_path, &errs) != 0) {
                 fprintf(stderr, "%s: trial %zu (%s):\n", path, k + 1, t->cfg.name);
                 diag_print(stderr, path, &errs);
                 diag_free(&errs);

@@ -41,17 +41,17 @@ typedef struct progress {
 static void draw_bar(progress *p, const run_event *ev)
 {
     const int width = 24;
-    double frac = ev->total_steps > 0 ? (double)ev->step / (double)ev->total_steps : 0;
+    double frac = ev->total_steps > 0 ? (double)ev->pt.step / (double)ev->total_steps : 0;
     int fill = (int)(frac * width);
     char bar[64];
     for (int i = 0; i < width; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[width] = '\0';
     char eta[32] = "?";
-    if (ev->steps_per_s > 0)
-        cli_format_duration((double)(ev->total_steps - ev->step) / ev->steps_per_s, eta, sizeof eta);
+    if (ev->pt.steps_per_s > 0)
+        cli_format_duration((double)(ev->total_steps - ev->pt.step) / ev->pt.steps_per_s, eta, sizeof eta);
     fprintf(stderr, "\r\033[K%s [%s] %ld/%ld %3.0f%%  lr %.3e  loss %.5g  %.0f steps/s  ETA %s",
-            p->name, bar, ev->step, ev->total_steps, 100 * frac, ev->lr, ev->loss, ev->steps_per_s, eta);
+            p->name, bar, ev->pt.step, ev->total_steps, 100 * frac, ev->pt.lr, ev->pt.loss, ev->pt.steps_per_s, eta);
     p->bar_drawn = true;
 }
 
@@ -68,8 +68,8 @@ static void on_event(void *ctx, const run_event *ev)
     progress *p = ctx;
     switch (ev->type) {
     case RUN_EVENT_START:
-        if (ev->step > 0)
-            fprintf(stderr, "%s: resuming from step %ld\n", p->name, ev->step);
+        if (ev->pt.step > 0)
+            fprintf(stderr, "%s: resuming from step %ld\n", p->name, ev->pt.step);
         break;
     case RUN_EVENT_NOTICE:
         clear_bar(p);
@@ -79,11 +79,11 @@ static void on_event(void *ctx, const run_event *ev)
         if (p->tty) {
             draw_bar(p, ev);
         } else {
-            printf("step %ld/%ld lr %.6e loss %.6g loss_avg %.6g grad_norm %.4g", ev->step,
-                   ev->total_steps, ev->lr, ev->loss, ev->loss_avg, ev->grad_norm);
-            if (!isnan(ev->eval_loss))
-                printf(" eval_loss %.6g", ev->eval_loss);
-            printf(" %.0f steps/s\n", ev->steps_per_s);
+            printf("step %ld/%ld lr %.6e loss %.6g loss_avg %.6g grad_norm %.4g", ev->pt.step,
+                   ev->total_steps, ev->pt.lr, ev->pt.loss, ev->pt.loss_avg, ev->pt.grad_norm);
+            if (!isnan(ev->pt.eval_loss))
+                printf(" eval_loss %.6g", ev->pt.eval_loss);
+            printf(" %.0f steps/s\n", ev->pt.steps_per_s);
             fflush(stdout);
         }
         break;

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "traind/dconfig.h"
+#include "traind/intake.h"
 #include "traind/spool.h"
 #include "traind/util.h"
 
@@ -77,7 +78,8 @@ static int validate_for_daemon(const char *path, const dconfig *dc)
     free(copy);
     run_config cfg;
     char *data_path = NULL;
-    rc = spool_validate(buf, len, stem, dc->data_dirs, dc->n_data_dirs, &cfg, &data_path, &errs);
+    intake_limits lim = {dc->data_dirs, dc->n_data_dirs, dc->max_model_memory};
+    rc = intake_validate(buf, len, stem, &lim, &cfg, &data_path, &errs);
     free(buf);
     if (rc != 0) {
         diag_print(stderr, path, &errs);
@@ -120,7 +122,6 @@ static int cmd_validate(int argc, char **argv)
             return EXIT_FAIL;
         }
         dconfig_finish(&dc);
-        spool_set_max_model_bytes(dc.max_model_memory);
     }
     int bad = 0;
     for (int i = 0; i < n; i++) {

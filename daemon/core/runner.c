@@ -96,12 +96,10 @@ static void emit(run *r, run_event_type type, double lr, double loss, double los
         return;
     run_event ev = {
         .type = type,
-        .step = r->c.step,
+        .pt = {.step = r->c.step, .lr = lr, .loss = loss, .loss_avg = loss_avg, .grad_norm = grad_norm,
+               .eval_loss = eval_loss, .time = r->c.elapsed_s + (now_monotonic() - r->t_start),
+               .steps_per_s = r->rate},
         .total_steps = r->cfg->sched.total_steps,
-        .lr = lr, .loss = loss, .loss_avg = loss_avg, .grad_norm = grad_norm,
-        .eval_loss = eval_loss,
-        .elapsed_s = r->c.elapsed_s + (now_monotonic() - r->t_start),
-        .steps_per_s = r->rate,
         .checkpoint_step = r->checkpoint_step,
         .message = message,
     };
@@ -658,38 +656,16 @@ static run_result train_loop(run *r, char *err, size_t errlen)
     return save_checkpoint(r, err, errlen) == 0 ? RUN_OK : RUN_FAILED;
 }
 
-/* Removes PREFIX...PID files whose writer is gone (a process killed while
- * it wrote a checkpoint or trainer_state.json); a live writer's file is left
- * alone. */
-static void remove_stale_tmp_in(const char *dir, const char *const *prefixes, size_t n)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        for (size_t i = 0; i < n; i++) {
-            size_t pl = strlen(prefixes[i]);
-            if (strncmp(e->d_name, prefixes[i], pl) != 0)
-                continue;
-            /* NAME.tmp.PID, or .step-S.bin.tmp.PID in checkpoints/ */
-            const char *p = strrchr(e->d_name, '.');
-            char *end;
-            long pid = p ? strtol(p + 1, &end, 10) : 0;
-            if (!p || *end || pid <= 0 || (pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)))
-                continue;
-            unlinkat(dirfd(d), e->d_name, 0);
-        }
-    closedir(d);
-}
-
-static void remove_stale_tmp(const char *dir)
+/* PREFIX...PID files whose writer is gone (a process killed while it wrote
+ * a checkpoint or trainer_state.json) are removed; a live writer's file is
+ * left alone. */
+static void remove_stale_tmps(const char *dir)
 {
     static const char *const here[] = {"checkpoint.bin.tmp.", "trainer_state.json.tmp."};
     static const char *const kept[] = {".step-"};
-    remove_stale_tmp_in(dir, here, 2);
+    remove_stale_tmp(dir, here, 2, false, NULL, NULL);
     char *cdir = xasprintf("%s/checkpoints", dir);
-    remove_stale_tmp_in(cdir, kept, 1);
+    remove_stale_tmp(cdir, kept, 1, false, NULL, NULL);
     free(cdir);
 }
 
@@ -716,7 +692,7 @@ run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err,
     r.ckpt_path = xasprintf("%s/checkpoint.bin", opts->out_dir);
     r.metrics_path = xasprintf("%s/metrics.jsonl", opts->out_dir);
     if (r.writer)
-        remove_stale_tmp(opts->out_dir);
+        remove_stale_tmps(opts->out_dir);
 
     r.data = data_open(cfg, opts->data_path, err, errlen);
     if (!r.data)

@@ -1,10 +1,12 @@
 /* util — allocation, files, time, checksums.  See traind/util.h. */
 #include "traind/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,6 +177,42 @@ int fsync_parent_dir(const char *path)
     }
     free(copy);
     return rc;
+}
+
+bool stale_tmp_name(const char *name, const char *const *prefixes, size_t n, bool any_pid)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(name, prefixes[i], strlen(prefixes[i])) != 0)
+            continue;
+        if (any_pid)
+            return true;
+        /* NAME.tmp.PID (or .step-S.bin.tmp.PID): the pid after the last '.' */
+        const char *p = strrchr(name, '.');
+        char *end;
+        long pid = p ? strtol(p + 1, &end, 10) : 0;
+        if (!p || *end || pid <= 0)
+            return false;
+        return pid == (long)getpid() || (kill((pid_t)pid, 0) < 0 && errno == ESRCH);
+    }
+    return false;
+}
+
+int remove_stale_tmp(const char *dir, const char *const *prefixes, size_t n, bool any_pid,
+                     void (*on_removed)(const char *name, void *ctx), void *ctx)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (stale_tmp_name(e->d_name, prefixes, n, any_pid) && unlinkat(dirfd(d), e->d_name, 0) == 0) {
+            removed++;
+            if (on_removed)
+                on_removed(e->d_name, ctx);
+        }
+    closedir(d);
+    return removed;
 }
 
 int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)

@@ -118,11 +118,7 @@ bool api_id_valid(const char *id)
 
 bool api_idem_key_valid(const char *key)
 {
-    size_t n = 0;
-    for (const char *p = key; *p; p++, n++)
-        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e || n >= API_IDEM_KEY_MAX)
-            return false;
-    return n > 0;
+    return key && spool_idem_key_valid(key);
 }
 
 bool api_token_equal(const char *given, const char *expected)
@@ -338,11 +334,11 @@ typedef struct render_req {
     int status;
     cJSON *doc;
     char *id;                 /* metrics: the job */
-    api_point *pts;
+    train_point *pts;
     size_t n;
     long next_since;
     /* metrics read from disk on the pool first (api_backend.metrics_read) */
-    int (*read)(void *arg, long since, long max, long limit, api_point **pts, size_t *n, long *next_since);
+    int (*read)(void *arg, long since, long max, long limit, train_point **pts, size_t *n, long *next_since);
     void *read_arg;
     long since, max, limit;
     bool prom;                /* Prometheus: doc the jobs, then extra */
@@ -363,31 +359,13 @@ typedef struct render_req {
 static unsigned g_rendering;
 static render_req *g_wait_head, *g_wait_tail;
 
-static void add_num_or_null(cJSON *o, const char *k, double v)
-{
-    if (isfinite(v))
-        cJSON_AddNumberToObject(o, k, v);
-    else
-        cJSON_AddNullToObject(o, k);
-}
-
-static cJSON *metrics_doc(const char *id, const api_point *pts, size_t n, long next_since)
+static cJSON *metrics_doc(const char *id, const train_point *pts, size_t n, long next_since)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", id);
     cJSON *a = cJSON_AddArrayToObject(o, "points");
     for (size_t i = 0; i < n; i++) {
-        const api_point *p = &pts[i];
-        cJSON *q = cJSON_CreateObject();
-        cJSON_AddNumberToObject(q, "step", (double)p->step);
-        add_num_or_null(q, "lr", p->lr);
-        add_num_or_null(q, "loss", p->loss);
-        add_num_or_null(q, "loss_avg", p->loss_avg);
-        add_num_or_null(q, "grad_norm", p->grad_norm);
-        add_num_or_null(q, "time", p->time);
-        if (isfinite(p->eval_loss))
-            cJSON_AddNumberToObject(q, "eval_loss", p->eval_loss);
-        cJSON_AddItemToArray(a, q);
+        cJSON_AddItemToArray(a, train_point_json(&pts[i]));
     }
     if (next_since >= 0)
         cJSON_AddNumberToObject(o, "next_since", (double)next_since);
@@ -874,7 +852,7 @@ static void get_compare(const api_backend *be, const http_request *req, http_res
         return http_response_error(res, 400, "query parameter 'max' must be 2 to 2000");
     }
     const char *idv[COMPARE_MAX_IDS];
-    api_point *pts[COMPARE_MAX_IDS];
+    train_point *pts[COMPARE_MAX_IDS];
     size_t n[COMPARE_MAX_IDS], k = 0;
     char *save = NULL;
     for (char *id = strtok_r(ids, ",", &save); id; id = strtok_r(NULL, ",", &save)) {
@@ -901,7 +879,7 @@ static void get_compare(const api_backend *be, const http_request *req, http_res
         }
         idv[k++] = id;
     }
-    cJSON *o = compare_doc(idv, (const api_point *const *)pts, n, k, max);
+    cJSON *o = compare_doc(idv, (const train_point *const *)pts, n, k, max);
     for (size_t i = 0; i < k; i++)
         free(pts[i]);
     free(ids);
@@ -1063,7 +1041,7 @@ static void get_job_metrics(const api_backend *be, const char *id, const http_re
         rr->max = max;
         rr->limit = limit;
     } else if (be->metrics_points) {
-        api_point *pts = NULL;
+        train_point *pts = NULL;
         size_t n = 0;
         long next = -1;
         if (be->metrics_points(be->ctx, id, since, max, limit, &pts, &n, &next) != 0) {

@@ -11,7 +11,7 @@ static cJSON *num_or_null(double v)
     return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
 }
 
-cJSON *compare_doc(const char *const *ids, const api_point *const *pts, const size_t *n, size_t n_jobs, long max)
+cJSON *compare_doc(const char *const *ids, const train_point *const *pts, const size_t *n, size_t n_jobs, long max)
 {
     if (max < 2)
         max = 2;

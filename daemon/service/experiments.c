@@ -25,6 +25,7 @@
 #include "traind/api.h"
 #include "traind/experiment_asha.h"
 #include "traind/forkfile.h"
+#include "traind/intake.h"
 #include "traind/json.h"
 #include "traind/log.h"
 #include "traind/spool.h"
@@ -79,6 +80,7 @@ struct exp_table {
     size_t max_trials;
     char **data_dirs;
     size_t n_data_dirs;
+    size_t max_model_bytes;
     experiment **v;
     size_t n, cap;
     char **keys_inflight;            /* Idempotency-Keys of submits on the thread pool */
@@ -89,7 +91,7 @@ static long hook_pause_at(void *ctx, const char *job_id, const char *exp_id, con
 static void hook_paused(void *ctx, const char *job_id, const char *exp_id, const char *idem_key, long step);
 
 exp_table *exps_new(job_table *jobs, const char *spool, size_t max_trials, char *const *data_dirs,
-                    size_t n_data_dirs)
+                    size_t n_data_dirs, size_t max_model_bytes)
 {
     exp_table *e = xcalloc(1, sizeof *e);
     e->jobs = jobs;
@@ -97,6 +99,7 @@ exp_table *exps_new(job_table *jobs, const char *spool, size_t max_trials, char 
     e->max_trials = max_trials ? max_trials : SWEEP_DEFAULT_MAX_TRIALS;
     e->data_dirs = strv_dup(data_dirs, n_data_dirs);
     e->n_data_dirs = n_data_dirs;
+    e->max_model_bytes = max_model_bytes;
     jobs_pause_hooks h = {.pause_at = hook_pause_at, .paused = hook_paused, .ctx = e};
     jobs_set_pause_hooks(jobs, &h);
     return e;
@@ -734,6 +737,7 @@ typedef struct submit_req {
     size_t max_trials;
     char **data_dirs;
     size_t n_data_dirs;
+    size_t max_model_bytes;
     char *jobs_dir;
     char *idem_key;                  /* or NULL */
     bool slurm;                      /* the daemon's executor is slurm */
@@ -770,8 +774,8 @@ static void submit_work(uv_work_t *w)
             run_config cfg;
             char *dp = NULL;
             diag_list_t te = DIAG_LIST_INIT;
-            if (spool_validate(s.trials[k].yaml, strlen(s.trials[k].yaml), s.name, r->data_dirs, r->n_data_dirs,
-                               &cfg, &dp, &te) == 0)
+            intake_limits lim = {r->data_dirs, r->n_data_dirs, r->max_model_bytes};
+            if (intake_validate(s.trials[k].yaml, strlen(s.trials[k].yaml), s.name, &lim, &cfg, &dp, &te) == 0)
                 cfg_free(&cfg);
             else {
                 char *vals = params_text(&s, &s.trials[k]);
@@ -929,6 +933,7 @@ void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_ke
     r->max_trials = e->max_trials;
     r->data_dirs = strv_dup(e->data_dirs, e->n_data_dirs);
     r->n_data_dirs = e->n_data_dirs;
+    r->max_model_bytes = e->max_model_bytes;
     r->idem_key = idem_key ? xstrdup(idem_key) : NULL;
     r->slurm = jobs_is_slurm(e->jobs);
     if (uv_queue_work(jobs_loop(e->jobs), &r->work, submit_work, submit_done) < 0) {

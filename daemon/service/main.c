@@ -369,38 +369,21 @@ static int be_metrics_defer(void *ctx, const char *id, void **arg)
     return 1;
 }
 
-static int be_metrics_read(void *arg, long since, long max, long limit, api_point **pts, size_t *n,
+static int be_metrics_read(void *arg, long since, long max, long limit, train_point **pts, size_t *n,
                            long *next_since)
 {
     metrics_file_arg *a = arg;
-    job_point *jp;
-    jobs_metrics_read_file(a->path, a->keep, since, max, limit, &jp, n, next_since);
+    jobs_metrics_read_file(a->path, a->keep, since, max, limit, pts, n, next_since);
     free(a->path);
     free(a);
-    api_point *ap = xmalloc((*n ? *n : 1) * sizeof *ap);
-    for (size_t i = 0; i < *n; i++)
-        ap[i] = (api_point){jp[i].step, jp[i].lr, jp[i].loss, jp[i].loss_avg, jp[i].grad_norm, jp[i].time,
-                            jp[i].eval_loss};
-    free(jp);
-    *pts = ap;
     return API_OK;
 }
 
-/* job_point and api_point are the same record: copied field by field. */
-static int be_metrics_points(void *ctx, const char *id, long since, long max, long limit, api_point **pts,
+static int be_metrics_points(void *ctx, const char *id, long since, long max, long limit, train_point **pts,
                              size_t *n, long *next_since)
 {
-    job_point *jp;
-    int rc = jobs_metrics_points(((daemon_state *)ctx)->jobs, id, since, max, limit, &jp, n, next_since);
-    if (rc < 0)
-        return API_NOT_FOUND;
-    api_point *ap = xmalloc((*n ? *n : 1) * sizeof *ap);
-    for (size_t i = 0; i < *n; i++)
-        ap[i] = (api_point){jp[i].step, jp[i].lr, jp[i].loss, jp[i].loss_avg, jp[i].grad_norm, jp[i].time,
-                            jp[i].eval_loss};
-    free(jp);
-    *pts = ap;
-    return API_OK;
+    int rc = jobs_metrics_points(((daemon_state *)ctx)->jobs, id, since, max, limit, pts, n, next_since);
+    return rc < 0 ? API_NOT_FOUND : API_OK;
 }
 
 static int be_log_tail(void *ctx, const char *id, size_t max_bytes, char **text, size_t *len)
@@ -649,7 +632,8 @@ static void apply_reload(daemon_state *d, reload_req *r)
     jobs_configure(d->jobs, &d->cfg);
     if (d->sp)
         spool_set_data_dirs(d->sp, d->cfg.data_dirs, d->cfg.n_data_dirs);
-    spool_set_max_model_bytes(d->cfg.max_model_memory);
+    if (d->sp)
+        spool_set_max_model_bytes(d->sp, d->cfg.max_model_memory);
     api_ratelimit_configure(d->write_limit, d->cfg.write_rate_per_client, dconfig_write_burst(&d->cfg));
     raise_nofile(&d->cfg);
     if (d->http) {
@@ -801,7 +785,6 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN);
     raise_nofile(&d.cfg);
-    spool_set_max_model_bytes(d.cfg.max_model_memory);
 
     if (take_spool_lock(&d) != 0)
         return 1;
@@ -851,7 +834,8 @@ int main(int argc, char **argv)
     int counts[JOB_NSTATES];
     jobs_counts(d.jobs, counts);
     log_info("%d job%s on disk, %d to run", rc, rc == 1 ? "" : "s", counts[JOB_QUEUED]);
-    d.exps = exps_new(d.jobs, d.cfg.spool, (size_t)d.cfg.max_trials, d.cfg.data_dirs, d.cfg.n_data_dirs);
+    d.exps = exps_new(d.jobs, d.cfg.spool, (size_t)d.cfg.max_trials, d.cfg.data_dirs, d.cfg.n_data_dirs,
+                      d.cfg.max_model_memory);
     rc = exps_load(d.exps);
     if (rc < 0)
         log_error("cannot read %s/experiments: %s", d.cfg.spool, strerror(-rc));
@@ -938,6 +922,8 @@ int main(int argc, char **argv)
     jobs_start(d.jobs);
     exps_poke(d.exps);   /* trials an earlier daemon had not submitted yet */
     rc = spool_start(d.loop, d.cfg.spool, d.cfg.data_dirs, d.cfg.n_data_dirs, on_intake, &d, &d.sp);
+    if (rc == 0)
+        spool_set_max_model_bytes(d.sp, d.cfg.max_model_memory);
     if (rc < 0)
         log_error("cannot watch %s/incoming: %s", d.cfg.spool, strerror(-rc));
     else

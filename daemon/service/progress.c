@@ -19,9 +19,8 @@ void progress_msg_init(progress_msg *m, progress_ev ev)
 {
     memset(m, 0, sizeof *m);
     m->ev = ev;
-    m->step = m->total_steps = m->checkpoint_step = -1;
-    m->lr = m->loss = m->loss_avg = m->grad_norm = m->eval_loss = NAN;
-    m->elapsed_s = m->steps_per_s = NAN;
+    train_point_clear(&m->pt);
+    m->total_steps = m->checkpoint_step = -1;
 }
 
 const char *progress_ev_name(progress_ev ev)
@@ -95,16 +94,16 @@ char *progress_encode(const progress_msg *m, size_t *len)
 {
     sbuf b = {0};
     sb_printf(&b, "{\"ev\":\"%s\"", progress_ev_name(m->ev));
-    add_long(&b, "step", m->step);
+    add_long(&b, "step", m->pt.step);
     add_long(&b, "total_steps", m->total_steps);
     add_long(&b, "checkpoint_step", m->checkpoint_step);
-    add_num(&b, "lr", m->lr);
-    add_num(&b, "loss", m->loss);
-    add_num(&b, "loss_avg", m->loss_avg);
-    add_num(&b, "grad_norm", m->grad_norm);
-    add_num(&b, "eval_loss", m->eval_loss);
-    add_num(&b, "elapsed_s", m->elapsed_s);
-    add_num(&b, "steps_per_s", m->steps_per_s);
+    add_num(&b, "lr", m->pt.lr);
+    add_num(&b, "loss", m->pt.loss);
+    add_num(&b, "loss_avg", m->pt.loss_avg);
+    add_num(&b, "grad_norm", m->pt.grad_norm);
+    add_num(&b, "eval_loss", m->pt.eval_loss);
+    add_num(&b, "elapsed_s", m->pt.time);
+    add_num(&b, "steps_per_s", m->pt.steps_per_s);
     if (m->message[0])
         add_string(&b, "message", m->message);
     sb_put(&b, "}\n", 2);
@@ -175,15 +174,15 @@ int progress_decode(const char *line, size_t len, progress_msg *m, char *err, si
         goto out;
     }
     m->ev = (progress_ev)i;
-    if (get_long(o, "step", &m->step, err, errlen) ||
+    if (get_long(o, "step", &m->pt.step, err, errlen) ||
         get_long(o, "total_steps", &m->total_steps, err, errlen) ||
         get_long(o, "checkpoint_step", &m->checkpoint_step, err, errlen) ||
-        get_num(o, "lr", &m->lr, err, errlen) || get_num(o, "loss", &m->loss, err, errlen) ||
-        get_num(o, "loss_avg", &m->loss_avg, err, errlen) ||
-        get_num(o, "grad_norm", &m->grad_norm, err, errlen) ||
-        get_num(o, "eval_loss", &m->eval_loss, err, errlen) ||
-        get_num(o, "elapsed_s", &m->elapsed_s, err, errlen) ||
-        get_num(o, "steps_per_s", &m->steps_per_s, err, errlen))
+        get_num(o, "lr", &m->pt.lr, err, errlen) || get_num(o, "loss", &m->pt.loss, err, errlen) ||
+        get_num(o, "loss_avg", &m->pt.loss_avg, err, errlen) ||
+        get_num(o, "grad_norm", &m->pt.grad_norm, err, errlen) ||
+        get_num(o, "eval_loss", &m->pt.eval_loss, err, errlen) ||
+        get_num(o, "elapsed_s", &m->pt.time, err, errlen) ||
+        get_num(o, "steps_per_s", &m->pt.steps_per_s, err, errlen))
         goto out;
     const cJSON *msg = cJSON_GetObjectItemCaseSensitive(o, "message");
     if (msg && !cJSON_IsNull(msg)) {

@@ -99,6 +99,15 @@ bool spool_id_valid(const char *s)
     return true;
 }
 
+bool spool_idem_key_valid(const char *key)
+{
+    size_t n = 0;
+    for (const char *p = key; *p; p++, n++)
+        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e || n >= SPOOL_IDEM_KEY_MAX)
+            return false;
+    return n > 0;
+}
+
 int spool_claim_id(const char *jobs_dir, const char *stem, char *id_out)
 {
     char base[SPOOL_ID_MAX + 1];
@@ -209,33 +218,6 @@ int spool_token_load_or_create(const char *path, char *out, size_t outlen)
 
 /* ------------------------------------------------------------- validation */
 
-static _Atomic size_t g_max_model_bytes;
-
-void spool_set_max_model_bytes(size_t bytes)
-{
-    g_max_model_bytes = bytes;
-}
-
-int spool_validate(const char *buf, size_t len, const char *default_name,
-                   char *const *data_dirs, size_t n_dirs,
-                   run_config *cfg, char **data_path, diag_list_t *errs)
-{
-    *data_path = NULL;
-    cfg_parse_opts po = {.default_name = default_name, .max_model_bytes = g_max_model_bytes};
-    if (cfg_parse(buf, len, &po, cfg, errs) != 0)
-        return -1;
-    size_t before = errs->n;
-    const char *base = n_dirs > 0 ? data_dirs[0] : NULL;
-    char *p = cfg_resolve_data_path(cfg, base, data_dirs, (int)n_dirs, errs);
-    if (errs->n > before) {
-        free(p);
-        cfg_free(cfg);
-        return -1;
-    }
-    *data_path = p;
-    return 0;
-}
-
 void spool_intake_free(spool_intake *it)
 {
     if (!it)
@@ -298,6 +280,7 @@ typedef struct scan_req {
     char *spool_dir;
     char **dirs;            /* snapshot of the data dirs */
     size_t n_dirs;
+    size_t max_model_bytes;
     spool_intake **items;   /* results */
     size_t n_items, cap_items;
     bool deferred;          /* a file was left for later (still being written) */
@@ -313,6 +296,7 @@ struct spool {
     char *dir, *incoming, *jobs;
     char **dirs;
     size_t n_dirs;
+    size_t max_model_bytes;     /* intake_validate's memory cap */
     spool_intake_cb cb;
     void *ctx;
     uv_fs_event_t watch;
@@ -561,7 +545,8 @@ static bool take_file(scan_req *r, int incfd, const char *name, const char *stem
         diag_add(&it->errs, "", 0, 0, "cannot read the config: %s", strerror(-rc));
     else {
         char *data_path = NULL;
-        if (spool_validate(buf, len, stem, r->dirs, r->n_dirs, &it->cfg, &data_path, &it->errs) == 0)
+        intake_limits lim = {r->dirs, r->n_dirs, r->max_model_bytes};
+        if (intake_validate(buf, len, stem, &lim, &it->cfg, &data_path, &it->errs) == 0)
             it->valid = true;
         free(data_path);
     }
@@ -800,6 +785,7 @@ static void start_scan(spool *s)
     r->spool_dir = xstrdup(s->dir);
     r->dirs = strv_dup(s->dirs, s->n_dirs);
     r->n_dirs = s->n_dirs;
+    r->max_model_bytes = s->max_model_bytes;
     r->memo = &s->memo;
     long room = s->room ? s->room(s->room_ctx) : -1;
     r->capped = room >= 0;
@@ -874,6 +860,11 @@ int spool_start(uv_loop_t *loop, const char *spool_dir, char *const *data_dirs, 
     uv_timer_start(&s->soon, on_soon, 0, 0);
     *out = s;
     return 0;
+}
+
+void spool_set_max_model_bytes(spool *s, size_t bytes)
+{
+    s->max_model_bytes = bytes;
 }
 
 void spool_set_data_dirs(spool *s, char *const *data_dirs, size_t n_dirs)

@@ -143,25 +143,15 @@ static void on_event(void *ctx, const run_event *ev)
         return;
     progress_msg m;
     progress_msg_init(&m, map[ev->type]);
-    m.step = ev->step;
+    m.pt = ev->pt;   /* the runner gives NAN for what an event does not carry */
     m.total_steps = ev->total_steps;
     m.checkpoint_step = ev->checkpoint_step;
-    m.elapsed_s = ev->elapsed_s;
-    m.steps_per_s = ev->steps_per_s;
-    if (ev->type == RUN_EVENT_LOG || ev->type == RUN_EVENT_TICK || ev->type == RUN_EVENT_EVAL) {
-        m.lr = ev->lr;
-        m.loss = ev->loss;
-        m.grad_norm = ev->grad_norm;
-        if (ev->type == RUN_EVENT_LOG)
-            m.loss_avg = ev->loss_avg;
-        m.eval_loss = ev->eval_loss;
-    }
     if (ev->type == RUN_EVENT_NOTICE && ev->message) {
         snprintf(m.message, sizeof m.message, "%s", ev->message);
         wlog("%s", ev->message);
     }
     if (ev->type == RUN_EVENT_START)
-        wlog("training %s from step %ld of %ld", ev->step > 0 ? "resumes" : "starts", ev->step,
+        wlog("training %s from step %ld of %ld", ev->pt.step > 0 ? "resumes" : "starts", ev->pt.step,
              ev->total_steps);
     send_msg(&m);
 }
@@ -209,19 +199,16 @@ static int take_lock(const char *job_dir)
 /* With the lock held no other process writes this directory: every
  * checkpoint.bin.tmp.PID (and trainer_state.json.tmp.PID) is what a killed training process left (its pid
  * may still be a zombie, so the runner's own check would keep it). */
-__attribute__((noinline))   /* inlined, UBSan's nonnull check of opendir() misleads -Wformat-overflow */
+static void removed_tmp(const char *name, void *ctx)
+{
+    (void)ctx;
+    wlog("removed %s, left by a training process that was killed while writing it", name);
+}
+
 static void remove_stale_checkpoints(const char *job_dir)
 {
-    DIR *d = opendir(job_dir);
-    if (!d)
-        return;
     static const char *const prefixes[] = {"checkpoint.bin.tmp.", "trainer_state.json.tmp."};
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
-            if (strncmp(e->d_name, prefixes[i], strlen(prefixes[i])) == 0 && unlinkat(dirfd(d), e->d_name, 0) == 0)
-                wlog("removed %s, left by a training process that was killed while writing it", e->d_name);
-    closedir(d);
+    remove_stale_tmp(job_dir, prefixes, sizeof prefixes / sizeof prefixes[0], true, removed_tmp, NULL);
 }
 
 /* Connects to the daemon's progress socket ("@name": Linux's abstract
@@ -445,7 +432,7 @@ int worker_main_dist(int argc, char **argv, dist_t *dist)
     case RUN_OK: {
         progress_msg m;
         progress_msg_init(&m, PEV_DONE);
-        m.step = m.total_steps = m.checkpoint_step = cfg.sched.total_steps;
+        m.pt.step = m.total_steps = m.checkpoint_step = cfg.sched.total_steps;
         send_msg(&m);
         wlog("done: %ld steps", cfg.sched.total_steps);
         code = WORKER_EXIT_OK;

@@ -22,6 +22,8 @@
 
 #include "traind/http.h"
 #include "traind/prom.h"
+#include "traind/spool.h"
+#include "traind/train_point.h"
 
 /* Pages (SPEC §9): GET /jobs answers at most limit jobs (default and most
  * below); GET /jobs/{id}/metrics without max= answers the first limit
@@ -33,11 +35,7 @@
 #define API_METRICS_PAGE_DEFAULT 1000
 #define API_METRICS_MAX 10000
 
-/* One metrics point, as the backend copies them out (NAN = none). */
-typedef struct api_point {
-    long step;
-    double lr, loss, loss_avg, grad_norm, time, eval_loss;
-} api_point;
+/* The backend hands metrics points out as train_points (traind/train_point.h). */
 
 /* Return codes of submit and cancel, negative errno values: any other
  * negative code is answered 500. */
@@ -148,7 +146,7 @@ typedef struct api_backend {
      * ask after for the rest (-1 when none are left).  0 with *pts
      * (malloc'd) and *n, or API_NOT_FOUND.  The API renders them off the
      * loop thread when loop is set. */
-    int (*metrics_points)(void *ctx, const char *id, long since, long max, long limit, api_point **pts,
+    int (*metrics_points)(void *ctx, const char *id, long since, long max, long limit, train_point **pts,
                           size_t *n, long *next_since);
 
     /* Optional, with metrics_points and loop: a job whose history is on
@@ -156,7 +154,7 @@ typedef struct api_backend {
      * metrics_read(arg, ...) answers as metrics_points would on the thread
      * pool (and frees arg); 0 = answer with metrics_points; API_NOT_FOUND. */
     int (*metrics_defer)(void *ctx, const char *id, void **arg);
-    int (*metrics_read)(void *arg, long since, long max, long limit, api_point **pts, size_t *n,
+    int (*metrics_read)(void *arg, long since, long max, long limit, train_point **pts, size_t *n,
                         long *next_since);
 
     /* The end of the job's training-process log (worker.log), at most
@@ -224,8 +222,9 @@ int api_expect(void *ctx, const http_request *req, const char **msg);
  * "v1..2" is an id). */
 bool api_id_valid(const char *id);
 
-/* An Idempotency-Key header value: 1..API_IDEM_KEY_MAX visible ASCII bytes. */
-#define API_IDEM_KEY_MAX 255
+/* An Idempotency-Key header value: 1..API_IDEM_KEY_MAX visible ASCII bytes
+ * (spool_idem_key_valid, the one rule: the key is also stored with its job). */
+#define API_IDEM_KEY_MAX SPOOL_IDEM_KEY_MAX
 bool api_idem_key_valid(const char *key);
 
 /* given == expected, in time independent of where they differ. */

@@ -3,7 +3,7 @@
  * on one shared, thinned step grid (what a page overlays), plus what a
  * comparison table needs of each (final loss, best eval loss and its step).
  *
- * A pure function of copied-out points (api_point, api.h), so it is tested
+ * A pure function of copied-out points (train_point, api.h), so it is tested
  * without a daemon.  The grid is at most max steps spread evenly from the
  * first step any job logged to the last; a job's value at a grid step is
  * that of its last point at or before it, null before its first point and
@@ -20,6 +20,6 @@
 
 /* {"steps":[...], "jobs":[{"id","loss":[...],"lr":[...],"final_loss",
  * "best_eval_loss","best_eval_step","points"}]}; pts[k] ascending by step. */
-cJSON *compare_doc(const char *const *ids, const api_point *const *pts, const size_t *n, size_t n_jobs, long max);
+cJSON *compare_doc(const char *const *ids, const train_point *const *pts, const size_t *n, size_t n_jobs, long max);
 
 #endif

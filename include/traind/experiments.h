@@ -43,7 +43,7 @@ struct cJSON;
 typedef struct exp_table exp_table;
 
 exp_table *exps_new(job_table *jobs, const char *spool, size_t max_trials, char *const *data_dirs,
-                    size_t n_data_dirs);
+                    size_t n_data_dirs, size_t max_model_bytes);   /* max_model_bytes: intake_validate's cap */
 /* Reads <spool>/experiments/ (blocking; after jobs_load).  The number loaded. */
 int exps_load(exp_table *e);
 /* Submits what may be submitted now; call after jobs_start and whenever

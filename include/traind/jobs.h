@@ -41,8 +41,9 @@
  * JOBS_DISK_CHECK_S; one over it is stopped (SIGTERM: it checkpoints) and
  * fails with a message naming the limit.
  *
- * Functions returning int return 0 or a negative errno value (or the API_*
- * codes of traind/api.h where they answer the API).
+ * Functions returning int return 0 or a negative errno value (api.c maps
+ * them to HTTP status codes).  The code is split by job (see
+ * daemon/service/jobs_internal.h for the map of jobs*.c).
  */
 #ifndef TRAIND_JOBS_H
 #define TRAIND_JOBS_H
@@ -52,6 +53,7 @@
 #include <uv.h>
 #include "traind/dconfig.h"
 #include "traind/spool.h"
+#include "traind/train_point.h"
 
 struct cJSON;
 
@@ -96,9 +98,9 @@ void jobs_add_intake(job_table *t, spool_intake *it);
 
 /* POST /jobs (see api_backend.submit): the config is saved durably and
  * validated on the thread pool, the job joins the table, then done(arg, rc,
- * id, errors) runs on the loop thread — API_OK or API_INVALID with the id,
- * API_UNAVAILABLE while shutting down, or -errno if the config could not be
- * saved.  done takes id and errors. */
+ * id, errors) runs on the loop thread — 0 or -EINVAL (rejected, with errors)
+ * with the id, -ESHUTDOWN while shutting down, or -errno if the config could
+ * not be saved.  done takes id and errors. */
 typedef void (*jobs_submit_cb)(void *arg, int rc, char *id, struct cJSON *errors);
 void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, const char *idem_key,
                  jobs_submit_cb done, void *arg);
@@ -106,18 +108,17 @@ void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default
 /* The Idempotency-Key of POST /jobs: saved as jobs/<id>/idempotency.key
  * before config.yaml, so a job that exists (its config on disk, even
  * unanswered) is found by its key after any crash.  A submit with a key
- * already used answers with that job (API_OK, or API_INVALID with its
- * errors); one whose first submit is still being saved gets
- * API_IN_PROGRESS.  Returns false (done not called) when key is new. */
+ * already used answers with that job (0, or -EINVAL with its errors); one
+ * whose first submit is still being saved gets -EINPROGRESS.  Returns false (done not called) when key is new. */
 #define JOBS_IDEM_KEY_FILE "idempotency.key"
 bool jobs_submit_replay(job_table *t, const char *key, jobs_submit_cb done, void *arg);
 
 /* Submits still on the thread pool (each may become a queued job). */
 long jobs_submitting(const job_table *t);
 
-/* POST /jobs/{id}/cancel: API_OK, API_NOT_FOUND, API_CONFLICT.  The
+/* POST /jobs/{id}/cancel: 0, -ENOENT, or -EALREADY (the job has ended).  The
  * request is recorded in status.json ("cancel_requested", or the state
- * cancelled); with done, API_OK means done(arg, rc) follows once that is on
+ * cancelled); with done, 0 means done(arg, rc) follows once that is on
  * disk (rc 0, or -errno when the write failed) — a job whose cancel was
  * saved is cancelled at the next start even if traind died before its
  * training process stopped. */
@@ -149,12 +150,11 @@ struct cJSON *jobs_get_json(job_table *t, const char *id);
  * the last kept; NULL when there is no such job. */
 struct cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max);
 
-struct job_point;
 /* The points of GET /jobs/{id}/metrics copied out (api_backend.metrics_points):
  * step > since; max > 0: at most max, evenly thinned; else the first limit
  * and *next_since the last step given when more follow (else -1).  0 with
  * *out (malloc'd) and *out_n, or -ENOENT. */
-int jobs_metrics_points(job_table *t, const char *id, long since, long max, long limit, struct job_point **out,
+int jobs_metrics_points(job_table *t, const char *id, long since, long max, long limit, struct train_point **out,
                         size_t *out_n, long *next_since);
 
 /* An ended job's history stays on disk (metrics.jsonl) until asked for:
@@ -163,7 +163,7 @@ int jobs_metrics_points(job_table *t, const char *id, long since, long max, long
  * memory (use jobs_metrics_points); -ENOENT. */
 int jobs_metrics_file(job_table *t, const char *id, char **path, size_t *keep);
 /* jobs_metrics_points' answer from a metrics.jsonl (any thread). */
-int jobs_metrics_read_file(const char *path, size_t keep, long since, long max, long limit, struct job_point **out,
+int jobs_metrics_read_file(const char *path, size_t keep, long since, long max, long limit, struct train_point **out,
                            size_t *out_n, long *next_since);
 
 /* The end of the job's worker.log (at most max_bytes, cut at a line start,
@@ -187,7 +187,7 @@ void jobs_set_on_change(job_table *t, void (*cb)(void *ctx), void *ctx);
 /* Stops the table: no job starts any more, every training process is told
  * to checkpoint and stop (SIGTERM; SIGKILL after timeout_s), their jobs stay
  * queued for the next start, every pending status.json write completes.
- * Then done(arg).  Further submits are refused (API_UNAVAILABLE). */
+ * Then done(arg).  Further submits are refused (-ESHUTDOWN). */
 void jobs_shutdown(job_table *t, double timeout_s, void (*done)(void *arg), void *arg);
 bool jobs_shutting_down(const job_table *t);
 
@@ -254,11 +254,11 @@ typedef struct jobs_pause_hooks {
 void jobs_set_pause_hooks(job_table *t, const jobs_pause_hooks *h);
 
 /* A held job may start again (it trains on from its checkpoint); a
- * stopped one is queued again (a promotion).  API_OK, API_NOT_FOUND,
- * API_CONFLICT (neither held nor stopped). */
+ * stopped one is queued again (a promotion).  0, -ENOENT (no such job),
+ * -EALREADY (neither held nor stopped). */
 int jobs_release(job_table *t, const char *id);
-/* A held job ends `stopped`, with reason (its "stop_reason").  API_OK,
- * API_NOT_FOUND, API_CONFLICT (not held). */
+/* A held job ends `stopped`, with reason (its "stop_reason").  0,
+ * -ENOENT, -EALREADY (not held). */
 int jobs_stop_early(job_table *t, const char *id, const char *reason);
 
 /* What a fork or a checkpoint listing needs of a job: 0, or -ENOENT. */
@@ -275,16 +275,10 @@ int jobs_lookup(job_table *t, const char *id, jobs_info *out);
 
 /* --- pieces exposed for tests --- */
 
-/* One metrics point of the in-memory history. */
-typedef struct job_point {   /* the layout of api_point (api.h) */
-    long step;
-    double lr, loss, loss_avg, grad_norm, time, eval_loss;   /* NAN = none */
-} job_point;
-
 /* Thins pts[0..*n) in place until *n <= keep: the older half loses every
  * other point (so old history gets sparser, recent history stays dense);
  * the last point always stays. */
-void jobs_thin_history(job_point *pts, size_t *n, size_t keep);
+void jobs_thin_history(train_point *pts, size_t *n, size_t keep);
 
 /* Picks at most max of n indices evenly, first and last included; writes
  * them to idx (max entries) and returns how many. */

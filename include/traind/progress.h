@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include "traind/train_point.h"
 
 #define PROGRESS_MAX_LINE (64 * 1024)
 #define PROGRESS_MAX_MESSAGE 1024
@@ -32,11 +33,9 @@ typedef enum {
 
 typedef struct progress_msg {
     progress_ev ev;
-    long step;                 /* -1 when absent */
+    train_point pt;            /* step -1, numbers NAN when absent; pt.time is "elapsed_s" */
     long total_steps;          /* -1 when absent */
     long checkpoint_step;      /* -1 when absent / none */
-    double lr, loss, loss_avg, grad_norm, eval_loss;   /* NAN when absent */
-    double elapsed_s, steps_per_s;                     /* NAN when absent */
     char message[PROGRESS_MAX_MESSAGE];                /* "" when absent */
 } progress_msg;
 

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include "traind/config.h"
 #include "traind/dist.h"
+#include "traind/train_point.h"
 
 typedef enum {
     RUN_EVENT_START,       /* training begins (step = resumed step, 0 if fresh) */
@@ -33,15 +34,8 @@ typedef enum {
 
 typedef struct run_event {
     run_event_type type;
-    long step;             /* updates completed */
+    train_point pt;        /* pt.time: seconds of training (the resumed run's included) */
     long total_steps;
-    double lr;             /* the lr the last update used */
-    double loss;           /* that update's loss (before the update) */
-    double loss_avg;       /* mean loss since the previous metrics point */
-    double grad_norm;      /* global L2 norm before clipping */
-    double eval_loss;      /* NAN when none */
-    double elapsed_s;      /* seconds of training in this process */
-    double steps_per_s;    /* recent rate */
     long checkpoint_step;  /* last checkpointed step, -1 if none yet */
     const char *message;   /* RUN_EVENT_NOTICE */
 } run_event;

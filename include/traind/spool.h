@@ -5,7 +5,8 @@
  *   <spool>/incoming/NAME.yaml   watched (inotify via uv_fs_event, a scan at
  *                                start-up and a rescan every 2 s as a safety
  *                                net); each file is renamed byte for byte to
- *   <spool>/jobs/<id>/config.yaml and validated, both on the thread pool.
+ *   <spool>/jobs/<id>/config.yaml and validated (intake_validate), both on
+ *                                the thread pool.
  *
  * A job id is claimed by creating its directory (mkdir is atomic), so two
  * submissions can never get the same id, whichever thread makes them.
@@ -37,6 +38,7 @@
 #include <uv.h>
 #include "traind/config.h"
 #include "traind/diag.h"
+#include "traind/intake.h"
 
 #define SPOOL_ID_MAX 48
 #define SPOOL_RESCAN_MS 2000
@@ -62,6 +64,11 @@ void spool_id_candidate(const char *base, unsigned k, char *out);
 /* Whether s is a well-formed id (what spool_sanitize_id/candidate produce). */
 bool spool_id_valid(const char *s);
 
+/* An Idempotency-Key (POST /jobs, jobs/<id>/idempotency.key): 1..
+ * SPOOL_IDEM_KEY_MAX visible ASCII bytes. */
+#define SPOOL_IDEM_KEY_MAX 255
+bool spool_idem_key_valid(const char *key);
+
 /* Claims a new id for stem by creating jobs_dir/<id> (mode 0755): the first
  * free candidate.  Returns 0 with the id in id_out (SPOOL_ID_MAX + 1 bytes)
  * or a negative errno. */
@@ -76,20 +83,6 @@ int spool_prepare(const char *spool_dir);
  * getrandom(), hex, mode 0600).  out gets SPOOL_TOKEN_HEX + 1 bytes at most.
  * Returns 0 (1 when it was created) or a negative errno. */
 int spool_token_load_or_create(const char *path, char *out, size_t outlen);
-
-/* --- validation, shared by intake and POST /jobs --- */
-
-/* Validates a run config as the daemon does: cfg_parse, then data.path
- * resolved against (and confined to) data_dirs.  Returns 0 with *cfg filled
- * and *data_path (malloc'd, may be NULL) or -1 with errs. */
-int spool_validate(const char *buf, size_t len, const char *default_name,
-                   char *const *data_dirs, size_t n_dirs,
-                   run_config *cfg, char **data_path, diag_list_t *errs);
-
-/* The memory cap spool_validate gives cfg_parse (max_model_memory of the
- * daemon config); 0 = CFG_DEFAULT_MAX_MODEL_BYTES.  Process-wide, safe to
- * change while validations run on other threads. */
-void spool_set_max_model_bytes(size_t bytes);
 
 /* --- intake --- */
 
@@ -125,6 +118,10 @@ int spool_start(uv_loop_t *loop, const char *spool_dir, char *const *data_dirs, 
 
 /* New data dirs (SIGHUP) for later validations. */
 void spool_set_data_dirs(spool *s, char *const *data_dirs, size_t n_dirs);
+
+/* The memory cap later validations give cfg_parse (max_model_memory of the
+ * daemon config; 0 = CFG_DEFAULT_MAX_MODEL_BYTES): intake_validate. */
+void spool_set_max_model_bytes(spool *s, size_t bytes);
 
 /* Caps intake (max_queued_jobs): room(ctx) is asked on the loop thread as
  * each scan starts — how many files it may take, < 0 = no cap.  The files

@@ -8,6 +8,7 @@
 #ifndef TRAIND_UTIL_H
 #define TRAIND_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,20 @@ const char *file_error_text(int rc);
  * fsync the directory.  A reader sees the old file or the new one, never a
  * torn one, even across power loss. */
 int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
+
+/* Whether name is a temp file of such a write that its writer left: it
+ * starts with one of prefixes[0..n) and ends in ".PID" of a process that is
+ * gone (any_pid: whatever the pid, for a caller that knows no writer is
+ * alive).  A name with this process's own pid is stale too: callers sweep
+ * before they write, so an earlier process with the same pid (pid 1 in a
+ * container) left it. */
+bool stale_tmp_name(const char *name, const char *const *prefixes, size_t n, bool any_pid);
+
+/* Removes dir's stale temp files (stale_tmp_name); on_removed(name, ctx)
+ * (may be NULL) is told of each.  The number removed, or -errno when dir
+ * cannot be read. */
+int remove_stale_tmp(const char *dir, const char *const *prefixes, size_t n, bool any_pid,
+                     void (*on_removed)(const char *name, void *ctx), void *ctx);
 
 /* fsync the directory that contains path (so a rename in it is durable). */
 int fsync_parent_dir(const char *path);

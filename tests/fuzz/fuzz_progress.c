@@ -31,10 +31,10 @@ static bool same_num(double a, double b)
 static void check_same(const progress_msg *a, const progress_msg *b)
 {
     FUZZ_CHECK(a->ev == b->ev);
-    FUZZ_CHECK(a->step == b->step && a->total_steps == b->total_steps);
+    FUZZ_CHECK(a->pt.step == b->pt.step && a->total_steps == b->total_steps);
     FUZZ_CHECK(a->checkpoint_step == b->checkpoint_step);
-    const double va[] = {a->lr, a->loss, a->loss_avg, a->grad_norm, a->eval_loss, a->elapsed_s, a->steps_per_s};
-    const double vb[] = {b->lr, b->loss, b->loss_avg, b->grad_norm, b->eval_loss, b->elapsed_s, b->steps_per_s};
+    const double va[] = {a->pt.lr, a->pt.loss, a->pt.loss_avg, a->pt.grad_norm, a->pt.eval_loss, a->pt.time, a->pt.steps_per_s};
+    const double vb[] = {b->pt.lr, b->pt.loss, b->pt.loss_avg, b->pt.grad_norm, b->pt.eval_loss, b->pt.time, b->pt.steps_per_s};
     for (size_t i = 0; i < sizeof va / sizeof va[0]; i++)
         FUZZ_CHECK(same_num(isfinite(va[i]) ? va[i] : NAN, vb[i]));
     FUZZ_CHECK(strcmp(a->message, b->message) == 0);
@@ -44,7 +44,7 @@ static void check_msg(const progress_msg *m)
 {
     FUZZ_CHECK(strcmp(progress_ev_name(m->ev), "?") != 0);
     FUZZ_CHECK(memchr(m->message, '\0', sizeof m->message));
-    FUZZ_CHECK(m->step >= -1 && m->total_steps >= -1 && m->checkpoint_step >= -1);
+    FUZZ_CHECK(m->pt.step >= -1 && m->total_steps >= -1 && m->checkpoint_step >= -1);
     if (m->ev == PEV_FAILED || m->ev == PEV_NOTICE)
         FUZZ_CHECK(m->message[0]);
 

@@ -36,15 +36,15 @@ START_TEST(round_trip_is_exact)
 {
     progress_msg m;
     progress_msg_init(&m, PEV_LOG);
-    m.step = 1200;
+    m.pt.step = 1200;
     m.total_steps = 5000;
     m.checkpoint_step = 1000;
-    m.lr = 0.1 + 0.2;                 /* not a short decimal */
-    m.loss = 0.021300000324845314;    /* a float widened to double */
-    m.loss_avg = 1.0 / 3.0;
-    m.grad_norm = 4.1e-300;
-    m.elapsed_s = 12.5;
-    m.steps_per_s = 5321.0;
+    m.pt.lr = 0.1 + 0.2;                 /* not a short decimal */
+    m.pt.loss = 0.021300000324845314;    /* a float widened to double */
+    m.pt.loss_avg = 1.0 / 3.0;
+    m.pt.grad_norm = 4.1e-300;
+    m.pt.time = 12.5;
+    m.pt.steps_per_s = 5321.0;
     size_t len;
     char *line = progress_encode(&m, &len);
     ck_assert_uint_eq(strlen(line), len);
@@ -54,16 +54,16 @@ START_TEST(round_trip_is_exact)
     char err[128];
     ck_assert_int_eq(progress_decode(line, len - 1, &d, err, sizeof err), 0);
     ck_assert_int_eq(d.ev, PEV_LOG);
-    ck_assert_int_eq(d.step, 1200);
+    ck_assert_int_eq(d.pt.step, 1200);
     ck_assert_int_eq(d.total_steps, 5000);
     ck_assert_int_eq(d.checkpoint_step, 1000);
-    ck_assert(d.lr == m.lr);
-    ck_assert(d.loss == m.loss);
-    ck_assert(d.loss_avg == m.loss_avg);
-    ck_assert(d.grad_norm == m.grad_norm);
-    ck_assert(d.elapsed_s == m.elapsed_s);
-    ck_assert(d.steps_per_s == m.steps_per_s);
-    ck_assert(isnan(d.eval_loss));
+    ck_assert(d.pt.lr == m.pt.lr);
+    ck_assert(d.pt.loss == m.pt.loss);
+    ck_assert(d.pt.loss_avg == m.pt.loss_avg);
+    ck_assert(d.pt.grad_norm == m.pt.grad_norm);
+    ck_assert(d.pt.time == m.pt.time);
+    ck_assert(d.pt.steps_per_s == m.pt.steps_per_s);
+    ck_assert(isnan(d.pt.eval_loss));
     ck_assert_str_eq(d.message, "");
     free(line);
 }
@@ -74,7 +74,7 @@ START_TEST(every_event_and_messages)
     for (int ev = PEV_START; ev <= PEV_DONE; ev++) {
         progress_msg m;
         progress_msg_init(&m, (progress_ev)ev);
-        m.step = ev;
+        m.pt.step = ev;
         snprintf(m.message, sizeof m.message, "line \"%d\"\n\twith \\ escapes ünïcode", ev);
         size_t len;
         char *line = progress_encode(&m, &len);
@@ -82,7 +82,7 @@ START_TEST(every_event_and_messages)
         char err[128];
         ck_assert_int_eq(progress_decode(line, len - 1, &d, err, sizeof err), 0);
         ck_assert_int_eq(d.ev, ev);
-        ck_assert_int_eq(d.step, ev);
+        ck_assert_int_eq(d.pt.step, ev);
         ck_assert_str_eq(d.message, m.message);
         ck_assert_str_eq(progress_ev_name((progress_ev)ev), progress_ev_name(d.ev));
         free(line);
@@ -94,8 +94,8 @@ START_TEST(non_finite_travel_as_null)
 {
     progress_msg m;
     progress_msg_init(&m, PEV_TICK);
-    m.loss = INFINITY;
-    m.lr = NAN;   /* absent */
+    m.pt.loss = INFINITY;
+    m.pt.lr = NAN;   /* absent */
     size_t len;
     char *line = progress_encode(&m, &len);
     ck_assert_ptr_nonnull(strstr(line, "\"loss\":null"));
@@ -103,7 +103,7 @@ START_TEST(non_finite_travel_as_null)
     progress_msg d;
     char err[128];
     ck_assert_int_eq(progress_decode(line, len - 1, &d, err, sizeof err), 0);
-    ck_assert(isnan(d.loss));
+    ck_assert(isnan(d.pt.loss));
     free(line);
 }
 END_TEST
@@ -146,7 +146,7 @@ START_TEST(reader_splits_and_joins)
     ck_assert_int_eq(s.n, 4);
     ck_assert_int_eq(s.bad, 0);
     ck_assert_int_eq(s.msgs[0].ev, PEV_START);
-    ck_assert_int_eq(s.msgs[2].step, 20);
+    ck_assert_int_eq(s.msgs[2].pt.step, 20);
     ck_assert_int_eq(s.msgs[3].ev, PEV_DONE);
     /* all at once */
     sink t = {0};
@@ -174,7 +174,7 @@ START_TEST(reader_skips_garbage_and_long_lines)
         progress_reader_feed(&r, junk + off, big - off < 7000 ? big - off : 7000, on_msg, on_bad, &s);
     progress_reader_feed(&r, "\"}\n{\"ev\":\"log\",\"step\":3}\n", 26, on_msg, on_bad, &s);
     ck_assert_int_eq(s.n, 2);
-    ck_assert_int_eq(s.msgs[1].step, 3);
+    ck_assert_int_eq(s.msgs[1].pt.step, 3);
     ck_assert_int_eq(s.bad, 2);
     ck_assert_ptr_nonnull(strstr(s.last_bad, "64 KiB"));
     /* a long line that arrives whole with its newline is dropped too */
@@ -182,7 +182,7 @@ START_TEST(reader_skips_garbage_and_long_lines)
     progress_reader_feed(&r, junk, big, on_msg, on_bad, &s);
     progress_reader_feed(&r, "{\"ev\":\"log\",\"step\":4}\n", 23, on_msg, on_bad, &s);
     ck_assert_int_eq(s.n, 3);
-    ck_assert_int_eq(s.msgs[2].step, 4);
+    ck_assert_int_eq(s.msgs[2].pt.step, 4);
     free(junk);
     progress_reader_free(&r);
 }

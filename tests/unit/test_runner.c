@@ -58,10 +58,10 @@ static void on_event(void *ctx, const run_event *ev)
     if (ev->type == RUN_EVENT_NOTICE)
         strncat(r->notices, ev->message, sizeof r->notices - strlen(r->notices) - 2);
     if (ev->type == RUN_EVENT_START)
-        r->start_step = ev->step;
+        r->start_step = ev->pt.step;
     if (ev->type == RUN_EVENT_CHECKPOINT)
         r->checkpoints++;
-    if (r->stop_at > 0 && ev->step >= r->stop_at)
+    if (r->stop_at > 0 && ev->pt.step >= r->stop_at)
         r->stop = 1;
 }
 

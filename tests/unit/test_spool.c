@@ -161,7 +161,7 @@ END_TEST
 START_TEST(history_thinning)
 {
     size_t n = 1000;
-    job_point *p = xcalloc(n, sizeof *p);
+    train_point *p = xcalloc(n, sizeof *p);
     for (size_t i = 0; i < n; i++)
         p[i].step = (long)(i + 1) * 10;
     jobs_thin_history(p, &n, 100);

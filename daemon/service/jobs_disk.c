@@ -1,0 +1,136 @@
+/*
+ * jobs_disk — the table's disk-space rules: a job that failed for a full
+ * disk holds the queue until the spool's file system has room again, and
+ * under max_job_disk a running job's directory is measured and a job over
+ * it stopped.  The measurements run on the thread pool.
+ */
+#include "jobs_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "traind/disk.h"
+#include "traind/log.h"
+#include "traind/util.h"
+#include "traind/spool.h"
+
+/* "1.5 GiB" */
+void format_bytes(size_t b, char *out, size_t len)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)b;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(out, len, "%.4g %s", v, units[u]);
+}
+
+/* A job failed for a full disk: the queued ones must not start (and fail
+ * the same way at once) until there is room again; the tick checks. */
+void wait_for_space(job_table *t, const job *j)
+{
+    if (!t->space_wait)
+        log_warn("job %s failed for a full disk: queued jobs wait until %s has room again (checked every %.0f s)",
+                 j->id, t->spool, JOBS_SPACE_CHECK_S);
+    t->space_wait = true;
+    t->next_space_check = now_monotonic() + JOBS_SPACE_CHECK_S;
+}
+
+/* ---- disk checks on the thread pool ---- */
+
+typedef struct disk_req {
+    uv_work_t work;
+    job_table *t;
+    job *j;                          /* a job's usage; NULL: the spool's free space */
+    char *path;
+    long long bytes;                 /* usage, or free space */
+    int room;                        /* disk_has_room's answer */
+} disk_req;
+
+static void disk_work(uv_work_t *w)
+{
+    disk_req *r = w->data;
+    if (r->j)
+        r->bytes = disk_dir_usage(r->path);
+    else
+        r->room = disk_has_room(r->path, &r->bytes);
+}
+
+static void disk_space_back(job_table *t, long long free_bytes)
+{
+    char f[32];
+    format_bytes((size_t)free_bytes, f, sizeof f);
+    log_info("%s has room again (%s free): queued jobs start again", t->spool, f);
+    t->space_wait = false;
+    schedule(t);
+}
+
+/* Over max_job_disk: ask the process to checkpoint and stop; on_worker_exit fails the job. */
+static void disk_over_limit(job *j, long long used)
+{
+    char u[32], l[32];
+    format_bytes((size_t)used, u, sizeof u);
+    format_bytes(j->t->max_job_disk, l, sizeof l);
+    log_error("job %s: its files take %s, over max_job_disk %s: stopping it", j->id, u, l);
+    j->disk_over = true;
+    exec_cancel(j->x);
+    j->kill_deadline = now_monotonic() + JOBS_STOP_TIMEOUT_S;
+}
+
+static void disk_done(uv_work_t *w, int status)
+{
+    disk_req *r = w->data;
+    job_table *t = r->t;
+    t->pending_work--;
+    if (r->j) {
+        job *j = r->j;
+        j->disk_check_inflight = false;
+        if (status == 0 && j->x && !j->disk_over && t->max_job_disk > 0 && r->bytes > (long long)t->max_job_disk)
+            disk_over_limit(j, r->bytes);
+    } else {
+        t->space_check_inflight = false;
+        if (status == 0 && t->space_wait && r->room > 0)
+            disk_space_back(t, r->bytes);
+    }
+    free(r->path);
+    free(r);
+    check_shutdown_done(t);
+}
+
+static void start_disk_check(job_table *t, job *j)
+{
+    disk_req *r = xcalloc(1, sizeof *r);
+    r->work.data = r;
+    r->t = t;
+    r->j = j;
+    r->path = xstrdup(j ? j->dir : t->spool);
+    if (uv_queue_work(t->loop, &r->work, disk_work, disk_done) < 0) {
+        free(r->path);
+        free(r);
+        return;
+    }
+    t->pending_work++;
+    if (j)
+        j->disk_check_inflight = true;
+    else
+        t->space_check_inflight = true;
+}
+
+/* From the tick: the space the table waits for, and the jobs' usage. */
+void check_disks(job_table *t, double now)
+{
+    if (t->space_wait && !t->space_check_inflight && now >= t->next_space_check && !t->shutting_down) {
+        t->next_space_check = now + JOBS_SPACE_CHECK_S;
+        start_disk_check(t, NULL);
+    }
+    if (t->max_job_disk == 0)
+        return;
+    for (job *j = t->live; j; j = j->live_next) {
+        if (j->x && !j->disk_over && !j->disk_check_inflight && now >= j->next_disk_check) {
+            j->next_disk_check = now + JOBS_DISK_CHECK_S;
+            start_disk_check(t, j);
+        }
+    }
+}

@@ -1,0 +1,404 @@
+/*
+ * jobs_json — job objects as JSON: the job object of SPEC §5 (also what
+ * status.json holds), the lists and pages of GET /jobs, GET /status's
+ * summary, GET /metrics' numbers, and status.json read back into a job.
+ */
+#include "jobs_internal.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "traind/util.h"
+
+/* ------------------------------------------------------- config-derived */
+
+const cJSON *jget(const cJSON *o, const char *k)
+{
+    return o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+}
+
+double jnum(const cJSON *o, const char *k, double dflt)
+{
+    const cJSON *v = jget(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+cJSON *diags_to_json(const diag_list_t *errs)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < errs->n; i++) {
+        const diag_t *d = &errs->items[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "path", d->path);
+        cJSON_AddNumberToObject(e, "line", d->line);
+        cJSON_AddNumberToObject(e, "column", d->column);
+        cJSON_AddStringToObject(e, "message", d->message);
+        cJSON_AddItemToArray(a, e);
+    }
+    return a;
+}
+
+/* ---------------------------------------------------------- job objects */
+
+void add_num_or_null(cJSON *o, const char *k, double v)
+{
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, k, v);
+    else
+        cJSON_AddNullToObject(o, k);
+}
+
+static void add_time(cJSON *o, const char *k, double t)
+{
+    if (t > 0) {
+        char buf[40];
+        format_utc(t, buf, sizeof buf);
+        cJSON_AddStringToObject(o, k, buf);
+    } else {
+        cJSON_AddNullToObject(o, k);
+    }
+}
+
+static double parse_time(const cJSON *v)
+{
+    if (!cJSON_IsString(v))
+        return 0;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = strptime(v->valuestring, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end)
+        return 0;
+    return (double)timegm(&tm);
+}
+
+/* total_steps, null when unknown (a rejected config has none: not 0). */
+static void add_total_steps(cJSON *o, const job *j)
+{
+    if (j->total_steps > 0)
+        cJSON_AddNumberToObject(o, "total_steps", (double)j->total_steps);
+    else
+        cJSON_AddNullToObject(o, "total_steps");
+}
+
+/* Pages of many jobs (GET /jobs) leave an ended job's config on disk to be
+ * read on the thread pool, where the page is printed: the job object gets
+ * JOBS_DEFERRED_CONFIG (its directory) and jobs_fill_deferred fills the
+ * config in.  Reading a page's status.json files here held the loop. */
+static bool g_defer_config;
+
+/* "stop_reason" of a stopped job; "held" while one waits at a rung. */
+static void add_early_stop_json(cJSON *o, const job *j)
+{
+    if (j->state == JOB_STOPPED)
+        cJSON_AddStringToObject(o, "stop_reason", j->stop_reason ? j->stop_reason : "stopped early");
+    if (j->held && j->state == JOB_QUEUED)
+        cJSON_AddTrueToObject(o, "held");
+}
+
+cJSON *job_to_json(const job *j, int queue_pos)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", j->id);
+    cJSON_AddStringToObject(o, "name", j->name ? j->name : j->id);
+    cJSON_AddStringToObject(o, "state", job_state_name(j->state));
+    cJSON_AddNumberToObject(o, "step", (double)j->pt.step);
+    add_total_steps(o, j);
+    add_num_or_null(o, "lr", j->pt.lr);
+    add_num_or_null(o, "loss", j->pt.loss);
+    add_num_or_null(o, "loss_avg", j->pt.loss_avg);
+    add_num_or_null(o, "grad_norm", j->pt.grad_norm);
+    if (j->has_eval || isfinite(j->pt.eval_loss))
+        add_num_or_null(o, "eval_loss", j->pt.eval_loss);
+    bool running = j->state == JOB_RUNNING;
+    double rate = running ? j->pt.steps_per_s : dnan();
+    add_num_or_null(o, "steps_per_s", rate);
+    add_num_or_null(o, "tokens_per_s", j->tokens_per_step > 0 ? rate * j->tokens_per_step : dnan());
+    double eta = running && rate > 0 ? (double)(j->total_steps - j->pt.step) / rate : dnan();
+    if (j->state == JOB_SUCCEEDED)
+        eta = 0;
+    add_num_or_null(o, "eta_s", eta);
+    cJSON_AddNullToObject(o, "epoch");
+    if (j->state == JOB_QUEUED) {
+        if (queue_pos <= 0)
+            queue_pos = queue_position((job *)j);
+        cJSON_AddNumberToObject(o, "queue_position", queue_pos);
+    }
+    add_time(o, "submitted_at", j->submitted_at);
+    add_time(o, "started_at", j->started_at);
+    add_time(o, "finished_at", j->finished_at);
+    cJSON_AddNumberToObject(o, "ranks", j->ranks > 0 ? j->ranks : 1);
+    cJSON_AddNumberToObject(o, "restarts", j->restarts);
+    cJSON_AddNumberToObject(o, "crashes", j->crashes);
+    if (j->checkpoint_step >= 0)
+        cJSON_AddNumberToObject(o, "checkpoint_step", (double)j->checkpoint_step);
+    else
+        cJSON_AddNullToObject(o, "checkpoint_step");
+    if (running && j->pid > 0)
+        cJSON_AddNumberToObject(o, "pid", j->pid);
+    if (running && j->cancel_requested)
+        cJSON_AddTrueToObject(o, "cancel_requested");
+    if (j->t->slurm) {
+        /* executor: slurm — the Slurm job id, and while queued in Slurm its reason */
+        cJSON_AddStringToObject(o, "executor", "slurm");
+        if (j->sched_id[0])
+            cJSON_AddStringToObject(o, "slurm_job_id", j->sched_id);
+        else
+            cJSON_AddNullToObject(o, "slurm_job_id");
+        if (j->sched_state[0] && !job_state_ended(j->state))
+            cJSON_AddStringToObject(o, "slurm_state", j->sched_state);
+        if (j->state == JOB_QUEUED && j->sched_reason[0])
+            cJSON_AddStringToObject(o, "slurm_reason", j->sched_reason);
+    }
+    cJSON_AddNumberToObject(o, "seq", (double)j->seq);
+    if (j->parent) {
+        cJSON_AddStringToObject(o, "parent", j->parent);
+        cJSON_AddNumberToObject(o, "forked_at", (double)j->forked_at);
+    } else {
+        cJSON_AddNullToObject(o, "parent");
+        cJSON_AddNullToObject(o, "forked_at");
+    }
+    if (j->experiment)
+        cJSON_AddStringToObject(o, "experiment", j->experiment);
+    else
+        cJSON_AddNullToObject(o, "experiment");
+    cJSON_AddItemToObject(o, "params", j->params ? cJSON_Duplicate(j->params, 1) : cJSON_CreateNull());
+    add_early_stop_json(o, j);
+    cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(j->errors, 1));
+    if (!j->config && j->config_on_disk && g_defer_config) {
+        cJSON_AddNullToObject(o, "config");
+        cJSON_AddStringToObject(o, JOBS_DEFERRED_CONFIG, j->dir);
+        return o;
+    }
+    cJSON *config = j->config ? cJSON_Duplicate(j->config, 1) : j->config_on_disk ? config_from_disk(j) : NULL;
+    cJSON_AddItemToObject(o, "config", config ? config : cJSON_CreateNull());
+    return o;
+}
+
+void jobs_fill_deferred(cJSON *doc)
+{
+    cJSON *o;
+    cJSON_ArrayForEach(o, doc)
+    {
+        cJSON *d = cJSON_GetObjectItemCaseSensitive(o, JOBS_DEFERRED_CONFIG);
+        if (!cJSON_IsString(d))
+            continue;
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
+        cJSON *config = config_from_dir(d->valuestring, cJSON_IsString(id) ? id->valuestring : "job");
+        cJSON_DeleteItemFromObjectCaseSensitive(o, JOBS_DEFERRED_CONFIG);
+        if (config)
+            cJSON_ReplaceItemInObjectCaseSensitive(o, "config", config);
+    }
+}
+
+cJSON *jobs_list_json(job_table *t, const char *state)
+{
+    int want = state ? job_state_from_name(state) : -1;
+    cJSON *a = cJSON_CreateArray();
+    /* queue positions first (seq order), then newest first */
+    int *pos = xcalloc(t->n ? t->n : 1, sizeof *pos);
+    int q = 0;
+    for (size_t i = 0; i < t->n; i++)
+        if (t->jobs[i]->state == JOB_QUEUED)
+            pos[i] = ++q;
+    for (size_t i = t->n; i-- > 0;) {
+        const job *j = t->jobs[i];
+        if (state && (int)j->state != want)
+            continue;
+        cJSON_AddItemToArray(a, job_to_json(j, pos[i]));
+    }
+    free(pos);
+    return a;
+}
+
+/* Index of the job with this id in t->jobs (seq order), or -1. */
+static long index_of(const job_table *t, const char *id)
+{
+    const job *j = find(t, id);
+    return j ? (long)j->pos : -1;
+}
+
+int jobs_page_json(job_table *t, const char *state, const char *after, size_t limit, struct cJSON **out,
+                   char **next_after)
+{
+    *out = NULL;
+    *next_after = NULL;
+    int want = state ? job_state_from_name(state) : -1;
+    /* Newest first is t->jobs backwards (it is kept in seq order); a page
+     * after ID starts just below ID's place.  The work is the page's (plus
+     * a scan of ints for the queue positions and the state filter), never
+     * a job object more than the page holds. */
+    long start = (long)t->n - 1;
+    if (after) {
+        long at = index_of(t, after);
+        if (at < 0)
+            return -ENOENT;
+        start = at - 1;
+    }
+    /* queued jobs at or before index i: the next one's queue position
+     * (none lie below the queue hint) */
+    advance_hint(t);
+    int queued = start >= (long)t->queue_hint ? queued_between(t, t->queue_hint, (size_t)start + 1) : 0;
+    cJSON *a = cJSON_CreateArray();
+    size_t got = 0;
+    long i = start;
+    for (; i >= 0 && got < limit; i--) {
+        const job *j = t->jobs[i];
+        int pos = j->state == JOB_QUEUED ? queued-- : 0;
+        if (state && (int)j->state != want)
+            continue;
+        g_defer_config = true;
+        cJSON_AddItemToArray(a, job_to_json(j, pos));
+        g_defer_config = false;
+        got++;
+    }
+    /* more after this page? */
+    for (long k = i; k >= 0 && got == limit; k--)
+        if (!state || (int)t->jobs[k]->state == want) {
+            *next_after = xstrdup(t->jobs[i + 1]->id);
+            break;
+        }
+    *out = a;
+    return 0;
+}
+
+static int cmp_pos_desc(const void *a, const void *b)
+{
+    size_t x = (*(job *const *)a)->pos, y = (*(job *const *)b)->pos;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+cJSON *jobs_summary_json(job_table *t)
+{
+    /* GET /status is the endpoint dashboards and scripts poll: its size and
+     * cost must not grow with the finished jobs.  It lists the running
+     * jobs, the next JOBS_STATUS_QUEUED queued ones and the
+     * JOBS_STATUS_RECENT newest jobs (each once, newest first), with the
+     * counts by state beside them; the rest is GET /jobs' (paged). */
+    size_t cap = (size_t)t->counts[JOB_RUNNING] + JOBS_STATUS_QUEUED + JOBS_STATUS_RECENT + 1, n = 0;
+    job **pick = xmalloc(cap * sizeof *pick);
+    for (job *j = t->live; j && n < cap; j = j->live_next)
+        if (j->state == JOB_RUNNING)
+            pick[n++] = j;
+    advance_hint(t);
+    size_t q = 0;
+    for (size_t i = t->queue_hint; i < t->n && q < JOBS_STATUS_QUEUED && n < cap; i++)
+        if (t->jobs[i]->state == JOB_QUEUED) {
+            pick[n++] = t->jobs[i];
+            q++;
+        }
+    for (size_t i = t->n, k = 0; i-- > 0 && k < JOBS_STATUS_RECENT && n < cap; k++) {
+        job *j = t->jobs[i];
+        bool listed = false;   /* each job once */
+        for (size_t m = 0; m < n && !listed; m++)
+            listed = pick[m] == j;
+        if (!listed)
+            pick[n++] = j;
+    }
+    if (n > 1)
+        qsort(pick, n, sizeof *pick, cmp_pos_desc);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *counts = cJSON_AddObjectToObject(doc, "counts");
+    for (int s = 0; s < JOB_NSTATES; s++)
+        cJSON_AddNumberToObject(counts, job_state_name((job_state)s), t->counts[s]);
+    cJSON_AddNumberToObject(doc, "jobs_total", (double)t->n);
+    cJSON *a = cJSON_AddArrayToObject(doc, "jobs");
+    for (size_t i = 0; i < n; i++) {
+        const job *j = pick[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", j->id);
+        cJSON_AddStringToObject(o, "state", job_state_name(j->state));
+        cJSON_AddNumberToObject(o, "step", (double)j->pt.step);
+        add_total_steps(o, j);
+        add_num_or_null(o, "lr", j->pt.lr);
+        add_num_or_null(o, "loss", j->pt.loss);
+        cJSON_AddItemToArray(a, o);
+    }
+    cJSON_AddNumberToObject(doc, "jobs_omitted", (double)(t->n - n));
+    free(pick);
+    return doc;
+}
+
+cJSON *jobs_prom_json(job_table *t)
+{
+    /* GET /metrics: the numbers of each job, without its config or errors
+     * (a whole job object is dozens of nodes, for nothing here). */
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = t->n; i-- > 0;) {
+        const job *j = t->jobs[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", j->id);
+        cJSON_AddStringToObject(o, "state", job_state_name(j->state));
+        cJSON_AddNumberToObject(o, "step", (double)j->pt.step);
+        add_total_steps(o, j);
+        add_num_or_null(o, "lr", j->pt.lr);
+        add_num_or_null(o, "loss", j->pt.loss);
+        add_num_or_null(o, "steps_per_s", j->state == JOB_RUNNING ? j->pt.steps_per_s : dnan());
+        add_num_or_null(o, "eval_loss", j->pt.eval_loss);
+        cJSON_AddItemToArray(a, o);
+    }
+    return a;
+}
+
+cJSON *jobs_get_json(job_table *t, const char *id)
+{
+    const job *j = find(t, id);
+    return j ? job_to_json(j, 0) : NULL;
+}
+
+/* ---------------------------------------------------------------- loading */
+
+int load_status(job *j, cJSON *o)
+{
+    if (!cJSON_IsObject(o))
+        return -1;
+    const cJSON *id = jget(o, "id"), *state = jget(o, "state"), *step = jget(o, "step");
+    if (!cJSON_IsString(id) || strcmp(id->valuestring, j->id) != 0)
+        return -1;
+    int s = cJSON_IsString(state) ? job_state_from_name(state->valuestring) : -1;
+    if (s < 0 || !cJSON_IsNumber(step) || step->valuedouble < 0)
+        return -1;
+    const cJSON *errors = jget(o, "errors"), *config = jget(o, "config"), *name = jget(o, "name");
+    if (errors && !cJSON_IsArray(errors))
+        return -1;
+    set_state(j, (job_state)s);
+    j->pt.step = (long)step->valuedouble;
+    j->total_steps = (long)jnum(o, "total_steps", 0);
+    j->pt.lr = jnum(o, "lr", NAN);
+    j->pt.loss = jnum(o, "loss", NAN);
+    j->pt.loss_avg = jnum(o, "loss_avg", NAN);
+    j->pt.grad_norm = jnum(o, "grad_norm", NAN);
+    j->pt.eval_loss = jnum(o, "eval_loss", NAN);
+    double cs = jnum(o, "checkpoint_step", -1);
+    j->checkpoint_step = cs >= 0 ? (long)cs : -1;
+    j->restarts = (int)jnum(o, "restarts", 0);
+    j->crashes = (int)jnum(o, "crashes", 0);
+    /* what followed from the config at intake, as the job object shows it */
+    double ranks = jnum(o, "ranks", 1);
+    j->ranks = ranks >= 1 && ranks <= 1e6 ? (int)ranks : 1;
+    j->has_eval = jget(o, "eval_loss") != NULL;
+    j->seq = (unsigned long)jnum(o, "seq", 0);
+    j->submitted_at = parse_time(jget(o, "submitted_at"));
+    j->started_at = parse_time(jget(o, "started_at"));
+    j->finished_at = parse_time(jget(o, "finished_at"));
+    j->name = xstrdup(cJSON_IsString(name) ? name->valuestring : j->id);
+    if (errors) {
+        cJSON_Delete(j->errors);
+        j->errors = cJSON_Duplicate(errors, 1);
+    }
+    if (cJSON_IsObject(config))   /* taken, not copied: o is thrown away */
+        j->config = cJSON_DetachItemFromObjectCaseSensitive(o, "config");
+    j->cancel_requested = cJSON_IsTrue(jget(o, "cancel_requested")) && !job_state_ended(j->state);
+    const cJSON *sr = jget(o, "stop_reason");
+    if (j->state == JOB_STOPPED && cJSON_IsString(sr))
+        j->stop_reason = xasprintf("%.512s", sr->valuestring);
+    const cJSON *sid = jget(o, "slurm_job_id");
+    if (cJSON_IsString(sid) && strlen(sid->valuestring) <= EXEC_SCHED_ID_MAX &&
+        strspn(sid->valuestring, "0123456789") == strlen(sid->valuestring))
+        snprintf(j->sched_id, sizeof j->sched_id, "%s", sid->valuestring);
+    return 0;
+}

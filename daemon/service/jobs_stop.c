@@ -1,0 +1,116 @@
+/*
+ * jobs_stop — stopping jobs: cancelling one (queued: at once; running:
+ * SIGTERM or scancel, recorded in status.json first), and stopping the
+ * whole table at shutdown (every process checkpoints; every write lands).
+ */
+#include "jobs_internal.h"
+
+#include <errno.h>
+
+#include "traind/log.h"
+#include "traind/util.h"
+
+int jobs_cancel(job_table *t, const char *id, void (*done)(void *arg, int rc), void *arg)
+{
+    job *j = find(t, id);
+    if (!j)
+        return -ENOENT;
+    if (job_state_ended(j->state))
+        return -EALREADY;
+    if (j->state == JOB_QUEUED && !j->x) {
+        set_ended(j, JOB_CANCELLED);
+        log_info("job %s: cancelled while queued", j->id);
+    } else if (!j->cancel_requested) {
+        j->cancel_requested = true;
+        if (t->slurm)
+            log_info("job %s: cancelling (scancel of Slurm job %s)", j->id, j->sched_id[0] ? j->sched_id : "?");
+        else
+            log_info("job %s: cancelling (SIGTERM to pid %d)", j->id, j->pid);
+        if (j->x) {
+            exec_cancel(j->x);
+            j->kill_deadline = now_monotonic() + JOBS_STOP_TIMEOUT_S;
+        }
+    }
+    /* the request reaches status.json before the answer goes out */
+    if (done)
+        persist_then(j, done, arg);
+    else
+        persist(j);
+    changed(t);
+    return 0;
+}
+
+/* --------------------------------------------------------------- shutdown */
+
+void jobs_kill_all(job_table *t)
+{
+    for (job *j = t->live; j; j = j->live_next) {
+        if (j->x) {
+            if (!t->slurm)
+                log_warn("job %s: killing training process %d", j->id, j->pid);
+            exec_kill(j->x);   /* slurm: nothing (the job runs on in Slurm) */
+        }
+    }
+}
+
+bool jobs_shutting_down(const job_table *t)
+{
+    return t->shutting_down;
+}
+
+static void on_tick_closed(uv_handle_t *h)
+{
+    job_table *t = h->data;
+    t->tick_open = false;
+    check_shutdown_done(t);
+}
+
+void check_shutdown_done(job_table *t)
+{
+    if (!t->shutting_down || t->shutdown_reported)
+        return;
+    if (t->running > 0)
+        return;
+    /* last progress of every job to disk (any with some is live) */
+    for (job *j = t->live; j; j = j->live_next) {
+        if ((j->dirty || j->progress_dirty || j->write_failed) && !j->write_inflight)
+            persist(j);
+    }
+    if (t->pending_work > 0)
+        return;
+    if (t->tick_open) {
+        if (!uv_is_closing((uv_handle_t *)&t->tick))
+            uv_close((uv_handle_t *)&t->tick, on_tick_closed);
+        return;
+    }
+    t->shutdown_reported = true;
+    if (t->shutdown_done)
+        t->shutdown_done(t->shutdown_arg);
+}
+
+void jobs_shutdown(job_table *t, double timeout_s, void (*done)(void *), void *arg)
+{
+    if (t->shutting_down)
+        return;
+    t->shutting_down = true;
+    t->shutdown_done = done;
+    t->shutdown_arg = arg;
+    double deadline = now_monotonic() + timeout_s;
+    for (job *j = t->live; j; j = j->live_next) {
+        if (j->x) {
+            if (!t->slurm)
+                log_info("job %s: asking training process %d to checkpoint and stop", j->id, j->pid);
+            exec_shutdown(j->x);   /* slurm: detached at once (j->x is NULL after) */
+            if (j->x && (j->kill_deadline == 0 || j->kill_deadline > deadline))
+                j->kill_deadline = deadline;
+        }
+    }
+    if (!t->tick_open && t->running > 0) {
+        /* never started: still need the timer for the kill deadline */
+        uv_timer_init(t->loop, &t->tick);
+        t->tick.data = t;
+        t->tick_open = true;
+        uv_timer_start(&t->tick, on_tick, 500, 500);
+    }
+    check_shutdown_done(t);
+}

@@ -1,0 +1,664 @@
+/*
+ * jobs_store — the table on disk: status.json written atomically on the
+ * thread pool (and who waits for it), jobs/ read back at start-up
+ * (jobs_load: status.json, or a job rebuilt from its config.yaml; stale
+ * temp files and empty directories removed), a compacted job's config read
+ * back, and the tail of a job's worker.log.
+ */
+#include "jobs_internal.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "traind/intake.h"
+#include "traind/forkfile.h"
+#include "traind/json.h"
+#include "traind/log.h"
+#include "traind/util.h"
+#include "traind/spool.h"
+
+/* ---------------------------------------------------------- persistence */
+
+typedef struct write_req {
+    uv_work_t work;
+    job *j;
+    char *path;
+    char *data;
+    size_t len;
+    int rc;
+    unsigned long seq;               /* j->writes_started when it began */
+} write_req;
+
+/* Tells the waiters that write seq covers. */
+static void wake_waiters(job *j, unsigned long seq, int rc)
+{
+    durable_wait **p = &j->waiters;
+    while (*p) {
+        durable_wait *w = *p;
+        if (w->need <= seq) {
+            *p = w->next;
+            w->cb(w->arg, rc);
+            free(w);
+        } else {
+            p = &w->next;
+        }
+    }
+}
+
+static void write_work(uv_work_t *w)
+{
+    write_req *r = w->data;
+    r->rc = write_file_atomic(r->path, r->data, r->len, 0644);
+}
+
+static void start_write(job *j);
+
+static void write_done(uv_work_t *w, int status)
+{
+    write_req *r = w->data;
+    job *j = r->j;
+    job_table *t = j->t;
+    t->pending_work--;
+    j->write_inflight = false;
+    if (r->rc < 0) {
+        if (!j->write_error_logged)
+            log_error("job %s: cannot write %s: %s (retrying every %.0f s; the file on disk keeps "
+                      "its previous content)", j->id, r->path, strerror(-r->rc), JOBS_STATUS_INTERVAL_S);
+        j->write_error_logged = true;
+        /* Retried from the tick (not here: that would spin on a full
+         * disk); at shutdown the last attempt stands. */
+        j->write_failed = !t->shutting_down;
+    } else {
+        if (j->write_error_logged)
+            log_info("job %s: %s written again", j->id, r->path);
+        j->write_error_logged = false;
+        j->write_failed = false;
+    }
+    wake_waiters(j, r->seq, r->rc);
+    free(r->path);
+    free(r->data);
+    free(r);
+    (void)status;
+    if (j->dirty)
+        start_write(j);
+    check_shutdown_done(t);
+}
+
+static void start_write(job *j)
+{
+    if (j->write_inflight)
+        return;
+    live_add(j);   /* the tick retries a failed write */
+    write_req *r = xcalloc(1, sizeof *r);
+    r->work.data = r;
+    r->j = j;
+    j->write_failed = false;
+    cJSON *o = job_to_json(j, 0);
+    r->path = xasprintf("%s/status.json", j->dir);
+    r->data = json_print_exact(o);   /* read back after a restart: exact */
+    cJSON_Delete(o);
+    if (!r->data)
+        abort();
+    r->len = strlen(r->data);
+    j->dirty = false;
+    j->progress_dirty = false;
+    j->last_write = now_monotonic();
+    r->seq = ++j->writes_started;
+    int rc = uv_queue_work(j->t->loop, &r->work, write_work, write_done);
+    if (rc < 0) {
+        log_error("job %s: cannot queue a write: %s", j->id, uv_strerror(rc));
+        free(r->path);
+        free(r->data);
+        free(r);
+        j->dirty = true;
+        j->writes_started--;
+        return;
+    }
+    j->write_inflight = true;
+    j->t->pending_work++;
+}
+
+/* State changed: write status.json now (after a write in flight). */
+void persist(job *j)
+{
+    j->dirty = true;
+    start_write(j);
+}
+
+/* persist(j), then cb(arg, rc) once the job as it is now is on disk. */
+void persist_then(job *j, void (*cb)(void *arg, int rc), void *arg)
+{
+    durable_wait *w = xcalloc(1, sizeof *w);
+    /* a write in flight holds an older snapshot: the next one is ours */
+    w->need = j->writes_started + 1;
+    w->cb = cb;
+    w->arg = arg;
+    w->next = j->waiters;
+    j->waiters = w;
+    persist(j);
+}
+
+int jobs_log_tail(job_table *t, const char *id, size_t max_bytes, char **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    const job *j = find(t, id);
+    if (!j)
+        return -ENOENT;
+    char *path = xasprintf("%s/worker.log", j->dir);
+    struct stat pre;
+    if (lstat(path, &pre) == 0 && !S_ISREG(pre.st_mode)) {   /* a device is not even opened */
+        free(path);
+        return -EINVAL;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);   /* never waits on a FIFO */
+    free(path);
+    if (fd < 0) {
+        if (errno != ENOENT)
+            return -errno;
+        *out = xstrdup("");   /* never started: an empty log */
+        return 0;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -EINVAL;
+    }
+    size_t size = (size_t)st.st_size, want = size < max_bytes ? size : max_bytes;
+    off_t from = (off_t)(size - want);
+    char *buf = xmalloc(want + 1);
+    size_t got = 0;
+    while (got < want) {
+        ssize_t r = pread(fd, buf + got, want - got, from + (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[got] = '\0';
+    if (from > 0) {
+        /* cut at a line start and say what was left out */
+        char *nl = memchr(buf, '\n', got);
+        size_t skip = nl ? (size_t)(nl - buf) + 1 : 0;
+        char *text = xasprintf("[... %lld earlier bytes not shown ...]\n%s", (long long)from + (long long)skip,
+                               buf + skip);
+        free(buf);
+        *out_len = strlen(text);
+        *out = text;
+        return 0;
+    }
+    *out = buf;
+    *out_len = got;
+    return 0;
+}
+
+/* The config object of a compacted job: status.json's, else (an old or
+ * partial status.json) config.yaml parsed again.  NULL when neither can
+ * be read.  One small read (the page cache has it, mostly). */
+cJSON *config_from_disk(const job *j)
+{
+    return config_from_dir(j->dir, j->id);
+}
+
+/* Thread-safe: touches only the files (jobs_fill_deferred runs on the pool). */
+cJSON *config_from_dir(const char *dir, const char *id)
+{
+    char *path = xasprintf("%s/status.json", dir);
+    char *buf;
+    size_t len;
+    cJSON *config = NULL;
+    if (read_file_flags(path, STATUS_MAX_BYTES, O_NOFOLLOW, &buf, &len) == 0) {
+        cJSON *o = cJSON_ParseWithLength(buf, len);
+        if (cJSON_IsObject(jget(o, "config")))
+            config = cJSON_DetachItemFromObjectCaseSensitive(o, "config");
+        cJSON_Delete(o);
+        free(buf);
+    }
+    free(path);
+    if (config)
+        return config;
+    path = xasprintf("%s/config.yaml", dir);
+    if (read_file_flags(path, CFG_MAX_FILE_BYTES, O_NOFOLLOW, &buf, &len) == 0) {
+        run_config cfg;
+        diag_list_t errs = DIAG_LIST_INIT;
+        cfg_parse_opts po = {.default_name = id};
+        if (cfg_parse(buf, len, &po, &cfg, &errs) == 0) {
+            config = cfg_to_json(&cfg);
+            cfg_free(&cfg);
+        }
+        diag_free(&errs);
+        free(buf);
+    }
+    free(path);
+    return config;
+}
+
+/* A job that will run again: what follows from its config (ranks, tokens
+ * per step; traind/intake.h) is taken from config.yaml as its intake took
+ * it.  One that no longer validates (a data dir gone) keeps what its
+ * status.json says; its training process reports the problem. */
+static void retake_config(job *j)
+{
+    char *path = xasprintf("%s/config.yaml", j->dir);
+    char *buf;
+    size_t len;
+    if (read_file_flags(path, CFG_MAX_FILE_BYTES, O_NOFOLLOW, &buf, &len) == 0) {
+        run_config cfg;
+        char *data_path = NULL;
+        diag_list_t errs = DIAG_LIST_INIT;
+        intake_limits lim = {j->t->data_dirs, j->t->n_data_dirs, j->t->max_model_bytes};
+        if (intake_validate(buf, len, j->id, &lim, &cfg, &data_path, &errs) == 0) {
+            long total = j->total_steps;
+            job_take_config(j, &cfg, NULL);
+            if (total > 0)
+                j->total_steps = total;
+            cfg_free(&cfg);
+        }
+        free(data_path);
+        diag_free(&errs);
+        free(buf);
+    }
+    free(path);
+}
+
+/* No usable status.json: rebuild the job from its config.yaml. */
+static int rebuild(job_table *t, job *j, const char *why)
+{
+    char *path = xasprintf("%s/config.yaml", j->dir);
+    char *buf;
+    size_t len;
+    int rc = read_file_flags(path, CFG_MAX_FILE_BYTES, O_NOFOLLOW, &buf, &len);
+    struct stat st;
+    double mtime = lstat(path, &st) == 0 ? (double)st.st_mtim.tv_sec : now_unix();
+    free(path);
+    if (rc == -ENOENT)
+        return -1;   /* nothing was ever submitted here */
+    j->submitted_at = mtime;
+    if (rc < 0) {
+        j->name = xstrdup(j->id);
+        add_error(j, "cannot read config.yaml: %s", file_error_text(rc));
+        set_ended(j, JOB_FAILED);
+    } else {
+        run_config cfg;
+        char *data_path = NULL;
+        diag_list_t errs = DIAG_LIST_INIT;
+        intake_limits lim = {t->data_dirs, t->n_data_dirs, t->max_model_bytes};
+        bool valid = intake_validate(buf, len, j->id, &lim, &cfg, &data_path, &errs) == 0;
+        j->name = xstrdup(valid ? cfg.name : j->id);
+        set_state(j, JOB_QUEUED);
+        job_take_config(j, valid ? &cfg : NULL, &errs);
+        if (valid)
+            cfg_free(&cfg);
+        free(data_path);
+        diag_free(&errs);
+        free(buf);
+    }
+    log_warn("job %s: %s; rebuilt from config.yaml as %s", j->id, why, job_state_name(j->state));
+    return 0;
+}
+
+/* The Idempotency-Key a job was POSTed with (jobs/<id>/idempotency.key). */
+static void load_idem_key(job *j)
+{
+    char *p = xasprintf("%s/" JOBS_IDEM_KEY_FILE, j->dir);
+    char *buf;
+    size_t len;
+    if (read_file_flags(p, SPOOL_IDEM_KEY_MAX, O_NOFOLLOW, &buf, &len) == 0) {
+        if (spool_idem_key_valid(buf))
+            j->idem_key = buf;
+        else
+            free(buf);
+    }
+    free(p);
+}
+
+/* A fork's parent and step (fork.json, forkfile.h); an unreadable one is
+ * told (its training process fails on it too). */
+static void load_fork_info(job *j)
+{
+    forkfile f;
+    int rc = forkfile_read(j->dir, &f);
+    if (rc == -ENOENT)
+        return;
+    if (rc < 0) {
+        log_warn("job %s: its " FORKFILE_NAME " is not valid; shown as no fork", j->id);
+        return;
+    }
+    j->parent = xstrdup(f.parent);
+    j->forked_at = f.at_step;
+}
+
+/* A key saved by a submit that died before its config.yaml: no job came of
+ * it (nothing was answered), so the directory is as good as empty. */
+/* A trial's experiment and values (trial.json); an invalid one is ignored. */
+static void load_trial_info(job *j)
+{
+    char *p = xasprintf("%s/" JOBS_TRIAL_FILE, j->dir);
+    char *buf;
+    size_t len;
+    if (read_file_flags(p, 1 << 16, O_NOFOLLOW, &buf, &len) == 0) {
+        cJSON *o = cJSON_ParseWithLength(buf, len);
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "experiment");
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "params");
+        if (cJSON_IsString(e) && spool_id_valid(e->valuestring) && cJSON_IsObject(v)) {
+            j->experiment = xstrdup(e->valuestring);
+            j->params = cJSON_Duplicate(v, 1);
+        }
+        cJSON_Delete(o);
+        free(buf);
+    }
+    free(p);
+}
+
+static void drop_lone_key(const char *dir)
+{
+    char *c = xasprintf("%s/config.yaml", dir), *k = xasprintf("%s/" JOBS_IDEM_KEY_FILE, dir);
+    struct stat st;
+    if (lstat(c, &st) < 0 && errno == ENOENT) {
+        unlink(k);
+        forkfile_remove(dir);   /* a fork's links and fork.json, written before config.yaml */
+        char *tr = xasprintf("%s/" JOBS_TRIAL_FILE, dir);
+        unlink(tr);
+        free(tr);
+    }
+    free(c);
+    free(k);
+}
+
+/* A job that will run: its files must be its own — a FIFO, device or
+ * symlink planted as one of them fails the job (the training process would
+ * wait on it or follow it). */
+static void check_job_files(job *j)
+{
+    static const char *const names[] = {"config.yaml", "metrics.jsonl", "checkpoint.bin", "worker.log"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char *p = xasprintf("%s/%s", j->dir, names[i]);
+        struct stat st;
+        bool bad = lstat(p, &st) == 0 && !S_ISREG(st.st_mode);
+        free(p);
+        if (!bad)
+            continue;
+        log_error("job %s: jobs/%s/%s is not a regular file (a %s); the job fails", j->id, j->id, names[i],
+                  S_ISLNK(st.st_mode) ? "symbolic link" : S_ISFIFO(st.st_mode) ? "FIFO" : "device or socket");
+        add_error(j, "%s is not a regular file; refused", names[i]);
+        set_ended(j, JOB_FAILED);
+        j->dirty = true;
+        return;
+    }
+}
+
+static int cmp_seq(const void *a, const void *b)
+{
+    const job *x = *(job *const *)a, *y = *(job *const *)b;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    if (x->submitted_at != y->submitted_at)
+        return x->submitted_at < y->submitted_at ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+/* Removes NAME.tmp.PID files of the daemon's own atomic writes (status.json,
+ * config.yaml) left by a process that was killed while writing them. */
+/* What one pass over a job directory found (so that loading a job costs
+ * one readdir, not a probe per file). */
+typedef struct dir_scan {
+    bool opened;
+    size_t entries;                  /* besides . and .., after the stale temp files went */
+    bool has_key, has_config;
+} dir_scan;
+
+static void scan_job_dir(const char *dir, dir_scan *ds)
+{
+    memset(ds, 0, sizeof *ds);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    ds->opened = true;
+    /* trainer_state.json is the worker's, but a job that ended as its
+     * worker was killed writing it is never resumed to sweep it */
+    static const char *const prefixes[] = {"status.json.tmp.", "config.yaml.tmp.", JOBS_IDEM_KEY_FILE ".tmp.",
+                                           "trainer_state.json.tmp.", FORKFILE_NAME ".tmp.", JOBS_TRIAL_FILE ".tmp.",
+                                           "." FORKFILE_CKPT ".tmp.", "." FORKFILE_METRICS ".tmp."};
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        ds->entries++;
+        if (strcmp(e->d_name, JOBS_IDEM_KEY_FILE) == 0)
+            ds->has_key = true;
+        else if (strcmp(e->d_name, "config.yaml") == 0)
+            ds->has_config = true;
+        if (stale_tmp_name(e->d_name, prefixes, sizeof prefixes / sizeof prefixes[0], false) &&
+            unlinkat(dirfd(d), e->d_name, 0) == 0)
+            ds->entries--;
+    }
+    closedir(d);
+}
+
+/* read_file_flags(jobs/<id>/status.json, O_NOFOLLOW) for the start-up
+ * loop, in fewer system calls: relative to the jobs directory (a shorter
+ * path walk), without an access-time update (O_NOATIME where the daemon
+ * owns the file: a first read after a write would journal one per job),
+ * and one read for a file that does not grow (a short read of a regular
+ * file is its end).  The same checks: no symlink followed, no device or
+ * FIFO opened, the size bounded.  The same errors. */
+static int read_status_at(int dfd, const char *id, char **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    char rel[NAME_MAX + 16];
+    snprintf(rel, sizeof rel, "%s/status.json", id);
+    struct stat st;
+    if (fstatat(dfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return S_ISDIR(st.st_mode) ? -EISDIR : S_ISLNK(st.st_mode) ? -ELOOP : -EINVAL;
+    int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+    int fd = openat(dfd, rel, flags | O_NOATIME);
+    if (fd < 0 && errno == EPERM)
+        fd = openat(dfd, rel, flags);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        int e = errno;
+        close(fd);
+        return S_ISREG(st.st_mode) ? -e : S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+    }
+    if ((size_t)st.st_size > STATUS_MAX_BYTES) {
+        close(fd);
+        return -EFBIG;
+    }
+    size_t cap = (size_t)st.st_size + 1, len = 0;
+    char *buf = xmalloc(cap + 1);
+    for (;;) {
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return -e;
+        }
+        len += (size_t)r;
+        if (r == 0 || len < cap)
+            break;   /* the end */
+        if (cap > STATUS_MAX_BYTES) {
+            free(buf);
+            close(fd);
+            return -EFBIG;
+        }
+        cap *= 2;   /* it grew meanwhile */
+        buf = xrealloc(buf, cap + 1);
+    }
+    close(fd);
+    buf[len] = '\0';
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+int jobs_load(job_table *t)
+{
+    DIR *d = opendir(t->jobs_dir);
+    if (!d)
+        return errno == ENOENT ? 0 : -errno;
+    struct dirent *e;
+    int loaded = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (!spool_id_valid(e->d_name) || find(t, e->d_name))
+            continue;
+        job *j = job_alloc(t, e->d_name);
+        struct stat st;
+        /* readdir's type spares a stat per job (lstat where it cannot tell) */
+        if (e->d_type != DT_DIR && (lstat(j->dir, &st) < 0 || !S_ISDIR(st.st_mode))) {
+            if (S_ISLNK(st.st_mode))   /* its files would be read and written wherever it points */
+                log_warn("jobs/%s: a symbolic link, not a job directory; ignored (never followed)", e->d_name);
+            job_free(j);
+            continue;
+        }
+        char *buf = NULL;
+        size_t len;
+        int rc = read_status_at(dirfd(d), e->d_name, &buf, &len);
+        cJSON *o = rc == 0 ? cJSON_ParseWithLength(buf, len) : NULL;
+        /* A job that ended (its last status.json written whole) has no
+         * writer's temp files to clean up: its directory is not scanned.
+         * The rest are: stale temp files, a lone key, an empty directory. */
+        const cJSON *st0 = jget(o, "state");
+        int s0 = cJSON_IsString(st0) ? job_state_from_name(st0->valuestring) : -1;
+        bool ended0 = s0 >= 0 && job_state_ended((job_state)s0) && !cJSON_IsTrue(jget(o, "cancel_requested"));
+        dir_scan ds;
+        memset(&ds, 0, sizeof ds);
+        if (!ended0) {
+            scan_job_dir(j->dir, &ds);
+            if (ds.has_key && !ds.has_config) {
+                drop_lone_key(j->dir);
+                ds.entries--;
+                ds.has_key = false;
+            }
+            if ((!ds.opened || ds.entries == 0) && rmdir(j->dir) == 0) {
+                /* an id claimed by a daemon that died before the file arrived
+                 * (the submission was never acknowledged) */
+                log_info("jobs/%s: empty (a submission that never arrived); removed", e->d_name);
+                cJSON_Delete(o);
+                free(buf);
+                job_free(j);
+                continue;
+            }
+        }
+        const char *why = NULL;
+        if (rc == 0) {
+            if (load_status(j, o) != 0) {
+                why = "status.json is corrupt";
+                /* start from a clean slate */
+                job *fresh = job_alloc(t, e->d_name);
+                job_free(j);
+                j = fresh;
+            }
+            cJSON_Delete(o);
+            free(buf);
+        } else {
+            why = rc == -ENOENT ? "status.json is missing" :
+                  rc == -EINVAL || rc == -ELOOP ? "status.json is not a regular file" : "status.json cannot be read";
+        }
+        if (why && rebuild(t, j, why) != 0) {
+            log_warn("jobs/%s: no config.yaml and no status.json; ignored", e->d_name);
+            job_free(j);
+            continue;
+        }
+        if (!j->config && j->state != JOB_REJECTED)
+            j->config = config_from_disk(j);   /* an old or partial status.json: from config.yaml */
+        if (!why && !job_state_ended(j->state))
+            retake_config(j);
+        if (ds.has_key || !ds.opened)
+            load_idem_key(j);
+        load_fork_info(j);
+        load_trial_info(j);
+        if (!job_state_ended(j->state))
+            check_job_files(j);
+        if (j->cancel_requested) {
+            /* cancelled (202) before traind stopped: it stays cancelled, at
+             * its last checkpoint */
+            set_ended(j, JOB_CANCELLED);
+            j->cancel_requested = false;
+            log_info("job %s: its cancel was requested before traind stopped; cancelled at step %ld", j->id,
+                     j->pt.step);
+            j->dirty = true;
+        }
+        if (t->slurm && !job_state_ended(j->state)) {
+            /* the id in the job directory is the one to trust: it is written
+             * as soon as sbatch answers, status.json a moment later */
+            char *ipath = xasprintf("%s/slurm_job_id", j->dir), *ibuf;
+            size_t ilen;
+            if (read_file(ipath, 64, &ibuf, &ilen) == 0) {
+                size_t n = strspn(ibuf, "0123456789");
+                if (n > 0 && n <= EXEC_SCHED_ID_MAX) {
+                    memcpy(j->sched_id, ibuf, n);
+                    j->sched_id[n] = '\0';
+                }
+                free(ibuf);
+            } else {
+                j->sched_id[0] = '\0';   /* its Slurm job ended (the file goes with it) */
+            }
+            free(ipath);
+            j->adopt = j->sched_id[0] != '\0';
+        }
+        if (j->state == JOB_RUNNING && j->adopt) {
+            log_info("job %s: was running in Slurm job %s when traind stopped; adopting it", j->id, j->sched_id);
+        } else if (j->state == JOB_RUNNING) {
+            set_state(j, JOB_QUEUED);   /* resumes from its checkpoint; start_job counts the restart */
+            log_info("job %s: was running at step %ld when traind stopped; queued to resume", j->id, j->pt.step);
+        }
+        if (why || j->state == JOB_QUEUED)
+            j->dirty = true;
+        /* an ended job's history is read from metrics.jsonl when asked for
+         * (one rebuilt from its files is read now: it may fill in the
+         * progress) */
+        if (job_state_ended(j->state) && !why)
+            j->hist_on_disk = true;
+        compact(j);   /* now, not after the loop: the heap never holds every config */
+        table_append(t, j);
+        loaded++;
+    }
+    closedir(d);
+    if (t->n > 1)
+        qsort(t->jobs, t->n, sizeof *t->jobs, cmp_seq);
+    for (size_t i = 0; i < t->n; i++)
+        t->jobs[i]->pos = i;
+    for (size_t i = 0; i < t->n; i++) {
+        job *j = t->jobs[i];
+        if (j->seq >= t->next_seq)
+            t->next_seq = j->seq + 1;
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        job *j = t->jobs[i];
+        if (j->seq == 0)
+            j->seq = t->next_seq++;
+        if (!j->hist_on_disk) {
+            char *mpath = xasprintf("%s/metrics.jsonl", j->dir);
+            if (access(mpath, F_OK) == 0)
+                load_history(j);
+            free(mpath);
+        }
+        if (j->dirty)
+            start_write(j);
+        else
+            compact(j);
+    }
+    t->queue_hint = 0;
+    malloc_trim(0);   /* the parse trees of every status.json are gone: give their pages back */
+    changed(t);
+    return loaded;
+}

@@ -1,0 +1,323 @@
+/*
+ * jobs_submit — how jobs arrive: a file taken from incoming/ and a POST
+ * /jobs (saved durably and validated on the thread pool), with the
+ * Idempotency-Key that makes a retried POST answer with the same job.
+ */
+#include "jobs_internal.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "traind/intake.h"
+#include "traind/log.h"
+#include "traind/util.h"
+#include "traind/yamltree.h"
+#include "traind/spool.h"
+
+/* ------------------------------------------------------------ submitting */
+
+static job *new_job(job_table *t, const char *id, const char *name)
+{
+    job *j = job_alloc(t, id);
+    j->name = xstrdup(name);
+    j->seq = t->next_seq++;
+    j->submitted_at = now_unix();
+    set_state(j, JOB_QUEUED);
+    table_append(t, j);
+    return j;
+}
+
+void job_take_config(job *j, const run_config *cfg, const diag_list_t *errs)
+{
+    if (cfg) {
+        intake_facts f;
+        intake_facts_of(cfg, &f);
+        cJSON_Delete(j->config);
+        j->config = cfg_to_json(cfg);
+        j->total_steps = f.total_steps;
+        j->has_eval = f.has_eval;
+        j->tokens_per_step = f.tokens_per_step;
+        j->ranks = f.ranks;
+    } else {
+        cJSON_Delete(j->errors);
+        j->errors = diags_to_json(errs);
+        set_ended(j, JOB_REJECTED);
+        j->finished_at = j->submitted_at;
+    }
+}
+
+/* The one intake path: a config taken by either source (a file from
+ * incoming/, a POST /jobs; claimed, saved and validated on the pool) joins
+ * the table as a job, queued or rejected. */
+static job *admit(job_table *t, const spool_intake *it)
+{
+    job *j = new_job(t, it->id, it->valid ? it->cfg.name : it->stem ? it->stem : it->id);
+    j->submitted_at = it->submitted_at;
+    job_take_config(j, it->valid ? &it->cfg : NULL, &it->errs);
+    return j;
+}
+
+/* After admit and what the source adds: to disk, to the watchers, to the scheduler. */
+static void admitted(job *j)
+{
+    persist(j);
+    changed(j->t);
+    schedule(j->t);
+}
+
+void jobs_add_intake(job_table *t, spool_intake *it)
+{
+    job *j = admit(t, it);
+    spool_intake_free(it);
+    admitted(j);
+}
+
+/* The top-level "name" of a YAML document, if it has a usable one. */
+static char *yaml_name(const char *yaml, size_t len)
+{
+    diag_list_t scratch = DIAG_LIST_INIT;
+    ynode *root = ytree_parse(yaml, len, &scratch);
+    diag_free(&scratch);
+    char *name = NULL;
+    const ynode *n = root && root->kind == YNODE_MAP ? ymap_get(root, "name") : NULL;
+    if (n && n->kind == YNODE_SCALAR && n->value[0] && !yscalar_is_null(n))
+        name = xstrdup(n->value);
+    ytree_free(root);
+    return name;
+}
+
+/* A POST /jobs on its way through the thread pool. */
+typedef struct submit_req {
+    uv_work_t work;
+    job_table *t;
+    char *yaml;
+    size_t len;
+    char *default_name;
+    char *idem_key;                 /* or NULL */
+    char *jobs_dir;
+    char **data_dirs;               /* a copy: a SIGHUP may replace the table's */
+    size_t n_data_dirs;
+    size_t max_model_bytes;
+    jobs_submit_cb done;
+    void *arg;
+    jobs_submit_extra x;            /* prepare/undo/parent (x.parent owned) */
+    /* results */
+    int rc;                         /* 0 or -errno: the config could not be saved */
+    char *failure;                  /* then: what failed, for the log */
+    spool_intake *it;               /* the id claimed, the config validated: as a file's intake */
+} submit_req;
+
+static void submit_req_free(submit_req *r)
+{
+    spool_intake_free(r->it);
+    free(r->failure);
+    free(r->yaml);
+    free(r->default_name);
+    free(r->idem_key);
+    free(r->jobs_dir);
+    strv_free(r->data_dirs, r->n_data_dirs);
+    if (r->x.free_arg)
+        r->x.free_arg(r->x.arg);
+    free((char *)r->x.parent);
+    free((char *)r->x.experiment);
+    free((char *)r->x.params);
+    free(r);
+}
+
+/* Off the loop: claim the job's directory, save config.yaml durably (file,
+ * its directory and the new entry in jobs/ all fsync'd), then validate. */
+static void submit_work(uv_work_t *w)
+{
+    submit_req *r = w->data;
+    char *stem = yaml_name(r->yaml, r->len);
+    const char *base = stem ? stem : r->default_name && *r->default_name ? r->default_name : "job";
+    r->rc = spool_claim_id(r->jobs_dir, base, r->it->id);
+    free(stem);
+    if (r->rc < 0) {
+        r->failure = xasprintf("cannot create a job directory in %s: %s", r->jobs_dir, strerror(-r->rc));
+        return;
+    }
+    char *dir = xasprintf("%s/%s", r->jobs_dir, r->it->id);
+    char *cpath = xasprintf("%s/config.yaml", dir);
+    /* The key goes first: once config.yaml is on disk (the job exists,
+     * answered or not) a retry with the same key finds it. */
+    char *kpath = xasprintf("%s/" JOBS_IDEM_KEY_FILE, dir);
+    r->rc = r->idem_key ? write_file_atomic(kpath, r->idem_key, strlen(r->idem_key), 0644) : 0;
+    bool prepared = false;
+    if (r->rc == 0 && r->x.prepare) {
+        r->rc = r->x.prepare(dir, r->x.arg);
+        prepared = r->rc == 0;
+        if (r->rc < 0)
+            r->failure = xasprintf("job %s: cannot prepare its directory: %s", r->it->id, strerror(-r->rc));
+    }
+    if (r->rc == 0)
+        r->rc = write_file_atomic(cpath, r->yaml, r->len, 0644);
+    if (r->rc == 0)
+        r->rc = fsync_parent_dir(dir);
+    if (r->rc < 0) {
+        if (!r->failure)
+            r->failure = xasprintf("job %s: cannot save %s: %s", r->it->id, cpath, strerror(-r->rc));
+        if ((prepared || r->x.prepare) && r->x.undo)
+            r->x.undo(dir, r->x.arg);
+        unlink(cpath);
+        unlink(kpath);
+        rmdir(dir);
+    }
+    free(kpath);
+    free(cpath);
+    free(dir);
+    if (r->rc < 0)
+        return;
+    char *data_path = NULL;
+    intake_limits lim = {r->data_dirs, r->n_data_dirs, r->max_model_bytes};
+    r->it->valid = intake_validate(r->yaml, r->len, r->it->id, &lim, &r->it->cfg, &data_path, &r->it->errs) == 0;
+    free(data_path);
+}
+
+/* Back on the loop: the job joins the table, then the answer. */
+static void submit_done(uv_work_t *w, int status)
+{
+    submit_req *r = w->data;
+    job_table *t = r->t;
+    t->pending_work--;
+    t->submitting--;
+    if (r->idem_key)
+        key_done(t, r->idem_key);
+    if (r->rc < 0) {
+        log_error("%s; submission refused", r->failure);
+        r->done(r->arg, r->rc, NULL, NULL);
+    } else {
+        r->it->submitted_at = now_unix();
+        job *j = admit(t, r->it);
+        j->idem_key = r->idem_key;
+        r->idem_key = NULL;
+        if (r->x.parent) {
+            j->parent = (char *)r->x.parent;
+            j->forked_at = r->x.forked_at;
+            r->x.parent = NULL;
+            /* its history starts as its metrics.jsonl will: the parent's points up to the fork */
+            const job *p = find(t, j->parent);
+            for (size_t i = 0; p && i < p->n_hist && p->hist[i].step <= j->forked_at; i++)
+                hist_push(j, &p->hist[i]);
+        }
+        if (r->x.experiment) {
+            j->experiment = (char *)r->x.experiment;
+            r->x.experiment = NULL;
+            j->params = r->x.params ? cJSON_Parse(r->x.params) : NULL;
+        }
+        if (j->idem_key)
+            job_index_put(t->by_key, j->idem_key, j);
+        cJSON *errors = NULL;
+        if (r->it->valid) {
+            log_info("job %s: submitted over HTTP", j->id);
+        } else {
+            errors = diags_to_json(&r->it->errs);
+            log_warn("job %s: submitted over HTTP: rejected (%zu problem%s)", j->id, r->it->errs.n,
+                     r->it->errs.n == 1 ? "" : "s");
+        }
+        admitted(j);
+        r->done(r->arg, r->it->valid ? 0 : -EINVAL, xstrdup(j->id), errors);
+    }
+    submit_req_free(r);
+    (void)status;
+    check_shutdown_done(t);
+}
+
+/* ---- Idempotency-Key ---- */
+
+static job *find_by_key(const job_table *t, const char *key)
+{
+    return job_index_get(t->by_key, key);
+}
+
+static bool key_inflight(const job_table *t, const char *key)
+{
+    for (size_t i = 0; i < t->n_keys_inflight; i++)
+        if (strcmp(t->keys_inflight[i], key) == 0)
+            return true;
+    return false;
+}
+
+void key_done(job_table *t, const char *key)
+{
+    for (size_t i = 0; i < t->n_keys_inflight; i++)
+        if (strcmp(t->keys_inflight[i], key) == 0) {
+            free(t->keys_inflight[i]);
+            t->keys_inflight[i] = t->keys_inflight[--t->n_keys_inflight];
+            return;
+        }
+}
+
+bool jobs_submit_replay(job_table *t, const char *key, jobs_submit_cb done, void *arg)
+{
+    if (key_inflight(t, key)) {
+        done(arg, -EINPROGRESS, NULL, NULL);
+        return true;
+    }
+    const job *j = find_by_key(t, key);
+    if (!j)
+        return false;
+    log_info("job %s: POST /jobs again with its Idempotency-Key: answered with the same job", j->id);
+    if (j->state == JOB_REJECTED)
+        done(arg, -EINVAL, xstrdup(j->id), cJSON_Duplicate(j->errors, 1));
+    else
+        done(arg, 0, xstrdup(j->id), NULL);
+    return true;
+}
+
+void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, const char *idem_key,
+                 jobs_submit_cb done, void *arg)
+{
+    jobs_submit_ex(t, yaml, len, default_name, idem_key, NULL, done, arg);
+}
+
+void jobs_submit_ex(job_table *t, const char *yaml, size_t len, const char *default_name, const char *idem_key,
+                    const jobs_submit_extra *x, jobs_submit_cb done, void *arg)
+{
+    bool answered = idem_key && jobs_submit_replay(t, idem_key, done, arg);
+    if (!answered && t->shutting_down) {
+        done(arg, -ESHUTDOWN, NULL, NULL);
+        answered = true;
+    }
+    if (answered) {
+        if (x && x->free_arg)
+            x->free_arg(x->arg);
+        return;
+    }
+    submit_req *r = xcalloc(1, sizeof *r);
+    if (x) {
+        r->x = *x;
+        r->x.parent = x->parent ? xstrdup(x->parent) : NULL;
+        r->x.experiment = x->experiment ? xstrdup(x->experiment) : NULL;
+        r->x.params = x->params ? xstrdup(x->params) : NULL;
+    }
+    r->work.data = r;
+    r->t = t;
+    r->yaml = xstrndup(yaml, len);
+    r->len = len;
+    r->default_name = default_name ? xstrdup(default_name) : NULL;
+    r->idem_key = idem_key ? xstrdup(idem_key) : NULL;
+    r->jobs_dir = xstrdup(t->jobs_dir);
+    r->data_dirs = strv_dup(t->data_dirs, t->n_data_dirs);
+    r->n_data_dirs = t->n_data_dirs;
+    r->max_model_bytes = t->max_model_bytes;
+    r->it = xcalloc(1, sizeof *r->it);
+    r->done = done;
+    r->arg = arg;
+    int rc = uv_queue_work(t->loop, &r->work, submit_work, submit_done);
+    if (rc < 0) {
+        log_error("POST /jobs: cannot queue the work: %s", uv_strerror(rc));
+        submit_req_free(r);
+        done(arg, -EIO, NULL, NULL);
+        return;
+    }
+    t->pending_work++;
+    t->submitting++;
+    if (idem_key) {
+        t->keys_inflight = xrealloc(t->keys_inflight, (t->n_keys_inflight + 1) * sizeof *t->keys_inflight);
+        t->keys_inflight[t->n_keys_inflight++] = xstrdup(idem_key);
+    }
+}
