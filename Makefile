@@ -111,7 +111,7 @@ deps:
 
 test: deps
 	@$(MAKE) --no-print-directory tests
-	@BUILD=$(BUILD) scripts/run-tests.sh $(UNIT_BINS) $(ITEST_BINS) $(FUZZ_REPLAY_BINS)
+	@BUILD=$(BUILD) scripts/run-tests.sh $(UNIT_BINS) $(ITEST_BINS) $(FUZZ_REPLAY_BINS) scripts/run-browser-tests.sh
 
 # The same suite under AddressSanitizer + UndefinedBehaviorSanitizer, in its own build tree.
 check: deps

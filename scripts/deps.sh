@@ -8,7 +8,12 @@
 #   resolves Documentation=man:; valgrind: make valgrind; base-files: the
 #   GPL-3 text the GPT example and the bench train on; openmpi-bin,
 #   libopenmpi-dev: parallel.ranks > 1 (mpirun, and mpicc to build
-#   build/traind-mpi-worker).
+#   build/traind-mpi-worker); libjs-chart.js: the dashboard's charts
+#   (traind serves /usr/share/javascript/chart.js/).
+# For the dashboard's browser tests: chromium, and Node.js with npm (checked
+#   by `command -v`: nodesource's nodejs bundles npm, and Debian's npm package
+#   would conflict with it; Debian's nodejs and npm are installed only when
+#   node or npm is missing).
 # For one test only: slurm-wlm, munge: the one-node cluster test_slurm runs
 #   jobs on (executor: slurm).  munge's install script creates its key as the
 #   munge user, which fails where that user cannot run /bin/sh (some chroots);
@@ -19,8 +24,10 @@
 set -eu
 PKGS="build-essential pkg-config libyaml-dev libuv1-dev libcjson-dev libhttp-parser-dev
 libopenblas-dev libopenblas0-pthread check libsystemd-dev libcurl4-openssl-dev systemd curl
-procps man-db valgrind base-files openmpi-bin libopenmpi-dev"
+procps man-db valgrind base-files openmpi-bin libopenmpi-dev libjs-chart.js chromium"
 TEST_PKGS="slurm-wlm munge"
+command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
 for group in "$@"; do
     case $group in
     fuzz) PKGS="$PKGS clang libclang-rt-dev" ;;

@@ -9,6 +9,8 @@
 #   PREFIX/share/man/man1/trainctl.1                from man/
 #   PREFIX/share/man/man5/traind.yaml.5, traind-run.yaml.5
 #   PREFIX/share/man/man8/traind.8
+#   PREFIX/share/traind/www/...                     daemon/www/ (the dashboard; traind's default
+#                                                   www_dir is ../share/traind/www beside it)
 #   UNITDIR/traind.service                          systemd/traind.service with
 #                                                   @BINDIR@ and @SYSCONFDIR@ filled in
 #   SYSCONFDIR/traind/traind.yaml                   config/traind.yaml, only when absent
@@ -45,6 +47,7 @@ case $build in /*) ;; *) build=$src/$build ;; esac
 p=${prefix%/}                       # "" when PREFIX is /
 bindir=$p/bin
 mandir=$p/share/man
+wwwdir=$p/share/traind/www
 case $prefix in
     /usr|/usr/local)
         sysconfdir=/etc
@@ -98,6 +101,17 @@ do_install() {
     done
     say "installed the man pages in $D$mandir"
 
+    # The dashboard: every file of daemon/www (dot files left out), folders kept.
+    [ -f "$src/daemon/www/index.html" ] || { echo "install.sh: $src/daemon/www/index.html is missing" >&2; exit 1; }
+    install -d -m 0755 "$D$wwwdir"
+    (cd "$src/daemon/www" && find . -mindepth 1 -name '.*' -prune -o -type d -print) | while IFS= read -r dir; do
+        install -d -m 0755 "$D$wwwdir/$dir"
+    done
+    (cd "$src/daemon/www" && find . -mindepth 1 -name '.*' -prune -o -type f -print) | while IFS= read -r f; do
+        install -m 0644 "$src/daemon/www/$f" "$D$wwwdir/$f"
+    done
+    say "installed the dashboard in $D$wwwdir"
+
     # The unit: fill in the paths, write it next to its place, then rename.
     tmp="$D$unitdir/.traind.service.tmp"
     sed -e "s|@BINDIR@|$bindir|g" -e "s|@SYSCONFDIR@|$sysconfdir|g" \
@@ -138,6 +152,11 @@ do_uninstall() {
         remove "$D$mandir/$m"
     done
     remove "$D$unitdir/traind.service"
+    if [ -d "$D$wwwdir" ]; then
+        rm -rf "$D$wwwdir"
+        say "removed $D$wwwdir"
+        rmdir "$D$p/share/traind" 2>/dev/null || true
+    fi
     conf="$D$confdir/traind.yaml"
     if [ -e "$conf" ]; then
         if [ -f "$src/config/traind.yaml" ] && cmp -s "$src/config/traind.yaml" "$conf"; then

@@ -1,7 +1,7 @@
 #!/bin/bash
 # make run-check: what `make run` gives a new user, checked end to end.  Starts
 # scripts/run-local.sh on a fresh temporary spool and a free port, waits until
-# every example config of config/examples/ has succeeded (the GPT example takes
+# the dashboard is served, every example config of config/examples/ has succeeded (the GPT example takes
 # about a minute on one core), checks that its losses fell, then stops traind
 # with SIGTERM and expects exit 0.  Prints "run-check: ok" or why not.
 set -u
@@ -17,6 +17,12 @@ PID=$!
 for _ in $(seq 100); do [ -s "$TMP/spool/traind.addr" ] && break; sleep 0.1; done
 [ -s "$TMP/spool/traind.addr" ] || fail "traind did not start"
 URL=http://$(cat "$TMP/spool/traind.addr")
+# The dashboard: the page of daemon/www, and Chart.js when libjs-chart.js is installed.
+page=$(curl -sf "$URL/") || fail "GET / did not answer 200"
+cmp -s <(printf '%s' "$page") <(printf '%s' "$(cat daemon/www/index.html)") || fail "GET / is not daemon/www/index.html"
+if [ -f /usr/share/javascript/chart.js/chart.min.js ]; then
+    curl -sf -o /dev/null "$URL/lib/chart.js/chart.min.js" || fail "GET /lib/chart.js/chart.min.js did not answer 200"
+fi
 want=$(ls config/examples/*.yaml | wc -l)
 for _ in $(seq 600); do
     done_n=$("$BUILD/trainctl" status --url "$URL" 2>/dev/null | grep -c ' succeeded ')

@@ -20,4 +20,5 @@ if [ ! -d "$SPOOL/jobs" ]; then
 fi
 echo "run: traind on http://$LISTEN  (try: $BUILD/trainctl status, or open http://$LISTEN/ in a browser)"
 # Two jobs at a time, so the small MLPs finish beside the GPT.
-exec "$BUILD/traind" --spool "$SPOOL" --listen "$LISTEN" --max-jobs 2
+# The dashboard's files come from the source tree, so an edit shows at the next reload.
+exec "$BUILD/traind" --spool "$SPOOL" --listen "$LISTEN" --max-jobs 2 --www-dir daemon/www

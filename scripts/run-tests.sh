@@ -6,6 +6,9 @@
 # why" (test_mpi without mpirun: its N checks are counted as skipped) or
 # "SKIP: why" and registers no checks (test_slurm where Slurm cannot start:
 # counted as one skipped); never as passed.
+#
+# Node's test runner (scripts/run-browser-tests.sh, TAP): its closing
+# "# pass N", "# fail N" and "# skipped N" lines are counted the same way.
 set -u
 export TRAIND_BUILD="${BUILD:-build}"
 passed=0 failed=0 skipped=0 broken="" times=""
@@ -16,10 +19,24 @@ for t in "$@"; do
     rc=$?
     ms=$(( ($(date +%s%N) - t0) / 1000000 ))
     times="$times$ms $name"$'\n'
-    printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks|:[EF]:|^SKIPPED: [0-9]+ checks|^SKIP: ' | sed "s|^|$name: |"
+    printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks|:[EF]:|^SKIPPED: [0-9]+ checks|^SKIP: |^# (pass|fail|skipped) [0-9]+$|^# FIGURE: |^not ok |^  (error|expected|actual|location): ' | sed "s|^|$name: |"
     sk=$(printf '%s\n' "$out" | sed -nE 's/^SKIPPED: ([0-9]+) checks.*/\1/p' | tail -1)
     [ -n "$sk" ] && skipped=$((skipped + sk))
     printf '%s\n' "$out" | grep -qE '^SKIP: ' && skipped=$((skipped + 1))
+    tap_pass=$(printf '%s\n' "$out" | sed -nE 's/^# pass ([0-9]+)$/\1/p' | tail -1)
+    if [ -n "$tap_pass" ]; then
+        tap_fail=$(printf '%s\n' "$out" | sed -nE 's/^# fail ([0-9]+)$/\1/p' | tail -1)
+        tap_skip=$(printf '%s\n' "$out" | sed -nE 's/^# skipped ([0-9]+)$/\1/p' | tail -1)
+        passed=$((passed + tap_pass))
+        failed=$((failed + ${tap_fail:-0}))
+        skipped=$((skipped + ${tap_skip:-0}))
+        if [ $rc -ne 0 ] && [ "${tap_fail:-0}" = 0 ]; then
+            printf '%s\n' "$out" | tail -30
+            broken="$broken $name"
+            failed=$((failed + 1))
+        fi
+        continue
+    fi
     line=$(printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks: ' | tail -1)
     if [ -n "$line" ]; then
         n=$(sed -E 's/.*Checks: ([0-9]+).*/\1/' <<<"$line")

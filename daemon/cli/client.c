@@ -416,11 +416,177 @@ static bool state_ended(const char *s)
                  !strcmp(s, "rejected") || !strcmp(s, "stopped"));
 }
 
+/* One line of watch: the job's progress bar.  Returns true when it has ended
+ * (its errors printed, *ret its exit code). */
+static bool watch_line(const char *id, const cJSON *j, bool tty, int *ret)
+{
+    const char *state = json_str(j, "state");
+    double step = json_num(j, "step"), total = json_num(j, "total_steps");
+    double frac = total > 0 ? step / total : 0;
+    char bar[32];
+    for (int i = 0; i < 24; i++)
+        bar[i] = i < (int)(frac * 24) ? '#' : '.';
+    bar[24] = '\0';
+    char eta[32] = "?";
+    cli_format_duration(json_num(j, "eta_s"), eta, sizeof eta);
+    printf("%s%s %-9s [%s] %.0f/%.0f  lr %.3e  loss %.5g  %.0f steps/s  ETA %s%s",
+           tty ? "\r\033[K" : "", id, state ? state : "?", bar, step, total, json_num(j, "lr"),
+           json_num(j, "loss"), json_num(j, "steps_per_s"), eta, tty ? "" : "\n");
+    fflush(stdout);
+    if (!state_ended(state))
+        return false;
+    if (tty)
+        putchar('\n');
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "errors")) {
+        const char *m = json_str(e, "message"), *p = json_str(e, "path");
+        fprintf(stderr, "  %s%s%s\n", p && *p ? p : "", p && *p ? ": " : "", m ? m : "");
+    }
+    *ret = !strcmp(state, "succeeded") ? EXIT_OK : EXIT_FAIL;
+    return true;
+}
+
+/* GET /events?job=ID as it arrives: each `job` event replaces the job
+ * shown, each `point` moves its step, lr and loss. */
+typedef struct watch_stream {
+    const char *id;
+    bool tty;
+    cJSON *job;               /* taken over from the caller */
+    char *buf;
+    size_t len;
+    bool ended;
+    int ret;
+    char last_id[64];         /* for a reconnect */
+    bool got_any;
+    double prev_step, prev_time;   /* the last point: steps/s between points (-1 = none) */
+} watch_stream;
+
+static void watch_set(cJSON *o, const char *k, const cJSON *v)
+{
+    if (v)
+        cJSON_ReplaceItemInObjectCaseSensitive(o, k, cJSON_Duplicate(v, 1));
+}
+
+static void watch_event(watch_stream *w, const char *event, const char *data)
+{
+    cJSON *d = cJSON_Parse(data);
+    if (!d)
+        return;
+    if (!strcmp(event, "job")) {
+        cJSON_Delete(w->job);
+        w->job = d;
+        d = NULL;
+    } else if (!strcmp(event, "point")) {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(d, "point");
+        watch_set(w->job, "step", cJSON_GetObjectItemCaseSensitive(p, "step"));
+        watch_set(w->job, "lr", cJSON_GetObjectItemCaseSensitive(p, "lr"));
+        watch_set(w->job, "loss", cJSON_GetObjectItemCaseSensitive(p, "loss"));
+        /* the rate between this point and the last (their worker's clock) */
+        double step = json_num(p, "step"), t = json_num(p, "time");
+        if (w->prev_step >= 0 && step > w->prev_step && t > w->prev_time) {
+            double rate = (step - w->prev_step) / (t - w->prev_time);
+            cJSON_ReplaceItemInObjectCaseSensitive(w->job, "steps_per_s", cJSON_CreateNumber(rate));
+            double left = json_num(w->job, "total_steps") - step;
+            cJSON_ReplaceItemInObjectCaseSensitive(w->job, "eta_s", cJSON_CreateNumber(left > 0 ? left / rate : 0));
+        }
+        w->prev_step = step;
+        w->prev_time = t;
+    }
+    cJSON_Delete(d);
+    if (strcmp(event, "hello") != 0)
+        w->ended = watch_line(w->id, w->job, w->tty, &w->ret);
+}
+
+static size_t on_events(char *data, size_t size, size_t n, void *ctx)
+{
+    watch_stream *w = ctx;
+    size_t add = size * n;
+    if (w->len + add > CLIENT_MAX_ANSWER)
+        return 0;   /* one event this large is not traind's */
+    w->buf = xrealloc(w->buf, w->len + add + 1);
+    memcpy(w->buf + w->len, data, add);
+    w->len += add;
+    w->buf[w->len] = '\0';
+    char *sep;
+    while (!w->ended && (sep = strstr(w->buf, "\n\n")) != NULL) {
+        *sep = '\0';
+        const char *event = "message", *payload = NULL;
+        for (char *line = w->buf, *next; line && *line; line = next) {
+            next = strchr(line, '\n');
+            if (next)
+                *next++ = '\0';
+            if (!strncmp(line, "event: ", 7))
+                event = line + 7;
+            else if (!strncmp(line, "data: ", 6))
+                payload = line + 6;
+            else if (!strncmp(line, "id: ", 4))
+                snprintf(w->last_id, sizeof w->last_id, "%s", line + 4);
+        }
+        w->got_any = true;
+        if (payload)
+            watch_event(w, event, payload);
+        size_t used = (size_t)(sep + 2 - w->buf);
+        memmove(w->buf, sep + 2, w->len - used + 1);
+        w->len -= used;
+    }
+    return w->ended ? 0 : add;   /* 0 ends the transfer once the job has ended */
+}
+
+/* Streams the job's events until it ends: EXIT_OK/EXIT_FAIL as the job
+ * ends, -1 when the daemon has no stream for us (an older traind, the
+ * stream cap): the caller polls instead. */
+static int watch_events(client *c, const char *id, cJSON *job, bool tty)
+{
+    watch_stream w = {.id = id, .tty = tty, .job = job, .prev_step = -1};
+    char *esc = cli_escape(id);
+    char *url = xasprintf("%s/events?job=%s", c->base_url, esc);
+    free(esc);
+    int result = -1;
+    for (int attempt = 0; attempt < 5 && !w.ended; attempt++) {
+        CURL *h = curl_easy_init();
+        if (!h)
+            break;
+        struct curl_slist *hdrs = NULL;
+        char *last = w.last_id[0] ? xasprintf("Last-Event-ID: %s", w.last_id) : NULL;
+        if (last)
+            hdrs = curl_slist_append(hdrs, last);
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_events);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &w);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
+        /* no overall timeout: the stream lasts as long as the job; the
+         * daemon pings every 15 s, so 40 s of silence means it is gone */
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 40L);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+        if (c->unix_socket)
+            curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->unix_socket);
+        curl_easy_perform(h);
+        long status = 0;
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        curl_slist_free_all(hdrs);
+        curl_easy_cleanup(h);
+        free(last);
+        if (status != 200 && !w.got_any)
+            break;          /* no stream here: poll */
+        w.len = 0;          /* a frame cut by the disconnect is sent again after Last-Event-ID */
+    }
+    if (w.ended)
+        result = w.ret;
+    cJSON_Delete(w.job);
+    free(w.buf);
+    free(url);
+    return result;
+}
+
 static int do_watch(client *c, const char *id)
 {
     char *path = job_path(id, "");
     bool tty = isatty(STDOUT_FILENO);
     int ret = EXIT_OK;
+    bool streamed = false;
     for (;;) {
         response r;
         if ((ret = http(c, "GET", path, NULL, 0, &r)) != 0)
@@ -437,30 +603,19 @@ static int do_watch(client *c, const char *id)
             ret = EXIT_FAIL;
             break;
         }
-        const char *state = json_str(j, "state");
-        double step = json_num(j, "step"), total = json_num(j, "total_steps");
-        double frac = total > 0 ? step / total : 0;
-        char bar[32];
-        for (int i = 0; i < 24; i++)
-            bar[i] = i < (int)(frac * 24) ? '#' : '.';
-        bar[24] = '\0';
-        char eta[32] = "?";
-        cli_format_duration(json_num(j, "eta_s"), eta, sizeof eta);
-        printf("%s%s %-9s [%s] %.0f/%.0f  lr %.3e  loss %.5g  %.0f steps/s  ETA %s%s",
-               tty ? "\r\033[K" : "", id, state ? state : "?", bar, step, total, json_num(j, "lr"),
-               json_num(j, "loss"), json_num(j, "steps_per_s"), eta, tty ? "" : "\n");
-        fflush(stdout);
-        if (state_ended(state)) {
-            if (tty)
-                putchar('\n');
-            const cJSON *e;
-            cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "errors")) {
-                const char *m = json_str(e, "message"), *p = json_str(e, "path");
-                fprintf(stderr, "  %s%s%s\n", p && *p ? p : "", p && *p ? ": " : "", m ? m : "");
-            }
-            ret = !strcmp(state, "succeeded") ? EXIT_OK : EXIT_FAIL;
+        if (watch_line(id, j, tty, &ret)) {
             cJSON_Delete(j);
             break;
+        }
+        if (!streamed) {
+            /* pushed by GET /events from here on (it takes j); polled if the daemon has none */
+            streamed = true;
+            int sr = watch_events(c, id, j, tty);
+            if (sr >= 0) {
+                ret = sr;
+                break;
+            }
+            continue;   /* no stream: the state now, then every 0.5 s */
         }
         cJSON_Delete(j);
         usleep(500 * 1000);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "traind/sched_curve.h"
 #include "traind/schedule.h"
 #include "traind/dconfig.h"
 #include "traind/intake.h"
@@ -104,59 +105,14 @@ enum { PLOT_W = 64, PLOT_H = 16 };
 static const char glyphs[] = "*+ox#@%&=~";
 static const char *const colours[] = {"31", "32", "34", "35", "36", "33", "91", "92", "94", "95"};
 
-typedef struct curve {
-    size_t trial;               /* the first trial with this schedule */
-    long T;
-    double *lr;
-} curve;
-
-static double *lrs_of(const run_config *c)
-{
-    double *lr = xmalloc((size_t)c->sched.total_steps * sizeof *lr);
-    for (long i = 0; i < c->sched.total_steps; i++)
-        lr[i] = sched_lr(&c->sched, c->optim.lr, i);
-    return lr;
-}
-
-/* The distinct lr curves of the sweep, in trial order. */
-static size_t distinct_curves(const sweep *s, curve *out)
-{
-    size_t n = 0;
-    for (size_t k = 0; k < s->n_trials; k++) {
-        const run_config *c = &s->trials[k].cfg;
-        double *lr = lrs_of(c);
-        bool dup = false;
-        for (size_t j = 0; j < n && !dup; j++)
-            dup = out[j].T == c->sched.total_steps && !memcmp(out[j].lr, lr, (size_t)out[j].T * sizeof *lr);
-        if (dup) {
-            free(lr);
-            continue;
-        }
-        out[n++] = (curve){k, c->sched.total_steps, lr};
-    }
-    return n;
-}
-
-static char *label(const sweep *s, size_t k)
-{
-    size_t len = 1;
-    for (size_t i = 0; i < s->n_params; i++)
-        len += strlen(s->params[i]) + strlen(s->trials[k].values[i]) + 3;
-    char *out = xmalloc(len);
-    out[0] = '\0';
-    for (size_t i = 0; i < s->n_params; i++)
-        sprintf(out + strlen(out), "%s%s=%s", i ? " " : "", s->params[i], s->trials[k].values[i]);
-    return out;
-}
-
-static void plot(const sweep *s, const curve *cv, size_t n, bool colour)
+static void plot(const sweep *s, const sched_curve *cv, size_t n, bool colour)
 {
     long T = 0;
     double hi = 0;
     for (size_t c = 0; c < n; c++) {
-        if (cv[c].T > T)
-            T = cv[c].T;
-        for (long i = 0; i < cv[c].T; i++)
+        if (cv[c].total_steps > T)
+            T = cv[c].total_steps;
+        for (long i = 0; i < cv[c].total_steps; i++)
             if (cv[c].lr[i] > hi)
                 hi = cv[c].lr[i];
     }
@@ -168,7 +124,7 @@ static void plot(const sweep *s, const curve *cv, size_t n, bool colour)
     for (size_t c = 0; c < n; c++)
         for (int col = 0; col < PLOT_W; col++) {
             long step = (long)((double)col * T / PLOT_W);
-            if (step >= cv[c].T)
+            if (step >= cv[c].total_steps)
                 continue;
             double v = cv[c].lr[step];
             int row = hi > 0 ? (int)(v / hi * (PLOT_H - 1) + 0.5) : 0;
@@ -198,7 +154,7 @@ static void plot(const sweep *s, const curve *cv, size_t n, bool colour)
         putchar('-');
     printf("\n%10s  0%*ld\n", "", PLOT_W - 1, T - 1);
     for (size_t c = 0; c < n; c++) {
-        char *l = label(s, cv[c].trial);
+        char *l = sweep_trial_label(s, cv[c].trial);
         if (colour)
             printf("  \033[%sm%c\033[0m %s (%s)\n", colours[c % 10], glyphs[c % 10], s->trials[cv[c].trial].cfg.name, l);
         else
@@ -207,7 +163,7 @@ static void plot(const sweep *s, const curve *cv, size_t n, bool colour)
     }
 }
 
-static void print_json(const sweep *s, const curve *cv, size_t n)
+static void print_json(const sweep *s, const sched_curve *cv, size_t n)
 {
     putchar('[');
     for (size_t c = 0; c < n; c++) {
@@ -221,7 +177,7 @@ static void print_json(const sweep *s, const curve *cv, size_t n)
             putchar('"');
         }
         printf("}, \"lr\": [");
-        for (long i = 0; i < cv[c].T; i++)
+        for (size_t i = 0; i < cv[c].n; i++)
             printf(i ? ", %.17g" : "%.17g", cv[c].lr[i]);
         printf("]}");
     }
@@ -237,14 +193,19 @@ int cli_schedule_experiment(const char *path, bool json)
         diag_free(&errs);
         return EXIT_FAIL;
     }
-    curve *cv = xcalloc(s.n_trials, sizeof *cv);
-    size_t n = distinct_curves(&s, cv);
+    /* every step of every distinct schedule */
+    const run_config **cfgs = xcalloc(s.n_trials ? s.n_trials : 1, sizeof *cfgs);
+    for (size_t k = 0; k < s.n_trials; k++)
+        cfgs[k] = &s.trials[k].cfg;
+    sched_curve *cv = xcalloc(s.n_trials ? s.n_trials : 1, sizeof *cv);
+    size_t n = sched_curves_distinct(cfgs, s.n_trials, 0, cv);
+    free(cfgs);
     if (json)
         print_json(&s, cv, n);
     else
         plot(&s, cv, n, isatty(STDOUT_FILENO) && !getenv("NO_COLOR"));
     for (size_t c = 0; c < n; c++)
-        free(cv[c].lr);
+        sched_curve_free(&cv[c]);
     free(cv);
     sweep_free(&s);
     return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;

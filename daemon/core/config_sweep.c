@@ -606,6 +606,18 @@ int sweep_load_file(const char *path, const sweep_opts *opts, sweep *out, diag_l
     return rc;
 }
 
+char *sweep_trial_label(const sweep *s, size_t k)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < s->n_params; i++)
+        len += strlen(s->params[i]) + strlen(s->trials[k].values[i]) + 3;
+    char *out = xmalloc(len);
+    out[0] = '\0';
+    for (size_t i = 0; i < s->n_params; i++)
+        sprintf(out + strlen(out), "%s%s=%s", i ? " " : "", s->params[i], s->trials[k].values[i]);
+    return out;
+}
+
 void sweep_free(sweep *s)
 {
     if (!s)

@@ -1,5 +1,5 @@
 /* data — dispatch to the kinds of data.  See traind/data.h and traind/data_impl.h. */
-#include "traind/data_impl.h"
+#include "data_impl.h"
 
 #include <stdio.h>
 

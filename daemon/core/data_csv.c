@@ -21,7 +21,7 @@
  * epoch's permutation was drawn, the epoch number and the position in it; a
  * load redraws that permutation, so a resumed run sees the same batches.
  */
-#include "traind/data_impl.h"
+#include "data_impl.h"
 
 #include <errno.h>
 #include <math.h>

@@ -10,7 +10,7 @@
  * batches is drawn once, at open, from RNG_STREAM_EVAL (the same teacher).
  * The state is the data stream's rng: the batches are a function of it alone.
  */
-#include "traind/data_impl.h"
+#include "data_impl.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -19,7 +19,7 @@
  * 2 GiB — and widened to int32 only for the batch.  The state is the data rng
  * plus what identifies the stream (kind, length, a sampled hash).
  */
-#include "traind/data_impl.h"
+#include "data_impl.h"
 
 #include <errno.h>
 #include <math.h>

@@ -1,6 +1,7 @@
 /* model — dispatch to the model implementations.  See traind/model.h. */
 #include "traind/model.h"
 #include "traind/gpt.h"
+#include "model_impl.h"
 
 #include <stdint.h>
 
@@ -35,4 +36,9 @@ size_t model_memory_bytes(const model_cfg *cfg, int batch_size)
         return gpt_memory_bytes(cfg, batch_size);
     }
     return SIZE_MAX;
+}
+
+size_t model_param_count(const model_cfg *cfg)
+{
+    return cfg->type == MODEL_GPT ? gpt_param_count(cfg) : mlp_param_count(cfg);
 }

@@ -25,19 +25,17 @@
  *     dA[l-1] = W[l]^T · G                   (d[l], B)       sgemm, skipped for l = 0
  *     G'      = dA[l-1] ⊙ act'(...)  and  db[l-1] = row sums of G'   one fused pass
  *
- * Small products (seed-linear is 4×10×10) skip BLAS for plain loops: a BLAS
- * call costs more than the whole product there.  Everything a step needs is
- * allocated in mlp_create, sized for batch_size rows; a smaller batch uses
- * the front of each buffer (row stride B).
- *
- * GELU is torch's tanh approximation, 0.5 z (1 + tanh(√(2/π)(z + 0.044715 z³))),
- * computed as z · σ(2u) (the same function: 1 + tanh(u) = 2σ(2u)) with a
- * vectorised expf.  It is within a few ulps of the exact value of that
- * formula (torch's float evaluation is off by ~100 ulps at z = -3, from
- * 1 + tanh(u) cancelling) and its derivative is torch's GeluBackward formula.
+ * Small products (seed-linear is 4×10×10) skip BLAS for plain loops
+ * (kern_matmul): a BLAS call costs more than the whole product there.
+ * Everything a step needs is allocated in mlp_create, sized for batch_size
+ * rows; a smaller batch uses the front of each buffer (row stride B).  The
+ * activations (gelu, tanh, relu) are kernels_act.c's; the parameter layout
+ * is param_layout() below, which also gives the parameter count.
  */
 #include "traind/model.h"
 
+#include "kernels.h"
+#include "model_impl.h"
 #include "traind/compute.h"
 
 #include <math.h>
@@ -52,7 +50,6 @@ typedef struct mlp {
     int dim[CFG_MAX_HIDDEN + 2];    /* d[0] = input_dim ... d[L] = output_dim */
     size_t w_off[CFG_MAX_HIDDEN + 1], b_off[CFG_MAX_HIDDEN + 1];
     activation_type act;
-    int avx2;                       /* run the AVX2 build of the activation loops */
     /* Activations are feature-major: (features, B) with row stride B. */
     float *z[CFG_MAX_HIDDEN];       /* hidden layers: pre-activation, then gelu' (d[l+1], B) */
     float *a[CFG_MAX_HIDDEN];       /* hidden layers: activation (d[l+1], B) */
@@ -61,296 +58,6 @@ typedef struct mlp {
     float *rowloss;                 /* the loss pass's sum per output feature (d[L]) */
     void *mem;                      /* one block behind all of the above */
 } mlp_t;
-
-/* Below this many multiply-adds a product is done with plain loops. */
-#define SMALL_GEMM_MACS 32768
-
-/* C (M,N) = op(A) · op(B), op(X) = X or X^T, all row-major with leading
- * dimensions; C overwritten.  BLAS for real sizes (compute_sgemm: the same
- * bits for every thread count), loops for tiny ones. */
-static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda,
-                 const float *B, int ldb, float *C, int ldc)
-{
-    if ((long)M * N * K >= SMALL_GEMM_MACS) {
-        compute_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
-        return;
-    }
-    for (int i = 0; i < M; i++) {
-        float *c = C + (size_t)i * ldc;
-        if (tb) {
-            /* c[j] = Σ_k op(A)[i][k] · B[j][k]: dot products along B's rows */
-            for (int j = 0; j < N; j++) {
-                const float *b = B + (size_t)j * ldb;
-                float s = 0.0f;
-                if (ta)
-                    for (int k = 0; k < K; k++)
-                        s += A[(size_t)k * lda + i] * b[k];
-                else
-                    for (int k = 0; k < K; k++)
-                        s += A[(size_t)i * lda + k] * b[k];
-                c[j] = s;
-            }
-        } else {
-            /* c += op(A)[i][k] · B[k][:]: axpys along B's rows */
-            for (int j = 0; j < N; j++)
-                c[j] = 0.0f;
-            for (int k = 0; k < K; k++) {
-                float s = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
-                const float *b = B + (size_t)k * ldb;
-                for (int j = 0; j < N; j++)
-                    c[j] += s * b[j];
-            }
-        }
-    }
-}
-
-/* ---- activations --------------------------------------------------------
- * Written with GCC vector extensions, 8 lanes, so they vectorise without
- * -O3 or -march: at the baseline x86-64 target each operation is two SSE
- * instructions; on CPUs with AVX2 the same source is also compiled for AVX2
- * (one 256-bit instruction) and picked at run time.  FMA is not enabled, so
- * both builds do the same IEEE operations in the same order and give
- * bit-identical results (test_mlp checks; TRAIND_NO_AVX2=1 in the
- * environment forces the baseline build).  Lanes and the partial last group
- * of a row run the same operations, so a value's result never depends on its
- * position. */
-
-#if defined(__GNUC__)
-/* The helpers below are always inlined: no vector ever crosses a call, so the
- * ABI of 32-byte vector returns does not matter.  (Vector arguments go by
- * pointer: GCC's matching note about them cannot be silenced.)  Clang (the
- * fuzz build) understands the same pragma. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-
-#define VL 8
-typedef float vf __attribute__((vector_size(4 * VL)));
-typedef int32_t vi __attribute__((vector_size(4 * VL)));
-#define VI static inline __attribute__((always_inline))
-
-VI vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
-VI void vstore(float *p, const vf *v) { memcpy(p, v, sizeof *v); }
-VI vf vset(float x) { return (vf){x, x, x, x, x, x, x, x}; }
-/* m ? a : b, lane by lane (m from a vector comparison: all ones or zero) */
-#define vsel(m, a, b) ((vf)(((vi)(a) & (m)) | ((vi)(b) & ~(m))))
-/* clamp to [lo, hi]; NaN gives hi */
-#define vclamp(x, lo, hi) vsel((x) > vset(lo), vsel((x) < vset(hi), (x), vset(hi)), vset(lo))
-
-/* exp(x) for x in [-87, 80] (clamped; NaN stays NaN), ~1 ulp. */
-VI vf vexp(const vf *xp)
-{
-    vf x0 = *xp;
-    vi nan = x0 != x0;
-    vf x = vclamp(x0, -87.0f, 80.0f);
-    vf t = x * vset(1.44269504088896341f) + vset(12582912.0f);   /* round(x/ln2) + 1.5·2^23 */
-    vf n = t - vset(12582912.0f);
-    vf r = x - n * vset(0.693145751953125f);                      /* ln2, hi + lo */
-    r = r - n * vset(1.428606765330187045e-06f);
-    /* exp(r), |r| <= ln2/2: Taylor to degree 7 (truncation < 2e-9 relative). */
-    vf p = vset(1.0f / 5040.0f);
-    p = p * r + vset(1.0f / 720.0f);
-    p = p * r + vset(1.0f / 120.0f);
-    p = p * r + vset(1.0f / 24.0f);
-    p = p * r + vset(1.0f / 6.0f);
-    p = p * r + vset(0.5f);
-    p = p * r + vset(1.0f);
-    p = p * r + vset(1.0f);
-    vi e = ((vi)t - (vi)vset(12582912.0f) + 127) << 23;           /* 2^n */
-    return vsel(nan, x0, p * (vf)e);
-}
-
-#define GELU_K 0.7978845608028654f     /* sqrt(2/pi) */
-#define GELU_C 0.044715f
-
-/* gelu(z); if d, also *d = gelu'(z) = σ + 2 z σ (1 - σ) u'  (σ = σ(2u)). */
-VI vf vgelu(const vf *zp, vf *d)
-{
-    vf z = *zp;
-    vi nan = z != z;
-    vf zc = vclamp(z, -20.0f, 20.0f);   /* beyond ±20, gelu is 0 or z */
-    zc = vsel(nan, z, zc);
-    vf z2 = zc * zc;
-    vf u = vset(GELU_K) * (zc + vset(GELU_C) * z2 * zc);
-    vf m2u = vset(-2.0f) * u;
-    vf s = vset(1.0f) / (vset(1.0f) + vexp(&m2u));   /* σ(2u) = (1 + tanh u) / 2 */
-    if (d) {
-        vf du = vset(GELU_K) * (vset(1.0f) + vset(3.0f * GELU_C) * z2);
-        *d = s + vset(2.0f) * zc * s * (vset(1.0f) - s) * du;
-    }
-    return z * s;
-}
-
-/* tanh(z), a few ulps: odd Taylor polynomial for |z| < 0.3125 (terms to
- * z^13, truncation < 1e-9 relative), else sign(z) (1 - 2 / (1 + exp(2|z|))). */
-VI vf vtanh(const vf *zp)
-{
-    vf z = *zp;
-    vf az = vsel(z < vset(0.0f), -z, z);
-    vf z2 = z * z;
-    vf p = vset(21844.0f / 6081075.0f);
-    p = p * z2 - vset(1382.0f / 155925.0f);
-    p = p * z2 + vset(62.0f / 2835.0f);
-    p = p * z2 - vset(17.0f / 315.0f);
-    p = p * z2 + vset(2.0f / 15.0f);
-    p = p * z2 - vset(1.0f / 3.0f);
-    vf small = z + z * z2 * p;
-    vf az2 = vset(2.0f) * az;
-    vf big = vset(1.0f) - vset(2.0f) / (vset(1.0f) + vexp(&az2));
-    big = vsel(z < vset(0.0f), -big, big);
-    return vsel(az < vset(0.3125f), small, big);   /* NaN: big, which is NaN */
-}
-
-VI vf vrelu(const vf *z) { return vsel(*z < vset(0.0f), vset(0.0f), *z); }   /* NaN stays */
-
-/* z = Z + bias; A = act(z); with D (gelu), D = gelu'(z).  n <= VL values. */
-VI void act_lanes(activation_type act, const float *zp, float bias, float *ap, float *dp, int n)
-{
-    vf z;
-    if (n == VL) {
-        z = vload(zp);
-    } else {
-        float t[VL] = {0};
-        memcpy(t, zp, sizeof(float) * n);
-        z = vload(t);
-    }
-    z += vset(bias);
-    vf a, d = vset(0.0f);
-    switch (act) {
-    case ACT_GELU: a = vgelu(&z, dp ? &d : NULL); break;
-    case ACT_TANH: a = vtanh(&z); break;
-    default: a = vrelu(&z); break;
-    }
-    if (n == VL) {
-        vstore(ap, &a);
-        if (dp)
-            vstore(dp, &d);
-    } else {
-        float t[VL];
-        vstore(t, &a);
-        memcpy(ap, t, sizeof(float) * n);
-        if (dp) {
-            vstore(t, &d);
-            memcpy(dp, t, sizeof(float) * n);
-        }
-    }
-}
-
-/* Feature-major (rows = features, B values each): A = act(Z + b[row]); with
- * deriv and gelu, Z = gelu'(Z + b[row]) in place. */
-VI void act_forward_body(activation_type act, int rows, int B, float *Z, float *A,
-                         const float *b, int deriv)
-{
-    deriv = deriv && act == ACT_GELU;
-    for (int j = 0; j < rows; j++) {
-        float *zr = Z + (size_t)j * B, *ar = A + (size_t)j * B;
-        for (int r = 0; r < B; r += VL)
-            act_lanes(act, zr + r, b[j], ar + r, deriv ? zr + r : NULL, B - r < VL ? B - r : VL);
-    }
-}
-
-VI float hsum(const vf *v)
-{
-    return (((*v)[0] + (*v)[1]) + ((*v)[2] + (*v)[3])) + (((*v)[4] + (*v)[5]) + ((*v)[6] + (*v)[7]));
-}
-
-/* G = G ⊙ act'(.) in place (feature-major), db[row] = Σ of the row. */
-VI void act_backward_body(activation_type act, int rows, int B, float *G,
-                          const float *Z, const float *A, float *db)
-{
-    int Bv = B - B % VL;
-    for (int j = 0; j < rows; j++) {
-        float *gr = G + (size_t)j * B;
-        const float *zr = Z + (size_t)j * B, *ar = A + (size_t)j * B;
-        vf acc = vset(0.0f);
-        int r = 0;
-        switch (act) {
-        case ACT_GELU:
-            for (; r < Bv; r += VL) {
-                vf g = vload(gr + r) * vload(zr + r);
-                vstore(gr + r, &g);
-                acc += g;
-            }
-            break;
-        case ACT_TANH:
-            for (; r < Bv; r += VL) {
-                vf a = vload(ar + r);
-                vf g = vload(gr + r) * (vset(1.0f) - a * a);
-                vstore(gr + r, &g);
-                acc += g;
-            }
-            break;
-        default:
-            for (; r < Bv; r += VL) {
-                vf g = vsel(vload(ar + r) > vset(0.0f), vload(gr + r), vset(0.0f));
-                vstore(gr + r, &g);
-                acc += g;
-            }
-            break;
-        }
-        float s = hsum(&acc);
-        for (; r < B; r++) {
-            float g;
-            switch (act) {
-            case ACT_GELU: g = gr[r] * zr[r]; break;
-            case ACT_TANH: g = gr[r] * (1.0f - ar[r] * ar[r]); break;
-            default: g = ar[r] > 0.0f ? gr[r] : 0.0f; break;
-            }
-            gr[r] = g;
-            s += g;
-        }
-        db[j] = s;
-    }
-}
-
-static void act_forward_base(activation_type act, int rows, int B, float *Z, float *A,
-                             const float *b, int deriv)
-{
-    act_forward_body(act, rows, B, Z, A, b, deriv);
-}
-
-static void act_backward_base(activation_type act, int rows, int B, float *G,
-                              const float *Z, const float *A, float *db)
-{
-    act_backward_body(act, rows, B, G, Z, A, db);
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2")))
-static void act_forward_avx2(activation_type act, int rows, int B, float *Z, float *A,
-                             const float *b, int deriv)
-{
-    act_forward_body(act, rows, B, Z, A, b, deriv);
-}
-
-__attribute__((target("avx2")))
-static void act_backward_avx2(activation_type act, int rows, int B, float *G,
-                              const float *Z, const float *A, float *db)
-{
-    act_backward_body(act, rows, B, G, Z, A, db);
-}
-
-static int cpu_has_avx2(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") ? 1 : 0;
-}
-#define ACT_DISPATCH(avx2, name, ...) ((avx2) ? name##_avx2(__VA_ARGS__) : name##_base(__VA_ARGS__))
-#else
-static int cpu_has_avx2(void) { return 0; }
-#define ACT_DISPATCH(avx2, name, ...) name##_base(__VA_ARGS__)
-#endif
-
-static void act_forward(const struct mlp *m, int rows, int B, float *Z, float *A,
-                        const float *b, int deriv)
-{
-    ACT_DISPATCH(m->avx2, act_forward, m->act, rows, B, Z, A, b, deriv);
-}
-
-static void act_backward(const struct mlp *m, int rows, int B, float *G,
-                         const float *Z, const float *A, float *db)
-{
-    ACT_DISPATCH(m->avx2, act_backward, m->act, rows, B, G, Z, A, db);
-}
 
 /* ---- the elementwise passes, split over the compute threads -------------
  * Each pass works row by row (a row = one feature over the batch) and every
@@ -403,10 +110,10 @@ static void pass_range(void *ctx, int lo, int hi)
     size_t off = (size_t)lo * p->B;
     switch (p->kind) {
     case PASS_ACT_FWD:
-        act_forward(p->m, hi - lo, p->B, p->Z + off, p->A + off, p->bias + lo, p->deriv);
+        kern_act_forward(p->m->act, hi - lo, p->B, p->Z + off, p->A + off, p->bias + lo, p->deriv);
         break;
     case PASS_ACT_BWD:
-        act_backward(p->m, hi - lo, p->B, p->G + off, p->Z + off, p->A + off, p->db + lo);
+        kern_act_backward(p->m->act, hi - lo, p->B, p->G + off, p->Z + off, p->A + off, p->db + lo);
         break;
     default:
         loss_rows(p, lo, hi);
@@ -433,9 +140,9 @@ static void mlp_forward(mlp_t *m, const float *x, int B, int deriv)
         int din = m->dim[l], dout = m->dim[l + 1];
         float *z = l < m->L - 1 ? m->z[l] : m->out;
         if (l == 0)     /* x is (B, din) row-major: Z^T = W · x^T */
-            gemm(0, 1, dout, B, din, P + m->w_off[l], din, x, din, z, B);
+            kern_matmul(0, 1, dout, B, din, P + m->w_off[l], din, x, din, z, B);
         else            /* Z^T = W · A^T */
-            gemm(0, 0, dout, B, din, P + m->w_off[l], din, m->a[l - 1], B, z, B);
+            kern_matmul(0, 0, dout, B, din, P + m->w_off[l], din, m->a[l - 1], B, z, B);
         if (l < m->L - 1) {
             pass_t p = {.m = m, .kind = PASS_ACT_FWD, .B = B, .deriv = deriv,
                         .Z = z, .A = m->a[l], .bias = P + m->b_off[l]};
@@ -481,13 +188,13 @@ static float mlp_train_step(model_t *base, const batch_t *b)
         int din = m->dim[l], dout = m->dim[l + 1];
         /* G is dL/dZ[l], (dout, B) */
         if (l == 0)     /* dW = G · x */
-            gemm(0, 0, dout, din, B, G, B, b->x, din, Gr + m->w_off[l], din);
+            kern_matmul(0, 0, dout, din, B, G, B, b->x, din, Gr + m->w_off[l], din);
         else            /* dW = G · A[l-1]^T */
-            gemm(0, 1, dout, din, B, G, B, m->a[l - 1], B, Gr + m->w_off[l], din);
+            kern_matmul(0, 1, dout, din, B, G, B, m->a[l - 1], B, Gr + m->w_off[l], din);
         if (l > 0) {
             /* dA[l-1] = W^T · G, then back through layer l-1's activation */
             float *H = G == m->g[0] ? m->g[1] : m->g[0];
-            gemm(1, 0, din, B, dout, P + m->w_off[l], din, G, B, H, B);
+            kern_matmul(1, 0, din, B, dout, P + m->w_off[l], din, G, B, H, B);
             pass_t p = {.m = m, .kind = PASS_ACT_BWD, .B = B, .G = H, .Z = m->z[l - 1],
                         .A = m->a[l - 1], .db = Gr + m->b_off[l - 1]};
             run_pass(&p, din);
@@ -572,6 +279,35 @@ static size_t act_floats(const int *dim, int L, size_t B)
     return total;
 }
 
+/* The parameters of a model with widths w[0..L]: layer l's weight
+ * (w[l+1], w[l]) row-major at w_off[l], then its bias (w[l+1]) at b_off[l]
+ * (both may be NULL).  Returns the float count, saturating at SIZE_MAX. */
+static size_t param_layout(const size_t *w, int L, size_t *w_off, size_t *b_off)
+{
+    size_t n = 0;
+    for (int l = 0; l < L; l++) {
+        if (w_off)
+            w_off[l] = n;
+        n = size_sat_add(n, size_sat_mul(w[l + 1], w[l]));
+        if (b_off)
+            b_off[l] = n;
+        n = size_sat_add(n, w[l + 1]);
+    }
+    return n;
+}
+
+size_t mlp_param_count(const model_cfg *cfg)
+{
+    size_t w[CFG_MAX_HIDDEN + 2];
+    int n = 0;
+    w[n++] = cfg->input_dim > 0 ? (size_t)cfg->input_dim : 0;
+    if (cfg->type == MODEL_MLP)
+        for (int i = 0; i < cfg->n_hidden && i < CFG_MAX_HIDDEN; i++)
+            w[n++] = cfg->hidden[i] > 0 ? (size_t)cfg->hidden[i] : 0;
+    w[n++] = cfg->output_dim > 0 ? (size_t)cfg->output_dim : 0;
+    return param_layout(w, n - 1, NULL, NULL);
+}
+
 /* The widths of cfg's layers into dim[0..L]; returns L, or -1 if invalid. */
 static int mlp_widths(const model_cfg *cfg, int dim[CFG_MAX_HIDDEN + 2])
 {
@@ -596,7 +332,7 @@ size_t mlp_memory_bytes(const model_cfg *cfg, int batch_size)
     if (L < 0 || batch_size < 1)
         return SIZE_MAX;
     size_t acts = act_floats(dim, L, (size_t)batch_size);
-    size_t np = cfg_param_count(cfg), total;
+    size_t np = mlp_param_count(cfg), total;
     /* params and grads, each at least one float (alloc_floats) */
     if (acts == 0 || np > SIZE_MAX / 16 || __builtin_add_overflow(acts, 2 * (np ? np : 1), &total) ||
         total > SIZE_MAX / sizeof(float))
@@ -628,18 +364,14 @@ model_t *mlp_create(const model_cfg *cfg, int batch_size, char *err, size_t errl
     m->base.batch_size = batch_size;
     m->L = L;
     m->act = cfg->activation;
-    m->avx2 = cpu_has_avx2() && !getenv("TRAIND_NO_AVX2");
+    kern_simd_refresh();
     memcpy(m->dim, dim, sizeof dim);
 
-    size_t n = 0;
+    size_t widths[CFG_MAX_HIDDEN + 2];
     int maxd = 0;
-    for (int l = 0; l < m->L; l++) {
-        size_t din = m->dim[l], dout = m->dim[l + 1];
-        m->w_off[l] = n;
-        n += dout * din;
-        m->b_off[l] = n;
-        n += dout;
-    }
+    for (int l = 0; l <= m->L; l++)
+        widths[l] = (size_t)m->dim[l];
+    size_t n = param_layout(widths, m->L, m->w_off, m->b_off);
     for (int l = 0; l <= m->L; l++)
         if (m->dim[l] > maxd)
             maxd = m->dim[l];

@@ -1,14 +1,17 @@
 /*
  * api — routes of SPEC.md §4 over an api_backend.  See include/traind/api.h.
  *
- *   GET  /                      HTML dashboard (polls the JSON routes)
+ *   GET  /, /ui/..., /lib/chart.js/...  the dashboard's files (static_files.h)
  *   GET  /status                {"version","uptime_s","counts","jobs_total","jobs":[summary...],"jobs_omitted"}
- *   GET  /jobs[?state=S&limit=N&after=ID]  a page of jobs, newest first (Link: rel="next")
+ *   GET  /jobs[?state=S&q=TEXT&limit=N&after=ID]  a page of jobs, newest first (Link: rel="next")
  *   POST /jobs                  YAML body (+ Idempotency-Key) → 201 {"id"} | 400 {"error","errors"}
  *   GET  /jobs/{id}             job | 404
- *   GET  /jobs/{id}/metrics     ?since=S&max=N&limit=L → {"id","points","next_since"}
+ *   GET  /jobs/{id}/metrics     ?since=S (or after=S)&max=N&limit=L → {"id","points","next_since"}
  *   GET  /jobs/{id}/log         text/plain: the end of the job's worker.log
  *   POST /jobs/{id}/cancel      202 (once saved) | 404 | 409
+ *   GET  /events[?job=ID&last_event_id=ID]  Server-Sent Events (events.h)
+ *   POST /validate              a config: 200 {"ok": true, ...} | 422 {"ok": false, "errors"} (preview.h)
+ *   POST /schedule[?max=N]      its lr curves: {"curves": [{"label", "points": [[step, lr]...]}]}
  *   GET  /healthz               {"status":"ok"}
  *   GET  /metrics               Prometheus text 0.0.4
  *
@@ -27,6 +30,7 @@
  */
 #include "traind/api.h"
 #include "traind/compare.h"
+#include "traind/events.h"
 #include "traind/json.h"
 
 #include <cjson/cJSON.h>
@@ -38,7 +42,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "traind/preview.h"
 #include "traind/spool.h"
+#include "traind/static_files.h"
 #include "traind/util.h"
 
 #ifndef TRAIND_VERSION
@@ -49,63 +55,6 @@
 const char *const api_job_states[] = {"queued", "running", "succeeded", "failed", "cancelled", "rejected", "stopped", NULL};
 
 /* ------------------------------------------------------------------ */
-/* The dashboard: one static page that polls /jobs every 2 s and plots the
- * selected job's loss and lr from /jobs/{id}/metrics.  Every string from a
- * job goes into the page through textContent, never as HTML. */
-
-static const char dashboard_html[] =
-    "<!doctype html>\n"
-    "<html><head><meta charset=\"utf-8\"><title>traind</title>\n"
-    "<style>\n"
-    "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\n"
-    "table{border-collapse:collapse}td,th{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:right}\n"
-    "td:first-child,th:first-child,td:nth-child(2){text-align:left}tr.sel{background:#eef4ff}\n"
-    "tbody tr{cursor:pointer}.bar{display:inline-block;width:80px;height:8px;background:#eee;margin-right:.4em}\n"
-    ".bar i{display:block;height:100%;background:#4a7}canvas{border:1px solid #ddd;margin:.5em .5em 0 0}\n"
-    ".err{color:#b00}\n"
-    "</style></head><body>\n"
-    "<h1>traind</h1><p id=\"info\"></p>\n"
-    "<table><thead><tr><th>job</th><th>state</th><th>progress</th><th>step</th><th>lr</th><th>loss</th>"
-    "<th>steps/s</th><th>eta s</th></tr></thead><tbody id=\"jobs\"></tbody></table>\n"
-    "<h2 id=\"title\"></h2><div id=\"errors\" class=\"err\"></div>\n"
-    "<canvas id=\"loss\" width=\"520\" height=\"240\"></canvas>"
-    "<canvas id=\"lr\" width=\"520\" height=\"240\"></canvas>\n"
-    "<script>\n"
-    "let sel=null;\n"
-    "const $=id=>document.getElementById(id);\n"
-    "const num=(v,d)=>v==null?'':(Math.abs(v)>=1e4||Math.abs(v)<1e-3&&v!=0?v.toExponential(d):(+v.toFixed(6)).toString());\n"
-    "function cell(tr,t){const td=document.createElement('td');if(t instanceof Node)td.appendChild(t);else "
-    "td.textContent=t;tr.appendChild(td);}\n"
-    "function plot(c,pts,key,label,log){const g=c.getContext('2d');g.clearRect(0,0,c.width,c.height);\n"
-    " const f=v=>log?Math.log10(v):v;const p=pts.filter(q=>q[key]!=null&&isFinite(q[key])&&(!log||q[key]>0));\n"
-    " g.fillStyle='#222';g.fillText(label+(log?' (log10)':''),8,14);if(p.length<2)return;\n"
-    " const x0=p[0].step,x1=p[p.length-1].step;let y0=Infinity,y1=-Infinity;\n"
-    " for(const q of p){y0=Math.min(y0,f(q[key]));y1=Math.max(y1,f(q[key]));}if(y1==y0){y1+=1;y0-=1;}\n"
-    " const W=c.width-60,H=c.height-40,X=s=>50+W*(s-x0)/Math.max(1,x1-x0),Y=v=>20+H*(1-(f(v)-y0)/(y1-y0));\n"
-    " g.fillText(num(log?10**y1:y1,2),2,24);g.fillText(num(log?10**y0:y0,2),2,20+H);g.fillText(x1,W+20,c.height-6);\n"
-    " g.strokeStyle='#37c';g.beginPath();p.forEach((q,i)=>i?g.lineTo(X(q.step),Y(q[key])):g.moveTo(X(q.step),Y(q[key])));g.stroke();}\n"
-    "async function refresh(){\n"
-    " try{const st=await (await fetch('status')).json();$('info').textContent='traind '+st.version+', up '"
-    "+Math.round(st.uptime_s)+' s';\n"
-    " const jobs=await (await fetch('jobs')).json();const tb=$('jobs');tb.textContent='';\n"
-    " if(sel==null&&jobs.length)sel=jobs[0].id;\n"
-    " for(const j of jobs){const tr=document.createElement('tr');if(j.id==sel)tr.className='sel';\n"
-    "  tr.onclick=()=>{sel=j.id;refresh();};\n"
-    "  const b=document.createElement('span');b.className='bar';const i=document.createElement('i');\n"
-    "  i.style.width=(j.total_steps?100*j.step/j.total_steps:0)+'%';b.appendChild(i);\n"
-    "  cell(tr,j.id);cell(tr,j.state+(j.queue_position?' #'+j.queue_position:''));cell(tr,b);\n"
-    "  cell(tr,j.step+' / '+(j.total_steps||'-'));cell(tr,num(j.lr,3));cell(tr,num(j.loss,4));\n"
-    "  cell(tr,num(j.steps_per_s,1));cell(tr,num(j.eta_s,1));tb.appendChild(tr);\n"
-    "  if(j.id==sel){$('title').textContent=j.id;$('errors').textContent=(j.errors||[]).map(e=>typeof e=='string'?e:"
-    "(e.path?e.path+': ':'')+e.message).join('\\n');}}\n"
-    " if(sel!=null){const m=await (await fetch('jobs/'+encodeURIComponent(sel)+'/metrics?max=500')).json();\n"
-    "  if(m.points){plot($('loss'),m.points,'loss','loss',true);plot($('lr'),m.points,'lr','lr',false);}}\n"
-    " }catch(e){$('info').textContent='traind unreachable: '+e;}\n"
-    "}\n"
-    "refresh();setInterval(refresh,2000);\n"
-    "</script></body></html>\n";
-
-/* ------------------------------------------------------------------ */
 /* helpers                                                              */
 
 bool api_id_valid(const char *id)
@@ -114,6 +63,13 @@ bool api_id_valid(const char *id)
      * so every job that exists can be named — "v1..2" included, which is
      * one path segment and names nothing outside jobs/. */
     return id && spool_id_valid(id);
+}
+
+bool api_job_matches(const char *id, const char *name, const char *q)
+{
+    if (!q || !*q)
+        return true;
+    return (name && strcasestr(name, q)) || (id && strcasestr(id, q));
 }
 
 bool api_idem_key_valid(const char *key)
@@ -632,7 +588,7 @@ static void get_status(const api_backend *be, http_response *res)
 
 /* A page cut from the whole list (backends without list_page): the jobs
  * after the one named after, at most limit. */
-static int slice_page(cJSON *all, const char *after, size_t limit, cJSON **out, char **next_after)
+static int slice_page(cJSON *all, const char *q, const char *after, size_t limit, cJSON **out, char **next_after)
 {
     cJSON *page = cJSON_CreateArray();
     bool on = after == NULL;
@@ -644,6 +600,8 @@ static int slice_page(cJSON *all, const char *after, size_t limit, cJSON **out, 
             on = id && strcmp(id, after) == 0;
             continue;
         }
+        if (!api_job_matches(id, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "name")), q))
+            continue;
         if (got == limit) {
             *next_after = last ? xstrdup(last) : NULL;
             break;
@@ -661,9 +619,27 @@ static int slice_page(cJSON *all, const char *after, size_t limit, cJSON **out, 
     return 0;
 }
 
+/* s percent-encoded for a query string (malloc'd): unreserved bytes kept. */
+static char *query_escape(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *out = xmalloc(3 * strlen(s) + 1), *o = out;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("-._~", *p)) {
+            *o++ = (char)*p;
+        } else {
+            *o++ = '%';
+            *o++ = hex[*p >> 4];
+            *o++ = hex[*p & 15];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 static void get_jobs(const api_backend *be, const http_request *req, http_response *res)
 {
-    char *state = NULL, *after = NULL;
+    char *state = NULL, *after = NULL, *q = NULL;
     int r = http_query_get(req->query, "state", &state);
     if (r < 0 || (r > 0 && !valid_state(state))) {
         free(state);
@@ -685,12 +661,21 @@ static void get_jobs(const api_backend *be, const http_request *req, http_respon
         http_response_error(res, 400, "query parameter 'after' must be a job id");
         goto out;
     }
+    r = http_query_get(req->query, "q", &q);
+    if (r < 0 || (q && strlen(q) > API_QUERY_MAX)) {
+        http_response_error(res, 400, "query parameter 'q' must be UTF-8 text of at most 128 bytes");
+        goto out;
+    }
+    if (q && !*q) {
+        free(q);
+        q = NULL;
+    }
     cJSON *page = NULL;
     char *next = NULL;
     if (be->list_page)
-        r = be->list_page(be->ctx, state, after, (size_t)limit, &page, &next);
+        r = be->list_page(be->ctx, state, q, after, (size_t)limit, &page, &next);
     else
-        r = slice_page(be->list_jobs ? be->list_jobs(be->ctx, state) : NULL, after, (size_t)limit, &page, &next);
+        r = slice_page(be->list_jobs ? be->list_jobs(be->ctx, state) : NULL, q, after, (size_t)limit, &page, &next);
     if (r == -ENOENT) {
         http_response_error(res, 400, "query parameter 'after': no such job");
         goto out;
@@ -699,14 +684,18 @@ static void get_jobs(const api_backend *be, const http_request *req, http_respon
     rr->status = 200;
     rr->doc = page ? page : cJSON_CreateArray();
     rr->fill = be->list_page ? be->fill_page : NULL;
-    if (next)   /* ids are [A-Za-z0-9._-]: nothing to escape */
-        rr->link = xasprintf("</jobs?limit=%ld&after=%s%s%s>; rel=\"next\"", limit, next, state ? "&state=" : "",
-                             state ? state : "");
+    if (next) {   /* ids are [A-Za-z0-9._-]: nothing to escape; q is */
+        char *qe = q ? query_escape(q) : NULL;
+        rr->link = xasprintf("</jobs?limit=%ld&after=%s%s%s%s%s>; rel=\"next\"", limit, next, state ? "&state=" : "",
+                             state ? state : "", qe ? "&q=" : "", qe ? qe : "");
+        free(qe);
+    }
     free(next);
     render_answer(be, rr, res);
 out:
     free(state);
     free(after);
+    free(q);
 }
 
 /* A POST /jobs waiting for the backend's answer. */
@@ -808,6 +797,27 @@ static void json_later_done(void *arg, int status, cJSON *doc)
     http_response_add_header(&res, "Cache-Control", NO_STORE);   /* as api_handle does */
     reply_json(&res, status, doc);
     http_deferred_respond(answer, &res);
+}
+
+/* POST /validate and POST /schedule?max=N (preview.h). */
+static void post_preview(const api_backend *be, const http_request *req, http_response *res, bool schedule)
+{
+    if (!be->preview)
+        return http_response_error(res, 404, "not found");
+    if (!authorized(be, req, res))
+        return;
+    if (req->body_len == 0)
+        return http_response_error(res, 400, "the request body must be a run config or a sweep file (YAML)");
+    long max = 0;
+    if (schedule) {
+        max = PREVIEW_DEFAULT_POINTS;
+        int r = query_long(req, "max", &max, res);
+        if (r < 0)
+            return;
+        if (r > 0 && (max < 2 || max > PREVIEW_MAX_POINTS))
+            return http_response_error(res, 400, "query parameter 'max' must be 2 to 10000");
+    }
+    be->preview(be->ctx, req->body, req->body_len, max, json_later_done, http_response_defer(res));
 }
 
 /* POST /jobs/{id}/fork: a JSON body (forks.h). */
@@ -1003,7 +1013,11 @@ static render_req *metrics_from_json(const api_backend *be, const char *id, long
 static void get_job_metrics(const api_backend *be, const char *id, const http_request *req, http_response *res)
 {
     long since = -1, max = 0, limit = API_METRICS_PAGE_DEFAULT;
-    if (query_long(req, "since", &since, res) < 0)
+    int sr = query_long(req, "since", &since, res);
+    if (sr < 0)
+        return;
+    /* after=STEP is since's other name (the dashboard's "points newer than the last I have") */
+    if (sr == 0 && query_long(req, "after", &since, res) < 0)
         return;
     int r = query_long(req, "max", &max, res);
     if (r < 0)
@@ -1144,13 +1158,6 @@ static void get_prometheus(const api_backend *be, http_response *res)
     render_answer(be, r, res);
 }
 
-static void get_dashboard(http_response *res)
-{
-    http_response_set(res, 200, "text/html; charset=utf-8", xstrdup(dashboard_html), strlen(dashboard_html));
-    http_response_add_header(res, "Content-Security-Policy",
-                             "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
-}
-
 int api_expect(void *ctx, const http_request *req, const char **msg)
 {
     const api_backend *be = ctx;
@@ -1196,11 +1203,8 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
         }
     }
 
-    if (strcmp(path, "/") == 0) {
-        if (!get)
-            return method_not_allowed(res, "GET, HEAD");
-        return get_dashboard(res);
-    }
+    if (static_files_is_route(path))
+        return static_files_handle(be->files, req, res);
     if (strcmp(path, "/status") == 0) {
         if (!get)
             return method_not_allowed(res, "GET, HEAD");
@@ -1224,6 +1228,13 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
         if (post)
             return post_jobs(be, req, res);
         return method_not_allowed(res, "GET, HEAD, POST");
+    }
+    if (strcmp(path, "/events") == 0)
+        return events_serve(req, res);
+    if (strcmp(path, "/validate") == 0 || strcmp(path, "/schedule") == 0) {
+        if (!post)
+            return method_not_allowed(res, "POST");
+        return post_preview(be, req, res, path[1] == 's');
     }
     if (strcmp(path, "/compare") == 0) {
         if (!get)

@@ -16,6 +16,7 @@ static const char *const known_keys[] = {
     "api_token_file", "metrics_keep", "max_restarts", "max_queued_jobs", "max_model_memory",
     "write_rate_per_client", "write_burst_per_client", "max_connections", "request_timeout_ms",
     "idle_timeout_ms", "max_job_disk", "allowed_hosts", "executor", "slurm", "max_trials",
+    "www_dir", "chartjs_dir", "max_event_streams",
 };
 #define N_KNOWN (sizeof known_keys / sizeof known_keys[0])
 
@@ -29,6 +30,7 @@ void dconfig_init(dconfig *c)
     c->max_restarts = 0;
     c->max_queued_jobs = DCONFIG_DEFAULT_MAX_QUEUED_JOBS;
     c->max_trials = DCONFIG_DEFAULT_MAX_TRIALS;
+    c->max_event_streams = DCONFIG_DEFAULT_MAX_EVENT_STREAMS;
     c->max_model_memory = DCONFIG_DEFAULT_MAX_MODEL_MEMORY;
     c->write_rate_per_client = DCONFIG_DEFAULT_WRITE_RATE;
     c->write_burst_per_client = 0;
@@ -94,6 +96,8 @@ void dconfig_free(dconfig *c)
     free(c->spool);
     free(c->listen);
     free(c->api_token_file);
+    free(c->www_dir);
+    free(c->chartjs_dir);
     free(c->slurm.partition);
     free(c->slurm.account);
     free(c->slurm.time_limit);
@@ -501,6 +505,11 @@ int dconfig_parse(const char *buf, size_t len, dconfig *c, diag_list_t *errs)
         } else if (!strcmp(key, "max_queued_jobs")) {
             if (get_int(v, key, 1, 1000000, &x, errs))
                 c->max_queued_jobs = x;
+        } else if (!strcmp(key, "www_dir") || !strcmp(key, "chartjs_dir")) {
+            get_str(v, key, key[0] == 'w' ? &c->www_dir : &c->chartjs_dir, errs);
+        } else if (!strcmp(key, "max_event_streams")) {
+            if (get_int(v, key, 1, 100000, &x, errs))
+                c->max_event_streams = (int)x;
         } else if (!strcmp(key, "max_trials")) {
             if (get_int(v, key, 1, 1000000, &x, errs))
                 c->max_trials = x;
@@ -591,6 +600,11 @@ void dconfig_finish(dconfig *c)
     if (!c->api_token_file)
         c->api_token_file = xasprintf("%s/api.token", c->spool);
     make_abs(&c->api_token_file);
+    if (!c->chartjs_dir)
+        c->chartjs_dir = xstrdup(DCONFIG_DEFAULT_CHARTJS_DIR);
+    make_abs(&c->chartjs_dir);
+    if (c->www_dir)
+        make_abs(&c->www_dir);
     if (!c->data_dirs_set && c->n_data_dirs == 0) {
         char *d = xasprintf("%s/data", c->spool);
         dconfig_set_data_dirs(c, &d, 1);

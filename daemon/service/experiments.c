@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "traind/api.h"
+#include "traind/events.h"
 #include "traind/experiment_asha.h"
 #include "traind/forkfile.h"
 #include "traind/intake.h"
@@ -283,6 +284,7 @@ static void write_done(uv_work_t *w, int status)
 
 static void persist(experiment *x)
 {
+    events_experiment(x->id, exp_state_names[x->state]);   /* GET /events */
     x->dirty = true;
     if (x->write_inflight)
         return;
@@ -754,17 +756,14 @@ static cJSON *error_doc(const char *msg)
     return o;
 }
 
-/* Off the loop: expand and validate every trial, then claim the
- * experiment's directory and write sweep.yaml and experiment.json. */
-static void submit_work(uv_work_t *w)
+int exps_check(const char *yaml, size_t len, const exps_check_in *in, sweep *out, cJSON **errors_out)
 {
-    submit_req *r = w->data;
     sweep s;
     diag_list_t errs = DIAG_LIST_INIT;
     sweep_opts so = {.cfg = {.default_name = "experiment", .max_model_bytes = 0},
-                     .max_trials = r->max_trials};
+                     .max_trials = in->max_trials};
     cJSON *errors = NULL;
-    bool ok = sweep_parse(r->yaml, r->len, &so, &s, &errs) == 0;
+    bool ok = sweep_parse(yaml, len, &so, &s, &errs) == 0;
     if (!ok) {
         errors = diags_json(&errs, NULL);
     } else {
@@ -774,7 +773,7 @@ static void submit_work(uv_work_t *w)
             run_config cfg;
             char *dp = NULL;
             diag_list_t te = DIAG_LIST_INIT;
-            intake_limits lim = {r->data_dirs, r->n_data_dirs, r->max_model_bytes};
+            intake_limits lim = {in->data_dirs, in->n_data_dirs, in->max_model_bytes};
             if (intake_validate(s.trials[k].yaml, strlen(s.trials[k].yaml), s.name, &lim, &cfg, &dp, &te) == 0)
                 cfg_free(&cfg);
             else {
@@ -789,7 +788,7 @@ static void submit_work(uv_work_t *w)
             free(dp);
             diag_free(&te);
         }
-        if (s.asha && r->slurm) {
+        if (s.asha && in->slurm) {
             /* a trial pauses at each rung by exiting there (WORKER_EXIT_PAUSED): the local executor's */
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "path", "sweep.early_stop");
@@ -798,7 +797,7 @@ static void submit_work(uv_work_t *w)
                                                   "trial to its end");
             cJSON_AddItemToArray(errors, o);
         }
-        char *pdir = s.fork_job ? xasprintf("%s/%s", r->jobs_dir, s.fork_job) : NULL;
+        char *pdir = s.fork_job ? xasprintf("%s/%s", in->jobs_dir, s.fork_job) : NULL;
         bool kept = !pdir || (spool_id_valid(s.fork_job) && ckpt_kept(pdir, s.fork_step));
         free(pdir);
         if (!kept) {
@@ -813,6 +812,29 @@ static void submit_work(uv_work_t *w)
             ok = false;
     }
     diag_free(&errs);
+    *errors_out = errors;
+    if (ok)
+        *out = s;
+    else if (errors && s.name)   /* a parsed sweep with bad trials: its name only */
+    {
+        *out = (sweep){.name = xstrdup(s.name)};
+        sweep_free(&s);
+    }
+    else
+        *out = (sweep){0};
+    return ok ? 0 : -1;
+}
+
+/* Off the loop: expand and validate every trial, then claim the
+ * experiment's directory and write sweep.yaml and experiment.json. */
+static void submit_work(uv_work_t *w)
+{
+    submit_req *r = w->data;
+    sweep s;
+    cJSON *errors = NULL;
+    exps_check_in in = {.max_trials = r->max_trials, .data_dirs = r->data_dirs, .n_data_dirs = r->n_data_dirs,
+                        .max_model_bytes = r->max_model_bytes, .jobs_dir = r->jobs_dir, .slurm = r->slurm};
+    bool ok = exps_check(r->yaml, r->len, &in, &s, &errors) == 0;
 
     experiment *x = xcalloc(1, sizeof *x);
     x->submitted_at = now_unix();
@@ -847,8 +869,7 @@ static void submit_work(uv_work_t *w)
         free(sp);
         free(ep);
     }
-    if (ok)
-        sweep_free(&s);
+    sweep_free(&s);
     if (rc < 0) {
         char *m = xasprintf("cannot save the experiment under %s: %s", r->dir, strerror(-rc));
         r->doc = error_doc(m);

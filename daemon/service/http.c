@@ -167,6 +167,7 @@ struct conn {
     bool eof;            /* the peer's FIN came in */
     bool closed;         /* uv_close called */
     http_deferred *deferred; /* the answer being waited for; reading is paused */
+    http_stream *stream;     /* a streamed response (SSE): input is dropped, no timer */
     bool finish_after;   /* conn_finish was asked for while an answer was deferred */
 };
 
@@ -176,6 +177,13 @@ struct http_deferred {
     bool answered;       /* answered before the handler returned: res holds it */
     bool keep_alive, http10, head_only;
     http_response res;
+};
+
+struct http_stream {
+    conn *c;             /* NULL until the headers are out */
+    void (*on_drain)(void *arg);
+    void (*on_close)(void *arg);
+    void *arg;
 };
 
 typedef struct wreq {
@@ -434,6 +442,11 @@ static void on_write(uv_write_t *req, int status)
         conn_close(c);
         return;
     }
+    if (c->stream) {
+        if (!c->finishing && c->stream->on_drain)
+            c->stream->on_drain(c->stream->arg);
+        return;
+    }
     if (c->paused && !c->finishing && !c->deferred && uv_stream_get_write_queue_size(&c->h.stream) <= LOW_WATER)
         conn_resume(c);
 }
@@ -501,6 +514,26 @@ static void send_error(conn *c, int status, const char *msg)
     send_response(c, &res, false, false, false);
 }
 
+/* The head of a streamed response: no Content-Length, the body ends with
+ * the connection. */
+static void send_stream_head(conn *c, http_response *res, bool http10)
+{
+    dbuf h = {0};
+    char line[256];
+    int n = snprintf(line, sizeof line,
+                     "HTTP/1.%d 200 OK\r\nServer: traind/%s\r\nX-Content-Type-Options: nosniff\r\nContent-Type: %s\r\n",
+                     http10 ? 0 : 1, TRAIND_VERSION, res->content_type ? res->content_type : "application/json");
+    dbuf_append(&h, line, (size_t)n);
+    if (res->extra_headers)
+        dbuf_append(&h, res->extra_headers, res->extra_len);
+    dbuf_append(&h, "Connection: close\r\n\r\n", 21);
+    free(res->body);
+    res->body = NULL;
+    free(res->extra_headers);
+    res->extra_headers = NULL;
+    conn_write(c, h.p, h.len, NULL, 0);
+}
+
 /* ------------------------------------------------------------------ */
 /* connection lifecycle                                                 */
 
@@ -543,6 +576,13 @@ static void on_conn_handle_closed(uv_handle_t *h)
         s->n_rejecting--;
     else
         s->n_conns--;
+    if (c->stream) {
+        http_stream *st = c->stream;
+        c->stream = NULL;
+        if (st->on_close)
+            st->on_close(st->arg);
+        free(st);
+    }
     dbuf_free(&c->url);
     dbuf_free(&c->hdrs);
     dbuf_free(&c->body);
@@ -681,14 +721,14 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 /* Feeds bytes to the parser; handles errors, pauses and Connection: close. */
 static void conn_feed(conn *c, const char *data, size_t len)
 {
-    if (c->finishing || c->closed)
+    if (c->finishing || c->closed || c->stream)
         return;
     if (c->paused) {
         dbuf_append(&c->stash, data, len);
         return;
     }
     size_t n = http_parser_execute(&c->parser, &parser_settings, data, len);
-    if (c->closed)
+    if (c->closed || c->stream)   /* a stream began: the rest of the input is dropped */
         return;
     if (c->finishing) /* the handler's response closes the connection */
         return;
@@ -963,6 +1003,29 @@ static int on_message_complete(http_parser *p)
     free(path);
     free(query);
     conn_reset_message(c);
+    if (res.stream) {
+        http_stream *st = res.stream;
+        res.stream = NULL;
+        if (res.deferred || head_only || s->stopping || res.status != 200) {
+            /* not a stream after all: an ordinary answer (the owner hears on_close at once) */
+            if (st->on_close)
+                st->on_close(st->arg);
+            free(st);
+        } else {
+            send_stream_head(c, &res, http10);
+            if (c->closed) {
+                if (st->on_close)
+                    st->on_close(st->arg);
+                free(st);
+                return 0;
+            }
+            st->c = c;
+            c->stream = st;
+            uv_timer_stop(&c->timer);
+            http_parser_pause(p, 1);
+            return 0;
+        }
+    }
     if (res.deferred) {
         http_deferred *d = res.deferred;
         if (!d->answered) {   /* wait for http_deferred_respond, reading nothing */
@@ -1001,6 +1064,43 @@ static int on_message_complete(http_parser *p)
     }
     conn_timer(c, s->opts.idle_timeout_ms);
     return 0;
+}
+
+http_stream *http_response_stream(http_response *res, void (*on_drain)(void *arg), void (*on_close)(void *arg),
+                                  void *arg)
+{
+    if (!res->stream)
+        res->stream = xcalloc(1, sizeof *res->stream);
+    res->stream->on_drain = on_drain;
+    res->stream->on_close = on_close;
+    res->stream->arg = arg;
+    return res->stream;
+}
+
+int http_stream_write(http_stream *st, const char *data, size_t len)
+{
+    conn *c = st->c;
+    if (!c || c->closed || c->finishing)
+        return -EPIPE;
+    char *copy = xmalloc(len ? len : 1);
+    memcpy(copy, data, len);
+    conn_write(c, copy, len, NULL, 0);
+    return c->closed ? -EPIPE : 0;
+}
+
+size_t http_stream_queued(const http_stream *st)
+{
+    return st->c && !st->c->closed ? uv_stream_get_write_queue_size(&st->c->h.stream) : 0;
+}
+
+void http_stream_close(http_stream *st, bool flush)
+{
+    if (!st->c || st->c->closed)
+        return;
+    if (flush)
+        conn_finish(st->c);
+    else
+        conn_close(st->c);
 }
 
 http_deferred *http_response_defer(http_response *res)

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "traind/disk.h"
+#include "traind/events.h"
 #include "traind/log.h"
 #include "traind/mpilaunch.h"
 #include "traind/util.h"
@@ -190,6 +191,7 @@ void set_state(job *j, job_state s)
             t->queue_hint = j->pos;
     }
     j->state = s;
+    events_job_changed(j->id);   /* GET /events: published at the end of this loop turn */
 }
 
 void table_append(job_table *t, job *j)
@@ -355,8 +357,10 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
             j->pt.steps_per_s = m->pt.steps_per_s;
         if (m->checkpoint_step >= 0)
             j->checkpoint_step = m->checkpoint_step;
-        if (m->ev == PEV_LOG && m->pt.step >= 0)
+        if (m->ev == PEV_LOG && m->pt.step >= 0) {
             hist_push(j, &m->pt);
+            events_point(j->id, &m->pt);   /* GET /events */
+        }
         j->progress_dirty = true;
         return;
     case PEV_CKPT:

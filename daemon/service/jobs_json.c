@@ -222,8 +222,14 @@ static long index_of(const job_table *t, const char *id)
     return j ? (long)j->pos : -1;
 }
 
-int jobs_page_json(job_table *t, const char *state, const char *after, size_t limit, struct cJSON **out,
-                   char **next_after)
+/* GET /jobs?q=: the job's name or id holds q, ignoring ASCII case (NULL: any). */
+static bool query_matches(const job *j, const char *q)
+{
+    return !q || !*q || (j->name && strcasestr(j->name, q)) || strcasestr(j->id, q);
+}
+
+int jobs_page_json(job_table *t, const char *state, const char *q, const char *after, size_t limit,
+                   struct cJSON **out, char **next_after)
 {
     *out = NULL;
     *next_after = NULL;
@@ -249,7 +255,7 @@ int jobs_page_json(job_table *t, const char *state, const char *after, size_t li
     for (; i >= 0 && got < limit; i--) {
         const job *j = t->jobs[i];
         int pos = j->state == JOB_QUEUED ? queued-- : 0;
-        if (state && (int)j->state != want)
+        if ((state && (int)j->state != want) || !query_matches(j, q))
             continue;
         g_defer_config = true;
         cJSON_AddItemToArray(a, job_to_json(j, pos));
@@ -258,7 +264,7 @@ int jobs_page_json(job_table *t, const char *state, const char *after, size_t li
     }
     /* more after this page? */
     for (long k = i; k >= 0 && got == limit; k--)
-        if (!state || (int)t->jobs[k]->state == want) {
+        if ((!state || (int)t->jobs[k]->state == want) && query_matches(t->jobs[k], q)) {
             *next_after = xstrdup(t->jobs[i + 1]->id);
             break;
         }
@@ -348,6 +354,20 @@ cJSON *jobs_get_json(job_table *t, const char *id)
 {
     const job *j = find(t, id);
     return j ? job_to_json(j, 0) : NULL;
+}
+
+cJSON *jobs_event_json(job_table *t, const char *id)
+{
+    const job *j = find(t, id);
+    if (!j)
+        return NULL;
+    bool was = g_defer_config;
+    g_defer_config = true;   /* never status.json read here, on the loop */
+    cJSON *o = job_to_json(j, 0);
+    g_defer_config = was;
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "config");
+    cJSON_DeleteItemFromObjectCaseSensitive(o, JOBS_DEFERRED_CONFIG);
+    return o;
 }
 
 /* ---------------------------------------------------------------- loading */

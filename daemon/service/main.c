@@ -43,6 +43,7 @@
 
 #include "traind/api.h"
 #include "traind/dconfig.h"
+#include "traind/events.h"
 #include "traind/hostcheck.h"
 #include "traind/http.h"
 #include "traind/jobs.h"
@@ -50,8 +51,10 @@
 #include "traind/experiments.h"
 #include "traind/log.h"
 #include "traind/notify.h"
+#include "traind/preview.h"
 #include "traind/spool.h"
 #include "traind/spool_lock.h"
+#include "traind/static_files.h"
 #include "traind/util.h"
 #include "traind/mpilaunch.h"
 #include "traind/worker.h"
@@ -60,6 +63,7 @@
 
 static const char usage_text[] =
     "usage: traind [--config FILE] [--spool DIR] [--listen ADDR] [--max-jobs N] [--threads N]\n"
+    "              [--www-dir DIR]\n"
     "\n"
     "The training daemon: trains the run configs dropped into SPOOL/incoming/ or POSTed to\n"
     "/jobs, one training process per job, and answers over HTTP (SPEC.md section 4).\n"
@@ -70,6 +74,7 @@ static const char usage_text[] =
     "                   port 0 picks a free port and writes it to SPOOL/traind.addr\n"
     "  --max-jobs N     jobs training at once (default 1)\n"
     "  --threads N      compute threads per job (default 1)\n"
+    "  --www-dir DIR    the dashboard's files (default ../share/traind/www beside traind)\n"
     "  --help, --version\n"
     "\n"
     "Flags override the config file.  SIGHUP re-reads it; SIGTERM/SIGINT checkpoint every\n"
@@ -82,6 +87,7 @@ typedef struct flags {
     const char *listen;
     int max_jobs;       /* 0 = not given */
     int threads;
+    const char *www_dir;
 } flags;
 
 typedef struct daemon_state {
@@ -95,6 +101,7 @@ typedef struct daemon_state {
     exp_table *exps;
     spool *sp;
     http_server *http;
+    static_files *files;
     api_backend api;
     api_ratelimit *write_limit;
     uv_signal_t sig_term, sig_int, sig_hup;
@@ -142,6 +149,8 @@ static int load_config(const flags *fl, const char *path, dconfig *out)
         c.max_jobs = fl->max_jobs;
     if (fl->threads > 0)
         c.threads_per_job = fl->threads;
+    if (fl->www_dir)
+        dconfig_set_str(&c.www_dir, fl->www_dir);
     dconfig_finish(&c);
     *out = c;
     return 0;
@@ -162,13 +171,14 @@ static int parse_count(const char *flag, const char *s, int *out)
 
 static int parse_flags(int argc, char **argv, flags *fl)
 {
-    enum { OPT_CONFIG = 256, OPT_SPOOL, OPT_LISTEN, OPT_MAX_JOBS, OPT_THREADS, OPT_HELP, OPT_VERSION };
+    enum { OPT_CONFIG = 256, OPT_SPOOL, OPT_LISTEN, OPT_MAX_JOBS, OPT_THREADS, OPT_WWW_DIR, OPT_HELP, OPT_VERSION };
     static const struct option opts[] = {
         {"config", required_argument, NULL, OPT_CONFIG},
         {"spool", required_argument, NULL, OPT_SPOOL},
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"max-jobs", required_argument, NULL, OPT_MAX_JOBS},
         {"threads", required_argument, NULL, OPT_THREADS},
+        {"www-dir", required_argument, NULL, OPT_WWW_DIR},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -196,6 +206,7 @@ static int parse_flags(int argc, char **argv, flags *fl)
             if (parse_count("--threads", optarg, &fl->threads))
                 return 2;
             break;
+        case OPT_WWW_DIR: fl->www_dir = optarg; break;
         case 'h':
         case OPT_HELP: fputs(usage_text, stdout); return 0;
         case OPT_VERSION: printf("traind %s\n", TRAIND_VERSION); return 0;
@@ -223,10 +234,10 @@ static cJSON *be_list(void *ctx, const char *state)
     return jobs_list_json(((daemon_state *)ctx)->jobs, state);
 }
 
-static int be_list_page(void *ctx, const char *state, const char *after, size_t limit, cJSON **out,
+static int be_list_page(void *ctx, const char *state, const char *q, const char *after, size_t limit, cJSON **out,
                         char **next_after)
 {
-    return jobs_page_json(((daemon_state *)ctx)->jobs, state, after, limit, out, next_after);
+    return jobs_page_json(((daemon_state *)ctx)->jobs, state, q, after, limit, out, next_after);
 }
 
 static cJSON *be_prom(void *ctx)
@@ -242,6 +253,12 @@ static cJSON *be_summaries(void *ctx)
 static cJSON *be_get(void *ctx, const char *id)
 {
     return jobs_get_json(((daemon_state *)ctx)->jobs, id);
+}
+
+/* GET /events: a job's event object. */
+static cJSON *be_event_job(void *ctx, const char *id)
+{
+    return jobs_event_json(((daemon_state *)ctx)->jobs, id);
 }
 
 /* Jobs waiting, counting POSTs still being saved (each may become one). */
@@ -323,6 +340,20 @@ static void be_submit_experiment(void *ctx, const char *yaml, size_t len, const 
         return done(arg, 503, o);
     }
     exps_submit(d->exps, yaml, len, idem_key, done, arg);
+}
+
+/* POST /validate, POST /schedule: intake's checks with this daemon's data_dirs and limits. */
+static void be_preview(void *ctx, const char *yaml, size_t len, long max,
+                       void (*done)(void *arg, int status, cJSON *doc), void *arg)
+{
+    daemon_state *d = ctx;
+    preview_in in = {.data_dirs = d->cfg.data_dirs, .n_data_dirs = d->cfg.n_data_dirs,
+                     .max_trials = (size_t)d->cfg.max_trials, .max_model_bytes = d->cfg.max_model_memory,
+                     .jobs_dir = jobs_jobs_dir(d->jobs), .slurm = jobs_is_slurm(d->jobs)};
+    if (max > 0)
+        preview_schedule(d->loop, &in, yaml, len, (size_t)max, done, arg);
+    else
+        preview_validate(d->loop, &in, yaml, len, done, arg);
 }
 
 static int be_cancel_experiment(void *ctx, const char *id)
@@ -413,6 +444,11 @@ static void be_prom_extra(void *ctx, prom_buf *b)
     daemon_state *d = ctx;
     prom_family(b, "traind_http_connections", "gauge", "Open HTTP connections (max_connections at most).");
     prom_sample(b, "traind_http_connections", NULL, d->http ? http_server_conn_count(d->http) : 0);
+    prom_family(b, "traind_event_streams", "gauge", "Open GET /events streams (max_event_streams at most).");
+    prom_sample(b, "traind_event_streams", NULL, events_stream_count());
+    prom_family(b, "traind_event_streams_dropped_total", "counter",
+                "GET /events streams dropped for not reading (over their output cap, or behind the ring).");
+    prom_sample(b, "traind_event_streams_dropped_total", NULL, (double)events_dropped());
 }
 
 /* ------------------------------------------------------------- wiring */
@@ -540,6 +576,7 @@ static void on_jobs_stopped(void *arg)
 {
     daemon_state *d = arg;
     log_info("every job is stopped and saved");
+    events_stop();   /* the streams end (flushed) with the rest of the connections */
     if (d->http)
         http_server_stop(d->http, on_http_closed, d);
     if (d->addr_file) {
@@ -579,6 +616,7 @@ static void begin_shutdown(daemon_state *d, int signum)
 }
 
 static void log_limits(const dconfig *c, const char *prefix);
+static void apply_www(daemon_state *d, bool check);
 
 /* A SIGHUP's reading of the config file and the token, done on the thread
  * pool: a FIFO or a file on a hung mount there must not stop the loop (a
@@ -636,6 +674,8 @@ static void apply_reload(daemon_state *d, reload_req *r)
         spool_set_max_model_bytes(d->sp, d->cfg.max_model_memory);
     api_ratelimit_configure(d->write_limit, d->cfg.write_rate_per_client, dconfig_write_burst(&d->cfg));
     raise_nofile(&d->cfg);
+    apply_www(d, false);
+    events_set_max_streams(d->cfg.max_event_streams);
     if (d->http) {
         http_server_opts o;
         http_opts_from(&d->cfg, &o);
@@ -759,6 +799,41 @@ static const char *self_exe(char *buf, size_t len)
     return NULL;
 }
 
+/* www_dir when the config does not say: <folder of traind>/../share/traind/www,
+ * where make install puts the page (so any PREFIX works without a rebuild). */
+static char *default_www_dir(void)
+{
+    char exe[PATH_MAX];
+    size_t n = sizeof exe;
+    if (uv_exepath(exe, &n) != 0)
+        return NULL;
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return NULL;
+    *slash = '\0';
+    return xasprintf("%s/../share/traind/www", exe);
+}
+
+/* The dashboard's folders as the config now says. */
+static void apply_www(daemon_state *d, bool check)
+{
+    char *dflt = d->cfg.www_dir ? NULL : default_www_dir();
+    const char *www = d->cfg.www_dir ? d->cfg.www_dir : dflt;
+    if (!d->files)
+        d->files = static_files_new(d->loop, www, d->cfg.chartjs_dir);
+    else
+        static_files_set_dirs(d->files, www, d->cfg.chartjs_dir);
+    if (!check)
+        ;   /* a SIGHUP: the loop does not wait on a hung mount */
+    else if (!www || access(www, R_OK | X_OK) != 0)
+        log_warn("www_dir %s: %s (GET / answers 404; set www_dir in the daemon config)", www ? www : "(none)",
+                 strerror(errno));
+    if (check && access(d->cfg.chartjs_dir, R_OK | X_OK) != 0)
+        log_warn("chartjs_dir %s: %s (the dashboard's charts need Debian's libjs-chart.js)", d->cfg.chartjs_dir,
+                 strerror(errno));
+    free(dflt);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "--worker") == 0)
@@ -822,6 +897,8 @@ int main(int argc, char **argv)
              d.config_path ? d.config_path : "");
     log_limits(&d.cfg, "");
 
+    events_init(d.loop, d.cfg.max_event_streams);
+    events_set_job_source(be_event_job, &d);
     d.jobs = jobs_new(d.loop, &d.cfg, exe);
     jobs_set_on_change(d.jobs, on_jobs_changed, &d);
     rc = jobs_load(d.jobs);
@@ -842,6 +919,8 @@ int main(int argc, char **argv)
     else if (rc > 0)
         log_info("%d experiment%s on disk", rc, rc == 1 ? "" : "s");
 
+    events_start();   /* the jobs read from disk made no events; what happens from now on does */
+    apply_www(&d, true);
     d.api = (api_backend){
         .ctx = &d,
         .list_jobs = be_list,
@@ -869,6 +948,8 @@ int main(int argc, char **argv)
         .uptime = be_uptime,
         .queued = be_queued,
         .prom_extra = be_prom_extra,
+        .files = d.files,
+        .preview = be_preview,
         .loop = d.loop,
     };
     d.write_limit = api_ratelimit_new(d.cfg.write_rate_per_client, dconfig_write_burst(&d.cfg),
@@ -942,6 +1023,8 @@ int main(int argc, char **argv)
     exps_free(d.exps);
     jobs_free(d.jobs);
     api_ratelimit_free(d.write_limit);
+    static_files_free(d.files);
+    events_free();
     dconfig_free(&d.cfg);
     log_info("traind stopped");
     return 0;

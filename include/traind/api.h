@@ -84,11 +84,12 @@ typedef struct api_backend {
     cJSON *(*list_jobs)(void *ctx, const char *state);
 
     /* Optional (preferred over list_jobs for GET /jobs): a page of job
-     * objects, newest first, at most limit, in state (NULL = any), older
-     * than the job after (NULL = from the newest).  0 with *out and
-     * *next_after (malloc'd id, NULL on the last page); -ENOENT when there
-     * is no job after. */
-    int (*list_page)(void *ctx, const char *state, const char *after, size_t limit, cJSON **out,
+     * objects, newest first, at most limit, in state (NULL = any), whose
+     * name or id holds q (api_job_matches; NULL = any), older than the job
+     * after (NULL = from the newest).  0 with *out and *next_after
+     * (malloc'd id, NULL on the last page); -ENOENT when there is no job
+     * after. */
+    int (*list_page)(void *ctx, const char *state, const char *q, const char *after, size_t limit, cJSON **out,
                      char **next_after);
     /* Completes a page of list_page on the thread pool before it is printed
      * (reads what it left on disk); thread-safe.  NULL: nothing to do. */
@@ -201,6 +202,13 @@ typedef struct api_backend {
     void (*submit_experiment)(void *ctx, const char *yaml, size_t len, const char *idem_key,
                               void (*done)(void *arg, int status, cJSON *doc), void *arg);
     int (*cancel_experiment)(void *ctx, const char *id);
+    /* Optional: POST /validate (max 0) and POST /schedule?max=N (max >= 2)
+     * of a config (traind/preview.h), answered like fork. */
+    void (*preview)(void *ctx, const char *yaml, size_t len, long max,
+                    void (*done)(void *arg, int status, cJSON *doc), void *arg);
+    /* Optional: the dashboard's files (GET /, /ui/..., /lib/chart.js/...);
+     * NULL: those answer 404. */
+    struct static_files *files;
     /* Optional: the loop whose thread pool prints large answers (job pages,
      * metrics) so that the loop thread never spends long on one request.
      * NULL: printed inline (tests). */
@@ -229,6 +237,11 @@ bool api_idem_key_valid(const char *key);
 
 /* given == expected, in time independent of where they differ. */
 bool api_token_equal(const char *given, const char *expected);
+
+/* GET /jobs?q=: does a job's name (or id) hold q, ignoring ASCII case?
+ * q NULL or "" matches every job. */
+#define API_QUERY_MAX 128
+bool api_job_matches(const char *id, const char *name, const char *q);
 
 /* Keeps at most max (>= 1) elements of the array, evenly spread, the first
  * and the last always among them.  Returns arr. */

@@ -26,6 +26,8 @@
 /* Defaults of the limits (SPEC.md §2 and man/traind.yaml.5). */
 #define DCONFIG_DEFAULT_MAX_QUEUED_JOBS 1000L
 #define DCONFIG_DEFAULT_MAX_TRIALS 1000L
+#define DCONFIG_DEFAULT_MAX_EVENT_STREAMS 64
+#define DCONFIG_DEFAULT_CHARTJS_DIR "/usr/share/javascript/chart.js"
 #define DCONFIG_DEFAULT_MAX_MODEL_MEMORY ((size_t)8 << 30)
 #define DCONFIG_DEFAULT_WRITE_RATE 20.0
 #define DCONFIG_DEFAULT_MAX_CONNECTIONS 1024
@@ -61,6 +63,11 @@ typedef struct dconfig {
     /* limits (every one reloaded by SIGHUP) */
     long max_queued_jobs;          /* jobs waiting (state queued) at most; 1..1000000, default 1000 */
     long max_trials;               /* trials per experiment (sweep) at most; 1..1000000, default 1000 */
+    int max_event_streams;         /* GET /events streams open at once; 1..100000, default 64 */
+
+    /* the dashboard (static_files.h) */
+    char *www_dir;                 /* NULL: <traind's folder>/../share/traind/www (as installed) */
+    char *chartjs_dir;             /* default /usr/share/javascript/chart.js (libjs-chart.js) */
     size_t max_model_memory;       /* bytes a model may need (cfg_parse_opts.max_model_bytes), default 8 GiB */
     double write_rate_per_client;  /* POSTs per second per client address; 0 = unlimited; default 20 */
     long write_burst_per_client;   /* token-bucket depth; 0 = twice the rate (at least 1), default 0 */

@@ -34,6 +34,7 @@
 #ifndef TRAIND_EXPERIMENTS_H
 #define TRAIND_EXPERIMENTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 #include "traind/forks.h"
@@ -64,5 +65,23 @@ struct cJSON *exps_get_json(exp_table *e, const char *id);
 int exps_cancel(exp_table *e, const char *id);
 
 void exps_free(exp_table *e);
+
+/* The checks POST /experiments makes of a sweep file, nothing written
+ * (POST /validate uses them too): every trial expanded and validated as
+ * the daemon will take its config.yaml (data.path within data_dirs),
+ * early_stop refused, fork_from's checkpoint looked for under jobs_dir.
+ * Thread-safe (reads files: call off the loop).  0 with *out the sweep
+ * (sweep_free it) and *errors an empty array; -1 with *errors the problems
+ * ({"path","line","column","message"}) and *out zeroed but for its name. */
+typedef struct exps_check_in {
+    size_t max_trials;
+    char *const *data_dirs;
+    size_t n_data_dirs;
+    size_t max_model_bytes;   /* intake_limits' */
+    const char *jobs_dir;
+    bool slurm;               /* executor: slurm — early_stop is refused (trials pause only locally) */
+} exps_check_in;
+struct sweep;
+int exps_check(const char *yaml, size_t len, const exps_check_in *in, struct sweep *out, struct cJSON **errors);
 
 #endif

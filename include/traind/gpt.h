@@ -9,10 +9,9 @@
  * multi-head self-attention, GELU-tanh MLP of width 4·d_model, biases on
  * every linear layer), a final LayerNorm and an output head tied to the token
  * embedding.  Parameters sit in m->params in torch's named_parameters()
- * order: wte (V,d), wpe (T,d), then per block ln1.{weight,bias},
- * ln2.{weight,bias}, qkv.{weight (3d,d),bias}, proj.{weight (d,d),bias},
- * fc.{weight (4d,d),bias}, fc2.{weight (d,4d),bias}, then lnf.{weight,bias};
- * linear weights are (out, in) row-major as in torch.
+ * order (wte, wpe, the blocks, lnf; linear weights (out, in) row-major as in
+ * torch), as gpt_tensor_info lists them: the one table of them is
+ * model_gpt.c's PARAMS.
  */
 #ifndef TRAIND_GPT_H
 #define TRAIND_GPT_H

@@ -67,6 +67,7 @@ typedef struct http_response {
     size_t extra_len;
     bool close;               /* set to close the connection after this response */
     struct http_deferred *deferred; /* internal: set by http_response_defer() */
+    struct http_stream *stream;     /* internal: set by http_response_stream() */
 } http_response;
 
 typedef void (*http_handler_fn)(void *ctx, const http_request *req, http_response *res);
@@ -159,6 +160,34 @@ void http_deferred_respond(http_deferred *d, http_response *res);
  * (tests): if the handler deferred and has answered already, moves that
  * answer into res.  False while the answer is still owed. */
 bool http_response_resolve(http_response *res);
+
+/* --- streams (Server-Sent Events) --- */
+
+/* A response that goes on after its headers: the handler sets status,
+ * content type and headers in res as usual (no body), then calls this
+ * instead of returning a body.  The headers go out without Content-Length
+ * and with "Connection: close" (the body ends when the connection does);
+ * from then on the connection carries only what http_stream_write sends:
+ * no timeout closes it, what the client sends is read and dropped, and its
+ * EOF or a write error closes it.  on_drain(arg) is called whenever a write
+ * has completed (the queue is shorter), on_close(arg) exactly once when the
+ * connection has closed — the stream must not be used after that.  Only
+ * for a GET (not HEAD, not a deferred answer). */
+typedef struct http_stream http_stream;
+http_stream *http_response_stream(http_response *res, void (*on_drain)(void *arg), void (*on_close)(void *arg),
+                                  void *arg);
+
+/* Queues a copy of data[0..len).  0, or -EPIPE once the stream is closing. */
+int http_stream_write(http_stream *st, const char *data, size_t len);
+
+/* Bytes queued that the socket has not taken yet. */
+size_t http_stream_queued(const http_stream *st);
+
+/* Ends the stream: with flush, what is queued is sent first (bounded by the
+ * usual timeout) and the connection shut down cleanly; without, it is
+ * closed now (a client that does not read is dropped so).  on_close
+ * follows either way. */
+void http_stream_close(http_stream *st, bool flush);
 
 /* The reason phrase of a status code ("Not Found"), "Unknown" if none. */
 const char *http_status_text(int status);

@@ -138,14 +138,17 @@ struct cJSON *jobs_prom_json(job_table *t);
 /* Job objects (SPEC §5), newest first; state NULL = all. */
 struct cJSON *jobs_list_json(job_table *t, const char *state);
 /* A page of job objects, newest first: at most limit of them, only those
- * in state (NULL = all), starting just after (older than) the job after
+ * in state (NULL = all) whose name or id holds q (ignoring ASCII case; NULL =
+ * all), starting just after (older than) the job after
  * (NULL = the newest).  0 with *out, and *next_after (malloc'd) the id to
  * ask the next page after when more jobs follow (else NULL); -ENOENT when
  * there is no job after. */
-int jobs_page_json(job_table *t, const char *state, const char *after, size_t limit, struct cJSON **out,
-                   char **next_after);
+int jobs_page_json(job_table *t, const char *state, const char *q, const char *after, size_t limit,
+                   struct cJSON **out, char **next_after);
 /* One job object or NULL. */
 struct cJSON *jobs_get_json(job_table *t, const char *id);
+/* The same without "config" (GET /events' job events); never reads a file. */
+struct cJSON *jobs_event_json(job_table *t, const char *id);
 /* Metrics points with step > since, at most max (0 = all), evenly thinned,
  * the last kept; NULL when there is no such job. */
 struct cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max);

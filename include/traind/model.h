@@ -5,7 +5,8 @@
  * flat array and a checkpoint is one write.  No allocation happens inside a
  * step: activations are sized for batch_size at creation.
  *
- * Implementations: model_mlp.c (linear = mlp with no hidden layer), model_gpt.c.
+ * Implementations: model_mlp.c (linear = mlp with no hidden layer), model_gpt*.c,
+ * both over daemon/core/kernels.h; their constructors: daemon/core/model_impl.h.
  */
 #ifndef TRAIND_MODEL_H
 #define TRAIND_MODEL_H
@@ -49,13 +50,12 @@ void model_free(model_t *m);
  * caller comparing against a cap never sees a wrapped small number. */
 size_t model_memory_bytes(const model_cfg *cfg, int batch_size);
 
+/* Parameters of cfg, counted from the model's own layout (the same the
+ * constructor uses), saturating at SIZE_MAX. */
+size_t model_param_count(const model_cfg *cfg);
+
 static inline void model_init(model_t *m, rng_t *rng) { m->ops->init(m, rng); }
 static inline float model_train_step(model_t *m, const batch_t *b) { return m->ops->train_step(m, b); }
 static inline float model_eval_loss(model_t *m, const batch_t *b) { return m->ops->eval_loss(m, b); }
-
-/* Constructors of the implementations (called by model_create). */
-model_t *mlp_create(const model_cfg *cfg, int batch_size, char *err, size_t errlen);
-model_t *gpt_create(const model_cfg *cfg, int batch_size, char *err, size_t errlen);
-size_t mlp_memory_bytes(const model_cfg *cfg, int batch_size);
 
 #endif

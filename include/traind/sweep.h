@@ -73,6 +73,9 @@ int sweep_parse(const char *buf, size_t len, const sweep_opts *opts, sweep *out,
 int sweep_load_file(const char *path, const sweep_opts *opts, sweep *out, diag_list_t *errs);
 void sweep_free(sweep *s);
 
+/* Trial k's swept values, "optimizer.lr=3e-4 schedule.type=wsd" (malloc'd). */
+char *sweep_trial_label(const sweep *s, size_t k);
+
 const char *sweep_method_name(sweep_method m);
 const char *sweep_metric_name(sweep_metric m);
 

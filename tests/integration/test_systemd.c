@@ -264,6 +264,15 @@ START_TEST(install_layout)
     }
     ck_assert_msg(file_mode(in.unit) == 0644, "%s: mode %o", in.unit, file_mode(in.unit));
 
+    /* The dashboard, where the installed traind looks for it by default. */
+    char *www = xasprintf("%s/share/traind/www/index.html", in.prefix);
+    char *page = slurp(www), *src_page = slurp("daemon/www/index.html");
+    ck_assert_msg(page && src_page && strcmp(page, src_page) == 0, "%s is not daemon/www/index.html", www);
+    ck_assert_int_eq(file_mode(www), 0644);
+    free(page);
+    free(src_page);
+    free(www);
+
     /* The unit names the installed binary and config; nothing left to fill in. */
     char *unit = slurp(in.unit);
     ck_assert_ptr_nonnull(unit);
@@ -321,8 +330,9 @@ START_TEST(install_keeps_config_uninstall_removes)
     ck_assert_msg(rc == 0, "uninstall exited %d:\n%s", rc, out);
     ck_assert_msg(strstr(out, "kept"), "uninstall did not say it kept the config:\n%s", out);
     free(out);
-    char *paths[8];
+    char *paths[16];
     int n = 0;
+    paths[n++] = xasprintf("%s/share/traind/www/index.html", in.prefix);
     paths[n++] = xasprintf("%s/traind", in.bindir);
     paths[n++] = xasprintf("%s/trainctl", in.bindir);
     for (size_t i = 0; i < sizeof MANPAGES / sizeof *MANPAGES; i++)

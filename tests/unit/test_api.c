@@ -18,6 +18,7 @@
 #include "traind/hostcheck.h"
 #include "traind/http.h"
 #include "traind/prom.h"
+#include "traind/static_files.h"
 #include "traind/util.h"
 #include "tl.h"
 
@@ -885,14 +886,40 @@ END_TEST
 
 START_TEST(dashboard)
 {
+    /* no www dir: 404, never the API's JSON */
     reply r = call("GET", "/", NULL, NULL);
+    EXPECT(r, 404);
+    reply_free(&r);
+    char *dir = tl_tmpdir("api-www");
+    char *f = xasprintf("%s/index.html", dir);
+    ck_assert_int_eq(tl_write(f, "<!doctype html><p>hi</p>"), 0);
+    BE.files = static_files_new(NULL, dir, NULL);
+    r = call("GET", "/", NULL, NULL);
     EXPECT(r, 200);
     ck_assert(strncmp(r.ctype, "text/html", 9) == 0);
-    ck_assert(strstr(r.body, "<table"));
-    ck_assert(strstr(r.body, "fetch('jobs')"));
-    ck_assert(strstr(r.body, "/metrics?max="));
-    ck_assert(!strstr(r.body, "innerHTML")); /* job strings only via textContent */
+    ck_assert_str_eq(r.body, "<!doctype html><p>hi</p>");
+    ck_assert(strstr(r.headers, "ETag: \""));
+    ck_assert(strstr(r.headers, "Cache-Control: no-cache"));
+    ck_assert(!strstr(r.headers, "no-store"));
+    ck_assert(strstr(r.headers, "Content-Security-Policy: default-src 'self'; script-src 'self'"));
     reply_free(&r);
+    r = call("GET", "/ui/index.html", NULL, NULL);
+    EXPECT(r, 200);
+    reply_free(&r);
+    r = call("GET", "/ui/../index.html", NULL, NULL);
+    EXPECT(r, 404);
+    reply_free(&r);
+    r = call("GET", "/lib/chart.js/chart.min.js", NULL, NULL);   /* no Chart.js dir given */
+    EXPECT(r, 404);
+    reply_free(&r);
+    r = call("POST", "/", "Bearer s3cret", "x");
+    EXPECT(r, 405);
+    reply_free(&r);
+    static_files_free(BE.files);
+    BE.files = NULL;
+    tl_rmtree(dir);
+    free(f);
+    free(dir);
 }
 END_TEST
 

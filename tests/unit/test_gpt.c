@@ -117,7 +117,7 @@ static void gradcheck(model_cfg c, int B, int T_used)
  * and head size 8 with T=11 (the AVX2 attention kernels, with row tails). */
 START_TEST(test_gradcheck_simd)
 {
-    unsetenv("TRAIND_GPT_SCALAR");
+    unsetenv("TRAIND_SCALAR");
     gradcheck(tiny_cfg(11, 5, 8, 2, 2), 2, 5);
     gradcheck(tiny_cfg(11, 5, 8, 2, 2), 2, 3);      /* shorter sequences than the context */
     gradcheck(tiny_cfg(11, 11, 16, 2, 2), 2, 11);
@@ -127,10 +127,10 @@ END_TEST
 
 START_TEST(test_gradcheck_scalar)
 {
-    setenv("TRAIND_GPT_SCALAR", "1", 1);
+    setenv("TRAIND_SCALAR", "1", 1);
     gradcheck(tiny_cfg(11, 5, 8, 2, 2), 2, 5);
     gradcheck(tiny_cfg(11, 11, 16, 1, 2), 2, 11);
-    unsetenv("TRAIND_GPT_SCALAR");
+    unsetenv("TRAIND_SCALAR");
 }
 END_TEST
 
@@ -151,7 +151,7 @@ START_TEST(test_simd_matches_scalar)
     size_t n = 0;
     for (int k = 0; k < 2; k++) {
         if (k)
-            setenv("TRAIND_GPT_SCALAR", "1", 1);
+            setenv("TRAIND_SCALAR", "1", 1);
         model_t *m = create(&c, B);
         rng_seed(&r, 11, RNG_STREAM_INIT);
         model_init(m, &r);
@@ -162,7 +162,7 @@ START_TEST(test_simd_matches_scalar)
         grads[k] = malloc(n * sizeof(float));
         memcpy(grads[k], m->grads, n * sizeof(float));
         model_free(m);
-        unsetenv("TRAIND_GPT_SCALAR");
+        unsetenv("TRAIND_SCALAR");
     }
     ck_assert(fabsf(loss[0] - loss[1]) < 1e-4f);
     double d2 = 0, a2 = 0;

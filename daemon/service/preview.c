@@ -1,0 +1,222 @@
+/*
+ * preview — POST /validate and POST /schedule: intake's checks and the
+ * schedule curves of a config, on the thread pool, nothing written.  See
+ * traind/preview.h.
+ */
+#include "traind/preview.h"
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "traind/config.h"
+#include "traind/experiments.h"
+#include "traind/intake.h"
+#include "traind/sched_curve.h"
+#include "traind/spool.h"
+#include "traind/sweep.h"
+#include "traind/util.h"
+
+static cJSON *errors_json(const diag_list_t *errs)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < errs->n; i++) {
+        const diag_t *d = &errs->items[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "path", d->path);
+        cJSON_AddNumberToObject(e, "line", d->line);
+        cJSON_AddNumberToObject(e, "column", d->column);
+        cJSON_AddStringToObject(e, "message", d->message);
+        cJSON_AddItemToArray(a, e);
+    }
+    return a;
+}
+
+static cJSON *invalid_doc(const char *kind, cJSON *errors)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddFalseToObject(o, "ok");
+    cJSON_AddStringToObject(o, "kind", kind);
+    cJSON_AddItemToObject(o, "errors", errors ? errors : cJSON_CreateArray());
+    return o;
+}
+
+static cJSON *curve_json(const sched_curve *c, const char *label, const char *name)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "label", label);
+    cJSON_AddStringToObject(o, "name", name);
+    cJSON_AddNumberToObject(o, "total_steps", (double)c->total_steps);
+    cJSON *pts = cJSON_AddArrayToObject(o, "points");
+    for (size_t k = 0; k < c->n; k++) {
+        cJSON *p = cJSON_CreateArray();
+        cJSON_AddItemToArray(p, cJSON_CreateNumber((double)(c->steps ? c->steps[k] : (long)k)));
+        cJSON_AddItemToArray(p, cJSON_CreateNumber(c->lr[k]));
+        cJSON_AddItemToArray(pts, p);
+    }
+    return o;
+}
+
+/* max_points 0: /validate; else /schedule with that many points a curve. */
+int preview_run(const preview_in *in, const char *yaml, size_t len, size_t max_points, cJSON **doc)
+{
+    if (sweep_is_experiment(yaml, len)) {
+        exps_check_in ci = {.max_trials = in->max_trials, .data_dirs = in->data_dirs,
+                            .n_data_dirs = in->n_data_dirs, .max_model_bytes = in->max_model_bytes,
+                            .jobs_dir = in->jobs_dir, .slurm = in->slurm};
+        sweep s;
+        cJSON *errors = NULL;
+        if (exps_check(yaml, len, &ci, &s, &errors) != 0) {
+            sweep_free(&s);
+            *doc = invalid_doc("experiment", errors);
+            return 422;
+        }
+        cJSON_Delete(errors);
+        cJSON *o = cJSON_CreateObject();
+        if (!max_points) {
+            double total = 0;
+            for (size_t k = 0; k < s.n_trials; k++)
+                total += (double)s.trials[k].cfg.sched.total_steps;
+            cJSON_AddTrueToObject(o, "ok");
+            cJSON_AddStringToObject(o, "kind", "experiment");
+            cJSON_AddStringToObject(o, "name", s.name);
+            cJSON_AddNumberToObject(o, "trials", (double)s.n_trials);
+            cJSON_AddNumberToObject(o, "total_steps", total);
+        } else {
+            size_t per = s.n_trials ? PREVIEW_MAX_TOTAL_POINTS / s.n_trials : max_points;
+            if (per < 2)
+                per = 2;
+            if (per > max_points)
+                per = max_points;
+            const run_config **cfgs = xcalloc(s.n_trials ? s.n_trials : 1, sizeof *cfgs);
+            for (size_t k = 0; k < s.n_trials; k++)
+                cfgs[k] = &s.trials[k].cfg;
+            sched_curve *cv = xcalloc(s.n_trials ? s.n_trials : 1, sizeof *cv);
+            size_t n = sched_curves_distinct(cfgs, s.n_trials, per, cv);
+            cJSON_AddStringToObject(o, "kind", "experiment");
+            cJSON *arr = cJSON_AddArrayToObject(o, "curves");
+            for (size_t c = 0; c < n; c++) {
+                char *label = sweep_trial_label(&s, cv[c].trial);
+                cJSON *cj = curve_json(&cv[c], label, s.trials[cv[c].trial].cfg.name);
+                cJSON_AddNumberToObject(cj, "trial", (double)(cv[c].trial + 1));
+                cJSON_AddItemToArray(arr, cj);
+                free(label);
+                sched_curve_free(&cv[c]);
+            }
+            free(cv);
+            free(cfgs);
+        }
+        sweep_free(&s);
+        *doc = o;
+        return 200;
+    }
+
+    run_config cfg;
+    char *data_path = NULL;
+    diag_list_t errs = DIAG_LIST_INIT;
+    intake_limits lim = {in->data_dirs, in->n_data_dirs, in->max_model_bytes};
+    if (intake_validate(yaml, len, "job", &lim, &cfg, &data_path, &errs) != 0) {
+        *doc = invalid_doc("job", errors_json(&errs));
+        diag_free(&errs);
+        return 422;
+    }
+    free(data_path);
+    diag_free(&errs);
+    cJSON *o = cJSON_CreateObject();
+    if (!max_points) {
+        cJSON_AddTrueToObject(o, "ok");
+        cJSON_AddStringToObject(o, "kind", "job");
+        cJSON_AddStringToObject(o, "name", cfg.name);
+        cJSON_AddNumberToObject(o, "total_steps", (double)cfg.sched.total_steps);
+    } else {
+        sched_curve c;
+        sched_curve_of(&cfg, max_points, &c);
+        cJSON_AddStringToObject(o, "kind", "job");
+        cJSON *arr = cJSON_AddArrayToObject(o, "curves");
+        cJSON_AddItemToArray(arr, curve_json(&c, sched_type_name(cfg.sched.type), cfg.name));
+        sched_curve_free(&c);
+    }
+    cfg_free(&cfg);
+    *doc = o;
+    return 200;
+}
+
+/* ---- on the thread pool ----------------------------------------------- */
+
+typedef struct preview_req {
+    uv_work_t work;
+    preview_in in;            /* owned copies */
+    char *yaml;
+    size_t len, max;
+    preview_done done;
+    void *arg;
+    int status;
+    cJSON *doc;
+} preview_req;
+
+static void preview_work(uv_work_t *w)
+{
+    preview_req *r = w->data;
+    r->status = preview_run(&r->in, r->yaml, r->len, r->max, &r->doc);
+}
+
+static void preview_req_free(preview_req *r)
+{
+    strv_free((char **)r->in.data_dirs, r->in.n_data_dirs);
+    free((char *)r->in.jobs_dir);
+    free(r->yaml);
+    free(r);
+}
+
+static void preview_after(uv_work_t *w, int status)
+{
+    preview_req *r = w->data;
+    if (status < 0 || !r->doc) {
+        cJSON_Delete(r->doc);
+        r->doc = cJSON_CreateObject();
+        cJSON_AddStringToObject(r->doc, "error", "traind is shutting down");
+        r->status = 503;
+    }
+    r->done(r->arg, r->status, r->doc);
+    preview_req_free(r);
+}
+
+static void start(uv_loop_t *loop, const preview_in *in, const char *yaml, size_t len, size_t max,
+                  preview_done done, void *arg)
+{
+    if (!loop) {
+        cJSON *doc = NULL;
+        int st = preview_run(in, yaml, len, max, &doc);
+        done(arg, st, doc);
+        return;
+    }
+    preview_req *r = xcalloc(1, sizeof *r);
+    r->work.data = r;
+    r->in.data_dirs = strv_dup(in->data_dirs, in->n_data_dirs);
+    r->in.n_data_dirs = in->n_data_dirs;
+    r->in.max_trials = in->max_trials;
+    r->in.max_model_bytes = in->max_model_bytes;
+    r->in.jobs_dir = in->jobs_dir ? xstrdup(in->jobs_dir) : NULL;
+    r->yaml = xmalloc(len + 1);   /* the body may hold NULs: copied whole */
+    memcpy(r->yaml, yaml, len);
+    r->yaml[len] = '\0';
+    r->len = len;
+    r->max = max;
+    r->done = done;
+    r->arg = arg;
+    if (uv_queue_work(loop, &r->work, preview_work, preview_after) < 0)
+        preview_after(&r->work, -1);
+}
+
+void preview_validate(uv_loop_t *loop, const preview_in *in, const char *yaml, size_t len, preview_done done,
+                      void *arg)
+{
+    start(loop, in, yaml, len, 0, done, arg);
+}
+
+void preview_schedule(uv_loop_t *loop, const preview_in *in, const char *yaml, size_t len, size_t max,
+                      preview_done done, void *arg)
+{
+    start(loop, in, yaml, len, max < 2 ? 2 : max, done, arg);
+}

@@ -1,0 +1,126 @@
+/*
+ * Experiment view (#/experiment/ID, and #/experiments for the list): the
+ * leaderboard (trials best first by the experiment's metric, with their
+ * parameter values), the early-stopping decisions, and a scatter of the
+ * metric against each swept parameter (a log axis for lr and for numeric
+ * parameters spanning more than a factor of 20; categories for strings).
+ */
+import {h, fill, setText, fmtNum, fmtInt, fmtTime, stateBadge} from '../dom.js';
+import {get} from '../api.js';
+import * as live from '../live.js';
+import {scatterChart, colour} from '../charts.js';
+import {paramText} from './common.js';
+
+export function renderList(root) {
+  const body = h('tbody', {id: 'experiments-body'});
+  fill(root, h('div', {class: 'toolbar'}, h('h1', null, 'Experiments'), h('span', {class: 'spacer'}),
+    h('a', {class: 'btn primary', href: '#/new'}, '+ New experiment')),
+    h('div', {class: 'card flush'}, h('table', {class: 'grid'},
+      h('thead', null, h('tr', null, h('th', null, 'name'), h('th', null, 'state'), h('th', null, 'method'),
+        h('th', null, 'metric'), h('th', {class: 'num'}, 'trials'), h('th', null, 'done'), h('th', null, 'best'),
+        h('th', null, 'submitted'))), body)));
+  const load = () => get('/experiments').then((list) => {
+    fill(body, list.length ? list.map((e) => h('tr', {dataset: {id: e.id}},
+      h('td', null, h('a', {href: '#/experiment/' + encodeURIComponent(e.id)}, e.name || e.id)),
+      h('td', null, stateBadge(e.state)), h('td', null, e.method || ''), h('td', null, e.metric || ''),
+      h('td', {class: 'num'}, fmtInt(e.n_trials)),
+      h('td', null, e.counts ? `${e.counts.succeeded} ok · ${e.counts.running} running · ${e.counts.queued + (e.counts.waiting || 0)} waiting` : ''),
+      h('td', null, e.best ? [h('a', {href: '#/job/' + encodeURIComponent(e.best.job)}, e.best.job), ' ', fmtNum(e.best.metric)] : '—'),
+      h('td', null, fmtTime(e.submitted_at))))
+      : h('tr', {class: 'empty'}, h('td', {colspan: 8}, 'No experiments yet.')));
+  }).catch((e) => fill(body, h('tr', null, h('td', {colspan: 8, class: 'error'}, e.message))));
+  let timer = null;
+  const unsub = live.subscribe((type) => {
+    if (type === 'experiment' || type === 'reset') { clearTimeout(timer); timer = setTimeout(load, 200); }
+  });
+  live.connect(null);
+  load();
+  return () => { unsub(); clearTimeout(timer); };
+}
+
+function isLogParam(name, values) {
+  if (/(^|\.)lr$|learning_rate|weight_decay|(^|\.)eps$/.test(name)) return values.every((v) => v > 0);
+  const pos = values.filter((v) => v > 0);
+  return pos.length === values.length && pos.length > 1 && Math.max(...pos) / Math.min(...pos) > 20;
+}
+
+export function render(root, params, id) {
+  const charts = [];
+  const title = h('h1', {id: 'exp-title'});
+  const badge = h('span');
+  const summary = h('div', {class: 'stats', id: 'exp-stats'});
+  const board = h('table', {class: 'grid', id: 'leaderboard'});
+  const decisions = h('div', {id: 'decisions'});
+  const scatters = h('div', {class: 'charts scatter', id: 'scatters'});
+  fill(root,
+    h('div', {class: 'toolbar'}, h('a', {href: '#/experiments', class: 'back'}, '← Experiments'), title, badge,
+      h('span', {class: 'spacer'}), h('a', {class: 'btn', href: '#/compare?experiment=' + encodeURIComponent(id)}, 'Compare all trials')),
+    h('div', {class: 'card'}, summary),
+    h('h2', {class: 'section'}, 'Leaderboard'), h('div', {class: 'card flush'}, board),
+    h('h2', {class: 'section'}, 'Metric against each swept parameter'), scatters,
+    h('h2', {class: 'section'}, 'Early-stopping decisions'), decisions);
+
+  function draw(exp) {
+    for (const c of charts.splice(0)) c.destroy();
+    setText(title, exp.name || exp.id);
+    document.title = (exp.name || exp.id) + ' · traind';
+    fill(badge, stateBadge(exp.state));
+    const c = exp.counts || {};
+    const stat = (k, v) => h('div', {class: 'stat'}, h('div', {class: 'stat-k'}, k), h('div', {class: 'stat-v'}, v));
+    fill(summary, stat('method', exp.method || '—'), stat('metric', exp.metric || '—'), stat('trials', fmtInt(exp.n_trials)),
+      stat('succeeded', fmtInt(c.succeeded)), stat('running', fmtInt(c.running)), stat('queued', fmtInt((c.queued || 0) + (c.waiting || 0))),
+      stat('failed', fmtInt((c.failed || 0) + (c.rejected || 0))), stat('cancelled', fmtInt(c.cancelled)),
+      stat('best', exp.best ? exp.best.job + ' · ' + fmtNum(exp.best.metric) : '—'), stat('submitted', fmtTime(exp.submitted_at)));
+
+    const trials = exp.trials || [];
+    const keys = [...new Set(trials.flatMap((t) => Object.keys(t.params || {})))];
+    fill(board,
+      h('thead', null, h('tr', null, h('th', {class: 'num'}, '#'), h('th', null, 'job'), h('th', null, 'state'),
+        h('th', {class: 'num'}, 'step'), h('th', {class: 'num'}, exp.metric || 'metric'),
+        keys.map((k) => h('th', {class: 'param'}, k)))),
+      h('tbody', {id: 'leaderboard-body'}, trials.map((t, i) => h('tr', {dataset: {job: t.job || ''}},
+        h('td', {class: 'num'}, String(i + 1)),
+        h('td', null, t.job ? h('a', {href: '#/job/' + encodeURIComponent(t.job)}, t.job) : '(not yet)'),
+        h('td', null, stateBadge(t.state)), h('td', {class: 'num'}, fmtInt(t.step)),
+        h('td', {class: 'num metric'}, fmtNum(t.metric)),
+        keys.map((k) => h('td', {class: 'param mono'}, paramText((t.params || {})[k])))))));
+
+    const dec = exp.decisions || [];
+    fill(decisions, dec.length
+      ? h('div', {class: 'card flush'}, h('table', {class: 'grid', id: 'decisions-table'},
+          h('thead', null, h('tr', null, [...new Set(dec.flatMap((d) => Object.keys(d)))].map((k) => h('th', null, k)))),
+          h('tbody', null, dec.map((d) => h('tr', null, [...new Set(dec.flatMap((x) => Object.keys(x)))]
+            .map((k) => h('td', {class: 'mono'}, typeof d[k] === 'object' ? JSON.stringify(d[k]) : paramText(d[k]))))))))
+      : h('div', {class: 'card muted', id: 'no-decisions'}, exp.early_stop ? 'No trial stopped early yet.' : 'This experiment has no early stopping: every trial runs to its end.'));
+
+    const scored = trials.filter((t) => typeof t.metric === 'number');
+    fill(scatters, keys.length ? null : h('div', {class: 'card muted'}, 'No swept parameters.'));
+    keys.forEach((k, ki) => {
+      const canvas = h('canvas', {id: 'scatter-' + ki});
+      scatters.appendChild(h('div', {class: 'card chart-card'}, h('div', {class: 'chart-title'}, exp.metric + ' vs ' + k),
+        h('div', {class: 'chart-wrap'}, canvas)));
+      const vals = scored.map((t) => t.params[k]);
+      const numeric = vals.every((v) => typeof v === 'number');
+      const categories = numeric ? null : [...new Set(trials.map((t) => String(t.params[k])))];
+      const data = scored.map((t) => ({x: numeric ? t.params[k] : categories.indexOf(String(t.params[k])), y: t.metric, label: t.job}));
+      const metrics = scored.map((t) => t.metric);
+      charts.push(scatterChart(canvas, [{label: k, data, backgroundColor: colour(ki), borderColor: colour(ki)}], {
+        xTitle: k + (numeric && isLogParam(k, vals) ? ' (log)' : ''), yTitle: exp.metric, categories,
+        logX: numeric && isLogParam(k, vals), logY: metrics.length > 1 && metrics.every((m) => m > 0) && Math.max(...metrics) / Math.min(...metrics) > 20,
+      }));
+    });
+  }
+
+  const load = () => get('/experiments/' + encodeURIComponent(id)).then(draw)
+    .catch((e) => fill(root, h('div', {class: 'card error'}, e.status === 404 ? 'No such experiment: ' + id : e.message)));
+  let timer = null;
+  const later = () => { clearTimeout(timer); timer = setTimeout(load, 300); };
+  const unsub = live.subscribe((type, data) => {
+    if (type === 'reset') return later();
+    if (type === 'experiment' && data && data.id === id) return later();
+    if (type === 'job' && data && data.experiment === id) return later();
+  });
+  live.connect(null);
+  load();
+  return () => { unsub(); clearTimeout(timer); for (const c of charts) c.destroy(); };
+}

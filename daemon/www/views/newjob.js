@@ -1,0 +1,181 @@
+/*
+ * New job view (#/new): a config editor that validates as you type (POST
+ * /validate, debounced; nothing is queued) with each error shown beside its
+ * line, a preview of the lr schedule (POST /schedule, one curve per
+ * distinct schedule of a sweep), and Submit (POST /jobs for a run config,
+ * POST /experiments for a sweep file).  Every write carries the API token.
+ */
+import {h, fill, setText, fmtInt} from '../dom.js';
+import {post} from '../api.js';
+import {lineChart, colour} from '../charts.js';
+
+const DRAFT_KEY = 'traind.draft';
+const DEBOUNCE_MS = 350;
+
+const TEMPLATES = {
+  'MLP, cosine': `name: mlp-cosine
+seed: 1
+model: {type: mlp, input_dim: 32, hidden: [64, 64], output_dim: 8, activation: gelu}
+data: {kind: synthetic, batch_size: 32, eval_fraction: 0.1}
+optimizer: {type: adamw, lr: 1.0e-3, weight_decay: 0.01, grad_clip: 1.0}
+schedule: {type: cosine, warmup_steps: 100, total_steps: 2000, min_lr_ratio: 0.1}
+train: {log_every: 10, eval_every: 200, checkpoint_every: 500}
+`,
+  'Sweep: lr × schedule': `name: lr-sweep
+seed: 1
+model: {type: mlp, input_dim: 16, hidden: [32], output_dim: 4}
+data: {kind: synthetic, batch_size: 32, eval_fraction: 0.1}
+optimizer: {type: adamw, lr: 1.0e-3}
+schedule: {type: cosine, warmup_steps: 50, total_steps: 1000, decay_ratio: 0.2}
+train: {log_every: 10, eval_every: 100}
+sweep:
+  method: grid
+  metric: eval_loss
+  parameters:
+    optimizer.lr: [3.0e-4, 1.0e-3, 3.0e-3]
+    schedule.type: [cosine, linear, warmup_stable_decay]
+`,
+};
+
+export function render(root) {
+  let timer = null, seq = 0, lastOk = null, chart = null;
+  const text = h('textarea', {id: 'editor', spellcheck: 'false', autocomplete: 'off', wrap: 'off',
+    'aria-label': 'run config (YAML)'});
+  text.value = localStorage.getItem(DRAFT_KEY) || TEMPLATES['MLP, cosine'];
+  const gutter = h('div', {class: 'ed-gutter', id: 'ed-gutter'});
+  const msgs = h('div', {class: 'ed-msgs', id: 'ed-msgs'});
+  const verdict = h('div', {class: 'verdict', id: 'verdict'});
+  const errList = h('ul', {class: 'errlist', id: 'error-list'});
+  const submitBtn = h('button', {class: 'btn primary', id: 'submit', onclick: submit}, 'Submit');
+  const submitMsg = h('div', {id: 'submit-msg', class: 'small'});
+  const tmplSel = h('select', {id: 'template', onchange: () => {
+    if (!tmplSel.value) return;
+    text.value = TEMPLATES[tmplSel.value];
+    tmplSel.value = '';
+    changed();
+  }}, h('option', {value: ''}, 'start from a template…'), Object.keys(TEMPLATES).map((k) => h('option', {value: k}, k)));
+  const schedNote = h('div', {class: 'muted small', id: 'schedule-note'});
+
+  fill(root,
+    h('div', {class: 'toolbar'}, h('h1', null, 'New job or experiment'), tmplSel, h('span', {class: 'spacer'}), submitBtn),
+    h('div', {class: 'editor-layout'},
+      h('div', {class: 'card flush editor-card'},
+        h('div', {class: 'editor'}, gutter, text, msgs)),
+      h('div', {class: 'side'},
+        h('div', {class: 'card'}, h('h2', null, 'Validation'), verdict, errList, submitMsg),
+        h('div', {class: 'card chart-card'}, h('div', {class: 'chart-title'}, 'lr schedule'),
+          h('div', {class: 'chart-wrap'}, h('canvas', {id: 'schedule-chart'})), schedNote))));
+
+  const LINE_PX = 20;
+  function layout(errors) {
+    const n = text.value.split('\n').length;
+    const byLine = new Map();
+    for (const e of errors || []) {
+      const l = Math.min(Math.max(1, e.line || 1), n);
+      if (!byLine.has(l)) byLine.set(l, []);
+      byLine.get(l).push(e);
+    }
+    fill(gutter, Array.from({length: n}, (_, i) => h('div', {class: 'ln' + (byLine.has(i + 1) ? ' bad' : ''), dataset: {line: i + 1}}, String(i + 1))));
+    fill(msgs, [...byLine.entries()].map(([l, es]) => {
+      const m = h('div', {class: 'ed-msg', dataset: {line: l}, title: es.map((e) => e.message).join('\n')},
+        '◀ ' + es.map((e) => (e.column ? `col ${e.column}: ` : '') + e.message).join(' · '));
+      m.style.top = ((l - 1) * LINE_PX + 8) + 'px';
+      return m;
+    }));
+    sync();
+  }
+  function sync() {
+    gutter.scrollTop = text.scrollTop;
+    msgs.style.transform = `translateY(${-text.scrollTop}px)`;
+  }
+  text.addEventListener('scroll', sync);
+
+  function changed() {
+    localStorage.setItem(DRAFT_KEY, text.value);
+    layout([]);
+    setText(verdict, 'checking…');
+    verdict.className = 'verdict';
+    clearTimeout(timer);
+    timer = setTimeout(validate, DEBOUNCE_MS);
+  }
+  text.addEventListener('input', changed);
+  text.addEventListener('keydown', (e) => {
+    if (e.key === 'Tab') {   /* two spaces, not a focus change */
+      e.preventDefault();
+      const s = text.selectionStart;
+      text.setRangeText('  ', s, text.selectionEnd, 'end');
+      changed();
+    }
+  });
+
+  async function validate() {
+    const my = ++seq;
+    const body = text.value;
+    let r;
+    try { r = await post('/validate', body); } catch (e) { setText(verdict, e.message); return; }
+    if (my !== seq) return;            /* a newer edit is being checked */
+    if (r.status === 429) {            /* over the daemon's write rate: try again shortly */
+      setText(verdict, 'the daemon asks to slow down; checking again in a second…');
+      clearTimeout(timer);
+      timer = setTimeout(validate, 1000);
+      return;
+    }
+    const errs = (r.body && r.body.errors) || [];
+    layout(errs);
+    fill(errList, errs.map((e) => h('li', null, h('span', {class: 'mono'}, `${e.line || '?'}:${e.column || '?'}`), ' ',
+      e.path ? h('span', {class: 'mono muted'}, e.path + ' ') : null, e.message)));
+    if (r.status === 200 && r.body.ok) {
+      lastOk = true;
+      verdict.className = 'verdict ok';
+      setText(verdict, r.body.kind === 'experiment'
+        ? `✓ a valid experiment: ${fmtInt(r.body.trials)} trials of ${fmtInt(r.body.total_steps)} steps`
+        : `✓ a valid run config: ${fmtInt(r.body.total_steps)} steps`);
+      preview(body, my);
+    } else {
+      lastOk = false;
+      verdict.className = 'verdict bad';
+      setText(verdict, r.status === 422 ? `✗ ${errs.length} problem${errs.length === 1 ? '' : 's'}`
+        : `✗ ${(r.body && r.body.error) || 'HTTP ' + r.status}`);
+    }
+  }
+
+  async function preview(body, my) {
+    let r;
+    try { r = await post('/schedule?max=400', body); } catch (e) { return; }
+    if (my !== seq || r.status !== 200) { if (r.status !== 200) setText(schedNote, (r.body && r.body.error) || ''); return; }
+    const curves = r.body.curves || [];
+    const datasets = curves.map((c, i) => ({label: c.label, borderColor: colour(i), backgroundColor: colour(i), borderWidth: 1.6,
+      data: c.points.map(([x, y]) => ({x, y}))}));
+    if (chart) chart.destroy();
+    chart = lineChart(document.getElementById('schedule-chart'), datasets, {xTitle: 'step', legend: curves.length > 1});
+    setText(schedNote, curves.length > 1 ? `${curves.length} distinct schedules` : '');
+    window.traindSchedule = curves.map((c) => ({label: c.label, points: c.points.length}));
+  }
+
+  async function submit() {
+    submitBtn.disabled = true;
+    setText(submitMsg, 'submitting…');
+    submitMsg.className = 'small';
+    try {
+      const isSweep = /^sweep\s*:/m.test(text.value);
+      const r = await post(isSweep ? '/experiments' : '/jobs', text.value, {'Idempotency-Key': 'web-' + Date.now() + '-' + Math.random().toString(36).slice(2)});
+      if ((r.status === 201 || r.status === 200 || r.status === 202) && r.body.id) {
+        localStorage.removeItem(DRAFT_KEY);
+        location.hash = (isSweep ? '#/experiment/' : '#/job/') + encodeURIComponent(r.body.id);
+        return;
+      }
+      submitMsg.className = 'small error';
+      setText(submitMsg, (r.body && r.body.error) || ('HTTP ' + r.status));
+      if (r.body && r.body.errors) layout(r.body.errors);
+    } catch (e) {
+      submitMsg.className = 'small error';
+      setText(submitMsg, e.message);
+    } finally {
+      submitBtn.disabled = false;
+    }
+  }
+
+  layout([]);
+  validate();
+  return () => { clearTimeout(timer); if (chart) chart.destroy(); };
+}

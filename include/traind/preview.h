@@ -1,0 +1,60 @@
+/*
+ * preview — POST /validate and POST /schedule (the dashboard's config
+ * editor, issue 15): what intake would say of a run config or a sweep file,
+ * and the lr curves of its schedules, with nothing queued and nothing
+ * written.
+ *
+ * The checks are intake's own: intake_validate for a run config (as POST
+ * /jobs and incoming/ take it), exps_check for a sweep file (as POST
+ * /experiments takes it).  The curves are sched_curve's, the code of
+ * `trainctl schedule`.  Both run on the thread pool (the parse of a 1 MiB
+ * body, a sweep's thousand trials) and answer on the loop thread.
+ *
+ *   /validate  200 {"ok": true, "kind": "job", "name", "total_steps"}
+ *              200 {"ok": true, "kind": "experiment", "name", "trials", "total_steps" (of every trial)}
+ *              422 {"ok": false, "kind", "errors": [{"path","line","column","message"}]}
+ *   /schedule  200 {"kind", "curves": [{"label", "name", "trial" (sweeps), "total_steps",
+ *                                       "points": [[step, lr], ...]}]}
+ *              422 as /validate
+ */
+#ifndef TRAIND_PREVIEW_H
+#define TRAIND_PREVIEW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+struct cJSON;
+
+#define PREVIEW_DEFAULT_POINTS 500
+#define PREVIEW_MAX_POINTS 10000
+/* All curves of one answer together hold at most this many points (a
+ * sweep of many schedules gets fewer points per curve, at least 2). */
+#define PREVIEW_MAX_TOTAL_POINTS 1000000
+
+/* What intake's checks depend on (copied by each call). */
+typedef struct preview_in {
+    char *const *data_dirs;
+    size_t n_data_dirs;
+    size_t max_trials;
+    size_t max_model_bytes;  /* max_model_memory (0 = the default) */
+    const char *jobs_dir;    /* fork_from: kept checkpoints are looked for here */
+    bool slurm;              /* executor: slurm (an early_stop sweep is refused) */
+} preview_in;
+
+typedef void (*preview_done)(void *arg, int status, struct cJSON *doc);
+
+/* POST /validate of yaml (len bytes, copied): done(arg, status, doc) once,
+ * on the loop thread (now when loop is NULL; done takes doc). */
+void preview_validate(uv_loop_t *loop, const preview_in *in, const char *yaml, size_t len, preview_done done,
+                      void *arg);
+
+/* POST /schedule?max=N (2..PREVIEW_MAX_POINTS) the same way. */
+void preview_schedule(uv_loop_t *loop, const preview_in *in, const char *yaml, size_t len, size_t max,
+                      preview_done done, void *arg);
+
+/* The work of either, on the calling thread (tests, and the pool): status
+ * and doc. */
+int preview_run(const preview_in *in, const char *yaml, size_t len, size_t max_points, struct cJSON **doc);
+
+#endif
