@@ -334,7 +334,13 @@ static void render_prom(render_req *r)
 {
     prom_buf b;
     prom_buf_init(&b);
-    prom_render_traind(&b, r->doc, api_job_states, r->uptime);
+    /* list_prom's {"counts","jobs"}, or list_jobs' array (counted here) */
+    const cJSON *jobs = r->doc, *counts = NULL;
+    if (cJSON_IsObject(r->doc)) {
+        jobs = cJSON_GetObjectItemCaseSensitive(r->doc, "jobs");
+        counts = cJSON_GetObjectItemCaseSensitive(r->doc, "counts");
+    }
+    prom_render_traind(&b, jobs, counts, api_job_states, r->uptime);
     size_t len;
     char *text = prom_buf_take(&b, &len);
     r->text = xmalloc(len + r->extra_len + 1);
@@ -963,7 +969,17 @@ static void get_job(const api_backend *be, const char *id, http_response *res)
         http_response_error(res, 404, "no such job");
         return;
     }
-    reply_json(res, 200, job);
+    if (!be->fill_page) {
+        reply_json(res, 200, job);
+        return;
+    }
+    /* what the backend left on disk (an ended job's config) is read on the
+     * thread pool, where the answer is printed: never on the loop */
+    render_req *r = xcalloc(1, sizeof *r);
+    r->status = 200;
+    r->doc = job;
+    r->fill = be->fill_page;
+    render_answer(be, r, res);
 }
 
 /* Keeps the first limit points of arr; the step to ask after for the rest

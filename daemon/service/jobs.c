@@ -59,6 +59,12 @@ static void set_settings(job_table *t, const dconfig *c)
     t->n_data_dirs = c->n_data_dirs;
 }
 
+/* jobs.index's writer went idle: a shutdown may be waiting for it. */
+static void eidx_idle(void *ctx)
+{
+    check_shutdown_done(ctx);
+}
+
 job_table *jobs_new(uv_loop_t *loop, const dconfig *c, const char *exe)
 {
     job_table *t = xcalloc(1, sizeof *t);
@@ -71,6 +77,8 @@ job_table *jobs_new(uv_loop_t *loop, const dconfig *c, const char *exe)
     t->slurm = c->executor == DCONFIG_EXEC_SLURM;
     t->by_id = job_index_new();
     t->by_key = job_index_new();
+    t->eidx = jei_writer_new(loop, c->spool);
+    jei_writer_set_on_idle(t->eidx, eidx_idle, t);
     set_settings(t, c);
     return t;
 }
@@ -92,7 +100,11 @@ job *job_alloc(job_table *t, const char *id)
     job *j = xcalloc(1, sizeof *j);
     j->t = t;
     snprintf(j->id, sizeof j->id, "%s", id);
-    j->dir = xasprintf("%s/%s", t->jobs_dir, id);
+    size_t dl = strlen(t->jobs_dir), il = strlen(j->id);   /* <jobs>/<id>: no printf per job at start-up */
+    j->dir = xmalloc(dl + il + 2);
+    memcpy(j->dir, t->jobs_dir, dl);
+    j->dir[dl] = '/';
+    memcpy(j->dir + dl + 1, j->id, il + 1);
     j->checkpoint_step = -1;
     j->requeue_ckpt = -2;
     j->forked_at = -1;
@@ -845,6 +857,7 @@ void jobs_free(job_table *t)
     free(t->jobs);
     job_index_free(t->by_id);
     job_index_free(t->by_key);
+    jei_writer_free(t->eidx);
     strv_free(t->keys_inflight, t->n_keys_inflight);
     free(t->spool);
     free(t->jobs_dir);

@@ -33,6 +33,7 @@
 #include "traind/config.h"
 #include "traind/diag.h"
 #include "traind/executor.h"
+#include "traind/job_ended_index.h"
 #include "traind/job_index.h"
 #include "traind/jobs.h"
 #include "traind/train_point.h"
@@ -140,6 +141,7 @@ struct job_table {
     job **jobs;                      /* in seq order */
     size_t n, cap;
     job_index *by_id, *by_key;       /* id → job, Idempotency-Key → job */
+    jei_writer *eidx;                /* <spool>/jobs.index: the ended jobs' summaries */
     int counts[JOB_NSTATES];         /* jobs by state */
     size_t queue_hint;               /* no job below this index is queued */
     job *live;                       /* jobs with a process or a status.json write pending: what the tick walks */

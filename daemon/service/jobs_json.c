@@ -179,20 +179,28 @@ cJSON *job_to_json(const job *j, int queue_pos)
     return o;
 }
 
+/* One job object's deferred config. */
+static void fill_one(cJSON *o)
+{
+    cJSON *d = cJSON_GetObjectItemCaseSensitive(o, JOBS_DEFERRED_CONFIG);
+    if (!cJSON_IsString(d))
+        return;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
+    cJSON *config = config_from_dir(d->valuestring, cJSON_IsString(id) ? id->valuestring : "job");
+    cJSON_DeleteItemFromObjectCaseSensitive(o, JOBS_DEFERRED_CONFIG);
+    if (config)
+        cJSON_ReplaceItemInObjectCaseSensitive(o, "config", config);
+}
+
 void jobs_fill_deferred(cJSON *doc)
 {
+    if (cJSON_IsObject(doc)) {   /* GET /jobs/{id} */
+        fill_one(doc);
+        return;
+    }
     cJSON *o;
     cJSON_ArrayForEach(o, doc)
-    {
-        cJSON *d = cJSON_GetObjectItemCaseSensitive(o, JOBS_DEFERRED_CONFIG);
-        if (!cJSON_IsString(d))
-            continue;
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
-        cJSON *config = config_from_dir(d->valuestring, cJSON_IsString(id) ? id->valuestring : "job");
-        cJSON_DeleteItemFromObjectCaseSensitive(o, JOBS_DEFERRED_CONFIG);
-        if (config)
-            cJSON_ReplaceItemInObjectCaseSensitive(o, "config", config);
-    }
+        fill_one(o);
 }
 
 cJSON *jobs_list_json(job_table *t, const char *state)
@@ -331,11 +339,30 @@ cJSON *jobs_summary_json(job_table *t)
 
 cJSON *jobs_prom_json(job_table *t)
 {
-    /* GET /metrics: the numbers of each job, without its config or errors
-     * (a whole job object is dozens of nodes, for nothing here). */
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = t->n; i-- > 0;) {
-        const job *j = t->jobs[i];
+    /* GET /metrics is scraped every few seconds: bounded whatever the
+     * number of finished jobs.  The counts by state, and the numbers of the
+     * active jobs only — the running ones and the next JOBS_STATUS_QUEUED
+     * queued ones — without their config or errors. */
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *counts = cJSON_AddObjectToObject(doc, "counts");
+    for (int s = 0; s < JOB_NSTATES; s++)
+        cJSON_AddNumberToObject(counts, job_state_name((job_state)s), t->counts[s]);
+    size_t cap = (size_t)t->counts[JOB_RUNNING] + JOBS_STATUS_QUEUED + 1, n = 0;
+    job **pick = xmalloc(cap * sizeof *pick);
+    for (job *j = t->live; j && n < cap; j = j->live_next)
+        if (j->state == JOB_RUNNING)
+            pick[n++] = j;
+    advance_hint(t);
+    for (size_t i = t->queue_hint, q = 0; i < t->n && q < JOBS_STATUS_QUEUED && n < cap; i++)
+        if (t->jobs[i]->state == JOB_QUEUED) {
+            pick[n++] = t->jobs[i];
+            q++;
+        }
+    if (n > 1)
+        qsort(pick, n, sizeof *pick, cmp_pos_desc);
+    cJSON *a = cJSON_AddArrayToObject(doc, "jobs");
+    for (size_t i = 0; i < n; i++) {
+        const job *j = pick[i];
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "id", j->id);
         cJSON_AddStringToObject(o, "state", job_state_name(j->state));
@@ -347,13 +374,19 @@ cJSON *jobs_prom_json(job_table *t)
         add_num_or_null(o, "eval_loss", j->pt.eval_loss);
         cJSON_AddItemToArray(a, o);
     }
-    return a;
+    free(pick);
+    return doc;
 }
 
 cJSON *jobs_get_json(job_table *t, const char *id)
 {
     const job *j = find(t, id);
-    return j ? job_to_json(j, 0) : NULL;
+    if (!j)
+        return NULL;
+    g_defer_config = true;   /* an ended job's config is read on the pool (jobs_fill_deferred) */
+    cJSON *o = job_to_json(j, 0);
+    g_defer_config = false;
+    return o;
 }
 
 cJSON *jobs_event_json(job_table *t, const char *id)

@@ -76,7 +76,7 @@ void check_shutdown_done(job_table *t)
         if ((j->dirty || j->progress_dirty || j->write_failed) && !j->write_inflight)
             persist(j);
     }
-    if (t->pending_work > 0)
+    if (t->pending_work > 0 || !jei_writer_idle(t->eidx))
         return;
     if (t->tick_open) {
         if (!uv_is_closing((uv_handle_t *)&t->tick))

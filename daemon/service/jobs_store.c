@@ -2,8 +2,10 @@
  * jobs_store — the table on disk: status.json written atomically on the
  * thread pool (and who waits for it), jobs/ read back at start-up
  * (jobs_load: status.json, or a job rebuilt from its config.yaml; stale
- * temp files and empty directories removed), a compacted job's config read
- * back, and the tail of a job's worker.log.
+ * temp files and empty directories removed; an ended job from its
+ * <spool>/jobs.index entry when that still describes its status.json, and
+ * each ended job's entry appended once its status.json is written), a
+ * compacted job's config read back, and the tail of a job's worker.log.
  */
 #include "jobs_internal.h"
 
@@ -37,7 +39,10 @@ typedef struct write_req {
     size_t len;
     int rc;
     unsigned long seq;               /* j->writes_started when it began */
+    jei_rec *rec;                    /* an ended job: its jobs.index record, once the file is down */
 } write_req;
+
+static jei_rec *ended_record(const job *j);
 
 /* Tells the waiters that write seq covers. */
 static void wake_waiters(job *j, unsigned long seq, int rc)
@@ -59,6 +64,13 @@ static void write_work(uv_work_t *w)
 {
     write_req *r = w->data;
     r->rc = write_file_atomic(r->path, r->data, r->len, 0644);
+    struct stat st;   /* the record names the file just written (the job's writes are one at a time) */
+    if (r->rec && (r->rc < 0 || lstat(r->path, &st) < 0)) {
+        free(r->rec);
+        r->rec = NULL;
+    } else if (r->rec) {
+        jei_rec_set_stat(r->rec, &st);
+    }
 }
 
 static void start_write(job *j);
@@ -84,6 +96,8 @@ static void write_done(uv_work_t *w, int status)
         j->write_error_logged = false;
         j->write_failed = false;
     }
+    if (r->rec)
+        jei_writer_append(t->eidx, r->rec);
     wake_waiters(j, r->seq, r->rc);
     free(r->path);
     free(r->data);
@@ -110,6 +124,7 @@ static void start_write(job *j)
     if (!r->data)
         abort();
     r->len = strlen(r->data);
+    r->rec = ended_record(j);
     j->dirty = false;
     j->progress_dirty = false;
     j->last_write = now_monotonic();
@@ -119,6 +134,7 @@ static void start_write(job *j)
         log_error("job %s: cannot queue a write: %s", j->id, uv_strerror(rc));
         free(r->path);
         free(r->data);
+        free(r->rec);
         free(r);
         j->dirty = true;
         j->writes_started--;
@@ -454,7 +470,7 @@ static void scan_job_dir(const char *dir, dir_scan *ds)
  * and one read for a file that does not grow (a short read of a regular
  * file is its end).  The same checks: no symlink followed, no device or
  * FIFO opened, the size bounded.  The same errors. */
-static int read_status_at(int dfd, const char *id, char **out, size_t *out_len)
+static int read_status_at(int dfd, const char *id, char **out, size_t *out_len, jei_stat *ident)
 {
     *out = NULL;
     *out_len = 0;
@@ -507,7 +523,114 @@ static int read_status_at(int dfd, const char *id, char **out, size_t *out_len)
     buf[len] = '\0';
     *out = buf;
     *out_len = len;
+    jei_stat_of(&st, ident);
     return 0;
+}
+
+/* ------------------------------------ jobs.index (job_ended_index.h) */
+
+/* An ended job's jobs.index record (the identity of its status.json is put
+ * in once that is written), or NULL for a job that has not ended. */
+static jei_rec *ended_record(const job *j)
+{
+    if (!job_state_ended(j->state) || j->cancel_requested)
+        return NULL;
+    cJSON *pc = j->params ? cJSON_Duplicate(j->params, 1) : NULL;
+    char *params = pc ? json_print_exact(pc) : NULL, *errors = cJSON_PrintUnformatted(j->errors);
+    cJSON_Delete(pc);
+    jei_entry e = {
+        .id = j->id, .name = j->name ? j->name : j->id, .idem_key = j->idem_key, .parent = j->parent,
+        .experiment = j->experiment, .sched_id = j->sched_id[0] ? j->sched_id : NULL, .params_json = params,
+        .errors_json = errors, .state = (int)j->state, .has_eval = j->has_eval,
+        .has_config = j->config || j->config_on_disk, .restarts = j->restarts, .crashes = j->crashes,
+        .ranks = j->ranks, .seq = j->seq, .step = j->pt.step, .total_steps = j->total_steps,
+        .checkpoint_step = j->checkpoint_step, .forked_at = j->forked_at, .lr = j->pt.lr, .loss = j->pt.loss,
+        .loss_avg = j->pt.loss_avg, .grad_norm = j->pt.grad_norm, .eval_loss = j->pt.eval_loss,
+        .tokens_per_step = j->tokens_per_step, .submitted_at = j->submitted_at, .started_at = j->started_at,
+        .finished_at = j->finished_at,
+    };
+    jei_rec *r = (params || !j->params) && errors ? jei_encode(&e) : NULL;
+    free(params);
+    free(errors);
+    return r;
+}
+
+/* Loads an ended job from its jobs.index entry when the entry describes
+ * the status.json on disk now (one fstatat; nothing opened).  false (j
+ * untouched) when it does not: the job is read the slow way. */
+static bool job_from_index(job *j, int dfd, const jei_entry *e)
+{
+    if (e->state < 0 || e->state >= JOB_NSTATES || !job_state_ended((job_state)e->state) ||
+        strcmp(e->id, j->id) != 0 || (e->idem_key && !spool_idem_key_valid(e->idem_key)) ||
+        (e->sched_id && strlen(e->sched_id) > EXEC_SCHED_ID_MAX) || e->seq > (1ULL << 53))
+        return false;
+    char rel[NAME_MAX + 16];
+    snprintf(rel, sizeof rel, "%s/status.json", j->id);
+    struct stat st;
+    jei_stat now;
+    if (fstatat(dfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+        return false;
+    jei_stat_of(&st, &now);
+    if (!jei_stat_same(&now, &e->st))
+        return false;   /* written since (or replaced): status.json is the truth */
+    cJSON *errors = e->errors_json ? cJSON_Parse(e->errors_json) : cJSON_CreateArray();
+    cJSON *params = e->params_json ? cJSON_Parse(e->params_json) : NULL;
+    if (!cJSON_IsArray(errors) || (e->params_json && !cJSON_IsObject(params))) {
+        cJSON_Delete(errors);
+        cJSON_Delete(params);
+        return false;
+    }
+    set_state(j, (job_state)e->state);
+    j->name = xstrdup(e->name);
+    j->seq = (unsigned long)e->seq;
+    j->pt.step = (long)e->step;
+    j->total_steps = (long)e->total_steps;
+    j->checkpoint_step = e->checkpoint_step >= 0 ? (long)e->checkpoint_step : -1;
+    j->pt.lr = e->lr;
+    j->pt.loss = e->loss;
+    j->pt.loss_avg = e->loss_avg;
+    j->pt.grad_norm = e->grad_norm;
+    j->pt.eval_loss = e->eval_loss;
+    j->has_eval = e->has_eval;
+    j->tokens_per_step = e->tokens_per_step;
+    j->ranks = e->ranks >= 1 ? e->ranks : 1;
+    j->restarts = e->restarts;
+    j->crashes = e->crashes;
+    j->submitted_at = e->submitted_at;
+    j->started_at = e->started_at;
+    j->finished_at = e->finished_at;
+    cJSON_Delete(j->errors);
+    j->errors = errors;
+    j->params = params;
+    j->idem_key = e->idem_key ? xstrdup(e->idem_key) : NULL;
+    if (e->parent) {
+        j->parent = xstrdup(e->parent);
+        j->forked_at = (long)e->forked_at;
+    }
+    j->experiment = e->experiment ? xstrdup(e->experiment) : NULL;
+    if (e->sched_id)
+        snprintf(j->sched_id, sizeof j->sched_id, "%s", e->sched_id);
+    j->config_on_disk = e->has_config;
+    j->hist_on_disk = true;
+    return true;
+}
+
+/* The record of a job loaded at start-up whose status.json is st. */
+static jei_rec *loaded_record(const job *j, const jei_stat *st)
+{
+    jei_rec *r = ended_record(j);
+    if (r) {
+        struct stat s;
+        memset(&s, 0, sizeof s);
+        s.st_ino = (ino_t)st->ino;
+        s.st_size = (off_t)st->size;
+        s.st_mtim.tv_sec = (time_t)(st->mtime_ns / 1000000000);
+        s.st_mtim.tv_nsec = (long)(st->mtime_ns % 1000000000);
+        s.st_ctim.tv_sec = (time_t)(st->ctime_ns / 1000000000);
+        s.st_ctim.tv_nsec = (long)(st->ctime_ns % 1000000000);
+        jei_rec_set_stat(r, &s);
+    }
+    return r;
 }
 
 int jobs_load(job_table *t)
@@ -515,6 +638,17 @@ int jobs_load(job_table *t)
     DIR *d = opendir(t->jobs_dir);
     if (!d)
         return errno == ENOENT ? 0 : -errno;
+    /* ended jobs come from jobs.index where it describes their status.json;
+     * an index that is missing, damaged or mostly dead records is written
+     * again whole, else the ended jobs read the slow way are appended */
+    jei_load_info ii;
+    jei_table *idx = jei_load(t->spool, &ii);
+    if (ii.bad)
+        log_warn("%s/" JEI_FILE ": %s; those jobs are read from their status.json and the index is rewritten",
+                 t->spool, ii.why);
+    bool rewrite = ii.missing || ii.bad || ii.records > 2 * jei_count(idx) + 1000;
+    jei_rec **recs = NULL;
+    size_t n_recs = 0, cap_recs = 0, from_index = 0;
     struct dirent *e;
     int loaded = 0;
     while ((e = readdir(d)) != NULL) {
@@ -529,9 +663,17 @@ int jobs_load(job_table *t)
             job_free(j);
             continue;
         }
+        const jei_entry *ie = jei_find(idx, e->d_name);
+        jei_stat ident;
+        bool fast = ie && job_from_index(j, dirfd(d), ie);
+        if (fast) {
+            ident = ie->st;
+            from_index++;
+            goto add;
+        }
         char *buf = NULL;
         size_t len;
-        int rc = read_status_at(dirfd(d), e->d_name, &buf, &len);
+        int rc = read_status_at(dirfd(d), e->d_name, &buf, &len, &ident);
         cJSON *o = rc == 0 ? cJSON_ParseWithLength(buf, len) : NULL;
         /* A job that ended (its last status.json written whole) has no
          * writer's temp files to clean up: its directory is not scanned.
@@ -629,6 +771,16 @@ int jobs_load(job_table *t)
         if (job_state_ended(j->state) && !why)
             j->hist_on_disk = true;
         compact(j);   /* now, not after the loop: the heap never holds every config */
+    add:
+        if (job_state_ended(j->state) && !j->dirty && (rewrite || !fast)) {
+            jei_rec *r = loaded_record(j, &ident);
+            if (r && n_recs == cap_recs) {
+                cap_recs = cap_recs ? 2 * cap_recs : 256;
+                recs = xrealloc(recs, cap_recs * sizeof *recs);
+            }
+            if (r)
+                recs[n_recs++] = r;
+        }
         table_append(t, j);
         loaded++;
     }
@@ -658,6 +810,16 @@ int jobs_load(job_table *t)
             compact(j);
     }
     t->queue_hint = 0;
+    log_info("jobs: %d loaded, %zu of them from " JEI_FILE " (%zu entries, %zu records), %d read from their files",
+             loaded, from_index, jei_count(idx), ii.records, loaded - (int)from_index);
+    jei_table_free(idx);
+    if (rewrite) {
+        jei_writer_rewrite(t->eidx, recs, n_recs);
+    } else {
+        for (size_t i = 0; i < n_recs; i++)
+            jei_writer_append(t->eidx, recs[i]);
+        free(recs);
+    }
     malloc_trim(0);   /* the parse trees of every status.json are gone: give their pages back */
     changed(t);
     return loaded;

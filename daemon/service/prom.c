@@ -165,7 +165,8 @@ static bool job_number(const cJSON *job, const char *field, double *v)
     return true;
 }
 
-void prom_render_traind(prom_buf *b, const cJSON *jobs, const char *const *states, double uptime_s)
+void prom_render_traind(prom_buf *b, const cJSON *jobs, const cJSON *counts, const char *const *states,
+                        double uptime_s)
 {
     prom_family(b, "traind_up", "gauge", "1 while traind is serving.");
     prom_sample(b, "traind_up", NULL, 1);
@@ -177,12 +178,16 @@ void prom_render_traind(prom_buf *b, const cJSON *jobs, const char *const *state
     prom_family(b, "traind_jobs", "gauge", "Jobs in each state.");
     for (size_t s = 0; states && states[s]; s++) {
         double n = 0;
-        const cJSON *job;
-        cJSON_ArrayForEach(job, jobs)
-        {
-            const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(job, "state"));
-            if (st && strcmp(st, states[s]) == 0)
-                n++;
+        const cJSON *job, *c = counts ? cJSON_GetObjectItemCaseSensitive(counts, states[s]) : NULL;
+        if (counts) {
+            n = cJSON_IsNumber(c) ? c->valuedouble : 0;
+        } else {
+            cJSON_ArrayForEach(job, jobs)
+            {
+                const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(job, "state"));
+                if (st && strcmp(st, states[s]) == 0)
+                    n++;
+            }
         }
         const char *labels[] = {"state", states[s], NULL};
         prom_sample(b, "traind_jobs", labels, n);

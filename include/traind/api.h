@@ -91,13 +91,16 @@ typedef struct api_backend {
      * after. */
     int (*list_page)(void *ctx, const char *state, const char *q, const char *after, size_t limit, cJSON **out,
                      char **next_after);
-    /* Completes a page of list_page on the thread pool before it is printed
-     * (reads what it left on disk); thread-safe.  NULL: nothing to do. */
+    /* Completes a page of list_page, or get_job's object, on the thread
+     * pool before it is printed (reads what they left on disk); thread-safe.
+     * NULL: nothing to do. */
     void (*fill_page)(cJSON *page);
 
-    /* Optional: the jobs of GET /metrics with only the numbers it shows
-     * (id, state, step, total_steps, lr, loss, steps_per_s, eval_loss);
-     * without it, list_jobs' full objects. */
+    /* Optional: GET /metrics' jobs, {"counts":{state: n...}, "jobs":[...]}
+     * with only the numbers it shows (id, state, step, total_steps, lr,
+     * loss, steps_per_s, eval_loss) of the jobs it lists per job (the
+     * daemon's: the active ones); without it, list_jobs' full objects
+     * (every job, counted from them). */
     cJSON *(*list_prom)(void *ctx);
 
     /* Optional: the jobs of GET /status, {"id","state","step","total_steps",

@@ -27,7 +27,10 @@
  * refused (the error is returned, the claimed directory removed).
  *
  * At start-up jobs_load() reads every status.json back (a corrupt one is
- * rebuilt from config.yaml, never dropped): queued and running jobs are
+ * rebuilt from config.yaml, never dropped) — but an ended job whose entry
+ * in <spool>/jobs.index (job_ended_index.h) still describes its status.json
+ * is taken from there, one stat and no file opened; each ended job's entry
+ * is appended once its status.json is written: queued and running jobs are
  * queued again and resume from their checkpoints, ended ones are shown as
  * they were.  Temp files of writers that were killed are removed, and an
  * empty job directory (an id claimed by a daemon that died before the file
@@ -131,8 +134,11 @@ int jobs_cancel(job_table *t, const char *id, void (*done)(void *arg, int rc), v
  * queued ones and the JOBS_STATUS_RECENT newest jobs. */
 struct cJSON *jobs_summary_json(job_table *t);
 
-/* {"id","state","step","total_steps","lr","loss","steps_per_s","eval_loss"}
- * of every job, newest first: what GET /metrics (Prometheus) shows. */
+/* What GET /metrics (Prometheus) shows, bounded whatever the number of
+ * finished jobs: {"counts":{state: n...}, "jobs":[{"id","state","step",
+ * "total_steps","lr","loss","steps_per_s","eval_loss"}...]} where jobs are
+ * the active ones only (running, and the next JOBS_STATUS_QUEUED queued),
+ * newest first. */
 struct cJSON *jobs_prom_json(job_table *t);
 
 /* Job objects (SPEC §5), newest first; state NULL = all. */
@@ -145,7 +151,8 @@ struct cJSON *jobs_list_json(job_table *t, const char *state);
  * there is no job after. */
 int jobs_page_json(job_table *t, const char *state, const char *q, const char *after, size_t limit,
                    struct cJSON **out, char **next_after);
-/* One job object or NULL. */
+/* One job object or NULL; an ended job's config is left to
+ * jobs_fill_deferred, as in a page. */
 struct cJSON *jobs_get_json(job_table *t, const char *id);
 /* The same without "config" (GET /events' job events); never reads a file. */
 struct cJSON *jobs_event_json(job_table *t, const char *id);
@@ -175,10 +182,11 @@ int jobs_metrics_read_file(const char *path, size_t keep, long since, long max, 
  * One bounded read: cheap enough for the loop thread. */
 int jobs_log_tail(job_table *t, const char *id, size_t max_bytes, char **out, size_t *out_len);
 
-/* A page's job objects (GET /jobs) name an ended job's directory under this
- * key instead of holding its config; jobs_fill_deferred (thread-safe: it
- * only reads files) puts the config in and removes the key, on the pool
- * where the page is printed. */
+/* A page's job objects (GET /jobs, and GET /jobs/{id}'s one) name an ended
+ * job's directory under this key instead of holding its config;
+ * jobs_fill_deferred (thread-safe: it only reads files) puts the config in
+ * and removes the key, on the pool where the page (an array) or the job
+ * (an object) is printed. */
 #define JOBS_DEFERRED_CONFIG "\x01config_dir"
 void jobs_fill_deferred(struct cJSON *page);
 

@@ -9,8 +9,16 @@
  *             us per job, 2.5 times: it fails)
  *   status    GET /status is the same size with 2,000 or 10,000 finished
  *             jobs (counts by state, the active jobs, the newest few)
+ *             — and every job of the restart came from <spool>/jobs.index
+ *             (the start-up log's count), not from a file per job
  *   lazy      a finished job's config and metrics history come back from
- *             disk when asked for; GET /jobs?after=ID finds its place
+ *             disk when asked for; GET /jobs?after=ID finds its place;
+ *             GET /metrics counts the finished jobs, lists none
+ *   index     jobs.index missing, truncated mid-record, corrupt (a flipped
+ *             byte, a bad header) or stale (a status.json written again
+ *             after its entry) gives the same job table as a full scan of
+ *             the job directories; the damage is logged and the next start
+ *             takes every job from the rewritten index
  *
  * The figures are printed on stderr.
  */
@@ -58,6 +66,18 @@ static const char CONFIG_JSON[] =
     "{\"name\":\"%s\",\"model\":{\"type\":\"linear\",\"input_dim\":4,\"output_dim\":2},"
     "\"schedule\":{\"type\":\"constant\",\"total_steps\":20}}";
 
+/* Writes text to path, without tl_write's fsyncs (thousands of files: the
+ * test's disk time; nothing here is about crashes of the writer). */
+static int quick_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    size_t n = strlen(text);
+    int rc = fwrite(text, 1, n, f) == n ? 0 : -1;
+    return fclose(f) == 0 ? rc : -1;
+}
+
 /* jobs/<id>/ with the status.json of a finished job. */
 static void make_finished_job(const char *id, unsigned long seq)
 {
@@ -70,7 +90,7 @@ static void make_finished_job(const char *id, unsigned long seq)
         p = xasprintf("%s/config.yaml", jd);
         text = xasprintf("name: %s\nmodel: {type: linear, input_dim: 4, output_dim: 2}\n"
                          "schedule: {type: constant, total_steps: 20}\n", id);
-        ck_assert_int_eq(tl_write(p, text), 0);
+        ck_assert_int_eq(quick_write(p, text), 0);
         free(p);
         free(text);
     }
@@ -82,7 +102,7 @@ static void make_finished_job(const char *id, unsigned long seq)
                      "\"2026-11-24T13:46:00Z\",\"restarts\":0,\"crashes\":0,\"checkpoint_step\":20,\"seq\":%lu,"
                      "\"errors\":[],\"config\":%s}",
                      id, id, seq, cfg);
-    ck_assert_int_eq(tl_write(p, text), 0);
+    ck_assert_int_eq(quick_write(p, text), 0);
     free(p);
     free(text);
     free(cfg);
@@ -96,6 +116,32 @@ static void make_jobs(int from, int to)
         snprintf(id, sizeof id, "j%05d", i);
         make_finished_job(id, (unsigned long)i + 1);
     }
+}
+
+/* From the last start-up's log line "jobs: N loaded, M of them from
+ * jobs.index": N and M. */
+static void index_counts(int *loaded, int *from_index)
+{
+    char *p = xasprintf("%s/spool/daemon.log", g_dir);
+    char *log = tl_read(p, NULL);
+    free(p);
+    ck_assert_ptr_nonnull(log);
+    *loaded = *from_index = -1;
+    for (char *s = log; (s = strstr(s, "jobs: ")) != NULL; s++)
+        sscanf(s, "jobs: %d loaded, %d of them from jobs.index", loaded, from_index);
+    free(log);
+    ck_assert_msg(*loaded >= 0 && *from_index >= 0, "no \"jobs: N loaded, M of them from jobs.index\" logged");
+}
+
+/* Whether the daemon's log has text. */
+static bool log_has(const char *text)
+{
+    char *p = xasprintf("%s/spool/daemon.log", g_dir);
+    char *log = tl_read(p, NULL);
+    free(p);
+    bool has = log && strstr(log, text);
+    free(log);
+    return has;
 }
 
 /* Starts traind on the test's spool; returns the seconds to /healthz. */
@@ -187,6 +233,11 @@ START_TEST(restart_cost_per_job_flat)
             strlen(b_big));
     ck_assert_msg(c_big < 2 * c_small, "a job costs %.1f us at start-up with %d jobs, %.1f us with %d: grows",
                   c_big * 1e6, BIG, c_small * 1e6, SMALL);
+    /* the restarts read one index, not a status.json per job */
+    int loaded, from_index;
+    index_counts(&loaded, &from_index);
+    ck_assert_int_eq(loaded, BIG);
+    ck_assert_msg(from_index == BIG, "only %d of %d jobs came from jobs.index at the last start", from_index, BIG);
     size_t s_small = status_check(b_small, SMALL), s_big = status_check(b_big, BIG);
     ck_assert_msg(s_big <= s_small + 16, "/status grew from %zu to %zu bytes", s_small, s_big);
 }
@@ -234,6 +285,191 @@ START_TEST(finished_job_read_lazily)
     ck_assert_msg(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(arr, 2), "config")),
                   "a page's finished job has no config");
     cJSON_Delete(page);
+    /* GET /metrics counts the finished jobs but lists none of them */
+    tl_resp r;
+    ck_assert_int_eq(tl_http(g_d.addr, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(strstr(r.body, "traind_jobs{state=\"succeeded\"} 300\n"), "/metrics does not count 300 jobs");
+    ck_assert_msg(!strstr(r.body, "traind_job_step{"), "/metrics lists finished jobs one by one");
+    ck_assert_uint_lt(r.len, 4096);
+    tl_resp_free(&r);
+}
+END_TEST
+
+/* Every job object, newest first, as one text (GET /jobs pages). */
+static char *job_table(void)
+{
+    size_t cap = 1 << 16, len = 0;
+    char *all = xmalloc(cap);
+    all[0] = '\0';
+    char *after = NULL;
+    for (;;) {
+        char *path = after ? xasprintf("/jobs?limit=1000&after=%s", after) : xstrdup("/jobs?limit=1000");
+        cJSON *page = tl_get_json(g_d.addr, path, NULL);
+        free(path);
+        ck_assert_msg(cJSON_IsArray(page), "GET /jobs is not an array");
+        int n = cJSON_GetArraySize(page);
+        char *text = cJSON_PrintUnformatted(page);
+        size_t tl = strlen(text);
+        if (len + tl + 1 > cap) {
+            while (len + tl + 1 > cap)
+                cap *= 2;
+            all = xrealloc(all, cap);
+        }
+        memcpy(all + len, text, tl + 1);
+        len += tl;
+        free(text);
+        free(after);
+        after = n == 1000 ? xstrdup(cJSON_GetStringValue(
+                                cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(page, n - 1), "id")))
+                          : NULL;
+        cJSON_Delete(page);
+        if (!after)
+            break;
+    }
+    return all;
+}
+
+/* Starts, takes the job table and the log's counts, stops. */
+static char *table_of_start(int *from_index)
+{
+    start_timed();
+    char *t = job_table();
+    int loaded;
+    index_counts(&loaded, from_index);
+    stop();
+    return t;
+}
+
+static char *index_path(void)
+{
+    return xasprintf("%s/spool/jobs.index", g_dir);
+}
+
+/* The table a full scan of the job directories gives (no index). */
+static char *full_scan_table(void)
+{
+    char *ip = index_path();
+    unlink(ip);
+    free(ip);
+    int from_index;
+    char *t = table_of_start(&from_index);
+    ck_assert_int_eq(from_index, 0);
+    return t;
+}
+
+static void assert_same_table(const char *what, const char *got, const char *want)
+{
+    ck_assert_msg(strcmp(got, want) == 0, "%s: the job table differs from a full scan's (%zu vs %zu bytes)", what,
+                  strlen(got), strlen(want));
+}
+
+/* jobs of every kind the index must carry: failed with errors, rejected
+ * without a config, a fork, a trial, one with an Idempotency-Key */
+static void make_varied_jobs(void)
+{
+    make_jobs(0, 300);
+    char *p = xasprintf("%s/spool/jobs/j00003/status.json", g_dir);
+    ck_assert_int_eq(tl_write(p, "{\"id\":\"j00003\",\"name\":\"rej\",\"state\":\"rejected\",\"step\":0,"
+                                 "\"total_steps\":null,\"submitted_at\":\"2026-11-24T13:45:00Z\",\"finished_at\":"
+                                 "\"2026-11-24T13:45:00Z\",\"seq\":4,\"errors\":[{\"path\":\"model.type\",\"line\":2,"
+                                 "\"column\":8,\"message\":\"unknown model type \\\"x\\\"\"}],\"config\":null}"),
+                     0);
+    free(p);
+    p = xasprintf("%s/spool/jobs/j00004/status.json", g_dir);
+    ck_assert_int_eq(tl_write(p, "{\"id\":\"j00004\",\"name\":\"f\",\"state\":\"failed\",\"step\":7,\"total_steps\":20,"
+                                 "\"lr\":0.0123456789012345,\"loss\":1e-300,\"eval_loss\":2.5,\"restarts\":2,\"crashes\":3,"
+                                 "\"checkpoint_step\":5,\"seq\":5,\"errors\":[{\"message\":\"worker crashed\"}],"
+                                 "\"config\":{\"name\":\"f\"}}"),
+                     0);
+    free(p);
+    p = xasprintf("%s/spool/jobs/j00005/fork.json", g_dir);
+    ck_assert_int_eq(
+        tl_write(p, "{\"parent\":\"j00001\",\"at_step\":10,\"checkpoint\":\"checkpoint.bin\",\"metrics\":\"\"}"), 0);
+    free(p);
+    p = xasprintf("%s/spool/jobs/j00006/trial.json", g_dir);
+    ck_assert_int_eq(tl_write(p, "{\"experiment\":\"e1\",\"params\":{\"optimizer.lr\":0.00031,\"k\":\"v\"}}"), 0);
+    free(p);
+    p = xasprintf("%s/spool/jobs/j00007/idempotency.key", g_dir);
+    ck_assert_int_eq(tl_write(p, "key-7"), 0);
+    free(p);
+}
+
+START_TEST(index_damage_same_table)
+{
+    make_varied_jobs();
+    char *want = full_scan_table();   /* and writes the index */
+    ck_assert_msg(strstr(want, "\"experiment\":\"e1\"") && strstr(want, "\"parent\":\"j00001\"") &&
+                      strstr(want, "unknown model type"),
+                  "the full scan lost a fork, a trial or a rejection");
+    int from;
+    char *got = table_of_start(&from);
+    ck_assert_int_eq(from, 300);
+    assert_same_table("from the index", got, want);
+    free(got);
+
+    char *ip = index_path();
+    size_t len;
+    char *good = tl_read(ip, &len);
+    ck_assert_ptr_nonnull(good);
+    ck_assert_uint_gt(len, 1000);
+
+    /* truncated in the middle of a record (a crash while appending) */
+    ck_assert_int_eq(truncate(ip, (off_t)(len / 2)), 0);
+    got = table_of_start(&from);
+    ck_assert_msg(from > 0 && from < 300, "a half index gave %d jobs", from);
+    assert_same_table("truncated index", got, want);
+    ck_assert(log_has("jobs.index: a torn record"));
+    free(got);
+    got = table_of_start(&from);   /* rewritten whole */
+    ck_assert_int_eq(from, 300);
+    assert_same_table("rewritten index", got, want);
+    free(got);
+
+    /* a flipped byte in the middle: the checksum catches it */
+    FILE *f = fopen(ip, "w");
+    ck_assert_ptr_nonnull(f);
+    good[len / 2] ^= 0x40;
+    fwrite(good, 1, len, f);
+    fclose(f);
+    good[len / 2] ^= 0x40;
+    got = table_of_start(&from);
+    ck_assert_msg(from < 300, "a corrupt record was used");
+    assert_same_table("corrupt index", got, want);
+    ck_assert(log_has("a checksum mismatch") || log_has("a bad record"));
+    free(got);
+
+    /* not an index at all */
+    ck_assert_int_eq(tl_write(ip, "garbage, not an index\n"), 0);
+    got = table_of_start(&from);
+    ck_assert_int_eq(from, 0);
+    assert_same_table("garbage index", got, want);
+    ck_assert(log_has("not a traind index"));
+    free(got);
+
+    /* stale: j00010's status.json written again (another state) after its
+     * entry; the old index is put back */
+    f = fopen(ip, "w");
+    ck_assert_ptr_nonnull(f);
+    fwrite(good, 1, len, f);
+    fclose(f);
+    char *sp = xasprintf("%s/spool/jobs/j00010/status.json", g_dir);
+    ck_assert_int_eq(tl_write(sp, "{\"id\":\"j00010\",\"name\":\"j00010\",\"state\":\"cancelled\",\"step\":9,"
+                                  "\"total_steps\":20,\"loss\":0.75,\"seq\":11,\"errors\":[],"
+                                  "\"config\":{\"name\":\"j00010\"}}"),
+                     0);
+    free(sp);
+    got = table_of_start(&from);
+    ck_assert_int_eq(from, 299);
+    ck_assert_msg(strstr(got, "\"id\":\"j00010\",\"name\":\"j00010\",\"state\":\"cancelled\""),
+                  "a stale entry won over status.json");
+    free(want);
+    want = full_scan_table();
+    assert_same_table("stale entry", got, want);
+    free(got);
+    free(want);
+    free(good);
+    free(ip);
 }
 END_TEST
 
@@ -245,6 +481,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, restart_cost_per_job_flat);
     tcase_add_test(tc, finished_job_read_lazily);
+    tcase_add_test(tc, index_damage_same_table);
     suite_add_tcase(s, tc);
     return s;
 }
