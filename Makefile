@@ -21,18 +21,30 @@ PKGS      += libsystemd
 SYSTEMD_CFLAGS := -DHAVE_LIBSYSTEMD=1
 endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+libs_of = $(shell pkg-config --libs $(1) 2>/dev/null)
 
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Werror=implicit-function-declaration \
+CFLAGS  += -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wmissing-prototypes -Wno-unused-parameter -Werror=implicit-function-declaration \
            -Iinclude -Itests/lib $(PKG_CFLAGS) $(SYSTEMD_CFLAGS) -DTRAIND_VERSION='"$(VERSION)"' -pthread $(SAN_FLAGS)
-LDLIBS  += $(PKG_LIBS) -lhttp_parser -lm -pthread
 LDFLAGS += $(SAN_FLAGS)
 
+# ---- layers ------------------------------------------------------------------
+# Each layer is one library; each program and test links only the layers it
+# may use, and only their system libraries, so that a call across the line
+# fails to link (a core test that called uv_run would find no libuv):
+#
+#   core     daemon/core/     config (run and daemon), schedule, optim, models, data, checkpoints, runner
+#                             (libyaml, cJSON, OpenBLAS)
+#   proto    daemon/proto/    progress lines, fork files, the spool's names         (core)
+#   worker   daemon/worker/   the training process of a job, the mpirun launcher         (proto, core)
+#   service  daemon/service/  the daemon: loop, spool, jobs, HTTP, API  (worker, proto, core; libuv, http-parser, libsystemd)
+#   cli      daemon/cli/      trainctl                               (worker, proto, core; libcurl)
+#   tests    tests/lib/       the helpers every suite shares (Check)
 CORE_SRC    := $(wildcard daemon/core/*.c)
-SERVICE_SRC := $(filter-out daemon/service/main.c,$(wildcard daemon/service/*.c))
+PROTO_SRC   := $(wildcard daemon/proto/*.c)
 WORKER_SRC  := $(wildcard daemon/worker/*.c)
+SERVICE_SRC := $(filter-out daemon/service/main.c,$(wildcard daemon/service/*.c))
 CLI_SRC     := $(wildcard daemon/cli/*.c)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 ITEST_SRC   := $(wildcard tests/integration/test_*.c)
@@ -41,12 +53,42 @@ TESTLIB_SRC := $(wildcard tests/lib/*.c)
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 CORE_LIB    := $(BUILD)/libtraind_core.a
+PROTO_LIB   := $(BUILD)/libtraind_proto.a
+WORKER_LIB  := $(BUILD)/libtraind_worker.a
 SERVICE_LIB := $(BUILD)/libtraind_service.a
 TESTLIB     := $(BUILD)/libtraind_test.a
+
+CORE_LDLIBS    := $(call libs_of,yaml-0.1 libcjson openblas) -lm -pthread
+PROTO_LDLIBS   := $(CORE_LDLIBS)
+WORKER_LDLIBS  := $(PROTO_LDLIBS)
+SERVICE_LDLIBS := $(call libs_of,libuv $(if $(HAVE_SYSTEMD),libsystemd)) -lhttp_parser $(WORKER_LDLIBS)
+CLI_LDLIBS     := $(call libs_of,libcurl) $(WORKER_LDLIBS)
+TEST_LDLIBS    := $(call libs_of,check)
+
+# The libraries (in link order) of each layer and the layers below it.
+CORE_LINK    := $(CORE_LIB)
+PROTO_LINK   := $(PROTO_LIB) $(CORE_LINK)
+WORKER_LINK  := $(WORKER_LIB) $(PROTO_LINK)
+SERVICE_LINK := $(SERVICE_LIB) $(WORKER_LINK)
+CLI_LINK     := $(WORKER_LINK)
+
+# Tests by the layer they test (a test not named here is a core test: core only).
+PROTO_TESTS   := test_progress
+WORKER_TESTS  := test_mpilaunch
+SERVICE_TESTS := test_api test_history test_http test_spool test_asha
+PROTO_FUZZ    := fuzz_progress
+SERVICE_FUZZ  := fuzz_http
+
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 ITEST_BINS  := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(ITEST_SRC))
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz-replay/%,$(FUZZ_SRC))
+
+unit_bins = $(patsubst %,$(BUILD)/tests/%,$(filter $(1),$(patsubst tests/unit/%.c,%,$(UNIT_SRC))))
+PROTO_UNIT_BINS   := $(call unit_bins,$(PROTO_TESTS))
+WORKER_UNIT_BINS  := $(call unit_bins,$(WORKER_TESTS))
+SERVICE_UNIT_BINS := $(call unit_bins,$(SERVICE_TESTS))
+CORE_UNIT_BINS    := $(filter-out $(PROTO_UNIT_BINS) $(WORKER_UNIT_BINS) $(SERVICE_UNIT_BINS),$(UNIT_BINS))
 
 # Open MPI (data-parallel jobs, parallel.ranks > 1): only build/traind-mpi-worker
 # links libmpi, so traind and trainctl build and run without it; without
@@ -56,15 +98,14 @@ MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
 MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null)
 MPI_WORKER := $(if $(and $(MPI_SRC),$(MPI_LIBS)),$(BUILD)/traind-mpi-worker)
 
-# Programs and libraries appear as their sources do (the daemon builds once daemon/service/main.c exists).
+# Programs appear as their sources do (the daemon builds once daemon/service/main.c exists).
 PROGRAMS := $(BUILD)/trainctl $(if $(wildcard daemon/service/main.c),$(BUILD)/traind) $(MPI_WORKER)
-LINK_LIBS := $(if $(TESTLIB_SRC),$(TESTLIB)) $(if $(SERVICE_SRC)$(WORKER_SRC),$(SERVICE_LIB)) $(CORE_LIB)
 
 # Keep the objects of test and fuzz binaries (pattern-rule intermediates), so
 # a second `make test` does not rebuild them.
 .SECONDARY:
 
-.PHONY: all test check run run-check bench deps install uninstall clean fuzz fuzz-build fuzz-deps tests
+.PHONY: all test check run run-check bench deps install uninstall clean fuzz fuzz-build fuzz-deps tests check-layers
 all: $(PROGRAMS)
 
 $(BUILD)/obj/%.o: %.c
@@ -75,7 +116,15 @@ $(CORE_LIB): $(call obj,$(CORE_SRC))
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(SERVICE_LIB): $(call obj,$(SERVICE_SRC) $(WORKER_SRC))
+$(PROTO_LIB): $(call obj,$(PROTO_SRC))
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(WORKER_LIB): $(call obj,$(WORKER_SRC))
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(SERVICE_LIB): $(call obj,$(SERVICE_SRC))
 	@rm -f $@
 	$(AR) rcs $@ $^
 
@@ -83,34 +132,69 @@ $(TESTLIB): $(call obj,$(TESTLIB_SRC))
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/traind: $(call obj,daemon/service/main.c) $(SERVICE_LIB) $(CORE_LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# A static library may come twice in a link line (a cycle while a layer
+# still reaches up); its prerequisites are listed once.
+uniq_libs = $(strip $(if $(1),$(firstword $(1)) $(call uniq_libs,$(filter-out $(firstword $(1)),$(1)))))
+
+$(BUILD)/traind: $(call obj,daemon/service/main.c) $(call uniq_libs,$(SERVICE_LINK))
+	$(CC) $(LDFLAGS) -o $@ $(call obj,daemon/service/main.c) $(SERVICE_LINK) $(SERVICE_LDLIBS)
 
 $(call obj,$(MPI_SRC)): CFLAGS += $(MPI_CFLAGS)
 
 # One rank of an N-rank job (daemon/mpi/): the worker and `trainctl run`'s code over dist_mpi.c.
-$(BUILD)/traind-mpi-worker: $(call obj,$(MPI_SRC) daemon/cli/cmd_run.c daemon/cli/cli_common.c) $(SERVICE_LIB) $(CORE_LIB)
-	$(CC) $(LDFLAGS) $(if $(SAN_FLAGS),-rdynamic) -o $@ $^ $(LDLIBS) $(MPI_LIBS)
+MPI_WORKER_OBJ := $(call obj,$(MPI_SRC) daemon/cli/cmd_run.c daemon/cli/cli_common.c)
+$(BUILD)/traind-mpi-worker: $(MPI_WORKER_OBJ) $(call uniq_libs,$(WORKER_LINK))
+	$(CC) $(LDFLAGS) $(if $(SAN_FLAGS),-rdynamic) -o $@ $(MPI_WORKER_OBJ) $(WORKER_LINK) $(WORKER_LDLIBS) $(MPI_LIBS)
 
-# trainctl validate --daemon-config uses the daemon's own config parser and validation.
-$(BUILD)/trainctl: $(call obj,$(CLI_SRC)) $(SERVICE_LIB) $(CORE_LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# trainctl validate --daemon-config uses the daemon config of the core (dconfig.c).
+$(BUILD)/trainctl: $(call obj,$(CLI_SRC)) $(call uniq_libs,$(CLI_LINK))
+	$(CC) $(LDFLAGS) -o $@ $(call obj,$(CLI_SRC)) $(CLI_LINK) $(CLI_LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LINK_LIBS)
+# Unit tests, each against its layer and those below; integration tests
+# drive the programs over HTTP and link the core's util only.
+$(CORE_UNIT_BINS): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(TESTLIB) $(CORE_LINK) $(CORE_LDLIBS) $(TEST_LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(LINK_LIBS)
+$(PROTO_UNIT_BINS): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB) $(call uniq_libs,$(PROTO_LINK))
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(TESTLIB) $(PROTO_LINK) $(PROTO_LDLIBS) $(TEST_LDLIBS)
+
+$(WORKER_UNIT_BINS): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB) $(call uniq_libs,$(WORKER_LINK))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(TESTLIB) $(WORKER_LINK) $(WORKER_LDLIBS) $(TEST_LDLIBS)
+
+$(SERVICE_UNIT_BINS): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB) $(call uniq_libs,$(SERVICE_LINK))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(TESTLIB) $(SERVICE_LINK) $(SERVICE_LDLIBS) $(TEST_LDLIBS)
+
+$(ITEST_BINS): $(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(TESTLIB) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(TESTLIB) $(CORE_LINK) $(CORE_LDLIBS) $(TEST_LDLIBS)
 
 tests: all $(UNIT_BINS) $(ITEST_BINS) $(FUZZ_REPLAY_BINS)
+
+# The layering, checked: code linked as a core test (or the proto layer's)
+# that calls libuv must fail to link, and trainctl and the MPI worker hold
+# no libuv symbol.
+check-layers: $(TESTLIB) $(CORE_LIB) $(PROTO_LIB) $(BUILD)/trainctl $(MPI_WORKER)
+	@mkdir -p $(BUILD)/layers
+	@printf '#include <uv.h>\nint main(void) { return (int)uv_version(); }\n' > $(BUILD)/layers/calls_uv.c
+	@for layer in "$(CORE_LINK) $(CORE_LDLIBS)" "$(PROTO_LINK) $(PROTO_LDLIBS)"; do \
+	    if $(CC) $(CFLAGS) $(LDFLAGS) -o $(BUILD)/layers/calls_uv $(BUILD)/layers/calls_uv.c $(TESTLIB) $$layer \
+	        $(TEST_LDLIBS) 2>/dev/null; then \
+	        echo "check-layers: a program linked as [$$layer] may call libuv"; exit 1; fi; done
+	@echo "check-layers: core and proto do not link libuv"
+	@for prog in $(BUILD)/trainctl $(MPI_WORKER); do \
+	    n=$$(nm $$prog | grep -c ' uv_'); \
+	    if [ "$$n" -ne 0 ]; then echo "check-layers: $$prog has $$n libuv symbols"; exit 1; fi; done
+	@echo "check-layers: trainctl$(if $(MPI_WORKER), and traind-mpi-worker) hold no libuv symbol"
 
 deps:
 	@scripts/deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory tests
+	@$(MAKE) --no-print-directory tests check-layers
 	@BUILD=$(BUILD) scripts/run-tests.sh $(UNIT_BINS) $(ITEST_BINS) $(FUZZ_REPLAY_BINS) scripts/run-browser-tests.sh
 
 # The same suite under AddressSanitizer + UndefinedBehaviorSanitizer, in its own build tree.
@@ -144,9 +228,9 @@ bench: deps
 	@echo "== WSD fork study (issue 14): 4 cooldowns by forks vs 4 independent runs =="
 	@bench/fork_study.sh $(BUILD)
 
-# The fork study of make bench (tests/bench/bench_forks.c): the core alone.
-$(BUILD)/bench_forks: $(BUILD)/obj/tests/bench/bench_forks.o $(CORE_LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# The fork study of make bench (tests/bench/bench_forks.c): the core, and tl_strip_time of tests/lib.
+$(BUILD)/bench_forks: $(BUILD)/obj/tests/bench/bench_forks.o $(TESTLIB) $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LDLIBS) $(TEST_LDLIBS)
 
 install: all
 	scripts/install.sh install "$(DESTDIR)" "$(PREFIX)" "$(BUILD)"
@@ -168,13 +252,21 @@ FUZZ_SECONDS   ?= 60
 FUZZ_JOBS      ?= 2
 FUZZ_SAN       := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
-$(BUILD)/fuzz-replay/%: $(BUILD)/obj/tests/fuzz/%.o $(BUILD)/obj/tests/fuzz/replay_main.o $(LINK_LIBS)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# A harness links the layer it reads (fuzz_http: service; fuzz_progress: proto; the rest: core).
+fuzz_link = $(if $(filter $(SERVICE_FUZZ),$(1)),$(SERVICE_LINK),$(if $(filter $(PROTO_FUZZ),$(1)),$(PROTO_LINK),$(CORE_LINK)))
+fuzz_ldlibs = $(if $(filter $(SERVICE_FUZZ),$(1)),$(SERVICE_LDLIBS),$(if $(filter $(PROTO_FUZZ),$(1)),$(PROTO_LDLIBS),$(CORE_LDLIBS)))
 
-$(BUILD)/bin/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(LINK_LIBS)
+.SECONDEXPANSION:
+$(BUILD)/fuzz-replay/%: $(BUILD)/obj/tests/fuzz/%.o $(BUILD)/obj/tests/fuzz/replay_main.o $(TESTLIB) \
+                        $$(call uniq_libs,$$(call fuzz_link,%))
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/obj/tests/fuzz/$*.o $(BUILD)/obj/tests/fuzz/replay_main.o $(TESTLIB) \
+	    $(call fuzz_link,$*) $(call fuzz_ldlibs,$*) $(TEST_LDLIBS)
+
+$(BUILD)/bin/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(TESTLIB) $$(call uniq_libs,$$(call fuzz_link,fuzz_%))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(TESTLIB) $(call fuzz_link,fuzz_$*) $(call fuzz_ldlibs,fuzz_$*) \
+	    $(TEST_LDLIBS)
 
 fuzz-build:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \

@@ -277,7 +277,7 @@ int cmd_run_dist(int argc, char **argv, dist_t *dist)
         snprintf(par, sizeof par, ", %d ranks, allreduce %.1f%% of the time", dist->size,
                  dt > 0 ? 100 * dist->comm_s / dt : 0.0);
     switch (r) {
-    case RUN_OK:
+    case RUN_OK: {
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         if (rank0)
@@ -286,6 +286,7 @@ int cmd_run_dist(int argc, char **argv, dist_t *dist)
                     (double)ru.ru_maxrss / 1024.0, par, out_dir);
         code = EXIT_OK;
         break;
+    }
     case RUN_STOPPED:
         if (rank0)
             fprintf(stderr, "%s: stopped by signal %d; checkpoint saved in %s (run again to resume)\n",

@@ -308,19 +308,19 @@ static bool kind_is_token_stream(int kind)
     return kind == DATA_TEXT || kind == DATA_TOKENS;
 }
 
-/* model_type: -1 if unknown.  Returns the data kind, or -1 if unknown. */
-static int parse_data_kind(const cv_section *s, int model_type)
+/* mtype: the model type, -1 if unknown.  Returns the data kind, or -1 if unknown. */
+static int parse_data_kind(const cv_section *s, int mtype)
 {
     int kind = -1;
     cv_result r = cv_get_enum(s, "kind", false, data_names, NELEM(data_names), &kind);
     if (r == CV_BAD)
         return -1;
     if (r == CV_ABSENT)
-        return model_type < 0 ? -1 : model_type == MODEL_GPT ? DATA_TEXT : DATA_SYNTHETIC;
-    if (model_type >= 0 && kind_is_token_stream(kind) != (model_type == MODEL_GPT)) {
+        return mtype < 0 ? -1 : mtype == MODEL_GPT ? DATA_TEXT : DATA_SYNTHETIC;
+    if (mtype >= 0 && kind_is_token_stream(kind) != (mtype == MODEL_GPT)) {
         cv_error(s->errs, "data.kind", cv_get(s, "kind"),
                  "data kind %s needs %s model (model.type is %s)", data_names[kind],
-                 kind_is_token_stream(kind) ? "a gpt" : "a linear or mlp", model_names[model_type]);
+                 kind_is_token_stream(kind) ? "a gpt" : "a linear or mlp", model_names[mtype]);
         return -1;
     }
     return kind;
@@ -343,12 +343,12 @@ static void parse_data_path(const cv_section *s, data_cfg *d, int kind)
     }
 }
 
-static void parse_data(const cv_section *root, run_config *cfg, int model_type)
+static void parse_data(const cv_section *root, run_config *cfg, int mtype)
 {
     data_cfg *d = &cfg->data;
     cv_section s;
     cv_section_open(&s, root, "data");
-    int kind = parse_data_kind(&s, model_type);
+    int kind = parse_data_kind(&s, mtype);
     cv_check_keys(&s, data_keys, kind, data_names, "data kind");
     if (kind >= 0)
         d->kind = (data_kind)kind;
@@ -567,8 +567,8 @@ static void validate(const ynode *doc, run_config *cfg, const cfg_parse_opts *op
     parse_top(&root, cfg);
 
     size_t mark = errs->n;
-    int model_type = parse_model(&root, &cfg->model);
-    parse_data(&root, cfg, model_type);
+    int mtype = parse_model(&root, &cfg->model);
+    parse_data(&root, cfg, mtype);
     bool model_and_data_ok = errs->n == mark;
     parse_parallel(&root, cfg, model_and_data_ok);
     if (model_and_data_ok)

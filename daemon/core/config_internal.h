@@ -61,6 +61,10 @@ void cv_path_index(char out[CV_PATH_MAX], const char *parent, size_t index);
  * "null", "a list".  Writes into buf and returns it. */
 const char *cv_describe(const ynode *n, char *buf, size_t size);
 
+/* User text for a message: at most 40 characters, control characters and
+ * quotes made harmless. */
+void cv_quote(const char *s, size_t len, char *buf, size_t size);
+
 cv_result cv_int(diag_list_t *errs, const ynode *n, const char *path, long long lo, long long hi,
                  long long *out);
 cv_result cv_num(diag_list_t *errs, const ynode *n, const char *path, cv_range r, double *out);
@@ -71,6 +75,16 @@ cv_result cv_enum(diag_list_t *errs, const ynode *n, const char *path, const cha
 /* A non-null scalar of 1..max_len bytes without NUL or control characters. */
 cv_result cv_str(diag_list_t *errs, const ynode *n, const char *path, size_t max_len,
                  const char **out);
+/* A size in bytes: a plain whole number with an optional binary suffix K,
+ * M, G, T or P (also Ki/KiB/KB, any case; 1K = 1024), in lo..hi, or 0 when
+ * zero_ok ("no limit"). */
+cv_result cv_bytes(diag_list_t *errs, const ynode *n, const char *path, size_t lo, size_t hi, bool zero_ok,
+                   size_t *out);
+/* The parse under cv_bytes: 0 with *out, -EINVAL (not a size) or -ERANGE
+ * (over SIZE_MAX); *out untouched on error. */
+int cv_parse_bytes(const char *s, size_t *out);
+/* "512M", "8G", or the plain number of bytes when no unit divides it. */
+void cv_format_bytes(size_t bytes, char *buf, size_t size);
 /* A list of min..max items; reports and returns false otherwise. */
 bool cv_list(diag_list_t *errs, const ynode *n, const char *path, size_t min, size_t max);
 
@@ -101,6 +115,11 @@ cv_result cv_get_enum(const cv_section *s, const char *key, bool required,
  * and type_what ("schedule type") word the latter. */
 void cv_check_keys(const cv_section *s, const cv_key *keys, int type, const char *const *type_names,
                    const char *type_what);
+
+/* Reports key (a key node of s's mapping, not in keys) as unknown, with a
+ * "did you mean" hint naming the nearest key of keys; other_sections also
+ * looks for the key in the run config's other sections (cfg_key_home). */
+void cv_unknown_key(const cv_section *s, const ynode *key, const cv_key *keys, bool other_sections);
 
 /* Levenshtein distance, capped (returns cap+1 when larger). */
 size_t cv_edit_distance(const char *a, const char *b, size_t cap);

@@ -30,13 +30,8 @@ path_error(diag_list_t *errs, const run_config *cfg, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *msg = NULL;
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
+    diag_vadd(errs, "data.path", cfg->data.path_line, cfg->data.path_column, fmt, ap);
     va_end(ap);
-    diag_add(errs, "data.path", cfg->data.path_line, cfg->data.path_column, "%s",
-             msg ? msg : "out of memory");
-    free(msg);
 }
 
 /* Is path equal to dir or inside it?  Both are realpath()s. */

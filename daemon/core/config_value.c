@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,12 +31,8 @@ void cv_error(diag_list_t *errs, const char *path, const ynode *at, const char *
 {
     va_list ap;
     va_start(ap, fmt);
-    char *msg = NULL;
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
+    diag_vadd(errs, path, at ? at->line : 0, at ? at->column : 0, fmt, ap);
     va_end(ap);
-    diag_add(errs, path, at ? at->line : 0, at ? at->column : 0, "%s", msg ? msg : "out of memory");
-    free(msg);
 }
 
 /* out = a + b + c, truncated to CV_PATH_MAX - 1 bytes. */
@@ -64,9 +61,7 @@ void cv_path_index(char out[CV_PATH_MAX], const char *parent, size_t index)
     path_concat(out, copy, idx, "");
 }
 
-/* User text for a message: at most 40 characters, control characters and
- * quotes made harmless. */
-static void quote_text(const char *s, size_t len, char *buf, size_t size)
+void cv_quote(const char *s, size_t len, char *buf, size_t size)
 {
     size_t o = 0;
     for (size_t i = 0; i < len && o + 5 < size; i++) {
@@ -196,7 +191,7 @@ const char *cv_describe(const ynode *n, char *buf, size_t size)
         return buf;
     }
     char text[128];
-    quote_text(n->value, n->len, text, sizeof text);
+    cv_quote(n->value, n->len, text, sizeof text);
     switch (classify(n)) {
     case SC_NULL:
         snprintf(buf, size, "null");
@@ -246,11 +241,11 @@ static void num_range_text(cv_range r, char *buf, size_t size)
 {
     bool has_lo = isfinite(r.lo), has_hi = isfinite(r.hi);
     if (has_lo && has_hi)
-        snprintf(buf, size, "in %c%g, %g%c", r.lo_open ? '(' : '[', r.lo, r.hi, r.hi_open ? ')' : ']');
+        snprintf(buf, size, "in %c%.15g, %.15g%c", r.lo_open ? '(' : '[', r.lo, r.hi, r.hi_open ? ')' : ']');
     else if (has_lo)
-        snprintf(buf, size, "%s %g", r.lo_open ? ">" : ">=", r.lo);
+        snprintf(buf, size, "%s %.15g", r.lo_open ? ">" : ">=", r.lo);
     else if (has_hi)
-        snprintf(buf, size, "%s %g", r.hi_open ? "<" : "<=", r.hi);
+        snprintf(buf, size, "%s %.15g", r.hi_open ? "<" : "<=", r.hi);
     else
         buf[0] = '\0';
 }
@@ -299,6 +294,81 @@ cv_result cv_bool(diag_list_t *errs, const ynode *n, const char *path, bool *out
     return CV_BAD;
 }
 
+int cv_parse_bytes(const char *s, size_t *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return -ERANGE;
+    unsigned shift = 0;
+    if (*end) {
+        static const char units[] = "KMGTP";
+        const char *u = strchr(units, toupper((unsigned char)*end));
+        if (!u || !*u)
+            return -EINVAL;
+        shift = 10u * (unsigned)(u - units + 1);
+        end++;
+        /* K, Ki, KB, KiB (any case) all mean 1024 */
+        if (*end == 'i' || *end == 'I')
+            end++;
+        if (*end == 'b' || *end == 'B')
+            end++;
+        if (*end)
+            return -EINVAL;
+    }
+    if (v > SIZE_MAX || (shift && v > (SIZE_MAX >> shift)))
+        return -ERANGE;
+    *out = (size_t)(v << shift);
+    return 0;
+}
+
+void cv_format_bytes(size_t bytes, char *buf, size_t size)
+{
+    static const char units[] = "PTGMK";
+    for (int i = 0; i < 5; i++) {
+        unsigned shift = 10u * (unsigned)(5 - i);
+        size_t unit = (size_t)1 << shift;
+        if (bytes >= unit && bytes % unit == 0) {
+            snprintf(buf, size, "%zu%c", bytes >> shift, units[i]);
+            return;
+        }
+    }
+    snprintf(buf, size, "%zu", bytes);
+}
+
+cv_result cv_bytes(diag_list_t *errs, const ynode *n, const char *path, size_t lo, size_t hi, bool zero_ok,
+                   size_t *out)
+{
+    char got[160];
+    size_t v;
+    if (n->kind != YNODE_SCALAR || !n->plain || yscalar_is_null(n) || cv_parse_bytes(n->value, &v) != 0) {
+        if (n->kind == YNODE_SCALAR && n->plain && !yscalar_is_null(n)) {
+            char text[128];
+            cv_quote(n->value, n->len, text, sizeof text);
+            snprintf(got, sizeof got, "\"%s\"", text);
+        } else {
+            cv_describe(n, got, sizeof got);
+        }
+        cv_error(errs, path, n, "must be a size in bytes, with an optional suffix K, M, G, T or P "
+                 "(such as 512M or 8G), got %s", got);
+        return CV_BAD;
+    }
+    if ((v < lo || v > hi) && !(zero_ok && v == 0)) {
+        char a[32], b[32];
+        cv_format_bytes(lo, a, sizeof a);
+        cv_format_bytes(hi, b, sizeof b);
+        cv_quote(n->value, n->len, got, sizeof got);    /* a size, as written: "1K" */
+        cv_error(errs, path, n, "must be a size in %s..%s%s, got %s", a, b, zero_ok ? " (or 0 for no limit)" : "",
+                 got);
+        return CV_BAD;
+    }
+    *out = v;
+    return CV_OK;
+}
+
 /* The closest name to s if it is close enough to be a likely typo. */
 static const char *nearest(const char *s, const char *const *names, int n_names)
 {
@@ -332,7 +402,7 @@ cv_result cv_enum(diag_list_t *errs, const ynode *n, const char *path, const cha
     }
     if (n->kind == YNODE_SCALAR && !yscalar_is_null(n)) {
         char text[128];
-        quote_text(n->value, n->len, text, sizeof text);
+        cv_quote(n->value, n->len, text, sizeof text);
         snprintf(got, sizeof got, "\"%s\"", text);
         const char *near = nearest(n->value, names, n_names);
         if (near)
@@ -433,55 +503,54 @@ void cv_missing(const cv_section *s, const char *key, const char *why)
              why ? ")" : "");
 }
 
-cv_result cv_get_int(const cv_section *s, const char *key, bool required, long long lo,
-                     long long hi, long long *out)
+/* The node of key in s and its path, or NULL: then *absent is what the
+ * reader returns (a missing required key is reported). */
+static const ynode *section_key(const cv_section *s, const char *key, bool required, char path[CV_PATH_MAX],
+                                cv_result *absent)
 {
     const ynode *n = cv_get(s, key);
     if (!n) {
         if (required)
             cv_missing(s, key, NULL);
-        return required ? CV_BAD : CV_ABSENT;
+        *absent = required ? CV_BAD : CV_ABSENT;
+        return NULL;
     }
-    char path[CV_PATH_MAX];
     cv_path_key(path, s->path, key);
-    return cv_int(s->errs, n, path, lo, hi, out);
+    return n;
+}
+
+cv_result cv_get_int(const cv_section *s, const char *key, bool required, long long lo,
+                     long long hi, long long *out)
+{
+    char path[CV_PATH_MAX];
+    cv_result absent;
+    const ynode *n = section_key(s, key, required, path, &absent);
+    return n ? cv_int(s->errs, n, path, lo, hi, out) : absent;
 }
 
 cv_result cv_get_num(const cv_section *s, const char *key, bool required, cv_range r, double *out)
 {
-    const ynode *n = cv_get(s, key);
-    if (!n) {
-        if (required)
-            cv_missing(s, key, NULL);
-        return required ? CV_BAD : CV_ABSENT;
-    }
     char path[CV_PATH_MAX];
-    cv_path_key(path, s->path, key);
-    return cv_num(s->errs, n, path, r, out);
+    cv_result absent;
+    const ynode *n = section_key(s, key, required, path, &absent);
+    return n ? cv_num(s->errs, n, path, r, out) : absent;
 }
 
 cv_result cv_get_bool(const cv_section *s, const char *key, bool *out)
 {
-    const ynode *n = cv_get(s, key);
-    if (!n)
-        return CV_ABSENT;
     char path[CV_PATH_MAX];
-    cv_path_key(path, s->path, key);
-    return cv_bool(s->errs, n, path, out);
+    cv_result absent;
+    const ynode *n = section_key(s, key, false, path, &absent);
+    return n ? cv_bool(s->errs, n, path, out) : absent;
 }
 
 cv_result cv_get_enum(const cv_section *s, const char *key, bool required,
                       const char *const *names, int n_names, int *out)
 {
-    const ynode *n = cv_get(s, key);
-    if (!n) {
-        if (required)
-            cv_missing(s, key, NULL);
-        return required ? CV_BAD : CV_ABSENT;
-    }
     char path[CV_PATH_MAX];
-    cv_path_key(path, s->path, key);
-    return cv_enum(s->errs, n, path, names, n_names, out);
+    cv_result absent;
+    const ynode *n = section_key(s, key, required, path, &absent);
+    return n ? cv_enum(s->errs, n, path, names, n_names, out) : absent;
 }
 
 /* ---- key checks -------------------------------------------------------- */
@@ -506,17 +575,17 @@ size_t cv_edit_distance(const char *a, const char *b, size_t cap)
     return prev[lb] > cap ? cap + 1 : prev[lb];
 }
 
-static void report_unknown(const cv_section *s, const ynode *key, const cv_key *keys)
+void cv_unknown_key(const cv_section *s, const ynode *key, const cv_key *keys, bool other_sections)
 {
     const char *names[64];
     int n = 0;
     for (; keys[n].name && n < 64; n++)
         names[n] = keys[n].name;
     char text[128], path[CV_PATH_MAX], hint[320] = "";
-    quote_text(key->value, key->len, text, sizeof text);
+    cv_quote(key->value, key->len, text, sizeof text);
     cv_path_key(path, s->path, text);
     const char *near = nearest(key->value, names, n);
-    const char *home = near ? NULL : cfg_key_home(key->value);
+    const char *home = near || !other_sections ? NULL : cfg_key_home(key->value);
     if (near)
         snprintf(hint, sizeof hint, " (did you mean '%s'?)", near);
     else if (home && !home[0])
@@ -555,7 +624,7 @@ void cv_check_keys(const cv_section *s, const cv_key *keys, int type, const char
         while (k->name && strcmp(k->name, key->value) != 0)
             k++;
         if (!k->name) {
-            report_unknown(s, key, keys);
+            cv_unknown_key(s, key, keys, true);
             continue;
         }
         if (type < 0 || k->types == 0 || (k->types & CV_BIT(type)))

@@ -6,19 +6,24 @@
 #include <string.h>
 #include "traind/util.h"
 
-void diag_add(diag_list_t *list, const char *path, int line, int column, const char *fmt, ...)
+void diag_vadd(diag_list_t *list, const char *path, int line, int column, const char *fmt, va_list ap)
 {
     if (list->n == list->cap) {
         list->cap = list->cap ? list->cap * 2 : 8;
         list->items = xrealloc(list->items, list->cap * sizeof *list->items);
     }
-    va_list ap;
-    va_start(ap, fmt);
     char *msg = NULL;
     if (vasprintf(&msg, fmt, ap) < 0)
         abort();
-    va_end(ap);
     list->items[list->n++] = (diag_t){xstrdup(path ? path : ""), line, column, msg};
+}
+
+void diag_add(diag_list_t *list, const char *path, int line, int column, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    diag_vadd(list, path, line, column, fmt, ap);
+    va_end(ap);
 }
 
 void diag_free(diag_list_t *list)

@@ -114,12 +114,8 @@ tree_error(builder *b, bool pending, int line, int column, const char *fmt, ...)
     frames_path(b, b->depth, pending, path, sizeof path);
     va_list ap;
     va_start(ap, fmt);
-    char *msg = NULL;
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
+    diag_vadd(b->errs, path, line, column, fmt, ap);
     va_end(ap);
-    diag_add(b->errs, path, line, column, "%s", msg ? msg : "out of memory");
-    free(msg);
 }
 
 static void fatal_error_at_mark(builder *b, yaml_mark_t m, const char *msg)

@@ -26,9 +26,9 @@
 
 int main(int argc, char **argv)
 {
-    bool worker = argc >= 2 && !strcmp(argv[1], "--worker");
+    bool as_worker = argc >= 2 && !strcmp(argv[1], "--worker");
     bool run = argc >= 2 && !strcmp(argv[1], "--run");
-    if (!worker && !run) {
+    if (!as_worker && !run) {
         fprintf(stderr, "usage: traind-mpi-worker --worker JOBDIR ... | --run CONFIG ...\n"
                         "(one rank of a data-parallel job, started by mpirun for traind or trainctl)\n");
         return 2;
@@ -42,8 +42,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "traind-mpi-worker: %s\n", err);
         return 1;
     }
-    int code = worker ? worker_main_dist(argc, argv, &d) : cmd_run_dist(argc - 2, argv + 2, &d);
-    bool together = worker ? code == WORKER_EXIT_OK || code == WORKER_EXIT_STOPPED
+    int code = as_worker ? worker_main_dist(argc, argv, &d) : cmd_run_dist(argc - 2, argv + 2, &d);
+    bool together = as_worker ? code == WORKER_EXIT_OK || code == WORKER_EXIT_STOPPED
                            : code == EXIT_OK || code > 128;
     if (!together)
         return code;

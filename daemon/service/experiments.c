@@ -91,12 +91,12 @@ struct exp_table {
 static long hook_pause_at(void *ctx, const char *job_id, const char *exp_id, const char *idem_key);
 static void hook_paused(void *ctx, const char *job_id, const char *exp_id, const char *idem_key, long step);
 
-exp_table *exps_new(job_table *jobs, const char *spool, size_t max_trials, char *const *data_dirs,
+exp_table *exps_new(job_table *jobs, const char *spool_dir, size_t max_trials, char *const *data_dirs,
                     size_t n_data_dirs, size_t max_model_bytes)
 {
     exp_table *e = xcalloc(1, sizeof *e);
     e->jobs = jobs;
-    e->dir = xasprintf("%s/experiments", spool);
+    e->dir = xasprintf("%s/experiments", spool_dir);
     e->max_trials = max_trials ? max_trials : SWEEP_DEFAULT_MAX_TRIALS;
     e->data_dirs = strv_dup(data_dirs, n_data_dirs);
     e->n_data_dirs = n_data_dirs;

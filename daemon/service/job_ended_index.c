@@ -247,14 +247,14 @@ static bool decode(const unsigned char *p, size_t len, jei_entry *e)
     return true;
 }
 
-jei_table *jei_load(const char *spool, jei_load_info *info)
+jei_table *jei_load(const char *spool_dir, jei_load_info *info)
 {
     memset(info, 0, sizeof *info);
     jei_table *t = xcalloc(1, sizeof *t);
     t->by_id = job_index_new();
     static const char *const tmp_prefix[] = {JEI_FILE ".tmp."};   /* a rewrite that was killed */
-    remove_stale_tmp(spool, tmp_prefix, 1, false, NULL, NULL);
-    char *path = xasprintf("%s/" JEI_FILE, spool);
+    remove_stale_tmp(spool_dir, tmp_prefix, 1, false, NULL, NULL);
+    char *path = xasprintf("%s/" JEI_FILE, spool_dir);
     size_t len = 0;
     int rc = read_file_flags(path, JEI_FILE_MAX, O_NOFOLLOW, &t->data, &len);
     free(path);
@@ -365,11 +365,11 @@ struct jei_writer {
     void *on_idle_ctx;
 };
 
-jei_writer *jei_writer_new(uv_loop_t *loop, const char *spool)
+jei_writer *jei_writer_new(uv_loop_t *loop, const char *spool_dir)
 {
     jei_writer *w = xcalloc(1, sizeof *w);
     w->loop = loop;
-    w->path = xasprintf("%s/" JEI_FILE, spool);
+    w->path = xasprintf("%s/" JEI_FILE, spool_dir);
     w->fd = -1;
     return w;
 }

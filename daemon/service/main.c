@@ -17,7 +17,9 @@
  * threads_per_job, data_dirs, token, metrics_keep, max_restarts and the
  * limits: max_queued_jobs, max_model_memory, write_rate_per_client,
  * write_burst_per_client, max_connections, request_timeout_ms,
- * idle_timeout_ms, max_job_disk, allowed_hosts).  The file and the token are
+ * idle_timeout_ms, max_job_disk, allowed_hosts), logs each key that changed
+ * (old -> new), and keeps and names those that cannot change at runtime
+ * (spool, listen, max_trials, executor, slurm.*).  The file and the token are
  * read on the thread pool (reload_work): a FIFO or a hung mount there must
  * not stop the loop.
  *
@@ -649,10 +651,21 @@ static void reload(daemon_state *d);
 static void apply_reload(daemon_state *d, reload_req *r)
 {
     dconfig c = r->c;
-    if (strcmp(c.spool, d->cfg.spool) != 0)
-        log_warn("SIGHUP: spool changed to %s; takes effect at the next start", c.spool);
-    if (strcmp(c.listen, d->cfg.listen) != 0)
-        log_warn("SIGHUP: listen changed to %s; takes effect at the next start", c.listen);
+    /* each key that changed, old -> new; those that cannot change while
+     * traind runs keep their running value (dconfig_keep_fixed) */
+    dconfig_change *ch;
+    size_t n_changed = dconfig_diff(&d->cfg, &c, &ch);
+    for (size_t i = 0; i < n_changed; i++) {
+        if (ch[i].fixed)
+            log_warn("SIGHUP: %s cannot change while traind runs (%s -> %s); keeping %s until the next start",
+                     ch[i].key, ch[i].was, ch[i].now, ch[i].was);
+        else
+            log_info("SIGHUP: %s: %s -> %s", ch[i].key, ch[i].was, ch[i].now);
+    }
+    if (n_changed == 0)
+        log_info("SIGHUP: no key changed");
+    dconfig_changes_free(ch, n_changed);
+    dconfig_keep_fixed(&c, &d->cfg);
     if (r->token_rc < 0) {
         log_error("SIGHUP: cannot read the API token %s: %s; keeping the old one", c.api_token_file,
                   file_error_text(r->token_rc));
@@ -661,9 +674,6 @@ static void apply_reload(daemon_state *d, reload_req *r)
             log_info("SIGHUP: API token changed (%s)", c.api_token_file);
         memcpy(d->token, r->token, sizeof d->token);
     }
-    /* spool and listen stay as they are until restart */
-    dconfig_set_str(&c.spool, d->cfg.spool);
-    dconfig_set_str(&c.listen, d->cfg.listen);
     dconfig_free(&d->cfg);
     d->cfg = c;
     d->config_path = r->path;

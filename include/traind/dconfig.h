@@ -10,6 +10,11 @@
  * dconfig_load(), overlay the flags (fields they set directly), then call
  * dconfig_finish() to derive what depends on other keys (the token file and
  * data dir inside the spool) and make every path absolute.
+ *
+ * On SIGHUP the daemon reads the file again into a new dconfig, logs
+ * dconfig_diff()'s list of changed keys, and dconfig_keep_fixed() puts back
+ * the keys that cannot change while it runs (spool, listen, max_trials,
+ * executor, slurm.*).  The messages are the run config's (config_value.c).
  */
 #ifndef TRAIND_DCONFIG_H
 #define TRAIND_DCONFIG_H
@@ -60,9 +65,10 @@ typedef struct dconfig {
     long metrics_keep;       /* >= 2, default 100000 */
     int max_restarts;        /* >= 0, default 0 */
 
-    /* limits (every one reloaded by SIGHUP) */
+    /* limits (reloaded by SIGHUP, but max_trials) */
     long max_queued_jobs;          /* jobs waiting (state queued) at most; 1..1000000, default 1000 */
-    long max_trials;               /* trials per experiment (sweep) at most; 1..1000000, default 1000 */
+    long max_trials;               /* trials per experiment (sweep) at most; 1..1000000, default 1000;
+                                    * read at start only */
     int max_event_streams;         /* GET /events streams open at once; 1..100000, default 64 */
 
     /* the dashboard (static_files.h) */
@@ -117,7 +123,24 @@ int dconfig_parse_size(const char *s, size_t *out);
  * Returns NULL when fine, else a static message. */
 const char *dconfig_check_listen(const char *s);
 
-/* Levenshtein distance, used for "did you mean" hints. */
+/* Levenshtein distance (case-insensitive), used for "did you mean" hints. */
 int dconfig_edit_distance(const char *a, const char *b);
+
+/* One key whose value differs between two configs (dconfig_diff). */
+typedef struct dconfig_change {
+    const char *key;       /* "max_jobs", "slurm.partition" (static) */
+    char *was, *now;       /* the values as the file writes them ("8G", "[/a, /b]"), malloc'd */
+    bool fixed;            /* cannot change while traind runs */
+} dconfig_change;
+
+/* The keys whose values differ between running and next, in the table's
+ * order.  Returns their number; *out (NULL when none) is freed with
+ * dconfig_changes_free. */
+size_t dconfig_diff(const dconfig *running, const dconfig *next, dconfig_change **out);
+void dconfig_changes_free(dconfig_change *ch, size_t n);
+
+/* Sets every key of next that cannot change at runtime back to its value in
+ * running, so that next can replace running. */
+void dconfig_keep_fixed(dconfig *next, const dconfig *running);
 
 #endif

@@ -10,6 +10,7 @@
 #ifndef TRAIND_DIAG_H
 #define TRAIND_DIAG_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -31,6 +32,9 @@ typedef struct diag_list {
 /* Appends one problem; message is printf-formatted.  Never fails (aborts on OOM). */
 void diag_add(diag_list_t *list, const char *path, int line, int column,
               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* diag_add with a va_list (for callers that format their own way in). */
+void diag_vadd(diag_list_t *list, const char *path, int line, int column, const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0)));
 void diag_free(diag_list_t *list);
 
 /* "FILE:LINE:COL: PATH: MESSAGE" one per line (FILE may be NULL). */

@@ -24,7 +24,7 @@
 #define TRAIND_FORKFILE_H
 
 #include <stddef.h>
-#include "traind/spool.h"
+#include "traind/spool_names.h"
 
 #define FORKFILE_NAME "fork.json"
 #define FORKFILE_CKPT "fork-parent.bin"

@@ -33,6 +33,7 @@
 #ifndef TRAIND_SPOOL_H
 #define TRAIND_SPOOL_H
 
+#include "traind/spool_names.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
@@ -40,34 +41,11 @@
 #include "traind/diag.h"
 #include "traind/intake.h"
 
-#define SPOOL_ID_MAX 48
 #define SPOOL_RESCAN_MS 2000
 #define SPOOL_SETTLE_S 1.0
 #define SPOOL_TOKEN_HEX 64
 
-/* --- names and ids (pure functions) --- */
-
-/* Whether a file in incoming/ is a submission (NAME.yaml / NAME.yml in any case, not
- * hidden, not .tmp/.part); if so its stem is copied to stem (truncated to
- * stemlen - 1). */
-bool spool_intake_name(const char *filename, char *stem, size_t stemlen);
-
-/* The id base of a stem: every byte outside [A-Za-z0-9._-] made '_', leading
- * dots dropped, at most SPOOL_ID_MAX bytes; "job" when nothing is left.
- * out must hold SPOOL_ID_MAX + 1 bytes. */
-void spool_sanitize_id(const char *stem, char *out);
-
-/* The k-th candidate for a base (k = 1: the base itself; k >= 2: base-k,
- * the base shortened so the whole stays within SPOOL_ID_MAX). */
-void spool_id_candidate(const char *base, unsigned k, char *out);
-
-/* Whether s is a well-formed id (what spool_sanitize_id/candidate produce). */
-bool spool_id_valid(const char *s);
-
-/* An Idempotency-Key (POST /jobs, jobs/<id>/idempotency.key): 1..
- * SPOOL_IDEM_KEY_MAX visible ASCII bytes. */
-#define SPOOL_IDEM_KEY_MAX 255
-bool spool_idem_key_valid(const char *key);
+/* --- names and ids: traind/spool_names.h --- */
 
 /* Claims a new id for stem by creating jobs_dir/<id> (mode 0755): the first
  * free candidate.  Returns 0 with the id in id_out (SPOOL_ID_MAX + 1 bytes)

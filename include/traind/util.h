@@ -2,8 +2,25 @@
  * util — small helpers shared by every module: allocation that aborts on OOM,
  * whole-file reads with a size cap, atomic file replacement, directories.
  *
- * Functions returning int return 0 on success and a negative errno value on
- * failure (the libuv convention), unless stated otherwise.
+ * The error convention of the whole tree, written once here:
+ *
+ *  - A function that can fail returns int: 0 on success, a negative errno
+ *    value on failure (-ENOENT, -EFBIG; the libuv convention, so a uv_*
+ *    result passes through unchanged).  Callers print it with
+ *    file_error_text() / strerror(-rc) and map it where it leaves the
+ *    process (api.c turns it into an HTTP status).  A function that says
+ *    otherwise in its header (a bool question, a count, a pointer that is
+ *    NULL on failure) is the exception, and says so.
+ *  - Out of memory is not an error to handle: the x*() allocators abort.
+ *  - Mistakes in user input (a run config, traind.yaml, a sweep, a POST body)
+ *    are not errnos: every one is collected into a diag_list_t (diag.h) with
+ *    the dotted key path and the line:column of the YAML node, reading on
+ *    after each, so the user sees them all at once.  The validators
+ *    (daemon/core/config_value.c) word them; config, dconfig and sweep all
+ *    use those words.  The function itself then returns -1 (or a negative
+ *    errno when the input could not be read at all).
+ *  - Untrusted input is bounded before it is read: every reader takes a
+ *    size cap (read_file's max_bytes, YTREE_MAX_BYTES, http.c's limits).
  */
 #ifndef TRAIND_UTIL_H
 #define TRAIND_UTIL_H

@@ -25,6 +25,7 @@
 #include "traind/fork.h"
 #include "traind/runner.h"
 #include "traind/util.h"
+#include "tl.h"
 
 #define MODEL "model: {type: mlp, input_dim: 32, hidden: [128, 128], output_dim: 8, activation: gelu}\n" \
               "data: {kind: synthetic, batch_size: 32, noise: 0.05}\n"                               \
@@ -71,18 +72,7 @@ static char *metrics(const char *dir)
         exit(2);
     }
     free(path);
-    char *out = xcalloc(1, len + 1), *o = out;
-    for (const char *p = buf; *p;) {
-        const char *t = strstr(p, ",\"time\":");
-        if (!t) {
-            strcpy(o, p);
-            break;
-        }
-        memcpy(o, p, (size_t)(t - p));
-        o += t - p;
-        for (p = t + 8; *p && *p != ',' && *p != '}'; p++)
-            ;
-    }
+    char *out = tl_strip_time(buf);
     free(buf);
     return out;
 }

@@ -1,6 +1,6 @@
 /*
  * fuzz_dconfig — the daemon-config parser (dconfig_parse, SPEC §2,
- * daemon/service/dconfig.c), and its string checkers on the raw input.
+ * daemon/core/dconfig.c), and its string checkers on the raw input.
  *
  * Oracle: a refusal lists at least one located problem; an accepted file
  * leaves every field in its documented range and a listen address that

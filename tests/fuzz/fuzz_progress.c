@@ -1,5 +1,5 @@
 /*
- * fuzz_progress — the worker → daemon progress protocol (daemon/service/progress.c):
+ * fuzz_progress — the worker → daemon progress protocol (daemon/proto/progress.c):
  * progress_decode on the whole input, and the line reader fed the input in
  * pieces.
  *

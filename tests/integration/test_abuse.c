@@ -64,195 +64,45 @@ static char g_job[128];   /* the steady job's id */
 
 static void setup(void)
 {
-    g_dir = tl_tmpdir("traind-abuse");
-    ck_assert_ptr_nonnull(g_dir);
-    memset(&g_d, 0, sizeof g_d);
+    tl_fixture_begin(&g_dir, &g_d, "traind-abuse");
     g_job[0] = '\0';
 }
 
 static void teardown(void)
 {
-    if (g_d.pid > 0) {
-        /* after all that, a clean stop (under ASan: no leak either) */
-        int st = tl_daemon_stop(&g_d, SIGTERM, 30);
-        char *log = st == 0 ? NULL : tl_read(g_d.log, NULL);
-        size_t n = log ? strlen(log) : 0;
-        ck_assert_msg(st == 0, "traind did not stop cleanly (wait status %d): ...%s", st,
-                      log ? log + (n > 3000 ? n - 3000 : 0) : "");
-        free(log);
-    }
-    tl_daemon_free(&g_d);
-    tl_rmtree(g_dir);
-    free(g_dir);
-    g_dir = NULL;
+    tl_stop_clean(&g_d, 30);   /* after all that, a clean stop (under ASan: no leak either) */
+    tl_fixture_end(&g_dir, &g_d);
 }
 
-/* ------------------------------------------------------------------ */
-/* sockets                                                              */
-
-static int dial(void)
-{
-    char host[128];
-    snprintf(host, sizeof host, "%s", g_d.addr);
-    char *colon = strrchr(host, ':');
-    ck_assert_ptr_nonnull(colon);
-    *colon = '\0';
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    ck_assert_int_eq(inet_pton(AF_INET, host, &sa.sin_addr), 1);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
-}
-
-static bool send_all(int fd, const void *p, size_t n)
-{
-    const char *s = p;
-    while (n > 0) {
-        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        s += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-#define SEND(fd, s) ck_assert(send_all((fd), (s), strlen(s)))
-
-/* Input read from a connection but not parsed yet. */
-typedef struct rbuf {
-    int fd;
-    char *p;
-    size_t len, cap;
-    bool eof;
-} rbuf;
-
-typedef struct hresp {
-    int status;        /* 0: the connection ended (or timed out) before a whole answer */
-    char *headers;     /* the status line and headers */
-    char *body;
-    size_t body_len;
-} hresp;
-
-static void hresp_free(hresp *r)
-{
-    free(r->headers);
-    free(r->body);
-    memset(r, 0, sizeof *r);
-}
-
-/* Reads more into rb; false at EOF, error or timeout. */
-static bool fill(rbuf *rb, double deadline)
-{
-    if (rb->eof)
-        return false;
-    int left = (int)((deadline - tl_now()) * 1000);
-    if (left <= 0)
-        return false;
-    struct pollfd pfd = {rb->fd, POLLIN, 0};
-    int pr = poll(&pfd, 1, left);
-    if (pr <= 0)
-        return false;
-    if (rb->len + 65536 + 1 > rb->cap) {
-        rb->cap = rb->cap ? rb->cap * 2 : 131072;
-        rb->p = xrealloc(rb->p, rb->cap);
-    }
-    ssize_t r = recv(rb->fd, rb->p + rb->len, rb->cap - rb->len - 1, 0);
-    if (r <= 0) {
-        rb->eof = true;
-        return false;
-    }
-    rb->len += (size_t)r;
-    rb->p[rb->len] = '\0';
-    return true;
-}
-
-/* One response off rb (head: it answers a HEAD request, so no body). */
-static int read_one(rbuf *rb, bool head, int timeout_ms, hresp *out)
-{
-    memset(out, 0, sizeof *out);
-    double deadline = tl_now() + timeout_ms / 1000.0;
-    char *eoh;
-    while (!(rb->p && (eoh = memmem(rb->p, rb->len, "\r\n\r\n", 4)) != NULL))
-        if (!fill(rb, deadline))
-            return 0;
-    size_t hlen = (size_t)(eoh - rb->p) + 4;
-    char *headers = xstrndup(rb->p, hlen);
-    size_t clen = 0;
-    char *cl = strcasestr(headers, "\r\nContent-Length:");
-    if (cl && !head)
-        clen = (size_t)atol(cl + 17);
-    while (rb->len < hlen + clen)
-        if (!fill(rb, deadline)) {
-            free(headers);
-            return 0;
-        }
-    out->headers = headers;
-    out->status = strncmp(headers, "HTTP/1.", 7) == 0 ? atoi(headers + 9) : -1;
-    out->body = xstrndup(rb->p + hlen, clen);
-    out->body_len = clen;
-    memmove(rb->p, rb->p + hlen + clen, rb->len - hlen - clen);
-    rb->len -= hlen + clen;
-    return out->status;
-}
-
-/* The value of header name in r (a static copy), or NULL. */
-static const char *header(const hresp *r, const char *name)
+/* The value of header name in r (a static copy, for ck_assert_str_eq), or NULL. */
+static const char *header(const tl_resp *r, const char *name)
 {
     static char val[256];
-    char pat[96];
-    snprintf(pat, sizeof pat, "\r\n%s:", name);
-    const char *h = r->headers ? strcasestr(r->headers, pat) : NULL;
-    if (!h)
+    char *v = tl_header(r, name);
+    if (!v)
         return NULL;
-    h += strlen(pat);
-    while (*h == ' ')
-        h++;
-    size_t n = strcspn(h, "\r\n");
-    snprintf(val, sizeof val, "%.*s", (int)n, h);
+    snprintf(val, sizeof val, "%s", v);
+    free(v);
     return val;
 }
 
-/* Whether the server ends the connection (EOF or reset) within ms; bytes it
- * sends meanwhile are read and dropped (counted in *got if given). */
-static bool closed_within(int fd, int ms, size_t *got)
+/* POST /jobs; the status, and the new job's id in id (when 201 and id). */
+static int post_job(const char *body, char *id, size_t idlen)
 {
-    double deadline = tl_now() + ms / 1000.0;
-    char b[4096];
-    for (;;) {
-        int left = (int)((deadline - tl_now()) * 1000);
-        if (left <= 0)
-            return false;
-        struct pollfd pfd = {fd, POLLIN, 0};
-        if (poll(&pfd, 1, left) <= 0)
-            return false;
-        ssize_t r = recv(fd, b, sizeof b, 0);
-        if (r == 0 || (r < 0 && (errno == ECONNRESET || errno == EPIPE)))
-            return true;
-        if (r > 0 && got)
-            *got += (size_t)r;
+    tl_resp r;
+    ck_assert_int_eq(tl_post_job(&g_d, g_d.token, body, strlen(body), &r), 0);
+    int st = r.status;
+    if (st == 201 && id) {
+        cJSON *o = cJSON_Parse(r.body);
+        ck_assert_ptr_nonnull(o);
+        snprintf(id, idlen, "%s", tl_str(o, "id"));
+        cJSON_Delete(o);
     }
-}
-
-/* One request on a fresh connection, one response read. */
-static int oneshot(const char *req, size_t len, bool head, hresp *out)
-{
-    int fd = dial();
-    ck_assert_int_ge(fd, 0);
-    ck_assert(send_all(fd, req, len));
-    rbuf rb = {.fd = fd};
-    int st = read_one(&rb, head, 10000, out);
-    free(rb.p);
-    close(fd);
+    tl_resp_free(&r);
     return st;
 }
+
+#define SEND(fd, s) ck_assert(tl_send_all((fd), (s), strlen(s)) == 0)
 
 /* ------------------------------------------------------------------ */
 /* the daemon                                                           */
@@ -316,22 +166,6 @@ static void still_training(long *last)
         tl_sleep_ms(50);
     ck_assert_msg(s > *last, "the job stopped at step %ld", s);
     *last = s;
-}
-
-/* POSTs body; returns the status, the id in id (when 201). */
-static int post_job(const char *body, char *id, size_t idlen)
-{
-    tl_resp r;
-    ck_assert_int_eq(tl_http(g_d.addr, "POST", "/jobs", g_d.token, body, strlen(body), &r), 0);
-    int st = r.status;
-    if (st == 201 && id) {
-        cJSON *o = cJSON_Parse(r.body);
-        ck_assert_ptr_nonnull(o);
-        snprintf(id, idlen, "%s", tl_str(o, "id"));
-        cJSON_Delete(o);
-    }
-    tl_resp_free(&r);
-    return st;
 }
 
 /* Starts traind with the daemon config text, then the steady job; returns
@@ -401,16 +235,6 @@ static int jobs_on_disk(void)
     return n;
 }
 
-static int count_in_log(const char *needle)
-{
-    char *log = tl_read(g_d.log, NULL);
-    int n = 0;
-    for (const char *p = log; p && (p = strstr(p, needle)) != NULL; p++)
-        n++;
-    free(log);
-    return n;
-}
-
 /* ------------------------------------------------------------------ */
 /* 1,000 connections                                                    */
 
@@ -428,10 +252,10 @@ START_TEST(thousand_connections)
     long rss0 = rss_kib(pid), peak = rss0;
 
     int *fds = xcalloc((size_t)N, sizeof *fds);
-    rbuf *rb = xcalloc((size_t)N, sizeof *rb);
+    tl_conn *rb = xcalloc((size_t)N, sizeof *rb);
     double t0 = tl_now();
     for (int i = 0; i < N; i++) {
-        fds[i] = dial();
+        fds[i] = tl_dial(g_d.addr);
         ck_assert_msg(fds[i] >= 0, "connection %d: %s", i, strerror(errno));
         rb[i].fd = fds[i];
     }
@@ -441,10 +265,10 @@ START_TEST(thousand_connections)
     for (int i = 0; i < N; i++)
         SEND(fds[i], req);
     for (int i = 0; i < N; i++) {
-        hresp r;
-        ck_assert_msg(read_one(&rb[i], false, 10000, &r) == 200, "connection %d: %d", i, r.status);
+        tl_resp r;
+        ck_assert_msg(tl_conn_read(&rb[i], false, 10000, &r) == 200, "connection %d: %d", i, r.status);
         ck_assert_str_eq(r.body, "{\"status\":\"ok\"}");
-        hresp_free(&r);
+        tl_resp_free(&r);
     }
     long v = rss_kib(pid);
     peak = v > peak ? v : peak;
@@ -452,24 +276,24 @@ START_TEST(thousand_connections)
     /* the daemon counts them all; a held connection still answers anything */
     static const char mreq[] = "GET /metrics HTTP/1.1\r\n\r\n";
     SEND(fds[0], mreq);
-    hresp r;
-    ck_assert_int_eq(read_one(&rb[0], false, 5000, &r), 200);
+    tl_resp r;
+    ck_assert_int_eq(tl_conn_read(&rb[0], false, 5000, &r), 200);
     char want[64];
     snprintf(want, sizeof want, "\ntraind_http_connections %d\n", N);
     ck_assert_msg(strstr(r.body, want) != NULL, "expected%s", want);
-    hresp_free(&r);
+    tl_resp_free(&r);
 
     /* over the cap: 503 or closed, never served */
     int n503 = 0, nclosed = 0;
     for (int k = 0; k < OVER; k++) {
-        int fd = dial();
+        int fd = tl_dial(g_d.addr);
         if (fd < 0) {
             nclosed++;
             continue;
         }
-        send_all(fd, req, sizeof req - 1);   /* may fail: the server may have closed it */
-        rbuf x = {.fd = fd};
-        int st = read_one(&x, false, 5000, &r);
+        tl_send_all(fd, req, sizeof req - 1);   /* may fail: the server may have closed it */
+        tl_conn x = {.fd = fd};
+        int st = tl_conn_read(&x, false, 5000, &r);
         if (st == 503) {
             n503++;
             ck_assert_str_eq(r.body, "{\"error\":\"too many connections\"}");
@@ -477,7 +301,7 @@ START_TEST(thousand_connections)
             ck_assert_msg(st == 0, "an over-cap connection was answered %d", st);
             nclosed++;
         }
-        hresp_free(&r);
+        tl_resp_free(&r);
         free(x.p);
         close(fd);
     }
@@ -489,14 +313,14 @@ START_TEST(thousand_connections)
     char *jreq = xasprintf("GET /jobs/%s HTTP/1.1\r\n\r\n", g_job);
     SEND(fds[1], jreq);
     free(jreq);
-    ck_assert_int_eq(read_one(&rb[1], false, 5000, &r), 200);
+    ck_assert_int_eq(tl_conn_read(&rb[1], false, 5000, &r), 200);
     cJSON *job = cJSON_Parse(r.body);
     ck_assert_ptr_nonnull(job);
     ck_assert_str_eq(tl_str(job, "state"), "running");
     ck_assert_msg((long)tl_num(job, "step") > step, "step %ld -> %ld", step, (long)tl_num(job, "step"));
     step = (long)tl_num(job, "step");
     cJSON_Delete(job);
-    hresp_free(&r);
+    tl_resp_free(&r);
 
     for (int i = 0; i < N; i++) {
         close(fds[i]);
@@ -511,11 +335,11 @@ START_TEST(thousand_connections)
     /* normal service again */
     healthy();
     still_training(&step);
-    int fd = dial();
+    int fd = tl_dial(g_d.addr);
     SEND(fd, req);
-    rbuf x = {.fd = fd};
-    ck_assert_int_eq(read_one(&x, false, 5000, &r), 200);
-    hresp_free(&r);
+    tl_conn x = {.fd = fd};
+    ck_assert_int_eq(tl_conn_read(&x, false, 5000, &r), 200);
+    tl_resp_free(&r);
     free(x.p);
     close(fd);
 
@@ -545,7 +369,7 @@ START_TEST(slowloris)
     size_t sent[SLOW + 1];
     double t0 = tl_now();
     for (int i = 0; i <= SLOW; i++) {
-        fds[i] = dial();
+        fds[i] = tl_dial(g_d.addr);
         ck_assert_int_ge(fds[i], 0);
         closed_at[i] = 0;
         sent[i] = 0;
@@ -624,14 +448,14 @@ START_TEST(pipelined)
                            "HEAD /healthz HTTP/1.1\r\n\r\n"
                            "GET /jobs/%s/metrics?max=2 HTTP/1.1\r\n\r\n",
                            g_job, g_job);
-    int fd = dial();
-    ck_assert(send_all(fd, reqs, strlen(reqs)));   /* one write */
+    int fd = tl_dial(g_d.addr);
+    ck_assert(tl_send_all(fd, reqs, strlen(reqs)) == 0);   /* one write */
     free(reqs);
-    rbuf rb = {.fd = fd};
+    tl_conn rb = {.fd = fd};
     static const int want[10] = {200, 200, 404, 404, 200, 200, 400, 405, 200, 200};
     for (int i = 0; i < 10; i++) {
-        hresp r;
-        int st = read_one(&rb, i == 8, 5000, &r);
+        tl_resp r;
+        int st = tl_conn_read(&rb, i == 8, 5000, &r);
         ck_assert_msg(st == want[i], "answer %d: %d, expected %d", i + 1, st, want[i]);
         switch (i) {
         case 0: ck_assert_str_eq(r.body, "{\"status\":\"ok\"}"); break;
@@ -642,17 +466,17 @@ START_TEST(pipelined)
         case 5: ck_assert_ptr_nonnull(strstr(r.body, "traind_up")); break;
         case 6: ck_assert_ptr_nonnull(strstr(r.body, "state must be one of")); break;
         case 7: ck_assert_str_eq(header(&r, "Allow"), "GET, HEAD"); break;
-        case 8: ck_assert_uint_eq(r.body_len, 0); break;
+        case 8: ck_assert_uint_eq(r.len, 0); break;
         case 9: ck_assert_ptr_nonnull(strstr(r.body, "\"points\"")); break;
         }
-        hresp_free(&r);
+        tl_resp_free(&r);
     }
     /* the connection stays usable */
     SEND(fd, "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
-    hresp r;
-    ck_assert_int_eq(read_one(&rb, false, 5000, &r), 200);
-    hresp_free(&r);
-    ck_assert(closed_within(fd, 3000, NULL));
+    tl_resp r;
+    ck_assert_int_eq(tl_conn_read(&rb, false, 5000, &r), 200);
+    tl_resp_free(&r);
+    ck_assert(tl_closed_within(fd, 3000, NULL));
     free(rb.p);
     close(fd);
     healthy();
@@ -675,12 +499,12 @@ START_TEST(lying_content_length)
      * request timeout, nothing submitted */
     char *req = xasprintf("POST /jobs HTTP/1.1\r\nAuthorization: Bearer %s\r\nContent-Length: 500\r\n\r\n%.40s",
                           g_d.token, cfg);
-    int fd = dial();
+    int fd = tl_dial(g_d.addr);
     double t0 = tl_now();
-    ck_assert(send_all(fd, req, strlen(req)));
+    ck_assert(tl_send_all(fd, req, strlen(req)) == 0);
     free(req);
     size_t got = 0;
-    ck_assert(closed_within(fd, 5000, &got));
+    ck_assert(tl_closed_within(fd, 5000, &got));
     double dt = tl_now() - t0;
     close(fd);
     ck_assert_msg(dt >= 0.8 && dt < 3.0, "short body closed after %.2f s", dt);
@@ -689,16 +513,16 @@ START_TEST(lying_content_length)
 
     /* longer than announced: the rest is the next request, garbage → 400, closed */
     static const char get_more[] = "GET /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloXYZZY / HTTP/1.1\r\n\r\n";
-    fd = dial();
-    ck_assert(send_all(fd, get_more, sizeof get_more - 1));
-    rbuf rb = {.fd = fd};
-    hresp r;
-    ck_assert_int_eq(read_one(&rb, false, 5000, &r), 200);
-    hresp_free(&r);
-    ck_assert_int_eq(read_one(&rb, false, 5000, &r), 400);
+    fd = tl_dial(g_d.addr);
+    ck_assert(tl_send_all(fd, get_more, sizeof get_more - 1) == 0);
+    tl_conn rb = {.fd = fd};
+    tl_resp r;
+    ck_assert_int_eq(tl_conn_read(&rb, false, 5000, &r), 200);
+    tl_resp_free(&r);
+    ck_assert_int_eq(tl_conn_read(&rb, false, 5000, &r), 400);
     ck_assert_str_eq(header(&r, "Connection"), "close");
-    hresp_free(&r);
-    ck_assert(closed_within(fd, 5000, NULL));
+    tl_resp_free(&r);
+    ck_assert(tl_closed_within(fd, 5000, NULL));
     free(rb.p);
     close(fd);
 
@@ -706,15 +530,15 @@ START_TEST(lying_content_length)
     req = xasprintf("POST /jobs HTTP/1.1\r\nAuthorization: Bearer %s\r\nContent-Length: %zu\r\n\r\n%s"
                     "model: {type: gpt}\r\n\r\n",
                     g_d.token, strlen(cfg), cfg);
-    fd = dial();
-    ck_assert(send_all(fd, req, strlen(req)));
+    fd = tl_dial(g_d.addr);
+    ck_assert(tl_send_all(fd, req, strlen(req)) == 0);
     free(req);
-    rb = (rbuf){.fd = fd};
-    ck_assert_int_eq(read_one(&rb, false, 5000, &r), 201);
+    rb = (tl_conn){.fd = fd};
+    ck_assert_int_eq(tl_conn_read(&rb, false, 5000, &r), 201);
     ck_assert_str_eq(r.body, "{\"id\":\"liar\"}");
-    hresp_free(&r);
-    ck_assert_int_eq(read_one(&rb, false, 5000, &r), 400);
-    hresp_free(&r);
+    tl_resp_free(&r);
+    ck_assert_int_eq(tl_conn_read(&rb, false, 5000, &r), 400);
+    tl_resp_free(&r);
     free(rb.p);
     close(fd);
     char *path = xasprintf("%s/spool/jobs/liar/config.yaml", g_dir);
@@ -730,16 +554,16 @@ START_TEST(lying_content_length)
 
     /* two Content-Lengths, or one with Transfer-Encoding: refused (no smuggling) */
     static const char two_cl[] = "POST /jobs HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!";
-    ck_assert_int_eq(oneshot(two_cl, sizeof two_cl - 1, false, &r), 400);
-    hresp_free(&r);
+    ck_assert_int_eq(tl_oneshot(g_d.addr, two_cl, sizeof two_cl - 1, false, &r), 400);
+    tl_resp_free(&r);
     static const char cl_te[] = "POST /jobs HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
                                 "5\r\nhello\r\n0\r\n\r\n";
-    ck_assert_int_eq(oneshot(cl_te, sizeof cl_te - 1, false, &r), 400);
-    hresp_free(&r);
+    ck_assert_int_eq(tl_oneshot(g_d.addr, cl_te, sizeof cl_te - 1, false, &r), 400);
+    tl_resp_free(&r);
     /* a Content-Length over 1 MiB is refused before any of the body is read */
     static const char huge[] = "POST /jobs HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n";
-    ck_assert_int_eq(oneshot(huge, sizeof huge - 1, false, &r), 413);
-    hresp_free(&r);
+    ck_assert_int_eq(tl_oneshot(g_d.addr, huge, sizeof huge - 1, false, &r), 413);
+    tl_resp_free(&r);
     ck_assert_int_eq(jobs_on_disk(), jobs0 + 1);
     healthy();
     still_training(&step);
@@ -756,10 +580,10 @@ START_TEST(chunked_bodies)
     char *req = xasprintf("POST /jobs HTTP/1.1\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n"
                           "%zx\r\n%.*s\r\n%zx;ext=1\r\n%.*s\r\n%zx\r\n%s\r\n0\r\nX-Trailer: t\r\n\r\n",
                           g_d.token, a, (int)a, cfg, b, (int)b, cfg + a, n - a - b, cfg + a + b);
-    hresp r;
-    ck_assert_int_eq(oneshot(req, strlen(req), false, &r), 201);
+    tl_resp r;
+    ck_assert_int_eq(tl_oneshot(g_d.addr, req, strlen(req), false, &r), 201);
     ck_assert_str_eq(r.body, "{\"id\":\"chunky\"}");
-    hresp_free(&r);
+    tl_resp_free(&r);
     free(req);
     char *path = xasprintf("%s/spool/jobs/chunky/config.yaml", g_dir);
     double deadline = tl_now() + 5;
@@ -774,27 +598,28 @@ START_TEST(chunked_bodies)
     int jobs0 = jobs_on_disk();
     /* a bad chunk size */
     static const char bad[] = "POST /jobs HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n";
-    ck_assert_int_eq(oneshot(bad, sizeof bad - 1, false, &r), 400);
-    hresp_free(&r);
+    ck_assert_int_eq(tl_oneshot(g_d.addr, bad, sizeof bad - 1, false, &r), 400);
+    tl_resp_free(&r);
     /* chunks adding up to more than 1 MiB: 413, whatever each chunk says */
     size_t chunk = 256 * 1024;
     char *big = xmalloc(chunk);
     memset(big, '#', chunk);
-    int fd = dial();
+    int fd = tl_dial(g_d.addr);
     char *head = xasprintf("POST /jobs HTTP/1.1\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n",
                            g_d.token);
-    ck_assert(send_all(fd, head, strlen(head)));
+    ck_assert(tl_send_all(fd, head, strlen(head)) == 0);
     free(head);
     char sz[32];
     snprintf(sz, sizeof sz, "%zx\r\n", chunk);
     for (int i = 0; i < 5; i++) {
-        if (!send_all(fd, sz, strlen(sz)) || !send_all(fd, big, chunk) || !send_all(fd, "\r\n", 2))
+        if (tl_send_all(fd, sz, strlen(sz)) != 0 || tl_send_all(fd, big, chunk) != 0 ||
+            tl_send_all(fd, "\r\n", 2) != 0)
             break;   /* the server may close as soon as it has answered */
     }
     free(big);
-    rbuf rb = {.fd = fd};
-    ck_assert_int_eq(read_one(&rb, false, 5000, &r), 413);
-    hresp_free(&r);
+    tl_conn rb = {.fd = fd};
+    ck_assert_int_eq(tl_conn_read(&rb, false, 5000, &r), 413);
+    tl_resp_free(&r);
     free(rb.p);
     close(fd);
     ck_assert_int_eq(jobs_on_disk(), jobs0);
@@ -817,13 +642,13 @@ START_TEST(invalid_utf8_paths)
     };
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         char *req = xasprintf("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", paths[i]);
-        hresp r;
-        int st = oneshot(req, strlen(req), false, &r);
+        tl_resp r;
+        int st = tl_oneshot(g_d.addr, req, strlen(req), false, &r);
         ck_assert_msg(st == 404 || st == 400, "GET %s: %d", paths[i], st);
-        cJSON *o = r.body_len ? cJSON_Parse(r.body) : NULL;
+        cJSON *o = r.len ? cJSON_Parse(r.body) : NULL;
         ck_assert_msg(o != NULL, "GET %s: not JSON", paths[i]);
         cJSON_Delete(o);
-        hresp_free(&r);
+        tl_resp_free(&r);
         free(req);
     }
     healthy();
@@ -865,10 +690,10 @@ START_TEST(traversal_ids)
     };
     for (size_t i = 0; i < sizeof gets / sizeof gets[0]; i++) {
         char *req = xasprintf("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", gets[i]);
-        hresp r;
-        int st = oneshot(req, strlen(req), false, &r);
+        tl_resp r;
+        int st = tl_oneshot(g_d.addr, req, strlen(req), false, &r);
         ck_assert_msg(st == 404, "GET %s: %d %s", gets[i], st, r.body ? r.body : "");
-        hresp_free(&r);
+        tl_resp_free(&r);
         free(req);
     }
     static const char *const cancels[] = {
@@ -931,18 +756,18 @@ START_TEST(post_flood_over_queue_cap)
     int ok = 0, full = 0;
     char first[128] = "";
     /* the flood, over keep-alive connections, as fast as they go */
-    int fd = dial();
-    rbuf rb = {.fd = fd};
+    int fd = tl_dial(g_d.addr);
+    tl_conn rb = {.fd = fd};
     for (int i = 0; i < 200; i++) {
         char cfg[512], name[32];
         snprintf(name, sizeof name, "flood-%d", i);
         snprintf(cfg, sizeof cfg, WAITER_FMT, name);
         char *req = xasprintf("POST /jobs HTTP/1.1\r\nAuthorization: Bearer %s\r\nContent-Length: %zu\r\n\r\n%s",
                               g_d.token, strlen(cfg), cfg);
-        ck_assert(send_all(fd, req, strlen(req)));
+        ck_assert(tl_send_all(fd, req, strlen(req)) == 0);
         free(req);
-        hresp r;
-        int st = read_one(&rb, false, 5000, &r);
+        tl_resp r;
+        int st = tl_conn_read(&rb, false, 5000, &r);
         if (st == 201) {
             ok++;
             if (!first[0])
@@ -953,7 +778,7 @@ START_TEST(post_flood_over_queue_cap)
             ck_assert_str_eq(header(&r, "Retry-After"), "5");
             full++;
         }
-        hresp_free(&r);
+        tl_resp_free(&r);
     }
     free(rb.p);
     close(fd);
@@ -987,7 +812,7 @@ START_TEST(post_flood_over_queue_cap)
     tl_sleep_ms(2600);   /* past the rescan every 2 s */
     ck_assert_int_eq(count_entries(inc), 3);
     ck_assert_int_eq(jobs_on_disk(), jobs0 + 20);
-    ck_assert_int_eq(count_in_log("the job queue is full"), 1);
+    ck_assert_int_eq(tl_log_count(&g_d, "the job queue is full"), 1);
 
     /* room frees up: the files are taken, oldest first */
     char *path = xasprintf("/jobs/%s/cancel", first);
@@ -1018,7 +843,7 @@ START_TEST(post_flood_over_queue_cap)
         tl_sleep_ms(20);
     ck_assert_int_eq(count_entries(inc), 0);
     ck_assert_int_eq(post_job(cfg, NULL, 0), 201);
-    ck_assert_int_eq(count_in_log("the job queue is full"), 1);   /* warned once */
+    ck_assert_int_eq(tl_log_count(&g_d, "the job queue is full"), 1);   /* warned once */
     free(inc);
     healthy();
     still_training(&step);
@@ -1030,15 +855,15 @@ START_TEST(write_rate_limit)
     long step;
     start_with("write_rate_per_client: 5\nwrite_burst_per_client: 10\n", &step);
     /* cheap writes: cancels of a job that does not exist (404 when allowed) */
-    int fd = dial();
-    rbuf rb = {.fd = fd};
+    int fd = tl_dial(g_d.addr);
+    tl_conn rb = {.fd = fd};
     char *req = xasprintf("POST /jobs/nope/cancel HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n", g_d.token);
     int allowed = 0, limited = 0;
     double t0 = tl_now();
     for (int i = 0; i < 40; i++) {
-        ck_assert(send_all(fd, req, strlen(req)));
-        hresp r;
-        int st = read_one(&rb, false, 5000, &r);
+        ck_assert(tl_send_all(fd, req, strlen(req)) == 0);
+        tl_resp r;
+        int st = tl_conn_read(&rb, false, 5000, &r);
         if (st == 404) {
             allowed++;
         } else {
@@ -1049,7 +874,7 @@ START_TEST(write_rate_limit)
             ck_assert_int_ge(atoi(ra), 1);
             limited++;
         }
-        hresp_free(&r);
+        tl_resp_free(&r);
     }
     double dt = tl_now() - t0;
     /* the burst (less the POST of the steady job), plus what the rate refilled meanwhile */
@@ -1058,28 +883,28 @@ START_TEST(write_rate_limit)
     /* reads are never limited */
     for (int i = 0; i < 50; i++) {
         SEND(fd, "GET /healthz HTTP/1.1\r\n\r\n");
-        hresp r;
-        ck_assert_int_eq(read_one(&rb, false, 5000, &r), 200);
-        hresp_free(&r);
+        tl_resp r;
+        ck_assert_int_eq(tl_conn_read(&rb, false, 5000, &r), 200);
+        tl_resp_free(&r);
     }
     /* a token comes back every 1/rate s */
     tl_sleep_ms(450);
-    ck_assert(send_all(fd, req, strlen(req)));
-    hresp r;
-    ck_assert_int_eq(read_one(&rb, false, 5000, &r), 404);
-    hresp_free(&r);
+    ck_assert(tl_send_all(fd, req, strlen(req)) == 0);
+    tl_resp r;
+    ck_assert_int_eq(tl_conn_read(&rb, false, 5000, &r), 404);
+    tl_resp_free(&r);
     /* SIGHUP to rate 0: no limit */
     char *cfgpath = xasprintf("%s/traind.yaml", g_dir);
     ck_assert_int_eq(tl_write(cfgpath, "write_rate_per_client: 0\n"), 0);
     free(cfgpath);
     kill(g_d.pid, SIGHUP);
     double deadline = tl_now() + 5;
-    while (count_in_log("SIGHUP: limits:") < 1 && tl_now() < deadline)
+    while (tl_log_count(&g_d, "SIGHUP: limits:") < 1 && tl_now() < deadline)
         tl_sleep_ms(20);
     for (int i = 0; i < 60; i++) {
-        ck_assert(send_all(fd, req, strlen(req)));
-        ck_assert_int_eq(read_one(&rb, false, 5000, &r), 404);
-        hresp_free(&r);
+        ck_assert(tl_send_all(fd, req, strlen(req)) == 0);
+        ck_assert_int_eq(tl_conn_read(&rb, false, 5000, &r), 404);
+        tl_resp_free(&r);
     }
     free(req);
     free(rb.p);
@@ -1132,7 +957,7 @@ START_TEST(model_memory_limit)
     free(cfgpath);
     kill(g_d.pid, SIGHUP);
     double deadline = tl_now() + 5;
-    while (count_in_log("SIGHUP: limits:") < 1 && tl_now() < deadline)
+    while (tl_log_count(&g_d, "SIGHUP: limits:") < 1 && tl_now() < deadline)
         tl_sleep_ms(20);
     ck_assert_int_eq(post_job(BIG_MODEL, NULL, 0), 201);
     healthy();

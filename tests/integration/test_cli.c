@@ -17,20 +17,7 @@
 #include "traind/util.h"
 #include "tl.h"
 
-static char *trainctl_path(void)
-{
-    const char *b = getenv("TRAIND_BUILD");
-    return xasprintf("%s/trainctl", b ? b : "build");
-}
-
 static char *g_dir;
-
-static char *tmpdir(void)
-{
-    char tmpl[] = "/tmp/traind-cli-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(tmpl));
-    return xstrdup(tmpl);
-}
 
 static void write_text(const char *path, const char *text)
 {
@@ -42,7 +29,7 @@ static int run_cli(char **out, const char *arg0, ...)
 {
     const char *argv[32];
     int n = 0;
-    char *exe = trainctl_path();
+    char *exe = xstrdup(tl_trainctl_path());
     argv[n++] = exe;
     va_list ap;
     va_start(ap, arg0);
@@ -77,7 +64,7 @@ static const char *GOOD =
     "schedule: {type: linear, warmup_steps: 3, total_steps: 10}\n"
     "train: {log_every: 2}\n";
 
-static void setup(void) { g_dir = tmpdir(); }
+static void setup(void) { g_dir = tl_tmpdir("traind-cli"); }
 static void teardown(void)
 {
     char *cmd = xasprintf("rm -rf '%s'", g_dir);
@@ -284,7 +271,7 @@ START_TEST(sigint_checkpoints_and_resumes)
                     "data: {batch_size: 64}\n"
                     "schedule: {type: cosine, total_steps: 200000}\n"
                     "train: {log_every: 100, checkpoint_every: 0}\n");
-    char *exe = trainctl_path();
+    char *exe = xstrdup(tl_trainctl_path());
     pid_t pid = fork();
     if (pid == 0) {
         int fd = open("/dev/null", 1);

@@ -71,17 +71,12 @@ static tl_daemon g_d;
 
 static void setup(void)
 {
-    g_dir = tl_tmpdir("traind-itest");
-    ck_assert_ptr_nonnull(g_dir);
-    memset(&g_d, 0, sizeof g_d);
+    tl_fixture_begin(&g_dir, &g_d, "traind-itest");
 }
 
 static void teardown(void)
 {
-    tl_daemon_free(&g_d);
-    tl_rmtree(g_dir);
-    free(g_dir);
-    g_dir = NULL;
+    tl_fixture_end(&g_dir, &g_d);
 }
 
 static char *spool_path(const char *rel)
@@ -89,88 +84,10 @@ static char *spool_path(const char *rel)
     return xasprintf("%s/spool/%s", g_dir, rel);
 }
 
-static void start_daemon(const char *const *extra)
-{
-    char *spool = xasprintf("%s/spool", g_dir);
-    int rc = tl_daemon_start(&g_d, spool, extra, 20);
-    if (rc != 0) {
-        char *log = tl_read(g_d.log, NULL);
-        ck_abort_msg("traind did not start (%s): %s", tl_traind_path(), log ? log : "(no log)");
-    }
-    free(spool);
-}
-
-/* Writes text outside incoming/, then renames it in (the documented way). */
-static void drop(const char *name, const char *text)
-{
-    char *tmp = spool_path("staging.tmp");
-    char *dst = xasprintf("%s/spool/incoming/%s", g_dir, name);
-    ck_assert_int_eq(tl_write(tmp, text), 0);
-    ck_assert_int_eq(rename(tmp, dst), 0);
-    free(tmp);
-    free(dst);
-}
-
-static int post(const char *token, const char *body, tl_resp *r)
-{
-    return tl_http(g_d.addr, "POST", "/jobs", token, body, strlen(body), r);
-}
-
-/* POSTs a config that must be accepted; returns the job id (malloc'd). */
-static char *submit(const char *body)
-{
-    tl_resp r;
-    post(g_d.token, body, &r);
-    ck_assert_msg(r.status == 201, "POST /jobs: %d %s", r.status, r.body);
-    cJSON *j = cJSON_Parse(r.body);
-    ck_assert_ptr_nonnull(tl_str(j, "id"));
-    char *id = xstrdup(tl_str(j, "id"));
-    cJSON_Delete(j);
-    tl_resp_free(&r);
-    return id;
-}
-
-static cJSON *wait_state(const char *id, const char *state, double timeout_s)
-{
-    cJSON *j = tl_wait_job(g_d.addr, id, tl_job_in_state, (void *)state, timeout_s);
-    if (!j) {
-        char *path = xasprintf("/jobs/%s", id);
-        cJSON *now = tl_get_json(g_d.addr, path, NULL);
-        char *text = now ? cJSON_PrintUnformatted(now) : NULL;
-        ck_abort_msg("job %s never reached %s; now: %s", id, state, text ? text : "(none)");
-    }
-    return j;
-}
-
-static cJSON *wait_running(const char *id, long min_ckpt, double timeout_s)
-{
-    cJSON *j = tl_wait_job(g_d.addr, id, tl_job_running_with, &min_ckpt, timeout_s);
-    if (!j) {
-        char *path = xasprintf("/jobs/%s", id);
-        cJSON *now = tl_get_json(g_d.addr, path, NULL);
-        char *text = now ? cJSON_PrintUnformatted(now) : NULL;
-        char *log = tl_read(g_d.log, NULL);
-        ck_abort_msg("job %s never ran with a checkpoint >= %ld; now: %.300s\nlog:\n%s", id, min_ckpt,
-                     text ? text : "(none)", log ? log : "");
-    }
-    return j;
-}
-
 static const char *first_error(const cJSON *job)
 {
     const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(job, "errors"), 0);
     return tl_str(e, "message");
-}
-
-static bool has_error(const cJSON *job, const char *needle)
-{
-    const cJSON *e;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(job, "errors")) {
-        const char *m = tl_str(e, "message");
-        if (m && strstr(m, needle))
-            return true;
-    }
-    return false;
 }
 
 static bool pid_gone(pid_t pid, double timeout_s)
@@ -208,7 +125,7 @@ static bool close_rel(double a, double b, double rel)
 
 START_TEST(intake_by_rename)
 {
-    start_daemon(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 20);
     /* files intake must leave alone */
     const char *ignored[] = {".hidden.yaml", "draft.yaml.tmp", "upload.yaml.part", "notes.txt"};
     for (int i = 0; i < 4; i++) {
@@ -216,8 +133,8 @@ START_TEST(intake_by_rename)
         ck_assert_int_eq(tl_write(p, QUICK), 0);
         free(p);
     }
-    drop("quick.yaml", QUICK);
-    cJSON *j = wait_state("quick", "succeeded", 30);
+    tl_drop(g_d.spool, "quick.yaml", QUICK, 0);
+    cJSON *j = tl_wait_state(&g_d, "quick", "succeeded", 30);
 
     run_config cfg;
     parse_cfg(QUICK, &cfg);
@@ -291,10 +208,10 @@ START_TEST(intake_by_rename)
     cJSON_Delete(m);
 
     /* the same name again gets -2; a bad config is rejected, located, kept */
-    drop("quick.yaml", QUICK);
-    drop("broken.yml", BAD);
-    cJSON_Delete(wait_state("quick-2", "succeeded", 30));
-    j = wait_state("broken", "rejected", 10);
+    tl_drop(g_d.spool, "quick.yaml", QUICK, 0);
+    tl_drop(g_d.spool, "broken.yml", BAD, 0);
+    cJSON_Delete(tl_wait_state(&g_d, "quick-2", "succeeded", 30));
+    j = tl_wait_state(&g_d, "broken", "rejected", 10);
     const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "errors"), 0);
     ck_assert_str_eq(tl_str(e, "path"), "schedule.warmup_steps");
     ck_assert(tl_num(e, "line") == 6);
@@ -324,7 +241,7 @@ END_TEST
 
 START_TEST(post_needs_token)
 {
-    start_daemon(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 20);
     ck_assert_uint_eq(strlen(g_d.token), 64);
     char *p = spool_path("api.token");
     struct stat st;
@@ -333,19 +250,19 @@ START_TEST(post_needs_token)
     free(p);
 
     tl_resp r;
-    post(NULL, QUICK, &r);
+    tl_post_job(&g_d, NULL, QUICK, strlen(QUICK), &r);
     ck_assert_int_eq(r.status, 401);
     tl_resp_free(&r);
-    post("wrong-token", QUICK, &r);
+    tl_post_job(&g_d, "wrong-token", QUICK, strlen(QUICK), &r);
     ck_assert_int_eq(r.status, 401);
     tl_resp_free(&r);
 
-    char *id = submit(QUICK);
+    char *id = tl_submit(&g_d, QUICK);
     ck_assert_str_eq(id, "quick");
-    char *id2 = submit(QUICK);
+    char *id2 = tl_submit(&g_d, QUICK);
     ck_assert_str_eq(id2, "quick-2");
 
-    post(g_d.token, BAD, &r);
+    tl_post_job(&g_d, g_d.token, BAD, strlen(BAD), &r);
     ck_assert_int_eq(r.status, 400);
     cJSON *b = cJSON_Parse(r.body);
     ck_assert_ptr_nonnull(b);
@@ -363,8 +280,8 @@ START_TEST(post_needs_token)
     ck_assert_int_eq(r.status, 404);
     tl_resp_free(&r);
 
-    cJSON_Delete(wait_state(id, "succeeded", 30));
-    cJSON_Delete(wait_state(id2, "succeeded", 30));
+    cJSON_Delete(tl_wait_state(&g_d, id, "succeeded", 30));
+    cJSON_Delete(tl_wait_state(&g_d, id2, "succeeded", 30));
     tl_http(g_d.addr, "POST", "/jobs/quick/cancel", g_d.token, NULL, 0, &r);
     ck_assert_int_eq(r.status, 409);
     tl_resp_free(&r);
@@ -382,16 +299,16 @@ END_TEST
 
 START_TEST(cancel_running_and_queued)
 {
-    start_daemon(NULL);   /* max_jobs 1 */
+    tl_start_in(&g_d, g_dir, NULL, 20);   /* max_jobs 1 */
     char body[1024];
     snprintf(body, sizeof body, LONG_FMT, "long-a");
-    char *a = submit(body);
+    char *a = tl_submit(&g_d, body);
     snprintf(body, sizeof body, LONG_FMT, "long-b");
-    char *b = submit(body);
-    cJSON *ja = wait_running(a, 0, 20);
+    char *b = tl_submit(&g_d, body);
+    cJSON *ja = tl_wait_running(&g_d, a, 0, 20);
     pid_t pid = (pid_t)tl_num(ja, "pid");
     cJSON_Delete(ja);
-    cJSON *jb = wait_state(b, "queued", 5);
+    cJSON *jb = tl_wait_state(&g_d, b, "queued", 5);
     ck_assert(tl_num(jb, "queue_position") == 1);
     cJSON_Delete(jb);
 
@@ -399,7 +316,7 @@ START_TEST(cancel_running_and_queued)
     tl_http(g_d.addr, "POST", "/jobs/long-b/cancel", g_d.token, NULL, 0, &r);
     ck_assert_int_eq(r.status, 202);
     tl_resp_free(&r);
-    cJSON_Delete(wait_state(b, "cancelled", 5));
+    cJSON_Delete(tl_wait_state(&g_d, b, "cancelled", 5));
 
     tl_http(g_d.addr, "POST", "/jobs/long-a/cancel", NULL, NULL, 0, &r);
     ck_assert_int_eq(r.status, 401);
@@ -407,7 +324,7 @@ START_TEST(cancel_running_and_queued)
     tl_http(g_d.addr, "POST", "/jobs/long-a/cancel", g_d.token, NULL, 0, &r);
     ck_assert_int_eq(r.status, 202);
     tl_resp_free(&r);
-    ja = wait_state(a, "cancelled", 30);
+    ja = tl_wait_state(&g_d, a, "cancelled", 30);
     /* it checkpointed where it stopped */
     ck_assert(tl_num(ja, "checkpoint_step") > 0);
     ck_assert(tl_num(ja, "checkpoint_step") >= tl_num(ja, "step") - 100);
@@ -431,12 +348,12 @@ START_TEST(killed_worker_fails_its_job_only)
     char *cfgp = xasprintf("%s/traind.yaml", g_dir);
     ck_assert_int_eq(tl_write(cfgp, "max_restarts: 1\nmax_jobs: 2\nmetrics_keep: 20\n"), 0);
     const char *args[] = {"--config", cfgp, NULL};
-    start_daemon(args);
+    tl_start_in(&g_d, g_dir, args, 20);
     char body[1024];
     snprintf(body, sizeof body, LONG_FMT, "victim");
-    char *id = submit(body);
+    char *id = tl_submit(&g_d, body);
 
-    cJSON *j = wait_running(id, 2000, 30);
+    cJSON *j = tl_wait_running(&g_d, id, 2000, 30);
     pid_t pid = (pid_t)tl_num(j, "pid");
     cJSON_Delete(j);
     ck_assert_int_eq(kill(pid, SIGKILL), 0);
@@ -451,13 +368,13 @@ START_TEST(killed_worker_fails_its_job_only)
         tl_sleep_ms(20);
     }
     ck_assert(tl_num(j, "crashes") == 1);
-    ck_assert(has_error(j, "killed by signal 9"));
+    ck_assert(tl_job_has_error(j, "killed by signal 9", NULL));
     pid = (pid_t)tl_num(j, "pid");
     cJSON_Delete(j);
-    cJSON_Delete(wait_running(id, 0, 20));
+    cJSON_Delete(tl_wait_running(&g_d, id, 0, 20));
     ck_assert_int_eq(kill(pid, SIGKILL), 0);
-    j = wait_state(id, "failed", 20);
-    ck_assert(has_error(j, "training process killed by signal 9"));
+    j = tl_wait_state(&g_d, id, "failed", 20);
+    ck_assert(tl_job_has_error(j, "training process killed by signal 9", NULL));
     ck_assert_ptr_nonnull(strstr(first_error(j) ? first_error(j) : "", "signal 9"));
     cJSON_Delete(j);
 
@@ -467,8 +384,8 @@ START_TEST(killed_worker_fails_its_job_only)
     ck_assert_int_eq(status, 200);
     ck_assert_str_eq(tl_str(h, "status"), "ok");
     cJSON_Delete(h);
-    char *q = submit(QUICK);
-    cJSON_Delete(wait_state(q, "succeeded", 30));
+    char *q = tl_submit(&g_d, QUICK);
+    cJSON_Delete(tl_wait_state(&g_d, q, "succeeded", 30));
     ck_assert(tl_pid_alive(g_d.pid));
     /* metrics_keep 20: the 60 points of history are thinned, old ones first */
     cJSON *m = tl_get_json(g_d.addr, "/jobs/quick/metrics", NULL);
@@ -486,37 +403,13 @@ START_TEST(killed_worker_fails_its_job_only)
 }
 END_TEST
 
-/* metrics.jsonl without the "time" field of each line (wall clock differs). */
-static char *metrics_without_time(const char *id)
-{
-    char *p = xasprintf("%s/spool/jobs/%s/metrics.jsonl", g_dir, id);
-    char *text = tl_read(p, NULL);
-    free(p);
-    ck_assert_ptr_nonnull(text);
-    size_t n = strlen(text);
-    char *out = xmalloc(n + 1);
-    size_t w = 0;
-    for (size_t i = 0; i < n;) {
-        if (strncmp(text + i, ",\"time\":", 8) == 0) {
-            i += 8;
-            while (i < n && text[i] != ',' && text[i] != '}')
-                i++;
-            continue;
-        }
-        out[w++] = text[i++];
-    }
-    out[w] = '\0';
-    free(text);
-    return out;
-}
-
 START_TEST(daemon_killed_mid_run_resumes_exactly)
 {
-    start_daemon(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 20);
     char body[1024];
     snprintf(body, sizeof body, RESUME_FMT, "resume");
-    char *id = submit(body);
-    cJSON *j = wait_running(id, 1000, 30);
+    char *id = tl_submit(&g_d, body);
+    cJSON *j = tl_wait_running(&g_d, id, 1000, 30);
     pid_t worker = (pid_t)tl_num(j, "pid");
     cJSON_Delete(j);
 
@@ -534,8 +427,8 @@ START_TEST(daemon_killed_mid_run_resumes_exactly)
     free(p);
 
     tl_daemon_free(&g_d);
-    start_daemon(NULL);
-    j = wait_state(id, "succeeded", 60);
+    tl_start_in(&g_d, g_dir, NULL, 20);
+    j = tl_wait_state(&g_d, id, "succeeded", 60);
     ck_assert(tl_num(j, "restarts") == 1);
     ck_assert(tl_num(j, "step") == 40000);
     double loss_resumed = tl_num(j, "loss");
@@ -543,14 +436,14 @@ START_TEST(daemon_killed_mid_run_resumes_exactly)
 
     /* the same config, never interrupted */
     snprintf(body, sizeof body, RESUME_FMT, "reference");
-    char *ref = submit(body);
-    j = wait_state(ref, "succeeded", 60);
+    char *ref = tl_submit(&g_d, body);
+    j = tl_wait_state(&g_d, ref, "succeeded", 60);
     ck_assert(tl_num(j, "restarts") == 0);
     double loss_ref = tl_num(j, "loss");
     cJSON_Delete(j);
     ck_assert_msg(loss_resumed == loss_ref, "final loss %.17g after resume, %.17g uninterrupted", loss_resumed,
                   loss_ref);
-    char *m1 = metrics_without_time(id), *m2 = metrics_without_time(ref);
+    char *m1 = tl_job_metrics(g_d.spool, id), *m2 = tl_job_metrics(g_d.spool, ref);
     ck_assert_msg(strcmp(m1, m2) == 0, "metrics.jsonl differ between the resumed and the uninterrupted run");
     free(m1);
     free(m2);
@@ -561,12 +454,12 @@ START_TEST(daemon_killed_mid_run_resumes_exactly)
     ck_assert_int_eq(tl_write(p, "{\"id\": \"reference\", \"state\": "), 0);
     free(p);
     tl_daemon_free(&g_d);
-    start_daemon(NULL);
-    j = wait_state(ref, "succeeded", 30);
+    tl_start_in(&g_d, g_dir, NULL, 20);
+    j = tl_wait_state(&g_d, ref, "succeeded", 30);
     ck_assert(tl_num(j, "step") == 40000);
     ck_assert_msg(tl_num(j, "loss") == loss_ref, "loss %.17g vs %.17g", tl_num(j, "loss"), loss_ref);
     cJSON_Delete(j);
-    j = wait_state(id, "succeeded", 5);
+    j = tl_wait_state(&g_d, id, "succeeded", 5);
     ck_assert(tl_num(j, "restarts") == 1);
     cJSON_Delete(j);
     free(id);
@@ -576,11 +469,11 @@ END_TEST
 
 START_TEST(sigterm_checkpoints_and_exits_0)
 {
-    start_daemon(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 20);
     char body[1024];
     snprintf(body, sizeof body, LONG_FMT, "stopme");
-    char *id = submit(body);
-    cJSON *j = wait_running(id, 0, 20);
+    char *id = tl_submit(&g_d, body);
+    cJSON *j = tl_wait_running(&g_d, id, 0, 20);
     pid_t worker = (pid_t)tl_num(j, "pid");
     cJSON_Delete(j);
 
@@ -602,8 +495,8 @@ START_TEST(sigterm_checkpoints_and_exits_0)
 
     /* it resumes at the next start, from where it stopped */
     tl_daemon_free(&g_d);
-    start_daemon(NULL);
-    j = wait_running(id, ckpt, 20);
+    tl_start_in(&g_d, g_dir, NULL, 20);
+    j = tl_wait_running(&g_d, id, ckpt, 20);
     ck_assert(tl_num(j, "restarts") == 1);
     ck_assert(tl_num(j, "step") >= (double)ckpt);
     cJSON_Delete(j);
@@ -615,7 +508,7 @@ END_TEST
 
 START_TEST(malformed_requests)
 {
-    start_daemon(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 20);
     tl_resp r;
     const char garbage[] = "GARBAGE\x01\x02 / NOT-HTTP\r\n\r\n";
     tl_http_raw(g_d.addr, garbage, sizeof garbage - 1, 5000, &r);
@@ -640,7 +533,8 @@ START_TEST(malformed_requests)
     free(hdr);
 
     /* a body that is not YAML at all, and one that is binary */
-    post(g_d.token, "{{{{ ::: not yaml", &r);
+    const char *not_yaml = "{{{{ ::: not yaml";
+    tl_post_job(&g_d, g_d.token, not_yaml, strlen(not_yaml), &r);
     ck_assert_int_eq(r.status, 400);
     tl_resp_free(&r);
     tl_http(g_d.addr, "POST", "/jobs", g_d.token, "\0\xff\xfe", 3, &r);
@@ -660,19 +554,24 @@ START_TEST(sighup_rereads_max_jobs)
     char *cfgp = xasprintf("%s/traind.yaml", g_dir);
     ck_assert_int_eq(tl_write(cfgp, "max_jobs: 1\n"), 0);
     const char *args[] = {"--config", cfgp, NULL};
-    start_daemon(args);
+    tl_start_in(&g_d, g_dir, args, 20);
     char body[1024];
     snprintf(body, sizeof body, LONG_FMT, "h1");
-    char *a = submit(body);
+    char *a = tl_submit(&g_d, body);
     snprintf(body, sizeof body, LONG_FMT, "h2");
-    char *b = submit(body);
-    cJSON_Delete(wait_running(a, 0, 20));
-    cJSON *j = wait_state(b, "queued", 5);
+    char *b = tl_submit(&g_d, body);
+    cJSON_Delete(tl_wait_running(&g_d, a, 0, 20));
+    cJSON *j = tl_wait_state(&g_d, b, "queued", 5);
     cJSON_Delete(j);
 
-    ck_assert_int_eq(tl_write(cfgp, "max_jobs: 2\n"), 0);
+    /* issue 13: each changed key is logged, old -> new; one that cannot
+     * change while traind runs is named and kept */
+    ck_assert_int_eq(tl_write(cfgp, "max_jobs: 2\nmax_trials: 5\n"), 0);
     kill(g_d.pid, SIGHUP);
-    cJSON_Delete(wait_running(b, 0, 20));
+    cJSON_Delete(tl_wait_running(&g_d, b, 0, 20));
+    ck_assert_msg(tl_log_wait(&g_d, "SIGHUP: max_jobs: 1 -> 2", 5), "no change logged:\n%s", tl_read(g_d.log, NULL));
+    ck_assert(tl_log_wait(&g_d, "SIGHUP: max_trials cannot change while traind runs (1000 -> 5); "
+                                "keeping 1000 until the next start", 5));
     j = tl_get_json(g_d.addr, "/jobs/h1", NULL);
     ck_assert_str_eq(tl_str(j, "state"), "running");   /* nothing dropped */
     cJSON_Delete(j);
@@ -746,7 +645,7 @@ START_TEST(command_line)
     const char *bad[] = {"--config", cfgp, "--spool", spool, NULL};
     ck_assert_int_eq(run_traind(&out, bad), 1);
     ck_assert_ptr_nonnull(strstr(out, ":2:1:"));
-    ck_assert_ptr_nonnull(strstr(out, "did you mean \"max_jobs\""));
+    ck_assert_ptr_nonnull(strstr(out, "did you mean 'max_jobs'"));
     ck_assert_ptr_nonnull(strstr(out, "<3>"));
     free(out);
     const char *missing[] = {"--config", "/nonexistent/traind.yaml", NULL};
@@ -759,7 +658,7 @@ END_TEST
 
 START_TEST(diverging_job_fails_with_cause)
 {
-    start_daemon(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 20);
     const char *nan_cfg =
         "name: diverge\n"
         "model: {type: linear, input_dim: 4, output_dim: 2}\n"
@@ -767,8 +666,8 @@ START_TEST(diverging_job_fails_with_cause)
         "optimizer: {type: sgd, lr: 1.0e+12}\n"
         "schedule: {type: constant, total_steps: 5000}\n"
         "train: {log_every: 1}\n";
-    char *id = submit(nan_cfg);
-    cJSON *j = wait_state(id, "failed", 30);
+    char *id = tl_submit(&g_d, nan_cfg);
+    cJSON *j = tl_wait_state(&g_d, id, "failed", 30);
     const char *msg = first_error(j);
     ck_assert_msg(msg && (strstr(msg, "is NaN at step") || strstr(msg, "is Inf at step")), "error: %s",
                   msg ? msg : "(none)");
@@ -776,8 +675,8 @@ START_TEST(diverging_job_fails_with_cause)
     ck_assert_ptr_nonnull(tl_str(j, "finished_at"));
     cJSON_Delete(j);
     /* the failure is not the daemon's: it goes on */
-    char *q = submit(QUICK);
-    cJSON_Delete(wait_state(q, "succeeded", 30));
+    char *q = tl_submit(&g_d, QUICK);
+    cJSON_Delete(tl_wait_state(&g_d, q, "succeeded", 30));
     free(q);
     free(id);
 }
@@ -800,7 +699,9 @@ START_TEST(startup_scan_and_systemd_notify)
     /* a file already waiting in incoming/ is taken at start-up */
     char *inc = spool_path("incoming");
     ck_assert_int_eq(mkdir_p(inc, 0755), 0);
-    drop("early.yaml", QUICK);
+    char *early_spool = spool_path("");
+    tl_drop(early_spool, "early.yaml", QUICK, 0);
+    free(early_spool);
     /* waiting for a while already: taken at once, before the unread
      * notification socket's queue (10 datagrams) fills and later ones are
      * dropped (traind never waits on it) */
@@ -818,11 +719,11 @@ START_TEST(startup_scan_and_systemd_notify)
     ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     setenv("NOTIFY_SOCKET", sock, 1);
     setenv("WATCHDOG_USEC", "200000", 1);
-    start_daemon(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 20);
     unsetenv("NOTIFY_SOCKET");
     unsetenv("WATCHDOG_USEC");
 
-    cJSON *j = wait_state("early", "succeeded", 30);
+    cJSON *j = tl_wait_state(&g_d, "early", "succeeded", 30);
     cJSON_Delete(j);
     tl_sleep_ms(300);   /* a watchdog period */
     char got[16384] = "";

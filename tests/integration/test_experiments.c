@@ -44,27 +44,12 @@ static tl_daemon g_d;
 
 static void setup(void)
 {
-    g_dir = tl_tmpdir("traind-exp");
-    ck_assert_ptr_nonnull(g_dir);
-    memset(&g_d, 0, sizeof g_d);
+    tl_fixture_begin(&g_dir, &g_d, "traind-exp");
 }
 
 static void teardown(void)
 {
-    tl_daemon_free(&g_d);
-    tl_rmtree(g_dir);
-    free(g_dir);
-    g_dir = NULL;
-}
-
-static void start_daemon(const char *const *extra)
-{
-    char *spool = xasprintf("%s/spool", g_dir);
-    if (tl_daemon_start(&g_d, spool, extra, 20) != 0) {
-        char *log = tl_read(g_d.log, NULL);
-        ck_abort_msg("traind did not start: %s", log ? log : "(no log)");
-    }
-    free(spool);
+    tl_fixture_end(&g_dir, &g_d);
 }
 
 static int post_exp(const char *body, char **out)
@@ -208,7 +193,7 @@ static void check_finished(const char *id, int n, long steps)
 START_TEST(grid_runs_every_trial)
 {
     const char *const three[] = {"--max-jobs", "3", NULL};
-    start_daemon(three);
+    tl_start_in(&g_d, g_dir, three, 20);
     char *body = xasprintf(GRID_FMT, 600L, "");
     char *id = submit_exp(body);
     cJSON_Delete(wait_exp(id, "succeeded", 120, 2));
@@ -221,7 +206,7 @@ START_TEST(grid_runs_every_trial)
     /* and after a restart, the same */
     ck_assert_int_eq(WEXITSTATUS(tl_daemon_stop(&g_d, SIGTERM, 30)), 0);
     tl_daemon_free(&g_d);
-    start_daemon(three);
+    tl_start_in(&g_d, g_dir, three, 20);
     check_finished(id, 4, 600);
     int st;
     cJSON *none = tl_get_json(g_d.addr, "/experiments/nosuch", &st);
@@ -237,7 +222,7 @@ END_TEST
 START_TEST(incoming_sweep_becomes_an_experiment)
 {
     const char *const three[] = {"--max-jobs", "3", NULL};
-    start_daemon(three);
+    tl_start_in(&g_d, g_dir, three, 20);
     char *body = xasprintf(GRID_FMT, 300L, "");
     char *tmp = xasprintf("%s/spool/incoming/.grid.yaml.tmp", g_dir);
     char *dst = xasprintf("%s/spool/incoming/grid.yaml", g_dir);
@@ -263,7 +248,7 @@ START_TEST(incoming_sweep_becomes_an_experiment)
     cJSON_Delete(j);
     ck_assert_int_eq(WEXITSTATUS(tl_daemon_stop(&g_d, SIGTERM, 30)), 0);
     tl_daemon_free(&g_d);
-    start_daemon(three);
+    tl_start_in(&g_d, g_dir, three, 20);
     cJSON *list = tl_get_json(g_d.addr, "/experiments", NULL);
     ck_assert_int_eq(cJSON_GetArraySize(list), 1);
     cJSON_Delete(list);
@@ -276,7 +261,7 @@ END_TEST
 
 START_TEST(invalid_trial_rejects_everything)
 {
-    start_daemon(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 20);
     char *body = xasprintf(GRID_FMT, 600L, ", -2");
     char *ans;
     ck_assert_int_eq(post_exp(body, &ans), 400);
@@ -316,7 +301,7 @@ END_TEST
 
 START_TEST(cancel_stops_the_rest)
 {
-    start_daemon(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 20);
     char *body = xasprintf(GRID_FMT, 50000000L, "");
     char *id = submit_exp(body);
     cJSON *x;
@@ -362,7 +347,7 @@ END_TEST
 START_TEST(kill9_loop_loses_and_duplicates_nothing)
 {
     const char *const two[] = {"--max-jobs", "2", NULL};
-    start_daemon(two);
+    tl_start_in(&g_d, g_dir, two, 20);
     char *body = xasprintf(GRID_FMT, 60000L, ", 2.0e-3");   /* 6 trials */
     char *id = submit_exp(body);
     unsigned seed = 7;
@@ -383,7 +368,7 @@ START_TEST(kill9_loop_loses_and_duplicates_nothing)
         g_d.pid = 0;
         tl_daemon_free(&g_d);
         kills++;
-        start_daemon(two);
+        tl_start_in(&g_d, g_dir, two, 20);
     }
     ck_assert_msg(kills >= 3, "only %d kills", kills);
     fprintf(stderr, "experiments kill loop: %d kills of traind during a 6-trial sweep\n", kills);
@@ -413,7 +398,7 @@ static char *post_with_key(const char *body, const char *key, int *status)
 
 START_TEST(idempotent_submit)
 {
-    start_daemon(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 20);
     char *body = xasprintf(GRID_FMT, 300L, "");
     int st;
     char *a = post_with_key(body, "key-1", &st);
@@ -424,7 +409,7 @@ START_TEST(idempotent_submit)
     cJSON_Delete(wait_exp(a, "succeeded", 60, 0));
     ck_assert_int_eq(WEXITSTATUS(tl_daemon_stop(&g_d, SIGTERM, 30)), 0);
     tl_daemon_free(&g_d);
-    start_daemon(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 20);
     char *c = post_with_key(body, "key-1", &st);
     ck_assert_int_eq(st, 201);
     ck_assert_str_eq(a, c);
@@ -462,7 +447,7 @@ END_TEST
  * history starting with the parent's points up to it. */
 START_TEST(fork_from_sweep_forks_every_trial)
 {
-    start_daemon(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 20);
     static const char base[] =
         "name: stable\n"
         "seed: 2\n"

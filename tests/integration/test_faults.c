@@ -170,9 +170,7 @@ static char *fmt_cfg(const char *fmt, const char *name)
 
 static void setup(void)
 {
-    g_dir = tl_tmpdir("traind-faults");
-    ck_assert_ptr_nonnull(g_dir);
-    memset(&g_d, 0, sizeof g_d);
+    tl_fixture_begin(&g_dir, &g_d, "traind-faults");
     g_mounted = false;
     g_t0 = tl_now();
 }
@@ -201,20 +199,12 @@ static char *job_path(const char *id, const char *file)
     return xasprintf("%s/spool/jobs/%s/%s", g_dir, id, file);
 }
 
-static char *daemon_log(void)
-{
-    char *p = g_d.log ? xstrdup(g_d.log) : spool_path("daemon.log");
-    char *log = tl_read(p, NULL);
-    free(p);
-    return log ? log : xstrdup("");
-}
-
 static void start_daemon_opts(const char *const *extra, const tl_start_opts *o)
 {
     char *spool = xasprintf("%s/spool", g_dir);
     int rc = tl_daemon_start_opts(&g_d, spool, extra, 30, o);
     if (rc != 0) {
-        char *log = daemon_log();
+        char *log = tl_daemon_log(&g_d);
         ck_abort_msg("traind did not start (%s): %s", tl_traind_path(), log);
     }
     free(spool);
@@ -248,35 +238,6 @@ static void stop_daemon_clean(void)
     tl_daemon_free(&g_d);
 }
 
-/* Writes text outside incoming/, then renames it in (the documented way). */
-static void drop(const char *name, const char *text)
-{
-    char *tmp = xasprintf("%s/staging.tmp", g_dir);
-    char *dst = xasprintf("%s/spool/incoming/%s", g_dir, name);
-    ck_assert_int_eq(tl_write(tmp, text), 0);
-    ck_assert_msg(rename(tmp, dst) == 0, "rename to %s: %s", dst, strerror(errno));
-    free(tmp);
-    free(dst);
-}
-
-static int post(const char *body, size_t len, tl_resp *r)
-{
-    return tl_http(g_d.addr, "POST", "/jobs", g_d.token, body, len, r);
-}
-
-static char *submit(const char *body)
-{
-    tl_resp r;
-    post(body, strlen(body), &r);
-    ck_assert_msg(r.status == 201, "POST /jobs: %d %s", r.status, r.body);
-    cJSON *j = cJSON_Parse(r.body);
-    ck_assert_ptr_nonnull(tl_str(j, "id"));
-    char *id = xstrdup(tl_str(j, "id"));
-    cJSON_Delete(j);
-    tl_resp_free(&r);
-    return id;
-}
-
 static char *job_text(const char *id)
 {
     char *path = xasprintf("/jobs/%s", id);
@@ -285,38 +246,6 @@ static char *job_text(const char *id)
     char *text = now ? cJSON_PrintUnformatted(now) : xstrdup("(none)");
     cJSON_Delete(now);
     return text;
-}
-
-static cJSON *wait_state(const char *id, const char *state, double timeout_s)
-{
-    cJSON *j = tl_wait_job(g_d.addr, id, tl_job_in_state, (void *)state, timeout_s);
-    if (!j) {
-        char *text = job_text(id), *log = daemon_log();
-        ck_abort_msg("job %s never reached %s; now: %.2000s\ndaemon log:\n%s", id, state, text, log);
-    }
-    return j;
-}
-
-static cJSON *wait_running(const char *id, long min_ckpt, double timeout_s)
-{
-    cJSON *j = tl_wait_job(g_d.addr, id, tl_job_running_with, &min_ckpt, timeout_s);
-    if (!j) {
-        char *text = job_text(id), *log = daemon_log();
-        ck_abort_msg("job %s never ran with a checkpoint >= %ld; now: %.2000s\ndaemon log:\n%s", id, min_ckpt,
-                     text, log);
-    }
-    return j;
-}
-
-static bool has_error(const cJSON *job, const char *a, const char *b)
-{
-    const cJSON *e;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(job, "errors")) {
-        const char *m = tl_str(e, "message");
-        if (m && strstr(m, a) && (!b || strstr(m, b)))
-            return true;
-    }
-    return false;
 }
 
 static int n_errors(const cJSON *job)
@@ -331,32 +260,6 @@ static void assert_healthy(void)
     cJSON *h = tl_get_json(g_d.addr, "/healthz", &status);
     ck_assert_int_eq(status, 200);
     cJSON_Delete(h);
-}
-
-static bool log_has(const char *a, const char *b)
-{
-    char *log = daemon_log();
-    bool found = false;
-    for (char *line = log; line && *line && !found;) {
-        char *nl = strchr(line, '\n');
-        if (nl)
-            *nl = '\0';
-        found = strstr(line, a) && (!b || strstr(line, b));
-        line = nl ? nl + 1 : NULL;
-    }
-    free(log);
-    return found;
-}
-
-static void assert_log_has(const char *a, const char *b)
-{
-    /* the daemon logs from its loop: give it a moment */
-    for (double deadline = tl_now() + 5; tl_now() < deadline; tl_sleep_ms(20))
-        if (log_has(a, b))
-            return;
-    char *log = daemon_log();
-    ck_abort_msg("the daemon log has no line with \"%s\"%s%s%s:\n%s", a, b ? " and \"" : "", b ? b : "",
-                 b ? "\"" : "", log);
 }
 
 /* status.json of a job as it is on disk now: it must always parse. */
@@ -384,7 +287,7 @@ static void wait_status_on_disk(const char *id, const char *state, double timeou
         if (ok)
             return;
         if (tl_now() > deadline) {
-            char *log = daemon_log();
+            char *log = tl_daemon_log(&g_d);
             ck_abort_msg("status.json of %s never said %s: %.500s\ndaemon log:\n%s", id, state, text, log);
         }
         free(text);
@@ -571,8 +474,8 @@ START_TEST(write_errors_under_file_size_limit)
      * stopped (the training process frozen first, so it cannot finish). */
     start_daemon(NULL);
     char *big = fmt_cfg(BIGCKPT_FMT, "bigckpt");
-    char *a = submit(big);
-    cJSON *j = wait_running(a, 500, 60);
+    char *a = tl_submit(&g_d, big);
+    cJSON *j = tl_wait_running(&g_d, a, 500, 60);
     pid_t worker = (pid_t)tl_num(j, "pid");
     cJSON_Delete(j);
     ck_assert_int_eq(kill(worker, SIGSTOP), 0);
@@ -602,7 +505,7 @@ START_TEST(write_errors_under_file_size_limit)
     tl_start_opts o = {.fsize_limit = LIMIT};
     start_daemon_opts(NULL, &o);
     char *chatty = fmt_cfg(CHATTY_FMT, "chatty");
-    char *b = submit(chatty);
+    char *b = tl_submit(&g_d, chatty);
     size_t hl = LIMIT + 50000;
     char *huge = xmalloc(hl + 1);
     int n = snprintf(huge, hl, QUICK_FMT, "huge");
@@ -611,19 +514,19 @@ START_TEST(write_errors_under_file_size_limit)
     huge[hl - 1] = '\n';
     huge[hl] = '\0';
     tl_resp r;
-    post(huge, hl, &r);
+    tl_post_job(&g_d, g_d.token, huge, hl, &r);
     ck_assert_msg(r.status == 500 || r.status == 507, "POST of a config over the limit: %d %s", r.status, r.body);
     tl_resp_free(&r);
     free(huge);
-    assert_log_has("cannot save", "File too large");
+    tl_assert_log(&g_d, "cannot save", "File too large", 5);
     assert_healthy();
 
-    j = wait_state(a, "failed", 60);
-    ck_assert_msg(has_error(j, "checkpoint.bin", "File too large"), "errors: %s", job_text(a));
+    j = tl_wait_state(&g_d, a, "failed", 60);
+    ck_assert_msg(tl_job_has_error(j, "checkpoint.bin", "File too large"), "errors: %s", job_text(a));
     ck_assert(tl_num(j, "checkpoint_step") == (double)ckpt_step);
     cJSON_Delete(j);
-    j = wait_state(b, "failed", 60);
-    ck_assert_msg(has_error(j, "metrics.jsonl", "File too large"), "errors: %s", job_text(b));
+    j = tl_wait_state(&g_d, b, "failed", 60);
+    ck_assert_msg(tl_job_has_error(j, "metrics.jsonl", "File too large"), "errors: %s", job_text(b));
     cJSON_Delete(j);
     assert_healthy();
 
@@ -731,10 +634,10 @@ START_TEST(disk_full_on_tmpfs)
     tl_start_opts o = {.log_path = logp};
     start_daemon_opts(NULL, &o);
     char *text = tmpl_cfg(0, "diskfull");
-    char *id = submit(text);
+    char *id = tl_submit(&g_d, text);
     char *text2 = tmpl_cfg(1, "behind");   /* queued (max_jobs 1): starts on the full disk */
-    char *id2 = submit(text2);
-    cJSON *j = wait_running(id, 500, 60);
+    char *id2 = tl_submit(&g_d, text2);
+    cJSON *j = tl_wait_running(&g_d, id, 500, 60);
     pid_t worker = (pid_t)tl_num(j, "pid");
     cJSON_Delete(j);
     ck_assert_int_eq(kill(worker, SIGSTOP), 0);
@@ -749,15 +652,15 @@ START_TEST(disk_full_on_tmpfs)
     /* the running job fails with the cause; the one queued behind it waits
      * (issue 11: it must not fail for good at once); the daemon cannot write
      * status.json, says so, and keeps serving; a POST while full is refused */
-    j = wait_state(id, "failed", 60);
-    ck_assert_msg(has_error(j, "No space left on device", NULL), "errors: %s", job_text(id));
+    j = tl_wait_state(&g_d, id, "failed", 60);
+    ck_assert_msg(tl_job_has_error(j, "No space left on device", NULL), "errors: %s", job_text(id));
     long ckpt_step = (long)tl_num(j, "checkpoint_step");
     cJSON_Delete(j);
-    assert_log_has("queued jobs wait until", "has room again");
+    tl_assert_log(&g_d, "queued jobs wait until", "has room again", 5);
     tl_sleep_ms(1500);
-    j = wait_state(id2, "queued", 1);
+    j = tl_wait_state(&g_d, id2, "queued", 1);
     cJSON_Delete(j);
-    assert_log_has("status.json", "No space left on device");
+    tl_assert_log(&g_d, "status.json", "No space left on device", 5);
     assert_healthy();
     cJSON_Delete(status_on_disk(id));   /* whatever could last be written: whole */
     cJSON_Delete(status_on_disk(id2));
@@ -767,11 +670,11 @@ START_TEST(disk_full_on_tmpfs)
     ck_assert_int_eq(rename(staged, inc), 0);   /* a rename needs no room */
     char *q = fmt_cfg(QUICK_FMT, "while-full");
     tl_resp r;
-    post(q, strlen(q), &r);
+    tl_post_job(&g_d, g_d.token, q, strlen(q), &r);
     ck_assert_msg(r.status == 500 || r.status == 507, "POST on a full disk: %d %s", r.status, r.body);
     tl_resp_free(&r);
     free(q);
-    assert_log_has("cannot save", "No space left on device");
+    tl_assert_log(&g_d, "cannot save", "No space left on device", 5);
     char *ckpt = job_path(id, "checkpoint.bin");
     ck_assert_int_eq(check_ckpt(ckpt), ckpt_step);
     free(ckpt);
@@ -785,9 +688,9 @@ START_TEST(disk_full_on_tmpfs)
     /* space again: status.json catches up by itself, the waiting job and new ones run */
     ck_assert_int_eq(unlink(filler), 0);
     wait_status_on_disk(id, "failed", 10);
-    cJSON_Delete(wait_state(id2, "succeeded", 60));
+    cJSON_Delete(tl_wait_state(&g_d, id2, "succeeded", 60));
     wait_status_on_disk(id2, "succeeded", 10);
-    cJSON_Delete(wait_state("dropped-while-full", "succeeded", 60));
+    cJSON_Delete(tl_wait_state(&g_d, "dropped-while-full", "succeeded", 60));
     free(inc);
     free(staged);
     free(dropped);
@@ -795,8 +698,8 @@ START_TEST(disk_full_on_tmpfs)
     check_metrics_file(mp, NULL);
     free(mp);
     q = fmt_cfg(QUICK_FMT, "after-full");
-    char *qid = submit(q);
-    cJSON_Delete(wait_state(qid, "succeeded", 60));
+    char *qid = tl_submit(&g_d, q);
+    cJSON_Delete(tl_wait_state(&g_d, qid, "succeeded", 60));
     stop_daemon_clean();
     fprintf(stderr, "tmpfs full: job failed at metrics step %ld, checkpoint %ld kept\n", last, ckpt_step);
 
@@ -860,19 +763,19 @@ START_TEST(spool_unwritable_or_vanishing)
      * where each one's temp file goes (root ignores permissions; this does
      * not) */
     snprintf(body, sizeof body, LONG_FMT, "stuck");
-    char *a = submit(body);
-    cJSON *j = wait_running(a, 2000, 60);
+    char *a = tl_submit(&g_d, body);
+    cJSON *j = tl_wait_running(&g_d, a, 2000, 60);
     pid_t worker = (pid_t)tl_num(j, "pid");
     cJSON_Delete(j);
     char *stmp = xasprintf("%s/spool/jobs/%s/status.json.tmp.%d", g_dir, a, (int)g_d.pid);
     char *ctmp = xasprintf("%s/spool/jobs/%s/checkpoint.bin.tmp.%d", g_dir, a, (int)worker);
     mkdir_retry(stmp);
     mkdir_retry(ctmp);
-    j = wait_state(a, "failed", 60);
-    ck_assert_msg(has_error(j, "checkpoint.bin", "Is a directory"), "errors: %s", job_text(a));
+    j = tl_wait_state(&g_d, a, "failed", 60);
+    ck_assert_msg(tl_job_has_error(j, "checkpoint.bin", "Is a directory"), "errors: %s", job_text(a));
     long ckpt_step = (long)tl_num(j, "checkpoint_step");
     cJSON_Delete(j);
-    assert_log_has("status.json", "Is a directory");
+    tl_assert_log(&g_d, "status.json", "Is a directory", 5);
     cJSON *s = status_on_disk(a);
     ck_assert_str_eq(tl_str(s, "state"), "running");   /* the previous one, whole */
     cJSON_Delete(s);
@@ -886,21 +789,21 @@ START_TEST(spool_unwritable_or_vanishing)
 
     /* a job directory removed while its job runs */
     snprintf(body, sizeof body, LONG_FMT, "gone");
-    char *b = submit(body);
-    cJSON_Delete(wait_running(b, 0, 60));
+    char *b = tl_submit(&g_d, body);
+    cJSON_Delete(tl_wait_running(&g_d, b, 0, 60));
     char *bd = job_path(b, ""), *gone = xasprintf("%s/removed", g_dir);
     ck_assert_int_eq(rename(bd, gone), 0);   /* gone at once (rm -rf races the files it writes) */
     rm_rf(gone);
-    j = wait_state(b, "failed", 60);
-    ck_assert_msg(has_error(j, "No such file or directory", NULL), "errors: %s", job_text(b));
+    j = tl_wait_state(&g_d, b, "failed", 60);
+    ck_assert_msg(tl_job_has_error(j, "No such file or directory", NULL), "errors: %s", job_text(b));
     cJSON_Delete(j);
-    assert_log_has(b, "No such file or directory");
+    tl_assert_log(&g_d, b, "No such file or directory", 5);
     assert_healthy();
 
     /* a job directory replaced by a file while its job runs */
     snprintf(body, sizeof body, LONG_FMT, "swapped");
-    char *c = submit(body);
-    cJSON_Delete(wait_running(c, 0, 60));
+    char *c = tl_submit(&g_d, body);
+    cJSON_Delete(tl_wait_running(&g_d, c, 0, 60));
     char *cd = xasprintf("%s/spool/jobs/%s", g_dir, c), *aside = xasprintf("%s/aside", g_dir);
     ck_assert_int_eq(tl_write(aside, "not a directory\n"), 0);
     /* one atomic swap where the kernel has it, else two renames (the job
@@ -912,8 +815,8 @@ START_TEST(spool_unwritable_or_vanishing)
         ck_assert_int_eq(rename(aside, cd), 0);
         free(aside2);
     }
-    j = wait_state(c, "failed", 60);
-    ck_assert_msg(has_error(j, "checkpoint.bin", swapped ? "Not a directory" : NULL), "errors: %s", job_text(c));
+    j = tl_wait_state(&g_d, c, "failed", 60);
+    ck_assert_msg(tl_job_has_error(j, "checkpoint.bin", swapped ? "Not a directory" : NULL), "errors: %s", job_text(c));
     cJSON_Delete(j);
     assert_healthy();
 
@@ -926,10 +829,10 @@ START_TEST(spool_unwritable_or_vanishing)
         back = stat(inc, &st) == 0 && S_ISDIR(st.st_mode);
     }
     ck_assert_msg(back, "incoming/ was not made again");
-    assert_log_has("incoming", "created it again");
+    tl_assert_log(&g_d, "incoming", "created it again", 5);
     char *q = fmt_cfg(QUICK_FMT, "after-incoming");
-    drop("after-incoming.yaml", q);
-    cJSON_Delete(wait_state("after-incoming", "succeeded", 60));
+    tl_drop(g_d.spool, "after-incoming.yaml", q, 0);
+    cJSON_Delete(tl_wait_state(&g_d, "after-incoming", "succeeded", 60));
     free(q);
 
     /* jobs/ removed (every job directory with it): new jobs still come in */
@@ -937,8 +840,8 @@ START_TEST(spool_unwritable_or_vanishing)
     rm_rf(jobs);
     ck_assert_int_ne(access(jobs, F_OK), 0);
     q = fmt_cfg(QUICK_FMT, "after-jobs");
-    char *qid = submit(q);
-    cJSON_Delete(wait_state(qid, "succeeded", 60));
+    char *qid = tl_submit(&g_d, q);
+    cJSON_Delete(tl_wait_state(&g_d, qid, "succeeded", 60));
     char *qcfg = job_path(qid, "config.yaml");
     ck_assert_msg(same_file(qcfg, q, strlen(q)), "config.yaml of %s differs", qid);
     free(qcfg);
@@ -973,8 +876,8 @@ START_TEST(spool_turns_read_only)
     start_daemon(NULL);
     char body[1024];
     snprintf(body, sizeof body, LONG_FMT, "ro");
-    char *a = submit(body);
-    cJSON_Delete(wait_running(a, 2000, 60));
+    char *a = tl_submit(&g_d, body);
+    cJSON_Delete(tl_wait_running(&g_d, a, 2000, 60));
     if (mount(sp, sp, NULL, MS_BIND, NULL) != 0 ||
         (g_mounted = true, mount(NULL, sp, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0)) {
         fprintf(stderr, "SKIPPED: spool_turns_read_only: cannot bind-mount the spool read-only (%s)\n",
@@ -983,16 +886,16 @@ START_TEST(spool_turns_read_only)
         free(a);
         return;
     }
-    cJSON *j = wait_state(a, "failed", 60);
-    ck_assert_msg(has_error(j, "Read-only file system", NULL), "errors: %s", job_text(a));
+    cJSON *j = tl_wait_state(&g_d, a, "failed", 60);
+    ck_assert_msg(tl_job_has_error(j, "Read-only file system", NULL), "errors: %s", job_text(a));
     cJSON_Delete(j);
-    assert_log_has("status.json", "Read-only file system");
+    tl_assert_log(&g_d, "status.json", "Read-only file system", 5);
     char *q = fmt_cfg(QUICK_FMT, "on-ro");
     tl_resp r;
-    post(q, strlen(q), &r);
+    tl_post_job(&g_d, g_d.token, q, strlen(q), &r);
     ck_assert_msg(r.status >= 500, "POST on a read-only spool: %d %s", r.status, r.body);
     tl_resp_free(&r);
-    assert_log_has("Read-only file system", "job directory");
+    tl_assert_log(&g_d, "Read-only file system", "job directory", 5);
     assert_healthy();
     cJSON *s = status_on_disk(a);
     ck_assert_str_eq(tl_str(s, "state"), "running");
@@ -1001,8 +904,8 @@ START_TEST(spool_turns_read_only)
     ck_assert_int_eq(umount2(sp, 0), 0);
     g_mounted = false;
     wait_status_on_disk(a, "failed", 10);
-    char *qid = submit(q);
-    cJSON_Delete(wait_state(qid, "succeeded", 60));
+    char *qid = tl_submit(&g_d, q);
+    cJSON_Delete(tl_wait_state(&g_d, qid, "succeeded", 60));
     stop_daemon_clean();
     free(q);
     free(qid);
@@ -1028,12 +931,12 @@ static void loop_submit(loop_job *lj)
 {
     if (lj->by_post) {
         tl_resp r;
-        post(lj->text, strlen(lj->text), &r);
+        tl_post_job(&g_d, g_d.token, lj->text, strlen(lj->text), &r);
         ck_assert_msg(r.status == 201, "POST %s: %d %s", lj->name, r.status, r.body);
         tl_resp_free(&r);
     } else {
         char *file = xasprintf("%s.yaml", lj->name);
-        drop(file, lj->text);
+        tl_drop(g_d.spool, file, lj->text, 0);
         free(file);
     }
     lj->submitted = true;
@@ -1152,7 +1055,7 @@ START_TEST(sigkill_loop_loses_nothing)
     while (count_succeeded() != N_LOOP) {
         if (tl_now() > deadline) {
             cJSON *all = tl_get_json(g_d.addr, "/jobs", NULL);
-            char *text = all ? cJSON_PrintUnformatted(all) : NULL, *log = daemon_log();
+            char *text = all ? cJSON_PrintUnformatted(all) : NULL, *log = tl_daemon_log(&g_d);
             ck_abort_msg("not every job succeeded after the kill loop: %.3000s\nlog:\n%.5000s", text, log);
         }
         tl_sleep_ms(50);
@@ -1219,8 +1122,8 @@ START_TEST(daemon_killed_as_job_finishes)
 {
     start_daemon(NULL);
     char *text = fmt_cfg(QUIET_FMT, "lastmoment");
-    char *id = submit(text);
-    cJSON *j = wait_running(id, 1000, 60);
+    char *id = tl_submit(&g_d, text);
+    cJSON *j = tl_wait_running(&g_d, id, 1000, 60);
     pid_t worker = (pid_t)tl_num(j, "pid");
     cJSON_Delete(j);
     /* hold the job until status.json on disk has numbers of a step long
@@ -1260,7 +1163,7 @@ START_TEST(daemon_killed_as_job_finishes)
     cJSON_Delete(s);
 
     start_daemon(NULL);
-    j = wait_state(id, "succeeded", 60);
+    j = tl_wait_state(&g_d, id, "succeeded", 60);
     char *want = reference_run(text, "ref-quiet");
     ck_assert(tl_num(j, "step") == 20000);
     ck_assert(tl_num(j, "restarts") == 1);
@@ -1286,8 +1189,8 @@ START_TEST(stopped_worker_stalls_not_fails)
 {
     start_daemon(NULL);
     char *text = tmpl_cfg(0, "paused");
-    char *id = submit(text);
-    cJSON *j = wait_running(id, 250, 60);
+    char *id = tl_submit(&g_d, text);
+    cJSON *j = tl_wait_running(&g_d, id, 250, 60);
     pid_t worker = (pid_t)tl_num(j, "pid");
     cJSON_Delete(j);
     ck_assert_int_eq(kill(worker, SIGSTOP), 0);
@@ -1309,7 +1212,7 @@ START_TEST(stopped_worker_stalls_not_fails)
     assert_healthy();
     ck_assert_int_eq(kill(worker, SIGCONT), 0);
 
-    j = wait_state(id, "succeeded", 60);
+    j = tl_wait_state(&g_d, id, "succeeded", 60);
     ck_assert(tl_num(j, "restarts") == 0);
     ck_assert(tl_num(j, "crashes") == 0);
     ck_assert_msg(n_errors(j) == 0, "errors: %s", job_text(id));
@@ -1371,8 +1274,8 @@ START_TEST(garbage_on_progress_pipe)
 {
     start_daemon(NULL);
     char *text = tmpl_cfg(1, "noisy");
-    char *id = submit(text);
-    cJSON *j = wait_running(id, 250, 60);
+    char *id = tl_submit(&g_d, text);
+    cJSON *j = tl_wait_running(&g_d, id, 250, 60);
     pid_t worker = (pid_t)tl_num(j, "pid");
     cJSON_Delete(j);
     ck_assert_int_eq(kill(worker, SIGSTOP), 0);   /* our lines do not interleave with its own */
@@ -1413,7 +1316,7 @@ START_TEST(garbage_on_progress_pipe)
     close(fd);
     ck_assert_int_eq(kill(worker, SIGCONT), 0);
 
-    j = wait_state(id, "succeeded", 60);
+    j = tl_wait_state(&g_d, id, "succeeded", 60);
     ck_assert(tl_num(j, "restarts") == 0);
     ck_assert(tl_num(j, "step") == (double)TEMPLATE_STEPS(1));
     ck_assert_msg(n_errors(j) == 0, "errors: %s", job_text(id));
@@ -1421,9 +1324,9 @@ START_TEST(garbage_on_progress_pipe)
     ck_assert(api_loss(j) == last_loss(want));
     ck_assert(tl_num(j, "checkpoint_step") == (double)TEMPLATE_STEPS(1));
     cJSON_Delete(j);
-    assert_log_has("unreadable progress line ignored", "not a JSON object");
-    assert_log_has("unreadable progress line ignored", "longer than");
-    assert_log_has("progress line from pid", "does not fit");
+    tl_assert_log(&g_d, "unreadable progress line ignored", "not a JSON object", 5);
+    tl_assert_log(&g_d, "unreadable progress line ignored", "longer than", 5);
+    tl_assert_log(&g_d, "progress line from pid", "does not fit", 5);
     assert_healthy();
     /* the API's history is the file's */
     char *mpath = xasprintf("/jobs/%s/metrics", id);
@@ -1443,8 +1346,8 @@ START_TEST(garbage_on_progress_pipe)
     assert_same_metrics("garbage on the pipe", got, want);
     /* the daemon still trains */
     char *q = fmt_cfg(QUICK_FMT, "after-garbage");
-    char *qid = submit(q);
-    cJSON_Delete(wait_state(qid, "succeeded", 60));
+    char *qid = tl_submit(&g_d, q);
+    cJSON_Delete(tl_wait_state(&g_d, qid, "succeeded", 60));
     stop_daemon_clean();
     free(q);
     free(qid);

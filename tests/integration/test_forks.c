@@ -38,51 +38,17 @@ static tl_daemon g_d;
 
 static void setup(void)
 {
-    g_dir = tl_tmpdir("traind-fork");
-    ck_assert_ptr_nonnull(g_dir);
-    memset(&g_d, 0, sizeof g_d);
+    tl_fixture_begin(&g_dir, &g_d, "traind-fork");
 }
 
 static void teardown(void)
 {
-    tl_daemon_free(&g_d);
-    tl_rmtree(g_dir);
-    free(g_dir);
-    g_dir = NULL;
-}
-
-static void start_daemon(const char *const *extra)
-{
-    char *spool = xasprintf("%s/spool", g_dir);
-    if (tl_daemon_start(&g_d, spool, extra, 20) != 0) {
-        char *log = tl_read(g_d.log, NULL);
-        ck_abort_msg("traind did not start: %s", log ? log : "(no log)");
-    }
-    free(spool);
+    tl_fixture_end(&g_dir, &g_d);
 }
 
 static char *wsd(const char *name, long steps, long ckpt_every)
 {
     return xasprintf(WSD_FMT, name, steps, ckpt_every);
-}
-
-static char *id_of(const tl_resp *r)
-{
-    cJSON *j = cJSON_Parse(r->body);
-    const char *id = tl_str(j, "id");
-    char *out = id ? xstrdup(id) : NULL;
-    cJSON_Delete(j);
-    return out;
-}
-
-static char *submit(const char *body)
-{
-    tl_resp r;
-    tl_http(g_d.addr, "POST", "/jobs", g_d.token, body, strlen(body), &r);
-    ck_assert_msg(r.status == 201, "POST /jobs: %d %s", r.status, r.body);
-    char *id = id_of(&r);
-    tl_resp_free(&r);
-    return id;
 }
 
 /* POST /jobs/{parent}/fork with body; the status, and the answer in *out (malloc'd). */
@@ -111,31 +77,6 @@ static char *fork_ok(const char *parent, const char *body)
     return id;
 }
 
-static cJSON *wait_state(const char *id, const char *state, double timeout_s)
-{
-    cJSON *j = tl_wait_job(g_d.addr, id, tl_job_in_state, (void *)state, timeout_s);
-    if (!j) {
-        char *path = xasprintf("/jobs/%s", id);
-        cJSON *now = tl_get_json(g_d.addr, path, NULL);
-        char *text = now ? cJSON_PrintUnformatted(now) : NULL;
-        char *log = tl_read(g_d.log, NULL);
-        ck_abort_msg("job %s never reached %s; now: %.1500s\nlog: %.3000s", id, state, text ? text : "(none)",
-                     log ? log : "");
-    }
-    return j;
-}
-
-static char *metrics(const char *id)
-{
-    char *p = xasprintf("%s/spool/jobs/%s/metrics.jsonl", g_dir, id);
-    char *text = tl_read(p, NULL);
-    free(p);
-    ck_assert_msg(text != NULL, "no metrics.jsonl for %s", id);
-    char *out = tl_strip_time(text);
-    free(text);
-    return out;
-}
-
 static int lines(const char *s)
 {
     int n = 0;
@@ -148,10 +89,10 @@ static int lines(const char *s)
 
 START_TEST(unchanged_fork_is_bit_identical)
 {
-    start_daemon(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 20);
     char *cfg = wsd("stable", 1000, 0);
-    char *parent = submit(cfg);
-    cJSON *pj = wait_state(parent, "succeeded", 60);
+    char *parent = tl_submit(&g_d, cfg);
+    cJSON *pj = tl_wait_state(&g_d, parent, "succeeded", 60);
     double ploss = tl_num(pj, "loss");
     cJSON_Delete(pj);
 
@@ -177,13 +118,13 @@ START_TEST(unchanged_fork_is_bit_identical)
     cJSON_Delete(none);
 
     char *child = fork_ok(parent, "{\"at_step\": 600}");
-    cJSON *cj = wait_state(child, "succeeded", 60);
+    cJSON *cj = tl_wait_state(&g_d, child, "succeeded", 60);
     ck_assert_str_eq(tl_str(cj, "parent"), parent);
     ck_assert(tl_num(cj, "forked_at") == 600);
     ck_assert_str_eq(tl_str(cj, "name"), "stable-fork-600");
     ck_assert_msg(tl_num(cj, "loss") == ploss, "fork loss %.17g, parent %.17g", tl_num(cj, "loss"), ploss);
     cJSON_Delete(cj);
-    char *a = metrics(parent), *b = metrics(child);
+    char *a = tl_job_metrics(g_d.spool, parent), *b = tl_job_metrics(g_d.spool, child);
     ck_assert_int_eq(lines(a), 100);
     ck_assert_msg(strcmp(a, b) == 0, "the unchanged fork's metrics.jsonl differs from its parent's");
     /* GET /compare: one grid, the two curves equal (the fork's history is the parent's up to 600) */
@@ -235,12 +176,12 @@ START_TEST(unchanged_fork_is_bit_identical)
     /* its job object survives a restart */
     ck_assert_int_eq(WEXITSTATUS(tl_daemon_stop(&g_d, SIGTERM, 30)), 0);
     tl_daemon_free(&g_d);
-    start_daemon(NULL);
-    cj = wait_state(child, "succeeded", 10);
+    tl_start_in(&g_d, g_dir, NULL, 20);
+    cj = tl_wait_state(&g_d, child, "succeeded", 10);
     ck_assert_str_eq(tl_str(cj, "parent"), parent);
     ck_assert(tl_num(cj, "forked_at") == 600);
     cJSON_Delete(cj);
-    pj = wait_state(parent, "succeeded", 10);
+    pj = tl_wait_state(&g_d, parent, "succeeded", 10);
     ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(pj, "parent")));
     cJSON_Delete(pj);
     free(a);
@@ -254,10 +195,10 @@ END_TEST
 START_TEST(cooldown_forks_equal_independent_runs)
 {
     const char *const two[] = {"--max-jobs", "2", NULL};
-    start_daemon(two);
+    tl_start_in(&g_d, g_dir, two, 20);
     char *cfg = wsd("stable", 1000, 0);
-    char *parent = submit(cfg);
-    cJSON_Delete(wait_state(parent, "succeeded", 60));
+    char *parent = tl_submit(&g_d, cfg);
+    cJSON_Delete(tl_wait_state(&g_d, parent, "succeeded", 60));
     static const long total[] = {500, 800};
     for (int k = 0; k < 2; k++) {
         char body[160], name[32];
@@ -266,14 +207,14 @@ START_TEST(cooldown_forks_equal_independent_runs)
         char *fork = fork_ok(parent, body);
         snprintf(name, sizeof name, "indep%ld", total[k]);
         char *icfg = wsd(name, total[k], 0);
-        char *indep = submit(icfg);
-        cJSON *fj = wait_state(fork, "succeeded", 60), *ij = wait_state(indep, "succeeded", 60);
+        char *indep = tl_submit(&g_d, icfg);
+        cJSON *fj = tl_wait_state(&g_d, fork, "succeeded", 60), *ij = tl_wait_state(&g_d, indep, "succeeded", 60);
         char want[32];
         snprintf(want, sizeof want, "cool%ld", total[k]);
         ck_assert_str_eq(tl_str(fj, "name"), want);
         ck_assert_msg(tl_num(fj, "loss") == tl_num(ij, "loss"), "cooldown %ld: fork %.17g, independent %.17g",
                       total[k], tl_num(fj, "loss"), tl_num(ij, "loss"));
-        char *a = metrics(fork), *b = metrics(indep);
+        char *a = tl_job_metrics(g_d.spool, fork), *b = tl_job_metrics(g_d.spool, indep);
         ck_assert_int_eq(lines(a), (int)(total[k] / 10));
         ck_assert_msg(strcmp(a, b) == 0, "cooldown %ld: the fork's metrics.jsonl differs from the independent run's",
                       total[k]);
@@ -292,10 +233,10 @@ END_TEST
 
 START_TEST(refusals)
 {
-    start_daemon(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 20);
     char *cfg = wsd("stable", 300, 0);
-    char *parent = submit(cfg);
-    cJSON_Delete(wait_state(parent, "succeeded", 60));
+    char *parent = tl_submit(&g_d, cfg);
+    cJSON_Delete(tl_wait_state(&g_d, parent, "succeeded", 60));
     char *ans;
 
     /* no kept checkpoint at 150: 409 with the steps that have one */
@@ -336,7 +277,7 @@ START_TEST(refusals)
 
     /* from the final checkpoint.bin of an ended job (not kept under checkpoints/): fine */
     char *tail = fork_ok(parent, "{\"at_step\": 300, \"set\": {\"schedule.total_steps\": 400}}");
-    cJSON *tj = wait_state(tail, "succeeded", 60);
+    cJSON *tj = tl_wait_state(&g_d, tail, "succeeded", 60);
     ck_assert(tl_num(tj, "step") == 400);
     cJSON_Delete(tj);
 
@@ -347,7 +288,7 @@ START_TEST(refusals)
     ck_assert_int_eq(tl_run(argv, out, 30), 0);
     char *text = tl_read(out, NULL);
     text[strcspn(text, "\n")] = '\0';
-    cJSON *cj = wait_state(text, "succeeded", 60);
+    cJSON *cj = tl_wait_state(&g_d, text, "succeeded", 60);
     ck_assert_str_eq(tl_str(cj, "name"), "cli-fork");
     ck_assert(tl_num(cj, "forked_at") == 200);
     const cJSON *opt = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cj, "config"), "optimizer");
@@ -373,13 +314,13 @@ END_TEST
  * with it running: it resumes and ends as an independent run of its config. */
 START_TEST(fork_survives_kill9)
 {
-    start_daemon(NULL);   /* max_jobs 1: the fork waits behind its parent */
+    tl_start_in(&g_d, g_dir, NULL, 20);   /* max_jobs 1: the fork waits behind its parent */
     char *cfg = wsd("stable", 40000, 200);
-    char *parent = submit(cfg);
+    char *parent = tl_submit(&g_d, cfg);
     long ck = 300;
     cJSON_Delete(tl_wait_job(g_d.addr, parent, tl_job_running_with, &ck, 60));
     char *fork = fork_ok(parent, "{\"at_step\": 300, \"set\": {\"schedule.total_steps\": 30000}}");
-    cJSON *fj = wait_state(fork, "queued", 5);
+    cJSON *fj = tl_wait_state(&g_d, fork, "queued", 5);
     cJSON_Delete(fj);
     /* kill -9 while queued */
     ck_assert_int_eq(kill(g_d.pid, SIGKILL), 0);
@@ -387,7 +328,7 @@ START_TEST(fork_survives_kill9)
     g_d.pid = 0;
     tl_daemon_free(&g_d);
     tl_sleep_ms(300);
-    start_daemon(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 20);
     /* queued again (it may start first: a job whose status.json was not
      * written yet is rebuilt from its config with the order it has on disk) */
     char *fpath = xasprintf("/jobs/%s", fork);
@@ -417,18 +358,18 @@ START_TEST(fork_survives_kill9)
     tl_daemon_free(&g_d);
     for (int i = 0; i < 250 && tl_pid_alive(w); i++)
         tl_sleep_ms(20);
-    start_daemon(NULL);
-    fj = wait_state(fork, "succeeded", 90);
+    tl_start_in(&g_d, g_dir, NULL, 20);
+    fj = tl_wait_state(&g_d, fork, "succeeded", 90);
     ck_assert(tl_num(fj, "restarts") >= 1);
     double floss = tl_num(fj, "loss");
     cJSON_Delete(fj);
     /* the same cooldown, never forked nor interrupted: 30000 steps decaying over the last 100 */
     char *icfg = wsd("indep", 30000, 200);
-    char *indep = submit(icfg);
-    cJSON *ij = wait_state(indep, "succeeded", 120);
+    char *indep = tl_submit(&g_d, icfg);
+    cJSON *ij = tl_wait_state(&g_d, indep, "succeeded", 120);
     ck_assert_msg(tl_num(ij, "loss") == floss, "fork %.17g, independent %.17g", floss, tl_num(ij, "loss"));
     cJSON_Delete(ij);
-    char *a = metrics(fork), *b = metrics(indep);
+    char *a = tl_job_metrics(g_d.spool, fork), *b = tl_job_metrics(g_d.spool, indep);
     ck_assert_msg(strcmp(a, b) == 0, "the resumed fork's metrics.jsonl differs from the independent run's");
     free(a);
     free(b);

@@ -66,9 +66,7 @@ static double g_t0;
 
 static void setup(void)
 {
-    g_dir = tl_tmpdir("traind-mpi");
-    ck_assert_ptr_nonnull(g_dir);
-    memset(&g_d, 0, sizeof g_d);
+    tl_fixture_begin(&g_dir, &g_d, "traind-mpi");
     g_t0 = tl_now();
 }
 
@@ -248,34 +246,9 @@ static void start_daemon(const char *threads)
     ck_assert_msg(rc == 0, "traind did not start");
 }
 
-static char *submit(const char *body)
-{
-    tl_resp r;
-    tl_http(g_d.addr, "POST", "/jobs", g_d.token, body, strlen(body), &r);
-    ck_assert_msg(r.status == 201, "POST /jobs: %d %s", r.status, r.body);
-    cJSON *j = cJSON_Parse(r.body);
-    char *id = xstrdup(tl_str(j, "id"));
-    cJSON_Delete(j);
-    tl_resp_free(&r);
-    return id;
-}
-
 static char *job_dir(const char *id)
 {
     return xasprintf("%s/spool/jobs/%s", g_dir, id);
-}
-
-static cJSON *wait_state(const char *id, const char *state, double timeout_s)
-{
-    cJSON *j = tl_wait_job(g_d.addr, id, tl_job_in_state, (void *)state, timeout_s);
-    if (!j) {
-        char *p = xasprintf("/jobs/%s", id);
-        cJSON *now = tl_get_json(g_d.addr, p, NULL);
-        char *text = now ? cJSON_PrintUnformatted(now) : xstrdup("(none)");
-        char *log = tl_read(g_d.log, NULL);
-        ck_abort_msg("job %s never reached %s; now %.1500s\n%s", id, state, text, log ? log : "");
-    }
-    return j;
 }
 
 /* The pids whose parent is ppid (from /proc); at most max. */
@@ -362,8 +335,8 @@ START_TEST(daemon_runs_two_ranks)
     char *text = xasprintf(MLP_CFG, "dp", 600, 20, 200, RANKS2);
     char *want = reference(text);
     start_daemon("2");
-    char *id = submit(text);
-    cJSON *j = wait_state(id, "succeeded", 60);
+    char *id = tl_submit(&g_d, text);
+    cJSON *j = tl_wait_state(&g_d, id, "succeeded", 60);
     ck_assert_int_eq((int)tl_num(j, "ranks"), 2);
     ck_assert_int_eq((int)tl_num(j, "restarts"), 0);
     const cJSON *par = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "config"), "parallel");
@@ -376,8 +349,8 @@ START_TEST(daemon_runs_two_ranks)
     free(log);
     /* a job with more ranks than the daemon's threads budget is refused, clearly */
     char *big = xasprintf(MLP_CFG, "wide", 100, 10, 50, "parallel: {ranks: 4}\n");
-    char *id2 = submit(big);
-    j = wait_state(id2, "failed", 30);
+    char *id2 = tl_submit(&g_d, big);
+    j = tl_wait_state(&g_d, id2, "failed", 30);
     char *errs = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "errors"));
     ck_assert_msg(strstr(errs, "parallel.ranks (4) exceeds the daemon's threads_per_job (2)"), "%s", errs);
     free(errs);
@@ -395,8 +368,8 @@ START_TEST(without_the_mpi_worker_the_job_fails_clearly)
     setenv("TRAIND_MPI_WORKER", "/nonexistent/traind-mpi-worker", 1);   /* this test's process only */
     char *text = xasprintf(MLP_CFG, "nompi", 100, 10, 50, RANKS2);
     start_daemon("2");
-    char *id = submit(text);
-    cJSON *j = wait_state(id, "failed", 30);
+    char *id = tl_submit(&g_d, text);
+    cJSON *j = tl_wait_state(&g_d, id, "failed", 30);
     char *errs = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "errors"));
     ck_assert_msg(strstr(errs, "needs Open MPI's mpirun") && strstr(errs, "traind-mpi-worker"), "%s", errs);
     free(errs);
@@ -421,14 +394,14 @@ START_TEST(kill9_of_a_rank_restarts_from_checkpoint)
     char *spool = path_in("spool");
     ck_assert_int_eq(tl_daemon_start(&g_d, spool, extra, 30), 0);
     free(spool);
-    char *id = submit(text);
+    char *id = tl_submit(&g_d, text);
     pid_t ranks[8];
     int n;
     pid_t mpirun = running_ranks(id, 500, ranks, &n);
     ck_assert_int_eq(kill(ranks[1], SIGKILL), 0);   /* a rank other than 0: nobody reports it */
     pid_t all[3] = {ranks[0], ranks[1], mpirun};
     assert_all_gone(all, 3, 15, "after kill -9 of one rank");
-    cJSON *j = wait_state(id, "succeeded", 90);
+    cJSON *j = tl_wait_state(&g_d, id, "succeeded", 90);
     ck_assert_int_eq((int)tl_num(j, "restarts"), 1);
     ck_assert_int_eq((int)tl_num(j, "crashes"), 1);
     char *errs = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "errors"));
@@ -454,14 +427,14 @@ START_TEST(kill9_of_rank0_without_restarts_fails_the_job)
     char *spool = path_in("spool");
     ck_assert_int_eq(tl_daemon_start(&g_d, spool, extra, 30), 0);
     free(spool);
-    char *id = submit(text);
+    char *id = tl_submit(&g_d, text);
     pid_t ranks[8];
     int n;
     pid_t mpirun = running_ranks(id, 500, ranks, &n);
     ck_assert_int_eq(kill(ranks[0], SIGKILL), 0);
     pid_t all[3] = {ranks[0], ranks[1], mpirun};
     assert_all_gone(all, 3, 15, "after kill -9 of rank 0");
-    cJSON *j = wait_state(id, "failed", 30);
+    cJSON *j = tl_wait_state(&g_d, id, "failed", 30);
     ck_assert_int_eq((int)tl_num(j, "restarts"), 0);
     cJSON_Delete(j);
     free(conf);
@@ -474,7 +447,7 @@ START_TEST(cancel_stops_every_rank_with_a_checkpoint)
 {
     char *text = xasprintf(MLP_CFG, "cx", LONG_STEPS * 25, 100, 500, RANKS2);
     start_daemon("2");
-    char *id = submit(text);
+    char *id = tl_submit(&g_d, text);
     pid_t ranks[8];
     int n;
     pid_t mpirun = running_ranks(id, 500, ranks, &n);
@@ -483,7 +456,7 @@ START_TEST(cancel_stops_every_rank_with_a_checkpoint)
     tl_http(g_d.addr, "POST", p, g_d.token, "", 0, &r);
     ck_assert_int_eq(r.status, 202);
     tl_resp_free(&r);
-    cJSON *j = wait_state(id, "cancelled", 30);
+    cJSON *j = tl_wait_state(&g_d, id, "cancelled", 30);
     double step = tl_num(j, "step"), ckpt = tl_num(j, "checkpoint_step");
     ck_assert_msg(step > 500 && ckpt == step, "cancelled at step %.0f, checkpoint at %.0f", step, ckpt);
     cJSON_Delete(j);
@@ -505,7 +478,7 @@ START_TEST(daemon_kill9_and_restart_resumes_bit_identically)
     char *text = xasprintf(MLP_CFG, "dk", LONG_STEPS, 100, 500, RANKS2);
     char *want = reference(text);
     start_daemon("2");
-    char *id = submit(text);
+    char *id = tl_submit(&g_d, text);
     pid_t ranks[8];
     int n;
     pid_t mpirun = running_ranks(id, 500, ranks, &n);
@@ -516,7 +489,7 @@ START_TEST(daemon_kill9_and_restart_resumes_bit_identically)
     assert_all_gone(all, 3, 10, "after kill -9 of the daemon");
     tl_daemon_free(&g_d);
     start_daemon("2");
-    cJSON *j = wait_state(id, "succeeded", 90);
+    cJSON *j = tl_wait_state(&g_d, id, "succeeded", 90);
     ck_assert_int_eq((int)tl_num(j, "restarts"), 1);
     cJSON_Delete(j);
     assert_job_metrics(id, want, "after kill -9 of the daemon");
@@ -531,7 +504,7 @@ START_TEST(daemon_sigterm_stops_ranks_and_resumes)
     char *text = xasprintf(MLP_CFG, "dt", LONG_STEPS, 100, 500, RANKS2);
     char *want = reference(text);
     start_daemon("2");
-    char *id = submit(text);
+    char *id = tl_submit(&g_d, text);
     pid_t ranks[8];
     int n;
     pid_t mpirun = running_ranks(id, 500, ranks, &n);
@@ -541,7 +514,7 @@ START_TEST(daemon_sigterm_stops_ranks_and_resumes)
     assert_all_gone(all, 3, 5, "after traind's shutdown");
     tl_daemon_free(&g_d);
     start_daemon("2");
-    cJSON *j = wait_state(id, "succeeded", 90);
+    cJSON *j = tl_wait_state(&g_d, id, "succeeded", 90);
     ck_assert_int_eq((int)tl_num(j, "crashes"), 0);
     cJSON_Delete(j);
     assert_job_metrics(id, want, "after a shutdown and a restart");

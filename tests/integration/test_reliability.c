@@ -62,25 +62,13 @@ static tl_daemon g_d;
 
 static void setup(void)
 {
-    g_dir = tl_tmpdir("traind-rel");
-    ck_assert_ptr_nonnull(g_dir);
-    memset(&g_d, 0, sizeof g_d);
+    tl_fixture_begin(&g_dir, &g_d, "traind-rel");
 }
 
 static void teardown(void)
 {
-    if (g_d.pid > 0) {
-        int st = tl_daemon_stop(&g_d, SIGTERM, 30);
-        char *log = st == 0 ? NULL : tl_read(g_d.log, NULL);
-        size_t n = log ? strlen(log) : 0;
-        ck_assert_msg(st == 0, "traind did not stop cleanly (wait status %d): ...%s", st,
-                      log ? log + (n > 3000 ? n - 3000 : 0) : "");
-        free(log);
-    }
-    tl_daemon_free(&g_d);
-    tl_rmtree(g_dir);
-    free(g_dir);
-    g_dir = NULL;
+    tl_stop_clean(&g_d, 30);
+    tl_fixture_end(&g_dir, &g_d);
 }
 
 /* ------------------------------------------------------------------ */
@@ -89,46 +77,6 @@ static void teardown(void)
 static char *spool_path(const char *rel)
 {
     return xasprintf("%s/spool%s%s", g_dir, *rel ? "/" : "", rel);
-}
-
-static void start(const char *const *extra)
-{
-    char *sp = spool_path("");
-    int rc = tl_daemon_start(&g_d, sp, extra, 30);
-    char *log = rc == 0 ? NULL : tl_read(g_d.log, NULL);
-    ck_assert_msg(rc == 0, "traind did not start: %s", log ? log : "(no log)");
-    free(log);
-    free(sp);
-}
-
-static char *log_text(void)
-{
-    char *t = tl_read(g_d.log, NULL);
-    return t ? t : xstrdup("");
-}
-
-/* Waits up to timeout_s for the daemon's log to contain needle. */
-static bool log_has(const char *needle, double timeout_s)
-{
-    double end = tl_now() + timeout_s;
-    do {
-        char *t = log_text();
-        bool ok = strstr(t, needle) != NULL;
-        free(t);
-        if (ok)
-            return true;
-        tl_sleep_ms(50);
-    } while (tl_now() < end);
-    return false;
-}
-
-static void assert_log_has(const char *needle, double timeout_s)
-{
-    if (log_has(needle, timeout_s))
-        return;
-    char *t = log_text();
-    size_t n = strlen(t);
-    ck_abort_msg("the log has no \"%s\": ...%s", needle, t + (n > 3000 ? n - 3000 : 0));
 }
 
 /* Seconds one GET /healthz takes (fails the test when it does not answer 200). */
@@ -147,18 +95,6 @@ static void assert_healthy(double within_s)
 {
     double dt = healthz_s();
     ck_assert_msg(dt < within_s, "/healthz took %.3f s", dt);
-}
-
-static char *submit(const char *yaml)
-{
-    tl_resp r;
-    tl_http(g_d.addr, "POST", "/jobs", g_d.token, yaml, strlen(yaml), &r);
-    ck_assert_msg(r.status == 201, "POST /jobs: %d %s", r.status, r.body ? r.body : "");
-    cJSON *o = cJSON_Parse(r.body);
-    char *id = xstrdup(cJSON_GetStringValue(cJSON_GetObjectItem(o, "id")));
-    cJSON_Delete(o);
-    tl_resp_free(&r);
-    return id;
 }
 
 static char *fmt(const char *f, const char *name)
@@ -260,22 +196,6 @@ static void wait_history(const char *id, long last, double timeout_s)
 
 #define N_HEAVY 40
 
-static int dial(void)
-{
-    char host[128];
-    snprintf(host, sizeof host, "%s", g_d.addr);
-    char *colon = strrchr(host, ':');
-    *colon = '\0';
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    inet_pton(AF_INET, host, &sa.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 typedef struct poller {
     volatile bool stop;
     double worst;
@@ -308,7 +228,7 @@ static double heavy_round(const char *const *targets, size_t n_targets, size_t *
     int fds[N_HEAVY];
     size_t got[N_HEAVY] = {0};
     for (int i = 0; i < N_HEAVY; i++) {
-        fds[i] = dial();
+        fds[i] = tl_dial(g_d.addr);
         ck_assert_int_ge(fds[i], 0);
         char *req = xasprintf("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
                               targets[(size_t)i % n_targets]);
@@ -361,7 +281,7 @@ START_TEST(healthz_fast_under_heavy_requests)
     make_finished_job("long", 3000, 100000, cj);
     free(cj);
     long long bytes = make_history("long", 100000);
-    start(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 30);
     wait_history("long", 100000, 60);
 
     poller p = {0};
@@ -393,7 +313,7 @@ START_TEST(jobs_paging)
         make_finished_job(id, (unsigned long)i + 1, 100, cj);
     }
     free(cj);
-    start(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 30);
     int st;
     cJSON *a = tl_get_json(g_d.addr, "/jobs", &st);
     ck_assert_int_eq(cJSON_GetArraySize(a), 100);   /* the default page */
@@ -454,7 +374,7 @@ START_TEST(metrics_paging)
     make_finished_job("hist", 1, 25000, cj);
     free(cj);
     make_history("hist", 25000);
-    start(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 30);
     wait_history("hist", 25000, 30);
     cJSON *m = tl_get_json(g_d.addr, "/jobs/hist/metrics", NULL);
     cJSON *pts = cJSON_GetObjectItem(m, "points");
@@ -499,7 +419,7 @@ START_TEST(sighup_fifo_does_not_block)
     ck_assert_int_eq(tl_write(conf, text), 0);
     free(text);
     const char *args[] = {"--config", conf, NULL};
-    start(args);
+    tl_start_in(&g_d, g_dir, args, 30);
     char *token = tl_read(tok, NULL);
     ck_assert_ptr_nonnull(token);
     token[strcspn(token, "\n")] = '\0';
@@ -509,7 +429,7 @@ START_TEST(sighup_fifo_does_not_block)
     kill(g_d.pid, SIGHUP);
     tl_sleep_ms(300);
     assert_healthy(1.0);
-    assert_log_has("not a regular file", 5);
+    tl_assert_log(&g_d, "not a regular file", NULL, 5);
 
     /* the config back, the token a FIFO */
     ck_assert_int_eq(unlink(conf), 0);
@@ -521,8 +441,8 @@ START_TEST(sighup_fifo_does_not_block)
     kill(g_d.pid, SIGHUP);
     tl_sleep_ms(300);
     assert_healthy(1.0);
-    assert_log_has("cannot read the API token", 5);
-    assert_log_has("SIGHUP: max_jobs 2", 5);
+    tl_assert_log(&g_d, "cannot read the API token", NULL, 5);
+    tl_assert_log(&g_d, "SIGHUP: max_jobs 2", NULL, 5);
     /* the old token still works */
     char *y = fmt(SMALL_FMT, "after-hup");
     tl_resp r;
@@ -538,15 +458,6 @@ END_TEST
 
 
 /* ------------------------------------------------------------------ */
-/* §2 the spool                                                         */
-
-static cJSON *wait_state(const char *id, const char *state, double timeout_s)
-{
-    cJSON *j = tl_wait_job(g_d.addr, id, tl_job_in_state, (void *)state, timeout_s);
-    ck_assert_msg(j != NULL, "job %s never became %s", id, state);
-    return j;
-}
-
 static bool exists(const char *path)
 {
     struct stat st;
@@ -556,9 +467,9 @@ static bool exists(const char *path)
 /* A second traind on the same spool exits at once and touches nothing. */
 START_TEST(second_daemon_refused)
 {
-    start(NULL);
-    char *id = submit(STEADY);
-    cJSON *j = wait_state(id, "running", 60);
+    tl_start_in(&g_d, g_dir, NULL, 30);
+    char *id = tl_submit(&g_d, STEADY);
+    cJSON *j = tl_wait_state(&g_d, id, "running", 60);
     double pid = tl_num(j, "pid");
     cJSON_Delete(j);
     char *addrf = spool_path("traind.addr");
@@ -666,11 +577,11 @@ START_TEST(foreign_objects_refused)
     free(p);
     free(cj);
 
-    start(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 30);
     assert_healthy(1.0);
-    cJSON *j = wait_state("fifocfg", "failed", 10);
+    cJSON *j = tl_wait_state(&g_d, "fifocfg", "failed", 10);
     cJSON_Delete(j);
-    j = wait_state("lnk", "failed", 10);
+    j = tl_wait_state(&g_d, "lnk", "failed", 10);
     char *text = cJSON_PrintUnformatted(j);
     ck_assert_msg(strstr(text, "not a regular file"), "lnk: %s", text);
     free(text);
@@ -684,11 +595,11 @@ START_TEST(foreign_objects_refused)
     j = tl_get_json(g_d.addr, "/jobs/linkedjob", &code);
     ck_assert_int_eq(code, 404);
     cJSON_Delete(j);
-    assert_log_has("jobs/linkedjob: a symbolic link", 5);
-    assert_log_has("incoming/fifo.yaml: a FIFO", 5);
-    assert_log_has("incoming/link.yaml: a symbolic link", 5);
+    tl_assert_log(&g_d, "jobs/linkedjob: a symbolic link", NULL, 5);
+    tl_assert_log(&g_d, "incoming/fifo.yaml: a FIFO", NULL, 5);
+    tl_assert_log(&g_d, "incoming/link.yaml: a symbolic link", NULL, 5);
     if (have_dev)
-        assert_log_has("incoming/dev.yaml: not a regular file", 5);
+        tl_assert_log(&g_d, "incoming/dev.yaml: not a regular file", NULL, 5);
     ck_assert(exists(ocfg));
     assert_healthy(1.0);
     /* and it still stops (teardown: SIGTERM within 30 s) */
@@ -711,8 +622,8 @@ START_TEST(symlinked_incoming_refused)
     mkdir_p(sp, 0755);
     char *inc = spool_path("incoming");
     ck_assert_int_eq(symlink(elsewhere, inc), 0);
-    start(NULL);
-    assert_log_has("symbolic link (never followed)", 10);
+    tl_start_in(&g_d, g_dir, NULL, 30);
+    tl_assert_log(&g_d, "symbolic link (never followed)", NULL, 10);
     tl_sleep_ms(2500);   /* a rescan or two */
     ck_assert_msg(exists(victim), "a file was moved out of incoming/'s target");
     int code;
@@ -729,7 +640,7 @@ END_TEST
 /* A config appended to incoming/NAME.yaml line by line is taken whole. */
 START_TEST(incoming_taken_whole)
 {
-    start(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 30);
     static const char *const lines[] = {
         "name: pieces\n", "model: {type: linear, input_dim: 4, output_dim: 2}\n",
         "data: {kind: synthetic, batch_size: 4}\n", "optimizer: {lr: 0.01}\n",
@@ -743,7 +654,7 @@ START_TEST(incoming_taken_whole)
         close(fd);
         tl_sleep_ms(300);
     }
-    cJSON *j = wait_state("pieces", "succeeded", 30);
+    cJSON *j = tl_wait_state(&g_d, "pieces", "succeeded", 30);
     ck_assert_int_eq((long)tl_num(j, "total_steps"), 7);
     cJSON_Delete(j);
     free(p);
@@ -756,15 +667,15 @@ END_TEST
 static void restart(void)
 {
     tl_daemon_free(&g_d);
-    start(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 30);
 }
 
 /* A cancel answered 202, then traind killed before the job's process could
  * stop (it is frozen): after the restart the job is cancelled, not trained. */
 START_TEST(cancel_survives_crash)
 {
-    start(NULL);
-    char *id = submit(STEADY);
+    tl_start_in(&g_d, g_dir, NULL, 30);
+    char *id = tl_submit(&g_d, STEADY);
     long step = 1;
     cJSON *j = tl_wait_job(g_d.addr, id, tl_job_running_with, &step, 60);
     ck_assert_ptr_nonnull(j);
@@ -781,7 +692,7 @@ START_TEST(cancel_survives_crash)
     kill(worker, SIGCONT);
     tl_sleep_ms(200);
     restart();
-    j = wait_state(id, "cancelled", 10);
+    j = tl_wait_state(&g_d, id, "cancelled", 10);
     cJSON_Delete(j);
     tl_sleep_ms(500);
     j = tl_get_json(g_d.addr, "/jobs/steady", NULL);
@@ -824,7 +735,7 @@ START_TEST(idempotency_key)
     p = xasprintf("%s/idempotency.key", jd);
     ck_assert_int_eq(tl_write(p, "retry-me-1"), 0);
     free(p);
-    start(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 30);
     tl_resp r;
     post_keyed(y, "retry-me-1", &r);
     ck_assert_msg(r.status == 201 && strstr(r.body, "\"crashed\""), "retry after a crash: %d %s", r.status, r.body);
@@ -874,7 +785,7 @@ END_TEST
 /* trainctl submit sends a key and retries while traind is not up yet. */
 START_TEST(trainctl_submit_retries)
 {
-    start(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 30);
     char *addr = xstrdup(g_d.addr);
     char *sp = spool_path("");
     char *cfg = xasprintf("%s/late.yaml", g_dir);
@@ -965,7 +876,7 @@ START_TEST(restart_with_long_history)
     free(p);
     long last = make_big_history("big", mb);
     double t0 = tl_now();
-    start(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 30);
     cJSON *j = tl_wait_job(g_d.addr, "big", tl_job_ended, NULL, 120);
     double dt = tl_now() - t0;
     ck_assert_ptr_nonnull(j);
@@ -984,7 +895,7 @@ START_TEST(job_disk_limit)
     char *conf = xasprintf("%s/traind.yaml", g_dir);
     ck_assert_int_eq(tl_write(conf, "max_job_disk: 1M\nmetrics_keep: 1000\n"), 0);
     const char *args[] = {"--config", conf, NULL};
-    start(args);
+    tl_start_in(&g_d, g_dir, args, 30);
     static const char chatty[] =
         "name: chatty\n"
         "model: {type: linear, input_dim: 4, output_dim: 2}\n"
@@ -992,8 +903,8 @@ START_TEST(job_disk_limit)
         "optimizer: {lr: 0.001}\n"
         "schedule: {type: constant, total_steps: 100000000}\n"
         "train: {log_every: 1, checkpoint_every: 100000000}\n";
-    char *id = submit(chatty);
-    cJSON *j = wait_state(id, "failed", 60);
+    char *id = tl_submit(&g_d, chatty);
+    cJSON *j = tl_wait_state(&g_d, id, "failed", 60);
     char *text = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "errors"));
     ck_assert_msg(strstr(text, "max_job_disk (1 MiB)"), "errors: %s", text);
     free(text);
@@ -1005,7 +916,7 @@ START_TEST(job_disk_limit)
             (long long)st.st_size);
     ck_assert_msg(st.st_size < (8 << 20), "metrics.jsonl grew to %lld bytes", (long long)st.st_size);
     /* ended: its history is thinned on disk to metrics_keep lines */
-    assert_log_has("metrics.jsonl thinned to 1000 points", 10);
+    tl_assert_log(&g_d, "metrics.jsonl thinned to 1000 points", NULL, 10);
     char *m = tl_read(mp, NULL);
     int lines = 0;
     for (char *c = m; (c = strchr(c, '\n')); c++)
@@ -1013,8 +924,8 @@ START_TEST(job_disk_limit)
     ck_assert_int_eq(lines, 1000);
     free(m);
     char *y = fmt(SMALL_FMT, "next");
-    char *id2 = submit(y);
-    cJSON_Delete(wait_state(id2, "succeeded", 30));
+    char *id2 = tl_submit(&g_d, y);
+    cJSON_Delete(tl_wait_state(&g_d, id2, "succeeded", 30));
     free(y);
     free(id2);
     free(mp);
@@ -1029,15 +940,15 @@ END_TEST
 /* A job whose id has ".." in it (valid by SPEC §3) is reachable everywhere. */
 START_TEST(dotted_id_reachable)
 {
-    start(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 30);
     char *y = xstrdup(STEADY);
     memcpy(strstr(y, "steady"), "v1..2\n", 6);   /* "name: v1..2" */
     char *nl = strstr(y, "v1..2\n") + 6;
     memmove(nl, nl + 1, strlen(nl + 1) + 1);     /* drop the rest of "steady\n" */
     ck_assert_ptr_nonnull(strstr(y, "name: v1..2\nseed"));
-    char *id = submit(y);
+    char *id = tl_submit(&g_d, y);
     ck_assert_str_eq(id, "v1..2");
-    cJSON *j = wait_state(id, "running", 60);
+    cJSON *j = tl_wait_state(&g_d, id, "running", 60);
     cJSON_Delete(j);
     tl_resp r;
     tl_http(g_d.addr, "GET", "/jobs/v1..2/log", NULL, NULL, 0, &r);
@@ -1049,7 +960,7 @@ START_TEST(dotted_id_reachable)
     tl_http(g_d.addr, "POST", "/jobs/v1..2/cancel", g_d.token, NULL, 0, &r);
     ck_assert_int_eq(r.status, 202);
     tl_resp_free(&r);
-    cJSON_Delete(wait_state(id, "cancelled", 60));
+    cJSON_Delete(tl_wait_state(&g_d, id, "cancelled", 60));
     free(id);
     free(y);
 }
@@ -1070,7 +981,7 @@ START_TEST(host_header_checked)
     char *conf = xasprintf("%s/traind.yaml", g_dir);
     ck_assert_int_eq(tl_write(conf, "allowed_hosts: [traind.example]\n"), 0);
     const char *args[] = {"--config", conf, NULL};
-    start(args);
+    tl_start_in(&g_d, g_dir, args, 30);
     static const char *const good[] = {"localhost", "localhost:8080", "127.0.0.1", "[::1]:80", "traind.example",
                                        "TRAIND.example:9"};
     static const char *const bad[] = {"evil.example", "evil.example:8080", "127.0.0.1.evil.example", "traind"};
@@ -1102,7 +1013,7 @@ END_TEST
  * incoming/ is not taken (its content never echoed). */
 START_TEST(errors_reveal_nothing)
 {
-    start(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 30);
     char *data = spool_path("data");
     mkdir_p(data, 0755);
     char *secret = xasprintf("%s/secret-target.txt", g_dir);
@@ -1131,7 +1042,7 @@ START_TEST(errors_reveal_nothing)
 
     char *inc = spool_path("incoming/linked.yaml");
     ck_assert_int_eq(link(secret, inc), 0);
-    assert_log_has("incoming/linked.yaml: has other hard links", 10);
+    tl_assert_log(&g_d, "incoming/linked.yaml: has other hard links", NULL, 10);
     ck_assert(exists(inc));
     cJSON *all = tl_get_json(g_d.addr, "/jobs?limit=1000", NULL);
     char *text = cJSON_PrintUnformatted(all);
@@ -1167,11 +1078,11 @@ static void *endless_server(void *arg)
  * an endless answer is abandoned with exit 3. */
 START_TEST(trainctl_ids_and_answers)
 {
-    start(NULL);
-    char *id = submit(STEADY);
-    cJSON_Delete(wait_state(id, "running", 60));
+    tl_start_in(&g_d, g_dir, NULL, 30);
+    char *id = tl_submit(&g_d, STEADY);
+    cJSON_Delete(tl_wait_state(&g_d, id, "running", 60));
     char *y = fmt(SMALL_FMT, "-rf");
-    char *dash = submit(y);
+    char *dash = tl_submit(&g_d, y);
     ck_assert_str_eq(dash, "-rf");
     free(y);
     char *url = xasprintf("http://%s", g_d.addr);
@@ -1221,19 +1132,6 @@ END_TEST
 /* ------------------------------------------------------------------ */
 /* §5 smaller items                                                     */
 
-/* Writes text as incoming/NAME with an mtime a minute ago (complete). */
-static void drop_old(const char *name, const char *text)
-{
-    char *tmp = xasprintf("%s/staging.tmp", g_dir);
-    char *dst = xasprintf("%s/spool/incoming/%s", g_dir, name);
-    ck_assert_int_eq(tl_write(tmp, text), 0);
-    struct timeval old[2] = {{time(NULL) - 60, 0}, {time(NULL) - 60, 0}};
-    ck_assert_int_eq(utimes(tmp, old), 0);
-    ck_assert_int_eq(rename(tmp, dst), 0);
-    free(tmp);
-    free(dst);
-}
-
 static const char NAMELESS[] =
     "model: {type: linear, input_dim: 4, output_dim: 2}\n"
     "data: {kind: synthetic, batch_size: 4}\n"
@@ -1243,28 +1141,28 @@ static const char NAMELESS[] =
  * names are logged. */
 START_TEST(stem_names_and_extensions)
 {
-    start(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 30);
     char stem[256];
     memset(stem, 'n', 200);
     stem[3] = '\x01';
     strcpy(stem + 200, ".yaml");
-    drop_old(stem, NAMELESS);
-    drop_old("UPPER.YAML", NAMELESS);
-    drop_old("notes.txt", "not a config\n");
-    cJSON *j = wait_state("UPPER", "succeeded", 20);
+    tl_drop(g_d.spool, stem, NAMELESS, 60);
+    tl_drop(g_d.spool, "UPPER.YAML", NAMELESS, 60);
+    tl_drop(g_d.spool, "notes.txt", "not a config\n", 60);
+    cJSON *j = tl_wait_state(&g_d, "UPPER", "succeeded", 20);
     cJSON_Delete(j);
     /* the long stem's id: sanitized, 48 bytes */
     char id[64];
     memset(id, 'n', 48);
     id[3] = '_';
     id[48] = '\0';
-    j = wait_state(id, "succeeded", 20);
+    j = tl_wait_state(&g_d, id, "succeeded", 20);
     const char *name = tl_str(j, "name");
     ck_assert_msg(strlen(name) <= 128, "a name of %zu bytes", strlen(name));
     for (const char *p = name; *p; p++)
         ck_assert_msg((unsigned char)*p >= 0x20, "a control byte in the name");
     cJSON_Delete(j);
-    assert_log_has("incoming/notes.txt: ignored", 10);
+    tl_assert_log(&g_d, "incoming/notes.txt: ignored", NULL, 10);
 }
 END_TEST
 
@@ -1274,14 +1172,14 @@ START_TEST(invalid_not_behind_full_queue)
     char *conf = xasprintf("%s/traind.yaml", g_dir);
     ck_assert_int_eq(tl_write(conf, "max_queued_jobs: 1\n"), 0);
     const char *args[] = {"--config", conf, NULL};
-    start(args);
-    char *id = submit(STEADY);
-    cJSON_Delete(wait_state(id, "running", 60));
+    tl_start_in(&g_d, g_dir, args, 30);
+    char *id = tl_submit(&g_d, STEADY);
+    cJSON_Delete(tl_wait_state(&g_d, id, "running", 60));
     char *w = fmt(SMALL_FMT, "waiter");
-    char *wid = submit(w);   /* the one queued place */
-    drop_old("held.yaml", w);
-    drop_old("broken.yaml", "model: {type: nosuch}\n");
-    cJSON *j = wait_state("broken", "rejected", 10);
+    char *wid = tl_submit(&g_d, w);   /* the one queued place */
+    tl_drop(g_d.spool, "held.yaml", w, 60);
+    tl_drop(g_d.spool, "broken.yaml", "model: {type: nosuch}\n", 60);
+    cJSON *j = tl_wait_state(&g_d, "broken", "rejected", 10);
     cJSON_Delete(j);
     char *held = spool_path("incoming/held.yaml");
     ck_assert(exists(held));
@@ -1307,7 +1205,7 @@ static int raw_status_of(const char *req)
  * job's total_steps; the empty config's hint. */
 START_TEST(protocol_and_messages)
 {
-    start(NULL);
+    tl_start_in(&g_d, g_dir, NULL, 30);
     ck_assert_int_eq(raw_status_of("GET /healthz HTTP/2.0\r\nHost: localhost\r\n\r\n"), 505);
     ck_assert_int_eq(raw_status_of("GET /healthz HTTP/1.0\r\n\r\n"), 200);
     tl_resp r;

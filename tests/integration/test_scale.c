@@ -39,9 +39,7 @@ static tl_daemon g_d;
 
 static void setup(void)
 {
-    g_dir = tl_tmpdir("traind-scale");
-    ck_assert_ptr_nonnull(g_dir);
-    memset(&g_d, 0, sizeof g_d);
+    tl_fixture_begin(&g_dir, &g_d, "traind-scale");
 }
 
 static void stop(void)

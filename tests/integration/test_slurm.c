@@ -98,9 +98,7 @@ static const char TWO_RANK_FMT[] =
 
 static void setup(void)
 {
-    g_dir = tl_tmpdir("traind-slurm");
-    ck_assert_ptr_nonnull(g_dir);
-    memset(&g_d, 0, sizeof g_d);
+    tl_fixture_begin(&g_dir, &g_d, "traind-slurm");
     g_t0 = tl_now();
 }
 
@@ -138,14 +136,6 @@ static void teardown(void)
     fprintf(stderr, "  (%.1f s)\n", tl_now() - g_t0);
 }
 
-static char *daemon_log(void)
-{
-    char *p = xasprintf("%s/spool/daemon.log", g_dir);
-    char *log = tl_read(p, NULL);
-    free(p);
-    return log ? log : xstrdup("");
-}
-
 static char *write_dconfig(const char *extra)
 {
     char *path = xasprintf("%s/traind.yaml", g_dir);
@@ -163,63 +153,11 @@ static void start_daemon(const char *extra_config)
     char *spool = xasprintf("%s/spool", g_dir);
     const char *args[] = {"--config", cfg, NULL};
     if (tl_daemon_start(&g_d, spool, args, 30) != 0) {
-        char *log = daemon_log();
+        char *log = tl_daemon_log(&g_d);
         ck_abort_msg("traind did not start: %s", log);
     }
     free(spool);
     free(cfg);
-}
-
-static char *submit(const char *body)
-{
-    tl_resp r;
-    tl_http(g_d.addr, "POST", "/jobs", g_d.token, body, strlen(body), &r);
-    ck_assert_msg(r.status == 201, "POST /jobs: %d %s", r.status, r.body);
-    cJSON *j = cJSON_Parse(r.body);
-    char *id = xstrdup(tl_str(j, "id"));
-    cJSON_Delete(j);
-    tl_resp_free(&r);
-    return id;
-}
-
-static cJSON *get_job(const char *id)
-{
-    char *path = xasprintf("/jobs/%s", id);
-    cJSON *j = tl_get_json(g_d.addr, path, NULL);
-    free(path);
-    return j;
-}
-
-/* tl_wait_job, but a daemon that died is a failure at once, with its log. */
-static cJSON *wait_job(const char *id, bool (*pred)(const cJSON *, void *), void *arg, double timeout_s)
-{
-    double deadline = tl_now() + timeout_s;
-    while (tl_now() < deadline) {
-        cJSON *j = get_job(id);
-        if (j && pred(j, arg))
-            return j;
-        cJSON_Delete(j);
-        int st;
-        if (g_d.pid > 0 && waitpid(g_d.pid, &st, WNOHANG) == g_d.pid) {
-            g_d.pid = 0;
-            char *log = daemon_log();
-            ck_abort_msg("traind died (wait status %d) while job %s was watched; its log:\n%s", st, id, log);
-        }
-        tl_sleep_ms(50);
-    }
-    return NULL;
-}
-
-static cJSON *wait_state(const char *id, const char *state, double timeout_s)
-{
-    cJSON *j = wait_job(id, tl_job_in_state, (void *)state, timeout_s);
-    if (!j) {
-        cJSON *now = get_job(id);
-        char *text = now ? cJSON_PrintUnformatted(now) : xstrdup("(none)");
-        char *log = daemon_log();
-        ck_abort_msg("job %s never reached %s; now: %.1500s\ndaemon log:\n%s", id, state, text, log);
-    }
-    return j;
 }
 
 typedef struct running_with {
@@ -240,7 +178,7 @@ static bool is_running_with(const cJSON *job, void *arg)
 static cJSON *wait_running(const char *id, long min_step, const char *not_slurm_id, double timeout_s)
 {
     running_with w = {min_step, not_slurm_id};
-    cJSON *j = wait_job(id, is_running_with, &w, timeout_s);
+    cJSON *j = tl_wait_job_of(&g_d, id, is_running_with, &w, timeout_s);
     ck_assert_msg(j != NULL, "job %s never ran past step %ld", id, min_step);
     ck_assert_msg(!strcmp(tl_str(j, "state"), "running"), "job %s: %s instead of running (%s)", id,
                   tl_str(j, "state"), cJSON_PrintUnformatted(j));
@@ -299,17 +237,6 @@ static char *reference_metrics_ranks(const char *text, const char *name, const c
     return s;
 }
 
-static char *job_metrics(const char *id)
-{
-    char *m = xasprintf("%s/spool/jobs/%s/metrics.jsonl", g_dir, id);
-    char *raw = tl_read(m, NULL);
-    ck_assert_msg(raw != NULL, "%s cannot be read", m);
-    char *s = tl_strip_time(raw);
-    free(raw);
-    free(m);
-    return s;
-}
-
 static void assert_same_metrics(const char *what, const char *got, const char *want)
 {
     if (strcmp(got, want) == 0)
@@ -337,24 +264,24 @@ START_TEST(slurm_success_same_metrics)
     start_daemon(NULL);
     char *cfg = xasprintf(QUICK_FMT, "quick");
     double t0 = tl_now();
-    char *id = submit(cfg);
+    char *id = tl_submit(&g_d, cfg);
     /* submit → running: the first time the job object says running */
     running_with w = {0, NULL};
-    cJSON *r = wait_job(id, is_running_with, &w, 60);
+    cJSON *r = tl_wait_job_of(&g_d, id, is_running_with, &w, 60);
     double t_run = tl_now() - t0;
     ck_assert_ptr_nonnull(r);
     cJSON_Delete(r);
-    cJSON *j = wait_state(id, "succeeded", 120);
+    cJSON *j = tl_wait_state(&g_d, id, "succeeded", 120);
     const char *sid = tl_str(j, "slurm_job_id");
     ck_assert_msg(sid && *sid, "no slurm_job_id in %s", cJSON_PrintUnformatted(j));
     ck_assert_str_eq(tl_str(j, "executor"), "slurm");
     ck_assert_int_eq((int)tl_num(j, "restarts"), 0);
-    char *log = daemon_log();
+    char *log = tl_daemon_log(&g_d);
     char *line = xasprintf("job %s: submitted to Slurm as job %s", id, sid);
     ck_assert_msg(strstr(log, line), "the log does not say \"%s\": %s", line, log);
     char *sc = scontrol_job(sid);
     ck_assert_msg(strstr(sc, "JobState=COMPLETED") && strstr(sc, "JobName=traind-quick"), "scontrol: %s", sc);
-    char *got = job_metrics(id), *want = reference_metrics(cfg, "quick");
+    char *got = tl_job_metrics(g_d.spool, id), *want = reference_metrics(cfg, "quick");
     assert_same_metrics("through Slurm", got, want);
     fprintf(stderr, "slurm: submit -> running %.2f s\n", t_run);
     free(got);
@@ -372,7 +299,7 @@ START_TEST(slurm_cancel)
 {
     start_daemon(NULL);
     char *cfg = xasprintf(LONG_FMT, "long", 1);
-    char *id = submit(cfg);
+    char *id = tl_submit(&g_d, cfg);
     cJSON *r = wait_running(id, 1, NULL, 60);
     char *sid = xstrdup(tl_str(r, "slurm_job_id"));
     cJSON_Delete(r);
@@ -381,10 +308,10 @@ START_TEST(slurm_cancel)
     tl_http(g_d.addr, "POST", path, g_d.token, "", 0, &resp);
     ck_assert_msg(resp.status == 202 || resp.status == 200, "cancel: %d %s", resp.status, resp.body);
     tl_resp_free(&resp);
-    cJSON *j = wait_state(id, "cancelled", 60);
+    cJSON *j = tl_wait_state(&g_d, id, "cancelled", 60);
     char *sc = scontrol_job(sid);
     ck_assert_msg(strstr(sc, "JobState=CANCELLED"), "scontrol: %s", sc);
-    char *log = daemon_log();
+    char *log = tl_daemon_log(&g_d);
     ck_assert_msg(strstr(log, "scancel"), "no scancel in the log: %s", log);
     free(log);
     free(sc);
@@ -402,7 +329,7 @@ START_TEST(slurm_time_limit_checkpoint_requeue_resume)
 {
     start_daemon(NULL);
     char *cfg = xasprintf(MEDIUM_FMT, "medium");
-    char *id = submit(cfg);
+    char *id = tl_submit(&g_d, cfg);
     cJSON *r = wait_running(id, 3000, NULL, 120);
     char *sid = xstrdup(tl_str(r, "slurm_job_id"));
     cJSON_Delete(r);
@@ -413,16 +340,16 @@ START_TEST(slurm_time_limit_checkpoint_requeue_resume)
     double t_resumed = tl_now() - t0;
     ck_assert_int_eq((int)tl_num(r, "restarts"), 1);
     cJSON_Delete(r);
-    cJSON *j = wait_state(id, "succeeded", 300);
+    cJSON *j = tl_wait_state(&g_d, id, "succeeded", 300);
     ck_assert_int_eq((int)tl_num(j, "restarts"), 1);
     ck_assert_int_eq((int)tl_num(j, "crashes"), 0);
     char *sc = scontrol_job(sid);
     ck_assert_msg(strstr(sc, "JobState=FAILED") && strstr(sc, "ExitCode=3:0"),
                   "the first Slurm job should have ended with the worker's stop code 3: %s", sc);
-    char *log = daemon_log();
+    char *log = tl_daemon_log(&g_d);
     ck_assert_msg(strstr(log, "requeued to resume from its checkpoint"), "log: %s", log);
     ck_assert_msg(strstr(log, "training resumed at step"), "log: %s", log);
-    char *got = job_metrics(id), *want = reference_metrics(cfg, "medium");
+    char *got = tl_job_metrics(g_d.spool, id), *want = reference_metrics(cfg, "medium");
     assert_same_metrics("checkpoint + requeue + resume", got, want);
     fprintf(stderr, "slurm: time-limit signal -> resumed (running in the new Slurm job) %.2f s\n", t_resumed);
     free(got);
@@ -442,7 +369,7 @@ START_TEST(slurm_daemon_restart_adopts)
 {
     start_daemon(NULL);
     char *cfg = xasprintf(MEDIUM_FMT, "medium");
-    char *id = submit(cfg);
+    char *id = tl_submit(&g_d, cfg);
     cJSON *r = wait_running(id, 1000, NULL, 120);
     char *sid = xstrdup(tl_str(r, "slurm_job_id"));
     cJSON_Delete(r);
@@ -467,13 +394,13 @@ START_TEST(slurm_daemon_restart_adopts)
     tl_daemon_stop(&g_d, SIGKILL, 10);
     tl_daemon_free(&g_d);
     start_daemon(NULL);
-    cJSON *j = wait_state(id, "succeeded", 300);
+    cJSON *j = tl_wait_state(&g_d, id, "succeeded", 300);
     ck_assert_str_eq(tl_str(j, "slurm_job_id"), sid);
     ck_assert_int_eq((int)tl_num(j, "restarts"), 0);
-    char *log = daemon_log();
+    char *log = tl_daemon_log(&g_d);
     ck_assert_int_eq(count_in(log, "submitted to Slurm as job"), 1);
     ck_assert_int_eq(count_in(log, "adopting Slurm job"), 2);
-    char *got = job_metrics(id), *want = reference_metrics(cfg, "medium");
+    char *got = tl_job_metrics(g_d.spool, id), *want = reference_metrics(cfg, "medium");
     assert_same_metrics("adopted across two traind restarts", got, want);
     free(got);
     free(want);
@@ -492,7 +419,7 @@ START_TEST(slurm_lost_job_resumes_from_checkpoint)
 {
     start_daemon(NULL);
     char *cfg = xasprintf(MEDIUM_FMT, "medium");
-    char *id = submit(cfg);
+    char *id = tl_submit(&g_d, cfg);
     cJSON *r = wait_running(id, 3000, NULL, 120);
     char *sid = xstrdup(tl_str(r, "slurm_job_id"));
     cJSON_Delete(r);
@@ -512,11 +439,11 @@ START_TEST(slurm_lost_job_resumes_from_checkpoint)
     char *idpath = xasprintf("%s/spool/jobs/%s/slurm_job_id", g_dir, id);
     ck_assert_int_eq(tl_write(idpath, "99999999\n"), 0);
     start_daemon(NULL);
-    cJSON *j = wait_state(id, "succeeded", 300);
+    cJSON *j = tl_wait_state(&g_d, id, "succeeded", 300);
     ck_assert_int_eq((int)tl_num(j, "restarts"), 1);
-    char *log = daemon_log();
+    char *log = tl_daemon_log(&g_d);
     ck_assert_msg(strstr(log, "Slurm no longer knows its job 99999999"), "log: %s", log);
-    char *got = job_metrics(id), *want = reference_metrics(cfg, "medium");
+    char *got = tl_job_metrics(g_d.spool, id), *want = reference_metrics(cfg, "medium");
     assert_same_metrics("lost by Slurm, resumed", got, want);
     free(got);
     free(want);
@@ -537,7 +464,7 @@ START_TEST(slurm_real_time_limit_requeues)
 {
     start_daemon("slurm: {time_limit: \"1\", signal_grace_s: 55}\n");
     char *cfg = xasprintf(LONG_FMT, "limited", 1);
-    char *id = submit(cfg);
+    char *id = tl_submit(&g_d, cfg);
     cJSON *r = wait_running(id, 1, NULL, 60);
     char *sid = xstrdup(tl_str(r, "slurm_job_id"));
     cJSON_Delete(r);
@@ -549,7 +476,7 @@ START_TEST(slurm_real_time_limit_requeues)
     double t0 = tl_now(), t_end = 0;
     cJSON *j = NULL;
     while (tl_now() - t0 < 90) {
-        j = get_job(id);
+        j = tl_get_job(&g_d, id);
         const char *now = j ? tl_str(j, "slurm_job_id") : NULL;
         if (t_end == 0 && j && (strcmp(tl_str(j, "state"), "running") || (now && strcmp(now, sid))))
             t_end = tl_now();
@@ -570,7 +497,7 @@ START_TEST(slurm_real_time_limit_requeues)
     ck_assert_msg((strstr(sc, "JobState=FAILED") && strstr(sc, "ExitCode=3:0")) || strstr(sc, "JobState=TIMEOUT"),
                   "the first Slurm job: %s", sc);
     free(sc);
-    char *log = daemon_log();
+    char *log = tl_daemon_log(&g_d);
     ck_assert_msg(strstr(log, "requeued to resume from"), "log: %s", log);
     free(log);
     char *wl = xasprintf("%s/spool/jobs/%s/worker.log", g_dir, id);
@@ -599,11 +526,11 @@ START_TEST(slurm_pending_shows_reason)
 {
     start_daemon("threads_per_job: 2\n");
     char *c1 = xasprintf(LONG_FMT, "big1", 2), *c2 = xasprintf(LONG_FMT, "big2", 2);
-    char *a = submit(c1);
+    char *a = tl_submit(&g_d, c1);
     cJSON *r = wait_running(a, 1, NULL, 60);
     cJSON_Delete(r);
-    char *b = submit(c2);
-    cJSON *j = wait_job(b, has_reason, "Resources", 60);
+    char *b = tl_submit(&g_d, c2);
+    cJSON *j = tl_wait_job_of(&g_d, b, has_reason, "Resources", 60);
     ck_assert_ptr_nonnull(j);
     ck_assert_str_eq(tl_str(j, "state"), "queued");
     ck_assert_str_eq(tl_str(j, "slurm_reason"), "Resources");
@@ -615,7 +542,7 @@ START_TEST(slurm_pending_shows_reason)
     char *path = xasprintf("/jobs/%s/cancel", b);
     tl_http(g_d.addr, "POST", path, g_d.token, "", 0, &resp);
     tl_resp_free(&resp);
-    j = wait_state(b, "cancelled", 60);
+    j = tl_wait_state(&g_d, b, "cancelled", 60);
     cJSON_Delete(j);
     free(path);
     free(a);
@@ -666,9 +593,9 @@ START_TEST(slurm_two_ranks_same_metrics)
     start_daemon("threads_per_job: 2\n");
     char *cfg = xasprintf(TWO_RANK_FMT, "two", 40000);
     double t0 = tl_now();
-    char *id = submit(cfg);
+    char *id = tl_submit(&g_d, cfg);
     running_with w0 = {0, NULL};
-    cJSON *r = wait_job(id, is_running_with, &w0, 60);
+    cJSON *r = tl_wait_job_of(&g_d, id, is_running_with, &w0, 60);
     double t_run = tl_now() - t0;
     ck_assert_ptr_nonnull(r);
     cJSON_Delete(r);
@@ -689,7 +616,7 @@ START_TEST(slurm_two_ranks_same_metrics)
     double t_resumed = tl_now() - t1;
     ck_assert_int_eq((int)tl_num(r, "restarts"), 1);
     cJSON_Delete(r);
-    cJSON *j = wait_state(id, "succeeded", 300);
+    cJSON *j = tl_wait_state(&g_d, id, "succeeded", 300);
     ck_assert_int_eq((int)tl_num(j, "restarts"), 1);
     ck_assert_int_eq((int)tl_num(j, "crashes"), 0);
     sc = scontrol_job(sid);
@@ -701,7 +628,7 @@ START_TEST(slurm_two_ranks_same_metrics)
                   "worker.log: %s", wtext ? wtext : "(none)");
     free(wtext);
     free(wl);
-    char *got = job_metrics(id), *want = reference_metrics_ranks(cfg, "two", "2");
+    char *got = tl_job_metrics(g_d.spool, id), *want = reference_metrics_ranks(cfg, "two", "2");
     assert_same_metrics("2 ranks through Slurm, interrupted and resumed", got, want);
     fprintf(stderr, "slurm: 2 ranks: submit -> running %.2f s; time-limit signal -> resumed %.2f s\n", t_run,
             t_resumed);
@@ -721,7 +648,7 @@ START_TEST(slurm_two_ranks_cancel)
 {
     start_daemon("threads_per_job: 2\n");
     char *cfg = xasprintf(TWO_RANK_FMT, "two-long", 50000000);
-    char *id = submit(cfg);
+    char *id = tl_submit(&g_d, cfg);
     cJSON *r = wait_running(id, 1500, NULL, 120);
     char *sid = xstrdup(tl_str(r, "slurm_job_id"));
     cJSON_Delete(r);
@@ -734,7 +661,7 @@ START_TEST(slurm_two_ranks_cancel)
     tl_http(g_d.addr, "POST", path, g_d.token, "", 0, &resp);
     ck_assert_msg(resp.status == 202 || resp.status == 200, "cancel: %d %s", resp.status, resp.body);
     tl_resp_free(&resp);
-    cJSON *j = wait_state(id, "cancelled", 60);
+    cJSON *j = tl_wait_state(&g_d, id, "cancelled", 60);
     double t_cancel = tl_now() - t0;
     ck_assert_msg(tl_num(j, "checkpoint_step") >= 1000, "%s", cJSON_PrintUnformatted(j));
     int left = 2;
@@ -767,7 +694,7 @@ START_TEST(slurm_preempted_resumes)
 {
     start_daemon(NULL);
     char *cfg = xasprintf(MEDIUM_FMT, "medium");
-    char *id = submit(cfg);
+    char *id = tl_submit(&g_d, cfg);
     cJSON *r = wait_running(id, 3000, NULL, 120);
     char *sid = xstrdup(tl_str(r, "slurm_job_id"));
     cJSON_Delete(r);
@@ -782,13 +709,13 @@ START_TEST(slurm_preempted_resumes)
     char *sc = scontrol_job(sid);
     ck_assert_msg(strstr(sc, "JobState=PREEMPTED"), "the first Slurm job: %s", sc);
     free(sc);
-    cJSON *j = wait_state(id, "succeeded", 300);
+    cJSON *j = tl_wait_state(&g_d, id, "succeeded", 300);
     ck_assert_int_eq((int)tl_num(j, "restarts"), 1);
     ck_assert_int_eq((int)tl_num(j, "crashes"), 0);
-    char *log = daemon_log();
+    char *log = tl_daemon_log(&g_d);
     ck_assert_msg(strstr(log, "ended PREEMPTED") && strstr(log, "requeued to resume from its checkpoint"), "log: %s",
                   log);
-    char *got = job_metrics(id), *want = reference_metrics(cfg, "medium");
+    char *got = tl_job_metrics(g_d.spool, id), *want = reference_metrics(cfg, "medium");
     assert_same_metrics("preempted, resumed", got, want);
     fprintf(stderr, "slurm: preemptor submitted -> resumed (running again after it) %.2f s\n", t_resumed);
     free(got);
@@ -840,7 +767,7 @@ START_TEST(slurm_node_fail_fails)
 {
     start_daemon(NULL);
     char *cfg = xasprintf(LONG_FMT, "nodefail", 1);
-    char *id = submit(cfg);
+    char *id = tl_submit(&g_d, cfg);
     cJSON *r = wait_running(id, 1, NULL, 60);
     char *sid = xstrdup(tl_str(r, "slurm_job_id"));
     cJSON_Delete(r);
@@ -848,7 +775,7 @@ START_TEST(slurm_node_fail_fails)
     const char *argv[] = {"/usr/bin/scontrol", "update", nn, "state=down", "reason=traind-test", NULL};
     double t0 = tl_now();
     ck_assert_int_eq(tl_run(argv, NULL, 30), 0);
-    cJSON *j = wait_state(id, "failed", 60);
+    cJSON *j = tl_wait_state(&g_d, id, "failed", 60);
     double t_failed = tl_now() - t0;
     node_resume();
     char *text = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "errors"));
@@ -882,8 +809,8 @@ START_TEST(slurm_out_of_memory_fails)
                           "schedule: {type: constant, total_steps: 1000000}\n"
                           "train: {log_every: 100, checkpoint_every: 100000}\n");
     double t0 = tl_now();
-    char *id = submit(cfg);
-    cJSON *j = wait_state(id, "failed", 120);
+    char *id = tl_submit(&g_d, cfg);
+    cJSON *j = tl_wait_state(&g_d, id, "failed", 120);
     double t_failed = tl_now() - t0;
     char *text = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "errors"));
     ck_assert_msg(text && strstr(text, "ended OUT_OF_MEMORY") && strstr(text, "OutOfMemory"), "errors: %s",

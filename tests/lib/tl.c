@@ -1,4 +1,5 @@
-/* tl — test helpers: temp dirs, the real daemon, a tiny HTTP client.  See tl.h. */
+/* tl — test helpers: temp dirs, files, running programs and the real daemon.
+ * HTTP is in tl_http.c, jobs over the API in tl_jobs.c.  See tl.h. */
 #include <check.h>
 #include "tl.h"
 
@@ -162,6 +163,18 @@ char *tl_strip_time(const char *text)
     return out;
 }
 
+char *tl_job_metrics(const char *spool, const char *id)
+{
+    ck_assert_msg(spool != NULL, "no spool for the metrics of %s", id);
+    char *path = xasprintf("%s/jobs/%s/metrics.jsonl", spool, id);
+    char *text = tl_read(path, NULL);
+    ck_assert_msg(text != NULL, "%s cannot be read", path);
+    free(path);
+    char *out = tl_strip_time(text);
+    free(text);
+    return out;
+}
+
 bool tl_pid_alive(pid_t pid)
 {
     return pid > 0 && kill(pid, 0) == 0;
@@ -291,6 +304,114 @@ int tl_daemon_stop(tl_daemon *d, int sig, double timeout_s)
     return st;
 }
 
+char *tl_daemon_log(const tl_daemon *d)
+{
+    char *path = d->log ? xstrdup(d->log) : d->spool ? xasprintf("%s/daemon.log", d->spool) : NULL;
+    char *t = path ? tl_read(path, NULL) : NULL;
+    free(path);
+    return t ? t : xstrdup("");
+}
+
+int tl_count_in(const char *text, const char *needle)
+{
+    int n = 0;
+    size_t nl = strlen(needle);
+    for (const char *p = text; p && nl && (p = strstr(p, needle)); p += nl)
+        n++;
+    return n;
+}
+
+int tl_log_count(const tl_daemon *d, const char *needle)
+{
+    char *t = tl_daemon_log(d);
+    int n = tl_count_in(t, needle);
+    free(t);
+    return n;
+}
+
+/* Whether one line of text holds a (and b, unless NULL). */
+static bool line_has(const char *text, const char *a, const char *b)
+{
+    for (const char *line = text; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        char *one = xstrndup(line, n);
+        bool found = strstr(one, a) && (!b || strstr(one, b));
+        free(one);
+        if (found)
+            return true;
+        line = nl ? nl + 1 : NULL;
+    }
+    return false;
+}
+
+bool tl_log_line_wait(const tl_daemon *d, const char *a, const char *b, double timeout_s)
+{
+    double deadline = tl_now() + timeout_s;
+    for (;;) {
+        char *t = tl_daemon_log(d);
+        bool found = line_has(t, a, b);
+        free(t);
+        if (found)
+            return true;
+        if (tl_now() > deadline)
+            return false;
+        tl_sleep_ms(20);
+    }
+}
+
+bool tl_log_wait(const tl_daemon *d, const char *needle, double timeout_s)
+{
+    return tl_log_line_wait(d, needle, NULL, timeout_s);
+}
+
+void tl_assert_log(const tl_daemon *d, const char *a, const char *b, double timeout_s)
+{
+    if (tl_log_line_wait(d, a, b, timeout_s))
+        return;
+    char *t = tl_daemon_log(d);
+    size_t n = strlen(t);
+    ck_abort_msg("the daemon log has no line with \"%s\"%s%s%s: ...%s", a, b ? " and \"" : "", b ? b : "",
+                 b ? "\"" : "", t + (n > 3000 ? n - 3000 : 0));
+}
+
+void tl_fixture_begin(char **dir, tl_daemon *d, const char *prefix)
+{
+    *dir = tl_tmpdir(prefix);
+    ck_assert_ptr_nonnull(*dir);
+    memset(d, 0, sizeof *d);
+}
+
+void tl_fixture_end(char **dir, tl_daemon *d)
+{
+    tl_daemon_free(d);
+    tl_rmtree(*dir);
+    free(*dir);
+    *dir = NULL;
+}
+
+void tl_start_in(tl_daemon *d, const char *dir, const char *const *extra_args, double timeout_s)
+{
+    char *spool = xasprintf("%s/spool", dir);
+    if (tl_daemon_start(d, spool, extra_args, timeout_s) != 0) {
+        char *log = tl_daemon_log(d);
+        ck_abort_msg("traind did not start (%s): %s", tl_traind_path(), log[0] ? log : "(no log)");
+    }
+    free(spool);
+}
+
+void tl_stop_clean(tl_daemon *d, double timeout_s)
+{
+    if (d->pid <= 0)
+        return;
+    int st = tl_daemon_stop(d, SIGTERM, timeout_s);
+    char *log = st == 0 ? NULL : tl_daemon_log(d);
+    size_t n = log ? strlen(log) : 0;
+    ck_assert_msg(st == 0, "traind did not stop cleanly (wait status %d): ...%s", st,
+                  log ? log + (n > 3000 ? n - 3000 : 0) : "");
+    free(log);
+}
+
 void tl_daemon_free(tl_daemon *d)
 {
     if (d->pid > 0) {
@@ -303,174 +424,6 @@ void tl_daemon_free(tl_daemon *d)
     d->spool = d->log = NULL;
 }
 
-/* ------------------------------------------------------------------ HTTP */
-
-void tl_resp_free(tl_resp *r)
-{
-    free(r->body);
-    free(r->head);
-    r->body = r->head = NULL;
-    r->len = 0;
-    r->status = 0;
-}
-
-char *tl_header(const tl_resp *r, const char *name)
-{
-    size_t nl = strlen(name);
-    for (const char *p = r->head; p && *p;) {
-        const char *eol = strstr(p, "\r\n");
-        if (!eol)
-            break;
-        if ((size_t)(eol - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-            const char *v = p + nl + 1;
-            while (*v == ' ' || *v == '\t')
-                v++;
-            return xstrndup(v, (size_t)(eol - v));
-        }
-        p = eol + 2;
-    }
-    return NULL;
-}
-
-static int connect_to(const char *addr)
-{
-    char host[128];
-    snprintf(host, sizeof host, "%s", addr);
-    char *colon = strrchr(host, ':');
-    if (!colon)
-        return -1;
-    *colon = '\0';
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
-        return -1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static int send_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Reads until EOF or timeout; parses "HTTP/1.1 NNN" and the body after the
- * blank line (honouring Content-Length when the server keeps the connection). */
-static int read_response(int fd, int timeout_ms, tl_resp *out)
-{
-    size_t cap = 8192, len = 0;
-    char *buf = xmalloc(cap);
-    double deadline = tl_now() + timeout_ms / 1000.0;
-    long want = -1;   /* total bytes once the headers are known */
-    for (;;) {
-        if (want >= 0 && (long)len >= want)
-            break;
-        int left = (int)((deadline - tl_now()) * 1000);
-        if (left <= 0)
-            break;
-        struct pollfd pfd = {fd, POLLIN, 0};
-        int pr = poll(&pfd, 1, left);
-        if (pr < 0 && errno == EINTR)
-            continue;
-        if (pr <= 0)
-            break;
-        if (len + 4096 > cap) {
-            cap *= 2;
-            buf = xrealloc(buf, cap);
-        }
-        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-        buf[len] = '\0';
-        if (want < 0) {
-            char *eoh = strstr(buf, "\r\n\r\n");
-            if (eoh) {
-                char *cl = strcasestr(buf, "\r\ncontent-length:");
-                if (cl && cl < eoh)
-                    want = (long)(eoh + 4 - buf) + atol(cl + 17);
-            }
-        }
-    }
-    buf[len] = '\0';
-    out->status = 0;
-    if (len >= 12 && strncmp(buf, "HTTP/1.", 7) == 0)
-        out->status = atoi(buf + 9);
-    char *eoh = strstr(buf, "\r\n\r\n");
-    const char *body = eoh ? eoh + 4 : "";
-    size_t blen = eoh ? len - (size_t)(body - buf) : 0;
-    out->body = xstrndup(body, blen);
-    out->len = blen;
-    out->head = xstrndup(buf, eoh ? (size_t)(eoh - buf) + 2 : len);
-    free(buf);
-    return out->status ? 0 : -1;
-}
-
-int tl_http(const char *addr, const char *method, const char *path, const char *token,
-            const char *body, size_t body_len, tl_resp *out)
-{
-    memset(out, 0, sizeof *out);
-    int fd = connect_to(addr);
-    if (fd < 0) {
-        out->body = xstrdup("");
-        return -1;
-    }
-    char auth[300] = "";
-    if (token)
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
-    char *head = xasprintf("%s %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n"
-                           "Content-Type: application/yaml\r\nContent-Length: %zu\r\n\r\n",
-                           method, path, addr, auth, body ? body_len : 0);
-    int rc = send_all(fd, head, strlen(head));
-    free(head);
-    if (rc == 0 && body && body_len)
-        rc = send_all(fd, body, body_len);
-    rc = read_response(fd, 10000, out);
-    close(fd);
-    return rc;
-}
-
-int tl_http_raw(const char *addr, const void *req, size_t len, int timeout_ms, tl_resp *out)
-{
-    memset(out, 0, sizeof *out);
-    int fd = connect_to(addr);
-    if (fd < 0) {
-        out->body = xstrdup("");
-        return -1;
-    }
-    send_all(fd, req, len);   /* the server may refuse midway: read what it said */
-    int rc = read_response(fd, timeout_ms, out);
-    close(fd);
-    return rc;
-}
-
-cJSON *tl_get_json(const char *addr, const char *path, int *status)
-{
-    tl_resp r;
-    tl_http(addr, "GET", path, NULL, NULL, 0, &r);
-    if (status)
-        *status = r.status;
-    cJSON *j = r.status >= 200 && r.status < 300 ? cJSON_Parse(r.body) : NULL;
-    tl_resp_free(&r);
-    return j;
-}
-
 double tl_num(const cJSON *o, const char *key)
 {
     const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
@@ -481,52 +434,6 @@ const char *tl_str(const cJSON *o, const char *key)
 {
     const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
     return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-bool tl_job_in_state(const cJSON *job, void *state)
-{
-    const char *s = tl_str(job, "state");
-    return s && strcmp(s, (const char *)state) == 0;
-}
-
-bool tl_job_ended(const cJSON *job, void *unused)
-{
-    (void)unused;
-    const char *s = tl_str(job, "state");
-    return s && strcmp(s, "queued") != 0 && strcmp(s, "running") != 0;
-}
-
-bool tl_job_at_step(const cJSON *job, void *min_step)
-{
-    return tl_num(job, "step") >= (double)*(const long *)min_step || tl_job_ended(job, NULL);
-}
-
-cJSON *tl_wait_job(const char *addr, const char *id, bool (*pred)(const cJSON *job, void *arg),
-                   void *arg, double timeout_s)
-{
-    char *path = xasprintf("/jobs/%s", id);
-    double deadline = tl_now() + timeout_s;
-    cJSON *j = NULL;
-    for (;;) {
-        j = tl_get_json(addr, path, NULL);
-        if (j && pred(j, arg))
-            break;
-        cJSON_Delete(j);
-        j = NULL;
-        if (tl_now() > deadline)
-            break;
-        tl_sleep_ms(20);
-    }
-    free(path);
-    return j;
-}
-
-bool tl_job_running_with(const cJSON *j, void *min_ckpt)
-{
-    const char *s = tl_str(j, "state");
-    long want = *(const long *)min_ckpt;
-    return s && !strcmp(s, "running") && tl_num(j, "step") > 0 && tl_num(j, "pid") > 0 &&
-           (want <= 0 || tl_num(j, "checkpoint_step") >= (double)want);
 }
 
 int tl_run_suite(Suite *s)

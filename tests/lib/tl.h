@@ -1,7 +1,9 @@
 /*
- * tl — helpers for tests that drive the real traind: temp dirs, starting and
- * stopping the daemon on a spool, and a tiny blocking HTTP/1.1 client over
- * plain sockets (one request per connection, "Connection: close").
+ * tl — helpers for tests that drive the real traind, shared by every suite:
+ * temp dirs and files, starting and stopping the daemon on a spool and
+ * reading its log (tl.c), one blocking HTTP/1.1 client over plain sockets
+ * (tl_http.c), and jobs over the API: submit, wait, errors, incoming/
+ * (tl_jobs.c).  A test file keeps only what is its own.
  */
 #ifndef TRAIND_TESTS_TL_H
 #define TRAIND_TESTS_TL_H
@@ -61,6 +63,34 @@ int tl_daemon_start_opts(tl_daemon *d, const char *spool, const char *const *ext
  * wait status, or -1 on timeout (it is then SIGKILLed and reaped). */
 int tl_daemon_stop(tl_daemon *d, int sig, double timeout_s);
 
+/* The per-test fixture of the integration suites: a fresh temp dir
+ * (/tmp/PREFIX-XXXXXX) and a daemon not started yet; and at the end the
+ * daemon killed if still there, freed, and the dir removed. */
+void tl_fixture_begin(char **dir, tl_daemon *d, const char *prefix);
+void tl_fixture_end(char **dir, tl_daemon *d);
+
+/* tl_daemon_start on <dir>/spool, failing the test with the daemon's log
+ * when it does not come up. */
+void tl_start_in(tl_daemon *d, const char *dir, const char *const *extra_args, double timeout_s);
+/* When d runs: SIGTERM, and fail the test (with the log's tail) unless it
+ * exits 0 within timeout_s (a clean stop; under ASan, no leak either). */
+void tl_stop_clean(tl_daemon *d, double timeout_s);
+
+/* The daemon's log (its stderr: d->log, else <spool>/daemon.log) so far,
+ * malloc'd ("" when unreadable). */
+char *tl_daemon_log(const tl_daemon *d);
+/* Polls the daemon's log every 20 ms until it holds needle or timeout_s
+ * passes; whether it did. */
+bool tl_log_wait(const tl_daemon *d, const char *needle, double timeout_s);
+/* The same for one line holding a, and b unless NULL. */
+bool tl_log_line_wait(const tl_daemon *d, const char *a, const char *b, double timeout_s);
+/* tl_log_line_wait, failing the test with the log's tail when no such line came. */
+void tl_assert_log(const tl_daemon *d, const char *a, const char *b, double timeout_s);
+/* How many times needle occurs in the daemon's log so far. */
+int tl_log_count(const tl_daemon *d, const char *needle);
+/* How many times needle occurs in text (NULL text: 0). */
+int tl_count_in(const char *text, const char *needle);
+
 /* Frees what start allocated (the spool path is kept by the caller). */
 void tl_daemon_free(tl_daemon *d);
 
@@ -76,13 +106,17 @@ int tl_run(const char *const *argv, const char *out_path, double timeout_s);
  * differs between runs); malloc'd. */
 char *tl_strip_time(const char *text);
 
+/* <spool>/jobs/ID/metrics.jsonl through tl_strip_time; fails the test when
+ * it cannot be read. */
+char *tl_job_metrics(const char *spool, const char *id);
+
 /* Whether a process exists (kill(pid, 0)). */
 bool tl_pid_alive(pid_t pid);
 
-/* ---- HTTP ---- */
+/* ---- HTTP (tl_http.c) ---- */
 
 typedef struct tl_resp {
-    int status;          /* 0 when no answer could be read */
+    int status;          /* 0 when no answer could be read; -1 (tl_conn_read) when it was not HTTP */
     char *body;          /* NUL-terminated, malloc'd */
     size_t len;
     char *head;          /* the status line and headers ("...\r\n" each), malloc'd */
@@ -94,13 +128,40 @@ char *tl_header(const tl_resp *r, const char *name);
 
 void tl_resp_free(tl_resp *r);
 
-/* One request: method, path, optional bearer token, optional body. */
+/* One request: method, path, optional bearer token, optional body.
+ * Returns 0 when an answer came (r->status), else -1. */
 int tl_http(const char *addr, const char *method, const char *path, const char *token,
             const char *body, size_t body_len, tl_resp *out);
 
 /* Sends raw bytes (a whole request as the test wants it, however broken),
  * then reads until the server closes or timeout_ms passes. */
 int tl_http_raw(const char *addr, const void *req, size_t len, int timeout_ms, tl_resp *out);
+
+/* A connection held open: keep-alive, pipelining, slow or broken clients. */
+typedef struct tl_conn {
+    int fd;
+    char *p;             /* bytes read and not yet taken by tl_conn_read */
+    size_t len, cap;
+    bool eof;
+} tl_conn;
+
+/* A TCP connection to "HOST:PORT" (IPv4); the fd, or -1 with errno. */
+int tl_dial(const char *addr);
+/* Writes all n bytes (no SIGPIPE). Returns 0 or -1. */
+int tl_send_all(int fd, const void *buf, size_t n);
+/* The next whole answer on c (head: it answers a HEAD, so no body), within
+ * timeout_ms; bytes past it stay for the next call.  Returns its status, 0
+ * when the connection ended or the time ran out first, -1 when the bytes are
+ * not HTTP. */
+int tl_conn_read(tl_conn *c, bool head, int timeout_ms, tl_resp *out);
+/* Closes c's fd and frees its buffer. */
+void tl_conn_close(tl_conn *c);
+/* req on a fresh connection (failing the test if it cannot connect), one
+ * whole answer read as by tl_conn_read. */
+int tl_oneshot(const char *addr, const void *req, size_t len, bool head, tl_resp *out);
+/* Whether the server ends the connection (EOF or reset) within ms; bytes it
+ * sends meanwhile are read and dropped (counted in *got if given). */
+bool tl_closed_within(int fd, int ms, size_t *got);
 
 /* GET path as JSON (NULL unless 2xx and JSON); *status gets the code. */
 cJSON *tl_get_json(const char *addr, const char *path, int *status);
@@ -119,7 +180,34 @@ bool tl_job_ended(const cJSON *job, void *unused);
  * job is running with a worker pid, past step 0, and checkpointed that far. */
 bool tl_job_running_with(const cJSON *job, void *min_ckpt);
 
-/* Field helpers. */
+/* ---- jobs over the API (tl_jobs.c) ---- */
+
+/* POST /jobs: body (len bytes) with token (NULL: none); the answer in *r.
+ * Returns tl_http's answer. */
+int tl_post_job(const tl_daemon *d, const char *token, const char *body, size_t len, tl_resp *r);
+/* POST /jobs with d's token; fails the test unless it answers 201 with an
+ * id.  Returns the new job's id, malloc'd. */
+char *tl_submit(const tl_daemon *d, const char *body);
+/* GET /jobs/ID (NULL unless 2xx). */
+cJSON *tl_get_job(const tl_daemon *d, const char *id);
+/* tl_wait_job on d that fails the test (with the log) if traind dies
+ * meanwhile (d->pid is then 0); NULL on timeout. */
+cJSON *tl_wait_job_of(tl_daemon *d, const char *id, bool (*pred)(const cJSON *job, void *arg), void *arg,
+                      double timeout_s);
+/* Waits for the job to be in state; fails the test otherwise, showing the
+ * job as it is now and the daemon log's tail.  The job, caller frees. */
+cJSON *tl_wait_state(tl_daemon *d, const char *id, const char *state, double timeout_s);
+/* Waits for the job to run with a worker, past step 0 and checkpointed at
+ * min_ckpt or later (tl_job_running_with); fails the test otherwise. */
+cJSON *tl_wait_running(tl_daemon *d, const char *id, long min_ckpt, double timeout_s);
+/* Whether an entry of the job's errors[] has a message containing a (and b,
+ * unless NULL). */
+bool tl_job_has_error(const cJSON *job, const char *a, const char *b);
+/* Drops a file into <spool>/incoming/NAME as a client would: written beside
+ * it, then renamed in; age_s > 0 back-dates it that many seconds. */
+void tl_drop(const char *spool, const char *name, const char *text, double age_s);
+
+/* Field helpers (tl.c). */
 double tl_num(const cJSON *o, const char *key);      /* NAN when absent/not a number */
 const char *tl_str(const cJSON *o, const char *key); /* NULL when absent */
 

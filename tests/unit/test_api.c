@@ -1052,7 +1052,7 @@ START_TEST(over_http)
 }
 END_TEST
 
-Suite *api_suite(void)
+static Suite *api_suite(void)
 {
     Suite *s = suite_create("api");
     TCase *tc = tcase_create("routes");

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "traind/config.h"
 #include "traind/dconfig.h"
 #include "traind/util.h"
 #include "tl.h"
@@ -51,7 +52,7 @@ START_TEST(executor_keys)
     ck_assert_int_eq(parse("executor: pbs\nslurm: {partiton: x, time_limit: 1h, signal_grace_s: 0,\n"
                            "        partition: \"a b\"}\n", &c, &errs), -1);
     ck_assert_ptr_nonnull(find_diag(&errs, "executor"));
-    ck_assert_ptr_nonnull(strstr(find_diag(&errs, "executor")->message, "local or slurm"));
+    ck_assert_ptr_nonnull(strstr(find_diag(&errs, "executor")->message, "one of local, slurm"));
     ck_assert_ptr_nonnull(find_diag(&errs, "slurm.partiton"));
     ck_assert_ptr_nonnull(find_diag(&errs, "slurm.time_limit"));
     ck_assert_ptr_nonnull(find_diag(&errs, "slurm.signal_grace_s"));
@@ -166,7 +167,7 @@ START_TEST(unknown_key_with_line_and_hint)
     ck_assert_ptr_nonnull(d);
     ck_assert_int_eq(d->line, 2);
     ck_assert_int_eq(d->column, 1);
-    ck_assert_ptr_nonnull(strstr(d->message, "did you mean \"max_jobs\""));
+    ck_assert_ptr_nonnull(strstr(d->message, "did you mean 'max_jobs'"));
     d = find_diag(&errs, "frobnicate");
     ck_assert_ptr_nonnull(d);
     ck_assert_int_eq(d->line, 3);
@@ -399,7 +400,7 @@ START_TEST(limit_keys_bad_values)
     ck_assert_uint_eq(errs.n, 7);
     ck_assert_ptr_nonnull(strstr(find_diag(&errs, "max_model_memory")->message, "512M or 8G"));
     ck_assert_ptr_nonnull(strstr(find_diag(&errs, "max_model_memory")->message, "got \"8X\""));
-    ck_assert_ptr_nonnull(strstr(find_diag(&errs, "request_timeout_ms")->message, "from 100 to 3600000, got 5"));
+    ck_assert_ptr_nonnull(strstr(find_diag(&errs, "request_timeout_ms")->message, "in 100..3600000, got 5"));
     diag_free(&errs);
     dconfig_free(&c);
 
@@ -417,7 +418,7 @@ START_TEST(limit_keys_bad_values)
 
     /* a misspelt new key gets a hint */
     ck_assert_int_eq(parse("max_queue_jobs: 5\n", &c, &errs), -1);
-    ck_assert_ptr_nonnull(strstr(errs.items[0].message, "did you mean \"max_queued_jobs\""));
+    ck_assert_ptr_nonnull(strstr(errs.items[0].message, "did you mean 'max_queued_jobs'"));
     diag_free(&errs);
     dconfig_free(&c);
 }
@@ -465,6 +466,144 @@ START_TEST(edit_distance)
 }
 END_TEST
 
+/* issue 13: the daemon config's errors are the run config's, word for word. */
+static const char *run_config_message(const char *train_section, const char *path)
+{
+    static char msg[512];
+    char *text = xasprintf("model: {type: linear, input_dim: 4, output_dim: 2}\n"
+                           "schedule: {total_steps: 10}\ntrain: %s\n", train_section);
+    run_config cfg;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(cfg_parse(text, strlen(text), NULL, &cfg, &errs), -1);
+    const diag_t *d = find_diag(&errs, path);
+    ck_assert_msg(d != NULL, "the run config has no error at %s", path);
+    snprintf(msg, sizeof msg, "%s", d->message);
+    diag_free(&errs);
+    free(text);
+    return msg;
+}
+
+START_TEST(error_wording_is_the_run_configs)
+{
+    static const struct {
+        const char *yaml, *path, *message;
+    } cases[] = {
+        {"max_jobs: 2.5\n", "max_jobs", "must be an integer, got 2.5"},
+        {"max_jobs: 0x10\n", "max_jobs", "must be a decimal integer, got 0x10"},
+        {"threads_per_job: \"4\"\n", "threads_per_job", "must be an integer, got string \"4\""},
+        {"max_restarts: 5000\n", "max_restarts", "must be an integer in 0..1000, got 5000"},
+        {"write_rate_per_client: -1\n", "write_rate_per_client", "must be a number in [0, 1000000], got -1"},
+        {"write_rate_per_client: .inf\n", "write_rate_per_client", "must be a finite number, got .inf"},
+        {"executor: slrum\n", "executor", "must be one of local, slurm, got \"slrum\" (did you mean 'slurm'?)"},
+        {"spool: [a, b]\n", "spool", "must be a string, got a list"},
+        {"data_dirs: {a: 1}\n", "data_dirs", "must be a list, got a mapping"},
+        {"max_job: 2\n", "max_job", "unknown key 'max_job' (did you mean 'max_jobs'?)"},
+        {"slurm: {acount: x}\n", "slurm.acount", "unknown key 'acount' (did you mean 'account'?)"},
+        /* a run-config key in the daemon config: no hint into the run config's sections */
+        {"lr: 0.1\n", "lr", "unknown key 'lr'"},
+        {"max_model_memory: 1K\n", "max_model_memory", "must be a size in 1M..1P, got 1K"},
+        {"max_job_disk: 10K\n", "max_job_disk", "must be a size in 1M..1P (or 0 for no limit), got 10K"},
+        {"listen: localhost\n", "listen", "must be HOST:PORT, [IPV6]:PORT or unix:/PATH, got \"localhost\""},
+        {"slurm: gpu\n", "slurm", "must be a mapping of keys to values, got string \"gpu\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        dconfig c;
+        diag_list_t errs = DIAG_LIST_INIT;
+        ck_assert_msg(parse(cases[i].yaml, &c, &errs) == -1, "accepted %s", cases[i].yaml);
+        ck_assert_uint_eq(errs.n, 1);
+        ck_assert_str_eq(errs.items[0].path, cases[i].path);
+        ck_assert_str_eq(errs.items[0].message, cases[i].message);
+        ck_assert_int_eq(errs.items[0].line, 1);
+        ck_assert_int_gt(errs.items[0].column, 0);
+        diag_free(&errs);
+        dconfig_free(&c);
+    }
+
+    /* the same mistakes in a run config read the same */
+    dconfig c;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(parse("max_jobs: 2.5\nmax_restarts: \"1\"\n", &c, &errs), -1);
+    ck_assert_str_eq(find_diag(&errs, "max_jobs")->message, run_config_message("{log_every: 2.5}", "train.log_every"));
+    ck_assert_str_eq(find_diag(&errs, "max_restarts")->message,
+                     run_config_message("{log_every: \"1\"}", "train.log_every"));
+    diag_free(&errs);
+    dconfig_free(&c);
+}
+END_TEST
+
+static const dconfig_change *find_change(const dconfig_change *ch, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ch[i].key, key) == 0)
+            return &ch[i];
+    return NULL;
+}
+
+/* issue 13: what a SIGHUP logs (each changed key, old and new) and keeps. */
+START_TEST(reload_diff_and_fixed_keys)
+{
+    dconfig a, b;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(parse("spool: /srv/a\nmax_jobs: 2\ndata_dirs: [/d1]\nmax_model_memory: 8G\n", &a, &errs), 0);
+    dconfig_finish(&a);
+    ck_assert_int_eq(parse("spool: /srv/a\nmax_jobs: 2\ndata_dirs: [/d1]\nmax_model_memory: 8G\n", &b, &errs), 0);
+    dconfig_finish(&b);
+    dconfig_change *ch;
+    ck_assert_uint_eq(dconfig_diff(&a, &b, &ch), 0);   /* the same file: nothing changed */
+    ck_assert_ptr_null(ch);
+    dconfig_free(&b);
+
+    ck_assert_int_eq(parse("spool: /srv/b\nmax_jobs: 3\ndata_dirs: [/d1, /d2]\nmax_model_memory: 512M\n"
+                           "listen: 127.0.0.1:9999\nwrite_rate_per_client: 2.5\nexecutor: slurm\n"
+                           "slurm: {partition: gpu}\nmax_trials: 7\n", &b, &errs), 0);
+    dconfig_finish(&b);
+    size_t n = dconfig_diff(&a, &b, &ch);
+    const struct {
+        const char *key, *was, *now;
+        bool fixed;
+    } want[] = {
+        {"spool", "/srv/a", "/srv/b", true},
+        {"listen", "127.0.0.1:8080", "127.0.0.1:9999", true},
+        {"max_jobs", "2", "3", false},
+        {"data_dirs", "[/d1]", "[/d1, /d2]", false},
+        {"api_token_file", "/srv/a/api.token", "/srv/b/api.token", false},
+        {"max_trials", "1000", "7", true},
+        {"max_model_memory", "8G", "512M", false},
+        {"write_rate_per_client", "20", "2.5", false},
+        {"executor", "local", "slurm", true},
+        {"slurm.partition", "(none)", "gpu", true},
+    };
+    ck_assert_uint_eq(n, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_str_eq(ch[i].key, want[i].key);   /* in the table's order */
+        ck_assert_str_eq(ch[i].was, want[i].was);
+        ck_assert_str_eq(ch[i].now, want[i].now);
+        ck_assert_int_eq(ch[i].fixed, want[i].fixed);
+    }
+    dconfig_changes_free(ch, n);
+
+    /* the keys that cannot change go back to the running values; the rest stay new */
+    dconfig_keep_fixed(&b, &a);
+    ck_assert_str_eq(b.spool, "/srv/a");
+    ck_assert_str_eq(b.listen, "127.0.0.1:8080");
+    ck_assert_int_eq(b.executor, DCONFIG_EXEC_LOCAL);
+    ck_assert_ptr_null(b.slurm.partition);
+    ck_assert_int_eq(b.max_trials, 1000);
+    ck_assert_int_eq(b.max_jobs, 3);
+    ck_assert_uint_eq(b.n_data_dirs, 2);
+    ck_assert_uint_eq(b.max_model_memory, (size_t)512 << 20);
+    n = dconfig_diff(&a, &b, &ch);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(!ch[i].fixed, "%s still differs", ch[i].key);
+    ck_assert_ptr_nonnull(find_change(ch, n, "max_jobs"));
+    ck_assert_ptr_null(find_change(ch, n, "spool"));
+    dconfig_changes_free(ch, n);
+    dconfig_free(&a);
+    dconfig_free(&b);
+    diag_free(&errs);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("dconfig");
@@ -486,6 +625,8 @@ static Suite *suite(void)
     tcase_add_test(tc, parse_size);
     tcase_add_test(tc, edit_distance);
     tcase_add_test(tc, executor_keys);
+    tcase_add_test(tc, error_wording_is_the_run_configs);
+    tcase_add_test(tc, reload_diff_and_fixed_keys);
     suite_add_tcase(s, tc);
     return s;
 }

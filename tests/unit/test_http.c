@@ -1001,7 +1001,7 @@ START_TEST(pct_decode_and_query)
 }
 END_TEST
 
-Suite *http_suite(void)
+static Suite *http_suite(void)
 {
     Suite *s = suite_create("http");
     TCase *tc = tcase_create("server");

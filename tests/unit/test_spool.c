@@ -129,14 +129,14 @@ END_TEST
 START_TEST(prepare_and_token)
 {
     char *dir = tl_tmpdir("traind-spool");
-    char *spool = xasprintf("%s/a/b/spool", dir);
-    ck_assert_int_eq(spool_prepare(spool), 0);
-    char *inc = xasprintf("%s/incoming", spool), *jobs = xasprintf("%s/jobs", spool);
+    char *root = xasprintf("%s/a/b/spool", dir);
+    ck_assert_int_eq(spool_prepare(root), 0);
+    char *inc = xasprintf("%s/incoming", root), *jobs = xasprintf("%s/jobs", root);
     struct stat st;
     ck_assert_int_eq(stat(inc, &st), 0);
     ck_assert_int_eq(stat(jobs, &st), 0);
 
-    char *tpath = xasprintf("%s/api.token", spool);
+    char *tpath = xasprintf("%s/api.token", root);
     char tok[SPOOL_TOKEN_HEX + 1], tok2[SPOOL_TOKEN_HEX + 1];
     ck_assert_int_eq(spool_token_load_or_create(tpath, tok, sizeof tok), 1);
     ck_assert_uint_eq(strlen(tok), SPOOL_TOKEN_HEX);
@@ -151,7 +151,7 @@ START_TEST(prepare_and_token)
     ck_assert_str_eq(tok2, "s3cret");
     tl_rmtree(dir);
     free(dir);
-    free(spool);
+    free(root);
     free(inc);
     free(jobs);
     free(tpath);
