@@ -76,6 +76,15 @@ static void add_total_steps(cJSON *o, const job *j)
  * config in.  Reading a page's status.json files here held the loop. */
 static bool g_defer_config;
 
+/* "stop_reason" of a stopped job; "held" while one waits at a rung. */
+static void add_early_stop_json(cJSON *o, const job *j)
+{
+    if (j->state == JOB_STOPPED)
+        cJSON_AddStringToObject(o, "stop_reason", j->stop_reason ? j->stop_reason : "stopped early");
+    if (j->held && j->state == JOB_QUEUED)
+        cJSON_AddTrueToObject(o, "held");
+}
+
 cJSON *job_to_json(const job *j, int queue_pos)
 {
     cJSON *o = cJSON_CreateObject();
@@ -143,6 +152,7 @@ cJSON *job_to_json(const job *j, int queue_pos)
     else
         cJSON_AddNullToObject(o, "experiment");
     cJSON_AddItemToObject(o, "params", j->params ? cJSON_Duplicate(j->params, 1) : cJSON_CreateNull());
+    add_early_stop_json(o, j);
     cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(j->errors, 1));
     if (!j->config && j->config_on_disk && g_defer_config) {
         cJSON_AddNullToObject(o, "config");
@@ -421,6 +431,9 @@ int load_status(job *j, cJSON *o)
     if (cJSON_IsObject(config))   /* taken, not copied: o is thrown away */
         j->config = cJSON_DetachItemFromObjectCaseSensitive(o, "config");
     j->cancel_requested = cJSON_IsTrue(jget(o, "cancel_requested")) && !job_state_ended(j->state);
+    const cJSON *sr = jget(o, "stop_reason");
+    if (j->state == JOB_STOPPED && cJSON_IsString(sr))
+        j->stop_reason = xasprintf("%.512s", sr->valuestring);
     const cJSON *sid = jget(o, "slurm_job_id");
     if (cJSON_IsString(sid) && strlen(sid->valuestring) <= EXEC_SCHED_ID_MAX &&
         strspn(sid->valuestring, "0123456789") == strlen(sid->valuestring))

@@ -50,7 +50,7 @@ int preview_run(const preview_in *in, const char *yaml, size_t len, size_t max_p
     if (sweep_is_experiment(yaml, len)) {
         exps_check_in ci = {.max_trials = in->max_trials, .data_dirs = in->data_dirs,
                             .n_data_dirs = in->n_data_dirs, .max_model_bytes = in->max_model_bytes,
-                            .jobs_dir = in->jobs_dir};
+                            .jobs_dir = in->jobs_dir, .slurm = in->slurm};
         sweep s;
         cJSON *errors = NULL;
         if (exps_check(yaml, len, &ci, &s, &errors) != 0) {
