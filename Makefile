@@ -75,7 +75,7 @@ CLI_LINK     := $(WORKER_LINK)
 # Tests by the layer they test (a test not named here is a core test: core only).
 PROTO_TESTS   := test_progress
 WORKER_TESTS  := test_mpilaunch
-SERVICE_TESTS := test_api test_history test_http test_rate_limit test_spool
+SERVICE_TESTS := test_api test_history test_http test_rate_limit test_spool test_asha
 PROTO_FUZZ    := fuzz_progress
 SERVICE_FUZZ  := fuzz_http
 

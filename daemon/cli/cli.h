@@ -49,6 +49,13 @@ char *cli_escape(const char *s);
 int cmd_compare(int n_args, char **args, bool json, cli_get_fn get, void *ctx);
 
 /* "1h02m", "3m07s", "12s" */
+/* cli_plot.c: grid[r * w + c] is -1 (empty) or the curve drawn in that
+ * cell (row 0 at the bottom); prints the h rows with the y labels top and
+ * bottom, then the x axis line (no newline after it). */
+void cli_plot_grid(const int *grid, int h, int w, const char *top, const char *bottom, bool colour);
+/* Curve k's glyph, in its colour when colour. */
+void cli_plot_mark(int k, bool colour);
+
 void cli_format_duration(double seconds, char *buf, size_t len);
 
 #endif

@@ -413,7 +413,7 @@ static int do_status(client *c, const char *id)
 static bool state_ended(const char *s)
 {
     return s && (!strcmp(s, "succeeded") || !strcmp(s, "failed") || !strcmp(s, "cancelled") ||
-                 !strcmp(s, "rejected"));
+                 !strcmp(s, "rejected") || !strcmp(s, "stopped"));
 }
 
 /* One line of watch: the job's progress bar.  Returns true when it has ended
@@ -640,6 +640,56 @@ static int do_cancel(client *c, const char *id)
     return ret;
 }
 
+/* trainctl experiment ID: its state, its trials best first and every
+ * early-stopping decision with its reason (--json: the object as is). */
+static int do_experiment(client *c, const char *id)
+{
+    char *e = curl_easy_escape(NULL, id, 0);
+    char *path = xasprintf("/experiments/%s", e ? e : "");
+    curl_free(e);
+    response r;
+    int ret = http(c, "GET", path, NULL, 0, &r);
+    free(path);
+    if (ret)
+        return ret;
+    cJSON *j = r.status == 200 ? cJSON_Parse(r.body) : NULL;
+    if (!j) {
+        ret = r.status == 200 ? (fprintf(stderr, "trainctl: the daemon's answer is not JSON\n"), EXIT_FAIL)
+                              : report_error(id, &r);
+        free(r.body);
+        return ret;
+    }
+    if (c->json) {
+        char *t = cJSON_Print(j);
+        puts(t);
+        free(t);
+    } else {
+        printf("experiment %s (%s): %s, %s sweep, metric %s\n", id, json_str(j, "name") ? json_str(j, "name") : "?",
+               json_str(j, "state") ? json_str(j, "state") : "?", json_str(j, "method") ? json_str(j, "method") : "?",
+               json_str(j, "metric") ? json_str(j, "metric") : "?");
+        printf("%-6s %-32s %-10s %8s  %-12s %s\n", "trial", "job", "state", "step", "metric", "params");
+        const cJSON *t;
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(j, "trials")) {
+            char *params = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(t, "params"));
+            printf("%-6.0f %-32s %-10s %8.0f  %-12.6g %s\n", json_num(t, "trial"),
+                   json_str(t, "job") ? json_str(t, "job") : "-", json_str(t, "state") ? json_str(t, "state") : "?",
+                   json_num(t, "step"), json_num(t, "metric"), params ? params : "{}");
+            free(params);
+        }
+        const cJSON *ds = cJSON_GetObjectItemCaseSensitive(j, "decisions");
+        if (cJSON_GetArraySize(ds) > 0) {
+            printf("early-stopping decisions:\n");
+            cJSON_ArrayForEach(t, ds)
+                printf("  trial %.0f (%s): %s — %s\n", json_num(t, "trial"),
+                       json_str(t, "job") ? json_str(t, "job") : "-", json_str(t, "action") ? json_str(t, "action") : "?",
+                       json_str(t, "reason") ? json_str(t, "reason") : "");
+        }
+    }
+    cJSON_Delete(j);
+    free(r.body);
+    return ret;
+}
+
 /* trainctl fork ID --at STEP [--set key=value ...] [--name NAME]: prints the new job's id. */
 static int do_fork(client *c, const char *id, long at, char **sets, size_t n_sets, const char *name)
 {
@@ -809,6 +859,8 @@ int cmd_client(const char *verb, int argc, char **argv)
         ret = do_cancel(&c, arg);
     else if (!strcmp(verb, "fork"))
         ret = do_fork(&c, arg, fork_at, sets, n_sets, fork_name);
+    else if (!strcmp(verb, "experiment"))
+        ret = do_experiment(&c, arg);
     else if (!strcmp(verb, "compare"))
         ret = cmd_compare(n_operands, operands, c.json, compare_get, &c);
     else

@@ -19,8 +19,6 @@
 #include "traind/util.h"
 
 enum { PLOT_W = 64, PLOT_H = 14, MAX_RUNS = 32 };
-static const char glyphs[] = "*+ox#@%&=~";
-static const char *const colours[] = {"31", "32", "34", "35", "36", "33", "91", "92", "94", "95"};
 
 typedef struct run {
     char *id;
@@ -111,27 +109,10 @@ static void plot(const char *title, const cJSON *cmp, const char *series, size_t
         }
     }
     printf("\n%s\n", title);
-    for (int r = PLOT_H - 1; r >= 0; r--) {
-        if (r == PLOT_H - 1)
-            printf("%10.4g |", hi);
-        else if (r == 0)
-            printf("%10.4g |", lo);
-        else
-            printf("%10s |", "");
-        for (int c = 0; c < PLOT_W; c++) {
-            int k = grid[r][c];
-            if (k < 0)
-                putchar(' ');
-            else if (colour)
-                printf("\033[%sm%c\033[0m", colours[k % 10], glyphs[k % 10]);
-            else
-                putchar(glyphs[k % 10]);
-        }
-        putchar('\n');
-    }
-    printf("%10s +", "");
-    for (int c = 0; c < PLOT_W; c++)
-        putchar('-');
+    char top[32], bottom[32];
+    snprintf(top, sizeof top, "%10.4g", hi);
+    snprintf(bottom, sizeof bottom, "%10.4g", lo);
+    cli_plot_grid(&grid[0][0], PLOT_H, PLOT_W, top, bottom, colour);
     long first = (long)cJSON_GetArrayItem(steps, 0)->valuedouble;
     long last = (long)cJSON_GetArrayItem(steps, g - 1)->valuedouble;
     printf("\n%10s  %-*ld%ld\n", "", PLOT_W - 8, first, last);
@@ -283,10 +264,9 @@ int cmd_compare(int n_args, char **args, bool json, cli_get_fn get, void *ctx)
         printf(" %12s %12s %8s %8s %8s\n", "final loss", "best eval", "at step", "steps", "wall");
         for (size_t k = 0; k < n; k++) {
             const cJSON *c = cJSON_GetArrayItem(cjobs, (int)k);
-            if (colour)
-                printf(" \033[%sm%c\033[0m %-28.28s", colours[k % 10], glyphs[k % 10], runs[k].id);
-            else
-                printf(" %c %-28.28s", glyphs[k % 10], runs[k].id);
+            putchar(' ');
+            cli_plot_mark((int)k, colour);
+            printf(" %-28.28s", runs[k].id);
             cJSON_ArrayForEach(e, diff) printf(" %-16.16s", flat_get(&runs[k], e->valuestring));
             double fl = num(c, "final_loss"), be = num(c, "best_eval_loss"), bs = num(c, "best_eval_step");
             char wall[32] = "-";

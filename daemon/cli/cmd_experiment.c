@@ -102,8 +102,6 @@ int cli_validate_experiment(const char *path, const struct dconfig *dc)
 /* ---- schedule ------------------------------------------------------------ */
 
 enum { PLOT_W = 64, PLOT_H = 16 };
-static const char glyphs[] = "*+ox#@%&=~";
-static const char *const colours[] = {"31", "32", "34", "35", "36", "33", "91", "92", "94", "95"};
 
 static void plot(const sweep *s, const sched_curve *cv, size_t n, bool colour)
 {
@@ -131,34 +129,16 @@ static void plot(const sweep *s, const sched_curve *cv, size_t n, bool colour)
             grid[row][col] = (int)c;
         }
     printf("%s: %zu distinct schedules of %zu trials, %ld steps, peak lr %.4g\n", s->name, n, s->n_trials, T, hi);
-    for (int r = PLOT_H - 1; r >= 0; r--) {
-        if (r == PLOT_H - 1)
-            printf("%10.3e |", hi);
-        else if (r == 0)
-            printf("%10.3e |", 0.0);
-        else
-            printf("%10s |", "");
-        for (int c = 0; c < PLOT_W; c++) {
-            int k = grid[r][c];
-            if (k < 0)
-                putchar(' ');
-            else if (colour)
-                printf("\033[%sm%c\033[0m", colours[k % 10], glyphs[k % 10]);
-            else
-                putchar(glyphs[k % 10]);
-        }
-        putchar('\n');
-    }
-    printf("%10s +", "");
-    for (int c = 0; c < PLOT_W; c++)
-        putchar('-');
+    char top[32], bottom[32];
+    snprintf(top, sizeof top, "%10.3e", hi);
+    snprintf(bottom, sizeof bottom, "%10.3e", 0.0);
+    cli_plot_grid(&grid[0][0], PLOT_H, PLOT_W, top, bottom, colour);
     printf("\n%10s  0%*ld\n", "", PLOT_W - 1, T - 1);
     for (size_t c = 0; c < n; c++) {
         char *l = sweep_trial_label(s, cv[c].trial);
-        if (colour)
-            printf("  \033[%sm%c\033[0m %s (%s)\n", colours[c % 10], glyphs[c % 10], s->trials[cv[c].trial].cfg.name, l);
-        else
-            printf("  %c %s (%s)\n", glyphs[c % 10], s->trials[cv[c].trial].cfg.name, l);
+        printf("  ");
+        cli_plot_mark((int)c, colour);
+        printf(" %s (%s)\n", s->trials[cv[c].trial].cfg.name, l);
         free(l);
     }
 }

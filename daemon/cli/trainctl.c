@@ -36,6 +36,8 @@ static const char usage_text[] =
     "  logs ID             the job's training process log\n"
     "  fork ID --at STEP [--set key=value ...] [--name NAME]\n"
     "                      a new job from ID's kept checkpoint at STEP (prints its id)\n"
+    "  experiment ID [--json]\n"
+    "                      an experiment: its trials best first and every early-stopping decision\n"
     "  compare ID|EXPERIMENT ... [--json]\n"
     "                      differing params, final and best eval loss, steps, wall time; overlaid curves\n"
     "  (-- ends the options: trainctl cancel -- -rf)\n"
@@ -169,7 +171,7 @@ int main(int argc, char **argv)
         return cmd_sample(argc - 2, argv + 2);
     if (!strcmp(cmd, "submit") || !strcmp(cmd, "status") || !strcmp(cmd, "watch") ||
         !strcmp(cmd, "cancel") || !strcmp(cmd, "logs") || !strcmp(cmd, "fork") ||
-        !strcmp(cmd, "compare"))
+        !strcmp(cmd, "compare") || !strcmp(cmd, "experiment"))
         return cmd_client(cmd, argc - 2, argv + 2);
     fprintf(stderr, "trainctl: unknown command '%s'\n", cmd);
     return usage(stderr, EXIT_USAGE);

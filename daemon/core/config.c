@@ -81,7 +81,7 @@ static const cv_key optim_keys[] = {
 
 static const cv_key train_keys[] = {
     {"log_every", 0}, {"checkpoint_every", 0}, {"eval_every", 0}, {"keep_checkpoints", 0},
-    {"keep_every", 0}, {NULL, 0}};
+    {"keep_every", 0}, {"keep_steps", 0}, {NULL, 0}};
 
 static const cv_key parallel_keys[] = {{"ranks", 0}, {NULL, 0}};
 
@@ -416,6 +416,36 @@ static bool parse_optimizer(const cv_section *root, optim_cfg *o)
 
 /* ---- train ------------------------------------------------------------- */
 
+/* train.keep_steps: [S, ...], ascending, 1 <= S, at most CFG_MAX_KEEP_STEPS. */
+static void parse_keep_steps(const cv_section *s, train_cfg *t)
+{
+    const ynode *n = cv_get(s, "keep_steps");
+    if (!n || !cv_list(s->errs, n, "train.keep_steps", 0, CFG_MAX_KEEP_STEPS))
+        return;
+    long v[CFG_MAX_KEEP_STEPS];
+    bool ok = true;
+    for (size_t i = 0; i < n->n; i++) {
+        char path[CV_PATH_MAX];
+        cv_path_index(path, "train.keep_steps", i);
+        long long x;
+        if (cv_int(s->errs, n->items[i], path, 1, MAX_STEPS_LIKE, &x) != CV_OK) {
+            ok = false;
+            v[i] = -1;
+            continue;
+        }
+        v[i] = (long)x;
+        if (i > 0 && v[i - 1] >= 0 && v[i] <= v[i - 1]) {
+            cv_error(s->errs, path, n->items[i], "must be greater than the previous step (%ld), got %lld", v[i - 1],
+                     x);
+            ok = false;
+        }
+    }
+    if (ok) {
+        memcpy(t->keep_steps, v, n->n * sizeof *v);
+        t->n_keep_steps = (int)n->n;
+    }
+}
+
 static void parse_train(const cv_section *root, train_cfg *t)
 {
     cv_section s;
@@ -426,6 +456,7 @@ static void parse_train(const cv_section *root, train_cfg *t)
     get_long_field(&s, "eval_every", 0, MAX_STEPS_LIKE, &t->eval_every);
     get_long_field(&s, "keep_checkpoints", 0, 10000, &t->keep_checkpoints);
     get_long_field(&s, "keep_every", 0, MAX_STEPS_LIKE, &t->keep_every);
+    parse_keep_steps(&s, t);
 }
 
 /* ---- parallel ---------------------------------------------------------- */

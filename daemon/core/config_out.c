@@ -332,5 +332,10 @@ cJSON *cfg_to_json(const run_config *cfg)
     add_int(t, "eval_every", cfg->train.eval_every);
     add_int(t, "keep_checkpoints", cfg->train.keep_checkpoints);
     add_int(t, "keep_every", cfg->train.keep_every);
+    if (cfg->train.n_keep_steps > 0) {
+        cJSON *ks = cJSON_AddArrayToObject(t, "keep_steps");
+        for (int i = 0; i < cfg->train.n_keep_steps; i++)
+            cJSON_AddItemToArray(ks, cJSON_CreateNumber((double)cfg->train.keep_steps[i]));
+    }
     return o;
 }

@@ -49,7 +49,8 @@ bool sweep_fork_may_change(const char *path)
 {
     static const char *const ok[] = {"optimizer.lr", "optimizer.weight_decay", "optimizer.betas",
                                      "optimizer.grad_clip", "train.log_every", "train.checkpoint_every",
-                                     "train.eval_every", "train.keep_checkpoints", "train.keep_every"};
+                                     "train.eval_every", "train.keep_checkpoints", "train.keep_every",
+                                     "train.keep_steps"};
     if (strncmp(path, "schedule.", 9) == 0)
         return true;
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
@@ -365,6 +366,54 @@ static void check_trial_against_sweep(diag_list_t *errs, const sweep *s, const c
     }
 }
 
+static int cmp_step(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* An ASHA trial logs, evaluates and keeps its checkpoint at every rung
+ * below its total_steps (traind/asha.h): its train.keep_steps become the
+ * union of its own and the rungs, and the trial is validated again with
+ * them.  0, or -1 with the problem in errs (*cfg then zeroed). */
+static int add_rung_steps(ynode *tree, const sweep *s, const cfg_parse_opts *po, run_config *cfg,
+                          diag_list_t *errs)
+{
+    long steps[2 * CFG_MAX_KEEP_STEPS + 1];
+    size_t n = 0;
+    for (int i = 0; i < cfg->train.n_keep_steps; i++)
+        steps[n++] = cfg->train.keep_steps[i];
+    for (double rung = (double)s->min_steps; rung < (double)cfg->sched.total_steps && n < 2 * CFG_MAX_KEEP_STEPS;
+         rung *= s->reduction_factor)
+        steps[n++] = (long)rung;
+    qsort(steps, n, sizeof *steps, cmp_step);
+    size_t m = 0;
+    for (size_t k = 0; k < n; k++)
+        if (m == 0 || steps[m - 1] != steps[k])
+            steps[m++] = steps[k];
+    n = m;
+    size_t cap = 16 + 24 * n, len = 0;
+    char *flow = xmalloc(cap);
+    len += (size_t)snprintf(flow, cap, "[");
+    for (size_t k = 0; k < n; k++)
+        len += (size_t)snprintf(flow + len, cap - len, "%s%ld", k ? ", " : "", steps[k]);
+    snprintf(flow + len, cap - len, "]");
+    diag_list_t perr = DIAG_LIST_INIT;
+    ynode *seq = ytree_parse(flow, strlen(flow), &perr);
+    free(flow);
+    diag_free(&perr);
+    const ynode *es = ymap_get(tree, "train");
+    if (!seq || ytree_set_path(tree, "train.keep_steps", seq) != 0) {
+        diag_add(errs, "sweep.early_stop", es ? es->line : 0, es ? es->column : 0,
+                 "cannot set train.keep_steps to the rungs: train is not a mapping");
+        cfg_free(cfg);
+        memset(cfg, 0, sizeof *cfg);
+        return -1;
+    }
+    cfg_free(cfg);
+    return cfg_validate_tree(tree, po, cfg, errs);
+}
+
 static int expand(const ynode *doc, const cv_section *sw, const param *ps, const sweep_opts *opts,
                   sweep *s, diag_list_t *errs)
 {
@@ -426,7 +475,8 @@ static int expand(const ynode *doc, const cv_section *sw, const param *ps, const
         snprintf(name, sizeof name, "%s-%0*zu", s->name, width, k + 1);
         ymap_put(tree, "name", yscalar_new(name, false, tree->line, tree->column));
         diag_list_t terrs = DIAG_LIST_INIT;
-        if (ok && cfg_validate_tree(tree, &opts->cfg, &t->cfg, &terrs) == 0) {
+        if (ok && cfg_validate_tree(tree, &opts->cfg, &t->cfg, &terrs) == 0 &&
+            (!s->asha || add_rung_steps(tree, s, &opts->cfg, &t->cfg, &terrs) == 0)) {
             t->yaml = ytree_emit(tree);
             check_trial_against_sweep(errs, s, sw, k);
         } else {

@@ -1,6 +1,8 @@
 /* json — exact number printing for cJSON.  See traind/json.h. */
 #include "traind/json.h"
 
+#include "traind/diag.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -53,4 +55,19 @@ char *json_print_exact(cJSON *o)
 {
     json_exact_numbers(o);
     return cJSON_PrintUnformatted(o);
+}
+
+cJSON *json_diag_list(const diag_list_t *errs)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < errs->n; i++) {
+        const diag_t *d = &errs->items[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "path", d->path);
+        cJSON_AddNumberToObject(e, "line", d->line);
+        cJSON_AddNumberToObject(e, "column", d->column);
+        cJSON_AddStringToObject(e, "message", d->message);
+        cJSON_AddItemToArray(a, e);
+    }
+    return a;
 }

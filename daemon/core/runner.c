@@ -156,11 +156,25 @@ static long *kept_steps(const char *dir, size_t *n)
  * appears whole or not at all — then drops rolling ones past the newest
  * keep_checkpoints + 1 (the latest and the N before it); every keep_every-th
  * step stays for good.  A failure is told, never fatal: training goes on. */
+static bool is_keep_step(const train_cfg *t, long step)
+{
+    for (int i = 0; i < t->n_keep_steps; i++)
+        if (t->keep_steps[i] == step)
+            return true;
+    return false;
+}
+
+/* Kept for good: every keep_every-th step and the train.keep_steps. */
+static bool kept_for_good(const train_cfg *t, long step)
+{
+    return (t->keep_every > 0 && step % t->keep_every == 0) || is_keep_step(t, step);
+}
+
 static void keep_checkpoint(run *r)
 {
     const train_cfg *t = &r->cfg->train;
     long step = r->c.step;
-    bool permanent = t->keep_every > 0 && step % t->keep_every == 0;
+    bool permanent = kept_for_good(t, step);
     if (!permanent && t->keep_checkpoints <= 0)
         return;
     char *dir = xasprintf("%s/checkpoints", r->opts->out_dir);
@@ -174,7 +188,7 @@ static void keep_checkpoint(run *r)
     long *steps = kept_steps(dir, &n);
     long rolling_kept = 0;
     for (size_t i = n; i-- > 0;) {
-        bool keep = (t->keep_every > 0 && steps[i] % t->keep_every == 0) || rolling_kept++ <= t->keep_checkpoints;
+        bool keep = kept_for_good(t, steps[i]) || rolling_kept++ <= t->keep_checkpoints;
         if (!keep) {
             char *old = xasprintf("%s/step-%ld.bin", dir, steps[i]);
             unlink(old);
@@ -561,8 +575,11 @@ static run_result train_loop(run *r, char *err, size_t errlen)
     const long log_every = cfg->train.log_every;
     const long ckpt_every = cfg->train.checkpoint_every;
     const long eval_every = data_eval_batches(r->data) > 0 ? cfg->train.eval_every : 0;
+    const long pause_at = r->opts->pause_at;
     float *params = r->model->params, *grads = r->model->grads;
 
+    if (pause_at > 0 && r->c.step == pause_at && r->c.step < T)
+        return RUN_PAUSED;   /* resumed at its pause: its checkpoint is there already */
     while (r->c.step < T) {
         bool stop = r->dist ? r->stop_agreed : r->opts->stop && *r->opts->stop;
         if (stop)
@@ -600,11 +617,13 @@ static run_result train_loop(run *r, char *err, size_t errlen)
 
         long done = r->c.step;
         double ev = NAN;
-        if (eval_every > 0 && done % eval_every == 0) {
+        bool keep_step = is_keep_step(&cfg->train, done);
+        if ((eval_every > 0 && done % eval_every == 0) ||
+            (keep_step && done < T && data_eval_batches(r->data) > 0)) {
             ev = eval_loss(r);
             emit(r, RUN_EVENT_EVAL, lr, loss, NAN, norm, ev, NULL);
         }
-        if (done % log_every == 0 || done == T || !isnan(ev)) {
+        if (done % log_every == 0 || done == T || !isnan(ev) || keep_step) {
             double avg = r->c.loss_sum / (double)r->c.loss_count;
             if (write_metrics(r, lr, loss, avg, norm, ev, err, errlen) != 0)
                 return RUN_FAILED;
@@ -620,10 +639,12 @@ static run_result train_loop(run *r, char *err, size_t errlen)
                 emit(r, RUN_EVENT_TICK, lr, loss, NAN, norm, NAN, NULL);
             }
         }
-        bool to_keep = cfg->train.keep_every > 0 && done % cfg->train.keep_every == 0;
+        bool to_keep = kept_for_good(&cfg->train, done) || done == pause_at;
         if (((ckpt_every > 0 && done % ckpt_every == 0) || to_keep) && done < T)
             if (save_checkpoint(r, err, errlen) != 0)
                 return RUN_FAILED;
+        if (done == pause_at && done < T)
+            return RUN_PAUSED;
     }
     return save_checkpoint(r, err, errlen) == 0 ? RUN_OK : RUN_FAILED;
 }

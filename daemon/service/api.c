@@ -62,7 +62,7 @@
 #endif
 
 
-const char *const api_job_states[] = {"queued", "running", "succeeded", "failed", "cancelled", "rejected", NULL};
+const char *const api_job_states[] = {"queued", "running", "succeeded", "failed", "cancelled", "rejected", "stopped", NULL};
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                              */
@@ -514,7 +514,7 @@ static void get_jobs(const api_backend *be, const http_request *req, http_respon
     if (r < 0 || (r > 0 && !valid_state(state))) {
         free(state);
         http_response_error(res, 400,
-                            "state must be one of queued, running, succeeded, failed, cancelled, rejected");
+                            "state must be one of queued, running, succeeded, failed, cancelled, rejected, stopped");
         return;
     }
     long limit = API_JOBS_PAGE_DEFAULT;

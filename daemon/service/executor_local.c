@@ -55,6 +55,7 @@ static int local_start(executor *ex, const exec_spec *spec, const exec_callbacks
         .mpi_worker = spec->mpi_worker,
         .data_dirs = spec->data_dirs,
         .n_data_dirs = spec->n_data_dirs,
+        .pause_at = spec->pause_at,
     };
     worker_callbacks wcb = {.on_msg = on_msg, .on_exit = on_exit_cb};
     int rc = worker_spawn(le->loop, &ws, &wcb, lj, &lj->w);

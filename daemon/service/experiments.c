@@ -24,6 +24,7 @@
 
 #include "traind/api.h"
 #include "traind/events.h"
+#include "traind/experiment_asha.h"
 #include "traind/forkfile.h"
 #include "traind/intake.h"
 #include "traind/json.h"
@@ -62,7 +63,17 @@ typedef struct experiment {
     cJSON *errors;                   /* array */
     char *idem_key;                  /* the Idempotency-Key it was POSTed with, or NULL */
     bool write_inflight, dirty;
+    /* early stopping (experiment_asha.h): NULL without sweep.early_stop */
+    exp_asha *asha;
+    struct rung_report *reports;     /* trials paused at a rung, in arrival order: one recorded at a time */
+    size_t n_reports, cap_reports;
+    bool report_inflight;
 } experiment;
+
+typedef struct rung_report {
+    size_t k;
+    long step;
+} rung_report;
 
 struct exp_table {
     job_table *jobs;
@@ -77,6 +88,9 @@ struct exp_table {
     size_t n_keys;
 };
 
+static long hook_pause_at(void *ctx, const char *job_id, const char *exp_id, const char *idem_key);
+static void hook_paused(void *ctx, const char *job_id, const char *exp_id, const char *idem_key, long step);
+
 exp_table *exps_new(job_table *jobs, const char *spool_dir, size_t max_trials, char *const *data_dirs,
                     size_t n_data_dirs, size_t max_model_bytes)
 {
@@ -87,6 +101,8 @@ exp_table *exps_new(job_table *jobs, const char *spool_dir, size_t max_trials, c
     e->data_dirs = strv_dup(data_dirs, n_data_dirs);
     e->n_data_dirs = n_data_dirs;
     e->max_model_bytes = max_model_bytes;
+    jobs_pause_hooks h = {.pause_at = hook_pause_at, .paused = hook_paused, .ctx = e};
+    jobs_set_pause_hooks(jobs, &h);
     return e;
 }
 
@@ -102,6 +118,8 @@ static void exp_free(experiment *x)
     free(x->fork_job);
     free(x->idem_key);
     cJSON_Delete(x->errors);
+    exp_asha_free(x->asha);
+    free(x->reports);
     free(x);
 }
 
@@ -184,6 +202,14 @@ static void from_sweep(experiment *x, const sweep *s)
     x->fork_job = s->fork_job ? xstrdup(s->fork_job) : NULL;
     x->fork_step = s->fork_step;
     x->n_trials = s->n_trials;
+    if (s->asha) {
+        long total = 0;
+        for (size_t k = 0; k < s->n_trials; k++)
+            if (s->trials[k].cfg.sched.total_steps > total)
+                total = s->trials[k].cfg.sched.total_steps;
+        x->asha = exp_asha_new(s->reduction_factor, s->min_steps, total, s->fork_job ? s->fork_step : -1,
+                               s->n_trials);
+    }
     x->trials = xcalloc(s->n_trials ? s->n_trials : 1, sizeof *x->trials);
     for (size_t k = 0; k < s->n_trials; k++) {
         x->trials[k].params = params_text(s, &s->trials[k]);
@@ -388,10 +414,14 @@ static void submit_trial(experiment *x, size_t k)
     jobs_submit_ex(x->e->jobs, yaml, strlen(yaml), x->name, key, &ex, trial_submitted, a);
 }
 
+static void asha_drive(experiment *x);
+
 static void drive(experiment *x)
 {
     if (x->state != EXP_RUNNING || jobs_shutting_down(x->e->jobs))
         return;
+    if (x->asha)
+        asha_drive(x);
     size_t active = 0, ended = 0;
     for (size_t k = 0; k < x->n_trials; k++) {
         const trial *t = &x->trials[k];
@@ -415,6 +445,277 @@ static void drive(experiment *x)
         submit_trial(x, k);
         active++;
     }
+}
+
+/* ------------------------------------------------------ early stopping */
+
+/* Trial k of x from its job's id, else from the job's Idempotency-Key
+ * "experiment:<id>:<k>" (a trial's job can start before x names it). */
+static long trial_of(const experiment *x, const char *job_id, const char *idem_key)
+{
+    for (size_t k = 0; k < x->n_trials; k++)
+        if (!strcmp(x->trials[k].job, job_id))
+            return (long)k;
+    char prefix[SPOOL_ID_MAX + 16];
+    int n = snprintf(prefix, sizeof prefix, "experiment:%s:", x->id);
+    if (idem_key && !strncmp(idem_key, prefix, (size_t)n)) {
+        char *end;
+        unsigned long k = strtoul(idem_key + n, &end, 10);
+        if (end != idem_key + n && !*end && k < x->n_trials)
+            return (long)k;
+    }
+    return -1;
+}
+
+static long hook_pause_at(void *ctx, const char *job_id, const char *exp_id, const char *idem_key)
+{
+    experiment *x = find(ctx, exp_id);
+    if (!x || !x->asha || x->state != EXP_RUNNING)
+        return 0;   /* an experiment that no longer runs decides nothing: its trials train on (or are cancelled) */
+    long k = trial_of(x, job_id, idem_key);
+    if (k < 0) {
+        log_warn("experiment %s: job %s is none of its trials; it runs without early stopping", x->id, job_id);
+        return 0;
+    }
+    return exp_asha_pause_at(x->asha, (size_t)k);
+}
+
+/* Carries a decision out: the promoted trial (if any) is queued again
+ * first, then trial k goes on or stops. */
+static void act(experiment *x, size_t k, const asha_decision *d, const asha_decision *prom, size_t n_prom)
+{
+    job_table *jobs = x->e->jobs;
+    if (x->state != EXP_RUNNING) {
+        /* cancelled (or failed) while the report was being recorded */
+        if (x->state == EXP_CANCELLED)
+            jobs_cancel(jobs, x->trials[k].job, NULL, NULL);
+        else
+            jobs_release(jobs, x->trials[k].job);
+        return;
+    }
+    if (n_prom && prom->trial >= 0 && (size_t)prom->trial < x->n_trials && x->trials[prom->trial].job[0]) {
+        const char *pj = x->trials[prom->trial].job;
+        jobs_info info;
+        if (jobs_lookup(jobs, pj, &info) == 0 && info.state == JOB_STOPPED) {
+            log_info("experiment %s: trial %d (job %s) promoted: %s", x->id, prom->trial, pj, prom->reason);
+            jobs_release(jobs, pj);
+        }
+    }
+    const char *job = x->trials[k].job;
+    if (d->action == ASHA_CONTINUE) {
+        log_info("experiment %s: trial %zu (job %s) continues: %s", x->id, k, job, d->reason);
+        jobs_release(jobs, job);
+    } else {
+        log_info("experiment %s: trial %zu (job %s) stops: %s", x->id, k, job, d->reason);
+        jobs_stop_early(jobs, job, d->reason);
+    }
+}
+
+typedef struct report_req {
+    uv_work_t work;
+    exp_table *e;
+    char exp[SPOOL_ID_MAX + 1];
+    char *exp_dir, *job_dir;
+    size_t k;
+    int rung;
+    long step;
+    bool eval;
+    double metric;
+    int metric_rc, rc;
+} report_req;
+
+static void next_report(experiment *x);
+
+#define REPORT_RETRY_S 1
+
+typedef struct retry_req {
+    uv_work_t work;
+    exp_table *e;
+    char exp[SPOOL_ID_MAX + 1];
+} retry_req;
+
+/* A report that could not be recorded holds its experiment's later ones:
+ * the wait before the next try is spent on the pool (a rare error path:
+ * no timer handle to own). */
+static void retry_work(uv_work_t *w)
+{
+    sleep(REPORT_RETRY_S);
+}
+
+static void retry_done(uv_work_t *w, int status)
+{
+    retry_req *r = w->data;
+    experiment *x = find(r->e, r->exp);
+    job_table *t = r->e->jobs;
+    if (x) {
+        x->report_inflight = false;
+        if (!jobs_shutting_down(t))
+            next_report(x);
+    }
+    free(r);
+    jobs_work_end(t);
+    (void)status;
+}
+
+static void retry_later(experiment *x)
+{
+    retry_req *r = xcalloc(1, sizeof *r);
+    r->work.data = r;
+    r->e = x->e;
+    snprintf(r->exp, sizeof r->exp, "%s", x->id);
+    if (uv_queue_work(jobs_loop(x->e->jobs), &r->work, retry_work, retry_done) < 0) {
+        free(r);
+        return;   /* then the next change of any job tries again (asha_drive) */
+    }
+    x->report_inflight = true;   /* nothing else is recorded meanwhile: the order stays */
+    jobs_work_begin(x->e->jobs);
+}
+
+/* Queues a trial's report: last, or first again (one that could not be recorded). */
+static void push_report(experiment *x, rung_report rr, bool first)
+{
+    if (x->n_reports == x->cap_reports)
+        x->reports = xrealloc(x->reports, (x->cap_reports = x->cap_reports ? 2 * x->cap_reports : 16) *
+                                              sizeof *x->reports);
+    if (first) {
+        memmove(x->reports + 1, x->reports, x->n_reports * sizeof *x->reports);
+        x->reports[0] = rr;
+    } else {
+        x->reports[x->n_reports] = rr;
+    }
+    x->n_reports++;
+}
+
+/* Off the loop: the trial's metric at the rung from its own metrics.jsonl,
+ * then the report appended to asha.jsonl and fsync'd. */
+static void report_work(uv_work_t *w)
+{
+    report_req *r = w->data;
+    r->metric = NAN;
+    r->metric_rc = exp_asha_read_metric(r->job_dir, r->step, r->eval, &r->metric);
+    r->rc = exp_asha_record(r->exp_dir, r->k, r->rung, r->step, r->metric);
+}
+
+static void report_done(uv_work_t *w, int status)
+{
+    report_req *r = w->data;
+    experiment *x = find(r->e, r->exp);
+    if (x) {
+        x->report_inflight = false;
+        if (r->metric_rc < 0)
+            log_warn("experiment %s: trial %zu has no %s at step %ld in its metrics.jsonl (%s); it ranks last there",
+                     x->id, r->k, r->eval ? "eval_loss" : "loss_avg", r->step, strerror(-r->metric_rc));
+        if (r->rc < 0) {
+            /* not recorded, so not decided: the trial stays held and the
+             * report is tried again in a second */
+            log_error("experiment %s: cannot record trial %zu's report at step %ld in " EXP_ASHA_FILE ": %s; "
+                      "retried in %d s", x->id, r->k, r->step, strerror(-r->rc), REPORT_RETRY_S);
+            push_report(x, (rung_report){r->k, r->step}, true);
+            retry_later(x);
+        } else {
+            asha_decision d, p;
+            size_t np;
+            exp_asha_apply(x->asha, r->k, r->rung, r->metric, &d, &p, &np);
+            act(x, r->k, &d, &p, np);
+            next_report(x);
+        }
+    }
+    job_table *t = r->e->jobs;
+    free(r->exp_dir);
+    free(r->job_dir);
+    free(r);
+    jobs_work_end(t);
+    (void)status;
+}
+
+/* Takes the pending reports in order: one already decided (a restart) is
+ * acted on at once; a new one is recorded on the pool, then decided. */
+static void next_report(experiment *x)
+{
+    while (!x->report_inflight && x->n_reports > 0) {
+        rung_report rr = x->reports[0];
+        memmove(x->reports, x->reports + 1, (x->n_reports - 1) * sizeof *x->reports);
+        x->n_reports--;
+        const char *job = x->trials[rr.k].job;
+        jobs_info info;
+        if (jobs_lookup(x->e->jobs, job, &info) < 0 || !info.held)
+            continue;   /* cancelled meanwhile */
+        int rung = exp_asha_rung_at(x->asha, rr.step);
+        if (rung < 0 || x->state != EXP_RUNNING) {
+            if (x->state == EXP_CANCELLED) {
+                jobs_cancel(x->e->jobs, job, NULL, NULL);
+            } else {
+                if (rung < 0)
+                    log_warn("experiment %s: trial %zu paused at step %ld, which is not a rung; it goes on", x->id,
+                             rr.k, rr.step);
+                jobs_release(x->e->jobs, job);
+            }
+            continue;
+        }
+        if (exp_asha_known(x->asha, rr.k, rung)) {
+            asha_decision d, p;
+            size_t np;
+            exp_asha_apply(x->asha, rr.k, rung, NAN, &d, &p, &np);   /* the first decision; metric unused */
+            act(x, rr.k, &d, &p, np);
+            continue;
+        }
+        report_req *r = xcalloc(1, sizeof *r);
+        r->work.data = r;
+        r->e = x->e;
+        snprintf(r->exp, sizeof r->exp, "%s", x->id);
+        r->exp_dir = xstrdup(x->dir);
+        r->job_dir = xasprintf("%s/%s", jobs_jobs_dir(x->e->jobs), job);
+        r->k = rr.k;
+        r->rung = rung;
+        r->step = rr.step;
+        r->eval = x->metric_eval;
+        if (uv_queue_work(jobs_loop(x->e->jobs), &r->work, report_work, report_done) < 0) {
+            log_error("experiment %s: cannot queue the record of trial %zu's report; retried later", x->id, rr.k);
+            free(r->exp_dir);
+            free(r->job_dir);
+            free(r);
+            push_report(x, rr, true);
+            retry_later(x);
+            return;
+        }
+        x->report_inflight = true;
+        jobs_work_begin(x->e->jobs);
+    }
+}
+
+static void hook_paused(void *ctx, const char *job_id, const char *exp_id, const char *idem_key, long step)
+{
+    exp_table *e = ctx;
+    experiment *x = find(e, exp_id);
+    long k = x && x->asha ? trial_of(x, job_id, idem_key) : -1;
+    if (k < 0) {
+        log_warn("job %s paused, but no experiment of ours early-stops it; it goes on", job_id);
+        jobs_release(e->jobs, job_id);
+        return;
+    }
+    if (!x->trials[k].job[0])
+        snprintf(x->trials[k].job, sizeof x->trials[k].job, "%s", job_id);
+    for (size_t i = 0; i < x->n_reports; i++)
+        if (x->reports[i].k == (size_t)k)
+            return;   /* already waiting */
+    push_report(x, (rung_report){(size_t)k, step}, false);
+    next_report(x);
+}
+
+/* A trial whose last report was promoted must not stay stopped (a daemon
+ * killed between recording a promotion and queueing the trial), and
+ * reports that could not be recorded are tried again. */
+static void asha_drive(experiment *x)
+{
+    for (size_t k = 0; k < x->n_trials; k++) {
+        jobs_info info;
+        if (x->trials[k].job[0] && jobs_lookup(x->e->jobs, x->trials[k].job, &info) == 0 &&
+            info.state == JOB_STOPPED && exp_asha_promoted_last(x->asha, k)) {
+            log_info("experiment %s: trial %zu (job %s) was promoted; queued to resume", x->id, k, x->trials[k].job);
+            jobs_release(x->e->jobs, x->trials[k].job);
+        }
+    }
+    next_report(x);
 }
 
 void exps_poke(exp_table *e)
@@ -441,6 +742,7 @@ typedef struct submit_req {
     size_t max_model_bytes;
     char *jobs_dir;
     char *idem_key;                  /* or NULL */
+    bool slurm;                      /* the daemon's executor is slurm */
     /* results */
     int status;
     cJSON *doc;
@@ -486,11 +788,13 @@ int exps_check(const char *yaml, size_t len, const exps_check_in *in, sweep *out
             free(dp);
             diag_free(&te);
         }
-        if (s.asha) {
+        if (s.asha && in->slurm) {
+            /* a trial pauses at each rung by exiting there (WORKER_EXIT_PAUSED): the local executor's */
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "path", "sweep.early_stop");
-            cJSON_AddStringToObject(o, "message", "early stopping (asha) is not run by this traind yet: remove "
-                                                  "early_stop to run every trial to its end");
+            cJSON_AddStringToObject(o, "message", "early stopping (asha) needs executor: local (this traind "
+                                                  "runs jobs under Slurm); remove early_stop to run every "
+                                                  "trial to its end");
             cJSON_AddItemToArray(errors, o);
         }
         char *pdir = s.fork_job ? xasprintf("%s/%s", in->jobs_dir, s.fork_job) : NULL;
@@ -529,7 +833,7 @@ static void submit_work(uv_work_t *w)
     sweep s;
     cJSON *errors = NULL;
     exps_check_in in = {.max_trials = r->max_trials, .data_dirs = r->data_dirs, .n_data_dirs = r->n_data_dirs,
-                        .max_model_bytes = r->max_model_bytes, .jobs_dir = r->jobs_dir};
+                        .max_model_bytes = r->max_model_bytes, .jobs_dir = r->jobs_dir, .slurm = r->slurm};
     bool ok = exps_check(r->yaml, r->len, &in, &s, &errors) == 0;
 
     experiment *x = xcalloc(1, sizeof *x);
@@ -652,6 +956,7 @@ void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_ke
     r->n_data_dirs = e->n_data_dirs;
     r->max_model_bytes = e->max_model_bytes;
     r->idem_key = idem_key ? xstrdup(idem_key) : NULL;
+    r->slurm = jobs_is_slurm(e->jobs);
     if (uv_queue_work(jobs_loop(e->jobs), &r->work, submit_work, submit_done) < 0) {
         free(r->idem_key);
         free(r->yaml);
@@ -764,7 +1069,17 @@ static cJSON *exp_json(exp_table *e, const experiment *x, bool full)
             add_num(t, "metric", r->metric);
             cJSON_AddItemToArray(a, t);
         }
-        cJSON_AddArrayToObject(o, "decisions");
+        if (x->asha) {
+            const char **jobs = xcalloc(x->n_trials ? x->n_trials : 1, sizeof *jobs);
+            for (size_t k = 0; k < x->n_trials; k++)
+                jobs[k] = x->trials[k].job;
+            cJSON_AddItemToObject(o, "early_stop", exp_asha_json(x->asha));
+            cJSON_AddItemToObject(o, "decisions", exp_asha_decisions_json(x->asha, jobs));
+            free(jobs);
+        } else {
+            cJSON_AddNullToObject(o, "early_stop");
+            cJSON_AddArrayToObject(o, "decisions");
+        }
         cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(x->errors, 1));
     }
     free(rows);
@@ -858,6 +1173,11 @@ static experiment *load_one(exp_table *e, const char *id)
                     why = "experiment.json's trials do not match sweep.yaml's";
                 else
                     from_sweep(x, &s);
+                int arc = why || !x->asha ? 0 : exp_asha_replay(x->asha, x->dir);
+                if (arc < 0) {
+                    log_error("experiment %s: %s/" EXP_ASHA_FILE ": %s", id, x->dir, strerror(-arc));
+                    why = EXP_ASHA_FILE " (the early-stopping record) cannot be read";
+                }
                 sweep_free(&s);
             }
             free(yaml);

@@ -18,6 +18,7 @@
 #include "traind/api.h"
 #include "traind/config.h"
 #include "traind/fork.h"
+#include "traind/json.h"
 #include "traind/forkfile.h"
 #include "traind/log.h"
 #include "traind/util.h"
@@ -211,16 +212,7 @@ static void fork_work(uv_work_t *w)
         char msg[64];
         snprintf(msg, sizeof msg, "invalid fork (%zu problem%s)", errs.n, errs.n == 1 ? "" : "s");
         r->doc = error_doc(msg);
-        cJSON *a = cJSON_AddArrayToObject(r->doc, "errors");
-        for (size_t i = 0; i < errs.n; i++) {
-            const diag_t *d = &errs.items[i];
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddStringToObject(e, "path", d->path);
-            cJSON_AddNumberToObject(e, "line", d->line);
-            cJSON_AddNumberToObject(e, "column", d->column);
-            cJSON_AddStringToObject(e, "message", d->message);
-            cJSON_AddItemToArray(a, e);
-        }
+        cJSON_AddItemToObject(r->doc, "errors", json_diag_list(&errs));
         r->status = 400;
     } else {
         cfg_free(&cfg);

@@ -24,7 +24,7 @@
 #include "traind/spool.h"
 
 static const char *const state_names[JOB_NSTATES] = {
-    "queued", "running", "succeeded", "failed", "cancelled", "rejected",
+    "queued", "running", "succeeded", "failed", "cancelled", "rejected", "stopped",
 };
 
 const char *job_state_name(job_state s)
@@ -126,6 +126,7 @@ void job_free(job *j)
     free(j->idem_key);
     free(j->parent);
     free(j->experiment);
+    free(j->stop_reason);
     cJSON_Delete(j->params);
     free(j->dir);
     free(j->fail_msg);
@@ -484,6 +485,25 @@ static void slurm_ended(job *j, const exec_end *e)
     }
 }
 
+/* The process paused at an ASHA rung: queued and held until its
+ * experiment decides (jobs_release, jobs_stop_early: jobs_early_stop.c). */
+static void paused_at_rung(job *j)
+{
+    job_table *t = j->t;
+    set_state(j, JOB_QUEUED);
+    j->held = true;
+    j->pt.steps_per_s = dnan();
+    long step = j->checkpoint_step;
+    char id[SPOOL_ID_MAX + 1], exp[SPOOL_ID_MAX + 1];
+    snprintf(id, sizeof id, "%s", j->id);
+    snprintf(exp, sizeof exp, "%s", j->experiment);
+    char *key = j->idem_key ? xstrdup(j->idem_key) : NULL;
+    log_info("job %s: paused at step %ld for its experiment's early-stopping decision", j->id, step);
+    end_cleanup(j);
+    t->pause.paused(t->pause.ctx, id, exp, key, step);
+    free(key);
+}
+
 static void on_worker_exit(void *ctx, const exec_end *e)
 {
     job *j = ctx;
@@ -541,6 +561,9 @@ static void on_worker_exit(void *ctx, const exec_end *e)
         j->pt.steps_per_s = dnan();
         log_info("job %s: stopped at step %ld for shutdown (checkpoint at step %ld); resumes at next start",
                  j->id, j->pt.step, j->checkpoint_step);
+    } else if (!term_signal && exit_status == WORKER_EXIT_PAUSED && t->pause.paused && j->experiment) {
+        paused_at_rung(j);
+        return;
     } else if (!term_signal && exit_status == WORKER_EXIT_STOPPED) {
         /* Someone outside traind stopped it (SIGTERM to the process). */
         add_error(j, "training process was stopped from outside traind at step %ld", j->pt.step);
@@ -647,6 +670,8 @@ static int start_job(job *j)
         }
     }
     exec_spec spec = job_spec(j, ranks, mpi_worker);
+    if (j->experiment && t->pause.pause_at)
+        spec.pause_at = t->pause.pause_at(t->pause.ctx, j->id, j->experiment, j->idem_key);
     exec_job *x;
     int rc = exec_start(t->ex, &spec, &job_callbacks, j, &x);
     free(mpi_worker);
@@ -705,8 +730,8 @@ void schedule(job_table *t)
     advance_hint(t);
     for (size_t i = t->queue_hint; i < t->n && t->running < t->max_jobs; i++) {
         job *j = t->jobs[i];
-        if (j->state != JOB_QUEUED || j->x)
-            continue;   /* a job waiting in Slurm's queue has been handed over already */
+        if (j->state != JOB_QUEUED || j->x || j->held)
+            continue;   /* a job waiting in Slurm's queue has been handed over already; a held one waits */
         if (j->hist_loading)
             break;
         start_job(j);
@@ -813,6 +838,7 @@ int jobs_lookup(job_table *t, const char *id, jobs_info *out)
     out->eval_loss = j->pt.eval_loss;
     out->started_at = j->started_at;
     out->finished_at = j->finished_at;
+    out->held = j->held && j->state == JOB_QUEUED;
     snprintf(out->name, sizeof out->name, "%s", j->name ? j->name : j->id);
     return 0;
 }

@@ -78,6 +78,8 @@ typedef struct job {
     long forked_at;                  /* a fork: the step it branched at, else -1 */
     char *experiment;                /* a trial: its experiment (trial.json), or NULL */
     cJSON *params;                   /* a trial: its swept values, or NULL */
+    bool held;                       /* paused at an ASHA rung: queued, but not started until released */
+    char *stop_reason;               /* stopped: why (its experiment's decision), else NULL */
 
     /* the training process (traind/executor.h) */
     exec_job *x;
@@ -159,6 +161,7 @@ struct job_table {
 
     void (*on_change)(void *);
     void *on_change_ctx;
+    jobs_pause_hooks pause;          /* early stopping (jobs_set_pause_hooks, jobs_early_stop.c) */
 };
 
 /* jobs.c */
@@ -189,7 +192,6 @@ void check_disks(job_table *t, double now);
 /* jobs_json.c */
 const cJSON *jget(const cJSON *o, const char *k);
 double jnum(const cJSON *o, const char *k, double dflt);
-cJSON *diags_to_json(const diag_list_t *errs);
 void add_num_or_null(cJSON *o, const char *k, double v);
 cJSON *job_to_json(const job *j, int queue_pos);
 int load_status(job *j, cJSON *o);

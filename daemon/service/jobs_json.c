@@ -28,21 +28,6 @@ double jnum(const cJSON *o, const char *k, double dflt)
     return cJSON_IsNumber(v) ? v->valuedouble : dflt;
 }
 
-cJSON *diags_to_json(const diag_list_t *errs)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; i < errs->n; i++) {
-        const diag_t *d = &errs->items[i];
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "path", d->path);
-        cJSON_AddNumberToObject(e, "line", d->line);
-        cJSON_AddNumberToObject(e, "column", d->column);
-        cJSON_AddStringToObject(e, "message", d->message);
-        cJSON_AddItemToArray(a, e);
-    }
-    return a;
-}
-
 /* ---------------------------------------------------------- job objects */
 
 void add_num_or_null(cJSON *o, const char *k, double v)
@@ -90,6 +75,15 @@ static void add_total_steps(cJSON *o, const job *j)
  * JOBS_DEFERRED_CONFIG (its directory) and jobs_fill_deferred fills the
  * config in.  Reading a page's status.json files here held the loop. */
 static bool g_defer_config;
+
+/* "stop_reason" of a stopped job; "held" while one waits at a rung. */
+static void add_early_stop_json(cJSON *o, const job *j)
+{
+    if (j->state == JOB_STOPPED)
+        cJSON_AddStringToObject(o, "stop_reason", j->stop_reason ? j->stop_reason : "stopped early");
+    if (j->held && j->state == JOB_QUEUED)
+        cJSON_AddTrueToObject(o, "held");
+}
 
 cJSON *job_to_json(const job *j, int queue_pos)
 {
@@ -158,6 +152,7 @@ cJSON *job_to_json(const job *j, int queue_pos)
     else
         cJSON_AddNullToObject(o, "experiment");
     cJSON_AddItemToObject(o, "params", j->params ? cJSON_Duplicate(j->params, 1) : cJSON_CreateNull());
+    add_early_stop_json(o, j);
     cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(j->errors, 1));
     if (!j->config && j->config_on_disk && g_defer_config) {
         cJSON_AddNullToObject(o, "config");
@@ -436,6 +431,9 @@ int load_status(job *j, cJSON *o)
     if (cJSON_IsObject(config))   /* taken, not copied: o is thrown away */
         j->config = cJSON_DetachItemFromObjectCaseSensitive(o, "config");
     j->cancel_requested = cJSON_IsTrue(jget(o, "cancel_requested")) && !job_state_ended(j->state);
+    const cJSON *sr = jget(o, "stop_reason");
+    if (j->state == JOB_STOPPED && cJSON_IsString(sr))
+        j->stop_reason = xasprintf("%.512s", sr->valuestring);
     const cJSON *sid = jget(o, "slurm_job_id");
     if (cJSON_IsString(sid) && strlen(sid->valuestring) <= EXEC_SCHED_ID_MAX &&
         strspn(sid->valuestring, "0123456789") == strlen(sid->valuestring))

@@ -533,8 +533,8 @@ static int read_status_at(int dfd, const char *id, char **out, size_t *out_len, 
  * in once that is written), or NULL for a job that has not ended. */
 static jei_rec *ended_record(const job *j)
 {
-    if (!job_state_ended(j->state) || j->cancel_requested)
-        return NULL;
+    if (!job_state_ended(j->state) || j->cancel_requested || j->state == JOB_STOPPED)
+        return NULL;   /* a stopped trial is not final (a promotion resumes it): status.json, with its stop_reason */
     cJSON *pc = j->params ? cJSON_Duplicate(j->params, 1) : NULL;
     char *params = pc ? json_print_exact(pc) : NULL, *errors = cJSON_PrintUnformatted(j->errors);
     cJSON_Delete(pc);
@@ -561,6 +561,7 @@ static jei_rec *ended_record(const job *j)
 static bool job_from_index(job *j, int dfd, const jei_entry *e)
 {
     if (e->state < 0 || e->state >= JOB_NSTATES || !job_state_ended((job_state)e->state) ||
+        e->state == JOB_STOPPED ||
         strcmp(e->id, j->id) != 0 || (e->idem_key && !spool_idem_key_valid(e->idem_key)) ||
         (e->sched_id && strlen(e->sched_id) > EXEC_SCHED_ID_MAX) || e->seq > (1ULL << 53))
         return false;

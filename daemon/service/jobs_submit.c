@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "traind/intake.h"
+#include "traind/json.h"
 #include "traind/log.h"
 #include "traind/util.h"
 #include "traind/yamltree.h"
@@ -43,7 +44,7 @@ void job_take_config(job *j, const run_config *cfg, const diag_list_t *errs)
         j->ranks = f.ranks;
     } else {
         cJSON_Delete(j->errors);
-        j->errors = diags_to_json(errs);
+        j->errors = json_diag_list(errs);
         set_ended(j, JOB_REJECTED);
         j->finished_at = j->submitted_at;
     }
@@ -214,7 +215,7 @@ static void submit_done(uv_work_t *w, int status)
         if (r->it->valid) {
             log_info("job %s: submitted over HTTP", j->id);
         } else {
-            errors = diags_to_json(&r->it->errs);
+            errors = json_diag_list(&r->it->errs);
             log_warn("job %s: submitted over HTTP: rejected (%zu problem%s)", j->id, r->it->errs.n,
                      r->it->errs.n == 1 ? "" : "s");
         }

@@ -351,7 +351,7 @@ static void be_preview(void *ctx, const char *yaml, size_t len, long max,
     daemon_state *d = ctx;
     preview_in in = {.data_dirs = d->cfg.data_dirs, .n_data_dirs = d->cfg.n_data_dirs,
                      .max_trials = (size_t)d->cfg.max_trials, .max_model_bytes = d->cfg.max_model_memory,
-                     .jobs_dir = jobs_jobs_dir(d->jobs)};
+                     .jobs_dir = jobs_jobs_dir(d->jobs), .slurm = jobs_is_slurm(d->jobs)};
     if (max > 0)
         preview_schedule(d->loop, &in, yaml, len, (size_t)max, done, arg);
     else
@@ -461,7 +461,7 @@ static void on_jobs_changed(void *ctx)
     int c[JOB_NSTATES];
     jobs_counts(d->jobs, c);
     notify_status("%d running, %d queued, %d done", c[JOB_RUNNING], c[JOB_QUEUED],
-                  c[JOB_SUCCEEDED] + c[JOB_FAILED] + c[JOB_CANCELLED] + c[JOB_REJECTED]);
+                  c[JOB_SUCCEEDED] + c[JOB_FAILED] + c[JOB_CANCELLED] + c[JOB_REJECTED] + c[JOB_STOPPED]);
     /* files held in incoming/ for a full queue: take them as room frees up */
     if (d->sp && spool_holding(d->sp) && c[JOB_QUEUED] < d->cfg.max_queued_jobs)
         spool_rescan(d->sp);

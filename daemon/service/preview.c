@@ -13,25 +13,11 @@
 #include "traind/config.h"
 #include "traind/experiments.h"
 #include "traind/intake.h"
+#include "traind/json.h"
 #include "traind/sched_curve.h"
 #include "traind/spool.h"
 #include "traind/sweep.h"
 #include "traind/util.h"
-
-static cJSON *errors_json(const diag_list_t *errs)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; i < errs->n; i++) {
-        const diag_t *d = &errs->items[i];
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "path", d->path);
-        cJSON_AddNumberToObject(e, "line", d->line);
-        cJSON_AddNumberToObject(e, "column", d->column);
-        cJSON_AddStringToObject(e, "message", d->message);
-        cJSON_AddItemToArray(a, e);
-    }
-    return a;
-}
 
 static cJSON *invalid_doc(const char *kind, cJSON *errors)
 {
@@ -64,7 +50,7 @@ int preview_run(const preview_in *in, const char *yaml, size_t len, size_t max_p
     if (sweep_is_experiment(yaml, len)) {
         exps_check_in ci = {.max_trials = in->max_trials, .data_dirs = in->data_dirs,
                             .n_data_dirs = in->n_data_dirs, .max_model_bytes = in->max_model_bytes,
-                            .jobs_dir = in->jobs_dir};
+                            .jobs_dir = in->jobs_dir, .slurm = in->slurm};
         sweep s;
         cJSON *errors = NULL;
         if (exps_check(yaml, len, &ci, &s, &errors) != 0) {
@@ -117,7 +103,7 @@ int preview_run(const preview_in *in, const char *yaml, size_t len, size_t max_p
     diag_list_t errs = DIAG_LIST_INIT;
     intake_limits lim = {in->data_dirs, in->n_data_dirs, in->max_model_bytes};
     if (intake_validate(yaml, len, "job", &lim, &cfg, &data_path, &errs) != 0) {
-        *doc = invalid_doc("job", errors_json(&errs));
+        *doc = invalid_doc("job", json_diag_list(&errs));
         diag_free(&errs);
         return 422;
     }

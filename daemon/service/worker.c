@@ -262,15 +262,15 @@ static int spawn_process(char **argv, const char *dir, int out_fd, pid_t *pid)
 
 /* The training process's argv: the worker itself for one rank, else the
  * mpirun launcher (traind/mpilaunch.h) over N ranks of the MPI worker.
- * threads and ppid: the caller's buffers (16 bytes), pointed into by the result. */
-static char **build_args(const worker_spec *spec, const char *addr, char *threads, char *ppid,
+ * threads and ppid: the caller's buffers (16 bytes), pause (24), pointed into by the result. */
+static char **build_args(const worker_spec *spec, const char *addr, char *threads, char *ppid, char *pause,
                          char **mpirun_argv_out)
 {
     snprintf(threads, 16, "%d", spec->threads > 0 ? spec->threads : 1);
     snprintf(ppid, 16, "%d", (int)getpid());
     bool mpi = spec->ranks > 1;
     size_t n = 0;
-    char **wargs = xcalloc(10 + 2 * spec->n_data_dirs, sizeof *wargs);
+    char **wargs = xcalloc(12 + 2 * spec->n_data_dirs, sizeof *wargs);
     wargs[n++] = "--worker";
     wargs[n++] = (char *)spec->job_dir;
     wargs[n++] = "--threads";
@@ -282,6 +282,11 @@ static char **build_args(const worker_spec *spec, const char *addr, char *thread
     for (size_t i = 0; i < spec->n_data_dirs; i++) {
         wargs[n++] = "--data-dir";
         wargs[n++] = spec->data_dirs[i];
+    }
+    if (spec->pause_at > 0) {
+        snprintf(pause, 24, "%ld", spec->pause_at);
+        wargs[n++] = "--pause-at";
+        wargs[n++] = pause;
     }
     char **args;
     if (mpi) {
@@ -372,8 +377,8 @@ int worker_spawn(uv_loop_t *loop, const worker_spec *spec, const worker_callback
         return rc;
     }
 
-    char *mpirun_argv = NULL, threads[16], ppid[16];
-    char **args = build_args(spec, addr, threads, ppid, &mpirun_argv);
+    char *mpirun_argv = NULL, threads[16], ppid[16], pause[24];
+    char **args = build_args(spec, addr, threads, ppid, pause, &mpirun_argv);
 
     /* watching before the process exists: its exit cannot be missed */
     rc = uv_signal_start(&w->chld, on_sigchld, SIGCHLD);

@@ -1,7 +1,7 @@
 /*
  * worker_main — the training process of one job.
  *
- *     traind --worker JOBDIR --threads N --ppid PID --progress @NAME [--data-dir DIR]...
+ *     traind --worker JOBDIR --threads N --ppid PID --progress @NAME [--data-dir DIR]... [--pause-at S]
  *     traind --worker JOBDIR --threads N --progress-file PATH [--data-dir DIR]...   (Slurm)
  *     traind-mpi-worker --worker ...   (the same, as one rank of an N-rank job)
  *
@@ -18,6 +18,10 @@
  * checkpoint and exit WORKER_EXIT_STOPPED.  SIGXFSZ is ignored: a write over
  * a file size limit fails (EFBIG) and the job fails with that error, its last
  * checkpoint intact.
+ *
+ * --pause-at S: the run stops at step S, checkpointed, and exits
+ * WORKER_EXIT_PAUSED (an ASHA trial at a rung; the daemon decides whether it
+ * goes on).
  *
  * Under MPI (worker_main_dist) rank 0 does everything a single worker does;
  * the other ranks train their slices and neither write nor report.  Every
@@ -247,7 +251,7 @@ static bool agree_started(dist_t *dist, bool ok)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: traind --worker JOBDIR --threads N [--ppid PID] [--progress @NAME | --progress-file PATH] [--data-dir DIR]...\n"
+    fprintf(stderr, "usage: traind --worker JOBDIR --threads N [--ppid PID] [--progress @NAME | --progress-file PATH] [--data-dir DIR]... [--pause-at S]\n"
                     "(started by traind for each job; not meant to be run by hand)\n");
     return WORKER_EXIT_USAGE;
 }
@@ -267,7 +271,7 @@ int worker_main_dist(int argc, char **argv, dist_t *dist)
     bool rank0 = !dist || dist->rank == 0;
     g_quiet = !rank0;
     int threads = 1;
-    long ppid = 0;
+    long ppid = 0, pause_at = 0;
     const char *progress_file = NULL;
     char **dirs = xcalloc((size_t)argc, sizeof *dirs);
     size_t n_dirs = 0;
@@ -282,6 +286,8 @@ int worker_main_dist(int argc, char **argv, dist_t *dist)
             dirs[n_dirs++] = argv[++i];
         else if (!strcmp(argv[i], "--progress") && i + 1 < argc)
             progress_addr = argv[++i];
+        else if (!strcmp(argv[i], "--pause-at") && i + 1 < argc && (pause_at = atol(argv[i + 1])) > 0)
+            i++;
         else {
             free(dirs);
             return usage();
@@ -409,6 +415,7 @@ int worker_main_dist(int argc, char **argv, dist_t *dist)
         .tick_interval_s = 0.5,
         .on_event = rank0 ? on_event : NULL,
         .dist = dist,
+        .pause_at = pause_at,
     };
     char err[1024];
     double t0 = now_monotonic();
@@ -434,6 +441,10 @@ int worker_main_dist(int argc, char **argv, dist_t *dist)
     case RUN_STOPPED:
         wlog("stopped on request; checkpoint written");
         code = WORKER_EXIT_STOPPED;
+        break;
+    case RUN_PAUSED:
+        wlog("paused at step %ld (checkpoint written) for the daemon's decision", pause_at);
+        code = WORKER_EXIT_PAUSED;
         break;
     default:
         code = fail("%s", err[0] ? err : "training failed");

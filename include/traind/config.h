@@ -16,6 +16,7 @@ struct cJSON;
 #define CFG_MAX_HIDDEN 16
 #define CFG_MAX_MILESTONES 64
 #define CFG_MAX_POINTS 256
+#define CFG_MAX_KEEP_STEPS 64
 #define CFG_MAX_FILE_BYTES (1u << 20)
 #define CFG_NAME_MAX 128    /* bytes of a name (name:, or the default from a stem) */
 
@@ -89,6 +90,11 @@ typedef struct train_cfg {
     long eval_every;                    /* default 0 */
     long keep_checkpoints;              /* the newest N kept under checkpoints/ besides the latest; default 0 */
     long keep_every;                    /* every K-th step's checkpoint kept for good; default 0 = none */
+    /* train.keep_steps: steps, ascending, at which a metrics point is logged
+     * (with eval_loss when the data has an eval split) and the checkpoint is
+     * kept for good — what an ASHA sweep's rungs need (sweep.h) */
+    long keep_steps[CFG_MAX_KEEP_STEPS];
+    int n_keep_steps;
 } train_cfg;
 
 typedef struct run_config {

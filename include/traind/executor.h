@@ -59,6 +59,7 @@ typedef struct exec_spec {
     const char *mpi_worker;   /* ranks > 1: the traind-mpi-worker binary */
     char *const *data_dirs;
     size_t n_data_dirs;
+    long pause_at;            /* > 0: the worker pauses there (WORKER_EXIT_PAUSED); local only */
 } exec_spec;
 
 /* exe: the binary that runs `--worker` (the daemon's own). */

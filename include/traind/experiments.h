@@ -4,7 +4,8 @@
  * job per trial.
  *
  * Files: sweep.yaml (the file as given; the trials are re-expanded from it
- * at start-up — sweep_parse is deterministic, random trials included) and
+ * at start-up — sweep_parse is deterministic, random trials included),
+ * asha.jsonl (early stopping's reports, experiment_asha.h) and
  * experiment.json ({"id","name","method","metric","state","max_concurrent",
  * "submitted_at","trials":[{"params","job"}],"errors"}), both written
  * atomically and fsync'd before POST /experiments is answered.
@@ -19,8 +20,12 @@
  *
  * Trials are submitted as room allows: at most max_concurrent of an
  * experiment's trials are queued or running at once (0: all at once; the
- * daemon's max_jobs still caps what runs).  An experiment is "running"
- * until every trial's job has ended, then "succeeded"; "cancelled" after
+ * daemon's max_jobs still caps what runs).  With sweep.early_stop the
+ * trials are early-stopped by ASHA (experiment_asha.h: paused and held at
+ * each rung, the report in asha.jsonl before the decision, a stopped trial
+ * ends `stopped` and may be promoted later).  An experiment is "running"
+ * until every trial's job has ended (`stopped` included: with every trial
+ * ended no report can come that would promote one), then "succeeded"; "cancelled" after
  * POST /experiments/{id}/cancel (its unfinished trials are cancelled,
  * none is submitted any more); "rejected" when a trial is invalid (no job
  * was made).  Disk work is on the thread pool, except exps_load (start-up).
@@ -29,6 +34,7 @@
 #ifndef TRAIND_EXPERIMENTS_H
 #define TRAIND_EXPERIMENTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 #include "traind/forks.h"
@@ -73,6 +79,7 @@ typedef struct exps_check_in {
     size_t n_data_dirs;
     size_t max_model_bytes;   /* intake_limits' */
     const char *jobs_dir;
+    bool slurm;               /* executor: slurm — early_stop is refused (trials pause only locally) */
 } exps_check_in;
 struct sweep;
 int exps_check(const char *yaml, size_t len, const exps_check_in *in, struct sweep *out, struct cJSON **errors);

@@ -69,7 +69,9 @@ struct cJSON;
 #define JOBS_STATUS_RECENT 10        /* GET /status: and the newest jobs, whatever their state */
 
 typedef enum {
-    JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED, JOB_REJECTED, JOB_NSTATES
+    JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED, JOB_REJECTED,
+    JOB_STOPPED,     /* stopped early by its experiment's ASHA (not a failure); a promotion resumes it */
+    JOB_NSTATES
 } job_state;
 
 const char *job_state_name(job_state s);
@@ -235,6 +237,8 @@ void jobs_submit_ex(job_table *t, const char *yaml, size_t len, const char *defa
 
 /* <spool>/jobs */
 const char *jobs_jobs_dir(const job_table *t);
+/* Does the table run jobs under Slurm (executor: slurm)? */
+bool jobs_is_slurm(const job_table *t);
 
 /* The table's loop, and a count of thread-pool work done on its behalf
  * by other modules: jobs_shutdown's done waits until every begun piece of
@@ -243,6 +247,31 @@ uv_loop_t *jobs_loop(const job_table *t);
 void jobs_work_begin(job_table *t);
 void jobs_work_end(job_table *t);
 
+/* --- early stopping (experiment_asha.h): pausing trials at their rungs --- */
+
+/* pause_at: asked at every start of a job that names an experiment — the
+ * step its training process pauses at (exec_spec.pause_at; 0 = none).
+ * paused: its process paused there (WORKER_EXIT_PAUSED, checkpoint at
+ * step): the job is queued again but held — it does not start — until
+ * jobs_release or jobs_stop_early.  idem_key: the job's Idempotency-Key
+ * (a trial's names its experiment and index; NULL when none).  A held job is not held after a
+ * restart: it starts, pauses at once at the same step, and paused is called
+ * again. */
+typedef struct jobs_pause_hooks {
+    long (*pause_at)(void *ctx, const char *job_id, const char *experiment, const char *idem_key);
+    void (*paused)(void *ctx, const char *job_id, const char *experiment, const char *idem_key, long step);
+    void *ctx;
+} jobs_pause_hooks;
+void jobs_set_pause_hooks(job_table *t, const jobs_pause_hooks *h);
+
+/* A held job may start again (it trains on from its checkpoint); a
+ * stopped one is queued again (a promotion).  0, -ENOENT (no such job),
+ * -EALREADY (neither held nor stopped). */
+int jobs_release(job_table *t, const char *id);
+/* A held job ends `stopped`, with reason (its "stop_reason").  0,
+ * -ENOENT, -EALREADY (not held). */
+int jobs_stop_early(job_table *t, const char *id, const char *reason);
+
 /* What a fork or a checkpoint listing needs of a job: 0, or -ENOENT. */
 typedef struct jobs_info {
     job_state state;
@@ -250,6 +279,7 @@ typedef struct jobs_info {
     long step, total_steps;
     double loss_avg, eval_loss;   /* the last metrics point's, the last eval's; NAN = none */
     double started_at, finished_at;   /* unix time, 0 = not yet */
+    bool held;                    /* paused at a rung, waiting for its experiment's decision */
     char name[256];
 } jobs_info;
 int jobs_lookup(job_table *t, const char *id, jobs_info *out);

@@ -19,4 +19,11 @@ void json_exact_numbers(struct cJSON *o);
  * when out of memory. */
 char *json_print_exact(struct cJSON *o);
 
+struct diag_list;
+
+/* The API's form of a diagnostics list: an array of {"path", "line",
+ * "column", "message"}, in the list's order (every "errors" array of the
+ * HTTP API is one). */
+struct cJSON *json_diag_list(const struct diag_list *errs);
+
 #endif

@@ -20,6 +20,7 @@
 #ifndef TRAIND_PREVIEW_H
 #define TRAIND_PREVIEW_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -38,6 +39,7 @@ typedef struct preview_in {
     size_t max_trials;
     size_t max_model_bytes;  /* max_model_memory (0 = the default) */
     const char *jobs_dir;    /* fork_from: kept checkpoints are looked for here */
+    bool slurm;              /* executor: slurm (an early_stop sweep is refused) */
 } preview_in;
 
 typedef void (*preview_done)(void *arg, int status, struct cJSON *doc);

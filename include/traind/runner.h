@@ -9,7 +9,8 @@
  *   metrics.jsonl   {"step","lr","loss","loss_avg","grad_norm","time"[,"eval_loss"]} per
  *                   logged step, appended one whole line per write() (a write that fails part
  *                   way is cut back off); cut back to the checkpoint's step on resume
- *   checkpoint.bin  replaced atomically every checkpoint_every steps, at the end and on stop
+ *   checkpoint.bin  replaced atomically every checkpoint_every steps, at each of train.keep_steps,
+ *                   at the end, on stop and at a pause
  *   trainer_state.json  the history as HuggingFace's Trainer writes it (hf_state.h), rewritten
  *                   whenever training stops (the end, a stop, a failure)
  */
@@ -58,9 +59,14 @@ typedef struct runner_opts {
      * NULL = one process.  Every rank calls runner_run with the same cfg and out_dir;
      * only rank 0 writes files and gets events. */
     dist_t *dist;
+    /* > 0: the run pauses at this step — checkpoints there and returns
+     * RUN_PAUSED (at once, without training, when it starts at that step).
+     * A pause changes no number: resumed, the run goes on bit-identically.
+     * The daemon pauses an ASHA trial at each rung (traind/asha.h). */
+    long pause_at;
 } runner_opts;
 
-typedef enum { RUN_OK = 0, RUN_STOPPED = 1, RUN_FAILED = 2 } run_result;
+typedef enum { RUN_OK = 0, RUN_STOPPED = 1, RUN_FAILED = 2, RUN_PAUSED = 3 } run_result;
 
 /* Trains cfg to total_steps (resuming from out_dir/checkpoint.bin when it
  * holds this config, unless fresh).  On RUN_FAILED err says why, e.g.

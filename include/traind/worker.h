@@ -2,7 +2,7 @@
  * worker — one training process per job, supervised from the loop thread.
  *
  * The daemon re-executes itself:
- *     /proc/self/exe --worker JOBDIR --threads N --ppid PID --progress @NAME [--data-dir DIR]...
+ *     /proc/self/exe --worker JOBDIR --threads N --ppid PID --progress @NAME [--data-dir DIR]... [--pause-at S]
  * with stdin /dev/null, stdout and stderr appended to JOBDIR/worker.log.  A
  * job of N > 1 ranks runs instead
  *     /proc/self/exe --mpi-launch PID mpirun -np N ... traind-mpi-worker --worker JOBDIR ...
@@ -30,6 +30,7 @@
 #define WORKER_EXIT_FAILED 1    /* failed; a "failed" line with the reason was sent */
 #define WORKER_EXIT_USAGE 2     /* bad command line */
 #define WORKER_EXIT_STOPPED 3   /* asked to stop (SIGTERM/SIGINT, pipe closed): checkpointed */
+#define WORKER_EXIT_PAUSED 4    /* reached --pause-at S: checkpointed at S (an ASHA rung) */
 
 typedef struct worker worker;
 
@@ -41,6 +42,7 @@ typedef struct worker_spec {
     const char *mpi_worker;        /* traind-mpi-worker, when ranks > 1 */
     char *const *data_dirs;
     size_t n_data_dirs;
+    long pause_at;                 /* > 0: --pause-at (runner_opts.pause_at) */
 } worker_spec;
 
 typedef struct worker_callbacks {

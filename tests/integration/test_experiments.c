@@ -276,16 +276,16 @@ START_TEST(invalid_trial_rejects_everything)
     cJSON *jobs = tl_get_json(g_d.addr, "/jobs", NULL);
     ck_assert_int_eq(cJSON_GetArraySize(jobs), 0);
     cJSON_Delete(jobs);
-    /* no token; early_stop not run yet; a sweep POSTed as a job */
+    /* no token; an early_stop whose first rung is not before the end; a sweep POSTed as a job */
     tl_resp r;
     tl_http(g_d.addr, "POST", "/experiments", NULL, body, strlen(body), &r);
     ck_assert_int_eq(r.status, 401);
     tl_resp_free(&r);
-    char *asha = xasprintf("%s  early_stop: {type: asha, reduction_factor: 2, min_steps: 100}\n", body);
+    char *asha = xasprintf("%s  early_stop: {type: asha, reduction_factor: 2, min_steps: 600}\n", body);
     char *fixed = strstr(asha, ", -2");
     memmove(fixed, fixed + 4, strlen(fixed + 4) + 1);
     ck_assert_int_eq(post_exp(asha, &ans), 400);
-    ck_assert_ptr_nonnull(strstr(ans, "sweep.early_stop"));
+    ck_assert_msg(strstr(ans, "sweep.early_stop.min_steps") && strstr(ans, "before the end of training"), "%s", ans);
     free(ans);
     char *good = xasprintf(GRID_FMT, 600L, "");
     tl_http(g_d.addr, "POST", "/jobs", g_d.token, good, strlen(good), &r);

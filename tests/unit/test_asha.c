@@ -7,10 +7,15 @@
 #include <check.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "traind/asha.h"
+#include "traind/experiment_asha.h"
+#include "traind/util.h"
 #include "traind/rng.h"
 #include "tl.h"
 
@@ -178,6 +183,78 @@ START_TEST(bounds_hold_in_random_sweeps)
 }
 END_TEST
 
+/* experiment_asha: reports recorded in asha.jsonl replay into the same
+ * decisions; a torn last line is cut off (and a later append stays whole);
+ * junk lines are skipped; pause steps follow the promotions; the metric is
+ * read from a metrics.jsonl point. */
+START_TEST(record_replays_the_same_decisions)
+{
+    char *dir = tl_tmpdir("traind-asha-rec");
+    static const double m[6] = {0.5, 0.4, 0.3, 0.6, 0.2, 0.45};
+    exp_asha *a = exp_asha_new(3, 10, 90, -1, 6);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(exp_asha_pause_at(a, 0), 10);
+    for (size_t k = 0; k < 6; k++) {
+        ck_assert_int_eq(exp_asha_record(dir, k, 0, 10, m[k]), 0);
+        asha_decision d, p;
+        size_t np;
+        exp_asha_apply(a, k, 0, m[k], &d, &p, &np);
+    }
+    /* 6 at rung 0 (quota 2): trial 2 at its report, trial 4 at its */
+    ck_assert_int_eq(exp_asha_pause_at(a, 2), 30);
+    ck_assert_int_eq(exp_asha_pause_at(a, 4), 30);
+    ck_assert_int_eq(exp_asha_pause_at(a, 0), 10);
+    ck_assert(exp_asha_known(a, 3, 0) && !exp_asha_known(a, 3, 1));
+    const char *jobs[6] = {"a", "b", "c", "d", "e", "f"};
+    cJSON *want = exp_asha_decisions_json(a, jobs);
+    /* a torn line and a junk line */
+    char *path = xasprintf("%s/" EXP_ASHA_FILE, dir), *text = tl_read(path, NULL);
+    char *bad = xasprintf("%s{\"trial\":99,\"rung\":0,\"step\":10,\"metric\":1}\n{\"trial\":1,\"ru", text);
+    ck_assert_int_eq(tl_write(path, bad), 0);
+    exp_asha *b = exp_asha_new(3, 10, 90, -1, 6);
+    ck_assert_int_eq(exp_asha_replay(b, dir), 0);
+    cJSON *got = exp_asha_decisions_json(b, jobs);
+    ck_assert(cJSON_Compare(want, got, 1));
+    /* the torn tail is gone: a new report appends a whole line */
+    ck_assert_int_eq(exp_asha_record(dir, 2, 1, 30, 0.1), 0);
+    exp_asha *c = exp_asha_new(3, 10, 90, -1, 6);
+    ck_assert_int_eq(exp_asha_replay(c, dir), 0);
+    ck_assert(exp_asha_known(c, 2, 1));
+    /* a metrics.jsonl point's value */
+    char *mp = xasprintf("%s/metrics.jsonl", dir);
+    ck_assert_int_eq(tl_write(mp, "{\"step\":5,\"loss_avg\":2}\n{\"step\":10,\"loss_avg\":1.25,\"eval_loss\":1.5}\n"
+                                  "{\"step\":100,\"loss_avg\":0.5}\n"), 0);
+    double v = 0;
+    ck_assert_int_eq(exp_asha_read_metric(dir, 10, true, &v), 0);
+    ck_assert(v == 1.5);
+    ck_assert_int_eq(exp_asha_read_metric(dir, 10, false, &v), 0);
+    ck_assert(v == 1.25);
+    ck_assert_int_eq(exp_asha_read_metric(dir, 5, true, &v), -ENODATA);
+    ck_assert_int_eq(exp_asha_read_metric(dir, 1, false, &v), -ENOENT);
+    /* past the 64 KiB tail it looks at first: the whole file */
+    size_t cap = 1 << 20, len = 0;
+    char *big = xmalloc(cap);
+    len += (size_t)snprintf(big, cap, "{\"step\":7,\"loss_avg\":0.75}\n");
+    for (long st = 8; len < 200000; st++)
+        len += (size_t)snprintf(big + len, cap - len, "{\"step\":%ld,\"loss_avg\":1}\n", st);
+    ck_assert_int_eq(tl_write(mp, big), 0);
+    ck_assert_int_eq(exp_asha_read_metric(dir, 7, false, &v), 0);
+    ck_assert(v == 0.75);
+    free(big);
+    cJSON_Delete(want);
+    cJSON_Delete(got);
+    exp_asha_free(a);
+    exp_asha_free(b);
+    exp_asha_free(c);
+    free(mp);
+    free(bad);
+    free(text);
+    free(path);
+    tl_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("asha");
@@ -186,6 +263,7 @@ int main(void)
     tcase_add_test(tc, hand_worked_sequence);
     tcase_add_test(tc, nan_ranks_last);
     tcase_add_test(tc, bounds_hold_in_random_sweeps);
+    tcase_add_test(tc, record_replays_the_same_decisions);
     suite_add_tcase(s, tc);
     return tl_run_suite(s) ? 1 : 0;
 }

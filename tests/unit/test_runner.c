@@ -241,6 +241,64 @@ START_TEST(kept_checkpoints)
 }
 END_TEST
 
+/* train.keep_steps: a point (with eval_loss) and a kept checkpoint at each;
+ * pause_at: the run stops there (RUN_PAUSED), at once when started there,
+ * and resumed goes on bit for bit as a run that never paused. */
+START_TEST(keep_steps_and_pause)
+{
+    run_config cfg;
+    parse("name: t\nseed: 5\n"
+          "model: {type: mlp, input_dim: 6, hidden: [16, 8], output_dim: 3, activation: gelu}\n"
+          "data: {kind: synthetic, batch_size: 8, noise: 0.05, eval_fraction: 0.2}\n"
+          "optimizer: {type: adamw, lr: 3.0e-3}\n"
+          "schedule: {type: cosine, warmup_steps: 20, total_steps: 200}\n"
+          "train: {log_every: 20, checkpoint_every: 0, keep_steps: [13, 39, 117]}\n", &cfg);
+    char *a = tmpdir(), *b = tmpdir(), err[512];
+    recorder ra = {0};
+    ck_assert_int_eq(train(&cfg, a, true, &ra, err), RUN_OK);
+    char *ma = metrics_without_time(a);
+    for (int i = 0; i < 3; i++) {
+        long s = cfg.train.keep_steps[i];
+        char key[48];
+        snprintf(key, sizeof key, "{\"step\":%ld,", s);
+        const char *line = strstr(ma, key);
+        ck_assert_msg(line != NULL, "no point at keep step %ld", s);
+        const char *eol = strchr(line, '\n');
+        const char *ev = strstr(line, "\"eval_loss\":");
+        ck_assert_msg(ev && ev < eol, "no eval_loss at keep step %ld", s);
+        char *p = xasprintf("%s/checkpoints/step-%ld.bin", a, s);
+        ck_assert_int_eq(access(p, F_OK), 0);
+        free(p);
+    }
+    /* the same config paused at each keep step in turn */
+    long pauses[] = {13, 39, 117, 0};
+    for (int i = 0; i < 4; i++) {
+        recorder rb = {0};
+        runner_opts o = {.out_dir = b, .threads = 1, .stop = &rb.stop, .on_event = on_event, .ctx = &rb,
+                         .pause_at = pauses[i]};
+        run_result r = runner_run(&cfg, &o, err, sizeof err);
+        ck_assert_int_eq(r, pauses[i] ? RUN_PAUSED : RUN_OK);
+        if (pauses[i]) {
+            /* started at its pause: pauses again at once, training nothing */
+            recorder rc = {0};
+            runner_opts o2 = o;
+            o2.ctx = &rc;
+            o2.stop = &rc.stop;
+            ck_assert_int_eq(runner_run(&cfg, &o2, err, sizeof err), RUN_PAUSED);
+            ck_assert_int_eq(rc.start_step, pauses[i]);
+            ck_assert_int_eq(rc.checkpoints, 0);
+        }
+    }
+    char *mb = metrics_without_time(b);
+    ck_assert_str_eq(ma, mb);
+    free(ma);
+    free(mb);
+    free(a);
+    free(b);
+    cfg_free(&cfg);
+}
+END_TEST
+
 /* Forks (traind/fork.h): one that changes nothing is its parent from the
  * fork step on, bit for bit; a warmup-stable-decay cooldown branched where
  * an independent run's decay begins is that independent run, bit for bit;
@@ -514,6 +572,7 @@ int main(void)
     tcase_add_test(tc, resume_is_bit_identical);
     tcase_add_test(tc, trainer_state_mirrors_metrics);
     tcase_add_test(tc, kept_checkpoints);
+    tcase_add_test(tc, keep_steps_and_pause);
     tcase_add_test(tc, forks_continue_bit_identically);
     tcase_add_test(tc, truncated_checkpoint_refused);
     tcase_add_test(tc, corrupt_checkpoint_refused);

@@ -73,6 +73,12 @@ START_TEST(grid_expands_every_combination_in_order)
         ck_assert_int_eq(t->cfg.sched.warmup_steps, 50);
         /* decay_ratio only where the type uses it (dropped from the others) */
         ck_assert_int_eq(t->cfg.sched.decay_steps, types[k / 3] == SCHED_WSD ? 400 : 0);
+        /* asha: the rungs 200, 600, 1800 (< 2000) are logged and kept, in its config.yaml too */
+        ck_assert_int_eq(t->cfg.train.n_keep_steps, 3);
+        ck_assert_int_eq(t->cfg.train.keep_steps[0], 200);
+        ck_assert_int_eq(t->cfg.train.keep_steps[1], 600);
+        ck_assert_int_eq(t->cfg.train.keep_steps[2], 1800);
+        ck_assert_ptr_nonnull(strstr(t->yaml, "keep_steps"));
     }
     ck_assert_str_eq(s.trials[5].values[0], "linear");
     ck_assert_str_eq(s.trials[5].values[1], "3.0e-3");
