@@ -271,6 +271,20 @@ static int cmp_pos_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
+/* A job in a few numbers (the active jobs of /status and /metrics): id,
+ * state, step, total_steps, lr, loss. */
+static cJSON *job_brief_json(const job *j)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", j->id);
+    cJSON_AddStringToObject(o, "state", job_state_name(j->state));
+    cJSON_AddNumberToObject(o, "step", (double)j->pt.step);
+    add_total_steps(o, j);
+    add_num_or_null(o, "lr", j->pt.lr);
+    add_num_or_null(o, "loss", j->pt.loss);
+    return o;
+}
+
 cJSON *jobs_summary_json(job_table *t)
 {
     /* GET /status is the endpoint dashboards and scripts poll: its size and
@@ -306,17 +320,8 @@ cJSON *jobs_summary_json(job_table *t)
         cJSON_AddNumberToObject(counts, job_state_name((job_state)s), t->counts[s]);
     cJSON_AddNumberToObject(doc, "jobs_total", (double)t->n);
     cJSON *a = cJSON_AddArrayToObject(doc, "jobs");
-    for (size_t i = 0; i < n; i++) {
-        const job *j = pick[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "id", j->id);
-        cJSON_AddStringToObject(o, "state", job_state_name(j->state));
-        cJSON_AddNumberToObject(o, "step", (double)j->pt.step);
-        add_total_steps(o, j);
-        add_num_or_null(o, "lr", j->pt.lr);
-        add_num_or_null(o, "loss", j->pt.loss);
-        cJSON_AddItemToArray(a, o);
-    }
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, job_brief_json(pick[i]));
     cJSON_AddNumberToObject(doc, "jobs_omitted", (double)(t->n - n));
     free(pick);
     return doc;
@@ -348,13 +353,7 @@ cJSON *jobs_prom_json(job_table *t)
     cJSON *a = cJSON_AddArrayToObject(doc, "jobs");
     for (size_t i = 0; i < n; i++) {
         const job *j = pick[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "id", j->id);
-        cJSON_AddStringToObject(o, "state", job_state_name(j->state));
-        cJSON_AddNumberToObject(o, "step", (double)j->pt.step);
-        add_total_steps(o, j);
-        add_num_or_null(o, "lr", j->pt.lr);
-        add_num_or_null(o, "loss", j->pt.loss);
+        cJSON *o = job_brief_json(j);
         add_num_or_null(o, "steps_per_s", j->state == JOB_RUNNING ? j->pt.steps_per_s : dnan());
         add_num_or_null(o, "eval_loss", j->pt.eval_loss);
         cJSON_AddItemToArray(a, o);
