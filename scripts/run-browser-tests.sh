@@ -22,7 +22,8 @@ stamp="$dir/node_modules/.package-lock.json"
 if [ ! -f "$stamp" ] || [ "$dir/package-lock.json" -nt "$stamp" ]; then
     if ! out=$(cd "$dir" && npm ci --no-audit --no-fund 2>&1); then
         printf '%s\n' "$out" | tail -5
-        echo "SKIP: npm ci failed in $dir (no registry reachable?)"
+        code=$(printf '%s\n' "$out" | sed -nE 's/^npm (ERR!|error) code (.*)/\2/p' | head -1)
+        echo "SKIP: npm ci failed in $dir${code:+ ($code)}: the npm registry is not reachable from here"
         exit 0
     fi
 fi
