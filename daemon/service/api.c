@@ -507,7 +507,7 @@ static char *query_escape(const char *s)
     return out;
 }
 
-static void get_jobs(const api_backend *be, const http_request *req, http_response *res)
+static void r_jobs(const api_backend *be, const http_request *req, http_response *res, const char *id)
 {
     char *state = NULL, *after = NULL, *q = NULL;
     int r = http_query_get(req->query, "state", &state);
@@ -628,7 +628,7 @@ static void post_jobs_done(void *arg, int r, char *id, cJSON *errors)
 /* The answer waits for the backend: it saves the config durably and
  * validates it off the loop thread, so a 201 means the job survives even a
  * power cut. */
-static void post_jobs(const api_backend *be, const http_request *req, http_response *res)
+static void r_submit(const api_backend *be, const http_request *req, http_response *res, const char *id)
 {
     if (req->body_len == 0) {
         http_response_error(res, 400, "the request body must be a run config (YAML)");
@@ -685,7 +685,7 @@ static void post_preview(const api_backend *be, const http_request *req, http_re
 }
 
 /* POST /jobs/{id}/fork: a JSON body (forks.h). */
-static void post_fork(const api_backend *be, const char *id, const http_request *req, http_response *res)
+static void r_job_fork(const api_backend *be, const http_request *req, http_response *res, const char *id)
 {
     if (!be->fork)
         return http_response_error(res, 404, "this traind does not fork jobs");
@@ -697,7 +697,7 @@ static void post_fork(const api_backend *be, const char *id, const http_request 
     be->fork(be->ctx, id, req->body, req->body_len, key, json_later_done, http_response_defer(res));
 }
 
-static void get_checkpoints(const api_backend *be, const char *id, http_response *res)
+static void r_job_checkpoints(const api_backend *be, const http_request *req, http_response *res, const char *id)
 {
     if (!be->checkpoints)
         return http_response_error(res, 404, "not found");
@@ -706,7 +706,7 @@ static void get_checkpoints(const api_backend *be, const char *id, http_response
 
 /* GET /compare?ids=a,b,c&max=N (compare.h): every job's whole in-memory
  * history is copied out (bounded by metrics_keep), then aligned. */
-static void get_compare(const api_backend *be, const http_request *req, http_response *res)
+static void r_compare(const api_backend *be, const http_request *req, http_response *res, const char *id)
 {
     if (!be->metrics_points)
         return http_response_error(res, 404, "not found");
@@ -729,8 +729,8 @@ static void get_compare(const api_backend *be, const http_request *req, http_res
     train_point *pts[COMPARE_MAX_IDS];
     size_t n[COMPARE_MAX_IDS], k = 0;
     char *save = NULL;
-    for (char *id = strtok_r(ids, ",", &save); id; id = strtok_r(NULL, ",", &save)) {
-        if (k == COMPARE_MAX_IDS || !api_id_valid(id)) {
+    for (char *one = strtok_r(ids, ",", &save); one; one = strtok_r(NULL, ",", &save)) {
+        if (k == COMPARE_MAX_IDS || !api_id_valid(one)) {
             for (size_t i = 0; i < k; i++)
                 free(pts[i]);
             bool too_many = k == COMPARE_MAX_IDS;
@@ -738,20 +738,20 @@ static void get_compare(const api_backend *be, const http_request *req, http_res
             if (too_many)
                 snprintf(msg, sizeof msg, "at most %d ids", COMPARE_MAX_IDS);
             else
-                snprintf(msg, sizeof msg, "no such job: %.48s", id);
+                snprintf(msg, sizeof msg, "no such job: %.48s", one);
             free(ids);
             return http_response_error(res, too_many ? 400 : 404, msg);
         }
         long next;
-        if (be->metrics_points(be->ctx, id, -1, 0, LONG_MAX, &pts[k], &n[k], &next) != 0) {
+        if (be->metrics_points(be->ctx, one, -1, 0, LONG_MAX, &pts[k], &n[k], &next) != 0) {
             for (size_t i = 0; i < k; i++)
                 free(pts[i]);
             char msg[96];
-            snprintf(msg, sizeof msg, "no such job: %.48s", id);
+            snprintf(msg, sizeof msg, "no such job: %.48s", one);
             free(ids);
             return http_response_error(res, 404, msg);
         }
-        idv[k++] = id;
+        idv[k++] = one;
     }
     cJSON *o = compare_doc(idv, (const train_point *const *)pts, n, k, max);
     for (size_t i = 0; i < k; i++)
@@ -803,7 +803,7 @@ static void r_experiment_cancel(const api_backend *be, const http_request *req, 
     http_response_error(res, 500, "could not cancel the experiment");
 }
 
-static void get_job(const api_backend *be, const char *id, http_response *res)
+static void r_job(const api_backend *be, const http_request *req, http_response *res, const char *id)
 {
     cJSON *job = be->get_job ? be->get_job(be->ctx, id) : NULL;
     if (!job) {
@@ -867,7 +867,7 @@ static render_req *metrics_from_json(const api_backend *be, const char *id, long
     return r;
 }
 
-static void get_job_metrics(const api_backend *be, const char *id, const http_request *req, http_response *res)
+static void r_job_metrics(const api_backend *be, const http_request *req, http_response *res, const char *id)
 {
     long since = -1, max = 0, limit = API_METRICS_PAGE_DEFAULT;
     int sr = query_long(req, "since", &since, res);
@@ -935,7 +935,7 @@ static void get_job_metrics(const api_backend *be, const char *id, const http_re
  * bounded so a chatty job cannot make one answer huge. */
 #define API_LOG_MAX (1u << 20)
 
-static void get_job_log(const api_backend *be, const char *id, http_response *res)
+static void r_job_log(const api_backend *be, const http_request *req, http_response *res, const char *id)
 {
     char *text = NULL;
     size_t len = 0;
@@ -983,7 +983,7 @@ static void cancel_done(void *arg, int rc)
     free(w);
 }
 
-static void post_cancel(const api_backend *be, const char *id, http_response *res)
+static void r_job_cancel(const api_backend *be, const http_request *req, http_response *res, const char *id)
 {
     if (be->cancel_async) {
         cancel_wait *w = xcalloc(1, sizeof *w);
@@ -1044,15 +1044,7 @@ static void r_prometheus(const api_backend *be, const http_request *req, http_re
     get_prometheus(be, res);
 }
 
-static void r_jobs(const api_backend *be, const http_request *req, http_response *res, const char *id)
-{
-    get_jobs(be, req, res);
-}
 
-static void r_submit(const api_backend *be, const http_request *req, http_response *res, const char *id)
-{
-    post_jobs(be, req, res);
-}
 
 static void r_events(const api_backend *be, const http_request *req, http_response *res, const char *id)
 {
@@ -1069,40 +1061,12 @@ static void r_schedule(const api_backend *be, const http_request *req, http_resp
     post_preview(be, req, res, true);
 }
 
-static void r_compare(const api_backend *be, const http_request *req, http_response *res, const char *id)
-{
-    get_compare(be, req, res);
-}
 
-static void r_job(const api_backend *be, const http_request *req, http_response *res, const char *id)
-{
-    get_job(be, id, res);
-}
 
-static void r_job_metrics(const api_backend *be, const http_request *req, http_response *res, const char *id)
-{
-    get_job_metrics(be, id, req, res);
-}
 
-static void r_job_log(const api_backend *be, const http_request *req, http_response *res, const char *id)
-{
-    get_job_log(be, id, res);
-}
 
-static void r_job_cancel(const api_backend *be, const http_request *req, http_response *res, const char *id)
-{
-    post_cancel(be, id, res);
-}
 
-static void r_job_fork(const api_backend *be, const http_request *req, http_response *res, const char *id)
-{
-    post_fork(be, id, req, res);
-}
 
-static void r_job_checkpoints(const api_backend *be, const http_request *req, http_response *res, const char *id)
-{
-    get_checkpoints(be, id, res);
-}
 
 static bool has_preview(const api_backend *be)
 {
