@@ -54,12 +54,7 @@ static void teardown(void)
 
 static int post_exp(const char *body, char **out)
 {
-    tl_resp r;
-    tl_http(g_d.addr, "POST", "/experiments", g_d.token, body, strlen(body), &r);
-    *out = xstrdup(r.body ? r.body : "");
-    int st = r.status;
-    tl_resp_free(&r);
-    return st;
+    return tl_post(&g_d, "/experiments", g_d.token, body, out);
 }
 
 static char *submit_exp(const char *body)

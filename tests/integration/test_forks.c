@@ -55,13 +55,8 @@ static char *wsd(const char *name, long steps, long ckpt_every)
 static int fork_req(const char *parent, const char *body, const char *token, char **out)
 {
     char *path = xasprintf("/jobs/%s/fork", parent);
-    tl_resp r;
-    tl_http(g_d.addr, "POST", path, token, body, strlen(body), &r);
+    int st = tl_post(&g_d, path, token, body, out);
     free(path);
-    if (out)
-        *out = xstrdup(r.body ? r.body : "");
-    int st = r.status;
-    tl_resp_free(&r);
     return st;
 }
 

@@ -185,6 +185,10 @@ bool tl_job_running_with(const cJSON *job, void *min_ckpt);
 /* POST /jobs: body (len bytes) with token (NULL: none); the answer in *r.
  * Returns tl_http's answer. */
 int tl_post_job(const tl_daemon *d, const char *token, const char *body, size_t len, tl_resp *r);
+/* POST path with body (NUL-terminated) and token (NULL: none); the answer's
+ * body in *out (malloc'd, "" when none) when out is not NULL.  Returns the
+ * status (0 when no answer came). */
+int tl_post(const tl_daemon *d, const char *path, const char *token, const char *body, char **out);
 /* POST /jobs with d's token; fails the test unless it answers 201 with an
  * id.  Returns the new job's id, malloc'd. */
 char *tl_submit(const tl_daemon *d, const char *body);

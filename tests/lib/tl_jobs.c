@@ -74,6 +74,17 @@ int tl_post_job(const tl_daemon *d, const char *token, const char *body, size_t 
     return tl_http(d->addr, "POST", "/jobs", token, body, len, r);
 }
 
+int tl_post(const tl_daemon *d, const char *path, const char *token, const char *body, char **out)
+{
+    tl_resp r;
+    tl_http(d->addr, "POST", path, token, body, strlen(body), &r);
+    if (out)
+        *out = xstrdup(r.body ? r.body : "");
+    int st = r.status;
+    tl_resp_free(&r);
+    return st;
+}
+
 char *tl_submit(const tl_daemon *d, const char *body)
 {
     tl_resp r;
