@@ -11,7 +11,7 @@
 # "# pass N", "# fail N" and "# skipped N" lines are counted the same way.
 set -u
 export TRAIND_BUILD="${BUILD:-build}"
-passed=0 failed=0 skipped=0 broken="" times=""
+passed=0 failed=0 skipped=0 broken="" times="" failures=""
 for t in "$@"; do
     name=$(basename "$t")
     t0=$(date +%s%N)
@@ -19,6 +19,8 @@ for t in "$@"; do
     rc=$?
     ms=$(( ($(date +%s%N) - t0) / 1000000 ))
     times="$times$ms $name"$'\n'
+    f_lines=$(printf '%s\n' "$out" | grep -E ':[EF]:|^not ok ' | sed "s|^|failed: $name: |")
+    [ -n "$f_lines" ] && failures="$failures$f_lines"$'\n'
     printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks|:[EF]:|^SKIPPED: [0-9]+ checks|^SKIP: |^# (pass|fail|skipped) [0-9]+$|^# FIGURE: |^not ok |^  (error|expected|actual|location): ' | sed "s|^|$name: |"
     sk=$(printf '%s\n' "$out" | sed -nE 's/^SKIPPED: ([0-9]+) checks.*/\1/p' | tail -1)
     [ -n "$sk" ] && skipped=$((skipped + sk))
@@ -52,6 +54,8 @@ for t in "$@"; do
         failed=$((failed + 1))
     fi
 done
+# Each failure again, at the end, where a log's tail shows it.
+printf '%s' "$failures"
 [ -n "$broken" ] && echo "tests that exited abnormally:$broken"
 # The slowest suites, so that a run's time can be read off its log.
 printf '%s' "$times" | sort -rn | head -8 | awk '{ printf "slowest: %s %.1f s\n", $2, $1 / 1000 }'
