@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "traind/util.h"
+
 /* The shortest of 15, 16 or 17 significant digits that reads back as v.
  * Whole numbers (steps, counts) take the fast integer path.  Fixed format
  * strings: "%.*g" sends glibc down its slow positional path. */
@@ -59,6 +61,11 @@ char *json_print_exact(cJSON *o)
 
 cJSON *json_diag_list(const diag_list_t *errs)
 {
+    return json_diag_list_prefixed(errs, NULL);
+}
+
+cJSON *json_diag_list_prefixed(const diag_list_t *errs, const char *prefix)
+{
     cJSON *a = cJSON_CreateArray();
     for (size_t i = 0; i < errs->n; i++) {
         const diag_t *d = &errs->items[i];
@@ -66,8 +73,24 @@ cJSON *json_diag_list(const diag_list_t *errs)
         cJSON_AddStringToObject(e, "path", d->path);
         cJSON_AddNumberToObject(e, "line", d->line);
         cJSON_AddNumberToObject(e, "column", d->column);
-        cJSON_AddStringToObject(e, "message", d->message);
+        if (prefix) {
+            char *m = xasprintf("%s%s", prefix, d->message);
+            cJSON_AddStringToObject(e, "message", m);
+            free(m);
+        } else {
+            cJSON_AddStringToObject(e, "message", d->message);
+        }
         cJSON_AddItemToArray(a, e);
     }
     return a;
+}
+
+cJSON *json_error_doc(const char *msg)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o && !cJSON_AddStringToObject(o, "error", msg)) {
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    return o;
 }

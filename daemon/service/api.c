@@ -293,7 +293,7 @@ static void render_done(uv_work_t *w, int status)
     http_response res = {.status = 200};
     http_response_add_header(&res, "Cache-Control", NO_STORE);   /* as api_handle does */
     if (status < 0)
-        http_response_error(&res, 503, "traind is shutting down");
+        http_response_error(&res, 503, API_SHUTTING_DOWN);
     else
         render_fill(r, &res);
     http_deferred_respond(r->answer, &res);
@@ -598,7 +598,7 @@ static void post_jobs_done(void *arg, int r, char *id, cJSON *errors)
             errors = NULL; /* now owned by o */
     } else if (r == API_UNAVAILABLE) {
         status = 503;
-        cJSON_AddStringToObject(o, "error", "traind is shutting down");
+        cJSON_AddStringToObject(o, "error", API_SHUTTING_DOWN);
     } else if (r == API_IN_PROGRESS) {
         status = 409;
         cJSON_AddStringToObject(o, "error", "a request with this Idempotency-Key is still being saved; retry");
@@ -635,7 +635,7 @@ static void r_submit(const api_backend *be, const http_request *req, http_respon
         return;
     }
     if (!be->submit) {
-        http_response_error(res, 503, "traind is shutting down");
+        http_response_error(res, 503, API_SHUTTING_DOWN);
         return;
     }
     char *name = NULL;
@@ -961,7 +961,7 @@ static void cancel_answer(http_response *res, const char *id, int r)
     }
     case API_NOT_FOUND: http_response_error(res, 404, "no such job"); break;
     case API_CONFLICT: http_response_error(res, 409, "the job has already ended"); break;
-    case API_UNAVAILABLE: http_response_error(res, 503, "traind is shutting down"); break;
+    case API_UNAVAILABLE: http_response_error(res, 503, API_SHUTTING_DOWN); break;
     default: http_response_error(res, 500, "the cancel could not be saved; it may not survive a restart"); break;
     }
 }

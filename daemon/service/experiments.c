@@ -152,27 +152,6 @@ static experiment *find(exp_table *e, const char *id)
     return NULL;
 }
 
-static cJSON *diags_json(const diag_list_t *errs, const char *trial_values)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; i < errs->n; i++) {
-        const diag_t *d = &errs->items[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "path", d->path);
-        cJSON_AddNumberToObject(o, "line", d->line);
-        cJSON_AddNumberToObject(o, "column", d->column);
-        if (trial_values) {
-            char *m = xasprintf("trial %s: %s", trial_values, d->message);
-            cJSON_AddStringToObject(o, "message", m);
-            free(m);
-        } else {
-            cJSON_AddStringToObject(o, "message", d->message);
-        }
-        cJSON_AddItemToArray(a, o);
-    }
-    return a;
-}
-
 /* The trial's values as a JSON object text: each YAML flow value as JSON
  * when it reads as JSON (numbers, lists of numbers), else as a string. */
 static char *params_text(const sweep *s, const sweep_trial *t)
@@ -749,12 +728,6 @@ typedef struct submit_req {
     experiment *x;
 } submit_req;
 
-static cJSON *error_doc(const char *msg)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "error", msg);
-    return o;
-}
 
 int exps_check(const char *yaml, size_t len, const exps_check_in *in, sweep *out, cJSON **errors_out)
 {
@@ -765,7 +738,7 @@ int exps_check(const char *yaml, size_t len, const exps_check_in *in, sweep *out
     cJSON *errors = NULL;
     bool ok = sweep_parse(yaml, len, &so, &s, &errs) == 0;
     if (!ok) {
-        errors = diags_json(&errs, NULL);
+        errors = json_diag_list(&errs);
     } else {
         /* as the daemon will take each trial: data.path within data_dirs */
         errors = cJSON_CreateArray();
@@ -778,7 +751,9 @@ int exps_check(const char *yaml, size_t len, const exps_check_in *in, sweep *out
                 cfg_free(&cfg);
             else {
                 char *vals = params_text(&s, &s.trials[k]);
-                cJSON *a = diags_json(&te, vals);
+                char *prefix = xasprintf("trial %s: ", vals);
+                cJSON *a = json_diag_list_prefixed(&te, prefix);
+                free(prefix);
                 cJSON *it;
                 while ((it = cJSON_DetachItemFromArray(a, 0)) != NULL)
                     cJSON_AddItemToArray(errors, it);
@@ -872,7 +847,7 @@ static void submit_work(uv_work_t *w)
     sweep_free(&s);
     if (rc < 0) {
         char *m = xasprintf("cannot save the experiment under %s: %s", r->dir, strerror(-rc));
-        r->doc = error_doc(m);
+        r->doc = json_error_doc(m);
         free(m);
         r->status = 500;
         exp_free(x);
@@ -902,7 +877,7 @@ static void submit_done(uv_work_t *w, int status)
         log_info("experiment %s: %s (%zu trial%s)", r->x->id, r->x->state == EXP_REJECTED ? "rejected" : "submitted",
                  r->x->n_trials, r->x->n_trials == 1 ? "" : "s");
     }
-    r->done(r->arg, r->status ? r->status : 500, r->doc ? r->doc : error_doc("cancelled"));
+    r->done(r->arg, r->status ? r->status : 500, r->doc ? r->doc : json_error_doc("cancelled"));
     for (size_t i = 0; r->idem_key && i < e->n_keys; i++)
         if (!strcmp(e->keys_inflight[i], r->idem_key)) {
             free(e->keys_inflight[i]);
@@ -938,10 +913,10 @@ void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_ke
         }
         for (size_t i = 0; i < e->n_keys; i++)
             if (!strcmp(e->keys_inflight[i], idem_key))
-                return done(arg, 409, error_doc("a request with this Idempotency-Key is still being saved; retry"));
+                return done(arg, 409, json_error_doc("a request with this Idempotency-Key is still being saved; retry"));
     }
     if (jobs_shutting_down(e->jobs))
-        return done(arg, 503, error_doc("traind is shutting down"));
+        return done(arg, 503, json_error_doc(API_SHUTTING_DOWN));
     submit_req *r = xcalloc(1, sizeof *r);
     r->work.data = r;
     r->e = e;
@@ -964,7 +939,7 @@ void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_ke
         free(r->jobs_dir);
         strv_free(r->data_dirs, r->n_data_dirs);
         free(r);
-        return done(arg, 500, error_doc("cannot queue the experiment"));
+        return done(arg, 500, json_error_doc("cannot queue the experiment"));
     }
     jobs_work_begin(e->jobs);
     if (idem_key) {

@@ -23,12 +23,6 @@
 #include "traind/log.h"
 #include "traind/util.h"
 
-static cJSON *error_doc(const char *msg)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "error", msg);
-    return o;
-}
 
 /* A JSON value as the YAML text of a --set value: the shortest number that
  * reads back the same, strings as they are, arrays in flow style. */
@@ -183,7 +177,7 @@ static void fork_work(uv_work_t *w)
         snprintf(msg, sizeof msg, "job %s has no kept checkpoint at step %ld (see train.keep_every, "
                  "train.keep_checkpoints); %s", r->parent, r->at_step,
                  n ? "these steps have one" : "it has none");
-        r->doc = error_doc(msg);
+        r->doc = json_error_doc(msg);
         cJSON *steps = cJSON_AddArrayToObject(r->doc, "steps");
         for (size_t i = 0; i < n; i++)
             cJSON_AddItemToArray(steps, cJSON_CreateNumber((double)v[i].step));
@@ -199,7 +193,7 @@ static void fork_work(uv_work_t *w)
     if (rc < 0) {
         char msg[256];
         snprintf(msg, sizeof msg, "cannot read job %s's config.yaml: %s", r->parent, strerror(-rc));
-        r->doc = error_doc(msg);
+        r->doc = json_error_doc(msg);
         r->status = 500;
         return;
     }
@@ -211,7 +205,7 @@ static void fork_work(uv_work_t *w)
     if (cfg_fork(yaml, len, r->parent_name, &req, &po, &cfg, &r->child_yaml, &errs) != 0) {
         char msg[64];
         snprintf(msg, sizeof msg, "invalid fork (%zu problem%s)", errs.n, errs.n == 1 ? "" : "s");
-        r->doc = error_doc(msg);
+        r->doc = json_error_doc(msg);
         cJSON_AddItemToObject(r->doc, "errors", json_diag_list(&errs));
         r->status = 400;
     } else {
@@ -240,7 +234,7 @@ static void submitted(void *arg, int rc, char *id, cJSON *errors)
         log_info("job %s: forked from %s", id, a->parent);
     } else if (rc == API_INVALID) {
         status = 400;
-        doc = error_doc("invalid fork config");
+        doc = json_error_doc("invalid fork config");
         if (id)
             cJSON_AddStringToObject(doc, "id", id);
         cJSON_AddItemToObject(doc, "errors", cJSON_IsArray(errors) ? errors : cJSON_CreateArray());
@@ -248,16 +242,16 @@ static void submitted(void *arg, int rc, char *id, cJSON *errors)
             errors = NULL;
     } else if (rc == API_UNAVAILABLE) {
         status = 503;
-        doc = error_doc("traind is shutting down");
+        doc = json_error_doc(API_SHUTTING_DOWN);
     } else if (rc == API_IN_PROGRESS) {
         status = 409;
-        doc = error_doc("a request with this Idempotency-Key is still being saved; retry");
+        doc = json_error_doc("a request with this Idempotency-Key is still being saved; retry");
     } else if (rc == -ENOENT) {
         status = 409;
-        doc = error_doc("the parent's checkpoint disappeared while the fork was saved; retry");
+        doc = json_error_doc("the parent's checkpoint disappeared while the fork was saved; retry");
     } else {
         status = 500;
-        doc = error_doc("could not save the fork");
+        doc = json_error_doc("could not save the fork");
     }
     free(id);
     cJSON_Delete(errors);
@@ -296,7 +290,7 @@ static void fork_done(uv_work_t *w, int status)
     job_table *t = r->t;
     if (status < 0 && !r->status) {
         r->status = 500;
-        r->doc = error_doc("the fork was cancelled");
+        r->doc = json_error_doc("the fork was cancelled");
     }
     if (r->status) {
         r->done(r->arg, r->status, r->doc);
@@ -328,7 +322,7 @@ void forks_fork(job_table *t, const char *parent_id, const char *body, size_t le
 {
     jobs_info info;
     if (jobs_lookup(t, parent_id, &info) < 0)
-        return done(arg, 404, error_doc("no such job"));
+        return done(arg, 404, json_error_doc("no such job"));
     if (idem_key) {
         fork_answer *a = xcalloc(1, sizeof *a);
         a->done = done;
@@ -339,12 +333,12 @@ void forks_fork(job_table *t, const char *parent_id, const char *body, size_t le
         free(a);
     }
     if (jobs_shutting_down(t))
-        return done(arg, 503, error_doc("traind is shutting down"));
+        return done(arg, 503, json_error_doc(API_SHUTTING_DOWN));
     char err[256];
     fork_req *r = xcalloc(1, sizeof *r);
     if (forks_parse_body(body, len, &r->at_step, &r->sets, &r->n_sets, &r->name, err, sizeof err) < 0) {
         fork_req_free(r);
-        return done(arg, 400, error_doc(err));
+        return done(arg, 400, json_error_doc(err));
     }
     r->work.data = r;
     r->t = t;
@@ -358,7 +352,7 @@ void forks_fork(job_table *t, const char *parent_id, const char *body, size_t le
     int rc = uv_queue_work(jobs_loop(t), &r->work, fork_work, fork_done);
     if (rc < 0) {
         fork_req_free(r);
-        done(arg, 500, error_doc("cannot queue the fork"));
+        done(arg, 500, json_error_doc("cannot queue the fork"));
         return;
     }
     jobs_work_begin(t);
@@ -409,7 +403,7 @@ void forks_checkpoints(job_table *t, const char *id, forks_done done, void *arg)
 {
     jobs_info info;
     if (jobs_lookup(t, id, &info) < 0)
-        return done(arg, 404, error_doc("no such job"));
+        return done(arg, 404, json_error_doc("no such job"));
     list_req *r = xcalloc(1, sizeof *r);
     r->work.data = r;
     r->t = t;
@@ -420,7 +414,7 @@ void forks_checkpoints(job_table *t, const char *id, forks_done done, void *arg)
     if (uv_queue_work(jobs_loop(t), &r->work, list_work, list_done) < 0) {
         free(r->dir);
         free(r);
-        done(arg, 500, error_doc("cannot list the checkpoints"));
+        done(arg, 500, json_error_doc("cannot list the checkpoints"));
         return;
     }
     jobs_work_begin(t);

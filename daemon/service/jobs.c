@@ -1,6 +1,6 @@
 /*
  * jobs — the job table, the job states and the FIFO scheduler: jobs are
- * added, change state (set_state, the one place), start through the
+ * added, change state (job_set_state, the one place), start through the
  * executor, report progress (on_worker_msg: every line a training process
  * sends) and exit.  The other parts of the table are in jobs_*.c (see
  * jobs_internal.h for the map); the contract is traind/jobs.h.
@@ -62,7 +62,7 @@ static void set_settings(job_table *t, const dconfig *c)
 /* jobs.index's writer went idle: a shutdown may be waiting for it. */
 static void eidx_idle(void *ctx)
 {
-    check_shutdown_done(ctx);
+    jobs_check_shutdown_done(ctx);
 }
 
 job_table *jobs_new(uv_loop_t *loop, const dconfig *c, const char *exe)
@@ -89,7 +89,7 @@ void jobs_set_on_change(job_table *t, void (*cb)(void *), void *ctx)
     t->on_change_ctx = ctx;
 }
 
-void changed(job_table *t)
+void jobs_changed(job_table *t)
 {
     if (t->on_change)
         t->on_change(t->on_change_ctx);
@@ -138,7 +138,7 @@ void job_free(job *j)
 
 /* ---- the live list: jobs the tick must look at (a process, a write) ---- */
 
-void live_add(job *j)
+void job_live_add(job *j)
 {
     if (j->live)
         return;
@@ -176,7 +176,7 @@ static bool job_quiet(const job *j)
 /* An ended job that nothing waits on keeps only its summary in memory:
  * its config and metrics history are on disk (status.json, metrics.jsonl)
  * and read from there when asked for. */
-void compact(job *j)
+void job_compact(job *j)
 {
     if (!job_state_ended(j->state) || !job_quiet(j))
         return;
@@ -193,7 +193,7 @@ void compact(job *j)
 
 /* Every state change goes through here (once the job is in the table):
  * the counts by state and the queue hint stay right. */
-void set_state(job *j, job_state s)
+void job_set_state(job *j, job_state s)
 {
     job_table *t = j->t;
     if (j->in_table) {
@@ -206,7 +206,7 @@ void set_state(job *j, job_state s)
     events_job_changed(j->id);   /* GET /events: published at the end of this loop turn */
 }
 
-void table_append(job_table *t, job *j)
+void jobs_append(job_table *t, job *j)
 {
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 64;
@@ -223,21 +223,21 @@ void table_append(job_table *t, job *j)
         job_index_put(t->by_key, j->idem_key, j);
 }
 
-job *find(const job_table *t, const char *id)
+job *job_find(const job_table *t, const char *id)
 {
     return job_index_get(t->by_id, id);
 }
 
 /* Moves the queue hint past the jobs at its head that are not queued
  * (amortized O(1): each job is passed once per time it is queued). */
-void advance_hint(job_table *t)
+void jobs_advance_queue_hint(job_table *t)
 {
     while (t->queue_hint < t->n && t->jobs[t->queue_hint]->state != JOB_QUEUED)
         t->queue_hint++;
 }
 
 /* Queued jobs in t->jobs[from, to). */
-int queued_between(job_table *t, size_t from, size_t to)
+int jobs_queued_between(job_table *t, size_t from, size_t to)
 {
     int q = 0;
     for (size_t i = from; i < to && i < t->n; i++)
@@ -246,22 +246,22 @@ int queued_between(job_table *t, size_t from, size_t to)
 }
 
 /* The 1-based queue position of a queued job. */
-int queue_position(job *j)
+int job_queue_position(job *j)
 {
     job_table *t = j->t;
     if (!j->in_table)
         return 1;
     if (j->pos == t->n - 1)
         return t->counts[JOB_QUEUED];   /* the newest: behind every other */
-    advance_hint(t);
-    return 1 + (j->pos > t->queue_hint ? queued_between(t, t->queue_hint, j->pos) : 0);
+    jobs_advance_queue_hint(t);
+    return 1 + (j->pos > t->queue_hint ? jobs_queued_between(t, t->queue_hint, j->pos) : 0);
 }
 
 void jobs_counts(const job_table *t, int counts[JOB_NSTATES])
 {
     memcpy(counts, t->counts, JOB_NSTATES * sizeof *counts);
 }
-void add_error(job *j, const char *fmt, ...)
+void job_add_error(job *j, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -277,9 +277,9 @@ void add_error(job *j, const char *fmt, ...)
 
 /* ------------------------------------------------------------ the worker */
 
-void set_ended(job *j, job_state s)
+void job_set_ended(job *j, job_state s)
 {
-    set_state(j, s);
+    job_set_state(j, s);
     j->finished_at = now_unix();
     j->pt.steps_per_s = dnan();
 }
@@ -318,7 +318,7 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
     case PEV_START:
         if (j->t->slurm && j->state == JOB_QUEUED && j->x) {
             /* the worker runs: Slurm's RUNNING may not have been polled yet */
-            set_state(j, JOB_RUNNING);
+            job_set_state(j, JOB_RUNNING);
             j->sched_reason[0] = '\0';
             if (j->started_at <= 0)
                 j->started_at = now_unix();
@@ -344,12 +344,12 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
         else
             log_info("job %s: training %s at step %ld of %ld (pid %d)", j->id,
                      j->pt.step > 0 ? "resumed" : "started", j->pt.step, j->total_steps, j->pid);
-        persist(j);
+        job_persist(j);
         return;
     case PEV_NOTICE:
         log_warn("job %s: %s", j->id, m->message);
-        add_error(j, "%s", m->message);
-        persist(j);
+        job_add_error(j, "%s", m->message);
+        job_persist(j);
         return;
     case PEV_LOG:
     case PEV_TICK:
@@ -370,7 +370,7 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
         if (m->checkpoint_step >= 0)
             j->checkpoint_step = m->checkpoint_step;
         if (m->ev == PEV_LOG && m->pt.step >= 0) {
-            hist_push(j, &m->pt);
+            job_hist_push(j, &m->pt);
             events_point(j->id, &m->pt);   /* GET /events */
         }
         j->progress_dirty = true;
@@ -403,14 +403,14 @@ static void crashed(job *j, const char *why)
     if (j->crashes <= j->t->max_restarts) {
         log_warn("job %s: %s; resuming from its checkpoint (restart %d of %d)", j->id, why, j->crashes,
                  j->t->max_restarts);
-        add_error(j, "%s at step %ld; resumed from the checkpoint at step %ld", why, j->pt.step,
+        job_add_error(j, "%s at step %ld; resumed from the checkpoint at step %ld", why, j->pt.step,
                   j->checkpoint_step > 0 ? j->checkpoint_step : 0);
-        set_state(j, JOB_QUEUED);
+        job_set_state(j, JOB_QUEUED);
         j->pt.steps_per_s = dnan();
     } else {
         log_error("job %s: failed: %s", j->id, why);
-        add_error(j, "%s", why);
-        set_ended(j, JOB_FAILED);
+        job_add_error(j, "%s", why);
+        job_set_ended(j, JOB_FAILED);
     }
 }
 
@@ -424,11 +424,11 @@ static void end_cleanup(job *j)
     j->disk_over = false;
     j->pid = 0;
     if (job_state_ended(j->state))
-        thin_history_on_disk(j);
-    persist(j);
-    changed(t);
-    schedule(t);
-    check_shutdown_done(t);
+        job_thin_history_on_disk(j);
+    job_persist(j);
+    jobs_changed(t);
+    jobs_schedule(t);
+    jobs_check_shutdown_done(t);
 }
 
 /* executor: slurm — Slurm's final state of the job, both ways (issue 17):
@@ -449,38 +449,38 @@ static void slurm_ended(job *j, const exec_end *e)
     j->sched_state[0] = j->sched_reason[0] = '\0';
     if (!strcmp(st, "COMPLETED") && e->exit_status == 0 && !e->term_signal) {
         j->pt.step = j->total_steps;
-        set_ended(j, JOB_SUCCEEDED);
+        job_set_ended(j, JOB_SUCCEEDED);
         log_info("job %s: succeeded in Slurm job %s (%ld steps, loss %.6g)", j->id, j->sched_id, j->pt.step, j->pt.loss);
     } else if (!strcmp(st, "CANCELLED") || j->cancel_requested) {
         if (!j->cancel_requested)
-            add_error(j, "Slurm job %s was cancelled outside traind (scancel) at step %ld", j->sched_id, j->pt.step);
-        set_ended(j, JOB_CANCELLED);
+            job_add_error(j, "Slurm job %s was cancelled outside traind (scancel) at step %ld", j->sched_id, j->pt.step);
+        job_set_ended(j, JOB_CANCELLED);
         log_info("job %s: cancelled (Slurm job %s) at step %ld (checkpoint at step %ld)", j->id, j->sched_id,
                  j->pt.step, j->checkpoint_step);
     } else if (!strcmp(st, "FAILED") && e->exit_status == WORKER_EXIT_FAILED) {
         const char *msg = j->fail_msg ? j->fail_msg : "training failed (see worker.log)";
-        add_error(j, "%s", msg);
-        set_ended(j, JOB_FAILED);
+        job_add_error(j, "%s", msg);
+        job_set_ended(j, JOB_FAILED);
         log_error("job %s: failed in Slurm job %s: %s", j->id, j->sched_id, msg);
     } else if (!strcmp(st, "SUBMIT_FAILED")) {
-        add_error(j, "cannot submit to Slurm: %s", e->reason ? e->reason : "sbatch failed");
-        set_ended(j, JOB_FAILED);
+        job_add_error(j, "cannot submit to Slurm: %s", e->reason ? e->reason : "sbatch failed");
+        job_set_ended(j, JOB_FAILED);
     } else if (stopped && j->checkpoint_step > j->requeue_ckpt) {
         /* Resubmitted by traind: a fresh sbatch resumes from the checkpoint. */
         char from[64] = "its last checkpoint";
         if (j->checkpoint_step >= 0)
             snprintf(from, sizeof from, "its checkpoint at step %ld", j->checkpoint_step);
         log_warn("job %s: %s at step %ld; requeued to resume from %s", j->id, why, j->pt.step, from);
-        add_error(j, "%s at step %ld; requeued, resuming from %s", why, j->pt.step, from);
+        job_add_error(j, "%s at step %ld; requeued, resuming from %s", why, j->pt.step, from);
         j->requeue_ckpt = j->checkpoint_step;
-        set_state(j, JOB_QUEUED);
+        job_set_state(j, JOB_QUEUED);
         j->pt.steps_per_s = dnan();
     } else if (stopped || !strcmp(st, "COMPLETED")) {
         /* stopped again without a newer checkpoint, or exited early: a crash */
         crashed(j, why);
     } else {
-        add_error(j, "%s", why);
-        set_ended(j, JOB_FAILED);
+        job_add_error(j, "%s", why);
+        job_set_ended(j, JOB_FAILED);
         log_error("job %s: failed: %s", j->id, why);
     }
 }
@@ -490,7 +490,7 @@ static void slurm_ended(job *j, const exec_end *e)
 static void paused_at_rung(job *j)
 {
     job_table *t = j->t;
-    set_state(j, JOB_QUEUED);
+    job_set_state(j, JOB_QUEUED);
     j->held = true;
     j->pt.steps_per_s = dnan();
     long step = j->checkpoint_step;
@@ -535,29 +535,29 @@ static void on_worker_exit(void *ctx, const exec_end *e)
     bool finished = !term_signal && exit_status == WORKER_EXIT_OK && (j->got_done || j->pt.step >= j->total_steps);
     bool failed = !term_signal && exit_status == WORKER_EXIT_FAILED;
     if (!finished && disk_full_message(failed && j->fail_msg ? j->fail_msg : why))
-        wait_for_space(t, j);
+        jobs_wait_for_space(t, j);
     if (j->disk_over && !finished) {
         char limit[32];
         format_bytes(t->max_job_disk, limit, sizeof limit);
-        add_error(j, "the job's files passed max_job_disk (%s) at step %ld; stopped (checkpoint at step %ld)", limit,
+        job_add_error(j, "the job's files passed max_job_disk (%s) at step %ld; stopped (checkpoint at step %ld)", limit,
                   j->pt.step, j->checkpoint_step);
-        set_ended(j, JOB_FAILED);
+        job_set_ended(j, JOB_FAILED);
         log_error("job %s: failed: over max_job_disk (%s)", j->id, limit);
     } else if (finished) {
         j->pt.step = j->total_steps;
-        set_ended(j, JOB_SUCCEEDED);
+        job_set_ended(j, JOB_SUCCEEDED);
         log_info("job %s: succeeded (%ld steps, loss %.6g)", j->id, j->pt.step, j->pt.loss);
     } else if (failed) {
         const char *msg = j->fail_msg ? j->fail_msg : "training failed (see worker.log)";
-        add_error(j, "%s", msg);
-        set_ended(j, JOB_FAILED);
+        job_add_error(j, "%s", msg);
+        job_set_ended(j, JOB_FAILED);
         log_error("job %s: failed: %s", j->id, msg);
     } else if (j->cancel_requested) {
-        set_ended(j, JOB_CANCELLED);
+        job_set_ended(j, JOB_CANCELLED);
         log_info("job %s: cancelled at step %ld (checkpoint at step %ld)", j->id, j->pt.step, j->checkpoint_step);
     } else if (t->shutting_down) {
         /* Stopped for the daemon's shutdown: resumes at the next start. */
-        set_state(j, JOB_QUEUED);
+        job_set_state(j, JOB_QUEUED);
         j->pt.steps_per_s = dnan();
         log_info("job %s: stopped at step %ld for shutdown (checkpoint at step %ld); resumes at next start",
                  j->id, j->pt.step, j->checkpoint_step);
@@ -566,8 +566,8 @@ static void on_worker_exit(void *ctx, const exec_end *e)
         return;
     } else if (!term_signal && exit_status == WORKER_EXIT_STOPPED) {
         /* Someone outside traind stopped it (SIGTERM to the process). */
-        add_error(j, "training process was stopped from outside traind at step %ld", j->pt.step);
-        set_ended(j, JOB_CANCELLED);
+        job_add_error(j, "training process was stopped from outside traind at step %ld", j->pt.step);
+        job_set_ended(j, JOB_CANCELLED);
         log_warn("job %s: its training process was stopped from outside traind; cancelled", j->id);
     } else if (!term_signal && exit_status == WORKER_EXIT_OK) {
         crashed(j, "training process exited before finishing");
@@ -586,17 +586,17 @@ static void on_worker_sched(void *ctx, bool running, const char *sched_state, co
     if (j->x && !j->sched_id[0] && exec_sched_id(j->x))
         snprintf(j->sched_id, sizeof j->sched_id, "%s", exec_sched_id(j->x));
     if (running && j->state == JOB_QUEUED) {
-        set_state(j, JOB_RUNNING);
+        job_set_state(j, JOB_RUNNING);
         j->sched_reason[0] = '\0';
         if (j->started_at <= 0)
             j->started_at = now_unix();
         log_info("job %s: running in Slurm job %s", j->id, j->sched_id);
     } else if (!running && j->state == JOB_RUNNING) {
-        set_state(j, JOB_QUEUED);   /* requeued or suspended by Slurm */
+        job_set_state(j, JOB_QUEUED);   /* requeued or suspended by Slurm */
         j->pt.steps_per_s = dnan();
     }
-    persist(j);
-    changed(j->t);
+    job_persist(j);
+    jobs_changed(j->t);
 }
 
 /* The training threads a job asks for: its config's threads, capped by
@@ -606,7 +606,7 @@ static int job_threads(const job *j)
     int cap = j->t->threads_per_job;
     if (!j->t->slurm)
         return cap;   /* the worker itself takes min(config, this) */
-    double want = jnum(j->config, "threads", cap);
+    double want = jobs_json_num(j->config, "threads", cap);
     return want >= 1 && want < cap ? (int)want : cap;
 }
 
@@ -614,10 +614,10 @@ static int job_threads(const job *j)
 static int refuse_start(job *j, const char *why)
 {
     log_error("job %s: cannot start: %s", j->id, why);
-    add_error(j, "%s", why);
-    set_ended(j, JOB_FAILED);
-    persist(j);
-    changed(j->t);
+    job_add_error(j, "%s", why);
+    job_set_ended(j, JOB_FAILED);
+    job_persist(j);
+    jobs_changed(j->t);
     return -EINVAL;
 }
 
@@ -677,20 +677,20 @@ static int start_job(job *j)
     free(mpi_worker);
     if (rc == UV_ENOSPC || rc == -EDQUOT) {
         /* no room for its log even: it waits, queued, with the rest */
-        wait_for_space(t, j);
+        jobs_wait_for_space(t, j);
         return rc;
     }
     if (rc < 0) {
         log_error("job %s: cannot start its training process: %s", j->id, uv_strerror(rc));
-        add_error(j, "cannot start the training process: %s", uv_strerror(rc));
-        set_ended(j, JOB_FAILED);
-        persist(j);
-        changed(t);
+        job_add_error(j, "cannot start the training process: %s", uv_strerror(rc));
+        job_set_ended(j, JOB_FAILED);
+        job_persist(j);
+        jobs_changed(t);
         return rc;
     }
     j->x = x;
     j->pid = exec_pid(x);
-    live_add(j);
+    job_live_add(j);
     j->got_done = false;
     j->cancel_requested = false;
     t->running++;
@@ -702,11 +702,11 @@ static int start_job(job *j)
         if (j->started_at > 0)
             j->restarts++;
         log_info("job %s: submitting to Slurm%s", j->id, j->restarts ? " (resuming)" : "");
-        persist(j);
-        changed(t);
+        job_persist(j);
+        jobs_changed(t);
         return 0;
     }
-    set_state(j, JOB_RUNNING);
+    job_set_state(j, JOB_RUNNING);
     if (j->started_at > 0)
         j->restarts++;
     else
@@ -716,18 +716,18 @@ static int start_job(job *j)
                  spec.threads, spec.threads == 1 ? "" : "s", j->pid, j->restarts ? ", resuming" : "");
     else
         log_info("job %s: starting (pid %d%s)", j->id, j->pid, j->restarts ? ", resuming" : "");
-    persist(j);
-    changed(t);
+    job_persist(j);
+    jobs_changed(t);
     return 0;
 }
 
-void schedule(job_table *t)
+void jobs_schedule(job_table *t)
 {
     if (!t->started || t->shutting_down || t->space_wait)
         return;
     /* Strict FIFO: a queued job whose files are still being written or read
      * holds the ones behind it back (for a moment) rather than be overtaken. */
-    advance_hint(t);
+    jobs_advance_queue_hint(t);
     for (size_t i = t->queue_hint; i < t->n && t->running < t->max_jobs; i++) {
         job *j = t->jobs[i];
         if (j->state != JOB_QUEUED || j->x || j->held)
@@ -740,17 +740,17 @@ void schedule(job_table *t)
 
 /* ------------------------------------------------------------- the tick */
 
-void on_tick(uv_timer_t *h)
+void jobs_on_tick(uv_timer_t *h)
 {
     job_table *t = h->data;
     double now = now_monotonic();
-    check_disks(t, now);
+    jobs_check_disks(t, now);
     /* only the live jobs: a process, or a write pending or failed */
     for (job *j = t->live, *next; j; j = next) {
         next = j->live_next;
         if ((j->progress_dirty || j->write_failed) && !j->write_inflight &&
             now - j->last_write >= JOBS_STATUS_INTERVAL_S)
-            persist(j);
+            job_persist(j);
         if (j->x && j->kill_deadline > 0 && now >= j->kill_deadline) {
             log_warn("job %s: training process %d did not stop in time; killing it", j->id, j->pid);
             exec_kill(j->x);
@@ -758,7 +758,7 @@ void on_tick(uv_timer_t *h)
         }
         if (job_quiet(j)) {
             live_del(j);
-            compact(j);
+            job_compact(j);
         }
     }
 }
@@ -776,11 +776,11 @@ static void adopt_jobs(job_table *t)
         exec_job *x;
         if (exec_adopt(t->ex, &spec, j->sched_id, &job_callbacks, j, &x) < 0) {
             j->sched_id[0] = '\0';
-            set_state(j, JOB_QUEUED);   /* submitted afresh by schedule(), resuming */
+            job_set_state(j, JOB_QUEUED);   /* submitted afresh by jobs_schedule(), resuming */
             continue;
         }
         j->x = x;
-        live_add(j);
+        job_live_add(j);
         t->running++;
     }
 }
@@ -794,14 +794,14 @@ void jobs_start(job_table *t)
     uv_timer_init(t->loop, &t->tick);
     t->tick.data = t;
     t->tick_open = true;
-    uv_timer_start(&t->tick, on_tick, 500, 500);
-    schedule(t);
+    uv_timer_start(&t->tick, jobs_on_tick, 500, 500);
+    jobs_schedule(t);
 }
 
 void jobs_configure(job_table *t, const dconfig *c)
 {
     set_settings(t, c);
-    schedule(t);
+    jobs_schedule(t);
 }
 
 const char *jobs_jobs_dir(const job_table *t)
@@ -822,12 +822,12 @@ void jobs_work_begin(job_table *t)
 void jobs_work_end(job_table *t)
 {
     t->pending_work--;
-    check_shutdown_done(t);
+    jobs_check_shutdown_done(t);
 }
 
 int jobs_lookup(job_table *t, const char *id, jobs_info *out)
 {
-    const job *j = find(t, id);
+    const job *j = job_find(t, id);
     if (!j)
         return -ENOENT;
     out->state = j->state;

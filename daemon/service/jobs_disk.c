@@ -29,7 +29,7 @@ void format_bytes(size_t b, char *out, size_t len)
 
 /* A job failed for a full disk: the queued ones must not start (and fail
  * the same way at once) until there is room again; the tick checks. */
-void wait_for_space(job_table *t, const job *j)
+void jobs_wait_for_space(job_table *t, const job *j)
 {
     if (!t->space_wait)
         log_warn("job %s failed for a full disk: queued jobs wait until %s has room again (checked every %.0f s)",
@@ -64,7 +64,7 @@ static void disk_space_back(job_table *t, long long free_bytes)
     format_bytes((size_t)free_bytes, f, sizeof f);
     log_info("%s has room again (%s free): queued jobs start again", t->spool, f);
     t->space_wait = false;
-    schedule(t);
+    jobs_schedule(t);
 }
 
 /* Over max_job_disk: ask the process to checkpoint and stop; on_worker_exit fails the job. */
@@ -96,7 +96,7 @@ static void disk_done(uv_work_t *w, int status)
     }
     free(r->path);
     free(r);
-    check_shutdown_done(t);
+    jobs_check_shutdown_done(t);
 }
 
 static void start_disk_check(job_table *t, job *j)
@@ -119,7 +119,7 @@ static void start_disk_check(job_table *t, job *j)
 }
 
 /* From the tick: the space the table waits for, and the jobs' usage. */
-void check_disks(job_table *t, double now)
+void jobs_check_disks(job_table *t, double now)
 {
     if (t->space_wait && !t->space_check_inflight && now >= t->next_space_check && !t->shutting_down) {
         t->next_space_check = now + JOBS_SPACE_CHECK_S;

@@ -26,7 +26,7 @@ bool jobs_is_slurm(const job_table *t)
 
 int jobs_release(job_table *t, const char *id)
 {
-    job *j = find(t, id);
+    job *j = job_find(t, id);
     if (!j)
         return -ENOENT;
     if (j->state == JOB_QUEUED && j->held) {
@@ -37,27 +37,27 @@ int jobs_release(job_table *t, const char *id)
             j->config = config_from_disk(j);
             j->config_on_disk = !j->config;
         }
-        set_state(j, JOB_QUEUED);
+        job_set_state(j, JOB_QUEUED);
         j->finished_at = 0;
         free(j->stop_reason);
         j->stop_reason = NULL;
         if (j->hist_on_disk) {
             j->hist_on_disk = false;
-            load_history(j);
+            job_load_history(j);
         }
         log_info("job %s: promoted by its experiment; queued to resume from step %ld", j->id, j->checkpoint_step);
     } else {
         return -EALREADY;
     }
-    persist(j);
-    changed(t);
-    schedule(t);
+    job_persist(j);
+    jobs_changed(t);
+    jobs_schedule(t);
     return 0;
 }
 
 int jobs_stop_early(job_table *t, const char *id, const char *reason)
 {
-    job *j = find(t, id);
+    job *j = job_find(t, id);
     if (!j)
         return -ENOENT;
     if (j->state != JOB_QUEUED || !j->held)
@@ -65,11 +65,11 @@ int jobs_stop_early(job_table *t, const char *id, const char *reason)
     j->held = false;
     free(j->stop_reason);
     j->stop_reason = xasprintf("%.512s", reason);
-    set_ended(j, JOB_STOPPED);
+    job_set_ended(j, JOB_STOPPED);
     log_info("job %s: stopped early at step %ld: %s", j->id, j->checkpoint_step, reason);
     /* not thinned (as an ended job's history is): a promotion appends to it again */
-    persist(j);
-    changed(t);
-    schedule(t);
+    job_persist(j);
+    jobs_changed(t);
+    jobs_schedule(t);
     return 0;
 }

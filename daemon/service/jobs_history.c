@@ -42,7 +42,7 @@ void jobs_thin_history(train_point *pts, size_t *n, size_t keep)
     }
 }
 
-void hist_push(job *j, const train_point *p)
+void job_hist_push(job *j, const train_point *p)
 {
     /* A point at or before the last one means the worker went back (resume
      * after a refused checkpoint): drop what it will redo. */
@@ -96,7 +96,7 @@ static size_t first_after(const hist_view *j, long since)
 
 cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max)
 {
-    const job *jb = find(t, id);
+    const job *jb = job_find(t, id);
     if (!jb)
         return NULL;
     hist_view view, *j = &view;
@@ -152,7 +152,7 @@ int jobs_metrics_points(job_table *t, const char *id, long since, long max, long
     *out = NULL;
     *out_n = 0;
     *next_since = -1;
-    const job *jb = find(t, id);
+    const job *jb = job_find(t, id);
     if (!jb)
         return -ENOENT;
     hist_view view;
@@ -165,7 +165,7 @@ static void hist_read_path(const char *path, size_t keep, hist_view *v);
 int jobs_metrics_file(job_table *t, const char *id, char **path, size_t *keep)
 {
     *path = NULL;
-    const job *j = find(t, id);
+    const job *j = job_find(t, id);
     if (!j)
         return -ENOENT;
     if (!j->hist_on_disk)
@@ -295,7 +295,7 @@ static void hist_work(uv_work_t *w)
     jobs_thin_history(r->pts, &r->n, r->keep);
 }
 
-/* Reads a history file as load_history does, but here (thread-safe: no
+/* Reads a history file as job_load_history does, but here (thread-safe: no
  * job is touched). */
 static void hist_read_path(const char *path, size_t keep, hist_view *v)
 {
@@ -333,11 +333,11 @@ static void hist_done(uv_work_t *w, int status)
     free(r);
     j->t->pending_work--;
     (void)status;
-    schedule(j->t);
-    check_shutdown_done(j->t);
+    jobs_schedule(j->t);
+    jobs_check_shutdown_done(j->t);
 }
 
-void load_history(job *j)
+void job_load_history(job *j)
 {
     hist_req *r = xcalloc(1, sizeof *r);
     r->work.data = r;
@@ -382,11 +382,11 @@ static void thin_done(uv_work_t *w, int status)
     free(r->id);
     free(r);
     (void)status;
-    check_shutdown_done(t);
+    jobs_check_shutdown_done(t);
 }
 
 /* The job has ended: nothing appends to its history any more. */
-void thin_history_on_disk(job *j)
+void job_thin_history_on_disk(job *j)
 {
     thin_req *r = xcalloc(1, sizeof *r);
     r->work.data = r;

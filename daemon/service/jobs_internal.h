@@ -3,7 +3,7 @@
  * job record, the table, and the functions one part calls in another.  Not
  * part of any public contract (traind/jobs.h is).  A map of the parts:
  *
- *   jobs.c          the table, the job states (set_state: every change of
+ *   jobs.c          the table, the job states (job_set_state: every change of
  *                   state), the scheduler, the training processes' progress
  *                   and exits
  *   jobs_disk.c     disk space: a full disk holds the queue; max_job_disk
@@ -68,6 +68,7 @@ typedef struct job {
     bool has_eval;                   /* the data has an eval split */
     double tokens_per_step;          /* gpt: batch × context; 0 otherwise */
     int ranks;                       /* parallel.ranks: processes under mpirun (1 = no MPI) */
+    bool facts_known;                /* status.json held the four above (else start-up re-derives them) */
     double submitted_at, started_at, finished_at;   /* unix time, 0 = null */
     int restarts;                    /* times training was resumed by a new process */
     int crashes;                     /* times the process died (counted against max_restarts) */
@@ -165,45 +166,45 @@ struct job_table {
 };
 
 /* jobs.c */
-void changed(job_table *t);
+void jobs_changed(job_table *t);
 job *job_alloc(job_table *t, const char *id);
 void job_free(job *j);
-void live_add(job *j);
-void compact(job *j);
-void set_state(job *j, job_state s);
-void table_append(job_table *t, job *j);
-job *find(const job_table *t, const char *id);
-void advance_hint(job_table *t);
-int queued_between(job_table *t, size_t from, size_t to);
-int queue_position(job *j);
-void add_error(job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void set_ended(job *j, job_state s);
+void job_live_add(job *j);
+void job_compact(job *j);
+void job_set_state(job *j, job_state s);
+void jobs_append(job_table *t, job *j);
+job *job_find(const job_table *t, const char *id);
+void jobs_advance_queue_hint(job_table *t);
+int jobs_queued_between(job_table *t, size_t from, size_t to);
+int job_queue_position(job *j);
+void job_add_error(job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void job_set_ended(job *j, job_state s);
 /* Shows a metrics point's numbers as the job's latest (its step, time and
  * rate stay; so does its eval_loss when the point has none). */
 void job_show_point(job *j, const train_point *p);
-void schedule(job_table *t);
-void on_tick(uv_timer_t *h);
+void jobs_schedule(job_table *t);
+void jobs_on_tick(uv_timer_t *h);
 
 /* jobs_disk.c */
 void format_bytes(size_t b, char *out, size_t len);
-void wait_for_space(job_table *t, const job *j);
-void check_disks(job_table *t, double now);
+void jobs_wait_for_space(job_table *t, const job *j);
+void jobs_check_disks(job_table *t, double now);
 
 /* jobs_json.c */
-const cJSON *jget(const cJSON *o, const char *k);
-double jnum(const cJSON *o, const char *k, double dflt);
-void add_num_or_null(cJSON *o, const char *k, double v);
+const cJSON *jobs_json_item(const cJSON *o, const char *k);
+double jobs_json_num(const cJSON *o, const char *k, double dflt);
+void jobs_json_add_num_or_null(cJSON *o, const char *k, double v);
 cJSON *job_to_json(const job *j, int queue_pos);
-int load_status(job *j, cJSON *o);
+int job_load_status(job *j, cJSON *o);
 
 /* jobs_history.c */
-void hist_push(job *j, const train_point *p);
-void load_history(job *j);
-void thin_history_on_disk(job *j);
+void job_hist_push(job *j, const train_point *p);
+void job_load_history(job *j);
+void job_thin_history_on_disk(job *j);
 
 /* jobs_store.c */
-void persist(job *j);
-void persist_then(job *j, void (*cb)(void *arg, int rc), void *arg);
+void job_persist(job *j);
+void job_persist_then(job *j, void (*cb)(void *arg, int rc), void *arg);
 cJSON *config_from_disk(const job *j);
 cJSON *config_from_dir(const char *dir, const char *id);
 
@@ -212,10 +213,10 @@ cJSON *config_from_dir(const char *dir, const char *id);
  * object and what follows from it (traind/intake.h); NULL rejects the job
  * with errs. */
 void job_take_config(job *j, const run_config *cfg, const diag_list_t *errs);
-void key_done(job_table *t, const char *key);
+void jobs_key_done(job_table *t, const char *key);
 
 /* jobs_stop.c */
-void check_shutdown_done(job_table *t);
+void jobs_check_shutdown_done(job_table *t);
 
 static inline double dnan(void)
 {

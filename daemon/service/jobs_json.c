@@ -17,20 +17,20 @@
 
 /* ------------------------------------------------------- config-derived */
 
-const cJSON *jget(const cJSON *o, const char *k)
+const cJSON *jobs_json_item(const cJSON *o, const char *k)
 {
     return o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
 }
 
-double jnum(const cJSON *o, const char *k, double dflt)
+double jobs_json_num(const cJSON *o, const char *k, double dflt)
 {
-    const cJSON *v = jget(o, k);
+    const cJSON *v = jobs_json_item(o, k);
     return cJSON_IsNumber(v) ? v->valuedouble : dflt;
 }
 
 /* ---------------------------------------------------------- job objects */
 
-void add_num_or_null(cJSON *o, const char *k, double v)
+void jobs_json_add_num_or_null(cJSON *o, const char *k, double v)
 {
     if (isfinite(v))
         cJSON_AddNumberToObject(o, k, v);
@@ -93,30 +93,31 @@ cJSON *job_to_json(const job *j, int queue_pos)
     cJSON_AddStringToObject(o, "state", job_state_name(j->state));
     cJSON_AddNumberToObject(o, "step", (double)j->pt.step);
     add_total_steps(o, j);
-    add_num_or_null(o, "lr", j->pt.lr);
-    add_num_or_null(o, "loss", j->pt.loss);
-    add_num_or_null(o, "loss_avg", j->pt.loss_avg);
-    add_num_or_null(o, "grad_norm", j->pt.grad_norm);
+    jobs_json_add_num_or_null(o, "lr", j->pt.lr);
+    jobs_json_add_num_or_null(o, "loss", j->pt.loss);
+    jobs_json_add_num_or_null(o, "loss_avg", j->pt.loss_avg);
+    jobs_json_add_num_or_null(o, "grad_norm", j->pt.grad_norm);
     if (j->has_eval || isfinite(j->pt.eval_loss))
-        add_num_or_null(o, "eval_loss", j->pt.eval_loss);
+        jobs_json_add_num_or_null(o, "eval_loss", j->pt.eval_loss);
     bool running = j->state == JOB_RUNNING;
     double rate = running ? j->pt.steps_per_s : dnan();
-    add_num_or_null(o, "steps_per_s", rate);
-    add_num_or_null(o, "tokens_per_s", j->tokens_per_step > 0 ? rate * j->tokens_per_step : dnan());
+    jobs_json_add_num_or_null(o, "steps_per_s", rate);
+    jobs_json_add_num_or_null(o, "tokens_per_s", j->tokens_per_step > 0 ? rate * j->tokens_per_step : dnan());
     double eta = running && rate > 0 ? (double)(j->total_steps - j->pt.step) / rate : dnan();
     if (j->state == JOB_SUCCEEDED)
         eta = 0;
-    add_num_or_null(o, "eta_s", eta);
+    jobs_json_add_num_or_null(o, "eta_s", eta);
     cJSON_AddNullToObject(o, "epoch");
     if (j->state == JOB_QUEUED) {
         if (queue_pos <= 0)
-            queue_pos = queue_position((job *)j);
+            queue_pos = job_queue_position((job *)j);
         cJSON_AddNumberToObject(o, "queue_position", queue_pos);
     }
     add_time(o, "submitted_at", j->submitted_at);
     add_time(o, "started_at", j->started_at);
     add_time(o, "finished_at", j->finished_at);
     cJSON_AddNumberToObject(o, "ranks", j->ranks > 0 ? j->ranks : 1);
+    cJSON_AddNumberToObject(o, "tokens_per_step", j->tokens_per_step > 0 ? j->tokens_per_step : 0);
     cJSON_AddNumberToObject(o, "restarts", j->restarts);
     cJSON_AddNumberToObject(o, "crashes", j->crashes);
     if (j->checkpoint_step >= 0)
@@ -211,7 +212,7 @@ cJSON *jobs_list_json(job_table *t, const char *state)
 /* Index of the job with this id in t->jobs (seq order), or -1. */
 static long index_of(const job_table *t, const char *id)
 {
-    const job *j = find(t, id);
+    const job *j = job_find(t, id);
     return j ? (long)j->pos : -1;
 }
 
@@ -240,8 +241,8 @@ int jobs_page_json(job_table *t, const char *state, const char *q, const char *a
     }
     /* queued jobs at or before index i: the next one's queue position
      * (none lie below the queue hint) */
-    advance_hint(t);
-    int queued = start >= (long)t->queue_hint ? queued_between(t, t->queue_hint, (size_t)start + 1) : 0;
+    jobs_advance_queue_hint(t);
+    int queued = start >= (long)t->queue_hint ? jobs_queued_between(t, t->queue_hint, (size_t)start + 1) : 0;
     cJSON *a = cJSON_CreateArray();
     size_t got = 0;
     long i = start;
@@ -280,8 +281,8 @@ static cJSON *job_brief_json(const job *j)
     cJSON_AddStringToObject(o, "state", job_state_name(j->state));
     cJSON_AddNumberToObject(o, "step", (double)j->pt.step);
     add_total_steps(o, j);
-    add_num_or_null(o, "lr", j->pt.lr);
-    add_num_or_null(o, "loss", j->pt.loss);
+    jobs_json_add_num_or_null(o, "lr", j->pt.lr);
+    jobs_json_add_num_or_null(o, "loss", j->pt.loss);
     return o;
 }
 
@@ -297,7 +298,7 @@ cJSON *jobs_summary_json(job_table *t)
     for (job *j = t->live; j && n < cap; j = j->live_next)
         if (j->state == JOB_RUNNING)
             pick[n++] = j;
-    advance_hint(t);
+    jobs_advance_queue_hint(t);
     size_t q = 0;
     for (size_t i = t->queue_hint; i < t->n && q < JOBS_STATUS_QUEUED && n < cap; i++)
         if (t->jobs[i]->state == JOB_QUEUED) {
@@ -342,7 +343,7 @@ cJSON *jobs_prom_json(job_table *t)
     for (job *j = t->live; j && n < cap; j = j->live_next)
         if (j->state == JOB_RUNNING)
             pick[n++] = j;
-    advance_hint(t);
+    jobs_advance_queue_hint(t);
     for (size_t i = t->queue_hint, q = 0; i < t->n && q < JOBS_STATUS_QUEUED && n < cap; i++)
         if (t->jobs[i]->state == JOB_QUEUED) {
             pick[n++] = t->jobs[i];
@@ -354,8 +355,8 @@ cJSON *jobs_prom_json(job_table *t)
     for (size_t i = 0; i < n; i++) {
         const job *j = pick[i];
         cJSON *o = job_brief_json(j);
-        add_num_or_null(o, "steps_per_s", j->state == JOB_RUNNING ? j->pt.steps_per_s : dnan());
-        add_num_or_null(o, "eval_loss", j->pt.eval_loss);
+        jobs_json_add_num_or_null(o, "steps_per_s", j->state == JOB_RUNNING ? j->pt.steps_per_s : dnan());
+        jobs_json_add_num_or_null(o, "eval_loss", j->pt.eval_loss);
         cJSON_AddItemToArray(a, o);
     }
     free(pick);
@@ -364,7 +365,7 @@ cJSON *jobs_prom_json(job_table *t)
 
 cJSON *jobs_get_json(job_table *t, const char *id)
 {
-    const job *j = find(t, id);
+    const job *j = job_find(t, id);
     if (!j)
         return NULL;
     g_defer_config = true;   /* an ended job's config is read on the pool (jobs_fill_deferred) */
@@ -375,7 +376,7 @@ cJSON *jobs_get_json(job_table *t, const char *id)
 
 cJSON *jobs_event_json(job_table *t, const char *id)
 {
-    const job *j = find(t, id);
+    const job *j = job_find(t, id);
     if (!j)
         return NULL;
     bool was = g_defer_config;
@@ -389,39 +390,42 @@ cJSON *jobs_event_json(job_table *t, const char *id)
 
 /* ---------------------------------------------------------------- loading */
 
-int load_status(job *j, cJSON *o)
+int job_load_status(job *j, cJSON *o)
 {
     if (!cJSON_IsObject(o))
         return -1;
-    const cJSON *id = jget(o, "id"), *state = jget(o, "state"), *step = jget(o, "step");
+    const cJSON *id = jobs_json_item(o, "id"), *state = jobs_json_item(o, "state"), *step = jobs_json_item(o, "step");
     if (!cJSON_IsString(id) || strcmp(id->valuestring, j->id) != 0)
         return -1;
     int s = cJSON_IsString(state) ? job_state_from_name(state->valuestring) : -1;
     if (s < 0 || !cJSON_IsNumber(step) || step->valuedouble < 0)
         return -1;
-    const cJSON *errors = jget(o, "errors"), *config = jget(o, "config"), *name = jget(o, "name");
+    const cJSON *errors = jobs_json_item(o, "errors"), *config = jobs_json_item(o, "config"), *name = jobs_json_item(o, "name");
     if (errors && !cJSON_IsArray(errors))
         return -1;
-    set_state(j, (job_state)s);
+    job_set_state(j, (job_state)s);
     j->pt.step = (long)step->valuedouble;
-    j->total_steps = (long)jnum(o, "total_steps", 0);
-    j->pt.lr = jnum(o, "lr", NAN);
-    j->pt.loss = jnum(o, "loss", NAN);
-    j->pt.loss_avg = jnum(o, "loss_avg", NAN);
-    j->pt.grad_norm = jnum(o, "grad_norm", NAN);
-    j->pt.eval_loss = jnum(o, "eval_loss", NAN);
-    double cs = jnum(o, "checkpoint_step", -1);
+    j->total_steps = (long)jobs_json_num(o, "total_steps", 0);
+    j->pt.lr = jobs_json_num(o, "lr", NAN);
+    j->pt.loss = jobs_json_num(o, "loss", NAN);
+    j->pt.loss_avg = jobs_json_num(o, "loss_avg", NAN);
+    j->pt.grad_norm = jobs_json_num(o, "grad_norm", NAN);
+    j->pt.eval_loss = jobs_json_num(o, "eval_loss", NAN);
+    double cs = jobs_json_num(o, "checkpoint_step", -1);
     j->checkpoint_step = cs >= 0 ? (long)cs : -1;
-    j->restarts = (int)jnum(o, "restarts", 0);
-    j->crashes = (int)jnum(o, "crashes", 0);
+    j->restarts = (int)jobs_json_num(o, "restarts", 0);
+    j->crashes = (int)jobs_json_num(o, "crashes", 0);
     /* what followed from the config at intake, as the job object shows it */
-    double ranks = jnum(o, "ranks", 1);
+    double ranks = jobs_json_num(o, "ranks", 1);
     j->ranks = ranks >= 1 && ranks <= 1e6 ? (int)ranks : 1;
-    j->has_eval = jget(o, "eval_loss") != NULL;
-    j->seq = (unsigned long)jnum(o, "seq", 0);
-    j->submitted_at = parse_time(jget(o, "submitted_at"));
-    j->started_at = parse_time(jget(o, "started_at"));
-    j->finished_at = parse_time(jget(o, "finished_at"));
+    j->has_eval = jobs_json_item(o, "eval_loss") != NULL;
+    double tps = jobs_json_num(o, "tokens_per_step", -1);
+    j->tokens_per_step = tps > 0 && tps < 1e15 ? tps : 0;
+    j->facts_known = tps >= 0;   /* a status.json older than tokens_per_step: retake_config */
+    j->seq = (unsigned long)jobs_json_num(o, "seq", 0);
+    j->submitted_at = parse_time(jobs_json_item(o, "submitted_at"));
+    j->started_at = parse_time(jobs_json_item(o, "started_at"));
+    j->finished_at = parse_time(jobs_json_item(o, "finished_at"));
     j->name = xstrdup(cJSON_IsString(name) ? name->valuestring : j->id);
     if (errors) {
         cJSON_Delete(j->errors);
@@ -429,11 +433,11 @@ int load_status(job *j, cJSON *o)
     }
     if (cJSON_IsObject(config))   /* taken, not copied: o is thrown away */
         j->config = cJSON_DetachItemFromObjectCaseSensitive(o, "config");
-    j->cancel_requested = cJSON_IsTrue(jget(o, "cancel_requested")) && !job_state_ended(j->state);
-    const cJSON *sr = jget(o, "stop_reason");
+    j->cancel_requested = cJSON_IsTrue(jobs_json_item(o, "cancel_requested")) && !job_state_ended(j->state);
+    const cJSON *sr = jobs_json_item(o, "stop_reason");
     if (j->state == JOB_STOPPED && cJSON_IsString(sr))
         j->stop_reason = xasprintf("%.512s", sr->valuestring);
-    const cJSON *sid = jget(o, "slurm_job_id");
+    const cJSON *sid = jobs_json_item(o, "slurm_job_id");
     if (cJSON_IsString(sid) && strlen(sid->valuestring) <= EXEC_SCHED_ID_MAX &&
         strspn(sid->valuestring, "0123456789") == strlen(sid->valuestring))
         snprintf(j->sched_id, sizeof j->sched_id, "%s", sid->valuestring);

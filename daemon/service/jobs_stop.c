@@ -12,13 +12,13 @@
 
 int jobs_cancel(job_table *t, const char *id, void (*done)(void *arg, int rc), void *arg)
 {
-    job *j = find(t, id);
+    job *j = job_find(t, id);
     if (!j)
         return -ENOENT;
     if (job_state_ended(j->state))
         return -EALREADY;
     if (j->state == JOB_QUEUED && !j->x) {
-        set_ended(j, JOB_CANCELLED);
+        job_set_ended(j, JOB_CANCELLED);
         log_info("job %s: cancelled while queued", j->id);
     } else if (!j->cancel_requested) {
         j->cancel_requested = true;
@@ -33,10 +33,10 @@ int jobs_cancel(job_table *t, const char *id, void (*done)(void *arg, int rc), v
     }
     /* the request reaches status.json before the answer goes out */
     if (done)
-        persist_then(j, done, arg);
+        job_persist_then(j, done, arg);
     else
-        persist(j);
-    changed(t);
+        job_persist(j);
+    jobs_changed(t);
     return 0;
 }
 
@@ -62,10 +62,10 @@ static void on_tick_closed(uv_handle_t *h)
 {
     job_table *t = h->data;
     t->tick_open = false;
-    check_shutdown_done(t);
+    jobs_check_shutdown_done(t);
 }
 
-void check_shutdown_done(job_table *t)
+void jobs_check_shutdown_done(job_table *t)
 {
     if (!t->shutting_down || t->shutdown_reported)
         return;
@@ -74,7 +74,7 @@ void check_shutdown_done(job_table *t)
     /* last progress of every job to disk (any with some is live) */
     for (job *j = t->live; j; j = j->live_next) {
         if ((j->dirty || j->progress_dirty || j->write_failed) && !j->write_inflight)
-            persist(j);
+            job_persist(j);
     }
     if (t->pending_work > 0 || !jei_writer_idle(t->eidx))
         return;
@@ -110,7 +110,7 @@ void jobs_shutdown(job_table *t, double timeout_s, void (*done)(void *), void *a
         uv_timer_init(t->loop, &t->tick);
         t->tick.data = t;
         t->tick_open = true;
-        uv_timer_start(&t->tick, on_tick, 500, 500);
+        uv_timer_start(&t->tick, jobs_on_tick, 500, 500);
     }
-    check_shutdown_done(t);
+    jobs_check_shutdown_done(t);
 }

@@ -105,14 +105,14 @@ static void write_done(uv_work_t *w, int status)
     (void)status;
     if (j->dirty)
         start_write(j);
-    check_shutdown_done(t);
+    jobs_check_shutdown_done(t);
 }
 
 static void start_write(job *j)
 {
     if (j->write_inflight)
         return;
-    live_add(j);   /* the tick retries a failed write */
+    job_live_add(j);   /* the tick retries a failed write */
     write_req *r = xcalloc(1, sizeof *r);
     r->work.data = r;
     r->j = j;
@@ -145,14 +145,14 @@ static void start_write(job *j)
 }
 
 /* State changed: write status.json now (after a write in flight). */
-void persist(job *j)
+void job_persist(job *j)
 {
     j->dirty = true;
     start_write(j);
 }
 
-/* persist(j), then cb(arg, rc) once the job as it is now is on disk. */
-void persist_then(job *j, void (*cb)(void *arg, int rc), void *arg)
+/* job_persist(j), then cb(arg, rc) once the job as it is now is on disk. */
+void job_persist_then(job *j, void (*cb)(void *arg, int rc), void *arg)
 {
     durable_wait *w = xcalloc(1, sizeof *w);
     /* a write in flight holds an older snapshot: the next one is ours */
@@ -161,14 +161,14 @@ void persist_then(job *j, void (*cb)(void *arg, int rc), void *arg)
     w->arg = arg;
     w->next = j->waiters;
     j->waiters = w;
-    persist(j);
+    job_persist(j);
 }
 
 int jobs_log_tail(job_table *t, const char *id, size_t max_bytes, char **out, size_t *out_len)
 {
     *out = NULL;
     *out_len = 0;
-    const job *j = find(t, id);
+    const job *j = job_find(t, id);
     if (!j)
         return -ENOENT;
     char *path = xasprintf("%s/worker.log", j->dir);
@@ -237,7 +237,7 @@ cJSON *config_from_dir(const char *dir, const char *id)
     cJSON *config = NULL;
     if (read_file_flags(path, STATUS_MAX_BYTES, O_NOFOLLOW, &buf, &len) == 0) {
         cJSON *o = cJSON_ParseWithLength(buf, len);
-        if (cJSON_IsObject(jget(o, "config")))
+        if (cJSON_IsObject(jobs_json_item(o, "config")))
             config = cJSON_DetachItemFromObjectCaseSensitive(o, "config");
         cJSON_Delete(o);
         free(buf);
@@ -261,9 +261,9 @@ cJSON *config_from_dir(const char *dir, const char *id)
     return config;
 }
 
-/* A job that will run again: what follows from its config (ranks, tokens
- * per step; traind/intake.h) is taken from config.yaml as its intake took
- * it.  One that no longer validates (a data dir gone) keeps what its
+/* A job that will run again, from a status.json written before it held
+ * tokens_per_step: what follows from its config (ranks, tokens per step;
+ * traind/intake.h) is taken from config.yaml as its intake took it.  One that no longer validates (a data dir gone) keeps what its
  * status.json says; its training process reports the problem. */
 static void retake_config(job *j)
 {
@@ -304,8 +304,8 @@ static int rebuild(job_table *t, job *j, const char *why)
     j->submitted_at = mtime;
     if (rc < 0) {
         j->name = xstrdup(j->id);
-        add_error(j, "cannot read config.yaml: %s", file_error_text(rc));
-        set_ended(j, JOB_FAILED);
+        job_add_error(j, "cannot read config.yaml: %s", file_error_text(rc));
+        job_set_ended(j, JOB_FAILED);
     } else {
         run_config cfg;
         char *data_path = NULL;
@@ -313,7 +313,7 @@ static int rebuild(job_table *t, job *j, const char *why)
         intake_limits lim = {t->data_dirs, t->n_data_dirs, t->max_model_bytes};
         bool valid = intake_validate(buf, len, j->id, &lim, &cfg, &data_path, &errs) == 0;
         j->name = xstrdup(valid ? cfg.name : j->id);
-        set_state(j, JOB_QUEUED);
+        job_set_state(j, JOB_QUEUED);
         job_take_config(j, valid ? &cfg : NULL, &errs);
         if (valid)
             cfg_free(&cfg);
@@ -408,16 +408,21 @@ static void check_job_files(job *j)
             continue;
         log_error("job %s: jobs/%s/%s is not a regular file (a %s); the job fails", j->id, j->id, names[i],
                   S_ISLNK(st.st_mode) ? "symbolic link" : S_ISFIFO(st.st_mode) ? "FIFO" : "device or socket");
-        add_error(j, "%s is not a regular file; refused", names[i]);
-        set_ended(j, JOB_FAILED);
+        job_add_error(j, "%s is not a regular file; refused", names[i]);
+        job_set_ended(j, JOB_FAILED);
         j->dirty = true;
         return;
     }
 }
 
+/* Submission order.  A job rebuilt from config.yaml alone has no seq (0):
+ * its status.json was never written, so it is the newest of all; it
+ * queues behind every job that has one, not ahead of them. */
 static int cmp_seq(const void *a, const void *b)
 {
     const job *x = *(job *const *)a, *y = *(job *const *)b;
+    if ((x->seq == 0) != (y->seq == 0))
+        return x->seq == 0 ? 1 : -1;
     if (x->seq != y->seq)
         return x->seq < y->seq ? -1 : 1;
     if (x->submitted_at != y->submitted_at)
@@ -581,7 +586,7 @@ static bool job_from_index(job *j, int dfd, const jei_entry *e)
         cJSON_Delete(params);
         return false;
     }
-    set_state(j, (job_state)e->state);
+    job_set_state(j, (job_state)e->state);
     j->name = xstrdup(e->name);
     j->seq = (unsigned long)e->seq;
     j->pt.step = (long)e->step;
@@ -653,7 +658,7 @@ int jobs_load(job_table *t)
     struct dirent *e;
     int loaded = 0;
     while ((e = readdir(d)) != NULL) {
-        if (!spool_id_valid(e->d_name) || find(t, e->d_name))
+        if (!spool_id_valid(e->d_name) || job_find(t, e->d_name))
             continue;
         job *j = job_alloc(t, e->d_name);
         struct stat st;
@@ -679,9 +684,9 @@ int jobs_load(job_table *t)
         /* A job that ended (its last status.json written whole) has no
          * writer's temp files to clean up: its directory is not scanned.
          * The rest are: stale temp files, a lone key, an empty directory. */
-        const cJSON *st0 = jget(o, "state");
+        const cJSON *st0 = jobs_json_item(o, "state");
         int s0 = cJSON_IsString(st0) ? job_state_from_name(st0->valuestring) : -1;
-        bool ended0 = s0 >= 0 && job_state_ended((job_state)s0) && !cJSON_IsTrue(jget(o, "cancel_requested"));
+        bool ended0 = s0 >= 0 && job_state_ended((job_state)s0) && !cJSON_IsTrue(jobs_json_item(o, "cancel_requested"));
         dir_scan ds;
         memset(&ds, 0, sizeof ds);
         if (!ended0) {
@@ -703,7 +708,7 @@ int jobs_load(job_table *t)
         }
         const char *why = NULL;
         if (rc == 0) {
-            if (load_status(j, o) != 0) {
+            if (job_load_status(j, o) != 0) {
                 why = "status.json is corrupt";
                 /* start from a clean slate */
                 job *fresh = job_alloc(t, e->d_name);
@@ -723,7 +728,7 @@ int jobs_load(job_table *t)
         }
         if (!j->config && j->state != JOB_REJECTED)
             j->config = config_from_disk(j);   /* an old or partial status.json: from config.yaml */
-        if (!why && !job_state_ended(j->state))
+        if (!why && !job_state_ended(j->state) && !j->facts_known)
             retake_config(j);
         if (ds.has_key || !ds.opened)
             load_idem_key(j);
@@ -734,7 +739,7 @@ int jobs_load(job_table *t)
         if (j->cancel_requested) {
             /* cancelled (202) before traind stopped: it stays cancelled, at
              * its last checkpoint */
-            set_ended(j, JOB_CANCELLED);
+            job_set_ended(j, JOB_CANCELLED);
             j->cancel_requested = false;
             log_info("job %s: its cancel was requested before traind stopped; cancelled at step %ld", j->id,
                      j->pt.step);
@@ -761,7 +766,7 @@ int jobs_load(job_table *t)
         if (j->state == JOB_RUNNING && j->adopt) {
             log_info("job %s: was running in Slurm job %s when traind stopped; adopting it", j->id, j->sched_id);
         } else if (j->state == JOB_RUNNING) {
-            set_state(j, JOB_QUEUED);   /* resumes from its checkpoint; start_job counts the restart */
+            job_set_state(j, JOB_QUEUED);   /* resumes from its checkpoint; start_job counts the restart */
             log_info("job %s: was running at step %ld when traind stopped; queued to resume", j->id, j->pt.step);
         }
         if (why || j->state == JOB_QUEUED)
@@ -771,7 +776,7 @@ int jobs_load(job_table *t)
          * progress) */
         if (job_state_ended(j->state) && !why)
             j->hist_on_disk = true;
-        compact(j);   /* now, not after the loop: the heap never holds every config */
+        job_compact(j);   /* now, not after the loop: the heap never holds every config */
     add:
         if (job_state_ended(j->state) && !j->dirty && (rewrite || !fast)) {
             jei_rec *r = loaded_record(j, &ident);
@@ -782,7 +787,7 @@ int jobs_load(job_table *t)
             if (r)
                 recs[n_recs++] = r;
         }
-        table_append(t, j);
+        jobs_append(t, j);
         loaded++;
     }
     closedir(d);
@@ -802,13 +807,13 @@ int jobs_load(job_table *t)
         if (!j->hist_on_disk) {
             char *mpath = xasprintf("%s/metrics.jsonl", j->dir);
             if (access(mpath, F_OK) == 0)
-                load_history(j);
+                job_load_history(j);
             free(mpath);
         }
         if (j->dirty)
             start_write(j);
         else
-            compact(j);
+            job_compact(j);
     }
     t->queue_hint = 0;
     log_info("jobs: %d loaded, %zu of them from " JEI_FILE " (%zu entries, %zu records), %d read from their files",
@@ -822,6 +827,6 @@ int jobs_load(job_table *t)
         free(recs);
     }
     malloc_trim(0);   /* the parse trees of every status.json are gone: give their pages back */
-    changed(t);
+    jobs_changed(t);
     return loaded;
 }

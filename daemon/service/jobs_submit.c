@@ -26,8 +26,8 @@ static job *new_job(job_table *t, const char *id, const char *name)
     j->name = xstrdup(name);
     j->seq = t->next_seq++;
     j->submitted_at = now_unix();
-    set_state(j, JOB_QUEUED);
-    table_append(t, j);
+    job_set_state(j, JOB_QUEUED);
+    jobs_append(t, j);
     return j;
 }
 
@@ -45,7 +45,7 @@ void job_take_config(job *j, const run_config *cfg, const diag_list_t *errs)
     } else {
         cJSON_Delete(j->errors);
         j->errors = json_diag_list(errs);
-        set_ended(j, JOB_REJECTED);
+        job_set_ended(j, JOB_REJECTED);
         j->finished_at = j->submitted_at;
     }
 }
@@ -64,9 +64,9 @@ static job *admit(job_table *t, const spool_intake *it)
 /* After admit and what the source adds: to disk, to the watchers, to the scheduler. */
 static void admitted(job *j)
 {
-    persist(j);
-    changed(j->t);
-    schedule(j->t);
+    job_persist(j);
+    jobs_changed(j->t);
+    jobs_schedule(j->t);
 }
 
 void jobs_add_intake(job_table *t, spool_intake *it)
@@ -186,7 +186,7 @@ static void submit_done(uv_work_t *w, int status)
     t->pending_work--;
     t->submitting--;
     if (r->idem_key)
-        key_done(t, r->idem_key);
+        jobs_key_done(t, r->idem_key);
     if (r->rc < 0) {
         log_error("%s; submission refused", r->failure);
         r->done(r->arg, r->rc, NULL, NULL);
@@ -200,9 +200,9 @@ static void submit_done(uv_work_t *w, int status)
             j->forked_at = r->x.forked_at;
             r->x.parent = NULL;
             /* its history starts as its metrics.jsonl will: the parent's points up to the fork */
-            const job *p = find(t, j->parent);
+            const job *p = job_find(t, j->parent);
             for (size_t i = 0; p && i < p->n_hist && p->hist[i].step <= j->forked_at; i++)
-                hist_push(j, &p->hist[i]);
+                job_hist_push(j, &p->hist[i]);
         }
         if (r->x.experiment) {
             j->experiment = (char *)r->x.experiment;
@@ -224,7 +224,7 @@ static void submit_done(uv_work_t *w, int status)
     }
     submit_req_free(r);
     (void)status;
-    check_shutdown_done(t);
+    jobs_check_shutdown_done(t);
 }
 
 /* ---- Idempotency-Key ---- */
@@ -242,7 +242,7 @@ static bool key_inflight(const job_table *t, const char *key)
     return false;
 }
 
-void key_done(job_table *t, const char *key)
+void jobs_key_done(job_table *t, const char *key)
 {
     for (size_t i = 0; i < t->n_keys_inflight; i++)
         if (strcmp(t->keys_inflight[i], key) == 0) {

@@ -49,6 +49,7 @@
 #include "traind/hostcheck.h"
 #include "traind/http.h"
 #include "traind/jobs.h"
+#include "traind/json.h"
 #include "traind/forks.h"
 #include "traind/experiments.h"
 #include "traind/log.h"
@@ -305,9 +306,7 @@ static void be_fork(void *ctx, const char *id, const char *body, size_t len, con
 {
     daemon_state *d = ctx;
     if (d->stopping) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "error", "traind is shutting down");
-        return done(arg, 503, o);
+        return done(arg, 503, json_error_doc(API_SHUTTING_DOWN));
     }
     if (!idem_key && (queued_jobs(d) >= d->cfg.max_queued_jobs || !spool_reserve(d->sp))) {
         cJSON *o = cJSON_CreateObject();
@@ -337,9 +336,7 @@ static void be_submit_experiment(void *ctx, const char *yaml, size_t len, const 
 {
     daemon_state *d = ctx;
     if (d->stopping) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "error", "traind is shutting down");
-        return done(arg, 503, o);
+        return done(arg, 503, json_error_doc(API_SHUTTING_DOWN));
     }
     exps_submit(d->exps, yaml, len, idem_key, done, arg);
 }

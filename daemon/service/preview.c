@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "traind/api.h"
 #include "traind/config.h"
 #include "traind/experiments.h"
 #include "traind/intake.h"
@@ -161,7 +162,7 @@ static void preview_after(uv_work_t *w, int status)
     if (status < 0 || !r->doc) {
         cJSON_Delete(r->doc);
         r->doc = cJSON_CreateObject();
-        cJSON_AddStringToObject(r->doc, "error", "traind is shutting down");
+        cJSON_AddStringToObject(r->doc, "error", API_SHUTTING_DOWN);
         r->status = 503;
     }
     r->done(r->arg, r->status, r->doc);

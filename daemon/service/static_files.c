@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "traind/api.h"
 #include "traind/util.h"
 
 #define UI_PREFIX "/ui/"
@@ -277,7 +278,7 @@ static void on_read_done(uv_work_t *w, int status)
     read_req *r = w->data;
     http_response res = {.status = 200};
     if (status < 0)
-        http_response_error(&res, 503, "traind is shutting down");
+        http_response_error(&res, 503, API_SHUTTING_DOWN);
     else
         fill_response(r, &res);
     http_deferred_respond(r->answer, &res);

@@ -50,6 +50,10 @@ enum {
     API_IN_PROGRESS = -EINPROGRESS /* submit: 409, the same Idempotency-Key is being saved */
 };
 
+/* What every endpoint answers with its 503 once shutdown has begun
+ * (API_UNAVAILABLE, or a thread-pool request cancelled by the loop closing). */
+#define API_SHUTTING_DOWN "traind is shutting down"
+
 /* How a submit ends (see api_backend.submit). */
 typedef void (*api_submit_done)(void *arg, int rc, char *id, cJSON *errors);
 

@@ -26,4 +26,11 @@ struct diag_list;
  * HTTP API is one). */
 struct cJSON *json_diag_list(const struct diag_list *errs);
 
+/* The same, each message after prefix ("trial {...}: " for a sweep's trial). */
+struct cJSON *json_diag_list_prefixed(const struct diag_list *errs, const char *prefix);
+
+/* {"error": msg}: the body of every API error that is one sentence.  NULL
+ * when out of memory. */
+struct cJSON *json_error_doc(const char *msg);
+
 #endif

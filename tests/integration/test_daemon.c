@@ -467,6 +467,84 @@ START_TEST(daemon_killed_mid_run_resumes_exactly)
 }
 END_TEST
 
+/* What intake derived from a config (total_steps, ranks, eval, tokens per
+ * step) is kept in status.json: a restart takes it from there without
+ * validating the config again.  A status.json from before tokens_per_step
+ * was kept has it derived from config.yaml again; a job with no status.json
+ * at all (killed right after its POST was answered) is rebuilt from
+ * config.yaml and queues behind the jobs submitted before it. */
+START_TEST(restart_keeps_what_intake_derived)
+{
+    const char *const one[] = {"--max-jobs", "1", NULL};
+    char *spool = spool_path(""), *data = spool_path("data");
+    ck_assert_int_eq(mkdir(spool, 0755), 0);
+    ck_assert_int_eq(mkdir(data, 0755), 0);
+    free(spool);
+    char *text = xasprintf("%s/t.txt", data);
+    ck_assert_int_eq(tl_write(text, "the quick brown fox jumps over the lazy dog, again and again and again.\n"), 0);
+    tl_start_in(&g_d, g_dir, one, 20);
+    char body[512];
+    snprintf(body, sizeof body, LONG_FMT, "blocker");
+    char *blocker = tl_submit(&g_d, body);
+    cJSON_Delete(tl_wait_running(&g_d, blocker, 0, 30));
+    static const char GPT[] = "name: waits\n"
+                              "model: {type: gpt, context: 8, d_model: 8, layers: 1, heads: 1}\n"
+                              "data: {kind: text, path: t.txt, batch_size: %d}\n"
+                              "schedule: {total_steps: 50}\n";
+    snprintf(body, sizeof body, GPT, 4);
+    char *id = tl_submit(&g_d, body);
+    cJSON *j = tl_wait_state(&g_d, id, "queued", 10);
+    ck_assert_double_eq(tl_num(j, "tokens_per_step"), 32);
+    cJSON_Delete(j);
+    char *cfg_path = xasprintf("%s/spool/jobs/%s/config.yaml", g_dir, id);
+    char *status_path = xasprintf("%s/spool/jobs/%s/status.json", g_dir, id);
+    for (double end = tl_now() + 10; access(status_path, F_OK) != 0; tl_sleep_ms(20))
+        ck_assert_msg(tl_now() < end, "no status.json for %s", id);
+
+    static const int expect[] = {32, 16, 16};
+    for (int round = 0; round < 3; round++) {
+        tl_daemon_stop(&g_d, SIGKILL, 10);
+        tl_daemon_free(&g_d);
+        if (round == 0) {
+            /* config.yaml changed behind traind's back (batch 4 -> 2): the
+             * facts come from status.json, not from the file */
+            snprintf(body, sizeof body, GPT, 2);
+            ck_assert_int_eq(tl_write(cfg_path, body), 0);
+        } else if (round == 1) {
+            /* an older status.json, without the field */
+            char *st = tl_read(status_path, NULL);
+            cJSON *o = cJSON_Parse(st);
+            ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(o, "tokens_per_step"));
+            cJSON_DeleteItemFromObjectCaseSensitive(o, "tokens_per_step");
+            char *out = cJSON_PrintUnformatted(o);
+            ck_assert_int_eq(tl_write(status_path, out), 0);
+            free(out);
+            cJSON_Delete(o);
+            free(st);
+        } else {
+            ck_assert_int_eq(unlink(status_path), 0);
+        }
+        tl_start_in(&g_d, g_dir, one, 20);
+        /* strict FIFO: the blocker, submitted first, has the one slot again */
+        cJSON_Delete(tl_wait_running(&g_d, blocker, 0, 30));
+        j = tl_get_job(&g_d, id);
+        char *log = tl_daemon_log(&g_d);
+        ck_assert_msg(!strcmp(tl_str(j, "state"), "queued") && tl_num(j, "queue_position") == 1,
+                      "round %d: %s is %s; log: %s", round, id, tl_str(j, "state"), log);
+        ck_assert_msg(tl_num(j, "tokens_per_step") == expect[round], "round %d: tokens_per_step %g", round,
+                      tl_num(j, "tokens_per_step"));
+        free(log);
+        cJSON_Delete(j);
+    }
+    free(cfg_path);
+    free(status_path);
+    free(text);
+    free(data);
+    free(id);
+    free(blocker);
+}
+END_TEST
+
 START_TEST(sigterm_checkpoints_and_exits_0)
 {
     tl_start_in(&g_d, g_dir, NULL, 20);
@@ -756,6 +834,7 @@ static Suite *suite(void)
     tcase_add_test(tc, cancel_running_and_queued);
     tcase_add_test(tc, killed_worker_fails_its_job_only);
     tcase_add_test(tc, daemon_killed_mid_run_resumes_exactly);
+    tcase_add_test(tc, restart_keeps_what_intake_derived);
     tcase_add_test(tc, sigterm_checkpoints_and_exits_0);
     tcase_add_test(tc, malformed_requests);
     tcase_add_test(tc, sighup_rereads_max_jobs);
