@@ -23,6 +23,11 @@ endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 libs_of = $(shell pkg-config --libs $(1) 2>/dev/null)
 
+# The builds that test, check, valgrind and fuzz start run on every core,
+# unless the make that starts them was given its own -j.
+JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
+SUBMAKE  = $(MAKE) --no-print-directory $(if $(findstring -j,$(MAKEFLAGS)),,-j$(JOBS))
+
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wmissing-prototypes -Wno-unused-parameter -Werror=implicit-function-declaration \
@@ -194,12 +199,12 @@ deps:
 	@scripts/deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory tests check-layers
+	@$(SUBMAKE) tests check-layers
 	@BUILD=$(BUILD) scripts/run-tests.sh $(UNIT_BINS) $(ITEST_BINS) $(FUZZ_REPLAY_BINS) scripts/run-browser-tests.sh
 
 # The same suite under AddressSanitizer + UndefinedBehaviorSanitizer, in its own build tree.
 check: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	@$(SUBMAKE) BUILD=build-asan OPT=-O1 \
 	    SAN_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" tests
 	@TRAIND_TEST_SKIP_SLOW=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    BUILD=build-asan scripts/run-tests.sh \
@@ -209,21 +214,21 @@ check: deps
 # (make check): its training run takes over five minutes under Valgrind.
 VALGRIND_BINS := $(filter-out $(BUILD)/tests/test_gpt,$(UNIT_BINS))
 valgrind: deps
-	@$(MAKE) --no-print-directory tests
+	@$(SUBMAKE) tests
 	@scripts/valgrind.sh $(VALGRIND_BINS)
 
 run: deps
-	@$(MAKE) --no-print-directory all
+	@$(SUBMAKE) all
 	@scripts/run-local.sh $(BUILD)
 
 # What `make run` shows a new user, checked: every example trains on a
 # temporary spool and a free port, its loss falls, and traind stops cleanly.
 run-check: deps
-	@$(MAKE) --no-print-directory all
+	@$(SUBMAKE) all
 	@scripts/run-check.sh $(BUILD)
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/bench_forks
+	@$(SUBMAKE) all $(BUILD)/bench_forks
 	@BUILD=$(BUILD) scripts/bench.sh
 	@echo "== WSD fork study (issue 14): 4 cooldowns by forks vs 4 independent runs =="
 	@bench/fork_study.sh $(BUILD)
@@ -269,11 +274,11 @@ $(BUILD)/bin/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(TESTLIB) $$(call uniq_li
 	    $(TEST_LDLIBS)
 
 fuzz-build:
-	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
+	@$(SUBMAKE) BUILD=build-fuzz CC=clang OPT=-O1 \
 	    SAN_FLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(patsubst %,build-fuzz/bin/fuzz_%,$(FUZZ_HARNESSES))
 
 fuzz: fuzz-deps
-	@$(MAKE) --no-print-directory fuzz-build
+	@$(SUBMAKE) fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) scripts/fuzz.sh $(FUZZ_HARNESSES)
 
 fuzz-deps:

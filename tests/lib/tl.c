@@ -25,6 +25,13 @@
 
 #include "traind/util.h"
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define TL_HAVE_VALGRIND_H 1
+#endif
+#endif
+
 double tl_now(void)
 {
     struct timespec ts;
@@ -434,6 +441,15 @@ const char *tl_str(const cJSON *o, const char *key)
 {
     const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
     return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+bool tl_under_valgrind(void)
+{
+#ifdef TL_HAVE_VALGRIND_H
+    return RUNNING_ON_VALGRIND != 0;
+#else
+    return false;   /* without the header, nothing is scaled down */
+#endif
 }
 
 int tl_run_suite(Suite *s)

@@ -19,6 +19,22 @@ struct Suite;
 /* Runs a Check suite (CK_NORMAL output) and returns its number of failed tests. */
 int tl_run_suite(struct Suite *s);
 
+/* How this run is slowed: a check that trains sizes its work by these, so
+ * that it takes about the same seconds in every build (make check's
+ * AddressSanitizer trains about four times slower, Valgrind fifty). */
+#if defined(__SANITIZE_ADDRESS__)
+#define TL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TL_ASAN 1
+#endif
+#endif
+#ifndef TL_ASAN
+#define TL_ASAN 0
+#endif
+/* Under Valgrind (make valgrind)? */
+bool tl_under_valgrind(void);
+
 /* ---- files ---- */
 
 /* mkdtemp("/tmp/PREFIX-XXXXXX"); malloc'd path. */
