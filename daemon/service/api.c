@@ -786,10 +786,15 @@ static void r_experiment(const api_backend *be, const http_request *req, http_re
     reply_json(res, 200, o);
 }
 
-/* POST /experiments/{id}/cancel */
-static void r_experiment_cancel(const api_backend *be, const http_request *req, http_response *res, const char *id)
+/* A cancel waiting for its request to be on disk. */
+typedef struct cancel_wait {
+    http_deferred *answer;
+    char *id;
+} cancel_wait;
+
+/* POST /experiments/{id}/cancel: answered once the cancel is on disk. */
+static void experiment_cancel_answer(http_response *res, const char *id, int rc)
 {
-    int rc = be->cancel_experiment(be->ctx, id);
     if (rc == API_OK) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "id", id);
@@ -800,7 +805,17 @@ static void r_experiment_cancel(const api_backend *be, const http_request *req, 
         return http_response_error(res, 404, "no such experiment");
     if (rc == API_CONFLICT)
         return http_response_error(res, 409, "the experiment has already ended");
-    http_response_error(res, 500, "could not cancel the experiment");
+    http_response_error(res, 500, "the cancel could not be saved; it may not survive a restart");
+}
+
+static void experiment_cancel_done(void *arg, int rc);
+
+static void r_experiment_cancel(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    cancel_wait *w = xcalloc(1, sizeof *w);
+    w->answer = http_response_defer(res);
+    w->id = xstrdup(id);
+    be->cancel_experiment(be->ctx, id, experiment_cancel_done, w);
 }
 
 static void r_job(const api_backend *be, const http_request *req, http_response *res, const char *id)
@@ -966,21 +981,24 @@ static void cancel_answer(http_response *res, const char *id, int r)
     }
 }
 
-/* A cancel waiting for its request to be on disk. */
-typedef struct cancel_wait {
-    http_deferred *answer;
-    char *id;
-} cancel_wait;
-
-static void cancel_done(void *arg, int rc)
+static void cancel_wait_respond(cancel_wait *w, int rc, void (*answer)(http_response *, const char *, int))
 {
-    cancel_wait *w = arg;
     http_response res = {.status = 200};
     http_response_add_header(&res, "Cache-Control", NO_STORE);
-    cancel_answer(&res, w->id, rc);
+    answer(&res, w->id, rc);
     http_deferred_respond(w->answer, &res);
     free(w->id);
     free(w);
+}
+
+static void cancel_done(void *arg, int rc)
+{
+    cancel_wait_respond(arg, rc, cancel_answer);
+}
+
+static void experiment_cancel_done(void *arg, int rc)
+{
+    cancel_wait_respond(arg, rc, experiment_cancel_answer);
 }
 
 static void r_job_cancel(const api_backend *be, const http_request *req, http_response *res, const char *id)

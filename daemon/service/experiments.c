@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "traind/api.h"
+#include "traind/durable_wait.h"
 #include "traind/events.h"
 #include "traind/experiment_asha.h"
 #include "traind/forkfile.h"
@@ -63,6 +64,8 @@ typedef struct experiment {
     cJSON *errors;                   /* array */
     char *idem_key;                  /* the Idempotency-Key it was POSTed with, or NULL */
     bool write_inflight, dirty;
+    unsigned long writes_started;    /* experiment.json writes, numbered (traind/durable_wait.h) */
+    durable_wait *waiters;           /* cancels answered once their state is on disk */
     /* early stopping (experiment_asha.h): NULL without sweep.early_stop */
     exp_asha *asha;
     struct rung_report *reports;     /* trials paused at a rung, in arrival order: one recorded at a time */
@@ -118,6 +121,7 @@ static void exp_free(experiment *x)
     free(x->fork_job);
     free(x->idem_key);
     cJSON_Delete(x->errors);
+    durable_wait_drop_all(&x->waiters, -ECANCELED);
     exp_asha_free(x->asha);
     free(x->reports);
     free(x);
@@ -235,6 +239,7 @@ typedef struct write_req {
     experiment *x;
     char *path, *text;
     int rc;
+    unsigned long seq;               /* x->writes_started when it began */
 } write_req;
 
 static void persist(experiment *x);
@@ -252,6 +257,7 @@ static void write_done(uv_work_t *w, int status)
     x->write_inflight = false;
     if (r->rc < 0)
         log_error("experiment %s: cannot write %s: %s", x->id, r->path, strerror(-r->rc));
+    durable_wait_wake(&x->waiters, r->seq, r->rc);
     free(r->path);
     free(r->text);
     free(r);
@@ -273,11 +279,13 @@ static void persist(experiment *x)
     r->x = x;
     r->path = xasprintf("%s/" EXP_FILE, x->dir);
     r->text = exp_file_text(x);
+    r->seq = ++x->writes_started;
     if (uv_queue_work(jobs_loop(x->e->jobs), &r->work, write_work, write_done) < 0) {
         log_error("experiment %s: cannot queue the write of " EXP_FILE, x->id);
         free(r->path);
         free(r->text);
         free(r);
+        durable_wait_wake(&x->waiters, x->writes_started, -EIO);
         return;
     }
     x->write_inflight = true;
@@ -334,6 +342,25 @@ typedef struct trial_answer {
     size_t k;
 } trial_answer;
 
+/* A trial's job is submitted under this Idempotency-Key, so that it is
+ * found again (not made twice) after any crash. */
+#define TRIAL_KEY_MAX (SPOOL_ID_MAX + 48)
+static void trial_key(const experiment *x, size_t k, char out[TRIAL_KEY_MAX])
+{
+    snprintf(out, TRIAL_KEY_MAX, "experiment:%s:%zu", x->id, k);
+}
+
+static trial_answer *trial_answer_new(const experiment *x, size_t k)
+{
+    trial_answer *a = xcalloc(1, sizeof *a);
+    a->e = x->e;
+    snprintf(a->exp, sizeof a->exp, "%s", x->id);
+    a->k = k;
+    return a;
+}
+
+static bool trial_ended(exp_table *e, const trial *t);
+
 static void trial_submitted(void *arg, int rc, char *id, cJSON *errors)
 {
     trial_answer *a = arg;
@@ -347,6 +374,13 @@ static void trial_submitted(void *arg, int rc, char *id, cJSON *errors)
             t->yaml = NULL;
             log_info("experiment %s: trial %zu is job %s", x->id, a->k, id);
             persist(x);
+            /* cancelled while this trial's submission was being saved:
+             * exps_cancel did not see its job, so it is cancelled here */
+            if (x->state == EXP_CANCELLED && rc == API_OK && !trial_ended(a->e, t)) {
+                log_info("experiment %s: trial %zu (job %s) was submitted as the experiment ended; cancelling it",
+                         x->id, a->k, id);
+                jobs_cancel(a->e->jobs, t->job, NULL, NULL);
+            }
         } else if (rc != API_UNAVAILABLE) {
             log_error("experiment %s: trial %zu could not be submitted (%d); retried later", x->id, a->k, rc);
         }
@@ -383,12 +417,9 @@ static void submit_trial(experiment *x, size_t k)
     jobs_submit_extra ex = {.prepare = prep_trial, .undo = undo_trial, .free_arg = free_prep, .arg = p,
                             .parent = x->fork_job, .forked_at = x->fork_job ? x->fork_step : -1,
                             .experiment = x->id, .params = t->params};
-    trial_answer *a = xcalloc(1, sizeof *a);
-    a->e = x->e;
-    snprintf(a->exp, sizeof a->exp, "%s", x->id);
-    a->k = k;
-    char key[SPOOL_ID_MAX + 48];
-    snprintf(key, sizeof key, "experiment:%s:%zu", x->id, k);
+    trial_answer *a = trial_answer_new(x, k);
+    char key[TRIAL_KEY_MAX];
+    trial_key(x, k, key);
     const char *yaml = t->yaml ? t->yaml : "";
     jobs_submit_ex(x->e->jobs, yaml, strlen(yaml), x->name, key, &ex, trial_submitted, a);
 }
@@ -1075,7 +1106,7 @@ cJSON *exps_get_json(exp_table *e, const char *id)
     return x ? exp_json(e, x, true) : NULL;
 }
 
-int exps_cancel(exp_table *e, const char *id)
+int exps_cancel(exp_table *e, const char *id, void (*done)(void *arg, int rc), void *arg)
 {
     experiment *x = find(e, id);
     if (!x)
@@ -1083,6 +1114,9 @@ int exps_cancel(exp_table *e, const char *id)
     if (x->state != EXP_RUNNING)
         return API_CONFLICT;
     x->state = EXP_CANCELLED;
+    /* answered once experiment.json says cancelled: a traind killed right
+     * after the 202 does not start the experiment's next trials */
+    durable_wait_add(&x->waiters, x->writes_started + 1, done, arg);
     persist(x);
     for (size_t k = 0; k < x->n_trials; k++)
         if (x->trials[k].job[0] && !trial_ended(e, &x->trials[k]))
@@ -1186,6 +1220,33 @@ static experiment *load_one(exp_table *e, const char *id)
     return x;
 }
 
+/* A cancelled experiment read back at start-up: its trials' jobs are
+ * cancelled again (the 202 waited for experiment.json only, not for each
+ * job's status.json), and a trial whose job was saved but not yet recorded
+ * in experiment.json is found by its Idempotency-Key and taken back by
+ * trial_submitted, which cancels it. */
+static void cancel_trials_again(experiment *x)
+{
+    if (x->state != EXP_CANCELLED)
+        return;
+    for (size_t k = 0; k < x->n_trials; k++) {
+        trial *t = &x->trials[k];
+        if (t->job[0]) {
+            if (!trial_ended(x->e, t))
+                jobs_cancel(x->e->jobs, t->job, NULL, NULL);
+            continue;
+        }
+        trial_answer *a = trial_answer_new(x, k);
+        char key[TRIAL_KEY_MAX];
+        trial_key(x, k, key);
+        t->submitting = true;
+        if (!jobs_submit_replay(x->e->jobs, key, trial_submitted, a)) {
+            t->submitting = false;
+            free(a);
+        }
+    }
+}
+
 static int cmp_exp(const void *a, const void *b)
 {
     const experiment *x = *(experiment *const *)a, *y = *(experiment *const *)b;
@@ -1224,5 +1285,7 @@ int exps_load(exp_table *e)
     closedir(d);
     if (e->n > 1)
         qsort(e->v, e->n, sizeof *e->v, cmp_exp);
+    for (size_t i = 0; i < e->n; i++)
+        cancel_trials_again(e->v[i]);
     return n;
 }

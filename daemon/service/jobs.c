@@ -116,12 +116,7 @@ job *job_alloc(job_table *t, const char *id)
 
 void job_free(job *j)
 {
-    while (j->waiters) {
-        durable_wait *w = j->waiters;
-        j->waiters = w->next;
-        w->cb(w->arg, -ECANCELED);
-        free(w);
-    }
+    durable_wait_drop_all(&j->waiters, -ECANCELED);
     free(j->name);
     free(j->idem_key);
     free(j->parent);

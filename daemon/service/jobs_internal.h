@@ -32,6 +32,7 @@
 
 #include "traind/config.h"
 #include "traind/diag.h"
+#include "traind/durable_wait.h"
 #include "traind/executor.h"
 #include "traind/job_ended_index.h"
 #include "traind/job_index.h"
@@ -44,15 +45,6 @@
 #define HIST_SAMPLES 2000            /* lines sampled from the rest */
 
 /* ------------------------------------------------------------- the table */
-
-/* Someone to tell when status.json holds what the job was when they asked
- * (the first write started after that has completed). */
-typedef struct durable_wait {
-    struct durable_wait *next;
-    unsigned long need;              /* writes_started it waits for */
-    void (*cb)(void *arg, int rc);
-    void *arg;
-} durable_wait;
 
 typedef struct job {
     struct job_table *t;

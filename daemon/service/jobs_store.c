@@ -44,22 +44,6 @@ typedef struct write_req {
 
 static jei_rec *ended_record(const job *j);
 
-/* Tells the waiters that write seq covers. */
-static void wake_waiters(job *j, unsigned long seq, int rc)
-{
-    durable_wait **p = &j->waiters;
-    while (*p) {
-        durable_wait *w = *p;
-        if (w->need <= seq) {
-            *p = w->next;
-            w->cb(w->arg, rc);
-            free(w);
-        } else {
-            p = &w->next;
-        }
-    }
-}
-
 static void write_work(uv_work_t *w)
 {
     write_req *r = w->data;
@@ -98,7 +82,7 @@ static void write_done(uv_work_t *w, int status)
     }
     if (r->rec)
         jei_writer_append(t->eidx, r->rec);
-    wake_waiters(j, r->seq, r->rc);
+    durable_wait_wake(&j->waiters, r->seq, r->rc);
     free(r->path);
     free(r->data);
     free(r);
@@ -154,13 +138,8 @@ void job_persist(job *j)
 /* job_persist(j), then cb(arg, rc) once the job as it is now is on disk. */
 void job_persist_then(job *j, void (*cb)(void *arg, int rc), void *arg)
 {
-    durable_wait *w = xcalloc(1, sizeof *w);
     /* a write in flight holds an older snapshot: the next one is ours */
-    w->need = j->writes_started + 1;
-    w->cb = cb;
-    w->arg = arg;
-    w->next = j->waiters;
-    j->waiters = w;
+    durable_wait_add(&j->waiters, j->writes_started + 1, cb, arg);
     job_persist(j);
 }
 

@@ -355,9 +355,11 @@ static void be_preview(void *ctx, const char *yaml, size_t len, long max,
         preview_validate(d->loop, &in, yaml, len, done, arg);
 }
 
-static int be_cancel_experiment(void *ctx, const char *id)
+static void be_cancel_experiment(void *ctx, const char *id, void (*done)(void *arg, int rc), void *arg)
 {
-    return exps_cancel(((daemon_state *)ctx)->exps, id);
+    int rc = exps_cancel(((daemon_state *)ctx)->exps, id, done, arg);
+    if (rc != API_OK)
+        done(arg, rc);   /* not found, already ended: answered now */
 }
 
 static int be_cancel(void *ctx, const char *id)

@@ -185,7 +185,7 @@ typedef struct api_backend {
     cJSON *(*get_experiment)(void *ctx, const char *id);
     void (*submit_experiment)(void *ctx, const char *yaml, size_t len, const char *idem_key,
                               void (*done)(void *arg, int status, cJSON *doc), void *arg);
-    int (*cancel_experiment)(void *ctx, const char *id);
+    void (*cancel_experiment)(void *ctx, const char *id, void (*done)(void *arg, int rc), void *arg);
     /* Optional: POST /validate (max 0) and POST /schedule?max=N (max >= 2)
      * of a config (traind/preview.h), answered like fork. */
     void (*preview)(void *ctx, const char *yaml, size_t len, long max,

@@ -61,8 +61,11 @@ void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_ke
 struct cJSON *exps_list_json(exp_table *e);
 /* GET /experiments/{id}: the whole object, trials best first; NULL = none. */
 struct cJSON *exps_get_json(exp_table *e, const char *id);
-/* POST /experiments/{id}/cancel: API_OK, API_NOT_FOUND, API_CONFLICT (ended). */
-int exps_cancel(exp_table *e, const char *id);
+/* POST /experiments/{id}/cancel: API_NOT_FOUND or API_CONFLICT (ended),
+ * done not called; or API_OK, and done(arg, rc) once experiment.json holds
+ * the cancel (rc 0) or could not be written (rc < 0).  Its trials' jobs are
+ * cancelled as jobs_cancel does. */
+int exps_cancel(exp_table *e, const char *id, void (*done)(void *arg, int rc), void *arg);
 
 void exps_free(exp_table *e);
 

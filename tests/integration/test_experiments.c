@@ -339,6 +339,54 @@ START_TEST(cancel_stops_the_rest)
 }
 END_TEST
 
+/* A cancel that arrives while the first trials' jobs are still being saved
+ * (right after the 201): those jobs, made after the cancel, are cancelled
+ * too, none trains on; so after a kill -9 and a restart. */
+START_TEST(cancel_while_trials_are_saved)
+{
+    tl_start_in(&g_d, g_dir, NULL, 20);
+    char *body = xasprintf(GRID_FMT, 50000000L, "");
+    for (int round = 0; round < 3; round++) {
+        char *id = submit_exp(body);
+        char *p = xasprintf("/experiments/%s/cancel", id);
+        tl_resp r;
+        tl_http(g_d.addr, "POST", p, g_d.token, NULL, 0, &r);
+        ck_assert_int_eq(r.status, 202);
+        tl_resp_free(&r);
+        free(p);
+        cJSON_Delete(wait_exp(id, "cancelled", 10, 0));
+        for (double end = tl_now() + 20;; tl_sleep_ms(50)) {
+            cJSON *x = get_exp(id);
+            const cJSON *c = cJSON_GetObjectItemCaseSensitive(x, "counts");
+            bool quiet = tl_num(c, "queued") + tl_num(c, "running") == 0;
+            char *t = quiet || tl_now() < end ? NULL : cJSON_PrintUnformatted(x);
+            cJSON_Delete(x);
+            if (quiet)
+                break;
+            ck_assert_msg(!t, "a trial of cancelled experiment %s trains on: %s", id, t);
+        }
+        free(id);
+        if (round == 1) {
+            tl_daemon_stop(&g_d, SIGKILL, 10);
+            tl_daemon_free(&g_d);
+            tl_start_in(&g_d, g_dir, NULL, 20);
+        }
+    }
+    /* nothing of any of them runs after the restart either */
+    tl_sleep_ms(500);
+    cJSON *st = tl_get_json(g_d.addr, "/status", NULL);
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(st, "counts");
+    if (tl_num(c, "running") + tl_num(c, "queued") != 0) {
+        cJSON *all = tl_get_json(g_d.addr, "/jobs", NULL);
+        char *t = cJSON_PrintUnformatted(all), *log = tl_daemon_log(&g_d);
+        fprintf(stderr, "JOBS %s\nLOG %s\n", t, log);
+        ck_abort_msg("jobs run on (the jobs and the log above)");
+    }
+    cJSON_Delete(st);
+    free(body);
+}
+END_TEST
+
 START_TEST(kill9_loop_loses_and_duplicates_nothing)
 {
     const char *const two[] = {"--max-jobs", "2", NULL};
@@ -520,6 +568,7 @@ static Suite *suite(void)
     tcase_add_test(tc, grid_runs_every_trial);
     tcase_add_test(tc, invalid_trial_rejects_everything);
     tcase_add_test(tc, cancel_stops_the_rest);
+    tcase_add_test(tc, cancel_while_trials_are_saved);
     tcase_add_test(tc, kill9_loop_loses_and_duplicates_nothing);
     tcase_add_test(tc, fork_from_sweep_forks_every_trial);
     tcase_add_test(tc, idempotent_submit);
