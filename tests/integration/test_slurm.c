@@ -435,14 +435,16 @@ START_TEST(slurm_lost_job_resumes_from_checkpoint)
     /* the job checkpoints and ends while no traind watches; then Slurm "forgets" it */
     const char *argv[] = {"/usr/bin/scancel", "--signal=TERM", "--batch", sid, NULL};
     ck_assert_int_eq(tl_run(argv, NULL, 30), 0);
-    for (int i = 0; i < 100; i++) {
+    /* it must be over before the next traind resubmits: else two processes train one job */
+    bool over = false;
+    for (double end = tl_now() + 60; !over && tl_now() < end;) {
         char *sc = scontrol_job(sid);
-        bool over = strstr(sc, "JobState=FAILED") != NULL;
+        over = strstr(sc, "JobState=FAILED") != NULL;
         free(sc);
-        if (over)
-            break;
-        tl_sleep_ms(100);
+        if (!over)
+            tl_sleep_ms(100);
     }
+    ck_assert_msg(over, "Slurm job %s did not end after its SIGTERM", sid);
     char *idpath = xasprintf("%s/spool/jobs/%s/slurm_job_id", g_dir, id);
     ck_assert_int_eq(tl_write(idpath, "99999999\n"), 0);
     start_daemon(NULL);
