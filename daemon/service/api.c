@@ -1219,12 +1219,12 @@ static bool over_rate(const api_backend *be, const http_request *req, http_respo
     const char *peer = req->peer ? req->peer : "unknown";
     char key[64];
     snprintf(key, sizeof key, "%s %s", token_valid(be, req) ? "auth" : "anon", peer);
-    double wait = api_ratelimit_take(be->write_limit, key, now_monotonic());
+    double wait = rate_limit_take(be->write_limit, key, now_monotonic());
     if (wait <= 0)
         return false;
     char msg[160], after[32];
     snprintf(msg, sizeof msg, "too many requests from %s: limit is %g writes/s", peer,
-             api_ratelimit_rate(be->write_limit));
+             rate_limit_rate(be->write_limit));
     http_response_error(res, 429, msg);
     double secs = ceil(wait);
     snprintf(after, sizeof after, "%.0f", secs < 1 ? 1 : secs > 86400 ? 86400 : secs);

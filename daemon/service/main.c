@@ -25,7 +25,7 @@
  *
  * Limits: POST /jobs past max_queued_jobs waiting jobs is answered 429 and
  * intake leaves files in incoming/ until there is room; writes past a
- * client's write rate are answered 429 (rate_limit.h's api_ratelimit, keyed by the
+ * client's write rate are answered 429 (rate_limit.h's rate_limit, keyed by the
  * peer address and whether the token was valid); connections past
  * max_connections get a 503 (http.c); a Host header that does not name this
  * daemon gets a 403 (hostcheck.h).
@@ -106,7 +106,7 @@ typedef struct daemon_state {
     http_server *http;
     static_files *files;
     api_backend api;
-    api_ratelimit *write_limit;
+    rate_limit *write_limit;
     uv_signal_t sig_term, sig_int, sig_hup;
     char *addr_file;
     bool stopping;
@@ -681,7 +681,7 @@ static void apply_reload(daemon_state *d, reload_req *r)
         spool_set_data_dirs(d->sp, d->cfg.data_dirs, d->cfg.n_data_dirs);
     if (d->sp)
         spool_set_max_model_bytes(d->sp, d->cfg.max_model_memory);
-    api_ratelimit_configure(d->write_limit, d->cfg.write_rate_per_client, dconfig_write_burst(&d->cfg));
+    rate_limit_configure(d->write_limit, d->cfg.write_rate_per_client, dconfig_write_burst(&d->cfg));
     raise_nofile(&d->cfg);
     apply_www(d, false);
     events_set_max_streams(d->cfg.max_event_streams);
@@ -961,7 +961,7 @@ int main(int argc, char **argv)
         .preview = be_preview,
         .loop = d.loop,
     };
-    d.write_limit = api_ratelimit_new(d.cfg.write_rate_per_client, dconfig_write_burst(&d.cfg),
+    d.write_limit = rate_limit_new(d.cfg.write_rate_per_client, dconfig_write_burst(&d.cfg),
                                       API_RATELIMIT_CLIENTS);
     d.api.write_limit = d.write_limit;
     http_server_opts hopts;
@@ -974,7 +974,7 @@ int main(int argc, char **argv)
         uv_run(d.loop, UV_RUN_DEFAULT);
         exps_free(d.exps);
         jobs_free(d.jobs);
-        api_ratelimit_free(d.write_limit);
+        rate_limit_free(d.write_limit);
         dconfig_free(&d.cfg);
         notify_close();
         uv_loop_close(d.loop);
@@ -1031,7 +1031,7 @@ int main(int argc, char **argv)
     }
     exps_free(d.exps);
     jobs_free(d.jobs);
-    api_ratelimit_free(d.write_limit);
+    rate_limit_free(d.write_limit);
     static_files_free(d.files);
     events_free();
     dconfig_free(&d.cfg);

@@ -25,7 +25,7 @@ typedef struct rl_ent {
     uint32_t prev, next;  /* LRU list, most recent first */
 } rl_ent;
 
-struct api_ratelimit {
+struct rate_limit {
     double rate, burst;
     rl_ent *e;
     size_t cap, n;
@@ -42,9 +42,9 @@ static uint32_t rl_hash(const char *s)
     return h;
 }
 
-api_ratelimit *api_ratelimit_new(double rate, long burst, size_t max_clients)
+rate_limit *rate_limit_new(double rate, long burst, size_t max_clients)
 {
-    api_ratelimit *rl = xcalloc(1, sizeof *rl);
+    rate_limit *rl = xcalloc(1, sizeof *rl);
     rl->cap = max_clients ? max_clients : API_RATELIMIT_CLIENTS;
     if (rl->cap > RL_NONE / 4)
         rl->cap = RL_NONE / 4;
@@ -56,17 +56,17 @@ api_ratelimit *api_ratelimit_new(double rate, long burst, size_t max_clients)
     for (size_t i = 0; i < rl->nbuckets; i++)
         rl->buckets[i] = RL_NONE;
     rl->head = rl->tail = RL_NONE;
-    api_ratelimit_configure(rl, rate, burst);
+    rate_limit_configure(rl, rate, burst);
     return rl;
 }
 
-void api_ratelimit_configure(api_ratelimit *rl, double rate, long burst)
+void rate_limit_configure(rate_limit *rl, double rate, long burst)
 {
     rl->rate = rate > 0 && isfinite(rate) ? rate : 0;
     rl->burst = burst >= 1 ? (double)burst : 1;
 }
 
-void api_ratelimit_free(api_ratelimit *rl)
+void rate_limit_free(rate_limit *rl)
 {
     if (!rl)
         return;
@@ -75,17 +75,17 @@ void api_ratelimit_free(api_ratelimit *rl)
     free(rl);
 }
 
-size_t api_ratelimit_clients(const api_ratelimit *rl)
+size_t rate_limit_clients(const rate_limit *rl)
 {
     return rl ? rl->n : 0;
 }
 
-double api_ratelimit_rate(const api_ratelimit *rl)
+double rate_limit_rate(const rate_limit *rl)
 {
     return rl ? rl->rate : 0;
 }
 
-static void rl_unlink(api_ratelimit *rl, uint32_t i)
+static void rl_unlink(rate_limit *rl, uint32_t i)
 {
     rl_ent *x = &rl->e[i];
     if (x->prev != RL_NONE)
@@ -99,7 +99,7 @@ static void rl_unlink(api_ratelimit *rl, uint32_t i)
     x->prev = x->next = RL_NONE;
 }
 
-static void rl_push_front(api_ratelimit *rl, uint32_t i)
+static void rl_push_front(rate_limit *rl, uint32_t i)
 {
     rl_ent *x = &rl->e[i];
     x->prev = RL_NONE;
@@ -111,7 +111,7 @@ static void rl_push_front(api_ratelimit *rl, uint32_t i)
         rl->tail = i;
 }
 
-double api_ratelimit_take(api_ratelimit *rl, const char *key, double now)
+double rate_limit_take(rate_limit *rl, const char *key, double now)
 {
     if (!rl || rl->rate <= 0)
         return 0;

@@ -167,7 +167,7 @@ typedef struct api_backend {
 
     /* Optional: the per-client limit on writes (every method but GET and
      * HEAD), checked before anything else: over it, 429 with Retry-After. */
-    api_ratelimit *write_limit;
+    rate_limit *write_limit;
 
     /* Optional: POST /jobs/{id}/fork (traind/forks.h).  body: the JSON
      * request (len bytes, valid only during the call); idem_key as for

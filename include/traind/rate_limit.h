@@ -13,22 +13,22 @@
  * least recently is forgotten (it starts again with a full bucket, so the
  * table's bound can only make the limit more lenient, never stricter).
  * Not thread-safe: the loop thread owns it. */
-typedef struct api_ratelimit api_ratelimit;
+typedef struct rate_limit rate_limit;
 
 #define API_RATELIMIT_CLIENTS 4096
 
 /* rate <= 0: unlimited.  burst < 1 is taken as 1. */
-api_ratelimit *api_ratelimit_new(double rate, long burst, size_t max_clients);
+rate_limit *rate_limit_new(double rate, long burst, size_t max_clients);
 /* New rate and burst (SIGHUP); the clients' buckets are kept (capped at the new burst). */
-void api_ratelimit_configure(api_ratelimit *rl, double rate, long burst);
-void api_ratelimit_free(api_ratelimit *rl);
+void rate_limit_configure(rate_limit *rl, double rate, long burst);
+void rate_limit_free(rate_limit *rl);
 /* Takes a token for key at time now (seconds, any monotonic origin).
  * Returns 0 when the write may go on, else the seconds until the next
  * token (> 0). */
-double api_ratelimit_take(api_ratelimit *rl, const char *key, double now);
+double rate_limit_take(rate_limit *rl, const char *key, double now);
 /* Clients remembered right now. */
-size_t api_ratelimit_clients(const api_ratelimit *rl);
+size_t rate_limit_clients(const rate_limit *rl);
 /* The rate (tokens a second; 0 = unlimited). */
-double api_ratelimit_rate(const api_ratelimit *rl);
+double rate_limit_rate(const rate_limit *rl);
 
 #endif

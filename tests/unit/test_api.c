@@ -202,7 +202,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    api_ratelimit_free(BE.write_limit);
+    rate_limit_free(BE.write_limit);
     BE.write_limit = NULL;
     g_peer = "127.0.0.1";
     cJSON_Delete(F.jobs);
@@ -533,7 +533,7 @@ static bool has_header(const reply *r, const char *line)
 /* Token-less noise from a host does not make its real clients' writes 429. */
 START_TEST(rate_limit_separates_unauthenticated)
 {
-    BE.write_limit = api_ratelimit_new(2, 3, 16);
+    BE.write_limit = rate_limit_new(2, 3, 16);
     const char *yaml = "name: x\n";
     int limited = 0;
     for (int i = 0; i < 20; i++) {
@@ -604,7 +604,7 @@ END_TEST
 
 START_TEST(write_rate_limit)
 {
-    BE.write_limit = api_ratelimit_new(2, 3, 16);   /* 2 writes/s, 3 at once */
+    BE.write_limit = rate_limit_new(2, 3, 16);   /* 2 writes/s, 3 at once */
     const char *yaml = "name: x\n";
     for (int i = 0; i < 3; i++) {
         reply r = call("POST", "/jobs", "Bearer s3cret", yaml);
@@ -655,14 +655,14 @@ START_TEST(write_rate_limit)
     EXPECT(r, 429);
     reply_free(&r);
     /* rate 0: unlimited */
-    api_ratelimit_configure(BE.write_limit, 0, 0);
+    rate_limit_configure(BE.write_limit, 0, 0);
     for (int i = 0; i < 50; i++) {
         r = call("POST", "/jobs", "Bearer s3cret", yaml);
         EXPECT(r, 201);
         reply_free(&r);
     }
     /* a request with no peer (a test harness) is one client, "unknown" */
-    api_ratelimit_configure(BE.write_limit, 1, 1);
+    rate_limit_configure(BE.write_limit, 1, 1);
     g_peer = NULL;
     r = call("POST", "/jobs", "Bearer s3cret", yaml);
     EXPECT(r, 201);
