@@ -4,7 +4,7 @@
  * traind(8)).
  *
  * The job table tells it of two things, each with one call: a job changed
- * state or was added (events_job_changed, from set_state) and a metrics
+ * state or was added (events_job_changed, from job_set_state) and a metrics
  * point came from a worker (events_point).  A job's changes are coalesced
  * to the end of the loop turn and published then as one `job` event with
  * the job object as GET /jobs/{id} gives it minus the config (from the
