@@ -161,6 +161,7 @@ typedef struct render_req {
     int (*read)(void *arg, long since, long max, long limit, train_point **pts, size_t *n, long *next_since);
     void *read_arg;
     long since, max, limit;
+    struct compare_req *cmp;  /* GET /compare: its jobs' points, read and aligned on the pool */
     bool prom;                /* Prometheus: doc the jobs, then extra */
     double uptime;
     char *extra;
@@ -170,6 +171,48 @@ typedef struct render_req {
     char *text;               /* the result */
     size_t len;
 } render_req;
+
+/* GET /compare's jobs: each one's points copied on the loop (a history in
+ * memory) or read from its metrics.jsonl on the pool (an ended job's). */
+typedef struct compare_req {
+    size_t k;
+    long max;
+    char *ids[COMPARE_MAX_IDS];
+    train_point *pts[COMPARE_MAX_IDS];
+    size_t n[COMPARE_MAX_IDS];
+    void *read_arg[COMPARE_MAX_IDS];   /* non-NULL: read with read() first */
+    int (*read)(void *arg, long since, long max, long limit, train_point **pts, size_t *n, long *next_since);
+    void (*drop)(void *arg);
+} compare_req;
+
+static void compare_req_free(compare_req *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->k; i++) {
+        free(c->ids[i]);
+        free(c->pts[i]);
+        if (c->read_arg[i] && c->drop)
+            c->drop(c->read_arg[i]);
+    }
+    free(c);
+}
+
+/* On the pool: the histories on disk read, then all of them aligned. */
+static cJSON *compare_render(compare_req *c)
+{
+    for (size_t i = 0; i < c->k; i++) {
+        if (!c->read_arg[i])
+            continue;
+        long next = -1;
+        if (c->read(c->read_arg[i], -1, 0, LONG_MAX, &c->pts[i], &c->n[i], &next) != 0) {
+            c->pts[i] = NULL;
+            c->n[i] = 0;
+        }
+        c->read_arg[i] = NULL;   /* read frees it */
+    }
+    return compare_doc((const char *const *)c->ids, (const train_point *const *)c->pts, c->n, c->k, c->max);
+}
 
 /* Renders run one at a time: on a small machine the pool's threads would
  * otherwise take every core from the loop thread while a burst of heavy
@@ -231,6 +274,8 @@ static void render_work(uv_work_t *w)
             r->read = NULL;
             r->read_arg = NULL;
         }
+        if (r->cmp && !r->doc)
+            r->doc = compare_render(r->cmp);
         if (!r->doc)
             r->doc = metrics_doc(r->id, r->pts, r->n, r->next_since);
         if (r->fill)
@@ -244,6 +289,7 @@ static void render_work(uv_work_t *w)
 
 static void render_req_free(render_req *r)
 {
+    compare_req_free(r->cmp);
     cJSON_Delete(r->doc);
     free(r->id);
     free(r->pts);
@@ -704,8 +750,11 @@ static void r_job_checkpoints(const api_backend *be, const http_request *req, ht
     be->checkpoints(be->ctx, id, json_later_done, http_response_defer(res));
 }
 
-/* GET /compare?ids=a,b,c&max=N (compare.h): every job's whole in-memory
- * history is copied out (bounded by metrics_keep), then aligned. */
+/* GET /compare?ids=a,b,c&max=N (compare.h): each job's history is copied
+ * out on the loop when it is in memory (bounded by metrics_keep), or named
+ * for the pool when it is on disk (an ended job's metrics.jsonl: parsing
+ * a few of those would hold the loop for seconds); the pool reads them,
+ * aligns and prints. */
 static void r_compare(const api_backend *be, const http_request *req, http_response *res, const char *id)
 {
     if (!be->metrics_points)
@@ -725,39 +774,39 @@ static void r_compare(const api_backend *be, const http_request *req, http_respo
         free(ids);
         return http_response_error(res, 400, "query parameter 'max' must be 2 to 2000");
     }
-    const char *idv[COMPARE_MAX_IDS];
-    train_point *pts[COMPARE_MAX_IDS];
-    size_t n[COMPARE_MAX_IDS], k = 0;
+    compare_req *c = xcalloc(1, sizeof *c);
+    c->max = max;
+    c->read = be->metrics_read;
+    c->drop = be->metrics_drop;
+    bool can_defer = be->metrics_defer && be->metrics_read && be->metrics_drop && be->loop;
     char *save = NULL;
     for (char *one = strtok_r(ids, ",", &save); one; one = strtok_r(NULL, ",", &save)) {
-        if (k == COMPARE_MAX_IDS || !api_id_valid(one)) {
-            for (size_t i = 0; i < k; i++)
-                free(pts[i]);
-            bool too_many = k == COMPARE_MAX_IDS;
-            char msg[96];
-            if (too_many)
-                snprintf(msg, sizeof msg, "at most %d ids", COMPARE_MAX_IDS);
-            else
-                snprintf(msg, sizeof msg, "no such job: %.48s", one);
+        char msg[96];
+        if (c->k == COMPARE_MAX_IDS) {
+            snprintf(msg, sizeof msg, "at most %d ids", COMPARE_MAX_IDS);
+            compare_req_free(c);
             free(ids);
-            return http_response_error(res, too_many ? 400 : 404, msg);
+            return http_response_error(res, 400, msg);
         }
+        void *arg = NULL;
+        int dr = !api_id_valid(one) ? API_NOT_FOUND : can_defer ? be->metrics_defer(be->ctx, one, &arg) : 0;
         long next;
-        if (be->metrics_points(be->ctx, one, -1, 0, LONG_MAX, &pts[k], &n[k], &next) != 0) {
-            for (size_t i = 0; i < k; i++)
-                free(pts[i]);
-            char msg[96];
+        if (dr == 0 && be->metrics_points(be->ctx, one, -1, 0, LONG_MAX, &c->pts[c->k], &c->n[c->k], &next) != 0)
+            dr = API_NOT_FOUND;
+        if (dr == API_NOT_FOUND) {
             snprintf(msg, sizeof msg, "no such job: %.48s", one);
+            compare_req_free(c);
             free(ids);
             return http_response_error(res, 404, msg);
         }
-        idv[k++] = one;
+        c->read_arg[c->k] = dr == 1 ? arg : NULL;
+        c->ids[c->k++] = xstrdup(one);
     }
-    cJSON *o = compare_doc(idv, (const train_point *const *)pts, n, k, max);
-    for (size_t i = 0; i < k; i++)
-        free(pts[i]);
     free(ids);
-    reply_json(res, 200, o);
+    render_req *rr = xcalloc(1, sizeof *rr);
+    rr->status = 200;
+    rr->cmp = c;
+    render_answer(be, rr, res);
 }
 
 /* GET /experiments */

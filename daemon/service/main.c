@@ -411,6 +411,13 @@ static int be_metrics_read(void *arg, long since, long max, long limit, train_po
     return API_OK;
 }
 
+static void be_metrics_drop(void *arg)
+{
+    metrics_file_arg *a = arg;
+    free(a->path);
+    free(a);
+}
+
 static int be_metrics_points(void *ctx, const char *id, long since, long max, long limit, train_point **pts,
                              size_t *n, long *next_since)
 {
@@ -945,6 +952,7 @@ int main(int argc, char **argv)
         .metrics_points = be_metrics_points,
         .metrics_defer = be_metrics_defer,
         .metrics_read = be_metrics_read,
+        .metrics_drop = be_metrics_drop,
         .log_tail = be_log_tail,
         .fork = be_fork,
         .checkpoints = be_checkpoints,

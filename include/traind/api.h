@@ -141,6 +141,8 @@ typedef struct api_backend {
     int (*metrics_defer)(void *ctx, const char *id, void **arg);
     int (*metrics_read)(void *arg, long since, long max, long limit, train_point **pts, size_t *n,
                         long *next_since);
+    /* Frees an arg of metrics_defer that will not be read (a request given up). */
+    void (*metrics_drop)(void *arg);
 
     /* The end of the job's training-process log (worker.log), at most
      * max_bytes: API_OK with a malloc'd *text (may be empty) of *len bytes,

@@ -304,6 +304,55 @@ START_TEST(healthz_fast_under_heavy_requests)
 END_TEST
 
 /* GET /jobs: default page, Link to the next, every job exactly once. */
+/* GET /compare of ended jobs reads their metrics.jsonl on the thread pool:
+ * sixteen 50,000-point histories per request, and /healthz stays quick. */
+START_TEST(compare_reads_histories_off_the_loop)
+{
+    char *cj = config_json("x");
+    static const char *const hs[] = {"h0", "h1", "h2", "h3"};
+    for (int i = 0; i < 4; i++) {
+        make_finished_job(hs[i], (unsigned long)i + 1, 50000, cj);
+        make_history(hs[i], 50000);   /* 6.8 MB: read whole (under HIST_TAIL_BYTES) */
+    }
+    free(cj);
+    tl_start_in(&g_d, g_dir, NULL, 30);
+    for (int i = 0; i < 4; i++)
+        wait_history(hs[i], 50000, 60);
+    poller p = {0};
+    pthread_t th;
+    pthread_create(&th, NULL, poll_healthz, &p);
+    tl_sleep_ms(100);
+    const char *path = "/compare?max=500&ids=h0,h1,h2,h3,h0,h1,h2,h3,h0,h1,h2,h3,h0,h1,h2,h3";
+    double t0 = tl_now();
+    {   /* one request: before, its 16 reads held the loop 0.7-2 s */
+        int st;
+        cJSON *o = tl_get_json(g_d.addr, path, &st);
+        ck_assert_int_eq(st, 200);
+        const cJSON *jobs = cJSON_GetObjectItemCaseSensitive(o, "jobs");
+        ck_assert_int_eq(cJSON_GetArraySize(jobs), 16);
+        const cJSON *j;
+        cJSON_ArrayForEach(j, jobs) {
+            ck_assert_msg(tl_num(j, "points") == 50000, "%s: %g points", tl_str(j, "id"), tl_num(j, "points"));
+            ck_assert_double_eq_tol(tl_num(j, "final_loss"), 1.0 / 50000, 1e-10);   /* a float32 loss */
+        }
+        cJSON_Delete(o);
+    }
+    double took = tl_now() - t0;
+    p.stop = true;
+    pthread_join(th, NULL);
+    fprintf(stderr, "compare: a request of 16 ended jobs' 50,000-point histories took %.2f s; /healthz worst "
+                    "%.1f ms over %d polls\n", took, p.worst * 1e3, p.polls);
+    ck_assert_msg(p.failed == 0, "/healthz went unanswered %d times", p.failed);
+    ck_assert_msg(p.worst < 0.5, "/healthz took %.3f s while /compare ran", p.worst);
+    /* an unknown id among them is still a 404 naming it */
+    tl_resp r;
+    tl_http(g_d.addr, "GET", "/compare?ids=h0,nosuch", NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_msg(strstr(r.body, "nosuch"), "%s", r.body);
+    tl_resp_free(&r);
+}
+END_TEST
+
 START_TEST(jobs_paging)
 {
     char *cj = config_json("x");
@@ -1262,6 +1311,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(loop, setup, teardown);
     tcase_set_timeout(loop, 120);
     tcase_add_test(loop, healthz_fast_under_heavy_requests);
+    tcase_add_test(loop, compare_reads_histories_off_the_loop);
     tcase_add_test(loop, jobs_paging);
     tcase_add_test(loop, metrics_paging);
     tcase_add_test(loop, sighup_fifo_does_not_block);
