@@ -41,6 +41,7 @@ typedef struct ev_stream {
     uint64_t next_seq;     /* the next event to send */
     bool started;          /* hello written (after the head went out) */
     bool reset;            /* hello is followed by reset */
+    bool resumed;          /* it came with a Last-Event-ID that the ring still holds */
     uint64_t hello_seq;    /* where it starts: the last seq it has had (hello's "seq") */
     bool closing;
 } ev_stream;
@@ -161,6 +162,25 @@ static void stream_pump(ev_stream *st)
     }
 }
 
+/* ?job=ID, not resumed: the job as it is now, as a `job` event without an
+ * id (it is not in the ring), so that a client that read the job and then
+ * subscribed misses no change in between (it ended, say). */
+static int write_job_snapshot(ev_stream *st)
+{
+    cJSON *o = g->job_json ? g->job_json(g->job_ctx, st->job) : NULL;
+    if (!o)
+        return 0;   /* no such job (yet): its events will say */
+    char *json = json_print_exact(o);
+    cJSON_Delete(o);
+    if (!json)
+        return 0;
+    char *frame = xasprintf("event: job\ndata: %s\n\n", json);
+    free(json);
+    int rc = http_stream_write(st->hs, frame, strlen(frame));
+    free(frame);
+    return rc;
+}
+
 static void on_stream_drain(void *arg)
 {
     ev_stream *st = arg;
@@ -169,6 +189,12 @@ static void on_stream_drain(void *arg)
     if (!st->started) {
         /* the head is out: hello, maybe reset, then the events from next_seq */
         st->started = true;
+        if (!st->resumed) {
+            /* a stream that starts now starts at the newest event: what came
+             * while its head went out is in the job snapshot below */
+            st->next_seq = g->last_seq + 1;
+            st->hello_seq = g->last_seq;
+        }
         char *hello = xasprintf("event: hello\ndata: {\"boot\":\"%s\",\"seq\":%" PRIu64 "}\n\n", g->boot,
                                 st->hello_seq);
         int rc = http_stream_write(st->hs, hello, strlen(hello));
@@ -179,6 +205,8 @@ static void on_stream_drain(void *arg)
                 "another run of traind): fetch the state again\"}\n\n";
             rc = http_stream_write(st->hs, reset, sizeof reset - 1);
         }
+        if (rc == 0 && !st->resumed && st->job)
+            rc = write_job_snapshot(st);
         if (rc < 0)
             return stream_drop(st, "write failed");
     }
@@ -271,6 +299,7 @@ void events_serve(const http_request *req, http_response *res)
     st->job = job;
     if (last && *last) {
         st->next_seq = resume_from(last);
+        st->resumed = st->next_seq != 0;
         if (st->next_seq == 0) {
             st->reset = true;
             st->next_seq = g->last_seq + 1;

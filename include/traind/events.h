@@ -17,7 +17,9 @@
  * client that reconnects with Last-Event-ID (the header, or
  * ?last_event_id= for the first connect) gets every event it missed, once;
  * one whose id is of another boot or has left the ring gets `event: reset`
- * and must refetch.  ?job=ID: only that job's events.
+ * and must refetch.  ?job=ID: only that job's events; a stream of one job
+ * that does not resume starts with a `job` event (no id) of the job as it
+ * is then, so a client that read the job before subscribing misses nothing.
  *
  * Bounded: a stream's output waiting for the client is capped at
  * EVENTS_STREAM_CAP (a client over it is dropped and reconnects); replay is

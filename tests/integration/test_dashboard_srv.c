@@ -825,6 +825,40 @@ START_TEST(events_filter)
 }
 END_TEST
 
+/* A stream of one job that does not resume starts with the job as it is
+ * (a `job` event without an id): a client that read the job, then
+ * subscribed after it ended, still learns that it ended (trainctl watch hung
+ * on exactly that). */
+START_TEST(events_job_snapshot)
+{
+    char *y = job_yaml("snap", 300, 10);
+    char *id = submit(y);
+    cJSON_Delete(tl_wait_state(&g_d, id, "succeeded", 60));
+    char *path = xasprintf("/events?job=%s", id);
+    sse s;
+    sse_open(&s, path, NULL);
+    expect_hello(&s);
+    sse_ev ev;
+    ck_assert_msg(sse_next(&s, &ev, 5000), "no event after hello");
+    ck_assert_str_eq(ev.event, "job");
+    ck_assert_str_eq(ev.id, "");   /* not in the ring: Last-Event-ID stays where it was */
+    cJSON *d = cJSON_Parse(ev.data);
+    ck_assert_str_eq(tl_str(d, "id"), id);
+    ck_assert_str_eq(tl_str(d, "state"), "succeeded");
+    cJSON_Delete(d);
+    free(ev.data);
+    sse_close(&s);
+    /* a stream of every job has no snapshot: hello, then nothing until something happens */
+    sse_open(&s, "/events", NULL);
+    expect_hello(&s);
+    ck_assert(!sse_next(&s, &ev, 300));
+    sse_close(&s);
+    free(path);
+    free(id);
+    free(y);
+}
+END_TEST
+
 /* The value of an unlabelled sample in GET /metrics. */
 static double prom_value(const char *name)
 {
@@ -1086,6 +1120,7 @@ static Suite *suite(void)
     tcase_add_test(ev, events_job_and_points);
     tcase_add_test(ev, events_resume_no_loss_no_double);
     tcase_add_test(ev, events_filter);
+    tcase_add_test(ev, events_job_snapshot);
     tcase_add_test(ev, events_slow_client_dropped);
     tcase_add_test(ev, events_stream_cap);
     tcase_add_test(ev, events_delay);
