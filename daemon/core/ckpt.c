@@ -255,3 +255,13 @@ void ckpt_close(ckpt_file *f)
     free(f->buf);
     memset(f, 0, sizeof *f);
 }
+
+bool ckpt_kept_name_step(const char *name, long *step)
+{
+    long s;
+    int end = 0;
+    if (sscanf(name, "step-%ld.bin%n", &s, &end) != 1 || name[end] != '\0' || s < 0)
+        return false;
+    *step = s;
+    return true;
+}

@@ -139,8 +139,7 @@ static long *kept_steps(const char *dir, size_t *n)
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         long s;
-        int end = 0;
-        if (sscanf(e->d_name, "step-%ld.bin%n", &s, &end) != 1 || e->d_name[end] != '\0' || s < 0)
+        if (!ckpt_kept_name_step(e->d_name, &s))
             continue;
         if (*n == cap)
             steps = xrealloc(steps, (cap = cap ? 2 * cap : 16) * sizeof *steps);

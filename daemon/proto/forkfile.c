@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "traind/ckpt.h"
 #include "traind/json.h"
 #include "traind/util.h"
 
@@ -147,8 +148,7 @@ int ckpt_list(const char *job_dir, long latest_step, size_t max, ckpt_entry **ou
         struct dirent *e;
         while ((e = readdir(d)) != NULL) {
             long s;
-            int end = 0;
-            if (sscanf(e->d_name, "step-%ld.bin%n", &s, &end) != 1 || e->d_name[end] != '\0' || s < 0)
+            if (!ckpt_kept_name_step(e->d_name, &s))
                 continue;
             struct stat st;
             if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))

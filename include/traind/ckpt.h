@@ -11,6 +11,7 @@
 #ifndef TRAIND_CKPT_H
 #define TRAIND_CKPT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,5 +49,10 @@ int ckpt_parse(unsigned char *buf, size_t len, ckpt_file *out, char *err, size_t
 const ckpt_section *ckpt_find(const ckpt_file *f, uint32_t tag);
 
 void ckpt_close(ckpt_file *f);
+
+/* A kept checkpoint's name in a job's checkpoints/ ("step-S.bin", S >= 0):
+ * true with *step.  Temp files (".step-S.bin.tmp.PID") and anything else:
+ * false. */
+bool ckpt_kept_name_step(const char *name, long *step);
 
 #endif
