@@ -324,19 +324,18 @@ START_TEST(compare_reads_histories_off_the_loop)
     tl_sleep_ms(100);
     const char *path = "/compare?max=500&ids=h0,h1,h2,h3,h0,h1,h2,h3,h0,h1,h2,h3,h0,h1,h2,h3";
     double t0 = tl_now();
-    {   /* one request: before, its 16 reads held the loop 0.7-2 s */
-        int st;
-        cJSON *o = tl_get_json(g_d.addr, path, &st);
-        ck_assert_int_eq(st, 200);
-        const cJSON *jobs = cJSON_GetObjectItemCaseSensitive(o, "jobs");
-        ck_assert_int_eq(cJSON_GetArraySize(jobs), 16);
-        const cJSON *j;
-        cJSON_ArrayForEach(j, jobs) {
-            ck_assert_msg(tl_num(j, "points") == 50000, "%s: %g points", tl_str(j, "id"), tl_num(j, "points"));
-            ck_assert_double_eq_tol(tl_num(j, "final_loss"), 1.0 / 50000, 1e-10);   /* a float32 loss */
-        }
-        cJSON_Delete(o);
+    /* one request: before, its 16 reads held the loop 0.7-2 s */
+    int st;
+    cJSON *o = tl_get_json(g_d.addr, path, &st);
+    ck_assert_int_eq(st, 200);
+    const cJSON *jobs = cJSON_GetObjectItemCaseSensitive(o, "jobs");
+    ck_assert_int_eq(cJSON_GetArraySize(jobs), 16);
+    const cJSON *j;
+    cJSON_ArrayForEach(j, jobs) {
+        ck_assert_msg(tl_num(j, "points") == 50000, "%s: %g points", tl_str(j, "id"), tl_num(j, "points"));
+        ck_assert_double_eq_tol(tl_num(j, "final_loss"), 1.0 / 50000, 1e-10);   /* a float32 loss */
     }
+    cJSON_Delete(o);
     double took = tl_now() - t0;
     p.stop = true;
     pthread_join(th, NULL);
