@@ -640,6 +640,22 @@ static int do_cancel(client *c, const char *id)
     return ret;
 }
 
+/* "9 trials: 1 succeeded · 8 stopped": every trial accounted for, by its
+ * job's state or `waiting` (no job yet): the experiment's `counts`. */
+static void print_trial_counts(const cJSON *exp)
+{
+    printf("%.0f trials:", json_num(exp, "n_trials"));
+    const char *sep = " ";
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(exp, "counts")) {
+        if (!cJSON_IsNumber(c) || c->valuedouble <= 0)
+            continue;
+        printf("%s%.0f %s", sep, c->valuedouble, c->string);
+        sep = " · ";
+    }
+    putchar('\n');
+}
+
 /* trainctl experiment ID: its state, its trials best first and every
  * early-stopping decision with its reason (--json: the object as is). */
 static int do_experiment(client *c, const char *id)
@@ -667,6 +683,7 @@ static int do_experiment(client *c, const char *id)
         printf("experiment %s (%s): %s, %s sweep, metric %s\n", id, json_str(j, "name") ? json_str(j, "name") : "?",
                json_str(j, "state") ? json_str(j, "state") : "?", json_str(j, "method") ? json_str(j, "method") : "?",
                json_str(j, "metric") ? json_str(j, "metric") : "?");
+        print_trial_counts(j);
         printf("%-6s %-32s %-10s %8s  %-12s %s\n", "trial", "job", "state", "step", "metric", "params");
         const cJSON *t;
         cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(j, "trials")) {

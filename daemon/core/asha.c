@@ -101,19 +101,18 @@ static void describe(const asha *a, int rung, const asha_rung *r, const size_t *
     *d = (asha_decision){.trial = x->trial, .rung = rung, .step = r->step,
                          .action = x->promoted ? ASHA_CONTINUE : ASHA_STOP, .metric = x->metric,
                          .rank = rank + 1, .n = r->n, .quota = quota_of(a, r->n)};
-    if (x->promoted)
+    if (x->promoted && rank >= d->quota) /* promoted while few had reported: it stays promoted */
         snprintf(d->reason, sizeof d->reason,
-                 "rung %d (step %ld): metric %.6g ranks %zu of %zu; the best %zu (n/%g) continue", rung, r->step,
-                 x->metric, rank + 1, r->n, d->quota, a->eta);
+                 "rung %d (step %ld): metric %.6g ranks %zu of %zu now; it was among the best n/%g when promoted",
+                 rung, r->step, x->metric, rank + 1, r->n, a->eta);
     else
-        snprintf(d->reason, sizeof d->reason,
-                 "rung %d (step %ld): metric %.6g ranks %zu of %zu; only the best %zu (n/%g) continue%s", rung,
-                 r->step, x->metric, rank + 1, r->n, d->quota, a->eta,
-                 rank < d->quota ? " and that many already have" : "");
+        snprintf(d->reason, sizeof d->reason, "rung %d (step %ld): metric %.6g ranks %zu of %zu; %s %zu (n/%g) continue",
+                 rung, r->step, x->metric, rank + 1, r->n, x->promoted ? "the best" : "only the best", d->quota,
+                 a->eta);
 }
 
 void asha_report(asha *a, int trial, int rung, double metric, asha_decision *d, asha_decision *promoted,
-                 size_t max_promoted, size_t *n_promoted)
+                 size_t *n_promoted)
 {
     *n_promoted = 0;
     memset(d, 0, sizeof *d);
@@ -140,14 +139,16 @@ void asha_report(asha *a, int trial, int rung, double metric, asha_decision *d, 
     r->recs[me] = (asha_record){trial, metric, false};
     size_t quota = quota_of(a, r->n);
     size_t *idx = ranking(r);
-    /* Promote the unpromoted among the best `quota`, best first, while the
-     * rung has promotions left.  After every report promoted == quota, and
-     * a report raises quota by at most one: so this promotes at most one
-     * trial — this one, or one that stopped here earlier. */
+    /* Promote every unpromoted trial among the best `quota` (the paper's
+     * promotable set).  Before this report all of the best ⌊(n-1)/η⌋ were
+     * promoted, and the best `quota` differ from them by this report and
+     * at most one more trial (quota grows by at most one): so besides this
+     * trial at most one that stopped here earlier is promoted, and never
+     * both (see asha.h). */
     size_t newly = SIZE_MAX;
-    for (size_t k = 0; k < quota && r->promoted < quota; k++) {
+    for (size_t k = 0; k < quota; k++) {
         asha_record *x = &r->recs[idx[k]];
-        if (x->promoted || (idx[k] != me && max_promoted == 0))
+        if (x->promoted)
             continue;
         x->promoted = true;
         r->promoted++;
@@ -155,7 +156,9 @@ void asha_report(asha *a, int trial, int rung, double metric, asha_decision *d, 
             newly = idx[k];
     }
     describe(a, rung, r, idx, me, d);
-    if (newly != SIZE_MAX)
-        describe(a, rung, r, idx, newly, &promoted[(*n_promoted)++]);
+    if (newly != SIZE_MAX) {
+        describe(a, rung, r, idx, newly, promoted);
+        *n_promoted = 1;
+    }
     free(idx);
 }

@@ -115,7 +115,7 @@ void exp_asha_apply(exp_asha *a, size_t k, int rung, double metric, asha_decisio
                     size_t *n_prom)
 {
     bool known = exp_asha_known(a, k, rung);
-    asha_report(&a->st, (int)k, rung, metric, d, prom, 1, n_prom);
+    asha_report(&a->st, (int)k, rung, metric, d, prom, n_prom);
     if (known || rung < 0 || rung >= a->st.n_rungs)
         return;
     add_decision(a, d, false);

@@ -4,16 +4,24 @@
  * sweep's `early_stop: {type: asha, reduction_factor: η, min_steps: r}`.
  *
  * Rungs sit at r·η^k steps (k = 0, 1, ...) below the trials' total_steps.
- * A trial that reaches rung k reports its metric (minimized) there.  It is
- * promoted — it trains on — when it is among the best ⌊n_k/η⌋ of the n_k
- * trials recorded at rung k and fewer than ⌊n_k/η⌋ have been promoted from
- * rung k so far; otherwise it stops there (state `stopped`, its checkpoint
- * kept).  A stopped trial is promoted later, when enough other trials have
- * reached the rung that it is among the best ⌊n_k/η⌋ after all.  So at most
- * ⌊n_k/η⌋ trials ever leave rung k, and at most ⌈n/η^k⌉ of n trials reach
- * rung k.  This is the paper's promotion rule, applied when a trial reports
- * (the paper applies it when a worker frees up; with a fixed set of trials
- * the two promote the same trials).
+ * A trial that reaches rung k reports its metric (minimized) there.  The
+ * rule is the paper's (Algorithm 2, get_job: at a rung holding n results,
+ * every trial among the best ⌊n/η⌋ that has not been promoted yet is
+ * promotable), applied when a trial reports rather than when a worker
+ * frees up:
+ *   - the reporting trial continues iff it ranks within ⌊n/η⌋ of the n
+ *     trials now recorded at rung k; otherwise it stops there (state
+ *     `stopped`, its checkpoint kept);
+ *   - a trial that stopped at rung k earlier and now ranks within ⌊n/η⌋
+ *     (and was never promoted from it) is promoted: it resumes.
+ * There is no quota on how many have left a rung: a trial promoted early,
+ * when few had reported, stays promoted even if later reports push it out
+ * of the best ⌊n/η⌋ (the paper's "mispromotions"), so more than ⌊n/η⌋ may
+ * leave a rung.  What holds after every report: each of the best ⌊n/η⌋ at
+ * every rung has been promoted — so the best trials are never stopped for
+ * good, whatever order the trials report in.  One report promotes at most
+ * one trial: the reporter, or (when ⌊n/η⌋ grows by one and the reporter is
+ * not among the best) the one that moved into the best ⌊n/η⌋.
  *
  * The state is a pure function of the reports in their order: replaying the
  * recorded reports after a restart gives the same state, and a report that
@@ -59,7 +67,7 @@ typedef struct asha_decision {
     double metric;
     size_t rank;                /* 1-based among the n recorded at the rung then */
     size_t n;
-    size_t quota;               /* ⌊n/η⌋: how many may leave the rung */
+    size_t quota;               /* ⌊n/η⌋: how many of the best may go on */
     char reason[200];
 } asha_decision;
 
@@ -72,14 +80,15 @@ void asha_free(asha *a);
 int asha_rung_at(const asha *a, long step);
 
 /* Trial `trial` reached rung `rung` with `metric`.  Writes the decision for
- * it to *d.  A report promotes at most one trial: this one, or (when
- * max_promoted >= 1) one that stopped at this rung earlier, written to
- * promoted[0] with *n_promoted = 1 — the caller resumes it.  A repeated
- * report returns the first decision and promotes nothing. */
+ * it to *d and, when the report promoted a trial that had stopped at this
+ * rung earlier, that trial's decision to *promoted with *n_promoted = 1
+ * (else 0) — the caller resumes it.  A repeated report returns the first
+ * decision and promotes nothing. */
 void asha_report(asha *a, int trial, int rung, double metric, asha_decision *d, asha_decision *promoted,
-                 size_t max_promoted, size_t *n_promoted);
+                 size_t *n_promoted);
 
-/* How many trials have been recorded at, and promoted from, a rung. */
+/* How many trials have been recorded at, and promoted from, a rung (the
+ * second may exceed ⌊n/η⌋: see above). */
 size_t asha_rung_count(const asha *a, int rung);
 size_t asha_rung_promoted(const asha *a, int rung);
 

@@ -5,11 +5,14 @@
  * 360 = 40·3² steps: 9 trials, 3 past the first rung, 1 to the end), submitted with `trainctl submit` and read back with
  * `trainctl experiment`.
  *
- * Checked from the trials' own files, not from the daemon's claims: at
- * most ⌈9/3^k⌉ trials have a metrics.jsonl point at rung k (here exactly
- * 9, 3, and 1 at the end: every trial reports at rung 0); every decision's metric is its
- * trial's own eval_loss at that step; trials that did not reach the end are
- * `stopped` with a reason, the rest succeeded; every trial's metrics.jsonl
+ * Checked from the trials' own files, not from the daemon's claims: every
+ * trial has a metrics.jsonl point at rung 0, and at rung k+1 exactly the
+ * trials promoted from rung k; the reports in asha.jsonl, replayed in their
+ * order through the paper's get_job (tests/lib/asha_ref.c, written apart
+ * from the daemon's rule), give exactly the decisions the experiment lists;
+ * every decision's metric is its trial's own eval_loss at that step; trials
+ * that did not reach the end are `stopped` with a reason, the rest
+ * succeeded; every trial's metrics.jsonl
  * (paused at each rung, promoted or not) is bit for bit a prefix of the same
  * config run as one plain job, uninterrupted.  A kill -9 loop during the
  * same sweep ends with the same decisions as the uninterrupted sweep, none
@@ -31,6 +34,7 @@
 
 #include "traind/util.h"
 #include "../lib/tl.h"
+#include "../lib/asha_ref.h"
 
 #define N_TRIALS 9
 #define TOTAL 2700
@@ -207,19 +211,61 @@ static char *check_sweep(const char *spool_name, const char *id, char jobs[N_TRI
         }
         free(copy);
     }
-    /* rung counts from the files: at most ceil(n / eta^k), here exactly */
-    static const int want[N_RUNGS] = {9, 3};
+    /* the reports in asha.jsonl, in their order, through the paper's get_job:
+     * the decisions it makes are the experiment's, one for one */
+    char *rec_path = xasprintf("%s/%s/experiments/%s/asha.jsonl", g_dir, spool_name, id);
+    char *rec = tl_read(rec_path, NULL);
+    ck_assert_msg(rec != NULL, "no %s", rec_path);
+    asha_ref *ref = xmalloc(sizeof *ref);
+    asha_ref_init(ref, 3, N_RUNGS);
+    const cJSON *decs = cJSON_GetObjectItemCaseSensitive(x, "decisions");
+    int di = 0, n_reports = 0;
+    for (char *l = strtok(rec, "\n"); l; l = strtok(NULL, "\n")) {
+        cJSON *o = cJSON_Parse(l);
+        ck_assert_msg(o != NULL, "asha.jsonl line %d: %s", n_reports + 1, l);
+        int k = (int)tl_num(o, "trial"), r = (int)tl_num(o, "rung");
+        ck_assert(k >= 0 && k < N_TRIALS && r >= 0 && r < N_RUNGS);
+        asha_ref_outcome out;
+        asha_ref_report(ref, k, r, tl_num(o, "metric"), &out);
+        n_reports++;
+        const cJSON *d = cJSON_GetArrayItem(decs, di++);
+        ck_assert_msg(d != NULL, "report %d (trial %d rung %d) has no decision", n_reports, k, r);
+        ck_assert_int_eq((int)tl_num(d, "trial"), k);
+        ck_assert_int_eq((int)tl_num(d, "rung"), r);
+        ck_assert_msg(!strcmp(tl_str(d, "action"), out.reporter_continues ? "continue" : "stop"),
+                      "report %d: trial %d at rung %d: the daemon says %s, get_job says %s", n_reports, k, r,
+                      tl_str(d, "action"), out.reporter_continues ? "continue" : "stop");
+        for (int i = 0; i < out.n_others; i++) {
+            d = cJSON_GetArrayItem(decs, di++);
+            ck_assert_msg(d != NULL && !strcmp(tl_str(d, "action"), "promote"),
+                          "report %d: get_job promotes trial %d, the daemon does not", n_reports, out.other_trial[i]);
+            ck_assert_int_eq((int)tl_num(d, "trial"), out.other_trial[i]);
+            ck_assert_int_eq((int)tl_num(d, "rung"), out.other_rung[i]);
+        }
+        cJSON_Delete(o);
+    }
+    ck_assert_int_eq(di, cJSON_GetArraySize(decs));
+    /* rung counts from the files: every trial at rung 0; at rung r+1 (and at
+     * the end, after the last rung) exactly the trials promoted from rung r */
+    int want[N_RUNGS + 1] = {N_TRIALS};
+    for (int r = 0; r < N_RUNGS; r++)
+        for (int k = 0; k < N_TRIALS; k++)
+            want[r + 1] += asha_ref_promoted(ref, k, r);
     for (int r = 0; r < N_RUNGS; r++) {
         int reached = 0;
         for (int k = 0; k < N_TRIALS; k++) {
             cJSON *p = point_at(metrics[k], RUNGS[r]);
             reached += p != NULL;
+            ck_assert_msg((p != NULL) == (r == 0 || asha_ref_promoted(ref, k, r - 1)),
+                          "trial %d %s rung %d", k, p ? "reached" : "did not reach", r);
             cJSON_Delete(p);
         }
-        int bound = (int)ceil(N_TRIALS / pow(3, r));
-        ck_assert_msg(reached <= bound, "rung %d: %d trials reached it, more than %d", r, reached, bound);
         ck_assert_int_eq(reached, want[r]);
+        ck_assert_int_ge(want[r + 1], want[r] / 3);    /* the best ⌊n/η⌋ always go on */
     }
+    free(ref);
+    free(rec);
+    free(rec_path);
     /* every decision's metric is its trial's own eval_loss at the rung */
     const cJSON *d;
     int seen[N_TRIALS][N_RUNGS] = {{0}}, n_dec = 0, n_prom = 0;
@@ -241,7 +287,8 @@ static char *check_sweep(const char *spool_name, const char *id, char jobs[N_TRI
             n_dec++;
         }
     }
-    ck_assert_int_eq(n_dec, 9 + 3);   /* one report per trial per rung reached */
+    ck_assert_int_eq(n_dec, n_reports);   /* one report per trial per rung reached */
+    ck_assert_int_eq(n_dec, want[0] + want[1]);
     /* states: the one that reached the end succeeded; the others stopped, with a reason */
     int succeeded = 0;
     for (int k = 0; k < N_TRIALS; k++) {
@@ -260,13 +307,14 @@ static char *check_sweep(const char *spool_name, const char *id, char jobs[N_TRI
         cJSON_Delete(last);
         cJSON_Delete(jo);
     }
-    ck_assert_int_eq(succeeded, 1);
+    ck_assert_int_eq(succeeded, want[N_RUNGS]);
     /* the experiment's rung counts agree with the files */
     const cJSON *rungs = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(x, "early_stop"), "rungs");
     ck_assert_int_eq(cJSON_GetArraySize(rungs), N_RUNGS);
     for (int r = 0; r < N_RUNGS; r++)
         ck_assert_int_eq((int)tl_num(cJSON_GetArrayItem(rungs, r), "reached"), want[r]);
-    fprintf(stderr, "asha sweep: %d decisions, %d promotions of stopped trials\n", n_dec, n_prom);
+    fprintf(stderr, "asha sweep: %d decisions, %d promotions of stopped trials; %d, %d and %d trials at rungs 0, 1 and the end\n",
+            n_dec, n_prom, want[0], want[1], want[2]);
     char *text = decisions_text(x);
     for (int k = 0; k < N_TRIALS; k++)
         free(metrics[k]);
@@ -321,6 +369,13 @@ START_TEST(asha_sweep_end_to_end)
     ck_assert_int_eq(tl_run(argv, out, 30), 0);
     char *text = tl_read(out, NULL);
     ck_assert_ptr_nonnull(strstr(text, "early-stopping decisions:"));
+    /* every trial accounted for: "9 trials: N succeeded · M stopped" */
+    int n_ok = 0, n_stopped = 0;
+    const char *counts = strstr(text, "9 trials: ");
+    ck_assert_msg(counts && sscanf(counts, "9 trials: %d succeeded · %d stopped", &n_ok, &n_stopped) == 2,
+                  "no trial counts in: %s", text);
+    ck_assert_int_eq(n_ok + n_stopped, N_TRIALS);
+    ck_assert_int_ge(n_stopped, 1);
     ck_assert_ptr_nonnull(strstr(text, "stopped"));
     ck_assert_ptr_nonnull(strstr(text, jobs[0]));
     free(text);
@@ -342,17 +397,27 @@ START_TEST(asha_kill9_loop_same_decisions)
     tl_daemon_stop(&g_d, SIGTERM, 20);
     tl_daemon_free(&g_d);
 
-    /* the same sweep under kill -9 at random moments */
+    /* the same sweep under kill -9 at random moments: each a random 0-40 ms
+     * after a new report reaches asha.jsonl (while the daemon acts on it),
+     * so that the kills land mid-sweep however fast this machine trains */
     start_daemon("kill");
     char *id = submit_sweep("kill");
+    char *rec_path = xasprintf("%s/kill/experiments/%s/asha.jsonl", g_dir, id);
     unsigned seed = 5;
-    int kills = 0;
+    int kills = 0, reports_seen = 0;
     double end = tl_now() + 240;
     while (!exp_done(id)) {
         ck_assert_msg(tl_now() < end, "the sweep did not finish under the kill loop (%d kills)", kills);
-        tl_sleep_ms(30 + (int)(rand_r(&seed) % 170));
-        if (kills >= 12 || exp_done(id))
+        tl_sleep_ms(5);
+        char *rec = tl_read(rec_path, NULL);
+        int reports = 0;
+        for (const char *c = rec; c && (c = strchr(c, '\n')); c++)
+            reports++;
+        free(rec);
+        if (reports <= reports_seen || kills >= 12 || exp_done(id))
             continue;
+        reports_seen = reports;
+        tl_sleep_ms((int)(rand_r(&seed) % 40));
         kill(g_d.pid, SIGKILL);
         waitpid(g_d.pid, NULL, 0);
         g_d.pid = 0;
@@ -361,6 +426,7 @@ START_TEST(asha_kill9_loop_same_decisions)
         start_daemon("kill");
     }
     ck_assert_msg(kills >= 3, "only %d kills before the sweep ended", kills);
+    free(rec_path);
     char jobs[N_TRIALS][64];
     char *dec = check_sweep("kill", id, jobs);
     ck_assert_msg(!strcmp(dec, ref_dec), "decisions under kill -9 differ:\n%s\n--- uninterrupted:\n%s", dec, ref_dec);
