@@ -23,15 +23,25 @@ cmp -s <(printf '%s' "$page") <(printf '%s' "$(cat daemon/www/index.html)") || f
 if [ -f /usr/share/javascript/chart.js/chart.min.js ]; then
     curl -sf -o /dev/null "$URL/lib/chart.js/chart.min.js" || fail "GET /lib/chart.js/chart.min.js did not answer 200"
 fi
-want=$(ls config/examples/*.yaml | wc -l)
+# An example with a sweep: section is an experiment (its name is its id);
+# the others are one job each.
+sweeps=$(grep -l '^sweep:' config/examples/*.yaml | xargs -r -n1 sed -n 's/^name: *//p')
+n_sweeps=$(printf '%s' "$sweeps" | grep -c .)
+want=$(( $(ls config/examples/*.yaml | wc -l) - n_sweeps ))
+exp_done() {
+    for e in $sweeps; do
+        "$BUILD/trainctl" experiment "$e" --url "$URL" 2>/dev/null | head -1 | grep -q ': succeeded,' || return 1
+    done
+}
 for _ in $(seq 600); do
     done_n=$("$BUILD/trainctl" status --url "$URL" 2>/dev/null | grep -c ' succeeded ')
     bad=$("$BUILD/trainctl" status --url "$URL" 2>/dev/null | grep -E ' (failed|rejected) ')
     [ -n "$bad" ] && fail "an example did not train: $bad"
-    [ "$done_n" -ge "$want" ] && break
+    exp_done && [ "$done_n" -ge "$want" ] && break
     sleep 0.5
 done
 [ "$done_n" -ge "$want" ] || fail "$done_n of $want examples succeeded within 300 s"
+exp_done || fail "the example sweeps ($sweeps) did not succeed within 300 s"
 for m in "$TMP"/spool/jobs/*/metrics.jsonl; do
     first=$(head -1 "$m" | sed -E 's/.*"loss":([^,]*),.*/\1/')
     last=$(tail -1 "$m" | sed -E 's/.*"loss":([^,]*),.*/\1/')
@@ -39,4 +49,4 @@ for m in "$TMP"/spool/jobs/*/metrics.jsonl; do
 done
 kill -TERM "$PID"; wait "$PID"; rc=$?; PID=
 [ "$rc" -eq 0 ] || fail "traind exited $rc on SIGTERM"
-echo "run-check: ok ($want examples succeeded, every loss fell, clean stop)"
+echo "run-check: ok ($want example jobs and $n_sweeps example sweep succeeded, every loss fell, clean stop)"
