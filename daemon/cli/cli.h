@@ -1,7 +1,7 @@
 /*
  * cli.h — the pieces of trainctl, one file per command group:
  *   trainctl.c      main, usage, dispatch, validate
- *   cli_common.c    cli_load_config, cli_format_duration
+ *   cli_common.c    cli_load_config, cli_format_duration, cli_parse_utc
  *   cmd_run.c       run (foreground training with a progress bar; --ranks N under mpirun)
  *   cmd_schedule.c  schedule (terminal plot or JSON)
  *   cmd_sample.c    sample (text from a gpt checkpoint)
@@ -57,5 +57,7 @@ void cli_plot_grid(const int *grid, int h, int w, const char *top, const char *b
 void cli_plot_mark(int k, bool colour);
 
 void cli_format_duration(double seconds, char *buf, size_t len);
+/* "2026-11-24T13:45:00Z" (the daemon's times) as Unix seconds; 0 when not one. */
+double cli_parse_utc(const char *s);
 
 #endif

@@ -57,12 +57,7 @@ static double num(const cJSON *o, const char *k)
 
 static double parse_utc(const cJSON *v)
 {
-    if (!cJSON_IsString(v))
-        return 0;
-    struct tm tm = {0};
-    if (!strptime(v->valuestring, "%Y-%m-%dT%H:%M:%S", &tm))
-        return 0;
-    return (double)timegm(&tm);
+    return cJSON_IsString(v) ? cli_parse_utc(v->valuestring) : 0;
 }
 
 static double wall_s(const cJSON *job)
