@@ -24,10 +24,16 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
  * Prints every error to stderr and returns -1 when invalid. */
 int cli_load_config(const char *path, run_config *cfg, char **data_path);
 
+/* After errs were printed for the config at path: when one is about
+ * data.path, where it was looked for — the config's folder (dc NULL, as
+ * `trainctl run` takes it) or that daemon's data_dirs — on stderr.
+ * data_path: the config's data.path as written (NULL if unknown). */
+struct dconfig;
+void cli_data_path_note(const char *path, const char *data_path, const diag_list_t *errs, const struct dconfig *dc);
+
 /* Experiment files (a `sweep:` section): is it one, validate every trial
  * (dc: as that daemon would; NULL: as trainctl run would; 0 ok, -1 reported
  * on stderr), plot or print every distinct schedule (an exit code). */
-struct dconfig;
 bool cli_is_experiment(const char *path);
 int cli_validate_experiment(const char *path, const struct dconfig *dc);
 int cli_schedule_experiment(const char *path, bool json);

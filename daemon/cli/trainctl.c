@@ -14,6 +14,7 @@
 #include "traind/intake.h"
 #include "traind/spool.h"
 #include "traind/util.h"
+#include "traind/yamltree.h"
 
 static const char usage_text[] =
     "usage: trainctl COMMAND [ARGS]\n"
@@ -59,6 +60,20 @@ static void print_ok(const char *path, const run_config *cfg)
            cfg_param_count(&cfg->model), sched_type_name(cfg->sched.type), cfg->sched.total_steps);
 }
 
+/* data.path as the file writes it (for the note of where it was looked
+ * for: a config that failed validation has no run_config to ask). */
+static char *written_data_path(const char *buf, size_t len)
+{
+    diag_list_t scratch = DIAG_LIST_INIT;
+    ynode *root = ytree_parse(buf, len, &scratch);
+    diag_free(&scratch);
+    const ynode *data = root && root->kind == YNODE_MAP ? ymap_get(root, "data") : NULL;
+    const ynode *p = data && data->kind == YNODE_MAP ? ymap_get(data, "path") : NULL;
+    char *v = p && p->kind == YNODE_SCALAR ? xstrdup(p->value) : NULL;
+    ytree_free(root);
+    return v;
+}
+
 /* One config as the daemon of dc would take it from incoming/: its limits,
  * data.path resolved in (and confined to) its data_dirs, the file's stem
  * naming a config without `name`.  0 ok, -1 reported on stderr. */
@@ -82,12 +97,16 @@ static int validate_for_daemon(const char *path, const dconfig *dc)
     char *data_path = NULL;
     intake_limits lim = {dc->data_dirs, dc->n_data_dirs, dc->max_model_memory};
     rc = intake_validate(buf, len, stem, &lim, &cfg, &data_path, &errs);
-    free(buf);
     if (rc != 0) {
         diag_print(stderr, path, &errs);
+        char *written = written_data_path(buf, len);
+        cli_data_path_note(path, written, &errs, dc);
+        free(written);
         diag_free(&errs);
+        free(buf);
         return -1;
     }
+    free(buf);
     print_ok(path, &cfg);
     free(data_path);
     cfg_free(&cfg);

@@ -156,6 +156,62 @@ START_TEST(validate_against_a_daemon_config)
 }
 END_TEST
 
+/* A relative data.path is looked for where the daemon would look with
+ * --daemon-config (its spool's data dir by default), and every miss says
+ * where it looked; a daemon with no data_dirs takes no data file at all. */
+START_TEST(validate_says_where_data_path_was_looked_for)
+{
+    char *cfgdir = xasprintf("%s/configs", g_dir), *csv = xasprintf("%s/configs/csv.yaml", g_dir);
+    char *dcfg = xasprintf("%s/traind.yaml", g_dir), *data = xasprintf("%s/spool/data", g_dir), *out;
+    ck_assert_int_eq(mkdir_p(cfgdir, 0755), 0);
+    ck_assert_int_eq(mkdir_p(data, 0755), 0);
+    char *t = xasprintf("%s/t.csv", data);
+    write_text(t, "x,y\n1,2\n");
+    write_text(csv, "model: {type: linear, input_dim: 1, output_dim: 1}\n"
+                    "data: {kind: csv, path: t.csv}\n"
+                    "schedule: {total_steps: 10}\n");
+    /* no data_dirs key: the spool's data dir, as the daemon defaults */
+    char *d = xasprintf("spool: %s/spool\n", g_dir);
+    write_text(dcfg, d);
+    free(d);
+    ck_assert_int_eq(run_cli(&out, "validate", "--daemon-config", dcfg, csv, NULL), 0);
+    ck_assert_msg(strstr(out, "csv.yaml: ok (csv,"), "%s", out);
+    free(out);
+    /* without it: the config's folder, and it says so */
+    ck_assert_int_eq(run_cli(&out, "validate", csv, NULL), 1);
+    char *folder = xasprintf("looked in the config's folder %s/", cfgdir);
+    ck_assert_msg(strstr(out, folder) && strstr(out, "--daemon-config"), "%s", out);
+    free(folder);
+    free(out);
+    /* not in the daemon's data dir either: the file it looked for */
+    ck_assert_int_eq(unlink(t), 0);
+    ck_assert_int_eq(run_cli(&out, "validate", "--daemon-config", dcfg, csv, NULL), 1);
+    char *where = xasprintf("looked where that daemon would: %s/t.csv", data);
+    ck_assert_msg(strstr(out, "csv.yaml:2:") && strstr(out, where), "%s", out);
+    free(where);
+    free(out);
+    /* data_dirs: [] allows no data file, not even an absolute path that exists */
+    write_text(t, "x,y\n1,2\n");
+    char *abs = xasprintf("model: {type: linear, input_dim: 1, output_dim: 1}\n"
+                          "data: {kind: csv, path: %s}\nschedule: {total_steps: 10}\n", t);
+    write_text(csv, abs);
+    free(abs);
+    ck_assert_int_eq(run_cli(&out, "validate", csv, NULL), 0);   /* trainctl run would read it */
+    free(out);
+    d = xasprintf("spool: %s/spool\ndata_dirs: []\n", g_dir);
+    write_text(dcfg, d);
+    free(d);
+    ck_assert_int_eq(run_cli(&out, "validate", "--daemon-config", dcfg, csv, NULL), 1);
+    ck_assert_msg(strstr(out, "allows no data files"), "%s", out);
+    free(out);
+    free(t);
+    free(data);
+    free(dcfg);
+    free(csv);
+    free(cfgdir);
+}
+END_TEST
+
 START_TEST(schedule_json_has_every_step)
 {
     char *cfg = xasprintf("%s/s.yaml", g_dir), *out;
@@ -421,6 +477,7 @@ int main(void)
     tcase_add_test(tc, exit_codes);
     tcase_add_test(tc, validate_reports_every_error);
     tcase_add_test(tc, validate_against_a_daemon_config);
+    tcase_add_test(tc, validate_says_where_data_path_was_looked_for);
     tcase_add_test(tc, schedule_json_has_every_step);
     tcase_add_test(tc, experiments_validate_and_schedule);
     tcase_add_test(tc, run_writes_metrics_and_checkpoint);
