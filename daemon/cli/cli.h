@@ -51,8 +51,8 @@ typedef int (*cli_get_fn)(void *ctx, const char *path, char **body, long *status
 /* "/jobs/<escaped id><tail>" and an id escaped for a URL (malloc'd). */
 char *cli_job_path(const char *id, const char *tail);
 char *cli_escape(const char *s);
-/* trainctl compare over get (client.c's connection). */
-int cmd_compare(int n_args, char **args, bool json, cli_get_fn get, void *ctx);
+/* trainctl compare over get (client.c's connection); log_y: --log. */
+int cmd_compare(int n_args, char **args, bool json, bool log_y, cli_get_fn get, void *ctx);
 
 /* "1h02m", "3m07s", "12s" */
 /* cli_plot.c: grid[r * w + c] is -1 (empty) or the curve drawn in that
@@ -61,6 +61,9 @@ int cmd_compare(int n_args, char **args, bool json, cli_get_fn get, void *ctx);
 void cli_plot_grid(const int *grid, int h, int w, const char *top, const char *bottom, bool colour);
 /* Curve k's glyph, in its colour when colour. */
 void cli_plot_mark(int k, bool colour);
+/* The columns to fit: the terminal's (TIOCGWINSZ) when stdout is one, else
+ * $COLUMNS, else 80; within 40..400. */
+int cli_term_width(void);
 
 void cli_format_duration(double seconds, char *buf, size_t len);
 /* "2026-11-24T13:45:00Z" (the daemon's times) as Unix seconds; 0 when not one. */

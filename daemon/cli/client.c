@@ -988,7 +988,7 @@ int cmd_client(const char *verb, int argc, char **argv)
     size_t n_sets = 0;
     const char *fork_name = NULL;
     bool opts_done = false;   /* after "--" every argument is an operand ("-rf" is an id) */
-    bool status_all = false;
+    bool status_all = false, compare_log = false;
     for (int i = 0; i < argc; i++) {
         if (!opts_done && !strcmp(argv[i], "--")) {
             opts_done = true;
@@ -1016,6 +1016,8 @@ int cmd_client(const char *verb, int argc, char **argv)
             c.json = true;
         else if (!strcmp(verb, "status") && !strcmp(argv[i], "--all"))
             status_all = true;
+        else if (!strcmp(verb, "compare") && !strcmp(argv[i], "--log"))
+            compare_log = true;
         else if (!strcmp(verb, "fork") && !strcmp(argv[i], "--at") && i + 1 < argc) {
             char *end;
             errno = 0;
@@ -1073,7 +1075,7 @@ int cmd_client(const char *verb, int argc, char **argv)
     else if (!strcmp(verb, "experiment"))
         ret = do_experiment(&c, arg);
     else if (!strcmp(verb, "compare"))
-        ret = cmd_compare(n_operands, operands, c.json, compare_get, &c);
+        ret = cmd_compare(n_operands, operands, c.json, compare_log, compare_get, &c);
     else
         ret = do_logs(&c, arg);
 out:

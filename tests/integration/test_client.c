@@ -257,6 +257,84 @@ START_TEST(status_all_pages)
 }
 END_TEST
 
+/* The longest line of text. */
+static int widest_line(const char *text)
+{
+    int w = 0;
+    for (const char *p = text; *p;) {
+        size_t n = strcspn(p, "\n");
+        w = (int)n > w ? (int)n : w;
+        p += n + (p[n] == '\n');
+    }
+    return w;
+}
+
+static const char CMP_FMT[] =
+    "name: %s\n"
+    "model: {type: mlp, input_dim: 8, hidden: [16], output_dim: 2}\n"
+    "data: {batch_size: 8}\n"
+    "optimizer: {type: adamw, lr: %s, weight_decay: %s}\n"
+    "schedule: {type: cosine, warmup_steps: %s, total_steps: 400, min_lr_ratio: %s}\n"
+    "train: {log_every: 20}\n";
+
+/* trainctl compare fits the terminal: results first, whole key names (never
+ * cut into ambiguity), only the keys the runs' own configs set and that
+ * differ, a transposed table when the columns would not fit, plots as wide
+ * as the terminal, --log. */
+START_TEST(compare_fits_the_terminal)
+{
+    const char *ids[] = {"cmp-a", "cmp-b", "cmp-c"};
+    const char *lr[] = {"0.01", "0.01", "0.05"}, *wd[] = {"0.0", "0.0", "0.0"};
+    const char *warm[] = {"10", "50", "10"}, *minr[] = {"0.1", "0.1", "0.1"};
+    for (int i = 0; i < 3; i++) {
+        char *y = xasprintf(CMP_FMT, ids[i], lr[i], wd[i], warm[i], minr[i]);
+        free(tl_submit(&g_d, y));
+        free(y);
+    }
+    for (int i = 0; i < 3; i++)
+        cJSON_Delete(tl_wait_state(&g_d, ids[i], "succeeded", 60));
+    char *out;
+    setenv("COLUMNS", "80", 1);
+    ck_assert_int_eq(trainctl(&out, true, "compare", "cmp-a", "cmp-b", "cmp-c", NULL), 0);
+    ck_assert_msg(widest_line(out) <= 80, "wider than 80 columns:\n%s", out);
+    const char *res = strstr(out, "final loss"), *keys = strstr(out, "warmup_steps");
+    ck_assert_msg(res && keys && res < keys, "results first:\n%s", out);
+    ck_assert_msg(strstr(out, " lr ") || strstr(out, " lr\n"), "the lr column:\n%s", out);
+    /* set alike in every run, or never set: not listed */
+    ck_assert_msg(!strstr(out, "weight_decay") && !strstr(out, "min_lr_ratio") && !strstr(out, "warmup_ratio") &&
+                      !strstr(out, "hidden"), "keys that do not differ or were not set:\n%s", out);
+    ck_assert_msg(strstr(out, "\nloss\n") && strstr(out, "\nlr\n") && strstr(out, "cmp-c"), "%s", out);
+    free(out);
+
+    /* many differing keys: transposed, a row per key under its full path */
+    const char *ids2[] = {"wide-a", "wide-b"};
+    const char *lr2[] = {"0.001", "0.002"}, *wd2[] = {"0.01", "0.02"};
+    const char *warm2[] = {"20", "40"}, *minr2[] = {"0.05", "0.25"};
+    for (int i = 0; i < 2; i++) {
+        char *y = xasprintf(CMP_FMT, ids2[i], lr2[i], wd2[i], warm2[i], minr2[i]);
+        free(tl_submit(&g_d, y));
+        free(y);
+    }
+    for (int i = 0; i < 2; i++)
+        cJSON_Delete(tl_wait_state(&g_d, ids2[i], "succeeded", 60));
+    setenv("COLUMNS", "40", 1);
+    ck_assert_int_eq(trainctl(&out, true, "compare", "wide-a", "wide-b", "--log", NULL), 0);
+    ck_assert_msg(strstr(out, "\noptimizer.weight_decay ") && strstr(out, "\nschedule.min_lr_ratio ") &&
+                      strstr(out, "\nschedule.warmup_steps ") && strstr(out, "\noptimizer.lr "),
+                  "transposed:\n%s", out);
+    ck_assert_msg(strstr(out, "log scale"), "--log:\n%s", out);
+    free(out);
+    /* 120 columns: the same keys fit as columns, and the plots widen */
+    setenv("COLUMNS", "120", 1);
+    ck_assert_int_eq(trainctl(&out, true, "compare", "wide-a", "wide-b", NULL), 0);
+    ck_assert_msg(widest_line(out) <= 120 && widest_line(out) > 100, "%s", out);
+    ck_assert_msg(strstr(out, " weight_decay ") && strstr(out, " min_lr_ratio\n") && !strstr(out, "\noptimizer.lr "),
+                  "one row per run:\n%s", out);
+    free(out);
+    unsetenv("COLUMNS");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("client");
@@ -267,6 +345,7 @@ int main(void)
     tcase_add_test(tc, submit_errors);
     tcase_add_test(tc, cancel_a_running_job);
     tcase_add_test(tc, status_all_pages);
+    tcase_add_test(tc, compare_fits_the_terminal);
     suite_add_tcase(s, tc);
     int failed = tl_run_suite(s);
     return failed ? 1 : 0;
