@@ -1,7 +1,7 @@
 /*
  * cli.h — the pieces of trainctl, one file per command group:
  *   trainctl.c      main, usage, dispatch, validate
- *   cli_common.c    cli_load_config, cli_format_duration
+ *   cli_common.c    cli_load_config, cli_format_duration, cli_parse_utc
  *   cmd_run.c       run (foreground training with a progress bar; --ranks N under mpirun)
  *   cmd_schedule.c  schedule (terminal plot or JSON)
  *   cmd_sample.c    sample (text from a gpt checkpoint)
@@ -24,10 +24,16 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
  * Prints every error to stderr and returns -1 when invalid. */
 int cli_load_config(const char *path, run_config *cfg, char **data_path);
 
+/* After errs were printed for the config at path: when one is about
+ * data.path, where it was looked for — the config's folder (dc NULL, as
+ * `trainctl run` takes it) or that daemon's data_dirs — on stderr.
+ * data_path: the config's data.path as written (NULL if unknown). */
+struct dconfig;
+void cli_data_path_note(const char *path, const char *data_path, const diag_list_t *errs, const struct dconfig *dc);
+
 /* Experiment files (a `sweep:` section): is it one, validate every trial
  * (dc: as that daemon would; NULL: as trainctl run would; 0 ok, -1 reported
  * on stderr), plot or print every distinct schedule (an exit code). */
-struct dconfig;
 bool cli_is_experiment(const char *path);
 int cli_validate_experiment(const char *path, const struct dconfig *dc);
 int cli_schedule_experiment(const char *path, bool json);
@@ -45,8 +51,8 @@ typedef int (*cli_get_fn)(void *ctx, const char *path, char **body, long *status
 /* "/jobs/<escaped id><tail>" and an id escaped for a URL (malloc'd). */
 char *cli_job_path(const char *id, const char *tail);
 char *cli_escape(const char *s);
-/* trainctl compare over get (client.c's connection). */
-int cmd_compare(int n_args, char **args, bool json, cli_get_fn get, void *ctx);
+/* trainctl compare over get (client.c's connection); log_y: --log. */
+int cmd_compare(int n_args, char **args, bool json, bool log_y, cli_get_fn get, void *ctx);
 
 /* "1h02m", "3m07s", "12s" */
 /* cli_plot.c: grid[r * w + c] is -1 (empty) or the curve drawn in that
@@ -55,7 +61,12 @@ int cmd_compare(int n_args, char **args, bool json, cli_get_fn get, void *ctx);
 void cli_plot_grid(const int *grid, int h, int w, const char *top, const char *bottom, bool colour);
 /* Curve k's glyph, in its colour when colour. */
 void cli_plot_mark(int k, bool colour);
+/* The columns to fit: the terminal's (TIOCGWINSZ) when stdout is one, else
+ * $COLUMNS, else 80; within 40..400. */
+int cli_term_width(void);
 
 void cli_format_duration(double seconds, char *buf, size_t len);
+/* "2026-11-24T13:45:00Z" (the daemon's times) as Unix seconds; 0 when not one. */
+double cli_parse_utc(const char *s);
 
 #endif

@@ -6,9 +6,40 @@
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "cli.h"
+#include "traind/dconfig.h"
 #include "traind/util.h"
+
+void cli_data_path_note(const char *path, const char *data_path, const diag_list_t *errs, const struct dconfig *dc)
+{
+    bool about_path = false;
+    for (size_t i = 0; i < errs->n && !about_path; i++)
+        about_path = !strcmp(errs->items[i].path, "data.path");
+    if (!about_path)
+        return;
+    if (dc && dc->n_data_dirs == 0)
+        return;   /* the error says so: it allows no data files */
+    if (dc) {
+        /* cfg_resolve_data_path: relative to the first data dir, inside any */
+        fprintf(stderr, "  (looked where that daemon would: ");
+        if (data_path && data_path[0] != '/')
+            fprintf(stderr, "%s/%s, ", dc->data_dirs[0], data_path);
+        fprintf(stderr, "inside its data_dirs:");
+        for (size_t i = 0; i < dc->n_data_dirs; i++)
+            fprintf(stderr, " %s", dc->data_dirs[i]);
+        fprintf(stderr, ")\n");
+        return;
+    }
+    if (data_path && data_path[0] == '/')
+        return;
+    char *copy = xstrdup(path);
+    fprintf(stderr, "  (looked in the config's folder %s/, as trainctl run does; traind looks in its data_dirs "
+                    "(default SPOOL/data): --daemon-config FILE looks where that daemon would)\n", dirname(copy));
+    free(copy);
+}
 
 int cli_load_config(const char *path, run_config *cfg, char **data_path)
 {
@@ -24,6 +55,7 @@ int cli_load_config(const char *path, run_config *cfg, char **data_path)
     free(copy);
     if (errs.n > 0) {
         diag_print(stderr, path, &errs);
+        cli_data_path_note(path, cfg->data.path, &errs, NULL);
         diag_free(&errs);
         cfg_free(cfg);
         free(*data_path);
@@ -46,4 +78,12 @@ void cli_format_duration(double s, char *buf, size_t len)
         snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
     else
         snprintf(buf, len, "%lds", t);
+}
+
+double cli_parse_utc(const char *s)
+{
+    struct tm tm = {0};
+    if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
+        return 0;
+    return (double)timegm(&tm);
 }

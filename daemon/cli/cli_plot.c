@@ -7,6 +7,9 @@
 #include "cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 static const char glyphs[] = "*+ox#@%&=~";
 static const char *const colours[] = {"31", "32", "34", "35", "36", "33", "91", "92", "94", "95"};
@@ -35,4 +38,18 @@ void cli_plot_grid(const int *grid, int h, int w, const char *top, const char *b
     printf("%10s +", "");
     for (int c = 0; c < w; c++)
         putchar('-');
+}
+
+int cli_term_width(void)
+{
+    struct winsize ws;
+    int w = 0;
+    if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0)
+        w = ws.ws_col;
+    const char *env = getenv("COLUMNS");
+    if (w <= 0 && env)
+        w = atoi(env);
+    if (w <= 0)
+        w = 80;
+    return w < 40 ? 40 : w > 400 ? 400 : w;
 }

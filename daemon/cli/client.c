@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +45,7 @@ typedef struct response {
     size_t len;
     bool too_big;            /* the answer passed CLIENT_MAX_ANSWER: dropped */
     bool transport_failed;   /* no HTTP answer at all (refused, reset, timed out) */
+    char *next;              /* a paged answer's Link: <PATH>; rel="next" (malloc'd), else NULL */
 } response;
 
 /* The largest answer read (the daemon's are a few MiB at most: paged
@@ -69,6 +71,21 @@ static size_t on_body(char *data, size_t size, size_t n, void *ctx)
     return add;
 }
 
+/* The one header read: a page's Link: <PATH>; rel="next" (GET /jobs). */
+static size_t on_header(char *data, size_t size, size_t n, void *ctx)
+{
+    response *r = ctx;
+    size_t len = size * n;
+    if (len > 5 && !strncasecmp(data, "Link:", 5)) {
+        const char *lt = memchr(data, '<', len), *gt = lt ? memchr(lt, '>', len - (size_t)(lt - data)) : NULL;
+        if (gt && memmem(gt, len - (size_t)(gt - data), "rel=\"next\"", 10)) {
+            free(r->next);
+            r->next = xstrndup(lt + 1, (size_t)(gt - lt - 1));
+        }
+    }
+    return len;
+}
+
 /* One request.  extra_header: one more "Name: value" line, or NULL.
  * quiet: do not print why it failed (the caller retries).  Returns 0, or
  * EXIT_UNREACHABLE (after printing why, unless quiet). */
@@ -89,6 +106,8 @@ static int http_ex(const client *c, const char *method, const char *path, const 
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, out);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -127,6 +146,8 @@ static int http_ex(const client *c, const char *method, const char *path, const 
         free(out->body);
         out->body = NULL;
         out->len = 0;
+        free(out->next);
+        out->next = NULL;
     }
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(h);
@@ -368,33 +389,203 @@ static void print_job_line(const cJSON *job)
         printf("%-8.0f", total);
     double lr = json_num(job, "lr"), loss = json_num(job, "loss");
     if (!isnan(lr))
-        printf("  lr %.4e  loss %.6g", lr, loss);
+        printf("  lr %.4e", lr);
+    if (!isnan(loss))
+        printf("  loss %.6g", loss);
     putchar('\n');
 }
 
-static int do_status(client *c, const char *id)
+/* "2026-11-24 13:45:00 UTC" from the daemon's "2026-11-24T13:45:00Z"; NULL when absent. */
+static const char *job_time(const cJSON *job, const char *key, char *buf, size_t len)
+{
+    const char *t = json_str(job, key);
+    if (!t || strlen(t) < 19)
+        return NULL;
+    snprintf(buf, len, "%.10s %.8s UTC", t, t + 11);
+    return buf;
+}
+
+/* trainctl status ID: the job object as a person reads it — what it is
+ * doing, how far, how well, when, and why it ended if it did.  Fields the
+ * job does not have (null: a queued job's lr, a rejected job's total) are
+ * left out rather than printed as nan. */
+static void print_job_summary(const cJSON *j)
+{
+    const char *id = json_str(j, "id"), *name = json_str(j, "name"), *state = json_str(j, "state");
+    printf("%s", id ? id : "?");
+    if (name && id && strcmp(name, id) != 0)
+        printf(" (%s)", name);
+    printf(": %s", state ? state : "?");
+    double qp = json_num(j, "queue_position");
+    if (!isnan(qp))
+        printf(", position %.0f in the queue", qp);
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "held")))
+        printf(" (held at a rung)");
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "cancel_requested")))
+        printf(" (cancelling)");
+    putchar('\n');
+    double step = json_num(j, "step"), total = json_num(j, "total_steps");
+    if (!isnan(total))
+        printf("  %-12s %.0f/%.0f (%.0f%%)\n", "step", step, total, total > 0 ? 100 * step / total : 0.0);
+    double v;
+    if (!isnan(v = json_num(j, "lr")))
+        printf("  %-12s %.4e\n", "lr", v);
+    if (!isnan(v = json_num(j, "loss"))) {
+        printf("  %-12s %.6g", "loss", v);
+        if (!isnan(v = json_num(j, "loss_avg")))
+            printf(" (mean since the last point %.6g)", v);
+        putchar('\n');
+    }
+    if (!isnan(v = json_num(j, "eval_loss")))
+        printf("  %-12s %.6g\n", "eval loss", v);
+    if (!isnan(v = json_num(j, "grad_norm")))
+        printf("  %-12s %.4g\n", "grad norm", v);
+    if (!isnan(v = json_num(j, "steps_per_s"))) {
+        char eta[32] = "?";
+        cli_format_duration(json_num(j, "eta_s"), eta, sizeof eta);
+        printf("  %-12s %.0f steps/s", "speed", v);
+        double tps = json_num(j, "tokens_per_s");
+        if (!isnan(tps))
+            printf(", %.0f tokens/s", tps);
+        printf(", ETA %s\n", eta);
+    }
+    char b1[40], b2[40];
+    const char *t;
+    if ((t = job_time(j, "submitted_at", b1, sizeof b1)))
+        printf("  %-12s %s\n", "submitted", t);
+    if ((t = job_time(j, "started_at", b1, sizeof b1)))
+        printf("  %-12s %s\n", "started", t);
+    if ((t = job_time(j, "finished_at", b2, sizeof b2))) {
+        printf("  %-12s %s", "finished", t);
+        double a = cli_parse_utc(json_str(j, "started_at")), b = cli_parse_utc(json_str(j, "finished_at"));
+        if (a > 0 && b >= a) {
+            char wall[32];
+            cli_format_duration(b - a, wall, sizeof wall);
+            printf(" (%s after its start)", wall);
+        }
+        putchar('\n');
+    }
+    if (!isnan(v = json_num(j, "checkpoint_step")))
+        printf("  %-12s step %.0f\n", "checkpoint", v);
+    double restarts = json_num(j, "restarts"), ranks = json_num(j, "ranks");
+    if (restarts > 0)
+        printf("  %-12s %.0f\n", "restarts", restarts);
+    if (ranks > 1)
+        printf("  %-12s %.0f\n", "ranks", ranks);
+    if (!isnan(v = json_num(j, "pid")))
+        printf("  %-12s %.0f\n", "pid", v);
+    if ((t = json_str(j, "parent")))
+        printf("  %-12s %s at step %.0f\n", "forked from", t, json_num(j, "forked_at"));
+    if ((t = json_str(j, "experiment"))) {
+        char *params = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "params"));
+        printf("  %-12s %s %s\n", "experiment", t, params ? params : "");
+        free(params);
+    }
+    if ((t = json_str(j, "stop_reason")))
+        printf("  %-12s %s\n", "stopped", t);
+    if ((t = json_str(j, "slurm_job_id")))
+        printf("  %-12s %s%s%s\n", "slurm job", t, json_str(j, "slurm_reason") ? ", waiting: " : "",
+               json_str(j, "slurm_reason") ? json_str(j, "slurm_reason") : "");
+    const cJSON *errs = cJSON_GetObjectItemCaseSensitive(j, "errors"), *e;
+    if (cJSON_GetArraySize(errs) > 0) {
+        printf("  errors:\n");
+        cJSON_ArrayForEach(e, errs) {
+            if (cJSON_IsString(e)) {
+                printf("    %s\n", e->valuestring);
+                continue;
+            }
+            const char *path = json_str(e, "path"), *m = json_str(e, "message");
+            double line = json_num(e, "line"), col = json_num(e, "column");
+            printf("    %s", path && *path ? path : "");
+            if (line > 0)
+                printf(":%.0f:%.0f", line, isnan(col) ? 0.0 : col);
+            printf("%s%s\n", path && *path ? ": " : "", m ? m : "");
+        }
+    }
+}
+
+/* GET path as JSON (200 only); an exit code otherwise, reported. */
+static int get_json(client *c, const char *path, const char *what, cJSON **out, char **next)
 {
     response r;
-    char *path = id ? job_path(id, "") : xstrdup("/status");
+    *out = NULL;
     int ret = http(c, "GET", path, NULL, 0, &r);
-    free(path);
     if (ret)
         return ret;
     if (r.status != 200) {
-        ret = report_error(id ? id : "status", &r);
-        free(r.body);
-        return ret;
-    }
-    cJSON *j = cJSON_Parse(r.body);
-    if (!j) {
+        ret = report_error(what, &r);
+    } else if (!(*out = cJSON_Parse(r.body))) {
         fprintf(stderr, "trainctl: the daemon's answer is not JSON\n");
-        free(r.body);
-        return EXIT_FAIL;
+        ret = EXIT_FAIL;
     }
-    if (c->json || id) {
+    if (next && !ret)
+        *next = r.next;
+    else
+        free(r.next);
+    free(r.body);
+    return ret;
+}
+
+/* trainctl status --all: every job, newest first, walking GET /jobs page by
+ * page as its Link: rel="next" header says (a page holds at most 1000). */
+static int do_status_all(client *c)
+{
+    char *path = xstrdup("/jobs?limit=1000");
+    cJSON *all = c->json ? cJSON_CreateArray() : NULL;
+    long n = 0;
+    int ret = EXIT_OK;
+    if (!c->json)
+        printf("%-32s %-10s %8s/%-8s\n", "job", "state", "step", "total");
+    while (path) {
+        cJSON *page;
+        char *next = NULL;
+        ret = get_json(c, path, "status --all", &page, &next);
+        free(path);
+        path = next;
+        if (ret)
+            break;
+        cJSON *job;
+        while ((job = cJSON_DetachItemFromArray(page, 0)) != NULL) {
+            n++;
+            if (all) {
+                cJSON_AddItemToArray(all, job);
+            } else {
+                print_job_line(job);
+                cJSON_Delete(job);
+            }
+        }
+        cJSON_Delete(page);
+    }
+    free(path);
+    if (ret == EXIT_OK) {
+        if (all) {
+            char *s = cJSON_Print(all);
+            puts(s ? s : "[]");
+            free(s);
+        } else {
+            printf("(%ld job%s)\n", n, n == 1 ? "" : "s");
+        }
+    }
+    cJSON_Delete(all);
+    return ret;
+}
+
+static int do_status(client *c, const char *id, bool all)
+{
+    if (all)
+        return do_status_all(c);
+    char *path = id ? job_path(id, "") : xstrdup("/status");
+    cJSON *j;
+    int ret = get_json(c, path, id ? id : "status", &j, NULL);
+    free(path);
+    if (ret)
+        return ret;
+    if (c->json) {
         char *s = cJSON_Print(j);
         puts(s);
         free(s);
+    } else if (id) {
+        print_job_summary(j);
     } else {
         printf("traind %s, up %.0fs\n", json_str(j, "version") ? json_str(j, "version") : "?",
                json_num(j, "uptime_s"));
@@ -403,10 +594,10 @@ static int do_status(client *c, const char *id)
             print_job_line(job);
         double omitted = json_num(j, "jobs_omitted");   /* /status lists the active and newest jobs only */
         if (omitted > 0)
-            printf("(%.0f more job%s not listed: GET /jobs has them all)\n", omitted, omitted == 1 ? "" : "s");
+            printf("(%.0f more job%s not listed: trainctl status --all lists every one)\n", omitted,
+                   omitted == 1 ? "" : "s");
     }
     cJSON_Delete(j);
-    free(r.body);
     return EXIT_OK;
 }
 
@@ -427,11 +618,24 @@ static bool watch_line(const char *id, const cJSON *j, bool tty, int *ret)
     for (int i = 0; i < 24; i++)
         bar[i] = i < (int)(frac * 24) ? '#' : '.';
     bar[24] = '\0';
-    char eta[32] = "?";
-    cli_format_duration(json_num(j, "eta_s"), eta, sizeof eta);
-    printf("%s%s %-9s [%s] %.0f/%.0f  lr %.3e  loss %.5g  %.0f steps/s  ETA %s%s",
-           tty ? "\r\033[K" : "", id, state ? state : "?", bar, step, total, json_num(j, "lr"),
-           json_num(j, "loss"), json_num(j, "steps_per_s"), eta, tty ? "" : "\n");
+    /* only what the job has: a queued job has no lr or loss yet, an ended
+     * one no rate or ETA (null in the job object, never printed as nan) */
+    printf("%s%s %-9s [%s] %.0f/", tty ? "\r\033[K" : "", id, state ? state : "?", bar, step);
+    if (isnan(total))
+        printf("-");
+    else
+        printf("%.0f", total);
+    double lr = json_num(j, "lr"), loss = json_num(j, "loss"), rate = json_num(j, "steps_per_s");
+    if (!isnan(lr))
+        printf("  lr %.3e", lr);
+    if (!isnan(loss))
+        printf("  loss %.5g", loss);
+    if (!state_ended(state) && !isnan(rate)) {
+        char eta[32] = "?";
+        cli_format_duration(json_num(j, "eta_s"), eta, sizeof eta);
+        printf("  %.0f steps/s  ETA %s", rate, eta);
+    }
+    fputs(tty ? "" : "\n", stdout);
     fflush(stdout);
     if (!state_ended(state))
         return false;
@@ -801,6 +1005,7 @@ int cmd_client(const char *verb, int argc, char **argv)
     size_t n_sets = 0;
     const char *fork_name = NULL;
     bool opts_done = false;   /* after "--" every argument is an operand ("-rf" is an id) */
+    bool status_all = false, compare_log = false;
     for (int i = 0; i < argc; i++) {
         if (!opts_done && !strcmp(argv[i], "--")) {
             opts_done = true;
@@ -826,6 +1031,10 @@ int cmd_client(const char *verb, int argc, char **argv)
             spool = argv[++i];
         else if (!strcmp(argv[i], "--json"))
             c.json = true;
+        else if (!strcmp(verb, "status") && !strcmp(argv[i], "--all"))
+            status_all = true;
+        else if (!strcmp(verb, "compare") && !strcmp(argv[i], "--log"))
+            compare_log = true;
         else if (!strcmp(verb, "fork") && !strcmp(argv[i], "--at") && i + 1 < argc) {
             char *end;
             errno = 0;
@@ -854,6 +1063,10 @@ int cmd_client(const char *verb, int argc, char **argv)
                 !strcmp(verb, "submit") ? "CONFIG" : "ID");
         return EXIT_USAGE;
     }
+    if (status_all && arg) {
+        fprintf(stderr, "usage: trainctl status [ID | --all] [--json]\n");
+        return EXIT_USAGE;
+    }
     if (!strcmp(verb, "fork") && fork_at < 0) {
         fprintf(stderr, "usage: trainctl fork ID --at STEP [--set key=value ...] [--name NAME]\n");
         return EXIT_USAGE;
@@ -869,7 +1082,7 @@ int cmd_client(const char *verb, int argc, char **argv)
     if (!strcmp(verb, "submit"))
         ret = do_submit(&c, arg);
     else if (!strcmp(verb, "status"))
-        ret = do_status(&c, arg);
+        ret = do_status(&c, arg, status_all);
     else if (!strcmp(verb, "watch"))
         ret = do_watch(&c, arg);
     else if (!strcmp(verb, "cancel"))
@@ -879,7 +1092,7 @@ int cmd_client(const char *verb, int argc, char **argv)
     else if (!strcmp(verb, "experiment"))
         ret = do_experiment(&c, arg);
     else if (!strcmp(verb, "compare"))
-        ret = cmd_compare(n_operands, operands, c.json, compare_get, &c);
+        ret = cmd_compare(n_operands, operands, c.json, compare_log, compare_get, &c);
     else
         ret = do_logs(&c, arg);
 out:

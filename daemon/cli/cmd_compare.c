@@ -1,11 +1,19 @@
 /*
- * trainctl compare ID|EXPERIMENT ... [--json]: which run won, and by how
- * much.  A table of the config keys that differ between the runs, final
- * loss, best eval loss and its step, steps and wall time; then the loss
- * curves, and the lr curves, overlaid in terminal plots (one glyph and
- * colour each, as `trainctl schedule` draws a sweep).  The curves come from
- * GET /compare (aligned on one step grid), the rest from the job objects;
- * an EXPERIMENT stands for its trials, best first.
+ * trainctl compare ID|EXPERIMENT ... [--json] [--log]: which run won, and by
+ * how much, on a terminal of 80 to 120 columns (cli_term_width).
+ *
+ * The results come first, a row per run: final loss, best eval loss and its
+ * step, steps and wall time.  Then the config keys that differ between the
+ * runs — only keys some run's own config.yaml sets (GET /jobs/ID/config),
+ * not defaults that follow from them — a column per key under the shortest
+ * suffix of its path that no other key shares (never a cut that could be
+ * two keys); when those columns would not fit the terminal, transposed: a
+ * row per key, a column per run.  Then the loss and lr curves overlaid in
+ * terminal plots as wide as the terminal (one glyph and colour each, as
+ * `trainctl schedule` draws a sweep), on a log scale with --log or when a
+ * curve spans more than two decades.  The curves come from GET /compare
+ * (aligned on one step grid), the rest from the job objects; an EXPERIMENT
+ * stands for its trials, best first.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -17,14 +25,56 @@
 
 #include "cli.h"
 #include "traind/util.h"
+#include "traind/yamltree.h"
 
-enum { PLOT_W = 64, PLOT_H = 14, MAX_RUNS = 32 };
+enum { PLOT_H = 14, PLOT_W_MIN = 20, PLOT_W_MAX = 160, MAX_RUNS = 32 };
+
+/* Auto log scale past this ratio of the largest to the smallest value. */
+#define LOG_SPAN 100.0
 
 typedef struct run {
     char *id;
     cJSON *job;
     cJSON *flat;         /* config key path -> value text */
+    cJSON *set;          /* key paths its config.yaml sets -> true; NULL when unknown */
 } run;
+
+/* The key paths a YAML map sets ("a.b" for a: {b: 1}), as keys of out. */
+static void yaml_keys(const ynode *m, const char *prefix, cJSON *out)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        const char *k = m->keys[i]->value;
+        char *key = prefix[0] ? xasprintf("%s.%s", prefix, k) : xstrdup(k);
+        if (m->items[i]->kind == YNODE_MAP)
+            yaml_keys(m->items[i], key, out);
+        else if (!cJSON_GetObjectItemCaseSensitive(out, key))
+            cJSON_AddTrueToObject(out, key);
+        free(key);
+    }
+}
+
+/* The keys run r's config.yaml sets, from GET /jobs/ID/config; NULL when
+ * the daemon has no such route (an older traind) or the text is unreadable. */
+static cJSON *own_keys(const char *id, cli_get_fn get, void *ctx)
+{
+    char *path = cli_job_path(id, "/config"), *body = NULL;
+    long st = 0;
+    int rc = get(ctx, path, &body, &st);
+    free(path);
+    cJSON *out = NULL;
+    if (rc == 0 && st == 200 && body) {
+        diag_list_t errs = DIAG_LIST_INIT;
+        ynode *root = ytree_parse(body, strlen(body), &errs);
+        if (root && root->kind == YNODE_MAP) {
+            out = cJSON_CreateObject();
+            yaml_keys(root, "", out);
+        }
+        ytree_free(root);
+        diag_free(&errs);
+    }
+    free(body);
+    return out;
+}
 
 /* Flattens a config object into "a.b" -> printed value. */
 static void flatten(const cJSON *o, const char *prefix, cJSON *out)
@@ -57,12 +107,7 @@ static double num(const cJSON *o, const char *k)
 
 static double parse_utc(const cJSON *v)
 {
-    if (!cJSON_IsString(v))
-        return 0;
-    struct tm tm = {0};
-    if (!strptime(v->valuestring, "%Y-%m-%dT%H:%M:%S", &tm))
-        return 0;
-    return (double)timegm(&tm);
+    return cJSON_IsString(v) ? cli_parse_utc(v->valuestring) : 0;
 }
 
 static double wall_s(const cJSON *job)
@@ -74,51 +119,230 @@ static double wall_s(const cJSON *job)
     return (b > 0 ? b : (double)time(NULL)) - a;
 }
 
-static void plot(const char *title, const cJSON *cmp, const char *series, size_t n, bool colour)
+/* Where v falls on the y axis of [lo, hi], 0..1 (log: of log10). */
+static double y_frac(double v, double lo, double hi, bool log_y)
+{
+    if (log_y) {
+        v = log10(v);
+        lo = log10(lo);
+        hi = log10(hi);
+    }
+    return hi > lo ? (v - lo) / (hi - lo) : 0;
+}
+
+static void plot(const char *title, const cJSON *cmp, const char *series, size_t n, bool colour, bool force_log,
+                 int width)
 {
     const cJSON *steps = cJSON_GetObjectItemCaseSensitive(cmp, "steps");
     const cJSON *jobs = cJSON_GetObjectItemCaseSensitive(cmp, "jobs");
     int g = cJSON_GetArraySize(steps);
     if (g == 0)
         return;
-    double lo = INFINITY, hi = -INFINITY;
+    /* the range of every value, and of the positive ones (a log axis has no 0) */
+    double lo = INFINITY, hi = -INFINITY, plo = INFINITY;
     for (size_t k = 0; k < n; k++) {
         const cJSON *v;
         cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(jobs, (int)k), series)) {
             if (cJSON_IsNumber(v) && isfinite(v->valuedouble)) {
                 lo = fmin(lo, v->valuedouble);
                 hi = fmax(hi, v->valuedouble);
+                if (v->valuedouble > 0)
+                    plo = fmin(plo, v->valuedouble);
             }
         }
     }
     if (!(hi >= lo))
         return;
-    int grid[PLOT_H][PLOT_W];
-    for (int r = 0; r < PLOT_H; r++)
-        for (int c = 0; c < PLOT_W; c++)
-            grid[r][c] = -1;
+    /* log when asked or when the curves span more than two decades, and
+     * only where there is something positive to draw */
+    bool log_y = hi > 0 && isfinite(plo) && (force_log || (lo > 0 && hi / lo > LOG_SPAN));
+    if (log_y)
+        lo = plo;
+    /* the label column (10) and " |" take 12 */
+    int pw = width - 13;
+    pw = pw < PLOT_W_MIN ? PLOT_W_MIN : pw > PLOT_W_MAX ? PLOT_W_MAX : pw;
+    int *grid = xmalloc(sizeof *grid * (size_t)PLOT_H * (size_t)pw);
+    for (int i = 0; i < PLOT_H * pw; i++)
+        grid[i] = -1;
     for (size_t k = 0; k < n; k++) {
         const cJSON *vals = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(jobs, (int)k), series);
-        for (int col = 0; col < PLOT_W; col++) {
-            int i = g == 1 ? 0 : (int)((double)col * (g - 1) / (PLOT_W - 1) + 0.5);
+        for (int col = 0; col < pw; col++) {
+            int i = g == 1 ? 0 : (int)((double)col * (g - 1) / (pw - 1) + 0.5);
             const cJSON *v = cJSON_GetArrayItem(vals, i);
-            if (!cJSON_IsNumber(v))
+            if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || (log_y && v->valuedouble <= 0))
                 continue;
-            int row = hi > lo ? (int)((v->valuedouble - lo) / (hi - lo) * (PLOT_H - 1) + 0.5) : 0;
-            grid[row][col] = (int)k;
+            int row = (int)(y_frac(v->valuedouble, lo, hi, log_y) * (PLOT_H - 1) + 0.5);
+            grid[row * pw + col] = (int)k;
         }
     }
     printf("\n%s\n", title);
     char top[32], bottom[32];
     snprintf(top, sizeof top, "%10.4g", hi);
     snprintf(bottom, sizeof bottom, "%10.4g", lo);
-    cli_plot_grid(&grid[0][0], PLOT_H, PLOT_W, top, bottom, colour);
+    cli_plot_grid(grid, PLOT_H, pw, top, bottom, colour);
+    free(grid);
     long first = (long)cJSON_GetArrayItem(steps, 0)->valuedouble;
     long last = (long)cJSON_GetArrayItem(steps, g - 1)->valuedouble;
-    printf("\n%10s  %-*ld%ld\n", "", PLOT_W - 8, first, last);
+    char a[32];
+    int al = snprintf(a, sizeof a, "%ld", first);
+    printf("\n%10s  %s%*ld\n", "", a, pw - al, last);
+    if (log_y)
+        printf("%10s  (log scale)\n", "");
 }
 
-int cmd_compare(int n_args, char **args, bool json, cli_get_fn get, void *ctx)
+/* The shortest dotted suffix of diff[i] that no other key in diff ends
+ * with: "warmup_steps" for schedule.warmup_steps unless another section has
+ * a warmup_steps too, then the whole path. */
+static const char *short_key(const cJSON *diff, const char *key)
+{
+    const char *cand = key + strlen(key);
+    for (;;) {
+        while (cand > key && cand[-1] != '.')
+            cand--;
+        bool clash = false;
+        const cJSON *d;
+        cJSON_ArrayForEach(d, diff) {
+            const char *o = d->valuestring;
+            size_t ol = strlen(o), cl = strlen(cand);
+            if (o != key && strcmp(o, key) != 0 && ol >= cl && !strcmp(o + ol - cl, cand) &&
+                (ol == cl || o[ol - cl - 1] == '.'))
+                clash = true;
+        }
+        if (!clash || cand == key)
+            return cand;
+        cand--;   /* past the '.', to take one more component */
+    }
+}
+
+static int max_i(int a, int b)
+{
+    return a > b ? a : b;
+}
+
+/* "12.3456" in at most 10 characters, or "-". */
+static void fmt_num(char *buf, size_t len, double v, const char *f)
+{
+    if (isfinite(v))
+        snprintf(buf, len, f, v);
+    else
+        snprintf(buf, len, "-");
+}
+
+/* The results, a row per run; an id too long for the line gets a line of
+ * its own (never cut: two runs may differ only at the end). */
+static void print_results(const run *runs, size_t n, const cJSON *cjobs, bool colour, int width)
+{
+    enum { NUMS = 11 + 11 + 9 + 9 + 9 };   /* " %10s" x2, " %8s" x3 */
+    int idw = 3;
+    for (size_t k = 0; k < n; k++)
+        idw = max_i(idw, (int)strlen(runs[k].id));
+    int room = width - 4 - NUMS - 1;
+    bool wrap = idw > room;
+    if (wrap)
+        idw = room < 3 ? 3 : room;
+    printf("    %-*s %10s %10s %8s %8s %8s\n", idw, "run", "final loss", "best eval", "at step", "steps", "wall");
+    for (size_t k = 0; k < n; k++) {
+        const cJSON *c = cJSON_GetArrayItem(cjobs, (int)k);
+        printf("%2zu ", k + 1);
+        cli_plot_mark((int)k, colour);
+        if ((int)strlen(runs[k].id) > idw)
+            printf(" %s\n    %-*s", runs[k].id, idw, "");
+        else
+            printf(" %-*s", idw, runs[k].id);
+        char fl[32], be[32], bs[32], st[32], wall[32] = "-";
+        fmt_num(fl, sizeof fl, num(c, "final_loss"), "%.5g");
+        fmt_num(be, sizeof be, num(c, "best_eval_loss"), "%.5g");
+        fmt_num(bs, sizeof bs, isfinite(num(c, "best_eval_loss")) ? num(c, "best_eval_step") : NAN, "%.0f");
+        fmt_num(st, sizeof st, num(runs[k].job, "step"), "%.0f");
+        double ws = wall_s(runs[k].job);
+        if (isfinite(ws))
+            cli_format_duration(ws, wall, sizeof wall);
+        printf(" %10s %10s %8s %8s %8s\n", fl, be, bs, st, wall);
+    }
+}
+
+/* The differing keys: a column each under its short name when the line
+ * fits width, else a row each (the full path) and a column per run. */
+static void print_params(const run *runs, size_t n, const cJSON *diff, bool colour, int width, bool own_known)
+{
+    int nd = cJSON_GetArraySize(diff);
+    if (nd == 0) {
+        printf("\nno config key%s differs\n", own_known ? " set in the runs' configs" : "");
+        return;
+    }
+    printf("\nconfig keys that differ%s:\n", own_known ? " (set in the runs' own configs)" : "");
+    int idw = 3;
+    for (size_t k = 0; k < n; k++)
+        idw = max_i(idw, (int)strlen(runs[k].id));
+    int *cw = xcalloc((size_t)nd, sizeof *cw);
+    int line = 4 + idw, i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, diff) {
+        cw[i] = (int)strlen(short_key(diff, e->valuestring));
+        for (size_t k = 0; k < n; k++)
+            cw[i] = max_i(cw[i], (int)strlen(flat_get(&runs[k], e->valuestring)));
+        line += 1 + cw[i++];
+    }
+    if (line <= width) {
+        printf("    %-*s", idw, "run");
+        i = 0;
+        cJSON_ArrayForEach(e, diff) printf(" %-*s", cw[i++], short_key(diff, e->valuestring));
+        putchar('\n');
+        for (size_t k = 0; k < n; k++) {
+            printf("%2zu ", k + 1);
+            cli_plot_mark((int)k, colour);
+            printf(" %-*s", idw, runs[k].id);
+            i = 0;
+            cJSON_ArrayForEach(e, diff) {
+                /* the last column unpadded: no trailing blanks */
+                int w = e->next ? cw[i] : 0;
+                printf(" %-*s", w, flat_get(&runs[k], e->valuestring));
+                i++;
+            }
+            putchar('\n');
+        }
+        free(cw);
+        return;
+    }
+    free(cw);
+    /* transposed: a row per key; runs as columns headed by their number
+     * and glyph (the results above name them), as many as fit, then the
+     * next runs in another block */
+    int kw = 0;
+    cJSON_ArrayForEach(e, diff) kw = max_i(kw, (int)strlen(e->valuestring));
+    for (size_t from = 0; from < n;) {
+        size_t to = from;
+        int used = kw;
+        int rw[MAX_RUNS];
+        while (to < n) {
+            int w = 4;   /* "12 *" */
+            cJSON_ArrayForEach(e, diff) w = max_i(w, (int)strlen(flat_get(&runs[to], e->valuestring)));
+            if (to > from && used + 2 + w > width)
+                break;
+            rw[to - from] = w;
+            used += 2 + w;
+            to++;
+        }
+        printf("%-*s", kw, "");
+        for (size_t k = from; k < to; k++) {
+            printf("  %2zu ", k + 1);
+            cli_plot_mark((int)k, colour);
+            printf("%*s", rw[k - from] - 4, "");
+        }
+        putchar('\n');
+        cJSON_ArrayForEach(e, diff) {
+            printf("%-*s", kw, e->valuestring);
+            for (size_t k = from; k < to; k++)
+                printf("  %-*s", k + 1 < to ? rw[k - from] : 0, flat_get(&runs[k], e->valuestring));
+            putchar('\n');
+        }
+        from = to;
+        if (from < n)
+            putchar('\n');
+    }
+}
+
+int cmd_compare(int n_args, char **args, bool json, bool log_y, cli_get_fn get, void *ctx)
 {
     run runs[MAX_RUNS];
     size_t n = 0;
@@ -139,7 +363,7 @@ int cmd_compare(int n_args, char **args, bool json, cli_get_fn get, void *ctx)
                 cJSON_Delete(o);
                 goto out;
             }
-            runs[n++] = (run){xstrdup(args[a]), o, NULL};
+            runs[n++] = (run){xstrdup(args[a]), o, NULL, NULL};
             continue;
         }
         cJSON_Delete(o);
@@ -173,7 +397,7 @@ int cmd_compare(int n_args, char **args, bool json, cli_get_fn get, void *ctx)
                 cJSON_Delete(job);
                 continue;
             }
-            runs[n++] = (run){xstrdup(jid->valuestring), job, NULL};
+            runs[n++] = (run){xstrdup(jid->valuestring), job, NULL, NULL};
         }
         cJSON_Delete(o);
     }
@@ -186,7 +410,7 @@ int cmd_compare(int n_args, char **args, bool json, cli_get_fn get, void *ctx)
     for (size_t k = 0; k < n; k++)
         qlen += strlen(runs[k].id) * 3 + 1;
     char *q = xmalloc(qlen), *w = q;
-    w += sprintf(w, "/compare?max=%d&ids=", PLOT_W * 4);
+    w += sprintf(w, "/compare?max=%d&ids=", PLOT_W_MAX * 4);
     for (size_t k = 0; k < n; k++) {
         char *e = cli_escape(runs[k].id);
         w += sprintf(w, "%s%s", k ? "," : "", e);
@@ -206,10 +430,14 @@ int cmd_compare(int n_args, char **args, bool json, cli_get_fn get, void *ctx)
         fprintf(stderr, "trainctl compare: GET /compare answered %ld\n", st);
         goto out;
     }
-    /* the config keys that differ */
+    /* the config keys that differ, among those some run's own config sets
+     * (when the daemon serves the configs as submitted) */
+    bool own_known = true;
     for (size_t k = 0; k < n; k++) {
         runs[k].flat = cJSON_CreateObject();
         flatten(cJSON_GetObjectItemCaseSensitive(runs[k].job, "config"), "", runs[k].flat);
+        runs[k].set = own_keys(runs[k].id, get, ctx);
+        own_known &= runs[k].set != NULL;
     }
     cJSON *diff = cJSON_CreateArray();
     const cJSON *e;
@@ -220,7 +448,10 @@ int cmd_compare(int n_args, char **args, bool json, cli_get_fn get, void *ctx)
             cJSON_ArrayForEach(d, diff) listed |= !strcmp(d->valuestring, e->string);
             if (listed)
                 continue;
-            for (size_t j = 0; j < n; j++)
+            bool own = !own_known;
+            for (size_t j = 0; j < n && !own; j++)
+                own = cJSON_GetObjectItemCaseSensitive(runs[j].set, e->string) != NULL;
+            for (size_t j = 0; j < n && own; j++)
                 if (strcmp(flat_get(&runs[j], e->string), e->valuestring) != 0) {
                     cJSON_AddItemToArray(diff, cJSON_CreateString(e->string));
                     break;
@@ -259,29 +490,11 @@ int cmd_compare(int n_args, char **args, bool json, cli_get_fn get, void *ctx)
         cJSON_Delete(o);
     } else {
         bool colour = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
-        printf("   %-28s", "run");
-        cJSON_ArrayForEach(e, diff) printf(" %-16.16s", e->valuestring);
-        printf(" %12s %12s %8s %8s %8s\n", "final loss", "best eval", "at step", "steps", "wall");
-        for (size_t k = 0; k < n; k++) {
-            const cJSON *c = cJSON_GetArrayItem(cjobs, (int)k);
-            putchar(' ');
-            cli_plot_mark((int)k, colour);
-            printf(" %-28.28s", runs[k].id);
-            cJSON_ArrayForEach(e, diff) printf(" %-16.16s", flat_get(&runs[k], e->valuestring));
-            double fl = num(c, "final_loss"), be = num(c, "best_eval_loss"), bs = num(c, "best_eval_step");
-            char wall[32] = "-";
-            double ws = wall_s(runs[k].job);
-            if (isfinite(ws))
-                cli_format_duration(ws, wall, sizeof wall);
-            printf(" %12.6g", fl);
-            if (isfinite(be))
-                printf(" %12.6g %8.0f", be, bs);
-            else
-                printf(" %12s %8s", "-", "-");
-            printf(" %8.0f %8s\n", num(runs[k].job, "step"), wall);
-        }
-        plot("loss", cmp, "loss", n, colour);
-        plot("lr", cmp, "lr", n, colour);
+        int width = cli_term_width();
+        print_results(runs, n, cjobs, colour, width);
+        print_params(runs, n, diff, colour, width, own_known);
+        plot("loss", cmp, "loss", n, colour, log_y, width);
+        plot("lr", cmp, "lr", n, colour, log_y, width);
     }
     cJSON_Delete(diff);
     cJSON_Delete(cmp);
@@ -291,6 +504,7 @@ out:
         free(runs[k].id);
         cJSON_Delete(runs[k].job);
         cJSON_Delete(runs[k].flat);
+        cJSON_Delete(runs[k].set);
     }
     return ret;
 }

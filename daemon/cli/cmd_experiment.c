@@ -40,6 +40,7 @@ static int check_data_paths(const char *path, const sweep *s)
     free(copy);
     if (errs.n) {
         diag_print(stderr, path, &errs);
+        cli_data_path_note(path, s->n_trials ? s->trials[0].cfg.data.path : NULL, &errs, NULL);
         diag_free(&errs);
         return -1;
     }
@@ -85,6 +86,7 @@ int cli_validate_experiment(const char *path, const struct dconfig *dc)
             if (intake_validate(t->yaml, strlen(t->yaml), t->cfg.name, &lim, &cfg, &data_path, &errs) != 0) {
                 fprintf(stderr, "%s: trial %zu (%s):\n", path, k + 1, t->cfg.name);
                 diag_print(stderr, path, &errs);
+                cli_data_path_note(path, t->cfg.data.path, &errs, dc);
                 diag_free(&errs);
                 rc = -1;
                 continue;

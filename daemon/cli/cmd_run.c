@@ -36,6 +36,8 @@ typedef struct progress {
     bool tty;
     bool bar_drawn;
     const char *name;
+    long start_step;          /* where this run began (> 0 after a resume) */
+    double t_start;           /* monotonic time it began training: the done line's rate */
 } progress;
 
 static void draw_bar(progress *p, const run_event *ev)
@@ -68,6 +70,8 @@ static void on_event(void *ctx, const run_event *ev)
     progress *p = ctx;
     switch (ev->type) {
     case RUN_EVENT_START:
+        p->start_step = ev->pt.step;
+        p->t_start = now_monotonic();
         if (ev->pt.step > 0)
             fprintf(stderr, "%s: resuming from step %ld\n", p->name, ev->pt.step);
         break;
@@ -280,9 +284,18 @@ int cmd_run_dist(int argc, char **argv, dist_t *dist)
     case RUN_OK: {
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
+        /* The steps this run trained over the time it trained them: after a
+         * resume that is not total_steps (the earlier run's steps were not
+         * trained here), and the time runs from the START event (model
+         * setup and the checkpoint's load are not training). */
+        long trained = cfg.sched.total_steps - p.start_step;
+        double t = p.t_start > 0 ? now_monotonic() - p.t_start : dt;
+        char from[64] = "";
+        if (p.start_step > 0)
+            snprintf(from, sizeof from, " (from step %ld to %ld)", p.start_step, cfg.sched.total_steps);
         if (rank0)
-            fprintf(stderr, "%s: done: %ld steps in %.4fs (%.1f steps/s, peak RSS %.1f MiB%s); metrics in %s/metrics.jsonl\n",
-                    cfg.name, cfg.sched.total_steps, dt, dt > 0 ? (double)cfg.sched.total_steps / dt : 0.0,
+            fprintf(stderr, "%s: done: %ld steps%s in %.4fs (%.1f steps/s, peak RSS %.1f MiB%s); metrics in %s/metrics.jsonl\n",
+                    cfg.name, trained, from, t, t > 0 ? (double)trained / t : 0.0,
                     (double)ru.ru_maxrss / 1024.0, par, out_dir);
         code = EXIT_OK;
         break;

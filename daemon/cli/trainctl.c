@@ -14,6 +14,7 @@
 #include "traind/intake.h"
 #include "traind/spool.h"
 #include "traind/util.h"
+#include "traind/yamltree.h"
 
 static const char usage_text[] =
     "usage: trainctl COMMAND [ARGS]\n"
@@ -30,7 +31,9 @@ static const char usage_text[] =
     "                                                  generate text from a gpt run's checkpoint\n"
     "With a running traind (--url URL, --token-file FILE):\n"
     "  submit CONFIG       queue a config; prints its job id (retried safely: Idempotency-Key)\n"
-    "  status [ID]         all jobs, or one job in full\n"
+    "  status [ID|--all] [--json]\n"
+    "                      the daemon and its active and newest jobs; --all every job;\n"
+    "                      ID a summary of one (--json: the daemon's JSON)\n"
     "  watch ID            a live progress bar until the job ends\n"
     "  cancel ID           checkpoint and stop a job\n"
     "  logs ID             the job's training process log\n"
@@ -38,8 +41,9 @@ static const char usage_text[] =
     "                      a new job from ID's kept checkpoint at STEP (prints its id)\n"
     "  experiment ID [--json]\n"
     "                      an experiment: its trials best first and every early-stopping decision\n"
-    "  compare ID|EXPERIMENT ... [--json]\n"
-    "                      differing params, final and best eval loss, steps, wall time; overlaid curves\n"
+    "  compare ID|EXPERIMENT ... [--json] [--log]\n"
+    "                      final and best eval loss, steps, wall time; the config keys set that differ;\n"
+    "                      overlaid curves (--log: log y axis, automatic past two decades)\n"
     "  (-- ends the options: trainctl cancel -- -rf)\n"
     "\n"
     "  --help, --version\n"
@@ -55,6 +59,20 @@ static void print_ok(const char *path, const run_config *cfg)
 {
     printf("%s: ok (%s, %zu parameters, %s schedule, %ld steps)\n", path, cfg->name,
            cfg_param_count(&cfg->model), sched_type_name(cfg->sched.type), cfg->sched.total_steps);
+}
+
+/* data.path as the file writes it (for the note of where it was looked
+ * for: a config that failed validation has no run_config to ask). */
+static char *written_data_path(const char *buf, size_t len)
+{
+    diag_list_t scratch = DIAG_LIST_INIT;
+    ynode *root = ytree_parse(buf, len, &scratch);
+    diag_free(&scratch);
+    const ynode *data = root && root->kind == YNODE_MAP ? ymap_get(root, "data") : NULL;
+    const ynode *p = data && data->kind == YNODE_MAP ? ymap_get(data, "path") : NULL;
+    char *v = p && p->kind == YNODE_SCALAR ? xstrdup(p->value) : NULL;
+    ytree_free(root);
+    return v;
 }
 
 /* One config as the daemon of dc would take it from incoming/: its limits,
@@ -80,12 +98,16 @@ static int validate_for_daemon(const char *path, const dconfig *dc)
     char *data_path = NULL;
     intake_limits lim = {dc->data_dirs, dc->n_data_dirs, dc->max_model_memory};
     rc = intake_validate(buf, len, stem, &lim, &cfg, &data_path, &errs);
-    free(buf);
     if (rc != 0) {
         diag_print(stderr, path, &errs);
+        char *written = written_data_path(buf, len);
+        cli_data_path_note(path, written, &errs, dc);
+        free(written);
         diag_free(&errs);
+        free(buf);
         return -1;
     }
+    free(buf);
     print_ok(path, &cfg);
     free(data_path);
     cfg_free(&cfg);

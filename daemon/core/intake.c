@@ -12,6 +12,15 @@ int intake_validate(const char *buf, size_t len, const char *default_name, const
     if (cfg_parse(buf, len, &po, cfg, errs) != 0)
         return -EINVAL;
     size_t before = errs->n;
+    /* No data_dirs allows no data file (traind.yaml(5)); without this,
+     * cfg_resolve_data_path would take n_dirs == 0 as trainctl's unconfined
+     * case and look in the daemon's working directory. */
+    if (lim->n_data_dirs == 0 && cfg->data.path) {
+        diag_add(errs, "data.path", cfg->data.path_line, cfg->data.path_column,
+                 "this daemon allows no data files (its data_dirs is empty)");
+        cfg_free(cfg);
+        return -EINVAL;
+    }
     const char *base = lim->n_data_dirs > 0 ? lim->data_dirs[0] : NULL;
     char *p = cfg_resolve_data_path(cfg, base, lim->data_dirs, (int)lim->n_data_dirs, errs);
     if (errs->n > before) {

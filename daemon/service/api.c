@@ -8,6 +8,7 @@
  *   GET  /jobs/{id}             job | 404
  *   GET  /jobs/{id}/metrics     ?since=S (or after=S)&max=N&limit=L → {"id","points","next_since"}
  *   GET  /jobs/{id}/log         text/plain: the end of the job's worker.log
+ *   GET  /jobs/{id}/config      text/plain: the config.yaml it was made of (a rejected job's refused text)
  *   GET  /jobs/{id}/checkpoints the job's checkpoints (forks.h)
  *   POST /jobs/{id}/cancel      202 (once saved) | 404 | 409
  *   POST /jobs/{id}/fork        JSON {"at_step", "set"} → a new job from a checkpoint (forks.h)
@@ -1013,6 +1014,21 @@ static void r_job_log(const api_backend *be, const http_request *req, http_respo
     http_response_set(res, 200, "text/plain; charset=utf-8", text, len);
 }
 
+static void r_job_config(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int r = be->config_text(be->ctx, id, &text, &len);
+    if (r == API_NOT_FOUND)
+        return http_response_error(res, 404, "no such job");
+    if (r != API_OK) {
+        free(text);
+        return http_response_error(res, 500, "the job's config is unreadable");
+    }
+    /* text/plain, not a YAML type: a browser shows it rather than saving it */
+    http_response_set(res, 200, "text/plain; charset=utf-8", text, len);
+}
+
 static void cancel_answer(http_response *res, const char *id, int r)
 {
     switch (r) {
@@ -1140,6 +1156,11 @@ static bool has_preview(const api_backend *be)
     return be->preview != NULL;
 }
 
+static bool has_config_text(const api_backend *be)
+{
+    return be->config_text != NULL;
+}
+
 static bool has_experiments(const api_backend *be)
 {
     return be->list_experiments != NULL;
@@ -1184,6 +1205,7 @@ static const route routes[] = {
     {M_GET,  R_ID,     "/jobs/",          "",             false, false, NULL,            NO_JOB, r_job},
     {M_GET,  R_ID,     "/jobs/",          "/metrics",     false, false, NULL,            NO_JOB, r_job_metrics},
     {M_GET,  R_ID,     "/jobs/",          "/log",         false, false, NULL,            NO_JOB, r_job_log},
+    {M_GET,  R_ID,     "/jobs/",          "/config",      false, false, has_config_text, NO_JOB, r_job_config},
     {M_GET,  R_ID,     "/jobs/",          "/checkpoints", false, false, NULL,            NO_JOB, r_job_checkpoints},
     {M_POST, R_ID,     "/jobs/",          "/cancel",      true,  true,  NULL,            NO_JOB, r_job_cancel},
     {M_POST, R_ID,     "/jobs/",          "/fork",        true,  true,  NULL,            NO_JOB, r_job_fork},

@@ -199,6 +199,20 @@ int jobs_log_tail(job_table *t, const char *id, size_t max_bytes, char **out, si
     return 0;
 }
 
+int jobs_config_text(job_table *t, const char *id, char **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    const job *j = job_find(t, id);
+    if (!j)
+        return -ENOENT;
+    char *path = xasprintf("%s/config.yaml", j->dir);
+    /* the file the job was made of: never a FIFO or a link planted there */
+    int rc = read_file_flags(path, CFG_MAX_FILE_BYTES, O_NOFOLLOW, out, out_len);
+    free(path);
+    return rc == -ENOENT ? -ENODATA : rc;   /* -ENOENT says "no such job" */
+}
+
 /* The config object of a compacted job: status.json's, else (an old or
  * partial status.json) config.yaml parsed again.  NULL when neither can
  * be read.  One small read (the page cache has it, mostly). */

@@ -108,6 +108,7 @@ typedef struct submit_req {
     /* results */
     int rc;                         /* 0 or -errno: the config could not be saved */
     char *failure;                  /* then: what failed, for the log */
+    bool refused;                   /* invalid, and no job made of it (it->errs say why) */
     spool_intake *it;               /* the id claimed, the config validated: as a file's intake */
 } submit_req;
 
@@ -135,7 +136,29 @@ static void submit_work(uv_work_t *w)
     submit_req *r = w->data;
     char *stem = yaml_name(r->yaml, r->len);
     const char *base = stem ? stem : r->default_name && *r->default_name ? r->default_name : "job";
+    intake_limits lim = {r->data_dirs, r->n_data_dirs, r->max_model_bytes};
+    char *data_path = NULL;
+    /* A POST (or fork) answered 400 makes no job: it is validated before an
+     * id is claimed, so a refused config neither takes its name (the fixed
+     * file would become NAME-2) nor leaves a rejected job behind; the 400
+     * is its report.  A trial is still made a job, rejected or not: its
+     * experiment records each trial by its job. */
+    if (!r->x.experiment) {
+        r->it->valid = intake_validate(r->yaml, r->len, base, &lim, &r->it->cfg, &data_path, &r->it->errs) == 0;
+        free(data_path);
+        data_path = NULL;
+        if (!r->it->valid) {
+            r->refused = true;
+            free(stem);
+            return;
+        }
+    }
     r->rc = spool_claim_id(r->jobs_dir, base, r->it->id);
+    if (r->rc == 0 && r->it->valid && !stem) {
+        /* named by default_name above, as a job is named by its id */
+        free(r->it->cfg.name);
+        r->it->cfg.name = xstrdup(r->it->id);
+    }
     free(stem);
     if (r->rc < 0) {
         r->failure = xasprintf("cannot create a job directory in %s: %s", r->jobs_dir, strerror(-r->rc));
@@ -170,10 +193,8 @@ static void submit_work(uv_work_t *w)
     free(kpath);
     free(cpath);
     free(dir);
-    if (r->rc < 0)
+    if (r->rc < 0 || !r->x.experiment)
         return;
-    char *data_path = NULL;
-    intake_limits lim = {r->data_dirs, r->n_data_dirs, r->max_model_bytes};
     r->it->valid = intake_validate(r->yaml, r->len, r->it->id, &lim, &r->it->cfg, &data_path, &r->it->errs) == 0;
     free(data_path);
 }
@@ -190,6 +211,10 @@ static void submit_done(uv_work_t *w, int status)
     if (r->rc < 0) {
         log_error("%s; submission refused", r->failure);
         r->done(r->arg, r->rc, NULL, NULL);
+    } else if (r->refused) {
+        log_warn("POST: a config refused (%zu problem%s); no job made", r->it->errs.n,
+                 r->it->errs.n == 1 ? "" : "s");
+        r->done(r->arg, -EINVAL, NULL, json_diag_list(&r->it->errs));
     } else {
         r->it->submitted_at = now_unix();
         job *j = admit(t, r->it);

@@ -431,6 +431,12 @@ static int be_log_tail(void *ctx, const char *id, size_t max_bytes, char **text,
     return r == -ENOENT ? API_NOT_FOUND : r < 0 ? r : API_OK;
 }
 
+static int be_config_text(void *ctx, const char *id, char **text, size_t *len)
+{
+    int r = jobs_config_text(((daemon_state *)ctx)->jobs, id, text, len);
+    return r == -ENOENT ? API_NOT_FOUND : r < 0 ? r : API_OK;
+}
+
 static bool be_host_allowed(void *ctx, const char *host)
 {
     daemon_state *d = ctx;
@@ -954,6 +960,7 @@ int main(int argc, char **argv)
         .metrics_read = be_metrics_read,
         .metrics_drop = be_metrics_drop,
         .log_tail = be_log_tail,
+        .config_text = be_config_text,
         .fork = be_fork,
         .checkpoints = be_checkpoints,
         .list_experiments = be_list_experiments,

@@ -149,6 +149,11 @@ typedef struct api_backend {
      * or API_NOT_FOUND. */
     int (*log_tail)(void *ctx, const char *id, size_t max_bytes, char **text, size_t *len);
 
+    /* Optional: the config.yaml the job was made of, as submitted (for a
+     * rejected job, the text that was refused): API_OK with a malloc'd
+     * *text of *len bytes, API_NOT_FOUND, or another error. */
+    int (*config_text)(void *ctx, const char *id, char **text, size_t *len);
+
     /* The bearer token for writes; NULL or "" refuses every write (401). */
     const char *(*token)(void *ctx);
 

@@ -99,11 +99,13 @@ void jobs_configure(job_table *t, const dconfig *c);
 /* A file taken from incoming/ (takes it). */
 void jobs_add_intake(job_table *t, spool_intake *it);
 
-/* POST /jobs (see api_backend.submit): the config is saved durably and
- * validated on the thread pool, the job joins the table, then done(arg, rc,
- * id, errors) runs on the loop thread — 0 or -EINVAL (rejected, with errors)
- * with the id, -ESHUTDOWN while shutting down, or -errno if the config could
- * not be saved.  done takes id and errors. */
+/* POST /jobs (see api_backend.submit): the config is validated, then saved
+ * durably, on the thread pool, the job joins the table, then done(arg, rc,
+ * id, errors) runs on the loop thread — 0 with the id, -EINVAL with the
+ * errors and no id (an invalid config makes no job; a trial of
+ * jobs_submit_ex with x->experiment is the exception: it becomes a
+ * rejected job, and the id comes too), -ESHUTDOWN while shutting down, or
+ * -errno if the config could not be saved.  done takes id and errors. */
 typedef void (*jobs_submit_cb)(void *arg, int rc, char *id, struct cJSON *errors);
 void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, const char *idem_key,
                  jobs_submit_cb done, void *arg);
@@ -181,6 +183,12 @@ int jobs_metrics_read_file(const char *path, size_t keep, long since, long max, 
  * never started has an empty log.  0, -ENOENT (no such job) or -errno.
  * One bounded read: cheap enough for the loop thread. */
 int jobs_log_tail(job_table *t, const char *id, size_t max_bytes, char **out, size_t *out_len);
+
+/* The config.yaml the job was made of, as submitted (a rejected job's is
+ * the text that was refused): malloc'd in *out.  0, -ENOENT (no such job)
+ * or -errno (-ENODATA when the file is gone).  One read of at most
+ * CFG_MAX_FILE_BYTES, like jobs_log_tail. */
+int jobs_config_text(job_table *t, const char *id, char **out, size_t *out_len);
 
 /* A page's job objects (GET /jobs, and GET /jobs/{id}'s one) name an ended
  * job's directory under this key instead of holding its config;

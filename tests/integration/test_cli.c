@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +153,62 @@ START_TEST(validate_against_a_daemon_config)
     free(dcfg);
     free(csv);
     free(big);
+}
+END_TEST
+
+/* A relative data.path is looked for where the daemon would look with
+ * --daemon-config (its spool's data dir by default), and every miss says
+ * where it looked; a daemon with no data_dirs takes no data file at all. */
+START_TEST(validate_says_where_data_path_was_looked_for)
+{
+    char *cfgdir = xasprintf("%s/configs", g_dir), *csv = xasprintf("%s/configs/csv.yaml", g_dir);
+    char *dcfg = xasprintf("%s/traind.yaml", g_dir), *data = xasprintf("%s/spool/data", g_dir), *out;
+    ck_assert_int_eq(mkdir_p(cfgdir, 0755), 0);
+    ck_assert_int_eq(mkdir_p(data, 0755), 0);
+    char *t = xasprintf("%s/t.csv", data);
+    write_text(t, "x,y\n1,2\n");
+    write_text(csv, "model: {type: linear, input_dim: 1, output_dim: 1}\n"
+                    "data: {kind: csv, path: t.csv}\n"
+                    "schedule: {total_steps: 10}\n");
+    /* no data_dirs key: the spool's data dir, as the daemon defaults */
+    char *d = xasprintf("spool: %s/spool\n", g_dir);
+    write_text(dcfg, d);
+    free(d);
+    ck_assert_int_eq(run_cli(&out, "validate", "--daemon-config", dcfg, csv, NULL), 0);
+    ck_assert_msg(strstr(out, "csv.yaml: ok (csv,"), "%s", out);
+    free(out);
+    /* without it: the config's folder, and it says so */
+    ck_assert_int_eq(run_cli(&out, "validate", csv, NULL), 1);
+    char *folder = xasprintf("looked in the config's folder %s/", cfgdir);
+    ck_assert_msg(strstr(out, folder) && strstr(out, "--daemon-config"), "%s", out);
+    free(folder);
+    free(out);
+    /* not in the daemon's data dir either: the file it looked for */
+    ck_assert_int_eq(unlink(t), 0);
+    ck_assert_int_eq(run_cli(&out, "validate", "--daemon-config", dcfg, csv, NULL), 1);
+    char *where = xasprintf("looked where that daemon would: %s/t.csv", data);
+    ck_assert_msg(strstr(out, "csv.yaml:2:") && strstr(out, where), "%s", out);
+    free(where);
+    free(out);
+    /* data_dirs: [] allows no data file, not even an absolute path that exists */
+    write_text(t, "x,y\n1,2\n");
+    char *abs = xasprintf("model: {type: linear, input_dim: 1, output_dim: 1}\n"
+                          "data: {kind: csv, path: %s}\nschedule: {total_steps: 10}\n", t);
+    write_text(csv, abs);
+    free(abs);
+    ck_assert_int_eq(run_cli(&out, "validate", csv, NULL), 0);   /* trainctl run would read it */
+    free(out);
+    d = xasprintf("spool: %s/spool\ndata_dirs: []\n", g_dir);
+    write_text(dcfg, d);
+    free(d);
+    ck_assert_int_eq(run_cli(&out, "validate", "--daemon-config", dcfg, csv, NULL), 1);
+    ck_assert_msg(strstr(out, "allows no data files"), "%s", out);
+    free(out);
+    free(t);
+    free(data);
+    free(dcfg);
+    free(csv);
+    free(cfgdir);
 }
 END_TEST
 
@@ -321,6 +378,65 @@ START_TEST(sigint_checkpoints_and_resumes)
 END_TEST
 
 
+/* After a resume, run's done line counts the steps this run trained (not
+ * total_steps) and its steps/s is those over this run's time: it once
+ * reported 7,530 steps/s against ~1,600 real. */
+START_TEST(resumed_run_reports_its_own_steps)
+{
+    char *cfg = xasprintf("%s/resume.yaml", g_dir), *dir = xasprintf("%s/out", g_dir);
+    const long total = TL_ASAN ? 6000 : 20000;
+    char *yaml = xasprintf("model: {type: mlp, input_dim: 32, hidden: [64], output_dim: 8}\n"
+                           "data: {batch_size: 16}\n"
+                           "schedule: {type: constant, total_steps: %ld}\n"
+                           "train: {log_every: 100, checkpoint_every: 0}\n", total);
+    write_text(cfg, yaml);
+    free(yaml);
+    char *exe = xstrdup(tl_trainctl_path());
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(exe, exe, "run", cfg, "--out", dir, "--threads", "1", (char *)NULL);
+        _exit(127);
+    }
+    char *m = xasprintf("%s/metrics.jsonl", dir);
+    struct stat st;
+    for (int i = 0; i < 500 && (stat(m, &st) != 0 || st.st_size < 300); i++)
+        usleep(10000);
+    kill(pid, SIGINT);
+    int status;
+    waitpid(pid, &status, 0);
+    ck_assert_int_eq(WEXITSTATUS(status), 130);
+    char *out;
+    double t0 = tl_now();
+    ck_assert_int_eq(run_cli(&out, "run", cfg, "--out", dir, "--threads", "1", NULL), 0);
+    double wall = tl_now() - t0;
+    const char *r = strstr(out, "resuming from step ");
+    ck_assert_msg(r, "%s", out);
+    long from = strtol(r + 19, NULL, 10);
+    ck_assert_msg(from > 0 && from < total, "%s", out);
+    const char *d = strstr(out, ": done: ");
+    ck_assert_msg(d, "%s", out);
+    long steps = 0, a = 0, b = 0;
+    double secs = 0, rate = 0;
+    ck_assert_msg(sscanf(d, ": done: %ld steps (from step %ld to %ld) in %lfs (%lf steps/s", &steps, &a, &b, &secs,
+                         &rate) == 5, "%s", d);
+    ck_assert_int_eq(steps, total - from);
+    ck_assert_int_eq(a, from);
+    ck_assert_int_eq(b, total);
+    ck_assert_msg(secs > 0 && secs <= wall, "%.3f s reported, %.3f s taken", secs, wall);
+    /* the rate is this run's steps over this run's time (to the printed rounding) */
+    ck_assert_msg(fabs(rate - (double)steps / secs) <= 0.05 + 1e-3 * rate, "%s", d);
+    ck_assert_msg(rate < (double)total / secs, "%s", d);
+    free(out);
+    free(m);
+    free(exe);
+    free(cfg);
+    free(dir);
+}
+END_TEST
+
 START_TEST(sample_continues_learnt_text)
 {
     char *text = xasprintf("%s/text.txt", g_dir), *cfg = xasprintf("%s/g.yaml", g_dir);
@@ -361,10 +477,12 @@ int main(void)
     tcase_add_test(tc, exit_codes);
     tcase_add_test(tc, validate_reports_every_error);
     tcase_add_test(tc, validate_against_a_daemon_config);
+    tcase_add_test(tc, validate_says_where_data_path_was_looked_for);
     tcase_add_test(tc, schedule_json_has_every_step);
     tcase_add_test(tc, experiments_validate_and_schedule);
     tcase_add_test(tc, run_writes_metrics_and_checkpoint);
     tcase_add_test(tc, sigint_checkpoints_and_resumes);
+    tcase_add_test(tc, resumed_run_reports_its_own_steps);
     tcase_add_test(tc, sample_continues_learnt_text);
     suite_add_tcase(s, tc);
     int failed = tl_run_suite(s);

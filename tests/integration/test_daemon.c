@@ -297,6 +297,74 @@ START_TEST(post_needs_token)
 }
 END_TEST
 
+/* A POST /jobs answered 400 makes no job: the name stays free for the fixed
+ * config, the job list does not grow.  A file dropped into incoming/ still
+ * becomes a rejected job (its only report), and GET /jobs/ID/config gives
+ * back the text that was refused, for the dashboard to show. */
+START_TEST(refused_post_makes_no_job)
+{
+    tl_start_in(&g_d, g_dir, NULL, 20);
+    static const char bad_demo[] = "name: bad-demo\n"
+                                   "model: {type: linear, input_dim: 4, output_dim: 2}\n"
+                                   "schedule: {total_steps: 100, warmup_steps: -5}\n";
+    tl_resp r;
+    tl_post_job(&g_d, g_d.token, bad_demo, strlen(bad_demo), &r);
+    ck_assert_int_eq(r.status, 400);
+    cJSON *b = cJSON_Parse(r.body);
+    ck_assert_msg(b && !cJSON_GetObjectItem(b, "id"), "a 400 naming a job: %s", r.body);
+    const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(b, "errors"), 0);
+    ck_assert_str_eq(tl_str(e, "path"), "schedule.warmup_steps");
+    ck_assert(tl_num(e, "line") == 3);
+    cJSON_Delete(b);
+    tl_resp_free(&r);
+    int status;
+    cJSON *none = tl_get_json(g_d.addr, "/jobs/bad-demo", &status);
+    ck_assert_ptr_null(none);
+    ck_assert_int_eq(status, 404);
+    cJSON *list = tl_get_json(g_d.addr, "/jobs", &status);
+    ck_assert_int_eq(cJSON_GetArraySize(list), 0);
+    cJSON_Delete(list);
+    char *p = spool_path("jobs/bad-demo");
+    ck_assert_msg(access(p, F_OK) != 0, "%s was claimed for a refused config", p);
+    free(p);
+    /* without a name, the ?name= stem is not taken either */
+    static const char no_name[] = "model: {type: nosuch}\n";
+    tl_http(g_d.addr, "POST", "/jobs?name=stemmed", g_d.token, no_name, strlen(no_name), &r);
+    ck_assert_int_eq(r.status, 400);
+    tl_resp_free(&r);
+
+    /* the fixed file gets the name */
+    static const char fixed[] = "name: bad-demo\n"
+                                "model: {type: linear, input_dim: 4, output_dim: 2}\n"
+                                "schedule: {total_steps: 100, warmup_steps: 5}\n";
+    char *id = tl_submit(&g_d, fixed);
+    ck_assert_str_eq(id, "bad-demo");
+    free(id);
+    id = tl_submit(&g_d, "model: {type: linear, input_dim: 4, output_dim: 2}\nschedule: {total_steps: 10}\n");
+    ck_assert_str_eq(id, "job");   /* the default stem, and the config's name is the id */
+    cJSON *j = tl_wait_state(&g_d, id, "succeeded", 30);
+    ck_assert_str_eq(tl_str(cJSON_GetObjectItem(j, "config"), "name"), "job");
+    cJSON_Delete(j);
+    free(id);
+
+    /* incoming/: still a rejected job, its refused text served back */
+    tl_drop(g_d.spool, "dropped.yaml", bad_demo, 0);
+    j = tl_wait_state(&g_d, "dropped", "rejected", 10);   /* a rejected file is named by its stem */
+    ck_assert_str_eq(tl_str(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "errors"), 0), "path"), "schedule.warmup_steps");
+    cJSON_Delete(j);
+    tl_http(g_d.addr, "GET", "/jobs/dropped/config", NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, bad_demo);
+    char *ct = tl_header(&r, "Content-Type");
+    ck_assert_msg(ct && !strncmp(ct, "text/plain", 10), "%s", ct ? ct : "(none)");
+    free(ct);
+    tl_resp_free(&r);
+    tl_http(g_d.addr, "GET", "/jobs/no-such-job/config", NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 404);
+    tl_resp_free(&r);
+}
+END_TEST
+
 START_TEST(cancel_running_and_queued)
 {
     tl_start_in(&g_d, g_dir, NULL, 20);   /* max_jobs 1 */
@@ -841,6 +909,11 @@ static Suite *suite(void)
     tcase_add_test(tc, startup_scan_and_systemd_notify);
     tcase_add_test(tc, diverging_job_fails_with_cause);
     suite_add_tcase(s, tc);
+    TCase *rf = tcase_create("refused");
+    tcase_add_checked_fixture(rf, setup, teardown);
+    tcase_set_timeout(rf, 60);
+    tcase_add_test(rf, refused_post_makes_no_job);
+    suite_add_tcase(s, rf);
     return s;
 }
 

@@ -2,7 +2,8 @@
  * Job view (#/job/ID): the job's loss (train and eval), lr and grad_norm
  * against step or wall time, log or linear y, TensorBoard-style smoothing,
  * values on hover; its errors, config, checkpoints, log tail and a Cancel
- * button.  History is fetched once, thinned by the daemon (max=); live
+ * button.  A rejected job has no parsed config: its card shows the YAML
+ * that was refused (GET /jobs/ID/config), beside the errors that locate it.  History is fetched once, thinned by the daemon (max=); live
  * points from GET /events?job=ID are appended to the same arrays (points
  * that arrive before the history are held, then those the history already
  * has are dropped by step), so the page never asks for the history twice.
@@ -42,6 +43,8 @@ export function render(root, params, id) {
   const errorsBox = h('div', {id: 'job-errors'});
   const ckptBody = h('tbody', {id: 'ckpt-body'});
   const configPre = h('pre', {class: 'config', id: 'job-config'});
+  const configTitle = h('h2', {id: 'job-config-title'}, 'Config');
+  let refusedShown = false;
   const logPre = h('pre', {class: 'log', id: 'job-log'});
   const timing = h('div', {class: 'muted small', id: 'draw-timing'});
 
@@ -78,7 +81,7 @@ export function render(root, params, id) {
     h('div', {class: 'charts'},
       chartBox('loss', 'loss'), chartBox('lr', 'learning rate'), chartBox('grad_norm', 'grad norm')),
     h('div', {class: 'two-col'},
-      h('div', {class: 'card'}, h('h2', null, 'Config'), configPre),
+      h('div', {class: 'card'}, configTitle, configPre),
       h('div', null,
         h('div', {class: 'card'}, h('h2', null, 'Checkpoints'),
           h('table', {class: 'grid', id: 'ckpt-table'},
@@ -110,6 +113,7 @@ export function render(root, params, id) {
       h('ul', null, errs.map((e) => h('li', {class: 'mono'}, typeof e === 'string' ? e
         : [(e.path || '') + (e.line ? `:${e.line}:${e.column || 0}` : ''), ' ', e.message || JSON.stringify(e)])))) : null);
     if (j.config) setText(configPre, configText(j.config));
+    else if (job.state === 'rejected' && !refusedShown) { refusedShown = true; loadRefused(); }
     if (job.checkpoint_step !== lastCkptStep) { lastCkptStep = job.checkpoint_step; loadCheckpoints(); }
     if (prevState && prevState !== job.state) loadLog();
   }
@@ -126,6 +130,15 @@ export function render(root, params, id) {
       setText(cancelMsg, e.message);
     }
     cancelBtn.disabled = false;
+  }
+
+  /* the text as submitted: the errors' line:column point into it */
+  async function loadRefused() {
+    setText(configTitle, 'Refused config (as submitted)');
+    try {
+      const text = await get('/jobs/' + encodeURIComponent(id) + '/config');
+      setText(configPre, typeof text === 'string' ? text : JSON.stringify(text));
+    } catch (e) { setText(configPre, e.message); }
   }
 
   function ended() { return job && !['queued', 'running'].includes(job.state); }
