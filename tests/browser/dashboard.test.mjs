@@ -273,7 +273,9 @@ test('compare view overlays an experiment\'s trials and tables what differs', op
   await waitFor(async () => (await page.$$eval('#compare-body tr', (rs) => rs.length)) === exp.trials.length, 'compare rows');
   const heads = await page.$$eval('#compare-table th.param', (hs) => hs.map((x) => x.textContent));
   assert.deepEqual(heads.slice(0, 2).sort(), ['optimizer.lr', 'schedule.type']);
-  const sets = await page.evaluate(() => Chart.getChart('compare-loss').data.datasets.map((d) => ({label: d.label, n: d.data.length})));
+  /* (the train curves: the loss chart also holds each run's dashed eval curve, issue 21) */
+  const sets = await page.evaluate(() => Chart.getChart('compare-loss').data.datasets.filter((d) => d.series === 'loss')
+    .map((d) => ({label: d.label, n: d.data.length})));
   assert.equal(sets.length, exp.trials.length);
   for (const t of exp.trials) {
     const n = (await daemon.get(`/jobs/${t.job}/metrics?max=2000`)).points.length;
