@@ -258,7 +258,7 @@ export function render(root, params) {
           h('td', {class: 'num'}, fmtNum(run.finalLoss)), h('td', {class: 'num metric'}, fmtNum(run.best)),
           h('td', {class: 'num'}, fmtInt(run.bestStep)),
           h('td', {class: 'num'}, fmtInt(j.step) + (j.total_steps ? ' / ' + fmtInt(j.total_steps) : '')),
-          h('td', {class: 'num'}, run.wall < 10 ? run.wall.toFixed(1) + 's' : fmtDuration(run.wall)),
+          h('td', {class: 'num'}, typeof run.wall === 'number' && run.wall < 10 ? run.wall.toFixed(1) + 's' : fmtDuration(run.wall)),
           keys.map((k) => h('td', {class: 'param mono', title: k}, fmt[k](flat[i][k]))));
       })));
   }
