@@ -162,13 +162,14 @@ export function render(root, params) {
     const ds = item.dataset, chart = item.chart, run = runs[ds.run];
     const pt = valueAt(ds, chart.$hoverX);
     if (!pt) return '';
-    let s = ` ${run.label}: ${fmtNum(pt.y, 5)}`;
+    /* two lines (the name, then the values) keep the box narrow enough for the chart */
+    let s = `   ${fmtNum(pt.y, 5)}`;
     const ei = chart.data.datasets.findIndex((d) => d.run === ds.run && d.eval);
     if (ei >= 0 && chart.isDatasetVisible(ei)) {
       const e = valueAt(chart.data.datasets[ei], chart.$hoverX);
       if (e) s += ` · eval ${fmtNum(e.y, 5)} (step ${fmtInt(e.step)})`;
     }
-    return s + `  step ${fmtInt(pt.step)}`;
+    return [` ${run.label}`, s + `  step ${fmtInt(pt.step)}`];
   }
 
   function makeCharts() {
