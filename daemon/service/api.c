@@ -15,8 +15,8 @@
  *   GET  /compare?ids=a,b&max=N the jobs' curves aligned (compare.h)
  *   GET  /experiments[/{id}], POST /experiments, POST /experiments/{id}/cancel  (experiments.h)
  *   GET  /events[?job=ID&last_event_id=ID]  Server-Sent Events (events.h)
- *   POST /validate              a config: 200 {"ok": true, ...} | 422 {"ok": false, "errors"} (preview.h)
- *   POST /schedule[?max=N]      its lr curves: {"curves": [{"label", "points": [[step, lr]...]}]}
+ *   POST /validate              a config: 200 {"ok": true, ...} | 422 {"ok": false, "errors"} (preview.h); no token
+ *   POST /schedule[?max=N]      its lr curves: {"curves": [{"label", "points": [[step, lr]...]}]}; no token
  *   GET  /healthz               {"status":"ok"}
  *   GET  /metrics               Prometheus text 0.0.4
  *
@@ -26,7 +26,8 @@
  * matches it (route_match) and decides everything from it.  HEAD is answered
  * wherever GET is.  Order of checks: a Host that does not name this daemon 403
  * (DNS rebinding), a write (any method but GET and HEAD; every route that
- * writes is marked limited) over its client's write rate 429 (authenticated
+ * writes is marked limited, and so are the token-less POSTs /validate and
+ * /schedule) over its client's write rate 429 (authenticated
  * and unauthenticated writes in separate buckets), unknown path 404 (a route
  * whose backend this daemon lacks is unknown), wrong method 405 (with Allow),
  * missing or wrong token 401, then the id (an id that could not be a job's is
@@ -1195,8 +1196,11 @@ static const route routes[] = {
     {M_GET,  R_EXACT,  "/jobs",           NULL,           false, false, NULL,            NULL,   r_jobs},
     {M_POST, R_EXACT,  "/jobs",           NULL,           true,  true,  NULL,            NULL,   r_submit},
     {M_GET,  R_EXACT,  "/events",         NULL,           false, false, NULL,            NULL,   r_events},
-    {M_POST, R_EXACT,  "/validate",       NULL,           true,  true,  has_preview,     NULL,   r_validate},
-    {M_POST, R_EXACT,  "/schedule",       NULL,           true,  true,  has_preview,     NULL,   r_schedule},
+    /* /validate and /schedule write nothing, so they need no token; they
+     * parse a body on the pool, so they stay charged to the write rate
+     * (a token-less caller to its own "anon" bucket, see over_rate) */
+    {M_POST, R_EXACT,  "/validate",       NULL,           false, true,  has_preview,     NULL,   r_validate},
+    {M_POST, R_EXACT,  "/schedule",       NULL,           false, true,  has_preview,     NULL,   r_schedule},
     {M_GET,  R_EXACT,  "/compare",        NULL,           false, false, NULL,            NULL,   r_compare},
     {M_GET,  R_EXACT,  "/experiments",    NULL,           false, false, has_experiments, NULL,   r_experiments},
     {M_POST, R_EXACT,  "/experiments",    NULL,           true,  true,  has_experiments, NULL,   r_experiment_submit},

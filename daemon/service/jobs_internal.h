@@ -199,6 +199,7 @@ void job_persist(job *j);
 void job_persist_then(job *j, void (*cb)(void *arg, int rc), void *arg);
 cJSON *config_from_disk(const job *j);
 cJSON *config_from_dir(const char *dir, const char *id);
+cJSON *config_keys_from_dir(const char *dir);
 
 /* jobs_submit.c */
 /* The one place a config becomes a job's: cfg (validated) gives the config

@@ -165,9 +165,15 @@ cJSON *job_to_json(const job *j, int queue_pos)
     return o;
 }
 
-/* One job object's deferred config. */
+/* One job object's deferred config (and config_keys, GET /jobs/{id}). */
 static void fill_one(cJSON *o)
 {
+    cJSON *kd = cJSON_GetObjectItemCaseSensitive(o, JOBS_DEFERRED_KEYS);
+    if (cJSON_IsString(kd)) {
+        cJSON *keys = config_keys_from_dir(kd->valuestring);
+        cJSON_DeleteItemFromObjectCaseSensitive(o, JOBS_DEFERRED_KEYS);
+        cJSON_AddItemToObject(o, "config_keys", keys ? keys : cJSON_CreateNull());
+    }
     cJSON *d = cJSON_GetObjectItemCaseSensitive(o, JOBS_DEFERRED_CONFIG);
     if (!cJSON_IsString(d))
         return;
@@ -371,6 +377,8 @@ cJSON *jobs_get_json(job_table *t, const char *id)
     g_defer_config = true;   /* an ended job's config is read on the pool (jobs_fill_deferred) */
     cJSON *o = job_to_json(j, 0);
     g_defer_config = false;
+    if (j->dir)
+        cJSON_AddStringToObject(o, JOBS_DEFERRED_KEYS, j->dir);   /* config_keys, read there too */
     return o;
 }
 

@@ -28,6 +28,7 @@
 #include "traind/log.h"
 #include "traind/util.h"
 #include "traind/spool.h"
+#include "traind/yamltree.h"
 
 /* ---------------------------------------------------------- persistence */
 
@@ -252,6 +253,43 @@ cJSON *config_from_dir(const char *dir, const char *id)
     }
     free(path);
     return config;
+}
+
+/* The leaf keys of a YAML mapping as dotted paths, in file order; a
+ * sequence (model.hidden) is one leaf. */
+static void yaml_keys(const ynode *n, const char *prefix, cJSON *out)
+{
+    for (size_t i = 0; i < n->n; i++) {
+        const char *k = n->keys[i]->value ? n->keys[i]->value : "";
+        char *path = prefix ? xasprintf("%s.%s", prefix, k) : xstrdup(k);
+        if (n->items[i]->kind == YNODE_MAP && n->items[i]->n)
+            yaml_keys(n->items[i], path, out);
+        else
+            cJSON_AddItemToArray(out, cJSON_CreateString(path));
+        free(path);
+    }
+}
+
+/* Thread-safe (the pool): the keys dir/config.yaml sets, or NULL when it
+ * cannot be read or parsed (a rejected job's may not). */
+cJSON *config_keys_from_dir(const char *dir)
+{
+    char *path = xasprintf("%s/config.yaml", dir), *buf;
+    size_t len;
+    cJSON *keys = NULL;
+    if (read_file_flags(path, CFG_MAX_FILE_BYTES, O_NOFOLLOW, &buf, &len) == 0) {
+        diag_list_t errs = DIAG_LIST_INIT;
+        ynode *root = ytree_parse(buf, len, &errs);
+        if (root && root->kind == YNODE_MAP) {
+            keys = cJSON_CreateArray();
+            yaml_keys(root, NULL, keys);
+        }
+        ytree_free(root);
+        diag_free(&errs);
+        free(buf);
+    }
+    free(path);
+    return keys;
 }
 
 /* A job that will run again, from a status.json written before it held

@@ -62,14 +62,23 @@ int preview_run(const preview_in *in, const char *yaml, size_t len, size_t max_p
         cJSON_Delete(errors);
         cJSON *o = cJSON_CreateObject();
         if (!max_points) {
-            double total = 0;
-            for (size_t k = 0; k < s.n_trials; k++)
-                total += (double)s.trials[k].cfg.sched.total_steps;
+            /* the sum (what the experiment costs) and each trial's own
+             * length (what one run is: the editor states that) */
+            double total = 0, lo = 0, hi = 0;
+            for (size_t k = 0; k < s.n_trials; k++) {
+                double t = (double)s.trials[k].cfg.sched.total_steps;
+                total += t;
+                lo = k == 0 || t < lo ? t : lo;
+                hi = k == 0 || t > hi ? t : hi;
+            }
             cJSON_AddTrueToObject(o, "ok");
             cJSON_AddStringToObject(o, "kind", "experiment");
             cJSON_AddStringToObject(o, "name", s.name);
             cJSON_AddNumberToObject(o, "trials", (double)s.n_trials);
             cJSON_AddNumberToObject(o, "total_steps", total);
+            cJSON *per = cJSON_AddObjectToObject(o, "trial_steps");
+            cJSON_AddNumberToObject(per, "min", lo);
+            cJSON_AddNumberToObject(per, "max", hi);
         } else {
             size_t per = s.n_trials ? PREVIEW_MAX_TOTAL_POINTS / s.n_trials : max_points;
             if (per < 2)

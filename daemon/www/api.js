@@ -2,7 +2,8 @@
  * api — the page's only way to talk to traind: GET and POST over fetch.
  * Writes carry the API token as "Authorization: Bearer" (never a cookie,
  * so no other site can make this browser write); the token is asked for
- * once, kept in localStorage, and asked for again after a 401.
+ * once, kept in localStorage, and asked for again after a 401.  The
+ * editor's checks (POST /validate, /schedule) need none (postOpen).
  */
 import {h} from './dom.js';
 
@@ -55,7 +56,7 @@ export function askToken(reason) {
     };
     const form = h('form', {class: 'modal', onsubmit: (e) => { e.preventDefault(); close(input.value.trim()); }},
       h('h2', null, 'API token'),
-      h('p', null, reason || 'Writes (submit, cancel, validate) need the daemon\'s API token. It is kept in this browser\'s localStorage and sent as an Authorization header.'),
+      h('p', null, reason || 'Writes (submit, cancel) need the daemon\'s API token. It is kept in this browser\'s localStorage and sent as an Authorization header.'),
       input,
       h('div', {class: 'modal-buttons'},
         h('button', {type: 'button', class: 'btn', onclick: () => close('')}, 'Cancel'),
@@ -88,6 +89,18 @@ export async function post(path, body, headers = {}) {
     return {status: res.status, body: parsed};
   }
   throw new ApiError(401, {error: 'the API token was refused'});
+}
+
+/* POST to a route that needs no token (/validate, /schedule: they write
+ * nothing): the token goes along when this browser has one (the daemon
+ * then charges the request to the client's own write-rate bucket), and is
+ * never asked for.  Resolves {status, body}. */
+export async function postOpen(path, body) {
+  const token = getToken();
+  const headers = {'Content-Type': 'application/yaml'};
+  if (token) headers.Authorization = 'Bearer ' + token;
+  const res = await fetch(path, {method: 'POST', body, cache: 'no-store', headers});
+  return {status: res.status, body: await parse(res)};
 }
 
 /* The rel="next" cursor of a Link header ("</jobs?limit=50&after=ID>; rel=\"next\""). */

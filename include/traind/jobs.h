@@ -196,6 +196,11 @@ int jobs_config_text(job_table *t, const char *id, char **out, size_t *out_len);
  * and removes the key, on the pool where the page (an array) or the job
  * (an object) is printed. */
 #define JOBS_DEFERRED_CONFIG "\x01config_dir"
+/* GET /jobs/{id}'s job names its directory under this key too: on the pool
+ * jobs_fill_deferred replaces it with "config_keys", the dotted keys the
+ * job's own config.yaml sets (what its author chose, as against the
+ * defaults that follow from it: the Compare view lists only those). */
+#define JOBS_DEFERRED_KEYS "\x01keys_dir"
 void jobs_fill_deferred(struct cJSON *page);
 
 void jobs_counts(const job_table *t, int counts[JOB_NSTATES]);

@@ -11,7 +11,8 @@
  * body, a sweep's thousand trials) and answer on the loop thread.
  *
  *   /validate  200 {"ok": true, "kind": "job", "name", "total_steps"}
- *              200 {"ok": true, "kind": "experiment", "name", "trials", "total_steps" (of every trial)}
+ *              200 {"ok": true, "kind": "experiment", "name", "trials", "total_steps" (of every trial),
+ *                   "trial_steps": {"min", "max"} (one trial's total_steps)}
  *              422 {"ok": false, "kind", "errors": [{"path","line","column","message"}]}
  *   /schedule  200 {"kind", "curves": [{"label", "name", "trial" (sweeps), "total_steps",
  *                                       "points": [[step, lr], ...]}]}

@@ -273,7 +273,9 @@ test('compare view overlays an experiment\'s trials and tables what differs', op
   await waitFor(async () => (await page.$$eval('#compare-body tr', (rs) => rs.length)) === exp.trials.length, 'compare rows');
   const heads = await page.$$eval('#compare-table th.param', (hs) => hs.map((x) => x.textContent));
   assert.deepEqual(heads.slice(0, 2).sort(), ['optimizer.lr', 'schedule.type']);
-  const sets = await page.evaluate(() => Chart.getChart('compare-loss').data.datasets.map((d) => ({label: d.label, n: d.data.length})));
+  /* (the train curves: the loss chart also holds each run's dashed eval curve, issue 21) */
+  const sets = await page.evaluate(() => Chart.getChart('compare-loss').data.datasets.filter((d) => d.series === 'loss')
+    .map((d) => ({label: d.label, n: d.data.length})));
   assert.equal(sets.length, exp.trials.length);
   for (const t of exp.trials) {
     const n = (await daemon.get(`/jobs/${t.job}/metrics?max=2000`)).points.length;
@@ -287,6 +289,196 @@ test('compare view overlays an experiment\'s trials and tables what differs', op
   await page.click('#compare-selected');
   await waitFor(async () => (await page.$$eval('#compare-body tr', (rs) => rs.length)) === 2, 'two compared jobs');
   assert.deepEqual(await page.$$eval('#compare-table th.param', (hs) => hs.map((x) => x.textContent)), ['optimizer.lr']);
+});
+
+/* What the Compare view draws for an experiment (issue 21): the eval curve
+ * of each run dashed in its colour, lr on a log axis, the runs named by the
+ * swept values that set them apart, and a table whose results come first,
+ * then only the keys chosen differently, inside its card. */
+test('compare: eval overlay, log lr, runs named by what differs, results first in a table that fits', opts, async () => {
+  const exp = await daemon.get('/experiments/' + expId);
+  await open('#/compare?experiment=' + expId);
+  await waitFor(async () => (await page.$$eval('#compare-body tr', (rs) => rs.length)) === exp.trials.length, 'compare rows');
+  /* legend: "lr=1e-2 · cosine" then the id, one format for every lr */
+  const lrText = {0.0001: '1e-4', 0.001: '1e-3', 0.01: '1e-2'};
+  const legend = await page.$$eval('#compare-legend .legend-item', (bs) => bs.map((b) => ({
+    id: b.dataset.id, diff: b.querySelector('.diff').textContent, idText: b.querySelector('.id').textContent})));
+  assert.equal(legend.length, exp.trials.length);
+  for (const t of exp.trials) {
+    const want = `lr=${lrText[t.params['optimizer.lr']]} · ${t.params['schedule.type']}`;
+    const got = legend.find((l) => l.id === t.job);
+    assert.deepEqual([got.diff, got.idText], [want, t.job]);
+  }
+  const labels = await page.evaluate(() => window.traindCompareView.labels());
+  for (const t of exp.trials) assert.ok(labels.includes(`lr=${lrText[t.params['optimizer.lr']]} · ${t.params['schedule.type']} (${t.job})`), labels.join(' | '));
+  /* eval overlay: a dashed dataset per run, in the run's colour, with every eval point */
+  const sets = await page.evaluate(() => Chart.getChart('compare-loss').data.datasets.map((d) => ({
+    run: d.run, series: d.series, dash: d.borderDash || [], colour: d.borderColor, n: d.source.length, label: d.label})));
+  const ids = await page.evaluate(() => window.traindCompareView.ids());
+  for (const [i, id] of ids.entries()) {
+    const train = sets.find((d) => d.run === i && d.series === 'loss');
+    const ev = sets.find((d) => d.run === i && d.series === 'eval_loss');
+    assert.ok(ev, 'an eval dataset for ' + id);
+    assert.ok(ev.dash.length > 0 && train.dash.length === 0, 'eval dashed, train solid');
+    assert.equal(ev.colour, train.colour);
+    const pts = (await daemon.get(`/jobs/${id}/metrics?max=2000`)).points;
+    assert.equal(ev.n, pts.filter((p) => typeof p.eval_loss === 'number').length);
+    assert.ok(ev.n > 0);
+  }
+  /* the table: results first, then only the keys the sweep set (no derived ones) */
+  const heads = await page.$$eval('#compare-table thead th', (hs) => hs.map((x) => x.textContent));
+  assert.deepEqual(heads.slice(0, 8), ['', 'run', 'state', 'final loss', 'best eval loss', 'at step', 'steps', 'wall time']);
+  assert.deepEqual(heads.slice(8), ['optimizer.lr', 'schedule.type']);
+  const fit = await page.evaluate(() => {
+    const t = document.getElementById('compare-table'), card = document.getElementById('compare-table-card');
+    const rows = [...t.querySelectorAll('tbody tr')].map((r) => r.getBoundingClientRect().height);
+    return {table: t.scrollWidth, card: card.clientWidth, rowMax: Math.max(...rows)};
+  });
+  assert.ok(fit.table <= fit.card, `table ${fit.table} px in a card of ${fit.card} px`);
+  assert.ok(fit.rowMax < 40, `a row is ${fit.rowMax} px high: something wrapped`);
+  /* log lr: every lr curve stays, on a log axis with nothing at or below 0 */
+  await page.click('#compare-log-lr');
+  const lr = await page.evaluate(() => {
+    const c = Chart.getChart('compare-lr');
+    return {type: c.options.scales.y.type, min: c.scales.y.min,
+            sets: c.data.datasets.map((d) => ({n: d.source.length, low: Math.min(...d.source.map((p) => p.y))}))};
+  });
+  assert.equal(lr.type, 'logarithmic');
+  assert.equal(lr.sets.length, exp.trials.length);
+  for (const d of lr.sets) assert.ok(d.n > 10 && d.low > 0, JSON.stringify(d));
+  assert.ok(lr.min > 0);
+  /* the loss chart is still linear: the switch is per chart */
+  assert.equal(await page.evaluate(() => Chart.getChart('compare-loss').options.scales.y.type), 'linear');
+  await screenshot(page, 'compare-log-lr');
+  await page.click('#compare-log-lr');
+});
+
+/* Two runs logged on different step grids (every 5 and every 7 steps) and a
+ * fork of one that changes total_steps: the tooltip names every run at the
+ * hovered step, each at its own nearest logged point; the fork is marked. */
+test('compare: the tooltip lists every run at the hovered step; a fork is marked where it starts', opts, async () => {
+  const grid7 = await daemon.submit(tinyConfig('grid-7', {logEvery: 7, lr: 3e-3}));
+  await daemon.waitState(grid7, 'succeeded');
+  const parent = await daemon.get('/jobs/' + jobIds[0]);
+  const f = await daemon.post(`/jobs/${jobIds[0]}/fork`, JSON.stringify({at_step: parent.checkpoint_step, set: {'schedule.total_steps': 600}}));
+  assert.equal(f.status, 201, f.text);
+  const fork = f.body.id;
+  await daemon.waitState(fork, 'succeeded');
+  await open(`#/compare?ids=${jobIds[0]},${grid7},${fork}`);
+  await waitFor(async () => (await page.$$eval('#compare-body tr', (rs) => rs.length)) === 3, 'three compared runs');
+  await waitFor(() => page.evaluate(() => Chart.getChart('compare-loss') && Chart.getChart('compare-loss').chartArea), 'the loss chart');
+  const box = await (await page.$('#compare-loss')).boundingBox();
+  const area = await page.evaluate(() => Chart.getChart('compare-loss').chartArea);
+  /* a step where the grids differ: 0.37 of the way along */
+  await page.mouse.move(box.x + area.left + (area.right - area.left) * 0.37, box.y + (area.top + area.bottom) / 2);
+  const tip = await waitFor(() => page.evaluate(() => {
+    const c = Chart.getChart('compare-loss');
+    return c.tooltip && c.tooltip.opacity > 0 && c.tooltip.body && c.tooltip.body.length
+      ? {x: c.$hoverX, lines: c.tooltip.body.map((b) => b.lines.join(' '))} : null;
+  }), 'the tooltip');
+  assert.equal(tip.lines.length, 3, tip.lines.join('\n'));
+  for (const id of [jobIds[0], grid7, fork]) {
+    const line = tip.lines.find((l) => l.includes(`(${id})`));
+    assert.ok(line, `${id} in the tooltip: ${tip.lines.join(' | ')}`);
+    const step = Number(/step ([\d,]+)$/.exec(line)[1].replace(/,/g, ''));
+    /* the run's own logged step nearest to the hovered one, whatever its grid */
+    const logged = (await daemon.allPoints(id)).filter((p) => typeof p.loss === 'number').map((p) => p.step);
+    const nearest = logged.reduce((a, b) => (Math.abs(b - tip.x) < Math.abs(a - tip.x) ? b : a));
+    assert.equal(step, nearest, `${line}: nearest to ${tip.x}`);
+  }
+  assert.ok(tip.lines.some((l) => l.includes(`(${grid7})`) && /step ([\d,]+)$/.exec(l)[1] % 7 === 0), 'grid-7 at a multiple of 7');
+  assert.ok(tip.lines.every((l) => / · eval /.test(l)), 'each run\'s eval loss beside its train loss');
+  /* names: what differs (lr; total_steps for the fork), then the id */
+  const legend = await page.$$eval('#compare-legend .legend-item .diff', (ds) => ds.map((d) => d.textContent));
+  assert.ok(legend.some((t) => t.includes('total_steps=600')), legend.join(' | '));
+  /* the fork's start on every chart, and at 0 on the steps-since-fork axis */
+  const marks = await page.evaluate(() => ['compare-loss', 'compare-lr', 'compare-grad_norm']
+    .map((id) => Chart.getChart(id).options.plugins.xMarks.marks.map((m) => ({x: m.x, label: m.label}))));
+  for (const m of marks) assert.deepEqual(m, [{x: parent.checkpoint_step, label: `fork of ${jobIds[0]} @ ${parent.checkpoint_step}`}]);
+  await screenshot(page, 'compare-fork');
+  await page.select('#compare-x', 'fork');
+  assert.deepEqual(await page.evaluate(() => Chart.getChart('compare-lr').options.plugins.xMarks.marks.map((m) => m.x)), [0]);
+  const firstX = await page.evaluate(() => Chart.getChart('compare-lr').data.datasets.map((d) => d.source[0].x));
+  const firstStep = await page.evaluate(() => Chart.getChart('compare-lr').data.datasets.map((d) => d.source[0].step));
+  /* x = step - fork step: the fork's own, the parent's fork's; grid-7 (neither) counts from 0 */
+  assert.deepEqual(firstX, [firstStep[0] - parent.checkpoint_step, firstStep[1], firstStep[2] - parent.checkpoint_step]);
+  /* wall time: x from each point's time */
+  await page.select('#compare-x', 'time');
+  const t0 = await page.evaluate(() => Chart.getChart('compare-loss').data.datasets[0].source.slice(-1)[0].x);
+  const pts = await daemon.allPoints(jobIds[0]);
+  assert.equal(t0, pts.filter((p) => typeof p.loss === 'number').slice(-1)[0].time);
+  /* no GPT here: the tokens axis is offered but off */
+  assert.equal(await page.$eval('#compare-x option[value="tokens"]', (o) => o.disabled), true);
+  await page.select('#compare-x', 'step');
+});
+
+test('compare: a running job\'s curves grow over SSE without a reload', opts, async () => {
+  const id = await daemon.submit(tinyConfig('compare-live', {steps: 2000000, hidden: 256, logEvery: 200, evalEvery: 2000, ckpt: 0}));
+  await daemon.waitState(id, 'running');
+  try {
+    await open(`#/compare?ids=${id},${jobIds[1]}`);
+    await page.evaluate(() => { window.__noReload = 'still here'; });
+    const n0 = await waitFor(() => page.evaluate(() => window.traindCompareView && window.traindCompareView.points()[0]), 'the live run\'s history');
+    const len = () => page.evaluate(() => Chart.getChart('compare-loss').data.datasets.find((d) => d.run === 0 && d.series === 'loss').source.length);
+    const l0 = await len();
+    const steps0 = await page.$eval(`#compare-body tr[data-id="${id}"] td:nth-child(7)`, (td) => td.textContent);
+    await waitFor(async () => (await page.evaluate(() => window.traindCompareView.points()[0])) > n0 + 2, 'live points', 30000);
+    assert.ok((await len()) > l0, 'the loss curve grew');
+    await waitFor(async () => (await page.$eval(`#compare-body tr[data-id="${id}"] td:nth-child(7)`, (td) => td.textContent)) !== steps0,
+      'the table\'s steps to move');
+    assert.equal(await page.evaluate(() => window.__noReload), 'still here', 'the page was not reloaded');
+    /* what the page holds is the daemon's history, none doubled */
+    const mine = await page.evaluate(() => Chart.getChart('compare-lr').data.datasets[0].source.map((p) => p.step));
+    assert.deepEqual(mine, [...new Set(mine)].sort((a, b) => a - b), 'ascending, no step twice');
+    await screenshot(page, 'compare-live');
+  } finally {
+    await daemon.post(`/jobs/${id}/cancel`, '');
+  }
+  await daemon.waitState(id, 'cancelled', 30000);
+  await waitFor(async () => (await page.$eval(`#compare-body tr[data-id="${id}"] .badge`, (b) => b.textContent)) === 'cancelled',
+    'the row to show cancelled (a job event)', 15000);
+});
+
+/* Early stopping: the summary accounts for stopped trials and the scatter
+ * shows each trial's state and the step (rung) its metric is from. */
+test('experiment view: stopped trials counted; the scatter marks state and rung, no point cut at the edges', opts, async () => {
+  const sweep = tinyConfig('asha-lr', {steps: 400, logEvery: 10, evalEvery: 50}) +
+    'sweep:\n  method: grid\n  metric: eval_loss\n  max_concurrent: 1\n' +
+    '  parameters:\n    optimizer.lr: [1.0e-4, 1.0e-3, 1.0e-2, 3.0e-2]\n' +
+    '  early_stop: {type: asha, reduction_factor: 2, min_steps: 100}\n';
+  const r = await daemon.post('/experiments', sweep);
+  assert.equal(r.status, 201, r.text);
+  const eid = r.body.id;
+  const exp = await waitFor(async () => { const e = await daemon.get('/experiments/' + eid); return e.state !== 'running' ? e : null; },
+    'the ASHA experiment to end', 90000, 250);
+  assert.ok(exp.counts.stopped >= 1, JSON.stringify(exp.counts));
+  await open('#/experiment/' + eid);
+  await waitFor(async () => (await page.$$eval('#leaderboard-body tr', (rs) => rs.length)) === exp.trials.length, 'leaderboard rows');
+  const stats = await page.$$eval('#exp-stats .stat', (ss) => Object.fromEntries(ss.map((s) => [s.dataset.stat, s.querySelector('.stat-v').textContent])));
+  assert.equal(stats.stopped, String(exp.counts.stopped));
+  const shown = ['succeeded', 'stopped', 'running', 'queued', 'failed', 'cancelled'].reduce((a, k) => a + Number(stats[k]), 0);
+  assert.equal(shown, exp.n_trials, 'every trial accounted for: ' + JSON.stringify(stats));
+  /* the scatter: a dataset per state, stopped points labelled with their step */
+  const sc = await waitFor(() => page.evaluate(() => {
+    const c = Chart.getChart('scatter-0');
+    if (!c) return null;
+    const all = c.data.datasets.flatMap((d) => d.data.map((p) => ({x: p.x, y: p.y, state: d.label, note: p.note, step: p.trial.step})));
+    return {states: c.data.datasets.map((d) => d.label), all,
+            x: [c.scales.x.min, c.scales.x.max], y: [c.scales.y.min, c.scales.y.max]};
+  }), 'the scatter');
+  assert.ok(sc.states.includes('stopped'), sc.states.join());
+  const longest = Math.max(...sc.all.map((p) => p.step));
+  for (const p of sc.all) {
+    assert.equal(p.note, p.step < longest ? '@' + p.step.toLocaleString('en-US') : '', JSON.stringify(p));
+    if (p.state === 'stopped') assert.ok(p.step < longest, 'a stopped trial\'s metric is from a rung');
+  }
+  const xs = sc.all.map((p) => p.x), ys = sc.all.map((p) => p.y);
+  assert.ok(sc.x[0] < Math.min(...xs) && sc.x[1] > Math.max(...xs), `x axis ${sc.x} around ${xs}`);
+  assert.ok(sc.y[0] < Math.min(...ys) && sc.y[1] > Math.max(...ys), `y axis ${sc.y} around ${ys}`);
+  /* one lr format in the leaderboard's column */
+  const lrCol = await page.$$eval('#leaderboard-body tr', (rs) => rs.map((r) => r.lastElementChild.textContent));
+  assert.ok(lrCol.every((v) => /^\d(\.\d+)?e-\d+$/.test(v)), lrCol.join(', '));
+  await screenshot(page, 'experiment-asha');
 });
 
 test('new job: a bad config shows its error beside its line; a good one previews its schedule and submits', opts, async (t) => {
@@ -330,6 +522,48 @@ test('new job: a bad config shows its error beside its line; a good one previews
     assert.equal(hd.cookie, undefined);
   }
   assert.equal(await page.evaluate(() => document.cookie), '');
+});
+
+/* A sweep of many trials in the editor: steps per trial stated, the
+ * preview's legend folded below the plot, the preview marked stale while
+ * the text does not validate; and no token needed for either. */
+test('new job: a big sweep\'s preview stays readable, states steps per trial and goes stale on bad text', opts, async () => {
+  await page.evaluate(() => localStorage.removeItem('traind.token'));
+  await open('#/new');
+  /* no token in this browser: the dialog asks once (Submit will need it); cancelled, checks still run */
+  await waitFor(() => page.$('#token-dialog'), 'the token dialog');
+  await page.click('#token-dialog .modal-buttons button[type="button"]');
+  const noAuth = [];
+  const onReq = (r) => { if (r.method() === 'POST') noAuth.push(r.headers().authorization || null); };
+  page.on('request', onReq);
+  const sweep = tinyConfig('big-sweep', {steps: 250}).replace('schedule: {type: cosine,', 'schedule: {type: cosine, decay_ratio: 0.2,') +
+    'sweep:\n  method: grid\n  metric: eval_loss\n  parameters:\n' +
+    '    optimizer.lr: [1.0e-4, 3.0e-4, 1.0e-3, 3.0e-3]\n    schedule.type: [cosine, linear, warmup_stable_decay]\n';
+  await page.$eval('#editor', (e, v) => { e.value = v; e.dispatchEvent(new Event('input')); }, sweep);
+  await waitFor(async () => (await page.$eval('#verdict', (e) => e.textContent)).startsWith('✓ a valid experiment'), 'the sweep to validate');
+  assert.equal(await page.$eval('#verdict', (e) => e.textContent), '✓ a valid experiment: 12 trials of 250 steps each (3,000 steps in all)');
+  const curves = await waitFor(() => page.evaluate(() => window.traindSchedule && window.traindSchedule.length === 12 && window.traindSchedule), 'twelve curves');
+  assert.equal(curves.length, 12);
+  /* the legend: outside the plot, folded with this many */
+  assert.equal(await page.evaluate(() => Chart.getChart('schedule-chart').options.plugins.legend.display), false);
+  assert.equal(await page.$eval('#schedule-legend details', (d) => d.open), false);
+  assert.equal(await page.$$eval('#schedule-legend li', (ls) => ls.length), 12);
+  assert.match(await page.$eval('#schedule-note', (e) => e.textContent), /250 steps per trial/);
+  assert.equal(await page.$eval('#schedule-stale', (e) => e.hidden), true);
+  await page.click('#schedule-legend summary');
+  await screenshot(page, 'new-job-sweep');
+  /* bad text: the preview is kept but marked stale */
+  await page.$eval('#editor', (e, v) => { e.value = v; e.dispatchEvent(new Event('input')); }, sweep.replace('total_steps: 250', 'total_steps: -1'));
+  await waitFor(async () => (await page.$eval('#verdict', (e) => e.className)) === 'verdict bad', 'the error');
+  assert.equal(await page.$eval('#schedule-stale', (e) => e.hidden), false);
+  assert.ok(await page.$('#schedule-card.stale'));
+  await screenshot(page, 'new-job-stale');
+  await page.$eval('#editor', (e, v) => { e.value = v; e.dispatchEvent(new Event('input')); }, sweep);
+  await waitFor(async () => (await page.$eval('#schedule-stale', (e) => e.hidden)) && !(await page.$('#schedule-card.stale')), 'fresh again');
+  page.off('request', onReq);
+  assert.ok(noAuth.length >= 3 && noAuth.every((a) => a === null), 'validate and schedule went without a token: ' + JSON.stringify(noAuth));
+  assert.equal(await page.$('#token-dialog'), null, 'asked once only');
+  await page.evaluate((tok) => localStorage.setItem('traind.token', tok), daemon.token);
 });
 
 test('cancel from the job view', opts, async () => {

@@ -7,7 +7,8 @@
  *             (.., %2e%2e, %2f, a symlink out, a NUL, a folder) is 404.
  *   preview   POST /validate of good and bad run configs and sweeps (the
  *             bad key's line and column; nothing written); POST /schedule's
- *             curves equal the schedule's formula, at most max points.
+ *             curves equal the schedule's formula, at most max points; both
+ *             answer without a token, within the write rate (issue 21).
  *   events    GET /events: a job's state changes and points arrive; a
  *             reconnect with Last-Event-ID gets exactly the missed events;
  *             ?job= filters; reset for an unknown id; a client that never
@@ -305,6 +306,10 @@ START_TEST(validate)
     ck_assert_str_eq(tl_str(j, "kind"), "experiment");
     ck_assert_int_eq((int)tl_num(j, "trials"), 6);
     ck_assert_int_eq((long)tl_num(j, "total_steps"), 600);
+    /* and one trial's length, which the editor states */
+    cJSON *per = cJSON_GetObjectItem(j, "trial_steps");
+    ck_assert_int_eq((long)tl_num(per, "min"), 100);
+    ck_assert_int_eq((long)tl_num(per, "max"), 100);
     cJSON_Delete(j);
     const char *badsweep = "name: sw\n"
                            "model: {type: mlp, input_dim: 8, hidden: [32], output_dim: 3}\n"
@@ -327,10 +332,10 @@ START_TEST(validate)
     ck_assert_int_le(count_entries(exps), 0);
     free(jobs);
     free(exps);
-    /* a token is needed, as for every write */
+    /* no token is needed: it writes nothing (issue 21); see preview_without_token */
     tl_resp r;
     ck_assert_int_eq(tl_http(g_d.addr, "POST", "/validate", NULL, bad, strlen(bad), &r), 0);
-    ck_assert_int_eq(r.status, 401);
+    ck_assert_int_eq(r.status, 422);
     tl_resp_free(&r);
     ck_assert_int_eq(tl_http(g_d.addr, "GET", "/validate", NULL, NULL, 0, &r), 0);
     ck_assert_int_eq(r.status, 405);
@@ -410,6 +415,76 @@ START_TEST(schedule)
 }
 END_TEST
 
+/* POST /validate and POST /schedule without a token (issue 21): answered
+ * as with one, nothing written, and charged to the write rate (a token-less
+ * caller's own bucket): a flood of them is 429 while a client with the
+ * token still validates and submits. */
+START_TEST(preview_without_token)
+{
+    char *good = job_yaml("anon", 100, 10);
+    tl_resp r;
+    ck_assert_int_eq(tl_http(g_d.addr, "POST", "/validate", NULL, good, strlen(good), &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "ok")));
+    cJSON_Delete(j);
+    tl_resp_free(&r);
+    ck_assert_int_eq(tl_http(g_d.addr, "POST", "/schedule?max=5", NULL, good, strlen(good), &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    j = cJSON_Parse(r.body);
+    cJSON *pts = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "curves"), 0), "points");
+    ck_assert_int_eq(cJSON_GetArraySize(pts), 5);
+    cJSON_Delete(j);
+    tl_resp_free(&r);
+    /* a wrong token does not matter either (it is charged as none) */
+    ck_assert_int_eq(tl_http(g_d.addr, "POST", "/validate", "wrong", good, strlen(good), &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    tl_resp_free(&r);
+    /* submitting still needs the token */
+    ck_assert_int_eq(tl_http(g_d.addr, "POST", "/jobs", NULL, good, strlen(good), &r), 0);
+    ck_assert_int_eq(r.status, 401);
+    tl_resp_free(&r);
+    /* bounded: the daemon's write rate (2/s, burst 2 after this SIGHUP) holds for them */
+    char *conf = xasprintf("%s/traind.yaml", g_dir);
+    char *text = xasprintf("www_dir: %s/www\nchartjs_dir: %s/cjs\nmax_event_streams: %d\nmax_jobs: 2\n"
+                           "write_rate_per_client: 2\nwrite_burst_per_client: 2\n",
+                           g_dir, g_dir, MAX_STREAMS);
+    ck_assert_int_eq(tl_write(conf, text), 0);
+    free(text);
+    free(conf);
+    kill(g_d.pid, SIGHUP);
+    double deadline = tl_now() + 10;
+    while (tl_log_count(&g_d, "SIGHUP: write_burst_per_client:") < 1 && tl_now() < deadline)
+        tl_sleep_ms(20);
+    ck_assert_msg(tl_log_count(&g_d, "SIGHUP: write_burst_per_client:") == 1, "the SIGHUP was not applied");
+    int allowed = 0, limited = 0;
+    double t0 = tl_now();
+    for (int i = 0; i < 12; i++) {
+        ck_assert_int_eq(tl_http(g_d.addr, "POST", "/validate", NULL, good, strlen(good), &r), 0);
+        ck_assert_msg(r.status == 200 || r.status == 429, "token-less validate %d: %d", i, r.status);
+        if (r.status == 429) {
+            char *ra = tl_header(&r, "Retry-After");
+            ck_assert_ptr_nonnull(ra);
+            free(ra);
+            limited++;
+        } else {
+            allowed++;
+        }
+        tl_resp_free(&r);
+    }
+    double dt = tl_now() - t0;
+    ck_assert_msg(limited >= 1 && allowed <= 2 + (int)(dt * 2) + 1, "%d allowed in %.2f s", allowed, dt);
+    /* ...in a bucket of its own: the token's client is not limited by them */
+    ck_assert_int_eq(tl_http(g_d.addr, "POST", "/validate", g_d.token, good, strlen(good), &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    tl_resp_free(&r);
+    char *jobs = xasprintf("%s/jobs", g_d.spool);
+    ck_assert_int_eq(count_entries(jobs), 0);
+    free(jobs);
+    free(good);
+}
+END_TEST
+
 /* GET /jobs?q= (a name substring, any case) with state= and paging. */
 START_TEST(jobs_query)
 {
@@ -471,6 +546,23 @@ START_TEST(jobs_query)
     ck_assert_int_eq(r.status, 400);
     tl_resp_free(&r);
     free(path);
+    /* GET /jobs/{id}: config_keys, what the job's own config.yaml sets (the
+     * Compare view's table), not the defaults its config object holds */
+    char *jpath = xasprintf("/jobs/%s", ids[0]);
+    cJSON *one = tl_get_json(g_d.addr, jpath, &st);
+    free(jpath);
+    ck_assert_int_eq(st, 200);
+    cJSON *keys = cJSON_GetObjectItem(one, "config_keys");
+    ck_assert_msg(cJSON_IsArray(keys), "no config_keys");
+    char *txt = cJSON_PrintUnformatted(keys);
+    ck_assert_str_eq(txt, "[\"name\",\"model.type\",\"model.input_dim\",\"model.hidden\",\"model.output_dim\","
+                          "\"data.kind\",\"data.batch_size\",\"optimizer.type\",\"optimizer.lr\",\"schedule.type\","
+                          "\"schedule.total_steps\",\"train.log_every\",\"train.checkpoint_every\"]");
+    free(txt);
+    /* the config object has more: the defaults that follow */
+    ck_assert_ptr_nonnull(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(one, "config"), "schedule"),
+                                              "warmup_steps"));
+    cJSON_Delete(one);
     for (int i = 0; i < 4; i++)
         free(ids[i]);
 }
@@ -1112,6 +1204,7 @@ static Suite *suite(void)
     tcase_set_timeout(pv, 60);
     tcase_add_test(pv, validate);
     tcase_add_test(pv, schedule);
+    tcase_add_test(pv, preview_without_token);
     tcase_add_test(pv, jobs_query);
     suite_add_tcase(s, pv);
     TCase *ev = tcase_create("events");

@@ -39,3 +39,18 @@ export function paramText(v) {
   if (typeof v === 'number') return Math.abs(v) < 1e-3 && v !== 0 ? v.toExponential(1) : String(Number(v.toPrecision(6)));
   return v === null || v === undefined ? '—' : String(v);
 }
+
+/* A number in short exponent form: 0.003 → 3e-3, 2.5e-4 → 2.5e-4. */
+export function shortExp(v) {
+  const [m, e] = v.toExponential().split('e');
+  return Number(Number(m).toPrecision(3)) + 'e' + Number(e);
+}
+
+/* One format for a whole column of parameter values: when any number in it
+ * needs an exponent (|v| < 1e-2 or >= 1e5) every nonzero number gets one,
+ * so an lr column reads 1e-4, 1e-3, 1e-2 rather than 1.0e-4, 0.001, 0.01. */
+export function paramFormatter(values) {
+  const nums = values.filter((v) => typeof v === 'number' && v !== 0 && Number.isFinite(v));
+  const exp = nums.some((v) => Math.abs(v) < 1e-2 || Math.abs(v) >= 1e5);
+  return (v) => (typeof v !== 'number' ? paramText(v) : exp && v !== 0 ? shortExp(v) : String(Number(v.toPrecision(6))));
+}

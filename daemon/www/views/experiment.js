@@ -8,8 +8,14 @@
 import {h, fill, setText, fmtNum, fmtInt, fmtTime, stateBadge} from '../dom.js';
 import {get} from '../api.js';
 import * as live from '../live.js';
-import {scatterChart, colour} from '../charts.js';
-import {paramText} from './common.js';
+import {scatterChart, paddedRange} from '../charts.js';
+import {paramText, paramFormatter} from './common.js';
+
+/* How a trial's state looks on the scatters (colour, point style). */
+const STATE_STYLE = {
+  succeeded: ['#1a73e8', 'circle'], running: ['#188038', 'rectRot'], queued: ['#b06000', 'rect'],
+  stopped: ['#9aa0a6', 'triangle'], failed: ['#d93025', 'crossRot'], cancelled: ['#5f6368', 'crossRot'], rejected: ['#d93025', 'crossRot'],
+};
 
 export function renderList(root) {
   const body = h('tbody', {id: 'experiments-body'});
@@ -24,7 +30,7 @@ export function renderList(root) {
       h('td', null, h('a', {href: '#/experiment/' + encodeURIComponent(e.id)}, e.name || e.id)),
       h('td', null, stateBadge(e.state)), h('td', null, e.method || ''), h('td', null, e.metric || ''),
       h('td', {class: 'num'}, fmtInt(e.n_trials)),
-      h('td', null, e.counts ? `${e.counts.succeeded} ok · ${e.counts.running} running · ${e.counts.queued + (e.counts.waiting || 0)} waiting` : ''),
+      h('td', null, e.counts ? `${e.counts.succeeded} ok · ${e.counts.stopped || 0} stopped · ${e.counts.running} running · ${e.counts.queued + (e.counts.waiting || 0)} waiting` : ''),
       h('td', null, e.best ? [h('a', {href: '#/job/' + encodeURIComponent(e.best.job)}, e.best.job), ' ', fmtNum(e.best.metric)] : '—'),
       h('td', null, fmtTime(e.submitted_at))))
       : h('tr', {class: 'empty'}, h('td', {colspan: 8}, 'No experiments yet.')));
@@ -57,7 +63,9 @@ export function render(root, params, id) {
       h('span', {class: 'spacer'}), h('a', {class: 'btn', href: '#/compare?experiment=' + encodeURIComponent(id)}, 'Compare all trials')),
     h('div', {class: 'card'}, summary),
     h('h2', {class: 'section'}, 'Leaderboard'), h('div', {class: 'card flush'}, board),
-    h('h2', {class: 'section'}, 'Metric against each swept parameter'), scatters,
+    h('h2', {class: 'section'}, 'Metric against each swept parameter'),
+    h('p', {class: 'muted small', id: 'scatter-note'}, 'A point per trial, shaped by its state; "@N": its metric was taken at step N, ' +
+      'short of the longest trial (a rung it stopped at, or where it is now).'), scatters,
     h('h2', {class: 'section'}, 'Early-stopping decisions'), decisions);
 
   function draw(exp) {
@@ -66,14 +74,17 @@ export function render(root, params, id) {
     document.title = (exp.name || exp.id) + ' · traind';
     fill(badge, stateBadge(exp.state));
     const c = exp.counts || {};
-    const stat = (k, v) => h('div', {class: 'stat'}, h('div', {class: 'stat-k'}, k), h('div', {class: 'stat-v'}, v));
+    const stat = (k, v) => h('div', {class: 'stat', dataset: {stat: k}}, h('div', {class: 'stat-k'}, k), h('div', {class: 'stat-v'}, v));
+    /* every trial in one of these (counts has every job state, and waiting) */
     fill(summary, stat('method', exp.method || '—'), stat('metric', exp.metric || '—'), stat('trials', fmtInt(exp.n_trials)),
-      stat('succeeded', fmtInt(c.succeeded)), stat('running', fmtInt(c.running)), stat('queued', fmtInt((c.queued || 0) + (c.waiting || 0))),
-      stat('failed', fmtInt((c.failed || 0) + (c.rejected || 0))), stat('cancelled', fmtInt(c.cancelled)),
+      stat('succeeded', fmtInt(c.succeeded || 0)), stat('stopped', fmtInt(c.stopped || 0)), stat('running', fmtInt(c.running || 0)),
+      stat('queued', fmtInt((c.queued || 0) + (c.waiting || 0))),
+      stat('failed', fmtInt((c.failed || 0) + (c.rejected || 0))), stat('cancelled', fmtInt(c.cancelled || 0)),
       stat('best', exp.best ? exp.best.job + ' · ' + fmtNum(exp.best.metric) : '—'), stat('submitted', fmtTime(exp.submitted_at)));
 
     const trials = exp.trials || [];
     const keys = [...new Set(trials.flatMap((t) => Object.keys(t.params || {})))];
+    const fmt = Object.fromEntries(keys.map((k) => [k, paramFormatter(trials.map((t) => (t.params || {})[k]))]));
     fill(board,
       h('thead', null, h('tr', null, h('th', {class: 'num'}, '#'), h('th', null, 'job'), h('th', null, 'state'),
         h('th', {class: 'num'}, 'step'), h('th', {class: 'num'}, exp.metric || 'metric'),
@@ -83,7 +94,7 @@ export function render(root, params, id) {
         h('td', null, t.job ? h('a', {href: '#/job/' + encodeURIComponent(t.job)}, t.job) : '(not yet)'),
         h('td', null, stateBadge(t.state)), h('td', {class: 'num'}, fmtInt(t.step)),
         h('td', {class: 'num metric'}, fmtNum(t.metric)),
-        keys.map((k) => h('td', {class: 'param mono'}, paramText((t.params || {})[k])))))));
+        keys.map((k) => h('td', {class: 'param mono'}, fmt[k]((t.params || {})[k])))))));
 
     const dec = exp.decisions || [];
     fill(decisions, dec.length
@@ -93,7 +104,18 @@ export function render(root, params, id) {
             .map((k) => h('td', {class: 'mono'}, typeof d[k] === 'object' ? JSON.stringify(d[k]) : paramText(d[k]))))))))
       : h('div', {class: 'card muted', id: 'no-decisions'}, exp.early_stop ? 'No trial stopped early yet.' : 'This experiment has no early stopping: every trial runs to its end.'));
 
+    /* one scatter per swept parameter: a point per scored trial, styled by
+     * its state, labelled with the step its metric was taken at when that
+     * is short of the longest trial's (a rung: not comparable as is) */
     const scored = trials.filter((t) => typeof t.metric === 'number');
+    const longest = Math.max(0, ...scored.map((t) => t.step || 0));
+    const rungs = ((exp.early_stop || {}).rungs || []).map((r) => r.step);
+    const atText = (t) => {
+      const r = rungs.indexOf(t.step);
+      return r >= 0 && t.step < longest ? `rung ${r} (step ${fmtInt(t.step)})` : `step ${fmtInt(t.step)}`;
+    };
+    const metrics = scored.map((t) => t.metric);
+    const logY = metrics.length > 1 && metrics.every((m) => m > 0) && Math.max(...metrics) / Math.min(...metrics) > 20;
     fill(scatters, keys.length ? null : h('div', {class: 'card muted'}, 'No swept parameters.'));
     keys.forEach((k, ki) => {
       const canvas = h('canvas', {id: 'scatter-' + ki});
@@ -101,12 +123,23 @@ export function render(root, params, id) {
         h('div', {class: 'chart-wrap'}, canvas)));
       const vals = scored.map((t) => t.params[k]);
       const numeric = vals.every((v) => typeof v === 'number');
+      const logX = numeric && isLogParam(k, vals);
       const categories = numeric ? null : [...new Set(trials.map((t) => String(t.params[k])))];
-      const data = scored.map((t) => ({x: numeric ? t.params[k] : categories.indexOf(String(t.params[k])), y: t.metric, label: t.job}));
-      const metrics = scored.map((t) => t.metric);
-      charts.push(scatterChart(canvas, [{label: k, data, backgroundColor: colour(ki), borderColor: colour(ki)}], {
-        xTitle: k + (numeric && isLogParam(k, vals) ? ' (log)' : ''), yTitle: exp.metric, categories,
-        logX: numeric && isLogParam(k, vals), logY: metrics.length > 1 && metrics.every((m) => m > 0) && Math.max(...metrics) / Math.min(...metrics) > 20,
+      const states = [...new Set(scored.map((t) => t.state))];
+      const datasets = states.map((st) => {
+        const [c, style] = STATE_STYLE[st] || ['#7f7f7f', 'circle'];
+        return {label: st, pointStyle: style, backgroundColor: c, borderColor: c, radius: st === 'stopped' ? 6 : 5,
+          data: scored.filter((t) => t.state === st).map((t) => ({
+            x: numeric ? t.params[k] : categories.indexOf(String(t.params[k])), y: t.metric, label: t.job,
+            note: t.step < longest ? '@' + fmtInt(t.step) : '', trial: t}))};
+      });
+      charts.push(scatterChart(canvas, datasets, {
+        xTitle: k + (logX ? ' (log)' : ''), yTitle: exp.metric, categories, logX, logY, legend: true, notes: true,
+        x: numeric ? paddedRange(vals, logX) : undefined, y: paddedRange(metrics, logY),
+        label: (item) => {
+          const t = item.raw.trial;
+          return ` ${t.job} (${t.state}): ${exp.metric} ${fmtNum(t.metric)} at ${atText(t)}; ${k}=${fmt[k](t.params[k])}`;
+        },
       }));
     });
   }

@@ -2,15 +2,21 @@
  * New job view (#/new): a config editor that validates as you type (POST
  * /validate, debounced; nothing is queued) with each error shown beside its
  * line, a preview of the lr schedule (POST /schedule, one curve per
- * distinct schedule of a sweep), and Submit (POST /jobs for a run config,
- * POST /experiments for a sweep file).  Every write carries the API token.
+ * distinct schedule of a sweep, their legend below the plot and folded
+ * when there are many; marked stale while the text does not validate), and
+ * Submit (POST /jobs for a run config, POST /experiments for a sweep
+ * file).  Validation and preview need no token (they write nothing); every
+ * write carries it, and it is asked for on opening when this browser has
+ * none, since Submit will need it.
  */
 import {h, fill, setText, fmtInt} from '../dom.js';
-import {post} from '../api.js';
+import {post, postOpen, getToken, askToken} from '../api.js';
 import {lineChart, colour} from '../charts.js';
 
 const DRAFT_KEY = 'traind.draft';
+const SKIPPED_KEY = 'traind.token-skipped';   /* sessionStorage: the dialog was cancelled once */
 const DEBOUNCE_MS = 350;
+const LEGEND_OPEN_MAX = 6;   /* more schedules than this: their legend starts folded */
 
 const TEMPLATES = {
   'MLP, cosine': `name: mlp-cosine
@@ -55,6 +61,11 @@ export function render(root) {
     changed();
   }}, h('option', {value: ''}, 'start from a template…'), Object.keys(TEMPLATES).map((k) => h('option', {value: k}, k)));
   const schedNote = h('div', {class: 'muted small', id: 'schedule-note'});
+  const schedLegend = h('div', {id: 'schedule-legend'});
+  const stale = h('div', {class: 'stale-note', id: 'schedule-stale', hidden: true},
+    'stale: the config does not validate; this is the last valid one');
+  const schedCard = h('div', {class: 'card chart-card', id: 'schedule-card'}, h('div', {class: 'chart-title'}, 'lr schedule', stale),
+    h('div', {class: 'chart-wrap'}, h('canvas', {id: 'schedule-chart'})), schedNote, schedLegend);
 
   fill(root,
     h('div', {class: 'toolbar'}, h('h1', null, 'New job or experiment'), tmplSel, h('span', {class: 'spacer'}), submitBtn),
@@ -63,8 +74,12 @@ export function render(root) {
         h('div', {class: 'editor'}, gutter, text, msgs)),
       h('div', {class: 'side'},
         h('div', {class: 'card'}, h('h2', null, 'Validation'), verdict, errList, submitMsg),
-        h('div', {class: 'card chart-card'}, h('div', {class: 'chart-title'}, 'lr schedule'),
-          h('div', {class: 'chart-wrap'}, h('canvas', {id: 'schedule-chart'})), schedNote))));
+        schedCard)));
+
+  function setStale(on) {
+    stale.hidden = !on || !chart;    /* nothing drawn yet: nothing to call stale */
+    schedCard.classList.toggle('stale', on && !!chart);
+  }
 
   const LINE_PX = 20;
   function layout(errors) {
@@ -112,7 +127,7 @@ export function render(root) {
     const my = ++seq;
     const body = text.value;
     let r;
-    try { r = await post('/validate', body); } catch (e) { setText(verdict, e.message); return; }
+    try { r = await postOpen('/validate', body); } catch (e) { setText(verdict, e.message); setStale(true); return; }
     if (my !== seq) return;            /* a newer edit is being checked */
     if (r.status === 429) {            /* over the daemon's write rate: try again shortly */
       setText(verdict, 'the daemon asks to slow down; checking again in a second…');
@@ -127,12 +142,11 @@ export function render(root) {
     if (r.status === 200 && r.body.ok) {
       lastOk = true;
       verdict.className = 'verdict ok';
-      setText(verdict, r.body.kind === 'experiment'
-        ? `✓ a valid experiment: ${fmtInt(r.body.trials)} trials of ${fmtInt(r.body.total_steps)} steps`
-        : `✓ a valid run config: ${fmtInt(r.body.total_steps)} steps`);
+      setText(verdict, r.body.kind === 'experiment' ? experimentVerdict(r.body) : `✓ a valid run config: ${fmtInt(r.body.total_steps)} steps`);
       preview(body, my);
     } else {
       lastOk = false;
+      setStale(true);
       verdict.className = 'verdict bad';
       setText(verdict, r.status === 422 ? `✗ ${errs.length} problem${errs.length === 1 ? '' : 's'}`
         : `✗ ${(r.body && r.body.error) || 'HTTP ' + r.status}`);
@@ -141,15 +155,43 @@ export function render(root) {
 
   async function preview(body, my) {
     let r;
-    try { r = await post('/schedule?max=400', body); } catch (e) { return; }
+    try { r = await postOpen('/schedule?max=400', body); } catch (e) { return; }
     if (my !== seq || r.status !== 200) { if (r.status !== 200) setText(schedNote, (r.body && r.body.error) || ''); return; }
     const curves = r.body.curves || [];
     const datasets = curves.map((c, i) => ({label: c.label, borderColor: colour(i), backgroundColor: colour(i), borderWidth: 1.6,
       data: c.points.map(([x, y]) => ({x, y}))}));
     if (chart) chart.destroy();
-    chart = lineChart(document.getElementById('schedule-chart'), datasets, {xTitle: 'step', legend: curves.length > 1});
-    setText(schedNote, curves.length > 1 ? `${curves.length} distinct schedules` : '');
+    /* the legend is HTML below the plot, so many schedules never squeeze it */
+    chart = lineChart(document.getElementById('schedule-chart'), datasets, {xTitle: 'step', legend: false});
+    setStale(false);
+    const steps = [...new Set(curves.map((c) => c.total_steps))];
+    setText(schedNote, curves.length > 1 ? `${curves.length} distinct schedules, ${steps.map(fmtInt).join(' / ')} steps per trial` : '');
+    drawLegend(curves);
     window.traindSchedule = curves.map((c) => ({label: c.label, points: c.points.length}));
+  }
+
+  /* One entry per curve: a swatch, its swept values; click to hide it. */
+  function drawLegend(curves) {
+    if (curves.length < 2) { fill(schedLegend); return; }
+    const items = h('ul', {class: 'sched-legend'}, curves.map((c, i) => {
+      const sw = h('span', {class: 'swatch'});
+      sw.style.background = colour(i);
+      const li = h('li', {title: c.label, onclick: () => {
+        chart.setDatasetVisibility(i, !chart.isDatasetVisible(i));
+        li.classList.toggle('off', !chart.isDatasetVisible(i));
+        chart.update('none');
+      }}, sw, ' ', c.label);
+      return li;
+    }));
+    fill(schedLegend, h('details', {open: curves.length <= LEGEND_OPEN_MAX},
+      h('summary', null, `legend (${curves.length} schedules)`), items));
+  }
+
+  /* Steps per trial (what one run is), and the sum (what it costs). */
+  function experimentVerdict(b) {
+    const per = b.trial_steps || {};
+    const each = per.min === per.max ? fmtInt(per.max) : `${fmtInt(per.min)} to ${fmtInt(per.max)}`;
+    return `✓ a valid experiment: ${fmtInt(b.trials)} trials of ${each} steps each (${fmtInt(b.total_steps)} steps in all)`;
   }
 
   async function submit() {
@@ -176,6 +218,15 @@ export function render(root) {
   }
 
   layout([]);
-  validate();
+  /* Submit will need the token: ask for it once, before anything else
+   * (the dialog is modal); without one, checks and preview work anyway. */
+  (async () => {
+    if (!getToken() && !sessionStorage.getItem(SKIPPED_KEY)) {
+      const t = await askToken('Submitting needs the daemon\'s API token (the contents of <spool>/api.token). ' +
+        'Validation and the schedule preview work without it. It is kept in this browser\'s localStorage and sent as an Authorization header.');
+      if (!t) sessionStorage.setItem(SKIPPED_KEY, '1');
+    }
+    validate();
+  })();
   return () => { clearTimeout(timer); if (chart) chart.destroy(); };
 }
