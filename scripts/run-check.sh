@@ -34,8 +34,8 @@ exp_done() {
     done
 }
 for _ in $(seq 600); do
-    done_n=$("$BUILD/trainctl" status --url "$URL" 2>/dev/null | grep -c ' succeeded ')
-    bad=$("$BUILD/trainctl" status --url "$URL" 2>/dev/null | grep -E ' (failed|rejected) ')
+    done_n=$("$BUILD/trainctl" status --all --url "$URL" 2>/dev/null | grep -c ' succeeded ')
+    bad=$("$BUILD/trainctl" status --all --url "$URL" 2>/dev/null | grep -E ' (failed|rejected) ')
     [ -n "$bad" ] && fail "an example did not train: $bad"
     exp_done && [ "$done_n" -ge "$want" ] && break
     sleep 0.5

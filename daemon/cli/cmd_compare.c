@@ -4,7 +4,7 @@
  *
  * The results come first, a row per run: final loss, best eval loss and its
  * step, steps and wall time.  Then the config keys that differ between the
- * runs — only keys some run's own config.yaml sets (GET /jobs/ID/config),
+ * runs — only keys some run's own config.yaml sets (config_keys of GET /jobs/ID),
  * not defaults that follow from them — a column per key under the shortest
  * suffix of its path that no other key shares (never a cut that could be
  * two keys); when those columns would not fit the terminal, transposed: a
@@ -25,7 +25,6 @@
 
 #include "cli.h"
 #include "traind/util.h"
-#include "traind/yamltree.h"
 
 enum { PLOT_H = 14, PLOT_W_MIN = 20, PLOT_W_MAX = 160, MAX_RUNS = 32 };
 
@@ -39,40 +38,19 @@ typedef struct run {
     cJSON *set;          /* key paths its config.yaml sets -> true; NULL when unknown */
 } run;
 
-/* The key paths a YAML map sets ("a.b" for a: {b: 1}), as keys of out. */
-static void yaml_keys(const ynode *m, const char *prefix, cJSON *out)
+/* The keys run r's own config.yaml sets, from its job object's
+ * `config_keys` (GET /jobs/{id}, traind(8)), as keys of an object; NULL
+ * when the daemon does not say (an older traind, or a config it could not
+ * read). */
+static cJSON *own_keys(const cJSON *job)
 {
-    for (size_t i = 0; i < m->n; i++) {
-        const char *k = m->keys[i]->value;
-        char *key = prefix[0] ? xasprintf("%s.%s", prefix, k) : xstrdup(k);
-        if (m->items[i]->kind == YNODE_MAP)
-            yaml_keys(m->items[i], key, out);
-        else if (!cJSON_GetObjectItemCaseSensitive(out, key))
-            cJSON_AddTrueToObject(out, key);
-        free(key);
-    }
-}
-
-/* The keys run r's config.yaml sets, from GET /jobs/ID/config; NULL when
- * the daemon has no such route (an older traind) or the text is unreadable. */
-static cJSON *own_keys(const char *id, cli_get_fn get, void *ctx)
-{
-    char *path = cli_job_path(id, "/config"), *body = NULL;
-    long st = 0;
-    int rc = get(ctx, path, &body, &st);
-    free(path);
-    cJSON *out = NULL;
-    if (rc == 0 && st == 200 && body) {
-        diag_list_t errs = DIAG_LIST_INIT;
-        ynode *root = ytree_parse(body, strlen(body), &errs);
-        if (root && root->kind == YNODE_MAP) {
-            out = cJSON_CreateObject();
-            yaml_keys(root, "", out);
-        }
-        ytree_free(root);
-        diag_free(&errs);
-    }
-    free(body);
+    const cJSON *keys = cJSON_GetObjectItemCaseSensitive(job, "config_keys"), *k;
+    if (!cJSON_IsArray(keys))
+        return NULL;
+    cJSON *out = cJSON_CreateObject();
+    cJSON_ArrayForEach(k, keys)
+        if (cJSON_IsString(k) && !cJSON_GetObjectItemCaseSensitive(out, k->valuestring))
+            cJSON_AddTrueToObject(out, k->valuestring);
     return out;
 }
 
@@ -436,7 +414,7 @@ int cmd_compare(int n_args, char **args, bool json, bool log_y, cli_get_fn get, 
     for (size_t k = 0; k < n; k++) {
         runs[k].flat = cJSON_CreateObject();
         flatten(cJSON_GetObjectItemCaseSensitive(runs[k].job, "config"), "", runs[k].flat);
-        runs[k].set = own_keys(runs[k].id, get, ctx);
+        runs[k].set = own_keys(runs[k].job);
         own_known &= runs[k].set != NULL;
     }
     cJSON *diff = cJSON_CreateArray();
