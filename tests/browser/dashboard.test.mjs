@@ -580,6 +580,20 @@ test('cancel from the job view', opts, async () => {
   assert.ok(await page.$eval('#cancel-job', (b) => b.hidden));
 });
 
+test('a rejected job (a file dropped into incoming/) shows the YAML that was refused beside its error', opts, async () => {
+  const text = 'name: refused-demo\nmodel: {type: mlp, input_dim: 4, hidden: [8], output_dim: 2}\n' +
+    'data: {kind: synthetic, batch_size: 8}\noptimizer: {type: adamw, lr: -1}\nschedule: {type: constant, total_steps: 10}\n';
+  const incoming = path.join(daemon.spool, 'incoming');
+  fs.writeFileSync(path.join(incoming, '.refused-demo.yaml.tmp'), text);
+  fs.renameSync(path.join(incoming, '.refused-demo.yaml.tmp'), path.join(incoming, 'refused-demo.yaml'));
+  await daemon.waitState('refused-demo', 'rejected', 20000);
+  await open('#/job/refused-demo');
+  await waitFor(async () => (await page.$eval('#job-config', (e) => e.textContent)) === text, 'the refused text');
+  assert.equal(await page.$eval('#job-config-title', (e) => e.textContent), 'Refused config (as submitted)');
+  assert.match(await page.$eval('#job-errors', (e) => e.textContent), /optimizer\.lr|lr/);
+  await screenshot(page, 'job-rejected');
+});
+
 test('live: SSE moves a running job without a reload, and a dropped stream resumes with no point lost or doubled', opts, async (t) => {
   /* long enough to outlast the test, which cancels it once it has seen enough */
   const id = await daemon.submit(tinyConfig('live-one', {steps: 2000000, hidden: 256, logEvery: 200, evalEvery: 20000, ckpt: 0}));

@@ -1143,10 +1143,15 @@ START_TEST(trainctl_ids_and_answers)
     cJSON *j = tl_get_json(g_d.addr, "/jobs/steady", NULL);
     ck_assert_str_eq(tl_str(j, "state"), "running");
     cJSON_Delete(j);
-    const char *status[] = {tl_trainctl_path(), "status", "--url", url, "--", "-rf", NULL};
+    const char *status[] = {tl_trainctl_path(), "status", "--url", url, "--json", "--", "-rf", NULL};
     ck_assert_int_eq(tl_run(status, out, 30), 0);
     char *text = tl_read(out, NULL);
     ck_assert_msg(strstr(text, "\"-rf\""), "%s", text);
+    free(text);
+    const char *summary[] = {tl_trainctl_path(), "status", "--url", url, "--", "-rf", NULL};
+    ck_assert_int_eq(tl_run(summary, out, 30), 0);
+    text = tl_read(out, NULL);
+    ck_assert_msg(!strncmp(text, "-rf: ", 5), "%s", text);
     free(text);
     const char *missing[] = {tl_trainctl_path(), "status", "--url", url, "--token-file", "/nonexistent/tok", NULL};
     ck_assert_int_eq(tl_run(missing, out, 30), 2);

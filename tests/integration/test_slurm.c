@@ -67,8 +67,13 @@ static const char QUICK_FMT[] =
  * quarter of the steps keeps the same seconds, rather than 27 s a run. */
 #if TL_ASAN
 #define MEDIUM_STEPS "40000"
+#define TWO_RANK_STEPS 50000
 #else
 #define MEDIUM_STEPS "160000"
+/* The 2-rank job must still be training when the check has seen it at step
+ * 3,000 and looked for its ranks: 40,000 steps took about a second on a
+ * fast machine, which ended it before the check could interrupt it. */
+#define TWO_RANK_STEPS 200000
 #endif
 static const char MEDIUM_FMT[] =
     "name: %s\n"
@@ -600,7 +605,7 @@ static int mpi_ranks_of(const char *dir, pid_t *pids, int max)
 START_TEST(slurm_two_ranks_same_metrics)
 {
     start_daemon("threads_per_job: 2\n");
-    char *cfg = xasprintf(TWO_RANK_FMT, "two", 40000);
+    char *cfg = xasprintf(TWO_RANK_FMT, "two", TWO_RANK_STEPS);
     double t0 = tl_now();
     char *id = tl_submit(&g_d, cfg);
     running_with w0 = {0, NULL};

@@ -3,7 +3,8 @@
  * against step or wall time, log or linear y, TensorBoard-style smoothing,
  * values on hover; its errors, config, checkpoints, log tail and a Cancel
  * button.  A rejected job has no parsed config: its card shows the YAML
- * that was refused (GET /jobs/ID/config), beside the errors that locate it.  History is fetched once, thinned by the daemon (max=); live
+ * that was refused (GET /jobs/ID/config), beside the errors that locate
+ * it.  History is fetched once, thinned by the daemon (max=); live
  * points from GET /events?job=ID are appended to the same arrays (points
  * that arrive before the history are held, then those the history already
  * has are dropped by step), so the page never asks for the history twice.
