@@ -62,7 +62,10 @@ static void flatten(const cJSON *o, const char *prefix, cJSON *out)
         char *key = prefix[0] ? xasprintf("%s.%s", prefix, e->string) : xstrdup(e->string);
         if (cJSON_IsObject(e)) {
             flatten(e, key, out);
-        } else if (strcmp(key, "name") != 0) {
+        } else if (cJSON_IsString(e)) {   /* a string as itself: cosine, not "cosine" */
+            if (strcmp(key, "name") != 0)
+                cJSON_AddStringToObject(out, key, e->valuestring);
+        } else {
             char *v = cJSON_PrintUnformatted(e);
             cJSON_AddStringToObject(out, key, v ? v : "?");
             free(v);
@@ -214,17 +217,17 @@ static void print_results(const run *runs, size_t n, const cJSON *cjobs, bool co
     int idw = 3;
     for (size_t k = 0; k < n; k++)
         idw = max_i(idw, (int)strlen(runs[k].id));
-    int room = width - 4 - NUMS - 1;
+    int room = width - 5 - NUMS;   /* "NN * " before the id */
     bool wrap = idw > room;
     if (wrap)
         idw = room < 3 ? 3 : room;
-    printf("    %-*s %10s %10s %8s %8s %8s\n", idw, "run", "final loss", "best eval", "at step", "steps", "wall");
+    printf("     %-*s %10s %10s %8s %8s %8s\n", idw, "run", "final loss", "best eval", "at step", "steps", "wall");
     for (size_t k = 0; k < n; k++) {
         const cJSON *c = cJSON_GetArrayItem(cjobs, (int)k);
         printf("%2zu ", k + 1);
         cli_plot_mark((int)k, colour);
         if ((int)strlen(runs[k].id) > idw)
-            printf(" %s\n    %-*s", runs[k].id, idw, "");
+            printf(" %s\n     %-*s", runs[k].id, idw, "");
         else
             printf(" %-*s", idw, runs[k].id);
         char fl[32], be[32], bs[32], st[32], wall[32] = "-";
@@ -253,7 +256,7 @@ static void print_params(const run *runs, size_t n, const cJSON *diff, bool colo
     for (size_t k = 0; k < n; k++)
         idw = max_i(idw, (int)strlen(runs[k].id));
     int *cw = xcalloc((size_t)nd, sizeof *cw);
-    int line = 4 + idw, i = 0;
+    int line = 5 + idw, i = 0;   /* "NN * " and the id */
     const cJSON *e;
     cJSON_ArrayForEach(e, diff) {
         cw[i] = (int)strlen(short_key(diff, e->valuestring));
@@ -262,9 +265,12 @@ static void print_params(const run *runs, size_t n, const cJSON *diff, bool colo
         line += 1 + cw[i++];
     }
     if (line <= width) {
-        printf("    %-*s", idw, "run");
+        printf("     %-*s", idw, "run");   /* under the id: rows start "NN * " */
         i = 0;
-        cJSON_ArrayForEach(e, diff) printf(" %-*s", cw[i++], short_key(diff, e->valuestring));
+        cJSON_ArrayForEach(e, diff) {
+            printf(" %-*s", e->next ? cw[i] : 0, short_key(diff, e->valuestring));
+            i++;
+        }
         putchar('\n');
         for (size_t k = 0; k < n; k++) {
             printf("%2zu ", k + 1);
