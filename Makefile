@@ -5,7 +5,8 @@
 #   make check      the same tests built with AddressSanitizer + UBSan
 #   make run        build and start traind on ./var/spool at 127.0.0.1:8080
 #   make run-check  check what make run shows (temporary spool, free port)
-#   make bench      speed against PyTorch (torch_ref.py) and nginx
+#   make bench      speed against PyTorch (torch_ref.py) and nginx, in about 5 minutes
+#   make bench-all  that and the long studies (bench-forks, bench-scale)
 #   make install    PREFIX=/usr/local DESTDIR=
 
 PREFIX  ?= /usr/local
@@ -110,7 +111,7 @@ PROGRAMS := $(BUILD)/trainctl $(if $(wildcard daemon/service/main.c),$(BUILD)/tr
 # a second `make test` does not rebuild them.
 .SECONDARY:
 
-.PHONY: all test check run run-check bench deps install uninstall clean fuzz fuzz-build fuzz-deps tests check-layers
+.PHONY: all test check run run-check bench bench-forks bench-scale bench-all deps install uninstall clean fuzz fuzz-build fuzz-deps tests check-layers
 all: $(PROGRAMS)
 
 $(BUILD)/obj/%.o: %.c
@@ -228,12 +229,24 @@ run-check: deps
 	@scripts/run-check.sh $(BUILD)
 
 bench: deps
-	@$(SUBMAKE) all $(BUILD)/bench_forks
+	@$(SUBMAKE) all
 	@BUILD=$(BUILD) scripts/bench.sh
-	@echo "== WSD fork study (issue 14): 4 cooldowns by forks vs 4 independent runs =="
+
+# The longer studies, each on its own; make bench-all runs bench and them.
+bench-forks: deps
+	@$(SUBMAKE) all $(BUILD)/bench_forks
+	@echo "== forks: 4 warmup-stable-decay cooldowns by forking vs independent runs"
+	@$(BUILD)/bench_forks 2000
+	@echo "== WSD fork study: 4 cooldowns by forks vs 4 independent runs =="
 	@bench/fork_study.sh $(BUILD)
 
-# The fork study of make bench (tests/bench/bench_forks.c): the core, and tl_strip_time of tests/lib.
+bench-scale: deps
+	@$(SUBMAKE) all
+	@BUILD=$(BUILD) scripts/bench-scale.sh
+
+bench-all: bench bench-forks bench-scale
+
+# The fork study of make bench-forks (tests/bench/bench_forks.c): the core, and tl_strip_time of tests/lib.
 $(BUILD)/bench_forks: $(BUILD)/obj/tests/bench/bench_forks.o $(TESTLIB) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CORE_LDLIBS) $(TEST_LDLIBS)
 

@@ -119,14 +119,6 @@ else
     echo "== data-parallel: skipped (needs mpirun and $BUILD/traind-mpi-worker: make deps && make)"
 fi
 # ---- end of data-parallel ---------------------------------------------------
-# ---- the WSD fork study (issue 14): 4 cooldowns forked from one stable run
-# against the same 4 runs trained independently (tests/bench/bench_forks.c)
-if [ -x "$TOP/$BUILD/bench_forks" ]; then
-    echo "== forks: 4 warmup-stable-decay cooldowns by forking vs independent runs"
-    "$TOP/$BUILD/bench_forks" 2000
-fi
 [ -x "$TOP/scripts/bench-http.sh" ] && "$TOP/scripts/bench-http.sh"
-# ---- scale (issue 12): finished jobs on disk; SCALE_POINTS="1000 10000" shortens it
-[ -x "$TOP/scripts/bench-scale.sh" ] && "$TOP/scripts/bench-scale.sh"
-# ---- end of scale -----------------------------------------------------------
+echo "== the long studies: make bench-forks, make bench-scale (or make bench-all)"
 exit 0
