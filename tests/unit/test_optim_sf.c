@@ -308,6 +308,212 @@ START_TEST(test_first_step_and_x)
 }
 END_TEST
 
+/* ---- config ------------------------------------------------------------- */
+
+#define MLP "model: {type: mlp, input_dim: 4, output_dim: 2}\n"
+#define CONST "schedule: {type: constant, total_steps: 100}\n"
+
+static int parse(const char *yaml, run_config *c, diag_list_t *errs)
+{
+    return cfg_parse(yaml, strlen(yaml), NULL, c, errs);
+}
+
+static void parse_ok(const char *yaml, run_config *c)
+{
+    diag_list_t errs = DIAG_LIST_INIT;
+    int rc = parse(yaml, c, &errs);
+    if (rc != 0)
+        diag_print(stderr, "test", &errs);
+    ck_assert_int_eq(rc, 0);
+    diag_free(&errs);
+}
+
+/* The errors of yaml include one at path whose message contains msg. */
+static void expect_error(const char *yaml, const char *path, const char *msg)
+{
+    run_config c;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_msg(parse(yaml, &c, &errs) == -1, "accepted: %s", yaml);
+    bool found = false;
+    for (size_t i = 0; i < errs.n; i++)
+        found |= !strcmp(errs.items[i].path, path) && strstr(errs.items[i].message, msg) != NULL;
+    if (!found)
+        diag_print(stderr, "got", &errs);
+    ck_assert_msg(found, "no error at %s with '%s' for %s", path, msg, yaml);
+    diag_free(&errs);
+}
+
+START_TEST(test_config_defaults)
+{
+    run_config c;
+    parse_ok(MLP "optimizer: {type: schedule_free_adamw}\n" CONST, &c);
+    ck_assert_int_eq(c.optim.type, OPT_SCHEDULE_FREE_ADAMW);
+    ck_assert_str_eq(optim_type_name(c.optim.type), "schedule_free_adamw");
+    ck_assert(c.optim.lr == 0.0025 && c.optim.beta1 == 0.9 && c.optim.beta2 == 0.999 && c.optim.eps == 1e-8);
+    ck_assert(c.optim.weight_decay == 0.0 && c.optim.sf_warmup_steps == 0 && c.optim.sf_r == 0.0 &&
+              c.optim.sf_weight_lr_power == 2.0);
+    cfg_free(&c);
+    /* adamw's own defaults stay */
+    parse_ok(MLP CONST, &c);
+    ck_assert(c.optim.type == OPT_ADAMW && c.optim.lr == 1e-3 && c.optim.weight_decay == 0.01);
+    cfg_free(&c);
+}
+END_TEST
+
+START_TEST(test_config_keys)
+{
+    static const char *const yaml =
+        MLP "optimizer: {type: schedule_free_adamw, lr: 0.01, betas: [0.95, 0.99], eps: 1.0e-6, weight_decay: 0.1,\n"
+        "            warmup_steps: 100, r: 1.5, weight_lr_power: 1, grad_clip: 1.0}\n" CONST;
+    run_config c, d;
+    parse_ok(yaml, &c);
+    ck_assert(c.optim.lr == 0.01 && c.optim.beta1 == 0.95 && c.optim.beta2 == 0.99 && c.optim.eps == 1e-6);
+    ck_assert(c.optim.weight_decay == 0.1 && c.optim.sf_warmup_steps == 100 && c.optim.sf_r == 1.5 &&
+              c.optim.sf_weight_lr_power == 1.0 && c.optim.grad_clip == 1.0);
+    /* the job object shows them */
+    cJSON *j = cfg_to_json(&c), *o = cJSON_GetObjectItem(j, "optimizer");
+    ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(o, "type")), "schedule_free_adamw");
+    ck_assert(cJSON_GetObjectItem(o, "warmup_steps")->valuedouble == 100);
+    ck_assert(cJSON_GetObjectItem(o, "r")->valuedouble == 1.5);
+    ck_assert(cJSON_GetObjectItem(o, "weight_lr_power")->valuedouble == 1.0);
+    ck_assert_ptr_null(cJSON_GetObjectItem(o, "momentum"));
+    cJSON_Delete(j);
+    /* each changes the numbers, hence the hash */
+    char *other = xasprintf("%s", yaml);
+    memcpy(strstr(other, "r: 1.5"), "r: 2.5", 6);
+    parse_ok(other, &d);
+    ck_assert(cfg_hash(&c) != cfg_hash(&d));
+    ck_assert(cfg_lineage_hash(&c) == cfg_lineage_hash(&d));
+    cfg_free(&d);
+    parse_ok(MLP "optimizer: {type: adamw, lr: 0.01, betas: [0.95, 0.99], eps: 1.0e-6, weight_decay: 0.1, "
+             "grad_clip: 1.0}\n" CONST, &d);
+    ck_assert(cfg_hash(&c) != cfg_hash(&d));
+    ck_assert(cfg_lineage_hash(&c) != cfg_lineage_hash(&d));   /* another optimizer: another line */
+    cfg_free(&d);
+    free(other);
+    cfg_free(&c);
+}
+END_TEST
+
+START_TEST(test_config_errors)
+{
+#define SF(keys) MLP "optimizer: {type: schedule_free_adamw, " keys "}\n" CONST
+    expect_error(SF("warmup_steps: -1"), "optimizer.warmup_steps", "-1");
+    expect_error(SF("warmup_steps: 2.5"), "optimizer.warmup_steps", "integer");
+    expect_error(SF("r: -0.5"), "optimizer.r", "-0.5");
+    expect_error(SF("r: 11"), "optimizer.r", "must be a number in [0, 10], got 11");
+    expect_error(SF("r: fast"), "optimizer.r", "fast");
+    expect_error(SF("weight_lr_power: -1"), "optimizer.weight_lr_power", "in [0, 10], got -1");
+    expect_error(SF("weight_lr_power: 12"), "optimizer.weight_lr_power", "in [0, 10], got 12");
+    expect_error(SF("betas: [0, 0.999]"), "optimizer.betas[0]", "must be > 0 for optimizer type schedule_free_adamw");
+    expect_error(SF("betas: [0.9, 1.0]"), "optimizer.betas[1]", "in [0, 1), got 1.0");
+    expect_error(SF("lr: 0"), "optimizer.lr", "> 0");
+    expect_error(SF("eps: 0"), "optimizer.eps", "> 0");
+    expect_error(SF("weight_decay: -0.1"), "optimizer.weight_decay", ">= 0");
+    expect_error(SF("momentum: 0.9"), "optimizer.momentum", "only used by optimizer type sgd");
+    /* its keys under another optimizer */
+    expect_error(MLP "optimizer: {type: adamw, r: 1}\n" CONST, "optimizer.r",
+                 "only used by optimizer type schedule_free_adamw");
+    expect_error(MLP "optimizer: {type: sgd, warmup_steps: 10}\n" CONST, "optimizer.warmup_steps",
+                 "only used by optimizer type schedule_free_adamw");
+    expect_error(MLP "optimizer: {weight_lr_power: 1}\n" CONST, "optimizer.weight_lr_power",
+                 "only used by optimizer type schedule_free_adamw");
+    expect_error(MLP "optimizer: {type: schedule_free_adam}\n" CONST, "optimizer.type", "schedule_free_adamw");
+    /* warmup_steps written at the top: the hint is still the schedule's */
+    expect_error(MLP CONST "warmup_steps: 5\n", "warmup_steps", "did you mean 'schedule.warmup_steps'?");
+#undef SF
+}
+END_TEST
+
+/* The number of warnings cfg_warnings gives a config, the first in *first. */
+static size_t warnings_of(const char *yaml, char *first, size_t size)
+{
+    run_config c;
+    parse_ok(yaml, &c);
+    diag_list_t w = DIAG_LIST_INIT;
+    cfg_warnings(&c, &w);
+    size_t n = w.n;
+    snprintf(first, size, "%s: %s", n ? w.items[0].path : "", n ? w.items[0].message : "");
+    diag_free(&w);
+    cfg_free(&c);
+    return n;
+}
+
+START_TEST(test_decaying_schedule_warned)
+{
+    char w[512];
+#define SFO MLP "optimizer: {type: schedule_free_adamw}\n"
+    ck_assert_uint_eq(warnings_of(SFO "schedule: {type: cosine, warmup_steps: 10, total_steps: 100}\n", w, sizeof w), 1);
+    ck_assert_msg(strstr(w, "schedule.type: warning: schedule cosine lowers the lr") &&
+                  strstr(w, "schedule_free_adamw is meant for a constant lr"), "%s", w);
+    ck_assert_uint_eq(warnings_of(SFO "schedule: {type: linear, total_steps: 3000000}\n", w, sizeof w), 1);
+    ck_assert_uint_eq(warnings_of(SFO "schedule: {type: warmup_stable_decay, total_steps: 1000, decay_steps: 100}\n",
+                                  w, sizeof w), 1);
+    ck_assert_uint_eq(warnings_of(SFO "schedule: {type: piecewise, total_steps: 100, points: [[0, 1.0], [50, 1.0], "
+                                      "[60, 0.5]]}\n", w, sizeof w), 1);
+    /* constant, a warmup, a rise: no decay */
+    ck_assert_uint_eq(warnings_of(SFO CONST, w, sizeof w), 0);
+    ck_assert_uint_eq(warnings_of(SFO "schedule: {type: constant_with_warmup, warmup_steps: 20, total_steps: 100}\n",
+                                  w, sizeof w), 0);
+    ck_assert_uint_eq(warnings_of(SFO "schedule: {type: piecewise, total_steps: 100, points: [[0, 0.1], [10, 1.0]]}\n",
+                                  w, sizeof w), 0);
+    ck_assert_uint_eq(warnings_of(SFO "schedule: {type: cosine, total_steps: 1}\n", w, sizeof w), 0);
+    /* other optimizers decay as they please */
+    ck_assert_uint_eq(warnings_of(MLP "schedule: {type: cosine, total_steps: 100}\n", w, sizeof w), 0);
+#undef SFO
+}
+END_TEST
+
+/* ---- forks -------------------------------------------------------------- */
+
+static const char *const FORK_PARENT =
+    "name: sfp\nseed: 4\n"
+    "model: {type: mlp, input_dim: 6, hidden: [16], output_dim: 3, activation: tanh}\n"
+    "data: {kind: synthetic, batch_size: 8}\n"
+    "optimizer: {type: schedule_free_adamw, lr: 5.0e-3, warmup_steps: 10, grad_clip: 1.0}\n"
+    "schedule: {type: constant, total_steps: 400}\n"
+    "train: {log_every: 10, checkpoint_every: 0, keep_every: 100}\n";
+
+/* cfg_fork of parent with one --set: its return, with the errors in err. */
+static int fork_with(const char *parent, const char *set, run_config *out, char *err, size_t size)
+{
+    cfg_fork_req req = {.at_step = 200, .sets = &set, .n_sets = set ? 1 : 0};
+    char *yaml = NULL;
+    diag_list_t errs = DIAG_LIST_INIT;
+    int rc = cfg_fork(parent, strlen(parent), "sfp", &req, NULL, out, &yaml, &errs);
+    err[0] = '\0';
+    for (size_t i = 0; i < errs.n; i++)
+        snprintf(err + strlen(err), size - strlen(err), "%s: %s\n", errs.items[i].path, errs.items[i].message);
+    free(yaml);
+    diag_free(&errs);
+    return rc;
+}
+
+START_TEST(test_fork_keeps_optimizer_type)
+{
+    run_config c;
+    char err[1024];
+    ck_assert_int_eq(fork_with(FORK_PARENT, "optimizer.type=adamw", &c, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "--set optimizer.type: a fork changes only") &&
+                  strstr(err, "optimizer.type would change what the checkpoint holds"), "%s", err);
+    char *adamw = xasprintf("%s", FORK_PARENT);
+    char *t = strstr(adamw, "type: schedule_free_adamw, lr: 5.0e-3, warmup_steps: 10,");
+    memcpy(t, "type: adamw, lr: 5.0e-3,                                ", 56);
+    ck_assert_int_eq(fork_with(adamw, "optimizer.type=schedule_free_adamw", &c, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "--set optimizer.type: a fork changes only"), "%s", err);
+    free(adamw);
+    /* its own averaging keys are the run's too */
+    ck_assert_int_eq(fork_with(FORK_PARENT, "optimizer.r=1", &c, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "--set optimizer.r: a fork changes only"), "%s", err);
+    /* lr, weight decay, a schedule: yes */
+    ck_assert_int_eq(fork_with(FORK_PARENT, "optimizer.lr=1.0e-3", &c, err, sizeof err), 0);
+    ck_assert(c.optim.type == OPT_SCHEDULE_FREE_ADAMW && c.optim.lr == 1e-3 && c.optim.sf_warmup_steps == 10);
+    cfg_free(&c);
+    ck_assert_int_eq(fork_with(FORK_PARENT, "schedule.total_steps=300", &c, err, sizeof err), 0);
+    cfg_free(&c);
+}
+END_TEST
+
 static Suite *optim_sf_suite(void)
 {
     Suite *s = suite_create("optim_sf");
@@ -320,6 +526,14 @@ static Suite *optim_sf_suite(void)
     tcase_add_test(tp, test_vector_and_scalar_paths_agree);
     tcase_add_test(tp, test_first_step_and_x);
     suite_add_tcase(s, tp);
+
+    TCase *tcfg = tcase_create("config");
+    tcase_add_test(tcfg, test_config_defaults);
+    tcase_add_test(tcfg, test_config_keys);
+    tcase_add_test(tcfg, test_config_errors);
+    tcase_add_test(tcfg, test_decaying_schedule_warned);
+    tcase_add_test(tcfg, test_fork_keeps_optimizer_type);
+    suite_add_tcase(s, tcfg);
     return s;
 }
 
