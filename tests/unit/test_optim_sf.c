@@ -514,6 +514,303 @@ START_TEST(test_fork_keeps_optimizer_type)
 }
 END_TEST
 
+/* ---- training ----------------------------------------------------------- */
+
+static const char *const RUN_CFG =
+    "name: sf\nseed: 5\n"
+    "model: {type: mlp, input_dim: 6, hidden: [16, 8], output_dim: 3, activation: gelu}\n"
+    "data: {kind: synthetic, batch_size: 8, noise: 0.05, eval_fraction: 0.2}\n"
+    "optimizer: {type: schedule_free_adamw, lr: 5.0e-3, weight_decay: 0.01, warmup_steps: 20, grad_clip: 0.5}\n"
+    "schedule: {type: constant, total_steps: 300}\n"
+    "train: {log_every: 7, checkpoint_every: 50, eval_every: 25}\n";
+
+enum {
+    TAG_PARAMS = 0x50524d53, TAG_OPT_M = 0x4f50544d, TAG_OPT_V = 0x4f505456,   /* runner.c's */
+    TAG_SF_Y = 0x53465f59, TAG_SF_W = 0x53465f57,
+};
+
+typedef struct recorder {
+    volatile sig_atomic_t stop;
+    long stop_at;              /* set stop once this step is reached */
+    long kill_at;              /* kill -9 this process once this step is reached */
+    long start_step;
+    char notices[1024];
+} recorder;
+
+static void on_event(void *ctx, const run_event *ev)
+{
+    recorder *r = ctx;
+    if (ev->type == RUN_EVENT_START)
+        r->start_step = ev->pt.step;
+    if (ev->type == RUN_EVENT_NOTICE)
+        strncat(r->notices, ev->message, sizeof r->notices - strlen(r->notices) - 1);
+    if (r->stop_at > 0 && ev->pt.step >= r->stop_at)
+        r->stop = 1;
+    if (r->kill_at > 0 && ev->pt.step >= r->kill_at)
+        raise(SIGKILL);
+}
+
+static run_result train(const run_config *cfg, const char *dir, bool fresh, recorder *rec, char *err)
+{
+    runner_opts o = {.out_dir = dir, .threads = 1, .fresh = fresh, .stop = &rec->stop,
+                     .tick_interval_s = rec->kill_at > 0 ? 1e-9 : 0, .on_event = on_event, .ctx = rec};
+    return runner_run(cfg, &o, err, 512);
+}
+
+/* metrics.jsonl without the wall-clock "time" field, which cannot repeat. */
+static char *metrics_without_time(const char *dir)
+{
+    char *path = xasprintf("%s/metrics.jsonl", dir), *buf;
+    size_t len;
+    ck_assert_int_eq(read_file(path, 1 << 24, &buf, &len), 0);
+    free(path);
+    char *out = xcalloc(1, len + 1), *o = out;
+    for (const char *p = buf; *p;) {
+        const char *t = strstr(p, ",\"time\":");
+        if (!t) {
+            strcpy(o, p);
+            break;
+        }
+        memcpy(o, p, (size_t)(t - p));
+        o += t - p;
+        p = t + 8;
+        while (*p && *p != ',' && *p != '}')
+            p++;
+    }
+    free(buf);
+    return out;
+}
+
+static void read_ckpt(const char *dir, ckpt_file *f)
+{
+    char *p = xasprintf("%s/checkpoint.bin", dir), err[512];
+    ck_assert_msg(ckpt_read(p, 1 << 26, f, err, sizeof err) == 0, "%s: %s", p, err);
+    free(p);
+}
+
+/* The checkpoints of dirs a and b hold the same bits in every section that
+ * training goes on from, and the same weights. */
+static void same_state(const char *a, const char *b)
+{
+    ckpt_file fa, fb;
+    read_ckpt(a, &fa);
+    read_ckpt(b, &fb);
+    ck_assert_uint_eq(fa.step, fb.step);
+    static const uint32_t tags[] = {TAG_PARAMS, TAG_OPT_M, TAG_OPT_V, TAG_SF_Y, TAG_SF_W};
+    for (size_t i = 0; i < sizeof tags / sizeof *tags; i++) {
+        const ckpt_section *sa = ckpt_find(&fa, tags[i]), *sb = ckpt_find(&fb, tags[i]);
+        ck_assert_msg(sa && sb, "section %08x missing", tags[i]);
+        ck_assert_uint_eq(sa->len, sb->len);
+        ck_assert_msg(memcmp(sa->data, sb->data, sa->len) == 0, "section %08x differs", tags[i]);
+    }
+    ckpt_close(&fa);
+    ckpt_close(&fb);
+}
+
+START_TEST(test_stop_and_kill_resume_bit_identically)
+{
+    run_config cfg;
+    parse_ok(RUN_CFG, &cfg);
+    char *ref = tl_tmpdir("traind-sf"), *dir = tl_tmpdir("traind-sf"), *kdir = tl_tmpdir("traind-sf"), err[512];
+    recorder r0 = {0};
+    ck_assert_int_eq(train(&cfg, ref, true, &r0, err), RUN_OK);
+    char *m0 = metrics_without_time(ref);
+    ck_assert_ptr_nonnull(strstr(m0, "\"eval_loss\""));
+
+    /* a stop between log, eval and checkpoint steps */
+    recorder r1 = {.stop_at = 123};
+    ck_assert_int_eq(train(&cfg, dir, false, &r1, err), RUN_STOPPED);
+    recorder r2 = {0};
+    ck_assert_int_eq(train(&cfg, dir, false, &r2, err), RUN_OK);
+    ck_assert_int_ge(r2.start_step, 123);
+    ck_assert_str_eq(r2.notices, "");
+    char *m1 = metrics_without_time(dir);
+    ck_assert_str_eq(m0, m1);
+    same_state(ref, dir);
+
+    /* kill -9 at step 130: nothing saved since the checkpoint of step 100 */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        recorder rk = {.kill_at = 130};
+        train(&cfg, kdir, false, &rk, err);
+        _exit(0);   /* not reached */
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    recorder r3 = {0};
+    ck_assert_int_eq(train(&cfg, kdir, false, &r3, err), RUN_OK);
+    ck_assert_int_eq(r3.start_step, 100);
+    char *m2 = metrics_without_time(kdir);
+    ck_assert_str_eq(m0, m2);
+    same_state(ref, kdir);
+
+    free(m0);
+    free(m1);
+    free(m2);
+    tl_rmtree(ref);
+    tl_rmtree(dir);
+    tl_rmtree(kdir);
+    free(ref);
+    free(dir);
+    free(kdir);
+    cfg_free(&cfg);
+}
+END_TEST
+
+/* The checkpoint's weights (what trainctl sample loads) and eval_loss are
+ * x = lerp(y, z, 1 - 1/beta1); evaluating changes no training number. */
+START_TEST(test_evaluation_and_checkpoint_use_x)
+{
+    run_config cfg, quiet;
+    parse_ok(RUN_CFG, &cfg);
+    char *noeval = xasprintf("%s", RUN_CFG);
+    memcpy(strstr(noeval, "eval_every: 25"), "eval_every:  0", 14);
+    parse_ok(noeval, &quiet);
+    ck_assert(cfg_hash(&cfg) == cfg_hash(&quiet));
+    char *a = tl_tmpdir("traind-sf"), *b = tl_tmpdir("traind-sf"), err[512];
+    recorder r = {0};
+    ck_assert_int_eq(train(&cfg, a, true, &r, err), RUN_OK);
+    ck_assert_int_eq(train(&quiet, b, true, &r, err), RUN_OK);
+    same_state(a, b);
+
+    ckpt_file f;
+    read_ckpt(a, &f);
+    const ckpt_section *p = ckpt_find(&f, TAG_PARAMS), *y = ckpt_find(&f, TAG_SF_Y), *z = ckpt_find(&f, TAG_OPT_M);
+    size_t n = p->len / sizeof(float);
+    float *x = xcalloc(n, sizeof *x), *loaded = xcalloc(n, sizeof *loaded);
+    optim_sf_eval_params(&cfg.optim, y->data, z->data, x, n);
+    ck_assert(memcmp(x, p->data, p->len) == 0);
+    ck_assert(memcmp(y->data, p->data, p->len) != 0);
+    char *path = xasprintf("%s/checkpoint.bin", a);
+    ck_assert_int_eq(runner_load_params(&cfg, path, loaded, n, err, sizeof err), 0);
+    ck_assert(memcmp(loaded, x, p->len) == 0);
+
+    /* the last point's eval_loss is the eval batches' mean loss at x */
+    data_source_t *d = data_open(&cfg, NULL, err, sizeof err);
+    ck_assert_msg(d != NULL, "%s", err);
+    model_t *m = model_create(&cfg.model, cfg.data.batch_size, err, sizeof err);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_uint_eq(m->n_params, n);
+    double at_x = 0, at_y = 0;
+    int nb = data_eval_batches(d);
+    ck_assert_int_gt(nb, 0);
+    for (int pass = 0; pass < 2; pass++) {
+        memcpy(m->params, pass ? y->data : x, p->len);
+        double sum = 0;
+        for (int i = 0; i < nb; i++) {
+            batch_t bt;
+            data_eval_batch(d, i, &bt);
+            sum += model_eval_loss(m, &bt);
+        }
+        *(pass ? &at_y : &at_x) = sum / nb;
+    }
+    char *metrics = metrics_without_time(a), *last = strrchr(metrics, '{'), want[64];
+    snprintf(want, sizeof want, "\"eval_loss\":%.9g}", at_x);
+    ck_assert_msg(strstr(last, want) != NULL, "last point %s lacks %s (at y: %.9g)", last, want, at_y);
+    ck_assert(at_x != at_y);
+
+    model_free(m);
+    data_close(d);
+    ckpt_close(&f);
+    free(metrics);
+    free(path);
+    free(x);
+    free(loaded);
+    free(noeval);
+    tl_rmtree(a);
+    tl_rmtree(b);
+    free(a);
+    free(b);
+    cfg_free(&cfg);
+    cfg_free(&quiet);
+}
+END_TEST
+
+/* A fork of a schedule-free run goes on from its parent's y, z, v and
+ * averages: unchanged, it repeats the parent bit for bit; a run of another
+ * optimizer cannot start from its checkpoint. */
+START_TEST(test_fork_continues_bit_identically)
+{
+    run_config parent, same, other;
+    parse_ok(FORK_PARENT, &parent);
+    char *pdir = tl_tmpdir("traind-sf"), *fdir = tl_tmpdir("traind-sf"), *odir = tl_tmpdir("traind-sf"), err[512];
+    recorder rec = {0};
+    ck_assert_int_eq(train(&parent, pdir, true, &rec, err), RUN_OK);
+    ck_assert_int_eq(fork_with(FORK_PARENT, NULL, &same, err, sizeof err), 0);
+    char *from = xasprintf("%s/checkpoints/step-200.bin", pdir), *pm = xasprintf("%s/metrics.jsonl", pdir);
+    runner_opts o = {.out_dir = fdir, .threads = 1, .stop = &rec.stop, .fork_from = from, .fork_metrics = pm};
+    ck_assert_int_eq(runner_run(&same, &o, err, sizeof err), RUN_OK);
+    char *a = metrics_without_time(pdir), *b = metrics_without_time(fdir);
+    ck_assert_str_eq(a, b);
+    same_state(pdir, fdir);
+
+    char *adamw = xasprintf("%s", FORK_PARENT);
+    char *t = strstr(adamw, "type: schedule_free_adamw, lr: 5.0e-3, warmup_steps: 10,");
+    memcpy(t, "type: adamw, lr: 5.0e-3,                                ", 56);
+    parse_ok(adamw, &other);
+    o.out_dir = odir;
+    ck_assert_int_eq(runner_run(&other, &o, err, sizeof err), RUN_FAILED);
+    ck_assert_msg(strstr(err, "not of this run's line") != NULL, "%s", err);
+
+    free(a);
+    free(b);
+    free(adamw);
+    free(from);
+    free(pm);
+    tl_rmtree(pdir);
+    tl_rmtree(fdir);
+    tl_rmtree(odir);
+    free(pdir);
+    free(fdir);
+    free(odir);
+    cfg_free(&parent);
+    cfg_free(&same);
+    cfg_free(&other);
+}
+END_TEST
+
+/* The byte GPT learns with it: a constant lr, its own warmup. */
+START_TEST(test_gpt_learns)
+{
+    char *dir = tl_tmpdir("traind-sf"), *text = xasprintf("%s/text.txt", dir), err[512];
+    FILE *f = fopen(text, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < 200; i++)
+        fputs("the quick brown fox jumps over the lazy dog. ", f);
+    fclose(f);
+    long steps = TL_ASAN ? 200 : 300;
+    char *yaml = xasprintf("name: sfgpt\nseed: 3\n"
+                           "model: {type: gpt, context: 32, d_model: 32, layers: 2, heads: 2}\n"
+                           "data: {kind: text, batch_size: 8}\n"
+                           "optimizer: {type: schedule_free_adamw, lr: 5.0e-3, warmup_steps: 20}\n"
+                           "schedule: {type: constant, total_steps: %ld}\n"
+                           "train: {log_every: 10, checkpoint_every: 0}\n", steps);
+    run_config cfg;
+    parse_ok(yaml, &cfg);
+    char *out = xasprintf("%s/run", dir);
+    recorder rec = {0};
+    runner_opts o = {.out_dir = out, .data_path = text, .threads = 1, .stop = &rec.stop};
+    ck_assert_msg(runner_run(&cfg, &o, err, sizeof err) == RUN_OK, "%s", err);
+    char *m = metrics_without_time(out);
+    double first = 0, last = 0;
+    const char *l = strstr(m, "\"loss\":"), *e = strrchr(m, '{');
+    ck_assert(l && e);
+    first = strtod(l + 7, NULL);
+    last = strtod(strstr(e, "\"loss_avg\":") + 11, NULL);
+    fprintf(stderr, "schedule-free gpt: loss at step 10 %.3f, mean of the last 10 steps %.3f\n", first, last);
+    ck_assert_msg(first - last > 1.5, "loss fell from %g to %g only", first, last);
+    free(m);
+    free(out);
+    free(yaml);
+    free(text);
+    tl_rmtree(dir);
+    free(dir);
+    cfg_free(&cfg);
+}
+END_TEST
+
 static Suite *optim_sf_suite(void)
 {
     Suite *s = suite_create("optim_sf");
@@ -534,6 +831,14 @@ static Suite *optim_sf_suite(void)
     tcase_add_test(tcfg, test_decaying_schedule_warned);
     tcase_add_test(tcfg, test_fork_keeps_optimizer_type);
     suite_add_tcase(s, tcfg);
+
+    TCase *tr = tcase_create("training");
+    tcase_set_timeout(tr, TL_ASAN ? 600 : 120);
+    tcase_add_test(tr, test_stop_and_kill_resume_bit_identically);
+    tcase_add_test(tr, test_evaluation_and_checkpoint_use_x);
+    tcase_add_test(tr, test_fork_continues_bit_identically);
+    tcase_add_test(tr, test_gpt_learns);
+    suite_add_tcase(s, tr);
     return s;
 }
 
