@@ -415,7 +415,7 @@ START_TEST(test_config_errors)
     expect_error(MLP "optimizer: {type: adamw, r: 1}\n" CONST, "optimizer.r",
                  "only used by optimizer type schedule_free_adamw");
     expect_error(MLP "optimizer: {type: sgd, warmup_steps: 10}\n" CONST, "optimizer.warmup_steps",
-                 "only used by optimizer type schedule_free_adamw");
+                 "only used by optimizer type schedule_free_adamw, not sgd (did you mean 'schedule.warmup_steps'?)");
     expect_error(MLP "optimizer: {weight_lr_power: 1}\n" CONST, "optimizer.weight_lr_power",
                  "only used by optimizer type schedule_free_adamw");
     expect_error(MLP "optimizer: {type: schedule_free_adam}\n" CONST, "optimizer.type", "schedule_free_adamw");
