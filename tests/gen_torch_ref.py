@@ -26,6 +26,16 @@ tests/data/optim/CASE.json
     (torch 1.13 single-tensor CPU path, foreach=False), and
     torch.nn.utils.clip_grad_norm_ cases.  Floats are written as the hex bit
     patterns of the float32 values ("0x3f800000"), so nothing is lost.
+
+tests/data/optim/schedule_free*.json
+    Schedule-free AdamW (Defazio et al., "The Road Less Scheduled", NeurIPS
+    2024; facebookresearch/schedule_free, AdamWScheduleFree v1.4.1), written
+    here from its formulas in torch's single-tensor ops (schedule_free_step;
+    the package cannot be installed here): per step the lr the schedule hands
+    the optimizer, the gradient, y (the parameters while training), z, v and
+    x = lerp(y, z, 1 - 1/beta1) (the evaluation weights), and the Python
+    doubles weight_sum and lr_max.  `python3 tests/gen_torch_ref.py sf` writes
+    only these.
 """
 import json
 import math
@@ -410,6 +420,74 @@ def gen_optim():
     print(f"{len(cases)} optimizer cases, {len(clips)} clip cases")
 
 
+# ---------------------------------------------------------------------------
+# Schedule-free AdamW
+# ---------------------------------------------------------------------------
+
+def schedule_free_step(st, y, grad, lr_sched, hp):
+    """One step of schedule-free AdamW on y (the parameters while training), in
+    the order and with the tensor ops of the reference's single-tensor path:
+    Python doubles for the scalars, float32 tensor ops for the rest."""
+    b1, b2 = hp["betas"]
+    k, W = st["k"], hp["warmup_steps"]
+    lr = lr_sched * ((k + 1) / W if k < W else 1.0)       # its own linear warmup
+    st["lr_max"] = lr_max = max(st["lr_max"], lr)
+    weight = ((k + 1) ** hp["r"]) * (lr_max ** hp["weight_lr_power"])
+    st["weight_sum"] += weight
+    ckp1 = weight / st["weight_sum"] if st["weight_sum"] != 0 else 0.0   # the reference: ZeroDivisionError -> 0
+    if k == 0:
+        st["z"] = y.clone()
+        st["v"] = torch.zeros_like(y)
+    z, v = st["z"], st["v"]
+    v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+    denom = v.div(1 - b2 ** (k + 1)).sqrt_().add_(hp["eps"])
+    gn = grad.div(denom)
+    if hp["weight_decay"] != 0:
+        gn.add_(y, alpha=hp["weight_decay"])
+    y.lerp_(z, ckp1)
+    y.add_(gn, alpha=lr * (b1 * (1 - ckp1) - 1))
+    z.sub_(gn, alpha=lr)
+    st["k"] = k + 1
+
+
+def gen_schedule_free():
+    os.makedirs(OPTIM_DIR, exist_ok=True)
+    g = torch.Generator().manual_seed(20250611)     # its own stream: the other cases' data stay as they are
+    N, STEPS = 37, 8
+    base = dict(betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0)
+    # (name, hyper-parameters over the defaults, the lr of each step as the schedule hands it)
+    cases = [
+        ("schedule_free_default", {}, [2.5e-3] * STEPS),
+        ("schedule_free_wd", dict(weight_decay=0.05, eps=1e-6), [1e-2] * STEPS),
+        ("schedule_free_warmup", dict(warmup_steps=5, weight_decay=0.01), [3e-3] * STEPS),
+        ("schedule_free_r", dict(r=1.5, weight_lr_power=1.0, betas=[0.95, 0.99]),
+         [1e-3, 3e-3, 2.5e-4, 1e-2, 7e-4, 5e-3, 5e-3, 2e-3]),
+        # beta1 0.6: x's lerp weight 1 - 1/0.6 = -0.667 takes lerp's other branch;
+        # a schedule warming up from lr 0: the first weights are 0 (weight_sum 0: ckp1 = 0)
+        ("schedule_free_lr0", dict(betas=[0.6, 0.95], warmup_steps=2, weight_decay=0.1),
+         [0.0, 1e-3, 2e-3, 3e-3, 4e-3, 4e-3, 4e-3, 4e-3]),
+    ]
+    for name, over, lrs in cases:
+        hp = dict(base, **over)
+        p0 = torch.randn(N, generator=g)
+        grads = [torch.randn(N, generator=g) * (0.1 * (k + 1)) for k in range(STEPS)]
+        grads[2][3] = 0.0                    # a zero gradient entry
+        y = p0.clone()
+        st = {"k": 0, "lr_max": -1.0, "weight_sum": 0.0}
+        steps = []
+        for k in range(STEPS):
+            schedule_free_step(st, y, grads[k].clone(), lrs[k], hp)
+            x = torch.lerp(y, st["z"], 1 - 1 / hp["betas"][0])      # the reference's optimizer.eval()
+            steps.append({"lr": lrs[k], "grad": hexlist(grads[k]), "params": hexlist(y), "x": hexlist(x),
+                          "z": hexlist(st["z"]), "v": hexlist(st["v"]), "weight_sum": st["weight_sum"],
+                          "lr_max": st["lr_max"]})
+        out = {"torch": torch.__version__, "case": name, "n": N,
+               "optimizer": dict({"type": "schedule_free_adamw"}, **hp),
+               "params0": hexlist(p0), "steps": steps}
+        dump_json(os.path.join(OPTIM_DIR, name + ".json"), out)
+    print(f"{len(cases)} schedule-free cases")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     what = sys.argv[1:] or ["schedules", "optim"]
@@ -417,3 +495,5 @@ if __name__ == "__main__":
         gen_schedules()
     if "optim" in what:
         gen_optim()
+    if "optim" in what or "sf" in what:
+        gen_schedule_free()

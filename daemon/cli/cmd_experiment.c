@@ -95,8 +95,18 @@ int cli_validate_experiment(const char *path, const struct dconfig *dc)
             cfg_free(&cfg);
         }
     }
-    if (rc == 0)
+    if (rc == 0) {
         print_summary(path, &s);
+        fflush(stdout);
+        for (size_t k = 0; k < s.n_trials; k++) {   /* warnings (cfg_warnings) do not fail it */
+            diag_list_t warns = DIAG_LIST_INIT;
+            cfg_warnings(&s.trials[k].cfg, &warns);
+            if (warns.n)
+                fprintf(stderr, "%s: trial %zu (%s):\n", path, k + 1, s.trials[k].cfg.name);
+            diag_print(stderr, path, &warns);
+            diag_free(&warns);
+        }
+    }
     sweep_free(&s);
     return rc;
 }

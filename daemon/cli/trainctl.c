@@ -55,10 +55,17 @@ static int usage(FILE *out, int code)
     return code;
 }
 
+/* "ok", then the config's warnings (cfg_warnings) on stderr: they do not
+ * make it fail. */
 static void print_ok(const char *path, const run_config *cfg)
 {
     printf("%s: ok (%s, %zu parameters, %s schedule, %ld steps)\n", path, cfg->name,
            cfg_param_count(&cfg->model), sched_type_name(cfg->sched.type), cfg->sched.total_steps);
+    diag_list_t warns = DIAG_LIST_INIT;
+    cfg_warnings(cfg, &warns);
+    fflush(stdout);
+    diag_print(stderr, path, &warns);
+    diag_free(&warns);
 }
 
 /* data.path as the file writes it (for the note of where it was looked

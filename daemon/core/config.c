@@ -43,7 +43,7 @@ static const cv_range NON_NEGATIVE = {0, INFINITY, false, false};
 static const char *const model_names[] = {"linear", "mlp", "gpt"};
 static const char *const activation_names[] = {"relu", "gelu", "tanh"};
 static const char *const data_names[] = {"synthetic", "csv", "text", "tokens"};
-static const char *const optim_names[] = {"adamw", "adam", "sgd"};
+static const char *const optim_names[] = {"adamw", "adam", "sgd", "schedule_free_adamw"};
 
 #define NAME_OF(table, v) ((unsigned)(v) < (unsigned)NELEM(table) ? table[v] : "?")
 const char *model_type_name(model_type t) { return NAME_OF(model_names, t); }
@@ -73,11 +73,13 @@ static const cv_key data_keys[] = {
     {"path", CV_BIT(DATA_CSV) | CV_BIT(DATA_TEXT) | CV_BIT(DATA_TOKENS)},
     {"noise", CV_BIT(DATA_SYNTHETIC)}, {"eval_fraction", 0}, {NULL, 0}};
 
-#define O_ADAM (CV_BIT(OPT_ADAMW) | CV_BIT(OPT_ADAM))
+#define O_SF CV_BIT(OPT_SCHEDULE_FREE_ADAMW)
+#define O_ADAM (CV_BIT(OPT_ADAMW) | CV_BIT(OPT_ADAM) | O_SF)
 
 static const cv_key optim_keys[] = {
     {"type", 0}, {"lr", 0}, {"betas", O_ADAM}, {"eps", O_ADAM}, {"weight_decay", 0},
-    {"momentum", CV_BIT(OPT_SGD)}, {"nesterov", CV_BIT(OPT_SGD)}, {"grad_clip", 0}, {NULL, 0}};
+    {"momentum", CV_BIT(OPT_SGD)}, {"nesterov", CV_BIT(OPT_SGD)}, {"grad_clip", 0},
+    {"warmup_steps", O_SF}, {"r", O_SF}, {"weight_lr_power", O_SF}, {NULL, 0}};
 
 static const cv_key train_keys[] = {
     {"log_every", 0}, {"checkpoint_every", 0}, {"eval_every", 0}, {"keep_checkpoints", 0},
@@ -89,13 +91,22 @@ static const struct { const char *section; const cv_key *keys; } homes[] = {
     {"", root_keys}, {"model", model_keys}, {"data", data_keys}, {"optimizer", optim_keys},
     {"schedule", cfg_schedule_keys}, {"train", train_keys}, {"parallel", parallel_keys}};
 
+/* A key of several sections (warmup_steps: schedule, and optimizer for
+ * schedule_free_adamw only) is homed where the most types use it. */
 const char *cfg_key_home(const char *key)
 {
+    const char *home = NULL;
+    int best = 0;
     for (int i = 0; i < NELEM(homes); i++)
         for (const cv_key *k = homes[i].keys; k->name; k++)
-            if (strcmp(k->name, key) == 0)
-                return homes[i].section;
-    return NULL;
+            if (strcmp(k->name, key) == 0) {
+                int uses = k->types ? __builtin_popcount(k->types) : 32;
+                if (uses > best) {
+                    best = uses;
+                    home = homes[i].section;
+                }
+            }
+    return home;
 }
 
 static bool is_section_name(const char *key)
@@ -149,7 +160,7 @@ static const cv_key *section_table(const char *section, const char **disc, const
         return data_keys;
     }
     if (!strcmp(section, "optimizer")) {
-        *disc = "type", *name_of = (const char *(*)(int))optim_type_name, *n_types = OPT_SGD + 1;
+        *disc = "type", *name_of = (const char *(*)(int))optim_type_name, *n_types = NELEM(optim_names);
         *dflt = "adamw";
         return optim_keys;
     }
@@ -389,6 +400,23 @@ static void parse_betas(const cv_section *s, optim_cfg *o)
     o->beta2 = b[1];
 }
 
+/* schedule_free_adamw's own keys (traind/optim_sf.h).  The evaluation
+ * weights are lerp(y, z, 1 - 1/beta1): beta1 must not be 0.  r and
+ * weight_lr_power are capped where (k+1)^r * lr^power stays far from
+ * overflowing a double over a billion steps. */
+static void parse_schedule_free(const cv_section *s, optim_cfg *o)
+{
+    o->sf_weight_lr_power = 2.0;
+    get_long_field(s, "warmup_steps", 0, MAX_STEPS_LIKE, &o->sf_warmup_steps);
+    cv_get_num(s, "r", false, (cv_range){0, 10, false, false}, &o->sf_r);
+    cv_get_num(s, "weight_lr_power", false, (cv_range){0, 10, false, false}, &o->sf_weight_lr_power);
+    const ynode *b = cv_get(s, "betas");
+    if (o->beta1 == 0)
+        cv_error(s->errs, "optimizer.betas[0]", b && b->kind == YNODE_SEQ && b->n == 2 ? b->items[0] : b,
+                 "must be > 0 for optimizer type schedule_free_adamw (its evaluation weights divide by "
+                 "beta1), got 0");
+}
+
 /* Returns whether optimizer.lr is valid (the schedule's min_lr needs it). */
 static bool parse_optimizer(const cv_section *root, optim_cfg *o)
 {
@@ -401,8 +429,12 @@ static bool parse_optimizer(const cv_section *root, optim_cfg *o)
     if (type >= 0)
         o->type = (optim_type)type;
     o->weight_decay = o->type == OPT_ADAMW ? 0.01 : 0.0;   /* torch's defaults */
+    if (o->type == OPT_SCHEDULE_FREE_ADAMW)
+        o->lr = 0.0025;                                     /* AdamWScheduleFree's default */
     bool lr_ok = cv_get_num(&s, "lr", false, POSITIVE, &o->lr) != CV_BAD;
     parse_betas(&s, o);
+    if (o->type == OPT_SCHEDULE_FREE_ADAMW)
+        parse_schedule_free(&s, o);
     cv_get_num(&s, "eps", false, POSITIVE, &o->eps);
     cv_get_num(&s, "weight_decay", false, NON_NEGATIVE, &o->weight_decay);
     cv_result m = cv_get_num(&s, "momentum", false, (cv_range){0, 1, false, false}, &o->momentum);

@@ -104,6 +104,11 @@ static void hash_data_optim(uint64_t *h, const data_cfg *d, const optim_cfg *o)
     h_dbl(h, "optimizer.momentum", o->momentum);
     h_int(h, "optimizer.nesterov", o->nesterov);
     h_dbl(h, "optimizer.grad_clip", o->grad_clip);
+    if (o->type == OPT_SCHEDULE_FREE_ADAMW) {   /* only then: every other config keeps its hash */
+        h_int(h, "optimizer.warmup_steps", o->sf_warmup_steps);
+        h_dbl(h, "optimizer.r", o->sf_r);
+        h_dbl(h, "optimizer.weight_lr_power", o->sf_weight_lr_power);
+    }
 }
 
 static void hash_schedule(uint64_t *h, const sched_cfg *s)
@@ -234,6 +239,11 @@ static cJSON *optim_json(const optim_cfg *p)
     }
     cJSON_AddNumberToObject(o, "weight_decay", p->weight_decay);
     cJSON_AddNumberToObject(o, "grad_clip", p->grad_clip);
+    if (p->type == OPT_SCHEDULE_FREE_ADAMW) {
+        cJSON_AddNumberToObject(o, "warmup_steps", (double)p->sf_warmup_steps);
+        cJSON_AddNumberToObject(o, "r", p->sf_r);
+        cJSON_AddNumberToObject(o, "weight_lr_power", p->sf_weight_lr_power);
+    }
     return o;
 }
 

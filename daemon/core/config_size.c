@@ -25,10 +25,12 @@ size_t cfg_model_bytes(const run_config *cfg)
 {
     /* What model_create allocates (counted by the models' own layout code,
      * so the cap matches what the worker will really ask for), plus the
-     * optimizer's two moment buffers of one float per parameter; with
+     * optimizer's two moment buffers of one float per parameter (three for
+     * schedule_free_adamw: z, v and the evaluation weights x); with
      * parallel.ranks, that for each rank's slice of the batch, once per rank. */
     size_t ranks = cfg->ranks > 1 ? (size_t)cfg->ranks : 1;
     int slice = cfg->data.batch_size / (int)ranks > 0 ? cfg->data.batch_size / (int)ranks : 1;
     size_t model = model_memory_bytes(&cfg->model, slice);
-    return size_sat_mul(ranks, size_sat_add(model, size_sat_mul(model_param_count(&cfg->model), 2 * sizeof(float))));
+    size_t state = cfg->optim.type == OPT_SCHEDULE_FREE_ADAMW ? 3 : 2;
+    return size_sat_mul(ranks, size_sat_add(model, size_sat_mul(model_param_count(&cfg->model), state * sizeof(float))));
 }

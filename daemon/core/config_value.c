@@ -629,10 +629,14 @@ void cv_check_keys(const cv_section *s, const cv_key *keys, int type, const char
         }
         if (type < 0 || k->types == 0 || (k->types & CV_BIT(type)))
             continue;
-        char path[CV_PATH_MAX], users[256];
+        char path[CV_PATH_MAX], users[256], hint[CV_PATH_MAX + 24] = "";
         cv_path_key(path, s->path, k->name);
         join_types(k->types, type_names, users, sizeof users);
-        cv_error(s->errs, path, key, "%s is only used by %s%s %s, not %s", k->name, type_what,
-                 __builtin_popcount(k->types) > 1 ? "s" : "", users, type_names[type]);
+        /* a key of another section too (optimizer.warmup_steps, the schedule's) */
+        const char *home = cfg_key_home(k->name);
+        if (home && home[0] && strcmp(home, s->path) != 0)
+            snprintf(hint, sizeof hint, " (did you mean '%s.%s'?)", home, k->name);
+        cv_error(s->errs, path, key, "%s is only used by %s%s %s, not %s%s", k->name, type_what,
+                 __builtin_popcount(k->types) > 1 ? "s" : "", users, type_names[type], hint);
     }
 }

@@ -9,6 +9,14 @@
  * lr is a pure function of the step.  A run resumed from step k therefore
  * produces the same bits as one that never stopped.
  *
+ * Schedule-free AdamW (traind/optim_sf.h): the parameters hold y while
+ * training, but evaluation and the checkpoint's parameters (what `trainctl
+ * sample` and every reader of a checkpoint's weights take) are the averaged
+ * x = lerp(y, z, 1 - 1/beta1).  The checkpoint keeps y, z (OPTM), v (OPTV),
+ * weight_sum and lr_max besides, and a resume trains on from that y: x
+ * cannot be turned back into y bit for bit.  Evaluation swaps x in and y
+ * back (a copy, not a second lerp), so it changes no training number.
+ *
  * Data-parallel (opts->dist, traind/dist.h): every rank draws the same global
  * batch and trains its own contiguous slice; the gradients, the batch loss
  * and the stop request are averaged across ranks after each backward pass, so
@@ -39,6 +47,7 @@
 #include "traind/dist.h"
 #include "traind/model.h"
 #include "traind/optim.h"
+#include "traind/optim_sf.h"
 #include "traind/rng.h"
 #include "traind/schedule.h"
 #include "traind/util.h"
@@ -51,7 +60,15 @@ enum {
     TAG_TRAIN = 0x5452414e,    /* "TRAN" loop counters, see train_counters */
     TAG_DATA = 0x44415441,     /* "DATA" data source state */
     TAG_LINEAGE = 0x4c494e45,  /* "LINE" cfg_lineage_hash: what a fork from it must share */
+    TAG_SF_Y = 0x53465f59,     /* "SF_Y" schedule_free_adamw: y, the training parameters (PRMS holds x) */
+    TAG_SF_W = 0x53465f57,     /* "SF_W" schedule_free_adamw: sf_scalars */
 };
+
+/* schedule_free_adamw's scalars, saved in TAG_SF_W in this order. */
+typedef struct sf_scalars {
+    double weight_sum;
+    double lr_max;
+} sf_scalars;
 
 /* Loop state saved in TAG_TRAIN, field by field in this order (all 8 bytes). */
 typedef struct train_counters {
@@ -73,7 +90,8 @@ typedef struct run {
     data_source_t *data;
     model_t *model;
     optim_state opt;
-    float *opt_buf;            /* m and v, one allocation */
+    float *opt_buf;            /* m and v, one allocation (and sf_x) */
+    float *sf_x;               /* schedule_free_adamw: room for x, n floats; NULL otherwise */
     size_t n;                  /* parameters */
     train_counters c;
     long checkpoint_step;
@@ -209,15 +227,23 @@ static int save_checkpoint(run *r, char *err, size_t errlen)
     c.n_params = (int64_t)r->n;
     data_save_state(r->data, r->data_state);
     uint64_t lineage = cfg_lineage_hash(r->cfg);
-    ckpt_section s[6] = {
+    const float *weights = r->model->params;
+    if (r->sf_x) {   /* the weights to keep are x; y goes beside them */
+        optim_sf_eval_params(&r->cfg->optim, r->model->params, r->opt.m, r->sf_x, r->n);
+        weights = r->sf_x;
+    }
+    sf_scalars sf = {r->opt.weight_sum, r->opt.lr_max};
+    ckpt_section s[8] = {
         {TAG_TRAIN, &c, sizeof c},
-        {TAG_PARAMS, r->model->params, r->n * sizeof(float)},
+        {TAG_PARAMS, weights, r->n * sizeof(float)},
         {TAG_OPT_M, r->opt.m, r->n * sizeof(float)},
         {TAG_OPT_V, r->opt.v, r->n * sizeof(float)},
         {TAG_DATA, r->data_state, r->data_state_len},
         {TAG_LINEAGE, &lineage, sizeof lineage},
+        {TAG_SF_Y, r->model->params, r->n * sizeof(float)},
+        {TAG_SF_W, &sf, sizeof sf},
     };
-    int rc = ckpt_write(r->ckpt_path, cfg_hash(r->cfg), (uint64_t)r->c.step, s, 6, err, errlen);
+    int rc = ckpt_write(r->ckpt_path, cfg_hash(r->cfg), (uint64_t)r->c.step, s, r->sf_x ? 8 : 6, err, errlen);
     if (rc == 0) {
         r->checkpoint_step = r->c.step;
         keep_checkpoint(r);
@@ -247,6 +273,9 @@ static int load_checkpoint_from(run *r, const char *path, bool fork, const char 
     const ckpt_section *tr = ckpt_find(&f, TAG_TRAIN), *p = ckpt_find(&f, TAG_PARAMS),
                        *m = ckpt_find(&f, TAG_OPT_M), *v = ckpt_find(&f, TAG_OPT_V),
                        *d = ckpt_find(&f, TAG_DATA), *ln = ckpt_find(&f, TAG_LINEAGE);
+    /* schedule_free_adamw trains on from y, not from the x in PRMS */
+    const ckpt_section *sy = ckpt_find(&f, TAG_SF_Y), *sw = ckpt_find(&f, TAG_SF_W);
+    sf_scalars sf = {0, 0};
     train_counters c;
     size_t pbytes = r->n * sizeof(float);
     uint64_t lineage = 0;
@@ -256,8 +285,14 @@ static int load_checkpoint_from(run *r, const char *path, bool fork, const char 
         why = "it was written for a different config (config hash mismatch)";
     else if (fork && (!ln || lineage != cfg_lineage_hash(r->cfg)))
         why = "it is not of this run's line: the model, data, seed or optimizer type differ";
-    else if (!tr || tr->len != sizeof c || !p || !m || !v || !d)
+    else if (!tr || tr->len != sizeof c || !p || !m || !v || !d ||
+             (r->sf_x && (!sy || sy->len != pbytes || !sw || sw->len != sizeof sf)))
         why = "a section is missing or has the wrong size";
+    if (!why && r->sf_x) {
+        memcpy(&sf, sw->data, sizeof sf);
+        if (!isfinite(sf.weight_sum) || !isfinite(sf.lr_max))
+            why = "its schedule-free averages are out of range";
+    }
     if (!why) {
         memcpy(&c, tr->data, sizeof c);
         if (c.n_params != (int64_t)r->n || p->len != pbytes || m->len != pbytes || v->len != pbytes)
@@ -273,10 +308,12 @@ static int load_checkpoint_from(run *r, const char *path, bool fork, const char 
         ckpt_close(&f);
         return 0;
     }
-    memcpy(r->model->params, p->data, pbytes);
+    memcpy(r->model->params, r->sf_x ? sy->data : p->data, pbytes);
     memcpy(r->opt.m, m->data, pbytes);
     memcpy(r->opt.v, v->data, pbytes);
     r->opt.step = c.optim_step;
+    r->opt.weight_sum = sf.weight_sum;
+    r->opt.lr_max = sf.lr_max;
     r->c = c;
     r->checkpoint_step = c.step;
     ckpt_close(&f);
@@ -535,12 +572,18 @@ static int reduce_mean(run *r, float *buf, size_t n, char *err, size_t errlen)
     return rc;
 }
 
-/* The mean eval loss of the global eval batches (each rank its slices). */
+/* The mean eval loss of the global eval batches (each rank its slices),
+ * at x for schedule_free_adamw. */
 static double eval_loss(run *r)
 {
     int n = data_eval_batches(r->data);
     if (n <= 0)
         return NAN;
+    float *params = r->model->params;
+    if (r->sf_x) {   /* y aside into sf_x, x into the parameters; y back after */
+        memcpy(r->sf_x, params, r->n * sizeof *params);
+        optim_sf_eval_params(&r->cfg->optim, r->sf_x, r->opt.m, params, r->n);
+    }
     double sum = 0;
     for (int i = 0; i < n; i++) {
         batch_t b;
@@ -548,6 +591,8 @@ static double eval_loss(run *r)
         take_slice(r, &b);
         sum += model_eval_loss(r->model, &b);
     }
+    if (r->sf_x)
+        memcpy(params, r->sf_x, r->n * sizeof *params);
     float mean = (float)(sum / n);
     char err[256];
     if (reduce_mean(r, &mean, 1, err, sizeof err) != 0)
@@ -693,12 +738,14 @@ run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err,
     if (!r.model)
         goto out;
     r.n = r.model->n_params;
-    r.opt_buf = calloc(r.n > 0 ? 2 * r.n : 1, sizeof(float));
+    bool sf = cfg->optim.type == OPT_SCHEDULE_FREE_ADAMW;
+    r.opt_buf = calloc(r.n > 0 ? (sf ? 3 : 2) * r.n : 1, sizeof(float));
     if (!r.opt_buf) {
         snprintf(err, errlen, "out of memory for the optimizer state (%zu parameters)", r.n);
         goto out;
     }
-    r.opt = (optim_state){r.opt_buf, r.opt_buf + r.n, 0};
+    r.opt = (optim_state){.m = r.opt_buf, .v = r.opt_buf + r.n};
+    r.sf_x = sf ? r.opt_buf + 2 * r.n : NULL;
     r.data_state_len = data_state_size(r.data);
     r.data_state = xcalloc(1, r.data_state_len);
 

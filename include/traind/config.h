@@ -23,7 +23,7 @@ struct cJSON;
 typedef enum { MODEL_LINEAR, MODEL_MLP, MODEL_GPT } model_type;
 typedef enum { ACT_RELU, ACT_GELU, ACT_TANH } activation_type;
 typedef enum { DATA_SYNTHETIC, DATA_CSV, DATA_TEXT, DATA_TOKENS } data_kind;
-typedef enum { OPT_ADAMW, OPT_ADAM, OPT_SGD } optim_type;
+typedef enum { OPT_ADAMW, OPT_ADAM, OPT_SGD, OPT_SCHEDULE_FREE_ADAMW } optim_type;
 typedef enum {
     SCHED_CONSTANT, SCHED_CONSTANT_WITH_WARMUP, SCHED_LINEAR, SCHED_COSINE,
     SCHED_COSINE_WITH_RESTARTS, SCHED_POLYNOMIAL, SCHED_INVERSE_SQRT,
@@ -59,6 +59,11 @@ typedef struct optim_cfg {
     double momentum;                    /* sgd; default 0 */
     bool nesterov;                      /* sgd */
     double grad_clip;                   /* 0 = off */
+    /* schedule_free_adamw (traind/optim_sf.h); lr defaults to 0.0025 and
+     * weight_decay to 0 for it, as in the reference */
+    long sf_warmup_steps;               /* optimizer.warmup_steps, default 0 */
+    double sf_r;                        /* optimizer.r, default 0 */
+    double sf_weight_lr_power;          /* optimizer.weight_lr_power, default 2 */
 } optim_cfg;
 
 typedef struct sched_cfg {
@@ -154,6 +159,11 @@ uint64_t cfg_hash(const run_config *cfg);
 /* Bytes the training process will need for the model: parameters, gradients,
  * optimizer state and activations at the configured batch size. */
 size_t cfg_model_bytes(const run_config *cfg);
+
+/* Warnings about a valid config: what it may do but probably should not
+ * (schedule_free_adamw under a decaying schedule).  Appends them to warns;
+ * `trainctl validate` prints them.  Never fails. */
+void cfg_warnings(const run_config *cfg, diag_list_t *warns);
 
 /* The config with every default filled in, as JSON (the job object's
  * "config").  Caller owns the result (cJSON_Delete). */

@@ -1,7 +1,8 @@
 /*
  * optim — AdamW, Adam and SGD over one flat float array of parameters, as
  * torch.optim computes them (torch 1.13 single-tensor CPU path), plus
- * gradient clipping as torch.nn.utils.clip_grad_norm_.
+ * gradient clipping as torch.nn.utils.clip_grad_norm_.  Schedule-free
+ * AdamW is traind/optim_sf.h, reached through optim_step too.
  */
 #ifndef TRAIND_OPTIM_H
 #define TRAIND_OPTIM_H
@@ -10,11 +11,15 @@
 #include "traind/config.h"
 
 /* State buffers are n floats each, zeroed before the first step.  m is
- * exp_avg (or the SGD momentum buffer), v is exp_avg_sq (unused by SGD). */
+ * exp_avg (or the SGD momentum buffer; schedule_free_adamw's z), v is
+ * exp_avg_sq (unused by SGD). */
 typedef struct optim_state {
     float *m;
     float *v;
     long step;      /* updates taken so far */
+    /* schedule_free_adamw only (traind/optim_sf.h); set by its first step */
+    double weight_sum;  /* sum of the averaging weights so far */
+    double lr_max;      /* the largest lr so far */
 } optim_state;
 
 /* One update of params (n floats) with grads at learning rate lr.

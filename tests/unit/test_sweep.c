@@ -196,8 +196,9 @@ START_TEST(sweep_section_errors)
     } cases[] = {
         {"  method: grid\n  parameters: {optimizer.lrr: [1.0e-3]}\n", "sweep.parameters.optimizer.lrr",
          "did you mean 'optimizer.lr'"},
+        /* optimizer.warmup_steps is schedule_free_adamw's: the trials' adamw refuses it */
         {"  method: grid\n  parameters: {optimizer.warmup_steps: [1]}\n",
-         "sweep.parameters.optimizer.warmup_steps", "did you mean 'schedule.warmup_steps'"},
+         "sweep.parameters.optimizer.warmup_steps[0]", "did you mean 'schedule.warmup_steps'"},
         {"  method: grid\n  parameters: {optimizer.lr: {log_uniform: [1.0e-4, 1.0e-2]}}\n",
          "sweep.parameters.optimizer.lr.log_uniform", "needs method: random"},
         {"  method: grid\n  trials: 3\n  parameters: {optimizer.lr: [1.0e-3]}\n", "sweep.trials",
