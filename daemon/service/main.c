@@ -860,6 +860,8 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "--worker") == 0)
         return worker_main(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "--lr-find") == 0)
+        return worker_lrfind_main(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "--mpi-launch") == 0)
         return mpilaunch_main(argc, argv);
 
