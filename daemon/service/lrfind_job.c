@@ -149,6 +149,8 @@ void lrfind_jobs_start(lrfind_jobs *js, const lrfind_job_spec *spec, const char 
         log_warn("lr-find: cannot start %s: %s", spec->exe, strerror(-rc));
         return answer_error(done, arg, 500, "cannot start the lr range test");
     }
+    log_info("lr-find: process %d started (%ld steps, lr %g to %g)", subproc_pid(r->proc), o->steps, o->start,
+             o->end);
     r->next = js->running;
     js->running = r;
     js->n_running++;

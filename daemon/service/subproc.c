@@ -108,6 +108,11 @@ int subproc_run(uv_loop_t *loop, char *const *argv, double timeout_s, subproc_cb
     return subproc_run_opts(loop, argv, timeout_s, NULL, done, ctx);
 }
 
+int subproc_pid(const subproc_t *p)
+{
+    return p->proc.pid;
+}
+
 int subproc_kill(subproc_t *p, int signum)
 {
     return p->exited ? -ESRCH : uv_process_kill(&p->proc, signum);

@@ -44,6 +44,9 @@ typedef struct subproc_opts {
 int subproc_run_opts(uv_loop_t *loop, char *const *argv, double timeout_s, const subproc_opts *o, subproc_cb done,
                      void *ctx);
 
+/* Its process id. */
+int subproc_pid(const subproc_t *p);
+
 /* Sends signum to the command unless it has exited.  0 or a negative errno. */
 int subproc_kill(subproc_t *p, int signum);
 
