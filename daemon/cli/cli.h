@@ -5,6 +5,7 @@
  *   cmd_run.c       run (foreground training with a progress bar; --ranks N under mpirun)
  *   cmd_schedule.c  schedule (terminal plot or JSON)
  *   cmd_sample.c    sample (text from a gpt checkpoint)
+ *   cmd_lrfind.c    lr-find (the LR range test: terminal plot or JSON)
  *   cmd_experiment.c  validate and schedule of experiment (sweep) files
  *   client.c        submit, status, watch, cancel, logs, fork (HTTP to a running traind, via libcurl)
  *   cmd_compare.c   compare (a table and overlaid curves of jobs or experiments)
@@ -43,6 +44,7 @@ int cmd_run(int argc, char **argv);
 int cmd_run_dist(int argc, char **argv, dist_t *dist);
 int cmd_schedule(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_lrfind(int argc, char **argv);
 int cmd_client(const char *verb, int argc, char **argv);
 
 /* GET path from the daemon: 0 with *body (malloc'd, may be NULL) and

@@ -1,6 +1,6 @@
 /*
  * trainctl — traind's command-line client, and a trainer on its own:
- * `run`, `validate`, `schedule` and `sample` need no daemon; `submit`,
+ * `run`, `validate`, `schedule`, `lr-find` and `sample` need no daemon; `submit`,
  * `status`, `watch`, `cancel` and `logs` talk to one over HTTP.
  */
 #include <errno.h>
@@ -27,6 +27,9 @@ static const char usage_text[] =
     "                                                  limits and data_dirs\n"
     "  schedule CONFIG [--json]                        the lr of every step: a plot, or a JSON array\n"
     "                                                  (an experiment: every distinct schedule)\n"
+    "  lr-find CONFIG [--start LR] [--end LR] [--steps N] [--threads N] [--json] [--out FILE]\n"
+    "                                                  LR range test: loss against an exponential lr sweep\n"
+    "                                                  (1e-7 to 10, 100 steps), the suggested and steepest lr\n"
     "  sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--seed S]\n"
     "                                                  generate text from a gpt run's checkpoint\n"
     "With a running traind (--url URL, --token-file FILE):\n"
@@ -196,6 +199,8 @@ int main(int argc, char **argv)
         return cmd_validate(argc - 2, argv + 2);
     if (!strcmp(cmd, "schedule"))
         return cmd_schedule(argc - 2, argv + 2);
+    if (!strcmp(cmd, "lr-find"))
+        return cmd_lrfind(argc - 2, argv + 2);
     if (!strcmp(cmd, "sample"))
         return cmd_sample(argc - 2, argv + 2);
     if (!strcmp(cmd, "submit") || !strcmp(cmd, "status") || !strcmp(cmd, "watch") ||

@@ -104,6 +104,7 @@ typedef struct run {
     size_t data_state_len;
     dist_t *dist;              /* NULL: one process */
     bool writer;               /* rank 0 (or no dist): writes files, emits events */
+    bool files;                /* writes out_dir: the writer, unless the run is an lr probe */
     bool stop_agreed;          /* dist: some rank was asked to stop (agreed at the last step) */
 } run;
 
@@ -219,7 +220,7 @@ static void keep_checkpoint(run *r)
 
 static int save_checkpoint(run *r, char *err, size_t errlen)
 {
-    if (!r->writer)
+    if (!r->files)
         return 0;
     train_counters c = r->c;
     c.elapsed_s = r->c.elapsed_s + (now_monotonic() - r->t_start);
@@ -504,7 +505,7 @@ static int open_metrics(run *r, long keep_through, char *err, size_t errlen)
 static int write_metrics(run *r, double lr, float loss, double loss_avg, double grad_norm,
                          double eval_loss, char *err, size_t errlen)
 {
-    if (!r->writer)
+    if (!r->files)
         return 0;
     double t = r->c.elapsed_s + (now_monotonic() - r->t_start);
     char line[512];
@@ -615,11 +616,13 @@ static void update_rate(run *r, double now)
 static run_result train_loop(run *r, char *err, size_t errlen)
 {
     const run_config *cfg = r->cfg;
-    const long T = cfg->sched.total_steps;
+    const runner_probe *probe = r->opts->probe;
+    const long T = probe ? probe->steps : cfg->sched.total_steps;
     const long log_every = cfg->train.log_every;
     const long ckpt_every = cfg->train.checkpoint_every;
-    const long eval_every = data_eval_batches(r->data) > 0 ? cfg->train.eval_every : 0;
-    const long pause_at = r->opts->pause_at;
+    const bool evals = !probe && data_eval_batches(r->data) > 0;   /* a probe, as fastai's, never evaluates */
+    const long eval_every = evals ? cfg->train.eval_every : 0;
+    const long pause_at = probe ? 0 : r->opts->pause_at;
     float *params = r->model->params, *grads = r->model->grads;
 
     if (pause_at > 0 && r->c.step == pause_at && r->c.step < T)
@@ -643,17 +646,19 @@ static run_result train_loop(run *r, char *err, size_t errlen)
             r->stop_agreed = v[1] > 0;
         }
         long s = r->c.step;    /* 0-based index of this update */
+        double norm = grad_global_norm(grads, r->n);
+        double lr = probe ? probe->lr(probe->ctx, s) : sched_lr(&cfg->sched, cfg->optim.lr, s);
+        if (probe && !probe->record(probe->ctx, s, lr, loss, norm))
+            return RUN_OK;     /* the probe has seen enough (diverged, or told to) */
         if (!isfinite(loss)) {
             snprintf(err, errlen, "loss is %s at step %ld", isnan(loss) ? "NaN" : "Inf", s + 1);
             return RUN_FAILED;
         }
-        double norm = grad_global_norm(grads, r->n);
         if (!isfinite(norm)) {
             snprintf(err, errlen, "gradient norm is %s at step %ld", isnan(norm) ? "NaN" : "Inf", s + 1);
             return RUN_FAILED;
         }
         grad_clip(grads, r->n, norm, cfg->optim.grad_clip);
-        double lr = sched_lr(&cfg->sched, cfg->optim.lr, s);
         optim_step(&cfg->optim, &r->opt, params, grads, r->n, lr);
         r->c.step = s + 1;
         r->c.loss_sum += loss;
@@ -663,7 +668,7 @@ static run_result train_loop(run *r, char *err, size_t errlen)
         double ev = NAN;
         bool keep_step = is_keep_step(&cfg->train, done);
         if ((eval_every > 0 && done % eval_every == 0) ||
-            (keep_step && done < T && data_eval_batches(r->data) > 0)) {
+            (keep_step && done < T && evals)) {
             ev = eval_loss(r);
             emit(r, RUN_EVENT_EVAL, lr, loss, NAN, norm, ev, NULL);
         }
@@ -711,6 +716,7 @@ run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err,
     run r = {.cfg = cfg, .opts = opts, .checkpoint_step = -1, .metrics_fd = -1,
              .dist = opts->dist && opts->dist->size > 1 ? opts->dist : NULL};
     r.writer = !r.dist || r.dist->rank == 0;
+    r.files = r.writer && !opts->probe;
     run_result result = RUN_FAILED;
     err[0] = '\0';
     compute_set_threads(opts->threads > 0 ? opts->threads : 1);
@@ -721,15 +727,17 @@ run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err,
         return RUN_FAILED;
     }
 
-    int rc = mkdir_p(opts->out_dir, 0755);
-    if (rc < 0) {
-        snprintf(err, errlen, "cannot create %s: %s", opts->out_dir, strerror(-rc));
-        return RUN_FAILED;
+    if (!opts->probe) {
+        int rc = mkdir_p(opts->out_dir, 0755);
+        if (rc < 0) {
+            snprintf(err, errlen, "cannot create %s: %s", opts->out_dir, strerror(-rc));
+            return RUN_FAILED;
+        }
+        r.ckpt_path = xasprintf("%s/checkpoint.bin", opts->out_dir);
+        r.metrics_path = xasprintf("%s/metrics.jsonl", opts->out_dir);
+        if (r.writer)
+            remove_stale_tmps(opts->out_dir);
     }
-    r.ckpt_path = xasprintf("%s/checkpoint.bin", opts->out_dir);
-    r.metrics_path = xasprintf("%s/metrics.jsonl", opts->out_dir);
-    if (r.writer)
-        remove_stale_tmps(opts->out_dir);
 
     r.data = data_open(cfg, opts->data_path, err, errlen);
     if (!r.data)
@@ -754,8 +762,10 @@ run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err,
     model_init(r.model, &init);
     r.t_start = r.rate_t = r.last_tick = now_monotonic();
 
-    bool own = access(r.ckpt_path, F_OK) == 0;
-    if (!opts->fresh && load_checkpoint(&r)) {
+    bool own = !opts->probe && access(r.ckpt_path, F_OK) == 0;
+    if (opts->probe) {
+        /* from the config's initialisation, as a fresh run starts: nothing to load */
+    } else if (!opts->fresh && load_checkpoint(&r)) {
         r.rate_step = r.c.step;
     } else if (opts->fork_from && !own) {
         /* a fork's first start: from its parent's kept checkpoint, or not at all */
@@ -778,7 +788,7 @@ run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err,
         if (!r.data)
             goto out;
     }
-    if (r.writer && open_metrics(&r, r.c.step, err, errlen) != 0)
+    if (r.files && open_metrics(&r, r.c.step, err, errlen) != 0)
         goto out;
     emit(&r, RUN_EVENT_START, NAN, NAN, NAN, NAN, NAN, NULL);
     result = train_loop(&r, err, errlen);

@@ -17,6 +17,8 @@
  *   GET  /events[?job=ID&last_event_id=ID]  Server-Sent Events (events.h)
  *   POST /validate              a config: 200 {"ok": true, ...} | 422 {"ok": false, "errors"} (preview.h); no token
  *   POST /schedule[?max=N]      its lr curves: {"curves": [{"label", "points": [[step, lr]...]}]}; no token
+ *   POST /lr-find[?start=&end=&steps=]  the LR range test of a config (lrfind_job.h): 200 {"suggestion",
+ *                               "steepest", "points": [[lr, loss]...]} when it ends | 422 | 429 (one runs already)
  *   GET  /healthz               {"status":"ok"}
  *   GET  /metrics               Prometheus text 0.0.4
  *
@@ -53,6 +55,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "traind/lrfind.h"
 #include "traind/preview.h"
 #include "traind/rate_limit.h"
 #include "traind/spool.h"
@@ -732,6 +735,43 @@ static void post_preview(const api_backend *be, const http_request *req, http_re
     be->preview(be->ctx, req->body, req->body_len, max, json_later_done, http_response_defer(res));
 }
 
+/* query parameter key as a finite number: 1 found, 0 absent, -1 answered 400. */
+static int query_double(const http_request *req, const char *key, double *out, http_response *res)
+{
+    char *v = NULL;
+    int r = http_query_get(req->query, key, &v);
+    if (r == 0)
+        return 0;
+    char *end = NULL;
+    double d = r > 0 && v[0] ? strtod(v, &end) : NAN;
+    bool ok = end && *end == '\0' && isfinite(d);
+    free(v);
+    if (!ok) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "query parameter '%s' must be a number", key);
+        http_response_error(res, 400, msg);
+        return -1;
+    }
+    *out = d;
+    return 1;
+}
+
+/* POST /lr-find?start=&end=&steps= (lrfind_job.h): the sweep checked here,
+ * the config by the process that runs it. */
+static void r_lr_find(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    if (req->body_len == 0)
+        return http_response_error(res, 400, "the request body must be a run config (YAML)");
+    lrfind_opts o = {LRFIND_DEFAULT_START, LRFIND_DEFAULT_END, LRFIND_DEFAULT_STEPS};
+    if (query_double(req, "start", &o.start, res) < 0 || query_double(req, "end", &o.end, res) < 0 ||
+        query_long(req, "steps", &o.steps, res) < 0)
+        return;
+    char err[256];
+    if (lrfind_check_opts(&o, err, sizeof err) != 0)
+        return http_response_error(res, 400, err);
+    be->lr_find(be->ctx, req->body, req->body_len, &o, json_later_done, http_response_defer(res));
+}
+
 /* POST /jobs/{id}/fork: a JSON body (forks.h). */
 static void r_job_fork(const api_backend *be, const http_request *req, http_response *res, const char *id)
 {
@@ -1157,6 +1197,11 @@ static bool has_preview(const api_backend *be)
     return be->preview != NULL;
 }
 
+static bool has_lr_find(const api_backend *be)
+{
+    return be->lr_find != NULL;
+}
+
 static bool has_config_text(const api_backend *be)
 {
     return be->config_text != NULL;
@@ -1201,6 +1246,8 @@ static const route routes[] = {
      * (a token-less caller to its own "anon" bucket, see over_rate) */
     {M_POST, R_EXACT,  "/validate",       NULL,           false, true,  has_preview,     NULL,   r_validate},
     {M_POST, R_EXACT,  "/schedule",       NULL,           false, true,  has_preview,     NULL,   r_schedule},
+    /* /lr-find writes nothing either, but it trains (a job's worth of CPU): the token, as POST /jobs */
+    {M_POST, R_EXACT,  "/lr-find",        NULL,           true,  true,  has_lr_find,     NULL,   r_lr_find},
     {M_GET,  R_EXACT,  "/compare",        NULL,           false, false, NULL,            NULL,   r_compare},
     {M_GET,  R_EXACT,  "/experiments",    NULL,           false, false, has_experiments, NULL,   r_experiments},
     {M_POST, R_EXACT,  "/experiments",    NULL,           true,  true,  has_experiments, NULL,   r_experiment_submit},

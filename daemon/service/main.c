@@ -54,6 +54,7 @@
 #include "traind/experiments.h"
 #include "traind/log.h"
 #include "traind/notify.h"
+#include "traind/lrfind_job.h"
 #include "traind/preview.h"
 #include "traind/spool.h"
 #include "traind/spool_lock.h"
@@ -113,6 +114,8 @@ typedef struct daemon_state {
     int lock_fd;                /* <spool>/traind.lock, held until exit */
     bool reloading;             /* a SIGHUP's reload is on the thread pool */
     bool reload_again;          /* another SIGHUP came meanwhile */
+    const char *exe;            /* our own binary (self_exe), for the processes we start */
+    lrfind_jobs *lrf;           /* POST /lr-find's running tests */
 } daemon_state;
 
 /* ------------------------------------------------------------ the config */
@@ -353,6 +356,19 @@ static void be_preview(void *ctx, const char *yaml, size_t len, long max,
         preview_schedule(d->loop, &in, yaml, len, (size_t)max, done, arg);
     else
         preview_validate(d->loop, &in, yaml, len, done, arg);
+}
+
+/* POST /lr-find: a short job in a process of its own (lrfind_job.h). */
+static void be_lr_find(void *ctx, const char *yaml, size_t len, const lrfind_opts *o,
+                       void (*done)(void *arg, int status, cJSON *doc), void *arg)
+{
+    daemon_state *d = ctx;
+    if (d->stopping)
+        return done(arg, 503, json_error_doc(API_SHUTTING_DOWN));
+    lrfind_job_spec spec = {.exe = d->exe, .threads = d->cfg.threads_per_job,
+                            .data_dirs = d->cfg.data_dirs, .n_data_dirs = d->cfg.n_data_dirs,
+                            .max_model_bytes = d->cfg.max_model_memory};
+    lrfind_jobs_start(d->lrf, &spec, yaml, len, o, done, arg);
 }
 
 static void be_cancel_experiment(void *ctx, const char *id, void (*done)(void *arg, int rc), void *arg)
@@ -622,6 +638,7 @@ static void begin_shutdown(daemon_state *d, int signum)
     log_info("%s: stopping: intake closed, running jobs checkpoint and resume at the next start",
              strsignal(signum));
     notify_stopping();
+    lrfind_jobs_shutdown(d->lrf);
     if (d->sp) {
         spool_stop(d->sp, on_spool_closed, d);
         d->sp = NULL;
@@ -860,6 +877,8 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "--worker") == 0)
         return worker_main(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "--lr-find") == 0)
+        return worker_lrfind_main(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "--mpi-launch") == 0)
         return mpilaunch_main(argc, argv);
 
@@ -912,6 +931,8 @@ int main(int argc, char **argv)
     }
 
     d.loop = uv_default_loop();
+    d.exe = exe;
+    d.lrf = lrfind_jobs_new(d.loop);
     d.started = now_monotonic();
     notify_init(d.loop);
     log_info("traind %s starting: spool %s, max_jobs %d, threads_per_job %d%s%s", TRAIND_VERSION,
@@ -974,6 +995,7 @@ int main(int argc, char **argv)
         .prom_extra = be_prom_extra,
         .files = d.files,
         .preview = be_preview,
+        .lr_find = be_lr_find,
         .loop = d.loop,
     };
     d.write_limit = rate_limit_new(d.cfg.write_rate_per_client, dconfig_write_burst(&d.cfg),
@@ -1046,6 +1068,7 @@ int main(int argc, char **argv)
     }
     exps_free(d.exps);
     jobs_free(d.jobs);
+    lrfind_jobs_free(d.lrf);
     rate_limit_free(d.write_limit);
     static_files_free(d.files);
     events_free();

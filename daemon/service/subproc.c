@@ -105,6 +105,22 @@ static void on_timeout(uv_timer_t *t)
 
 int subproc_run(uv_loop_t *loop, char *const *argv, double timeout_s, subproc_cb done, void *ctx)
 {
+    return subproc_run_opts(loop, argv, timeout_s, NULL, done, ctx);
+}
+
+int subproc_pid(const subproc_t *p)
+{
+    return p->proc.pid;
+}
+
+int subproc_kill(subproc_t *p, int signum)
+{
+    return p->exited ? -ESRCH : uv_process_kill(&p->proc, signum);
+}
+
+int subproc_run_opts(uv_loop_t *loop, char *const *argv, double timeout_s, const subproc_opts *o, subproc_cb done,
+                     void *ctx)
+{
     sp *p = xcalloc(1, sizeof *p);
     p->done = done;
     p->ctx = ctx;
@@ -122,6 +138,10 @@ int subproc_run(uv_loop_t *loop, char *const *argv, double timeout_s, subproc_cb
 
     uv_stdio_container_t stdio[3];
     stdio[0].flags = UV_IGNORE;
+    if (o && o->stdin_fd >= 0) {
+        stdio[0].flags = UV_INHERIT_FD;
+        stdio[0].data.fd = o->stdin_fd;
+    }
     stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
     stdio[1].data.stream = (uv_stream_t *)&p->out.pipe;
     stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
@@ -146,5 +166,7 @@ int subproc_run(uv_loop_t *loop, char *const *argv, double timeout_s, subproc_cb
     uv_read_start((uv_stream_t *)&p->out.pipe, on_alloc, on_read);
     uv_read_start((uv_stream_t *)&p->err.pipe, on_alloc, on_read);
     uv_timer_start(&p->timer, on_timeout, (uint64_t)(timeout_s * 1000), 0);
+    if (o && o->handle)
+        *o->handle = p;
     return 0;
 }

@@ -54,6 +54,8 @@ enum {
  * (API_UNAVAILABLE, or a thread-pool request cancelled by the loop closing). */
 #define API_SHUTTING_DOWN "traind is shutting down"
 
+struct lrfind_opts;
+
 /* How a submit ends (see api_backend.submit). */
 typedef void (*api_submit_done)(void *arg, int rc, char *id, cJSON *errors);
 
@@ -196,6 +198,10 @@ typedef struct api_backend {
     /* Optional: POST /validate (max 0) and POST /schedule?max=N (max >= 2)
      * of a config (traind/preview.h), answered like fork. */
     void (*preview)(void *ctx, const char *yaml, size_t len, long max,
+                    void (*done)(void *arg, int status, cJSON *doc), void *arg);
+    /* Optional: POST /lr-find, the LR range test of a config with the sweep
+     * o (traind/lrfind_job.h), answered like fork: done(arg, status, doc). */
+    void (*lr_find)(void *ctx, const char *yaml, size_t len, const struct lrfind_opts *o,
                     void (*done)(void *arg, int status, cJSON *doc), void *arg);
     /* Optional: the dashboard's files (GET /, /ui/..., /lib/chart.js/...);
      * NULL: those answer 404. */

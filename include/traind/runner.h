@@ -40,6 +40,20 @@ typedef struct run_event {
     const char *message;   /* RUN_EVENT_NOTICE */
 } run_event;
 
+/* An lr probe (the LR range test, traind/lrfind.h) takes the schedule's
+ * place: the run trains `steps` updates (not schedule.total_steps), the
+ * update at 0-based step s uses lr(ctx, s), and before it record(ctx, s,
+ * lr, loss, grad_norm) sees the batch's loss — a false return ends the run
+ * there with RUN_OK (a non-finite loss or norm goes to record too, instead
+ * of failing the run).  A probed run has no eval and writes nothing:
+ * out_dir, fresh, fork_from and pause_at are not used. */
+typedef struct runner_probe {
+    long steps;
+    double (*lr)(void *ctx, long step);
+    bool (*record)(void *ctx, long step, double lr, double loss, double grad_norm);
+    void *ctx;
+} runner_probe;
+
 typedef struct runner_opts {
     const char *out_dir;              /* created if missing */
     const char *data_path;            /* resolved data file, or NULL */
@@ -64,6 +78,8 @@ typedef struct runner_opts {
      * A pause changes no number: resumed, the run goes on bit-identically.
      * The daemon pauses an ASHA trial at each rung (traind/asha.h). */
     long pause_at;
+    /* Non-NULL: an lr range test (see runner_probe); nothing is written. */
+    const runner_probe *probe;
 } runner_opts;
 
 typedef enum { RUN_OK = 0, RUN_STOPPED = 1, RUN_FAILED = 2, RUN_PAUSED = 3 } run_result;

@@ -32,4 +32,22 @@ typedef void (*subproc_cb)(void *ctx, const subproc_result *r);
  * 0, or a negative errno (the command could not start; done never runs). */
 int subproc_run(uv_loop_t *loop, char *const *argv, double timeout_s, subproc_cb done, void *ctx);
 
+/* A running command, to signal until its done has run. */
+typedef struct sp subproc_t;
+
+typedef struct subproc_opts {
+    int stdin_fd;          /* >= 0: the command's stdin (the caller keeps and closes its fd); -1: /dev/null */
+    subproc_t **handle;    /* non-NULL: gets the command, valid until done has returned */
+} subproc_opts;
+
+/* subproc_run with options (o may be NULL). */
+int subproc_run_opts(uv_loop_t *loop, char *const *argv, double timeout_s, const subproc_opts *o, subproc_cb done,
+                     void *ctx);
+
+/* Its process id. */
+int subproc_pid(const subproc_t *p);
+
+/* Sends signum to the command unless it has exited.  0 or a negative errno. */
+int subproc_kill(subproc_t *p, int signum);
+
 #endif

@@ -65,6 +65,18 @@ int worker_kill(worker *w, int signum);
 
 int worker_pid(const worker *w);
 
+/* The LR range test of POST /lr-find (traind/lrfind_job.h), a process of
+ * its own like every job's training:
+ *     /proc/self/exe --lr-find --threads N [--ppid PID] [--max-model-bytes B]
+ *                    [--start LR] [--end LR] [--steps N] [--data-dir DIR]...
+ * reads the run config on stdin, checks it as intake does (traind/intake.h),
+ * runs lrfind_run and prints one JSON document on stdout: the curve
+ * (lrfind_json) and exit WORKER_EXIT_OK, or {"ok": false, "errors": [...]}
+ * / {"error": "..."} and exit WORKER_EXIT_FAILED.  SIGTERM ends the sweep
+ * early (the curve so far, "stopped": "stopped").  main.c calls this when
+ * argv[1] is "--lr-find". */
+int worker_lrfind_main(int argc, char **argv);
+
 /* The training process's side: main.c calls this when argv[1] is "--worker". */
 int worker_main(int argc, char **argv);
 /* The same as rank dist->rank of dist->size (traind-mpi-worker); NULL = one process. */

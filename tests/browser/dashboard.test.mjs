@@ -3,7 +3,8 @@
  * against a real build/traind on a temp spool with real jobs.  Each view
  * loads and shows the right rows and points; SSE moves a job without a
  * reload and a dropped stream resumes with no point lost or doubled; the
- * editor shows a bad config's error at its line; Submit and Cancel work; a
+ * editor shows a bad config's error at its line; Submit and Cancel work;
+ * Find lr draws the LR range test's curve with the suggestion marked; a
  * job named like HTML stays text; a 200,000-point job draws in < 1 s.
  * Screenshots of every view go to build/screenshots/.
  */
@@ -522,6 +523,53 @@ test('new job: a bad config shows its error beside its line; a good one previews
     assert.equal(hd.cookie, undefined);
   }
   assert.equal(await page.evaluate(() => document.cookie), '');
+});
+
+/* "Find lr" in the editor: POST /lr-find of the text being typed (the
+ * token stored by the test before), the curve drawn on a log lr axis with
+ * the suggestion marked and stated, nothing queued. */
+test('new job: Find lr draws the LR range test\'s curve and marks the suggestion', opts, async () => {
+  await open('#/new');
+  const cfg = tinyConfig('lr-find-me', {hidden: 32});
+  await page.$eval('#editor', (e, v) => { e.value = v; e.dispatchEvent(new Event('input')); }, cfg);
+  await waitFor(async () => (await page.$eval('#verdict', (e) => e.className)) === 'verdict ok', 'the config to validate');
+  const before = (await daemon.get('/status')).jobs_total;
+  const seen = [];
+  const onReq = (r) => { if (r.url().includes('/lr-find')) seen.push(r.headers().authorization || null); };
+  page.on('request', onReq);
+  await page.click('#find-lr');
+  const lf = await waitFor(() => page.evaluate(() => window.traindLrFind), 'the lr range test\'s curve');
+  page.off('request', onReq);
+  assert.deepEqual(seen, ['Bearer ' + daemon.token]);
+  assert.ok(lf.points > 20 && lf.points <= 100, `${lf.points} points`);
+  assert.equal(lf.xType, 'logarithmic');
+  assert.equal(typeof lf.suggestion, 'number');
+  assert.equal(lf.marked, 1);
+  /* the curve and the marker drawn are the daemon's numbers */
+  const drawn = await page.evaluate(() => {
+    const c = Chart.getChart('lrfind-chart');
+    return {n: c.data.datasets[0].data.length, first: c.data.datasets[0].data[0], mark: c.data.datasets[1].data[0],
+      visible: c.getDatasetMeta(0).data.length, px: c.scales.x.getPixelForValue(c.data.datasets[1].data[0].x),
+      left: c.chartArea.left, right: c.chartArea.right};
+  });
+  assert.equal(drawn.n, lf.points);
+  assert.equal(drawn.first.x, 1e-7);
+  assert.equal(drawn.mark.x, lf.suggestion);
+  assert.ok(drawn.visible > 0);
+  assert.ok(drawn.px > drawn.left && drawn.px < drawn.right, 'the suggestion lies inside the plot');
+  const note = await page.$eval('#lrfind-suggestion', (e) => e.textContent);
+  assert.equal(note, 'suggested lr ' + lf.suggestion.toExponential(2));
+  assert.match(await page.$eval('#lrfind-limit', (e) => e.textContent), /brackets the peak lr/);
+  assert.equal((await daemon.get('/status')).jobs_total, before, 'nothing queued');
+  await screenshot(page, 'new-job-lr-find');
+  /* a config the daemon refuses: its error is shown, the old curve stays */
+  await page.$eval('#editor', (e, v) => { e.value = v; e.dispatchEvent(new Event('input')); }, 'name: [\n');
+  await page.click('#find-lr');
+  await waitFor(async () => (await page.$eval('#lrfind-note', (e) => e.className)) === 'small error', 'the refusal');
+  assert.match(await page.$eval('#lrfind-note', (e) => e.textContent), /the config/);
+  /* leave the editor, so that the next test's open('#/new') renders it afresh */
+  await page.$eval('#editor', (e, v) => { e.value = v; e.dispatchEvent(new Event('input')); }, cfg);
+  await open('#/');
 });
 
 /* A sweep of many trials in the editor: steps per trial stated, the

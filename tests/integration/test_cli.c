@@ -1,6 +1,7 @@
 /*
  * trainctl as a user runs it: exit codes of SPEC §1, validate's report,
- * schedule --json, run's files, SIGINT → checkpoint, exit 130, resume.
+ * schedule --json, run's files, SIGINT → checkpoint, exit 130, resume;
+ * lr-find's JSON, plot and usage, and that it writes nothing.
  */
 #include <check.h>
 #include <fcntl.h>
@@ -468,6 +469,112 @@ START_TEST(sample_continues_learnt_text)
 }
 END_TEST
 
+/* ---- trainctl lr-find ---- */
+
+static const char *LRF_CFG =
+    "name: lrf-cli\nseed: 2\n"
+    "model: {type: mlp, input_dim: 8, hidden: [32], output_dim: 4, activation: gelu}\n"
+    "data: {kind: synthetic, batch_size: 16}\n"
+    "optimizer: {type: adamw, lr: 1.0e-3}\n"
+    "schedule: {type: cosine, warmup_steps: 10, total_steps: 40}\n"
+    "train: {log_every: 5, checkpoint_every: 10}\n";
+
+/* The names in dir, sorted, joined by spaces (malloc'd). */
+static char *listing(const char *dir)
+{
+    char *cmd = xasprintf("ls -A '%s' > '%s.ls'", dir, dir), *out, *path = xasprintf("%s.ls", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    size_t len;
+    ck_assert_int_eq(read_file(path, 1 << 20, &out, &len), 0);
+    unlink(path);
+    for (char *c = out; *c; c++)
+        if (*c == '\n')
+            *c = ' ';
+    free(cmd);
+    free(path);
+    return out;
+}
+
+START_TEST(lr_find_json_diverges_and_writes_nothing)
+{
+    char *cfg = xasprintf("%s/lrf.yaml", g_dir), *out;
+    write_text(cfg, LRF_CFG);
+    struct stat st;
+    ck_assert_int_ne(stat("runs/lrf-cli", &st), 0);
+    ck_assert_int_eq(run_cli(&out, "lr-find", cfg, "--json", "--steps", "80", NULL), 0);
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "not JSON: %s", out);
+    cJSON *sug = cJSON_GetObjectItem(j, "suggestion"), *steep = cJSON_GetObjectItem(j, "steepest"),
+          *pts = cJSON_GetObjectItem(j, "points");
+    ck_assert(cJSON_IsNumber(sug) && cJSON_IsNumber(steep) && cJSON_IsArray(pts));
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "stopped")->valuestring, "diverged");
+    int n = cJSON_GetArraySize(pts);
+    ck_assert_int_gt(n, 20);
+    ck_assert_int_lt(n, 80);
+    /* exponential: lr_i = 1e-7 * (10 / 1e-7) ** (i / 80) */
+    double q = pow(10.0 / 1e-7, 1.0 / 80), best = INFINITY, last = NAN;
+    for (int i = 0; i < n; i++) {
+        cJSON *p = cJSON_GetArrayItem(pts, i);
+        ck_assert_int_eq(cJSON_GetArraySize(p), 2);
+        double lr = cJSON_GetArrayItem(p, 0)->valuedouble, loss = cJSON_GetArrayItem(p, 1)->valuedouble;
+        ck_assert_double_eq_tol(lr, 1e-7 * pow(q, i), 1e-12 * lr);
+        if (i + 1 < n && loss < best)
+            best = loss;
+        last = loss;
+    }
+    ck_assert(last > 4 * best);          /* stopped on the first point past 4x the best */
+    /* the suggestion and the steepest point are points of the curve */
+    int si = cJSON_GetObjectItem(j, "suggestion_index")->valueint;
+    ck_assert(si >= 8 && si < n - 5);
+    ck_assert(cJSON_GetArrayItem(cJSON_GetArrayItem(pts, si), 0)->valuedouble == sug->valuedouble);
+    cJSON_Delete(j);
+    free(out);
+    /* nothing written: no run directory, nothing beside the config but trainctl's captured output */
+    ck_assert_int_ne(stat("runs/lrf-cli", &st), 0);
+    char *ls = listing(g_dir);
+    ck_assert_str_eq(ls, "lrf.yaml out.txt ");
+    free(ls);
+
+    /* --out FILE: asked for, the same JSON lands there */
+    char *file = xasprintf("%s/curve.json", g_dir), *saved;
+    ck_assert_int_eq(run_cli(&out, "lr-find", cfg, "--json", "--steps", "40", "--out", file, NULL), 0);
+    size_t len;
+    ck_assert_int_eq(read_file(file, 1 << 24, &saved, &len), 0);
+    ck_assert_ptr_nonnull(strstr(out, saved));
+    free(saved);
+    free(file);
+    free(out);
+    free(cfg);
+}
+END_TEST
+
+START_TEST(lr_find_plot_and_usage)
+{
+    char *cfg = xasprintf("%s/lrf.yaml", g_dir), *bad = xasprintf("%s/bad.yaml", g_dir), *out;
+    write_text(cfg, LRF_CFG);
+    write_text(bad, "model: {type: mlp}\n");
+    ck_assert_int_eq(run_cli(&out, "lr-find", cfg, "--steps", "60", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "lr range test, "));
+    ck_assert_ptr_nonnull(strstr(out, "suggestion (valley):   lr "));
+    ck_assert_ptr_nonnull(strstr(out, "steepest:              lr "));
+    ck_assert_ptr_nonnull(strstr(out, "(lr, log scale)"));
+    ck_assert_ptr_nonnull(strstr(out, "brackets the peak lr"));
+    /* the curve, the suggestion and the steepest point are drawn */
+    ck_assert_ptr_nonnull(strstr(out, " |"));
+    ck_assert_ptr_nonnull(strchr(out, '+'));
+    ck_assert_ptr_nonnull(strchr(out, 'o'));
+    free(out);
+    ck_assert_int_eq(run_cli(NULL, "lr-find", cfg, "--steps", "3", NULL), 2);
+    ck_assert_int_eq(run_cli(NULL, "lr-find", cfg, "--start", "0", NULL), 2);
+    ck_assert_int_eq(run_cli(NULL, "lr-find", cfg, "--start", "1", "--end", "0.5", NULL), 2);
+    ck_assert_int_eq(run_cli(NULL, "lr-find", NULL), 2);
+    ck_assert_int_eq(run_cli(&out, "lr-find", bad, NULL), 1);
+    free(out);
+    free(bad);
+    free(cfg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cli");
@@ -484,6 +591,8 @@ int main(void)
     tcase_add_test(tc, sigint_checkpoints_and_resumes);
     tcase_add_test(tc, resumed_run_reports_its_own_steps);
     tcase_add_test(tc, sample_continues_learnt_text);
+    tcase_add_test(tc, lr_find_json_diverges_and_writes_nothing);
+    tcase_add_test(tc, lr_find_plot_and_usage);
     suite_add_tcase(s, tc);
     int failed = tl_run_suite(s);
     return failed ? 1 : 0;

@@ -8,10 +8,15 @@
  * file).  Validation and preview need no token (they write nothing); every
  * write carries it, and it is asked for on opening when this browser has
  * none, since Submit will need it.
+ *
+ * "Find lr" runs the LR range test of the config being typed (POST
+ * /lr-find, a short job the daemon runs in a process of its own; it needs
+ * the token, since it trains) and draws its curve, the smoothed loss
+ * against a log lr axis, with the suggested (valley) and steepest lr marked.
  */
 import {h, fill, setText, fmtInt} from '../dom.js';
 import {post, postOpen, getToken, askToken} from '../api.js';
-import {lineChart, colour} from '../charts.js';
+import {lineChart, colour, logTick} from '../charts.js';
 
 const DRAFT_KEY = 'traind.draft';
 const SKIPPED_KEY = 'traind.token-skipped';   /* sessionStorage: the dialog was cancelled once */
@@ -44,7 +49,7 @@ sweep:
 };
 
 export function render(root) {
-  let timer = null, seq = 0, lastOk = null, chart = null;
+  let timer = null, seq = 0, lastOk = null, chart = null, lrChart = null;
   const text = h('textarea', {id: 'editor', spellcheck: 'false', autocomplete: 'off', wrap: 'off',
     'aria-label': 'run config (YAML)'});
   text.value = localStorage.getItem(DRAFT_KEY) || TEMPLATES['MLP, cosine'];
@@ -67,6 +72,16 @@ export function render(root) {
   const schedCard = h('div', {class: 'card chart-card', id: 'schedule-card'}, h('div', {class: 'chart-title'}, 'lr schedule', stale),
     h('div', {class: 'chart-wrap'}, h('canvas', {id: 'schedule-chart'})), schedNote, schedLegend);
 
+  const lrBtn = h('button', {class: 'btn', id: 'find-lr', onclick: findLr,
+    title: 'LR range test: train a short exponential lr sweep (1e-7 to 10) of this config and plot its loss'}, 'Find lr');
+  const lrNote = h('div', {class: 'small', id: 'lrfind-note'},
+    'The LR range test of this config: a short run with the lr growing from 1e-7 to 10.');
+  const lrLimit = h('div', {class: 'muted small', id: 'lrfind-limit'},
+    'For pre-training it brackets the peak lr; the best peak still depends on the schedule and the horizon.');
+  const lrWrap = h('div', {class: 'chart-wrap', hidden: true}, h('canvas', {id: 'lrfind-chart'}));
+  const lrCard = h('div', {class: 'card chart-card', id: 'lrfind-card'},
+    h('div', {class: 'chart-title'}, 'lr range test ', lrBtn), lrNote, lrWrap, lrLimit);
+
   fill(root,
     h('div', {class: 'toolbar'}, h('h1', null, 'New job or experiment'), tmplSel, h('span', {class: 'spacer'}), submitBtn),
     h('div', {class: 'editor-layout'},
@@ -74,7 +89,7 @@ export function render(root) {
         h('div', {class: 'editor'}, gutter, text, msgs)),
       h('div', {class: 'side'},
         h('div', {class: 'card'}, h('h2', null, 'Validation'), verdict, errList, submitMsg),
-        schedCard)));
+        schedCard, lrCard)));
 
   function setStale(on) {
     stale.hidden = !on || !chart;    /* nothing drawn yet: nothing to call stale */
@@ -170,6 +185,62 @@ export function render(root) {
     window.traindSchedule = curves.map((c) => ({label: c.label, points: c.points.length}));
   }
 
+  /* POST /lr-find of the text as it is: the curve (log x), the suggestion
+   * and the steepest point marked. */
+  async function findLr() {
+    lrBtn.disabled = true;
+    lrNote.className = 'small';
+    setText(lrNote, 'running the lr range test…');
+    let r;
+    try {
+      r = await post('/lr-find', text.value);
+    } catch (e) {
+      lrNote.className = 'small error';
+      setText(lrNote, e.message);
+      lrBtn.disabled = false;
+      return;
+    }
+    lrBtn.disabled = false;
+    if (r.status !== 200) {
+      const errs = (r.body && r.body.errors) || [];
+      lrNote.className = 'small error';
+      setText(lrNote, errs.length ? `✗ the config: ${errs.map((e) => (e.line ? e.line + ': ' : '') + e.message).join('; ')}`
+        : `✗ ${(r.body && r.body.error) || 'HTTP ' + r.status}`);
+      return;
+    }
+    drawLr(r.body);
+  }
+
+  function drawLr(b) {
+    const pts = (b.points || []).map(([x, y]) => ({x, y}));
+    const mark = (i) => (i >= 0 && i < pts.length ? [pts[i]] : []);
+    const datasets = [
+      {label: 'smoothed loss', data: pts, borderColor: colour(0), backgroundColor: colour(0), borderWidth: 1.6},
+      {label: 'suggestion (valley)', data: mark(b.suggestion_index), showLine: false, pointRadius: 6, pointHoverRadius: 7,
+       borderColor: colour(3), backgroundColor: colour(3)},
+      {label: 'steepest', data: mark(b.steepest_index), showLine: false, pointRadius: 5, pointHoverRadius: 6,
+       pointStyle: 'triangle', borderColor: colour(2), backgroundColor: colour(2)},
+    ];
+    if (lrChart) lrChart.destroy();
+    lrWrap.hidden = false;
+    const marks = b.suggestion != null ? [{x: b.suggestion, colour: colour(3), label: 'suggested ' + fmtLr(b.suggestion)}] : [];
+    lrChart = lineChart(document.getElementById('lrfind-chart'), datasets, {xTitle: 'lr', yTitle: 'loss (smoothed)', marks});
+    lrChart.options.scales.x.type = 'logarithmic';
+    lrChart.options.scales.x.ticks.callback = logTick;
+    lrChart.update('none');
+    const why = {diverged: 'stopped when the loss passed 4× its best', not_finite: 'stopped at a NaN loss',
+      stopped: 'stopped early', steps: 'every step trained'}[b.stopped] || b.stopped;
+    lrNote.className = 'small';
+    fill(lrNote,
+      h('span', {id: 'lrfind-suggestion', class: 'mono'}, b.suggestion != null ? 'suggested lr ' + fmtLr(b.suggestion) : 'no suggestion (too few points)'),
+      b.steepest != null ? h('span', {class: 'mono muted'}, ' · steepest ' + fmtLr(b.steepest)) : null,
+      h('span', {class: 'muted'}, ` · ${pts.length} of ${b.steps} steps, ${why}`));
+    window.traindLrFind = {points: pts.length, suggestion: b.suggestion, steepest: b.steepest,
+      xType: lrChart.scales.x.type, marked: lrChart.data.datasets[1].data.length};
+  }
+
+  function fmtLr(v) { return Number(v).toExponential(2); }
+
   /* One entry per curve: a swatch, its swept values; click to hide it. */
   function drawLegend(curves) {
     if (curves.length < 2) { fill(schedLegend); return; }
@@ -228,5 +299,5 @@ export function render(root) {
     }
     validate();
   })();
-  return () => { clearTimeout(timer); if (chart) chart.destroy(); };
+  return () => { clearTimeout(timer); if (chart) chart.destroy(); if (lrChart) lrChart.destroy(); };
 }
