@@ -6,7 +6,7 @@
 #   make run        build and start traind on ./var/spool at 127.0.0.1:8080
 #   make run-check  check what make run shows (temporary spool, free port)
 #   make bench      speed against PyTorch (torch_ref.py) and nginx, in about 5 minutes
-#   make bench-all  that and the long studies (bench-forks, bench-scale)
+#   make bench-all  that and the long studies (bench-forks, bench-scale, bench-optim)
 #   make install    PREFIX=/usr/local DESTDIR=
 
 PREFIX  ?= /usr/local
@@ -111,7 +111,7 @@ PROGRAMS := $(BUILD)/trainctl $(if $(wildcard daemon/service/main.c),$(BUILD)/tr
 # a second `make test` does not rebuild them.
 .SECONDARY:
 
-.PHONY: all test check run run-check bench bench-forks bench-scale bench-all deps install uninstall clean fuzz fuzz-build fuzz-deps tests check-layers
+.PHONY: all test check run run-check bench bench-forks bench-scale bench-optim bench-all deps install uninstall clean fuzz fuzz-build fuzz-deps tests check-layers
 all: $(PROGRAMS)
 
 $(BUILD)/obj/%.o: %.c
@@ -231,6 +231,7 @@ run-check: deps
 bench: deps
 	@$(SUBMAKE) all
 	@BUILD=$(BUILD) scripts/bench.sh
+	@BUILD=$(BUILD) scripts/bench-optim.sh speed
 
 # The longer studies, each on its own; make bench-all runs bench and them.
 bench-forks: deps
@@ -244,7 +245,11 @@ bench-scale: deps
 	@$(SUBMAKE) all
 	@BUILD=$(BUILD) scripts/bench-scale.sh
 
-bench-all: bench bench-forks bench-scale
+bench-optim: deps
+	@$(SUBMAKE) all
+	@BUILD=$(BUILD) scripts/bench-optim.sh study
+
+bench-all: bench bench-forks bench-scale bench-optim
 
 # The fork study of make bench-forks (tests/bench/bench_forks.c): the core, and tl_strip_time of tests/lib.
 $(BUILD)/bench_forks: $(BUILD)/obj/tests/bench/bench_forks.o $(TESTLIB) $(CORE_LIB)

@@ -120,5 +120,5 @@ else
 fi
 # ---- end of data-parallel ---------------------------------------------------
 [ -x "$TOP/scripts/bench-http.sh" ] && "$TOP/scripts/bench-http.sh"
-echo "== the long studies: make bench-forks, make bench-scale (or make bench-all)"
+echo "== the long studies: make bench-forks, make bench-scale, make bench-optim (or make bench-all)"
 exit 0
