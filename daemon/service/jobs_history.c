@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "traind/forkfile.h"
 #include "traind/history.h"
 #include "traind/log.h"
 #include "traind/util.h"
@@ -191,6 +193,9 @@ typedef struct hist_req {
     uv_work_t work;
     job *j;
     char *path;
+    char *fork_path;      /* a fork not started yet has no metrics.jsonl: its parent's, linked */
+    long fork_step;       /* ... whose points count up to here */
+    long max_step;        /* points past it are left out (a fork's parent's: up to the fork) */
     size_t keep;
     train_point *pts;
     size_t n;
@@ -204,7 +209,7 @@ static void hist_add_line(hist_req *r, const char *line, size_t n, size_t *cap)
     if (!o)
         return;
     train_point p;
-    if (train_point_from_json(o, &p) == 0) {
+    if (train_point_from_json(o, &p) == 0 && p.step <= r->max_step) {
         /* loss and eval_loss are floats written with %.9g: round back to float */
         p.loss = (double)(float)p.loss;
         p.eval_loss = (double)(float)p.eval_loss;
@@ -256,6 +261,16 @@ static void hist_work(uv_work_t *w)
         return;
     }
     int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0 && errno == ENOENT && r->fork_path) {
+        /* a fork that has not trained yet: its history is its parent's up
+         * to the fork step, as its metrics.jsonl will start */
+        free(r->path);
+        r->path = r->fork_path;
+        r->fork_path = NULL;
+        r->max_step = r->fork_step;
+        hist_work(w);
+        return;
+    }
     if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
         log_warn("%s: not a regular file; no history read", r->path);
         close(fd);
@@ -303,6 +318,7 @@ static void hist_read_path(const char *path, size_t keep, hist_view *v)
     memset(&r, 0, sizeof r);
     r.work.data = &r;
     r.path = (char *)path;
+    r.max_step = LONG_MAX;
     r.keep = keep;
     hist_work(&r.work);
     v->hist = v->owned = r.pts;
@@ -330,6 +346,7 @@ static void hist_done(uv_work_t *w, int status)
         j->pt.step = j->hist[j->n_hist - 1].step;
     }
     free(r->path);
+    free(r->fork_path);
     free(r);
     j->t->pending_work--;
     (void)status;
@@ -343,9 +360,15 @@ void job_load_history(job *j)
     r->work.data = r;
     r->j = j;
     r->path = xasprintf("%s/metrics.jsonl", j->dir);
+    r->max_step = LONG_MAX;
+    if (j->parent && j->forked_at >= 0) {
+        r->fork_path = xasprintf("%s/" FORKFILE_METRICS, j->dir);
+        r->fork_step = j->forked_at;
+    }
     r->keep = (size_t)j->t->metrics_keep;
     if (uv_queue_work(j->t->loop, &r->work, hist_work, hist_done) < 0) {
         free(r->path);
+        free(r->fork_path);
         free(r);
         return;
     }

@@ -837,8 +837,11 @@ int jobs_load(job_table *t)
             j->seq = t->next_seq++;
         if (!j->hist_on_disk) {
             char *mpath = xasprintf("%s/metrics.jsonl", j->dir);
-            if (access(mpath, F_OK) == 0)
+            char *fpath = xasprintf("%s/" FORKFILE_METRICS, j->dir);
+            /* a fork that has not trained yet: its parent's points (job_load_history) */
+            if (access(mpath, F_OK) == 0 || (j->parent && access(fpath, F_OK) == 0))
                 job_load_history(j);
+            free(fpath);
             free(mpath);
         }
         if (j->dirty)

@@ -224,10 +224,18 @@ static void submit_done(uv_work_t *w, int status)
             j->parent = (char *)r->x.parent;
             j->forked_at = r->x.forked_at;
             r->x.parent = NULL;
-            /* its history starts as its metrics.jsonl will: the parent's points up to the fork */
+            /* its history starts as its metrics.jsonl does: the parent's points up
+             * to the fork — copied from the parent's history in memory, or, when
+             * the parent has ended and keeps its history on disk only, read from
+             * the fork's metrics.jsonl (written by its prepare step; the job does
+             * not start before the read is done, jobs_schedule) */
             const job *p = job_find(t, j->parent);
-            for (size_t i = 0; p && i < p->n_hist && p->hist[i].step <= j->forked_at; i++)
-                job_hist_push(j, &p->hist[i]);
+            if (p && !p->hist_on_disk) {
+                for (size_t i = 0; i < p->n_hist && p->hist[i].step <= j->forked_at; i++)
+                    job_hist_push(j, &p->hist[i]);
+            } else {
+                job_load_history(j);
+            }
         }
         if (r->x.experiment) {
             j->experiment = (char *)r->x.experiment;

@@ -307,6 +307,75 @@ END_TEST
 
 /* kill -9 of traind with a fork queued (behind its running parent), then
  * with it running: it resumes and ends as an independent run of its config. */
+/* The points of GET /jobs/{id}/metrics up to step (all when step < 0), as
+ * "step loss\n" lines. */
+static char *points_text(const char *id, long upto)
+{
+    char *path = xasprintf("/jobs/%s/metrics?max=100000", id);
+    int st;
+    cJSON *m = tl_get_json(g_d.addr, path, &st);
+    free(path);
+    ck_assert_int_eq(st, 200);
+    size_t cap = 1 << 16, len = 0;
+    char *out = xcalloc(1, cap);
+    const cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(m, "points")) {
+        if (upto >= 0 && tl_num(p, "step") > upto)
+            continue;
+        len += (size_t)snprintf(out + len, cap - len, "%.0f %.9g\n", tl_num(p, "step"), tl_num(p, "loss"));
+        ck_assert(len < cap);
+    }
+    cJSON_Delete(m);
+    return out;
+}
+
+/* A fork's history starts with its parent's points up to the fork step
+ * before it has trained a step: while it waits in the queue behind another
+ * job (its parent has ended, so the parent's history is on disk only), and
+ * after a restart.  It was empty until the fork started, and then began at
+ * the fork step (the dashboard's Compare drew the fork from there). */
+START_TEST(queued_fork_history_is_its_parents)
+{
+    tl_start_in(&g_d, g_dir, NULL, 20);   /* max_jobs 1 */
+    char *cfg = wsd("base", 1000, 0), *bcfg = wsd("blocker", 100000000, 0);
+    char *parent = tl_submit(&g_d, cfg);
+    cJSON_Delete(tl_wait_state(&g_d, parent, "succeeded", 60));
+    char *blocker = tl_submit(&g_d, bcfg);
+    cJSON_Delete(tl_wait_state(&g_d, blocker, "running", 60));
+    char *child = fork_ok(parent, "{\"at_step\": 600}");
+    char *want = points_text(parent, 600);
+    ck_assert_int_eq(lines(want), 60);
+    for (int round = 0; round < 2; round++) {
+        char *jp = xasprintf("/jobs/%s", child);
+        cJSON *cj = tl_get_json(g_d.addr, jp, NULL);
+        free(jp);
+        ck_assert_str_eq(tl_str(cj, "state"), "queued");
+        cJSON_Delete(cj);
+        /* the history is read on the pool: a moment after the 201 or the start */
+        char *got = NULL;
+        for (double end = tl_now() + 10; !got || (strcmp(got, want) && tl_now() < end); tl_sleep_ms(20)) {
+            free(got);
+            got = points_text(child, -1);
+        }
+        ck_assert_msg(!strcmp(got, want), "round %d: the queued fork's history:\n%.400s\nits parent's to step 600:\n%.400s",
+                      round, got, want);
+        free(got);
+        if (round == 0) {
+            ck_assert_int_eq(tl_daemon_stop(&g_d, SIGTERM, 30), 0);
+            tl_daemon_free(&g_d);
+            tl_start_in(&g_d, g_dir, NULL, 20);
+            cJSON_Delete(tl_wait_state(&g_d, blocker, "running", 60));
+        }
+    }
+    free(want);
+    free(child);
+    free(blocker);
+    free(parent);
+    free(bcfg);
+    free(cfg);
+}
+END_TEST
+
 START_TEST(fork_survives_kill9)
 {
     tl_start_in(&g_d, g_dir, NULL, 20);   /* max_jobs 1: the fork waits behind its parent */
@@ -386,6 +455,7 @@ static Suite *suite(void)
     tcase_add_test(tc, cooldown_forks_equal_independent_runs);
     tcase_add_test(tc, refusals);
     tcase_add_test(tc, fork_survives_kill9);
+    tcase_add_test(tc, queued_fork_history_is_its_parents);
     suite_add_tcase(s, tc);
     return s;
 }
