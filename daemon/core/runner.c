@@ -39,6 +39,7 @@
 #include "traind/dist.h"
 #include "traind/model.h"
 #include "traind/optim.h"
+#include "traind/optim_muon.h"
 #include "traind/rng.h"
 #include "traind/schedule.h"
 #include "traind/util.h"
@@ -698,7 +699,13 @@ run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err,
         snprintf(err, errlen, "out of memory for the optimizer state (%zu parameters)", r.n);
         goto out;
     }
-    r.opt = (optim_state){r.opt_buf, r.opt_buf + r.n, 0};
+    r.opt = (optim_state){r.opt_buf, r.opt_buf + r.n, 0, NULL};
+    if (cfg->optim.type == OPT_MUON) {
+        /* which tensors are hidden matrices: the model's layout, not state */
+        r.opt.muon = optim_muon_for_model(&cfg->model, r.n, err, errlen);
+        if (!r.opt.muon)
+            goto out;
+    }
     r.data_state_len = data_state_size(r.data);
     r.data_state = xcalloc(1, r.data_state_len);
 
@@ -752,6 +759,7 @@ out:;
         data_close(r.data);
     model_free(r.model);
     free(r.opt_buf);
+    optim_muon_free(r.opt.muon);
     free(r.data_state);
     free(r.ckpt_path);
     free(r.metrics_path);

@@ -1,7 +1,8 @@
 /*
  * optim — AdamW, Adam and SGD over one flat float array of parameters, as
  * torch.optim computes them (torch 1.13 single-tensor CPU path), plus
- * gradient clipping as torch.nn.utils.clip_grad_norm_.
+ * gradient clipping as torch.nn.utils.clip_grad_norm_.  Muon, which needs
+ * the model's matrices, is traind/optim_muon.h, reached through optim_step.
  */
 #ifndef TRAIND_OPTIM_H
 #define TRAIND_OPTIM_H
@@ -9,12 +10,17 @@
 #include <stddef.h>
 #include "traind/config.h"
 
+struct optim_muon;
+
 /* State buffers are n floats each, zeroed before the first step.  m is
- * exp_avg (or the SGD momentum buffer), v is exp_avg_sq (unused by SGD). */
+ * exp_avg (or the SGD / Muon momentum buffer), v is exp_avg_sq (unused by
+ * SGD).  muon: the plan of OPT_MUON (traind/optim_muon.h: which tensors are
+ * hidden matrices, and scratch), NULL for the other types. */
 typedef struct optim_state {
     float *m;
     float *v;
     long step;      /* updates taken so far */
+    struct optim_muon *muon;
 } optim_state;
 
 /* One update of params (n floats) with grads at learning rate lr.

@@ -88,7 +88,7 @@ int main(int argc, char **argv)
     rng_t r;
     rng_seed(&r, cfg.seed, RNG_STREAM_INIT);
     model_init(m, &r);
-    optim_state st = {calloc(m->n_params, sizeof(float)), calloc(m->n_params, sizeof(float)), 0};
+    optim_state st = {calloc(m->n_params, sizeof(float)), calloc(m->n_params, sizeof(float)), 0, NULL};
     double t_step = 0, t_opt = 0, t0 = 0, tail = 0;
     int n_tail = 0;
     long tokens = 0;
