@@ -403,6 +403,10 @@ static void parse_betas(const cv_section *s, double *beta1, double *beta2)
 /* Muon's own keys (traind/optim_muon.h) and its AdamW's, optimizer.adamw. */
 static void parse_muon(const cv_section *s, optim_cfg *o)
 {
+    if (o->momentum >= 1.0)     /* read above, in SGD's range [0, 1] */
+        cv_error(s->errs, "optimizer.momentum", cv_get(s, "momentum"),
+                 "must be in [0, 1) for muon, whose momentum is an average (1 would never take in a "
+                 "gradient), got %g", o->momentum);
     long long steps;
     if (cv_get_int(s, "ns_steps", false, 1, MUON_MAX_NS_STEPS, &steps) == CV_OK)
         o->ns_steps = (int)steps;
