@@ -36,6 +36,10 @@ tests/data/optim/schedule_free*.json
     x = lerp(y, z, 1 - 1/beta1) (the evaluation weights), and the Python
     doubles weight_sum and lr_max.  `python3 tests/gen_torch_ref.py sf` writes
     only these.
+
+tests/data/optim/muon_*.json
+    Muon (Keller Jordan's, in float32) on one matrix per case, from the torch
+    code below (gen_muon), with its shape; `gen_torch_ref.py muon` writes only these.
 """
 import json
 import math
@@ -488,12 +492,85 @@ def gen_schedule_free():
     print(f"{len(cases)} schedule-free cases")
 
 
+# Muon, Keller Jordan's variant (KellerJordan/Muon muon.py, MuonWithAuxAdam), written here from its
+# formulas (the package cannot be installed): momentum as an EMA, nesterov as a second lerp, five
+# quintic Newton-Schulz steps on the Frobenius-normalized update, the shape scaling, decoupled weight
+# decay.  In float32: the reference runs Newton-Schulz in bfloat16, for GPUs; traind runs float32.
+# ---------------------------------------------------------------------------
+
+MUON_NS = (3.4445, -4.7750, 2.0315)
+
+
+def muon_orthogonalize(u, steps):
+    """X ~ U·V^T of u's SVD, by Newton-Schulz on the wide orientation (m <= k)."""
+    a, b, c = MUON_NS
+    tall = u.size(0) > u.size(1)
+    x = u.T if tall else u
+    x = x / (x.norm() + 1e-7)
+    for _ in range(steps):
+        A = x @ x.T
+        B = b * A + c * A @ A
+        x = a * x + B @ x
+    return x.T if tall else x
+
+
+def muon_update(p, grad, buf, lr, hp):
+    """One Muon update of the matrix p in place (buf: its momentum buffer)."""
+    beta = hp["momentum"]
+    buf.lerp_(grad, 1 - beta)
+    u = grad.lerp(buf, beta) if hp["nesterov"] else buf
+    x = muon_orthogonalize(u, hp["ns_steps"])
+    rows, cols = p.shape
+    if hp["adjust_lr"] == "original":
+        x = x * max(1, rows / cols) ** 0.5
+    else:                                    # Moonshot's scaling: the update RMS of AdamW's
+        x = x * (0.2 * math.sqrt(max(rows, cols)))
+    p.mul_(1 - lr * hp["weight_decay"])
+    p.add_(x, alpha=-lr)
+
+
+def gen_muon():
+    """tests/data/optim/muon_*.json: one matrix per case, five steps at five lrs, the parameters and
+    the momentum buffer after each (test_optim_muon.c replays them)."""
+    os.makedirs(OPTIM_DIR, exist_ok=True)
+    g = torch.Generator().manual_seed(20250611)
+    STEPS = 5
+    LRS = [0.02, 0.01, 0.03, 0.005, 0.02]
+    base = dict(momentum=0.95, nesterov=True, ns_steps=5, weight_decay=0.0, adjust_lr="original")
+    cases = [
+        ("muon_wide", [12, 40], {}),
+        ("muon_tall", [40, 12], {}),
+        ("muon_square", [24, 24], dict(nesterov=False)),
+        ("muon_tall_plain_wd", [30, 8], dict(nesterov=False, weight_decay=0.1, momentum=0.9)),
+        ("muon_wide_match_rms", [16, 48], dict(adjust_lr="match_rms_adamw", weight_decay=0.01)),
+        ("muon_square_ns3", [20, 20], dict(ns_steps=3, momentum=0.8)),
+    ]
+    for name, shape, over in cases:
+        hp = dict(base, **over)
+        rows, cols = shape
+        p = torch.randn(rows, cols, generator=g) * 0.5
+        p0 = p.clone()
+        buf = torch.zeros_like(p)
+        steps = []
+        for k in range(STEPS):
+            grad = torch.randn(rows, cols, generator=g) * (0.05 * (k + 1))
+            grad[k % rows, (3 * k) % cols] = 0.0       # a zero gradient entry
+            muon_update(p, grad.clone(), buf, LRS[k], hp)
+            steps.append({"lr": LRS[k], "grad": hexlist(grad), "params": hexlist(p), "m": hexlist(buf)})
+        out = {"torch": torch.__version__, "case": name, "n": rows * cols, "shape": shape,
+               "optimizer": dict(type="muon", **hp), "params0": hexlist(p0), "steps": steps}
+        dump_json(os.path.join(OPTIM_DIR, name + ".json"), out)
+    print(f"{len(cases)} muon cases")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    what = sys.argv[1:] or ["schedules", "optim"]
+    what = sys.argv[1:] or ["schedules", "optim", "muon"]
     if "schedules" in what:
         gen_schedules()
     if "optim" in what:
         gen_optim()
     if "optim" in what or "sf" in what:
         gen_schedule_free()
+    if "muon" in what:
+        gen_muon()

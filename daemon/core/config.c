@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "config_internal.h"
+#include "traind/optim_muon.h"
 #include "traind/util.h"
 
 #define NELEM(a) ((int)(sizeof(a) / sizeof *(a)))
@@ -43,13 +44,15 @@ static const cv_range NON_NEGATIVE = {0, INFINITY, false, false};
 static const char *const model_names[] = {"linear", "mlp", "gpt"};
 static const char *const activation_names[] = {"relu", "gelu", "tanh"};
 static const char *const data_names[] = {"synthetic", "csv", "text", "tokens"};
-static const char *const optim_names[] = {"adamw", "adam", "sgd", "schedule_free_adamw"};
+static const char *const optim_names[] = {"adamw", "adam", "sgd", "schedule_free_adamw", "muon"};
+static const char *const muon_adjust_names[] = {"original", "match_rms_adamw"};
 
 #define NAME_OF(table, v) ((unsigned)(v) < (unsigned)NELEM(table) ? table[v] : "?")
 const char *model_type_name(model_type t) { return NAME_OF(model_names, t); }
 const char *activation_name(activation_type t) { return NAME_OF(activation_names, t); }
 const char *data_kind_name(data_kind k) { return NAME_OF(data_names, k); }
 const char *optim_type_name(optim_type t) { return NAME_OF(optim_names, t); }
+const char *muon_adjust_name(muon_adjust a) { return NAME_OF(muon_adjust_names, a); }
 /* sched_type_name() and wsd_shape_name() live with the schedule section. */
 
 /* ---- key tables -------------------------------------------------------- */
@@ -75,11 +78,17 @@ static const cv_key data_keys[] = {
 
 #define O_SF CV_BIT(OPT_SCHEDULE_FREE_ADAMW)
 #define O_ADAM (CV_BIT(OPT_ADAMW) | CV_BIT(OPT_ADAM) | O_SF)
+#define O_MOMENTUM (CV_BIT(OPT_SGD) | CV_BIT(OPT_MUON))
 
 static const cv_key optim_keys[] = {
     {"type", 0}, {"lr", 0}, {"betas", O_ADAM}, {"eps", O_ADAM}, {"weight_decay", 0},
-    {"momentum", CV_BIT(OPT_SGD)}, {"nesterov", CV_BIT(OPT_SGD)}, {"grad_clip", 0},
-    {"warmup_steps", O_SF}, {"r", O_SF}, {"weight_lr_power", O_SF}, {NULL, 0}};
+    {"momentum", O_MOMENTUM}, {"nesterov", O_MOMENTUM}, {"grad_clip", 0},
+    {"warmup_steps", O_SF}, {"r", O_SF}, {"weight_lr_power", O_SF},
+    {"ns_steps", CV_BIT(OPT_MUON)}, {"adjust_lr", CV_BIT(OPT_MUON)}, {"adamw", CV_BIT(OPT_MUON)}, {NULL, 0}};
+
+/* optimizer.adamw of muon: the AdamW of the tensors Muon leaves out. */
+static const cv_key muon_adamw_keys[] = {
+    {"lr", 0}, {"betas", 0}, {"eps", 0}, {"weight_decay", 0}, {NULL, 0}};
 
 static const cv_key train_keys[] = {
     {"log_every", 0}, {"checkpoint_every", 0}, {"eval_every", 0}, {"keep_checkpoints", 0},
@@ -385,19 +394,43 @@ static void check_text_vocab(const cv_section *root, const run_config *cfg)
 
 /* ---- optimizer --------------------------------------------------------- */
 
-static void parse_betas(const cv_section *s, optim_cfg *o)
+/* s.betas (optimizer.betas, optimizer.adamw.betas) into *beta1, *beta2. */
+static void parse_betas(const cv_section *s, double *beta1, double *beta2)
 {
     const ynode *n = cv_get(s, "betas");
-    if (!n || !cv_list(s->errs, n, "optimizer.betas", 2, 2))
+    char list[CV_PATH_MAX], path[CV_PATH_MAX];
+    cv_path_key(list, s->path, "betas");
+    if (!n || !cv_list(s->errs, n, list, 2, 2))
         return;
-    double b[2] = {o->beta1, o->beta2};
-    char path[CV_PATH_MAX];
+    double b[2] = {*beta1, *beta2};
     for (int i = 0; i < 2; i++) {
-        cv_path_index(path, "optimizer.betas", (size_t)i);
+        cv_path_index(path, list, (size_t)i);
         cv_num(s->errs, n->items[i], path, (cv_range){0, 1, false, true}, &b[i]);
     }
-    o->beta1 = b[0];
-    o->beta2 = b[1];
+    *beta1 = b[0];
+    *beta2 = b[1];
+}
+
+/* Muon's own keys (traind/optim_muon.h) and its AdamW's, optimizer.adamw. */
+static void parse_muon(const cv_section *s, optim_cfg *o)
+{
+    if (o->momentum >= 1.0)     /* read above, in SGD's range [0, 1] */
+        cv_error(s->errs, "optimizer.momentum", cv_get(s, "momentum"),
+                 "must be in [0, 1) for muon, whose momentum is an average (1 would never take in a "
+                 "gradient), got %g", o->momentum);
+    long long steps;
+    if (cv_get_int(s, "ns_steps", false, 1, MUON_MAX_NS_STEPS, &steps) == CV_OK)
+        o->ns_steps = (int)steps;
+    int adjust;
+    if (cv_get_enum(s, "adjust_lr", false, muon_adjust_names, NELEM(muon_adjust_names), &adjust) == CV_OK)
+        o->adjust_lr = (muon_adjust)adjust;
+    cv_section a;
+    cv_section_open(&a, s, "adamw");
+    cv_check_keys(&a, muon_adamw_keys, -1, NULL, NULL);
+    cv_get_num(&a, "lr", false, POSITIVE, &o->adamw.lr);
+    parse_betas(&a, &o->adamw.beta1, &o->adamw.beta2);
+    cv_get_num(&a, "eps", false, POSITIVE, &o->adamw.eps);
+    cv_get_num(&a, "weight_decay", false, NON_NEGATIVE, &o->adamw.weight_decay);
 }
 
 /* schedule_free_adamw's own keys (traind/optim_sf.h).  The evaluation
@@ -431,19 +464,39 @@ static bool parse_optimizer(const cv_section *root, optim_cfg *o)
     o->weight_decay = o->type == OPT_ADAMW ? 0.01 : 0.0;   /* torch's defaults */
     if (o->type == OPT_SCHEDULE_FREE_ADAMW)
         o->lr = 0.0025;                                     /* AdamWScheduleFree's default */
+    if (o->type == OPT_MUON) {          /* MuonWithAuxAdam's defaults */
+        o->lr = 0.02;
+        o->momentum = 0.95;
+        o->nesterov = true;
+    }
     bool lr_ok = cv_get_num(&s, "lr", false, POSITIVE, &o->lr) != CV_BAD;
-    parse_betas(&s, o);
+    parse_betas(&s, &o->beta1, &o->beta2);
     if (o->type == OPT_SCHEDULE_FREE_ADAMW)
         parse_schedule_free(&s, o);
     cv_get_num(&s, "eps", false, POSITIVE, &o->eps);
     cv_get_num(&s, "weight_decay", false, NON_NEGATIVE, &o->weight_decay);
     cv_result m = cv_get_num(&s, "momentum", false, (cv_range){0, 1, false, false}, &o->momentum);
     if (cv_get_bool(&s, "nesterov", &o->nesterov) == CV_OK && o->nesterov && m != CV_BAD &&
-        o->momentum == 0)
+        o->momentum == 0 && o->type == OPT_SGD)
         cv_error(s.errs, "optimizer.nesterov", cv_get(&s, "nesterov"),
                  "needs optimizer.momentum > 0 (as torch.optim.SGD)");
     cv_get_num(&s, "grad_clip", false, NON_NEGATIVE, &o->grad_clip);
+    if (o->type == OPT_MUON)
+        parse_muon(&s, o);
     return lr_ok;
+}
+
+/* Muon orthogonalizes the hidden 2-D weights and nothing else: a model
+ * without one would train on AdamW alone under Muon's name. */
+static void check_muon_model(const cv_section *root, const run_config *cfg)
+{
+    if (cfg->optim.type != OPT_MUON || optim_muon_model_has_hidden(&cfg->model))
+        return;
+    cv_section s;
+    cv_section_open(&s, root, "optimizer");
+    cv_error(root->errs, "optimizer.type", cv_get(&s, "type"),
+             "muon (Keller Jordan's) updates hidden 2-D weights, and this %s model has none (a gpt has "
+             "them, an mlp from two hidden layers on); use adamw", model_names[cfg->model.type]);
 }
 
 /* ---- train ------------------------------------------------------------- */
@@ -544,7 +597,9 @@ static void set_defaults(run_config *cfg, const cfg_parse_opts *opts)
     cfg->data.batch_size = 32;
     cfg->data.noise = 0.01;
     cfg->optim = (optim_cfg){.type = OPT_ADAMW, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999,
-                             .eps = 1e-8, .weight_decay = 0.01};
+                             .eps = 1e-8, .weight_decay = 0.01, .ns_steps = 5,
+                             .adjust_lr = MUON_ADJUST_ORIGINAL,
+                             .adamw = {.lr = 3e-4, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-10}};
     cfg->sched.type = SCHED_COSINE;
     cfg->train = (train_cfg){.log_every = 10, .checkpoint_every = 500, .eval_every = 0};
 }
@@ -607,6 +662,8 @@ static void validate(const ynode *doc, run_config *cfg, const cfg_parse_opts *op
         check_text_vocab(&root, cfg);
 
     bool lr_ok = parse_optimizer(&root, &cfg->optim);
+    if (model_and_data_ok)
+        check_muon_model(&root, cfg);
     cfg_parse_schedule(&root, cfg, lr_ok);
     parse_train(&root, &cfg->train);
     if (model_and_data_ok)

@@ -35,7 +35,18 @@ static int split_set(const char *set, char key[SET_PATH_MAX], const char **value
     return 0;
 }
 
-static int apply_set(ynode *tree, const char *set, diag_list_t *errs)
+/* A fork continues its parent's optimizer state, and m, v and step mean
+ * what the parent's optimizer type made them mean (AdamW's moments, SGD's or
+ * Muon's momentum), so no fork changes the type — whichever types a build
+ * has.  A --set of the parent's own type is no change and is let through. */
+static void refuse_type_change(diag_list_t *errs, const char *where, optim_type parent, const char *child)
+{
+    diag_add(errs, where, 0, 0, "a fork keeps its parent's optimizer: the checkpoint holds the state of "
+             "optimizer.type %s, which %s cannot continue; start a new run to change the optimizer type",
+             optim_type_name(parent), child);
+}
+
+static int apply_set(ynode *tree, const char *set, optim_type parent_type, diag_list_t *errs)
 {
     char key[SET_PATH_MAX];
     const char *text;
@@ -49,6 +60,14 @@ static int apply_set(ynode *tree, const char *set, diag_list_t *errs)
             diag_add(errs, where, 0, 0, "unknown config key '%s' (did you mean '%s'?)", key, hint);
         else
             diag_add(errs, where, 0, 0, "unknown config key '%s'", key);
+        return -1;
+    }
+    if (!strcmp(key, "optimizer.type")) {
+        char value[64];
+        cv_quote(text, strlen(text), value, sizeof value);
+        if (strcmp(text, optim_type_name(parent_type)) == 0)
+            return 0;
+        refuse_type_change(errs, where, parent_type, value);
         return -1;
     }
     if (!sweep_fork_may_change(key)) {
@@ -93,7 +112,7 @@ int cfg_fork(const char *parent_yaml, size_t len, const char *parent_name, const
         return -1;
     }
     for (size_t i = 0; i < req->n_sets; i++)
-        apply_set(tree, req->sets[i], errs);
+        apply_set(tree, req->sets[i], parent.optim.type, errs);
     char name[256];
     if (req->name)
         snprintf(name, sizeof name, "%s", req->name);
@@ -121,6 +140,8 @@ int cfg_fork(const char *parent_yaml, size_t len, const char *parent_name, const
         else if (out->sched.total_steps < req->at_step)
             diag_add(errs, "schedule.total_steps", 0, 0, "the fork starts at step %ld, past its total_steps %ld",
                      req->at_step, out->sched.total_steps);
+        else if (out->optim.type != parent.optim.type)
+            refuse_type_change(errs, "optimizer.type", parent.optim.type, optim_type_name(out->optim.type));
         else if (cfg_lineage_hash(out) != cfg_lineage_hash(&parent))
             diag_add(errs, "", 0, 0, "the fork would change what the parent's checkpoint holds");
         if (errs->n == before)

@@ -109,6 +109,15 @@ static void hash_data_optim(uint64_t *h, const data_cfg *d, const optim_cfg *o)
         h_dbl(h, "optimizer.r", o->sf_r);
         h_dbl(h, "optimizer.weight_lr_power", o->sf_weight_lr_power);
     }
+    if (o->type != OPT_MUON)
+        return;                 /* the hash of every config before Muon stays as it was */
+    h_int(h, "optimizer.ns_steps", o->ns_steps);
+    h_int(h, "optimizer.adjust_lr", o->adjust_lr);
+    h_dbl(h, "optimizer.adamw.lr", o->adamw.lr);
+    h_dbl(h, "optimizer.adamw.beta1", o->adamw.beta1);
+    h_dbl(h, "optimizer.adamw.beta2", o->adamw.beta2);
+    h_dbl(h, "optimizer.adamw.eps", o->adamw.eps);
+    h_dbl(h, "optimizer.adamw.weight_decay", o->adamw.weight_decay);
 }
 
 static void hash_schedule(uint64_t *h, const sched_cfg *s)
@@ -170,6 +179,8 @@ uint64_t cfg_lineage_hash(const run_config *cfg)
     h_dbl(&h, "optimizer.eps", cfg->optim.eps);
     h_dbl(&h, "optimizer.momentum", cfg->optim.momentum);
     h_int(&h, "optimizer.nesterov", cfg->optim.nesterov);
+    if (cfg->optim.type == OPT_MUON)
+        h_dbl(&h, "optimizer.adamw.eps", cfg->optim.adamw.eps);   /* as eps above, for its AdamW */
     return h;
 }
 
@@ -229,10 +240,20 @@ static cJSON *optim_json(const optim_cfg *p)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "type", optim_type_name(p->type));
     cJSON_AddNumberToObject(o, "lr", p->lr);
-    if (p->type == OPT_SGD) {
+    if (p->type == OPT_SGD || p->type == OPT_MUON) {
         cJSON_AddNumberToObject(o, "momentum", p->momentum);
         cJSON_AddBoolToObject(o, "nesterov", p->nesterov);
-    } else {
+    }
+    if (p->type == OPT_MUON) {
+        cJSON_AddNumberToObject(o, "ns_steps", p->ns_steps);
+        cJSON_AddStringToObject(o, "adjust_lr", muon_adjust_name(p->adjust_lr));
+        cJSON *a = cJSON_AddObjectToObject(o, "adamw");
+        cJSON_AddNumberToObject(a, "lr", p->adamw.lr);
+        double betas[2] = {p->adamw.beta1, p->adamw.beta2};
+        cJSON_AddItemToObject(a, "betas", cJSON_CreateDoubleArray(betas, 2));
+        cJSON_AddNumberToObject(a, "eps", p->adamw.eps);
+        cJSON_AddNumberToObject(a, "weight_decay", p->adamw.weight_decay);
+    } else if (p->type != OPT_SGD) {
         double betas[2] = {p->beta1, p->beta2};
         cJSON_AddItemToObject(o, "betas", cJSON_CreateDoubleArray(betas, 2));
         cJSON_AddNumberToObject(o, "eps", p->eps);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include "traind/config.h"
 #include "traind/model.h"
+#include "traind/optim_muon.h"
 #include "model_impl.h"
 
 size_t cfg_param_count(const model_cfg *m)
@@ -26,11 +27,14 @@ size_t cfg_model_bytes(const run_config *cfg)
     /* What model_create allocates (counted by the models' own layout code,
      * so the cap matches what the worker will really ask for), plus the
      * optimizer's two moment buffers of one float per parameter (three for
-     * schedule_free_adamw: z, v and the evaluation weights x); with
+     * schedule_free_adamw: z, v and the evaluation weights x; and Muon's
+     * scratch); with
      * parallel.ranks, that for each rank's slice of the batch, once per rank. */
     size_t ranks = cfg->ranks > 1 ? (size_t)cfg->ranks : 1;
     int slice = cfg->data.batch_size / (int)ranks > 0 ? cfg->data.batch_size / (int)ranks : 1;
     size_t model = model_memory_bytes(&cfg->model, slice);
     size_t state = cfg->optim.type == OPT_SCHEDULE_FREE_ADAMW ? 3 : 2;
+    if (cfg->optim.type == OPT_MUON)       /* Newton-Schulz's scratch for its largest matrix */
+        model = size_sat_add(model, optim_muon_scratch_bytes(&cfg->model));
     return size_sat_mul(ranks, size_sat_add(model, size_sat_mul(model_param_count(&cfg->model), state * sizeof(float))));
 }

@@ -42,3 +42,14 @@ size_t model_param_count(const model_cfg *cfg)
 {
     return cfg->type == MODEL_GPT ? gpt_param_count(cfg) : mlp_param_count(cfg);
 }
+
+int model_tensor_count(const model_cfg *cfg)
+{
+    return cfg->type == MODEL_GPT ? (cfg->layers > 0 && cfg->d_model > 0 ? gpt_tensor_count(cfg) : 0)
+                                  : mlp_tensor_count(cfg);
+}
+
+int model_tensor_at(const model_cfg *cfg, int i, model_tensor *out)
+{
+    return cfg->type == MODEL_GPT ? gpt_model_tensor_at(cfg, i, out) : mlp_tensor_at(cfg, i, out);
+}

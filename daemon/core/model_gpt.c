@@ -59,27 +59,29 @@ typedef struct param_def {
     char rows;                 /* 'V' vocab_size, 'T' context, 'C' d_model, '1' */
     size_t field;              /* offsetof the pointer in gpt_weights or layer_params */
     int init;
+    char kind;                 /* 'H' hidden matrix, 'E' embedding, 'G' gain or bias (model_tensor_kind) */
+    int in_mult;               /* matrices: cols = in_mult · C (fc2 takes the 4C-wide input) */
 } param_def;
 
 #define G(f) offsetof(gpt_weights, f)
 #define LP(f) offsetof(layer_params, f)
 static const param_def PARAMS[] = {
-    {"wte.weight",  AT_START,  1, 'V', G(wte),   INIT_NORMAL},   /* (V, C), also the output head */
-    {"wpe.weight",  AT_START,  1, 'T', G(wpe),   INIT_NORMAL},   /* (T, C) */
-    {"ln1.weight",  PER_LAYER, 1, '1', LP(ln1w), INIT_ONE},
-    {"ln1.bias",    PER_LAYER, 1, '1', LP(ln1b), INIT_ZERO},
-    {"ln2.weight",  PER_LAYER, 1, '1', LP(ln2w), INIT_ONE},
-    {"ln2.bias",    PER_LAYER, 1, '1', LP(ln2b), INIT_ZERO},
-    {"qkv.weight",  PER_LAYER, 3, 'C', LP(qkvw), INIT_NORMAL},   /* (3C, C), linear weights (out, in) */
-    {"qkv.bias",    PER_LAYER, 3, '1', LP(qkvb), INIT_ZERO},
-    {"proj.weight", PER_LAYER, 1, 'C', LP(projw), INIT_RESID},   /* (C, C) */
-    {"proj.bias",   PER_LAYER, 1, '1', LP(projb), INIT_ZERO},
-    {"fc.weight",   PER_LAYER, 4, 'C', LP(fcw),  INIT_NORMAL},   /* (4C, C) */
-    {"fc.bias",     PER_LAYER, 4, '1', LP(fcb),  INIT_ZERO},
-    {"fc2.weight",  PER_LAYER, 4, 'C', LP(fc2w), INIT_RESID},    /* (C, 4C) */
-    {"fc2.bias",    PER_LAYER, 1, '1', LP(fc2b), INIT_ZERO},
-    {"lnf.weight",  AT_END,    1, '1', G(lnfw),  INIT_ONE},
-    {"lnf.bias",    AT_END,    1, '1', G(lnfb),  INIT_ZERO},
+    {"wte.weight",  AT_START,  1, 'V', G(wte),   INIT_NORMAL, 'E', 1},   /* (V, C), also the output head */
+    {"wpe.weight",  AT_START,  1, 'T', G(wpe),   INIT_NORMAL, 'E', 1},   /* (T, C) */
+    {"ln1.weight",  PER_LAYER, 1, '1', LP(ln1w), INIT_ONE,    'G', 1},
+    {"ln1.bias",    PER_LAYER, 1, '1', LP(ln1b), INIT_ZERO,   'G', 1},
+    {"ln2.weight",  PER_LAYER, 1, '1', LP(ln2w), INIT_ONE,    'G', 1},
+    {"ln2.bias",    PER_LAYER, 1, '1', LP(ln2b), INIT_ZERO,   'G', 1},
+    {"qkv.weight",  PER_LAYER, 3, 'C', LP(qkvw), INIT_NORMAL, 'H', 1},   /* (3C, C), linear weights (out, in) */
+    {"qkv.bias",    PER_LAYER, 3, '1', LP(qkvb), INIT_ZERO,   'G', 1},
+    {"proj.weight", PER_LAYER, 1, 'C', LP(projw), INIT_RESID, 'H', 1},   /* (C, C) */
+    {"proj.bias",   PER_LAYER, 1, '1', LP(projb), INIT_ZERO,  'G', 1},
+    {"fc.weight",   PER_LAYER, 4, 'C', LP(fcw),  INIT_NORMAL, 'H', 1},   /* (4C, C) */
+    {"fc.bias",     PER_LAYER, 4, '1', LP(fcb),  INIT_ZERO,   'G', 1},
+    {"fc2.weight",  PER_LAYER, 4, 'C', LP(fc2w), INIT_RESID,  'H', 4},   /* (C, 4C) */
+    {"fc2.bias",    PER_LAYER, 1, '1', LP(fc2b), INIT_ZERO,   'G', 1},
+    {"lnf.weight",  AT_END,    1, '1', G(lnfw),  INIT_ONE,    'G', 1},
+    {"lnf.bias",    AT_END,    1, '1', G(lnfb),  INIT_ZERO,   'G', 1},
 };
 #undef G
 #undef LP
@@ -169,6 +171,28 @@ int gpt_tensor_info(const model_cfg *cfg, int i, gpt_tensor *out)
     const param_def *def;
     int layer;
     return tensor_at(cfg, i, &def, &layer, out);
+}
+
+/* The i-th tensor's shape and role (traind/model.h): matrices (mult·R/in_mult,
+ * in_mult·C), gains and biases (1, size).  qkv stays one (3C, C) matrix, as
+ * the reference model's fused nn.Linear is one parameter. */
+int gpt_model_tensor_at(const model_cfg *cfg, int i, model_tensor *out)
+{
+    const param_def *def;
+    int layer;
+    gpt_tensor t;
+    if (tensor_at(cfg, i, &def, &layer, &t) != 0)
+        return -1;
+    out->offset = t.offset;
+    if (def->kind == 'G') {
+        out->rows = 1, out->cols = t.size;
+        out->kind = MODEL_TENSOR_VECTOR;
+    } else {
+        out->cols = (size_t)def->in_mult * dimz(cfg->d_model);
+        out->rows = out->cols ? t.size / out->cols : 0;
+        out->kind = def->kind == 'H' ? MODEL_TENSOR_HIDDEN : MODEL_TENSOR_INPUT;
+    }
+    return 0;
 }
 
 /* Points every tensor of w into base (params or grads). */

@@ -21,6 +21,11 @@ size_t mlp_param_count(const model_cfg *cfg);
 size_t mlp_memory_bytes(const model_cfg *cfg, int batch_size);
 /* gpt_param_count, gpt_memory_bytes: traind/gpt.h. */
 
+/* model_tensor_count / model_tensor_at (traind/model.h) of each model. */
+int mlp_tensor_count(const model_cfg *cfg);
+int mlp_tensor_at(const model_cfg *cfg, int i, model_tensor *out);
+int gpt_model_tensor_at(const model_cfg *cfg, int i, model_tensor *out);
+
 /* a·b and a+b, SIZE_MAX instead of wrapping (the dimensions are user input). */
 static inline size_t size_sat_mul(size_t a, size_t b)
 {

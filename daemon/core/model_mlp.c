@@ -340,6 +340,34 @@ size_t mlp_memory_bytes(const model_cfg *cfg, int batch_size)
     return total * sizeof(float);
 }
 
+/* Two tensors per layer, the weight (d[l+1], d[l]) then the bias: the first
+ * layer's weight is the input layer, the last's the output layer and those
+ * between hidden-to-hidden (a linear model's one weight counts as output). */
+int mlp_tensor_count(const model_cfg *cfg)
+{
+    int dim[CFG_MAX_HIDDEN + 2];
+    int L = mlp_widths(cfg, dim);
+    return L < 0 ? 0 : 2 * L;
+}
+
+int mlp_tensor_at(const model_cfg *cfg, int i, model_tensor *out)
+{
+    int dim[CFG_MAX_HIDDEN + 2];
+    int L = mlp_widths(cfg, dim);
+    if (L < 0 || i < 0 || i >= 2 * L)
+        return -1;
+    int l = i / 2;
+    size_t off = 0, in = (size_t)dim[l], outw = (size_t)dim[l + 1];
+    for (int k = 0; k < l; k++)     /* param_layout's order: weight, bias, layer by layer */
+        off = size_sat_add(off, size_sat_mul((size_t)dim[k + 1], (size_t)dim[k] + 1));
+    if (i % 2 == 0)
+        *out = (model_tensor){off, outw, in,
+                              l == L - 1 ? MODEL_TENSOR_OUTPUT : l == 0 ? MODEL_TENSOR_INPUT : MODEL_TENSOR_HIDDEN};
+    else
+        *out = (model_tensor){size_sat_add(off, size_sat_mul(outw, in)), 1, outw, MODEL_TENSOR_VECTOR};
+    return 0;
+}
+
 model_t *mlp_create(const model_cfg *cfg, int batch_size, char *err, size_t errlen)
 {
     int dim[CFG_MAX_HIDDEN + 2];

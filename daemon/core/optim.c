@@ -42,6 +42,7 @@
  * path: 6.6), SGD with momentum 0.8 (torch: 1.4).
  */
 #include "traind/optim.h"
+#include "traind/optim_muon.h"
 #include "traind/optim_sf.h"
 
 #include <math.h>
@@ -252,6 +253,7 @@ void optim_step(const optim_cfg *cfg, optim_state *st, float *params,
     case OPT_ADAM:  adam_update(cfg, st, params, grads, n, lr, false); break;
     case OPT_SGD:   sgd_update(cfg, st, params, grads, n, lr); break;
     case OPT_SCHEDULE_FREE_ADAMW: optim_sf_step(cfg, st, params, grads, n, lr); break;
+    case OPT_MUON:  optim_muon_step(cfg, st->muon, st, params, grads, lr); break;
     }
 }
 

@@ -47,6 +47,7 @@
 #include "traind/dist.h"
 #include "traind/model.h"
 #include "traind/optim.h"
+#include "traind/optim_muon.h"
 #include "traind/optim_sf.h"
 #include "traind/rng.h"
 #include "traind/schedule.h"
@@ -754,6 +755,12 @@ run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err,
     }
     r.opt = (optim_state){.m = r.opt_buf, .v = r.opt_buf + r.n};
     r.sf_x = sf ? r.opt_buf + 2 * r.n : NULL;
+    if (cfg->optim.type == OPT_MUON) {
+        /* which tensors are hidden matrices: the model's layout, not state */
+        r.opt.muon = optim_muon_for_model(&cfg->model, r.n, err, errlen);
+        if (!r.opt.muon)
+            goto out;
+    }
     r.data_state_len = data_state_size(r.data);
     r.data_state = xcalloc(1, r.data_state_len);
 
@@ -809,6 +816,7 @@ out:;
         data_close(r.data);
     model_free(r.model);
     free(r.opt_buf);
+    optim_muon_free(r.opt.muon);
     free(r.data_state);
     free(r.ckpt_path);
     free(r.metrics_path);

@@ -23,7 +23,10 @@ struct cJSON;
 typedef enum { MODEL_LINEAR, MODEL_MLP, MODEL_GPT } model_type;
 typedef enum { ACT_RELU, ACT_GELU, ACT_TANH } activation_type;
 typedef enum { DATA_SYNTHETIC, DATA_CSV, DATA_TEXT, DATA_TOKENS } data_kind;
-typedef enum { OPT_ADAMW, OPT_ADAM, OPT_SGD, OPT_SCHEDULE_FREE_ADAMW } optim_type;
+typedef enum { OPT_ADAMW, OPT_ADAM, OPT_SGD, OPT_SCHEDULE_FREE_ADAMW, OPT_MUON } optim_type;
+/* optimizer.adjust_lr of muon: Keller Jordan's sqrt(max(1, rows/cols)), or
+ * Moonshot's 0.2·sqrt(max(rows, cols)) (an update RMS like AdamW's) */
+typedef enum { MUON_ADJUST_ORIGINAL, MUON_ADJUST_MATCH_RMS_ADAMW } muon_adjust;
 typedef enum {
     SCHED_CONSTANT, SCHED_CONSTANT_WITH_WARMUP, SCHED_LINEAR, SCHED_COSINE,
     SCHED_COSINE_WITH_RESTARTS, SCHED_POLYNOMIAL, SCHED_INVERSE_SQRT,
@@ -56,14 +59,25 @@ typedef struct optim_cfg {
     double beta1, beta2;                /* default 0.9, 0.999 */
     double eps;                         /* default 1e-8 */
     double weight_decay;                /* default 0.01 for adamw, 0 otherwise */
-    double momentum;                    /* sgd; default 0 */
-    bool nesterov;                      /* sgd */
+    double momentum;                    /* sgd (default 0), muon (default 0.95) */
+    bool nesterov;                      /* sgd (default false), muon (default true) */
     double grad_clip;                   /* 0 = off */
     /* schedule_free_adamw (traind/optim_sf.h); lr defaults to 0.0025 and
      * weight_decay to 0 for it, as in the reference */
     long sf_warmup_steps;               /* optimizer.warmup_steps, default 0 */
     double sf_r;                        /* optimizer.r, default 0 */
     double sf_weight_lr_power;          /* optimizer.weight_lr_power, default 2 */
+    /* muon (traind/optim_muon.h): lr, weight_decay, momentum and nesterov
+     * above are those of the hidden matrices; the other tensors get AdamW
+     * with optimizer.adamw's own keys, its lr scaled by the schedule as lr is */
+    int ns_steps;                       /* Newton-Schulz iterations; default 5 */
+    muon_adjust adjust_lr;              /* default original */
+    struct {
+        double lr;                      /* default 3e-4 */
+        double beta1, beta2;            /* default 0.9, 0.95 */
+        double eps;                     /* default 1e-10 */
+        double weight_decay;            /* default 0 */
+    } adamw;
 } optim_cfg;
 
 typedef struct sched_cfg {
@@ -178,6 +192,7 @@ const char *model_type_name(model_type t);
 const char *activation_name(activation_type t);
 const char *data_kind_name(data_kind k);
 const char *optim_type_name(optim_type t);
+const char *muon_adjust_name(muon_adjust a);
 const char *wsd_shape_name(wsd_shape s);
 
 /* Resolves cfg->data.path to an absolute, symlink-free path (malloc'd).

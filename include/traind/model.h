@@ -54,6 +54,32 @@ size_t model_memory_bytes(const model_cfg *cfg, int batch_size);
  * constructor uses), saturating at SIZE_MAX. */
 size_t model_param_count(const model_cfg *cfg);
 
+/* The parameter tensors as an optimizer sees them: where each sits in the
+ * flat array, its shape and its role in the network.  Muon
+ * (traind/optim_muon.h) orthogonalizes the hidden matrices only and leaves
+ * the rest to AdamW, so the role is the model's own knowledge, told here.
+ * Matrices are row-major (out, in) as torch stores nn.Linear.weight;
+ * vectors are (1, n). */
+typedef enum {
+    MODEL_TENSOR_HIDDEN,    /* a 2-D weight inside the network: the GPT's attention and MLP
+                             * matrices, the MLP's hidden-to-hidden layers */
+    MODEL_TENSOR_INPUT,     /* embeddings, the MLP's first layer (the GPT's wte is its tied head too) */
+    MODEL_TENSOR_OUTPUT,    /* the MLP's last layer (a linear model's only one) */
+    MODEL_TENSOR_VECTOR,    /* gains and biases */
+} model_tensor_kind;
+
+typedef struct model_tensor {
+    size_t offset;          /* into params/grads */
+    size_t rows, cols;      /* rows·cols floats */
+    model_tensor_kind kind;
+} model_tensor;
+
+/* The number of tensors of cfg (0 when its dimensions are invalid), and
+ * the i-th of them in the order they sit in params: 0, or -1 when i is out
+ * of range. */
+int model_tensor_count(const model_cfg *cfg);
+int model_tensor_at(const model_cfg *cfg, int i, model_tensor *out);
+
 static inline void model_init(model_t *m, rng_t *rng) { m->ops->init(m, rng); }
 static inline float model_train_step(model_t *m, const batch_t *b) { return m->ops->train_step(m, b); }
 static inline float model_eval_loss(model_t *m, const batch_t *b) { return m->ops->eval_loss(m, b); }

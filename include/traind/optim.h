@@ -2,7 +2,8 @@
  * optim — AdamW, Adam and SGD over one flat float array of parameters, as
  * torch.optim computes them (torch 1.13 single-tensor CPU path), plus
  * gradient clipping as torch.nn.utils.clip_grad_norm_.  Schedule-free
- * AdamW is traind/optim_sf.h, reached through optim_step too.
+ * AdamW is traind/optim_sf.h and Muon, which needs the model's matrices,
+ * traind/optim_muon.h, both reached through optim_step.
  */
 #ifndef TRAIND_OPTIM_H
 #define TRAIND_OPTIM_H
@@ -10,9 +11,13 @@
 #include <stddef.h>
 #include "traind/config.h"
 
+struct optim_muon;
+
 /* State buffers are n floats each, zeroed before the first step.  m is
- * exp_avg (or the SGD momentum buffer; schedule_free_adamw's z), v is
- * exp_avg_sq (unused by SGD). */
+ * exp_avg (or the SGD / Muon momentum buffer; schedule_free_adamw's z), v
+ * is exp_avg_sq (unused by SGD).  muon: the plan of OPT_MUON
+ * (traind/optim_muon.h: which tensors are hidden matrices, and scratch),
+ * NULL for the other types. */
 typedef struct optim_state {
     float *m;
     float *v;
@@ -20,6 +25,7 @@ typedef struct optim_state {
     /* schedule_free_adamw only (traind/optim_sf.h); set by its first step */
     double weight_sum;  /* sum of the averaging weights so far */
     double lr_max;      /* the largest lr so far */
+    struct optim_muon *muon;
 } optim_state;
 
 /* One update of params (n floats) with grads at learning rate lr.

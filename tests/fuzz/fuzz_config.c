@@ -56,9 +56,15 @@ static void check_same(const run_config *a, const run_config *b)
     FUZZ_CHECK(oa->type == ob->type);
     FUZZ_CHECK(close_enough(oa->lr, ob->lr) && close_enough(oa->weight_decay, ob->weight_decay));
     FUZZ_CHECK(close_enough(oa->grad_clip, ob->grad_clip));
-    if (oa->type == OPT_SGD) {
+    if (oa->type == OPT_SGD || oa->type == OPT_MUON) {
         FUZZ_CHECK(close_enough(oa->momentum, ob->momentum) && oa->nesterov == ob->nesterov);
-    } else {
+    }
+    if (oa->type == OPT_MUON) {
+        FUZZ_CHECK(oa->ns_steps == ob->ns_steps && oa->adjust_lr == ob->adjust_lr);
+        FUZZ_CHECK(close_enough(oa->adamw.lr, ob->adamw.lr) && close_enough(oa->adamw.eps, ob->adamw.eps));
+        FUZZ_CHECK(close_enough(oa->adamw.beta1, ob->adamw.beta1) && close_enough(oa->adamw.beta2, ob->adamw.beta2));
+        FUZZ_CHECK(close_enough(oa->adamw.weight_decay, ob->adamw.weight_decay));
+    } else if (oa->type != OPT_SGD) {
         FUZZ_CHECK(close_enough(oa->beta1, ob->beta1) && close_enough(oa->beta2, ob->beta2));
         FUZZ_CHECK(close_enough(oa->eps, ob->eps));
     }

@@ -586,7 +586,7 @@ START_TEST(test_all_errors_at_once)
         {"data.eval_fraction", 7, "in [0, 1)"},
         {"optimizer.lr", 8, "finite"},
         {"optimizer.betas[1]", 8, "got 1.5"},
-        {"optimizer.momentum", 8, "only used by optimizer type sgd"},
+        {"optimizer.momentum", 8, "only used by optimizer types sgd and muon"},
         {"schedule.warmup_steps", 12, "must be an integer >= 0, got -5"},
         {"schedule.cycles", 13, "cosine_with_restarts"},
         {"train.log_every", 14, "in 1..1000000000, got 0"},

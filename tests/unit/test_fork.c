@@ -93,7 +93,7 @@ START_TEST(refused_changes_are_named)
         {"model.hidden=[16]", "--set model.hidden", "a fork changes only", 500},
         {"data.batch_size=16", "--set data.batch_size", "a fork changes only", 500},
         {"seed=4", "--set seed", "a fork changes only", 500},
-        {"optimizer.type=sgd", "--set optimizer.type", "a fork changes only", 500},
+        {"optimizer.type=sgd", "--set optimizer.type", "keeps its parent's optimizer", 500},
         {"optimizer.lrr=1", "--set optimizer.lrr", "did you mean 'optimizer.lr'", 500},
         {"optimizer.lr", "--set", "not KEY=VALUE", 500},
         {"optimizer.lr=-1", "--set optimizer.lr", "must be", 500},
