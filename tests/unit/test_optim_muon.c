@@ -22,7 +22,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "traind/ckpt.h"
@@ -459,16 +461,22 @@ static char *write_corpus(const char *dir)
 typedef struct recorder {
     volatile sig_atomic_t stop;
     long stop_at;
+    long kill_at;               /* kill -9 this process once this step is reached */
+    long start_step;
     char notices[1024];
 } recorder;
 
 static void on_event(void *ctx, const run_event *ev)
 {
     recorder *r = ctx;
+    if (ev->type == RUN_EVENT_START)
+        r->start_step = ev->pt.step;
     if (ev->type == RUN_EVENT_NOTICE)
         strncat(r->notices, ev->message, sizeof r->notices - strlen(r->notices) - 2);
     if (r->stop_at > 0 && ev->pt.step >= r->stop_at)
         r->stop = 1;
+    if (r->kill_at > 0 && ev->pt.step >= r->kill_at)
+        raise(SIGKILL);
 }
 
 static run_result train(const run_config *cfg, const char *dir, const char *data, bool fresh, recorder *rec,
@@ -478,7 +486,8 @@ static run_result train(const run_config *cfg, const char *dir, const char *data
     if (metrics)
         strcpy(strstr(metrics, "/checkpoints/"), "/metrics.jsonl");
     runner_opts o = {.out_dir = dir, .data_path = data, .threads = 1, .fresh = fresh, .stop = &rec->stop,
-                     .on_event = on_event, .ctx = rec, .fork_from = fork_from, .fork_metrics = metrics};
+                     .tick_interval_s = rec->kill_at > 0 ? 1e-9 : 0, .on_event = on_event, .ctx = rec,
+                     .fork_from = fork_from, .fork_metrics = metrics};
     run_result r = runner_run(cfg, &o, err, 512);
     free(metrics);
     return r;
@@ -573,6 +582,7 @@ START_TEST(test_gpt_learns_with_muon)
 }
 END_TEST
 
+/* A stop between checkpoints and a kill -9 each resume bit for bit. */
 START_TEST(test_resume_is_bit_identical)
 {
     char *dir = tmpdir(), *data = write_corpus(dir), *yaml = gpt_yaml(160, 7), err[512] = "";
@@ -588,6 +598,27 @@ START_TEST(test_resume_is_bit_identical)
     char *a = metrics_without_time(ref), *b = metrics_without_time(run);
     ck_assert_str_eq(a, b);
     same_checkpoints(ref, run);
+    /* kill -9 at step 130 (a child process): nothing saved since the
+     * checkpoint of step 100, from which it resumes */
+    char *killed = xasprintf("%s/killed", dir);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        recorder rk = {.kill_at = 130};
+        train(&cfg, killed, data, false, &rk, NULL, err);
+        _exit(0);   /* not reached */
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    recorder r3 = {0};
+    ck_assert_msg(train(&cfg, killed, data, false, &r3, NULL, err) == RUN_OK, "%s", err);
+    ck_assert_int_eq(r3.start_step, 100);
+    char *c = metrics_without_time(killed);
+    ck_assert_str_eq(a, c);
+    same_checkpoints(ref, killed);
+    free(c);
+    free(killed);
     free(a);
     free(b);
     cfg_free(&cfg);
