@@ -836,12 +836,18 @@ static Suite *muon_suite(void)
     tcase_add_test(tcfg, test_config_errors);
     suite_add_tcase(s, tcfg);
 
-    TCase *tr = tcase_create("runner");
-    tcase_set_timeout(tr, 600);
-    tcase_add_test(tr, test_gpt_learns_with_muon);
-    tcase_add_test(tr, test_resume_is_bit_identical);
-    tcase_add_test(tr, test_forks);
-    suite_add_tcase(s, tr);
+    /* Training runs of a GPT take minutes under Valgrind (make valgrind, ~50x
+     * slower); make test and make check (ASan) run them. */
+    if (tl_under_valgrind()) {
+        printf("SKIPPED: 3 checks: the training runs, under Valgrind (make test and make check run them)\n");
+    } else {
+        TCase *tr = tcase_create("runner");
+        tcase_set_timeout(tr, 600);
+        tcase_add_test(tr, test_gpt_learns_with_muon);
+        tcase_add_test(tr, test_resume_is_bit_identical);
+        tcase_add_test(tr, test_forks);
+        suite_add_tcase(s, tr);
+    }
     return s;
 }
 

@@ -832,13 +832,19 @@ static Suite *optim_sf_suite(void)
     tcase_add_test(tcfg, test_fork_keeps_optimizer_type);
     suite_add_tcase(s, tcfg);
 
-    TCase *tr = tcase_create("training");
-    tcase_set_timeout(tr, TL_ASAN ? 600 : 120);
-    tcase_add_test(tr, test_stop_and_kill_resume_bit_identically);
-    tcase_add_test(tr, test_evaluation_and_checkpoint_use_x);
-    tcase_add_test(tr, test_fork_continues_bit_identically);
-    tcase_add_test(tr, test_gpt_learns);
-    suite_add_tcase(s, tr);
+    /* Training runs of a GPT take minutes under Valgrind (make valgrind, ~50x
+     * slower); make test and make check (ASan) run them. */
+    if (tl_under_valgrind()) {
+        printf("SKIPPED: 4 checks: the training runs, under Valgrind (make test and make check run them)\n");
+    } else {
+        TCase *tr = tcase_create("training");
+        tcase_set_timeout(tr, TL_ASAN ? 600 : 120);
+        tcase_add_test(tr, test_stop_and_kill_resume_bit_identically);
+        tcase_add_test(tr, test_evaluation_and_checkpoint_use_x);
+        tcase_add_test(tr, test_fork_continues_bit_identically);
+        tcase_add_test(tr, test_gpt_learns);
+        suite_add_tcase(s, tr);
+    }
     return s;
 }
 
