@@ -165,7 +165,8 @@ typedef struct law_fit_opts {
     long max_points;        /* thin each curve to at most this many points (evenly, last kept); 0 = all */
     int max_iter;           /* minimiser iterations per start; 0 = default (2000) */
     bool loo;               /* also leave-one-curve-out (needs >= 2 curves) */
-    bool fix_lambda;        /* momentum: keep lambda at its start (default 0.999) instead of fitting it */
+    bool fit_lambda;        /* momentum: fit lambda too; default false: lambda stays 0.999 (init's
+                             * lambda when init is given), as Tissue et al. and every reimplementation */
     const law_t *init;      /* an extra first start (of kind), or NULL */
 } law_fit_opts;
 
@@ -211,7 +212,8 @@ void law_fit_result_free(law_fit_result *r);
  * "fit" (only with fit non-NULL) holds the metric, the curves fitted on
  * (name, path, points, r2, pred_err, worst_err, final_err and the LOO
  * figures), the objective, seconds and the averages.  metric: as fitted.
- * Caller owns the result (cJSON_Delete).
+ * Caller owns the result (cJSON_Delete); print it with json_print_exact
+ * (traind/json.h) so that the parameters read back as the same doubles.
  */
 struct cJSON *law_to_json(const law_t *law, const law_fit_result *fit, law_metric metric);
 
@@ -243,8 +245,9 @@ typedef struct law_opt_result {
     long point_step[LAW_OPT_MAX_POINTS];
     double point_ratio[LAW_OPT_MAX_POINTS]; /* of the peak; non-increasing after warmup */
     double predicted_final;                 /* L(T-1) under this schedule, as traind trains it */
-    double cosine_final;                    /* L(T-1) for cosine to min_lr, same warmup */
-    double wsd_final;                       /* L(T-1) for WSD (20% linear decay to min_lr), same warmup */
+    double cosine_final;                    /* L(T-1) for traind's cosine to min_lr, same warmup */
+    double wsd_final;                       /* L(T-1) for traind's warmup_stable_decay (decay_ratio 0.2,
+                                             * its default shapes) to min_lr, same warmup steps */
 } law_opt_result;
 
 /*
