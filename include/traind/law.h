@@ -193,10 +193,12 @@ typedef struct law_fit_result {
 
 /*
  * Fits opts->kind to curves (each with points) by minimising the sum over
- * every point of Huber_delta(log L_obs - log L_pred), delta = 1e-3, with
- * GSL's BFGS (gsl_multimin_fdfminimizer_vector_bfgs2) on the law's analytic
- * gradient, from several starting points (positive parameters are fitted
- * as logs); the best start wins.  Then, with opts->loo, one refit without
+ * every point of Huber_delta(log L_obs - log L_pred), delta = 1e-3, from
+ * several starting points (positive parameters are fitted as logs), each
+ * with GSL's Levenberg-Marquardt (multifit_nlinear, reweighted for Huber)
+ * then GSL's BFGS (multimin vector_bfgs2) on the Huber objective, both on
+ * the law's analytic gradient; starts run on at most 16 points per curve,
+ * the best start is refined on every point (or max_points).  Then, with opts->loo, one refit without
  * each curve (from the best law) predicts that curve.  0, or -1 with err.
  * Free with law_fit_result_free.
  */
