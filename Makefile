@@ -40,8 +40,8 @@ LDFLAGS += $(SAN_FLAGS)
 # may use, and only their system libraries, so that a call across the line
 # fails to link (a core test that called uv_run would find no libuv):
 #
-#   core     daemon/core/     config (run and daemon), schedule, optim, models, data, checkpoints, runner
-#                             (libyaml, cJSON, OpenBLAS)
+#   core     daemon/core/     config (run and daemon), schedule, optim, models, data, checkpoints, runner,
+#                             loss-curve laws (libyaml, cJSON, OpenBLAS, GSL)
 #   proto    daemon/proto/    progress lines, fork files, the spool's names         (core)
 #   worker   daemon/worker/   the training process of a job, the mpirun launcher         (proto, core)
 #   service  daemon/service/  the daemon: loop, spool, jobs, HTTP, API  (worker, proto, core; libuv, http-parser, libsystemd)
@@ -64,7 +64,9 @@ WORKER_LIB  := $(BUILD)/libtraind_worker.a
 SERVICE_LIB := $(BUILD)/libtraind_service.a
 TESTLIB     := $(BUILD)/libtraind_test.a
 
-CORE_LDLIBS    := $(call libs_of,yaml-0.1 libcjson openblas) -lm -pthread
+# GSL's minimisers fit the loss-curve laws (law.c); its CBLAS calls go to
+# OpenBLAS, so -lgsl comes without -lgslcblas.
+CORE_LDLIBS    := $(call libs_of,yaml-0.1 libcjson openblas) -lgsl -lm -pthread
 PROTO_LDLIBS   := $(CORE_LDLIBS)
 WORKER_LDLIBS  := $(PROTO_LDLIBS)
 SERVICE_LDLIBS := $(call libs_of,libuv $(if $(HAVE_SYSTEMD),libsystemd)) -lhttp_parser $(WORKER_LDLIBS)

@@ -9,7 +9,8 @@
 #   GPL-3 text the GPT example and the bench train on; openmpi-bin,
 #   libopenmpi-dev: parallel.ranks > 1 (mpirun, and mpicc to build
 #   build/traind-mpi-worker); libjs-chart.js: the dashboard's charts
-#   (traind serves /usr/share/javascript/chart.js/).
+#   (traind serves /usr/share/javascript/chart.js/); libgsl-dev: GSL's
+#   minimisers (multimin BFGS) fit the loss-curve laws of trainctl law.
 # For the dashboard's browser tests: chromium, and Node.js with npm (checked
 #   by `command -v`: nodesource's nodejs bundles npm, and Debian's npm package
 #   would conflict with it; Debian's nodejs and npm are installed only when
@@ -24,7 +25,7 @@
 set -eu
 PKGS="build-essential pkg-config libyaml-dev libuv1-dev libcjson-dev libhttp-parser-dev
 libopenblas-dev libopenblas0-pthread check libsystemd-dev libcurl4-openssl-dev systemd curl
-procps man-db valgrind base-files openmpi-bin libopenmpi-dev libjs-chart.js chromium"
+procps man-db valgrind base-files openmpi-bin libopenmpi-dev libjs-chart.js chromium libgsl-dev"
 TEST_PKGS="slurm-wlm munge"
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
