@@ -383,12 +383,19 @@ static cJSON *quality_json(const law_quality *q)
  * ([[step, loss]...], step as metrics.jsonl counts it); NULL on error. */
 static cJSON *curve_points_json(const law_t *law, const law_curve *c, size_t max)
 {
+    /* from the first step with an lr: before it the lr sum S1 is 0 and the
+     * law has no value (a warmup from 0 starts so) */
+    long s0 = 0;
+    while (s0 < c->n_steps && !(c->lr[s0] > 0))
+        s0++;
+    if (s0 == c->n_steps)
+        return NULL;
     size_t *idx = xcalloc(max, sizeof *idx);
-    size_t m = pick_even((size_t)c->n_steps, max, idx);
+    size_t m = pick_even((size_t)(c->n_steps - s0), max, idx);
     long *steps = xcalloc(m ? m : 1, sizeof *steps);
     double *L = xcalloc(m ? m : 1, sizeof *L);
     for (size_t k = 0; k < m; k++)
-        steps[k] = (long)idx[k];
+        steps[k] = s0 + (long)idx[k];
     char err[256];
     cJSON *a = NULL;
     if (law_eval(law, c->lr, c->n_steps, steps, m, L, NULL, err, sizeof err) == 0) {
@@ -579,9 +586,12 @@ static void fit_docs(fit_req *r, const law_curve *cv, const law_fit_result *res,
     *law_doc = law;
 }
 
-/* Claims <dir>/<id> and writes fit.json, then LAW.json; 0 or -errno (nothing left behind). */
-static int fit_store(fit_req *r, cJSON *fit, cJSON *law)
+/* Claims <dir>/<id> and writes fit.json, then LAW.json; 0 with *stored
+ * LAW.json as written, parsed back (law_to_json's numbers may be raw
+ * text: the table holds what a restart reads), or -errno (nothing left behind). */
+static int fit_store(fit_req *r, cJSON *fit, cJSON *law, cJSON **stored)
 {
+    *stored = NULL;
     int rc = mkdir_p(r->dir, 0755);
     if (rc < 0)
         return rc;
@@ -601,6 +611,8 @@ static int fit_store(fit_req *r, cJSON *fit, cJSON *law)
         rc = write_file_atomic(lp, lt, strlen(lt), 0644);
     if (rc == 0)
         rc = fsync_parent_dir(dir);   /* the new directory's entry in laws/ */
+    if (rc == 0 && !(*stored = cJSON_Parse(lt)))
+        rc = -ENOMEM;
     if (rc < 0) {
         unlink(lp);
         unlink(fp);
@@ -634,21 +646,31 @@ static void fit_work(uv_work_t *w)
         r->status = 422;
         goto out;
     }
+    if (law_check(&res.law, err, sizeof err) != 0) {
+        /* a law a prediction could not use is not stored */
+        char *m = xasprintf("the fit ended outside the law's domain (%s); fit more or longer curves", err);
+        r->doc = json_error_doc(m);
+        free(m);
+        law_fit_result_free(&res);
+        r->status = 422;
+        goto out;
+    }
     cJSON *fit, *law;
     fit_docs(r, cv, &res, &fit, &law);
     law_fit_result_free(&res);
-    int rc = fit_store(r, fit, law);
+    cJSON *stored;
+    int rc = fit_store(r, fit, law, &stored);
     cJSON_Delete(fit);
+    cJSON_Delete(law);
     if (rc < 0) {
-        cJSON_Delete(law);
         char *m = xasprintf("cannot save the law under %s: %s", r->dir, strerror(-rc));
         r->doc = json_error_doc(m);
         free(m);
         r->status = 500;
         goto out;
     }
-    r->stored = law;
-    r->doc = cJSON_Duplicate(law, 1);
+    r->stored = stored;
+    r->doc = cJSON_Duplicate(stored, 1);
     r->status = 201;
 out:
     for (size_t i = 0; i < r->n_srcs; i++)
