@@ -147,7 +147,9 @@ START_TEST(fit_get_predict_restart)
     cJSON *stored = cJSON_Parse(lt);
     ck_assert_str_eq(tl_str(stored, "law"), "mpl");
     ck_assert_str_eq(tl_str(stored, "id"), id);
-    ck_assert(cJSON_Parse(ft) != NULL);
+    cJSON *fitj = cJSON_Parse(ft);
+    ck_assert_ptr_nonnull(fitj);
+    cJSON_Delete(fitj);
 
     /* GET /laws lists it; GET /laws/{id} has a curve per job */
     int st;
@@ -213,6 +215,7 @@ START_TEST(fit_get_predict_restart)
 
     /* a restart: both laws, the same parameters, the curves */
     tl_stop_clean(&g_d, 20);
+    tl_daemon_free(&g_d);
     tl_start_in(&g_d, g_dir, NULL, 10);
     list = tl_get_json(g_d.addr, "/laws", &st);
     ck_assert_int_eq(cJSON_GetArraySize(list), 2);
@@ -348,6 +351,7 @@ START_TEST(refusals_and_bounds)
     cJSON_Delete(e);
     /* ... and a restart keeps it (sweep.yaml re-expanded) */
     tl_stop_clean(&g_d, 20);
+    tl_daemon_free(&g_d);
     tl_start_in(&g_d, g_dir, NULL, 10);
     e = tl_get_json(g_d.addr, ep, &st);
     ck_assert_str_eq(tl_str(cJSON_GetObjectItem(e, "predict"), "law"), id);
