@@ -40,10 +40,11 @@ const char *sweep_metric_name(sweep_metric m) { return metric_names[m]; }
 static const cv_key sweep_keys[] = {
     {"method", 0}, {"metric", 0}, {"parameters", 0}, {"trials", CV_BIT(SWEEP_RANDOM)},
     {"seed", CV_BIT(SWEEP_RANDOM)}, {"max_concurrent", 0}, {"early_stop", 0}, {"fork_from", 0},
-    {NULL, 0}};
+    {"predict", 0}, {NULL, 0}};
 static const cv_key early_stop_keys[] = {
     {"type", 0}, {"reduction_factor", 0}, {"min_steps", 0}, {NULL, 0}};
 static const cv_key fork_keys[] = {{"job", 0}, {"at_step", 0}, {NULL, 0}};
+static const cv_key predict_keys[] = {{"law", 0}, {NULL, 0}};
 
 bool sweep_fork_may_change(const char *path)
 {
@@ -330,6 +331,32 @@ static void read_fork_from(const cv_section *sw, sweep *s)
         s->fork_step = (long)at;
 }
 
+/* sweep.predict: {law: ID}.  Only the id's form is checked here; that the
+ * law exists is the daemon's to say (it knows its spool: exps_check). */
+static void read_predict(const cv_section *sw, sweep *s)
+{
+    cv_section p;
+    cv_section_open(&p, sw, "predict");
+    if (!p.map)
+        return;
+    cv_check_keys(&p, predict_keys, -1, NULL, NULL);
+    const char *law = NULL;
+    const ynode *ln = cv_get(&p, "law");
+    if (!ln)
+        cv_missing(&p, "law", "the id of a fitted law (POST /laws)");
+    else if (cv_str(p.errs, ln, "sweep.predict.law", 48, &law) == CV_OK) {
+        bool ok = law[0] && law[0] != '.';   /* spool_id_valid's rule (a proto function: not reachable here) */
+        for (const char *c = law; ok && *c; c++)
+            ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' ||
+                 *c == '_' || *c == '-';
+        if (!ok)
+            cv_error(p.errs, "sweep.predict.law", ln, "'%s' is not a law id ([A-Za-z0-9._-], at most 48 "
+                     "characters, not starting with '.')", law);
+        else
+            s->predict_law = xstrdup(law);
+    }
+}
+
 /* Grid: the number of combinations, or 0 past max (reported). */
 static size_t grid_size(diag_list_t *errs, const ynode *where, const param *ps, size_t n, size_t max)
 {
@@ -516,6 +543,7 @@ static int read_sweep(const ynode *doc, const sweep_opts *opts, sweep *s, diag_l
         s->max_concurrent = (long)maxc;
     read_early_stop(&sw, s);
     read_fork_from(&sw, s);
+    read_predict(&sw, s);
 
     const ynode *pm = cv_get(&sw, "parameters");
     param ps[SWEEP_MAX_PARAMS];
@@ -636,5 +664,6 @@ void sweep_free(sweep *s)
     free(s->params);
     free(s->name);
     free(s->fork_job);
+    free(s->predict_law);
     memset(s, 0, sizeof *s);
 }

@@ -19,6 +19,8 @@
  *   POST /schedule[?max=N]      its lr curves: {"curves": [{"label", "points": [[step, lr]...]}]}; no token
  *   POST /lr-find[?start=&end=&steps=]  the LR range test of a config (lrfind_job.h): 200 {"suggestion",
  *                               "steepest", "points": [[lr, loss]...]} when it ends | 422 | 429 (one runs already)
+ *   GET  /laws[/{id}], POST /laws, POST /laws/{id}/predict[?max=N]  loss-curve laws (laws.h): a fit
+ *                               on the pool (201 once stored | 400 | 429 one fits already), their curves
  *   GET  /healthz               {"status":"ok"}
  *   GET  /metrics               Prometheus text 0.0.4
  *
@@ -55,6 +57,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "traind/laws.h"
 #include "traind/lrfind.h"
 #include "traind/preview.h"
 #include "traind/rate_limit.h"
@@ -714,6 +717,14 @@ static void json_later_done(void *arg, int status, cJSON *doc)
     http_deferred *answer = arg;
     http_response res = {.status = 200};
     http_response_add_header(&res, "Cache-Control", NO_STORE);   /* as api_handle does */
+    /* a 429 that says when to come back (laws.h: a fit running) */
+    const cJSON *ra = status == 429 ? cJSON_GetObjectItemCaseSensitive(doc, "retry_after_s") : NULL;
+    if (cJSON_IsNumber(ra)) {
+        char after[32];
+        double secs = ceil(ra->valuedouble);
+        snprintf(after, sizeof after, "%.0f", secs < 1 ? 1 : secs > 3600 ? 3600 : secs);
+        http_response_add_header(&res, "Retry-After", after);
+    }
     reply_json(&res, status, doc);
     http_deferred_respond(answer, &res);
 }
@@ -770,6 +781,42 @@ static void r_lr_find(const api_backend *be, const http_request *req, http_respo
     if (lrfind_check_opts(&o, err, sizeof err) != 0)
         return http_response_error(res, 400, err);
     be->lr_find(be->ctx, req->body, req->body_len, &o, json_later_done, http_response_defer(res));
+}
+
+/* GET /laws (laws.h) */
+static void r_laws(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    reply_json(res, 200, be->list_laws(be->ctx));
+}
+
+/* POST /laws: a JSON fit request, fitted on the pool (laws.h). */
+static void r_law_fit(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    if (req->body_len == 0)
+        return http_response_error(res, 400, "the request body must be JSON: {\"jobs\": [ID...] or \"experiment\": "
+                                             "ID, \"law\": \"mpl\"|\"momentum\", \"metric\": ...}");
+    be->fit_law(be->ctx, req->body, req->body_len, json_later_done, http_response_defer(res));
+}
+
+/* GET /laws/{id}: its curves are read on the pool. */
+static void r_law(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    be->get_law(be->ctx, id, json_later_done, http_response_defer(res));
+}
+
+/* POST /laws/{id}/predict?max=N: a config, a sweep or JSON (laws.h). */
+static void r_law_predict(const api_backend *be, const http_request *req, http_response *res, const char *id)
+{
+    if (req->body_len == 0)
+        return http_response_error(res, 400, "the request body must be a run config or a sweep file (YAML), or "
+                                             "JSON {\"configs\": [...]} or {\"jobs\": [ID...]}");
+    long max = LAWS_PREDICT_DEFAULT_POINTS;
+    int r = query_long(req, "max", &max, res);
+    if (r < 0)
+        return;
+    if (r > 0 && (max < 2 || max > LAWS_PREDICT_MAX_POINTS))
+        return http_response_error(res, 400, "query parameter 'max' must be 2 to 2000");
+    be->predict_law(be->ctx, id, req->body, req->body_len, max, json_later_done, http_response_defer(res));
 }
 
 /* POST /jobs/{id}/fork: a JSON body (forks.h). */
@@ -1212,6 +1259,11 @@ static bool has_experiments(const api_backend *be)
     return be->list_experiments != NULL;
 }
 
+static bool has_laws(const api_backend *be)
+{
+    return be->list_laws != NULL;
+}
+
 enum { M_GET = 1, M_POST = 2 };   /* M_GET answers HEAD too */
 typedef enum { R_EXACT, R_PREFIX, R_ID } route_kind;
 
@@ -1229,6 +1281,7 @@ typedef struct route {
 
 #define NO_JOB "no such job"
 #define NO_EXP "no such experiment"
+#define NO_LAW "no such law"
 
 static const route routes[] = {
     /* methods kind      path               tail            token  limited present          no_id   handler */
@@ -1253,6 +1306,12 @@ static const route routes[] = {
     {M_POST, R_EXACT,  "/experiments",    NULL,           true,  true,  has_experiments, NULL,   r_experiment_submit},
     {M_GET,  R_ID,     "/experiments/",   "",             false, false, has_experiments, NO_EXP, r_experiment},
     {M_POST, R_ID,     "/experiments/",   "/cancel",      true,  true,  has_experiments, NO_EXP, r_experiment_cancel},
+    /* a fit is CPU work on the pool and writes the law: the token, as POST /jobs; a
+     * prediction writes nothing (the editor asks as you type): no token, as /schedule */
+    {M_GET,  R_EXACT,  "/laws",           NULL,           false, false, has_laws,        NULL,   r_laws},
+    {M_POST, R_EXACT,  "/laws",           NULL,           true,  true,  has_laws,        NULL,   r_law_fit},
+    {M_GET,  R_ID,     "/laws/",          "",             false, false, has_laws,        NO_LAW, r_law},
+    {M_POST, R_ID,     "/laws/",          "/predict",     false, true,  has_laws,        NO_LAW, r_law_predict},
     {M_GET,  R_ID,     "/jobs/",          "",             false, false, NULL,            NO_JOB, r_job},
     {M_GET,  R_ID,     "/jobs/",          "/metrics",     false, false, NULL,            NO_JOB, r_job_metrics},
     {M_GET,  R_ID,     "/jobs/",          "/log",         false, false, NULL,            NO_JOB, r_job_log},

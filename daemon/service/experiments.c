@@ -29,6 +29,7 @@
 #include "traind/forkfile.h"
 #include "traind/intake.h"
 #include "traind/json.h"
+#include "traind/laws.h"
 #include "traind/log.h"
 #include "traind/spool.h"
 #include "traind/sweep.h"
@@ -58,6 +59,7 @@ typedef struct experiment {
     long max_concurrent;
     char *fork_job;
     long fork_step;
+    char *predict_law;               /* sweep.predict.law, or NULL */
     double submitted_at;
     trial *trials;
     size_t n_trials;
@@ -81,6 +83,7 @@ typedef struct rung_report {
 struct exp_table {
     job_table *jobs;
     char *dir;                       /* <spool>/experiments */
+    char *laws_dir;                  /* <spool>/laws (sweep.predict's laws) */
     size_t max_trials;
     char **data_dirs;
     size_t n_data_dirs;
@@ -100,6 +103,7 @@ exp_table *exps_new(job_table *jobs, const char *spool_dir, size_t max_trials, c
     exp_table *e = xcalloc(1, sizeof *e);
     e->jobs = jobs;
     e->dir = xasprintf("%s/experiments", spool_dir);
+    e->laws_dir = xasprintf("%s/" LAWS_DIR, spool_dir);
     e->max_trials = max_trials ? max_trials : SWEEP_DEFAULT_MAX_TRIALS;
     e->data_dirs = strv_dup(data_dirs, n_data_dirs);
     e->n_data_dirs = n_data_dirs;
@@ -119,6 +123,7 @@ static void exp_free(experiment *x)
     free(x->name);
     free(x->dir);
     free(x->fork_job);
+    free(x->predict_law);
     free(x->idem_key);
     cJSON_Delete(x->errors);
     durable_wait_drop_all(&x->waiters, -ECANCELED);
@@ -136,6 +141,7 @@ void exps_free(exp_table *e)
     free(e->v);
     strv_free(e->keys_inflight, e->n_keys);
     free(e->dir);
+    free(e->laws_dir);
     strv_free(e->data_dirs, e->n_data_dirs);
     free(e);
 }
@@ -184,6 +190,7 @@ static void from_sweep(experiment *x, const sweep *s)
     x->max_concurrent = s->max_concurrent;
     x->fork_job = s->fork_job ? xstrdup(s->fork_job) : NULL;
     x->fork_step = s->fork_step;
+    x->predict_law = s->predict_law ? xstrdup(s->predict_law) : NULL;
     x->n_trials = s->n_trials;
     if (s->asha) {
         long total = 0;
@@ -751,6 +758,7 @@ typedef struct submit_req {
     size_t n_data_dirs;
     size_t max_model_bytes;
     char *jobs_dir;
+    char *laws_dir;
     char *idem_key;                  /* or NULL */
     bool slurm;                      /* the daemon's executor is slurm */
     /* results */
@@ -814,6 +822,15 @@ int exps_check(const char *yaml, size_t len, const exps_check_in *in, sweep *out
             cJSON_AddItemToArray(errors, o);
             free(m);
         }
+        /* sweep.predict names a law fitted on this daemon (its form was checked by sweep_parse) */
+        if (s.predict_law && (!in->laws_dir || !laws_stored(in->laws_dir, s.predict_law))) {
+            cJSON *o = cJSON_CreateObject();
+            char *m = xasprintf("no such law: %s (GET /laws lists them; POST /laws fits one)", s.predict_law);
+            cJSON_AddStringToObject(o, "path", "sweep.predict.law");
+            cJSON_AddStringToObject(o, "message", m);
+            cJSON_AddItemToArray(errors, o);
+            free(m);
+        }
         if (cJSON_GetArraySize(errors) > 0)
             ok = false;
     }
@@ -839,7 +856,8 @@ static void submit_work(uv_work_t *w)
     sweep s;
     cJSON *errors = NULL;
     exps_check_in in = {.max_trials = r->max_trials, .data_dirs = r->data_dirs, .n_data_dirs = r->n_data_dirs,
-                        .max_model_bytes = r->max_model_bytes, .jobs_dir = r->jobs_dir, .slurm = r->slurm};
+                        .max_model_bytes = r->max_model_bytes, .jobs_dir = r->jobs_dir, .slurm = r->slurm,
+                        .laws_dir = r->laws_dir};
     bool ok = exps_check(r->yaml, r->len, &in, &s, &errors) == 0;
 
     experiment *x = xcalloc(1, sizeof *x);
@@ -919,6 +937,7 @@ static void submit_done(uv_work_t *w, int status)
     free(r->yaml);
     free(r->dir);
     free(r->jobs_dir);
+    free(r->laws_dir);
     strv_free(r->data_dirs, r->n_data_dirs);
     free(r);
     exps_poke(e);
@@ -957,6 +976,7 @@ void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_ke
     r->len = len;
     r->dir = xstrdup(e->dir);
     r->jobs_dir = xstrdup(jobs_jobs_dir(e->jobs));
+    r->laws_dir = xstrdup(e->laws_dir);
     r->max_trials = e->max_trials;
     r->data_dirs = strv_dup(e->data_dirs, e->n_data_dirs);
     r->n_data_dirs = e->n_data_dirs;
@@ -968,6 +988,7 @@ void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_ke
         free(r->yaml);
         free(r->dir);
         free(r->jobs_dir);
+        free(r->laws_dir);
         strv_free(r->data_dirs, r->n_data_dirs);
         free(r);
         return done(arg, 500, json_error_doc("cannot queue the experiment"));
@@ -1026,6 +1047,12 @@ static cJSON *exp_json(exp_table *e, const experiment *x, bool full)
         cJSON *f = cJSON_AddObjectToObject(o, "fork_from");
         cJSON_AddStringToObject(f, "job", x->fork_job);
         cJSON_AddNumberToObject(f, "at_step", (double)x->fork_step);
+    }
+    if (x->predict_law) {
+        cJSON *p = cJSON_AddObjectToObject(o, "predict");
+        cJSON_AddStringToObject(p, "law", x->predict_law);
+    } else {
+        cJSON_AddNullToObject(o, "predict");
     }
     row *rows = xcalloc(x->n_trials ? x->n_trials : 1, sizeof *rows);
     int counts[JOB_NSTATES] = {0};

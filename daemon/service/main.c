@@ -54,6 +54,7 @@
 #include "traind/experiments.h"
 #include "traind/log.h"
 #include "traind/notify.h"
+#include "traind/laws.h"
 #include "traind/lrfind_job.h"
 #include "traind/preview.h"
 #include "traind/spool.h"
@@ -116,6 +117,8 @@ typedef struct daemon_state {
     bool reload_again;          /* another SIGHUP came meanwhile */
     const char *exe;            /* our own binary (self_exe), for the processes we start */
     lrfind_jobs *lrf;           /* POST /lr-find's running tests */
+    laws_table *laws;           /* loss-curve laws (POST /laws...) */
+    char *laws_dir;             /* <spool>/laws */
 } daemon_state;
 
 /* ------------------------------------------------------------ the config */
@@ -351,7 +354,8 @@ static void be_preview(void *ctx, const char *yaml, size_t len, long max,
     daemon_state *d = ctx;
     preview_in in = {.data_dirs = d->cfg.data_dirs, .n_data_dirs = d->cfg.n_data_dirs,
                      .max_trials = (size_t)d->cfg.max_trials, .max_model_bytes = d->cfg.max_model_memory,
-                     .jobs_dir = jobs_jobs_dir(d->jobs), .slurm = jobs_is_slurm(d->jobs)};
+                     .jobs_dir = jobs_jobs_dir(d->jobs), .slurm = jobs_is_slurm(d->jobs),
+                     .laws_dir = d->laws_dir};
     if (max > 0)
         preview_schedule(d->loop, &in, yaml, len, (size_t)max, done, arg);
     else
@@ -369,6 +373,29 @@ static void be_lr_find(void *ctx, const char *yaml, size_t len, const lrfind_opt
                             .data_dirs = d->cfg.data_dirs, .n_data_dirs = d->cfg.n_data_dirs,
                             .max_model_bytes = d->cfg.max_model_memory};
     lrfind_jobs_start(d->lrf, &spec, yaml, len, o, done, arg);
+}
+
+/* Loss-curve laws (laws.h): fits and predictions on the thread pool. */
+static cJSON *be_list_laws(void *ctx)
+{
+    return laws_list_json(((daemon_state *)ctx)->laws);
+}
+
+static void be_fit_law(void *ctx, const char *body, size_t len, void (*done)(void *arg, int status, cJSON *doc),
+                       void *arg)
+{
+    laws_fit(((daemon_state *)ctx)->laws, body, len, done, arg);
+}
+
+static void be_get_law(void *ctx, const char *id, void (*done)(void *arg, int status, cJSON *doc), void *arg)
+{
+    laws_get(((daemon_state *)ctx)->laws, id, done, arg);
+}
+
+static void be_predict_law(void *ctx, const char *id, const char *body, size_t len, long max,
+                           void (*done)(void *arg, int status, cJSON *doc), void *arg)
+{
+    laws_predict(((daemon_state *)ctx)->laws, id, body, len, max, done, arg);
 }
 
 static void be_cancel_experiment(void *ctx, const char *id, void (*done)(void *arg, int rc), void *arg)
@@ -639,6 +666,7 @@ static void begin_shutdown(daemon_state *d, int signum)
              strsignal(signum));
     notify_stopping();
     lrfind_jobs_shutdown(d->lrf);
+    laws_shutdown(d->laws);
     if (d->sp) {
         spool_stop(d->sp, on_spool_closed, d);
         d->sp = NULL;
@@ -962,6 +990,14 @@ int main(int argc, char **argv)
     else if (rc > 0)
         log_info("%d experiment%s on disk", rc, rc == 1 ? "" : "s");
 
+    d.laws_dir = xasprintf("%s/" LAWS_DIR, d.cfg.spool);
+    d.laws = laws_new(d.loop, d.jobs, d.exps, d.cfg.spool);
+    rc = laws_load(d.laws);
+    if (rc < 0)
+        log_error("cannot read %s: %s", d.laws_dir, strerror(-rc));
+    else if (rc > 0)
+        log_info("%d law%s on disk", rc, rc == 1 ? "" : "s");
+
     events_start();   /* the jobs read from disk made no events; what happens from now on does */
     apply_www(&d, true);
     d.api = (api_backend){
@@ -996,6 +1032,10 @@ int main(int argc, char **argv)
         .files = d.files,
         .preview = be_preview,
         .lr_find = be_lr_find,
+        .list_laws = be_list_laws,
+        .fit_law = be_fit_law,
+        .get_law = be_get_law,
+        .predict_law = be_predict_law,
         .loop = d.loop,
     };
     d.write_limit = rate_limit_new(d.cfg.write_rate_per_client, dconfig_write_burst(&d.cfg),
@@ -1009,6 +1049,8 @@ int main(int argc, char **argv)
         /* nothing was started yet: jobs are still as on disk */
         jobs_shutdown(d.jobs, 0, NULL, NULL);
         uv_run(d.loop, UV_RUN_DEFAULT);
+        laws_free(d.laws);
+        free(d.laws_dir);
         exps_free(d.exps);
         jobs_free(d.jobs);
         rate_limit_free(d.write_limit);
@@ -1066,6 +1108,8 @@ int main(int argc, char **argv)
         uv_run(d.loop, UV_RUN_DEFAULT);
         uv_loop_close(d.loop);
     }
+    laws_free(d.laws);
+    free(d.laws_dir);
     exps_free(d.exps);
     jobs_free(d.jobs);
     lrfind_jobs_free(d.lrf);

@@ -51,7 +51,7 @@ int preview_run(const preview_in *in, const char *yaml, size_t len, size_t max_p
     if (sweep_is_experiment(yaml, len)) {
         exps_check_in ci = {.max_trials = in->max_trials, .data_dirs = in->data_dirs,
                             .n_data_dirs = in->n_data_dirs, .max_model_bytes = in->max_model_bytes,
-                            .jobs_dir = in->jobs_dir, .slurm = in->slurm};
+                            .jobs_dir = in->jobs_dir, .slurm = in->slurm, .laws_dir = in->laws_dir};
         sweep s;
         cJSON *errors = NULL;
         if (exps_check(yaml, len, &ci, &s, &errors) != 0) {
@@ -161,6 +161,7 @@ static void preview_req_free(preview_req *r)
 {
     strv_free((char **)r->in.data_dirs, r->in.n_data_dirs);
     free((char *)r->in.jobs_dir);
+    free((char *)r->in.laws_dir);
     free(r->yaml);
     free(r);
 }
@@ -193,7 +194,9 @@ static void start(uv_loop_t *loop, const preview_in *in, const char *yaml, size_
     r->in.n_data_dirs = in->n_data_dirs;
     r->in.max_trials = in->max_trials;
     r->in.max_model_bytes = in->max_model_bytes;
+    r->in.slurm = in->slurm;
     r->in.jobs_dir = in->jobs_dir ? xstrdup(in->jobs_dir) : NULL;
+    r->in.laws_dir = in->laws_dir ? xstrdup(in->laws_dir) : NULL;
     r->yaml = xmalloc(len + 1);   /* the body may hold NULs: copied whole */
     memcpy(r->yaml, yaml, len);
     r->yaml[len] = '\0';

@@ -1,6 +1,6 @@
 /*
  * app — the dashboard's entry point: the hash router (#/jobs, #/job/ID,
- * #/compare?ids=…, #/experiments, #/experiment/ID, #/new), the header with
+ * #/compare?ids=…, #/experiments, #/experiment/ID, #/laws, #/law/ID, #/new), the header with
  * the live-stream indicator and the token button.  Each view is a module
  * whose render(root, params, id) draws into the main element and returns
  * the function that tears it down (charts destroyed, listeners removed).
@@ -13,6 +13,7 @@ import * as job from './views/job.js';
 import * as compare from './views/compare.js';
 import * as experiment from './views/experiment.js';
 import * as newjob from './views/newjob.js';
+import * as laws from './views/laws.js';
 
 const main = document.getElementById('view');
 const liveDot = document.getElementById('live');
@@ -25,6 +26,8 @@ const routes = [
   [/^\/compare$/, () => ['compare', compare.render]],
   [/^\/experiments$/, () => ['experiments', experiment.renderList]],
   [/^\/experiment\/([^/]+)$/, (m) => ['experiments', experiment.render, decodeURIComponent(m[1])]],
+  [/^\/laws$/, () => ['laws', laws.renderList]],
+  [/^\/law\/([^/]+)$/, (m) => ['laws', laws.render, decodeURIComponent(m[1])]],
   [/^\/new$/, () => ['new', newjob.render]],
 ];
 

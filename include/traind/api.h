@@ -203,6 +203,16 @@ typedef struct api_backend {
      * o (traind/lrfind_job.h), answered like fork: done(arg, status, doc). */
     void (*lr_find)(void *ctx, const char *yaml, size_t len, const struct lrfind_opts *o,
                     void (*done)(void *arg, int status, cJSON *doc), void *arg);
+    /* Optional: loss-curve laws (traind/laws.h).  GET /laws (an array),
+     * POST /laws (a JSON fit request), GET /laws/{id} and POST
+     * /laws/{id}/predict?max=N (a config, a sweep or JSON), each answered
+     * like fork: done(arg, status, doc). */
+    cJSON *(*list_laws)(void *ctx);
+    void (*fit_law)(void *ctx, const char *body, size_t len, void (*done)(void *arg, int status, cJSON *doc),
+                    void *arg);
+    void (*get_law)(void *ctx, const char *id, void (*done)(void *arg, int status, cJSON *doc), void *arg);
+    void (*predict_law)(void *ctx, const char *id, const char *body, size_t len, long max,
+                        void (*done)(void *arg, int status, cJSON *doc), void *arg);
     /* Optional: the dashboard's files (GET /, /ui/..., /lib/chart.js/...);
      * NULL: those answer 404. */
     struct static_files *files;

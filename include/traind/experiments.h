@@ -72,7 +72,8 @@ void exps_free(exp_table *e);
 /* The checks POST /experiments makes of a sweep file, nothing written
  * (POST /validate uses them too): every trial expanded and validated as
  * the daemon will take its config.yaml (data.path within data_dirs),
- * early_stop refused, fork_from's checkpoint looked for under jobs_dir.
+ * early_stop refused, fork_from's checkpoint looked for under jobs_dir,
+ * sweep.predict's law under laws_dir.
  * Thread-safe (reads files: call off the loop).  0 with *out the sweep
  * (sweep_free it) and *errors an empty array; -1 with *errors the problems
  * ({"path","line","column","message"}) and *out zeroed but for its name. */
@@ -83,6 +84,7 @@ typedef struct exps_check_in {
     size_t max_model_bytes;   /* intake_limits' */
     const char *jobs_dir;
     bool slurm;               /* executor: slurm — early_stop is refused (trials pause only locally) */
+    const char *laws_dir;     /* sweep.predict.law must be a law stored here (laws.h); NULL: refused */
 } exps_check_in;
 struct sweep;
 int exps_check(const char *yaml, size_t len, const exps_check_in *in, struct sweep *out, struct cJSON **errors);

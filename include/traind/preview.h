@@ -41,6 +41,7 @@ typedef struct preview_in {
     size_t max_model_bytes;  /* max_model_memory (0 = the default) */
     const char *jobs_dir;    /* fork_from: kept checkpoints are looked for here */
     bool slurm;              /* executor: slurm (an early_stop sweep is refused) */
+    const char *laws_dir;    /* sweep.predict's law is looked for here (laws.h) */
 } preview_in;
 
 typedef void (*preview_done)(void *arg, int status, struct cJSON *doc);

@@ -11,6 +11,7 @@
  *     max_concurrent: N              optional
  *     early_stop: {type: asha, reduction_factor: 3, min_steps: 200}
  *     fork_from: {job: ID, at_step: S}
+ *     predict: {law: ID}             a fitted law (POST /laws): the trials' predicted curves
  *
  * Every PATH must be a key of the run config ("did you mean" otherwise).
  * Every trial is expanded and validated as a whole config before any is
@@ -53,6 +54,7 @@ typedef struct sweep {
     long min_steps;             /* asha's first rung */
     char *fork_job;             /* fork_from.job, or NULL */
     long fork_step;
+    char *predict_law;          /* sweep.predict.law (its form checked; whether it exists, the daemon's), or NULL */
     size_t n_trials;
     sweep_trial *trials;
 } sweep;

@@ -5,7 +5,9 @@
  * reload and a dropped stream resumes with no point lost or doubled; the
  * editor shows a bad config's error at its line; Submit and Cancel work;
  * Find lr draws the LR range test's curve with the suggestion marked; a
- * job named like HTML stays text; a 200,000-point job draws in < 1 s.
+ * job named like HTML stays text; a 200,000-point job draws in < 1 s; a
+ * loss-curve law's page, the editor's predicted curve under a picked law,
+ * Compare's dashed law curves and an experiment's (sweep.predict).
  * Screenshots of every view go to build/screenshots/.
  */
 import {test, before, after} from 'node:test';
@@ -743,6 +745,124 @@ test('a daemon restart: the page gets reset, fills the gap with GET /metrics?aft
     ` of ${missing.length}, extra ${JSON.stringify(extra.slice(0, 10))}, at the reset the page had up to ${seen}; ` +
     JSON.stringify(await page.evaluate(() => window.traindLive.debugState())) + ')');
   await waitFor(async () => (await page.$eval('#job-title + span', (e) => e.textContent)) === 'cancelled', 'the page to show cancelled');
+});
+
+/* Loss-curve laws: three runs that differ in their schedule, a law fitted
+ * to them (POST /laws), then its page, the editor's prediction, Compare's
+ * dashed law curves and an experiment with sweep.predict. */
+let lawId = null, lawRuns = [];
+function lawConfig(name, schedule, steps = 300) {
+  return `name: ${name}
+seed: 2
+model: {type: mlp, input_dim: 16, hidden: [32], output_dim: 4}
+data: {kind: synthetic, batch_size: 32, noise: 0.5}
+optimizer: {type: adamw, lr: 1.0e-3}
+schedule: {${schedule}, total_steps: ${steps}}
+train: {log_every: 5, checkpoint_every: 1000}
+`;
+}
+async function ensureLaw() {
+  if (lawId) return lawId;
+  const scheds = ['type: cosine, warmup_steps: 20', 'type: warmup_stable_decay, warmup_steps: 20, decay_ratio: 0.3', 'type: constant, warmup_steps: 20'];
+  lawRuns = [];
+  for (const [i, s] of scheds.entries()) lawRuns.push(await daemon.submit(lawConfig('law-run-' + i, s)));
+  for (const id of lawRuns) await daemon.waitState(id, 'succeeded');
+  const r = await daemon.post('/laws', JSON.stringify({jobs: lawRuns, law: 'mpl', metric: 'loss_avg'}));
+  assert.equal(r.status, 201, r.text);
+  lawId = r.body.id;
+  return lawId;
+}
+
+test('laws: the list, and a law\'s page: per curve observed solid and the law dashed, the errors and leave-one-out', opts, async () => {
+  const id = await ensureLaw();
+  await open('#/laws');
+  await waitFor(() => page.$$eval('#laws-body tr[data-id]', (rs) => rs.map((r) => r.dataset.id)).then((ids) => ids.includes(id)), 'the law in the list');
+  await page.click(`#laws-body tr[data-id="${id}"] a`);
+  const v = await waitFor(() => page.evaluate(() => window.traindLawView), 'the law page');
+  assert.equal(v.id, id);
+  assert.equal(v.curves, 3);
+  assert.equal(v.charts, 3);
+  assert.deepEqual(v.dashed, [1, 1, 1], 'the law dashed on every curve');
+  for (const n of v.points) assert.ok(n >= 3, `${n} observed points`);
+  const rows = await page.$$eval('#law-body tr', (rs) => rs.map((r) => [...r.children].map((c) => c.textContent)));
+  assert.deepEqual(rows.map((r) => r[1]), lawRuns);
+  for (const r of rows) {
+    assert.match(r[4], /%$/, 'mean error');
+    assert.match(r[8], /%$/, 'leave-one-out mean error');
+  }
+  const stats = await page.$$eval('#law-stats .stat', (ss) => Object.fromEntries(ss.map((s) => [s.dataset.stat, s.querySelector('.stat-v').textContent])));
+  assert.equal(stats.curves, '3');
+  assert.match(stats['LOO mean err'], /%$/);
+  await screenshot(page, 'law');
+});
+
+test('new job: the predicted loss of the schedule being typed, under the law picked', opts, async () => {
+  const id = await ensureLaw();
+  await open('#/new');
+  await page.$eval('#editor', (e, v) => { e.value = v; e.dispatchEvent(new Event('input')); }, lawConfig('what-if', 'type: cosine, warmup_steps: 20', 600));
+  await waitFor(async () => (await page.$eval('#verdict', (e) => e.className)) === 'verdict ok', 'the config to validate');
+  await waitFor(() => page.$$eval('#predict-law option', (os) => os.some((o) => o.value)), 'the laws in the picker');
+  const seen = [];
+  const onReq = (r) => { if (r.url().includes('/predict')) seen.push(r.url()); };
+  page.on('request', onReq);
+  await page.select('#predict-law', id);
+  const p = await waitFor(() => page.evaluate(() => window.traindPredict), 'the predicted curve');
+  assert.equal(p.law, id);
+  assert.equal(p.curves, 1);
+  assert.ok(p.points[0] > 100, `${p.points[0]} points`);
+  assert.ok(p.dashed);
+  assert.ok(p.finals[0] > 0);
+  assert.ok(seen.some((u) => u.includes('/laws/' + encodeURIComponent(id) + '/predict')));
+  /* a sweep: a curve per trial, as the text changes */
+  await page.evaluate(() => { delete window.traindPredict; });
+  const sweep = lawConfig('what-if-sweep', 'type: cosine, warmup_steps: 20', 600) +
+    'sweep:\n  method: grid\n  parameters:\n    schedule.type: [cosine, linear, constant]\n';
+  await page.$eval('#editor', (e, v) => { e.value = v; e.dispatchEvent(new Event('input')); }, sweep);
+  const q = await waitFor(() => page.evaluate(() => window.traindPredict && window.traindPredict.curves === 3 ? window.traindPredict : null), 'three predicted curves');
+  assert.equal(q.finals.length, 3);
+  page.off('request', onReq);
+  assert.equal(await page.$eval('#predict-law', (s) => s.value), id, 'the law stays picked');
+  await screenshot(page, 'newjob-predict');
+});
+
+test('compare: a law\'s predicted curve dashed beside each run\'s real one', opts, async () => {
+  const id = await ensureLaw();
+  await open('#/compare?ids=' + lawRuns.join(',') + '&law=' + encodeURIComponent(id));
+  const law = await waitFor(() => page.evaluate(() => window.traindCompareView && window.traindCompareView.law().curves.length === 3
+    ? window.traindCompareView.law() : null), 'the law\'s curves');
+  assert.equal(law.id, id);
+  assert.deepEqual(law.curves.map((c) => c.run), lawRuns);
+  const colours = await page.$$eval('#compare-legend .swatch', (ss) => ss.map((s) => s.style.background));
+  for (const [i, c] of law.curves.entries()) {
+    assert.ok(c.dashed, 'dashed');
+    assert.ok(c.points > 50, `${c.points} points`);
+    assert.ok(colours[i], 'a run colour');
+  }
+  assert.equal(await page.$eval('#compare-law', (s) => s.value), id);
+  /* no law: the curves go */
+  await page.select('#compare-law', '');
+  await waitFor(() => page.evaluate(() => window.traindCompareView.law().curves.length === 0), 'the law\'s curves gone');
+  await screenshot(page, 'compare-law');
+});
+
+test('experiment with sweep.predict: each trial\'s predicted curve beside its real one', opts, async () => {
+  const id = await ensureLaw();
+  const bad = lawConfig('pred-sweep', 'type: cosine, warmup_steps: 20', 200) +
+    'sweep:\n  method: grid\n  predict: {law: no-such-law}\n  parameters:\n    schedule.type: [cosine, linear]\n';
+  const r0 = await daemon.post('/experiments', bad);
+  assert.equal(r0.status, 400, r0.text);
+  assert.match(r0.text, /sweep\.predict\.law/);
+  const r = await daemon.post('/experiments', bad.replace('no-such-law', id));
+  assert.equal(r.status, 201, r.text);
+  const exp = r.body.id;
+  await waitFor(async () => (await daemon.get('/experiments/' + exp)).state === 'succeeded', 'the experiment to end', 60000, 200);
+  await open('#/experiment/' + encodeURIComponent(exp));
+  const v = await waitFor(() => page.evaluate(() => window.traindExpPredict), 'the predicted curves');
+  assert.equal(v.law, id);
+  assert.equal(v.trials, 2);
+  assert.equal(v.predicted, 2);
+  for (const n of v.real) assert.ok(n > 10, `${n} real points`);
+  await screenshot(page, 'experiment-predict');
 });
 
 test('no uncaught errors in the page', opts, () => {

@@ -216,6 +216,12 @@ START_TEST(sweep_section_errors)
          "sweep.parameters.model.hidden", "fork_from sweep changes only"},
         {"  method: grid\n  parameters: {optimizer.lr: [1.0e-3]}\n  fork_from: {job: ../x, at_step: 10}\n",
          "sweep.fork_from.job", "not a job id"},
+        {"  method: grid\n  parameters: {optimizer.lr: [1.0e-3]}\n  predict: {law: ../x}\n",
+         "sweep.predict.law", "not a law id"},
+        {"  method: grid\n  parameters: {optimizer.lr: [1.0e-3]}\n  predict: {}\n", "sweep.predict.law",
+         "required key is missing"},
+        {"  method: grid\n  parameters: {optimizer.lr: [1.0e-3]}\n  predict: {law: a, lw: b}\n", "sweep.predict.lw",
+         ""},
         {"  method: bayes\n  parameters: {optimizer.lr: [1.0e-3]}\n", "sweep.method", "grid"},
         {"  method: grid\n  parameters: {name: [a, b]}\n", "sweep.parameters.name", "not swept"},
     };
@@ -235,6 +241,29 @@ START_TEST(sweep_section_errors)
         ck_assert_int_gt(d->line, 0);
         diag_free(&errs);
     }
+}
+END_TEST
+
+/* sweep.predict: {law: ID} is read (that the law exists is the daemon's check). */
+START_TEST(predict_names_a_law)
+{
+    char y[1024];
+    snprintf(y, sizeof y, "model: {type: mlp, input_dim: 4, hidden: [8], output_dim: 2}\n"
+                          "schedule: {type: cosine, total_steps: 100}\nsweep:\n  method: grid\n"
+                          "  parameters: {optimizer.lr: [1.0e-3, 3.0e-3]}\n  predict: {law: mpl-base-2}\n");
+    sweep s;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(parse(y, &s, &errs), 0);
+    ck_assert_str_eq(s.predict_law, "mpl-base-2");
+    ck_assert_int_eq((int)s.n_trials, 2);
+    sweep_free(&s);
+    snprintf(y, sizeof y, "model: {type: mlp, input_dim: 4, hidden: [8], output_dim: 2}\n"
+                          "schedule: {type: cosine, total_steps: 100}\nsweep:\n  method: grid\n"
+                          "  parameters: {optimizer.lr: [1.0e-3]}\n");
+    ck_assert_int_eq(parse(y, &s, &errs), 0);
+    ck_assert_ptr_null(s.predict_law);
+    sweep_free(&s);
+    diag_free(&errs);
 }
 END_TEST
 
@@ -287,6 +316,7 @@ int main(void)
     tcase_add_test(tc, a_bad_value_is_named_by_its_sweep_entry);
     tcase_add_test(tc, sweep_section_errors);
     tcase_add_test(tc, trial_cap);
+    tcase_add_test(tc, predict_names_a_law);
     tcase_add_test(tc, a_run_config_is_not_an_experiment);
     suite_add_tcase(s, tc);
     return tl_run_suite(s) ? 1 : 0;

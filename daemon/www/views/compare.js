@@ -13,19 +13,25 @@
  * same arrays, and a reset refetches.  The table gives the results first
  * (final loss, best eval loss and its step, steps, wall time), then the
  * keys set differently.
+ *
+ * A law (#compare?…&law=ID, or picked above the charts) adds to the loss
+ * chart each run's curve as that fitted law predicts it from the run's own
+ * config (POST /laws/ID/predict {"jobs": [...]}), in the run's colour with
+ * long dashes, so a run can be judged against what its schedule should give.
  */
 import {h, fill, setText, fmtNum, fmtInt, fmtDuration, stateBadge} from '../dom.js';
 import {get} from '../api.js';
 import * as live from '../live.js';
 import {lineChart, colour, emaState, nearestIndex} from '../charts.js';
 import {differingKeys, diffName, runLabel} from './compare_runs.js';
+import {lawOptions, predict} from './laws.js';
 
 const CURVE_MAX = 2000;
 const MAX_IDS = 16;
 const SERIES = ['loss', 'eval_loss', 'lr', 'grad_norm'];
 const SMOOTHED = new Set(['loss', 'eval_loss', 'grad_norm']);
 const CHARTS = [
-  {key: 'loss', title: 'loss', note: 'solid train · dashed eval', series: ['loss', 'eval_loss']},
+  {key: 'loss', title: 'loss', note: 'solid train · dashed eval · long dashes: the law', series: ['loss', 'eval_loss']},
   {key: 'lr', title: 'learning rate', note: '', series: ['lr']},
   {key: 'grad_norm', title: 'grad norm', note: '', series: ['grad_norm']},
 ];
@@ -46,6 +52,8 @@ export function render(root, params) {
   let weight = Number(localStorage.getItem('traind.smoothing') || '0.6');
   const logOn = {loss: false, lr: false, grad_norm: false};
   let gone = false;
+  let lawId = params.get('law') || '';
+  let lawNote = '';
 
   const idsInput = h('input', {type: 'text', id: 'compare-ids', placeholder: 'job ids, comma separated', value: idsParam.join(',')});
   const expSel = h('select', {id: 'compare-experiment'}, h('option', {value: ''}, 'or a whole experiment…'));
@@ -54,6 +62,8 @@ export function render(root, params) {
   const tableEl = h('table', {class: 'grid', id: 'compare-table'});
   const xSel = h('select', {id: 'compare-x', onchange: () => { xMode = xSel.value; rebuild(); }},
     X_MODES.map(([v, t]) => h('option', {value: v}, t)));
+  const lawSel = h('select', {id: 'compare-law', onchange: () => { lawId = lawSel.value; loadLaw().then(rebuild); }});
+  lawOptions(lawSel, 'no law', lawId);
   const smoothVal = h('span', {class: 'mono', id: 'compare-smoothing-value'}, weight.toFixed(2));
   const slider = h('input', {type: 'range', id: 'compare-smoothing', min: '0', max: '0.99', step: '0.01', value: String(weight)});
   slider.addEventListener('input', () => {
@@ -79,7 +89,8 @@ export function render(root, params) {
     status,
     h('div', {class: 'controls card'},
       h('label', null, 'x axis ', xSel),
-      h('label', {class: 'slider'}, 'smoothing ', slider, smoothVal)),
+      h('label', {class: 'slider'}, 'smoothing ', slider, smoothVal),
+      h('label', null, 'predicted by ', lawSel)),
     legend,
     h('div', {class: 'charts three'}, CHARTS.map(chartCard)),
     h('div', {class: 'card flush', id: 'compare-table-card'}, tableEl));
@@ -130,7 +141,30 @@ export function render(root, params) {
 
   function resetSeries(run) {
     run.ema = {loss: emaState(weight), eval_loss: emaState(weight), grad_norm: emaState(weight)};
-    run.arrs = {loss: [], eval_loss: [], lr: [], grad_norm: []};
+    run.arrs = {loss: [], eval_loss: [], lr: [], grad_norm: [], law: []};
+    /* the law's curve: exact (not smoothed), on the step-based axes only */
+    for (const [step, y] of (lawId && run.law) || []) {
+      const x = xMode === 'time' ? NaN : xOf(run, {step});
+      if (Number.isFinite(x) && (!logOn.loss || y > 0)) run.arrs.law.push({x, y, step});
+    }
+  }
+
+  /* The picked law's prediction of every run (its own config), into run.law. */
+  async function loadLaw() {
+    lawNote = '';
+    for (const r of runs) r.law = null;
+    if (!lawId || !runs.length) return;
+    let r;
+    try { r = await predict(lawId, {jobs: runs.map((x) => x.job.id)}, 500); } catch (e) { lawNote = 'The law: ' + e.message; return; }
+    if (r.status !== 200) { lawNote = `The law ${lawId}: ${(r.body && r.body.error) || 'HTTP ' + r.status}.`; return; }
+    const bad = [];
+    for (const c of r.body.curves || []) {
+      const run = byId.get(c.job);
+      if (!run) continue;
+      if (c.error) bad.push(`${c.job} (${c.error})`); else run.law = c.points;
+    }
+    lawNote = `Dashed long: the ${r.body.kind} law ${lawId}` + (xMode === 'time' ? ' (not on the wall-time axis)' : '') + '.' +
+      (bad.length ? ' Not predicted: ' + bad.join(', ') + '.' : '');
   }
 
   function pushPoint(run, p) {
@@ -176,6 +210,14 @@ export function render(root, params) {
     const marks = forkMarks();
     for (const c of CHARTS) {
       const datasets = [];
+      if (c.key === 'loss') {
+        runs.forEach((run, i) => {
+          if (!run.arrs.law.length) return;
+          datasets.push({label: run.label + ' · law', run: i, series: 'law', law: true, data: run.arrs.law, source: run.arrs.law,
+            hidden: run.hidden, borderColor: run.colour, backgroundColor: run.colour, borderWidth: 1.3,
+            borderDash: [10, 5], pointRadius: 0, hideInTooltip: true});
+        });
+      }
       for (const s of c.series) {
         runs.forEach((run, i) => {
           const ev = s === 'eval_loss';
@@ -215,7 +257,7 @@ export function render(root, params) {
       const none = runs.filter((r) => !(r.job.tokens_per_step > 0)).map((r) => r.job.id);
       if (none.length) parts.push(`Not on the tokens axis (no tokens_per_step: only GPT runs count tokens): ${none.join(', ')}.`);
     }
-    return [baseStatus, ...parts].filter(Boolean).join(' ');
+    return [baseStatus, lawNote, ...parts].filter(Boolean).join(' ');
   }
   let baseStatus = '';
 
@@ -352,6 +394,8 @@ export function render(root, params) {
     }
     if (xSel.selectedOptions[0] && xSel.selectedOptions[0].disabled) { xMode = 'step'; xSel.value = 'step'; }
 
+    await loadLaw();
+    if (gone) return;
     haveHistory = true;
     rebuild();
     const held = pending;
@@ -369,6 +413,8 @@ export function render(root, params) {
     points: () => runs.map((r) => r.points.length),
     labels: () => runs.map((r) => r.label),
     marks: () => forkMarks(),
+    law: () => ({id: lawId, curves: charts.loss ? charts.loss.data.datasets.filter((d) => d.law).map((d) => ({
+      run: runs[d.run].job.id, points: d.data.length, dashed: Array.isArray(d.borderDash), colour: d.borderColor})) : []}),
   };
 
   return () => {

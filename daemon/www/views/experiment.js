@@ -4,11 +4,17 @@
  * parameter values), the early-stopping decisions, and a scatter of the
  * metric against each swept parameter (a log axis for lr and for numeric
  * parameters spanning more than a factor of 20; categories for strings).
+ * An experiment with sweep.predict ({law: ID}) also shows each trial's
+ * real curve (solid, the law's metric) beside the curve that law predicts
+ * from the trial's config (dashed, same colour): POST /laws/ID/predict
+ * {"jobs": [...]} once per set of trial jobs, the real curves refetched at
+ * most every PREDICT_REFRESH_MS while trials run.
  */
 import {h, fill, setText, fmtNum, fmtInt, fmtTime, stateBadge} from '../dom.js';
 import {get} from '../api.js';
 import * as live from '../live.js';
-import {scatterChart, paddedRange} from '../charts.js';
+import {scatterChart, paddedRange, lineChart, colour} from '../charts.js';
+import {predict} from './laws.js';
 import {paramText, paramFormatter} from './common.js';
 
 /* How a trial's state looks on the scatters (colour, point style). */
@@ -16,6 +22,9 @@ const STATE_STYLE = {
   succeeded: ['#1a73e8', 'circle'], running: ['#188038', 'rectRot'], queued: ['#b06000', 'rect'],
   stopped: ['#9aa0a6', 'triangle'], failed: ['#d93025', 'crossRot'], cancelled: ['#5f6368', 'crossRot'], rejected: ['#d93025', 'crossRot'],
 };
+
+const PREDICT_MAX_TRIALS = 16;
+const PREDICT_REFRESH_MS = 5000;
 
 export function renderList(root) {
   const body = h('tbody', {id: 'experiments-body'});
@@ -58,11 +67,13 @@ export function render(root, params, id) {
   const board = h('table', {class: 'grid', id: 'leaderboard'});
   const decisions = h('div', {id: 'decisions'});
   const scatters = h('div', {class: 'charts scatter', id: 'scatters'});
+  const predictSec = h('div', {id: 'exp-predict'});
+  let predChart = null, predKey = '', predCurves = new Map(), lawMetric = 'loss_avg', lastReal = 0, realTimer = null;
   fill(root,
     h('div', {class: 'toolbar'}, h('a', {href: '#/experiments', class: 'back'}, '← Experiments'), title, badge,
       h('span', {class: 'spacer'}), h('a', {class: 'btn', href: '#/compare?experiment=' + encodeURIComponent(id)}, 'Compare all trials')),
     h('div', {class: 'card'}, summary),
-    h('h2', {class: 'section'}, 'Leaderboard'), h('div', {class: 'card flush'}, board),
+    h('h2', {class: 'section'}, 'Leaderboard'), h('div', {class: 'card flush'}, board), predictSec,
     h('h2', {class: 'section'}, 'Metric against each swept parameter'),
     h('p', {class: 'muted small', id: 'scatter-note'}, 'A point per trial, shaped by its state; "@N": its metric was taken at step N, ' +
       'short of the longest trial (a rung it stopped at, or where it is now).'), scatters,
@@ -95,6 +106,8 @@ export function render(root, params, id) {
         h('td', null, stateBadge(t.state)), h('td', {class: 'num'}, fmtInt(t.step)),
         h('td', {class: 'num metric'}, fmtNum(t.metric)),
         keys.map((k) => h('td', {class: 'param mono'}, fmt[k]((t.params || {})[k])))))));
+
+    drawPredicted(exp);
 
     const dec = exp.decisions || [];
     fill(decisions, dec.length
@@ -144,6 +157,59 @@ export function render(root, params, id) {
     });
   }
 
+  /* sweep.predict: each trial's real curve (solid) and the law's (dashed). */
+  async function drawPredicted(exp) {
+    const lawId = exp.predict && exp.predict.law;
+    if (!lawId) { fill(predictSec); return; }
+    const trials = (exp.trials || []).filter((t) => t.job).sort((a, b) => a.trial - b.trial).slice(0, PREDICT_MAX_TRIALS);
+    const key = lawId + ':' + trials.map((t) => t.job).join(',');
+    if (!trials.length) {
+      fill(predictSec, h('h2', {class: 'section'}, 'Predicted by law ' + lawId), h('div', {class: 'card muted', id: 'exp-predict-note'}, 'No trial has a job yet.'));
+      return;
+    }
+    if (key !== predKey) {
+      predKey = key;
+      predCurves = new Map();
+      try {
+        const laws = await get('/laws');
+        const law = laws.find((l) => l.id === lawId);
+        if (law && law.metric) lawMetric = law.metric;
+        const r = await predict(lawId, {jobs: trials.map((t) => t.job)}, 300);
+        if (r.status === 200) for (const c of r.body.curves || []) if (!c.error) predCurves.set(c.job, c.points);
+      } catch (e) { /* drawn without the law's curves */ }
+      lastReal = 0;
+    }
+    const now = Date.now();
+    if (now - lastReal < PREDICT_REFRESH_MS && predChart) {   /* running trials: their real curves later */
+      clearTimeout(realTimer);
+      realTimer = setTimeout(() => drawPredicted(exp), PREDICT_REFRESH_MS - (now - lastReal));
+      return;
+    }
+    lastReal = now;
+    let hist;
+    try {
+      hist = await Promise.all(trials.map((t) => get('/jobs/' + encodeURIComponent(t.job) + '/metrics?max=500')));
+    } catch (e) { return; }
+    const datasets = [];
+    trials.forEach((t, i) => {
+      const col = colour(i), name = `#${t.trial + 1} ${t.job}`;
+      const real = (hist[i].points || []).filter((p) => typeof p[lawMetric] === 'number').map((p) => ({x: p.step, y: p[lawMetric]}));
+      datasets.push({label: name, data: real, borderColor: col, backgroundColor: col, borderWidth: 1.6});
+      const pred = predCurves.get(t.job);
+      if (pred) datasets.push({label: name + ' · law', data: pred.map(([x, y]) => ({x, y})), borderColor: col, backgroundColor: col,
+        borderWidth: 1.3, borderDash: [10, 5], law: true});
+    });
+    const canvas = h('canvas', {id: 'exp-predict-chart'});
+    if (predChart) predChart.destroy();
+    fill(predictSec, h('h2', {class: 'section'}, 'Real (solid) and predicted (dashed) ' + lawMetric),
+      h('p', {class: 'muted small', id: 'exp-predict-note'}, `Each trial's curve as law ${lawId} predicts it from the trial's config (sweep.predict)` +
+        ((exp.trials || []).filter((t) => t.job).length > PREDICT_MAX_TRIALS ? `; the first ${PREDICT_MAX_TRIALS} trials.` : '.')),
+      h('div', {class: 'card chart-card'}, h('div', {class: 'chart-wrap tall'}, canvas)));
+    predChart = lineChart(canvas, datasets, {xTitle: 'step', yTitle: lawMetric});
+    window.traindExpPredict = {law: lawId, trials: trials.length, predicted: datasets.filter((d) => d.law).length,
+      real: datasets.filter((d) => !d.law).map((d) => d.data.length)};
+  }
+
   const load = () => get('/experiments/' + encodeURIComponent(id)).then(draw)
     .catch((e) => fill(root, h('div', {class: 'card error'}, e.status === 404 ? 'No such experiment: ' + id : e.message)));
   let timer = null;
@@ -155,5 +221,5 @@ export function render(root, params, id) {
   });
   live.connect(null);
   load();
-  return () => { unsub(); clearTimeout(timer); for (const c of charts) c.destroy(); };
+  return () => { unsub(); clearTimeout(timer); clearTimeout(realTimer); for (const c of charts) c.destroy(); if (predChart) predChart.destroy(); };
 }

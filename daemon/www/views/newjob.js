@@ -9,6 +9,12 @@
  * write carries it, and it is asked for on opening when this browser has
  * none, since Submit will need it.
  *
+ * Beside the lr preview, the loss a fitted law predicts for the schedule
+ * being typed (POST /laws/ID/predict, no token: it writes nothing), under
+ * the law picked in its card (GET /laws; the choice is kept in this
+ * browser), one curve per trial of a sweep, redrawn whenever the text
+ * validates again.
+ *
  * "Find lr" runs the LR range test of the config being typed (POST
  * /lr-find, a short job the daemon runs in a process of its own; it needs
  * the token, since it trains) and draws its curve, the smoothed loss
@@ -17,8 +23,10 @@
 import {h, fill, setText, fmtInt} from '../dom.js';
 import {post, postOpen, getToken, askToken} from '../api.js';
 import {lineChart, colour, logTick} from '../charts.js';
+import {lawOptions, predict, lawName} from './laws.js';
 
 const DRAFT_KEY = 'traind.draft';
+const LAW_KEY = 'traind.predict-law';   /* the law the editor predicts with */
 const SKIPPED_KEY = 'traind.token-skipped';   /* sessionStorage: the dialog was cancelled once */
 const DEBOUNCE_MS = 350;
 const LEGEND_OPEN_MAX = 6;   /* more schedules than this: their legend starts folded */
@@ -49,7 +57,7 @@ sweep:
 };
 
 export function render(root) {
-  let timer = null, seq = 0, lastOk = null, chart = null, lrChart = null;
+  let timer = null, seq = 0, lastOk = null, chart = null, lrChart = null, lawChart = null, lastBody = null;
   const text = h('textarea', {id: 'editor', spellcheck: 'false', autocomplete: 'off', wrap: 'off',
     'aria-label': 'run config (YAML)'});
   text.value = localStorage.getItem(DRAFT_KEY) || TEMPLATES['MLP, cosine'];
@@ -72,6 +80,20 @@ export function render(root) {
   const schedCard = h('div', {class: 'card chart-card', id: 'schedule-card'}, h('div', {class: 'chart-title'}, 'lr schedule', stale),
     h('div', {class: 'chart-wrap'}, h('canvas', {id: 'schedule-chart'})), schedNote, schedLegend);
 
+  const lawSel = h('select', {id: 'predict-law', onchange: () => {
+    localStorage.setItem(LAW_KEY, lawSel.value);
+    if (lastBody !== null) predictLoss(lastBody, seq);
+    else fill(lawNote, lawSel.value ? 'waiting for a valid config…' : '');
+  }});
+  const lawNote = h('div', {class: 'muted small', id: 'predict-note'});
+  const lawWrap = h('div', {class: 'chart-wrap', hidden: true}, h('canvas', {id: 'predict-chart'}));
+  const lawCard = h('div', {class: 'card chart-card', id: 'predict-card'},
+    h('div', {class: 'chart-title'}, 'predicted loss ', lawSel), lawWrap, lawNote);
+  lawOptions(lawSel, 'no law (fit one on the Laws page)', localStorage.getItem(LAW_KEY) || '').then((list) => {
+    if (!list.length) setText(lawNote, 'No law is fitted on this daemon yet: fit one to finished runs on the Laws page, then pick it here.');
+    else if (lawSel.value && lastBody !== null) predictLoss(lastBody, seq);
+  });
+
   const lrBtn = h('button', {class: 'btn', id: 'find-lr', onclick: findLr,
     title: 'LR range test: train a short exponential lr sweep (1e-7 to 10) of this config and plot its loss'}, 'Find lr');
   const lrNote = h('div', {class: 'small', id: 'lrfind-note'},
@@ -89,7 +111,7 @@ export function render(root) {
         h('div', {class: 'editor'}, gutter, text, msgs)),
       h('div', {class: 'side'},
         h('div', {class: 'card'}, h('h2', null, 'Validation'), verdict, errList, submitMsg),
-        schedCard, lrCard)));
+        schedCard, lawCard, lrCard)));
 
   function setStale(on) {
     stale.hidden = !on || !chart;    /* nothing drawn yet: nothing to call stale */
@@ -159,6 +181,8 @@ export function render(root) {
       verdict.className = 'verdict ok';
       setText(verdict, r.body.kind === 'experiment' ? experimentVerdict(r.body) : `✓ a valid run config: ${fmtInt(r.body.total_steps)} steps`);
       preview(body, my);
+      lastBody = body;
+      predictLoss(body, my);
     } else {
       lastOk = false;
       setStale(true);
@@ -183,6 +207,33 @@ export function render(root) {
     setText(schedNote, curves.length > 1 ? `${curves.length} distinct schedules, ${steps.map(fmtInt).join(' / ')} steps per trial` : '');
     drawLegend(curves);
     window.traindSchedule = curves.map((c) => ({label: c.label, points: c.points.length}));
+  }
+
+  /* The picked law's loss curves of the text (it validated as my). */
+  async function predictLoss(body, my) {
+    if (!lawSel.value) { lawWrap.hidden = true; return; }
+    let r;
+    try { r = await predict(lawSel.value, body, 300); } catch (e) { setText(lawNote, e.message); return; }
+    if (my !== seq) return;
+    if (r.status === 429) { setTimeout(() => { if (my === seq) predictLoss(body, my); }, 1000); return; }
+    if (r.status !== 200) { lawNote.className = 'small error'; setText(lawNote, (r.body && r.body.error) || 'HTTP ' + r.status); return; }
+    const curves = r.body.curves || [];
+    const drawn = curves.filter((c) => c.points && c.points.length);
+    const datasets = drawn.map((c, i) => ({label: c.label, borderColor: colour(i), backgroundColor: colour(i), borderWidth: 1.6,
+      borderDash: [6, 4], data: c.points.map(([x, y]) => ({x, y}))}));
+    if (lawChart) lawChart.destroy();
+    lawWrap.hidden = false;
+    lawChart = lineChart(document.getElementById('predict-chart'), datasets, {xTitle: 'step', yTitle: 'loss (predicted)', legend: false});
+    const bad = curves.filter((c) => c.error);
+    const finals = drawn.map((c) => c.final).filter((v) => typeof v === 'number');
+    lawNote.className = 'muted small';
+    setText(lawNote, `${lawName(r.body.kind)} ${r.body.law}: ` +
+      (drawn.length === 1 ? `final loss ${Number(finals[0]).toPrecision(4)}` :
+        drawn.length ? `${drawn.length} trials, final loss ${Math.min(...finals).toPrecision(4)} to ${Math.max(...finals).toPrecision(4)}` : 'nothing to draw') +
+      (bad.length ? ` · ${bad.length} not predicted: ${bad[0].error}` : '') + (r.body.truncated ? ' · the first 64 trials only' : '') +
+      '. A law holds for the model, data, batch size and peak lr it was fitted on.');
+    window.traindPredict = {law: r.body.law, curves: drawn.length, points: drawn.map((c) => c.points.length),
+      dashed: lawChart.data.datasets.every((d) => Array.isArray(d.borderDash)), finals};
   }
 
   /* POST /lr-find of the text as it is: the curve (log x), the suggestion
@@ -299,5 +350,5 @@ export function render(root) {
     }
     validate();
   })();
-  return () => { clearTimeout(timer); if (chart) chart.destroy(); if (lrChart) lrChart.destroy(); };
+  return () => { clearTimeout(timer); if (chart) chart.destroy(); if (lrChart) lrChart.destroy(); if (lawChart) lawChart.destroy(); };
 }
