@@ -9,6 +9,7 @@
  *   cmd_experiment.c  validate and schedule of experiment (sweep) files
  *   client.c        submit, status, watch, cancel, logs, fork (HTTP to a running traind, via libcurl)
  *   cmd_compare.c   compare (a table and overlaid curves of jobs or experiments)
+ *   cmd_law.c       law fit, predict, optimize (loss-curve laws, traind/law.h)
  */
 #ifndef TRAIND_CLI_H
 #define TRAIND_CLI_H
@@ -45,6 +46,7 @@ int cmd_run_dist(int argc, char **argv, dist_t *dist);
 int cmd_schedule(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_lrfind(int argc, char **argv);
+int cmd_law(int argc, char **argv);
 int cmd_client(const char *verb, int argc, char **argv);
 
 /* GET path from the daemon: 0 with *body (malloc'd, may be NULL) and

@@ -1,6 +1,6 @@
 /*
  * trainctl — traind's command-line client, and a trainer on its own:
- * `run`, `validate`, `schedule`, `lr-find` and `sample` need no daemon; `submit`,
+ * `run`, `validate`, `schedule`, `lr-find`, `sample` and `law` need no daemon; `submit`,
  * `status`, `watch`, `cancel` and `logs` talk to one over HTTP.
  */
 #include <errno.h>
@@ -32,6 +32,13 @@ static const char usage_text[] =
     "                                                  (1e-7 to 10, 100 steps), the suggested and steepest lr\n"
     "  sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--seed S]\n"
     "                                                  generate text from a gpt run's checkpoint\n"
+    "  law fit [--law mpl|momentum] [--metric loss|loss_avg|eval_loss] [-o LAW.json] CURVE...\n"
+    "                                                  fit a loss-curve law to trained curves (LOO figures)\n"
+    "  law predict LAW.json (CURVE | CONFIG | SWEEP)... [--json]\n"
+    "                                                  observed against predicted; a config's curve; a\n"
+    "                                                  sweep's trials ranked by predicted final loss\n"
+    "  law optimize LAW.json [--config BASE] --steps T --peak LR [--warmup W] [--min-lr X] [-o CONFIG.yaml]\n"
+    "                                                  the schedule the law predicts best, vs cosine and WSD\n"
     "With a running traind (--url URL, --token-file FILE):\n"
     "  submit CONFIG       queue a config; prints its job id (retried safely: Idempotency-Key)\n"
     "  status [ID|--all] [--json]\n"
@@ -203,6 +210,8 @@ int main(int argc, char **argv)
         return cmd_lrfind(argc - 2, argv + 2);
     if (!strcmp(cmd, "sample"))
         return cmd_sample(argc - 2, argv + 2);
+    if (!strcmp(cmd, "law"))
+        return cmd_law(argc - 2, argv + 2);
     if (!strcmp(cmd, "submit") || !strcmp(cmd, "status") || !strcmp(cmd, "watch") ||
         !strcmp(cmd, "cancel") || !strcmp(cmd, "logs") || !strcmp(cmd, "fork") ||
         !strcmp(cmd, "compare") || !strcmp(cmd, "experiment"))
