@@ -6,7 +6,7 @@
 #   make run        build and start traind on ./var/spool at 127.0.0.1:8080
 #   make run-check  check what make run shows (temporary spool, free port)
 #   make bench      speed against PyTorch (torch_ref.py) and nginx, in about 5 minutes
-#   make bench-all  that and the long studies (bench-forks, bench-scale, bench-optim)
+#   make bench-all  that and the long studies (bench-forks, bench-scale, bench-optim, bench-laws)
 #   make install    PREFIX=/usr/local DESTDIR=
 
 PREFIX  ?= /usr/local
@@ -113,7 +113,7 @@ PROGRAMS := $(BUILD)/trainctl $(if $(wildcard daemon/service/main.c),$(BUILD)/tr
 # a second `make test` does not rebuild them.
 .SECONDARY:
 
-.PHONY: all test check run run-check bench bench-forks bench-scale bench-optim bench-all deps install uninstall clean fuzz fuzz-build fuzz-deps tests check-layers
+.PHONY: all test check run run-check bench bench-forks bench-scale bench-optim bench-laws bench-all deps install uninstall clean fuzz fuzz-build fuzz-deps tests check-layers
 all: $(PROGRAMS)
 
 $(BUILD)/obj/%.o: %.c
@@ -251,7 +251,12 @@ bench-optim: deps
 	@$(SUBMAKE) all
 	@BUILD=$(BUILD) scripts/bench-optim.sh study
 
-bench-all: bench bench-forks bench-scale bench-optim
+# The loss-curve laws on the published curves: fit time and test-set error (scripts/bench-laws.sh).
+bench-laws: deps
+	@$(SUBMAKE) all
+	@BUILD=$(BUILD) scripts/bench-laws.sh
+
+bench-all: bench bench-forks bench-scale bench-optim bench-laws
 
 # The fork study of make bench-forks (tests/bench/bench_forks.c): the core, and tl_strip_time of tests/lib.
 $(BUILD)/bench_forks: $(BUILD)/obj/tests/bench/bench_forks.o $(TESTLIB) $(CORE_LIB)
