@@ -251,7 +251,9 @@ bench-optim: deps
 	@$(SUBMAKE) all
 	@BUILD=$(BUILD) scripts/bench-optim.sh study
 
-# The loss-curve laws on the published curves: fit time and test-set error (scripts/bench-laws.sh).
+# The loss-curve laws: fit time and test-set error on the published curves, and the gpt-tiny
+# study (fit on traind's own runs, predict held-out ones, train law optimize's schedule);
+# scripts/bench-laws.sh, about 8 minutes.
 bench-laws: deps
 	@$(SUBMAKE) all
 	@BUILD=$(BUILD) scripts/bench-laws.sh
