@@ -432,6 +432,7 @@ static void submit_trial(experiment *x, size_t k)
 }
 
 static void asha_drive(experiment *x);
+static bool asha_owes_trial(const experiment *x, size_t k);
 
 static void drive(experiment *x)
 {
@@ -445,9 +446,11 @@ static void drive(experiment *x)
         if (t->submitting)
             active++;
         else if (t->job[0])
-            trial_ended(x->e, t) ? ended++ : active++;
+            trial_ended(x->e, t) && !asha_owes_trial(x, k) ? ended++ : active++;
     }
-    if (ended == x->n_trials) {
+    /* a rung report still to record or act on may promote a stopped trial */
+    bool reports_pending = x->asha && (x->n_reports > 0 || x->report_inflight);
+    if (ended == x->n_trials && !reports_pending) {
         x->state = EXP_SUCCEEDED;
         log_info("experiment %s: every trial has ended", x->id);
         persist(x);
@@ -733,6 +736,15 @@ static void asha_drive(experiment *x)
         }
     }
     next_report(x);
+}
+
+/* Trial k's job has ended `stopped`, but its last rung report was promoted:
+ * it is to resume (asha_drive queues it), so the experiment is not over. */
+static bool asha_owes_trial(const experiment *x, size_t k)
+{
+    jobs_info info;
+    return x->asha && x->trials[k].job[0] && jobs_lookup(x->e->jobs, x->trials[k].job, &info) == 0 &&
+           info.state == JOB_STOPPED && exp_asha_promoted_last(x->asha, k);
 }
 
 void exps_poke(exp_table *e)
