@@ -18,7 +18,7 @@
 #include "traind/config.h"
 #include "traind/dist.h"
 
-/* Exit codes of SPEC.md §1. */
+/* Exit codes: trainctl(1), EXIT STATUS. */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 
 /* Loads and validates a run config as the daemon would (data.path resolved

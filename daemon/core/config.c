@@ -1,5 +1,5 @@
 /*
- * config — the run config of SPEC.md §6: YAML in, a validated run_config
+ * config — the run config of traind-run.yaml(5): YAML in, a validated run_config
  * with every default filled in out, or every problem at once.
  *
  * The shape: ytree_parse() gives a tree whose nodes know their line and
