@@ -53,17 +53,7 @@
 
 #define BLOCK 8
 
-/* a*b + c must stay two roundings where torch rounds twice: no contraction
- * into fma (gcc's default for gnu11 when the target has fma). */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#define NO_CONTRACT
-#elif defined(__GNUC__)
-#define NO_CONTRACT __attribute__((optimize("fp-contract=off")))
-#else
-#define NO_CONTRACT
-#endif
-#define INLINE static inline __attribute__((always_inline)) NO_CONTRACT
+#include "optim_impl.h"   /* no fp contraction: torch's roundings */
 
 /* Per-update constants, already in the precision torch uses them. */
 typedef struct adam_coef {

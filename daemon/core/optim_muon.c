@@ -33,15 +33,7 @@
 #include "kernels.h"
 #include "model_impl.h"
 
-/* a*b + c stays two roundings where torch rounds twice (optim.c says why). */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#define NO_CONTRACT
-#elif defined(__GNUC__)
-#define NO_CONTRACT __attribute__((optimize("fp-contract=off")))
-#else
-#define NO_CONTRACT
-#endif
+#include "optim_impl.h"   /* no fp contraction: torch's roundings */
 
 typedef struct muon_matrix {
     size_t offset, rows, cols;

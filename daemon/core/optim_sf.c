@@ -36,16 +36,7 @@
 #include <immintrin.h>
 #endif
 
-/* a*b + c stays two roundings where torch rounds twice (see optim.c). */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#define NO_CONTRACT
-#elif defined(__GNUC__)
-#define NO_CONTRACT __attribute__((optimize("fp-contract=off")))
-#else
-#define NO_CONTRACT
-#endif
-#define INLINE static inline __attribute__((always_inline)) NO_CONTRACT
+#include "optim_impl.h"   /* no fp contraction: torch's roundings */
 
 /* One step's constants, in the precision torch uses them. */
 typedef struct sf_coef {
