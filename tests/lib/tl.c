@@ -170,15 +170,23 @@ char *tl_strip_time(const char *text)
     return out;
 }
 
-char *tl_job_metrics(const char *spool, const char *id)
+char *tl_dir_metrics(const char *dir)
 {
-    ck_assert_msg(spool != NULL, "no spool for the metrics of %s", id);
-    char *path = xasprintf("%s/jobs/%s/metrics.jsonl", spool, id);
+    char *path = xasprintf("%s/metrics.jsonl", dir);
     char *text = tl_read(path, NULL);
     ck_assert_msg(text != NULL, "%s cannot be read", path);
     free(path);
     char *out = tl_strip_time(text);
     free(text);
+    return out;
+}
+
+char *tl_job_metrics(const char *spool, const char *id)
+{
+    ck_assert_msg(spool != NULL, "no spool for the metrics of %s", id);
+    char *dir = xasprintf("%s/jobs/%s", spool, id);
+    char *out = tl_dir_metrics(dir);
+    free(dir);
     return out;
 }
 

@@ -125,6 +125,9 @@ char *tl_strip_time(const char *text);
 /* <spool>/jobs/ID/metrics.jsonl through tl_strip_time; fails the test when
  * it cannot be read. */
 char *tl_job_metrics(const char *spool, const char *id);
+/* <dir>/metrics.jsonl (a run directory's) through tl_strip_time; fails the
+ * test when it cannot be read. */
+char *tl_dir_metrics(const char *dir);
 
 /* Whether a process exists (kill(pid, 0)). */
 bool tl_pid_alive(pid_t pid);

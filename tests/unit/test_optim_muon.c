@@ -502,27 +502,6 @@ static char *read_text(const char *dir, const char *file)
     return buf;
 }
 
-/* metrics.jsonl without the wall-clock "time" field. */
-static char *metrics_without_time(const char *dir)
-{
-    char *buf = read_text(dir, "metrics.jsonl");
-    char *out = xcalloc(1, strlen(buf) + 1), *o = out;
-    for (const char *p = buf; *p;) {
-        const char *t = strstr(p, ",\"time\":");
-        if (!t) {
-            strcpy(o, p);
-            break;
-        }
-        memcpy(o, p, (size_t)(t - p));
-        o += t - p;
-        p = t + 8;
-        while (*p && *p != ',' && *p != '}')
-            p++;
-    }
-    free(buf);
-    return out;
-}
-
 /* The losses of metrics.jsonl, in order (at most max). */
 static int losses(const char *dir, double *out, int max)
 {
@@ -595,7 +574,7 @@ START_TEST(test_resume_is_bit_identical)
     ck_assert_int_eq(train(&cfg, run, data, false, &r1, NULL, err), RUN_STOPPED);
     ck_assert_msg(train(&cfg, run, data, false, &r2, NULL, err) == RUN_OK, "%s", err);
     ck_assert_str_eq(r2.notices, "");
-    char *a = metrics_without_time(ref), *b = metrics_without_time(run);
+    char *a = tl_dir_metrics(ref), *b = tl_dir_metrics(run);
     ck_assert_str_eq(a, b);
     same_checkpoints(ref, run);
     /* kill -9 at step 130 (a child process): nothing saved since the
@@ -614,7 +593,7 @@ START_TEST(test_resume_is_bit_identical)
     recorder r3 = {0};
     ck_assert_msg(train(&cfg, killed, data, false, &r3, NULL, err) == RUN_OK, "%s", err);
     ck_assert_int_eq(r3.start_step, 100);
-    char *c = metrics_without_time(killed);
+    char *c = tl_dir_metrics(killed);
     ck_assert_str_eq(a, c);
     same_checkpoints(ref, killed);
     free(c);
@@ -650,7 +629,7 @@ START_TEST(test_forks)
     ck_assert_int_eq(cfg_fork(yaml, strlen(yaml), "m", &req, NULL, &sc, &child, &errs), 0);
     free(child);
     ck_assert_msg(train(&sc, same, data, false, &rec, from, err) == RUN_OK, "%s", err);
-    char *a = metrics_without_time(parent), *b = metrics_without_time(same);
+    char *a = tl_dir_metrics(parent), *b = tl_dir_metrics(same);
     ck_assert_str_eq(a, b);
     same_checkpoints(parent, same);
 
@@ -660,7 +639,7 @@ START_TEST(test_forks)
     ck_assert_double_eq(lc.optim.lr, 0.01);
     free(child);
     ck_assert_msg(train(&lc, lower, data, false, &rec, from, err) == RUN_OK, "%s", err);
-    char *c = metrics_without_time(lower);
+    char *c = tl_dir_metrics(lower);
     ck_assert_str_ne(a, c);
 
     /* to adamw: refused, naming the key and both types */

@@ -557,30 +557,6 @@ static run_result train(const run_config *cfg, const char *dir, bool fresh, reco
     return runner_run(cfg, &o, err, 512);
 }
 
-/* metrics.jsonl without the wall-clock "time" field, which cannot repeat. */
-static char *metrics_without_time(const char *dir)
-{
-    char *path = xasprintf("%s/metrics.jsonl", dir), *buf;
-    size_t len;
-    ck_assert_int_eq(read_file(path, 1 << 24, &buf, &len), 0);
-    free(path);
-    char *out = xcalloc(1, len + 1), *o = out;
-    for (const char *p = buf; *p;) {
-        const char *t = strstr(p, ",\"time\":");
-        if (!t) {
-            strcpy(o, p);
-            break;
-        }
-        memcpy(o, p, (size_t)(t - p));
-        o += t - p;
-        p = t + 8;
-        while (*p && *p != ',' && *p != '}')
-            p++;
-    }
-    free(buf);
-    return out;
-}
-
 static void read_ckpt(const char *dir, ckpt_file *f)
 {
     char *p = xasprintf("%s/checkpoint.bin", dir), err[512];
@@ -614,7 +590,7 @@ START_TEST(test_stop_and_kill_resume_bit_identically)
     char *ref = tl_tmpdir("traind-sf"), *dir = tl_tmpdir("traind-sf"), *kdir = tl_tmpdir("traind-sf"), err[512];
     recorder r0 = {0};
     ck_assert_int_eq(train(&cfg, ref, true, &r0, err), RUN_OK);
-    char *m0 = metrics_without_time(ref);
+    char *m0 = tl_dir_metrics(ref);
     ck_assert_ptr_nonnull(strstr(m0, "\"eval_loss\""));
 
     /* a stop between log, eval and checkpoint steps */
@@ -624,7 +600,7 @@ START_TEST(test_stop_and_kill_resume_bit_identically)
     ck_assert_int_eq(train(&cfg, dir, false, &r2, err), RUN_OK);
     ck_assert_int_ge(r2.start_step, 123);
     ck_assert_str_eq(r2.notices, "");
-    char *m1 = metrics_without_time(dir);
+    char *m1 = tl_dir_metrics(dir);
     ck_assert_str_eq(m0, m1);
     same_state(ref, dir);
 
@@ -642,7 +618,7 @@ START_TEST(test_stop_and_kill_resume_bit_identically)
     recorder r3 = {0};
     ck_assert_int_eq(train(&cfg, kdir, false, &r3, err), RUN_OK);
     ck_assert_int_eq(r3.start_step, 100);
-    char *m2 = metrics_without_time(kdir);
+    char *m2 = tl_dir_metrics(kdir);
     ck_assert_str_eq(m0, m2);
     same_state(ref, kdir);
 
@@ -706,7 +682,7 @@ START_TEST(test_evaluation_and_checkpoint_use_x)
         }
         *(pass ? &at_y : &at_x) = sum / nb;
     }
-    char *metrics = metrics_without_time(a), *last = strrchr(metrics, '{'), want[64];
+    char *metrics = tl_dir_metrics(a), *last = strrchr(metrics, '{'), want[64];
     snprintf(want, sizeof want, "\"eval_loss\":%.9g}", at_x);
     ck_assert_msg(strstr(last, want) != NULL, "last point %s lacks %s (at y: %.9g)", last, want, at_y);
     ck_assert(at_x != at_y);
@@ -742,7 +718,7 @@ START_TEST(test_fork_continues_bit_identically)
     char *from = xasprintf("%s/checkpoints/step-200.bin", pdir), *pm = xasprintf("%s/metrics.jsonl", pdir);
     runner_opts o = {.out_dir = fdir, .threads = 1, .stop = &rec.stop, .fork_from = from, .fork_metrics = pm};
     ck_assert_int_eq(runner_run(&same, &o, err, sizeof err), RUN_OK);
-    char *a = metrics_without_time(pdir), *b = metrics_without_time(fdir);
+    char *a = tl_dir_metrics(pdir), *b = tl_dir_metrics(fdir);
     ck_assert_str_eq(a, b);
     same_state(pdir, fdir);
 
@@ -793,7 +769,7 @@ START_TEST(test_gpt_learns)
     recorder rec = {0};
     runner_opts o = {.out_dir = out, .data_path = text, .threads = 1, .stop = &rec.stop};
     ck_assert_msg(runner_run(&cfg, &o, err, sizeof err) == RUN_OK, "%s", err);
-    char *m = metrics_without_time(out);
+    char *m = tl_dir_metrics(out);
     double first = 0, last = 0;
     const char *l = strstr(m, "\"loss\":"), *e = strrchr(m, '{');
     ck_assert(l && e);

@@ -72,30 +72,6 @@ static run_result train(const run_config *cfg, const char *dir, bool fresh, reco
     return runner_run(cfg, &o, err, 512);
 }
 
-/* metrics.jsonl without the wall-clock "time" field, which cannot repeat. */
-static char *metrics_without_time(const char *dir)
-{
-    char *path = xasprintf("%s/metrics.jsonl", dir), *buf;
-    size_t len;
-    ck_assert_int_eq(read_file(path, 1 << 24, &buf, &len), 0);
-    free(path);
-    char *out = xcalloc(1, len + 1), *o = out;
-    for (const char *p = buf; *p;) {
-        const char *t = strstr(p, ",\"time\":");
-        if (!t) {
-            strcpy(o, p);
-            break;
-        }
-        memcpy(o, p, (size_t)(t - p));
-        o += t - p;
-        p = t + 8;
-        while (*p && *p != ',' && *p != '}')
-            p++;
-    }
-    free(buf);
-    return out;
-}
-
 static int count_lines(const char *s)
 {
     int n = 0;
@@ -112,7 +88,7 @@ START_TEST(same_config_same_bits)
     recorder ra = {0}, rb = {0};
     ck_assert_int_eq(train(&cfg, a, true, &ra, err), RUN_OK);
     ck_assert_int_eq(train(&cfg, b, true, &rb, err), RUN_OK);
-    char *ma = metrics_without_time(a), *mb = metrics_without_time(b);
+    char *ma = tl_dir_metrics(a), *mb = tl_dir_metrics(b);
     ck_assert_str_eq(ma, mb);
     /* 300 steps, a point every 7 and the last */
     ck_assert_int_eq(count_lines(ma), 300 / 7 + 1);
@@ -226,7 +202,7 @@ START_TEST(kept_checkpoints)
     recorder rec2 = {0};
     ck_assert_int_eq(train(&cfg, dir2, false, &rec2, err), RUN_OK);
     ck_assert_int_eq(rec2.start_step, 200);
-    char *a = metrics_without_time(dir), *b = metrics_without_time(dir2);
+    char *a = tl_dir_metrics(dir), *b = tl_dir_metrics(dir2);
     const char *tail = strstr(a, "{\"step\":210,");
     ck_assert_ptr_nonnull(tail);
     ck_assert_str_eq(tail, b);
@@ -256,7 +232,7 @@ START_TEST(keep_steps_and_pause)
     char *a = tmpdir(), *b = tmpdir(), err[512];
     recorder ra = {0};
     ck_assert_int_eq(train(&cfg, a, true, &ra, err), RUN_OK);
-    char *ma = metrics_without_time(a);
+    char *ma = tl_dir_metrics(a);
     for (int i = 0; i < 3; i++) {
         long s = cfg.train.keep_steps[i];
         char key[48];
@@ -289,7 +265,7 @@ START_TEST(keep_steps_and_pause)
             ck_assert_int_eq(rc.checkpoints, 0);
         }
     }
-    char *mb = metrics_without_time(b);
+    char *mb = tl_dir_metrics(b);
     ck_assert_str_eq(ma, mb);
     free(ma);
     free(mb);
@@ -339,7 +315,7 @@ START_TEST(forks_continue_bit_identically)
     ck_assert_int_eq(cfg_fork(WSD_CFG, strlen(WSD_CFG), "stable", &req, NULL, &same, &yaml, &errs), 0);
     free(yaml);
     ck_assert_int_eq(train_fork(&same, fdir, pdir, 600, err), RUN_OK);
-    char *a = metrics_without_time(pdir), *b = metrics_without_time(fdir);
+    char *a = tl_dir_metrics(pdir), *b = tl_dir_metrics(fdir);
     ck_assert_str_eq(a, b);
     free(b);
 
@@ -353,7 +329,7 @@ START_TEST(forks_continue_bit_identically)
     memcpy(strstr(ind, "total_steps: 1000"), "total_steps:  500", 17);
     parse(ind, &indep);
     ck_assert_int_eq(train(&indep, idir, true, &rec, err), RUN_OK);
-    char *c = metrics_without_time(cdir), *i = metrics_without_time(idir);
+    char *c = tl_dir_metrics(cdir), *i = tl_dir_metrics(idir);
     ck_assert_int_eq(count_lines(c), 50);
     ck_assert_str_eq(c, i);
     /* the fork's own checkpoints are its own: it resumes as itself */
@@ -405,7 +381,7 @@ START_TEST(resume_is_bit_identical)
     ck_assert_int_ge(r2.start_step, 123);
     ck_assert_str_eq(r2.notices, "");
 
-    char *m0 = metrics_without_time(ref), *m1 = metrics_without_time(dir);
+    char *m0 = tl_dir_metrics(ref), *m1 = tl_dir_metrics(dir);
     ck_assert_str_eq(m0, m1);
 
     /* And the final parameters, byte for byte. */
@@ -447,7 +423,7 @@ static void check_refused(void (*damage)(const char *path), const char *why)
     ck_assert_int_eq(r2.start_step, 0);
     ck_assert_msg(strstr(r2.notices, why) != NULL, "notice '%s' lacks '%s'", r2.notices, why);
     ck_assert_int_eq(train(&cfg, ref, true, &r0, err), RUN_OK);
-    char *m0 = metrics_without_time(ref), *m1 = metrics_without_time(dir);
+    char *m0 = tl_dir_metrics(ref), *m1 = tl_dir_metrics(dir);
     ck_assert_str_eq(m0, m1);
     free(m0);
     free(m1);
