@@ -35,6 +35,19 @@ static bool exists(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* path's text (at most LAW_MAX_FILE bytes), or NULL with why in err. */
+static char *read_text(const char *path, char *err, size_t errlen)
+{
+    char *text;
+    size_t len;
+    int rc = read_file(path, LAW_MAX_FILE, &text, &len);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+        return NULL;
+    }
+    return text;
+}
+
 /* The next line of text (NUL-terminating it in place) or NULL at the end. */
 static char *next_line(char **cur)
 {
@@ -81,13 +94,9 @@ static int parse_double(const char *s, double *out)
 
 static int load_lrs_txt(const char *path, law_curve *c, char *err, size_t errlen)
 {
-    char *text;
-    size_t len;
-    int rc = read_file(path, LAW_MAX_FILE, &text, &len);
-    if (rc != 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+    char *text = read_text(path, err, errlen);
+    if (!text)
         return -1;
-    }
     size_t cap = 1024, n = 0;
     double *lr = xmalloc(cap * sizeof *lr);
     char *cur = text, *line;
@@ -246,13 +255,9 @@ static int point_ok(const char *path, int lineno, const points *p, long step, do
 
 static int load_loss_csv(const char *path, points *p, char *err, size_t errlen)
 {
-    char *text;
-    size_t len;
-    int rc = read_file(path, LAW_MAX_FILE, &text, &len);
-    if (rc != 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+    char *text = read_text(path, err, errlen);
+    if (!text)
         return -1;
-    }
     char *cur = text, *line;
     int lineno = 0, col_step = -1, col_loss = -1, ncols = 0;
     while ((line = next_line(&cur))) {
@@ -323,13 +328,9 @@ fail:
 /* metrics.jsonl: the line of step N (N updates done) is law step N-1. */
 static int load_metrics(const char *path, law_metric metric, points *p, char *err, size_t errlen)
 {
-    char *text;
-    size_t len;
-    int rc = read_file(path, LAW_MAX_FILE, &text, &len);
-    if (rc != 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+    char *text = read_text(path, err, errlen);
+    if (!text)
         return -1;
-    }
     const char *key = law_metric_name(metric);
     char *cur = text, *line;
     int lineno = 0;
