@@ -11,7 +11,6 @@
  */
 #include <check.h>
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,6 +21,7 @@
 #include "traind/optim.h"
 #include "traind/util.h"
 #include "tl.h"
+#include "optim_ref.h"
 
 #define OPTIM_DIR "tests/data/optim"
 #define MAX_CASES 64
@@ -33,22 +33,6 @@
 static char *case_names[MAX_CASES];
 static int n_cases;
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static cJSON *load_json(const char *path)
-{
-    char *buf;
-    size_t len;
-    if (read_file(path, 16u << 20, &buf, &len) != 0)
-        return NULL;
-    cJSON *j = cJSON_ParseWithLength(buf, len);
-    free(buf);
-    return j;
-}
-
 /* A case of this file's optimizers (adamw, adam, sgd)?  The directory also
  * holds other optimizers' cases, each replayed by its own test
  * (muon_*.json: test_optim_muon.c, schedule_free*.json: test_optim_sf.c); an
@@ -56,7 +40,7 @@ static cJSON *load_json(const char *path)
 static bool is_our_case(const char *file)
 {
     char *path = xasprintf("%s/%s", OPTIM_DIR, file);
-    cJSON *j = load_json(path);
+    cJSON *j = optim_ref_load(path);
     free(path);
     const char *type = cJSON_GetStringValue(
         cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "optimizer"), "type"));
@@ -65,41 +49,12 @@ static bool is_our_case(const char *file)
     return ours;
 }
 
-static void find_cases(void)
-{
-    DIR *d = opendir(OPTIM_DIR);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) && n_cases < MAX_CASES) {
-        size_t len = strlen(e->d_name);
-        if (len > 5 && strcmp(e->d_name + len - 5, ".json") == 0 && strcmp(e->d_name, "clip.json") != 0
-            && is_our_case(e->d_name))
-            case_names[n_cases++] = xstrndup(e->d_name, len - 5);
-    }
-    closedir(d);
-    qsort(case_names, n_cases, sizeof *case_names, cmp_str);
-}
-
 static float hex_float(const cJSON *x)
 {
     uint32_t u = (uint32_t)strtoul(x->valuestring, NULL, 16);
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
-}
-
-/* Reads a JSON array of "0x........" into out (n floats); returns the count. */
-static int hex_array(const cJSON *a, float *out, int n)
-{
-    int i = 0;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, a) {
-        if (i < n && cJSON_IsString(x))
-            out[i] = hex_float(x);
-        i++;
-    }
-    return i;
 }
 
 /* Distance in units in the last place between two floats of the same sign
@@ -154,12 +109,22 @@ static int compare(tally *t, const char *what, const char *name, int step, const
     return 0;
 }
 
+static bool is_our_case_file(const char *file)
+{
+    return strcmp(file, "clip.json") != 0 && is_our_case(file);
+}
+
+static void find_cases(void)
+{
+    n_cases = optim_ref_find(OPTIM_DIR, is_our_case_file, case_names, MAX_CASES);
+}
+
 /* Replays tests/data/optim/NAME.json: same start, same gradients and lrs,
  * parameters and state compared after every step.  0, or -1 with err. */
 static int replay_case(const char *name, tally *t, char *err, size_t errlen)
 {
     char *path = xasprintf("%s/%s.json", OPTIM_DIR, name);
-    cJSON *j = load_json(path);
+    cJSON *j = optim_ref_load(path);
     float *p = NULL, *g = NULL, *want = NULL;
     optim_state st = {.m = NULL, .v = NULL};
     int rc = -1, k = 0;
@@ -189,15 +154,15 @@ static int replay_case(const char *name, tally *t, char *err, size_t errlen)
     want = xcalloc(n, sizeof *want);
     st.m = xcalloc(n, sizeof(float));
     st.v = xcalloc(n, sizeof(float));
-    if (hex_array(cJSON_GetObjectItemCaseSensitive(j, "params0"), p, n) != n) {
+    if (optim_ref_floats(cJSON_GetObjectItemCaseSensitive(j, "params0"), p, n) != n) {
         snprintf(err, errlen, "%s: params0 is not %d floats", path, n);
         goto out;
     }
     const cJSON *step;
     cJSON_ArrayForEach(step, cJSON_GetObjectItemCaseSensitive(j, "steps")) {
         k++;
-        if (hex_array(cJSON_GetObjectItemCaseSensitive(step, "grad"), g, n) != n
-            || hex_array(cJSON_GetObjectItemCaseSensitive(step, "params"), want, n) != n) {
+        if (optim_ref_floats(cJSON_GetObjectItemCaseSensitive(step, "grad"), g, n) != n
+            || optim_ref_floats(cJSON_GetObjectItemCaseSensitive(step, "params"), want, n) != n) {
             snprintf(err, errlen, "%s step %d: grad or params is not %d floats", path, k, n);
             goto out;
         }
@@ -210,10 +175,10 @@ static int replay_case(const char *name, tally *t, char *err, size_t errlen)
             goto out;
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(step, "m");
         const char *m_name = cfg.type == OPT_SGD ? "momentum_buffer" : "exp_avg";
-        if (m && (hex_array(m, want, n) != n || compare(t, m_name, name, k, st.m, want, n, MAX_ULPS, err, errlen)))
+        if (m && (optim_ref_floats(m, want, n) != n || compare(t, m_name, name, k, st.m, want, n, MAX_ULPS, err, errlen)))
             goto out;
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(step, "v");
-        if (v && (hex_array(v, want, n) != n || compare(t, "exp_avg_sq", name, k, st.v, want, n, MAX_ULPS, err, errlen)))
+        if (v && (optim_ref_floats(v, want, n) != n || compare(t, "exp_avg_sq", name, k, st.v, want, n, MAX_ULPS, err, errlen)))
             goto out;
     }
     if (k != 5) {
@@ -237,7 +202,7 @@ out:
  * given ours, within CLIP_ULPS). */
 static int replay_clip(tally *t, char *err, size_t errlen)
 {
-    cJSON *j = load_json(OPTIM_DIR "/clip.json");
+    cJSON *j = optim_ref_load(OPTIM_DIR "/clip.json");
     if (!j) {
         snprintf(err, errlen, "cannot read %s/clip.json", OPTIM_DIR);
         return -1;
@@ -249,8 +214,8 @@ static int replay_clip(tally *t, char *err, size_t errlen)
         double max_norm = num(c, "max_norm");
         float *g = xcalloc(n, sizeof *g), *g2 = xcalloc(n, sizeof *g2), *want = xcalloc(n, sizeof *want);
         float torch_norm = hex_float(cJSON_GetObjectItemCaseSensitive(c, "torch_norm"));
-        if (hex_array(cJSON_GetObjectItemCaseSensitive(c, "grad"), g, n) != n
-            || hex_array(cJSON_GetObjectItemCaseSensitive(c, "clipped"), want, n) != n) {
+        if (optim_ref_floats(cJSON_GetObjectItemCaseSensitive(c, "grad"), g, n) != n
+            || optim_ref_floats(cJSON_GetObjectItemCaseSensitive(c, "clipped"), want, n) != n) {
             snprintf(err, errlen, "clip case %d: grad or clipped is not %d floats", cases, n);
             rc = -1;
         }

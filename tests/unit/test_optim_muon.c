@@ -16,7 +16,6 @@
  */
 #include <check.h>
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -37,6 +36,7 @@
 #include "traind/runner.h"
 #include "traind/util.h"
 #include "tl.h"
+#include "optim_ref.h"
 
 #define OPTIM_DIR "tests/data/optim"
 #define MAX_CASES 32
@@ -47,51 +47,6 @@ static char *case_names[MAX_CASES];
 static int n_cases;
 
 /* ---- the reference cases -------------------------------------------------- */
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void find_cases(void)
-{
-    DIR *d = opendir(OPTIM_DIR);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) && n_cases < MAX_CASES) {
-        size_t len = strlen(e->d_name);
-        if (len > 5 && strncmp(e->d_name, "muon", 4) == 0 && strcmp(e->d_name + len - 5, ".json") == 0)
-            case_names[n_cases++] = xstrndup(e->d_name, len - 5);
-    }
-    closedir(d);
-    qsort(case_names, n_cases, sizeof *case_names, cmp_str);
-}
-
-static cJSON *load_json(const char *path)
-{
-    char *buf;
-    size_t len;
-    if (read_file(path, 16u << 20, &buf, &len) != 0)
-        return NULL;
-    cJSON *j = cJSON_ParseWithLength(buf, len);
-    free(buf);
-    return j;
-}
-
-static int hex_array(const cJSON *a, float *out, int n)
-{
-    int i = 0;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, a) {
-        if (i < n && cJSON_IsString(x)) {
-            uint32_t u = (uint32_t)strtoul(x->valuestring, NULL, 16);
-            memcpy(&out[i], &u, sizeof u);
-        }
-        i++;
-    }
-    return i;
-}
 
 static double num(const cJSON *o, const char *key)
 {
@@ -105,11 +60,22 @@ typedef struct tally {
     double worst_step_rel;      /* max |got - want| / the largest change torch made in the step */
 } tally;
 
+/* This file's cases: muon*.json. */
+static bool is_muon_case(const char *file)
+{
+    return strncmp(file, "muon", 4) == 0;
+}
+
+static void find_cases(void)
+{
+    n_cases = optim_ref_find(OPTIM_DIR, is_muon_case, case_names, MAX_CASES);
+}
+
 /* Replays tests/data/optim/NAME.json on one hidden matrix.  0, or -1 with err. */
 static int replay_case(const char *name, tally *t, char *err, size_t errlen)
 {
     char *path = xasprintf("%s/%s.json", OPTIM_DIR, name);
-    cJSON *j = load_json(path);
+    cJSON *j = optim_ref_load(path);
     float *p = NULL, *g = NULL, *want = NULL, *prev = NULL, *m = NULL, *v = NULL;
     optim_muon *mu = NULL;
     int rc = -1, k = 0;
@@ -146,7 +112,7 @@ static int replay_case(const char *name, tally *t, char *err, size_t errlen)
     m = xcalloc(n, sizeof *m);
     v = xcalloc(n, sizeof *v);
     optim_state st = {.m = m, .v = v, .muon = mu};
-    if (hex_array(cJSON_GetObjectItemCaseSensitive(j, "params0"), p, n) != n) {
+    if (optim_ref_floats(cJSON_GetObjectItemCaseSensitive(j, "params0"), p, n) != n) {
         snprintf(err, errlen, "%s: params0 is not %d floats", path, n);
         goto out;
     }
@@ -156,8 +122,8 @@ static int replay_case(const char *name, tally *t, char *err, size_t errlen)
         k++;
         double lr = num(step, "lr");
         cfg.lr = lr;
-        if (hex_array(cJSON_GetObjectItemCaseSensitive(step, "grad"), g, n) != n ||
-            hex_array(cJSON_GetObjectItemCaseSensitive(step, "m"), want, n) != n) {
+        if (optim_ref_floats(cJSON_GetObjectItemCaseSensitive(step, "grad"), g, n) != n ||
+            optim_ref_floats(cJSON_GetObjectItemCaseSensitive(step, "m"), want, n) != n) {
             snprintf(err, errlen, "%s step %d: grad or m is not %d floats", path, k, n);
             goto out;
         }
@@ -171,7 +137,7 @@ static int replay_case(const char *name, tally *t, char *err, size_t errlen)
                 goto out;
             }
         }
-        if (hex_array(cJSON_GetObjectItemCaseSensitive(step, "params"), want, n) != n) {
+        if (optim_ref_floats(cJSON_GetObjectItemCaseSensitive(step, "params"), want, n) != n) {
             snprintf(err, errlen, "%s step %d: params is not %d floats", path, k, n);
             goto out;
         }

@@ -24,7 +24,6 @@
  */
 #include <check.h>
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <math.h>
 #include <signal.h>
 #include <stdint.h>
@@ -44,6 +43,7 @@
 #include "traind/runner.h"
 #include "traind/util.h"
 #include "tl.h"
+#include "optim_ref.h"
 
 #define OPTIM_DIR "tests/data/optim"
 #define MAX_CASES 32
@@ -51,57 +51,11 @@
 static char *case_names[MAX_CASES];
 static int n_cases;
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void find_cases(void)
-{
-    DIR *d = opendir(OPTIM_DIR);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) && n_cases < MAX_CASES) {
-        size_t len = strlen(e->d_name);
-        if (len > 5 && strcmp(e->d_name + len - 5, ".json") == 0 && strncmp(e->d_name, "schedule_free", 13) == 0)
-            case_names[n_cases++] = xstrndup(e->d_name, len - 5);
-    }
-    closedir(d);
-    qsort(case_names, n_cases, sizeof *case_names, cmp_str);
-}
-
-static cJSON *load_json(const char *path)
-{
-    char *buf;
-    size_t len;
-    if (read_file(path, 16u << 20, &buf, &len) != 0)
-        return NULL;
-    cJSON *j = cJSON_ParseWithLength(buf, len);
-    free(buf);
-    return j;
-}
-
 static uint32_t bits(float f)
 {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     return u;
-}
-
-/* Reads a JSON array of "0x........" into out (n floats); returns the count. */
-static int hex_array(const cJSON *a, float *out, int n)
-{
-    int i = 0;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, a) {
-        if (i < n && cJSON_IsString(x)) {
-            uint32_t u = (uint32_t)strtoul(x->valuestring, NULL, 16);
-            memcpy(&out[i], &u, sizeof u);
-        }
-        i++;
-    }
-    return i;
 }
 
 static double num(const cJSON *o, const char *key)
@@ -150,12 +104,23 @@ static int case_cfg(const cJSON *o, optim_cfg *cfg)
     return isnan(cfg->eps + cfg->weight_decay + cfg->sf_r + cfg->sf_weight_lr_power) ? -1 : 0;
 }
 
+/* This file's cases: schedule_free*.json. */
+static bool is_sf_case(const char *file)
+{
+    return strncmp(file, "schedule_free", 13) == 0;
+}
+
+static void find_cases(void)
+{
+    n_cases = optim_ref_find(OPTIM_DIR, is_sf_case, case_names, MAX_CASES);
+}
+
 /* Replays tests/data/optim/NAME.json step by step through optim_step.  0, or
  * -1 with err. */
 static int replay_case(const char *name, tally *t, char *err, size_t errlen)
 {
     char *path = xasprintf("%s/%s.json", OPTIM_DIR, name);
-    cJSON *j = load_json(path);
+    cJSON *j = optim_ref_load(path);
     float *y = NULL, *g = NULL, *want = NULL, *x = NULL;
     optim_state st = {0};
     int rc = -1, k = 0, n = j ? (int)num(j, "n") : 0;
@@ -170,14 +135,14 @@ static int replay_case(const char *name, tally *t, char *err, size_t errlen)
     want = xcalloc(n, sizeof *want);
     st.m = xcalloc(n, sizeof(float));
     st.v = xcalloc(n, sizeof(float));
-    if (hex_array(cJSON_GetObjectItemCaseSensitive(j, "params0"), y, n) != n) {
+    if (optim_ref_floats(cJSON_GetObjectItemCaseSensitive(j, "params0"), y, n) != n) {
         snprintf(err, errlen, "%s: params0 is not %d floats", path, n);
         goto out;
     }
     const cJSON *step;
     cJSON_ArrayForEach(step, cJSON_GetObjectItemCaseSensitive(j, "steps")) {
         k++;
-        if (hex_array(cJSON_GetObjectItemCaseSensitive(step, "grad"), g, n) != n) {
+        if (optim_ref_floats(cJSON_GetObjectItemCaseSensitive(step, "grad"), g, n) != n) {
             snprintf(err, errlen, "%s step %d: grad is not %d floats", path, k, n);
             goto out;
         }
@@ -186,7 +151,7 @@ static int replay_case(const char *name, tally *t, char *err, size_t errlen)
         static const char *const names[] = {"params", "z", "v", "x"};
         const float *got[] = {y, st.m, st.v, x};
         for (int a = 0; a < 4; a++)
-            if (hex_array(cJSON_GetObjectItemCaseSensitive(step, names[a]), want, n) != n ||
+            if (optim_ref_floats(cJSON_GetObjectItemCaseSensitive(step, names[a]), want, n) != n ||
                 compare(t, names[a], name, k, got[a], want, n, err, errlen) != 0) {
                 if (!err[0])
                     snprintf(err, errlen, "%s step %d: %s is not %d floats", path, k, names[a], n);
