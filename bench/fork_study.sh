@@ -1,5 +1,5 @@
 #!/bin/sh
-# The WSD fork study of issue 14 through a real traind: one stable run of
+# The WSD fork study through a real traind: one stable run of
 # STABLE steps (kept checkpoints every 1000), then 4 cooldowns forked from it
 # where each independent run's decay would begin, against the same 4 runs
 # trained from scratch.  Prints steps trained, wall time, and whether the

@@ -1,4 +1,4 @@
-"""Learning-rate schedules of SPEC.md section 7 as LambdaLR multipliers, in plain Python.
+"""Learning-rate schedules of traind-run.yaml(5) SCHEDULE as LambdaLR multipliers, in plain Python.
 
     lr_lambda(schedule, base_lr) -> f, with lr(s) = base_lr * f(s) for the update at 0-based step s
 
@@ -10,7 +10,7 @@ and the check in bench/check_schedules.sh need only python3-yaml.
 The _get_* functions are HuggingFace transformers/optimization.py's lr lambdas, verbatim
 (names as there; transformers cannot be installed here).  The types HF does not have
 (step, multistep, exponential, onecycle, piecewise, and the floor of `linear`) are the closed
-forms of torch's schedulers, as SPEC §7 writes them.
+forms of torch's schedulers, as traind-run.yaml(5) writes them.
 """
 import math
 
@@ -113,7 +113,7 @@ def _get_wsd_scheduler_lambda(current_step, *, num_warmup_steps, num_stable_step
 # ---------------------------------------------------------------------------
 
 def seed_cosine_with_warmup(W, T, m):
-    """The seed's cosine_with_warmup lambda (SPEC §7 row `cosine`)."""
+    """The seed's cosine_with_warmup lambda (traind-run.yaml(5), type `cosine`)."""
     def f(s):
         if s < W:
             return s / max(1, W)
@@ -163,7 +163,7 @@ def onecycle_lambda(T, max_lr, pct_start=0.3, div_factor=25.0, final_div_factor=
 
 
 def resolve(lr, sc):
-    """The config layer's resolution of a schedule block (SPEC §6/§7, as HF does it)."""
+    """The config layer's resolution of a schedule block (traind-run.yaml(5), as HF does it)."""
     T = int(sc["total_steps"])
     W = int(sc.get("warmup_steps", 0))
     if "warmup_ratio" in sc:

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The scale run of `make bench` (issue 12): how the cost of a job grows with
+# The scale run of `make bench`: how the cost of a job grows with
 # the finished jobs in the spool.  At each point (SCALE_POINTS, default
 # "1000 10000 100000" finished jobs on disk) it prints:
 #   restart to /healthz (s, and the daemon's CPU s to get there) with the jobs in <spool>/jobs.index (as jobs

@@ -80,7 +80,7 @@ print("%.4f" % (sum(v) / len(v)))' "$TMP/torch-gpt-tiny.out")
         printf 'gpt-tiny     mean loss of steps 201-300: traind %s, torch %s (target: within 0.15 nats)\n' "$ours_loss" "$torch_loss"
     fi
 fi
-# ---- data-parallel (issue 16): N ranks under mpirun -----------------------
+# ---- data-parallel: N ranks under mpirun -----------------------
 # gpt-tiny and mlp-medium on 2 ranks × 1 thread against 1 rank × 1 thread and
 # 1 rank × 2 threads (and torch at 2 threads): steps/s (tokens/s for the
 # gpt), scaling efficiency = (2-rank rate) / (2 × 1-rank rate), and the share

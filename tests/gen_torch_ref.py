@@ -10,7 +10,7 @@ need torch.
 tests/data/schedules/CASE.yaml, CASE.json
     A complete run config and the lr of every step s = 0 .. total_steps-1 as
     torch computes it: opt.param_groups[0]['lr'] read before each opt.step(),
-    then scheduler.step().  The schedulers are the anchors of SPEC.md §7:
+    then scheduler.step().  The schedulers are the anchors of traind-run.yaml(5) SCHEDULE:
     torch.optim.lr_scheduler.LambdaLR over HuggingFace's lr lambdas (copied
     in bench/schedules.py, verbatim from transformers/optimization.py, which
     cannot be installed here),

@@ -1,5 +1,5 @@
 /*
- * config_schedule — the schedule section of a run config (SPEC.md §7) read
+ * config_schedule — the schedule section of a run config (traind-run.yaml(5) SCHEDULE) read
  * into a fully resolved sched_cfg, so that schedule.c only ever evaluates
  * closed forms and never interprets user input.
  *
@@ -14,7 +14,7 @@
  * ("cycles is only used by schedule type cosine_with_restarts"): a key that
  * is accepted but silently ignored would let a user believe, say, that
  * min_lr_ratio floors an exponential decay.  The one exception is warmup on
- * `constant`, which SPEC §7 and HF's get_constant_schedule accept and ignore.
+ * `constant`, which traind-run.yaml(5) SCHEDULE and HF's get_constant_schedule accept and ignore.
  */
 #include <limits.h>
 #include <math.h>
@@ -49,7 +49,7 @@ const char *wsd_shape_name(wsd_shape s)
 #define S(t) CV_BIT(SCHED_##t)
 
 /* Types whose formula has a warmup phase (constant takes the key and ignores
- * it, as HF's get_constant_schedule does and SPEC §7 says). */
+ * it, as HF's get_constant_schedule does and traind-run.yaml(5) SCHEDULE says). */
 #define WARMUP_TYPES (ALL_TYPES & ~S(ONECYCLE) & ~S(PIECEWISE))
 /* Types whose warmup is the linear s/W ramp that warmup_start_ratio shifts. */
 #define LINEAR_WARMUP_TYPES (WARMUP_TYPES & ~S(CONSTANT) & ~S(WSD))

@@ -1,5 +1,5 @@
 /*
- * data_csv — numeric CSV regression data (SPEC §6).
+ * data_csv — numeric CSV regression data (traind-run.yaml(5)).
  *
  * File: comma-separated numbers, input_dim + output_dim columns per row (the
  * first input_dim are the inputs, the last output_dim the targets).  The

@@ -1,6 +1,6 @@
 /*
  * data_synthetic — regression data from a fixed random teacher, as
- * torch_ref.py makes it (SPEC §6):
+ * torch_ref.py makes it (traind-run.yaml(5)):
  *
  *     W* (input_dim, output_dim), entries N(0, 1/input_dim)   stream RNG_STREAM_TEACHER
  *     x  (B, input_dim) ~ N(0, 1)                              stream RNG_STREAM_DATA

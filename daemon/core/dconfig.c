@@ -1,5 +1,5 @@
 /*
- * dconfig — the daemon config file (SPEC.md §2, /etc/traind/traind.yaml),
+ * dconfig — the daemon config file (traind.yaml(5), /etc/traind/traind.yaml),
  * read through one table of keys.  See traind/dconfig.h.
  *
  * Every key is one row of `keys` below (after redis's config.c table): its

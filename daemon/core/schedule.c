@@ -1,11 +1,11 @@
 /*
- * schedule — the learning-rate schedules of SPEC.md §7, closed form, double
+ * schedule — the learning-rate schedules of traind-run.yaml(5) SCHEDULE, closed form, double
  * precision.  See traind/schedule.h.
  *
  * Every type is one small function of the 0-based step whose arithmetic
  * follows its anchor's code operation for operation (same operands, same
  * order), so that the lr agrees with the anchor's to the last bit or
- * within a few ulps (SPEC: 1e-12 relative).  The anchors are HuggingFace
+ * within a few ulps (traind-run.yaml(5) SCHEDULE: 1e-12 relative).  The anchors are HuggingFace
  * transformers/optimization.py's lr lambdas (through torch's LambdaLR,
  * lr = base_lr * lambda(step)) and torch.optim.lr_scheduler's classes.
  * tests/gen_torch_ref.py produced tests/data/schedules/ from those anchors.

@@ -1,5 +1,5 @@
 /*
- * api — routes of SPEC.md §4 over an api_backend.  See include/traind/api.h.
+ * api — routes of traind(8) HTTP API over an api_backend.  See include/traind/api.h.
  *
  *   GET  /, /ui/..., /lib/chart.js/...  the dashboard's files (static_files.h)
  *   GET  /status                {"version","uptime_s","counts","jobs_total","jobs":[summary...],"jobs_omitted"}
@@ -77,7 +77,7 @@ const char *const api_job_states[] = {"queued", "running", "succeeded", "failed"
 
 bool api_id_valid(const char *id)
 {
-    /* One rule everywhere: an id is what spool_claim_id can make (SPEC §3),
+    /* One rule everywhere: an id is what spool_claim_id can make (traind(8) THE SPOOL),
      * so every job that exists can be named — "v1..2" included, which is
      * one path segment and names nothing outside jobs/. */
     return id && spool_id_valid(id);

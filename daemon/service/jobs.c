@@ -426,7 +426,7 @@ static void end_cleanup(job *j)
     jobs_check_shutdown_done(t);
 }
 
-/* executor: slurm — Slurm's final state of the job, both ways (issue 17):
+/* executor: slurm — Slurm's final state of the job, both ways (see executor_slurm.c):
  * COMPLETED → succeeded; CANCELLED → cancelled; FAILED with the worker's
  * "failed" → failed with its reason; the worker stopped by Slurm's signal
  * before the time limit (exit WORKER_EXIT_STOPPED), TIMEOUT, PREEMPTED, or a

@@ -7,7 +7,7 @@
  *                   state), the scheduler, the training processes' progress
  *                   and exits
  *   jobs_disk.c     disk space: a full disk holds the queue; max_job_disk
- *   jobs_json.c     job objects out (SPEC §5, status.json, pages, /status,
+ *   jobs_json.c     job objects out (traind(8) THE JOB OBJECT, status.json, pages, /status,
  *                   /metrics) and status.json back in
  *   jobs_history.c  the metrics history: in memory, thinned, metrics.jsonl
  *                   read back and thinned on disk

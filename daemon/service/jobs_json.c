@@ -1,5 +1,5 @@
 /*
- * jobs_json — job objects as JSON: the job object of SPEC §5 (also what
+ * jobs_json — job objects as JSON: the job object of traind(8) THE JOB OBJECT (also what
  * status.json holds), the lists and pages of GET /jobs, GET /status's
  * summary, GET /metrics' numbers, and status.json read back into a job.
  */

@@ -71,7 +71,7 @@ static const char usage_text[] =
     "              [--www-dir DIR]\n"
     "\n"
     "The training daemon: trains the run configs dropped into SPOOL/incoming/ or POSTed to\n"
-    "/jobs, one training process per job, and answers over HTTP (SPEC.md section 4).\n"
+    "/jobs, one training process per job, and answers over HTTP (see traind(8)).\n"
     "\n"
     "  --config FILE    daemon config (default " DCONFIG_DEFAULT_PATH " when it exists)\n"
     "  --spool DIR      job directory (default " DCONFIG_DEFAULT_SPOOL ")\n"

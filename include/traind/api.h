@@ -1,5 +1,5 @@
 /*
- * api — the HTTP API of SPEC.md §4: routes → JSON (or Prometheus text, or
+ * api — the HTTP API of traind(8) HTTP API: routes → JSON (or Prometheus text, or
  * the HTML dashboard).  It knows nothing of jobs beyond the api_backend the
  * daemon fills in with function pointers, so tests drive it with fakes.
  *
@@ -26,7 +26,7 @@
 #include "traind/spool.h"
 #include "traind/train_point.h"
 
-/* Pages (SPEC §9): GET /jobs answers at most limit jobs (default and most
+/* Pages (traind(8) HTTP API): GET /jobs answers at most limit jobs (default and most
  * below); GET /jobs/{id}/metrics without max= answers the first limit
  * points after since, with "next_since" to ask for the rest; max= thins to
  * at most API_METRICS_MAX points.  Bounded answers keep every request's
@@ -62,7 +62,7 @@ typedef void (*api_submit_done)(void *arg, int rc, char *id, cJSON *errors);
 typedef struct api_backend {
     void *ctx;
 
-    /* A cJSON array of job objects (SPEC §5), newest first; state NULL = all,
+    /* A cJSON array of job objects (traind(8) THE JOB OBJECT), newest first; state NULL = all,
      * else only jobs in that state (always one of api_job_states). */
     cJSON *(*list_jobs)(void *ctx, const char *state);
 
@@ -222,7 +222,7 @@ typedef struct api_backend {
     uv_loop_t *loop;
 } api_backend;
 
-/* The job states of SPEC §5, NULL-terminated. */
+/* The job states of traind(8) THE JOB OBJECT, NULL-terminated. */
 extern const char *const api_job_states[];
 
 /* The http_handler_fn of the API; ctx is a const api_backend *. */
@@ -232,7 +232,7 @@ void api_handle(void *ctx, const http_request *req, http_response *res);
  * (401) before its body is invited with 100 Continue. */
 int api_expect(void *ctx, const http_request *req, const char **msg);
 
-/* A job id as SPEC §3 makes them (spool_id_valid, the one rule): 1..48
+/* A job id as traind(8) THE SPOOL makes them (spool_id_valid, the one rule): 1..48
  * bytes of [A-Za-z0-9._-], not starting with '.' (so never "." or "..";
  * "v1..2" is an id). */
 bool api_id_valid(const char *id);

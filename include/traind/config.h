@@ -1,5 +1,5 @@
 /*
- * config — the run config of SPEC.md §6: parsed from YAML, validated, every
+ * config — the run config of traind-run.yaml(5): parsed from YAML, validated, every
  * default filled in, every problem reported at once with its key path and
  * position.
  */

@@ -1,5 +1,5 @@
 /*
- * dconfig — the daemon config of SPEC.md §2 (/etc/traind/traind.yaml).
+ * dconfig — the daemon config of traind.yaml(5) (/etc/traind/traind.yaml).
  *
  * Every key is optional.  Unknown keys, wrong types and out-of-range values
  * are errors with the line and column of the offending node (and a "did you
@@ -28,7 +28,7 @@
 #define DCONFIG_DEFAULT_LISTEN "127.0.0.1:8080"
 #define DCONFIG_MAX_DATA_DIRS 64
 
-/* Defaults of the limits (SPEC.md §2 and man/traind.yaml.5). */
+/* Defaults of the limits (traind.yaml(5) and man/traind.yaml.5). */
 #define DCONFIG_DEFAULT_MAX_QUEUED_JOBS 1000L
 #define DCONFIG_DEFAULT_MAX_TRIALS 1000L
 #define DCONFIG_DEFAULT_MAX_EVENT_STREAMS 64
@@ -39,7 +39,7 @@
 #define DCONFIG_DEFAULT_REQUEST_TIMEOUT_MS 10000
 #define DCONFIG_DEFAULT_IDLE_TIMEOUT_MS 30000
 
-/* Where jobs run (SPEC.md §9): forked here, or handed to Slurm. */
+/* Where jobs run (traind.yaml(5) EXECUTOR): forked here, or handed to Slurm. */
 typedef enum { DCONFIG_EXEC_LOCAL, DCONFIG_EXEC_SLURM } dconfig_executor;
 
 #define DCONFIG_DEFAULT_SIGNAL_GRACE_S 60

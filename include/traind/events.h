@@ -1,7 +1,6 @@
 /*
- * events — GET /events, the dashboard's live feed (Server-Sent Events,
- * issue 15; the wire format is in /work/notes/dash-contract.md and
- * traind(8)).
+ * events — GET /events, the dashboard's live feed (Server-Sent Events;
+ * the wire format is in traind(8)).
  *
  * The job table tells it of two things, each with one call: a job changed
  * state or was added (events_job_changed, from job_set_state) and a metrics

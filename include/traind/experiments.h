@@ -1,5 +1,5 @@
 /*
- * experiments — the experiment table (SPEC §9): a sweep file (sweep.h)
+ * experiments — the experiment table (traind-run.yaml(5) EXPERIMENTS): a sweep file (sweep.h)
  * becomes an experiment under <spool>/experiments/<id>/ and one ordinary
  * job per trial.
  *

@@ -1,6 +1,6 @@
 /*
  * fork — the config of a run branched from another run's checkpoint
- * (SPEC §9, `POST /jobs/{id}/fork`, `trainctl fork ID --at STEP --set K=V`).
+ * (traind(8) HTTP API, `POST /jobs/{id}/fork`, `trainctl fork ID --at STEP --set K=V`).
  *
  * A fork continues the parent's model, optimizer state, data position and
  * RNG from step S, so it may change only what does not touch those: the

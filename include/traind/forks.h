@@ -1,6 +1,6 @@
 /*
  * forks — POST /jobs/{id}/fork and GET /jobs/{id}/checkpoints on the
- * daemon's side (SPEC §9).
+ * daemon's side (traind(8) HTTP API).
  *
  * A fork is an ordinary job (jobs.h) whose config is cfg_fork() of its
  * parent's config.yaml and whose directory holds fork.json and links to the

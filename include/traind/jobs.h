@@ -143,7 +143,7 @@ struct cJSON *jobs_summary_json(job_table *t);
  * newest first. */
 struct cJSON *jobs_prom_json(job_table *t);
 
-/* Job objects (SPEC §5), newest first; state NULL = all. */
+/* Job objects (traind(8) THE JOB OBJECT), newest first; state NULL = all. */
 struct cJSON *jobs_list_json(job_table *t, const char *state);
 /* A page of job objects, newest first: at most limit of them, only those
  * in state (NULL = all) whose name or id holds q (ignoring ASCII case; NULL =

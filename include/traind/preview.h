@@ -1,6 +1,6 @@
 /*
  * preview — POST /validate and POST /schedule (the dashboard's config
- * editor, issue 15): what intake would say of a run config or a sweep file,
+ * editor): what intake would say of a run config or a sweep file,
  * and the lr curves of its schedules, with nothing queued and nothing
  * written.
  *

@@ -42,7 +42,7 @@ void prom_escape_label_value(prom_buf *b, const char *v);
 /* v as Prometheus writes it into out (at least 32 bytes). */
 void prom_format_value(double v, char *out, size_t n);
 
-/* traind's own families from the job objects of SPEC §5 (a cJSON array):
+/* traind's own families from the job objects of traind(8) THE JOB OBJECT (a cJSON array):
  * traind_up, traind_uptime_seconds (when uptime_s >= 0), traind_jobs{state}
  * for every state in states (NULL-terminated; from counts, an object
  * state → number, or when counts is NULL counted in jobs), and per job of

@@ -1,6 +1,6 @@
 /*
  * rate_limit — token buckets per client for the API's write limit
- * (SPEC §4: a client over its write rate gets 429 with Retry-After).
+ * (traind(8) HTTP API: a client over its write rate gets 429 with Retry-After).
  */
 #ifndef TRAIND_RATE_LIMIT_H
 #define TRAIND_RATE_LIMIT_H

@@ -1,5 +1,5 @@
 /*
- * schedule — the learning-rate schedules of SPEC.md §7 as closed-form
+ * schedule — the learning-rate schedules of traind-run.yaml(5) SCHEDULE as closed-form
  * functions of the step, in double precision.  Nothing to save, nothing to
  * drift: resuming at step s gives exactly the lr of an uninterrupted run.
  */

@@ -1,5 +1,5 @@
 /*
- * spool — the job directory of SPEC.md §3 on disk: its layout, job ids, the
+ * spool — the job directory of traind(8) THE SPOOL on disk: its layout, job ids, the
  * API token, and the intake of incoming/.
  *
  *   <spool>/incoming/NAME.yaml   watched (inotify via uv_fs_event, a scan at

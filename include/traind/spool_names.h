@@ -1,5 +1,5 @@
 /*
- * spool_names — the spool's naming rules (SPEC.md §3), pure functions on
+ * spool_names — the spool's naming rules (traind(8) THE SPOOL), pure functions on
  * strings: which files in incoming/ are submissions, how a file's stem
  * becomes a job id, what a well-formed id and Idempotency-Key are.
  *

@@ -1,6 +1,5 @@
 /*
- * static_files — the dashboard's files over HTTP (issue 15, docs in
- * /work/notes/dash-contract.md and traind(8)):
+ * static_files — the dashboard's files over HTTP (documented in traind(8)):
  *
  *   GET /                     <www_dir>/index.html
  *   GET /ui/<path>            <www_dir>/<path>

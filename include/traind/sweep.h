@@ -1,6 +1,6 @@
 /*
  * sweep — an experiment file: a run config with a top-level `sweep:` section
- * (SPEC §9), read into its trials, each one a whole, validated run config.
+ * (traind-run.yaml(5) EXPERIMENTS), read into its trials, each one a whole, validated run config.
  *
  *   sweep:
  *     method: grid | random          grid: every combination, first parameter slowest

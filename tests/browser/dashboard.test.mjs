@@ -276,7 +276,7 @@ test('compare view overlays an experiment\'s trials and tables what differs', op
   await waitFor(async () => (await page.$$eval('#compare-body tr', (rs) => rs.length)) === exp.trials.length, 'compare rows');
   const heads = await page.$$eval('#compare-table th.param', (hs) => hs.map((x) => x.textContent));
   assert.deepEqual(heads.slice(0, 2).sort(), ['optimizer.lr', 'schedule.type']);
-  /* (the train curves: the loss chart also holds each run's dashed eval curve, issue 21) */
+  /* (the train curves: the loss chart also holds each run's dashed eval curve) */
   const sets = await page.evaluate(() => Chart.getChart('compare-loss').data.datasets.filter((d) => d.series === 'loss')
     .map((d) => ({label: d.label, n: d.data.length})));
   assert.equal(sets.length, exp.trials.length);
@@ -294,7 +294,7 @@ test('compare view overlays an experiment\'s trials and tables what differs', op
   assert.deepEqual(await page.$$eval('#compare-table th.param', (hs) => hs.map((x) => x.textContent)), ['optimizer.lr']);
 });
 
-/* What the Compare view draws for an experiment (issue 21): the eval curve
+/* What the Compare view draws for an experiment: the eval curve
  * of each run dashed in its colour, lr on a log axis, the runs named by the
  * swept values that set them apart, and a table whose results come first,
  * then only the keys chosen differently, inside its card. */

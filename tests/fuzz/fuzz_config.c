@@ -1,5 +1,5 @@
 /*
- * fuzz_config — the run-config parser and validator (cfg_parse, SPEC §6).
+ * fuzz_config — the run-config parser and validator (cfg_parse, traind-run.yaml(5)).
  *
  * Every input must either be refused with at least one located problem, or
  * give a config whose derived forms all work: cfg_to_json, cfg_hash, the

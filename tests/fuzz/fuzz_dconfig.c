@@ -1,5 +1,5 @@
 /*
- * fuzz_dconfig — the daemon-config parser (dconfig_parse, SPEC §2,
+ * fuzz_dconfig — the daemon-config parser (dconfig_parse, traind.yaml(5),
  * daemon/core/dconfig.c), and its string checkers on the raw input.
  *
  * Oracle: a refusal lists at least one located problem; an accepted file

@@ -1,6 +1,6 @@
 /*
  * test_abuse — the real traind ($TRAIND_BUILD/traind) under hostile or
- * careless HTTP clients, and the limits of its daemon config (SPEC §2, §4;
+ * careless HTTP clients, and the limits of its daemon config (traind.yaml(5), §4;
  * traind.yaml(5) LIMITS):
  *
  *   - 1,000 connections held open at once, more over max_connections (503 or
@@ -1005,7 +1005,7 @@ START_TEST(metrics_keep_enforced)
                          (int)tl_num(cJSON_GetArrayItem(pts, i - 1), "step"));
     cJSON_Delete(m);
     /* metrics.jsonl on disk: once the job has ended, thinned to
-     * metrics_keep lines too (issue 11: history must not grow without
+     * metrics_keep lines too (history must not grow without
      * bound), the last step kept */
     char *file = xasprintf("%s/spool/jobs/%s/metrics.jsonl", g_dir, id);
     int lines = 0;

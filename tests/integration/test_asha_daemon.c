@@ -1,5 +1,5 @@
 /*
- * test_asha_daemon — ASHA early stopping run by the real traind (SPEC §9,
+ * test_asha_daemon — ASHA early stopping run by the real traind (traind(8) EARLY STOPPING,
  * traind/experiment_asha.h): a random sweep of 9 trials with
  * early_stop {reduction_factor: 3, min_steps: 300} (rungs at 40 and 120 of
  * 360 = 40·3² steps: 9 trials, 3 past the first rung, 1 to the end), submitted with `trainctl submit` and read back with

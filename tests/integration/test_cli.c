@@ -1,5 +1,5 @@
 /*
- * trainctl as a user runs it: exit codes of SPEC §1, validate's report,
+ * trainctl as a user runs it: exit codes of trainctl(1) EXIT STATUS, validate's report,
  * schedule --json, run's files, SIGINT → checkpoint, exit 130, resume;
  * lr-find's JSON, plot and usage, and that it writes nothing.
  */

@@ -710,7 +710,7 @@ START_TEST(sighup_rereads_max_jobs)
     cJSON *j = tl_wait_state(&g_d, b, "queued", 5);
     cJSON_Delete(j);
 
-    /* issue 13: each changed key is logged, old -> new; one that cannot
+    /* Each changed key is logged, old -> new; one that cannot
      * change while traind runs is named and kept */
     ck_assert_int_eq(tl_write(cfgp, "max_jobs: 2\nmax_trials: 5\n"), 0);
     kill(g_d.pid, SIGHUP);

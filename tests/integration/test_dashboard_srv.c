@@ -1,5 +1,5 @@
 /*
- * test_dashboard_srv — the server side of the dashboard (issue 15) on a real
+ * test_dashboard_srv — the server side of the dashboard on a real
  * traind over a temporary spool:
  *
  *   static    GET /, /ui/..., /lib/chart.js/...: Content-Type, ETag, 304 on
@@ -8,7 +8,7 @@
  *   preview   POST /validate of good and bad run configs and sweeps (the
  *             bad key's line and column; nothing written); POST /schedule's
  *             curves equal the schedule's formula, at most max points; both
- *             answer without a token, within the write rate (issue 21).
+ *             answer without a token, within the write rate.
  *   events    GET /events: a job's state changes and points arrive; a
  *             reconnect with Last-Event-ID gets exactly the missed events;
  *             ?job= filters; reset for an unknown id; a client that never
@@ -332,7 +332,7 @@ START_TEST(validate)
     ck_assert_int_le(count_entries(exps), 0);
     free(jobs);
     free(exps);
-    /* no token is needed: it writes nothing (issue 21); see preview_without_token */
+    /* no token is needed: it writes nothing; see preview_without_token */
     tl_resp r;
     ck_assert_int_eq(tl_http(g_d.addr, "POST", "/validate", NULL, bad, strlen(bad), &r), 0);
     ck_assert_int_eq(r.status, 422);
@@ -415,7 +415,7 @@ START_TEST(schedule)
 }
 END_TEST
 
-/* POST /validate and POST /schedule without a token (issue 21): answered
+/* POST /validate and POST /schedule without a token: answered
  * as with one, nothing written, and charged to the write rate (a token-less
  * caller's own bucket): a flood of them is 429 while a client with the
  * token still validates and submits. */

@@ -1,5 +1,5 @@
 /*
- * test_experiments — sweeps run by the real traind (SPEC §9): POST
+ * test_experiments — sweeps run by the real traind (traind-run.yaml(5) EXPERIMENTS): POST
  * /experiments, GET /experiments[/{id}], POST /experiments/{id}/cancel,
  * `trainctl submit` of a sweep file.
  *

@@ -650,7 +650,7 @@ START_TEST(disk_full_on_tmpfs)
     ck_assert_int_eq(kill(worker, SIGCONT), 0);
 
     /* the running job fails with the cause; the one queued behind it waits
-     * (issue 11: it must not fail for good at once); the daemon cannot write
+     * (it must not fail for good at once); the daemon cannot write
      * status.json, says so, and keeps serving; a POST while full is refused */
     j = tl_wait_state(&g_d, id, "failed", 60);
     ck_assert_msg(tl_job_has_error(j, "No space left on device", NULL), "errors: %s", job_text(id));
@@ -664,7 +664,7 @@ START_TEST(disk_full_on_tmpfs)
     assert_healthy();
     cJSON_Delete(status_on_disk(id));   /* whatever could last be written: whole */
     cJSON_Delete(status_on_disk(id2));
-    /* a file dropped in incoming/ meanwhile waits there (issue 11), to be
+    /* a file dropped in incoming/ meanwhile waits there, to be
      * taken once there is room */
     char *inc = spool_path("incoming/dropped-while-full.yaml");
     ck_assert_int_eq(rename(staged, inc), 0);   /* a rename needs no room */

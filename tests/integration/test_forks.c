@@ -1,5 +1,5 @@
 /*
- * test_forks — forks through the real traind (SPEC §9): POST /jobs/{id}/fork,
+ * test_forks — forks through the real traind (traind(8) HTTP API): POST /jobs/{id}/fork,
  * `trainctl fork`, GET /jobs/{id}/checkpoints.
  *
  * The numbers are the point: a fork that changes nothing trains bit for bit

@@ -1,5 +1,5 @@
 /*
- * test_reliability — issue 11 against the real traind ($TRAIND_BUILD/traind):
+ * test_reliability — against the real traind ($TRAIND_BUILD/traind):
  *
  *   loop     no request stalls the event loop: /healthz stays fast while 40
  *            heavy requests (a long metrics history, thousands of jobs) run;
@@ -1001,7 +1001,7 @@ END_TEST
 /* ------------------------------------------------------------------ */
 /* §4 who may do what                                                   */
 
-/* A job whose id has ".." in it (valid by SPEC §3) is reachable everywhere. */
+/* A job whose id has ".." in it (valid by traind(8) THE SPOOL) is reachable everywhere. */
 START_TEST(dotted_id_reachable)
 {
     tl_start_in(&g_d, g_dir, NULL, 30);

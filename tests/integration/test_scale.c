@@ -1,5 +1,5 @@
 /*
- * test_scale — issue 12 against the real traind ($TRAIND_BUILD/traind): the
+ * test_scale — against the real traind ($TRAIND_BUILD/traind): the
  * cost of a job must not grow with the number of jobs.
  *
  *   restart   start-up with 10,000 finished jobs on disk costs per job less

@@ -1,5 +1,5 @@
 /*
- * test_api — the routes of SPEC §4 (daemon/service/api.c) over a fake
+ * test_api — the routes of traind(8) HTTP API (daemon/service/api.c) over a fake
  * backend, called directly with built requests; the Prometheus writer
  * (daemon/service/prom.c); and one request through the real HTTP server.
  */
@@ -551,7 +551,7 @@ START_TEST(rate_limit_separates_unauthenticated)
 }
 END_TEST
 
-/* Pages over a backend with only list_jobs / metrics (issue 11). */
+/* Pages over a backend with only list_jobs / metrics. */
 START_TEST(pages_over_plain_backend)
 {
     reply r = call("GET", "/jobs?limit=2", NULL, NULL);
@@ -620,7 +620,7 @@ START_TEST(write_rate_limit)
     r = call("POST", "/jobs/a/cancel", "Bearer s3cret", NULL);
     EXPECT(r, 429);
     reply_free(&r);
-    /* unauthenticated writes have a bucket of their own (issue 11) */
+    /* unauthenticated writes have a bucket of their own */
     r = call("POST", "/jobs", NULL, yaml);
     EXPECT(r, 401);
     reply_free(&r);
@@ -891,7 +891,7 @@ START_TEST(helpers)
     ck_assert(!api_id_valid("."));
     ck_assert(!api_id_valid(".."));
     ck_assert(!api_id_valid(".x"));
-    ck_assert(api_id_valid("a..b"));   /* v1..2 is valid by SPEC §3: one rule everywhere (issue 11) */
+    ck_assert(api_id_valid("a..b"));   /* v1..2 is valid by traind(8) THE SPOOL: one rule everywhere */
     ck_assert(api_id_valid("v1..2"));
     ck_assert(!api_id_valid("a/b"));
     ck_assert(!api_id_valid("a b"));

@@ -1110,7 +1110,7 @@ START_TEST(test_resolve_data_path)
 
     /* Escapes: a symlink out, ../, an absolute path elsewhere, /etc/passwd. */
     static const char *const escapes[] = {"escape.csv", "../outside/secret.csv", "../data/../outside/secret.csv"};
-    /* (issue 11: the message names neither the symlink's target nor the
+    /* (the message names neither the symlink's target nor the
      * data dirs, and says the same whether a path outside exists or not) */
     for (size_t i = 0; i < sizeof escapes / sizeof *escapes; i++) {
         ck_assert_ptr_null(resolve(escapes[i], NULL, dirs, 2, &msg));

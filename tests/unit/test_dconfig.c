@@ -1,4 +1,4 @@
-/* test_dconfig — the daemon config file (SPEC §2): defaults, every key,
+/* test_dconfig — the daemon config file (traind.yaml(5)): defaults, every key,
  * located errors with hints, flags-over-file precedence helpers. */
 #include <check.h>
 #include <stdio.h>
@@ -203,7 +203,7 @@ START_TEST(bad_values_all_reported)
 }
 END_TEST
 
-/* issue 11: max_job_disk (a size or 0) and allowed_hosts (names or "*"). */
+/* Max_job_disk (a size or 0) and allowed_hosts (names or "*"). */
 START_TEST(disk_and_host_keys)
 {
     dconfig c;
@@ -466,7 +466,7 @@ START_TEST(edit_distance)
 }
 END_TEST
 
-/* issue 13: the daemon config's errors are the run config's, word for word. */
+/* The daemon config's errors are the run config's, word for word. */
 static const char *run_config_message(const char *train_section, const char *path)
 {
     static char msg[512];
@@ -539,7 +539,7 @@ static const dconfig_change *find_change(const dconfig_change *ch, size_t n, con
     return NULL;
 }
 
-/* issue 13: what a SIGHUP logs (each changed key, old and new) and keeps. */
+/* What a SIGHUP logs (each changed key, old and new) and keeps. */
 START_TEST(reload_diff_and_fixed_keys)
 {
     dconfig a, b;

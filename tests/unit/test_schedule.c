@@ -1,5 +1,5 @@
 /*
- * Schedules (SPEC.md §7) against their anchors, and a few properties.
+ * Schedules (traind-run.yaml(5) SCHEDULE) against their anchors, and a few properties.
  *
  * tests/data/schedules/CASE.yaml is a complete run config; CASE.json the lr
  * of every step s = 0 .. total_steps-1 as torch computes it through the

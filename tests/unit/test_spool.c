@@ -1,4 +1,4 @@
-/* test_spool — job ids (SPEC §3), intake names, id claiming, the API token,
+/* test_spool — job ids (traind(8) THE SPOOL), intake names, id claiming, the API token,
  * and the job table's history thinning. */
 #include <check.h>
 #include <stdio.h>
