@@ -2,10 +2,16 @@
 # Runs each test binary, shows its output, and closes with one summary line
 # "tests: N passed, N failed[, N skipped]" summed over every Check suite.
 #
-# Skipping: a suite that cannot run here at all prints "SKIPPED: N checks:
-# why" (test_mpi without mpirun: its N checks are counted as skipped) or
-# "SKIP: why" and registers no checks (test_slurm where Slurm cannot start:
-# counted as one skipped); never as passed.
+# Skipping (tests/lib/tl.h), never counted as passed:
+#   "SKIPPED: N checks: why"  N checks left out before the suite ran (test_mpi
+#                             without mpirun; runs too slow under Valgrind):
+#                             never registered, counted as N skipped; every
+#                             such line of a suite counts
+#   "SKIPPED CHECK: why"      tl_skip() in a check that ran and returned: Check
+#                             counted it as passed, so it moves from passed to
+#                             skipped
+#   "SKIP: why"               a suite that registered no checks at all
+#                             (test_slurm where Slurm cannot start): one skipped
 #
 # Node's test runner (scripts/run-browser-tests.sh, TAP): its closing
 # "# pass N", "# fail N" and "# skipped N" lines are counted the same way.
@@ -21,9 +27,12 @@ for t in "$@"; do
     times="$times$ms $name"$'\n'
     f_lines=$(printf '%s\n' "$out" | grep -E ':[EF]:|^not ok ' | sed "s|^|failed: $name: |")
     [ -n "$f_lines" ] && failures="$failures$f_lines"$'\n'
-    printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks|:[EF]:|^SKIPPED: [0-9]+ checks|^SKIP: |^# (pass|fail|skipped) [0-9]+$|^# FIGURE: |^not ok |^  (error|expected|actual|location): ' | sed "s|^|$name: |"
-    sk=$(printf '%s\n' "$out" | sed -nE 's/^SKIPPED: ([0-9]+) checks.*/\1/p' | tail -1)
-    [ -n "$sk" ] && skipped=$((skipped + sk))
+    printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks|:[EF]:|^SKIPPED: [0-9]+ checks|^SKIPPED CHECK: |^SKIP: |^# (pass|fail|skipped) [0-9]+$|^# FIGURE: |^not ok |^  (error|expected|actual|location): ' | sed "s|^|$name: |"
+    for sk in $(printf '%s\n' "$out" | sed -nE 's/^SKIPPED: ([0-9]+) checks.*/\1/p'); do
+        skipped=$((skipped + sk))
+    done
+    ran_skipped=$(printf '%s\n' "$out" | grep -cE '^SKIPPED CHECK: ')
+    skipped=$((skipped + ran_skipped))
     printf '%s\n' "$out" | grep -qE '^SKIP: ' && skipped=$((skipped + 1))
     tap_pass=$(printf '%s\n' "$out" | sed -nE 's/^# pass ([0-9]+)$/\1/p' | tail -1)
     if [ -n "$tap_pass" ]; then
@@ -44,7 +53,7 @@ for t in "$@"; do
         n=$(sed -E 's/.*Checks: ([0-9]+).*/\1/' <<<"$line")
         f=$(sed -E 's/.*Failures: ([0-9]+).*/\1/' <<<"$line")
         e=$(sed -E 's/.*Errors: ([0-9]+).*/\1/' <<<"$line")
-        passed=$((passed + n - f - e))
+        passed=$((passed + n - f - e - ran_skipped))
         failed=$((failed + f + e))
     fi
     if [ $rc -ne 0 ] && { [ -z "$line" ] || [ "$f" = 0 -a "$e" = 0 ]; }; then

@@ -598,8 +598,8 @@ static bool mount_tmpfs_spool(unsigned size_kib)
         ok = mount("tmpfs", sp, "tmpfs", 0, opts) == 0;
     }
     if (!ok)
-        fprintf(stderr, "SKIPPED: cannot mount a tmpfs spool (%s: %s); the file size limit test covers write "
-                        "errors instead\n", step, strerror(errno));
+        tl_skip("disk_full_on_tmpfs: cannot mount a tmpfs spool (%s: %s); the file size limit test covers "
+                "write errors instead", step, strerror(errno));
     g_mounted = ok;
     free(sp);
     return ok;
@@ -869,7 +869,7 @@ START_TEST(spool_turns_read_only)
     char *sp = spool_path("");
     ck_assert_int_eq(mkdir_p(sp, 0755), 0);
     if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
-        fprintf(stderr, "SKIPPED: spool_turns_read_only: no mount namespace (%s)\n", strerror(errno));
+        tl_skip("spool_turns_read_only: no mount namespace (%s)", strerror(errno));
         free(sp);
         return;
     }
@@ -880,8 +880,7 @@ START_TEST(spool_turns_read_only)
     cJSON_Delete(tl_wait_running(&g_d, a, 2000, 60));
     if (mount(sp, sp, NULL, MS_BIND, NULL) != 0 ||
         (g_mounted = true, mount(NULL, sp, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0)) {
-        fprintf(stderr, "SKIPPED: spool_turns_read_only: cannot bind-mount the spool read-only (%s)\n",
-                strerror(errno));
+        tl_skip("spool_turns_read_only: cannot bind-mount the spool read-only (%s)", strerror(errno));
         free(sp);
         free(a);
         return;
@@ -1283,7 +1282,7 @@ START_TEST(garbage_on_progress_pipe)
     int fd = steal_progress_fd(worker, why, sizeof why);
     if (fd < 0) {
         kill(worker, SIGCONT);
-        fprintf(stderr, "SKIPPED: garbage_on_progress_pipe: cannot reach the progress pipe (%s)\n", why);
+        tl_skip("garbage_on_progress_pipe: cannot reach the progress pipe (%s)", why);
         free(text);
         free(id);
         return;

@@ -992,7 +992,7 @@ static Suite *suite(const char *mpi_skip, const char *oom_skip)
     ADD(tc, slurm_node_fail_fails);
     if (!oom_skip)
         ADD(tc, slurm_out_of_memory_fails);
-    /* one line: scripts/run-tests.sh counts the last SKIPPED line */
+    /* one line for all of them (scripts/run-tests.sh counts every one) */
     int n = (mpi_skip ? 2 : 0) + (oom_skip ? 1 : 0) + (slow_skip ? 1 : 0);
     if (n) {
         char why[512] = "";

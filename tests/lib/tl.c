@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
@@ -458,6 +459,28 @@ bool tl_under_valgrind(void)
 #else
     return false;   /* without the header, nothing is scaled down */
 #endif
+}
+
+void tl_skip(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("SKIPPED CHECK: ", stdout);
+    vprintf(fmt, ap);
+    fputc('\n', stdout);
+    va_end(ap);
+    fflush(stdout);
+}
+
+void tl_skip_checks(int n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("SKIPPED: %d checks: ", n);
+    vprintf(fmt, ap);
+    fputc('\n', stdout);
+    va_end(ap);
+    fflush(stdout);
 }
 
 int tl_run_suite(Suite *s)

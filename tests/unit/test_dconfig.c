@@ -320,8 +320,10 @@ END_TEST
 START_TEST(example_config_is_valid)
 {
     /* config/traind.yaml, the documented example, parses cleanly (run from the repo root) */
-    if (access("config/traind.yaml", R_OK) != 0)
+    if (access("config/traind.yaml", R_OK) != 0) {
+        tl_skip("example_config_is_valid: config/traind.yaml not found (run from the repository root)");
         return;
+    }
     dconfig c;
     dconfig_init(&c);
     diag_list_t errs = DIAG_LIST_INIT;

@@ -123,7 +123,7 @@ END_TEST
 START_TEST(simd_agrees_with_plain)
 {
     if (!cpu_simd()) {
-        printf("SKIP: no AVX2+FMA kernels here (CPU or -DTRAIND_NO_SIMD build): only the plain ones run\n");
+        tl_skip("simd_agrees_with_plain: no AVX2+FMA kernels here (CPU or -DTRAIND_NO_SIMD build)");
         return;
     }
     for (int k = 0; k < NW; k++) {
@@ -267,7 +267,7 @@ START_TEST(attention_paths_agree)
         for (int i = 0; i < T * ld; i++)
             ck_assert_msg(fabsf(dqkv[0][i] - dqkv[1][i]) < 1e-5f * (1 + fabsf(dqkv[0][i])), "dqkv %d", i);
     else
-        printf("SKIP: attention_paths_agree compares the fused path only where its AVX2+FMA kernels run\n");
+        tl_skip("attention_paths_agree: the fused path is compared only where its AVX2+FMA kernels run");
     free(slot);
 }
 END_TEST
