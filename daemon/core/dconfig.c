@@ -632,6 +632,21 @@ void dconfig_changes_free(dconfig_change *ch, size_t n)
     free(ch);
 }
 
+size_t dconfig_n_keys(void)
+{
+    return N_KEYS;
+}
+
+const char *dconfig_key_name(size_t i)
+{
+    return i < N_KEYS ? keys[i].name : NULL;
+}
+
+bool dconfig_key_reloads(size_t i)
+{
+    return i < N_KEYS && !(keys[i].flags & DK_FIXED);
+}
+
 void dconfig_keep_fixed(dconfig *next, const dconfig *running)
 {
     for (size_t i = 0; i < N_KEYS; i++) {

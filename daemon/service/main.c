@@ -13,13 +13,11 @@
  *
  * Signals: SIGTERM/SIGINT stop intake, let every training process
  * checkpoint (bounded wait), close HTTP and exit 0, the jobs staying queued
- * for the next start; SIGHUP re-reads the config file (max_jobs,
- * threads_per_job, data_dirs, token, metrics_keep, max_restarts and the
- * limits: max_queued_jobs, max_model_memory, write_rate_per_client,
- * write_burst_per_client, max_connections, request_timeout_ms,
- * idle_timeout_ms, max_job_disk, allowed_hosts), logs each key that changed
- * (old -> new), and keeps and names those that cannot change at runtime
- * (spool, listen, max_trials, executor, slurm.*).  The file and the token are
+ * for the next start; SIGHUP re-reads the config file and the token, applies
+ * every key of dconfig.c's table but those marked DK_FIXED (traind.yaml(5)
+ * lists both kinds; test_dconfig checks that list against the table), logs
+ * each key that changed (old -> new), and keeps and names the fixed ones
+ * that changed until the next start.  The file and the token are
  * read on the thread pool (reload_work): a FIFO or a hung mount there must
  * not stop the loop.
  *

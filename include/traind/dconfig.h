@@ -143,4 +143,12 @@ void dconfig_changes_free(dconfig_change *ch, size_t n);
  * running, so that next can replace running. */
 void dconfig_keep_fixed(dconfig *next, const dconfig *running);
 
+/* The table's keys, for lists that must not drift from it (the SIGHUP
+ * paragraph of traind.yaml(5) is checked against these by test_dconfig):
+ * name of key i < dconfig_n_keys(), and whether a SIGHUP applies it (true)
+ * or keeps the running value until the next start (false). */
+size_t dconfig_n_keys(void);
+const char *dconfig_key_name(size_t i);
+bool dconfig_key_reloads(size_t i);
+
 #endif

@@ -606,6 +606,61 @@ START_TEST(reload_diff_and_fixed_keys)
 }
 END_TEST
 
+/* The SIGHUP paragraph of traind.yaml(5) names every key of the table: the
+ * ones a reload applies before "cannot change while the daemon runs", the
+ * fixed ones after it ("the slurm keys" standing for slurm.*).  A key added
+ * to the table without a word in the man page fails here. */
+static bool man_names(const char *text, const char *key)
+{
+    char dotted[128];
+    const char *word = key;
+    if (strncmp(key, "slurm.", 6) == 0)
+        word = "slurm";
+    /* roff writes keys as ".B key", ".BR key ," or ".RB ( key ," */
+    const char *forms[] = {"B %s\n", "BR %s ", "RB ( %s ", "BR %s\n", "RB ( %s\n"};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        snprintf(dotted, sizeof dotted, forms[i], word);
+        if (strstr(text, dotted))
+            return true;
+    }
+    return false;
+}
+
+START_TEST(sighup_keys_documented)
+{
+    char *man = tl_read("man/traind.yaml.5", NULL);
+    if (!man) {
+        tl_skip("sighup_keys_documented: man/traind.yaml.5 not found (run from the repository root)");
+        return;
+    }
+    char *start = strstr(man, ".B SIGHUP\n");
+    ck_assert_msg(start, "traind.yaml(5) has no SIGHUP paragraph");
+    char *end = strstr(start, "\n.PP");
+    ck_assert_ptr_nonnull(end);
+    *end = '\0';
+    char *fixed = strstr(start, "cannot change while the daemon runs");
+    ck_assert_msg(fixed, "traind.yaml(5)'s SIGHUP paragraph does not say which keys cannot change");
+    /* the fixed keys are named in the sentence that ends with those words */
+    char *fixed_from = fixed;
+    while (fixed_from > start && strncmp(fixed_from, "\n.PP", 4) != 0 && strncmp(fixed_from, "). ", 3) != 0 &&
+           strncmp(fixed_from, ").\n", 3) != 0)
+        fixed_from--;
+    ck_assert_msg(fixed_from > start, "cannot find where the fixed keys' sentence begins");
+    char *reloaded = xstrndup(start, (size_t)(fixed_from - start));
+    char *fixed_part = xstrndup(fixed_from, (size_t)(fixed - fixed_from));
+    for (size_t i = 0; i < dconfig_n_keys(); i++) {
+        const char *k = dconfig_key_name(i);
+        if (dconfig_key_reloads(i))
+            ck_assert_msg(man_names(reloaded, k), "traind.yaml(5) does not list %s among the keys SIGHUP reloads", k);
+        else
+            ck_assert_msg(man_names(fixed_part, k), "traind.yaml(5) does not list %s among the keys SIGHUP keeps", k);
+    }
+    free(reloaded);
+    free(fixed_part);
+    free(man);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("dconfig");
@@ -629,6 +684,7 @@ static Suite *suite(void)
     tcase_add_test(tc, executor_keys);
     tcase_add_test(tc, error_wording_is_the_run_configs);
     tcase_add_test(tc, reload_diff_and_fixed_keys);
+    tcase_add_test(tc, sighup_keys_documented);
     suite_add_tcase(s, tc);
     return s;
 }
