@@ -865,7 +865,9 @@ static const char *self_exe(char *buf, size_t len)
 }
 
 /* www_dir when the config does not say: <folder of traind>/../share/traind/www,
- * where make install puts the page (so any PREFIX works without a rebuild). */
+ * where make install puts the page (so any PREFIX works without a rebuild);
+ * else, for a traind run from the source tree (build/traind, or any
+ * BUILD=dir one level down), the tree's own daemon/www. */
 static char *default_www_dir(void)
 {
     char exe[PATH_MAX];
@@ -876,7 +878,16 @@ static char *default_www_dir(void)
     if (!slash)
         return NULL;
     *slash = '\0';
-    return xasprintf("%s/../share/traind/www", exe);
+    char *installed = xasprintf("%s/../share/traind/www", exe);
+    if (access(installed, X_OK) == 0)
+        return installed;
+    char *tree = xasprintf("%s/../daemon/www/index.html", exe);
+    bool in_tree = access(tree, R_OK) == 0;
+    free(tree);
+    if (!in_tree)
+        return installed;   /* named in the warning: where make install puts it */
+    free(installed);
+    return xasprintf("%s/../daemon/www", exe);
 }
 
 /* The dashboard's folders as the config now says. */

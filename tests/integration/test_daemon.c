@@ -9,6 +9,8 @@
  * process and dies with it.
  */
 #include <check.h>
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -802,6 +804,37 @@ START_TEST(command_line)
 }
 END_TEST
 
+/* A traind run from the source tree (build/traind) with no www_dir serves
+ * the tree's own daemon/www: the dashboard answers at / without make
+ * install or a config. */
+START_TEST(dashboard_from_source_tree)
+{
+    char real[PATH_MAX];
+    if (!realpath(tl_traind_path(), real)) {
+        tl_skip("dashboard_from_source_tree: %s: %s", tl_traind_path(), strerror(errno));
+        return;
+    }
+    char *slash = strrchr(real, '/');
+    *slash = '\0';
+    char *page = xasprintf("%s/../daemon/www/index.html", real);
+    bool in_tree = access(page, R_OK) == 0;
+    char *installed = xasprintf("%s/../share/traind/www", real);
+    bool is_installed = access(installed, X_OK) == 0;
+    free(page);
+    free(installed);
+    if (!in_tree || is_installed) {
+        tl_skip("dashboard_from_source_tree: %s is not a traind in a source tree", tl_traind_path());
+        return;
+    }
+    tl_start_in(&g_d, g_dir, NULL, 20);
+    tl_resp r;
+    ck_assert_int_eq(tl_http(g_d.addr, "GET", "/", NULL, NULL, 0, &r), 0);
+    ck_assert_msg(r.status == 200, "GET / from build/traind: %d", r.status);
+    ck_assert_msg(r.body && strstr(r.body, "<html"), "GET / is not the dashboard: %.200s", r.body ? r.body : "");
+    tl_resp_free(&r);
+}
+END_TEST
+
 START_TEST(diverging_job_fails_with_cause)
 {
     tl_start_in(&g_d, g_dir, NULL, 20);
@@ -897,6 +930,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, command_line);
+    tcase_add_test(tc, dashboard_from_source_tree);
     tcase_add_test(tc, intake_by_rename);
     tcase_add_test(tc, post_needs_token);
     tcase_add_test(tc, cancel_running_and_queued);
