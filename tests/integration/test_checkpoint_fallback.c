@@ -280,6 +280,98 @@ START_TEST(fork_never_becomes_fresh)
 }
 END_TEST
 
+/* ---- class: stopping costs that grow with the history ------------------ */
+
+/* The process's peak RSS so far (VmHWM), KiB; 0 once it is gone. */
+static long vm_hwm_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    long kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+/* n points as the runner writes them, every step <= 100 (so a resume at a
+ * checkpoint of step >= 100 keeps them all). */
+static void write_long_history(const char *path, long n)
+{
+    FILE *f = fopen(path, "we");
+    ck_assert_ptr_nonnull(f);
+    double loss = 2.5;
+    for (long i = 0; i < n; i++) {
+        loss *= 0.9999993;
+        fprintf(f, "{\"step\":%ld,\"lr\":%.17g,\"loss\":%.9g,\"loss_avg\":%.17g,\"grad_norm\":%.17g,\"time\":%.6f",
+                1 + i * 100 / n, 1e-3 * (1.0 - (double)i / (double)(n + 1)), (double)(float)loss,
+                loss * 1.0000001, 0.5 + 1e-7 * (double)i, (double)i * 1e-4);
+        if (i % 1000 == 999)
+            fprintf(f, ",\"eval_loss\":%.9g", (double)(float)(loss * 1.01));
+        fprintf(f, "}\n");
+    }
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* A cancel of a job with a long history (trainer_state.json is then
+ * written from all of it) takes bounded time and bounded worker memory:
+ * the worker's peak RSS during the stop stays within 64 MiB of its peak
+ * while training (a tree of the history took ~850 bytes a point). */
+START_TEST(long_history_stop_is_bounded)
+{
+    if (tl_under_valgrind()) {
+        fprintf(stderr, "SKIPPED: 1 checks: a 600,000-point history is too slow under Valgrind\n");
+        return;
+    }
+    tl_start_in(&g_d, g_dir, NULL, 20);
+    char *c = cfg("long", 100000000, 0);
+    char *id = tl_submit(&g_d, c);
+    kill9_when(id, 100);
+    char *mpath = job_file(id, "metrics.jsonl");
+    long n = 600000;
+    write_long_history(mpath, n);
+
+    tl_start_in(&g_d, g_dir, NULL, 20);
+    cJSON *j = tl_wait_running(&g_d, id, 100, 60);
+    pid_t w = (pid_t)tl_num(j, "pid");
+    cJSON_Delete(j);
+    long train_kib = vm_hwm_kib(w);
+    ck_assert_int_gt(train_kib, 0);
+    char *cpath = xasprintf("/jobs/%s/cancel", id);
+    tl_resp r;
+    double t0 = tl_now();
+    tl_http(g_d.addr, "POST", cpath, g_d.token, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 202);
+    tl_resp_free(&r);
+    /* sample the worker's peak until it is gone, then wait for the state */
+    long peak = train_kib;
+    for (long k; (k = vm_hwm_kib(w)) > 0 && tl_now() - t0 < 120; tl_sleep_ms(5))
+        peak = k > peak ? k : peak;
+    cJSON_Delete(tl_wait_state(&g_d, id, "cancelled", 120));
+    double dt = tl_now() - t0;
+    fprintf(stderr, "cancel with %ld points of history: %.2f s, worker peak RSS %ld KiB (training: %ld KiB)\n", n,
+            dt, peak, train_kib);
+    ck_assert_msg(peak < train_kib + 64 * 1024, "the worker grew from %ld to %ld KiB while it stopped", train_kib,
+                  peak);
+    ck_assert_msg(dt < (TL_ASAN ? 60 : 20), "the cancel took %.1f s", dt);
+    /* and trainer_state.json holds the whole history */
+    char *spath = job_file(id, "trainer_state.json");
+    size_t len;
+    char *text = tl_read(spath, &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(len > (size_t)n * 60, "trainer_state.json is %zu bytes", len);
+    free(text);
+    free(spath);
+    free(cpath);
+    free(mpath);
+    free(id);
+    free(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("checkpoint_fallback");
@@ -290,6 +382,11 @@ static Suite *suite(void)
     tcase_add_test(tc, nothing_intact_fails_not_from_zero);
     tcase_add_test(tc, fork_never_becomes_fresh);
     suite_add_tcase(s, tc);
+    TCase *lh = tcase_create("long_history");
+    tcase_add_checked_fixture(lh, setup, teardown);
+    tcase_set_timeout(lh, 300);
+    tcase_add_test(lh, long_history_stop_is_bounded);
+    suite_add_tcase(s, lh);
     return s;
 }
 
