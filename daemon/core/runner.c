@@ -370,7 +370,7 @@ static int try_resume_from(run *r, const char *path, bool fork, char *why, size_
  * log), and metrics.jsonl is then cut back to the step actually resumed
  * (open_metrics).  When nothing is intact the run fails: starting over from
  * step 0 would throw the history away, and that is the user's decision
- * (traind-run.yaml(5), CHECKPOINTS).  Only a directory whose every
+ * (traind-run.yaml(5), TRAIN).  Only a directory whose every
  * checkpoint is whole but of another config (the config was edited, as
  * `trainctl run` allows) starts over, as before, saying so.
  *
