@@ -216,11 +216,83 @@ static void int_range_text(long long lo, long long hi, char *buf, size_t size)
         snprintf(buf, size, "in %lld..%lld", lo, hi);
 }
 
+/* A float in exponent form that is an exact integer (1e15, 2.5e3, -3E2),
+ * in exact decimal arithmetic (no double rounding): *out, or false when it
+ * has a fraction or is out of long long's range (*overflow then). */
+static bool exp_form_int(const char *s, long long *out, bool *overflow)
+{
+    *overflow = false;
+    bool neg = *s == '-';
+    s = skip_sign(s);
+    char digits[64];
+    size_t nd = 0, nfrac = 0;
+    bool frac = false;
+    for (; *s && *s != 'e' && *s != 'E'; s++) {
+        if (*s == '.') {
+            frac = true;
+            continue;
+        }
+        if (nd == 0 && *s == '0') {   /* leading zeros: nothing */
+            nfrac += frac;
+            continue;
+        }
+        if (nd == sizeof digits)
+            return *overflow = true, false;
+        digits[nd++] = *s;
+        nfrac += frac;
+    }
+    if (*s != 'e' && *s != 'E')
+        return false;
+    errno = 0;
+    long e = strtol(s + 1, NULL, 10);
+    if (errno == ERANGE || e > 1000 || e < -1000) {
+        *overflow = nd > 0 && e > 0;
+        if (nd == 0) {
+            *out = 0;
+            return true;
+        }
+        return false;
+    }
+    long shift = e - (long)nfrac;   /* value = digits x 10^shift */
+    while (shift < 0 && nd > 0 && digits[nd - 1] == '0') {
+        nd--;
+        shift++;
+    }
+    if (nd == 0) {
+        *out = 0;
+        return true;
+    }
+    if (shift < 0)
+        return false;   /* a fraction is left */
+    unsigned long long v = 0, lim = neg ? (unsigned long long)LLONG_MAX + 1 : (unsigned long long)LLONG_MAX;
+    for (size_t i = 0; i < nd + (size_t)shift; i++) {
+        unsigned d = i < nd ? (unsigned)(digits[i] - '0') : 0;
+        if (v > (lim - d) / 10)
+            return *overflow = true, false;
+        v = v * 10 + d;
+    }
+    *out = neg ? (long long)(0 - v) : (long long)v;
+    return true;
+}
+
 cv_result cv_int(diag_list_t *errs, const ynode *n, const char *path, long long lo, long long hi,
                  long long *out)
 {
     char got[160], range[64];
     int_range_text(lo, hi, range, sizeof range);
+    /* 1e15 is an integer, written as YAML and JSON writers print it */
+    if (n->kind == YNODE_SCALAR && classify(n) == SC_FLOAT && strpbrk(n->value, "eE")) {
+        long long v;
+        bool overflow;
+        if (exp_form_int(n->value, &v, &overflow) && v >= lo && v <= hi) {
+            *out = v;
+            return CV_OK;
+        }
+        if (overflow || exp_form_int(n->value, &v, &overflow)) {
+            cv_error(errs, path, n, "must be an integer %s, got %s", range, cv_describe(n, got, sizeof got));
+            return CV_BAD;
+        }
+    }
     if (n->kind != YNODE_SCALAR || classify(n) != SC_INT) {
         const char *what = n->kind == YNODE_SCALAR && classify(n) == SC_OTHERNUM
                                ? "must be a decimal integer" : "must be an integer";

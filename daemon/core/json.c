@@ -14,7 +14,7 @@
 /* The shortest of 15, 16 or 17 significant digits that reads back as v.
  * Whole numbers (steps, counts) take the fast integer path.  Fixed format
  * strings: "%.*g" sends glibc down its slow positional path. */
-static void format_exact(double v, char *buf, size_t len)
+void json_format_exact(double v, char *buf, size_t len)
 {
     if (v == (double)(long long)v && fabs(v) < 1e15) {
         snprintf(buf, len, "%lld", (long long)v);
@@ -41,7 +41,7 @@ void json_exact_numbers(cJSON *o)
         if (!isfinite(c->valuedouble))
             continue;
         char buf[40];
-        format_exact(c->valuedouble, buf, sizeof buf);
+        json_format_exact(c->valuedouble, buf, sizeof buf);
         cJSON *raw = cJSON_CreateRaw(buf);
         if (!raw)
             continue;

@@ -254,6 +254,9 @@ static int save_checkpoint(run *r, char *err, size_t errlen)
     return rc;
 }
 
+/* The one refusal that is no damage: the file is whole, of another config. */
+static const char WHY_FOREIGN[] = "it was written for a different config (config hash mismatch)";
+
 /* Loads a checkpoint into the run.  Our own (checkpoint.bin) must belong
  * to this very config; a fork's parent checkpoint (fork) to this config's
  * lineage (traind/fork.h).  1 when loaded; 0 when there is nothing (or
@@ -284,7 +287,7 @@ static int load_checkpoint_from(run *r, const char *path, bool fork, const char 
     if (ln && ln->len == sizeof lineage)
         memcpy(&lineage, ln->data, sizeof lineage);
     if (!fork && f.cfg_hash != cfg_hash(r->cfg))
-        why = "it was written for a different config (config hash mismatch)";
+        why = WHY_FOREIGN;
     else if (fork && (!ln || lineage != cfg_lineage_hash(r->cfg)))
         why = "it is not of this run's line: the model, data, seed or optimizer type differ";
     else if (!tr || tr->len != sizeof c || !p || !m || !v || !d ||
@@ -322,18 +325,6 @@ static int load_checkpoint_from(run *r, const char *path, bool fork, const char 
     return 1;
 }
 
-/* checkpoint.bin, when it belongs to this config. */
-static int load_checkpoint(run *r)
-{
-    char err[512];
-    const char *why;
-    if (load_checkpoint_from(r, r->ckpt_path, false, &why, err, sizeof err))
-        return 1;
-    if (why)
-        notice(r, "checkpoint refused: %s; starting over from step 0", why);
-    return 0;
-}
-
 /* A fork's start: its parent's points up to the fork step begin its
  * metrics.jsonl (open_metrics cuts the copy back to the step). */
 static int copy_parent_metrics(run *r, char *err, size_t errlen)
@@ -352,6 +343,94 @@ static int copy_parent_metrics(run *r, char *err, size_t errlen)
     if (rc < 0)
         snprintf(err, errlen, "cannot copy the parent's metrics.jsonl: %s", strerror(-rc));
     return rc;
+}
+
+/* One candidate of resume(): 1 when loaded; 0 with why (empty when the file
+ * is absent) and *foreign (whole, but of another config) when not. */
+static int try_resume_from(run *r, const char *path, bool fork, char *why, size_t whylen, bool *foreign)
+{
+    char err[512];
+    const char *w;
+    why[0] = '\0';
+    *foreign = false;
+    if (load_checkpoint_from(r, path, fork, &w, err, sizeof err))
+        return 1;
+    if (w) {
+        snprintf(why, whylen, "%s", w);
+        *foreign = w == WHY_FOREIGN;
+    }
+    return 0;
+}
+
+/*
+ * Where a run resumes: checkpoint.bin; when it is refused (damaged, or
+ * missing beside kept ones), the newest intact kept checkpoint
+ * (checkpoints/step-S.bin, newest first); for a fork, then its fork point
+ * (fork_from).  Falling back is told (a notice: the job's errors and the
+ * log), and metrics.jsonl is then cut back to the step actually resumed
+ * (open_metrics).  When nothing is intact the run fails: starting over from
+ * step 0 would throw the history away, and that is the user's decision
+ * (traind-run.yaml(5), TRAIN).  Only a directory whose every
+ * checkpoint is whole but of another config (the config was edited, as
+ * `trainctl run` allows) starts over, as before, saying so.
+ *
+ * 1 when loaded, 0 when there is nothing to resume (a first start), -1
+ * with err set when the run must fail.
+ */
+static int resume(run *r, char *err, size_t errlen)
+{
+    char why[512], first[512];
+    bool foreign, damaged = false;
+    if (try_resume_from(r, r->ckpt_path, false, why, sizeof why, &foreign))
+        return 1;
+    bool absent = why[0] == '\0';
+    snprintf(first, sizeof first, "%s", absent ? "it is missing" : why);
+    char *kdir = xasprintf("%s/checkpoints", r->opts->out_dir);
+    size_t n;
+    long *steps = kept_steps(kdir, &n);
+    if (absent && n == 0 && !r->opts->fork_from) {
+        free(steps);
+        free(kdir);
+        return 0;   /* a first start */
+    }
+    damaged = !absent && !foreign;
+    int got = 0;
+    for (size_t i = n; i-- > 0 && !got;) {
+        char *path = xasprintf("%s/step-%ld.bin", kdir, steps[i]);
+        got = try_resume_from(r, path, false, why, sizeof why, &foreign);
+        free(path);
+        if (got)
+            notice(r, "checkpoint.bin refused: %s; resuming from the newest intact kept checkpoint, "
+                      "checkpoints/step-%ld.bin (step %ld)", first, steps[i], steps[i]);
+        else if (!foreign)
+            damaged = true;
+    }
+    free(steps);
+    free(kdir);
+    if (got)
+        return 1;
+    if (r->opts->fork_from) {
+        if (absent && !damaged)
+            return 0;   /* a fork's first start: runner_run forks */
+        if (try_resume_from(r, r->opts->fork_from, true, why, sizeof why, &foreign)) {
+            notice(r, "checkpoint.bin refused: %s; no intact kept checkpoint of its own: resuming from "
+                      "its fork point (step %ld)", first, (long)r->c.step);
+            return copy_parent_metrics(r, err, errlen) == 0 ? 1 : -1;
+        }
+        snprintf(err, errlen, "no intact checkpoint to resume from (checkpoint.bin: %s; the fork point "
+                 "%s: %s); not starting over from step 0", first, r->opts->fork_from,
+                 why[0] ? why : "it is missing");
+        return -1;
+    }
+    if (!damaged) {
+        notice(r, "checkpoint refused: %s; starting over from step 0", first);
+        return 0;
+    }
+    snprintf(err, errlen, "no intact checkpoint to resume from (checkpoint.bin: %s; %s); not starting over "
+             "from step 0, which would discard the history: submit the config again (or trainctl run "
+             "--fresh) to train from scratch", first,
+             n ? "no kept checkpoint is intact either" : "no kept checkpoints");
+    return -1;
 }
 
 /* Parses the "step" of one line we wrote ({"step":N,...}); -1 if not ours. */
@@ -770,9 +849,12 @@ run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err,
     r.t_start = r.rate_t = r.last_tick = now_monotonic();
 
     bool own = !opts->probe && access(r.ckpt_path, F_OK) == 0;
+    int resumed;
     if (opts->probe) {
         /* from the config's initialisation, as a fresh run starts: nothing to load */
-    } else if (!opts->fresh && load_checkpoint(&r)) {
+    } else if (!opts->fresh && (resumed = resume(&r, err, errlen)) != 0) {
+        if (resumed < 0)
+            goto out;
         r.rate_step = r.c.step;
     } else if (opts->fork_from && !own) {
         /* a fork's first start: from its parent's kept checkpoint, or not at all */

@@ -8,12 +8,18 @@
 #ifndef TRAIND_JSON_H
 #define TRAIND_JSON_H
 
+#include <stddef.h>
+
 struct cJSON;
 
 /* Replaces every finite number in o (recursively) by the shortest text of
  * 15 to 17 significant digits that reads back exactly.  Non-finite numbers
  * are left to cJSON, which prints them as null. */
 void json_exact_numbers(struct cJSON *o);
+
+/* The text json_exact_numbers gives a finite v (len >= 32), for writers
+ * that print JSON without building a tree (hf_state.c). */
+void json_format_exact(double v, char *buf, size_t len);
 
 /* json_exact_numbers(o), then cJSON_PrintUnformatted(o): malloc'd, or NULL
  * when out of memory. */

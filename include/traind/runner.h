@@ -85,7 +85,9 @@ typedef struct runner_opts {
 typedef enum { RUN_OK = 0, RUN_STOPPED = 1, RUN_FAILED = 2, RUN_PAUSED = 3 } run_result;
 
 /* Trains cfg to total_steps (resuming from out_dir/checkpoint.bin when it
- * holds this config, unless fresh).  On RUN_FAILED err says why, e.g.
+ * holds this config, unless fresh; a damaged one falls back to the newest
+ * intact kept checkpoint, then a fork's fork point, and with none intact
+ * the run fails rather than start over).  On RUN_FAILED err says why, e.g.
  * "loss is NaN at step 812" or "cannot write checkpoint.bin: No space left on device". */
 run_result runner_run(const run_config *cfg, const runner_opts *opts, char *err, size_t errlen);
 

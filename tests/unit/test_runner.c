@@ -407,8 +407,10 @@ START_TEST(resume_is_bit_identical)
 }
 END_TEST
 
-/* Damages dir/checkpoint.bin with fn, then checks the next run refuses it,
- * says why, and trains from step 0 to the same numbers as a fresh run. */
+/* Damages dir/checkpoint.bin with fn (no kept checkpoint to fall back
+ * to), then checks the next run fails, saying why, rather than train from
+ * step 0 over the history, which it leaves as it was; a fresh run (the
+ * user's decision) then trains to the same numbers as any fresh run. */
 static void check_refused(void (*damage)(const char *path), const char *why)
 {
     run_config cfg;
@@ -418,15 +420,23 @@ static void check_refused(void (*damage)(const char *path), const char *why)
     ck_assert_int_eq(train(&cfg, dir, false, &r1, err), RUN_STOPPED);
     char *path = xasprintf("%s/checkpoint.bin", dir);
     damage(path);
+    char *before = tl_dir_metrics(dir);
     recorder r2 = {0};
-    ck_assert_int_eq(train(&cfg, dir, false, &r2, err), RUN_OK);
-    ck_assert_int_eq(r2.start_step, 0);
-    ck_assert_msg(strstr(r2.notices, why) != NULL, "notice '%s' lacks '%s'", r2.notices, why);
+    ck_assert_int_eq(train(&cfg, dir, false, &r2, err), RUN_FAILED);
+    ck_assert_msg(strstr(err, why) != NULL, "error '%s' lacks '%s'", err, why);
+    ck_assert_msg(strstr(err, "not starting over from step 0") != NULL, "%s", err);
+    char *after = tl_dir_metrics(dir);
+    ck_assert_str_eq(before, after);
+    recorder r3 = {0};
+    ck_assert_int_eq(train(&cfg, dir, true, &r3, err), RUN_OK);
+    ck_assert_int_eq(r3.start_step, 0);
     ck_assert_int_eq(train(&cfg, ref, true, &r0, err), RUN_OK);
     char *m0 = tl_dir_metrics(ref), *m1 = tl_dir_metrics(dir);
     ck_assert_str_eq(m0, m1);
     free(m0);
     free(m1);
+    free(before);
+    free(after);
     free(path);
     free(dir);
     free(ref);
