@@ -843,6 +843,17 @@ long jobs_submitting(const job_table *t)
     return t->submitting;
 }
 
+void jobs_set_admission(job_table *t, bool (*room)(void *ctx), void *ctx)
+{
+    t->room = room;
+    t->room_ctx = ctx;
+}
+
+bool jobs_admit(job_table *t)
+{
+    return !t->room || t->room(t->room_ctx);
+}
+
 void jobs_free(job_table *t)
 {
     if (!t)

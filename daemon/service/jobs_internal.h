@@ -26,6 +26,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cjson/cJSON.h>
 #include <uv.h>
@@ -66,7 +67,8 @@ typedef struct job {
     int crashes;                     /* times the process died (counted against max_restarts) */
     cJSON *errors;                   /* array of {path,line,column,message} / {message} */
     cJSON *config;                   /* cfg_to_json, or NULL (rejected) */
-    char *idem_key;                  /* the Idempotency-Key it was POSTed with, or NULL */
+    char *idem_key;                  /* its Idempotency-Key, scoped ("jobs:KEY", jobs_submit.c), or NULL */
+    uint64_t idem_fp;                /* the fingerprint of the request that made it; 0 = not known */
     char *parent;                    /* a fork: the job it branched from (fork.json), or NULL */
     long forked_at;                  /* a fork: the step it branched at, else -1 */
     char *experiment;                /* a trial: its experiment (trial.json), or NULL */
@@ -144,6 +146,8 @@ struct job_table {
     long submitting;                 /* POSTs being saved and validated */
     char **keys_inflight;            /* their Idempotency-Keys (a retry meanwhile gets 409) */
     size_t n_keys_inflight;
+    bool (*room)(void *);            /* jobs_set_admission: may one more job wait? NULL = yes */
+    void *room_ctx;
 
     uv_timer_t tick;
     bool started, tick_open;
@@ -207,6 +211,14 @@ cJSON *config_keys_from_dir(const char *dir);
  * with errs. */
 void job_take_config(job *j, const run_config *cfg, const diag_list_t *errs);
 void jobs_key_done(job_table *t, const char *key);
+/* A job's Idempotency-Key as stored (idempotency.key, a jobs.index record):
+ * "SCOPED\nFINGERPRINT\n" (malloc'd); job_idem_load reads one back into
+ * j->idem_key and j->idem_fp (after j->parent and j->experiment are known:
+ * a key stored before keys were scoped gets its scope from them); false
+ * when the text is not a key. */
+#define JOB_IDEM_TEXT_MAX (SPOOL_IDEM_KEY_MAX + 96)
+char *job_idem_text(const char *key, uint64_t fp);
+bool job_idem_load(job *j, const char *text);
 
 /* jobs_stop.c */
 void jobs_check_shutdown_done(job_table *t);
