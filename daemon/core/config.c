@@ -544,6 +544,24 @@ static void parse_train(const cv_section *root, train_cfg *t)
     parse_keep_steps(&s, t);
 }
 
+/* train.keep_every keeps each K-th step's checkpoint for good: a K that
+ * keeps more than CFG_MAX_KEPT of them (keep_every: 1 wrote a whole
+ * checkpoint at every step, hundreds of MB/s, and kept them all) is a
+ * mistake, refused with the smallest K that is not
+ * (traind-run.yaml(5), train.keep_every). */
+static void check_keep_every(const cv_section *root, const run_config *cfg)
+{
+    long k = cfg->train.keep_every, total = cfg->sched.total_steps;
+    if (k <= 0 || total <= 0 || total / k <= CFG_MAX_KEPT)
+        return;
+    cv_section s;
+    cv_section_open(&s, root, "train");
+    long least = (total + CFG_MAX_KEPT - 1) / CFG_MAX_KEPT;
+    cv_error(root->errs, "train.keep_every", cv_get(&s, "keep_every"),
+             "keeps %ld checkpoints over %ld steps, more than %d are never kept: use %ld or more "
+             "(or keep_checkpoints, which keeps only the newest)", total / k, total, CFG_MAX_KEPT, least);
+}
+
 /* ---- parallel ---------------------------------------------------------- */
 
 #define MAX_RANKS 4096
@@ -666,6 +684,7 @@ static void validate(const ynode *doc, run_config *cfg, const cfg_parse_opts *op
         check_muon_model(&root, cfg);
     cfg_parse_schedule(&root, cfg, lr_ok);
     parse_train(&root, &cfg->train);
+    check_keep_every(&root, cfg);
     if (model_and_data_ok)
         check_memory(&root, cfg, opts);
 }

@@ -116,6 +116,7 @@ typedef struct job {
     struct job *live_prev, *live_next;
     bool config_on_disk;             /* ended and compacted: config is read from status.json when asked */
     bool hist_on_disk;               /* ended and compacted: history is read from metrics.jsonl when asked */
+    bool errors_on_disk;             /* ended, errors long: errors holds a summary, status.json all (job_compact_errors) */
 } job;
 
 struct job_table {
@@ -167,6 +168,9 @@ job *job_alloc(job_table *t, const char *id);
 void job_free(job *j);
 void job_live_add(job *j);
 void job_compact(job *j);
+/* The last entry of an errors summary ({"message", JOB_ERRORS_MORE: true}). */
+#define JOB_ERRORS_MORE "more_in_status_json"
+void job_compact_errors(job *j);
 void job_set_state(job *j, job_state s);
 void jobs_append(job_table *t, job *j);
 job *job_find(const job_table *t, const char *id);
@@ -203,6 +207,8 @@ void job_persist(job *j);
 void job_persist_then(job *j, void (*cb)(void *arg, int rc), void *arg);
 cJSON *config_from_disk(const job *j);
 cJSON *config_from_dir(const char *dir, const char *id);
+/* status.json's errors array (thread-safe), or NULL. */
+cJSON *errors_from_dir(const char *dir);
 cJSON *config_keys_from_dir(const char *dir);
 
 /* jobs_submit.c */

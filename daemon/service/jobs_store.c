@@ -222,6 +222,23 @@ cJSON *config_from_disk(const job *j)
     return config_from_dir(j->dir, j->id);
 }
 
+cJSON *errors_from_dir(const char *dir)
+{
+    char *path = xasprintf("%s/status.json", dir);
+    char *buf;
+    size_t len;
+    cJSON *errors = NULL;
+    if (read_file_flags(path, STATUS_MAX_BYTES, O_NOFOLLOW, &buf, &len) == 0) {
+        cJSON *o = cJSON_ParseWithLength(buf, len);
+        if (cJSON_IsArray(jobs_json_item(o, "errors")))
+            errors = cJSON_DetachItemFromObjectCaseSensitive(o, "errors");
+        cJSON_Delete(o);
+        free(buf);
+    }
+    free(path);
+    return errors;
+}
+
 /* Thread-safe: touches only the files (jobs_fill_deferred runs on the pool). */
 cJSON *config_from_dir(const char *dir, const char *id)
 {
@@ -639,6 +656,7 @@ static bool job_from_index(job *j, int dfd, const jei_entry *e)
     j->finished_at = e->finished_at;
     cJSON_Delete(j->errors);
     j->errors = errors;
+    job_compact_errors(j);   /* now: the heap never holds every rejected job's errors */
     j->params = params;
     if (e->parent) {
         j->parent = xstrdup(e->parent);

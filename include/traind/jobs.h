@@ -222,6 +222,10 @@ int jobs_config_text(job_table *t, const char *id, char **out, size_t *out_len);
  * job's own config.yaml sets (what its author chose, as against the
  * defaults that follow from it: the Compare view lists only those). */
 #define JOBS_DEFERRED_KEYS "\x01keys_dir"
+/* ...and an ended job whose errors are long holds a summary in "errors"
+ * and its directory under this key: jobs_fill_deferred puts every error
+ * back from its status.json. */
+#define JOBS_DEFERRED_ERRORS "\x01errors_dir"
 void jobs_fill_deferred(struct cJSON *page);
 
 void jobs_counts(const job_table *t, int counts[JOB_NSTATES]);
