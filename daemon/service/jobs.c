@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -199,21 +200,16 @@ static void add_cut(cJSON *o, const char *k, const cJSON *from)
     }
 }
 
-void job_compact_errors(job *j)
+cJSON *job_errors_summary(const job *j)
 {
-    if (j->errors_on_disk || !job_state_ended(j->state) || !cJSON_IsArray(j->errors))
-        return;
+    if (j->errors_on_disk || !cJSON_IsArray(j->errors))
+        return NULL;
     int n = cJSON_GetArraySize(j->errors);
-    const cJSON *last = n ? cJSON_GetArrayItem(j->errors, n - 1) : NULL;
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(last, JOB_ERRORS_MORE))) {
-        j->errors_on_disk = true;
-        return;
-    }
     char *text = n > 1 ? cJSON_PrintUnformatted(j->errors) : NULL;
     size_t len = text ? strlen(text) : 0;
     free(text);
     if (len <= JOB_ERRORS_IN_MEMORY)
-        return;
+        return NULL;
     cJSON *sum = cJSON_CreateArray();
     cJSON *first = cJSON_CreateObject();
     static const char *const keys[] = {"path", "line", "column", "message"};
@@ -226,6 +222,22 @@ void job_compact_errors(job *j)
     free(msg);
     cJSON_AddTrueToObject(more, JOB_ERRORS_MORE);
     cJSON_AddItemToArray(sum, more);
+    return sum;
+}
+
+void job_compact_errors(job *j)
+{
+    if (j->errors_on_disk || !job_state_ended(j->state) || !cJSON_IsArray(j->errors))
+        return;
+    int n = cJSON_GetArraySize(j->errors);
+    const cJSON *last = n ? cJSON_GetArrayItem(j->errors, n - 1) : NULL;
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(last, JOB_ERRORS_MORE))) {
+        j->errors_on_disk = true;   /* a summary already (a jobs.index record's) */
+        return;
+    }
+    cJSON *sum = job_errors_summary(j);
+    if (!sum)
+        return;
     cJSON_Delete(j->errors);
     j->errors = sum;
     j->errors_on_disk = true;
@@ -815,7 +827,17 @@ void jobs_on_tick(uv_timer_t *h)
         if (job_quiet(j)) {
             live_del(j);
             job_compact(j);
+            t->compacted_since_trim++;
         }
+    }
+    /* Jobs that end in a burst (a thousand rejected files taken at once)
+     * free their texts and errors together, in the middle of the heap,
+     * where glibc keeps them mapped: hand whole free pages back, at most
+     * once a tick, so that the daemon's RSS is what it holds (traind(8):
+     * an ended job keeps its summary only). */
+    if (t->compacted_since_trim >= JOBS_TRIM_AFTER) {
+        t->compacted_since_trim = 0;
+        malloc_trim(0);
     }
 }
 

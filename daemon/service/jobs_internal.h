@@ -44,6 +44,7 @@
 #define STATUS_MAX_BYTES (16u << 20)
 #define HIST_TAIL_BYTES (8u << 20)   /* of a long metrics.jsonl, read whole at start-up */
 #define HIST_SAMPLES 2000            /* lines sampled from the rest */
+#define JOBS_TRIM_AFTER 64           /* jobs compacted before the tick trims the heap */
 
 /* ------------------------------------------------------------- the table */
 
@@ -147,6 +148,7 @@ struct job_table {
     long submitting;                 /* POSTs being saved and validated */
     char **keys_inflight;            /* their Idempotency-Keys (a retry meanwhile gets 409) */
     size_t n_keys_inflight;
+    unsigned long compacted_since_trim;   /* ended jobs compacted since the last malloc_trim (jobs_on_tick) */
     bool (*room)(void *);            /* jobs_set_admission: may one more job wait? NULL = yes */
     void *room_ctx;
 
@@ -171,6 +173,8 @@ void job_compact(job *j);
 /* The last entry of an errors summary ({"message", JOB_ERRORS_MORE: true}). */
 #define JOB_ERRORS_MORE "more_in_status_json"
 void job_compact_errors(job *j);
+/* That summary of j's errors (new), or NULL when they are short or one already. */
+cJSON *job_errors_summary(const job *j);
 void job_set_state(job *j, job_state s);
 void jobs_append(job_table *t, job *j);
 job *job_find(const job_table *t, const char *id);

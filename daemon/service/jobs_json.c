@@ -407,6 +407,11 @@ cJSON *jobs_event_json(job_table *t, const char *id)
     cJSON_DeleteItemFromObjectCaseSensitive(o, "config");
     cJSON_DeleteItemFromObjectCaseSensitive(o, JOBS_DEFERRED_CONFIG);
     cJSON_DeleteItemFromObjectCaseSensitive(o, JOBS_DEFERRED_ERRORS);   /* the summary goes out */
+    /* long errors go out as their summary too: GET /events keeps the last
+     * 65,536 events, and 70 KB of errors each filled it with them */
+    cJSON *sum = job_errors_summary(j);
+    if (sum)
+        cJSON_ReplaceItemInObjectCaseSensitive(o, "errors", sum);
     return o;
 }
 
