@@ -544,6 +544,26 @@ static void parse_train(const cv_section *root, train_cfg *t)
     parse_keep_steps(&s, t);
 }
 
+/* train.keep_every keeps each K-th step's checkpoint for good, each one a
+ * whole checkpoint written: keep_every: 1 over a long run wrote hundreds of
+ * MB/s and kept them all.  A K below CFG_KEEP_EVERY_FLOOR that keeps more
+ * than CFG_MAX_KEPT checkpoints is refused, naming the smallest K that is
+ * not (traind-run.yaml(5), train.keep_every); a K of 100 or more is a
+ * cadence a user chose, whatever the length of the run. */
+static void check_keep_every(const cv_section *root, const run_config *cfg)
+{
+    long k = cfg->train.keep_every, total = cfg->sched.total_steps;
+    if (k <= 0 || k >= CFG_KEEP_EVERY_FLOOR || total <= 0 || total / k <= CFG_MAX_KEPT)
+        return;
+    cv_section s;
+    cv_section_open(&s, root, "train");
+    long least = (total + CFG_MAX_KEPT - 1) / CFG_MAX_KEPT;
+    least = least < CFG_KEEP_EVERY_FLOOR ? least : CFG_KEEP_EVERY_FLOOR;
+    cv_error(root->errs, "train.keep_every", cv_get(&s, "keep_every"),
+             "keeps %ld checkpoints over %ld steps, a whole checkpoint written every %ld step%s: use %ld or more "
+             "(or keep_checkpoints, which keeps only the newest)", total / k, total, k, k == 1 ? "" : "s", least);
+}
+
 /* ---- parallel ---------------------------------------------------------- */
 
 #define MAX_RANKS 4096
@@ -666,6 +686,7 @@ static void validate(const ynode *doc, run_config *cfg, const cfg_parse_opts *op
         check_muon_model(&root, cfg);
     cfg_parse_schedule(&root, cfg, lr_ok);
     parse_train(&root, &cfg->train);
+    check_keep_every(&root, cfg);
     if (model_and_data_ok)
         check_memory(&root, cfg, opts);
 }

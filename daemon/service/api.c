@@ -657,6 +657,11 @@ static void post_jobs_done(void *arg, int r, char *id, cJSON *errors)
         status = 409;
         cJSON_AddStringToObject(o, "error", "a request with this Idempotency-Key is still being saved; retry");
         http_response_add_header(&res, "Retry-After", "1");
+    } else if (r == API_KEY_REUSED) {
+        /* the same key for another request: an error naming the key, never the first answer */
+        status = 422;
+        cJSON_AddStringToObject(o, "error", cJSON_IsString(errors) ? errors->valuestring :
+                                "this Idempotency-Key was used before for another request");
     } else if (r == API_QUEUE_FULL) {
         status = 429;
         long waiting = be->queued ? be->queued(be->ctx) : -1;

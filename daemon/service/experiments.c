@@ -64,7 +64,8 @@ typedef struct experiment {
     trial *trials;
     size_t n_trials;
     cJSON *errors;                   /* array */
-    char *idem_key;                  /* the Idempotency-Key it was POSTed with, or NULL */
+    char *idem_key;                  /* its Idempotency-Key, scoped ("post:KEY", "incoming:..."), or NULL */
+    uint64_t idem_fp;                /* the fingerprint of the request (jobs_idem_fp); 0 = not known */
     bool write_inflight, dirty;
     unsigned long writes_started;    /* experiment.json writes, numbered (traind/durable_wait.h) */
     durable_wait *waiters;           /* cancels answered once their state is on disk */
@@ -232,8 +233,12 @@ static char *exp_file_text(const experiment *x)
         cJSON_AddItemToArray(a, t);
     }
     cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(x->errors, 1));
-    if (x->idem_key)
+    if (x->idem_key) {
+        char fp[24];
+        snprintf(fp, sizeof fp, "%016llx", (unsigned long long)x->idem_fp);
         cJSON_AddStringToObject(o, "idempotency_key", x->idem_key);
+        cJSON_AddStringToObject(o, "idempotency_fp", fp);
+    }
     char *text = json_print_exact(o);
     cJSON_Delete(o);
     return text;
@@ -388,6 +393,8 @@ static void trial_submitted(void *arg, int rc, char *id, cJSON *errors)
                          x->id, a->k, id);
                 jobs_cancel(a->e->jobs, t->job, NULL, NULL);
             }
+        } else if (rc == API_QUEUE_FULL) {
+            ;   /* no room after all: it waits in the experiment (drive) */
         } else if (rc != API_UNAVAILABLE) {
             log_error("experiment %s: trial %zu could not be submitted (%d); retried later", x->id, a->k, rc);
         }
@@ -423,7 +430,7 @@ static void submit_trial(experiment *x, size_t k)
     }
     jobs_submit_extra ex = {.prepare = prep_trial, .undo = undo_trial, .free_arg = free_prep, .arg = p,
                             .parent = x->fork_job, .forked_at = x->fork_job ? x->fork_step : -1,
-                            .experiment = x->id, .params = t->params};
+                            .experiment = x->id, .params = t->params, .admitted = true};
     trial_answer *a = trial_answer_new(x, k);
     char key[TRIAL_KEY_MAX];
     trial_key(x, k, key);
@@ -456,12 +463,17 @@ static void drive(experiment *x)
         persist(x);
         return;
     }
+    /* Each trial is admitted as any new job is (max_queued_jobs): without
+     * room it waits here, pending, and is submitted by a later drive as
+     * jobs end (exps_poke) — never refused for it. */
     for (size_t k = 0; k < x->n_trials; k++) {
         if (x->max_concurrent > 0 && active >= (size_t)x->max_concurrent)
             break;
         trial *t = &x->trials[k];
         if (t->job[0] || t->submitting || !t->yaml)
             continue;
+        if (!jobs_admit(x->e->jobs))
+            break;
         submit_trial(x, k);
         active++;
     }
@@ -518,7 +530,10 @@ static void act(experiment *x, size_t k, const asha_decision *d, const asha_deci
         jobs_info info;
         if (jobs_lookup(jobs, pj, &info) == 0 && info.state == JOB_STOPPED) {
             log_info("experiment %s: trial %d (job %s) promoted: %s", x->id, prom->trial, pj, prom->reason);
-            jobs_release(jobs, pj);
+            /* no room in the queue (max_queued_jobs): asha_drive queues it once there is */
+            if (jobs_release(jobs, pj) == -EAGAIN)
+                log_info("experiment %s: trial %d (job %s) waits for room in the queue to resume", x->id,
+                         prom->trial, pj);
         }
     }
     const char *job = x->trials[k].job;
@@ -730,10 +745,9 @@ static void asha_drive(experiment *x)
     for (size_t k = 0; k < x->n_trials; k++) {
         jobs_info info;
         if (x->trials[k].job[0] && jobs_lookup(x->e->jobs, x->trials[k].job, &info) == 0 &&
-            info.state == JOB_STOPPED && exp_asha_promoted_last(x->asha, k)) {
+            info.state == JOB_STOPPED && exp_asha_promoted_last(x->asha, k) &&
+            jobs_release(x->e->jobs, x->trials[k].job) == 0)
             log_info("experiment %s: trial %zu (job %s) was promoted; queued to resume", x->id, k, x->trials[k].job);
-            jobs_release(x->e->jobs, x->trials[k].job);
-        }
     }
     next_report(x);
 }
@@ -772,6 +786,7 @@ typedef struct submit_req {
     char *jobs_dir;
     char *laws_dir;
     char *idem_key;                  /* or NULL */
+    uint64_t idem_fp;
     bool slurm;                      /* the daemon's executor is slurm */
     /* results */
     int status;
@@ -875,6 +890,7 @@ static void submit_work(uv_work_t *w)
     experiment *x = xcalloc(1, sizeof *x);
     x->submitted_at = now_unix();
     x->idem_key = r->idem_key ? xstrdup(r->idem_key) : NULL;
+    x->idem_fp = r->idem_fp;
     x->errors = ok ? cJSON_CreateArray() : errors;
     if (ok) {
         cJSON_Delete(errors);
@@ -957,7 +973,8 @@ static void submit_done(uv_work_t *w, int status)
     (void)status;
 }
 
-void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_key, forks_done done, void *arg)
+void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_key, uint64_t fp, forks_done done,
+                 void *arg)
 {
     if (idem_key) {
         /* a retry: the same answer as the first time, even after a restart */
@@ -965,6 +982,14 @@ void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_ke
             const experiment *x = e->v[i];
             if (!x->idem_key || strcmp(x->idem_key, idem_key))
                 continue;
+            if (fp && x->idem_fp && fp != x->idem_fp) {
+                const char *colon = strchr(idem_key, ':');
+                char *msg = xasprintf("Idempotency-Key '%s' was used before for another request (experiment %s); "
+                                      "a new request needs a new key", colon ? colon + 1 : idem_key, x->id);
+                cJSON *doc = json_error_doc(msg);
+                free(msg);
+                return done(arg, 422, doc);
+            }
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "id", x->id);
             if (x->state == EXP_REJECTED) {
@@ -994,6 +1019,7 @@ void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_ke
     r->n_data_dirs = e->n_data_dirs;
     r->max_model_bytes = e->max_model_bytes;
     r->idem_key = idem_key ? xstrdup(idem_key) : NULL;
+    r->idem_fp = idem_key ? fp : 0;
     r->slurm = jobs_is_slurm(e->jobs);
     if (uv_queue_work(jobs_loop(e->jobs), &r->work, submit_work, submit_done) < 0) {
         free(r->idem_key);
@@ -1242,8 +1268,14 @@ static experiment *load_one(exp_table *e, const char *id)
         }
     }
     const cJSON *key = cJSON_GetObjectItemCaseSensitive(o, "idempotency_key");
-    if (cJSON_IsString(key) && api_idem_key_valid(key->valuestring))
-        x->idem_key = xstrdup(key->valuestring);
+    const cJSON *fp = cJSON_GetObjectItemCaseSensitive(o, "idempotency_fp");
+    if (cJSON_IsString(key) && strlen(key->valuestring) <= SPOOL_IDEM_KEY_MAX + 16) {
+        const char *k = key->valuestring;
+        /* written before keys were scoped: a POST's key gets its scope */
+        bool scoped = !strncmp(k, "post:", 5) || !strncmp(k, "incoming:", 9);
+        x->idem_key = scoped ? xstrdup(k) : api_idem_key_valid(k) ? jobs_idem_scoped("post", k) : NULL;
+        x->idem_fp = cJSON_IsString(fp) ? strtoull(fp->valuestring, NULL, 16) : 0;
+    }
     if (!x->name) {
         const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, "name");
         x->name = xstrdup(cJSON_IsString(n) ? n->valuestring : id);
@@ -1279,7 +1311,7 @@ static void cancel_trials_again(experiment *x)
         char key[TRIAL_KEY_MAX];
         trial_key(x, k, key);
         t->submitting = true;
-        if (!jobs_submit_replay(x->e->jobs, key, trial_submitted, a)) {
+        if (!jobs_submit_replay(x->e->jobs, key, 0, trial_submitted, a)) {
             t->submitting = false;
             free(a);
         }

@@ -145,7 +145,8 @@ typedef struct fork_req {
     char **sets;
     size_t n_sets;
     char *name;
-    char *idem_key;
+    char *idem_key;          /* scoped: "fork:KEY" */
+    uint64_t idem_fp;        /* the request: the parent and the body */
     /* results */
     int status;              /* 0: go on and submit */
     cJSON *doc;
@@ -246,6 +247,15 @@ static void submitted(void *arg, int rc, char *id, cJSON *errors)
     } else if (rc == API_IN_PROGRESS) {
         status = 409;
         doc = json_error_doc("a request with this Idempotency-Key is still being saved; retry");
+    } else if (rc == API_KEY_REUSED) {
+        status = 422;
+        doc = json_error_doc(cJSON_IsString(errors) ? errors->valuestring :
+                             "this Idempotency-Key was used before for another request");
+    } else if (rc == API_QUEUE_FULL) {
+        /* as POST /jobs answers it (traind(8), LIMITS): 429 and Retry-After */
+        status = 429;
+        doc = json_error_doc("the queue is full (max_queued_jobs); try again later");
+        cJSON_AddNumberToObject(doc, "retry_after_s", 5);
     } else if (rc == -ENOENT) {
         status = 409;
         doc = json_error_doc("the parent's checkpoint disappeared while the fork was saved; retry");
@@ -305,7 +315,7 @@ static void fork_done(uv_work_t *w, int status)
     p->at_step = r->at_step;
     p->from_latest = r->from_latest;
     jobs_submit_extra x = {.prepare = prep_fork, .undo = undo_fork, .free_arg = free_prep, .arg = p,
-                           .parent = r->parent, .forked_at = r->at_step};
+                           .parent = r->parent, .forked_at = r->at_step, .fingerprint = r->idem_fp};
     fork_answer *a = xcalloc(1, sizeof *a);
     a->done = r->done;
     a->arg = r->arg;
@@ -323,19 +333,29 @@ void forks_fork(job_table *t, const char *parent_id, const char *body, size_t le
     jobs_info info;
     if (jobs_lookup(t, parent_id, &info) < 0)
         return done(arg, 404, json_error_doc("no such job"));
-    if (idem_key) {
+    /* the key is this endpoint's (never one of POST /jobs nor a trial's),
+     * and the request it names is the parent and the body */
+    char *key = jobs_idem_scoped("fork", idem_key);
+    uint64_t fp = jobs_idem_fp(parent_id, strlen(parent_id) + 1, body, len);
+    if (key) {
         fork_answer *a = xcalloc(1, sizeof *a);
         a->done = done;
         a->arg = arg;
         snprintf(a->parent, sizeof a->parent, "%s", parent_id);
-        if (jobs_submit_replay(t, idem_key, submitted, a))
+        if (jobs_submit_replay(t, key, fp, submitted, a)) {
+            free(key);
             return;
+        }
         free(a);
     }
-    if (jobs_shutting_down(t))
+    if (jobs_shutting_down(t)) {
+        free(key);
         return done(arg, 503, json_error_doc(API_SHUTTING_DOWN));
+    }
     char err[256];
     fork_req *r = xcalloc(1, sizeof *r);
+    r->idem_key = key;
+    r->idem_fp = fp;
     if (forks_parse_body(body, len, &r->at_step, &r->sets, &r->n_sets, &r->name, err, sizeof err) < 0) {
         fork_req_free(r);
         return done(arg, 400, json_error_doc(err));
@@ -348,7 +368,6 @@ void forks_fork(job_table *t, const char *parent_id, const char *body, size_t le
     snprintf(r->parent_name, sizeof r->parent_name, "%s", info.name);
     r->parent_dir = xasprintf("%s/%s", jobs_jobs_dir(t), parent_id);
     r->latest_step = job_state_ended(info.state) ? info.checkpoint_step : -1;
-    r->idem_key = idem_key ? xstrdup(idem_key) : NULL;
     int rc = uv_queue_work(jobs_loop(t), &r->work, fork_work, fork_done);
     if (rc < 0) {
         fork_req_free(r);

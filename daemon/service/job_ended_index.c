@@ -101,7 +101,7 @@ static void seal(jei_rec *r)
 jei_rec *jei_encode(const jei_entry *e)
 {
     if (!e->id || !e->name || strlen(e->id) > SPOOL_ID_MAX || over(e->name, JEI_NAME_MAX) ||
-        over(e->idem_key, 255) || over(e->parent, SPOOL_ID_MAX) || over(e->experiment, SPOOL_ID_MAX) ||
+        over(e->idem_key, 512) /* the stored text of a scoped key (jobs_submit.c) */ || over(e->parent, SPOOL_ID_MAX) || over(e->experiment, SPOOL_ID_MAX) ||
         over(e->sched_id, 64) || over(e->params_json, JEI_JSON_MAX) || over(e->errors_json, JEI_JSON_MAX))
         return NULL;
     buf b = {0};

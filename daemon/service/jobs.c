@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -171,10 +172,82 @@ static bool job_quiet(const job *j)
 /* An ended job that nothing waits on keeps only its summary in memory:
  * its config and metrics history are on disk (status.json, metrics.jsonl)
  * and read from there when asked for. */
+/* An ended job's errors stay in memory only as a summary when they are
+ * long (a rejected config lists up to 100 problems: some 70 KB of JSON per
+ * job, against the README's "well under 1 KiB"): the first problem, cut
+ * short, and an entry saying how many more there are.  Every one is still
+ * in its status.json, which job_to_json reads them from (as it reads a
+ * compacted config).  A summary read back from a jobs.index record is
+ * known by that last entry. */
+#define JOB_ERRORS_IN_MEMORY 512
+#define JOB_ERROR_TEXT_MAX 200
+
+static void add_cut(cJSON *o, const char *k, const cJSON *from)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(from, k);
+    if (cJSON_IsNumber(v)) {
+        cJSON_AddNumberToObject(o, k, v->valuedouble);
+    } else if (cJSON_IsString(v)) {
+        size_t n = strlen(v->valuestring);
+        if (n > JOB_ERROR_TEXT_MAX) {
+            n = JOB_ERROR_TEXT_MAX;
+            while (n > 0 && ((unsigned char)v->valuestring[n] & 0xC0) == 0x80)
+                n--;   /* not inside a UTF-8 sequence */
+        }
+        char *t = xasprintf("%.*s%s", (int)n, v->valuestring, v->valuestring[n] ? "..." : "");
+        cJSON_AddStringToObject(o, k, t);
+        free(t);
+    }
+}
+
+cJSON *job_errors_summary(const job *j)
+{
+    if (j->errors_on_disk || !cJSON_IsArray(j->errors))
+        return NULL;
+    int n = cJSON_GetArraySize(j->errors);
+    char *text = n > 1 ? cJSON_PrintUnformatted(j->errors) : NULL;
+    size_t len = text ? strlen(text) : 0;
+    free(text);
+    if (len <= JOB_ERRORS_IN_MEMORY)
+        return NULL;
+    cJSON *sum = cJSON_CreateArray();
+    cJSON *first = cJSON_CreateObject();
+    static const char *const keys[] = {"path", "line", "column", "message"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        add_cut(first, keys[i], cJSON_GetArrayItem(j->errors, 0));
+    cJSON_AddItemToArray(sum, first);
+    cJSON *more = cJSON_CreateObject();
+    char *msg = xasprintf("and %d more problem%s (GET /jobs/%s lists every one)", n - 1, n == 2 ? "" : "s", j->id);
+    cJSON_AddStringToObject(more, "message", msg);
+    free(msg);
+    cJSON_AddTrueToObject(more, JOB_ERRORS_MORE);
+    cJSON_AddItemToArray(sum, more);
+    return sum;
+}
+
+void job_compact_errors(job *j)
+{
+    if (j->errors_on_disk || !job_state_ended(j->state) || !cJSON_IsArray(j->errors))
+        return;
+    int n = cJSON_GetArraySize(j->errors);
+    const cJSON *last = n ? cJSON_GetArrayItem(j->errors, n - 1) : NULL;
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(last, JOB_ERRORS_MORE))) {
+        j->errors_on_disk = true;   /* a summary already (a jobs.index record's) */
+        return;
+    }
+    cJSON *sum = job_errors_summary(j);
+    if (!sum)
+        return;
+    cJSON_Delete(j->errors);
+    j->errors = sum;
+    j->errors_on_disk = true;
+}
+
 void job_compact(job *j)
 {
     if (!job_state_ended(j->state) || !job_quiet(j))
         return;
+    job_compact_errors(j);
     if (j->config) {
         cJSON_Delete(j->config);
         j->config = NULL;
@@ -754,7 +827,17 @@ void jobs_on_tick(uv_timer_t *h)
         if (job_quiet(j)) {
             live_del(j);
             job_compact(j);
+            t->compacted_since_trim++;
         }
+    }
+    /* Jobs that end in a burst (a thousand rejected files taken at once)
+     * free their texts and errors together, in the middle of the heap,
+     * where glibc keeps them mapped: hand whole free pages back, at most
+     * once a tick, so that the daemon's RSS is what it holds (traind(8):
+     * an ended job keeps its summary only). */
+    if (t->compacted_since_trim >= JOBS_TRIM_AFTER) {
+        t->compacted_since_trim = 0;
+        malloc_trim(0);
     }
 }
 
@@ -841,6 +924,17 @@ int jobs_lookup(job_table *t, const char *id, jobs_info *out)
 long jobs_submitting(const job_table *t)
 {
     return t->submitting;
+}
+
+void jobs_set_admission(job_table *t, bool (*room)(void *ctx), void *ctx)
+{
+    t->room = room;
+    t->room_ctx = ctx;
+}
+
+bool jobs_admit(job_table *t)
+{
+    return !t->room || t->room(t->room_ctx);
 }
 
 void jobs_free(job_table *t)

@@ -32,6 +32,9 @@ int jobs_release(job_table *t, const char *id)
     if (j->state == JOB_QUEUED && j->held) {
         j->held = false;
     } else if (j->state == JOB_STOPPED) {
+        /* queued again: a job more waiting, admitted as a new one is */
+        if (!jobs_admit(t))
+            return -EAGAIN;
         /* a compacted ended job: its config and history come back first */
         if (j->config_on_disk && !j->config) {
             j->config = config_from_disk(j);

@@ -26,6 +26,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cjson/cJSON.h>
 #include <uv.h>
@@ -43,6 +44,7 @@
 #define STATUS_MAX_BYTES (16u << 20)
 #define HIST_TAIL_BYTES (8u << 20)   /* of a long metrics.jsonl, read whole at start-up */
 #define HIST_SAMPLES 2000            /* lines sampled from the rest */
+#define JOBS_TRIM_AFTER 64           /* jobs compacted before the tick trims the heap */
 
 /* ------------------------------------------------------------- the table */
 
@@ -66,7 +68,8 @@ typedef struct job {
     int crashes;                     /* times the process died (counted against max_restarts) */
     cJSON *errors;                   /* array of {path,line,column,message} / {message} */
     cJSON *config;                   /* cfg_to_json, or NULL (rejected) */
-    char *idem_key;                  /* the Idempotency-Key it was POSTed with, or NULL */
+    char *idem_key;                  /* its Idempotency-Key, scoped ("jobs:KEY", jobs_submit.c), or NULL */
+    uint64_t idem_fp;                /* the fingerprint of the request that made it; 0 = not known */
     char *parent;                    /* a fork: the job it branched from (fork.json), or NULL */
     long forked_at;                  /* a fork: the step it branched at, else -1 */
     char *experiment;                /* a trial: its experiment (trial.json), or NULL */
@@ -114,6 +117,7 @@ typedef struct job {
     struct job *live_prev, *live_next;
     bool config_on_disk;             /* ended and compacted: config is read from status.json when asked */
     bool hist_on_disk;               /* ended and compacted: history is read from metrics.jsonl when asked */
+    bool errors_on_disk;             /* ended, errors long: errors holds a summary, status.json all (job_compact_errors) */
 } job;
 
 struct job_table {
@@ -144,6 +148,9 @@ struct job_table {
     long submitting;                 /* POSTs being saved and validated */
     char **keys_inflight;            /* their Idempotency-Keys (a retry meanwhile gets 409) */
     size_t n_keys_inflight;
+    unsigned long compacted_since_trim;   /* ended jobs compacted since the last malloc_trim (jobs_on_tick) */
+    bool (*room)(void *);            /* jobs_set_admission: may one more job wait? NULL = yes */
+    void *room_ctx;
 
     uv_timer_t tick;
     bool started, tick_open;
@@ -163,6 +170,11 @@ job *job_alloc(job_table *t, const char *id);
 void job_free(job *j);
 void job_live_add(job *j);
 void job_compact(job *j);
+/* The last entry of an errors summary ({"message", JOB_ERRORS_MORE: true}). */
+#define JOB_ERRORS_MORE "more_in_status_json"
+void job_compact_errors(job *j);
+/* That summary of j's errors (new), or NULL when they are short or one already. */
+cJSON *job_errors_summary(const job *j);
 void job_set_state(job *j, job_state s);
 void jobs_append(job_table *t, job *j);
 job *job_find(const job_table *t, const char *id);
@@ -199,6 +211,8 @@ void job_persist(job *j);
 void job_persist_then(job *j, void (*cb)(void *arg, int rc), void *arg);
 cJSON *config_from_disk(const job *j);
 cJSON *config_from_dir(const char *dir, const char *id);
+/* status.json's errors array (thread-safe), or NULL. */
+cJSON *errors_from_dir(const char *dir);
 cJSON *config_keys_from_dir(const char *dir);
 
 /* jobs_submit.c */
@@ -207,6 +221,14 @@ cJSON *config_keys_from_dir(const char *dir);
  * with errs. */
 void job_take_config(job *j, const run_config *cfg, const diag_list_t *errs);
 void jobs_key_done(job_table *t, const char *key);
+/* A job's Idempotency-Key as stored (idempotency.key, a jobs.index record):
+ * "SCOPED\nFINGERPRINT\n" (malloc'd); job_idem_load reads one back into
+ * j->idem_key and j->idem_fp (after j->parent and j->experiment are known:
+ * a key stored before keys were scoped gets its scope from them); false
+ * when the text is not a key. */
+#define JOB_IDEM_TEXT_MAX (SPOOL_IDEM_KEY_MAX + 96)
+char *job_idem_text(const char *key, uint64_t fp);
+bool job_idem_load(job *j, const char *text);
 
 /* jobs_stop.c */
 void jobs_check_shutdown_done(job_table *t);

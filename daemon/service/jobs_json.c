@@ -154,7 +154,13 @@ cJSON *job_to_json(const job *j, int queue_pos)
         cJSON_AddNullToObject(o, "experiment");
     cJSON_AddItemToObject(o, "params", j->params ? cJSON_Duplicate(j->params, 1) : cJSON_CreateNull());
     add_early_stop_json(o, j);
-    cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(j->errors, 1));
+    if (j->errors_on_disk && g_defer_config) {
+        cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(j->errors, 1));   /* the summary, until filled */
+        cJSON_AddStringToObject(o, JOBS_DEFERRED_ERRORS, j->dir);
+    } else {
+        cJSON *all = j->errors_on_disk ? errors_from_dir(j->dir) : NULL;
+        cJSON_AddItemToObject(o, "errors", all ? all : cJSON_Duplicate(j->errors, 1));
+    }
     if (!j->config && j->config_on_disk && g_defer_config) {
         cJSON_AddNullToObject(o, "config");
         cJSON_AddStringToObject(o, JOBS_DEFERRED_CONFIG, j->dir);
@@ -173,6 +179,13 @@ static void fill_one(cJSON *o)
         cJSON *keys = config_keys_from_dir(kd->valuestring);
         cJSON_DeleteItemFromObjectCaseSensitive(o, JOBS_DEFERRED_KEYS);
         cJSON_AddItemToObject(o, "config_keys", keys ? keys : cJSON_CreateNull());
+    }
+    cJSON *ed = cJSON_GetObjectItemCaseSensitive(o, JOBS_DEFERRED_ERRORS);
+    if (cJSON_IsString(ed)) {
+        cJSON *all = errors_from_dir(ed->valuestring);
+        cJSON_DeleteItemFromObjectCaseSensitive(o, JOBS_DEFERRED_ERRORS);
+        if (all)
+            cJSON_ReplaceItemInObjectCaseSensitive(o, "errors", all);
     }
     cJSON *d = cJSON_GetObjectItemCaseSensitive(o, JOBS_DEFERRED_CONFIG);
     if (!cJSON_IsString(d))
@@ -393,6 +406,12 @@ cJSON *jobs_event_json(job_table *t, const char *id)
     g_defer_config = was;
     cJSON_DeleteItemFromObjectCaseSensitive(o, "config");
     cJSON_DeleteItemFromObjectCaseSensitive(o, JOBS_DEFERRED_CONFIG);
+    cJSON_DeleteItemFromObjectCaseSensitive(o, JOBS_DEFERRED_ERRORS);   /* the summary goes out */
+    /* long errors go out as their summary too: GET /events keeps the last
+     * 65,536 events, and 70 KB of errors each filled it with them */
+    cJSON *sum = job_errors_summary(j);
+    if (sum)
+        cJSON_ReplaceItemInObjectCaseSensitive(o, "errors", sum);
     return o;
 }
 

@@ -222,6 +222,23 @@ cJSON *config_from_disk(const job *j)
     return config_from_dir(j->dir, j->id);
 }
 
+cJSON *errors_from_dir(const char *dir)
+{
+    char *path = xasprintf("%s/status.json", dir);
+    char *buf;
+    size_t len;
+    cJSON *errors = NULL;
+    if (read_file_flags(path, STATUS_MAX_BYTES, O_NOFOLLOW, &buf, &len) == 0) {
+        cJSON *o = cJSON_ParseWithLength(buf, len);
+        if (cJSON_IsArray(jobs_json_item(o, "errors")))
+            errors = cJSON_DetachItemFromObjectCaseSensitive(o, "errors");
+        cJSON_Delete(o);
+        free(buf);
+    }
+    free(path);
+    return errors;
+}
+
 /* Thread-safe: touches only the files (jobs_fill_deferred runs on the pool). */
 cJSON *config_from_dir(const char *dir, const char *id)
 {
@@ -362,11 +379,10 @@ static void load_idem_key(job *j)
     char *p = xasprintf("%s/" JOBS_IDEM_KEY_FILE, j->dir);
     char *buf;
     size_t len;
-    if (read_file_flags(p, SPOOL_IDEM_KEY_MAX, O_NOFOLLOW, &buf, &len) == 0) {
-        if (spool_idem_key_valid(buf))
-            j->idem_key = buf;
-        else
-            free(buf);
+    if (read_file_flags(p, JOB_IDEM_TEXT_MAX, O_NOFOLLOW, &buf, &len) == 0) {
+        if (strlen(buf) != len || !job_idem_load(j, buf))
+            log_warn("job %s: %s is not a key; ignored", j->id, JOBS_IDEM_KEY_FILE);
+        free(buf);
     }
     free(p);
 }
@@ -574,8 +590,9 @@ static jei_rec *ended_record(const job *j)
     cJSON *pc = j->params ? cJSON_Duplicate(j->params, 1) : NULL;
     char *params = pc ? json_print_exact(pc) : NULL, *errors = cJSON_PrintUnformatted(j->errors);
     cJSON_Delete(pc);
+    char *key = j->idem_key ? job_idem_text(j->idem_key, j->idem_fp) : NULL;
     jei_entry e = {
-        .id = j->id, .name = j->name ? j->name : j->id, .idem_key = j->idem_key, .parent = j->parent,
+        .id = j->id, .name = j->name ? j->name : j->id, .idem_key = key, .parent = j->parent,
         .experiment = j->experiment, .sched_id = j->sched_id[0] ? j->sched_id : NULL, .params_json = params,
         .errors_json = errors, .state = (int)j->state, .has_eval = j->has_eval,
         .has_config = j->config || j->config_on_disk, .restarts = j->restarts, .crashes = j->crashes,
@@ -586,6 +603,7 @@ static jei_rec *ended_record(const job *j)
         .finished_at = j->finished_at,
     };
     jei_rec *r = (params || !j->params) && errors ? jei_encode(&e) : NULL;
+    free(key);
     free(params);
     free(errors);
     return r;
@@ -598,7 +616,7 @@ static bool job_from_index(job *j, int dfd, const jei_entry *e)
 {
     if (e->state < 0 || e->state >= JOB_NSTATES || !job_state_ended((job_state)e->state) ||
         e->state == JOB_STOPPED ||
-        strcmp(e->id, j->id) != 0 || (e->idem_key && !spool_idem_key_valid(e->idem_key)) ||
+        strcmp(e->id, j->id) != 0 ||
         (e->sched_id && strlen(e->sched_id) > EXEC_SCHED_ID_MAX) || e->seq > (1ULL << 53))
         return false;
     char rel[NAME_MAX + 16];
@@ -638,13 +656,15 @@ static bool job_from_index(job *j, int dfd, const jei_entry *e)
     j->finished_at = e->finished_at;
     cJSON_Delete(j->errors);
     j->errors = errors;
+    job_compact_errors(j);   /* now: the heap never holds every rejected job's errors */
     j->params = params;
-    j->idem_key = e->idem_key ? xstrdup(e->idem_key) : NULL;
     if (e->parent) {
         j->parent = xstrdup(e->parent);
         j->forked_at = (long)e->forked_at;
     }
     j->experiment = e->experiment ? xstrdup(e->experiment) : NULL;
+    if (e->idem_key && !job_idem_load(j, e->idem_key))
+        log_warn("job %s: its jobs.index record holds no valid key; the key is ignored", j->id);
     if (e->sched_id)
         snprintf(j->sched_id, sizeof j->sched_id, "%s", e->sched_id);
     j->config_on_disk = e->has_config;
@@ -761,10 +781,10 @@ int jobs_load(job_table *t)
             j->config = config_from_disk(j);   /* an old or partial status.json: from config.yaml */
         if (!why && !job_state_ended(j->state) && !j->facts_known)
             retake_config(j);
-        if (ds.has_key || !ds.opened)
-            load_idem_key(j);
         load_fork_info(j);
         load_trial_info(j);
+        if (ds.has_key || !ds.opened)
+            load_idem_key(j);   /* after those two: an old key's scope follows from them */
         if (!job_state_ended(j->state))
             check_job_files(j);
         if (j->cancel_requested) {

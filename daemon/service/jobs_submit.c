@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -97,7 +98,8 @@ typedef struct submit_req {
     char *yaml;
     size_t len;
     char *default_name;
-    char *idem_key;                 /* or NULL */
+    char *idem_key;                 /* scoped (jobs_idem_scoped), or NULL */
+    uint64_t idem_fp;               /* its request's fingerprint, 0 = none */
     char *jobs_dir;
     char **data_dirs;               /* a copy: a SIGHUP may replace the table's */
     size_t n_data_dirs;
@@ -169,7 +171,9 @@ static void submit_work(uv_work_t *w)
     /* The key goes first: once config.yaml is on disk (the job exists,
      * answered or not) a retry with the same key finds it. */
     char *kpath = xasprintf("%s/" JOBS_IDEM_KEY_FILE, dir);
-    r->rc = r->idem_key ? write_file_atomic(kpath, r->idem_key, strlen(r->idem_key), 0644) : 0;
+    char *ktext = r->idem_key ? job_idem_text(r->idem_key, r->idem_fp) : NULL;
+    r->rc = ktext ? write_file_atomic(kpath, ktext, strlen(ktext), 0644) : 0;
+    free(ktext);
     bool prepared = false;
     if (r->rc == 0 && r->x.prepare) {
         r->rc = r->x.prepare(dir, r->x.arg);
@@ -219,6 +223,7 @@ static void submit_done(uv_work_t *w, int status)
         r->it->submitted_at = now_unix();
         job *j = admit(t, r->it);
         j->idem_key = r->idem_key;
+        j->idem_fp = r->idem_fp;
         r->idem_key = NULL;
         if (r->x.parent) {
             j->parent = (char *)r->x.parent;
@@ -260,7 +265,69 @@ static void submit_done(uv_work_t *w, int status)
     jobs_check_shutdown_done(t);
 }
 
-/* ---- Idempotency-Key ---- */
+/* ---- Idempotency-Key ----
+ *
+ * A key is scoped to what made it: the table (idempotency.key, jobs.index,
+ * t->by_key) holds "jobs:KEY" for POST /jobs, "fork:KEY" for POST
+ * /jobs/{id}/fork and "experiment:ID:K" for a trial, which the daemon makes
+ * itself and no header can name: every key from outside gets a scope, so it
+ * never meets another endpoint's key nor an internal one.  With it goes a
+ * fingerprint of the request; a key used again for another request is
+ * refused, never answered with the first job (traind(8), Idempotency-Key). */
+
+#define IDEM_TEXT_MAX (JOB_IDEM_TEXT_MAX - 18)    /* the scoped key; then "\n" and 16 hex digits, "\n" */
+
+char *jobs_idem_scoped(const char *scope, const char *key)
+{
+    return key ? xasprintf("%s:%s", scope, key) : NULL;
+}
+
+uint64_t jobs_idem_fp(const void *a, size_t alen, const void *b, size_t blen)
+{
+    uint64_t h = fnv64_update(FNV64_INIT, &alen, sizeof alen);   /* (a, b) and (ab, "") differ */
+    h = fnv64_update(fnv64_update(h, a, alen), b, blen);
+    return h ? h : 1;   /* 0 is "none" */
+}
+
+char *job_idem_text(const char *key, uint64_t fp)
+{
+    return xasprintf("%s\n%016llx\n", key, (unsigned long long)fp);
+}
+
+bool job_idem_load(job *j, const char *text)
+{
+    const char *nl = strchr(text, '\n');
+    size_t n = nl ? (size_t)(nl - text) : strlen(text);
+    char *key = xstrndup(text, n);
+    uint64_t fp = 0;
+    bool ok = n > 0 && n <= IDEM_TEXT_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = key[i] > 0x20 && key[i] < 0x7f;   /* visible ASCII, as spool_idem_key_valid */
+    if (ok && nl) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(nl + 1, &end, 16);
+        ok = !errno && end == nl + 17 && (!*end || (*end == '\n' && !end[1]));
+        fp = v;
+    } else if (ok) {
+        /* written before keys were scoped: a trial's own key stays, any
+         * other came with a POST (of a fork, when j is one) */
+        bool trial = j->experiment && !strncmp(key, "experiment:", 11);
+        if (!trial) {
+            char *scoped = jobs_idem_scoped(j->parent && !j->experiment ? "fork" : "jobs", key);
+            free(key);
+            key = scoped;
+        }
+    }
+    if (!ok) {
+        free(key);
+        return false;
+    }
+    free(j->idem_key);
+    j->idem_key = key;
+    j->idem_fp = fp;
+    return true;
+}
 
 static job *find_by_key(const job_table *t, const char *key)
 {
@@ -285,7 +352,7 @@ void jobs_key_done(job_table *t, const char *key)
         }
 }
 
-bool jobs_submit_replay(job_table *t, const char *key, jobs_submit_cb done, void *arg)
+bool jobs_submit_replay(job_table *t, const char *key, uint64_t fp, jobs_submit_cb done, void *arg)
 {
     if (key_inflight(t, key)) {
         done(arg, -EINPROGRESS, NULL, NULL);
@@ -294,6 +361,15 @@ bool jobs_submit_replay(job_table *t, const char *key, jobs_submit_cb done, void
     const job *j = find_by_key(t, key);
     if (!j)
         return false;
+    if (fp && j->idem_fp && fp != j->idem_fp) {
+        const char *colon = strchr(key, ':');
+        char *msg = xasprintf("Idempotency-Key '%s' was used before for another request (job %s); a new request "
+                              "needs a new key", colon ? colon + 1 : key, j->id);
+        log_warn("job %s: its Idempotency-Key was sent again with another request: refused", j->id);
+        done(arg, -EEXIST, NULL, cJSON_CreateString(msg));
+        free(msg);
+        return true;
+    }
     log_info("job %s: POST /jobs again with its Idempotency-Key: answered with the same job", j->id);
     if (j->state == JOB_REJECTED)
         done(arg, -EINVAL, xstrdup(j->id), cJSON_Duplicate(j->errors, 1));
@@ -305,15 +381,24 @@ bool jobs_submit_replay(job_table *t, const char *key, jobs_submit_cb done, void
 void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, const char *idem_key,
                  jobs_submit_cb done, void *arg)
 {
-    jobs_submit_ex(t, yaml, len, default_name, idem_key, NULL, done, arg);
+    /* POST /jobs: the request is the config and its ?name= */
+    const char *nm = default_name ? default_name : "";
+    jobs_submit_extra x = {.forked_at = -1, .fingerprint = jobs_idem_fp(nm, strlen(nm) + 1, yaml, len)};
+    char *key = jobs_idem_scoped("jobs", idem_key);
+    jobs_submit_ex(t, yaml, len, default_name, key, &x, done, arg);
+    free(key);
 }
 
 void jobs_submit_ex(job_table *t, const char *yaml, size_t len, const char *default_name, const char *idem_key,
                     const jobs_submit_extra *x, jobs_submit_cb done, void *arg)
 {
-    bool answered = idem_key && jobs_submit_replay(t, idem_key, done, arg);
+    bool answered = idem_key && jobs_submit_replay(t, idem_key, x ? x->fingerprint : 0, done, arg);
     if (!answered && t->shutting_down) {
         done(arg, -ESHUTDOWN, NULL, NULL);
+        answered = true;
+    }
+    if (!answered && !(x && x->admitted) && !jobs_admit(t)) {
+        done(arg, -EAGAIN, NULL, NULL);   /* the queue is full (max_queued_jobs) */
         answered = true;
     }
     if (answered) {
@@ -334,6 +419,7 @@ void jobs_submit_ex(job_table *t, const char *yaml, size_t len, const char *defa
     r->len = len;
     r->default_name = default_name ? xstrdup(default_name) : NULL;
     r->idem_key = idem_key ? xstrdup(idem_key) : NULL;
+    r->idem_fp = idem_key && x ? x->fingerprint : 0;
     r->jobs_dir = xstrdup(t->jobs_dir);
     r->data_dirs = strv_dup(t->data_dirs, t->n_data_dirs);
     r->n_data_dirs = t->n_data_dirs;

@@ -287,13 +287,18 @@ static void be_submit(void *ctx, const char *yaml, size_t len, const char *defau
     daemon_state *d = ctx;
     if (d->stopping)
         return done(arg, API_UNAVAILABLE, NULL, NULL);
-    /* a retry of a submit already made answers as the first time, full queue or not */
-    if (idem_key && jobs_submit_replay(d->jobs, idem_key, done, arg))
-        return;
-    /* a scan of incoming/ in flight shares the room left with us */
-    if (queued_jobs(d) >= d->cfg.max_queued_jobs || !spool_reserve(d->sp))
-        return done(arg, API_QUEUE_FULL, NULL, NULL);
+    /* a retry of a submit already made answers as the first time, full
+     * queue or not; a new one is admitted by jobs_submit (admit_room) */
     jobs_submit(d->jobs, yaml, len, default_name, idem_key, done, arg);
+}
+
+/* The admission of every new queued job (jobs_set_admission): below
+ * max_queued_jobs, and a scan of incoming/ in flight shares the room left
+ * with us. */
+static bool admit_room(void *ctx)
+{
+    daemon_state *d = ctx;
+    return queued_jobs(d) < d->cfg.max_queued_jobs && spool_reserve(d->sp);
 }
 
 /* How many files the next scan of incoming/ may take. */
@@ -304,18 +309,14 @@ static long spool_room(void *ctx)
     return room > 0 ? room : 0;
 }
 
-/* POST /jobs/{id}/fork: admitted as a submit is (the queue's room). */
+/* POST /jobs/{id}/fork: admitted as a submit is (jobs_submit_ex asks
+ * admit_room), with an Idempotency-Key or without. */
 static void be_fork(void *ctx, const char *id, const char *body, size_t len, const char *idem_key,
                     void (*done)(void *arg, int status, cJSON *doc), void *arg)
 {
     daemon_state *d = ctx;
     if (d->stopping) {
         return done(arg, 503, json_error_doc(API_SHUTTING_DOWN));
-    }
-    if (!idem_key && (queued_jobs(d) >= d->cfg.max_queued_jobs || !spool_reserve(d->sp))) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "error", "the queue is full; try again later");
-        return done(arg, 429, o);
     }
     forks_fork(d->jobs, id, body, len, idem_key, done, arg);
 }
@@ -335,14 +336,23 @@ static cJSON *be_get_experiment(void *ctx, const char *id)
     return exps_get_json(((daemon_state *)ctx)->exps, id);
 }
 
-static void be_submit_experiment(void *ctx, const char *yaml, size_t len, const char *idem_key,
-                                 void (*done)(void *arg, int status, cJSON *doc), void *arg)
+/* An experiment, under a key already scoped (exps_submit). */
+static void submit_experiment(daemon_state *d, const char *yaml, size_t len, const char *key, uint64_t fp,
+                              void (*done)(void *arg, int status, cJSON *doc), void *arg)
 {
-    daemon_state *d = ctx;
     if (d->stopping) {
         return done(arg, 503, json_error_doc(API_SHUTTING_DOWN));
     }
-    exps_submit(d->exps, yaml, len, idem_key, done, arg);
+    exps_submit(d->exps, yaml, len, key, fp, done, arg);
+}
+
+/* POST /experiments: the header's key in this endpoint's scope, the body its request. */
+static void be_submit_experiment(void *ctx, const char *yaml, size_t len, const char *idem_key,
+                                 void (*done)(void *arg, int status, cJSON *doc), void *arg)
+{
+    char *key = jobs_idem_scoped("post", idem_key);
+    submit_experiment(ctx, yaml, len, key, jobs_idem_fp(yaml, len, "", 0), done, arg);
+    free(key);
 }
 
 /* POST /validate, POST /schedule: intake's checks with this daemon's data_dirs and limits. */
@@ -613,7 +623,7 @@ static void on_intake(void *ctx, spool_intake *it)
         x->loop = d->loop;
         x->path = xasprintf("%s/incoming/%s", d->cfg.spool, it->source);
         x->name = xstrdup(it->source);
-        be_submit_experiment(d, it->yaml, it->yaml_len, it->idem_key, on_incoming_exp_done, x);
+        submit_experiment(d, it->yaml, it->yaml_len, it->idem_key, 0, on_incoming_exp_done, x);
         spool_intake_free(it);
         return;
     }
@@ -980,6 +990,7 @@ int main(int argc, char **argv)
     events_init(d.loop, d.cfg.max_event_streams);
     events_set_job_source(be_event_job, &d);
     d.jobs = jobs_new(d.loop, &d.cfg, exe);
+    jobs_set_admission(d.jobs, admit_room, &d);
     jobs_set_on_change(d.jobs, on_jobs_changed, &d);
     rc = jobs_load(d.jobs);
     if (rc < 0) {

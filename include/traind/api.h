@@ -47,7 +47,8 @@ enum {
     API_CONFLICT = -EALREADY,    /* cancel: 409, the job has already ended */
     API_UNAVAILABLE = -ESHUTDOWN, /* 503: shutting down, intake stopped */
     API_QUEUE_FULL = -EAGAIN,     /* submit: 429, max_queued_jobs are waiting already */
-    API_IN_PROGRESS = -EINPROGRESS /* submit: 409, the same Idempotency-Key is being saved */
+    API_IN_PROGRESS = -EINPROGRESS, /* submit: 409, the same Idempotency-Key is being saved */
+    API_KEY_REUSED = -EEXIST      /* submit: 422, the Idempotency-Key was used for another request */
 };
 
 /* What every endpoint answers with its 503 once shutdown has begun

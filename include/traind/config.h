@@ -17,6 +17,8 @@ struct cJSON;
 #define CFG_MAX_MILESTONES 64
 #define CFG_MAX_POINTS 256
 #define CFG_MAX_KEEP_STEPS 64
+#define CFG_MAX_KEPT 1000          /* checkpoints a train.keep_every below the floor may keep over a run */
+#define CFG_KEEP_EVERY_FLOOR 100   /* train.keep_every from which any count is kept */
 #define CFG_MAX_FILE_BYTES (1u << 20)
 #define CFG_NAME_MAX 128    /* bytes of a name (name:, or the default from a stem) */
 

@@ -36,6 +36,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 #include "traind/forks.h"
 #include "traind/jobs.h"
@@ -53,9 +54,13 @@ void exps_poke(exp_table *e);
 
 /* POST /experiments: 201 {"id"}, 400 {"error","errors","id"?}, 503, 500
  * through done (forks_done: status and doc, exactly once).  idem_key (or
- * NULL): saved in experiment.json; a submit with a key used before answers
- * with that experiment, 409 while the first is still being saved. */
-void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_key, forks_done done, void *arg);
+ * NULL): scoped by the caller ("post:KEY" from a header, "incoming:..." for
+ * a file of incoming/), saved in experiment.json with fp (jobs_idem_fp of
+ * the body; 0 = not compared); a submit with a key used before answers
+ * with that experiment, 409 while the first is still being saved, 422 when
+ * its body is not the first one's. */
+void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_key, uint64_t fp, forks_done done,
+                 void *arg);
 
 /* GET /experiments: summaries, newest first. */
 struct cJSON *exps_list_json(exp_table *e);

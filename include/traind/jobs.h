@@ -53,6 +53,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 #include "traind/dconfig.h"
 #include "traind/spool.h"
@@ -116,10 +117,30 @@ void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default
  * already used answers with that job (0, or -EINVAL with its errors); one
  * whose first submit is still being saved gets -EINPROGRESS.  Returns false (done not called) when key is new. */
 #define JOBS_IDEM_KEY_FILE "idempotency.key"
-bool jobs_submit_replay(job_table *t, const char *key, jobs_submit_cb done, void *arg);
+bool jobs_submit_replay(job_table *t, const char *key, uint64_t fp, jobs_submit_cb done, void *arg);
+
+/* Keys are scoped to their endpoint (jobs_submit.c): "SCOPE:KEY", malloc'd
+ * (NULL for a NULL key).  POST /jobs scopes its own ("jobs"); a caller of
+ * jobs_submit_ex passes the scoped key.  jobs_idem_fp is the fingerprint
+ * of a request made of a and b (never 0): a replay whose fingerprint
+ * differs from the first request's gets -EEXIST, and as errors a JSON
+ * string naming the key. */
+char *jobs_idem_scoped(const char *scope, const char *key);
+uint64_t jobs_idem_fp(const void *a, size_t alen, const void *b, size_t blen);
 
 /* Submits still on the thread pool (each may become a queued job). */
 long jobs_submitting(const job_table *t);
+
+/* Admission: the one check every path that adds a queued job goes through
+ * (POST /jobs, forks, experiment trials, an ASHA promotion queueing a
+ * stopped trial again; incoming/ asks the same room through the spool's
+ * budget).  room(ctx) says whether one more job may wait now
+ * (max_queued_jobs, and the share of it an incoming/ scan in flight holds,
+ * traind(8) LIMITS); a true answer takes that place.  Unset: always room.
+ * A submit without room gets -EAGAIN (429); a replay of a key already used
+ * is answered first, room or not. */
+void jobs_set_admission(job_table *t, bool (*room)(void *ctx), void *ctx);
+bool jobs_admit(job_table *t);
 
 /* POST /jobs/{id}/cancel: 0, -ENOENT, or -EALREADY (the job has ended).  The
  * request is recorded in status.json ("cancel_requested", or the state
@@ -201,6 +222,10 @@ int jobs_config_text(job_table *t, const char *id, char **out, size_t *out_len);
  * job's own config.yaml sets (what its author chose, as against the
  * defaults that follow from it: the Compare view lists only those). */
 #define JOBS_DEFERRED_KEYS "\x01keys_dir"
+/* ...and an ended job whose errors are long holds a summary in "errors"
+ * and its directory under this key: jobs_fill_deferred puts every error
+ * back from its status.json. */
+#define JOBS_DEFERRED_ERRORS "\x01errors_dir"
 void jobs_fill_deferred(struct cJSON *page);
 
 void jobs_counts(const job_table *t, int counts[JOB_NSTATES]);
@@ -238,6 +263,8 @@ typedef struct jobs_submit_extra {
     long forked_at;
     const char *experiment;       /* a trial: its experiment's id (experiments.h), else NULL */
     const char *params;           /* a trial: its values as a JSON object text */
+    bool admitted;                /* the caller had jobs_admit's yes for this job already */
+    uint64_t fingerprint;         /* of the request its Idempotency-Key came with (0 = not compared) */
 } jobs_submit_extra;
 
 /* A trial's jobs/<id>/trial.json ({"experiment","params"}), written by the
@@ -278,8 +305,9 @@ typedef struct jobs_pause_hooks {
 void jobs_set_pause_hooks(job_table *t, const jobs_pause_hooks *h);
 
 /* A held job may start again (it trains on from its checkpoint); a
- * stopped one is queued again (a promotion).  0, -ENOENT (no such job),
- * -EALREADY (neither held nor stopped). */
+ * stopped one is queued again (a promotion) when jobs_admit has room.  0,
+ * -ENOENT (no such job), -EALREADY (neither held nor stopped), -EAGAIN (a
+ * stopped one, and no room in the queue: ask again later). */
 int jobs_release(job_table *t, const char *id);
 /* A held job ends `stopped`, with reason (its "stop_reason").  0,
  * -ENOENT, -EALREADY (not held). */
