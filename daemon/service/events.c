@@ -232,7 +232,7 @@ static int write_job_snapshot(ev_stream *st)
 {
     cJSON *o = g->job_json ? g->job_json(g->job_ctx, st->job) : NULL;
     if (!o)
-        return 0;   /* no such job (yet): its events will say */
+        return 0;   /* gone since events_serve found it: nothing to show */
     char *json = json_print_exact(o);
     cJSON_Delete(o);
     if (!json)
