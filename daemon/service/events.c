@@ -72,7 +72,8 @@ typedef struct ev_rate {
     char *id;
     double tokens;
     uint64_t refilled_ms;
-    bool waiting;          /* has a point waiting (in the feed's waiting list) */
+    bool waiting;          /* has a point waiting */
+    bool listed;           /* in the feed's waiting list (until the point timer prunes it) */
     bool has_eval;         /* eval_pt waits too (an older point than last_pt) */
     train_point last_pt, eval_pt;
 } ev_rate;
@@ -556,13 +557,15 @@ static void on_point_timer(uv_timer_t *t)
     size_t keep = 0;
     for (size_t i = 0; i < g->n_waiting; i++) {
         ev_rate *r = g->waiting[i];
-        if (!r->waiting)
-            continue;   /* published meanwhile (its job changed) */
-        rate_refill(r, now);
-        if (r->tokens >= 1)
+        if (r->waiting) {   /* else published meanwhile (its job changed) */
+            rate_refill(r, now);
+            if (r->tokens < 1) {
+                g->waiting[keep++] = r;
+                continue;
+            }
             rate_publish_waiting(r);
-        else
-            g->waiting[keep++] = r;
+        }
+        r->listed = false;
     }
     g->n_waiting = keep;
     if (keep)
@@ -602,8 +605,10 @@ void events_point(const char *id, const train_point *p)
         } else {
             g->coalesced++;
         }
+    } else if (r->listed) {
+        r->waiting = true;   /* still in the list since a job change published its last one */
     } else {
-        r->waiting = true;
+        r->waiting = r->listed = true;
         if (g->n_waiting == g->cap_waiting) {
             g->cap_waiting = g->cap_waiting ? 2 * g->cap_waiting : 16;
             g->waiting = xrealloc(g->waiting, g->cap_waiting * sizeof *g->waiting);
@@ -652,7 +657,7 @@ static void on_sweep(uv_timer_t *t)
         }
     for (ev_rate *r = g->rates, *next; r; r = next) {
         next = r->next;
-        if (r->waiting)
+        if (r->waiting || r->listed)
             continue;
         rate_refill(r, now);
         if (r->tokens >= EVENTS_POINT_BURST)
@@ -723,9 +728,11 @@ void events_stop(void)
 {
     if (!g || g->stopping)
         return;
-    for (size_t i = 0; i < g->n_waiting; i++)
+    for (size_t i = 0; i < g->n_waiting; i++) {
         if (g->waiting[i]->waiting)
             rate_publish_waiting(g->waiting[i]);   /* the last points, before the last changes */
+        g->waiting[i]->listed = false;
+    }
     g->n_waiting = 0;
     flush_pending();   /* the last state changes go out first */
     g->stopping = true;
