@@ -92,6 +92,7 @@ static const dkey keys[] = {
     /* experiments read it when the daemon starts (exps_new) */
     INT("max_trials", max_trials, 1, 1000000, DCONFIG_DEFAULT_MAX_TRIALS, DK_FIXED),
     INT("max_event_streams", max_event_streams, 1, 100000, DCONFIG_DEFAULT_MAX_EVENT_STREAMS, 0),
+    INT("event_stream_timeout_ms", event_stream_timeout_ms, 100, 3600000, DCONFIG_DEFAULT_EVENT_STREAM_TIMEOUT_MS, 0),
     /* the dashboard's folders (static_files_set_dirs on SIGHUP) */
     STR("www_dir", www_dir, NULL, NULL, 0),
     STR("chartjs_dir", chartjs_dir, NULL, NULL, 0),

@@ -1224,7 +1224,7 @@ static void r_prometheus(const api_backend *be, const http_request *req, http_re
 
 static void r_events(const api_backend *be, const http_request *req, http_response *res, const char *id)
 {
-    events_serve(req, res);
+    events_serve(req, res, token_valid(be, req));
 }
 
 static void r_validate(const api_backend *be, const http_request *req, http_response *res, const char *id)

@@ -534,6 +534,19 @@ static void send_stream_head(conn *c, http_response *res, bool http10)
     conn_write(c, h.p, h.len, NULL, 0);
 }
 
+/* A stream's socket send buffer is fixed (no autotuning, which lets one
+ * grow to megabytes): a client that stops reading then holds little of the
+ * kernel's memory, and its stall shows in the write queue soon
+ * (http_stream_queued), where the stream's owner can see it and drop it.
+ * Plenty for a feed of small events; the kernel doubles the value. */
+#define STREAM_SNDBUF (32 * 1024)
+
+static void stream_fix_sndbuf(conn *c)
+{
+    int v = STREAM_SNDBUF;
+    uv_send_buffer_size(&c->h.handle, &v);   /* best effort: an error leaves the default */
+}
+
 /* ------------------------------------------------------------------ */
 /* connection lifecycle                                                 */
 
@@ -1021,6 +1034,7 @@ static int on_message_complete(http_parser *p)
             }
             st->c = c;
             c->stream = st;
+            stream_fix_sndbuf(c);
             uv_timer_stop(&c->timer);
             http_parser_pause(p, 1);
             return 0;

@@ -512,8 +512,15 @@ static void be_prom_extra(void *ctx, prom_buf *b)
     prom_family(b, "traind_event_streams", "gauge", "Open GET /events streams (max_event_streams at most).");
     prom_sample(b, "traind_event_streams", NULL, events_stream_count());
     prom_family(b, "traind_event_streams_dropped_total", "counter",
-                "GET /events streams dropped for not reading (over their output cap, or behind the ring).");
+                "GET /events streams dropped for not reading (over their output cap, stalled past "
+                "event_stream_timeout_ms, or behind the ring).");
     prom_sample(b, "traind_event_streams_dropped_total", NULL, (double)events_dropped());
+    prom_family(b, "traind_event_streams_evicted_total", "counter",
+                "Token-less GET /events streams closed to make room for a token holder's.");
+    prom_sample(b, "traind_event_streams_evicted_total", NULL, (double)events_evicted());
+    prom_family(b, "traind_event_points_coalesced_total", "counter",
+                "Metrics points not pushed to GET /events because their job logged faster than its rate.");
+    prom_sample(b, "traind_event_points_coalesced_total", NULL, (double)events_points_coalesced());
 }
 
 /* ------------------------------------------------------------- wiring */
@@ -751,6 +758,7 @@ static void apply_reload(daemon_state *d, reload_req *r)
     raise_nofile(&d->cfg);
     apply_www(d, false);
     events_set_max_streams(d->cfg.max_event_streams);
+    events_set_stall_ms(d->cfg.event_stream_timeout_ms);
     if (d->http) {
         http_server_opts o;
         http_opts_from(&d->cfg, &o);
@@ -988,6 +996,7 @@ int main(int argc, char **argv)
     log_limits(&d.cfg, "");
 
     events_init(d.loop, d.cfg.max_event_streams);
+    events_set_stall_ms(d.cfg.event_stream_timeout_ms);
     events_set_job_source(be_event_job, &d);
     d.jobs = jobs_new(d.loop, &d.cfg, exe);
     jobs_set_admission(d.jobs, admit_room, &d);

@@ -32,6 +32,7 @@
 #define DCONFIG_DEFAULT_MAX_QUEUED_JOBS 1000L
 #define DCONFIG_DEFAULT_MAX_TRIALS 1000L
 #define DCONFIG_DEFAULT_MAX_EVENT_STREAMS 64
+#define DCONFIG_DEFAULT_EVENT_STREAM_TIMEOUT_MS 30000
 #define DCONFIG_DEFAULT_CHARTJS_DIR "/usr/share/javascript/chart.js"
 #define DCONFIG_DEFAULT_MAX_MODEL_MEMORY ((size_t)8 << 30)
 #define DCONFIG_DEFAULT_WRITE_RATE 20.0
@@ -70,6 +71,8 @@ typedef struct dconfig {
     long max_trials;               /* trials per experiment (sweep) at most; 1..1000000, default 1000;
                                     * read at start only */
     int max_event_streams;         /* GET /events streams open at once; 1..100000, default 64 */
+    unsigned event_stream_timeout_ms;   /* a stream whose client took nothing this long while output waited
+                                         * is dropped; 100..3600000, default 30000 */
 
     /* the dashboard (static_files.h) */
     char *www_dir;                 /* NULL: <traind's folder>/../share/traind/www (as installed) */

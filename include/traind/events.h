@@ -8,7 +8,9 @@
  * to the end of the loop turn and published then as one `job` event with
  * the job object as GET /jobs/{id} gives it minus the config (from the
  * source set with events_set_job_source); a point is published at once
- * (any job change pending is published first, so the order holds).
+ * while its job is within its rate (below), and any job change pending is
+ * published first, so the order holds (a job change likewise publishes the
+ * job's waiting point first).
  *
  * Every event gets the id "<boot>-<seq>": boot is fixed for the daemon's
  * life (its start in microseconds), seq counts from 1.  The last
@@ -21,9 +23,16 @@
  * is then, so a client that read the job before subscribing misses nothing.
  *
  * Bounded: a stream's output waiting for the client is capped at
- * EVENTS_STREAM_CAP (a client over it is dropped and reconnects); replay is
- * paced by the client's reading; at most max_streams streams at once (503
- * past it); ": ping" every EVENTS_PING_MS.  Nothing here blocks: events are
+ * EVENTS_STREAM_CAP, and may wait at most stall_ms with no write completing
+ * (a client over either is dropped and reconnects); replay is paced by the
+ * client's reading; at most max_streams streams at once: past it a
+ * token-less stream gets 503 and a token holder's takes the place of a
+ * token-less one (events_serve's trusted); ?job= of a job that does not
+ * exist is 404.  A job's points go out at once up to EVENTS_POINT_BURST,
+ * then at EVENTS_POINTS_PER_S: the ones in between are coalesced (the
+ * newest waits for the next slot, and an eval point is kept), so what the
+ * loop does per second does not grow with a job's log rate times the
+ * readers.  ": ping" every EVENTS_PING_MS.  Nothing here blocks: events are
  * formatted once and written to each stream as copies.
  *
  * One feed per process (the hooks need no handle): events_init creates it;
@@ -46,11 +55,18 @@ struct train_point;
 #define EVENTS_RING_BYTES (64u << 20)
 #define EVENTS_STREAM_CAP (1u << 20)
 #define EVENTS_PING_MS 15000
+#define EVENTS_STALL_MS 30000      /* default of event_stream_timeout_ms (traind.yaml(5)) */
+#define EVENTS_SWEEP_MS 1000       /* how often stalls are looked for (at most stall_ms / 4) */
+#define EVENTS_POINTS_PER_S 20     /* a job's points per second past its burst */
+#define EVENTS_POINT_BURST 64      /* a job's points sent at once, however fast it logs */
 
 /* Creates the feed on loop.  max_streams >= 1.  Events are kept from
  * events_start on (so the jobs read at start-up make none). */
 void events_init(uv_loop_t *loop, int max_streams);
 void events_set_max_streams(int max_streams);
+/* A stream whose output has waited this long with no write completing is
+ * dropped (event_stream_timeout_ms).  ms >= 1. */
+void events_set_stall_ms(unsigned ms);
 /* Where job events get their object: a cJSON the feed frees, or NULL when
  * the job is gone (then no event). */
 void events_set_job_source(struct cJSON *(*job_json)(void *ctx, const char *id), void *ctx);
@@ -71,15 +87,21 @@ void events_experiment(const char *id, const char *state);
 
 /* --- GET /events --- */
 
-void events_serve(const http_request *req, http_response *res);
+/* trusted: the request carries the API token (it may take a token-less
+ * stream's place when every slot is held). */
+void events_serve(const http_request *req, http_response *res, bool trusted);
 
 /* --- for tests and /metrics --- */
 
 /* The boot token and the last seq given. */
 const char *events_boot(void);
 uint64_t events_last_seq(void);
-/* Streams open now; streams dropped for being over their cap, so far. */
+/* Streams open now; streams dropped (over their cap, stalled), so far;
+ * token-less streams closed for a token holder's; points not sent for a
+ * job over its rate. */
 int events_stream_count(void);
 unsigned long events_dropped(void);
+unsigned long events_evicted(void);
+unsigned long events_points_coalesced(void);
 
 #endif

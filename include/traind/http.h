@@ -171,8 +171,10 @@ bool http_response_resolve(http_response *res);
  * no timeout closes it, what the client sends is read and dropped, and its
  * EOF or a write error closes it.  on_drain(arg) is called whenever a write
  * has completed (the queue is shorter), on_close(arg) exactly once when the
- * connection has closed — the stream must not be used after that.  Only
- * for a GET (not HEAD, not a deferred answer). */
+ * connection has closed — the stream must not be used after that.  The
+ * socket's send buffer is fixed small (no autotuning), so a client that
+ * stops reading shows in http_stream_queued after kilobytes.  Only for a
+ * GET (not HEAD, not a deferred answer). */
 typedef struct http_stream http_stream;
 http_stream *http_response_stream(http_response *res, void (*on_drain)(void *arg), void (*on_close)(void *arg),
                                   void *arg);

@@ -23,6 +23,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,8 +80,9 @@ static void setup(void)
     ck_assert_int_eq(symlink("app.js", link), 0);   /* a link within: fine */
     free(link);
     char *conf = xasprintf("%s/traind.yaml", g_dir);
-    char *text = xasprintf("www_dir: %s/www\nchartjs_dir: %s/cjs\nmax_event_streams: %d\nmax_jobs: 2\n", g_dir, g_dir,
-                           MAX_STREAMS);
+    /* a stream that reads nothing is dropped after 5 s (events_slow_client_dropped) */
+    char *text = xasprintf("www_dir: %s/www\nchartjs_dir: %s/cjs\nmax_event_streams: %d\nmax_jobs: 2\n"
+                           "event_stream_timeout_ms: 5000\n", g_dir, g_dir, MAX_STREAMS);
     ck_assert_int_eq(tl_write(conf, text), 0);
     free(text);
     char *spool = xasprintf("%s/spool", g_dir);
@@ -974,8 +976,11 @@ START_TEST(events_slow_client_dropped)
     sse_open_ex(&slow, "/events", NULL, 2048, false);
     tl_sleep_ms(200);
     ck_assert_int_eq((int)prom_value("traind_event_streams"), 1);
-    /* a job that logs every step: ~200 bytes an event, far past the 1 MiB cap */
-    char *y = job_yaml("flood", 200000, 1);
+    /* a job that logs every step for as long as it takes: its points come at
+     * the per-job rate (traind(8)), ~200 bytes each, until the socket's
+     * buffers are full; then the stream's output waits, and after
+     * event_stream_timeout_ms (5 s here) it is dropped */
+    char *y = job_yaml("flood", 50000000, 1);
     char *id = submit(y);
     double worst = 0, t_end = tl_now() + 120;
     bool dropped = false;
@@ -1143,8 +1148,32 @@ START_TEST(events_delay)
 END_TEST
 
 /* trainctl watch follows GET /events: a line for every point, then the end. */
+typedef struct watch_run {
+    const char *argv[4];
+    const char *out;
+    int rc;
+} watch_run;
+
+static void *watch_thread(void *arg)
+{
+    watch_run *w = arg;
+    w->rc = tl_run(w->argv, w->out, 120);
+    return NULL;
+}
+
+/* trainctl watch prints every point of the job from the moment its stream
+ * is open.  The job is held queued (both max_jobs slots taken) until the
+ * stream has shown it, so that no point can come before: a job started at
+ * once ran past its first points before watch had connected whenever the
+ * machine was busy. */
 START_TEST(watch_uses_events)
 {
+    char *yb = job_yaml("blocker", 50000000, 100000);
+    char *blockers[2];
+    for (int i = 0; i < 2; i++) {
+        blockers[i] = submit(yb);
+        cJSON_Delete(tl_wait_state(&g_d, blockers[i], "running", 60));
+    }
     const char *y = "name: watched\n"
                     "model: {type: mlp, input_dim: 64, hidden: [256, 256], output_dim: 8}\n"
                     "data: {kind: synthetic, batch_size: 64}\n"
@@ -1153,11 +1182,30 @@ START_TEST(watch_uses_events)
     char *id = submit(y);
     char *url = xasprintf("http://%s", g_d.addr), *out = xasprintf("%s/watch.out", g_dir);
     setenv("TRAIND_URL", url, 1);
-    const char *argv[] = {tl_trainctl_path(), "watch", id, NULL};
-    int rc = tl_run(argv, out, 120);
+    watch_run w = {.argv = {tl_trainctl_path(), "watch", id, NULL}, .out = out, .rc = -1};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, watch_thread, &w), 0);
+    /* two lines of the queued job: GET /jobs/ID's, then the stream's own
+     * (the job as it is when the stream starts) */
+    double end = tl_now() + 60;
+    int queued = 0;
+    while (queued < 2 && tl_now() < end) {
+        char *t = tl_read(out, NULL);
+        queued = tl_count_in(t, " queued ");
+        free(t);
+        if (queued < 2)
+            tl_sleep_ms(20);
+    }
+    ck_assert_msg(queued >= 2, "trainctl watch did not show the queued job from its stream");
+    for (int i = 0; i < 2; i++) {
+        char *cp = xasprintf("/jobs/%s/cancel", blockers[i]);
+        ck_assert_int_eq(tl_post(&g_d, cp, g_d.token, "", NULL), 202);
+        free(cp);
+    }
+    pthread_join(th, NULL);
     unsetenv("TRAIND_URL");
     char *text = tl_read(out, NULL);
-    ck_assert_msg(rc == 0, "trainctl watch exited %d:\n%s", rc, text ? text : "");
+    ck_assert_msg(w.rc == 0, "trainctl watch exited %d:\n%s", w.rc, text ? text : "");
     /* every point's step shows (a poll every 0.5 s would skip some) */
     for (long step = 50; step <= 1000; step += 50) {
         char want[32];
@@ -1169,6 +1217,9 @@ START_TEST(watch_uses_events)
     free(out);
     free(url);
     free(id);
+    free(blockers[0]);
+    free(blockers[1]);
+    free(yb);
 }
 END_TEST
 
