@@ -72,8 +72,11 @@ static void stall_kill(job *j, double silent, double timeout)
 void job_check_stall(job *j, double now)
 {
     job_table *t = j->t;
-    if (!j->x || j->state != JOB_RUNNING || j->stall_last <= 0 || j->stall_msg || j->cancel_requested ||
-        t->shutting_down || j->kill_deadline > 0)
+    /* not watched: no process, none running (queued in Slurm, suspended), not
+     * started reporting; nor one that is ending anyway (done or failed by its
+     * own word, cancelled, stopping: those have their own deadline) */
+    if (!j->x || j->state != JOB_RUNNING || j->stall_last <= 0 || j->stall_msg || j->got_done || j->fail_msg ||
+        j->cancel_requested || t->shutting_down || j->kill_deadline > 0)
         return;
     double timeout = job_stall_timeout(j);
     if (timeout > 0 && now - j->stall_last > timeout)

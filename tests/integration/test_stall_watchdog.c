@@ -181,6 +181,7 @@ static void assert_resumed_after_stall(const char *id, const char *want)
     char *got = tl_job_metrics(g_d.spool, id);
     ck_assert_msg(strcmp(got, want) == 0, "metrics.jsonl after the stall differs from the uninterrupted run");
     free(got);
+    tl_stop_clean(&g_d, 30);
 }
 
 START_TEST(stopped_worker_is_killed_and_resumed)
@@ -350,6 +351,7 @@ START_TEST(slow_steps_and_a_short_pause_are_not_a_stall)
     char *m = tl_job_metrics(g_d.spool, id);
     ck_assert_int_eq(tl_count_in(m, "\"eval_loss\""), 1);
     free(m);
+    tl_stop_clean(&g_d, 30);
     free(id);
     free(text);
 }
