@@ -2,13 +2,14 @@
  * jobs_stall — the stall watchdog: a running job whose training process
  * reports no progress for too long is killed, every rank of it, and counts
  * as a crash: resumed from its checkpoint while max_restarts allows, with
- * "no progress for N s at step S" in its errors and the log (traind(8),
- * "Stalled jobs"; the key: stall_timeout_s in traind.yaml(5)).
+ * "no progress for N s at step S" in its errors and the log (traind(8), THE JOB
+ * OBJECT; the key: stall_timeout_s in traind.yaml(5)).
  *
  * A process that is stopped (SIGSTOP, a node swapping), deadlocked, or
  * waiting in a collective for a rank that is stopped or hung sends nothing,
  * and its exit never comes; one that trains sends a line at every metrics
- * point, eval and checkpoint, and a tick every half second or 64 steps.  So
+ * point, eval and checkpoint, and a tick every half second (or step, when a
+ * step takes longer: runner.c).  So
  * silence is the sign, measured the same way for both executors (a socket
  * here, progress.jsonl under Slurm).  What is a long silence depends on the
  * job: the timeout is the larger of stall_timeout_s and STALL_FACTOR times

@@ -1,6 +1,6 @@
 /*
  * test_stall_watchdog — a job that makes no progress is treated as crashed
- * (traind.yaml(5), stall_timeout_s; traind(8), "Stalled jobs"), against the
+ * (traind.yaml(5), stall_timeout_s; traind(8), THE JOB OBJECT), against the
  * real traind on a temporary spool with a short stall_timeout_s.
  *
  *   one rank       the training process SIGSTOPped after a checkpoint: killed
@@ -11,10 +11,11 @@
  *                  process of the job gone; and meanwhile the rank left
  *                  waiting for it sleeps instead of spinning (its CPU share
  *                  measured from /proc)
- *   slow is alive  steps of ~0.3 s, 20 of them with no metrics point, then an
- *                  eval and a 25 MB checkpoint, and a pause of the process shorter than the
- *                  timeout: not killed; the timeout shown in the job object
- *                  grows to 10 times the longest silence seen
+ *   slow is alive  steps of ~0.3 s, 20 of them with no metrics point (longer
+ *                  than the timeout), then an eval and a 25 MB checkpoint,
+ *                  and a pause of the process shorter than the timeout: not
+ *                  killed; the timeout shown in the job object grows to 10
+ *                  times the longest silence seen
  *
  * The two-rank check needs mpirun and traind-mpi-worker: without them it is
  * not registered and main prints "SKIPPED: 1 checks: why".  Each check prints
