@@ -68,9 +68,11 @@ static double mono(void)
 /* How long a wait spins on MPI_Test before it starts sleeping between
  * tests, and the longest sleep.  A blocking collective spins for as long as
  * it waits (mpi_yield_when_idle only adds sched_yield, which returns at once
- * on an idle core): a rank whose peer was stopped burned 93% of a core for
- * as long as the job hung.  Peers that arrive within the spin cost nothing
- * more; a later one costs at most one sleep of latency. */
+ * on an idle core): a rank whose peer was stopped burned all the CPU it was
+ * given (up to a whole core) for as long as the job hung, and on a busy
+ * machine a spinning rank starves the one it waits for.  Peers that arrive
+ * within the spin cost nothing more; a later one costs at most one sleep
+ * (1 ms) of latency; a stopped one, about 1% of a core. */
 #define WAIT_SPIN_S 0.005
 #define WAIT_SLEEP_MAX_NS 1000000L
 
