@@ -88,6 +88,7 @@ static const dkey keys[] = {
     STR("api_token_file", api_token_file, NULL, NULL, 0),
     INT("metrics_keep", metrics_keep, 2, 100000000, 100000, 0),
     INT("max_restarts", max_restarts, 0, 1000, 0, 0),
+    INT("stall_timeout_s", stall_timeout_s, 0, 604800, DCONFIG_DEFAULT_STALL_TIMEOUT_S, 0),
     INT("max_queued_jobs", max_queued_jobs, 1, 1000000, DCONFIG_DEFAULT_MAX_QUEUED_JOBS, 0),
     /* experiments read it when the daemon starts (exps_new) */
     INT("max_trials", max_trials, 1, 1000000, DCONFIG_DEFAULT_MAX_TRIALS, DK_FIXED),

@@ -65,6 +65,37 @@ static double mono(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* How long a wait spins on MPI_Test before it starts sleeping between
+ * tests, and the longest sleep.  A blocking collective spins for as long as
+ * it waits (mpi_yield_when_idle only adds sched_yield, which returns at once
+ * on an idle core): a rank whose peer was stopped burned all the CPU it was
+ * given (up to a whole core) for as long as the job hung, and on a busy
+ * machine a spinning rank starves the one it waits for.  Peers that arrive
+ * within the spin cost nothing more; a later one costs at most one sleep
+ * (1 ms) of latency; a stopped one, about 1% of a core. */
+#define WAIT_SPIN_S 0.005
+#define WAIT_SLEEP_MAX_NS 1000000L
+
+/* Waits for req, polling it with a growing sleep once the spin is over.
+ * MPI_SUCCESS or MPI's error code. */
+static int wait_politely(MPI_Request *req)
+{
+    double t0 = mono();
+    long sleep_ns = 20000;
+    for (;;) {
+        int done = 0;
+        int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS || done)
+            return rc;
+        if (mono() - t0 < WAIT_SPIN_S)
+            continue;
+        struct timespec ts = {0, sleep_ns};
+        nanosleep(&ts, NULL);
+        if (sleep_ns < WAIT_SLEEP_MAX_NS)
+            sleep_ns *= 2;
+    }
+}
+
 static int allreduce_mean(dist_t *d, float *buf, size_t n)
 {
     mpi_impl *m = d->impl;
@@ -95,8 +126,13 @@ static int allreduce_mean(dist_t *d, float *buf, size_t n)
         m->rdispls[j] = j * mine;
     }
     /* Reduce-scatter: every rank's copy of chunk `me` arrives at rank `me`. */
-    int rc = MPI_Alltoallv(buf, m->counts, m->displs, MPI_FLOAT, m->recv, m->rcounts, m->rdispls,
-                           MPI_FLOAT, MPI_COMM_WORLD);
+    /* Non-blocking, waited for by wait_politely: the same data moved (no
+     * arithmetic in either collective), so the same bits as the blocking ones. */
+    MPI_Request req;
+    int rc = MPI_Ialltoallv(buf, m->counts, m->displs, MPI_FLOAT, m->recv, m->rcounts, m->rdispls,
+                            MPI_FLOAT, MPI_COMM_WORLD, &req);
+    if (rc == MPI_SUCCESS)
+        rc = wait_politely(&req);
     if (rc != MPI_SUCCESS)
         return -EIO;
     /* The sum in rank order 0..N-1, then the mean; for N = 2, (a + b) * 0.5
@@ -110,8 +146,10 @@ static int allreduce_mean(dist_t *d, float *buf, size_t n)
         out[k] = s * inv;
     }
     /* Every rank gets every reduced chunk, in place. */
-    rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, m->counts, m->displs, MPI_FLOAT,
-                        MPI_COMM_WORLD);
+    rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, m->counts, m->displs, MPI_FLOAT,
+                         MPI_COMM_WORLD, &req);
+    if (rc == MPI_SUCCESS)
+        rc = wait_politely(&req);
     if (rc != MPI_SUCCESS)
         return -EIO;
     d->comm_s += mono() - t0;

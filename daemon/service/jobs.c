@@ -51,6 +51,7 @@ static void set_settings(job_table *t, const dconfig *c)
     t->max_jobs = c->max_jobs > 0 ? c->max_jobs : 1;
     t->threads_per_job = c->threads_per_job > 0 ? c->threads_per_job : 1;
     t->max_restarts = c->max_restarts;
+    t->stall_timeout_s = c->stall_timeout_s;
     t->metrics_keep = c->metrics_keep >= 2 ? c->metrics_keep : 2;
     t->max_job_disk = c->max_job_disk;
     t->max_model_bytes = c->max_model_memory;
@@ -126,6 +127,7 @@ void job_free(job *j)
     cJSON_Delete(j->params);
     free(j->dir);
     free(j->fail_msg);
+    free(j->stall_msg);
     free(j->hist);
     cJSON_Delete(j->errors);
     cJSON_Delete(j->config);
@@ -382,6 +384,7 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
                  m->pt.step, m->checkpoint_step, m->total_steps, j->total_steps);
         return;
     }
+    job_stall_heard(j, m->ev == PEV_START);
     switch (m->ev) {
     case PEV_START:
         if (j->t->slurm && j->state == JOB_QUEUED && j->x) {
@@ -464,14 +467,15 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
 }
 
 /* The process died or failed in a way a new process may get past: resume
- * from the checkpoint while max_restarts allows, else fail. */
-static void crashed(job *j, const char *why)
+ * from the checkpoint while max_restarts allows, else fail.  why_at: why,
+ * saying at which step (the error of a resumed job). */
+static void crashed_at(job *j, const char *why, const char *why_at)
 {
     j->crashes++;
     if (j->crashes <= j->t->max_restarts) {
         log_warn("job %s: %s; resuming from its checkpoint (restart %d of %d)", j->id, why, j->crashes,
                  j->t->max_restarts);
-        job_add_error(j, "%s at step %ld; resumed from the checkpoint at step %ld", why, j->pt.step,
+        job_add_error(j, "%s; resumed from the checkpoint at step %ld", why_at,
                   j->checkpoint_step > 0 ? j->checkpoint_step : 0);
         job_set_state(j, JOB_QUEUED);
         j->pt.steps_per_s = dnan();
@@ -482,11 +486,28 @@ static void crashed(job *j, const char *why)
     }
 }
 
+static void crashed(job *j, const char *why)
+{
+    char at[512];
+    snprintf(at, sizeof at, "%s at step %ld", why, j->pt.step);
+    crashed_at(j, why, at);
+}
+
+/* Killed by the stall watchdog (jobs_stall.c), unless the user's cancel or
+ * the daemon's shutdown came meanwhile: that is what it ends as. */
+static bool stall_killed(const job *j)
+{
+    return j->stall_msg && !j->cancel_requested && !j->t->shutting_down;
+}
+
 static void end_cleanup(job *j)
 {
     job_table *t = j->t;
     free(j->fail_msg);
     j->fail_msg = NULL;
+    free(j->stall_msg);
+    j->stall_msg = NULL;
+    j->stall_last = j->stall_slowest = 0;
     j->got_done = false;
     j->cancel_requested = false;
     j->disk_over = false;
@@ -519,6 +540,8 @@ static void slurm_ended(job *j, const exec_end *e)
         j->pt.step = j->total_steps;
         job_set_ended(j, JOB_SUCCEEDED);
         log_info("job %s: succeeded in Slurm job %s (%ld steps, loss %.6g)", j->id, j->sched_id, j->pt.step, j->pt.loss);
+    } else if (stall_killed(j)) {
+        crashed_at(j, j->stall_msg, j->stall_msg);   /* its scancel ends it CANCELLED */
     } else if (!strcmp(st, "CANCELLED") || j->cancel_requested) {
         if (!j->cancel_requested)
             job_add_error(j, "Slurm job %s was cancelled outside traind (scancel) at step %ld", j->sched_id, j->pt.step);
@@ -615,6 +638,8 @@ static void on_worker_exit(void *ctx, const exec_end *e)
         j->pt.step = j->total_steps;
         job_set_ended(j, JOB_SUCCEEDED);
         log_info("job %s: succeeded (%ld steps, loss %.6g)", j->id, j->pt.step, j->pt.loss);
+    } else if (stall_killed(j)) {
+        crashed_at(j, j->stall_msg, j->stall_msg);
     } else if (failed) {
         const char *msg = j->fail_msg ? j->fail_msg : "training failed (see worker.log)";
         job_add_error(j, "%s", msg);
@@ -659,6 +684,8 @@ static void on_worker_sched(void *ctx, bool running, const char *sched_state, co
         if (j->started_at <= 0)
             j->started_at = now_unix();
         log_info("job %s: running in Slurm job %s", j->id, j->sched_id);
+        if (j->stall_last > 0)
+            j->stall_last = now_monotonic();   /* suspended or pending meanwhile: not its silence */
     } else if (!running && j->state == JOB_RUNNING) {
         job_set_state(j, JOB_QUEUED);   /* requeued or suspended by Slurm */
         j->pt.steps_per_s = dnan();
@@ -812,6 +839,7 @@ void jobs_on_tick(uv_timer_t *h)
 {
     job_table *t = h->data;
     double now = now_monotonic();
+    jobs_stall_tick(t, now);
     jobs_check_disks(t, now);
     /* only the live jobs: a process, or a write pending or failed */
     for (job *j = t->live, *next; j; j = next) {
@@ -824,6 +852,7 @@ void jobs_on_tick(uv_timer_t *h)
             exec_kill(j->x);
             j->kill_deadline = 0;
         }
+        job_check_stall(j, now);
         if (job_quiet(j)) {
             live_del(j);
             job_compact(j);

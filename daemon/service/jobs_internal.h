@@ -16,6 +16,7 @@
  *   jobs_submit.c   submissions: incoming/ files and POST /jobs, the
  *                   Idempotency-Key, a validated config becoming a job
  *   jobs_stop.c     cancel and shutdown
+ *   jobs_stall.c    the stall watchdog: a running job silent too long is killed as crashed
  *
  * Every function here runs on the loop thread unless it says otherwise.
  * Those returning int return 0 or a negative errno value.
@@ -89,6 +90,10 @@ typedef struct job {
     bool got_done;
     char *fail_msg;
     double kill_deadline;            /* monotonic; 0 = none */
+    /* the stall watchdog (jobs_stall.c) */
+    double stall_last;               /* monotonic time of the process's last progress line; 0 = not watched */
+    double stall_slowest;            /* the slowest interval between two of its lines (s) */
+    char *stall_msg;                 /* killed for a stall: why ("no progress for N s at step S") */
 
     /* persistence */
     bool write_inflight, dirty, progress_dirty;
@@ -126,6 +131,8 @@ struct job_table {
     executor *ex;
     bool slurm;                      /* executor: slurm (jobs wait in Slurm's queue, not ours) */
     int max_jobs, threads_per_job, max_restarts;
+    int stall_timeout_s;             /* the stall watchdog's floor; 0 = off */
+    double stall_tick_last;          /* monotonic time of the last tick (jobs_stall_tick) */
     long metrics_keep;
     size_t max_job_disk;             /* 0 = no limit */
     bool space_wait;                 /* a job failed for a full disk: nothing starts until there is room */
@@ -232,6 +239,16 @@ bool job_idem_load(job *j, const char *text);
 
 /* jobs_stop.c */
 void jobs_check_shutdown_done(job_table *t);
+
+/* jobs_stall.c */
+/* A progress line of j's process came (start: its first). */
+void job_stall_heard(job *j, bool start);
+/* The silence after which j's process counts as stalled now (s); 0 = not watched. */
+double job_stall_timeout(const job *j);
+/* From the tick: kills j's process when it has been silent past its timeout. */
+void job_check_stall(job *j, double now);
+/* From the tick, first: a daemon that did not run for a while does not blame its jobs. */
+void jobs_stall_tick(job_table *t, double now);
 
 static inline double dnan(void)
 {

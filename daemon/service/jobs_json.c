@@ -126,6 +126,9 @@ cJSON *job_to_json(const job *j, int queue_pos)
         cJSON_AddNullToObject(o, "checkpoint_step");
     if (running && j->pid > 0)
         cJSON_AddNumberToObject(o, "pid", j->pid);
+    double stall = running && j->stall_last > 0 ? job_stall_timeout(j) : 0;
+    if (stall > 0)   /* the stall watchdog's timeout now (jobs_stall.c) */
+        cJSON_AddNumberToObject(o, "stall_timeout_s", round(stall * 10) / 10);
     if (running && j->cancel_requested)
         cJSON_AddTrueToObject(o, "cancel_requested");
     if (j->t->slurm) {

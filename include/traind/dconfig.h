@@ -39,6 +39,7 @@
 #define DCONFIG_DEFAULT_MAX_CONNECTIONS 1024
 #define DCONFIG_DEFAULT_REQUEST_TIMEOUT_MS 10000
 #define DCONFIG_DEFAULT_IDLE_TIMEOUT_MS 30000
+#define DCONFIG_DEFAULT_STALL_TIMEOUT_S 120
 
 /* Where jobs run (traind.yaml(5) EXECUTOR): forked here, or handed to Slurm. */
 typedef enum { DCONFIG_EXEC_LOCAL, DCONFIG_EXEC_SLURM } dconfig_executor;
@@ -65,6 +66,8 @@ typedef struct dconfig {
     char *api_token_file;    /* default <spool>/api.token */
     long metrics_keep;       /* >= 2, default 100000 */
     int max_restarts;        /* >= 0, default 0 */
+    int stall_timeout_s;     /* a running job silent this long (at least) is killed as crashed; 0 = never;
+                              * default 120 (traind.yaml(5), stall_timeout_s) */
 
     /* limits (reloaded by SIGHUP, but max_trials) */
     long max_queued_jobs;          /* jobs waiting (state queued) at most; 1..1000000, default 1000 */
