@@ -75,6 +75,8 @@ typedef struct ev_rate {
     bool waiting;          /* has a point waiting */
     bool listed;           /* in the feed's waiting list (until the point timer prunes it) */
     bool has_eval;         /* eval_pt waits too (an older point than last_pt) */
+    bool skipped;          /* a point was coalesced away since the last one published */
+    long sent_step;        /* the step of the last point published; -1 = none yet */
     train_point last_pt, eval_pt;
 } ev_rate;
 
@@ -482,12 +484,20 @@ void events_job_changed(const char *id)
         uv_timer_start(&g->flush_timer, on_flush_timer, 0, 0);   /* next loop turn, before it sleeps */
 }
 
-static void publish_point(const char *id, const train_point *p)
+/* One point event.  When points of the job were coalesced away before it,
+ * "coalesced_after" is the step of the last point published before them:
+ * a client that needs every point (the job view) fetches the ones in between
+ * from GET /jobs/{id}/metrics?after= (traind(8), GET /events). */
+static void publish_point(ev_rate *r, const train_point *p)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "job", id);
+    cJSON_AddStringToObject(o, "job", r->id);
     cJSON_AddItemToObject(o, "point", train_point_json(p));   /* as /jobs/{id}/metrics shows it */
-    publish("point", id, o);
+    if (r->skipped && r->sent_step >= 0)
+        cJSON_AddNumberToObject(o, "coalesced_after", (double)r->sent_step);
+    r->skipped = false;
+    r->sent_step = p->step;
+    publish("point", r->id, o);
 }
 
 static void rate_refill(ev_rate *r, uint64_t now)
@@ -508,6 +518,7 @@ static ev_rate *rate_of(const char *id)
     r->id = xstrdup(id);
     r->tokens = EVENTS_POINT_BURST;
     r->refilled_ms = uv_now(g->loop);
+    r->sent_step = -1;
     r->next = g->rates;
     if (g->rates)
         g->rates->prev = r;
@@ -534,10 +545,12 @@ static void rate_free(ev_rate *r)
 static void rate_publish_waiting(ev_rate *r)
 {
     if (r->has_eval) {
-        publish_point(r->id, &r->eval_pt);
+        bool skipped = r->skipped;   /* points between the two may have gone too */
+        publish_point(r, &r->eval_pt);
+        r->skipped = skipped;
         r->tokens -= 1;
     }
-    publish_point(r->id, &r->last_pt);
+    publish_point(r, &r->last_pt);
     r->tokens -= 1;
     r->waiting = r->has_eval = false;
 }
@@ -590,7 +603,7 @@ void events_point(const char *id, const train_point *p)
     rate_refill(r, uv_now(g->loop));
     if (!r->waiting && r->tokens >= 1) {
         r->tokens -= 1;
-        publish_point(id, p);
+        publish_point(r, p);
         return;
     }
     /* over its rate: this point replaces the one waiting, which is not sent */
@@ -598,12 +611,15 @@ void events_point(const char *id, const train_point *p)
         if (!isnan(r->last_pt.eval_loss)) {
             /* an eval point gives way only to a newer eval point (the curve
              * of eval_loss is sparse: each one counts) */
-            if (r->has_eval)
+            if (r->has_eval) {
                 g->coalesced++;
+                r->skipped = true;
+            }
             r->eval_pt = r->last_pt;
             r->has_eval = true;
         } else {
             g->coalesced++;
+            r->skipped = true;
         }
     } else if (r->listed) {
         r->waiting = true;   /* still in the list since a job change published its last one */

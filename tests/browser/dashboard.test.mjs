@@ -700,7 +700,14 @@ test('live: SSE moves a running job without a reload, and a dropped stream resum
     assert.equal(c.status, 202, c.text);
     await daemon.waitState(id, 'cancelled', 30000);
     const all = (await daemon.allPoints(id)).map((p) => p.step);
-    await waitFor(async () => (await page.evaluate(() => window.traindJobView.steps().length)) >= all.length, 'every point in the page', 15000);
+    await waitFor(async () => (await page.evaluate(() => window.traindJobView.steps().length)) >= all.length, 'every point in the page', 15000)
+      .catch(async (e) => {
+        const mine = await page.evaluate(() => window.traindJobView.steps());
+        const have = new Set(mine);
+        throw new Error(`${e.message}: the page has ${mine.length} of ${all.length} points; missing ` +
+                        JSON.stringify(all.filter((s) => !have.has(s)).slice(0, 20)) + ' ' +
+                        JSON.stringify(await page.evaluate(() => window.traindLive.debugState())));
+      });
     await sleep(300);
     const mine = await page.evaluate(() => window.traindJobView.steps());
     assert.equal(mine.length, all.length, 'as many points as the daemon has');
@@ -717,6 +724,44 @@ test('live: SSE moves a running job without a reload, and a dropped stream resum
   } finally {
     clearInterval(poll);
   }
+});
+
+test('live with the API token: the stream carries it (fetch, not EventSource) and moves the job', opts, async () => {
+  const id = await daemon.submit(tinyConfig('live-token', {steps: 2000000, hidden: 256, logEvery: 200, evalEvery: 20000, ckpt: 0}));
+  await daemon.waitState(id, 'running');
+  await page.evaluate((tok) => localStorage.setItem('traind.token', tok), daemon.token);
+  try {
+    await open('#/job/' + id);
+    await waitFor(() => page.evaluate(() => window.traindLive.debugState().withToken), 'a stream with the token');
+    const first = await waitFor(() => page.evaluate(() => window.traindJobView && window.traindJobView.steps().length
+      && window.traindJobView.steps().slice(-1)[0]), 'history');
+    await waitFor(async () => (await page.evaluate(() => window.traindJobView.steps().slice(-1)[0])) > first, 'a live point', 20000);
+    const st = await page.evaluate(() => window.traindLive.debugState());
+    assert.ok(st.readyState === 1 && st.lastId, 'open, with event ids: ' + JSON.stringify(st));
+  } finally {
+    await page.evaluate(() => localStorage.removeItem('traind.token'));
+    const c = await daemon.post(`/jobs/${id}/cancel`, '');
+    assert.equal(c.status, 202, c.text);
+  }
+});
+
+test('live: a job logging every step (points coalesced in the stream) still shows every point', opts, async () => {
+  /* logs every step: far over the stream's 20 points a second per job, so
+   * the daemon coalesces; the page fills what was left out from /metrics */
+  const id = await daemon.submit(tinyConfig('live-fast', {steps: 60000, logEvery: 1, evalEvery: 5000, ckpt: 0}));
+  await open('#/job/' + id);
+  /* the history the page fetched (thinned if long): every point after it came live */
+  const from = await waitFor(() => page.evaluate(() => window.traindJobView && window.traindJobView.steps().length
+    && window.traindJobView.steps().slice(-1)[0]), 'history');
+  await daemon.waitState(id, 'succeeded', 90000);
+  const all = (await daemon.allPoints(id)).map((p) => p.step).filter((s) => s > from);
+  assert.ok(all.length > 1000, `enough points logged live (${all.length} after step ${from})`);
+  const live = async () => (await page.evaluate(() => window.traindJobView.steps())).filter((s) => s > from);
+  await waitFor(async () => (await live()).length >= all.length, 'every point in the page', 20000)
+    .catch(async (e) => { throw new Error(`${e.message}: the page has ${(await live()).length} of ${all.length} points`); });
+  assert.deepEqual(await live(), all, 'the same steps, in order');
+  const m = await (await fetch(daemon.base + '/metrics')).text();
+  assert.match(m, /traind_event_points_coalesced_total [1-9]/, 'the stream coalesced');
 });
 
 test('a daemon restart: the page gets reset, fills the gap with GET /metrics?after= and goes on live', opts, async () => {

@@ -275,6 +275,7 @@ export function render(root, params, id) {
     rebuild();
     for (const p of held) addLive(p);
     if (held.length) flush();
+    if (gapSeen && !filling) reload(false);   /* points were left out while it loaded */
     await new Promise((r) => requestAnimationFrame(() => r()));
     const tDrawn = performance.now();
     drawn = true;
@@ -284,24 +285,37 @@ export function render(root, params, id) {
   }
 
   /* After a reset: the job again, and only the points after the last one
-   * held (GET /metrics?after=), so the history is never fetched twice. */
-  async function reload() {
+   * held (GET /metrics?after=), so the history is never fetched twice.
+   * Without refresh, only those points: the daemon coalesced some of the
+   * job's live points away (a point event's coalesced_after).  One fill
+   * runs at a time; a reset or a gap seen meanwhile makes it go round again. */
+  let filling = null, fillAgain = false, refreshAgain = false, gapSeen = false;
+  function reload(refresh = true) {
+    fillAgain = true;
+    if (refresh) refreshAgain = true;
+    if (!filling) filling = runFill().finally(() => { filling = null; });
+    return filling;
+  }
+
+  async function runFill() {
     /* hold live points from now: one appended before the gap is filled
      * would move "the last step" past the gap */
-    const had = haveHistory && points.length > 0;
     haveHistory = false;
-    await refreshJob();
-    if (!had) return loadHistory();
-    try {
-      for (;;) {
-        const last = points[points.length - 1].step;
-        const doc = await get(`/jobs/${encodeURIComponent(id)}/metrics?after=${last}&limit=10000`);
-        const fresh = (doc.points || []).filter((p) => p.step > last);
-        points.push(...fresh);
-        pushPoints(fresh);
-        if (!fresh.length || doc.next_since === null || doc.next_since === undefined) break;
-      }
-    } catch (e) { /* the stream goes on; shown points stay */ }
+    while (fillAgain || gapSeen) {
+      fillAgain = gapSeen = false;
+      if (refreshAgain) { refreshAgain = false; await refreshJob(); }
+      if (!points.length) return loadHistory();
+      try {
+        for (;;) {
+          const last = points[points.length - 1].step;
+          const doc = await get(`/jobs/${encodeURIComponent(id)}/metrics?after=${last}&limit=10000`);
+          const fresh = (doc.points || []).filter((p) => p.step > last);
+          points.push(...fresh);
+          pushPoints(fresh);
+          if (!fresh.length || doc.next_since === null || doc.next_since === undefined) break;
+        }
+      } catch (e) { /* the stream goes on; shown points stay */ }
+    }
     haveHistory = true;
     const held = pending;
     pending = [];
@@ -312,7 +326,16 @@ export function render(root, params, id) {
   const unsub = live.subscribe((type, data) => {
     if (type === 'reset') return reload();
     if (type === 'job' && data && data.id === id) return showJob(data);
-    if (type === 'point' && data && data.job === id && data.point) return addLive(data.point);
+    if (type === 'point' && data && data.job === id && data.point) {
+      if (typeof data.coalesced_after === 'number') {
+        /* points before this one were left out of the stream: fetch them,
+         * then this one (held meanwhile) */
+        const last = points.length ? points[points.length - 1].step : -Infinity;
+        if (!haveHistory) gapSeen = true;
+        else if (data.point.step > last) { pending.push(data.point); return reload(false); }
+      }
+      return addLive(data.point);
+    }
   });
   live.connect(id);
 
