@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,6 +228,58 @@ START_TEST(odd_lines_same_as_tree)
 }
 END_TEST
 
+/* Lines in the runner's exact shape whose numbers take every path of the
+ * fast one (texts re-laid-out, rounded to 15 or 16 digits, kept at 17;
+ * whole numbers past 1e15, -0, huge and tiny, non-finite as %.17g prints
+ * them), next to torn and foreign lines. */
+START_TEST(fast_path_numbers_same_as_tree)
+{
+    run_config cfg;
+    parse(&cfg);
+    char *dir = tmpdir(), err[256];
+    char *path = xasprintf("%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "we");
+    ck_assert_ptr_nonnull(f);
+    static const double fixed[] = {0.0, -0.0, 1e15, 1e15 - 1, 1e16, 7.711821418249008e16, 0.1, 1e-5, 1e-4,
+                                   123456789.0, 1234567890.0, 1.5e300, -2.5e-300, 4.9e-324, 1.7976931348623157e308,
+                                   INFINITY, -INFINITY, NAN, 0.30000000000000004, 9.9999999999999995e-05};
+    rng_t r;
+    rng_seed(&r, 11, 0);
+    for (long s = 1; s <= 40000; s++) {
+        double v[4];
+        for (int k = 0; k < 4; k++) {
+            uint64_t bits = rng_u64(&r);
+            double d;
+            memcpy(&d, &bits, sizeof d);
+            v[k] = s % 3 == 0 ? fixed[rng_below(&r, sizeof fixed / sizeof *fixed)] : s % 3 == 1 ? d : any_double(&r);
+        }
+        fprintf(f, "{\"step\":%ld,\"lr\":%.17g,\"loss\":%.9g,\"loss_avg\":%.17g,\"grad_norm\":%.17g,\"time\":%.6f", s,
+                v[0], v[1], v[2], v[3], s * 0.001);
+        if (s % 5 == 0)
+            fprintf(f, ",\"eval_loss\":%.9g", v[(s / 5) % 4]);
+        fprintf(f, "}\n");
+        if (s % 101 == 0)
+            fprintf(f, "{\"step\":%ld,\"lr\":0.5,\"lo\n{\"step\":%ld,\"lr\":01,\"loss\":1,\"loss_avg\":1,"
+                       "\"grad_norm\":1,\"time\":1}\n",
+                    s, s);
+    }
+    fclose(f);
+    free(path);
+    ck_assert_msg(hf_write_trainer_state(dir, &cfg, err, sizeof err) == 0, "%s", err);
+    char *want = ref_trainer_state(dir, &cfg), *got = read_state(dir);
+    size_t i = 0;
+    while (want[i] && want[i] == got[i])
+        i++;
+    ck_assert_msg(want[i] == got[i], "differ at byte %zu: want ...%.60s, got ...%.60s", i,
+                  want + (i > 20 ? i - 20 : 0), got + (i > 20 ? i - 20 : 0));
+    free(want);
+    free(got);
+    tl_rmtree(dir);
+    free(dir);
+    cfg_free(&cfg);
+}
+END_TEST
+
 /* The peak RSS of a child that writes trainer_state.json for an n-point
  * history, in KiB (getrusage of the child, wait4). */
 static long child_peak_kib(const char *dir, const run_config *cfg)
@@ -279,6 +332,7 @@ static Suite *suite(void)
     tcase_add_test(tc, empty_history_same_as_tree);
     tcase_add_test(tc, history_same_as_tree);
     tcase_add_test(tc, odd_lines_same_as_tree);
+    tcase_add_test(tc, fast_path_numbers_same_as_tree);
     tcase_add_test(tc, long_history_constant_memory);
     suite_add_tcase(s, tc);
     return s;
