@@ -441,6 +441,29 @@ static int add_rung_steps(ynode *tree, const sweep *s, const cfg_parse_opts *po,
     return cfg_validate_tree(tree, po, cfg, errs);
 }
 
+/* The nodes of a tree (keys counted): what cloning it for one trial costs. */
+static size_t tree_nodes(const ynode *n)
+{
+    size_t count = 1;
+    if (n->kind != YNODE_SCALAR)
+        for (size_t i = 0; i < n->n; i++)
+            count += tree_nodes(n->items[i]) + (n->kind == YNODE_MAP ? 1 : 0);
+    return count;
+}
+
+/* Each trial is the whole file cloned and validated: trials × its nodes is
+ * the work a sweep asks for, bounded by SWEEP_MAX_WORK (traind-run.yaml(5))
+ * whatever max_trials allows.  False (reported) past it. */
+static bool work_bounded(diag_list_t *errs, const ynode *doc, const cv_section *sw, size_t n)
+{
+    size_t nodes = tree_nodes(doc);
+    if (nodes <= SWEEP_MAX_WORK / n)
+        return true;
+    cv_error(errs, "sweep", sw->at, "%zu trials of a %zu-node file is too much work: trials × nodes must be at "
+             "most %d (fewer trials, or a smaller file)", n, nodes, SWEEP_MAX_WORK);
+    return false;
+}
+
 static int expand(const ynode *doc, const cv_section *sw, const param *ps, const sweep_opts *opts,
                   sweep *s, diag_list_t *errs)
 {
@@ -455,6 +478,8 @@ static int expand(const ynode *doc, const cv_section *sw, const param *ps, const
             return -1;
         n = (size_t)trials;
     }
+    if (!work_bounded(errs, doc, sw, n))
+        return -1;
     ynode *base = ytree_clone(doc);
     ymap_delete(base, "sweep");
     rng_t rng;

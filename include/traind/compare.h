@@ -17,6 +17,11 @@
 
 #define COMPARE_MAX_IDS 32
 #define COMPARE_MAX_POINTS 2000
+/* What one job may cost a request: its history is copied (in memory) or
+ * read (metrics.jsonl) thinned evenly to at most this many points, first
+ * and last kept, whatever metrics_keep is; an id named twice counts once.
+ * "points" and the best eval loss are of those points. */
+#define COMPARE_COPY_POINTS 8000
 
 /* {"steps":[...], "jobs":[{"id","loss":[...],"lr":[...],"final_loss",
  * "best_eval_loss","best_eval_step","points"}]}; pts[k] ascending by step. */
