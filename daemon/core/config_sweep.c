@@ -456,11 +456,12 @@ static size_t tree_nodes(const ynode *n)
  * whatever max_trials allows.  False (reported) past it. */
 static bool work_bounded(diag_list_t *errs, const ynode *doc, const cv_section *sw, size_t n)
 {
-    size_t nodes = tree_nodes(doc);
+    const ynode *sweep_node = ymap_get(doc, "sweep");   /* read once, not cloned per trial */
+    size_t nodes = tree_nodes(doc) - (sweep_node ? tree_nodes(sweep_node) + 1 : 0);
     if (nodes <= SWEEP_MAX_WORK / n)
         return true;
-    cv_error(errs, "sweep", sw->at, "%zu trials of a %zu-node file is too much work: trials × nodes must be at "
-             "most %d (fewer trials, or a smaller file)", n, nodes, SWEEP_MAX_WORK);
+    cv_error(errs, "sweep", sw->at, "%zu trials of a %zu-node config is too much work: trials × nodes must be at "
+             "most %d (fewer trials, or a smaller config)", n, nodes, SWEEP_MAX_WORK);
     return false;
 }
 
