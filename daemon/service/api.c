@@ -187,7 +187,9 @@ typedef struct render_req {
 /* GET /compare's jobs: each one's points copied on the loop (a history in
  * memory) or read from its metrics.jsonl on the pool (an ended job's). */
 typedef struct compare_req {
-    size_t k;
+    size_t k;                 /* distinct jobs: ids, pts, n, read_arg */
+    size_t n_named;           /* the ids as named, each its job's slot */
+    size_t slot[COMPARE_MAX_IDS];
     long max;
     char *ids[COMPARE_MAX_IDS];
     train_point *pts[COMPARE_MAX_IDS];
@@ -210,9 +212,10 @@ static void compare_req_free(compare_req *c)
     free(c);
 }
 
-/* On the pool: the histories on disk read, thinned as the loop thins the
- * ones in memory (COMPARE_COPY_POINTS), then all of them aligned; NULL
- * when the request was cancelled meanwhile (its client gone). */
+/* On the pool: the histories on disk read (each read is bounded by
+ * metrics.jsonl's reader: its tail and a sample of the rest), then all of
+ * them aligned; NULL when the request was cancelled meanwhile (its client
+ * gone, or SIGTERM). */
 static cJSON *compare_render(compare_req *c, atomic_bool *cancelled)
 {
     for (size_t i = 0; i < c->k; i++) {
@@ -221,13 +224,22 @@ static cJSON *compare_render(compare_req *c, atomic_bool *cancelled)
         if (atomic_load(cancelled))
             return NULL;
         long next = -1;
-        if (c->read(c->read_arg[i], -1, COMPARE_COPY_POINTS, LONG_MAX, &c->pts[i], &c->n[i], &next) != 0) {
+        if (c->read(c->read_arg[i], -1, 0, LONG_MAX, &c->pts[i], &c->n[i], &next) != 0) {
             c->pts[i] = NULL;
             c->n[i] = 0;
         }
         c->read_arg[i] = NULL;   /* read frees it */
     }
-    return compare_doc((const char *const *)c->ids, (const train_point *const *)c->pts, c->n, c->k, c->max);
+    /* an id named again shares its job's points (copied or read once) */
+    const char *ids[COMPARE_MAX_IDS];
+    const train_point *pts[COMPARE_MAX_IDS];
+    size_t n[COMPARE_MAX_IDS];
+    for (size_t i = 0; i < c->n_named; i++) {
+        ids[i] = c->ids[c->slot[i]];
+        pts[i] = c->pts[c->slot[i]];
+        n[i] = c->n[c->slot[i]];
+    }
+    return compare_doc(ids, pts, n, c->n_named, c->max);
 }
 
 /* Renders run one at a time: on a small machine the pool's threads would
@@ -935,13 +947,13 @@ static void r_job_checkpoints(const api_backend *be, const http_request *req, ht
     be->checkpoints(be->ctx, id, json_later_done, http_response_defer(res));
 }
 
-/* Whether c names id already. */
-static bool compare_has(const compare_req *c, const char *id)
+/* The slot of id's job in c, or c->k when it is not there yet. */
+static size_t compare_slot(const compare_req *c, const char *id)
 {
-    for (size_t i = 0; i < c->k; i++)
-        if (strcmp(c->ids[i], id) == 0)
-            return true;
-    return false;
+    size_t i = 0;
+    while (i < c->k && strcmp(c->ids[i], id) != 0)
+        i++;
+    return i;
 }
 
 /* GET /compare?ids=a,b,c&max=N (compare.h): each job's history is copied
@@ -976,13 +988,16 @@ static void r_compare(const api_backend *be, const http_request *req, http_respo
     char *save = NULL;
     for (char *one = strtok_r(ids, ",", &save); one; one = strtok_r(NULL, ",", &save)) {
         char msg[96];
-        if (compare_has(c, one))
-            continue;   /* an id named twice is compared once: its points are not copied again */
-        if (c->k == COMPARE_MAX_IDS) {
+        if (c->n_named == COMPARE_MAX_IDS) {
             snprintf(msg, sizeof msg, "at most %d ids", COMPARE_MAX_IDS);
             compare_req_free(c);
             free(ids);
             return http_response_error(res, 400, msg);
+        }
+        size_t at = compare_slot(c, one);
+        if (at < c->k) {   /* named again: its points are not copied or read again */
+            c->slot[c->n_named++] = at;
+            continue;
         }
         void *arg = NULL;
         int dr = !api_id_valid(one) ? API_NOT_FOUND : can_defer ? be->metrics_defer(be->ctx, one, &arg) : 0;
@@ -999,6 +1014,7 @@ static void r_compare(const api_backend *be, const http_request *req, http_respo
             return http_response_error(res, 404, msg);
         }
         c->read_arg[c->k] = dr == 1 ? arg : NULL;
+        c->slot[c->n_named++] = c->k;
         c->ids[c->k++] = xstrdup(one);
     }
     free(ids);
