@@ -23,7 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -473,6 +476,62 @@ START_TEST(absolute_form_authority_is_checked)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* trainctl                                                             */
+
+/* A fake daemon: answers one request on fd with body, then closes. */
+typedef struct fake {
+    int fd;
+    const char *body;
+} fake;
+
+static void *fake_serve(void *arg)
+{
+    fake *f = arg;
+    int c = accept(f->fd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    char buf[4096];
+    (void)recv(c, buf, sizeof buf, 0);
+    char *res = xasprintf("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                          "Connection: close\r\n\r\n%s", strlen(f->body), f->body);
+    tl_send_all(c, res, strlen(res));
+    free(res);
+    close(c);
+    return NULL;
+}
+
+START_TEST(trainctl_escapes_control_bytes)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(fd, 4), 0);
+    struct timeval tv = {.tv_sec = 30};   /* accept gives up if trainctl never comes */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    socklen_t sl = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    fake f = {fd, "{\"version\":\"1\",\"uptime_s\":1,\"jobs\":[{\"id\":\"ev\\u001b]0;pwned\\u0007il\","
+                  "\"state\":\"running\",\"step\":1,\"total_steps\":2,\"lr\":0.1,\"loss\":1}]}"};
+    pthread_t th;
+    pthread_create(&th, NULL, fake_serve, &f);
+    char url[64], *out = xasprintf("%s/out.txt", g_dir);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", ntohs(sa.sin_port));
+    const char *argv[] = {tl_trainctl_path(), "status", "--url", url, NULL};
+    int rc = tl_run(argv, out, 30);
+    pthread_join(th, NULL);
+    close(fd);
+    size_t len = 0;
+    char *text = tl_read(out, &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(rc == 0, "trainctl status: %d: %s", rc, text);
+    ck_assert_msg(!memchr(text, 0x1b, len) && !memchr(text, 0x07, len), "raw control bytes printed: %s", text);
+    ck_assert_msg(strstr(text, "ev\\x1b]0;pwned\\x07il"), "the id escaped: %s", text);
+    free(text);
+    free(out);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("bounded_requests");
@@ -487,6 +546,7 @@ static Suite *suite(void)
     tcase_set_timeout(w, 300);
     tcase_add_test(w, oversized_sweeps_refused_and_capped);
     tcase_add_test(w, absolute_form_authority_is_checked);
+    tcase_add_test(w, trainctl_escapes_control_bytes);
     suite_add_tcase(s, w);
     return s;
 }
