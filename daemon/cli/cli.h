@@ -15,6 +15,7 @@
 #define TRAIND_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include "traind/config.h"
 #include "traind/dist.h"
 
@@ -55,6 +56,15 @@ typedef int (*cli_get_fn)(void *ctx, const char *path, char **body, long *status
 /* "/jobs/<escaped id><tail>" and an id escaped for a URL (malloc'd). */
 char *cli_job_path(const char *id, const char *tail);
 char *cli_escape(const char *s);
+
+/* What the daemon sends is untrusted: parsed JSON whose every string (and
+ * key) has its control bytes written \xHH, so that an id or an error
+ * holding ESC cannot drive the terminal; and text (a job's log) written
+ * so, newlines and tabs kept. */
+struct cJSON;
+struct cJSON *cli_json_parse(const char *text);
+void cli_json_sanitize(struct cJSON *j);
+void cli_write_text(FILE *f, const char *s, size_t len);
 /* trainctl compare over get (client.c's connection); log_y: --log. */
 int cmd_compare(int n_args, char **args, bool json, bool log_y, cli_get_fn get, void *ctx);
 

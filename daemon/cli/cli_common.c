@@ -3,6 +3,7 @@
  * that traind-mpi-worker (which runs `trainctl run`'s code as each rank of
  * `trainctl run --ranks N`) can link the commands without trainctl's main.
  */
+#include <cjson/cJSON.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,4 +87,64 @@ double cli_parse_utc(const char *s)
     if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
         return 0;
     return (double)timegm(&tm);
+}
+
+/* ---- what the daemon sent, made safe to print ------------------------ */
+
+static bool is_control(unsigned char c)
+{
+    return c < 0x20 || c == 0x7f;
+}
+
+/* s with every control byte written \xHH (malloc'd); NULL when it has none. */
+static char *escape_controls(const char *s, bool keep_lines)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        n += is_control(*p) && !(keep_lines && (*p == '\n' || *p == '\t')) ? 1 : 0;
+    if (n == 0)
+        return NULL;
+    char *out = xmalloc(strlen(s) + 3 * n + 1), *o = out;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (is_control(*p) && !(keep_lines && (*p == '\n' || *p == '\t')))
+            o += sprintf(o, "\\x%02x", *p);
+        else
+            *o++ = (char)*p;
+    }
+    *o = '\0';
+    return out;
+}
+
+void cli_json_sanitize(cJSON *j)
+{
+    for (; j; j = j->next) {
+        char *e;
+        if (j->string && !(j->type & cJSON_StringIsConst) && (e = escape_controls(j->string, false))) {
+            free(j->string);
+            j->string = e;
+        }
+        if (cJSON_IsString(j) && j->valuestring && (e = escape_controls(j->valuestring, false))) {
+            free(j->valuestring);
+            j->valuestring = e;
+        }
+        cli_json_sanitize(j->child);
+    }
+}
+
+cJSON *cli_json_parse(const char *text)
+{
+    cJSON *j = cJSON_Parse(text);
+    cli_json_sanitize(j);
+    return j;
+}
+
+void cli_write_text(FILE *f, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (is_control(c) && c != '\n' && c != '\t')
+            fprintf(f, "\\x%02x", c);
+        else
+            fputc(c, f);
+    }
 }

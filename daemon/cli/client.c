@@ -271,9 +271,14 @@ static double json_num(const cJSON *o, const char *key)
 /* Prints a non-2xx answer's error (and errors list) and returns the exit code. */
 static int report_error(const char *what, const response *r)
 {
-    cJSON *j = r->body ? cJSON_Parse(r->body) : NULL;
+    cJSON *j = r->body ? cli_json_parse(r->body) : NULL;
     const char *msg = j ? json_str(j, "error") : NULL;
-    fprintf(stderr, "trainctl: %s: HTTP %ld: %s\n", what, r->status, msg ? msg : (r->body ? r->body : ""));
+    fprintf(stderr, "trainctl: %s: HTTP %ld: ", what, r->status);
+    if (msg)
+        fputs(msg, stderr);
+    else if (r->body)   /* not JSON: the daemon's bytes, escaped */
+        cli_write_text(stderr, r->body, strlen(r->body));
+    fputc('\n', stderr);
     const cJSON *errs = j ? cJSON_GetObjectItemCaseSensitive(j, "errors") : NULL;
     const cJSON *e;
     cJSON_ArrayForEach(e, errs) {
@@ -367,7 +372,7 @@ static int do_submit(client *c, const char *config)
     if (ret)
         return ret;
     if (r.status == 201) {
-        cJSON *j = cJSON_Parse(r.body);
+        cJSON *j = cli_json_parse(r.body);
         const char *id = j ? json_str(j, "id") : NULL;
         printf("%s\n", id ? id : r.body);
         cJSON_Delete(j);
@@ -514,7 +519,7 @@ static int get_json(client *c, const char *path, const char *what, cJSON **out, 
         return ret;
     if (r.status != 200) {
         ret = report_error(what, &r);
-    } else if (!(*out = cJSON_Parse(r.body))) {
+    } else if (!(*out = cli_json_parse(r.body))) {
         fprintf(stderr, "trainctl: the daemon's answer is not JSON\n");
         ret = EXIT_FAIL;
     }
@@ -673,7 +678,7 @@ static void watch_set(cJSON *o, const char *k, const cJSON *v)
 
 static void watch_event(watch_stream *w, const char *event, const char *data)
 {
-    cJSON *d = cJSON_Parse(data);
+    cJSON *d = cli_json_parse(data);
     if (!d)
         return;
     if (!strcmp(event, "job")) {
@@ -800,7 +805,7 @@ static int do_watch(client *c, const char *id)
             free(r.body);
             break;
         }
-        cJSON *j = cJSON_Parse(r.body);
+        cJSON *j = cli_json_parse(r.body);
         free(r.body);
         if (!j) {
             fprintf(stderr, "trainctl: the daemon's answer is not JSON\n");
@@ -872,7 +877,7 @@ static int do_experiment(client *c, const char *id)
     free(path);
     if (ret)
         return ret;
-    cJSON *j = r.status == 200 ? cJSON_Parse(r.body) : NULL;
+    cJSON *j = r.status == 200 ? cli_json_parse(r.body) : NULL;
     if (!j) {
         ret = r.status == 200 ? (fprintf(stderr, "trainctl: the daemon's answer is not JSON\n"), EXIT_FAIL)
                               : report_error(id, &r);
@@ -932,7 +937,7 @@ static int do_fork(client *c, const char *id, long at, char **sets, size_t n_set
     free(body);
     if (ret)
         return ret;
-    cJSON *j = r.body ? cJSON_Parse(r.body) : NULL;
+    cJSON *j = r.body ? cli_json_parse(r.body) : NULL;
     if (r.status == 201 && json_str(j, "id")) {
         if (c->json)
             printf("%s\n", r.body);
@@ -987,7 +992,7 @@ static int do_logs(client *c, const char *id)
     if (ret)
         return ret;
     if (r.status == 200)
-        fwrite(r.body ? r.body : "", 1, r.len, stdout);
+        cli_write_text(stdout, r.body ? r.body : "", r.len);
     else
         ret = report_error(id, &r);
     free(r.body);

@@ -339,7 +339,7 @@ int cmd_compare(int n_args, char **args, bool json, bool log_y, cli_get_fn get, 
         free(path);
         if (rc)
             return rc;
-        cJSON *o = body ? cJSON_Parse(body) : NULL;
+        cJSON *o = body ? cli_json_parse(body) : NULL;
         free(body);
         if (st == 200 && o) {
             if (n == MAX_RUNS) {
@@ -358,7 +358,7 @@ int cmd_compare(int n_args, char **args, bool json, bool log_y, cli_get_fn get, 
         free(path);
         if (rc)
             goto out;
-        o = body ? cJSON_Parse(body) : NULL;
+        o = body ? cli_json_parse(body) : NULL;
         free(body);
         if (st != 200 || !o) {
             fprintf(stderr, "trainctl compare: %s: no such job or experiment\n", args[a]);
@@ -375,7 +375,7 @@ int cmd_compare(int n_args, char **args, bool json, bool log_y, cli_get_fn get, 
             long js;
             rc = get(ctx, jp, &jb, &js);
             free(jp);
-            cJSON *job = js == 200 && jb ? cJSON_Parse(jb) : NULL;
+            cJSON *job = js == 200 && jb ? cli_json_parse(jb) : NULL;
             free(jb);
             if (rc || !job) {
                 cJSON_Delete(job);
@@ -408,7 +408,7 @@ int cmd_compare(int n_args, char **args, bool json, bool log_y, cli_get_fn get, 
         ret = rc;
         goto out;
     }
-    cJSON *cmp = body && st == 200 ? cJSON_Parse(body) : NULL;
+    cJSON *cmp = body && st == 200 ? cli_json_parse(body) : NULL;
     free(body);
     if (!cmp) {
         fprintf(stderr, "trainctl compare: GET /compare answered %ld\n", st);
@@ -451,7 +451,7 @@ int cmd_compare(int n_args, char **args, bool json, bool log_y, cli_get_fn get, 
             cJSON_AddStringToObject(r, "id", runs[k].id);
             cJSON *p = cJSON_AddObjectToObject(r, "params");
             cJSON_ArrayForEach(e, diff) {
-                cJSON *v = cJSON_Parse(flat_get(&runs[k], e->valuestring));
+                cJSON *v = cli_json_parse(flat_get(&runs[k], e->valuestring));
                 cJSON_AddItemToObject(p, e->valuestring, v ? v : cJSON_CreateNull());
             }
             cJSON_AddItemToObject(r, "final_loss", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(c, "final_loss"), 1));

@@ -441,6 +441,30 @@ static int add_rung_steps(ynode *tree, const sweep *s, const cfg_parse_opts *po,
     return cfg_validate_tree(tree, po, cfg, errs);
 }
 
+/* The nodes of a tree (keys counted): what cloning it for one trial costs. */
+static size_t tree_nodes(const ynode *n)
+{
+    size_t count = 1;
+    if (n->kind != YNODE_SCALAR)
+        for (size_t i = 0; i < n->n; i++)
+            count += tree_nodes(n->items[i]) + (n->kind == YNODE_MAP ? 1 : 0);
+    return count;
+}
+
+/* Each trial is the whole file cloned and validated: trials × its nodes is
+ * the work a sweep asks for, bounded by SWEEP_MAX_WORK (traind-run.yaml(5))
+ * whatever max_trials allows.  False (reported) past it. */
+static bool work_bounded(diag_list_t *errs, const ynode *doc, const cv_section *sw, size_t n)
+{
+    const ynode *sweep_node = ymap_get(doc, "sweep");   /* read once, not cloned per trial */
+    size_t nodes = tree_nodes(doc) - (sweep_node ? tree_nodes(sweep_node) + 1 : 0);
+    if (nodes <= SWEEP_MAX_WORK / n)
+        return true;
+    cv_error(errs, "sweep", sw->at, "%zu trials of a %zu-node config is too much work: trials × nodes must be at "
+             "most %d (fewer trials, or a smaller config)", n, nodes, SWEEP_MAX_WORK);
+    return false;
+}
+
 static int expand(const ynode *doc, const cv_section *sw, const param *ps, const sweep_opts *opts,
                   sweep *s, diag_list_t *errs)
 {
@@ -455,6 +479,8 @@ static int expand(const ynode *doc, const cv_section *sw, const param *ps, const
             return -1;
         n = (size_t)trials;
     }
+    if (!work_bounded(errs, doc, sw, n))
+        return -1;
     ynode *base = ytree_clone(doc);
     ymap_delete(base, "sweep");
     rng_t rng;

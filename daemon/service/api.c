@@ -46,12 +46,14 @@
 #include "traind/api.h"
 #include "traind/compare.h"
 #include "traind/events.h"
+#include "traind/hostcheck.h"
 #include "traind/json.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,12 +180,16 @@ typedef struct render_req {
     void (*fill)(cJSON *doc); /* completes doc on the pool first (api_backend.fill_page) */
     char *text;               /* the result */
     size_t len;
+    bool auth;                /* asked with a valid token: its own, first, lane */
+    atomic_bool cancelled;    /* its client is gone, or the daemon stops: work no further */
 } render_req;
 
 /* GET /compare's jobs: each one's points copied on the loop (a history in
  * memory) or read from its metrics.jsonl on the pool (an ended job's). */
 typedef struct compare_req {
-    size_t k;
+    size_t k;                 /* distinct jobs: ids, pts, n, read_arg */
+    size_t n_named;           /* the ids as named, each its job's slot */
+    size_t slot[COMPARE_MAX_IDS];
     long max;
     char *ids[COMPARE_MAX_IDS];
     train_point *pts[COMPARE_MAX_IDS];
@@ -206,12 +212,17 @@ static void compare_req_free(compare_req *c)
     free(c);
 }
 
-/* On the pool: the histories on disk read, then all of them aligned. */
-static cJSON *compare_render(compare_req *c)
+/* On the pool: the histories on disk read (each read is bounded by
+ * metrics.jsonl's reader: its tail and a sample of the rest), then all of
+ * them aligned; NULL when the request was cancelled meanwhile (its client
+ * gone, or SIGTERM). */
+static cJSON *compare_render(compare_req *c, atomic_bool *cancelled)
 {
     for (size_t i = 0; i < c->k; i++) {
         if (!c->read_arg[i])
             continue;
+        if (atomic_load(cancelled))
+            return NULL;
         long next = -1;
         if (c->read(c->read_arg[i], -1, 0, LONG_MAX, &c->pts[i], &c->n[i], &next) != 0) {
             c->pts[i] = NULL;
@@ -219,16 +230,36 @@ static cJSON *compare_render(compare_req *c)
         }
         c->read_arg[i] = NULL;   /* read frees it */
     }
-    return compare_doc((const char *const *)c->ids, (const train_point *const *)c->pts, c->n, c->k, c->max);
+    /* an id named again shares its job's points (copied or read once) */
+    const char *ids[COMPARE_MAX_IDS];
+    const train_point *pts[COMPARE_MAX_IDS];
+    size_t n[COMPARE_MAX_IDS];
+    for (size_t i = 0; i < c->n_named; i++) {
+        ids[i] = c->ids[c->slot[i]];
+        pts[i] = c->pts[c->slot[i]];
+        n[i] = c->n[c->slot[i]];
+    }
+    return compare_doc(ids, pts, n, c->n_named, c->max);
 }
 
 /* Renders run one at a time: on a small machine the pool's threads would
  * otherwise take every core from the loop thread while a burst of heavy
  * requests is printed (the loop would not be blocked, but starved).  The
- * rest wait in order. */
+ * rest wait in order, in two lanes: a token holder's before any token-less
+ * one, so that no amount of anonymous reading delays a client that has
+ * the token by more than the one render under way.  Each lane is bounded
+ * (API_RENDER_WAIT_MAX: past it 503 and Retry-After, traind(8)); a render
+ * whose client has gone is dropped before it starts and stops between its
+ * reads (render_gone), and at shutdown none starts (api_shutdown). */
 #define API_RENDER_SLOTS 1
+typedef struct render_lane {
+    render_req *head, *tail;
+    unsigned n;
+} render_lane;
 static unsigned g_rendering;
-static render_req *g_wait_head, *g_wait_tail;
+static render_lane g_lanes[2];   /* [1] token holders', [0] the rest */
+static render_req *g_running[API_RENDER_SLOTS];
+static bool g_stopping;
 
 static cJSON *metrics_doc(const char *id, const train_point *pts, size_t n, long next_since)
 {
@@ -282,8 +313,11 @@ static void render_work(uv_work_t *w)
             r->read = NULL;
             r->read_arg = NULL;
         }
-        if (r->cmp && !r->doc)
-            r->doc = compare_render(r->cmp);
+        if (r->cmp && !r->doc && !(r->doc = compare_render(r->cmp, &r->cancelled))) {
+            r->status = 503;   /* cancelled: the answer is dropped, or a shutdown's */
+            r->doc = cJSON_CreateObject();
+            cJSON_AddStringToObject(r->doc, "error", API_SHUTTING_DOWN);
+        }
         if (!r->doc)
             r->doc = metrics_doc(r->id, r->pts, r->n, r->next_since);
         if (r->fill)
@@ -325,15 +359,52 @@ static void render_fill(render_req *r, http_response *res)
 
 static void render_done(uv_work_t *w, int status);
 
-/* Starts waiting renders while slots are free. */
+/* The next waiting render, token holders' first; NULL when none. */
+static render_req *render_pop(void)
+{
+    for (int lane = 1; lane >= 0; lane--) {
+        render_lane *l = &g_lanes[lane];
+        render_req *r = l->head;
+        if (!r)
+            continue;
+        l->head = r->next;
+        if (!l->head)
+            l->tail = NULL;
+        l->n--;
+        r->next = NULL;
+        return r;
+    }
+    return NULL;
+}
+
+/* Answers r without rendering it: 503 (dropped when its client is gone). */
+static void render_refuse(render_req *r)
+{
+    http_response res = {.status = 200};
+    http_response_add_header(&res, "Cache-Control", NO_STORE);   /* as api_handle does */
+    http_response_error(&res, 503, API_SHUTTING_DOWN);
+    http_deferred_respond(r->answer, &res);
+    render_req_free(r);
+}
+
+/* Starts waiting renders while slots are free; those cancelled meanwhile
+ * (client gone, daemon stopping) are answered without any work. */
 static void render_next(void)
 {
-    while (g_wait_head && g_rendering < API_RENDER_SLOTS) {
-        render_req *r = g_wait_head;
-        g_wait_head = r->next;
-        if (!g_wait_head)
-            g_wait_tail = NULL;
+    while (g_rendering < API_RENDER_SLOTS) {
+        render_req *r = render_pop();
+        if (!r)
+            return;
+        if (g_stopping || atomic_load(&r->cancelled)) {
+            render_refuse(r);
+            continue;
+        }
         g_rendering++;
+        for (size_t i = 0; i < API_RENDER_SLOTS; i++)
+            if (!g_running[i]) {
+                g_running[i] = r;
+                break;
+            }
         if (uv_queue_work(r->loop, &r->work, render_work, render_done) == 0)
             continue;
         render_work(&r->work);   /* cannot queue: print it here after all */
@@ -344,6 +415,9 @@ static void render_next(void)
 static void render_done(uv_work_t *w, int status)
 {
     render_req *r = w->data;
+    for (size_t i = 0; i < API_RENDER_SLOTS; i++)
+        if (g_running[i] == r)
+            g_running[i] = NULL;
     http_response res = {.status = 200};
     http_response_add_header(&res, "Cache-Control", NO_STORE);   /* as api_handle does */
     if (status < 0)
@@ -356,18 +430,52 @@ static void render_done(uv_work_t *w, int status)
     render_next();
 }
 
+/* The client of a waiting or running render gave up (http_deferred_on_gone). */
+static void render_gone(void *arg)
+{
+    render_req *r = arg;
+    atomic_store(&r->cancelled, true);
+}
+
+void api_shutdown(void)
+{
+    g_stopping = true;
+    for (size_t i = 0; i < API_RENDER_SLOTS; i++)
+        if (g_running[i])
+            atomic_store(&g_running[i]->cancelled, true);
+    render_req *r;
+    while ((r = render_pop()) != NULL)
+        render_refuse(r);
+}
+
+/* Whether the request being handled on the loop thread came with a valid
+ * token: set by api_handle around the route's handler (handlers run on the
+ * loop, one at a time), read by render_answer to pick the lane. */
+static bool g_handling_auth;
+
 /* Answers r: on the thread pool when the backend has a loop, else now. */
 static void render_answer(const api_backend *be, render_req *r, http_response *res)
 {
     r->work.data = r;
     if (be->loop) {
+        render_lane *l = &g_lanes[g_handling_auth ? 1 : 0];
+        unsigned max = g_handling_auth ? API_RENDER_WAIT_MAX_AUTH : API_RENDER_WAIT_MAX;
+        if (g_stopping || l->n >= max) {
+            render_req_free(r);
+            http_response_error(res, 503, g_stopping ? API_SHUTTING_DOWN : API_BUSY);
+            http_response_add_header(res, "Retry-After", "1");
+            return;
+        }
+        r->auth = g_handling_auth;
         r->answer = http_response_defer(res);
+        http_deferred_on_gone(r->answer, render_gone, r);
         r->loop = be->loop;
-        if (g_wait_tail)
-            g_wait_tail->next = r;
+        if (l->tail)
+            l->tail->next = r;
         else
-            g_wait_head = r;
-        g_wait_tail = r;
+            l->head = r;
+        l->tail = r;
+        l->n++;
         render_next();
         return;
     }
@@ -844,8 +952,17 @@ static void r_job_checkpoints(const api_backend *be, const http_request *req, ht
     be->checkpoints(be->ctx, id, json_later_done, http_response_defer(res));
 }
 
+/* The slot of id's job in c, or c->k when it is not there yet. */
+static size_t compare_slot(const compare_req *c, const char *id)
+{
+    size_t i = 0;
+    while (i < c->k && strcmp(c->ids[i], id) != 0)
+        i++;
+    return i;
+}
+
 /* GET /compare?ids=a,b,c&max=N (compare.h): each job's history is copied
- * out on the loop when it is in memory (bounded by metrics_keep), or named
+ * out on the loop when it is in memory (thinned to COMPARE_COPY_POINTS), or named
  * for the pool when it is on disk (an ended job's metrics.jsonl: parsing
  * a few of those would hold the loop for seconds); the pool reads them,
  * aligns and prints. */
@@ -876,16 +993,24 @@ static void r_compare(const api_backend *be, const http_request *req, http_respo
     char *save = NULL;
     for (char *one = strtok_r(ids, ",", &save); one; one = strtok_r(NULL, ",", &save)) {
         char msg[96];
-        if (c->k == COMPARE_MAX_IDS) {
+        if (c->n_named == COMPARE_MAX_IDS) {
             snprintf(msg, sizeof msg, "at most %d ids", COMPARE_MAX_IDS);
             compare_req_free(c);
             free(ids);
             return http_response_error(res, 400, msg);
         }
+        size_t at = compare_slot(c, one);
+        if (at < c->k) {   /* named again: its points are not copied or read again */
+            c->slot[c->n_named++] = at;
+            continue;
+        }
         void *arg = NULL;
         int dr = !api_id_valid(one) ? API_NOT_FOUND : can_defer ? be->metrics_defer(be->ctx, one, &arg) : 0;
         long next;
-        if (dr == 0 && be->metrics_points(be->ctx, one, -1, 0, LONG_MAX, &c->pts[c->k], &c->n[c->k], &next) != 0)
+        /* a history in memory: COMPARE_COPY_POINTS of it, evenly spread (a
+         * copy bounded whatever metrics_keep is, made here on the loop) */
+        if (dr == 0 && be->metrics_points(be->ctx, one, -1, COMPARE_COPY_POINTS, LONG_MAX, &c->pts[c->k],
+                                          &c->n[c->k], &next) != 0)
             dr = API_NOT_FOUND;
         if (dr == API_NOT_FOUND) {
             snprintf(msg, sizeof msg, "no such job: %.48s", one);
@@ -894,6 +1019,7 @@ static void r_compare(const api_backend *be, const http_request *req, http_respo
             return http_response_error(res, 404, msg);
         }
         c->read_arg[c->k] = dr == 1 ? arg : NULL;
+        c->slot[c->n_named++] = c->k;
         c->ids[c->k++] = xstrdup(one);
     }
     free(ids);
@@ -1423,7 +1549,10 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
     const api_backend *be = ctx;
     http_response_add_header(res, "Cache-Control", NO_STORE);
 
-    if (be->host_allowed && !be->host_allowed(be->ctx, http_request_header(req, "Host")))
+    /* an absolute-form target's authority is checked as a Host header is */
+    char authority[256];
+    const char *host = host_of_request(req->target, http_request_header(req, "Host"), authority, sizeof authority);
+    if (be->host_allowed && !be->host_allowed(be->ctx, host))
         return http_response_error(res, 403,
                                    "this Host is not allowed (a DNS rebinding guard): add it to allowed_hosts in the "
                                    "daemon config");
@@ -1440,13 +1569,19 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
         return method_not_allowed(res, allow & M_POST ? (allow & M_GET ? "GET, HEAD, POST" : "POST") : "GET, HEAD");
     if (needs_token(r, req->method) && !authorized(be, req, res))
         return;
-    if (r->kind != R_ID)
-        return r->fn(be, req, res, NULL);
+    g_handling_auth = token_valid(be, req);
+    if (r->kind != R_ID) {
+        r->fn(be, req, res, NULL);
+        g_handling_auth = false;
+        return;
+    }
     char *id = NULL;
     if (http_pct_decode(seg, seglen, true, false, &id) < 0 || !api_id_valid(id)) {
         free(id);
+        g_handling_auth = false;
         return http_response_error(res, 404, r->no_id);
     }
     r->fn(be, req, res, id);
+    g_handling_auth = false;
     free(id);
 }

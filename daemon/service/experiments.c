@@ -945,10 +945,18 @@ static void submit_work(uv_work_t *w)
     }
 }
 
+/* Experiment files checked on the pool at once (each one expands its
+ * sweep: bounded by SWEEP_MAX_WORK); past EXPS_CHECKING_MAX a POST
+ * /experiments is answered 429, so that they never take the pool's
+ * threads from POST /jobs (traind(8)). */
+#define EXPS_CHECKING_MAX 1
+static unsigned g_checking;
+
 static void submit_done(uv_work_t *w, int status)
 {
     submit_req *r = w->data;
     exp_table *e = r->e;
+    g_checking--;
     if (r->x) {
         table_add(e, r->x);
         log_info("experiment %s: %s (%zu trial%s)", r->x->id, r->x->state == EXP_REJECTED ? "rejected" : "submitted",
@@ -1004,6 +1012,11 @@ void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_ke
     }
     if (jobs_shutting_down(e->jobs))
         return done(arg, 503, json_error_doc(API_SHUTTING_DOWN));
+    if (g_checking >= EXPS_CHECKING_MAX) {
+        cJSON *o = json_error_doc("another experiment file is being checked (at most 1 at a time); retry");
+        cJSON_AddNumberToObject(o, "retry_after_s", 1);
+        return done(arg, 429, o);
+    }
     submit_req *r = xcalloc(1, sizeof *r);
     r->work.data = r;
     r->e = e;
@@ -1032,6 +1045,7 @@ void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_ke
         return done(arg, 500, json_error_doc("cannot queue the experiment"));
     }
     jobs_work_begin(e->jobs);
+    g_checking++;
     if (idem_key) {
         e->keys_inflight = xrealloc(e->keys_inflight, (e->n_keys + 1) * sizeof *e->keys_inflight);
         e->keys_inflight[e->n_keys++] = xstrdup(idem_key);

@@ -79,3 +79,24 @@ bool host_allowed(const char *host, const char *listen, char *const *allowed, si
             return true;
     return false;
 }
+
+const char *host_of_request(const char *target, const char *host, char *out, size_t len)
+{
+    const char *sep = target ? strstr(target, "://") : NULL;
+    if (!target || target[0] == '/' || !sep)
+        return host;   /* origin-form (or *, or CONNECT's authority-form) */
+    const char *a = sep + 3;
+    size_t n = strcspn(a, "/?#");
+    const char *at = memchr(a, '@', n);
+    if (at) {          /* userinfo@host: the host is after it */
+        n -= (size_t)(at + 1 - a);
+        a = at + 1;
+    }
+    if (n == 0 || n >= len) {
+        out[0] = '\0';
+        return out;
+    }
+    memcpy(out, a, n);
+    out[n] = '\0';
+    return out;
+}

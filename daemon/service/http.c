@@ -58,6 +58,7 @@
 #define LOW_WATER (256 * 1024)
 #define LINGER_MS 2000u         /* after our FIN, wait this long for the peer's */
 #define STOP_FLUSH_MS 1000u     /* on server stop, time to flush queued responses */
+#define DEFER_STASH_MAX (64 * 1024) /* input kept while an answer is owed; past it, reading stops */
 #define MAX_REJECTING 64u       /* over-cap connections being answered 503 at once */
 #define HEADER_OVERHEAD 4       /* ": " and CRLF of each header line, for the 16 KiB limit */
 #define TRIM_AFTER_CONNS 256u   /* malloc_trim once this many connections have all closed */
@@ -173,6 +174,8 @@ struct conn {
 
 struct http_deferred {
     conn *c;             /* NULL once the connection has closed */
+    void (*gone)(void *arg);  /* told once when the client gives up (http_deferred_on_gone) */
+    void *gone_arg;
     bool attached;       /* the handler has returned and c waits for us */
     bool answered;       /* answered before the handler returned: res holds it */
     bool keep_alive, http10, head_only;
@@ -615,11 +618,24 @@ static void on_conn_handle_closed(uv_handle_t *h)
     server_maybe_done(s);
 }
 
+/* The client of c's owed answer is gone (closed, reset, or half-closed):
+ * the owner may stop working on it.  Once. */
+static void deferred_gone(conn *c)
+{
+    http_deferred *d = c->deferred;
+    if (!d || !d->gone)
+        return;
+    void (*gone)(void *) = d->gone;
+    d->gone = NULL;
+    gone(d->gone_arg);
+}
+
 static void conn_close(conn *c)
 {
     if (c->closed)
         return;
     c->closed = true;
+    deferred_gone(c);
     if (c->deferred) {   /* its answer, when it comes, is dropped */
         c->deferred->c = NULL;
         c->deferred = NULL;
@@ -725,6 +741,9 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->eof = true;
+    /* An HTTP/1.1 client that sends its FIN while waiting has given up:
+     * the answer, if it still comes, is sent, but its work may stop. */
+    deferred_gone(c);
     if (c->shut)
         conn_close(c);
     else
@@ -738,6 +757,10 @@ static void conn_feed(conn *c, const char *data, size_t len)
         return;
     if (c->paused) {
         dbuf_append(&c->stash, data, len);
+        if (c->deferred && c->stash.len > DEFER_STASH_MAX && c->reading) {
+            uv_read_stop(&c->h.stream);
+            c->reading = false;
+        }
         return;
     }
     size_t n = http_parser_execute(&c->parser, &parser_settings, data, len);
@@ -753,8 +776,13 @@ static void conn_feed(conn *c, const char *data, size_t len)
         }
         if (n < len)
             dbuf_append(&c->stash, data + n, len - n);
-        uv_read_stop(&c->h.stream);
-        c->reading = false;
+        /* While an answer is owed, reading goes on (into the stash, up
+         * to DEFER_STASH_MAX) so that a client's close is seen and its
+         * work can be dropped (http_deferred_on_gone). */
+        if (!c->deferred || c->stash.len > DEFER_STASH_MAX) {
+            uv_read_stop(&c->h.stream);
+            c->reading = false;
+        }
         return;
     }
     if (e != HPE_OK) {
@@ -1122,6 +1150,12 @@ http_deferred *http_response_defer(http_response *res)
     if (!res->deferred)
         res->deferred = xcalloc(1, sizeof *res->deferred);
     return res->deferred;
+}
+
+void http_deferred_on_gone(http_deferred *d, void (*gone)(void *arg), void *arg)
+{
+    d->gone = gone;
+    d->gone_arg = arg;
 }
 
 bool http_response_resolve(http_response *res)

@@ -680,6 +680,7 @@ static void begin_shutdown(daemon_state *d, int signum)
     log_info("%s: stopping: intake closed, running jobs checkpoint and resume at the next start",
              strsignal(signum));
     notify_stopping();
+    api_shutdown();   /* no answer waits on the pool for the jobs' checkpoints */
     lrfind_jobs_shutdown(d->lrf);
     laws_shutdown(d->laws);
     if (d->sp) {
@@ -985,6 +986,12 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* Eight pool threads (libuv's default is four): every heavy kind of
+     * request is capped at one at a time (renders, previews, experiment
+     * checks, law fits), so half the pool always stays for POST /jobs and
+     * the fsyncs of checkpoints and status files.  An operator's own
+     * UV_THREADPOOL_SIZE wins. */
+    setenv("UV_THREADPOOL_SIZE", "8", 0);
     d.loop = uv_default_loop();
     d.exe = exe;
     d.lrf = lrfind_jobs_new(d.loop);

@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,6 +143,8 @@ int preview_run(const preview_in *in, const char *yaml, size_t len, size_t max_p
 
 typedef struct preview_req {
     uv_work_t work;
+    struct preview_req *next; /* waiting for its turn */
+    uv_loop_t *loop;
     preview_in in;            /* owned copies */
     char *yaml;
     size_t len, max;
@@ -166,9 +169,33 @@ static void preview_req_free(preview_req *r)
     free(r);
 }
 
+/* The pool's share previews may take: PREVIEW_RUNNING_MAX at once (the
+ * pool's other threads stay free for POST /jobs, checkpoints' fsyncs and
+ * answers), PREVIEW_WAITING_MAX more in order; past that 429.  Each one's
+ * work is bounded too (SWEEP_MAX_WORK, PREVIEW_MAX_TOTAL_POINTS). */
+static unsigned g_running, g_waiting;
+static preview_req *g_head, *g_tail;
+
+static void preview_after(uv_work_t *w, int status);
+
+static void preview_next(void)
+{
+    while (g_running < PREVIEW_RUNNING_MAX && g_head) {
+        preview_req *r = g_head;
+        g_head = r->next;
+        if (!g_head)
+            g_tail = NULL;
+        g_waiting--;
+        g_running++;
+        if (uv_queue_work(r->loop, &r->work, preview_work, preview_after) < 0)
+            preview_after(&r->work, -1);
+    }
+}
+
 static void preview_after(uv_work_t *w, int status)
 {
     preview_req *r = w->data;
+    g_running--;
     if (status < 0 || !r->doc) {
         cJSON_Delete(r->doc);
         r->doc = cJSON_CreateObject();
@@ -177,6 +204,19 @@ static void preview_after(uv_work_t *w, int status)
     }
     r->done(r->arg, r->status, r->doc);
     preview_req_free(r);
+    preview_next();
+}
+
+/* 429 {"error", "retry_after_s"}: as many previews as may be wait already. */
+static void preview_busy(preview_done done, void *arg)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg, "too many /validate and /schedule requests at once (at most %d worked on and %d "
+             "waiting); retry", PREVIEW_RUNNING_MAX, PREVIEW_WAITING_MAX);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", msg);
+    cJSON_AddNumberToObject(o, "retry_after_s", 1);
+    done(arg, 429, o);
 }
 
 static void start(uv_loop_t *loop, const preview_in *in, const char *yaml, size_t len, size_t max,
@@ -188,8 +228,11 @@ static void start(uv_loop_t *loop, const preview_in *in, const char *yaml, size_
         done(arg, st, doc);
         return;
     }
+    if (g_waiting >= PREVIEW_WAITING_MAX)
+        return preview_busy(done, arg);
     preview_req *r = xcalloc(1, sizeof *r);
     r->work.data = r;
+    r->loop = loop;
     r->in.data_dirs = strv_dup(in->data_dirs, in->n_data_dirs);
     r->in.n_data_dirs = in->n_data_dirs;
     r->in.max_trials = in->max_trials;
@@ -204,8 +247,13 @@ static void start(uv_loop_t *loop, const preview_in *in, const char *yaml, size_
     r->max = max;
     r->done = done;
     r->arg = arg;
-    if (uv_queue_work(loop, &r->work, preview_work, preview_after) < 0)
-        preview_after(&r->work, -1);
+    if (g_tail)
+        g_tail->next = r;
+    else
+        g_head = r;
+    g_tail = r;
+    g_waiting++;
+    preview_next();
 }
 
 void preview_validate(uv_loop_t *loop, const preview_in *in, const char *yaml, size_t len, preview_done done,

@@ -55,6 +55,19 @@ enum {
  * (API_UNAVAILABLE, or a thread-pool request cancelled by the loop closing). */
 #define API_SHUTTING_DOWN "traind is shutting down"
 
+/* Answers printed on the thread pool (job pages, metrics, /compare,
+ * /metrics) wait their turn in two bounded lanes, a token holder's first:
+ * past API_RENDER_WAIT_MAX waiting token-less requests (or
+ * API_RENDER_WAIT_MAX_AUTH with the token) the next is answered 503
+ * API_BUSY with Retry-After (traind(8), LIMITS). */
+#define API_RENDER_WAIT_MAX 32
+#define API_RENDER_WAIT_MAX_AUTH 64
+#define API_BUSY "traind is busy answering other requests; retry"
+
+/* Stops the answers printed off the loop: the waiting ones are answered
+ * 503 at once, the one under way stops at its next read.  SIGTERM. */
+void api_shutdown(void);
+
 struct lrfind_opts;
 
 /* How a submit ends (see api_backend.submit). */

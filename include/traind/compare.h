@@ -17,6 +17,11 @@
 
 #define COMPARE_MAX_IDS 32
 #define COMPARE_MAX_POINTS 2000
+/* What one job may cost a request on the loop: a history in memory is
+ * copied thinned evenly to at most this many points, first and last kept,
+ * whatever metrics_keep is ("points" and the best eval loss are then of
+ * those); an id named twice is copied or read once. */
+#define COMPARE_COPY_POINTS 8000
 
 /* {"steps":[...], "jobs":[{"id","loss":[...],"lr":[...],"final_loss",
  * "best_eval_loss","best_eval_step","points"}]}; pts[k] ascending by step. */

@@ -19,4 +19,11 @@
  * absent.  listen: the daemon's listen address (HOST:PORT or unix:PATH). */
 bool host_allowed(const char *host, const char *listen, char *const *allowed, size_t n_allowed);
 
+/* The host a request names: for an absolute-form target
+ * ("http://name:port/path", RFC 9112 §3.2.2, where the target's authority
+ * replaces Host) its authority, userinfo dropped, into out; else the Host
+ * header's value (host, maybe NULL).  An absolute target with no usable
+ * authority gives "" (never allowed). */
+const char *host_of_request(const char *target, const char *host, char *out, size_t len);
+
 #endif

@@ -156,6 +156,14 @@ http_deferred *http_response_defer(http_response *res);
  * res is just freed. */
 void http_deferred_respond(http_deferred *d, http_response *res);
 
+/* Calls gone(arg), once, on the loop thread, if the client of d gives up
+ * before d is answered: its connection closes or resets, or its FIN
+ * arrives (an HTTP/1.1 client does not half-close while it waits).  The
+ * owner may then stop the work (the answer must still be given, and is
+ * dropped or sent to a half-closed socket).  Never called after
+ * http_deferred_respond(). */
+void http_deferred_on_gone(http_deferred *d, void (*gone)(void *arg), void *arg);
+
 /* For code that calls a handler itself rather than through the server
  * (tests): if the handler deferred and has answered already, moves that
  * answer into res.  False while the answer is still owed. */

@@ -30,8 +30,13 @@ struct cJSON;
 #define PREVIEW_DEFAULT_POINTS 500
 #define PREVIEW_MAX_POINTS 10000
 /* All curves of one answer together hold at most this many points (a
- * sweep of many schedules gets fewer points per curve, at least 2). */
-#define PREVIEW_MAX_TOTAL_POINTS 1000000
+ * sweep of many schedules gets fewer points per curve, at least 2): about
+ * 1 MB of JSON whatever the sweep. */
+#define PREVIEW_MAX_TOTAL_POINTS 20000
+/* At most this many previews on the thread pool at once, this many more
+ * waiting; past that 429 with Retry-After (traind(8)). */
+#define PREVIEW_RUNNING_MAX 1
+#define PREVIEW_WAITING_MAX 4
 
 /* What intake's checks depend on (copied by each call). */
 typedef struct preview_in {

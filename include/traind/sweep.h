@@ -31,6 +31,9 @@
 
 #define SWEEP_DEFAULT_MAX_TRIALS 1000
 #define SWEEP_MAX_PARAMS 32
+/* trials × the file's YAML nodes at most: each trial clones and validates
+ * the whole file, so this bounds a sweep's work whatever its size. */
+#define SWEEP_MAX_WORK 500000
 
 typedef enum { SWEEP_GRID, SWEEP_RANDOM } sweep_method;
 typedef enum { SWEEP_EVAL_LOSS, SWEEP_LOSS_AVG } sweep_metric;
