@@ -41,6 +41,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -256,59 +258,102 @@ static int usage(void)
     return WORKER_EXIT_USAGE;
 }
 
-int worker_main(int argc, char **argv)
+/* The command line the daemon (worker.c) or the Slurm batch script writes. */
+typedef struct worker_args {
+    const char *job_dir;
+    const char *progress_addr;   /* --progress @NAME */
+    const char *progress_file;   /* --progress-file PATH (Slurm) */
+    int threads;
+    long ppid, pause_at;
+    char **dirs;                 /* --data-dir, in order */
+    size_t n_dirs;
+} worker_args;
+
+/* A decimal number in [lo, hi], the whole of s; false (with a line naming
+ * the flag) otherwise. */
+static bool arg_number(const char *flag, const char *s, long lo, long hi, long *out)
 {
-    return worker_main_dist(argc, argv, NULL);
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi) {
+        fprintf(stderr, "traind worker: %s must be a number from %ld to %ld, got \"%s\"\n", flag, lo, hi, s);
+        return false;
+    }
+    *out = v;
+    return true;
 }
 
-int worker_main_dist(int argc, char **argv, dist_t *dist)
+/* argv[0] traind, argv[1] --worker, argv[2] JOBDIR, then the flags.
+ * Returns 0, or WORKER_EXIT_USAGE (said why). */
+static int parse_worker_args(int argc, char **argv, worker_args *a)
 {
-    /* argv[0] traind, argv[1] --worker, argv[2] JOBDIR */
+    enum { OPT_THREADS = 256, OPT_PPID, OPT_PROGRESS, OPT_PROGRESS_FILE, OPT_DATA_DIR, OPT_PAUSE_AT };
+    static const struct option opts[] = {
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"ppid", required_argument, NULL, OPT_PPID},
+        {"progress", required_argument, NULL, OPT_PROGRESS},
+        {"progress-file", required_argument, NULL, OPT_PROGRESS_FILE},
+        {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+        {"pause-at", required_argument, NULL, OPT_PAUSE_AT},
+        {NULL, 0, NULL, 0},
+    };
+    memset(a, 0, sizeof *a);
+    a->threads = 1;
     if (argc < 3 || argv[2][0] == '-')
         return usage();
-    const char *job_dir = argv[2];
-    const char *progress_addr = NULL;
-    bool rank0 = !dist || dist->rank == 0;
-    g_quiet = !rank0;
-    int threads = 1;
-    long ppid = 0, pause_at = 0;
-    const char *progress_file = NULL;
-    char **dirs = xcalloc((size_t)argc, sizeof *dirs);
-    size_t n_dirs = 0;
-    for (int i = 3; i < argc; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
-            threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--ppid") && i + 1 < argc)
-            ppid = atol(argv[++i]);
-        else if (!strcmp(argv[i], "--progress-file") && i + 1 < argc)
-            progress_file = argv[++i];
-        else if (!strcmp(argv[i], "--data-dir") && i + 1 < argc)
-            dirs[n_dirs++] = argv[++i];
-        else if (!strcmp(argv[i], "--progress") && i + 1 < argc)
-            progress_addr = argv[++i];
-        else if (!strcmp(argv[i], "--pause-at") && i + 1 < argc && (pause_at = atol(argv[i + 1])) > 0)
-            i++;
-        else {
-            free(dirs);
+    a->job_dir = argv[2];
+    a->dirs = xcalloc((size_t)argc, sizeof *a->dirs);
+    optind = 3;
+    opterr = 0;
+    long v;
+    int c;
+    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_THREADS:
+            if (!arg_number("--threads", optarg, 1, 1024, &v))
+                return usage();
+            a->threads = (int)v;
+            break;
+        case OPT_PPID:
+            if (!arg_number("--ppid", optarg, 1, INT_MAX, &a->ppid))
+                return usage();
+            break;
+        case OPT_PAUSE_AT:
+            if (!arg_number("--pause-at", optarg, 1, LONG_MAX, &a->pause_at))
+                return usage();
+            break;
+        case OPT_PROGRESS: a->progress_addr = optarg; break;
+        case OPT_PROGRESS_FILE: a->progress_file = optarg; break;
+        case OPT_DATA_DIR: a->dirs[a->n_dirs++] = optarg; break;
+        default:
+            fprintf(stderr, "traind worker: unknown option or missing value: %s\n", argv[optind - 1]);
             return usage();
         }
     }
-    if (threads < 1)
-        threads = 1;
+    if (optind < argc) {
+        fprintf(stderr, "traind worker: unexpected argument \"%s\"\n", argv[optind]);
+        return usage();
+    }
+    return 0;
+}
 
-    /* Die with the daemon.  If it already died between fork and here, the
-     * death signal was missed: check the parent by hand. */
+/* Dies with the daemon (or mpirun).  If it already died between fork and
+ * here, the death signal was missed: check the parent by hand.  False when
+ * the parent is gone. */
+static bool bind_to_parent(long ppid, bool under_mpi)
+{
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (ppid > 0 && getppid() != (pid_t)ppid) {
-        fprintf(stderr, "traind worker: the %s (pid %ld) is gone; not starting\n", dist ? "mpirun" : "daemon",
+        fprintf(stderr, "traind worker: the %s (pid %ld) is gone; not starting\n", under_mpi ? "mpirun" : "daemon",
                 ppid);
-        if (dist)
-            _exit(WORKER_EXIT_STOPPED);   /* not MPI_Finalize: the other ranks may never get there */
-        free(dirs);
-        return WORKER_EXIT_STOPPED;
+        return false;
     }
-    unsetenv("NOTIFY_SOCKET");   /* only the daemon talks to systemd */
+    return true;
+}
 
+static void install_signals(void)
+{
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
@@ -321,41 +366,95 @@ int worker_main_dist(int argc, char **argv, dist_t *dist)
     /* Over a file size limit (RLIMIT_FSIZE) write() then fails with EFBIG,
      * which is reported as the job's error, instead of killing us. */
     signal(SIGXFSZ, SIG_IGN);
+}
 
-    if (rank0 && progress_file) {
+/* Rank 0's channel to the daemon: the file under Slurm, else the socket.
+ * False when the socket cannot be reached (the job does not start). */
+static bool open_progress(const worker_args *a)
+{
+    if (a->progress_file) {
         /* under Slurm: progress lines appended to a file in the job dir */
-        g_progress_fd = open(progress_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        g_progress_fd = open(a->progress_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         g_progress_is_file = true;
         if (g_progress_fd < 0)
-            wlog("cannot open %s: %s; training goes on without reporting", progress_file, strerror(errno));
-    } else if (rank0 && progress_addr) {
-        int fd = connect_progress(progress_addr);
-        if (fd < 0) {
-            wlog("cannot connect to the daemon's progress socket %s: %s; not starting", progress_addr,
-                 strerror(-fd));
-            agree_started(dist, false);
-            free(dirs);
-            return WORKER_EXIT_FAILED;
-        }
-        g_progress_fd = fd;
+            wlog("cannot open %s: %s; training goes on without reporting", a->progress_file, strerror(errno));
+        return true;
     }
+    if (!a->progress_addr)
+        return true;
+    int fd = connect_progress(a->progress_addr);
+    if (fd < 0) {
+        wlog("cannot connect to the daemon's progress socket %s: %s; not starting", a->progress_addr,
+             strerror(-fd));
+        return false;
+    }
+    g_progress_fd = fd;
+    return true;
+}
 
-    int lock = rank0 ? take_lock(job_dir) : -1;
-    if (rank0 && lock < 0) {
-        int rc = g_stop ? WORKER_EXIT_STOPPED
-                        : fail("cannot lock the job directory (%s): %s", job_dir,
-                               lock == -EBUSY ? "another training process still holds it" : strerror(-lock));
+/* Trains the job of an opened, locked directory; returns the exit code. */
+static int train_job(const worker_args *a, dist_t *dist);
+
+int worker_main(int argc, char **argv)
+{
+    return worker_main_dist(argc, argv, NULL);
+}
+
+int worker_main_dist(int argc, char **argv, dist_t *dist)
+{
+    worker_args a;
+    int code = parse_worker_args(argc, argv, &a);
+    if (code != 0) {
+        free(a.dirs);
+        return code;
+    }
+    bool rank0 = !dist || dist->rank == 0;
+    g_quiet = !rank0;
+    if (!bind_to_parent(a.ppid, dist != NULL)) {
+        if (dist)
+            _exit(WORKER_EXIT_STOPPED);   /* not MPI_Finalize: the other ranks may never get there */
+        free(a.dirs);
+        return WORKER_EXIT_STOPPED;
+    }
+    unsetenv("NOTIFY_SOCKET");   /* only the daemon talks to systemd */
+    install_signals();
+
+    int lock = -1;
+    if (rank0 && !open_progress(&a)) {
         agree_started(dist, false);
-        free(dirs);
-        return rc;
+        code = WORKER_EXIT_FAILED;
+        goto out;
+    }
+    lock = rank0 ? take_lock(a.job_dir) : -1;
+    if (rank0 && lock < 0) {
+        code = g_stop ? WORKER_EXIT_STOPPED
+                      : fail("cannot lock the job directory (%s): %s", a.job_dir,
+                             lock == -EBUSY ? "another training process still holds it" : strerror(-lock));
+        agree_started(dist, false);
+        goto out;
     }
     if (!agree_started(dist, true)) {
-        if (lock >= 0)
-            close(lock);
-        free(dirs);
-        return WORKER_EXIT_FAILED;
+        code = WORKER_EXIT_FAILED;
+        goto out;
     }
+    code = train_job(&a, dist);
+out:
+    if (g_progress_fd >= 0)
+        close(g_progress_fd);
+    if (lock >= 0)
+        close(lock);
+    free(a.dirs);
+    return code;
+}
 
+static int train_job(const worker_args *a, dist_t *dist)
+{
+    bool rank0 = !dist || dist->rank == 0;
+    const char *job_dir = a->job_dir;
+    char **dirs = a->dirs;
+    size_t n_dirs = a->n_dirs;
+    int threads = a->threads;
+    long pause_at = a->pause_at;
     if (rank0)
         remove_stale_checkpoints(job_dir);
 
@@ -454,10 +553,5 @@ out:
     cfg_free(&cfg);
 out_nocfg:
     free(cfg_path);
-    free(dirs);
-    if (g_progress_fd >= 0)
-        close(g_progress_fd);
-    if (lock >= 0)
-        close(lock);
     return code;
 }

@@ -799,6 +799,20 @@ START_TEST(command_line)
     const char *missing[] = {"--config", "/nonexistent/traind.yaml", NULL};
     ck_assert_int_eq(run_traind(&out, missing), 1);
     free(out);
+
+    /* the worker's own command line: numbers checked, nothing unknown */
+    const char *w_threads[] = {"--worker", g_dir, "--threads", "12abc", NULL};
+    ck_assert_int_eq(run_traind(&out, w_threads), 2);
+    ck_assert_msg(strstr(out, "--threads must be a number from 1 to 1024, got \"12abc\""), "%s", out);
+    free(out);
+    const char *w_pause[] = {"--worker", g_dir, "--pause-at", "-5", NULL};
+    ck_assert_int_eq(run_traind(&out, w_pause), 2);
+    ck_assert_ptr_nonnull(strstr(out, "--pause-at must be a number"));
+    free(out);
+    const char *w_extra[] = {"--worker", g_dir, "--threads", "1", "stray", NULL};
+    ck_assert_int_eq(run_traind(&out, w_extra), 2);
+    ck_assert_ptr_nonnull(strstr(out, "unexpected argument \"stray\""));
+    free(out);
     free(cfgp);
     free(spool);
 }
