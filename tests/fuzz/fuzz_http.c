@@ -17,6 +17,11 @@
  * back with URLs, header names and values, and bodies cut anywhere.  The limits are small (body 2 KiB, headers 1 KiB) so that the
  * 413/414/431 paths are within libFuzzer's default input sizes.
  *
+ * GET /events is live: the feed is started on the same loop with two slots
+ * and a few events in its ring (a job change and points of job "a"), so
+ * the stream code (replay from Last-Event-ID, ?job=, slots, a client that
+ * goes away) is what its seeds reach, not a 503.
+ *
  * Oracle: what comes back is empty or a sequence of well-formed HTTP/1.1
  * responses (http_parser in response mode accepts all of it, to the byte),
  * each with a status the server knows the name of.  The backend checks that
@@ -31,7 +36,9 @@
 
 #include "fuzz.h"
 #include "traind/api.h"
+#include "traind/events.h"
 #include "traind/http.h"
+#include "traind/train_point.h"
 #include "traind/util.h"
 
 /* ------------------------------------------------------------------ */
@@ -237,11 +244,35 @@ static void remove_socket(void)
     unlink(sock_path);
 }
 
+/* The feed's job objects: the fake backend's. */
+static cJSON *event_job(void *ctx, const char *id)
+{
+    cJSON *j = find(id);
+    return j ? cJSON_Duplicate(j, 1) : NULL;
+}
+
+static void start_events(void)
+{
+    events_init(&loop, 2);
+    events_set_job_source(event_job, NULL);
+    events_start();
+    events_job_changed("a");
+    for (long s = 1; s <= 3; s++) {
+        train_point p;
+        train_point_clear(&p);
+        p.step = s * 10;
+        p.loss = 1.0 / (double)s;
+        events_point("a", &p);
+    }
+    events_experiment("sweep", "running");
+}
+
 static void start_server(void)
 {
     jobs = cJSON_Parse(jobs_json);
     FUZZ_CHECK(jobs);
     FUZZ_CHECK(uv_loop_init(&loop) == 0);
+    start_events();
     snprintf(sock_path, sizeof sock_path, "/tmp/traind-fuzz-http-%ld.sock", (long)getpid());
     char listen[128];
     snprintf(listen, sizeof listen, "unix:%s", sock_path);
