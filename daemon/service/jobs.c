@@ -52,7 +52,9 @@ static void set_settings(job_table *t, const dconfig *c)
     t->threads_per_job = c->threads_per_job > 0 ? c->threads_per_job : 1;
     t->max_restarts = c->max_restarts;
     t->metrics_keep = c->metrics_keep >= 2 ? c->metrics_keep : 2;
-    t->max_job_disk = c->max_job_disk;
+    /* not given: a share of the spool's file system, worked out at start
+     * (traind.yaml(5), max_job_disk) */
+    t->max_job_disk = c->max_job_disk_set ? c->max_job_disk : t->default_job_disk;
     t->max_model_bytes = c->max_model_memory;
     char **d = strv_dup(c->data_dirs, c->n_data_dirs);
     strv_free(t->data_dirs, t->n_data_dirs);
@@ -80,7 +82,18 @@ job_table *jobs_new(uv_loop_t *loop, const dconfig *c, const char *exe)
     t->by_key = job_index_new();
     t->eidx = jei_writer_new(loop, c->spool);
     jei_writer_set_on_idle(t->eidx, eidx_idle, t);
+    long long fs = disk_fs_size(c->spool);
+    t->default_job_disk = dconfig_default_job_disk(fs > 0 ? (unsigned long long)fs : 0);
     set_settings(t, c);
+    char lim[32], fsz[32];
+    format_bytes(t->max_job_disk, lim, sizeof lim);
+    if (fs > 0)
+        format_bytes((size_t)fs, fsz, sizeof fsz);
+    if (c->max_job_disk_set)
+        log_info("max_job_disk %s", t->max_job_disk ? lim : "0 (no limit)");
+    else
+        log_info("max_job_disk %s (the default: %s%s)", lim, fs > 0 ? "a share of the spool's file system of " :
+                 "the spool's file system size is not known", fs > 0 ? fsz : "");
     return t;
 }
 

@@ -128,6 +128,7 @@ struct job_table {
     int max_jobs, threads_per_job, max_restarts;
     long metrics_keep;
     size_t max_job_disk;             /* 0 = no limit */
+    size_t default_job_disk;         /* max_job_disk when traind.yaml does not give it (set at start) */
     bool space_wait;                 /* a job failed for a full disk: nothing starts until there is room */
     bool space_check_inflight;
     double next_space_check;         /* monotonic */

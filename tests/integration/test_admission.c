@@ -13,7 +13,8 @@
  *   bounds   the defaults stop the absurd: train.keep_every keeping a
  *            checkpoint at nearly every step is refused; a rejected job keeps
  *            its errors on disk, not in memory (VmRSS per rejected job, also
- *            after a restart)
+ *            after a restart); a runaway job (log_every: 1) on a small spool
+ *            stopped by the default max_job_disk
  *   small    a leaderboard metric that a restart does not round; a long
  *            experiment name blamed on the experiment, not its trials;
  *            invalid configs rejected at once behind a full queue
@@ -22,10 +23,13 @@
  */
 #include <check.h>
 #include <math.h>
+#include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -51,15 +55,23 @@ static const char SMALL_FMT[] =
 
 static char *g_dir;
 static tl_daemon g_d;
+static bool g_mounted;   /* a tmpfs on <g_dir>/spool to undo */
 
 static void setup(void)
 {
     tl_fixture_begin(&g_dir, &g_d, "traind-admit");
+    g_mounted = false;
 }
 
 static void teardown(void)
 {
     tl_stop_clean(&g_d, 30);
+    if (g_mounted) {
+        char *sp = xasprintf("%s/spool", g_dir);
+        umount2(sp, MNT_DETACH);
+        free(sp);
+        g_mounted = false;
+    }
     tl_fixture_end(&g_dir, &g_d);
 }
 
@@ -381,6 +393,85 @@ START_TEST(keep_every_absurd_refused)
 }
 END_TEST
 
+/* Mounts a tmpfs of size_kib on <g_dir>/spool in a mount namespace of this
+ * test's process (the daemon it starts inherits it); false (the check
+ * skipped, with the reason) where that is not allowed. */
+static bool mount_tmpfs_spool(const char *check, unsigned size_kib)
+{
+    char *sp = xasprintf("%s/spool", g_dir);
+    mkdir_p(sp, 0755);
+    char opts[64];
+    snprintf(opts, sizeof opts, "size=%uk,mode=0755", size_kib);
+    const char *step = "unshare(CLONE_NEWNS)";
+    bool ok = unshare(CLONE_NEWNS) == 0;
+    if (ok) {
+        step = "making / private";
+        ok = mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0;
+    }
+    if (ok) {
+        step = "mount -t tmpfs";
+        ok = mount("tmpfs", sp, "tmpfs", 0, opts) == 0;
+    }
+    if (!ok)
+        tl_skip("%s: cannot mount a tmpfs spool (%s: %s)", check, step, strerror(errno));
+    g_mounted = ok;
+    free(sp);
+    return ok;
+}
+
+/* A runaway job (log_every: 1 over 100,000,000 steps) on a 64 MiB spool
+ * with no max_job_disk in traind.yaml: the default (half of so small a
+ * file system) stops it with a failure naming the limit, long before the
+ * disk is full (it had no limit: metrics.jsonl grew until ENOSPC, and every
+ * job queued behind it waited for room); the daemon goes on. */
+START_TEST(runaway_job_default_disk_limit)
+{
+    if (!mount_tmpfs_spool("runaway_job_default_disk_limit", 64 * 1024))
+        return;
+    char *logp = xasprintf("%s/daemon.log", g_dir);   /* off the small disk */
+    char *sp = xasprintf("%s/spool", g_dir);
+    tl_start_opts o = {.log_path = logp};
+    ck_assert_int_eq(tl_daemon_start_opts(&g_d, sp, NULL, 30, &o), 0);
+    static const char runaway[] =
+        "name: runaway\n"
+        "model: {type: linear, input_dim: 4, output_dim: 2}\n"
+        "data: {kind: synthetic, batch_size: 4}\n"
+        "optimizer: {lr: 0.001}\n"
+        "schedule: {type: constant, total_steps: 100000000}\n"
+        "train: {log_every: 1, checkpoint_every: 100000000}\n";
+    char *id = tl_submit(&g_d, runaway);
+    double t0 = tl_now();
+    cJSON *j = tl_wait_state(&g_d, id, "failed", 180);
+    double dt = tl_now() - t0;
+    char *text = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "errors"));
+    ck_assert_msg(strstr(text, "max_job_disk (32 MiB)"), "errors: %s", text);
+    ck_assert_msg(!strstr(text, "No space left"), "errors: %s", text);
+    free(text);
+    cJSON_Delete(j);
+    /* what it took when stopped (the log line of the check that stopped it) */
+    char *log = tl_daemon_log(&g_d);
+    const char *took = strstr(log, "its files take ");
+    ck_assert_ptr_nonnull(took);
+    fprintf(stderr, "runaway_job_default_disk_limit: stopped after %.1f s: %.*s\n", dt,
+            (int)strcspn(took, "\n"), took);
+    ck_assert_msg(!strstr(log, "queued jobs wait until"), "the spool filled up");
+    ck_assert_msg(strstr(log, "max_job_disk 32 MiB (the default"), "the default is not logged");
+    free(log);
+    /* healthy: it answers, and a new job runs on the disk the runaway left */
+    cJSON *st = tl_get_json(g_d.addr, "/status", NULL);
+    ck_assert_ptr_nonnull(st);
+    cJSON_Delete(st);
+    char *y = xasprintf(SMALL_FMT, "after");
+    char *id2 = tl_submit(&g_d, y);
+    cJSON_Delete(tl_wait_state(&g_d, id2, "succeeded", 60));
+    free(id2);
+    free(y);
+    free(id);
+    free(sp);
+    free(logp);
+}
+END_TEST
+
 /* The daemon's VmRSS in KiB (/proc/PID/status), -1 when unknown. */
 static long vmrss_kib(pid_t pid)
 {
@@ -526,6 +617,11 @@ static Suite *suite(void)
     tcase_add_test(bd, keep_every_absurd_refused);
     tcase_add_test(bd, rejected_jobs_memory_bounded);
     suite_add_tcase(s, bd);
+    TCase *dk = tcase_create("disk");
+    tcase_add_checked_fixture(dk, setup, teardown);
+    tcase_set_timeout(dk, 300);
+    tcase_add_test(dk, runaway_job_default_disk_limit);
+    suite_add_tcase(s, dk);
     return s;
 }
 
