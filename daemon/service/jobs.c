@@ -140,6 +140,7 @@ void job_free(job *j)
     free(j->dir);
     free(j->fail_msg);
     free(j->hist);
+    free(j->errors_pending);
     cJSON_Delete(j->errors);
     cJSON_Delete(j->config);
     free(j);
@@ -213,6 +214,28 @@ static void add_cut(cJSON *o, const char *k, const cJSON *from)
     }
 }
 
+bool job_errors_long(size_t json_len)
+{
+    return json_len > JOB_ERRORS_IN_MEMORY;
+}
+
+cJSON *job_errors_summary_of(const cJSON *first, int n, const char *id)
+{
+    cJSON *sum = cJSON_CreateArray();
+    cJSON *f = cJSON_CreateObject();
+    static const char *const keys[] = {"path", "line", "column", "message"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        add_cut(f, keys[i], first);
+    cJSON_AddItemToArray(sum, f);
+    cJSON *more = cJSON_CreateObject();
+    char *msg = xasprintf("and %d more problem%s (GET /jobs/%s lists every one)", n - 1, n == 2 ? "" : "s", id);
+    cJSON_AddStringToObject(more, "message", msg);
+    free(msg);
+    cJSON_AddTrueToObject(more, JOB_ERRORS_MORE);
+    cJSON_AddItemToArray(sum, more);
+    return sum;
+}
+
 cJSON *job_errors_summary(const job *j)
 {
     if (j->errors_on_disk || !cJSON_IsArray(j->errors))
@@ -221,21 +244,9 @@ cJSON *job_errors_summary(const job *j)
     char *text = n > 1 ? cJSON_PrintUnformatted(j->errors) : NULL;
     size_t len = text ? strlen(text) : 0;
     free(text);
-    if (len <= JOB_ERRORS_IN_MEMORY)
+    if (!job_errors_long(len))
         return NULL;
-    cJSON *sum = cJSON_CreateArray();
-    cJSON *first = cJSON_CreateObject();
-    static const char *const keys[] = {"path", "line", "column", "message"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        add_cut(first, keys[i], cJSON_GetArrayItem(j->errors, 0));
-    cJSON_AddItemToArray(sum, first);
-    cJSON *more = cJSON_CreateObject();
-    char *msg = xasprintf("and %d more problem%s (GET /jobs/%s lists every one)", n - 1, n == 2 ? "" : "s", j->id);
-    cJSON_AddStringToObject(more, "message", msg);
-    free(msg);
-    cJSON_AddTrueToObject(more, JOB_ERRORS_MORE);
-    cJSON_AddItemToArray(sum, more);
-    return sum;
+    return job_errors_summary_of(cJSON_GetArrayItem(j->errors, 0), n, j->id);
 }
 
 void job_compact_errors(job *j)

@@ -54,10 +54,28 @@ void job_take_config(job *j, const run_config *cfg, const diag_list_t *errs)
 /* The one intake path: a config taken by either source (a file from
  * incoming/, a POST /jobs; claimed, saved and validated on the pool) joins
  * the table as a job, queued or rejected. */
-static job *admit(job_table *t, const spool_intake *it)
+static job *admit(job_table *t, spool_intake *it)
 {
     job *j = new_job(t, it->id, it->valid ? it->cfg.name : it->stem ? it->stem : it->id);
     j->submitted_at = it->submitted_at;
+    if (!it->valid && it->errs.n > 1 && it->errors_json && job_errors_long(strlen(it->errors_json))) {
+        /* long errors (up to 100 problems, some 70 KB): the loop builds only
+         * their summary; the text made on the pool goes to status.json from
+         * the pool (jobs_store.c), and is dropped once it is there.  Built
+         * here and freed, the full errors left the loop's heap fragmented
+         * among the summaries kept: some 20 KiB of RSS per rejected job. */
+        diag_list_t first = {it->errs.items, 1, 1};
+        cJSON *one = json_diag_list(&first);
+        cJSON_Delete(j->errors);
+        j->errors = job_errors_summary_of(cJSON_GetArrayItem(one, 0), (int)it->errs.n, j->id);
+        cJSON_Delete(one);
+        j->errors_on_disk = true;
+        j->errors_pending = it->errors_json;
+        it->errors_json = NULL;
+        job_set_ended(j, JOB_REJECTED);
+        j->finished_at = j->submitted_at;
+        return j;
+    }
     job_take_config(j, it->valid ? &it->cfg : NULL, &it->errs);
     return j;
 }
@@ -70,10 +88,56 @@ static void admitted(job *j)
     jobs_schedule(j->t);
 }
 
+/* An intake freed on the thread pool, where it was made.  Freed here, on
+ * the loop, its many small blocks (the problems' messages, the config's
+ * strings) went to the loop thread's malloc cache, which handed them out
+ * again for what the loop keeps (the jobs' summaries): kept blocks strewn
+ * over the pool's heap, each holding a page (some 10 KiB of RSS per
+ * rejected job).  The pool's own blocks stay the pool's. */
+typedef struct intake_free_req {
+    uv_work_t work;
+    job_table *t;
+    spool_intake *it;
+} intake_free_req;
+
+static void intake_free_work(uv_work_t *w)
+{
+    intake_free_req *r = w->data;
+    spool_intake_free(r->it);
+    r->it = NULL;
+}
+
+static void intake_free_done(uv_work_t *w, int status)
+{
+    intake_free_req *r = w->data;
+    job_table *t = r->t;
+    spool_intake_free(r->it);   /* cancelled: not freed there */
+    free(r);
+    t->pending_work--;
+    (void)status;
+    jobs_check_shutdown_done(t);
+}
+
+static void intake_free_on_pool(job_table *t, spool_intake *it)
+{
+    if (!it)
+        return;
+    intake_free_req *r = xcalloc(1, sizeof *r);
+    r->work.data = r;
+    r->t = t;
+    r->it = it;
+    if (uv_queue_work(t->loop, &r->work, intake_free_work, intake_free_done) < 0) {
+        spool_intake_free(it);
+        free(r);
+        return;
+    }
+    t->pending_work++;
+}
+
 void jobs_add_intake(job_table *t, spool_intake *it)
 {
     job *j = admit(t, it);
-    spool_intake_free(it);
+    intake_free_on_pool(t, it);
     admitted(j);
 }
 
@@ -114,9 +178,11 @@ typedef struct submit_req {
     spool_intake *it;               /* the id claimed, the config validated: as a file's intake */
 } submit_req;
 
+static void intake_free_on_pool(job_table *t, spool_intake *it);
+
 static void submit_req_free(submit_req *r)
 {
-    spool_intake_free(r->it);
+    intake_free_on_pool(r->t, r->it);
     free(r->failure);
     free(r->yaml);
     free(r->default_name);
@@ -201,6 +267,7 @@ static void submit_work(uv_work_t *w)
         return;
     r->it->valid = intake_validate(r->yaml, r->len, r->it->id, &lim, &r->it->cfg, &data_path, &r->it->errs) == 0;
     free(data_path);
+    spool_intake_errors_text(r->it);   /* a rejected trial's errors: made here, not on the loop */
 }
 
 /* Back on the loop: the job joins the table, then the answer. */
