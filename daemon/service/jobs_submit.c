@@ -175,6 +175,7 @@ typedef struct submit_req {
     int rc;                         /* 0 or -errno: the config could not be saved */
     char *failure;                  /* then: what failed, for the log */
     bool refused;                   /* invalid, and no job made of it (it->errs say why) */
+    bool no_room;                   /* the queue was full: validated only (400 when invalid, else 429) */
     spool_intake *it;               /* the id claimed, the config validated: as a file's intake */
 } submit_req;
 
@@ -220,6 +221,12 @@ static void submit_work(uv_work_t *w)
             free(stem);
             return;
         }
+    }
+    if (r->no_room) {
+        /* a valid config with no place in the queue: 429, nothing made */
+        r->rc = -EAGAIN;
+        free(stem);
+        return;
     }
     r->rc = spool_claim_id(r->jobs_dir, base, r->it->id);
     if (r->rc == 0 && r->it->valid && !stem) {
@@ -276,10 +283,13 @@ static void submit_done(uv_work_t *w, int status)
     submit_req *r = w->data;
     job_table *t = r->t;
     t->pending_work--;
-    t->submitting--;
+    if (!r->no_room)
+        t->submitting--;
     if (r->idem_key)
         jobs_key_done(t, r->idem_key);
-    if (r->rc < 0) {
+    if (r->rc == -EAGAIN && r->no_room) {
+        r->done(r->arg, -EAGAIN, NULL, NULL);   /* the queue is full (max_queued_jobs) */
+    } else if (r->rc < 0) {
         log_error("%s; submission refused", r->failure);
         r->done(r->arg, r->rc, NULL, NULL);
     } else if (r->refused) {
@@ -464,7 +474,12 @@ void jobs_submit_ex(job_table *t, const char *yaml, size_t len, const char *defa
         done(arg, -ESHUTDOWN, NULL, NULL);
         answered = true;
     }
-    if (!answered && !(x && x->admitted) && !jobs_admit(t)) {
+    /* No room in the queue: a config that makes no job when invalid (POST
+     * /jobs, a fork) is still validated, and answered 400 if it is: a
+     * rejection waits for no room (traind(8)); a valid one gets 429.  A
+     * trial is made a job either way: it waits for room first. */
+    bool no_room = !answered && !(x && x->admitted) && !jobs_admit(t);
+    if (no_room && x && x->experiment) {
         done(arg, -EAGAIN, NULL, NULL);   /* the queue is full (max_queued_jobs) */
         answered = true;
     }
@@ -494,6 +509,7 @@ void jobs_submit_ex(job_table *t, const char *yaml, size_t len, const char *defa
     r->it = xcalloc(1, sizeof *r->it);
     r->done = done;
     r->arg = arg;
+    r->no_room = no_room;
     int rc = uv_queue_work(t->loop, &r->work, submit_work, submit_done);
     if (rc < 0) {
         log_error("POST /jobs: cannot queue the work: %s", uv_strerror(rc));
@@ -502,7 +518,8 @@ void jobs_submit_ex(job_table *t, const char *yaml, size_t len, const char *defa
         return;
     }
     t->pending_work++;
-    t->submitting++;
+    if (!no_room)
+        t->submitting++;   /* holds a place in the queue (queued_jobs) */
     if (idem_key) {
         t->keys_inflight = xrealloc(t->keys_inflight, (t->n_keys_inflight + 1) * sizeof *t->keys_inflight);
         t->keys_inflight[t->n_keys_inflight++] = xstrdup(idem_key);

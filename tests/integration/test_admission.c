@@ -600,6 +600,163 @@ START_TEST(rejected_jobs_memory_bounded)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* small                                                                */
+
+/* Every trial's leaderboard metric of experiment id, by trial index, and
+ * the best one (NAN when none): as the answer's JSON text gives them. */
+static int leaderboard(const char *id, double *metrics, int most, double *best)
+{
+    char *path = xasprintf("/experiments/%s", id);
+    cJSON *x = tl_get_json(g_d.addr, path, NULL);
+    free(path);
+    ck_assert_ptr_nonnull(x);
+    int n = 0;
+    cJSON *tr;
+    cJSON_ArrayForEach(tr, cJSON_GetObjectItemCaseSensitive(x, "trials")) {
+        int k = (int)tl_num(tr, "trial");
+        ck_assert(k >= 0 && k < most);
+        metrics[k] = tl_num(tr, "metric");
+        n++;
+    }
+    *best = tl_num(cJSON_GetObjectItemCaseSensitive(x, "best"), "metric");
+    cJSON_Delete(x);
+    return n;
+}
+
+static void assert_same_bits(const double *a, const double *b, int n, const char *when)
+{
+    for (int k = 0; k < n; k++)
+        ck_assert_msg(memcmp(&a[k], &b[k], sizeof a[k]) == 0, "trial %d's metric %.17g became %.17g %s", k, a[k],
+                      b[k], when);
+}
+
+/* An experiment's leaderboard (each trial's metric, and the best) is the
+ * same to the bit after a restart and after kill -9. */
+START_TEST(leaderboard_exact_after_restart)
+{
+    tl_start_in(&g_d, g_dir, NULL, 30);
+    const char *exp =
+        "name: board\n"
+        "model: {type: mlp, input_dim: 4, hidden: [8], output_dim: 2}\n"
+        "data: {kind: synthetic, batch_size: 8, eval_fraction: 0.2}\n"
+        "optimizer: {lr: 0.01}\n"
+        "schedule: {type: cosine, warmup_steps: 10, total_steps: 137}\n"
+        "train: {log_every: 7, eval_every: 50}\n"
+        "sweep:\n"
+        "  method: grid\n"
+        "  metric: loss_avg\n"
+        "  parameters:\n"
+        "    optimizer.lr: [0.011, 0.023, 0.037]\n";
+    tl_resp r;
+    post_keyed("/experiments", exp, NULL, &r);
+    ck_assert_msg(r.status == 201, "%d %s", r.status, r.body);
+    tl_resp_free(&r);
+    double t0 = tl_now();
+    char *st = NULL;
+    do {
+        free(st);
+        st = exp_state("board");
+        tl_sleep_ms(50);
+    } while (!strcmp(st, "running") && tl_now() - t0 < 60);
+    ck_assert_str_eq(st, "succeeded");
+    free(st);
+    double m0[3], m1[3], m2[3], b0, b1, b2;
+    ck_assert_int_eq(leaderboard("board", m0, 3, &b0), 3);
+    for (int k = 0; k < 3; k++)
+        ck_assert_msg(isfinite(m0[k]), "trial %d has no metric", k);
+    tl_stop_clean(&g_d, 30);
+    tl_daemon_free(&g_d);
+    tl_start_in(&g_d, g_dir, NULL, 30);
+    ck_assert_int_eq(leaderboard("board", m1, 3, &b1), 3);
+    assert_same_bits(m0, m1, 3, "after a restart");
+    assert_same_bits(&b0, &b1, 1, "(the best) after a restart");
+    restart_after_kill9();
+    ck_assert_int_eq(leaderboard("board", m2, 3, &b2), 3);
+    assert_same_bits(m0, m2, 3, "after kill -9");
+    assert_same_bits(&b0, &b2, 1, "(the best) after kill -9");
+    fprintf(stderr, "leaderboard_exact_after_restart: best %.17g, the same after a restart and kill -9\n", b0);
+}
+END_TEST
+
+/* Behind a full queue (max_queued_jobs 1, taken) what is invalid is
+ * rejected at once, on every path: POST /jobs is 400, not 429 (with an
+ * Idempotency-Key too); an invalid experiment, posted or dropped into
+ * incoming/, is rejected and leaves incoming/; a valid config still gets
+ * 429.  A 128-character experiment name is the experiment's error, at its
+ * name key, not each trial's. */
+START_TEST(invalid_rejected_behind_full_queue)
+{
+    start_with("max_queued_jobs: 1\nmax_jobs: 1\n");
+    char *sid = tl_submit(&g_d, STEADY);
+    cJSON_Delete(tl_wait_state(&g_d, sid, "running", 60));
+    char *w = xasprintf(SMALL_FMT, "waiter");
+    char *wid = tl_submit(&g_d, w);   /* the one queued place */
+    tl_resp r;
+    post_keyed("/jobs", "model: {type: nosuch}\n", NULL, &r);
+    ck_assert_msg(r.status == 400 && strstr(r.body, "model.type"), "invalid POST behind a full queue: %d %s",
+                  r.status, r.body);
+    tl_resp_free(&r);
+    post_keyed("/jobs", "model: {type: nosuch}\n", "bad-key", &r);
+    ck_assert_msg(r.status == 400, "keyed invalid POST behind a full queue: %d %s", r.status, r.body);
+    tl_resp_free(&r);
+    char *v = xasprintf(SMALL_FMT, "valid");
+    post_keyed("/jobs", v, NULL, &r);
+    ck_assert_msg(r.status == 429, "valid POST behind a full queue: %d %s", r.status, r.body);
+    tl_resp_free(&r);
+    free(v);
+
+    char name[129];
+    memset(name, 'e', 128);
+    name[128] = '\0';
+    char *longexp = xasprintf("name: %s\n"
+                              "model: {type: linear, input_dim: 4, output_dim: 2}\n"
+                              "schedule: {type: constant, total_steps: 30}\n"
+                              "sweep:\n"
+                              "  method: grid\n"
+                              "  parameters:\n"
+                              "    optimizer.lr: [0.02, 0.03]\n", name);
+    post_keyed("/experiments", longexp, NULL, &r);
+    cJSON *o = cJSON_Parse(r.body);
+    cJSON *errs = cJSON_GetObjectItemCaseSensitive(o, "errors");
+    cJSON *e0 = cJSON_GetArrayItem(errs, 0);
+    ck_assert_msg(r.status == 400 && cJSON_GetArraySize(errs) == 1 && tl_str(e0, "path") &&
+                  !strcmp(tl_str(e0, "path"), "name") && strncmp(tl_str(e0, "message"), "trial", 5) != 0,
+                  "a 128-character experiment name: %d %s", r.status, r.body);
+    cJSON_Delete(o);
+    tl_resp_free(&r);
+
+    const char *badexp =
+        "name: badexp\n"
+        "model: {type: linear, input_dim: 4, output_dim: 2}\n"
+        "schedule: {type: constant, total_steps: 30}\n"
+        "sweep:\n"
+        "  method: grid\n"
+        "  parameters:\n"
+        "    optimizer.lr: [0.01, -1]\n";
+    post_keyed("/experiments", badexp, NULL, &r);
+    ck_assert_msg(r.status == 400, "invalid experiment behind a full queue: %d %s", r.status, r.body);
+    tl_resp_free(&r);
+    tl_drop(g_d.spool, "badexp.yaml", badexp, 5);
+    tl_drop(g_d.spool, "longexp.yaml", longexp, 5);
+    char *p1 = xasprintf("%s/incoming/badexp.yaml", g_d.spool), *p2 = xasprintf("%s/incoming/longexp.yaml", g_d.spool);
+    double t0 = tl_now();
+    struct stat sb;
+    while ((stat(p1, &sb) == 0 || stat(p2, &sb) == 0) && tl_now() - t0 < 10)
+        tl_sleep_ms(50);
+    ck_assert_msg(stat(p1, &sb) != 0 && stat(p2, &sb) != 0, "an invalid experiment file waits in incoming/");
+    tl_assert_log(&g_d, "from incoming/badexp.yaml: rejected", NULL, 5);
+    tl_assert_log(&g_d, "from incoming/longexp.yaml: rejected", NULL, 5);
+    ck_assert_int_eq(count_in_state("queued"), 1);
+    free(p1);
+    free(p2);
+    free(longexp);
+    free(wid);
+    free(w);
+    free(sid);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 
 static Suite *suite(void)
 {
@@ -621,6 +778,12 @@ static Suite *suite(void)
     tcase_add_test(bd, keep_every_absurd_refused);
     tcase_add_test(bd, rejected_jobs_memory_bounded);
     suite_add_tcase(s, bd);
+    TCase *sm = tcase_create("small");
+    tcase_add_checked_fixture(sm, setup, teardown);
+    tcase_set_timeout(sm, 240);
+    tcase_add_test(sm, leaderboard_exact_after_restart);
+    tcase_add_test(sm, invalid_rejected_behind_full_queue);
+    suite_add_tcase(s, sm);
     TCase *dk = tcase_create("disk");
     tcase_add_checked_fixture(dk, setup, teardown);
     tcase_set_timeout(dk, 300);
