@@ -477,7 +477,8 @@ void jobs_submit_ex(job_table *t, const char *yaml, size_t len, const char *defa
     /* No room in the queue: a config that makes no job when invalid (POST
      * /jobs, a fork) is still validated, and answered 400 if it is: a
      * rejection waits for no room (traind(8)); a valid one gets 429.  A
-     * trial is made a job either way: it waits for room first. */
+     * trial, made a job valid or not, gets 429 at once: its experiment
+     * submits it again once there is room. */
     bool no_room = !answered && !(x && x->admitted) && !jobs_admit(t);
     if (no_room && x && x->experiment) {
         done(arg, -EAGAIN, NULL, NULL);   /* the queue is full (max_queued_jobs) */
