@@ -13,13 +13,17 @@
  *   bounds   the defaults stop the absurd: train.keep_every keeping a
  *            checkpoint at nearly every step is refused; a rejected job keeps
  *            its errors on disk, not in memory (VmRSS per rejected job, also
- *            after a restart); a runaway job (log_every: 1) on a small spool
- *            stopped by the default max_job_disk
+ *            after a restart)
  *   small    a leaderboard metric that a restart does not round; a long
  *            experiment name blamed on the experiment, not its trials;
- *            invalid configs rejected at once behind a full queue
+ *            invalid configs (POST /jobs, experiments posted or dropped)
+ *            rejected at once behind a full queue
+ *   disk     a runaway job (log_every: 1) on a 64 MiB tmpfs spool (a mount
+ *            namespace: skipped where mounts are not allowed) stopped by the
+ *            default max_job_disk, naming it, the disk never full
  *
- * Figures (queued counts, RSS per rejected job) are printed on stderr.
+ * Figures (queued counts, RSS per rejected job, the runaway's disk when
+ * stopped) are printed on stderr.
  */
 #include <check.h>
 #include <math.h>
