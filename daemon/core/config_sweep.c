@@ -481,6 +481,24 @@ static int expand(const ynode *doc, const cv_section *sw, const param *ps, const
     }
     if (!work_bounded(errs, doc, sw, n))
         return -1;
+    /* each trial is named <name>-<k> (k zero-padded to the width of n), a
+     * job name of at most CFG_NAME_MAX: a name too long for that is the
+     * experiment's problem, said once at its name key (it was said of
+     * every trial); one from the file's stem is cut to fit */
+    int width = snprintf(NULL, 0, "%zu", n);
+    size_t name_max = (size_t)CFG_NAME_MAX - 1 - (size_t)width, nl = strlen(s->name);
+    if (nl > name_max) {
+        const ynode *nm = ymap_get(doc, "name");
+        if (nm) {
+            cv_error(errs, "name", nm, "must be at most %zu characters long for %zu trials (each trial is "
+                     "named <name>-<k>, at most %d characters), got %zu", name_max, n, CFG_NAME_MAX, nl);
+            return -1;
+        }
+        size_t cut = name_max;
+        while (cut > 0 && ((unsigned char)s->name[cut] & 0xC0) == 0x80)
+            cut--;   /* not inside a UTF-8 sequence */
+        s->name[cut] = '\0';
+    }
     ynode *base = ytree_clone(doc);
     ymap_delete(base, "sweep");
     rng_t rng;
@@ -488,7 +506,6 @@ static int expand(const ynode *doc, const cv_section *sw, const param *ps, const
     s->trials = xcalloc(n, sizeof *s->trials);
     long value_index[SWEEP_MAX_PARAMS];
     size_t before = errs->n;
-    int width = snprintf(NULL, 0, "%zu", n);
     for (size_t k = 0; k < n && errs->n - before < MAX_ERRORS; k++) {
         sweep_trial *t = &s->trials[k];
         s->n_trials = k + 1;
@@ -611,7 +628,7 @@ int sweep_parse(const char *buf, size_t len, const sweep_opts *opts, sweep *out,
     } else {
         const ynode *nm = ymap_get(doc, "name");
         const char *name = NULL;
-        if (nm && cv_str(errs, nm, "name", 200, &name) != CV_OK)
+        if (nm && cv_str(errs, nm, "name", CFG_NAME_MAX - 2, &name) != CV_OK)   /* room for "-1" */
             name = NULL;
         out->name = xstrdup(name ? name : o.cfg.default_name ? o.cfg.default_name : "experiment");
         rc = read_sweep(doc, &o, out, errs);

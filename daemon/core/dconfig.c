@@ -62,7 +62,7 @@ typedef struct dkey {
     const char *(*check)(const char *s);   /* K_STR, K_LIST items: why s is refused, or NULL */
     unsigned flags;
     size_t count_off;            /* K_LIST: the size_t count */
-    size_t set_off;              /* K_LIST: a bool set when the file gives the key (0 = none) */
+    size_t set_off;              /* K_LIST, K_BYTES: a bool set when the file gives the key (0 = none) */
 } dkey;
 
 #define F(field) .off = offsetof(dconfig, field), .size = sizeof(((dconfig *)0)->field)
@@ -105,8 +105,10 @@ static const dkey keys[] = {
     INT("max_connections", max_connections, 1, 1000000, DCONFIG_DEFAULT_MAX_CONNECTIONS, 0),
     INT("request_timeout_ms", request_timeout_ms, 100, 3600000, DCONFIG_DEFAULT_REQUEST_TIMEOUT_MS, 0),
     INT("idle_timeout_ms", idle_timeout_ms, 100, 3600000, DCONFIG_DEFAULT_IDLE_TIMEOUT_MS, 0),
+    /* not given: the table's default, a share of the spool's file system
+     * (dconfig_default_job_disk); given, 0 is no limit */
     {.name = "max_job_disk", .type = K_BYTES, F(max_job_disk), .lo = MiB, .hi = PiB, .def = 0,
-     .flags = DK_ZERO_OFF},
+     .flags = DK_ZERO_OFF, .set_off = offsetof(dconfig, max_job_disk_set)},
     {.name = "allowed_hosts", .type = K_LIST, F(allowed_hosts), .hi = 1024, .check = check_host,
      .count_off = offsetof(dconfig, n_allowed_hosts)},
     /* the executor is made once at start: a SIGHUP does not move running jobs */
@@ -392,8 +394,11 @@ static void read_key(diag_list_t *errs, const ynode *n, const char *path, const 
             memcpy(field(c, k), &d, sizeof d);
         break;
     case K_BYTES:
-        if (cv_bytes(errs, n, path, (size_t)k->lo, (size_t)k->hi, k->flags & DK_ZERO_OFF, &b) == CV_OK)
+        if (cv_bytes(errs, n, path, (size_t)k->lo, (size_t)k->hi, k->flags & DK_ZERO_OFF, &b) == CV_OK) {
             set_int(c, k, (long long)b);
+            if (k->set_off)
+                *(bool *)((char *)c + k->set_off) = true;
+        }
         break;
     case K_ENUM:
         if (cv_enum(errs, n, path, k->names, k->n_names, &e) == CV_OK)
@@ -555,6 +560,17 @@ void dconfig_finish(dconfig *c)
         make_abs(&c->data_dirs[i]);
 }
 
+size_t dconfig_default_job_disk(unsigned long long fs_bytes)
+{
+    if (fs_bytes == 0)
+        return DCONFIG_FALLBACK_JOB_DISK;
+    unsigned long long share = fs_bytes / 10, floor = fs_bytes / 2 < (1ULL << 30) ? fs_bytes / 2 : (1ULL << 30);
+    unsigned long long d = share > floor ? share : floor;
+    if (d < (1ULL << 20))
+        d = 1ULL << 20;   /* the least max_job_disk takes */
+    return (size_t)d;
+}
+
 /* ---- reload: what changed, and what may ---------------------------------- */
 
 #define VALUE_TEXT_MAX 512
@@ -573,6 +589,8 @@ static char *value_text(const dconfig *c, const dkey *k)
         return xasprintf("%.15g", d);
     }
     case K_BYTES:
+        if (k->set_off && !*(const bool *)((const char *)c + k->set_off))
+            return xstrdup("(default)");   /* max_job_disk: worked out by the daemon at start */
         cv_format_bytes((size_t)get_int(c, k), buf, sizeof buf);
         return xstrdup(buf);
     case K_ENUM: {

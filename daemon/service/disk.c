@@ -60,6 +60,14 @@ int disk_has_room(const char *path, long long *free_bytes)
     return avail >= want;
 }
 
+long long disk_fs_size(const char *path)
+{
+    struct statvfs vs;
+    if (statvfs(path, &vs) < 0)
+        return -errno;
+    return (long long)vs.f_blocks * (long long)vs.f_frsize;
+}
+
 bool disk_full_message(const char *msg)
 {
     return msg && (strstr(msg, strerror(ENOSPC)) || strstr(msg, strerror(EDQUOT)));

@@ -53,7 +53,9 @@ static void set_settings(job_table *t, const dconfig *c)
     t->max_restarts = c->max_restarts;
     t->stall_timeout_s = c->stall_timeout_s;
     t->metrics_keep = c->metrics_keep >= 2 ? c->metrics_keep : 2;
-    t->max_job_disk = c->max_job_disk;
+    /* not given: a share of the spool's file system, worked out at start
+     * (traind.yaml(5), max_job_disk) */
+    t->max_job_disk = c->max_job_disk_set ? c->max_job_disk : t->default_job_disk;
     t->max_model_bytes = c->max_model_memory;
     char **d = strv_dup(c->data_dirs, c->n_data_dirs);
     strv_free(t->data_dirs, t->n_data_dirs);
@@ -81,7 +83,18 @@ job_table *jobs_new(uv_loop_t *loop, const dconfig *c, const char *exe)
     t->by_key = job_index_new();
     t->eidx = jei_writer_new(loop, c->spool);
     jei_writer_set_on_idle(t->eidx, eidx_idle, t);
+    long long fs = disk_fs_size(c->spool);
+    t->default_job_disk = dconfig_default_job_disk(fs > 0 ? (unsigned long long)fs : 0);
     set_settings(t, c);
+    char lim[32], fsz[32];
+    format_bytes(t->max_job_disk, lim, sizeof lim);
+    if (fs > 0)
+        format_bytes((size_t)fs, fsz, sizeof fsz);
+    if (c->max_job_disk_set)
+        log_info("max_job_disk %s", t->max_job_disk ? lim : "0 (no limit)");
+    else
+        log_info("max_job_disk %s (the default: %s%s)", lim, fs > 0 ? "a share of the spool's file system of " :
+                 "the spool's file system size is not known", fs > 0 ? fsz : "");
     return t;
 }
 
@@ -129,6 +142,7 @@ void job_free(job *j)
     free(j->fail_msg);
     free(j->stall_msg);
     free(j->hist);
+    free(j->errors_pending);
     cJSON_Delete(j->errors);
     cJSON_Delete(j->config);
     free(j);
@@ -202,6 +216,28 @@ static void add_cut(cJSON *o, const char *k, const cJSON *from)
     }
 }
 
+bool job_errors_long(size_t json_len)
+{
+    return json_len > JOB_ERRORS_IN_MEMORY;
+}
+
+cJSON *job_errors_summary_of(const cJSON *first, int n, const char *id)
+{
+    cJSON *sum = cJSON_CreateArray();
+    cJSON *f = cJSON_CreateObject();
+    static const char *const keys[] = {"path", "line", "column", "message"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        add_cut(f, keys[i], first);
+    cJSON_AddItemToArray(sum, f);
+    cJSON *more = cJSON_CreateObject();
+    char *msg = xasprintf("and %d more problem%s (GET /jobs/%s lists every one)", n - 1, n == 2 ? "" : "s", id);
+    cJSON_AddStringToObject(more, "message", msg);
+    free(msg);
+    cJSON_AddTrueToObject(more, JOB_ERRORS_MORE);
+    cJSON_AddItemToArray(sum, more);
+    return sum;
+}
+
 cJSON *job_errors_summary(const job *j)
 {
     if (j->errors_on_disk || !cJSON_IsArray(j->errors))
@@ -210,21 +246,9 @@ cJSON *job_errors_summary(const job *j)
     char *text = n > 1 ? cJSON_PrintUnformatted(j->errors) : NULL;
     size_t len = text ? strlen(text) : 0;
     free(text);
-    if (len <= JOB_ERRORS_IN_MEMORY)
+    if (!job_errors_long(len))
         return NULL;
-    cJSON *sum = cJSON_CreateArray();
-    cJSON *first = cJSON_CreateObject();
-    static const char *const keys[] = {"path", "line", "column", "message"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        add_cut(first, keys[i], cJSON_GetArrayItem(j->errors, 0));
-    cJSON_AddItemToArray(sum, first);
-    cJSON *more = cJSON_CreateObject();
-    char *msg = xasprintf("and %d more problem%s (GET /jobs/%s lists every one)", n - 1, n == 2 ? "" : "s", j->id);
-    cJSON_AddStringToObject(more, "message", msg);
-    free(msg);
-    cJSON_AddTrueToObject(more, JOB_ERRORS_MORE);
-    cJSON_AddItemToArray(sum, more);
-    return sum;
+    return job_errors_summary_of(cJSON_GetArrayItem(j->errors, 0), n, j->id);
 }
 
 void job_compact_errors(job *j)

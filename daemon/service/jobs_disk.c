@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "traind/disk.h"
 #include "traind/log.h"
@@ -46,15 +47,21 @@ typedef struct disk_req {
     job *j;                          /* a job's usage; NULL: the spool's free space */
     char *path;
     long long bytes;                 /* usage, or free space */
+    long long stop_bytes;            /* a job: what stopping it writes besides (trainer_state.json,
+                                      * as large as its metrics.jsonl) */
     int room;                        /* disk_has_room's answer */
 } disk_req;
 
 static void disk_work(uv_work_t *w)
 {
     disk_req *r = w->data;
-    if (r->j)
+    if (r->j) {
         r->bytes = disk_dir_usage(r->path);
-    else
+        char *m = xasprintf("%s/metrics.jsonl", r->path);
+        struct stat st;
+        r->stop_bytes = lstat(m, &st) == 0 && S_ISREG(st.st_mode) ? (long long)st.st_blocks * 512 : 0;
+        free(m);
+    } else
         r->room = disk_has_room(r->path, &r->bytes);
 }
 
@@ -68,12 +75,14 @@ static void disk_space_back(job_table *t, long long free_bytes)
 }
 
 /* Over max_job_disk: ask the process to checkpoint and stop; on_worker_exit fails the job. */
-static void disk_over_limit(job *j, long long used)
+static void disk_over_limit(job *j, long long used, long long stop_bytes)
 {
-    char u[32], l[32];
+    char u[32], l[32], m[32];
     format_bytes((size_t)used, u, sizeof u);
     format_bytes(j->t->max_job_disk, l, sizeof l);
-    log_error("job %s: its files take %s, over max_job_disk %s: stopping it", j->id, u, l);
+    format_bytes((size_t)stop_bytes, m, sizeof m);
+    log_error("job %s: its files take %s, and %s more once it stops (trainer_state.json), over max_job_disk %s: "
+              "stopping it", j->id, u, m, l);
     j->disk_over = true;
     exec_cancel(j->x);
     j->kill_deadline = now_monotonic() + JOBS_STOP_TIMEOUT_S;
@@ -87,8 +96,13 @@ static void disk_done(uv_work_t *w, int status)
     if (r->j) {
         job *j = r->j;
         j->disk_check_inflight = false;
-        if (status == 0 && j->x && !j->disk_over && t->max_job_disk > 0 && r->bytes > (long long)t->max_job_disk)
-            disk_over_limit(j, r->bytes);
+        /* what it takes once stopped counts: a stopping run writes its
+         * trainer_state.json from metrics.jsonl, as large again (a
+         * log_every: 1 run stopped at the limit went on to twice it, and
+         * filled a small spool) */
+        if (status == 0 && j->x && !j->disk_over && t->max_job_disk > 0 && r->bytes >= 0 &&
+            r->bytes + r->stop_bytes > (long long)t->max_job_disk)
+            disk_over_limit(j, r->bytes, r->stop_bytes);
     } else {
         t->space_check_inflight = false;
         if (status == 0 && t->space_wait && r->room > 0)

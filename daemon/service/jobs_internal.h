@@ -123,6 +123,8 @@ typedef struct job {
     bool config_on_disk;             /* ended and compacted: config is read from status.json when asked */
     bool hist_on_disk;               /* ended and compacted: history is read from metrics.jsonl when asked */
     bool errors_on_disk;             /* ended, errors long: errors holds a summary, status.json all (job_compact_errors) */
+    char *errors_pending;            /* errors_on_disk and status.json not written with them yet: every one, as
+                                      * JSON text made on the thread pool (spool_intake.errors_json) */
 } job;
 
 struct job_table {
@@ -135,6 +137,7 @@ struct job_table {
     double stall_tick_last;          /* monotonic time of the last tick (jobs_stall_tick) */
     long metrics_keep;
     size_t max_job_disk;             /* 0 = no limit */
+    size_t default_job_disk;         /* max_job_disk when traind.yaml does not give it (set at start) */
     bool space_wait;                 /* a job failed for a full disk: nothing starts until there is room */
     bool space_check_inflight;
     double next_space_check;         /* monotonic */
@@ -182,6 +185,10 @@ void job_compact(job *j);
 void job_compact_errors(job *j);
 /* That summary of j's errors (new), or NULL when they are short or one already. */
 cJSON *job_errors_summary(const job *j);
+/* A summary of n errors whose first is first (job_errors_summary's form). */
+cJSON *job_errors_summary_of(const cJSON *first, int n, const char *id);
+/* Whether errors of this JSON length are kept in memory as a summary. */
+bool job_errors_long(size_t json_len);
 void job_set_state(job *j, job_state s);
 void jobs_append(job_table *t, job *j);
 job *job_find(const job_table *t, const char *id);
@@ -206,6 +213,9 @@ const cJSON *jobs_json_item(const cJSON *o, const char *k);
 double jobs_json_num(const cJSON *o, const char *k, double dflt);
 void jobs_json_add_num_or_null(cJSON *o, const char *k, double v);
 cJSON *job_to_json(const job *j, int queue_pos);
+/* job_to_json for status.json: with errors_on_disk, no "errors" (the write
+ * puts them in on the thread pool: errors_pending, or the file's own). */
+cJSON *job_status_json(const job *j);
 int job_load_status(job *j, cJSON *o);
 
 /* jobs_history.c */

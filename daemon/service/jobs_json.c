@@ -75,6 +75,10 @@ static void add_total_steps(cJSON *o, const job *j)
  * JOBS_DEFERRED_CONFIG (its directory) and jobs_fill_deferred fills the
  * config in.  Reading a page's status.json files here held the loop. */
 static bool g_defer_config;
+/* status.json's text (job_status_json): a job's errors kept on disk are
+ * left out, for the write on the pool to put in (jobs_store.c); GET
+ * /jobs/{id}: errors not yet written (errors_pending) are parsed here. */
+static bool g_errors_left_out, g_errors_pending;
 
 /* "stop_reason" of a stopped job; "held" while one waits at a rung. */
 static void add_early_stop_json(cJSON *o, const job *j)
@@ -157,7 +161,13 @@ cJSON *job_to_json(const job *j, int queue_pos)
         cJSON_AddNullToObject(o, "experiment");
     cJSON_AddItemToObject(o, "params", j->params ? cJSON_Duplicate(j->params, 1) : cJSON_CreateNull());
     add_early_stop_json(o, j);
-    if (j->errors_on_disk && g_defer_config) {
+    cJSON *pending = j->errors_on_disk && j->errors_pending && (g_errors_pending || !g_defer_config) &&
+                     !g_errors_left_out ? cJSON_Parse(j->errors_pending) : NULL;
+    if (j->errors_on_disk && g_errors_left_out) {
+        ;   /* the writer's to put in, off the loop */
+    } else if (pending) {
+        cJSON_AddItemToObject(o, "errors", pending);   /* not in status.json yet: every one from here */
+    } else if (j->errors_on_disk && g_defer_config) {
         cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(j->errors, 1));   /* the summary, until filled */
         cJSON_AddStringToObject(o, JOBS_DEFERRED_ERRORS, j->dir);
     } else {
@@ -391,10 +401,20 @@ cJSON *jobs_get_json(job_table *t, const char *id)
     if (!j)
         return NULL;
     g_defer_config = true;   /* an ended job's config is read on the pool (jobs_fill_deferred) */
+    g_errors_pending = true;
     cJSON *o = job_to_json(j, 0);
+    g_errors_pending = false;
     g_defer_config = false;
     if (j->dir)
         cJSON_AddStringToObject(o, JOBS_DEFERRED_KEYS, j->dir);   /* config_keys, read there too */
+    return o;
+}
+
+cJSON *job_status_json(const job *j)
+{
+    g_errors_left_out = true;
+    cJSON *o = job_to_json(j, 0);
+    g_errors_left_out = false;
     return o;
 }
 

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,13 +42,111 @@ typedef struct write_req {
     int rc;
     unsigned long seq;               /* j->writes_started when it began */
     jei_rec *rec;                    /* an ended job: its jobs.index record, once the file is down */
+    /* errors_on_disk: data has no "errors"; they are put in here, on the
+     * pool (never a rejected job's 70 KB of errors built on the loop's
+     * heap, among the summaries it keeps) */
+    bool splice;
+    const char *errors;              /* j->errors_pending (the job frees it once written), or NULL: the
+                                      * file's own errors */
+    char *summary;                   /* the job's summary: when neither can be had */
+    char *whole;                     /* data with the errors put in (made on the pool), or NULL */
+    size_t block_len;                /* the request and its texts: one block (write_block) */
 } write_req;
+
+/* A write's request with its path and texts, in one block outside the
+ * heap (mmap) where it can: it lives until the pool has written the file,
+ * and a burst (a thousand rejected files taken at once) has a thousand of
+ * them in flight; on the heap they were freed among the summaries the
+ * loop keeps of those jobs meanwhile, which kept their pages (some
+ * 2 KiB of RSS per job).  malloc when mmap fails. */
+static write_req *write_block(const char *path, const char *data, size_t len, const char *summary)
+{
+    size_t pl = strlen(path) + 1, sl = summary ? strlen(summary) + 1 : 0;
+    size_t total = sizeof(write_req) + pl + len + 1 + sl;
+    size_t mapped = (total + 4095) & ~(size_t)4095;
+    void *p = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    write_req *r;
+    if (p == MAP_FAILED) {
+        r = xmalloc(total);
+        mapped = 0;
+    } else {
+        r = p;
+    }
+    memset(r, 0, sizeof *r);
+    r->block_len = mapped;
+    char *c = (char *)(r + 1);
+    r->path = memcpy(c, path, pl);
+    c += pl;
+    r->data = memcpy(c, data, len + 1);
+    r->len = len;
+    c += len + 1;
+    r->summary = summary ? memcpy(c, summary, sl) : NULL;
+    return r;
+}
+
+static void write_block_free(write_req *r)
+{
+    free(r->whole);
+    if (r->block_len)
+        munmap(r, r->block_len);
+    else
+        free(r);
+}
+
+/* The errors array of the status.json in dir as JSON text, or NULL. */
+static char *errors_text_from_dir(const char *dir)
+{
+    cJSON *e = errors_from_dir(dir);
+    char *text = e ? json_print_exact(e) : NULL;
+    cJSON_Delete(e);
+    return text;
+}
+
+/* data, an object's JSON text, with "errors": errors put in before its
+ * closing brace (new). */
+static char *with_errors(const char *data, size_t len, const char *errors, size_t *out_len)
+{
+    size_t end = len;
+    while (end > 0 && data[end - 1] != '}')
+        end--;
+    if (end == 0)
+        return NULL;
+    end--;   /* at the '}' */
+    size_t k = end;
+    while (k > 0 && (data[k - 1] == ' ' || data[k - 1] == '\n' || data[k - 1] == '\t'))
+        k--;
+    bool empty = k > 0 && data[k - 1] == '{';
+    size_t el = strlen(errors);
+    char *out = xmalloc(len + el + 16);
+    size_t n = 0;
+    memcpy(out, data, k);
+    n = k;
+    n += (size_t)sprintf(out + n, "%s\"errors\":", empty ? "" : ",");
+    memcpy(out + n, errors, el);
+    n += el;
+    memcpy(out + n, data + end, len - end);
+    n += len - end;
+    out[n] = '\0';
+    *out_len = n;
+    return out;
+}
 
 static jei_rec *ended_record(const job *j);
 
 static void write_work(uv_work_t *w)
 {
     write_req *r = w->data;
+    if (r->splice) {
+        char *own = r->errors ? NULL : errors_text_from_dir(r->j->dir);
+        const char *errors = r->errors ? r->errors : own ? own : r->summary;
+        size_t len = 0;
+        r->whole = with_errors(r->data, r->len, errors, &len);
+        free(own);
+        if (r->whole) {
+            r->data = r->whole;
+            r->len = len;
+        }
+    }
     r->rc = write_file_atomic(r->path, r->data, r->len, 0644);
     struct stat st;   /* the record names the file just written (the job's writes are one at a time) */
     if (r->rec && (r->rc < 0 || lstat(r->path, &st) < 0)) {
@@ -83,10 +182,12 @@ static void write_done(uv_work_t *w, int status)
     }
     if (r->rec)
         jei_writer_append(t->eidx, r->rec);
+    if (r->rc == 0 && r->errors && r->errors == j->errors_pending) {
+        free(j->errors_pending);   /* in status.json now: read from there when asked */
+        j->errors_pending = NULL;
+    }
     durable_wait_wake(&j->waiters, r->seq, r->rc);
-    free(r->path);
-    free(r->data);
-    free(r);
+    write_block_free(r);
     (void)status;
     if (j->dirty)
         start_write(j);
@@ -98,17 +199,23 @@ static void start_write(job *j)
     if (j->write_inflight)
         return;
     job_live_add(j);   /* the tick retries a failed write */
-    write_req *r = xcalloc(1, sizeof *r);
+    bool splice = j->errors_on_disk;
+    char *summary = splice ? cJSON_PrintUnformatted(j->errors) : NULL;
+    cJSON *o = splice ? job_status_json(j) : job_to_json(j, 0);
+    char *path = xasprintf("%s/status.json", j->dir);
+    char *data = json_print_exact(o);   /* read back after a restart: exact */
+    cJSON_Delete(o);
+    if (!data)
+        abort();
+    write_req *r = write_block(path, data, strlen(data), summary);
+    free(path);
+    free(data);
+    free(summary);
     r->work.data = r;
     r->j = j;
     j->write_failed = false;
-    cJSON *o = job_to_json(j, 0);
-    r->path = xasprintf("%s/status.json", j->dir);
-    r->data = json_print_exact(o);   /* read back after a restart: exact */
-    cJSON_Delete(o);
-    if (!r->data)
-        abort();
-    r->len = strlen(r->data);
+    r->splice = splice;
+    r->errors = splice ? j->errors_pending : NULL;
     r->rec = ended_record(j);
     j->dirty = false;
     j->progress_dirty = false;
@@ -117,10 +224,8 @@ static void start_write(job *j)
     int rc = uv_queue_work(j->t->loop, &r->work, write_work, write_done);
     if (rc < 0) {
         log_error("job %s: cannot queue a write: %s", j->id, uv_strerror(rc));
-        free(r->path);
-        free(r->data);
         free(r->rec);
-        free(r);
+        write_block_free(r);
         j->dirty = true;
         j->writes_started--;
         return;

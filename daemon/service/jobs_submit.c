@@ -54,10 +54,28 @@ void job_take_config(job *j, const run_config *cfg, const diag_list_t *errs)
 /* The one intake path: a config taken by either source (a file from
  * incoming/, a POST /jobs; claimed, saved and validated on the pool) joins
  * the table as a job, queued or rejected. */
-static job *admit(job_table *t, const spool_intake *it)
+static job *admit(job_table *t, spool_intake *it)
 {
     job *j = new_job(t, it->id, it->valid ? it->cfg.name : it->stem ? it->stem : it->id);
     j->submitted_at = it->submitted_at;
+    if (!it->valid && it->errs.n > 1 && it->errors_json && job_errors_long(strlen(it->errors_json))) {
+        /* long errors (up to 100 problems, some 70 KB): the loop builds only
+         * their summary; the text made on the pool goes to status.json from
+         * the pool (jobs_store.c), and is dropped once it is there.  Built
+         * here and freed, the full errors left the loop's heap fragmented
+         * among the summaries kept: some 20 KiB of RSS per rejected job. */
+        diag_list_t first = {it->errs.items, 1, 1};
+        cJSON *one = json_diag_list(&first);
+        cJSON_Delete(j->errors);
+        j->errors = job_errors_summary_of(cJSON_GetArrayItem(one, 0), (int)it->errs.n, j->id);
+        cJSON_Delete(one);
+        j->errors_on_disk = true;
+        j->errors_pending = it->errors_json;
+        it->errors_json = NULL;
+        job_set_ended(j, JOB_REJECTED);
+        j->finished_at = j->submitted_at;
+        return j;
+    }
     job_take_config(j, it->valid ? &it->cfg : NULL, &it->errs);
     return j;
 }
@@ -70,10 +88,56 @@ static void admitted(job *j)
     jobs_schedule(j->t);
 }
 
+/* An intake freed on the thread pool, where it was made.  Freed here, on
+ * the loop, its many small blocks (the problems' messages, the config's
+ * strings) went to the loop thread's malloc cache, which handed them out
+ * again for what the loop keeps (the jobs' summaries): kept blocks strewn
+ * over the pool's heap, each holding a page (some 10 KiB of RSS per
+ * rejected job).  The pool's own blocks stay the pool's. */
+typedef struct intake_free_req {
+    uv_work_t work;
+    job_table *t;
+    spool_intake *it;
+} intake_free_req;
+
+static void intake_free_work(uv_work_t *w)
+{
+    intake_free_req *r = w->data;
+    spool_intake_free(r->it);
+    r->it = NULL;
+}
+
+static void intake_free_done(uv_work_t *w, int status)
+{
+    intake_free_req *r = w->data;
+    job_table *t = r->t;
+    spool_intake_free(r->it);   /* cancelled: not freed there */
+    free(r);
+    t->pending_work--;
+    (void)status;
+    jobs_check_shutdown_done(t);
+}
+
+static void intake_free_on_pool(job_table *t, spool_intake *it)
+{
+    if (!it)
+        return;
+    intake_free_req *r = xcalloc(1, sizeof *r);
+    r->work.data = r;
+    r->t = t;
+    r->it = it;
+    if (uv_queue_work(t->loop, &r->work, intake_free_work, intake_free_done) < 0) {
+        spool_intake_free(it);
+        free(r);
+        return;
+    }
+    t->pending_work++;
+}
+
 void jobs_add_intake(job_table *t, spool_intake *it)
 {
     job *j = admit(t, it);
-    spool_intake_free(it);
+    intake_free_on_pool(t, it);
     admitted(j);
 }
 
@@ -111,12 +175,15 @@ typedef struct submit_req {
     int rc;                         /* 0 or -errno: the config could not be saved */
     char *failure;                  /* then: what failed, for the log */
     bool refused;                   /* invalid, and no job made of it (it->errs say why) */
+    bool no_room;                   /* the queue was full: validated only (400 when invalid, else 429) */
     spool_intake *it;               /* the id claimed, the config validated: as a file's intake */
 } submit_req;
 
+static void intake_free_on_pool(job_table *t, spool_intake *it);
+
 static void submit_req_free(submit_req *r)
 {
-    spool_intake_free(r->it);
+    intake_free_on_pool(r->t, r->it);
     free(r->failure);
     free(r->yaml);
     free(r->default_name);
@@ -154,6 +221,12 @@ static void submit_work(uv_work_t *w)
             free(stem);
             return;
         }
+    }
+    if (r->no_room) {
+        /* a valid config with no place in the queue: 429, nothing made */
+        r->rc = -EAGAIN;
+        free(stem);
+        return;
     }
     r->rc = spool_claim_id(r->jobs_dir, base, r->it->id);
     if (r->rc == 0 && r->it->valid && !stem) {
@@ -201,6 +274,7 @@ static void submit_work(uv_work_t *w)
         return;
     r->it->valid = intake_validate(r->yaml, r->len, r->it->id, &lim, &r->it->cfg, &data_path, &r->it->errs) == 0;
     free(data_path);
+    spool_intake_errors_text(r->it);   /* a rejected trial's errors: made here, not on the loop */
 }
 
 /* Back on the loop: the job joins the table, then the answer. */
@@ -209,10 +283,13 @@ static void submit_done(uv_work_t *w, int status)
     submit_req *r = w->data;
     job_table *t = r->t;
     t->pending_work--;
-    t->submitting--;
+    if (!r->no_room)
+        t->submitting--;
     if (r->idem_key)
         jobs_key_done(t, r->idem_key);
-    if (r->rc < 0) {
+    if (r->rc == -EAGAIN && r->no_room) {
+        r->done(r->arg, -EAGAIN, NULL, NULL);   /* the queue is full (max_queued_jobs) */
+    } else if (r->rc < 0) {
         log_error("%s; submission refused", r->failure);
         r->done(r->arg, r->rc, NULL, NULL);
     } else if (r->refused) {
@@ -397,7 +474,13 @@ void jobs_submit_ex(job_table *t, const char *yaml, size_t len, const char *defa
         done(arg, -ESHUTDOWN, NULL, NULL);
         answered = true;
     }
-    if (!answered && !(x && x->admitted) && !jobs_admit(t)) {
+    /* No room in the queue: a config that makes no job when invalid (POST
+     * /jobs, a fork) is still validated, and answered 400 if it is: a
+     * rejection waits for no room (traind(8)); a valid one gets 429.  A
+     * trial, made a job valid or not, gets 429 at once: its experiment
+     * submits it again once there is room. */
+    bool no_room = !answered && !(x && x->admitted) && !jobs_admit(t);
+    if (no_room && x && x->experiment) {
         done(arg, -EAGAIN, NULL, NULL);   /* the queue is full (max_queued_jobs) */
         answered = true;
     }
@@ -427,6 +510,7 @@ void jobs_submit_ex(job_table *t, const char *yaml, size_t len, const char *defa
     r->it = xcalloc(1, sizeof *r->it);
     r->done = done;
     r->arg = arg;
+    r->no_room = no_room;
     int rc = uv_queue_work(t->loop, &r->work, submit_work, submit_done);
     if (rc < 0) {
         log_error("POST /jobs: cannot queue the work: %s", uv_strerror(rc));
@@ -435,7 +519,8 @@ void jobs_submit_ex(job_table *t, const char *yaml, size_t len, const char *defa
         return;
     }
     t->pending_work++;
-    t->submitting++;
+    if (!no_room)
+        t->submitting++;   /* holds a place in the queue (queued_jobs) */
     if (idem_key) {
         t->keys_inflight = xrealloc(t->keys_inflight, (t->n_keys_inflight + 1) * sizeof *t->keys_inflight);
         t->keys_inflight[t->n_keys_inflight++] = xstrdup(idem_key);

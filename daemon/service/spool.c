@@ -13,6 +13,8 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <cjson/cJSON.h>
+#include "traind/json.h"
 #include "traind/log.h"
 #include "traind/util.h"
 
@@ -136,7 +138,17 @@ void spool_intake_free(spool_intake *it)
     if (it->valid)
         cfg_free(&it->cfg);
     diag_free(&it->errs);
+    free(it->errors_json);
     free(it);
+}
+
+void spool_intake_errors_text(spool_intake *it)
+{
+    if (it->valid || it->errors_json)
+        return;
+    cJSON *a = json_diag_list(&it->errs);
+    it->errors_json = json_print_exact(a);
+    cJSON_Delete(a);
 }
 
 /* ----------------------------------------------------------------- intake */
@@ -472,6 +484,7 @@ static bool take_file(scan_req *r, int incfd, const char *name, const char *stem
     it->source = xstrdup(name);
     it->stem = xstrdup(stem);
     it->submitted_at = now_unix();
+    spool_intake_errors_text(it);
     push_item(r, it);
     return false;
 }

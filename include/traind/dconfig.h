@@ -86,7 +86,9 @@ typedef struct dconfig {
     int max_connections;           /* open HTTP connections; 1..1000000, default 1024 */
     unsigned request_timeout_ms;   /* a request not complete this long after its first byte is closed */
     unsigned idle_timeout_ms;      /* a keep-alive connection with no request this long is closed */
-    size_t max_job_disk;           /* bytes a job's directory may take; 0 = no limit (default) */
+    size_t max_job_disk;           /* bytes a job's directory may take; 0 = no limit; when not
+                                    * max_job_disk_set, the daemon's default (dconfig_default_job_disk) */
+    bool max_job_disk_set;         /* given by the file */
     char **allowed_hosts;          /* Host header names allowed besides the listen host, localhost and IP
                                     * literals; "*" = any (the check is off) */
     size_t n_allowed_hosts;
@@ -119,6 +121,15 @@ void dconfig_set_data_dirs(dconfig *c, char *const *dirs, size_t n);
 /* The token-bucket depth in effect: write_burst_per_client, or twice the
  * rate (at least 1) when that is 0. */
 long dconfig_write_burst(const dconfig *c);
+
+/* max_job_disk when the file does not give it, for a spool file system of
+ * fs_bytes (its size when the daemon starts; 0 = not known): a tenth of it,
+ * but at least 1 GiB or half of it, whichever is less (a small disk still
+ * holds a long run's history and checkpoints), and at least 1 MiB.  One
+ * runaway job (log_every: 1, a checkpoint kept at every step) is stopped
+ * long before the spool is full and every job fails with it. */
+#define DCONFIG_FALLBACK_JOB_DISK ((size_t)10 << 30)   /* the size not known: 10 GiB */
+size_t dconfig_default_job_disk(unsigned long long fs_bytes);
 
 /* Parses a byte size: a whole number with an optional binary suffix K, M, G,
  * T or P (also written Ki/KiB/KB..., any case; 1K = 1024).  Returns 0 with

@@ -19,6 +19,10 @@ long long disk_dir_usage(const char *dir);
  * cannot be asked, else 0 or 1; *free_bytes gets the free space. */
 int disk_has_room(const char *path, long long *free_bytes);
 
+/* The size in bytes of the file system of path (statvfs), -errno when it
+ * cannot be asked. */
+long long disk_fs_size(const char *path);
+
 /* Whether an error message is about a full disk or quota (the strerror
  * texts of ENOSPC and EDQUOT). */
 bool disk_full_message(const char *msg);

@@ -72,6 +72,8 @@ typedef struct spool_intake {
     bool valid;
     run_config cfg;         /* when valid */
     diag_list_t errs;       /* when not valid */
+    char *errors_json;      /* when not valid: errs as the API's "errors" array, JSON text made on the
+                             * thread pool (spool_intake_errors_text), or NULL */
     /* An experiment (a sweep file, traind/sweep.h): left in incoming/ and
      * handed over whole, to be removed from there once the experiment is
      * on disk.  idem_key names this very file (name, inode, mtime, size), so
@@ -83,6 +85,12 @@ typedef struct spool_intake {
 } spool_intake;
 
 void spool_intake_free(spool_intake *it);
+
+/* An invalid config's errors as JSON text, into it->errors_json: made on
+ * the thread pool, where the config was validated, so that the loop's heap
+ * never holds a rejected job's long errors (traind(8): an ended job keeps
+ * its summary in memory). */
+void spool_intake_errors_text(spool_intake *it);
 
 /* Called on the loop thread for every file taken; the callee owns item
  * (spool_intake_free). */

@@ -210,12 +210,32 @@ START_TEST(disk_and_host_keys)
     diag_list_t errs = DIAG_LIST_INIT;
     ck_assert_int_eq(parse("max_job_disk: 50G\nallowed_hosts: [traind.example, \"*\"]\n", &c, &errs), 0);
     ck_assert_uint_eq(c.max_job_disk, (size_t)50 << 30);
+    ck_assert(c.max_job_disk_set);
     ck_assert_uint_eq(c.n_allowed_hosts, 2);
     ck_assert_str_eq(c.allowed_hosts[0], "traind.example");
     dconfig_free(&c);
     ck_assert_int_eq(parse("max_job_disk: 0\n", &c, &errs), 0);
     ck_assert_uint_eq(c.max_job_disk, 0);
+    ck_assert(c.max_job_disk_set);   /* 0 given: no limit, not the default */
     dconfig_free(&c);
+    /* not given: the default, a share of the spool's file system */
+    ck_assert_int_eq(parse("max_jobs: 2\n", &c, &errs), 0);
+    ck_assert(!c.max_job_disk_set);
+    dconfig sized;
+    ck_assert_int_eq(parse("max_job_disk: 0\n", &sized, &errs), 0);
+    dconfig_change *ch;
+    size_t n = dconfig_diff(&sized, &c, &ch);   /* 0 -> the default is a change, shown as such */
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(ch[1].key, "max_job_disk");
+    ck_assert_str_eq(ch[1].now, "(default)");
+    dconfig_changes_free(ch, n);
+    dconfig_free(&sized);
+    dconfig_free(&c);
+    ck_assert_uint_eq(dconfig_default_job_disk(1000ULL << 30), 100ULL << 30);   /* a tenth */
+    ck_assert_uint_eq(dconfig_default_job_disk(4ULL << 30), 1ULL << 30);        /* at least 1 GiB */
+    ck_assert_uint_eq(dconfig_default_job_disk(64ULL << 20), 32ULL << 20);      /* or half a small one */
+    ck_assert_uint_eq(dconfig_default_job_disk(1ULL << 20), 1ULL << 20);        /* and 1 MiB */
+    ck_assert_uint_eq(dconfig_default_job_disk(0), DCONFIG_FALLBACK_JOB_DISK);
     ck_assert_int_eq(parse("max_job_disk: 10K\nallowed_hosts: [\"http://x:80\"]\n", &c, &errs), -1);
     ck_assert_ptr_nonnull(find_diag(&errs, "max_job_disk"));
     ck_assert_ptr_nonnull(find_diag(&errs, "allowed_hosts[0]"));

@@ -13,6 +13,7 @@
 
 #include "traind/config.h"
 #include "traind/sweep.h"
+#include "traind/util.h"
 #include "tl.h"
 
 static const char *const grid_yaml =
@@ -189,6 +190,58 @@ START_TEST(a_bad_value_is_named_by_its_sweep_entry)
 }
 END_TEST
 
+/* A name too long for its trials' names (<name>-<k>, a job name of at
+ * most CFG_NAME_MAX) is the experiment's problem, said once at its name
+ * key, not of each trial; one from the file's stem is cut to fit. */
+START_TEST(a_long_name_is_the_experiments)
+{
+    static const char fmt[] =
+        "name: %s\n"                                                       /* 1 */
+        "model: {type: linear, input_dim: 4, output_dim: 2}\n"
+        "schedule: {type: constant, total_steps: 30}\n"
+        "sweep:\n"
+        "  method: grid\n"
+        "  parameters:\n"
+        "    optimizer.lr: [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1]\n";
+    char name[CFG_NAME_MAX + 2];
+    int lens[] = {CFG_NAME_MAX, CFG_NAME_MAX + 1, CFG_NAME_MAX - 2};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        memset(name, 'e', (size_t)lens[i]);
+        name[lens[i]] = '\0';
+        char *y = xasprintf(fmt, name);
+        sweep s;
+        diag_list_t errs = DIAG_LIST_INIT;
+        ck_assert_int_eq(parse(y, &s, &errs), -1);
+        ck_assert_int_eq(errs.n, 1);
+        ck_assert_str_eq(errs.items[0].path, "name");
+        ck_assert_int_eq(errs.items[0].line, 1);
+        ck_assert_msg(strncmp(errs.items[0].message, "trial ", 6) != 0, "%s", errs.items[0].message);
+        ck_assert_msg(strstr(errs.items[0].message, "must be at most"), "%s", errs.items[0].message);
+        diag_free(&errs);
+        free(y);
+    }
+    /* 125 characters and 10 trials: NAME-01 .. NAME-10, 128 each */
+    memset(name, 'e', CFG_NAME_MAX - 3);
+    name[CFG_NAME_MAX - 3] = '\0';
+    char *y = xasprintf(fmt, name);
+    sweep s;
+    diag_list_t errs = DIAG_LIST_INIT;
+    ck_assert_int_eq(parse(y, &s, &errs), 0);
+    ck_assert_uint_eq(s.n_trials, 10);
+    sweep_free(&s);
+    free(y);
+    /* no name key: a long default (the file's stem) is cut */
+    const char *noname = strchr(fmt, '\n') + 1;
+    memset(name, 's', CFG_NAME_MAX);
+    name[CFG_NAME_MAX] = '\0';
+    sweep_opts o = {0};
+    o.cfg.default_name = name;
+    ck_assert_int_eq(sweep_parse(noname, strlen(noname), &o, &s, &errs), 0);
+    ck_assert_uint_eq(strlen(s.name), CFG_NAME_MAX - 3);
+    sweep_free(&s);
+}
+END_TEST
+
 START_TEST(sweep_section_errors)
 {
     static const struct {
@@ -318,6 +371,7 @@ int main(void)
     tcase_add_test(tc, trial_cap);
     tcase_add_test(tc, predict_names_a_law);
     tcase_add_test(tc, a_run_config_is_not_an_experiment);
+    tcase_add_test(tc, a_long_name_is_the_experiments);
     suite_add_tcase(s, tc);
     return tl_run_suite(s) ? 1 : 0;
 }
