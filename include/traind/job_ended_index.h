@@ -10,12 +10,14 @@
  * summary (what the job table keeps of an ended job) and the identity of
  * the status.json it was taken from (inode, size, mtime, ctime).
  *
- * status.json stays the truth: an entry is used only while the file it
- * names is that very status.json (same inode, size and times; the caller
- * checks with one stat), so an entry can never claim a state the job's own
- * file contradicts — a job written again later, or one whose index entry
- * never made it to disk (a kill -9 between the two writes), is read the
- * slow way.  The index is untrusted input: a record with a bad magic,
+ * status.json stays the truth: an entry describes that very status.json
+ * (same inode, size and times).  A restart takes an ended job from its
+ * entry without a system call (an ended job's file is not written again; a
+ * write appends a newer entry) and checks every entry against its file
+ * afterwards, off the loop (jobs_store.c); a job whose file changed since
+ * is read again.  An entry with inode 0 says "read this job's files".  A
+ * job whose index entry never made it to disk (a kill -9 between the two
+ * writes) is read the slow way.  The index is untrusted input: a record with a bad magic,
  * length or checksum (a torn tail after a crash, a corrupt file) ends the
  * records used (the caller logs it, reads the rest the slow way and
  * rewrites the file); every string is bounded and checked.  The last
