@@ -92,6 +92,9 @@ typedef struct jei_load_info {
  * files of rewrites that were killed.  Always returns a table (empty when
  * the file is missing or unusable); *info says what was found. */
 jei_table *jei_load(const char *spool, jei_load_info *info);
+/* What jei_load does with the file's bytes: data (malloc'd, taken: freed
+ * with the table; NULL for none) holds len bytes of an index, any bytes. */
+jei_table *jei_parse(char *data, size_t len, jei_load_info *info);
 /* The last entry of id, or NULL. */
 const jei_entry *jei_find(const jei_table *t, const char *id);
 /* Distinct ids in the table. */
