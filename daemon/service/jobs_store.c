@@ -795,11 +795,11 @@ static void check_done(uv_work_t *w, int status)
     for (size_t i = c->from; i < c->to && status == 0; i++) {
         check_item *it = &c->items[i];
         job *j = it->j;
-        if (!it->stale)
+        /* written by this traind since: that write appended its own entry */
+        if (!it->stale || j->writes_started > 0 || j->write_inflight || !job_state_ended(j->state))
             continue;
         c->stale++;
-        /* written by this traind since: that write appended its own entry */
-        if (j->writes_started == 0 && !j->write_inflight && job_state_ended(j->state) && reread_stale(c, j)) {
+        if (reread_stale(c, j)) {
             c->reread++;
             changed = true;
         }
