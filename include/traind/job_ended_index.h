@@ -17,11 +17,11 @@
  * afterwards, off the loop (jobs_store.c); a job whose file changed since
  * is read again.  An entry with inode 0 says "read this job's files".  A
  * job whose index entry never made it to disk (a kill -9 between the two
- * writes) is read the slow way.  The index is untrusted input: a record with a bad magic,
- * length or checksum (a torn tail after a crash, a corrupt file) ends the
- * records used (the caller logs it, reads the rest the slow way and
- * rewrites the file); every string is bounded and checked.  The last
- * record of an id wins.
+ * writes) is read the slow way.  The index is untrusted input: a record
+ * with a bad magic, length or checksum (a torn tail after a crash, a
+ * corrupt file) ends the records used (the caller logs it, reads the rest
+ * the slow way and rewrites the file); every string is bounded and
+ * checked.  The last record of an id wins.
  *
  * Functions returning int return 0 or a negative errno value.
  */
