@@ -269,15 +269,20 @@ static char *strace_wrapper(const char *out)
     return wd;
 }
 
-/* The pid of strace's traced child (the daemon), 0 when none. */
-static pid_t traced_child(pid_t tracer)
+/* The pid of strace's traced child (the daemon), 0 when none: from /proc,
+ * else the first line of strace's log (the daemon's execve). */
+static pid_t traced_child(pid_t tracer, const char *out)
 {
     char *p = xasprintf("/proc/%d/task/%d/children", (int)tracer, (int)tracer);
     char *text = tl_read(p, NULL);
     free(p);
     int pid = 0;
-    if (text)
-        sscanf(text, "%d", &pid);
+    if (!text || sscanf(text, "%d", &pid) != 1) {
+        free(text);
+        text = tl_read(out, NULL);
+        if (!text || sscanf(text, "%d", &pid) != 1)
+            pid = 0;
+    }
     free(text);
     return (pid_t)pid;
 }
@@ -333,7 +338,7 @@ START_TEST(restart_touches_no_job_file)
     free(saved);
     free(sp);
     ck_assert_msg(rc == 0, "traind did not start under strace");
-    pid_t daemon = traced_child(g_d.pid);
+    pid_t daemon = traced_child(g_d.pid, out);
     ck_assert_msg(daemon > 0, "no traced traind under strace (pid %d)", (int)g_d.pid);
     /* traind.addr is written once the jobs are loaded and it listens */
     kill(daemon, SIGTERM);
