@@ -83,9 +83,9 @@ CLI_LINK     := $(WORKER_LINK)
 # Tests by the layer they test (a test not named here is a core test: core only).
 PROTO_TESTS   := test_progress
 WORKER_TESTS  := test_mpilaunch
-SERVICE_TESTS := test_api test_history test_http test_rate_limit test_spool test_asha
+SERVICE_TESTS := test_api test_history test_http test_rate_limit test_spool test_asha test_job_index
 PROTO_FUZZ    := fuzz_progress
-SERVICE_FUZZ  := fuzz_http
+SERVICE_FUZZ  := fuzz_http fuzz_job_index
 
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 ITEST_BINS  := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(ITEST_SRC))

@@ -479,7 +479,7 @@ void events_job_changed(const char *id)
         g->pending = xrealloc(g->pending, g->cap_pending * sizeof *g->pending);
     }
     g->pending[g->n_pending++] = xstrdup(id);
-    job_index_put(g->pending_set, id, g);
+    job_index_put(g->pending_set, g->pending[g->n_pending - 1], g);   /* the copy: id may be a transient job's */
     if (g->n_pending == 1)
         uv_timer_start(&g->flush_timer, on_flush_timer, 0, 0);   /* next loop turn, before it sleeps */
 }

@@ -249,25 +249,32 @@ static bool decode(const unsigned char *p, size_t len, jei_entry *e)
 
 jei_table *jei_load(const char *spool_dir, jei_load_info *info)
 {
+    static const char *const tmp_prefix[] = {JEI_FILE ".tmp."};   /* a rewrite that was killed */
+    remove_stale_tmp(spool_dir, tmp_prefix, 1, false, NULL, NULL);
+    char *path = xasprintf("%s/" JEI_FILE, spool_dir), *data = NULL;
+    size_t len = 0;
+    int rc = read_file_flags(path, JEI_FILE_MAX, O_NOFOLLOW, &data, &len);
+    free(path);
+    if (rc < 0) {
+        jei_table *t = jei_parse(NULL, 0, info);
+        info->missing = rc == -ENOENT;
+        info->bad = !info->missing;
+        if (info->bad)
+            snprintf(info->why, sizeof info->why, "cannot be read: %s", file_error_text(rc));
+        return t;
+    }
+    return jei_parse(data, len, info);
+}
+
+jei_table *jei_parse(char *data, size_t len, jei_load_info *info)
+{
     memset(info, 0, sizeof *info);
     jei_table *t = xcalloc(1, sizeof *t);
     t->by_id = job_index_new();
-    static const char *const tmp_prefix[] = {JEI_FILE ".tmp."};   /* a rewrite that was killed */
-    remove_stale_tmp(spool_dir, tmp_prefix, 1, false, NULL, NULL);
-    char *path = xasprintf("%s/" JEI_FILE, spool_dir);
-    size_t len = 0;
-    int rc = read_file_flags(path, JEI_FILE_MAX, O_NOFOLLOW, &t->data, &len);
-    free(path);
-    if (rc == -ENOENT) {
-        info->missing = true;
+    t->data = data;
+    if (!data)
         return t;
-    }
     info->bytes = len;
-    if (rc < 0) {
-        info->bad = true;
-        snprintf(info->why, sizeof info->why, "cannot be read: %s", file_error_text(rc));
-        return t;
-    }
     if (len < sizeof file_magic || memcmp(t->data, file_magic, sizeof file_magic) != 0) {
         info->bad = true;
         snprintf(info->why, sizeof info->why, "not a traind index (bad header)");

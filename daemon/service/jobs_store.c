@@ -3,8 +3,9 @@
  * thread pool (and who waits for it), jobs/ read back at start-up
  * (jobs_load: status.json, or a job rebuilt from its config.yaml; stale
  * temp files and empty directories removed; an ended job from its
- * <spool>/jobs.index entry when that still describes its status.json, and
- * each ended job's entry appended once its status.json is written), a
+ * <spool>/jobs.index entry, checked against its status.json once traind
+ * serves, and each ended job's entry appended once its status.json is
+ * written), a
  * compacted job's config read back, and the tail of a job's worker.log.
  */
 #include "jobs_internal.h"
@@ -714,25 +715,20 @@ static jei_rec *ended_record(const job *j)
     return r;
 }
 
-/* Loads an ended job from its jobs.index entry when the entry describes
- * the status.json on disk now (one fstatat; nothing opened).  false (j
- * untouched) when it does not: the job is read the slow way. */
-static bool job_from_index(job *j, int dfd, const jei_entry *e)
+/* Loads an ended job from its jobs.index entry, with no system call: an
+ * ended job's status.json is not written again (a write appends a newer
+ * entry), so restarting costs a readdir of jobs/ and the index, not a stat
+ * per job.  Whether each entry still describes its status.json is checked
+ * after start-up, off the loop (check_index_*, below).  false (j untouched)
+ * for an entry that is not plausible or says "read the files" (inode 0):
+ * the job is read the slow way. */
+static bool job_from_index(job *j, const jei_entry *e)
 {
     if (e->state < 0 || e->state >= JOB_NSTATES || !job_state_ended((job_state)e->state) ||
-        e->state == JOB_STOPPED ||
+        e->state == JOB_STOPPED || e->st.ino == 0 ||
         strcmp(e->id, j->id) != 0 ||
         (e->sched_id && strlen(e->sched_id) > EXEC_SCHED_ID_MAX) || e->seq > (1ULL << 53))
         return false;
-    char rel[NAME_MAX + 16];
-    snprintf(rel, sizeof rel, "%s/status.json", j->id);
-    struct stat st;
-    jei_stat now;
-    if (fstatat(dfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
-        return false;
-    jei_stat_of(&st, &now);
-    if (!jei_stat_same(&now, &e->st))
-        return false;   /* written since (or replaced): status.json is the truth */
     cJSON *errors = e->errors_json ? cJSON_Parse(e->errors_json) : cJSON_CreateArray();
     cJSON *params = e->params_json ? cJSON_Parse(e->params_json) : NULL;
     if (!cJSON_IsArray(errors) || (e->params_json && !cJSON_IsObject(params))) {
@@ -795,6 +791,188 @@ static jei_rec *loaded_record(const job *j, const jei_stat *st)
     return r;
 }
 
+/* -------------- after start-up: jobs.index's entries against status.json */
+
+/* The jobs loaded from jobs.index, each with the identity of the
+ * status.json its entry was taken from, are stat'ed on the thread pool,
+ * CHECK_CHUNK at a time (other work of the pool runs in between), once
+ * traind serves.  The few whose status.json changed behind the index's back
+ * (edited by hand, or a crash between a write and its entry) are read again
+ * on the loop: status.json stays the truth, a moment after start-up, and a
+ * restart costs what changed, not a stat per job (traind(8), FILES). */
+#define CHECK_CHUNK 4096
+
+typedef struct check_item {
+    job *j;
+    jei_stat st;                     /* of the entry */
+    bool stale;
+} check_item;
+
+typedef struct index_check {
+    uv_work_t work;
+    job_table *t;
+    int dfd;                         /* jobs/ */
+    check_item *items;
+    size_t n, cap, from, to;
+    size_t stale, reread;
+    double t0;
+} index_check;
+
+static void check_work(uv_work_t *w)
+{
+    index_check *c = w->data;
+    for (size_t i = c->from; i < c->to; i++) {
+        check_item *it = &c->items[i];
+        char rel[NAME_MAX + 16];
+        snprintf(rel, sizeof rel, "%s/status.json", it->j->id);   /* an id never changes: read off the loop */
+        struct stat st;
+        jei_stat now;
+        if (fstatat(c->dfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) {
+            it->stale = true;
+            continue;
+        }
+        jei_stat_of(&st, &now);
+        it->stale = !jei_stat_same(&now, &it->st);
+    }
+}
+
+/* What an ended job shows, taken from src (a job loaded from its
+ * status.json); what comes from its other files (key, fork, trial) stays. */
+static void take_summary(job *j, job *src)
+{
+    job_set_state(j, src->state);
+    char *name = j->name;
+    j->name = src->name;
+    src->name = name;
+    cJSON *errors = j->errors;
+    j->errors = src->errors;
+    src->errors = errors;
+    j->pt = src->pt;
+    j->total_steps = src->total_steps;
+    j->checkpoint_step = src->checkpoint_step;
+    j->restarts = src->restarts;
+    j->crashes = src->crashes;
+    j->ranks = src->ranks;
+    j->has_eval = src->has_eval;
+    j->tokens_per_step = src->tokens_per_step;
+    j->submitted_at = src->submitted_at;
+    j->started_at = src->started_at;
+    j->finished_at = src->finished_at;
+    j->config_on_disk = j->config_on_disk || src->config;
+    if (src->sched_id[0])
+        memcpy(j->sched_id, src->sched_id, sizeof j->sched_id);
+}
+
+/* j's status.json is not what its entry describes: read it again.  An
+ * ended state at the same seq (the same place in the table) is taken now,
+ * and a new entry appended.  Anything else (a state that is not final, a
+ * file gone or corrupt) is left to the next start: j keeps the entry's
+ * summary meanwhile, and the entry appended says "read the files" (inode
+ * 0, refused by job_from_index).  true when j changed. */
+static bool reread_stale(index_check *c, job *j)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    jei_stat ident;
+    int rc = read_status_at(c->dfd, j->id, &buf, &len, &ident);
+    cJSON *o = rc == 0 ? cJSON_ParseWithLength(buf, len) : NULL;
+    free(buf);
+    job *src = job_alloc(c->t, j->id);
+    const char *why = rc < 0 ? strerror(-rc) : !o || job_load_status(src, o) != 0 ? "is corrupt" :
+                      !job_state_ended(src->state) || src->state == JOB_STOPPED ? "no longer says it ended" :
+                      src->seq != j->seq ? "has another seq" : NULL;
+    cJSON_Delete(o);
+    jei_rec *r;
+    if (!why) {
+        take_summary(j, src);
+        r = loaded_record(j, &ident);
+        log_info("job %s: status.json changed since its " JEI_FILE " entry; read again (%s)", j->id,
+                 job_state_name(j->state));
+    } else {
+        r = ended_record(j);
+        struct stat none;
+        memset(&none, 0, sizeof none);
+        if (r)
+            jei_rec_set_stat(r, &none);
+        log_warn("job %s: status.json changed since its " JEI_FILE " entry and %s%s; the job shows the entry's "
+                 "summary until traind restarts, which reads its files", j->id, rc < 0 ? "cannot be read: " : "",
+                 why);
+    }
+    job_free(src);
+    if (r)
+        jei_writer_append(c->t->eidx, r);
+    return !why;
+}
+
+static void check_done(uv_work_t *w, int status);
+
+static int check_queue(index_check *c)
+{
+    c->to = c->from + CHECK_CHUNK < c->n ? c->from + CHECK_CHUNK : c->n;
+    return uv_queue_work(c->t->loop, &c->work, check_work, check_done);
+}
+
+static void check_done(uv_work_t *w, int status)
+{
+    index_check *c = w->data;
+    job_table *t = c->t;
+    bool changed = false;
+    for (size_t i = c->from; i < c->to && status == 0; i++) {
+        check_item *it = &c->items[i];
+        job *j = it->j;
+        /* written by this traind since: that write appended its own entry */
+        if (!it->stale || j->writes_started > 0 || j->write_inflight || !job_state_ended(j->state))
+            continue;
+        c->stale++;
+        if (reread_stale(c, j)) {
+            c->reread++;
+            changed = true;
+        }
+    }
+    if (status == 0)
+        c->from = c->to;
+    if (changed)
+        jobs_changed(t);
+    if (status == 0 && c->from < c->n && !t->shutting_down && check_queue(c) == 0)
+        return;
+    log_info(JEI_FILE ": %zu of %zu entries checked against their status.json in %.2f s, %zu changed since, %zu "
+             "read again", c->from, c->n, now_monotonic() - c->t0, c->stale, c->reread);
+    close(c->dfd);
+    free(c->items);
+    free(c);
+    jobs_work_end(t);
+}
+
+/* Starts the check of c's entries (takes c). */
+static void check_start(job_table *t, index_check *c)
+{
+    c->t = t;
+    c->work.data = c;
+    c->t0 = now_monotonic();
+    c->dfd = c->n ? open(t->jobs_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    int rc = c->dfd < 0 ? -1 : check_queue(c);
+    if (rc != 0) {
+        if (c->n)
+            log_warn(JEI_FILE ": cannot check its entries against their status.json: %s",
+                     c->dfd < 0 ? strerror(errno) : uv_strerror(rc));
+        if (c->dfd >= 0)
+            close(c->dfd);
+        free(c->items);
+        free(c);
+        return;
+    }
+    jobs_work_begin(t);
+}
+
+static void check_add(index_check *c, job *j, const jei_stat *st)
+{
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 1024;
+        c->items = xrealloc(c->items, c->cap * sizeof *c->items);
+    }
+    c->items[c->n++] = (check_item){j, *st, false};
+}
+
 int jobs_load(job_table *t)
 {
     DIR *d = opendir(t->jobs_dir);
@@ -811,6 +989,7 @@ int jobs_load(job_table *t)
     bool rewrite = ii.missing || ii.bad || ii.records > 2 * jei_count(idx) + 1000;
     jei_rec **recs = NULL;
     size_t n_recs = 0, cap_recs = 0, from_index = 0;
+    index_check *check = xcalloc(1, sizeof *check);
     struct dirent *e;
     int loaded = 0;
     while ((e = readdir(d)) != NULL) {
@@ -827,9 +1006,10 @@ int jobs_load(job_table *t)
         }
         const jei_entry *ie = jei_find(idx, e->d_name);
         jei_stat ident;
-        bool fast = ie && job_from_index(j, dirfd(d), ie);
+        bool fast = ie && job_from_index(j, ie);
         if (fast) {
             ident = ie->st;
+            check_add(check, j, &ident);
             from_index++;
             goto add;
         }
@@ -985,6 +1165,7 @@ int jobs_load(job_table *t)
             jei_writer_append(t->eidx, recs[i]);
         free(recs);
     }
+    check_start(t, check);
     malloc_trim(0);   /* the parse trees of every status.json are gone: give their pages back */
     jobs_changed(t);
     return loaded;

@@ -10,16 +10,18 @@
  * summary (what the job table keeps of an ended job) and the identity of
  * the status.json it was taken from (inode, size, mtime, ctime).
  *
- * status.json stays the truth: an entry is used only while the file it
- * names is that very status.json (same inode, size and times; the caller
- * checks with one stat), so an entry can never claim a state the job's own
- * file contradicts — a job written again later, or one whose index entry
- * never made it to disk (a kill -9 between the two writes), is read the
- * slow way.  The index is untrusted input: a record with a bad magic,
- * length or checksum (a torn tail after a crash, a corrupt file) ends the
- * records used (the caller logs it, reads the rest the slow way and
- * rewrites the file); every string is bounded and checked.  The last
- * record of an id wins.
+ * status.json stays the truth: an entry describes that very status.json
+ * (same inode, size and times).  A restart takes an ended job from its
+ * entry without a system call (an ended job's file is not written again; a
+ * write appends a newer entry) and checks every entry against its file
+ * afterwards, off the loop (jobs_store.c); a job whose file changed since
+ * is read again.  An entry with inode 0 says "read this job's files".  A
+ * job whose index entry never made it to disk (a kill -9 between the two
+ * writes) is read the slow way.  The index is untrusted input: a record
+ * with a bad magic, length or checksum (a torn tail after a crash, a
+ * corrupt file) ends the records used (the caller logs it, reads the rest
+ * the slow way and rewrites the file); every string is bounded and
+ * checked.  The last record of an id wins.
  *
  * Functions returning int return 0 or a negative errno value.
  */
@@ -90,6 +92,9 @@ typedef struct jei_load_info {
  * files of rewrites that were killed.  Always returns a table (empty when
  * the file is missing or unusable); *info says what was found. */
 jei_table *jei_load(const char *spool, jei_load_info *info);
+/* What jei_load does with the file's bytes: data (malloc'd, taken: freed
+ * with the table; NULL for none) holds len bytes of an index, any bytes. */
+jei_table *jei_parse(char *data, size_t len, jei_load_info *info);
 /* The last entry of id, or NULL. */
 const jei_entry *jei_find(const jei_table *t, const char *id);
 /* Distinct ids in the table. */
