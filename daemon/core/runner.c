@@ -107,6 +107,7 @@ typedef struct run {
     bool writer;               /* rank 0 (or no dist): writes files, emits events */
     bool files;                /* writes out_dir: the writer, unless the run is an lr probe */
     bool stop_agreed;          /* dist: some rank was asked to stop (agreed at the last step) */
+    bool cache_told;           /* a failed update of trainer_state.json's cache was told */
 } run;
 
 static void emit(run *r, run_event_type type, double lr, double loss, double loss_avg,
@@ -250,6 +251,16 @@ static int save_checkpoint(run *r, char *err, size_t errlen)
         r->checkpoint_step = r->c.step;
         keep_checkpoint(r);
         emit(r, RUN_EVENT_CHECKPOINT, NAN, NAN, NAN, NAN, NAN, NULL);
+        /* trainer_state.json's log_history so far, cached from the lines
+         * since the last checkpoint: the stop that follows, whenever it
+         * comes, parses only what was written after this (traind-run.yaml(5),
+         * TRAIN).  A failure costs that stop a full pass, no more. */
+        int cr = hf_cache_update(r->opts->out_dir);
+        if (cr < 0 && !r->cache_told) {
+            r->cache_told = true;
+            notice(r, "cannot update %s/" HF_CACHE_NAME ": %s (trainer_state.json will be written from the whole "
+                      "history)", r->opts->out_dir, strerror(-cr));
+        }
     }
     return rc;
 }
@@ -337,7 +348,10 @@ static int copy_parent_metrics(run *r, char *err, size_t errlen)
     if (rc == -ENOENT)
         return 0;
     if (rc == 0) {
-        rc = write_file_atomic(r->metrics_path, buf, len, 0644);
+        /* the cache of the metrics.jsonl replaced goes first */
+        rc = hf_cache_remove(r->opts->out_dir);
+        if (rc == 0)
+            rc = write_file_atomic(r->metrics_path, buf, len, 0644);
         free(buf);
     }
     if (rc < 0)
@@ -569,6 +583,13 @@ static int open_metrics(run *r, long keep_through, char *err, size_t errlen)
         int e = errno;
         snprintf(err, errlen, "cannot open %s: %s", r->metrics_path, strerror(e));
         return -e;
+    }
+    /* trainer_state.json's cache goes before the lines it covers do: a
+     * kill between leaves no cache, never one of lines no longer there */
+    int cr = hf_cache_cut(r->opts->out_dir, (uint64_t)keep);
+    if (cr < 0) {
+        snprintf(err, errlen, "cannot remove %s/" HF_CACHE_NAME ": %s", r->opts->out_dir, strerror(-cr));
+        return cr;
     }
     if (ftruncate(r->metrics_fd, (off_t)keep) < 0) {
         int e = errno;
@@ -898,6 +919,8 @@ out:;
         char herr[256];
         if (hf_write_trainer_state(opts->out_dir, cfg, herr, sizeof herr) != 0)
             notice(&r, "%s", herr);
+        else if (result == RUN_OK)
+            hf_cache_remove(opts->out_dir);   /* done: no stop to come, its room back */
     }
     if (r.data)
         data_close(r.data);

@@ -6,9 +6,11 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "traind/hf_state.h"
 #include "traind/util.h"
 
 /* Whole lines of f (a torn last one is not counted). */
@@ -37,6 +39,18 @@ static bool kept(size_t i, size_t n, size_t keep, size_t *next_old, size_t *k_ol
     (*k_old)++;
     *next_old = old_keep > 1 && *k_old < old_keep ? even_index(*k_old, old_n, old_keep) : old_n;
     return true;
+}
+
+/* Removes the trainer_state.json cache beside a run's metrics.jsonl. */
+static int drop_state_cache(const char *path)
+{
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    if (strcmp(base, "metrics.jsonl") != 0)
+        return 0;
+    char *dir = slash ? xstrndup(path, (size_t)(slash - path)) : xstrdup(".");
+    int rc = hf_cache_remove(dir);
+    free(dir);
+    return rc;
 }
 
 long history_thin_file(const char *path, size_t keep)
@@ -90,7 +104,13 @@ long history_thin_file(const char *path, size_t keep)
             rc = errno ? -errno : -EIO;
             atomic_file_abort(&af);
         } else {
-            int cr = atomic_file_commit(&af);
+            /* trainer_state.json's cache of the lines replaced goes first
+             * (traind-run.yaml(5), TRAIN): a kill between leaves none */
+            int cr = drop_state_cache(path);
+            if (cr < 0)
+                atomic_file_abort(&af);
+            else
+                cr = atomic_file_commit(&af);
             rc = cr < 0 ? cr : (long)(n - keep);
         }
     }

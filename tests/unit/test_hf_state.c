@@ -2,7 +2,11 @@
  * hf_state: trainer_state.json streamed from metrics.jsonl is byte for byte
  * the document the former cJSON tree gave (kept here as the reference), on
  * generated histories with evals, torn and foreign lines and odd numbers;
- * and writing it for a long history takes constant memory.
+ * and writing it for a long history takes constant memory.  With the cache
+ * of log_history beside metrics.jsonl: the same bytes when lines were
+ * appended since it was made, and whenever it is stale (metrics.jsonl
+ * rewritten in place, replaced, cut back; the cache torn or damaged) —
+ * and a valid cache is used, not the history parsed again.
  */
 #include <check.h>
 #include <cjson/cJSON.h>
@@ -12,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -145,14 +151,15 @@ static double any_double(rng_t *r)
 /* n points as the runner writes them, with eval_loss every eval_every-th,
  * and the odd lines a history may hold: torn, foreign, not JSON, a loss
  * without loss_avg, a step that is not an integer, a number out of range. */
-static void write_history(const char *dir, long n, int eval_every, bool odd)
+static void write_lines(const char *dir, const char *mode, uint64_t seed, long from, long n, int eval_every,
+                        bool odd)
 {
     char *path = xasprintf("%s/metrics.jsonl", dir);
-    FILE *f = fopen(path, "we");
+    FILE *f = fopen(path, mode);
     ck_assert_ptr_nonnull(f);
     rng_t r;
-    rng_seed(&r, 7, 0);
-    for (long s = 1; s <= n; s++) {
+    rng_seed(&r, seed, 0);
+    for (long s = from; s <= n; s++) {
         fprintf(f, "{\"step\":%ld,\"lr\":%.17g,\"loss\":%.9g,\"loss_avg\":%.17g,\"grad_norm\":%.17g,\"time\":%.6f",
                 s, any_double(&r), (double)(float)any_double(&r), any_double(&r), any_double(&r), s * 0.001);
         if (eval_every > 0 && s % eval_every == 0)
@@ -177,6 +184,11 @@ static void write_history(const char *dir, long n, int eval_every, bool odd)
     free(path);
 }
 
+static void write_history(const char *dir, long n, int eval_every, bool odd)
+{
+    write_lines(dir, "we", 7, 1, n, eval_every, odd);
+}
+
 static char *read_state(const char *dir)
 {
     char *path = xasprintf("%s/trainer_state.json", dir), *text;
@@ -186,21 +198,31 @@ static char *read_state(const char *dir)
     return text;
 }
 
+/* trainer_state.json written for dir now is the reference's. */
+static void check_dir(const char *dir, const run_config *cfg, const char *what)
+{
+    char err[256];
+    ck_assert_msg(hf_write_trainer_state(dir, cfg, err, sizeof err) == 0, "%s: %s", what, err);
+    char *want = ref_trainer_state(dir, cfg), *got = read_state(dir);
+    size_t i = 0;
+    while (want[i] && want[i] == got[i])
+        i++;
+    ck_assert_msg(want[i] == got[i], "%s: differ at byte %zu: want ...%.60s, got ...%.60s", what, i,
+                  want + (i > 20 ? i - 20 : 0), got + (i > 20 ? i - 20 : 0));
+    free(want);
+    free(got);
+}
+
 static void check_same(long n, int eval_every, bool odd)
 {
     run_config cfg;
     parse(&cfg);
-    char *dir = tmpdir(), err[256];
+    char *dir = tmpdir();
     write_history(dir, n, eval_every, odd);
-    ck_assert_msg(hf_write_trainer_state(dir, &cfg, err, sizeof err) == 0, "%s", err);
-    char *want = ref_trainer_state(dir, &cfg), *got = read_state(dir);
-    size_t i = 0;
-    while (want[i] && want[i] == got[i])
-        i++;
-    ck_assert_msg(want[i] == got[i], "%ld points: differ at byte %zu: want ...%.60s, got ...%.60s", n, i,
-                  want + (i > 20 ? i - 20 : 0), got + (i > 20 ? i - 20 : 0));
-    free(want);
-    free(got);
+    char what[64];
+    snprintf(what, sizeof what, "%ld points", n);
+    check_dir(dir, &cfg, what);
+    check_dir(dir, &cfg, "again, from the cache");
     tl_rmtree(dir);
     free(dir);
     cfg_free(&cfg);
@@ -280,6 +302,308 @@ START_TEST(fast_path_numbers_same_as_tree)
 }
 END_TEST
 
+/* ---- the cache --------------------------------------------------------- */
+
+static char *file_in(const char *dir, const char *name)
+{
+    return xasprintf("%s/%s", dir, name);
+}
+
+static off_t size_of(const char *path)
+{
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    return st.st_size;
+}
+
+static void append_text(const char *dir, const char *text)
+{
+    char *path = file_in(dir, "metrics.jsonl");
+    FILE *f = fopen(path, "ae");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    free(path);
+}
+
+/* metrics.jsonl rewritten in place (the same inode), in its first `size`
+ * bytes each digit of a step and an eval_loss turned to the next (never to
+ * 0): other lines, the same length, numbers as the runner prints them (the
+ * fast path takes a 17-digit text for %.17g's, which an arbitrary edit of
+ * one is not). */
+static void rewrite_in_place(const char *dir, off_t size)
+{
+    char *path = file_in(dir, "metrics.jsonl"), *text;
+    size_t len;
+    ck_assert_int_eq(read_file(path, (size_t)1 << 30, &text, &len), 0);
+    for (size_t i = 0; i < len && (off_t)i < size; i++) {
+        size_t k = 0;
+        if (strncmp(text + i, "\"step\":", 7) == 0)
+            k = 7;
+        else if (strncmp(text + i, "\"eval_loss\":", 12) == 0)
+            k = 12;
+        for (i += k; k && i < len && (off_t)i < size && ((text[i] >= '0' && text[i] <= '9') || text[i] == '.'); i++)
+            if (text[i] != '.')
+                text[i] = text[i] == '9' ? '1' : (char)(text[i] + 1);
+    }
+    int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, len), (ssize_t)len);
+    close(fd);
+    free(text);
+    free(path);
+}
+
+/* A cache made from the first lines, then lines appended (some with
+ * evals, some odd), a last line without its newline, then its newline and
+ * more: the reference's bytes at each stop, and the cache kept up to date
+ * by hf_cache_update between them. */
+START_TEST(cache_appended_lines_same_as_tree)
+{
+    run_config cfg;
+    parse(&cfg);
+    char *dir = tmpdir();
+    write_lines(dir, "we", 7, 1, 3000, 70, true);
+    check_dir(dir, &cfg, "3000 points");
+    write_lines(dir, "ae", 8, 3001, 3500, 13, true);
+    check_dir(dir, &cfg, "500 more");
+    write_lines(dir, "ae", 9, 3501, 3700, 7, false);
+    ck_assert_int_eq(hf_cache_update(dir), 0);
+    write_lines(dir, "ae", 10, 3701, 3800, 7, true);
+    ck_assert_int_eq(hf_cache_update(dir), 0);
+    check_dir(dir, &cfg, "after updates");
+    /* a whole point, but its newline not written yet: in the document,
+     * not in the cache */
+    append_text(dir, "{\"step\":3801,\"lr\":0.5,\"loss\":1,\"loss_avg\":0.25,\"grad_norm\":2,\"time\":1,"
+                     "\"eval_loss\":0.0001}");
+    check_dir(dir, &cfg, "a last line without its newline");
+    ck_assert_int_eq(hf_cache_update(dir), 0);
+    check_dir(dir, &cfg, "that line again");
+    append_text(dir, "\n{\"step\":3802,\"lr\":0.5,\"lo");
+    check_dir(dir, &cfg, "the newline, and a torn line");
+    append_text(dir, "\n");
+    write_lines(dir, "ae", 11, 3803, 4000, 5, true);
+    check_dir(dir, &cfg, "and more");
+    tl_rmtree(dir);
+    free(dir);
+    cfg_free(&cfg);
+}
+END_TEST
+
+/* A valid cache is what the document is made of: a byte changed in its
+ * log_history shows in the next document (no line was parsed again),
+ * until metrics.jsonl no longer matches it. */
+START_TEST(cache_is_used)
+{
+    run_config cfg;
+    parse(&cfg);
+    char *dir = tmpdir(), err[256];
+    write_history(dir, 2000, 70, false);
+    check_dir(dir, &cfg, "2000 points");
+    char *cpath = file_in(dir, HF_CACHE_NAME);
+    off_t csize = size_of(cpath);
+    ck_assert_int_gt(csize, 2000 * 60);
+    /* "epoch":null -> "epoch":nul_ in the middle of log_history */
+    int fd = open(cpath, O_RDWR | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    char buf[4096];
+    off_t at = csize / 2;
+    ck_assert_int_eq(pread(fd, buf, sizeof buf, at), (ssize_t)sizeof buf);
+    char *p = memmem(buf, sizeof buf, "null", 4);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(pwrite(fd, "_", 1, at + (p - buf) + 3), 1);
+    close(fd);
+    ck_assert_int_eq(hf_write_trainer_state(dir, &cfg, err, sizeof err), 0);
+    char *got = read_state(dir);
+    ck_assert_ptr_nonnull(strstr(got, "\"epoch\":nul_"));
+    free(got);
+    /* other lines of the same length in place: rebuilt */
+    char *mpath = file_in(dir, "metrics.jsonl");
+    rewrite_in_place(dir, size_of(mpath));
+    free(mpath);
+    check_dir(dir, &cfg, "rewritten in place");
+    got = read_state(dir);
+    ck_assert_ptr_null(strstr(got, "nul_"));
+    free(got);
+    free(cpath);
+    tl_rmtree(dir);
+    free(dir);
+    cfg_free(&cfg);
+}
+END_TEST
+
+/* Each way a cache goes stale gives the reference's bytes. */
+START_TEST(stale_cache_same_as_tree)
+{
+    run_config cfg;
+    parse(&cfg);
+    char *dir = tmpdir(), *mpath = file_in(dir, "metrics.jsonl"), *cpath = file_in(dir, HF_CACHE_NAME);
+
+    /* metrics.jsonl truncated and rewritten, other lines: the same size, a bigger one */
+    write_history(dir, 3000, 70, true);
+    check_dir(dir, &cfg, "3000 points");
+    rewrite_in_place(dir, size_of(mpath));
+    check_dir(dir, &cfg, "rewritten in place, the same size");
+    write_history(dir, 3000, 70, true);
+    check_dir(dir, &cfg, "back");
+    write_lines(dir, "we", 12, 1, 3300, 70, true);
+    check_dir(dir, &cfg, "rewritten in place, bigger");
+    /* the same lines up to the cache's end and its last line changed */
+    write_history(dir, 3000, 70, false);
+    check_dir(dir, &cfg, "3000 plain");
+    rewrite_in_place(dir, 20);   /* the first line's step only */
+    check_dir(dir, &cfg, "its first line changed");
+    write_history(dir, 3000, 70, false);
+    check_dir(dir, &cfg, "3000 plain again");
+    {
+        char *text;
+        size_t len;
+        ck_assert_int_eq(read_file(mpath, (size_t)1 << 30, &text, &len), 0);
+        ck_assert(len > 10 && text[len - 1] == '\n' && text[len - 3] >= '0' && text[len - 3] <= '8');
+        text[len - 3]++;                  /* the last line's time */
+        FILE *f = fopen(mpath, "r+e");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(fwrite(text, 1, len, f), len);
+        fclose(f);
+        free(text);
+    }
+    check_dir(dir, &cfg, "its last line changed");
+
+    /* another inode: the same text replaced by rename, then other text */
+    write_history(dir, 3000, 70, false);
+    check_dir(dir, &cfg, "3000 plain once more");
+    {
+        char *text, *tmp = file_in(dir, "m.tmp");
+        size_t len;
+        ck_assert_int_eq(read_file(mpath, (size_t)1 << 30, &text, &len), 0);
+        ck_assert_int_eq(write_file_atomic(tmp, text, len, 0644), 0);
+        ck_assert_int_eq(rename(tmp, mpath), 0);
+        check_dir(dir, &cfg, "replaced, the same text");
+        /* the same size, first and last lines; a step in the middle other */
+        char *mid = strstr(text + len / 2, "\"step\":");
+        ck_assert_ptr_nonnull(mid);
+        mid[7] = mid[7] == '9' ? '1' : (char)(mid[7] + 1);
+        ck_assert_int_eq(write_file_atomic(tmp, text, len, 0644), 0);
+        ck_assert_int_eq(rename(tmp, mpath), 0);
+        check_dir(dir, &cfg, "replaced, a line in the middle other");
+        write_lines(dir, "ae", 13, 3001, 3100, 7, true);
+        ck_assert_int_eq(write_file_atomic(tmp, text, len, 0644), 0);
+        ck_assert_int_eq(rename(tmp, mpath), 0);
+        check_dir(dir, &cfg, "replaced by a shorter file");
+        free(text);
+        free(tmp);
+    }
+
+    /* covering past metrics.jsonl's end: cut back a few lines, then fewer
+     * lines than it covered appended */
+    write_history(dir, 3000, 70, true);
+    check_dir(dir, &cfg, "3000 odd");
+    off_t full = size_of(mpath);
+    ck_assert_int_eq(truncate(mpath, full - 500), 0);
+    check_dir(dir, &cfg, "cut back");
+    write_history(dir, 3000, 70, true);
+    check_dir(dir, &cfg, "whole");
+    ck_assert_int_eq(truncate(mpath, full - 1000), 0);
+    write_lines(dir, "ae", 14, 2990, 2995, 7, false);
+    ck_assert_int_lt(size_of(mpath), full);
+    check_dir(dir, &cfg, "cut back, then other lines");
+
+    /* the cache torn or damaged: its head cut short, its log_history cut
+     * short, a byte of the head flipped, emptied, not a regular file */
+    write_history(dir, 3000, 70, true);
+    check_dir(dir, &cfg, "3000 odd again");
+    ck_assert_int_eq(truncate(cpath, 100), 0);
+    check_dir(dir, &cfg, "the cache's head torn");
+    ck_assert_int_eq(truncate(cpath, size_of(cpath) - 10), 0);
+    check_dir(dir, &cfg, "the cache's log_history torn");
+    for (off_t at = 0; at < 80; at += 7) {
+        int fd = open(cpath, O_RDWR | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        unsigned char c;
+        ck_assert_int_eq(pread(fd, &c, 1, at), 1);
+        c ^= 0x40;
+        ck_assert_int_eq(pwrite(fd, &c, 1, at), 1);
+        close(fd);
+        check_dir(dir, &cfg, "a byte of the cache's head flipped");
+    }
+    ck_assert_int_eq(truncate(cpath, 0), 0);
+    check_dir(dir, &cfg, "the cache empty");
+    unlink(cpath);
+    ck_assert_int_eq(mkdir(cpath, 0755), 0);
+    check_dir(dir, &cfg, "the cache a directory");
+    rmdir(cpath);
+    ck_assert_int_eq(symlink(mpath, cpath), 0);
+    check_dir(dir, &cfg, "the cache a symlink");
+    char *mtext;
+    size_t mlen;
+    ck_assert_int_eq(read_file(mpath, (size_t)1 << 30, &mtext, &mlen), 0);   /* never written through */
+    free(mtext);
+    unlink(cpath);
+    check_dir(dir, &cfg, "no cache");
+
+    /* hf_cache_cut keeps a cache within the bytes kept, removes one past them */
+    write_history(dir, 3000, 70, false);
+    check_dir(dir, &cfg, "3000 plain, cut");
+    full = size_of(mpath);
+    ck_assert_int_eq(hf_cache_cut(dir, (uint64_t)full), 0);
+    ck_assert_int_eq(access(cpath, F_OK), 0);
+    ck_assert_int_eq(hf_cache_cut(dir, (uint64_t)full - 1), 0);
+    ck_assert_int_ne(access(cpath, F_OK), 0);
+    check_dir(dir, &cfg, "after the cut");
+    ck_assert_int_eq(hf_cache_remove(dir), 0);
+    ck_assert_int_ne(access(cpath, F_OK), 0);
+    ck_assert_int_eq(hf_cache_remove(dir), 0);
+
+    free(mpath);
+    free(cpath);
+    tl_rmtree(dir);
+    free(dir);
+    cfg_free(&cfg);
+}
+END_TEST
+
+/* A kill -9 at any point of a cache update, played as every length the
+ * cache file may be left at (appended bytes past the committed end, a
+ * head zeroed before a rebuild): the reference's bytes each time. */
+START_TEST(cache_killed_mid_update_same_as_tree)
+{
+    run_config cfg;
+    parse(&cfg);
+    char *dir = tmpdir(), *cpath = file_in(dir, HF_CACHE_NAME);
+    write_lines(dir, "we", 7, 1, 400, 13, true);
+    check_dir(dir, &cfg, "400 points");
+    off_t committed = size_of(cpath);
+    char *old;
+    size_t old_len;
+    ck_assert_int_eq(read_file(cpath, (size_t)1 << 30, &old, &old_len), 0);
+    write_lines(dir, "ae", 8, 401, 600, 13, true);
+    ck_assert_int_eq(hf_cache_update(dir), 0);
+    char *full;
+    size_t full_len;
+    ck_assert_int_eq(read_file(cpath, (size_t)1 << 30, &full, &full_len), 0);
+    ck_assert_int_gt((long)full_len, (long)committed);
+    /* the old head with any part of the new bytes after it */
+    for (size_t cut = (size_t)committed; cut <= full_len; cut += 997) {
+        char *mix = xmalloc(cut);
+        memcpy(mix, old, (size_t)committed);
+        memcpy(mix + committed, full + committed, cut - (size_t)committed);
+        ck_assert_int_eq(write_file_atomic(cpath, mix, cut, 0644), 0);
+        free(mix);
+        check_dir(dir, &cfg, "old head, new bytes after");
+    }
+    /* a rebuild's zeroed head, with the old bytes or part of them */
+    memset(full, 0, 256);
+    ck_assert_int_eq(write_file_atomic(cpath, full, full_len / 2, 0644), 0);
+    check_dir(dir, &cfg, "a zeroed head");
+    free(old);
+    free(full);
+    free(cpath);
+    tl_rmtree(dir);
+    free(dir);
+    cfg_free(&cfg);
+}
+END_TEST
+
 /* The peak RSS of a child that writes trainer_state.json for an n-point
  * history, in KiB (getrusage of the child, wait4). */
 static long child_peak_kib(const char *dir, const run_config *cfg)
@@ -333,6 +657,10 @@ static Suite *suite(void)
     tcase_add_test(tc, history_same_as_tree);
     tcase_add_test(tc, odd_lines_same_as_tree);
     tcase_add_test(tc, fast_path_numbers_same_as_tree);
+    tcase_add_test(tc, cache_appended_lines_same_as_tree);
+    tcase_add_test(tc, cache_is_used);
+    tcase_add_test(tc, stale_cache_same_as_tree);
+    tcase_add_test(tc, cache_killed_mid_update_same_as_tree);
     tcase_add_test(tc, long_history_constant_memory);
     suite_add_tcase(s, tc);
     return s;

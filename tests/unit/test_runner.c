@@ -15,6 +15,7 @@
 #include "traind/ckpt.h"
 #include "traind/config.h"
 #include "traind/fork.h"
+#include "traind/hf_state.h"
 #include "traind/runner.h"
 #include "traind/util.h"
 #include "tl.h"
@@ -213,6 +214,78 @@ START_TEST(kept_checkpoints)
     free(cdir);
     free(dir);
     free(dir2);
+    cfg_free(&cfg);
+}
+END_TEST
+
+/* trainer_state.json as it is, and as written again from metrics.jsonl
+ * alone (the cache removed): the same bytes. */
+static void state_same_as_rebuilt(const run_config *cfg, const char *dir, const char *what)
+{
+    char *path = xasprintf("%s/trainer_state.json", dir), *a, *b, err[256];
+    size_t la, lb;
+    ck_assert_int_eq(read_file(path, 1 << 26, &a, &la), 0);
+    ck_assert_int_eq(hf_cache_remove(dir), 0);
+    ck_assert_msg(hf_write_trainer_state(dir, cfg, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(read_file(path, 1 << 26, &b, &lb), 0);
+    ck_assert_msg(la == lb && memcmp(a, b, la) == 0, "%s: trainer_state.json is not the rebuilt one", what);
+    free(a);
+    free(b);
+    free(path);
+}
+
+static bool exists_in(const char *dir, const char *name)
+{
+    char *p = xasprintf("%s/%s", dir, name);
+    bool ok = access(p, F_OK) == 0;
+    free(p);
+    return ok;
+}
+
+/* The cache of trainer_state.json's log_history through a run's life: kept
+ * up to date at checkpoints and stops (the document the same as one
+ * written from metrics.jsonl alone); gone with the lines it covers when a
+ * resume cuts metrics.jsonl back (here: lines a killed run wrote past its
+ * checkpoint, cached); gone when the run is done. */
+START_TEST(trainer_state_cache_through_stops)
+{
+    run_config cfg;
+    parse("name: t\nseed: 5\n"
+          "model: {type: mlp, input_dim: 6, hidden: [16], output_dim: 3}\n"
+          "data: {kind: synthetic, batch_size: 8, eval_fraction: 0.25}\n"
+          "optimizer: {type: adamw, lr: 3.0e-3}\n"
+          "schedule: {type: cosine, warmup_steps: 20, total_steps: 400}\n"
+          "train: {log_every: 1, checkpoint_every: 20, eval_every: 30}\n", &cfg);
+    char *dir = tmpdir(), err[512];
+    recorder r1 = {.stop_at = 105};
+    ck_assert_int_eq(train(&cfg, dir, true, &r1, err), RUN_STOPPED);
+    ck_assert(exists_in(dir, HF_CACHE_NAME));
+    state_same_as_rebuilt(&cfg, dir, "stopped");
+    /* lines past the checkpoint, as a run killed there leaves them, and cached */
+    char *mpath = xasprintf("%s/metrics.jsonl", dir);
+    FILE *f = fopen(mpath, "ae");
+    ck_assert_ptr_nonnull(f);
+    for (long s = 107; s < 140; s++)
+        fprintf(f, "{\"step\":%ld,\"lr\":0.5,\"loss\":9,\"loss_avg\":9,\"grad_norm\":9,\"time\":1,\"eval_loss\":0.001}\n",
+                s);
+    fclose(f);
+    ck_assert_int_eq(hf_cache_update(dir), 0);
+    recorder r2 = {.stop_at = 150};
+    ck_assert_int_eq(train(&cfg, dir, false, &r2, err), RUN_STOPPED);
+    char *m = tl_dir_metrics(dir);
+    ck_assert_ptr_null(strstr(m, "\"loss\":9,"));
+    free(m);
+    state_same_as_rebuilt(&cfg, dir, "resumed, cut back, stopped");
+    recorder r3 = {.stop_at = 210};
+    ck_assert_int_eq(train(&cfg, dir, false, &r3, err), RUN_STOPPED);   /* the cache from the last stop */
+    state_same_as_rebuilt(&cfg, dir, "stopped again");
+    recorder r4 = {0};
+    ck_assert_int_eq(train(&cfg, dir, false, &r4, err), RUN_OK);
+    ck_assert(!exists_in(dir, HF_CACHE_NAME));
+    state_same_as_rebuilt(&cfg, dir, "done");
+    free(mpath);
+    tl_rmtree(dir);
+    free(dir);
     cfg_free(&cfg);
 }
 END_TEST
@@ -557,6 +630,7 @@ int main(void)
     tcase_add_test(tc, same_config_same_bits);
     tcase_add_test(tc, resume_is_bit_identical);
     tcase_add_test(tc, trainer_state_mirrors_metrics);
+    tcase_add_test(tc, trainer_state_cache_through_stops);
     tcase_add_test(tc, kept_checkpoints);
     tcase_add_test(tc, keep_steps_and_pause);
     tcase_add_test(tc, forks_continue_bit_identically);
