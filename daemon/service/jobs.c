@@ -535,6 +535,7 @@ static void end_cleanup(job *j)
     j->got_done = false;
     j->cancel_requested = false;
     j->disk_over = false;
+    j->disk_last_bytes = 0;
     j->pid = 0;
     if (job_state_ended(j->state))
         job_thin_history_on_disk(j);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "traind/disk.h"
+#include "traind/hf_state.h"
 #include "traind/log.h"
 #include "traind/util.h"
 #include "traind/spool.h"
@@ -47,20 +48,36 @@ typedef struct disk_req {
     job *j;                          /* a job's usage; NULL: the spool's free space */
     char *path;
     long long bytes;                 /* usage, or free space */
-    long long stop_bytes;            /* a job: what stopping it writes besides (trainer_state.json,
-                                      * as large as its metrics.jsonl) */
+    long long stop_bytes;            /* a job: what stopping it writes besides (see stop_cost) */
     int room;                        /* disk_has_room's answer */
 } disk_req;
+
+static long long file_bytes(const char *dir, const char *name)
+{
+    char *p = xasprintf("%s/%s", dir, name);
+    struct stat st;
+    long long n = lstat(p, &st) == 0 && S_ISREG(st.st_mode) ? (long long)st.st_blocks * 512 : 0;
+    free(p);
+    return n;
+}
+
+/* What a run writes as it stops, besides what its directory holds now:
+ * trainer_state.json, as large as metrics.jsonl, made through the log
+ * history cache (hf_state.h), which holds all but the lines since the last
+ * checkpoint, or is made whole then: up to as large again, less what the
+ * cache holds already. */
+static long long stop_cost(const char *dir)
+{
+    long long m = file_bytes(dir, "metrics.jsonl"), cache = file_bytes(dir, HF_CACHE_NAME);
+    return m + (m > cache ? m - cache : 0);
+}
 
 static void disk_work(uv_work_t *w)
 {
     disk_req *r = w->data;
     if (r->j) {
         r->bytes = disk_dir_usage(r->path);
-        char *m = xasprintf("%s/metrics.jsonl", r->path);
-        struct stat st;
-        r->stop_bytes = lstat(m, &st) == 0 && S_ISREG(st.st_mode) ? (long long)st.st_blocks * 512 : 0;
-        free(m);
+        r->stop_bytes = stop_cost(r->path);
     } else
         r->room = disk_has_room(r->path, &r->bytes);
 }
@@ -75,14 +92,16 @@ static void disk_space_back(job_table *t, long long free_bytes)
 }
 
 /* Over max_job_disk: ask the process to checkpoint and stop; on_worker_exit fails the job. */
-static void disk_over_limit(job *j, long long used, long long stop_bytes)
+static void disk_over_limit(job *j, long long used, long long stop_bytes, long long growth)
 {
-    char u[32], l[32], m[32];
+    char u[32], l[32], m[32], g[32];
     format_bytes((size_t)used, u, sizeof u);
     format_bytes(j->t->max_job_disk, l, sizeof l);
     format_bytes((size_t)stop_bytes, m, sizeof m);
-    log_error("job %s: its files take %s, and %s more once it stops (trainer_state.json), over max_job_disk %s: "
-              "stopping it", j->id, u, m, l);
+    format_bytes((size_t)growth, g, sizeof g);
+    log_error("job %s: its files take %s (%s more since the last check), and %s more once it stops "
+              "(trainer_state.json and its cache): by the next check over max_job_disk %s: stopping it",
+              j->id, u, g, m, l);
     j->disk_over = true;
     exec_cancel(j->x);
     j->kill_deadline = now_monotonic() + JOBS_STOP_TIMEOUT_S;
@@ -96,13 +115,19 @@ static void disk_done(uv_work_t *w, int status)
     if (r->j) {
         job *j = r->j;
         j->disk_check_inflight = false;
-        /* what it takes once stopped counts: a stopping run writes its
-         * trainer_state.json from metrics.jsonl, as large again (a
-         * log_every: 1 run stopped at the limit went on to twice it, and
-         * filled a small spool) */
-        if (status == 0 && j->x && !j->disk_over && t->max_job_disk > 0 && r->bytes >= 0 &&
-            r->bytes + r->stop_bytes > (long long)t->max_job_disk)
-            disk_over_limit(j, r->bytes, r->stop_bytes);
+        /* what it takes once stopped counts (stop_cost): a log_every: 1
+         * run stopped at the limit went on to twice it, and filled a small
+         * spool */
+        if (status == 0 && j->x && !j->disk_over && t->max_job_disk > 0 && r->bytes >= 0) {
+            /* and what it will have written by the next check: the checks
+             * are a second apart, and a log_every: 1 run writes 10 MB in
+             * one; its stop cost grows twice as fast as its files */
+            long long growth = j->disk_last_bytes > 0 && r->bytes > j->disk_last_bytes
+                                   ? r->bytes - j->disk_last_bytes : 0;   /* none at a run's first check */
+            j->disk_last_bytes = r->bytes;
+            if (r->bytes + r->stop_bytes + 3 * growth > (long long)t->max_job_disk)
+                disk_over_limit(j, r->bytes, r->stop_bytes, growth);
+        }
     } else {
         t->space_check_inflight = false;
         if (status == 0 && t->space_wait && r->room > 0)

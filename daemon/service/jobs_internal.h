@@ -104,6 +104,7 @@ typedef struct job {
     /* max_job_disk */
     bool disk_over;                  /* over it: stopped, fails when its process has exited */
     bool disk_check_inflight;
+    long long disk_last_bytes;       /* its usage at the previous check (0: none yet) */
     double next_disk_check;          /* monotonic */
 
     /* callers waiting for a status.json write that starts after they asked */

@@ -18,7 +18,7 @@
  *            experiment name blamed on the experiment, not its trials;
  *            invalid configs (POST /jobs, experiments posted or dropped)
  *            rejected at once behind a full queue
- *   disk     a runaway job (log_every: 1) on a 64 MiB tmpfs spool (a mount
+ *   disk     a runaway job (log_every: 1) on a 256 MiB tmpfs spool (a mount
  *            namespace: skipped where mounts are not allowed) stopped by the
  *            default max_job_disk, naming it, the disk never full
  *
@@ -423,14 +423,16 @@ static bool mount_tmpfs_spool(const char *check, unsigned size_kib)
     return ok;
 }
 
-/* A runaway job (log_every: 1 over 100,000,000 steps) on a 64 MiB spool
+/* A runaway job (log_every: 1 over 100,000,000 steps) on a 256 MiB spool
  * with no max_job_disk in traind.yaml: the default (half of so small a
  * file system) stops it with a failure naming the limit, long before the
  * disk is full (it had no limit: metrics.jsonl grew until ENOSPC, and every
  * job queued behind it waited for room); the daemon goes on. */
 START_TEST(runaway_job_default_disk_limit)
 {
-    if (!mount_tmpfs_spool("runaway_job_default_disk_limit", 64 * 1024))
+    /* 256 MiB: such a job writes 10-20 MB/s, and stopping writes its history
+     * twice more (trainer_state.json and its cache) */
+    if (!mount_tmpfs_spool("runaway_job_default_disk_limit", 256 * 1024))
         return;
     char *logp = xasprintf("%s/daemon.log", g_dir);   /* off the small disk */
     char *sp = xasprintf("%s/spool", g_dir);
@@ -448,7 +450,7 @@ START_TEST(runaway_job_default_disk_limit)
     cJSON *j = tl_wait_state(&g_d, id, "failed", 180);
     double dt = tl_now() - t0;
     char *text = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "errors"));
-    ck_assert_msg(strstr(text, "max_job_disk (32 MiB)"), "errors: %s", text);
+    ck_assert_msg(strstr(text, "max_job_disk (128 MiB)"), "errors: %s", text);
     ck_assert_msg(!strstr(text, "No space left"), "errors: %s", text);
     free(text);
     cJSON_Delete(j);
@@ -459,7 +461,7 @@ START_TEST(runaway_job_default_disk_limit)
     fprintf(stderr, "runaway_job_default_disk_limit: stopped after %.1f s: %.*s\n", dt,
             (int)strcspn(took, "\n"), took);
     ck_assert_msg(!strstr(log, "queued jobs wait until"), "the spool filled up");
-    ck_assert_msg(strstr(log, "max_job_disk 32 MiB (the default"), "the default is not logged");
+    ck_assert_msg(strstr(log, "max_job_disk 128 MiB (the default"), "the default is not logged");
     free(log);
     /* healthy: it answers, and a new job runs on the disk the runaway left */
     cJSON *st = tl_get_json(g_d.addr, "/status", NULL);
