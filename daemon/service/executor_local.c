@@ -35,7 +35,11 @@ static void on_msg(void *ctx, const progress_msg *m)
 static void on_exit_cb(void *ctx, int64_t exit_status, int term_signal)
 {
     local_job *lj = ctx;
-    exec_end e = {.exit_status = exit_status, .term_signal = term_signal};
+    exec_end e = {
+        .outcome = term_signal ? EXEC_KILLED : EXEC_EXITED,
+        .exit_status = exit_status,
+        .term_signal = term_signal,
+    };
     lj->cb.on_exit(lj->ctx, &e);
     free(lj);
 }

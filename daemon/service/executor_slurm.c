@@ -25,7 +25,8 @@
  * State: every SLURM_POLL_S `scontrol -o show job ID` (JobState, Reason,
  * ExitCode) — squeue cannot tell an exit code and accounting (sacct) is often
  * off.  "Invalid job id" means Slurm lost the job (or forgot it after
- * MinJobAge): reported as LOST, and jobs.c resumes it from its checkpoint.
+ * MinJobAge): reported as LOST, which end_job (outcome_of) hands to jobs.c
+ * as EXEC_REQUEUE: it resumes from its checkpoint.
  * Any other failure of scontrol (controller down) is retried, never
  * believed.  After a final state the rest of progress.jsonl is read before
  * on_exit, so the worker's last "done" or "failed" line arrives first.
@@ -48,6 +49,7 @@
 #include "traind/log.h"
 #include "traind/subproc.h"
 #include "traind/util.h"
+#include "traind/worker.h"
 
 #define SLURM_POLL_MS 1000
 #define SLURM_CMD_TIMEOUT_S 30.0
@@ -84,6 +86,7 @@ typedef struct slurm_job {
     int busy;                    /* commands and thread-pool work in flight */
     bool ended;                  /* on_exit was called (or detached) */
     bool cancel_pending;         /* cancelled before sbatch answered */
+    bool cancel_sent;            /* exec_cancel was called (traind's own cancel) */
     bool poll_error_logged;
     char state[32], reason[128]; /* last seen */
     /* a final state waiting for the last progress read */
@@ -121,18 +124,63 @@ static void stop_timer(slurm_job *sj)
         uv_close((uv_handle_t *)&sj->timer, on_timer_closed);
 }
 
+/* Slurm's final state of the job in the executor's terms (traind/executor.h),
+ * so that jobs.c decides the same way whatever runs the job:
+ *   COMPLETED, FAILED    the worker's own end: its exit code (WORKER_EXIT_*;
+ *                        any other, such as 137 from an srun step whose rank
+ *                        was killed, is a crash) or the signal that killed it
+ *                        (a crash) — but for the stop code WORKER_EXIT_STOPPED,
+ *                        the worker's answer to Slurm's time-limit signal;
+ *                        FAILED with neither (0:0) is Slurm's own failure
+ *   WORKER_EXIT_STOPPED, TIMEOUT, PREEMPTED, LOST (a job Slurm no longer knows)
+ *                        stopped or lost by Slurm: run again
+ *   CANCELLED            cancelled (scancel: traind's or someone's)
+ *   SUBMIT_FAILED        sbatch refused it
+ *   NODE_FAIL, OUT_OF_MEMORY, BOOT_FAIL, DEADLINE, ...
+ *                        Slurm's own failure: the job fails with its state and
+ *                        reason (traind.yaml(5), EXECUTOR) */
+static exec_outcome outcome_of(const char *state, long long code, long long sig)
+{
+    bool completed = !strcmp(state, "COMPLETED"), failed = !strcmp(state, "FAILED");
+    if ((completed || failed) && sig)
+        return EXEC_KILLED;
+    if (failed && code == WORKER_EXIT_STOPPED)
+        return EXEC_REQUEUE;
+    if (completed || (failed && code))
+        return EXEC_EXITED;
+    if (!strcmp(state, "TIMEOUT") || !strcmp(state, "PREEMPTED") || !strcmp(state, "LOST"))
+        return EXEC_REQUEUE;
+    if (!strcmp(state, "CANCELLED"))
+        return EXEC_CANCELLED;
+    if (!strcmp(state, "SUBMIT_FAILED"))
+        return EXEC_NOT_STARTED;
+    return EXEC_SCHED_FAILED;
+}
+
 static void end_job(slurm_job *sj, const char *state, const char *reason, long long code, long long sig)
 {
     if (sj->ended)
         return;
     sj->ended = true;
     stop_timer(sj);
+    reason = reason && *reason ? reason : NULL;
     exec_end e = {
+        .outcome = outcome_of(state, code, sig),
         .exit_status = code,
         .term_signal = (int)sig,
-        .sched_state = state,
-        .reason = reason && *reason ? reason : NULL,
+        .progress_lossy = true,
     };
+    const char *sid = sj->sched_id[0] ? sj->sched_id : "?";
+    char what[384];
+    if (e.outcome == EXEC_NOT_STARTED)
+        snprintf(what, sizeof what, "cannot submit to Slurm: %s", reason ? reason : "sbatch failed");
+    else if (e.outcome == EXEC_CANCELLED)
+        snprintf(what, sizeof what, "Slurm job %s was cancelled %s", sid,
+                 sj->cancel_sent ? "by traind" : "outside traind (scancel)");
+    else
+        snprintf(what, sizeof what, "Slurm job %s ended %s (exit code %lld:%lld%s%s)", sid, state, code, sig,
+                 reason ? ", " : "", reason ? reason : "");
+    e.what = what;
     sj->cb.on_exit(sj->ctx, &e);
     /* the caller's maybe_free() frees it once nothing is in flight */
 }
@@ -806,6 +854,7 @@ static int slurm_cancel(exec_job *x)
     slurm_job *sj = (slurm_job *)x;
     if (sj->ended)
         return -ESRCH;
+    sj->cancel_sent = true;
     if (!sj->sched_id[0]) {
         sj->cancel_pending = true;   /* scancel as soon as sbatch answers */
         return 0;
@@ -828,7 +877,7 @@ static int slurm_shutdown(exec_job *x)
     stop_timer(sj);
     if (sj->sched_id[0])
         log_info("job %s: left running as Slurm job %s; the next traind adopts it", sj->id, sj->sched_id);
-    exec_end e = {.detached = true, .sched_state = sj->state[0] ? sj->state : "PENDING"};
+    exec_end e = {.detached = true};
     sj->cb.on_exit(sj->ctx, &e);
     maybe_free(sj);
     return 0;
@@ -859,7 +908,10 @@ static void slurm_free(executor *ex)
 
 static const executor_ops slurm_ops = {
     .name = "slurm",
+    .sched_name = "Slurm",
     .starts_running = false,
+    .launches_ranks = true,      /* srun, in the batch script */
+    .reserves_threads = true,    /* --cpus-per-task */
     .start = slurm_start,
     .adopt = slurm_adopt,
     .cancel = slurm_cancel,

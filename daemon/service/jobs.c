@@ -399,6 +399,16 @@ static bool implausible(const job *j, const progress_msg *m)
     return m->pt.step > T || m->checkpoint_step > T || (m->total_steps >= 0 && m->total_steps != T);
 }
 
+/* "<scheduler> job <id>" for the log when a scheduler runs the job, else NULL. */
+static const char *sched_job(const job *j, char *buf, size_t n)
+{
+    const char *sched = executor_sched_name(j->t->ex);
+    if (!sched)
+        return NULL;
+    snprintf(buf, n, "%s job %s", sched, j->sched_id);
+    return buf;
+}
+
 static void on_worker_msg(void *ctx, const progress_msg *m)
 {
     job *j = ctx;
@@ -411,8 +421,8 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
     job_stall_heard(j, m->ev == PEV_START);
     switch (m->ev) {
     case PEV_START:
-        if (j->t->slurm && j->state == JOB_QUEUED && j->x) {
-            /* the worker runs: Slurm's RUNNING may not have been polled yet */
+        if (!executor_starts_running(j->t->ex) && j->state == JOB_QUEUED && j->x) {
+            /* the worker runs: its scheduler's "running" may not have been polled yet */
             job_set_state(j, JOB_RUNNING);
             j->sched_reason[0] = '\0';
             if (j->started_at <= 0)
@@ -433,9 +443,11 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
              * again): show those of the last metrics point kept. */
             job_show_point(j, &j->hist[j->n_hist - 1]);
         }
-        if (j->t->slurm)
-            log_info("job %s: training %s at step %ld of %ld (Slurm job %s)", j->id,
-                     j->pt.step > 0 ? "resumed" : "started", j->pt.step, j->total_steps, j->sched_id);
+        char sj[96];
+        const char *in = sched_job(j, sj, sizeof sj);
+        if (in)
+            log_info("job %s: training %s at step %ld of %ld (%s)", j->id,
+                     j->pt.step > 0 ? "resumed" : "started", j->pt.step, j->total_steps, in);
         else
             log_info("job %s: training %s at step %ld of %ld (pid %d)", j->id,
                      j->pt.step > 0 ? "resumed" : "started", j->pt.step, j->total_steps, j->pid);
@@ -512,7 +524,7 @@ static void crashed_at(job *j, const char *why, const char *why_at)
 
 static void crashed(job *j, const char *why)
 {
-    char at[512];
+    char at[640];
     snprintf(at, sizeof at, "%s at step %ld", why, j->pt.step);
     crashed_at(j, why, at);
 }
@@ -545,62 +557,6 @@ static void end_cleanup(job *j)
     jobs_check_shutdown_done(t);
 }
 
-/* executor: slurm — Slurm's final state of the job, both ways (see executor_slurm.c):
- * COMPLETED → succeeded; CANCELLED → cancelled; FAILED with the worker's
- * "failed" → failed with its reason; the worker stopped by Slurm's signal
- * before the time limit (exit WORKER_EXIT_STOPPED), TIMEOUT, PREEMPTED, or a
- * job Slurm lost → queued again and resubmitted, resuming from the
- * checkpoint (counted in restarts); NODE_FAIL, OUT_OF_MEMORY and the rest →
- * failed with Slurm's state and reason. */
-static void slurm_ended(job *j, const exec_end *e)
-{
-    const char *st = e->sched_state;
-    char why[384];
-    snprintf(why, sizeof why, "Slurm job %s ended %s (exit code %lld:%d%s%s)", j->sched_id[0] ? j->sched_id : "?",
-             st, (long long)e->exit_status, e->term_signal, e->reason ? ", " : "", e->reason ? e->reason : "");
-    bool stopped = (!strcmp(st, "FAILED") && e->exit_status == WORKER_EXIT_STOPPED && !e->term_signal) ||
-                   !strcmp(st, "TIMEOUT") || !strcmp(st, "PREEMPTED") || !strcmp(st, "LOST");
-    j->sched_state[0] = j->sched_reason[0] = '\0';
-    if (!strcmp(st, "COMPLETED") && e->exit_status == 0 && !e->term_signal) {
-        j->pt.step = j->total_steps;
-        job_set_ended(j, JOB_SUCCEEDED);
-        log_info("job %s: succeeded in Slurm job %s (%ld steps, loss %.6g)", j->id, j->sched_id, j->pt.step, j->pt.loss);
-    } else if (stall_killed(j)) {
-        crashed_at(j, j->stall_msg, j->stall_msg);   /* its scancel ends it CANCELLED */
-    } else if (!strcmp(st, "CANCELLED") || j->cancel_requested) {
-        if (!j->cancel_requested)
-            job_add_error(j, "Slurm job %s was cancelled outside traind (scancel) at step %ld", j->sched_id, j->pt.step);
-        job_set_ended(j, JOB_CANCELLED);
-        log_info("job %s: cancelled (Slurm job %s) at step %ld (checkpoint at step %ld)", j->id, j->sched_id,
-                 j->pt.step, j->checkpoint_step);
-    } else if (!strcmp(st, "FAILED") && e->exit_status == WORKER_EXIT_FAILED) {
-        const char *msg = j->fail_msg ? j->fail_msg : "training failed (see worker.log)";
-        job_add_error(j, "%s", msg);
-        job_set_ended(j, JOB_FAILED);
-        log_error("job %s: failed in Slurm job %s: %s", j->id, j->sched_id, msg);
-    } else if (!strcmp(st, "SUBMIT_FAILED")) {
-        job_add_error(j, "cannot submit to Slurm: %s", e->reason ? e->reason : "sbatch failed");
-        job_set_ended(j, JOB_FAILED);
-    } else if (stopped && j->checkpoint_step > j->requeue_ckpt) {
-        /* Resubmitted by traind: a fresh sbatch resumes from the checkpoint. */
-        char from[64] = "its last checkpoint";
-        if (j->checkpoint_step >= 0)
-            snprintf(from, sizeof from, "its checkpoint at step %ld", j->checkpoint_step);
-        log_warn("job %s: %s at step %ld; requeued to resume from %s", j->id, why, j->pt.step, from);
-        job_add_error(j, "%s at step %ld; requeued, resuming from %s", why, j->pt.step, from);
-        j->requeue_ckpt = j->checkpoint_step;
-        job_set_state(j, JOB_QUEUED);
-        j->pt.steps_per_s = dnan();
-    } else if (stopped || !strcmp(st, "COMPLETED")) {
-        /* stopped again without a newer checkpoint, or exited early: a crash */
-        crashed(j, why);
-    } else {
-        job_add_error(j, "%s", why);
-        job_set_ended(j, JOB_FAILED);
-        log_error("job %s: failed: %s", j->id, why);
-    }
-}
-
 /* The process paused at an ASHA rung: queued and held until its
  * experiment decides (jobs_release, jobs_stop_early: jobs_early_stop.c). */
 static void paused_at_rung(job *j)
@@ -620,36 +576,42 @@ static void paused_at_rung(job *j)
     free(key);
 }
 
+/* How the job's training ended (its executor's outcome, traind/executor.h)
+ * decides what the job is now, the same way for every executor: done,
+ * failed, crashed (resumed from its checkpoint while max_restarts allows:
+ * traind.yaml(5), "a crash, a kill"), cancelled, or queued again. */
 static void on_worker_exit(void *ctx, const exec_end *e)
 {
     job *j = ctx;
     job_table *t = j->t;
+    exec_outcome o = e->outcome;
     int64_t exit_status = e->exit_status;
     int term_signal = e->term_signal;
     j->x = NULL;
     j->kill_deadline = 0;
     t->running--;
     if (e->detached) {
-        /* executor: slurm, traind stopping: the job goes on in Slurm and the
-         * next traind adopts it by its id; its state stays as it is */
+        /* traind stopping, the job left running outside it (executor: slurm):
+         * the next traind adopts it by its id; its state stays as it is */
         j->pt.steps_per_s = dnan();
         end_cleanup(j);
         return;
     }
-    if (e->sched_state) {
-        slurm_ended(j, e);
-        end_cleanup(j);
-        return;
-    }
-    char why[256];
-    if (term_signal)
+    j->sched_state[0] = j->sched_reason[0] = '\0';
+    char why[400], sj[96];
+    const char *in = sched_job(j, sj, sizeof sj);
+    if (e->what)
+        snprintf(why, sizeof why, "%s", e->what);
+    else if (o == EXEC_KILLED)
         snprintf(why, sizeof why, "training process killed by signal %d", term_signal);
     else
         snprintf(why, sizeof why, "training process exited with status %lld (see worker.log)",
                  (long long)exit_status);
 
-    bool finished = !term_signal && exit_status == WORKER_EXIT_OK && (j->got_done || j->pt.step >= j->total_steps);
-    bool failed = !term_signal && exit_status == WORKER_EXIT_FAILED;
+    bool exited = o == EXEC_EXITED;
+    bool finished = exited && exit_status == WORKER_EXIT_OK &&
+                    (j->got_done || j->pt.step >= j->total_steps || e->progress_lossy);
+    bool failed = exited && exit_status == WORKER_EXIT_FAILED;
     if (!finished && disk_full_message(failed && j->fail_msg ? j->fail_msg : why))
         jobs_wait_for_space(t, j);
     if (j->disk_over && !finished) {
@@ -662,40 +624,63 @@ static void on_worker_exit(void *ctx, const exec_end *e)
     } else if (finished) {
         j->pt.step = j->total_steps;
         job_set_ended(j, JOB_SUCCEEDED);
-        log_info("job %s: succeeded (%ld steps, loss %.6g)", j->id, j->pt.step, j->pt.loss);
+        log_info("job %s: succeeded%s%s (%ld steps, loss %.6g)", j->id, in ? " in " : "", in ? in : "", j->pt.step,
+                 j->pt.loss);
     } else if (stall_killed(j)) {
-        crashed_at(j, j->stall_msg, j->stall_msg);
+        crashed_at(j, j->stall_msg, j->stall_msg);   /* under a scheduler its cancel ends it EXEC_CANCELLED */
     } else if (failed) {
         const char *msg = j->fail_msg ? j->fail_msg : "training failed (see worker.log)";
         job_add_error(j, "%s", msg);
         job_set_ended(j, JOB_FAILED);
-        log_error("job %s: failed: %s", j->id, msg);
+        log_error("job %s: failed%s%s: %s", j->id, in ? " in " : "", in ? in : "", msg);
     } else if (j->cancel_requested) {
         job_set_ended(j, JOB_CANCELLED);
-        log_info("job %s: cancelled at step %ld (checkpoint at step %ld)", j->id, j->pt.step, j->checkpoint_step);
+        log_info("job %s: cancelled%s%s%s at step %ld (checkpoint at step %ld)", j->id, in ? " (" : "", in ? in : "",
+                 in ? ")" : "", j->pt.step, j->checkpoint_step);
+    } else if (o == EXEC_NOT_STARTED) {
+        job_add_error(j, "%s", why);
+        job_set_ended(j, JOB_FAILED);
     } else if (t->shutting_down) {
         /* Stopped for the daemon's shutdown: resumes at the next start. */
         job_set_state(j, JOB_QUEUED);
         j->pt.steps_per_s = dnan();
         log_info("job %s: stopped at step %ld for shutdown (checkpoint at step %ld); resumes at next start",
                  j->id, j->pt.step, j->checkpoint_step);
-    } else if (!term_signal && exit_status == WORKER_EXIT_PAUSED && t->pause.paused && j->experiment) {
+    } else if (exited && exit_status == WORKER_EXIT_PAUSED && t->pause.paused && j->experiment) {
         paused_at_rung(j);
         return;
-    } else if (!term_signal && exit_status == WORKER_EXIT_STOPPED) {
-        /* Someone outside traind stopped it (SIGTERM to the process). */
-        job_add_error(j, "training process was stopped from outside traind at step %ld", j->pt.step);
+    } else if (o == EXEC_CANCELLED || (exited && exit_status == WORKER_EXIT_STOPPED)) {
+        /* Someone outside traind stopped it: SIGTERM to the process, or the scheduler's cancel. */
+        const char *what = e->what ? e->what : "training process was stopped from outside traind";
+        job_add_error(j, "%s at step %ld", what, j->pt.step);
         job_set_ended(j, JOB_CANCELLED);
-        log_warn("job %s: its training process was stopped from outside traind; cancelled", j->id);
-    } else if (!term_signal && exit_status == WORKER_EXIT_OK) {
+        log_warn("job %s: %s; cancelled", j->id, e->what ? e->what : "its training process was stopped from outside traind");
+    } else if (o == EXEC_REQUEUE && j->checkpoint_step > j->requeue_ckpt) {
+        /* Stopped or lost by its scheduler: a fresh start resumes from the checkpoint. */
+        char from[64] = "its last checkpoint";
+        if (j->checkpoint_step >= 0)
+            snprintf(from, sizeof from, "its checkpoint at step %ld", j->checkpoint_step);
+        log_warn("job %s: %s at step %ld; requeued to resume from %s", j->id, why, j->pt.step, from);
+        job_add_error(j, "%s at step %ld; requeued, resuming from %s", why, j->pt.step, from);
+        j->requeue_ckpt = j->checkpoint_step;
+        job_set_state(j, JOB_QUEUED);
+        j->pt.steps_per_s = dnan();
+    } else if (o == EXEC_SCHED_FAILED) {
+        job_add_error(j, "%s", why);
+        job_set_ended(j, JOB_FAILED);
+        log_error("job %s: failed: %s", j->id, why);
+    } else if (exited && exit_status == WORKER_EXIT_OK) {
         crashed(j, "training process exited before finishing");
     } else {
+        /* killed, exited with any other code, or stopped again by its
+         * scheduler without a newer checkpoint: a crash */
         crashed(j, why);
     }
     end_cleanup(j);
 }
 
-/* executor: slurm — the job waits in Slurm's queue (with a reason) or runs. */
+/* A scheduler's view of the job: it waits in the scheduler's queue (with a
+ * reason) or runs. */
 static void on_worker_sched(void *ctx, bool running, const char *sched_state, const char *reason)
 {
     job *j = ctx;
@@ -708,11 +693,12 @@ static void on_worker_sched(void *ctx, bool running, const char *sched_state, co
         j->sched_reason[0] = '\0';
         if (j->started_at <= 0)
             j->started_at = now_unix();
-        log_info("job %s: running in Slurm job %s", j->id, j->sched_id);
+        char sj[96];
+        log_info("job %s: running in %s", j->id, sched_job(j, sj, sizeof sj));
         if (j->stall_last > 0)
             j->stall_last = now_monotonic();   /* suspended or pending meanwhile: not its silence */
     } else if (!running && j->state == JOB_RUNNING) {
-        job_set_state(j, JOB_QUEUED);   /* requeued or suspended by Slurm */
+        job_set_state(j, JOB_QUEUED);   /* requeued or suspended by its scheduler */
         j->pt.steps_per_s = dnan();
     }
     job_persist(j);
@@ -720,11 +706,12 @@ static void on_worker_sched(void *ctx, bool running, const char *sched_state, co
 }
 
 /* The training threads a job asks for: its config's threads, capped by
- * threads_per_job (as the worker caps them); --cpus-per-task under slurm. */
+ * threads_per_job (as the worker caps them); what an executor that reserves
+ * them is given (executor_reserves_threads). */
 static int job_threads(const job *j)
 {
     int cap = j->t->threads_per_job;
-    if (!j->t->slurm)
+    if (!executor_reserves_threads(j->t->ex))
         return cap;   /* the worker itself takes min(config, this) */
     double want = jobs_json_num(j->config, "threads", cap);
     return want >= 1 && want < cap ? (int)want : cap;
@@ -779,12 +766,13 @@ static int start_job(job *j)
     }
     char *mpi_worker = NULL;
     if (ranks > 1) {
-        /* executor: slurm starts the ranks with srun (executor_slurm.c), on
-         * the nodes: mpirun is needed here only for the local executor */
+        /* an executor that starts the ranks itself (on the nodes) needs
+         * no mpirun here; the local executor does */
+        bool own = executor_launches_ranks(t->ex);
         mpi_worker = mpilaunch_worker_path();
-        if (!mpi_worker || (!t->slurm && !mpilaunch_have_mpirun())) {
+        if (!mpi_worker || (!own && !mpilaunch_have_mpirun())) {
             free(mpi_worker);
-            return refuse_start(j, t->slurm ? "parallel.ranks > 1 needs traind-mpi-worker beside traind"
+            return refuse_start(j, own ? "parallel.ranks > 1 needs traind-mpi-worker beside traind"
                                             : "parallel.ranks > 1 needs Open MPI's mpirun on PATH (Debian: "
                                               "openmpi-bin) and traind-mpi-worker beside traind");
         }
@@ -815,13 +803,15 @@ static int start_job(job *j)
     j->cancel_requested = false;
     t->running++;
     if (!executor_starts_running(t->ex)) {
-        /* slurm: queued (in Slurm's queue) until on_worker_sched says it runs */
+        /* queued (in its scheduler's queue) until on_worker_sched says it runs */
         j->sched_id[0] = '\0';
         snprintf(j->sched_state, sizeof j->sched_state, "SUBMITTING");
         j->sched_reason[0] = '\0';
         if (j->started_at > 0)
             j->restarts++;
-        log_info("job %s: submitting to Slurm%s", j->id, j->restarts ? " (resuming)" : "");
+        const char *sched = executor_sched_name(t->ex);
+        log_info("job %s: submitting to %s%s", j->id, sched ? sched : executor_name(t->ex),
+                 j->restarts ? " (resuming)" : "");
         job_persist(j);
         jobs_changed(t);
         return 0;
@@ -851,7 +841,7 @@ void jobs_schedule(job_table *t)
     for (size_t i = t->queue_hint; i < t->n && t->running < t->max_jobs; i++) {
         job *j = t->jobs[i];
         if (j->state != JOB_QUEUED || j->x || j->held)
-            continue;   /* a job waiting in Slurm's queue has been handed over already; a held one waits */
+            continue;   /* a job waiting in its scheduler's queue has been handed over already; a held one waits */
         if (j->hist_loading)
             break;
         start_job(j);
@@ -895,8 +885,8 @@ void jobs_on_tick(uv_timer_t *h)
     }
 }
 
-/* executor: slurm — jobs a previous traind handed to Slurm are watched
- * again by their Slurm job id, not submitted twice. */
+/* Jobs a previous traind handed to a scheduler are watched again by their
+ * scheduler's job id (exec_adopt), not submitted twice. */
 static void adopt_jobs(job_table *t)
 {
     for (size_t i = 0; i < t->n; i++) {

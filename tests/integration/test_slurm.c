@@ -25,8 +25,9 @@
  * The other states are triggered for real: a 2-rank job (one srun step,
  * interrupted and resumed, then cancelled: no rank left in /proc), a
  * preemption (a job of cluster.sh's higher-tier partition `urgent`), a node
- * set down under a running job (NODE_FAIL), and --mem exceeded in the job's
- * memory cgroup (OUT_OF_MEMORY).  Checks whose prerequisites are missing (the
+ * set down under a running job (NODE_FAIL), --mem exceeded in the job's
+ * memory cgroup (OUT_OF_MEMORY), and a worker killed with SIGKILL (FAILED: a
+ * crash, resumed while max_restarts allows).  Checks whose prerequisites are missing (the
  * MPI worker, srun's pmix plugin, a writable memory cgroup) are not run and
  * main prints "SKIPPED: N checks: why".
  */
@@ -566,8 +567,9 @@ START_TEST(slurm_pending_shows_reason)
 }
 END_TEST
 
-/* The pids of traind-mpi-worker ranks of job directory dir (from /proc). */
-static int mpi_ranks_of(const char *dir, pid_t *pids, int max)
+/* The pids of the processes of program prog (argv[0]'s last part) that
+ * have job directory dir as an argument (from /proc). */
+static int procs_of(const char *dir, const char *prog, pid_t *pids, int max)
 {
     int n = 0;
     DIR *d = opendir("/proc");
@@ -583,9 +585,9 @@ static int mpi_ranks_of(const char *dir, pid_t *pids, int max)
         char *cmd = tl_read(path, &len);
         if (!cmd)
             continue;
-        /* argv[0] ends in traind-mpi-worker and some argument is dir */
+        /* argv[0] ends in prog and some argument is dir */
         const char *a0 = strrchr(cmd, '/') ? strrchr(cmd, '/') + 1 : cmd;
-        bool mine = !strcmp(a0, "traind-mpi-worker");
+        bool mine = !strcmp(a0, prog);
         bool has_dir = false;
         for (size_t i = 0; mine && i < len; i += strlen(cmd + i) + 1)
             has_dir = has_dir || !strcmp(cmd + i, dir);
@@ -596,6 +598,12 @@ static int mpi_ranks_of(const char *dir, pid_t *pids, int max)
     if (d)
         closedir(d);
     return n;
+}
+
+/* The pids of traind-mpi-worker ranks of job directory dir. */
+static int mpi_ranks_of(const char *dir, pid_t *pids, int max)
+{
+    return procs_of(dir, "traind-mpi-worker", pids, max);
 }
 
 /* parallel.ranks: 2 under Slurm: one sbatch of --ntasks=2, the ranks one srun
@@ -736,6 +744,50 @@ START_TEST(slurm_preempted_resumes)
     free(want);
     free(log);
     cJSON_Delete(j);
+    free(sid);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
+/* The worker of a 1-rank job is killed (SIGKILL) mid-run: Slurm ends its job
+ * FAILED, which is a crash like any other (traind.yaml(5), max_restarts: "a
+ * crash, a kill"), not the job's end: with max_restarts 1 traind submits it
+ * again, it resumes from its checkpoint and succeeds with the same numbers,
+ * its errors naming the crash. */
+START_TEST(slurm_killed_worker_resumes)
+{
+    start_daemon("max_restarts: 1\n");
+    char *cfg = xasprintf(MEDIUM_FMT, "medium");
+    char *id = tl_submit(&g_d, cfg);
+    cJSON *r = wait_running(id, 3000, NULL, 120);
+    char *sid = xstrdup(tl_str(r, "slurm_job_id"));
+    cJSON_Delete(r);
+    char *dir = xasprintf("%s/spool/jobs/%s", g_dir, id);
+    pid_t pids[4];
+    ck_assert_int_eq(procs_of(dir, "traind", pids, 4), 1);
+    ck_assert_int_eq(kill(pids[0], SIGKILL), 0);
+    r = wait_running(id, 0, sid, 120);
+    ck_assert_int_eq((int)tl_num(r, "restarts"), 1);
+    cJSON_Delete(r);
+    cJSON *j = tl_wait_state(&g_d, id, "succeeded", 300);
+    ck_assert_int_eq((int)tl_num(j, "restarts"), 1);
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 1);
+    char *text = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "errors"));
+    char *want = xasprintf("Slurm job %s ended FAILED", sid);
+    ck_assert_msg(text && strstr(text, want) && strstr(text, "resumed from the checkpoint"), "errors: %s",
+                  text ? text : "(none)");
+    char *sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "JobState=FAILED"), "the killed Slurm job: %s", sc);
+    char *got = tl_job_metrics(g_d.spool, id), *ref = reference_metrics(cfg, "medium");
+    assert_same_metrics("worker killed, resumed", got, ref);
+    free(got);
+    free(ref);
+    free(sc);
+    free(want);
+    free(text);
+    cJSON_Delete(j);
+    free(dir);
     free(sid);
     free(id);
     free(cfg);
@@ -989,6 +1041,7 @@ static Suite *suite(const char *mpi_skip, const char *oom_skip)
         ADD(tc, slurm_two_ranks_cancel);
     }
     ADD(tc, slurm_preempted_resumes);
+    ADD(tc, slurm_killed_worker_resumes);
     ADD(tc, slurm_node_fail_fails);
     if (!oom_skip)
         ADD(tc, slurm_out_of_memory_fails);

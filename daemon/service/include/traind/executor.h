@@ -27,16 +27,34 @@
 typedef struct executor executor;
 typedef struct exec_job exec_job;
 
-/* How a job's training ended, as far as its executor can tell. */
+/* How a job's training ended, as far as its executor can tell, in the
+ * executor's own terms translated into these: the job table (jobs.c) decides
+ * from them, once for every executor, whether the job succeeded, failed,
+ * crashed (resumed while max_restarts allows), was cancelled or is queued
+ * again (traind.yaml(5), max_restarts and EXECUTOR). */
+typedef enum exec_outcome {
+    EXEC_EXITED,          /* the worker exited by itself with exit_status (WORKER_EXIT_*; any other
+                             code is a crash) */
+    EXEC_KILLED,          /* the worker was killed by term_signal: a crash */
+    EXEC_REQUEUE,         /* the scheduler stopped the worker (it checkpointed) or lost the job, to
+                             run it again: time limit, preemption, a job it no longer knows */
+    EXEC_CANCELLED,       /* the scheduler cancelled the job: traind's own cancel, or someone's */
+    EXEC_SCHED_FAILED,    /* the scheduler ended the job for a cause of its own that a new start
+                             would not get past (node failure, out of memory, ...): failed */
+    EXEC_NOT_STARTED,     /* the scheduler never took the job (submission refused): failed */
+} exec_outcome;
+
 typedef struct exec_end {
-    int64_t exit_status;      /* the worker's exit code (WORKER_EXIT_*) when term_signal == 0 */
-    int term_signal;          /* the signal that killed it; 0 = it exited */
-    /* A scheduler's final state of the job ("COMPLETED", "FAILED", "TIMEOUT",
-     * "CANCELLED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", ...), "LOST" when
-     * the scheduler no longer knows the job, "SUBMIT_FAILED" when it never took
-     * it; NULL for the local executor. */
-    const char *sched_state;
-    const char *reason;       /* the scheduler's reason or error text, or NULL */
+    exec_outcome outcome;
+    int64_t exit_status;      /* EXEC_EXITED: the worker's exit code */
+    int term_signal;          /* EXEC_KILLED: the signal */
+    /* The end in the executor's words, for errors and the log ("Slurm job 12
+     * ended FAILED (exit code 0:9)"), or NULL: jobs.c says it from
+     * exit_status / term_signal (the local executor). */
+    const char *what;
+    /* Progress lines may be missing at the end (slurm: a file on a shared
+     * spool): an exit 0 is then the worker's word that it finished. */
+    bool progress_lossy;
     bool detached;            /* not ended: left running outside traind (slurm, at shutdown) */
 } exec_end;
 
@@ -70,6 +88,16 @@ executor *executor_new(uv_loop_t *loop, const char *exe, const dconfig *c);
 void executor_free(executor *ex);
 
 const char *executor_name(const executor *ex);
+/* The scheduler's name for the log ("Slurm": "running in Slurm job 12"), or
+ * NULL when jobs run here (local). */
+const char *executor_sched_name(const executor *ex);
+/* true: the executor starts N ranks itself (slurm: srun); false: N ranks
+ * need mpirun here (local). */
+bool executor_launches_ranks(const executor *ex);
+/* true: a job gets exactly the threads it asks for, capped by
+ * threads_per_job (slurm: --cpus-per-task); false: the worker caps them
+ * itself (local). */
+bool executor_reserves_threads(const executor *ex);
 /* true: a started job is running at once (local); false: it waits for the
  * scheduler and on_sched says when it runs (slurm). */
 bool executor_starts_running(const executor *ex);
@@ -97,7 +125,10 @@ const char *exec_sched_id(const exec_job *x); /* the scheduler's id ("1234"), or
 /* --- the interface each executor fills in --- */
 typedef struct executor_ops {
     const char *name;
+    const char *sched_name;
     bool starts_running;
+    bool launches_ranks;
+    bool reserves_threads;
     int (*start)(executor *ex, const exec_spec *spec, const exec_callbacks *cb, void *ctx, exec_job **out);
     int (*adopt)(executor *ex, const exec_spec *spec, const char *sched_id, const exec_callbacks *cb, void *ctx,
                  exec_job **out);

@@ -8,9 +8,11 @@
  * turns their progress lines and exits into job states.
  *
  * Under executor: slurm a started job stays queued (with Slurm's reason)
- * until Slurm runs it; Slurm's final state is mapped to a job state (see
- * slurm_ended() in jobs.c); a job Slurm stopped for its time limit or lost
- * is queued again and resumes from its checkpoint in a new Slurm job.  At
+ * until Slurm runs it; Slurm's final state is translated by the executor
+ * into an outcome (executor.h: exec_outcome) from which jobs.c decides, as
+ * for every executor, the job's state; a job Slurm stopped for its time
+ * limit or lost is queued again and resumes from its checkpoint in a new
+ * Slurm job, and a crash or kill resumes while max_restarts allows.  At
  * shutdown Slurm jobs are left running, and jobs_load() + jobs_start() adopt
  * them again by the id in <spool>/jobs/<id>/slurm_job_id.
  *
