@@ -397,30 +397,14 @@ START_TEST(keep_every_absurd_refused)
 }
 END_TEST
 
-/* Mounts a tmpfs of size_kib on <g_dir>/spool in a mount namespace of this
- * test's process (the daemon it starts inherits it); false (the check
- * skipped, with the reason) where that is not allowed. */
+/* A tmpfs of size_kib on <g_dir>/spool (tl_mount_tmpfs: the check skipped
+ * where mounts are not allowed). */
 static bool mount_tmpfs_spool(const char *check, unsigned size_kib)
 {
     char *sp = xasprintf("%s/spool", g_dir);
-    mkdir_p(sp, 0755);
-    char opts[64];
-    snprintf(opts, sizeof opts, "size=%uk,mode=0755", size_kib);
-    const char *step = "unshare(CLONE_NEWNS)";
-    bool ok = unshare(CLONE_NEWNS) == 0;
-    if (ok) {
-        step = "making / private";
-        ok = mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0;
-    }
-    if (ok) {
-        step = "mount -t tmpfs";
-        ok = mount("tmpfs", sp, "tmpfs", 0, opts) == 0;
-    }
-    if (!ok)
-        tl_skip("%s: cannot mount a tmpfs spool (%s: %s)", check, step, strerror(errno));
-    g_mounted = ok;
+    g_mounted = tl_mount_tmpfs(sp, size_kib, check);
     free(sp);
-    return ok;
+    return g_mounted;
 }
 
 /* A runaway job (log_every: 1 over 100,000,000 steps) on a 256 MiB spool

@@ -579,30 +579,15 @@ START_TEST(write_errors_under_file_size_limit)
 }
 END_TEST
 
-/* Mounts a tmpfs of size_kib on <g_dir>/spool in a mount namespace of this
- * test process; false (with the reason printed) where that is not allowed. */
+/* A tmpfs of size_kib on <g_dir>/spool (tl_mount_tmpfs: the check skipped
+ * where mounts are not allowed; the file size limit test covers write
+ * errors then). */
 static bool mount_tmpfs_spool(unsigned size_kib)
 {
     char *sp = xasprintf("%s/spool", g_dir);
-    mkdir_p(sp, 0755);
-    char opts[64];
-    snprintf(opts, sizeof opts, "size=%uk,mode=0755", size_kib);
-    const char *step = "unshare(CLONE_NEWNS)";
-    bool ok = unshare(CLONE_NEWNS) == 0;
-    if (ok) {
-        step = "making / private";
-        ok = mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0;
-    }
-    if (ok) {
-        step = "mount -t tmpfs";
-        ok = mount("tmpfs", sp, "tmpfs", 0, opts) == 0;
-    }
-    if (!ok)
-        tl_skip("disk_full_on_tmpfs: cannot mount a tmpfs spool (%s: %s); the file size limit test covers "
-                "write errors instead", step, strerror(errno));
-    g_mounted = ok;
+    g_mounted = tl_mount_tmpfs(sp, size_kib, "disk_full_on_tmpfs");
     free(sp);
-    return ok;
+    return g_mounted;
 }
 
 /* Fills the file system of path's folder: returns the filler's path. */

@@ -251,49 +251,13 @@ static char *job_dir(const char *id)
     return xasprintf("%s/spool/jobs/%s", g_dir, id);
 }
 
-/* The pids whose parent is ppid (from /proc); at most max. */
-static int children_of(pid_t ppid, pid_t *out, int max)
-{
-    DIR *d = opendir("/proc");
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL && n < max) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        if (*end || pid <= 0)
-            continue;
-        char *p = xasprintf("/proc/%ld/stat", pid), *text = tl_read(p, NULL);
-        free(p);
-        const char *rp = text ? strrchr(text, ')') : NULL;
-        char state;
-        long pp;
-        if (rp && sscanf(rp + 1, " %c %ld", &state, &pp) == 2 && pp == (long)ppid && state != 'Z')
-            out[n++] = (pid_t)pid;
-        free(text);
-    }
-    if (d)
-        closedir(d);
-    return n;
-}
-
-/* Whether pid is gone (or only a zombie nobody can run). */
-static bool gone(pid_t pid)
-{
-    char *p = xasprintf("/proc/%d/stat", (int)pid), *text = tl_read(p, NULL);
-    free(p);
-    const char *rp = text ? strrchr(text, ')') : NULL;
-    bool g = !rp || rp[2] == 'Z';
-    free(text);
-    return g;
-}
-
 static void assert_all_gone(const pid_t *pids, int n, double timeout_s, const char *when)
 {
     double deadline = tl_now() + timeout_s;
     for (int i = 0; i < n; i++) {
-        while (!gone(pids[i]) && tl_now() < deadline)
-            tl_sleep_ms(20);
-        ck_assert_msg(gone(pids[i]), "%s: process %d is still there", when, (int)pids[i]);
+        double left = deadline - tl_now();
+        ck_assert_msg(tl_proc_gone_within(pids[i], left > 0 ? left : 0), "%s: process %d is still there", when,
+                      (int)pids[i]);
     }
 }
 
@@ -305,7 +269,7 @@ static pid_t running_ranks(const char *id, long min_ckpt, pid_t *ranks, int *n)
     pid_t mpirun = (pid_t)tl_num(j, "pid");
     ck_assert_int_eq((int)tl_num(j, "ranks"), 2);
     cJSON_Delete(j);
-    *n = children_of(mpirun, ranks, 8);
+    *n = tl_children_of(mpirun, ranks, 8);
     ck_assert_msg(*n == 2, "mpirun %d has %d rank processes, not 2", (int)mpirun, *n);
     return mpirun;
 }
@@ -411,7 +375,7 @@ START_TEST(kill9_of_a_rank_restarts_from_checkpoint)
     cJSON_Delete(j);
     assert_job_metrics(id, want, "after kill -9 of a rank");
     pid_t left[8];
-    ck_assert_int_eq(children_of(g_d.pid, left, 8), 0);
+    ck_assert_int_eq(tl_children_of(g_d.pid, left, 8), 0);
     free(conf);
     free(id);
     free(want);
@@ -543,9 +507,9 @@ START_TEST(trainctl_ranks_sigint_then_resume)
         tl_sleep_ms(20);
     ck_assert_msg(access(ck, F_OK) == 0, "no checkpoint");
     pid_t mpirun[2];
-    ck_assert_int_eq(children_of(pid, mpirun, 2), 1);
+    ck_assert_int_eq(tl_children_of(pid, mpirun, 2), 1);
     pid_t ranks[8];
-    ck_assert_int_eq(children_of(mpirun[0], ranks, 8), 2);
+    ck_assert_int_eq(tl_children_of(mpirun[0], ranks, 8), 2);
     kill(pid, SIGINT);
     int st;
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);

@@ -126,23 +126,9 @@ static char *reference(const char *text, const char *ranks)
     return m;
 }
 
-/* Whether pid is gone (or a zombie nobody can run). */
-static bool gone(pid_t pid)
-{
-    char *p = xasprintf("/proc/%d/stat", (int)pid), *text = tl_read(p, NULL);
-    free(p);
-    const char *rp = text ? strrchr(text, ')') : NULL;
-    bool g = !rp || rp[2] == 'Z';
-    free(text);
-    return g;
-}
-
 static void assert_gone(pid_t pid, double timeout_s, const char *what)
 {
-    double deadline = tl_now() + timeout_s;
-    while (!gone(pid) && tl_now() < deadline)
-        tl_sleep_ms(20);
-    ck_assert_msg(gone(pid), "%s (pid %d) is still there", what, (int)pid);
+    ck_assert_msg(tl_proc_gone_within(pid, timeout_s), "%s (pid %d) is still there", what, (int)pid);
 }
 
 /* SIGSTOPs pid and waits for the daemon to log that it killed it for a stall;
@@ -209,46 +195,6 @@ END_TEST
 
 /* ---- two ranks ---- */
 
-/* The pids whose parent is ppid (from /proc); at most max. */
-static int children_of(pid_t ppid, pid_t *out, int max)
-{
-    DIR *d = opendir("/proc");
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL && n < max) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        if (*end || pid <= 0)
-            continue;
-        char *p = xasprintf("/proc/%ld/stat", pid), *text = tl_read(p, NULL);
-        free(p);
-        const char *rp = text ? strrchr(text, ')') : NULL;
-        char state;
-        long pp;
-        if (rp && sscanf(rp + 1, " %c %ld", &state, &pp) == 2 && pp == (long)ppid && state != 'Z')
-            out[n++] = (pid_t)pid;
-        free(text);
-    }
-    if (d)
-        closedir(d);
-    return n;
-}
-
-/* utime + stime of pid in seconds (from /proc/PID/stat), or NAN. */
-static double cpu_seconds(pid_t pid)
-{
-    char *p = xasprintf("/proc/%d/stat", (int)pid), *text = tl_read(p, NULL);
-    free(p);
-    const char *rp = text ? strrchr(text, ')') : NULL;
-    unsigned long ut, st;
-    double s = NAN;
-    /* after the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
-    if (rp && sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
-        s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-    free(text);
-    return s;
-}
-
 START_TEST(stopped_rank_is_killed_and_resumed)
 {
     char *text = xasprintf(MLP_CFG, "stop2", MLP_STEPS, "parallel: {ranks: 2}\n");
@@ -259,7 +205,7 @@ START_TEST(stopped_rank_is_killed_and_resumed)
     pid_t mpirun = (pid_t)tl_num(j, "pid");
     cJSON_Delete(j);
     pid_t ranks[8];
-    int n = children_of(mpirun, ranks, 8);
+    int n = tl_children_of(mpirun, ranks, 8);
     ck_assert_msg(n == 2, "mpirun %d has %d rank processes, not 2", (int)mpirun, n);
 
     /* the rank left waiting: its CPU over a second, from half a second after
@@ -268,9 +214,9 @@ START_TEST(stopped_rank_is_killed_and_resumed)
     double t0 = tl_now();
     ck_assert_int_eq(kill(ranks[1], SIGSTOP), 0);
     tl_sleep_ms(500);
-    double c0 = cpu_seconds(ranks[0]), w0 = tl_now();
+    double c0 = tl_proc_cpu_seconds(ranks[0]), w0 = tl_now();
     tl_sleep_ms(1000);
-    double c1 = cpu_seconds(ranks[0]), w1 = tl_now();
+    double c1 = tl_proc_cpu_seconds(ranks[0]), w1 = tl_now();
     bool early = tl_log_count(&g_d, "no progress for") != before;
     double share = (c1 - c0) / (w1 - w0);
     printf("# FIGURE: 2 ranks, one SIGSTOPped: the other rank used %.0f%% of a core while it waited\n",

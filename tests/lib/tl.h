@@ -141,6 +141,21 @@ char *tl_dir_metrics(const char *dir);
 /* Whether a process exists (kill(pid, 0)). */
 bool tl_pid_alive(pid_t pid);
 
+/* ---- processes through /proc, and a tmpfs (tl_proc.c) ---- */
+
+/* The pids whose parent is ppid and that are not zombies; at most max. */
+int tl_children_of(pid_t ppid, pid_t *out, int max);
+/* Whether pid is gone (or a zombie nobody can run). */
+bool tl_proc_gone(pid_t pid);
+/* tl_proc_gone, waiting up to timeout_s for it. */
+bool tl_proc_gone_within(pid_t pid, double timeout_s);
+/* utime + stime of pid in seconds, or NAN. */
+double tl_proc_cpu_seconds(pid_t pid);
+/* Mounts a tmpfs of size_kib on dir in a new mount namespace of this
+ * process (what it starts inherits it); false, with the check skipped
+ * (tl_skip, naming check), where that is not allowed. */
+bool tl_mount_tmpfs(const char *dir, unsigned size_kib, const char *check);
+
 /* ---- HTTP (tl_http.c) ---- */
 
 typedef struct tl_resp {
