@@ -973,160 +973,228 @@ static void check_add(index_check *c, job *j, const jei_stat *st)
     c->items[c->n++] = (check_item){j, *st, false};
 }
 
-int jobs_load(job_table *t)
+/* One start-up read of jobs/: what jobs.index gave, and what is to be
+ * written back to it once every job is in the table. */
+typedef struct load_run {
+    job_table *t;
+    jei_table *idx;
+    jei_load_info ii;
+    bool rewrite;                    /* jobs.index is written again whole */
+    jei_rec **recs;                  /* ended jobs' records, for the index */
+    size_t n_recs, cap_recs;
+    size_t from_index;
+    int loaded;
+    index_check *check;              /* the entries taken, checked once traind serves */
+} load_run;
+
+/* Reads jobs.index and decides whether it is rewritten or appended to. */
+static void load_begin(load_run *lr, job_table *t)
 {
-    DIR *d = opendir(t->jobs_dir);
-    if (!d)
-        return errno == ENOENT ? 0 : -errno;
+    memset(lr, 0, sizeof *lr);
+    lr->t = t;
     /* ended jobs come from jobs.index where it describes their status.json;
      * an index that is missing, damaged or mostly dead records is written
      * again whole, else the ended jobs read the slow way are appended */
-    jei_load_info ii;
-    jei_table *idx = jei_load(t->spool, &ii);
-    if (ii.bad)
+    lr->idx = jei_load(t->spool, &lr->ii);
+    if (lr->ii.bad)
         log_warn("%s/" JEI_FILE ": %s; those jobs are read from their status.json and the index is rewritten",
-                 t->spool, ii.why);
-    bool rewrite = ii.missing || ii.bad || ii.records > 2 * jei_count(idx) + 1000;
-    jei_rec **recs = NULL;
-    size_t n_recs = 0, cap_recs = 0, from_index = 0;
-    index_check *check = xcalloc(1, sizeof *check);
-    struct dirent *e;
-    int loaded = 0;
-    while ((e = readdir(d)) != NULL) {
-        if (!spool_id_valid(e->d_name) || job_find(t, e->d_name))
-            continue;
-        job *j = job_alloc(t, e->d_name);
-        struct stat st;
-        /* readdir's type spares a stat per job (lstat where it cannot tell) */
-        if (e->d_type != DT_DIR && (lstat(j->dir, &st) < 0 || !S_ISDIR(st.st_mode))) {
-            if (S_ISLNK(st.st_mode))   /* its files would be read and written wherever it points */
-                log_warn("jobs/%s: a symbolic link, not a job directory; ignored (never followed)", e->d_name);
-            job_free(j);
-            continue;
-        }
-        const jei_entry *ie = jei_find(idx, e->d_name);
-        jei_stat ident;
-        bool fast = ie && job_from_index(j, ie);
-        if (fast) {
-            ident = ie->st;
-            check_add(check, j, &ident);
-            from_index++;
-            goto add;
-        }
-        char *buf = NULL;
-        size_t len;
-        int rc = read_status_at(dirfd(d), e->d_name, &buf, &len, &ident);
-        cJSON *o = rc == 0 ? cJSON_ParseWithLength(buf, len) : NULL;
-        /* A job that ended (its last status.json written whole) has no
-         * writer's temp files to clean up: its directory is not scanned.
-         * The rest are: stale temp files, a lone key, an empty directory. */
-        const cJSON *st0 = jobs_json_item(o, "state");
-        int s0 = cJSON_IsString(st0) ? job_state_from_name(st0->valuestring) : -1;
-        bool ended0 = s0 >= 0 && job_state_ended((job_state)s0) && !cJSON_IsTrue(jobs_json_item(o, "cancel_requested"));
-        dir_scan ds;
-        memset(&ds, 0, sizeof ds);
-        if (!ended0) {
-            scan_job_dir(j->dir, &ds);
-            if (ds.has_key && !ds.has_config) {
-                drop_lone_key(j->dir);
-                ds.entries--;
-                ds.has_key = false;
-            }
-            if ((!ds.opened || ds.entries == 0) && rmdir(j->dir) == 0) {
-                /* an id claimed by a daemon that died before the file arrived
-                 * (the submission was never acknowledged) */
-                log_info("jobs/%s: empty (a submission that never arrived); removed", e->d_name);
-                cJSON_Delete(o);
-                free(buf);
-                job_free(j);
-                continue;
-            }
-        }
-        const char *why = NULL;
-        if (rc == 0) {
-            if (job_load_status(j, o) != 0) {
-                why = "status.json is corrupt";
-                /* start from a clean slate */
-                job *fresh = job_alloc(t, e->d_name);
-                job_free(j);
-                j = fresh;
-            }
-            cJSON_Delete(o);
-            free(buf);
-        } else {
-            why = rc == -ENOENT ? "status.json is missing" :
-                  rc == -EINVAL || rc == -ELOOP ? "status.json is not a regular file" : "status.json cannot be read";
-        }
-        if (why && rebuild(t, j, why) != 0) {
-            log_warn("jobs/%s: no config.yaml and no status.json; ignored", e->d_name);
-            job_free(j);
-            continue;
-        }
-        if (!j->config && j->state != JOB_REJECTED)
-            j->config = config_from_disk(j);   /* an old or partial status.json: from config.yaml */
-        if (!why && !job_state_ended(j->state) && !j->facts_known)
-            retake_config(j);
-        load_fork_info(j);
-        load_trial_info(j);
-        if (ds.has_key || !ds.opened)
-            load_idem_key(j);   /* after those two: an old key's scope follows from them */
-        if (!job_state_ended(j->state))
-            check_job_files(j);
-        if (j->cancel_requested) {
-            /* cancelled (202) before traind stopped: it stays cancelled, at
-             * its last checkpoint */
-            job_set_ended(j, JOB_CANCELLED);
-            j->cancel_requested = false;
-            log_info("job %s: its cancel was requested before traind stopped; cancelled at step %ld", j->id,
-                     j->pt.step);
-            j->dirty = true;
-        }
-        if (t->slurm && !job_state_ended(j->state)) {
-            /* the id in the job directory is the one to trust: it is written
-             * as soon as sbatch answers, status.json a moment later */
-            char *ipath = xasprintf("%s/slurm_job_id", j->dir), *ibuf;
-            size_t ilen;
-            if (read_file(ipath, 64, &ibuf, &ilen) == 0) {
-                size_t n = strspn(ibuf, "0123456789");
-                if (n > 0 && n <= EXEC_SCHED_ID_MAX) {
-                    memcpy(j->sched_id, ibuf, n);
-                    j->sched_id[n] = '\0';
-                }
-                free(ibuf);
-            } else {
-                j->sched_id[0] = '\0';   /* its Slurm job ended (the file goes with it) */
-            }
-            free(ipath);
-            j->adopt = j->sched_id[0] != '\0';
-        }
-        if (j->state == JOB_RUNNING && j->adopt) {
-            log_info("job %s: was running in Slurm job %s when traind stopped; adopting it", j->id, j->sched_id);
-        } else if (j->state == JOB_RUNNING) {
-            job_set_state(j, JOB_QUEUED);   /* resumes from its checkpoint; start_job counts the restart */
-            log_info("job %s: was running at step %ld when traind stopped; queued to resume", j->id, j->pt.step);
-        }
-        if (why || j->state == JOB_QUEUED)
-            j->dirty = true;
-        /* an ended job's history is read from metrics.jsonl when asked for
-         * (one rebuilt from its files is read now: it may fill in the
-         * progress) */
-        if (job_state_ended(j->state) && !why)
-            j->hist_on_disk = true;
-        job_compact(j);   /* now, not after the loop: the heap never holds every config */
-    add:
-        if (job_state_ended(j->state) && !j->dirty && (rewrite || !fast)) {
-            jei_rec *r = loaded_record(j, &ident);
-            if (r && n_recs == cap_recs) {
-                cap_recs = cap_recs ? 2 * cap_recs : 256;
-                recs = xrealloc(recs, cap_recs * sizeof *recs);
-            }
-            if (r)
-                recs[n_recs++] = r;
-        }
-        jobs_append(t, j);
-        loaded++;
+                 t->spool, lr->ii.why);
+    lr->rewrite = lr->ii.missing || lr->ii.bad || lr->ii.records > 2 * jei_count(lr->idx) + 1000;
+    lr->check = xcalloc(1, sizeof *lr->check);
+}
+
+/* A job for a directory entry of jobs/, or NULL: not a job's name, already
+ * in the table, or not a directory. */
+static job *job_for_entry(job_table *t, const struct dirent *e)
+{
+    if (!spool_id_valid(e->d_name) || job_find(t, e->d_name))
+        return NULL;
+    job *j = job_alloc(t, e->d_name);
+    struct stat st;
+    /* readdir's type spares a stat per job (lstat where it cannot tell) */
+    if (e->d_type != DT_DIR && (lstat(j->dir, &st) < 0 || !S_ISDIR(st.st_mode))) {
+        if (S_ISLNK(st.st_mode))   /* its files would be read and written wherever it points */
+            log_warn("jobs/%s: a symbolic link, not a job directory; ignored (never followed)", e->d_name);
+        job_free(j);
+        return NULL;
     }
-    closedir(d);
+    return j;
+}
+
+/* Cleans up j's directory unless status.json (o) says it ended; true when
+ * the directory was empty and is removed. */
+static bool tidy_job_dir(job *j, const cJSON *o, dir_scan *ds)
+{
+    /* A job that ended (its last status.json written whole) has no
+     * writer's temp files to clean up: its directory is not scanned.
+     * The rest are: stale temp files, a lone key, an empty directory. */
+    const cJSON *st0 = jobs_json_item(o, "state");
+    int s0 = cJSON_IsString(st0) ? job_state_from_name(st0->valuestring) : -1;
+    bool ended0 = s0 >= 0 && job_state_ended((job_state)s0) && !cJSON_IsTrue(jobs_json_item(o, "cancel_requested"));
+    memset(ds, 0, sizeof *ds);
+    if (ended0)
+        return false;
+    scan_job_dir(j->dir, ds);
+    if (ds->has_key && !ds->has_config) {
+        drop_lone_key(j->dir);
+        ds->entries--;
+        ds->has_key = false;
+    }
+    if ((!ds->opened || ds->entries == 0) && rmdir(j->dir) == 0) {
+        /* an id claimed by a daemon that died before the file arrived
+         * (the submission was never acknowledged) */
+        log_info("jobs/%s: empty (a submission that never arrived); removed", j->id);
+        return true;
+    }
+    return false;
+}
+
+/* A job cancelled (202) before traind stopped: it stays cancelled, at its
+ * last checkpoint. */
+static void settle_cancel(job *j)
+{
+    job_set_ended(j, JOB_CANCELLED);
+    j->cancel_requested = false;
+    log_info("job %s: its cancel was requested before traind stopped; cancelled at step %ld", j->id, j->pt.step);
+    j->dirty = true;
+}
+
+/* A Slurm job's id from its directory's slurm_job_id, and whether to adopt it. */
+static void read_sched_id(job *j)
+{
+    /* the id in the job directory is the one to trust: it is written
+     * as soon as sbatch answers, status.json a moment later */
+    char *ipath = xasprintf("%s/slurm_job_id", j->dir), *ibuf;
+    size_t ilen;
+    if (read_file(ipath, 64, &ibuf, &ilen) == 0) {
+        size_t n = strspn(ibuf, "0123456789");
+        if (n > 0 && n <= EXEC_SCHED_ID_MAX) {
+            memcpy(j->sched_id, ibuf, n);
+            j->sched_id[n] = '\0';
+        }
+        free(ibuf);
+    } else {
+        j->sched_id[0] = '\0';   /* its Slurm job ended (the file goes with it) */
+    }
+    free(ipath);
+    j->adopt = j->sched_id[0] != '\0';
+}
+
+/* A job read from its files, made ready to join the table (why: it was
+ * rebuilt from config.yaml, or NULL). */
+static void settle_loaded(job_table *t, job *j, const char *why, const dir_scan *ds)
+{
+    if (!j->config && j->state != JOB_REJECTED)
+        j->config = config_from_disk(j);   /* an old or partial status.json: from config.yaml */
+    if (!why && !job_state_ended(j->state) && !j->facts_known)
+        retake_config(j);
+    load_fork_info(j);
+    load_trial_info(j);
+    if (ds->has_key || !ds->opened)
+        load_idem_key(j);   /* after those two: an old key's scope follows from them */
+    if (!job_state_ended(j->state))
+        check_job_files(j);
+    if (j->cancel_requested)
+        settle_cancel(j);
+    if (t->slurm && !job_state_ended(j->state))
+        read_sched_id(j);
+    if (j->state == JOB_RUNNING && j->adopt) {
+        log_info("job %s: was running in Slurm job %s when traind stopped; adopting it", j->id, j->sched_id);
+    } else if (j->state == JOB_RUNNING) {
+        job_set_state(j, JOB_QUEUED);   /* resumes from its checkpoint; start_job counts the restart */
+        log_info("job %s: was running at step %ld when traind stopped; queued to resume", j->id, j->pt.step);
+    }
+    if (why || j->state == JOB_QUEUED)
+        j->dirty = true;
+    /* an ended job's history is read from metrics.jsonl when asked for
+     * (one rebuilt from its files is read now: it may fill in the
+     * progress) */
+    if (job_state_ended(j->state) && !why)
+        j->hist_on_disk = true;
+    job_compact(j);   /* now, not after the loop: the heap never holds every config */
+}
+
+/* j read from its status.json, or rebuilt from its config.yaml; NULL when
+ * the job is dropped (j freed). */
+static job *load_from_files(job_table *t, int dfd, job *j, jei_stat *ident)
+{
+    char *buf = NULL;
+    size_t len;
+    int rc = read_status_at(dfd, j->id, &buf, &len, ident);
+    cJSON *o = rc == 0 ? cJSON_ParseWithLength(buf, len) : NULL;
+    dir_scan ds;
+    if (tidy_job_dir(j, o, &ds)) {
+        cJSON_Delete(o);
+        free(buf);
+        job_free(j);
+        return NULL;
+    }
+    const char *why = NULL;
+    if (rc == 0) {
+        if (job_load_status(j, o) != 0) {
+            why = "status.json is corrupt";
+            /* start from a clean slate */
+            job *fresh = job_alloc(t, j->id);
+            job_free(j);
+            j = fresh;
+        }
+        cJSON_Delete(o);
+        free(buf);
+    } else {
+        why = rc == -ENOENT ? "status.json is missing" :
+              rc == -EINVAL || rc == -ELOOP ? "status.json is not a regular file" : "status.json cannot be read";
+    }
+    if (why && rebuild(t, j, why) != 0) {
+        log_warn("jobs/%s: no config.yaml and no status.json; ignored", j->id);
+        job_free(j);
+        return NULL;
+    }
+    settle_loaded(t, j, why, &ds);
+    return j;
+}
+
+/* Keeps j's jobs.index record when the index is to get one (an ended job
+ * read from its files, or any ended job when the index is rewritten). */
+static void keep_record(load_run *lr, job *j, const jei_stat *ident, bool fast)
+{
+    if (!job_state_ended(j->state) || j->dirty || !(lr->rewrite || !fast))
+        return;
+    jei_rec *r = loaded_record(j, ident);
+    if (!r)
+        return;
+    if (lr->n_recs == lr->cap_recs) {
+        lr->cap_recs = lr->cap_recs ? 2 * lr->cap_recs : 256;
+        lr->recs = xrealloc(lr->recs, lr->cap_recs * sizeof *lr->recs);
+    }
+    lr->recs[lr->n_recs++] = r;
+}
+
+/* Reads one entry of jobs/ into the table: from its jobs.index entry, else
+ * from its files. */
+static void load_entry(load_run *lr, int dfd, const struct dirent *e)
+{
+    job *j = job_for_entry(lr->t, e);
+    if (!j)
+        return;
+    const jei_entry *ie = jei_find(lr->idx, e->d_name);
+    jei_stat ident;
+    memset(&ident, 0, sizeof ident);
+    bool fast = ie && job_from_index(j, ie);
+    if (fast) {
+        ident = ie->st;
+        check_add(lr->check, j, &ident);
+        lr->from_index++;
+    } else if (!(j = load_from_files(lr->t, dfd, j, &ident))) {
+        return;
+    }
+    keep_record(lr, j, &ident, fast);
+    jobs_append(lr->t, j);
+    lr->loaded++;
+}
+
+/* Puts the table in submission order and numbers the positions and seqs. */
+static void order_jobs(job_table *t)
+{
     if (t->n > 1)
         qsort(t->jobs, t->n, sizeof *t->jobs, cmp_seq);
     for (size_t i = 0; i < t->n; i++)
@@ -1136,37 +1204,64 @@ int jobs_load(job_table *t)
         if (j->seq >= t->next_seq)
             t->next_seq = j->seq + 1;
     }
-    for (size_t i = 0; i < t->n; i++) {
-        job *j = t->jobs[i];
-        if (j->seq == 0)
-            j->seq = t->next_seq++;
-        if (!j->hist_on_disk) {
-            char *mpath = xasprintf("%s/metrics.jsonl", j->dir);
-            char *fpath = xasprintf("%s/" FORKFILE_METRICS, j->dir);
-            /* a fork that has not trained yet: its parent's points (job_load_history) */
-            if (access(mpath, F_OK) == 0 || (j->parent && access(fpath, F_OK) == 0))
-                job_load_history(j);
-            free(fpath);
-            free(mpath);
-        }
-        if (j->dirty)
-            start_write(j);
-        else
-            job_compact(j);
+}
+
+/* A loaded job's seq (one rebuilt: the next), history, and status.json
+ * written where it changed. */
+static void finish_job(job_table *t, job *j)
+{
+    if (j->seq == 0)
+        j->seq = t->next_seq++;
+    if (!j->hist_on_disk) {
+        char *mpath = xasprintf("%s/metrics.jsonl", j->dir);
+        char *fpath = xasprintf("%s/" FORKFILE_METRICS, j->dir);
+        /* a fork that has not trained yet: its parent's points (job_load_history) */
+        if (access(mpath, F_OK) == 0 || (j->parent && access(fpath, F_OK) == 0))
+            job_load_history(j);
+        free(fpath);
+        free(mpath);
     }
-    t->queue_hint = 0;
+    if (j->dirty)
+        start_write(j);
+    else
+        job_compact(j);
+}
+
+/* Writes jobs.index back (whole, or the new records appended), frees the
+ * index read, and starts the check of its entries. */
+static void load_end(load_run *lr)
+{
+    job_table *t = lr->t;
     log_info("jobs: %d loaded, %zu of them from " JEI_FILE " (%zu entries, %zu records), %d read from their files",
-             loaded, from_index, jei_count(idx), ii.records, loaded - (int)from_index);
-    jei_table_free(idx);
-    if (rewrite) {
-        jei_writer_rewrite(t->eidx, recs, n_recs);
+             lr->loaded, lr->from_index, jei_count(lr->idx), lr->ii.records, lr->loaded - (int)lr->from_index);
+    jei_table_free(lr->idx);
+    if (lr->rewrite) {
+        jei_writer_rewrite(t->eidx, lr->recs, lr->n_recs);
     } else {
-        for (size_t i = 0; i < n_recs; i++)
-            jei_writer_append(t->eidx, recs[i]);
-        free(recs);
+        for (size_t i = 0; i < lr->n_recs; i++)
+            jei_writer_append(t->eidx, lr->recs[i]);
+        free(lr->recs);
     }
-    check_start(t, check);
+    check_start(t, lr->check);
+}
+
+int jobs_load(job_table *t)
+{
+    DIR *d = opendir(t->jobs_dir);
+    if (!d)
+        return errno == ENOENT ? 0 : -errno;
+    load_run lr;
+    load_begin(&lr, t);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        load_entry(&lr, dirfd(d), e);
+    closedir(d);
+    order_jobs(t);
+    for (size_t i = 0; i < t->n; i++)
+        finish_job(t, t->jobs[i]);
+    t->queue_hint = 0;
+    load_end(&lr);
     malloc_trim(0);   /* the parse trees of every status.json are gone: give their pages back */
     jobs_changed(t);
-    return loaded;
+    return lr.loaded;
 }

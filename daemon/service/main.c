@@ -929,115 +929,134 @@ static void apply_www(daemon_state *d, bool check)
     free(dflt);
 }
 
-int main(int argc, char **argv)
+/* ------------------------------------------------------------- start-up */
+
+/* The daemon config: the file --config names (else the default one where
+ * it exists), then the flags.  -1 when it has errors (logged). */
+static int read_config(daemon_state *d, const flags *fl)
 {
-    if (argc >= 2 && strcmp(argv[1], "--worker") == 0)
-        return worker_main(argc, argv);
-    if (argc >= 2 && strcmp(argv[1], "--lr-find") == 0)
-        return worker_lrfind_main(argc, argv);
-    if (argc >= 2 && strcmp(argv[1], "--mpi-launch") == 0)
-        return mpilaunch_main(argc, argv);
+    d->fl = *fl;
+    d->config_path = fl->config;
+    if (!d->config_path && access(DCONFIG_DEFAULT_PATH, F_OK) == 0)
+        d->config_path = DCONFIG_DEFAULT_PATH;
+    return load_config(&d->fl, d->config_path, &d->cfg);
+}
 
-    flags fl = {0};
-    int rc = parse_flags(argc, argv, &fl);
-    if (rc >= 0)
-        return rc;
-    log_init();
-
-    static daemon_state d;
-    d.fl = fl;
-    d.config_path = fl.config;
-    if (!d.config_path && access(DCONFIG_DEFAULT_PATH, F_OK) == 0)
-        d.config_path = DCONFIG_DEFAULT_PATH;
-    if (load_config(&d.fl, d.config_path, &d.cfg) != 0)
-        return 1;
+/* The process's settings: signals that must not kill it, and its file limit. */
+static void prepare_process(const dconfig *c)
+{
     /* A client that hangs up must not kill the daemon, and under a file
      * size limit (RLIMIT_FSIZE) a write over it must fail with EFBIG, to be
      * logged and retried, rather than kill it either. */
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN);
-    raise_nofile(&d.cfg);
+    raise_nofile(c);
+}
 
-    if (take_spool_lock(&d) != 0)
-        return 1;
-    rc = spool_prepare(d.cfg.spool);
-    if (rc < 0) {
-        log_error("cannot create the spool %s: %s", d.cfg.spool, strerror(-rc));
-        return 1;
-    }
-    if (!d.cfg.data_dirs_set && d.cfg.n_data_dirs == 1)
-        mkdir_p(d.cfg.data_dirs[0], 0755);   /* the default <spool>/data */
-    for (size_t i = 0; i < d.cfg.n_data_dirs; i++)
-        if (access(d.cfg.data_dirs[i], R_OK | X_OK) != 0)
-            log_warn("data dir %s: %s (jobs with data files there will be rejected)", d.cfg.data_dirs[i],
+/* The data dirs: the default one created, each checked (a warning). */
+static void check_data_dirs(const dconfig *c)
+{
+    if (!c->data_dirs_set && c->n_data_dirs == 1)
+        mkdir_p(c->data_dirs[0], 0755);   /* the default <spool>/data */
+    for (size_t i = 0; i < c->n_data_dirs; i++)
+        if (access(c->data_dirs[i], R_OK | X_OK) != 0)
+            log_warn("data dir %s: %s (jobs with data files there will be rejected)", c->data_dirs[i],
                      strerror(errno));
-    rc = spool_token_load_or_create(d.cfg.api_token_file, d.token, sizeof d.token);
+}
+
+/* The spool's lock, its layout and data dirs, and the API token (read or
+ * created).  -1 on failure (logged). */
+static int prepare_spool(daemon_state *d)
+{
+    if (take_spool_lock(d) != 0)
+        return -1;
+    int rc = spool_prepare(d->cfg.spool);
     if (rc < 0) {
-        log_error("cannot read or create the API token %s: %s", d.cfg.api_token_file, strerror(-rc));
-        return 1;
+        log_error("cannot create the spool %s: %s", d->cfg.spool, strerror(-rc));
+        return -1;
+    }
+    check_data_dirs(&d->cfg);
+    rc = spool_token_load_or_create(d->cfg.api_token_file, d->token, sizeof d->token);
+    if (rc < 0) {
+        log_error("cannot read or create the API token %s: %s", d->cfg.api_token_file, strerror(-rc));
+        return -1;
     }
     if (rc == 1)
-        log_info("created the API token %s (mode 0600)", d.cfg.api_token_file);
+        log_info("created the API token %s (mode 0600)", d->cfg.api_token_file);
+    return 0;
+}
 
-    char exebuf[PATH_MAX];
-    const char *exe = self_exe(exebuf, sizeof exebuf);
-    if (!exe) {
-        log_error("cannot find my own executable to start training processes");
-        return 1;
-    }
-
+/* The loop, with the thread pool's size, the LR tests and systemd's
+ * notifications on it; logs the start and the limits. */
+static void open_loop(daemon_state *d, const char *exe)
+{
     /* Eight pool threads (libuv's default is four): every heavy kind of
      * request is capped at one at a time (renders, previews, experiment
      * checks, law fits), so half the pool always stays for POST /jobs and
      * the fsyncs of checkpoints and status files.  An operator's own
      * UV_THREADPOOL_SIZE wins. */
     setenv("UV_THREADPOOL_SIZE", "8", 0);
-    d.loop = uv_default_loop();
-    d.exe = exe;
-    d.lrf = lrfind_jobs_new(d.loop);
-    d.started = now_monotonic();
-    notify_init(d.loop);
+    d->loop = uv_default_loop();
+    d->exe = exe;
+    d->lrf = lrfind_jobs_new(d->loop);
+    d->started = now_monotonic();
+    notify_init(d->loop);
     log_info("traind %s starting: spool %s, max_jobs %d, threads_per_job %d%s%s", TRAIND_VERSION,
-             d.cfg.spool, d.cfg.max_jobs, d.cfg.threads_per_job, d.config_path ? ", config " : "",
-             d.config_path ? d.config_path : "");
-    log_limits(&d.cfg, "");
+             d->cfg.spool, d->cfg.max_jobs, d->cfg.threads_per_job, d->config_path ? ", config " : "",
+             d->config_path ? d->config_path : "");
+    log_limits(&d->cfg, "");
+}
 
-    events_init(d.loop, d.cfg.max_event_streams);
-    events_set_stall_ms(d.cfg.event_stream_timeout_ms);
-    events_set_job_source(be_event_job, &d);
-    d.jobs = jobs_new(d.loop, &d.cfg, exe);
-    jobs_set_admission(d.jobs, admit_room, &d);
-    jobs_set_on_change(d.jobs, on_jobs_changed, &d);
-    rc = jobs_load(d.jobs);
-    if (rc < 0) {
-        log_error("cannot read %s/jobs: %s", d.cfg.spool, strerror(-rc));
-        jobs_free(d.jobs);
-        dconfig_free(&d.cfg);
-        return 1;
-    }
-    int counts[JOB_NSTATES];
-    jobs_counts(d.jobs, counts);
-    log_info("%d job%s on disk, %d to run", rc, rc == 1 ? "" : "s", counts[JOB_QUEUED]);
-    d.exps = exps_new(d.jobs, d.cfg.spool, (size_t)d.cfg.max_trials, d.cfg.data_dirs, d.cfg.n_data_dirs,
-                      d.cfg.max_model_memory);
-    rc = exps_load(d.exps);
+/* The experiments and the laws read back from the spool (errors logged). */
+static void load_exps_laws(daemon_state *d)
+{
+    d->exps = exps_new(d->jobs, d->cfg.spool, (size_t)d->cfg.max_trials, d->cfg.data_dirs, d->cfg.n_data_dirs,
+                       d->cfg.max_model_memory);
+    int rc = exps_load(d->exps);
     if (rc < 0)
-        log_error("cannot read %s/experiments: %s", d.cfg.spool, strerror(-rc));
+        log_error("cannot read %s/experiments: %s", d->cfg.spool, strerror(-rc));
     else if (rc > 0)
         log_info("%d experiment%s on disk", rc, rc == 1 ? "" : "s");
 
-    d.laws_dir = xasprintf("%s/" LAWS_DIR, d.cfg.spool);
-    d.laws = laws_new(d.loop, d.jobs, d.exps, d.cfg.spool);
-    rc = laws_load(d.laws);
+    d->laws_dir = xasprintf("%s/" LAWS_DIR, d->cfg.spool);
+    d->laws = laws_new(d->loop, d->jobs, d->exps, d->cfg.spool);
+    rc = laws_load(d->laws);
     if (rc < 0)
-        log_error("cannot read %s: %s", d.laws_dir, strerror(-rc));
+        log_error("cannot read %s: %s", d->laws_dir, strerror(-rc));
     else if (rc > 0)
         log_info("%d law%s on disk", rc, rc == 1 ? "" : "s");
+}
 
+/* The event streams, and the jobs, experiments and laws read back from
+ * the spool.  -1 when jobs/ cannot be read (logged). */
+static int load_tables(daemon_state *d)
+{
+    events_init(d->loop, d->cfg.max_event_streams);
+    events_set_stall_ms(d->cfg.event_stream_timeout_ms);
+    events_set_job_source(be_event_job, d);
+    d->jobs = jobs_new(d->loop, &d->cfg, d->exe);
+    jobs_set_admission(d->jobs, admit_room, d);
+    jobs_set_on_change(d->jobs, on_jobs_changed, d);
+    int rc = jobs_load(d->jobs);
+    if (rc < 0) {
+        log_error("cannot read %s/jobs: %s", d->cfg.spool, strerror(-rc));
+        return -1;
+    }
+    int counts[JOB_NSTATES];
+    jobs_counts(d->jobs, counts);
+    log_info("%d job%s on disk, %d to run", rc, rc == 1 ? "" : "s", counts[JOB_QUEUED]);
+    load_exps_laws(d);
     events_start();   /* the jobs read from disk made no events; what happens from now on does */
-    apply_www(&d, true);
-    d.api = (api_backend){
-        .ctx = &d,
+    return 0;
+}
+
+/* The dashboard's files, and the API's backend (the be_* adapters above)
+ * with its write rate limit. */
+static void wire_api(daemon_state *d)
+{
+    apply_www(d, true);
+    d->api = (api_backend){
+        .ctx = d,
         .list_jobs = be_list,
         .list_page = be_list_page,
         .fill_page = jobs_fill_deferred,
@@ -1065,94 +1084,171 @@ int main(int argc, char **argv)
         .uptime = be_uptime,
         .queued = be_queued,
         .prom_extra = be_prom_extra,
-        .files = d.files,
+        .files = d->files,
         .preview = be_preview,
         .lr_find = be_lr_find,
         .list_laws = be_list_laws,
         .fit_law = be_fit_law,
         .get_law = be_get_law,
         .predict_law = be_predict_law,
-        .loop = d.loop,
+        .loop = d->loop,
     };
-    d.write_limit = rate_limit_new(d.cfg.write_rate_per_client, dconfig_write_burst(&d.cfg),
-                                      API_RATELIMIT_CLIENTS);
-    d.api.write_limit = d.write_limit;
+    d->write_limit = rate_limit_new(d->cfg.write_rate_per_client, dconfig_write_burst(&d->cfg),
+                                    API_RATELIMIT_CLIENTS);
+    d->api.write_limit = d->write_limit;
+}
+
+/* The HTTP server on the configured address.  -1 when it cannot listen
+ * (logged). */
+static int open_http(daemon_state *d)
+{
     http_server_opts hopts;
-    http_opts_from(&d.cfg, &hopts);
-    rc = http_server_start(d.loop, d.cfg.listen, &hopts, api_handle, &d.api, &d.http);
+    http_opts_from(&d->cfg, &hopts);
+    int rc = http_server_start(d->loop, d->cfg.listen, &hopts, api_handle, &d->api, &d->http);
     if (rc < 0) {
-        log_error("cannot listen on %s: %s", d.cfg.listen, uv_strerror(rc));
-        /* nothing was started yet: jobs are still as on disk */
-        jobs_shutdown(d.jobs, 0, NULL, NULL);
-        uv_run(d.loop, UV_RUN_DEFAULT);
-        laws_free(d.laws);
-        free(d.laws_dir);
-        exps_free(d.exps);
-        jobs_free(d.jobs);
-        rate_limit_free(d.write_limit);
-        dconfig_free(&d.cfg);
-        notify_close();
-        uv_loop_close(d.loop);
-        return 1;
+        log_error("cannot listen on %s: %s", d->cfg.listen, uv_strerror(rc));
+        return -1;
     }
+    return 0;
+}
+
+/* A start-up given up once the tables are read: the jobs are let go as
+ * they are on disk (none was started yet). */
+static void abandon_start(daemon_state *d)
+{
+    jobs_shutdown(d->jobs, 0, NULL, NULL);
+    uv_run(d->loop, UV_RUN_DEFAULT);
+}
+
+/* SIGTERM, SIGINT (shutdown) and SIGHUP (reload) handled from now on. */
+static void handle_signals(daemon_state *d)
+{
     /* Signals are handled from here on, before traind.addr announces us:
      * a script that sends SIGHUP as soon as the file appears must not kill
      * the daemon with the default action. */
-    uv_signal_init(d.loop, &d.sig_term);
-    uv_signal_init(d.loop, &d.sig_int);
-    uv_signal_init(d.loop, &d.sig_hup);
-    d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
-    uv_signal_start(&d.sig_term, on_signal, SIGTERM);
-    uv_signal_start(&d.sig_int, on_signal, SIGINT);
-    uv_signal_start(&d.sig_hup, on_signal, SIGHUP);
+    uv_signal_init(d->loop, &d->sig_term);
+    uv_signal_init(d->loop, &d->sig_int);
+    uv_signal_init(d->loop, &d->sig_hup);
+    d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
+    uv_signal_start(&d->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&d->sig_int, on_signal, SIGINT);
+    uv_signal_start(&d->sig_hup, on_signal, SIGHUP);
+}
 
-    const char *addr = http_server_address(d.http);
+/* Logs the address listened on, and writes it to <spool>/traind.addr for
+ * port 0 (an earlier run's file removed either way). */
+static void announce_address(daemon_state *d)
+{
+    const char *addr = http_server_address(d->http);
     log_info("listening on %s", addr);
     /* Port 0: say which port we got (tests and scripts read it).  A file
      * left by an earlier run is removed either way, so it is never stale. */
-    d.addr_file = xasprintf("%s/traind.addr", d.cfg.spool);
-    unlink(d.addr_file);
-    size_t ll = strlen(d.cfg.listen);
-    if (strncmp(d.cfg.listen, "unix:", 5) != 0 && ll >= 2 && strcmp(d.cfg.listen + ll - 2, ":0") == 0) {
+    d->addr_file = xasprintf("%s/traind.addr", d->cfg.spool);
+    unlink(d->addr_file);
+    size_t ll = strlen(d->cfg.listen);
+    if (strncmp(d->cfg.listen, "unix:", 5) != 0 && ll >= 2 && strcmp(d->cfg.listen + ll - 2, ":0") == 0) {
         char *line = xasprintf("%s\n", addr);
-        rc = write_file_atomic(d.addr_file, line, strlen(line), 0644);
+        int rc = write_file_atomic(d->addr_file, line, strlen(line), 0644);
         free(line);
         if (rc < 0)
-            log_warn("cannot write %s: %s", d.addr_file, strerror(-rc));
+            log_warn("cannot write %s: %s", d->addr_file, strerror(-rc));
     } else {
-        free(d.addr_file);
-        d.addr_file = NULL;
+        free(d->addr_file);
+        d->addr_file = NULL;
     }
+}
 
-    jobs_start(d.jobs);
-    exps_poke(d.exps);   /* trials an earlier daemon had not submitted yet */
-    rc = spool_start(d.loop, d.cfg.spool, d.cfg.data_dirs, d.cfg.n_data_dirs, on_intake, &d, &d.sp);
+/* The queued jobs and pending trials started, incoming/ watched, and
+ * READY=1 to systemd. */
+static void start_serving(daemon_state *d)
+{
+    jobs_start(d->jobs);
+    exps_poke(d->exps);   /* trials an earlier daemon had not submitted yet */
+    int rc = spool_start(d->loop, d->cfg.spool, d->cfg.data_dirs, d->cfg.n_data_dirs, on_intake, d, &d->sp);
     if (rc == 0)
-        spool_set_max_model_bytes(d.sp, d.cfg.max_model_memory);
+        spool_set_max_model_bytes(d->sp, d->cfg.max_model_memory);
     if (rc < 0)
-        log_error("cannot watch %s/incoming: %s", d.cfg.spool, strerror(-rc));
+        log_error("cannot watch %s/incoming: %s", d->cfg.spool, strerror(-rc));
     else
-        spool_set_room(d.sp, spool_room, &d);
-    on_jobs_changed(&d);
+        spool_set_room(d->sp, spool_room, d);
+    on_jobs_changed(d);
     notify_ready();
+}
 
-    uv_run(d.loop, UV_RUN_DEFAULT);
-
-    rc = uv_loop_close(d.loop);
-    if (rc == UV_EBUSY) {
+/* Closes the loop once it has run, draining whatever is left on it. */
+static void close_loop(daemon_state *d)
+{
+    notify_close();   /* done by on_jobs_stopped, unless the start was given up */
+    if (uv_loop_close(d->loop) == UV_EBUSY) {
         /* Should not happen; drain whatever is left rather than leak it. */
-        uv_run(d.loop, UV_RUN_DEFAULT);
-        uv_loop_close(d.loop);
+        uv_run(d->loop, UV_RUN_DEFAULT);
+        uv_loop_close(d->loop);
     }
-    laws_free(d.laws);
-    free(d.laws_dir);
-    exps_free(d.exps);
-    jobs_free(d.jobs);
-    lrfind_jobs_free(d.lrf);
-    rate_limit_free(d.write_limit);
-    static_files_free(d.files);
+}
+
+/* Frees the tables and what the API held, in reverse order of setup
+ * (each may not have been made: NULL). */
+static void free_tables(daemon_state *d)
+{
+    rate_limit_free(d->write_limit);
+    static_files_free(d->files);
+    laws_free(d->laws);
+    free(d->laws_dir);
+    exps_free(d->exps);
+    jobs_free(d->jobs);
     events_free();
+    lrfind_jobs_free(d->lrf);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "--worker") == 0)
+        return worker_main(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "--lr-find") == 0)
+        return worker_lrfind_main(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "--mpi-launch") == 0)
+        return mpilaunch_main(argc, argv);
+
+    flags fl = {0};
+    int rc = parse_flags(argc, argv, &fl);
+    if (rc >= 0)
+        return rc;
+    log_init();
+
+    static daemon_state d;
+    char exebuf[PATH_MAX];
+    const char *exe;
+    if (read_config(&d, &fl) != 0)
+        return 1;
+    rc = 1;
+    prepare_process(&d.cfg);
+    if (prepare_spool(&d) != 0)
+        goto out_config;
+    if (!(exe = self_exe(exebuf, sizeof exebuf))) {
+        log_error("cannot find my own executable to start training processes");
+        goto out_config;
+    }
+    open_loop(&d, exe);
+    if (load_tables(&d) != 0)
+        goto out_tables;
+    wire_api(&d);
+    if (open_http(&d) != 0) {
+        abandon_start(&d);
+        goto out_loop;
+    }
+    handle_signals(&d);
+    announce_address(&d);
+    start_serving(&d);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    rc = 0;
+
+out_loop:
+    close_loop(&d);
+out_tables:
+    free_tables(&d);
+out_config:
     dconfig_free(&d.cfg);
-    log_info("traind stopped");
-    return 0;
+    if (rc == 0)
+        log_info("traind stopped");
+    return rc;
 }
