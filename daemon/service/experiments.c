@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "traind/api.h"
+#include "traind/result.h"
 #include "traind/json.h"
 #include "traind/laws.h"
 #include "traind/log.h"

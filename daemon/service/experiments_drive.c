@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "traind/api.h"
+#include "traind/result.h"
 #include "traind/forkfile.h"
 #include "traind/json.h"
 #include "traind/log.h"

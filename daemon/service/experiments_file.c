@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "traind/api.h"
+#include "traind/result.h"
 #include "traind/events.h"
 #include "traind/json.h"
 #include "traind/log.h"
@@ -202,7 +202,7 @@ static experiment *load_one(exp_table *e, const char *id)
         const char *k = key->valuestring;
         /* written before keys were scoped: a POST's key gets its scope */
         bool scoped = !strncmp(k, "post:", 5) || !strncmp(k, "incoming:", 9);
-        x->idem_key = scoped ? xstrdup(k) : api_idem_key_valid(k) ? jobs_idem_scoped("post", k) : NULL;
+        x->idem_key = scoped ? xstrdup(k) : spool_idem_key_valid(k) ? jobs_idem_scoped("post", k) : NULL;
         x->idem_fp = cJSON_IsString(fp) ? strtoull(fp->valuestring, NULL, 16) : 0;
     }
     if (!x->name) {

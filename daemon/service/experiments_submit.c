@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "traind/api.h"
+#include "traind/result.h"
 #include "traind/forkfile.h"
 #include "traind/intake.h"
 #include "traind/json.h"
@@ -22,7 +22,7 @@
 typedef struct submit_req {
     uv_work_t work;
     exp_table *e;
-    forks_done done;
+    api_done done;
     void *arg;
     char *yaml;
     size_t len;
@@ -37,7 +37,7 @@ typedef struct submit_req {
     uint64_t idem_fp;
     bool slurm;                      /* the daemon's executor is slurm */
     /* results */
-    int status;
+    int rc;
     cJSON *doc;
     experiment *x;
 } submit_req;
@@ -174,7 +174,7 @@ static void submit_work(uv_work_t *w)
         char *m = xasprintf("cannot save the experiment under %s: %s", r->dir, strerror(-rc));
         r->doc = json_error_doc(m);
         free(m);
-        r->status = 500;
+        r->rc = -EIO;   /* 500, whatever the errno */
         exp_free(x);
         return;
     }
@@ -182,9 +182,9 @@ static void submit_work(uv_work_t *w)
     r->doc = cJSON_CreateObject();
     cJSON_AddStringToObject(r->doc, "id", x->id);
     if (ok) {
-        r->status = 201;
+        r->rc = API_OK;
     } else {
-        r->status = 400;
+        r->rc = API_INVALID;
         int n = cJSON_GetArraySize(x->errors);
         char msg[64];
         snprintf(msg, sizeof msg, "invalid experiment (%d problem%s)", n, n == 1 ? "" : "s");
@@ -210,7 +210,7 @@ static void submit_done(uv_work_t *w, int status)
         log_info("experiment %s: %s (%zu trial%s)", r->x->id, r->x->state == EXP_REJECTED ? "rejected" : "submitted",
                  r->x->n_trials, r->x->n_trials == 1 ? "" : "s");
     }
-    r->done(r->arg, r->status ? r->status : 500, r->doc ? r->doc : json_error_doc("cancelled"));
+    r->done(r->arg, r->doc ? r->rc : -ECANCELED, r->doc ? r->doc : json_error_doc("cancelled"));
     for (size_t i = 0; r->idem_key && i < e->n_keys; i++)
         if (!strcmp(e->keys_inflight[i], r->idem_key)) {
             free(e->keys_inflight[i]);
@@ -229,7 +229,7 @@ static void submit_done(uv_work_t *w, int status)
     (void)status;
 }
 
-void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_key, uint64_t fp, forks_done done,
+void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_key, uint64_t fp, api_done done,
                  void *arg)
 {
     if (idem_key) {
@@ -244,7 +244,7 @@ void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_ke
                                       "a new request needs a new key", colon ? colon + 1 : idem_key, x->id);
                 cJSON *doc = json_error_doc(msg);
                 free(msg);
-                return done(arg, 422, doc);
+                return done(arg, API_KEY_REUSED, doc);
             }
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "id", x->id);
@@ -252,18 +252,18 @@ void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_ke
                 cJSON_AddStringToObject(o, "error", "invalid experiment");
                 cJSON_AddItemToObject(o, "errors", cJSON_Duplicate(x->errors, 1));
             }
-            return done(arg, x->state == EXP_REJECTED ? 400 : 201, o);
+            return done(arg, x->state == EXP_REJECTED ? API_INVALID : API_OK, o);
         }
         for (size_t i = 0; i < e->n_keys; i++)
             if (!strcmp(e->keys_inflight[i], idem_key))
-                return done(arg, 409, json_error_doc("a request with this Idempotency-Key is still being saved; retry"));
+                return done(arg, API_IN_PROGRESS, NULL);
     }
     if (jobs_shutting_down(e->jobs))
-        return done(arg, 503, json_error_doc(API_SHUTTING_DOWN));
+        return done(arg, API_UNAVAILABLE, NULL);
     if (g_checking >= EXPS_CHECKING_MAX) {
         cJSON *o = json_error_doc("another experiment file is being checked (at most 1 at a time); retry");
         cJSON_AddNumberToObject(o, "retry_after_s", 1);
-        return done(arg, 429, o);
+        return done(arg, API_TRY_LATER, o);
     }
     submit_req *r = xcalloc(1, sizeof *r);
     r->work.data = r;
@@ -290,7 +290,7 @@ void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_ke
         free(r->laws_dir);
         strv_free(r->data_dirs, r->n_data_dirs);
         free(r);
-        return done(arg, 500, json_error_doc("cannot queue the experiment"));
+        return done(arg, -EIO, json_error_doc("cannot queue the experiment"));
     }
     jobs_work_begin(e->jobs);
     g_checking++;
