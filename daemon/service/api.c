@@ -1157,7 +1157,7 @@ static void experiment_cancel_answer(http_response *res, const route *rt, const 
     answer_result(res, rt, rc, o);
 }
 
-static void experiment_cancel_done(void *arg, int rc);
+static void experiment_cancel_done(void *arg, int rc, cJSON *doc);
 
 static void r_experiment_cancel(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
 {
@@ -1345,38 +1345,41 @@ static void cancel_answer(http_response *res, const route *rt, const char *id, i
     answer_result(res, rt, r, o);
 }
 
-static void cancel_wait_respond(cancel_wait *w, int rc,
+/* The backend's answer to a cancel: its doc, or (NULL) the one answer()
+ * writes for rc. */
+static void cancel_wait_respond(cancel_wait *w, int rc, cJSON *doc,
                                 void (*answer)(http_response *, const route *, const char *, int))
 {
     http_response res = {.status = 200};
     http_response_add_header(&res, "Cache-Control", NO_STORE);
-    answer(&res, w->rt, w->id, rc);
+    if (doc)
+        answer_result(&res, w->rt, rc, doc);
+    else
+        answer(&res, w->rt, w->id, rc);
     http_deferred_respond(w->answer, &res);
     free(w->id);
     free(w);
 }
 
-static void cancel_done(void *arg, int rc)
+static void cancel_done(void *arg, int rc, cJSON *doc)
 {
-    cancel_wait_respond(arg, rc, cancel_answer);
+    cancel_wait_respond(arg, rc, doc, cancel_answer);
 }
 
-static void experiment_cancel_done(void *arg, int rc)
+static void experiment_cancel_done(void *arg, int rc, cJSON *doc)
 {
-    cancel_wait_respond(arg, rc, experiment_cancel_answer);
+    cancel_wait_respond(arg, rc, doc, experiment_cancel_answer);
 }
 
 static void r_job_cancel(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
 {
-    if (be->cancel_async) {
-        cancel_wait *w = xcalloc(1, sizeof *w);
-        w->answer = http_response_defer(res);
-        w->rt = rt;
-        w->id = xstrdup(id);
-        be->cancel_async(be->ctx, id, cancel_done, w);
-        return;
-    }
-    cancel_answer(res, rt, id, be->cancel ? be->cancel(be->ctx, id) : API_UNAVAILABLE);
+    if (!be->cancel)
+        return cancel_answer(res, rt, id, API_UNAVAILABLE);
+    cancel_wait *w = xcalloc(1, sizeof *w);
+    w->answer = http_response_defer(res);
+    w->rt = rt;
+    w->id = xstrdup(id);
+    be->cancel(be->ctx, id, cancel_done, w);
 }
 
 /* GET /metrics: the jobs' numbers are copied on the loop (list_prom), the

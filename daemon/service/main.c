@@ -406,23 +406,40 @@ static void be_predict_law(void *ctx, const char *id, const char *body, size_t l
     laws_predict(((daemon_state *)ctx)->laws, id, body, len, max, done, arg);
 }
 
-static void be_cancel_experiment(void *ctx, const char *id, void (*done)(void *arg, int rc), void *arg)
+/* A cancel's answer: the table's done(arg, rc) as an api_done. */
+typedef struct cancel_answer {
+    api_done done;
+    void *arg;
+} cancel_answer;
+
+static void cancel_answered(void *arg, int rc)
 {
-    int rc = exps_cancel(((daemon_state *)ctx)->exps, id, done, arg);
-    if (rc != API_OK)
-        done(arg, rc);   /* not found, already ended: answered now */
+    cancel_answer *a = arg;
+    a->done(a->arg, rc, NULL);
+    free(a);
 }
 
-static int be_cancel(void *ctx, const char *id)
+static cancel_answer *cancel_answer_new(api_done done, void *arg)
 {
-    return jobs_cancel(((daemon_state *)ctx)->jobs, id, NULL, NULL);
+    cancel_answer *a = xmalloc(sizeof *a);
+    *a = (cancel_answer){done, arg};
+    return a;
 }
 
-static void be_cancel_async(void *ctx, const char *id, void (*done)(void *arg, int rc), void *arg)
+static void be_cancel_experiment(void *ctx, const char *id, api_done done, void *arg)
 {
-    int rc = jobs_cancel(((daemon_state *)ctx)->jobs, id, done, arg);
+    cancel_answer *a = cancel_answer_new(done, arg);
+    int rc = exps_cancel(((daemon_state *)ctx)->exps, id, cancel_answered, a);
     if (rc != API_OK)
-        done(arg, rc);   /* not found, already ended: answered now */
+        cancel_answered(a, rc);   /* not found, already ended: answered now */
+}
+
+static void be_cancel(void *ctx, const char *id, api_done done, void *arg)
+{
+    cancel_answer *a = cancel_answer_new(done, arg);
+    int rc = jobs_cancel(((daemon_state *)ctx)->jobs, id, cancel_answered, a);
+    if (rc != API_OK)
+        cancel_answered(a, rc);   /* not found, already ended: answered now */
 }
 
 static cJSON *be_metrics(void *ctx, const char *id, long since, long max)
@@ -1046,7 +1063,6 @@ int main(int argc, char **argv)
         .get_job = be_get,
         .submit = be_submit,
         .cancel = be_cancel,
-        .cancel_async = be_cancel_async,
         .metrics = be_metrics,
         .metrics_points = be_metrics_points,
         .metrics_defer = be_metrics_defer,

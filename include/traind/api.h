@@ -111,15 +111,13 @@ typedef struct api_backend {
     void (*submit)(void *ctx, const char *yaml, size_t len, const char *default_name,
                    const char *idem_key, api_submit_done done, void *arg);
 
-    /* API_OK (cancel requested), API_NOT_FOUND or API_CONFLICT. */
-    int (*cancel)(void *ctx, const char *id);
-
-    /* Optional, preferred over cancel: the same, answered through
-     * done(arg, rc) exactly once, now or later — API_OK only once the
-     * request is on disk (a daemon that dies right after the 202 still
-     * cancels the job when it starts again), or a -errno when it could not
-     * be saved. */
-    void (*cancel_async)(void *ctx, const char *id, void (*done)(void *arg, int rc), void *arg);
+    /* POST /jobs/{id}/cancel: answered through done(arg, rc, doc) exactly
+     * once, now or later — API_OK only once the request is on disk (a
+     * daemon that dies right after the 202 still cancels the job when it
+     * starts again), API_NOT_FOUND, API_CONFLICT (already ended), or a
+     * -errno when it could not be saved.  doc NULL: api.c writes the
+     * answer (traind(8) HTTP API). */
+    void (*cancel)(void *ctx, const char *id, api_done done, void *arg);
 
     /* The job's metrics points with step > since, at most max of them
      * (max 0 = all; evenly thinned, the last kept) as a cJSON array of
@@ -190,13 +188,13 @@ typedef struct api_backend {
     void (*checkpoints)(void *ctx, const char *id, api_done done, void *arg);
     /* Optional: experiments (traind/experiments.h).  GET /experiments (an
      * array), GET /experiments/{id} (NULL = 404), POST /experiments (a sweep
-     * file; answered like fork), POST /experiments/{id}/cancel (API_OK →
-     * 202, API_NOT_FOUND, API_CONFLICT). */
+     * file; answered like fork), POST /experiments/{id}/cancel (answered
+     * as cancel is). */
     cJSON *(*list_experiments)(void *ctx);
     cJSON *(*get_experiment)(void *ctx, const char *id);
     void (*submit_experiment)(void *ctx, const char *yaml, size_t len, const char *idem_key,
                               api_done done, void *arg);
-    void (*cancel_experiment)(void *ctx, const char *id, void (*done)(void *arg, int rc), void *arg);
+    void (*cancel_experiment)(void *ctx, const char *id, api_done done, void *arg);
     /* Optional: POST /validate (max 0) and POST /schedule?max=N (max >= 2)
      * of a config (traind/preview.h), answered like fork. */
     void (*preview)(void *ctx, const char *yaml, size_t len, long max,
