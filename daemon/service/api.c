@@ -977,7 +977,7 @@ static void r_lr_find(const api_backend *be, const http_request *req, http_respo
 /* GET /laws (laws.h) */
 static void r_laws(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
 {
-    reply_json(res, 200, be->list_laws(be->ctx));
+    be->list_laws(be->ctx, later_done, later_new(rt, res));
 }
 
 /* POST /laws: a JSON fit request, fitted on the pool (laws.h). */
@@ -1110,7 +1110,7 @@ static void r_compare(const api_backend *be, const http_request *req, http_respo
 /* GET /experiments */
 static void r_experiments(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
 {
-    reply_json(res, 200, be->list_experiments(be->ctx));
+    be->list_experiments(be->ctx, later_done, later_new(rt, res));
 }
 
 /* POST /experiments: an experiment file (experiments.h) */
@@ -1127,10 +1127,7 @@ static void r_experiment_submit(const api_backend *be, const http_request *req, 
 /* GET /experiments/{id} */
 static void r_experiment(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
 {
-    cJSON *o = be->get_experiment(be->ctx, id);
-    if (!o)
-        return http_response_error(res, 404, "no such experiment");
-    reply_json(res, 200, o);
+    be->get_experiment(be->ctx, id, later_done, later_new(rt, res));
 }
 
 /* A cancel waiting for its request to be on disk. */

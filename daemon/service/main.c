@@ -326,14 +326,15 @@ static void be_checkpoints(void *ctx, const char *id, api_done done, void *arg)
     forks_checkpoints(((daemon_state *)ctx)->jobs, id, done, arg);
 }
 
-static cJSON *be_list_experiments(void *ctx)
+static void be_list_experiments(void *ctx, api_done done, void *arg)
 {
-    return exps_list_json(((daemon_state *)ctx)->exps);
+    done(arg, API_OK, exps_list_json(((daemon_state *)ctx)->exps));
 }
 
-static cJSON *be_get_experiment(void *ctx, const char *id)
+static void be_get_experiment(void *ctx, const char *id, api_done done, void *arg)
 {
-    return exps_get_json(((daemon_state *)ctx)->exps, id);
+    cJSON *o = exps_get_json(((daemon_state *)ctx)->exps, id);
+    done(arg, o ? API_OK : API_NOT_FOUND, o);
 }
 
 /* An experiment, under a key already scoped (exps_submit). */
@@ -384,9 +385,9 @@ static void be_lr_find(void *ctx, const char *yaml, size_t len, const lrfind_opt
 }
 
 /* Loss-curve laws (laws.h): fits and predictions on the thread pool. */
-static cJSON *be_list_laws(void *ctx)
+static void be_list_laws(void *ctx, api_done done, void *arg)
 {
-    return laws_list_json(((daemon_state *)ctx)->laws);
+    done(arg, API_OK, laws_list_json(((daemon_state *)ctx)->laws));
 }
 
 static void be_fit_law(void *ctx, const char *body, size_t len, api_done done,

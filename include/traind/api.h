@@ -187,11 +187,11 @@ typedef struct api_backend {
     /* Optional: GET /jobs/{id}/checkpoints, answered the same way. */
     void (*checkpoints)(void *ctx, const char *id, api_done done, void *arg);
     /* Optional: experiments (traind/experiments.h).  GET /experiments (an
-     * array), GET /experiments/{id} (NULL = 404), POST /experiments (a sweep
-     * file; answered like fork), POST /experiments/{id}/cancel (answered
-     * as cancel is). */
-    cJSON *(*list_experiments)(void *ctx);
-    cJSON *(*get_experiment)(void *ctx, const char *id);
+     * array), GET /experiments/{id} (API_NOT_FOUND when none), POST
+     * /experiments (a sweep file), each answered like fork; POST
+     * /experiments/{id}/cancel (answered as cancel is). */
+    void (*list_experiments)(void *ctx, api_done done, void *arg);
+    void (*get_experiment)(void *ctx, const char *id, api_done done, void *arg);
     void (*submit_experiment)(void *ctx, const char *yaml, size_t len, const char *idem_key,
                               api_done done, void *arg);
     void (*cancel_experiment)(void *ctx, const char *id, api_done done, void *arg);
@@ -207,7 +207,7 @@ typedef struct api_backend {
      * POST /laws (a JSON fit request), GET /laws/{id} and POST
      * /laws/{id}/predict?max=N (a config, a sweep or JSON), each answered
      * like fork: done(arg, rc, doc). */
-    cJSON *(*list_laws)(void *ctx);
+    void (*list_laws)(void *ctx, api_done done, void *arg);
     void (*fit_law)(void *ctx, const char *body, size_t len, api_done done,
                     void *arg);
     void (*get_law)(void *ctx, const char *id, api_done done, void *arg);
