@@ -32,7 +32,7 @@ SUBMAKE  = $(MAKE) --no-print-directory $(if $(findstring -j,$(MAKEFLAGS)),,-j$(
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wmissing-prototypes -Wno-unused-parameter -Werror=implicit-function-declaration \
-           -Iinclude -Itests/lib $(PKG_CFLAGS) $(SYSTEMD_CFLAGS) -DTRAIND_VERSION='"$(VERSION)"' -pthread $(SAN_FLAGS)
+           $(LAYER_INC) $(PKG_CFLAGS) $(SYSTEMD_CFLAGS) -DTRAIND_VERSION='"$(VERSION)"' -pthread $(SAN_FLAGS)
 LDFLAGS += $(SAN_FLAGS)
 
 # ---- layers ------------------------------------------------------------------
@@ -46,7 +46,22 @@ LDFLAGS += $(SAN_FLAGS)
 #   worker   daemon/worker/   the training process of a job, the mpirun launcher         (proto, core)
 #   service  daemon/service/  the daemon: loop, spool, jobs, HTTP, API  (worker, proto, core; libuv, http-parser, libsystemd)
 #   cli      daemon/cli/      trainctl                               (worker, proto, core; libcurl)
+#   mpi      daemon/mpi/      traind-mpi-worker                (cli's cmd_run, worker, proto, core; libmpi)
 #   tests    tests/lib/       the helpers every suite shares (Check)
+#
+# and each layer's objects are compiled with only the -I paths of the headers
+# they may include, so that an include across the line fails to compile:
+# include/traind/ holds the core's headers (every layer's), and
+# daemon/LAYER/include/traind/ those of each other layer (all spelled
+# "traind/X.h"; scripts/headers-by-layer.sh puts a header in its layer).
+# A layer's private headers stay beside its sources (daemon/cli/cli.h).
+CORE_INC    := -Iinclude
+PROTO_INC   := $(CORE_INC) -Idaemon/proto/include
+WORKER_INC  := $(PROTO_INC) -Idaemon/worker/include
+SERVICE_INC := $(WORKER_INC) -Idaemon/service/include
+CLI_INC     := $(WORKER_INC) -Idaemon/cli/include
+MPI_INC     := $(CLI_INC) -Idaemon/mpi/include
+TEST_INC    := -Itests/lib
 CORE_SRC    := $(wildcard daemon/core/*.c)
 PROTO_SRC   := $(wildcard daemon/proto/*.c)
 WORKER_SRC  := $(wildcard daemon/worker/*.c)
@@ -105,6 +120,23 @@ MPI_SRC    := $(wildcard daemon/mpi/*.c)
 MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
 MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null)
 MPI_WORKER := $(if $(and $(MPI_SRC),$(MPI_LIBS)),$(BUILD)/traind-mpi-worker)
+
+# The -I paths of each object: its layer's (a test's: the layer it links).
+unit_obj = $(patsubst $(BUILD)/tests/%,$(BUILD)/obj/tests/unit/%.o,$(1))
+fuzz_obj = $(patsubst %,$(BUILD)/obj/tests/fuzz/%.o,$(1))
+FUZZ_NAMES := $(patsubst tests/fuzz/%.c,%,$(FUZZ_SRC))
+$(call obj,$(CORE_SRC)):                    LAYER_INC = $(CORE_INC)
+$(call obj,$(PROTO_SRC)):                   LAYER_INC = $(PROTO_INC)
+$(call obj,$(WORKER_SRC)):                  LAYER_INC = $(WORKER_INC)
+$(call obj,$(SERVICE_SRC) daemon/service/main.c): LAYER_INC = $(SERVICE_INC)
+$(call obj,$(CLI_SRC)):                     LAYER_INC = $(CLI_INC)
+$(call obj,$(MPI_SRC)):                     LAYER_INC = $(MPI_INC)
+$(call obj,$(TESTLIB_SRC) $(ITEST_SRC) $(wildcard tests/bench/*.c)) \
+$(call unit_obj,$(CORE_UNIT_BINS)) \
+$(call fuzz_obj,replay_main $(filter-out $(PROTO_FUZZ) $(SERVICE_FUZZ),$(FUZZ_NAMES))): LAYER_INC = $(CORE_INC) $(TEST_INC)
+$(call unit_obj,$(PROTO_UNIT_BINS)) $(call fuzz_obj,$(PROTO_FUZZ)):     LAYER_INC = $(PROTO_INC) $(TEST_INC)
+$(call unit_obj,$(WORKER_UNIT_BINS)):                                   LAYER_INC = $(WORKER_INC) $(TEST_INC)
+$(call unit_obj,$(SERVICE_UNIT_BINS)) $(call fuzz_obj,$(SERVICE_FUZZ)): LAYER_INC = $(SERVICE_INC) $(TEST_INC)
 
 # Programs appear as their sources do (the daemon builds once daemon/service/main.c exists).
 PROGRAMS := $(BUILD)/trainctl $(if $(wildcard daemon/service/main.c),$(BUILD)/traind) $(MPI_WORKER)
@@ -182,11 +214,33 @@ $(ITEST_BINS): $(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(TESTLIB) $
 
 tests: all $(UNIT_BINS) $(ITEST_BINS) $(FUZZ_REPLAY_BINS)
 
-# The layering, checked: code linked as a core test (or the proto layer's)
-# that calls libuv must fail to link, and trainctl and the MPI worker hold
-# no libuv symbol.
+# The layering, checked: a file compiled with a layer's -I paths cannot
+# include a header of a layer above it (nor the cli's, outside trainctl and
+# the MPI worker), while the layers above can; code linked as a core test
+# (or the proto layer's) that calls libuv must fail to link, and trainctl
+# and the MPI worker hold no libuv symbol.
+# LAYER_FORBIDDEN: LAYER:header its -I paths must not reach; LAYER_ALLOWED:
+# the same the other way (so that a failure above is the -I path's, not the
+# header's).  No file under daemon/ may go round them with "../".
+LAYER_FORBIDDEN := CORE:progress.h CORE:worker.h CORE:spool.h CORE:supervisor.h CORE:cmd_run.h \
+                   PROTO:worker.h PROTO:mpilaunch.h PROTO:spool.h PROTO:cmd_run.h \
+                   WORKER:spool.h WORKER:supervisor.h WORKER:jobs.h WORKER:cmd_run.h \
+                   CLI:spool.h CLI:supervisor.h CLI:log.h MPI:spool.h MPI:supervisor.h SERVICE:cmd_run.h
+LAYER_ALLOWED   := SERVICE:spool.h SERVICE:supervisor.h SERVICE:worker.h PROTO:progress.h CLI:cmd_run.h MPI:cmd_run.h \
+                   CLI:worker.h MPI:dist_mpi.h
 check-layers: $(TESTLIB) $(CORE_LIB) $(PROTO_LIB) $(BUILD)/trainctl $(MPI_WORKER)
 	@mkdir -p $(BUILD)/layers
+	@for pair in $(LAYER_FORBIDDEN) $(LAYER_ALLOWED); do \
+	    layer=$${pair%%:*}; h=$${pair#*:}; \
+	    printf '#include "traind/%s"\n' $$h > $(BUILD)/layers/includes.c; \
+	    case "$$layer" in CORE) inc="$(CORE_INC)";; PROTO) inc="$(PROTO_INC)";; WORKER) inc="$(WORKER_INC)";; \
+	        SERVICE) inc="$(SERVICE_INC)";; CLI) inc="$(CLI_INC)";; MPI) inc="$(MPI_INC)";; esac; \
+	    if $(CC) $(CFLAGS) $$inc -fsyntax-only $(BUILD)/layers/includes.c 2>/dev/null; then got=can; else got=cannot; fi; \
+	    case " $(LAYER_ALLOWED) " in *" $$pair "*) want=can;; *) want=cannot;; esac; \
+	    if [ $$got != $$want ]; then echo "check-layers: the $$layer layer $$got include traind/$$h"; exit 1; fi; done
+	@if grep -rn '^[[:space:]]*#[[:space:]]*include[[:space:]]*"\.\./' daemon; then \
+	    echo "check-layers: daemon/ includes by a relative path, around the -I paths"; exit 1; fi
+	@echo "check-layers: core, proto, worker and cli cannot include the service's headers (nor core the proto's, nor proto the worker's)"
 	@printf '#include <uv.h>\nint main(void) { return (int)uv_version(); }\n' > $(BUILD)/layers/calls_uv.c
 	@for layer in "$(CORE_LINK) $(CORE_LDLIBS)" "$(PROTO_LINK) $(PROTO_LDLIBS)"; do \
 	    if $(CC) $(CFLAGS) $(LDFLAGS) -o $(BUILD)/layers/calls_uv $(BUILD)/layers/calls_uv.c $(TESTLIB) $$layer \

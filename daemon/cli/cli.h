@@ -17,10 +17,10 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include "traind/config.h"
+#include "traind/cmd_run.h"
 #include "traind/dist.h"
 
-/* Exit codes: trainctl(1), EXIT STATUS. */
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+/* Exit codes (EXIT_OK ...): traind/cmd_run.h. */
 
 /* Loads and validates a run config as the daemon would (data.path resolved
  * against the config's folder; *data_path gets the resolved file or NULL).
@@ -41,9 +41,7 @@ bool cli_is_experiment(const char *path);
 int cli_validate_experiment(const char *path, const struct dconfig *dc);
 int cli_schedule_experiment(const char *path, bool json);
 
-int cmd_run(int argc, char **argv);
-/* cmd_run as rank dist->rank of dist->size (traind-mpi-worker --run); NULL = cmd_run. */
-int cmd_run_dist(int argc, char **argv, dist_t *dist);
+/* cmd_run, cmd_run_dist: traind/cmd_run.h */
 int cmd_schedule(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_lrfind(int argc, char **argv);

@@ -15,7 +15,6 @@
 #include "traind/schedule.h"
 #include "traind/dconfig.h"
 #include "traind/intake.h"
-#include "traind/spool.h"
 #include "traind/sweep.h"
 #include "traind/util.h"
 

@@ -12,7 +12,7 @@
 #include "cli.h"
 #include "traind/dconfig.h"
 #include "traind/intake.h"
-#include "traind/spool.h"
+#include "traind/spool_names.h"
 #include "traind/util.h"
 #include "traind/yamltree.h"
 

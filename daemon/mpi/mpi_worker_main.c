@@ -15,12 +15,13 @@
  * finalize normally.
  */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "../cli/cli.h"
+#include "traind/cmd_run.h"
 #include "traind/dist_mpi.h"
 #include "traind/worker.h"
 

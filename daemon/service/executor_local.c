@@ -1,6 +1,6 @@
 /*
  * executor_local — jobs forked on this machine: a thin wrapper over the
- * worker of traind/worker.h (the daemon re-executes itself with --worker and
+ * worker of traind/supervisor.h (the daemon re-executes itself with --worker and
  * reads progress from a pipe on fd 3).  It exists so that jobs.c can talk to
  * one interface (traind/executor.h) for both this and Slurm; it adds no
  * behaviour of its own.
@@ -11,7 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include "traind/util.h"
-#include "traind/worker.h"
+#include "traind/supervisor.h"
 
 typedef struct local_exec {
     executor base;

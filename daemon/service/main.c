@@ -9,7 +9,7 @@
  * jobs are queued again), the HTTP server, the intake of incoming/, and
  * finally READY=1 to systemd.  Everything then happens on one libuv loop;
  * training happens in one child process per job (`traind --worker ...`,
- * see worker.h), so the loop never computes and never waits for a disk.
+ * see traind/worker.h), so the loop never computes and never waits for a disk.
  *
  * Signals: SIGTERM/SIGINT stop intake, let every training process
  * checkpoint (bounded wait), close HTTP and exit 0, the jobs staying queued

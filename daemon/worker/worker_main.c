@@ -5,7 +5,7 @@
  *     traind --worker JOBDIR --threads N --progress-file PATH [--data-dir DIR]...   (Slurm)
  *     traind-mpi-worker --worker ...   (the same, as one rank of an N-rank job)
  *
- * Started by the daemon (daemon/service/worker.c), never by hand, or by the
+ * Started by the daemon (daemon/service/supervisor.c), never by hand, or by the
  * batch script the Slurm executor submits (daemon/service/executor_slurm.c).  It trains
  * JOBDIR/config.yaml into JOBDIR with runner_run() and reports every event
  * as one JSON line on the unix socket @NAME (an abstract address the daemon
@@ -258,7 +258,7 @@ static int usage(void)
     return WORKER_EXIT_USAGE;
 }
 
-/* The command line the daemon (worker.c) or the Slurm batch script writes. */
+/* The command line the daemon (supervisor.c) or the Slurm batch script writes. */
 typedef struct worker_args {
     const char *job_dir;
     const char *progress_addr;   /* --progress @NAME */

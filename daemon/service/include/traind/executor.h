@@ -5,7 +5,7 @@
  * process is forked here or placed by a cluster scheduler.
  *
  *   local  (executor_local.c)  today's behaviour: /proc/self/exe --worker,
- *                              progress on a pipe (traind/worker.h)
+ *                              progress on a pipe (traind/supervisor.h)
  *   slurm  (executor_slurm.c)  sbatch of the same worker; progress through the
  *                              job directory; state from scontrol
  *

@@ -1,6 +1,6 @@
 /*
  * mpilaunch — starting a job's ranks under Open MPI's mpirun, for the daemon
- * (worker.c) and for `trainctl run --ranks N` alike: the mpirun command line,
+ * (supervisor.c) and for `trainctl run --ranks N` alike: the mpirun command line,
  * where the MPI worker binary is, and the exec that ties mpirun's life to its
  * parent's.
  *

@@ -1,7 +1,7 @@
 /*
  * progress — the worker → daemon progress protocol: one JSON object per line
  * on the unix socket the daemon listens on for each worker (fd 3 of the worker;
- * traind/worker.h).
+ * traind/supervisor.h).
  *
  *   {"ev":"start","step":1000,"total_steps":5000,"checkpoint_step":1000}
  *   {"ev":"log","step":1200,"total_steps":5000,"lr":1.8e-4,"loss":0.02,"loss_avg":0.023,

@@ -1,5 +1,6 @@
 /*
- * worker — one training process per job, supervised from the loop thread.
+ * supervisor — the daemon's side of a job's training process (traind/worker.h):
+ * spawns it and supervises it from the loop thread.
  *
  * The daemon re-executes itself:
  *     /proc/self/exe --worker JOBDIR --threads N --ppid PID --progress @NAME [--data-dir DIR]... [--pause-at S]
@@ -15,22 +16,16 @@
  * mpirun) and stops when the socket closes, so a restarted daemon never
  * meets an orphan writing the same job directory.
  *
- * Exit codes of the training process (worker_main):
+ * Its exit codes (WORKER_EXIT_*) are in traind/worker.h.
  */
-#ifndef TRAIND_WORKER_H
-#define TRAIND_WORKER_H
+#ifndef TRAIND_SUPERVISOR_H
+#define TRAIND_SUPERVISOR_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
-#include "traind/dist.h"
 #include "traind/progress.h"
-
-#define WORKER_EXIT_OK 0        /* trained to total_steps ("done" line sent) */
-#define WORKER_EXIT_FAILED 1    /* failed; a "failed" line with the reason was sent */
-#define WORKER_EXIT_USAGE 2     /* bad command line */
-#define WORKER_EXIT_STOPPED 3   /* asked to stop (SIGTERM/SIGINT, pipe closed): checkpointed */
-#define WORKER_EXIT_PAUSED 4    /* reached --pause-at S: checkpointed at S (an ASHA rung) */
+#include "traind/worker.h"
 
 typedef struct worker worker;
 
@@ -64,22 +59,5 @@ int worker_spawn(uv_loop_t *loop, const worker_spec *spec, const worker_callback
 int worker_kill(worker *w, int signum);
 
 int worker_pid(const worker *w);
-
-/* The LR range test of POST /lr-find (traind/lrfind_job.h), a process of
- * its own like every job's training:
- *     /proc/self/exe --lr-find --threads N [--ppid PID] [--max-model-bytes B]
- *                    [--start LR] [--end LR] [--steps N] [--data-dir DIR]...
- * reads the run config on stdin, checks it as intake does (traind/intake.h),
- * runs lrfind_run and prints one JSON document on stdout: the curve
- * (lrfind_json) and exit WORKER_EXIT_OK, or {"ok": false, "errors": [...]}
- * / {"error": "..."} and exit WORKER_EXIT_FAILED.  SIGTERM ends the sweep
- * early (the curve so far, "stopped": "stopped").  main.c calls this when
- * argv[1] is "--lr-find". */
-int worker_lrfind_main(int argc, char **argv);
-
-/* The training process's side: main.c calls this when argv[1] is "--worker". */
-int worker_main(int argc, char **argv);
-/* The same as rank dist->rank of dist->size (traind-mpi-worker); NULL = one process. */
-int worker_main_dist(int argc, char **argv, dist_t *dist);
 
 #endif

@@ -1,5 +1,5 @@
-/* worker — spawning and supervising a job's training process.  See traind/worker.h. */
-#include "traind/worker.h"
+/* supervisor — spawning and supervising a job's training process.  See traind/supervisor.h. */
+#include "traind/supervisor.h"
 
 #include <errno.h>
 #include <fcntl.h>
