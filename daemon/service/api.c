@@ -79,7 +79,8 @@ typedef struct route route;
 
 /* Handlers past the route's checks: id is the decoded {id} segment (a
  * valid id) for ID routes, else NULL. */
-typedef void route_fn(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt);
+typedef void route_fn(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                      const route *rt);
 
 enum { M_GET = 1, M_POST = 2 };   /* M_GET answers HEAD too */
 typedef enum { R_EXACT, R_PREFIX, R_ID } route_kind;
@@ -890,7 +891,8 @@ static void post_jobs_done(void *arg, int r, char *id, cJSON *errors)
 /* The answer waits for the backend: it saves the config durably and
  * validates it off the loop thread, so a 201 means the job survives even a
  * power cut. */
-static void r_submit(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_submit(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                     const route *rt)
 {
     if (req->body_len == 0) {
         http_response_error(res, 400, "the request body must be a run config (YAML)");
@@ -960,7 +962,8 @@ static int query_double(const http_request *req, const char *key, double *out, h
 
 /* POST /lr-find?start=&end=&steps= (lrfind_job.h): the sweep checked here,
  * the config by the process that runs it. */
-static void r_lr_find(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_lr_find(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                      const route *rt)
 {
     if (req->body_len == 0)
         return http_response_error(res, 400, "the request body must be a run config (YAML)");
@@ -981,7 +984,8 @@ static void r_laws(const api_backend *be, const http_request *req, http_response
 }
 
 /* POST /laws: a JSON fit request, fitted on the pool (laws.h). */
-static void r_law_fit(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_law_fit(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                      const route *rt)
 {
     if (req->body_len == 0)
         return http_response_error(res, 400, "the request body must be JSON: {\"jobs\": [ID...] or \"experiment\": "
@@ -996,7 +1000,8 @@ static void r_law(const api_backend *be, const http_request *req, http_response 
 }
 
 /* POST /laws/{id}/predict?max=N: a config, a sweep or JSON (laws.h). */
-static void r_law_predict(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_law_predict(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                          const route *rt)
 {
     if (req->body_len == 0)
         return http_response_error(res, 400, "the request body must be a run config or a sweep file (YAML), or "
@@ -1011,7 +1016,8 @@ static void r_law_predict(const api_backend *be, const http_request *req, http_r
 }
 
 /* POST /jobs/{id}/fork: a JSON body (forks.h). */
-static void r_job_fork(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_job_fork(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                       const route *rt)
 {
     if (!be->fork)
         return http_response_error(res, 404, "this traind does not fork jobs");
@@ -1023,7 +1029,8 @@ static void r_job_fork(const api_backend *be, const http_request *req, http_resp
     be->fork(be->ctx, id, req->body, req->body_len, key, later_done, later_new(rt, res));
 }
 
-static void r_job_checkpoints(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_job_checkpoints(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                              const route *rt)
 {
     if (!be->checkpoints)
         return http_response_error(res, 404, "not found");
@@ -1044,7 +1051,8 @@ static size_t compare_slot(const compare_req *c, const char *id)
  * for the pool when it is on disk (an ended job's metrics.jsonl: parsing
  * a few of those would hold the loop for seconds); the pool reads them,
  * aligns and prints. */
-static void r_compare(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_compare(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                      const route *rt)
 {
     if (!be->metrics_points)
         return http_response_error(res, 404, "not found");
@@ -1108,13 +1116,15 @@ static void r_compare(const api_backend *be, const http_request *req, http_respo
 }
 
 /* GET /experiments */
-static void r_experiments(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_experiments(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                          const route *rt)
 {
     be->list_experiments(be->ctx, later_done, later_new(rt, res));
 }
 
 /* POST /experiments: an experiment file (experiments.h) */
-static void r_experiment_submit(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_experiment_submit(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                                const route *rt)
 {
     if (req->body_len == 0)
         return http_response_error(res, 400, "the request body must be an experiment file (YAML with sweep:)");
@@ -1125,7 +1135,8 @@ static void r_experiment_submit(const api_backend *be, const http_request *req, 
 }
 
 /* GET /experiments/{id} */
-static void r_experiment(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_experiment(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                         const route *rt)
 {
     be->get_experiment(be->ctx, id, later_done, later_new(rt, res));
 }
@@ -1156,7 +1167,8 @@ static void experiment_cancel_answer(http_response *res, const route *rt, const 
 
 static void experiment_cancel_done(void *arg, int rc, cJSON *doc);
 
-static void r_experiment_cancel(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_experiment_cancel(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                                const route *rt)
 {
     cancel_wait *w = xcalloc(1, sizeof *w);
     w->answer = http_response_defer(res);
@@ -1229,7 +1241,8 @@ static render_req *metrics_from_json(const api_backend *be, const char *id, long
     return r;
 }
 
-static void r_job_metrics(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_job_metrics(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                          const route *rt)
 {
     long since = -1, max = 0, limit = API_METRICS_PAGE_DEFAULT;
     int sr = query_long(req, "since", &since, res);
@@ -1297,7 +1310,8 @@ static void r_job_metrics(const api_backend *be, const http_request *req, http_r
  * bounded so a chatty job cannot make one answer huge. */
 #define API_LOG_MAX (1u << 20)
 
-static void r_job_log(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_job_log(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                      const route *rt)
 {
     char *text = NULL;
     size_t len = 0;
@@ -1311,7 +1325,8 @@ static void r_job_log(const api_backend *be, const http_request *req, http_respo
     http_response_set(res, 200, "text/plain; charset=utf-8", text, len);
 }
 
-static void r_job_config(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_job_config(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                         const route *rt)
 {
     char *text = NULL;
     size_t len = 0;
@@ -1368,7 +1383,8 @@ static void experiment_cancel_done(void *arg, int rc, cJSON *doc)
     cancel_wait_respond(arg, rc, doc, experiment_cancel_answer);
 }
 
-static void r_job_cancel(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_job_cancel(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                         const route *rt)
 {
     if (!be->cancel)
         return cancel_answer(res, rt, id, API_UNAVAILABLE);
@@ -1403,41 +1419,48 @@ static void get_prometheus(const api_backend *be, http_response *res)
 /* the routes                                                           */
 
 
-static void r_static(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_static(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                     const route *rt)
 {
     static_files_handle(be->files, req, res);
 }
 
-static void r_status(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_status(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                     const route *rt)
 {
     get_status(be, res);
 }
 
-static void r_healthz(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_healthz(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                      const route *rt)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "ok");
     reply_json(res, 200, o);
 }
 
-static void r_prometheus(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_prometheus(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                         const route *rt)
 {
     get_prometheus(be, res);
 }
 
 
 
-static void r_events(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_events(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                     const route *rt)
 {
     events_serve(req, res, token_valid(be, req));
 }
 
-static void r_validate(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_validate(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                       const route *rt)
 {
     post_preview(be, req, res, rt, false);
 }
 
-static void r_schedule(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
+static void r_schedule(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                       const route *rt)
 {
     post_preview(be, req, res, rt, true);
 }
