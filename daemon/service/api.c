@@ -72,6 +72,33 @@
 #endif
 
 
+#define NO_STORE "no-store"
+
+/* The routes: a row of routes[] (near the end). */
+typedef struct route route;
+
+/* Handlers past the route's checks: id is the decoded {id} segment (a
+ * valid id) for ID routes, else NULL. */
+typedef void route_fn(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                      const route *rt);
+
+enum { M_GET = 1, M_POST = 2 };   /* M_GET answers HEAD too */
+typedef enum { R_EXACT, R_PREFIX, R_ID } route_kind;
+
+struct route {
+    unsigned methods;         /* M_* */
+    route_kind kind;          /* R_EXACT: path is the whole path; R_PREFIX: path and anything after;
+                               * R_ID: path, one non-empty {id} segment, then exactly tail */
+    const char *path, *tail;
+    bool token;               /* a valid bearer token is required (401 otherwise) */
+    bool limited;             /* counts against the client's write rate (429) */
+    bool (*present)(const api_backend *be);   /* NULL: always; false: this daemon has no such route (404) */
+    const char *no_id;        /* R_ID: the 404 message for an id that cannot be one, and of API_NOT_FOUND */
+    int ok;                   /* the status of API_OK (answer_result): 0 = 200 */
+    route_fn *fn;
+};
+
+
 const char *const api_job_states[] = {"queued", "running", "succeeded", "failed", "cancelled", "rejected", "stopped", NULL};
 
 /* ------------------------------------------------------------------ */
@@ -149,6 +176,85 @@ static void reply_json(http_response *res, int status, cJSON *o)
         return;
     }
     http_response_set(res, status, "application/json", s, strlen(s));
+}
+
+/* ---- results into HTTP: the one place ------------------------------- */
+
+/* The status of a result code (traind/result.h) on route rt. */
+static int result_status(const route *rt, int rc)
+{
+    switch (rc) {
+    case API_OK: return rt && rt->ok ? rt->ok : 200;
+    case API_INVALID: return 400;
+    case API_NOT_FOUND: return 404;
+    case API_CONFLICT:
+    case API_IN_PROGRESS: return 409;
+    case API_UNPROCESSABLE:
+    case API_KEY_REUSED: return 422;
+    case API_QUEUE_FULL: return 429;
+    case API_UNAVAILABLE: return 503;
+    case API_TIMED_OUT: return 504;
+    default: return 500;
+    }
+}
+
+/* The error a result code means, for a module that gave no doc. */
+static const char *result_message(const route *rt, int rc)
+{
+    switch (rc) {
+    case API_NOT_FOUND: return rt && rt->no_id ? rt->no_id : "not found";
+    case API_UNAVAILABLE: return API_SHUTTING_DOWN;
+    case API_IN_PROGRESS: return API_KEY_IN_PROGRESS;
+    case API_KEY_REUSED: return API_KEY_USED;
+    case API_QUEUE_FULL: return "try again later";
+    default: return "internal error";
+    }
+}
+
+/* Answers res with a module's result on route rt (takes doc): the status,
+ * the headers — a 429 says when to come back (Retry-After: the doc's
+ * retry_after_s, else 5 s, traind(8) LIMITS), and so does a key still
+ * being saved (1 s) — and, without doc, the error the code means. */
+static void answer_result(http_response *res, const route *rt, int rc, cJSON *doc)
+{
+    if (rc == API_QUEUE_FULL) {
+        const cJSON *ra = cJSON_GetObjectItemCaseSensitive(doc, "retry_after_s");
+        char after[32] = "5";
+        if (cJSON_IsNumber(ra)) {
+            double secs = ceil(ra->valuedouble);
+            snprintf(after, sizeof after, "%.0f", secs < 1 ? 1 : secs > 3600 ? 3600 : secs);
+        }
+        http_response_add_header(res, "Retry-After", after);
+    } else if (rc == API_IN_PROGRESS) {
+        http_response_add_header(res, "Retry-After", "1");
+    }
+    if (!doc)
+        doc = rc == API_OK ? cJSON_CreateObject() : json_error_doc(result_message(rt, rc));
+    reply_json(res, result_status(rt, rc), doc);
+}
+
+/* An answer the module gives later, through later_done (an api_done). */
+typedef struct later {
+    http_deferred *answer;
+    const route *rt;
+} later;
+
+static later *later_new(const route *rt, http_response *res)
+{
+    later *l = xcalloc(1, sizeof *l);
+    l->answer = http_response_defer(res);
+    l->rt = rt;
+    return l;
+}
+
+static void later_done(void *arg, int rc, cJSON *doc)
+{
+    later *l = arg;
+    http_response res = {.status = 200};
+    http_response_add_header(&res, "Cache-Control", NO_STORE);   /* as api_handle does */
+    answer_result(&res, l->rt, rc, doc);
+    http_deferred_respond(l->answer, &res);
+    free(l);
 }
 
 /* ---- answers printed off the loop thread ----------------------------- */
@@ -342,7 +448,6 @@ static void render_req_free(render_req *r)
 }
 
 /* Every answer of the API is live state: never cached. */
-#define NO_STORE "no-store"
 
 /* Fills res from a finished render (the text taken). */
 static void render_fill(render_req *r, http_response *res)
@@ -669,7 +774,7 @@ static char *query_escape(const char *s)
     return out;
 }
 
-static void r_jobs(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_jobs(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
 {
     char *state = NULL, *after = NULL, *q = NULL;
     int r = http_query_get(req->query, "state", &state);
@@ -733,6 +838,7 @@ out:
 /* A POST /jobs waiting for the backend's answer. */
 typedef struct post_wait {
     const api_backend *be;
+    const route *rt;
     http_deferred *answer;
 } post_wait;
 
@@ -742,36 +848,27 @@ static void post_jobs_done(void *arg, int r, char *id, cJSON *errors)
     const api_backend *be = w->be;
     http_response res = {.status = 200};
     http_response_add_header(&res, "Cache-Control", NO_STORE);   /* as api_handle does */
-    cJSON *o = cJSON_CreateObject();
-    int status;
+    cJSON *o = NULL;
     if (r == API_OK && id) {
-        status = 201;
+        o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "id", id);
     } else if (r == API_INVALID) {
-        status = 400;
         int n = cJSON_IsArray(errors) ? cJSON_GetArraySize(errors) : 0;
         char msg[64];
         snprintf(msg, sizeof msg, "invalid config (%d problem%s)", n, n == 1 ? "" : "s");
-        cJSON_AddStringToObject(o, "error", msg);
+        o = json_error_doc(msg);
         if (id)
             cJSON_AddStringToObject(o, "id", id);
         cJSON_AddItemToObject(o, "errors", cJSON_IsArray(errors) ? errors : cJSON_CreateArray());
         if (cJSON_IsArray(errors))
             errors = NULL; /* now owned by o */
-    } else if (r == API_UNAVAILABLE) {
-        status = 503;
-        cJSON_AddStringToObject(o, "error", API_SHUTTING_DOWN);
-    } else if (r == API_IN_PROGRESS) {
-        status = 409;
-        cJSON_AddStringToObject(o, "error", "a request with this Idempotency-Key is still being saved; retry");
-        http_response_add_header(&res, "Retry-After", "1");
+    } else if (r == API_UNAVAILABLE || r == API_IN_PROGRESS) {
+        ;   /* answer_result's message */
     } else if (r == API_KEY_REUSED) {
         /* the same key for another request: an error naming the key, never the first answer */
-        status = 422;
-        cJSON_AddStringToObject(o, "error", cJSON_IsString(errors) ? errors->valuestring :
-                                "this Idempotency-Key was used before for another request");
+        if (cJSON_IsString(errors))
+            o = json_error_doc(errors->valuestring);
     } else if (r == API_QUEUE_FULL) {
-        status = 429;
         long waiting = be->queued ? be->queued(be->ctx) : -1;
         char msg[128];
         if (waiting >= 0)
@@ -779,15 +876,14 @@ static void post_jobs_done(void *arg, int r, char *id, cJSON *errors)
                      waiting == 1 ? "" : "s");
         else
             snprintf(msg, sizeof msg, "the queue is full; try again later");
-        cJSON_AddStringToObject(o, "error", msg);
-        http_response_add_header(&res, "Retry-After", "5");
+        o = json_error_doc(msg);
     } else {
-        status = 500;
-        cJSON_AddStringToObject(o, "error", "could not submit the job");
+        r = -EIO;   /* 500, whatever the code */
+        o = json_error_doc("could not submit the job");
     }
     free(id);
     cJSON_Delete(errors);
-    reply_json(&res, status, o);
+    answer_result(&res, w->rt, r, o);
     http_deferred_respond(w->answer, &res);
     free(w);
 }
@@ -795,7 +891,8 @@ static void post_jobs_done(void *arg, int r, char *id, cJSON *errors)
 /* The answer waits for the backend: it saves the config durably and
  * validates it off the loop thread, so a 201 means the job survives even a
  * power cut. */
-static void r_submit(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_submit(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                     const route *rt)
 {
     if (req->body_len == 0) {
         http_response_error(res, 400, "the request body must be a run config (YAML)");
@@ -818,32 +915,15 @@ static void r_submit(const api_backend *be, const http_request *req, http_respon
     }
     post_wait *w = xcalloc(1, sizeof *w);
     w->be = be;
+    w->rt = rt;
     w->answer = http_response_defer(res);
     be->submit(be->ctx, req->body, req->body_len, name, key, post_jobs_done, w);
     free(name);
 }
 
-/* ---- answers the backend gives later as (status, JSON) --------------- */
-
-static void json_later_done(void *arg, int status, cJSON *doc)
-{
-    http_deferred *answer = arg;
-    http_response res = {.status = 200};
-    http_response_add_header(&res, "Cache-Control", NO_STORE);   /* as api_handle does */
-    /* a 429 that says when to come back (laws.h: a fit running) */
-    const cJSON *ra = status == 429 ? cJSON_GetObjectItemCaseSensitive(doc, "retry_after_s") : NULL;
-    if (cJSON_IsNumber(ra)) {
-        char after[32];
-        double secs = ceil(ra->valuedouble);
-        snprintf(after, sizeof after, "%.0f", secs < 1 ? 1 : secs > 3600 ? 3600 : secs);
-        http_response_add_header(&res, "Retry-After", after);
-    }
-    reply_json(&res, status, doc);
-    http_deferred_respond(answer, &res);
-}
-
 /* POST /validate and POST /schedule?max=N (preview.h). */
-static void post_preview(const api_backend *be, const http_request *req, http_response *res, bool schedule)
+static void post_preview(const api_backend *be, const http_request *req, http_response *res, const route *rt,
+                         bool schedule)
 {
     if (req->body_len == 0)
         return http_response_error(res, 400, "the request body must be a run config or a sweep file (YAML)");
@@ -856,7 +936,7 @@ static void post_preview(const api_backend *be, const http_request *req, http_re
         if (r > 0 && (max < 2 || max > PREVIEW_MAX_POINTS))
             return http_response_error(res, 400, "query parameter 'max' must be 2 to 10000");
     }
-    be->preview(be->ctx, req->body, req->body_len, max, json_later_done, http_response_defer(res));
+    be->preview(be->ctx, req->body, req->body_len, max, later_done, later_new(rt, res));
 }
 
 /* query parameter key as a finite number: 1 found, 0 absent, -1 answered 400. */
@@ -882,7 +962,8 @@ static int query_double(const http_request *req, const char *key, double *out, h
 
 /* POST /lr-find?start=&end=&steps= (lrfind_job.h): the sweep checked here,
  * the config by the process that runs it. */
-static void r_lr_find(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_lr_find(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                      const route *rt)
 {
     if (req->body_len == 0)
         return http_response_error(res, 400, "the request body must be a run config (YAML)");
@@ -893,32 +974,34 @@ static void r_lr_find(const api_backend *be, const http_request *req, http_respo
     char err[256];
     if (lrfind_check_opts(&o, err, sizeof err) != 0)
         return http_response_error(res, 400, err);
-    be->lr_find(be->ctx, req->body, req->body_len, &o, json_later_done, http_response_defer(res));
+    be->lr_find(be->ctx, req->body, req->body_len, &o, later_done, later_new(rt, res));
 }
 
 /* GET /laws (laws.h) */
-static void r_laws(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_laws(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
 {
-    reply_json(res, 200, be->list_laws(be->ctx));
+    be->list_laws(be->ctx, later_done, later_new(rt, res));
 }
 
 /* POST /laws: a JSON fit request, fitted on the pool (laws.h). */
-static void r_law_fit(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_law_fit(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                      const route *rt)
 {
     if (req->body_len == 0)
         return http_response_error(res, 400, "the request body must be JSON: {\"jobs\": [ID...] or \"experiment\": "
                                              "ID, \"law\": \"mpl\"|\"momentum\", \"metric\": ...}");
-    be->fit_law(be->ctx, req->body, req->body_len, json_later_done, http_response_defer(res));
+    be->fit_law(be->ctx, req->body, req->body_len, later_done, later_new(rt, res));
 }
 
 /* GET /laws/{id}: its curves are read on the pool. */
-static void r_law(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_law(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
 {
-    be->get_law(be->ctx, id, json_later_done, http_response_defer(res));
+    be->get_law(be->ctx, id, later_done, later_new(rt, res));
 }
 
 /* POST /laws/{id}/predict?max=N: a config, a sweep or JSON (laws.h). */
-static void r_law_predict(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_law_predict(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                          const route *rt)
 {
     if (req->body_len == 0)
         return http_response_error(res, 400, "the request body must be a run config or a sweep file (YAML), or "
@@ -929,11 +1012,12 @@ static void r_law_predict(const api_backend *be, const http_request *req, http_r
         return;
     if (r > 0 && (max < 2 || max > LAWS_PREDICT_MAX_POINTS))
         return http_response_error(res, 400, "query parameter 'max' must be 2 to 2000");
-    be->predict_law(be->ctx, id, req->body, req->body_len, max, json_later_done, http_response_defer(res));
+    be->predict_law(be->ctx, id, req->body, req->body_len, max, later_done, later_new(rt, res));
 }
 
 /* POST /jobs/{id}/fork: a JSON body (forks.h). */
-static void r_job_fork(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_job_fork(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                       const route *rt)
 {
     if (!be->fork)
         return http_response_error(res, 404, "this traind does not fork jobs");
@@ -942,14 +1026,15 @@ static void r_job_fork(const api_backend *be, const http_request *req, http_resp
     const char *key = http_request_header(req, "Idempotency-Key");
     if (key && !api_idem_key_valid(key))
         return http_response_error(res, 400, "Idempotency-Key must be 1 to 255 visible ASCII characters");
-    be->fork(be->ctx, id, req->body, req->body_len, key, json_later_done, http_response_defer(res));
+    be->fork(be->ctx, id, req->body, req->body_len, key, later_done, later_new(rt, res));
 }
 
-static void r_job_checkpoints(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_job_checkpoints(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                              const route *rt)
 {
     if (!be->checkpoints)
         return http_response_error(res, 404, "not found");
-    be->checkpoints(be->ctx, id, json_later_done, http_response_defer(res));
+    be->checkpoints(be->ctx, id, later_done, later_new(rt, res));
 }
 
 /* The slot of id's job in c, or c->k when it is not there yet. */
@@ -966,7 +1051,8 @@ static size_t compare_slot(const compare_req *c, const char *id)
  * for the pool when it is on disk (an ended job's metrics.jsonl: parsing
  * a few of those would hold the loop for seconds); the pool reads them,
  * aligns and prints. */
-static void r_compare(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_compare(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                      const route *rt)
 {
     if (!be->metrics_points)
         return http_response_error(res, 404, "not found");
@@ -1030,64 +1116,68 @@ static void r_compare(const api_backend *be, const http_request *req, http_respo
 }
 
 /* GET /experiments */
-static void r_experiments(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_experiments(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                          const route *rt)
 {
-    reply_json(res, 200, be->list_experiments(be->ctx));
+    be->list_experiments(be->ctx, later_done, later_new(rt, res));
 }
 
 /* POST /experiments: an experiment file (experiments.h) */
-static void r_experiment_submit(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_experiment_submit(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                                const route *rt)
 {
     if (req->body_len == 0)
         return http_response_error(res, 400, "the request body must be an experiment file (YAML with sweep:)");
     const char *key = http_request_header(req, "Idempotency-Key");
     if (key && !api_idem_key_valid(key))
         return http_response_error(res, 400, "Idempotency-Key must be 1 to 255 visible ASCII characters");
-    be->submit_experiment(be->ctx, req->body, req->body_len, key, json_later_done, http_response_defer(res));
+    be->submit_experiment(be->ctx, req->body, req->body_len, key, later_done, later_new(rt, res));
 }
 
 /* GET /experiments/{id} */
-static void r_experiment(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_experiment(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                         const route *rt)
 {
-    cJSON *o = be->get_experiment(be->ctx, id);
-    if (!o)
-        return http_response_error(res, 404, "no such experiment");
-    reply_json(res, 200, o);
+    be->get_experiment(be->ctx, id, later_done, later_new(rt, res));
 }
 
 /* A cancel waiting for its request to be on disk. */
 typedef struct cancel_wait {
     http_deferred *answer;
+    const route *rt;
     char *id;
 } cancel_wait;
 
 /* POST /experiments/{id}/cancel: answered once the cancel is on disk. */
-static void experiment_cancel_answer(http_response *res, const char *id, int rc)
+static void experiment_cancel_answer(http_response *res, const route *rt, const char *id, int rc)
 {
+    cJSON *o = NULL;
     if (rc == API_OK) {
-        cJSON *o = cJSON_CreateObject();
+        o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "id", id);
         cJSON_AddStringToObject(o, "state", "cancelled");
-        return reply_json(res, 202, o);
+    } else if (rc == API_CONFLICT) {
+        o = json_error_doc("the experiment has already ended");
+    } else if (rc != API_NOT_FOUND) {
+        rc = -EIO;   /* 500, whatever the errno */
+        o = json_error_doc("the cancel could not be saved; it may not survive a restart");
     }
-    if (rc == API_NOT_FOUND)
-        return http_response_error(res, 404, "no such experiment");
-    if (rc == API_CONFLICT)
-        return http_response_error(res, 409, "the experiment has already ended");
-    http_response_error(res, 500, "the cancel could not be saved; it may not survive a restart");
+    answer_result(res, rt, rc, o);
 }
 
-static void experiment_cancel_done(void *arg, int rc);
+static void experiment_cancel_done(void *arg, int rc, cJSON *doc);
 
-static void r_experiment_cancel(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_experiment_cancel(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                                const route *rt)
 {
     cancel_wait *w = xcalloc(1, sizeof *w);
     w->answer = http_response_defer(res);
+    w->rt = rt;
     w->id = xstrdup(id);
     be->cancel_experiment(be->ctx, id, experiment_cancel_done, w);
 }
 
-static void r_job(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_job(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
 {
     cJSON *job = be->get_job ? be->get_job(be->ctx, id) : NULL;
     if (!job) {
@@ -1151,7 +1241,8 @@ static render_req *metrics_from_json(const api_backend *be, const char *id, long
     return r;
 }
 
-static void r_job_metrics(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_job_metrics(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                          const route *rt)
 {
     long since = -1, max = 0, limit = API_METRICS_PAGE_DEFAULT;
     int sr = query_long(req, "since", &since, res);
@@ -1219,7 +1310,8 @@ static void r_job_metrics(const api_backend *be, const http_request *req, http_r
  * bounded so a chatty job cannot make one answer huge. */
 #define API_LOG_MAX (1u << 20)
 
-static void r_job_log(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_job_log(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                      const route *rt)
 {
     char *text = NULL;
     size_t len = 0;
@@ -1233,7 +1325,8 @@ static void r_job_log(const api_backend *be, const http_request *req, http_respo
     http_response_set(res, 200, "text/plain; charset=utf-8", text, len);
 }
 
-static void r_job_config(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_job_config(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                         const route *rt)
 {
     char *text = NULL;
     size_t len = 0;
@@ -1248,53 +1341,58 @@ static void r_job_config(const api_backend *be, const http_request *req, http_re
     http_response_set(res, 200, "text/plain; charset=utf-8", text, len);
 }
 
-static void cancel_answer(http_response *res, const char *id, int r)
+static void cancel_answer(http_response *res, const route *rt, const char *id, int r)
 {
-    switch (r) {
-    case API_OK: {
-        cJSON *o = cJSON_CreateObject();
+    cJSON *o = NULL;
+    if (r == API_OK) {
+        o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "id", id);
         cJSON_AddStringToObject(o, "status", "cancelling");
-        reply_json(res, 202, o);
-        break;
+    } else if (r == API_CONFLICT) {
+        o = json_error_doc("the job has already ended");
+    } else if (r != API_NOT_FOUND && r != API_UNAVAILABLE) {
+        r = -EIO;   /* 500, whatever the errno */
+        o = json_error_doc("the cancel could not be saved; it may not survive a restart");
     }
-    case API_NOT_FOUND: http_response_error(res, 404, "no such job"); break;
-    case API_CONFLICT: http_response_error(res, 409, "the job has already ended"); break;
-    case API_UNAVAILABLE: http_response_error(res, 503, API_SHUTTING_DOWN); break;
-    default: http_response_error(res, 500, "the cancel could not be saved; it may not survive a restart"); break;
-    }
+    answer_result(res, rt, r, o);
 }
 
-static void cancel_wait_respond(cancel_wait *w, int rc, void (*answer)(http_response *, const char *, int))
+/* The backend's answer to a cancel: its doc, or (NULL) the one answer()
+ * writes for rc. */
+static void cancel_wait_respond(cancel_wait *w, int rc, cJSON *doc,
+                                void (*answer)(http_response *, const route *, const char *, int))
 {
     http_response res = {.status = 200};
     http_response_add_header(&res, "Cache-Control", NO_STORE);
-    answer(&res, w->id, rc);
+    if (doc)
+        answer_result(&res, w->rt, rc, doc);
+    else
+        answer(&res, w->rt, w->id, rc);
     http_deferred_respond(w->answer, &res);
     free(w->id);
     free(w);
 }
 
-static void cancel_done(void *arg, int rc)
+static void cancel_done(void *arg, int rc, cJSON *doc)
 {
-    cancel_wait_respond(arg, rc, cancel_answer);
+    cancel_wait_respond(arg, rc, doc, cancel_answer);
 }
 
-static void experiment_cancel_done(void *arg, int rc)
+static void experiment_cancel_done(void *arg, int rc, cJSON *doc)
 {
-    cancel_wait_respond(arg, rc, experiment_cancel_answer);
+    cancel_wait_respond(arg, rc, doc, experiment_cancel_answer);
 }
 
-static void r_job_cancel(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_job_cancel(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                         const route *rt)
 {
-    if (be->cancel_async) {
-        cancel_wait *w = xcalloc(1, sizeof *w);
-        w->answer = http_response_defer(res);
-        w->id = xstrdup(id);
-        be->cancel_async(be->ctx, id, cancel_done, w);
-        return;
-    }
-    cancel_answer(res, id, be->cancel ? be->cancel(be->ctx, id) : API_UNAVAILABLE);
+    if (!be->cancel)
+        return cancel_answer(res, rt, id, API_UNAVAILABLE);
+    cancel_wait *w = xcalloc(1, sizeof *w);
+    w->answer = http_response_defer(res);
+    w->rt = rt;
+    w->id = xstrdup(id);
+    be->cancel(be->ctx, id, cancel_done, w);
 }
 
 /* GET /metrics: the jobs' numbers are copied on the loop (list_prom), the
@@ -1320,47 +1418,51 @@ static void get_prometheus(const api_backend *be, http_response *res)
 /* ------------------------------------------------------------------ */
 /* the routes                                                           */
 
-/* Handlers past the route's checks: id is the decoded {id} segment (a
- * valid id) for ID routes, else NULL. */
-typedef void route_fn(const api_backend *be, const http_request *req, http_response *res, const char *id);
 
-static void r_static(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_static(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                     const route *rt)
 {
     static_files_handle(be->files, req, res);
 }
 
-static void r_status(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_status(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                     const route *rt)
 {
     get_status(be, res);
 }
 
-static void r_healthz(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_healthz(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                      const route *rt)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "ok");
     reply_json(res, 200, o);
 }
 
-static void r_prometheus(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_prometheus(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                         const route *rt)
 {
     get_prometheus(be, res);
 }
 
 
 
-static void r_events(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_events(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                     const route *rt)
 {
     events_serve(req, res, token_valid(be, req));
 }
 
-static void r_validate(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_validate(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                       const route *rt)
 {
-    post_preview(be, req, res, false);
+    post_preview(be, req, res, rt, false);
 }
 
-static void r_schedule(const api_backend *be, const http_request *req, http_response *res, const char *id)
+static void r_schedule(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                       const route *rt)
 {
-    post_preview(be, req, res, true);
+    post_preview(be, req, res, rt, true);
 }
 
 
@@ -1395,61 +1497,47 @@ static bool has_laws(const api_backend *be)
     return be->list_laws != NULL;
 }
 
-enum { M_GET = 1, M_POST = 2 };   /* M_GET answers HEAD too */
-typedef enum { R_EXACT, R_PREFIX, R_ID } route_kind;
-
-typedef struct route {
-    unsigned methods;         /* M_* */
-    route_kind kind;          /* R_EXACT: path is the whole path; R_PREFIX: path and anything after;
-                               * R_ID: path, one non-empty {id} segment, then exactly tail */
-    const char *path, *tail;
-    bool token;               /* a valid bearer token is required (401 otherwise) */
-    bool limited;             /* counts against the client's write rate (429) */
-    bool (*present)(const api_backend *be);   /* NULL: always; false: this daemon has no such route (404) */
-    const char *no_id;        /* R_ID: the 404 message for an id that cannot be one */
-    route_fn *fn;
-} route;
 
 #define NO_JOB "no such job"
 #define NO_EXP "no such experiment"
 #define NO_LAW "no such law"
 
 static const route routes[] = {
-    /* methods kind      path               tail            token  limited present          no_id   handler */
-    {M_GET,  R_EXACT,  "/",               NULL,           false, false, NULL,            NULL,   r_static},
-    {M_GET,  R_PREFIX, "/ui/",            NULL,           false, false, NULL,            NULL,   r_static},
-    {M_GET,  R_PREFIX, "/lib/chart.js/",  NULL,           false, false, NULL,            NULL,   r_static},
-    {M_GET,  R_EXACT,  "/status",         NULL,           false, false, NULL,            NULL,   r_status},
-    {M_GET,  R_EXACT,  "/healthz",        NULL,           false, false, NULL,            NULL,   r_healthz},
-    {M_GET,  R_EXACT,  "/metrics",        NULL,           false, false, NULL,            NULL,   r_prometheus},
-    {M_GET,  R_EXACT,  "/jobs",           NULL,           false, false, NULL,            NULL,   r_jobs},
-    {M_POST, R_EXACT,  "/jobs",           NULL,           true,  true,  NULL,            NULL,   r_submit},
-    {M_GET,  R_EXACT,  "/events",         NULL,           false, false, NULL,            NULL,   r_events},
+    /* methods kind      path               tail            token  limited present          no_id   ok    handler */
+    {M_GET,  R_EXACT,  "/",               NULL,           false, false, NULL,            NULL,   0,   r_static},
+    {M_GET,  R_PREFIX, "/ui/",            NULL,           false, false, NULL,            NULL,   0,   r_static},
+    {M_GET,  R_PREFIX, "/lib/chart.js/",  NULL,           false, false, NULL,            NULL,   0,   r_static},
+    {M_GET,  R_EXACT,  "/status",         NULL,           false, false, NULL,            NULL,   0,   r_status},
+    {M_GET,  R_EXACT,  "/healthz",        NULL,           false, false, NULL,            NULL,   0,   r_healthz},
+    {M_GET,  R_EXACT,  "/metrics",        NULL,           false, false, NULL,            NULL,   0,   r_prometheus},
+    {M_GET,  R_EXACT,  "/jobs",           NULL,           false, false, NULL,            NULL,   0,   r_jobs},
+    {M_POST, R_EXACT,  "/jobs",           NULL,           true,  true,  NULL,            NULL,   201, r_submit},
+    {M_GET,  R_EXACT,  "/events",         NULL,           false, false, NULL,            NULL,   0,   r_events},
     /* /validate and /schedule write nothing, so they need no token; they
      * parse a body on the pool, so they stay charged to the write rate
      * (a token-less caller to its own "anon" bucket, see over_rate) */
-    {M_POST, R_EXACT,  "/validate",       NULL,           false, true,  has_preview,     NULL,   r_validate},
-    {M_POST, R_EXACT,  "/schedule",       NULL,           false, true,  has_preview,     NULL,   r_schedule},
+    {M_POST, R_EXACT,  "/validate",       NULL,           false, true,  has_preview,     NULL,   0,   r_validate},
+    {M_POST, R_EXACT,  "/schedule",       NULL,           false, true,  has_preview,     NULL,   0,   r_schedule},
     /* /lr-find writes nothing either, but it trains (a job's worth of CPU): the token, as POST /jobs */
-    {M_POST, R_EXACT,  "/lr-find",        NULL,           true,  true,  has_lr_find,     NULL,   r_lr_find},
-    {M_GET,  R_EXACT,  "/compare",        NULL,           false, false, NULL,            NULL,   r_compare},
-    {M_GET,  R_EXACT,  "/experiments",    NULL,           false, false, has_experiments, NULL,   r_experiments},
-    {M_POST, R_EXACT,  "/experiments",    NULL,           true,  true,  has_experiments, NULL,   r_experiment_submit},
-    {M_GET,  R_ID,     "/experiments/",   "",             false, false, has_experiments, NO_EXP, r_experiment},
-    {M_POST, R_ID,     "/experiments/",   "/cancel",      true,  true,  has_experiments, NO_EXP, r_experiment_cancel},
+    {M_POST, R_EXACT,  "/lr-find",        NULL,           true,  true,  has_lr_find,     NULL,   0,   r_lr_find},
+    {M_GET,  R_EXACT,  "/compare",        NULL,           false, false, NULL,            NULL,   0,   r_compare},
+    {M_GET,  R_EXACT,  "/experiments",    NULL,           false, false, has_experiments, NULL,   0,   r_experiments},
+    {M_POST, R_EXACT,  "/experiments",    NULL,           true,  true,  has_experiments, NULL,   201, r_experiment_submit},
+    {M_GET,  R_ID,     "/experiments/",   "",             false, false, has_experiments, NO_EXP, 0,   r_experiment},
+    {M_POST, R_ID,     "/experiments/",   "/cancel",      true,  true,  has_experiments, NO_EXP, 202, r_experiment_cancel},
     /* a fit is CPU work on the pool and writes the law: the token, as POST /jobs; a
      * prediction writes nothing (the editor asks as you type): no token, as /schedule */
-    {M_GET,  R_EXACT,  "/laws",           NULL,           false, false, has_laws,        NULL,   r_laws},
-    {M_POST, R_EXACT,  "/laws",           NULL,           true,  true,  has_laws,        NULL,   r_law_fit},
-    {M_GET,  R_ID,     "/laws/",          "",             false, false, has_laws,        NO_LAW, r_law},
-    {M_POST, R_ID,     "/laws/",          "/predict",     false, true,  has_laws,        NO_LAW, r_law_predict},
-    {M_GET,  R_ID,     "/jobs/",          "",             false, false, NULL,            NO_JOB, r_job},
-    {M_GET,  R_ID,     "/jobs/",          "/metrics",     false, false, NULL,            NO_JOB, r_job_metrics},
-    {M_GET,  R_ID,     "/jobs/",          "/log",         false, false, NULL,            NO_JOB, r_job_log},
-    {M_GET,  R_ID,     "/jobs/",          "/config",      false, false, has_config_text, NO_JOB, r_job_config},
-    {M_GET,  R_ID,     "/jobs/",          "/checkpoints", false, false, NULL,            NO_JOB, r_job_checkpoints},
-    {M_POST, R_ID,     "/jobs/",          "/cancel",      true,  true,  NULL,            NO_JOB, r_job_cancel},
-    {M_POST, R_ID,     "/jobs/",          "/fork",        true,  true,  NULL,            NO_JOB, r_job_fork},
+    {M_GET,  R_EXACT,  "/laws",           NULL,           false, false, has_laws,        NULL,   0,   r_laws},
+    {M_POST, R_EXACT,  "/laws",           NULL,           true,  true,  has_laws,        NULL,   201, r_law_fit},
+    {M_GET,  R_ID,     "/laws/",          "",             false, false, has_laws,        NO_LAW, 0,   r_law},
+    {M_POST, R_ID,     "/laws/",          "/predict",     false, true,  has_laws,        NO_LAW, 0,   r_law_predict},
+    {M_GET,  R_ID,     "/jobs/",          "",             false, false, NULL,            NO_JOB, 0,   r_job},
+    {M_GET,  R_ID,     "/jobs/",          "/metrics",     false, false, NULL,            NO_JOB, 0,   r_job_metrics},
+    {M_GET,  R_ID,     "/jobs/",          "/log",         false, false, NULL,            NO_JOB, 0,   r_job_log},
+    {M_GET,  R_ID,     "/jobs/",          "/config",      false, false, has_config_text, NO_JOB, 0,   r_job_config},
+    {M_GET,  R_ID,     "/jobs/",          "/checkpoints", false, false, NULL,            NO_JOB, 0,   r_job_checkpoints},
+    {M_POST, R_ID,     "/jobs/",          "/cancel",      true,  true,  NULL,            NO_JOB, 202, r_job_cancel},
+    {M_POST, R_ID,     "/jobs/",          "/fork",        true,  true,  NULL,            NO_JOB, 201, r_job_fork},
 };
 
 /* Whether path is r's; for R_ID, *seg and *seglen are its {id} segment. */
@@ -1571,7 +1659,7 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
         return;
     g_handling_auth = token_valid(be, req);
     if (r->kind != R_ID) {
-        r->fn(be, req, res, NULL);
+        r->fn(be, req, res, NULL, r);
         g_handling_auth = false;
         return;
     }
@@ -1581,7 +1669,7 @@ void api_handle(void *ctx, const http_request *req, http_response *res)
         g_handling_auth = false;
         return http_response_error(res, 404, r->no_id);
     }
-    r->fn(be, req, res, id);
+    r->fn(be, req, res, id, r);
     g_handling_auth = false;
     free(id);
 }

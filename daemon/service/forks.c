@@ -15,7 +15,7 @@
 #include <string.h>
 #include <uv.h>
 
-#include "traind/api.h"
+#include "traind/result.h"
 #include "traind/config.h"
 #include "traind/fork.h"
 #include "traind/json.h"
@@ -148,7 +148,7 @@ typedef struct fork_req {
     char *idem_key;          /* scoped: "fork:KEY" */
     uint64_t idem_fp;        /* the request: the parent and the body */
     /* results */
-    int status;              /* 0: go on and submit */
+    int rc;                  /* 0: go on and submit; else the answer (a result code) */
     cJSON *doc;
     char *child_yaml;
     int from_latest;
@@ -183,7 +183,7 @@ static void fork_work(uv_work_t *w)
         for (size_t i = 0; i < n; i++)
             cJSON_AddItemToArray(steps, cJSON_CreateNumber((double)v[i].step));
         free(v);
-        r->status = 409;
+        r->rc = API_CONFLICT;
         return;
     }
     char *cpath = xasprintf("%s/config.yaml", r->parent_dir);
@@ -195,7 +195,7 @@ static void fork_work(uv_work_t *w)
         char msg[256];
         snprintf(msg, sizeof msg, "cannot read job %s's config.yaml: %s", r->parent, strerror(-rc));
         r->doc = json_error_doc(msg);
-        r->status = 500;
+        r->rc = -EIO;
         return;
     }
     cfg_fork_req req = {.at_step = r->at_step, .sets = (const char *const *)r->sets, .n_sets = r->n_sets,
@@ -208,7 +208,7 @@ static void fork_work(uv_work_t *w)
         snprintf(msg, sizeof msg, "invalid fork (%zu problem%s)", errs.n, errs.n == 1 ? "" : "s");
         r->doc = json_error_doc(msg);
         cJSON_AddItemToObject(r->doc, "errors", json_diag_list(&errs));
-        r->status = 400;
+        r->rc = API_INVALID;
     } else {
         cfg_free(&cfg);
     }
@@ -216,7 +216,7 @@ static void fork_work(uv_work_t *w)
     free(yaml);
 }
 
-/* The submit's answer, as an HTTP status and doc. */
+/* The submit's answer, as a result code and doc. */
 typedef struct fork_answer {
     forks_done done;
     void *arg;
@@ -226,46 +226,37 @@ typedef struct fork_answer {
 static void submitted(void *arg, int rc, char *id, cJSON *errors)
 {
     fork_answer *a = arg;
-    int status;
-    cJSON *doc;
+    cJSON *doc = NULL;
     if (rc == API_OK && id) {
-        status = 201;
         doc = cJSON_CreateObject();
         cJSON_AddStringToObject(doc, "id", id);
         log_info("job %s: forked from %s", id, a->parent);
     } else if (rc == API_INVALID) {
-        status = 400;
         doc = json_error_doc("invalid fork config");
         if (id)
             cJSON_AddStringToObject(doc, "id", id);
         cJSON_AddItemToObject(doc, "errors", cJSON_IsArray(errors) ? errors : cJSON_CreateArray());
         if (cJSON_IsArray(errors))
             errors = NULL;
-    } else if (rc == API_UNAVAILABLE) {
-        status = 503;
-        doc = json_error_doc(API_SHUTTING_DOWN);
-    } else if (rc == API_IN_PROGRESS) {
-        status = 409;
-        doc = json_error_doc("a request with this Idempotency-Key is still being saved; retry");
+    } else if (rc == API_UNAVAILABLE || rc == API_IN_PROGRESS) {
+        ;   /* api.c's message */
     } else if (rc == API_KEY_REUSED) {
-        status = 422;
-        doc = json_error_doc(cJSON_IsString(errors) ? errors->valuestring :
-                             "this Idempotency-Key was used before for another request");
+        if (cJSON_IsString(errors))
+            doc = json_error_doc(errors->valuestring);
     } else if (rc == API_QUEUE_FULL) {
         /* as POST /jobs answers it (traind(8), LIMITS): 429 and Retry-After */
-        status = 429;
         doc = json_error_doc("the queue is full (max_queued_jobs); try again later");
         cJSON_AddNumberToObject(doc, "retry_after_s", 5);
     } else if (rc == -ENOENT) {
-        status = 409;
+        rc = API_CONFLICT;
         doc = json_error_doc("the parent's checkpoint disappeared while the fork was saved; retry");
     } else {
-        status = 500;
+        rc = -EIO;   /* 500, whatever the errno */
         doc = json_error_doc("could not save the fork");
     }
     free(id);
     cJSON_Delete(errors);
-    a->done(a->arg, status, doc);
+    a->done(a->arg, rc, doc);
     free(a);
 }
 
@@ -298,12 +289,12 @@ static void fork_done(uv_work_t *w, int status)
 {
     fork_req *r = w->data;
     job_table *t = r->t;
-    if (status < 0 && !r->status) {
-        r->status = 500;
+    if (status < 0 && !r->rc) {
+        r->rc = -ECANCELED;
         r->doc = json_error_doc("the fork was cancelled");
     }
-    if (r->status) {
-        r->done(r->arg, r->status, r->doc);
+    if (r->rc) {
+        r->done(r->arg, r->rc, r->doc);
         r->doc = NULL;
         fork_req_free(r);
         jobs_work_end(t);
@@ -332,7 +323,7 @@ void forks_fork(job_table *t, const char *parent_id, const char *body, size_t le
 {
     jobs_info info;
     if (jobs_lookup(t, parent_id, &info) < 0)
-        return done(arg, 404, json_error_doc("no such job"));
+        return done(arg, API_NOT_FOUND, json_error_doc("no such job"));
     /* the key is this endpoint's (never one of POST /jobs nor a trial's),
      * and the request it names is the parent and the body */
     char *key = jobs_idem_scoped("fork", idem_key);
@@ -350,7 +341,7 @@ void forks_fork(job_table *t, const char *parent_id, const char *body, size_t le
     }
     if (jobs_shutting_down(t)) {
         free(key);
-        return done(arg, 503, json_error_doc(API_SHUTTING_DOWN));
+        return done(arg, API_UNAVAILABLE, NULL);
     }
     char err[256];
     fork_req *r = xcalloc(1, sizeof *r);
@@ -358,7 +349,7 @@ void forks_fork(job_table *t, const char *parent_id, const char *body, size_t le
     r->idem_fp = fp;
     if (forks_parse_body(body, len, &r->at_step, &r->sets, &r->n_sets, &r->name, err, sizeof err) < 0) {
         fork_req_free(r);
-        return done(arg, 400, json_error_doc(err));
+        return done(arg, API_INVALID, json_error_doc(err));
     }
     r->work.data = r;
     r->t = t;
@@ -371,7 +362,7 @@ void forks_fork(job_table *t, const char *parent_id, const char *body, size_t le
     int rc = uv_queue_work(jobs_loop(t), &r->work, fork_work, fork_done);
     if (rc < 0) {
         fork_req_free(r);
-        done(arg, 500, json_error_doc("cannot queue the fork"));
+        done(arg, -EIO, json_error_doc("cannot queue the fork"));
         return;
     }
     jobs_work_begin(t);
@@ -410,7 +401,7 @@ static void list_done(uv_work_t *w, int status)
         cJSON_AddBoolToObject(e, "latest", r->v[i].latest);
         cJSON_AddItemToArray(a, e);
     }
-    r->done(r->arg, status < 0 ? 500 : 200, a);
+    r->done(r->arg, status < 0 ? -ECANCELED : API_OK, a);
     job_table *t = r->t;
     free(r->v);
     free(r->dir);
@@ -422,7 +413,7 @@ void forks_checkpoints(job_table *t, const char *id, forks_done done, void *arg)
 {
     jobs_info info;
     if (jobs_lookup(t, id, &info) < 0)
-        return done(arg, 404, json_error_doc("no such job"));
+        return done(arg, API_NOT_FOUND, json_error_doc("no such job"));
     list_req *r = xcalloc(1, sizeof *r);
     r->work.data = r;
     r->t = t;
@@ -433,7 +424,7 @@ void forks_checkpoints(job_table *t, const char *id, forks_done done, void *arg)
     if (uv_queue_work(jobs_loop(t), &r->work, list_work, list_done) < 0) {
         free(r->dir);
         free(r);
-        done(arg, 500, json_error_doc("cannot list the checkpoints"));
+        done(arg, -EIO, json_error_doc("cannot list the checkpoints"));
         return;
     }
     jobs_work_begin(t);

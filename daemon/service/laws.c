@@ -31,7 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "traind/api.h"
+#include "traind/result.h"
 #include "traind/config.h"
 #include "traind/json.h"
 #include "traind/law.h"
@@ -345,7 +345,7 @@ typedef struct fit_req {
     size_t n_srcs;
     char *dir;                          /* <spool>/laws */
     /* the answer */
-    int status;
+    int rc;                          /* a result code (traind/result.h) */
     cJSON *doc;
     char id[SPOOL_ID_MAX + 1];
     cJSON *stored;                      /* LAW.json, for the table */
@@ -449,7 +449,7 @@ static void agg_put(cJSON *o, const char *mean_key, const char *max_key, const a
 }
 
 /* The curves of the fit, loaded and thinned to the work bound; 0, or an
- * HTTP status with r->doc. */
+ * result code with r->doc. */
 static int fit_load(fit_req *r, law_curve *cv)
 {
     cJSON *errors = cJSON_CreateArray();
@@ -486,7 +486,7 @@ static int fit_load(fit_req *r, law_curve *cv)
     }
     if (cJSON_GetArraySize(errors) > 0) {
         r->doc = invalid_doc("fit request", errors);
-        return 400;
+        return API_INVALID;
     }
     cJSON_Delete(errors);
     /* the same number of points for every curve, within the work bound */
@@ -632,7 +632,7 @@ static void fit_work(uv_work_t *w)
     law_curve *cv = xcalloc(r->n_srcs, sizeof *cv);
     int st = fit_load(r, cv);
     if (st) {
-        r->status = st;
+        r->rc = st;
         goto out;
     }
     law_fit_opts o = {.kind = r->kind, .starts = r->starts, .max_seconds = LAWS_FIT_SECONDS,
@@ -643,7 +643,7 @@ static void fit_work(uv_work_t *w)
         char *m = xasprintf("the fit failed: %s", err);
         r->doc = json_error_doc(m);
         free(m);
-        r->status = 422;
+        r->rc = API_UNPROCESSABLE;
         goto out;
     }
     if (law_check(&res.law, err, sizeof err) != 0) {
@@ -652,7 +652,7 @@ static void fit_work(uv_work_t *w)
         r->doc = json_error_doc(m);
         free(m);
         law_fit_result_free(&res);
-        r->status = 422;
+        r->rc = API_UNPROCESSABLE;
         goto out;
     }
     cJSON *fit, *law;
@@ -666,12 +666,12 @@ static void fit_work(uv_work_t *w)
         char *m = xasprintf("cannot save the law under %s: %s", r->dir, strerror(-rc));
         r->doc = json_error_doc(m);
         free(m);
-        r->status = 500;
+        r->rc = -EIO;
         goto out;
     }
     r->stored = stored;
     r->doc = cJSON_Duplicate(stored, 1);
-    r->status = 201;
+    r->rc = API_OK;
 out:
     for (size_t i = 0; i < r->n_srcs; i++)
         law_curve_free(&cv[i]);
@@ -685,8 +685,8 @@ static void fit_after(uv_work_t *w, int status)
     t->fitting--;
     if (status < 0 || !r->doc) {
         cJSON_Delete(r->doc);
-        r->doc = json_error_doc(API_SHUTTING_DOWN);
-        r->status = 503;
+        r->doc = NULL;
+        r->rc = API_UNAVAILABLE;
     }
     if (r->stored) {
         log_info("law %s: %s fitted to %zu curve%s", r->id, law_kind_name(r->kind), r->n_srcs,
@@ -696,7 +696,7 @@ static void fit_after(uv_work_t *w, int status)
     }
     cJSON *doc = r->doc;
     r->doc = NULL;
-    r->done(r->arg, r->status, doc);
+    r->done(r->arg, r->rc, doc);
     fit_req_free(r);
 }
 
@@ -741,17 +741,17 @@ static const char *const fit_keys[] = {"law", "metric", "jobs", "experiment", "n
 void laws_fit(laws_table *t, const char *body, size_t len, laws_done done, void *arg)
 {
     if (t->stopping)
-        return done(arg, 503, json_error_doc(API_SHUTTING_DOWN));
+        return done(arg, API_UNAVAILABLE, NULL);
     if (t->fitting >= LAWS_MAX_FITS) {
         char msg[160];
         double left = LAWS_FIT_SECONDS - (now_monotonic() - t->fit_started);
         snprintf(msg, sizeof msg, "a law is being fitted already (one at a time); try again in a few seconds");
-        return done(arg, 429, busy_doc(msg, left));
+        return done(arg, API_TRY_LATER, busy_doc(msg, left));
     }
     cJSON *req = cJSON_ParseWithLength(body, len);
     if (!cJSON_IsObject(req)) {
         cJSON_Delete(req);
-        return done(arg, 400, json_error_doc("the request body must be a JSON object: {\"jobs\": [ID...] or "
+        return done(arg, API_INVALID, json_error_doc("the request body must be a JSON object: {\"jobs\": [ID...] or "
                                              "\"experiment\": ID, \"law\": \"mpl\"|\"momentum\", \"metric\": "
                                              "\"loss\"|\"loss_avg\"|\"eval_loss\"}"));
     }
@@ -851,14 +851,14 @@ void laws_fit(laws_table *t, const char *body, size_t len, laws_done done, void 
     cJSON_Delete(req);
     if (cJSON_GetArraySize(errors) > 0) {
         fit_req_free(r);
-        return done(arg, 400, invalid_doc("fit request", errors));
+        return done(arg, API_INVALID, invalid_doc("fit request", errors));
     }
     cJSON_Delete(errors);
     if (!r->name)
         r->name = xasprintf("%s-%s", law_kind_name(r->kind), r->experiment ? r->experiment : r->srcs[0].id);
     if (uv_queue_work(t->loop, &r->work, fit_work, fit_after) < 0) {
         fit_req_free(r);
-        return done(arg, 500, json_error_doc("cannot queue the fit"));
+        return done(arg, -EIO, json_error_doc("cannot queue the fit"));
     }
     t->fitting++;
     t->fit_started = now_monotonic();
@@ -872,7 +872,7 @@ typedef struct get_req {
     void *arg;
     char *path;
     cJSON *doc;                         /* LAW.json; "curves" added from fit.json */
-    int status;
+    int rc;                          /* a result code (traind/result.h) */
 } get_req;
 
 static void get_work(uv_work_t *w)
@@ -892,7 +892,7 @@ static void get_work(uv_work_t *w)
         curves = cJSON_CreateArray();
     }
     cJSON_AddItemToObject(r->doc, "curves", curves);
-    r->status = 200;
+    r->rc = API_OK;
 }
 
 static void get_after(uv_work_t *w, int status)
@@ -900,10 +900,10 @@ static void get_after(uv_work_t *w, int status)
     get_req *r = w->data;
     if (status < 0) {
         cJSON_Delete(r->doc);
-        r->doc = json_error_doc(API_SHUTTING_DOWN);
-        r->status = 503;
+        r->doc = NULL;
+        r->rc = API_UNAVAILABLE;
     }
-    r->done(r->arg, r->status, r->doc);
+    r->done(r->arg, r->rc, r->doc);
     free(r->path);
     free(r);
 }
@@ -912,7 +912,7 @@ void laws_get(laws_table *t, const char *id, laws_done done, void *arg)
 {
     law_entry *e = find(t, id);
     if (!e)
-        return done(arg, 404, json_error_doc("no such law"));
+        return done(arg, API_NOT_FOUND, json_error_doc("no such law"));
     get_req *r = xcalloc(1, sizeof *r);
     r->work.data = r;
     r->done = done;
@@ -936,7 +936,7 @@ typedef struct pred_req {
     size_t len;
     long max;
     char *jobs_dir;
-    int status;
+    int rc;                          /* a result code (traind/result.h) */
     cJSON *doc;
 } pred_req;
 
@@ -999,7 +999,7 @@ static cJSON *predict_one(const pred_req *r, pred_item *it, double *budget)
 }
 
 /* The configs of the body (pool): a YAML run config or sweep file, or JSON
- * {"configs": [...]} / {"jobs": [...]}.  0 with *items, or a status with r->doc. */
+ * {"configs": [...]} / {"jobs": [...]}.  0 with *items, or a result code with r->doc. */
 static int pred_items(pred_req *r, pred_item **items_out, size_t *n_out, bool *truncated)
 {
     pred_item *items = xcalloc(LAWS_PREDICT_MAX_CURVES, sizeof *items);
@@ -1020,7 +1020,7 @@ static int pred_items(pred_req *r, pred_item **items_out, size_t *n_out, bool *t
             free(items);
             r->doc = json_error_doc("a JSON body must be {\"configs\": [YAML text...]} or {\"jobs\": [ID...]} "
                                     "(or send a run config or sweep file as YAML)");
-            return 400;
+            return API_INVALID;
         }
         const cJSON *x;
         cJSON_ArrayForEach(x, list)
@@ -1074,7 +1074,7 @@ static int pred_items(pred_req *r, pred_item **items_out, size_t *n_out, bool *t
             diag_free(&errs);
             free(items);
             r->doc = o;
-            return 422;
+            return API_UNPROCESSABLE;
         }
         for (size_t k = 0; k < s.n_trials; k++) {
             if (n == LAWS_PREDICT_MAX_CURVES) {
@@ -1103,7 +1103,7 @@ static int pred_items(pred_req *r, pred_item **items_out, size_t *n_out, bool *t
             diag_free(&errs);
             free(items);
             r->doc = o;
-            return 422;
+            return API_UNPROCESSABLE;
         }
         it->have = true;
         it->label = xstrdup(it->cfg.name);
@@ -1122,7 +1122,7 @@ static void pred_work(uv_work_t *w)
     bool truncated;
     int st = pred_items(r, &items, &n, &truncated);
     if (st) {
-        r->status = st;
+        r->rc = st;
         return;
     }
     cJSON *o = cJSON_CreateObject();
@@ -1141,7 +1141,7 @@ static void pred_work(uv_work_t *w)
     free(items);
     cJSON_AddBoolToObject(o, "truncated", truncated);
     r->doc = o;
-    r->status = 200;
+    r->rc = API_OK;
 }
 
 static void pred_after(uv_work_t *w, int status)
@@ -1150,10 +1150,10 @@ static void pred_after(uv_work_t *w, int status)
     r->t->predicting--;
     if (status < 0 || !r->doc) {
         cJSON_Delete(r->doc);
-        r->doc = json_error_doc(API_SHUTTING_DOWN);
-        r->status = 503;
+        r->doc = NULL;
+        r->rc = API_UNAVAILABLE;
     }
-    r->done(r->arg, r->status, r->doc);
+    r->done(r->arg, r->rc, r->doc);
     free(r->body);
     free(r->jobs_dir);
     free(r);
@@ -1163,12 +1163,12 @@ void laws_predict(laws_table *t, const char *id, const char *body, size_t len, l
                   void *arg)
 {
     if (t->stopping)
-        return done(arg, 503, json_error_doc(API_SHUTTING_DOWN));
+        return done(arg, API_UNAVAILABLE, NULL);
     law_entry *e = find(t, id);
     if (!e)
-        return done(arg, 404, json_error_doc("no such law"));
+        return done(arg, API_NOT_FOUND, json_error_doc("no such law"));
     if (t->predicting >= LAWS_MAX_PREDICTS)
-        return done(arg, 429, busy_doc("predictions are running already; try again in a second", 1));
+        return done(arg, API_TRY_LATER, busy_doc("predictions are running already; try again in a second", 1));
     pred_req *r = xcalloc(1, sizeof *r);
     char err[256];
     if (doc_law(e->doc, &r->law, err, sizeof err) != 0) {
@@ -1176,7 +1176,7 @@ void laws_predict(laws_table *t, const char *id, const char *body, size_t len, l
         char *m = xasprintf("law %s cannot be read: %s", id, err);
         cJSON *o = json_error_doc(m);
         free(m);
-        return done(arg, 500, o);
+        return done(arg, -EIO, o);
     }
     r->work.data = r;
     r->t = t;
@@ -1193,7 +1193,7 @@ void laws_predict(laws_table *t, const char *id, const char *body, size_t len, l
         free(r->body);
         free(r->jobs_dir);
         free(r);
-        return done(arg, 500, json_error_doc("cannot queue the prediction"));
+        return done(arg, -EIO, json_error_doc("cannot queue the prediction"));
     }
     t->predicting++;
 }

@@ -10,7 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "traind/api.h"
+#include "traind/result.h"
 #include "traind/json.h"
 #include "traind/log.h"
 #include "traind/subproc.h"
@@ -41,9 +41,9 @@ lrfind_jobs *lrfind_jobs_new(uv_loop_t *loop)
     return js;
 }
 
-static void answer_error(lrfind_job_done done, void *arg, int status, const char *msg)
+static void answer_error(lrfind_job_done done, void *arg, int rc, const char *msg)
 {
-    done(arg, status, json_error_doc(msg));
+    done(arg, rc, json_error_doc(msg));
 }
 
 static void unlink_run(lrf_run *r)
@@ -64,16 +64,16 @@ static void on_done(void *ctx, const subproc_result *res)
     bool exited = res->rc == 0 && res->term_signal == 0;
     if (r->killed) {
         cJSON_Delete(doc);
-        answer_error(r->done, r->arg, 503, API_SHUTTING_DOWN);
+        answer_error(r->done, r->arg, API_UNAVAILABLE, API_SHUTTING_DOWN);
     } else if (res->rc == -ETIMEDOUT) {
         cJSON_Delete(doc);
         char msg[128];
         snprintf(msg, sizeof msg, "the lr range test ran past %.0f s and was stopped", r->timeout_s);
-        answer_error(r->done, r->arg, 504, msg);
+        answer_error(r->done, r->arg, API_TIMED_OUT, msg);
     } else if (exited && res->exit_status == WORKER_EXIT_OK && cJSON_IsObject(doc)) {
-        r->done(r->arg, 200, doc);
+        r->done(r->arg, API_OK, doc);
     } else if (exited && res->exit_status == WORKER_EXIT_FAILED && cJSON_IsObject(doc)) {
-        r->done(r->arg, 422, doc);
+        r->done(r->arg, API_UNPROCESSABLE, doc);
     } else {
         cJSON_Delete(doc);
         /* the process's own words, when it said any (stderr, one line) */
@@ -86,7 +86,7 @@ static void on_done(void *ctx, const subproc_result *res)
             log_warn("lr-find: the process exited %ld: %s", (long)res->exit_status, why);
         char msg[320];
         snprintf(msg, sizeof msg, "the lr range test failed%s%s", why[0] ? ": " : "", why);
-        answer_error(r->done, r->arg, 500, msg);
+        answer_error(r->done, r->arg, -EIO, msg);
     }
     free(r);
 }
@@ -95,14 +95,14 @@ void lrfind_jobs_start(lrfind_jobs *js, const lrfind_job_spec *spec, const char 
                        const lrfind_opts *o, lrfind_job_done done, void *arg)
 {
     if (js->stopping)
-        return answer_error(done, arg, 503, API_SHUTTING_DOWN);
+        return answer_error(done, arg, API_UNAVAILABLE, API_SHUTTING_DOWN);
     if (js->n_running >= LRFIND_JOB_MAX_RUNNING)
-        return answer_error(done, arg, 429, "an lr range test is running already; try again when it has ended");
+        return answer_error(done, arg, API_TRY_LATER, "an lr range test is running already; try again when it has ended");
     /* The body goes to the process as its stdin: a memfd, written here
      * (memory, at most the body's size) and read there at its own pace. */
     int fd = memfd_create("traind-lr-find", MFD_CLOEXEC);
     if (fd < 0)
-        return answer_error(done, arg, 500, "cannot pass the config to the lr range test (memfd_create)");
+        return answer_error(done, arg, -EIO, "cannot pass the config to the lr range test (memfd_create)");
     size_t off = 0;
     while (off < len) {
         ssize_t w = write(fd, yaml + off, len - off);
@@ -110,7 +110,7 @@ void lrfind_jobs_start(lrfind_jobs *js, const lrfind_job_spec *spec, const char 
             continue;
         if (w <= 0) {
             close(fd);
-            return answer_error(done, arg, 500, "cannot pass the config to the lr range test (write)");
+            return answer_error(done, arg, -EIO, "cannot pass the config to the lr range test (write)");
         }
         off += (size_t)w;
     }
@@ -147,7 +147,7 @@ void lrfind_jobs_start(lrfind_jobs *js, const lrfind_job_spec *spec, const char 
     if (rc < 0) {
         free(r);
         log_warn("lr-find: cannot start %s: %s", spec->exe, strerror(-rc));
-        return answer_error(done, arg, 500, "cannot start the lr range test");
+        return answer_error(done, arg, -EIO, "cannot start the lr range test");
     }
     log_info("lr-find: process %d started (%ld steps, lr %g to %g)", subproc_pid(r->proc), o->steps, o->start,
              o->end);

@@ -312,43 +312,44 @@ static long spool_room(void *ctx)
 /* POST /jobs/{id}/fork: admitted as a submit is (jobs_submit_ex asks
  * admit_room), with an Idempotency-Key or without. */
 static void be_fork(void *ctx, const char *id, const char *body, size_t len, const char *idem_key,
-                    void (*done)(void *arg, int status, cJSON *doc), void *arg)
+                    api_done done, void *arg)
 {
     daemon_state *d = ctx;
     if (d->stopping) {
-        return done(arg, 503, json_error_doc(API_SHUTTING_DOWN));
+        return done(arg, API_UNAVAILABLE, NULL);
     }
     forks_fork(d->jobs, id, body, len, idem_key, done, arg);
 }
 
-static void be_checkpoints(void *ctx, const char *id, void (*done)(void *arg, int status, cJSON *doc), void *arg)
+static void be_checkpoints(void *ctx, const char *id, api_done done, void *arg)
 {
     forks_checkpoints(((daemon_state *)ctx)->jobs, id, done, arg);
 }
 
-static cJSON *be_list_experiments(void *ctx)
+static void be_list_experiments(void *ctx, api_done done, void *arg)
 {
-    return exps_list_json(((daemon_state *)ctx)->exps);
+    done(arg, API_OK, exps_list_json(((daemon_state *)ctx)->exps));
 }
 
-static cJSON *be_get_experiment(void *ctx, const char *id)
+static void be_get_experiment(void *ctx, const char *id, api_done done, void *arg)
 {
-    return exps_get_json(((daemon_state *)ctx)->exps, id);
+    cJSON *o = exps_get_json(((daemon_state *)ctx)->exps, id);
+    done(arg, o ? API_OK : API_NOT_FOUND, o);
 }
 
 /* An experiment, under a key already scoped (exps_submit). */
 static void submit_experiment(daemon_state *d, const char *yaml, size_t len, const char *key, uint64_t fp,
-                              void (*done)(void *arg, int status, cJSON *doc), void *arg)
+                              api_done done, void *arg)
 {
     if (d->stopping) {
-        return done(arg, 503, json_error_doc(API_SHUTTING_DOWN));
+        return done(arg, API_UNAVAILABLE, NULL);
     }
     exps_submit(d->exps, yaml, len, key, fp, done, arg);
 }
 
 /* POST /experiments: the header's key in this endpoint's scope, the body its request. */
 static void be_submit_experiment(void *ctx, const char *yaml, size_t len, const char *idem_key,
-                                 void (*done)(void *arg, int status, cJSON *doc), void *arg)
+                                 api_done done, void *arg)
 {
     char *key = jobs_idem_scoped("post", idem_key);
     submit_experiment(ctx, yaml, len, key, jobs_idem_fp(yaml, len, "", 0), done, arg);
@@ -357,7 +358,7 @@ static void be_submit_experiment(void *ctx, const char *yaml, size_t len, const 
 
 /* POST /validate, POST /schedule: intake's checks with this daemon's data_dirs and limits. */
 static void be_preview(void *ctx, const char *yaml, size_t len, long max,
-                       void (*done)(void *arg, int status, cJSON *doc), void *arg)
+                       api_done done, void *arg)
 {
     daemon_state *d = ctx;
     preview_in in = {.data_dirs = d->cfg.data_dirs, .n_data_dirs = d->cfg.n_data_dirs,
@@ -372,11 +373,11 @@ static void be_preview(void *ctx, const char *yaml, size_t len, long max,
 
 /* POST /lr-find: a short job in a process of its own (lrfind_job.h). */
 static void be_lr_find(void *ctx, const char *yaml, size_t len, const lrfind_opts *o,
-                       void (*done)(void *arg, int status, cJSON *doc), void *arg)
+                       api_done done, void *arg)
 {
     daemon_state *d = ctx;
     if (d->stopping)
-        return done(arg, 503, json_error_doc(API_SHUTTING_DOWN));
+        return done(arg, API_UNAVAILABLE, NULL);
     lrfind_job_spec spec = {.exe = d->exe, .threads = d->cfg.threads_per_job,
                             .data_dirs = d->cfg.data_dirs, .n_data_dirs = d->cfg.n_data_dirs,
                             .max_model_bytes = d->cfg.max_model_memory};
@@ -384,45 +385,62 @@ static void be_lr_find(void *ctx, const char *yaml, size_t len, const lrfind_opt
 }
 
 /* Loss-curve laws (laws.h): fits and predictions on the thread pool. */
-static cJSON *be_list_laws(void *ctx)
+static void be_list_laws(void *ctx, api_done done, void *arg)
 {
-    return laws_list_json(((daemon_state *)ctx)->laws);
+    done(arg, API_OK, laws_list_json(((daemon_state *)ctx)->laws));
 }
 
-static void be_fit_law(void *ctx, const char *body, size_t len, void (*done)(void *arg, int status, cJSON *doc),
+static void be_fit_law(void *ctx, const char *body, size_t len, api_done done,
                        void *arg)
 {
     laws_fit(((daemon_state *)ctx)->laws, body, len, done, arg);
 }
 
-static void be_get_law(void *ctx, const char *id, void (*done)(void *arg, int status, cJSON *doc), void *arg)
+static void be_get_law(void *ctx, const char *id, api_done done, void *arg)
 {
     laws_get(((daemon_state *)ctx)->laws, id, done, arg);
 }
 
 static void be_predict_law(void *ctx, const char *id, const char *body, size_t len, long max,
-                           void (*done)(void *arg, int status, cJSON *doc), void *arg)
+                           api_done done, void *arg)
 {
     laws_predict(((daemon_state *)ctx)->laws, id, body, len, max, done, arg);
 }
 
-static void be_cancel_experiment(void *ctx, const char *id, void (*done)(void *arg, int rc), void *arg)
+/* A cancel's answer: the table's done(arg, rc) as an api_done. */
+typedef struct cancel_answer {
+    api_done done;
+    void *arg;
+} cancel_answer;
+
+static void cancel_answered(void *arg, int rc)
 {
-    int rc = exps_cancel(((daemon_state *)ctx)->exps, id, done, arg);
-    if (rc != API_OK)
-        done(arg, rc);   /* not found, already ended: answered now */
+    cancel_answer *a = arg;
+    a->done(a->arg, rc, NULL);
+    free(a);
 }
 
-static int be_cancel(void *ctx, const char *id)
+static cancel_answer *cancel_answer_new(api_done done, void *arg)
 {
-    return jobs_cancel(((daemon_state *)ctx)->jobs, id, NULL, NULL);
+    cancel_answer *a = xmalloc(sizeof *a);
+    *a = (cancel_answer){done, arg};
+    return a;
 }
 
-static void be_cancel_async(void *ctx, const char *id, void (*done)(void *arg, int rc), void *arg)
+static void be_cancel_experiment(void *ctx, const char *id, api_done done, void *arg)
 {
-    int rc = jobs_cancel(((daemon_state *)ctx)->jobs, id, done, arg);
+    cancel_answer *a = cancel_answer_new(done, arg);
+    int rc = exps_cancel(((daemon_state *)ctx)->exps, id, cancel_answered, a);
     if (rc != API_OK)
-        done(arg, rc);   /* not found, already ended: answered now */
+        cancel_answered(a, rc);   /* not found, already ended: answered now */
+}
+
+static void be_cancel(void *ctx, const char *id, api_done done, void *arg)
+{
+    cancel_answer *a = cancel_answer_new(done, arg);
+    int rc = jobs_cancel(((daemon_state *)ctx)->jobs, id, cancel_answered, a);
+    if (rc != API_OK)
+        cancel_answered(a, rc);   /* not found, already ended: answered now */
 }
 
 static cJSON *be_metrics(void *ctx, const char *id, long since, long max)
@@ -592,13 +610,13 @@ static void on_incoming_unlinked(uv_fs_t *req)
     free(x);
 }
 
-static void on_incoming_exp_done(void *arg, int status, cJSON *doc)
+static void on_incoming_exp_done(void *arg, int rc, cJSON *doc)
 {
     incoming_exp *x = arg;
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
     const char *eid = cJSON_IsString(id) ? id->valuestring : "?";
-    if (status == 201 || status == 400) {
-        if (status == 201)
+    if (rc == API_OK || rc == API_INVALID) {
+        if (rc == API_OK)
             log_info("experiment %s: submitted from incoming/%s", eid, x->name);
         else
             log_warn("experiment %s: from incoming/%s: rejected", eid, x->name);
@@ -614,8 +632,8 @@ static void on_incoming_exp_done(void *arg, int status, cJSON *doc)
         return;
     }
     const cJSON *err = cJSON_GetObjectItemCaseSensitive(doc, "error");
-    log_warn("incoming/%s: the experiment was not taken (%d%s%s); left there for a later scan", x->name, status,
-             cJSON_IsString(err) ? ": " : "", cJSON_IsString(err) ? err->valuestring : "");
+    log_warn("incoming/%s: the experiment was not taken (%s%s%s); left there for a later scan", x->name,
+             strerror(-rc), cJSON_IsString(err) ? ": " : "", cJSON_IsString(err) ? err->valuestring : "");
     cJSON_Delete(doc);
     free(x->path);
     free(x->name);
@@ -1065,7 +1083,6 @@ static void wire_api(daemon_state *d)
         .get_job = be_get,
         .submit = be_submit,
         .cancel = be_cancel,
-        .cancel_async = be_cancel_async,
         .metrics = be_metrics,
         .metrics_points = be_metrics_points,
         .metrics_defer = be_metrics_defer,

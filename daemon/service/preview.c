@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "traind/api.h"
+#include "traind/result.h"
 #include "traind/config.h"
 #include "traind/experiments.h"
 #include "traind/intake.h"
@@ -58,7 +58,7 @@ int preview_run(const preview_in *in, const char *yaml, size_t len, size_t max_p
         if (exps_check(yaml, len, &ci, &s, &errors) != 0) {
             sweep_free(&s);
             *doc = invalid_doc("experiment", errors);
-            return 422;
+            return API_UNPROCESSABLE;
         }
         cJSON_Delete(errors);
         cJSON *o = cJSON_CreateObject();
@@ -106,7 +106,7 @@ int preview_run(const preview_in *in, const char *yaml, size_t len, size_t max_p
         }
         sweep_free(&s);
         *doc = o;
-        return 200;
+        return API_OK;
     }
 
     run_config cfg;
@@ -116,7 +116,7 @@ int preview_run(const preview_in *in, const char *yaml, size_t len, size_t max_p
     if (intake_validate(yaml, len, "job", &lim, &cfg, &data_path, &errs) != 0) {
         *doc = invalid_doc("job", json_diag_list(&errs));
         diag_free(&errs);
-        return 422;
+        return API_UNPROCESSABLE;
     }
     free(data_path);
     diag_free(&errs);
@@ -136,7 +136,7 @@ int preview_run(const preview_in *in, const char *yaml, size_t len, size_t max_p
     }
     cfg_free(&cfg);
     *doc = o;
-    return 200;
+    return API_OK;
 }
 
 /* ---- on the thread pool ----------------------------------------------- */
@@ -150,14 +150,14 @@ typedef struct preview_req {
     size_t len, max;
     preview_done done;
     void *arg;
-    int status;
+    int rc;
     cJSON *doc;
 } preview_req;
 
 static void preview_work(uv_work_t *w)
 {
     preview_req *r = w->data;
-    r->status = preview_run(&r->in, r->yaml, r->len, r->max, &r->doc);
+    r->rc = preview_run(&r->in, r->yaml, r->len, r->max, &r->doc);
 }
 
 static void preview_req_free(preview_req *r)
@@ -198,11 +198,10 @@ static void preview_after(uv_work_t *w, int status)
     g_running--;
     if (status < 0 || !r->doc) {
         cJSON_Delete(r->doc);
-        r->doc = cJSON_CreateObject();
-        cJSON_AddStringToObject(r->doc, "error", API_SHUTTING_DOWN);
-        r->status = 503;
+        r->doc = NULL;
+        r->rc = API_UNAVAILABLE;
     }
-    r->done(r->arg, r->status, r->doc);
+    r->done(r->arg, r->rc, r->doc);
     preview_req_free(r);
     preview_next();
 }
@@ -216,7 +215,7 @@ static void preview_busy(preview_done done, void *arg)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "error", msg);
     cJSON_AddNumberToObject(o, "retry_after_s", 1);
-    done(arg, 429, o);
+    done(arg, API_TRY_LATER, o);
 }
 
 static void start(uv_loop_t *loop, const preview_in *in, const char *yaml, size_t len, size_t max,
@@ -224,8 +223,8 @@ static void start(uv_loop_t *loop, const preview_in *in, const char *yaml, size_
 {
     if (!loop) {
         cJSON *doc = NULL;
-        int st = preview_run(in, yaml, len, max, &doc);
-        done(arg, st, doc);
+        int rc = preview_run(in, yaml, len, max, &doc);
+        done(arg, rc, doc);
         return;
     }
     if (g_waiting >= PREVIEW_WAITING_MAX)

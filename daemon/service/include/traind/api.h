@@ -23,6 +23,7 @@
 #include "traind/http.h"
 #include "traind/prom.h"
 #include "traind/rate_limit.h"
+#include "traind/result.h"
 #include "traind/spool.h"
 #include "traind/train_point.h"
 
@@ -38,22 +39,7 @@
 
 /* The backend hands metrics points out as train_points (traind/train_point.h). */
 
-/* Return codes of submit and cancel, negative errno values: any other
- * negative code is answered 500. */
-enum {
-    API_OK = 0,                  /* submit: 201 {"id"}; cancel: 202 */
-    API_INVALID = -EINVAL,       /* submit: 400 with errors */
-    API_NOT_FOUND = -ENOENT,     /* cancel: 404 */
-    API_CONFLICT = -EALREADY,    /* cancel: 409, the job has already ended */
-    API_UNAVAILABLE = -ESHUTDOWN, /* 503: shutting down, intake stopped */
-    API_QUEUE_FULL = -EAGAIN,     /* submit: 429, max_queued_jobs are waiting already */
-    API_IN_PROGRESS = -EINPROGRESS, /* submit: 409, the same Idempotency-Key is being saved */
-    API_KEY_REUSED = -EEXIST      /* submit: 422, the Idempotency-Key was used for another request */
-};
-
-/* What every endpoint answers with its 503 once shutdown has begun
- * (API_UNAVAILABLE, or a thread-pool request cancelled by the loop closing). */
-#define API_SHUTTING_DOWN "traind is shutting down"
+/* Result codes (API_OK, API_INVALID, ...) and api_done: traind/result.h. */
 
 /* Answers printed on the thread pool (job pages, metrics, /compare,
  * /metrics) wait their turn in two bounded lanes, a token holder's first:
@@ -125,15 +111,13 @@ typedef struct api_backend {
     void (*submit)(void *ctx, const char *yaml, size_t len, const char *default_name,
                    const char *idem_key, api_submit_done done, void *arg);
 
-    /* API_OK (cancel requested), API_NOT_FOUND or API_CONFLICT. */
-    int (*cancel)(void *ctx, const char *id);
-
-    /* Optional, preferred over cancel: the same, answered through
-     * done(arg, rc) exactly once, now or later — API_OK only once the
-     * request is on disk (a daemon that dies right after the 202 still
-     * cancels the job when it starts again), or a -errno when it could not
-     * be saved. */
-    void (*cancel_async)(void *ctx, const char *id, void (*done)(void *arg, int rc), void *arg);
+    /* POST /jobs/{id}/cancel: answered through done(arg, rc, doc) exactly
+     * once, now or later — API_OK only once the request is on disk (a
+     * daemon that dies right after the 202 still cancels the job when it
+     * starts again), API_NOT_FOUND, API_CONFLICT (already ended), or a
+     * -errno when it could not be saved.  doc NULL: api.c writes the
+     * answer (traind(8) HTTP API). */
+    void (*cancel)(void *ctx, const char *id, api_done done, void *arg);
 
     /* The job's metrics points with step > since, at most max of them
      * (max 0 = all; evenly thinned, the last kept) as a cJSON array of
@@ -194,39 +178,41 @@ typedef struct api_backend {
 
     /* Optional: POST /jobs/{id}/fork (traind/forks.h).  body: the JSON
      * request (len bytes, valid only during the call); idem_key as for
-     * submit.  Answers through done(arg, status, doc) exactly once, now or
-     * later: an HTTP status and the JSON to answer (done takes doc). */
+     * submit.  Answers through done(arg, rc, doc) exactly once, now or
+     * later: a result code (traind/result.h; routes[] in api.c makes it a
+     * status) and the JSON to answer (done takes doc; NULL: the error the
+     * code means). */
     void (*fork)(void *ctx, const char *id, const char *body, size_t len, const char *idem_key,
-                 void (*done)(void *arg, int status, cJSON *doc), void *arg);
+                 api_done done, void *arg);
     /* Optional: GET /jobs/{id}/checkpoints, answered the same way. */
-    void (*checkpoints)(void *ctx, const char *id, void (*done)(void *arg, int status, cJSON *doc), void *arg);
+    void (*checkpoints)(void *ctx, const char *id, api_done done, void *arg);
     /* Optional: experiments (traind/experiments.h).  GET /experiments (an
-     * array), GET /experiments/{id} (NULL = 404), POST /experiments (a sweep
-     * file; answered like fork), POST /experiments/{id}/cancel (API_OK →
-     * 202, API_NOT_FOUND, API_CONFLICT). */
-    cJSON *(*list_experiments)(void *ctx);
-    cJSON *(*get_experiment)(void *ctx, const char *id);
+     * array), GET /experiments/{id} (API_NOT_FOUND when none), POST
+     * /experiments (a sweep file), each answered like fork; POST
+     * /experiments/{id}/cancel (answered as cancel is). */
+    void (*list_experiments)(void *ctx, api_done done, void *arg);
+    void (*get_experiment)(void *ctx, const char *id, api_done done, void *arg);
     void (*submit_experiment)(void *ctx, const char *yaml, size_t len, const char *idem_key,
-                              void (*done)(void *arg, int status, cJSON *doc), void *arg);
-    void (*cancel_experiment)(void *ctx, const char *id, void (*done)(void *arg, int rc), void *arg);
+                              api_done done, void *arg);
+    void (*cancel_experiment)(void *ctx, const char *id, api_done done, void *arg);
     /* Optional: POST /validate (max 0) and POST /schedule?max=N (max >= 2)
      * of a config (traind/preview.h), answered like fork. */
     void (*preview)(void *ctx, const char *yaml, size_t len, long max,
-                    void (*done)(void *arg, int status, cJSON *doc), void *arg);
+                    api_done done, void *arg);
     /* Optional: POST /lr-find, the LR range test of a config with the sweep
-     * o (traind/lrfind_job.h), answered like fork: done(arg, status, doc). */
+     * o (traind/lrfind_job.h), answered like fork: done(arg, rc, doc). */
     void (*lr_find)(void *ctx, const char *yaml, size_t len, const struct lrfind_opts *o,
-                    void (*done)(void *arg, int status, cJSON *doc), void *arg);
+                    api_done done, void *arg);
     /* Optional: loss-curve laws (traind/laws.h).  GET /laws (an array),
      * POST /laws (a JSON fit request), GET /laws/{id} and POST
      * /laws/{id}/predict?max=N (a config, a sweep or JSON), each answered
-     * like fork: done(arg, status, doc). */
-    cJSON *(*list_laws)(void *ctx);
-    void (*fit_law)(void *ctx, const char *body, size_t len, void (*done)(void *arg, int status, cJSON *doc),
+     * like fork: done(arg, rc, doc). */
+    void (*list_laws)(void *ctx, api_done done, void *arg);
+    void (*fit_law)(void *ctx, const char *body, size_t len, api_done done,
                     void *arg);
-    void (*get_law)(void *ctx, const char *id, void (*done)(void *arg, int status, cJSON *doc), void *arg);
+    void (*get_law)(void *ctx, const char *id, api_done done, void *arg);
     void (*predict_law)(void *ctx, const char *id, const char *body, size_t len, long max,
-                        void (*done)(void *arg, int status, cJSON *doc), void *arg);
+                        api_done done, void *arg);
     /* Optional: the dashboard's files (GET /, /ui/..., /lib/chart.js/...);
      * NULL: those answer 404. */
     struct static_files *files;

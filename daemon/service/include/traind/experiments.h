@@ -52,14 +52,15 @@ int exps_load(exp_table *e);
  * jobs change (an ended trial makes room). */
 void exps_poke(exp_table *e);
 
-/* POST /experiments: 201 {"id"}, 400 {"error","errors","id"?}, 503, 500
- * through done (forks_done: status and doc, exactly once).  idem_key (or
+/* POST /experiments: API_OK {"id"} (201), API_INVALID {"error","errors","id"?},
+ * API_UNAVAILABLE, API_TRY_LATER (one file checked at a time) or another
+ * -errno through done (api_done: result code and doc, exactly once).  idem_key (or
  * NULL): scoped by the caller ("post:KEY" from a header, "incoming:..." for
  * a file of incoming/), saved in experiment.json with fp (jobs_idem_fp of
  * the body; 0 = not compared); a submit with a key used before answers
- * with that experiment, 409 while the first is still being saved, 422 when
- * its body is not the first one's. */
-void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_key, uint64_t fp, forks_done done,
+ * with that experiment, API_IN_PROGRESS while the first is still being
+ * saved, API_KEY_REUSED when its body is not the first one's. */
+void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_key, uint64_t fp, api_done done,
                  void *arg);
 
 /* GET /experiments: summaries, newest first. */

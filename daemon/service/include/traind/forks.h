@@ -12,19 +12,22 @@
  * The request body is untrusted JSON: {"at_step": S, "set": {"k": v, ...}
  * or ["k=v", ...], "name": "..."}.  Reading the parent's files and
  * cfg_fork run on the thread pool; the answer comes through done(arg,
- * status, doc) on the loop thread, exactly once: 201 {"id"}; 400 {"error",
- * "errors"?} (a bad body, a change a fork may not make); 404 (no parent);
- * 409 {"error","steps"} (no kept checkpoint at S: the steps that have one);
- * 503 (shutting down); 500.  done takes doc.
+ * rc, doc) on the loop thread, exactly once (traind/result.h; api.c makes
+ * the status): API_OK {"id"} (201); API_INVALID {"error", "errors"?} (a bad
+ * body, a change a fork may not make); API_NOT_FOUND (no parent);
+ * API_CONFLICT {"error","steps"} (no kept checkpoint at S: the steps that
+ * have one); API_QUEUE_FULL, API_IN_PROGRESS, API_KEY_REUSED as POST /jobs;
+ * API_UNAVAILABLE (shutting down); another -errno.  done takes doc.
  */
 #ifndef TRAIND_FORKS_H
 #define TRAIND_FORKS_H
 
 #include <stddef.h>
 #include "traind/jobs.h"
+#include "traind/result.h"
 
 struct cJSON;
-typedef void (*forks_done)(void *arg, int status, struct cJSON *doc);
+typedef api_done forks_done;
 
 #define FORKS_MAX_SETS 64
 #define FORKS_MAX_CHECKPOINTS 10000   /* GET /jobs/{id}/checkpoints lists at most the newest this many */
@@ -32,8 +35,8 @@ typedef void (*forks_done)(void *arg, int status, struct cJSON *doc);
 void forks_fork(job_table *t, const char *parent_id, const char *body, size_t len, const char *idem_key,
                 forks_done done, void *arg);
 
-/* GET /jobs/{id}/checkpoints: 200 [{"step","bytes","time","latest"}...]
- * ascending by step (listed on the thread pool), or 404. */
+/* GET /jobs/{id}/checkpoints: API_OK [{"step","bytes","time","latest"}...]
+ * ascending by step (listed on the thread pool), or API_NOT_FOUND. */
 void forks_checkpoints(job_table *t, const char *id, forks_done done, void *arg);
 
 /* The body's fields, parsed (exposed for tests): 0, or -EINVAL with a

@@ -42,6 +42,7 @@
 
 #include "traind/experiments.h"
 #include "traind/jobs.h"
+#include "traind/result.h"
 
 struct cJSON;
 
@@ -67,8 +68,9 @@ struct cJSON;
 
 typedef struct laws_table laws_table;
 
-/* How a request ends: an HTTP status and the JSON to answer (done takes it). */
-typedef void (*laws_done)(void *arg, int status, struct cJSON *doc);
+/* How a request ends: a result code (traind/result.h: api.c makes the
+ * status) and the JSON to answer (done takes it). */
+typedef api_done laws_done;
 
 laws_table *laws_new(uv_loop_t *loop, job_table *jobs, exp_table *exps, const char *spool_dir);
 /* Reads <spool>/laws/ (blocking; at start-up).  The number loaded, or -errno. */
@@ -78,7 +80,7 @@ int laws_load(laws_table *t);
 void laws_fit(laws_table *t, const char *body, size_t len, laws_done done, void *arg);
 /* GET /laws. */
 struct cJSON *laws_list_json(laws_table *t);
-/* GET /laws/{id}: 200 or 404 through done. */
+/* GET /laws/{id}: API_OK or API_NOT_FOUND through done. */
 void laws_get(laws_table *t, const char *id, laws_done done, void *arg);
 /* POST /laws/{id}/predict?max=N (N points a curve, 2..LAWS_PREDICT_MAX_POINTS). */
 void laws_predict(laws_table *t, const char *id, const char *body, size_t len, long max, laws_done done,

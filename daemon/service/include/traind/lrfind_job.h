@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "traind/lrfind.h"
+#include "traind/result.h"
 
 struct cJSON;
 
@@ -39,12 +40,13 @@ typedef struct lrfind_job_spec {
     double timeout_s;           /* 0 = LRFIND_JOB_TIMEOUT_S */
 } lrfind_job_spec;
 
-typedef void (*lrfind_job_done)(void *arg, int status, struct cJSON *doc);
+typedef api_done lrfind_job_done;
 
 lrfind_jobs *lrfind_jobs_new(uv_loop_t *loop);
 
-/* Starts the test of yaml (len bytes) with o; done(arg, status, doc) runs
- * once on the loop thread (at once when it cannot start: 429, 500). */
+/* Starts the test of yaml (len bytes) with o; done(arg, rc, doc) runs
+ * once on the loop thread (at once when it cannot start: API_TRY_LATER,
+ * -EIO). */
 void lrfind_jobs_start(lrfind_jobs *js, const lrfind_job_spec *spec, const char *yaml, size_t len,
                        const lrfind_opts *o, lrfind_job_done done, void *arg);
 

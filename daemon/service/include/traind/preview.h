@@ -17,6 +17,8 @@
  *   /schedule  200 {"kind", "curves": [{"label", "name", "trial" (sweeps), "total_steps",
  *                                       "points": [[step, lr], ...]}]}
  *              422 as /validate
+ *
+ * (API_OK and API_UNPROCESSABLE through done: api.c makes them 200 and 422.)
  */
 #ifndef TRAIND_PREVIEW_H
 #define TRAIND_PREVIEW_H
@@ -24,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
+#include "traind/result.h"
 
 struct cJSON;
 
@@ -49,9 +52,9 @@ typedef struct preview_in {
     const char *laws_dir;    /* sweep.predict's law is looked for here (laws.h) */
 } preview_in;
 
-typedef void (*preview_done)(void *arg, int status, struct cJSON *doc);
+typedef api_done preview_done;
 
-/* POST /validate of yaml (len bytes, copied): done(arg, status, doc) once,
+/* POST /validate of yaml (len bytes, copied): done(arg, rc, doc) once,
  * on the loop thread (now when loop is NULL; done takes doc). */
 void preview_validate(uv_loop_t *loop, const preview_in *in, const char *yaml, size_t len, preview_done done,
                       void *arg);
@@ -60,8 +63,8 @@ void preview_validate(uv_loop_t *loop, const preview_in *in, const char *yaml, s
 void preview_schedule(uv_loop_t *loop, const preview_in *in, const char *yaml, size_t len, size_t max,
                       preview_done done, void *arg);
 
-/* The work of either, on the calling thread (tests, and the pool): status
- * and doc. */
+/* The work of either, on the calling thread (tests, and the pool): the
+ * result code (API_OK, or API_UNPROCESSABLE with {"ok": false, ...}) and doc. */
 int preview_run(const preview_in *in, const char *yaml, size_t len, size_t max_points, struct cJSON **doc);
 
 #endif
