@@ -42,7 +42,7 @@ typedef struct client {
 typedef struct response {
     long status;
     char *body;
-    size_t len;
+    size_t len, cap;         /* cap: body's allocation (grown by doubling) */
     bool too_big;            /* the answer passed CLIENT_MAX_ANSWER: dropped */
     bool transport_failed;   /* no HTTP answer at all (refused, reset, timed out) */
     char *next;              /* a paged answer's Link: <PATH>; rel="next" (malloc'd), else NULL */
@@ -64,7 +64,15 @@ static size_t on_body(char *data, size_t size, size_t n, void *ctx)
         r->too_big = true;
         return 0;   /* curl stops with CURLE_WRITE_ERROR */
     }
-    r->body = xrealloc(r->body, r->len + add + 1);
+    if (r->len + add + 1 > r->cap) {
+        /* doubling: a realloc per chunk copied the whole answer each time
+         * (quadratic: seconds for a 16 MiB one) */
+        size_t cap = r->cap ? r->cap : 16384;
+        while (cap < r->len + add + 1)
+            cap *= 2;
+        r->body = xrealloc(r->body, cap);
+        r->cap = cap;
+    }
     memcpy(r->body + r->len, data, add);
     r->len += add;
     r->body[r->len] = '\0';
@@ -145,7 +153,7 @@ static int http_ex(const client *c, const char *method, const char *path, const 
     if (ret) {
         free(out->body);
         out->body = NULL;
-        out->len = 0;
+        out->len = out->cap = 0;
         free(out->next);
         out->next = NULL;
     }
