@@ -531,7 +531,7 @@ static void wait_rejected(int n, double timeout_s)
 START_TEST(rejected_jobs_memory_bounded)
 {
     if (tl_under_valgrind() || TL_ASAN) {
-        fprintf(stderr, "SKIPPED: 1 check: RSS is not the daemon's own under %s\n",
+        tl_skip("rejected_jobs_memory_bounded: RSS is not the daemon's own under %s",
                 TL_ASAN ? "AddressSanitizer" : "Valgrind");
         return;
     }

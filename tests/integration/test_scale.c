@@ -321,8 +321,8 @@ START_TEST(restart_touches_no_job_file)
     char *out = xasprintf("%s/strace.log", g_dir);
     char *wd = strace_wrapper(out);
     if (!wd) {
-        fprintf(stderr, "SKIPPED: 1 check: restart_touches_no_job_file: no /usr/bin/strace to count system calls "
-                        "(restart with %d jobs: %.3f s)\n", N, t);
+        tl_skip("restart_touches_no_job_file: no /usr/bin/strace to count system calls (restart with %d jobs: "
+                "%.3f s)", N, t);
         free(out);
         return;
     }
@@ -349,8 +349,7 @@ START_TEST(restart_touches_no_job_file)
     fprintf(stderr, "scale: restart with %d finished jobs %.3f s; under strace the main thread named jobs.index "
                     "%d times, a status.json %d times\n", N, t, idx, st_main);
     if (idx == 0)
-        fprintf(stderr, "SKIPPED: 1 check: restart_touches_no_job_file: strace saw nothing of traind (no ptrace "
-                        "here?)\n");
+        tl_skip("restart_touches_no_job_file: strace saw nothing of traind (no ptrace here?)");
     else
         ck_assert_msg(st_main == 0, "the restart's main thread named a status.json %d times with %d jobs, all in "
                                     "jobs.index (a system call per job)", st_main, N);
