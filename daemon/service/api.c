@@ -386,7 +386,7 @@ static void render_prom(render_req *r)
 {
     prom_buf b;
     prom_buf_init(&b);
-    /* list_prom's {"counts","jobs"}, or list_jobs' array (counted here) */
+    /* list_prom's {"counts","jobs"}, or an array of jobs (counted here) */
     const cJSON *jobs = r->doc, *counts = NULL;
     if (cJSON_IsObject(r->doc)) {
         jobs = cJSON_GetObjectItemCaseSensitive(r->doc, "jobs");
@@ -660,12 +660,6 @@ static int query_long(const http_request *req, const char *key, long *out, http_
     return 1;
 }
 
-static cJSON *copy_field(const cJSON *job, const char *key)
-{
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(job, key);
-    return x ? cJSON_Duplicate(x, 1) : cJSON_CreateNull();
-}
-
 static bool valid_state(const char *s)
 {
     for (size_t i = 0; api_job_states[i]; i++)
@@ -682,78 +676,29 @@ static void get_status(const api_backend *be, http_response *res)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "version", TRAIND_VERSION);
     cJSON_AddNumberToObject(o, "uptime_s", be->uptime ? be->uptime(be->ctx) : 0);
-    if (be->list_summaries) {
-        cJSON *jobs = be->list_summaries(be->ctx);
-        if (cJSON_IsObject(jobs)) {
-            /* a bounded summary ({"counts","jobs_total","jobs","jobs_omitted"}): its fields */
-            cJSON *f;
-            while ((f = cJSON_DetachItemViaPointer(jobs, jobs->child)) != NULL) {
-                char *k = xstrdup(f->string);
-                cJSON_AddItemToObject(o, k, f);
-                free(k);
-            }
-            cJSON_Delete(jobs);
-        } else {
-            cJSON_AddItemToObject(o, "jobs", jobs ? jobs : cJSON_CreateArray());
+    cJSON *jobs = be->list_summaries ? be->list_summaries(be->ctx) : NULL;
+    if (cJSON_IsObject(jobs)) {
+        /* a bounded summary ({"counts","jobs_total","jobs","jobs_omitted"}): its fields */
+        cJSON *f;
+        while ((f = cJSON_DetachItemViaPointer(jobs, jobs->child)) != NULL) {
+            char *k = xstrdup(f->string);
+            cJSON_AddItemToObject(o, k, f);
+            free(k);
         }
-        render_req *r = xcalloc(1, sizeof *r);
-        r->status = 200;
-        r->doc = o;
-        /* Bounded (the active jobs and the newest few, ~1 KB whatever the
-         * number of jobs): printed here, where a trip through the pool's
-         * one-at-a-time queue would cost more than the printing. */
-        r->work.data = r;
-        render_work(&r->work);
-        render_fill(r, res);
-        render_req_free(r);
-        return;
+        cJSON_Delete(jobs);
+    } else {
+        cJSON_AddItemToObject(o, "jobs", jobs ? jobs : cJSON_CreateArray());
     }
-    cJSON *jobs = be->list_jobs ? be->list_jobs(be->ctx, NULL) : NULL;
-    cJSON *arr = cJSON_AddArrayToObject(o, "jobs");
-    static const char *const keys[] = {"id", "state", "step", "total_steps", "lr", "loss"};
-    const cJSON *job;
-    cJSON_ArrayForEach(job, jobs)
-    {
-        cJSON *s = cJSON_CreateObject();
-        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
-            cJSON_AddItemToObject(s, keys[k], copy_field(job, keys[k]));
-        cJSON_AddItemToArray(arr, s);
-    }
-    cJSON_Delete(jobs);
-    reply_json(res, 200, o);
-}
-
-/* A page cut from the whole list (backends without list_page): the jobs
- * after the one named after, at most limit. */
-static int slice_page(cJSON *all, const char *q, const char *after, size_t limit, cJSON **out, char **next_after)
-{
-    cJSON *page = cJSON_CreateArray();
-    bool on = after == NULL;
-    size_t got = 0;
-    const char *last = NULL;
-    for (cJSON *j = all ? all->child : NULL; j; j = j->next) {
-        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "id"));
-        if (!on) {
-            on = id && strcmp(id, after) == 0;
-            continue;
-        }
-        if (!api_job_matches(id, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "name")), q))
-            continue;
-        if (got == limit) {
-            *next_after = last ? xstrdup(last) : NULL;
-            break;
-        }
-        cJSON_AddItemToArray(page, cJSON_Duplicate(j, 1));
-        last = id;
-        got++;
-    }
-    cJSON_Delete(all);   /* last pointed into it: used above only */
-    if (!on) {
-        cJSON_Delete(page);
-        return -ENOENT;
-    }
-    *out = page;
-    return 0;
+    render_req *r = xcalloc(1, sizeof *r);
+    r->status = 200;
+    r->doc = o;
+    /* Bounded (the active jobs and the newest few, ~1 KB whatever the
+     * number of jobs): printed here, where a trip through the pool's
+     * one-at-a-time queue would cost more than the printing. */
+    r->work.data = r;
+    render_work(&r->work);
+    render_fill(r, res);
+    render_req_free(r);
 }
 
 /* s percent-encoded for a query string (malloc'd): unreserved bytes kept. */
@@ -812,7 +757,7 @@ static void r_jobs(const api_backend *be, const http_request *req, http_response
     if (be->list_page)
         r = be->list_page(be->ctx, state, q, after, (size_t)limit, &page, &next);
     else
-        r = slice_page(be->list_jobs ? be->list_jobs(be->ctx, state) : NULL, q, after, (size_t)limit, &page, &next);
+        r = after ? -ENOENT : 0;   /* no jobs */
     if (r == -ENOENT) {
         http_response_error(res, 400, "query parameter 'after': no such job");
         goto out;
@@ -820,7 +765,7 @@ static void r_jobs(const api_backend *be, const http_request *req, http_response
     render_req *rr = xcalloc(1, sizeof *rr);
     rr->status = 200;
     rr->doc = page ? page : cJSON_CreateArray();
-    rr->fill = be->list_page ? be->fill_page : NULL;
+    rr->fill = be->fill_page;
     if (next) {   /* ids are [A-Za-z0-9._-]: nothing to escape; q is */
         char *qe = q ? query_escape(q) : NULL;
         rr->link = xasprintf("</jobs?limit=%ld&after=%s%s%s%s%s>; rel=\"next\"", limit, next, state ? "&state=" : "",
@@ -1197,50 +1142,6 @@ static void r_job(const api_backend *be, const http_request *req, http_response 
     render_answer(be, r, res);
 }
 
-/* Keeps the first limit points of arr; the step to ask after for the rest
- * (-1 when nothing was cut). */
-static long cut_points(cJSON *arr, long limit)
-{
-    if (cJSON_GetArraySize(arr) <= limit)
-        return -1;
-    cJSON *last = cJSON_GetArrayItem(arr, (int)limit - 1);
-    long next = (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(last, "step"));
-    while (cJSON_GetArraySize(arr) > limit)
-        cJSON_DeleteItemFromArray(arr, (int)limit);
-    return next;
-}
-
-/* The answer from a backend that only has metrics (whole cJSON arrays). */
-static render_req *metrics_from_json(const api_backend *be, const char *id, long since, long max, long limit,
-                                     http_response *res)
-{
-    cJSON *points = be->metrics ? be->metrics(be->ctx, id, since, max) : NULL;
-    if (!points) {
-        http_response_error(res, 404, "no such job");
-        return NULL;
-    }
-    if (!cJSON_IsArray(points)) {
-        cJSON_Delete(points);
-        http_response_error(res, 500, "metrics are unreadable");
-        return NULL;
-    }
-    long next = -1;
-    if (max > 0)
-        api_thin_points(points, max);
-    else
-        next = cut_points(points, limit);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", id);
-    cJSON_AddItemToObject(o, "points", points);
-    if (next >= 0)
-        cJSON_AddNumberToObject(o, "next_since", (double)next);
-    else
-        cJSON_AddNullToObject(o, "next_since");
-    render_req *r = xcalloc(1, sizeof *r);
-    r->doc = o;
-    return r;
-}
-
 static void r_job_metrics(const api_backend *be, const http_request *req, http_response *res, const char *id,
                           const route *rt)
 {
@@ -1286,11 +1187,11 @@ static void r_job_metrics(const api_backend *be, const http_request *req, http_r
         rr->since = since;
         rr->max = max;
         rr->limit = limit;
-    } else if (be->metrics_points) {
+    } else {
         train_point *pts = NULL;
         size_t n = 0;
         long next = -1;
-        if (be->metrics_points(be->ctx, id, since, max, limit, &pts, &n, &next) != 0) {
+        if (!be->metrics_points || be->metrics_points(be->ctx, id, since, max, limit, &pts, &n, &next) != 0) {
             http_response_error(res, 404, "no such job");
             return;
         }
@@ -1299,8 +1200,6 @@ static void r_job_metrics(const api_backend *be, const http_request *req, http_r
         rr->pts = pts;
         rr->n = n;
         rr->next_since = next;
-    } else if (!(rr = metrics_from_json(be, id, since, max, limit, res))) {
-        return;
     }
     rr->status = 200;
     render_answer(be, rr, res);
@@ -1402,7 +1301,7 @@ static void get_prometheus(const api_backend *be, http_response *res)
     render_req *r = xcalloc(1, sizeof *r);
     r->status = 200;
     r->prom = true;
-    r->doc = be->list_prom ? be->list_prom(be->ctx) : be->list_jobs ? be->list_jobs(be->ctx, NULL) : NULL;
+    r->doc = be->list_prom ? be->list_prom(be->ctx) : NULL;
     if (!r->doc)
         r->doc = cJSON_CreateArray();
     r->uptime = be->uptime ? be->uptime(be->ctx) : -1;

@@ -96,26 +96,6 @@ static size_t first_after(const hist_view *j, long since)
     return lo;
 }
 
-cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max)
-{
-    const job *jb = job_find(t, id);
-    if (!jb)
-        return NULL;
-    hist_view view, *j = &view;
-    hist_view_of(jb, j);
-    size_t lo = first_after(j, since);
-    size_t n = j->n_hist - lo;
-    size_t want = max > 0 && (size_t)max < n ? (size_t)max : n;
-    size_t *idx = xmalloc((want ? want : 1) * sizeof *idx);
-    size_t k = pick_even(n, want, idx);
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; i < k; i++)
-        cJSON_AddItemToArray(a, train_point_json(&j->hist[lo + idx[i]]));
-    free(idx);
-    free(view.owned);
-    return a;
-}
-
 static int select_points(hist_view *j, long since, long max, long limit, train_point **out, size_t *out_n,
                          long *next_since)
 {

@@ -221,26 +221,6 @@ void jobs_fill_deferred(cJSON *doc)
         fill_one(o);
 }
 
-cJSON *jobs_list_json(job_table *t, const char *state)
-{
-    int want = state ? job_state_from_name(state) : -1;
-    cJSON *a = cJSON_CreateArray();
-    /* queue positions first (seq order), then newest first */
-    int *pos = xcalloc(t->n ? t->n : 1, sizeof *pos);
-    int q = 0;
-    for (size_t i = 0; i < t->n; i++)
-        if (t->jobs[i]->state == JOB_QUEUED)
-            pos[i] = ++q;
-    for (size_t i = t->n; i-- > 0;) {
-        const job *j = t->jobs[i];
-        if (state && (int)j->state != want)
-            continue;
-        cJSON_AddItemToArray(a, job_to_json(j, pos[i]));
-    }
-    free(pos);
-    return a;
-}
-
 /* Index of the job with this id in t->jobs (seq order), or -1. */
 static long index_of(const job_table *t, const char *id)
 {

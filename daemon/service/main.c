@@ -236,11 +236,6 @@ static int parse_flags(int argc, char **argv, flags *fl)
 
 /* --------------------------------------------------------- the API's side */
 
-static cJSON *be_list(void *ctx, const char *state)
-{
-    return jobs_list_json(((daemon_state *)ctx)->jobs, state);
-}
-
 static int be_list_page(void *ctx, const char *state, const char *q, const char *after, size_t limit, cJSON **out,
                         char **next_after)
 {
@@ -441,11 +436,6 @@ static void be_cancel(void *ctx, const char *id, api_done done, void *arg)
     int rc = jobs_cancel(((daemon_state *)ctx)->jobs, id, cancel_answered, a);
     if (rc != API_OK)
         cancel_answered(a, rc);   /* not found, already ended: answered now */
-}
-
-static cJSON *be_metrics(void *ctx, const char *id, long since, long max)
-{
-    return jobs_metrics_json(((daemon_state *)ctx)->jobs, id, since, max);
 }
 
 /* A job whose history is on disk only: read on the thread pool. */
@@ -1075,7 +1065,6 @@ static void wire_api(daemon_state *d)
     apply_www(d, true);
     d->api = (api_backend){
         .ctx = d,
-        .list_jobs = be_list,
         .list_page = be_list_page,
         .fill_page = jobs_fill_deferred,
         .list_prom = be_prom,
@@ -1083,7 +1072,6 @@ static void wire_api(daemon_state *d)
         .get_job = be_get,
         .submit = be_submit,
         .cancel = be_cancel,
-        .metrics = be_metrics,
         .metrics_points = be_metrics_points,
         .metrics_defer = be_metrics_defer,
         .metrics_read = be_metrics_read,

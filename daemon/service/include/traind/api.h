@@ -5,7 +5,7 @@
  *
  * Wiring:
  *
- *     static api_backend be = {.ctx = table, .list_jobs = ..., ...};
+ *     static api_backend be = {.ctx = table, .list_page = ..., ...};
  *     http_server_start(loop, listen, NULL, api_handle, &be, &srv);
  *
  * Every callback runs on the loop thread, synchronously, and must not block.
@@ -62,16 +62,12 @@ typedef void (*api_submit_done)(void *arg, int rc, char *id, cJSON *errors);
 typedef struct api_backend {
     void *ctx;
 
-    /* A cJSON array of job objects (traind(8) THE JOB OBJECT), newest first; state NULL = all,
-     * else only jobs in that state (always one of api_job_states). */
-    cJSON *(*list_jobs)(void *ctx, const char *state);
-
-    /* Optional (preferred over list_jobs for GET /jobs): a page of job
-     * objects, newest first, at most limit, in state (NULL = any), whose
-     * name or id holds q (api_job_matches; NULL = any), older than the job
-     * after (NULL = from the newest).  0 with *out and *next_after
-     * (malloc'd id, NULL on the last page); -ENOENT when there is no job
-     * after. */
+    /* GET /jobs: a page of job
+     * objects, newest first, at most limit, in state (NULL = any; else always
+     * one of api_job_states), whose name or id holds q (api_job_matches;
+     * NULL = any), older than the job after (NULL = from the newest).  0
+     * with *out and *next_after (malloc'd id, NULL on the last page);
+     * -ENOENT when there is no job after.  NULL: no jobs. */
     int (*list_page)(void *ctx, const char *state, const char *q, const char *after, size_t limit, cJSON **out,
                      char **next_after);
     /* Completes a page of list_page, or get_job's object, on the thread
@@ -79,16 +75,16 @@ typedef struct api_backend {
      * NULL: nothing to do. */
     void (*fill_page)(cJSON *page);
 
-    /* Optional: GET /metrics' jobs, {"counts":{state: n...}, "jobs":[...]}
-     * with only the numbers it shows (id, state, step, total_steps, lr,
-     * loss, steps_per_s, eval_loss) of the jobs it lists per job (the
-     * daemon's: the active ones); without it, list_jobs' full objects
-     * (every job, counted from them). */
+    /* GET /metrics' jobs, {"counts":{state: n...}, "jobs":[...]} with
+     * only the numbers it shows (id, state, step, total_steps, lr, loss,
+     * steps_per_s, eval_loss) of the jobs it lists per job (the daemon's:
+     * the active ones), or an array of job objects (every job, counted
+     * from them).  NULL: no jobs. */
     cJSON *(*list_prom)(void *ctx);
 
-    /* Optional: the jobs of GET /status, {"id","state","step","total_steps",
-     * "lr","loss"} each, newest first; without it they are cut from
-     * list_jobs' full objects. */
+    /* The jobs of GET /status, {"id","state","step","total_steps",
+     * "lr","loss"} each, newest first, or a bounded summary object
+     * ({"counts","jobs_total","jobs","jobs_omitted"}).  NULL: no jobs. */
     cJSON *(*list_summaries)(void *ctx);
 
     /* One job object, or NULL when there is no such job.  id is valid
@@ -119,13 +115,7 @@ typedef struct api_backend {
      * answer (traind(8) HTTP API). */
     void (*cancel)(void *ctx, const char *id, api_done done, void *arg);
 
-    /* The job's metrics points with step > since, at most max of them
-     * (max 0 = all; evenly thinned, the last kept) as a cJSON array of
-     * {"step","lr","loss","loss_avg","grad_norm","time"}; NULL when there is no
-     * such job.  The API thins again if given more than max. */
-    cJSON *(*metrics)(void *ctx, const char *id, long since, long max);
-
-    /* Optional (preferred over metrics): the points with step > since,
+    /* GET /jobs/{id}/metrics: the points with step > since,
      * copied out — with max > 0 at most max of them evenly thinned (the
      * last kept), else the first limit of them and *next_since the step to
      * ask after for the rest (-1 when none are left).  0 with *pts

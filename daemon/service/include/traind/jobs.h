@@ -166,8 +166,6 @@ struct cJSON *jobs_summary_json(job_table *t);
  * newest first. */
 struct cJSON *jobs_prom_json(job_table *t);
 
-/* Job objects (traind(8) THE JOB OBJECT), newest first; state NULL = all. */
-struct cJSON *jobs_list_json(job_table *t, const char *state);
 /* A page of job objects, newest first: at most limit of them, only those
  * in state (NULL = all) whose name or id holds q (ignoring ASCII case; NULL =
  * all), starting just after (older than) the job after
@@ -181,9 +179,6 @@ int jobs_page_json(job_table *t, const char *state, const char *q, const char *a
 struct cJSON *jobs_get_json(job_table *t, const char *id);
 /* The same without "config" (GET /events' job events); never reads a file. */
 struct cJSON *jobs_event_json(job_table *t, const char *id);
-/* Metrics points with step > since, at most max (0 = all), evenly thinned,
- * the last kept; NULL when there is no such job. */
-struct cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max);
 
 /* The points of GET /jobs/{id}/metrics copied out (api_backend.metrics_points):
  * step > since; max > 0: at most max, evenly thinned; else the first limit
