@@ -116,23 +116,22 @@ static cJSON *fake_prom(void *ctx)
 
 /* ---- one job ---- */
 
-static cJSON *fake_get(void *ctx, const char *id)
+static void fake_get(void *ctx, const char *id, api_done done, void *arg)
 {
     tl_fake *f = ctx;
     note(f, id);
     cJSON *j = find(f, id);
-    return j ? cJSON_Duplicate(j, 1) : NULL;
+    done(arg, j ? API_OK : API_NOT_FOUND, j ? cJSON_Duplicate(j, 1) : NULL);
 }
 
 /* An answer given from the loop a moment later. */
 typedef struct later {
     uv_timer_t timer;
     tl_fake *f;
-    api_submit_done done;
+    api_done done;
     void *arg;
     int rc;
-    char *id;
-    cJSON *errors;
+    cJSON *doc;
 } later;
 
 static void later_closed(uv_handle_t *h)
@@ -145,10 +144,11 @@ static void later_closed(uv_handle_t *h)
 static void later_fire(uv_timer_t *t)
 {
     later *l = t->data;
-    l->done(l->arg, l->rc, l->id, l->errors);
+    l->done(l->arg, l->rc, l->doc);
     uv_close((uv_handle_t *)t, later_closed);
 }
 
+/* The result of a submit, and its id and errors. */
 static int submit_now(tl_fake *f, const char *yaml, size_t len, const char *default_name, char **id_out,
                       cJSON **errors_out)
 {
@@ -181,18 +181,26 @@ static int submit_now(tl_fake *f, const char *yaml, size_t len, const char *defa
 /* Answers at once (done inside submit: the API must cope) unless the
  * config says "later" and there is a loop. */
 static void fake_submit(void *ctx, const char *yaml, size_t len, const char *default_name, const char *idem_key,
-                        api_submit_done done, void *arg)
+                        api_done done, void *arg)
 {
     tl_fake *f = ctx;
     char *id = NULL;
-    cJSON *errors = NULL;
+    cJSON *errors = NULL, *doc = NULL;
     int rc = submit_now(f, yaml, len, default_name, &id, &errors);
+    if (id || errors) {   /* folded as jobs_submit does: {"id", "errors"} */
+        doc = cJSON_CreateObject();
+        if (id)
+            cJSON_AddStringToObject(doc, "id", id);
+        if (errors)
+            cJSON_AddItemToObject(doc, "errors", errors);
+        free(id);
+    }
     if (!f->loop || !strstr(yaml, "later")) {
-        done(arg, rc, id, errors);
+        done(arg, rc, doc);
         return;
     }
     later *l = xcalloc(1, sizeof *l);
-    *l = (later){.f = f, .done = done, .arg = arg, .rc = rc, .id = id, .errors = errors};
+    *l = (later){.f = f, .done = done, .arg = arg, .rc = rc, .doc = doc};
     uv_timer_init(f->loop, &l->timer);
     l->timer.data = l;
     uv_timer_start(&l->timer, later_fire, 1, 0);
@@ -281,18 +289,48 @@ static void fake_metrics_drop(void *arg)
     free(arg);
 }
 
-static int fake_log_tail(void *ctx, const char *id, size_t max_bytes, char **text, size_t *len)
+static void fake_log_tail(void *ctx, const char *id, size_t max_bytes, api_done done, void *arg)
 {
     tl_fake *f = ctx;
     note(f, id);
     if (!find(f, id))
-        return API_NOT_FOUND;
+        return done(arg, API_NOT_FOUND, NULL);
     if (strcmp(id, "b") == 0)
-        return -EIO;
-    *text = xmalloc(tl_fake_log_len + 1);
-    memcpy(*text, tl_fake_log, tl_fake_log_len + 1);
-    *len = tl_fake_log_len;
-    return API_OK;
+        return done(arg, -EIO, NULL);
+    char *text = xmalloc(tl_fake_log_len + 1);
+    memcpy(text, tl_fake_log, tl_fake_log_len + 1);
+    done(arg, API_OK, api_text_doc(text, tl_fake_log_len));
+}
+
+/* The config a job was made of: its name, as YAML. */
+static void fake_config_text(void *ctx, const char *id, api_done done, void *arg)
+{
+    tl_fake *f = ctx;
+    note(f, id);
+    cJSON *j = find(f, id);
+    if (!j)
+        return done(arg, API_NOT_FOUND, NULL);
+    char *text = xasprintf("name: %s\n", str(j, "name"));
+    done(arg, API_OK, api_text_doc(text, strlen(text)));
+}
+
+/* Job "a" has one checkpoint, at step 10; the others none. */
+static void fake_checkpoints(void *ctx, const char *id, api_done done, void *arg)
+{
+    tl_fake *f = ctx;
+    note(f, id);
+    if (!find(f, id))
+        return done(arg, API_NOT_FOUND, NULL);
+    cJSON *a = cJSON_CreateArray();
+    if (strcmp(id, "a") == 0) {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddNumberToObject(c, "step", 10);
+        cJSON_AddNumberToObject(c, "bytes", 4096);
+        cJSON_AddNumberToObject(c, "time", 1000);
+        cJSON_AddBoolToObject(c, "latest", 1);
+        cJSON_AddItemToArray(a, c);
+    }
+    done(arg, API_OK, a);
 }
 
 /* ---- the daemon's ---- */
@@ -342,6 +380,7 @@ api_backend tl_fake_backend(tl_fake *f)
 {
     return (api_backend){
         .ctx = f,
+        .jobs = f,
         .list_page = fake_list_page,
         .fill_page = fake_fill,
         .list_prom = fake_prom,
@@ -354,6 +393,8 @@ api_backend tl_fake_backend(tl_fake *f)
         .metrics_read = fake_metrics_read,
         .metrics_drop = fake_metrics_drop,
         .log_tail = fake_log_tail,
+        .config_text = fake_config_text,
+        .checkpoints = fake_checkpoints,
         .token = fake_token,
         .uptime = fake_uptime,
         .queued = fake_queued,

@@ -2,7 +2,7 @@
  * tl_fake_backend — one fake api_backend (traind/api.h) for the suites that
  * drive the API's routes without a daemon: test_api (requests built and
  * handed to api_handle) and fuzz_http (bytes through the real server).  It
- * implements the members production wires, in their shapes (pages,
+ * implements the job members production wires, in their shapes (pages,
  * summaries, Prometheus jobs, metrics points, the done(arg, rc, doc)
  * operations), so the routes run the path the daemon's answers take.
  *
@@ -12,7 +12,9 @@
  * "down" API_UNAVAILABLE, else API_OK with the id ?name= gave or
  * "new-job"; with "later" (and a loop) the answer comes from the loop a
  * moment later, as the daemon's thread pool gives it.  Job "a" has
- * metrics points at steps 1..100; "b" has none and an unreadable log.
+ * metrics points at steps 1..100 and a checkpoint at step 10; "b" has
+ * neither and an unreadable log; "c.v2"'s 20 points are on "disk" (read on
+ * the pool when the backend has a loop).  A job's config is its name.
  */
 #ifndef TRAIND_TESTS_TL_FAKE_BACKEND_H
 #define TRAIND_TESTS_TL_FAKE_BACKEND_H
@@ -41,8 +43,8 @@ typedef struct tl_fake {
 void tl_fake_init(tl_fake *f, const char *jobs_json);
 void tl_fake_free(tl_fake *f);
 
-/* The backend over f: every member the fake has, ctx f; no loop, files,
- * host check or write limit (the caller sets those it wants). */
+/* The backend over f: every member the fake has, ctx and jobs f; no loop,
+ * files, host check or write limit (the caller sets those it wants). */
 api_backend tl_fake_backend(tl_fake *f);
 
 /* GET /jobs/{id}/log's text for the jobs that have one (NULs and a non-UTF-8 byte in it). */
