@@ -137,6 +137,9 @@ $(call fuzz_obj,replay_main $(filter-out $(PROTO_FUZZ) $(SERVICE_FUZZ),$(FUZZ_NA
 $(call unit_obj,$(PROTO_UNIT_BINS)) $(call fuzz_obj,$(PROTO_FUZZ)):     LAYER_INC = $(PROTO_INC) $(TEST_INC)
 $(call unit_obj,$(WORKER_UNIT_BINS)):                                   LAYER_INC = $(WORKER_INC) $(TEST_INC)
 $(call unit_obj,$(SERVICE_UNIT_BINS)) $(call fuzz_obj,$(SERVICE_FUZZ)): LAYER_INC = $(SERVICE_INC) $(TEST_INC)
+# The fake api_backend of test_api and fuzz_http: a service-layer helper in
+# the shared archive, linked only by the service's suites that call it.
+$(call obj,tests/lib/tl_fake_backend.c):                                LAYER_INC = $(SERVICE_INC) $(TEST_INC)
 
 # Programs appear as their sources do (the daemon builds once daemon/service/main.c exists).
 PROGRAMS := $(BUILD)/trainctl $(if $(wildcard daemon/service/main.c),$(BUILD)/traind) $(MPI_WORKER)

@@ -27,7 +27,12 @@
  * The routes are one table (routes[], near the end): each says its methods,
  * its path (exact, a prefix, or a prefix, one {id} segment and a tail), whether
  * it needs the token and whether it counts against the write rate; api_handle
- * matches it (route_match) and decides everything from it.  HEAD is answered
+ * matches it (route_match) and decides everything from it.  A read that
+ * takes nothing but its {id} (or nothing) names its operation in its row
+ * (OP(member, context): r_read calls it); the rest have a handler that
+ * parses the request, then calls the operation.  Every operation answers
+ * through an api_done (traind/result.h), and answer_result alone makes its
+ * result a status.  HEAD is answered
  * wherever GET is.  Order of checks: a Host that does not name this daemon 403
  * (DNS rebinding), a write (any method but GET and HEAD; every route that
  * writes is marked limited, and so are the token-less POSTs /validate and
@@ -54,6 +59,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +88,18 @@ typedef struct route route;
 typedef void route_fn(const api_backend *be, const http_request *req, http_response *res, const char *id,
                       const route *rt);
 
+/* The operation of a route that r_read serves, named by its row as
+ * OP(member, context): where api_backend holds the module function (an
+ * api_list_op for a path without {id}, an api_id_op for one with) and the
+ * context it is called with.  NO_OP: the row's handler says. */
+typedef struct route_op {
+    size_t fn, ctx;           /* offsets in api_backend; fn 0: none (ctx is first) */
+} route_op;
+#define OP(member, context) {offsetof(api_backend, member), offsetof(api_backend, context)}
+#define NO_OP {0, 0}
+typedef void api_list_op(void *ctx, api_done done, void *arg);
+typedef void api_id_op(void *ctx, const char *id, api_done done, void *arg);
+
 enum { M_GET = 1, M_POST = 2 };   /* M_GET answers HEAD too */
 typedef enum { R_EXACT, R_PREFIX, R_ID } route_kind;
 
@@ -96,6 +114,7 @@ struct route {
     const char *no_id;        /* R_ID: the 404 message for an id that cannot be one, and of API_NOT_FOUND */
     int ok;                   /* the status of API_OK (answer_result): 0 = 200 */
     route_fn *fn;
+    route_op op;              /* r_read's operation: OP(member, context) */
 };
 
 
@@ -386,7 +405,7 @@ static void render_prom(render_req *r)
 {
     prom_buf b;
     prom_buf_init(&b);
-    /* list_prom's {"counts","jobs"}, or list_jobs' array (counted here) */
+    /* list_prom's {"counts","jobs"}, or an array of jobs (counted here) */
     const cJSON *jobs = r->doc, *counts = NULL;
     if (cJSON_IsObject(r->doc)) {
         jobs = cJSON_GetObjectItemCaseSensitive(r->doc, "jobs");
@@ -558,35 +577,109 @@ void api_shutdown(void)
  * loop, one at a time), read by render_answer to pick the lane. */
 static bool g_handling_auth;
 
+/* Whether r's lane (a token holder's, or the rest) is full, or the
+ * daemon stopping: then the answer is 503 with Retry-After. */
+static bool render_refused(bool auth)
+{
+    return g_stopping || g_lanes[auth ? 1 : 0].n >= (auth ? API_RENDER_WAIT_MAX_AUTH : API_RENDER_WAIT_MAX);
+}
+
+static void render_busy(http_response *res)
+{
+    http_response_error(res, 503, g_stopping ? API_SHUTTING_DOWN : API_BUSY);
+    http_response_add_header(res, "Retry-After", "1");
+}
+
+/* Queues r in its lane (auth: the token holders'), answered through answer. */
+static void render_enqueue(const api_backend *be, render_req *r, bool auth, http_deferred *answer)
+{
+    render_lane *l = &g_lanes[auth ? 1 : 0];
+    r->auth = auth;
+    r->answer = answer;
+    http_deferred_on_gone(r->answer, render_gone, r);
+    r->loop = be->loop;
+    if (l->tail)
+        l->tail->next = r;
+    else
+        l->head = r;
+    l->tail = r;
+    l->n++;
+    render_next();
+}
+
 /* Answers r: on the thread pool when the backend has a loop, else now. */
 static void render_answer(const api_backend *be, render_req *r, http_response *res)
 {
     r->work.data = r;
     if (be->loop) {
-        render_lane *l = &g_lanes[g_handling_auth ? 1 : 0];
-        unsigned max = g_handling_auth ? API_RENDER_WAIT_MAX_AUTH : API_RENDER_WAIT_MAX;
-        if (g_stopping || l->n >= max) {
+        if (render_refused(g_handling_auth)) {
             render_req_free(r);
-            http_response_error(res, 503, g_stopping ? API_SHUTTING_DOWN : API_BUSY);
-            http_response_add_header(res, "Retry-After", "1");
+            render_busy(res);
             return;
         }
-        r->auth = g_handling_auth;
-        r->answer = http_response_defer(res);
-        http_deferred_on_gone(r->answer, render_gone, r);
-        r->loop = be->loop;
-        if (l->tail)
-            l->tail->next = r;
-        else
-            l->head = r;
-        l->tail = r;
-        l->n++;
-        render_next();
+        render_enqueue(be, r, g_handling_auth, http_response_defer(res));
         return;
     }
     render_work(&r->work);
     render_fill(r, res);
     render_req_free(r);
+}
+
+/* A doc an operation answers through done (now or later), printed as
+ * render_answer prints (completed by fill first) when it is API_OK; any
+ * other result is answered as answer_result says. */
+typedef struct render_wait {
+    const api_backend *be;
+    const route *rt;
+    http_deferred *answer;
+    void (*fill)(cJSON *doc);
+    bool auth;                /* asked with a valid token (its lane) */
+} render_wait;
+
+static render_wait *render_later_new(const api_backend *be, const route *rt, http_response *res,
+                                     void (*fill)(cJSON *doc))
+{
+    render_wait *w = xcalloc(1, sizeof *w);
+    w->be = be;
+    w->rt = rt;
+    w->answer = http_response_defer(res);
+    w->fill = fill;
+    w->auth = g_handling_auth;
+    return w;
+}
+
+static void render_later_done(void *arg, int rc, cJSON *doc)
+{
+    render_wait *w = arg;
+    http_deferred *answer = w->answer;
+    const api_backend *be = w->be;
+    render_req *r = NULL;
+    if (rc == API_OK && doc) {
+        r = xcalloc(1, sizeof *r);
+        r->status = 200;
+        r->doc = doc;
+        r->fill = w->fill;
+        r->work.data = r;
+        if (be->loop && !render_refused(w->auth)) {
+            render_enqueue(be, r, w->auth, answer);
+            free(w);
+            return;
+        }
+    }
+    http_response res = {.status = 200};
+    http_response_add_header(&res, "Cache-Control", NO_STORE);   /* as api_handle does */
+    if (!r) {
+        answer_result(&res, w->rt, rc == API_OK ? -EIO : rc, doc);
+    } else if (be->loop) {
+        render_req_free(r);
+        render_busy(&res);
+    } else {
+        render_work(&r->work);
+        render_fill(r, &res);
+        render_req_free(r);
+    }
+    http_deferred_respond(answer, &res);
+    free(w);
 }
 
 static void method_not_allowed(http_response *res, const char *allow)
@@ -660,12 +753,6 @@ static int query_long(const http_request *req, const char *key, long *out, http_
     return 1;
 }
 
-static cJSON *copy_field(const cJSON *job, const char *key)
-{
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(job, key);
-    return x ? cJSON_Duplicate(x, 1) : cJSON_CreateNull();
-}
-
 static bool valid_state(const char *s)
 {
     for (size_t i = 0; api_job_states[i]; i++)
@@ -682,78 +769,29 @@ static void get_status(const api_backend *be, http_response *res)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "version", TRAIND_VERSION);
     cJSON_AddNumberToObject(o, "uptime_s", be->uptime ? be->uptime(be->ctx) : 0);
-    if (be->list_summaries) {
-        cJSON *jobs = be->list_summaries(be->ctx);
-        if (cJSON_IsObject(jobs)) {
-            /* a bounded summary ({"counts","jobs_total","jobs","jobs_omitted"}): its fields */
-            cJSON *f;
-            while ((f = cJSON_DetachItemViaPointer(jobs, jobs->child)) != NULL) {
-                char *k = xstrdup(f->string);
-                cJSON_AddItemToObject(o, k, f);
-                free(k);
-            }
-            cJSON_Delete(jobs);
-        } else {
-            cJSON_AddItemToObject(o, "jobs", jobs ? jobs : cJSON_CreateArray());
+    cJSON *jobs = be->list_summaries ? be->list_summaries(be->jobs) : NULL;
+    if (cJSON_IsObject(jobs)) {
+        /* a bounded summary ({"counts","jobs_total","jobs","jobs_omitted"}): its fields */
+        cJSON *f;
+        while ((f = cJSON_DetachItemViaPointer(jobs, jobs->child)) != NULL) {
+            char *k = xstrdup(f->string);
+            cJSON_AddItemToObject(o, k, f);
+            free(k);
         }
-        render_req *r = xcalloc(1, sizeof *r);
-        r->status = 200;
-        r->doc = o;
-        /* Bounded (the active jobs and the newest few, ~1 KB whatever the
-         * number of jobs): printed here, where a trip through the pool's
-         * one-at-a-time queue would cost more than the printing. */
-        r->work.data = r;
-        render_work(&r->work);
-        render_fill(r, res);
-        render_req_free(r);
-        return;
+        cJSON_Delete(jobs);
+    } else {
+        cJSON_AddItemToObject(o, "jobs", jobs ? jobs : cJSON_CreateArray());
     }
-    cJSON *jobs = be->list_jobs ? be->list_jobs(be->ctx, NULL) : NULL;
-    cJSON *arr = cJSON_AddArrayToObject(o, "jobs");
-    static const char *const keys[] = {"id", "state", "step", "total_steps", "lr", "loss"};
-    const cJSON *job;
-    cJSON_ArrayForEach(job, jobs)
-    {
-        cJSON *s = cJSON_CreateObject();
-        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
-            cJSON_AddItemToObject(s, keys[k], copy_field(job, keys[k]));
-        cJSON_AddItemToArray(arr, s);
-    }
-    cJSON_Delete(jobs);
-    reply_json(res, 200, o);
-}
-
-/* A page cut from the whole list (backends without list_page): the jobs
- * after the one named after, at most limit. */
-static int slice_page(cJSON *all, const char *q, const char *after, size_t limit, cJSON **out, char **next_after)
-{
-    cJSON *page = cJSON_CreateArray();
-    bool on = after == NULL;
-    size_t got = 0;
-    const char *last = NULL;
-    for (cJSON *j = all ? all->child : NULL; j; j = j->next) {
-        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "id"));
-        if (!on) {
-            on = id && strcmp(id, after) == 0;
-            continue;
-        }
-        if (!api_job_matches(id, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "name")), q))
-            continue;
-        if (got == limit) {
-            *next_after = last ? xstrdup(last) : NULL;
-            break;
-        }
-        cJSON_AddItemToArray(page, cJSON_Duplicate(j, 1));
-        last = id;
-        got++;
-    }
-    cJSON_Delete(all);   /* last pointed into it: used above only */
-    if (!on) {
-        cJSON_Delete(page);
-        return -ENOENT;
-    }
-    *out = page;
-    return 0;
+    render_req *r = xcalloc(1, sizeof *r);
+    r->status = 200;
+    r->doc = o;
+    /* Bounded (the active jobs and the newest few, ~1 KB whatever the
+     * number of jobs): printed here, where a trip through the pool's
+     * one-at-a-time queue would cost more than the printing. */
+    r->work.data = r;
+    render_work(&r->work);
+    render_fill(r, res);
+    render_req_free(r);
 }
 
 /* s percent-encoded for a query string (malloc'd): unreserved bytes kept. */
@@ -810,9 +848,9 @@ static void r_jobs(const api_backend *be, const http_request *req, http_response
     cJSON *page = NULL;
     char *next = NULL;
     if (be->list_page)
-        r = be->list_page(be->ctx, state, q, after, (size_t)limit, &page, &next);
+        r = be->list_page(be->jobs, state, q, after, (size_t)limit, &page, &next);
     else
-        r = slice_page(be->list_jobs ? be->list_jobs(be->ctx, state) : NULL, q, after, (size_t)limit, &page, &next);
+        r = after ? -ENOENT : 0;   /* no jobs */
     if (r == -ENOENT) {
         http_response_error(res, 400, "query parameter 'after': no such job");
         goto out;
@@ -820,7 +858,7 @@ static void r_jobs(const api_backend *be, const http_request *req, http_response
     render_req *rr = xcalloc(1, sizeof *rr);
     rr->status = 200;
     rr->doc = page ? page : cJSON_CreateArray();
-    rr->fill = be->list_page ? be->fill_page : NULL;
+    rr->fill = be->fill_page;
     if (next) {   /* ids are [A-Za-z0-9._-]: nothing to escape; q is */
         char *qe = q ? query_escape(q) : NULL;
         rr->link = xasprintf("</jobs?limit=%ld&after=%s%s%s%s%s>; rel=\"next\"", limit, next, state ? "&state=" : "",
@@ -842,12 +880,15 @@ typedef struct post_wait {
     http_deferred *answer;
 } post_wait;
 
-static void post_jobs_done(void *arg, int r, char *id, cJSON *errors)
+static void post_jobs_done(void *arg, int r, cJSON *doc)
 {
     post_wait *w = arg;
     const api_backend *be = w->be;
     http_response res = {.status = 200};
     http_response_add_header(&res, "Cache-Control", NO_STORE);   /* as api_handle does */
+    /* the backend's doc: {"id"} and (API_INVALID, API_KEY_REUSED) "errors" */
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "id"));
+    cJSON *errors = cJSON_DetachItemFromObjectCaseSensitive(doc, "errors");
     cJSON *o = NULL;
     if (r == API_OK && id) {
         o = cJSON_CreateObject();
@@ -881,7 +922,7 @@ static void post_jobs_done(void *arg, int r, char *id, cJSON *errors)
         r = -EIO;   /* 500, whatever the code */
         o = json_error_doc("could not submit the job");
     }
-    free(id);
+    cJSON_Delete(doc);
     cJSON_Delete(errors);
     answer_result(&res, w->rt, r, o);
     http_deferred_respond(w->answer, &res);
@@ -917,7 +958,7 @@ static void r_submit(const api_backend *be, const http_request *req, http_respon
     w->be = be;
     w->rt = rt;
     w->answer = http_response_defer(res);
-    be->submit(be->ctx, req->body, req->body_len, name, key, post_jobs_done, w);
+    be->submit(be->jobs, req->body, req->body_len, name, key, post_jobs_done, w);
     free(name);
 }
 
@@ -936,7 +977,7 @@ static void post_preview(const api_backend *be, const http_request *req, http_re
         if (r > 0 && (max < 2 || max > PREVIEW_MAX_POINTS))
             return http_response_error(res, 400, "query parameter 'max' must be 2 to 10000");
     }
-    be->preview(be->ctx, req->body, req->body_len, max, later_done, later_new(rt, res));
+    be->preview(be->previews, req->body, req->body_len, max, later_done, later_new(rt, res));
 }
 
 /* query parameter key as a finite number: 1 found, 0 absent, -1 answered 400. */
@@ -974,13 +1015,7 @@ static void r_lr_find(const api_backend *be, const http_request *req, http_respo
     char err[256];
     if (lrfind_check_opts(&o, err, sizeof err) != 0)
         return http_response_error(res, 400, err);
-    be->lr_find(be->ctx, req->body, req->body_len, &o, later_done, later_new(rt, res));
-}
-
-/* GET /laws (laws.h) */
-static void r_laws(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
-{
-    be->list_laws(be->ctx, later_done, later_new(rt, res));
+    be->lr_find(be->lr_finds, req->body, req->body_len, &o, later_done, later_new(rt, res));
 }
 
 /* POST /laws: a JSON fit request, fitted on the pool (laws.h). */
@@ -990,13 +1025,7 @@ static void r_law_fit(const api_backend *be, const http_request *req, http_respo
     if (req->body_len == 0)
         return http_response_error(res, 400, "the request body must be JSON: {\"jobs\": [ID...] or \"experiment\": "
                                              "ID, \"law\": \"mpl\"|\"momentum\", \"metric\": ...}");
-    be->fit_law(be->ctx, req->body, req->body_len, later_done, later_new(rt, res));
-}
-
-/* GET /laws/{id}: its curves are read on the pool. */
-static void r_law(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
-{
-    be->get_law(be->ctx, id, later_done, later_new(rt, res));
+    be->fit_law(be->laws, req->body, req->body_len, later_done, later_new(rt, res));
 }
 
 /* POST /laws/{id}/predict?max=N: a config, a sweep or JSON (laws.h). */
@@ -1012,7 +1041,7 @@ static void r_law_predict(const api_backend *be, const http_request *req, http_r
         return;
     if (r > 0 && (max < 2 || max > LAWS_PREDICT_MAX_POINTS))
         return http_response_error(res, 400, "query parameter 'max' must be 2 to 2000");
-    be->predict_law(be->ctx, id, req->body, req->body_len, max, later_done, later_new(rt, res));
+    be->predict_law(be->laws, id, req->body, req->body_len, max, later_done, later_new(rt, res));
 }
 
 /* POST /jobs/{id}/fork: a JSON body (forks.h). */
@@ -1026,15 +1055,7 @@ static void r_job_fork(const api_backend *be, const http_request *req, http_resp
     const char *key = http_request_header(req, "Idempotency-Key");
     if (key && !api_idem_key_valid(key))
         return http_response_error(res, 400, "Idempotency-Key must be 1 to 255 visible ASCII characters");
-    be->fork(be->ctx, id, req->body, req->body_len, key, later_done, later_new(rt, res));
-}
-
-static void r_job_checkpoints(const api_backend *be, const http_request *req, http_response *res, const char *id,
-                              const route *rt)
-{
-    if (!be->checkpoints)
-        return http_response_error(res, 404, "not found");
-    be->checkpoints(be->ctx, id, later_done, later_new(rt, res));
+    be->fork(be->jobs, id, req->body, req->body_len, key, later_done, later_new(rt, res));
 }
 
 /* The slot of id's job in c, or c->k when it is not there yet. */
@@ -1091,11 +1112,11 @@ static void r_compare(const api_backend *be, const http_request *req, http_respo
             continue;
         }
         void *arg = NULL;
-        int dr = !api_id_valid(one) ? API_NOT_FOUND : can_defer ? be->metrics_defer(be->ctx, one, &arg) : 0;
+        int dr = !api_id_valid(one) ? API_NOT_FOUND : can_defer ? be->metrics_defer(be->jobs, one, &arg) : 0;
         long next;
         /* a history in memory: COMPARE_COPY_POINTS of it, evenly spread (a
          * copy bounded whatever metrics_keep is, made here on the loop) */
-        if (dr == 0 && be->metrics_points(be->ctx, one, -1, COMPARE_COPY_POINTS, LONG_MAX, &c->pts[c->k],
+        if (dr == 0 && be->metrics_points(be->jobs, one, -1, COMPARE_COPY_POINTS, LONG_MAX, &c->pts[c->k],
                                           &c->n[c->k], &next) != 0)
             dr = API_NOT_FOUND;
         if (dr == API_NOT_FOUND) {
@@ -1115,13 +1136,6 @@ static void r_compare(const api_backend *be, const http_request *req, http_respo
     render_answer(be, rr, res);
 }
 
-/* GET /experiments */
-static void r_experiments(const api_backend *be, const http_request *req, http_response *res, const char *id,
-                          const route *rt)
-{
-    be->list_experiments(be->ctx, later_done, later_new(rt, res));
-}
-
 /* POST /experiments: an experiment file (experiments.h) */
 static void r_experiment_submit(const api_backend *be, const http_request *req, http_response *res, const char *id,
                                 const route *rt)
@@ -1131,14 +1145,7 @@ static void r_experiment_submit(const api_backend *be, const http_request *req, 
     const char *key = http_request_header(req, "Idempotency-Key");
     if (key && !api_idem_key_valid(key))
         return http_response_error(res, 400, "Idempotency-Key must be 1 to 255 visible ASCII characters");
-    be->submit_experiment(be->ctx, req->body, req->body_len, key, later_done, later_new(rt, res));
-}
-
-/* GET /experiments/{id} */
-static void r_experiment(const api_backend *be, const http_request *req, http_response *res, const char *id,
-                         const route *rt)
-{
-    be->get_experiment(be->ctx, id, later_done, later_new(rt, res));
+    be->submit_experiment(be->exps, req->body, req->body_len, key, later_done, later_new(rt, res));
 }
 
 /* A cancel waiting for its request to be on disk. */
@@ -1174,71 +1181,17 @@ static void r_experiment_cancel(const api_backend *be, const http_request *req, 
     w->answer = http_response_defer(res);
     w->rt = rt;
     w->id = xstrdup(id);
-    be->cancel_experiment(be->ctx, id, experiment_cancel_done, w);
+    be->cancel_experiment(be->exps, id, experiment_cancel_done, w);
 }
 
+/* GET /jobs/{id}: the job object is printed on the thread pool, where
+ * what the backend left on disk (an ended job's config) is read too:
+ * never on the loop (render_later). */
 static void r_job(const api_backend *be, const http_request *req, http_response *res, const char *id, const route *rt)
 {
-    cJSON *job = be->get_job ? be->get_job(be->ctx, id) : NULL;
-    if (!job) {
-        http_response_error(res, 404, "no such job");
-        return;
-    }
-    if (!be->fill_page) {
-        reply_json(res, 200, job);
-        return;
-    }
-    /* what the backend left on disk (an ended job's config) is read on the
-     * thread pool, where the answer is printed: never on the loop */
-    render_req *r = xcalloc(1, sizeof *r);
-    r->status = 200;
-    r->doc = job;
-    r->fill = be->fill_page;
-    render_answer(be, r, res);
-}
-
-/* Keeps the first limit points of arr; the step to ask after for the rest
- * (-1 when nothing was cut). */
-static long cut_points(cJSON *arr, long limit)
-{
-    if (cJSON_GetArraySize(arr) <= limit)
-        return -1;
-    cJSON *last = cJSON_GetArrayItem(arr, (int)limit - 1);
-    long next = (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(last, "step"));
-    while (cJSON_GetArraySize(arr) > limit)
-        cJSON_DeleteItemFromArray(arr, (int)limit);
-    return next;
-}
-
-/* The answer from a backend that only has metrics (whole cJSON arrays). */
-static render_req *metrics_from_json(const api_backend *be, const char *id, long since, long max, long limit,
-                                     http_response *res)
-{
-    cJSON *points = be->metrics ? be->metrics(be->ctx, id, since, max) : NULL;
-    if (!points) {
-        http_response_error(res, 404, "no such job");
-        return NULL;
-    }
-    if (!cJSON_IsArray(points)) {
-        cJSON_Delete(points);
-        http_response_error(res, 500, "metrics are unreadable");
-        return NULL;
-    }
-    long next = -1;
-    if (max > 0)
-        api_thin_points(points, max);
-    else
-        next = cut_points(points, limit);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", id);
-    cJSON_AddItemToObject(o, "points", points);
-    if (next >= 0)
-        cJSON_AddNumberToObject(o, "next_since", (double)next);
-    else
-        cJSON_AddNullToObject(o, "next_since");
-    render_req *r = xcalloc(1, sizeof *r);
-    r->doc = o;
-    return r;
+    if (!be->get_job)
+        return http_response_error(res, 404, "no such job");
+    be->get_job(be->jobs, id, render_later_done, render_later_new(be, rt, res, be->fill_page));
 }
 
 static void r_job_metrics(const api_backend *be, const http_request *req, http_response *res, const char *id,
@@ -1272,7 +1225,7 @@ static void r_job_metrics(const api_backend *be, const http_request *req, http_r
         limit = API_METRICS_MAX;
     render_req *rr;
     void *defer_arg = NULL;
-    int dr = be->metrics_defer && be->metrics_read && be->loop ? be->metrics_defer(be->ctx, id, &defer_arg) : 0;
+    int dr = be->metrics_defer && be->metrics_read && be->loop ? be->metrics_defer(be->jobs, id, &defer_arg) : 0;
     if (dr == API_NOT_FOUND) {
         http_response_error(res, 404, "no such job");
         return;
@@ -1286,11 +1239,11 @@ static void r_job_metrics(const api_backend *be, const http_request *req, http_r
         rr->since = since;
         rr->max = max;
         rr->limit = limit;
-    } else if (be->metrics_points) {
+    } else {
         train_point *pts = NULL;
         size_t n = 0;
         long next = -1;
-        if (be->metrics_points(be->ctx, id, since, max, limit, &pts, &n, &next) != 0) {
+        if (!be->metrics_points || be->metrics_points(be->jobs, id, since, max, limit, &pts, &n, &next) != 0) {
             http_response_error(res, 404, "no such job");
             return;
         }
@@ -1299,8 +1252,6 @@ static void r_job_metrics(const api_backend *be, const http_request *req, http_r
         rr->pts = pts;
         rr->n = n;
         rr->next_since = next;
-    } else if (!(rr = metrics_from_json(be, id, since, max, limit, res))) {
-        return;
     }
     rr->status = 200;
     render_answer(be, rr, res);
@@ -1310,35 +1261,54 @@ static void r_job_metrics(const api_backend *be, const http_request *req, http_r
  * bounded so a chatty job cannot make one answer huge. */
 #define API_LOG_MAX (1u << 20)
 
+/* A text answer (a log, a config) the backend gives later: its text doc,
+ * or the error of its code (unreadable: 500 with what). */
+typedef struct text_wait {
+    http_deferred *answer;
+    const char *unreadable;
+} text_wait;
+
+static void text_done(void *arg, int rc, cJSON *doc)
+{
+    text_wait *w = arg;
+    http_response res = {.status = 200};
+    http_response_add_header(&res, "Cache-Control", NO_STORE);   /* as api_handle does */
+    size_t len = 0;
+    char *text = rc == API_OK ? api_text_take(doc, &len) : NULL;
+    if (text) {
+        /* text/plain, not a YAML type: a browser shows a config rather than saving it */
+        http_response_set(&res, 200, "text/plain; charset=utf-8", text, len);
+    } else {
+        cJSON_Delete(doc);
+        if (rc == API_NOT_FOUND)
+            http_response_error(&res, 404, "no such job");
+        else
+            http_response_error(&res, 500, w->unreadable);
+    }
+    http_deferred_respond(w->answer, &res);
+    free(w);
+}
+
+static text_wait *text_wait_new(http_response *res, const char *unreadable)
+{
+    text_wait *w = xcalloc(1, sizeof *w);
+    w->answer = http_response_defer(res);
+    w->unreadable = unreadable;
+    return w;
+}
+
 static void r_job_log(const api_backend *be, const http_request *req, http_response *res, const char *id,
                       const route *rt)
 {
-    char *text = NULL;
-    size_t len = 0;
-    int r = be->log_tail ? be->log_tail(be->ctx, id, API_LOG_MAX, &text, &len) : API_UNAVAILABLE;
-    if (r == API_NOT_FOUND)
-        return http_response_error(res, 404, "no such job");
-    if (r != API_OK) {
-        free(text);
+    if (!be->log_tail)
         return http_response_error(res, 500, "the job's log is unreadable");
-    }
-    http_response_set(res, 200, "text/plain; charset=utf-8", text, len);
+    be->log_tail(be->jobs, id, API_LOG_MAX, text_done, text_wait_new(res, "the job's log is unreadable"));
 }
 
 static void r_job_config(const api_backend *be, const http_request *req, http_response *res, const char *id,
                          const route *rt)
 {
-    char *text = NULL;
-    size_t len = 0;
-    int r = be->config_text(be->ctx, id, &text, &len);
-    if (r == API_NOT_FOUND)
-        return http_response_error(res, 404, "no such job");
-    if (r != API_OK) {
-        free(text);
-        return http_response_error(res, 500, "the job's config is unreadable");
-    }
-    /* text/plain, not a YAML type: a browser shows it rather than saving it */
-    http_response_set(res, 200, "text/plain; charset=utf-8", text, len);
+    be->config_text(be->jobs, id, text_done, text_wait_new(res, "the job's config is unreadable"));
 }
 
 static void cancel_answer(http_response *res, const route *rt, const char *id, int r)
@@ -1392,7 +1362,7 @@ static void r_job_cancel(const api_backend *be, const http_request *req, http_re
     w->answer = http_response_defer(res);
     w->rt = rt;
     w->id = xstrdup(id);
-    be->cancel(be->ctx, id, cancel_done, w);
+    be->cancel(be->jobs, id, cancel_done, w);
 }
 
 /* GET /metrics: the jobs' numbers are copied on the loop (list_prom), the
@@ -1402,7 +1372,7 @@ static void get_prometheus(const api_backend *be, http_response *res)
     render_req *r = xcalloc(1, sizeof *r);
     r->status = 200;
     r->prom = true;
-    r->doc = be->list_prom ? be->list_prom(be->ctx) : be->list_jobs ? be->list_jobs(be->ctx, NULL) : NULL;
+    r->doc = be->list_prom ? be->list_prom(be->jobs) : NULL;
     if (!r->doc)
         r->doc = cJSON_CreateArray();
     r->uptime = be->uptime ? be->uptime(be->ctx) : -1;
@@ -1418,6 +1388,27 @@ static void get_prometheus(const api_backend *be, http_response *res)
 /* ------------------------------------------------------------------ */
 /* the routes                                                           */
 
+
+/* A read its row names (route.op): GET of a list (no {id}) or of one
+ * {id}, answered with the operation's doc through later_done.  An
+ * operation this backend lacks: 404. */
+static void r_read(const api_backend *be, const http_request *req, http_response *res, const char *id,
+                   const route *rt)
+{
+    const char *b = (const char *)be;
+    void *ctx = *(void *const *)(b + rt->op.ctx);
+    if (rt->kind == R_ID) {
+        api_id_op *op = *(api_id_op *const *)(b + rt->op.fn);
+        if (!op)
+            return http_response_error(res, 404, "not found");
+        op(ctx, id, later_done, later_new(rt, res));
+    } else {
+        api_list_op *op = *(api_list_op *const *)(b + rt->op.fn);
+        if (!op)
+            return http_response_error(res, 404, "not found");
+        op(ctx, later_done, later_new(rt, res));
+    }
+}
 
 static void r_static(const api_backend *be, const http_request *req, http_response *res, const char *id,
                      const route *rt)
@@ -1503,41 +1494,41 @@ static bool has_laws(const api_backend *be)
 #define NO_LAW "no such law"
 
 static const route routes[] = {
-    /* methods kind      path               tail            token  limited present          no_id   ok    handler */
-    {M_GET,  R_EXACT,  "/",               NULL,           false, false, NULL,            NULL,   0,   r_static},
-    {M_GET,  R_PREFIX, "/ui/",            NULL,           false, false, NULL,            NULL,   0,   r_static},
-    {M_GET,  R_PREFIX, "/lib/chart.js/",  NULL,           false, false, NULL,            NULL,   0,   r_static},
-    {M_GET,  R_EXACT,  "/status",         NULL,           false, false, NULL,            NULL,   0,   r_status},
-    {M_GET,  R_EXACT,  "/healthz",        NULL,           false, false, NULL,            NULL,   0,   r_healthz},
-    {M_GET,  R_EXACT,  "/metrics",        NULL,           false, false, NULL,            NULL,   0,   r_prometheus},
-    {M_GET,  R_EXACT,  "/jobs",           NULL,           false, false, NULL,            NULL,   0,   r_jobs},
-    {M_POST, R_EXACT,  "/jobs",           NULL,           true,  true,  NULL,            NULL,   201, r_submit},
-    {M_GET,  R_EXACT,  "/events",         NULL,           false, false, NULL,            NULL,   0,   r_events},
+    /* methods kind      path               tail            token  limited present          no_id   ok    handler              op */
+    {M_GET,  R_EXACT,  "/",               NULL,           false, false, NULL,            NULL,   0,   r_static,             NO_OP},
+    {M_GET,  R_PREFIX, "/ui/",            NULL,           false, false, NULL,            NULL,   0,   r_static,             NO_OP},
+    {M_GET,  R_PREFIX, "/lib/chart.js/",  NULL,           false, false, NULL,            NULL,   0,   r_static,             NO_OP},
+    {M_GET,  R_EXACT,  "/status",         NULL,           false, false, NULL,            NULL,   0,   r_status,             NO_OP},
+    {M_GET,  R_EXACT,  "/healthz",        NULL,           false, false, NULL,            NULL,   0,   r_healthz,            NO_OP},
+    {M_GET,  R_EXACT,  "/metrics",        NULL,           false, false, NULL,            NULL,   0,   r_prometheus,         NO_OP},
+    {M_GET,  R_EXACT,  "/jobs",           NULL,           false, false, NULL,            NULL,   0,   r_jobs,               NO_OP},
+    {M_POST, R_EXACT,  "/jobs",           NULL,           true,  true,  NULL,            NULL,   201, r_submit,             NO_OP},
+    {M_GET,  R_EXACT,  "/events",         NULL,           false, false, NULL,            NULL,   0,   r_events,             NO_OP},
     /* /validate and /schedule write nothing, so they need no token; they
      * parse a body on the pool, so they stay charged to the write rate
      * (a token-less caller to its own "anon" bucket, see over_rate) */
-    {M_POST, R_EXACT,  "/validate",       NULL,           false, true,  has_preview,     NULL,   0,   r_validate},
-    {M_POST, R_EXACT,  "/schedule",       NULL,           false, true,  has_preview,     NULL,   0,   r_schedule},
+    {M_POST, R_EXACT,  "/validate",       NULL,           false, true,  has_preview,     NULL,   0,   r_validate,           NO_OP},
+    {M_POST, R_EXACT,  "/schedule",       NULL,           false, true,  has_preview,     NULL,   0,   r_schedule,           NO_OP},
     /* /lr-find writes nothing either, but it trains (a job's worth of CPU): the token, as POST /jobs */
-    {M_POST, R_EXACT,  "/lr-find",        NULL,           true,  true,  has_lr_find,     NULL,   0,   r_lr_find},
-    {M_GET,  R_EXACT,  "/compare",        NULL,           false, false, NULL,            NULL,   0,   r_compare},
-    {M_GET,  R_EXACT,  "/experiments",    NULL,           false, false, has_experiments, NULL,   0,   r_experiments},
-    {M_POST, R_EXACT,  "/experiments",    NULL,           true,  true,  has_experiments, NULL,   201, r_experiment_submit},
-    {M_GET,  R_ID,     "/experiments/",   "",             false, false, has_experiments, NO_EXP, 0,   r_experiment},
-    {M_POST, R_ID,     "/experiments/",   "/cancel",      true,  true,  has_experiments, NO_EXP, 202, r_experiment_cancel},
+    {M_POST, R_EXACT,  "/lr-find",        NULL,           true,  true,  has_lr_find,     NULL,   0,   r_lr_find,            NO_OP},
+    {M_GET,  R_EXACT,  "/compare",        NULL,           false, false, NULL,            NULL,   0,   r_compare,            NO_OP},
+    {M_GET,  R_EXACT,  "/experiments",    NULL,           false, false, has_experiments, NULL,   0,   r_read,               OP(list_experiments, exps)},
+    {M_POST, R_EXACT,  "/experiments",    NULL,           true,  true,  has_experiments, NULL,   201, r_experiment_submit,  NO_OP},
+    {M_GET,  R_ID,     "/experiments/",   "",             false, false, has_experiments, NO_EXP, 0,   r_read,               OP(get_experiment, exps)},
+    {M_POST, R_ID,     "/experiments/",   "/cancel",      true,  true,  has_experiments, NO_EXP, 202, r_experiment_cancel,  NO_OP},
     /* a fit is CPU work on the pool and writes the law: the token, as POST /jobs; a
      * prediction writes nothing (the editor asks as you type): no token, as /schedule */
-    {M_GET,  R_EXACT,  "/laws",           NULL,           false, false, has_laws,        NULL,   0,   r_laws},
-    {M_POST, R_EXACT,  "/laws",           NULL,           true,  true,  has_laws,        NULL,   201, r_law_fit},
-    {M_GET,  R_ID,     "/laws/",          "",             false, false, has_laws,        NO_LAW, 0,   r_law},
-    {M_POST, R_ID,     "/laws/",          "/predict",     false, true,  has_laws,        NO_LAW, 0,   r_law_predict},
-    {M_GET,  R_ID,     "/jobs/",          "",             false, false, NULL,            NO_JOB, 0,   r_job},
-    {M_GET,  R_ID,     "/jobs/",          "/metrics",     false, false, NULL,            NO_JOB, 0,   r_job_metrics},
-    {M_GET,  R_ID,     "/jobs/",          "/log",         false, false, NULL,            NO_JOB, 0,   r_job_log},
-    {M_GET,  R_ID,     "/jobs/",          "/config",      false, false, has_config_text, NO_JOB, 0,   r_job_config},
-    {M_GET,  R_ID,     "/jobs/",          "/checkpoints", false, false, NULL,            NO_JOB, 0,   r_job_checkpoints},
-    {M_POST, R_ID,     "/jobs/",          "/cancel",      true,  true,  NULL,            NO_JOB, 202, r_job_cancel},
-    {M_POST, R_ID,     "/jobs/",          "/fork",        true,  true,  NULL,            NO_JOB, 201, r_job_fork},
+    {M_GET,  R_EXACT,  "/laws",           NULL,           false, false, has_laws,        NULL,   0,   r_read,               OP(list_laws, laws)},
+    {M_POST, R_EXACT,  "/laws",           NULL,           true,  true,  has_laws,        NULL,   201, r_law_fit,            NO_OP},
+    {M_GET,  R_ID,     "/laws/",          "",             false, false, has_laws,        NO_LAW, 0,   r_read,               OP(get_law, laws)},
+    {M_POST, R_ID,     "/laws/",          "/predict",     false, true,  has_laws,        NO_LAW, 0,   r_law_predict,        NO_OP},
+    {M_GET,  R_ID,     "/jobs/",          "",             false, false, NULL,            NO_JOB, 0,   r_job,                NO_OP},
+    {M_GET,  R_ID,     "/jobs/",          "/metrics",     false, false, NULL,            NO_JOB, 0,   r_job_metrics,        NO_OP},
+    {M_GET,  R_ID,     "/jobs/",          "/log",         false, false, NULL,            NO_JOB, 0,   r_job_log,            NO_OP},
+    {M_GET,  R_ID,     "/jobs/",          "/config",      false, false, has_config_text, NO_JOB, 0,   r_job_config,         NO_OP},
+    {M_GET,  R_ID,     "/jobs/",          "/checkpoints", false, false, NULL,            NO_JOB, 0,   r_read,               OP(checkpoints, jobs)},
+    {M_POST, R_ID,     "/jobs/",          "/cancel",      true,  true,  NULL,            NO_JOB, 202, r_job_cancel,         NO_OP},
+    {M_POST, R_ID,     "/jobs/",          "/fork",        true,  true,  NULL,            NO_JOB, 201, r_job_fork,           NO_OP},
 };
 
 /* Whether path is r's; for R_ID, *seg and *seglen are its {id} segment. */

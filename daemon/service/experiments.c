@@ -131,6 +131,28 @@ void exp_from_sweep(experiment *x, const sweep *s)
     }
 }
 
+/* A cancel's answer: exps_cancel's done(arg, rc) as an api_done. */
+typedef struct cancel_answer {
+    api_done done;
+    void *arg;
+} cancel_answer;
+
+static void cancel_answered(void *arg, int rc)
+{
+    cancel_answer *a = arg;
+    a->done(a->arg, rc, NULL);
+    free(a);
+}
+
+void exps_request_cancel(void *exps, const char *id, api_done done, void *arg)
+{
+    cancel_answer *a = xmalloc(sizeof *a);
+    *a = (cancel_answer){done, arg};
+    int rc = exps_cancel(exps, id, cancel_answered, a);
+    if (rc != API_OK)
+        cancel_answered(a, rc);   /* not found, already ended: answered now */
+}
+
 int exps_cancel(exp_table *e, const char *id, void (*done)(void *arg, int rc), void *arg)
 {
     experiment *x = exp_find(e, id);

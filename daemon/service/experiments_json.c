@@ -134,6 +134,17 @@ cJSON *exps_list_json(exp_table *e)
     return a;
 }
 
+void exps_list(void *exps, api_done done, void *arg)
+{
+    done(arg, API_OK, exps_list_json(exps));
+}
+
+void exps_get(void *exps, const char *id, api_done done, void *arg)
+{
+    cJSON *o = exps_get_json(exps, id);
+    done(arg, o ? API_OK : API_NOT_FOUND, o);
+}
+
 cJSON *exps_get_json(exp_table *e, const char *id)
 {
     experiment *x = exp_find(e, id);

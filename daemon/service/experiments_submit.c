@@ -229,6 +229,17 @@ static void submit_done(uv_work_t *w, int status)
     (void)status;
 }
 
+void exps_post(void *exps, const char *yaml, size_t len, const char *idem_key, api_done done, void *arg)
+{
+    exp_table *e = exps;
+    if (jobs_stopping(e->jobs))
+        return done(arg, API_UNAVAILABLE, NULL);
+    /* the header's key in this endpoint's scope, the body its request */
+    char *key = jobs_idem_scoped("post", idem_key);
+    exps_submit(e, yaml, len, key, jobs_idem_fp(yaml, len, "", 0), done, arg);
+    free(key);
+}
+
 void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_key, uint64_t fp, api_done done,
                  void *arg)
 {

@@ -318,9 +318,12 @@ static void fork_done(uv_work_t *w, int status)
     jobs_work_end(t);
 }
 
-void forks_fork(job_table *t, const char *parent_id, const char *body, size_t len, const char *idem_key,
+void forks_fork(void *jobs, const char *parent_id, const char *body, size_t len, const char *idem_key,
                 forks_done done, void *arg)
 {
+    job_table *t = jobs;
+    if (jobs_stopping(t))
+        return done(arg, API_UNAVAILABLE, NULL);
     jobs_info info;
     if (jobs_lookup(t, parent_id, &info) < 0)
         return done(arg, API_NOT_FOUND, json_error_doc("no such job"));
@@ -409,8 +412,9 @@ static void list_done(uv_work_t *w, int status)
     jobs_work_end(t);
 }
 
-void forks_checkpoints(job_table *t, const char *id, forks_done done, void *arg)
+void forks_checkpoints(void *jobs, const char *id, forks_done done, void *arg)
 {
+    job_table *t = jobs;
     jobs_info info;
     if (jobs_lookup(t, id, &info) < 0)
         return done(arg, API_NOT_FOUND, json_error_doc("no such job"));

@@ -96,26 +96,6 @@ static size_t first_after(const hist_view *j, long since)
     return lo;
 }
 
-cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max)
-{
-    const job *jb = job_find(t, id);
-    if (!jb)
-        return NULL;
-    hist_view view, *j = &view;
-    hist_view_of(jb, j);
-    size_t lo = first_after(j, since);
-    size_t n = j->n_hist - lo;
-    size_t want = max > 0 && (size_t)max < n ? (size_t)max : n;
-    size_t *idx = xmalloc((want ? want : 1) * sizeof *idx);
-    size_t k = pick_even(n, want, idx);
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; i < k; i++)
-        cJSON_AddItemToArray(a, train_point_json(&j->hist[lo + idx[i]]));
-    free(idx);
-    free(view.owned);
-    return a;
-}
-
 static int select_points(hist_view *j, long since, long max, long limit, train_point **out, size_t *out_n,
                          long *next_since)
 {
@@ -148,15 +128,15 @@ static int select_points(hist_view *j, long since, long max, long limit, train_p
     return 0;
 }
 
-int jobs_metrics_points(job_table *t, const char *id, long since, long max, long limit, train_point **out,
+int jobs_metrics_points(void *jobs, const char *id, long since, long max, long limit, train_point **out,
                         size_t *out_n, long *next_since)
 {
     *out = NULL;
     *out_n = 0;
     *next_since = -1;
-    const job *jb = job_find(t, id);
+    const job *jb = job_find(jobs, id);
     if (!jb)
-        return -ENOENT;
+        return API_NOT_FOUND;
     hist_view view;
     hist_view_of(jb, &view);
     return select_points(&view, since, max, limit, out, out_n, next_since);
@@ -186,6 +166,44 @@ int jobs_metrics_read_file(const char *path, size_t keep, long since, long max, 
     hist_view view;
     hist_read_path(path, keep, &view);
     return select_points(&view, since, max, limit, out, out_n, next_since);
+}
+
+/* A history on disk, to read on the thread pool. */
+typedef struct metrics_file_arg {
+    char *path;
+    size_t keep;
+} metrics_file_arg;
+
+int jobs_metrics_defer(void *jobs, const char *id, void **arg)
+{
+    char *path;
+    size_t keep;
+    int rc = jobs_metrics_file(jobs, id, &path, &keep);
+    if (rc < 0)
+        return API_NOT_FOUND;
+    if (rc == 1)
+        return 0;
+    metrics_file_arg *a = xcalloc(1, sizeof *a);
+    a->path = path;
+    a->keep = keep;
+    *arg = a;
+    return 1;
+}
+
+int jobs_metrics_read(void *arg, long since, long max, long limit, train_point **out, size_t *out_n,
+                      long *next_since)
+{
+    metrics_file_arg *a = arg;
+    jobs_metrics_read_file(a->path, a->keep, since, max, limit, out, out_n, next_since);
+    jobs_metrics_drop(a);
+    return API_OK;
+}
+
+void jobs_metrics_drop(void *arg)
+{
+    metrics_file_arg *a = arg;
+    free(a->path);
+    free(a);
 }
 
 /* Parses metrics.jsonl (thread pool). */

@@ -221,26 +221,6 @@ void jobs_fill_deferred(cJSON *doc)
         fill_one(o);
 }
 
-cJSON *jobs_list_json(job_table *t, const char *state)
-{
-    int want = state ? job_state_from_name(state) : -1;
-    cJSON *a = cJSON_CreateArray();
-    /* queue positions first (seq order), then newest first */
-    int *pos = xcalloc(t->n ? t->n : 1, sizeof *pos);
-    int q = 0;
-    for (size_t i = 0; i < t->n; i++)
-        if (t->jobs[i]->state == JOB_QUEUED)
-            pos[i] = ++q;
-    for (size_t i = t->n; i-- > 0;) {
-        const job *j = t->jobs[i];
-        if (state && (int)j->state != want)
-            continue;
-        cJSON_AddItemToArray(a, job_to_json(j, pos[i]));
-    }
-    free(pos);
-    return a;
-}
-
 /* Index of the job with this id in t->jobs (seq order), or -1. */
 static long index_of(const job_table *t, const char *id)
 {
@@ -254,9 +234,10 @@ static bool query_matches(const job *j, const char *q)
     return !q || !*q || (j->name && strcasestr(j->name, q)) || strcasestr(j->id, q);
 }
 
-int jobs_page_json(job_table *t, const char *state, const char *q, const char *after, size_t limit,
+int jobs_page_json(void *jobs, const char *state, const char *q, const char *after, size_t limit,
                    struct cJSON **out, char **next_after)
 {
+    job_table *t = jobs;
     *out = NULL;
     *next_after = NULL;
     int want = state ? job_state_from_name(state) : -1;
@@ -318,8 +299,9 @@ static cJSON *job_brief_json(const job *j)
     return o;
 }
 
-cJSON *jobs_summary_json(job_table *t)
+cJSON *jobs_summary_json(void *jobs)
 {
+    job_table *t = jobs;
     /* GET /status is the endpoint dashboards and scripts poll: its size and
      * cost must not grow with the finished jobs.  It lists the running
      * jobs, the next JOBS_STATUS_QUEUED queued ones and the
@@ -360,8 +342,9 @@ cJSON *jobs_summary_json(job_table *t)
     return doc;
 }
 
-cJSON *jobs_prom_json(job_table *t)
+cJSON *jobs_prom_json(void *jobs)
 {
+    job_table *t = jobs;
     /* GET /metrics is scraped every few seconds: bounded whatever the
      * number of finished jobs.  The counts by state, and the numbers of the
      * active jobs only — the running ones and the next JOBS_STATUS_QUEUED
@@ -395,11 +378,11 @@ cJSON *jobs_prom_json(job_table *t)
     return doc;
 }
 
-cJSON *jobs_get_json(job_table *t, const char *id)
+void jobs_get(void *jobs, const char *id, api_done done, void *arg)
 {
-    const job *j = job_find(t, id);
+    const job *j = job_find(jobs, id);
     if (!j)
-        return NULL;
+        return done(arg, API_NOT_FOUND, NULL);
     g_defer_config = true;   /* an ended job's config is read on the pool (jobs_fill_deferred) */
     g_errors_pending = true;
     cJSON *o = job_to_json(j, 0);
@@ -407,7 +390,7 @@ cJSON *jobs_get_json(job_table *t, const char *id)
     g_defer_config = false;
     if (j->dir)
         cJSON_AddStringToObject(o, JOBS_DEFERRED_KEYS, j->dir);   /* config_keys, read there too */
-    return o;
+    done(arg, API_OK, o);
 }
 
 cJSON *job_status_json(const job *j)
@@ -418,8 +401,9 @@ cJSON *job_status_json(const job *j)
     return o;
 }
 
-cJSON *jobs_event_json(job_table *t, const char *id)
+cJSON *jobs_event_json(void *jobs, const char *id)
 {
+    job_table *t = jobs;
     const job *j = job_find(t, id);
     if (!j)
         return NULL;

@@ -10,6 +10,28 @@
 #include "traind/log.h"
 #include "traind/util.h"
 
+/* A cancel's answer: jobs_cancel's done(arg, rc) as an api_done. */
+typedef struct cancel_answer {
+    api_done done;
+    void *arg;
+} cancel_answer;
+
+static void cancel_answered(void *arg, int rc)
+{
+    cancel_answer *a = arg;
+    a->done(a->arg, rc, NULL);
+    free(a);
+}
+
+void jobs_request_cancel(void *jobs, const char *id, api_done done, void *arg)
+{
+    cancel_answer *a = xmalloc(sizeof *a);
+    *a = (cancel_answer){done, arg};
+    int rc = jobs_cancel(jobs, id, cancel_answered, a);
+    if (rc != API_OK)
+        cancel_answered(a, rc);   /* not found, already ended: answered now */
+}
+
 int jobs_cancel(job_table *t, const char *id, void (*done)(void *arg, int rc), void *arg)
 {
     job *j = job_find(t, id);

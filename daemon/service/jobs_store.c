@@ -306,6 +306,30 @@ int jobs_log_tail(job_table *t, const char *id, size_t max_bytes, char **out, si
     return 0;
 }
 
+void jobs_log(void *jobs, const char *id, size_t max_bytes, api_done done, void *arg)
+{
+    char *text;
+    size_t len;
+    int r = jobs_log_tail(jobs, id, max_bytes, &text, &len);
+    if (r < 0) {
+        free(text);
+        return done(arg, r == -ENOENT ? API_NOT_FOUND : r, NULL);
+    }
+    done(arg, API_OK, api_text_doc(text, len));
+}
+
+void jobs_config(void *jobs, const char *id, api_done done, void *arg)
+{
+    char *text;
+    size_t len;
+    int r = jobs_config_text(jobs, id, &text, &len);
+    if (r < 0) {
+        free(text);
+        return done(arg, r == -ENOENT ? API_NOT_FOUND : r, NULL);
+    }
+    done(arg, API_OK, api_text_doc(text, len));
+}
+
 int jobs_config_text(job_table *t, const char *id, char **out, size_t *out_len)
 {
     *out = NULL;

@@ -455,14 +455,48 @@ bool jobs_submit_replay(job_table *t, const char *key, uint64_t fp, jobs_submit_
     return true;
 }
 
-void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, const char *idem_key,
-                 jobs_submit_cb done, void *arg)
+bool jobs_stopping(const job_table *t)
 {
+    return t->shutting_down;
+}
+
+/* A POST /jobs's answer: jobs_submit_ex's (rc, id, errors) as an api_done's doc. */
+typedef struct post_answer {
+    api_done done;
+    void *arg;
+} post_answer;
+
+static void post_answered(void *arg, int rc, char *id, cJSON *errors)
+{
+    post_answer *a = arg;
+    cJSON *doc = NULL;
+    if (id || errors) {
+        doc = cJSON_CreateObject();
+        if (id)
+            cJSON_AddStringToObject(doc, "id", id);
+        if (errors)
+            cJSON_AddItemToObject(doc, "errors", errors);
+    }
+    free(id);
+    a->done(a->arg, rc, doc);
+    free(a);
+}
+
+void jobs_submit(void *jobs, const char *yaml, size_t len, const char *default_name, const char *idem_key,
+                 api_done done, void *arg)
+{
+    job_table *t = jobs;
+    /* once stopping, a retry of a submit already made is refused too: a
+     * new one is admitted by jobs_submit_ex (its admission's room) */
+    if (t->shutting_down)
+        return done(arg, API_UNAVAILABLE, NULL);
     /* POST /jobs: the request is the config and its ?name= */
     const char *nm = default_name ? default_name : "";
     jobs_submit_extra x = {.forked_at = -1, .fingerprint = jobs_idem_fp(nm, strlen(nm) + 1, yaml, len)};
     char *key = jobs_idem_scoped("jobs", idem_key);
-    jobs_submit_ex(t, yaml, len, default_name, key, &x, done, arg);
+    post_answer *a = xmalloc(sizeof *a);
+    *a = (post_answer){done, arg};
+    jobs_submit_ex(t, yaml, len, default_name, key, &x, post_answered, a);
     free(key);
 }
 

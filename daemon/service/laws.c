@@ -226,6 +226,11 @@ static cJSON *summary_json(const law_entry *e)
     return o;
 }
 
+void laws_list(void *laws, laws_done done, void *arg)
+{
+    done(arg, API_OK, laws_list_json(laws));
+}
+
 cJSON *laws_list_json(laws_table *t)
 {
     cJSON *a = cJSON_CreateArray();
@@ -738,8 +743,9 @@ static int add_source(laws_table *t, fit_req *r, const char *id, char *why, size
 
 static const char *const fit_keys[] = {"law", "metric", "jobs", "experiment", "name", "loo", "starts", NULL};
 
-void laws_fit(laws_table *t, const char *body, size_t len, laws_done done, void *arg)
+void laws_fit(void *laws, const char *body, size_t len, laws_done done, void *arg)
 {
+    laws_table *t = laws;
     if (t->stopping)
         return done(arg, API_UNAVAILABLE, NULL);
     if (t->fitting >= LAWS_MAX_FITS) {
@@ -908,8 +914,9 @@ static void get_after(uv_work_t *w, int status)
     free(r);
 }
 
-void laws_get(laws_table *t, const char *id, laws_done done, void *arg)
+void laws_get(void *laws, const char *id, laws_done done, void *arg)
 {
+    laws_table *t = laws;
     law_entry *e = find(t, id);
     if (!e)
         return done(arg, API_NOT_FOUND, json_error_doc("no such law"));
@@ -1159,9 +1166,10 @@ static void pred_after(uv_work_t *w, int status)
     free(r);
 }
 
-void laws_predict(laws_table *t, const char *id, const char *body, size_t len, long max, laws_done done,
+void laws_predict(void *laws, const char *id, const char *body, size_t len, long max, laws_done done,
                   void *arg)
 {
+    laws_table *t = laws;
     if (t->stopping)
         return done(arg, API_UNAVAILABLE, NULL);
     law_entry *e = find(t, id);

@@ -156,6 +156,16 @@ void lrfind_jobs_start(lrfind_jobs *js, const lrfind_job_spec *spec, const char 
     js->n_running++;
 }
 
+void lrfind_post(void *lr_finds, const char *yaml, size_t len, const lrfind_opts *o, lrfind_job_done done,
+                 void *arg)
+{
+    const lrfind_ctx *l = lr_finds;
+    const dconfig *c = l->cfg;
+    lrfind_job_spec spec = {.exe = l->exe, .threads = c->threads_per_job, .data_dirs = c->data_dirs,
+                            .n_data_dirs = c->n_data_dirs, .max_model_bytes = c->max_model_memory};
+    lrfind_jobs_start(l->js, &spec, yaml, len, o, done, arg);
+}
+
 void lrfind_jobs_shutdown(lrfind_jobs *js)
 {
     js->stopping = true;

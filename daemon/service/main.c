@@ -115,6 +115,8 @@ typedef struct daemon_state {
     bool reload_again;          /* another SIGHUP came meanwhile */
     const char *exe;            /* our own binary (self_exe), for the processes we start */
     lrfind_jobs *lrf;           /* POST /lr-find's running tests */
+    lrfind_ctx lr_finds;        /* the API's context of POST /lr-find */
+    preview_ctx previews;       /* the API's context of POST /validate and /schedule */
     laws_table *laws;           /* loss-curve laws (POST /laws...) */
     char *laws_dir;             /* <spool>/laws */
 } daemon_state;
@@ -236,38 +238,6 @@ static int parse_flags(int argc, char **argv, flags *fl)
 
 /* --------------------------------------------------------- the API's side */
 
-static cJSON *be_list(void *ctx, const char *state)
-{
-    return jobs_list_json(((daemon_state *)ctx)->jobs, state);
-}
-
-static int be_list_page(void *ctx, const char *state, const char *q, const char *after, size_t limit, cJSON **out,
-                        char **next_after)
-{
-    return jobs_page_json(((daemon_state *)ctx)->jobs, state, q, after, limit, out, next_after);
-}
-
-static cJSON *be_prom(void *ctx)
-{
-    return jobs_prom_json(((daemon_state *)ctx)->jobs);
-}
-
-static cJSON *be_summaries(void *ctx)
-{
-    return jobs_summary_json(((daemon_state *)ctx)->jobs);
-}
-
-static cJSON *be_get(void *ctx, const char *id)
-{
-    return jobs_get_json(((daemon_state *)ctx)->jobs, id);
-}
-
-/* GET /events: a job's event object. */
-static cJSON *be_event_job(void *ctx, const char *id)
-{
-    return jobs_event_json(((daemon_state *)ctx)->jobs, id);
-}
-
 /* Jobs waiting, counting POSTs still being saved (each may become one). */
 static long queued_jobs(const daemon_state *d)
 {
@@ -279,17 +249,6 @@ static long queued_jobs(const daemon_state *d)
 static long be_queued(void *ctx)
 {
     return queued_jobs(ctx);
-}
-
-static void be_submit(void *ctx, const char *yaml, size_t len, const char *default_name,
-                      const char *idem_key, api_submit_done done, void *arg)
-{
-    daemon_state *d = ctx;
-    if (d->stopping)
-        return done(arg, API_UNAVAILABLE, NULL, NULL);
-    /* a retry of a submit already made answers as the first time, full
-     * queue or not; a new one is admitted by jobs_submit (admit_room) */
-    jobs_submit(d->jobs, yaml, len, default_name, idem_key, done, arg);
 }
 
 /* The admission of every new queued job (jobs_set_admission): below
@@ -307,203 +266,6 @@ static long spool_room(void *ctx)
     daemon_state *d = ctx;
     long room = d->cfg.max_queued_jobs - queued_jobs(d);
     return room > 0 ? room : 0;
-}
-
-/* POST /jobs/{id}/fork: admitted as a submit is (jobs_submit_ex asks
- * admit_room), with an Idempotency-Key or without. */
-static void be_fork(void *ctx, const char *id, const char *body, size_t len, const char *idem_key,
-                    api_done done, void *arg)
-{
-    daemon_state *d = ctx;
-    if (d->stopping) {
-        return done(arg, API_UNAVAILABLE, NULL);
-    }
-    forks_fork(d->jobs, id, body, len, idem_key, done, arg);
-}
-
-static void be_checkpoints(void *ctx, const char *id, api_done done, void *arg)
-{
-    forks_checkpoints(((daemon_state *)ctx)->jobs, id, done, arg);
-}
-
-static void be_list_experiments(void *ctx, api_done done, void *arg)
-{
-    done(arg, API_OK, exps_list_json(((daemon_state *)ctx)->exps));
-}
-
-static void be_get_experiment(void *ctx, const char *id, api_done done, void *arg)
-{
-    cJSON *o = exps_get_json(((daemon_state *)ctx)->exps, id);
-    done(arg, o ? API_OK : API_NOT_FOUND, o);
-}
-
-/* An experiment, under a key already scoped (exps_submit). */
-static void submit_experiment(daemon_state *d, const char *yaml, size_t len, const char *key, uint64_t fp,
-                              api_done done, void *arg)
-{
-    if (d->stopping) {
-        return done(arg, API_UNAVAILABLE, NULL);
-    }
-    exps_submit(d->exps, yaml, len, key, fp, done, arg);
-}
-
-/* POST /experiments: the header's key in this endpoint's scope, the body its request. */
-static void be_submit_experiment(void *ctx, const char *yaml, size_t len, const char *idem_key,
-                                 api_done done, void *arg)
-{
-    char *key = jobs_idem_scoped("post", idem_key);
-    submit_experiment(ctx, yaml, len, key, jobs_idem_fp(yaml, len, "", 0), done, arg);
-    free(key);
-}
-
-/* POST /validate, POST /schedule: intake's checks with this daemon's data_dirs and limits. */
-static void be_preview(void *ctx, const char *yaml, size_t len, long max,
-                       api_done done, void *arg)
-{
-    daemon_state *d = ctx;
-    preview_in in = {.data_dirs = d->cfg.data_dirs, .n_data_dirs = d->cfg.n_data_dirs,
-                     .max_trials = (size_t)d->cfg.max_trials, .max_model_bytes = d->cfg.max_model_memory,
-                     .jobs_dir = jobs_jobs_dir(d->jobs), .slurm = jobs_is_slurm(d->jobs),
-                     .laws_dir = d->laws_dir};
-    if (max > 0)
-        preview_schedule(d->loop, &in, yaml, len, (size_t)max, done, arg);
-    else
-        preview_validate(d->loop, &in, yaml, len, done, arg);
-}
-
-/* POST /lr-find: a short job in a process of its own (lrfind_job.h). */
-static void be_lr_find(void *ctx, const char *yaml, size_t len, const lrfind_opts *o,
-                       api_done done, void *arg)
-{
-    daemon_state *d = ctx;
-    if (d->stopping)
-        return done(arg, API_UNAVAILABLE, NULL);
-    lrfind_job_spec spec = {.exe = d->exe, .threads = d->cfg.threads_per_job,
-                            .data_dirs = d->cfg.data_dirs, .n_data_dirs = d->cfg.n_data_dirs,
-                            .max_model_bytes = d->cfg.max_model_memory};
-    lrfind_jobs_start(d->lrf, &spec, yaml, len, o, done, arg);
-}
-
-/* Loss-curve laws (laws.h): fits and predictions on the thread pool. */
-static void be_list_laws(void *ctx, api_done done, void *arg)
-{
-    done(arg, API_OK, laws_list_json(((daemon_state *)ctx)->laws));
-}
-
-static void be_fit_law(void *ctx, const char *body, size_t len, api_done done,
-                       void *arg)
-{
-    laws_fit(((daemon_state *)ctx)->laws, body, len, done, arg);
-}
-
-static void be_get_law(void *ctx, const char *id, api_done done, void *arg)
-{
-    laws_get(((daemon_state *)ctx)->laws, id, done, arg);
-}
-
-static void be_predict_law(void *ctx, const char *id, const char *body, size_t len, long max,
-                           api_done done, void *arg)
-{
-    laws_predict(((daemon_state *)ctx)->laws, id, body, len, max, done, arg);
-}
-
-/* A cancel's answer: the table's done(arg, rc) as an api_done. */
-typedef struct cancel_answer {
-    api_done done;
-    void *arg;
-} cancel_answer;
-
-static void cancel_answered(void *arg, int rc)
-{
-    cancel_answer *a = arg;
-    a->done(a->arg, rc, NULL);
-    free(a);
-}
-
-static cancel_answer *cancel_answer_new(api_done done, void *arg)
-{
-    cancel_answer *a = xmalloc(sizeof *a);
-    *a = (cancel_answer){done, arg};
-    return a;
-}
-
-static void be_cancel_experiment(void *ctx, const char *id, api_done done, void *arg)
-{
-    cancel_answer *a = cancel_answer_new(done, arg);
-    int rc = exps_cancel(((daemon_state *)ctx)->exps, id, cancel_answered, a);
-    if (rc != API_OK)
-        cancel_answered(a, rc);   /* not found, already ended: answered now */
-}
-
-static void be_cancel(void *ctx, const char *id, api_done done, void *arg)
-{
-    cancel_answer *a = cancel_answer_new(done, arg);
-    int rc = jobs_cancel(((daemon_state *)ctx)->jobs, id, cancel_answered, a);
-    if (rc != API_OK)
-        cancel_answered(a, rc);   /* not found, already ended: answered now */
-}
-
-static cJSON *be_metrics(void *ctx, const char *id, long since, long max)
-{
-    return jobs_metrics_json(((daemon_state *)ctx)->jobs, id, since, max);
-}
-
-/* A job whose history is on disk only: read on the thread pool. */
-typedef struct metrics_file_arg {
-    char *path;
-    size_t keep;
-} metrics_file_arg;
-
-static int be_metrics_defer(void *ctx, const char *id, void **arg)
-{
-    char *path;
-    size_t keep;
-    int rc = jobs_metrics_file(((daemon_state *)ctx)->jobs, id, &path, &keep);
-    if (rc < 0)
-        return API_NOT_FOUND;
-    if (rc == 1)
-        return 0;
-    metrics_file_arg *a = xcalloc(1, sizeof *a);
-    a->path = path;
-    a->keep = keep;
-    *arg = a;
-    return 1;
-}
-
-static int be_metrics_read(void *arg, long since, long max, long limit, train_point **pts, size_t *n,
-                           long *next_since)
-{
-    metrics_file_arg *a = arg;
-    jobs_metrics_read_file(a->path, a->keep, since, max, limit, pts, n, next_since);
-    free(a->path);
-    free(a);
-    return API_OK;
-}
-
-static void be_metrics_drop(void *arg)
-{
-    metrics_file_arg *a = arg;
-    free(a->path);
-    free(a);
-}
-
-static int be_metrics_points(void *ctx, const char *id, long since, long max, long limit, train_point **pts,
-                             size_t *n, long *next_since)
-{
-    int rc = jobs_metrics_points(((daemon_state *)ctx)->jobs, id, since, max, limit, pts, n, next_since);
-    return rc < 0 ? API_NOT_FOUND : API_OK;
-}
-
-static int be_log_tail(void *ctx, const char *id, size_t max_bytes, char **text, size_t *len)
-{
-    int r = jobs_log_tail(((daemon_state *)ctx)->jobs, id, max_bytes, text, len);
-    return r == -ENOENT ? API_NOT_FOUND : r < 0 ? r : API_OK;
-}
-
-static int be_config_text(void *ctx, const char *id, char **text, size_t *len)
-{
-    int r = jobs_config_text(((daemon_state *)ctx)->jobs, id, text, len);
-    return r == -ENOENT ? API_NOT_FOUND : r < 0 ? r : API_OK;
 }
 
 static bool be_host_allowed(void *ctx, const char *host)
@@ -648,7 +410,10 @@ static void on_intake(void *ctx, spool_intake *it)
         x->loop = d->loop;
         x->path = xasprintf("%s/incoming/%s", d->cfg.spool, it->source);
         x->name = xstrdup(it->source);
-        submit_experiment(d, it->yaml, it->yaml_len, it->idem_key, 0, on_incoming_exp_done, x);
+        if (d->stopping)
+            on_incoming_exp_done(x, API_UNAVAILABLE, NULL);
+        else
+            exps_submit(d->exps, it->yaml, it->yaml_len, it->idem_key, 0, on_incoming_exp_done, x);
         spool_intake_free(it);
         return;
     }
@@ -1051,8 +816,8 @@ static int load_tables(daemon_state *d)
 {
     events_init(d->loop, d->cfg.max_event_streams);
     events_set_stall_ms(d->cfg.event_stream_timeout_ms);
-    events_set_job_source(be_event_job, d);
     d->jobs = jobs_new(d->loop, &d->cfg, d->exe);
+    events_set_job_source(jobs_event_json, d->jobs);
     jobs_set_admission(d->jobs, admit_room, d);
     jobs_set_on_change(d->jobs, on_jobs_changed, d);
     int rc = jobs_load(d->jobs);
@@ -1068,47 +833,58 @@ static int load_tables(daemon_state *d)
     return 0;
 }
 
-/* The dashboard's files, and the API's backend (the be_* adapters above)
- * with its write rate limit. */
+/* The dashboard's files, and the API's backend (each module's operations
+ * with the module's context; the daemon's own above) with its write rate
+ * limit. */
 static void wire_api(daemon_state *d)
 {
     apply_www(d, true);
+    d->previews = (preview_ctx){.loop = d->loop, .cfg = &d->cfg, .jobs = d->jobs, .laws_dir = d->laws_dir};
+    d->lr_finds = (lrfind_ctx){.js = d->lrf, .exe = d->exe, .cfg = &d->cfg};
     d->api = (api_backend){
         .ctx = d,
-        .list_jobs = be_list,
-        .list_page = be_list_page,
-        .fill_page = jobs_fill_deferred,
-        .list_prom = be_prom,
-        .list_summaries = be_summaries,
-        .get_job = be_get,
-        .submit = be_submit,
-        .cancel = be_cancel,
-        .metrics = be_metrics,
-        .metrics_points = be_metrics_points,
-        .metrics_defer = be_metrics_defer,
-        .metrics_read = be_metrics_read,
-        .metrics_drop = be_metrics_drop,
-        .log_tail = be_log_tail,
-        .config_text = be_config_text,
-        .fork = be_fork,
-        .checkpoints = be_checkpoints,
-        .list_experiments = be_list_experiments,
-        .get_experiment = be_get_experiment,
-        .submit_experiment = be_submit_experiment,
-        .cancel_experiment = be_cancel_experiment,
         .token = be_token,
         .host_allowed = be_host_allowed,
         .uptime = be_uptime,
         .queued = be_queued,
         .prom_extra = be_prom_extra,
         .files = d->files,
-        .preview = be_preview,
-        .lr_find = be_lr_find,
-        .list_laws = be_list_laws,
-        .fit_law = be_fit_law,
-        .get_law = be_get_law,
-        .predict_law = be_predict_law,
         .loop = d->loop,
+
+        .jobs = d->jobs,
+        .list_page = jobs_page_json,
+        .fill_page = jobs_fill_deferred,
+        .list_prom = jobs_prom_json,
+        .list_summaries = jobs_summary_json,
+        .get_job = jobs_get,
+        .submit = jobs_submit,
+        .cancel = jobs_request_cancel,
+        .metrics_points = jobs_metrics_points,
+        .metrics_defer = jobs_metrics_defer,
+        .metrics_read = jobs_metrics_read,
+        .metrics_drop = jobs_metrics_drop,
+        .log_tail = jobs_log,
+        .config_text = jobs_config,
+        .fork = forks_fork,
+        .checkpoints = forks_checkpoints,
+
+        .exps = d->exps,
+        .list_experiments = exps_list,
+        .get_experiment = exps_get,
+        .submit_experiment = exps_post,
+        .cancel_experiment = exps_request_cancel,
+
+        .previews = &d->previews,
+        .preview = preview_post,
+
+        .lr_finds = &d->lr_finds,
+        .lr_find = lrfind_post,
+
+        .laws = d->laws,
+        .list_laws = laws_list,
+        .fit_law = laws_fit,
+        .get_law = laws_get,
+        .predict_law = laws_predict,
     };
     d->write_limit = rate_limit_new(d->cfg.write_rate_per_client, dconfig_write_burst(&d->cfg),
                                     API_RATELIMIT_CLIENTS);

@@ -266,3 +266,16 @@ void preview_schedule(uv_loop_t *loop, const preview_in *in, const char *yaml, s
 {
     start(loop, in, yaml, len, max < 2 ? 2 : max, done, arg);
 }
+
+void preview_post(void *previews, const char *yaml, size_t len, long max, preview_done done, void *arg)
+{
+    const preview_ctx *p = previews;
+    const dconfig *c = p->cfg;
+    preview_in in = {.data_dirs = c->data_dirs, .n_data_dirs = c->n_data_dirs,
+                     .max_trials = (size_t)c->max_trials, .max_model_bytes = c->max_model_memory,
+                     .jobs_dir = jobs_jobs_dir(p->jobs), .slurm = jobs_is_slurm(p->jobs), .laws_dir = p->laws_dir};
+    if (max > 0)
+        preview_schedule(p->loop, &in, yaml, len, (size_t)max, done, arg);
+    else
+        preview_validate(p->loop, &in, yaml, len, done, arg);
+}

@@ -40,9 +40,10 @@
 #include "traind/http.h"
 #include "traind/train_point.h"
 #include "traind/util.h"
+#include "tl_fake_backend.h"
 
 /* ------------------------------------------------------------------ */
-/* the fake backend: three jobs, behaviour chosen by what is asked      */
+/* the fake backend (tests/lib/tl_fake_backend.h) over three jobs      */
 
 static const char *jobs_json =
     "[{\"id\":\"a\",\"name\":\"alpha\",\"state\":\"running\",\"step\":10,\"total_steps\":100,\"lr\":0.001,"
@@ -52,192 +53,17 @@ static const char *jobs_json =
     "{\"id\":\"c.v2\",\"name\":\"gamma\",\"state\":\"failed\",\"step\":20,\"total_steps\":20,\"lr\":0,"
     "\"loss\":0.25,\"eval_loss\":0.3,\"steps_per_s\":99,\"errors\":[\"loss is NaN at step 12\"]}]";
 
-static cJSON *jobs;
-
-static cJSON *find(const char *id)
-{
-    cJSON *j;
-    cJSON_ArrayForEach(j, jobs)
-    {
-        if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(j, "id")), id) == 0)
-            return j;
-    }
-    return NULL;
-}
-
-static cJSON *fake_list(void *ctx, const char *state)
-{
-    cJSON *out = cJSON_CreateArray();
-    const cJSON *j;
-    cJSON_ArrayForEach(j, jobs)
-    {
-        const char *st = cJSON_GetStringValue(cJSON_GetObjectItem(j, "state"));
-        if (!state || strcmp(state, st) == 0)
-            cJSON_AddItemToArray(out, cJSON_Duplicate(j, 1));
-    }
-    return out;
-}
-
-static cJSON *fake_get(void *ctx, const char *id)
-{
-    FUZZ_CHECK(api_id_valid(id));
-    cJSON *j = find(id);
-    return j ? cJSON_Duplicate(j, 1) : NULL;
-}
-
-static int submit_now(void *ctx, const char *yaml, size_t len, const char *default_name, char **id_out,
-                      cJSON **errors_out)
-{
-    FUZZ_CHECK(yaml[len] == '\0');
-    if (strstr(yaml, "bad")) {
-        cJSON *errs = cJSON_CreateArray();
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "path", "schedule.warmup_steps");
-        cJSON_AddNumberToObject(e, "line", 7);
-        cJSON_AddNumberToObject(e, "column", 18);
-        cJSON_AddStringToObject(e, "message", "must be an integer >= 0, got -5");
-        cJSON_AddItemToArray(errs, e);
-        *errors_out = errs;
-        if (strstr(yaml, "kept"))
-            *id_out = xstrdup("rejected-job");
-        return API_INVALID;
-    }
-    if (strstr(yaml, "boom"))
-        return -EIO;
-    if (strstr(yaml, "full"))
-        return API_QUEUE_FULL;
-    if (strstr(yaml, "down"))
-        return API_UNAVAILABLE;
-    *id_out = xstrdup(default_name ? default_name : "new-job");
-    return API_OK;
-}
-
-/* A submit answered from the loop a moment later, as the daemon's thread
- * pool does, so the server's deferred path is fuzzed too. */
-typedef struct later {
-    uv_timer_t timer;
-    api_submit_done done;
-    void *arg;
-    int rc;
-    char *id;
-    cJSON *errors;
-} later;
-
 static uv_loop_t loop;
-static int laters;           /* answers still owed */
+static tl_fake fake;          /* its "later" answers are owed on loop */
+static api_backend backend;
 
-static void later_closed(uv_handle_t *h)
+/* The fake's checks: the oracle's. */
+static void fake_check(bool ok, const char *what)
 {
-    free(h->data);
-    laters--;
+    if (!ok)
+        fprintf(stderr, "fuzz_http: %s\n", what);
+    FUZZ_CHECK(ok);
 }
-
-static void later_fire(uv_timer_t *t)
-{
-    later *l = t->data;
-    l->done(l->arg, l->rc, l->id, l->errors);
-    uv_close((uv_handle_t *)t, later_closed);
-}
-
-/* Answers at once (done inside submit) unless the config says "later". */
-static void fake_submit(void *ctx, const char *yaml, size_t len, const char *default_name, const char *idem_key,
-                        api_submit_done done,
-                        void *arg)
-{
-    char *id = NULL;
-    cJSON *errors = NULL;
-    int rc = submit_now(ctx, yaml, len, default_name, &id, &errors);
-    if (!strstr(yaml, "later")) {
-        done(arg, rc, id, errors);
-        return;
-    }
-    later *l = xcalloc(1, sizeof *l);
-    *l = (later){.done = done, .arg = arg, .rc = rc, .id = id, .errors = errors};
-    uv_timer_init(&loop, &l->timer);
-    l->timer.data = l;
-    uv_timer_start(&l->timer, later_fire, 1, 0);
-    laters++;
-}
-
-static int cancel_now(void *ctx, const char *id)
-{
-    FUZZ_CHECK(api_id_valid(id));
-    cJSON *j = find(id);
-    if (!j)
-        return API_NOT_FOUND;
-    const char *st = cJSON_GetStringValue(cJSON_GetObjectItem(j, "state"));
-    return strcmp(st, "running") == 0 || strcmp(st, "queued") == 0 ? API_OK : API_CONFLICT;
-}
-
-/* Answered at once (the API must cope with done inside cancel). */
-static void fake_cancel(void *ctx, const char *id, api_done done, void *arg)
-{
-    done(arg, cancel_now(ctx, id), NULL);
-}
-
-static cJSON *fake_metrics(void *ctx, const char *id, long since, long max)
-{
-    FUZZ_CHECK(api_id_valid(id));
-    if (!find(id))
-        return NULL;
-    if (strcmp(id, "c.v2") == 0)
-        return cJSON_CreateObject(); /* not an array: the API must say 500 */
-    cJSON *arr = cJSON_CreateArray();
-    if (strcmp(id, "a") != 0)
-        return arr;
-    for (long s = since < 0 ? 1 : since + 1; s <= 100; s++) {
-        cJSON *p = cJSON_CreateObject();
-        cJSON_AddNumberToObject(p, "step", (double)s);
-        cJSON_AddNumberToObject(p, "lr", 0.001);
-        cJSON_AddNumberToObject(p, "loss", 1.0 / (double)s);
-        cJSON_AddNumberToObject(p, "loss_avg", 1.0 / (double)s);
-        cJSON_AddNumberToObject(p, "grad_norm", 0.5);
-        cJSON_AddNumberToObject(p, "time", 1000.0 + (double)s);
-        cJSON_AddItemToArray(arr, p);
-    }
-    return arr;
-}
-
-static int fake_log_tail(void *ctx, const char *id, size_t max_bytes, char **text, size_t *len)
-{
-    FUZZ_CHECK(api_id_valid(id));
-    if (!find(id))
-        return API_NOT_FOUND;
-    if (strcmp(id, "b") == 0)
-        return -EIO;
-    static const char log[] = "step 1\nstep 2\n\0binary\xff";
-    *text = xmalloc(sizeof log);
-    memcpy(*text, log, sizeof log);
-    *len = sizeof log - 1;
-    return API_OK;
-}
-
-static const char *fake_token(void *ctx)
-{
-    return "s3cret";
-}
-
-static double fake_uptime(void *ctx)
-{
-    return 12.5;
-}
-
-static long fake_queued(void *ctx)
-{
-    return 1;
-}
-
-static api_backend backend = {
-    .list_jobs = fake_list,
-    .get_job = fake_get,
-    .submit = fake_submit,
-    .cancel = fake_cancel,
-    .metrics = fake_metrics,
-    .log_tail = fake_log_tail,
-    .token = fake_token,
-    .uptime = fake_uptime,
-    .queued = fake_queued,
-};
 
 /* ------------------------------------------------------------------ */
 /* the server, started once per process                                 */
@@ -253,8 +79,13 @@ static void remove_socket(void)
 /* The feed's job objects: the fake backend's. */
 static cJSON *event_job(void *ctx, const char *id)
 {
-    cJSON *j = find(id);
-    return j ? cJSON_Duplicate(j, 1) : NULL;
+    const cJSON *j;
+    cJSON_ArrayForEach(j, fake.jobs)
+    {
+        if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(j, "id")), id) == 0)
+            return cJSON_Duplicate(j, 1);
+    }
+    return NULL;
 }
 
 static void start_events(void)
@@ -275,9 +106,13 @@ static void start_events(void)
 
 static void start_server(void)
 {
-    jobs = cJSON_Parse(jobs_json);
-    FUZZ_CHECK(jobs);
     FUZZ_CHECK(uv_loop_init(&loop) == 0);
+    tl_fake_init(&fake, jobs_json);
+    fake.check = fake_check;
+    fake.queued = 1;
+    fake.loop = &loop;
+    backend = tl_fake_backend(&fake);
+    backend.loop = &loop;   /* pages, metrics and /metrics printed on the pool, in the lanes */
     start_events();
     snprintf(sock_path, sizeof sock_path, "/tmp/traind-fuzz-http-%ld.sock", (long)getpid());
     char listen[128];
@@ -447,7 +282,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!uv_is_closing((uv_handle_t *)&c->pipe))
         uv_shutdown(&c->shutdown, (uv_stream_t *)&c->pipe, on_shut);
     /* Until our end is closed and the server has freed its end. */
-    while (!c->closed || http_server_conn_count(server) > 0 || laters > 0)
+    while (!c->closed || http_server_conn_count(server) > 0 || fake.laters > 0)
         uv_run(&loop, UV_RUN_ONCE);
     check_responses(c);
     free(c->in);

@@ -21,6 +21,7 @@
 #include "traind/static_files.h"
 #include "traind/util.h"
 #include "tl.h"
+#include "tl_fake_backend.h"
 
 /* ------------------------------------------------------------------ */
 /* the fake backend                                                     */
@@ -33,177 +34,21 @@ static const char *fake_jobs_json =
     "{\"id\":\"c.v2\",\"name\":\"gamma\",\"state\":\"succeeded\",\"step\":20,\"total_steps\":20,\"lr\":0,"
     "\"loss\":0.25,\"eval_loss\":0.3,\"steps_per_s\":99,\"errors\":[]}]";
 
-typedef struct fake {
-    cJSON *jobs;
-    char last_id[256];
-    int calls;
-    long since, max;
-    char *last_yaml;
-    const char *token;
-} fake;
-
-static void note(fake *f, const char *id)
+/* The fake's checks as this suite's assertions. */
+static void fake_check(bool ok, const char *what)
 {
-    snprintf(f->last_id, sizeof f->last_id, "%s", id);
-    f->calls++;
+    ck_assert_msg(ok, "%s", what);
 }
 
-static cJSON *fake_list(void *ctx, const char *state)
-{
-    fake *f = ctx;
-    cJSON *out = cJSON_CreateArray();
-    const cJSON *j;
-    cJSON_ArrayForEach(j, f->jobs)
-    {
-        const char *st = cJSON_GetStringValue(cJSON_GetObjectItem(j, "state"));
-        if (!state || strcmp(state, st) == 0)
-            cJSON_AddItemToArray(out, cJSON_Duplicate(j, 1));
-    }
-    return out;
-}
-
-static cJSON *find(fake *f, const char *id)
-{
-    cJSON *j;
-    cJSON_ArrayForEach(j, f->jobs)
-    {
-        if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(j, "id")), id) == 0)
-            return j;
-    }
-    return NULL;
-}
-
-static cJSON *fake_get(void *ctx, const char *id)
-{
-    fake *f = ctx;
-    note(f, id);
-    cJSON *j = find(f, id);
-    return j ? cJSON_Duplicate(j, 1) : NULL;
-}
-
-static int submit_now(void *ctx, const char *yaml, size_t len, const char *default_name, char **id_out,
-                      cJSON **errors_out)
-{
-    fake *f = ctx;
-    free(f->last_yaml);
-    f->last_yaml = xstrndup(yaml, len);
-    ck_assert_int_eq(yaml[len], '\0');
-    if (strstr(yaml, "bad")) {
-        cJSON *errs = cJSON_CreateArray();
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "path", "schedule.warmup_steps");
-        cJSON_AddNumberToObject(e, "line", 7);
-        cJSON_AddNumberToObject(e, "column", 18);
-        cJSON_AddStringToObject(e, "message", "must be an integer >= 0, got -5");
-        cJSON_AddItemToArray(errs, e);
-        *errors_out = errs;
-        return API_INVALID;
-    }
-    if (strstr(yaml, "boom"))
-        return -EIO;
-    if (strstr(yaml, "crowded"))
-        return API_QUEUE_FULL;
-    *id_out = xstrdup("new-job");
-    return API_OK;
-}
-
-/* The backend answers at once (the API must cope with done inside submit). */
-static void fake_submit(void *ctx, const char *yaml, size_t len, const char *default_name, const char *idem_key,
-                        api_submit_done done,
-                        void *arg)
-{
-    char *id = NULL;
-    cJSON *errors = NULL;
-    int rc = submit_now(ctx, yaml, len, default_name, &id, &errors);
-    done(arg, rc, id, errors);
-}
-
-static int cancel_now(void *ctx, const char *id)
-{
-    fake *f = ctx;
-    note(f, id);
-    cJSON *j = find(f, id);
-    if (!j)
-        return API_NOT_FOUND;
-    const char *st = cJSON_GetStringValue(cJSON_GetObjectItem(j, "state"));
-    return strcmp(st, "running") == 0 || strcmp(st, "queued") == 0 ? API_OK : API_CONFLICT;
-}
-
-/* Answered at once (the API must cope with done inside cancel). */
-static void fake_cancel(void *ctx, const char *id, api_done done, void *arg)
-{
-    done(arg, cancel_now(ctx, id), NULL);
-}
-
-/* Job "a" has points at steps 1..100; the fake ignores max (the API thins). */
-static cJSON *fake_metrics(void *ctx, const char *id, long since, long max)
-{
-    fake *f = ctx;
-    note(f, id);
-    f->since = since;
-    f->max = max;
-    if (!find(f, id))
-        return NULL;
-    cJSON *arr = cJSON_CreateArray();
-    if (strcmp(id, "a") != 0)
-        return arr;
-    for (int s = 1; s <= 100; s++) {
-        if (s <= since)
-            continue;
-        cJSON *p = cJSON_CreateObject();
-        cJSON_AddNumberToObject(p, "step", s);
-        cJSON_AddNumberToObject(p, "lr", 0.001);
-        cJSON_AddNumberToObject(p, "loss", 1.0 / s);
-        cJSON_AddNumberToObject(p, "loss_avg", 1.0 / s);
-        cJSON_AddNumberToObject(p, "grad_norm", 0.5);
-        cJSON_AddNumberToObject(p, "time", 1000 + s);
-        cJSON_AddItemToArray(arr, p);
-    }
-    return arr;
-}
-
-static const char *fake_token(void *ctx)
-{
-    return ((fake *)ctx)->token;
-}
-
-static double fake_uptime(void *ctx)
-{
-    return 12.5;
-}
-
-static long fake_queued(void *ctx)
-{
-    return 1000;
-}
-
-static void fake_prom_extra(void *ctx, prom_buf *b)
-{
-    prom_family(b, "traind_extra", "counter", "An extra family.");
-    prom_sample(b, "traind_extra", NULL, 7);
-}
-
-static fake F;
+static tl_fake F;
 static api_backend BE;
 static const char *g_peer = "127.0.0.1";   /* the peer of call()'s requests */
 
 static void setup(void)
 {
-    memset(&F, 0, sizeof F);
-    F.jobs = cJSON_Parse(fake_jobs_json);
-    ck_assert_ptr_nonnull(F.jobs);
-    F.token = "s3cret";
-    BE = (api_backend){
-        .ctx = &F,
-        .list_jobs = fake_list,
-        .get_job = fake_get,
-        .submit = fake_submit,
-        .cancel = fake_cancel,
-        .metrics = fake_metrics,
-        .token = fake_token,
-        .uptime = fake_uptime,
-        .prom_extra = fake_prom_extra,
-    };
+    tl_fake_init(&F, fake_jobs_json);
+    F.check = fake_check;
+    BE = tl_fake_backend(&F);
 }
 
 static void teardown(void)
@@ -211,8 +56,7 @@ static void teardown(void)
     rate_limit_free(BE.write_limit);
     BE.write_limit = NULL;
     g_peer = "127.0.0.1";
-    cJSON_Delete(F.jobs);
-    free(F.last_yaml);
+    tl_fake_free(&F);
 }
 
 /* ------------------------------------------------------------------ */
@@ -519,7 +363,7 @@ START_TEST(queue_full)
     ck_assert_str_eq(jstr(r.json, "error"), "the queue is full; try again later");
     ck_assert(strstr(r.headers, "Retry-After: 5\r\n"));
     reply_free(&r);
-    BE.queued = fake_queued;
+    F.queued = 1000;
     r = call("POST", "/jobs", "Bearer s3cret", yaml);
     EXPECT(r, 429);
     ck_assert_str_eq(jstr(r.json, "error"), "the queue is full (1000 jobs waiting); try again later");
@@ -557,7 +401,7 @@ START_TEST(rate_limit_separates_unauthenticated)
 }
 END_TEST
 
-/* Pages over a backend with only list_jobs / metrics. */
+/* Pages of jobs and of metrics points, and the Link to the next. */
 START_TEST(pages_over_plain_backend)
 {
     reply r = call("GET", "/jobs?limit=2", NULL, NULL);

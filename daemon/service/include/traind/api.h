@@ -5,11 +5,12 @@
  *
  * Wiring:
  *
- *     static api_backend be = {.ctx = table, .list_jobs = ..., ...};
+ *     static api_backend be = {.jobs = table, .get_job = jobs_get, ...};
  *     http_server_start(loop, listen, NULL, api_handle, &be, &srv);
  *
- * Every callback runs on the loop thread, synchronously, and must not block.
- * cJSON values returned by the backend become the API's (it frees them).
+ * Every operation is called on the loop thread and must not block; it
+ * answers through done (traind/result.h).  cJSON values the backend
+ * returns or answers with become the API's (it frees them).
  */
 #ifndef TRAIND_API_H
 #define TRAIND_API_H
@@ -56,103 +57,152 @@ void api_shutdown(void);
 
 struct lrfind_opts;
 
-/* How a submit ends (see api_backend.submit). */
-typedef void (*api_submit_done)(void *arg, int rc, char *id, cJSON *errors);
-
+/* The API's backend: the service's operations, each a module's own
+ * function called with that module's context (the job table for jobs_*,
+ * forks_*; the experiments table for exps_*; ...), so the daemon wires
+ * module functions here and nothing else.  An operation has one shape,
+ *
+ *     void op(void *ctx, ...the request..., api_done done, void *arg);
+ *
+ * answered through done(arg, rc, doc) exactly once, on the loop thread,
+ * now or later (done takes doc): a result code (traind/result.h; routes[]
+ * in api.c makes it a status) and the JSON to answer (NULL: the error the
+ * code means), or a text doc (api_text_doc) where the route answers text.
+ * An operation left NULL: its route is unknown (404), or answers as
+ * described below.  A new endpoint is a module function of this shape, its
+ * member here, its line in the daemon's wiring and its row in api.c's
+ * routes[] (a read of a list or of one {id}: OP(member, context) in the
+ * row, no handler).  The job reads printed on the thread pool (pages,
+ * metrics, Prometheus) keep shapes of their own, below. */
 typedef struct api_backend {
-    void *ctx;
+    void *ctx;   /* the daemon's: token, uptime, queued, host_allowed, prom_extra */
 
-    /* A cJSON array of job objects (traind(8) THE JOB OBJECT), newest first; state NULL = all,
-     * else only jobs in that state (always one of api_job_states). */
-    cJSON *(*list_jobs)(void *ctx, const char *state);
+    /* ---- jobs (traind/jobs.h, traind/forks.h): called with jobs ---- */
+    void *jobs;
 
-    /* Optional (preferred over list_jobs for GET /jobs): a page of job
-     * objects, newest first, at most limit, in state (NULL = any), whose
-     * name or id holds q (api_job_matches; NULL = any), older than the job
-     * after (NULL = from the newest).  0 with *out and *next_after
-     * (malloc'd id, NULL on the last page); -ENOENT when there is no job
-     * after. */
-    int (*list_page)(void *ctx, const char *state, const char *q, const char *after, size_t limit, cJSON **out,
+    /* GET /jobs: a page of job objects, newest first, at most limit, in
+     * state (NULL = any; else always one of api_job_states), whose name or
+     * id holds q (api_job_matches; NULL = any), older than the job after
+     * (NULL = from the newest).  0 with *out and *next_after (malloc'd id,
+     * NULL on the last page); -ENOENT when there is no job after.  NULL:
+     * no jobs. */
+    int (*list_page)(void *jobs, const char *state, const char *q, const char *after, size_t limit, cJSON **out,
                      char **next_after);
     /* Completes a page of list_page, or get_job's object, on the thread
      * pool before it is printed (reads what they left on disk); thread-safe.
      * NULL: nothing to do. */
     void (*fill_page)(cJSON *page);
 
-    /* Optional: GET /metrics' jobs, {"counts":{state: n...}, "jobs":[...]}
-     * with only the numbers it shows (id, state, step, total_steps, lr,
-     * loss, steps_per_s, eval_loss) of the jobs it lists per job (the
-     * daemon's: the active ones); without it, list_jobs' full objects
-     * (every job, counted from them). */
-    cJSON *(*list_prom)(void *ctx);
+    /* GET /metrics' jobs, {"counts":{state: n...}, "jobs":[...]} with
+     * only the numbers it shows (id, state, step, total_steps, lr, loss,
+     * steps_per_s, eval_loss) of the jobs it lists per job (the daemon's:
+     * the active ones), or an array of job objects (every job, counted
+     * from them).  NULL: no jobs. */
+    cJSON *(*list_prom)(void *jobs);
 
-    /* Optional: the jobs of GET /status, {"id","state","step","total_steps",
-     * "lr","loss"} each, newest first; without it they are cut from
-     * list_jobs' full objects. */
-    cJSON *(*list_summaries)(void *ctx);
+    /* The jobs of GET /status, {"id","state","step","total_steps",
+     * "lr","loss"} each, newest first, or a bounded summary object
+     * ({"counts","jobs_total","jobs","jobs_omitted"}).  NULL: no jobs. */
+    cJSON *(*list_summaries)(void *jobs);
 
-    /* One job object, or NULL when there is no such job.  id is valid
-     * (api_id_valid). */
-    cJSON *(*get_job)(void *ctx, const char *id);
+    /* GET /jobs/{id}: the job object, or API_NOT_FOUND.  id is valid
+     * (api_id_valid), as every id the API hands on is. */
+    void (*get_job)(void *jobs, const char *id, api_done done, void *arg);
 
-    /* Takes a run config (YAML, len bytes, NUL-terminated; valid only
-     * during the call) and answers through done(arg, ...) exactly once, on
-     * the loop thread, now or later (the daemon saves and validates on the
-     * thread pool): API_OK with the job's id; API_INVALID with a cJSON array
-     * of {"path","line","column","message"} (and, if the daemon keeps the
-     * rejected job, its id); or another code with neither.  done takes id
-     * (malloc'd or NULL) and errors (or NULL).  default_name (from
-     * POST /jobs?name=STEM, NULL if absent) names a config that has no
-     * `name`, as a file's stem does for a config dropped in incoming/.
-     * idem_key (the Idempotency-Key header, NULL if absent; valid only
-     * during the call): a key given before answers with the job it made
-     * (API_OK, or API_INVALID with its errors, as the first time);
-     * API_CONFLICT while the first request with it is still being saved. */
-    void (*submit)(void *ctx, const char *yaml, size_t len, const char *default_name,
-                   const char *idem_key, api_submit_done done, void *arg);
+    /* POST /jobs: takes a run config (YAML, len bytes, NUL-terminated;
+     * valid only during the call), saved and validated on the thread pool:
+     * API_OK with {"id"}; API_INVALID with {"errors": [{"path","line",
+     * "column","message"}...]} (and "id" if the daemon keeps the rejected
+     * job); API_KEY_REUSED with "errors" a string naming the key; or
+     * another code with no doc.  default_name (from POST /jobs?name=STEM,
+     * NULL if absent) names a config that has no `name`, as a file's stem
+     * does for a config dropped in incoming/.  idem_key (the
+     * Idempotency-Key header, NULL if absent; valid only during the call):
+     * a key given before answers with the job it made (API_OK, or
+     * API_INVALID with its errors, as the first time); API_IN_PROGRESS
+     * while the first request with it is still being saved. */
+    void (*submit)(void *jobs, const char *yaml, size_t len, const char *default_name, const char *idem_key,
+                   api_done done, void *arg);
 
-    /* POST /jobs/{id}/cancel: answered through done(arg, rc, doc) exactly
-     * once, now or later — API_OK only once the request is on disk (a
+    /* POST /jobs/{id}/cancel: API_OK only once the request is on disk (a
      * daemon that dies right after the 202 still cancels the job when it
      * starts again), API_NOT_FOUND, API_CONFLICT (already ended), or a
      * -errno when it could not be saved.  doc NULL: api.c writes the
      * answer (traind(8) HTTP API). */
-    void (*cancel)(void *ctx, const char *id, api_done done, void *arg);
+    void (*cancel)(void *jobs, const char *id, api_done done, void *arg);
 
-    /* The job's metrics points with step > since, at most max of them
-     * (max 0 = all; evenly thinned, the last kept) as a cJSON array of
-     * {"step","lr","loss","loss_avg","grad_norm","time"}; NULL when there is no
-     * such job.  The API thins again if given more than max. */
-    cJSON *(*metrics)(void *ctx, const char *id, long since, long max);
-
-    /* Optional (preferred over metrics): the points with step > since,
-     * copied out — with max > 0 at most max of them evenly thinned (the
-     * last kept), else the first limit of them and *next_since the step to
-     * ask after for the rest (-1 when none are left).  0 with *pts
-     * (malloc'd) and *n, or API_NOT_FOUND.  The API renders them off the
-     * loop thread when loop is set. */
-    int (*metrics_points)(void *ctx, const char *id, long since, long max, long limit, train_point **pts,
+    /* GET /jobs/{id}/metrics: the points with step > since, copied out —
+     * with max > 0 at most max of them evenly thinned (the last kept), else
+     * the first limit of them and *next_since the step to ask after for
+     * the rest (-1 when none are left).  0 with *pts (malloc'd) and *n, or
+     * API_NOT_FOUND.  The API renders them off the loop thread when loop
+     * is set.  NULL: every job's metrics are 404. */
+    int (*metrics_points)(void *jobs, const char *id, long since, long max, long limit, train_point **pts,
                           size_t *n, long *next_since);
 
     /* Optional, with metrics_points and loop: a job whose history is on
      * disk only.  metrics_defer returns 1 with *arg, and then
      * metrics_read(arg, ...) answers as metrics_points would on the thread
      * pool (and frees arg); 0 = answer with metrics_points; API_NOT_FOUND. */
-    int (*metrics_defer)(void *ctx, const char *id, void **arg);
+    int (*metrics_defer)(void *jobs, const char *id, void **arg);
     int (*metrics_read)(void *arg, long since, long max, long limit, train_point **pts, size_t *n,
                         long *next_since);
     /* Frees an arg of metrics_defer that will not be read (a request given up). */
     void (*metrics_drop)(void *arg);
 
-    /* The end of the job's training-process log (worker.log), at most
-     * max_bytes: API_OK with a malloc'd *text (may be empty) of *len bytes,
-     * or API_NOT_FOUND. */
-    int (*log_tail)(void *ctx, const char *id, size_t max_bytes, char **text, size_t *len);
+    /* GET /jobs/{id}/log: the end of the job's training-process log
+     * (worker.log), at most max_bytes, as a text doc (may be empty), or
+     * API_NOT_FOUND.  NULL: 500. */
+    void (*log_tail)(void *jobs, const char *id, size_t max_bytes, api_done done, void *arg);
 
-    /* Optional: the config.yaml the job was made of, as submitted (for a
-     * rejected job, the text that was refused): API_OK with a malloc'd
-     * *text of *len bytes, API_NOT_FOUND, or another error. */
-    int (*config_text)(void *ctx, const char *id, char **text, size_t *len);
+    /* Optional: GET /jobs/{id}/config, the config.yaml the job was made of,
+     * as submitted (for a rejected job, the text that was refused), as a
+     * text doc, API_NOT_FOUND, or another error. */
+    void (*config_text)(void *jobs, const char *id, api_done done, void *arg);
+
+    /* Optional: POST /jobs/{id}/fork (traind/forks.h).  body: the JSON
+     * request (len bytes, valid only during the call); idem_key as for
+     * submit. */
+    void (*fork)(void *jobs, const char *id, const char *body, size_t len, const char *idem_key,
+                 api_done done, void *arg);
+    /* Optional: GET /jobs/{id}/checkpoints. */
+    void (*checkpoints)(void *jobs, const char *id, api_done done, void *arg);
+
+    /* ---- experiments (traind/experiments.h): called with exps ---- */
+    void *exps;
+    /* Optional: GET /experiments (an array), GET /experiments/{id}
+     * (API_NOT_FOUND when none), POST /experiments (a sweep file), POST
+     * /experiments/{id}/cancel (answered as cancel is). */
+    void (*list_experiments)(void *exps, api_done done, void *arg);
+    void (*get_experiment)(void *exps, const char *id, api_done done, void *arg);
+    void (*submit_experiment)(void *exps, const char *yaml, size_t len, const char *idem_key,
+                              api_done done, void *arg);
+    void (*cancel_experiment)(void *exps, const char *id, api_done done, void *arg);
+
+    /* ---- previews (traind/preview.h): called with previews ---- */
+    void *previews;
+    /* Optional: POST /validate (max 0) and POST /schedule?max=N (max >= 2)
+     * of a config. */
+    void (*preview)(void *previews, const char *yaml, size_t len, long max, api_done done, void *arg);
+
+    /* ---- LR range tests (traind/lrfind_job.h): called with lr_finds ---- */
+    void *lr_finds;
+    /* Optional: POST /lr-find, the LR range test of a config with the sweep o. */
+    void (*lr_find)(void *lr_finds, const char *yaml, size_t len, const struct lrfind_opts *o,
+                    api_done done, void *arg);
+
+    /* ---- loss-curve laws (traind/laws.h): called with laws ---- */
+    void *laws;
+    /* Optional: GET /laws (an array), POST /laws (a JSON fit request),
+     * GET /laws/{id} and POST /laws/{id}/predict?max=N (a config, a sweep
+     * or JSON). */
+    void (*list_laws)(void *laws, api_done done, void *arg);
+    void (*fit_law)(void *laws, const char *body, size_t len, api_done done, void *arg);
+    void (*get_law)(void *laws, const char *id, api_done done, void *arg);
+    void (*predict_law)(void *laws, const char *id, const char *body, size_t len, long max,
+                        api_done done, void *arg);
+
+    /* ---- the daemon's: called with ctx ---- */
 
     /* The bearer token for writes; NULL or "" refuses every write (401). */
     const char *(*token)(void *ctx);
@@ -176,43 +226,6 @@ typedef struct api_backend {
      * HEAD), checked before anything else: over it, 429 with Retry-After. */
     rate_limit *write_limit;
 
-    /* Optional: POST /jobs/{id}/fork (traind/forks.h).  body: the JSON
-     * request (len bytes, valid only during the call); idem_key as for
-     * submit.  Answers through done(arg, rc, doc) exactly once, now or
-     * later: a result code (traind/result.h; routes[] in api.c makes it a
-     * status) and the JSON to answer (done takes doc; NULL: the error the
-     * code means). */
-    void (*fork)(void *ctx, const char *id, const char *body, size_t len, const char *idem_key,
-                 api_done done, void *arg);
-    /* Optional: GET /jobs/{id}/checkpoints, answered the same way. */
-    void (*checkpoints)(void *ctx, const char *id, api_done done, void *arg);
-    /* Optional: experiments (traind/experiments.h).  GET /experiments (an
-     * array), GET /experiments/{id} (API_NOT_FOUND when none), POST
-     * /experiments (a sweep file), each answered like fork; POST
-     * /experiments/{id}/cancel (answered as cancel is). */
-    void (*list_experiments)(void *ctx, api_done done, void *arg);
-    void (*get_experiment)(void *ctx, const char *id, api_done done, void *arg);
-    void (*submit_experiment)(void *ctx, const char *yaml, size_t len, const char *idem_key,
-                              api_done done, void *arg);
-    void (*cancel_experiment)(void *ctx, const char *id, api_done done, void *arg);
-    /* Optional: POST /validate (max 0) and POST /schedule?max=N (max >= 2)
-     * of a config (traind/preview.h), answered like fork. */
-    void (*preview)(void *ctx, const char *yaml, size_t len, long max,
-                    api_done done, void *arg);
-    /* Optional: POST /lr-find, the LR range test of a config with the sweep
-     * o (traind/lrfind_job.h), answered like fork: done(arg, rc, doc). */
-    void (*lr_find)(void *ctx, const char *yaml, size_t len, const struct lrfind_opts *o,
-                    api_done done, void *arg);
-    /* Optional: loss-curve laws (traind/laws.h).  GET /laws (an array),
-     * POST /laws (a JSON fit request), GET /laws/{id} and POST
-     * /laws/{id}/predict?max=N (a config, a sweep or JSON), each answered
-     * like fork: done(arg, rc, doc). */
-    void (*list_laws)(void *ctx, api_done done, void *arg);
-    void (*fit_law)(void *ctx, const char *body, size_t len, api_done done,
-                    void *arg);
-    void (*get_law)(void *ctx, const char *id, api_done done, void *arg);
-    void (*predict_law)(void *ctx, const char *id, const char *body, size_t len, long max,
-                        api_done done, void *arg);
     /* Optional: the dashboard's files (GET /, /ui/..., /lib/chart.js/...);
      * NULL: those answer 404. */
     struct static_files *files;

@@ -63,15 +63,27 @@ void exps_poke(exp_table *e);
 void exps_submit(exp_table *e, const char *yaml, size_t len, const char *idem_key, uint64_t fp, api_done done,
                  void *arg);
 
+/* POST /experiments (api_backend.submit_experiment; exps: the exp_table):
+ * idem_key is the header's, scoped here ("post:KEY"), the body's
+ * fingerprint compared; API_UNAVAILABLE once the jobs are stopping. */
+void exps_post(void *exps, const char *yaml, size_t len, const char *idem_key, api_done done, void *arg);
+
 /* GET /experiments: summaries, newest first. */
 struct cJSON *exps_list_json(exp_table *e);
 /* GET /experiments/{id}: the whole object, trials best first; NULL = none. */
 struct cJSON *exps_get_json(exp_table *e, const char *id);
+/* The two as operations (api_backend.list_experiments, get_experiment):
+ * API_OK with that, or API_NOT_FOUND, through done at once. */
+void exps_list(void *exps, api_done done, void *arg);
+void exps_get(void *exps, const char *id, api_done done, void *arg);
 /* POST /experiments/{id}/cancel: API_NOT_FOUND or API_CONFLICT (ended),
  * done not called; or API_OK, and done(arg, rc) once experiment.json holds
  * the cancel (rc 0) or could not be written (rc < 0).  Its trials' jobs are
  * cancelled as jobs_cancel does. */
 int exps_cancel(exp_table *e, const char *id, void (*done)(void *arg, int rc), void *arg);
+/* The same as an operation (api_backend.cancel_experiment): done(arg, rc,
+ * NULL) once, now (not found, ended) or once the cancel is on disk. */
+void exps_request_cancel(void *exps, const char *id, api_done done, void *arg);
 
 void exps_free(exp_table *e);
 

@@ -32,12 +32,15 @@ typedef api_done forks_done;
 #define FORKS_MAX_SETS 64
 #define FORKS_MAX_CHECKPOINTS 10000   /* GET /jobs/{id}/checkpoints lists at most the newest this many */
 
-void forks_fork(job_table *t, const char *parent_id, const char *body, size_t len, const char *idem_key,
+/* POST /jobs/{id}/fork (api_backend.fork; jobs: the job_table): admitted
+ * as a submit is (jobs_submit_ex asks the admission), with an
+ * Idempotency-Key or without; API_UNAVAILABLE once shutting down. */
+void forks_fork(void *jobs, const char *parent_id, const char *body, size_t len, const char *idem_key,
                 forks_done done, void *arg);
 
 /* GET /jobs/{id}/checkpoints: API_OK [{"step","bytes","time","latest"}...]
  * ascending by step (listed on the thread pool), or API_NOT_FOUND. */
-void forks_checkpoints(job_table *t, const char *id, forks_done done, void *arg);
+void forks_checkpoints(void *jobs, const char *id, forks_done done, void *arg);
 
 /* The body's fields, parsed (exposed for tests): 0, or -EINVAL with a
  * message in err.  sets are malloc'd "k=v" strings (strv_free). */

@@ -58,6 +58,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include "traind/dconfig.h"
+#include "traind/result.h"
 #include "traind/spool.h"
 #include "traind/train_point.h"
 
@@ -102,16 +103,25 @@ void jobs_configure(job_table *t, const dconfig *c);
 /* A file taken from incoming/ (takes it). */
 void jobs_add_intake(job_table *t, spool_intake *it);
 
-/* POST /jobs (see api_backend.submit): the config is validated, then saved
- * durably, on the thread pool, the job joins the table, then done(arg, rc,
- * id, errors) runs on the loop thread — 0 with the id, -EINVAL with the
- * errors and no id (an invalid config makes no job; a trial of
- * jobs_submit_ex with x->experiment is the exception: it becomes a
- * rejected job, and the id comes too), -ESHUTDOWN while shutting down, or
- * -errno if the config could not be saved.  done takes id and errors. */
+/* How jobs_submit_ex ends: done(arg, rc, id, errors) on the loop thread —
+ * 0 with the id, -EINVAL with the errors and no id (an invalid config
+ * makes no job; a trial of jobs_submit_ex with x->experiment is the
+ * exception: it becomes a rejected job, and the id comes too), -ESHUTDOWN
+ * while shutting down, or -errno if the config could not be saved.  done
+ * takes id and errors. */
 typedef void (*jobs_submit_cb)(void *arg, int rc, char *id, struct cJSON *errors);
-void jobs_submit(job_table *t, const char *yaml, size_t len, const char *default_name, const char *idem_key,
-                 jobs_submit_cb done, void *arg);
+
+/* POST /jobs (api_backend.submit; jobs: the job_table): the config is
+ * validated, then saved durably, on the thread pool, the job joins the
+ * table, then done(arg, rc, doc) runs on the loop thread, the id and
+ * errors of jobs_submit_cb folded into doc {"id", "errors"} (each only
+ * when given; no doc when neither is).  API_UNAVAILABLE once shutting
+ * down, before anything else. */
+void jobs_submit(void *jobs, const char *yaml, size_t len, const char *default_name, const char *idem_key,
+                 api_done done, void *arg);
+
+/* Whether jobs_shutdown has begun (intake closed). */
+bool jobs_stopping(const job_table *t);
 
 /* The Idempotency-Key of POST /jobs: saved as jobs/<id>/idempotency.key
  * before config.yaml, so a job that exists (its config on disk, even
@@ -151,45 +161,44 @@ bool jobs_admit(job_table *t);
  * saved is cancelled at the next start even if traind died before its
  * training process stopped. */
 int jobs_cancel(job_table *t, const char *id, void (*done)(void *arg, int rc), void *arg);
+/* The same as an operation of the API (api_backend.cancel; jobs: the
+ * job_table): done(arg, rc, NULL) once, now (not found, ended) or once
+ * the request is on disk. */
+void jobs_request_cancel(void *jobs, const char *id, api_done done, void *arg);
 
 /* GET /status's jobs, bounded whatever the number of finished jobs:
  * {"counts":{state: n...}, "jobs_total", "jobs":[{"id","state","step",
  * "total_steps","lr","loss"}...], "jobs_omitted"} where jobs are, newest
  * first and each once, the running jobs, the next JOBS_STATUS_QUEUED
  * queued ones and the JOBS_STATUS_RECENT newest jobs. */
-struct cJSON *jobs_summary_json(job_table *t);
+struct cJSON *jobs_summary_json(void *jobs);
 
 /* What GET /metrics (Prometheus) shows, bounded whatever the number of
  * finished jobs: {"counts":{state: n...}, "jobs":[{"id","state","step",
  * "total_steps","lr","loss","steps_per_s","eval_loss"}...]} where jobs are
  * the active ones only (running, and the next JOBS_STATUS_QUEUED queued),
  * newest first. */
-struct cJSON *jobs_prom_json(job_table *t);
+struct cJSON *jobs_prom_json(void *jobs);
 
-/* Job objects (traind(8) THE JOB OBJECT), newest first; state NULL = all. */
-struct cJSON *jobs_list_json(job_table *t, const char *state);
 /* A page of job objects, newest first: at most limit of them, only those
  * in state (NULL = all) whose name or id holds q (ignoring ASCII case; NULL =
  * all), starting just after (older than) the job after
  * (NULL = the newest).  0 with *out, and *next_after (malloc'd) the id to
  * ask the next page after when more jobs follow (else NULL); -ENOENT when
  * there is no job after. */
-int jobs_page_json(job_table *t, const char *state, const char *q, const char *after, size_t limit,
+int jobs_page_json(void *jobs, const char *state, const char *q, const char *after, size_t limit,
                    struct cJSON **out, char **next_after);
-/* One job object or NULL; an ended job's config is left to
- * jobs_fill_deferred, as in a page. */
-struct cJSON *jobs_get_json(job_table *t, const char *id);
+/* GET /jobs/{id} (api_backend.get_job): the job object, or API_NOT_FOUND;
+ * an ended job's config is left to jobs_fill_deferred, as in a page. */
+void jobs_get(void *jobs, const char *id, api_done done, void *arg);
 /* The same without "config" (GET /events' job events); never reads a file. */
-struct cJSON *jobs_event_json(job_table *t, const char *id);
-/* Metrics points with step > since, at most max (0 = all), evenly thinned,
- * the last kept; NULL when there is no such job. */
-struct cJSON *jobs_metrics_json(job_table *t, const char *id, long since, long max);
+struct cJSON *jobs_event_json(void *jobs, const char *id);
 
 /* The points of GET /jobs/{id}/metrics copied out (api_backend.metrics_points):
  * step > since; max > 0: at most max, evenly thinned; else the first limit
  * and *next_since the last step given when more follow (else -1).  0 with
  * *out (malloc'd) and *out_n, or -ENOENT. */
-int jobs_metrics_points(job_table *t, const char *id, long since, long max, long limit, struct train_point **out,
+int jobs_metrics_points(void *jobs, const char *id, long since, long max, long limit, struct train_point **out,
                         size_t *out_n, long *next_since);
 
 /* An ended job's history stays on disk (metrics.jsonl) until asked for:
@@ -200,18 +209,32 @@ int jobs_metrics_file(job_table *t, const char *id, char **path, size_t *keep);
 /* jobs_metrics_points' answer from a metrics.jsonl (any thread). */
 int jobs_metrics_read_file(const char *path, size_t keep, long since, long max, long limit, struct train_point **out,
                            size_t *out_n, long *next_since);
+/* The two as api_backend.metrics_defer, metrics_read and metrics_drop:
+ * jobs_metrics_defer gives 1 with *arg (read with jobs_metrics_read on
+ * the pool, which frees it, or freed by jobs_metrics_drop), 0 when the
+ * history is in memory, or API_NOT_FOUND. */
+int jobs_metrics_defer(void *jobs, const char *id, void **arg);
+int jobs_metrics_read(void *arg, long since, long max, long limit, struct train_point **out, size_t *out_n,
+                      long *next_since);
+void jobs_metrics_drop(void *arg);
 
 /* The end of the job's worker.log (at most max_bytes, cut at a line start,
  * with a note of what was left out) as malloc'd text in *out.  A job that
  * never started has an empty log.  0, -ENOENT (no such job) or -errno.
  * One bounded read: cheap enough for the loop thread. */
 int jobs_log_tail(job_table *t, const char *id, size_t max_bytes, char **out, size_t *out_len);
+/* GET /jobs/{id}/log (api_backend.log_tail): that text as a text doc
+ * (api_text_doc), API_NOT_FOUND or -errno, through done at once. */
+void jobs_log(void *jobs, const char *id, size_t max_bytes, api_done done, void *arg);
 
 /* The config.yaml the job was made of, as submitted (a rejected job's is
  * the text that was refused): malloc'd in *out.  0, -ENOENT (no such job)
  * or -errno (-ENODATA when the file is gone).  One read of at most
  * CFG_MAX_FILE_BYTES, like jobs_log_tail. */
 int jobs_config_text(job_table *t, const char *id, char **out, size_t *out_len);
+/* GET /jobs/{id}/config (api_backend.config_text): that text as a text
+ * doc, API_NOT_FOUND or -errno, through done at once. */
+void jobs_config(void *jobs, const char *id, api_done done, void *arg);
 
 /* A page's job objects (GET /jobs, and GET /jobs/{id}'s one) name an ended
  * job's directory under this key instead of holding its config;

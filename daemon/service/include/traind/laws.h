@@ -76,14 +76,17 @@ laws_table *laws_new(uv_loop_t *loop, job_table *jobs, exp_table *exps, const ch
 /* Reads <spool>/laws/ (blocking; at start-up).  The number loaded, or -errno. */
 int laws_load(laws_table *t);
 
+/* The operations of api_backend (laws: the laws_table). */
 /* POST /laws: body (len bytes, copied). */
-void laws_fit(laws_table *t, const char *body, size_t len, laws_done done, void *arg);
+void laws_fit(void *laws, const char *body, size_t len, laws_done done, void *arg);
 /* GET /laws. */
 struct cJSON *laws_list_json(laws_table *t);
+/* The same through done (API_OK, at once). */
+void laws_list(void *laws, laws_done done, void *arg);
 /* GET /laws/{id}: API_OK or API_NOT_FOUND through done. */
-void laws_get(laws_table *t, const char *id, laws_done done, void *arg);
+void laws_get(void *laws, const char *id, laws_done done, void *arg);
 /* POST /laws/{id}/predict?max=N (N points a curve, 2..LAWS_PREDICT_MAX_POINTS). */
-void laws_predict(laws_table *t, const char *id, const char *body, size_t len, long max, laws_done done,
+void laws_predict(void *laws, const char *id, const char *body, size_t len, long max, laws_done done,
                   void *arg);
 
 /* Whether the law id is stored under laws_dir (<spool>/laws): its LAW.json

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "traind/dconfig.h"
 #include "traind/lrfind.h"
 #include "traind/result.h"
 
@@ -49,6 +50,19 @@ lrfind_jobs *lrfind_jobs_new(uv_loop_t *loop);
  * -EIO). */
 void lrfind_jobs_start(lrfind_jobs *js, const lrfind_job_spec *spec, const char *yaml, size_t len,
                        const lrfind_opts *o, lrfind_job_done done, void *arg);
+
+/* The daemon's tests (api_backend.lr_finds): the table, and what each
+ * process is started with, taken at each call from the config (a SIGHUP
+ * may change it): threads_per_job, data_dirs, max_model_memory. */
+typedef struct lrfind_ctx {
+    lrfind_jobs *js;
+    const char *exe;            /* the daemon's own binary */
+    const dconfig *cfg;
+} lrfind_ctx;
+
+/* POST /lr-find (api_backend.lr_find; lr_finds: an lrfind_ctx). */
+void lrfind_post(void *lr_finds, const char *yaml, size_t len, const lrfind_opts *o, lrfind_job_done done,
+                 void *arg);
 
 /* Kills the running tests (their answers: 503); later starts answer 503. */
 void lrfind_jobs_shutdown(lrfind_jobs *js);

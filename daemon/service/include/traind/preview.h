@@ -26,6 +26,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
+#include "traind/dconfig.h"
+#include "traind/jobs.h"
 #include "traind/result.h"
 
 struct cJSON;
@@ -62,6 +64,21 @@ void preview_validate(uv_loop_t *loop, const preview_in *in, const char *yaml, s
 /* POST /schedule?max=N (2..PREVIEW_MAX_POINTS) the same way. */
 void preview_schedule(uv_loop_t *loop, const preview_in *in, const char *yaml, size_t len, size_t max,
                       preview_done done, void *arg);
+
+/* The daemon's previews (api_backend.previews): its loop, and what
+ * intake's checks read, taken from the config at each call (a SIGHUP may
+ * change it): data_dirs, max_trials, max_model_memory; the jobs' directory
+ * and executor; the laws' directory. */
+typedef struct preview_ctx {
+    uv_loop_t *loop;
+    const dconfig *cfg;
+    job_table *jobs;
+    const char *laws_dir;
+} preview_ctx;
+
+/* POST /validate (max 0) and POST /schedule?max=N (api_backend.preview;
+ * previews: a preview_ctx). */
+void preview_post(void *previews, const char *yaml, size_t len, long max, preview_done done, void *arg);
 
 /* The work of either, on the calling thread (tests, and the pool): the
  * result code (API_OK, or API_UNPROCESSABLE with {"ok": false, ...}) and doc. */

@@ -10,9 +10,9 @@
 #ifndef TRAIND_RESULT_H
 #define TRAIND_RESULT_H
 
+#include <cjson/cJSON.h>
 #include <errno.h>
-
-struct cJSON;
+#include <stdlib.h>
 
 /* Result codes, negative errno values; any other negative code is
  * answered 500.  In brackets: the status and headers api.c gives them. */
@@ -44,5 +44,31 @@ enum {
  * rc is a result code; doc (taken, may be NULL: api.c then writes the
  * error the code means) is the JSON to answer. */
 typedef void (*api_done)(void *arg, int rc, struct cJSON *doc);
+
+/* A text answer as a doc, for the routes that answer text/plain (a job's
+ * log, its config): text (malloc'd, len bytes, any bytes; NULL: empty) is taken, and
+ * cJSON_Delete frees it.  api_text_take gives it back (the caller frees
+ * it) and frees doc; NULL when doc is not a text doc. */
+static inline struct cJSON *api_text_doc(char *text, size_t len)
+{
+    cJSON *d = cJSON_CreateRaw("");
+    if (!text)
+        return d;   /* empty */
+    free(d->valuestring);
+    d->valuestring = text;
+    d->valuedouble = (double)len;
+    return d;
+}
+
+static inline char *api_text_take(struct cJSON *doc, size_t *len)
+{
+    if (!cJSON_IsRaw(doc))
+        return NULL;
+    char *text = doc->valuestring;
+    *len = (size_t)doc->valuedouble;
+    doc->valuestring = NULL;
+    cJSON_Delete(doc);
+    return text;
+}
 
 #endif
