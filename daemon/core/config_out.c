@@ -190,15 +190,18 @@ uint64_t cfg_lineage_hash(const run_config *cfg)
  * whenever those compare equal to it within an epsilon, so a seed of 2^53 - 1
  * would come out as 9.00719925474099e+15 (another seed, and not an integer
  * the config accepts); past 15 digits the digits go in as raw JSON. */
-static void add_int(cJSON *o, const char *key, long long v)
+static cJSON *int_item(long long v)
 {
-    if (v > -1000000000000000LL && v < 1000000000000000LL) {
-        cJSON_AddNumberToObject(o, key, (double)v);
-        return;
-    }
+    if (v > -1000000000000000LL && v < 1000000000000000LL)
+        return cJSON_CreateNumber((double)v);
     char digits[24];
     snprintf(digits, sizeof digits, "%lld", v);
-    cJSON_AddRawToObject(o, key, digits);
+    return cJSON_CreateRaw(digits);
+}
+
+static void add_int(cJSON *o, const char *key, long long v)
+{
+    cJSON_AddItemToObject(o, key, int_item(v));
 }
 
 static cJSON *model_json(const model_cfg *m)
@@ -261,7 +264,7 @@ static cJSON *optim_json(const optim_cfg *p)
     cJSON_AddNumberToObject(o, "weight_decay", p->weight_decay);
     cJSON_AddNumberToObject(o, "grad_clip", p->grad_clip);
     if (p->type == OPT_SCHEDULE_FREE_ADAMW) {
-        cJSON_AddNumberToObject(o, "warmup_steps", (double)p->sf_warmup_steps);
+        add_int(o, "warmup_steps", p->sf_warmup_steps);
         cJSON_AddNumberToObject(o, "r", p->sf_r);
         cJSON_AddNumberToObject(o, "weight_lr_power", p->sf_weight_lr_power);
     }
@@ -278,21 +281,21 @@ static void sched_type_json(cJSON *o, const sched_cfg *s)
         cJSON_AddNumberToObject(o, "power", s->power);
         break;
     case SCHED_INVERSE_SQRT:
-        cJSON_AddNumberToObject(o, "timescale", (double)s->timescale);
+        add_int(o, "timescale", s->timescale);
         break;
     case SCHED_WSD:
         cJSON_AddStringToObject(o, "warmup_type", wsd_shape_name(s->warmup_type));
         cJSON_AddStringToObject(o, "decay_type", wsd_shape_name(s->decay_type));
-        cJSON_AddNumberToObject(o, "decay_steps", (double)s->decay_steps);
+        add_int(o, "decay_steps", s->decay_steps);
         break;
     case SCHED_STEP:
-        cJSON_AddNumberToObject(o, "step_size", (double)s->step_size);
+        add_int(o, "step_size", s->step_size);
         cJSON_AddNumberToObject(o, "gamma", s->gamma);
         break;
     case SCHED_MULTISTEP: {
         cJSON *m = cJSON_AddArrayToObject(o, "milestones");
         for (int i = 0; i < s->n_milestones; i++)
-            cJSON_AddItemToArray(m, cJSON_CreateNumber((double)s->milestones[i]));
+            cJSON_AddItemToArray(m, int_item(s->milestones[i]));
         cJSON_AddNumberToObject(o, "gamma", s->gamma);
         break;
     }
@@ -310,7 +313,7 @@ static void sched_type_json(cJSON *o, const sched_cfg *s)
         cJSON *pts = cJSON_AddArrayToObject(o, "points");
         for (int i = 0; i < s->n_points; i++) {
             cJSON *pt = cJSON_CreateArray();
-            cJSON_AddItemToArray(pt, cJSON_CreateNumber((double)s->point_step[i]));
+            cJSON_AddItemToArray(pt, int_item(s->point_step[i]));
             cJSON_AddItemToArray(pt, cJSON_CreateNumber(s->point_ratio[i]));
             cJSON_AddItemToArray(pts, pt);
         }
@@ -334,9 +337,9 @@ static cJSON *sched_json(const sched_cfg *s)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "type", sched_type_name(s->type));
-    cJSON_AddNumberToObject(o, "total_steps", (double)s->total_steps);
+    add_int(o, "total_steps", s->total_steps);
     if (sched_key_applies(s->type, "warmup_steps"))
-        cJSON_AddNumberToObject(o, "warmup_steps", (double)s->warmup_steps);
+        add_int(o, "warmup_steps", s->warmup_steps);
     if (sched_key_applies(s->type, "warmup_start_ratio"))
         cJSON_AddNumberToObject(o, "warmup_start_ratio", s->warmup_start_ratio);
     if (sched_key_applies(s->type, "min_lr_ratio"))
@@ -366,7 +369,7 @@ cJSON *cfg_to_json(const run_config *cfg)
     if (cfg->train.n_keep_steps > 0) {
         cJSON *ks = cJSON_AddArrayToObject(t, "keep_steps");
         for (int i = 0; i < cfg->train.n_keep_steps; i++)
-            cJSON_AddItemToArray(ks, cJSON_CreateNumber((double)cfg->train.keep_steps[i]));
+            cJSON_AddItemToArray(ks, int_item(cfg->train.keep_steps[i]));
     }
     return o;
 }
