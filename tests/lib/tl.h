@@ -11,13 +11,23 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <check.h>
 #include <cjson/cJSON.h>
 
 /* ---- running ---- */
 
-struct Suite;
 /* Runs a Check suite (CK_NORMAL output) and returns its number of failed tests. */
-int tl_run_suite(struct Suite *s);
+int tl_run_suite(Suite *s);
+
+/* One check by name: TL_TEST=NAME runs only the check of that name (the
+ * START_TEST name) in whichever suite has it, e.g.
+ *     TL_TEST=second_daemon_refused build/tests/test_reliability
+ *     make test TL_TEST=second_daemon_refused    (every suite; the rest run none)
+ * Every suite registers its checks with tcase_add_test, which expands to
+ * _tcase_add_test: that one name is redirected here, so no suite has to
+ * know about the filter. */
+void tl_tcase_add_test(TCase *tc, const TTest *tt, int signal, int allowed_exit, int start, int end);
+#define _tcase_add_test(tc, tt, sig, ex, s, e) tl_tcase_add_test((tc), (tt), (sig), (ex), (s), (e))
 
 /* How this run is slowed: a check that trains sizes its work by these, so
  * that it takes about the same seconds in every build (make check's
