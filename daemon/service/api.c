@@ -405,12 +405,9 @@ static void render_prom(render_req *r)
 {
     prom_buf b;
     prom_buf_init(&b);
-    /* list_prom's {"counts","jobs"}, or an array of jobs (counted here) */
-    const cJSON *jobs = r->doc, *counts = NULL;
-    if (cJSON_IsObject(r->doc)) {
-        jobs = cJSON_GetObjectItemCaseSensitive(r->doc, "jobs");
-        counts = cJSON_GetObjectItemCaseSensitive(r->doc, "counts");
-    }
+    /* list_prom's {"counts","jobs"} */
+    const cJSON *jobs = cJSON_GetObjectItemCaseSensitive(r->doc, "jobs");
+    const cJSON *counts = cJSON_GetObjectItemCaseSensitive(r->doc, "counts");
     prom_render_traind(&b, jobs, counts, api_job_states, r->uptime);
     size_t len;
     char *text = prom_buf_take(&b, &len);
@@ -771,17 +768,17 @@ static void get_status(const api_backend *be, http_response *res)
     cJSON_AddNumberToObject(o, "uptime_s", be->uptime ? be->uptime(be->ctx) : 0);
     cJSON *jobs = be->list_summaries ? be->list_summaries(be->jobs) : NULL;
     if (cJSON_IsObject(jobs)) {
-        /* a bounded summary ({"counts","jobs_total","jobs","jobs_omitted"}): its fields */
+        /* the bounded summary's fields ({"counts","jobs_total","jobs","jobs_omitted"}) */
         cJSON *f;
         while ((f = cJSON_DetachItemViaPointer(jobs, jobs->child)) != NULL) {
             char *k = xstrdup(f->string);
             cJSON_AddItemToObject(o, k, f);
             free(k);
         }
-        cJSON_Delete(jobs);
     } else {
-        cJSON_AddItemToObject(o, "jobs", jobs ? jobs : cJSON_CreateArray());
+        cJSON_AddItemToObject(o, "jobs", cJSON_CreateArray());
     }
+    cJSON_Delete(jobs);
     render_req *r = xcalloc(1, sizeof *r);
     r->status = 200;
     r->doc = o;

@@ -177,18 +177,8 @@ void prom_render_traind(prom_buf *b, const cJSON *jobs, const cJSON *counts, con
 
     prom_family(b, "traind_jobs", "gauge", "Jobs in each state.");
     for (size_t s = 0; states && states[s]; s++) {
-        double n = 0;
-        const cJSON *job, *c = counts ? cJSON_GetObjectItemCaseSensitive(counts, states[s]) : NULL;
-        if (counts) {
-            n = cJSON_IsNumber(c) ? c->valuedouble : 0;
-        } else {
-            cJSON_ArrayForEach(job, jobs)
-            {
-                const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(job, "state"));
-                if (st && strcmp(st, states[s]) == 0)
-                    n++;
-            }
-        }
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(counts, states[s]);
+        double n = cJSON_IsNumber(c) ? c->valuedouble : 0;
         const char *labels[] = {"state", states[s], NULL};
         prom_sample(b, "traind_jobs", labels, n);
     }

@@ -90,28 +90,44 @@ static void fake_fill(cJSON *page)
 {
 }
 
-static cJSON *fake_summaries(void *ctx)
+/* {"counts": {state: n...}, "jobs": [...]}: every job listed with its
+ * keys of keys[], as the job table's summaries are when it holds few jobs. */
+static cJSON *counts_and_jobs(const tl_fake *f, const char *const *keys, size_t nkeys)
 {
-    tl_fake *f = ctx;
-    static const char *const keys[] = {"id", "state", "step", "total_steps", "lr", "loss"};
-    cJSON *arr = cJSON_CreateArray();
+    cJSON *doc = cJSON_CreateObject(), *counts = cJSON_AddObjectToObject(doc, "counts");
+    for (size_t s = 0; api_job_states[s]; s++)
+        cJSON_AddNumberToObject(counts, api_job_states[s], 0);
+    cJSON *arr = cJSON_AddArrayToObject(doc, "jobs");
     const cJSON *j;
     cJSON_ArrayForEach(j, f->jobs)
     {
+        cJSON *c = cJSON_GetObjectItemCaseSensitive(counts, str(j, "state"));
+        if (c)
+            cJSON_SetNumberValue(c, c->valuedouble + 1);
         cJSON *s = cJSON_CreateObject();
-        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        for (size_t k = 0; k < nkeys; k++) {
             const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, keys[k]);
             cJSON_AddItemToObject(s, keys[k], x ? cJSON_Duplicate(x, 1) : cJSON_CreateNull());
         }
         cJSON_AddItemToArray(arr, s);
     }
-    return arr;
+    return doc;
 }
 
-/* Every job, counted by the API. */
+static cJSON *fake_summaries(void *ctx)
+{
+    static const char *const keys[] = {"id", "state", "step", "total_steps", "lr", "loss"};
+    const tl_fake *f = ctx;
+    cJSON *doc = counts_and_jobs(f, keys, sizeof keys / sizeof keys[0]);
+    cJSON_AddNumberToObject(doc, "jobs_total", cJSON_GetArraySize(f->jobs));
+    cJSON_AddNumberToObject(doc, "jobs_omitted", 0);
+    return doc;
+}
+
 static cJSON *fake_prom(void *ctx)
 {
-    return cJSON_Duplicate(((tl_fake *)ctx)->jobs, 1);
+    static const char *const keys[] = {"id", "state", "step", "total_steps", "lr", "loss", "steps_per_s", "eval_loss"};
+    return counts_and_jobs(ctx, keys, sizeof keys / sizeof keys[0]);
 }
 
 /* ---- one job ---- */

@@ -96,13 +96,12 @@ typedef struct api_backend {
     /* GET /metrics' jobs, {"counts":{state: n...}, "jobs":[...]} with
      * only the numbers it shows (id, state, step, total_steps, lr, loss,
      * steps_per_s, eval_loss) of the jobs it lists per job (the daemon's:
-     * the active ones), or an array of job objects (every job, counted
-     * from them).  NULL: no jobs. */
+     * the active ones).  NULL: no jobs. */
     cJSON *(*list_prom)(void *jobs);
 
-    /* The jobs of GET /status, {"id","state","step","total_steps",
-     * "lr","loss"} each, newest first, or a bounded summary object
-     * ({"counts","jobs_total","jobs","jobs_omitted"}).  NULL: no jobs. */
+    /* The jobs of GET /status, a bounded summary {"counts":{state: n...},
+     * "jobs_total", "jobs": [{"id","state","step","total_steps","lr",
+     * "loss"}...] newest first, "jobs_omitted"}.  NULL: no jobs. */
     cJSON *(*list_summaries)(void *jobs);
 
     /* GET /jobs/{id}: the job object, or API_NOT_FOUND.  id is valid

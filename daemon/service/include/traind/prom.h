@@ -45,8 +45,7 @@ void prom_format_value(double v, char *out, size_t n);
 /* traind's own families from the job objects of traind(8) THE JOB OBJECT (a cJSON array):
  * traind_up, traind_uptime_seconds (when uptime_s >= 0), traind_jobs{state}
  * for every state in states (NULL-terminated; from counts, an object
- * state → number, or when counts is NULL counted in jobs), and per job of
- * jobs (label job=<id>)
+ * state → number, 0 where it has none), and per job of jobs (label job=<id>)
  * traind_job_step, traind_job_total_steps, traind_job_lr, traind_job_loss,
  * traind_job_steps_per_second, traind_job_eval_loss — each sample only when
  * the job has that number. */
