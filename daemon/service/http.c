@@ -518,14 +518,17 @@ static void send_error(conn *c, int status, const char *msg)
 }
 
 /* The head of a streamed response: no Content-Length, the body ends with
- * the connection. */
-static void send_stream_head(conn *c, http_response *res, bool http10)
+ * the connection.  HTTP/1.1 whatever the request's version, as every other
+ * answer (RFC 9110 6.2: the highest minor version the server supports); a
+ * body ended by the close is HTTP/1.0's own framing, so a 1.0 client reads
+ * it the same. */
+static void send_stream_head(conn *c, http_response *res)
 {
     dbuf h = {0};
     char line[256];
     int n = snprintf(line, sizeof line,
-                     "HTTP/1.%d 200 OK\r\nServer: traind/%s\r\nX-Content-Type-Options: nosniff\r\nContent-Type: %s\r\n",
-                     http10 ? 0 : 1, TRAIND_VERSION, res->content_type ? res->content_type : "application/json");
+                     "HTTP/1.1 200 OK\r\nServer: traind/%s\r\nX-Content-Type-Options: nosniff\r\nContent-Type: %s\r\n",
+                     TRAIND_VERSION, res->content_type ? res->content_type : "application/json");
     dbuf_append(&h, line, (size_t)n);
     if (res->extra_headers)
         dbuf_append(&h, res->extra_headers, res->extra_len);
@@ -1053,7 +1056,7 @@ static int on_message_complete(http_parser *p)
                 st->on_close(st->arg);
             free(st);
         } else {
-            send_stream_head(c, &res, http10);
+            send_stream_head(c, &res);
             if (c->closed) {
                 if (st->on_close)
                     st->on_close(st->arg);
