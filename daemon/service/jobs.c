@@ -451,6 +451,7 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
         else
             log_info("job %s: training %s at step %ld of %ld (pid %d)", j->id,
                      j->pt.step > 0 ? "resumed" : "started", j->pt.step, j->total_steps, j->pid);
+        j->next_disk_check = now_monotonic() + JOBS_DISK_FIRST_CHECK_S;
         job_persist(j);
         return;
     case PEV_NOTICE:
@@ -461,6 +462,7 @@ static void on_worker_msg(void *ctx, const progress_msg *m)
     case PEV_LOG:
     case PEV_TICK:
     case PEV_EVAL:
+        jobs_check_job_disk(j, now_monotonic());
         if (m->pt.step >= 0)
             j->pt.step = m->pt.step;
         if (m->total_steps > 0)

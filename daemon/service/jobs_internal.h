@@ -208,6 +208,7 @@ void jobs_on_tick(uv_timer_t *h);
 void format_bytes(size_t b, char *out, size_t len);
 void jobs_wait_for_space(job_table *t, const job *j);
 void jobs_check_disks(job_table *t, double now);
+void jobs_check_job_disk(job *j, double now);
 
 /* jobs_json.c */
 const cJSON *jobs_json_item(const cJSON *o, const char *k);

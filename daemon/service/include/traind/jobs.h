@@ -42,9 +42,11 @@
  * A job that fails for a full disk (ENOSPC, EDQUOT) holds the queue: no
  * job starts (to fail the same way at once) until the spool's file system
  * has room again (disk.h), checked every JOBS_SPACE_CHECK_S on the pool.
- * With max_job_disk, a running job's directory is measured every
- * JOBS_DISK_CHECK_S; one over it is stopped (SIGTERM: it checkpoints) and
- * fails with a message naming the limit.
+ * With max_job_disk, a running job's directory is measured
+ * JOBS_DISK_FIRST_CHECK_S after its training starts, then every
+ * JOBS_DISK_CHECK_S; one over it (or that will be by the next measurement)
+ * is stopped (SIGTERM: it checkpoints) and fails with a message naming the
+ * limit.
  *
  * Functions returning int return 0 or a negative errno value (api.c maps
  * them to HTTP status codes).  The code is split by job (see
@@ -69,6 +71,7 @@ struct cJSON;
 #define JOBS_MAX_ERRORS 100          /* notices kept per job */
 #define JOBS_SPACE_CHECK_S 2.0       /* after a disk-full failure: how often free space is checked */
 #define JOBS_DISK_CHECK_S 1.0        /* max_job_disk: how often a running job's usage is measured */
+#define JOBS_DISK_FIRST_CHECK_S 0.1  /* ... and how soon after its training starts */
 #define JOBS_STATUS_QUEUED 100       /* GET /status: at most this many queued jobs (the next to run) */
 #define JOBS_STATUS_RECENT 10        /* GET /status: and the newest jobs, whatever their state */
 
