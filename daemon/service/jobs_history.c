@@ -215,6 +215,7 @@ typedef struct hist_req {
     long fork_step;       /* ... whose points count up to here */
     long max_step;        /* points past it are left out (a fork's parent's: up to the fork) */
     size_t keep;
+    bool whole;           /* every line (an answer); else a long file's older part sampled (start-up) */
     train_point *pts;
     size_t n;
 } hist_req;
@@ -298,9 +299,11 @@ static void hist_work(uv_work_t *w)
         return;
     /* Restart time must not grow with the history: of a long file only the
      * last HIST_TAIL_BYTES are read line by line (the recent, dense part)
-     * and the rest is sampled. */
+     * and the rest is sampled.  An answer (GET /jobs/{id}/metrics, a law's
+     * fit) reads every line, on the thread pool: its pages promise every
+     * point kept, and an ended job's file holds at most 2 × metrics_keep. */
     size_t cap = 0;
-    off_t from = st.st_size > (off_t)HIST_TAIL_BYTES ? st.st_size - (off_t)HIST_TAIL_BYTES : 0;
+    off_t from = !r->whole && st.st_size > (off_t)HIST_TAIL_BYTES ? st.st_size - (off_t)HIST_TAIL_BYTES : 0;
     if (from > 0)
         hist_sample(r, fd, from, &cap);
     FILE *f = lseek(fd, from, SEEK_SET) == from ? fdopen(fd, "r") : NULL;
@@ -338,6 +341,7 @@ static void hist_read_path(const char *path, size_t keep, hist_view *v)
     r.path = (char *)path;
     r.max_step = LONG_MAX;
     r.keep = keep;
+    r.whole = true;
     hist_work(&r.work);
     v->hist = v->owned = r.pts;
     v->n_hist = r.n;

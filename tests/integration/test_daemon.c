@@ -875,6 +875,57 @@ START_TEST(diverging_job_fails_with_cause)
 }
 END_TEST
 
+/* An ended job's history, read back from its metrics.jsonl once the job is
+ * compacted, pages out every point: the start-up shortcut (the last 8 MiB
+ * read, the rest sampled) is not an answer's.  The file here is ~11 MiB. */
+START_TEST(ended_job_metrics_pages_every_point)
+{
+    const long steps = 90000;
+    tl_start_in(&g_d, g_dir, NULL, 20);
+    char *cfg = xasprintf("name: long-history\n"
+                          "model: {type: linear, input_dim: 4, output_dim: 2}\n"
+                          "data: {kind: synthetic, batch_size: 4}\n"
+                          "optimizer: {lr: 0.001}\n"
+                          "schedule: {type: constant, total_steps: %ld}\n"
+                          "train: {log_every: 1, checkpoint_every: 100000000}\n", steps);
+    char *id = tl_submit(&g_d, cfg);
+    cJSON_Delete(tl_wait_state(&g_d, id, "succeeded", 90));
+    char *mp = xasprintf("%s/spool/jobs/%s/metrics.jsonl", g_dir, id);
+    struct stat st;
+    ck_assert_int_eq(stat(mp, &st), 0);
+    ck_assert_msg(st.st_size > (8 << 20), "metrics.jsonl is only %lld bytes", (long long)st.st_size);
+    tl_sleep_ms(1500);   /* compacted at a tick: its history is then read from the file */
+    long since = -1, got = 0, expect = 1;
+    for (;;) {
+        char *path = since < 0 ? xasprintf("/jobs/%s/metrics?limit=10000", id)
+                               : xasprintf("/jobs/%s/metrics?limit=10000&since=%ld", id, since);
+        int status;
+        cJSON *d = tl_get_json(g_d.addr, path, &status);
+        free(path);
+        ck_assert_msg(d != NULL, "GET metrics: %d", status);
+        const cJSON *p;
+        cJSON_ArrayForEach(p, cJSON_GetObjectItem(d, "points"))
+        {
+            long s = (long)tl_num(p, "step");
+            ck_assert_msg(s == expect, "point %ld has step %ld, want %ld", got, s, expect);
+            expect++;
+            got++;
+        }
+        const cJSON *next = cJSON_GetObjectItem(d, "next_since");
+        bool more = cJSON_IsNumber(next);
+        if (more)
+            since = (long)next->valuedouble;
+        cJSON_Delete(d);
+        if (!more)
+            break;
+    }
+    ck_assert_int_eq(got, steps);
+    free(mp);
+    free(id);
+    free(cfg);
+}
+END_TEST
+
 /* Everything the daemon told systemd so far (NUL-separated messages joined by '|'). */
 static void read_notifications(int fd, char *out, size_t outlen)
 {
@@ -956,6 +1007,7 @@ static Suite *suite(void)
     tcase_add_test(tc, sighup_rereads_max_jobs);
     tcase_add_test(tc, startup_scan_and_systemd_notify);
     tcase_add_test(tc, diverging_job_fails_with_cause);
+    tcase_add_test(tc, ended_job_metrics_pages_every_point);
     suite_add_tcase(s, tc);
     TCase *rf = tcase_create("refused");
     tcase_add_checked_fixture(rf, setup, teardown);

@@ -61,6 +61,7 @@ function isLogParam(name, values) {
 
 export function render(root, params, id) {
   const charts = [];
+  let gone = false;   /* the view was left: a fetch still due must not draw */
   const title = h('h1', {id: 'exp-title'});
   const badge = h('span');
   const summary = h('div', {class: 'stats', id: 'exp-stats'});
@@ -80,6 +81,7 @@ export function render(root, params, id) {
     h('h2', {class: 'section'}, 'Early-stopping decisions'), decisions);
 
   function draw(exp) {
+    if (gone) return;
     for (const c of charts.splice(0)) c.destroy();
     setText(title, exp.name || exp.id);
     document.title = (exp.name || exp.id) + ' · traind';
@@ -190,6 +192,7 @@ export function render(root, params, id) {
     try {
       hist = await Promise.all(trials.map((t) => get('/jobs/' + encodeURIComponent(t.job) + '/metrics?max=500')));
     } catch (e) { return; }
+    if (gone) return;
     const datasets = [];
     trials.forEach((t, i) => {
       const col = colour(i), name = `#${t.trial + 1} ${t.job}`;
@@ -221,5 +224,11 @@ export function render(root, params, id) {
   });
   live.connect(null);
   load();
-  return () => { unsub(); clearTimeout(timer); clearTimeout(realTimer); for (const c of charts) c.destroy(); if (predChart) predChart.destroy(); };
+  return () => {
+    gone = true;
+    unsub(); clearTimeout(timer); clearTimeout(realTimer);
+    for (const c of charts.splice(0)) c.destroy();
+    if (predChart) predChart.destroy();
+    predChart = null;
+  };
 }

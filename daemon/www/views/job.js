@@ -28,6 +28,7 @@ export function render(root, params, id) {
   let logY = localStorage.getItem('traind.logy') === '1';
   let weight = Number(localStorage.getItem('traind.smoothing') || '0.6');
   let charts = {};
+  let gone = false;   /* the view was left: a frame or a fetch still due must not touch its charts */
   let ema = {};
   let dirty = false;
   let lastCkptStep = null;
@@ -218,7 +219,7 @@ export function render(root, params, id) {
 
   /* Rebuilds every dataset from points (x mode or smoothing changed). */
   function rebuild() {
-    if (!haveHistory) return;
+    if (!haveHistory || gone) return;
     for (const c of Object.values(charts)) c.destroy();
     charts = {};
     /* the data first: each chart then draws once, as it is made */
@@ -231,6 +232,7 @@ export function render(root, params, id) {
 
   function flush() {
     dirty = false;
+    if (gone) return;
     if (statsDirty) { statsDirty = false; showJob({}); }
     for (const c of Object.values(charts)) c.update('none');
     counts();
@@ -359,8 +361,10 @@ export function render(root, params, id) {
   };
 
   return () => {
+    gone = true;
     unsub();
     for (const c of Object.values(charts)) c.destroy();
+    charts = {};
     delete window.traindJobView;
   };
 }

@@ -58,6 +58,9 @@ sweep:
 
 export function render(root) {
   let timer = null, seq = 0, lastOk = null, chart = null, lrChart = null, lawChart = null, lastBody = null;
+  /* the view was left: an answer still due must not draw (its canvas is
+   * gone, and a Chart.js chart made on none throws at its first update) */
+  let gone = false;
   const text = h('textarea', {id: 'editor', spellcheck: 'false', autocomplete: 'off', wrap: 'off',
     'aria-label': 'run config (YAML)'});
   text.value = localStorage.getItem(DRAFT_KEY) || TEMPLATES['MLP, cosine'];
@@ -252,6 +255,7 @@ export function render(root) {
       return;
     }
     lrBtn.disabled = false;
+    if (gone) return;
     if (r.status !== 200) {
       const errs = (r.body && r.body.errors) || [];
       lrNote.className = 'small error';
@@ -350,5 +354,11 @@ export function render(root) {
     }
     validate();
   })();
-  return () => { clearTimeout(timer); if (chart) chart.destroy(); if (lrChart) lrChart.destroy(); if (lawChart) lawChart.destroy(); };
+  return () => {
+    gone = true;
+    seq++;   /* every answer in flight is now a stale one (my !== seq) */
+    clearTimeout(timer);
+    for (const c of [chart, lrChart, lawChart]) if (c) c.destroy();
+    chart = lrChart = lawChart = null;
+  };
 }
