@@ -11,7 +11,13 @@
  *            --open-mode=append --cpus-per-task=THREADS --ntasks=RANKS --no-requeue
  *            --signal=B:TERM@GRACE [--partition --account --time] [extra_args] DIR/slurm.sh
  * and the Slurm job id goes to DIR/slurm_job_id, so a restarted traind adopts
- * the job instead of submitting it twice (exec_adopt).  sbatch rather than
+ * the job instead of submitting it twice (exec_adopt).  THREADS is what each
+ * rank runs (exec_spec.threads: the config's threads capped by
+ * threads_per_job / RANKS).  The same command with --test-only goes first: a
+ * request that no node can ever satisfy fails the job at once with the
+ * numbers (sinfo: the partition's CPUs) instead of pending for ever, and a
+ * job that Slurm keeps pending for a reason that never clears
+ * (PartitionConfig, ...) is cancelled and fails (traind.yaml(5), EXECUTOR).  sbatch rather than
  * srun: a batch job lives without traind, which may restart at any time.
  * --no-requeue: traind requeues itself (a fresh sbatch that resumes from the
  * checkpoint) — `scontrol requeue` holds a job ~2 minutes in BeginTime.
@@ -95,7 +101,7 @@ typedef struct slurm_job {
     bool found_live;             /* squeue found it live before sbatch (not submitted by us) */
     bool doomed;                 /* pending for a reason that never clears: being cancelled */
     char slurm_said[128];        /* why Slurm cannot run it (sbatch --test-only, or the reason) */
-    char why[1000];               /* the end in words, when set (a request no node can satisfy) */
+    char why[1000];              /* the end in words, when set (a request no node can satisfy) */
     long long exit_code, exit_signal;
 } slurm_job;
 
