@@ -275,9 +275,10 @@ static void make_text_csv(const char *text, size_t len)
     "train: {log_every: 1}\n"
 /* gpt-license's model and optimizer (config/examples/), on this text, for
  * the 300 steps the bound covers: of seeds 1 to 12 (bench/README.md), seed
- * SEED's loss spikes near its lr's peak and its difference grows the most. */
+ * 8's loss spikes after its lr's peak and its difference grows the most
+ * (1.9e-3 by step 100 when this was written; the bound is 5 times that). */
 #define GPT_TEXT_CFG                                                                               \
-    "name: gpt-text\nseed: 3\n"                                                                    \
+    "name: gpt-text\nseed: 8\n"                                                                    \
     "model: {type: gpt, context: 64, d_model: 64, layers: 2, heads: 2}\n"                          \
     "data: {kind: text, path: text.txt, batch_size: 16}\n"                                         \
     "optimizer: {type: adamw, lr: 3.0e-3, weight_decay: 0.1, betas: [0.9, 0.95], grad_clip: 1.0}\n" \
