@@ -27,7 +27,12 @@
  * preemption (a job of cluster.sh's higher-tier partition `urgent`), a node
  * set down under a running job (NODE_FAIL), --mem exceeded in the job's
  * memory cgroup (OUT_OF_MEMORY), and a worker killed with SIGKILL (FAILED: a
- * crash, resumed while max_restarts allows).  Checks whose prerequisites are missing (the
+ * crash, resumed while max_restarts allows).  The CPUs asked for: a 2-rank
+ * job of threads: 1 under a threads_per_job above the node's CPUs asks 1 a
+ * rank and runs; a job of more threads than the node has fails at
+ * submission (sbatch --test-only) with the numbers; one raised to
+ * PartitionConfig while pending (scontrol update) is cancelled and fails.
+ * Checks whose prerequisites are missing (the
  * MPI worker, srun's pmix plugin, a writable memory cgroup) are not run and
  * main prints "SKIPPED: N checks: why".
  */
