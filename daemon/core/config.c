@@ -795,3 +795,11 @@ void cfg_free(run_config *cfg)
     free(cfg->data.path);
     memset(cfg, 0, sizeof *cfg);
 }
+
+int cfg_rank_threads(int config_threads, int budget, int ranks)
+{
+    int share = ranks > 1 ? budget / ranks : budget;
+    int want = config_threads > 0 ? config_threads : 1;
+    int n = want < share ? want : share;
+    return n > 0 ? n : 1;
+}

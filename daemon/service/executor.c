@@ -36,11 +36,6 @@ bool executor_launches_ranks(const executor *ex)
     return ex->ops->launches_ranks;
 }
 
-bool executor_reserves_threads(const executor *ex)
-{
-    return ex->ops->reserves_threads;
-}
-
 int exec_start(executor *ex, const exec_spec *spec, const exec_callbacks *cb, void *ctx, exec_job **out)
 {
     return ex->ops->start(ex, spec, cb, ctx, out);

@@ -11,7 +11,13 @@
  *            --open-mode=append --cpus-per-task=THREADS --ntasks=RANKS --no-requeue
  *            --signal=B:TERM@GRACE [--partition --account --time] [extra_args] DIR/slurm.sh
  * and the Slurm job id goes to DIR/slurm_job_id, so a restarted traind adopts
- * the job instead of submitting it twice (exec_adopt).  sbatch rather than
+ * the job instead of submitting it twice (exec_adopt).  THREADS is what each
+ * rank runs (exec_spec.threads: the config's threads capped by
+ * threads_per_job / RANKS).  The same command with --test-only goes first: a
+ * request that no node can ever satisfy fails the job at once with the
+ * numbers (sinfo: the partition's CPUs) instead of pending for ever, and a
+ * job that Slurm keeps pending for a reason that never clears
+ * (PartitionConfig, ...) is cancelled and fails (traind.yaml(5), EXECUTOR).  sbatch rather than
  * srun: a batch job lives without traind, which may restart at any time.
  * --no-requeue: traind requeues itself (a fresh sbatch that resumes from the
  * checkpoint) — `scontrol requeue` holds a job ~2 minutes in BeginTime.
@@ -72,6 +78,7 @@ typedef struct slurm_job {
     void *ctx;
     char *id, *dir;
     int threads, ranks;
+    int config_threads, threads_per_job;   /* what threads follows from (exec_spec) */
     char *mpi_worker;            /* ranks > 1: traind-mpi-worker */
     char **data_dirs;
     size_t n_data_dirs;
@@ -92,10 +99,15 @@ typedef struct slurm_job {
     /* a final state waiting for the last progress read */
     bool final, unlinking;
     bool found_live;             /* squeue found it live before sbatch (not submitted by us) */
+    bool doomed;                 /* pending for a reason that never clears: being cancelled */
+    char slurm_said[128];        /* why Slurm cannot run it (sbatch --test-only, or the reason) */
+    char why[1000];              /* the end in words, when set (a request no node can satisfy) */
     long long exit_code, exit_signal;
 } slurm_job;
 
 static void poll_now(slurm_job *sj);
+static void doom(slurm_job *sj, const char *reason);
+static bool reason_never_clears(const char *reason);
 
 /* ------------------------------------------------------------- helpers */
 
@@ -180,7 +192,7 @@ static void end_job(slurm_job *sj, const char *state, const char *reason, long l
     else
         snprintf(what, sizeof what, "Slurm job %s ended %s (exit code %lld:%lld%s%s)", sid, state, code, sig,
                  reason ? ", " : "", reason ? reason : "");
-    e.what = what;
+    e.what = sj->why[0] ? sj->why : what;
     sj->cb.on_exit(sj->ctx, &e);
     /* the caller's maybe_free() frees it once nothing is in flight */
 }
@@ -404,6 +416,10 @@ static void poll_done(void *ctx, const subproc_result *res)
             snprintf(sj->reason, sizeof sj->reason, "%s", reason);
             log_info("job %s: Slurm job %s ended %s (exit %lld:%lld%s%s)", sj->id, sj->sched_id, state, code, sig,
                      reason[0] ? ", " : "", reason);
+        } else if (!strcmp(state, "PENDING") && reason_never_clears(reason)) {
+            sj->polling = false;
+            doom(sj, reason);
+            return;
         } else if (strcmp(state, sj->state) != 0 || strcmp(reason, sj->reason) != 0) {
             snprintf(sj->state, sizeof sj->state, "%s", state);
             snprintf(sj->reason, sizeof sj->reason, "%s", reason);
@@ -438,7 +454,7 @@ static void poll_done(void *ctx, const subproc_result *res)
 
 static void poll_now(slurm_job *sj)
 {
-    if (sj->polling || sj->ended || sj->unlinking || !sj->sched_id[0])
+    if (sj->polling || sj->ended || sj->unlinking || sj->doomed || !sj->sched_id[0])
         return;
     char *argv[] = {"scontrol", "-o", "show", "job", sj->sched_id, NULL};
     int rc = subproc_run(sj->se->loop, argv, SLURM_CMD_TIMEOUT_S, poll_done, sj);
@@ -585,51 +601,83 @@ static void script_work(uv_work_t *w)
     free(pp);
 }
 
+/* The CPUs one rank asks for (--cpus-per-task): its threads, cfg_rank_threads
+ * of the config's threads and threads_per_job (traind.yaml(5), EXECUTOR). */
+static int rank_cpus(const slurm_job *sj)
+{
+    return sj->threads > 0 ? sj->threads : 1;
+}
+
+static int job_ranks(const slurm_job *sj)
+{
+    return sj->ranks > 0 ? sj->ranks : 1;
+}
+
+/* The command line of sbatch for DIR/slurm.sh (with --test-only: Slurm's
+ * answer whether the request can ever run, nothing submitted). */
+typedef struct sbatch_cmd {
+    char cpus[40], ntasks[40], grace[48], name[96], chdir_[PATH_MAX + 16], output[PATH_MAX + 32];
+    char *part, *acct, *tl, *script;
+    char **argv;
+} sbatch_cmd;
+
+static void sbatch_cmd_init(sbatch_cmd *c, const slurm_job *sj, bool test_only)
+{
+    const slurm_exec *se = sj->se;
+    snprintf(c->cpus, sizeof c->cpus, "--cpus-per-task=%d", rank_cpus(sj));
+    /* parallel.ranks → --ntasks; slurm.sh then runs the ranks as one srun
+     * step (batch_script), each with --cpus-per-task of the threads. */
+    snprintf(c->ntasks, sizeof c->ntasks, "--ntasks=%d", job_ranks(sj));
+    snprintf(c->grace, sizeof c->grace, "--signal=B:TERM@%d", se->grace_s);
+    snprintf(c->name, sizeof c->name, "--job-name=traind-%s", sj->id);
+    snprintf(c->chdir_, sizeof c->chdir_, "--chdir=%s", sj->dir);
+    snprintf(c->output, sizeof c->output, "--output=%s/worker.log", sj->dir);
+    c->part = se->partition ? xasprintf("--partition=%s", se->partition) : NULL;
+    c->acct = se->account ? xasprintf("--account=%s", se->account) : NULL;
+    c->tl = se->time_limit ? xasprintf("--time=%s", se->time_limit) : NULL;
+    c->script = xasprintf("%s/slurm.sh", sj->dir);
+    char **argv = c->argv = xcalloc(17 + se->n_extra, sizeof *argv);
+    size_t a = 0;
+    argv[a++] = "sbatch";
+    if (test_only)
+        argv[a++] = "--test-only";
+    argv[a++] = "--parsable";
+    argv[a++] = c->name;
+    argv[a++] = c->chdir_;
+    argv[a++] = c->output;
+    argv[a++] = "--open-mode=append";
+    argv[a++] = c->cpus;
+    argv[a++] = c->ntasks;
+    argv[a++] = "--no-requeue";
+    argv[a++] = c->grace;
+    if (c->part)
+        argv[a++] = c->part;
+    if (c->acct)
+        argv[a++] = c->acct;
+    if (c->tl)
+        argv[a++] = c->tl;
+    for (size_t i = 0; i < se->n_extra; i++)
+        argv[a++] = se->extra[i];
+    argv[a++] = c->script;
+    argv[a] = NULL;
+}
+
+static void sbatch_cmd_free(sbatch_cmd *c)
+{
+    free(c->argv);
+    free(c->script);
+    free(c->part);
+    free(c->acct);
+    free(c->tl);
+}
+
 /* sbatch of DIR/slurm.sh. */
 static void submit_sbatch(slurm_job *sj)
 {
-    slurm_exec *se = sj->se;
-    char cpus[40], grace[48], name[96], chdir_[PATH_MAX + 16], output[PATH_MAX + 32], ntasks[40];
-    snprintf(cpus, sizeof cpus, "--cpus-per-task=%d", sj->threads > 0 ? sj->threads : 1);
-    /* parallel.ranks → --ntasks; slurm.sh then runs the ranks as one srun
-     * step (batch_script), each with --cpus-per-task of the threads. */
-    snprintf(ntasks, sizeof ntasks, "--ntasks=%d", sj->ranks > 0 ? sj->ranks : 1);
-    snprintf(grace, sizeof grace, "--signal=B:TERM@%d", se->grace_s);
-    snprintf(name, sizeof name, "--job-name=traind-%s", sj->id);
-    snprintf(chdir_, sizeof chdir_, "--chdir=%s", sj->dir);
-    snprintf(output, sizeof output, "--output=%s/worker.log", sj->dir);
-    char *part = se->partition ? xasprintf("--partition=%s", se->partition) : NULL;
-    char *acct = se->account ? xasprintf("--account=%s", se->account) : NULL;
-    char *tl = se->time_limit ? xasprintf("--time=%s", se->time_limit) : NULL;
-    char *script = xasprintf("%s/slurm.sh", sj->dir);
-    char **argv = xcalloc(16 + se->n_extra, sizeof *argv);
-    size_t a = 0;
-    argv[a++] = "sbatch";
-    argv[a++] = "--parsable";
-    argv[a++] = name;
-    argv[a++] = chdir_;
-    argv[a++] = output;
-    argv[a++] = "--open-mode=append";
-    argv[a++] = cpus;
-    argv[a++] = ntasks;
-    argv[a++] = "--no-requeue";
-    argv[a++] = grace;
-    if (part)
-        argv[a++] = part;
-    if (acct)
-        argv[a++] = acct;
-    if (tl)
-        argv[a++] = tl;
-    for (size_t i = 0; i < se->n_extra; i++)
-        argv[a++] = se->extra[i];
-    argv[a++] = script;
-    argv[a] = NULL;
-    int rc = subproc_run(se->loop, argv, SLURM_CMD_TIMEOUT_S, sbatch_done, sj);
-    free(argv);
-    free(script);
-    free(part);
-    free(acct);
-    free(tl);
+    sbatch_cmd c;
+    sbatch_cmd_init(&c, sj, false);
+    int rc = subproc_run(sj->se->loop, c.argv, SLURM_CMD_TIMEOUT_S, sbatch_done, sj);
+    sbatch_cmd_free(&c);
     if (rc < 0) {
         char msg[128];
         snprintf(msg, sizeof msg, "cannot run sbatch: %s", uv_strerror(rc));
@@ -638,6 +686,219 @@ static void submit_sbatch(slurm_job *sj)
     } else {
         sj->busy++;
     }
+}
+
+/* ------------------------------------------- a request no node can satisfy */
+
+/* Slurm's answers (sbatch --test-only) to a request that no node of the
+ * partition can ever satisfy, as opposed to one that waits for room. */
+static bool never_fits(const char *text)
+{
+    static const char *const answers[] = {"Requested node configuration is not available",
+                                          "More processors requested than permitted",
+                                          "Node count specification invalid",
+                                          "Requested partition configuration not available"};
+    for (size_t i = 0; i < sizeof answers / sizeof answers[0]; i++)
+        if (strstr(text, answers[i]))
+            return true;
+    return false;
+}
+
+/* Pending reasons that clear only when the cluster's configuration changes
+ * (squeue(1), JOB REASON CODES): a job pending for one of them would wait
+ * for ever (traind.yaml(5), EXECUTOR). */
+static bool reason_never_clears(const char *reason)
+{
+    static const char *const reasons[] = {"PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit",
+                                          "BadConstraints", "InvalidAccount", "InvalidQOS",
+                                          "DependencyNeverSatisfied"};
+    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+        if (!strcmp(reason, reasons[i]))
+            return true;
+    return false;
+}
+
+/* The partition's nodes, from sinfo: the most CPUs of one node and the CPUs
+ * of all of them; 0 when unknown. */
+typedef struct part_cpus {
+    char name[64];
+    long node_max, total;
+} part_cpus;
+
+/* One line "PARTITION|CPUS|NODES" of `sinfo -h -o %P|%c|%D` into pc, when
+ * it is the partition's (the named one, or the default, marked '*'). */
+static void part_cpus_add(part_cpus *pc, const char *want, const char *line, size_t len)
+{
+    const char *bar = memchr(line, '|', len);
+    if (!bar)
+        return;
+    size_t pl = (size_t)(bar - line);
+    bool dflt = pl > 0 && line[pl - 1] == '*';
+    size_t nl = dflt ? pl - 1 : pl;
+    if (want ? (strlen(want) != nl || memcmp(line, want, nl) != 0) : !dflt)
+        return;
+    char nums[64];
+    size_t nn = len - pl - 1 < sizeof nums - 1 ? len - pl - 1 : sizeof nums - 1;
+    memcpy(nums, bar + 1, nn);
+    nums[nn] = '\0';
+    char *end;
+    long cpus = strtol(nums, &end, 10);   /* "2", or "2+" for nodes of 2 and more */
+    const char *nb = strchr(end, '|');
+    long nodes = nb ? strtol(nb + 1, NULL, 10) : 0;
+    if (cpus <= 0 || nodes <= 0 || cpus > 1L << 24 || nodes > 1L << 24)
+        return;
+    copy_clean(pc->name, sizeof pc->name, line, nl);
+    if (cpus > pc->node_max)
+        pc->node_max = cpus;
+    pc->total += cpus * nodes;
+}
+
+static part_cpus parse_part_cpus(const char *out, const char *want)
+{
+    part_cpus pc = {.name = "", .node_max = 0, .total = 0};
+    for (const char *p = out; *p;) {
+        size_t len = strcspn(p, "\n");
+        part_cpus_add(&pc, want, p, len);
+        p += len;
+        if (*p)
+            p++;
+    }
+    return pc;
+}
+
+/* What the job asks Slurm for and where that comes from, in the config's
+ * keys, and what the partition has. */
+static void describe_request(const slurm_job *sj, const part_cpus *pc, char *buf, size_t cap)
+{
+    int ranks = job_ranks(sj), cpus = rank_cpus(sj);
+    char share[64] = "";
+    if (ranks > 1)
+        snprintf(share, sizeof share, " / parallel.ranks %d", ranks);
+    int n = snprintf(buf, cap,
+                     "it asks for %d rank%s × %d CPU%s (--ntasks=%d --cpus-per-task=%d: a rank's CPUs are its "
+                     "threads, the config's threads %d capped by the daemon's threads_per_job %d%s)",
+                     ranks, ranks == 1 ? "" : "s", cpus, cpus == 1 ? "" : "s", ranks, cpus, sj->config_threads,
+                     sj->threads_per_job, share);
+    if (n < 0 || (size_t)n >= cap || pc->node_max <= 0)
+        return;
+    snprintf(buf + n, cap - (size_t)n, ", and partition %s has nodes of at most %ld CPU%s, %ld in all",
+             pc->name[0] ? pc->name : "(default)", pc->node_max, pc->node_max == 1 ? "" : "s", pc->total);
+}
+
+/* sinfo answered (or not): the job ends with what Slurm said and the numbers. */
+static void sinfo_done(void *ctx, const subproc_result *res)
+{
+    slurm_job *sj = ctx;
+    sj->busy--;
+    if (sj->ended) {
+        maybe_free(sj);
+        return;
+    }
+    bool ok = res->rc == 0 && res->term_signal == 0 && res->exit_status == 0;
+    part_cpus pc = ok ? parse_part_cpus(res->out, sj->se->partition)
+                      : (part_cpus){.name = "", .node_max = 0, .total = 0};
+    char req[512];
+    describe_request(sj, &pc, req, sizeof req);
+    if (sj->doomed) {
+        snprintf(sj->why, sizeof sj->why,
+                 "Slurm job %s cannot start: it was pending for %s, which clears only if the cluster's "
+                 "configuration changes, and traind cancelled it: %s",
+                 sj->sched_id, sj->slurm_said, req);
+        log_error("job %s: %s", sj->id, sj->why);
+        sj->final = true;
+        snprintf(sj->state, sizeof sj->state, "PENDING");
+        snprintf(sj->reason, sizeof sj->reason, "%s", sj->slurm_said);
+        sj->exit_code = sj->exit_signal = 0;
+        dispatch(sj);
+    } else {
+        snprintf(sj->why, sizeof sj->why, "Slurm cannot run this job as asked (sbatch --test-only: %s): %s",
+                 sj->slurm_said, req);
+        log_error("job %s: %s", sj->id, sj->why);
+        end_job(sj, "SUBMIT_FAILED", sj->slurm_said, 0, 0);
+    }
+    maybe_free(sj);
+}
+
+/* Asks sinfo for the CPUs of the partition's nodes, for the message. */
+static void ask_partition_cpus(slurm_job *sj)
+{
+    char part[96] = "";
+    if (sj->se->partition)
+        snprintf(part, sizeof part, "--partition=%s", sj->se->partition);
+    char *argv[] = {"sinfo", "-h", "-o", "%P|%c|%D", part[0] ? part : NULL, NULL};
+    if (subproc_run(sj->se->loop, argv, SLURM_CMD_TIMEOUT_S, sinfo_done, sj) == 0) {
+        sj->busy++;
+        return;
+    }
+    subproc_result none = {.rc = -1, .out = "", .err = ""};
+    sj->busy++;   /* sinfo_done's own decrement */
+    sinfo_done(sj, &none);
+}
+
+/* Slurm keeps the job pending for a reason that never clears: it is
+ * cancelled and fails (sinfo_done), instead of waiting for ever. */
+static void doom(slurm_job *sj, const char *reason)
+{
+    sj->doomed = true;
+    snprintf(sj->slurm_said, sizeof sj->slurm_said, "%s", reason);
+    log_warn("job %s: Slurm job %s is pending for %s, which never clears by itself: cancelling it", sj->id,
+             sj->sched_id, reason);
+    run_scancel(sj);
+    ask_partition_cpus(sj);
+}
+
+/* The line of Slurm's answer that says the request never fits ("allocation
+ * failure: Requested node configuration is not available"), cleaned, into dst. */
+static void said_line(const char *text, char *dst, size_t cap)
+{
+    for (const char *q = text; *q;) {
+        size_t len = strcspn(q, "\n");
+        copy_clean(dst, cap, q, len);
+        if (never_fits(dst))
+            return;
+        q += len;
+        if (*q)
+            q++;
+    }
+    copy_clean(dst, cap, text, strcspn(text, "\n"));
+}
+
+/* sbatch --test-only answered: a request no node can satisfy fails now;
+ * anything else (it fits, or Slurm could not say) goes to the real sbatch,
+ * which has the last word. */
+static void test_only_done(void *ctx, const subproc_result *res)
+{
+    slurm_job *sj = ctx;
+    sj->busy--;
+    if (sj->ended) {
+        maybe_free(sj);
+        return;
+    }
+    if (sj->cancel_pending) {
+        end_job(sj, "CANCELLED", "cancelled before it was submitted", 0, 0);
+        maybe_free(sj);
+        return;
+    }
+    const char *text = res->err_len ? res->err : res->out;
+    if (res->rc == 0 && res->term_signal == 0 && res->exit_status != 0 && never_fits(text)) {
+        said_line(text, sj->slurm_said, sizeof sj->slurm_said);
+        ask_partition_cpus(sj);
+    } else {
+        submit_sbatch(sj);
+    }
+    maybe_free(sj);
+}
+
+static void test_submit(slurm_job *sj)
+{
+    sbatch_cmd c;
+    sbatch_cmd_init(&c, sj, true);
+    int rc = subproc_run(sj->se->loop, c.argv, SLURM_CMD_TIMEOUT_S, test_only_done, sj);
+    sbatch_cmd_free(&c);
+    if (rc < 0)
+        submit_sbatch(sj);
+    else
+        sj->busy++;
 }
 
 /* Before sbatch: is a live Slurm job of this job directory there already?
@@ -667,7 +928,7 @@ static void squeue_done(void *ctx, const subproc_result *res)
         }
     }
     if (!found[0]) {
-        submit_sbatch(sj);
+        test_submit(sj);
         maybe_free(sj);
         return;
     }
@@ -703,7 +964,7 @@ static void script_done(uv_work_t *w, int status)
         if (subproc_run(sj->se->loop, argv, SLURM_CMD_TIMEOUT_S, squeue_done, sj) == 0)
             sj->busy++;
         else
-            submit_sbatch(sj);
+            test_submit(sj);
     }
     free(r->path);
     free(r->data);
@@ -802,6 +1063,8 @@ static slurm_job *job_new(slurm_exec *se, const exec_spec *spec, const exec_call
     sj->dir = xstrdup(spec->job_dir);
     sj->threads = spec->threads;
     sj->ranks = spec->ranks;
+    sj->config_threads = spec->config_threads;
+    sj->threads_per_job = spec->threads_per_job;
     sj->mpi_worker = spec->mpi_worker ? xstrdup(spec->mpi_worker) : NULL;
     sj->data_dirs = strv_dup(spec->data_dirs, spec->n_data_dirs);
     sj->n_data_dirs = spec->n_data_dirs;
@@ -911,7 +1174,6 @@ static const executor_ops slurm_ops = {
     .sched_name = "Slurm",
     .starts_running = false,
     .launches_ranks = true,      /* srun, in the batch script */
-    .reserves_threads = true,    /* --cpus-per-task */
     .start = slurm_start,
     .adopt = slurm_adopt,
     .cancel = slurm_cancel,

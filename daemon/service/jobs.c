@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "traind/config.h"
 #include "traind/disk.h"
 #include "traind/events.h"
 #include "traind/log.h"
@@ -707,16 +708,20 @@ static void on_worker_sched(void *ctx, bool running, const char *sched_state, co
     jobs_changed(j->t);
 }
 
-/* The training threads a job asks for: its config's threads, capped by
- * threads_per_job (as the worker caps them); what an executor that reserves
- * them is given (executor_reserves_threads). */
-static int job_threads(const job *j)
+/* The config's threads (traind-run.yaml(5): default 1). */
+static int job_config_threads(const job *j)
 {
-    int cap = j->t->threads_per_job;
-    if (!executor_reserves_threads(j->t->ex))
-        return cap;   /* the worker itself takes min(config, this) */
-    double want = jobs_json_num(j->config, "threads", cap);
-    return want >= 1 && want < cap ? (int)want : cap;
+    double want = jobs_json_num(j->config, "threads", 1);
+    return want >= 1 && want <= 1024 ? (int)want : 1;
+}
+
+/* The threads each of the job's ranks uses, whatever the executor: the
+ * config's threads capped by threads_per_job / ranks (cfg_rank_threads,
+ * traind.yaml(5) threads_per_job); under Slurm also what is asked for
+ * (--cpus-per-task). */
+static int job_rank_threads(const job *j, int ranks)
+{
+    return cfg_rank_threads(job_config_threads(j), j->t->threads_per_job, ranks);
 }
 
 /* A job that cannot start at all: failed, with why. */
@@ -736,7 +741,9 @@ static exec_spec job_spec(const job *j, int ranks, const char *mpi_worker)
         .job_id = j->id,
         .job_dir = j->dir,
         /* N ranks share the job's thread budget (checked in start_job) */
-        .threads = ranks > 1 ? j->t->threads_per_job / ranks : job_threads(j),
+        .threads = job_rank_threads(j, ranks),
+        .config_threads = job_config_threads(j),
+        .threads_per_job = j->t->threads_per_job,
         .ranks = ranks,
         .mpi_worker = mpi_worker,
         .data_dirs = j->t->data_dirs,
@@ -756,8 +763,8 @@ static int start_job(job *j)
     job_table *t = j->t;
     int ranks = j->ranks > 1 ? j->ranks : 1;
     /* threads_per_job is the job's compute budget: N ranks share it, each
-     * gets threads_per_job / N threads (the worker lowers that to the
-     * config's own threads).  More ranks than the budget is refused rather
+     * gets the config's threads capped by threads_per_job / N
+     * (job_rank_threads).  More ranks than the budget is refused rather
      * than silently running N processes on fewer cores than N. */
     if (ranks > t->threads_per_job) {
         char why[256];

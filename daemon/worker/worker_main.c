@@ -482,8 +482,9 @@ static int train_job(const worker_args *a, dist_t *dist)
         free(data_path);
         goto out;
     }
-    if (cfg.threads < threads)
-        threads = cfg.threads > 0 ? cfg.threads : 1;
+    /* --threads is this rank's share of threads_per_job: the config's
+     * threads capped by it, the rule the daemon applied (traind.yaml(5)) */
+    threads = cfg_rank_threads(cfg.threads, threads, 1);
     if (rank0)
         wlog("job %s: %ld steps, %d rank%s × %d thread%s", cfg.name, cfg.sched.total_steps,
              dist ? dist->size : 1, dist && dist->size > 1 ? "s" : "", threads, threads == 1 ? "" : "s");

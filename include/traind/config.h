@@ -188,6 +188,14 @@ struct cJSON *cfg_to_json(const run_config *cfg);
 /* Number of trainable parameters of the configured model. */
 size_t cfg_param_count(const model_cfg *m);
 
+/* The compute threads each of a job's ranks uses (traind-run.yaml(5),
+ * threads and PARALLEL; traind.yaml(5), threads_per_job): the config's
+ * threads, capped by the rank's share of the job's budget, budget / ranks,
+ * and never below 1.  The one rule: the daemon hands it to either executor
+ * (mpirun's ranks here, --cpus-per-task under Slurm) and the worker applies
+ * it to the budget it was given (ranks = 1 there: the budget is per rank). */
+int cfg_rank_threads(int config_threads, int budget, int ranks);
+
 /* The config spelling of each enum value ("cosine", "1-sqrt", ...). */
 const char *sched_type_name(sched_type t);
 const char *model_type_name(model_type t);

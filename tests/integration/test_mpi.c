@@ -4,8 +4,12 @@
  * --ranks N` and through the real traind on a temporary spool.
  *
  *   same numbers    2 ranks vs 1 rank: every logged loss and grad_norm within
- *                   1e-5 relative over 200 steps (MLP and GPT); two 2-rank
- *                   runs bit-identical (metrics.jsonl without "time")
+ *                   1e-5 relative over 200 steps (MLP on synthetic data, GPT
+ *                   on random bytes); two 2-rank runs bit-identical
+ *                   (metrics.jsonl without "time"); on English text (the
+ *                   README and man pages) the losses within the bound
+ *                   traind-run.yaml(5), PARALLEL, states: linear and MLP
+ *                   1e-6, a GPT 1e-2 over 300 steps
  *   config          batch_size not divisible by ranks: an error naming the line
  *   daemon          a 2-rank job: the numbers of `trainctl run --ranks 2`, `ranks`
  *                   in the job object; more ranks than threads_per_job, or no
@@ -23,6 +27,7 @@
  * skipped (never as passed).  TRAINDTEST_ONLY=NAME runs one test.
  */
 #include <check.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -196,6 +201,171 @@ START_TEST(two_ranks_same_numbers_gpt)
     char *text = xasprintf(GPT_CFG, "gpt");
     same_numbers(text, 200);
     free(text);
+}
+END_TEST
+
+/* ---- real text: the bound traind-run.yaml(5), PARALLEL, states ----
+ *
+ * English text from the repository (the README and the man pages, copied to
+ * the test's directory: nothing is fetched), as bytes for a GPT and as a
+ * CSV for the linear and MLP models: each row the 16 bytes before a
+ * position (scaled to [0, 1]) and 4 targets of the byte at it (itself
+ * scaled, letter, white space, capital).  The text changes as the docs do,
+ * which moves the figures within the bound's margin. */
+static const char *const TEXT_FILES[] = {"README.md", "man/traind-run.yaml.5", "man/traind.yaml.5", "man/traind.8",
+                                         "man/trainctl.1"};
+#define TEXT_CSV_ROWS 4000
+#define TEXT_WINDOW 16
+
+/* The files above, concatenated into g_dir/text.txt; its bytes in *out. */
+static char *make_text(size_t *len)
+{
+    size_t n = 0, cap = 0;
+    char *all = NULL;
+    for (size_t i = 0; i < sizeof TEXT_FILES / sizeof TEXT_FILES[0]; i++) {
+        size_t l = 0;
+        char *t = tl_read(TEXT_FILES[i], &l);
+        ck_assert_msg(t != NULL, "%s cannot be read (the test runs in the repository's root)", TEXT_FILES[i]);
+        if (n + l + 1 > cap) {
+            cap = 2 * (n + l + 1);
+            all = xrealloc(all, cap);
+        }
+        memcpy(all + n, t, l);
+        n += l;
+        free(t);
+    }
+    all[n] = '\0';
+    char *p = path_in("text.txt");
+    ck_assert_int_eq(tl_write(p, all), 0);
+    free(p);
+    *len = n;
+    return all;
+}
+
+/* text as g_dir/text.csv (see above). */
+static void make_text_csv(const char *text, size_t len)
+{
+    ck_assert_uint_gt(len, TEXT_CSV_ROWS + TEXT_WINDOW);
+    char *p = path_in("text.csv");
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    for (size_t i = 0; i < TEXT_CSV_ROWS; i++) {
+        for (size_t k = 0; k < TEXT_WINDOW; k++)
+            fprintf(f, "%.6g,", (unsigned char)text[i + k] / 255.0);
+        unsigned char c = (unsigned char)text[i + TEXT_WINDOW];
+        fprintf(f, "%.6g,%d,%d,%d\n", c / 255.0, c < 128 && isalpha(c), c < 128 && isspace(c), c >= 'A' && c <= 'Z');
+    }
+    ck_assert_int_eq(fclose(f), 0);
+    free(p);
+}
+
+#define LINEAR_TEXT_CFG                                                     \
+    "name: linear-text\nseed: 3\n"                                          \
+    "model: {type: linear, input_dim: 16, output_dim: 4}\n"                 \
+    "data: {kind: csv, path: text.csv, batch_size: 32}\n"                   \
+    "optimizer: {type: adamw, lr: 3.0e-3, grad_clip: 1.0}\n"                \
+    "schedule: {type: cosine, warmup_steps: 20, total_steps: 300}\n"        \
+    "train: {log_every: 1}\n"
+#define MLP_TEXT_CFG                                                                            \
+    "name: mlp-text\nseed: 3\n"                                                                 \
+    "model: {type: mlp, input_dim: 16, hidden: [64, 64], output_dim: 4, activation: gelu}\n"    \
+    "data: {kind: csv, path: text.csv, batch_size: 32}\n"                                       \
+    "optimizer: {type: adamw, lr: 3.0e-3, grad_clip: 1.0}\n"                                    \
+    "schedule: {type: cosine, warmup_steps: 20, total_steps: 300}\n"                            \
+    "train: {log_every: 1}\n"
+/* gpt-license's model and optimizer (config/examples/), on this text, for
+ * the 300 steps the bound covers.  Seed 8 was the one of 12 whose loss
+ * spiked and whose difference grew the most on one version of the text
+ * (1.9e-3 by step 100, the largest of 36 runs: the bound is 5 times that),
+ * 1.4e-4 a one-word edit later: which seed drifts most moves with every
+ * edit of the docs (bench/README.md). */
+#define GPT_TEXT_CFG                                                                               \
+    "name: gpt-text\nseed: 8\n"                                                                    \
+    "model: {type: gpt, context: 64, d_model: 64, layers: 2, heads: 2}\n"                          \
+    "data: {kind: text, path: text.txt, batch_size: 16}\n"                                         \
+    "optimizer: {type: adamw, lr: 3.0e-3, weight_decay: 0.1, betas: [0.9, 0.95], grad_clip: 1.0}\n" \
+    "schedule: {type: cosine, warmup_steps: 30, total_steps: 300, min_lr_ratio: 0.1}\n"            \
+    "train: {log_every: 1}\n"
+
+/* The bound on the relative difference of the logged loss between 2 ranks
+ * and 1 at step s, as traind-run.yaml(5), PARALLEL, states it: linear and
+ * MLP 1e-6 at every step; a GPT 1e-2 over its first 300 steps, past which
+ * it states none (the difference grows on to the loss's own noise). */
+static double stated_bound(bool gpt, double step)
+{
+    return !gpt ? 1e-6 : step <= 300 ? 1e-2 : INFINITY;
+}
+
+typedef struct vs_bound {
+    double worst_ratio, worst_diff, at_step, max_diff;
+} vs_bound;
+
+/* Every line's loss and loss_avg against stated_bound. */
+static vs_bound losses_vs_bound(const char *a, const char *b, bool gpt)
+{
+    vs_bound v = {0, 0, 0, 0};
+    const char *pa = a, *pb = b;
+    while (*pa && *pb) {
+        const char *ea = strchr(pa, '\n'), *eb = strchr(pb, '\n');
+        ck_assert(ea && eb);
+        char *la = xstrndup(pa, (size_t)(ea - pa)), *lb = xstrndup(pb, (size_t)(eb - pb));
+        cJSON *x = cJSON_Parse(la), *y = cJSON_Parse(lb);
+        ck_assert(x && y);
+        double step = tl_num(x, "step");
+        ck_assert(step == tl_num(y, "step"));
+        const char *keys[] = {"loss", "loss_avg"};
+        for (int k = 0; k < 2; k++) {
+            double u = tl_num(x, keys[k]), w = tl_num(y, keys[k]);
+            ck_assert(isfinite(u) && isfinite(w));
+            double d = fabs(u - w) / fmax(fabs(u), 1e-30), r = d / stated_bound(gpt, step);
+            v.max_diff = fmax(v.max_diff, d);
+            if (r > v.worst_ratio)
+                v = (vs_bound){r, d, step, v.max_diff};
+        }
+        cJSON_Delete(x);
+        cJSON_Delete(y);
+        free(la);
+        free(lb);
+        pa = ea + 1;
+        pb = eb + 1;
+    }
+    ck_assert_msg(!*pa && !*pb, "the runs logged a different number of lines");
+    return v;
+}
+
+/* One model on the text, 1 rank and 2: every step within the stated bound. */
+static void within_bound_on_text(const char *name, const char *text, bool gpt)
+{
+    char *file = xasprintf("%s.yaml", name), *cfg = write_cfg(file, text);
+    char *one = xasprintf("%s/%s-1", g_dir, name), *two = xasprintf("%s/%s-2", g_dir, name), *out;
+    ck_assert_msg(trainctl_run(cfg, one, NULL, &out) == 0, "%s, 1 rank: %s", name, out);
+    free(out);
+    ck_assert_msg(trainctl_run(cfg, two, "2", &out) == 0, "%s, 2 ranks: %s", name, out);
+    free(out);
+    char *m1 = metrics_of(one, true), *m2 = metrics_of(two, true);
+    vs_bound v = losses_vs_bound(m1, m2, gpt);
+    fprintf(stderr, "  %s on text, 2 ranks vs 1: largest relative loss difference %.3g; closest to the bound "
+                    "at step %.0f: %.3g, %.0f%% of %.3g\n",
+            name, v.max_diff, v.at_step, v.worst_diff, 100 * v.worst_ratio, stated_bound(gpt, v.at_step));
+    ck_assert_msg(v.worst_ratio <= 1, "%s: 2 ranks differ from 1 by %.3g relative at step %.0f, over the bound %.3g",
+                  name, v.worst_diff, v.at_step, stated_bound(gpt, v.at_step));
+    free(m1);
+    free(m2);
+    free(one);
+    free(two);
+    free(cfg);
+    free(file);
+}
+
+START_TEST(two_ranks_within_the_bound_on_text)
+{
+    size_t len;
+    char *text = make_text(&len);
+    make_text_csv(text, len);
+    free(text);
+    within_bound_on_text("linear-text", LINEAR_TEXT_CFG, false);
+    within_bound_on_text("mlp-text", MLP_TEXT_CFG, false);
+    within_bound_on_text("gpt-text", GPT_TEXT_CFG, true);
 }
 END_TEST
 
@@ -569,6 +739,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 300);
     ADD(tc, two_ranks_same_numbers_mlp);
     ADD(tc, two_ranks_same_numbers_gpt);
+    ADD(tc, two_ranks_within_the_bound_on_text);
     ADD(tc, batch_not_divisible_is_a_config_error);
     ADD(tc, daemon_runs_two_ranks);
     ADD(tc, without_the_mpi_worker_the_job_fails_clearly);

@@ -27,7 +27,12 @@
  * preemption (a job of cluster.sh's higher-tier partition `urgent`), a node
  * set down under a running job (NODE_FAIL), --mem exceeded in the job's
  * memory cgroup (OUT_OF_MEMORY), and a worker killed with SIGKILL (FAILED: a
- * crash, resumed while max_restarts allows).  Checks whose prerequisites are missing (the
+ * crash, resumed while max_restarts allows).  The CPUs asked for: a 2-rank
+ * job of threads: 1 under a threads_per_job above the node's CPUs asks 1 a
+ * rank and runs; a job of more threads than the node has fails at
+ * submission (sbatch --test-only) with the numbers; one raised to
+ * PartitionConfig while pending (scontrol update) is cancelled and fails.
+ * Checks whose prerequisites are missing (the
  * MPI worker, srun's pmix plugin, a writable memory cgroup) are not run and
  * main prints "SKIPPED: N checks: why".
  */
@@ -708,6 +713,131 @@ START_TEST(slurm_two_ranks_cancel)
 }
 END_TEST
 
+/* The CPUs of the cluster's one node, as Slurm counts them (sinfo). */
+static int node_cpus(void)
+{
+    char *out = xasprintf("%s/sinfo.out", g_dir);
+    const char *argv[] = {"/usr/bin/sinfo", "-h", "-o", "%c", NULL};
+    ck_assert_int_eq(tl_run(argv, out, 30), 0);
+    char *text = tl_read(out, NULL);
+    int n = text ? atoi(text) : 0;
+    ck_assert_msg(n >= 1, "sinfo -o %%c: %s", text ? text : "(nothing)");
+    free(text);
+    free(out);
+    return n;
+}
+
+/* A 2-rank job of threads: 1 under a threads_per_job far above the node's
+ * CPUs asks Slurm for 1 CPU a rank (the threads each rank uses), not
+ * threads_per_job / 2, which no node has: it runs and succeeds. */
+START_TEST(slurm_two_ranks_ask_their_threads)
+{
+    char *dc = xasprintf("threads_per_job: %d\n", 2 * node_cpus() + 2);
+    start_daemon(dc);
+    char *two = xasprintf(TWO_RANK_FMT, "two-cpus", 3000), *cfg = xasprintf("threads: 1\n%s", two);
+    free(two);
+    char *id = tl_submit(&g_d, cfg);
+    cJSON *j = tl_wait_state(&g_d, id, "succeeded", 60);
+    char *sid = xstrdup(tl_str(j, "slurm_job_id"));
+    cJSON_Delete(j);
+    char *sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "JobState=COMPLETED") && strstr(sc, "NumTasks=2") && strstr(sc, "CPUs/Task=1 "),
+                  "scontrol: %s", sc);
+    free(sc);
+    char *path = xasprintf("%s/spool/jobs/%s/slurm.sh", g_dir, id), *script = tl_read(path, NULL);
+    ck_assert_msg(script && strstr(script, "--ntasks=2 --cpus-per-task=1 ") && strstr(script, "--threads 1 "),
+                  "slurm.sh: %s", script ? script : "(none)");
+    free(script);
+    free(path);
+    free(sid);
+    free(id);
+    free(cfg);
+    free(dc);
+}
+END_TEST
+
+/* A job whose threads no node has fails at once, before any Slurm job
+ * exists, saying what it asked for, from which keys, and what the
+ * partition has. */
+START_TEST(slurm_unsatisfiable_request_fails_at_submission)
+{
+    int cpus = node_cpus();
+    char *dc = xasprintf("threads_per_job: %d\n", cpus + 8);
+    start_daemon(dc);
+    char *cfg = xasprintf(LONG_FMT, "too-wide", cpus + 1);
+    double t0 = tl_now();
+    char *id = tl_submit(&g_d, cfg);
+    cJSON *j = tl_wait_state(&g_d, id, "failed", 30);
+    double t_failed = tl_now() - t0;
+    char *errs = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "errors"));
+    char *want = xasprintf("1 rank × %d CPUs (--ntasks=1 --cpus-per-task=%d: a rank's CPUs are its threads, "
+                           "the config's threads %d capped by the daemon's threads_per_job %d)",
+                           cpus + 1, cpus + 1, cpus + 1, cpus + 8);
+    char *part = xasprintf("partition debug has nodes of at most %d CPU%s, %d in all", cpus, cpus == 1 ? "" : "s",
+                           cpus);
+    ck_assert_msg(strstr(errs, "Slurm cannot run this job as asked") &&
+                      strstr(errs, "Requested node configuration is not available") && strstr(errs, want) &&
+                      strstr(errs, part),
+                  "errors: %s\nwant: %s ... %s", errs, want, part);
+    ck_assert_msg(tl_str(j, "slurm_job_id") == NULL, "a Slurm job was submitted: %s", cJSON_PrintUnformatted(j));
+    ck_assert_msg(t_failed < 10, "failed only after %.1f s", t_failed);
+    fprintf(stderr, "slurm: %d CPUs a rank on a %d-CPU node -> failed %.2f s after submit\n", cpus + 1, cpus,
+            t_failed);
+    free(part);
+    free(want);
+    free(errs);
+    cJSON_Delete(j);
+    free(id);
+    free(cfg);
+    free(dc);
+}
+END_TEST
+
+/* A job that Slurm keeps pending for a reason that never clears
+ * (PartitionConfig: here its CPUs a node raised past the node's by scontrol
+ * while it waits behind a job that fills the node) is cancelled and fails,
+ * with the reason, instead of waiting for ever. */
+START_TEST(slurm_pending_for_ever_fails)
+{
+    int cpus = node_cpus();
+    char *dc = xasprintf("threads_per_job: %d\n", cpus);
+    start_daemon(dc);
+    char *c1 = xasprintf(LONG_FMT, "fill", cpus), *c2 = xasprintf(LONG_FMT, "behind", 1);
+    char *a = tl_submit(&g_d, c1);
+    cJSON *r = wait_running(a, 1, NULL, 60);
+    cJSON_Delete(r);
+    char *b = tl_submit(&g_d, c2);
+    cJSON *j = tl_wait_job_of(&g_d, b, has_reason, "Resources", 60);
+    ck_assert_msg(j && !strcmp(tl_str(j, "slurm_reason"), "Resources"), "%s", cJSON_PrintUnformatted(j));
+    char *sid = xstrdup(tl_str(j, "slurm_job_id"));
+    cJSON_Delete(j);
+    char *job = xasprintf("jobid=%s", sid), *min = xasprintf("MinCPUsNode=%d", cpus + 1);
+    const char *argv[] = {"/usr/bin/scontrol", "update", job, min, NULL};
+    tl_run(argv, NULL, 30);   /* exits 1 ("not available now") but sets it */
+    double t0 = tl_now();
+    j = tl_wait_state(&g_d, b, "failed", 30);
+    double t_failed = tl_now() - t0;
+    char *errs = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "errors"));
+    char *want = xasprintf("Slurm job %s cannot start: it was pending for PartitionConfig", sid);
+    ck_assert_msg(strstr(errs, want) && strstr(errs, "traind cancelled it"), "errors: %s", errs);
+    char *sc = scontrol_job(sid);
+    ck_assert_msg(strstr(sc, "JobState=CANCELLED"), "scontrol: %s", sc);
+    fprintf(stderr, "slurm: pending for PartitionConfig -> failed %.2f s later\n", t_failed);
+    free(sc);
+    free(want);
+    free(errs);
+    cJSON_Delete(j);
+    free(job);
+    free(min);
+    free(sid);
+    free(a);
+    free(b);
+    free(c1);
+    free(c2);
+    free(dc);
+}
+END_TEST
+
 /* A job of partition urgent (cluster.sh: PriorityTier 10, PreemptMode=CANCEL)
  * that needs both CPUs preempts the traind job: Slurm sends it SIGTERM (it
  * checkpoints) and ends it PREEMPTED; traind resubmits, the new Slurm job
@@ -1034,11 +1164,14 @@ static Suite *suite(const char *mpi_skip, const char *oom_skip)
     ADD(tc, slurm_daemon_restart_adopts);
     ADD(tc, slurm_lost_job_resumes_from_checkpoint);
     ADD(tc, slurm_pending_shows_reason);
+    ADD(tc, slurm_unsatisfiable_request_fails_at_submission);
+    ADD(tc, slurm_pending_for_ever_fails);
     if (!slow_skip)
         ADD(tc, slurm_real_time_limit_requeues);
     if (!mpi_skip) {
         ADD(tc, slurm_two_ranks_same_metrics);
         ADD(tc, slurm_two_ranks_cancel);
+        ADD(tc, slurm_two_ranks_ask_their_threads);
     }
     ADD(tc, slurm_preempted_resumes);
     ADD(tc, slurm_killed_worker_resumes);
@@ -1046,7 +1179,7 @@ static Suite *suite(const char *mpi_skip, const char *oom_skip)
     if (!oom_skip)
         ADD(tc, slurm_out_of_memory_fails);
     /* one line for all of them (scripts/run-tests.sh counts every one) */
-    int n = (mpi_skip ? 2 : 0) + (oom_skip ? 1 : 0) + (slow_skip ? 1 : 0);
+    int n = (mpi_skip ? 3 : 0) + (oom_skip ? 1 : 0) + (slow_skip ? 1 : 0);
     if (n) {
         char why[512] = "";
         if (mpi_skip)

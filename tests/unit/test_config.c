@@ -1023,6 +1023,20 @@ START_TEST(test_sizes)
 }
 END_TEST
 
+/* The threads each rank runs (traind.yaml(5), threads_per_job): the
+ * config's threads capped by the budget's share, never 0. */
+START_TEST(test_rank_threads)
+{
+    ck_assert_int_eq(cfg_rank_threads(1, 64, 2), 1);    /* a rank of threads: 1 uses 1, whatever the budget */
+    ck_assert_int_eq(cfg_rank_threads(4, 64, 2), 4);
+    ck_assert_int_eq(cfg_rank_threads(8, 8, 2), 4);     /* capped by threads_per_job / ranks */
+    ck_assert_int_eq(cfg_rank_threads(8, 5, 2), 2);
+    ck_assert_int_eq(cfg_rank_threads(3, 2, 1), 2);     /* one rank: the whole budget */
+    ck_assert_int_eq(cfg_rank_threads(1, 1, 4), 1);     /* never 0 (more ranks than budget is refused earlier) */
+    ck_assert_int_eq(cfg_rank_threads(0, 4, 1), 1);     /* no threads given: the default, 1 */
+}
+END_TEST
+
 START_TEST(test_names)
 {
     ck_assert_str_eq(sched_type_name(SCHED_WSD), "warmup_stable_decay");
@@ -1230,6 +1244,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_parallel_ranks);
     tcase_add_test(tc, test_sizes);
     tcase_add_test(tc, test_names);
+    tcase_add_test(tc, test_rank_threads);
     tcase_add_test(tc, test_resolve_data_path);
     tcase_add_test(tc, test_yamltree_basics);
     suite_add_tcase(s, tc);

@@ -71,7 +71,10 @@ typedef struct exec_callbacks {
 typedef struct exec_spec {
     const char *job_id;       /* traind's id (names the Slurm job "traind-<id>") */
     const char *job_dir;      /* absolute */
-    int threads;              /* training threads (--cpus-per-task under slurm) */
+    int threads;              /* training threads of each rank, cfg_rank_threads (traind/config.h) of
+                                 the two below: --threads of every worker, --cpus-per-task under slurm */
+    int config_threads;       /* the config's threads, and */
+    int threads_per_job;      /* the daemon's: what threads follows from, for messages */
     int ranks;                /* processes: parallel.ranks (local: N ranks under mpirun;
                                  slurm: --ntasks=N, the ranks an srun step) */
     const char *mpi_worker;   /* ranks > 1: the traind-mpi-worker binary */
@@ -94,10 +97,6 @@ const char *executor_sched_name(const executor *ex);
 /* true: the executor starts N ranks itself (slurm: srun); false: N ranks
  * need mpirun here (local). */
 bool executor_launches_ranks(const executor *ex);
-/* true: a job gets exactly the threads it asks for, capped by
- * threads_per_job (slurm: --cpus-per-task); false: the worker caps them
- * itself (local). */
-bool executor_reserves_threads(const executor *ex);
 /* true: a started job is running at once (local); false: it waits for the
  * scheduler and on_sched says when it runs (slurm). */
 bool executor_starts_running(const executor *ex);
@@ -128,7 +127,6 @@ typedef struct executor_ops {
     const char *sched_name;
     bool starts_running;
     bool launches_ranks;
-    bool reserves_threads;
     int (*start)(executor *ex, const exec_spec *spec, const exec_callbacks *cb, void *ctx, exec_job **out);
     int (*adopt)(executor *ex, const exec_spec *spec, const char *sched_id, const exec_callbacks *cb, void *ctx,
                  exec_job **out);
