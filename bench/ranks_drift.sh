@@ -5,7 +5,7 @@
 # and 2000 (configs should log every step: train: {log_every: 1}).
 #
 #   bench/ranks_drift.sh --make-text DIR     DIR/text.txt and DIR/text.csv: test_mpi's
-#                                            English text (the README and man pages)
+#                                            English text (tests/data/text/english.txt)
 #                                            as bytes and as a CSV of 16 inputs, 4 targets
 #   bench/ranks_drift.sh CONFIG...           run and compare (run dirs beside each config)
 #
@@ -15,8 +15,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 if [ "${1:-}" = --make-text ]; then
     dir=${2:?usage: $0 --make-text DIR}
     mkdir -p "$dir"
-    cat "$root/README.md" "$root/man/traind-run.yaml.5" "$root/man/traind.yaml.5" \
-        "$root/man/traind.8" "$root/man/trainctl.1" >"$dir/text.txt"
+    cp "$root/tests/data/text/english.txt" "$dir/text.txt"
     python3 - "$dir" <<'PY'
 import sys
 d = sys.argv[1]

@@ -6,8 +6,8 @@
  *   same numbers    2 ranks vs 1 rank: every logged loss and grad_norm within
  *                   1e-5 relative over 200 steps (MLP on synthetic data, GPT
  *                   on random bytes); two 2-rank runs bit-identical
- *                   (metrics.jsonl without "time"); on English text (the
- *                   README and man pages) the losses within the bound
+ *                   (metrics.jsonl without "time"); on English text
+ *                   (tests/data/text/english.txt) the losses within the bound
  *                   traind-run.yaml(5), PARALLEL, states: linear and MLP
  *                   1e-6, a GPT 1e-2 over 300 steps
  *   config          batch_size not divisible by ranks: an error naming the line
@@ -206,39 +206,25 @@ END_TEST
 
 /* ---- real text: the bound traind-run.yaml(5), PARALLEL, states ----
  *
- * English text from the repository (the README and the man pages, copied to
- * the test's directory: nothing is fetched), as bytes for a GPT and as a
- * CSV for the linear and MLP models: each row the 16 bytes before a
- * position (scaled to [0, 1]) and 4 targets of the byte at it (itself
- * scaled, letter, white space, capital).  The text changes as the docs do,
- * which moves the figures within the bound's margin. */
-static const char *const TEXT_FILES[] = {"README.md", "man/traind-run.yaml.5", "man/traind.yaml.5", "man/traind.8",
-                                         "man/trainctl.1"};
+ * English text, tests/data/text/english.txt (a snapshot of this project's
+ * README and man pages, frozen so that the figures do not move with every
+ * edit of the docs: which seed drifts most changes with the text), copied
+ * to the test's directory, as bytes for a GPT and as a CSV for the linear
+ * and MLP models: each row the 16 bytes before a position (scaled to
+ * [0, 1]) and 4 targets of the byte at it (itself scaled, letter, white
+ * space, capital). */
+#define TEXT_FILE "tests/data/text/english.txt"
 #define TEXT_CSV_ROWS 4000
 #define TEXT_WINDOW 16
 
-/* The files above, concatenated into g_dir/text.txt; its bytes in *out. */
+/* TEXT_FILE copied to g_dir/text.txt; its bytes in the answer. */
 static char *make_text(size_t *len)
 {
-    size_t n = 0, cap = 0;
-    char *all = NULL;
-    for (size_t i = 0; i < sizeof TEXT_FILES / sizeof TEXT_FILES[0]; i++) {
-        size_t l = 0;
-        char *t = tl_read(TEXT_FILES[i], &l);
-        ck_assert_msg(t != NULL, "%s cannot be read (the test runs in the repository's root)", TEXT_FILES[i]);
-        if (n + l + 1 > cap) {
-            cap = 2 * (n + l + 1);
-            all = xrealloc(all, cap);
-        }
-        memcpy(all + n, t, l);
-        n += l;
-        free(t);
-    }
-    all[n] = '\0';
+    char *all = tl_read(TEXT_FILE, len);
+    ck_assert_msg(all != NULL, "%s cannot be read (the test runs in the repository's root)", TEXT_FILE);
     char *p = path_in("text.txt");
     ck_assert_int_eq(tl_write(p, all), 0);
     free(p);
-    *len = n;
     return all;
 }
 
@@ -274,13 +260,12 @@ static void make_text_csv(const char *text, size_t len)
     "schedule: {type: cosine, warmup_steps: 20, total_steps: 300}\n"                            \
     "train: {log_every: 1}\n"
 /* gpt-license's model and optimizer (config/examples/), on this text, for
- * the 300 steps the bound covers.  Seed 8 was the one of 12 whose loss
- * spiked and whose difference grew the most on one version of the text
- * (1.9e-3 by step 100, the largest of 36 runs: the bound is 5 times that),
- * 1.4e-4 a one-word edit later: which seed drifts most moves with every
- * edit of the docs (bench/README.md). */
+ * the 300 steps the bound covers.  Seed 12 is the one of 12 whose loss
+ * spikes and whose difference grows the most on the frozen text (1.1e-3
+ * by step 50; the others 1.1e-7 to 3.4e-5): the check sits where the bound
+ * is tested, not where the runs agree to 1e-7 (bench/README.md). */
 #define GPT_TEXT_CFG                                                                               \
-    "name: gpt-text\nseed: 8\n"                                                                    \
+    "name: gpt-text\nseed: 12\n"                                                                    \
     "model: {type: gpt, context: 64, d_model: 64, layers: 2, heads: 2}\n"                          \
     "data: {kind: text, path: text.txt, batch_size: 16}\n"                                         \
     "optimizer: {type: adamw, lr: 3.0e-3, weight_decay: 0.1, betas: [0.9, 0.95], grad_clip: 1.0}\n" \
