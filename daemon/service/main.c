@@ -135,6 +135,25 @@ static void print_diags(const char *file, const diag_list_t *errs)
     }
 }
 
+/* mpi_hostfile (traind.yaml(5)): a file mpirun can read, and for the local
+ * executor only (under Slurm, Slurm places the ranks).  0, or -1 logged. */
+static int check_hostfile(const char *file, const dconfig *c)
+{
+    if (!c->mpi_hostfile)
+        return 0;
+    if (c->executor != DCONFIG_EXEC_LOCAL) {
+        log_error("%s: mpi_hostfile: only for executor: local (under executor: slurm, Slurm places the ranks; "
+                  "leave mpi_hostfile out)", file ? file : "config");
+        return -1;
+    }
+    if (access(c->mpi_hostfile, R_OK) != 0) {
+        log_error("%s: mpi_hostfile: cannot read %s: %s", file ? file : "config", c->mpi_hostfile,
+                  strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /* Defaults, then the file, then the flags.  Returns 0 or -1 (errors logged). */
 static int load_config(const flags *fl, const char *path, dconfig *out)
 {
@@ -161,6 +180,10 @@ static int load_config(const flags *fl, const char *path, dconfig *out)
     if (fl->www_dir)
         dconfig_set_str(&c.www_dir, fl->www_dir);
     dconfig_finish(&c);
+    if (check_hostfile(path, &c) != 0) {
+        dconfig_free(&c);
+        return -1;
+    }
     *out = c;
     return 0;
 }

@@ -80,8 +80,10 @@ typedef struct exec_spec {
     long pause_at;            /* > 0: the worker pauses there (WORKER_EXIT_PAUSED); local only */
 } exec_spec;
 
-/* exe: the binary that runs `--worker` (the daemon's own). */
-executor *executor_local_new(uv_loop_t *loop, const char *exe);
+/* exe: the binary that runs `--worker` (the daemon's own); hostfile: Open
+ * MPI's hostfile for N-rank jobs (traind.yaml(5), mpi_hostfile), NULL = every
+ * rank on this host. */
+executor *executor_local_new(uv_loop_t *loop, const char *exe, const char *hostfile);
 executor *executor_slurm_new(uv_loop_t *loop, const char *exe, const dconfig_slurm *cfg);
 /* c->executor picks one of the above. */
 executor *executor_new(uv_loop_t *loop, const char *exe, const dconfig *c);
