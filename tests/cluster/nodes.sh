@@ -8,7 +8,8 @@
 #                                          joined by a veth pair (10.77.0.1 n1, 10.77.0.2 n2,
 #                                          addresses only inside the namespaces); DIR (not under
 #                                          /tmp) is the folder both nodes share.  Writes
-#                                          DIR/hostfile, DIR/rsh-agent and DIR/mpi.env
+#                                          DIR/hostfile (a rank per node), DIR/hostfile.n2-only,
+#                                          DIR/rsh-agent and DIR/mpi.env
 #   tests/cluster/nodes.sh exec DIR NODE CMD...   CMD inside NODE (nsenter: network, UTS
 #                                          and mount namespace; the working folder kept)
 #   tests/cluster/nodes.sh slurm DIR       munged, slurmctld on n1 and a slurmd on each node,
@@ -122,7 +123,9 @@ link_nodes() {
 # environment that points mpirun at them (DIR/mpi.env, KEY=VALUE lines).
 write_mpi_files() {
     printf 'n1 slots=1\nn2 slots=1\n' >"$dir/hostfile"
-    printf 'n2 slots=1\nn1 slots=1\n' >"$dir/hostfile.n2-first"
+    # both ranks on n2, so that rank 0 is on the other node than mpirun's (Open MPI
+    # maps rank 0 to mpirun's own node whenever the hostfile lists it)
+    printf 'n2 slots=2\n' >"$dir/hostfile.n2-only"
     cat >"$dir/rsh-agent" <<AGENT
 #!/bin/sh
 # Open MPI's rsh agent for the simulated nodes of $dir: AGENT HOST COMMAND...
