@@ -20,6 +20,10 @@
  *                  and the remote rank with orted
  *   config         mpi_hostfile that cannot be read, or under executor: slurm:
  *                  traind does not start, naming the key
+ *   lose a node    executor: slurm over both nodes (slurmctld on n1, a slurmd
+ *                  on each): every process of n2 killed under a 2-rank job;
+ *                  NODE_FAIL, queued again, n2's slurmd back, resumed from
+ *                  the checkpoint, bit-identical (skipped without Slurm)
  *
  * Each check's process enters n1 (setns) and runs everything from there.
  * The nodes are started once for the suite and stopped at its end, also when
@@ -372,6 +376,93 @@ START_TEST(remote_rank_dies_with_traind)
 }
 END_TEST
 
+/* Slurm over the two nodes (nodes.sh slurm: slurmctld on n1, a slurmd on
+ * each); NULL, or why it cannot run (malloc'd). */
+static char *start_slurm(void)
+{
+    if (system("command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null") != 0)
+        return xstrdup("slurm-wlm or munge is not installed");
+    char *out = path_in("slurm.out");
+    int rc = tl_nodes_run(g_nodes, "slurm", NULL, out, 90);
+    char *text = tl_read(out, NULL);
+    free(out);
+    char *why = NULL;
+    if (rc != 0) {
+        char *line = text ? strstr(text, "cannot start: ") : NULL;
+        if (line)
+            line[strcspn(line, "\n")] = '\0';
+        why = xstrdup(line ? line + 14 : "nodes.sh slurm failed");
+    } else {
+        char *conf = xasprintf("%s/slurm/slurm.conf", g_nodes);
+        setenv("SLURM_CONF", conf, 1);
+        free(conf);
+    }
+    free(text);
+    return why;
+}
+
+/* Running (under Slurm: no pid here) and checkpointed at *min_ckpt or later. */
+static bool running_past(const cJSON *j, void *min_ckpt)
+{
+    const char *st = tl_str(j, "state");
+    return (st && !strcmp(st, "running") && tl_num(j, "checkpoint_step") >= (double)*(const long *)min_ckpt) ||
+           tl_job_ended(j, NULL);
+}
+
+static bool has_node_fail(const cJSON *j, void *arg)
+{
+    (void)arg;
+    return tl_job_has_error(j, "NODE_FAIL", NULL) || tl_job_ended(j, NULL);
+}
+
+/* Lose a node: every process of n2 (its slurmd, slurmstepd and rank) killed
+ * under a running 2-rank job, one rank per node; Slurm ends the job
+ * NODE_FAIL, traind queues it again (a crash, within max_restarts), and once
+ * n2's slurmd is back the new batch job resumes from the checkpoint and ends
+ * bit-identical to an uninterrupted run. */
+START_TEST(slurm_lost_node_resumes)
+{
+    char *why = start_slurm();
+    if (why) {
+        tl_skip("Slurm on the two nodes cannot run: %s", why);
+        free(why);
+        return;
+    }
+    char *text = xasprintf(MLP_CFG, "lost", LONG_STEPS * 8, 100, 500);
+    char *want = reference(text);
+    start_daemon("executor: slurm\nthreads_per_job: 2\nmax_restarts: 2\n"
+                 "slurm: {extra_args: \"--ntasks-per-node=1\"}\n");
+    char *id = tl_submit(&g_d, text);
+    long ckpt = 500;
+    cJSON *j = tl_wait_job_of(&g_d, id, running_past, &ckpt, 90);
+    ck_assert_msg(j && !strcmp(tl_str(j, "state"), "running"), "the job did not run past a checkpoint");
+    cJSON_Delete(j);
+    one_on_n2("traind-mpi");
+    double t0 = tl_now();
+    ck_assert_int_eq(tl_nodes_run(g_nodes, "kill-node", "n2", NULL, 30), 0);
+    j = tl_wait_job_of(&g_d, id, has_node_fail, NULL, 120);
+    ck_assert_msg(j && tl_job_has_error(j, "NODE_FAIL", NULL), "no NODE_FAIL in the job's errors");
+    double t_lost = tl_now() - t0;
+    ck_assert_msg(!strcmp(tl_str(j, "state"), "queued") || !strcmp(tl_str(j, "state"), "running"),
+                  "after NODE_FAIL the job is %s", tl_str(j, "state"));
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 1);
+    cJSON_Delete(j);
+    ck_assert_int_eq(tl_nodes_run(g_nodes, "slurmd", "n2", NULL, 30), 0);   /* the node is back */
+    j = tl_wait_state(&g_d, id, "succeeded", 180);
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 1);
+    char *errs = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "errors"));
+    ck_assert_msg(strstr(errs, "NODE_FAIL") && strstr(errs, "resumed from the checkpoint"), "%s", errs);
+    free(errs);
+    cJSON_Delete(j);
+    fprintf(stderr, "  node lost -> NODE_FAIL seen by traind in %.1f s, resumed and done in %.1f s\n", t_lost,
+            tl_now() - t0);
+    assert_job_metrics(id, want, "after losing a node");
+    free(id);
+    free(want);
+    free(text);
+}
+END_TEST
+
 /* traind --config with text: it must not start, and its log names mpi_hostfile and want. */
 static void assert_refused(const char *text, const char *want)
 {
@@ -416,7 +507,8 @@ static Suite *suite(void)
     tcase_add_test(tc, hostfile_job_kill9_of_remote_rank_resumes);
     tcase_add_test(tc, rank0_on_the_other_node);
     tcase_add_test(tc, remote_rank_dies_with_traind);
-    n_checks = 5;
+    tcase_add_test(tc, slurm_lost_node_resumes);
+    n_checks = 6;
     suite_add_tcase(s, tc);
     return s;
 }
