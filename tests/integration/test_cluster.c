@@ -17,7 +17,8 @@
  *                  the daemon through the job folder; cancel stops both ranks
  *                  at a checkpoint
  *   lifeline       kill -9 of traind: mpirun dies with it, orted with mpirun
- *                  and the remote rank with orted
+ *                  and the remote rank with orted; kill -9 of orted: its
+ *                  rank dies, mpirun ends the job, which resumes
  *   config         mpi_hostfile that cannot be read, or under executor: slurm:
  *                  traind does not start, naming the key
  *   lose a node    executor: slurm over both nodes (slurmctld on n1, a slurmd
@@ -378,6 +379,29 @@ START_TEST(remote_rank_dies_with_traind)
 }
 END_TEST
 
+START_TEST(remote_rank_dies_with_its_orted)
+{
+    char *text = xasprintf(MLP_CFG, "orted", LONG_STEPS, 100, 500);
+    char *hf = hostfile("hostfile");
+    char *conf = xasprintf("mpi_hostfile: %s\nthreads_per_job: 2\nmax_restarts: 1\n", hf);
+    start_daemon(conf);
+    char *id = tl_submit(&g_d, text);
+    cJSON *j = tl_wait_running(&g_d, id, 500, 60);
+    cJSON_Delete(j);
+    pid_t rank = one_on_n2("traind-mpi"), orted = one_on_n2("orted");
+    ck_assert_int_eq(kill(orted, SIGKILL), 0);
+    ck_assert_msg(tl_proc_gone_within(rank, 5), "the rank on n2 outlived its orted");
+    j = tl_wait_state(&g_d, id, "succeeded", 120);   /* mpirun saw it: a crash, resumed */
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 1);
+    cJSON_Delete(j);
+    assert_nodes_empty(10, "after the job");
+    free(id);
+    free(conf);
+    free(hf);
+    free(text);
+}
+END_TEST
+
 /* Slurm over the two nodes (nodes.sh slurm: slurmctld on n1, a slurmd on
  * each); NULL, or why it cannot run (malloc'd). */
 static char *start_slurm(void)
@@ -510,13 +534,14 @@ static Suite *suite(void)
     tcase_add_test(tc, hostfile_job_kill9_of_remote_rank_resumes);
     tcase_add_test(tc, rank0_on_the_other_node);
     tcase_add_test(tc, remote_rank_dies_with_traind);
+    tcase_add_test(tc, remote_rank_dies_with_its_orted);
     /* make check sets TRAIND_TEST_SKIP_SLOW: the check that waits out Slurm's
      * node timeout (about 35 s) runs in make test only */
     const char *slow = getenv("TRAIND_TEST_SKIP_SLOW");
     g_slow_skipped = slow && *slow;
     if (!g_slow_skipped)
         tcase_add_test(tc, slurm_lost_node_resumes);
-    n_checks = 6;
+    n_checks = 7;
     suite_add_tcase(s, tc);
     return s;
 }
