@@ -18,6 +18,9 @@
 #   tests/cluster/nodes.sh kill-node DIR NODE   kill -9 of every process of NODE but the one
 #                                          that holds its namespaces (a node lost)
 #   tests/cluster/nodes.sh slurmd DIR NODE     (re)start NODE's slurmd (the node is back)
+#                                          A start first stops the nodes of any
+#                                          /var/tmp/traind-nodes-* whose owner (DIR/owner,
+#                                          the process that started them) is gone.
 #   tests/cluster/nodes.sh stop DIR        kill every process of both nodes (found by their
 #                                          network namespace), which ends the namespaces, the
 #                                          veth pair and the mounts made in them; checks that
@@ -146,8 +149,24 @@ OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 ENV
 }
 
+# Nodes whose owner (the process that ran start: a test, make bench) died without stopping
+# them, say killed by a signal: stopped and their folders removed.  Only folders named as
+# tl_nodes_start and bench-nodes.sh name them, and only with a dead owner.
+sweep_stale() {
+    local d o
+    for d in /var/tmp/traind-nodes-*/; do
+        d=${d%/}
+        [ "$d" != "$dir" ] && [ -s "$d/owner" ] || continue
+        o=$(cat "$d/owner"); case $o in ''|*[!0-9]*) continue ;; esac
+        kill -0 "$o" 2>/dev/null && continue
+        "$0" stop "$d" >/dev/null 2>&1 && rm -rf "$d"
+    done
+}
+
 start() {
     [ "$(id -u)" = 0 ] || fail "needs root (network namespaces, a veth pair, mounts)"
+    echo "$PPID" >"$dir/owner"
+    sweep_stale
     for b in unshare nsenter ip setsid; do command -v $b >/dev/null || fail "$b not installed"; done
     case $dir in /tmp|/tmp/*) fail "DIR must not be under /tmp (each node has its own /tmp)" ;; esac
     printf '127.0.0.1 localhost\n%s.1 n1\n%s.2 n2\n' $NET $NET >"$dir/hosts"
