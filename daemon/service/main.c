@@ -739,13 +739,32 @@ static void apply_www(daemon_state *d, bool check)
 
 /* The daemon config: the file --config names (else the default one where
  * it exists), then the flags.  -1 when it has errors (logged). */
+/* Open MPI told by traind's environment to put ranks on other hosts, while
+ * traind.yaml does not say so: rank 0 there could not reach the progress
+ * socket (it exists on this machine only).  Said once, at start. */
+static void warn_env_hosts(const dconfig *c)
+{
+    static const char *const vars[] = {"OMPI_MCA_orte_default_hostfile", "OMPI_MCA_orte_default_dash_host"};
+    if (c->executor != DCONFIG_EXEC_LOCAL || c->mpi_hostfile)
+        return;
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v)
+            log_warn("%s=%s is set in traind's environment: N-rank jobs whose rank 0 lands on another host "
+                     "cannot report; set mpi_hostfile in traind.yaml instead (traind.yaml(5))", vars[i], v);
+    }
+}
+
 static int read_config(daemon_state *d, const flags *fl)
 {
     d->fl = *fl;
     d->config_path = fl->config;
     if (!d->config_path && access(DCONFIG_DEFAULT_PATH, F_OK) == 0)
         d->config_path = DCONFIG_DEFAULT_PATH;
-    return load_config(&d->fl, d->config_path, &d->cfg);
+    int rc = load_config(&d->fl, d->config_path, &d->cfg);
+    if (rc == 0)
+        warn_env_hosts(&d->cfg);
+    return rc;
 }
 
 /* The process's settings: signals that must not kill it, and its file limit. */

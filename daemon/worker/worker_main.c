@@ -407,8 +407,12 @@ static bool open_progress(const worker_args *a)
         return true;
     int fd = connect_progress(a->progress_addr);
     if (fd < 0) {
-        wlog("cannot connect to the daemon's progress socket %s: %s; not starting", a->progress_addr,
-             strerror(-fd));
+        char host[256] = "?";
+        gethostname(host, sizeof host - 1);
+        /* an abstract socket exists on the daemon's machine only: a rank 0
+         * that Open MPI put elsewhere needs mpi_hostfile (traind.yaml(5)) */
+        wlog("cannot connect to the daemon's progress socket %s from host %s: %s; not starting (if that is not "
+             "the daemon's host, set mpi_hostfile in traind.yaml)", a->progress_addr, host, strerror(-fd));
         return false;
     }
     g_progress_fd = fd;

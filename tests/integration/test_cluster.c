@@ -20,7 +20,9 @@
  *                  and the remote rank with orted; kill -9 of orted: its
  *                  rank dies, mpirun ends the job, which resumes
  *   config         mpi_hostfile that cannot be read, or under executor: slurm:
- *                  traind does not start, naming the key
+ *                  traind does not start, naming the key; Open MPI sent to
+ *                  n2 by the environment alone: a warning at start, and the
+ *                  job fails saying where rank 0 was and what to set
  *   lose a node    executor: slurm over both nodes (slurmctld on n1, a slurmd
  *                  on each): every process of n2 killed under a 2-rank job;
  *                  NODE_FAIL, queued again, n2's slurmd back, resumed from
@@ -402,6 +404,32 @@ START_TEST(remote_rank_dies_with_its_orted)
 }
 END_TEST
 
+/* Open MPI pointed at the other node by traind's environment alone, not by
+ * mpi_hostfile: traind warns at start, and the job, whose rank 0 cannot
+ * reach the progress socket from n2, fails saying where it was and what to
+ * set (rather than hang or be called cancelled). */
+START_TEST(env_hostfile_without_mpi_hostfile_is_explained)
+{
+    char *hf = hostfile("hostfile.n2-only");
+    setenv("OMPI_MCA_orte_default_hostfile", hf, 1);   /* this check's process only */
+    start_daemon("threads_per_job: 2\n");
+    tl_assert_log(&g_d, "OMPI_MCA_orte_default_hostfile=", "set mpi_hostfile in traind.yaml", 5);
+    char *text = xasprintf(MLP_CFG, "env", 600, 100, 500);
+    char *id = tl_submit(&g_d, text);
+    cJSON *j = tl_wait_state(&g_d, id, "failed", 60);
+    cJSON_Delete(j);
+    char *p = xasprintf("%s/spool/jobs/%s/worker.log", g_dir, id), *log = tl_read(p, NULL);
+    ck_assert_msg(log && strstr(log, "progress socket") && strstr(log, "from host n2") &&
+                      strstr(log, "set mpi_hostfile"), "worker.log: %s", log ? log : "(none)");
+    free(log);
+    free(p);
+    assert_nodes_empty(10, "after the job");
+    free(id);
+    free(text);
+    free(hf);
+}
+END_TEST
+
 /* Slurm over the two nodes (nodes.sh slurm: slurmctld on n1, a slurmd on
  * each); NULL, or why it cannot run (malloc'd). */
 static char *start_slurm(void)
@@ -535,13 +563,14 @@ static Suite *suite(void)
     tcase_add_test(tc, rank0_on_the_other_node);
     tcase_add_test(tc, remote_rank_dies_with_traind);
     tcase_add_test(tc, remote_rank_dies_with_its_orted);
+    tcase_add_test(tc, env_hostfile_without_mpi_hostfile_is_explained);
     /* make check sets TRAIND_TEST_SKIP_SLOW: the check that waits out Slurm's
      * node timeout (about 35 s) runs in make test only */
     const char *slow = getenv("TRAIND_TEST_SKIP_SLOW");
     g_slow_skipped = slow && *slow;
     if (!g_slow_skipped)
         tcase_add_test(tc, slurm_lost_node_resumes);
-    n_checks = 7;
+    n_checks = 8;
     suite_add_tcase(s, tc);
     return s;
 }
