@@ -206,7 +206,9 @@ static int listen_progress(char *addr, size_t addrlen)
 
 /* Feeds what rank 0 appended to the progress file since the last read, at
  * most max bytes.  The job folder is the daemon's, so a link planted there is
- * not followed and a FIFO not waited on. */
+ * not followed and a FIFO not waited on.  The read is on the loop thread
+ * (the Slurm executor reads off it): a shared filesystem that hangs would
+ * hold the daemon up meanwhile. */
 static void read_progress_file(worker *w, size_t max)
 {
     int fd = open(w->progress_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
