@@ -43,11 +43,23 @@ struct worker {
     char *job_dir;
     char *progress_path;           /* mpi_hostfile: JOBDIR/progress.jsonl, else NULL (the socket) */
     long long offset;              /* how far progress_path was read */
+    bool reading;                  /* a read of progress_path is in the thread pool */
     bool exited, eof, reported;
     int64_t exit_status;
     int term_signal;
-    int open_handles;
+    int open_handles;              /* and reads in flight: w is freed when none is left */
 };
+
+/* One handle closed or one read done: w goes with the last. */
+static void release(worker *w)
+{
+    if (--w->open_handles == 0) {
+        progress_reader_free(&w->reader);
+        free(w->job_dir);
+        free(w->progress_path);
+        free(w);
+    }
+}
 
 static void on_closed(uv_handle_t *h)
 {
@@ -56,12 +68,7 @@ static void on_closed(uv_handle_t *h)
         free(w->client);
         w->client = NULL;
     }
-    if (--w->open_handles == 0) {
-        progress_reader_free(&w->reader);
-        free(w->job_dir);
-        free(w->progress_path);
-        free(w);
-    }
+    release(w);
 }
 
 static void on_msg(void *ctx, const progress_msg *m)
@@ -204,32 +211,92 @@ static int listen_progress(char *addr, size_t addrlen)
     return fd;
 }
 
-/* Feeds what rank 0 appended to the progress file since the last read, at
- * most max bytes.  The job folder is the daemon's, so a link planted there is
- * not followed and a FIFO not waited on.  The read is on the loop thread
- * (the Slurm executor reads off it): a shared filesystem that hangs would
- * hold the daemon up meanwhile. */
-static void read_progress_file(worker *w, size_t max)
+/* A read of the progress file in the thread pool: a shared filesystem that
+ * hangs holds up a pool thread, never the loop. */
+typedef struct tail_read {
+    uv_work_t req;
+    worker *w;
+    char *path;
+    long long offset;
+    size_t max;             /* bytes at most */
+    bool after_exit;        /* started once the process had exited: sees all it wrote */
+    char *data;             /* what was read (len bytes), malloc'd */
+    size_t len;
+} tail_read;
+
+/* In a pool thread: up to r->max bytes from r->offset.  The job folder is the
+ * daemon's, so a link planted there is not followed and a FIFO not waited on. */
+static void tail_work(uv_work_t *req)
 {
-    int fd = open(w->progress_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    tail_read *r = req->data;
+    int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return;
-    char buf[16384];
-    size_t total = 0;
-    while (total < max) {
-        ssize_t n = pread(fd, buf, sizeof buf, (off_t)w->offset);
+    size_t cap = 0;
+    while (r->len < r->max) {
+        if (cap - r->len < 16384) {
+            cap = cap ? 2 * cap : 65536;
+            r->data = xrealloc(r->data, cap);
+        }
+        size_t want = cap - r->len < r->max - r->len ? cap - r->len : r->max - r->len;
+        ssize_t n = pread(fd, r->data + r->len, want, (off_t)(r->offset + (long long)r->len));
         if (n <= 0)
             break;
-        w->offset += n;
-        total += (size_t)n;
-        progress_reader_feed(&w->reader, buf, (size_t)n, on_msg, on_bad, w);
+        r->len += (size_t)n;
     }
     close(fd);
 }
 
+static void start_read(worker *w, size_t max);
+
+/* On the loop: the lines read go on; once the process has exited, reading
+ * ends with a read that started after the exit and reached the file's end. */
+static void tail_done(uv_work_t *req, int status)
+{
+    tail_read *r = req->data;
+    worker *w = r->w;
+    w->reading = false;
+    if (status == 0 && r->len > 0) {
+        w->offset += (long long)r->len;
+        progress_reader_feed(&w->reader, r->data, r->len, on_msg, on_bad, w);
+    }
+    if (w->exited && !w->eof) {
+        if (!r->after_exit || r->len == r->max)
+            start_read(w, TAIL_READ_MAX);
+        else
+            end_reading(w);
+    }
+    free(r->data);
+    free(r->path);
+    free(r);
+    release(w);
+}
+
+static void start_read(worker *w, size_t max)
+{
+    tail_read *r = xcalloc(1, sizeof *r);
+    r->req.data = r;
+    r->w = w;
+    r->path = xstrdup(w->progress_path);
+    r->offset = w->offset;
+    r->max = max;
+    r->after_exit = w->exited;
+    if (uv_queue_work(w->loop, &r->req, tail_work, tail_done) != 0) {
+        free(r->path);
+        free(r);
+        if (w->exited)
+            end_reading(w);   /* cannot read what is left: the end as far as we know */
+        return;
+    }
+    w->reading = true;
+    w->open_handles++;
+}
+
 static void on_tail(uv_timer_t *t)
 {
-    read_progress_file(t->data, TAIL_READ_MAX);
+    worker *w = t->data;
+    if (!w->reading)
+        start_read(w, TAIL_READ_MAX);
 }
 
 /* Empties (creates) the progress file before a start, so that every line in
@@ -249,10 +316,11 @@ static void on_exit_cb(worker *w, int64_t exit_status, int term_signal)
     w->exit_status = exit_status;
     w->term_signal = term_signal;
     if (w->progress_path) {
-        /* the ranks are gone: what rank 0 wrote is all in the file */
+        /* the ranks are gone: what rank 0 wrote is all in the file, read
+         * to its end (tail_done) unless a read is under way already */
         uv_timer_stop(&w->tail);
-        read_progress_file(w, SIZE_MAX);
-        end_reading(w);
+        if (!w->reading)
+            start_read(w, TAIL_READ_MAX);
         return;
     }
     /* Not connected yet: a connection may still wait in the listen backlog

@@ -16,6 +16,8 @@
  *   rank 0 away    the job's rank 0 on n2, traind on n1: its progress reaches
  *                  the daemon through the job folder; cancel stops both ranks
  *                  at a checkpoint
+ *   restart        SIGTERM to traind under such a job: the ranks checkpoint,
+ *                  traind exits 0, the next one resumes it bit-identically
  *   lifeline       kill -9 of traind: mpirun dies with it, orted with mpirun
  *                  and the remote rank with orted; kill -9 of orted: its
  *                  rank dies, mpirun ends the job, which resumes
@@ -404,6 +406,37 @@ START_TEST(remote_rank_dies_with_its_orted)
 }
 END_TEST
 
+/* traind's shutdown (SIGTERM) under a job with a rank on n2: every rank
+ * checkpoints and stops, traind exits 0, and the next traind resumes the
+ * job to the uninterrupted numbers. */
+START_TEST(hostfile_job_resumes_after_a_daemon_restart)
+{
+    char *text = xasprintf(MLP_CFG, "restart", LONG_STEPS, 100, 500);
+    char *want = reference(text), *hf = hostfile("hostfile");
+    char *conf = xasprintf("mpi_hostfile: %s\nthreads_per_job: 2\n", hf);
+    start_daemon(conf);
+    char *id = tl_submit(&g_d, text);
+    cJSON *j = tl_wait_running(&g_d, id, 500, 60);
+    cJSON_Delete(j);
+    one_on_n2("traind-mpi");
+    int st = tl_daemon_stop(&g_d, SIGTERM, 30);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "traind's wait status %d", st);
+    tl_daemon_free(&g_d);
+    assert_nodes_empty(10, "after traind's shutdown");
+    start_daemon(conf);
+    j = tl_wait_state(&g_d, id, "succeeded", 120);
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 0);
+    cJSON_Delete(j);
+    assert_job_metrics(id, want, "after a shutdown and a restart");
+    tl_stop_clean(&g_d, 30);
+    free(id);
+    free(conf);
+    free(hf);
+    free(want);
+    free(text);
+}
+END_TEST
+
 /* Open MPI pointed at the other node by traind's environment alone, not by
  * mpi_hostfile: traind warns at start, and the job, whose rank 0 cannot
  * reach the progress socket from n2, fails saying where it was and what to
@@ -563,6 +596,7 @@ static Suite *suite(void)
     tcase_add_test(tc, rank0_on_the_other_node);
     tcase_add_test(tc, remote_rank_dies_with_traind);
     tcase_add_test(tc, remote_rank_dies_with_its_orted);
+    tcase_add_test(tc, hostfile_job_resumes_after_a_daemon_restart);
     tcase_add_test(tc, env_hostfile_without_mpi_hostfile_is_explained);
     /* make check sets TRAIND_TEST_SKIP_SLOW: the check that waits out Slurm's
      * node timeout (about 35 s) runs in make test only */
@@ -570,7 +604,7 @@ static Suite *suite(void)
     g_slow_skipped = slow && *slow;
     if (!g_slow_skipped)
         tcase_add_test(tc, slurm_lost_node_resumes);
-    n_checks = 8;
+    n_checks = 9;
     suite_add_tcase(s, tc);
     return s;
 }
