@@ -170,7 +170,7 @@ start() {
     for b in unshare nsenter ip setsid; do command -v $b >/dev/null || fail "$b not installed"; done
     case $dir in /tmp|/tmp/*) fail "DIR must not be under /tmp (each node has its own /tmp)" ;; esac
     printf '127.0.0.1 localhost\n%s.1 n1\n%s.2 n2\n' $NET $NET >"$dir/hosts"
-    echo $(( $$ % 100000 )) >"$dir/tag"
+    echo $$ >"$dir/tag"   # a live pid: no other start makes a veth of this name meanwhile
     rm -f "$dir"/n?.ready
     start_node n1 1
     start_node n2 2

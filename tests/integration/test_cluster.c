@@ -28,7 +28,8 @@
  *   lose a node    executor: slurm over both nodes (slurmctld on n1, a slurmd
  *                  on each): every process of n2 killed under a 2-rank job;
  *                  NODE_FAIL, queued again, n2's slurmd back, resumed from
- *                  the checkpoint, bit-identical (skipped without Slurm)
+ *                  the checkpoint, bit-identical (skipped without Slurm;
+ *                  make check leaves it out: it waits out Slurm's node timeout)
  *
  * Each check's process enters n1 (setns) and runs everything from there.
  * The nodes are started once for the suite and stopped at its end, also when
