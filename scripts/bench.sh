@@ -119,6 +119,7 @@ else
     echo "== data-parallel: skipped (needs mpirun and $BUILD/traind-mpi-worker: make deps && make)"
 fi
 # ---- end of data-parallel ---------------------------------------------------
+[ -x "$TOP/scripts/bench-nodes.sh" ] && BUILD=$BUILD "$TOP/scripts/bench-nodes.sh"
 [ -x "$TOP/scripts/bench-http.sh" ] && "$TOP/scripts/bench-http.sh"
 echo "== the long studies: make bench-forks, make bench-scale, make bench-optim (or make bench-all)"
 exit 0

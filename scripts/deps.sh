@@ -20,12 +20,14 @@
 #   munge user, which fails where that user cannot run /bin/sh (some chroots);
 #   a failed install of these two is reported and does not stop the build,
 #   and test_slurm then says it is skipped and why.
+# iproute2 (ip) and util-linux (unshare, nsenter): test_cluster's two simulated
+#   nodes (tests/cluster/nodes.sh: a veth pair between network namespaces).
 # `scripts/deps.sh fuzz` adds what `make fuzz` needs (clang's libFuzzer);
 # `make bench` installs its own optional packages (scripts/bench-deps.sh).
 set -eu
 PKGS="build-essential pkg-config libyaml-dev libuv1-dev libcjson-dev libhttp-parser-dev
 libopenblas-dev libopenblas0-pthread check libsystemd-dev libcurl4-openssl-dev systemd curl
-procps man-db valgrind base-files openmpi-bin libopenmpi-dev libjs-chart.js chromium libgsl-dev"
+procps man-db valgrind base-files openmpi-bin libopenmpi-dev libjs-chart.js chromium libgsl-dev iproute2"
 TEST_PKGS="slurm-wlm munge"
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"

@@ -77,6 +77,7 @@ static const char *const executor_names[] = {"local", "slurm"};
 static const char *check_word(const char *s);
 static const char *check_slurm_time(const char *s);
 static const char *check_host(const char *s);
+static const char *check_path(const char *s);
 
 static const dkey keys[] = {
     STR("spool", spool, NULL, NULL, DK_FIXED),
@@ -114,6 +115,8 @@ static const dkey keys[] = {
     /* the executor is made once at start: a SIGHUP does not move running jobs */
     {.name = "executor", .type = K_ENUM, F(executor), .def = DCONFIG_EXEC_LOCAL, .names = executor_names,
      .n_names = 2, .flags = DK_FIXED},
+    /* executor: local only; mpirun --hostfile for N-rank jobs (traind.yaml(5), mpi_hostfile) */
+    STR("mpi_hostfile", mpi_hostfile, NULL, check_path, DK_FIXED),
     STR("slurm.partition", slurm.partition, NULL, check_word, DK_FIXED),
     STR("slurm.account", slurm.account, NULL, check_word, DK_FIXED),
     STR("slurm.time_limit", slurm.time_limit, NULL, check_slurm_time, DK_FIXED),
@@ -196,6 +199,15 @@ static const char *check_slurm_time(const char *s)
 {
     if (strspn(s, "0123456789:-") != strlen(s))
         return "must be a Slurm time (minutes, MM:SS, HH:MM:SS, D-HH or D-HH:MM:SS)";
+    return NULL;
+}
+
+/* mpi_hostfile: one argument of mpirun, a file name without control characters. */
+static const char *check_path(const char *s)
+{
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p < ' ' || *p == 0x7f)
+            return "must be a file name without control characters";
     return NULL;
 }
 
@@ -551,6 +563,7 @@ void dconfig_finish(dconfig *c)
         c->chartjs_dir = xstrdup(DCONFIG_DEFAULT_CHARTJS_DIR);
     make_abs(&c->chartjs_dir);
     make_abs(&c->www_dir);
+    make_abs(&c->mpi_hostfile);
     if (!c->data_dirs_set && c->n_data_dirs == 0) {
         char *d = xasprintf("%s/data", c->spool);
         dconfig_set_data_dirs(c, &d, 1);

@@ -7,7 +7,7 @@ executor *executor_new(uv_loop_t *loop, const char *exe, const dconfig *c)
 {
     if (c->executor == DCONFIG_EXEC_SLURM)
         return executor_slurm_new(loop, exe, &c->slurm);
-    return executor_local_new(loop, exe);
+    return executor_local_new(loop, exe, c->mpi_hostfile);
 }
 
 void executor_free(executor *ex)

@@ -1,7 +1,8 @@
 /*
  * executor_local — jobs forked on this machine: a thin wrapper over the
  * worker of traind/supervisor.h (the daemon re-executes itself with --worker and
- * reads progress from a pipe on fd 3).  It exists so that jobs.c can talk to
+ * reads progress from a socket; an N-rank job under mpirun, whose ranks
+ * mpi_hostfile may place on other hosts, from a file in the job folder).  It exists so that jobs.c can talk to
  * one interface (traind/executor.h) for both this and Slurm; it adds no
  * behaviour of its own.
  */
@@ -17,6 +18,7 @@ typedef struct local_exec {
     executor base;
     uv_loop_t *loop;
     char *exe;
+    char *hostfile;   /* mpi_hostfile, or NULL */
 } local_exec;
 
 typedef struct local_job {
@@ -60,6 +62,7 @@ static int local_start(executor *ex, const exec_spec *spec, const exec_callbacks
         .data_dirs = spec->data_dirs,
         .n_data_dirs = spec->n_data_dirs,
         .pause_at = spec->pause_at,
+        .hostfile = spec->ranks > 1 ? le->hostfile : NULL,
     };
     worker_callbacks wcb = {.on_msg = on_msg, .on_exit = on_exit_cb};
     int rc = worker_spawn(le->loop, &ws, &wcb, lj, &lj->w);
@@ -96,6 +99,7 @@ static void local_free(executor *ex)
 {
     local_exec *le = (local_exec *)ex;
     free(le->exe);
+    free(le->hostfile);
     free(le);
 }
 
@@ -112,11 +116,12 @@ static const executor_ops local_ops = {
     .free = local_free,
 };
 
-executor *executor_local_new(uv_loop_t *loop, const char *exe)
+executor *executor_local_new(uv_loop_t *loop, const char *exe, const char *hostfile)
 {
     local_exec *le = xcalloc(1, sizeof *le);
     le->base.ops = &local_ops;
     le->loop = loop;
     le->exe = xstrdup(exe);
+    le->hostfile = hostfile ? xstrdup(hostfile) : NULL;
     return &le->base;
 }

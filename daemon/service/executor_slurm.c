@@ -148,7 +148,10 @@ static void stop_timer(slurm_job *sj)
  *                        stopped or lost by Slurm: run again
  *   CANCELLED            cancelled (scancel: traind's or someone's)
  *   SUBMIT_FAILED        sbatch refused it
- *   NODE_FAIL, OUT_OF_MEMORY, BOOT_FAIL, DEADLINE, ...
+ *   NODE_FAIL            a node of the job was lost (down, unreachable): a
+ *                        crash, resumed from the checkpoint in a new batch
+ *                        job while max_restarts allows
+ *   OUT_OF_MEMORY, BOOT_FAIL, DEADLINE, ...
  *                        Slurm's own failure: the job fails with its state and
  *                        reason (traind.yaml(5), EXECUTOR) */
 static exec_outcome outcome_of(const char *state, long long code, long long sig)
@@ -166,6 +169,8 @@ static exec_outcome outcome_of(const char *state, long long code, long long sig)
         return EXEC_CANCELLED;
     if (!strcmp(state, "SUBMIT_FAILED"))
         return EXEC_NOT_STARTED;
+    if (!strcmp(state, "NODE_FAIL"))
+        return EXEC_NODE_LOST;
     return EXEC_SCHED_FAILED;
 }
 

@@ -675,8 +675,9 @@ static void on_worker_exit(void *ctx, const exec_end *e)
     } else if (exited && exit_status == WORKER_EXIT_OK) {
         crashed(j, "training process exited before finishing");
     } else {
-        /* killed, exited with any other code, or stopped again by its
-         * scheduler without a newer checkpoint: a crash */
+        /* killed, exited with any other code, its node lost
+         * (EXEC_NODE_LOST), or stopped again by its scheduler without a
+         * newer checkpoint: a crash */
         crashed(j, why);
     }
     end_cleanup(j);

@@ -135,6 +135,25 @@ static void print_diags(const char *file, const diag_list_t *errs)
     }
 }
 
+/* mpi_hostfile (traind.yaml(5)): a file mpirun can read, and for the local
+ * executor only (under Slurm, Slurm places the ranks).  0, or -1 logged. */
+static int check_hostfile(const char *file, const dconfig *c)
+{
+    if (!c->mpi_hostfile)
+        return 0;
+    if (c->executor != DCONFIG_EXEC_LOCAL) {
+        log_error("%s: mpi_hostfile: only for executor: local (under executor: slurm, Slurm places the ranks; "
+                  "leave mpi_hostfile out)", file ? file : "config");
+        return -1;
+    }
+    if (access(c->mpi_hostfile, R_OK) != 0) {
+        log_error("%s: mpi_hostfile: cannot read %s: %s", file ? file : "config", c->mpi_hostfile,
+                  strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /* Defaults, then the file, then the flags.  Returns 0 or -1 (errors logged). */
 static int load_config(const flags *fl, const char *path, dconfig *out)
 {
@@ -161,6 +180,10 @@ static int load_config(const flags *fl, const char *path, dconfig *out)
     if (fl->www_dir)
         dconfig_set_str(&c.www_dir, fl->www_dir);
     dconfig_finish(&c);
+    if (check_hostfile(path, &c) != 0) {
+        dconfig_free(&c);
+        return -1;
+    }
     *out = c;
     return 0;
 }
@@ -716,13 +739,32 @@ static void apply_www(daemon_state *d, bool check)
 
 /* The daemon config: the file --config names (else the default one where
  * it exists), then the flags.  -1 when it has errors (logged). */
+/* Open MPI told by traind's environment to put ranks on other hosts, while
+ * traind.yaml does not say so: rank 0 there could not reach the progress
+ * socket (it exists on this machine only).  Said once, at start. */
+static void warn_env_hosts(const dconfig *c)
+{
+    static const char *const vars[] = {"OMPI_MCA_orte_default_hostfile", "OMPI_MCA_orte_default_dash_host"};
+    if (c->executor != DCONFIG_EXEC_LOCAL || c->mpi_hostfile)
+        return;
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v)
+            log_warn("%s=%s is set in traind's environment: N-rank jobs whose rank 0 lands on another host "
+                     "cannot report; set mpi_hostfile in traind.yaml instead (traind.yaml(5))", vars[i], v);
+    }
+}
+
 static int read_config(daemon_state *d, const flags *fl)
 {
     d->fl = *fl;
     d->config_path = fl->config;
     if (!d->config_path && access(DCONFIG_DEFAULT_PATH, F_OK) == 0)
         d->config_path = DCONFIG_DEFAULT_PATH;
-    return load_config(&d->fl, d->config_path, &d->cfg);
+    int rc = load_config(&d->fl, d->config_path, &d->cfg);
+    if (rc == 0)
+        warn_env_hosts(&d->cfg);
+    return rc;
 }
 
 /* The process's settings: signals that must not kill it, and its file limit. */

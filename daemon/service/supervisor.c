@@ -23,6 +23,10 @@
 #define DRAIN_TIMEOUT_MS 1000
 /* How long a connection that is not accepted yet may take to show up after the exit. */
 #define CONNECT_GRACE_MS 200
+/* A job whose ranks mpi_hostfile places (traind.yaml(5)): how often its
+ * progress file is read, and how much of it at most per read while it runs. */
+#define TAIL_MS 200
+#define TAIL_READ_MAX (1u << 20)
 
 struct worker {
     uv_loop_t *loop;
@@ -30,17 +34,32 @@ struct worker {
     uv_pipe_t listener;            /* the progress socket, until the worker connects */
     uv_pipe_t *client;             /* the worker's connection; NULL until then */
     uv_timer_t drain;
+    uv_timer_t tail;               /* progress_path: reads it every TAIL_MS */
     worker_callbacks cb;
     void *ctx;
     progress_reader reader;
     int pid;
     int ranks;
     char *job_dir;
+    char *progress_path;           /* mpi_hostfile: JOBDIR/progress.jsonl, else NULL (the socket) */
+    long long offset;              /* how far progress_path was read */
+    bool reading;                  /* a read of progress_path is in the thread pool */
     bool exited, eof, reported;
     int64_t exit_status;
     int term_signal;
-    int open_handles;
+    int open_handles;              /* and reads in flight: w is freed when none is left */
 };
+
+/* One handle closed or one read done: w goes with the last. */
+static void release(worker *w)
+{
+    if (--w->open_handles == 0) {
+        progress_reader_free(&w->reader);
+        free(w->job_dir);
+        free(w->progress_path);
+        free(w);
+    }
+}
 
 static void on_closed(uv_handle_t *h)
 {
@@ -49,11 +68,7 @@ static void on_closed(uv_handle_t *h)
         free(w->client);
         w->client = NULL;
     }
-    if (--w->open_handles == 0) {
-        progress_reader_free(&w->reader);
-        free(w->job_dir);
-        free(w);
-    }
+    release(w);
 }
 
 static void on_msg(void *ctx, const progress_msg *m)
@@ -79,6 +94,7 @@ static void finish(worker *w)
     w->reported = true;
     w->cb.on_exit(w->ctx, w->exit_status, w->term_signal);
     uv_close((uv_handle_t *)&w->drain, on_closed);
+    uv_close((uv_handle_t *)&w->tail, on_closed);
     uv_close((uv_handle_t *)&w->chld, on_closed);
     if (w->client && !uv_is_closing((uv_handle_t *)w->client))
         uv_close((uv_handle_t *)w->client, on_closed);
@@ -195,11 +211,118 @@ static int listen_progress(char *addr, size_t addrlen)
     return fd;
 }
 
+/* A read of the progress file in the thread pool: a shared filesystem that
+ * hangs holds up a pool thread, never the loop. */
+typedef struct tail_read {
+    uv_work_t req;
+    worker *w;
+    char *path;
+    long long offset;
+    size_t max;             /* bytes at most */
+    bool after_exit;        /* started once the process had exited: sees all it wrote */
+    char *data;             /* what was read (len bytes), malloc'd */
+    size_t len;
+} tail_read;
+
+/* In a pool thread: up to r->max bytes from r->offset.  The job folder is the
+ * daemon's, so a link planted there is not followed and a FIFO not waited on. */
+static void tail_work(uv_work_t *req)
+{
+    tail_read *r = req->data;
+    int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return;
+    size_t cap = 0;
+    while (r->len < r->max) {
+        if (cap - r->len < 16384) {
+            cap = cap ? 2 * cap : 65536;
+            r->data = xrealloc(r->data, cap);
+        }
+        size_t want = cap - r->len < r->max - r->len ? cap - r->len : r->max - r->len;
+        ssize_t n = pread(fd, r->data + r->len, want, (off_t)(r->offset + (long long)r->len));
+        if (n <= 0)
+            break;
+        r->len += (size_t)n;
+    }
+    close(fd);
+}
+
+static void start_read(worker *w, size_t max);
+
+/* On the loop: the lines read go on; once the process has exited, reading
+ * ends with a read that started after the exit and reached the file's end. */
+static void tail_done(uv_work_t *req, int status)
+{
+    tail_read *r = req->data;
+    worker *w = r->w;
+    w->reading = false;
+    if (status == 0 && r->len > 0) {
+        w->offset += (long long)r->len;
+        progress_reader_feed(&w->reader, r->data, r->len, on_msg, on_bad, w);
+    }
+    if (w->exited && !w->eof) {
+        if (!r->after_exit || r->len == r->max)
+            start_read(w, TAIL_READ_MAX);
+        else
+            end_reading(w);
+    }
+    free(r->data);
+    free(r->path);
+    free(r);
+    release(w);
+}
+
+static void start_read(worker *w, size_t max)
+{
+    tail_read *r = xcalloc(1, sizeof *r);
+    r->req.data = r;
+    r->w = w;
+    r->path = xstrdup(w->progress_path);
+    r->offset = w->offset;
+    r->max = max;
+    r->after_exit = w->exited;
+    if (uv_queue_work(w->loop, &r->req, tail_work, tail_done) != 0) {
+        free(r->path);
+        free(r);
+        if (w->exited)
+            end_reading(w);   /* cannot read what is left: the end as far as we know */
+        return;
+    }
+    w->reading = true;
+    w->open_handles++;
+}
+
+static void on_tail(uv_timer_t *t)
+{
+    worker *w = t->data;
+    if (!w->reading)
+        start_read(w, TAIL_READ_MAX);
+}
+
+/* Empties (creates) the progress file before a start, so that every line in
+ * it is this start's.  0 or -errno. */
+static int reset_progress_file(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+    if (fd < 0)
+        return -errno;
+    close(fd);
+    return 0;
+}
+
 static void on_exit_cb(worker *w, int64_t exit_status, int term_signal)
 {
     w->exited = true;
     w->exit_status = exit_status;
     w->term_signal = term_signal;
+    if (w->progress_path) {
+        /* the ranks are gone: what rank 0 wrote is all in the file, read
+         * to its end (tail_done) unless a read is under way already */
+        uv_timer_stop(&w->tail);
+        if (!w->reading)
+            start_read(w, TAIL_READ_MAX);
+        return;
+    }
     /* Not connected yet: a connection may still wait in the listen backlog
      * (the exit was seen first), with the line that says why it failed; if
      * none turns up soon, it never connected. */
@@ -264,7 +387,7 @@ static int spawn_process(char **argv, const char *dir, int out_fd, pid_t *pid)
  * mpirun launcher (traind/mpilaunch.h) over N ranks of the MPI worker.
  * threads and ppid: the caller's buffers (16 bytes), pause (24), pointed into by the result. */
 static char **build_args(const worker_spec *spec, const char *addr, char *threads, char *ppid, char *pause,
-                         char **mpirun_argv_out)
+                         char **mpirun_argv_out, const char *progress_path)
 {
     snprintf(threads, 16, "%d", spec->threads > 0 ? spec->threads : 1);
     snprintf(ppid, 16, "%d", (int)getpid());
@@ -277,8 +400,8 @@ static char **build_args(const worker_spec *spec, const char *addr, char *thread
     wargs[n++] = threads;
     wargs[n++] = "--ppid";
     wargs[n++] = mpi ? MPILAUNCH_SELF_PID : ppid;   /* a rank's parent is mpirun */
-    wargs[n++] = "--progress";
-    wargs[n++] = (char *)addr;
+    wargs[n++] = progress_path ? "--progress-file" : "--progress";
+    wargs[n++] = progress_path ? (char *)progress_path : (char *)addr;
     for (size_t i = 0; i < spec->n_data_dirs; i++) {
         wargs[n++] = "--data-dir";
         wargs[n++] = spec->data_dirs[i];
@@ -290,7 +413,7 @@ static char **build_args(const worker_spec *spec, const char *addr, char *thread
     }
     char **args;
     if (mpi) {
-        char **mv = mpilaunch_argv(spec->ranks, spec->mpi_worker, wargs, n);
+        char **mv = mpilaunch_argv_hosts(spec->ranks, spec->hostfile, spec->mpi_worker, wargs, n);
         size_t mn = 0;
         while (mv[mn])
             mn++;
@@ -329,6 +452,16 @@ static int open_log(const char *path)
     return fd;
 }
 
+/* A worker whose process never started: its handles closed, w freed after. */
+static void close_unstarted(worker *w)
+{
+    w->reported = true;
+    uv_close((uv_handle_t *)&w->listener, on_closed);
+    uv_close((uv_handle_t *)&w->drain, on_closed);
+    uv_close((uv_handle_t *)&w->tail, on_closed);
+    uv_close((uv_handle_t *)&w->chld, on_closed);
+}
+
 int worker_spawn(uv_loop_t *loop, const worker_spec *spec, const worker_callbacks *cb, void *ctx,
                  worker **out)
 {
@@ -342,10 +475,15 @@ int worker_spawn(uv_loop_t *loop, const worker_spec *spec, const worker_callback
         return log_fd;
     }
     free(log_path);
-    char addr[108];
-    int lfd = listen_progress(addr, sizeof addr);
+    char addr[108] = "";
+    char *ppath = spec->ranks > 1 && spec->hostfile ? xasprintf("%s/progress.jsonl", spec->job_dir) : NULL;
+    int lfd = ppath ? reset_progress_file(ppath) : listen_progress(addr, sizeof addr);
     if (lfd < 0) {
-        log_error("cannot listen on a progress socket: %s", strerror(-lfd));
+        if (ppath)
+            log_error("cannot empty %s: %s", ppath, file_error_text(lfd));
+        else
+            log_error("cannot listen on a progress socket: %s", strerror(-lfd));
+        free(ppath);
         close(log_fd);
         return lfd;
     }
@@ -356,29 +494,31 @@ int worker_spawn(uv_loop_t *loop, const worker_spec *spec, const worker_callback
     w->ctx = ctx;
     w->ranks = spec->ranks > 1 ? spec->ranks : 1;
     w->job_dir = xstrdup(spec->job_dir);
+    w->progress_path = ppath;
     progress_reader_init(&w->reader);
     uv_pipe_init(loop, &w->listener, 0);
     uv_timer_init(loop, &w->drain);
+    uv_timer_init(loop, &w->tail);
     uv_signal_init(loop, &w->chld);
-    w->listener.data = w->drain.data = w->chld.data = w;
-    w->open_handles = 3;   /* chld, listener, drain; + the client once it connects */
-    int rc = uv_pipe_open(&w->listener, lfd);
-    if (rc < 0)
-        close(lfd);   /* not the handle's yet */
-    else
-        rc = uv_listen((uv_stream_t *)&w->listener, 4, on_connection);
+    w->listener.data = w->drain.data = w->tail.data = w->chld.data = w;
+    w->open_handles = 4;   /* chld, listener, drain, tail; + the client once it connects */
+    int rc = 0;
+    if (!ppath) {
+        rc = uv_pipe_open(&w->listener, lfd);
+        if (rc < 0)
+            close(lfd);   /* not the handle's yet */
+        else
+            rc = uv_listen((uv_stream_t *)&w->listener, 4, on_connection);
+    }
     if (rc < 0) {
         log_error("cannot listen on a progress socket: %s", uv_strerror(rc));
         close(log_fd);
-        w->reported = true;
-        uv_close((uv_handle_t *)&w->listener, on_closed);
-        uv_close((uv_handle_t *)&w->drain, on_closed);
-        uv_close((uv_handle_t *)&w->chld, on_closed);
+        close_unstarted(w);
         return rc;
     }
 
     char *mpirun_argv = NULL, threads[16], ppid[16], pause[24];
-    char **args = build_args(spec, addr, threads, ppid, pause, &mpirun_argv);
+    char **args = build_args(spec, addr, threads, ppid, pause, &mpirun_argv, ppath);
 
     /* watching before the process exists: its exit cannot be missed */
     rc = uv_signal_start(&w->chld, on_sigchld, SIGCHLD);
@@ -392,12 +532,11 @@ int worker_spawn(uv_loop_t *loop, const worker_spec *spec, const worker_callback
     free(args);
     close(log_fd);
     if (rc < 0) {
-        w->reported = true;
-        uv_close((uv_handle_t *)&w->listener, on_closed);
-        uv_close((uv_handle_t *)&w->drain, on_closed);
-        uv_close((uv_handle_t *)&w->chld, on_closed);
+        close_unstarted(w);
         return rc;
     }
+    if (ppath)
+        uv_timer_start(&w->tail, on_tail, TAIL_MS, TAIL_MS);
     w->pid = pid;   /* a SIGCHLD that came already is dispatched later: it finds the pid */
     *out = w;
     return 0;

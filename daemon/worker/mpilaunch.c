@@ -51,7 +51,12 @@ bool mpilaunch_have_mpirun(void)
 
 char **mpilaunch_argv(int ranks, const char *prog, char *const *args, size_t n_args)
 {
-    char **v = xcalloc(20 + n_args, sizeof *v);
+    return mpilaunch_argv_hosts(ranks, NULL, prog, args, n_args);
+}
+
+char **mpilaunch_argv_hosts(int ranks, const char *hostfile, const char *prog, char *const *args, size_t n_args)
+{
+    char **v = xcalloc(22 + n_args, sizeof *v);
     size_t n = 0;
     v[n++] = xstrdup("mpirun");
     v[n++] = xstrdup("-np");
@@ -64,8 +69,13 @@ char **mpilaunch_argv(int ranks, const char *prog, char *const *args, size_t n_a
      * than that would be refused ("not enough slots") unless oversubscribed,
      * which is what a user asking for it on a small machine means. */
     v[n++] = xstrdup("--use-hwthread-cpus");
+    /* With a hostfile (traind.yaml(5), mpi_hostfile) its slots are the
+     * count: more ranks than it has are refused by mpirun, as they should be. */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cpus > 0 && ranks > cpus)
+    if (hostfile) {
+        v[n++] = xstrdup("--hostfile");
+        v[n++] = xstrdup(hostfile);
+    } else if (cpus > 0 && ranks > cpus)
         v[n++] = xstrdup("--oversubscribe");
     /* Each rank runs its own pool of `threads` compute threads; mpirun's
      * default binding (a core per rank for up to 2 ranks) would squeeze them

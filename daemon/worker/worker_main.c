@@ -28,7 +28,10 @@
  * rank waits until rank 0 holds the lock before it reads the checkpoint, so
  * all of them resume from the same one.
  *
- * Under Slurm there is no pipe to inherit: --progress-file makes it append
+ * Under Slurm, and for a job whose ranks mpi_hostfile (traind.yaml(5)) places
+ * on other hosts, whose rank 0 may be on another host than the daemon (an
+ * abstract socket exists in one network namespace only), there is no
+ * socket to reach: --progress-file makes it append
  * the same lines to a file in the job directory, which the daemon tails
  * (the spool is on a filesystem the daemon's machine shares).  A write to
  * that file that fails only ends the reporting: training goes on, and the
@@ -338,13 +341,33 @@ static int parse_worker_args(int argc, char **argv, worker_args *a)
     return 0;
 }
 
-/* Dies with the daemon (or mpirun).  If it already died between fork and
- * here, the death signal was missed: check the parent by hand.  False when
- * the parent is gone. */
+/* Whether this rank's parent is Open MPI's daemon on its host (orted; prted
+ * from Open MPI 5): a rank that mpi_hostfile (traind.yaml(5)) placed on
+ * another host than mpirun's has orted for its parent, which dies with the
+ * job's mpirun, and the rank with it. */
+static bool parent_is_orted(void)
+{
+    char path[64], comm[32] = "";
+    pid_t pp = getppid();
+    if (pp <= 1)
+        return false;
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pp);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    bool ok = fgets(comm, sizeof comm, f) != NULL;
+    fclose(f);
+    comm[strcspn(comm, "\n")] = '\0';
+    return ok && (!strcmp(comm, "orted") || !strcmp(comm, "prted"));
+}
+
+/* Dies with the daemon (or mpirun, or orted for a rank on another host).  If
+ * it already died between fork and here, the death signal was missed: check
+ * the parent by hand.  False when the parent is gone. */
 static bool bind_to_parent(long ppid, bool under_mpi)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (ppid > 0 && getppid() != (pid_t)ppid) {
+    if (ppid > 0 && getppid() != (pid_t)ppid && !(under_mpi && parent_is_orted())) {
         fprintf(stderr, "traind worker: the %s (pid %ld) is gone; not starting\n", under_mpi ? "mpirun" : "daemon",
                 ppid);
         return false;
@@ -384,8 +407,12 @@ static bool open_progress(const worker_args *a)
         return true;
     int fd = connect_progress(a->progress_addr);
     if (fd < 0) {
-        wlog("cannot connect to the daemon's progress socket %s: %s; not starting", a->progress_addr,
-             strerror(-fd));
+        char host[256] = "?";
+        gethostname(host, sizeof host - 1);
+        /* an abstract socket exists on the daemon's machine only: a rank 0
+         * that Open MPI put elsewhere needs mpi_hostfile (traind.yaml(5)) */
+        wlog("cannot connect to the daemon's progress socket %s from host %s: %s; not starting (if that is not "
+             "the daemon's host, set mpi_hostfile in traind.yaml)", a->progress_addr, host, strerror(-fd));
         return false;
     }
     g_progress_fd = fd;

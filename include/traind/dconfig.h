@@ -96,6 +96,8 @@ typedef struct dconfig {
     /* executor (read at start only: a SIGHUP does not move running jobs) */
     dconfig_executor executor;     /* default local */
     dconfig_slurm slurm;
+    char *mpi_hostfile;            /* executor local: Open MPI's hostfile for N-rank jobs (ranks on other
+                                    * hosts, progress through the job folder); NULL = this host only */
 } dconfig;
 
 /* Built-in defaults (spool/token/data dirs left for dconfig_finish). */

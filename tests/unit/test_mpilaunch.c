@@ -58,6 +58,24 @@ START_TEST(more_ranks_than_cpus_oversubscribe)
 }
 END_TEST
 
+/* mpi_hostfile (traind.yaml(5)): --hostfile PATH before the program, and its
+ * slots are the count, so no --oversubscribe however many ranks. */
+START_TEST(hostfile_places_the_ranks)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    char **v = mpilaunch_argv_hosts((int)cpus + 1, "/shared/hosts", "w", NULL, 0);
+    int h = find(v, "--hostfile");
+    ck_assert_int_ge(h, 0);
+    ck_assert_str_eq(v[h + 1], "/shared/hosts");
+    ck_assert_int_lt(h, find(v, "w"));
+    ck_assert_int_lt(find(v, "--oversubscribe"), 0);
+    mpilaunch_argv_free(v);
+    v = mpilaunch_argv_hosts(2, NULL, "w", NULL, 0);
+    ck_assert_int_lt(find(v, "--hostfile"), 0);
+    mpilaunch_argv_free(v);
+}
+END_TEST
+
 START_TEST(worker_path_from_the_environment)
 {
     setenv("TRAIND_MPI_WORKER", "/bin/sh", 1);
@@ -92,6 +110,7 @@ int main(void)
     TCase *tc = tcase_create("mpilaunch");
     tcase_add_test(tc, argv_has_the_flags_it_needs);
     tcase_add_test(tc, more_ranks_than_cpus_oversubscribe);
+    tcase_add_test(tc, hostfile_places_the_ranks);
     tcase_add_test(tc, worker_path_from_the_environment);
     tcase_add_test(tc, slices_cover_the_batch);
     suite_add_tcase(s, tc);

@@ -39,8 +39,11 @@ typedef enum exec_outcome {
     EXEC_REQUEUE,         /* the scheduler stopped the worker (it checkpointed) or lost the job, to
                              run it again: time limit, preemption, a job it no longer knows */
     EXEC_CANCELLED,       /* the scheduler cancelled the job: traind's own cancel, or someone's */
+    EXEC_NODE_LOST,       /* the scheduler lost a node under the job (Slurm's NODE_FAIL): a crash
+                             of the machine, not of the job, resumed from its checkpoint while
+                             max_restarts allows */
     EXEC_SCHED_FAILED,    /* the scheduler ended the job for a cause of its own that a new start
-                             would not get past (node failure, out of memory, ...): failed */
+                             would not get past (out of memory, boot failure, ...): failed */
     EXEC_NOT_STARTED,     /* the scheduler never took the job (submission refused): failed */
 } exec_outcome;
 
@@ -83,8 +86,10 @@ typedef struct exec_spec {
     long pause_at;            /* > 0: the worker pauses there (WORKER_EXIT_PAUSED); local only */
 } exec_spec;
 
-/* exe: the binary that runs `--worker` (the daemon's own). */
-executor *executor_local_new(uv_loop_t *loop, const char *exe);
+/* exe: the binary that runs `--worker` (the daemon's own); hostfile: Open
+ * MPI's hostfile for N-rank jobs (traind.yaml(5), mpi_hostfile), NULL = every
+ * rank on this host. */
+executor *executor_local_new(uv_loop_t *loop, const char *exe, const char *hostfile);
 executor *executor_slurm_new(uv_loop_t *loop, const char *exe, const dconfig_slurm *cfg);
 /* c->executor picks one of the above. */
 executor *executor_new(uv_loop_t *loop, const char *exe, const dconfig *c);

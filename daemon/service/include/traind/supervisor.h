@@ -38,6 +38,8 @@ typedef struct worker_spec {
     char *const *data_dirs;
     size_t n_data_dirs;
     long pause_at;                 /* > 0: --pause-at (runner_opts.pause_at) */
+    const char *hostfile;          /* ranks > 1: mpirun --hostfile (traind.yaml(5), mpi_hostfile), and
+                                    * progress through JOBDIR/progress.jsonl; NULL = this host, a socket */
 } worker_spec;
 
 typedef struct worker_callbacks {

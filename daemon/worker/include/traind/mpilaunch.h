@@ -40,6 +40,9 @@ bool mpilaunch_have_mpirun(void);
 /* {"mpirun", "-np", N, flags..., prog, args[0..n_args), NULL}: malloc'd,
  * free with mpilaunch_argv_free. */
 char **mpilaunch_argv(int ranks, const char *prog, char *const *args, size_t n_args);
+/* The same with the ranks placed by an Open MPI hostfile (--hostfile; NULL:
+ * every rank on this host), as traind.yaml(5)'s mpi_hostfile gives it. */
+char **mpilaunch_argv_hosts(int ranks, const char *hostfile, const char *prog, char *const *args, size_t n_args);
 void mpilaunch_argv_free(char **argv);
 
 /* In a freshly forked child: dies with its parent (which must be `parent`,
