@@ -790,7 +790,17 @@ static void describe_request(const slurm_job *sj, const part_cpus *pc, char *buf
              pc->name[0] ? pc->name : "(default)", pc->node_max, pc->node_max == 1 ? "" : "s", pc->total);
 }
 
-/* sinfo answered (or not): the job ends with what Slurm said and the numbers. */
+/* Does the request fit the partition's nodes, every one counted whatever
+ * its state (sinfo lists down and drained nodes too)?  False when unknown. */
+static bool fits_partition(const slurm_job *sj, const part_cpus *pc)
+{
+    long cpus = rank_cpus(sj), ranks = job_ranks(sj);
+    return pc->node_max > 0 && cpus <= pc->node_max && cpus * ranks <= pc->total;
+}
+
+/* sinfo answered (or not): the job ends with what Slurm said and the
+ * numbers, unless the partition's nodes, down ones included, have room
+ * for it (then it is submitted, and waits). */
 static void sinfo_done(void *ctx, const subproc_result *res)
 {
     slurm_job *sj = ctx;
@@ -815,6 +825,13 @@ static void sinfo_done(void *ctx, const subproc_result *res)
         snprintf(sj->reason, sizeof sj->reason, "%s", sj->slurm_said);
         sj->exit_code = sj->exit_signal = 0;
         dispatch(sj);
+    } else if (fits_partition(sj, &pc)) {
+        /* Slurm counts only the nodes up now: with one down (a lost node
+         * being brought back) the same request is refused, though the
+         * partition's nodes have room for it: it waits for them */
+        log_warn("job %s: Slurm cannot place it now (sbatch --test-only: %s), but the partition's nodes, "
+                 "down ones included, have room: %s; submitting, it waits for them", sj->id, sj->slurm_said, req);
+        submit_sbatch(sj);
     } else {
         snprintf(sj->why, sizeof sj->why, "Slurm cannot run this job as asked (sbatch --test-only: %s): %s",
                  sj->slurm_said, req);
