@@ -497,17 +497,37 @@ static bool running_past(const cJSON *j, void *min_ckpt)
            tl_job_ended(j, NULL);
 }
 
+/* A crash said (crashes >= 1), and running again, or ended. */
+static bool has_crash_then_runs(const cJSON *j, void *arg)
+{
+    (void)arg;
+    const char *st = tl_str(j, "state");
+    return (tl_num(j, "crashes") >= 1 && st && !strcmp(st, "running")) || tl_job_ended(j, NULL);
+}
+
 static bool has_node_fail(const cJSON *j, void *arg)
 {
     (void)arg;
     return tl_job_has_error(j, "NODE_FAIL", NULL) || tl_job_ended(j, NULL);
 }
 
-/* Lose a node: every process of n2 (its slurmd, slurmstepd and rank) killed
- * under a running 2-rank job, one rank per node; Slurm ends the job
- * NODE_FAIL, traind queues it again (a crash, within max_restarts), and once
- * n2's slurmd is back the new batch job resumes from the checkpoint and ends
- * bit-identical to an uninterrupted run. */
+/* Running again after a crash (crashes >= 1), checkpointed past *min_ckpt. */
+static bool resumed_past(const cJSON *j, void *min_ckpt)
+{
+    return (tl_num(j, "crashes") >= 1 && running_past(j, min_ckpt)) || tl_job_ended(j, NULL);
+}
+
+/* Slurm over both nodes, one rank per node, in one job:
+ *  - the CPU request is the ranks' threads (threads: 1 asks 1 CPU a rank):
+ *    threads_per_job 8 on nodes of 2 CPUs would have asked 4 a rank, which
+ *    no node has, and the job would have waited for ever;
+ *  - a crash is resumed: kill -9 of the rank on n2 (Slurm: FAILED) resumes
+ *    the job from its checkpoint within max_restarts;
+ *  - lose a node: every process of n2 (its slurmd, slurmstepd and rank)
+ *    killed; Slurm ends the job NODE_FAIL, traind queues it again (a crash),
+ *    and once n2's slurmd is back the new batch job resumes from the
+ *    checkpoint;
+ * and the job ends bit-identical to an uninterrupted run. */
 START_TEST(slurm_lost_node_resumes)
 {
     char *why = start_slurm();
@@ -518,13 +538,28 @@ START_TEST(slurm_lost_node_resumes)
     }
     char *text = xasprintf(MLP_CFG, "lost", LONG_STEPS * 8, 100, 500);
     char *want = reference(text);
-    start_daemon("executor: slurm\nthreads_per_job: 2\nmax_restarts: 2\n"
+    start_daemon("executor: slurm\nthreads_per_job: 8\nmax_restarts: 3\n"
                  "slurm: {extra_args: \"--ntasks-per-node=1\"}\n");
     char *id = tl_submit(&g_d, text);
     long ckpt = 500;
     cJSON *j = tl_wait_job_of(&g_d, id, running_past, &ckpt, 90);
     ck_assert_msg(j && !strcmp(tl_str(j, "state"), "running"), "the job did not run past a checkpoint");
     cJSON_Delete(j);
+
+    /* a rank killed: a crash, resumed */
+    pid_t rank = one_on_n2("traind-mpi");
+    ck_assert_int_eq(kill(rank, SIGKILL), 0);
+    j = tl_wait_job_of(&g_d, id, has_crash_then_runs, NULL, 120);
+    ck_assert_msg(j && !strcmp(tl_str(j, "state"), "running"), "after a rank's kill -9 the job is %s",
+                  j ? tl_str(j, "state") : "(none)");
+    ckpt = (long)tl_num(j, "checkpoint_step") + 500;
+    cJSON_Delete(j);
+    j = tl_wait_job_of(&g_d, id, resumed_past, &ckpt, 120);
+    ck_assert_msg(j && !strcmp(tl_str(j, "state"), "running"), "the resumed job did not reach step %ld", ckpt);
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 1);
+    cJSON_Delete(j);
+
+    /* the node lost */
     one_on_n2("traind-mpi");
     double t0 = tl_now();
     ck_assert_int_eq(tl_nodes_run(g_nodes, "kill-node", "n2", NULL, 30), 0);
@@ -533,18 +568,18 @@ START_TEST(slurm_lost_node_resumes)
     double t_lost = tl_now() - t0;
     ck_assert_msg(!strcmp(tl_str(j, "state"), "queued") || !strcmp(tl_str(j, "state"), "running"),
                   "after NODE_FAIL the job is %s", tl_str(j, "state"));
-    ck_assert_int_eq((int)tl_num(j, "crashes"), 1);
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 2);
     cJSON_Delete(j);
     ck_assert_int_eq(tl_nodes_run(g_nodes, "slurmd", "n2", NULL, 30), 0);   /* the node is back */
     j = tl_wait_state(&g_d, id, "succeeded", 180);
-    ck_assert_int_eq((int)tl_num(j, "crashes"), 1);
+    ck_assert_int_eq((int)tl_num(j, "crashes"), 2);
     char *errs = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "errors"));
     ck_assert_msg(strstr(errs, "NODE_FAIL") && strstr(errs, "resumed from the checkpoint"), "%s", errs);
     free(errs);
     cJSON_Delete(j);
     fprintf(stderr, "  node lost -> NODE_FAIL seen by traind in %.1f s, resumed and done in %.1f s\n", t_lost,
             tl_now() - t0);
-    assert_job_metrics(id, want, "after losing a node");
+    assert_job_metrics(id, want, "after a rank's crash and a lost node");
     free(id);
     free(want);
     free(text);
