@@ -27,4 +27,5 @@ if [ ! -f "$stamp" ] || [ "$dir/package-lock.json" -nt "$stamp" ]; then
         exit 0
     fi
 fi
-exec node --test --test-reporter=tap "$dir/"
+# TL_TEST=NAME (one check by name, tests/lib/tl.h): here the tests whose name holds it
+exec node --test --test-reporter=tap ${TL_TEST:+--test-name-pattern="$TL_TEST"} "$dir/"
