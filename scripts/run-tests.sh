@@ -25,11 +25,11 @@ for t in "$@"; do
     rc=$?
     ms=$(( ($(date +%s%N) - t0) / 1000000 ))
     times="$times$ms $name"$'\n'
-    f_lines=$(printf '%s\n' "$out" | grep -E ':[EF]:|^not ok ' | sed "s|^|failed: $name: |")
+    f_lines=$(printf '%s\n' "$out" | grep -E ':[EFS]:|^not ok ' | sed "s|^|failed: $name: |")
     [ -n "$f_lines" ] && failures="$failures$f_lines"$'\n'
     # (a TAP failure's message is the line after "  error: |-": shown with it)
     printf '%s\n' "$out" | awk '/^  error: \|-$/ { print; if ((getline l) > 0) print "  error:" substr(l, 1, 2000); next }
-        /^[0-9]+%: Checks|:[EF]:|^SKIPPED: [0-9]+ checks|^SKIPPED CHECK: |^SKIP: |^# (pass|fail|skipped) [0-9]+$|^# FIGURE: |^not ok |^  (error|expected|actual|location): /' | sed "s|^|$name: |"
+        /^[0-9]+%: Checks|:[EFS]:|^SKIPPED: [0-9]+ checks|^SKIPPED CHECK: |^SKIP: |^# (pass|fail|skipped) [0-9]+$|^# FIGURE: |^not ok |^  (error|expected|actual|location): /' | sed "s|^|$name: |"
     for sk in $(printf '%s\n' "$out" | sed -nE 's/^SKIPPED: ([0-9]+) checks.*/\1/p'); do
         skipped=$((skipped + sk))
     done

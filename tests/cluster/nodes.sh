@@ -83,6 +83,7 @@ stop() {
             done
         fi
         rm -f "$dir/$n.pid"
+        rmdir "$dir/$n.repo" 2>/dev/null || :
     done
     # the veth pair lived only in the namespaces; one left on the host would be a bug
     if ip -o link show 2>/dev/null | grep -q " tlc$(cat "$dir/tag" 2>/dev/null)[ab]"; then
@@ -94,17 +95,24 @@ stop() {
 
 fail() { echo "cannot start: $*" >&2; stop 2>/dev/null; exit 1; }
 
+# The repository (its build/ and tests/): every node sees it at its own path,
+# also when it lies under /tmp (a CI clone), which each node's tmpfs hides.
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+
 start_node() {
     local n=$1 i=$2
     # The holder: unshare execs sh in the new namespaces (no --fork), so $! is inside them.
+    # A repository under /tmp is bound aside before the tmpfs covers it, then moved back.
     setsid unshare --net --uts --mount --propagation private -- /bin/sh -c '
         set -e
         hostname "$1"
         mount --bind "$2/hosts" /etc/hosts
+        case $3 in /tmp/*) mkdir -p "$2/$1.repo"; mount --bind "$3" "$2/$1.repo" ;; esac
         mount -t tmpfs -o size=256m,mode=1777 tmpfs /tmp
+        case $3 in /tmp/*) mkdir -p "$3"; mount --move "$2/$1.repo" "$3" ;; esac
         ip link set lo up
         : >"$2/$1.ready"
-        exec sleep infinity' node "$n" "$dir" </dev/null >>"$dir/$n.holder.log" 2>&1 &
+        exec sleep infinity' node "$n" "$dir" "$REPO" </dev/null >>"$dir/$n.holder.log" 2>&1 &
     echo $! >"$dir/$n.pid"
     for _ in $(seq 50); do [ -e "$dir/$n.ready" ] && return 0; kill -0 $! 2>/dev/null || break; sleep 0.1; done
     fail "node $n did not come up: $(tail -2 "$dir/$n.holder.log" 2>/dev/null | tr '\n' ' ')"
