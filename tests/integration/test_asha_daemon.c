@@ -81,9 +81,11 @@ static void start_daemon(const char *spool_name)
 {
     static const char *const one[] = {"--max-jobs", "1", NULL};
     char *spool = xasprintf("%s/%s", g_dir, spool_name);
-    if (tl_daemon_start(&g_d, spool, one, 20) != 0) {
+    if (tl_daemon_start(&g_d, spool, one, 60) != 0) {
         char *log = tl_read(g_d.log, NULL);
-        ck_abort_msg("traind did not start: %s", log ? log : "(no log)");
+        size_t n = log ? strlen(log) : 0;
+        ck_abort_msg("traind did not start in 60 s; the end of its log: %s",
+                     log ? log + (n > 3000 ? n - 3000 : 0) : "(no log)");
     }
     free(spool);
 }

@@ -493,6 +493,10 @@ void tl_tcase_add_test(TCase *tc, const TTest *tt, int signal, int allowed_exit,
 
 int tl_run_suite(Suite *s)
 {
+    /* A failure's message may carry a daemon's log: past Check's default
+     * 4 KiB the test process exits 2 ("Early exit with return value 2")
+     * and the message, the one thing that said why, is lost. */
+    check_set_max_msg_size(4u << 20);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
