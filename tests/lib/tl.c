@@ -483,6 +483,28 @@ void tl_skip_checks(int n, const char *fmt, ...)
     fflush(stdout);
 }
 
+void tl_ck_assert_failed(const char *file, int line, const char *expr, const char *msg, ...)
+{
+    if (!msg)
+        (_ck_assert_failed)(file, line, expr, NULL);   /* the function, not the macro */
+    char buf[TL_MSG_MAX];
+    va_list ap, again;
+    va_start(ap, msg);
+    va_copy(again, ap);
+    int n = vsnprintf(buf, sizeof buf, msg, ap);
+    va_end(ap);
+    if (n >= (int)sizeof buf) {
+        /* the whole of it on stderr (the suite's output), the start in Check's message */
+        char *all = xmalloc((size_t)n + 1);
+        vsnprintf(all, (size_t)n + 1, msg, again);
+        fprintf(stderr, "%s:%d: the whole failure message (%d bytes):\n%s\n", file, line, n, all);
+        free(all);
+        snprintf(buf + sizeof buf - 64, 64, " [... cut: %d bytes in all, the whole on stderr]", n);
+    }
+    va_end(again);
+    (_ck_assert_failed)(file, line, expr, "%s", buf);
+}
+
 void tl_tcase_add_test(TCase *tc, const TTest *tt, int signal, int allowed_exit, int start, int end)
 {
     const char *only = getenv("TL_TEST");
@@ -493,10 +515,6 @@ void tl_tcase_add_test(TCase *tc, const TTest *tt, int signal, int allowed_exit,
 
 int tl_run_suite(Suite *s)
 {
-    /* A failure's message may carry a daemon's log: past Check's default
-     * 4 KiB the test process exits 2 ("Early exit with return value 2")
-     * and the message, the one thing that said why, is lost. */
-    check_set_max_msg_size(4u << 20);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

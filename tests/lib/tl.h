@@ -27,6 +27,17 @@ int tl_run_suite(Suite *s);
  * _tcase_add_test: that one name is redirected here, so no suite has to
  * know about the filter. */
 void tl_tcase_add_test(TCase *tc, const TTest *tt, int signal, int allowed_exit, int start, int end);
+
+/* A failure's message is cut to TL_MSG_MAX bytes (the whole of it goes to
+ * stderr): Check refuses a longer one (4 KiB, CK_MAX_MSG_SIZE) by exiting
+ * the test process with 2, "Early exit with return value 2", and the
+ * message, a daemon's log that said why, was lost.  Raising Check's limit
+ * instead costs every passing assertion (its location message is sized by
+ * it: test_job_index 0.2 s -> 9.9 s). */
+#define TL_MSG_MAX 3000
+void tl_ck_assert_failed(const char *file, int line, const char *expr, const char *msg, ...)
+    __attribute__((noreturn, format(printf, 4, 5)));
+#define _ck_assert_failed(...) tl_ck_assert_failed(__VA_ARGS__)
 #define _tcase_add_test(tc, tt, sig, ex, s, e) tl_tcase_add_test((tc), (tt), (sig), (ex), (s), (e))
 
 /* How this run is slowed: a check that trains sizes its work by these, so

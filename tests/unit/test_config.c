@@ -507,7 +507,7 @@ START_TEST(test_bad_directory)
     for (int i = 0; i < n; i++) {
         char *file = path_join(dir, names[i]);
         char path[512], msg[512];
-        int line;
+        int line = 0;
         ck_assert_msg(read_expectation(file, path, sizeof path, &line, msg, sizeof msg),
                       "%s: no '# expect: PATH:LINE' header", file);
         run_config c;
