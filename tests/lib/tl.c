@@ -68,13 +68,18 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
     return 0;
 }
 
-void tl_rmtree(const char *path)
+void tl_rmtree_under(const char *path, const char *prefix)
 {
     const char *keep = getenv("TRAIND_TEST_KEEP");   /* for post-mortems */
     if (keep && *keep && strcmp(keep, "0") != 0)
         return;
-    if (path && strncmp(path, "/tmp/", 5) == 0)
+    if (path && strncmp(path, prefix, strlen(prefix)) == 0 && !strstr(path, "/../"))
         nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void tl_rmtree(const char *path)
+{
+    tl_rmtree_under(path, "/tmp/");
 }
 
 int tl_write(const char *path, const char *text)

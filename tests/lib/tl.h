@@ -71,6 +71,8 @@ void tl_skip_checks(int n, const char *fmt, ...) __attribute__((format(printf, 2
 char *tl_tmpdir(const char *prefix);
 /* rm -rf (best effort). */
 void tl_rmtree(const char *path);
+/* The same for a path under prefix only (tl_nodes: /var/tmp/traind-nodes-). */
+void tl_rmtree_under(const char *path, const char *prefix);
 /* Writes text to path (atomically). Returns 0 or -errno. */
 int tl_write(const char *path, const char *text);
 /* Whole file, malloc'd, NULL when it cannot be read. */

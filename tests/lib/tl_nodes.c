@@ -62,25 +62,9 @@ int tl_nodes_stop(const char *dir)
     return rc;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP || flag == FTW_D)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;
-}
-
 void tl_nodes_rmtree(const char *path)
 {
-    static const char prefix[] = "/var/tmp/traind-nodes-";
-    const char *keep = getenv("TRAIND_TEST_KEEP");   /* for post-mortems, as tl_rmtree */
-    if (keep && *keep && strcmp(keep, "0") != 0)
-        return;
-    if (path && strncmp(path, prefix, sizeof prefix - 1) == 0 && !strstr(path, "/../"))
-        nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tl_rmtree_under(path, "/var/tmp/traind-nodes-");
 }
 
 /* The pid that holds node's namespaces (DIR/NODE.pid), or 0. */
