@@ -2,7 +2,6 @@
 #include "tl_nodes.h"
 
 #include <dirent.h>
-#include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
